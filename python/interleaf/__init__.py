@@ -1,0 +1,1 @@
+from interleaf._native import *

@@ -1,0 +1,616 @@
+//! JSON records to documents: image-text pairs, MMC4, OBELICS, CoMM, LLaVA and our own node
+//! schema, plus a streaming JSON-lines reader that keeps malformed lines as error records.
+//!
+//! Images in records are resolved the same way everywhere ([`resolve_image`]): a `data:` URI
+//! or a `{"bytes": base64}` object is decoded; a URL (`scheme://...`) stays an `image_ref` and
+//! is never fetched; a local path is read relative to the image root (the record file's
+//! directory unless set) when loading is on, and a missing file is a `missing_image` error.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use serde_json::{json, Map, Value};
+
+use crate::doc::{Document, Node, NodeKind};
+use crate::error::RecordError;
+use crate::shard::convert_error_from_value;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Pairs,
+    Mmc4,
+    Obelics,
+    Comm,
+    Llava,
+    /// interleaf's own schema: `{"doc_id", "meta", "nodes": [...]}`.
+    Nodes,
+}
+
+impl Format {
+    pub const ALL: [Format; 6] = [Format::Pairs, Format::Mmc4, Format::Obelics, Format::Comm, Format::Llava, Format::Nodes];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Pairs => "pairs",
+            Format::Mmc4 => "mmc4",
+            Format::Obelics => "obelics",
+            Format::Comm => "comm",
+            Format::Llava => "llava",
+            Format::Nodes => "nodes",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.as_str() == s)
+    }
+
+    /// Guesses a record's format from its keys; `None` when nothing fits.
+    pub fn detect(v: &Value) -> Option<Format> {
+        let o = v.as_object()?;
+        let has = |k: &str| o.contains_key(k);
+        if has("nodes") && o["nodes"].is_array() {
+            Some(Format::Nodes)
+        } else if has("text_list") {
+            Some(Format::Mmc4)
+        } else if has("texts") && has("images") {
+            Some(Format::Obelics)
+        } else if has("step_info") || has("steps") {
+            Some(Format::Comm)
+        } else if has("conversations") {
+            Some(Format::Llava)
+        } else if PAIR_TEXT_KEYS.iter().any(|k| has(k)) || PAIR_IMAGE_KEYS.iter().any(|k| has(k)) {
+            Some(Format::Pairs)
+        } else {
+            None
+        }
+    }
+}
+
+const PAIR_TEXT_KEYS: &[&str] = &["caption", "text", "txt"];
+const PAIR_IMAGE_KEYS: &[&str] = &["image", "image_path", "jpg", "png", "webp", "img", "image_url", "url"];
+const ID_KEYS: &[&str] = &["doc_id", "id", "key", "uid", "sample_id"];
+
+/// Where record images are looked for and how much is read.
+#[derive(Clone, Debug)]
+pub struct RecordContext {
+    pub source: String,
+    /// Relative image paths are joined to this; defaults to the record file's directory.
+    pub image_root: PathBuf,
+    /// True when the user named the image root (MMC4 `image_name`s are only loaded then).
+    pub image_root_explicit: bool,
+    pub load_images: bool,
+    pub max_image_bytes: u64,
+}
+
+impl RecordContext {
+    pub fn for_source(source: &str, image_root: Option<&str>, load_images: bool) -> Self {
+        let (root, explicit) = match image_root {
+            Some(r) => (PathBuf::from(r), true),
+            None => (Path::new(source).parent().map(Path::to_path_buf).unwrap_or_default(), false),
+        };
+        RecordContext { source: source.to_string(), image_root: root, image_root_explicit: explicit, load_images, max_image_bytes: crate::shard::DEFAULT_MAX_MEMBER_BYTES }
+    }
+}
+
+fn b64() -> &'static base64::engine::GeneralPurpose {
+    &base64::engine::general_purpose::STANDARD
+}
+
+fn decode_data_uri(s: &str) -> Option<Result<Vec<u8>, String>> {
+    let rest = s.strip_prefix("data:")?;
+    let (_, payload) = rest.split_once(";base64,")?;
+    Some(b64().decode(payload.trim()).map_err(|e| format!("bad base64 in data URI: {e}")))
+}
+
+fn is_url(s: &str) -> bool {
+    s.split_once("://").is_some_and(|(scheme, _)| !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.'))
+}
+
+/// Reads a local image file under the limits; errors become values.
+fn load_file(path: &str, ctx: &RecordContext) -> Result<Vec<u8>, RecordError> {
+    let p = Path::new(path);
+    let full = if p.is_absolute() { p.to_path_buf() } else { ctx.image_root.join(p) };
+    match std::fs::metadata(&full) {
+        Ok(m) if m.len() > ctx.max_image_bytes => {
+            Err(RecordError::new("member_too_large", format!("{}: {} bytes exceeds the limit of {}", full.display(), m.len(), ctx.max_image_bytes)))
+        }
+        Ok(_) => std::fs::read(&full).map_err(|e| RecordError::new("missing_image", format!("{}: {e}", full.display()))),
+        Err(e) => Err(RecordError::new("missing_image", format!("{}: {e}", full.display()))),
+    }
+}
+
+/// Turns an image field (string or object) into an image node.
+pub fn resolve_image(v: &Value, ctx: &RecordContext) -> Node {
+    let mut node = Node::image(None, None);
+    let from_str = |s: &str, node: &mut Node| {
+        if let Some(decoded) = decode_data_uri(s) {
+            match decoded {
+                Ok(b) => node.image = Some(b),
+                Err(m) => node.error = Some(RecordError::new("bad_record", m)),
+            }
+        } else {
+            node.image_ref = Some(s.to_string());
+            if ctx.load_images && !is_url(s) {
+                match load_file(s, ctx) {
+                    Ok(b) => node.image = Some(b),
+                    Err(e) => node.error = Some(e),
+                }
+            }
+        }
+    };
+    match v {
+        Value::String(s) => from_str(s, &mut node),
+        Value::Object(o) => {
+            if let Some(b) = o.get("bytes").and_then(Value::as_str) {
+                match decode_data_uri(b).unwrap_or_else(|| b64().decode(b).map_err(|e| format!("bad base64 image bytes: {e}"))) {
+                    Ok(bytes) => node.image = Some(bytes),
+                    Err(m) => node.error = Some(RecordError::new("bad_record", m)),
+                }
+                node.image_ref = ["path", "url"].iter().find_map(|k| o.get(*k).and_then(Value::as_str)).map(String::from);
+            } else if let Some(s) = ["image_path", "path", "url", "src", "image_url", "image"].iter().find_map(|k| o.get(*k).and_then(Value::as_str)) {
+                from_str(s, &mut node);
+            } else {
+                node.error = Some(RecordError::new("bad_record", format!("image field without bytes, path or url: {v}")));
+            }
+        }
+        other => node.error = Some(RecordError::new("bad_record", format!("image field is neither a string nor an object: {other}"))),
+    }
+    node
+}
+
+fn take_string(o: &mut Map<String, Value>, keys: &[&str]) -> Option<(String, Value)> {
+    let k = keys.iter().find(|k| o.get(**k).is_some_and(|v| !v.is_null()))?;
+    o.remove(*k).map(|v| (k.to_string(), v))
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn finish(mut doc: Document, meta: Map<String, Value>) -> Document {
+    if !meta.is_empty() {
+        doc.meta = Some(Value::Object(meta).to_string());
+    }
+    doc
+}
+
+/// Converts one JSON record to a document. `fallback_id` is used when the record has no id.
+pub fn record_to_document(v: Value, format: Format, fallback_id: String, ctx: &RecordContext) -> Document {
+    let mut doc = Document::new(fallback_id, Some(ctx.source.clone()));
+    let Value::Object(mut o) = v else {
+        doc.set_error(RecordError::new("bad_record", format!("a {} record must be a JSON object", format.as_str())));
+        return doc;
+    };
+    if format != Format::Nodes {
+        if let Some((_, id)) = take_string(&mut o, ID_KEYS) {
+            doc.doc_id = value_text(&id);
+        }
+    }
+    match format {
+        Format::Pairs => pairs(&mut doc, &mut o, ctx),
+        Format::Mmc4 => mmc4(&mut doc, &mut o, ctx),
+        Format::Obelics => obelics(&mut doc, &mut o, ctx),
+        Format::Comm => comm(&mut doc, &mut o, ctx),
+        Format::Llava => llava(&mut doc, &mut o, ctx),
+        Format::Nodes => return nodes_record(doc, o, ctx),
+    }
+    finish(doc, o)
+}
+
+fn pairs(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordContext) {
+    let image = take_string(o, PAIR_IMAGE_KEYS);
+    let text = take_string(o, PAIR_TEXT_KEYS);
+    if let Some((_, v)) = &image {
+        doc.nodes.push(resolve_image(v, ctx));
+    }
+    if let Some((_, v)) = &text {
+        doc.nodes.push(Node::text(value_text(v)));
+    }
+    match (image, text) {
+        (Some(_), None) => doc.set_error(RecordError::new("missing_partner", "pair record has an image but no caption")),
+        (None, Some(_)) => doc.set_error(RecordError::new("missing_partner", "pair record has a caption but no image")),
+        (None, None) => doc.set_error(RecordError::new("bad_record", "pair record has neither an image nor a caption")),
+        _ => {}
+    }
+}
+
+fn mmc4(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordContext) {
+    let Some(Value::Array(texts)) = o.remove("text_list") else {
+        doc.set_error(RecordError::new("bad_record", "MMC4 record without a text_list array"));
+        return;
+    };
+    let infos: Vec<Value> = o.get("image_info").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut before: Vec<Vec<Node>> = vec![Vec::new(); texts.len()];
+    let mut unplaced = Vec::new();
+    for info in &infos {
+        let mut node = Node::image(None, None);
+        node.image_ref = info.get("raw_url").or_else(|| info.get("image_name")).and_then(Value::as_str).map(String::from);
+        if let Some(b) = info.get("image_base64").and_then(Value::as_str) {
+            match b64().decode(b) {
+                Ok(bytes) => node.image = Some(bytes),
+                Err(e) => node.error = Some(RecordError::new("bad_record", format!("bad image_base64: {e}"))),
+            }
+        } else if ctx.load_images && ctx.image_root_explicit {
+            if let Some(name) = info.get("image_name").and_then(Value::as_str) {
+                match load_file(name, ctx) {
+                    Ok(bytes) => node.image = Some(bytes),
+                    Err(e) => node.error = Some(e),
+                }
+            }
+        }
+        match info.get("matched_text_index").and_then(Value::as_u64).map(|i| i as usize) {
+            Some(i) if i < texts.len() => before[i].push(node),
+            other => {
+                node.error = Some(RecordError::new("bad_record", format!("image matched_text_index {other:?} is outside text_list (len {})", texts.len())));
+                unplaced.push(node);
+            }
+        }
+    }
+    // MMC4 convention (as open_flamingo reads it): an image goes right before its matched sentence.
+    for (imgs, t) in before.into_iter().zip(texts) {
+        doc.nodes.extend(imgs);
+        doc.nodes.push(Node::text(value_text(&t)));
+    }
+    doc.nodes.extend(unplaced);
+}
+
+fn obelics(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordContext) {
+    let texts = o.remove("texts").and_then(|v| if let Value::Array(a) = v { Some(a) } else { None }).unwrap_or_default();
+    let images = o.remove("images").and_then(|v| if let Value::Array(a) = v { Some(a) } else { None }).unwrap_or_default();
+    if texts.len() != images.len() {
+        doc.set_error(RecordError::new("bad_record", format!("OBELICS texts ({}) and images ({}) differ in length", texts.len(), images.len())));
+    }
+    for i in 0..texts.len().max(images.len()) {
+        let img = images.get(i).filter(|v| !v.is_null());
+        let txt = texts.get(i).filter(|v| !v.is_null());
+        if let Some(v) = img {
+            doc.nodes.push(resolve_image(v, ctx));
+        }
+        if let Some(t) = txt {
+            doc.nodes.push(Node::text(value_text(t)));
+        }
+    }
+}
+
+fn comm(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordContext) {
+    let Some((_, Value::Array(steps))) = take_string(o, &["step_info", "steps"]) else {
+        doc.set_error(RecordError::new("bad_record", "CoMM record without a step_info list"));
+        return;
+    };
+    for (si, step) in steps.iter().enumerate() {
+        let s = Some(si as i32);
+        let items: Vec<Value> = match step {
+            Value::Array(items) => items.clone(),
+            Value::Object(so) => {
+                // {"text": ..., "image": ...} or {"text": ..., "images": [...]}
+                let mut items = Vec::new();
+                for k in ["text", "content", "caption"] {
+                    if let Some(t) = so.get(k).filter(|v| !v.is_null()) {
+                        items.push(json!({"type": "text", "content": t}));
+                        break;
+                    }
+                }
+                for k in ["image", "image_path", "images", "url"] {
+                    match so.get(k) {
+                        Some(Value::Array(a)) => a.iter().for_each(|x| items.push(json!({"type": "image", "image": x}))),
+                        Some(v) if !v.is_null() => items.push(json!({"type": "image", "image": v})),
+                        _ => continue,
+                    }
+                    break;
+                }
+                items
+            }
+            Value::String(t) => vec![json!({"type": "text", "content": t})],
+            _ => vec![],
+        };
+        for item in items {
+            let kind = item.get("type").and_then(Value::as_str).unwrap_or("");
+            let node = match kind {
+                "text" => Node::text(item.get("content").or_else(|| item.get("text")).map(value_text).unwrap_or_default()),
+                "image" => {
+                    let field = ["image_path", "image", "path", "url"].iter().find_map(|k| item.get(*k).filter(|v| !v.is_null()));
+                    match field {
+                        Some(v) => resolve_image(v, ctx),
+                        None => Node { kind: Some(NodeKind::Image), error: Some(RecordError::new("bad_record", "CoMM image item without a path or url")), ..Default::default() },
+                    }
+                }
+                other => Node { error: Some(RecordError::new("bad_record", format!("CoMM item of unknown type {other:?}"))), ..Default::default() },
+            };
+            doc.nodes.push(node.with_step(s));
+        }
+    }
+}
+
+fn llava(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordContext) {
+    match o.remove("image") {
+        Some(Value::Array(imgs)) => imgs.iter().for_each(|v| doc.nodes.push(resolve_image(v, ctx))),
+        Some(Value::Null) | None => {}
+        Some(v) => doc.nodes.push(resolve_image(&v, ctx)),
+    }
+    let Some(Value::Array(turns)) = o.remove("conversations") else {
+        doc.set_error(RecordError::new("bad_record", "LLaVA record without a conversations list"));
+        return;
+    };
+    for t in turns {
+        let mut node = Node::text(t.get("value").map(value_text).unwrap_or_default());
+        node.role = t.get("from").and_then(Value::as_str).map(String::from);
+        doc.nodes.push(node);
+    }
+}
+
+fn nodes_record(mut doc: Document, mut o: Map<String, Value>, ctx: &RecordContext) -> Document {
+    if let Some(id) = o.remove("doc_id") {
+        doc.doc_id = value_text(&id);
+    }
+    if let Some(Value::String(s)) = o.remove("source") {
+        doc.source = Some(s);
+    }
+    if let Some(m) = o.remove("meta").filter(Value::is_object) {
+        doc.meta = Some(m.to_string());
+    }
+    if let Some(e) = o.remove("error").as_ref().and_then(convert_error_from_value) {
+        doc.set_error(e);
+    }
+    for n in o.remove("nodes").and_then(|v| if let Value::Array(a) = v { Some(a) } else { None }).unwrap_or_default() {
+        let kind = n.get("kind").and_then(Value::as_str).and_then(NodeKind::parse);
+        let mut node = Node { kind, ..Default::default() };
+        node.text = n.get("text").and_then(Value::as_str).map(String::from);
+        node.step = n.get("step").and_then(Value::as_i64).map(|s| s as i32);
+        node.role = n.get("role").and_then(Value::as_str).map(String::from);
+        node.image_ref = n.get("image_ref").and_then(Value::as_str).map(String::from);
+        if let Some(b) = n.get("image_b64").and_then(Value::as_str) {
+            match b64().decode(b) {
+                Ok(bytes) => node.image = Some(bytes),
+                Err(e) => node.error = Some(RecordError::new("bad_record", format!("bad image_b64: {e}"))),
+            }
+        } else if kind == Some(NodeKind::Image) && ctx.load_images {
+            if let Some(r) = node.image_ref.clone().filter(|r| !is_url(r)) {
+                match load_file(&r, ctx) {
+                    Ok(bytes) => node.image = Some(bytes),
+                    Err(e) => node.error = Some(e),
+                }
+            }
+        }
+        if let Some(e) = n.get("error").and_then(convert_error_from_value) {
+            node.error = Some(e);
+        }
+        doc.nodes.push(node);
+    }
+    if !o.is_empty() {
+        // Unknown top-level keys are kept in the metadata rather than dropped.
+        let mut meta: Map<String, Value> = doc.meta.as_deref().and_then(|m| serde_json::from_str(m).ok()).unwrap_or_default();
+        meta.extend(o);
+        doc.meta = Some(Value::Object(meta).to_string());
+    }
+    doc
+}
+
+/// A document in our own JSON schema (the inverse of reading [`Format::Nodes`]). Image bytes
+/// are base64 in `image_b64`.
+pub fn document_to_json(doc: &Document) -> Value {
+    let err = |e: &RecordError| json!({"kind": e.kind, "message": e.message});
+    let nodes: Vec<Value> = doc
+        .nodes
+        .iter()
+        .map(|n| {
+            let mut o = Map::new();
+            o.insert("kind".into(), n.kind.map_or(Value::Null, |k| Value::String(k.as_str().into())));
+            if let Some(t) = &n.text {
+                o.insert("text".into(), Value::String(t.clone()));
+            }
+            if let Some(b) = &n.image {
+                o.insert("image_b64".into(), Value::String(b64().encode(b)));
+            }
+            if let Some(r) = &n.image_ref {
+                o.insert("image_ref".into(), Value::String(r.clone()));
+            }
+            if let Some(s) = n.step {
+                o.insert("step".into(), json!(s));
+            }
+            if let Some(r) = &n.role {
+                o.insert("role".into(), Value::String(r.clone()));
+            }
+            if let Some(e) = &n.error {
+                o.insert("error".into(), err(e));
+            }
+            Value::Object(o)
+        })
+        .collect();
+    let mut o = Map::new();
+    o.insert("doc_id".into(), Value::String(doc.doc_id.clone()));
+    if let Some(s) = &doc.source {
+        o.insert("source".into(), Value::String(s.clone()));
+    }
+    if let Some(m) = doc.meta.as_deref().and_then(|m| serde_json::from_str::<Value>(m).ok()) {
+        o.insert("meta".into(), m);
+    }
+    if let Some(e) = &doc.error {
+        o.insert("error".into(), err(e));
+    }
+    o.insert("nodes".into(), Value::Array(nodes));
+    Value::Object(o)
+}
+
+/// Default limit on one JSON line; longer lines become `line_too_long` error records.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 256 << 20;
+
+/// Reads JSON lines into documents. Blank lines are skipped; a malformed line, invalid UTF-8
+/// or an over-long line becomes a document of its own with the error and the raw line kept in
+/// its metadata under `"__raw__"`.
+pub struct JsonlReader<R> {
+    inner: R,
+    format: Option<Format>,
+    ctx: RecordContext,
+    stem: String,
+    line_no: u64,
+    max_line_bytes: usize,
+    done: bool,
+}
+
+impl<R: BufRead> JsonlReader<R> {
+    pub fn new(inner: R, format: Option<Format>, ctx: RecordContext) -> Self {
+        let stem = Path::new(&ctx.source).file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        JsonlReader { inner, format, ctx, stem, line_no: 0, max_line_bytes: DEFAULT_MAX_LINE_BYTES, done: false }
+    }
+
+    pub fn with_max_line_bytes(mut self, n: usize) -> Self {
+        self.max_line_bytes = n;
+        self
+    }
+
+    /// Reads one line, keeping at most `max_line_bytes` of it. Returns (bytes, full length).
+    fn read_line(&mut self) -> std::io::Result<Option<(Vec<u8>, usize)>> {
+        let mut line = Vec::new();
+        let mut total = 0usize;
+        loop {
+            let buf = self.inner.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(if total == 0 { None } else { Some((line, total)) });
+            }
+            let (chunk, found) = match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => (&buf[..i], Some(i + 1)),
+                None => (buf, None),
+            };
+            let room = self.max_line_bytes.saturating_sub(line.len());
+            line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            total += chunk.len();
+            let used = found.unwrap_or(buf.len());
+            self.inner.consume(used);
+            if found.is_some() {
+                return Ok(Some((line, total)));
+            }
+        }
+    }
+}
+
+impl<R: BufRead> Iterator for JsonlReader<R> {
+    type Item = Document;
+
+    fn next(&mut self) -> Option<Document> {
+        while !self.done {
+            let line = match self.read_line() {
+                Ok(Some(l)) => l,
+                Ok(None) => {
+                    self.done = true;
+                    return None;
+                }
+                Err(e) => {
+                    self.done = true;
+                    let mut doc = Document::new(format!("{}:{}", self.stem, self.line_no + 1), Some(self.ctx.source.clone()));
+                    let kind = if e.kind() == std::io::ErrorKind::UnexpectedEof { "truncated_file" } else { "io" };
+                    doc.set_error(RecordError::new(kind, format!("reading line {}: {e}", self.line_no + 1)));
+                    return Some(doc);
+                }
+            };
+            self.line_no += 1;
+            let (mut bytes, total) = line;
+            if bytes.last() == Some(&b'\r') {
+                bytes.pop();
+            }
+            if bytes.iter().all(u8::is_ascii_whitespace) && total <= self.max_line_bytes {
+                continue;
+            }
+            let fallback = format!("{}:{}", self.stem, self.line_no);
+            let raw_doc = |kind: &str, msg: String, raw: String| {
+                let mut doc = Document::new(fallback.clone(), Some(self.ctx.source.clone()));
+                doc.meta = Some(json!({ "__raw__": raw }).to_string());
+                doc.set_error(RecordError::new(kind, msg));
+                doc
+            };
+            if total > self.max_line_bytes {
+                return Some(raw_doc(
+                    "line_too_long",
+                    format!("line {} has {total} bytes, over the limit of {}; its first bytes are kept", self.line_no, self.max_line_bytes),
+                    String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]).into_owned(),
+                ));
+            }
+            let (text, utf8_err) = match String::from_utf8(bytes) {
+                Ok(s) => (s, None),
+                Err(e) => {
+                    let msg = format!("line {}: {}; invalid bytes replaced by U+FFFD", self.line_no, e.utf8_error());
+                    (String::from_utf8_lossy(e.as_bytes()).into_owned(), Some(RecordError::new("invalid_utf8", msg)))
+                }
+            };
+            let value: Value = match serde_json::from_str(&text) {
+                Ok(v) => v,
+                Err(e) => return Some(raw_doc("malformed_json", format!("line {}: {e}", self.line_no), text)),
+            };
+            let format = match self.format.or_else(|| Format::detect(&value)) {
+                Some(f) => f,
+                None => {
+                    return Some(raw_doc(
+                        "bad_record",
+                        format!("line {}: cannot tell the format from the keys; pass format=", self.line_no),
+                        text,
+                    ))
+                }
+            };
+            self.format = Some(format);
+            let mut doc = record_to_document(value, format, fallback, &self.ctx);
+            if let Some(e) = utf8_err {
+                doc.set_error(e);
+            }
+            return Some(doc);
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> RecordContext {
+        RecordContext::for_source("/nonexistent/x.jsonl", None, true)
+    }
+
+    #[test]
+    fn mmc4_images_go_before_their_matched_sentence() {
+        let v = json!({"url": "u", "text_list": ["a", "b"], "image_info": [{"raw_url": "http://x/1.jpg", "matched_text_index": 1}]});
+        let d = record_to_document(v, Format::Mmc4, "f:1".into(), &ctx());
+        let kinds: Vec<_> = d.nodes.iter().map(|n| n.kind.unwrap()).collect();
+        assert_eq!(kinds, vec![NodeKind::Text, NodeKind::Image, NodeKind::Text]);
+        assert_eq!(d.nodes[1].image_ref.as_deref(), Some("http://x/1.jpg"));
+        assert!(d.nodes[1].error.is_none());
+    }
+
+    #[test]
+    fn comm_steps_number_the_nodes() {
+        let v = json!({"title": "t", "step_info": [[{"type": "text", "content": "s0"}], [{"type": "text", "content": "s1"}, {"type": "image", "url": "https://x/a.png"}]]});
+        let d = record_to_document(v, Format::Comm, "f:1".into(), &ctx());
+        assert_eq!(d.nodes.iter().map(|n| n.step).collect::<Vec<_>>(), vec![Some(0), Some(1), Some(1)]);
+        assert_eq!(d.meta.as_deref(), Some(r#"{"title":"t"}"#));
+    }
+
+    #[test]
+    fn missing_local_image_is_an_error_on_its_node() {
+        let v = json!({"image": "nope.jpg", "caption": "c"});
+        let d = record_to_document(v, Format::Pairs, "f:1".into(), &ctx());
+        assert_eq!(d.nodes[0].error.as_ref().unwrap().kind, "missing_image");
+        assert_eq!(d.nodes[1].text.as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn malformed_and_long_lines_are_kept_as_records() {
+        let data = b"{\"caption\": \"a\", \"image\": \"http://x/a.jpg\"}\n{bad json\n\n{\"caption\": \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}\n";
+        let r = JsonlReader::new(&data[..], None, ctx()).with_max_line_bytes(60);
+        let docs: Vec<_> = r.collect();
+        assert_eq!(docs.len(), 3);
+        assert!(docs[0].error.is_none());
+        assert_eq!(docs[1].error.as_ref().unwrap().kind, "malformed_json");
+        assert_eq!(docs[1].doc_id, "x.jsonl:2");
+        assert_eq!(docs[2].error.as_ref().unwrap().kind, "line_too_long");
+    }
+
+    #[test]
+    fn nodes_schema_round_trips() {
+        let v = json!({"text_list": ["a"], "image_info": [{"raw_url": "http://x/1.jpg", "matched_text_index": 0}]});
+        let d = record_to_document(v, Format::Mmc4, "f:1".into(), &ctx());
+        let back = record_to_document(document_to_json(&d), Format::Nodes, "other".into(), &ctx());
+        assert_eq!(back, d);
+    }
+}

@@ -1,0 +1,17 @@
+//! interleaf-core: the pure Rust core of interleaf. Nothing here knows Python exists.
+//!
+//! - [`doc`]: the document model (documents made of text and image nodes) and columnar batches.
+//! - [`shard`]: streaming WebDataset tar reading and writing, member grouping as `webdataset` does.
+//! - [`formats`]: JSON records (pairs, MMC4, OBELICS, CoMM, LLaVA, our own) to documents and back.
+//! - [`hash`]: non-cryptographic hashes used by the polars plugin and dedup.
+
+pub mod doc;
+pub mod error;
+pub mod formats;
+pub mod hash;
+pub mod input;
+pub mod reader;
+pub mod shard;
+
+pub use doc::{Document, Node, NodeBatch, NodeKind, ReadStats};
+pub use error::{Error, RecordError, Result};

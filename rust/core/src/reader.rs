@@ -1,0 +1,119 @@
+//! Reading many sources as one stream of node batches, with counters.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::doc::{Document, NodeBatch, ReadStats};
+use crate::error::RecordError;
+use crate::formats::{Format, JsonlReader, RecordContext};
+use crate::input;
+use crate::shard::{sample_to_document, SampleReader, DEFAULT_MAX_MEMBER_BYTES};
+
+/// What kind of source files a [`DocumentReader`] reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceKind {
+    WebDataset,
+    /// JSON lines in a given format, or detected from the first record when `None`.
+    Jsonl(Option<Format>),
+}
+
+#[derive(Clone, Debug)]
+pub struct ReaderOptions {
+    pub image_root: Option<String>,
+    pub load_images: bool,
+    pub max_member_bytes: u64,
+}
+
+impl Default for ReaderOptions {
+    fn default() -> Self {
+        ReaderOptions { image_root: None, load_images: true, max_member_bytes: DEFAULT_MAX_MEMBER_BYTES }
+    }
+}
+
+type DocIter = Box<dyn Iterator<Item = Document> + Send>;
+
+/// Streams documents from a list of files, one file at a time, in order. A file that cannot be
+/// opened becomes one error record (`io`) and the reader moves on.
+pub struct DocumentReader {
+    paths: Vec<String>,
+    next_path: usize,
+    kind: SourceKind,
+    opts: ReaderOptions,
+    current: Option<DocIter>,
+    counter: Arc<AtomicU64>,
+    stats: ReadStats,
+}
+
+impl DocumentReader {
+    pub fn new(paths: Vec<String>, kind: SourceKind, opts: ReaderOptions) -> Self {
+        DocumentReader { paths, next_path: 0, kind, opts, current: None, counter: Arc::new(AtomicU64::new(0)), stats: ReadStats::default() }
+    }
+
+    pub fn stats(&self) -> ReadStats {
+        let mut s = self.stats.clone();
+        s.bytes_read = self.counter.load(Ordering::Relaxed);
+        s
+    }
+
+    fn open_next(&mut self) -> Option<Result<DocIter, Document>> {
+        let path = self.paths.get(self.next_path)?.clone();
+        self.next_path += 1;
+        self.stats.files += 1;
+        let stream = match input::open(&path, self.counter.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                let mut doc = Document::new(path.clone(), Some(path.clone()));
+                doc.set_error(RecordError::new("io", e.to_string()));
+                return Some(Err(doc));
+            }
+        };
+        Some(Ok(match self.kind {
+            SourceKind::WebDataset => Box::new(SampleReader::new(stream, path, self.opts.max_member_bytes).map(sample_to_document)),
+            SourceKind::Jsonl(format) => {
+                let mut ctx = RecordContext::for_source(&path, self.opts.image_root.as_deref(), self.opts.load_images);
+                ctx.max_image_bytes = self.opts.max_member_bytes;
+                Box::new(JsonlReader::new(stream, format, ctx))
+            }
+        }))
+    }
+
+    fn next_document(&mut self) -> Option<Document> {
+        loop {
+            if let Some(it) = self.current.as_mut() {
+                if let Some(doc) = it.next() {
+                    return Some(doc);
+                }
+                self.current = None;
+            }
+            match self.open_next()? {
+                Ok(it) => self.current = Some(it),
+                Err(doc) => return Some(doc),
+            }
+        }
+    }
+
+    /// The next batch of up to `batch_size` documents (never splitting one), or `None` at the end.
+    pub fn next_batch(&mut self, batch_size: usize) -> Option<NodeBatch> {
+        let mut batch = NodeBatch::default();
+        while batch.documents < batch_size.max(1) {
+            let Some(doc) = self.next_document() else { break };
+            self.stats.add_document(&doc);
+            batch.push(doc);
+        }
+        if batch.documents == 0 {
+            None
+        } else {
+            Some(batch)
+        }
+    }
+}
+
+impl Iterator for DocumentReader {
+    type Item = Document;
+
+    fn next(&mut self) -> Option<Document> {
+        let doc = self.next_document()?;
+        self.stats.add_document(&doc);
+        Some(doc)
+    }
+}

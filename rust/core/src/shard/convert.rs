@@ -1,0 +1,345 @@
+//! WebDataset samples to documents and back.
+//!
+//! Two sample shapes are read:
+//! - **pair**: an image member (`jpg`, `jpeg`, `png`, `webp`, `gif`, `bmp`) and a text member
+//!   (`txt`, else `text` or `caption`), plus an optional `json` member that becomes the
+//!   document metadata. Other members are kept in the metadata under `"__extra__"`.
+//! - **interleaved**: a `json` member holding `{"doc_id", "meta", "nodes": [...]}`, where an
+//!   image node names its image member (`{"kind": "image", "member": "2.jpg"}`) and a text node
+//!   carries its text (`{"kind": "text", "text": "...", "step": 0}`).
+
+use base64::Engine;
+use serde_json::{json, Map, Value};
+
+use super::Sample;
+use crate::doc::{Document, Node, NodeKind};
+use crate::error::RecordError;
+
+pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bmp"];
+const TEXT_EXTENSIONS: &[&str] = &["txt", "text", "caption"];
+const DOC_ID_KEY: &str = "__doc_id__";
+const EXTRA_KEY: &str = "__extra__";
+
+fn b64() -> &'static base64::engine::GeneralPurpose {
+    &base64::engine::general_purpose::STANDARD
+}
+
+fn decode_text(data: &[u8], what: &str) -> (String, Option<RecordError>) {
+    match std::str::from_utf8(data) {
+        Ok(s) => (s.to_string(), None),
+        Err(e) => (
+            String::from_utf8_lossy(data).into_owned(),
+            Some(RecordError::new("invalid_utf8", format!("{what}: {e}; invalid bytes replaced by U+FFFD"))),
+        ),
+    }
+}
+
+fn parse_error(err: &RecordError) -> Value {
+    json!({"kind": err.kind, "message": err.message})
+}
+
+pub fn error_from_value(v: &Value) -> Option<RecordError> {
+    let o = v.as_object()?;
+    Some(RecordError::new(o.get("kind")?.as_str().unwrap_or("error"), o.get("message").and_then(Value::as_str).unwrap_or("")))
+}
+
+fn is_interleaved(v: &Value) -> bool {
+    v.get("nodes").and_then(Value::as_array).is_some_and(|a| a.iter().all(|n| n.get("kind").is_some()))
+}
+
+/// Converts one grouped sample into a document (see the module docs for the two shapes).
+pub fn sample_to_document(sample: Sample) -> Document {
+    let Sample { key, url, members, errors } = sample;
+    let mut doc = Document::new(key.clone(), Some(url));
+    for e in errors {
+        doc.set_error(e);
+    }
+    let json_member = members.iter().find(|(e, _)| e == "json").map(|(_, d)| d.as_slice());
+    let parsed: Option<Result<Value, RecordError>> = json_member.map(|data| {
+        let (text, utf8_err) = decode_text(data, &format!("{key}.json"));
+        match serde_json::from_str::<Value>(&text) {
+            Ok(v) => match utf8_err {
+                Some(e) => Err(e),
+                None => Ok(v),
+            },
+            Err(e) => Err(RecordError::new("malformed_json", format!("{key}.json: {e}"))),
+        }
+    });
+    if let Some(Ok(v)) = &parsed {
+        if is_interleaved(v) {
+            interleaved_from_json(&mut doc, v, &members);
+            return doc;
+        }
+    }
+    let mut meta = Map::new();
+    match parsed {
+        Some(Ok(Value::Object(m))) => meta = m,
+        Some(Ok(other)) => {
+            meta.insert("__json__".into(), other);
+        }
+        Some(Err(e)) => {
+            if let Some(data) = json_member {
+                meta.insert("__json__".into(), Value::String(String::from_utf8_lossy(data).into_owned()));
+            }
+            doc.set_error(e);
+        }
+        None => {}
+    }
+    if let Some(Value::String(id)) = meta.remove(DOC_ID_KEY) {
+        doc.doc_id = id;
+    }
+    let image_ext = IMAGE_EXTENSIONS.iter().find(|e| members.iter().any(|(m, _)| m == *e)).copied();
+    let text_ext = TEXT_EXTENSIONS.iter().find(|e| members.iter().any(|(m, _)| m == *e)).copied();
+    let mut extra = match meta.remove(EXTRA_KEY) {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    for (ext, data) in members {
+        if Some(ext.as_str()) == image_ext {
+            doc.nodes.insert(0, Node::image(Some(data), None));
+        } else if Some(ext.as_str()) == text_ext {
+            let (text, err) = decode_text(&data, &format!("{key}.{ext}"));
+            let mut node = Node::text(text);
+            node.error = err;
+            doc.nodes.push(node);
+        } else if ext != "json" {
+            let v = match std::str::from_utf8(&data) {
+                Ok(s) => Value::String(s.to_string()),
+                Err(_) => json!({"base64": b64().encode(&data)}),
+            };
+            extra.insert(ext, v);
+        }
+    }
+    if !extra.is_empty() {
+        meta.insert(EXTRA_KEY.into(), Value::Object(extra));
+    }
+    match (image_ext, text_ext) {
+        (Some(_), None) => doc.set_error(RecordError::new("missing_partner", format!("sample {key:?} has an image but no txt member"))),
+        (None, Some(_)) => doc.set_error(RecordError::new("missing_partner", format!("sample {key:?} has a text but no image member"))),
+        _ => {}
+    }
+    if !meta.is_empty() {
+        doc.meta = Some(Value::Object(meta).to_string());
+    }
+    doc
+}
+
+fn interleaved_from_json(doc: &mut Document, v: &Value, members: &[(String, Vec<u8>)]) {
+    if let Some(id) = v.get("doc_id").and_then(Value::as_str) {
+        doc.doc_id = id.to_string();
+    }
+    if let Some(m) = v.get("meta").filter(|m| m.is_object()) {
+        doc.meta = Some(m.to_string());
+    }
+    if let Some(e) = v.get("error").and_then(error_from_value) {
+        doc.set_error(e);
+    }
+    for n in v["nodes"].as_array().into_iter().flatten() {
+        let step = n.get("step").and_then(Value::as_i64).map(|s| s as i32);
+        let mut node = match n.get("kind").and_then(Value::as_str).and_then(NodeKind::parse) {
+            Some(NodeKind::Text) => Node::text(n.get("text").and_then(Value::as_str).unwrap_or("")),
+            Some(NodeKind::Image) => {
+                let image_ref = n.get("image_ref").and_then(Value::as_str).map(String::from);
+                let mut node = Node::image(None, image_ref);
+                if let Some(member) = n.get("member").and_then(Value::as_str) {
+                    match members.iter().find(|(e, _)| e == member) {
+                        Some((_, data)) => node.image = Some(data.clone()),
+                        None => {
+                            node.error = Some(RecordError::new("missing_image", format!("sample {:?} names member {member:?}, which is absent", doc.doc_id)))
+                        }
+                    }
+                }
+                node
+            }
+            None => Node { error: Some(RecordError::new("bad_record", format!("node without a valid kind: {n}"))), ..Default::default() },
+        };
+        node.step = step;
+        node.role = n.get("role").and_then(Value::as_str).map(String::from);
+        if let Some(e) = n.get("error").and_then(error_from_value) {
+            node.error = Some(e);
+        }
+        doc.nodes.push(node);
+    }
+}
+
+/// The file extension for encoded image bytes, from their magic number.
+pub fn sniff_image_ext(data: &[u8]) -> &'static str {
+    if data.starts_with(&[0xff, 0xd8, 0xff]) {
+        "jpg"
+    } else if data.starts_with(b"\x89PNG") {
+        "png"
+    } else if data.len() >= 12 && &data[0..4] == b"RIFF" && &data[8..12] == b"WEBP" {
+        "webp"
+    } else if data.starts_with(b"GIF8") {
+        "gif"
+    } else if data.starts_with(b"BM") {
+        "bmp"
+    } else {
+        "bin"
+    }
+}
+
+/// A WebDataset key for a doc_id: dots and slashes become underscores (a dot would end the key).
+pub fn key_for(doc_id: &str) -> String {
+    let k: String = doc_id.chars().map(|c| if c == '.' || c == '/' || c.is_control() { '_' } else { c }).collect();
+    if k.is_empty() || k.starts_with("__") {
+        format!("doc{k}")
+    } else {
+        k
+    }
+}
+
+fn is_simple_pair(doc: &Document) -> bool {
+    if doc.error.is_some() || doc.nodes.len() != 2 {
+        return false;
+    }
+    let (a, b) = (&doc.nodes[0], &doc.nodes[1]);
+    let plain = |n: &Node| n.step.is_none() && n.role.is_none() && n.error.is_none();
+    plain(a) && plain(b) && a.kind == Some(NodeKind::Image) && a.image.is_some() && a.image_ref.is_none() && b.kind == Some(NodeKind::Text) && b.text.is_some()
+}
+
+/// The members (extension, bytes) that represent `doc` under `key`, in a fixed order.
+pub fn document_to_members(doc: &Document, key: &str) -> Vec<(String, Vec<u8>)> {
+    let meta: Map<String, Value> = doc
+        .meta
+        .as_deref()
+        .and_then(|m| serde_json::from_str::<Value>(m).ok())
+        .and_then(|v| if let Value::Object(o) = v { Some(o) } else { None })
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    if is_simple_pair(doc) {
+        let image = doc.nodes[0].image.as_ref().expect("pair image");
+        out.push((sniff_image_ext(image).to_string(), image.clone()));
+        out.push(("txt".to_string(), doc.nodes[1].text.as_ref().expect("pair text").as_bytes().to_vec()));
+        let mut meta = meta;
+        if let Some(Value::Object(extra)) = meta.remove(EXTRA_KEY) {
+            for (ext, v) in extra {
+                let data = match v {
+                    Value::String(s) => s.into_bytes(),
+                    other => other.get("base64").and_then(Value::as_str).and_then(|s| b64().decode(s).ok()).unwrap_or_default(),
+                };
+                out.push((ext, data));
+            }
+        }
+        if doc.doc_id != key {
+            meta.insert(DOC_ID_KEY.into(), Value::String(doc.doc_id.clone()));
+        }
+        if !meta.is_empty() {
+            out.push(("json".to_string(), Value::Object(meta).to_string().into_bytes()));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        return out;
+    }
+    let mut nodes = Vec::with_capacity(doc.nodes.len());
+    let mut images = Vec::new();
+    for (pos, n) in doc.nodes.iter().enumerate() {
+        let mut o = Map::new();
+        match n.kind {
+            Some(k) => {
+                o.insert("kind".into(), Value::String(k.as_str().into()));
+            }
+            None => {
+                o.insert("kind".into(), Value::Null);
+            }
+        }
+        if let Some(t) = &n.text {
+            o.insert("text".into(), Value::String(t.clone()));
+        }
+        if let Some(img) = &n.image {
+            let member = format!("{pos}.{}", sniff_image_ext(img));
+            o.insert("member".into(), Value::String(member.clone()));
+            images.push((member, img.clone()));
+        }
+        if let Some(r) = &n.image_ref {
+            o.insert("image_ref".into(), Value::String(r.clone()));
+        }
+        if let Some(s) = n.step {
+            o.insert("step".into(), json!(s));
+        }
+        if let Some(r) = &n.role {
+            o.insert("role".into(), Value::String(r.clone()));
+        }
+        if let Some(e) = &n.error {
+            o.insert("error".into(), parse_error(e));
+        }
+        nodes.push(Value::Object(o));
+    }
+    let mut body = Map::new();
+    body.insert("doc_id".into(), Value::String(doc.doc_id.clone()));
+    if !meta.is_empty() {
+        body.insert("meta".into(), Value::Object(meta));
+    }
+    if let Some(e) = &doc.error {
+        body.insert("error".into(), parse_error(e));
+    }
+    body.insert("nodes".into(), Value::Array(nodes));
+    out.push(("json".to_string(), Value::Object(body).to_string().into_bytes()));
+    out.extend(images);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(members: &[(&str, &[u8])]) -> Sample {
+        Sample {
+            key: "k1".into(),
+            url: "s.tar".into(),
+            members: members.iter().map(|(e, d)| (e.to_string(), d.to_vec())).collect(),
+            errors: vec![],
+        }
+    }
+
+    #[test]
+    fn pair_sample_becomes_image_then_text() {
+        let d = sample_to_document(sample(&[("jpg", b"\xff\xd8\xffabc"), ("txt", b"a cat"), ("json", br#"{"url":"u"}"#)]));
+        assert_eq!(d.nodes.len(), 2);
+        assert_eq!(d.nodes[0].kind, Some(NodeKind::Image));
+        assert_eq!(d.nodes[1].text.as_deref(), Some("a cat"));
+        assert_eq!(d.meta.as_deref(), Some(r#"{"url":"u"}"#));
+        assert!(d.error.is_none());
+    }
+
+    #[test]
+    fn image_without_text_is_kept_with_missing_partner() {
+        let d = sample_to_document(sample(&[("png", b"\x89PNGxx")]));
+        assert_eq!(d.nodes.len(), 1);
+        assert_eq!(d.error.as_ref().unwrap().kind, "missing_partner");
+    }
+
+    #[test]
+    fn invalid_utf8_text_is_replaced_and_flagged() {
+        let d = sample_to_document(sample(&[("jpg", b"\xff\xd8\xff"), ("txt", b"caf\xe9")]));
+        assert_eq!(d.nodes[1].text.as_deref(), Some("caf\u{fffd}"));
+        assert_eq!(d.nodes[1].error.as_ref().unwrap().kind, "invalid_utf8");
+    }
+
+    #[test]
+    fn interleaved_round_trip() {
+        let mut doc = Document::new("doc.1", None);
+        doc.nodes.push(Node::text("step one").with_step(Some(0)));
+        doc.nodes.push(Node::image(Some(b"\x89PNGdata".to_vec()), None).with_step(Some(0)));
+        doc.meta = Some(r#"{"title":"t"}"#.into());
+        let key = key_for(&doc.doc_id);
+        assert_eq!(key, "doc_1");
+        let members = document_to_members(&doc, &key);
+        let back = sample_to_document(Sample { key, url: "s".into(), members, errors: vec![] });
+        assert_eq!(back.nodes, doc.nodes);
+        assert_eq!(back.doc_id, doc.doc_id);
+        assert_eq!(back.meta, doc.meta);
+    }
+
+    #[test]
+    fn pair_round_trip_keeps_doc_id_and_extra_members() {
+        let d = sample_to_document(sample(&[("jpg", b"\xff\xd8\xffabc"), ("txt", b"a cat"), ("cls", b"3"), ("npy", b"\x93NUMPY\xff")]));
+        let mut d2 = d.clone();
+        d2.doc_id = "pairs.jsonl:3".into();
+        let key = key_for(&d2.doc_id);
+        let members = document_to_members(&d2, &key);
+        let back = sample_to_document(Sample { key, url: "s".into(), members, errors: vec![] });
+        assert_eq!(back.doc_id, "pairs.jsonl:3");
+        assert_eq!(back.nodes, d.nodes);
+        assert_eq!(back.meta, d.meta);
+    }
+}

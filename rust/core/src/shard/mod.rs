@@ -1,0 +1,162 @@
+//! WebDataset shards: streaming read with member grouping exactly as the `webdataset` package
+//! does it, conversion of samples to documents and back, and a deterministic shard writer.
+
+mod convert;
+mod tar_read;
+mod writer;
+
+use std::io::BufRead;
+use std::sync::OnceLock;
+
+use regex::Regex;
+
+pub use convert::{document_to_members, error_from_value as convert_error_from_value, key_for, sample_to_document, sniff_image_ext, IMAGE_EXTENSIONS};
+pub use tar_read::{TarEvent, TarReader};
+pub use writer::{ShardWriter, ShardWriterOptions};
+
+use crate::error::RecordError;
+
+/// Default limit on one member's size: larger members are skipped with `member_too_large`.
+pub const DEFAULT_MAX_MEMBER_BYTES: u64 = 256 << 20;
+
+/// Splits a member path into (sample key, extension) like `webdataset.tariterators.base_plus_ext`:
+/// key = path up to the first dot of the basename, extension = the rest. `None` for names that
+/// webdataset skips (no dot in the basename).
+pub fn split_key(name: &str) -> Option<(&str, &str)> {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let re = RE.get_or_init(|| Regex::new(r"^((?:.*/|)[^.]+)[.]([^/]*)$").expect("valid regex"));
+    let caps = re.captures(name)?;
+    Some((caps.get(1)?.as_str(), caps.get(2)?.as_str()))
+}
+
+/// Members that webdataset skips as metadata: `__[^/]*__($|/)` at the start of the path.
+pub fn is_meta_member(name: &str) -> bool {
+    let first = name.split('/').next().unwrap_or("");
+    first.len() >= 4 && first.starts_with("__") && first.ends_with("__")
+}
+
+/// One WebDataset sample: consecutive members sharing a key. Extensions are lower-cased.
+#[derive(Debug, Default, Clone)]
+pub struct Sample {
+    pub key: String,
+    pub url: String,
+    pub members: Vec<(String, Vec<u8>)>,
+    pub errors: Vec<RecordError>,
+}
+
+impl Sample {
+    pub fn get(&self, ext: &str) -> Option<&[u8]> {
+        self.members.iter().find(|(e, _)| e == ext).map(|(_, d)| d.as_slice())
+    }
+}
+
+/// Groups the members of one tar stream into samples.
+pub struct SampleReader<R> {
+    tar: TarReader<R>,
+    url: String,
+    current: Option<Sample>,
+    finished: bool,
+}
+
+impl<R: BufRead> SampleReader<R> {
+    pub fn new(inner: R, url: impl Into<String>, max_member_bytes: u64) -> Self {
+        SampleReader { tar: TarReader::new(inner, max_member_bytes), url: url.into(), current: None, finished: false }
+    }
+
+    /// Puts a member into the current sample, returning the previous sample when the key changed.
+    fn place(&mut self, key: &str, ext: String, data: Option<Vec<u8>>, error: Option<RecordError>) -> Option<Sample> {
+        let mut emitted = None;
+        if self.current.as_ref().is_none_or(|s| s.key != key) {
+            emitted = self.current.take();
+            self.current = Some(Sample { key: key.to_string(), url: self.url.clone(), ..Default::default() });
+        }
+        let sample = self.current.as_mut().expect("current sample");
+        if let Some(e) = error {
+            sample.errors.push(e);
+        }
+        if let Some(data) = data {
+            if sample.members.iter().any(|(e, _)| *e == ext) {
+                sample.errors.push(RecordError::new(
+                    "duplicate_member",
+                    format!("sample {key:?} has a second member with extension {ext:?}; the first is kept"),
+                ));
+            } else {
+                sample.members.push((ext, data));
+            }
+        }
+        emitted
+    }
+}
+
+impl<R: BufRead> Iterator for SampleReader<R> {
+    type Item = Sample;
+
+    fn next(&mut self) -> Option<Sample> {
+        while !self.finished {
+            let Some(event) = self.tar.next() else {
+                self.finished = true;
+                break;
+            };
+            match event {
+                TarEvent::Member { name, data } => {
+                    if is_meta_member(&name) {
+                        continue;
+                    }
+                    let Some((key, ext)) = split_key(&name) else { continue };
+                    let (key, ext) = (key.to_string(), ext.to_lowercase());
+                    if let Some(s) = self.place(&key, ext, Some(data), None) {
+                        return Some(s);
+                    }
+                }
+                TarEvent::Damaged { name, error, .. } => {
+                    let keyed = name.as_deref().and_then(split_key).map(|(k, e)| (k.to_string(), e.to_lowercase()));
+                    match keyed {
+                        Some((key, ext)) => {
+                            let error = RecordError::new(&error.kind, format!("{}: {}", name.as_deref().unwrap_or(""), error.message));
+                            if let Some(s) = self.place(&key, ext, None, Some(error)) {
+                                return Some(s);
+                            }
+                        }
+                        None => {
+                            // Damage we cannot attribute to a key becomes a record of its own.
+                            let prev = self.current.take();
+                            self.current = Some(Sample {
+                                key: format!("{}#damaged", self.url),
+                                url: self.url.clone(),
+                                members: Vec::new(),
+                                errors: vec![error],
+                            });
+                            if prev.is_some() {
+                                return prev;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.current.take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_key_follows_webdataset() {
+        assert_eq!(split_key("a/b/000001.jpg"), Some(("a/b/000001", "jpg")));
+        assert_eq!(split_key("000001.seg.0.JPG"), Some(("000001", "seg.0.JPG")));
+        assert_eq!(split_key("a.b/c.txt"), Some(("a.b/c", "txt")));
+        assert_eq!(split_key("noext"), None);
+        assert_eq!(split_key("dir/.hidden"), Some(("dir/", "hidden")));
+        assert_eq!(split_key("a.b/.hidden"), None);
+    }
+
+    #[test]
+    fn meta_members_are_recognised() {
+        assert!(is_meta_member("__meta__"));
+        assert!(is_meta_member("__index__/x.json"));
+        assert!(!is_meta_member("__a__b.txt"));
+        assert!(!is_meta_member("___"));
+    }
+}

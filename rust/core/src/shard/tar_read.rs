@@ -1,0 +1,232 @@
+//! A streaming tar member reader that never holds more than one member in memory and turns
+//! damage (truncation, bad checksums, oversized members) into values instead of failures.
+//!
+//! It reads what Python's `tarfile` reads: ustar, GNU long names (`L`) and PAX `path`/`size`
+//! records; only regular files (`0`, NUL, `7`) are returned, like `tarfile.TarInfo.isreg()`.
+
+use std::io::{self, BufRead, Read};
+
+use crate::error::RecordError;
+use crate::input::read_full;
+
+const BLOCK: usize = 512;
+
+/// One regular-file member, or the damage found while reading one.
+#[derive(Debug)]
+pub enum TarEvent {
+    Member { name: String, data: Vec<u8> },
+    /// A member that could not be read whole. `fatal` means the stream cannot go on.
+    Damaged { name: Option<String>, error: RecordError, fatal: bool },
+}
+
+pub struct TarReader<R> {
+    inner: R,
+    offset: u64,
+    done: bool,
+    max_member_bytes: u64,
+}
+
+fn octal(field: &[u8]) -> Option<u64> {
+    if let Some(&first) = field.first() {
+        if first & 0x80 != 0 {
+            // GNU base-256: big-endian, first byte's high bit is the marker.
+            let mut v: u64 = (first & 0x7f) as u64;
+            for &b in &field[1..] {
+                v = v.checked_mul(256)?.checked_add(b as u64)?;
+            }
+            return Some(v);
+        }
+    }
+    let s: Vec<u8> = field.iter().copied().take_while(|&b| b != 0).collect();
+    let s = std::str::from_utf8(&s).ok()?.trim_matches(|c: char| c == ' ' || c == '\0');
+    if s.is_empty() {
+        return Some(0);
+    }
+    u64::from_str_radix(s, 8).ok()
+}
+
+fn cstr(field: &[u8]) -> String {
+    let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+    String::from_utf8_lossy(&field[..end]).into_owned()
+}
+
+fn checksum_ok(h: &[u8; BLOCK]) -> bool {
+    let Some(stored) = octal(&h[148..156]) else { return false };
+    let mut unsigned: u64 = 0;
+    let mut signed: i64 = 0;
+    for (i, &b) in h.iter().enumerate() {
+        let b = if (148..156).contains(&i) { b' ' } else { b };
+        unsigned += b as u64;
+        signed += (b as i8) as i64;
+    }
+    stored == unsigned || stored as i64 == signed
+}
+
+fn pax_records(data: &[u8]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        let Some(sp) = rest.iter().position(|&b| b == b' ') else { break };
+        let Some(len) = std::str::from_utf8(&rest[..sp]).ok().and_then(|s| s.parse::<usize>().ok()) else { break };
+        if len <= sp + 1 || len > rest.len() {
+            break;
+        }
+        let rec = &rest[sp + 1..len];
+        let rec = rec.strip_suffix(b"\n").unwrap_or(rec);
+        if let Some(eq) = rec.iter().position(|&b| b == b'=') {
+            out.push((String::from_utf8_lossy(&rec[..eq]).into_owned(), String::from_utf8_lossy(&rec[eq + 1..]).into_owned()));
+        }
+        rest = &rest[len..];
+    }
+    out
+}
+
+impl<R: BufRead> TarReader<R> {
+    pub fn new(inner: R, max_member_bytes: u64) -> Self {
+        TarReader { inner, offset: 0, done: false, max_member_bytes }
+    }
+
+    fn fatal(&mut self, name: Option<String>, kind: &str, message: String) -> Option<TarEvent> {
+        self.done = true;
+        Some(TarEvent::Damaged { name, error: RecordError::new(kind, message), fatal: true })
+    }
+
+    fn read_block(&mut self, buf: &mut [u8; BLOCK]) -> io::Result<usize> {
+        let n = read_full(&mut self.inner, buf)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+
+    /// Reads `size` bytes of member data plus padding. Returns the data, or the number of
+    /// bytes that were available when the stream ended early.
+    fn read_data(&mut self, size: u64, keep: bool) -> io::Result<Result<Vec<u8>, u64>> {
+        let padded = size.div_ceil(BLOCK as u64) * BLOCK as u64;
+        if keep {
+            let mut data = Vec::with_capacity(size as usize);
+            let got = (&mut self.inner).take(size).read_to_end(&mut data)? as u64;
+            self.offset += got;
+            if got < size {
+                return Ok(Err(got));
+            }
+            let pad = padded - size;
+            let skipped = io::copy(&mut (&mut self.inner).take(pad), &mut io::sink())?;
+            self.offset += skipped;
+            if skipped < pad {
+                return Ok(Err(size + skipped));
+            }
+            Ok(Ok(data))
+        } else {
+            let skipped = io::copy(&mut (&mut self.inner).take(padded), &mut io::sink())?;
+            self.offset += skipped;
+            if skipped < padded {
+                return Ok(Err(skipped.min(size)));
+            }
+            Ok(Ok(Vec::new()))
+        }
+    }
+
+    fn next_event(&mut self) -> Option<TarEvent> {
+        let mut long_name: Option<String> = None;
+        let mut pax_size: Option<u64> = None;
+        loop {
+            let header_offset = self.offset;
+            let mut h = [0u8; BLOCK];
+            let n = match self.read_block(&mut h) {
+                Ok(n) => n,
+                Err(e) => return self.fatal(long_name, "io", format!("reading header at byte {header_offset}: {e}")),
+            };
+            if n == 0 {
+                self.done = true;
+                if long_name.is_some() {
+                    return self.fatal(long_name, "truncated_tar", format!("archive ends after an extended header at byte {header_offset}"));
+                }
+                return None;
+            }
+            if n < BLOCK {
+                return self.fatal(long_name, "truncated_tar", format!("archive ends inside a header at byte {header_offset} ({n} of 512 bytes)"));
+            }
+            if h.iter().all(|&b| b == 0) {
+                self.done = true;
+                return None;
+            }
+            if !checksum_ok(&h) {
+                return self.fatal(long_name, "corrupt_tar", format!("invalid header checksum at byte {header_offset}; rest of the archive skipped"));
+            }
+            let typeflag = h[156];
+            let Some(mut size) = octal(&h[124..136]) else {
+                return self.fatal(long_name, "corrupt_tar", format!("invalid size field at byte {header_offset}"));
+            };
+            if let Some(s) = pax_size.take() {
+                size = s;
+            }
+            let mut name = cstr(&h[0..100]);
+            if &h[257..263] == b"ustar\0" {
+                let prefix = cstr(&h[345..500]);
+                if !prefix.is_empty() {
+                    name = format!("{prefix}/{name}");
+                }
+            }
+            if let Some(l) = long_name.take() {
+                name = l;
+            }
+            match typeflag {
+                b'L' | b'x' | b'g' | b'K' => {
+                    if size > 1 << 24 {
+                        return self.fatal(Some(name), "corrupt_tar", format!("extended header of {size} bytes at byte {header_offset}"));
+                    }
+                    let data = match self.read_data(size, true) {
+                        Ok(Ok(d)) => d,
+                        Ok(Err(_)) => return self.fatal(None, "truncated_tar", format!("archive ends inside an extended header at byte {header_offset}")),
+                        Err(e) => return self.fatal(None, "io", e.to_string()),
+                    };
+                    match typeflag {
+                        b'L' => long_name = Some(cstr(&data)),
+                        b'x' => {
+                            for (k, v) in pax_records(&data) {
+                                match k.as_str() {
+                                    "path" => long_name = Some(v),
+                                    "size" => pax_size = v.parse().ok(),
+                                    _ => {}
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                    continue;
+                }
+                b'0' | b'\0' | b'7' => {
+                    let too_large = size > self.max_member_bytes;
+                    return match self.read_data(size, !too_large) {
+                        Ok(Ok(data)) if !too_large => Some(TarEvent::Member { name, data }),
+                        Ok(Ok(_)) => Some(TarEvent::Damaged {
+                            name: Some(name),
+                            error: RecordError::new("member_too_large", format!("member of {size} bytes exceeds the limit of {} bytes", self.max_member_bytes)),
+                            fatal: false,
+                        }),
+                        Ok(Err(got)) => self.fatal(Some(name), "truncated_tar", format!("archive ends inside member data ({got} of {size} bytes)")),
+                        Err(e) => self.fatal(Some(name), "io", format!("reading member data: {e}")),
+                    };
+                }
+                _ => {
+                    // Directories, links, devices: skipped like webdataset does.
+                    match self.read_data(size, false) {
+                        Ok(Ok(_)) => continue,
+                        Ok(Err(_)) => return self.fatal(None, "truncated_tar", format!("archive ends inside a non-file member at byte {header_offset}")),
+                        Err(e) => return self.fatal(None, "io", e.to_string()),
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<R: BufRead> Iterator for TarReader<R> {
+    type Item = TarEvent;
+
+    fn next(&mut self) -> Option<TarEvent> {
+        if self.done {
+            return None;
+        }
+        self.next_event()
+    }
+}
