@@ -1,27 +1,30 @@
+//! interleaf._native: the Python module and the polars plugin in one cdylib.
+//! Bindings only convert types, release the GIL around batch work and raise Python errors;
+//! the work is in the `interleaf-core` crate.
+
 use pyo3::prelude::*;
-use pyo3_polars::derive::polars_expr;
 use pyo3_polars::PolarsAllocator;
-use polars::prelude::*;
+
+mod expressions;
+mod frame;
+mod io;
 
 #[global_allocator]
 static ALLOC: PolarsAllocator = PolarsAllocator::new();
 
-#[polars_expr(output_type=UInt64)]
-fn xxh3_64(inputs: &[Series]) -> PolarsResult<Series> {
-    let s = &inputs[0];
-    let ca = s.str()?;
-    let out: UInt64Chunked = ca.apply_nonnull_values_generic(DataType::UInt64, |v: &str| xxhash_rust::xxh3::xxh3_64(v.as_bytes()));
-    Ok(out.into_series())
-}
-
+/// xxh3-64 (seed 0) of each bytes object.
 #[pyfunction]
-fn demo_df() -> PyResult<pyo3_polars::PyDataFrame> {
-    let df = df!("a" => [1i64, 2, 3], "b" => ["x", "y", "z"]).map_err(pyo3_polars::error::PyPolarsErr::from)?;
-    Ok(pyo3_polars::PyDataFrame(df))
+fn xxh3_64(py: Python<'_>, data: Vec<Vec<u8>>) -> Vec<u64> {
+    py.detach(|| data.iter().map(|d| interleaf_core::hash::xxh3_64(d)).collect())
 }
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(demo_df, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<io::NativeReader>()?;
+    m.add_class::<io::NativeShardWriter>()?;
+    m.add_function(wrap_pyfunction!(io::records_to_frame, m)?)?;
+    m.add_function(wrap_pyfunction!(io::frame_to_jsonl, m)?)?;
+    m.add_function(wrap_pyfunction!(xxh3_64, m)?)?;
     Ok(())
 }

@@ -1,0 +1,256 @@
+"""``interleaf.read``: stream node batches from WebDataset shards, jsonl and parquet files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import polars as pl
+
+from interleaf import _native
+from interleaf._progress import Progress
+from interleaf.io.sources import JSONL, PARQUET, WEBDATASET, container_of, expand
+from interleaf.schema import ERROR, NODE_SCHEMA, RECORD_FORMATS, conform, from_native
+
+#: Formats ``read`` accepts: the WebDataset container or a record format inside jsonl/parquet.
+FORMATS = (WEBDATASET, *RECORD_FORMATS)
+_ALIASES = {"wds": WEBDATASET, "tar": WEBDATASET}
+
+#: Default number of documents per batch.
+DEFAULT_BATCH_SIZE = 1024
+
+
+def _empty_stats() -> dict[str, Any]:
+    keys = ("files", "documents", "nodes", "text_nodes", "image_nodes", "text_bytes", "image_bytes", "bytes_read")
+    return {**dict.fromkeys(keys, 0), "errors": {}}
+
+
+def _add_stats(total: dict[str, Any], part: dict[str, Any]) -> None:
+    for k, v in part.items():
+        if k == "errors":
+            for kind, n in v.items():
+                total["errors"][kind] = total["errors"].get(kind, 0) + n
+        else:
+            total[k] += v
+
+
+def frame_stats(df: pl.DataFrame) -> dict[str, Any]:
+    """Counters for a node table, the same ones the native readers keep."""
+    kinds = df.get_column("kind")
+    text_len = df.get_column("text").str.len_bytes().fill_null(0)
+    image_len = df.get_column("image").bin.size().fill_null(0)
+    errs = (
+        df.filter(pl.col(ERROR).is_not_null())
+        .select("doc_id", pl.col(ERROR).struct.field("kind"))
+        .unique()
+        .group_by("kind")
+        .len()
+    )
+    return {
+        "files": 0,
+        "documents": df.get_column("doc_id").n_unique() if df.height else 0,
+        "nodes": int(kinds.is_not_null().sum()),
+        "text_nodes": int((kinds == "text").sum()),
+        "image_nodes": int((kinds == "image").sum()),
+        "text_bytes": int(text_len.filter(kinds == "text").sum()),
+        "image_bytes": int(image_len.filter(kinds == "image").sum()),
+        "bytes_read": 0,
+        "errors": {k: int(n) for k, n in errs.iter_rows()},
+    }
+
+
+def _error_frame(path: str, kind: str, message: str) -> pl.DataFrame:
+    row = {name: None for name in NODE_SCHEMA}
+    row.update(doc_id=path, pos=0, source=path, error={"kind": kind, "message": message})
+    return pl.DataFrame([row], schema=NODE_SCHEMA)
+
+
+class Reader:
+    """An iterator of node batches (polars DataFrames, see :mod:`interleaf.schema`) over one or
+    more sources, with running counters in :attr:`stats`.
+
+    Each batch holds up to ``batch_size`` whole documents. Damaged records never stop the read:
+    they come through with ``error`` set and are counted in ``stats["errors"]`` by kind.
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+        format: str | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        *,
+        image_root: str | os.PathLike[str] | None = None,
+        load_images: bool = True,
+        max_member_bytes: int | None = None,
+        progress: bool = False,
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if format is not None:
+            format = _ALIASES.get(format, format)
+            if format not in FORMATS:
+                raise ValueError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
+        self.format = format
+        self.batch_size = batch_size
+        self.image_root = os.fspath(image_root) if image_root is not None else None
+        self.load_images = load_images
+        self.max_member_bytes = max_member_bytes
+        self.paths = expand(source)
+        self.plan = self._plan(self.paths)
+        self._progress = Progress("read", enabled=progress)
+        self._done = _empty_stats()
+        self._live: _native.NativeReader | None = None
+        self._iter = self._batches()
+
+    def _plan(self, paths: list[str]) -> list[tuple[str, list[str]]]:
+        """Consecutive runs of paths with the same container."""
+        plan: list[tuple[str, list[str]]] = []
+        for p in paths:
+            c = container_of(p)
+            if c is None:
+                if self.format == WEBDATASET:
+                    c = WEBDATASET
+                elif self.format is not None:
+                    c = JSONL
+                else:
+                    raise ValueError(f"{p}: cannot tell the container from the file name (.tar, .jsonl, .parquet); pass format=")
+            if self.format == WEBDATASET and c != WEBDATASET:
+                raise ValueError(f"{p}: format='webdataset' but the file is {c}")
+            if self.format not in (None, WEBDATASET) and c == WEBDATASET:
+                raise ValueError(f"{p}: a tar shard cannot hold {self.format!r} records; use format='webdataset'")
+            if plan and plan[-1][0] == c:
+                plan[-1][1].append(p)
+            else:
+                plan.append((c, [p]))
+        return plan
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Counters so far: files, documents, nodes, text_nodes, image_nodes, text_bytes,
+        image_bytes, bytes_read and errors (documents per error kind)."""
+        total = _empty_stats()
+        _add_stats(total, self._done)
+        if self._live is not None:
+            _add_stats(total, self._live.stats())
+        return total
+
+    def __iter__(self) -> Iterator[pl.DataFrame]:
+        return self
+
+    def __next__(self) -> pl.DataFrame:
+        try:
+            df = next(self._iter)
+        except StopIteration:
+            self._progress.close()
+            raise
+        s = self.stats
+        self._progress.update(s["documents"], s["nodes"], s["bytes_read"])
+        return df
+
+    def _batches(self) -> Iterator[pl.DataFrame]:
+        for container, paths in self.plan:
+            if container == PARQUET:
+                for p in paths:
+                    yield from self._parquet(p)
+                continue
+            record_format = None if self.format == WEBDATASET else self.format
+            self._live = _native.NativeReader(
+                paths,
+                WEBDATASET if container == WEBDATASET else JSONL,
+                record_format,
+                self.image_root,
+                self.load_images,
+                self.max_member_bytes,
+            )
+            while (df := self._live.next_batch(self.batch_size)) is not None:
+                yield from_native(df)
+            _add_stats(self._done, self._live.stats())
+            self._live = None
+
+    def _parquet(self, path: str) -> Iterator[pl.DataFrame]:
+        import pyarrow.parquet as pq
+
+        self._done["files"] += 1
+        try:
+            pf = pq.ParquetFile(path)
+        except Exception as e:  # pyarrow raises several types for a missing or corrupt file
+            df = _error_frame(path, "io", f"{path}: {e}")
+            _add_stats(self._done, frame_stats(df))
+            yield df
+            return
+        self._done["bytes_read"] += os.path.getsize(path)
+        names = set(pf.schema_arrow.names)
+        is_nodes = {"doc_id", "pos", "kind"} <= names and self.format in (None, "nodes")
+        carry: pl.DataFrame | None = None
+        index = 0
+        try:
+            for batch in pf.iter_batches(batch_size=self.batch_size if not is_nodes else self.batch_size * 8):
+                if is_nodes:
+                    df = conform(pl.from_arrow(batch))  # type: ignore[arg-type]
+                    if carry is not None:
+                        df = pl.concat([carry, df])
+                    # Hold back the last document: its rows may continue in the next batch.
+                    ids = df.get_column("doc_id")
+                    others = (ids != ids[-1]).arg_true()
+                    split = int(others[-1]) + 1 if len(others) else 0
+                    carry, df = df[split:], df[:split]
+                    if df.height:
+                        _add_stats(self._done, frame_stats(df))
+                        yield df
+                else:
+                    records = batch.to_pylist()
+                    df, stats = _native.records_to_frame(records, self.format, path, index, self.image_root, self.load_images)
+                    index += len(records)
+                    stats["files"] = 0
+                    _add_stats(self._done, stats)
+                    yield from_native(df)
+        except Exception as e:
+            df = _error_frame(f"{path}#row{index}", "corrupt_parquet", f"{path}: {e}")
+            _add_stats(self._done, frame_stats(df))
+            yield df
+        if carry is not None and carry.height:
+            _add_stats(self._done, frame_stats(carry))
+            yield carry
+
+
+def read(
+    source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    format: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    *,
+    image_root: str | os.PathLike[str] | None = None,
+    load_images: bool = True,
+    max_member_bytes: int | None = None,
+    progress: bool = False,
+) -> Reader:
+    """Reads documents as node batches.
+
+    Args:
+        source: a path, a glob (``data/*.tar``), a brace range (``shard-{000..009}.tar``), a
+            directory, or a list of these.
+        format: ``"webdataset"`` or a record format (``"pairs"``, ``"mmc4"``, ``"obelics"``,
+            ``"comm"``, ``"llava"``, ``"nodes"``). Default: the container from the file name
+            (.tar/.tar.gz/.tar.zst, .jsonl[.gz|.zst], .parquet) and the record format from the
+            keys of the first record.
+        batch_size: documents per batch (default 1024); a document is never split.
+        image_root: directory that relative image paths in records are resolved against
+            (default: the record file's directory).
+        load_images: read local image files named by records into ``image`` (default True);
+            URLs are never fetched.
+        max_member_bytes: largest tar member or image file read (default 256 MiB); larger ones
+            become ``member_too_large`` errors.
+        progress: print a progress line with rates to stderr.
+
+    Returns:
+        A :class:`Reader`: iterate it for DataFrames; ``reader.stats`` has the counters.
+    """
+    return Reader(
+        source,
+        format,
+        batch_size,
+        image_root=image_root,
+        load_images=load_images,
+        max_member_bytes=max_member_bytes,
+        progress=progress,
+    )

@@ -1,0 +1,125 @@
+"""``interleaf.write``: node batches to parquet, jsonl (our schema) or WebDataset shards."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import polars as pl
+
+from interleaf import _native
+from interleaf._progress import Progress
+from interleaf.io.sources import JSONL, PARQUET, WEBDATASET
+from interleaf.schema import conform, to_native
+
+WRITE_FORMATS = (PARQUET, JSONL, WEBDATASET)
+
+
+def _batches(batches: pl.DataFrame | Iterable[pl.DataFrame]) -> Iterable[pl.DataFrame]:
+    return [batches] if isinstance(batches, pl.DataFrame) else batches
+
+
+def _target_file(dest: str, prefix: str, suffix: str) -> str:
+    """``dest`` itself when it names a file with the suffix, else ``dest/{prefix}-000000{suffix}``."""
+    if dest.endswith(suffix) or dest.endswith(suffix + ".gz"):
+        Path(dest).parent.mkdir(parents=True, exist_ok=True)
+        return dest
+    Path(dest).mkdir(parents=True, exist_ok=True)
+    return os.path.join(dest, f"{prefix}-000000{suffix}")
+
+
+def write(
+    batches: pl.DataFrame | Iterable[pl.DataFrame],
+    dest: str | os.PathLike[str],
+    format: str = PARQUET,
+    *,
+    prefix: str = "shard",
+    max_count: int = 10_000,
+    max_bytes: int = 1 << 30,
+    compression: str = "none",
+    progress: bool = False,
+) -> list[str]:
+    """Writes node batches and returns the files written.
+
+    Every file is written under a temporary name and renamed when complete, so a crash never
+    leaves a half-written file under the final name.
+
+    Args:
+        batches: a node DataFrame or an iterable of them (for example an ``interleaf.read``).
+            Rows of one document must be contiguous; nodes are ordered by ``pos``.
+        dest: for ``"parquet"``/``"jsonl"`` a file (``out.parquet``, ``out.jsonl``,
+            ``out.jsonl.gz``) or a directory (then ``{prefix}-000000.<ext>`` inside it); for
+            ``"webdataset"`` a directory that receives ``{prefix}-NNNNNN.tar`` shards.
+        format: ``"parquet"`` (the node table), ``"jsonl"`` (one document per line, interleaf's
+            ``nodes`` schema, images base64) or ``"webdataset"``.
+        prefix: file name prefix for directory destinations.
+        max_count: WebDataset only: documents per shard (default 10,000).
+        max_bytes: WebDataset only: shard size bound in bytes before compression (default 1 GiB);
+            a single larger document still gets a shard of its own.
+        compression: WebDataset only: ``"none"``, ``"gz"`` or ``"zst"``.
+        progress: print a progress line with rates to stderr.
+    """
+    dest = os.fspath(dest)
+    if format in ("wds", "tar"):
+        format = WEBDATASET
+    if format not in WRITE_FORMATS:
+        raise ValueError(f"unknown output format {format!r}; expected one of {', '.join(WRITE_FORMATS)}")
+    prog = Progress("write", enabled=progress)
+    docs = nodes = nbytes = 0
+
+    def count(df: pl.DataFrame) -> None:
+        nonlocal docs, nodes, nbytes
+        docs += df.get_column("doc_id").n_unique()
+        nodes += df.height
+        nbytes += int(df.estimated_size())
+        prog.update(docs, nodes, nbytes)
+
+    if format == WEBDATASET:
+        writer = _native.NativeShardWriter(dest, prefix, compression, max_count, max_bytes)
+        for df in _batches(batches):
+            writer.write(to_native(df))
+            count(df)
+        written = writer.finish()
+    elif format == PARQUET:
+        import pyarrow.parquet as pq
+
+        path = _target_file(dest, prefix, ".parquet")
+        tmp = f"{path}.tmp"
+        pw: pq.ParquetWriter | None = None
+        try:
+            for df in _batches(batches):
+                table = conform(df).to_arrow()
+                if pw is None:
+                    pw = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+                pw.write_table(table)
+                count(df)
+            if pw is None:
+                conform(pl.DataFrame()).write_parquet(tmp)
+            else:
+                pw.close()
+                pw = None
+            os.replace(tmp, path)
+        finally:
+            if pw is not None:
+                pw.close()
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        written = [path]
+    else:
+        path = _target_file(dest, prefix, ".jsonl")
+        tmp = f"{path}.tmp"
+        opener = gzip.open if path.endswith(".gz") else open
+        try:
+            with opener(tmp, "wb") as f:
+                for df in _batches(batches):
+                    f.write(_native.frame_to_jsonl(to_native(df)))
+                    count(df)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        written = [path]
+    prog.close()
+    return written

@@ -1,0 +1,140 @@
+"""The document model: one representation for image-text pairs and interleaved documents.
+
+A **document** is an ordered list of **nodes**; a node is either text or an image. An image-text
+pair is a two-node document (image, then caption). CoMM's step-by-step documents give every node
+the index of its ``step``; LLaVA conversations give every text node the ``role`` of its turn.
+MMC4 and OBELICS map onto the same nodes. In memory the unit of work is a batch of node rows in a
+polars DataFrame, one row per node, documents never split across batches:
+
+============  ==============  ============================================================
+column        dtype           meaning
+============  ==============  ============================================================
+doc_id        String          stable document id (record id, WebDataset key, or
+                              ``"<file name>:<line>"``)
+pos           Int32           position of the node in its document, from 0
+kind          String          ``"text"`` or ``"image"``; null only on the single placeholder
+                              row of a document that has no readable node (``error`` says why)
+step          Int32           CoMM step index (null outside step-structured formats)
+role          String          conversation role of a text node (LLaVA ``from``), else null
+text          String          text of a text node
+image         Binary          encoded image bytes (JPEG, PNG, ...) when available
+image_ref     String          where the image came from or lives: a URL or a path (URLs are
+                              never fetched)
+meta          String          the document's metadata as a JSON object, the same on every
+                              row of the document (record fields not turned into nodes)
+source        String          the file the document was read from
+error         Struct          null, or ``{kind, message}``: why this node or document is
+                              damaged. A document-level error is copied to every node row
+============  ==============  ============================================================
+
+Errors are values: a truncated tar, a malformed JSON line, invalid UTF-8 or a missing image
+file never stops a read. The affected record is kept with ``error`` set and counted; everything
+else is read. Error kinds: ``truncated_tar``, ``corrupt_tar``, ``missing_partner``,
+``invalid_utf8``, ``malformed_json``, ``missing_image``, ``duplicate_member``,
+``member_too_large``, ``line_too_long``, ``bad_record``, ``empty_document``, ``io``.
+
+Examples of each input format and the nodes it becomes:
+
+**pairs** (jsonl / parquet) ``{"id": "p1", "image": "images/cat.jpg", "caption": "A cat."}``
+-> ``p1``: pos 0 image (bytes of images/cat.jpg, image_ref "images/cat.jpg"), pos 1 text
+"A cat.". WebDataset pairs (``p1.jpg`` + ``p1.txt`` + ``p1.json``) read the same way, the json
+member becoming ``meta``.
+
+**MMC4** ``{"url": ..., "text_list": ["s0", "s1"], "image_info": [{"raw_url": "http://a/1.jpg",
+"image_name": "1.jpg", "matched_text_index": 1}]}`` -> text "s0", image (image_ref
+"http://a/1.jpg"), text "s1": each image goes right before its matched sentence; ``image_info``
+stays in ``meta``. Image files are loaded from ``image_root/image_name`` only when
+``image_root`` is given.
+
+**OBELICS** ``{"texts": ["A", null, "B"], "images": [null, "http://a/1.jpg", null],
+"metadata": ...}`` -> text "A", image, text "B" (aligned lists, one non-null per position).
+
+**CoMM** ``{"title": "Make tea", "step_info": [[{"type": "text", "content": "Boil water."},
+{"type": "image", "image_path": "images/1.jpg"}], ...]}`` -> text (step 0), image (step 0),
+...; ``title`` and ``summary`` stay in ``meta``.
+
+**LLaVA** ``{"id": "x", "image": "coco/1.jpg", "conversations": [{"from": "human", "value":
+"<image>\\nWhat is this?"}, {"from": "gpt", "value": "A bus."}]}`` -> image, text (role
+"human"), text (role "gpt").
+
+**nodes** (interleaf's own jsonl): ``{"doc_id", "source", "meta": {...}, "error": {...},
+"nodes": [{"kind", "text", "image_b64", "image_ref", "step", "role", "error"}]}``; the
+parquet form is the node table itself.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+DOC_ID = "doc_id"
+POS = "pos"
+KIND = "kind"
+STEP = "step"
+ROLE = "role"
+TEXT = "text"
+IMAGE = "image"
+IMAGE_REF = "image_ref"
+META = "meta"
+SOURCE = "source"
+ERROR = "error"
+
+TEXT_KIND = "text"
+IMAGE_KIND = "image"
+
+ERROR_DTYPE = pl.Struct({"kind": pl.String, "message": pl.String})
+
+#: The node table's columns, in order, with their dtypes.
+NODE_SCHEMA: dict[str, pl.DataType] = {
+    DOC_ID: pl.String(),
+    POS: pl.Int32(),
+    KIND: pl.String(),
+    STEP: pl.Int32(),
+    ROLE: pl.String(),
+    TEXT: pl.String(),
+    IMAGE: pl.Binary(),
+    IMAGE_REF: pl.String(),
+    META: pl.String(),
+    SOURCE: pl.String(),
+    ERROR: ERROR_DTYPE,
+}
+
+#: Record formats that ``interleaf.read`` understands inside jsonl and parquet files.
+RECORD_FORMATS = ("pairs", "mmc4", "obelics", "comm", "llava", "nodes")
+
+
+def empty_frame() -> pl.DataFrame:
+    """An empty node table with the full schema."""
+    return pl.DataFrame(schema=NODE_SCHEMA)
+
+
+def from_native(df: pl.DataFrame) -> pl.DataFrame:
+    """Turns the native reader's flat ``error_kind``/``error_message`` into the ``error`` struct."""
+    error = (
+        pl.when(pl.col("error_kind").is_not_null())
+        .then(pl.struct(kind=pl.col("error_kind"), message=pl.col("error_message")))
+        .otherwise(None)
+        .alias(ERROR)
+    )
+    return df.with_columns(error).drop("error_kind", "error_message")
+
+
+def to_native(df: pl.DataFrame) -> pl.DataFrame:
+    """The flat, fully typed frame the native writers take; missing columns become null."""
+    missing = [pl.lit(None, dtype=dt).alias(name) for name, dt in NODE_SCHEMA.items() if name not in df.columns]
+    if missing:
+        df = df.with_columns(missing)
+    flat = [pl.col(name).cast(dt) for name, dt in NODE_SCHEMA.items() if name != ERROR]
+    err = pl.col(ERROR).cast(ERROR_DTYPE)
+    return df.select(
+        *flat,
+        err.struct.field("kind").alias("error_kind"),
+        err.struct.field("message").alias("error_message"),
+    )
+
+
+def conform(df: pl.DataFrame) -> pl.DataFrame:
+    """Casts a node table (ours, possibly with columns dropped) to the full schema and order."""
+    missing = [pl.lit(None, dtype=dt).alias(name) for name, dt in NODE_SCHEMA.items() if name not in df.columns]
+    if missing:
+        df = df.with_columns(missing)
+    return df.select([pl.col(name).cast(dt) for name, dt in NODE_SCHEMA.items()])
