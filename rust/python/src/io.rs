@@ -130,6 +130,27 @@ fn py_to_json(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     }
 }
 
+/// The raw samples of one shard as webdataset groups them: (key, [(ext, bytes)], [(kind, message)]).
+/// For tests and debugging; `interleaf.read` is the API.
+#[pyfunction]
+#[pyo3(signature = (path, max_member_bytes=None))]
+pub fn read_samples<'py>(py: Python<'py>, path: &str, max_member_bytes: Option<u64>) -> PyResult<Vec<(String, Vec<(String, Bound<'py, PyBytes>)>, Vec<(String, String)>)>> {
+    let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let samples: Vec<_> = py.detach(|| -> PyResult<Vec<_>> {
+        let stream = interleaf_core::input::open(path, counter).map_err(core_err)?;
+        let limit = max_member_bytes.unwrap_or(interleaf_core::shard::DEFAULT_MAX_MEMBER_BYTES);
+        Ok(interleaf_core::shard::SampleReader::new(stream, path, limit).collect())
+    })?;
+    Ok(samples
+        .into_iter()
+        .map(|s| {
+            let members = s.members.into_iter().map(|(e, d)| (e, PyBytes::new(py, &d))).collect();
+            let errors = s.errors.into_iter().map(|e| (e.kind, e.message)).collect();
+            (s.key, members, errors)
+        })
+        .collect())
+}
+
 /// Converts records (dicts, as parquet rows come) to a node batch. Returns (frame, stats).
 #[pyfunction]
 #[pyo3(signature = (records, format, source, start_index=0, image_root=None, load_images=true))]

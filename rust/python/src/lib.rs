@@ -25,6 +25,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<io::NativeShardWriter>()?;
     m.add_function(wrap_pyfunction!(io::records_to_frame, m)?)?;
     m.add_function(wrap_pyfunction!(io::frame_to_jsonl, m)?)?;
+    m.add_function(wrap_pyfunction!(io::read_samples, m)?)?;
     m.add_function(wrap_pyfunction!(xxh3_64, m)?)?;
     Ok(())
 }

@@ -1,0 +1,191 @@
+"""The ``interleaf`` command line: inspect, convert and demo (``interleaf COMMAND --help``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+import interleaf
+from interleaf.io.reader import DEFAULT_BATCH_SIZE, FORMATS
+from interleaf.io.writer import WRITE_FORMATS
+
+SAMPLE_DIR = Path(__file__).parent / "data" / "sample"
+
+
+def _add_read_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=FORMATS, default=None, help="input format (default: from file names and the first record's keys)")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="documents per batch (default %(default)s)")
+    p.add_argument("--image-root", default=None, help="directory for relative image paths in records (default: each file's directory)")
+    p.add_argument("--no-load-images", action="store_true", help="do not read local image files named by records")
+    p.add_argument("--max-member-bytes", type=int, default=None, help="largest tar member / image file read (default 256 MiB)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def _reader(args: argparse.Namespace, source: Sequence[str]) -> interleaf.Reader:
+    return interleaf.read(
+        list(source),
+        args.format,
+        args.batch_size,
+        image_root=args.image_root,
+        load_images=not args.no_load_images,
+        max_member_bytes=args.max_member_bytes,
+        progress=not args.quiet,
+    )
+
+
+def _summary(stats: dict[str, Any], seconds: float) -> dict[str, Any]:
+    docs = stats["documents"]
+    return {
+        **stats,
+        "error_documents": sum(stats["errors"].values()),
+        "mean_nodes_per_document": round(stats["nodes"] / docs, 3) if docs else 0.0,
+        "seconds": round(seconds, 3),
+        "documents_per_second": round(docs / seconds, 1) if seconds > 0 else None,
+        "mb_per_second": round(stats["bytes_read"] / 1e6 / seconds, 1) if seconds > 0 else None,
+    }
+
+
+def _print_summary(s: dict[str, Any], out=sys.stdout) -> None:
+    print(f"files            {s['files']:>12,}", file=out)
+    print(f"documents        {s['documents']:>12,}", file=out)
+    print(f"nodes            {s['nodes']:>12,}   (text {s['text_nodes']:,}, image {s['image_nodes']:,})", file=out)
+    print(f"text bytes       {s['text_bytes']:>12,}", file=out)
+    print(f"image bytes      {s['image_bytes']:>12,}", file=out)
+    print(f"bytes read       {s['bytes_read']:>12,}   in {s['seconds']:.2f} s", file=out)
+    print(f"error documents  {s['error_documents']:>12,}", file=out)
+    for kind, n in sorted(s["errors"].items()):
+        print(f"  {kind:<15}{n:>12,}", file=out)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    reader = _reader(args, args.paths)
+    image_sizes: list[pl.Series] = []
+    for df in reader:
+        image_sizes.append(df.filter(pl.col("kind") == "image").get_column("image").bin.size())
+    s = _summary(reader.stats, time.perf_counter() - t0)
+    sizes = pl.concat(image_sizes) if image_sizes else pl.Series([], dtype=pl.UInt32)
+    if sizes.len():
+        s["image_bytes_quantiles"] = {q: sizes.quantile(q / 100) for q in (0, 50, 90, 100)}
+    if args.json:
+        print(json.dumps(s, indent=2))
+    else:
+        _print_summary(s)
+        if "image_bytes_quantiles" in s:
+            q = s["image_bytes_quantiles"]
+            print(f"image size       min {q[0]:,.0f}  median {q[50]:,.0f}  p90 {q[90]:,.0f}  max {q[100]:,.0f} bytes")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    reader = _reader(args, args.src)
+    written = interleaf.write(
+        reader,
+        args.dst,
+        args.to,
+        prefix=args.prefix,
+        max_count=args.max_count,
+        max_bytes=args.max_bytes,
+        compression=args.compression,
+    )
+    s = reader.stats
+    print(f"{s['documents']:,} documents ({sum(s['errors'].values()):,} with errors) -> {len(written)} file(s):")
+    for w in written:
+        print(f"  {w}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Reads the bundled sample, computes what interleaf can compute so far, writes the results."""
+    import interleaf.polars as ilp
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sources = [SAMPLE_DIR / "pairs-000000.tar", SAMPLE_DIR / "pairs.jsonl", SAMPLE_DIR / "comm.jsonl"]
+    missing = [str(p) for p in sources if not p.exists()]
+    if missing:
+        print(f"bundled sample is missing: {missing}", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    reader = interleaf.read([str(p) for p in sources], progress=not args.quiet)
+    nodes = pl.concat(list(reader))
+    # Exact-duplicate keys: xxh3-64 of the image bytes and of the text, in the polars plugin.
+    nodes = nodes.with_columns(
+        pl.when(pl.col("kind") == "image").then(ilp.xxh3_64("image")).otherwise(ilp.xxh3_64("text")).alias("content_hash")
+    )
+    dup = (
+        nodes.filter(pl.col("content_hash").is_not_null())
+        .with_columns(pl.len().over("source", "kind", "content_hash").alias("copies"))
+        .filter(pl.col("copies") > 1)
+    )
+    nodes_path = out / "nodes.parquet"
+    interleaf.write(nodes.drop("content_hash"), nodes_path, "parquet")
+    nodes.select("doc_id", "pos", "kind", "content_hash").write_parquet(out / "content_hash.parquet")
+    per_source = (
+        nodes.group_by("source")
+        .agg(pl.col("doc_id").n_unique().alias("documents"), pl.len().alias("nodes"))
+        .sort("source")
+        .with_columns(pl.col("source").map_elements(lambda s: Path(s).name, return_dtype=pl.String))
+    )
+    summary = _summary(reader.stats, time.perf_counter() - t0)
+    summary["sources"] = per_source.to_dicts()
+    summary["duplicate_nodes"] = {
+        "image": dup.filter(pl.col("kind") == "image").height,
+        "text": dup.filter(pl.col("kind") == "text").height,
+    }
+    summary["outputs"] = {"nodes": str(nodes_path), "content_hash": str(out / "content_hash.parquet")}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _print_summary(summary)
+    print(f"nodes sharing their exact content with another node of the same file: image {summary['duplicate_nodes']['image']}, text {summary['duplicate_nodes']['text']}")
+    print(f"wrote {nodes_path}, {out / 'content_hash.parquet'} and {out / 'summary.json'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="interleaf", description="Score, deduplicate, filter and enhance multimodal training data.")
+    parser.add_argument("--version", action="version", version=f"interleaf {interleaf.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("inspect", help="count documents, nodes, sizes and errors", description="Read sources and report documents, nodes by kind, sizes and errors by kind.")
+    p.add_argument("paths", nargs="+", help="files, globs, brace ranges or directories")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_read_options(p)
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("convert", help="convert between formats", description="Read SRC in any supported format and write it as parquet, jsonl or WebDataset.")
+    p.add_argument("src", nargs="+", help="input files, globs, brace ranges or directories")
+    p.add_argument("dst", help="output file (.parquet / .jsonl[.gz]) or directory")
+    p.add_argument("--to", choices=WRITE_FORMATS + ("wds",), required=True, help="output format")
+    p.add_argument("--prefix", default="shard", help="file name prefix in a directory destination (default %(default)s)")
+    p.add_argument("--max-count", type=int, default=10_000, help="WebDataset: documents per shard (default %(default)s)")
+    p.add_argument("--max-bytes", type=int, default=1 << 30, help="WebDataset: bytes per shard (default 1 GiB)")
+    p.add_argument("--compression", choices=("none", "gz", "zst"), default="none", help="WebDataset shard compression (default %(default)s)")
+    _add_read_options(p)
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("demo", help="run on the bundled sample", description="Read the bundled sample (WebDataset pairs, jsonl pairs, CoMM documents), hash every node, and write nodes.parquet, content_hash.parquet and summary.json.")
+    p.add_argument("--out", default="interleaf-demo", help="output directory (default %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (FileNotFoundError, ValueError, OSError) as e:
+        print(f"interleaf {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""WebDataset shards: grouping identical to the webdataset package, compatibility both ways,
+compression, the deterministic writer, and damaged shards."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+
+import polars as pl
+import pytest
+import webdataset as wds
+
+import interleaf
+from interleaf import _native
+from conftest import nodes_only, read_all, write_tar
+
+
+def wds_samples(path) -> list[dict]:
+    """Raw samples from the webdataset package, without decoding."""
+    return [dict(s) for s in wds.WebDataset(str(path), shardshuffle=False)]
+
+
+def our_samples(path) -> list[dict]:
+    out = []
+    for key, members, errors in _native.read_samples(str(path)):
+        assert errors == []
+        out.append({"__key__": key, **{ext: data for ext, data in members}})
+    return out
+
+
+def comparable(samples: list[dict]) -> list[dict]:
+    return [{k: v for k, v in s.items() if not k.startswith("__") or k == "__key__"} for s in samples]
+
+
+def test_grouping_matches_webdataset_on_tricky_names(tmp_path):
+    members = [
+        ("a/b/000001.jpg", b"\xff\xd8\xff1"),
+        ("a/b/000001.TXT", b"upper-case extension"),
+        ("a/b/000001.seg.0.json", b"{}"),
+        ("__meta__", b"skipped by both"),
+        ("noext", b"skipped: no dot"),
+        ("a.b/c.d.png", b"\x89PNG"),
+        ("a.b/c.txt", b"dotted directory"),
+        ("000002.jpg", b"\xff\xd8\xff2"),
+        ("000002.txt", b"two"),
+        ("000003.txt", b"three, alone"),
+        ("000002.cls", b"key seen again later: a new sample, as in webdataset"),
+    ]
+    path = write_tar(tmp_path / "tricky.tar", members)
+    ours, theirs = our_samples(path), comparable(wds_samples(path))
+    assert ours == theirs
+    assert [s["__key__"] for s in ours] == ["a/b/000001", "a.b/c", "000002", "000003", "000002"]
+
+
+def test_gnu_and_pax_long_names_group_like_webdataset(tmp_path):
+    long_dir = "d" * 120
+    members = [(f"{long_dir}/k1.jpg", b"\xff\xd8\xff"), (f"{long_dir}/k1.txt", "ünïcödé".encode())]
+    for fmt, name in ((tarfile.GNU_FORMAT, "gnu.tar"), (tarfile.PAX_FORMAT, "pax.tar")):
+        path = write_tar(tmp_path / name, members, fmt=fmt)
+        assert our_samples(path) == comparable(wds_samples(path))
+
+
+def test_shards_written_by_webdataset_read_identically(tmp_path, sample_images):
+    path = tmp_path / "written-by-wds.tar"
+    items = sorted(sample_images.items())
+    with wds.TarWriter(str(path)) as sink:
+        for i, (name, data) in enumerate(items):
+            ext = name.rsplit(".", 1)[1]
+            sink.write({"__key__": f"s{i:04d}", ext: data, "txt": f"caption {i}", "json": {"i": i}})
+    theirs = wds_samples(path)
+    df = read_all(path)
+    assert df.get_column("doc_id").unique(maintain_order=True).to_list() == [s["__key__"] for s in theirs]
+    images = df.filter(pl.col("kind") == "image").get_column("image").to_list()
+    texts = df.filter(pl.col("kind") == "text").get_column("text").to_list()
+    assert images == [next(v for k, v in s.items() if k in ("jpg", "png")) for s in theirs]
+    assert texts == [s["txt"].decode() for s in theirs]
+    assert df.get_column("meta").to_list()[::2] == [json.dumps(json.loads(s["json"]), separators=(",", ":")) for s in theirs]
+    assert df.get_column("error").null_count() == df.height
+
+
+def test_shards_we_write_read_identically_in_webdataset(tmp_path, pair_shard):
+    ours = read_all(pair_shard)
+    written = interleaf.write(ours, tmp_path / "out", "webdataset")
+    theirs = wds_samples(written[0])
+    assert [s["__key__"] for s in theirs] == ours.get_column("doc_id").unique(maintain_order=True).to_list()
+    for s, (doc_id, rows) in zip(theirs, ours.group_by("doc_id", maintain_order=True)):
+        image, text = rows.get_column("image")[0], rows.get_column("text")[1]
+        img_ext = next(k for k in s if k in ("jpg", "png"))
+        assert s[img_ext] == image
+        assert s["txt"].decode() == text
+        assert json.loads(s["json"]) == json.loads(rows.get_column("meta")[0])
+
+
+def test_interleaved_documents_survive_webdataset_round_trip(tmp_path, sample_dir):
+    comm = read_all(sample_dir / "comm.jsonl")
+    shards = interleaf.write(comm, tmp_path / "wds", "webdataset")
+    back = read_all(shards)
+    assert nodes_only(back).equals(nodes_only(comm))
+    # webdataset sees one sample per document: a json plus one member per image.
+    theirs = wds_samples(shards[0])
+    assert len(theirs) == comm.get_column("doc_id").n_unique()
+    n_images = sum(1 for s in theirs for k in s if k[0].isdigit())
+    assert n_images == comm.filter(pl.col("kind") == "image").height
+
+
+@pytest.mark.parametrize("compression", ["gz", "zst"])
+def test_compressed_shards_read_and_write(tmp_path, pair_shard, compression):
+    plain = read_all(pair_shard)
+    shards = interleaf.write(plain, tmp_path / "c", "webdataset", compression=compression)
+    assert shards[0].endswith(f".tar.{compression}")
+    assert nodes_only(read_all(shards)).equals(nodes_only(plain))
+    if compression == "gz":
+        assert our_samples(shards[0]) == comparable(wds_samples(shards[0]))
+
+
+def test_writer_is_deterministic_and_splits_by_count_and_bytes(tmp_path, pair_shard):
+    df = read_all(pair_shard)
+    a = interleaf.write(df, tmp_path / "a", "webdataset", max_count=4)
+    b = interleaf.write(df, tmp_path / "b", "webdataset", max_count=4)
+    assert [p.rsplit("/", 1)[1] for p in a] == ["shard-000000.tar", "shard-000001.tar"]
+    assert [hashlib.sha256(open(p, "rb").read()).hexdigest() for p in a] == [hashlib.sha256(open(p, "rb").read()).hexdigest() for p in b]
+    with tarfile.open(a[0]) as t:
+        assert {m.mtime for m in t.getmembers()} == {0}
+        assert {m.mode for m in t.getmembers()} == {0o644}
+    by_bytes = interleaf.write(df, tmp_path / "c", "webdataset", max_bytes=60_000)
+    assert len(by_bytes) > 1
+    assert nodes_only(read_all(by_bytes)).equals(nodes_only(df))
+    assert not list((tmp_path / "c").glob("*.tmp"))
+
+
+def _members_of(path) -> list[tarfile.TarInfo]:
+    with tarfile.open(path) as t:
+        return t.getmembers()
+
+
+def test_truncated_tar_keeps_everything_before_the_cut(tmp_path, pair_shard):
+    data = pair_shard.read_bytes()
+    last = _members_of(pair_shard)[-2]  # the last sample's txt member
+    cut = tmp_path / "truncated.tar"
+    cut.write_bytes(data[: last.offset_data + 2])
+    full = read_all(pair_shard)
+    reader = interleaf.read(cut)
+    df = pl.concat(list(reader))
+    n_docs = full.get_column("doc_id").n_unique()
+    assert df.get_column("doc_id").n_unique() == n_docs
+    good = df.filter(pl.col("error").is_null())
+    assert good.get_column("doc_id").n_unique() == n_docs - 1
+    bad = df.filter(pl.col("error").is_not_null())
+    assert set(bad.get_column("error").struct.field("kind")) == {"truncated_tar"}
+    assert bad.get_column("image")[0] == full.filter(pl.col("doc_id") == bad.get_column("doc_id")[0]).get_column("image")[0]
+    assert reader.stats["errors"] == {"truncated_tar": 1}
+
+
+def test_truncated_gzip_shard_is_an_error_record(tmp_path, pair_shard):
+    gz = gzip.compress(pair_shard.read_bytes())
+    path = tmp_path / "cut.tar.gz"
+    path.write_bytes(gz[: len(gz) // 2])
+    reader = interleaf.read(path)
+    df = pl.concat(list(reader))
+    assert df.height > 0
+    assert sum(reader.stats["errors"].values()) == 1
+    assert df.filter(pl.col("error").is_null()).get_column("doc_id").n_unique() >= 1
+
+
+def test_corrupt_header_stops_the_shard_but_not_the_read(tmp_path, pair_shard):
+    data = bytearray(pair_shard.read_bytes())
+    third = _members_of(pair_shard)[6]
+    data[third.offset + 148 : third.offset + 156] = b"0000000\0"  # wrong checksum
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(bytes(data))
+    reader = interleaf.read([bad, pair_shard])
+    df = pl.concat(list(reader))
+    assert reader.stats["errors"] == {"corrupt_tar": 1}
+    assert df.filter(pl.col("source") == str(pair_shard)).get_column("error").null_count() == 12
+    assert df.filter(pl.col("source") == str(bad), pl.col("error").is_null()).get_column("doc_id").n_unique() == 2
+
+
+def test_member_without_partner_invalid_utf8_and_duplicate_extension(tmp_path):
+    path = write_tar(
+        tmp_path / "odd.tar",
+        [
+            ("a.jpg", b"\xff\xd8\xffA"),
+            ("b.txt", b"caption without image"),
+            ("c.jpg", b"\xff\xd8\xffC"),
+            ("c.txt", b"caf\xe9 au lait"),
+            ("d.jpg", b"\xff\xd8\xffD"),
+            ("d.txt", b"first"),
+            ("d.txt", b"second"),
+            ("e.jpg", b"\xff\xd8\xffE"),
+            ("e.txt", b"fine"),
+        ],
+    )
+    reader = interleaf.read(path)
+    df = pl.concat(list(reader))
+    errors = {r["doc_id"]: r["error"]["kind"] for r in df.filter(pl.col("error").is_not_null()).iter_rows(named=True)}
+    assert errors == {"a": "missing_partner", "b": "missing_partner", "c": "invalid_utf8", "d": "duplicate_member"}
+    assert df.filter(pl.col("doc_id") == "c", pl.col("kind") == "text").get_column("text")[0] == "caf\ufffd au lait"
+    assert df.filter(pl.col("doc_id") == "d", pl.col("kind") == "text").get_column("text")[0] == "first"
+    assert df.filter(pl.col("doc_id") == "e").get_column("error").null_count() == 2
+    assert reader.stats["errors"] == {"missing_partner": 2, "invalid_utf8": 1, "duplicate_member": 1}
+    assert reader.stats["documents"] == 5
+
+
+def test_oversized_member_is_skipped_with_an_error(tmp_path):
+    path = write_tar(tmp_path / "big.tar", [("a.jpg", b"\xff\xd8\xff" + b"x" * 5000), ("a.txt", b"big"), ("b.jpg", b"\xff\xd8\xff"), ("b.txt", b"small")])
+    reader = interleaf.read(path, max_member_bytes=1000)
+    df = pl.concat(list(reader))
+    assert reader.stats["errors"] == {"member_too_large": 1}
+    assert df.filter(pl.col("doc_id") == "b").get_column("error").null_count() == 2
+
+
+def test_missing_shard_is_an_io_error_record(tmp_path, pair_shard):
+    reader = interleaf.read([tmp_path / "nope.tar", pair_shard])
+    df = pl.concat(list(reader))
+    assert reader.stats["errors"] == {"io": 1}
+    assert df.get_column("doc_id").n_unique() == 7
+
+
+def test_batches_never_split_documents(sample_dir):
+    batches = list(interleaf.read(sample_dir / "comm.jsonl", batch_size=1))
+    assert len(batches) == 4
+    assert all(b.get_column("doc_id").n_unique() == 1 for b in batches)
