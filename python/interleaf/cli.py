@@ -53,7 +53,8 @@ def _summary(stats: dict[str, Any], seconds: float) -> dict[str, Any]:
     }
 
 
-def _print_summary(s: dict[str, Any], out=sys.stdout) -> None:
+def _print_summary(s: dict[str, Any], out=None) -> None:
+    out = out or sys.stdout
     print(f"files            {s['files']:>12,}", file=out)
     print(f"documents        {s['documents']:>12,}", file=out)
     print(f"nodes            {s['nodes']:>12,}   (text {s['text_nodes']:,}, image {s['image_nodes']:,})", file=out)

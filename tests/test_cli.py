@@ -1,0 +1,63 @@
+"""The interleaf command line: inspect, convert, demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import polars as pl
+
+import interleaf
+from interleaf.cli import main
+from conftest import nodes_only, read_all
+
+
+def test_inspect_reports_counts_sizes_and_errors(sample_dir, tmp_path, capsys):
+    (tmp_path / "bad.jsonl").write_text('{"caption": "x", "image": "missing.jpg"}\n{not json\n')
+    assert main(["inspect", str(sample_dir / "comm.jsonl"), str(tmp_path / "bad.jsonl"), "--json", "--quiet"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    comm = read_all(sample_dir / "comm.jsonl")
+    assert s["documents"] == comm.get_column("doc_id").n_unique() + 2
+    assert s["image_nodes"] == comm.filter(pl.col("kind") == "image").height + 1
+    assert s["errors"] == {"missing_image": 1, "malformed_json": 1}
+    assert s["error_documents"] == 2
+
+
+def test_inspect_text_output(sample_dir, capsys):
+    assert main(["inspect", str(sample_dir / "pairs-000000.tar"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "documents" in out and "image size" in out
+
+
+def test_convert_to_webdataset_and_back(sample_dir, tmp_path, capsys):
+    src = str(sample_dir / "comm.jsonl")
+    assert main(["convert", src, str(tmp_path / "wds"), "--to", "webdataset", "--max-count", "2", "--quiet"]) == 0
+    shards = sorted((tmp_path / "wds").glob("*.tar"))
+    assert len(shards) == 2
+    assert nodes_only(read_all(shards)).equals(nodes_only(read_all(src)))
+
+
+def test_demo_writes_parquet_and_summary(tmp_path):
+    out = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, "-m", "interleaf.cli", "demo", "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    nodes = pl.read_parquet(out / "nodes.parquet")
+    assert summary["nodes"] == nodes.height
+    assert summary["errors"] == {}
+    # pair-dup-1 repeats an image and caption, pair-dup-2 an image, in both pairs files.
+    assert summary["duplicate_nodes"]["image"] >= 4
+    assert summary["duplicate_nodes"]["text"] >= 4
+    assert "docs/s" in proc.stderr
+
+
+def test_help_on_every_command():
+    for cmd in ([], ["inspect"], ["convert"], ["demo"]):
+        proc = subprocess.run([sys.executable, "-m", "interleaf.cli", *cmd, "--help"], capture_output=True, text=True)
+        assert proc.returncode == 0 and "usage: interleaf" in proc.stdout
+
+
+def test_bad_source_is_a_clear_error(tmp_path, capsys):
+    assert main(["inspect", str(tmp_path / "*.tar")]) == 2
+    assert "glob matches no file" in capsys.readouterr().err
