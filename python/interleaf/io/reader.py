@@ -67,11 +67,28 @@ def _error_frame(path: str, kind: str, message: str) -> pl.DataFrame:
 
 
 class Reader:
-    """An iterator of node batches (polars DataFrames, see :mod:`interleaf.schema`) over one or
-    more sources, with running counters in :attr:`stats`.
+    """Reads documents as node batches: ``interleaf.read(source, ...)``.
 
-    Each batch holds up to ``batch_size`` whole documents. Damaged records never stop the read:
-    they come through with ``error`` set and are counted in ``stats["errors"]`` by kind.
+    An iterator of polars DataFrames (one row per node, see :mod:`interleaf.schema`), each
+    holding up to ``batch_size`` whole documents, with running counters in :attr:`stats`.
+    Damaged records never stop the read: they come through with ``error`` set and are counted
+    in ``stats["errors"]`` by kind.
+
+    Args:
+        source: a path, a glob (``data/*.tar``), a brace range (``shard-{000..009}.tar``), a
+            directory, or a list of these.
+        format: ``"webdataset"`` or a record format (``"pairs"``, ``"mmc4"``, ``"obelics"``,
+            ``"comm"``, ``"llava"``, ``"nodes"``). Default: the container from the file name
+            (.tar/.tar.gz/.tar.zst, .jsonl[.gz|.zst], .parquet) and the record format from the
+            keys of the first record.
+        batch_size: documents per batch (default 1024); a document is never split.
+        image_root: directory that relative image paths in records are resolved against
+            (default: the record file's directory).
+        load_images: read local image files named by records into ``image`` (default True);
+            URLs are never fetched.
+        max_member_bytes: largest tar member or image file read (default 256 MiB); larger ones
+            become ``member_too_large`` errors.
+        progress: print a progress line with documents/s and MB/s to stderr.
     """
 
     def __init__(
@@ -214,43 +231,5 @@ class Reader:
             yield carry
 
 
-def read(
-    source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
-    format: str | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    *,
-    image_root: str | os.PathLike[str] | None = None,
-    load_images: bool = True,
-    max_member_bytes: int | None = None,
-    progress: bool = False,
-) -> Reader:
-    """Reads documents as node batches.
-
-    Args:
-        source: a path, a glob (``data/*.tar``), a brace range (``shard-{000..009}.tar``), a
-            directory, or a list of these.
-        format: ``"webdataset"`` or a record format (``"pairs"``, ``"mmc4"``, ``"obelics"``,
-            ``"comm"``, ``"llava"``, ``"nodes"``). Default: the container from the file name
-            (.tar/.tar.gz/.tar.zst, .jsonl[.gz|.zst], .parquet) and the record format from the
-            keys of the first record.
-        batch_size: documents per batch (default 1024); a document is never split.
-        image_root: directory that relative image paths in records are resolved against
-            (default: the record file's directory).
-        load_images: read local image files named by records into ``image`` (default True);
-            URLs are never fetched.
-        max_member_bytes: largest tar member or image file read (default 256 MiB); larger ones
-            become ``member_too_large`` errors.
-        progress: print a progress line with rates to stderr.
-
-    Returns:
-        A :class:`Reader`: iterate it for DataFrames; ``reader.stats`` has the counters.
-    """
-    return Reader(
-        source,
-        format,
-        batch_size,
-        image_root=image_root,
-        load_images=load_images,
-        max_member_bytes=max_member_bytes,
-        progress=progress,
-    )
+#: ``interleaf.read(source, format=None, batch_size=1024, ...)``: see :class:`Reader`.
+read = Reader

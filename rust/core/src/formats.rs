@@ -389,36 +389,43 @@ fn nodes_record(mut doc: Document, mut o: Map<String, Value>, ctx: &RecordContex
     doc
 }
 
+/// `{"kind", "message"}`, the JSON form of an error everywhere we write one.
+pub fn error_json(e: &RecordError) -> Value {
+    json!({"kind": e.kind, "message": e.message})
+}
+
+/// A node's JSON object; the image, when the node has bytes, is the given (key, value).
+pub fn node_json(n: &Node, image: Option<(&str, Value)>) -> Value {
+    let mut o = Map::new();
+    o.insert("kind".into(), n.kind.map_or(Value::Null, |k| Value::String(k.as_str().into())));
+    if let Some(t) = &n.text {
+        o.insert("text".into(), Value::String(t.clone()));
+    }
+    if let Some((key, v)) = image {
+        o.insert(key.into(), v);
+    }
+    if let Some(r) = &n.image_ref {
+        o.insert("image_ref".into(), Value::String(r.clone()));
+    }
+    if let Some(s) = n.step {
+        o.insert("step".into(), json!(s));
+    }
+    if let Some(r) = &n.role {
+        o.insert("role".into(), Value::String(r.clone()));
+    }
+    if let Some(e) = &n.error {
+        o.insert("error".into(), error_json(e));
+    }
+    Value::Object(o)
+}
+
 /// A document in our own JSON schema (the inverse of reading [`Format::Nodes`]). Image bytes
 /// are base64 in `image_b64`.
 pub fn document_to_json(doc: &Document) -> Value {
-    let err = |e: &RecordError| json!({"kind": e.kind, "message": e.message});
     let nodes: Vec<Value> = doc
         .nodes
         .iter()
-        .map(|n| {
-            let mut o = Map::new();
-            o.insert("kind".into(), n.kind.map_or(Value::Null, |k| Value::String(k.as_str().into())));
-            if let Some(t) = &n.text {
-                o.insert("text".into(), Value::String(t.clone()));
-            }
-            if let Some(b) = &n.image {
-                o.insert("image_b64".into(), Value::String(b64().encode(b)));
-            }
-            if let Some(r) = &n.image_ref {
-                o.insert("image_ref".into(), Value::String(r.clone()));
-            }
-            if let Some(s) = n.step {
-                o.insert("step".into(), json!(s));
-            }
-            if let Some(r) = &n.role {
-                o.insert("role".into(), Value::String(r.clone()));
-            }
-            if let Some(e) = &n.error {
-                o.insert("error".into(), err(e));
-            }
-            Value::Object(o)
-        })
+        .map(|n| node_json(n, n.image.as_ref().map(|b| ("image_b64", Value::String(b64().encode(b))))))
         .collect();
     let mut o = Map::new();
     o.insert("doc_id".into(), Value::String(doc.doc_id.clone()));
@@ -429,7 +436,7 @@ pub fn document_to_json(doc: &Document) -> Value {
         o.insert("meta".into(), m);
     }
     if let Some(e) = &doc.error {
-        o.insert("error".into(), err(e));
+        o.insert("error".into(), error_json(e));
     }
     o.insert("nodes".into(), Value::Array(nodes));
     Value::Object(o)

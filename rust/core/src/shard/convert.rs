@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 use super::Sample;
 use crate::doc::{Document, Node, NodeKind};
 use crate::error::RecordError;
+use crate::formats::{error_json, node_json};
 
 pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bmp"];
 const TEXT_EXTENSIONS: &[&str] = &["txt", "text", "caption"];
@@ -32,10 +33,6 @@ fn decode_text(data: &[u8], what: &str) -> (String, Option<RecordError>) {
             Some(RecordError::new("invalid_utf8", format!("{what}: {e}; invalid bytes replaced by U+FFFD"))),
         ),
     }
-}
-
-fn parse_error(err: &RecordError) -> Value {
-    json!({"kind": err.kind, "message": err.message})
 }
 
 pub fn error_from_value(v: &Value) -> Option<RecordError> {
@@ -233,36 +230,12 @@ pub fn document_to_members(doc: &Document, key: &str) -> Vec<(String, Vec<u8>)> 
     let mut nodes = Vec::with_capacity(doc.nodes.len());
     let mut images = Vec::new();
     for (pos, n) in doc.nodes.iter().enumerate() {
-        let mut o = Map::new();
-        match n.kind {
-            Some(k) => {
-                o.insert("kind".into(), Value::String(k.as_str().into()));
-            }
-            None => {
-                o.insert("kind".into(), Value::Null);
-            }
-        }
-        if let Some(t) = &n.text {
-            o.insert("text".into(), Value::String(t.clone()));
-        }
-        if let Some(img) = &n.image {
+        let image = n.image.as_ref().map(|img| {
             let member = format!("{pos}.{}", sniff_image_ext(img));
-            o.insert("member".into(), Value::String(member.clone()));
-            images.push((member, img.clone()));
-        }
-        if let Some(r) = &n.image_ref {
-            o.insert("image_ref".into(), Value::String(r.clone()));
-        }
-        if let Some(s) = n.step {
-            o.insert("step".into(), json!(s));
-        }
-        if let Some(r) = &n.role {
-            o.insert("role".into(), Value::String(r.clone()));
-        }
-        if let Some(e) = &n.error {
-            o.insert("error".into(), parse_error(e));
-        }
-        nodes.push(Value::Object(o));
+            images.push((member.clone(), img.clone()));
+            ("member", Value::String(member))
+        });
+        nodes.push(node_json(n, image));
     }
     let mut body = Map::new();
     body.insert("doc_id".into(), Value::String(doc.doc_id.clone()));
@@ -270,7 +243,7 @@ pub fn document_to_members(doc: &Document, key: &str) -> Vec<(String, Vec<u8>)> 
         body.insert("meta".into(), Value::Object(meta));
     }
     if let Some(e) = &doc.error {
-        body.insert("error".into(), parse_error(e));
+        body.insert("error".into(), error_json(e));
     }
     body.insert("nodes".into(), Value::Array(nodes));
     out.push(("json".to_string(), Value::Object(body).to_string().into_bytes()));
