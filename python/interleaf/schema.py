@@ -12,7 +12,7 @@ column        dtype           meaning
 doc_id        String          stable document id (record id, WebDataset key, or
                               ``"<file name>:<line>"``)
 pos           Int32           position of the node in its document, from 0
-kind          String          ``"text"`` or ``"image"``; null only on the single placeholder
+kind          String          ``"text"`` or ``"image"``; null only on the single error
                               row of a document that has no readable node (``error`` says why)
 step          Int32           CoMM step index (null outside step-structured formats)
 role          String          conversation role of a text node (LLaVA ``from``), else null

@@ -32,7 +32,7 @@ impl NodeKind {
     }
 }
 
-/// One node of a document. `kind` is `None` only for the placeholder row of a document that
+/// One node of a document. `kind` is `None` only for the error row of a document that
 /// has no readable node at all (then `error` says why).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Node {

@@ -104,7 +104,7 @@ pub fn frame_to_documents(df: &DataFrame) -> PolarsResult<Vec<Document>> {
         };
         let d = docs.last_mut().expect("document");
         if node.kind.is_none() && node.text.is_none() && node.image.is_none() && node.image_ref.is_none() {
-            // The placeholder row of a document without nodes carries the document's error.
+            // The error row of a document without nodes carries the document's error.
             d.error = node.error;
             continue;
         }
