@@ -3,7 +3,8 @@
 //! - [`doc`]: the document model (documents made of text and image nodes) and columnar batches.
 //! - [`shard`]: streaming WebDataset tar reading and writing, member grouping as `webdataset` does.
 //! - [`formats`]: JSON records (pairs, MMC4, OBELICS, CoMM, LLaVA, our own) to documents and back.
-//! - [`hash`]: non-cryptographic hashes used by the polars plugin and dedup.
+//! - [`hash`]: exact keys, MinHash signatures, LSH clustering, union-find.
+//! - [`text`]: Python-compatible whitespace, normalisation, shingles.
 
 pub mod doc;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod hash;
 pub mod input;
 pub mod reader;
 pub mod shard;
+pub mod text;
 
 pub use doc::{Document, Node, NodeBatch, NodeKind, ReadStats};
 pub use error::{Error, RecordError, Result};
