@@ -5,6 +5,7 @@
 use pyo3::prelude::*;
 use pyo3_polars::PolarsAllocator;
 
+mod dedup;
 mod expressions;
 mod frame;
 mod io;
@@ -27,5 +28,12 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(io::frame_to_jsonl, m)?)?;
     m.add_function(wrap_pyfunction!(io::read_samples, m)?)?;
     m.add_function(wrap_pyfunction!(xxh3_64, m)?)?;
+    m.add_function(wrap_pyfunction!(dedup::xxh3_128, m)?)?;
+    m.add_function(wrap_pyfunction!(dedup::blake3, m)?)?;
+    m.add_function(wrap_pyfunction!(dedup::normalized_text_hash, m)?)?;
+    m.add_function(wrap_pyfunction!(dedup::py_shingles, m)?)?;
+    m.add_function(wrap_pyfunction!(dedup::minhash_signatures, m)?)?;
+    m.add_function(wrap_pyfunction!(dedup::lsh_params, m)?)?;
+    m.add_function(wrap_pyfunction!(dedup::lsh_cluster, m)?)?;
     Ok(())
 }

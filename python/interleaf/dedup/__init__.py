@@ -1,0 +1,20 @@
+"""Deduplication: exact keys, MinHash signatures and LSH clusters (perceptual hashes and
+semantic dedup are not available yet).
+
+Method details and defaults follow ``METHODS.md`` §6-7: 5-word shingles, 128 permutations,
+Jaccard 0.8, bands x rows chosen like datasketch.
+"""
+
+from interleaf.dedup.exact import blake3, normalized_text_hash, xxh3_128
+from interleaf.dedup.minhash import MinHasher, datasketch_permutations, lsh_clusters, lsh_params, shingles
+
+__all__ = [
+    "MinHasher",
+    "blake3",
+    "datasketch_permutations",
+    "lsh_clusters",
+    "lsh_params",
+    "normalized_text_hash",
+    "shingles",
+    "xxh3_128",
+]
