@@ -4,7 +4,7 @@ Usable in eager, lazy and streaming queries::
 
     import polars as pl
     import interleaf.polars as ilp
-    df.with_columns(ilp.xxh3_64("text").alias("text_hash"))
+    df.with_columns(ilp.xxh3_64("text").alias("text_hash"), ilp.minhash("text").alias("sig"))
 """
 
 from __future__ import annotations
@@ -27,3 +27,40 @@ def xxh3_64(expr: str | pl.Expr) -> pl.Expr:
     """
     e = pl.col(expr) if isinstance(expr, str) else expr
     return register_plugin_function(plugin_path=_LIB, function_name="xxh3_64", args=e, is_elementwise=True)
+
+
+def _col(expr: str | pl.Expr) -> pl.Expr:
+    return pl.col(expr) if isinstance(expr, str) else expr
+
+
+def minhash(
+    expr: str | pl.Expr,
+    num_perm: int = 128,
+    n: int = 5,
+    unit: str = "word",
+    seed: int = 1,
+    mode: str = "fast",
+    scheme: str = "affine32",
+) -> pl.Expr:
+    """MinHash signature of each string as ``List[UInt32]`` of length ``num_perm``; null stays
+    null. Same values as :class:`interleaf.dedup.MinHasher` with the same arguments (so
+    ``mode="datasketch"`` rows equal datasketch's ``hashvalues``).
+
+    Example:
+        >>> df.with_columns(minhash("text", num_perm=128).alias("sig"))  # doctest: +SKIP
+    """
+    from interleaf.dedup import MinHasher
+
+    m = MinHasher(num_perm=num_perm, n=n, unit=unit, seed=seed, mode=mode, scheme=scheme)
+    kwargs = {"n": n, "unit": unit, "scheme": m._native_scheme, "a": m._a, "b": m._b, "seed": seed}
+    return register_plugin_function(plugin_path=_LIB, function_name="minhash", args=_col(expr), kwargs=kwargs, is_elementwise=True)
+
+
+def hamming(a: str | pl.Expr, b: str | pl.Expr) -> pl.Expr:
+    """Hamming distance (bits that differ) between two UInt64 hash columns, as UInt32; a
+    literal on one side broadcasts. Null if either side is null.
+
+    Example:
+        >>> df.filter(hamming("phash", pl.lit(0x8F0F, dtype=pl.UInt64)) <= 5)  # doctest: +SKIP
+    """
+    return register_plugin_function(plugin_path=_LIB, function_name="hamming", args=[_col(a), _col(b)], is_elementwise=True)

@@ -14,3 +14,55 @@ fn xxh3_64(inputs: &[Series]) -> PolarsResult<Series> {
     };
     Ok(out.with_name(s.name().clone()).into_series())
 }
+
+#[derive(serde::Deserialize)]
+struct MinHashKwargs {
+    n: usize,
+    unit: String,
+    scheme: String,
+    a: Vec<u64>,
+    b: Vec<u64>,
+    seed: u64,
+}
+
+fn minhash_field(input_fields: &[Field]) -> PolarsResult<Field> {
+    Ok(Field::new(input_fields[0].name().clone(), DataType::List(Box::new(DataType::UInt32))))
+}
+
+/// MinHash signature of each string as a List[UInt32] (see `interleaf.polars.minhash`).
+#[polars_expr(output_type_func=minhash_field)]
+fn minhash(inputs: &[Series], kwargs: MinHashKwargs) -> PolarsResult<Series> {
+    use interleaf_core::hash::minhash::{signatures, MinHashParams, Scheme};
+    use interleaf_core::text::shingle::Unit;
+    let s = &inputs[0];
+    let ca = s.str()?;
+    let unit = Unit::parse(&kwargs.unit).ok_or_else(|| polars_err!(InvalidOperation: "unit must be word or char"))?;
+    let scheme = Scheme::parse(&kwargs.scheme).ok_or_else(|| polars_err!(InvalidOperation: "unknown MinHash scheme"))?;
+    let params = MinHashParams { n: kwargs.n.max(1), unit, scheme, a: kwargs.a, b: kwargs.b, seed: kwargs.seed };
+    let k = params.num_perm();
+    let texts: Vec<&str> = ca.iter().map(|t| t.unwrap_or("")).collect();
+    let flat = signatures(&texts, &params);
+    let mut builder = ListPrimitiveChunkedBuilder::<UInt32Type>::new(s.name().clone(), ca.len(), ca.len() * k, DataType::UInt32);
+    for (i, t) in ca.iter().enumerate() {
+        match t {
+            Some(_) => builder.append_slice(&flat[i * k..(i + 1) * k]),
+            None => builder.append_null(),
+        }
+    }
+    Ok(builder.finish().into_series())
+}
+
+/// Hamming distance between two UInt64 columns (popcount of the xor); null if either is null.
+#[polars_expr(output_type=UInt32)]
+fn hamming(inputs: &[Series]) -> PolarsResult<Series> {
+    let a = inputs[0].u64()?;
+    let b = inputs[1].u64()?;
+    polars_ensure!(a.len() == b.len() || a.len() == 1 || b.len() == 1, ShapeMismatch: "hamming: columns differ in length");
+    let n = a.len().max(b.len());
+    let get = |c: &UInt64Chunked, i: usize| if c.len() == 1 { c.get(0) } else { c.get(i) };
+    let out: UInt32Chunked = (0..n).map(|i| match (get(a, i), get(b, i)) {
+        (Some(x), Some(y)) => Some((x ^ y).count_ones()),
+        _ => None,
+    }).collect();
+    Ok(out.with_name(inputs[0].name().clone()).into_series())
+}
