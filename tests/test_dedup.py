@@ -1,0 +1,256 @@
+"""Dedup core: exact keys against xxhash/blake3, MinHash bit-identical to datasketch (both
+schemes) on real English text, LSH parameters as datasketch chooses them, LSH recall and
+false clusters on planted duplicates, bad input."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import random
+
+import blake3 as blake3_ref
+import datasketch
+import numpy as np
+import polars as pl
+import pytest
+import xxhash
+from datasketch.lsh import _optimal_param
+
+import interleaf.polars as ilp
+from interleaf.dedup import (
+    MinHasher,
+    blake3,
+    datasketch_permutations,
+    lsh_clusters,
+    lsh_params,
+    normalized_text_hash,
+    shingles,
+    xxh3_128,
+)
+
+
+STDLIB_MODULES = (
+    "argparse asyncio bisect calendar collections configparser contextlib csv dataclasses datetime "
+    "decimal difflib email enum fractions functools gzip hashlib heapq http.client inspect io "
+    "ipaddress itertools json locale logging math operator os pathlib pickle pprint queue random re "
+    "sched selectors shutil smtplib socket sqlite3 statistics string struct subprocess tarfile "
+    "tempfile textwrap threading time timeit traceback types typing unittest urllib.request uuid "
+    "warnings weakref xml.etree.ElementTree zipfile"
+).split()
+
+
+def english_paragraphs(limit: int = 400) -> list[str]:
+    """Real English prose found on every machine with CPython: docstrings of standard library
+    modules and their functions and classes, split into paragraphs of at least 12 words."""
+    out: list[str] = []
+    for name in STDLIB_MODULES:
+        mod = importlib.import_module(name)
+        docs = [inspect.getdoc(mod) or ""]
+        docs += [inspect.getdoc(obj) or "" for _, obj in sorted(vars(mod).items()) if inspect.isfunction(obj) or inspect.isclass(obj)]
+        for d in docs:
+            for para in d.split("\n\n"):
+                if len(para.split()) >= 12 and para not in out:
+                    out.append(para)
+        if len(out) >= limit:
+            break
+    return out[:limit]
+
+
+@pytest.fixture(scope="module")
+def paragraphs() -> list[str]:
+    texts = english_paragraphs()
+    assert len(texts) >= 200
+    return texts
+
+
+# ---------------------------------------------------------------------------- exact keys
+
+
+def test_xxh3_128_and_blake3_match_their_reference_packages(sample_images):
+    items = [b"", b"abc", "naïve café".encode(), *sample_images.values()]
+    assert xxh3_128(items) == [xxhash.xxh3_128_hexdigest(i) for i in items]
+    assert blake3(items) == [blake3_ref.blake3(i).hexdigest() for i in items]
+    assert xxh3_128(["naïve café"]) == [xxhash.xxh3_128_hexdigest("naïve café".encode())]
+
+
+def test_normalized_text_hash_folds_width_case_space_and_optionally_punctuation():
+    a, b, c = normalized_text_hash(["Ｔｈｅ  Cat\n sat.", "the cat sat.", "the cat sat"])
+    assert a == b != c
+    a, c = normalized_text_hash(["Ｔｈｅ  Cat\n sat.", "the cat sat"], strip_punctuation=True)
+    assert a == c
+
+
+# ---------------------------------------------------------------------------- shingles
+
+
+def python_word_shingles(text: str, n: int) -> list[str]:
+    w = text.split()
+    grams = [" ".join(w[i : i + n]) for i in range(len(w) - n + 1)] if len(w) >= n else ([" ".join(w)] if w else [])
+    return list(dict.fromkeys(grams))
+
+
+def test_word_shingles_match_python_split_and_join(paragraphs):
+    for t in paragraphs[:100] + ["a\x1fb\u00a0c d e f", "one", "", "  \n "]:
+        assert shingles(t, 5) == python_word_shingles(t, 5)
+        assert shingles(t, 3) == python_word_shingles(t, 3)
+
+
+def test_char_shingles_are_code_point_ngrams():
+    assert shingles("naïve", 3, unit="char") == ["naï", "aïv", "ïve"]
+    assert shingles("ab", 3, unit="char") == ["ab"]
+    assert shingles("", 3, unit="char") == []
+
+
+# ---------------------------------------------------------------------------- datasketch identity
+
+
+@pytest.mark.parametrize("scheme", ["affine32", "legacy"])
+def test_permutations_equal_datasketch(scheme):
+    for num_perm, seed in ((128, 1), (64, 42), (256, 7)):
+        ref = datasketch.MinHash(num_perm=num_perm, seed=seed, scheme=scheme).permutations
+        a, b = datasketch_permutations(num_perm, seed, scheme)
+        assert np.array_equal(np.asarray(ref[0]), a) and np.array_equal(np.asarray(ref[1]), b)
+
+
+@pytest.mark.parametrize("scheme", ["affine32", "legacy"])
+@pytest.mark.parametrize("n,unit", [(5, "word"), (3, "char")])
+def test_datasketch_mode_is_bit_identical(paragraphs, scheme, n, unit):
+    texts = paragraphs[:150] + ["", "word", "two words"]
+    sigs = MinHasher(num_perm=128, n=n, unit=unit, seed=1, mode="datasketch", scheme=scheme, threads=2).signatures(texts)
+    assert sigs.shape == (len(texts), 128) and sigs.dtype == np.uint32
+    for text, row in zip(texts, sigs):
+        m = datasketch.MinHash(num_perm=128, seed=1, scheme=scheme)
+        m.update_batch([s.encode("utf-8") for s in shingles(text, n, unit)])
+        assert np.array_equal(m.hashvalues, row), text[:60]
+
+
+def test_threads_do_not_change_signatures(paragraphs):
+    one = MinHasher(threads=1).signatures(paragraphs)
+    two = MinHasher(threads=2).signatures(paragraphs)
+    assert np.array_equal(one, two)
+
+
+def test_fast_mode_estimates_jaccard_like_datasketch(paragraphs):
+    rng = random.Random(0)
+    pairs, exact = [], []
+    for t in paragraphs[:120]:
+        words = t.split()
+        for i in rng.sample(range(len(words)), k=max(1, len(words) // 10)):
+            words[i] = "zzz" + str(rng.random())
+        u = " ".join(words)
+        a, b = set(shingles(t, 3)), set(shingles(u, 3))
+        pairs.append((t, u))
+        exact.append(len(a & b) / len(a | b))
+    m = MinHasher(num_perm=256, n=3)
+    sa = m.signatures([p[0] for p in pairs])
+    sb = m.signatures([p[1] for p in pairs])
+    est = (sa == sb).mean(axis=1)
+    err = np.abs(est - np.array(exact))
+    assert err.mean() < 0.03  # standard error of a 256-permutation estimate is <= 0.031
+
+
+# ---------------------------------------------------------------------------- LSH
+
+
+@pytest.mark.parametrize("num_perm", [16, 64, 128])
+def test_lsh_params_equal_datasketch(num_perm):
+    for t in (0.3, 0.5, 0.7, 0.8, 0.9):
+        assert lsh_params(t, num_perm) == _optimal_param(t, num_perm, 0.5, 0.5), (t, num_perm)
+    assert lsh_params(0.8, 128, 0.3, 0.7) == _optimal_param(0.8, 128, 0.3, 0.7)
+
+
+def plant(paragraphs, seed=0):
+    """Base documents plus near-duplicates with one word in ``k`` replaced (known Jaccard) and
+    the exact Jaccard of every planted pair."""
+    rng = random.Random(seed)
+    texts, planted = list(paragraphs), []
+    for i, t in enumerate(paragraphs[:150]):
+        words = t.split()
+        for j in range(0, len(words), 25):  # ~4% of the words -> Jaccard of 5-shingles ~0.8
+            words[j] = f"planted{rng.random():.6f}"
+        texts.append(" ".join(words))
+        a, b = set(shingles(t)), set(shingles(texts[-1]))
+        planted.append((i, len(texts) - 1, len(a & b) / len(a | b)))
+    return texts, planted
+
+
+def test_lsh_recall_and_false_clusters_on_planted_duplicates(paragraphs):
+    texts, planted = plant(paragraphs)
+    sigs = MinHasher(num_perm=128).signatures(texts)
+    reps, stats = lsh_clusters(sigs, threshold=0.7, return_stats=True)
+    high = [(i, j) for i, j, jac in planted if jac >= 0.85]
+    assert len(high) >= 30
+    recall = np.mean([reps[i] == reps[j] for i, j in high])
+    assert recall >= 0.95, recall
+    # False clusters: base paragraphs (all distinct) put together with each other.
+    base = reps[: len(paragraphs)]
+    sets = [set(shingles(t)) for t in paragraphs]
+    false = sum(
+        1
+        for i in range(len(paragraphs))
+        if base[i] != i and len(sets[i] & sets[base[i]]) / len(sets[i] | sets[base[i]]) < 0.5
+    )
+    assert false / len(paragraphs) <= 0.01
+    assert stats["bands"] * stats["rows"] <= 128
+
+
+def test_exact_verification_rejects_pairs_below_threshold(paragraphs):
+    texts, planted = plant(paragraphs)
+    sigs = MinHasher(num_perm=128).signatures(texts)
+    loose = lsh_clusters(sigs, threshold=0.5, bands=32, rows=2)
+    strict = lsh_clusters(sigs, threshold=0.5, bands=32, rows=2, verify="exact", texts=texts)
+    sets = [set(shingles(t)) for t in texts]
+    joined_loose = int((loose != np.arange(len(texts))).sum())
+    joined_strict = int((strict != np.arange(len(texts))).sum())
+    assert joined_strict <= joined_loose
+    for i, j, jac in planted:
+        if jac >= 0.5:
+            assert strict[i] == strict[j]
+    lonely = [i for i, r in enumerate(strict) if r != i and len(sets[i] & sets[r]) / len(sets[i] | sets[r]) < 0.5]
+    # Chains can join i to r through a third document; each direct pair passed the bar.
+    assert len(lonely) <= 2
+
+
+def test_ranking_chooses_the_representative():
+    sigs = MinHasher(num_perm=64).signatures(["a b c d e f g h"] * 3 + ["x y z"])
+    assert lsh_clusters(sigs).tolist() == [0, 0, 0, 3]
+    assert lsh_clusters(sigs, ranking=[3.0, 1.0, 2.0, 0.0]).tolist() == [1, 1, 1, 3]
+
+
+def test_bad_input_is_a_clear_error():
+    with pytest.raises(ValueError, match="num_perm"):
+        MinHasher(num_perm=0)
+    with pytest.raises(ValueError, match="mode"):
+        MinHasher(mode="quick")
+    with pytest.raises(ValueError, match="unit"):
+        shingles("a b", 2, unit="byte")
+    with pytest.raises(ValueError, match="2-D"):
+        lsh_clusters(np.zeros(5, dtype=np.uint32))
+    with pytest.raises(ValueError, match="bands \\* rows"):
+        lsh_clusters(np.zeros((2, 8), dtype=np.uint32), bands=4, rows=4)
+    with pytest.raises(ValueError, match="needs texts"):
+        lsh_clusters(np.zeros((2, 8), dtype=np.uint32), verify="exact")
+
+
+def test_empty_and_one_word_texts():
+    sigs = MinHasher(num_perm=32).signatures(["", "word", "word", ""])
+    assert (sigs[0] == 2**32 - 1).all()
+    assert np.array_equal(sigs[1], sigs[2])
+    reps = lsh_clusters(sigs, threshold=0.8)
+    assert reps[2] == 1 and reps[3] == 0  # empty texts cluster together, as in datasketch
+
+
+# ---------------------------------------------------------------------------- polars
+
+
+def test_polars_minhash_equals_minhasher_in_streaming(paragraphs):
+    df = pl.DataFrame({"t": paragraphs[:50] + [None]})
+    out = df.lazy().select(ilp.minhash("t", num_perm=64, mode="datasketch", scheme="legacy")).collect(engine="streaming")
+    ref = MinHasher(num_perm=64, mode="datasketch", scheme="legacy").signatures(paragraphs[:50])
+    assert np.array_equal(np.array(out.get_column("t").to_list()[:50], dtype=np.uint32), ref)
+    assert out.get_column("t")[50] is None
+
+
+def test_polars_hamming():
+    df = pl.DataFrame({"a": [0b1011, 0, None], "b": [0b0001, 2**64 - 1, 1]}, schema={"a": pl.UInt64, "b": pl.UInt64})
+    assert df.select(ilp.hamming("a", "b")).to_series().to_list() == [2, 64, None]
