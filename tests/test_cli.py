@@ -49,11 +49,13 @@ def test_demo_writes_parquet_and_summary(tmp_path):
     # pair-dup-1 repeats an image and caption, pair-dup-2 an image, in both pairs files.
     assert summary["duplicate_nodes"]["image"] >= 4
     assert summary["duplicate_nodes"]["text"] >= 4
+    # The 14 WebDataset pairs repeat the 14 jsonl pairs, and pair-dup-1 repeats pair-0003.
+    assert summary["near_duplicate_documents"] == 15
     assert "docs/s" in proc.stderr
 
 
 def test_help_on_every_command():
-    for cmd in ([], ["inspect"], ["convert"], ["demo"]):
+    for cmd in ([], ["inspect"], ["convert"], ["dedup"], ["demo"]):
         proc = subprocess.run([sys.executable, "-m", "interleaf.cli", *cmd, "--help"], capture_output=True, text=True)
         assert proc.returncode == 0 and "usage: interleaf" in proc.stdout
 

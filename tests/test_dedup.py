@@ -16,6 +16,7 @@ import pytest
 import xxhash
 from datasketch.lsh import _optimal_param
 
+import interleaf
 import interleaf.polars as ilp
 from interleaf.dedup import (
     MinHasher,
@@ -254,3 +255,37 @@ def test_polars_minhash_equals_minhasher_in_streaming(paragraphs):
 def test_polars_hamming():
     df = pl.DataFrame({"a": [0b1011, 0, None], "b": [0b0001, 2**64 - 1, 1]}, schema={"a": pl.UInt64, "b": pl.UInt64})
     assert df.select(ilp.hamming("a", "b")).to_series().to_list() == [2, 64, None]
+
+
+# ---------------------------------------------------------------------------- dataset level
+
+
+def test_dedup_command_finds_planted_duplicates_and_writes_the_rest(tmp_path, paragraphs):
+    import json as _json
+
+    from interleaf.cli import main
+
+    texts, planted = plant(paragraphs[:60])
+    src = tmp_path / "docs.jsonl"
+    src.write_text("".join(_json.dumps({"id": f"d{i}", "caption": t, "image": "https://e/x.jpg"}) + "\n" for i, t in enumerate(texts)))
+    assert main(["dedup", str(src), "--out", str(tmp_path / "mh"), "--threshold", "0.7", "--write", "jsonl", "--quiet"]) == 0
+    dup = pl.read_parquet(tmp_path / "mh" / "duplicates.parquet")
+    summary = _json.loads((tmp_path / "mh" / "summary.json").read_text())
+    pairs = {(f"d{i}", f"d{j}") for i, j, jac in planted if jac >= 0.85}
+    found = {(r["representative"], r["doc_id"]) for r in dup.iter_rows(named=True) if r["representative"] != r["doc_id"]}
+    assert len(pairs & found) >= 0.95 * len(pairs)
+    assert set(dup.columns) == {"doc_id", "doc_index", "cluster_id", "representative", "method", "score"}
+    assert (dup.get_column("score") > 0.5).all()
+    kept = pl.concat(list(interleaf.read(tmp_path / "mh" / "dedup")))
+    assert kept.get_column("doc_id").n_unique() == summary["kept_documents"] == len(texts) - summary["duplicate_documents"]
+    assert not set(kept.get_column("doc_id")) & {r["doc_id"] for r in dup.iter_rows(named=True) if r["representative"] != r["doc_id"]}
+
+
+def test_exact_dedup_on_images_of_the_sample(sample_dir, tmp_path):
+    from interleaf.dedup import deduplicate
+
+    s = deduplicate(sample_dir / "pairs.jsonl", tmp_path / "ex", "exact", on="image")
+    dup = pl.read_parquet(tmp_path / "ex" / "duplicates.parquet")
+    # pair-dup-1 and pair-dup-2 reuse the images of pair-0003 and pair-0002.
+    assert set(dup.filter(pl.col("doc_id") != pl.col("representative")).get_column("doc_id")) == {"pair-dup-1", "pair-dup-2"}
+    assert s["duplicate_documents"] == 2

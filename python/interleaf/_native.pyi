@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 __version__: str
@@ -61,3 +62,43 @@ def xxh3_64(data: list[bytes]) -> list[int]:
 def read_samples(path: str, max_member_bytes: int | None = None) -> list[tuple[str, list[tuple[str, bytes]], list[tuple[str, str]]]]:
     """One shard's raw samples as webdataset groups them: (key, [(ext, bytes)], [(error kind,
     message)]). For tests and debugging."""
+
+def xxh3_128(items: list[bytes | str]) -> list[str]:
+    """xxh3-128 (seed 0) hex of each item (str as UTF-8)."""
+
+def blake3(items: list[bytes | str]) -> list[str]:
+    """BLAKE3 hex of each item (str as UTF-8)."""
+
+def normalized_text_hash(texts: list[str], strip_punctuation: bool = False) -> list[str]:
+    """xxh3-128 hex of NFKC + lower-cased + whitespace-folded text."""
+
+def shingles(text: str, n: int = 5, unit: str = "word") -> list[str]:
+    """Distinct word or character n-grams in order of first appearance."""
+
+def minhash_signatures(
+    texts: list[str],
+    n: int,
+    unit: str,
+    scheme: str,
+    a: list[int],
+    b: list[int],
+    seed: int = 0,
+    threads: int | None = None,
+) -> np.ndarray:
+    """uint32 signatures (len(texts), len(a)); scheme is "affine32", "legacy" or "fast"."""
+
+def lsh_params(threshold: float, num_perm: int, false_positive_weight: float = 0.5, false_negative_weight: float = 0.5) -> tuple[int, int]:
+    """(bands, rows) as datasketch's _optimal_param chooses them."""
+
+def lsh_cluster(
+    signatures: np.ndarray,
+    bands: int,
+    rows: int,
+    verify: str = "none",
+    threshold: float = 0.0,
+    texts: list[str] | None = None,
+    n: int = 5,
+    unit: str = "word",
+    ranking: np.ndarray | None = None,
+) -> tuple[np.ndarray, int, int]:
+    """(representative per row as int64, candidate pairs checked, pairs joined)."""

@@ -142,11 +142,46 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "image": dup.filter(pl.col("kind") == "image").height,
         "text": dup.filter(pl.col("kind") == "text").height,
     }
+    # Near-duplicate documents by MinHash LSH over each document's text (5-word shingles).
+    from interleaf.dedup import MinHasher, document_texts, lsh_clusters
+
+    docs = document_texts(nodes)
+    reps = lsh_clusters(MinHasher(num_perm=128, n=5).signatures(docs.get_column("text").fill_null("").to_list()), threshold=0.8)
+    summary["near_duplicate_documents"] = int((reps != range(len(reps))).sum())
     summary["outputs"] = {"nodes": str(nodes_path), "content_hash": str(out / "content_hash.parquet")}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     _print_summary(summary)
     print(f"nodes sharing their exact content with another node of the same file: image {summary['duplicate_nodes']['image']}, text {summary['duplicate_nodes']['text']}")
+    print(f"near-duplicate documents (MinHash LSH, Jaccard >= 0.8): {summary['near_duplicate_documents']}")
     print(f"wrote {nodes_path}, {out / 'content_hash.parquet'} and {out / 'summary.json'}")
+    return 0
+
+
+def cmd_dedup(args: argparse.Namespace) -> int:
+    from interleaf.dedup import deduplicate
+
+    summary = deduplicate(
+        args.paths,
+        args.out,
+        args.method,
+        format=args.format,
+        batch_size=args.batch_size,
+        threshold=args.threshold,
+        num_perm=args.num_perm,
+        n=args.ngram,
+        unit=args.unit,
+        seed=args.seed,
+        bands=args.bands,
+        rows=args.rows,
+        verify=args.verify,
+        on=args.on,
+        strip_punctuation=args.strip_punctuation,
+        write_format=args.write,
+        progress=not args.quiet,
+    )
+    print(f"{summary['documents']:,} documents, {summary['duplicate_documents']:,} duplicates in {summary['clusters_with_duplicates']:,} clusters; kept {summary['kept_documents']:,}")
+    for name, path in summary["outputs"].items():
+        print(f"  {name}: {path}")
     return 0
 
 
@@ -172,7 +207,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_read_options(p)
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("demo", help="run on the bundled sample", description="Read the bundled sample (WebDataset pairs, jsonl pairs, CoMM documents), hash every node, and write nodes.parquet, content_hash.parquet and summary.json.")
+    p = sub.add_parser("dedup", help="find duplicate documents", description="Stream documents, find exact or MinHash near-duplicates, write duplicates.parquet (doc_id, cluster_id, representative, method, score) and summary.json, optionally the deduplicated dataset.")
+    p.add_argument("paths", nargs="+", help="files, globs, brace ranges or directories")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--method", choices=("exact", "minhash"), default="minhash", help="exact keys or MinHash LSH (default %(default)s)")
+    p.add_argument("--on", choices=("text", "image", "all"), default="text", help="exact: what the key covers (default %(default)s)")
+    p.add_argument("--strip-punctuation", action="store_true", help="exact text keys ignore punctuation")
+    p.add_argument("--threshold", type=float, default=0.8, help="minhash: Jaccard threshold (default %(default)s)")
+    p.add_argument("--num-perm", type=int, default=128, help="minhash: permutations (default %(default)s)")
+    p.add_argument("--ngram", type=int, default=5, help="minhash: shingle size (default %(default)s)")
+    p.add_argument("--unit", choices=("word", "char"), default="word", help="minhash: shingle unit (default %(default)s)")
+    p.add_argument("--seed", type=int, default=1, help="minhash: seed (default %(default)s)")
+    p.add_argument("--bands", type=int, default=None, help="minhash: LSH bands (default: chosen like datasketch)")
+    p.add_argument("--rows", type=int, default=None, help="minhash: LSH rows per band (default: chosen like datasketch)")
+    p.add_argument("--verify", choices=("none", "signature"), default="none", help="minhash: check candidate pairs on the full signature (default %(default)s)")
+    p.add_argument("--write", choices=WRITE_FORMATS, default=None, help="also write the deduplicated dataset to OUT/dedup in this format")
+    _add_read_options(p)
+    p.set_defaults(func=cmd_dedup)
+
+    p = sub.add_parser("demo", help="run on the bundled sample", description="Read the bundled sample (WebDataset pairs, jsonl pairs, CoMM documents), hash every node, find MinHash near-duplicate documents, and write nodes.parquet, content_hash.parquet and summary.json.")
     p.add_argument("--out", default="interleaf-demo", help="output directory (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_demo)

@@ -5,6 +5,7 @@ Method details and defaults follow ``METHODS.md`` §6-7: 5-word shingles, 128 pe
 Jaccard 0.8, bands x rows chosen like datasketch.
 """
 
+from interleaf.dedup.dataset import deduplicate, document_texts
 from interleaf.dedup.exact import blake3, normalized_text_hash, xxh3_128
 from interleaf.dedup.minhash import MinHasher, datasketch_permutations, lsh_clusters, lsh_params, shingles
 
@@ -12,6 +13,8 @@ __all__ = [
     "MinHasher",
     "blake3",
     "datasketch_permutations",
+    "deduplicate",
+    "document_texts",
     "lsh_clusters",
     "lsh_params",
     "normalized_text_hash",
