@@ -1,5 +1,5 @@
-"""Deduplication: exact keys, MinHash signatures and LSH clusters (perceptual hashes and
-semantic dedup are not available yet).
+"""Deduplication: exact keys, perceptual hashes (identical to imagehash) with Hamming-radius
+search, MinHash signatures and LSH clusters. Semantic dedup is not available yet.
 
 Method details and defaults follow ``METHODS.md`` §6-7: 5-word shingles, 128 permutations,
 Jaccard 0.8, bands x rows chosen like datasketch.
@@ -7,10 +7,16 @@ Jaccard 0.8, bands x rows chosen like datasketch.
 
 from interleaf.dedup.dataset import deduplicate, document_texts
 from interleaf.dedup.exact import blake3, normalized_text_hash, xxh3_128
+from interleaf.dedup.perceptual import ahash, dhash, hex_to_u64, near_duplicates, phash
 from interleaf.dedup.minhash import MinHasher, datasketch_permutations, lsh_clusters, lsh_params, shingles
 
 __all__ = [
     "MinHasher",
+    "ahash",
+    "dhash",
+    "hex_to_u64",
+    "near_duplicates",
+    "phash",
     "blake3",
     "datasketch_permutations",
     "deduplicate",

@@ -4,12 +4,14 @@
 //! - [`shard`]: streaming WebDataset tar reading and writing, member grouping as `webdataset` does.
 //! - [`formats`]: JSON records (pairs, MMC4, OBELICS, CoMM, LLaVA, our own) to documents and back.
 //! - [`hash`]: exact keys, MinHash signatures, LSH clustering, union-find.
+//! - [`image`]: decoding with limits, Pillow-compatible grayscale and resampling.
 //! - [`text`]: Python-compatible whitespace, normalisation, shingles.
 
 pub mod doc;
 pub mod error;
 pub mod formats;
 pub mod hash;
+pub mod image;
 pub mod input;
 pub mod reader;
 pub mod shard;

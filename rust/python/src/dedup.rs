@@ -191,3 +191,109 @@ pub fn lsh_cluster<'py>(
     })?;
     Ok((out.0.into_pyarray(py), out.1, out.2))
 }
+
+/// Perceptual hashes of encoded images: (hex or None, u64 of the first 64 bits or None,
+/// error (kind, message) or None) per image.
+#[pyfunction]
+#[pyo3(signature = (images, kind, hash_size=8, threads=None, max_pixels=None))]
+#[allow(clippy::type_complexity)]
+pub fn perceptual_hashes(
+    py: Python<'_>,
+    images: Vec<Option<PyBackedBytes>>,
+    kind: &str,
+    hash_size: usize,
+    threads: Option<usize>,
+    max_pixels: Option<u64>,
+) -> PyResult<(Vec<Option<String>>, Vec<Option<u64>>, Vec<Option<(String, String)>>)> {
+    use interleaf_core::hash::perceptual::{bits_to_hex, bits_to_u64, hash_image, PerceptualKind};
+    use interleaf_core::image::DecodeLimits;
+    use rayon::prelude::*;
+    let kind = PerceptualKind::parse(kind).ok_or_else(|| PyValueError::new_err(format!("kind must be ahash, dhash or phash, not {kind:?}")))?;
+    if hash_size < 2 {
+        return Err(PyValueError::new_err("hash_size must be >= 2"));
+    }
+    let mut limits = DecodeLimits::default();
+    if let Some(m) = max_pixels {
+        limits.max_pixels = m;
+    }
+    let results = py.detach(|| {
+        on_pool(threads, || {
+            images
+                .par_iter()
+                .map(|img| match img {
+                    None => Err(interleaf_core::RecordError::new("missing_image", "no image bytes")),
+                    Some(b) => hash_image(b.as_ref(), kind, hash_size, &limits),
+                })
+                .collect::<Vec<_>>()
+        })
+    })?;
+    let mut hex = Vec::with_capacity(results.len());
+    let mut ints = Vec::with_capacity(results.len());
+    let mut errs = Vec::with_capacity(results.len());
+    for r in results {
+        match r {
+            Ok(bits) => {
+                hex.push(Some(bits_to_hex(&bits)));
+                ints.push(Some(bits_to_u64(&bits)));
+                errs.push(None);
+            }
+            Err(e) => {
+                hex.push(None);
+                ints.push(None);
+                errs.push(Some((e.kind, e.message)));
+            }
+        }
+    }
+    Ok((hex, ints, errs))
+}
+
+/// Pairs (i, j, distance), i < j, of 64-bit hashes within `radius`, and the representative
+/// (smallest index) of each item's cluster.
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+pub fn hamming_pairs<'py>(
+    py: Python<'py>,
+    hashes: Vec<Option<u64>>,
+    radius: u32,
+) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>)> {
+    use interleaf_core::hash::neardup::{clusters_from_pairs, pairs_within};
+    if radius >= 64 {
+        return Err(PyValueError::new_err("radius must be < 64"));
+    }
+    let (pairs, reps) = py.detach(|| {
+        let pairs = pairs_within(&hashes, radius);
+        let reps = clusters_from_pairs(hashes.len(), &pairs);
+        (pairs, reps)
+    });
+    let i: Vec<i64> = pairs.iter().map(|p| p.0 as i64).collect();
+    let j: Vec<i64> = pairs.iter().map(|p| p.1 as i64).collect();
+    let d: Vec<i64> = pairs.iter().map(|p| p.2 as i64).collect();
+    let r: Vec<i64> = reps.into_iter().map(i64::from).collect();
+    Ok((i.into_pyarray(py), j.into_pyarray(py), d.into_pyarray(py), r.into_pyarray(py)))
+}
+
+/// Pillow-compatible resize of an 8-bit grayscale image (for parity tests).
+#[pyfunction]
+#[pyo3(name = "_resize_luma")]
+pub fn resize_luma_py(py: Python<'_>, pixels: PyBackedBytes, width: usize, height: usize, out_width: usize, out_height: usize, filter: &str) -> PyResult<Vec<u8>> {
+    use interleaf_core::image::{resize_luma, Filter};
+    let f = match filter {
+        "lanczos" => Filter::Lanczos,
+        "bicubic" => Filter::Bicubic,
+        "bilinear" => Filter::Bilinear,
+        other => return Err(PyValueError::new_err(format!("unknown filter {other:?}"))),
+    };
+    if pixels.len() != width * height || out_width == 0 || out_height == 0 {
+        return Err(PyValueError::new_err("pixels must be width*height bytes and the output non-empty"));
+    }
+    Ok(py.detach(|| resize_luma(&pixels, width, height, out_width, out_height, f)))
+}
+
+/// Pillow-compatible `convert("L")` of decoded image bytes: (width, height, pixels).
+#[pyfunction]
+#[pyo3(name = "_decode_luma")]
+pub fn decode_luma_py(py: Python<'_>, data: PyBackedBytes) -> PyResult<(u32, u32, Vec<u8>)> {
+    use interleaf_core::image::{decode, to_luma_pillow, DecodeLimits};
+    py.detach(|| decode(&data, &DecodeLimits::default()).map(|img| to_luma_pillow(&img)))
+        .map_err(|e| PyValueError::new_err(e.to_string()))
+}

@@ -66,3 +66,24 @@ fn hamming(inputs: &[Series]) -> PolarsResult<Series> {
     }).collect();
     Ok(out.with_name(inputs[0].name().clone()).into_series())
 }
+
+#[derive(serde::Deserialize)]
+struct PerceptualKwargs {
+    kind: String,
+}
+
+/// 64-bit perceptual hash (hash_size 8, imagehash's bits as a big-endian number) of each
+/// encoded image; null for null or undecodable images.
+#[polars_expr(output_type=UInt64)]
+fn perceptual_hash(inputs: &[Series], kwargs: PerceptualKwargs) -> PolarsResult<Series> {
+    use interleaf_core::hash::perceptual::{bits_to_u64, hash_image, PerceptualKind};
+    use interleaf_core::image::DecodeLimits;
+    use rayon::prelude::*;
+    let s = &inputs[0];
+    let ca = s.binary()?;
+    let kind = PerceptualKind::parse(&kwargs.kind).ok_or_else(|| polars_err!(InvalidOperation: "kind must be ahash, dhash or phash"))?;
+    let limits = DecodeLimits::default();
+    let values: Vec<Option<&[u8]>> = ca.iter().collect();
+    let out: Vec<Option<u64>> = values.par_iter().map(|v| v.and_then(|b| hash_image(b, kind, 8, &limits).ok()).map(|bits| bits_to_u64(&bits))).collect();
+    Ok(UInt64Chunked::from_iter_options(s.name().clone(), out.into_iter()).into_series())
+}

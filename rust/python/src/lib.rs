@@ -35,5 +35,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dedup::minhash_signatures, m)?)?;
     m.add_function(wrap_pyfunction!(dedup::lsh_params, m)?)?;
     m.add_function(wrap_pyfunction!(dedup::lsh_cluster, m)?)?;
+    m.add_function(wrap_pyfunction!(dedup::perceptual_hashes, m)?)?;
+    m.add_function(wrap_pyfunction!(dedup::hamming_pairs, m)?)?;
+    m.add_function(wrap_pyfunction!(dedup::resize_luma_py, m)?)?;
+    m.add_function(wrap_pyfunction!(dedup::decode_luma_py, m)?)?;
     Ok(())
 }

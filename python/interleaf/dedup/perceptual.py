@@ -1,0 +1,68 @@
+"""Perceptual hashes identical to imagehash 4.3, and near-duplicate search within a Hamming
+radius (multi-index hashing, not O(n^2)). Images are decoded in Rust, in parallel."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from interleaf import _native
+
+KINDS = ("ahash", "dhash", "phash")
+
+
+def _hash(kind: str, images: Sequence[bytes | None], hash_size: int, return_errors: bool, threads: int | None, max_pixels: int | None) -> Any:
+    hexes, _, errors = _native.perceptual_hashes(list(images), kind, hash_size, threads, max_pixels)
+    if return_errors:
+        return hexes, [None if e is None else {"kind": e[0], "message": e[1]} for e in errors]
+    return hexes
+
+
+def phash(images: Sequence[bytes | None], hash_size: int = 8, *, return_errors: bool = False, threads: int | None = None, max_pixels: int | None = None):
+    """``str(imagehash.phash(Image.open(BytesIO(b)), hash_size))`` for each encoded image.
+
+    Grayscale as Pillow's ``convert("L")``, Pillow's LANCZOS resize to ``4 * hash_size``
+    square, 2-D DCT-II, top-left ``hash_size`` square, bit = value > median; hex row-major.
+    An image that does not decode gives None; with ``return_errors=True`` the result is
+    ``(hashes, errors)`` where ``errors[i]`` is None or ``{"kind", "message"}`` (kinds:
+    ``empty_image``, ``unknown_image_format``, ``corrupt_image``, ``image_too_large``,
+    ``missing_image``). ``max_pixels`` defaults to Pillow's 89,478,485.
+    """
+    return _hash("phash", images, hash_size, return_errors, threads, max_pixels)
+
+
+def dhash(images: Sequence[bytes | None], hash_size: int = 8, *, return_errors: bool = False, threads: int | None = None, max_pixels: int | None = None):
+    """``str(imagehash.dhash(...))``: LANCZOS to ``(hash_size + 1) x hash_size``, bit = right
+    pixel > left pixel. Errors as in :func:`phash`."""
+    return _hash("dhash", images, hash_size, return_errors, threads, max_pixels)
+
+
+def ahash(images: Sequence[bytes | None], hash_size: int = 8, *, return_errors: bool = False, threads: int | None = None, max_pixels: int | None = None):
+    """``str(imagehash.average_hash(...))``: LANCZOS to ``hash_size`` square, bit = pixel > mean.
+    Errors as in :func:`phash`."""
+    return _hash("ahash", images, hash_size, return_errors, threads, max_pixels)
+
+
+def hex_to_u64(hexes: Sequence[str | None]) -> list[int | None]:
+    """64-bit hex hashes (hash_size 8) to integers, None kept."""
+    return [None if h is None else int(h, 16) for h in hexes]
+
+
+def near_duplicates(hashes: Sequence[str | int | None], radius: int = 5) -> dict[str, np.ndarray]:
+    """Pairs of 64-bit hashes within Hamming ``radius`` (default 5, MMC4's pHash radius) and
+    clusters, by multi-index hashing: ``radius + 1`` bit ranges, exact-match buckets, then
+    verification, so the cost grows with the number of true candidates, not n^2.
+
+    Args:
+        hashes: hex strings (hash_size 8) or ints; None entries join nothing.
+    Returns:
+        ``{"i", "j", "distance"}``: int64 arrays of the pairs (i < j), and ``"representative"``:
+        for each hash the smallest index in its cluster.
+    """
+    ints = [h if h is None or isinstance(h, int) else int(h, 16) for h in hashes]
+    if any(h is not None and not 0 <= h < 1 << 64 for h in ints):
+        raise ValueError("hashes must be 64-bit (hash_size 8)")
+    i, j, d, reps = _native.hamming_pairs(ints, radius)
+    return {"i": i, "j": j, "distance": d, "representative": reps}

@@ -1,0 +1,133 @@
+"""Perceptual hashes against imagehash 4.3 on real photographs and near-duplicates made from
+them; Hamming-radius search against brute force; bad images."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import imagehash
+import numpy as np
+import pytest
+import skimage
+from PIL import Image, ImageEnhance
+
+from interleaf.dedup import ahash, dhash, near_duplicates, phash
+
+SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
+# Photographs scikit-image ships (its synthetic images, e.g. the chessboard, are left out: a
+# perfect chessboard has exactly tied DCT coefficients whose order depends on float rounding).
+SKIMAGE_PHOTOS = ["astronaut.png", "camera.png", "coffee.png", "chelsea.png", "rocket.jpg", "hubble_deep_field.jpg", "retina.jpg", "brick.png", "grass.png", "gravel.png", "motorcycle_left.png", "color.png", "coins.png", "moon.png", "page.png", "text.png"]
+
+
+def encode(im: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def corpus(sample_dir) -> list[tuple[str, bytes]]:
+    """Real photographs as shipped, plus near-duplicates: recompressed, resized, cropped,
+    brightened, grayscale, RGBA and palette versions."""
+    files = sorted((sample_dir / "images").iterdir()) + [SKIMAGE_DATA / n for n in SKIMAGE_PHOTOS if (SKIMAGE_DATA / n).exists()]
+    out = []
+    for f in files:
+        raw = f.read_bytes()
+        rgb = Image.open(io.BytesIO(raw)).convert("RGB")
+        w, h = rgb.size
+        out += [
+            (f.name, raw),
+            (f.name + ":q60", encode(rgb, "JPEG", quality=60)),
+            (f.name + ":q95", encode(rgb, "JPEG", quality=95)),
+            (f.name + ":half", encode(rgb.resize((max(1, w // 2), max(1, h // 2)), Image.Resampling.BICUBIC), "JPEG", quality=90)),
+            (f.name + ":crop", encode(rgb.crop((w // 20, h // 20, w - w // 20, h - h // 20)), "PNG")),
+            (f.name + ":bright", encode(ImageEnhance.Brightness(rgb).enhance(1.2), "JPEG", quality=90)),
+            (f.name + ":gray", encode(rgb.convert("L"), "PNG")),
+            (f.name + ":rgba", encode(rgb.convert("RGBA"), "PNG")),
+            (f.name + ":palette", encode(rgb.convert("P", palette=Image.Palette.ADAPTIVE), "PNG")),
+            (f.name + ":webp", encode(rgb, "WEBP", quality=80)),
+        ]
+    return out
+
+
+@pytest.mark.parametrize("ours,ref", [(phash, imagehash.phash), (dhash, imagehash.dhash), (ahash, imagehash.average_hash)], ids=["phash", "dhash", "ahash"])
+def test_hashes_equal_imagehash_on_real_photos(corpus, ours, ref):
+    got = ours([b for _, b in corpus])
+    want = [str(ref(Image.open(io.BytesIO(b)))) for _, b in corpus]
+    differ = [(n, g, w) for (n, _), g, w in zip(corpus, got, want) if g != w]
+    rate = 1 - len(differ) / len(corpus)
+    assert len(corpus) >= 250
+    # Goal from the issue: >= 99% identical. Differences come from Pillow 13's undocumented
+    # resize pass order (see interleaf_core::image::resample::vertical_first).
+    assert rate >= 0.99, differ
+    for _, g, w in differ:
+        assert bin(int(g, 16) ^ int(w, 16)).count("1") <= 4
+
+
+def test_jpeg_decoding_is_bit_identical_to_pillow(sample_dir):
+    from interleaf import _native
+
+    for f in sorted((sample_dir / "images").glob("*.jpg")) + [SKIMAGE_DATA / "rocket.jpg", SKIMAGE_DATA / "retina.jpg"]:
+        w, h, px = _native._decode_luma(f.read_bytes())
+        ref = np.asarray(Image.open(f).convert("L"))
+        assert np.array_equal(np.frombuffer(bytes(px), np.uint8).reshape(h, w), ref), f.name
+
+
+def test_single_axis_resizes_are_bit_identical_to_pillow(sample_dir):
+    from interleaf import _native
+
+    im = Image.open(sample_dir / "images" / "coffee.jpg").convert("L")
+    a = np.asarray(im)
+    h, w = a.shape
+    for size in [(w, 8), (9, h), (w, 300), (50, h)]:
+        for name, f in (("lanczos", Image.Resampling.LANCZOS), ("bicubic", Image.Resampling.BICUBIC), ("bilinear", Image.Resampling.BILINEAR)):
+            ours = np.frombuffer(bytes(_native._resize_luma(a.tobytes(), w, h, size[0], size[1], name)), np.uint8)
+            assert np.array_equal(ours.reshape(size[1], size[0]), np.asarray(im.resize(size, f))), (size, name)
+
+
+def test_sixteen_bit_and_hash_sizes(sample_dir):
+    gray = np.asarray(Image.open(sample_dir / "images" / "camera.jpg").convert("L")).astype(np.uint16)
+    im16 = Image.fromarray(gray * 3)  # uint16 -> mode "I;16"; values up to 765: Pillow clips to 255 in "L"
+    assert im16.mode == "I;16"
+    data = encode(im16, "PNG")
+    assert phash([data]) == [str(imagehash.phash(Image.open(io.BytesIO(data))))]
+    photo = (sample_dir / "images" / "chelsea.jpg").read_bytes()
+    for size in (4, 16):
+        assert phash([photo], hash_size=size) == [str(imagehash.phash(Image.open(io.BytesIO(photo)), hash_size=size))]
+        assert dhash([photo], hash_size=size) == [str(imagehash.dhash(Image.open(io.BytesIO(photo)), hash_size=size))]
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b"")
+
+
+def test_bad_images_give_none_and_an_error(sample_dir):
+    good = (sample_dir / "images" / "coffee.jpg").read_bytes()
+    items = [good, b"", b"definitely not an image", good[: len(good) // 2], png_header_only(100_000, 100_000), None]
+    hashes, errors = phash(items, return_errors=True)
+    assert hashes[0] is not None and errors[0] is None
+    assert hashes[1:] == [None] * 5
+    assert [e["kind"] for e in errors[1:]] == ["empty_image", "unknown_image_format", "truncated_image", "image_too_large", "missing_image"]
+    assert "100000x100000" in errors[4]["message"]
+
+
+def test_near_duplicates_match_brute_force_and_group_variants(corpus):
+    hashes = phash([b for _, b in corpus])
+    found = near_duplicates(hashes, radius=6)
+    ints = [int(h, 16) for h in hashes]
+    brute = {(i, j) for i in range(len(ints)) for j in range(i + 1, len(ints)) if bin(ints[i] ^ ints[j]).count("1") <= 6}
+    assert set(zip(found["i"].tolist(), found["j"].tolist())) == brute
+    assert all(bin(ints[i] ^ ints[j]).count("1") == d for i, j, d in zip(found["i"], found["j"], found["distance"]))
+    # High-quality recompressions and grayscale copies land in their original's cluster.
+    names = [n for n, _ in corpus]
+    reps = found["representative"]
+    for k, n in enumerate(names):
+        if n.endswith((":q95", ":gray")):
+            assert reps[k] == reps[names.index(n.split(":")[0])], n
+    with pytest.raises(ValueError, match="64-bit"):
+        near_duplicates(["f" * 32])
