@@ -131,3 +131,33 @@ def test_near_duplicates_match_brute_force_and_group_variants(corpus):
             assert reps[k] == reps[names.index(n.split(":")[0])], n
     with pytest.raises(ValueError, match="64-bit"):
         near_duplicates(["f" * 32])
+
+
+def test_polars_perceptual_hashes_equal_the_batch_api(corpus):
+    import polars as pl
+
+    import interleaf.polars as ilp
+
+    blobs = [b for _, b in corpus[:40]] + [b"junk", None]
+    df = pl.DataFrame({"img": blobs}, schema={"img": pl.Binary})
+    out = df.lazy().select(ilp.phash("img").alias("p"), ilp.dhash("img").alias("d"), ilp.ahash("img").alias("a")).collect(engine="streaming")
+    for col, fn in (("p", phash), ("d", dhash), ("a", ahash)):
+        want = [None if h is None else int(h, 16) for h in fn(blobs)]
+        assert out.get_column(col).to_list() == want
+    assert out.get_column("p")[-2] is None
+
+
+def test_dedup_command_with_phash_finds_the_sample_duplicates(sample_dir, tmp_path):
+    import json
+
+    import polars as pl
+
+    from interleaf.cli import main
+
+    assert main(["dedup", str(sample_dir / "pairs.jsonl"), "--method", "phash", "--out", str(tmp_path), "--quiet"]) == 0
+    dup = pl.read_parquet(tmp_path / "duplicates.parquet")
+    joined = dup.filter(pl.col("doc_id") != pl.col("representative"))
+    assert set(joined.get_column("doc_id")) >= {"pair-dup-1", "pair-dup-2"}
+    assert (joined.get_column("score") <= 5).all()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["phash"]["unhashed"] == 0

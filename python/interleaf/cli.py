@@ -175,6 +175,7 @@ def cmd_dedup(args: argparse.Namespace) -> int:
         rows=args.rows,
         verify=args.verify,
         on=args.on,
+        radius=args.radius,
         strip_punctuation=args.strip_punctuation,
         write_format=args.write,
         progress=not args.quiet,
@@ -207,10 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_read_options(p)
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("dedup", help="find duplicate documents", description="Stream documents, find exact or MinHash near-duplicates, write duplicates.parquet (doc_id, cluster_id, representative, method, score) and summary.json, optionally the deduplicated dataset.")
+    p = sub.add_parser("dedup", help="find duplicate documents", description="Stream documents, find exact, MinHash (text) or pHash (image) near-duplicates, write duplicates.parquet (doc_id, cluster_id, representative, method, score) and summary.json, optionally the deduplicated dataset.")
     p.add_argument("paths", nargs="+", help="files, globs, brace ranges or directories")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--method", choices=("exact", "minhash"), default="minhash", help="exact keys or MinHash LSH (default %(default)s)")
+    p.add_argument("--method", choices=("exact", "minhash", "phash"), default="minhash", help="exact keys, MinHash LSH on text, or pHash on each document's first image (default %(default)s)")
+    p.add_argument("--radius", type=int, default=5, help="phash: Hamming radius (default %(default)s, as MMC4)")
     p.add_argument("--on", choices=("text", "image", "all"), default="text", help="exact: what the key covers (default %(default)s)")
     p.add_argument("--strip-punctuation", action="store_true", help="exact text keys ignore punctuation")
     p.add_argument("--threshold", type=float, default=0.8, help="minhash: Jaccard threshold (default %(default)s)")

@@ -64,3 +64,24 @@ def hamming(a: str | pl.Expr, b: str | pl.Expr) -> pl.Expr:
         >>> df.filter(hamming("phash", pl.lit(0x8F0F, dtype=pl.UInt64)) <= 5)  # doctest: +SKIP
     """
     return register_plugin_function(plugin_path=_LIB, function_name="hamming", args=[_col(a), _col(b)], is_elementwise=True)
+
+
+def _perceptual(kind: str, expr: str | pl.Expr) -> pl.Expr:
+    return register_plugin_function(plugin_path=_LIB, function_name="perceptual_hash", args=_col(expr), kwargs={"kind": kind}, is_elementwise=True)
+
+
+def phash(expr: str | pl.Expr) -> pl.Expr:
+    """imagehash's ``phash`` (hash_size 8) of each encoded image in a Binary column, as UInt64
+    (the hex string read as a number); null for null or undecodable images. Compose with
+    :func:`hamming` for near-duplicate filters."""
+    return _perceptual("phash", expr)
+
+
+def dhash(expr: str | pl.Expr) -> pl.Expr:
+    """imagehash's ``dhash`` (hash_size 8) as UInt64; see :func:`phash`."""
+    return _perceptual("dhash", expr)
+
+
+def ahash(expr: str | pl.Expr) -> pl.Expr:
+    """imagehash's ``average_hash`` (hash_size 8) as UInt64; see :func:`phash`."""
+    return _perceptual("ahash", expr)

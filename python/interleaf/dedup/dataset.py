@@ -15,8 +15,9 @@ import polars as pl
 import interleaf
 from interleaf.dedup.exact import normalized_text_hash, xxh3_128
 from interleaf.dedup.minhash import MinHasher, lsh_clusters, lsh_params
+from interleaf.dedup.perceptual import near_duplicates, phash
 
-METHODS = ("exact", "minhash")
+METHODS = ("exact", "minhash", "phash")
 EXACT_ON = ("text", "image", "all")
 
 
@@ -67,6 +68,7 @@ def deduplicate(
     rows: int | None = None,
     verify: str = "none",
     on: str = "text",
+    radius: int = 5,
     strip_punctuation: bool = False,
     write_format: str | None = None,
     progress: bool = False,
@@ -76,12 +78,16 @@ def deduplicate(
     The table has one row per document that belongs to a cluster of two or more: ``doc_id``,
     ``doc_index`` (position in read order), ``cluster_id`` (the representative's doc_index),
     ``representative`` (its doc_id), ``method`` and ``score`` (1.0 for exact duplicates; the
-    estimated Jaccard with the representative for MinHash). The representative is the first
+    estimated Jaccard with the representative for MinHash; the Hamming distance for pHash). The representative is the first
     document in read order. With ``write_format`` ("parquet", "jsonl", "webdataset"), the
     documents that are their own representative are written to ``out/dedup`` in a second pass.
 
     ``method="exact"`` keys documents by ``on``: "text" (normalised text, see
     :func:`normalized_text_hash`), "image" (xxh3-128 of the image bytes) or "all".
+    ``method="phash"`` hashes each document's first image as imagehash's ``phash`` does and
+    joins documents within Hamming ``radius`` (default 5, MMC4's near-duplicate radius) by
+    multi-index search; ``score`` is the Hamming distance to the representative. Documents
+    without a decodable image stay alone and are counted in ``unhashed``.
     ``method="minhash"`` signs document texts with :class:`MinHasher` (fast mode) and clusters
     with :func:`lsh_clusters` at ``threshold``. Signatures take ``4 * num_perm`` bytes per
     document (512 B at 128: 10M documents = 5.1 GB).
@@ -98,11 +104,15 @@ def deduplicate(
     keys: list[str] = []
     sigs: list[np.ndarray] = []
     hasher = MinHasher(num_perm=num_perm, n=n, unit=unit, seed=seed) if method == "minhash" else None
+    image_hashes: list[str | None] = []
     for df in reader:
         docs = document_texts(df)
         ids.append(docs.get_column("doc_id"))
         if hasher is not None:
             sigs.append(hasher.signatures(docs.get_column("text").fill_null("").to_list()))
+        elif method == "phash":
+            firsts = [next((b for b in imgs if b is not None), None) if imgs is not None else None for imgs in docs.get_column("images").to_list()]
+            image_hashes.extend(phash(firsts))
         else:
             keys.extend(_exact_keys(docs, on, strip_punctuation))
     doc_ids = pl.concat(ids) if ids else pl.Series("doc_id", [], dtype=pl.String)
@@ -116,6 +126,15 @@ def deduplicate(
             raise ValueError("verify='exact' needs every text in memory; use verify='signature' for datasets")
         reps, stats = lsh_clusters(matrix, threshold, bands, rows, verify=verify, return_stats=True)
         score = (matrix == matrix[reps]).mean(axis=1) if total else np.zeros(0)
+    elif method == "phash":
+        found = near_duplicates(image_hashes, radius)
+        reps = found["representative"]
+        score = np.zeros(total)
+        ints = np.array([0 if h is None else int(h, 16) for h in image_hashes], dtype=np.uint64)
+        if total:
+            xor = ints ^ ints[reps]
+            score = np.array([bin(int(x)).count("1") for x in xor], dtype=np.float64)
+        stats = {"radius": radius, "pairs": int(len(found["i"])), "unhashed": sum(h is None for h in image_hashes)}
     else:
         first: dict[str, int] = {}
         reps = np.array([first.setdefault(k, i) for i, k in enumerate(keys)], dtype=np.int64)
@@ -151,7 +170,7 @@ def deduplicate(
         "read_errors": reader.stats["errors"],
         "seconds": round(time.perf_counter() - t0, 3),
         "outputs": {"duplicates": str(out / "duplicates.parquet")},
-        **({"lsh": stats, "threshold": threshold, "num_perm": num_perm} if method == "minhash" else {"on": on}),
+        **({"lsh": stats, "threshold": threshold, "num_perm": num_perm} if method == "minhash" else {"phash": stats} if method == "phash" else {"on": on}),
     }
     if write_format:
         summary["outputs"]["dedup"] = interleaf.write(_kept(source, format, batch_size, keep), out / "dedup", write_format, progress=progress)
