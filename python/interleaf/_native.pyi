@@ -102,3 +102,21 @@ def lsh_cluster(
     ranking: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int, int]:
     """(representative per row as int64, candidate pairs checked, pairs joined)."""
+
+def perceptual_hashes(
+    images: list[bytes | None],
+    kind: str,
+    hash_size: int = 8,
+    threads: int | None = None,
+    max_pixels: int | None = None,
+) -> tuple[list[str | None], list[int | None], list[tuple[str, str] | None]]:
+    """(hex, first 64 bits as int, (error kind, message)) per image; kind is ahash/dhash/phash."""
+
+def hamming_pairs(hashes: list[int | None], radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(i, j, distance) of 64-bit hashes within radius (i < j), and each item's representative."""
+
+def _resize_luma(pixels: bytes, width: int, height: int, out_width: int, out_height: int, filter: str) -> list[int]:
+    """Pillow-compatible resize of 8-bit grayscale pixels (lanczos, bicubic, bilinear). For tests."""
+
+def _decode_luma(data: bytes) -> tuple[int, int, list[int]]:
+    """Decode and convert to grayscale as Pillow's convert("L"). For tests."""
