@@ -17,6 +17,10 @@ from polars.plugins import register_plugin_function
 _LIB = Path(__file__).parent
 
 
+def _col(expr: str | pl.Expr) -> pl.Expr:
+    return pl.col(expr) if isinstance(expr, str) else expr
+
+
 def xxh3_64(expr: str | pl.Expr) -> pl.Expr:
     """xxh3-64 (seed 0) of each value of a String (its UTF-8 bytes) or Binary column, as UInt64.
 
@@ -25,12 +29,7 @@ def xxh3_64(expr: str | pl.Expr) -> pl.Expr:
     Example:
         >>> pl.DataFrame({"t": ["a", None]}).select(xxh3_64("t"))  # doctest: +SKIP
     """
-    e = pl.col(expr) if isinstance(expr, str) else expr
-    return register_plugin_function(plugin_path=_LIB, function_name="xxh3_64", args=e, is_elementwise=True)
-
-
-def _col(expr: str | pl.Expr) -> pl.Expr:
-    return pl.col(expr) if isinstance(expr, str) else expr
+    return register_plugin_function(plugin_path=_LIB, function_name="xxh3_64", args=_col(expr), is_elementwise=True)
 
 
 def minhash(
