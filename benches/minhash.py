@@ -582,6 +582,13 @@ def package_versions() -> dict:
             out[name] = version(name)
         except PackageNotFoundError:
             out[name] = None
+    try:
+        import interleaf._native as native  # identifies the build actually measured
+
+        with open(native.__file__, "rb") as f:
+            out["interleaf_native_sha256"] = hashlib.sha256(f.read()).hexdigest()[:16]
+    except (ImportError, OSError):
+        pass
     return out
 
 
@@ -739,8 +746,8 @@ def main() -> None:
     discarded = sum(r["discarded_runs"] for rs in runs.values() for r in rs)
     print(
         f"CPUs busy just before timing: {busy:.0%}; CPU time of other processes during the {timing_s:.0f} s "
-        f"of timing: {foreign_cpu_s:.1f} s (0 on a quiet machine); runs discarded and redone because "
-        f"of it: {discarded}"
+        f"of timing (discarded runs included): {foreign_cpu_s:.1f} s; runs discarded and redone because "
+        f"other processes were busy: {discarded}"
     )
 
     report = {

@@ -85,21 +85,67 @@ pub fn sha1_hash32(data: &[u8]) -> u32 {
     u32::from_le_bytes([d[0], d[1], d[2], d[3]])
 }
 
-/// `sig[k] = min(sig[k], a[k] * h + b[k])` over u32 lanes; compiled for AVX2 when available.
+/// datasketch's token hash of every shingle that [`shingles`] gives (repeats included, which
+/// cannot change a minimum), computed over the words in place: SHA-1 of the words joined by
+/// one space, without building the strings.
+fn for_each_shingle_sha1(text: &str, n: usize, unit: Unit, mut f: impl FnMut(u32)) {
+    let n = n.max(1);
+    match unit {
+        Unit::Word => {
+            let words: Vec<&str> = crate::text::py_split(text).collect();
+            if words.is_empty() {
+                return;
+            }
+            let hash = |ws: &[&str]| {
+                let mut h = Sha1::new();
+                for (i, w) in ws.iter().enumerate() {
+                    if i > 0 {
+                        h.update(b" ");
+                    }
+                    h.update(w.as_bytes());
+                }
+                let d = h.finalize();
+                u32::from_le_bytes([d[0], d[1], d[2], d[3]])
+            };
+            if words.len() < n {
+                f(hash(&words));
+            } else {
+                words.windows(n).for_each(|w| f(hash(w)));
+            }
+        }
+        Unit::Char => shingles(text, n, unit).iter().for_each(|s| f(sha1_hash32(s.as_bytes()))),
+    }
+}
+
+/// `sig[k] = min(sig[k], min over h in hs of a[k] * h + b[k])`, 16 lanes at a time with the
+/// running minima kept in registers across all token hashes (vpmulld + vpaddd + vpminud when
+/// compiled for AVX2).
 #[inline(always)]
-fn update_affine32_generic(sig: &mut [u32], a: &[u32], b: &[u32], h: u32) {
-    for ((s, &a), &b) in sig.iter_mut().zip(a).zip(b) {
-        let v = a.wrapping_mul(h).wrapping_add(b);
-        if v < *s {
-            *s = v;
+fn apply_affine32_generic(sig: &mut [u32], a: &[u32], b: &[u32], hs: &[u32]) {
+    const L: usize = 16;
+    let full = sig.len() / L * L;
+    for ((s, a), b) in sig[..full].chunks_exact_mut(L).zip(a.chunks_exact(L)).zip(b.chunks_exact(L)) {
+        let mut m = [u32::MAX; L];
+        for &h in hs {
+            for l in 0..L {
+                m[l] = m[l].min(a[l].wrapping_mul(h).wrapping_add(b[l]));
+            }
+        }
+        for l in 0..L {
+            s[l] = s[l].min(m[l]);
+        }
+    }
+    for k in full..sig.len() {
+        for &h in hs {
+            sig[k] = sig[k].min(a[k].wrapping_mul(h).wrapping_add(b[k]));
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn update_affine32_avx2(sig: &mut [u32], a: &[u32], b: &[u32], h: u32) {
-    update_affine32_generic(sig, a, b, h)
+unsafe fn apply_affine32_avx2(sig: &mut [u32], a: &[u32], b: &[u32], hs: &[u32]) {
+    apply_affine32_generic(sig, a, b, hs)
 }
 
 struct Affine32Lanes {
@@ -120,38 +166,37 @@ impl Affine32Lanes {
     }
 
     #[inline]
-    fn update(&self, sig: &mut [u32], h: u32) {
+    fn apply(&self, sig: &mut [u32], hs: &[u32]) {
         #[cfg(target_arch = "x86_64")]
         if self.avx2 {
             // SAFETY: AVX2 support was checked at construction.
-            unsafe { update_affine32_avx2(sig, &self.a, &self.b, h) };
+            unsafe { apply_affine32_avx2(sig, &self.a, &self.b, hs) };
             return;
         }
-        update_affine32_generic(sig, &self.a, &self.b, h)
+        apply_affine32_generic(sig, &self.a, &self.b, hs)
     }
 }
 
 /// Fills `out` (length num_perm) with the signature of one text.
-fn signature_into(text: &str, p: &MinHashParams, lanes: &Affine32Lanes, out: &mut [u32]) {
+fn signature_into(text: &str, p: &MinHashParams, lanes: &Affine32Lanes, out: &mut [u32], hs: &mut Vec<u32>) {
     out.fill(u32::MAX);
+    hs.clear();
     match p.scheme {
-        Scheme::Fast => for_each_shingle_hash(text, p.n, p.unit, p.seed, |h| lanes.update(out, (h >> 32) as u32)),
+        Scheme::Fast => {
+            for_each_shingle_hash(text, p.n, p.unit, p.seed, |h| hs.push((h >> 32) as u32));
+            lanes.apply(out, hs);
+        }
         Scheme::Affine32 => {
-            for s in shingles(text, p.n, p.unit) {
-                lanes.update(out, fmix32(sha1_hash32(s.as_bytes())));
-            }
+            for_each_shingle_sha1(text, p.n, p.unit, |h| hs.push(fmix32(h)));
+            lanes.apply(out, hs);
         }
-        Scheme::Legacy => {
-            for s in shingles(text, p.n, p.unit) {
-                let h = sha1_hash32(s.as_bytes()) as u64;
-                for ((o, &a), &b) in out.iter_mut().zip(&p.a).zip(&p.b) {
-                    let v = ((a.wrapping_mul(h).wrapping_add(b)) % MERSENNE61) & 0xffff_ffff;
-                    if (v as u32) < *o {
-                        *o = v as u32;
-                    }
-                }
+        Scheme::Legacy => for_each_shingle_sha1(text, p.n, p.unit, |h| {
+            let h = h as u64;
+            for ((o, &a), &b) in out.iter_mut().zip(&p.a).zip(&p.b) {
+                let v = ((a.wrapping_mul(h).wrapping_add(b)) % MERSENNE61) & 0xffff_ffff;
+                *o = (*o).min(v as u32);
             }
-        }
+        }),
     }
 }
 
@@ -165,7 +210,10 @@ pub fn signatures(texts: &[&str], p: &MinHashParams) -> Vec<u32> {
         return out;
     }
     let lanes = Affine32Lanes::new(p);
-    out.par_chunks_mut(k).zip(texts.par_iter()).with_min_len(16).for_each(|(row, t)| signature_into(t, p, &lanes, row));
+    out.par_chunks_mut(k)
+        .zip(texts.par_iter())
+        .with_min_len(16)
+        .for_each_init(Vec::new, |hs, (row, t)| signature_into(t, p, &lanes, row, hs));
     out
 }
 

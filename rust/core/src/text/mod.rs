@@ -12,9 +12,80 @@ pub fn is_py_space(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
-/// Words as Python's `text.split()` gives them.
-pub fn py_split(text: &str) -> impl Iterator<Item = &str> {
-    text.split(is_py_space).filter(|w| !w.is_empty())
+/// Words as Python's `text.split()` gives them (bytewise for ASCII, by character otherwise).
+pub fn py_split(text: &str) -> PySplit<'_> {
+    PySplit { text, pos: 0 }
+}
+
+pub struct PySplit<'a> {
+    text: &'a str,
+    pos: usize,
+}
+
+/// ASCII bytes that Python's `str.isspace()` accepts: \t \n \v \f \r, U+001C..U+001F, space.
+const ASCII_SPACE: [bool; 128] = {
+    let mut t = [false; 128];
+    let mut i = 0;
+    while i < 128 {
+        t[i] = matches!(i as u8, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0x1c..=0x1f);
+        i += 1;
+    }
+    t
+};
+
+impl PySplit<'_> {
+    /// At a non-ASCII position: (byte length of the character, whether it is whitespace).
+    #[inline]
+    fn wide(&self, i: usize) -> (usize, bool) {
+        let c = self.text[i..].chars().next().expect("char boundary");
+        (c.len_utf8(), is_py_space(c))
+    }
+}
+
+impl<'a> Iterator for PySplit<'a> {
+    type Item = &'a str;
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a str> {
+        let bytes = self.text.as_bytes();
+        let len = bytes.len();
+        // Skip whitespace.
+        while self.pos < len {
+            let b = bytes[self.pos];
+            if b < 0x80 {
+                if !ASCII_SPACE[b as usize] {
+                    break;
+                }
+                self.pos += 1;
+            } else {
+                let (l, space) = self.wide(self.pos);
+                if !space {
+                    break;
+                }
+                self.pos += l;
+            }
+        }
+        if self.pos >= len {
+            return None;
+        }
+        let start = self.pos;
+        while self.pos < len {
+            let b = bytes[self.pos];
+            if b < 0x80 {
+                if ASCII_SPACE[b as usize] {
+                    break;
+                }
+                self.pos += 1;
+            } else {
+                let (l, space) = self.wide(self.pos);
+                if space {
+                    break;
+                }
+                self.pos += l;
+            }
+        }
+        Some(&self.text[start..self.pos])
+    }
 }
 
 /// NFKC, lower-cased, whitespace runs folded to one space and trimmed; with `strip_punct`,
