@@ -77,6 +77,7 @@ import sys
 import sysconfig
 import time
 from pathlib import Path
+from _common import busy_cpu_s as _busy_cpu_s, cpu_s as _cpu_s, git_commit, machine_info, versions
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = REPO_ROOT / "bench-data" / "minhash" / "corpus.json"
@@ -339,11 +340,6 @@ def make_runner(kind: str, threads: int):
     raise ValueError(kind)
 
 
-def _cpu_s() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)  # all threads of the process
-    return ru.ru_utime + ru.ru_stime
-
-
 def child_main(args) -> None:
     if args.threads == 1:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
@@ -530,58 +526,14 @@ def busy_fraction(seconds: float = 2.0) -> float:
     return 1 - (i1 - i0) / max(t1 - t0, 1)
 
 
-def _busy_cpu_s() -> float:
-    """Non-idle CPU seconds of the whole machine since boot (/proc/stat)."""
-    try:
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-    except OSError:
-        return float("nan")
-    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")  # guest time is inside user
-
-
 def _own_cpu_s() -> float:
     """CPU seconds of this process and its finished children."""
     a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
 
 
-def machine_info() -> dict:
-    cpu = "unknown"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gib = None
-    try:
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemTotal:"):
-                mem_gib = round(int(line.split()[1]) / 1024**2, 1)
-    except OSError:
-        pass
-    return {
-        "cpu_model": cpu,
-        "cores": os.cpu_count(),
-        "cores_available": len(os.sched_getaffinity(0)),
-        "mem_gib": mem_gib,
-        "kernel": platform.release(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-    }
-
-
 def package_versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in ("interleaf", "rensa", "datasketch", "numpy"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
+    out = versions(("interleaf", "rensa", "datasketch", "numpy"))
     try:
         import interleaf._native as native  # identifies the build actually measured
 
@@ -590,15 +542,6 @@ def package_versions() -> dict:
     except (ImportError, OSError):
         pass
     return out
-
-
-def git_commit() -> str | None:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "python", "rust"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
-        return rev + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 CONFIGS = [

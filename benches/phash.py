@@ -59,6 +59,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from _common import busy_cpu_s as _busy_cpu_s, cpu_s as _cpu_s, git_commit, machine_info, versions
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = REPO_ROOT / "python" / "interleaf" / "data" / "sample" / "images"
@@ -222,11 +223,6 @@ def make_runner(kind: str, threads: int):
     raise ValueError(kind)
 
 
-def _cpu_s() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)  # all threads of the process
-    return ru.ru_utime + ru.ru_stime
-
-
 def child_main(args) -> None:
     if args.threads == 1:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
@@ -250,16 +246,6 @@ def child_main(args) -> None:
 # --------------------------------------------------------------------------------------------
 # Parent
 # --------------------------------------------------------------------------------------------
-
-
-def _busy_cpu_s() -> float:
-    """Non-idle CPU seconds of the whole machine since boot (/proc/stat)."""
-    try:
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-    except OSError:
-        return float("nan")
-    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def _children_cpu_s() -> float:
@@ -324,42 +310,8 @@ def parity(c: dict) -> dict:
     return out
 
 
-def machine_info() -> dict:
-    cpu = "unknown"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gib = None
-    try:
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemTotal:"):
-                mem_gib = round(int(line.split()[1]) / 1024**2, 1)
-    except OSError:
-        pass
-    return {
-        "cpu_model": cpu,
-        "cores": os.cpu_count(),
-        "cores_available": len(os.sched_getaffinity(0)),
-        "mem_gib": mem_gib,
-        "kernel": platform.release(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-    }
-
-
 def package_versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in ("interleaf", "imagehash", "pillow", "numpy", "scipy", "scikit-image"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
+    out = versions(("interleaf", "imagehash", "pillow", "numpy", "scipy", "scikit-image"))
     try:
         from PIL import features
 
@@ -367,15 +319,6 @@ def package_versions() -> dict:
     except Exception:  # noqa: BLE001
         pass
     return out
-
-
-def git_commit() -> str | None:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "python", "rust"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
-        return rev + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def summarize(runs: list[dict], bucket_mp: list[float], bucket_n: list[int]) -> dict:

@@ -40,6 +40,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from _common import git_commit, machine_info, versions
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = REPO_ROOT / "bench-data" / "shards"
@@ -301,56 +302,9 @@ def run_child(spec: dict) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
-def machine_info() -> dict:
-    cpu = "unknown"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gib = None
-    try:
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemTotal:"):
-                mem_gib = round(int(line.split()[1]) / 1024**2, 1)
-    except OSError:
-        pass
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:
-        affinity = None
-    return {
-        "cpu_model": cpu,
-        "cores": os.cpu_count(),
-        "cores_available": affinity,
-        "mem_gib": mem_gib,
-        "kernel": platform.release(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-    }
-
-
 def package_versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in ("interleaf", "webdataset", "polars", "numpy", "pyarrow"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
+    out = versions(("interleaf", "webdataset", "polars", "numpy", "pyarrow"))
     return out
-
-
-def git_commit() -> str | None:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "python", "rust"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
-        return rev + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def summarize(runs: list[dict], total_bytes: int) -> dict:
