@@ -134,18 +134,16 @@ pub fn vertical_first(w: usize, h: usize, ow: usize, oh: usize) -> bool {
 }
 
 fn pass_horizontal(src: &[u8], w: usize, rows: std::ops::Range<usize>, ow: usize, c: &Coeffs) -> Vec<u8> {
-    let half = 1i64 << (PRECISION_BITS - 1);
+    let half = 1i32 << (PRECISION_BITS - 1);
     let mut out = vec![0u8; ow * rows.len()];
     for (y, sy) in rows.enumerate() {
         let row = &src[sy * w..(sy + 1) * w];
         for xx in 0..ow {
             let (xmin, n) = c.bounds[xx];
             let k = &c.k[xx * c.ksize..xx * c.ksize + n];
-            let mut ss = half;
-            for (x, &kv) in k.iter().enumerate() {
-                ss += row[xmin + x] as i64 * kv as i64;
-            }
-            out[y * ow + xx] = clip8(ss);
+            // i32 as in Pillow: |sum| < 255 * 1.3 * 2^22 < 2^31 for these kernels.
+            let ss = half + k.iter().zip(&row[xmin..xmin + n]).map(|(&kv, &p)| p as i32 * kv).sum::<i32>();
+            out[y * ow + xx] = clip8(ss as i64);
         }
     }
     out
