@@ -72,12 +72,11 @@ import random
 import re
 import resource
 import statistics
-import subprocess
 import sys
 import sysconfig
 import time
 from pathlib import Path
-from _common import busy_cpu_s as _busy_cpu_s, cpu_s as _cpu_s, git_commit, machine_info, versions
+from _common import add_quiet_machine_args, busy_cpu_s as _busy_cpu_s, child_env, run_quiet, cpu_s as _cpu_s, git_commit, machine_info, versions
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = REPO_ROOT / "bench-data" / "minhash" / "corpus.json"
@@ -368,31 +367,11 @@ def subset_indices(n: int, k: int, seed: int) -> list[int]:
 
 
 def run_child(args, kind: str, threads: int) -> dict:
-    env = dict(os.environ)
-    for k, v in CHILD_ENV.items():
-        env[k] = str(threads) if v is None else v
     cmd = [
         sys.executable, __file__, "--child", kind, "--threads", str(threads), "--corpus", str(args.corpus),
         "--ds-subset", str(args.ds_subset), "--seed", str(args.seed),
     ]
-    ncpu = len(os.sched_getaffinity(0))
-    for attempt in range(args.max_retries + 1):
-        busy0, own0, t0 = _busy_cpu_s(), _own_cpu_s(), time.perf_counter()
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        foreign = (_busy_cpu_s() - busy0) - (_own_cpu_s() - own0)  # CPU of other processes meanwhile
-        if proc.returncode != 0:
-            raise RuntimeError(f"child {kind} T={threads} failed ({proc.returncode}):\n{proc.stderr}")
-        r = json.loads(proc.stdout.strip().splitlines()[-1])
-        r["other_processes_cpu_s"] = round(foreign, 2)
-        r["discarded_runs"] = attempt
-        if foreign <= args.max_foreign * wall * ncpu or attempt == args.max_retries:
-            if attempt == args.max_retries and foreign > args.max_foreign * wall * ncpu:
-                print(f"  WARNING: {kind} T={threads}: other processes used {foreign:.1f} CPU s during the run; kept anyway", flush=True)
-            return r
-        print(f"  {kind} T={threads}: other processes used {foreign:.1f} CPU s during the run; rerunning", flush=True)
-        time.sleep(args.retry_wait)
-    raise AssertionError("unreachable")
+    return run_quiet(cmd, child_env(CHILD_ENV, threads), f"{kind} T={threads}", args)
 
 
 def correctness(corpus: dict, args) -> dict:
@@ -577,13 +556,8 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=500)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--max-foreign", type=float, default=0.03,
-                    help="rerun a child when other processes used more than this share of the CPUs meanwhile")
-    ap.add_argument("--max-retries", type=int, default=10)
-    ap.add_argument("--retry-wait", type=float, default=5.0, help="seconds to wait before rerunning a child")
+    add_quiet_machine_args(ap)
     ap.add_argument("--out", default=str(DEFAULT_OUT))
-    ap.add_argument("--child", help=argparse.SUPPRESS)
-    ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         args.kind = args.child

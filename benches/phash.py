@@ -52,14 +52,12 @@ import io
 import json
 import os
 import pickle
-import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
-from _common import busy_cpu_s as _busy_cpu_s, cpu_s as _cpu_s, git_commit, machine_info, versions
+from _common import add_quiet_machine_args, busy_cpu_s as _busy_cpu_s, child_env, run_quiet, cpu_s as _cpu_s, git_commit, machine_info, versions
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = REPO_ROOT / "python" / "interleaf" / "data" / "sample" / "images"
@@ -260,28 +258,8 @@ def busy_fraction(seconds: float = 2.0) -> float:
 
 
 def run_child(args, kind: str, threads: int) -> dict:
-    env = dict(os.environ)
-    for k, v in CHILD_ENV.items():
-        env[k] = str(threads) if v is None else v
     cmd = [sys.executable, __file__, "--child", kind, "--threads", str(threads), "--corpus", str(args.corpus)]
-    ncpu = os.cpu_count() or 1
-    for attempt in range(args.max_retries + 1):
-        b0, c0, t0 = _busy_cpu_s(), _children_cpu_s(), time.perf_counter()
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        foreign = max(0.0, (_busy_cpu_s() - b0) - (_children_cpu_s() - c0))
-        if proc.returncode != 0:
-            raise RuntimeError(f"child {kind} T={threads} failed ({proc.returncode}):\n{proc.stderr}")
-        r = json.loads(proc.stdout.strip().splitlines()[-1])
-        r["other_processes_cpu_s"] = round(foreign, 2)
-        r["discarded_runs"] = attempt
-        if foreign <= args.max_foreign * wall * ncpu or attempt == args.max_retries:
-            if foreign > args.max_foreign * wall * ncpu:
-                print(f"  WARNING: {kind} T={threads}: other processes used {foreign:.1f} CPU s during the run; kept anyway", flush=True)
-            return r
-        print(f"  {kind} T={threads}: other processes used {foreign:.1f} CPU s during the run; rerunning", flush=True)
-        time.sleep(args.retry_wait)
-    raise AssertionError("unreachable")
+    return run_quiet(cmd, child_env(CHILD_ENV, threads), f"{kind} T={threads}", args)
 
 
 def parity(c: dict) -> dict:
@@ -348,13 +326,8 @@ def main() -> None:
     ap.add_argument("--mp", default="0.3,0.5,0.8,1.2,2.0", help="target megapixels of the size buckets")
     ap.add_argument("--n", type=int, default=1500, help="images in the corpus (split evenly over the buckets)")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--max-foreign", type=float, default=0.03,
-                    help="rerun a child when other processes used more than this share of the CPUs meanwhile")
-    ap.add_argument("--max-retries", type=int, default=10)
-    ap.add_argument("--retry-wait", type=float, default=5.0)
+    add_quiet_machine_args(ap)
     ap.add_argument("--out", default=str(DEFAULT_OUT))
-    ap.add_argument("--child", help=argparse.SUPPRESS)
-    ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         args.kind = args.child
