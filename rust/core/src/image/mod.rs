@@ -1,7 +1,14 @@
-//! Images: decoding with limits, and Pillow-compatible grayscale conversion and resampling.
+//! Images: decoding with limits, header probing, Pillow-compatible conversion and resampling,
+//! CLIP preprocessing and image statistics.
 
 pub mod decode;
+pub mod preprocess;
+pub mod probe;
 pub mod resample;
+pub mod stats;
 
-pub use decode::{decode, to_luma_pillow, DecodeLimits, DEFAULT_MAX_PIXELS};
-pub use resample::{resize_luma, Filter};
+pub use decode::{decode, decode_rgb, orient, to_luma_pillow, Alpha, DecodeLimits, DecodeOptions, Rgb8, DEFAULT_MAX_PIXELS};
+pub use preprocess::{PreprocessConfig, ResizeMode};
+pub use probe::{probe, Probe};
+pub use resample::{resize, resize_luma, Filter};
+pub use stats::{image_stats, ImageStats};

@@ -12,6 +12,10 @@ pub enum Filter {
     Bicubic,
     /// Pillow LANCZOS (a = 3).
     Lanczos,
+    /// Pillow BOX (support 0.5).
+    Box,
+    /// Pillow HAMMING (support 1).
+    Hamming,
 }
 
 impl Filter {
@@ -20,6 +24,8 @@ impl Filter {
             Filter::Bilinear => 1.0,
             Filter::Bicubic => 2.0,
             Filter::Lanczos => 3.0,
+            Filter::Box => 0.5,
+            Filter::Hamming => 1.0,
         }
     }
 
@@ -51,6 +57,38 @@ impl Filter {
                     0.0
                 }
             }
+            Filter::Box => {
+                if x > -0.5 && x <= 0.5 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Filter::Hamming => {
+                let x = x.abs();
+                if x == 0.0 {
+                    1.0
+                } else if x >= 1.0 {
+                    0.0
+                } else {
+                    let x = x * PI;
+                    x.sin() / x * (0.54 + 0.46 * x.cos())
+                }
+            }
+        }
+    }
+
+    /// The filter for a Pillow `Image.Resampling` code (as in `preprocessor_config.json`'s
+    /// `resample`): 1 LANCZOS, 2 BILINEAR, 3 BICUBIC, 4 BOX, 5 HAMMING. NEAREST (0) is not a
+    /// convolution in Pillow and is not supported.
+    pub fn from_pillow(code: i64) -> Option<Filter> {
+        match code {
+            1 => Some(Filter::Lanczos),
+            2 => Some(Filter::Bilinear),
+            3 => Some(Filter::Bicubic),
+            4 => Some(Filter::Box),
+            5 => Some(Filter::Hamming),
+            _ => None,
         }
     }
 }
@@ -133,64 +171,119 @@ pub fn vertical_first(w: usize, h: usize, ow: usize, oh: usize) -> bool {
     (oh as f64 / h as f64) / (ow as f64 / w as f64) < 0.5
 }
 
-fn pass_horizontal(src: &[u8], w: usize, rows: std::ops::Range<usize>, ow: usize, c: &Coeffs) -> Vec<u8> {
+type Span = std::ops::Range<usize>;
+
+/// Horizontal pass: output columns `cols` of source rows `rows`, for an interleaved
+/// `C`-channel image `w` pixels wide.
+fn pass_horizontal<const C: usize>(src: &[u8], w: usize, rows: Span, cols: Span, c: &Coeffs) -> Vec<u8> {
     let half = 1i32 << (PRECISION_BITS - 1);
-    let mut out = vec![0u8; ow * rows.len()];
+    let ow = cols.len();
+    let mut out = vec![0u8; ow * C * rows.len()];
     for (y, sy) in rows.enumerate() {
-        let row = &src[sy * w..(sy + 1) * w];
-        for xx in 0..ow {
+        let row = &src[sy * w * C..(sy + 1) * w * C];
+        let orow = &mut out[y * ow * C..(y + 1) * ow * C];
+        for (ox, xx) in cols.clone().enumerate() {
             let (xmin, n) = c.bounds[xx];
             let k = &c.k[xx * c.ksize..xx * c.ksize + n];
             // i32 as in Pillow: |sum| < 255 * 1.3 * 2^22 < 2^31 for these kernels.
-            let ss = half + k.iter().zip(&row[xmin..xmin + n]).map(|(&kv, &p)| p as i32 * kv).sum::<i32>();
-            out[y * ow + xx] = clip8(ss as i64);
+            if C == 1 {
+                let ss = half + k.iter().zip(&row[xmin..xmin + n]).map(|(&kv, &p)| p as i32 * kv).sum::<i32>();
+                orow[ox] = clip8(ss as i64);
+            } else {
+                let mut ss = [half; C];
+                for (px, &kv) in row[xmin * C..(xmin + n) * C].chunks_exact(C).zip(k) {
+                    for ch in 0..C {
+                        ss[ch] += px[ch] as i32 * kv;
+                    }
+                }
+                for ch in 0..C {
+                    orow[ox * C + ch] = clip8(ss[ch] as i64);
+                }
+            }
         }
     }
     out
 }
 
-/// Vertical pass; `offset` is subtracted from every window start (rows the input lacks).
-fn pass_vertical(src: &[u8], w: usize, oh: usize, c: &Coeffs, offset: usize) -> Vec<u8> {
-    let half = 1i64 << (PRECISION_BITS - 1);
-    let mut out = vec![0u8; w * oh];
-    for yy in 0..oh {
+/// Vertical pass: output rows `rows`, source columns `cols`, for an interleaved `C`-channel
+/// image `w` pixels wide; `offset` is subtracted from every window start (rows the input
+/// lacks).
+fn pass_vertical<const C: usize>(src: &[u8], w: usize, rows: Span, cols: Span, c: &Coeffs, offset: usize) -> Vec<u8> {
+    let half = 1i32 << (PRECISION_BITS - 1);
+    let stride = w * C;
+    let (x0, x1) = (cols.start * C, cols.end * C);
+    let ostride = x1 - x0;
+    let mut out = vec![0u8; ostride * rows.len()];
+    let mut acc = vec![0i32; ostride];
+    for (oy, yy) in rows.enumerate() {
         let (ymin, n) = c.bounds[yy];
         let ymin = ymin - offset;
         let k = &c.k[yy * c.ksize..yy * c.ksize + n];
-        for xx in 0..w {
-            let mut ss = half;
-            for (y, &kv) in k.iter().enumerate() {
-                ss += src[(ymin + y) * w + xx] as i64 * kv as i64;
+        acc.fill(half);
+        // Row-wise accumulation: the same integer sums as Pillow's column loop, in an order
+        // the compiler vectorises.
+        for (y, &kv) in k.iter().enumerate() {
+            let row = &src[(ymin + y) * stride + x0..(ymin + y) * stride + x1];
+            for (a, &p) in acc.iter_mut().zip(row) {
+                *a += p as i32 * kv;
             }
-            out[yy * w + xx] = clip8(ss);
+        }
+        for (o, &a) in out[oy * ostride..(oy + 1) * ostride].iter_mut().zip(&acc) {
+            *o = clip8(a as i64);
         }
     }
     out
 }
 
-/// Resizes a single-channel 8-bit image (row-major `w x h`) to `ow x oh` as Pillow's
-/// `Image.resize((ow, oh), filter)` does for mode "L" (see [`vertical_first`] for the one
-/// place where Pillow 13 is matched empirically rather than by construction).
-pub fn resize_luma(src: &[u8], w: usize, h: usize, ow: usize, oh: usize, filter: Filter) -> Vec<u8> {
-    assert_eq!(src.len(), w * h);
-    let horiz = precompute(w, 0.0, w as f64, ow, filter);
-    let vert = precompute(h, 0.0, h as f64, oh, filter);
+/// Resizes an interleaved 8-bit image with `C` channels (row-major `w x h`) to `ow x oh` as
+/// Pillow's `Image.resize((ow, oh), filter)` does for modes "L" (`C = 1`) and "RGB" (`C = 3`);
+/// see [`vertical_first`] for the one place where Pillow 13 is matched empirically rather
+/// than by construction.
+pub fn resize<const C: usize>(src: &[u8], w: usize, h: usize, ow: usize, oh: usize, filter: Filter) -> Vec<u8> {
+    resize_region::<C>(src, w, h, ow, oh, filter, 0..ow, 0..oh)
+}
+
+/// The `cols x rows` window of [`resize`]'s output, computing only those pixels: a resize
+/// followed by a crop without the work for the cropped-away part. Each output pixel is the
+/// same integer sum as in the full resize, so the window is bit-identical to it.
+#[allow(clippy::too_many_arguments)]
+pub fn resize_region<const C: usize>(src: &[u8], w: usize, h: usize, ow: usize, oh: usize, filter: Filter, cols: Span, rows: Span) -> Vec<u8> {
+    assert_eq!(src.len(), w * h * C);
+    assert!(cols.end <= ow && rows.end <= oh);
+    if cols.is_empty() || rows.is_empty() {
+        return Vec::new();
+    }
     match (ow != w, oh != h) {
-        (false, false) => src.to_vec(),
-        (true, false) => pass_horizontal(src, w, 0..h, ow, &horiz),
-        (false, true) => pass_vertical(src, w, oh, &vert, 0),
-        (true, true) if vertical_first(w, h, ow, oh) => {
-            let tmp = pass_vertical(src, w, oh, &vert, 0);
-            pass_horizontal(&tmp, w, 0..oh, ow, &horiz)
+        (false, false) => {
+            let mut out = Vec::with_capacity(cols.len() * rows.len() * C);
+            for y in rows {
+                out.extend_from_slice(&src[(y * w + cols.start) * C..(y * w + cols.end) * C]);
+            }
+            out
         }
+        (true, false) => pass_horizontal::<C>(src, w, rows, cols, &precompute(w, 0.0, w as f64, ow, filter)),
+        (false, true) => pass_vertical::<C>(src, w, rows, cols, &precompute(h, 0.0, h as f64, oh, filter), 0),
         (true, true) => {
-            // Only the source rows the vertical pass reads go through the horizontal pass.
-            let first = vert.bounds[0].0;
-            let last = vert.bounds[oh - 1].0 + vert.bounds[oh - 1].1;
-            let tmp = pass_horizontal(src, w, first..last, ow, &horiz);
-            pass_vertical(&tmp, ow, oh, &vert, first)
+            let horiz = precompute(w, 0.0, w as f64, ow, filter);
+            let vert = precompute(h, 0.0, h as f64, oh, filter);
+            let n = rows.len();
+            if vertical_first(w, h, ow, oh) {
+                let tmp = pass_vertical::<C>(src, w, rows, 0..w, &vert, 0);
+                pass_horizontal::<C>(&tmp, w, 0..n, cols, &horiz)
+            } else {
+                // Only the source rows the vertical pass reads go through the horizontal pass.
+                let first = vert.bounds[rows.start].0;
+                let last = (rows.clone()).map(|y| vert.bounds[y].0 + vert.bounds[y].1).max().unwrap_or(first);
+                let tmp = pass_horizontal::<C>(src, w, first..last, cols.clone(), &horiz);
+                pass_vertical::<C>(&tmp, cols.len(), rows, 0..cols.len(), &vert, first)
+            }
         }
     }
+}
+
+/// [`resize`] for single-channel (mode "L") images.
+pub fn resize_luma(src: &[u8], w: usize, h: usize, ow: usize, oh: usize, filter: Filter) -> Vec<u8> {
+    resize::<1>(src, w, h, ow, oh, filter)
 }
 
 #[cfg(test)]
@@ -202,5 +295,21 @@ mod tests {
         let src = vec![77u8; 50 * 30];
         assert!(resize_luma(&src, 50, 30, 9, 8, Filter::Lanczos).iter().all(|&v| v == 77));
         assert!(resize_luma(&src, 50, 30, 120, 7, Filter::Bicubic).iter().all(|&v| v == 77));
+        let rgb: Vec<u8> = (0..50 * 30).flat_map(|_| [10u8, 200, 77]).collect();
+        let out = resize::<3>(&rgb, 50, 30, 224, 13, Filter::Bicubic);
+        assert_eq!(out.len(), 224 * 13 * 3);
+        assert!(out.chunks_exact(3).all(|p| p == [10, 200, 77]));
+    }
+
+    #[test]
+    fn region_equals_crop_of_full_resize() {
+        let src: Vec<u8> = (0..61 * 47 * 3).map(|i| (i * 7919 % 251) as u8).collect();
+        for (ow, oh) in [(30, 20), (100, 20), (30, 90), (61, 20), (30, 47), (61, 47), (80, 70)] {
+            let full = resize::<3>(&src, 61, 47, ow, oh, Filter::Bicubic);
+            let (cols, rows) = (ow / 4..ow - ow / 5, oh / 3..oh - 1);
+            let region = resize_region::<3>(&src, 61, 47, ow, oh, Filter::Bicubic, cols.clone(), rows.clone());
+            let expect: Vec<u8> = rows.flat_map(|y| full[(y * ow + cols.start) * 3..(y * ow + cols.end) * 3].to_vec()).collect();
+            assert_eq!(region, expect, "{ow}x{oh}");
+        }
     }
 }

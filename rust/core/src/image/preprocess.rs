@@ -1,0 +1,307 @@
+//! CLIP-style preprocessing of encoded images into one NCHW float array: decode to RGB as
+//! Pillow does, resize with Pillow's 8-bit kernels, center crop (or pad), rescale and
+//! normalise with the same float arithmetic as transformers' `CLIPImageProcessor` (or
+//! torchvision, for open_clip's defaults).
+
+use rayon::prelude::*;
+
+use crate::error::RecordError;
+use crate::image::decode::{decode_rgb, DecodeOptions};
+use crate::image::resample::{resize_region, Filter};
+
+/// open_clip's `OPENAI_DATASET_MEAN` (also transformers' `OPENAI_CLIP_MEAN`).
+pub const OPENAI_CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+/// open_clip's `OPENAI_DATASET_STD` (also transformers' `OPENAI_CLIP_STD`).
+pub const OPENAI_CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+
+/// How the decoded image is brought to the model's input size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResizeMode {
+    /// Shortest side to `shortest_edge` (the long side `int(edge * long / short)`), keeping
+    /// the aspect ratio; then the center crop. transformers' `{"shortest_edge": n}`,
+    /// open_clip's `resize_mode="shortest"`.
+    Shortest,
+    /// Straight to `size` (height, width), ignoring the aspect ratio; then the crop if any.
+    /// transformers' `{"height", "width"}`, open_clip's `"squash"`.
+    Squash,
+    /// Longest side to fit `size`, keeping the aspect ratio (each side
+    /// `round(side / max(h / H, w / W))`, at least 1), then centered on a `fill` canvas.
+    /// open_clip's `"longest"` (`ResizeKeepRatio` + `CenterCropOrPad`).
+    Longest,
+}
+
+/// How the crop offset `(in - out) / 2` is rounded when it is not whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CropRounding {
+    /// `floor`, as transformers' `center_crop`.
+    Floor,
+    /// Python's `round` (half to even), as torchvision's `center_crop` (open_clip).
+    HalfEven,
+}
+
+/// How 8-bit values become floats before normalisation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Rescale {
+    /// None: values stay 0-255.
+    Off,
+    /// `float32(float64(v) * factor)`, as transformers' `rescale`.
+    Multiply(f64),
+    /// `float32(v) / 255` in float32, as torchvision's `ToTensor` (open_clip).
+    Divide255,
+}
+
+/// Everything preprocessing needs; see [`PreprocessConfig::open_clip`] for the defaults.
+#[derive(Clone, Debug)]
+pub struct PreprocessConfig {
+    pub mode: ResizeMode,
+    /// The target of [`ResizeMode::Shortest`].
+    pub shortest_edge: usize,
+    /// (height, width): the target of [`ResizeMode::Squash`] and [`ResizeMode::Longest`].
+    pub size: (usize, usize),
+    /// (height, width) of the center crop; `None` for no crop.
+    pub crop: Option<(usize, usize)>,
+    pub crop_rounding: CropRounding,
+    pub filter: Filter,
+    pub rescale: Rescale,
+    /// Per-channel mean and std, `(x - mean) / std` in float32; `None` for no normalisation.
+    pub normalize: Option<([f32; 3], [f32; 3])>,
+    /// The 8-bit value of padding (crops larger than the image, [`ResizeMode::Longest`]).
+    pub fill: u8,
+    pub decode: DecodeOptions,
+}
+
+impl PreprocessConfig {
+    /// open_clip's defaults for a `size` model: shortest side + center crop, bicubic, OpenAI
+    /// mean and std, torchvision's crop rounding and `ToTensor` division.
+    pub fn open_clip(size: usize) -> Self {
+        PreprocessConfig {
+            mode: ResizeMode::Shortest,
+            shortest_edge: size,
+            size: (size, size),
+            crop: Some((size, size)),
+            crop_rounding: CropRounding::HalfEven,
+            filter: Filter::Bicubic,
+            rescale: Rescale::Divide255,
+            normalize: Some((OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)),
+            fill: 0,
+            decode: DecodeOptions::default(),
+        }
+    }
+
+    /// (height, width) of every output image, or why the configuration has none.
+    pub fn output_shape(&self) -> Result<(usize, usize), String> {
+        let shape = match (self.crop, self.mode) {
+            (Some(c), _) => c,
+            (None, ResizeMode::Shortest) => {
+                return Err("resizing the shortest edge without a center crop gives images of different shapes; set a crop size".into())
+            }
+            (None, _) => self.size,
+        };
+        if shape.0 == 0 || shape.1 == 0 || (self.mode == ResizeMode::Shortest && self.shortest_edge == 0) || self.size.0 == 0 || self.size.1 == 0 {
+            return Err("sizes must be >= 1".into());
+        }
+        Ok(shape)
+    }
+
+    /// Per-channel lookup table from an 8-bit value to the final float, reproducing the
+    /// reference's float arithmetic exactly (each step is one IEEE operation).
+    fn lut(&self) -> [[f32; 256]; 3] {
+        let mut t = [[0f32; 256]; 3];
+        for (c, row) in t.iter_mut().enumerate() {
+            for (v, out) in row.iter_mut().enumerate() {
+                let x = match self.rescale {
+                    Rescale::Off => v as f32,
+                    Rescale::Multiply(f) => (v as f64 * f) as f32,
+                    Rescale::Divide255 => v as f32 / 255.0,
+                };
+                *out = match self.normalize {
+                    Some((mean, std)) => (x - mean[c]) / std[c],
+                    None => x,
+                };
+            }
+        }
+        t
+    }
+}
+
+/// Python's `round` for a non-negative half-integer-or-whole `x2 / 2`: half to even.
+fn half_even_div2(x2: i64) -> i64 {
+    let q = x2.div_euclid(2);
+    if x2.rem_euclid(2) == 1 && q % 2 != 0 {
+        q + 1
+    } else {
+        q
+    }
+}
+
+/// Offset of output index 0 in the input axis for a centered crop (negative: padding).
+fn crop_offset(input: usize, output: usize, rounding: CropRounding) -> i64 {
+    let d = input as i64 - output as i64;
+    match rounding {
+        CropRounding::Floor => d.div_euclid(2),
+        // torchvision pads first ((out - in) // 2 before), then crops with round().
+        CropRounding::HalfEven if d < 0 => -((-d).div_euclid(2)),
+        CropRounding::HalfEven => half_even_div2(d),
+    }
+}
+
+/// Python's `round(x)` (half to even) for a non-negative float.
+fn round_half_even(x: f64) -> usize {
+    let f = x.floor();
+    let r = match (x - f).partial_cmp(&0.5) {
+        Some(std::cmp::Ordering::Greater) => f + 1.0,
+        Some(std::cmp::Ordering::Equal) if f % 2.0 != 0.0 => f + 1.0,
+        _ => f,
+    };
+    r as usize
+}
+
+/// The resized (width, height) for an input of `w x h`.
+fn resized_size(cfg: &PreprocessConfig, w: usize, h: usize) -> (usize, usize) {
+    match cfg.mode {
+        ResizeMode::Shortest => {
+            let s = cfg.shortest_edge;
+            let (short, long) = if w <= h { (w, h) } else { (h, w) };
+            let new_long = ((s as f64 * long as f64) / short as f64) as usize;
+            if w <= h {
+                (s, new_long)
+            } else {
+                (new_long, s)
+            }
+        }
+        ResizeMode::Squash => (cfg.size.1, cfg.size.0),
+        ResizeMode::Longest => {
+            let ratio = (h as f64 / cfg.size.0 as f64).max(w as f64 / cfg.size.1 as f64);
+            (round_half_even(w as f64 / ratio).max(1), round_half_even(h as f64 / ratio).max(1))
+        }
+    }
+}
+
+/// A float type the output array can hold.
+pub trait Sample: Copy + Send + Sync + Default {
+    fn from_f32(v: f32) -> Self;
+}
+
+impl Sample for f32 {
+    #[inline]
+    fn from_f32(v: f32) -> Self {
+        v
+    }
+}
+
+impl Sample for half::f16 {
+    #[inline]
+    fn from_f32(v: f32) -> Self {
+        half::f16::from_f32(v)
+    }
+}
+
+/// Preprocesses one image into `out` (3 x H x W, channel-major), which must have the length
+/// of [`PreprocessConfig::output_shape`]. On error `out` is left as it was.
+pub fn preprocess_into<T: Sample>(data: &[u8], cfg: &PreprocessConfig, lut: &[[f32; 256]; 3], out: &mut [T]) -> Result<(), RecordError> {
+    let (oh, ow) = cfg.output_shape().map_err(|m| RecordError::new("bad_config", m))?;
+    assert_eq!(out.len(), 3 * oh * ow);
+    let img = decode_rgb(data, &cfg.decode)?;
+    let (rw, rh) = resized_size(cfg, img.width, img.height);
+    // The window of the resized image the output shows: (first output index, source range).
+    let (top, left) = match (cfg.mode, cfg.crop) {
+        (ResizeMode::Longest, None) => (crop_offset(rh, oh, CropRounding::HalfEven), crop_offset(rw, ow, CropRounding::HalfEven)),
+        _ => (crop_offset(rh, oh, cfg.crop_rounding), crop_offset(rw, ow, cfg.crop_rounding)),
+    };
+    let span = |off: i64, n_out: usize, n_in: usize| -> (usize, std::ops::Range<usize>) {
+        let first_src = off.max(0) as usize;
+        let first_out = (-off).max(0) as usize;
+        let end_src = ((off + n_out as i64).min(n_in as i64)).max(first_src as i64) as usize;
+        (first_out, first_src..end_src)
+    };
+    let (oy0, rows) = span(top, oh, rh);
+    let (ox0, cols) = span(left, ow, rw);
+    let region = resize_region::<3>(&img.px, img.width, img.height, rw, rh, cfg.filter, cols.clone(), rows.clone());
+    let plane = oh * ow;
+    let (rn, cn) = (rows.len(), cols.len());
+    for (c, table) in lut.iter().enumerate() {
+        let dst = &mut out[c * plane..(c + 1) * plane];
+        let fill = T::from_f32(table[cfg.fill as usize]);
+        if rn * cn < plane {
+            dst.fill(fill);
+        }
+        for y in 0..rn {
+            let src_row = &region[y * cn * 3..(y + 1) * cn * 3];
+            let drow = &mut dst[(oy0 + y) * ow + ox0..(oy0 + y) * ow + ox0 + cn];
+            for (d, px) in drow.iter_mut().zip(src_row.chunks_exact(3)) {
+                *d = T::from_f32(table[px[c] as usize]);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Preprocesses `images` into `out` (N x 3 x H x W) on the current rayon pool, one error
+/// slot per image (`None` where it worked). A failed or missing image leaves its slot zero.
+pub fn preprocess_batch<T: Sample>(images: &[Option<&[u8]>], cfg: &PreprocessConfig, out: &mut [T]) -> Result<Vec<Option<RecordError>>, String> {
+    let (oh, ow) = cfg.output_shape()?;
+    let per = 3 * oh * ow;
+    if out.len() != per * images.len() {
+        return Err(format!("output holds {} values, {} images need {}", out.len(), images.len(), per * images.len()));
+    }
+    let lut = cfg.lut();
+    Ok(out
+        .par_chunks_mut(per)
+        .zip(images.par_iter())
+        .map(|(slot, img)| {
+            let r = match img {
+                None => Err(RecordError::new("missing_image", "no image bytes")),
+                Some(data) => preprocess_into(data, cfg, &lut, slot),
+            };
+            if r.is_err() {
+                slot.fill(T::default());
+            }
+            r.err()
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crop_offsets_follow_each_reference() {
+        // transformers: floor; torchvision: round half to even, padding floor((out - in) / 2).
+        assert_eq!(crop_offset(229, 224, CropRounding::Floor), 2);
+        assert_eq!(crop_offset(229, 224, CropRounding::HalfEven), 2);
+        assert_eq!(crop_offset(227, 224, CropRounding::HalfEven), 2);
+        assert_eq!(crop_offset(227, 224, CropRounding::Floor), 1);
+        assert_eq!(crop_offset(221, 224, CropRounding::Floor), -2);
+        assert_eq!(crop_offset(221, 224, CropRounding::HalfEven), -1);
+    }
+
+    #[test]
+    fn python_rounding() {
+        assert_eq!(round_half_even(2.5), 2);
+        assert_eq!(round_half_even(3.5), 4);
+        assert_eq!(round_half_even(3.4), 3);
+        assert_eq!(half_even_div2(5), 2);
+        assert_eq!(half_even_div2(7), 4);
+    }
+
+    #[test]
+    fn resized_sizes() {
+        let cfg = PreprocessConfig::open_clip(224);
+        assert_eq!(resized_size(&cfg, 1500, 40), (8400, 224));
+        assert_eq!(resized_size(&cfg, 37, 900), (224, 5448));
+        let mut longest = cfg.clone();
+        longest.mode = ResizeMode::Longest;
+        assert_eq!(resized_size(&longest, 1500, 1), (224, 1));
+    }
+
+    #[test]
+    fn errors_leave_zeros_and_do_not_stop_the_batch() {
+        let cfg = PreprocessConfig::open_clip(8);
+        let mut out = vec![1f32; 2 * 3 * 64];
+        let errs = preprocess_batch(&[Some(b"junk".as_slice()), None], &cfg, &mut out).unwrap();
+        assert_eq!(errs[0].as_ref().unwrap().kind, "unknown_image_format");
+        assert_eq!(errs[1].as_ref().unwrap().kind, "missing_image");
+        assert!(out.iter().all(|&v| v == 0.0));
+    }
+}

@@ -1,0 +1,240 @@
+//! What an image's header says, without decoding pixels: container format, the mode Pillow's
+//! `Image.open` reports, the number of frames and the EXIF orientation. Every read is bounds
+//! checked; a header this cannot parse gives defaults, never a panic (decoding reports the
+//! error).
+
+/// Header facts of one encoded image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    /// "JPEG", "PNG", "GIF", "WEBP" or "BMP" (Pillow's `Image.format` names).
+    pub format: &'static str,
+    /// The mode Pillow reports on open: "RGB", "RGBA", "L", "LA", "P", "1", "CMYK", "I;16".
+    pub mode: &'static str,
+    /// Frames in an animated GIF, APNG or WebP; 1 otherwise.
+    pub frames: u32,
+    /// EXIF orientation tag (1-8), 1 where there is none.
+    pub orientation: u8,
+}
+
+/// Sniffs the container format from the magic bytes.
+pub fn sniff(data: &[u8]) -> Option<&'static str> {
+    if data.starts_with(b"\xff\xd8\xff") {
+        Some("JPEG")
+    } else if data.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("PNG")
+    } else if data.starts_with(b"GIF87a") || data.starts_with(b"GIF89a") {
+        Some("GIF")
+    } else if data.len() >= 12 && &data[..4] == b"RIFF" && &data[8..12] == b"WEBP" {
+        Some("WEBP")
+    } else if data.starts_with(b"BM") {
+        Some("BMP")
+    } else {
+        None
+    }
+}
+
+fn u16_be(d: &[u8], i: usize) -> Option<u16> {
+    Some(u16::from_be_bytes(d.get(i..i + 2)?.try_into().ok()?))
+}
+
+fn u32_be(d: &[u8], i: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(d.get(i..i + 4)?.try_into().ok()?))
+}
+
+fn u16_le(d: &[u8], i: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(d.get(i..i + 2)?.try_into().ok()?))
+}
+
+fn u32_le(d: &[u8], i: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(d.get(i..i + 4)?.try_into().ok()?))
+}
+
+/// Reads the header of `data`; `None` when the format is not one we decode.
+pub fn probe(data: &[u8]) -> Option<Probe> {
+    let format = sniff(data)?;
+    let mut p = Probe { format, mode: "RGB", frames: 1, orientation: 1 };
+    match format {
+        "JPEG" => probe_jpeg(data, &mut p),
+        "PNG" => probe_png(data, &mut p),
+        "GIF" => probe_gif(data, &mut p),
+        "WEBP" => probe_webp(data, &mut p),
+        _ => probe_bmp(data, &mut p),
+    }
+    Some(p)
+}
+
+/// The orientation (tag 0x0112) in IFD0 of a TIFF-structured EXIF block; a leading
+/// `Exif\0\0` is skipped.
+pub fn exif_orientation(exif: &[u8]) -> Option<u8> {
+    let t = exif.strip_prefix(b"Exif\0\0").unwrap_or(exif);
+    let le = match t.get(..4)? {
+        b"II*\0" => true,
+        b"MM\0*" => false,
+        _ => return None,
+    };
+    let r16 = |i: usize| if le { u16_le(t, i) } else { u16_be(t, i) };
+    let r32 = |i: usize| if le { u32_le(t, i) } else { u32_be(t, i) };
+    let ifd = r32(4)? as usize;
+    let n = r16(ifd)? as usize;
+    for e in 0..n.min(1024) {
+        let at = ifd + 2 + e * 12;
+        if r16(at)? == 0x0112 {
+            let v = r16(at + 8)?;
+            return (1..=8).contains(&v).then_some(v as u8);
+        }
+    }
+    None
+}
+
+fn probe_jpeg(d: &[u8], p: &mut Probe) {
+    let mut i = 2;
+    while i + 4 <= d.len() {
+        if d[i] != 0xFF {
+            i += 1;
+            continue;
+        }
+        let m = d[i + 1];
+        if m == 0xFF || m == 0x01 || (0xD0..=0xD8).contains(&m) {
+            i += if m == 0xFF { 1 } else { 2 };
+            continue;
+        }
+        if m == 0xDA || m == 0xD9 {
+            break;
+        }
+        let Some(len) = u16_be(d, i + 2).map(usize::from) else { break };
+        let seg = &d[(i + 4).min(d.len())..(i + 2 + len).min(d.len())];
+        match m {
+            0xE1 if seg.starts_with(b"Exif\0\0") && p.orientation == 1 => {
+                p.orientation = exif_orientation(seg).unwrap_or(1);
+            }
+            0xC0..=0xCF if m != 0xC4 && m != 0xC8 && m != 0xCC => {
+                p.mode = match seg.get(5) {
+                    Some(1) => "L",
+                    Some(4) => "CMYK",
+                    _ => "RGB",
+                };
+            }
+            _ => {}
+        }
+        i += 2 + len.max(2);
+    }
+}
+
+fn probe_png(d: &[u8], p: &mut Probe) {
+    let mut i = 8;
+    while let (Some(len), Some(kind)) = (u32_be(d, i), d.get(i + 4..i + 8)) {
+        let start = i + 8;
+        let body = &d[start.min(d.len())..start.saturating_add(len as usize).min(d.len())];
+        match kind {
+            b"IHDR" => {
+                p.mode = match (body.get(9), body.get(8)) {
+                    (Some(0), Some(1)) => "1",
+                    (Some(0), Some(16)) => "I;16",
+                    (Some(0), _) => "L",
+                    (Some(2), _) => "RGB",
+                    (Some(3), _) => "P",
+                    (Some(4), _) => "LA",
+                    _ => "RGBA",
+                };
+            }
+            b"acTL" => p.frames = u32_be(body, 0).unwrap_or(1).max(1),
+            b"eXIf" => p.orientation = exif_orientation(body).unwrap_or(1),
+            b"IEND" => break,
+            _ => {}
+        }
+        i = start.saturating_add(len as usize).saturating_add(4);
+    }
+}
+
+/// Walks a GIF's blocks to count image descriptors; Pillow opens GIFs as mode "P".
+fn probe_gif(d: &[u8], p: &mut Probe) {
+    p.mode = "P";
+    let skip_sub_blocks = |mut i: usize| -> Option<usize> {
+        loop {
+            let n = *d.get(i)? as usize;
+            i += 1 + n;
+            if n == 0 {
+                return Some(i);
+            }
+        }
+    };
+    let Some(&packed) = d.get(10) else { return };
+    let mut i = 13 + if packed & 0x80 != 0 { 3 << ((packed & 7) + 1) } else { 0 };
+    let mut frames = 0u32;
+    loop {
+        match d.get(i) {
+            Some(0x21) => match skip_sub_blocks(i + 2) {
+                Some(next) => i = next,
+                None => break,
+            },
+            Some(0x2C) => {
+                frames += 1;
+                let Some(&lp) = d.get(i + 9) else { break };
+                let lct = if lp & 0x80 != 0 { 3 << ((lp & 7) + 1) } else { 0 };
+                match skip_sub_blocks(i + 10 + lct + 1) {
+                    Some(next) => i = next,
+                    None => break,
+                }
+            }
+            _ => break,
+        }
+    }
+    p.frames = frames.max(1);
+}
+
+fn probe_webp(d: &[u8], p: &mut Probe) {
+    let mut i = 12;
+    let mut anmf = 0u32;
+    let mut vp8x_mode = None;
+    while let (Some(kind), Some(len)) = (d.get(i..i + 4), u32_le(d, i + 4)) {
+        let start = i + 8;
+        let end = start.saturating_add(len as usize);
+        let body = &d[start.min(d.len())..end.min(d.len())];
+        match kind {
+            b"VP8 " => p.mode = "RGB",
+            b"VP8L" => p.mode = if u32_le(body, 1).is_some_and(|v| (v >> 28) & 1 == 1) { "RGBA" } else { "RGB" },
+            // VP8X's alpha flag decides the mode whatever the frames say.
+            b"VP8X" => vp8x_mode = Some(if body.first().is_some_and(|f| f & 0x10 != 0) { "RGBA" } else { "RGB" }),
+            b"ANMF" => anmf += 1,
+            b"EXIF" => p.orientation = exif_orientation(body).unwrap_or(1),
+            _ => {}
+        }
+        i = end.saturating_add(len as usize & 1);
+    }
+    if let Some(mode) = vp8x_mode {
+        p.mode = mode;
+    }
+    p.frames = anmf.max(1);
+}
+
+/// BMP modes as Pillow's `BIT2MODE` maps the bit count (before its palette analysis).
+fn probe_bmp(d: &[u8], p: &mut Probe) {
+    let header = u32_le(d, 14).unwrap_or(40);
+    let bits = if header == 12 { u16_le(d, 24) } else { u16_le(d, 28) };
+    p.mode = match bits {
+        Some(1 | 4 | 8) => "P",
+        _ => "RGB",
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exif_orientation_both_byte_orders() {
+        let le = b"Exif\0\0II*\0\x08\0\0\0\x01\0\x12\x01\x03\0\x01\0\0\0\x06\0\0\0";
+        assert_eq!(exif_orientation(le), Some(6));
+        let be = b"MM\0*\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x08\0\0";
+        assert_eq!(exif_orientation(be), Some(8));
+        assert_eq!(exif_orientation(b"MM\0*\0\0\xff\xff"), None);
+    }
+
+    #[test]
+    fn truncated_headers_give_defaults() {
+        assert_eq!(probe(b"\xff\xd8\xff").unwrap().mode, "RGB");
+        assert_eq!(probe(b"GIF89a\x01\0").unwrap().frames, 1);
+        assert_eq!(probe(b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR").unwrap().format, "PNG");
+        assert!(probe(b"nothing").is_none());
+    }
+}
