@@ -15,7 +15,7 @@ fn parse_unit(unit: &str) -> PyResult<Unit> {
 }
 
 /// Runs `f` on a rayon pool of `threads` threads (the global pool when None).
-fn on_pool<T: Send>(threads: Option<usize>, f: impl FnOnce() -> T + Send) -> PyResult<T> {
+pub(crate) fn on_pool<T: Send>(threads: Option<usize>, f: impl FnOnce() -> T + Send) -> PyResult<T> {
     match threads {
         None => Ok(f()),
         Some(0) => Err(PyValueError::new_err("threads must be >= 1")),

@@ -87,3 +87,92 @@ fn perceptual_hash(inputs: &[Series], kwargs: PerceptualKwargs) -> PolarsResult<
     let out: Vec<Option<u64>> = values.par_iter().map(|v| v.and_then(|b| hash_image(b, kind, 8, &limits).ok()).map(|bits| bits_to_u64(&bits))).collect();
     Ok(UInt64Chunked::from_iter_options(s.name().clone(), out.into_iter()).into_series())
 }
+
+#[derive(serde::Deserialize)]
+struct ImageStatsKwargs {
+    max_pixels: Option<u64>,
+    max_bytes: Option<u64>,
+}
+
+/// The fields of an image-statistics struct, in order (see `interleaf.image.stats`).
+pub(crate) fn image_stats_dtype() -> DataType {
+    let f = |n: &str, t: DataType| Field::new(n.into(), t);
+    DataType::Struct(vec![
+        f("width", DataType::UInt32),
+        f("height", DataType::UInt32),
+        f("aspect_ratio", DataType::Float64),
+        f("format", DataType::String),
+        f("mode", DataType::String),
+        f("frames", DataType::UInt32),
+        f("bytes", DataType::UInt64),
+        f("blur", DataType::Float64),
+        f("entropy", DataType::Float64),
+        f("brightness", DataType::Float64),
+        f("contrast", DataType::Float64),
+        f("uniform_fraction", DataType::Float64),
+        f("error_kind", DataType::String),
+        f("error_message", DataType::String),
+    ])
+}
+
+/// One struct Series of image statistics for `rows` (None: a null input value).
+pub(crate) fn image_stats_series(name: PlSmallStr, rows: &[Option<(interleaf_core::image::ImageStats, Option<interleaf_core::RecordError>)>]) -> PolarsResult<Series> {
+    let stat = |f: fn(&interleaf_core::image::ImageStats) -> Option<f64>| -> Float64Chunked { rows.iter().map(|r| r.as_ref().and_then(|(s, _)| f(s))).collect() };
+    let u32col = |f: fn(&interleaf_core::image::ImageStats) -> Option<u32>| -> UInt32Chunked { rows.iter().map(|r| r.as_ref().and_then(|(s, _)| f(s))).collect() };
+    let strcol = |f: fn(&interleaf_core::image::ImageStats) -> Option<&'static str>| -> StringChunked { rows.iter().map(|r| r.as_ref().and_then(|(s, _)| f(s))).collect() };
+    let fields: Vec<Series> = vec![
+        u32col(|s| s.width).with_name("width".into()).into_series(),
+        u32col(|s| s.height).with_name("height".into()).into_series(),
+        stat(|s| Some(s.width? as f64 / s.height? as f64)).with_name("aspect_ratio".into()).into_series(),
+        strcol(|s| s.format).with_name("format".into()).into_series(),
+        strcol(|s| s.mode).with_name("mode".into()).into_series(),
+        u32col(|s| s.frames).with_name("frames".into()).into_series(),
+        rows.iter().map(|r| r.as_ref().map(|(s, _)| s.bytes)).collect::<UInt64Chunked>().with_name("bytes".into()).into_series(),
+        stat(|s| s.blur).with_name("blur".into()).into_series(),
+        stat(|s| s.entropy).with_name("entropy".into()).into_series(),
+        stat(|s| s.brightness).with_name("brightness".into()).into_series(),
+        stat(|s| s.contrast).with_name("contrast".into()).into_series(),
+        stat(|s| s.uniform_fraction).with_name("uniform_fraction".into()).into_series(),
+        rows.iter()
+            .map(|r| match r {
+                None => Some("missing_image"),
+                Some((_, e)) => e.as_ref().map(|e| e.kind.as_str()),
+            })
+            .collect::<StringChunked>()
+            .with_name("error_kind".into())
+            .into_series(),
+        rows.iter()
+            .map(|r| match r {
+                None => Some("no image bytes"),
+                Some((_, e)) => e.as_ref().map(|e| e.message.as_str()),
+            })
+            .collect::<StringChunked>()
+            .with_name("error_message".into())
+            .into_series(),
+    ];
+    Ok(StructChunked::from_series(name, rows.len(), fields.iter())?.into_series())
+}
+
+fn image_stats_field(input_fields: &[Field]) -> PolarsResult<Field> {
+    Ok(Field::new(input_fields[0].name().clone(), image_stats_dtype()))
+}
+
+/// Image statistics of each encoded image in a Binary column, as a struct (see
+/// `interleaf.polars.image_stats`).
+#[polars_expr(output_type_func=image_stats_field)]
+fn image_stats(inputs: &[Series], kwargs: ImageStatsKwargs) -> PolarsResult<Series> {
+    use interleaf_core::image::{image_stats, DecodeLimits};
+    use rayon::prelude::*;
+    let s = &inputs[0];
+    let ca = s.binary()?;
+    let mut limits = DecodeLimits::default();
+    if let Some(m) = kwargs.max_pixels {
+        limits.max_pixels = m;
+    }
+    if let Some(m) = kwargs.max_bytes {
+        limits.max_bytes = m;
+    }
+    let values: Vec<Option<&[u8]>> = ca.iter().collect();
+    let rows: Vec<_> = values.par_iter().map(|v| v.map(|b| image_stats(b, &limits))).collect();
+    image_stats_series(s.name().clone(), &rows)
+}

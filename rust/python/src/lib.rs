@@ -8,6 +8,7 @@ use pyo3_polars::PolarsAllocator;
 mod dedup;
 mod expressions;
 mod frame;
+mod image;
 mod io;
 
 #[global_allocator]
@@ -39,5 +40,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dedup::hamming_pairs, m)?)?;
     m.add_function(wrap_pyfunction!(dedup::resize_luma_py, m)?)?;
     m.add_function(wrap_pyfunction!(dedup::decode_luma_py, m)?)?;
+    m.add_function(wrap_pyfunction!(image::preprocess_images, m)?)?;
+    m.add_function(wrap_pyfunction!(image::image_stats_series, m)?)?;
+    m.add_function(wrap_pyfunction!(image::decode_rgb_py, m)?)?;
     Ok(())
 }

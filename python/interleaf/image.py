@@ -1,0 +1,330 @@
+"""Images in Rust: decoding with limits, CLIP preprocessing into one NCHW array, and
+per-image statistics, all from the same decoder, in parallel with the GIL released.
+
+Decoding reproduces ``PIL.Image.open(...).convert("RGB")``: JPEG through libjpeg-turbo's
+decoder (bit-identical to Pillow's), CMYK and YCCK JPEG through Pillow's conversion, PNG 1-16
+bit (16-bit colour keeps its high bytes, 16-bit gray is clipped at 255 as Pillow does), palette,
+gray and alpha, WebP, GIF (first frame) and BMP. **Alpha rule:** ``alpha="drop"`` (default)
+drops the alpha channel as ``convert("RGB")`` and open_clip do, so transparent pixels keep their
+stored colour; ``alpha="white"`` composites over white with Pillow's ``alpha_composite``
+arithmetic, as transformers 5's ``convert_to_rgb`` does. EXIF orientation is ignored unless
+``exif_transpose=True`` (then as ``ImageOps.exif_transpose``), because Pillow's ``Image.open``,
+open_clip and transformers ignore it.
+
+Limits are checked from the header before any pixel buffer is allocated: ``max_pixels``
+(default Pillow's ``MAX_IMAGE_PIXELS``, 89,478,485) and ``max_bytes`` (default 256 MiB). Every
+failure is a value with a ``kind``: ``empty_image``, ``unknown_image_format``,
+``corrupt_image``, ``truncated_image``, ``image_too_large``, ``missing_image``.
+
+Example::
+
+    from interleaf import image
+    pixels, errors = image.preprocess(list_of_jpeg_bytes)            # open_clip defaults, 224
+    pixels, errors = image.preprocess(jpegs, config="clip-model/preprocessor_config.json")
+    df = image.stats(list_of_jpeg_bytes)                              # polars DataFrame
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from interleaf import _native
+from interleaf.schema import from_native
+
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+# Pillow Image.Resampling codes, as preprocessor_config.json stores them.
+_RESAMPLE_NAMES = {"lanczos": 1, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5}
+_MODES = ("shortest", "squash", "longest")
+
+__all__ = [
+    "OPENAI_CLIP_MEAN",
+    "OPENAI_CLIP_STD",
+    "PreprocessConfig",
+    "decode",
+    "load_config",
+    "preprocess",
+    "stats",
+]
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How images become model input. Build it with :meth:`open_clip`, :meth:`from_hf` or
+    :func:`load_config` rather than by hand.
+
+    Attributes:
+        mode: ``"shortest"`` (shortest side to ``shortest_edge``, long side
+            ``int(edge * long / short)``, then center crop), ``"squash"`` (straight to ``size``,
+            aspect ratio ignored) or ``"longest"`` (longest side to fit ``size``, centered on a
+            ``fill`` canvas: open_clip's ``resize_mode="longest"``).
+        shortest_edge: the target of ``"shortest"``.
+        size: (height, width), the target of ``"squash"`` and ``"longest"``.
+        crop: (height, width) of the center crop, or None. A crop larger than the image pads
+            with ``fill``.
+        crop_rounding: ``"floor"`` (transformers) or ``"half_even"`` (torchvision/open_clip)
+            for an odd margin.
+        resample: Pillow filter code: 1 LANCZOS, 2 BILINEAR, 3 BICUBIC, 4 BOX, 5 HAMMING.
+        rescale: ``"multiply"`` (``float32(float64(v) * rescale_factor)``, transformers),
+            ``"divide255"`` (``float32(v) / 255``, torchvision) or ``"off"``.
+        rescale_factor: the factor of ``"multiply"``.
+        mean, std: per-channel normalisation ``(x - mean) / std`` in float32, or None.
+        fill: the 8-bit value padding takes before rescaling (0, as both references pad).
+    """
+
+    mode: str = "shortest"
+    shortest_edge: int = 224
+    size: tuple[int, int] = (224, 224)
+    crop: tuple[int, int] | None = (224, 224)
+    crop_rounding: str = "half_even"
+    resample: int = 3
+    rescale: str = "divide255"
+    rescale_factor: float = 1 / 255
+    mean: tuple[float, float, float] | None = OPENAI_CLIP_MEAN
+    std: tuple[float, float, float] | None = OPENAI_CLIP_STD
+    fill: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in _MODES:
+            raise ValueError(f"mode must be one of {_MODES}, not {self.mode!r}")
+        if self.mode == "shortest" and self.crop is None:
+            raise ValueError("mode='shortest' without a crop gives images of different shapes; set crop")
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("mean and std go together")
+        for name in ("mean", "std"):
+            v = getattr(self, name)
+            if v is not None and len(v) != 3:
+                raise ValueError(f"{name} needs 3 values (RGB), got {len(v)}")
+        sizes = [self.shortest_edge, *self.size, *(self.crop or (1, 1))]
+        if any(int(s) < 1 for s in sizes):
+            raise ValueError(f"sizes must be >= 1, got {sizes}")
+        if self.resample not in _RESAMPLE_NAMES.values():
+            raise ValueError(f"resample {self.resample} is not supported: use 1 (LANCZOS), 2 (BILINEAR), 3 (BICUBIC), 4 (BOX) or 5 (HAMMING)")
+        if not 0 <= self.fill <= 255:
+            raise ValueError("fill is an 8-bit value")
+
+    @property
+    def output_shape(self) -> tuple[int, int]:
+        """(height, width) of every preprocessed image."""
+        return self.crop if self.crop is not None else self.size
+
+    @classmethod
+    def open_clip(cls, size: int = 224, mode: str = "shortest", mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD, resample: int = 3, fill: int = 0) -> PreprocessConfig:
+        """open_clip's ``image_transform`` for inference: bicubic, OpenAI mean/std, torchvision
+        rounding; ``mode`` is its ``resize_mode`` (``"shortest"`` resizes and center-crops,
+        ``"squash"`` resizes to ``size`` square, ``"longest"`` fits and pads with ``fill``)."""
+        crop = (size, size) if mode == "shortest" else None
+        return cls(mode=mode, shortest_edge=size, size=(size, size), crop=crop, crop_rounding="half_even", resample=resample, rescale="divide255", mean=tuple(mean), std=tuple(std), fill=fill)
+
+    @classmethod
+    def from_hf(cls, cfg: Mapping[str, Any]) -> PreprocessConfig:
+        """A Hugging Face ``preprocessor_config.json`` (CLIP-style image processors) as
+        ``CLIPImageProcessor`` applies it: ``size`` (``{"shortest_edge"}``, ``{"height",
+        "width"}`` or an int meaning shortest edge), ``crop_size``, ``resample``,
+        ``rescale_factor``, ``image_mean``/``image_std`` and the ``do_*`` switches."""
+        def hw(v: Any, what: str) -> tuple[int, int]:
+            if isinstance(v, int):
+                return (v, v)
+            if isinstance(v, Mapping) and "height" in v and "width" in v:
+                return (int(v["height"]), int(v["width"]))
+            raise ValueError(f"{what} must be an int or {{'height', 'width'}}, got {v!r}")
+
+        if not cfg.get("do_resize", True):
+            raise ValueError("do_resize=False is not supported: every image must come out the same shape")
+        size = cfg.get("size", {"shortest_edge": 224})
+        crop = None
+        if cfg.get("do_center_crop", True):
+            crop = hw(cfg.get("crop_size", 224), "crop_size")
+        if isinstance(size, int) or (isinstance(size, Mapping) and set(size) == {"shortest_edge"}):
+            edge = size if isinstance(size, int) else int(size["shortest_edge"])
+            if crop is None:
+                raise ValueError("size {'shortest_edge'} without do_center_crop gives images of different shapes")
+            mode, target = "shortest", (edge, edge)
+        elif isinstance(size, Mapping) and "height" in size and "width" in size:
+            edge, mode, target = 0, "squash", hw(size, "size")
+        else:
+            raise ValueError(f"size {size!r} is not supported (use shortest_edge or height/width)")
+        resample = cfg.get("resample", 3)
+        mean = std = None
+        if cfg.get("do_normalize", True):
+            mean = tuple(float(v) for v in _triple(cfg.get("image_mean", OPENAI_CLIP_MEAN)))
+            std = tuple(float(v) for v in _triple(cfg.get("image_std", OPENAI_CLIP_STD)))
+        return cls(
+            mode=mode,
+            shortest_edge=edge or target[0],
+            size=target,
+            crop=crop,
+            crop_rounding="floor",
+            resample=int(resample),
+            rescale="multiply" if cfg.get("do_rescale", True) else "off",
+            rescale_factor=float(cfg.get("rescale_factor", 1 / 255)),
+            mean=mean,
+            std=std,
+        )
+
+    @classmethod
+    def from_open_clip(cls, cfg: Mapping[str, Any]) -> PreprocessConfig:
+        """An open_clip ``preprocess_cfg`` (``size``, ``mean``, ``std``, ``interpolation``,
+        ``resize_mode``, ``fill_color``), as in ``open_clip_config.json``."""
+        size = cfg.get("size", 224)
+        if not isinstance(size, int):
+            if len(size) != 2 or size[0] != size[1]:
+                raise ValueError(f"non-square open_clip sizes are not supported: {size!r}")
+            size = size[0]
+        interp = str(cfg.get("interpolation", "bicubic")).lower()
+        if interp not in _RESAMPLE_NAMES:
+            raise ValueError(f"interpolation {interp!r} is not supported")
+        return cls.open_clip(
+            size=int(size),
+            mode=cfg.get("resize_mode", "shortest"),
+            mean=_triple(cfg.get("mean", OPENAI_CLIP_MEAN)),
+            std=_triple(cfg.get("std", OPENAI_CLIP_STD)),
+            resample=_RESAMPLE_NAMES[interp],
+            fill=int(cfg.get("fill_color", 0)),
+        )
+
+
+def _triple(v: Any) -> tuple[float, float, float]:
+    if isinstance(v, (int, float)):
+        return (float(v),) * 3
+    return tuple(float(x) for x in v)  # type: ignore[return-value]
+
+
+def load_config(config: str | os.PathLike | Mapping[str, Any] | PreprocessConfig | None = None, size: int = 224) -> PreprocessConfig:
+    """A :class:`PreprocessConfig` from a ``preprocessor_config.json`` path (or the model
+    directory holding it), an ``open_clip_config.json``, a dict of either, or None (open_clip's
+    defaults at ``size``)."""
+    if config is None:
+        return PreprocessConfig.open_clip(size)
+    if isinstance(config, PreprocessConfig):
+        return config
+    if not isinstance(config, Mapping):
+        path = Path(config)
+        if path.is_dir():
+            candidates = [path / "preprocessor_config.json", path / "open_clip_config.json"]
+            found = [p for p in candidates if p.is_file()]
+            if not found:
+                raise FileNotFoundError(f"{path} has neither preprocessor_config.json nor open_clip_config.json")
+            path = found[0]
+        try:
+            config = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"preprocessing config not found: {path}") from None
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON: {e}") from None
+    if "preprocess_cfg" in config:
+        return PreprocessConfig.from_open_clip(config["preprocess_cfg"])
+    if any(k in config for k in ("resize_mode", "interpolation", "fill_color")) or ("mean" in config and "image_mean" not in config):
+        return PreprocessConfig.from_open_clip(config)
+    return PreprocessConfig.from_hf(config)
+
+
+def _errors(raw: list) -> list[dict[str, str] | None]:
+    return [None if e is None else {"kind": e[0], "message": e[1]} for e in raw]
+
+
+def preprocess(
+    images: Sequence[bytes | None],
+    config: str | os.PathLike | Mapping[str, Any] | PreprocessConfig | None = None,
+    size: int = 224,
+    threads: int | None = None,
+    dtype: str = "float32",
+    *,
+    alpha: str = "drop",
+    exif_transpose: bool = False,
+    max_pixels: int | None = None,
+    max_bytes: int | None = None,
+    out: np.ndarray | None = None,
+) -> tuple[np.ndarray, list[dict[str, str] | None]]:
+    """Decodes and preprocesses encoded images into one ``(N, 3, H, W)`` array for a CLIP
+    vision model.
+
+    Resizing uses Pillow's own fixed-point kernels (bicubic is antialiased on downscale), so
+    outputs match Pillow + ``CLIPImageProcessor`` / open_clip to float rounding wherever the
+    decoded pixels match.
+
+    Args:
+        images: encoded image bytes; None counts as ``missing_image``.
+        config: a ``preprocessor_config.json`` path or dict, an open_clip config, a
+            :class:`PreprocessConfig`, or None for open_clip's defaults at ``size``.
+        size: the model's input size when ``config`` is None (ignored otherwise).
+        threads: worker threads (default: all cores).
+        dtype: ``"float32"`` or ``"float16"``.
+        alpha: ``"drop"`` or ``"white"`` (see the module docs).
+        exif_transpose: apply the EXIF orientation first.
+        max_pixels, max_bytes: decode limits (defaults: 89,478,485 pixels, 256 MiB).
+        out: an existing C-contiguous ``(N, 3, H, W)`` array of ``dtype`` to fill instead of a
+            new one.
+
+    Returns:
+        ``(array, errors)``: ``errors[i]`` is None or ``{"kind", "message"}``; a failed image
+        leaves zeros in its row and never raises for the batch.
+    """
+    cfg = load_config(config, size)
+    if dtype not in ("float32", "float16"):
+        raise ValueError(f"dtype must be 'float32' or 'float16', not {dtype!r}")
+    if threads is not None and threads < 1:
+        raise ValueError("threads must be >= 1")
+    images = list(images)
+    h, w = cfg.output_shape
+    if out is None:
+        out = np.empty((len(images), 3, h, w), dtype=dtype)
+    elif out.dtype != np.dtype(dtype):
+        raise ValueError(f"out has dtype {out.dtype}, expected {dtype}")
+    errors = _native.preprocess_images(
+        images,
+        out,
+        mode=cfg.mode,
+        shortest_edge=cfg.shortest_edge,
+        size=tuple(cfg.size),
+        crop=None if cfg.crop is None else tuple(cfg.crop),
+        crop_rounding=cfg.crop_rounding,
+        resample=cfg.resample,
+        rescale=cfg.rescale,
+        rescale_factor=cfg.rescale_factor,
+        mean=cfg.mean,
+        std=cfg.std,
+        fill=cfg.fill,
+        alpha=alpha,
+        exif_transpose=exif_transpose,
+        max_pixels=max_pixels,
+        max_bytes=max_bytes,
+        threads=threads,
+    )
+    return out, _errors(errors)
+
+
+def decode(data: bytes, *, alpha: str = "drop", exif_transpose: bool = False, max_pixels: int | None = None) -> np.ndarray:
+    """One image as an ``(H, W, 3)`` uint8 array, equal to
+    ``np.asarray(Image.open(BytesIO(data)).convert("RGB"))`` (see the module docs for alpha).
+    Raises ValueError with the error kind when the image does not decode."""
+    w, h, px = _native._decode_rgb(data, alpha, exif_transpose, max_pixels)
+    return np.frombuffer(bytes(px), dtype=np.uint8).reshape(h, w, 3)
+
+
+def stats(images: Sequence[bytes | None], *, threads: int | None = None, max_pixels: int | None = None, max_bytes: int | None = None) -> pl.DataFrame:
+    """Statistics of each encoded image, one row per image, in input order.
+
+    Columns: ``width``, ``height``, ``aspect_ratio`` (width / height), ``format`` (Pillow's
+    name: JPEG, PNG, GIF, WEBP, BMP), ``mode`` (what Pillow's ``Image.open`` reports),
+    ``frames`` (animated GIF/APNG/WebP), ``bytes``; on the gray image of ``convert("L")``:
+    ``blur`` (variance of the Laplacian, as ``cv2.Laplacian(gray, cv2.CV_64F).var()``; lower is
+    blurrier, NeMo Curator keeps >= 100), ``entropy`` (bits, Pillow's ``Image.entropy()``),
+    ``brightness`` (mean / 255), ``contrast`` (standard deviation / 255), ``uniform_fraction``
+    (share of pixels within 4 gray levels of the most common level); ``error`` (None or
+    ``{kind, message}``). Header fields are filled even when the pixels do not decode.
+    """
+    if threads is not None and threads < 1:
+        raise ValueError("threads must be >= 1")
+    series = _native.image_stats_series(list(images), max_pixels=max_pixels, max_bytes=max_bytes, threads=threads)
+    return from_native(pl.DataFrame(series).unnest("stats"))
+
