@@ -7,10 +7,23 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import skimage
 
 import interleaf
 
 SAMPLE_DIR = Path(interleaf.__file__).parent / "data" / "sample"
+
+SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
+# Photographs scikit-image ships (its synthetic images, e.g. the chessboard, are left out: a
+# perfect chessboard has exactly tied DCT coefficients whose order depends on float rounding).
+SKIMAGE_PHOTOS = ["astronaut.png", "camera.png", "coffee.png", "chelsea.png", "rocket.jpg", "hubble_deep_field.jpg", "retina.jpg", "brick.png", "grass.png", "gravel.png", "motorcycle_left.png", "color.png", "coins.png", "moon.png", "page.png", "text.png"]
+
+
+def encode(im, fmt: str, **kw) -> bytes:
+    """A PIL image encoded to bytes in ``fmt``."""
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    return buf.getvalue()
 
 
 def write_tar(path: Path, members: list[tuple[str, bytes]], fmt: int = tarfile.USTAR_FORMAT) -> Path:

@@ -6,27 +6,14 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from pathlib import Path
 
 import imagehash
 import numpy as np
 import pytest
-import skimage
 from PIL import Image, ImageEnhance
 
+from conftest import SKIMAGE_DATA, SKIMAGE_PHOTOS, encode
 from interleaf.dedup import ahash, dhash, near_duplicates, phash
-
-SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
-# Photographs scikit-image ships (its synthetic images, e.g. the chessboard, are left out: a
-# perfect chessboard has exactly tied DCT coefficients whose order depends on float rounding).
-SKIMAGE_PHOTOS = ["astronaut.png", "camera.png", "coffee.png", "chelsea.png", "rocket.jpg", "hubble_deep_field.jpg", "retina.jpg", "brick.png", "grass.png", "gravel.png", "motorcycle_left.png", "color.png", "coins.png", "moon.png", "page.png", "text.png"]
-
-
-def encode(im: Image.Image, fmt: str, **kw) -> bytes:
-    buf = io.BytesIO()
-    im.save(buf, fmt, **kw)
-    return buf.getvalue()
-
 
 @pytest.fixture(scope="module")
 def corpus(sample_dir) -> list[tuple[str, bytes]]:

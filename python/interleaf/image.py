@@ -218,7 +218,7 @@ def load_config(config: str | os.PathLike | Mapping[str, Any] | PreprocessConfig
         try:
             config = json.loads(path.read_text())
         except FileNotFoundError:
-            raise FileNotFoundError(f"preprocessing config not found: {path}") from None
+            raise FileNotFoundError(f"preprocessing config not found: {path} (give a preprocessor_config.json, an open_clip_config.json or the directory holding one)") from None
         except json.JSONDecodeError as e:
             raise ValueError(f"{path} is not valid JSON: {e}") from None
     if "preprocess_cfg" in config:

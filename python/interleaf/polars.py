@@ -84,3 +84,16 @@ def dhash(expr: str | pl.Expr) -> pl.Expr:
 def ahash(expr: str | pl.Expr) -> pl.Expr:
     """imagehash's ``average_hash`` (hash_size 8) as UInt64; see :func:`phash`."""
     return _perceptual("ahash", expr)
+
+
+def image_stats(expr: str | pl.Expr, max_pixels: int | None = None, max_bytes: int | None = None) -> pl.Expr:
+    """Statistics of each encoded image in a Binary column, as a struct with the columns of
+    :func:`interleaf.image.stats` (``width``, ``height``, ``aspect_ratio``, ``format``,
+    ``mode``, ``frames``, ``bytes``, ``blur``, ``entropy``, ``brightness``, ``contrast``,
+    ``uniform_fraction``), the error as flat ``error_kind`` / ``error_message`` fields.
+
+    Example:
+        >>> df.with_columns(image_stats("image").alias("s")).filter(pl.col("s").struct.field("blur") >= 100)  # doctest: +SKIP
+    """
+    kwargs = {"max_pixels": max_pixels, "max_bytes": max_bytes}
+    return register_plugin_function(plugin_path=_LIB, function_name="image_stats", args=_col(expr), kwargs=kwargs, is_elementwise=True)
