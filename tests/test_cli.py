@@ -1,12 +1,15 @@
-"""The interleaf command line: inspect, convert, demo."""
+"""The interleaf command line: inspect, convert, dedup, image-stats, demo."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
+import tarfile
 
 import polars as pl
+from PIL import Image
 
 import interleaf
 from interleaf.cli import main
@@ -52,10 +55,26 @@ def test_demo_writes_parquet_and_summary(tmp_path):
     # The 14 WebDataset pairs repeat the 14 jsonl pairs, and pair-dup-1 repeats pair-0003.
     assert summary["near_duplicate_documents"] == 15
     assert "docs/s" in proc.stderr
+    stats = pl.read_parquet(out / "image_stats.parquet")
+    assert stats.height == nodes.filter(pl.col("kind") == "image").height == summary["image_stats"]["images"]
+    assert stats["error"].null_count() == stats.height and (stats["blur"] > 0).all()
+
+
+def test_image_stats_command(tmp_path, sample_dir):
+    out = tmp_path / "stats.parquet"
+    assert main(["image-stats", str(sample_dir / "pairs-000000.tar"), "--out", str(out), "--threads", "1", "--quiet"]) == 0
+    stats = pl.read_parquet(out)
+    assert stats.columns[:3] == ["doc_id", "pos", "source"] and stats.height == 14
+    first = stats.row(0, named=True)
+    with tarfile.open(sample_dir / "pairs-000000.tar") as t:
+        jpg = next(t.extractfile(m).read() for m in t.getmembers() if m.name.endswith(".jpg"))
+    assert (first["width"], first["height"]) == Image.open(io.BytesIO(jpg)).size
+    assert main(["image-stats", str(sample_dir / "pairs-000000.tar"), "--out", str(out), "--max-pixels", "100", "--quiet"]) == 0
+    assert set(pl.read_parquet(out)["error"].struct.field("kind")) == {"image_too_large"}
 
 
 def test_help_on_every_command():
-    for cmd in ([], ["inspect"], ["convert"], ["dedup"], ["demo"]):
+    for cmd in ([], ["inspect"], ["convert"], ["dedup"], ["image-stats"], ["demo"]):
         proc = subprocess.run([sys.executable, "-m", "interleaf.cli", *cmd, "--help"], capture_output=True, text=True)
         assert proc.returncode == 0 and "usage: interleaf" in proc.stdout
 

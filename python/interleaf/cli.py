@@ -1,10 +1,10 @@
-"""The ``interleaf`` command line: inspect, convert and demo (``interleaf COMMAND --help``)."""
+"""The ``interleaf`` command line: inspect, convert, dedup, image-stats and demo
+(``interleaf COMMAND --help``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -16,6 +16,7 @@ import polars as pl
 import interleaf
 from interleaf.io.reader import DEFAULT_BATCH_SIZE, FORMATS
 from interleaf.io.writer import WRITE_FORMATS
+from interleaf.schema import empty_frame
 
 SAMPLE_DIR = Path(__file__).parent / "data" / "sample"
 
@@ -148,12 +149,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     docs = document_texts(nodes)
     reps = lsh_clusters(MinHasher(num_perm=128, n=5).signatures(docs.get_column("text").fill_null("").to_list()), threshold=0.8)
     summary["near_duplicate_documents"] = int((reps != range(len(reps))).sum())
-    summary["outputs"] = {"nodes": str(nodes_path), "content_hash": str(out / "content_hash.parquet")}
+    # Image statistics from the same Rust decoder as CLIP preprocessing.
+    img_stats = image_stats_table(nodes)
+    img_stats.write_parquet(out / "image_stats.parquet")
+    decoded = img_stats.filter(pl.col("error").is_null())
+    summary["image_stats"] = {
+        "images": img_stats.height,
+        "decoded": decoded.height,
+        "median_blur": decoded.get_column("blur").median(),
+        "blurry_images (Laplacian variance < 100)": decoded.filter(pl.col("blur") < 100).height,
+    }
+    summary["outputs"] = {"nodes": str(nodes_path), "content_hash": str(out / "content_hash.parquet"), "image_stats": str(out / "image_stats.parquet")}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     _print_summary(summary)
     print(f"nodes sharing their exact content with another node of the same file: image {summary['duplicate_nodes']['image']}, text {summary['duplicate_nodes']['text']}")
     print(f"near-duplicate documents (MinHash LSH, Jaccard >= 0.8): {summary['near_duplicate_documents']}")
-    print(f"wrote {nodes_path}, {out / 'content_hash.parquet'} and {out / 'summary.json'}")
+    st = summary["image_stats"]
+    print(f"images decoded: {st['decoded']} of {st['images']}; median blur (Laplacian variance) {st['median_blur']:.1f}")
+    print(f"wrote {nodes_path}, {out / 'content_hash.parquet'}, {out / 'image_stats.parquet'} and {out / 'summary.json'}")
     return 0
 
 
@@ -183,6 +196,36 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     print(f"{summary['documents']:,} documents, {summary['duplicate_documents']:,} duplicates in {summary['clusters_with_duplicates']:,} clusters; kept {summary['kept_documents']:,}")
     for name, path in summary["outputs"].items():
         print(f"  {name}: {path}")
+    return 0
+
+
+def image_stats_table(nodes: pl.DataFrame, threads: int | None = None, max_pixels: int | None = None) -> pl.DataFrame:
+    """Image statistics (see :func:`interleaf.image.stats`) of every image node, keyed by
+    ``doc_id``, ``pos`` and ``source``."""
+    from interleaf.image import stats
+
+    images = nodes.filter(pl.col("kind") == "image")
+    table = stats(images.get_column("image").to_list(), threads=threads, max_pixels=max_pixels)
+    return pl.concat([images.select("doc_id", "pos", "source"), table], how="horizontal")
+
+
+def cmd_image_stats(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    reader = _reader(args, args.paths)
+    parts = [image_stats_table(df, args.threads, args.max_pixels) for df in reader]
+    table = pl.concat(parts) if parts else image_stats_table(empty_frame())
+    table.write_parquet(out)
+    seconds = time.perf_counter() - t0
+    errors = table.filter(pl.col("error").is_not_null()).group_by(pl.col("error").struct.field("kind")).len().sort("kind")
+    ok = table.filter(pl.col("error").is_null())
+    print(f"{table.height:,} images ({ok.height:,} decoded) in {seconds:.2f} s -> {out}")
+    for kind, n in errors.iter_rows():
+        print(f"  {kind:<22}{n:>10,}")
+    if ok.height:
+        q = lambda c: ok.get_column(c).quantile(0.5)
+        print(f"median: {q('width'):.0f}x{q('height'):.0f} px, blur {q('blur'):.1f}, entropy {q('entropy'):.2f} bits, brightness {q('brightness'):.2f}")
     return 0
 
 
@@ -227,7 +270,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_read_options(p)
     p.set_defaults(func=cmd_dedup)
 
-    p = sub.add_parser("demo", help="run on the bundled sample", description="Read the bundled sample (WebDataset pairs, jsonl pairs, CoMM documents), hash every node, find MinHash near-duplicate documents, and write nodes.parquet, content_hash.parquet and summary.json.")
+    p = sub.add_parser("image-stats", help="per-image statistics", description="Decode every image node and write its statistics (size, format, mode, frames, blur as OpenCV's Laplacian variance, entropy, brightness, contrast, uniform fraction, error) with doc_id, pos and source to a parquet file.")
+    p.add_argument("paths", nargs="+", help="files, globs, brace ranges or directories")
+    p.add_argument("--out", required=True, help="output parquet file")
+    p.add_argument("--threads", type=int, default=None, help="decoding threads (default: all cores)")
+    p.add_argument("--max-pixels", type=int, default=None, help="largest image decoded, in pixels (default Pillow's 89,478,485)")
+    _add_read_options(p)
+    p.set_defaults(func=cmd_image_stats)
+
+    p = sub.add_parser("demo", help="run on the bundled sample", description="Read the bundled sample (WebDataset pairs, jsonl pairs, CoMM documents), hash every node, find MinHash near-duplicate documents, compute image statistics, and write nodes.parquet, content_hash.parquet, image_stats.parquet and summary.json.")
     p.add_argument("--out", default="interleaf-demo", help="output directory (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_demo)
