@@ -399,7 +399,7 @@ def main() -> None:
             vs = "1.00x"
         print(f"{LABELS[kind]:<37}{threads:>2}{r['images_per_s']['best']:>11,.1f}{r['images_per_s']['median']:>10,.1f}"
               f"{r['mp_per_s']['best']:>10,.1f}{r['mp_per_s']['median']:>9,.1f}{r['cpu_per_wall']:>9.2f}{vs:>13}")
-    print(f"('vs imagehash' = images/s best / imagehash's best, same hash; goal for phash T=1: >= 5x)")
+    print("('vs imagehash' = images/s best / imagehash's best, same hash; goal for phash T=1: >= 5x)")
     print()
     print("phash T=1 per size bucket (median images/s): " + "; ".join(
         f"{b['target_mp']:.1f} MP: {il['images_per_s_median']:.0f} vs {ih['images_per_s_median']:.0f} "

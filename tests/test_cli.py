@@ -11,7 +11,6 @@ import tarfile
 import polars as pl
 from PIL import Image
 
-import interleaf
 from interleaf.cli import main
 from conftest import nodes_only, read_all
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import polars as pl
 
 from conftest import read_all
 
