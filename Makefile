@@ -3,7 +3,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/interleaf-target
 PYTHON ?= python3
 DEMO_OUT ?= interleaf-demo
 
-.PHONY: install install-test demo test test-rust test-python bench fixtures sample-data
+.PHONY: install install-test demo test test-rust test-python bench fuzz fixtures sample-data
 
 install:
 	$(PYTHON) -m pip install --quiet .
@@ -27,6 +27,12 @@ test-python:
 bench: install
 	$(PYTHON) -m pip install --quiet ".[bench]"
 	$(PYTHON) benches/shard_read.py
+
+## Fuzz decode + preprocess + stats (needs a nightly toolchain and cargo-fuzz); FUZZ_SECONDS=600.
+FUZZ_SECONDS ?= 600
+fuzz:
+	mkdir -p fuzz/corpus/image
+	cd fuzz && cargo +nightly fuzz run image corpus/image seeds -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -malloc_limit_mb=512 -print_final_stats=1
 
 sample-data:
 	$(PYTHON) scripts/make_sample_data.py

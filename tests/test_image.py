@@ -204,6 +204,19 @@ def test_float16_threads_and_out(photos):
         image.preprocess(data, threads=0)
 
 
+def test_jpeg_draft_is_close_and_faster_path_only_for_large_jpegs(sample_dir):
+    big = Image.open(SKIMAGE_DATA / "astronaut.png").convert("RGB").resize((1600, 1200), Image.Resampling.BICUBIC)
+    items = [encode(big, "JPEG", quality=90), encode(big, "PNG"), (sample_dir / "images" / "coffee_cup.jpg").read_bytes()]
+    exact, _ = image.preprocess(items)
+    draft, errors = image.preprocess(items, jpeg_draft=True)
+    assert errors == [None] * 3
+    # 1600x1200 -> decoded at 1/4 scale (400x300), then resized to the same 298x224 geometry.
+    diff = np.abs(exact[0] - draft[0])
+    assert 0 < diff.mean() < 0.03 and diff.max() < 0.5
+    # PNG, and a JPEG too small to reduce (265x205 for a 224 target), are unchanged.
+    assert np.array_equal(exact[1:], draft[1:])
+
+
 # --- configs --------------------------------------------------------------------------------
 
 
@@ -324,6 +337,8 @@ def bad_inputs(sample_dir) -> dict[str, tuple[bytes | None, str]]:
         "huge gif": (huge_gif, "image_too_large"),
         "jpeg with a broken scan": (jpg[:2000] + bytes(500) + jpg[2500:], None),
         "missing": (None, "missing_image"),
+        # Found by the fuzzer: a segment length below 2 made the header probe slice backwards.
+        "jpeg segment length 0": (b"\xff\xd8\xff\xe1\x00\x00" + jpg[2:], "corrupt_image"),
     }
 
 

@@ -120,3 +120,36 @@ def _resize_luma(pixels: bytes, width: int, height: int, out_width: int, out_hei
 
 def _decode_luma(data: bytes) -> tuple[int, int, list[int]]:
     """Decode and convert to grayscale as Pillow's convert("L"). For tests."""
+
+def preprocess_images(
+    images: list[bytes | None],
+    out: np.ndarray,
+    *,
+    mode: str,
+    shortest_edge: int,
+    size: tuple[int, int],
+    crop: tuple[int, int] | None,
+    crop_rounding: str,
+    resample: int,
+    rescale: str,
+    rescale_factor: float,
+    mean: tuple[float, float, float] | None,
+    std: tuple[float, float, float] | None,
+    fill: int,
+    alpha: str,
+    exif_transpose: bool,
+    max_pixels: int | None,
+    max_bytes: int | None,
+    threads: int | None,
+    jpeg_draft: bool = False,
+) -> list[tuple[str, str] | None]:
+    """Fill ``out`` (N, 3, H, W; float32 or float16, C-contiguous) with preprocessed images;
+    (error kind, message) or None per image. See ``interleaf.image.preprocess``."""
+
+def image_stats_series(
+    images: list[bytes | None], *, max_pixels: int | None = None, max_bytes: int | None = None, threads: int | None = None
+) -> pl.Series:
+    """One struct Series named "stats" with the fields of ``interleaf.polars.image_stats``."""
+
+def _decode_rgb(data: bytes, alpha: str = "drop", exif_transpose: bool = False, max_pixels: int | None = None) -> tuple[int, int, list[int]]:
+    """(width, height, RGB bytes) as Pillow's convert("RGB"). Raises ValueError on failure."""

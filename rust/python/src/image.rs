@@ -57,7 +57,7 @@ fn fill_batch<T: Sample + numpy::Element>(
 /// Fills `out` (N, 3, H, W; float32 or float16, C-contiguous) with preprocessed `images`;
 /// returns one (kind, message) or None per image. Failed images leave zeros.
 #[pyfunction]
-#[pyo3(signature = (images, out, *, mode, shortest_edge, size, crop, crop_rounding, resample, rescale, rescale_factor, mean, std, fill, alpha, exif_transpose, max_pixels, max_bytes, threads))]
+#[pyo3(signature = (images, out, *, mode, shortest_edge, size, crop, crop_rounding, resample, rescale, rescale_factor, mean, std, fill, alpha, exif_transpose, max_pixels, max_bytes, threads, jpeg_draft=false))]
 #[allow(clippy::too_many_arguments)]
 pub fn preprocess_images(
     py: Python<'_>,
@@ -79,6 +79,7 @@ pub fn preprocess_images(
     max_pixels: Option<u64>,
     max_bytes: Option<u64>,
     threads: Option<usize>,
+    jpeg_draft: bool,
 ) -> PyResult<Vec<ErrorPair>> {
     let mode = match mode {
         "shortest" => ResizeMode::Shortest,
@@ -120,6 +121,7 @@ pub fn preprocess_images(
         rescale,
         normalize,
         fill,
+        jpeg_draft,
         decode: decode_options(alpha, exif_transpose, max_pixels, max_bytes)?,
     };
     if let Ok(a) = out.cast::<PyArray4<f32>>() {

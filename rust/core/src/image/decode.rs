@@ -30,6 +30,34 @@ fn err(kind: &str, msg: impl Into<String>) -> RecordError {
 /// Decodes `data`. Errors: `empty_image`, `image_too_large` (bytes or header-declared pixels
 /// over the limits, checked before decoding), `unknown_image_format`, `corrupt_image`.
 pub fn decode(data: &[u8], limits: &DecodeLimits) -> Result<DynamicImage, RecordError> {
+    decode_scaled(data, limits, None)
+}
+
+/// The header's (width, height), with the same errors as [`decode`] for bytes it cannot read.
+pub fn header_size(data: &[u8]) -> Result<(u32, u32), RecordError> {
+    if data.is_empty() {
+        return Err(err("empty_image", "zero-length image bytes"));
+    }
+    let reader = ImageReader::new(Cursor::new(data)).with_guessed_format().map_err(|e| err("corrupt_image", e.to_string()))?;
+    if reader.format().is_none() {
+        return Err(err("unknown_image_format", "bytes are not JPEG, PNG, WebP, GIF or BMP"));
+    }
+    reader.into_dimensions().map_err(|e| err("corrupt_image", format!("header: {e}")))
+}
+
+/// The libjpeg scale numerator (of 8) that shrinks a `w x h` JPEG the most while keeping it at
+/// least `min_w x min_h` (libjpeg rounds scaled sizes up), as Pillow's `Image.draft` picks it.
+fn draft_numerator(w: u32, h: u32, min_w: usize, min_h: usize) -> u8 {
+    [1u8, 2, 4]
+        .into_iter()
+        .find(|&n| (w as usize * n as usize).div_ceil(8) >= min_w && (h as usize * n as usize).div_ceil(8) >= min_h)
+        .unwrap_or(8)
+}
+
+/// [`decode`], but a JPEG may be decoded at 1/2, 1/4 or 1/8 scale in the DCT domain (as
+/// Pillow's `Image.draft` does) when `draft_min` (width, height) still fits: much faster for
+/// large photos, no longer bit-identical to a full decode. Other formats decode in full.
+pub fn decode_scaled(data: &[u8], limits: &DecodeLimits, draft_min: Option<(usize, usize)>) -> Result<DynamicImage, RecordError> {
     if data.is_empty() {
         return Err(err("empty_image", "zero-length image bytes"));
     }
@@ -46,7 +74,8 @@ pub fn decode(data: &[u8], limits: &DecodeLimits) -> Result<DynamicImage, Record
         return Err(err("image_too_large", format!("{w}x{h} = {pixels} pixels exceeds the limit of {}", limits.max_pixels)));
     }
     if format == ImageFormat::Jpeg {
-        return decode_jpeg_libjpeg(data);
+        let scale = draft_min.map_or(8, |(mw, mh)| draft_numerator(w, h, mw, mh));
+        return decode_jpeg_libjpeg(data, scale);
     }
     let mut reader = ImageReader::with_format(Cursor::new(data), format);
     let mut l = image::Limits::default();
@@ -88,29 +117,34 @@ fn cmyk_to_rgb_pillow(px: &[u8]) -> Vec<u8> {
 /// upsampling, its YCbCr tables; CMYK and YCCK through libjpeg's CMYK output and Pillow's
 /// conversion. A file cut before its end-of-image marker is `truncated_image`, as Pillow
 /// refuses it.
-fn decode_jpeg_libjpeg(data: &[u8]) -> Result<DynamicImage, RecordError> {
+fn decode_jpeg_libjpeg(data: &[u8], scale_num: u8) -> Result<DynamicImage, RecordError> {
     use mozjpeg::ColorSpace;
     if !jpeg_has_eoi(data) {
         return Err(err("truncated_image", "JPEG data ends before its end-of-image marker"));
     }
     let run = || -> std::io::Result<Option<DynamicImage>> {
-        let d = mozjpeg::Decompress::new_mem(data)?;
-        let (w, h) = (d.width() as u32, d.height() as u32);
+        let mut d = mozjpeg::Decompress::new_mem(data)?;
+        if scale_num != 8 {
+            d.scale(scale_num);
+        }
         match d.color_space() {
             ColorSpace::JCS_GRAYSCALE => {
                 let mut s = d.grayscale()?;
+                let (w, h) = (s.width() as u32, s.height() as u32);
                 let px = s.read_scanlines::<u8>()?;
                 s.finish()?;
                 Ok(GrayImage::from_raw(w, h, px).map(DynamicImage::ImageLuma8))
             }
             ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK => {
                 let mut s = d.to_colorspace(ColorSpace::JCS_CMYK)?;
+                let (w, h) = (s.width() as u32, s.height() as u32);
                 let px = s.read_scanlines::<u8>()?;
                 s.finish()?;
                 Ok(RgbImage::from_raw(w, h, cmyk_to_rgb_pillow(&px)).map(DynamicImage::ImageRgb8))
             }
             _ => {
                 let mut s = d.rgb()?;
+                let (w, h) = (s.width() as u32, s.height() as u32);
                 let px = s.read_scanlines::<u8>()?;
                 s.finish()?;
                 Ok(RgbImage::from_raw(w, h, px).map(DynamicImage::ImageRgb8))
@@ -209,7 +243,16 @@ fn over_white(c: u8, a: u8) -> u8 {
 /// through Pillow's `cmyk2rgb`), with alpha handled by `opts.alpha` and, when asked, the
 /// EXIF orientation applied.
 pub fn decode_rgb(data: &[u8], opts: &DecodeOptions) -> Result<Rgb8, RecordError> {
-    let img = decode(data, &opts.limits)?;
+    decode_rgb_draft(data, opts, None)
+}
+
+/// [`decode_rgb`] with [`decode_scaled`]'s JPEG draft: `draft_min` is the smallest (width,
+/// height) wanted after orientation.
+pub fn decode_rgb_draft(data: &[u8], opts: &DecodeOptions, draft_min: Option<(usize, usize)>) -> Result<Rgb8, RecordError> {
+    let orientation = if opts.exif_transpose { crate::image::probe::probe(data).map_or(1, |p| p.orientation) } else { 1 };
+    // Stored pixels are transposed relative to the output for orientations 5-8.
+    let draft_min = draft_min.map(|(w, h)| if orientation >= 5 { (h, w) } else { (w, h) });
+    let img = decode_scaled(data, &opts.limits, draft_min)?;
     let (width, height) = (img.width() as usize, img.height() as usize);
     let white = opts.alpha == Alpha::White;
     let gray = |v: u8| [v, v, v];
@@ -236,12 +279,7 @@ pub fn decode_rgb(data: &[u8], opts: &DecodeOptions) -> Result<Rgb8, RecordError
         DynamicImage::ImageRgba16(b) => b.as_raw().chunks_exact(4).flat_map(|p| [0, 1, 2].map(|c| (p[c] >> 8) as u8)).collect(),
         other => other.to_rgb8().into_raw(),
     };
-    let rgb = Rgb8 { width, height, px };
-    if opts.exif_transpose {
-        let orientation = crate::image::probe::probe(data).map_or(1, |p| p.orientation);
-        return Ok(orient(rgb, orientation));
-    }
-    Ok(rgb)
+    Ok(orient(Rgb8 { width, height, px }, orientation))
 }
 
 /// Applies an EXIF orientation (1-8) as Pillow's `ImageOps.exif_transpose`: 2 mirror, 3 rotate

@@ -102,7 +102,9 @@ fn probe_jpeg(d: &[u8], p: &mut Probe) {
             break;
         }
         let Some(len) = u16_be(d, i + 2).map(usize::from) else { break };
-        let seg = &d[(i + 4).min(d.len())..(i + 2 + len).min(d.len())];
+        // A length under 2 is corrupt (it counts its own two bytes): an empty segment.
+        let start = (i + 4).min(d.len());
+        let seg = &d[start..(i + 2 + len).min(d.len()).max(start)];
         match m {
             0xE1 if seg.starts_with(b"Exif\0\0") && p.orientation == 1 => {
                 p.orientation = exif_orientation(seg).unwrap_or(1);
@@ -236,5 +238,7 @@ mod tests {
         assert_eq!(probe(b"GIF89a\x01\0").unwrap().frames, 1);
         assert_eq!(probe(b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR").unwrap().format, "PNG");
         assert!(probe(b"nothing").is_none());
+        // Found by the fuzzer: a JPEG segment whose length field is below 2.
+        assert_eq!(probe(b"\xff\xd8\xff\xe1\x00\x00\xff\xe1\x00\x01Exif").unwrap().orientation, 1);
     }
 }
