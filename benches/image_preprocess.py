@@ -42,19 +42,15 @@ import argparse
 import datetime as dt
 import io
 import json
-import os
-import pickle
 import sys
-import time
 from pathlib import Path
 
 import phash as corpus_bench  # the JPEG corpus and the per-bucket summary are shared
-from _common import add_quiet_machine_args, child_env, cpu_s, git_commit, machine_info, run_quiet, versions
+from _common import add_quiet_machine_args, child_env, git_commit, machine_info, run_quiet, versions
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "benches" / "results" / "image_preprocess.json"
 SIZE = 224
-WARMUP_IMAGES = 20
 CHILD_ENV = corpus_bench.CHILD_ENV
 CONFIGS = [
     ("interleaf", 1), ("interleaf", 2), ("hf_clip", 1), ("by_hand", 1),
@@ -115,25 +111,6 @@ def make_runner(kind: str, threads: int):
     raise ValueError(kind)
 
 
-def child_main(args) -> None:
-    if args.threads == 1:
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    with open(args.corpus, "rb") as f:
-        c = pickle.load(f)
-    run = make_runner(args.kind, args.threads)
-    buckets = [[im["bytes"] for im in b["images"]] for b in c["buckets"]]
-    warm = [im["bytes"] for im in c["unique"]]
-    run(warm[:: max(1, len(warm) // WARMUP_IMAGES)][:WARMUP_IMAGES])
-    walls = []
-    c0 = cpu_s()
-    for bs in buckets:
-        t0 = time.perf_counter()
-        out = run(bs)
-        walls.append(time.perf_counter() - t0)
-        assert len(out) == len(bs)
-    print(json.dumps({"images": sum(map(len, buckets)), "wall_s": sum(walls), "bucket_wall_s": walls, "cpu_s": cpu_s() - c0}))
-
-
 def parity(c: dict) -> dict:
     import numpy as np
     from PIL import Image
@@ -151,17 +128,14 @@ def parity(c: dict) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--corpus", default=str(corpus_bench.DEFAULT_CORPUS), help="corpus cache (pickle), shared with phash.py")
-    ap.add_argument("--rebuild-corpus", action="store_true")
-    ap.add_argument("--mp", default="0.3,0.5,0.8,1.2,2.0", help="target megapixels of the size buckets")
-    ap.add_argument("--n", type=int, default=1500, help="images in the corpus (split evenly over the buckets)")
+    corpus_bench.add_corpus_args(ap)
     ap.add_argument("--repeats", type=int, default=3)
     add_quiet_machine_args(ap)
     ap.add_argument("--out", default=str(DEFAULT_OUT))
     args = ap.parse_args()
     if args.child:
         args.kind = args.child
-        child_main(args)
+        corpus_bench.child_main(args, make_runner)
         return
 
     c = corpus_bench.load_corpus(args)

@@ -221,7 +221,9 @@ def make_runner(kind: str, threads: int):
     raise ValueError(kind)
 
 
-def child_main(args) -> None:
+def child_main(args, make_runner=make_runner) -> None:
+    """Times ``make_runner(kind, threads)`` on each size bucket (after a warm-up) and prints
+    one JSON line; shared with ``image_preprocess.py``."""
     if args.threads == 1:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     with open(args.corpus, "rb") as f:
@@ -319,12 +321,17 @@ def summarize(runs: list[dict], bucket_mp: list[float], bucket_n: list[int]) -> 
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_corpus_args(ap) -> None:
+    """The options that define and cache the JPEG corpus (shared with ``image_preprocess.py``)."""
     ap.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="corpus cache (pickle)")
     ap.add_argument("--rebuild-corpus", action="store_true")
     ap.add_argument("--mp", default="0.3,0.5,0.8,1.2,2.0", help="target megapixels of the size buckets")
     ap.add_argument("--n", type=int, default=1500, help="images in the corpus (split evenly over the buckets)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_corpus_args(ap)
     ap.add_argument("--repeats", type=int, default=3)
     add_quiet_machine_args(ap)
     ap.add_argument("--out", default=str(DEFAULT_OUT))
