@@ -62,6 +62,20 @@ def git_commit() -> str | None:
         return None
 
 
+def report_header(benchmark: str) -> dict:
+    """The fields every results JSON starts with: name, date, command, commit, machine."""
+    import datetime as dt
+    import sys
+
+    return {
+        "benchmark": benchmark,
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "git_commit": git_commit(),
+        "machine": machine_info(),
+    }
+
+
 def busy_cpu_s() -> float:
     """Non-idle CPU seconds of the whole machine since boot (/proc/stat)."""
     try:

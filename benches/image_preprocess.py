@@ -39,14 +39,13 @@ Results: ``benches/results/image_preprocess.json`` (``--out``).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import io
 import json
 import sys
 from pathlib import Path
 
 import phash as corpus_bench  # the JPEG corpus and the per-bucket summary are shared
-from _common import add_quiet_machine_args, child_env, git_commit, machine_info, run_quiet, versions
+from _common import report_header, add_quiet_machine_args, child_env, run_quiet, versions
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "benches" / "results" / "image_preprocess.json"
@@ -182,11 +181,7 @@ def main() -> None:
           f"SIMD decoders; Pillow's decode alone: {results['pillow_decode@1']['mp_per_s']['median']:.0f} MP/s")
 
     report = {
-        "benchmark": "image_preprocess",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "git_commit": git_commit(),
-        "machine": machine_info(),
+        **report_header("image_preprocess"),
         "versions": versions(("interleaf", "pillow", "numpy", "transformers")),
         "corpus": st,
         "parity": par,

@@ -46,7 +46,6 @@ Results: ``benches/results/phash.json`` (``--out``).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import hashlib
 import io
 import json
@@ -57,7 +56,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from _common import add_quiet_machine_args, busy_cpu_s as _busy_cpu_s, child_env, run_quiet, cpu_s as _cpu_s, git_commit, machine_info, versions
+from _common import report_header, add_quiet_machine_args, busy_cpu_s as _busy_cpu_s, child_env, run_quiet, cpu_s as _cpu_s, versions
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = REPO_ROOT / "python" / "interleaf" / "data" / "sample" / "images"
@@ -420,11 +419,7 @@ def main() -> None:
           f"{foreign_cpu_s:.1f} s; runs redone because of it: {discarded}")
 
     report = {
-        "benchmark": "phash",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "git_commit": git_commit(),
-        "machine": machine_info(),
+        **report_header("phash"),
         "versions": package_versions(),
         "settings": {
             "repeats": args.repeats, "warmup_images": WARMUP_IMAGES, "hash_size": 8,
