@@ -201,11 +201,10 @@ impl Sample for half::f16 {
     }
 }
 
-/// Preprocesses one image into `out` (3 x H x W, channel-major), which must have the length
-/// of [`PreprocessConfig::output_shape`]. On error `out` is left as it was.
-pub fn preprocess_into<T: Sample>(data: &[u8], cfg: &PreprocessConfig, lut: &[[f32; 256]; 3], out: &mut [T]) -> Result<(), RecordError> {
-    let (oh, ow) = cfg.output_shape().map_err(|m| RecordError::new("bad_config", m))?;
-    assert_eq!(out.len(), 3 * oh * ow);
+/// Preprocesses one image into `out` (3 x `oh` x `ow`, channel-major), where (`oh`, `ow`) is
+/// [`PreprocessConfig::output_shape`], validated once per batch by the caller.
+fn preprocess_into<T: Sample>(data: &[u8], cfg: &PreprocessConfig, (oh, ow): (usize, usize), lut: &[[f32; 256]; 3], out: &mut [T]) -> Result<(), RecordError> {
+    debug_assert_eq!(out.len(), 3 * oh * ow);
     let (img, (rw, rh)) = if cfg.jpeg_draft && data.starts_with(b"\xff\xd8\xff") {
         // The geometry comes from the full-size header so it matches the exact path.
         let (hw, hh) = header_size(data)?;
@@ -254,8 +253,8 @@ pub fn preprocess_into<T: Sample>(data: &[u8], cfg: &PreprocessConfig, lut: &[[f
 /// Preprocesses `images` into `out` (N x 3 x H x W) on the current rayon pool, one error
 /// slot per image (`None` where it worked). A failed or missing image leaves its slot zero.
 pub fn preprocess_batch<T: Sample>(images: &[Option<&[u8]>], cfg: &PreprocessConfig, out: &mut [T]) -> Result<Vec<Option<RecordError>>, String> {
-    let (oh, ow) = cfg.output_shape()?;
-    let per = 3 * oh * ow;
+    let shape = cfg.output_shape()?;
+    let per = 3 * shape.0 * shape.1;
     if out.len() != per * images.len() {
         return Err(format!("output holds {} values, {} images need {}", out.len(), images.len(), per * images.len()));
     }
@@ -266,7 +265,7 @@ pub fn preprocess_batch<T: Sample>(images: &[Option<&[u8]>], cfg: &PreprocessCon
         .map(|(slot, img)| {
             let r = match img {
                 None => Err(RecordError::new("missing_image", "no image bytes")),
-                Some(data) => preprocess_into(data, cfg, &lut, slot),
+                Some(data) => preprocess_into(data, cfg, shape, &lut, slot),
             };
             if r.is_err() {
                 slot.fill(T::default());
