@@ -1,4 +1,4 @@
-"""The ``interleaf`` command line: inspect, convert, dedup, image-stats and demo
+"""The ``interleaf`` command line: inspect, convert, dedup, image-stats, models and demo
 (``interleaf COMMAND --help``)."""
 
 from __future__ import annotations
@@ -229,6 +229,97 @@ def cmd_image_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from interleaf import models
+
+    if args.models_command == "list":
+        rows = models.list_models(args.root)
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        root = args.root or models.home()
+        if not rows:
+            print(f"no models under {root} (interleaf models export / pull put them there; INTERLEAF_MODELS moves it)")
+        for r in rows:
+            print(f"{r['name']:<40} {r['kind'] or 'invalid':<14} {r['error'] or r['path']}")
+        return 0
+    if args.models_command == "info":
+        d = models.info(args.path)
+        if args.json:
+            print(json.dumps(d, indent=2))
+            return 0
+        print(f"{d['path']}: {d['kind']} ({d['model_type']})")
+        for k in ("dim", "context_length", "image_size", "max_seq_length", "vocab_size", "logit_scale", "source"):
+            if d.get(k) is not None:
+                print(f"  {k:<15} {d[k]}")
+        for rel, io in d["onnx"].items():
+            print(f"  {rel}")
+            for x in io["inputs"]:
+                print(f"    in  {x['name']:<22} {x['type']:<16} {x['shape']}")
+            for x in io["outputs"]:
+                print(f"    out {x['name']:<22} {x['type']:<16} {x['shape']}")
+        return 0
+    if args.models_command == "pull":
+        from interleaf.models.hub import pull
+
+        dest = pull(args.repo, args.out, revision=args.revision, fp16=args.fp16)
+        print(f"{args.repo} -> {dest}")
+        return 0
+    from interleaf.models import export as ex
+
+    what = args.what
+    kw = {"fp16": args.fp16, "verify": not args.no_verify, "overwrite": args.overwrite}
+    if what == "clip":
+        if bool(args.from_transformers) == bool(args.from_open_clip):
+            raise ValueError("give exactly one of --from-transformers DIR|NAME and --from-open-clip ARCH PRETRAINED")
+        if args.from_transformers:
+            out = args.out or models.home() / Path(args.from_transformers).name
+            dest = ex.export_clip_transformers(args.from_transformers, out, **kw)
+        else:
+            arch, pretrained = args.from_open_clip
+            out = args.out or models.home() / f"{arch}-{Path(pretrained).stem}"
+            dest = ex.export_clip_open_clip(arch, pretrained, out, **kw)
+    elif what == "text-embedder":
+        if not args.from_sentence_transformers:
+            raise ValueError("text-embedder needs --from-sentence-transformers DIR")
+        dest = ex.export_text_embedder(args.from_sentence_transformers, args.out or models.home() / Path(args.from_sentence_transformers).name, **kw)
+    else:
+        if not args.from_transformers:
+            raise ValueError("causal-lm needs --from-transformers DIR|NAME")
+        dest = ex.export_causal_lm(args.from_transformers, args.out or models.home() / Path(args.from_transformers).name, **kw)
+    check = (json.loads((Path(dest) / "config.json").read_text()).get("interleaf") or {}).get("export_check")
+    print(f"exported {what} -> {dest}")
+    if check:
+        print(f"  ONNX vs torch: {json.dumps(check)}")
+    return 0
+
+
+def _add_models_parser(sub) -> None:
+    p = sub.add_parser("models", help="export, pull, list and describe ONNX models", description="Model directories in the Hugging Face / Optimum layout (CLIP, sentence-transformers text embedder, causal LM).")
+    msub = p.add_subparsers(dest="models_command", required=True)
+    e = msub.add_parser("export", help="export transformers / open_clip / sentence-transformers weights to ONNX (needs the export extra: torch)", description="Export weights on disk (or a hub name when a hub is reachable) to an interleaf model directory, check the ONNX graphs against torch, and record the check in config.json.")
+    e.add_argument("what", choices=("clip", "text-embedder", "causal-lm"), help="kind of model to export")
+    e.add_argument("--from-transformers", metavar="DIR|NAME", help="clip or causal-lm: a transformers checkpoint")
+    e.add_argument("--from-open-clip", nargs=2, metavar=("ARCH", "PRETRAINED"), help="clip: an open_clip architecture and its pretrained tag or checkpoint file")
+    e.add_argument("--from-sentence-transformers", metavar="DIR", help="text-embedder: a sentence-transformers model directory")
+    e.add_argument("--out", default=None, help="output directory (default: the models home, INTERLEAF_MODELS)")
+    e.add_argument("--fp16", action="store_true", help="also write onnx/*_fp16.onnx (used on CUDA)")
+    e.add_argument("--no-verify", action="store_true", help="skip the ONNX-vs-torch check")
+    e.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+    pl_ = msub.add_parser("pull", help="download a model directory from the Hugging Face Hub", description="Download an ONNX model directory (Optimum / Xenova layout) into the models home; needs huggingface_hub and a reachable hub.")
+    pl_.add_argument("repo", help="owner/name")
+    pl_.add_argument("--out", default=None, help="output directory (default: the models home)")
+    pl_.add_argument("--revision", default=None, help="branch, tag or commit")
+    pl_.add_argument("--fp16", action="store_true", help="also fetch onnx/*_fp16.onnx")
+    li = msub.add_parser("list", help="list model directories in the models home", description="List model directories under the models home ($INTERLEAF_MODELS or ~/.cache/interleaf/models) with their kind.")
+    li.add_argument("--root", default=None, help="directory to list instead of the models home")
+    li.add_argument("--json", action="store_true", help="print JSON")
+    inf = msub.add_parser("info", help="describe a model directory", description="Kind, sizes and ONNX inputs/outputs of a model directory (or a model name in the models home).")
+    inf.add_argument("path", help="model directory or name")
+    inf.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_models)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="interleaf", description="Score, deduplicate, filter and enhance multimodal training data.")
     parser.add_argument("--version", action="version", version=f"interleaf {interleaf.__version__}")
@@ -282,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="interleaf-demo", help="output directory (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_demo)
+
+    _add_models_parser(sub)
     return parser
 
 
@@ -289,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (FileNotFoundError, ValueError, OSError) as e:
+    except (FileNotFoundError, ValueError, OSError, ImportError, RuntimeError) as e:
         print(f"interleaf {args.command}: error: {e}", file=sys.stderr)
         return 2
 

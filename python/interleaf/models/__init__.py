@@ -1,0 +1,130 @@
+"""Neural scorers through ONNX Runtime: CLIP image and text embeddings, sentence embeddings and
+causal-LM perplexity, on CUDA or the CPU.
+
+A model is a directory in the Hugging Face / Optimum layout (see
+:mod:`interleaf.models.directory`); :func:`load` checks it, tells its kind and returns
+:class:`CLIPModel`, :class:`TextEmbedder` or :class:`CausalLM`. Weights are never fetched at
+run time: models come from ``interleaf models export`` (transformers, open_clip or
+sentence-transformers weights on disk; needs the ``export`` extra) or ``interleaf models pull``
+(a hub download the user asks for).
+
+Example::
+
+    from interleaf import models
+    clip = models.load("models/clip-vit-b-32")            # device="auto": CUDA if really active
+    img = clip.embed_images(list_of_jpeg_bytes)           # (n, 512) float32, unit length
+    txt = clip.embed_texts(["a photo of a cat"])
+    cos = clip.similarity(img, txt)                       # cosine in [-1, 1]
+    ppl = models.load("models/gpt2").perplexity(texts)    # polars DataFrame
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from interleaf.models.causal_lm import CausalLM
+from interleaf.models.clip import CLIPModel
+from interleaf.models.directory import KINDS, ModelDirectory, ModelDirectoryError
+from interleaf.models.runtime import ProviderWarning, create_session, cuda_available, describe
+from interleaf.models.text_embedder import TextEmbedder
+
+_CLASSES = {"clip": CLIPModel, "text-embedder": TextEmbedder, "causal-lm": CausalLM}
+
+__all__ = [
+    "KINDS",
+    "CLIPModel",
+    "CausalLM",
+    "ModelDirectoryError",
+    "ProviderWarning",
+    "TextEmbedder",
+    "create_session",
+    "cuda_available",
+    "home",
+    "info",
+    "list_models",
+    "load",
+]
+
+
+def home() -> Path:
+    """Where ``interleaf models pull`` puts models and ``list`` looks: ``$INTERLEAF_MODELS``,
+    else ``~/.cache/interleaf/models``."""
+    return Path(os.environ.get("INTERLEAF_MODELS") or Path.home() / ".cache" / "interleaf" / "models")
+
+
+def resolve(path: str | os.PathLike) -> Path:
+    """``path`` if it exists, else the model of that name under :func:`home` (``/`` in hub
+    names becomes ``--``)."""
+    p = Path(path)
+    if p.exists():
+        return p
+    named = home() / str(path).replace("/", "--")
+    return named if named.exists() else p
+
+
+def load(path: str | os.PathLike, device: str = "auto", *, kind: str | None = None, threads: int | None = None, precision: str = "auto", io_binding: bool | None = None, batch_size: int | None = None):
+    """Loads a model directory and returns the object for its kind.
+
+    Args:
+        path: a model directory, or the name of one under :func:`home`.
+        device: ``"auto"`` (CUDA when onnxruntime-gpu is installed and the provider really
+            starts, else the CPU with a :class:`ProviderWarning` if CUDA failed), ``"cuda"``
+            (raise unless CUDA is active) or ``"cpu"``.
+        kind: ``"clip"``, ``"text-embedder"`` or ``"causal-lm"`` to insist on one (default:
+            from the files).
+        threads: CPU threads for ONNX Runtime (default: the cores this process may use).
+        precision: ``"auto"`` (``onnx/*_fp16.onnx`` on CUDA when present), ``"fp32"`` or ``"fp16"``.
+        io_binding: run through IO binding (default: on CUDA).
+        batch_size: inputs per inference batch (default 64; 8 for causal LMs).
+
+    Raises:
+        FileNotFoundError: no such directory.
+        ModelDirectoryError: a required file is missing or unreadable (named), or the directory
+            holds another kind.
+    """
+    d = ModelDirectory(resolve(path), kind)
+    kw: dict[str, Any] = {"threads": threads, "precision": precision, "io_binding": io_binding}
+    if batch_size is not None:
+        kw["batch_size"] = batch_size
+    return _CLASSES[d.kind](d, device, **kw)
+
+
+def info(path: str | os.PathLike) -> dict[str, Any]:
+    """What a model directory holds, without running it: kind, files, ONNX inputs and outputs,
+    embedding width, context length, fp16 variants."""
+    d = ModelDirectory(resolve(path))
+    cfg = d.config
+    out: dict[str, Any] = {"path": str(d.path), "kind": d.kind, "model_type": cfg.get("model_type"), "onnx": {}}
+    for rel in d.variants():
+        out["onnx"][rel] = describe(d.path / rel)
+    if d.kind == "clip":
+        out["dim"] = cfg.get("projection_dim")
+        out["context_length"] = (cfg.get("text_config") or {}).get("max_position_embeddings")
+        out["image_size"] = (cfg.get("vision_config") or {}).get("image_size")
+        out["logit_scale"] = (cfg.get("interleaf") or {}).get("logit_scale")
+    elif d.kind == "text-embedder":
+        st = d.path / "sentence_bert_config.json"
+        out["max_seq_length"] = d.json("sentence_bert_config.json").get("max_seq_length") if st.is_file() else None
+        out["dim"] = cfg.get("hidden_size")
+    else:
+        out["context_length"] = cfg.get("n_positions") or cfg.get("max_position_embeddings")
+        out["vocab_size"] = cfg.get("vocab_size")
+    out["source"] = (cfg.get("interleaf") or {}).get("source")
+    return out
+
+
+def list_models(root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """The model directories directly under ``root`` (default :func:`home`): name, kind, path;
+    a directory that is not a valid model is listed with its error."""
+    root = Path(root) if root is not None else home()
+    rows = []
+    if not root.is_dir():
+        return rows
+    for p in sorted(x for x in root.iterdir() if x.is_dir()):
+        try:
+            rows.append({"name": p.name, "kind": ModelDirectory(p).kind, "path": str(p), "error": None})
+        except (ModelDirectoryError, FileNotFoundError) as e:
+            rows.append({"name": p.name, "kind": None, "path": str(p), "error": str(e)})
+    return rows

@@ -1,0 +1,144 @@
+"""Per-text perplexity from a causal language model exported to ONNX (``onnx/model.onnx`` with
+``logits``), as Hugging Face computes it: the mean negative log-likelihood of every token given
+the tokens before it, ``perplexity = exp(nll)``.
+
+The first token has no context and is not scored unless ``add_bos=True`` puts the model's
+``bos_token_id`` before every text (what lm-evaluation-harness does for GPT-2 with its
+end-of-text token). Texts longer than the model's positions are truncated and counted. Graphs
+exported with a KV cache (Optimum's ``past_key_values.*`` inputs, ``use_cache_branch``) are fed
+an empty cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+
+from interleaf.models.base import Model
+from interleaf.models.directory import ModelDirectoryError
+from interleaf.models.runtime import Session
+from interleaf.models.tokenize import TextTokenizer, clean_texts
+
+# Largest logits block taken through log-softmax at once, in floats (256 MiB of float32).
+_LOGITS_BLOCK = 1 << 26
+
+PERPLEXITY_SCHEMA = {"perplexity": pl.Float64, "nll": pl.Float64, "tokens": pl.Int64, "truncated": pl.Boolean, "error": pl.Struct({"kind": pl.String, "message": pl.String})}
+
+
+def token_nll(logits: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Negative log-likelihood (nats) of ``ids[1:]`` under ``logits[:-1]`` (``(t, V)`` logits
+    of one text), computed with a stable log-softmax in float32 and returned as float64."""
+    x = logits[:-1].astype(np.float32, copy=False)
+    m = x.max(axis=1, keepdims=True)
+    lse = np.log(np.exp(x - m).sum(axis=1, dtype=np.float64)) + m[:, 0]
+    return lse - x[np.arange(len(x)), ids[1:]]
+
+
+class CausalLM(Model):
+    """A causal LM directory; use :func:`interleaf.models.load`.
+
+    Attributes:
+        max_length: tokens per text (``n_positions`` / ``max_position_embeddings``).
+        vocab_size: from ``config.json``.
+    """
+
+    kind = "causal-lm"
+
+    def __init__(self, path, device: str = "auto", *, threads: int | None = None, precision: str = "auto", io_binding: bool | None = None, batch_size: int = 8, max_length: int | None = None):
+        super().__init__(path, device, threads, precision, io_binding)
+        cfg = self.config
+        limit = cfg.get("n_positions") or cfg.get("max_position_embeddings")
+        if limit is None and max_length is None:
+            raise ModelDirectoryError(f"{self.path}/config.json has no n_positions / max_position_embeddings; pass max_length")
+        self.max_length = int(min(max_length or limit, limit or max_length))
+        self.vocab_size = int(cfg.get("vocab_size", 0))
+        self.tokenizer = TextTokenizer(self.directory.file("tokenizer.json"), self.max_length)
+        pad = cfg.get("pad_token_id", cfg.get("eos_token_id"))
+        if self.tokenizer.baked_padding is None and isinstance(pad, int):
+            self.tokenizer.pad_id = pad
+        self.bos_token_id = cfg.get("bos_token_id")
+        self.batch_size = batch_size
+
+    def _main_session(self) -> Session:
+        return self._session("model")
+
+    @property
+    def session(self) -> Session:
+        return self._session("model")
+
+    def _feed(self, s: Session, input_ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+        b, t = input_ids.shape
+        feed: dict[str, np.ndarray] = {"input_ids": input_ids, "attention_mask": mask}
+        if "position_ids" in s.inputs:
+            feed["position_ids"] = np.broadcast_to(np.arange(t, dtype=np.int64), (b, t))
+        if "use_cache_branch" in s.inputs:
+            feed["use_cache_branch"] = np.zeros((1,), dtype=bool)
+        cfg = self.config
+        heads = cfg.get("num_key_value_heads") or cfg.get("n_head") or cfg.get("num_attention_heads")
+        hidden = cfg.get("n_embd") or cfg.get("hidden_size")
+        for name in s.inputs:
+            if name.startswith("past_key_values"):
+                shape = s.input_shapes[name]
+                h = shape[1] if isinstance(shape[1], int) else heads
+                d = shape[3] if isinstance(shape[3], int) else (cfg.get("head_dim") or (hidden // (cfg.get("n_head") or cfg.get("num_attention_heads"))))
+                if h is None or d is None:
+                    raise ModelDirectoryError(f"{s.path}: cannot size the empty {name} from config.json")
+                feed[name] = np.zeros((b, int(h), 0, int(d)), dtype=s.inputs[name])
+        unknown = [n for n in s.inputs if n not in feed]
+        if unknown:
+            raise ModelDirectoryError(f"{s.path} has inputs interleaf cannot feed: {unknown}")
+        return feed
+
+    def perplexity(self, texts: Sequence[str | bytes | None], *, batch_size: int | None = None, add_bos: bool = False) -> pl.DataFrame:
+        """Perplexity of each text, one row per text in input order.
+
+        Columns: ``perplexity`` (``exp(nll)``; null when fewer than 2 tokens), ``nll`` (mean
+        negative log-likelihood per scored token, nats), ``tokens`` (tokens scored: the text's
+        tokens minus the first, or all of them with ``add_bos``), ``truncated``, ``error``
+        (``missing_text``, ``invalid_utf8`` or ``too_few_tokens``).
+        """
+        bs = batch_size or self.batch_size
+        clean, errors = clean_texts(texts)
+        n = len(clean)
+        nll = np.full(n, np.nan)
+        tokens = np.zeros(n, dtype=np.int64)
+        truncated = np.zeros(n, dtype=bool)
+        s = self.session
+        if add_bos and self.bos_token_id is None:
+            raise ModelDirectoryError(f"add_bos=True but {self.path}/config.json has no bos_token_id")
+        for b in self.tokenizer.batches(clean, bs, skip=[e is not None for e in errors]):
+            ids, mask, lengths = b.input_ids, b.attention_mask, b.lengths
+            if add_bos:
+                ids = np.concatenate([np.full((len(ids), 1), self.bos_token_id, dtype=np.int64), ids], axis=1)[:, : self.max_length]
+                mask = np.concatenate([np.ones((len(mask), 1), dtype=np.int64), mask], axis=1)[:, : self.max_length]
+                truncated_now = lengths + 1 > self.max_length
+                lengths = np.minimum(lengths + 1, self.max_length)
+            else:
+                truncated_now = np.zeros(len(ids), dtype=bool)
+            width = ids.shape[1]
+            rows = max(1, _LOGITS_BLOCK // max(1, width * max(self.vocab_size, 1)))
+            for r0 in range(0, len(ids), rows):
+                sl = slice(r0, r0 + rows)
+                logits = s.run(self._feed(s, ids[sl], mask[sl]), ["logits"])["logits"]
+                if logits.ndim != 3 or logits.shape[:2] != ids[sl].shape:
+                    raise ModelDirectoryError(f"{s.path} gives logits of shape {logits.shape} for input_ids {ids[sl].shape}")
+                for k in range(len(logits)):
+                    i = b.index[r0 + k]
+                    L = int(lengths[r0 + k])
+                    tokens[i] = max(L - 1, 0)
+                    if L >= 2:
+                        nll[i] = float(token_nll(logits[k, :L], ids[r0 + k, :L]).mean())
+            truncated[b.index] = b.truncated | truncated_now
+            self.stats["truncated"] += int(truncated[b.index].sum())
+        for i in range(n):
+            if errors[i] is None and tokens[i] < 1:
+                errors[i] = {"kind": "too_few_tokens", "message": "perplexity needs at least 2 tokens (the first is not scored)"}
+        self.stats["texts"] += n
+        self._count_errors(errors)
+        return pl.DataFrame(
+            {"perplexity": np.exp(nll), "nll": nll, "tokens": tokens, "truncated": truncated, "error": errors},
+            schema=PERPLEXITY_SCHEMA,
+            nan_to_null=True,
+        )

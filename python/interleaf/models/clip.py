@@ -1,0 +1,168 @@
+"""CLIP image and text embeddings through ONNX Runtime.
+
+Images are decoded and preprocessed by :func:`interleaf.image.preprocess` (Rust, bit-identical
+to Pillow + ``CLIPImageProcessor``) with the model's ``preprocessor_config.json``; decoding of
+batch k+1 overlaps inference on batch k. Texts are tokenised with the model's
+``tokenizer.json``, truncated at the model's 77 positions (counted), bucketed by length.
+Embeddings come back L2-normalised, float32, one row per input; a row whose image or text is
+bad is NaN and its error is reported (``return_errors=True``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from interleaf import image as _image
+from interleaf.models.base import Model, l2_normalize
+from interleaf.models.directory import ModelDirectoryError
+from interleaf.models.runtime import Session
+from interleaf.models.tokenize import TextTokenizer, clean_texts
+
+CLIP_CONTEXT_LENGTH = 77
+
+
+class CLIPModel(Model):
+    """A CLIP model directory (see :mod:`interleaf.models.directory`); use
+    :func:`interleaf.models.load`.
+
+    Attributes:
+        dim: embedding width (``projection_dim``).
+        logit_scale: the trained temperature, ``exp(logit_scale)`` as CLIP multiplies cosines
+            by (100 for OpenAI's models); from ``config.json`` (``interleaf.logit_scale``, written
+            by our exporter, else ``exp(logit_scale_init_value)``).
+        preprocess_config: the :class:`interleaf.image.PreprocessConfig` images go through.
+        tokenizer: the :class:`TextTokenizer`, truncating at 77 tokens.
+    """
+
+    kind = "clip"
+
+    def __init__(self, path, device: str = "auto", *, threads: int | None = None, precision: str = "auto", io_binding: bool | None = None, batch_size: int = 64):
+        super().__init__(path, device, threads, precision, io_binding)
+        d = self.directory
+        cfg = self.config
+        text_cfg = cfg.get("text_config") or {}
+        vision_cfg = cfg.get("vision_config") or {}
+        if (d.path / "preprocessor_config.json").is_file() or (d.path / "open_clip_config.json").is_file():
+            self.preprocess_config = _image.load_config(d.path)
+        else:
+            raise ModelDirectoryError(f"{d.path} (clip) is missing preprocessor_config.json")
+        size = vision_cfg.get("image_size")
+        if size is not None and tuple(self.preprocess_config.output_shape) != (int(size), int(size)):
+            raise ModelDirectoryError(
+                f"{d.path}: preprocessor_config.json gives {self.preprocess_config.output_shape} images but vision_config.image_size is {size}"
+            )
+        self.context_length = int(text_cfg.get("max_position_embeddings", CLIP_CONTEXT_LENGTH))
+        self.tokenizer = TextTokenizer(d.file("tokenizer.json"), self.context_length)
+        if self.tokenizer.baked_padding is None and text_cfg.get("eos_token_id") is not None:
+            self.tokenizer.pad_id = int(text_cfg["eos_token_id"])  # CLIP's tokenizer pads with its end token
+        self.dim = int(cfg.get("projection_dim", 512))
+        extra = cfg.get("interleaf") or {}
+        if "logit_scale" in extra:
+            self.logit_scale = float(extra["logit_scale"])
+        else:
+            self.logit_scale = float(math.exp(cfg.get("logit_scale_init_value", math.log(100.0))))
+        self.batch_size = batch_size
+
+    def _main_session(self) -> Session:
+        return self._session("vision_model")
+
+    @property
+    def vision(self) -> Session:
+        return self._session("vision_model")
+
+    @property
+    def text(self) -> Session:
+        return self._session("text_model")
+
+    def _run_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        s = self.vision
+        out = s.run({"pixel_values": pixels}, ["image_embeds"] if "image_embeds" in s.outputs else None)
+        if "image_embeds" not in out:
+            raise ModelDirectoryError(f"{s.path} has no image_embeds output (outputs: {s.outputs}); export it with interleaf models export clip")
+        emb = out["image_embeds"]
+        if emb.ndim != 2 or emb.shape[1] != self.dim:
+            raise ModelDirectoryError(f"{s.path} gives image_embeds of shape {emb.shape}; config.json says projection_dim {self.dim}")
+        return l2_normalize(emb)
+
+    def embed_images(self, images: Sequence[bytes | None] | np.ndarray, *, batch_size: int | None = None, return_errors: bool = False, threads: int | None = None, alpha: str = "drop", exif_transpose: bool = False):
+        """L2-normalised image embeddings, float32 ``(n, dim)``.
+
+        Args:
+            images: encoded image bytes (decoded and preprocessed in Rust with the model's
+                config), or an already preprocessed float array ``(n, 3, H, W)``.
+            batch_size: images per inference batch (default: the model's, 64).
+            return_errors: also return the per-image errors (None where fine). A bad image's
+                row is NaN.
+            threads: Rust decoding threads (default: all cores).
+            alpha, exif_transpose: passed to :func:`interleaf.image.preprocess`.
+        """
+        bs = batch_size or self.batch_size
+        if bs < 1:
+            raise ValueError("batch_size must be >= 1")
+        h, w = self.preprocess_config.output_shape
+        if isinstance(images, np.ndarray):
+            if images.ndim != 4 or images.shape[1:] != (3, h, w):
+                raise ValueError(f"preprocessed images must have shape (n, 3, {h}, {w}) for this model, got {images.shape}")
+            if not np.issubdtype(images.dtype, np.floating):
+                raise ValueError(f"preprocessed images must be floating point, got {images.dtype}")
+            out = np.empty((len(images), self.dim), dtype=np.float32)
+            for i in range(0, len(images), bs):
+                out[i : i + bs] = self._run_pixels(images[i : i + bs])
+            self.stats["images"] += len(images)
+            return (out, [None] * len(images)) if return_errors else out
+        images = list(images)
+        n = len(images)
+        out = np.full((n, self.dim), np.nan, dtype=np.float32)
+        errors: list[dict[str, str] | None] = [None] * n
+        dtype = "float16" if self.vision.inputs.get("pixel_values") is np.float16 else "float32"
+
+        def prep(start: int):
+            return _image.preprocess(images[start : start + bs], self.preprocess_config, threads=threads, dtype=dtype, alpha=alpha, exif_transpose=exif_transpose)
+
+        starts = list(range(0, n, bs))
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(prep, starts[0]) if starts else None
+            for k, start in enumerate(starts):
+                pixels, errs = pending.result()
+                if k + 1 < len(starts):
+                    pending = pool.submit(prep, starts[k + 1])
+                ok = np.array([e is None for e in errs], dtype=bool)
+                if ok.any():
+                    emb = self._run_pixels(pixels[ok] if not ok.all() else pixels)
+                    out[start : start + len(errs)][ok] = emb
+                errors[start : start + len(errs)] = errs
+        self.stats["images"] += n
+        self._count_errors(errors)
+        return (out, errors) if return_errors else out
+
+    def embed_texts(self, texts: Sequence[str | bytes | None], *, batch_size: int | None = None, return_errors: bool = False):
+        """L2-normalised text embeddings, float32 ``(n, dim)``. Texts longer than the context
+        (77 tokens with start and end) are truncated and counted in ``stats["truncated"]``;
+        None and invalid UTF-8 give NaN rows and errors (``return_errors=True``)."""
+        bs = batch_size or self.batch_size
+        clean, errors = clean_texts(texts)
+        n = len(clean)
+        out = np.full((n, self.dim), np.nan, dtype=np.float32)
+        s = self.text
+        for b in self.tokenizer.batches(clean, bs, skip=[e is not None for e in errors]):
+            res = s.run({"input_ids": b.input_ids, "attention_mask": b.attention_mask}, ["text_embeds"] if "text_embeds" in s.outputs else None)
+            if "text_embeds" not in res:
+                raise ModelDirectoryError(f"{s.path} has no text_embeds output (outputs: {s.outputs}); export it with interleaf models export clip")
+            emb = res["text_embeds"]
+            if emb.ndim != 2 or emb.shape[1] != self.dim:
+                raise ModelDirectoryError(f"{s.path} gives text_embeds of shape {emb.shape}; config.json says projection_dim {self.dim}")
+            out[b.index] = l2_normalize(emb)
+            self.stats["truncated"] += int(b.truncated.sum())
+        self.stats["texts"] += n
+        self._count_errors(errors)
+        return (out, errors) if return_errors else out
+
+    def similarity(self, image_embeds: np.ndarray, text_embeds: np.ndarray) -> np.ndarray:
+        """Cosine similarity in [-1, 1] of every image embedding with every text embedding,
+        ``(n_images, n_texts)``; multiply by :attr:`logit_scale` for CLIP's logits."""
+        return l2_normalize(image_embeds) @ l2_normalize(text_embeds).T
+

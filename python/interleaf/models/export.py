@@ -1,0 +1,423 @@
+"""Export transformers, open_clip and sentence-transformers weights to interleaf model
+directories (ONNX graphs plus the tokenizer and configs the loaders read).
+
+Needs the ``export`` extra (torch, transformers, open_clip_torch, sentence-transformers, onnx);
+nothing else in interleaf imports torch. Every export:
+
+- puts every module in eval mode before exporting and again after (``torch.onnx.export``
+  restores the training flag of the wrapper it was given, and a freshly built wrapper is in
+  training mode, which would turn dropout on for anything computed afterwards);
+- exports with dynamic batch and sequence axes (opset 17);
+- optionally writes ``*_fp16.onnx`` variants (ONNX Runtime's float16 converter);
+- runs the ONNX graph on a small batch with ONNX Runtime and compares it with torch; the
+  result is stored in ``config.json`` under ``interleaf.export_check`` and an export whose
+  outputs disagree (cosine < 0.9999 for embeddings, relative logits error > 1e-3) raises.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from interleaf.models.runtime import create_session
+
+OPSET = 17
+# Real text and images used to check an export (texts only need to tokenize).
+_CHECK_TEXTS = ["a photo of a cat sitting on a wooden table", "An astronaut in a white suit.", "", "x " * 120]
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as e:
+        raise ImportError("exporting needs torch: pip install 'interleaf[export]'") from e
+    return torch
+
+
+def eval_mode(*modules) -> None:
+    """Every module and submodule in eval mode, checked (dropout off)."""
+    for m in modules:
+        m.eval()
+        bad = [n for n, sub in m.named_modules() if sub.training]
+        if bad:  # pragma: no cover - eval() sets every submodule
+            raise RuntimeError(f"modules still in training mode: {bad[:5]}")
+
+
+def _example_tokens():
+    """input_ids and an attention mask with padding in the second row: tracing with an
+    all-ones mask lets transformers skip building the mask, and the graph would ignore padding."""
+    torch = _torch()
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10, 11, 12], [5, 6, 7, 8, 9, 0, 0, 0]], dtype=torch.long)
+    mask = torch.tensor([[1] * 8, [1] * 5 + [0] * 3], dtype=torch.long)
+    return ids, mask
+
+
+def _onnx_export(module, args: tuple, path: Path, input_names: Sequence[str], output_names: Sequence[str], dynamic_axes: dict[str, dict[int, str]]) -> None:
+    torch = _torch()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    eval_mode(module)
+    with torch.no_grad():
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            input_names=list(input_names),
+            output_names=list(output_names),
+            dynamic_axes=dynamic_axes,
+            opset_version=OPSET,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    eval_mode(module)
+
+
+def _fp16(path: Path) -> Path:
+    """``path`` converted to float16 (inputs and outputs too), next to it as ``*_fp16.onnx``."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    out = path.with_name(path.stem + "_fp16.onnx")
+    model = convert_float_to_float16(onnx.load(str(path)), keep_io_types=False, disable_shape_infer=False)
+    onnx.save(model, str(out))
+    return out
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return (a * b).sum(axis=1)
+
+
+def _check_embeddings(name: str, ours: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    """Cosine of each row pair, and the largest difference after L2 normalisation."""
+    ours, ref = ours.astype(np.float64), ref.astype(np.float64)
+    cos = _cos(ours, ref)
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
+    res = {"min_cosine": float(cos.min()), "max_abs_diff_normalized": float(np.abs(unit(ours) - unit(ref)).max())}
+    if res["min_cosine"] < 0.9999:
+        raise RuntimeError(f"export check failed for {name}: ONNX vs torch cosine {res['min_cosine']:.6f} < 0.9999")
+    return res
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _prepare_out(out: str | os.PathLike, overwrite: bool) -> Path:
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{out} exists and is not empty (pass overwrite=True / --overwrite)")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _check_images(size: int, n: int = 3) -> list[bytes]:
+    """A few real photographs from the bundled sample (encoded bytes)."""
+    from interleaf.cli import SAMPLE_DIR
+
+    files = sorted((SAMPLE_DIR / "images").glob("*.jpg"))[:n]
+    return [p.read_bytes() for p in files]
+
+
+# ---------------------------------------------------------------------------------- CLIP
+
+
+def _clip_wrappers(encode_image, encode_text):
+    torch = _torch()
+
+    class Vision(torch.nn.Module):
+        def __init__(self, owner):
+            super().__init__()
+            self.owner = owner
+
+        def forward(self, pixel_values):
+            return encode_image(pixel_values)
+
+    class Text(torch.nn.Module):
+        def __init__(self, owner):
+            super().__init__()
+            self.owner = owner
+
+        def forward(self, input_ids, attention_mask):
+            return encode_text(input_ids, attention_mask)
+
+    return Vision, Text
+
+
+def _export_clip_graphs(model, encode_image, encode_text, out: Path, image_size: int, context_length: int, fp16: bool) -> None:
+    torch = _torch()
+    Vision, Text = _clip_wrappers(encode_image, encode_text)
+    vision, text = Vision(model), Text(model)
+    eval_mode(model, vision, text)
+    pv = torch.zeros(2, 3, image_size, image_size)
+    ids, mask = _example_tokens()
+    _onnx_export(vision, (pv,), out / "onnx" / "vision_model.onnx", ["pixel_values"], ["image_embeds"], {"pixel_values": {0: "batch"}, "image_embeds": {0: "batch"}})
+    _onnx_export(text, (ids, mask), out / "onnx" / "text_model.onnx", ["input_ids", "attention_mask"], ["text_embeds"], {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}, "text_embeds": {0: "batch"}})
+    eval_mode(model, vision, text)
+    if fp16:
+        _fp16(out / "onnx" / "vision_model.onnx")
+        _fp16(out / "onnx" / "text_model.onnx")
+
+
+def _verify_clip(out: Path, encode_image, encode_text) -> dict[str, Any]:
+    """Our loader (Rust preprocessing + tokenizer.json + ONNX) against torch on the same inputs."""
+    torch = _torch()
+    from interleaf.image import preprocess
+    from interleaf.models.clip import CLIPModel
+
+    clip = CLIPModel(out, device="cpu")
+    images = _check_images(clip.preprocess_config.output_shape[0])
+    pixels, errors = preprocess(images, clip.preprocess_config)
+    assert not any(errors), errors
+    ours_img = clip.embed_images(pixels)
+    ours_txt = clip.embed_texts(_CHECK_TEXTS)
+    with torch.no_grad():
+        ref_img = encode_image(torch.from_numpy(pixels)).numpy()
+        ref_txt = []
+        for t in _CHECK_TEXTS:
+            b = next(clip.tokenizer.batches([t], 1))
+            ref_txt.append(encode_text(torch.from_numpy(b.input_ids), torch.from_numpy(b.attention_mask)).numpy()[0])
+    return {"image": _check_embeddings("vision_model", ours_img, ref_img), "text": _check_embeddings("text_model", ours_txt, np.stack(ref_txt))}
+
+
+def export_clip_transformers(source: str | os.PathLike, out: str | os.PathLike, *, fp16: bool = False, verify: bool = True, overwrite: bool = False) -> Path:
+    """Exports a transformers ``CLIPModel`` (a local directory, or a hub name when a hub is
+    reachable) to ``out``: ``onnx/vision_model.onnx`` (pixel_values -> image_embeds),
+    ``onnx/text_model.onnx`` (input_ids, attention_mask -> text_embeds), ``tokenizer.json``,
+    ``preprocessor_config.json`` and ``config.json`` with the trained ``logit_scale``."""
+    torch = _torch()
+    from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel as HFCLIP
+
+    out = _prepare_out(out, overwrite)
+    model = HFCLIP.from_pretrained(str(source))
+    eval_mode(model)
+
+    def encode_image(pixel_values):
+        pooled = model.vision_model(pixel_values=pixel_values).pooler_output
+        return model.visual_projection(pooled)
+
+    def encode_text(input_ids, attention_mask):
+        pooled = model.text_model(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+        return model.text_projection(pooled)
+
+    tok = AutoTokenizer.from_pretrained(str(source))
+    if not getattr(tok, "is_fast", False):
+        raise ValueError(f"{source} has no fast tokenizer; interleaf needs tokenizer.json")
+    tok.backend_tokenizer.save(str(out / "tokenizer.json"))
+    CLIPImageProcessor.from_pretrained(str(source)).save_pretrained(str(out))
+    cfg = model.config.to_dict()
+    cfg["interleaf"] = {"logit_scale": float(model.logit_scale.detach().exp()), "source": f"transformers:{source}"}
+    _write_json(out / "config.json", cfg)
+    _export_clip_graphs(model, encode_image, encode_text, out, int(model.config.vision_config.image_size), int(model.config.text_config.max_position_embeddings), fp16)
+    if verify:
+        cfg["interleaf"]["export_check"] = _verify_clip(out, encode_image, encode_text)
+        _write_json(out / "config.json", cfg)
+    return out
+
+
+def open_clip_tokenizer_json(tokenizer, path: Path) -> None:
+    """open_clip's CLIP BPE (``SimpleTokenizer``) as a ``tokenizer.json`` that tokenizes like it
+    (CLIP's byte-level BPE with ``</w>`` word ends, lower-cased, start and end tokens), built
+    through transformers' ``CLIPTokenizerFast``; an open_clip ``HFTokenizer`` is saved as is."""
+    if hasattr(tokenizer, "tokenizer") and hasattr(tokenizer.tokenizer, "backend_tokenizer"):
+        tokenizer.tokenizer.backend_tokenizer.save(str(path))
+        return
+    if not hasattr(tokenizer, "encoder") or not hasattr(tokenizer, "bpe_ranks"):
+        raise ValueError(f"cannot convert open_clip tokenizer {type(tokenizer).__name__} to tokenizer.json")
+    rename = {"<start_of_text>": "<|startoftext|>", "<end_of_text>": "<|endoftext|>"}
+    vocab = {rename.get(k, k): int(v) for k, v in tokenizer.encoder.items()}
+    merges = [pair for pair, _ in sorted(tokenizer.bpe_ranks.items(), key=lambda kv: kv[1])]
+    clip_tokenizer_fast(vocab, merges).backend_tokenizer.save(str(path))
+
+
+def clip_tokenizer_fast(vocab: dict[str, int], merges: Sequence[tuple[str, str]]):
+    """transformers' ``CLIPTokenizerFast`` (CLIP's normaliser, pre-tokeniser, ``</w>`` BPE,
+    start/end post-processor) over a vocabulary and merge list, for transformers 4 (files) and
+    5 (objects)."""
+    import inspect
+
+    from transformers import CLIPTokenizerFast
+
+    special = {"unk_token": "<|endoftext|>", "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}
+    if "vocab" in inspect.signature(CLIPTokenizerFast.__init__).parameters:
+        return CLIPTokenizerFast(vocab=dict(vocab), merges=[tuple(m) for m in merges], **special)
+    with tempfile.TemporaryDirectory() as tmp:
+        vf, mf = Path(tmp) / "vocab.json", Path(tmp) / "merges.txt"
+        vf.write_text(json.dumps(vocab), encoding="utf-8")
+        mf.write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n", encoding="utf-8")
+        return CLIPTokenizerFast(vocab_file=str(vf), merges_file=str(mf), **special)
+
+
+def export_clip_open_clip(arch: str, pretrained: str | None, out: str | os.PathLike, *, fp16: bool = False, verify: bool = True, overwrite: bool = False) -> Path:
+    """Exports an open_clip model (``open_clip.create_model_and_transforms(arch, pretrained)``;
+    ``pretrained`` is a tag that open_clip downloads when a hub is reachable, or a local
+    checkpoint file) to ``out``, with ``open_clip_config.json`` carrying its preprocessing."""
+    torch = _torch()
+    import open_clip
+
+    out = _prepare_out(out, overwrite)
+    model, _, _ = open_clip.create_model_and_transforms(arch, pretrained=pretrained)
+    eval_mode(model)
+    tokenizer = open_clip.get_tokenizer(arch)
+    open_clip_tokenizer_json(tokenizer, out / "tokenizer.json")
+    pp = dict(open_clip.get_model_preprocess_cfg(model))
+    size = pp.get("size", 224)
+    size = int(size if isinstance(size, int) else size[0])
+    context_length = int(getattr(model, "context_length", None) or getattr(tokenizer, "context_length", 77))
+    with torch.no_grad():
+        dim = int(model.encode_image(torch.zeros(1, 3, size, size)).shape[1])
+    _write_json(out / "open_clip_config.json", {"model_cfg": open_clip.get_model_config(arch), "preprocess_cfg": pp})
+    cfg = {
+        "model_type": "clip",
+        "architectures": ["OpenCLIP"],
+        "projection_dim": dim,
+        "text_config": {"max_position_embeddings": context_length, "eos_token_id": 49407},
+        "vision_config": {"image_size": size},
+        "interleaf": {"logit_scale": float(model.logit_scale.detach().exp()), "source": f"open_clip:{arch}:{pretrained}"},
+    }
+    _write_json(out / "config.json", cfg)
+
+    def encode_image(pixel_values):
+        return model.encode_image(pixel_values)
+
+    def encode_text(input_ids, attention_mask):
+        # open_clip's text tower attends causally and pools at the end token (argmax of ids),
+        # so padding after it changes nothing; the mask is accepted for the common contract.
+        return model.encode_text(input_ids)
+
+    _export_clip_graphs(model, encode_image, encode_text, out, size, context_length, fp16)
+    if verify:
+        cfg["interleaf"]["export_check"] = _verify_clip(out, encode_image, encode_text)
+        _write_json(out / "config.json", cfg)
+    return out
+
+
+# ------------------------------------------------------------------------- text embedder
+
+
+def export_text_embedder(source: str | os.PathLike, out: str | os.PathLike, *, fp16: bool = False, verify: bool = True, overwrite: bool = False) -> Path:
+    """Exports a sentence-transformers model directory (Transformer + Pooling [+ Normalize]) to
+    ``out``: ``onnx/model.onnx`` (input_ids, attention_mask, token_type_ids ->
+    last_hidden_state) plus the model's own ``modules.json``, pooling config,
+    ``sentence_bert_config.json``, ``config.json`` and ``tokenizer.json`` (weights are not
+    copied)."""
+    torch = _torch()
+    from sentence_transformers import SentenceTransformer
+
+    out = _prepare_out(out, overwrite)
+    st = SentenceTransformer(str(source), device="cpu")
+    eval_mode(st)
+    types = [type(m).__name__ for m in st]
+    unsupported = [t for t in types if t not in ("Transformer", "Pooling", "Normalize")]
+    if unsupported:
+        raise ValueError(f"{source}: modules {unsupported} are not supported by interleaf's text embedder")
+    with tempfile.TemporaryDirectory() as tmp:
+        st.save(tmp)
+        for p in Path(tmp).rglob("*"):
+            if p.is_file() and p.suffix not in (".safetensors", ".bin", ".pt", ".onnx"):
+                dst = out / p.relative_to(tmp)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(p, dst)
+    if not (out / "tokenizer.json").is_file():
+        st[0].tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
+    hf = st[0].auto_model
+    eval_mode(hf)
+
+    class Encoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.hf = hf
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.hf(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+
+    enc = Encoder()
+    ids, mask = _example_tokens()
+    axes = {n: {0: "batch", 1: "sequence"} for n in ("input_ids", "attention_mask", "token_type_ids", "last_hidden_state")}
+    _onnx_export(enc, (ids, mask, torch.zeros_like(ids)), out / "onnx" / "model.onnx", ["input_ids", "attention_mask", "token_type_ids"], ["last_hidden_state"], axes)
+    eval_mode(st, enc)
+    if fp16:
+        _fp16(out / "onnx" / "model.onnx")
+    cfg = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    cfg["interleaf"] = {"source": f"sentence-transformers:{source}"}
+    if verify:
+        from interleaf.models.text_embedder import TextEmbedder
+
+        ours = TextEmbedder(out, device="cpu").embed(_CHECK_TEXTS)
+        ref = st.encode(_CHECK_TEXTS, convert_to_numpy=True, batch_size=len(_CHECK_TEXTS))
+        cfg["interleaf"]["export_check"] = {"embed": _check_embeddings("model", ours, ref)}
+    _write_json(out / "config.json", cfg)
+    return out
+
+
+# ------------------------------------------------------------------------------ causal LM
+
+
+def export_causal_lm(source: str | os.PathLike, out: str | os.PathLike, *, fp16: bool = False, verify: bool = True, overwrite: bool = False) -> Path:
+    """Exports a transformers causal LM (``AutoModelForCausalLM``, a local directory or a hub
+    name when reachable) to ``out``: ``onnx/model.onnx`` (input_ids, attention_mask -> logits,
+    no KV cache), ``tokenizer.json`` and ``config.json``."""
+    torch = _torch()
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = _prepare_out(out, overwrite)
+    model = AutoModelForCausalLM.from_pretrained(str(source))
+    eval_mode(model)
+    tok = AutoTokenizer.from_pretrained(str(source))
+    if not getattr(tok, "is_fast", False):
+        raise ValueError(f"{source} has no fast tokenizer; interleaf needs tokenizer.json")
+    tok.backend_tokenizer.save(str(out / "tokenizer.json"))
+
+    class LM(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask):
+            return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+
+    lm = LM()
+    ids, mask = _example_tokens()
+    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}, "logits": {0: "batch", 1: "sequence"}}
+    _onnx_export(lm, (ids, mask), out / "onnx" / "model.onnx", ["input_ids", "attention_mask"], ["logits"], axes)
+    eval_mode(model, lm)
+    if fp16:
+        _fp16(out / "onnx" / "model.onnx")
+    cfg = model.config.to_dict()
+    cfg["interleaf"] = {"source": f"transformers:{source}"}
+    _write_json(out / "config.json", cfg)
+    if verify:
+        from interleaf.models.causal_lm import CausalLM
+
+        texts = [t for t in _CHECK_TEXTS if t]
+        ours = CausalLM(out, device="cpu").perplexity(texts).get_column("perplexity").to_numpy()
+        ref = reference_perplexity(model, tok, texts, CausalLM(out, device="cpu").max_length)
+        rel = float(np.max(np.abs(ours - ref) / ref))
+        if rel > 1e-3:
+            raise RuntimeError(f"export check failed: ONNX vs torch perplexity differs by {rel:.2e} (relative)")
+        cfg["interleaf"]["export_check"] = {"perplexity_max_rel_diff": rel}
+        _write_json(out / "config.json", cfg)
+    return out
+
+
+def reference_perplexity(model, tokenizer, texts: Sequence[str], max_length: int) -> np.ndarray:
+    """Perplexity per text in torch, as transformers computes it (``labels=input_ids``: mean
+    cross-entropy of tokens 2..n), one text at a time (no padding involved)."""
+    torch = _torch()
+    eval_mode(model)
+    out = []
+    with torch.no_grad():
+        for t in texts:
+            ids = tokenizer(t, return_tensors="pt", truncation=True, max_length=max_length)["input_ids"]
+            loss = model(input_ids=ids, labels=ids, use_cache=False).loss
+            out.append(float(torch.exp(loss)))
+    return np.array(out)

@@ -1,0 +1,140 @@
+"""Tokenisation with Hugging Face ``tokenizers`` from a model's ``tokenizer.json``.
+
+Padding and truncation baked into a ``tokenizer.json`` are overridden by the model's own
+limits (CLIP: 77 positions; a text embedder: its ``max_seq_length``; a causal LM: its
+``n_positions``). Texts longer than the limit are truncated and counted. Batches are bucketed
+by length: texts are sorted by token count, cut into batches, and each batch is padded only to
+its own longest text, so a few long texts do not make every batch long.
+
+Bad texts are values, not exceptions: None is ``missing_text``; bytes that are not UTF-8 and
+strings with lone surrogates (what ``errors="surrogateescape"`` leaves) are ``invalid_utf8``.
+Their rows are skipped by the model and reported by index.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class TokenBatch:
+    """One padded batch. ``index`` holds the positions of its texts in the caller's list."""
+
+    index: np.ndarray  # int64 (b,)
+    input_ids: np.ndarray  # int64 (b, t)
+    attention_mask: np.ndarray  # int64 (b, t)
+    token_type_ids: np.ndarray  # int64 (b, t)
+    lengths: np.ndarray  # int64 (b,): tokens before padding
+    truncated: np.ndarray  # bool (b,)
+
+
+def clean_texts(texts: Sequence[str | bytes | None]) -> tuple[list[str], list[dict[str, str] | None]]:
+    """Each text as a ``str`` that tokenizers accepts (bad ones become "") and its error."""
+    out: list[str] = []
+    errors: list[dict[str, str] | None] = []
+    for i, t in enumerate(texts):
+        err = None
+        if t is None:
+            t, err = "", {"kind": "missing_text", "message": "text is None"}
+        elif isinstance(t, (bytes, bytearray, memoryview)):
+            try:
+                t = bytes(t).decode("utf-8")
+            except UnicodeDecodeError as e:
+                t, err = "", {"kind": "invalid_utf8", "message": f"text {i} is not UTF-8: {e.reason} at byte {e.start}"}
+        elif isinstance(t, str):
+            try:
+                t.encode("utf-8")
+            except UnicodeEncodeError as e:
+                t, err = "", {"kind": "invalid_utf8", "message": f"text {i} has a lone surrogate at character {e.start} (undecodable bytes)"}
+        else:
+            raise TypeError(f"texts must be str, bytes or None; text {i} is {type(t).__name__}")
+        out.append(t)
+        errors.append(err)
+    return out, errors
+
+
+class TextTokenizer:
+    """A ``tokenizer.json`` with the model's limits.
+
+    Args:
+        path: the ``tokenizer.json`` file.
+        max_length: most tokens per text, special tokens included; longer texts are truncated.
+        pad_id: the id padding uses (default: the tokenizer's own padding token, else 0).
+        fixed_length: pad every batch to exactly ``max_length`` (for graphs with a fixed
+            sequence axis).
+        lowercase: lower-case texts first (sentence-transformers' ``do_lower_case``).
+    """
+
+    def __init__(self, path: str | os.PathLike, max_length: int, *, pad_id: int | None = None, fixed_length: bool = False, lowercase: bool = False):
+        try:
+            from tokenizers import Tokenizer
+        except ImportError as e:  # pragma: no cover - a dependency
+            raise ImportError("interleaf.models needs tokenizers (pip install tokenizers)") from e
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"tokenizer.json not found: {path}")
+        try:
+            tok = Tokenizer.from_file(str(path))
+        except Exception as e:
+            raise ValueError(f"{path} is not a tokenizers tokenizer.json: {e}") from None
+        if max_length < 2:
+            raise ValueError(f"max_length must be >= 2, got {max_length}")
+        baked = tok.padding
+        self.baked_padding = baked
+        self.baked_truncation = tok.truncation
+        tok.no_padding()
+        tok.enable_truncation(max_length)
+        self.path = path
+        self.tokenizer = tok
+        self.max_length = int(max_length)
+        self.pad_id = int(pad_id if pad_id is not None else (baked or {}).get("pad_id", 0))
+        self.fixed_length = fixed_length
+        self.lowercase = lowercase
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size(with_added_tokens=True)
+
+    def token_id(self, token: str) -> int | None:
+        return self.tokenizer.token_to_id(token)
+
+    def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], list[list[int]], np.ndarray]:
+        """Token ids and type ids per text (truncated to ``max_length``) and a bool array
+        saying which texts were truncated. Runs in tokenizers' Rust threads."""
+        if self.lowercase:
+            texts = [t.lower() for t in texts]
+        encs = self.tokenizer.encode_batch(list(texts), add_special_tokens=True)
+        ids = [e.ids for e in encs]
+        types = [e.type_ids for e in encs]
+        truncated = np.fromiter((bool(e.overflowing) for e in encs), dtype=bool, count=len(encs))
+        return ids, types, truncated
+
+    def batches(self, texts: Sequence[str], batch_size: int, *, skip: Sequence[bool] | None = None, bucket: bool = True) -> Iterator[TokenBatch]:
+        """Padded batches of at most ``batch_size`` texts. ``skip[i]`` leaves text i out.
+        With ``bucket`` the texts are sorted by length (stable) before batching."""
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        keep = np.arange(len(texts)) if skip is None else np.flatnonzero(~np.asarray(skip, dtype=bool))
+        if keep.size == 0:
+            return
+        ids, types, truncated = self.encode([texts[i] for i in keep])
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        order = np.argsort(lengths, kind="stable") if bucket else np.arange(len(ids))
+        for start in range(0, len(order), batch_size):
+            sel = order[start : start + batch_size]
+            width = self.max_length if self.fixed_length else max(1, int(lengths[sel].max()))
+            b = len(sel)
+            input_ids = np.full((b, width), self.pad_id, dtype=np.int64)
+            mask = np.zeros((b, width), dtype=np.int64)
+            type_ids = np.zeros((b, width), dtype=np.int64)
+            for row, k in enumerate(sel):
+                n = lengths[k]
+                input_ids[row, :n] = ids[k]
+                mask[row, :n] = 1
+                type_ids[row, :n] = types[k]
+            yield TokenBatch(index=keep[sel], input_ids=input_ids, attention_mask=mask, token_type_ids=type_ids, lengths=lengths[sel], truncated=truncated[sel])

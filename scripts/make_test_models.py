@@ -1,0 +1,239 @@
+"""Builds the tiny model fixtures under tests/fixtures/models and their torch reference outputs.
+
+Three randomly initialised models (seeded), small enough to commit:
+
+- ``clip-tiny``: a transformers ``CLIPModel`` (ViT with 16-px patches at 224 px, 2 layers,
+  width 32; text transformer with 2 layers, width 32, 77 positions; projection 16) with a real
+  CLIP BPE tokenizer cut to its first 1,000 merges (open_clip's ``bpe_simple_vocab_16e6``);
+- ``embedder-tiny``: a BERT-style encoder (2 layers, width 32) in the sentence-transformers
+  layout (Transformer, mean Pooling, Normalize), ``max_seq_length`` 32, with a WordPiece
+  tokenizer trained on the bundled captions and standard-library docstrings; its
+  ``tokenizer.json`` has padding and truncation baked in on purpose (fixed 16, truncate at 8),
+  which the loader must override;
+- ``lm-tiny``: a GPT-2-style LM (2 layers, width 32, 64 positions) with a byte-level BPE
+  trained on the same text.
+
+Each is exported with interleaf's own exporter (``interleaf.models.export``), and the
+references are computed in torch with every module in eval mode:
+
+- ``reference.npz`` of clip-tiny: image embeddings of the bundled photographs from
+  Pillow + ``CLIPImageProcessor`` + torch, text embeddings and input ids from transformers'
+  tokenizer + torch;
+- ``reference.npz`` of embedder-tiny: ``SentenceTransformer.encode`` of the texts;
+- ``reference.npz`` of lm-tiny: transformers' perplexity (``labels=input_ids``) per text.
+
+Run with torch, transformers, sentence-transformers and open_clip installed
+(``pip install 'interleaf[export]'``): ``python scripts/make_test_models.py``. Nothing is
+downloaded.
+"""
+
+from __future__ import annotations
+
+import gzip
+import inspect
+import json
+import shutil
+import sys
+import tempfile
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+
+from interleaf.models.export import clip_tokenizer_fast
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "tests" / "fixtures" / "models"
+SAMPLE = ROOT / "python" / "interleaf" / "data" / "sample"
+SEED = 20261122
+
+# Texts the references are computed on: real captions, an empty string, unicode, a text far
+# longer than every model's limit, and a one-word text.
+def reference_texts() -> list[str]:
+    caps = [json.loads(l)["caption"] for l in (SAMPLE / "pairs.jsonl").read_text().splitlines() if l.strip()]
+    long = " ".join(caps * 4)
+    return caps[:8] + ["", "Café au lait, naïve façade — 東京 🚀", long, "Hello"]
+
+
+def corpus() -> list[str]:
+    """Real English: the bundled captions and CoMM step texts, plus standard-library docstrings."""
+    import collections, email, json as j, os, pathlib, string, textwrap, typing
+
+    texts = [json.loads(l)["caption"] for l in (SAMPLE / "pairs.jsonl").read_text().splitlines() if l.strip()]
+    for line in (SAMPLE / "comm.jsonl").read_text().splitlines():
+        doc = json.loads(line)
+        texts += [doc["title"], doc.get("summary", "")]
+        texts += [item["content"] for step in doc["step_info"] for item in step if item["type"] == "text"]
+    for mod in (collections, email, j, os, pathlib, string, textwrap, typing):
+        for _, obj in sorted(vars(mod).items()):
+            d = inspect.getdoc(obj)
+            if d:
+                texts.append(d)
+    return [t for t in texts if t]
+
+
+def clip_tokenizer(merges_kept: int = 1000):
+    """The real CLIP BPE with its first ``merges_kept`` merges, as transformers'
+    CLIPTokenizerFast."""
+    import open_clip.tokenizer as oct
+
+    path = Path(oct.default_bpe())
+    merges = gzip.open(path).read().decode("utf-8").split("\n")[1 : 1 + merges_kept]
+    merges = [tuple(m.split()) for m in merges]
+    b2u = oct.bytes_to_unicode()
+    vocab = list(b2u.values())
+    vocab += [v + "</w>" for v in vocab]
+    vocab += ["".join(m) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    return clip_tokenizer_fast({v: i for i, v in enumerate(vocab)}, merges)
+
+
+def stamp_source(out: Path, what: str) -> None:
+    """Replace the temporary source path the exporter recorded with a stable description."""
+    cfg_path = out / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["interleaf"]["source"] = f"scripts/make_test_models.py: {what}, random init, seed {SEED}"
+    cfg.pop("_name_or_path", None)
+    cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+
+
+def make_clip(texts: list[str], work: Path) -> None:
+    import torch
+    from PIL import Image
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    from interleaf.models.export import eval_mode, export_clip_transformers
+
+    src = work / "clip-src"
+    src.mkdir()
+    tok = clip_tokenizer()
+    vocab_size = len(tok)
+    tok.save_pretrained(str(src))
+    CLIPImageProcessor(crop_size={"height": 224, "width": 224}, size={"shortest_edge": 224}).save_pretrained(str(src))
+    torch.manual_seed(SEED)
+    cfg = CLIPConfig(
+        text_config=dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77, bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=224, patch_size=16),
+        projection_dim=16,
+    )
+    model = CLIPModel(cfg)
+    with torch.no_grad():
+        model.logit_scale.fill_(4.0)  # a trained-looking value, so the export of it is checked
+    model.save_pretrained(str(src))
+    out = export_clip_transformers(src, OUT / "clip-tiny", overwrite=True)
+    stamp_source(out, "transformers CLIPModel")
+
+    # References: Pillow + CLIPImageProcessor -> torch; transformers' tokenizer -> torch.
+    eval_mode(model)
+    images = sorted((SAMPLE / "images").iterdir())
+    proc = CLIPImageProcessor.from_pretrained(str(src))
+    pixels = proc([Image.open(BytesIO(p.read_bytes())).convert("RGB") for p in images], return_tensors="np")["pixel_values"]
+    enc = tok(texts, padding="max_length", truncation=True, max_length=77, return_tensors="pt")
+    with torch.no_grad():
+        img = model.visual_projection(model.vision_model(pixel_values=torch.from_numpy(pixels)).pooler_output)
+        txt = model.text_projection(model.text_model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).pooler_output)
+    img = torch.nn.functional.normalize(img, dim=-1).numpy()
+    txt = torch.nn.functional.normalize(txt, dim=-1).numpy()
+    np.savez_compressed(
+        out / "reference.npz",
+        image_files=np.array([p.name for p in images]),
+        image_embeds=img.astype(np.float32),
+        texts=np.array(texts),
+        input_ids=enc["input_ids"].numpy(),
+        attention_mask=enc["attention_mask"].numpy(),
+        text_embeds=txt.astype(np.float32),
+        logit_scale=np.float32(model.logit_scale.exp().item()),
+    )
+
+
+def make_embedder(texts: list[str], train: list[str], work: Path) -> None:
+    import torch
+    from sentence_transformers import SentenceTransformer, models as st_models
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    from interleaf.models.export import eval_mode, export_text_embedder
+
+    src = work / "embedder-src"
+    src.mkdir()
+    tk = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tk.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tk.decoder = decoders.WordPiece()
+    tk.train_from_iterator(train, trainers.WordPieceTrainer(vocab_size=1000, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+    tk.post_processor = processors.BertProcessing(("[SEP]", tk.token_to_id("[SEP]")), ("[CLS]", tk.token_to_id("[CLS]")))
+    hf_tok = BertTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    torch.manual_seed(SEED + 1)
+    bert = BertModel(BertConfig(vocab_size=tk.get_vocab_size(), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=64))
+    bert.save_pretrained(str(src / "hf"))
+    hf_tok.save_pretrained(str(src / "hf"))
+    word = st_models.Transformer(str(src / "hf"), max_seq_length=32)
+    st = SentenceTransformer(modules=[word, st_models.Pooling(32, pooling_mode="mean"), st_models.Normalize()], device="cpu")
+    st.save(str(src / "st"))
+    # Bake misleading padding and truncation into tokenizer.json: the loader must use
+    # max_seq_length (32) and pad each batch only to its longest text.
+    tj = json.loads((src / "st" / "tokenizer.json").read_text())
+    tj["padding"] = {"strategy": {"Fixed": 16}, "direction": "Right", "pad_to_multiple_of": None, "pad_id": 0, "pad_type_id": 0, "pad_token": "[PAD]"}
+    tj["truncation"] = {"direction": "Right", "max_length": 8, "strategy": "LongestFirst", "stride": 0}
+    out = export_text_embedder(src / "st", OUT / "embedder-tiny", overwrite=True)
+    (out / "tokenizer.json").write_text(json.dumps(tj))
+    (out / "README.md").unlink(missing_ok=True)
+    stamp_source(out, "sentence-transformers BERT + mean pooling + Normalize")
+    st = SentenceTransformer(str(src / "st"), device="cpu")
+    eval_mode(st)
+    ref = st.encode(texts, convert_to_numpy=True, batch_size=4)
+    ids = [st.tokenize([t])["input_ids"][0].tolist() for t in texts]
+    np.savez_compressed(out / "reference.npz", texts=np.array(texts), embeddings=ref.astype(np.float32), token_counts=np.array([len(x) for x in ids]))
+
+
+def make_lm(texts: list[str], train: list[str], work: Path) -> None:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+    from interleaf.models.export import eval_mode, export_causal_lm, reference_perplexity
+
+    src = work / "lm-src"
+    src.mkdir()
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    tk.train_from_iterator(train, trainers.BpeTrainer(vocab_size=1000, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    hf_tok = GPT2TokenizerFast(tokenizer_object=tk, bos_token="<|endoftext|>", eos_token="<|endoftext|>", unk_token="<|endoftext|>")
+    eot = tk.token_to_id("<|endoftext|>")
+    torch.manual_seed(SEED + 2)
+    lm = GPT2LMHeadModel(GPT2Config(vocab_size=tk.get_vocab_size(), n_positions=64, n_embd=32, n_layer=2, n_head=4, bos_token_id=eot, eos_token_id=eot))
+    lm.save_pretrained(str(src))
+    hf_tok.save_pretrained(str(src))
+    out = export_causal_lm(src, OUT / "lm-tiny", overwrite=True)
+    stamp_source(out, "transformers GPT2LMHeadModel")
+    eval_mode(lm)
+    scored = [t for t in texts if t]
+    ppl = reference_perplexity(lm, hf_tok, scored, 64)
+    # With the end-of-text token prepended, every token of the text is scored.
+    with torch.no_grad():
+        bos = []
+        for t in scored:
+            ids = torch.tensor([[eot] + hf_tok(t)["input_ids"]])[:, :64]
+            bos.append(float(torch.exp(lm(input_ids=ids, labels=ids, use_cache=False).loss)))
+    counts = [len(hf_tok(t, truncation=True, max_length=64)["input_ids"]) for t in scored]
+    np.savez_compressed(out / "reference.npz", texts=np.array(scored), perplexity=ppl, perplexity_bos=np.array(bos), token_counts=np.array(counts))
+
+
+def main() -> int:
+    texts = reference_texts()
+    train = corpus()
+    OUT.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        make_clip(texts, work)
+        make_embedder(texts, train, work)
+        make_lm(texts, train, work)
+    for d in sorted(OUT.iterdir()):
+        size = sum(p.stat().st_size for p in d.rglob("*") if p.is_file())
+        print(f"{d.relative_to(ROOT)}: {size / 1e3:.0f} kB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

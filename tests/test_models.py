@@ -1,0 +1,367 @@
+"""The model layer against torch references stored with the tiny fixture models
+(scripts/make_test_models.py), without torch at test time; bad input; providers; the CLI.
+
+Tolerances (the issue's): embeddings cosine >= 0.9999 against torch on the same pixels or
+tokens, >= 0.999 when our Rust decoder + preprocessing feeds the model instead of Pillow +
+CLIPImageProcessor; perplexity within 1e-3 relative.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import warnings
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from interleaf import models
+from interleaf.cli import main as cli_main
+from interleaf.models import ModelDirectoryError
+from interleaf.models.runtime import create_session, cuda_available
+
+FIXTURES = Path(__file__).parent / "fixtures" / "models"
+CLIP_DIR = FIXTURES / "clip-tiny"
+EMBEDDER_DIR = FIXTURES / "embedder-tiny"
+LM_DIR = FIXTURES / "lm-tiny"
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a.astype(np.float64)
+    b = b.astype(np.float64)
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def ref(d: Path) -> dict[str, np.ndarray]:
+    with np.load(d / "reference.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return models.load(CLIP_DIR, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return models.load(EMBEDDER_DIR, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return models.load(LM_DIR, device="cpu")
+
+
+# ------------------------------------------------------------------------------- loading
+
+
+def test_load_tells_the_kind_from_the_files(clip, embedder, lm):
+    assert isinstance(clip, models.CLIPModel) and clip.kind == "clip"
+    assert isinstance(embedder, models.TextEmbedder)
+    assert isinstance(lm, models.CausalLM)
+    assert clip.device == "cpu" and embedder.device == "cpu" and lm.device == "cpu"
+
+
+def test_a_missing_file_is_reported_by_name(tmp_path):
+    d = shutil.copytree(CLIP_DIR, tmp_path / "clip")
+    (d / "tokenizer.json").unlink()
+    with pytest.raises(ModelDirectoryError, match="tokenizer.json"):
+        models.load(d)
+    d2 = shutil.copytree(EMBEDDER_DIR, tmp_path / "emb")
+    (d2 / "1_Pooling" / "config.json").unlink()
+    with pytest.raises(ModelDirectoryError, match="1_Pooling/config.json"):
+        models.load(d2)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        models.load(tmp_path / "nothing-here")
+
+
+def test_wrong_kind_is_an_error():
+    with pytest.raises(ModelDirectoryError, match="holds a clip model, not a causal-lm"):
+        models.load(CLIP_DIR, kind="causal-lm")
+    with pytest.raises(ModelDirectoryError, match="holds a text-embedder model"):
+        models.CLIPModel(EMBEDDER_DIR)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        models.load(CLIP_DIR, kind="vit")
+
+
+def test_a_corrupt_onnx_file_is_a_clear_error(tmp_path):
+    d = shutil.copytree(LM_DIR, tmp_path / "lm")
+    (d / "onnx" / "model.onnx").write_bytes(b"this is not a protobuf")
+    m = models.load(d, device="cpu")  # graphs load lazily
+    with pytest.raises(ValueError, match="could not be loaded by ONNX Runtime"):
+        m.perplexity(["some text to score"])
+
+
+def test_invalid_json_config_names_the_file(tmp_path):
+    d = shutil.copytree(CLIP_DIR, tmp_path / "clip")
+    (d / "config.json").write_text("{not json")
+    with pytest.raises(ModelDirectoryError, match="config.json is not valid JSON"):
+        models.load(d)
+
+
+def test_preprocessing_that_does_not_fit_the_vision_model_is_rejected(tmp_path):
+    d = shutil.copytree(CLIP_DIR, tmp_path / "clip")
+    cfg = json.loads((d / "preprocessor_config.json").read_text())
+    cfg["crop_size"] = {"height": 192, "width": 192}
+    (d / "preprocessor_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelDirectoryError, match="image_size is 224"):
+        models.load(d)
+
+
+def test_fp16_without_an_fp16_graph_is_an_error():
+    m = models.load(LM_DIR, device="cpu", precision="fp16")
+    with pytest.raises(ModelDirectoryError, match="model_fp16.onnx"):
+        m.perplexity(["hello there"])
+
+
+# ------------------------------------------------------------------------------ providers
+
+
+@pytest.mark.skipif(cuda_available(), reason="this ONNX Runtime has CUDA")
+def test_cuda_requested_without_cuda_raises_with_the_fix():
+    with pytest.raises(RuntimeError, match="onnxruntime-gpu"):
+        create_session(LM_DIR / "onnx" / "model.onnx", "cuda")
+
+
+@pytest.mark.skipif(cuda_available(), reason="this ONNX Runtime has CUDA")
+def test_auto_runs_on_the_cpu_without_warning_when_no_cuda_is_installed():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = create_session(LM_DIR / "onnx" / "model.onnx", "auto", threads=1)
+    assert s.device == "cpu" and s.providers == ["CPUExecutionProvider"] and not s.io_binding
+
+
+def test_io_binding_path_gives_the_same_outputs(lm):
+    texts = ["The cat sat on the mat.", "Rockets launch from the pad at night."]
+    plain = lm.perplexity(texts)["perplexity"].to_numpy()
+    bound = models.load(LM_DIR, device="cpu", io_binding=True)
+    assert bound.session.io_binding
+    np.testing.assert_allclose(bound.perplexity(texts)["perplexity"].to_numpy(), plain, rtol=1e-6)
+
+
+def test_bad_device_and_threads_are_rejected():
+    with pytest.raises(ValueError, match="device must be one of"):
+        create_session(LM_DIR / "onnx" / "model.onnx", "tpu")
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        create_session(LM_DIR / "onnx" / "model.onnx", "cpu", threads=0)
+
+
+# ----------------------------------------------------------------------------------- CLIP
+
+
+def test_clip_image_embeddings_match_torch_from_encoded_bytes(clip, sample_dir):
+    r = ref(CLIP_DIR)
+    images = [(sample_dir / "images" / name).read_bytes() for name in r["image_files"]]
+    ours = clip.embed_images(images, batch_size=5)  # several batches, prefetching the next
+    assert ours.shape == (len(images), 16) and ours.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+    assert cosines(ours, r["image_embeds"]).min() >= 0.999
+    # Our preprocessing is bit-identical to Pillow + CLIPImageProcessor, so the tighter
+    # tolerance holds too.
+    assert cosines(ours, r["image_embeds"]).min() >= 0.9999
+
+
+def test_clip_image_embeddings_match_torch_on_the_same_pixels(clip, sample_dir):
+    from PIL import Image
+    from transformers import CLIPImageProcessor
+
+    r = ref(CLIP_DIR)
+    proc = CLIPImageProcessor.from_pretrained(str(CLIP_DIR))
+    pil = [Image.open(sample_dir / "images" / name).convert("RGB") for name in r["image_files"]]
+    pixels = proc(pil, return_tensors="np")["pixel_values"]
+    ours = clip.embed_images(pixels)
+    assert cosines(ours, r["image_embeds"]).min() >= 0.9999
+
+
+def test_clip_tokens_equal_transformers_and_text_embeddings_match_torch(clip):
+    r = ref(CLIP_DIR)
+    texts = [str(t) for t in r["texts"]]
+    ids, _, truncated = clip.tokenizer.encode(texts)
+    for k, (ours, mask, theirs) in enumerate(zip(ids, r["attention_mask"], r["input_ids"])):
+        assert ours == theirs[: mask.sum()].tolist(), texts[k][:40]
+    before = clip.stats["truncated"]
+    emb = clip.embed_texts(texts, batch_size=3)
+    assert cosines(emb, r["text_embeds"]).min() >= 0.9999
+    long = [i for i, t in enumerate(texts) if len(t) > 1000]
+    assert long and truncated[long].all() and truncated.sum() == len(long)
+    assert clip.stats["truncated"] - before == len(long)
+
+
+def test_clip_logit_scale_and_similarity(clip):
+    r = ref(CLIP_DIR)
+    assert clip.logit_scale == pytest.approx(float(r["logit_scale"]), rel=1e-6)
+    sim = clip.similarity(r["image_embeds"], r["text_embeds"])
+    assert sim.shape == (len(r["image_embeds"]), len(r["text_embeds"]))
+    expect = r["image_embeds"] @ r["text_embeds"].T
+    np.testing.assert_allclose(sim, expect, atol=1e-5)
+
+
+def test_bad_images_leave_nan_rows_and_errors_only_for_themselves(clip, sample_images):
+    good = list(sample_images.values())[:3]
+    batch = [good[0], b"", b"\x89PNG\r\n\x1a\n garbage", None, good[1], good[2][:200], good[2]]
+    emb, errors = clip.embed_images(batch, return_errors=True, batch_size=3)
+    kinds = [None if e is None else e["kind"] for e in errors]
+    assert kinds[0] is None and kinds[4] is None and kinds[6] is None
+    assert kinds[1] == "empty_image" and kinds[3] == "missing_image"
+    assert kinds[2] in ("corrupt_image", "truncated_image") and kinds[5] in ("corrupt_image", "truncated_image")
+    bad = [i for i, k in enumerate(kinds) if k]
+    assert np.isnan(emb[bad]).all() and np.isfinite(emb[[0, 4, 6]]).all()
+    alone = clip.embed_images([good[0], good[1], good[2]])
+    np.testing.assert_allclose(emb[[0, 4, 6]], alone, atol=1e-6)
+
+
+def test_preprocessed_arrays_of_the_wrong_shape_are_rejected(clip):
+    with pytest.raises(ValueError, match=r"\(n, 3, 224, 224\)"):
+        clip.embed_images(np.zeros((2, 3, 64, 64), dtype=np.float32))
+    with pytest.raises(ValueError, match="floating point"):
+        clip.embed_images(np.zeros((1, 3, 224, 224), dtype=np.uint8))
+
+
+def test_bad_texts_are_values_and_empty_text_is_fine(clip):
+    texts = ["a cat", None, b"\xff\xfe not utf-8", "bad \udcff surrogate", "", "a cat".encode()]
+    emb, errors = clip.embed_texts(texts, return_errors=True)
+    kinds = [None if e is None else e["kind"] for e in errors]
+    assert kinds == [None, "missing_text", "invalid_utf8", "invalid_utf8", None, None]
+    assert np.isnan(emb[[1, 2, 3]]).all() and np.isfinite(emb[[0, 4, 5]]).all()
+    np.testing.assert_allclose(emb[0], emb[5], atol=1e-6)
+    with pytest.raises(TypeError, match="text 0 is int"):
+        clip.embed_texts([3])
+
+
+def test_batch_size_and_bucketing_do_not_change_results(clip, embedder):
+    r = ref(CLIP_DIR)
+    texts = [str(t) for t in r["texts"]]
+    a = clip.embed_texts(texts, batch_size=1)
+    b = clip.embed_texts(texts, batch_size=64)
+    np.testing.assert_allclose(a, b, atol=2e-5)
+    c = embedder.embed(texts, batch_size=1)
+    d = embedder.embed(texts, batch_size=5)
+    np.testing.assert_allclose(c, d, atol=2e-5)
+
+
+# -------------------------------------------------------------------------- text embedder
+
+
+def test_embedder_matches_sentence_transformers(embedder):
+    r = ref(EMBEDDER_DIR)
+    texts = [str(t) for t in r["texts"]]
+    emb = embedder.embed(texts, batch_size=4)
+    assert emb.shape == (len(texts), 32)
+    assert cosines(emb, r["embeddings"]).min() >= 0.9999
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+
+
+def test_embedder_overrides_the_padding_and_truncation_baked_into_tokenizer_json(embedder):
+    r = ref(EMBEDDER_DIR)
+    assert embedder.tokenizer.baked_truncation["max_length"] == 8  # what the fixture bakes in
+    assert embedder.tokenizer.baked_padding["length"] == 16
+    assert embedder.max_seq_length == 32 and embedder.pooling == ["mean"] and embedder.normalize
+    texts = [str(t) for t in r["texts"]]
+    ids, _, truncated = embedder.tokenizer.encode(texts)
+    assert [len(x) for x in ids] == r["token_counts"].tolist()
+    from tokenizers import Tokenizer
+
+    full = Tokenizer.from_file(str(EMBEDDER_DIR / "tokenizer.json"))
+    full.no_truncation()
+    full.no_padding()
+    assert truncated.tolist() == [len(e.ids) > 32 for e in full.encode_batch(texts)]
+    assert 0 < truncated.sum() < len(texts)
+    batches = list(embedder.tokenizer.batches(["short", "a somewhat longer text than that"], 2, bucket=True))
+    assert batches[0].input_ids.shape[1] < 16  # padded to its longest text, not to 16
+
+
+def test_pooling_modes_agree_with_their_definitions():
+    from interleaf.models.text_embedder import pool
+
+    rng = np.random.default_rng(0)
+    h = rng.normal(size=(2, 4, 3)).astype(np.float32)
+    mask = np.array([[1, 1, 1, 0], [1, 1, 0, 0]])
+    np.testing.assert_allclose(pool(h, mask, ["mean"])[1], h[1, :2].mean(0), rtol=1e-6)
+    np.testing.assert_allclose(pool(h, mask, ["max"])[0], h[0, :3].max(0), rtol=1e-6)
+    np.testing.assert_allclose(pool(h, mask, ["cls"]), h[:, 0])
+    np.testing.assert_allclose(pool(h, mask, ["lasttoken"])[0], h[0, 2])
+    np.testing.assert_allclose(pool(h, mask, ["mean_sqrt_len"])[0], h[0, :3].sum(0) / np.sqrt(3), rtol=1e-6)
+    w = np.array([1, 2, 3], dtype=np.float32)[:, None]
+    np.testing.assert_allclose(pool(h, mask, ["weightedmean"])[0], (h[0, :3] * w).sum(0) / 6, rtol=1e-6)
+    assert pool(h, mask, ["cls", "mean"]).shape == (2, 6)
+
+
+# ------------------------------------------------------------------------------ causal LM
+
+
+def test_perplexity_matches_transformers(lm):
+    r = ref(LM_DIR)
+    texts = [str(t) for t in r["texts"]]
+    df = lm.perplexity(texts, batch_size=3)
+    assert df.columns == ["perplexity", "nll", "tokens", "truncated", "error"]
+    np.testing.assert_allclose(df["perplexity"].to_numpy(), r["perplexity"], rtol=1e-3)
+    np.testing.assert_allclose(np.exp(df["nll"].to_numpy()), df["perplexity"].to_numpy(), rtol=1e-12)
+    assert df["tokens"].to_list() == (r["token_counts"] - 1).tolist()
+    long = [i for i, t in enumerate(texts) if len(t) > 1000]
+    assert df["truncated"].to_list() == [i in long for i in range(len(texts))]
+
+
+def test_perplexity_with_a_start_token_scores_every_token(lm):
+    r = ref(LM_DIR)
+    texts = [str(t) for t in r["texts"]]
+    df = lm.perplexity(texts, add_bos=True)
+    np.testing.assert_allclose(df["perplexity"].to_numpy(), r["perplexity_bos"], rtol=1e-3)
+    assert df["tokens"].to_list() == np.minimum(r["token_counts"], 63).tolist()
+
+
+def test_perplexity_bad_and_short_texts_are_null_with_errors(lm):
+    df = lm.perplexity(["", None, b"\xc3\x28", "A real sentence about rockets."])
+    kinds = [None if e is None else e["kind"] for e in df["error"].to_list()]
+    assert kinds == ["too_few_tokens", "missing_text", "invalid_utf8", None]
+    assert df["perplexity"].null_count() == 3 and df["perplexity"][3] > 0
+
+
+def test_perplexity_of_a_padded_batch_equals_one_text_at_a_time(lm):
+    texts = ["Short one.", "A much longer sentence that needs padding for the short one beside it in the batch."]
+    together = lm.perplexity(texts, batch_size=2)["perplexity"].to_numpy()
+    alone = np.array([lm.perplexity([t])["perplexity"][0] for t in texts])
+    np.testing.assert_allclose(together, alone, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------- info, list and CLI
+
+
+def test_info_describes_the_graphs():
+    d = models.info(CLIP_DIR)
+    assert d["kind"] == "clip" and d["dim"] == 16 and d["context_length"] == 77 and d["image_size"] == 224
+    vision = d["onnx"]["onnx/vision_model.onnx"]
+    assert vision["inputs"][0]["name"] == "pixel_values" and vision["outputs"][0]["name"] == "image_embeds"
+
+
+def test_list_finds_models_and_reports_broken_ones(tmp_path, monkeypatch):
+    shutil.copytree(LM_DIR, tmp_path / "lm")
+    (tmp_path / "junk").mkdir()
+    monkeypatch.setenv("INTERLEAF_MODELS", str(tmp_path))
+    rows = {r["name"]: r for r in models.list_models()}
+    assert rows["lm"]["kind"] == "causal-lm" and rows["lm"]["error"] is None
+    assert rows["junk"]["kind"] is None and "not a model directory" in rows["junk"]["error"]
+    assert isinstance(models.load("lm", device="cpu"), models.CausalLM)  # a name under the home
+
+
+def test_cli_models_info_and_list(tmp_path, capsys):
+    assert cli_main(["models", "info", str(EMBEDDER_DIR), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["kind"] == "text-embedder"
+    shutil.copytree(CLIP_DIR, tmp_path / "clip")
+    assert cli_main(["models", "list", "--root", str(tmp_path)]) == 0
+    assert "clip" in capsys.readouterr().out
+    assert cli_main(["models", "info", str(tmp_path / "missing")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is not None, reason="torch is installed")
+def test_cli_export_without_torch_says_what_to_install(tmp_path, capsys):
+    assert cli_main(["models", "export", "causal-lm", "--from-transformers", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "pip install 'interleaf[export]'" in capsys.readouterr().err
+
+
+def test_cli_export_checks_its_arguments(capsys):
+    assert cli_main(["models", "export", "clip"]) == 2
+    assert "exactly one of --from-transformers" in capsys.readouterr().err
