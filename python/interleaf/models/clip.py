@@ -76,7 +76,14 @@ class CLIPModel(Model):
 
     @property
     def text(self) -> Session:
-        return self._session("text_model")
+        s = self._session("text_model")
+        fixed = s.input_shapes.get("input_ids", [None, None])[1]
+        if isinstance(fixed, int) and not self.tokenizer.fixed_length:
+            # A graph with a fixed sequence axis (open_clip exports) takes exactly that many tokens.
+            if fixed != self.context_length:
+                raise ModelDirectoryError(f"{s.path} takes {fixed} tokens but config.json says max_position_embeddings {self.context_length}")
+            self.tokenizer.fixed_length = True
+        return s
 
     def _run_pixels(self, pixels: np.ndarray) -> np.ndarray:
         s = self.vision
@@ -147,7 +154,7 @@ class CLIPModel(Model):
         clean, errors = clean_texts(texts)
         n = len(clean)
         out = np.full((n, self.dim), np.nan, dtype=np.float32)
-        s = self.text
+        s = self.text  # before batching: it may fix the padded length
         for b in self.tokenizer.batches(clean, bs, skip=[e is not None for e in errors]):
             res = s.run({"input_ids": b.input_ids, "attention_mask": b.attention_mask}, ["text_embeds"] if "text_embeds" in s.outputs else None)
             if "text_embeds" not in res:

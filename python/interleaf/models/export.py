@@ -50,12 +50,14 @@ def eval_mode(*modules) -> None:
             raise RuntimeError(f"modules still in training mode: {bad[:5]}")
 
 
-def _example_tokens():
+def _example_tokens(length: int = 8):
     """input_ids and an attention mask with padding in the second row: tracing with an
     all-ones mask lets transformers skip building the mask, and the graph would ignore padding."""
     torch = _torch()
-    ids = torch.tensor([[5, 6, 7, 8, 9, 10, 11, 12], [5, 6, 7, 8, 9, 0, 0, 0]], dtype=torch.long)
-    mask = torch.tensor([[1] * 8, [1] * 5 + [0] * 3], dtype=torch.long)
+    ids = torch.full((2, length), 5, dtype=torch.long)
+    mask = torch.ones((2, length), dtype=torch.long)
+    mask[1, length - 3 :] = 0
+    ids[1, length - 3 :] = 0
     return ids, mask
 
 
@@ -63,6 +65,21 @@ def _onnx_export(module, args: tuple, path: Path, input_names: Sequence[str], ou
     torch = _torch()
     path.parent.mkdir(parents=True, exist_ok=True)
     eval_mode(module)
+    # nn.MultiheadAttention's inference fast path (open_clip) has no ONNX export.
+    mha = getattr(torch.backends, "mha", None)
+    fastpath = mha.get_fastpath_enabled() if mha else None
+    if mha:
+        mha.set_fastpath_enabled(False)
+    try:
+        _trace(module, args, path, input_names, output_names, dynamic_axes)
+    finally:
+        if mha:
+            mha.set_fastpath_enabled(fastpath)
+    eval_mode(module)
+
+
+def _trace(module, args: tuple, path: Path, input_names: Sequence[str], output_names: Sequence[str], dynamic_axes: dict[str, dict[int, str]]) -> None:
+    torch = _torch()
     with torch.no_grad():
         torch.onnx.export(
             module,
@@ -75,7 +92,6 @@ def _onnx_export(module, args: tuple, path: Path, input_names: Sequence[str], ou
             do_constant_folding=True,
             dynamo=False,
         )
-    eval_mode(module)
 
 
 def _fp16(path: Path) -> Path:
@@ -153,15 +169,18 @@ def _clip_wrappers(encode_image, encode_text):
     return Vision, Text
 
 
-def _export_clip_graphs(model, encode_image, encode_text, out: Path, image_size: int, context_length: int, fp16: bool) -> None:
+def _export_clip_graphs(model, encode_image, encode_text, out: Path, image_size: int, fixed_text_length: int | None, fp16: bool) -> None:
+    """The two CLIP graphs. ``fixed_text_length``: the text tower only takes exactly this many
+    tokens (open_clip), so the sequence axis is fixed and the loader pads to it."""
     torch = _torch()
     Vision, Text = _clip_wrappers(encode_image, encode_text)
     vision, text = Vision(model), Text(model)
     eval_mode(model, vision, text)
     pv = torch.zeros(2, 3, image_size, image_size)
-    ids, mask = _example_tokens()
+    ids, mask = _example_tokens(fixed_text_length or 8)
+    seq = {0: "batch"} if fixed_text_length else {0: "batch", 1: "sequence"}
     _onnx_export(vision, (pv,), out / "onnx" / "vision_model.onnx", ["pixel_values"], ["image_embeds"], {"pixel_values": {0: "batch"}, "image_embeds": {0: "batch"}})
-    _onnx_export(text, (ids, mask), out / "onnx" / "text_model.onnx", ["input_ids", "attention_mask"], ["text_embeds"], {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}, "text_embeds": {0: "batch"}})
+    _onnx_export(text, (ids, mask), out / "onnx" / "text_model.onnx", ["input_ids", "attention_mask"], ["text_embeds"], {"input_ids": seq, "attention_mask": seq, "text_embeds": {0: "batch"}})
     eval_mode(model, vision, text)
     if fp16:
         _fp16(out / "onnx" / "vision_model.onnx")
@@ -217,7 +236,7 @@ def export_clip_transformers(source: str | os.PathLike, out: str | os.PathLike, 
     cfg = model.config.to_dict()
     cfg["interleaf"] = {"logit_scale": float(model.logit_scale.detach().exp()), "source": f"transformers:{source}"}
     _write_json(out / "config.json", cfg)
-    _export_clip_graphs(model, encode_image, encode_text, out, int(model.config.vision_config.image_size), int(model.config.text_config.max_position_embeddings), fp16)
+    _export_clip_graphs(model, encode_image, encode_text, out, int(model.config.vision_config.image_size), None, fp16)
     if verify:
         cfg["interleaf"]["export_check"] = _verify_clip(out, encode_image, encode_text)
         _write_json(out / "config.json", cfg)
@@ -294,7 +313,7 @@ def export_clip_open_clip(arch: str, pretrained: str | None, out: str | os.PathL
         # so padding after it changes nothing; the mask is accepted for the common contract.
         return model.encode_text(input_ids)
 
-    _export_clip_graphs(model, encode_image, encode_text, out, size, context_length, fp16)
+    _export_clip_graphs(model, encode_image, encode_text, out, size, context_length, fp16)  # open_clip needs all 77 positions
     if verify:
         cfg["interleaf"]["export_check"] = _verify_clip(out, encode_image, encode_text)
         _write_json(out / "config.json", cfg)
