@@ -34,5 +34,10 @@ fuzz:
 	mkdir -p fuzz/corpus/image
 	cd fuzz && cargo +nightly fuzz run image corpus/image seeds -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -malloc_limit_mb=512 -print_final_stats=1
 
+## Rebuild the tiny ONNX model fixtures and their torch references (needs the export extra: torch).
+fixtures:
+	$(PYTHON) -m pip install --quiet ".[export]"
+	$(PYTHON) scripts/make_test_models.py
+
 sample-data:
 	$(PYTHON) scripts/make_sample_data.py

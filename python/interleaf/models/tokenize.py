@@ -13,6 +13,7 @@ Their rows are skipped by the model and reported by index.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -127,14 +128,12 @@ class TextTokenizer:
         order = np.argsort(lengths, kind="stable") if bucket else np.arange(len(ids))
         for start in range(0, len(order), batch_size):
             sel = order[start : start + batch_size]
-            width = self.max_length if self.fixed_length else max(1, int(lengths[sel].max()))
-            b = len(sel)
-            input_ids = np.full((b, width), self.pad_id, dtype=np.int64)
-            mask = np.zeros((b, width), dtype=np.int64)
-            type_ids = np.zeros((b, width), dtype=np.int64)
-            for row, k in enumerate(sel):
-                n = lengths[k]
-                input_ids[row, :n] = ids[k]
-                mask[row, :n] = 1
-                type_ids[row, :n] = types[k]
-            yield TokenBatch(index=keep[sel], input_ids=input_ids, attention_mask=mask, token_type_ids=type_ids, lengths=lengths[sel], truncated=truncated[sel])
+            lens = lengths[sel]
+            width = self.max_length if self.fixed_length else max(1, int(lens.max()))
+            # Scatter the batch's tokens into padded rows in one step: row r holds lens[r] tokens.
+            mask = np.arange(width)[None, :] < lens[:, None]
+            input_ids = np.full(mask.shape, self.pad_id, dtype=np.int64)
+            type_ids = np.zeros(mask.shape, dtype=np.int64)
+            input_ids[mask] = np.fromiter(itertools.chain.from_iterable(ids[k] for k in sel), dtype=np.int64, count=int(lens.sum()))
+            type_ids[mask] = np.fromiter(itertools.chain.from_iterable(types[k] for k in sel), dtype=np.int64, count=int(lens.sum()))
+            yield TokenBatch(index=keep[sel], input_ids=input_ids, attention_mask=mask.astype(np.int64), token_type_ids=type_ids, lengths=lens, truncated=truncated[sel])
