@@ -365,3 +365,34 @@ def test_cli_export_without_torch_says_what_to_install(tmp_path, capsys):
 def test_cli_export_checks_its_arguments(capsys):
     assert cli_main(["models", "export", "clip"]) == 2
     assert "exactly one of --from-transformers" in capsys.readouterr().err
+
+
+def test_pull_checks_what_it_downloaded(tmp_path, monkeypatch):
+    """The hub is not reachable here: snapshot_download is replaced by a copy of a fixture (or
+    of a transformers checkpoint, which is not a model directory)."""
+    hub = pytest.importorskip("huggingface_hub")
+    from interleaf.models.hub import pull
+
+    def fake(repo_id, revision, local_dir, allow_patterns, ignore_patterns):
+        assert "onnx/*_fp16.onnx" in ignore_patterns and "*.json" in allow_patterns
+        src = LM_DIR if repo_id == "org/lm" else None
+        if src is not None:
+            shutil.copytree(src, local_dir, dirs_exist_ok=True)
+        else:
+            Path(local_dir).mkdir(parents=True, exist_ok=True)
+            (Path(local_dir) / "pytorch_model.bin").write_bytes(b"weights")
+        return local_dir
+
+    monkeypatch.setattr(hub, "snapshot_download", fake)
+    monkeypatch.setenv("INTERLEAF_MODELS", str(tmp_path))
+    dest = pull("org/lm")
+    assert dest == tmp_path / "org--lm" and isinstance(models.load("org/lm", device="cpu"), models.CausalLM)
+    with pytest.raises(ModelDirectoryError, match="interleaf models export"):
+        pull("org/checkpoint")
+
+    def offline(**kw):
+        raise OSError("no network")
+
+    monkeypatch.setattr(hub, "snapshot_download", offline)
+    with pytest.raises(ConnectionError, match="could not download org/x"):
+        pull("org/x")
