@@ -199,6 +199,14 @@ def test_clip_logit_scale_and_similarity(clip):
     np.testing.assert_allclose(sim, expect, atol=1e-5)
 
 
+def test_logit_scale_defaults_to_100_without_the_exported_value(tmp_path):
+    d = shutil.copytree(CLIP_DIR, tmp_path / "clip")
+    cfg = json.loads((d / "config.json").read_text())
+    del cfg["interleaf"]
+    (d / "config.json").write_text(json.dumps(cfg))
+    assert models.load(d).logit_scale == 100.0
+
+
 def test_bad_images_leave_nan_rows_and_errors_only_for_themselves(clip, sample_images):
     good = list(sample_images.values())[:3]
     batch = [good[0], b"", b"\x89PNG\r\n\x1a\n garbage", None, good[1], good[2][:200], good[2]]

@@ -10,7 +10,6 @@ bad is NaN and its error is reported (``return_errors=True``).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -31,9 +30,10 @@ class CLIPModel(Model):
 
     Attributes:
         dim: embedding width (``projection_dim``).
-        logit_scale: the trained temperature, ``exp(logit_scale)`` as CLIP multiplies cosines
-            by (100 for OpenAI's models); from ``config.json`` (``interleaf.logit_scale``, written
-            by our exporter, else ``exp(logit_scale_init_value)``).
+        logit_scale: the trained temperature, ``exp(logit_scale)``, that CLIP multiplies cosines
+            by: ``interleaf.logit_scale`` in ``config.json`` (written by our exporter from the
+            weights), else 100 (where OpenAI and LAION training ends; transformers' config only
+            holds ``logit_scale_init_value``, the starting point).
         preprocess_config: the :class:`interleaf.image.PreprocessConfig` images go through.
         tokenizer: the :class:`TextTokenizer`, truncating at 77 tokens.
     """
@@ -61,10 +61,9 @@ class CLIPModel(Model):
             self.tokenizer.pad_id = int(text_cfg["eos_token_id"])  # CLIP's tokenizer pads with its end token
         self.dim = int(cfg.get("projection_dim", 512))
         extra = cfg.get("interleaf") or {}
-        if "logit_scale" in extra:
-            self.logit_scale = float(extra["logit_scale"])
-        else:
-            self.logit_scale = float(math.exp(cfg.get("logit_scale_init_value", math.log(100.0))))
+        # config.json of transformers only has logit_scale_init_value (2.6592, exp 14.3), the
+        # value training starts from; trained CLIPs end at the clamp, 100.
+        self.logit_scale = float(extra.get("logit_scale", 100.0))
         self.batch_size = batch_size
 
     def _main_session(self) -> Session:
