@@ -12,7 +12,6 @@ import importlib.util
 import json
 import shutil
 import warnings
-from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -381,8 +380,9 @@ def test_pull_checks_what_it_downloaded(tmp_path, monkeypatch):
     hub = pytest.importorskip("huggingface_hub")
     from interleaf.models.hub import pull
 
-    def fake(repo_id, revision, local_dir, allow_patterns, ignore_patterns):
-        assert "onnx/*_fp16.onnx" in ignore_patterns and "*.json" in allow_patterns
+    def fake(repo_id, revision, local_dir, allow_patterns):
+        assert "*.json" in allow_patterns and "onnx/model.onnx*" in allow_patterns
+        assert not any("fp16" in p for p in allow_patterns)  # fp16=False
         src = LM_DIR if repo_id == "org/lm" else None
         if src is not None:
             shutil.copytree(src, local_dir, dirs_exist_ok=True)
@@ -404,3 +404,81 @@ def test_pull_checks_what_it_downloaded(tmp_path, monkeypatch):
     monkeypatch.setattr(hub, "snapshot_download", offline)
     with pytest.raises(ConnectionError, match="could not download org/x"):
         pull("org/x")
+
+
+def test_arguments_are_checked_when_loading_and_calling(clip, lm):
+    with pytest.raises(ValueError, match="device must be one of"):
+        models.load(LM_DIR, device="gpu")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        models.load(LM_DIR, precision="half")
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        lm.perplexity(["some text"], batch_size=0)
+    with pytest.raises(TypeError, match="not one str/bytes"):
+        lm.perplexity("a single string")
+    with pytest.raises(TypeError, match="not one bytes/str"):
+        clip.embed_images(b"\xff\xd8 one image, not a list")
+    with pytest.raises(ValueError, match="does not apply to CLIP"):
+        models.load(CLIP_DIR, max_length=10)
+
+
+def test_empty_inputs_give_empty_outputs(clip, embedder, lm):
+    assert clip.embed_images([]).shape == (0, 16)
+    assert clip.embed_texts([]).shape == (0, 16)
+    assert embedder.embed([]).shape == (0, 32)
+    assert lm.perplexity([]).shape == (0, 5)
+
+
+def test_max_length_is_honoured_and_capped_by_the_positions():
+    assert models.load(LM_DIR, max_length=16).max_length == 16
+    assert models.load(LM_DIR, max_length=10_000).max_length == 64  # n_positions
+    df = models.load(LM_DIR, max_length=16, device="cpu").perplexity(["word " * 40])
+    assert df["tokens"][0] == 15 and df["truncated"][0]
+    assert models.load(EMBEDDER_DIR, max_length=8).max_seq_length == 8
+
+
+def test_graphs_with_a_fixed_sequence_axis_get_padded_batches(embedder):
+    from types import SimpleNamespace
+
+    from interleaf.models.base import Model
+
+    fixed = models.load(EMBEDDER_DIR, device="cpu")
+    Model._fit_sequence(SimpleNamespace(input_shapes={"input_ids": ["batch", 24]}), fixed.tokenizer)
+    assert fixed.tokenizer.pad_to == 24 and fixed.tokenizer.max_length == 24  # 24 < max_seq_length 32
+    texts = ["short", "a longer text about rockets and coffee cups on tables", "word " * 60]
+    assert {b.input_ids.shape[1] for b in fixed.tokenizer.batches(texts, 2)} == {24}
+    np.testing.assert_allclose(fixed.embed(texts[:2]), embedder.embed(texts[:2]), atol=2e-5)
+
+
+def test_add_bos_keeps_a_start_token_the_tokenizer_already_added(lm):
+    text = "Rockets launch from the pad at night."
+    first = lm.tokenizer.encode([text])[0][0][0]
+    plain = lm.perplexity([text])["perplexity"][0]
+    m = models.load(LM_DIR, device="cpu")
+    m.bos_token_id = first  # as if the tokenizer prepended its start token itself
+    df = m.perplexity([text], add_bos=True)
+    assert df["perplexity"][0] == pytest.approx(plain, rel=1e-6)
+    assert df["tokens"][0] == lm.perplexity([text])["tokens"][0]
+
+
+def test_kind_can_be_given_when_the_files_do_not_tell(tmp_path):
+    d = shutil.copytree(LM_DIR, tmp_path / "lm")
+    cfg = json.loads((d / "config.json").read_text())
+    for k in ("model_type", "architectures"):
+        cfg.pop(k, None)
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelDirectoryError, match="cannot tell the kind"):
+        models.load(d)
+    assert isinstance(models.load(d, kind="causal-lm"), models.CausalLM)
+
+
+def test_info_agrees_with_the_loaded_models(clip, embedder, lm):
+    assert models.info(EMBEDDER_DIR)["dim"] == embedder.dim and models.info(EMBEDDER_DIR)["max_seq_length"] == embedder.max_seq_length
+    assert models.info(LM_DIR)["context_length"] == lm.max_length
+    assert models.info(CLIP_DIR)["logit_scale"] == clip.logit_scale
+
+
+def test_info_on_a_corrupt_graph_is_a_clear_error(tmp_path, capsys):
+    d = shutil.copytree(LM_DIR, tmp_path / "lm")
+    (d / "onnx" / "model.onnx").write_bytes(b"junk")
+    assert cli_main(["models", "info", str(d)]) == 2
+    assert "could not be loaded by ONNX Runtime" in capsys.readouterr().err

@@ -249,7 +249,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             print(json.dumps(d, indent=2))
             return 0
         print(f"{d['path']}: {d['kind']} ({d['model_type']})")
-        for k in ("dim", "context_length", "image_size", "max_seq_length", "vocab_size", "logit_scale", "source"):
+        for k in ("dim", "context_length", "image_size", "max_seq_length", "pooling", "normalize", "vocab_size", "logit_scale", "source"):
             if d.get(k) is not None:
                 print(f"  {k:<15} {d[k]}")
         for rel, io in d["onnx"].items():
@@ -262,7 +262,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.models_command == "pull":
         from interleaf.models.hub import pull
 
-        dest = pull(args.repo, args.out, revision=args.revision, fp16=args.fp16)
+        dest = pull(args.repo, args.out or models.default_dir(args.repo), revision=args.revision, fp16=args.fp16)
         print(f"{args.repo} -> {dest}")
         return 0
     from interleaf.models import export as ex
@@ -273,7 +273,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         if bool(args.from_transformers) == bool(args.from_open_clip):
             raise ValueError("give exactly one of --from-transformers DIR|NAME and --from-open-clip ARCH PRETRAINED")
         if args.from_transformers:
-            out = args.out or models.home() / Path(args.from_transformers).name
+            out = args.out or models.default_dir(args.from_transformers)
             dest = ex.export_clip_transformers(args.from_transformers, out, **kw)
         else:
             arch, pretrained = args.from_open_clip
@@ -282,11 +282,11 @@ def cmd_models(args: argparse.Namespace) -> int:
     elif what == "text-embedder":
         if not args.from_sentence_transformers:
             raise ValueError("text-embedder needs --from-sentence-transformers DIR")
-        dest = ex.export_text_embedder(args.from_sentence_transformers, args.out or models.home() / Path(args.from_sentence_transformers).name, **kw)
+        dest = ex.export_text_embedder(args.from_sentence_transformers, args.out or models.default_dir(args.from_sentence_transformers), **kw)
     else:
         if not args.from_transformers:
             raise ValueError("causal-lm needs --from-transformers DIR|NAME")
-        dest = ex.export_causal_lm(args.from_transformers, args.out or models.home() / Path(args.from_transformers).name, **kw)
+        dest = ex.export_causal_lm(args.from_transformers, args.out or models.default_dir(args.from_transformers), **kw)
     check = (json.loads((Path(dest) / "config.json").read_text()).get("interleaf") or {}).get("export_check")
     print(f"exported {what} -> {dest}")
     if check:

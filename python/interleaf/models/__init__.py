@@ -41,6 +41,7 @@ __all__ = [
     "TextEmbedder",
     "create_session",
     "cuda_available",
+    "default_dir",
     "home",
     "info",
     "list_models",
@@ -54,6 +55,13 @@ def home() -> Path:
     return Path(os.environ.get("INTERLEAF_MODELS") or Path.home() / ".cache" / "interleaf" / "models")
 
 
+def default_dir(source: str | os.PathLike) -> Path:
+    """Where an export or pull of ``source`` goes by default: ``home()/owner--name`` for a hub
+    name, ``home()/<directory name>`` for a local directory; :func:`resolve` finds both."""
+    p = Path(source)
+    return home() / (p.name if p.exists() else str(source).replace("/", "--"))
+
+
 def resolve(path: str | os.PathLike) -> Path:
     """``path`` if it exists, else the model of that name under :func:`home` (``/`` in hub
     names becomes ``--``)."""
@@ -64,7 +72,7 @@ def resolve(path: str | os.PathLike) -> Path:
     return named if named.exists() else p
 
 
-def load(path: str | os.PathLike, device: str = "auto", *, kind: str | None = None, threads: int | None = None, precision: str = "auto", io_binding: bool | None = None, batch_size: int | None = None):
+def load(path: str | os.PathLike, device: str = "auto", *, kind: str | None = None, threads: int | None = None, precision: str = "auto", io_binding: bool | None = None, batch_size: int | None = None, max_length: int | None = None):
     """Loads a model directory and returns the object for its kind.
 
     Args:
@@ -78,6 +86,9 @@ def load(path: str | os.PathLike, device: str = "auto", *, kind: str | None = No
         precision: ``"auto"`` (``onnx/*_fp16.onnx`` on CUDA when present), ``"fp32"`` or ``"fp16"``.
         io_binding: run through IO binding (default: on CUDA).
         batch_size: inputs per inference batch (default 64; 8 for causal LMs).
+        max_length: tokens per text for a text embedder (default its ``max_seq_length``) or a
+            causal LM (default its positions, capped at 4,096); never above the model's
+            positions. CLIP's context is fixed (77).
 
     Raises:
         FileNotFoundError: no such directory.
@@ -88,6 +99,10 @@ def load(path: str | os.PathLike, device: str = "auto", *, kind: str | None = No
     kw: dict[str, Any] = {"threads": threads, "precision": precision, "io_binding": io_binding}
     if batch_size is not None:
         kw["batch_size"] = batch_size
+    if max_length is not None:
+        if d.kind == "clip":
+            raise ValueError("max_length does not apply to CLIP (its context is fixed by the model)")
+        kw["max_length"] = max_length
     return _CLASSES[d.kind](d, device, **kw)
 
 
@@ -95,22 +110,17 @@ def info(path: str | os.PathLike) -> dict[str, Any]:
     """What a model directory holds, without running it: kind, files, ONNX inputs and outputs,
     embedding width, context length, fp16 variants."""
     d = ModelDirectory(resolve(path))
+    m = _CLASSES[d.kind](d, "cpu")  # reads configs and tokenizer; no graph is loaded
     cfg = d.config
-    out: dict[str, Any] = {"path": str(d.path), "kind": d.kind, "model_type": cfg.get("model_type"), "onnx": {}}
+    out: dict[str, Any] = {"path": str(d.path), "kind": d.kind, "model_type": cfg.get("model_type"), "onnx": {}, "dim": getattr(m, "dim", None)}
     for rel in d.variants():
         out["onnx"][rel] = describe(d.path / rel)
     if d.kind == "clip":
-        out["dim"] = cfg.get("projection_dim")
-        out["context_length"] = (cfg.get("text_config") or {}).get("max_position_embeddings")
-        out["image_size"] = (cfg.get("vision_config") or {}).get("image_size")
-        out["logit_scale"] = (cfg.get("interleaf") or {}).get("logit_scale")
+        out.update(context_length=m.context_length, image_size=m.preprocess_config.output_shape[0], logit_scale=m.logit_scale)
     elif d.kind == "text-embedder":
-        st = d.path / "sentence_bert_config.json"
-        out["max_seq_length"] = d.json("sentence_bert_config.json").get("max_seq_length") if st.is_file() else None
-        out["dim"] = cfg.get("hidden_size")
+        out.update(max_seq_length=m.max_seq_length, pooling=m.pooling, normalize=m.normalize)
     else:
-        out["context_length"] = cfg.get("n_positions") or cfg.get("max_position_embeddings")
-        out["vocab_size"] = cfg.get("vocab_size")
+        out.update(context_length=m.max_length, vocab_size=m.vocab_size)
     out["source"] = (cfg.get("interleaf") or {}).get("source")
     return out
 

@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from interleaf.models.directory import ModelDirectory, ModelDirectoryError
-from interleaf.models.runtime import Session, create_session, cuda_available
+from interleaf.models.directory import PRECISIONS, ModelDirectory, ModelDirectoryError
+from interleaf.models.runtime import DEVICES, Session, create_session, cuda_available
+from interleaf.models.tokenize import TextTokenizer
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
@@ -23,8 +24,16 @@ class Model:
     """What the three kinds share: the directory, device choice and counters."""
 
     kind = ""
+    main_graph = "model"
+    batch_size = 64
 
     def __init__(self, path: str | os.PathLike | ModelDirectory, device: str, threads: int | None, precision: str, io_binding: bool | None):
+        if device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, not {device!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+        if threads is not None and threads < 1:
+            raise ValueError("threads must be >= 1")
         self.directory = path if isinstance(path, ModelDirectory) else ModelDirectory(path, self.kind)
         if self.directory.kind != self.kind:
             raise ModelDirectoryError(f"{self.directory.path} holds a {self.directory.kind} model, not a {self.kind} model")
@@ -42,16 +51,40 @@ class Model:
         if s is None:
             on_cuda = self.device_requested == "cuda" or (self.device_requested == "auto" and cuda_available())
             onnx = self.directory.onnx(stem, self.precision, on_cuda)
-            s = self._sessions[stem] = create_session(onnx, self.device_requested, threads=self.threads, io_binding=self.io_binding)
+            s = create_session(onnx, self.device_requested, threads=self.threads, io_binding=self.io_binding)
+            if s.device == "cpu" and self.precision == "auto" and onnx.name.endswith("_fp16.onnx"):
+                # CUDA did not start: the fp16 graph was only chosen for it.
+                s = create_session(self.directory.onnx(stem, "fp32", False), "cpu", threads=self.threads, io_binding=self.io_binding)
+            if "input_ids" in s.inputs and getattr(self, "tokenizer", None) is not None:
+                self._fit_sequence(s, self.tokenizer)
+            self._sessions[stem] = s
         return s
+
+    @property
+    def session(self) -> Session:
+        """The main graph's session (created on first use)."""
+        return self._session(self.main_graph)
+
+    def _batch_size(self, batch_size: int | None) -> int:
+        bs = self.batch_size if batch_size is None else batch_size
+        if bs < 1:
+            raise ValueError("batch_size must be >= 1")
+        return bs
+
+    @staticmethod
+    def _fit_sequence(s: Session, tokenizer: TextTokenizer) -> None:
+        """A graph with a fixed sequence axis (open_clip's text tower, some exports) takes
+        exactly that many tokens: pad every batch to it."""
+        fixed = (s.input_shapes.get("input_ids") or [None, None])[1]
+        if isinstance(fixed, int) and tokenizer.pad_to != fixed:
+            if fixed < tokenizer.max_length:
+                tokenizer.set_max_length(fixed)
+            tokenizer.pad_to = fixed
 
     @property
     def device(self) -> str:
         """Where the loaded graphs run (``"cuda"``/``"cpu"``); loads the main graph if needed."""
-        return self._main_session().device
-
-    def _main_session(self) -> Session:  # pragma: no cover - overridden
-        raise NotImplementedError
+        return self.session.device
 
     def _count_errors(self, errors: Sequence[dict[str, str] | None]) -> None:
         for e in errors:

@@ -23,6 +23,9 @@ from interleaf.models.tokenize import TextTokenizer, clean_texts
 
 # Largest logits block taken through log-softmax at once, in floats (256 MiB of float32).
 _LOGITS_BLOCK = 1 << 26
+# Tokens per text unless max_length says otherwise: a 128k-position model would otherwise make
+# one long text return 128k x vocab logits.
+DEFAULT_MAX_LENGTH = 4096
 
 PERPLEXITY_SCHEMA = {"perplexity": pl.Float64, "nll": pl.Float64, "tokens": pl.Int64, "truncated": pl.Boolean, "error": pl.Struct({"kind": pl.String, "message": pl.String})}
 
@@ -40,7 +43,8 @@ class CausalLM(Model):
     """A causal LM directory; use :func:`interleaf.models.load`.
 
     Attributes:
-        max_length: tokens per text (``n_positions`` / ``max_position_embeddings``).
+        max_length: tokens per text: ``max_length`` if given, else ``n_positions`` /
+            ``max_position_embeddings`` capped at 4,096; never more than the model's positions.
         vocab_size: from ``config.json``.
     """
 
@@ -52,7 +56,10 @@ class CausalLM(Model):
         limit = cfg.get("n_positions") or cfg.get("max_position_embeddings")
         if limit is None and max_length is None:
             raise ModelDirectoryError(f"{self.path}/config.json has no n_positions / max_position_embeddings; pass max_length")
-        self.max_length = int(min(max_length or limit, limit or max_length))
+        if max_length is not None and max_length < 2:
+            raise ValueError("max_length must be >= 2")
+        wanted = max_length or min(int(limit), DEFAULT_MAX_LENGTH)
+        self.max_length = int(min(wanted, int(limit))) if limit is not None else int(wanted)
         self.vocab_size = int(cfg.get("vocab_size", 0))
         self.tokenizer = TextTokenizer(self.directory.file("tokenizer.json"), self.max_length)
         pad = cfg.get("pad_token_id", cfg.get("eos_token_id"))
@@ -60,13 +67,6 @@ class CausalLM(Model):
             self.tokenizer.pad_id = pad
         self.bos_token_id = cfg.get("bos_token_id")
         self.batch_size = batch_size
-
-    def _main_session(self) -> Session:
-        return self._session("model")
-
-    @property
-    def session(self) -> Session:
-        return self._session("model")
 
     def _feed(self, s: Session, input_ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
         b, t = input_ids.shape
@@ -78,13 +78,16 @@ class CausalLM(Model):
         cfg = self.config
         heads = cfg.get("num_key_value_heads") or cfg.get("n_head") or cfg.get("num_attention_heads")
         hidden = cfg.get("n_embd") or cfg.get("hidden_size")
+        all_heads = cfg.get("n_head") or cfg.get("num_attention_heads")
         for name in s.inputs:
             if name.startswith("past_key_values"):
                 shape = s.input_shapes[name]
+                if len(shape) != 4:
+                    raise ModelDirectoryError(f"{s.path}: cache input {name} has shape {shape}; interleaf feeds (batch, heads, 0, head_dim) caches only")
                 h = shape[1] if isinstance(shape[1], int) else heads
-                d = shape[3] if isinstance(shape[3], int) else (cfg.get("head_dim") or (hidden // (cfg.get("n_head") or cfg.get("num_attention_heads"))))
+                d = shape[3] if isinstance(shape[3], int) else (cfg.get("head_dim") or (hidden // all_heads if hidden and all_heads else None))
                 if h is None or d is None:
-                    raise ModelDirectoryError(f"{s.path}: cannot size the empty {name} from config.json")
+                    raise ModelDirectoryError(f"{s.path}: cannot size the empty {name} from config.json (needs num_key_value_heads / num_attention_heads and hidden_size or head_dim)")
                 feed[name] = np.zeros((b, int(h), 0, int(d)), dtype=s.inputs[name])
         unknown = [n for n in s.inputs if n not in feed]
         if unknown:
@@ -99,7 +102,7 @@ class CausalLM(Model):
         tokens minus the first, or all of them with ``add_bos``), ``truncated``, ``error``
         (``missing_text``, ``invalid_utf8`` or ``too_few_tokens``).
         """
-        bs = batch_size or self.batch_size
+        bs = self._batch_size(batch_size)
         clean, errors = clean_texts(texts)
         n = len(clean)
         nll = np.full(n, np.nan)
@@ -111,10 +114,14 @@ class CausalLM(Model):
         for b in self.tokenizer.batches(clean, bs, skip=[e is not None for e in errors]):
             ids, mask, lengths = b.input_ids, b.attention_mask, b.lengths
             if add_bos:
-                ids = np.concatenate([np.full((len(ids), 1), self.bos_token_id, dtype=np.int64), ids], axis=1)[:, : self.max_length]
-                mask = np.concatenate([np.ones((len(mask), 1), dtype=np.int64), mask], axis=1)[:, : self.max_length]
-                truncated_now = lengths + 1 > self.max_length
-                lengths = np.minimum(lengths + 1, self.max_length)
+                # Rows the tokenizer already starts with the start token keep theirs.
+                has = (ids[:, 0] == self.bos_token_id) & (lengths > 0)
+                col = lambda v: np.full((len(ids), 1), v, dtype=np.int64)
+                ids = np.where(has[:, None], np.concatenate([ids, col(self.tokenizer.pad_id)], 1), np.concatenate([col(self.bos_token_id), ids], 1))[:, : self.max_length]
+                mask = np.where(has[:, None], np.concatenate([mask, col(0)], 1), np.concatenate([col(1), mask], 1))[:, : self.max_length]
+                grown = lengths + (~has)
+                truncated_now = grown > self.max_length
+                lengths = np.minimum(grown, self.max_length)
             else:
                 truncated_now = np.zeros(len(ids), dtype=bool)
             width = ids.shape[1]
@@ -134,7 +141,7 @@ class CausalLM(Model):
             self.stats["truncated"] += int(truncated[b.index].sum())
         for i in range(n):
             if errors[i] is None and tokens[i] < 1:
-                errors[i] = {"kind": "too_few_tokens", "message": "perplexity needs at least 2 tokens (the first is not scored)"}
+                errors[i] = {"kind": "too_few_tokens", "message": "perplexity needs a token to score: the text has none after the first (pass add_bos=True to score the first)" if not add_bos else "the text has no tokens"}
         self.stats["texts"] += n
         self._count_errors(errors)
         return pl.DataFrame(

@@ -39,6 +39,7 @@ class CLIPModel(Model):
     """
 
     kind = "clip"
+    main_graph = "vision_model"
 
     def __init__(self, path, device: str = "auto", *, threads: int | None = None, precision: str = "auto", io_binding: bool | None = None, batch_size: int = 64):
         super().__init__(path, device, threads, precision, io_binding)
@@ -66,23 +67,13 @@ class CLIPModel(Model):
         self.logit_scale = float(extra.get("logit_scale", 100.0))
         self.batch_size = batch_size
 
-    def _main_session(self) -> Session:
-        return self._session("vision_model")
-
     @property
     def vision(self) -> Session:
         return self._session("vision_model")
 
     @property
     def text(self) -> Session:
-        s = self._session("text_model")
-        fixed = s.input_shapes.get("input_ids", [None, None])[1]
-        if isinstance(fixed, int) and not self.tokenizer.fixed_length:
-            # A graph with a fixed sequence axis (open_clip exports) takes exactly that many tokens.
-            if fixed != self.context_length:
-                raise ModelDirectoryError(f"{s.path} takes {fixed} tokens but config.json says max_position_embeddings {self.context_length}")
-            self.tokenizer.fixed_length = True
-        return s
+        return self._session("text_model")
 
     def _run_pixels(self, pixels: np.ndarray) -> np.ndarray:
         s = self.vision
@@ -106,9 +97,9 @@ class CLIPModel(Model):
             threads: Rust decoding threads (default: all cores).
             alpha, exif_transpose: passed to :func:`interleaf.image.preprocess`.
         """
-        bs = batch_size or self.batch_size
-        if bs < 1:
-            raise ValueError("batch_size must be >= 1")
+        bs = self._batch_size(batch_size)
+        if isinstance(images, (bytes, bytearray, memoryview, str)):
+            raise TypeError("images must be a sequence of encoded images (a list of bytes) or an (n, 3, H, W) array, not one bytes/str")
         h, w = self.preprocess_config.output_shape
         if isinstance(images, np.ndarray):
             if images.ndim != 4 or images.shape[1:] != (3, h, w):
@@ -149,11 +140,11 @@ class CLIPModel(Model):
         """L2-normalised text embeddings, float32 ``(n, dim)``. Texts longer than the context
         (77 tokens with start and end) are truncated and counted in ``stats["truncated"]``;
         None and invalid UTF-8 give NaN rows and errors (``return_errors=True``)."""
-        bs = batch_size or self.batch_size
+        bs = self._batch_size(batch_size)
         clean, errors = clean_texts(texts)
         n = len(clean)
         out = np.full((n, self.dim), np.nan, dtype=np.float32)
-        s = self.text  # before batching: it may fix the padded length
+        s = self.text  # before batching: a fixed-length graph sets the padded length
         for b in self.tokenizer.batches(clean, bs, skip=[e is not None for e in errors]):
             res = s.run({"input_ids": b.input_ids, "attention_mask": b.attention_mask}, ["text_embeds"] if "text_embeds" in s.outputs else None)
             if "text_embeds" not in res:

@@ -81,12 +81,16 @@ class ModelDirectory:
             raise FileNotFoundError(f"model directory not found: {self.path}")
         if not self.path.is_dir():
             raise ModelDirectoryError(f"{self.path} is a file; a model is a directory (config.json, tokenizer.json, onnx/...)")
-        found = detect_kind(self.path)
-        if kind is not None:
-            if kind not in KINDS:
-                raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
-            if kind != found:
-                raise ModelDirectoryError(f"{self.path} holds a {found} model, not a {kind} model")
+        if kind is not None and kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+        try:
+            found = detect_kind(self.path)
+        except ModelDirectoryError:
+            if kind is None:
+                raise
+            found = kind  # undecidable from the files: the caller says what it is
+        if kind is not None and kind != found:
+            raise ModelDirectoryError(f"{self.path} holds a {found} model, not a {kind} model")
         self.kind = found
         missing = [f for f in REQUIRED[found] if not (self.path / f).is_file()]
         if missing:

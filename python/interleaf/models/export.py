@@ -7,11 +7,14 @@ nothing else in interleaf imports torch. Every export:
 - puts every module in eval mode before exporting and again after (``torch.onnx.export``
   restores the training flag of the wrapper it was given, and a freshly built wrapper is in
   training mode, which would turn dropout on for anything computed afterwards);
-- exports with dynamic batch and sequence axes (opset 17);
+- exports with dynamic batch and sequence axes (opset 17), except open_clip's text tower,
+  which only takes its full context (77 tokens) and gets a fixed sequence axis;
 - optionally writes ``*_fp16.onnx`` variants (ONNX Runtime's float16 converter);
-- runs the ONNX graph on a small batch with ONNX Runtime and compares it with torch; the
-  result is stored in ``config.json`` under ``interleaf.export_check`` and an export whose
-  outputs disagree (cosine < 0.9999 for embeddings, relative logits error > 1e-3) raises.
+- runs the ONNX graphs through interleaf's own loader on real images and texts and compares
+  them with torch; the result is stored in ``config.json`` under ``interleaf.export_check``,
+  and an export whose outputs disagree (cosine < 0.9999 for embeddings, relative perplexity
+  error > 1e-3, NaN anywhere) raises. fp16 graphs are checked against the fp32 graph (cosine
+  >= 0.999, perplexity within 1e-2).
 """
 
 from __future__ import annotations
@@ -25,8 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from interleaf.models.runtime import create_session
 
 OPSET = 17
 # Real text and images used to check an export (texts only need to tokenize).
@@ -111,14 +112,14 @@ def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(axis=1)
 
 
-def _check_embeddings(name: str, ours: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+def _check_embeddings(name: str, ours: np.ndarray, ref: np.ndarray, min_cosine: float = 0.9999) -> dict[str, float]:
     """Cosine of each row pair, and the largest difference after L2 normalisation."""
     ours, ref = ours.astype(np.float64), ref.astype(np.float64)
     cos = _cos(ours, ref)
     unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
     res = {"min_cosine": float(cos.min()), "max_abs_diff_normalized": float(np.abs(unit(ours) - unit(ref)).max())}
-    if res["min_cosine"] < 0.9999:
-        raise RuntimeError(f"export check failed for {name}: ONNX vs torch cosine {res['min_cosine']:.6f} < 0.9999")
+    if not res["min_cosine"] >= min_cosine:  # also catches NaN
+        raise RuntimeError(f"export check failed for {name}: cosine {res['min_cosine']:.6f} < {min_cosine}")
     return res
 
 
@@ -136,7 +137,7 @@ def _prepare_out(out: str | os.PathLike, overwrite: bool) -> Path:
     return out
 
 
-def _check_images(size: int, n: int = 3) -> list[bytes]:
+def _check_images(n: int = 3) -> list[bytes]:
     """A few real photographs from the bundled sample (encoded bytes)."""
     from interleaf.cli import SAMPLE_DIR
 
@@ -194,7 +195,7 @@ def _verify_clip(out: Path, encode_image, encode_text) -> dict[str, Any]:
     from interleaf.models.clip import CLIPModel
 
     clip = CLIPModel(out, device="cpu")
-    images = _check_images(clip.preprocess_config.output_shape[0])
+    images = _check_images()
     pixels, errors = preprocess(images, clip.preprocess_config)
     assert not any(errors), errors
     ours_img = clip.embed_images(pixels)
@@ -205,7 +206,14 @@ def _verify_clip(out: Path, encode_image, encode_text) -> dict[str, Any]:
         for t in _CHECK_TEXTS:
             b = next(clip.tokenizer.batches([t], 1))
             ref_txt.append(encode_text(torch.from_numpy(b.input_ids), torch.from_numpy(b.attention_mask)).numpy()[0])
-    return {"image": _check_embeddings("vision_model", ours_img, ref_img), "text": _check_embeddings("text_model", ours_txt, np.stack(ref_txt))}
+    res = {"image": _check_embeddings("vision_model", ours_img, ref_img), "text": _check_embeddings("text_model", ours_txt, np.stack(ref_txt))}
+    if (out / "onnx" / "vision_model_fp16.onnx").is_file():
+        half = CLIPModel(out, device="cpu", precision="fp16")
+        res["fp16"] = {
+            "image": _check_embeddings("vision_model_fp16", half.embed_images(images), clip.embed_images(images), 0.999),
+            "text": _check_embeddings("text_model_fp16", half.embed_texts(_CHECK_TEXTS), ours_txt, 0.999),
+        }
+    return res
 
 
 def export_clip_transformers(source: str | os.PathLike, out: str | os.PathLike, *, fp16: bool = False, verify: bool = True, overwrite: bool = False) -> Path:
@@ -374,6 +382,9 @@ def export_text_embedder(source: str | os.PathLike, out: str | os.PathLike, *, f
         ours = TextEmbedder(out, device="cpu").embed(_CHECK_TEXTS)
         ref = st.encode(_CHECK_TEXTS, convert_to_numpy=True, batch_size=len(_CHECK_TEXTS))
         cfg["interleaf"]["export_check"] = {"embed": _check_embeddings("model", ours, ref)}
+        if fp16:
+            half = TextEmbedder(out, device="cpu", precision="fp16").embed(_CHECK_TEXTS)
+            cfg["interleaf"]["export_check"]["fp16"] = _check_embeddings("model_fp16", half, ours, 0.999)
     _write_json(out / "config.json", cfg)
     return out
 
@@ -421,9 +432,15 @@ def export_causal_lm(source: str | os.PathLike, out: str | os.PathLike, *, fp16:
         ours = CausalLM(out, device="cpu").perplexity(texts).get_column("perplexity").to_numpy()
         ref = reference_perplexity(model, tok, texts, CausalLM(out, device="cpu").max_length)
         rel = float(np.max(np.abs(ours - ref) / ref))
-        if rel > 1e-3:
+        if not rel <= 1e-3:  # also catches NaN
             raise RuntimeError(f"export check failed: ONNX vs torch perplexity differs by {rel:.2e} (relative)")
         cfg["interleaf"]["export_check"] = {"perplexity_max_rel_diff": rel}
+        if fp16:
+            half = CausalLM(out, device="cpu", precision="fp16").perplexity(texts).get_column("perplexity").to_numpy()
+            rel16 = float(np.max(np.abs(half - ours) / ours))
+            if not rel16 <= 1e-2:
+                raise RuntimeError(f"export check failed: fp16 vs fp32 perplexity differs by {rel16:.2e} (relative)")
+            cfg["interleaf"]["export_check"]["fp16_perplexity_max_rel_diff"] = rel16
         _write_json(out / "config.json", cfg)
     return out
 

@@ -8,14 +8,18 @@ from pathlib import Path
 
 from interleaf.models.directory import ModelDirectory, ModelDirectoryError
 
-# What a model directory needs; weights in other formats (safetensors, bin) are not fetched.
-PATTERNS = ["*.json", "onnx/*.onnx", "onnx/*.onnx_data", "*/config.json", "*.txt"]
+# Exactly the files the loaders read (configs, tokenizer, the graphs each kind runs and their
+# external-data files); other ONNX variants (quantised, optimised, the combined CLIP model.onnx)
+# and weights in other formats are not fetched.
+PATTERNS = ["*.json", "*.txt", "onnx/vision_model.onnx*", "onnx/text_model.onnx*", "onnx/model.onnx*"]
+FP16_PATTERNS = ["onnx/vision_model_fp16.onnx*", "onnx/text_model_fp16.onnx*", "onnx/model_fp16.onnx*"]
 
 
 def pull(repo: str, out: str | os.PathLike | None = None, *, revision: str | None = None, fp16: bool = False) -> Path:
     """Downloads ``repo`` (``owner/name``) into ``out`` (default: ``home()/owner--name``) and
     checks that it is a model directory interleaf loads. ``fp16`` also fetches
-    ``onnx/*_fp16.onnx``; other ONNX variants (quantised, ...) are skipped.
+    the ``*_fp16.onnx`` graphs; other files (quantised or optimised variants, other weight
+    formats) are not downloaded.
 
     Raises:
         ImportError: huggingface_hub is not installed.
@@ -27,16 +31,13 @@ def pull(repo: str, out: str | os.PathLike | None = None, *, revision: str | Non
         from huggingface_hub import snapshot_download
     except ImportError as e:
         raise ImportError("pulling models needs huggingface_hub: pip install 'interleaf[hub]'") from e
-    from interleaf.models import home
+    from interleaf.models import default_dir
 
-    dest = Path(out) if out is not None else home() / repo.replace("/", "--")
-    ignore = ["onnx/*_quantized.onnx", "onnx/*_q4*.onnx", "onnx/*_int8.onnx", "onnx/*_uint8.onnx", "onnx/*_bnb4.onnx", "onnx/*_q8*.onnx"]
-    if not fp16:
-        ignore.append("onnx/*_fp16.onnx")
+    dest = Path(out) if out is not None else default_dir(repo)
     try:
-        snapshot_download(repo_id=repo, revision=revision, local_dir=str(dest), allow_patterns=PATTERNS, ignore_patterns=ignore)
-    except Exception as e:  # huggingface_hub raises many connection / HTTP error types
-        raise ConnectionError(f"could not download {repo}: {type(e).__name__}: {e}") from None
+        snapshot_download(repo_id=repo, revision=revision, local_dir=str(dest), allow_patterns=PATTERNS + (FP16_PATTERNS if fp16 else []))
+    except Exception as e:  # huggingface_hub raises many connection / HTTP / not-found error types
+        raise ConnectionError(f"could not download {repo} (hub unreachable, repository or revision not found, or access denied): {type(e).__name__}: {e}") from None
     try:
         ModelDirectory(dest)
     except ModelDirectoryError as e:

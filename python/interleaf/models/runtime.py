@@ -7,7 +7,8 @@ not really active, ``device="auto"`` warns loudly and goes on on the CPU.
 
 Threads: by default a session uses as many intra-op threads as this process may run on
 (``os.sched_getaffinity``), one inter-op thread and sequential execution, and does not spin
-waiting for work, so a session does not fight the Rust decoding threads on a small machine.
+waiting for work, so that when it shares the cores with the Rust decoding threads (CLIP decodes
+the next batch while the current one runs) idle ORT threads give their core back at once.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class Session:
     input_shapes: dict[str, list]
     outputs: list[str]
     io_binding: bool = False
+    device_id: int = 0
     runs: int = field(default=0, repr=False)
 
     def run(self, feed: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
@@ -103,10 +105,11 @@ class Session:
         ort = _ort()
         binding = self.session.io_binding()
         device = "cuda" if self.device == "cuda" else "cpu"
+        dev_id = self.device_id if device == "cuda" else 0
         for n, a in arrays.items():
-            binding.bind_ortvalue_input(n, ort.OrtValue.ortvalue_from_numpy(a, device, 0))
+            binding.bind_ortvalue_input(n, ort.OrtValue.ortvalue_from_numpy(a, device, dev_id))
         for n in names:
-            binding.bind_output(n, device, 0)
+            binding.bind_output(n, device, dev_id)
         self.session.run_with_iobinding(binding)
         return dict(zip(names, binding.copy_outputs_to_cpu()))
 
@@ -182,6 +185,7 @@ def create_session(path: str | os.PathLike, device: str = "auto", *, threads: in
         input_shapes=shapes,
         outputs=[o.name for o in sess.get_outputs()],
         io_binding=on_cuda if io_binding is None else io_binding,
+        device_id=device_id,
     )
 
 
@@ -191,6 +195,9 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
     so = ort.SessionOptions()
     so.log_severity_level = 3
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+    try:
+        sess = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types for bad files
+        raise ValueError(f"{path} could not be loaded by ONNX Runtime: {type(e).__name__}: {e}") from None
     io = lambda xs: [{"name": x.name, "type": x.type, "shape": list(x.shape)} for x in xs]
     return {"inputs": io(sess.get_inputs()), "outputs": io(sess.get_outputs())}

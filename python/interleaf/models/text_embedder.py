@@ -72,7 +72,7 @@ class TextEmbedder(Model):
 
     kind = "text-embedder"
 
-    def __init__(self, path, device: str = "auto", *, threads: int | None = None, precision: str = "auto", io_binding: bool | None = None, batch_size: int = 64):
+    def __init__(self, path, device: str = "auto", *, threads: int | None = None, precision: str = "auto", io_binding: bool | None = None, batch_size: int = 64, max_length: int | None = None):
         super().__init__(path, device, threads, precision, io_binding)
         d = self.directory
         modules = _read_modules(d)
@@ -97,26 +97,21 @@ class TextEmbedder(Model):
         # sentence-transformers < 6 stores max_seq_length in sentence_bert_config.json; 6 keeps
         # it as the tokenizer's model_max_length.
         wanted = st.get("max_seq_length") or (tc.get("model_max_length") if isinstance(tc.get("model_max_length"), int) and tc["model_max_length"] < 1_000_000 else None)
-        self.max_seq_length = min(int(wanted or limit), limit)
+        if max_length is not None and max_length < 2:
+            raise ValueError("max_length must be >= 2")
+        self.max_seq_length = min(int(max_length or wanted or limit), limit)
         self.tokenizer = TextTokenizer(d.file("tokenizer.json"), self.max_seq_length, lowercase=bool(st.get("do_lower_case", False)))  # ST's own lower-casing, before the tokenizer's
         if self.tokenizer.baked_padding is None and self.config.get("pad_token_id") is not None:
             self.tokenizer.pad_id = int(self.config["pad_token_id"])
         self.dim = int(pcfg.get("word_embedding_dimension") or pcfg.get("embedding_dimension") or self.config.get("hidden_size", 0)) * len(self.pooling)
         self.batch_size = batch_size
 
-    def _main_session(self) -> Session:
-        return self._session("model")
-
-    @property
-    def session(self) -> Session:
-        return self._session("model")
-
     def embed(self, texts: Sequence[str | bytes | None], *, batch_size: int | None = None, return_errors: bool = False):
         """Sentence embeddings, float32 ``(n, dim)``, pooled and (if the model says so)
         L2-normalised as sentence-transformers' ``encode`` gives them. Texts longer than
         ``max_seq_length`` tokens are truncated and counted in ``stats["truncated"]``; None and
         invalid UTF-8 give NaN rows and errors (``return_errors=True``)."""
-        bs = batch_size or self.batch_size
+        bs = self._batch_size(batch_size)
         clean, errors = clean_texts(texts)
         out = np.full((len(clean), self.dim), np.nan, dtype=np.float32)
         s = self.session
@@ -148,7 +143,7 @@ def _read_modules(d) -> list[dict[str, Any]]:
     p = d.file("modules.json")
     try:
         modules = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelDirectoryError(f"{p} is not valid JSON: {e}") from None
     if not isinstance(modules, list) or not all(isinstance(m, dict) and "type" in m for m in modules):
         raise ModelDirectoryError(f"{p} must be a list of {{'type', 'path'}} objects")

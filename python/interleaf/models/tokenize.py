@@ -36,6 +36,8 @@ class TokenBatch:
 
 def clean_texts(texts: Sequence[str | bytes | None]) -> tuple[list[str], list[dict[str, str] | None]]:
     """Each text as a ``str`` that tokenizers accepts (bad ones become "") and its error."""
+    if isinstance(texts, (str, bytes, bytearray)):
+        raise TypeError("texts must be a sequence of texts (a list), not one str/bytes")
     out: list[str] = []
     errors: list[dict[str, str] | None] = []
     for i, t in enumerate(texts):
@@ -66,12 +68,12 @@ class TextTokenizer:
         path: the ``tokenizer.json`` file.
         max_length: most tokens per text, special tokens included; longer texts are truncated.
         pad_id: the id padding uses (default: the tokenizer's own padding token, else 0).
-        fixed_length: pad every batch to exactly ``max_length`` (for graphs with a fixed
-            sequence axis).
+        pad_to: pad every batch to exactly this many tokens (graphs with a fixed sequence
+            axis); None pads each batch to its longest text.
         lowercase: lower-case texts first (sentence-transformers' ``do_lower_case``).
     """
 
-    def __init__(self, path: str | os.PathLike, max_length: int, *, pad_id: int | None = None, fixed_length: bool = False, lowercase: bool = False):
+    def __init__(self, path: str | os.PathLike, max_length: int, *, pad_id: int | None = None, pad_to: int | None = None, lowercase: bool = False):
         try:
             from tokenizers import Tokenizer
         except ImportError as e:  # pragma: no cover - a dependency
@@ -89,13 +91,17 @@ class TextTokenizer:
         self.baked_padding = baked
         self.baked_truncation = tok.truncation
         tok.no_padding()
-        tok.enable_truncation(max_length)
         self.path = path
         self.tokenizer = tok
-        self.max_length = int(max_length)
+        self.set_max_length(max_length)
         self.pad_id = int(pad_id if pad_id is not None else (baked or {}).get("pad_id", 0))
-        self.fixed_length = fixed_length
+        self.pad_to = pad_to
         self.lowercase = lowercase
+
+    def set_max_length(self, max_length: int) -> None:
+        """Truncate at ``max_length`` tokens, special tokens included."""
+        self.max_length = int(max_length)
+        self.tokenizer.enable_truncation(self.max_length)
 
     @property
     def vocab_size(self) -> int:
@@ -129,7 +135,7 @@ class TextTokenizer:
         for start in range(0, len(order), batch_size):
             sel = order[start : start + batch_size]
             lens = lengths[sel]
-            width = self.max_length if self.fixed_length else max(1, int(lens.max()))
+            width = self.pad_to or max(1, int(lens.max()))
             # Scatter the batch's tokens into padded rows in one step: row r holds lens[r] tokens.
             mask = np.arange(width)[None, :] < lens[:, None]
             input_ids = np.full(mask.shape, self.pad_id, dtype=np.int64)
