@@ -191,7 +191,7 @@ def main() -> None:
 
     results = {}
     plan = [
-        ("images_end_to_end", "interleaf", lambda: clip.embed_images(jpegs), len(jpegs)),
+        ("images_end_to_end", "interleaf", lambda: clip.embed_images(jpegs, threads=threads), len(jpegs)),
         ("images_end_to_end", "torch", torch_images_e2e, len(jpegs)),
         ("images_model_only", "interleaf", lambda: clip.embed_images(pixels), len(jpegs)),
         ("images_model_only", "torch", torch_images_model, len(jpegs)),

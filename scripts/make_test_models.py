@@ -32,7 +32,6 @@ from __future__ import annotations
 import gzip
 import inspect
 import json
-import shutil
 import sys
 import tempfile
 from io import BytesIO
