@@ -61,10 +61,8 @@ class CausalLM(Model):
         wanted = max_length or min(int(limit), DEFAULT_MAX_LENGTH)
         self.max_length = int(min(wanted, int(limit))) if limit is not None else int(wanted)
         self.vocab_size = int(cfg.get("vocab_size", 0))
-        self.tokenizer = TextTokenizer(self.directory.file("tokenizer.json"), self.max_length)
-        pad = cfg.get("pad_token_id", cfg.get("eos_token_id"))
-        if self.tokenizer.baked_padding is None and isinstance(pad, int):
-            self.tokenizer.pad_id = pad
+        pad = cfg.get("pad_token_id", cfg.get("eos_token_id"))  # GPT-2 has no padding token
+        self.tokenizer = TextTokenizer(self.directory.file("tokenizer.json"), self.max_length, default_pad_id=pad if isinstance(pad, int) else None)
         self.bos_token_id = cfg.get("bos_token_id")
         self.batch_size = batch_size
 

@@ -57,9 +57,8 @@ class CLIPModel(Model):
                 f"{d.path}: preprocessor_config.json gives {self.preprocess_config.output_shape} images but vision_config.image_size is {size}"
             )
         self.context_length = int(text_cfg.get("max_position_embeddings", CLIP_CONTEXT_LENGTH))
-        self.tokenizer = TextTokenizer(d.file("tokenizer.json"), self.context_length)
-        if self.tokenizer.baked_padding is None and text_cfg.get("eos_token_id") is not None:
-            self.tokenizer.pad_id = int(text_cfg["eos_token_id"])  # CLIP's tokenizer pads with its end token
+        # CLIP's tokenizer pads with its end token.
+        self.tokenizer = TextTokenizer(d.file("tokenizer.json"), self.context_length, default_pad_id=text_cfg.get("eos_token_id"))
         self.dim = int(cfg.get("projection_dim", 512))
         extra = cfg.get("interleaf") or {}
         # config.json of transformers only has logit_scale_init_value (2.6592, exp 14.3), the

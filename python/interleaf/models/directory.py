@@ -34,16 +34,18 @@ class ModelDirectoryError(ValueError):
     """A model directory is missing a file, has an unreadable one, or is not the kind asked for."""
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``, with the file named in every error."""
+def read_json(path: Path, expect: type = dict) -> Any:
+    """A JSON value of type ``expect`` (an object by default) from ``path``, with the file
+    named in every error."""
     if not path.is_file():
         raise ModelDirectoryError(f"missing file: {path}")
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelDirectoryError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(value, dict):
-        raise ModelDirectoryError(f"{path} must hold a JSON object, not {type(value).__name__}")
+    if not isinstance(value, expect):
+        what = "an object" if expect is dict else f"a {expect.__name__}"
+        raise ModelDirectoryError(f"{path} must hold {what}, not {type(value).__name__}")
     return value
 
 

@@ -156,10 +156,7 @@ def create_session(path: str | os.PathLike, device: str = "auto", *, threads: in
             "replace it with onnxruntime-gpu (pip uninstall -y onnxruntime && pip install onnxruntime-gpu)"
         )
     providers: list[Any] = [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"] if want_cuda else ["CPUExecutionProvider"]
-    try:
-        sess = ort.InferenceSession(str(path), sess_options=session_options(threads, spin), providers=providers)
-    except Exception as e:  # onnxruntime raises its own exception types for bad files
-        raise ValueError(f"{path} could not be loaded by ONNX Runtime: {type(e).__name__}: {e}") from None
+    sess = _inference_session(path, session_options(threads, spin), providers)
     active = sess.get_providers()
     on_cuda = "CUDAExecutionProvider" in active
     if want_cuda and not on_cuda:
@@ -189,15 +186,20 @@ def create_session(path: str | os.PathLike, device: str = "auto", *, threads: in
     )
 
 
+def _inference_session(path: Path, options, providers: list):
+    """``onnxruntime.InferenceSession``, with a bad file as a ValueError naming it."""
+    try:
+        return _ort().InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as e:  # onnxruntime raises its own exception types for bad files
+        raise ValueError(f"{path} could not be loaded by ONNX Runtime: {type(e).__name__}: {e}") from None
+
+
 def describe(path: str | os.PathLike) -> dict[str, Any]:
     """Inputs and outputs of an ONNX file (name, type, shape), read by ONNX Runtime on the CPU."""
     ort = _ort()
     so = ort.SessionOptions()
     so.log_severity_level = 3
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    try:
-        sess = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own exception types for bad files
-        raise ValueError(f"{path} could not be loaded by ONNX Runtime: {type(e).__name__}: {e}") from None
+    sess = _inference_session(path, so, ["CPUExecutionProvider"])
     io = lambda xs: [{"name": x.name, "type": x.type, "shape": list(x.shape)} for x in xs]
     return {"inputs": io(sess.get_inputs()), "outputs": io(sess.get_outputs())}

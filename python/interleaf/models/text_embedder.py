@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from interleaf.models.base import Model, l2_normalize
-from interleaf.models.directory import ModelDirectoryError
+from interleaf.models.directory import ModelDirectoryError, read_json
 from interleaf.models.runtime import Session
 from interleaf.models.tokenize import TextTokenizer, clean_texts
 
@@ -100,9 +100,8 @@ class TextEmbedder(Model):
         if max_length is not None and max_length < 2:
             raise ValueError("max_length must be >= 2")
         self.max_seq_length = min(int(max_length or wanted or limit), limit)
-        self.tokenizer = TextTokenizer(d.file("tokenizer.json"), self.max_seq_length, lowercase=bool(st.get("do_lower_case", False)))  # ST's own lower-casing, before the tokenizer's
-        if self.tokenizer.baked_padding is None and self.config.get("pad_token_id") is not None:
-            self.tokenizer.pad_id = int(self.config["pad_token_id"])
+        # do_lower_case: sentence-transformers' own lower-casing, before the tokenizer's.
+        self.tokenizer = TextTokenizer(d.file("tokenizer.json"), self.max_seq_length, default_pad_id=self.config.get("pad_token_id"), lowercase=bool(st.get("do_lower_case", False)))
         self.dim = int(pcfg.get("word_embedding_dimension") or pcfg.get("embedding_dimension") or self.config.get("hidden_size", 0)) * len(self.pooling)
         self.batch_size = batch_size
 
@@ -138,13 +137,8 @@ def _normalise_mode(mode: str) -> str:
 
 
 def _read_modules(d) -> list[dict[str, Any]]:
-    import json
-
     p = d.file("modules.json")
-    try:
-        modules = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelDirectoryError(f"{p} is not valid JSON: {e}") from None
+    modules = read_json(p, list)
     if not isinstance(modules, list) or not all(isinstance(m, dict) and "type" in m for m in modules):
         raise ModelDirectoryError(f"{p} must be a list of {{'type', 'path'}} objects")
     return sorted(modules, key=lambda m: int(m.get("idx", 0)))

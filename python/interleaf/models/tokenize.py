@@ -50,10 +50,12 @@ def clean_texts(texts: Sequence[str | bytes | None]) -> tuple[list[str], list[di
             except UnicodeDecodeError as e:
                 t, err = "", {"kind": "invalid_utf8", "message": f"text {i} is not UTF-8: {e.reason} at byte {e.start}"}
         elif isinstance(t, str):
-            try:
-                t.encode("utf-8")
-            except UnicodeEncodeError as e:
-                t, err = "", {"kind": "invalid_utf8", "message": f"text {i} has a lone surrogate at character {e.start} (undecodable bytes)"}
+            # isascii() is O(1) for CPython's compact strings; only others can hold a surrogate.
+            if not t.isascii():
+                try:
+                    t.encode("utf-8")
+                except UnicodeEncodeError as e:
+                    t, err = "", {"kind": "invalid_utf8", "message": f"text {i} has a lone surrogate at character {e.start} (undecodable bytes)"}
         else:
             raise TypeError(f"texts must be str, bytes or None; text {i} is {type(t).__name__}")
         out.append(t)
@@ -67,13 +69,14 @@ class TextTokenizer:
     Args:
         path: the ``tokenizer.json`` file.
         max_length: most tokens per text, special tokens included; longer texts are truncated.
-        pad_id: the id padding uses (default: the tokenizer's own padding token, else 0).
+        default_pad_id: the id padding uses when ``tokenizer.json`` names no padding token
+            (default 0); a padding token it names wins.
         pad_to: pad every batch to exactly this many tokens (graphs with a fixed sequence
             axis); None pads each batch to its longest text.
         lowercase: lower-case texts first (sentence-transformers' ``do_lower_case``).
     """
 
-    def __init__(self, path: str | os.PathLike, max_length: int, *, pad_id: int | None = None, pad_to: int | None = None, lowercase: bool = False):
+    def __init__(self, path: str | os.PathLike, max_length: int, *, default_pad_id: int | None = None, pad_to: int | None = None, lowercase: bool = False):
         try:
             from tokenizers import Tokenizer
         except ImportError as e:  # pragma: no cover - a dependency
@@ -94,7 +97,7 @@ class TextTokenizer:
         self.path = path
         self.tokenizer = tok
         self.set_max_length(max_length)
-        self.pad_id = int(pad_id if pad_id is not None else (baked or {}).get("pad_id", 0))
+        self.pad_id = int(baked["pad_id"] if baked else (default_pad_id or 0))
         self.pad_to = pad_to
         self.lowercase = lowercase
 
@@ -102,13 +105,6 @@ class TextTokenizer:
         """Truncate at ``max_length`` tokens, special tokens included."""
         self.max_length = int(max_length)
         self.tokenizer.enable_truncation(self.max_length)
-
-    @property
-    def vocab_size(self) -> int:
-        return self.tokenizer.get_vocab_size(with_added_tokens=True)
-
-    def token_id(self, token: str) -> int | None:
-        return self.tokenizer.token_to_id(token)
 
     def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], list[list[int]], np.ndarray]:
         """Token ids and type ids per text (truncated to ``max_length``) and a bool array

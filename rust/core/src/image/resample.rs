@@ -188,8 +188,15 @@ unsafe fn pass_horizontal_avx2<const C: usize>(src: &[u8], w: usize, rows: Span,
 #[inline(always)]
 fn pass_horizontal_impl<const C: usize>(src: &[u8], w: usize, rows: Span, cols: Span, c: &Coeffs) -> Vec<u8> {
     if C == 3 {
-        return horizontal_rgb(src, w, rows, cols, c);
+        horizontal_rgb(src, w, rows, cols, c)
+    } else {
+        horizontal_per_channel::<C>(src, w, rows, cols, c)
     }
+}
+
+/// The horizontal pass pixel by pixel, channel by channel, as Pillow's loop computes it.
+#[inline(always)]
+fn horizontal_per_channel<const C: usize>(src: &[u8], w: usize, rows: Span, cols: Span, c: &Coeffs) -> Vec<u8> {
     let half = 1i32 << (PRECISION_BITS - 1);
     let ow = cols.len();
     let mut out = vec![0u8; ow * C * rows.len()];
@@ -203,16 +210,16 @@ fn pass_horizontal_impl<const C: usize>(src: &[u8], w: usize, rows: Span, cols: 
             if C == 1 {
                 let ss = half + k.iter().zip(&row[xmin..xmin + n]).map(|(&kv, &p)| p as i32 * kv).sum::<i32>();
                 orow[ox] = clip8(ss as i64);
-            } else {
-                let mut ss = [half; C];
-                for (px, &kv) in row[xmin * C..(xmin + n) * C].chunks_exact(C).zip(k) {
-                    for ch in 0..C {
-                        ss[ch] += px[ch] as i32 * kv;
-                    }
-                }
+                continue;
+            }
+            let mut ss = [half; C];
+            for (px, &kv) in row[xmin * C..(xmin + n) * C].chunks_exact(C).zip(k) {
                 for ch in 0..C {
-                    orow[ox * C + ch] = clip8(ss[ch] as i64);
+                    ss[ch] += px[ch] as i32 * kv;
                 }
+            }
+            for ch in 0..C {
+                orow[ox * C + ch] = clip8(ss[ch] as i64);
             }
         }
     }
@@ -412,18 +419,7 @@ mod tests {
         for (ow, filter) in [(20, Filter::Bicubic), (33, Filter::Lanczos), (96, Filter::Bilinear), (150, Filter::Bicubic), (7, Filter::Box)] {
             let c = precompute(97, 0.0, 97.0, ow, filter);
             let fast = horizontal_rgb(&src, 97, 0..41, 0..ow, &c);
-            // The generic per-channel loop, forced by treating RGB as C = 3 without the fast path.
-            let half = 1i32 << (PRECISION_BITS - 1);
-            let mut slow = Vec::new();
-            for y in 0..41 {
-                for xx in 0..ow {
-                    let (xmin, n) = c.bounds[xx];
-                    for ch in 0..3 {
-                        let s: i32 = (0..n).map(|t| src[(y * 97 + xmin + t) * 3 + ch] as i32 * c.k[xx * c.ksize + t]).sum();
-                        slow.push(clip8((half + s) as i64));
-                    }
-                }
-            }
+            let slow = horizontal_per_channel::<3>(&src, 97, 0..41, 0..ow, &c);
             assert_eq!(fast, slow, "{ow} {filter:?}");
         }
     }
