@@ -167,7 +167,7 @@ pub fn lsh_cluster<'py>(
                 .iter()
                 .map(|t| {
                     let mut v = Vec::new();
-                    for_each_shingle_hash(t, n, unit, 0, |h| v.push(h));
+                    for_each_shingle_hash(t, n, unit, 0, &mut Vec::new(), |h| v.push(h));
                     v.sort_unstable();
                     v.dedup();
                     v

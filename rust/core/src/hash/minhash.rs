@@ -6,9 +6,10 @@
 //!   endian. affine32: `fmix32(h)` then `a*h + b mod 2^32`; legacy:
 //!   `((a*h + b) mod (2^61 - 1)) & 0xffffffff` with a wrapping 64-bit multiply. The (a, b)
 //!   parameters are given by the caller (taken from datasketch's generator).
-//! - [`Scheme::Fast`]: ours. Token hash = xxh3 over the n-gram's unit hashes (no strings are
-//!   built), then `a*h + b mod 2^32` on the high 32 bits, vectorised. Not comparable with
-//!   datasketch signatures; the Jaccard estimate has the same accuracy.
+//! - [`Scheme::Fast`]: ours. Token hash = a polynomial of the n-gram's unit hashes, finalised
+//!   (no strings are built; see [`for_each_shingle_hash`]), then `a*h + b mod 2^32` on its high
+//!   32 bits, vectorised (AVX-512 or AVX2 when the CPU has them). Not comparable with datasketch
+//!   signatures; the Jaccard estimate has the same accuracy.
 
 use rayon::prelude::*;
 use sha1::{Digest, Sha1};
@@ -78,51 +79,74 @@ fn fmix32(mut h: u32) -> u32 {
     h ^ (h >> 16)
 }
 
-/// datasketch's `sha1_hash32`: the first 4 bytes of SHA-1, little endian.
+const SHA1_INIT: [u32; 5] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0];
+
+/// datasketch's `sha1_hash32`: the first 4 bytes of SHA-1, little endian. Inputs of up to 119
+/// bytes (every word shingle of ordinary text) are padded here and go straight to the
+/// compression function, one or two blocks, without the streaming hasher's buffering.
 #[inline]
 pub fn sha1_hash32(data: &[u8]) -> u32 {
-    let d = Sha1::digest(data);
-    u32::from_le_bytes([d[0], d[1], d[2], d[3]])
+    let len = data.len();
+    if len > 119 {
+        let d = Sha1::digest(data);
+        return u32::from_le_bytes([d[0], d[1], d[2], d[3]]);
+    }
+    let mut buf = [0u8; 128];
+    buf[..len].copy_from_slice(data);
+    buf[len] = 0x80;
+    let blocks = if len <= 55 { 1 } else { 2 };
+    buf[blocks * 64 - 8..blocks * 64].copy_from_slice(&((len as u64) * 8).to_be_bytes());
+    let mut state = SHA1_INIT;
+    let (b0, b1) = buf.split_at(64);
+    let b0: [u8; 64] = b0.try_into().expect("64 bytes");
+    let b1: [u8; 64] = b1.try_into().expect("64 bytes");
+    let both = [b0.into(), b1.into()];
+    sha1::compress(&mut state, &both[..blocks]);
+    state[0].swap_bytes()
 }
 
 /// datasketch's token hash of every shingle that [`shingles`] gives (repeats included, which
-/// cannot change a minimum), computed over the words in place: SHA-1 of the words joined by
-/// one space, without building the strings.
-fn for_each_shingle_sha1(text: &str, n: usize, unit: Unit, mut f: impl FnMut(u32)) {
+/// cannot change a minimum): SHA-1 of the words joined by one space, the shingle's bytes
+/// written into `buf` (scratch, as is `spans`).
+fn for_each_shingle_sha1(text: &str, n: usize, unit: Unit, spans: &mut Vec<(usize, usize)>, buf: &mut Vec<u8>, mut f: impl FnMut(u32)) {
     let n = n.max(1);
     match unit {
         Unit::Word => {
-            let words: Vec<&str> = crate::text::py_split(text).collect();
-            if words.is_empty() {
+            spans.clear();
+            let base = text.as_ptr() as usize;
+            crate::text::for_each_word(text, |w| {
+                let s = w.as_ptr() as usize - base;
+                spans.push((s, s + w.len()));
+            });
+            if spans.is_empty() {
                 return;
             }
-            let hash = |ws: &[&str]| {
-                let mut h = Sha1::new();
-                for (i, w) in ws.iter().enumerate() {
+            let bytes = text.as_bytes();
+            let mut hash = |ws: &[(usize, usize)]| {
+                buf.clear();
+                for (i, &(s, e)) in ws.iter().enumerate() {
                     if i > 0 {
-                        h.update(b" ");
+                        buf.push(b' ');
                     }
-                    h.update(w.as_bytes());
+                    buf.extend_from_slice(&bytes[s..e]);
                 }
-                let d = h.finalize();
-                u32::from_le_bytes([d[0], d[1], d[2], d[3]])
+                sha1_hash32(buf)
             };
-            if words.len() < n {
-                f(hash(&words));
+            if spans.len() < n {
+                f(hash(spans));
             } else {
-                words.windows(n).for_each(|w| f(hash(w)));
+                spans.windows(n).for_each(|w| f(hash(w)));
             }
         }
         Unit::Char => shingles(text, n, unit).iter().for_each(|s| f(sha1_hash32(s.as_bytes()))),
     }
 }
 
-/// `sig[k] = min(sig[k], min over h in hs of a[k] * h + b[k])`, 16 lanes at a time with the
+/// `sig[k] = min(sig[k], min over h in hs of a[k] * h + b[k])`, `L` lanes at a time with the
 /// running minima kept in registers across all token hashes (vpmulld + vpaddd + vpminud when
-/// compiled for AVX2).
+/// compiled for AVX2 or AVX-512).
 #[inline(always)]
-fn apply_affine32_generic(sig: &mut [u32], a: &[u32], b: &[u32], hs: &[u32]) {
-    const L: usize = 16;
+fn apply_affine32_generic<const L: usize>(sig: &mut [u32], a: &[u32], b: &[u32], hs: &[u32]) {
     let full = sig.len() / L * L;
     for ((s, a), b) in sig[..full].chunks_exact_mut(L).zip(a.chunks_exact(L)).zip(b.chunks_exact(L)) {
         let mut m = [u32::MAX; L];
@@ -145,14 +169,43 @@ fn apply_affine32_generic(sig: &mut [u32], a: &[u32], b: &[u32], hs: &[u32]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn apply_affine32_avx2(sig: &mut [u32], a: &[u32], b: &[u32], hs: &[u32]) {
-    apply_affine32_generic(sig, a, b, hs)
+    apply_affine32_generic::<16>(sig, a, b, hs)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn apply_affine32_avx512(sig: &mut [u32], a: &[u32], b: &[u32], hs: &[u32]) {
+    apply_affine32_generic::<32>(sig, a, b, hs)
+}
+
+#[derive(Clone, Copy)]
+enum Isa {
+    Generic,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Isa {
+    fn detect() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::env::var_os("INTERLEAF_NO_AVX512").is_none() && std::arch::is_x86_feature_detected!("avx512f") {
+                return Isa::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Generic
+    }
 }
 
 struct Affine32Lanes {
     a: Vec<u32>,
     b: Vec<u32>,
-    #[cfg(target_arch = "x86_64")]
-    avx2: bool,
+    isa: Isa,
 }
 
 impl Affine32Lanes {
@@ -160,37 +213,47 @@ impl Affine32Lanes {
         Affine32Lanes {
             a: p.a.iter().map(|&x| x as u32).collect(),
             b: p.b.iter().map(|&x| x as u32).collect(),
-            #[cfg(target_arch = "x86_64")]
-            avx2: std::arch::is_x86_feature_detected!("avx2"),
+            isa: Isa::detect(),
         }
     }
 
     #[inline]
     fn apply(&self, sig: &mut [u32], hs: &[u32]) {
-        #[cfg(target_arch = "x86_64")]
-        if self.avx2 {
-            // SAFETY: AVX2 support was checked at construction.
-            unsafe { apply_affine32_avx2(sig, &self.a, &self.b, hs) };
-            return;
+        match self.isa {
+            // SAFETY: the CPU's support was checked in `Isa::detect`.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { apply_affine32_avx512(sig, &self.a, &self.b, hs) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { apply_affine32_avx2(sig, &self.a, &self.b, hs) },
+            Isa::Generic => apply_affine32_generic::<16>(sig, &self.a, &self.b, hs),
         }
-        apply_affine32_generic(sig, &self.a, &self.b, hs)
     }
 }
 
+/// Per-thread scratch buffers, reused from text to text.
+#[derive(Default)]
+struct Scratch {
+    hs: Vec<u32>,
+    units: Vec<u64>,
+    spans: Vec<(usize, usize)>,
+    buf: Vec<u8>,
+}
+
 /// Fills `out` (length num_perm) with the signature of one text.
-fn signature_into(text: &str, p: &MinHashParams, lanes: &Affine32Lanes, out: &mut [u32], hs: &mut Vec<u32>) {
+fn signature_into(text: &str, p: &MinHashParams, lanes: &Affine32Lanes, out: &mut [u32], sc: &mut Scratch) {
     out.fill(u32::MAX);
+    let Scratch { hs, units, spans, buf } = sc;
     hs.clear();
     match p.scheme {
         Scheme::Fast => {
-            for_each_shingle_hash(text, p.n, p.unit, p.seed, |h| hs.push((h >> 32) as u32));
+            for_each_shingle_hash(text, p.n, p.unit, p.seed, units, |h| hs.push((h >> 32) as u32));
             lanes.apply(out, hs);
         }
         Scheme::Affine32 => {
-            for_each_shingle_sha1(text, p.n, p.unit, |h| hs.push(fmix32(h)));
+            for_each_shingle_sha1(text, p.n, p.unit, spans, buf, |h| hs.push(fmix32(h)));
             lanes.apply(out, hs);
         }
-        Scheme::Legacy => for_each_shingle_sha1(text, p.n, p.unit, |h| {
+        Scheme::Legacy => for_each_shingle_sha1(text, p.n, p.unit, spans, buf, |h| {
             let h = h as u64;
             for ((o, &a), &b) in out.iter_mut().zip(&p.a).zip(&p.b) {
                 let v = ((a.wrapping_mul(h).wrapping_add(b)) % MERSENNE61) & 0xffff_ffff;
@@ -213,7 +276,7 @@ pub fn signatures(texts: &[&str], p: &MinHashParams) -> Vec<u32> {
     out.par_chunks_mut(k)
         .zip(texts.par_iter())
         .with_min_len(16)
-        .for_each_init(Vec::new, |hs, (row, t)| signature_into(t, p, &lanes, row, hs));
+        .for_each_init(Scratch::default, |sc, (row, t)| signature_into(t, p, &lanes, row, sc));
     out
 }
 
@@ -250,5 +313,40 @@ mod tests {
     fn sha1_hash32_matches_datasketch_on_a_known_value() {
         // struct.unpack("<I", hashlib.sha1(b"abc").digest()[:4])[0]
         assert_eq!(sha1_hash32(b"abc"), 0x363e99a9);
+    }
+
+    #[test]
+    fn sha1_hash32_agrees_with_the_streaming_hasher_at_every_length() {
+        // Around the one/two-block padding edges (55, 56, 64, 119, 120) and beyond.
+        let data: Vec<u8> = (0..300u32).map(|i| (i * 7 + 3) as u8).collect();
+        for len in 0..data.len() {
+            let d = Sha1::digest(&data[..len]);
+            assert_eq!(sha1_hash32(&data[..len]), u32::from_le_bytes([d[0], d[1], d[2], d[3]]), "len {len}");
+        }
+    }
+
+    #[test]
+    fn every_instruction_set_gives_the_same_minima() {
+        let p = MinHashParams::fast(100, 5, Unit::Word, 3);
+        let lanes = Affine32Lanes::new(&p);
+        let hs: Vec<u32> = (0..77u32).map(|i| i.wrapping_mul(0x9E37_79B9) ^ 0x5555).collect();
+        let mut want = vec![u32::MAX; 100];
+        for k in 0..100 {
+            for &h in &hs {
+                want[k] = want[k].min(lanes.a[k].wrapping_mul(h).wrapping_add(lanes.b[k]));
+            }
+        }
+        let mut got = vec![u32::MAX; 100];
+        apply_affine32_generic::<16>(&mut got, &lanes.a, &lanes.b, &hs);
+        assert_eq!(got, want);
+        let mut got = vec![u32::MAX; 100];
+        lanes.apply(&mut got, &hs);
+        assert_eq!(got, want);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            let mut got = vec![u32::MAX; 100];
+            unsafe { apply_affine32_avx2(&mut got, &lanes.a, &lanes.b, &hs) };
+            assert_eq!(got, want);
+        }
     }
 }

@@ -88,6 +88,85 @@ impl<'a> Iterator for PySplit<'a> {
     }
 }
 
+/// Calls `f` with each word of `text` exactly as [`py_split`] gives them. ASCII text (the
+/// common case) is scanned 64 bytes at a time, see [`for_each_ascii_word`]; other text goes
+/// through [`py_split`].
+#[inline]
+pub fn for_each_word<'a>(text: &'a str, mut f: impl FnMut(&'a str)) {
+    if text.is_ascii() {
+        // ASCII: every index is a char boundary.
+        for_each_ascii_word(text.as_bytes(), |s, e| f(&text[s..e]));
+    } else {
+        py_split(text).for_each(f);
+    }
+}
+
+/// Calls `f(start, end)` for each word of ASCII `bytes` (whitespace as in `ASCII_SPACE`): a
+/// whitespace bit mask per 64-byte block, words read off its transitions.
+#[inline(always)]
+pub fn for_each_ascii_word(bytes: &[u8], mut f: impl FnMut(usize, usize)) {
+    // Inside a word since `start`, or between words.
+    let mut start: Option<usize> = None;
+    let mut base = 0;
+    while base < bytes.len() {
+        let block = &bytes[base..bytes.len().min(base + 64)];
+        let mut padded = [b' '; 64];
+        let full: &[u8; 64] = match block.try_into() {
+            Ok(b) => b,
+            Err(_) => {
+                padded[..block.len()].copy_from_slice(block);
+                &padded
+            }
+        };
+        let space = ascii_space_mask(full);
+        // Bit i set where byte i starts a word or ends one (is the first space after it).
+        let prev_space = (space << 1) | u64::from(start.is_none());
+        let mut edges = space ^ prev_space;
+        while edges != 0 {
+            let i = base + edges.trailing_zeros() as usize;
+            match start.take() {
+                Some(s) => f(s, i.min(bytes.len())),
+                None => start = Some(i),
+            }
+            edges &= edges - 1;
+        }
+        base += 64;
+    }
+    if let Some(s) = start {
+        f(s, bytes.len());
+    }
+}
+
+/// Bit i set when `block[i]` is ASCII whitespace for Python (see `ASCII_SPACE`).
+#[inline]
+fn ascii_space_mask(block: &[u8; 64]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is part of the x86_64 baseline; loads are unaligned and in bounds.
+        unsafe {
+            let space = _mm_set1_epi8(b' ' as i8);
+            let (lo1, n1) = (_mm_set1_epi8(0x09), _mm_set1_epi8(4)); // 0x09..=0x0d
+            let (lo2, n2) = (_mm_set1_epi8(0x1c), _mm_set1_epi8(3)); // 0x1c..=0x1f
+            let mut mask = 0u64;
+            for k in 0..4 {
+                let v = _mm_loadu_si128(block.as_ptr().add(16 * k) as *const __m128i);
+                let d1 = _mm_sub_epi8(v, lo1);
+                let d2 = _mm_sub_epi8(v, lo2);
+                let in1 = _mm_cmpeq_epi8(_mm_min_epu8(d1, n1), d1);
+                let in2 = _mm_cmpeq_epi8(_mm_min_epu8(d2, n2), d2);
+                let m = _mm_or_si128(_mm_or_si128(in1, in2), _mm_cmpeq_epi8(v, space));
+                mask |= (_mm_movemask_epi8(m) as u16 as u64) << (16 * k);
+            }
+            mask
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        block.iter().enumerate().fold(0u64, |m, (i, &b)| m | (u64::from(ASCII_SPACE[b as usize]) << i))
+    }
+}
+
 /// NFKC, lower-cased, whitespace runs folded to one space and trimmed; with `strip_punct`,
 /// Unicode punctuation removed first. The key behind `normalized_text_hash`.
 pub fn normalize(text: &str, strip_punct: bool) -> String {
@@ -122,6 +201,32 @@ mod tests {
     #[test]
     fn split_matches_python_including_separators() {
         assert_eq!(py_split(" a\u{1f}b\u{a0}c\n").collect::<Vec<_>>(), vec!["a", "b", "c"]);
+    }
+
+    #[test]
+    fn ascii_word_scan_matches_py_split() {
+        let long = "w".repeat(200);
+        let mut cases: Vec<String> = vec![
+            "".into(),
+            " ".into(),
+            "a".into(),
+            " a ".into(),
+            "a\x1fb\tc\x0bd\x0ce\re\n\x1c \x08x\x0ey\x00z".into(),
+            format!("{long} {long}"),
+            format!("  {long}"),
+        ];
+        // Words and spaces straddling 64-byte block edges.
+        for cut in 60..70 {
+            cases.push(format!("{} {} end", "x".repeat(cut), "y".repeat(3)));
+            cases.push(format!("{}{}", " ".repeat(cut), "z".repeat(70)));
+            cases.push(format!("{}{}", "q".repeat(cut), " ".repeat(70)));
+        }
+        cases.push("non-ascii\u{a0}words here".into());
+        for t in &cases {
+            let mut got = Vec::new();
+            for_each_word(t, |w| got.push(w));
+            assert_eq!(got, py_split(t).collect::<Vec<_>>(), "{t:?}");
+        }
     }
 
     #[test]
