@@ -94,14 +94,12 @@ pub fn sha1_hash32(data: &[u8]) -> u32 {
     let mut buf = [0u8; 128];
     buf[..len].copy_from_slice(data);
     buf[len] = 0x80;
-    let blocks = if len <= 55 { 1 } else { 2 };
-    buf[blocks * 64 - 8..blocks * 64].copy_from_slice(&((len as u64) * 8).to_be_bytes());
+    let blocks = if len <= 55 { 64 } else { 128 };
+    buf[blocks - 8..blocks].copy_from_slice(&((len as u64) * 8).to_be_bytes());
     let mut state = SHA1_INIT;
-    let (b0, b1) = buf.split_at(64);
-    let b0: [u8; 64] = b0.try_into().expect("64 bytes");
-    let b1: [u8; 64] = b1.try_into().expect("64 bytes");
-    let both = [b0.into(), b1.into()];
-    sha1::compress(&mut state, &both[..blocks]);
+    for block in buf[..blocks].chunks_exact(64) {
+        sha1::compress(&mut state, std::slice::from_ref(sha1::digest::generic_array::GenericArray::from_slice(block)));
+    }
     state[0].swap_bytes()
 }
 
@@ -123,6 +121,13 @@ fn for_each_shingle_sha1(text: &str, n: usize, unit: Unit, spans: &mut Vec<(usiz
             }
             let bytes = text.as_bytes();
             let mut hash = |ws: &[(usize, usize)]| {
+                let (first, last) = (ws[0].0, ws[ws.len() - 1].1);
+                // Words one space apart in the text: the shingle is a slice of it.
+                if last - first == ws.iter().map(|(s, e)| e - s + 1).sum::<usize>() - 1
+                    && ws[1..].iter().all(|&(s, _)| bytes[s - 1] == b' ')
+                {
+                    return sha1_hash32(&bytes[first..last]);
+                }
                 buf.clear();
                 for (i, &(s, e)) in ws.iter().enumerate() {
                     if i > 0 {
