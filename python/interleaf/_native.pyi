@@ -109,8 +109,10 @@ def perceptual_hashes(
     hash_size: int = 8,
     threads: int | None = None,
     max_pixels: int | None = None,
+    draft: int | None = None,
 ) -> tuple[list[str | None], list[int | None], list[tuple[str, str] | None]]:
-    """(hex, first 64 bits as int, (error kind, message)) per image; kind is ahash/dhash/phash."""
+    """(hex, first 64 bits as int, (error kind, message)) per image; kind is ahash/dhash/phash;
+    draft: decode JPEGs as Pillow's im.draft("L", (draft, draft)) leaves them."""
 
 def hamming_pairs(hashes: list[int | None], radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(i, j, distance) of 64-bit hashes within radius (i < j), and each item's representative."""

@@ -189,6 +189,7 @@ def cmd_dedup(args: argparse.Namespace) -> int:
         verify=args.verify,
         on=args.on,
         radius=args.radius,
+        draft=args.draft,
         strip_punctuation=args.strip_punctuation,
         write_format=args.write,
         progress=not args.quiet,
@@ -347,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--method", choices=("exact", "minhash", "phash"), default="minhash", help="exact keys, MinHash LSH on text, or pHash on each document's first image (default %(default)s)")
     p.add_argument("--radius", type=int, default=5, help="phash: Hamming radius (default %(default)s, as MMC4)")
+    p.add_argument("--draft", type=int, default=None, metavar="PIXELS", help="phash: decode JPEGs reduced, as Pillow's draft('L', (PIXELS, PIXELS)): several times faster, hashes not bit-identical to a full decode (default: full decode)")
     p.add_argument("--on", choices=("text", "image", "all"), default="text", help="exact: what the key covers (default %(default)s)")
     p.add_argument("--strip-punctuation", action="store_true", help="exact text keys ignore punctuation")
     p.add_argument("--threshold", type=float, default=0.8, help="minhash: Jaccard threshold (default %(default)s)")

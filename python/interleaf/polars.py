@@ -65,25 +65,29 @@ def hamming(a: str | pl.Expr, b: str | pl.Expr) -> pl.Expr:
     return register_plugin_function(plugin_path=_LIB, function_name="hamming", args=[_col(a), _col(b)], is_elementwise=True)
 
 
-def _perceptual(kind: str, expr: str | pl.Expr) -> pl.Expr:
-    return register_plugin_function(plugin_path=_LIB, function_name="perceptual_hash", args=_col(expr), kwargs={"kind": kind}, is_elementwise=True)
+def _perceptual(kind: str, expr: str | pl.Expr, draft: int | None) -> pl.Expr:
+    if draft is not None and (isinstance(draft, bool) or not isinstance(draft, int) or draft < 1):
+        raise ValueError(f"draft must be a size in pixels >= 1, or None; got {draft!r}")
+    return register_plugin_function(plugin_path=_LIB, function_name="perceptual_hash", args=_col(expr), kwargs={"kind": kind, "draft": draft}, is_elementwise=True)
 
 
-def phash(expr: str | pl.Expr) -> pl.Expr:
+def phash(expr: str | pl.Expr, draft: int | None = None) -> pl.Expr:
     """imagehash's ``phash`` (hash_size 8) of each encoded image in a Binary column, as UInt64
     (the hex string read as a number); null for null or undecodable images. Compose with
-    :func:`hamming` for near-duplicate filters."""
-    return _perceptual("phash", expr)
+    :func:`hamming` for near-duplicate filters. ``draft``: see
+    :func:`interleaf.dedup.phash` (faster reduced JPEG decoding, not bit-identical to a full
+    decode)."""
+    return _perceptual("phash", expr, draft)
 
 
-def dhash(expr: str | pl.Expr) -> pl.Expr:
+def dhash(expr: str | pl.Expr, draft: int | None = None) -> pl.Expr:
     """imagehash's ``dhash`` (hash_size 8) as UInt64; see :func:`phash`."""
-    return _perceptual("dhash", expr)
+    return _perceptual("dhash", expr, draft)
 
 
-def ahash(expr: str | pl.Expr) -> pl.Expr:
+def ahash(expr: str | pl.Expr, draft: int | None = None) -> pl.Expr:
     """imagehash's ``average_hash`` (hash_size 8) as UInt64; see :func:`phash`."""
-    return _perceptual("ahash", expr)
+    return _perceptual("ahash", expr, draft)
 
 
 def image_stats(expr: str | pl.Expr, max_pixels: int | None = None, max_bytes: int | None = None) -> pl.Expr:

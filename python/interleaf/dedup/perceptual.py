@@ -13,36 +13,69 @@ from interleaf import _native
 KINDS = ("ahash", "dhash", "phash")
 
 
-def _hash(kind: str, images: Sequence[bytes | None], hash_size: int, return_errors: bool, threads: int | None, max_pixels: int | None) -> Any:
-    hexes, _, errors = _native.perceptual_hashes(list(images), kind, hash_size, threads, max_pixels)
+def _hash(kind: str, images: Sequence[bytes | None], hash_size: int, return_errors: bool, threads: int | None, max_pixels: int | None, draft: int | None) -> Any:
+    if draft is not None and (isinstance(draft, bool) or not isinstance(draft, int) or draft < 1):
+        raise ValueError(f"draft must be a size in pixels >= 1, or None; got {draft!r}")
+    hexes, _, errors = _native.perceptual_hashes(list(images), kind, hash_size, threads, max_pixels, draft)
     if return_errors:
         return hexes, [None if e is None else {"kind": e[0], "message": e[1]} for e in errors]
     return hexes
 
 
-def phash(images: Sequence[bytes | None], hash_size: int = 8, *, return_errors: bool = False, threads: int | None = None, max_pixels: int | None = None):
+def phash(
+    images: Sequence[bytes | None],
+    hash_size: int = 8,
+    *,
+    return_errors: bool = False,
+    threads: int | None = None,
+    max_pixels: int | None = None,
+    draft: int | None = None,
+):
     """``str(imagehash.phash(Image.open(BytesIO(b)), hash_size))`` for each encoded image.
 
     Grayscale as Pillow's ``convert("L")``, Pillow's LANCZOS resize to ``4 * hash_size``
     square, 2-D DCT-II, top-left ``hash_size`` square, bit = value > median; hex row-major.
     An image that does not decode gives None; with ``return_errors=True`` the result is
     ``(hashes, errors)`` where ``errors[i]`` is None or ``{"kind", "message"}`` (kinds:
-    ``empty_image``, ``unknown_image_format``, ``corrupt_image``, ``image_too_large``,
-    ``missing_image``). ``max_pixels`` defaults to Pillow's 89,478,485.
+    ``empty_image``, ``unknown_image_format``, ``corrupt_image``, ``truncated_image``,
+    ``image_too_large``, ``missing_image``). ``max_pixels`` defaults to Pillow's 89,478,485.
+
+    ``draft`` (pixels, default None = exact): decode JPEGs the way Pillow's
+    ``im.draft("L", (draft, draft))`` does, straight to luma and shrunk 2, 4 or 8 times in the
+    DCT domain while both sides stay >= ``draft``. Several times faster on photos; the hash is
+    then ``str(imagehash.phash(im))`` of that drafted image, which differs from the full-decode
+    hash by a few bits on some images (``benches/phash.py`` measures how often). Other formats
+    are decoded in full.
     """
-    return _hash("phash", images, hash_size, return_errors, threads, max_pixels)
+    return _hash("phash", images, hash_size, return_errors, threads, max_pixels, draft)
 
 
-def dhash(images: Sequence[bytes | None], hash_size: int = 8, *, return_errors: bool = False, threads: int | None = None, max_pixels: int | None = None):
+def dhash(
+    images: Sequence[bytes | None],
+    hash_size: int = 8,
+    *,
+    return_errors: bool = False,
+    threads: int | None = None,
+    max_pixels: int | None = None,
+    draft: int | None = None,
+):
     """``str(imagehash.dhash(...))``: LANCZOS to ``(hash_size + 1) x hash_size``, bit = right
-    pixel > left pixel. Errors as in :func:`phash`."""
-    return _hash("dhash", images, hash_size, return_errors, threads, max_pixels)
+    pixel > left pixel. Errors and ``draft`` as in :func:`phash`."""
+    return _hash("dhash", images, hash_size, return_errors, threads, max_pixels, draft)
 
 
-def ahash(images: Sequence[bytes | None], hash_size: int = 8, *, return_errors: bool = False, threads: int | None = None, max_pixels: int | None = None):
+def ahash(
+    images: Sequence[bytes | None],
+    hash_size: int = 8,
+    *,
+    return_errors: bool = False,
+    threads: int | None = None,
+    max_pixels: int | None = None,
+    draft: int | None = None,
+):
     """``str(imagehash.average_hash(...))``: LANCZOS to ``hash_size`` square, bit = pixel > mean.
-    Errors as in :func:`phash`."""
-    return _hash("ahash", images, hash_size, return_errors, threads, max_pixels)
+    Errors and ``draft`` as in :func:`phash`."""
+    return _hash("ahash", images, hash_size, return_errors, threads, max_pixels, draft)
 
 
 def hex_to_u64(hexes: Sequence[str | None]) -> list[int | None]:

@@ -195,7 +195,7 @@ pub fn lsh_cluster<'py>(
 /// Perceptual hashes of encoded images: (hex or None, u64 of the first 64 bits or None,
 /// error (kind, message) or None) per image.
 #[pyfunction]
-#[pyo3(signature = (images, kind, hash_size=8, threads=None, max_pixels=None))]
+#[pyo3(signature = (images, kind, hash_size=8, threads=None, max_pixels=None, draft=None))]
 #[allow(clippy::type_complexity)]
 pub fn perceptual_hashes(
     py: Python<'_>,
@@ -204,6 +204,7 @@ pub fn perceptual_hashes(
     hash_size: usize,
     threads: Option<usize>,
     max_pixels: Option<u64>,
+    draft: Option<usize>,
 ) -> PyResult<(Vec<Option<String>>, Vec<Option<u64>>, Vec<Option<(String, String)>>)> {
     use interleaf_core::hash::perceptual::{bits_to_hex, bits_to_u64, hash_image, PerceptualKind};
     use interleaf_core::image::DecodeLimits;
@@ -211,6 +212,9 @@ pub fn perceptual_hashes(
     let kind = PerceptualKind::parse(kind).ok_or_else(|| PyValueError::new_err(format!("kind must be ahash, dhash or phash, not {kind:?}")))?;
     if hash_size < 2 {
         return Err(PyValueError::new_err("hash_size must be >= 2"));
+    }
+    if draft == Some(0) {
+        return Err(PyValueError::new_err("draft must be a size in pixels >= 1, or None"));
     }
     let mut limits = DecodeLimits::default();
     if let Some(m) = max_pixels {
@@ -222,7 +226,7 @@ pub fn perceptual_hashes(
                 .par_iter()
                 .map(|img| match img {
                     None => Err(interleaf_core::RecordError::new("missing_image", "no image bytes")),
-                    Some(b) => hash_image(b.as_ref(), kind, hash_size, &limits),
+                    Some(b) => hash_image(b.as_ref(), kind, hash_size, &limits, draft),
                 })
                 .collect::<Vec<_>>()
         })

@@ -70,6 +70,8 @@ fn hamming(inputs: &[Series]) -> PolarsResult<Series> {
 #[derive(serde::Deserialize)]
 struct PerceptualKwargs {
     kind: String,
+    #[serde(default)]
+    draft: Option<usize>,
 }
 
 /// 64-bit perceptual hash (hash_size 8, imagehash's bits as a big-endian number) of each
@@ -82,9 +84,10 @@ fn perceptual_hash(inputs: &[Series], kwargs: PerceptualKwargs) -> PolarsResult<
     let s = &inputs[0];
     let ca = s.binary()?;
     let kind = PerceptualKind::parse(&kwargs.kind).ok_or_else(|| polars_err!(InvalidOperation: "kind must be ahash, dhash or phash"))?;
+    polars_ensure!(kwargs.draft != Some(0), InvalidOperation: "draft must be a size in pixels >= 1, or None");
     let limits = DecodeLimits::default();
     let values: Vec<Option<&[u8]>> = ca.iter().collect();
-    let out: Vec<Option<u64>> = values.par_iter().map(|v| v.and_then(|b| hash_image(b, kind, 8, &limits).ok()).map(|bits| bits_to_u64(&bits))).collect();
+    let out: Vec<Option<u64>> = values.par_iter().map(|v| v.and_then(|b| hash_image(b, kind, 8, &limits, kwargs.draft).ok()).map(|bits| bits_to_u64(&bits))).collect();
     Ok(UInt64Chunked::from_iter_options(s.name().clone(), out.into_iter()).into_series())
 }
 

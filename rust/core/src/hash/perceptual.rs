@@ -2,7 +2,7 @@
 //! Pillow grayscale image resized with Pillow's LANCZOS (see [`crate::image`]).
 
 use crate::error::RecordError;
-use crate::image::{decode, resize_luma, to_luma_pillow, DecodeLimits, Filter};
+use crate::image::{decode, decode_luma_draft, resize_luma, to_luma_pillow, DecodeLimits, Filter};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PerceptualKind {
@@ -37,6 +37,23 @@ fn dct2(x: &[f64], out: &mut [f64], cos: &[f64]) {
     }
 }
 
+/// `cos(pi k (2i + 1) / 2n)` at `[k * n + i]`, computed once per size and thread.
+fn dct_table(n: usize) -> std::rc::Rc<Vec<f64>> {
+    thread_local! {
+        static TABLES: std::cell::RefCell<Vec<(usize, std::rc::Rc<Vec<f64>>)>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    TABLES.with(|t| {
+        let mut t = t.borrow_mut();
+        if let Some((_, table)) = t.iter().find(|(m, _)| *m == n) {
+            return table.clone();
+        }
+        let table: Vec<f64> = (0..n * n).map(|i| (std::f64::consts::PI * (i / n) as f64 * (2 * (i % n) + 1) as f64 / (2 * n) as f64).cos()).collect();
+        let table = std::rc::Rc::new(table);
+        t.push((n, table.clone()));
+        table
+    })
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
     let m = v.len() / 2;
@@ -66,7 +83,7 @@ pub fn hash_luma(px: &[u8], w: usize, h: usize, kind: PerceptualKind, hash_size:
         PerceptualKind::Perceptual => {
             let n = hash_size * 4;
             let small = resize_luma(px, w, h, n, n, Filter::Lanczos);
-            let cos: Vec<f64> = (0..n * n).map(|i| (std::f64::consts::PI * (i / n) as f64 * (2 * (i % n) + 1) as f64 / (2 * n) as f64).cos()).collect();
+            let cos = dct_table(n);
             // Along axis 0 (columns), then axis 1 (rows), as imagehash calls scipy.
             let mut cols = vec![0f64; n * n];
             let (mut colv, mut colo) = (vec![0f64; n], vec![0f64; n]);
@@ -91,13 +108,17 @@ pub fn hash_luma(px: &[u8], w: usize, h: usize, kind: PerceptualKind, hash_size:
     }
 }
 
-/// Hash of encoded image bytes, or the decode error.
-pub fn hash_image(data: &[u8], kind: PerceptualKind, hash_size: usize, limits: &DecodeLimits) -> Result<Bits, RecordError> {
+/// Hash of encoded image bytes, or the decode error. With `draft = Some(req)`, JPEGs are
+/// decoded as Pillow's `Image.draft("L", (req, req))` leaves them (see [`decode_luma_draft`]):
+/// the hash then equals imagehash's on such a drafted image, not on a full decode.
+pub fn hash_image(data: &[u8], kind: PerceptualKind, hash_size: usize, limits: &DecodeLimits, draft: Option<usize>) -> Result<Bits, RecordError> {
     if hash_size < 2 {
         return Err(RecordError::new("bad_argument", "hash_size must be >= 2 (as imagehash requires)"));
     }
-    let img = decode(data, limits)?;
-    let (w, h, px) = to_luma_pillow(&img);
+    let (w, h, px) = match draft {
+        Some(req) => decode_luma_draft(data, limits, req)?,
+        None => to_luma_pillow(&decode(data, limits)?),
+    };
     Ok(hash_luma(&px, w as usize, h as usize, kind, hash_size))
 }
 

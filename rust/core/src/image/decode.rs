@@ -75,7 +75,7 @@ pub fn decode_scaled(data: &[u8], limits: &DecodeLimits, draft_min: Option<(usiz
     }
     if format == ImageFormat::Jpeg {
         let scale = draft_min.map_or(8, |(mw, mh)| draft_numerator(w, h, mw, mh));
-        return decode_jpeg_libjpeg(data, scale);
+        return decode_jpeg_libjpeg(data, scale, false);
     }
     let mut reader = ImageReader::with_format(Cursor::new(data), format);
     let mut l = image::Limits::default();
@@ -87,10 +87,40 @@ pub fn decode_scaled(data: &[u8], limits: &DecodeLimits, draft_min: Option<(usiz
     reader.decode().map_err(|e| err("corrupt_image", format!("{format:?}: {e}")))
 }
 
+/// Pillow's `JpegImageFile.draft(mode, (req, req))` scale denominator for a `w x h` JPEG: the
+/// largest of 8, 4, 2, 1 not above `min(w // req, h // req)`.
+fn pillow_draft_denominator(w: u32, h: u32, req: usize) -> u8 {
+    let scale = (w as usize / req.max(1)).min(h as usize / req.max(1));
+    [8u8, 4, 2].into_iter().find(|&s| scale >= s as usize).unwrap_or(1)
+}
+
+/// The 8-bit grayscale image that Pillow gives for `im = Image.open(...); im.draft("L", (req,
+/// req)); im.convert("L")`: a colour JPEG is decoded by libjpeg straight to luma (its Y
+/// channel, no chroma work) and shrunk 2, 4 or 8 times in the DCT domain while both sides stay
+/// at least `req` (see [`pillow_draft_denominator`]); other formats, and CMYK JPEGs, are
+/// decoded as by [`decode`] and converted by [`to_luma_pillow`]. Much faster than a full
+/// decode, and not bit-identical to it.
+pub fn decode_luma_draft(data: &[u8], limits: &DecodeLimits, req: usize) -> Result<(u32, u32, Vec<u8>), RecordError> {
+    let reader = ImageReader::new(Cursor::new(data)).with_guessed_format().map_err(|e| err("corrupt_image", e.to_string()))?;
+    if data.is_empty() || data.len() as u64 > limits.max_bytes || reader.format() != Some(ImageFormat::Jpeg) {
+        return Ok(to_luma_pillow(&decode(data, limits)?));
+    }
+    let (w, h) = reader.into_dimensions().map_err(|e| err("corrupt_image", format!("Jpeg header: {e}")))?;
+    let pixels = w as u64 * h as u64;
+    if pixels > limits.max_pixels {
+        return Err(err("image_too_large", format!("{w}x{h} = {pixels} pixels exceeds the limit of {}", limits.max_pixels)));
+    }
+    let scale = 8 / pillow_draft_denominator(w, h, req);
+    Ok(match decode_jpeg_libjpeg(data, scale, true)? {
+        DynamicImage::ImageLuma8(g) => (g.width(), g.height(), g.into_raw()),
+        other => to_luma_pillow(&other),
+    })
+}
+
 /// True when an end-of-image marker follows the last start-of-scan marker (an EXIF thumbnail's
 /// markers come earlier, inside APP1).
 fn jpeg_has_eoi(data: &[u8]) -> bool {
-    let last = |m: u8| data.windows(2).rposition(|w| w[0] == 0xFF && w[1] == m);
+    let last = |m: u8| memchr::memmem::rfind(data, &[0xFF, m]);
     match (last(0xDA), last(0xD9)) {
         (Some(sos), Some(eoi)) => eoi > sos,
         _ => false,
@@ -117,7 +147,7 @@ fn cmyk_to_rgb_pillow(px: &[u8]) -> Vec<u8> {
 /// upsampling, its YCbCr tables; CMYK and YCCK through libjpeg's CMYK output and Pillow's
 /// conversion. A file cut before its end-of-image marker is `truncated_image`, as Pillow
 /// refuses it.
-fn decode_jpeg_libjpeg(data: &[u8], scale_num: u8) -> Result<DynamicImage, RecordError> {
+fn decode_jpeg_libjpeg(data: &[u8], scale_num: u8, gray: bool) -> Result<DynamicImage, RecordError> {
     use mozjpeg::ColorSpace;
     if !jpeg_has_eoi(data) {
         return Err(err("truncated_image", "JPEG data ends before its end-of-image marker"));
@@ -127,8 +157,10 @@ fn decode_jpeg_libjpeg(data: &[u8], scale_num: u8) -> Result<DynamicImage, Recor
         if scale_num != 8 {
             d.scale(scale_num);
         }
-        match d.color_space() {
-            ColorSpace::JCS_GRAYSCALE => {
+        let color = d.color_space();
+        let to_gray = gray && matches!(color, ColorSpace::JCS_YCbCr | ColorSpace::JCS_RGB);
+        match color {
+            _ if to_gray || color == ColorSpace::JCS_GRAYSCALE => {
                 let mut s = d.grayscale()?;
                 let (w, h) = (s.width() as u32, s.height() as u32);
                 let px = s.read_scanlines::<u8>()?;
@@ -370,6 +402,17 @@ mod tests {
         for (i, p) in rgb.chunks_exact(3).enumerate() {
             assert_eq!(luma[i], l24(p[0], p[1], p[2]), "{p:?}");
         }
+    }
+
+    #[test]
+    fn draft_denominator_follows_pillow() {
+        // Pillow: scale = min(w // req, h // req), then the largest of 8, 4, 2, 1 <= scale.
+        assert_eq!(pillow_draft_denominator(1024, 768, 128), 4);
+        assert_eq!(pillow_draft_denominator(1023, 768, 128), 4);
+        assert_eq!(pillow_draft_denominator(1024, 1024, 128), 8);
+        assert_eq!(pillow_draft_denominator(1023, 1024, 128), 4);
+        assert_eq!(pillow_draft_denominator(255, 4000, 128), 1);
+        assert_eq!(pillow_draft_denominator(100, 100, 128), 1);
     }
 
     #[test]
