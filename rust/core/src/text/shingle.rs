@@ -223,6 +223,10 @@ mod tests {
         assert_eq!(hashes("x a b y", 2)[1], abc[0]);
         assert_eq!(hashes("one", 5).len(), 1);
         assert!(hashes(" \t", 5).is_empty());
+        // The ASCII scanner and the general splitter give the same hashes: a no-break space
+        // (non-ASCII whitespace) sends the second text down the general path.
+        let words = "the quick brown fox jumps over a lazy dog with extraordinarily long words";
+        assert_eq!(hashes(words, 3), hashes(&words.replacen(' ', "\u{a0}", 1), 3));
     }
 
     #[test]
