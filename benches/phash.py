@@ -8,7 +8,12 @@ Compared, on one corpus of JPEG-encoded real photographs:
   (decode + ``convert("L")`` + LANCZOS resize + scipy DCT, as its users call it), one core;
 * the same two for dHash (``interleaf.dedup.dhash`` / ``imagehash.dhash``);
 * reference floor (not a hasher): ``Image.open(BytesIO(b)).convert("L")``, i.e. Pillow's
-  libjpeg-turbo decode + grayscale conversion alone, which imagehash pays before hashing.
+  libjpeg-turbo decode + grayscale conversion alone, which imagehash pays before hashing;
+* draft mode: ``interleaf.dedup.phash(list_of_bytes, draft=D, threads=T)`` (``--draft``, default
+  128: JPEGs decoded straight to luma and shrunk in the DCT domain as Pillow's
+  ``im.draft("L", (D, D))`` does), T = 1 and 2, and its own reference, imagehash on the same
+  drafted image: ``im = Image.open(BytesIO(b)); im.draft("L", (D, D)); str(imagehash.phash(im))``.
+  Its ratio is given against plain imagehash (what users run today) and against that reference.
 
 Corpus (built once, cached in ``bench-data/phash/corpus.pkl``, git-ignored): the photographs
 under ``python/interleaf/data/sample/images/`` (crops of scikit-image photos) and photographs of
@@ -33,7 +38,8 @@ up to ``--max-retries`` times.
 
 Parity (untimed, in the parent, printed, not asserted): the fraction of unique corpus images
 whose interleaf hash equals imagehash's (phash and dhash), and whether threads=1 and threads=2
-give the same hashes.
+give the same hashes; for draft mode, the fraction equal to imagehash on the drafted image and,
+against plain imagehash on the full decode, the fraction equal and the Hamming distances.
 
 Usage::
 
@@ -86,13 +92,17 @@ CONFIGS = [
     ("interleaf_phash", 1), ("interleaf_phash", 2), ("imagehash_phash", 1),
     ("interleaf_dhash", 1), ("interleaf_dhash", 2), ("imagehash_dhash", 1),
     ("pillow_decode_l", 1),
+    ("interleaf_phash-draft", 1), ("interleaf_phash-draft", 2), ("imagehash_phash-draft", 1),
 ]
+DRAFT = 128  # --draft
 LABELS = {
     "interleaf_phash": "interleaf phash",
     "imagehash_phash": "imagehash phash (+Image.open)",
     "interleaf_dhash": "interleaf dhash",
     "imagehash_dhash": "imagehash dhash (+Image.open)",
     "pillow_decode_l": "ref: Pillow open+convert('L') only",
+    "interleaf_phash-draft": "interleaf phash draft",
+    "imagehash_phash-draft": "imagehash phash on Pillow draft",
 }
 
 # --------------------------------------------------------------------------------------------
@@ -203,6 +213,10 @@ def corpus_stats(c: dict) -> dict:
 
 def make_runner(kind: str, threads: int):
     """A function list_of_bytes -> list of results."""
+    if kind == "interleaf_phash-draft":
+        from interleaf.dedup import phash
+
+        return lambda bs: phash(bs, threads=threads, draft=DRAFT)
     if kind.startswith("interleaf_"):
         from interleaf.dedup import dhash, phash
 
@@ -210,6 +224,15 @@ def make_runner(kind: str, threads: int):
         return lambda bs: fn(bs, threads=threads)
     from PIL import Image
 
+    if kind == "imagehash_phash-draft":
+        import imagehash
+
+        def drafted(b):
+            im = Image.open(io.BytesIO(b))
+            im.draft("L", (DRAFT, DRAFT))
+            return str(imagehash.phash(im))
+
+        return lambda bs: [drafted(b) for b in bs]
     if kind.startswith("imagehash_"):
         import imagehash
 
@@ -259,7 +282,7 @@ def busy_fraction(seconds: float = 2.0) -> float:
 
 
 def run_child(args, kind: str, threads: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", kind, "--threads", str(threads), "--corpus", str(args.corpus)]
+    cmd = [sys.executable, __file__, "--child", kind, "--threads", str(threads), "--corpus", str(args.corpus), "--draft", str(args.draft)]
     return run_quiet(cmd, child_env(CHILD_ENV, threads), f"{kind} T={threads}", args)
 
 
@@ -286,6 +309,24 @@ def parity(c: dict) -> dict:
             ],
             "threads1_equals_threads2": a1 == a2,
         }
+    d1, d2 = phash(bs, threads=1, draft=DRAFT), phash(bs, threads=2, draft=DRAFT)
+    full_ref = [str(imagehash.phash(Image.open(io.BytesIO(b)))) for b in bs]
+
+    def drafted(b):
+        im = Image.open(io.BytesIO(b))
+        im.draft("L", (DRAFT, DRAFT))
+        return str(imagehash.phash(im))
+
+    draft_ref = [drafted(b) for b in bs]
+    dist = [bin(int(x, 16) ^ int(y, 16)).count("1") for x, y in zip(d1, full_ref)]
+    out["phash-draft"] = {
+        "draft": DRAFT,
+        "identical_to_imagehash_on_drafted": sum(x == y for x, y in zip(d1, draft_ref)) / len(bs),
+        "identical_to_imagehash_full_decode": sum(d == 0 for d in dist) / len(bs),
+        "hamming_to_full_decode": {"mean": statistics.mean(dist), "max": max(dist),
+                                   "histogram": {str(k): dist.count(k) for k in sorted(set(dist))}},
+        "threads1_equals_threads2": d1 == d2,
+    }
     return out
 
 
@@ -329,12 +370,15 @@ def add_corpus_args(ap) -> None:
 
 
 def main() -> None:
+    global DRAFT
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_corpus_args(ap)
     ap.add_argument("--repeats", type=int, default=3)
     add_quiet_machine_args(ap)
     ap.add_argument("--out", default=str(DEFAULT_OUT))
+    ap.add_argument("--draft", type=int, default=DRAFT, help="draft size of the draft-mode rows (default %(default)s)")
     args = ap.parse_args()
+    DRAFT = args.draft
     if args.child:
         args.kind = args.child
         child_main(args)
@@ -362,6 +406,11 @@ def main() -> None:
         print(f"  {name}: {p['identical_fraction']:.1%} identical ({len(p['mismatches'])} of {par['images']} differ"
               + (f", Hamming {sorted(x['hamming'] for x in p['mismatches'])}" if p["mismatches"] else "")
               + f"); threads=1 == threads=2: {p['threads1_equals_threads2']}", flush=True)
+    pd = par["phash-draft"]
+    print(f"  phash draft={DRAFT}: {pd['identical_to_imagehash_on_drafted']:.1%} identical to imagehash on the Pillow-drafted image; "
+          f"against the full decode {pd['identical_to_imagehash_full_decode']:.1%} identical, Hamming mean "
+          f"{pd['hamming_to_full_decode']['mean']:.2f}, max {pd['hamming_to_full_decode']['max']} "
+          f"(histogram {pd['hamming_to_full_decode']['histogram']}); threads=1 == threads=2: {pd['threads1_equals_threads2']}", flush=True)
 
     busy = busy_fraction()
     if busy > 0.1:
@@ -392,6 +441,11 @@ def main() -> None:
             mine = results[f"interleaf_{h}@{t}"]["images_per_s"]
             for stat in ("best", "median"):
                 ratios[f"{h}@{t}_{stat}"] = mine[stat] / ref[stat]
+    for t in (1, 2):
+        mine = results[f"interleaf_phash-draft@{t}"]["images_per_s"]
+        for stat in ("best", "median"):
+            ratios[f"phash-draft@{t}_{stat}"] = mine[stat] / results["imagehash_phash@1"]["images_per_s"][stat]
+            ratios[f"phash-draft@{t}_vs_imagehash_drafted_{stat}"] = mine[stat] / results["imagehash_phash-draft@1"]["images_per_s"][stat]
 
     print()
     print(f"{'method':<37}{'T':>2}{'img/s best':>11}{'img/s med':>10}{'MP/s best':>10}{'MP/s med':>9}{'cpu/wall':>9}{'vs imagehash':>13}")
@@ -401,11 +455,13 @@ def main() -> None:
         vs = ""
         if kind.startswith("interleaf"):
             vs = f"{ratios[f'{h}@{threads}_best']:.2f}x"
+        elif kind == "imagehash_phash-draft":
+            vs = f"{r['images_per_s']['best'] / results['imagehash_phash@1']['images_per_s']['best']:.2f}x"
         elif kind.startswith("imagehash"):
             vs = "1.00x"
         print(f"{LABELS[kind]:<37}{threads:>2}{r['images_per_s']['best']:>11,.1f}{r['images_per_s']['median']:>10,.1f}"
               f"{r['mp_per_s']['best']:>10,.1f}{r['mp_per_s']['median']:>9,.1f}{r['cpu_per_wall']:>9.2f}{vs:>13}")
-    print("('vs imagehash' = images/s best / imagehash's best, same hash; goal for phash T=1: >= 5x)")
+    print("('vs imagehash' = images/s best / imagehash's best on the full decode; goal for phash T=1: >= 5x)")
     print()
     print("phash T=1 per size bucket (median images/s): " + "; ".join(
         f"{b['target_mp']:.1f} MP: {il['images_per_s_median']:.0f} vs {ih['images_per_s_median']:.0f} "
@@ -413,7 +469,12 @@ def main() -> None:
         for b, il, ih in zip(st["buckets"], results["interleaf_phash@1"]["per_bucket"], results["imagehash_phash@1"]["per_bucket"])))
     print(f"phash ratio T=1 best | median: {ratios['phash@1_best']:.2f}x | {ratios['phash@1_median']:.2f}x; "
           f"T=2: {ratios['phash@2_best']:.2f}x | {ratios['phash@2_median']:.2f}x (goal T=1 >= 5x)")
-    print(f"parity: phash {par['phash']['identical_fraction']:.1%}, dhash {par['dhash']['identical_fraction']:.1%} identical to imagehash")
+    print(f"phash draft={DRAFT} ratio vs plain imagehash T=1 best | median: {ratios['phash-draft@1_best']:.2f}x | {ratios['phash-draft@1_median']:.2f}x; "
+          f"T=2: {ratios['phash-draft@2_best']:.2f}x | {ratios['phash-draft@2_median']:.2f}x; vs imagehash on the same drafted image T=1: "
+          f"{ratios['phash-draft@1_vs_imagehash_drafted_best']:.2f}x | {ratios['phash-draft@1_vs_imagehash_drafted_median']:.2f}x")
+    print(f"parity: phash {par['phash']['identical_fraction']:.1%}, dhash {par['dhash']['identical_fraction']:.1%} identical to imagehash; "
+          f"phash draft {par['phash-draft']['identical_to_imagehash_on_drafted']:.1%} identical to imagehash on the drafted image, "
+          f"{par['phash-draft']['identical_to_imagehash_full_decode']:.1%} to the full decode")
     discarded = sum(r["discarded_runs"] for rs in runs.values() for r in rs)
     print(f"CPUs busy just before timing: {busy:.0%}; CPU time of other processes during the {timing_s:.0f} s of timing: "
           f"{foreign_cpu_s:.1f} s; runs redone because of it: {discarded}")
@@ -427,6 +488,8 @@ def main() -> None:
             "pinning": "T=1 children pinned to one core (sched_setaffinity)",
             "imagehash_call": "str(imagehash.phash(Image.open(BytesIO(b)))) per image (dhash likewise)",
             "interleaf_call": "interleaf.dedup.phash(list_of_bytes, threads=T) per size bucket (dhash likewise)",
+            "draft": DRAFT,
+            "draft_calls": "interleaf.dedup.phash(list_of_bytes, threads=T, draft=D); reference: im = Image.open(BytesIO(b)); im.draft('L', (D, D)); str(imagehash.phash(im))",
         },
         "cpu_busy_before_timing": busy,
         "timing_phase_s": timing_s,
