@@ -2,8 +2,10 @@
 
 ``MinHasher(mode="datasketch")`` gives rows bit-identical to ``datasketch.MinHash(num_perm,
 seed=seed, scheme=scheme)`` updated with ``shingles(text, n, unit)`` encoded as UTF-8.
-``mode="fast"`` is interleaf's own scheme (xxh3 token hashes, vectorised affine permutations):
-the same estimator, much faster, not comparable with datasketch signatures.
+``mode="fast"`` is interleaf's own scheme (one 128-bit-multiply hash per word, a rolling
+polynomial per n-gram with a MurmurHash3 finaliser, affine permutations vectorised with AVX-512
+or AVX2): the same estimator, much faster, not comparable with datasketch signatures. Keep fast-mode
+signatures you store with the interleaf version that made them: the scheme may change before 1.0.
 """
 
 from __future__ import annotations
