@@ -211,6 +211,16 @@ def corpus_stats(c: dict) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
+def imagehash_drafted_phash(b: bytes) -> str:
+    """imagehash's phash of the image as Pillow's ``draft("L", (DRAFT, DRAFT))`` decodes it."""
+    import imagehash
+    from PIL import Image
+
+    im = Image.open(io.BytesIO(b))
+    im.draft("L", (DRAFT, DRAFT))
+    return str(imagehash.phash(im))
+
+
 def make_runner(kind: str, threads: int):
     """A function list_of_bytes -> list of results."""
     if kind == "interleaf_phash-draft":
@@ -225,14 +235,7 @@ def make_runner(kind: str, threads: int):
     from PIL import Image
 
     if kind == "imagehash_phash-draft":
-        import imagehash
-
-        def drafted(b):
-            im = Image.open(io.BytesIO(b))
-            im.draft("L", (DRAFT, DRAFT))
-            return str(imagehash.phash(im))
-
-        return lambda bs: [drafted(b) for b in bs]
+        return lambda bs: [imagehash_drafted_phash(b) for b in bs]
     if kind.startswith("imagehash_"):
         import imagehash
 
@@ -311,13 +314,7 @@ def parity(c: dict) -> dict:
         }
     d1, d2 = phash(bs, threads=1, draft=DRAFT), phash(bs, threads=2, draft=DRAFT)
     full_ref = [str(imagehash.phash(Image.open(io.BytesIO(b)))) for b in bs]
-
-    def drafted(b):
-        im = Image.open(io.BytesIO(b))
-        im.draft("L", (DRAFT, DRAFT))
-        return str(imagehash.phash(im))
-
-    draft_ref = [drafted(b) for b in bs]
+    draft_ref = [imagehash_drafted_phash(b) for b in bs]
     dist = [bin(int(x, 16) ^ int(y, 16)).count("1") for x, y in zip(d1, full_ref)]
     out["phash-draft"] = {
         "draft": DRAFT,
