@@ -14,6 +14,8 @@ from pathlib import Path
 import polars as pl
 from polars.plugins import register_plugin_function
 
+from interleaf.dedup.perceptual import check_draft
+
 _LIB = Path(__file__).parent
 
 
@@ -66,9 +68,7 @@ def hamming(a: str | pl.Expr, b: str | pl.Expr) -> pl.Expr:
 
 
 def _perceptual(kind: str, expr: str | pl.Expr, draft: int | None) -> pl.Expr:
-    if draft is not None and (isinstance(draft, bool) or not isinstance(draft, int) or draft < 1):
-        raise ValueError(f"draft must be a size in pixels >= 1, or None; got {draft!r}")
-    return register_plugin_function(plugin_path=_LIB, function_name="perceptual_hash", args=_col(expr), kwargs={"kind": kind, "draft": draft}, is_elementwise=True)
+    return register_plugin_function(plugin_path=_LIB, function_name="perceptual_hash", args=_col(expr), kwargs={"kind": kind, "draft": check_draft(draft)}, is_elementwise=True)
 
 
 def phash(expr: str | pl.Expr, draft: int | None = None) -> pl.Expr:

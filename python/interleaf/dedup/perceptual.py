@@ -13,9 +13,15 @@ from interleaf import _native
 KINDS = ("ahash", "dhash", "phash")
 
 
-def _hash(kind: str, images: Sequence[bytes | None], hash_size: int, return_errors: bool, threads: int | None, max_pixels: int | None, draft: int | None) -> Any:
+def check_draft(draft: int | None) -> int | None:
+    """``draft`` as given, or ValueError unless it is None or an int >= 1."""
     if draft is not None and (isinstance(draft, bool) or not isinstance(draft, int) or draft < 1):
         raise ValueError(f"draft must be a size in pixels >= 1, or None; got {draft!r}")
+    return draft
+
+
+def _hash(kind: str, images: Sequence[bytes | None], hash_size: int, return_errors: bool, threads: int | None, max_pixels: int | None, draft: int | None) -> Any:
+    check_draft(draft)
     hexes, _, errors = _native.perceptual_hashes(list(images), kind, hash_size, threads, max_pixels, draft)
     if return_errors:
         return hexes, [None if e is None else {"kind": e[0], "message": e[1]} for e in errors]

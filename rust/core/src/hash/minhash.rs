@@ -111,22 +111,15 @@ fn for_each_shingle_sha1(text: &str, n: usize, unit: Unit, spans: &mut Vec<(usiz
     match unit {
         Unit::Word => {
             spans.clear();
-            let base = text.as_ptr() as usize;
-            crate::text::for_each_word(text, |w| {
-                let s = w.as_ptr() as usize - base;
-                spans.push((s, s + w.len()));
-            });
+            crate::text::for_each_word_span(text, |s, e| spans.push((s, e)));
             if spans.is_empty() {
                 return;
             }
             let bytes = text.as_bytes();
             let mut hash = |ws: &[(usize, usize)]| {
-                let (first, last) = (ws[0].0, ws[ws.len() - 1].1);
                 // Words one space apart in the text: the shingle is a slice of it.
-                if last - first == ws.iter().map(|(s, e)| e - s + 1).sum::<usize>() - 1
-                    && ws[1..].iter().all(|&(s, _)| bytes[s - 1] == b' ')
-                {
-                    return sha1_hash32(&bytes[first..last]);
+                if ws.windows(2).all(|p| p[1].0 == p[0].1 + 1 && bytes[p[0].1] == b' ') {
+                    return sha1_hash32(&bytes[ws[0].0..ws[ws.len() - 1].1]);
                 }
                 buf.clear();
                 for (i, &(s, e)) in ws.iter().enumerate() {

@@ -58,6 +58,17 @@ fn draft_numerator(w: u32, h: u32, min_w: usize, min_h: usize) -> u8 {
 /// Pillow's `Image.draft` does) when `draft_min` (width, height) still fits: much faster for
 /// large photos, no longer bit-identical to a full decode. Other formats decode in full.
 pub fn decode_scaled(data: &[u8], limits: &DecodeLimits, draft_min: Option<(usize, usize)>) -> Result<DynamicImage, RecordError> {
+    let (format, w, h) = checked_header(data, limits)?;
+    if format == ImageFormat::Jpeg {
+        let scale = draft_min.map_or(8, |(mw, mh)| draft_numerator(w, h, mw, mh));
+        return decode_jpeg_libjpeg(data, scale, false);
+    }
+    decode_full(data, format, w, h)
+}
+
+/// Format and size from the header, after the byte and pixel limits: the checks every decode
+/// makes before allocating.
+fn checked_header(data: &[u8], limits: &DecodeLimits) -> Result<(ImageFormat, u32, u32), RecordError> {
     if data.is_empty() {
         return Err(err("empty_image", "zero-length image bytes"));
     }
@@ -73,10 +84,13 @@ pub fn decode_scaled(data: &[u8], limits: &DecodeLimits, draft_min: Option<(usiz
     if pixels > limits.max_pixels {
         return Err(err("image_too_large", format!("{w}x{h} = {pixels} pixels exceeds the limit of {}", limits.max_pixels)));
     }
-    if format == ImageFormat::Jpeg {
-        let scale = draft_min.map_or(8, |(mw, mh)| draft_numerator(w, h, mw, mh));
-        return decode_jpeg_libjpeg(data, scale, false);
-    }
+    Ok((format, w, h))
+}
+
+/// A non-JPEG image (checked by [`checked_header`]) through the `image` crate, with its
+/// allocation bounded by the header's size.
+fn decode_full(data: &[u8], format: ImageFormat, w: u32, h: u32) -> Result<DynamicImage, RecordError> {
+    let pixels = w as u64 * h as u64;
     let mut reader = ImageReader::with_format(Cursor::new(data), format);
     let mut l = image::Limits::default();
     l.max_image_width = Some(w);
@@ -101,14 +115,9 @@ fn pillow_draft_denominator(w: u32, h: u32, req: usize) -> u8 {
 /// decoded as by [`decode`] and converted by [`to_luma_pillow`]. Much faster than a full
 /// decode, and not bit-identical to it.
 pub fn decode_luma_draft(data: &[u8], limits: &DecodeLimits, req: usize) -> Result<(u32, u32, Vec<u8>), RecordError> {
-    let reader = ImageReader::new(Cursor::new(data)).with_guessed_format().map_err(|e| err("corrupt_image", e.to_string()))?;
-    if data.is_empty() || data.len() as u64 > limits.max_bytes || reader.format() != Some(ImageFormat::Jpeg) {
-        return Ok(to_luma_pillow(&decode(data, limits)?));
-    }
-    let (w, h) = reader.into_dimensions().map_err(|e| err("corrupt_image", format!("Jpeg header: {e}")))?;
-    let pixels = w as u64 * h as u64;
-    if pixels > limits.max_pixels {
-        return Err(err("image_too_large", format!("{w}x{h} = {pixels} pixels exceeds the limit of {}", limits.max_pixels)));
+    let (format, w, h) = checked_header(data, limits)?;
+    if format != ImageFormat::Jpeg {
+        return Ok(to_luma_pillow(&decode_full(data, format, w, h)?));
     }
     let scale = 8 / pillow_draft_denominator(w, h, req);
     Ok(match decode_jpeg_libjpeg(data, scale, true)? {

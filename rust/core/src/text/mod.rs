@@ -88,23 +88,26 @@ impl<'a> Iterator for PySplit<'a> {
     }
 }
 
-/// Calls `f` with each word of `text` exactly as [`py_split`] gives them. ASCII text (the
-/// common case) is scanned 64 bytes at a time, see [`for_each_ascii_word`]; other text goes
-/// through [`py_split`].
-#[inline]
-pub fn for_each_word<'a>(text: &'a str, mut f: impl FnMut(&'a str)) {
+/// Calls `f(start, end)` with the byte range of each word of `text`, exactly as [`py_split`]
+/// gives them. ASCII text (the common case) is scanned 64 bytes at a time, see
+/// [`for_each_ascii_word`]; other text goes through [`py_split`].
+#[inline(always)]
+pub fn for_each_word_span(text: &str, mut f: impl FnMut(usize, usize)) {
     if text.is_ascii() {
-        // ASCII: every index is a char boundary.
-        for_each_ascii_word(text.as_bytes(), |s, e| f(&text[s..e]));
+        for_each_ascii_word(text.as_bytes(), f);
     } else {
-        py_split(text).for_each(f);
+        let base = text.as_ptr() as usize;
+        for w in py_split(text) {
+            let s = w.as_ptr() as usize - base;
+            f(s, s + w.len());
+        }
     }
 }
 
 /// Calls `f(start, end)` for each word of ASCII `bytes` (whitespace as in `ASCII_SPACE`): a
 /// whitespace bit mask per 64-byte block, words read off its transitions.
 #[inline(always)]
-pub fn for_each_ascii_word(bytes: &[u8], mut f: impl FnMut(usize, usize)) {
+fn for_each_ascii_word(bytes: &[u8], mut f: impl FnMut(usize, usize)) {
     // Inside a word since `start`, or between words.
     let mut start: Option<usize> = None;
     let mut base = 0;
@@ -224,7 +227,7 @@ mod tests {
         cases.push("non-ascii\u{a0}words here".into());
         for t in &cases {
             let mut got = Vec::new();
-            for_each_word(t, |w| got.push(w));
+            for_each_word_span(t, |s, e| got.push(&t[s..e]));
             assert_eq!(got, py_split(t).collect::<Vec<_>>(), "{t:?}");
         }
     }

@@ -61,11 +61,10 @@ pub fn for_each_shingle_hash(text: &str, n: usize, unit: Unit, seed: u64, units:
     let n = n.max(1);
     units.clear();
     match unit {
-        Unit::Word if text.is_ascii() => {
+        Unit::Word => {
             let bytes = text.as_bytes();
-            super::for_each_ascii_word(bytes, |s, e| units.push(unit_hash_at(bytes, s, e, seed)));
+            super::for_each_word_span(text, |s, e| units.push(unit_hash_at(bytes, s, e, seed)));
         }
-        Unit::Word => py_split(text).for_each(|w| units.push(unit_hash(w.as_bytes(), seed))),
         Unit::Char => {
             let mut buf = [0u8; 4];
             units.extend(text.chars().map(|c| unit_hash(c.encode_utf8(&mut buf).as_bytes(), seed)));
@@ -105,11 +104,6 @@ fn fold_mul(a: u64, b: u64) -> u64 {
 #[inline(always)]
 fn read64(b: &[u8], i: usize) -> u64 {
     u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"))
-}
-
-#[inline(always)]
-fn read32(b: &[u8], i: usize) -> u64 {
-    u64::from(u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes")))
 }
 
 /// A 64-bit hash of one short byte string (a word), built for speed: up to 16 bytes are read
