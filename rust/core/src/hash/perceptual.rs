@@ -2,7 +2,7 @@
 //! Pillow grayscale image resized with Pillow's LANCZOS (see [`crate::image`]).
 
 use crate::error::RecordError;
-use crate::image::{decode, decode_luma_draft, resize_luma, to_luma_pillow, DecodeLimits, Filter};
+use crate::image::{decode_luma, decode_luma_draft, resize_luma, DecodeLimits, Filter};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PerceptualKind {
@@ -117,7 +117,7 @@ pub fn hash_image(data: &[u8], kind: PerceptualKind, hash_size: usize, limits: &
     }
     let (w, h, px) = match draft {
         Some(req) => decode_luma_draft(data, limits, req)?,
-        None => to_luma_pillow(&decode(data, limits)?),
+        None => decode_luma(data, limits)?,
     };
     Ok(hash_luma(&px, w as usize, h as usize, kind, hash_size))
 }

@@ -61,7 +61,7 @@ pub fn decode_scaled(data: &[u8], limits: &DecodeLimits, draft_min: Option<(usiz
     let (format, w, h) = checked_header(data, limits)?;
     if format == ImageFormat::Jpeg {
         let scale = draft_min.map_or(8, |(mw, mh)| draft_numerator(w, h, mw, mh));
-        return decode_jpeg_libjpeg(data, scale, false);
+        return decode_jpeg_libjpeg(data, scale, JpegOut::Rgb);
     }
     decode_full(data, format, w, h)
 }
@@ -120,19 +120,36 @@ pub fn decode_luma_draft(data: &[u8], limits: &DecodeLimits, req: usize) -> Resu
         return Ok(to_luma_pillow(&decode_full(data, format, w, h)?));
     }
     let scale = 8 / pillow_draft_denominator(w, h, req);
-    Ok(match decode_jpeg_libjpeg(data, scale, true)? {
+    Ok(into_luma(decode_jpeg_libjpeg(data, scale, JpegOut::DraftLuma)?))
+}
+
+/// The 8-bit grayscale image of `Image.open(...).convert("L")`, bit for bit: [`decode`] then
+/// [`to_luma_pillow`], except that a colour JPEG's RGB rows go through [`rgbx_to_luma`] in
+/// small batches as libjpeg produces them, never held as a whole RGB image.
+pub fn decode_luma(data: &[u8], limits: &DecodeLimits) -> Result<(u32, u32, Vec<u8>), RecordError> {
+    let (format, w, h) = checked_header(data, limits)?;
+    if format != ImageFormat::Jpeg {
+        return Ok(to_luma_pillow(&decode_full(data, format, w, h)?));
+    }
+    Ok(into_luma(decode_jpeg_libjpeg(data, 8, JpegOut::Luma)?))
+}
+
+fn into_luma(img: DynamicImage) -> (u32, u32, Vec<u8>) {
+    match img {
         DynamicImage::ImageLuma8(g) => (g.width(), g.height(), g.into_raw()),
         other => to_luma_pillow(&other),
-    })
+    }
 }
 
 /// True when an end-of-image marker follows the last start-of-scan marker (an EXIF thumbnail's
 /// markers come earlier, inside APP1).
 fn jpeg_has_eoi(data: &[u8]) -> bool {
-    let last = |m: u8| memchr::memmem::rfind(data, &[0xFF, m]);
-    match (last(0xDA), last(0xD9)) {
-        (Some(sos), Some(eoi)) => eoi > sos,
-        _ => false,
+    // "The last SOS comes before the last EOI", without scanning the entropy-coded data
+    // backwards: the last EOI is near the end, the first SOS near the start.
+    use memchr::memmem;
+    match memmem::rfind(data, &[0xFF, 0xD9]) {
+        Some(eoi) => memmem::find(&data[eoi..], &[0xFF, 0xDA]).is_none() && memmem::find(&data[..eoi], &[0xFF, 0xDA]).is_some(),
+        None => false,
     }
 }
 
@@ -156,7 +173,7 @@ fn cmyk_to_rgb_pillow(px: &[u8]) -> Vec<u8> {
 /// upsampling, its YCbCr tables; CMYK and YCCK through libjpeg's CMYK output and Pillow's
 /// conversion. A file cut before its end-of-image marker is `truncated_image`, as Pillow
 /// refuses it.
-fn decode_jpeg_libjpeg(data: &[u8], scale_num: u8, gray: bool) -> Result<DynamicImage, RecordError> {
+fn decode_jpeg_libjpeg(data: &[u8], scale_num: u8, out: JpegOut) -> Result<DynamicImage, RecordError> {
     use mozjpeg::ColorSpace;
     if !jpeg_has_eoi(data) {
         return Err(err("truncated_image", "JPEG data ends before its end-of-image marker"));
@@ -167,8 +184,23 @@ fn decode_jpeg_libjpeg(data: &[u8], scale_num: u8, gray: bool) -> Result<Dynamic
             d.scale(scale_num);
         }
         let color = d.color_space();
-        let to_gray = gray && matches!(color, ColorSpace::JCS_YCbCr | ColorSpace::JCS_RGB);
+        let colour = matches!(color, ColorSpace::JCS_YCbCr | ColorSpace::JCS_RGB);
+        let to_gray = out == JpegOut::DraftLuma && colour;
         match color {
+            _ if out == JpegOut::Luma && colour => {
+                // RGBX rows (libjpeg's SIMD colour conversion, 4-byte pixels) a few at a time,
+                // each batch turned into Pillow's luma while it is still in cache.
+                let mut s = d.rgba()?;
+                let (w, h) = (s.width(), s.height());
+                let mut luma = vec![0u8; w * h];
+                let mut rgbx = vec![0u8; w * 4 * 8];
+                for rows in luma.chunks_mut(w * 8) {
+                    let got = s.read_scanlines_into::<u8>(&mut rgbx[..rows.len() * 4])?;
+                    rgbx_to_luma(got, rows);
+                }
+                s.finish()?;
+                Ok(GrayImage::from_raw(w as u32, h as u32, luma).map(DynamicImage::ImageLuma8))
+            }
             _ if to_gray || color == ColorSpace::JCS_GRAYSCALE => {
                 let mut s = d.grayscale()?;
                 let (w, h) = (s.width() as u32, s.height() as u32);
@@ -201,6 +233,17 @@ fn decode_jpeg_libjpeg(data: &[u8], scale_num: u8, gray: bool) -> Result<Dynamic
             Err(err("corrupt_image", format!("JPEG: {msg}")))
         }
     }
+}
+
+/// What [`decode_jpeg_libjpeg`] returns for a colour (YCbCr or RGB) JPEG.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum JpegOut {
+    /// RGB, as Pillow's `Image.open` gives.
+    Rgb,
+    /// Pillow's `convert("L")` of that RGB.
+    Luma,
+    /// libjpeg's own grayscale output (the Y channel), as Pillow's `draft("L", ...)` asks for.
+    DraftLuma,
 }
 
 /// Pillow's ITU-R 601-2 luma with its fixed-point rounding: `(R*19595 + G*38470 + B*7471 + 0x8000) >> 16`.
@@ -240,6 +283,56 @@ pub fn rgb_to_luma(rgb: &[u8]) -> Vec<u8> {
     }
     run(rgb, &mut out);
     out
+}
+
+/// [`l24`] of every pixel of RGBX (4 bytes a pixel, the 4th ignored) into `out`
+/// (`rgbx.len() == 4 * out.len()`). Uses `l24 = g + (19595 (r - g) + 7471 (b - g) + 0x8000) >> 16`
+/// (the three weights sum to 2^16), so the AVX2 build needs only 16-bit multiply-adds.
+pub fn rgbx_to_luma(rgbx: &[u8], out: &mut [u8]) {
+    assert_eq!(rgbx.len(), out.len() * 4);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 support was just checked.
+        return unsafe { rgbx_to_luma_avx2(rgbx, out) };
+    }
+    for (o, p) in out.iter_mut().zip(rgbx.chunks_exact(4)) {
+        *o = l24(p[0], p[1], p[2]);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn rgbx_to_luma_avx2(rgbx: &[u8], out: &mut [u8]) {
+    use std::arch::x86_64::*;
+    // Per 32-bit pixel: the words (r, b) and (g, g), zero-extended.
+    let rb = _mm256_setr_epi8(
+        0, -1, 2, -1, 4, -1, 6, -1, 8, -1, 10, -1, 12, -1, 14, -1, 0, -1, 2, -1, 4, -1, 6, -1, 8, -1, 10, -1, 12, -1, 14, -1,
+    );
+    let gg = _mm256_setr_epi8(
+        1, -1, 1, -1, 5, -1, 5, -1, 9, -1, 9, -1, 13, -1, 13, -1, 1, -1, 1, -1, 5, -1, 5, -1, 9, -1, 9, -1, 13, -1, 13, -1,
+    );
+    let w = _mm256_set1_epi32((7471 << 16) | 19595);
+    let round = _mm256_set1_epi32(0x8000);
+    // Luma of the 8 pixels at p, as eight i32 lanes.
+    let luma8 = |p: *const u8| -> __m256i {
+        let v = _mm256_loadu_si256(p as *const __m256i);
+        let g = _mm256_shuffle_epi8(v, gg);
+        let d = _mm256_sub_epi16(_mm256_shuffle_epi8(v, rb), g);
+        let t = _mm256_srai_epi32::<16>(_mm256_add_epi32(_mm256_madd_epi16(d, w), round));
+        _mm256_add_epi32(t, _mm256_srli_epi32::<16>(g))
+    };
+    let n = out.len() / 32 * 32;
+    for i in (0..n).step_by(32) {
+        // SAFETY: pixels i..i + 32 are in bounds (i + 32 <= n <= out.len()).
+        let p = rgbx.as_ptr().add(i * 4);
+        let lo = _mm256_packs_epi32(luma8(p), luma8(p.add(32)));
+        let hi = _mm256_packs_epi32(luma8(p.add(64)), luma8(p.add(96)));
+        let bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(lo, hi), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256(out.as_mut_ptr().add(i) as *mut __m256i, bytes);
+    }
+    for (o, p) in out[n..].iter_mut().zip(rgbx[n * 4..].chunks_exact(4)) {
+        *o = l24(p[0], p[1], p[2]);
+    }
 }
 
 /// The 8-bit grayscale image that Pillow's `Image.open(...).convert("L")` gives: RGB(A) through
@@ -409,6 +502,29 @@ mod tests {
         let luma = rgb_to_luma(&rgb);
         assert_eq!(luma.len(), rgb.len() / 3);
         for (i, p) in rgb.chunks_exact(3).enumerate() {
+            assert_eq!(luma[i], l24(p[0], p[1], p[2]), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn eoi_check_needs_the_last_sos_before_the_last_eoi() {
+        let soi = [0xFF, 0xD8];
+        let thumb = [0xFF, 0xE1, 0xFF, 0xD8, 0xFF, 0xDA, 1, 2, 0xFF, 0xD9]; // APP1 with a thumbnail
+        let scan = [0xFF, 0xDA, 7, 7, 0xFF, 0x00, 7];
+        let cat = |parts: &[&[u8]]| parts.concat();
+        assert!(jpeg_has_eoi(&cat(&[&soi, &scan, &[0xFF, 0xD9]])));
+        assert!(jpeg_has_eoi(&cat(&[&soi, &thumb, &scan, &[0xFF, 0xD9], &[0, 0, 0]])));
+        assert!(!jpeg_has_eoi(&cat(&[&soi, &thumb, &scan])), "cut main image after a thumbnail");
+        assert!(!jpeg_has_eoi(&cat(&[&soi, &scan])));
+        assert!(!jpeg_has_eoi(&cat(&[&soi, &[0xFF, 0xD9]])), "no scan at all");
+    }
+
+    #[test]
+    fn rgbx_luma_equals_l24_on_every_colour() {
+        let rgbx: Vec<u8> = (0..1u32 << 24).flat_map(|c| [(c >> 16) as u8, (c >> 8) as u8, c as u8, (c * 7) as u8]).chain([9, 250, 3, 0]).collect();
+        let mut luma = vec![0u8; rgbx.len() / 4];
+        rgbx_to_luma(&rgbx, &mut luma);
+        for (i, p) in rgbx.chunks_exact(4).enumerate() {
             assert_eq!(luma[i], l24(p[0], p[1], p[2]), "{p:?}");
         }
     }

@@ -2,7 +2,7 @@
 //! frames, size) and pixel statistics on the grayscale image Pillow's `convert("L")` gives.
 
 use crate::error::RecordError;
-use crate::image::decode::{decode, to_luma_pillow, DecodeLimits};
+use crate::image::decode::{decode_luma, DecodeLimits};
 use crate::image::probe::probe;
 
 /// Gray levels within this distance of the most common level count as near-uniform.
@@ -75,12 +75,10 @@ pub fn image_stats(data: &[u8], limits: &DecodeLimits) -> (ImageStats, Option<Re
         s.mode = Some(p.mode);
         s.frames = Some(p.frames);
     }
-    let img = match decode(data, limits) {
-        Ok(img) => img,
+    let (w, h, gray) = match decode_luma(data, limits) {
+        Ok(luma) => luma,
         Err(e) => return (s, Some(e)),
     };
-    let (w, h, gray) = to_luma_pillow(&img);
-    drop(img);
     s.width = Some(w);
     s.height = Some(h);
     let n = gray.len() as f64;
