@@ -61,6 +61,15 @@ def test_jpeg_decoding_is_bit_identical_to_pillow(sample_dir):
         assert np.array_equal(np.frombuffer(bytes(px), np.uint8).reshape(h, w), ref), f.name
 
 
+def test_full_decode_luma_pixels_equal_pillows(jpeg_layouts):
+    from interleaf import _native
+
+    for name, b in jpeg_layouts:
+        w, h, px = _native._decode_luma(b)
+        ref = np.asarray(Image.open(io.BytesIO(b)).convert("L"))
+        assert np.array_equal(np.frombuffer(bytes(px), np.uint8).reshape(h, w), ref), name
+
+
 def test_single_axis_resizes_are_bit_identical_to_pillow(sample_dir):
     from interleaf import _native
 
@@ -168,6 +177,39 @@ def jpeg_variants(corpus) -> list[tuple[str, bytes]]:
             (name + ":cmyk.jpg", encode(rgb.convert("CMYK"), "JPEG", quality=90)),
         ]
     return out
+
+
+@pytest.fixture(scope="module")
+def jpeg_layouts(corpus) -> list[tuple[str, bytes]]:
+    """JPEG layouts a decoder can get wrong: restart intervals, optimised Huffman tables,
+    4:2:2, odd and tiny sizes, low and maximum quality."""
+    out = []
+    for name, raw in corpus[:: len(corpus) // 4]:
+        rgb = Image.open(io.BytesIO(raw)).convert("RGB")
+        odd = rgb.crop((3, 5, min(rgb.width, 523), min(rgb.height, 389)))
+        out += [
+            (name + ":rst-blocks.jpg", encode(rgb, "JPEG", quality=90, restart_marker_blocks=7)),
+            (name + ":rst-rows.jpg", encode(odd, "JPEG", quality=75, restart_marker_rows=1)),
+            (name + ":optimized.jpg", encode(rgb, "JPEG", quality=90, optimize=True)),
+            (name + ":422.jpg", encode(odd, "JPEG", quality=90, subsampling=1)),
+            (name + ":q100.jpg", encode(odd, "JPEG", quality=100, subsampling=0)),
+            (name + ":q5.jpg", encode(odd, "JPEG", quality=5)),
+            (name + ":gray-odd.jpg", encode(odd.convert("L"), "JPEG", quality=80, optimize=True)),
+            (name + ":tiny.jpg", encode(odd.resize((37, 21)), "JPEG", quality=90)),
+        ]
+    return out
+
+
+@pytest.mark.parametrize("req", [16, 64, 128, 256])
+def test_drafted_luma_pixels_equal_pillows(jpeg_variants, jpeg_layouts, req):
+    """Pixel for pixel against Pillow's libjpeg-turbo after `draft("L", (req, req))`: DCT scales
+    1/2, 1/4 and 1/8 over the corpus and the layouts above."""
+    from interleaf import _native
+
+    for name, b in jpeg_variants + jpeg_layouts:
+        w, h, px = _native._decode_luma(b, draft=req)
+        ref = np.asarray(_pillow_drafted(b, req).convert("L"))
+        assert np.array_equal(np.frombuffer(bytes(px), np.uint8).reshape(h, w), ref), (name, req)
 
 
 @pytest.mark.parametrize("req", [64, 128, 256])

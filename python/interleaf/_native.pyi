@@ -120,8 +120,9 @@ def hamming_pairs(hashes: list[int | None], radius: int) -> tuple[np.ndarray, np
 def _resize_luma(pixels: bytes, width: int, height: int, out_width: int, out_height: int, filter: str) -> list[int]:
     """Pillow-compatible resize of 8-bit grayscale pixels (lanczos, bicubic, bilinear). For tests."""
 
-def _decode_luma(data: bytes) -> tuple[int, int, list[int]]:
-    """Decode and convert to grayscale as Pillow's convert("L"). For tests."""
+def _decode_luma(data: bytes, draft: int | None = None) -> tuple[int, int, list[int]]:
+    """Decode and convert to grayscale as Pillow's convert("L") (after `Image.draft("L", (draft, draft))`
+    when `draft` is given). For tests."""
 
 def preprocess_images(
     images: list[bytes | None],

@@ -293,11 +293,16 @@ pub fn resize_luma_py(py: Python<'_>, pixels: PyBackedBytes, width: usize, heigh
     Ok(py.detach(|| resize_luma(&pixels, width, height, out_width, out_height, f)))
 }
 
-/// Pillow-compatible `convert("L")` of decoded image bytes: (width, height, pixels).
+/// Pillow-compatible `convert("L")` of decoded image bytes: (width, height, pixels); with
+/// `draft`, what Pillow gives after `Image.draft("L", (draft, draft))` (for parity tests).
 #[pyfunction]
-#[pyo3(name = "_decode_luma")]
-pub fn decode_luma_py(py: Python<'_>, data: PyBackedBytes) -> PyResult<(u32, u32, Vec<u8>)> {
-    use interleaf_core::image::{decode, to_luma_pillow, DecodeLimits};
-    py.detach(|| decode(&data, &DecodeLimits::default()).map(|img| to_luma_pillow(&img)))
-        .map_err(|e| PyValueError::new_err(e.to_string()))
+#[pyo3(name = "_decode_luma", signature = (data, draft=None))]
+pub fn decode_luma_py(py: Python<'_>, data: PyBackedBytes, draft: Option<usize>) -> PyResult<(u32, u32, Vec<u8>)> {
+    use interleaf_core::image::{decode_luma, decode_luma_draft, DecodeLimits};
+    let limits = DecodeLimits::default();
+    py.detach(|| match draft {
+        Some(req) => decode_luma_draft(&data, &limits, req),
+        None => decode_luma(&data, &limits),
+    })
+    .map_err(|e| PyValueError::new_err(e.to_string()))
 }
