@@ -25,7 +25,8 @@ impl PerceptualKind {
 /// A hash as its bits, row-major (imagehash's `hash.flatten()`).
 pub type Bits = Vec<bool>;
 
-/// scipy.fftpack.dct type II, unnormalised: y[k] = 2 * sum_n x[n] cos(pi k (2n + 1) / 2N).
+/// scipy.fftpack.dct type II, unnormalised: y[k] = 2 * sum_n x[n] cos(pi k (2n + 1) / 2N),
+/// for the first `out.len()` frequencies only (each the same sum as in the full transform).
 fn dct2(x: &[f64], out: &mut [f64], cos: &[f64]) {
     let n = x.len();
     for (k, o) in out.iter_mut().enumerate() {
@@ -84,23 +85,22 @@ pub fn hash_luma(px: &[u8], w: usize, h: usize, kind: PerceptualKind, hash_size:
             let n = hash_size * 4;
             let small = resize_luma(px, w, h, n, n, Filter::Lanczos);
             let cos = dct_table(n);
-            // Along axis 0 (columns), then axis 1 (rows), as imagehash calls scipy.
-            let mut cols = vec![0f64; n * n];
-            let (mut colv, mut colo) = (vec![0f64; n], vec![0f64; n]);
+            // Along axis 0 (columns), then axis 1 (rows), as imagehash calls scipy; only the
+            // hash_size x hash_size low frequencies the hash keeps are computed.
+            let mut cols = vec![0f64; hash_size * n];
+            let (mut colv, mut colo) = (vec![0f64; n], vec![0f64; hash_size]);
             for x in 0..n {
                 for y in 0..n {
                     colv[y] = small[y * n + x] as f64;
                 }
                 dct2(&colv, &mut colo, &cos);
-                for y in 0..n {
+                for y in 0..hash_size {
                     cols[y * n + x] = colo[y];
                 }
             }
-            let mut low = Vec::with_capacity(hash_size * hash_size);
-            let mut rowo = vec![0f64; n];
-            for y in 0..hash_size {
-                dct2(&cols[y * n..(y + 1) * n], &mut rowo, &cos);
-                low.extend_from_slice(&rowo[..hash_size]);
+            let mut low = vec![0f64; hash_size * hash_size];
+            for (y, row) in low.chunks_exact_mut(hash_size).enumerate() {
+                dct2(&cols[y * n..(y + 1) * n], row, &cos);
             }
             let med = median(&mut low.clone());
             low.iter().map(|&v| v > med).collect()
