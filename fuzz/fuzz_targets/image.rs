@@ -1,12 +1,14 @@
 //! Fuzz target over the image pipeline: header probe, decode (RGB, alpha both ways, EXIF
-//! orientation), CLIP preprocessing in every resize mode, and statistics. Any panic that
+//! orientation), CLIP preprocessing in every resize mode, statistics, and the grayscale decodes
+//! behind the perceptual hashes (full, and drafted at 1/2 to 1/8 scale, where our own 1/8-scale
+//! entropy decoder runs). Any panic that
 //! escapes our code, any sanitizer report and any allocation over libFuzzer's RSS limit is
 //! a finding. Run: `make fuzz` (cargo +nightly fuzz run image).
 #![no_main]
 
 use interleaf_core::image::decode::{Alpha, DecodeLimits};
 use interleaf_core::image::preprocess::{preprocess_batch, PreprocessConfig, ResizeMode};
-use interleaf_core::image::{image_stats, probe};
+use interleaf_core::image::{decode_luma, decode_luma_draft, image_stats, probe};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -37,6 +39,11 @@ fn run(data: &[u8]) {
     let errors = preprocess_batch(&[Some(data)], &cfg, &mut out).unwrap();
     if errors[0].is_none() {
         assert!(out.iter().all(|v| v.is_finite()));
+    }
+    for luma in [decode_luma(data, &limits), decode_luma_draft(data, &limits, [1, 8, 16, 64][(selector >> 5) as usize & 3])] {
+        if let Ok((w, h, px)) = luma {
+            assert_eq!(px.len(), w as usize * h as usize);
+        }
     }
     let (stats, err) = image_stats(data, &limits);
     assert_eq!(stats.bytes, data.len() as u64);

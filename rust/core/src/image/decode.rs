@@ -120,6 +120,13 @@ pub fn decode_luma_draft(data: &[u8], limits: &DecodeLimits, req: usize) -> Resu
         return Ok(to_luma_pillow(&decode_full(data, format, w, h)?));
     }
     let scale = 8 / pillow_draft_denominator(w, h, req);
+    // 1/8 scale is the DC coefficients alone: our own entropy decoder skips the rest faster
+    // than libjpeg (same bytes, see `jpeg_eighth`); a file it does not take goes to libjpeg.
+    if scale == 1 && jpeg_has_eoi(data) {
+        if let Some(luma) = super::jpeg_eighth::luma_eighth(data) {
+            return Ok(luma);
+        }
+    }
     Ok(into_luma(decode_jpeg_libjpeg(data, scale, JpegOut::DraftLuma)?))
 }
 
@@ -527,6 +534,63 @@ mod tests {
         for (i, p) in rgbx.chunks_exact(4).enumerate() {
             assert_eq!(luma[i], l24(p[0], p[1], p[2]), "{p:?}");
         }
+    }
+
+    /// The 1/8-scale entropy decoder against libjpeg on the bundled JPEGs (which it must take)
+    /// and on 6,000 damaged copies: whenever it returns pixels for a file the draft path would
+    /// hand it, libjpeg must give the same ones.
+    #[test]
+    fn eighth_scale_decoder_equals_libjpeg_or_declines() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../python/interleaf/data/sample/images");
+        let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "jpg")).collect();
+        files.sort();
+        assert!(files.len() >= 10);
+        let libjpeg = |d: &[u8]| decode_jpeg_libjpeg(d, 1, JpegOut::DraftLuma).ok().map(into_luma);
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut rand = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let (mut taken, mut agreed) = (0, 0);
+        for f in &files {
+            let data = std::fs::read(f).unwrap();
+            let fast = super::super::jpeg_eighth::luma_eighth(&data);
+            assert!(fast.is_some(), "{f:?}: a plain baseline file must take the fast path");
+            assert_eq!(fast, libjpeg(&data), "{f:?}");
+            for i in 0..375 {
+                let mut d = data.clone();
+                match i % 5 {
+                    0 => d[rand(data.len())] ^= 1 << rand(8),
+                    1 => d[rand(data.len())] = 0xFF,
+                    2 => {
+                        let at = rand(data.len());
+                        d.insert(at, [0xFF, 0x00, 0xD0, 0xD9][rand(4)]);
+                    }
+                    3 => {
+                        d.truncate(rand(data.len()));
+                        d.extend([0xFF, 0xD9]);
+                    }
+                    _ => {
+                        for _ in 0..4 {
+                            d[rand(data.len())] = rand(256) as u8;
+                        }
+                    }
+                }
+                if !jpeg_has_eoi(&d) {
+                    continue;
+                }
+                if let Some(px) = super::super::jpeg_eighth::luma_eighth(&d) {
+                    taken += 1;
+                    let reference = libjpeg(&d);
+                    assert_eq!(Some(&px), reference.as_ref(), "{f:?} mutant {i}");
+                    agreed += 1;
+                }
+            }
+        }
+        // Damage in the entropy-coded data often still decodes; those must agree too.
+        assert!(taken > 100 && agreed == taken, "{taken} {agreed}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! CLIP preprocessing and image statistics.
 
 pub mod decode;
+mod jpeg_eighth;
 pub mod preprocess;
 pub mod probe;
 pub mod resample;
