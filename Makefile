@@ -28,7 +28,7 @@ bench: install
 	$(PYTHON) -m pip install --quiet ".[bench]"
 	$(PYTHON) benches/shard_read.py
 
-## Fuzz decode + preprocess + stats (needs a nightly toolchain and cargo-fuzz); FUZZ_SECONDS=600.
+## Fuzz decode + preprocess + stats + hash decodes (needs a nightly toolchain and cargo-fuzz); FUZZ_SECONDS=600.
 FUZZ_SECONDS ?= 600
 fuzz:
 	mkdir -p fuzz/corpus/image
