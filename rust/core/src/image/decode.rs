@@ -593,6 +593,76 @@ mod tests {
         assert!(taken > 100 && agreed == taken, "{taken} {agreed}");
     }
 
+    /// A baseline gray JPEG from parts: quantiser 16, DC table {0: "0"}, the given AC table,
+    /// and `blocks` blocks each coded as DC difference 0 then `block_bits` (a bit string).
+    fn crafted_gray(w: u16, h: u16, ac: (&[u8; 16], &[u8]), dc_vals: &[u8], block_bits: &str, blocks: usize) -> Vec<u8> {
+        let seg = |m: u8, body: &[u8]| [&[0xFF, m][..], &((body.len() + 2) as u16).to_be_bytes(), body].concat();
+        let mut q = vec![0u8, 16];
+        q.extend([1u8; 63]);
+        let mut sof = vec![8u8];
+        sof.extend(h.to_be_bytes());
+        sof.extend(w.to_be_bytes());
+        sof.extend([1, 1, 0x11, 0]);
+        let mut dht_dc = vec![0x00u8];
+        dht_dc.extend([dc_vals.len() as u8].into_iter().chain([0u8; 15]));
+        dht_dc.extend(dc_vals);
+        let dht_ac = [&[0x10u8][..], ac.0, ac.1].concat();
+        let mut bits: String = format!("0{block_bits}").repeat(blocks);
+        while bits.len() % 8 != 0 {
+            bits.push('1');
+        }
+        let mut scan = Vec::new();
+        for byte in bits.as_bytes().chunks(8).map(|b| u8::from_str_radix(std::str::from_utf8(b).unwrap(), 2).unwrap()) {
+            scan.push(byte);
+            if byte == 0xFF {
+                scan.push(0);
+            }
+        }
+        [&[0xFF, 0xD8][..], &seg(0xDB, &q), &seg(0xC0, &sof), &seg(0xC4, &dht_dc), &seg(0xC4, &dht_ac), &seg(0xDA, &[1, 1, 0, 0, 63, 0]), &scan, &[0xFF, 0xD9]].concat()
+    }
+
+    /// Crafted files from the review of the 1/8-scale decoder: each used to give pixels libjpeg
+    /// does not give (or to panic).
+    #[test]
+    fn eighth_scale_decoder_on_crafted_tables_and_sizes() {
+        let fast = super::super::jpeg_eighth::luma_eighth;
+        let libjpeg = |d: &[u8]| decode_jpeg_libjpeg(d, 1, JpegOut::DraftLuma).ok().map(into_luma);
+        // AC codes ZRL "0", EOB "10", 0x01 "110".
+        let mut counts = [0u8; 16];
+        counts[..3].copy_from_slice(&[1, 1, 1]);
+        let ac = (&counts, &[0xF0u8, 0x00, 0x01][..]);
+        // Eight ZRLs in one 12-bit lookup (their run overflowed the entry's field); libjpeg
+        // ends the block after four. The reviewer's file: DC codes "0" -> 0, "10" -> 1.
+        let hex = "ffd8ffdb00430010010101010101010101010101010101010101010101010101010101010101010101010101010101010101010101010101010101010101010101010101010101ffc0000b080008001001011100ffc4001500010100000000000000000000000000000001ffc400161001010100000000000000000000000000f00001ffda0008010100003f000056ffd9";
+        let zrls: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+        assert_eq!(fast(&zrls), libjpeg(&zrls));
+        assert_eq!(libjpeg(&zrls), Some((2, 1, vec![128, 128])));
+        // Plain files up to libjpeg's largest side, and one past it (libjpeg refuses those).
+        let ok = crafted_gray(65500, 8, ac, &[0], "10", 8188);
+        assert_eq!(fast(&ok), libjpeg(&ok));
+        assert!(fast(&ok).is_some());
+        let wide = crafted_gray(65501, 8, ac, &[0], "10", 8188);
+        assert_eq!((fast(&wide), libjpeg(&wide)), (None, None));
+        // Three 1-bit codes (over-subscribed), and a DC symbol above 15 that is never read:
+        // libjpeg rejects both tables.
+        let mut over = [0u8; 16];
+        over[0] = 3;
+        let bad = crafted_gray(16, 8, (&over, &[0xF0, 0x00, 0x01]), &[0], "10", 2);
+        assert_eq!(fast(&bad), None);
+        let mut dc2 = crafted_gray(16, 8, ac, &[0], "10", 2);
+        let at = dc2.windows(4).position(|w| w == [0xFF, 0xC4, 0, 20]).unwrap();
+        dc2.splice(at..at + 23, seg_dc_two_symbols());
+        assert_eq!((fast(&dc2), libjpeg(&dc2)), (None, None));
+    }
+
+    /// A DC table with codes "0" -> 0 and "10" -> 16 (an invalid DC symbol).
+    fn seg_dc_two_symbols() -> Vec<u8> {
+        let mut body = vec![0x00u8, 1, 1];
+        body.extend([0u8; 14]);
+        body.extend([0, 16]);
+        [&[0xFF, 0xC4][..], &((body.len() + 2) as u16).to_be_bytes(), &body].concat()
+    }
+
     #[test]
     fn draft_denominator_follows_pillow() {
         // Pillow: scale = min(w // req, h // req), then the largest of 8, 4, 2, 1 <= scale.

@@ -39,12 +39,12 @@ struct Huffman {
 }
 
 impl Huffman {
-    /// libjpeg's `jpeg_make_d_derived_tbl` checks: at most 256 symbols, no all-ones code (DC
-    /// symbols above 15 are refused where they are read). `pairs`: fill the lookup with AC
-    /// pair runs, else with the first code only (DC).
+    /// libjpeg's `jpeg_make_d_derived_tbl` checks: at most 256 symbols, codes that fit their
+    /// lengths, no all-ones code, DC symbols <= 15. `pairs`: fill the lookup with AC pair runs
+    /// (an AC table), else with the first code only (a DC table).
     fn new(counts: &[u8; 16], vals: &[u8], pairs: bool) -> Option<Huffman> {
         let total: usize = counts.iter().map(|&c| c as usize).sum();
-        if total > 256 || vals.len() != total {
+        if total > 256 || vals.len() != total || (!pairs && vals.iter().any(|&v| v > 15)) {
             return None;
         }
         let mut maxcode = [-1i32; 17];
@@ -56,6 +56,9 @@ impl Huffman {
             let n = counts[len as usize - 1] as usize;
             valoff[len as usize] = k as i32 - code;
             for _ in 0..n {
+                if code >= 1 << len {
+                    return None;
+                }
                 if len <= LOOK {
                     let lo = (code as usize) << (LOOK - len);
                     first[lo..lo + (1 << (LOOK - len))].fill(len << 8 | vals[k] as u32);
@@ -100,7 +103,6 @@ impl Huffman {
         }
         self.code_slow(bits)
     }
-
 }
 
 /// The lookup entry of AC pairs for the LOOK bits `i`, from `first` (see [`Huffman::new`]).
@@ -121,11 +123,13 @@ fn pair_entry(first: &[u32], i: u32) -> u32 {
         if s == 0 && r != 15 {
             return head << 16 | (used + len) | adv << 5 | EOB;
         }
-        if used + len + s > LOOK {
+        let step = if s == 0 { 16 } else { r + 1 };
+        // An advance past 63 is never usable (see `skip_ac`) and must not outgrow its 7 bits.
+        if used + len + s > LOOK || adv + step > 63 {
             break;
         }
         used += len + s;
-        adv += if s == 0 { 16 } else { r + 1 };
+        adv += step;
     }
     if used == 0 {
         head << 16 | FIRST_ONLY
@@ -281,7 +285,8 @@ pub fn luma_eighth(data: &[u8]) -> Option<(u32, u32, Vec<u8>)> {
                     return None;
                 }
                 let (h, w, nf) = (u16::from_be_bytes([seg[1], seg[2]]) as usize, u16::from_be_bytes([seg[3], seg[4]]) as usize, seg[5] as usize);
-                if h == 0 || w == 0 || !(nf == 1 || nf == 3) || seg.len() != 6 + 3 * nf {
+                // libjpeg refuses sides above JPEG_MAX_DIMENSION (65500).
+                if h == 0 || w == 0 || h > 65500 || w > 65500 || !(nf == 1 || nf == 3) || seg.len() != 6 + 3 * nf {
                     return None;
                 }
                 let comps: Vec<Component> = seg[6..]

@@ -143,8 +143,9 @@ fn precompute(in_size: usize, out_size: usize, filter: Filter) -> Coeffs {
 }
 
 /// [`precompute`] through a small per-thread cache: the kernels cost two `sin` calls per tap
-/// (a few percent of a phash), and corpora repeat image sizes. Bounded at 64 entries (a few
-/// MB at most); a full cache is emptied rather than tracked.
+/// (a few percent of a phash), and corpora repeat image sizes. At most 64 entries of at most
+/// 2^16 coefficients each (16 MB in all; larger kernels are not kept); a full cache is emptied
+/// rather than tracked.
 fn coeffs(in_size: usize, out_size: usize, filter: Filter) -> std::rc::Rc<Coeffs> {
     use std::{cell::RefCell, collections::HashMap, rc::Rc};
     thread_local! {
@@ -159,7 +160,9 @@ fn coeffs(in_size: usize, out_size: usize, filter: Filter) -> std::rc::Rc<Coeffs
             cache.clear();
         }
         let c = Rc::new(precompute(in_size, out_size, filter));
-        cache.insert((in_size, out_size, filter), Rc::clone(&c));
+        if c.k.len() <= 1 << 16 {
+            cache.insert((in_size, out_size, filter), Rc::clone(&c));
+        }
         c
     })
 }
@@ -308,7 +311,7 @@ fn split_kernels(c: &Coeffs, cols: &Span) -> (usize, Vec<i16>, Vec<i16>) {
     for (ox, xx) in cols.clone().enumerate() {
         let (_, n) = c.bounds[xx];
         for (t, &kv) in c.k[xx * c.ksize..xx * c.ksize + n].iter().enumerate() {
-            // |kv| <= 2^22, so kv >> 11 fits i16.
+            // |kv| is about 2^22 at most (a normalised weight), so kv >> 11 fits i16 easily.
             hi[ox * kt + t] = (kv >> 11) as i16;
             lo[ox * kt + t] = (kv & 0x7FF) as i16;
         }
@@ -318,23 +321,24 @@ fn split_kernels(c: &Coeffs, cols: &Span) -> (usize, Vec<i16>, Vec<i16>) {
 
 /// The mode-"L" horizontal pass with 16-bit multiply-adds (`vpmaddwd`, 16 taps per two
 /// instructions instead of 8 per `vpmulld`). Each coefficient is split as in
-/// [`split_kernels`], so `sum(p * k) = 2^11 * sum(p * hi) + sum(p * lo)`: the same integers as
-/// Pillow's 32-bit sums, exactly (every partial sum stays below 2^31).
+/// [`split_kernels`], so `sum(p * k) = 2^11 * sum(p * hi) + sum(p * lo)`. The `lo` sums grow
+/// with the tap count (every `lo` is >= 0) and can wrap on very wide images, so everything is
+/// added modulo 2^32: Pillow's sum fits in 32 bits, so the wrapped total is exactly it.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn horizontal_luma_avx2(src: &[u8], w: usize, rows: Span, cols: Span, c: &Coeffs) -> Vec<u8> {
     use std::arch::x86_64::*;
     let (kt, hi, lo) = split_kernels(c, &cols);
-    let half = 1i64 << (PRECISION_BITS - 1);
+    let half = 1i32 << (PRECISION_BITS - 1);
     let ow = cols.len();
     let mut out = vec![0u8; ow * rows.len()];
     // One source row widened to i16, with zeros past its end for the padded taps.
     let mut row16 = vec![0i16; w + kt];
-    let hsum = |v: __m256i| -> i64 {
+    let hsum = |v: __m256i| -> i32 {
         let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
         let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
         let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
-        _mm_cvtsi128_si32(s) as i64
+        _mm_cvtsi128_si32(s)
     };
     for (y, sy) in rows.enumerate() {
         for (d, &p) in row16.iter_mut().zip(&src[sy * w..(sy + 1) * w]) {
@@ -353,7 +357,7 @@ unsafe fn horizontal_luma_avx2(src: &[u8], w: usize, rows: Span, cols: Span, c: 
                 ah = _mm256_add_epi32(ah, _mm256_madd_epi16(v, _mm256_loadu_si256(h.add(b * 16) as *const __m256i)));
                 al = _mm256_add_epi32(al, _mm256_madd_epi16(v, _mm256_loadu_si256(l.add(b * 16) as *const __m256i)));
             }
-            orow[ox] = clip8(half + (hsum(ah) << 11) + hsum(al));
+            orow[ox] = clip8(half.wrapping_add(hsum(ah).wrapping_shl(11)).wrapping_add(hsum(al)) as i64);
         }
     }
     out
@@ -524,6 +528,18 @@ mod tests {
                 let (a, b) = (ow / 5, ow - ow / 7);
                 assert_eq!(pass_horizontal::<1>(&src, w, 1..h, a..b, &c), horizontal_per_channel::<1>(&src, w, 1..h, a..b, &c));
             }
+        }
+    }
+
+    #[test]
+    fn luma_sums_wrap_back_to_pillows_on_very_wide_images() {
+        // Tens of thousands of taps: the low halves' sums pass 2^31 (a review finding).
+        for (w, ow) in [(14000, 8), (65535, 32)] {
+            let src = vec![255u8; w * 2];
+            let c = precompute(w, ow, Filter::Lanczos);
+            let fast = pass_horizontal::<1>(&src, w, 0..2, 0..ow, &c);
+            assert_eq!(fast, horizontal_per_channel::<1>(&src, w, 0..2, 0..ow, &c), "{w}");
+            assert!(fast.iter().all(|&v| v == 255));
         }
     }
 
