@@ -491,6 +491,7 @@ pub fn orient(img: Rgb8, orientation: u8) -> Rgb8 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::jpeg_eighth::luma_eighth;
     use super::*;
 
     #[test]
@@ -545,7 +546,6 @@ mod tests {
         let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "jpg")).collect();
         files.sort();
         assert!(files.len() >= 10);
-        let libjpeg = |d: &[u8]| decode_jpeg_libjpeg(d, 1, JpegOut::DraftLuma).ok().map(into_luma);
         let mut seed = 0x2545_F491_4F6C_DD1Du64;
         let mut rand = move |n: usize| {
             seed ^= seed << 13;
@@ -553,12 +553,12 @@ mod tests {
             seed ^= seed << 17;
             (seed % n as u64) as usize
         };
-        let (mut taken, mut agreed) = (0, 0);
+        let mut taken = 0;
         for f in &files {
             let data = std::fs::read(f).unwrap();
-            let fast = super::super::jpeg_eighth::luma_eighth(&data);
+            let fast = luma_eighth(&data);
             assert!(fast.is_some(), "{f:?}: a plain baseline file must take the fast path");
-            assert_eq!(fast, libjpeg(&data), "{f:?}");
+            assert_eq!(fast, libjpeg_eighth(&data), "{f:?}");
             for i in 0..375 {
                 let mut d = data.clone();
                 match i % 5 {
@@ -581,33 +581,37 @@ mod tests {
                 if !jpeg_has_eoi(&d) {
                     continue;
                 }
-                if let Some(px) = super::super::jpeg_eighth::luma_eighth(&d) {
+                if let Some(px) = luma_eighth(&d) {
                     taken += 1;
-                    let reference = libjpeg(&d);
-                    assert_eq!(Some(&px), reference.as_ref(), "{f:?} mutant {i}");
-                    agreed += 1;
+                    assert_eq!(Some(px), libjpeg_eighth(&d), "{f:?} mutant {i}");
                 }
             }
         }
-        // Damage in the entropy-coded data often still decodes; those must agree too.
-        assert!(taken > 100 && agreed == taken, "{taken} {agreed}");
+        // Damage in the entropy-coded data often still decodes: the comparison must have run.
+        assert!(taken > 100, "{taken}");
     }
 
-    /// A baseline gray JPEG from parts: quantiser 16, DC table {0: "0"}, the given AC table,
-    /// and `blocks` blocks each coded as DC difference 0 then `block_bits` (a bit string).
-    fn crafted_gray(w: u16, h: u16, ac: (&[u8; 16], &[u8]), dc_vals: &[u8], block_bits: &str, blocks: usize) -> Vec<u8> {
-        let seg = |m: u8, body: &[u8]| [&[0xFF, m][..], &((body.len() + 2) as u16).to_be_bytes(), body].concat();
+    fn libjpeg_eighth(data: &[u8]) -> Option<(u32, u32, Vec<u8>)> {
+        decode_jpeg_libjpeg(data, 1, JpegOut::DraftLuma).ok().map(into_luma)
+    }
+
+    /// A JPEG marker segment: marker, length, body.
+    fn segment(marker: u8, body: &[u8]) -> Vec<u8> {
+        [&[0xFF, marker][..], &((body.len() + 2) as u16).to_be_bytes(), body].concat()
+    }
+
+    /// A baseline gray JPEG from parts: quantiser 16, the given DC and AC tables (code counts
+    /// per length, symbols), and `blocks` blocks each coded as `block_bits` (a bit string).
+    fn crafted_gray(w: u16, h: u16, dc: (&[u8; 16], &[u8]), ac: (&[u8; 16], &[u8]), block_bits: &str, blocks: usize) -> Vec<u8> {
         let mut q = vec![0u8, 16];
         q.extend([1u8; 63]);
         let mut sof = vec![8u8];
         sof.extend(h.to_be_bytes());
         sof.extend(w.to_be_bytes());
         sof.extend([1, 1, 0x11, 0]);
-        let mut dht_dc = vec![0x00u8];
-        dht_dc.extend([dc_vals.len() as u8].into_iter().chain([0u8; 15]));
-        dht_dc.extend(dc_vals);
+        let dht_dc = [&[0x00u8][..], dc.0, dc.1].concat();
         let dht_ac = [&[0x10u8][..], ac.0, ac.1].concat();
-        let mut bits: String = format!("0{block_bits}").repeat(blocks);
+        let mut bits: String = block_bits.repeat(blocks);
         while bits.len() % 8 != 0 {
             bits.push('1');
         }
@@ -618,6 +622,7 @@ mod tests {
                 scan.push(0);
             }
         }
+        let seg = segment;
         [&[0xFF, 0xD8][..], &seg(0xDB, &q), &seg(0xC0, &sof), &seg(0xC4, &dht_dc), &seg(0xC4, &dht_ac), &seg(0xDA, &[1, 1, 0, 0, 63, 0]), &scan, &[0xFF, 0xD9]].concat()
     }
 
@@ -625,12 +630,12 @@ mod tests {
     /// does not give (or to panic).
     #[test]
     fn eighth_scale_decoder_on_crafted_tables_and_sizes() {
-        let fast = super::super::jpeg_eighth::luma_eighth;
-        let libjpeg = |d: &[u8]| decode_jpeg_libjpeg(d, 1, JpegOut::DraftLuma).ok().map(into_luma);
-        // AC codes ZRL "0", EOB "10", 0x01 "110".
-        let mut counts = [0u8; 16];
-        counts[..3].copy_from_slice(&[1, 1, 1]);
-        let ac = (&counts, &[0xF0u8, 0x00, 0x01][..]);
+        let (fast, libjpeg) = (luma_eighth, libjpeg_eighth);
+        let counts = |c: &[u8]| -> [u8; 16] { std::array::from_fn(|i| c.get(i).copied().unwrap_or(0)) };
+        // DC code "0" -> 0; AC codes ZRL "0", EOB "10", 0x01 "110". A block: "0" + "10".
+        let (dc_counts, ac_counts) = (counts(&[1]), counts(&[1, 1, 1]));
+        let dc = (&dc_counts, &[0u8][..]);
+        let ac = (&ac_counts, &[0xF0u8, 0x00, 0x01][..]);
         // Eight ZRLs in one 12-bit lookup (their run overflowed the entry's field); libjpeg
         // ends the block after four. The reviewer's file: DC codes "0" -> 0, "10" -> 1.
         let hex = "ffd8ffdb00430010010101010101010101010101010101010101010101010101010101010101010101010101010101010101010101010101010101010101010101010101010101ffc0000b080008001001011100ffc4001500010100000000000000000000000000000001ffc400161001010100000000000000000000000000f00001ffda0008010100003f000056ffd9";
@@ -638,29 +643,23 @@ mod tests {
         assert_eq!(fast(&zrls), libjpeg(&zrls));
         assert_eq!(libjpeg(&zrls), Some((2, 1, vec![128, 128])));
         // Plain files up to libjpeg's largest side, and one past it (libjpeg refuses those).
-        let ok = crafted_gray(65500, 8, ac, &[0], "10", 8188);
+        let ok = crafted_gray(65500, 8, dc, ac, "010", 8188);
         assert_eq!(fast(&ok), libjpeg(&ok));
         assert!(fast(&ok).is_some());
-        let wide = crafted_gray(65501, 8, ac, &[0], "10", 8188);
+        let wide = crafted_gray(65501, 8, dc, ac, "010", 8188);
         assert_eq!((fast(&wide), libjpeg(&wide)), (None, None));
         // Three 1-bit codes (over-subscribed), and a DC symbol above 15 that is never read:
         // libjpeg rejects both tables.
-        let mut over = [0u8; 16];
-        over[0] = 3;
-        let bad = crafted_gray(16, 8, (&over, &[0xF0, 0x00, 0x01]), &[0], "10", 2);
+        let over = counts(&[3]);
+        let bad = crafted_gray(16, 8, dc, (&over, &[0xF0, 0x00, 0x01]), "010", 2);
         assert_eq!(fast(&bad), None);
-        let mut dc2 = crafted_gray(16, 8, ac, &[0], "10", 2);
-        let at = dc2.windows(4).position(|w| w == [0xFF, 0xC4, 0, 20]).unwrap();
-        dc2.splice(at..at + 23, seg_dc_two_symbols());
+        let dc16 = counts(&[1, 1]);
+        let dc2 = crafted_gray(16, 8, (&dc16, &[0, 16]), ac, "010", 2);
         assert_eq!((fast(&dc2), libjpeg(&dc2)), (None, None));
-    }
-
-    /// A DC table with codes "0" -> 0 and "10" -> 16 (an invalid DC symbol).
-    fn seg_dc_two_symbols() -> Vec<u8> {
-        let mut body = vec![0x00u8, 1, 1];
-        body.extend([0u8; 14]);
-        body.extend([0, 16]);
-        [&[0xFF, 0xC4][..], &((body.len() + 2) as u16).to_be_bytes(), &body].concat()
+        // The same file with a valid second DC symbol decodes on both sides, alike.
+        let dc2_ok = crafted_gray(16, 8, (&dc16, &[0, 1]), ac, "010", 2);
+        assert_eq!(fast(&dc2_ok), libjpeg(&dc2_ok));
+        assert!(fast(&dc2_ok).is_some());
     }
 
     #[test]

@@ -13,12 +13,6 @@
 //! ends early, a misplaced restart marker, extraneous bytes) gives `None`, and the caller
 //! decodes with libjpeg, which then reports or repairs it exactly as Pillow sees it.
 
-/// Zigzag index -> natural (row-major) index (for the quantisation tables).
-const NATURAL: [usize; 64] = [
-    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43,
-    36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
-];
-
 /// Bits one lookup sees.
 const LOOK: u32 = 12;
 
@@ -258,7 +252,8 @@ pub fn luma_eighth(data: &[u8]) -> Option<(u32, u32, Vec<u8>)> {
     if data.get(..2)? != [0xFF, 0xD8] {
         return None;
     }
-    let mut qt: [Option<[u16; 64]>; 4] = [None; 4];
+    // Each quantisation table's DC entry (the first in zigzag order): all a 1/8 scale uses.
+    let mut qt: [Option<u16>; 4] = [None; 4];
     let mut dc_tables: [Option<Huffman>; 4] = [None, None, None, None];
     let mut ac_tables: [Option<Huffman>; 4] = [None, None, None, None];
     let mut frame: Option<(usize, usize, Vec<Component>)> = None;
@@ -326,11 +321,7 @@ pub fn luma_eighth(data: &[u8]) -> Option<(u32, u32, Vec<u8>)> {
                     if id > 3 || precision > 1 {
                         return None;
                     }
-                    let mut q = [0u16; 64];
-                    for (i, &nat) in NATURAL.iter().enumerate() {
-                        q[nat] = if precision == 0 { body[i] as u16 } else { u16::from_be_bytes([body[2 * i], body[2 * i + 1]]) };
-                    }
-                    qt[id] = Some(q);
+                    qt[id] = Some(if precision == 0 { body[0] as u16 } else { u16::from_be_bytes([body[0], body[1]]) });
                     s = &s[1 + size..];
                 }
             }
@@ -382,7 +373,7 @@ struct Scan<'a> {
     comps: &'a [Component],
     /// (component index, DC table, AC table) in scan order.
     order: Vec<(usize, usize, usize)>,
-    qt: &'a [Option<[u16; 64]>; 4],
+    qt: &'a [Option<u16>; 4],
     dc: &'a [Option<Huffman>; 4],
     ac: &'a [Option<Huffman>; 4],
     restart: usize,
@@ -404,14 +395,14 @@ impl Scan<'_> {
         let (mcu_w, mcu_h) = if single { (8, 8) } else { (8 * hmax, 8 * vmax) };
         let (mcus_x, mcus_y) = (self.w.div_ceil(mcu_w), self.h.div_ceil(mcu_h));
         // libjpeg keeps quantisers as 16-bit `short` multipliers.
-        let q0 = self.qt[y.tq].as_ref()?[0];
+        let q0 = self.qt[y.tq]?;
         if q0 > 32767 {
             return None;
         }
         let mut blocks = Vec::with_capacity(self.order.len());
         for &(ci, td, ta) in &self.order {
             let c = &self.comps[ci];
-            self.qt[c.tq].as_ref()?;
+            self.qt[c.tq]?;
             let n = if single { 1 } else { c.h * c.v };
             blocks.push((self.dc[td].as_ref()?, self.ac[ta].as_ref()?, ci == 0, n));
         }
@@ -435,10 +426,8 @@ impl Scan<'_> {
             for &(dc, ac, luma, n) in &blocks {
                 for b in 0..n {
                     bits.fill();
+                    // DC symbols are <= 15 (checked when the table was built).
                     let (len, s) = dc.symbol(bits.peek(16))?;
-                    if s > 15 {
-                        return None;
-                    }
                     bits.skip(len);
                     // After a fill and a code of at most 16 bits, 16 bits remain: enough.
                     let diff = bits.receive_extend(s);
