@@ -412,5 +412,4 @@ def test_stats_keep_bad_rows_and_polars_expression_agrees(sample_dir):
     row = df.row(4, named=True)  # the PNG that claims 100000 x 100000
     assert row["format"] == "PNG" and row["bytes"] > 0 and row["blur"] is None
     lazy = pl.LazyFrame({"image": items}, schema={"image": pl.Binary}).select(ilp.image_stats("image").alias("s")).collect().unnest("s")
-    assert lazy.drop("error_kind", "error_message").equals(df.drop("error"))
-    assert lazy["error_kind"].to_list() == [e and e["kind"] for e in df["error"].to_list()]
+    assert lazy.equals(df)

@@ -11,6 +11,7 @@ rows in polars DataFrames (see :mod:`interleaf.schema`)::
 
 from interleaf._native import __version__
 from interleaf.io import Reader, read, write
-from interleaf.schema import NODE_SCHEMA
+from interleaf import schema
+from interleaf.schema import ERROR_KINDS, NODE_SCHEMA
 
-__all__ = ["NODE_SCHEMA", "Reader", "__version__", "read", "write"]
+__all__ = ["ERROR_KINDS", "NODE_SCHEMA", "Reader", "__version__", "read", "schema", "write"]

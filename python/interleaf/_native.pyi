@@ -117,10 +117,10 @@ def perceptual_hashes(
 def hamming_pairs(hashes: list[int | None], radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(i, j, distance) of 64-bit hashes within radius (i < j), and each item's representative."""
 
-def _resize_luma(pixels: bytes, width: int, height: int, out_width: int, out_height: int, filter: str) -> list[int]:
+def _resize_luma(pixels: bytes, width: int, height: int, out_width: int, out_height: int, filter: str) -> bytes:
     """Pillow-compatible resize of 8-bit grayscale pixels (lanczos, bicubic, bilinear). For tests."""
 
-def _decode_luma(data: bytes, draft: int | None = None) -> tuple[int, int, list[int]]:
+def _decode_luma(data: bytes, draft: int | None = None) -> tuple[int, int, bytes]:
     """Decode and convert to grayscale as Pillow's convert("L") (after `Image.draft("L", (draft, draft))`
     when `draft` is given). For tests."""
 
@@ -154,5 +154,5 @@ def image_stats_series(
 ) -> pl.Series:
     """One struct Series named "stats" with the fields of ``interleaf.polars.image_stats``."""
 
-def _decode_rgb(data: bytes, alpha: str = "drop", exif_transpose: bool = False, max_pixels: int | None = None) -> tuple[int, int, list[int]]:
+def _decode_rgb(data: bytes, alpha: str = "drop", exif_transpose: bool = False, max_pixels: int | None = None) -> tuple[int, int, bytes]:
     """(width, height, RGB bytes) as Pillow's convert("RGB"). Raises ValueError on failure."""

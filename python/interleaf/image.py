@@ -37,7 +37,6 @@ import numpy as np
 import polars as pl
 
 from interleaf import _native
-from interleaf.schema import from_native
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -332,5 +331,5 @@ def stats(images: Sequence[bytes | None], *, threads: int | None = None, max_pix
     if threads is not None and threads < 1:
         raise ValueError("threads must be >= 1")
     series = _native.image_stats_series(list(images), max_pixels=max_pixels, max_bytes=max_bytes, threads=threads)
-    return from_native(pl.DataFrame(series).unnest("stats"))
+    return pl.DataFrame(series).unnest("stats")
 

@@ -94,7 +94,7 @@ def image_stats(expr: str | pl.Expr, max_pixels: int | None = None, max_bytes: i
     """Statistics of each encoded image in a Binary column, as a struct with the columns of
     :func:`interleaf.image.stats` (``width``, ``height``, ``aspect_ratio``, ``format``,
     ``mode``, ``frames``, ``bytes``, ``blur``, ``entropy``, ``brightness``, ``contrast``,
-    ``uniform_fraction``), the error as flat ``error_kind`` / ``error_message`` fields.
+    ``uniform_fraction``) and ``error`` (null, or ``{kind, message}``).
 
     Example:
         >>> df.with_columns(image_stats("image").alias("s")).filter(pl.col("s").struct.field("blur") >= 100)  # doctest: +SKIP

@@ -10,7 +10,11 @@ polars DataFrame, one row per node, documents never split across batches:
 column        dtype           meaning
 ============  ==============  ============================================================
 doc_id        String          stable document id (record id, WebDataset key, or
-                              ``"<file name>:<line>"``)
+                              ``"<file name>:<line>"``); need not be unique
+doc_index     Int64           the document's ordinal in this read (0, 1, 2, ... across
+                              every file of the source): **which rows are one document**.
+                              Group, count and join documents by it (with ``pos`` for
+                              nodes) and check ``doc_id``
 pos           Int32           position of the node in its document, from 0
 kind          String          ``"text"`` or ``"image"``; null only on the single error
                               row of a document that has no readable node (``error`` says why)
@@ -29,9 +33,9 @@ error         Struct          null, or ``{kind, message}``: why this node or doc
 
 Errors are values: a truncated tar, a malformed JSON line, invalid UTF-8 or a missing image
 file never stops a read. The affected record is kept with ``error`` set and counted; everything
-else is read. Error kinds: ``truncated_tar``, ``corrupt_tar``, ``missing_partner``,
-``invalid_utf8``, ``malformed_json``, ``missing_image``, ``duplicate_member``,
-``member_too_large``, ``line_too_long``, ``bad_record``, ``empty_document``, ``io``.
+else is read. Every table interleaf makes (node tables, image statistics, hashes, model
+outputs) carries errors in the same ``error`` struct, with a kind from one registry,
+:data:`ERROR_KINDS` (listed at the end of this docstring).
 
 Examples of each input format and the nodes it becomes:
 
@@ -66,7 +70,10 @@ from __future__ import annotations
 
 import polars as pl
 
+from interleaf import _native
+
 DOC_ID = "doc_id"
+DOC_INDEX = "doc_index"
 POS = "pos"
 KIND = "kind"
 STEP = "step"
@@ -83,9 +90,23 @@ IMAGE_KIND = "image"
 
 ERROR_DTYPE = pl.Struct({"kind": pl.String, "message": pl.String})
 
+#: Every error kind a record can carry, with its meaning (the registry lives in the Rust core,
+#: ``rust/core/src/error.rs``).
+ERROR_KINDS: dict[str, str] = dict(_native.error_kinds())
+
+__doc__ = (__doc__ or "") + "\nError kinds:\n\n" + "\n".join(f"- ``{k}``: {v}" for k, v in ERROR_KINDS.items()) + "\n"
+
+
+def record_error(kind: str, message: str) -> dict[str, str]:
+    """An ``error`` value ``{"kind", "message"}``; ``kind`` must be in :data:`ERROR_KINDS`."""
+    if kind not in ERROR_KINDS:
+        raise ValueError(f"unknown error kind {kind!r}; add it to the registry in rust/core/src/error.rs")
+    return {"kind": kind, "message": message}
+
 #: The node table's columns, in order, with their dtypes.
 NODE_SCHEMA: dict[str, pl.DataType] = {
     DOC_ID: pl.String(),
+    DOC_INDEX: pl.Int64(),
     POS: pl.Int32(),
     KIND: pl.String(),
     STEP: pl.Int32(),
@@ -105,31 +126,6 @@ RECORD_FORMATS = ("pairs", "mmc4", "obelics", "comm", "llava", "nodes")
 def empty_frame() -> pl.DataFrame:
     """An empty node table with the full schema."""
     return pl.DataFrame(schema=NODE_SCHEMA)
-
-
-def from_native(df: pl.DataFrame) -> pl.DataFrame:
-    """Turns the native reader's flat ``error_kind``/``error_message`` into the ``error`` struct."""
-    error = (
-        pl.when(pl.col("error_kind").is_not_null())
-        .then(pl.struct(kind=pl.col("error_kind"), message=pl.col("error_message")))
-        .otherwise(None)
-        .alias(ERROR)
-    )
-    return df.with_columns(error).drop("error_kind", "error_message")
-
-
-def to_native(df: pl.DataFrame) -> pl.DataFrame:
-    """The flat, fully typed frame the native writers take; missing columns become null."""
-    missing = [pl.lit(None, dtype=dt).alias(name) for name, dt in NODE_SCHEMA.items() if name not in df.columns]
-    if missing:
-        df = df.with_columns(missing)
-    flat = [pl.col(name).cast(dt) for name, dt in NODE_SCHEMA.items() if name != ERROR]
-    err = pl.col(ERROR).cast(ERROR_DTYPE)
-    return df.select(
-        *flat,
-        err.struct.field("kind").alias("error_kind"),
-        err.struct.field("message").alias("error_message"),
-    )
 
 
 def conform(df: pl.DataFrame) -> pl.DataFrame:

@@ -16,26 +16,19 @@ import interleaf
 from interleaf.dedup.exact import normalized_text_hash, xxh3_128
 from interleaf.dedup.minhash import MinHasher, lsh_clusters, lsh_params
 from interleaf.dedup.perceptual import near_duplicates, phash
+from interleaf.schema import DOC_ID, DOC_INDEX, POS
 
 METHODS = ("exact", "minhash", "phash")
 EXACT_ON = ("text", "image", "all")
 
 
 def document_texts(df: pl.DataFrame) -> pl.DataFrame:
-    """One row per document in batch order: ``doc_id`` and its text nodes joined by newlines.
-
-    Consecutive rows with one doc_id and increasing ``pos`` are a document (as the writers
-    group them)."""
-    doc = (pl.col("doc_id") != pl.col("doc_id").shift(1)) | (pl.col("pos") <= pl.col("pos").shift(1))
-    return (
-        df.with_columns(doc.fill_null(True).cum_sum().alias("_doc"))
-        .group_by("_doc", maintain_order=True)
-        .agg(
-            pl.col("doc_id").first(),
-            pl.col("text").filter(pl.col("kind") == "text").str.join("\n").alias("text"),
-            pl.col("image").filter(pl.col("kind") == "image").alias("images"),
-        )
-        .drop("_doc")
+    """One row per document (``doc_index``) in batch order: ``doc_index``, ``doc_id``, its text
+    nodes joined by newlines in ``pos`` order, and its images."""
+    return df.sort(DOC_INDEX, POS, maintain_order=True).group_by(DOC_INDEX, maintain_order=True).agg(
+        pl.col(DOC_ID).first(),
+        pl.col("text").filter(pl.col("kind") == "text").str.join("\n").alias("text"),
+        pl.col("image").filter(pl.col("kind") == "image").alias("images"),
     )
 
 
@@ -182,10 +175,7 @@ def deduplicate(
 
 
 def _kept(source, format, batch_size, keep: np.ndarray):
-    """Second pass: the documents whose index is kept, in the same read order."""
-    start = 0
+    """Second pass: the documents whose ``doc_index`` is kept (the same read gives the same
+    numbering)."""
     for df in interleaf.read(source, format, batch_size):
-        doc = (pl.col("doc_id") != pl.col("doc_id").shift(1)) | (pl.col("pos") <= pl.col("pos").shift(1))
-        idx = df.select(doc.fill_null(True).cum_sum() - 1).to_series().to_numpy() + start
-        start = int(idx.max()) + 1 if len(idx) else start
-        yield df.filter(pl.Series(keep[idx]))
+        yield df.filter(pl.Series(keep[df.get_column(DOC_INDEX).to_numpy()]))

@@ -11,7 +11,7 @@ import polars as pl
 from interleaf import _native
 from interleaf._progress import Progress
 from interleaf.io.sources import JSONL, PARQUET, WEBDATASET, container_of, expand
-from interleaf.schema import ERROR, NODE_SCHEMA, RECORD_FORMATS, conform, from_native
+from interleaf.schema import DOC_INDEX, ERROR, NODE_SCHEMA, RECORD_FORMATS, conform, record_error
 
 #: Formats ``read`` accepts: the WebDataset container or a record format inside jsonl/parquet.
 FORMATS = (WEBDATASET, *RECORD_FORMATS)
@@ -36,20 +36,21 @@ def _add_stats(total: dict[str, Any], part: dict[str, Any]) -> None:
 
 
 def frame_stats(df: pl.DataFrame) -> dict[str, Any]:
-    """Counters for a node table, the same ones the native readers keep."""
+    """Counters for a node table, the same ones the native readers keep (documents are the
+    distinct ``doc_index`` values)."""
     kinds = df.get_column("kind")
     text_len = df.get_column("text").str.len_bytes().fill_null(0)
     image_len = df.get_column("image").bin.size().fill_null(0)
     errs = (
         df.filter(pl.col(ERROR).is_not_null())
-        .select("doc_id", pl.col(ERROR).struct.field("kind"))
+        .select(DOC_INDEX, pl.col(ERROR).struct.field("kind"))
         .unique()
         .group_by("kind")
         .len()
     )
     return {
         "files": 0,
-        "documents": df.get_column("doc_id").n_unique() if df.height else 0,
+        "documents": df.get_column(DOC_INDEX).n_unique() if df.height else 0,
         "nodes": int(kinds.is_not_null().sum()),
         "text_nodes": int((kinds == "text").sum()),
         "image_nodes": int((kinds == "image").sum()),
@@ -60,9 +61,9 @@ def frame_stats(df: pl.DataFrame) -> dict[str, Any]:
     }
 
 
-def _error_frame(path: str, kind: str, message: str) -> pl.DataFrame:
-    row = {name: None for name in NODE_SCHEMA}
-    row.update(doc_id=path, pos=0, source=path, error={"kind": kind, "message": message})
+def _error_frame(path: str, doc_index: int, kind: str, message: str) -> pl.DataFrame:
+    row: dict[str, Any] = {name: None for name in NODE_SCHEMA}
+    row.update(doc_id=path, doc_index=doc_index, pos=0, source=path, error=record_error(kind, message))
     return pl.DataFrame([row], schema=NODE_SCHEMA)
 
 
@@ -118,6 +119,7 @@ class Reader:
         self._progress = Progress("read", enabled=progress)
         self._done = _empty_stats()
         self._live: _native.NativeReader | None = None
+        self._next_doc = 0  # doc_index of the next document
         self._iter = self._batches()
 
     def _plan(self, paths: list[str]) -> list[tuple[str, list[str]]]:
@@ -161,6 +163,8 @@ class Reader:
         except StopIteration:
             self._progress.close()
             raise
+        if df.height:
+            self._next_doc = int(df.get_column(DOC_INDEX).max()) + 1  # type: ignore[arg-type]
         s = self.stats
         self._progress.update(s["documents"], s["nodes"], s["bytes_read"])
         return df
@@ -179,9 +183,10 @@ class Reader:
                 self.image_root,
                 self.load_images,
                 self.max_member_bytes,
+                self._next_doc,
             )
             while (df := self._live.next_batch(self.batch_size)) is not None:
-                yield from_native(df)
+                yield df
             _add_stats(self._done, self._live.stats())
             self._live = None
 
@@ -192,43 +197,44 @@ class Reader:
         try:
             pf = pq.ParquetFile(path)
         except Exception as e:  # pyarrow raises several types for a missing or corrupt file
-            df = _error_frame(path, "io", f"{path}: {e}")
+            df = _error_frame(path, self._next_doc, "io", f"{path}: {e}")
             _add_stats(self._done, frame_stats(df))
             yield df
             return
         self._done["bytes_read"] += os.path.getsize(path)
         names = set(pf.schema_arrow.names)
         is_nodes = {"doc_id", "pos", "kind"} <= names and self.format in (None, "nodes")
-        carry: pl.DataFrame | None = None
+        carry: pl.DataFrame | None = None  # rows of the last document, as the file has them
         index = 0
         try:
             for batch in pf.iter_batches(batch_size=self.batch_size if not is_nodes else self.batch_size * 8):
                 if is_nodes:
-                    df = conform(pl.from_arrow(batch))  # type: ignore[arg-type]
+                    raw = conform(pl.from_arrow(batch))  # type: ignore[arg-type]
                     if carry is not None:
-                        df = pl.concat([carry, df])
+                        raw = pl.concat([carry, raw])
+                    numbered = raw.with_columns(_native.number_documents(raw, self._next_doc))
                     # Hold back the last document: its rows may continue in the next batch.
-                    ids = df.get_column("doc_id")
-                    others = (ids != ids[-1]).arg_true()
-                    split = int(others[-1]) + 1 if len(others) else 0
-                    carry, df = df[split:], df[:split]
+                    last = numbered.get_column(DOC_INDEX)[-1]
+                    split = numbered.height - int((numbered.get_column(DOC_INDEX) == last).sum())
+                    carry, df = raw[split:], numbered[:split]
                     if df.height:
                         _add_stats(self._done, frame_stats(df))
                         yield df
                 else:
-                    records = batch.to_pylist()
-                    df, stats = _native.records_to_frame(records, self.format, path, index, self.image_root, self.load_images)
-                    index += len(records)
+                    table = pl.from_arrow(batch)
+                    df, stats = _native.records_to_frame(table, self.format, path, index, self._next_doc, self.image_root, self.load_images)  # type: ignore[arg-type]
+                    index += batch.num_rows
                     stats["files"] = 0
                     _add_stats(self._done, stats)
-                    yield from_native(df)
+                    yield df
         except Exception as e:
-            df = _error_frame(f"{path}#row{index}", "corrupt_parquet", f"{path}: {e}")
+            df = _error_frame(f"{path}#row{index}", self._next_doc, "corrupt_parquet", f"{path}: {e}")
             _add_stats(self._done, frame_stats(df))
             yield df
         if carry is not None and carry.height:
-            _add_stats(self._done, frame_stats(carry))
-            yield carry
+            df = carry.with_columns(_native.number_documents(carry, self._next_doc))
+            _add_stats(self._done, frame_stats(df))
+            yield df
 
 
 #: ``interleaf.read(source, format=None, batch_size=1024, ...)``: see :class:`Reader`.

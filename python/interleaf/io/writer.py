@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import polars as pl
@@ -12,13 +12,23 @@ import polars as pl
 from interleaf import _native
 from interleaf._progress import Progress
 from interleaf.io.sources import JSONL, PARQUET, WEBDATASET
-from interleaf.schema import conform, to_native
+from interleaf.schema import DOC_INDEX, conform
 
 WRITE_FORMATS = (PARQUET, JSONL, WEBDATASET)
 
 
-def _batches(batches: pl.DataFrame | Iterable[pl.DataFrame]) -> Iterable[pl.DataFrame]:
-    return [batches] if isinstance(batches, pl.DataFrame) else batches
+def _batches(batches: pl.DataFrame | Iterable[pl.DataFrame]) -> Iterator[tuple[pl.DataFrame, int]]:
+    """Each batch conformed to the node schema with its documents numbered on from the last
+    batch's (``doc_index`` becomes the document's ordinal in the output), and its count."""
+    first = 0
+    for df in [batches] if isinstance(batches, pl.DataFrame) else batches:
+        df = conform(df)
+        if not df.height:
+            continue
+        df = df.with_columns(_native.number_documents(df, first))
+        last = int(df.get_column(DOC_INDEX)[-1])
+        yield df, last + 1 - first
+        first = last + 1
 
 
 def _target_file(dest: str, prefix: str, suffix: str) -> str:
@@ -48,7 +58,9 @@ def write(
 
     Args:
         batches: a node DataFrame or an iterable of them (for example an ``interleaf.read``).
-            Rows of one document must be contiguous; nodes are ordered by ``pos``.
+            Rows of one document share a ``doc_index`` and are contiguous; nodes are ordered
+            by ``pos``. A frame without ``doc_index`` (built by hand) is grouped by ``doc_id``,
+            a new document starting where the id changes or a ``pos`` repeats.
         dest: for ``"parquet"``/``"jsonl"`` a file (``out.parquet``, ``out.jsonl``,
             ``out.jsonl.gz``) or a directory (then ``{prefix}-000000.<ext>`` inside it); for
             ``"webdataset"`` a directory that receives ``{prefix}-NNNNNN.tar`` shards.
@@ -69,18 +81,18 @@ def write(
     prog = Progress("write", enabled=progress)
     docs = nodes = nbytes = 0
 
-    def count(df: pl.DataFrame) -> None:
+    def count(df: pl.DataFrame, n_docs: int) -> None:
         nonlocal docs, nodes, nbytes
-        docs += df.get_column("doc_id").n_unique()
+        docs += n_docs
         nodes += df.height
         nbytes += int(df.estimated_size())
         prog.update(docs, nodes, nbytes)
 
     if format == WEBDATASET:
         writer = _native.NativeShardWriter(dest, prefix, compression, max_count, max_bytes)
-        for df in _batches(batches):
-            writer.write(to_native(df))
-            count(df)
+        for df, n in _batches(batches):
+            writer.write(df)
+            count(df, n)
         written = writer.finish()
     elif format == PARQUET:
         import pyarrow.parquet as pq
@@ -89,12 +101,12 @@ def write(
         tmp = f"{path}.tmp"
         pw: pq.ParquetWriter | None = None
         try:
-            for df in _batches(batches):
-                table = conform(df).to_arrow()
+            for df, n in _batches(batches):
+                table = df.to_arrow()
                 if pw is None:
                     pw = pq.ParquetWriter(tmp, table.schema, compression="zstd")
                 pw.write_table(table)
-                count(df)
+                count(df, n)
             if pw is None:
                 conform(pl.DataFrame()).write_parquet(tmp)
             else:
@@ -113,9 +125,9 @@ def write(
         opener = gzip.open if path.endswith(".gz") else open
         try:
             with opener(tmp, "wb") as f:
-                for df in _batches(batches):
-                    f.write(_native.frame_to_jsonl(to_native(df)))
-                    count(df)
+                for df, n in _batches(batches):
+                    f.write(_native.frame_to_jsonl(df))
+                    count(df, n)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):

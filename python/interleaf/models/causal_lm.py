@@ -20,6 +20,7 @@ from interleaf.models.base import Model
 from interleaf.models.directory import ModelDirectoryError
 from interleaf.models.runtime import Session
 from interleaf.models.tokenize import TextTokenizer, clean_texts
+from interleaf.schema import ERROR_DTYPE, record_error
 
 # Largest logits block taken through log-softmax at once, in floats (256 MiB of float32).
 _LOGITS_BLOCK = 1 << 26
@@ -27,7 +28,7 @@ _LOGITS_BLOCK = 1 << 26
 # one long text return 128k x vocab logits.
 DEFAULT_MAX_LENGTH = 4096
 
-PERPLEXITY_SCHEMA = {"perplexity": pl.Float64, "nll": pl.Float64, "tokens": pl.Int64, "truncated": pl.Boolean, "error": pl.Struct({"kind": pl.String, "message": pl.String})}
+PERPLEXITY_SCHEMA = {"perplexity": pl.Float64, "nll": pl.Float64, "tokens": pl.Int64, "truncated": pl.Boolean, "error": ERROR_DTYPE}
 
 
 def token_nll(logits: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -139,7 +140,7 @@ class CausalLM(Model):
             self.stats["truncated"] += int(truncated[b.index].sum())
         for i in range(n):
             if errors[i] is None and tokens[i] < 1:
-                errors[i] = {"kind": "too_few_tokens", "message": "perplexity needs a token to score: the text has none after the first (pass add_bos=True to score the first)" if not add_bos else "the text has no tokens"}
+                errors[i] = record_error("too_few_tokens", "perplexity needs a token to score: the text has none after the first (pass add_bos=True to score the first)" if not add_bos else "the text has no tokens")
         self.stats["texts"] += n
         self._count_errors(errors)
         return pl.DataFrame(

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from interleaf.schema import record_error
+
 
 @dataclass
 class TokenBatch:
@@ -43,19 +45,19 @@ def clean_texts(texts: Sequence[str | bytes | None]) -> tuple[list[str], list[di
     for i, t in enumerate(texts):
         err = None
         if t is None:
-            t, err = "", {"kind": "missing_text", "message": "text is None"}
+            t, err = "", record_error("missing_text", "text is None")
         elif isinstance(t, (bytes, bytearray, memoryview)):
             try:
                 t = bytes(t).decode("utf-8")
             except UnicodeDecodeError as e:
-                t, err = "", {"kind": "invalid_utf8", "message": f"text {i} is not UTF-8: {e.reason} at byte {e.start}"}
+                t, err = "", record_error("invalid_utf8", f"text {i} is not UTF-8: {e.reason} at byte {e.start}")
         elif isinstance(t, str):
             # isascii() is O(1) for CPython's compact strings; only others can hold a surrogate.
             if not t.isascii():
                 try:
                     t.encode("utf-8")
                 except UnicodeEncodeError as e:
-                    t, err = "", {"kind": "invalid_utf8", "message": f"text {i} has a lone surrogate at character {e.start} (undecodable bytes)"}
+                    t, err = "", record_error("invalid_utf8", f"text {i} has a lone surrogate at character {e.start} (undecodable bytes)")
         else:
             raise TypeError(f"texts must be str, bytes or None; text {i} is {type(t).__name__}")
         out.append(t)

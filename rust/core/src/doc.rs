@@ -5,9 +5,10 @@
 //! `role`. Documents are flattened into a columnar [`NodeBatch`] (one row per node) that the
 //! Python binding turns into a polars DataFrame.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Range;
 
-use crate::error::RecordError;
+use crate::error::{ErrorKind, RecordError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NodeKind {
@@ -85,12 +86,12 @@ impl Document {
     }
 
     /// Every error kind that this document carries, once each (document and nodes).
-    pub fn error_kinds(&self) -> Vec<&str> {
-        let mut kinds: Vec<&str> = Vec::new();
+    pub fn error_kinds(&self) -> Vec<ErrorKind> {
+        let mut kinds: Vec<ErrorKind> = Vec::new();
         let all = self.error.iter().chain(self.nodes.iter().filter_map(|n| n.error.as_ref()));
         for e in all {
-            if !kinds.contains(&e.kind.as_str()) {
-                kinds.push(e.kind.as_str());
+            if !kinds.contains(&e.kind) {
+                kinds.push(e.kind);
             }
         }
         kinds
@@ -131,7 +132,7 @@ impl ReadStats {
             }
         }
         for k in doc.error_kinds() {
-            *self.errors.entry(k.to_string()).or_insert(0) += 1;
+            *self.errors.entry(k.as_str().to_string()).or_insert(0) += 1;
         }
     }
 
@@ -145,6 +146,8 @@ impl ReadStats {
 #[derive(Debug, Default)]
 pub struct NodeBatch {
     pub doc_id: Vec<String>,
+    /// The document's ordinal in the read (see [`document_ranges`]).
+    pub doc_index: Vec<i64>,
     pub pos: Vec<i32>,
     pub kind: Vec<Option<&'static str>>,
     pub step: Vec<Option<i32>>,
@@ -154,8 +157,7 @@ pub struct NodeBatch {
     pub image_ref: Vec<Option<String>>,
     pub meta: Vec<Option<String>>,
     pub source: Vec<Option<String>>,
-    pub error_kind: Vec<Option<String>>,
-    pub error_message: Vec<Option<String>>,
+    pub error: Vec<Option<RecordError>>,
     pub documents: usize,
 }
 
@@ -168,26 +170,27 @@ impl NodeBatch {
         self.pos.is_empty()
     }
 
-    /// Flattens one document into rows. A document without nodes becomes one row with a null
-    /// `kind` and an error (`empty_document` when it had none).
-    pub fn push(&mut self, doc: Document) {
+    /// Flattens one document into rows, all carrying `doc_index`. A document without nodes
+    /// becomes one row with a null `kind` and an error (`empty_document` when it had none).
+    pub fn push(&mut self, doc: Document, doc_index: i64) {
         self.documents += 1;
         let Document { doc_id, source, meta, nodes, error } = doc;
         if nodes.is_empty() {
-            let err = error.unwrap_or_else(|| RecordError::new("empty_document", "document has no text or image node"));
-            self.push_row(&doc_id, 0, &source, &meta, Node { error: Some(err), ..Default::default() });
+            let err = error.unwrap_or_else(|| RecordError::new(ErrorKind::EmptyDocument, "document has no text or image node"));
+            self.push_row(&doc_id, doc_index, 0, &source, &meta, Node { error: Some(err), ..Default::default() });
             return;
         }
         for (pos, mut node) in nodes.into_iter().enumerate() {
             if node.error.is_none() {
                 node.error = error.clone();
             }
-            self.push_row(&doc_id, pos as i32, &source, &meta, node);
+            self.push_row(&doc_id, doc_index, pos as i32, &source, &meta, node);
         }
     }
 
-    fn push_row(&mut self, doc_id: &str, pos: i32, source: &Option<String>, meta: &Option<String>, node: Node) {
+    fn push_row(&mut self, doc_id: &str, doc_index: i64, pos: i32, source: &Option<String>, meta: &Option<String>, node: Node) {
         self.doc_id.push(doc_id.to_string());
+        self.doc_index.push(doc_index);
         self.pos.push(pos);
         self.kind.push(node.kind.map(NodeKind::as_str));
         self.step.push(node.step);
@@ -197,13 +200,103 @@ impl NodeBatch {
         self.image_ref.push(node.image_ref);
         self.meta.push(meta.clone());
         self.source.push(source.clone());
-        let (k, m) = match node.error {
-            Some(e) => (Some(e.kind), Some(e.message)),
-            None => (None, None),
-        };
-        self.error_kind.push(k);
-        self.error_message.push(m);
+        self.error.push(node.error);
     }
+}
+
+/// Which rows are one document, the one rule every grouping, count and join follows: a new
+/// document starts where `doc_index` changes. Returns each document's row range, in order.
+pub fn document_ranges(doc_index: &[i64]) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=doc_index.len() {
+        if i == doc_index.len() || doc_index[i] != doc_index[i - 1] {
+            out.push(start..i);
+            start = i;
+        }
+    }
+    out
+}
+
+/// Numbers the documents of a node table as a read does: `first`, `first + 1`, ... in row
+/// order. Rows that carry a `doc_index` keep their grouping ([`document_ranges`]); a table
+/// without one (null everywhere: built by hand, or written before the column existed) is
+/// grouped by the rows' `doc_id`, a new document starting where the id changes or a `pos`
+/// repeats within the current one. Returns the new `doc_index` per row.
+pub fn number_documents(doc_index: Option<&[Option<i64>]>, doc_id: &[Option<&str>], pos: &[Option<i32>], first: i64) -> Vec<i64> {
+    let n = doc_id.len();
+    let mut out = Vec::with_capacity(n);
+    let mut next = first - 1;
+    if let Some(idx) = doc_index.filter(|idx| idx.iter().all(Option::is_some)) {
+        for i in 0..n {
+            if i == 0 || idx[i] != idx[i - 1] {
+                next += 1;
+            }
+            out.push(next);
+        }
+        return out;
+    }
+    let mut seen: HashSet<i32> = HashSet::new();
+    for i in 0..n {
+        let p = pos[i].unwrap_or(0);
+        if i == 0 || doc_id[i] != doc_id[i - 1] || seen.contains(&p) {
+            seen.clear();
+            next += 1;
+        }
+        seen.insert(p);
+        out.push(next);
+    }
+    out
+}
+
+/// Borrowed node-table columns, one entry per row (the binding's view of a DataFrame).
+pub struct NodeRows<'a> {
+    pub doc_index: &'a [i64],
+    pub doc_id: Vec<Option<&'a str>>,
+    pub pos: Vec<Option<i32>>,
+    pub kind: Vec<Option<&'a str>>,
+    pub step: Vec<Option<i32>>,
+    pub role: Vec<Option<&'a str>>,
+    pub text: Vec<Option<&'a str>>,
+    pub image: Vec<Option<&'a [u8]>>,
+    pub image_ref: Vec<Option<&'a str>>,
+    pub meta: Vec<Option<&'a str>>,
+    pub source: Vec<Option<&'a str>>,
+    pub error: Vec<Option<RecordError>>,
+}
+
+/// Rebuilds documents from node rows (the inverse of [`NodeBatch::push`]): one document per
+/// [`document_ranges`] range, its nodes ordered by `pos`. The single row of a document
+/// without nodes (no kind, text, image or image_ref) gives the document its error.
+pub fn documents_from_rows(rows: &NodeRows<'_>) -> Vec<Document> {
+    let own = |v: Option<&str>| v.map(String::from);
+    document_ranges(rows.doc_index)
+        .into_iter()
+        .map(|range| {
+            let first = range.start;
+            let mut doc = Document::new(rows.doc_id[first].unwrap_or(""), own(rows.source[first]));
+            doc.meta = own(rows.meta[first]);
+            let mut order: Vec<usize> = range.collect();
+            order.sort_by_key(|&i| rows.pos[i].unwrap_or(0));
+            for i in order {
+                let node = Node {
+                    kind: rows.kind[i].and_then(NodeKind::parse),
+                    step: rows.step[i],
+                    role: own(rows.role[i]),
+                    text: own(rows.text[i]),
+                    image: rows.image[i].map(<[u8]>::to_vec),
+                    image_ref: own(rows.image_ref[i]),
+                    error: rows.error[i].clone(),
+                };
+                if node.kind.is_none() && node.text.is_none() && node.image.is_none() && node.image_ref.is_none() {
+                    doc.error = node.error;
+                    continue;
+                }
+                doc.nodes.push(node);
+            }
+            doc
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -213,10 +306,11 @@ mod tests {
     #[test]
     fn empty_document_becomes_one_error_row() {
         let mut b = NodeBatch::default();
-        b.push(Document::new("d", None));
+        b.push(Document::new("d", None), 7);
         assert_eq!(b.len(), 1);
         assert_eq!(b.kind[0], None);
-        assert_eq!(b.error_kind[0].as_deref(), Some("empty_document"));
+        assert_eq!(b.doc_index, vec![7]);
+        assert_eq!(b.error[0].as_ref().unwrap().kind, ErrorKind::EmptyDocument);
     }
 
     #[test]
@@ -224,15 +318,67 @@ mod tests {
         let mut doc = Document::new("d", None);
         doc.nodes.push(Node::text("a"));
         let mut img = Node::image(None, Some("x.jpg".into()));
-        img.error = Some(RecordError::new("missing_image", "x.jpg"));
+        img.error = Some(RecordError::new(ErrorKind::MissingImage, "x.jpg"));
         doc.nodes.push(img);
-        doc.set_error(RecordError::new("missing_partner", "no text"));
+        doc.set_error(RecordError::new(ErrorKind::MissingPartner, "no text"));
         let mut stats = ReadStats::default();
         stats.add_document(&doc);
         assert_eq!(stats.errors.len(), 2);
         let mut b = NodeBatch::default();
-        b.push(doc);
-        assert_eq!(b.error_kind[0].as_deref(), Some("missing_partner"));
-        assert_eq!(b.error_kind[1].as_deref(), Some("missing_image"));
+        b.push(doc, 0);
+        assert_eq!(b.error[0].as_ref().unwrap().kind, ErrorKind::MissingPartner);
+        assert_eq!(b.error[1].as_ref().unwrap().kind, ErrorKind::MissingImage);
+    }
+
+    #[test]
+    fn a_new_document_starts_where_doc_index_changes() {
+        assert_eq!(document_ranges(&[4, 4, 5, 9, 9, 9]), vec![0..2, 2..3, 3..6]);
+        assert!(document_ranges(&[]).is_empty());
+    }
+
+    #[test]
+    fn numbering_keeps_a_tables_grouping_or_infers_it_from_ids() {
+        let ids = [Some("a"), Some("a"), Some("a"), Some("b"), Some("a")];
+        let pos = [Some(1), Some(0), Some(0), Some(0), Some(0)];
+        // With doc_index: its grouping, renumbered from 10 (ids and positions are not looked at).
+        let idx = [Some(3), Some(3), Some(8), Some(8), Some(3)];
+        assert_eq!(number_documents(Some(&idx), &ids, &pos, 10), vec![10, 10, 11, 11, 12]);
+        // Without: an id change or a repeated position starts a document.
+        assert_eq!(number_documents(None, &ids, &pos, 0), vec![0, 0, 1, 2, 3]);
+        let partial = [Some(3), None, Some(8), Some(8), Some(3)];
+        assert_eq!(number_documents(Some(&partial), &ids, &pos, 0), vec![0, 0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn rows_become_documents_with_nodes_in_pos_order() {
+        let mut b = NodeBatch::default();
+        let mut d = Document::new("same", None);
+        d.nodes.push(Node::text("first"));
+        d.nodes.push(Node::text("second"));
+        b.push(d.clone(), 0);
+        b.push(d.clone(), 1);
+        b.push(Document::new("empty", None), 2);
+        // Shuffle the first document's rows: pos decides the order back.
+        let order = [1usize, 0, 2, 3, 4];
+        let rows = NodeRows {
+            doc_index: &order.iter().map(|&i| b.doc_index[i]).collect::<Vec<_>>(),
+            doc_id: order.iter().map(|&i| Some(b.doc_id[i].as_str())).collect(),
+            pos: order.iter().map(|&i| Some(b.pos[i])).collect(),
+            kind: order.iter().map(|&i| b.kind[i]).collect(),
+            step: vec![None; 5],
+            role: vec![None; 5],
+            text: order.iter().map(|&i| b.text[i].as_deref()).collect(),
+            image: vec![None; 5],
+            image_ref: vec![None; 5],
+            meta: vec![None; 5],
+            source: vec![None; 5],
+            error: order.iter().map(|&i| b.error[i].clone()).collect(),
+        };
+        let docs = documents_from_rows(&rows);
+        assert_eq!(docs.len(), 3);
+        assert_eq!(docs[0], d);
+        assert_eq!(docs[1], d);
+        assert!(docs[2].nodes.is_empty());
+        assert_eq!(docs[2].error.as_ref().unwrap().kind, ErrorKind::EmptyDocument);
     }
 }

@@ -5,7 +5,12 @@
 //! or a `{"bytes": base64}` object is decoded; a URL (`scheme://...`) stays an `image_ref` and
 //! is never fetched; a local path is read relative to the image root (the record file's
 //! directory unless set) when loading is on, and a missing file is a `missing_image` error.
+//!
+//! Records that come from columnar data (parquet) keep their binary values out of line: the
+//! cell is `{"$blob": k}` ([`BLOB_KEY`]) and the bytes travel beside the record
+//! ([`RecordDecoder::decode`]'s `blobs`), so image bytes are never re-encoded on the way.
 
+use std::cell::RefCell;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
@@ -13,7 +18,7 @@ use base64::Engine;
 use serde_json::{json, Map, Value};
 
 use crate::doc::{Document, Node, NodeKind};
-use crate::error::RecordError;
+use crate::error::{ErrorKind, RecordError};
 use crate::shard::convert_error_from_value;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,7 +86,12 @@ pub struct RecordContext {
     pub image_root_explicit: bool,
     pub load_images: bool,
     pub max_image_bytes: u64,
+    /// The out-of-line binary values of the record being converted (see the module docs).
+    blobs: RefCell<Vec<Option<Vec<u8>>>>,
 }
+
+/// The key of an out-of-line binary value: `{"$blob": k}` is the k-th blob of its record.
+pub const BLOB_KEY: &str = "$blob";
 
 impl RecordContext {
     pub fn for_source(source: &str, image_root: Option<&str>, load_images: bool) -> Self {
@@ -89,7 +99,29 @@ impl RecordContext {
             Some(r) => (PathBuf::from(r), true),
             None => (Path::new(source).parent().map(Path::to_path_buf).unwrap_or_default(), false),
         };
-        RecordContext { source: source.to_string(), image_root: root, image_root_explicit: explicit, load_images, max_image_bytes: crate::shard::DEFAULT_MAX_MEMBER_BYTES }
+        RecordContext {
+            source: source.to_string(),
+            image_root: root,
+            image_root_explicit: explicit,
+            load_images,
+            max_image_bytes: crate::shard::DEFAULT_MAX_MEMBER_BYTES,
+            blobs: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The bytes a `{"$blob": k}` cell stands for (each blob can be taken once).
+    fn take_blob(&self, cell: &Map<String, Value>) -> Result<Vec<u8>, String> {
+        let k = cell.get(BLOB_KEY).and_then(Value::as_u64).ok_or_else(|| format!("{BLOB_KEY} must be a blob number"))?;
+        self.blobs.borrow_mut().get_mut(k as usize).and_then(Option::take).ok_or_else(|| format!("the record has no binary value {k}"))
+    }
+}
+
+/// Bytes given inline: `{"$blob": k}`, a `data:` URI, or (`plain_base64`) a bare base64 string.
+fn inline_bytes(v: &Value, ctx: &RecordContext, plain_base64: bool) -> Option<Result<Vec<u8>, String>> {
+    match v {
+        Value::Object(o) if o.contains_key(BLOB_KEY) => Some(ctx.take_blob(o)),
+        Value::String(s) => decode_data_uri(s).or_else(|| plain_base64.then(|| b64().decode(s).map_err(|e| format!("bad base64 image bytes: {e}")))),
+        _ => None,
     }
 }
 
@@ -113,48 +145,51 @@ fn load_file(path: &str, ctx: &RecordContext) -> Result<Vec<u8>, RecordError> {
     let full = if p.is_absolute() { p.to_path_buf() } else { ctx.image_root.join(p) };
     match std::fs::metadata(&full) {
         Ok(m) if m.len() > ctx.max_image_bytes => {
-            Err(RecordError::new("member_too_large", format!("{}: {} bytes exceeds the limit of {}", full.display(), m.len(), ctx.max_image_bytes)))
+            Err(RecordError::new(ErrorKind::MemberTooLarge, format!("{}: {} bytes exceeds the limit of {}", full.display(), m.len(), ctx.max_image_bytes)))
         }
-        Ok(_) => std::fs::read(&full).map_err(|e| RecordError::new("missing_image", format!("{}: {e}", full.display()))),
-        Err(e) => Err(RecordError::new("missing_image", format!("{}: {e}", full.display()))),
+        Ok(_) => std::fs::read(&full).map_err(|e| RecordError::new(ErrorKind::MissingImage, format!("{}: {e}", full.display()))),
+        Err(e) => Err(RecordError::new(ErrorKind::MissingImage, format!("{}: {e}", full.display()))),
     }
 }
 
 /// Turns an image field (string or object) into an image node.
 pub fn resolve_image(v: &Value, ctx: &RecordContext) -> Node {
     let mut node = Node::image(None, None);
-    let from_str = |s: &str, node: &mut Node| {
-        if let Some(decoded) = decode_data_uri(s) {
-            match decoded {
+    if let Some(bytes) = inline_bytes(v, ctx, false) {
+        match bytes {
+            Ok(b) => node.image = Some(b),
+            Err(m) => node.error = Some(RecordError::new(ErrorKind::BadRecord, m)),
+        }
+        return node;
+    }
+    let from_path = |s: &str, node: &mut Node| {
+        node.image_ref = Some(s.to_string());
+        if ctx.load_images && !is_url(s) {
+            match load_file(s, ctx) {
                 Ok(b) => node.image = Some(b),
-                Err(m) => node.error = Some(RecordError::new("bad_record", m)),
-            }
-        } else {
-            node.image_ref = Some(s.to_string());
-            if ctx.load_images && !is_url(s) {
-                match load_file(s, ctx) {
-                    Ok(b) => node.image = Some(b),
-                    Err(e) => node.error = Some(e),
-                }
+                Err(e) => node.error = Some(e),
             }
         }
     };
     match v {
-        Value::String(s) => from_str(s, &mut node),
+        Value::String(s) => from_path(s, &mut node),
         Value::Object(o) => {
-            if let Some(b) = o.get("bytes").and_then(Value::as_str) {
-                match decode_data_uri(b).unwrap_or_else(|| b64().decode(b).map_err(|e| format!("bad base64 image bytes: {e}"))) {
-                    Ok(bytes) => node.image = Some(bytes),
-                    Err(m) => node.error = Some(RecordError::new("bad_record", m)),
+            if let Some(bytes) = o.get("bytes").and_then(|b| inline_bytes(b, ctx, true)) {
+                match bytes {
+                    Ok(b) => node.image = Some(b),
+                    Err(m) => node.error = Some(RecordError::new(ErrorKind::BadRecord, m)),
                 }
                 node.image_ref = ["path", "url"].iter().find_map(|k| o.get(*k).and_then(Value::as_str)).map(String::from);
-            } else if let Some(s) = ["image_path", "path", "url", "src", "image_url", "image"].iter().find_map(|k| o.get(*k).and_then(Value::as_str)) {
-                from_str(s, &mut node);
+            } else if let Some(inner) = ["image_path", "path", "url", "src", "image_url", "image"].iter().find_map(|k| o.get(*k).filter(|v| !v.is_null())) {
+                match inner {
+                    Value::String(s) => from_path(s, &mut node),
+                    other => return resolve_image(other, ctx),
+                }
             } else {
-                node.error = Some(RecordError::new("bad_record", format!("image field without bytes, path or url: {v}")));
+                node.error = Some(RecordError::new(ErrorKind::BadRecord, format!("image field without bytes, path or url: {v}")));
             }
         }
-        other => node.error = Some(RecordError::new("bad_record", format!("image field is neither a string nor an object: {other}"))),
+        other => node.error = Some(RecordError::new(ErrorKind::BadRecord, format!("image field is neither a string nor an object: {other}"))),
     }
     node
 }
@@ -182,7 +217,7 @@ fn finish(mut doc: Document, meta: Map<String, Value>) -> Document {
 pub fn record_to_document(v: Value, format: Format, fallback_id: String, ctx: &RecordContext) -> Document {
     let mut doc = Document::new(fallback_id, Some(ctx.source.clone()));
     let Value::Object(mut o) = v else {
-        doc.set_error(RecordError::new("bad_record", format!("a {} record must be a JSON object", format.as_str())));
+        doc.set_error(RecordError::new(ErrorKind::BadRecord, format!("a {} record must be a JSON object", format.as_str())));
         return doc;
     };
     if format != Format::Nodes {
@@ -211,16 +246,16 @@ fn pairs(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordContext) {
         doc.nodes.push(Node::text(value_text(v)));
     }
     match (image, text) {
-        (Some(_), None) => doc.set_error(RecordError::new("missing_partner", "pair record has an image but no caption")),
-        (None, Some(_)) => doc.set_error(RecordError::new("missing_partner", "pair record has a caption but no image")),
-        (None, None) => doc.set_error(RecordError::new("bad_record", "pair record has neither an image nor a caption")),
+        (Some(_), None) => doc.set_error(RecordError::new(ErrorKind::MissingPartner, "pair record has an image but no caption")),
+        (None, Some(_)) => doc.set_error(RecordError::new(ErrorKind::MissingPartner, "pair record has a caption but no image")),
+        (None, None) => doc.set_error(RecordError::new(ErrorKind::BadRecord, "pair record has neither an image nor a caption")),
         _ => {}
     }
 }
 
 fn mmc4(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordContext) {
     let Some(Value::Array(texts)) = o.remove("text_list") else {
-        doc.set_error(RecordError::new("bad_record", "MMC4 record without a text_list array"));
+        doc.set_error(RecordError::new(ErrorKind::BadRecord, "MMC4 record without a text_list array"));
         return;
     };
     let infos: Vec<Value> = o.get("image_info").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -229,10 +264,10 @@ fn mmc4(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordContext) {
     for info in &infos {
         let mut node = Node::image(None, None);
         node.image_ref = info.get("raw_url").or_else(|| info.get("image_name")).and_then(Value::as_str).map(String::from);
-        if let Some(b) = info.get("image_base64").and_then(Value::as_str) {
-            match b64().decode(b) {
+        if let Some(bytes) = info.get("image_base64").and_then(|b| inline_bytes(b, ctx, true)) {
+            match bytes {
                 Ok(bytes) => node.image = Some(bytes),
-                Err(e) => node.error = Some(RecordError::new("bad_record", format!("bad image_base64: {e}"))),
+                Err(m) => node.error = Some(RecordError::new(ErrorKind::BadRecord, format!("image_base64: {m}"))),
             }
         } else if ctx.load_images && ctx.image_root_explicit {
             if let Some(name) = info.get("image_name").and_then(Value::as_str) {
@@ -245,7 +280,7 @@ fn mmc4(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordContext) {
         match info.get("matched_text_index").and_then(Value::as_u64).map(|i| i as usize) {
             Some(i) if i < texts.len() => before[i].push(node),
             other => {
-                node.error = Some(RecordError::new("bad_record", format!("image matched_text_index {other:?} is outside text_list (len {})", texts.len())));
+                node.error = Some(RecordError::new(ErrorKind::BadRecord, format!("image matched_text_index {other:?} is outside text_list (len {})", texts.len())));
                 unplaced.push(node);
             }
         }
@@ -262,7 +297,7 @@ fn obelics(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordContext) 
     let texts = o.remove("texts").and_then(|v| if let Value::Array(a) = v { Some(a) } else { None }).unwrap_or_default();
     let images = o.remove("images").and_then(|v| if let Value::Array(a) = v { Some(a) } else { None }).unwrap_or_default();
     if texts.len() != images.len() {
-        doc.set_error(RecordError::new("bad_record", format!("OBELICS texts ({}) and images ({}) differ in length", texts.len(), images.len())));
+        doc.set_error(RecordError::new(ErrorKind::BadRecord, format!("OBELICS texts ({}) and images ({}) differ in length", texts.len(), images.len())));
     }
     for i in 0..texts.len().max(images.len()) {
         let img = images.get(i).filter(|v| !v.is_null());
@@ -278,7 +313,7 @@ fn obelics(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordContext) 
 
 fn comm(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordContext) {
     let Some((_, Value::Array(steps))) = take_string(o, &["step_info", "steps"]) else {
-        doc.set_error(RecordError::new("bad_record", "CoMM record without a step_info list"));
+        doc.set_error(RecordError::new(ErrorKind::BadRecord, "CoMM record without a step_info list"));
         return;
     };
     for (si, step) in steps.iter().enumerate() {
@@ -315,10 +350,10 @@ fn comm(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordContext) {
                     let field = ["image_path", "image", "path", "url"].iter().find_map(|k| item.get(*k).filter(|v| !v.is_null()));
                     match field {
                         Some(v) => resolve_image(v, ctx),
-                        None => Node { kind: Some(NodeKind::Image), error: Some(RecordError::new("bad_record", "CoMM image item without a path or url")), ..Default::default() },
+                        None => Node { kind: Some(NodeKind::Image), error: Some(RecordError::new(ErrorKind::BadRecord, "CoMM image item without a path or url")), ..Default::default() },
                     }
                 }
-                other => Node { error: Some(RecordError::new("bad_record", format!("CoMM item of unknown type {other:?}"))), ..Default::default() },
+                other => Node { error: Some(RecordError::new(ErrorKind::BadRecord, format!("CoMM item of unknown type {other:?}"))), ..Default::default() },
             };
             doc.nodes.push(node.with_step(s));
         }
@@ -332,7 +367,7 @@ fn llava(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordContext) {
         Some(v) => doc.nodes.push(resolve_image(&v, ctx)),
     }
     let Some(Value::Array(turns)) = o.remove("conversations") else {
-        doc.set_error(RecordError::new("bad_record", "LLaVA record without a conversations list"));
+        doc.set_error(RecordError::new(ErrorKind::BadRecord, "LLaVA record without a conversations list"));
         return;
     };
     for t in turns {
@@ -362,10 +397,10 @@ fn nodes_record(mut doc: Document, mut o: Map<String, Value>, ctx: &RecordContex
         node.step = n.get("step").and_then(Value::as_i64).map(|s| s as i32);
         node.role = n.get("role").and_then(Value::as_str).map(String::from);
         node.image_ref = n.get("image_ref").and_then(Value::as_str).map(String::from);
-        if let Some(b) = n.get("image_b64").and_then(Value::as_str) {
-            match b64().decode(b) {
+        if let Some(bytes) = n.get("image_b64").and_then(|b| inline_bytes(b, ctx, true)) {
+            match bytes {
                 Ok(bytes) => node.image = Some(bytes),
-                Err(e) => node.error = Some(RecordError::new("bad_record", format!("bad image_b64: {e}"))),
+                Err(m) => node.error = Some(RecordError::new(ErrorKind::BadRecord, format!("image_b64: {m}"))),
             }
         } else if kind == Some(NodeKind::Image) && ctx.load_images {
             if let Some(r) = node.image_ref.clone().filter(|r| !is_url(r)) {
@@ -391,7 +426,7 @@ fn nodes_record(mut doc: Document, mut o: Map<String, Value>, ctx: &RecordContex
 
 /// `{"kind", "message"}`, the JSON form of an error everywhere we write one.
 pub fn error_json(e: &RecordError) -> Value {
-    json!({"kind": e.kind, "message": e.message})
+    json!({"kind": e.kind.as_str(), "message": e.message})
 }
 
 /// A node's JSON object; the image, when the node has bytes, is the given (key, value).
@@ -442,6 +477,52 @@ pub fn document_to_json(doc: &Document) -> Value {
     Value::Object(o)
 }
 
+/// Parsed records to documents, one source at a time: the format is the one given, else
+/// detected from the first record whose keys show it (then kept for the rest of the source);
+/// a record without an id is named `"<file name>:<n>"` (n counts records from 1).
+pub struct RecordDecoder {
+    format: Option<Format>,
+    ctx: RecordContext,
+    stem: String,
+}
+
+impl RecordDecoder {
+    pub fn new(format: Option<Format>, ctx: RecordContext) -> Self {
+        let stem = Path::new(&ctx.source).file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        RecordDecoder { format, ctx, stem }
+    }
+
+    /// The id of record `n` when it has none of its own.
+    pub fn fallback_id(&self, n: u64) -> String {
+        format!("{}:{n}", self.stem)
+    }
+
+    /// A document that holds only an error (and the raw record text, when there is one, in
+    /// its metadata under `"__raw__"`).
+    pub fn error_document(&self, n: u64, error: RecordError, raw: Option<String>) -> Document {
+        let mut doc = Document::new(self.fallback_id(n), Some(self.ctx.source.clone()));
+        if let Some(raw) = raw {
+            doc.meta = Some(json!({ "__raw__": raw }).to_string());
+        }
+        doc.set_error(error);
+        doc
+    }
+
+    /// Record `n` as a document. `blobs` are its out-of-line binary values (`{"$blob": k}`
+    /// cells, see the module docs); pass an empty vector for records parsed from JSON.
+    pub fn decode(&mut self, value: Value, n: u64, blobs: Vec<Option<Vec<u8>>>) -> Document {
+        let Some(format) = self.format.or_else(|| Format::detect(&value)) else {
+            let msg = format!("record {n}: cannot tell the format from the keys; pass format=");
+            return self.error_document(n, RecordError::new(ErrorKind::BadRecord, msg), Some(value.to_string()));
+        };
+        self.format = Some(format);
+        *self.ctx.blobs.borrow_mut() = blobs;
+        let doc = record_to_document(value, format, self.fallback_id(n), &self.ctx);
+        self.ctx.blobs.borrow_mut().clear();
+        doc
+    }
+}
+
 /// Default limit on one JSON line; longer lines become `line_too_long` error records.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 256 << 20;
 
@@ -450,9 +531,7 @@ pub const DEFAULT_MAX_LINE_BYTES: usize = 256 << 20;
 /// its metadata under `"__raw__"`.
 pub struct JsonlReader<R> {
     inner: R,
-    format: Option<Format>,
-    ctx: RecordContext,
-    stem: String,
+    records: RecordDecoder,
     line_no: u64,
     max_line_bytes: usize,
     done: bool,
@@ -460,8 +539,7 @@ pub struct JsonlReader<R> {
 
 impl<R: BufRead> JsonlReader<R> {
     pub fn new(inner: R, format: Option<Format>, ctx: RecordContext) -> Self {
-        let stem = Path::new(&ctx.source).file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        JsonlReader { inner, format, ctx, stem, line_no: 0, max_line_bytes: DEFAULT_MAX_LINE_BYTES, done: false }
+        JsonlReader { inner, records: RecordDecoder::new(format, ctx), line_no: 0, max_line_bytes: DEFAULT_MAX_LINE_BYTES, done: false }
     }
 
     pub fn with_max_line_bytes(mut self, n: usize) -> Self {
@@ -507,13 +585,13 @@ impl<R: BufRead> Iterator for JsonlReader<R> {
                 }
                 Err(e) => {
                     self.done = true;
-                    let mut doc = Document::new(format!("{}:{}", self.stem, self.line_no + 1), Some(self.ctx.source.clone()));
-                    let kind = if e.kind() == std::io::ErrorKind::UnexpectedEof { "truncated_file" } else { "io" };
-                    doc.set_error(RecordError::new(kind, format!("reading line {}: {e}", self.line_no + 1)));
-                    return Some(doc);
+                    let kind = if crate::input::is_truncation(&e) { ErrorKind::TruncatedFile } else { ErrorKind::Io };
+                    let n = self.line_no + 1;
+                    return Some(self.records.error_document(n, RecordError::new(kind, format!("reading line {n}: {e}")), None));
                 }
             };
             self.line_no += 1;
+            let n = self.line_no;
             let (mut bytes, total) = line;
             if bytes.last() == Some(&b'\r') {
                 bytes.pop();
@@ -521,43 +599,23 @@ impl<R: BufRead> Iterator for JsonlReader<R> {
             if bytes.iter().all(u8::is_ascii_whitespace) && total <= self.max_line_bytes {
                 continue;
             }
-            let fallback = format!("{}:{}", self.stem, self.line_no);
-            let raw_doc = |kind: &str, msg: String, raw: String| {
-                let mut doc = Document::new(fallback.clone(), Some(self.ctx.source.clone()));
-                doc.meta = Some(json!({ "__raw__": raw }).to_string());
-                doc.set_error(RecordError::new(kind, msg));
-                doc
-            };
             if total > self.max_line_bytes {
-                return Some(raw_doc(
-                    "line_too_long",
-                    format!("line {} has {total} bytes, over the limit of {}; its first bytes are kept", self.line_no, self.max_line_bytes),
-                    String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]).into_owned(),
-                ));
+                let msg = format!("line {n} has {total} bytes, over the limit of {}; its first bytes are kept", self.max_line_bytes);
+                let raw = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]).into_owned();
+                return Some(self.records.error_document(n, RecordError::new(ErrorKind::LineTooLong, msg), Some(raw)));
             }
             let (text, utf8_err) = match String::from_utf8(bytes) {
                 Ok(s) => (s, None),
                 Err(e) => {
-                    let msg = format!("line {}: {}; invalid bytes replaced by U+FFFD", self.line_no, e.utf8_error());
-                    (String::from_utf8_lossy(e.as_bytes()).into_owned(), Some(RecordError::new("invalid_utf8", msg)))
+                    let msg = format!("line {n}: {}; invalid bytes replaced by U+FFFD", e.utf8_error());
+                    (String::from_utf8_lossy(e.as_bytes()).into_owned(), Some(RecordError::new(ErrorKind::InvalidUtf8, msg)))
                 }
             };
             let value: Value = match serde_json::from_str(&text) {
                 Ok(v) => v,
-                Err(e) => return Some(raw_doc("malformed_json", format!("line {}: {e}", self.line_no), text)),
+                Err(e) => return Some(self.records.error_document(n, RecordError::new(ErrorKind::MalformedJson, format!("line {n}: {e}")), Some(text))),
             };
-            let format = match self.format.or_else(|| Format::detect(&value)) {
-                Some(f) => f,
-                None => {
-                    return Some(raw_doc(
-                        "bad_record",
-                        format!("line {}: cannot tell the format from the keys; pass format=", self.line_no),
-                        text,
-                    ))
-                }
-            };
-            self.format = Some(format);
-            let mut doc = record_to_document(value, format, fallback, &self.ctx);
+            let mut doc = self.records.decode(value, n, Vec::new());
             if let Some(e) = utf8_err {
                 doc.set_error(e);
             }
@@ -597,7 +655,7 @@ mod tests {
     fn missing_local_image_is_an_error_on_its_node() {
         let v = json!({"image": "nope.jpg", "caption": "c"});
         let d = record_to_document(v, Format::Pairs, "f:1".into(), &ctx());
-        assert_eq!(d.nodes[0].error.as_ref().unwrap().kind, "missing_image");
+        assert_eq!(d.nodes[0].error.as_ref().unwrap().kind.as_str(), "missing_image");
         assert_eq!(d.nodes[1].text.as_deref(), Some("c"));
     }
 
@@ -608,9 +666,9 @@ mod tests {
         let docs: Vec<_> = r.collect();
         assert_eq!(docs.len(), 3);
         assert!(docs[0].error.is_none());
-        assert_eq!(docs[1].error.as_ref().unwrap().kind, "malformed_json");
+        assert_eq!(docs[1].error.as_ref().unwrap().kind.as_str(), "malformed_json");
         assert_eq!(docs[1].doc_id, "x.jsonl:2");
-        assert_eq!(docs[2].error.as_ref().unwrap().kind, "line_too_long");
+        assert_eq!(docs[2].error.as_ref().unwrap().kind.as_str(), "line_too_long");
     }
 
     #[test]

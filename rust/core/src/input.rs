@@ -57,6 +57,12 @@ pub fn open(path: &str, counter: Arc<AtomicU64>) -> Result<Box<dyn BufRead + Sen
     })
 }
 
+/// True when a read failed because a compressed stream ended early (gzip and zstd decoders
+/// report a cut file as an unexpected end of file).
+pub fn is_truncation(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::UnexpectedEof
+}
+
 /// Reads exactly `buf.len()` bytes unless the stream ends first; returns how many were read.
 pub fn read_full<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;

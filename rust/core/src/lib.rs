@@ -18,4 +18,4 @@ pub mod shard;
 pub mod text;
 
 pub use doc::{Document, Node, NodeBatch, NodeKind, ReadStats};
-pub use error::{Error, RecordError, Result};
+pub use error::{Error, ErrorKind, RecordError, Result};

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::doc::{Document, NodeBatch, ReadStats};
-use crate::error::RecordError;
+use crate::error::{ErrorKind, RecordError};
 use crate::formats::{Format, JsonlReader, RecordContext};
 use crate::input;
 use crate::shard::{sample_to_document, SampleReader, DEFAULT_MAX_MEMBER_BYTES};
@@ -22,11 +22,13 @@ pub struct ReaderOptions {
     pub image_root: Option<String>,
     pub load_images: bool,
     pub max_member_bytes: u64,
+    /// The `doc_index` of the first document read (documents are numbered in read order).
+    pub first_doc_index: i64,
 }
 
 impl Default for ReaderOptions {
     fn default() -> Self {
-        ReaderOptions { image_root: None, load_images: true, max_member_bytes: DEFAULT_MAX_MEMBER_BYTES }
+        ReaderOptions { image_root: None, load_images: true, max_member_bytes: DEFAULT_MAX_MEMBER_BYTES, first_doc_index: 0 }
     }
 }
 
@@ -42,11 +44,13 @@ pub struct DocumentReader {
     current: Option<DocIter>,
     counter: Arc<AtomicU64>,
     stats: ReadStats,
+    next_doc_index: i64,
 }
 
 impl DocumentReader {
     pub fn new(paths: Vec<String>, kind: SourceKind, opts: ReaderOptions) -> Self {
-        DocumentReader { paths, next_path: 0, kind, opts, current: None, counter: Arc::new(AtomicU64::new(0)), stats: ReadStats::default() }
+        let next_doc_index = opts.first_doc_index;
+        DocumentReader { paths, next_path: 0, kind, opts, current: None, counter: Arc::new(AtomicU64::new(0)), stats: ReadStats::default(), next_doc_index }
     }
 
     pub fn stats(&self) -> ReadStats {
@@ -63,7 +67,7 @@ impl DocumentReader {
             Ok(s) => s,
             Err(e) => {
                 let mut doc = Document::new(path.clone(), Some(path.clone()));
-                doc.set_error(RecordError::new("io", e.to_string()));
+                doc.set_error(RecordError::new(ErrorKind::Io, e.to_string()));
                 return Some(Err(doc));
             }
         };
@@ -98,7 +102,8 @@ impl DocumentReader {
         while batch.documents < batch_size.max(1) {
             let Some(doc) = self.next_document() else { break };
             self.stats.add_document(&doc);
-            batch.push(doc);
+            batch.push(doc, self.next_doc_index);
+            self.next_doc_index += 1;
         }
         if batch.documents == 0 {
             None
@@ -114,6 +119,7 @@ impl Iterator for DocumentReader {
     fn next(&mut self) -> Option<Document> {
         let doc = self.next_document()?;
         self.stats.add_document(&doc);
+        self.next_doc_index += 1;
         Some(doc)
     }
 }

@@ -1,10 +1,10 @@
 //! Dedup bindings: exact keys, shingles, MinHash signatures, LSH clusters. Type conversion and
 //! GIL release only; the work is in `interleaf_core::hash`.
 
-use interleaf_core::hash::lsh::{cluster, optimal_params, Verify};
+use interleaf_core::hash::lsh::{optimal_params, representatives, shingle_sets, Verify};
 use interleaf_core::hash::minhash::{signatures, MinHashParams, Scheme};
 use interleaf_core::hash::{blake3_hex, normalized_text_hex, xxh3_128_hex};
-use interleaf_core::text::shingle::{for_each_shingle_hash, shingles, Unit};
+use interleaf_core::text::shingle::{shingles, Unit};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -109,27 +109,6 @@ pub fn lsh_params(threshold: f64, num_perm: usize, false_positive_weight: f64, f
     Ok(optimal_params(threshold, num_perm, false_positive_weight, false_negative_weight))
 }
 
-fn jaccard_sorted(a: &[u64], b: &[u64]) -> f64 {
-    let (mut i, mut j, mut inter) = (0, 0, 0usize);
-    while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                inter += 1;
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    let union = a.len() + b.len() - inter;
-    if union == 0 {
-        1.0
-    } else {
-        inter as f64 / union as f64
-    }
-}
-
 /// Cluster representatives for MinHash signatures: returns (representative per row as int64,
 /// candidate pairs checked, pairs joined).
 #[pyfunction]
@@ -162,32 +141,18 @@ pub fn lsh_cluster<'py>(
         return Err(PyValueError::new_err("verify='exact' needs texts, one per signature row"));
     }
     let out = py.detach(|| -> PyResult<(Vec<i64>, u64, u64)> {
-        let sets: Vec<Vec<u64>> = match (&texts, verify) {
-            (Some(t), "exact") => t
-                .iter()
-                .map(|t| {
-                    let mut v = Vec::new();
-                    for_each_shingle_hash(t, n, unit, 0, &mut Vec::new(), |h| v.push(h));
-                    v.sort_unstable();
-                    v.dedup();
-                    v
-                })
-                .collect(),
+        let sets = match (&texts, verify) {
+            (Some(t), "exact") => shingle_sets(&t.iter().map(|t| &**t).collect::<Vec<_>>(), n, unit),
             _ => Vec::new(),
         };
-        let exact = |i: usize, j: usize| jaccard_sorted(&sets[i], &sets[j]);
         let v = match verify {
             "none" => Verify::None,
             "signature" => Verify::Signature(threshold),
-            "exact" => Verify::Exact(threshold, &exact),
+            "exact" => Verify::Exact(threshold, &sets),
             other => return Err(PyValueError::new_err(format!("verify must be 'none', 'signature' or 'exact', not {other:?}"))),
         };
-        let mut c = cluster(sigs, k, bands, rows, &v);
-        let reps = match &rank {
-            Some(r) => c.uf.representatives(|i| r[i]),
-            None => c.uf.representatives(|_| 0u8),
-        };
-        Ok((reps.into_iter().map(i64::from).collect(), c.candidates, c.joined))
+        let (reps, candidates, joined) = representatives(sigs, k, bands, rows, &v, rank.as_deref());
+        Ok((reps.into_iter().map(i64::from).collect(), candidates, joined))
     })?;
     Ok((out.0.into_pyarray(py), out.1, out.2))
 }
@@ -225,7 +190,7 @@ pub fn perceptual_hashes(
             images
                 .par_iter()
                 .map(|img| match img {
-                    None => Err(interleaf_core::RecordError::new("missing_image", "no image bytes")),
+                    None => Err(interleaf_core::RecordError::new(interleaf_core::ErrorKind::MissingImage, "no image bytes")),
                     Some(b) => hash_image(b.as_ref(), kind, hash_size, &limits, draft),
                 })
                 .collect::<Vec<_>>()
@@ -244,7 +209,7 @@ pub fn perceptual_hashes(
             Err(e) => {
                 hex.push(None);
                 ints.push(None);
-                errs.push(Some((e.kind, e.message)));
+                errs.push(Some((e.kind.as_str().to_string(), e.message)));
             }
         }
     }

@@ -3,6 +3,8 @@
 use polars::prelude::*;
 use pyo3_polars::derive::polars_expr;
 
+use crate::frame::{error_dtype, error_series};
+
 /// xxh3-64 (seed 0) of each string's UTF-8 bytes or each binary value; null stays null.
 #[polars_expr(output_type=UInt64)]
 fn xxh3_64(inputs: &[Series]) -> PolarsResult<Series> {
@@ -113,13 +115,19 @@ pub(crate) fn image_stats_dtype() -> DataType {
         f("brightness", DataType::Float64),
         f("contrast", DataType::Float64),
         f("uniform_fraction", DataType::Float64),
-        f("error_kind", DataType::String),
-        f("error_message", DataType::String),
+        f("error", error_dtype()),
     ])
 }
 
 /// One struct Series of image statistics for `rows` (None: a null input value).
 pub(crate) fn image_stats_series(name: PlSmallStr, rows: &[Option<(interleaf_core::image::ImageStats, Option<interleaf_core::RecordError>)>]) -> PolarsResult<Series> {
+    let errors: Vec<Option<interleaf_core::RecordError>> = rows
+        .iter()
+        .map(|r| match r {
+            None => Some(interleaf_core::RecordError::new(interleaf_core::ErrorKind::MissingImage, "no image bytes")),
+            Some((_, e)) => e.clone(),
+        })
+        .collect();
     let stat = |f: fn(&interleaf_core::image::ImageStats) -> Option<f64>| -> Float64Chunked { rows.iter().map(|r| r.as_ref().and_then(|(s, _)| f(s))).collect() };
     let u32col = |f: fn(&interleaf_core::image::ImageStats) -> Option<u32>| -> UInt32Chunked { rows.iter().map(|r| r.as_ref().and_then(|(s, _)| f(s))).collect() };
     let strcol = |f: fn(&interleaf_core::image::ImageStats) -> Option<&'static str>| -> StringChunked { rows.iter().map(|r| r.as_ref().and_then(|(s, _)| f(s))).collect() };
@@ -136,22 +144,7 @@ pub(crate) fn image_stats_series(name: PlSmallStr, rows: &[Option<(interleaf_cor
         stat(|s| s.brightness).with_name("brightness".into()).into_series(),
         stat(|s| s.contrast).with_name("contrast".into()).into_series(),
         stat(|s| s.uniform_fraction).with_name("uniform_fraction".into()).into_series(),
-        rows.iter()
-            .map(|r| match r {
-                None => Some("missing_image"),
-                Some((_, e)) => e.as_ref().map(|e| e.kind.as_str()),
-            })
-            .collect::<StringChunked>()
-            .with_name("error_kind".into())
-            .into_series(),
-        rows.iter()
-            .map(|r| match r {
-                None => Some("no image bytes"),
-                Some((_, e)) => e.as_ref().map(|e| e.message.as_str()),
-            })
-            .collect::<StringChunked>()
-            .with_name("error_message".into())
-            .into_series(),
+        error_series("error", errors.iter().map(Option::as_ref))?,
     ];
     Ok(StructChunked::from_series(name, rows.len(), fields.iter())?.into_series())
 }

@@ -1,18 +1,56 @@
-//! Node batches to polars DataFrames and back. The `error` struct column is assembled on the
-//! Python side from `error_kind` / `error_message`.
+//! Node batches to polars DataFrames and back, and the `error` struct column every table
+//! carries. Conversion only: which rows are one document is decided in
+//! `interleaf_core::doc`.
 
-use std::collections::HashSet;
-
-use interleaf_core::doc::{Document, Node, NodeBatch, NodeKind};
+use interleaf_core::doc::{documents_from_rows, number_documents, Document, NodeBatch, NodeRows};
 use interleaf_core::RecordError;
 use polars::prelude::*;
 use polars_arrow::array::{BinaryViewArray, View};
 use polars_arrow::bitmap::Bitmap;
-use polars_buffer::Buffer;
 use polars_arrow::datatypes::ArrowDataType;
+use polars_buffer::Buffer;
 
 fn opt_str(name: &str, v: Vec<Option<String>>) -> Column {
     StringChunked::from_iter_options(name.into(), v.into_iter()).into_column()
+}
+
+/// The dtype of every `error` column: `Struct{kind: String, message: String}`.
+pub fn error_dtype() -> DataType {
+    DataType::Struct(vec![Field::new("kind".into(), DataType::String), Field::new("message".into(), DataType::String)])
+}
+
+/// The `error` column: a struct `{kind, message}` per row, null where there is no error.
+pub fn error_series<'a>(name: &str, errors: impl ExactSizeIterator<Item = Option<&'a RecordError>> + Clone) -> PolarsResult<Series> {
+    let n = errors.len();
+    let kind: StringChunked = errors.clone().map(|e| e.map(|e| e.kind.as_str())).collect();
+    let message: StringChunked = errors.clone().map(|e| e.map(|e| e.message.as_str())).collect();
+    let fields = [kind.with_name("kind".into()).into_series(), message.with_name("message".into()).into_series()];
+    let validity: Bitmap = errors.map(|e| e.is_some()).collect();
+    let ca = StructChunked::from_series(name.into(), n, fields.iter())?;
+    let validity = if validity.unset_bits() == 0 { None } else { Some(validity) };
+    Ok(ca.with_outer_validity(validity).into_series())
+}
+
+/// The errors of an `error` struct column (kinds outside the registry become `other`).
+pub fn errors_of(col: &Column) -> PolarsResult<Vec<Option<RecordError>>> {
+    let s = col.as_materialized_series();
+    let ca = s.struct_()?;
+    let fields = ca.fields_as_series();
+    let by_name = |n: &str| fields.iter().find(|f| f.name().as_str() == n).cloned();
+    let (Some(kind), Some(message)) = (by_name("kind"), by_name("message")) else {
+        polars_bail!(SchemaMismatch: "the error column must be a struct {{kind, message}}");
+    };
+    let (kind, message) = (kind.str()?.clone(), message.str()?.clone());
+    let valid = ca.rechunk_validity();
+    Ok((0..ca.len())
+        .map(|i| {
+            let present = valid.as_ref().is_none_or(|v| v.get_bit(i));
+            match (present, kind.get(i)) {
+                (true, Some(k)) => Some(RecordError::from_stored(k, message.get(i).unwrap_or(""))),
+                _ => None,
+            }
+        })
+        .collect())
 }
 
 /// A Binary column that takes ownership of each value's bytes: every value longer than a view's
@@ -37,11 +75,13 @@ fn binary_column(name: &str, values: Vec<Option<Vec<u8>>>) -> PolarsResult<Colum
     Ok(BinaryChunked::with_chunk(name.into(), arr).into_column())
 }
 
-/// Builds the node DataFrame (without the `error` struct; see the module docs).
+/// The node table (`interleaf.schema.NODE_SCHEMA`, in its order) of a batch.
 pub fn batch_to_frame(b: NodeBatch) -> PolarsResult<DataFrame> {
     let n = b.len();
+    let error = error_series("error", b.error.iter().map(Option::as_ref))?.into_column();
     let cols = vec![
         StringChunked::from_iter_values("doc_id".into(), b.doc_id.into_iter()).into_column(),
+        Int64Chunked::from_vec("doc_index".into(), b.doc_index).into_column(),
         Int32Chunked::from_vec("pos".into(), b.pos).into_column(),
         StringChunked::from_iter_options("kind".into(), b.kind.into_iter()).into_column(),
         Int32Chunked::from_iter_options("step".into(), b.step.into_iter()).into_column(),
@@ -51,75 +91,42 @@ pub fn batch_to_frame(b: NodeBatch) -> PolarsResult<DataFrame> {
         opt_str("image_ref", b.image_ref),
         opt_str("meta", b.meta),
         opt_str("source", b.source),
-        opt_str("error_kind", b.error_kind),
-        opt_str("error_message", b.error_message),
+        error,
     ];
     DataFrame::new(n, cols)
 }
 
-fn str_col<'a>(df: &'a DataFrame, name: &str) -> PolarsResult<&'a StringChunked> {
-    df.column(name)?.str()
+fn strs<'a>(df: &'a DataFrame, name: &str) -> PolarsResult<Vec<Option<&'a str>>> {
+    Ok(df.column(name)?.str()?.iter().collect())
 }
 
-/// Groups the rows of a node frame into documents: consecutive rows with one `doc_id` and
-/// distinct `pos` values form a document, nodes ordered by `pos`. Expects the columns that [`batch_to_frame`] makes, with
-/// `pos`/`step` as Int32 and `image` as Binary (the Python side casts).
+/// `doc_index` for the rows of a node table, numbered from `first` (see
+/// `interleaf_core::doc::number_documents`).
+pub fn renumber(df: &DataFrame, first: i64) -> PolarsResult<Vec<i64>> {
+    let doc_index: Option<Vec<Option<i64>>> = match df.column("doc_index") {
+        Ok(c) => Some(c.i64()?.iter().collect()),
+        Err(_) => None,
+    };
+    let pos: Vec<Option<i32>> = df.column("pos")?.i32()?.iter().collect();
+    Ok(number_documents(doc_index.as_deref(), &strs(df, "doc_id")?, &pos, first))
+}
+
+/// The documents of a node table with the full schema (the Python side conforms it first).
 pub fn frame_to_documents(df: &DataFrame) -> PolarsResult<Vec<Document>> {
-    let doc_id = str_col(df, "doc_id")?;
-    let pos = df.column("pos")?.i32()?;
-    let kind = str_col(df, "kind")?;
-    let step = df.column("step")?.i32()?;
-    let role = str_col(df, "role")?;
-    let text = str_col(df, "text")?;
-    let image = df.column("image")?.binary()?;
-    let image_ref = str_col(df, "image_ref")?;
-    let meta = str_col(df, "meta")?;
-    let source = str_col(df, "source")?;
-    let ek = str_col(df, "error_kind")?;
-    let em = str_col(df, "error_message")?;
-    let mut docs: Vec<Document> = Vec::new();
-    let mut positions: Vec<Vec<i32>> = Vec::new();
-    let mut seen: HashSet<i32> = HashSet::new();
-    for i in 0..df.height() {
-        let id = doc_id.get(i).unwrap_or("");
-        let p = pos.get(i).unwrap_or(0);
-        // A new document starts where the id changes, or where a position repeats (two
-        // consecutive documents that share an id).
-        if docs.last().is_none_or(|d| d.doc_id != id) || seen.contains(&p) {
-            seen.clear();
-            let mut d = Document::new(id, source.get(i).map(String::from));
-            d.meta = meta.get(i).map(String::from);
-            docs.push(d);
-            positions.push(Vec::new());
-        }
-        let error = ek.get(i).map(|k| RecordError::new(k, em.get(i).unwrap_or("")));
-        let node = Node {
-            kind: kind.get(i).and_then(NodeKind::parse),
-            step: step.get(i),
-            role: role.get(i).map(String::from),
-            text: text.get(i).map(String::from),
-            image: image.get(i).map(<[u8]>::to_vec),
-            image_ref: image_ref.get(i).map(String::from),
-            error,
-        };
-        let d = docs.last_mut().expect("document");
-        if node.kind.is_none() && node.text.is_none() && node.image.is_none() && node.image_ref.is_none() {
-            // The error row of a document without nodes carries the document's error.
-            d.error = node.error;
-            continue;
-        }
-        d.nodes.push(node);
-        seen.insert(p);
-        positions.last_mut().expect("positions").push(p);
-    }
-    for (d, p) in docs.iter_mut().zip(positions) {
-        if p.windows(2).any(|w| w[0] > w[1]) {
-            let mut idx: Vec<usize> = (0..p.len()).collect();
-            idx.sort_by_key(|&i| p[i]);
-            let nodes = std::mem::take(&mut d.nodes);
-            let mut slots: Vec<Option<Node>> = nodes.into_iter().map(Some).collect();
-            d.nodes = idx.into_iter().map(|i| slots[i].take().expect("node")).collect();
-        }
-    }
-    Ok(docs)
+    let doc_index = renumber(df, 0)?;
+    let rows = NodeRows {
+        doc_index: &doc_index,
+        doc_id: strs(df, "doc_id")?,
+        pos: df.column("pos")?.i32()?.iter().collect(),
+        kind: strs(df, "kind")?,
+        step: df.column("step")?.i32()?.iter().collect(),
+        role: strs(df, "role")?,
+        text: strs(df, "text")?,
+        image: df.column("image")?.binary()?.iter().collect(),
+        image_ref: strs(df, "image_ref")?,
+        meta: strs(df, "meta")?,
+        source: strs(df, "source")?,
+        error: errors_of(df.column("error")?)?,
+    };
+    Ok(documents_from_rows(&rows))
 }

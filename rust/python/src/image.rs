@@ -17,7 +17,7 @@ use crate::dedup::on_pool;
 type ErrorPair = Option<(String, String)>;
 
 fn pair(e: Option<RecordError>) -> ErrorPair {
-    e.map(|e| (e.kind, e.message))
+    e.map(|e| (e.kind.as_str().to_string(), e.message))
 }
 
 fn decode_options(alpha: &str, exif_transpose: bool, max_pixels: Option<u64>, max_bytes: Option<u64>) -> PyResult<DecodeOptions> {

@@ -3,17 +3,17 @@
 use std::sync::Mutex;
 
 use interleaf_core::doc::{NodeBatch, ReadStats};
-use interleaf_core::formats::{document_to_json, record_to_document, Format, RecordContext};
+use interleaf_core::formats::{document_to_json, Format, RecordContext, RecordDecoder, BLOB_KEY};
 use interleaf_core::reader::{DocumentReader, ReaderOptions, SourceKind};
-use interleaf_core::shard::{document_to_members, key_for, ShardWriter, ShardWriterOptions};
-use polars::prelude::PolarsError;
+use interleaf_core::shard::{ShardWriter, ShardWriterOptions};
+use polars::prelude::*;
 use pyo3::exceptions::{PyIOError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
-use pyo3_polars::PyDataFrame;
-use serde_json::Value;
+use pyo3::types::{PyBytes, PyDict};
+use pyo3_polars::{PyDataFrame, PySeries};
+use serde_json::{Map, Value};
 
-use crate::frame::{batch_to_frame, frame_to_documents};
+use crate::frame::{batch_to_frame, frame_to_documents, renumber};
 
 fn polars_err(e: PolarsError) -> PyErr {
     PyRuntimeError::new_err(e.to_string())
@@ -64,14 +64,15 @@ pub struct NativeReader {
 #[pymethods]
 impl NativeReader {
     #[new]
-    #[pyo3(signature = (paths, kind, format=None, image_root=None, load_images=true, max_member_bytes=None))]
-    fn new(paths: Vec<String>, kind: &str, format: Option<&str>, image_root: Option<String>, load_images: bool, max_member_bytes: Option<u64>) -> PyResult<Self> {
+    #[pyo3(signature = (paths, kind, format=None, image_root=None, load_images=true, max_member_bytes=None, first_doc_index=0))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(paths: Vec<String>, kind: &str, format: Option<&str>, image_root: Option<String>, load_images: bool, max_member_bytes: Option<u64>, first_doc_index: i64) -> PyResult<Self> {
         let kind = match kind {
             "webdataset" => SourceKind::WebDataset,
             "jsonl" => SourceKind::Jsonl(parse_format(format)?),
             other => return Err(PyValueError::new_err(format!("kind must be 'webdataset' or 'jsonl', not {other:?}"))),
         };
-        let mut opts = ReaderOptions { image_root, load_images, ..Default::default() };
+        let mut opts = ReaderOptions { image_root, load_images, first_doc_index, ..Default::default() };
         if let Some(m) = max_member_bytes {
             opts.max_member_bytes = m;
         }
@@ -94,40 +95,56 @@ impl NativeReader {
     }
 }
 
-/// Python object to JSON; bytes become a base64 `data:` URI so image bytes survive.
-fn py_to_json(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
-    use base64::Engine;
-    if obj.is_none() {
-        Ok(Value::Null)
-    } else if let Ok(b) = obj.cast::<PyBool>() {
-        Ok(Value::Bool(b.is_true()))
-    } else if obj.is_instance_of::<PyInt>() {
-        if let Ok(i) = obj.extract::<i64>() {
-            Ok(Value::from(i))
-        } else if let Ok(u) = obj.extract::<u64>() {
-            Ok(Value::from(u))
-        } else {
-            Ok(Value::String(obj.str()?.to_string()))
+/// One cell as JSON; a binary value goes to `blobs` and the cell becomes `{"$blob": k}`.
+fn cell_to_json(av: AnyValue<'_>, blobs: &mut Vec<Option<Vec<u8>>>) -> Value {
+    match av {
+        AnyValue::Null => Value::Null,
+        AnyValue::Boolean(b) => Value::Bool(b),
+        AnyValue::String(s) => Value::String(s.to_string()),
+        AnyValue::StringOwned(s) => Value::String(s.to_string()),
+        AnyValue::Binary(b) => blob(b.to_vec(), blobs),
+        AnyValue::BinaryOwned(b) => blob(b, blobs),
+        AnyValue::UInt8(v) => Value::from(v),
+        AnyValue::UInt16(v) => Value::from(v),
+        AnyValue::UInt32(v) => Value::from(v),
+        AnyValue::UInt64(v) => Value::from(v),
+        AnyValue::Int8(v) => Value::from(v),
+        AnyValue::Int16(v) => Value::from(v),
+        AnyValue::Int32(v) => Value::from(v),
+        AnyValue::Int64(v) => Value::from(v),
+        AnyValue::Float32(v) => serde_json::Number::from_f64(v as f64).map_or(Value::Null, Value::Number),
+        AnyValue::Float64(v) => serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number),
+        AnyValue::List(s) => Value::Array(s.iter().map(|v| cell_to_json(v, blobs)).collect()),
+        av @ AnyValue::Struct(..) => {
+            let AnyValue::Struct(_, _, fields) = &av else { unreachable!() };
+            let mut m = Map::new();
+            for (f, v) in fields.iter().zip(av._iter_struct_av()) {
+                m.insert(f.name().to_string(), cell_to_json(v, blobs));
+            }
+            Value::Object(m)
         }
-    } else if let Ok(f) = obj.cast::<PyFloat>() {
-        Ok(serde_json::Number::from_f64(f.value()).map_or(Value::Null, Value::Number))
-    } else if let Ok(s) = obj.cast::<PyString>() {
-        Ok(Value::String(s.to_cow()?.into_owned()))
-    } else if let Ok(b) = obj.cast::<PyBytes>() {
-        Ok(Value::String(format!("data:application/octet-stream;base64,{}", base64::engine::general_purpose::STANDARD.encode(b.as_bytes()))))
-    } else if let Ok(d) = obj.cast::<PyDict>() {
-        let mut m = serde_json::Map::new();
-        for (k, v) in d.iter() {
-            m.insert(k.str()?.to_string(), py_to_json(&v)?);
-        }
-        Ok(Value::Object(m))
-    } else if let Ok(l) = obj.cast::<PyList>() {
-        l.iter().map(|v| py_to_json(&v)).collect::<PyResult<Vec<_>>>().map(Value::Array)
-    } else if let Ok(t) = obj.cast::<PyTuple>() {
-        t.iter().map(|v| py_to_json(&v)).collect::<PyResult<Vec<_>>>().map(Value::Array)
-    } else {
-        Ok(Value::String(obj.str()?.to_string()))
+        other => Value::String(other.to_string()),
     }
+}
+
+fn blob(bytes: Vec<u8>, blobs: &mut Vec<Option<Vec<u8>>>) -> Value {
+    blobs.push(Some(bytes));
+    let mut m = Map::new();
+    m.insert(BLOB_KEY.into(), Value::from(blobs.len() - 1));
+    Value::Object(m)
+}
+
+/// The rows of a record table as JSON objects, each with its binary values beside it.
+fn table_records(df: &DataFrame) -> PolarsResult<Vec<(Value, Vec<Option<Vec<u8>>>)>> {
+    let mut rows: Vec<(Map<String, Value>, Vec<Option<Vec<u8>>>)> = (0..df.height()).map(|_| (Map::new(), Vec::new())).collect();
+    for col in df.columns() {
+        let s = col.as_materialized_series().rechunk();
+        for ((m, blobs), av) in rows.iter_mut().zip(s.iter()) {
+            let v = cell_to_json(av, blobs);
+            m.insert(col.name().to_string(), v);
+        }
+    }
+    Ok(rows.into_iter().map(|(m, b)| (Value::Object(m), b)).collect())
 }
 
 /// The raw samples of one shard as webdataset groups them: (key, [(ext, bytes)], [(kind, message)]).
@@ -145,51 +162,52 @@ pub fn read_samples<'py>(py: Python<'py>, path: &str, max_member_bytes: Option<u
         .into_iter()
         .map(|s| {
             let members = s.members.into_iter().map(|(e, d)| (e, PyBytes::new(py, &d))).collect();
-            let errors = s.errors.into_iter().map(|e| (e.kind, e.message)).collect();
+            let errors = s.errors.into_iter().map(|e| (e.kind.as_str().to_string(), e.message)).collect();
             (s.key, members, errors)
         })
         .collect())
 }
 
-/// Converts records (dicts, as parquet rows come) to a node batch. Returns (frame, stats).
+/// Converts a table of records (parquet rows, as Arrow data) to a node batch. Record `i` is
+/// number `start_index + i + 1` of its source (for ids) and document `first_doc_index + i`.
+/// Returns (frame, stats).
 #[pyfunction]
-#[pyo3(signature = (records, format, source, start_index=0, image_root=None, load_images=true))]
+#[pyo3(signature = (table, format, source, start_index=0, first_doc_index=0, image_root=None, load_images=true))]
+#[allow(clippy::too_many_arguments)]
 pub fn records_to_frame<'py>(
     py: Python<'py>,
-    records: &Bound<'py, PyList>,
+    table: PyDataFrame,
     format: Option<&str>,
     source: &str,
     start_index: u64,
+    first_doc_index: i64,
     image_root: Option<String>,
     load_images: bool,
 ) -> PyResult<(PyDataFrame, Bound<'py, PyDict>)> {
-    let mut format = parse_format(format)?;
-    let values = records.iter().map(|r| py_to_json(&r)).collect::<PyResult<Vec<_>>>()?;
+    let format = parse_format(format)?;
     let ctx = RecordContext::for_source(source, image_root.as_deref(), load_images);
-    let stem = std::path::Path::new(source).file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let (frame, stats) = py.detach(|| {
+    let (frame, stats) = py.detach(|| -> PolarsResult<_> {
+        let mut decoder = RecordDecoder::new(format, ctx);
         let mut batch = NodeBatch::default();
         let mut stats = ReadStats::default();
-        for (i, v) in values.into_iter().enumerate() {
-            let fallback = format!("{stem}:{}", start_index + i as u64 + 1);
-            let f = format.or_else(|| Format::detect(&v));
-            let doc = match f {
-                Some(f) => {
-                    format = Some(f);
-                    record_to_document(v, f, fallback, &ctx)
-                }
-                None => {
-                    let mut d = interleaf_core::Document::new(fallback, Some(source.to_string()));
-                    d.set_error(interleaf_core::RecordError::new("bad_record", "cannot tell the format from the keys; pass format="));
-                    d
-                }
-            };
+        for (i, (value, blobs)) in table_records(&table.0)?.into_iter().enumerate() {
+            let doc = decoder.decode(value, start_index + i as u64 + 1, blobs);
             stats.add_document(&doc);
-            batch.push(doc);
+            batch.push(doc, first_doc_index + i as i64);
         }
-        (batch_to_frame(batch), stats)
-    });
-    Ok((PyDataFrame(frame.map_err(polars_err)?), stats_dict(py, &stats)?))
+        Ok((batch_to_frame(batch)?, stats))
+    })
+    .map_err(polars_err)?;
+    Ok((PyDataFrame(frame), stats_dict(py, &stats)?))
+}
+
+/// `doc_index` for a node table read from a file, numbered from `first` in row order: the
+/// table's own `doc_index` groups its rows when present, else `doc_id` and `pos` do (see
+/// `interleaf_core::doc::number_documents`).
+#[pyfunction]
+pub fn number_documents(py: Python<'_>, df: PyDataFrame, first: i64) -> PyResult<PySeries> {
+    let idx = py.detach(|| renumber(&df.0, first)).map_err(polars_err)?;
+    Ok(PySeries(Int64Chunked::from_vec("doc_index".into(), idx).into_series()))
 }
 
 /// One JSON line per document in interleaf's own schema (images as base64), as bytes.
@@ -210,7 +228,7 @@ pub fn frame_to_jsonl<'py>(py: Python<'py>, df: PyDataFrame) -> PyResult<Bound<'
 /// Writes node frames as WebDataset shards (see `interleaf.write`).
 #[pyclass(module = "interleaf._native")]
 pub struct NativeShardWriter {
-    inner: Mutex<Option<(ShardWriter, String)>>,
+    inner: Mutex<Option<ShardWriter>>,
 }
 
 #[pymethods]
@@ -220,7 +238,7 @@ impl NativeShardWriter {
     fn new(directory: &str, prefix: &str, compression: &str, max_count: u64, max_bytes: u64, start_index: u64) -> PyResult<Self> {
         let opts = ShardWriterOptions { prefix: prefix.into(), compression: compression.into(), max_count, max_bytes, start_index };
         let w = ShardWriter::new(directory, opts).map_err(core_err)?;
-        Ok(NativeShardWriter { inner: Mutex::new(Some((w, String::new()))) })
+        Ok(NativeShardWriter { inner: Mutex::new(Some(w)) })
     }
 
     /// Writes every document of a node frame; returns the number of documents written.
@@ -228,19 +246,9 @@ impl NativeShardWriter {
         py.detach(|| {
             let docs = frame_to_documents(&df.0).map_err(polars_err)?;
             let mut guard = self.inner.lock().expect("writer lock");
-            let (w, last_key) = guard.as_mut().ok_or_else(|| PyValueError::new_err("writer is closed"))?;
+            let w = guard.as_mut().ok_or_else(|| PyValueError::new_err("writer is closed"))?;
             for d in &docs {
-                let mut key = key_for(&d.doc_id);
-                if key == *last_key {
-                    // Consecutive equal keys would merge two documents into one sample.
-                    let mut n = 1;
-                    while format!("{key}_{n}") == *last_key {
-                        n += 1;
-                    }
-                    key = format!("{key}_{n}");
-                }
-                w.write_sample(&key, &document_to_members(d, &key)).map_err(core_err)?;
-                *last_key = key;
+                w.write_document(d).map_err(core_err)?;
             }
             Ok(docs.len())
         })
@@ -250,7 +258,7 @@ impl NativeShardWriter {
     fn finish(&self) -> PyResult<Vec<String>> {
         let taken = self.inner.lock().expect("writer lock").take();
         match taken {
-            Some((w, _)) => w.finish().map_err(core_err),
+            Some(w) => w.finish().map_err(core_err),
             None => Ok(Vec::new()),
         }
     }

@@ -20,6 +20,12 @@ fn xxh3_64(py: Python<'_>, data: Vec<Vec<u8>>) -> Vec<u64> {
     py.detach(|| data.iter().map(|d| interleaf_core::hash::xxh3_64(d)).collect())
 }
 
+/// The error registry: (kind, meaning) for every kind a record error can have.
+#[pyfunction]
+fn error_kinds() -> Vec<(&'static str, &'static str)> {
+    interleaf_core::ErrorKind::ALL.iter().map(|k| (k.as_str(), k.doc())).collect()
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -27,8 +33,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<io::NativeShardWriter>()?;
     m.add_function(wrap_pyfunction!(io::records_to_frame, m)?)?;
     m.add_function(wrap_pyfunction!(io::frame_to_jsonl, m)?)?;
+    m.add_function(wrap_pyfunction!(io::number_documents, m)?)?;
     m.add_function(wrap_pyfunction!(io::read_samples, m)?)?;
     m.add_function(wrap_pyfunction!(xxh3_64, m)?)?;
+    m.add_function(wrap_pyfunction!(error_kinds, m)?)?;
     m.add_function(wrap_pyfunction!(dedup::xxh3_128, m)?)?;
     m.add_function(wrap_pyfunction!(dedup::blake3, m)?)?;
     m.add_function(wrap_pyfunction!(dedup::normalized_text_hash, m)?)?;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use super::minhash::estimated_jaccard;
 use super::unionfind::UnionFind;
+use crate::text::shingle::{for_each_shingle_hash, Unit};
 
 /// Gauss-Legendre nodes and weights on [-1, 1] (Newton iteration on P_m).
 fn gauss_legendre(m: usize) -> Vec<(f64, f64)> {
@@ -64,8 +65,45 @@ pub enum Verify<'a> {
     None,
     /// Join when the estimated Jaccard of the full signatures is >= threshold.
     Signature(f64),
-    /// Join when `f(i, j)` (for example exact Jaccard of the shingle sets) is >= threshold.
-    Exact(f64, &'a (dyn Fn(usize, usize) -> f64 + Sync)),
+    /// Join when the exact Jaccard of the rows' shingle sets ([`shingle_sets`]) is >= threshold.
+    Exact(f64, &'a [Vec<u64>]),
+}
+
+/// The distinct shingle hashes of each text, sorted: the sets exact verification compares.
+pub fn shingle_sets(texts: &[&str], n: usize, unit: Unit) -> Vec<Vec<u64>> {
+    use rayon::prelude::*;
+    texts
+        .par_iter()
+        .map_init(Vec::new, |units, t| {
+            let mut v = Vec::new();
+            for_each_shingle_hash(t, n, unit, 0, units, |h| v.push(h));
+            v.sort_unstable();
+            v.dedup();
+            v
+        })
+        .collect()
+}
+
+/// Exact Jaccard of two sorted sets without repeats (1.0 for two empty sets).
+pub fn jaccard_sorted(a: &[u64], b: &[u64]) -> f64 {
+    let (mut i, mut j, mut inter) = (0, 0, 0usize);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                inter += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    let union = a.len() + b.len() - inter;
+    if union == 0 {
+        1.0
+    } else {
+        inter as f64 / union as f64
+    }
 }
 
 /// Result of clustering: the union-find and how many candidate pairs were checked / joined.
@@ -108,7 +146,7 @@ pub fn cluster(sigs: &[u32], num_perm: usize, bands: usize, rows: usize, verify:
                         candidates += 1;
                         let ok = match verify {
                             Verify::Signature(t) => estimated_jaccard(row_of(i), row_of(j as usize)) >= *t,
-                            Verify::Exact(t, f) => f(i, j as usize) >= *t,
+                            Verify::Exact(t, sets) => jaccard_sorted(&sets[i], &sets[j as usize]) >= *t,
                             Verify::None => unreachable!(),
                         };
                         if ok {
@@ -121,6 +159,18 @@ pub fn cluster(sigs: &[u32], num_perm: usize, bands: usize, rows: usize, verify:
         }
     }
     Clusters { uf, candidates, joined }
+}
+
+/// Clusters rows as [`cluster`] does and names each row's representative: the best-ranked
+/// member of its cluster (highest `ranking`, ties to the lowest index), else the lowest index.
+/// Returns (representative per row, candidate pairs checked, pairs joined).
+pub fn representatives(sigs: &[u32], num_perm: usize, bands: usize, rows: usize, verify: &Verify, ranking: Option<&[f64]>) -> (Vec<u32>, u64, u64) {
+    let mut c = cluster(sigs, num_perm, bands, rows, verify);
+    let reps = match ranking {
+        Some(r) => c.uf.representatives(|i| r[i]),
+        None => c.uf.representatives(|_| 0u8),
+    };
+    (reps, c.candidates, c.joined)
 }
 
 #[cfg(test)]
@@ -146,5 +196,27 @@ mod tests {
         let sigs = vec![1, 2, 3, 4, 9, 9, 9, 9, 1, 2, 3, 4];
         let mut c = cluster(&sigs, 4, 2, 2, &Verify::None);
         assert_eq!(c.uf.representatives(|_| 0), vec![0, 1, 0]);
+    }
+}
+
+#[cfg(test)]
+mod verify_tests {
+    use super::*;
+
+    #[test]
+    fn exact_jaccard_of_shingle_sets() {
+        let sets = shingle_sets(&["a b c d", "a b c e", ""], 1, Unit::Word);
+        assert!((jaccard_sorted(&sets[0], &sets[1]) - 3.0 / 5.0).abs() < 1e-12);
+        assert_eq!(jaccard_sorted(&sets[2], &sets[2]), 1.0);
+        assert_eq!(jaccard_sorted(&sets[0], &sets[2]), 0.0);
+    }
+
+    #[test]
+    fn exact_verification_refuses_a_candidate_below_the_threshold() {
+        // Two rows share every band, so they are candidates; their texts share 3 of 5 words.
+        let sigs = vec![1, 2, 1, 2];
+        let sets = shingle_sets(&["a b c d", "a b c e"], 1, Unit::Word);
+        assert_eq!(representatives(&sigs, 2, 1, 2, &Verify::Exact(0.7, &sets), None).0, vec![0, 1]);
+        assert_eq!(representatives(&sigs, 2, 1, 2, &Verify::Exact(0.5, &sets), None).0, vec![0, 0]);
     }
 }

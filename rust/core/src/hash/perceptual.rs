@@ -1,7 +1,7 @@
 //! Perceptual hashes identical to imagehash 4.3: `average_hash`, `dhash` and `phash` of the
 //! Pillow grayscale image resized with Pillow's LANCZOS (see [`crate::image`]).
 
-use crate::error::RecordError;
+use crate::error::{ErrorKind, RecordError};
 use crate::image::{decode_luma, decode_luma_draft, resize_luma, DecodeLimits, Filter};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,7 +113,7 @@ pub fn hash_luma(px: &[u8], w: usize, h: usize, kind: PerceptualKind, hash_size:
 /// the hash then equals imagehash's on such a drafted image, not on a full decode.
 pub fn hash_image(data: &[u8], kind: PerceptualKind, hash_size: usize, limits: &DecodeLimits, draft: Option<usize>) -> Result<Bits, RecordError> {
     if hash_size < 2 {
-        return Err(RecordError::new("bad_argument", "hash_size must be >= 2 (as imagehash requires)"));
+        return Err(RecordError::new(ErrorKind::BadArgument, "hash_size must be >= 2 (as imagehash requires)"));
     }
     let (w, h, px) = match draft {
         Some(req) => decode_luma_draft(data, limits, req)?,

@@ -6,7 +6,7 @@ use std::io::Cursor;
 
 use image::{DynamicImage, GrayImage, ImageFormat, ImageReader, RgbImage};
 
-use crate::error::RecordError;
+use crate::error::{ErrorKind, RecordError};
 
 /// Pillow's `Image.MAX_IMAGE_PIXELS` (89,478,485): larger images are decompression-bomb errors.
 pub const DEFAULT_MAX_PIXELS: u64 = 89_478_485;
@@ -23,7 +23,7 @@ impl Default for DecodeLimits {
     }
 }
 
-fn err(kind: &str, msg: impl Into<String>) -> RecordError {
+fn err(kind: ErrorKind, msg: impl Into<String>) -> RecordError {
     RecordError::new(kind, msg)
 }
 
@@ -36,13 +36,13 @@ pub fn decode(data: &[u8], limits: &DecodeLimits) -> Result<DynamicImage, Record
 /// The header's (width, height), with the same errors as [`decode`] for bytes it cannot read.
 pub fn header_size(data: &[u8]) -> Result<(u32, u32), RecordError> {
     if data.is_empty() {
-        return Err(err("empty_image", "zero-length image bytes"));
+        return Err(err(ErrorKind::EmptyImage, "zero-length image bytes"));
     }
-    let reader = ImageReader::new(Cursor::new(data)).with_guessed_format().map_err(|e| err("corrupt_image", e.to_string()))?;
+    let reader = ImageReader::new(Cursor::new(data)).with_guessed_format().map_err(|e| err(ErrorKind::CorruptImage, e.to_string()))?;
     if reader.format().is_none() {
-        return Err(err("unknown_image_format", "bytes are not JPEG, PNG, WebP, GIF or BMP"));
+        return Err(err(ErrorKind::UnknownImageFormat, "bytes are not JPEG, PNG, WebP, GIF or BMP"));
     }
-    reader.into_dimensions().map_err(|e| err("corrupt_image", format!("header: {e}")))
+    reader.into_dimensions().map_err(|e| err(ErrorKind::CorruptImage, format!("header: {e}")))
 }
 
 /// The libjpeg scale numerator (of 8) that shrinks a `w x h` JPEG the most while keeping it at
@@ -70,19 +70,19 @@ pub fn decode_scaled(data: &[u8], limits: &DecodeLimits, draft_min: Option<(usiz
 /// makes before allocating.
 fn checked_header(data: &[u8], limits: &DecodeLimits) -> Result<(ImageFormat, u32, u32), RecordError> {
     if data.is_empty() {
-        return Err(err("empty_image", "zero-length image bytes"));
+        return Err(err(ErrorKind::EmptyImage, "zero-length image bytes"));
     }
     if data.len() as u64 > limits.max_bytes {
-        return Err(err("image_too_large", format!("{} bytes exceeds the limit of {}", data.len(), limits.max_bytes)));
+        return Err(err(ErrorKind::ImageTooLarge, format!("{} bytes exceeds the limit of {}", data.len(), limits.max_bytes)));
     }
-    let reader = ImageReader::new(Cursor::new(data)).with_guessed_format().map_err(|e| err("corrupt_image", e.to_string()))?;
+    let reader = ImageReader::new(Cursor::new(data)).with_guessed_format().map_err(|e| err(ErrorKind::CorruptImage, e.to_string()))?;
     let Some(format) = reader.format() else {
-        return Err(err("unknown_image_format", "bytes are not JPEG, PNG, WebP, GIF or BMP"));
+        return Err(err(ErrorKind::UnknownImageFormat, "bytes are not JPEG, PNG, WebP, GIF or BMP"));
     };
-    let (w, h) = reader.into_dimensions().map_err(|e| err("corrupt_image", format!("{format:?} header: {e}")))?;
+    let (w, h) = reader.into_dimensions().map_err(|e| err(ErrorKind::CorruptImage, format!("{format:?} header: {e}")))?;
     let pixels = w as u64 * h as u64;
     if pixels > limits.max_pixels {
-        return Err(err("image_too_large", format!("{w}x{h} = {pixels} pixels exceeds the limit of {}", limits.max_pixels)));
+        return Err(err(ErrorKind::ImageTooLarge, format!("{w}x{h} = {pixels} pixels exceeds the limit of {}", limits.max_pixels)));
     }
     Ok((format, w, h))
 }
@@ -98,7 +98,7 @@ fn decode_full(data: &[u8], format: ImageFormat, w: u32, h: u32) -> Result<Dynam
     l.max_alloc = Some((pixels * 16).max(1 << 20));
     reader.limits(l);
     // For GIF this is the first frame, as Pillow's Image.open gives.
-    reader.decode().map_err(|e| err("corrupt_image", format!("{format:?}: {e}")))
+    reader.decode().map_err(|e| err(ErrorKind::CorruptImage, format!("{format:?}: {e}")))
 }
 
 /// Pillow's `JpegImageFile.draft(mode, (req, req))` scale denominator for a `w x h` JPEG: the
@@ -183,7 +183,7 @@ fn cmyk_to_rgb_pillow(px: &[u8]) -> Vec<u8> {
 fn decode_jpeg_libjpeg(data: &[u8], scale_num: u8, out: JpegOut) -> Result<DynamicImage, RecordError> {
     use mozjpeg::ColorSpace;
     if !jpeg_has_eoi(data) {
-        return Err(err("truncated_image", "JPEG data ends before its end-of-image marker"));
+        return Err(err(ErrorKind::TruncatedImage, "JPEG data ends before its end-of-image marker"));
     }
     let run = || -> std::io::Result<Option<DynamicImage>> {
         let mut d = mozjpeg::Decompress::new_mem(data)?;
@@ -233,11 +233,11 @@ fn decode_jpeg_libjpeg(data: &[u8], scale_num: u8, out: JpegOut) -> Result<Dynam
     };
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
         Ok(Ok(Some(img))) => Ok(img),
-        Ok(Ok(None)) => Err(err("corrupt_image", "JPEG: decoded size does not match its header")),
-        Ok(Err(e)) => Err(err("corrupt_image", format!("JPEG: {e}"))),
+        Ok(Ok(None)) => Err(err(ErrorKind::CorruptImage, "JPEG: decoded size does not match its header")),
+        Ok(Err(e)) => Err(err(ErrorKind::CorruptImage, format!("JPEG: {e}"))),
         Err(payload) => {
             let msg = payload.downcast_ref::<String>().cloned().unwrap_or_else(|| "libjpeg error".into());
-            Err(err("corrupt_image", format!("JPEG: {msg}")))
+            Err(err(ErrorKind::CorruptImage, format!("JPEG: {msg}")))
         }
     }
 }
@@ -676,8 +676,8 @@ mod tests {
     #[test]
     fn bad_bytes_are_errors_not_panics() {
         let l = DecodeLimits::default();
-        assert_eq!(decode(b"", &l).unwrap_err().kind, "empty_image");
-        assert_eq!(decode(b"not an image at all", &l).unwrap_err().kind, "unknown_image_format");
+        assert_eq!(decode(b"", &l).unwrap_err().kind.as_str(), "empty_image");
+        assert_eq!(decode(b"not an image at all", &l).unwrap_err().kind.as_str(), "unknown_image_format");
         assert!(decode(b"\xff\xd8\xff\xe0\x00\x10JFIF", &l).is_err());
     }
 }

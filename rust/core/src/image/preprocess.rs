@@ -5,7 +5,7 @@
 
 use rayon::prelude::*;
 
-use crate::error::RecordError;
+use crate::error::{ErrorKind, RecordError};
 use crate::image::decode::{decode_rgb, decode_rgb_draft, header_size, DecodeOptions};
 use crate::image::resample::{resize_region, Filter};
 
@@ -264,7 +264,7 @@ pub fn preprocess_batch<T: Sample>(images: &[Option<&[u8]>], cfg: &PreprocessCon
         .zip(images.par_iter())
         .map(|(slot, img)| {
             let r = match img {
-                None => Err(RecordError::new("missing_image", "no image bytes")),
+                None => Err(RecordError::new(ErrorKind::MissingImage, "no image bytes")),
                 Some(data) => preprocess_into(data, cfg, shape, &lut, slot),
             };
             if r.is_err() {
@@ -314,8 +314,8 @@ mod tests {
         let cfg = PreprocessConfig::open_clip(8);
         let mut out = vec![1f32; 2 * 3 * 64];
         let errs = preprocess_batch(&[Some(b"junk".as_slice()), None], &cfg, &mut out).unwrap();
-        assert_eq!(errs[0].as_ref().unwrap().kind, "unknown_image_format");
-        assert_eq!(errs[1].as_ref().unwrap().kind, "missing_image");
+        assert_eq!(errs[0].as_ref().unwrap().kind.as_str(), "unknown_image_format");
+        assert_eq!(errs[1].as_ref().unwrap().kind.as_str(), "missing_image");
         assert!(out.iter().all(|&v| v == 0.0));
     }
 }

@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 
 use super::Sample;
 use crate::doc::{Document, Node, NodeKind};
-use crate::error::RecordError;
+use crate::error::{ErrorKind, RecordError};
 use crate::formats::{error_json, node_json};
 
 pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bmp"];
@@ -30,14 +30,14 @@ fn decode_text(data: &[u8], what: &str) -> (String, Option<RecordError>) {
         Ok(s) => (s.to_string(), None),
         Err(e) => (
             String::from_utf8_lossy(data).into_owned(),
-            Some(RecordError::new("invalid_utf8", format!("{what}: {e}; invalid bytes replaced by U+FFFD"))),
+            Some(RecordError::new(ErrorKind::InvalidUtf8, format!("{what}: {e}; invalid bytes replaced by U+FFFD"))),
         ),
     }
 }
 
 pub fn error_from_value(v: &Value) -> Option<RecordError> {
     let o = v.as_object()?;
-    Some(RecordError::new(o.get("kind")?.as_str().unwrap_or("error"), o.get("message").and_then(Value::as_str).unwrap_or("")))
+    Some(RecordError::from_stored(o.get("kind")?.as_str().unwrap_or("other"), o.get("message").and_then(Value::as_str).unwrap_or("")))
 }
 
 fn is_interleaved(v: &Value) -> bool {
@@ -59,7 +59,7 @@ pub fn sample_to_document(sample: Sample) -> Document {
                 Some(e) => Err(e),
                 None => Ok(v),
             },
-            Err(e) => Err(RecordError::new("malformed_json", format!("{key}.json: {e}"))),
+            Err(e) => Err(RecordError::new(ErrorKind::MalformedJson, format!("{key}.json: {e}"))),
         }
     });
     if let Some(Ok(v)) = &parsed {
@@ -111,8 +111,8 @@ pub fn sample_to_document(sample: Sample) -> Document {
         meta.insert(EXTRA_KEY.into(), Value::Object(extra));
     }
     match (image_ext, text_ext) {
-        (Some(_), None) => doc.set_error(RecordError::new("missing_partner", format!("sample {key:?} has an image but no txt member"))),
-        (None, Some(_)) => doc.set_error(RecordError::new("missing_partner", format!("sample {key:?} has a text but no image member"))),
+        (Some(_), None) => doc.set_error(RecordError::new(ErrorKind::MissingPartner, format!("sample {key:?} has an image but no txt member"))),
+        (None, Some(_)) => doc.set_error(RecordError::new(ErrorKind::MissingPartner, format!("sample {key:?} has a text but no image member"))),
         _ => {}
     }
     if !meta.is_empty() {
@@ -142,13 +142,13 @@ fn interleaved_from_json(doc: &mut Document, v: &Value, members: &[(String, Vec<
                     match members.iter().find(|(e, _)| e == member) {
                         Some((_, data)) => node.image = Some(data.clone()),
                         None => {
-                            node.error = Some(RecordError::new("missing_image", format!("sample {:?} names member {member:?}, which is absent", doc.doc_id)))
+                            node.error = Some(RecordError::new(ErrorKind::MissingImage, format!("sample {:?} names member {member:?}, which is absent", doc.doc_id)))
                         }
                     }
                 }
                 node
             }
-            None => Node { error: Some(RecordError::new("bad_record", format!("node without a valid kind: {n}"))), ..Default::default() },
+            None => Node { error: Some(RecordError::new(ErrorKind::BadRecord, format!("node without a valid kind: {n}"))), ..Default::default() },
         };
         node.step = step;
         node.role = n.get("role").and_then(Value::as_str).map(String::from);
@@ -278,14 +278,14 @@ mod tests {
     fn image_without_text_is_kept_with_missing_partner() {
         let d = sample_to_document(sample(&[("png", b"\x89PNGxx")]));
         assert_eq!(d.nodes.len(), 1);
-        assert_eq!(d.error.as_ref().unwrap().kind, "missing_partner");
+        assert_eq!(d.error.as_ref().unwrap().kind.as_str(), "missing_partner");
     }
 
     #[test]
     fn invalid_utf8_text_is_replaced_and_flagged() {
         let d = sample_to_document(sample(&[("jpg", b"\xff\xd8\xff"), ("txt", b"caf\xe9")]));
         assert_eq!(d.nodes[1].text.as_deref(), Some("caf\u{fffd}"));
-        assert_eq!(d.nodes[1].error.as_ref().unwrap().kind, "invalid_utf8");
+        assert_eq!(d.nodes[1].error.as_ref().unwrap().kind.as_str(), "invalid_utf8");
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub use convert::{document_to_members, error_from_value as convert_error_from_va
 pub use tar_read::{TarEvent, TarReader};
 pub use writer::{ShardWriter, ShardWriterOptions};
 
-use crate::error::RecordError;
+use crate::error::{ErrorKind, RecordError};
 
 /// Default limit on one member's size: larger members are skipped with `member_too_large`.
 pub const DEFAULT_MAX_MEMBER_BYTES: u64 = 256 << 20;
@@ -77,7 +77,7 @@ impl<R: BufRead> SampleReader<R> {
         if let Some(data) = data {
             if sample.members.iter().any(|(e, _)| *e == ext) {
                 sample.errors.push(RecordError::new(
-                    "duplicate_member",
+                    ErrorKind::DuplicateMember,
                     format!("sample {key:?} has a second member with extension {ext:?}; the first is kept"),
                 ));
             } else {
@@ -112,7 +112,7 @@ impl<R: BufRead> Iterator for SampleReader<R> {
                     let keyed = name.as_deref().and_then(split_key).map(|(k, e)| (k.to_string(), e.to_lowercase()));
                     match keyed {
                         Some((key, ext)) => {
-                            let error = RecordError::new(&error.kind, format!("{}: {}", name.as_deref().unwrap_or(""), error.message));
+                            let error = RecordError::new(error.kind, format!("{}: {}", name.as_deref().unwrap_or(""), error.message));
                             if let Some(s) = self.place(&key, ext, None, Some(error)) {
                                 return Some(s);
                             }

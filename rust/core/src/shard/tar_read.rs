@@ -6,7 +6,7 @@
 
 use std::io::{self, BufRead, Read};
 
-use crate::error::RecordError;
+use crate::error::{ErrorKind, RecordError};
 use crate::input::read_full;
 
 const BLOCK: usize = 512;
@@ -15,8 +15,8 @@ const BLOCK: usize = 512;
 #[derive(Debug)]
 pub enum TarEvent {
     Member { name: String, data: Vec<u8> },
-    /// A member that could not be read whole. `fatal` means the stream cannot go on.
-    Damaged { name: Option<String>, error: RecordError, fatal: bool },
+    /// A member that could not be read whole (after a damaged header the reader stops).
+    Damaged { name: Option<String>, error: RecordError },
 }
 
 pub struct TarReader<R> {
@@ -86,9 +86,15 @@ impl<R: BufRead> TarReader<R> {
         TarReader { inner, offset: 0, done: false, max_member_bytes }
     }
 
-    fn fatal(&mut self, name: Option<String>, kind: &str, message: String) -> Option<TarEvent> {
+    fn fatal(&mut self, name: Option<String>, kind: ErrorKind, message: String) -> Option<TarEvent> {
         self.done = true;
-        Some(TarEvent::Damaged { name, error: RecordError::new(kind, message), fatal: true })
+        Some(TarEvent::Damaged { name, error: RecordError::new(kind, message) })
+    }
+
+    /// A read error: a compressed stream cut short is a truncated archive, anything else `io`.
+    fn fatal_io(&mut self, name: Option<String>, e: &io::Error, what: String) -> Option<TarEvent> {
+        let kind = if crate::input::is_truncation(e) { ErrorKind::TruncatedTar } else { ErrorKind::Io };
+        self.fatal(name, kind, what)
     }
 
     fn read_block(&mut self, buf: &mut [u8; BLOCK]) -> io::Result<usize> {
@@ -133,28 +139,28 @@ impl<R: BufRead> TarReader<R> {
             let mut h = [0u8; BLOCK];
             let n = match self.read_block(&mut h) {
                 Ok(n) => n,
-                Err(e) => return self.fatal(long_name, "io", format!("reading header at byte {header_offset}: {e}")),
+                Err(e) => return self.fatal_io(long_name, &e, format!("reading header at byte {header_offset}: {e}")),
             };
             if n == 0 {
                 self.done = true;
                 if long_name.is_some() {
-                    return self.fatal(long_name, "truncated_tar", format!("archive ends after an extended header at byte {header_offset}"));
+                    return self.fatal(long_name, ErrorKind::TruncatedTar, format!("archive ends after an extended header at byte {header_offset}"));
                 }
                 return None;
             }
             if n < BLOCK {
-                return self.fatal(long_name, "truncated_tar", format!("archive ends inside a header at byte {header_offset} ({n} of 512 bytes)"));
+                return self.fatal(long_name, ErrorKind::TruncatedTar, format!("archive ends inside a header at byte {header_offset} ({n} of 512 bytes)"));
             }
             if h.iter().all(|&b| b == 0) {
                 self.done = true;
                 return None;
             }
             if !checksum_ok(&h) {
-                return self.fatal(long_name, "corrupt_tar", format!("invalid header checksum at byte {header_offset}; rest of the archive skipped"));
+                return self.fatal(long_name, ErrorKind::CorruptTar, format!("invalid header checksum at byte {header_offset}; rest of the archive skipped"));
             }
             let typeflag = h[156];
             let Some(mut size) = octal(&h[124..136]) else {
-                return self.fatal(long_name, "corrupt_tar", format!("invalid size field at byte {header_offset}"));
+                return self.fatal(long_name, ErrorKind::CorruptTar, format!("invalid size field at byte {header_offset}"));
             };
             if let Some(s) = pax_size.take() {
                 size = s;
@@ -172,12 +178,12 @@ impl<R: BufRead> TarReader<R> {
             match typeflag {
                 b'L' | b'x' | b'g' | b'K' => {
                     if size > 1 << 24 {
-                        return self.fatal(Some(name), "corrupt_tar", format!("extended header of {size} bytes at byte {header_offset}"));
+                        return self.fatal(Some(name), ErrorKind::CorruptTar, format!("extended header of {size} bytes at byte {header_offset}"));
                     }
                     let data = match self.read_data(size, true) {
                         Ok(Ok(d)) => d,
-                        Ok(Err(_)) => return self.fatal(None, "truncated_tar", format!("archive ends inside an extended header at byte {header_offset}")),
-                        Err(e) => return self.fatal(None, "io", e.to_string()),
+                        Ok(Err(_)) => return self.fatal(None, ErrorKind::TruncatedTar, format!("archive ends inside an extended header at byte {header_offset}")),
+                        Err(e) => return self.fatal_io(None, &e, e.to_string()),
                     };
                     match typeflag {
                         b'L' => long_name = Some(cstr(&data)),
@@ -200,19 +206,18 @@ impl<R: BufRead> TarReader<R> {
                         Ok(Ok(data)) if !too_large => Some(TarEvent::Member { name, data }),
                         Ok(Ok(_)) => Some(TarEvent::Damaged {
                             name: Some(name),
-                            error: RecordError::new("member_too_large", format!("member of {size} bytes exceeds the limit of {} bytes", self.max_member_bytes)),
-                            fatal: false,
+                            error: RecordError::new(ErrorKind::MemberTooLarge, format!("member of {size} bytes exceeds the limit of {} bytes", self.max_member_bytes)),
                         }),
-                        Ok(Err(got)) => self.fatal(Some(name), "truncated_tar", format!("archive ends inside member data ({got} of {size} bytes)")),
-                        Err(e) => self.fatal(Some(name), "io", format!("reading member data: {e}")),
+                        Ok(Err(got)) => self.fatal(Some(name), ErrorKind::TruncatedTar, format!("archive ends inside member data ({got} of {size} bytes)")),
+                        Err(e) => self.fatal_io(Some(name), &e, format!("reading member data: {e}")),
                     };
                 }
                 _ => {
                     // Directories, links, devices: skipped like webdataset does.
                     match self.read_data(size, false) {
                         Ok(Ok(_)) => continue,
-                        Ok(Err(_)) => return self.fatal(None, "truncated_tar", format!("archive ends inside a non-file member at byte {header_offset}")),
-                        Err(e) => return self.fatal(None, "io", e.to_string()),
+                        Ok(Err(_)) => return self.fatal(None, ErrorKind::TruncatedTar, format!("archive ends inside a non-file member at byte {header_offset}")),
+                        Err(e) => return self.fatal_io(None, &e, e.to_string()),
                     }
                 }
             }

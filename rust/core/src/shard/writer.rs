@@ -6,7 +6,9 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use crate::doc::Document;
 use crate::error::{Error, Result};
+use crate::shard::{document_to_members, key_for};
 
 #[derive(Clone, Debug)]
 pub struct ShardWriterOptions {
@@ -75,6 +77,7 @@ pub struct ShardWriter {
     index: u64,
     current: Option<OpenShard>,
     written: Vec<String>,
+    last_key: String,
 }
 
 impl ShardWriter {
@@ -88,7 +91,7 @@ impl ShardWriter {
             return Err(Error::Invalid("max_count and max_bytes must be positive".into()));
         }
         let index = opts.start_index;
-        Ok(ShardWriter { dir, opts, index, current: None, written: Vec::new() })
+        Ok(ShardWriter { dir, opts, index, current: None, written: Vec::new(), last_key: String::new() })
     }
 
     fn shard_name(&self) -> String {
@@ -155,6 +158,19 @@ impl ShardWriter {
         }
         shard.count += 1;
         shard.bytes += size;
+        Ok(())
+    }
+
+    /// Writes one document as a sample keyed by its doc_id ([`key_for`]). Two consecutive
+    /// documents with one key would merge into one sample on reading, so the second gets
+    /// `_1` appended (its doc_id is kept in the sample's json).
+    pub fn write_document(&mut self, doc: &Document) -> Result<()> {
+        let mut key = key_for(&doc.doc_id);
+        if key == self.last_key {
+            key.push_str("_1");
+        }
+        self.write_sample(&key, &document_to_members(doc, &key))?;
+        self.last_key = key;
         Ok(())
     }
 
