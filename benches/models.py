@@ -204,7 +204,7 @@ def main() -> None:
         results.setdefault(what, {})[who] = r
         print(f" {r['best_per_s']:>9,.1f}/s best, {r['median_per_s']:>9,.1f}/s median", flush=True)
     # Parity on these inputs (not asserted): cosine of interleaf's vs torch's embeddings.
-    ours = clip.embed_images(jpegs[:bs])
+    ours, _ = clip.embed_images(jpegs[:bs])
     theirs = torch.cat(torch_images_e2e()[:1]).numpy()
     cos = (ours * theirs).sum(1) / np.linalg.norm(theirs, axis=1)
     print(f"\nparity: image embeddings cosine interleaf vs torch, min {cos.min():.6f}")

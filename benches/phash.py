@@ -226,12 +226,12 @@ def make_runner(kind: str, threads: int):
     if kind == "interleaf_phash-draft":
         from interleaf.dedup import phash
 
-        return lambda bs: phash(bs, threads=threads, draft=DRAFT)
+        return lambda bs: phash(bs, threads=threads, draft=DRAFT).get_column("hex").to_list()
     if kind.startswith("interleaf_"):
         from interleaf.dedup import dhash, phash
 
         fn = phash if kind == "interleaf_phash" else dhash
-        return lambda bs: fn(bs, threads=threads)
+        return lambda bs: fn(bs, threads=threads).get_column("hex").to_list()
     from PIL import Image
 
     if kind == "imagehash_phash-draft":
@@ -298,8 +298,8 @@ def parity(c: dict) -> dict:
     bs = [u["bytes"] for u in c["unique"]]
     out = {"images": len(bs)}
     for name, il, ih in (("phash", phash, imagehash.phash), ("dhash", dhash, imagehash.dhash)):
-        a1 = il(bs, threads=1)
-        a2 = il(bs, threads=2)
+        a1 = il(bs, threads=1).get_column("hex").to_list()
+        a2 = il(bs, threads=2).get_column("hex").to_list()
         ref = [str(ih(Image.open(io.BytesIO(b)))) for b in bs]
         mism = [i for i, (x, y) in enumerate(zip(a1, ref)) if x != y]
         dists = [bin(int(a1[i], 16) ^ int(ref[i], 16)).count("1") if a1[i] else None for i in mism]
@@ -312,7 +312,7 @@ def parity(c: dict) -> dict:
             ],
             "threads1_equals_threads2": a1 == a2,
         }
-    d1, d2 = phash(bs, threads=1, draft=DRAFT), phash(bs, threads=2, draft=DRAFT)
+    d1, d2 = (phash(bs, threads=t, draft=DRAFT).get_column("hex").to_list() for t in (1, 2))
     full_ref = [str(imagehash.phash(Image.open(io.BytesIO(b)))) for b in bs]
     draft_ref = [imagehash_drafted_phash(b) for b in bs]
     dist = [bin(int(x, 16) ^ int(y, 16)).count("1") for x, y in zip(d1, full_ref)]

@@ -63,7 +63,7 @@ def test_image_stats_command(tmp_path, sample_dir):
     out = tmp_path / "stats.parquet"
     assert main(["image-stats", str(sample_dir / "pairs-000000.tar"), "--out", str(out), "--threads", "1", "--quiet"]) == 0
     stats = pl.read_parquet(out)
-    assert stats.columns[:3] == ["doc_id", "pos", "source"] and stats.height == 14
+    assert stats.columns[:4] == ["doc_id", "doc_index", "pos", "source"] and stats.height == 14
     first = stats.row(0, named=True)
     with tarfile.open(sample_dir / "pairs-000000.tar") as t:
         jpg = next(t.extractfile(m).read() for m in t.getmembers() if m.name.endswith(".jpg"))

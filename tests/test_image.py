@@ -75,7 +75,7 @@ def test_shortest_edge_and_crop_match_clip_image_processor(photos, odd_shapes):
     proc = hf()
     items = photos + odd_shapes
     got, errors = image.preprocess([b for _, b in items], config=proc.to_dict())
-    assert errors == [None] * len(items)
+    assert errors.to_list() == [None] * len(items)
     assert got.shape == (len(items), 3, 224, 224) and got.dtype == np.float32
     exact = 0
     for (name, data), ours in zip(items, got):
@@ -102,7 +102,7 @@ def test_other_filters_sizes_and_squash(photos, resample):
         proc = hf(**cfg)
         items = photos[:8]
         got, errors = image.preprocess([b for _, b in items], config=proc.to_dict())
-        assert errors == [None] * len(items)
+        assert errors.to_list() == [None] * len(items)
         for (name, data), ours in zip(items, got):
             if Image.open(io.BytesIO(data)).mode == "RGBA":
                 continue
@@ -170,7 +170,7 @@ def open_clip_reference(data: bytes, size: int, mode: str) -> np.ndarray:
 def test_open_clip_modes_match_pillow_by_hand(photos, odd_shapes, mode):
     items = photos[:10] + odd_shapes
     got, errors = image.preprocess([b for _, b in items], config=PreprocessConfig.open_clip(224, mode=mode))
-    assert errors == [None] * len(items)
+    assert errors.to_list() == [None] * len(items)
     for (name, data), ours in zip(items, got):
         ref = open_clip_reference(data, 224, mode)
         check(name, ours, ref)
@@ -209,7 +209,7 @@ def test_jpeg_draft_is_close_and_faster_path_only_for_large_jpegs(sample_dir):
     items = [encode(big, "JPEG", quality=90), encode(big, "PNG"), (sample_dir / "images" / "coffee_cup.jpg").read_bytes()]
     exact, _ = image.preprocess(items)
     draft, errors = image.preprocess(items, jpeg_draft=True)
-    assert errors == [None] * 3
+    assert errors.to_list() == [None] * 3
     # 1600x1200 -> decoded at 1/4 scale (400x300), then resized to the same 298x224 geometry.
     diff = np.abs(exact[0] - draft[0])
     assert 0 < diff.mean() < 0.03 and diff.max() < 0.5
@@ -363,7 +363,7 @@ def test_sixteen_bit_png_gives_pillows_output(sample_dir):
     gray16 = dict(formats_corpus(sample_dir))["gray16.png"]
     ref = hf_pixels(hf(), gray16)
     (ours,), errors = image.preprocess([gray16], config=hf().to_dict())
-    assert errors == [None] and np.array_equal(ours, ref)
+    assert errors.to_list() == [None] and np.array_equal(ours, ref)
 
 
 # --- statistics -----------------------------------------------------------------------------
@@ -413,3 +413,48 @@ def test_stats_keep_bad_rows_and_polars_expression_agrees(sample_dir):
     assert row["format"] == "PNG" and row["bytes"] > 0 and row["blur"] is None
     lazy = pl.LazyFrame({"image": items}, schema={"image": pl.Binary}).select(ilp.image_stats("image").alias("s")).collect().unnest("s")
     assert lazy.equals(df)
+
+
+def test_analyze_gives_what_the_separate_calls_give_from_one_decode(sample_dir):
+    """Pixels, stats and hashes from ``analyze`` equal ``preprocess``, ``stats`` and the hash
+    functions called one by one, on every decode path that shares the RGB pixels (JPEG colour,
+    gray and CMYK; PNG RGBA, palette, 16-bit; WebP) and on those that do not (alpha on white,
+    EXIF rotation, JPEG draft)."""
+    from PIL import Image
+
+    from interleaf.dedup import dhash, phash
+
+    photo = Image.open(sample_dir / "images" / "chelsea.jpg").convert("RGB")
+    rgba = photo.convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize(photo.size))
+    items = [
+        (sample_dir / "images" / "coffee.jpg").read_bytes(),
+        encode(photo.convert("L"), "JPEG"),
+        encode(photo.convert("CMYK"), "JPEG"),
+        encode(rgba, "PNG"),
+        encode(photo.convert("P", palette=Image.Palette.ADAPTIVE), "PNG"),
+        encode(Image.fromarray((np.asarray(photo.convert("L")).astype(np.uint16) * 200)), "PNG"),
+        encode(photo, "WEBP"),
+        encode(Image.new("RGB", (1, 1), "white"), "PNG"),
+        b"not an image",
+        None,
+    ]
+    for opts in ({}, {"alpha": "white"}, {"exif_transpose": True}, {"jpeg_draft": True}):
+        r = image.analyze(items, pixels=True, stats=True, hashes=["phash", "dhash"], **opts)
+        pixels, errors = image.preprocess(items, **opts)
+        assert np.array_equal(r.pixels, pixels), opts
+        assert r.table.get_column("error").equals(errors), opts
+        stats = image.stats(items)
+        assert r.table.select(stats.columns[:-1]).equals(stats.drop("error")), opts
+        for kind, fn in (("phash", phash), ("dhash", dhash)):
+            want = fn(items)
+            assert r.table.get_column(kind).equals(want.get_column("hash").alias(kind)), (opts, kind)
+            assert r.table.get_column(f"{kind}_hex").to_list() == want.get_column("hex").to_list(), (opts, kind)
+    assert [e and e["kind"] for e in r.table.get_column("error").to_list()[-2:]] == ["unknown_image_format", "missing_image"]
+    # Nothing asked: only the error column; a Binary Series goes in as it is.
+    only = image.analyze(pl.Series(items, dtype=pl.Binary))
+    assert only.pixels is None and only.table.columns == ["error"]
+    with pytest.raises(TypeError, match="Binary"):
+        image.analyze(pl.Series(["a string"]))
+    with pytest.raises(ValueError, match="hashes are"):
+        image.analyze(items, hashes=["md5"])

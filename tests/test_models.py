@@ -154,7 +154,7 @@ def test_bad_device_and_threads_are_rejected():
 def test_clip_image_embeddings_match_torch_from_encoded_bytes(clip, sample_dir):
     r = ref(CLIP_DIR)
     images = [(sample_dir / "images" / name).read_bytes() for name in r["image_files"]]
-    ours = clip.embed_images(images, batch_size=5)  # several batches, prefetching the next
+    ours, _ = clip.embed_images(images, batch_size=5)  # several batches, prefetching the next
     assert ours.shape == (len(images), 16) and ours.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
     assert cosines(ours, r["image_embeds"]).min() >= 0.999
@@ -171,7 +171,7 @@ def test_clip_image_embeddings_match_torch_on_the_same_pixels(clip, sample_dir):
     proc = CLIPImageProcessor.from_pretrained(str(CLIP_DIR))
     pil = [Image.open(sample_dir / "images" / name).convert("RGB") for name in r["image_files"]]
     pixels = proc(pil, return_tensors="np")["pixel_values"]
-    ours = clip.embed_images(pixels)
+    ours, _ = clip.embed_images(pixels)
     assert cosines(ours, r["image_embeds"]).min() >= 0.9999
 
 
@@ -182,7 +182,7 @@ def test_clip_tokens_equal_transformers_and_text_embeddings_match_torch(clip):
     for k, (ours, mask, theirs) in enumerate(zip(ids, r["attention_mask"], r["input_ids"])):
         assert ours == theirs[: mask.sum()].tolist(), texts[k][:40]
     before = clip.stats["truncated"]
-    emb = clip.embed_texts(texts, batch_size=3)
+    emb, _ = clip.embed_texts(texts, batch_size=3)
     assert cosines(emb, r["text_embeds"]).min() >= 0.9999
     long = [i for i, t in enumerate(texts) if len(t) > 1000]
     assert long and truncated[long].all() and truncated.sum() == len(long)
@@ -209,14 +209,14 @@ def test_logit_scale_defaults_to_100_without_the_exported_value(tmp_path):
 def test_bad_images_leave_nan_rows_and_errors_only_for_themselves(clip, sample_images):
     good = list(sample_images.values())[:3]
     batch = [good[0], b"", b"\x89PNG\r\n\x1a\n garbage", None, good[1], good[2][:200], good[2]]
-    emb, errors = clip.embed_images(batch, return_errors=True, batch_size=3)
+    emb, errors = clip.embed_images(batch, batch_size=3)
     kinds = [None if e is None else e["kind"] for e in errors]
     assert kinds[0] is None and kinds[4] is None and kinds[6] is None
     assert kinds[1] == "empty_image" and kinds[3] == "missing_image"
     assert kinds[2] in ("corrupt_image", "truncated_image") and kinds[5] in ("corrupt_image", "truncated_image")
     bad = [i for i, k in enumerate(kinds) if k]
     assert np.isnan(emb[bad]).all() and np.isfinite(emb[[0, 4, 6]]).all()
-    alone = clip.embed_images([good[0], good[1], good[2]])
+    alone, _ = clip.embed_images([good[0], good[1], good[2]])
     np.testing.assert_allclose(emb[[0, 4, 6]], alone, atol=1e-6)
 
 
@@ -229,7 +229,7 @@ def test_preprocessed_arrays_of_the_wrong_shape_are_rejected(clip):
 
 def test_bad_texts_are_values_and_empty_text_is_fine(clip):
     texts = ["a cat", None, b"\xff\xfe not utf-8", "bad \udcff surrogate", "", "a cat".encode()]
-    emb, errors = clip.embed_texts(texts, return_errors=True)
+    emb, errors = clip.embed_texts(texts)
     kinds = [None if e is None else e["kind"] for e in errors]
     assert kinds == [None, "missing_text", "invalid_utf8", "invalid_utf8", None, None]
     assert np.isnan(emb[[1, 2, 3]]).all() and np.isfinite(emb[[0, 4, 5]]).all()
@@ -241,11 +241,11 @@ def test_bad_texts_are_values_and_empty_text_is_fine(clip):
 def test_batch_size_and_bucketing_do_not_change_results(clip, embedder):
     r = ref(CLIP_DIR)
     texts = [str(t) for t in r["texts"]]
-    a = clip.embed_texts(texts, batch_size=1)
-    b = clip.embed_texts(texts, batch_size=64)
+    a, _ = clip.embed_texts(texts, batch_size=1)
+    b, _ = clip.embed_texts(texts, batch_size=64)
     np.testing.assert_allclose(a, b, atol=2e-5)
-    c = embedder.embed(texts, batch_size=1)
-    d = embedder.embed(texts, batch_size=5)
+    c, _ = embedder.embed(texts, batch_size=1)
+    d, _ = embedder.embed(texts, batch_size=5)
     np.testing.assert_allclose(c, d, atol=2e-5)
 
 
@@ -255,7 +255,7 @@ def test_batch_size_and_bucketing_do_not_change_results(clip, embedder):
 def test_embedder_matches_sentence_transformers(embedder):
     r = ref(EMBEDDER_DIR)
     texts = [str(t) for t in r["texts"]]
-    emb = embedder.embed(texts, batch_size=4)
+    emb, _ = embedder.embed(texts, batch_size=4)
     assert emb.shape == (len(texts), 32)
     assert cosines(emb, r["embeddings"]).min() >= 0.9999
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
@@ -422,9 +422,9 @@ def test_arguments_are_checked_when_loading_and_calling(clip, lm):
 
 
 def test_empty_inputs_give_empty_outputs(clip, embedder, lm):
-    assert clip.embed_images([]).shape == (0, 16)
-    assert clip.embed_texts([]).shape == (0, 16)
-    assert embedder.embed([]).shape == (0, 32)
+    assert clip.embed_images([])[0].shape == (0, 16)
+    assert clip.embed_texts([])[0].shape == (0, 16)
+    assert embedder.embed([])[0].shape == (0, 32)
     assert lm.perplexity([]).shape == (0, 5)
 
 
@@ -446,7 +446,7 @@ def test_graphs_with_a_fixed_sequence_axis_get_padded_batches(embedder):
     assert fixed.tokenizer.pad_to == 24 and fixed.tokenizer.max_length == 24  # 24 < max_seq_length 32
     texts = ["short", "a longer text about rockets and coffee cups on tables", "word " * 60]
     assert {b.input_ids.shape[1] for b in fixed.tokenizer.batches(texts, 2)} == {24}
-    np.testing.assert_allclose(fixed.embed(texts[:2]), embedder.embed(texts[:2]), atol=2e-5)
+    np.testing.assert_allclose(fixed.embed(texts[:2])[0], embedder.embed(texts[:2])[0], atol=2e-5)
 
 
 def test_add_bos_keeps_a_start_token_the_tokenizer_already_added(lm):

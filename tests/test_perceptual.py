@@ -9,11 +9,18 @@ import zlib
 
 import imagehash
 import numpy as np
+import polars as pl
 import pytest
 from PIL import Image, ImageEnhance
 
 from conftest import SKIMAGE_DATA, SKIMAGE_PHOTOS, encode
 from interleaf.dedup import ahash, dhash, near_duplicates, phash
+
+
+def hexes(table) -> list[str | None]:
+    """The imagehash strings of a hash table (``str(imagehash.phash(...))`` per image)."""
+    return table.get_column("hex").to_list()
+
 
 @pytest.fixture(scope="module")
 def corpus(sample_dir) -> list[tuple[str, bytes]]:
@@ -42,7 +49,10 @@ def corpus(sample_dir) -> list[tuple[str, bytes]]:
 
 @pytest.mark.parametrize("ours,ref", [(phash, imagehash.phash), (dhash, imagehash.dhash), (ahash, imagehash.average_hash)], ids=["phash", "dhash", "ahash"])
 def test_hashes_equal_imagehash_on_real_photos(corpus, ours, ref):
-    got = ours([b for _, b in corpus])
+    table = ours([b for _, b in corpus])
+    got = hexes(table)
+    assert table.get_column("hash").to_list() == [int(h, 16) for h in got]
+    assert table.get_column("error").null_count() == table.height
     want = [str(ref(Image.open(io.BytesIO(b)))) for _, b in corpus]
     differ = [(n, g, w) for (n, _), g, w in zip(corpus, got, want) if g != w]
     rate = 1 - len(differ) / len(corpus)
@@ -87,11 +97,14 @@ def test_sixteen_bit_and_hash_sizes(sample_dir):
     im16 = Image.fromarray(gray * 3)  # uint16 -> mode "I;16"; values up to 765: Pillow clips to 255 in "L"
     assert im16.mode == "I;16"
     data = encode(im16, "PNG")
-    assert phash([data]) == [str(imagehash.phash(Image.open(io.BytesIO(data))))]
+    assert hexes(phash([data])) == [str(imagehash.phash(Image.open(io.BytesIO(data))))]
     photo = (sample_dir / "images" / "chelsea.jpg").read_bytes()
     for size in (4, 16):
-        assert phash([photo], hash_size=size) == [str(imagehash.phash(Image.open(io.BytesIO(photo)), hash_size=size))]
-        assert dhash([photo], hash_size=size) == [str(imagehash.dhash(Image.open(io.BytesIO(photo)), hash_size=size))]
+        assert hexes(phash([photo], hash_size=size)) == [str(imagehash.phash(Image.open(io.BytesIO(photo)), hash_size=size))]
+        assert hexes(dhash([photo], hash_size=size)) == [str(imagehash.dhash(Image.open(io.BytesIO(photo)), hash_size=size))]
+    for bad in (1, 0, -1, 257, 2**31, True, 8.0):
+        with pytest.raises(ValueError, match="hash_size"):
+            phash([photo], hash_size=bad)
 
 
 def png_header_only(width: int, height: int) -> bytes:
@@ -103,17 +116,18 @@ def png_header_only(width: int, height: int) -> bytes:
 def test_bad_images_give_none_and_an_error(sample_dir):
     good = (sample_dir / "images" / "coffee.jpg").read_bytes()
     items = [good, b"", b"definitely not an image", good[: len(good) // 2], png_header_only(100_000, 100_000), None]
-    hashes, errors = phash(items, return_errors=True)
+    table = phash(items)
+    hashes, errors = hexes(table), table.get_column("error").to_list()
     assert hashes[0] is not None and errors[0] is None
-    assert hashes[1:] == [None] * 5
+    assert hashes[1:] == [None] * 5 and table.get_column("hash").to_list()[1:] == [None] * 5
     assert [e["kind"] for e in errors[1:]] == ["empty_image", "unknown_image_format", "truncated_image", "image_too_large", "missing_image"]
     assert "100000x100000" in errors[4]["message"]
 
 
 def test_near_duplicates_match_brute_force_and_group_variants(corpus):
-    hashes = phash([b for _, b in corpus])
+    hashes = phash([b for _, b in corpus]).get_column("hash")
     found = near_duplicates(hashes, radius=6)
-    ints = [int(h, 16) for h in hashes]
+    ints = hashes.to_list()
     brute = {(i, j) for i in range(len(ints)) for j in range(i + 1, len(ints)) if bin(ints[i] ^ ints[j]).count("1") <= 6}
     assert set(zip(found["i"].tolist(), found["j"].tolist())) == brute
     assert all(bin(ints[i] ^ ints[j]).count("1") == d for i, j, d in zip(found["i"], found["j"], found["distance"]))
@@ -123,8 +137,11 @@ def test_near_duplicates_match_brute_force_and_group_variants(corpus):
     for k, n in enumerate(names):
         if n.endswith((":q95", ":gray")):
             assert reps[k] == reps[names.index(n.split(":")[0])], n
-    with pytest.raises(ValueError, match="64-bit"):
-        near_duplicates(["f" * 32])
+    with pytest.raises(TypeError, match="UInt64"):
+        near_duplicates(pl.Series(["f" * 32]))
+    for bad in (-1, 64, True):
+        with pytest.raises(ValueError, match="radius"):
+            near_duplicates(hashes, radius=bad)
 
 
 def test_polars_perceptual_hashes_equal_the_batch_api(corpus):
@@ -136,9 +153,12 @@ def test_polars_perceptual_hashes_equal_the_batch_api(corpus):
     df = pl.DataFrame({"img": blobs}, schema={"img": pl.Binary})
     out = df.lazy().select(ilp.phash("img").alias("p"), ilp.dhash("img").alias("d"), ilp.ahash("img").alias("a")).collect(engine="streaming")
     for col, fn in (("p", phash), ("d", dhash), ("a", ahash)):
-        want = [None if h is None else int(h, 16) for h in fn(blobs)]
-        assert out.get_column(col).to_list() == want
-    assert out.get_column("p")[-2] is None
+        assert out.get_column(col).to_frame().unnest(col).equals(fn(blobs).select("hash", "error"))
+    assert out.get_column("p")[-2] == {"hash": None, "error": {"kind": "unknown_image_format", "message": "bytes are not JPEG, PNG, WebP, GIF or BMP"}}
+    assert out.get_column("p")[-1]["error"]["kind"] == "missing_image"
+    # hamming takes the structs as they come.
+    dist = out.select(ilp.hamming("p", "d")).to_series().to_list()
+    assert dist[0] == bin(out["p"][0]["hash"] ^ out["d"][0]["hash"]).count("1") and dist[-1] is None
 
 
 def test_dedup_command_with_phash_finds_the_sample_duplicates(sample_dir, tmp_path):
@@ -216,13 +236,13 @@ def test_drafted_luma_pixels_equal_pillows(jpeg_variants, jpeg_layouts, req):
 def test_draft_hashes_equal_imagehash_on_pillow_drafted_images(jpeg_variants, req):
     blobs = [b for _, b in jpeg_variants]
     for ours, ref in ((phash, imagehash.phash), (dhash, imagehash.dhash), (ahash, imagehash.average_hash)):
-        got = ours(blobs, draft=req)
+        got = hexes(ours(blobs, draft=req))
         want = [str(ref(_pillow_drafted(b, req))) for b in blobs]
         differ = [n for (n, _), g, w in zip(jpeg_variants, got, want) if g != w]
         assert not differ, (ours.__name__, differ)
     # The draft really reduces: some JPEG hashes differ from the full-decode ones, by a few bits.
-    full = phash(blobs)
-    drafted = phash(blobs, draft=req)
+    full = hexes(phash(blobs))
+    drafted = hexes(phash(blobs, draft=req))
     dist = [bin(int(a, 16) ^ int(b, 16)).count("1") for a, b in zip(full, drafted)]
     assert any(dist) and max(dist) <= 16
 
@@ -230,7 +250,8 @@ def test_draft_hashes_equal_imagehash_on_pillow_drafted_images(jpeg_variants, re
 def test_draft_argument_and_bad_images(sample_dir):
     good = (sample_dir / "images" / "coffee.jpg").read_bytes()
     items = [good, b"", b"definitely not an image", good[: len(good) // 2], png_header_only(100_000, 100_000), None]
-    hashes, errors = phash(items, return_errors=True, draft=128)
+    table = phash(items, draft=128)
+    hashes, errors = hexes(table), table.get_column("error").to_list()
     assert hashes[0] is not None and hashes[1:] == [None] * 5
     assert [e["kind"] for e in errors[1:]] == ["empty_image", "unknown_image_format", "truncated_image", "image_too_large", "missing_image"]
     for bad in (0, -3, True, 1.5):
@@ -253,7 +274,7 @@ def test_draft_through_polars_and_the_dedup_command(corpus, sample_dir, tmp_path
     blobs = [b for _, b in corpus[:30]] + [None]
     df = pl.DataFrame({"img": blobs}, schema={"img": pl.Binary})
     out = df.lazy().select(ilp.phash("img", draft=128).alias("p")).collect(engine="streaming")
-    assert out.get_column("p").to_list() == [None if h is None else int(h, 16) for h in phash(blobs, draft=128)]
+    assert out.unnest("p").equals(phash(blobs, draft=128).select("hash", "error"))
     assert main(["dedup", str(sample_dir / "pairs.jsonl"), "--method", "phash", "--draft", "128", "--out", str(tmp_path), "--quiet"]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["phash"]["draft"] == 128 and summary["phash"]["unhashed"] == 0

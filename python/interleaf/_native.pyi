@@ -1,60 +1,96 @@
 """Type stubs for interleaf._native, the Rust extension (also the polars plugin library)."""
 
-from typing import Any
+from typing import Any, final
 
 import numpy as np
 import polars as pl
+from typing_extensions import Self
 
 __version__: str
+__all__ = [
+    "NativeReader",
+    "NativeShardWriter",
+    "__version__",
+    "_decode_luma",
+    "_decode_rgb",
+    "_resize_luma",
+    "analyze_images",
+    "blake3",
+    "error_kinds",
+    "frame_to_jsonl",
+    "hamming_pairs",
+    "lsh_cluster",
+    "lsh_params",
+    "minhash_signatures",
+    "normalized_text_hash",
+    "number_documents",
+    "read_samples",
+    "records_to_frame",
+    "shingles",
+    "xxh3_128",
+    "xxh3_64",
+]
 
+@final
 class NativeReader:
     """Streams node batches from WebDataset shards or JSON-lines files; use ``interleaf.read``."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         paths: list[str],
         kind: str,
         format: str | None = None,
         image_root: str | None = None,
         load_images: bool = True,
         max_member_bytes: int | None = None,
-    ) -> None: ...
+        first_doc_index: int = 0,
+    ) -> Self: ...
     def next_batch(self, batch_size: int) -> pl.DataFrame | None:
-        """Up to ``batch_size`` whole documents as a flat node frame (``error_kind`` and
-        ``error_message`` columns instead of the ``error`` struct), or None at the end."""
+        """Up to ``batch_size`` whole documents as a node table (``interleaf.schema``), or
+        None at the end; documents are numbered from ``first_doc_index``."""
     def stats(self) -> dict[str, Any]:
         """files, documents, nodes, text_nodes, image_nodes, text_bytes, image_bytes,
         bytes_read, errors (documents per error kind)."""
 
+@final
 class NativeShardWriter:
     """Writes flat node frames as deterministic WebDataset shards; use ``interleaf.write``."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         directory: str,
         prefix: str = "shard",
         compression: str = "none",
         max_count: int = 10_000,
         max_bytes: int = 1 << 30,
         start_index: int = 0,
-    ) -> None: ...
+    ) -> Self: ...
     def write(self, df: pl.DataFrame) -> int:
-        """Writes every document of the frame; returns how many."""
+        """Writes every document of a node table (full schema); returns how many."""
     def finish(self) -> list[str]:
         """Closes the last shard; returns every shard path written."""
 
 def records_to_frame(
-    records: list[dict[str, Any]],
+    table: pl.DataFrame,
     format: str | None,
     source: str,
     start_index: int = 0,
+    first_doc_index: int = 0,
     image_root: str | None = None,
     load_images: bool = True,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """Record dicts (parquet rows) to a flat node frame and its counters."""
+    """A table of records (parquet rows as Arrow data; binary cells stay bytes) to a node
+    table and its counters."""
+
+def number_documents(df: pl.DataFrame, first: int) -> pl.Series:
+    """``doc_index`` for the rows of a node table, numbered from ``first``: its own
+    ``doc_index`` groups the rows when present, else ``doc_id`` and ``pos`` do."""
 
 def frame_to_jsonl(df: pl.DataFrame) -> bytes:
-    """One JSON line per document of a flat node frame, in interleaf's ``nodes`` schema."""
+    """One JSON line per document of a node table, in interleaf's ``nodes`` schema."""
+
+def error_kinds() -> list[tuple[str, str]]:
+    """(kind, meaning) of every error kind in the registry."""
 
 def xxh3_64(data: list[bytes]) -> list[int]:
     """xxh3-64 (seed 0) of each bytes object."""
@@ -63,20 +99,20 @@ def read_samples(path: str, max_member_bytes: int | None = None) -> list[tuple[s
     """One shard's raw samples as webdataset groups them: (key, [(ext, bytes)], [(error kind,
     message)]). For tests and debugging."""
 
-def xxh3_128(items: list[bytes | str]) -> list[str]:
-    """xxh3-128 (seed 0) hex of each item (str as UTF-8)."""
+def xxh3_128(items: pl.Series) -> pl.Series:
+    """xxh3-128 (seed 0) hex of each value of a String (UTF-8) or Binary Series; null stays null."""
 
-def blake3(items: list[bytes | str]) -> list[str]:
-    """BLAKE3 hex of each item (str as UTF-8)."""
+def blake3(items: pl.Series) -> pl.Series:
+    """BLAKE3 hex of each value of a String (UTF-8) or Binary Series; null stays null."""
 
-def normalized_text_hash(texts: list[str], strip_punctuation: bool = False) -> list[str]:
-    """xxh3-128 hex of NFKC + lower-cased + whitespace-folded text."""
+def normalized_text_hash(texts: pl.Series, strip_punctuation: bool = False) -> pl.Series:
+    """xxh3-128 hex of NFKC + lower-cased + whitespace-folded text, per value of a String Series."""
 
 def shingles(text: str, n: int = 5, unit: str = "word") -> list[str]:
     """Distinct word or character n-grams in order of first appearance."""
 
 def minhash_signatures(
-    texts: list[str],
+    texts: pl.Series,
     n: int,
     unit: str,
     scheme: str,
@@ -85,7 +121,8 @@ def minhash_signatures(
     seed: int = 0,
     threads: int | None = None,
 ) -> np.ndarray:
-    """uint32 signatures (len(texts), len(a)); scheme is "affine32", "legacy" or "fast"."""
+    """uint32 signatures (len(texts), len(a)) of a String Series (null as ""); scheme is
+    "affine32", "legacy" or "fast"."""
 
 def lsh_params(threshold: float, num_perm: int, false_positive_weight: float = 0.5, false_negative_weight: float = 0.5) -> tuple[int, int]:
     """(bands, rows) as datasketch's _optimal_param chooses them."""
@@ -96,26 +133,16 @@ def lsh_cluster(
     rows: int,
     verify: str = "none",
     threshold: float = 0.0,
-    texts: list[str] | None = None,
+    texts: pl.Series | None = None,
     n: int = 5,
     unit: str = "word",
     ranking: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int, int]:
     """(representative per row as int64, candidate pairs checked, pairs joined)."""
 
-def perceptual_hashes(
-    images: list[bytes | None],
-    kind: str,
-    hash_size: int = 8,
-    threads: int | None = None,
-    max_pixels: int | None = None,
-    draft: int | None = None,
-) -> tuple[list[str | None], list[int | None], list[tuple[str, str] | None]]:
-    """(hex, first 64 bits as int, (error kind, message)) per image; kind is ahash/dhash/phash;
-    draft: decode JPEGs as Pillow's im.draft("L", (draft, draft)) leaves them."""
-
-def hamming_pairs(hashes: list[int | None], radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(i, j, distance) of 64-bit hashes within radius (i < j), and each item's representative."""
+def hamming_pairs(hashes: pl.Series, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(i, j, distance) of the UInt64 hashes within radius (i < j; nulls join nothing), and each
+    item's representative."""
 
 def _resize_luma(pixels: bytes, width: int, height: int, out_width: int, out_height: int, filter: str) -> bytes:
     """Pillow-compatible resize of 8-bit grayscale pixels (lanczos, bicubic, bilinear). For tests."""
@@ -124,35 +151,26 @@ def _decode_luma(data: bytes, draft: int | None = None) -> tuple[int, int, bytes
     """Decode and convert to grayscale as Pillow's convert("L") (after `Image.draft("L", (draft, draft))`
     when `draft` is given). For tests."""
 
-def preprocess_images(
-    images: list[bytes | None],
-    out: np.ndarray,
+def analyze_images(
+    images: pl.Series,
     *,
-    mode: str,
-    shortest_edge: int,
-    size: tuple[int, int],
-    crop: tuple[int, int] | None,
-    crop_rounding: str,
-    resample: int,
-    rescale: str,
-    rescale_factor: float,
-    mean: tuple[float, float, float] | None,
-    std: tuple[float, float, float] | None,
-    fill: int,
-    alpha: str,
-    exif_transpose: bool,
-    max_pixels: int | None,
-    max_bytes: int | None,
-    threads: int | None,
+    out: np.ndarray | None = None,
+    config: dict[str, Any] | None = None,
+    stats: bool = False,
+    hashes: list[str] = ...,
+    hash_size: int = 8,
+    hash_draft: int | None = None,
+    alpha: str = "drop",
+    exif_transpose: bool = False,
     jpeg_draft: bool = False,
-) -> list[tuple[str, str] | None]:
-    """Fill ``out`` (N, 3, H, W; float32 or float16, C-contiguous) with preprocessed images;
-    (error kind, message) or None per image. See ``interleaf.image.preprocess``."""
-
-def image_stats_series(
-    images: list[bytes | None], *, max_pixels: int | None = None, max_bytes: int | None = None, threads: int | None = None
-) -> pl.Series:
-    """One struct Series named "stats" with the fields of ``interleaf.polars.image_stats``."""
+    max_pixels: int | None = None,
+    max_bytes: int | None = None,
+    threads: int | None = None,
+) -> pl.DataFrame:
+    """Decodes each image of a Binary Series once: CLIP pixels into ``out`` (N, 3, H, W;
+    float32 or float16, C-contiguous) when ``config`` (the fields of
+    ``interleaf.image.PreprocessConfig``) is given, and a table of the stats columns (when
+    asked), ``{kind}`` / ``{kind}_hex`` per hash, and ``error``. See ``interleaf.image.analyze``."""
 
 def _decode_rgb(data: bytes, alpha: str = "drop", exif_transpose: bool = False, max_pixels: int | None = None) -> tuple[int, int, bytes]:
     """(width, height, RGB bytes) as Pillow's convert("RGB"). Raises ValueError on failure."""

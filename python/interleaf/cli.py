@@ -14,6 +14,7 @@ from typing import Any
 import polars as pl
 
 import interleaf
+from interleaf.io.atomic import atomic_output, write_text
 from interleaf.io.reader import DEFAULT_BATCH_SIZE, FORMATS
 from interleaf.io.writer import WRITE_FORMATS
 from interleaf.schema import empty_frame
@@ -130,10 +131,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     nodes_path = out / "nodes.parquet"
     interleaf.write(nodes.drop("content_hash"), nodes_path, "parquet")
-    nodes.select("doc_id", "pos", "kind", "content_hash").write_parquet(out / "content_hash.parquet")
+    with atomic_output(out / "content_hash.parquet") as tmp:
+        nodes.select("doc_id", "doc_index", "pos", "kind", "content_hash").write_parquet(tmp)
     per_source = (
         nodes.group_by("source")
-        .agg(pl.col("doc_id").n_unique().alias("documents"), pl.len().alias("nodes"))
+        .agg(pl.col("doc_index").n_unique().alias("documents"), pl.len().alias("nodes"))
         .sort("source")
         .with_columns(pl.col("source").map_elements(lambda s: Path(s).name, return_dtype=pl.String))
     )
@@ -147,11 +149,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from interleaf.dedup import MinHasher, document_texts, lsh_clusters
 
     docs = document_texts(nodes)
-    reps = lsh_clusters(MinHasher(num_perm=128, n=5).signatures(docs.get_column("text").fill_null("").to_list()), threshold=0.8)
+    reps, _ = lsh_clusters(MinHasher(num_perm=128, n=5).signatures(docs.get_column("text")), threshold=0.8)
     summary["near_duplicate_documents"] = int((reps != range(len(reps))).sum())
     # Image statistics from the same Rust decoder as CLIP preprocessing.
     img_stats = image_stats_table(nodes)
-    img_stats.write_parquet(out / "image_stats.parquet")
+    with atomic_output(out / "image_stats.parquet") as tmp:
+        img_stats.write_parquet(tmp)
     decoded = img_stats.filter(pl.col("error").is_null())
     summary["image_stats"] = {
         "images": img_stats.height,
@@ -160,7 +163,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "blurry_images (Laplacian variance < 100)": decoded.filter(pl.col("blur") < 100).height,
     }
     summary["outputs"] = {"nodes": str(nodes_path), "content_hash": str(out / "content_hash.parquet"), "image_stats": str(out / "image_stats.parquet")}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     _print_summary(summary)
     print(f"nodes sharing their exact content with another node of the same file: image {summary['duplicate_nodes']['image']}, text {summary['duplicate_nodes']['text']}")
     print(f"near-duplicate documents (MinHash LSH, Jaccard >= 0.8): {summary['near_duplicate_documents']}")
@@ -202,12 +205,12 @@ def cmd_dedup(args: argparse.Namespace) -> int:
 
 def image_stats_table(nodes: pl.DataFrame, threads: int | None = None, max_pixels: int | None = None) -> pl.DataFrame:
     """Image statistics (see :func:`interleaf.image.stats`) of every image node, keyed by
-    ``doc_id``, ``pos`` and ``source``."""
+    ``doc_id``, ``doc_index``, ``pos`` and ``source``."""
     from interleaf.image import stats
 
     images = nodes.filter(pl.col("kind") == "image")
-    table = stats(images.get_column("image").to_list(), threads=threads, max_pixels=max_pixels)
-    return pl.concat([images.select("doc_id", "pos", "source"), table], how="horizontal")
+    table = stats(images.get_column("image"), threads=threads, max_pixels=max_pixels)
+    return pl.concat([images.select("doc_id", "doc_index", "pos", "source"), table], how="horizontal")
 
 
 def cmd_image_stats(args: argparse.Namespace) -> int:
@@ -217,7 +220,8 @@ def cmd_image_stats(args: argparse.Namespace) -> int:
     reader = _reader(args, args.paths)
     parts = [image_stats_table(df, args.threads, args.max_pixels) for df in reader]
     table = pl.concat(parts) if parts else image_stats_table(empty_frame())
-    table.write_parquet(out)
+    with atomic_output(out) as tmp:
+        table.write_parquet(tmp)
     seconds = time.perf_counter() - t0
     errors = table.filter(pl.col("error").is_not_null()).group_by(pl.col("error").struct.field("kind")).len().sort("kind")
     ok = table.filter(pl.col("error").is_null())

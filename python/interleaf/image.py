@@ -16,12 +16,16 @@ Limits are checked from the header before any pixel buffer is allocated: ``max_p
 failure is a value with a ``kind``: ``empty_image``, ``unknown_image_format``,
 ``corrupt_image``, ``truncated_image``, ``image_too_large``, ``missing_image``.
 
+Everything goes through one decode per image (:func:`analyze`); :func:`preprocess` and
+:func:`stats` are it asked for one thing.
+
 Example::
 
     from interleaf import image
     pixels, errors = image.preprocess(list_of_jpeg_bytes)            # open_clip defaults, 224
     pixels, errors = image.preprocess(jpegs, config="clip-model/preprocessor_config.json")
     df = image.stats(list_of_jpeg_bytes)                              # polars DataFrame
+    both = image.analyze(jpegs, pixels=True, stats=True, hashes=["phash"])   # one decode each
 """
 
 from __future__ import annotations
@@ -29,9 +33,9 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Union
 
 import numpy as np
 import polars as pl
@@ -48,7 +52,10 @@ _MODES = ("shortest", "squash", "longest")
 __all__ = [
     "OPENAI_CLIP_MEAN",
     "OPENAI_CLIP_STD",
+    "ImageAnalysis",
     "PreprocessConfig",
+    "analyze",
+    "binary_column",
     "decode",
     "load_config",
     "preprocess",
@@ -227,12 +234,130 @@ def load_config(config: str | os.PathLike | Mapping[str, Any] | PreprocessConfig
     return PreprocessConfig.from_hf(config)
 
 
-def _errors(raw: list) -> list[dict[str, str] | None]:
-    return [None if e is None else {"kind": e[0], "message": e[1]} for e in raw]
+ImageInput = Union[pl.Series, Sequence[Optional[bytes]]]
+
+
+def binary_column(images: ImageInput, name: str = "image") -> pl.Series:
+    """Encoded images as a Binary Series: a Series passes through (Binary, or cast from a
+    null-only column), a sequence of bytes / None is wrapped once."""
+    if isinstance(images, pl.Series):
+        if images.dtype == pl.Binary:
+            return images
+        if images.dtype == pl.Null:
+            return images.cast(pl.Binary)
+        raise TypeError(f"images must be a Binary column of encoded bytes, not {images.dtype}")
+    return pl.Series(name, list(images), dtype=pl.Binary)
+
+
+def check_draft(draft: int | None) -> int | None:
+    """``draft`` as given, or ValueError unless it is None or an int >= 1."""
+    if draft is not None and (isinstance(draft, bool) or not isinstance(draft, int) or draft < 1):
+        raise ValueError(f"draft must be a size in pixels >= 1, or None; got {draft!r}")
+    return draft
+
+
+def _check(threads: int | None, dtype: str = "float32") -> None:
+    if dtype not in ("float32", "float16"):
+        raise ValueError(f"dtype must be 'float32' or 'float16', not {dtype!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be an int >= 1, got {threads!r}")
+
+
+@dataclass(frozen=True)
+class ImageAnalysis:
+    """What :func:`analyze` found.
+
+    Attributes:
+        pixels: the ``(N, 3, H, W)`` CLIP input when pixels were asked, else None (a failed
+            image leaves zeros).
+        table: one row per image, in input order: the :func:`stats` columns when asked, two
+            columns per hash (``phash``: UInt64, the first 64 bits; ``phash_hex``: imagehash's
+            string), and ``error`` (null, or ``{kind, message}``).
+    """
+
+    pixels: np.ndarray | None
+    table: pl.DataFrame
+
+
+def analyze(
+    images: ImageInput,
+    *,
+    pixels: str | os.PathLike | Mapping[str, Any] | PreprocessConfig | bool | None = None,
+    stats: bool = False,
+    hashes: Sequence[str] = (),
+    hash_size: int = 8,
+    draft: int | None = None,
+    size: int = 224,
+    dtype: str = "float32",
+    threads: int | None = None,
+    alpha: str = "drop",
+    exif_transpose: bool = False,
+    jpeg_draft: bool = False,
+    max_pixels: int | None = None,
+    max_bytes: int | None = None,
+    out: np.ndarray | None = None,
+) -> ImageAnalysis:
+    """Decodes each image once and computes what is asked: CLIP pixels, statistics and
+    perceptual hashes, in parallel in Rust with the GIL released.
+
+    The statistics and the exact hashes read one gray image (Pillow's ``convert("L")``). When
+    pixels are asked with the plain decode (no ``jpeg_draft``, no ``exif_transpose``,
+    ``alpha="drop"``: the defaults), that gray image is computed from the same RGB pixels, so
+    each image is decoded once in all; otherwise, and for hashes with ``draft``, the gray image
+    is decoded separately. Results equal :func:`preprocess`, :func:`stats` and
+    :func:`interleaf.dedup.phash` (etc.) called one by one.
+
+    Args:
+        images: encoded images (a Binary Series, or bytes / None); None is ``missing_image``.
+        pixels: a preprocessing config (as :func:`preprocess` takes), or True for open_clip's
+            defaults at ``size``; None (default) for no pixels.
+        stats: add the :func:`stats` columns.
+        hashes: perceptual hashes to add: any of ``"phash"``, ``"dhash"``, ``"ahash"``.
+        hash_size: bits per side of each hash (default 8, imagehash's; 2-256).
+        draft: decode JPEGs for the hashes as Pillow's ``draft("L", (draft, draft))`` (see
+            :func:`interleaf.dedup.phash`).
+        size, dtype, alpha, exif_transpose, jpeg_draft, out: as :func:`preprocess`.
+        threads: worker threads (default: all cores).
+        max_pixels, max_bytes: decode limits (defaults: 89,478,485 pixels, 256 MiB).
+    """
+    _check(threads, dtype)
+    check_draft(draft)
+    col = binary_column(images)
+    arr = None
+    cfg_dict = None
+    if pixels is not None and pixels is not False:
+        cfg = load_config(None if pixels is True else pixels, size)
+        h, w = cfg.output_shape
+        if out is None:
+            arr = np.empty((col.len(), 3, h, w), dtype=dtype)
+        elif out.dtype != np.dtype(dtype):
+            raise ValueError(f"out has dtype {out.dtype}, expected {dtype}")
+        else:
+            arr = out
+        cfg_dict = asdict(cfg)
+        for key in ("size", "crop", "mean", "std"):
+            if cfg_dict[key] is not None:
+                cfg_dict[key] = tuple(cfg_dict[key])
+    table = _native.analyze_images(
+        col,
+        out=arr,
+        config=cfg_dict,
+        stats=stats,
+        hashes=list(hashes),
+        hash_size=hash_size,
+        hash_draft=draft,
+        alpha=alpha,
+        exif_transpose=exif_transpose,
+        jpeg_draft=jpeg_draft,
+        max_pixels=max_pixels,
+        max_bytes=max_bytes,
+        threads=threads,
+    )
+    return ImageAnalysis(arr, table)
 
 
 def preprocess(
-    images: Sequence[bytes | None],
+    images: ImageInput,
     config: str | os.PathLike | Mapping[str, Any] | PreprocessConfig | None = None,
     size: int = 224,
     threads: int | None = None,
@@ -244,7 +369,7 @@ def preprocess(
     max_bytes: int | None = None,
     out: np.ndarray | None = None,
     jpeg_draft: bool = False,
-) -> tuple[np.ndarray, list[dict[str, str] | None]]:
+) -> tuple[np.ndarray, pl.Series]:
     """Decodes and preprocesses encoded images into one ``(N, 3, H, W)`` array for a CLIP
     vision model.
 
@@ -253,7 +378,7 @@ def preprocess(
     decoded pixels match.
 
     Args:
-        images: encoded image bytes; None counts as ``missing_image``.
+        images: encoded images (a Binary Series, or bytes / None); None is ``missing_image``.
         config: a ``preprocessor_config.json`` path or dict, an open_clip config, a
             :class:`PreprocessConfig`, or None for open_clip's defaults at ``size``.
         size: the model's input size when ``config`` is None (ignored otherwise).
@@ -270,42 +395,23 @@ def preprocess(
             (measured in ``benches/image_preprocess.py``). Off by default.
 
     Returns:
-        ``(array, errors)``: ``errors[i]`` is None or ``{"kind", "message"}``; a failed image
-        leaves zeros in its row and never raises for the batch.
+        ``(array, error)``: ``error`` is the error column (null, or ``{kind, message}`` per
+        image); a failed image leaves zeros in its row and never raises for the batch.
     """
-    cfg = load_config(config, size)
-    if dtype not in ("float32", "float16"):
-        raise ValueError(f"dtype must be 'float32' or 'float16', not {dtype!r}")
-    if threads is not None and threads < 1:
-        raise ValueError("threads must be >= 1")
-    images = list(images)
-    h, w = cfg.output_shape
-    if out is None:
-        out = np.empty((len(images), 3, h, w), dtype=dtype)
-    elif out.dtype != np.dtype(dtype):
-        raise ValueError(f"out has dtype {out.dtype}, expected {dtype}")
-    errors = _native.preprocess_images(
+    r = analyze(
         images,
-        out,
-        mode=cfg.mode,
-        shortest_edge=cfg.shortest_edge,
-        size=tuple(cfg.size),
-        crop=None if cfg.crop is None else tuple(cfg.crop),
-        crop_rounding=cfg.crop_rounding,
-        resample=cfg.resample,
-        rescale=cfg.rescale,
-        rescale_factor=cfg.rescale_factor,
-        mean=cfg.mean,
-        std=cfg.std,
-        fill=cfg.fill,
+        pixels=load_config(config, size),
+        dtype=dtype,
+        threads=threads,
         alpha=alpha,
         exif_transpose=exif_transpose,
+        jpeg_draft=jpeg_draft,
         max_pixels=max_pixels,
         max_bytes=max_bytes,
-        threads=threads,
-        jpeg_draft=jpeg_draft,
+        out=out,
     )
-    return out, _errors(errors)
+    assert r.pixels is not None
+    return r.pixels, r.table.get_column("error")
 
 
 def decode(data: bytes, *, alpha: str = "drop", exif_transpose: bool = False, max_pixels: int | None = None) -> np.ndarray:
@@ -313,10 +419,10 @@ def decode(data: bytes, *, alpha: str = "drop", exif_transpose: bool = False, ma
     ``np.asarray(Image.open(BytesIO(data)).convert("RGB"))`` (see the module docs for alpha).
     Raises ValueError with the error kind when the image does not decode."""
     w, h, px = _native._decode_rgb(data, alpha, exif_transpose, max_pixels)
-    return np.frombuffer(bytes(px), dtype=np.uint8).reshape(h, w, 3)
+    return np.frombuffer(px, dtype=np.uint8).reshape(h, w, 3)
 
 
-def stats(images: Sequence[bytes | None], *, threads: int | None = None, max_pixels: int | None = None, max_bytes: int | None = None) -> pl.DataFrame:
+def stats(images: ImageInput, *, threads: int | None = None, max_pixels: int | None = None, max_bytes: int | None = None) -> pl.DataFrame:
     """Statistics of each encoded image, one row per image, in input order.
 
     Columns: ``width``, ``height``, ``aspect_ratio`` (width / height), ``format`` (Pillow's
@@ -325,11 +431,7 @@ def stats(images: Sequence[bytes | None], *, threads: int | None = None, max_pix
     ``blur`` (variance of the Laplacian, as ``cv2.Laplacian(gray, cv2.CV_64F).var()``; lower is
     blurrier, NeMo Curator keeps >= 100), ``entropy`` (bits, Pillow's ``Image.entropy()``),
     ``brightness`` (mean / 255), ``contrast`` (standard deviation / 255), ``uniform_fraction``
-    (share of pixels within 4 gray levels of the most common level); ``error`` (None or
+    (share of pixels within 4 gray levels of the most common level); ``error`` (null, or
     ``{kind, message}``). Header fields are filled even when the pixels do not decode.
     """
-    if threads is not None and threads < 1:
-        raise ValueError("threads must be >= 1")
-    series = _native.image_stats_series(list(images), max_pixels=max_pixels, max_bytes=max_bytes, threads=threads)
-    return pl.DataFrame(series).unnest("stats")
-
+    return analyze(images, stats=True, threads=threads, max_pixels=max_pixels, max_bytes=max_bytes).table

@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 from polars.plugins import register_plugin_function
 
-from interleaf.dedup.perceptual import check_draft
+from interleaf.image import check_draft
 
 _LIB = Path(__file__).parent
 
@@ -58,8 +58,9 @@ def minhash(
 
 
 def hamming(a: str | pl.Expr, b: str | pl.Expr) -> pl.Expr:
-    """Hamming distance (bits that differ) between two UInt64 hash columns, as UInt32; a
-    literal on one side broadcasts. Null if either side is null.
+    """Hamming distance (bits that differ) between two hash columns, as UInt32: UInt64 columns,
+    or the ``{hash, error}`` structs of :func:`phash` (their ``hash`` is used); a literal on one
+    side broadcasts. Null if either side is null.
 
     Example:
         >>> df.filter(hamming("phash", pl.lit(0x8F0F, dtype=pl.UInt64)) <= 5)  # doctest: +SKIP
@@ -67,27 +68,36 @@ def hamming(a: str | pl.Expr, b: str | pl.Expr) -> pl.Expr:
     return register_plugin_function(plugin_path=_LIB, function_name="hamming", args=[_col(a), _col(b)], is_elementwise=True)
 
 
-def _perceptual(kind: str, expr: str | pl.Expr, draft: int | None) -> pl.Expr:
-    return register_plugin_function(plugin_path=_LIB, function_name="perceptual_hash", args=_col(expr), kwargs={"kind": kind, "draft": check_draft(draft)}, is_elementwise=True)
+def _perceptual(kind: str, expr: str | pl.Expr, draft: int | None, max_pixels: int | None) -> pl.Expr:
+    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1):
+        raise ValueError(f"max_pixels must be an int >= 1, got {max_pixels!r}")
+    kwargs = {"kind": kind, "draft": check_draft(draft), "max_pixels": max_pixels}
+    return register_plugin_function(plugin_path=_LIB, function_name="perceptual_hash", args=_col(expr), kwargs=kwargs, is_elementwise=True)
 
 
-def phash(expr: str | pl.Expr, draft: int | None = None) -> pl.Expr:
-    """imagehash's ``phash`` (hash_size 8) of each encoded image in a Binary column, as UInt64
-    (the hex string read as a number); null for null or undecodable images. Compose with
-    :func:`hamming` for near-duplicate filters. ``draft``: see
+def phash(expr: str | pl.Expr, draft: int | None = None, max_pixels: int | None = None) -> pl.Expr:
+    """imagehash's ``phash`` (hash_size 8) of each encoded image in a Binary column, as a
+    struct ``{hash: UInt64, error: {kind, message}}``: ``hash`` is the hex string read as a
+    number, null for a null or undecodable image, whose ``error`` says why. Compose with
+    :func:`hamming` (which takes the struct) for near-duplicate filters. ``draft``: see
     :func:`interleaf.dedup.phash` (faster reduced JPEG decoding, not bit-identical to a full
-    decode)."""
-    return _perceptual("phash", expr, draft)
+    decode); ``max_pixels``: the decode limit (default Pillow's 89,478,485).
+
+    Example:
+        >>> df = pl.DataFrame({"image": [open("cat.jpg", "rb").read(), b"junk"]})  # doctest: +SKIP
+        >>> df.select(phash("image").struct.unnest())  # doctest: +SKIP
+    """
+    return _perceptual("phash", expr, draft, max_pixels)
 
 
-def dhash(expr: str | pl.Expr, draft: int | None = None) -> pl.Expr:
-    """imagehash's ``dhash`` (hash_size 8) as UInt64; see :func:`phash`."""
-    return _perceptual("dhash", expr, draft)
+def dhash(expr: str | pl.Expr, draft: int | None = None, max_pixels: int | None = None) -> pl.Expr:
+    """imagehash's ``dhash`` (hash_size 8) as a ``{hash, error}`` struct; see :func:`phash`."""
+    return _perceptual("dhash", expr, draft, max_pixels)
 
 
-def ahash(expr: str | pl.Expr, draft: int | None = None) -> pl.Expr:
-    """imagehash's ``average_hash`` (hash_size 8) as UInt64; see :func:`phash`."""
-    return _perceptual("ahash", expr, draft)
+def ahash(expr: str | pl.Expr, draft: int | None = None, max_pixels: int | None = None) -> pl.Expr:
+    """imagehash's ``average_hash`` (hash_size 8) as a ``{hash, error}`` struct; see :func:`phash`."""
+    return _perceptual("ahash", expr, draft, max_pixels)
 
 
 def image_stats(expr: str | pl.Expr, max_pixels: int | None = None, max_bytes: int | None = None) -> pl.Expr:

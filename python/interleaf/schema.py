@@ -97,6 +97,11 @@ ERROR_KINDS: dict[str, str] = dict(_native.error_kinds())
 __doc__ = (__doc__ or "") + "\nError kinds:\n\n" + "\n".join(f"- ``{k}``: {v}" for k, v in ERROR_KINDS.items()) + "\n"
 
 
+def error_column(errors: list[dict[str, str] | None], name: str = ERROR) -> pl.Series:
+    """Error values (None or :func:`record_error` dicts) as an ``error`` column."""
+    return pl.Series(name, errors, dtype=ERROR_DTYPE)
+
+
 def record_error(kind: str, message: str) -> dict[str, str]:
     """An ``error`` value ``{"kind", "message"}``; ``kind`` must be in :data:`ERROR_KINDS`."""
     if kind not in ERROR_KINDS:

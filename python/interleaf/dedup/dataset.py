@@ -1,11 +1,21 @@
-"""Dataset-level deduplication: stream documents, key or sign them, cluster, write a
-duplicates table and optionally the deduplicated dataset (``interleaf dedup``)."""
+"""Dataset-level deduplication (``interleaf dedup``) as four steps, each with its own counters:
+
+1. **sign**: stream documents and compute each one's key (exact), hash (pHash) or MinHash
+   signature, batch by batch, in Rust;
+2. **cluster**: group documents whose keys are equal or whose hashes / signatures are near;
+3. **duplicates**: the table of documents in clusters of two or more;
+4. **keep**: the documents that are their own cluster's representative (optionally written
+   in a second pass).
+
+Documents are the reader's ``doc_index`` values, so ids need not be unique.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +26,11 @@ import interleaf
 from interleaf.dedup.exact import normalized_text_hash, xxh3_128
 from interleaf.dedup.minhash import MinHasher, lsh_clusters, lsh_params
 from interleaf.dedup.perceptual import near_duplicates, phash
-from interleaf.schema import DOC_ID, DOC_INDEX, POS
+from interleaf.image import check_draft
+from interleaf.io.atomic import atomic_output, write_text
+from interleaf.io.writer import WRITE_FORMATS
+from interleaf.polars import hamming
+from interleaf.schema import DOC_ID, DOC_INDEX, IMAGE, KIND, POS, TEXT
 
 METHODS = ("exact", "minhash", "phash")
 EXACT_ON = ("text", "image", "all")
@@ -24,25 +38,101 @@ EXACT_ON = ("text", "image", "all")
 
 def document_texts(df: pl.DataFrame) -> pl.DataFrame:
     """One row per document (``doc_index``) in batch order: ``doc_index``, ``doc_id``, its text
-    nodes joined by newlines in ``pos`` order, and its images."""
+    nodes joined by newlines in ``pos`` order (``text``), its images (``images``) and its
+    first image with bytes (``first_image``)."""
+    is_image = (pl.col(KIND) == "image") & pl.col(IMAGE).is_not_null()
     return df.sort(DOC_INDEX, POS, maintain_order=True).group_by(DOC_INDEX, maintain_order=True).agg(
         pl.col(DOC_ID).first(),
-        pl.col("text").filter(pl.col("kind") == "text").str.join("\n").alias("text"),
-        pl.col("image").filter(pl.col("kind") == "image").alias("images"),
+        pl.col(TEXT).filter(pl.col(KIND) == "text").str.join("\n").alias("text"),
+        pl.col(IMAGE).filter(pl.col(KIND) == "image").alias("images"),
+        pl.col(IMAGE).filter(is_image).first().alias("first_image"),
     )
 
 
-def _exact_keys(docs: pl.DataFrame, on: str, strip_punctuation: bool) -> list[str]:
-    parts: list[list[str]] = []
-    if on in ("text", "all"):
-        parts.append(normalized_text_hash(docs.get_column("text").fill_null("").to_list(), strip_punctuation))
-    if on in ("image", "all"):
-        per_doc = []
-        for imgs in docs.get_column("images").to_list():
-            hashes = xxh3_128([b for b in (imgs or []) if b is not None])
-            per_doc.append(",".join(hashes))
-        parts.append(xxh3_128(per_doc))
-    return [":".join(p) for p in zip(*parts)]
+def _image_keys(df: pl.DataFrame, docs: pl.DataFrame) -> pl.Series:
+    """Per document: xxh3-128 of its images' xxh3-128 keys joined by commas, in ``pos`` order
+    (a document without images hashes the empty string)."""
+    images = df.filter((pl.col(KIND) == "image") & pl.col(IMAGE).is_not_null()).sort(DOC_INDEX, POS, maintain_order=True)
+    per_image = images.select(DOC_INDEX, xxh3_128(images.get_column(IMAGE)).alias("h"))
+    joined = per_image.group_by(DOC_INDEX, maintain_order=True).agg(pl.col("h").str.join(","))
+    keys = docs.select(DOC_INDEX).join(joined, on=DOC_INDEX, how="left", maintain_order="left").get_column("h").fill_null("")
+    return xxh3_128(keys)
+
+
+@dataclass
+class Signatures:
+    """Step 1's output: one entry per document in read order, and its counters."""
+
+    doc_ids: list[pl.Series] = field(default_factory=list)
+    keys: list[pl.Series] = field(default_factory=list)  # exact: String keys; phash: UInt64 hashes
+    signatures: list[np.ndarray] = field(default_factory=list)  # minhash
+    counters: dict[str, int] = field(default_factory=lambda: {"documents": 0, "unhashed": 0})
+
+
+def sign(reader: interleaf.Reader, method: str, *, on: str = "text", strip_punctuation: bool = False, hasher: MinHasher | None = None, draft: int | None = None) -> Signatures:
+    """Step 1: each document's key, hash or signature, batch by batch. ``unhashed`` counts
+    documents without a decodable image (pHash), which then join nothing."""
+    out = Signatures()
+    for df in reader:
+        docs = document_texts(df)
+        out.doc_ids.append(docs.get_column(DOC_ID))
+        out.counters["documents"] += docs.height
+        texts = docs.get_column("text").fill_null("")
+        if method == "minhash":
+            assert hasher is not None
+            out.signatures.append(hasher.signatures(texts))
+        elif method == "phash":
+            hashes = phash(docs.get_column("first_image"), draft=draft).get_column("hash")
+            out.counters["unhashed"] += hashes.null_count()
+            out.keys.append(hashes)
+        else:
+            parts = []
+            if on in ("text", "all"):
+                parts.append(normalized_text_hash(texts, strip_punctuation))
+            if on in ("image", "all"):
+                parts.append(_image_keys(df, docs))
+            out.keys.append(parts[0] if len(parts) == 1 else pl.concat_str(parts, separator=":"))
+    return out
+
+
+def cluster(sig: Signatures, method: str, *, threshold: float, num_perm: int, bands: int | None, rows: int | None, verify: str, radius: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Step 2: (representative doc_index per document, score per document, counters). The
+    representative is the first document of its cluster in read order."""
+    total = sig.counters["documents"]
+    if method == "minhash":
+        matrix = np.concatenate(sig.signatures) if sig.signatures else np.zeros((0, num_perm), dtype=np.uint32)
+        reps, stats = lsh_clusters(matrix, threshold, bands, rows, verify=verify)
+        score = (matrix == matrix[reps]).mean(axis=1) if total else np.zeros(0)
+        return reps, score, stats
+    keys = pl.concat(sig.keys) if sig.keys else pl.Series("key", [], dtype=pl.UInt64 if method == "phash" else pl.String)
+    if method == "phash":
+        found = near_duplicates(keys, radius)
+        reps = found["representative"]
+        pairs = pl.DataFrame({"a": keys, "b": keys.gather(reps)})
+        score = pairs.select(hamming("a", "b").fill_null(0).cast(pl.Float64)).to_series().to_numpy()
+        return reps, score, {"radius": radius, "pairs": len(found["i"]), "unhashed": sig.counters["unhashed"]}
+    indexed = pl.DataFrame({"key": keys}).with_row_index("i")
+    reps = indexed.select(pl.col("i").min().over("key")).to_series().cast(pl.Int64).to_numpy()
+    return reps, np.ones(total), {"distinct_keys": keys.n_unique()}
+
+
+def duplicates_table(doc_ids: pl.Series, reps: np.ndarray, score: np.ndarray, method: str) -> pl.DataFrame:
+    """Step 3: one row per document in a cluster of two or more: ``doc_id``, ``doc_index``,
+    ``cluster_id`` (the representative's doc_index), ``representative`` (its doc_id),
+    ``method``, ``score``."""
+    total = doc_ids.len()
+    table = pl.DataFrame({"doc_id": doc_ids, "doc_index": np.arange(total, dtype=np.int64), "cluster_id": reps, "score": score})
+    dups = table.filter(pl.len().over("cluster_id") > 1)
+    return dups.with_columns(doc_ids.gather(dups.get_column("cluster_id")).alias("representative"), pl.lit(method).alias("method")).select(
+        "doc_id", "doc_index", "cluster_id", "representative", "method", "score"
+    )
+
+
+def kept(source: Any, format: str | None, batch_size: int, keep: np.ndarray, **read_options: Any):
+    """Step 4's second pass: the batches of the documents whose ``doc_index`` is kept (the same
+    read numbers documents the same way)."""
+    for df in interleaf.read(source, format, batch_size, **read_options):
+        yield df.filter(pl.Series(keep[df.get_column(DOC_INDEX).to_numpy()]))
 
 
 def deduplicate(
@@ -67,14 +157,16 @@ def deduplicate(
     write_format: str | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Finds duplicate documents in ``source`` and writes ``out/duplicates.parquet``.
+    """Finds duplicate documents in ``source`` and writes ``out/duplicates.parquet`` and
+    ``out/summary.json`` (each written under a temporary name and renamed).
 
     The table has one row per document that belongs to a cluster of two or more: ``doc_id``,
     ``doc_index`` (position in read order), ``cluster_id`` (the representative's doc_index),
     ``representative`` (its doc_id), ``method`` and ``score`` (1.0 for exact duplicates; the
-    estimated Jaccard with the representative for MinHash; the Hamming distance for pHash). The representative is the first
-    document in read order. With ``write_format`` ("parquet", "jsonl", "webdataset"), the
-    documents that are their own representative are written to ``out/dedup`` in a second pass.
+    estimated Jaccard with the representative for MinHash; the Hamming distance for pHash).
+    The representative is the first document in read order. With ``write_format``
+    ("parquet", "jsonl", "webdataset"), the documents that are their own representative are
+    written to ``out/dedup`` in a second pass.
 
     ``method="exact"`` keys documents by ``on``: "text" (normalised text, see
     :func:`normalized_text_hash`), "image" (xxh3-128 of the image bytes) or "all".
@@ -87,95 +179,52 @@ def deduplicate(
     ``method="minhash"`` signs document texts with :class:`MinHasher` (fast mode) and clusters
     with :func:`lsh_clusters` at ``threshold``. Signatures take ``4 * num_perm`` bytes per
     document (512 B at 128: 10M documents = 5.1 GB).
+
+    Every argument is checked before any data is read.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
     if on not in EXACT_ON:
         raise ValueError(f"on must be one of {EXACT_ON}, not {on!r}")
+    if verify not in ("none", "signature", "exact"):
+        raise ValueError(f"verify must be 'none', 'signature' or 'exact', not {verify!r}")
+    if verify == "exact":
+        raise ValueError("verify='exact' needs every text in memory; use verify='signature' for datasets")
+    if isinstance(radius, bool) or not isinstance(radius, int) or not 0 <= radius < 64:
+        raise ValueError(f"radius must be an int in [0, 63], got {radius!r}")
+    if write_format is not None and write_format not in WRITE_FORMATS:
+        raise ValueError(f"write_format must be one of {WRITE_FORMATS}, not {write_format!r}")
+    check_draft(draft)
+    hasher = MinHasher(num_perm=num_perm, n=n, unit=unit, seed=seed) if method == "minhash" else None
+    if hasher is not None and bands is None and rows is None:
+        bands, rows = lsh_params(threshold, num_perm)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     reader = interleaf.read(source, format, batch_size, progress=progress)
-    ids: list[pl.Series] = []
-    keys: list[str] = []
-    sigs: list[np.ndarray] = []
-    hasher = MinHasher(num_perm=num_perm, n=n, unit=unit, seed=seed) if method == "minhash" else None
-    image_hashes: list[str | None] = []
-    for df in reader:
-        docs = document_texts(df)
-        ids.append(docs.get_column("doc_id"))
-        if hasher is not None:
-            sigs.append(hasher.signatures(docs.get_column("text").fill_null("").to_list()))
-        elif method == "phash":
-            firsts = [next((b for b in imgs if b is not None), None) if imgs is not None else None for imgs in docs.get_column("images").to_list()]
-            image_hashes.extend(phash(firsts, draft=draft))
-        else:
-            keys.extend(_exact_keys(docs, on, strip_punctuation))
-    doc_ids = pl.concat(ids) if ids else pl.Series("doc_id", [], dtype=pl.String)
-    total = doc_ids.len()
-    stats: dict[str, Any] = {}
-    if hasher is not None:
-        matrix = np.concatenate(sigs) if sigs else np.zeros((0, num_perm), dtype=np.uint32)
-        if bands is None and rows is None:
-            bands, rows = lsh_params(threshold, num_perm)
-        if verify == "exact":
-            raise ValueError("verify='exact' needs every text in memory; use verify='signature' for datasets")
-        reps, stats = lsh_clusters(matrix, threshold, bands, rows, verify=verify, return_stats=True)
-        score = (matrix == matrix[reps]).mean(axis=1) if total else np.zeros(0)
-    elif method == "phash":
-        found = near_duplicates(image_hashes, radius)
-        reps = found["representative"]
-        score = np.zeros(total)
-        ints = np.array([0 if h is None else int(h, 16) for h in image_hashes], dtype=np.uint64)
-        if total:
-            xor = ints ^ ints[reps]
-            score = np.array([bin(int(x)).count("1") for x in xor], dtype=np.float64)
-        stats = {"radius": radius, "draft": draft, "pairs": int(len(found["i"])), "unhashed": sum(h is None for h in image_hashes)}
-    else:
-        first: dict[str, int] = {}
-        reps = np.array([first.setdefault(k, i) for i, k in enumerate(keys)], dtype=np.int64)
-        score = np.ones(total)
-    table = pl.DataFrame(
-        {
-            "doc_id": doc_ids,
-            "doc_index": np.arange(total, dtype=np.int64),
-            "cluster_id": reps,
-            "score": score,
-        }
-    )
-    sizes = table.group_by("cluster_id").len()
-    dup = (
-        table.join(sizes, on="cluster_id")
-        .filter(pl.col("len") > 1)
-        .drop("len")
-        .with_columns(
-            pl.col("cluster_id").map_batches(lambda c: doc_ids.gather(c), return_dtype=pl.String).alias("representative"),
-            pl.lit(method).alias("method"),
-        )
-        .select("doc_id", "doc_index", "cluster_id", "representative", "method", "score")
-        .sort("doc_index")
-    )
-    dup.write_parquet(out / "duplicates.parquet")
-    keep = reps == np.arange(total)
-    summary = {
+    sig = sign(reader, method, on=on, strip_punctuation=strip_punctuation, hasher=hasher, draft=draft)
+    doc_ids = pl.concat(sig.doc_ids) if sig.doc_ids else pl.Series("doc_id", [], dtype=pl.String)
+    reps, score, cluster_stats = cluster(sig, method, threshold=threshold, num_perm=num_perm, bands=bands, rows=rows, verify=verify, radius=radius)
+    dup = duplicates_table(doc_ids, reps, score, method)
+    with atomic_output(out / "duplicates.parquet") as tmp:
+        dup.write_parquet(tmp)
+    keep = reps == np.arange(sig.counters["documents"])
+    summary: dict[str, Any] = {
         "method": method,
-        "documents": total,
+        "documents": sig.counters["documents"],
         "clusters_with_duplicates": int(dup.get_column("cluster_id").n_unique()),
-        "duplicate_documents": int(total - keep.sum()),
+        "duplicate_documents": int(len(keep) - keep.sum()),
         "kept_documents": int(keep.sum()),
         "read_errors": reader.stats["errors"],
         "seconds": round(time.perf_counter() - t0, 3),
         "outputs": {"duplicates": str(out / "duplicates.parquet")},
-        **({"lsh": stats, "threshold": threshold, "num_perm": num_perm} if method == "minhash" else {"phash": stats} if method == "phash" else {"on": on}),
     }
+    if method == "minhash":
+        summary.update(lsh=cluster_stats, threshold=threshold, num_perm=num_perm)
+    elif method == "phash":
+        summary["phash"] = {**cluster_stats, "draft": draft}
+    else:
+        summary.update(on=on, **cluster_stats)
     if write_format:
-        summary["outputs"]["dedup"] = interleaf.write(_kept(source, format, batch_size, keep), out / "dedup", write_format, progress=progress)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        summary["outputs"]["dedup"] = interleaf.write(kept(source, format, batch_size, keep), out / "dedup", write_format, progress=progress)
+    write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
-
-
-def _kept(source, format, batch_size, keep: np.ndarray):
-    """Second pass: the documents whose ``doc_index`` is kept (the same read gives the same
-    numbering)."""
-    for df in interleaf.read(source, format, batch_size):
-        yield df.filter(pl.Series(keep[df.get_column(DOC_INDEX).to_numpy()]))

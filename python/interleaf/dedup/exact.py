@@ -1,26 +1,50 @@
-"""Exact-duplicate keys, computed in Rust with the GIL released."""
+"""Exact-duplicate keys, computed in Rust with the GIL released: a column in, a column out."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Optional, Union
+
+import polars as pl
 
 from interleaf import _native
 
-
-def xxh3_128(items: Sequence[bytes | str]) -> list[str]:
-    """xxh3-128 (seed 0) of each item (str as UTF-8) as 32 hex digits; equals
-    ``xxhash.xxh3_128_hexdigest``. Fast, not cryptographic: use for exact-duplicate keys."""
-    return _native.xxh3_128(list(items))
+BytesInput = Union[pl.Series, Sequence[Optional[Union[bytes, str]]]]
 
 
-def blake3(items: Sequence[bytes | str]) -> list[str]:
-    """BLAKE3 of each item (str as UTF-8) as 64 hex digits; equals
-    ``blake3.blake3(item).hexdigest()``. Cryptographic: use where keys must resist collisions."""
-    return _native.blake3(list(items))
+def _column(items: BytesInput, name: str, text_only: bool = False) -> pl.Series:
+    if isinstance(items, pl.Series):
+        col = items.cast(pl.String) if items.dtype == pl.Null else items
+    else:
+        items = list(items)
+        binary = any(isinstance(v, (bytes, bytearray, memoryview)) for v in items)
+        if binary and not text_only:
+            col = pl.Series(name, [v.encode() if isinstance(v, str) else v for v in items], dtype=pl.Binary)
+        else:
+            col = pl.Series(name, items, dtype=pl.String)
+    allowed = (pl.String,) if text_only else (pl.String, pl.Binary)
+    if col.dtype not in allowed:
+        raise TypeError(f"{name} must be a {' or '.join(map(str, allowed))} column, not {col.dtype}")
+    return col
 
 
-def normalized_text_hash(texts: Sequence[str], strip_punctuation: bool = False) -> list[str]:
+def xxh3_128(items: BytesInput) -> pl.Series:
+    """xxh3-128 (seed 0) of each item (str as UTF-8) as 32 hex digits, a String Series (null
+    stays null); equals ``xxhash.xxh3_128_hexdigest``. Fast, not cryptographic: use for
+    exact-duplicate keys."""
+    return _native.xxh3_128(_column(items, "items"))
+
+
+def blake3(items: BytesInput) -> pl.Series:
+    """BLAKE3 of each item (str as UTF-8) as 64 hex digits, a String Series (null stays null);
+    equals ``blake3.blake3(item).hexdigest()``. Cryptographic: use where keys must resist
+    collisions."""
+    return _native.blake3(_column(items, "items"))
+
+
+def normalized_text_hash(texts: BytesInput, strip_punctuation: bool = False) -> pl.Series:
     """xxh3-128 hex of each text after NFKC, lower-casing and folding whitespace runs to one
     space (Python's ``str.split()`` whitespace); with ``strip_punctuation`` (default False),
-    Unicode punctuation is removed first. Equal keys = texts equal up to those differences."""
-    return _native.normalized_text_hash(list(texts), strip_punctuation)
+    Unicode punctuation is removed first. Equal keys = texts equal up to those differences.
+    A String Series; null stays null."""
+    return _native.normalized_text_hash(_column(texts, "texts", text_only=True), strip_punctuation)

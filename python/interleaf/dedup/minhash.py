@@ -13,12 +13,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import polars as pl
 
 from interleaf import _native
 
 MODES = ("fast", "datasketch")
 SCHEMES = ("affine32", "legacy")
 UNITS = ("word", "char")
+
+
+def _texts(texts: pl.Series | Sequence[str | None]) -> pl.Series:
+    col = texts if isinstance(texts, pl.Series) else pl.Series("texts", list(texts), dtype=pl.String)
+    if col.dtype == pl.Null:
+        col = col.cast(pl.String)
+    if col.dtype != pl.String:
+        raise TypeError(f"texts must be a String column, not {col.dtype}")
+    return col
 
 
 def shingles(text: str, n: int = 5, unit: str = "word") -> list[str]:
@@ -106,10 +116,11 @@ class MinHasher:
         self._a = [int(x) for x in a]
         self._b = [int(x) for x in b]
 
-    def signatures(self, texts: Sequence[str]) -> np.ndarray:
-        """uint32 array of shape ``(len(texts), num_perm)``; an empty text's row is all
+    def signatures(self, texts: pl.Series | Sequence[str | None]) -> np.ndarray:
+        """uint32 array of shape ``(len(texts), num_perm)`` for a String Series (read in
+        place, no copy) or a sequence of str. An empty or null text's row is all
         ``2**32 - 1`` (an empty MinHash)."""
-        return _native.minhash_signatures(list(texts), self.n, self.unit, self._native_scheme, self._a, self._b, self.seed, self.threads)
+        return _native.minhash_signatures(_texts(texts), self.n, self.unit, self._native_scheme, self._a, self._b, self.seed, self.threads)
 
     def __repr__(self) -> str:
         return f"MinHasher(num_perm={self.num_perm}, n={self.n}, unit={self.unit!r}, seed={self.seed}, mode={self.mode!r}, scheme={self.scheme!r})"
@@ -128,12 +139,11 @@ def lsh_clusters(
     rows: int | None = None,
     *,
     verify: str = "none",
-    texts: Sequence[str] | None = None,
+    texts: pl.Series | Sequence[str | None] | None = None,
     n: int = 5,
     unit: str = "word",
     ranking: Sequence[float] | np.ndarray | None = None,
-    return_stats: bool = False,
-):
+) -> tuple[np.ndarray, dict[str, int]]:
     """Clusters rows whose signatures share a band, via union-find in Rust.
 
     Args:
@@ -147,11 +157,11 @@ def lsh_clusters(
             with ``n`` and ``unit``, is >= threshold; shingles compared by 64-bit hash).
         ranking: one value per row; a cluster's representative is the row with the smallest
             ``(ranking, index)``. Default: the smallest index.
-        return_stats: also return ``{"bands", "rows", "candidates", "joined"}``.
 
     Returns:
-        int64 array: for each row, the index of its cluster's representative (itself when it
-        has no duplicate).
+        ``(representatives, stats)``: an int64 array holding, for each row, the index of its
+        cluster's representative (itself when it has no duplicate), and ``{"bands", "rows",
+        "candidates", "joined"}``.
     """
     sigs = np.ascontiguousarray(signatures, dtype=np.uint32)
     if sigs.ndim != 2:
@@ -161,9 +171,5 @@ def lsh_clusters(
     if bands is None:
         bands, rows = lsh_params(threshold, sigs.shape[1])
     rank = None if ranking is None else np.ascontiguousarray(ranking, dtype=np.float64)
-    reps, candidates, joined = _native.lsh_cluster(
-        sigs, bands, rows, verify, threshold, None if texts is None else list(texts), n, unit, rank
-    )
-    if return_stats:
-        return reps, {"bands": bands, "rows": rows, "candidates": candidates, "joined": joined}
-    return reps
+    reps, candidates, joined = _native.lsh_cluster(sigs, bands, rows, verify, threshold, None if texts is None else _texts(texts), n, unit, rank)
+    return reps, {"bands": bands, "rows": rows, "candidates": candidates, "joined": joined}

@@ -11,6 +11,7 @@ import polars as pl
 
 from interleaf import _native
 from interleaf._progress import Progress
+from interleaf.io.atomic import atomic_output
 from interleaf.io.sources import JSONL, PARQUET, WEBDATASET
 from interleaf.schema import DOC_INDEX, conform
 
@@ -98,40 +99,28 @@ def write(
         import pyarrow.parquet as pq
 
         path = _target_file(dest, prefix, ".parquet")
-        tmp = f"{path}.tmp"
-        pw: pq.ParquetWriter | None = None
-        try:
-            for df, n in _batches(batches):
-                table = df.to_arrow()
-                if pw is None:
-                    pw = pq.ParquetWriter(tmp, table.schema, compression="zstd")
-                pw.write_table(table)
-                count(df, n)
+        with atomic_output(path) as tmp:
+            pw: pq.ParquetWriter | None = None
+            try:
+                for df, n in _batches(batches):
+                    table = df.to_arrow()
+                    if pw is None:
+                        pw = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+                    pw.write_table(table)
+                    count(df, n)
+            finally:
+                if pw is not None:
+                    pw.close()
             if pw is None:
                 conform(pl.DataFrame()).write_parquet(tmp)
-            else:
-                pw.close()
-                pw = None
-            os.replace(tmp, path)
-        finally:
-            if pw is not None:
-                pw.close()
-            if os.path.exists(tmp):
-                os.remove(tmp)
         written = [path]
     else:
         path = _target_file(dest, prefix, ".jsonl")
-        tmp = f"{path}.tmp"
         opener = gzip.open if path.endswith(".gz") else open
-        try:
-            with opener(tmp, "wb") as f:
-                for df, n in _batches(batches):
-                    f.write(_native.frame_to_jsonl(df))
-                    count(df, n)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        with atomic_output(path) as tmp, opener(tmp, "wb") as f:
+            for df, n in _batches(batches):
+                f.write(_native.frame_to_jsonl(df))
+                count(df, n)
         written = [path]
     prog.close()
     return written

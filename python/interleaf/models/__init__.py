@@ -12,8 +12,8 @@ Example::
 
     from interleaf import models
     clip = models.load("models/clip-vit-b-32")            # device="auto": CUDA if really active
-    img = clip.embed_images(list_of_jpeg_bytes)           # (n, 512) float32, unit length
-    txt = clip.embed_texts(["a photo of a cat"])
+    img, err = clip.embed_images(list_of_jpeg_bytes)      # (n, 512) float32, unit length; error column
+    txt, _ = clip.embed_texts(["a photo of a cat"])
     cos = clip.similarity(img, txt)                       # cosine in [-1, 1]
     ppl = models.load("models/gpt2").perplexity(texts)    # polars DataFrame
 """

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from interleaf.models.directory import PRECISIONS, ModelDirectory, ModelDirectoryError
 from interleaf.models.runtime import DEVICES, Session, create_session, cuda_available
@@ -86,10 +87,9 @@ class Model:
         """Where the loaded graphs run (``"cuda"``/``"cpu"``); loads the main graph if needed."""
         return self.session.device
 
-    def _count_errors(self, errors: Sequence[dict[str, str] | None]) -> None:
-        for e in errors:
-            if e is not None:
-                self.stats["errors"][e["kind"]] = self.stats["errors"].get(e["kind"], 0) + 1
+    def _count_errors(self, errors: pl.Series) -> None:
+        for kind, n in errors.drop_nulls().struct.field("kind").value_counts().iter_rows():
+            self.stats["errors"][kind] = self.stats["errors"].get(kind, 0) + n
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r}, device={self.device_requested!r})"

@@ -20,7 +20,7 @@ from interleaf.models.base import Model
 from interleaf.models.directory import ModelDirectoryError
 from interleaf.models.runtime import Session
 from interleaf.models.tokenize import TextTokenizer, clean_texts
-from interleaf.schema import ERROR_DTYPE, record_error
+from interleaf.schema import ERROR_DTYPE, error_column, record_error
 
 # Largest logits block taken through log-softmax at once, in floats (256 MiB of float32).
 _LOGITS_BLOCK = 1 << 26
@@ -142,7 +142,7 @@ class CausalLM(Model):
             if errors[i] is None and tokens[i] < 1:
                 errors[i] = record_error("too_few_tokens", "perplexity needs a token to score: the text has none after the first (pass add_bos=True to score the first)" if not add_bos else "the text has no tokens")
         self.stats["texts"] += n
-        self._count_errors(errors)
+        self._count_errors(error_column(errors))
         return pl.DataFrame(
             {"perplexity": np.exp(nll), "nll": nll, "tokens": tokens, "truncated": truncated, "error": errors},
             schema=PERPLEXITY_SCHEMA,

@@ -5,7 +5,7 @@ to Pillow + ``CLIPImageProcessor``) with the model's ``preprocessor_config.json`
 batch k+1 overlaps inference on batch k. Texts are tokenised with the model's
 ``tokenizer.json``, truncated at the model's 77 positions (counted), bucketed by length.
 Embeddings come back L2-normalised, float32, one row per input; a row whose image or text is
-bad is NaN and its error is reported (``return_errors=True``).
+bad is NaN and its error is in the error column returned beside the embeddings.
 """
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import polars as pl
 
 from interleaf import image as _image
 from interleaf.models.base import Model, l2_normalize
 from interleaf.models.directory import ModelDirectoryError
 from interleaf.models.runtime import Session
 from interleaf.models.tokenize import TextTokenizer, clean_texts
+from interleaf.schema import error_column
 
 CLIP_CONTEXT_LENGTH = 77
 
@@ -84,17 +86,20 @@ class CLIPModel(Model):
             raise ModelDirectoryError(f"{s.path} gives image_embeds of shape {emb.shape}; config.json says projection_dim {self.dim}")
         return l2_normalize(emb)
 
-    def embed_images(self, images: Sequence[bytes | None] | np.ndarray, *, batch_size: int | None = None, return_errors: bool = False, threads: int | None = None, alpha: str = "drop", exif_transpose: bool = False):
-        """L2-normalised image embeddings, float32 ``(n, dim)``.
+    def embed_images(self, images: pl.Series | Sequence[bytes | None] | np.ndarray, *, batch_size: int | None = None, threads: int | None = None, alpha: str = "drop", exif_transpose: bool = False) -> tuple[np.ndarray, pl.Series]:
+        """L2-normalised image embeddings.
 
         Args:
-            images: encoded image bytes (decoded and preprocessed in Rust with the model's
-                config), or an already preprocessed float array ``(n, 3, H, W)``.
+            images: encoded images (a Binary Series or bytes / None; decoded and preprocessed
+                in Rust with the model's config), or an already preprocessed float array
+                ``(n, 3, H, W)``.
             batch_size: images per inference batch (default: the model's, 64).
-            return_errors: also return the per-image errors (None where fine). A bad image's
-                row is NaN.
             threads: Rust decoding threads (default: all cores).
             alpha, exif_transpose: passed to :func:`interleaf.image.preprocess`.
+
+        Returns:
+            ``(embeddings, error)``: float32 ``(n, dim)``, a bad image's row NaN, and the error
+            column (null, or ``{kind, message}`` per image).
         """
         bs = self._batch_size(batch_size)
         if isinstance(images, (bytes, bytearray, memoryview, str)):
@@ -109,11 +114,11 @@ class CLIPModel(Model):
             for i in range(0, len(images), bs):
                 out[i : i + bs] = self._run_pixels(images[i : i + bs])
             self.stats["images"] += len(images)
-            return (out, [None] * len(images)) if return_errors else out
-        images = list(images)
-        n = len(images)
+            return out, error_column([None] * len(images))
+        images = _image.binary_column(images)
+        n = images.len()
         out = np.full((n, self.dim), np.nan, dtype=np.float32)
-        errors: list[dict[str, str] | None] = [None] * n
+        errors: list[pl.Series] = []
         dtype = "float16" if self.vision.inputs.get("pixel_values") is np.float16 else "float32"
 
         def prep(start: int):
@@ -126,19 +131,21 @@ class CLIPModel(Model):
                 pixels, errs = pending.result()
                 if k + 1 < len(starts):
                     pending = pool.submit(prep, starts[k + 1])
-                ok = np.array([e is None for e in errs], dtype=bool)
+                ok = errs.is_null().to_numpy()
                 if ok.any():
                     emb = self._run_pixels(pixels[ok] if not ok.all() else pixels)
                     out[start : start + len(errs)][ok] = emb
-                errors[start : start + len(errs)] = errs
+                errors.append(errs)
         self.stats["images"] += n
-        self._count_errors(errors)
-        return (out, errors) if return_errors else out
+        error = pl.concat(errors) if errors else error_column([])
+        self._count_errors(error)
+        return out, error
 
-    def embed_texts(self, texts: Sequence[str | bytes | None], *, batch_size: int | None = None, return_errors: bool = False):
-        """L2-normalised text embeddings, float32 ``(n, dim)``. Texts longer than the context
-        (77 tokens with start and end) are truncated and counted in ``stats["truncated"]``;
-        None and invalid UTF-8 give NaN rows and errors (``return_errors=True``)."""
+    def embed_texts(self, texts: pl.Series | Sequence[str | bytes | None], *, batch_size: int | None = None) -> tuple[np.ndarray, pl.Series]:
+        """L2-normalised text embeddings: ``(embeddings, error)``, float32 ``(n, dim)`` and the
+        error column. Texts longer than the context (77 tokens with start and end) are
+        truncated and counted in ``stats["truncated"]``; None and invalid UTF-8 give NaN rows
+        and their errors."""
         bs = self._batch_size(batch_size)
         clean, errors = clean_texts(texts)
         n = len(clean)
@@ -154,8 +161,9 @@ class CLIPModel(Model):
             out[b.index] = l2_normalize(emb)
             self.stats["truncated"] += int(b.truncated.sum())
         self.stats["texts"] += n
-        self._count_errors(errors)
-        return (out, errors) if return_errors else out
+        error = error_column(errors)
+        self._count_errors(error)
+        return out, error
 
     def similarity(self, image_embeds: np.ndarray, text_embeds: np.ndarray) -> np.ndarray:
         """Cosine similarity in [-1, 1] of every image embedding with every text embedding,

@@ -197,9 +197,9 @@ def _verify_clip(out: Path, encode_image, encode_text) -> dict[str, Any]:
     clip = CLIPModel(out, device="cpu")
     images = _check_images()
     pixels, errors = preprocess(images, clip.preprocess_config)
-    assert not any(errors), errors
-    ours_img = clip.embed_images(pixels)
-    ours_txt = clip.embed_texts(_CHECK_TEXTS)
+    assert errors.null_count() == len(errors), errors.drop_nulls().to_list()
+    ours_img, _ = clip.embed_images(pixels)
+    ours_txt, _ = clip.embed_texts(_CHECK_TEXTS)
     with torch.no_grad():
         ref_img = encode_image(torch.from_numpy(pixels)).numpy()
         ref_txt = []
@@ -210,8 +210,8 @@ def _verify_clip(out: Path, encode_image, encode_text) -> dict[str, Any]:
     if (out / "onnx" / "vision_model_fp16.onnx").is_file():
         half = CLIPModel(out, device="cpu", precision="fp16")
         res["fp16"] = {
-            "image": _check_embeddings("vision_model_fp16", half.embed_images(images), clip.embed_images(images), 0.999),
-            "text": _check_embeddings("text_model_fp16", half.embed_texts(_CHECK_TEXTS), ours_txt, 0.999),
+            "image": _check_embeddings("vision_model_fp16", half.embed_images(images)[0], clip.embed_images(images)[0], 0.999),
+            "text": _check_embeddings("text_model_fp16", half.embed_texts(_CHECK_TEXTS)[0], ours_txt, 0.999),
         }
     return res
 
@@ -379,11 +379,11 @@ def export_text_embedder(source: str | os.PathLike, out: str | os.PathLike, *, f
     if verify:
         from interleaf.models.text_embedder import TextEmbedder
 
-        ours = TextEmbedder(out, device="cpu").embed(_CHECK_TEXTS)
+        ours, _ = TextEmbedder(out, device="cpu").embed(_CHECK_TEXTS)
         ref = st.encode(_CHECK_TEXTS, convert_to_numpy=True, batch_size=len(_CHECK_TEXTS))
         cfg["interleaf"]["export_check"] = {"embed": _check_embeddings("model", ours, ref)}
         if fp16:
-            half = TextEmbedder(out, device="cpu", precision="fp16").embed(_CHECK_TEXTS)
+            half, _ = TextEmbedder(out, device="cpu", precision="fp16").embed(_CHECK_TEXTS)
             cfg["interleaf"]["export_check"]["fp16"] = _check_embeddings("model_fp16", half, ours, 0.999)
     _write_json(out / "config.json", cfg)
     return out

@@ -15,11 +15,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from interleaf.models.base import Model, l2_normalize
 from interleaf.models.directory import ModelDirectoryError, read_json
 from interleaf.models.runtime import Session
 from interleaf.models.tokenize import TextTokenizer, clean_texts
+from interleaf.schema import error_column
 
 POOLING_MODES = ("cls", "mean", "max", "mean_sqrt_len", "weightedmean", "lasttoken")
 _POOLING_KEYS = {
@@ -105,11 +107,12 @@ class TextEmbedder(Model):
         self.dim = int(pcfg.get("word_embedding_dimension") or pcfg.get("embedding_dimension") or self.config.get("hidden_size", 0)) * len(self.pooling)
         self.batch_size = batch_size
 
-    def embed(self, texts: Sequence[str | bytes | None], *, batch_size: int | None = None, return_errors: bool = False):
-        """Sentence embeddings, float32 ``(n, dim)``, pooled and (if the model says so)
-        L2-normalised as sentence-transformers' ``encode`` gives them. Texts longer than
-        ``max_seq_length`` tokens are truncated and counted in ``stats["truncated"]``; None and
-        invalid UTF-8 give NaN rows and errors (``return_errors=True``)."""
+    def embed(self, texts: pl.Series | Sequence[str | bytes | None], *, batch_size: int | None = None) -> tuple[np.ndarray, pl.Series]:
+        """Sentence embeddings pooled and (if the model says so) L2-normalised as
+        sentence-transformers' ``encode`` gives them: ``(embeddings, error)``, float32
+        ``(n, dim)`` and the error column. Texts longer than ``max_seq_length`` tokens are
+        truncated and counted in ``stats["truncated"]``; None and invalid UTF-8 give NaN rows
+        and their errors."""
         bs = self._batch_size(batch_size)
         clean, errors = clean_texts(texts)
         out = np.full((len(clean), self.dim), np.nan, dtype=np.float32)
@@ -124,8 +127,9 @@ class TextEmbedder(Model):
             out[b.index] = l2_normalize(emb) if self.normalize else emb
             self.stats["truncated"] += int(b.truncated.sum())
         self.stats["texts"] += len(clean)
-        self._count_errors(errors)
-        return (out, errors) if return_errors else out
+        error = error_column(errors)
+        self._count_errors(error)
+        return out, error
 
 
 def _normalise_mode(mode: str) -> str:

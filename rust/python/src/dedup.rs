@@ -8,7 +8,11 @@ use interleaf_core::text::shingle::{shingles, Unit};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
+use polars::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
+use pyo3_polars::PySeries;
+
+use crate::columns::{byte_values, str_values};
 
 fn parse_unit(unit: &str) -> PyResult<Unit> {
     Unit::parse(unit).ok_or_else(|| PyValueError::new_err(format!("unit must be 'word' or 'char', not {unit:?}")))
@@ -26,36 +30,33 @@ pub(crate) fn on_pool<T: Send>(threads: Option<usize>, f: impl FnOnce() -> T + S
     }
 }
 
-/// Bytes or str items, as bytes (str as UTF-8).
-#[derive(FromPyObject)]
-pub enum BytesLike {
-    Bytes(PyBackedBytes),
-    Str(PyBackedStr),
+/// `f` of each value, as a String Series named like the input (null stays null).
+fn hex_series<T: Sync>(py: Python<'_>, name: &PlSmallStr, values: &[Option<T>], f: impl Fn(&T) -> String + Sync) -> PySeries {
+    use rayon::prelude::*;
+    let out: Vec<Option<String>> = py.detach(|| values.par_iter().map(|v| v.as_ref().map(&f)).collect());
+    PySeries(StringChunked::from_iter_options(name.clone(), out.into_iter()).into_series())
 }
 
-impl BytesLike {
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            BytesLike::Bytes(b) => b.as_ref(),
-            BytesLike::Str(s) => s.as_bytes(),
-        }
-    }
-}
-
+/// xxh3-128 hex of each value of a String (UTF-8 bytes) or Binary Series.
 #[pyfunction]
-pub fn xxh3_128(py: Python<'_>, items: Vec<BytesLike>) -> Vec<String> {
-    py.detach(|| items.iter().map(|i| xxh3_128_hex(i.as_bytes())).collect())
+pub fn xxh3_128(py: Python<'_>, items: PySeries) -> PyResult<PySeries> {
+    let values = byte_values(&items.0, "items")?;
+    Ok(hex_series(py, items.0.name(), &values, |b| xxh3_128_hex(b)))
 }
 
+/// BLAKE3 hex of each value of a String (UTF-8 bytes) or Binary Series.
 #[pyfunction]
-pub fn blake3(py: Python<'_>, items: Vec<BytesLike>) -> Vec<String> {
-    py.detach(|| items.iter().map(|i| blake3_hex(i.as_bytes())).collect())
+pub fn blake3(py: Python<'_>, items: PySeries) -> PyResult<PySeries> {
+    let values = byte_values(&items.0, "items")?;
+    Ok(hex_series(py, items.0.name(), &values, |b| blake3_hex(b)))
 }
 
+/// xxh3-128 hex of each normalised text of a String Series.
 #[pyfunction]
 #[pyo3(signature = (texts, strip_punctuation=false))]
-pub fn normalized_text_hash(py: Python<'_>, texts: Vec<PyBackedStr>, strip_punctuation: bool) -> Vec<String> {
-    py.detach(|| texts.iter().map(|t| normalized_text_hex(t, strip_punctuation)).collect())
+pub fn normalized_text_hash(py: Python<'_>, texts: PySeries, strip_punctuation: bool) -> PyResult<PySeries> {
+    let values = str_values(&texts.0, "texts")?;
+    Ok(hex_series(py, texts.0.name(), &values, |t| normalized_text_hex(t, strip_punctuation)))
 }
 
 #[pyfunction]
@@ -73,7 +74,7 @@ pub fn py_shingles(text: &str, n: usize, unit: &str) -> PyResult<Vec<String>> {
 #[allow(clippy::too_many_arguments)]
 pub fn minhash_signatures<'py>(
     py: Python<'py>,
-    texts: Vec<PyBackedStr>,
+    texts: PySeries,
     n: usize,
     unit: &str,
     scheme: &str,
@@ -91,9 +92,10 @@ pub fn minhash_signatures<'py>(
     }
     let params = MinHashParams { n, unit: parse_unit(unit)?, scheme, a, b, seed };
     let k = params.num_perm();
-    let rows = texts.len();
+    let values = str_values(&texts.0, "texts")?;
+    let rows = values.len();
     let flat = py.detach(|| {
-        let refs: Vec<&str> = texts.iter().map(|t| &**t).collect();
+        let refs: Vec<&str> = values.iter().map(|t| t.unwrap_or("")).collect();
         on_pool(threads, || signatures(&refs, &params))
     })?;
     flat.into_pyarray(py).reshape([rows, k])
@@ -121,7 +123,7 @@ pub fn lsh_cluster<'py>(
     rows: usize,
     verify: &str,
     threshold: f64,
-    texts: Option<Vec<PyBackedStr>>,
+    texts: Option<PySeries>,
     n: usize,
     unit: &str,
     ranking: Option<PyReadonlyArray1<'py, f64>>,
@@ -137,12 +139,16 @@ pub fn lsh_cluster<'py>(
         return Err(PyValueError::new_err("ranking must have one value per row"));
     }
     let unit = parse_unit(unit)?;
+    let texts: Option<Vec<&str>> = match &texts {
+        Some(t) => Some(str_values(&t.0, "texts")?.into_iter().map(|t| t.unwrap_or("")).collect()),
+        None => None,
+    };
     if verify == "exact" && texts.as_ref().is_none_or(|t| t.len() != nrows) {
         return Err(PyValueError::new_err("verify='exact' needs texts, one per signature row"));
     }
     let out = py.detach(|| -> PyResult<(Vec<i64>, u64, u64)> {
         let sets = match (&texts, verify) {
-            (Some(t), "exact") => shingle_sets(&t.iter().map(|t| &**t).collect::<Vec<_>>(), n, unit),
+            (Some(t), "exact") => shingle_sets(t, n, unit),
             _ => Vec::new(),
         };
         let v = match verify {
@@ -157,78 +163,20 @@ pub fn lsh_cluster<'py>(
     Ok((out.0.into_pyarray(py), out.1, out.2))
 }
 
-/// Perceptual hashes of encoded images: (hex or None, u64 of the first 64 bits or None,
-/// error (kind, message) or None) per image.
-#[pyfunction]
-#[pyo3(signature = (images, kind, hash_size=8, threads=None, max_pixels=None, draft=None))]
-#[allow(clippy::type_complexity)]
-pub fn perceptual_hashes(
-    py: Python<'_>,
-    images: Vec<Option<PyBackedBytes>>,
-    kind: &str,
-    hash_size: usize,
-    threads: Option<usize>,
-    max_pixels: Option<u64>,
-    draft: Option<usize>,
-) -> PyResult<(Vec<Option<String>>, Vec<Option<u64>>, Vec<Option<(String, String)>>)> {
-    use interleaf_core::hash::perceptual::{bits_to_hex, bits_to_u64, hash_image, PerceptualKind};
-    use interleaf_core::image::DecodeLimits;
-    use rayon::prelude::*;
-    let kind = PerceptualKind::parse(kind).ok_or_else(|| PyValueError::new_err(format!("kind must be ahash, dhash or phash, not {kind:?}")))?;
-    if hash_size < 2 {
-        return Err(PyValueError::new_err("hash_size must be >= 2"));
-    }
-    if draft == Some(0) {
-        return Err(PyValueError::new_err("draft must be a size in pixels >= 1, or None"));
-    }
-    let mut limits = DecodeLimits::default();
-    if let Some(m) = max_pixels {
-        limits.max_pixels = m;
-    }
-    let results = py.detach(|| {
-        on_pool(threads, || {
-            images
-                .par_iter()
-                .map(|img| match img {
-                    None => Err(interleaf_core::RecordError::new(interleaf_core::ErrorKind::MissingImage, "no image bytes")),
-                    Some(b) => hash_image(b.as_ref(), kind, hash_size, &limits, draft),
-                })
-                .collect::<Vec<_>>()
-        })
-    })?;
-    let mut hex = Vec::with_capacity(results.len());
-    let mut ints = Vec::with_capacity(results.len());
-    let mut errs = Vec::with_capacity(results.len());
-    for r in results {
-        match r {
-            Ok(bits) => {
-                hex.push(Some(bits_to_hex(&bits)));
-                ints.push(Some(bits_to_u64(&bits)));
-                errs.push(None);
-            }
-            Err(e) => {
-                hex.push(None);
-                ints.push(None);
-                errs.push(Some((e.kind.as_str().to_string(), e.message)));
-            }
-        }
-    }
-    Ok((hex, ints, errs))
-}
-
 /// Pairs (i, j, distance), i < j, of 64-bit hashes within `radius`, and the representative
 /// (smallest index) of each item's cluster.
 #[pyfunction]
 #[allow(clippy::type_complexity)]
 pub fn hamming_pairs<'py>(
     py: Python<'py>,
-    hashes: Vec<Option<u64>>,
+    hashes: PySeries,
     radius: u32,
 ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>)> {
     use interleaf_core::hash::neardup::{clusters_from_pairs, pairs_within};
     if radius >= 64 {
         return Err(PyValueError::new_err("radius must be < 64"));
     }
+    let hashes: Vec<Option<u64>> = hashes.0.u64().map_err(|_| PyValueError::new_err(format!("hashes must be a UInt64 column, not {}", hashes.0.dtype())))?.iter().collect();
     let (pairs, reps) = py.detach(|| {
         let pairs = pairs_within(&hashes, radius);
         let reps = clusters_from_pairs(hashes.len(), &pairs);

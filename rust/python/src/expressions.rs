@@ -3,7 +3,11 @@
 use polars::prelude::*;
 use pyo3_polars::derive::polars_expr;
 
+use interleaf_core::hash::perceptual::PerceptualKind;
+use interleaf_core::image::analyze::{analyze, Analysis, Wants};
+
 use crate::frame::{error_dtype, error_series};
+use crate::image::{analysis_table, hash_columns, limits};
 
 /// xxh3-64 (seed 0) of each string's UTF-8 bytes or each binary value; null stays null.
 #[polars_expr(output_type=UInt64)]
@@ -54,18 +58,29 @@ fn minhash(inputs: &[Series], kwargs: MinHashKwargs) -> PolarsResult<Series> {
     Ok(builder.finish().into_series())
 }
 
-/// Hamming distance between two UInt64 columns (popcount of the xor); null if either is null.
+/// A hash column as UInt64: the column itself, or the `hash` field of a `{hash, error}` struct
+/// (what `interleaf.polars.phash` gives).
+fn hash_u64(s: &Series) -> PolarsResult<UInt64Chunked> {
+    match s.dtype() {
+        DataType::Struct(_) => Ok(s.struct_()?.field_by_name("hash")?.u64()?.clone()),
+        _ => Ok(s.u64()?.clone()),
+    }
+}
+
+/// Hamming distance between two UInt64 hash columns (popcount of the xor); null if either is
+/// null.
 #[polars_expr(output_type=UInt32)]
 fn hamming(inputs: &[Series]) -> PolarsResult<Series> {
-    let a = inputs[0].u64()?;
-    let b = inputs[1].u64()?;
+    let (a, b) = (hash_u64(&inputs[0])?, hash_u64(&inputs[1])?);
     polars_ensure!(a.len() == b.len() || a.len() == 1 || b.len() == 1, ShapeMismatch: "hamming: columns differ in length");
     let n = a.len().max(b.len());
     let get = |c: &UInt64Chunked, i: usize| if c.len() == 1 { c.get(0) } else { c.get(i) };
-    let out: UInt32Chunked = (0..n).map(|i| match (get(a, i), get(b, i)) {
-        (Some(x), Some(y)) => Some((x ^ y).count_ones()),
-        _ => None,
-    }).collect();
+    let out: UInt32Chunked = (0..n)
+        .map(|i| match (get(&a, i), get(&b, i)) {
+            (Some(x), Some(y)) => Some((x ^ y).count_ones()),
+            _ => None,
+        })
+        .collect();
     Ok(out.with_name(inputs[0].name().clone()).into_series())
 }
 
@@ -74,23 +89,34 @@ struct PerceptualKwargs {
     kind: String,
     #[serde(default)]
     draft: Option<usize>,
+    #[serde(default)]
+    max_pixels: Option<u64>,
+}
+
+fn perceptual_field(input_fields: &[Field]) -> PolarsResult<Field> {
+    let dtype = DataType::Struct(vec![Field::new("hash".into(), DataType::UInt64), Field::new("error".into(), error_dtype())]);
+    Ok(Field::new(input_fields[0].name().clone(), dtype))
+}
+
+/// One decode pass over a Binary column (see `interleaf_core::image::analyze`).
+fn analyze_column(s: &Series, wants: &Wants) -> PolarsResult<Vec<Analysis>> {
+    let values: Vec<Option<&[u8]>> = s.binary()?.iter().collect();
+    analyze::<f32>(&values, wants, &mut []).map_err(|m| polars_err!(InvalidOperation: "{}", m))
 }
 
 /// 64-bit perceptual hash (hash_size 8, imagehash's bits as a big-endian number) of each
-/// encoded image; null for null or undecodable images.
-#[polars_expr(output_type=UInt64)]
+/// encoded image, as a struct `{hash, error}`: a null or undecodable image has a null hash and
+/// its error.
+#[polars_expr(output_type_func=perceptual_field)]
 fn perceptual_hash(inputs: &[Series], kwargs: PerceptualKwargs) -> PolarsResult<Series> {
-    use interleaf_core::hash::perceptual::{bits_to_u64, hash_image, PerceptualKind};
-    use interleaf_core::image::DecodeLimits;
-    use rayon::prelude::*;
     let s = &inputs[0];
-    let ca = s.binary()?;
     let kind = PerceptualKind::parse(&kwargs.kind).ok_or_else(|| polars_err!(InvalidOperation: "kind must be ahash, dhash or phash"))?;
     polars_ensure!(kwargs.draft != Some(0), InvalidOperation: "draft must be a size in pixels >= 1, or None");
-    let limits = DecodeLimits::default();
-    let values: Vec<Option<&[u8]>> = ca.iter().collect();
-    let out: Vec<Option<u64>> = values.par_iter().map(|v| v.and_then(|b| hash_image(b, kind, 8, &limits, kwargs.draft).ok()).map(|bits| bits_to_u64(&bits))).collect();
-    Ok(UInt64Chunked::from_iter_options(s.name().clone(), out.into_iter()).into_series())
+    let wants = Wants { hashes: vec![(kind, 8)], hash_draft: kwargs.draft, limits: limits(kwargs.max_pixels, None), ..Default::default() };
+    let all = analyze_column(s, &wants)?;
+    let [hash, _] = hash_columns(&all, 0, "hash");
+    let error = error_series("error", all.iter().map(|a| a.error.as_ref()))?;
+    Ok(StructChunked::from_series(s.name().clone(), all.len(), [hash, error].iter())?.into_series())
 }
 
 #[derive(serde::Deserialize)]
@@ -100,7 +126,7 @@ struct ImageStatsKwargs {
 }
 
 /// The fields of an image-statistics struct, in order (see `interleaf.image.stats`).
-pub(crate) fn image_stats_dtype() -> DataType {
+fn image_stats_dtype() -> DataType {
     let f = |n: &str, t: DataType| Field::new(n.into(), t);
     DataType::Struct(vec![
         f("width", DataType::UInt32),
@@ -119,36 +145,6 @@ pub(crate) fn image_stats_dtype() -> DataType {
     ])
 }
 
-/// One struct Series of image statistics for `rows` (None: a null input value).
-pub(crate) fn image_stats_series(name: PlSmallStr, rows: &[Option<(interleaf_core::image::ImageStats, Option<interleaf_core::RecordError>)>]) -> PolarsResult<Series> {
-    let errors: Vec<Option<interleaf_core::RecordError>> = rows
-        .iter()
-        .map(|r| match r {
-            None => Some(interleaf_core::RecordError::new(interleaf_core::ErrorKind::MissingImage, "no image bytes")),
-            Some((_, e)) => e.clone(),
-        })
-        .collect();
-    let stat = |f: fn(&interleaf_core::image::ImageStats) -> Option<f64>| -> Float64Chunked { rows.iter().map(|r| r.as_ref().and_then(|(s, _)| f(s))).collect() };
-    let u32col = |f: fn(&interleaf_core::image::ImageStats) -> Option<u32>| -> UInt32Chunked { rows.iter().map(|r| r.as_ref().and_then(|(s, _)| f(s))).collect() };
-    let strcol = |f: fn(&interleaf_core::image::ImageStats) -> Option<&'static str>| -> StringChunked { rows.iter().map(|r| r.as_ref().and_then(|(s, _)| f(s))).collect() };
-    let fields: Vec<Series> = vec![
-        u32col(|s| s.width).with_name("width".into()).into_series(),
-        u32col(|s| s.height).with_name("height".into()).into_series(),
-        stat(|s| Some(s.width? as f64 / s.height? as f64)).with_name("aspect_ratio".into()).into_series(),
-        strcol(|s| s.format).with_name("format".into()).into_series(),
-        strcol(|s| s.mode).with_name("mode".into()).into_series(),
-        u32col(|s| s.frames).with_name("frames".into()).into_series(),
-        rows.iter().map(|r| r.as_ref().map(|(s, _)| s.bytes)).collect::<UInt64Chunked>().with_name("bytes".into()).into_series(),
-        stat(|s| s.blur).with_name("blur".into()).into_series(),
-        stat(|s| s.entropy).with_name("entropy".into()).into_series(),
-        stat(|s| s.brightness).with_name("brightness".into()).into_series(),
-        stat(|s| s.contrast).with_name("contrast".into()).into_series(),
-        stat(|s| s.uniform_fraction).with_name("uniform_fraction".into()).into_series(),
-        error_series("error", errors.iter().map(Option::as_ref))?,
-    ];
-    Ok(StructChunked::from_series(name, rows.len(), fields.iter())?.into_series())
-}
-
 fn image_stats_field(input_fields: &[Field]) -> PolarsResult<Field> {
     Ok(Field::new(input_fields[0].name().clone(), image_stats_dtype()))
 }
@@ -157,18 +153,9 @@ fn image_stats_field(input_fields: &[Field]) -> PolarsResult<Field> {
 /// `interleaf.polars.image_stats`).
 #[polars_expr(output_type_func=image_stats_field)]
 fn image_stats(inputs: &[Series], kwargs: ImageStatsKwargs) -> PolarsResult<Series> {
-    use interleaf_core::image::{image_stats, DecodeLimits};
-    use rayon::prelude::*;
     let s = &inputs[0];
-    let ca = s.binary()?;
-    let mut limits = DecodeLimits::default();
-    if let Some(m) = kwargs.max_pixels {
-        limits.max_pixels = m;
-    }
-    if let Some(m) = kwargs.max_bytes {
-        limits.max_bytes = m;
-    }
-    let values: Vec<Option<&[u8]>> = ca.iter().collect();
-    let rows: Vec<_> = values.par_iter().map(|v| v.map(|b| image_stats(b, &limits))).collect();
-    image_stats_series(s.name().clone(), &rows)
+    let wants = Wants { stats: true, limits: limits(kwargs.max_pixels, kwargs.max_bytes), ..Default::default() };
+    let all = analyze_column(s, &wants)?;
+    let table = analysis_table(&all, true, &[])?;
+    Ok(table.into_struct(s.name().clone()).into_series())
 }

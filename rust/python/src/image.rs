@@ -1,158 +1,215 @@
-//! Image bindings: CLIP preprocessing into a caller's NCHW array, image statistics, and the
-//! RGB decode used by parity tests. Type conversion and GIL release only; the work is in
-//! `interleaf_core::image`.
+//! Image bindings: one entry point (`analyze_images`) over `interleaf_core::image::analyze`,
+//! and the RGB decode used by parity tests. Type conversion and GIL release only.
 
+use interleaf_core::hash::perceptual::{bits_to_hex, bits_to_u64, PerceptualKind};
+use interleaf_core::image::analyze::{analyze, Analysis, Wants};
 use interleaf_core::image::decode::{Alpha, DecodeLimits, DecodeOptions};
-use interleaf_core::image::preprocess::{preprocess_batch, CropRounding, PreprocessConfig, Rescale, ResizeMode, Sample};
-use interleaf_core::image::{decode_rgb, image_stats, Filter};
-use interleaf_core::RecordError;
+use interleaf_core::image::preprocess::{CropRounding, PreprocessConfig, Rescale, ResizeMode, Sample};
+use interleaf_core::image::{decode_rgb, Filter, ImageStats};
 use numpy::{PyArray4, PyArrayMethods, PyUntypedArrayMethods};
+use polars::prelude::*;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
-use pyo3_polars::PySeries;
+use pyo3::types::PyDict;
+use pyo3_polars::{PyDataFrame, PySeries};
 
+use crate::columns::binary_values;
 use crate::dedup::on_pool;
+use crate::frame::error_series;
 
-type ErrorPair = Option<(String, String)>;
-
-fn pair(e: Option<RecordError>) -> ErrorPair {
-    e.map(|e| (e.kind.as_str().to_string(), e.message))
+fn polars_err(e: PolarsError) -> PyErr {
+    PyValueError::new_err(e.to_string())
 }
 
-fn decode_options(alpha: &str, exif_transpose: bool, max_pixels: Option<u64>, max_bytes: Option<u64>) -> PyResult<DecodeOptions> {
-    let mut limits = DecodeLimits::default();
+/// Decode limits from the optional overrides (defaults: Pillow's pixel limit, 256 MiB).
+pub fn limits(max_pixels: Option<u64>, max_bytes: Option<u64>) -> DecodeLimits {
+    let mut l = DecodeLimits::default();
     if let Some(m) = max_pixels {
-        limits.max_pixels = m;
+        l.max_pixels = m;
     }
     if let Some(m) = max_bytes {
-        limits.max_bytes = m;
+        l.max_bytes = m;
     }
-    let alpha = match alpha {
-        "drop" => Alpha::Drop,
-        "white" => Alpha::White,
-        other => return Err(PyValueError::new_err(format!("alpha must be 'drop' or 'white', not {other:?}"))),
-    };
-    Ok(DecodeOptions { limits, alpha, exif_transpose })
+    l
 }
 
-fn fill_batch<T: Sample + numpy::Element>(
+fn alpha(a: &str) -> PyResult<Alpha> {
+    match a {
+        "drop" => Ok(Alpha::Drop),
+        "white" => Ok(Alpha::White),
+        other => Err(PyValueError::new_err(format!("alpha must be 'drop' or 'white', not {other:?}"))),
+    }
+}
+
+fn item<'py, T: for<'a> FromPyObject<'a, 'py>>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
+    d.get_item(key)?.ok_or_else(|| PyValueError::new_err(format!("preprocessing config lacks {key:?}")))?.extract().map_err(Into::into)
+}
+
+/// A core [`PreprocessConfig`] from the fields of `interleaf.image.PreprocessConfig` (a dict).
+fn preprocess_config(d: &Bound<'_, PyDict>, decode: DecodeOptions, jpeg_draft: bool) -> PyResult<PreprocessConfig> {
+    let mode = match item::<String>(d, "mode")?.as_str() {
+        "shortest" => ResizeMode::Shortest,
+        "squash" => ResizeMode::Squash,
+        "longest" => ResizeMode::Longest,
+        other => return Err(PyValueError::new_err(format!("mode must be 'shortest', 'squash' or 'longest', not {other:?}"))),
+    };
+    let crop_rounding = match item::<String>(d, "crop_rounding")?.as_str() {
+        "floor" => CropRounding::Floor,
+        "half_even" => CropRounding::HalfEven,
+        other => return Err(PyValueError::new_err(format!("crop_rounding must be 'floor' or 'half_even', not {other:?}"))),
+    };
+    let resample: i64 = item(d, "resample")?;
+    let filter = Filter::from_pillow(resample)
+        .ok_or_else(|| PyValueError::new_err(format!("resample {resample} is not supported: use 1 (LANCZOS), 2 (BILINEAR), 3 (BICUBIC), 4 (BOX) or 5 (HAMMING)")))?;
+    let rescale = match item::<String>(d, "rescale")?.as_str() {
+        "multiply" => Rescale::Multiply(item(d, "rescale_factor")?),
+        "divide255" => Rescale::Divide255,
+        "off" => Rescale::Off,
+        other => return Err(PyValueError::new_err(format!("unknown rescale {other:?}"))),
+    };
+    let normalize = match (item::<Option<[f32; 3]>>(d, "mean")?, item::<Option<[f32; 3]>>(d, "std")?) {
+        (Some(_), Some(s)) if s.contains(&0.0) => return Err(PyValueError::new_err(format!("image_std must not contain 0, got {s:?}"))),
+        (Some(m), Some(s)) => Some((m, s)),
+        (None, None) => None,
+        _ => return Err(PyValueError::new_err("mean and std go together")),
+    };
+    let cfg = PreprocessConfig {
+        mode,
+        shortest_edge: item(d, "shortest_edge")?,
+        size: item(d, "size")?,
+        crop: item(d, "crop")?,
+        crop_rounding,
+        filter,
+        rescale,
+        normalize,
+        fill: item(d, "fill")?,
+        jpeg_draft,
+        decode,
+    };
+    cfg.output_shape().map_err(PyValueError::new_err)?;
+    Ok(cfg)
+}
+
+fn hash_kinds(hashes: &[String], hash_size: usize) -> PyResult<Vec<(PerceptualKind, usize)>> {
+    hashes
+        .iter()
+        .map(|k| PerceptualKind::parse(k).map(|kind| (kind, hash_size)).ok_or_else(|| PyValueError::new_err(format!("hashes are ahash, dhash or phash, not {k:?}"))))
+        .collect()
+}
+
+fn run<T: Sample + numpy::Element>(
     py: Python<'_>,
-    images: &[Option<PyBackedBytes>],
-    cfg: &PreprocessConfig,
-    out: &Bound<'_, PyArray4<T>>,
+    images: &[Option<&[u8]>],
+    wants: &Wants,
+    out: Option<&Bound<'_, PyArray4<T>>>,
     threads: Option<usize>,
-) -> PyResult<Vec<ErrorPair>> {
+) -> PyResult<Vec<Analysis>> {
+    let Some(out) = out else {
+        return py.detach(|| on_pool(threads, || analyze::<T>(images, wants, &mut [])))?.map_err(PyValueError::new_err);
+    };
+    let cfg = wants.pixels.expect("pixels asked");
     let (h, w) = cfg.output_shape().map_err(PyValueError::new_err)?;
     if out.shape() != [images.len(), 3, h, w] {
         return Err(PyValueError::new_err(format!("out has shape {:?}, expected {:?}", out.shape(), [images.len(), 3, h, w])));
     }
     let mut guard = out.try_readwrite().map_err(|e| PyValueError::new_err(format!("out is not writable: {e}")))?;
     let slice = guard.as_slice_mut().map_err(|_| PyValueError::new_err("out must be C-contiguous"))?;
-    let refs: Vec<Option<&[u8]>> = images.iter().map(|b| b.as_ref().map(|b| b.as_ref())).collect();
-    let errs = py.detach(|| on_pool(threads, || preprocess_batch(&refs, cfg, slice)))?.map_err(PyValueError::new_err)?;
-    Ok(errs.into_iter().map(pair).collect())
+    py.detach(|| on_pool(threads, || analyze(images, wants, slice)))?.map_err(PyValueError::new_err)
 }
 
-/// Fills `out` (N, 3, H, W; float32 or float16, C-contiguous) with preprocessed `images`;
-/// returns one (kind, message) or None per image. Failed images leave zeros.
+/// The stats struct fields (see `interleaf.image.stats`), for rows with stats (`None`: a null input).
+pub fn stats_columns(rows: &[Option<&ImageStats>]) -> Vec<Series> {
+    let stat = |f: fn(&ImageStats) -> Option<f64>| -> Float64Chunked { rows.iter().map(|r| r.and_then(f)).collect() };
+    let u32col = |f: fn(&ImageStats) -> Option<u32>| -> UInt32Chunked { rows.iter().map(|r| r.and_then(f)).collect() };
+    let strcol = |f: fn(&ImageStats) -> Option<&'static str>| -> StringChunked { rows.iter().map(|r| r.and_then(f)).collect() };
+    vec![
+        u32col(|s| s.width).with_name("width".into()).into_series(),
+        u32col(|s| s.height).with_name("height".into()).into_series(),
+        stat(|s| Some(s.width? as f64 / s.height? as f64)).with_name("aspect_ratio".into()).into_series(),
+        strcol(|s| s.format).with_name("format".into()).into_series(),
+        strcol(|s| s.mode).with_name("mode".into()).into_series(),
+        u32col(|s| s.frames).with_name("frames".into()).into_series(),
+        rows.iter().map(|r| r.map(|s| s.bytes)).collect::<UInt64Chunked>().with_name("bytes".into()).into_series(),
+        stat(|s| s.blur).with_name("blur".into()).into_series(),
+        stat(|s| s.entropy).with_name("entropy".into()).into_series(),
+        stat(|s| s.brightness).with_name("brightness".into()).into_series(),
+        stat(|s| s.contrast).with_name("contrast".into()).into_series(),
+        stat(|s| s.uniform_fraction).with_name("uniform_fraction".into()).into_series(),
+    ]
+}
+
+/// Hash columns of `name`: `name` (UInt64, the first 64 bits) and `{name}_hex` (imagehash's
+/// string).
+pub fn hash_columns(all: &[Analysis], j: usize, name: &str) -> [Series; 2] {
+    let bits = || all.iter().map(|a| a.hashes[j].as_ref());
+    let ints: UInt64Chunked = bits().map(|b| b.map(|b| bits_to_u64(b))).collect();
+    let hex: StringChunked = bits().map(|b| b.map(|b| bits_to_hex(b))).collect();
+    [ints.with_name(name.into()).into_series(), hex.with_name(format!("{name}_hex").into()).into_series()]
+}
+
+/// The table of an analysis: the stats fields when asked, two columns per hash, `error`.
+pub fn analysis_table(all: &[Analysis], stats: bool, hashes: &[String]) -> PolarsResult<DataFrame> {
+    let mut cols: Vec<Series> = Vec::new();
+    if stats {
+        cols.extend(stats_columns(&all.iter().map(|a| a.stats.as_ref()).collect::<Vec<_>>()));
+    }
+    for (j, name) in hashes.iter().enumerate() {
+        cols.extend(hash_columns(all, j, name));
+    }
+    cols.push(error_series("error", all.iter().map(|a| a.error.as_ref()))?);
+    DataFrame::new(all.len(), cols.into_iter().map(Into::into).collect())
+}
+
+/// Decodes each image once and returns the table of what was asked (see
+/// `interleaf.image.analyze`); CLIP pixels go to `out` when `config` is given.
 #[pyfunction]
-#[pyo3(signature = (images, out, *, mode, shortest_edge, size, crop, crop_rounding, resample, rescale, rescale_factor, mean, std, fill, alpha, exif_transpose, max_pixels, max_bytes, threads, jpeg_draft=false))]
+#[pyo3(signature = (images, *, out=None, config=None, stats=false, hashes=vec![], hash_size=8, hash_draft=None, alpha="drop", exif_transpose=false, jpeg_draft=false, max_pixels=None, max_bytes=None, threads=None))]
 #[allow(clippy::too_many_arguments)]
-pub fn preprocess_images(
+pub fn analyze_images(
     py: Python<'_>,
-    images: Vec<Option<PyBackedBytes>>,
-    out: &Bound<'_, PyAny>,
-    mode: &str,
-    shortest_edge: usize,
-    size: (usize, usize),
-    crop: Option<(usize, usize)>,
-    crop_rounding: &str,
-    resample: i64,
-    rescale: &str,
-    rescale_factor: f64,
-    mean: Option<[f32; 3]>,
-    std: Option<[f32; 3]>,
-    fill: u8,
+    images: PySeries,
+    out: Option<&Bound<'_, PyAny>>,
+    config: Option<&Bound<'_, PyDict>>,
+    stats: bool,
+    hashes: Vec<String>,
+    hash_size: usize,
+    hash_draft: Option<usize>,
     alpha: &str,
     exif_transpose: bool,
+    jpeg_draft: bool,
     max_pixels: Option<u64>,
     max_bytes: Option<u64>,
     threads: Option<usize>,
-    jpeg_draft: bool,
-) -> PyResult<Vec<ErrorPair>> {
-    let mode = match mode {
-        "shortest" => ResizeMode::Shortest,
-        "squash" => ResizeMode::Squash,
-        "longest" => ResizeMode::Longest,
-        other => return Err(PyValueError::new_err(format!("mode must be 'shortest', 'squash' or 'longest', not {other:?}"))),
-    };
-    let crop_rounding = match crop_rounding {
-        "floor" => CropRounding::Floor,
-        "half_even" => CropRounding::HalfEven,
-        other => return Err(PyValueError::new_err(format!("crop_rounding must be 'floor' or 'half_even', not {other:?}"))),
-    };
-    let filter = Filter::from_pillow(resample).ok_or_else(|| {
-        PyValueError::new_err(format!("resample {resample} is not supported: use 1 (LANCZOS), 2 (BILINEAR), 3 (BICUBIC), 4 (BOX) or 5 (HAMMING)"))
-    })?;
-    let rescale = match rescale {
-        "multiply" => Rescale::Multiply(rescale_factor),
-        "divide255" => Rescale::Divide255,
-        "off" => Rescale::Off,
-        other => return Err(PyValueError::new_err(format!("unknown rescale {other:?}"))),
-    };
-    let normalize = match (mean, std) {
-        (Some(m), Some(s)) => {
-            if s.iter().any(|&v| v == 0.0) {
-                return Err(PyValueError::new_err("image_std must not contain 0"));
-            }
-            Some((m, s))
-        }
-        (None, None) => None,
-        _ => return Err(PyValueError::new_err("mean and std go together")),
-    };
-    let cfg = PreprocessConfig {
-        mode,
-        shortest_edge,
-        size,
-        crop,
-        crop_rounding,
-        filter,
-        rescale,
-        normalize,
-        fill,
-        jpeg_draft,
-        decode: decode_options(alpha, exif_transpose, max_pixels, max_bytes)?,
-    };
-    if let Ok(a) = out.cast::<PyArray4<f32>>() {
-        fill_batch(py, &images, &cfg, a, threads)
-    } else if let Ok(a) = out.cast::<PyArray4<half::f16>>() {
-        fill_batch(py, &images, &cfg, a, threads)
-    } else {
-        Err(PyTypeError::new_err("out must be a 4-d float32 or float16 numpy array"))
+) -> PyResult<PyDataFrame> {
+    let values = binary_values(&images.0, "images")?;
+    let limits = limits(max_pixels, max_bytes);
+    let decode = DecodeOptions { limits, alpha: self::alpha(alpha)?, exif_transpose };
+    let cfg = config.map(|d| preprocess_config(d, decode, jpeg_draft)).transpose()?;
+    if hash_draft == Some(0) {
+        return Err(PyValueError::new_err("draft must be a size in pixels >= 1, or None"));
     }
-}
-
-/// Image statistics of `images` as one polars struct Series (the fields of
-/// `interleaf.polars.image_stats`).
-#[pyfunction]
-#[pyo3(signature = (images, *, max_pixels=None, max_bytes=None, threads=None))]
-pub fn image_stats_series(py: Python<'_>, images: Vec<Option<PyBackedBytes>>, max_pixels: Option<u64>, max_bytes: Option<u64>, threads: Option<usize>) -> PyResult<PySeries> {
-    use rayon::prelude::*;
-    let limits = decode_options("drop", false, max_pixels, max_bytes)?.limits;
-    let series = py.detach(|| {
-        on_pool(threads, || {
-            let rows: Vec<_> = images.par_iter().map(|img| img.as_ref().map(|b| image_stats(b.as_ref(), &limits))).collect();
-            crate::expressions::image_stats_series("stats".into(), &rows)
-        })
-    })?;
-    series.map(PySeries).map_err(|e| PyValueError::new_err(e.to_string()))
+    let wants = Wants { pixels: cfg.as_ref(), stats, hashes: hash_kinds(&hashes, hash_size)?, hash_draft, limits };
+    let all = match (out, &cfg) {
+        (None, None) => run::<f32>(py, &values, &wants, None, threads)?,
+        (Some(o), Some(_)) => {
+            if let Ok(a) = o.cast::<PyArray4<f32>>() {
+                run(py, &values, &wants, Some(a), threads)?
+            } else if let Ok(a) = o.cast::<PyArray4<half::f16>>() {
+                run(py, &values, &wants, Some(a), threads)?
+            } else {
+                return Err(PyTypeError::new_err("out must be a 4-d float32 or float16 numpy array"));
+            }
+        }
+        _ => return Err(PyValueError::new_err("config and out go together")),
+    };
+    Ok(PyDataFrame(analysis_table(&all, stats, &hashes).map_err(polars_err)?))
 }
 
 /// Decodes one image to RGB as Pillow's `convert("RGB")`: (width, height, pixels).
 #[pyfunction]
 #[pyo3(name = "_decode_rgb", signature = (data, alpha="drop", exif_transpose=false, max_pixels=None))]
 pub fn decode_rgb_py(py: Python<'_>, data: PyBackedBytes, alpha: &str, exif_transpose: bool, max_pixels: Option<u64>) -> PyResult<(usize, usize, Vec<u8>)> {
-    let opts = decode_options(alpha, exif_transpose, max_pixels, None)?;
+    let opts = DecodeOptions { limits: limits(max_pixels, None), alpha: self::alpha(alpha)?, exif_transpose };
     py.detach(|| decode_rgb(&data, &opts)).map(|i| (i.width, i.height, i.px)).map_err(|e| PyValueError::new_err(e.to_string()))
 }

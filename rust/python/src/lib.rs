@@ -5,6 +5,7 @@
 use pyo3::prelude::*;
 use pyo3_polars::PolarsAllocator;
 
+mod columns;
 mod dedup;
 mod expressions;
 mod frame;
@@ -44,12 +45,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dedup::minhash_signatures, m)?)?;
     m.add_function(wrap_pyfunction!(dedup::lsh_params, m)?)?;
     m.add_function(wrap_pyfunction!(dedup::lsh_cluster, m)?)?;
-    m.add_function(wrap_pyfunction!(dedup::perceptual_hashes, m)?)?;
     m.add_function(wrap_pyfunction!(dedup::hamming_pairs, m)?)?;
     m.add_function(wrap_pyfunction!(dedup::resize_luma_py, m)?)?;
     m.add_function(wrap_pyfunction!(dedup::decode_luma_py, m)?)?;
-    m.add_function(wrap_pyfunction!(image::preprocess_images, m)?)?;
-    m.add_function(wrap_pyfunction!(image::image_stats_series, m)?)?;
+    m.add_function(wrap_pyfunction!(image::analyze_images, m)?)?;
     m.add_function(wrap_pyfunction!(image::decode_rgb_py, m)?)?;
     Ok(())
 }

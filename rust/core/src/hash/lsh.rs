@@ -161,8 +161,8 @@ pub fn cluster(sigs: &[u32], num_perm: usize, bands: usize, rows: usize, verify:
     Clusters { uf, candidates, joined }
 }
 
-/// Clusters rows as [`cluster`] does and names each row's representative: the best-ranked
-/// member of its cluster (highest `ranking`, ties to the lowest index), else the lowest index.
+/// Clusters rows as [`cluster`] does and names each row's representative: the member of its
+/// cluster with the smallest `(ranking, index)`, or the smallest index without a ranking.
 /// Returns (representative per row, candidate pairs checked, pairs joined).
 pub fn representatives(sigs: &[u32], num_perm: usize, bands: usize, rows: usize, verify: &Verify, ranking: Option<&[f64]>) -> (Vec<u32>, u64, u64) {
     let mut c = cluster(sigs, num_perm, bands, rows, verify);

@@ -2,7 +2,7 @@
 //! Pillow grayscale image resized with Pillow's LANCZOS (see [`crate::image`]).
 
 use crate::error::{ErrorKind, RecordError};
-use crate::image::{decode_luma, decode_luma_draft, resize_luma, DecodeLimits, Filter};
+use crate::image::{resize_luma, DecodeLimits, Filter};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PerceptualKind {
@@ -110,16 +110,15 @@ pub fn hash_luma(px: &[u8], w: usize, h: usize, kind: PerceptualKind, hash_size:
 
 /// Hash of encoded image bytes, or the decode error. With `draft = Some(req)`, JPEGs are
 /// decoded as Pillow's `Image.draft("L", (req, req))` leaves them (see [`decode_luma_draft`]):
-/// the hash then equals imagehash's on such a drafted image, not on a full decode.
+/// the hash then equals imagehash's on such a drafted image, not on a full decode. The same
+/// as [`crate::image::analyze`] asked for this one hash.
 pub fn hash_image(data: &[u8], kind: PerceptualKind, hash_size: usize, limits: &DecodeLimits, draft: Option<usize>) -> Result<Bits, RecordError> {
-    if hash_size < 2 {
-        return Err(RecordError::new(ErrorKind::BadArgument, "hash_size must be >= 2 (as imagehash requires)"));
+    let wants = crate::image::analyze::Wants { hashes: vec![(kind, hash_size)], hash_draft: draft, limits: *limits, ..Default::default() };
+    let mut a = crate::image::analyze::analyze::<f32>(&[Some(data)], &wants, &mut []).map_err(|m| RecordError::new(ErrorKind::BadArgument, m))?.remove(0);
+    match a.hashes.pop().flatten() {
+        Some(bits) => Ok(bits),
+        None => Err(a.error.expect("a hash or an error")),
     }
-    let (w, h, px) = match draft {
-        Some(req) => decode_luma_draft(data, limits, req)?,
-        None => decode_luma(data, limits)?,
-    };
-    Ok(hash_luma(&px, w as usize, h as usize, kind, hash_size))
 }
 
 /// imagehash's `str(hash)`: the bits as one big-endian number in hex, zero-padded to

@@ -11,7 +11,7 @@ use crate::error::{ErrorKind, RecordError};
 /// Pillow's `Image.MAX_IMAGE_PIXELS` (89,478,485): larger images are decompression-bomb errors.
 pub const DEFAULT_MAX_PIXELS: u64 = 89_478_485;
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DecodeLimits {
     pub max_pixels: u64,
     pub max_bytes: u64,

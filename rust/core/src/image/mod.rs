@@ -1,6 +1,7 @@
 //! Images: decoding with limits, header probing, Pillow-compatible conversion and resampling,
-//! CLIP preprocessing and image statistics.
+//! CLIP preprocessing, image statistics, and [`analyze`], which gives all three from one decode.
 
+pub mod analyze;
 pub mod decode;
 mod jpeg_eighth;
 pub mod preprocess;
@@ -9,6 +10,7 @@ pub mod resample;
 pub mod stats;
 
 pub use decode::{decode, decode_luma, decode_luma_draft, decode_rgb, orient, to_luma_pillow, Alpha, DecodeLimits, DecodeOptions, Rgb8, DEFAULT_MAX_PIXELS};
+pub use analyze::{analyze, Analysis, Wants};
 pub use preprocess::{PreprocessConfig, ResizeMode};
 pub use probe::{probe, Probe};
 pub use resample::{resize, resize_luma, Filter};

@@ -3,10 +3,8 @@
 //! normalise with the same float arithmetic as transformers' `CLIPImageProcessor` (or
 //! torchvision, for open_clip's defaults).
 
-use rayon::prelude::*;
-
-use crate::error::{ErrorKind, RecordError};
-use crate::image::decode::{decode_rgb, decode_rgb_draft, header_size, DecodeOptions};
+use crate::error::RecordError;
+use crate::image::decode::{decode_rgb, decode_rgb_draft, header_size, Alpha, DecodeOptions, Rgb8};
 use crate::image::resample::{resize_region, Filter};
 
 /// open_clip's `OPENAI_DATASET_MEAN` (also transformers' `OPENAI_CLIP_MEAN`).
@@ -110,7 +108,7 @@ impl PreprocessConfig {
 
     /// Per-channel lookup table from an 8-bit value to the final float, reproducing the
     /// reference's float arithmetic exactly (each step is one IEEE operation).
-    fn lut(&self) -> [[f32; 256]; 3] {
+    pub(crate) fn lut(&self) -> [[f32; 256]; 3] {
         let mut t = [[0f32; 256]; 3];
         for (c, row) in t.iter_mut().enumerate() {
             for (v, out) in row.iter_mut().enumerate() {
@@ -201,78 +199,93 @@ impl Sample for half::f16 {
     }
 }
 
-/// Preprocesses one image into `out` (3 x `oh` x `ow`, channel-major), where (`oh`, `ow`) is
-/// [`PreprocessConfig::output_shape`], validated once per batch by the caller.
-fn preprocess_into<T: Sample>(data: &[u8], cfg: &PreprocessConfig, (oh, ow): (usize, usize), lut: &[[f32; 256]; 3], out: &mut [T]) -> Result<(), RecordError> {
-    debug_assert_eq!(out.len(), 3 * oh * ow);
-    let (img, (rw, rh)) = if cfg.jpeg_draft && data.starts_with(b"\xff\xd8\xff") {
-        // The geometry comes from the full-size header so it matches the exact path.
-        let (hw, hh) = header_size(data)?;
-        let swapped = cfg.decode.exif_transpose && crate::image::probe::probe(data).is_some_and(|p| p.orientation >= 5);
-        let (w, h) = if swapped { (hh as usize, hw as usize) } else { (hw as usize, hh as usize) };
-        let target = resized_size(cfg, w, h);
-        (decode_rgb_draft(data, &cfg.decode, Some(target))?, target)
-    } else {
+/// A validated [`PreprocessConfig`] with its lookup table, made once per batch.
+pub struct Preprocessor<'a> {
+    pub cfg: &'a PreprocessConfig,
+    /// (height, width) of every output image.
+    pub shape: (usize, usize),
+    lut: [[f32; 256]; 3],
+}
+
+impl<'a> Preprocessor<'a> {
+    pub fn new(cfg: &'a PreprocessConfig) -> Result<Self, String> {
+        Ok(Preprocessor { cfg, shape: cfg.output_shape()?, lut: cfg.lut() })
+    }
+
+    /// Values one image fills: 3 x height x width.
+    pub fn values_per_image(&self) -> usize {
+        3 * self.shape.0 * self.shape.1
+    }
+
+    /// True when the decode this configuration makes is the plain `convert("RGB")` decode
+    /// (no draft, no EXIF rotation, alpha dropped), so its pixels also give Pillow's
+    /// `convert("L")` exactly.
+    pub fn plain_decode(&self) -> bool {
+        !self.cfg.jpeg_draft && !self.cfg.decode.exif_transpose && self.cfg.decode.alpha == Alpha::Drop
+    }
+
+    /// Decodes one image as this configuration asks (JPEG draft included), with the (width,
+    /// height) it is to be resized to (for a drafted JPEG, the size its full-size original
+    /// would get).
+    pub fn decode(&self, data: &[u8]) -> Result<(Rgb8, (usize, usize)), RecordError> {
+        let cfg = self.cfg;
+        if cfg.jpeg_draft && data.starts_with(b"\xff\xd8\xff") {
+            // The geometry comes from the full-size header so it matches the exact path.
+            let (hw, hh) = header_size(data)?;
+            let swapped = cfg.decode.exif_transpose && crate::image::probe::probe(data).is_some_and(|p| p.orientation >= 5);
+            let (w, h) = if swapped { (hh as usize, hw as usize) } else { (hw as usize, hh as usize) };
+            let target = resized_size(cfg, w, h);
+            return Ok((decode_rgb_draft(data, &cfg.decode, Some(target))?, target));
+        }
         let img = decode_rgb(data, &cfg.decode)?;
         let target = resized_size(cfg, img.width, img.height);
-        (img, target)
-    };
-    // The window of the resized image the output shows: (first output index, source range).
-    let (top, left) = match (cfg.mode, cfg.crop) {
-        (ResizeMode::Longest, None) => (crop_offset(rh, oh, CropRounding::HalfEven), crop_offset(rw, ow, CropRounding::HalfEven)),
-        _ => (crop_offset(rh, oh, cfg.crop_rounding), crop_offset(rw, ow, cfg.crop_rounding)),
-    };
-    let span = |off: i64, n_out: usize, n_in: usize| -> (usize, std::ops::Range<usize>) {
-        let first_src = off.max(0) as usize;
-        let first_out = (-off).max(0) as usize;
-        let end_src = ((off + n_out as i64).min(n_in as i64)).max(first_src as i64) as usize;
-        (first_out, first_src..end_src)
-    };
-    let (oy0, rows) = span(top, oh, rh);
-    let (ox0, cols) = span(left, ow, rw);
-    let region = resize_region::<3>(&img.px, img.width, img.height, rw, rh, cfg.filter, cols.clone(), rows.clone());
-    let plane = oh * ow;
-    let (rn, cn) = (rows.len(), cols.len());
-    for (c, table) in lut.iter().enumerate() {
-        let dst = &mut out[c * plane..(c + 1) * plane];
-        let fill = T::from_f32(table[cfg.fill as usize]);
-        if rn * cn < plane {
-            dst.fill(fill);
-        }
-        for y in 0..rn {
-            let src_row = &region[y * cn * 3..(y + 1) * cn * 3];
-            let drow = &mut dst[(oy0 + y) * ow + ox0..(oy0 + y) * ow + ox0 + cn];
-            for (d, px) in drow.iter_mut().zip(src_row.chunks_exact(3)) {
-                *d = T::from_f32(table[px[c] as usize]);
+        Ok((img, target))
+    }
+
+    /// Resizes `img` to `(rw, rh)`, crops or pads, rescales and normalises it into `out`
+    /// (3 x H x W, channel-major).
+    pub fn fill<T: Sample>(&self, img: &Rgb8, (rw, rh): (usize, usize), out: &mut [T]) {
+        let (cfg, (oh, ow)) = (self.cfg, self.shape);
+        debug_assert_eq!(out.len(), 3 * oh * ow);
+        // The window of the resized image the output shows: (first output index, source range).
+        let (top, left) = match (cfg.mode, cfg.crop) {
+            (ResizeMode::Longest, None) => (crop_offset(rh, oh, CropRounding::HalfEven), crop_offset(rw, ow, CropRounding::HalfEven)),
+            _ => (crop_offset(rh, oh, cfg.crop_rounding), crop_offset(rw, ow, cfg.crop_rounding)),
+        };
+        let span = |off: i64, n_out: usize, n_in: usize| -> (usize, std::ops::Range<usize>) {
+            let first_src = off.max(0) as usize;
+            let first_out = (-off).max(0) as usize;
+            let end_src = ((off + n_out as i64).min(n_in as i64)).max(first_src as i64) as usize;
+            (first_out, first_src..end_src)
+        };
+        let (oy0, rows) = span(top, oh, rh);
+        let (ox0, cols) = span(left, ow, rw);
+        let region = resize_region::<3>(&img.px, img.width, img.height, rw, rh, cfg.filter, cols.clone(), rows.clone());
+        let plane = oh * ow;
+        let (rn, cn) = (rows.len(), cols.len());
+        for (c, table) in self.lut.iter().enumerate() {
+            let dst = &mut out[c * plane..(c + 1) * plane];
+            let fill = T::from_f32(table[cfg.fill as usize]);
+            if rn * cn < plane {
+                dst.fill(fill);
+            }
+            for y in 0..rn {
+                let src_row = &region[y * cn * 3..(y + 1) * cn * 3];
+                let drow = &mut dst[(oy0 + y) * ow + ox0..(oy0 + y) * ow + ox0 + cn];
+                for (d, px) in drow.iter_mut().zip(src_row.chunks_exact(3)) {
+                    *d = T::from_f32(table[px[c] as usize]);
+                }
             }
         }
     }
-    Ok(())
 }
 
 /// Preprocesses `images` into `out` (N x 3 x H x W) on the current rayon pool, one error
 /// slot per image (`None` where it worked). A failed or missing image leaves its slot zero.
+/// The same as [`crate::image::analyze`] asked for pixels alone.
 pub fn preprocess_batch<T: Sample>(images: &[Option<&[u8]>], cfg: &PreprocessConfig, out: &mut [T]) -> Result<Vec<Option<RecordError>>, String> {
-    let shape = cfg.output_shape()?;
-    let per = 3 * shape.0 * shape.1;
-    if out.len() != per * images.len() {
-        return Err(format!("output holds {} values, {} images need {}", out.len(), images.len(), per * images.len()));
-    }
-    let lut = cfg.lut();
-    Ok(out
-        .par_chunks_mut(per)
-        .zip(images.par_iter())
-        .map(|(slot, img)| {
-            let r = match img {
-                None => Err(RecordError::new(ErrorKind::MissingImage, "no image bytes")),
-                Some(data) => preprocess_into(data, cfg, shape, &lut, slot),
-            };
-            if r.is_err() {
-                slot.fill(T::default());
-            }
-            r.err()
-        })
-        .collect())
+    let wants = crate::image::analyze::Wants { pixels: Some(cfg), ..Default::default() };
+    Ok(crate::image::analyze::analyze(images, &wants, out)?.into_iter().map(|a| a.error).collect())
 }
 
 #[cfg(test)]

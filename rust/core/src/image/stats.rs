@@ -2,7 +2,7 @@
 //! frames, size) and pixel statistics on the grayscale image Pillow's `convert("L")` gives.
 
 use crate::error::RecordError;
-use crate::image::decode::{decode_luma, DecodeLimits};
+use crate::image::decode::DecodeLimits;
 use crate::image::probe::probe;
 
 /// Gray levels within this distance of the most common level count as near-uniform.
@@ -67,23 +67,33 @@ pub fn laplacian_variance(px: &[u8], w: usize, h: usize) -> f64 {
     (sumsq as f64 / n - mean * mean).max(0.0)
 }
 
-/// Statistics of the encoded image `data`, and the decode error if there was one.
+/// Statistics of the encoded image `data`, and the decode error if there was one (header
+/// fields are filled even then). The same as [`crate::image::analyze`] asked for stats alone.
 pub fn image_stats(data: &[u8], limits: &DecodeLimits) -> (ImageStats, Option<RecordError>) {
+    let wants = crate::image::analyze::Wants { stats: true, limits: *limits, ..Default::default() };
+    let mut a = crate::image::analyze::analyze::<f32>(&[Some(data)], &wants, &mut []).expect("no pixels asked").remove(0);
+    (a.stats.take().expect("stats asked"), a.error)
+}
+
+/// The header facts of `data` (size in bytes, format, mode, frames), before any decoding.
+pub fn header_stats(data: &[u8]) -> ImageStats {
     let mut s = ImageStats { bytes: data.len() as u64, ..Default::default() };
     if let Some(p) = probe(data) {
         s.format = Some(p.format);
         s.mode = Some(p.mode);
         s.frames = Some(p.frames);
     }
-    let (w, h, gray) = match decode_luma(data, limits) {
-        Ok(luma) => luma,
-        Err(e) => return (s, Some(e)),
-    };
+    s
+}
+
+/// Fills the pixel statistics of `s` from the decoded gray image (`w x h` 8-bit pixels, as
+/// Pillow's `convert("L")`).
+pub fn luma_stats(s: &mut ImageStats, w: u32, h: u32, gray: &[u8]) {
     s.width = Some(w);
     s.height = Some(h);
     let n = gray.len() as f64;
     let mut hist = [0u64; 256];
-    for &v in &gray {
+    for &v in gray {
         hist[v as usize] += 1;
     }
     let (mut sum, mut sumsq) = (0f64, 0f64);
@@ -100,12 +110,11 @@ pub fn image_stats(data: &[u8], limits: &DecodeLimits) -> (ImageStats, Option<Re
     let mean = sum / n;
     let mode = hist.iter().enumerate().max_by_key(|&(v, &c)| (c, std::cmp::Reverse(v))).map_or(0, |(v, _)| v as i32);
     let near: u64 = (mode - UNIFORM_TOLERANCE..=mode + UNIFORM_TOLERANCE).filter(|v| (0..256).contains(v)).map(|v| hist[v as usize]).sum();
-    s.blur = Some(laplacian_variance(&gray, w as usize, h as usize));
+    s.blur = Some(laplacian_variance(gray, w as usize, h as usize));
     s.entropy = Some(entropy.max(0.0));
     s.brightness = Some(mean / 255.0);
     s.contrast = Some((sumsq / n - mean * mean).max(0.0).sqrt() / 255.0);
     s.uniform_fraction = Some(near as f64 / n);
-    (s, None)
 }
 
 #[cfg(test)]

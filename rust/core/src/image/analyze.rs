@@ -1,0 +1,193 @@
+//! One decode per image: CLIP pixels, image statistics and perceptual hashes from a single
+//! pass over each image's bytes.
+//!
+//! [`analyze`] is the entry point every image kernel goes through ([`preprocess_batch`],
+//! [`image_stats`], [`hash_image`] are it asked for one thing). What it shares:
+//! - the statistics and the exact hashes read the same gray image (Pillow's `convert("L")`),
+//!   decoded once;
+//! - when CLIP pixels are asked too and their decode is the plain `convert("RGB")` one (no
+//!   JPEG draft, no EXIF rotation, alpha dropped: the defaults), the gray image is computed
+//!   from those RGB pixels (`L = (19595 R + 38470 G + 7471 B + 2^15) >> 16`, Pillow's formula,
+//!   which gives `convert("L")` of the original exactly), so the image is decoded once in all;
+//! - a drafted JPEG for the CLIP pixels, EXIF rotation or alpha composited on white change the
+//!   pixels, so the gray image is then decoded separately, as are hashes asked with their own
+//!   JPEG draft (`hash_draft`).
+//!
+//! [`preprocess_batch`]: crate::image::preprocess::preprocess_batch
+//! [`image_stats`]: crate::image::stats::image_stats
+//! [`hash_image`]: crate::hash::perceptual::hash_image
+
+use rayon::prelude::*;
+
+use crate::error::{ErrorKind, RecordError};
+use crate::hash::perceptual::{hash_luma, Bits, PerceptualKind};
+use crate::image::decode::{decode_luma, decode_luma_draft, rgb_to_luma, DecodeLimits};
+use crate::image::preprocess::{PreprocessConfig, Preprocessor, Sample};
+use crate::image::stats::{header_stats, luma_stats, ImageStats};
+
+/// What to compute for every image of a batch.
+#[derive(Clone, Debug, Default)]
+pub struct Wants<'a> {
+    /// CLIP pixels, written to the caller's `(N, 3, H, W)` output.
+    pub pixels: Option<&'a PreprocessConfig>,
+    /// Image statistics ([`ImageStats`]).
+    pub stats: bool,
+    /// Perceptual hashes, each a (kind, hash_size).
+    pub hashes: Vec<(PerceptualKind, usize)>,
+    /// Decode JPEGs for the hashes as Pillow's `draft("L", (n, n))` does (faster, not
+    /// bit-identical to a full decode; see [`decode_luma_draft`]).
+    pub hash_draft: Option<usize>,
+    /// Decode limits for the statistics and hashes (the pixels use their config's).
+    pub limits: DecodeLimits,
+}
+
+/// What [`analyze`] found for one image.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Analysis {
+    /// The statistics when asked: header fields even when decoding failed; `None` for a
+    /// missing image.
+    pub stats: Option<ImageStats>,
+    /// One entry per asked hash, `None` when the image did not decode.
+    pub hashes: Vec<Option<Bits>>,
+    /// The first error met, if any (a failed image leaves its pixel slot zero).
+    pub error: Option<RecordError>,
+}
+
+fn check_hashes(wants: &Wants) -> Result<(), String> {
+    match wants.hashes.iter().find(|(_, n)| !(2..=MAX_HASH_SIZE).contains(n)) {
+        Some((_, n)) => Err(format!("hash_size must be in [2, {MAX_HASH_SIZE}], got {n}")),
+        None => Ok(()),
+    }
+}
+
+/// The largest hash_size accepted (a 256 x 256 bit hash; imagehash puts no bound, but the DCT
+/// of a larger one would need an image of millions of pixels per hash).
+pub const MAX_HASH_SIZE: usize = 256;
+
+/// Decodes each image once and computes what `wants` asks, in parallel on the current rayon
+/// pool. `pixels` holds `N x 3 x H x W` values when `wants.pixels` is set (empty otherwise).
+/// Errors are values, one per image; an `Err` means the request itself is invalid.
+pub fn analyze<T: Sample>(images: &[Option<&[u8]>], wants: &Wants, pixels: &mut [T]) -> Result<Vec<Analysis>, String> {
+    check_hashes(wants)?;
+    let pre = wants.pixels.map(Preprocessor::new).transpose()?;
+    let per = pre.as_ref().map_or(0, Preprocessor::values_per_image);
+    if pixels.len() != per * images.len() {
+        return Err(format!("the pixel output holds {} values, {} images need {}", pixels.len(), images.len(), per * images.len()));
+    }
+    let one = |img: &Option<&[u8]>, slot: &mut [T]| -> Analysis {
+        let a = match img {
+            None => Analysis {
+                hashes: vec![None; wants.hashes.len()],
+                error: Some(RecordError::new(ErrorKind::MissingImage, "no image bytes")),
+                ..Default::default()
+            },
+            Some(data) => analyze_one(data, wants, pre.as_ref(), slot),
+        };
+        if a.error.is_some() {
+            slot.fill(T::default());
+        }
+        a
+    };
+    Ok(if per == 0 {
+        images.par_iter().map(|img| one(img, &mut [])).collect()
+    } else {
+        pixels.par_chunks_mut(per).zip(images.par_iter()).map(|(slot, img)| one(img, slot)).collect()
+    })
+}
+
+fn analyze_one<T: Sample>(data: &[u8], wants: &Wants, pre: Option<&Preprocessor>, slot: &mut [T]) -> Analysis {
+    let mut out = Analysis { stats: wants.stats.then(|| header_stats(data)), hashes: vec![None; wants.hashes.len()], error: None };
+    let exact_hashes = !wants.hashes.is_empty() && wants.hash_draft.is_none();
+    let need_luma = wants.stats || exact_hashes;
+    let mut luma: Option<Result<(u32, u32, Vec<u8>), RecordError>> = None;
+    if let Some(pre) = pre {
+        match pre.decode(data) {
+            Ok((rgb, target)) => {
+                pre.fill(&rgb, target, slot);
+                if need_luma && pre.plain_decode() && pre.cfg.decode.limits == wants.limits {
+                    luma = Some(Ok((rgb.width as u32, rgb.height as u32, rgb_to_luma(&rgb.px))));
+                }
+            }
+            Err(e) => out.error = Some(e),
+        }
+    }
+    if need_luma {
+        let luma = luma.unwrap_or_else(|| decode_luma(data, &wants.limits));
+        match luma {
+            Ok((w, h, gray)) => {
+                if let Some(s) = out.stats.as_mut() {
+                    luma_stats(s, w, h, &gray);
+                }
+                if exact_hashes {
+                    for (slot, &(kind, size)) in out.hashes.iter_mut().zip(&wants.hashes) {
+                        *slot = Some(hash_luma(&gray, w as usize, h as usize, kind, size));
+                    }
+                }
+            }
+            Err(e) => {
+                out.error.get_or_insert(e);
+            }
+        }
+    }
+    if let (Some(req), false) = (wants.hash_draft, wants.hashes.is_empty()) {
+        match decode_luma_draft(data, &wants.limits, req) {
+            Ok((w, h, gray)) => {
+                for (slot, &(kind, size)) in out.hashes.iter_mut().zip(&wants.hashes) {
+                    *slot = Some(hash_luma(&gray, w as usize, h as usize, kind, size));
+                }
+            }
+            Err(e) => {
+                out.error.get_or_insert(e);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::preprocess::preprocess_batch;
+
+    fn png(w: u32, h: u32, f: impl Fn(u32, u32) -> [u8; 4]) -> Vec<u8> {
+        let img = image::RgbaImage::from_fn(w, h, |x, y| image::Rgba(f(x, y)));
+        let mut buf = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut buf), image::ImageFormat::Png).unwrap();
+        buf
+    }
+
+    #[test]
+    fn one_call_equals_the_three_separate_ones() {
+        let a = png(67, 41, |x, y| [(x * 3) as u8, (y * 5) as u8, (x * y) as u8, 200]);
+        let b = png(1, 1, |_, _| [255, 255, 255, 255]);
+        let images = [Some(a.as_slice()), None, Some(b"junk".as_slice()), Some(b.as_slice())];
+        let cfg = PreprocessConfig::open_clip(16);
+        let limits = DecodeLimits::default();
+        let kinds = vec![(PerceptualKind::Perceptual, 8), (PerceptualKind::Difference, 8)];
+        let wants = Wants { pixels: Some(&cfg), stats: true, hashes: kinds.clone(), hash_draft: None, limits };
+        let mut together = vec![0f32; 4 * 3 * 16 * 16];
+        let all = analyze(&images, &wants, &mut together).unwrap();
+        let mut alone = vec![0f32; 4 * 3 * 16 * 16];
+        let errs = preprocess_batch(&images, &cfg, &mut alone).unwrap();
+        assert_eq!(together, alone);
+        for (i, img) in images.iter().enumerate() {
+            assert_eq!(all[i].error.as_ref().map(|e| e.kind), errs[i].as_ref().map(|e| e.kind));
+            let Some(data) = img else { continue };
+            let (stats, _) = crate::image::stats::image_stats(data, &limits);
+            assert_eq!(all[i].stats.as_ref(), Some(&stats));
+            for (j, &(kind, size)) in kinds.iter().enumerate() {
+                assert_eq!(all[i].hashes[j], crate::hash::perceptual::hash_image(data, kind, size, &limits, None).ok());
+            }
+        }
+        assert_eq!(all[1].error.as_ref().unwrap().kind, ErrorKind::MissingImage);
+        assert_eq!(all[2].error.as_ref().unwrap().kind, ErrorKind::UnknownImageFormat);
+    }
+
+    #[test]
+    fn hash_sizes_out_of_range_are_refused_before_any_work() {
+        let wants = Wants { hashes: vec![(PerceptualKind::Perceptual, 1)], ..Default::default() };
+        assert!(analyze::<f32>(&[None], &wants, &mut []).unwrap_err().contains("hash_size"));
+        let wants = Wants { hashes: vec![(PerceptualKind::Perceptual, 1 << 31)], ..Default::default() };
+        assert!(analyze::<f32>(&[None], &wants, &mut []).is_err());
+    }
+}
