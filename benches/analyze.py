@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""One decode per image: image statistics + pHash + CLIP preprocessing of the same JPEGs
+through ``interleaf.image.analyze`` vs the three separate calls, and vs the Python pipeline
+that does the same with Pillow, imagehash, OpenCV and transformers.
+
+Every method computes, for each JPEG, the (N, 3, 224, 224) CLIP input (open_clip defaults),
+the statistics of ``interleaf.image.stats`` (here: the Laplacian-variance blur, the one a
+peer computes) and imagehash's ``phash``:
+
+* ``analyze``: ``analyze(bs, pixels=True, stats=True, hashes=["phash"], threads=T)``: each
+  image decoded once (the gray image comes from the RGB pixels);
+* ``three calls``: ``preprocess(bs, threads=T)``, ``stats(bs, threads=T)``,
+  ``phash(bs, threads=T)``: each image decoded three times;
+* ``Python peers``: per image ``Image.open`` once, ``CLIPImageProcessor`` on
+  ``convert("RGB")``, ``imagehash.phash``, ``cv2.Laplacian(np.asarray(im.convert("L")),
+  cv2.CV_64F).var()``; one core.
+
+Corpus, child processes, repeats and quiet-machine checks are those of ``benches/phash.py``
+(1,500 real photographs at 0.3-2 MP, JPEG q90). Results: ``benches/results/analyze.json``.
+
+Usage::
+
+    python benches/analyze.py              # ~5 min on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from pathlib import Path
+
+import phash as corpus_bench  # the JPEG corpus, the child runner and the per-bucket summary
+from _common import add_quiet_machine_args, child_env, report_header, run_quiet, versions
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = REPO_ROOT / "benches" / "results" / "analyze.json"
+CONFIGS = [("analyze", 1), ("three_calls", 1), ("analyze", 2), ("three_calls", 2), ("peers", 1)]
+LABELS = {"analyze": "interleaf analyze (one decode)", "three_calls": "interleaf three calls", "peers": "Pillow+CLIPImageProcessor+imagehash+cv2"}
+
+
+def make_runner(kind: str, threads: int):
+    """A function list_of_bytes -> one result per image."""
+    if kind == "analyze":
+        from interleaf.image import analyze
+
+        return lambda bs: analyze(bs, pixels=True, stats=True, hashes=["phash"], threads=threads).table.rows()
+    if kind == "three_calls":
+        from interleaf.dedup import phash
+        from interleaf.image import preprocess, stats
+
+        def run(bs):
+            pixels, _ = preprocess(bs, threads=threads)
+            table = stats(bs, threads=threads)
+            hashes = phash(bs, threads=threads)
+            assert len(pixels) == table.height == hashes.height
+            return hashes.rows()
+
+        return run
+    if kind == "peers":
+        import cv2
+        import imagehash
+        import numpy as np
+        from PIL import Image
+
+        from image_preprocess import clip_processor
+
+        proc = clip_processor()
+
+        def one(b):
+            im = Image.open(io.BytesIO(b))
+            im.load()
+            pixels = proc(images=im.convert("RGB"), return_tensors="np")["pixel_values"]
+            h = str(imagehash.phash(im))
+            blur = cv2.Laplacian(np.asarray(im.convert("L")), cv2.CV_64F).var()
+            return pixels, h, blur
+
+        return lambda bs: [one(b) for b in bs]
+    raise ValueError(kind)
+
+
+def parity(c: dict) -> dict:
+    """analyze's columns against the three calls on the unique images (must be equal)."""
+    import numpy as np
+
+    from interleaf.dedup import phash
+    from interleaf.image import analyze, preprocess, stats
+
+    bs = [u["bytes"] for u in c["unique"]]
+    r = analyze(bs, pixels=True, stats=True, hashes=["phash"])
+    pixels, _ = preprocess(bs)
+    st = stats(bs)
+    ph = phash(bs)
+    return {
+        "images": len(bs),
+        "pixels_equal": bool(np.array_equal(r.pixels, pixels)),
+        "stats_equal": r.table.select(st.columns).equals(st),
+        "phash_equal": r.table.get_column("phash_hex").to_list() == ph.get_column("hex").to_list(),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    corpus_bench.add_corpus_args(ap)
+    ap.add_argument("--repeats", type=int, default=3)
+    add_quiet_machine_args(ap)
+    ap.add_argument("--out", default=str(DEFAULT_OUT))
+    args = ap.parse_args()
+    if args.child:
+        args.kind = args.child
+        corpus_bench.child_main(args, make_runner)
+        return
+
+    c = corpus_bench.load_corpus(args)
+    st = corpus_bench.corpus_stats(c)
+    print(f"corpus: {st['images']:,} JPEGs ({st['unique_images']} unique), {st['total_megapixels']:.0f} MP", flush=True)
+    par = parity(c)
+    print(f"parity on {par['images']} unique images: {par}", flush=True)
+
+    runs: dict[str, list[dict]] = {f"{k}@{t}": [] for k, t in CONFIGS}
+    for rep in range(args.repeats):
+        for kind, threads in CONFIGS:
+            cmd = [sys.executable, __file__, "--child", kind, "--threads", str(threads), "--corpus", str(args.corpus)]
+            r = run_quiet(cmd, child_env(corpus_bench.CHILD_ENV, threads), f"{kind} T={threads}", args)
+            runs[f"{kind}@{threads}"].append(r)
+            print(f"  run {rep + 1}/{args.repeats} {kind} T={threads}: {r['wall_s']:.2f} s ({r['images'] / r['wall_s']:,.0f} images/s)", flush=True)
+
+    bucket_n = [len(b["images"]) for b in c["buckets"]]
+    bucket_mp = [sum(im["w"] * im["h"] for im in b["images"]) / 1e6 for b in c["buckets"]]
+    results = {}
+    for kind, threads in CONFIGS:
+        key = f"{kind}@{threads}"
+        results[key] = corpus_bench.summarize(runs[key], bucket_mp, bucket_n)
+        results[key]["runs"] = runs[key]
+    ratios = {}
+    for stat in ("best", "median"):
+        for t in (1, 2):
+            ratios[f"T{t}_analyze_vs_three_calls_{stat}"] = results[f"analyze@{t}"]["images_per_s"][stat] / results[f"three_calls@{t}"]["images_per_s"][stat]
+        ratios[f"T1_analyze_vs_peers_{stat}"] = results["analyze@1"]["images_per_s"][stat] / results["peers@1"]["images_per_s"][stat]
+
+    print()
+    print(f"{'method':<42}{'T':>2}{'img/s best':>11}{'img/s med':>10}")
+    for kind, threads in CONFIGS:
+        r = results[f"{kind}@{threads}"]
+        print(f"{LABELS[kind]:<42}{threads:>2}{r['images_per_s']['best']:>11,.1f}{r['images_per_s']['median']:>10,.1f}")
+    print()
+    for t in (1, 2):
+        print(f"T={t}: analyze is {ratios[f'T{t}_analyze_vs_three_calls_median']:.2f}x the three calls (median)")
+    print(f"T=1: analyze is {ratios['T1_analyze_vs_peers_median']:.2f}x the Python peers (median)")
+
+    report = {
+        **report_header("analyze"),
+        "versions": versions(("interleaf", "pillow", "numpy", "transformers", "imagehash", "opencv-python-headless")),
+        "corpus": st,
+        "parity": par,
+        "results": results,
+        "ratios": ratios,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
