@@ -458,3 +458,27 @@ def test_analyze_gives_what_the_separate_calls_give_from_one_decode(sample_dir):
         image.analyze(pl.Series(["a string"]))
     with pytest.raises(ValueError, match="hashes are"):
         image.analyze(items, hashes=["md5"])
+
+
+def test_preprocess_config_is_checked_once_in_rust_with_clear_errors():
+    cfg = PreprocessConfig.open_clip(336)
+    assert cfg.output_shape == (336, 336) and cfg.resample == 3 and cfg.mean == pytest.approx(OPENAI_CLIP_MEAN)
+    assert cfg == PreprocessConfig.open_clip(336) != PreprocessConfig.open_clip(224)
+    assert "shortest_edge=336" in repr(cfg)
+    cases = [
+        (dict(size=(20000, 20000), mode="squash", crop=None), "must be in \\[1, 4096\\]"),
+        (dict(shortest_edge=0), "must be in \\[1, 4096\\]"),
+        (dict(mode="shortest", crop=None), "different shapes"),
+        (dict(mode="sideways"), "mode must be"),
+        (dict(resample=9), "resample 9"),
+        (dict(std=(0.0, 1.0, 1.0)), "std"),
+        (dict(mean=None), "mean and std go together"),
+        (dict(rescale="multiply", rescale_factor=-1.0), "rescale_factor"),
+    ]
+    for kwargs, match in cases:
+        with pytest.raises(ValueError, match=match):
+            PreprocessConfig(**kwargs)
+    with pytest.raises(ValueError, match="4096"):
+        image.preprocess([b"x"], size=20000)
+    with pytest.raises(ValueError, match="max_pixels must be >= 1"):
+        image.preprocess([b"x"], max_pixels=0)

@@ -7,11 +7,16 @@ rows in polars DataFrames (see :mod:`interleaf.schema`)::
     for batch in interleaf.read("shards/*.tar"):
         ...
     interleaf.write(interleaf.read("data.jsonl"), "out/", format="webdataset")
+
+Batch work runs on one process-wide thread policy: ``interleaf.set_threads(n)`` (or the
+``INTERLEAF_THREADS`` environment variable) sets the default for every call that does not pass
+``threads=``; the default is the cores this process may run on.
 """
 
 from interleaf._native import __version__
+from interleaf._native import get_threads, set_threads
 from interleaf.io import Reader, read, write
 from interleaf import schema
 from interleaf.schema import ERROR_KINDS, NODE_SCHEMA
 
-__all__ = ["ERROR_KINDS", "NODE_SCHEMA", "Reader", "__version__", "read", "schema", "write"]
+__all__ = ["ERROR_KINDS", "NODE_SCHEMA", "Reader", "__version__", "get_threads", "read", "schema", "set_threads", "write"]

@@ -4,11 +4,12 @@ from typing import Any, final
 
 import numpy as np
 import polars as pl
-from typing_extensions import Self
+from typing_extensions import Self, disjoint_base
 
 __version__: str
 __all__ = [
     "NativeReader",
+    "PreprocessConfig",
     "NativeShardWriter",
     "__version__",
     "_decode_luma",
@@ -18,6 +19,7 @@ __all__ = [
     "blake3",
     "error_kinds",
     "frame_to_jsonl",
+    "get_threads",
     "hamming_pairs",
     "lsh_cluster",
     "lsh_params",
@@ -26,6 +28,7 @@ __all__ = [
     "number_documents",
     "read_samples",
     "records_to_frame",
+    "set_threads",
     "shingles",
     "xxh3_128",
     "xxh3_64",
@@ -88,6 +91,56 @@ def number_documents(df: pl.DataFrame, first: int) -> pl.Series:
 
 def frame_to_jsonl(df: pl.DataFrame) -> bytes:
     """One JSON line per document of a node table, in interleaf's ``nodes`` schema."""
+
+def set_threads(threads: int) -> None:
+    """Default thread count (1-512) of every batch call that does not name one."""
+
+def get_threads() -> int:
+    """The default thread count: set_threads, else INTERLEAF_THREADS, else the usable cores."""
+
+@disjoint_base
+class PreprocessConfig:
+    """How images become model input (interleaf.image.PreprocessConfig), checked in Rust."""
+
+    def __new__(
+        cls,
+        *,
+        mode: str = "shortest",
+        shortest_edge: int = 224,
+        size: tuple[int, int] = ...,
+        crop: tuple[int, int] | None = ...,
+        crop_rounding: str = "half_even",
+        resample: int = 3,
+        rescale: str = "divide255",
+        rescale_factor: float = ...,
+        mean: tuple[float, float, float] | None = ...,
+        std: tuple[float, float, float] | None = ...,
+        fill: int = 0,
+    ) -> Self: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def shortest_edge(self) -> int: ...
+    @property
+    def size(self) -> tuple[int, int]: ...
+    @property
+    def crop(self) -> tuple[int, int] | None: ...
+    @property
+    def crop_rounding(self) -> str: ...
+    @property
+    def resample(self) -> int: ...
+    @property
+    def rescale(self) -> str: ...
+    @property
+    def rescale_factor(self) -> float: ...
+    @property
+    def mean(self) -> tuple[float, float, float] | None: ...
+    @property
+    def std(self) -> tuple[float, float, float] | None: ...
+    @property
+    def fill(self) -> int: ...
+    @property
+    def output_shape(self) -> tuple[int, int]: ...
 
 def error_kinds() -> list[tuple[str, str]]:
     """(kind, meaning) of every error kind in the registry."""
@@ -155,7 +208,7 @@ def analyze_images(
     images: pl.Series,
     *,
     out: np.ndarray | None = None,
-    config: dict[str, Any] | None = None,
+    config: PreprocessConfig | None = None,
     stats: bool = False,
     hashes: list[str] = ...,
     hash_size: int = 8,

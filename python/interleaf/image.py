@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -63,12 +63,11 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class PreprocessConfig:
-    """How images become model input. Build it with :meth:`open_clip`, :meth:`from_hf` or
-    :func:`load_config` rather than by hand.
+class PreprocessConfig(_native.PreprocessConfig):
+    """How images become model input; immutable, checked once (in Rust) when made. Build it
+    with :meth:`open_clip`, :meth:`from_hf` or :func:`load_config` rather than by hand.
 
-    Attributes:
+    Keyword arguments (and attributes):
         mode: ``"shortest"`` (shortest side to ``shortest_edge``, long side
             ``int(edge * long / short)``, then center crop), ``"squash"`` (straight to ``size``,
             aspect ratio ignored) or ``"longest"`` (longest side to fit ``size``, centered on a
@@ -85,43 +84,9 @@ class PreprocessConfig:
         rescale_factor: the factor of ``"multiply"``.
         mean, std: per-channel normalisation ``(x - mean) / std`` in float32, or None.
         fill: the 8-bit value padding takes before rescaling (0, as both references pad).
+
+    Sides are 1-4096 pixels; ``output_shape`` is the (height, width) of every output image.
     """
-
-    mode: str = "shortest"
-    shortest_edge: int = 224
-    size: tuple[int, int] = (224, 224)
-    crop: tuple[int, int] | None = (224, 224)
-    crop_rounding: str = "half_even"
-    resample: int = 3
-    rescale: str = "divide255"
-    rescale_factor: float = 1 / 255
-    mean: tuple[float, float, float] | None = OPENAI_CLIP_MEAN
-    std: tuple[float, float, float] | None = OPENAI_CLIP_STD
-    fill: int = 0
-
-    def __post_init__(self) -> None:
-        if self.mode not in _MODES:
-            raise ValueError(f"mode must be one of {_MODES}, not {self.mode!r}")
-        if self.mode == "shortest" and self.crop is None:
-            raise ValueError("mode='shortest' without a crop gives images of different shapes; set crop")
-        if (self.mean is None) != (self.std is None):
-            raise ValueError("mean and std go together")
-        for name in ("mean", "std"):
-            v = getattr(self, name)
-            if v is not None and len(v) != 3:
-                raise ValueError(f"{name} needs 3 values (RGB), got {len(v)}")
-        sizes = [self.shortest_edge, *self.size, *(self.crop or (1, 1))]
-        if any(int(s) < 1 for s in sizes):
-            raise ValueError(f"sizes must be >= 1, got {sizes}")
-        if self.resample not in _RESAMPLE_NAMES.values():
-            raise ValueError(f"resample {self.resample} is not supported: use 1 (LANCZOS), 2 (BILINEAR), 3 (BICUBIC), 4 (BOX) or 5 (HAMMING)")
-        if not 0 <= self.fill <= 255:
-            raise ValueError("fill is an 8-bit value")
-
-    @property
-    def output_shape(self) -> tuple[int, int]:
-        """(height, width) of every preprocessed image."""
-        return self.crop if self.crop is not None else self.size
 
     @classmethod
     def open_clip(cls, size: int = 224, mode: str = "shortest", mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD, resample: int = 3, fill: int = 0) -> PreprocessConfig:
@@ -211,8 +176,8 @@ def load_config(config: str | os.PathLike | Mapping[str, Any] | PreprocessConfig
     defaults at ``size``)."""
     if config is None:
         return PreprocessConfig.open_clip(size)
-    if isinstance(config, PreprocessConfig):
-        return config
+    if isinstance(config, _native.PreprocessConfig):
+        return config  # type: ignore[return-value]
     if not isinstance(config, Mapping):
         path = Path(config)
         if path.is_dir():
@@ -324,7 +289,7 @@ def analyze(
     check_draft(draft)
     col = binary_column(images)
     arr = None
-    cfg_dict = None
+    cfg = None
     if pixels is not None and pixels is not False:
         cfg = load_config(None if pixels is True else pixels, size)
         h, w = cfg.output_shape
@@ -334,14 +299,10 @@ def analyze(
             raise ValueError(f"out has dtype {out.dtype}, expected {dtype}")
         else:
             arr = out
-        cfg_dict = asdict(cfg)
-        for key in ("size", "crop", "mean", "std"):
-            if cfg_dict[key] is not None:
-                cfg_dict[key] = tuple(cfg_dict[key])
     table = _native.analyze_images(
         col,
         out=arr,
-        config=cfg_dict,
+        config=cfg,
         stats=stats,
         hashes=list(hashes),
         hash_size=hash_size,

@@ -6,7 +6,9 @@
 //! - [`hash`]: exact keys, MinHash signatures, LSH clustering, union-find.
 //! - [`image`]: decoding with limits, Pillow-compatible grayscale and resampling.
 //! - [`text`]: Python-compatible whitespace, normalisation, shingles.
+//! - [`threads`], [`cpu`]: the process-wide thread policy and the CPU features SIMD paths use.
 
+pub mod cpu;
 pub mod doc;
 pub mod error;
 pub mod formats;
@@ -16,6 +18,7 @@ pub mod input;
 pub mod reader;
 pub mod shard;
 pub mod text;
+pub mod threads;
 
 pub use doc::{Document, Node, NodeBatch, NodeKind, ReadStats};
 pub use error::{Error, ErrorKind, RecordError, Result};

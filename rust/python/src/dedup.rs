@@ -20,35 +20,28 @@ fn parse_unit(unit: &str) -> PyResult<Unit> {
 
 /// Runs `f` on a rayon pool of `threads` threads (the global pool when None).
 pub(crate) fn on_pool<T: Send>(threads: Option<usize>, f: impl FnOnce() -> T + Send) -> PyResult<T> {
-    match threads {
-        None => Ok(f()),
-        Some(0) => Err(PyValueError::new_err("threads must be >= 1")),
-        Some(t) => {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().map_err(|e| PyValueError::new_err(e.to_string()))?;
-            Ok(pool.install(f))
-        }
-    }
+    interleaf_core::threads::install(threads, f).map_err(PyValueError::new_err)
 }
 
 /// `f` of each value, as a String Series named like the input (null stays null).
-fn hex_series<T: Sync>(py: Python<'_>, name: &PlSmallStr, values: &[Option<T>], f: impl Fn(&T) -> String + Sync) -> PySeries {
+fn hex_series<T: Sync>(py: Python<'_>, name: &PlSmallStr, values: &[Option<T>], f: impl Fn(&T) -> String + Sync) -> PyResult<PySeries> {
     use rayon::prelude::*;
-    let out: Vec<Option<String>> = py.detach(|| values.par_iter().map(|v| v.as_ref().map(&f)).collect());
-    PySeries(StringChunked::from_iter_options(name.clone(), out.into_iter()).into_series())
+    let out: Vec<Option<String>> = py.detach(|| on_pool(None, || values.par_iter().map(|v| v.as_ref().map(&f)).collect()))?;
+    Ok(PySeries(StringChunked::from_iter_options(name.clone(), out.into_iter()).into_series()))
 }
 
 /// xxh3-128 hex of each value of a String (UTF-8 bytes) or Binary Series.
 #[pyfunction]
 pub fn xxh3_128(py: Python<'_>, items: PySeries) -> PyResult<PySeries> {
     let values = byte_values(&items.0, "items")?;
-    Ok(hex_series(py, items.0.name(), &values, |b| xxh3_128_hex(b)))
+    hex_series(py, items.0.name(), &values, |b| xxh3_128_hex(b))
 }
 
 /// BLAKE3 hex of each value of a String (UTF-8 bytes) or Binary Series.
 #[pyfunction]
 pub fn blake3(py: Python<'_>, items: PySeries) -> PyResult<PySeries> {
     let values = byte_values(&items.0, "items")?;
-    Ok(hex_series(py, items.0.name(), &values, |b| blake3_hex(b)))
+    hex_series(py, items.0.name(), &values, |b| blake3_hex(b))
 }
 
 /// xxh3-128 hex of each normalised text of a String Series.
@@ -56,7 +49,7 @@ pub fn blake3(py: Python<'_>, items: PySeries) -> PyResult<PySeries> {
 #[pyo3(signature = (texts, strip_punctuation=false))]
 pub fn normalized_text_hash(py: Python<'_>, texts: PySeries, strip_punctuation: bool) -> PyResult<PySeries> {
     let values = str_values(&texts.0, "texts")?;
-    Ok(hex_series(py, texts.0.name(), &values, |t| normalized_text_hex(t, strip_punctuation)))
+    hex_series(py, texts.0.name(), &values, |t| normalized_text_hex(t, strip_punctuation))
 }
 
 #[pyfunction]

@@ -1,13 +1,13 @@
 //! polars plugin expressions (registered by `interleaf.polars`).
 
 use polars::prelude::*;
-use pyo3_polars::derive::polars_expr;
+use pyo3_polars::derive::{polars_expr, CallerContext};
 
 use interleaf_core::hash::perceptual::PerceptualKind;
 use interleaf_core::image::analyze::{analyze, Analysis, Wants};
 
 use crate::frame::{error_dtype, error_series};
-use crate::image::{analysis_table, hash_columns, limits};
+use crate::image::{analysis_table, hash_columns};
 
 /// xxh3-64 (seed 0) of each string's UTF-8 bytes or each binary value; null stays null.
 #[polars_expr(output_type=UInt64)]
@@ -37,7 +37,7 @@ fn minhash_field(input_fields: &[Field]) -> PolarsResult<Field> {
 
 /// MinHash signature of each string as a List[UInt32] (see `interleaf.polars.minhash`).
 #[polars_expr(output_type_func=minhash_field)]
-fn minhash(inputs: &[Series], kwargs: MinHashKwargs) -> PolarsResult<Series> {
+fn minhash(inputs: &[Series], context: CallerContext, kwargs: MinHashKwargs) -> PolarsResult<Series> {
     use interleaf_core::hash::minhash::{signatures, MinHashParams, Scheme};
     use interleaf_core::text::shingle::Unit;
     let s = &inputs[0];
@@ -47,7 +47,7 @@ fn minhash(inputs: &[Series], kwargs: MinHashKwargs) -> PolarsResult<Series> {
     let params = MinHashParams { n: kwargs.n.max(1), unit, scheme, a: kwargs.a, b: kwargs.b, seed: kwargs.seed };
     let k = params.num_perm();
     let texts: Vec<&str> = ca.iter().map(|t| t.unwrap_or("")).collect();
-    let flat = signatures(&texts, &params);
+    let flat = honouring(&context, || signatures(&texts, &params))?;
     let mut builder = ListPrimitiveChunkedBuilder::<UInt32Type>::new(s.name().clone(), ca.len(), ca.len() * k, DataType::UInt32);
     for (i, t) in ca.iter().enumerate() {
         match t {
@@ -98,22 +98,33 @@ fn perceptual_field(input_fields: &[Field]) -> PolarsResult<Field> {
     Ok(Field::new(input_fields[0].name().clone(), dtype))
 }
 
+/// Runs `f` on interleaf's pool, or on one thread when polars already runs this expression in
+/// parallel (a group-by, a streaming engine), so the two pools never oversubscribe the CPUs.
+fn honouring<T: Send>(context: &CallerContext, f: impl FnOnce() -> T + Send) -> PolarsResult<T> {
+    let threads = if context.parallel() { Some(1) } else { None };
+    interleaf_core::threads::install(threads, f).map_err(|m| polars_err!(ComputeError: "{}", m))
+}
+
 /// One decode pass over a Binary column (see `interleaf_core::image::analyze`).
-fn analyze_column(s: &Series, wants: &Wants) -> PolarsResult<Vec<Analysis>> {
+fn analyze_column(s: &Series, wants: &Wants, context: &CallerContext) -> PolarsResult<Vec<Analysis>> {
     let values: Vec<Option<&[u8]>> = s.binary()?.iter().collect();
-    analyze::<f32>(&values, wants, &mut []).map_err(|m| polars_err!(InvalidOperation: "{}", m))
+    honouring(context, || analyze::<f32>(&values, wants, &mut []))?.map_err(|m| polars_err!(InvalidOperation: "{}", m))
+}
+
+fn expr_limits(max_pixels: Option<u64>, max_bytes: Option<u64>) -> PolarsResult<interleaf_core::image::DecodeLimits> {
+    interleaf_core::image::DecodeLimits::new(max_pixels, max_bytes).map_err(|m| polars_err!(InvalidOperation: "{}", m))
 }
 
 /// 64-bit perceptual hash (hash_size 8, imagehash's bits as a big-endian number) of each
 /// encoded image, as a struct `{hash, error}`: a null or undecodable image has a null hash and
 /// its error.
 #[polars_expr(output_type_func=perceptual_field)]
-fn perceptual_hash(inputs: &[Series], kwargs: PerceptualKwargs) -> PolarsResult<Series> {
+fn perceptual_hash(inputs: &[Series], context: CallerContext, kwargs: PerceptualKwargs) -> PolarsResult<Series> {
     let s = &inputs[0];
     let kind = PerceptualKind::parse(&kwargs.kind).ok_or_else(|| polars_err!(InvalidOperation: "kind must be ahash, dhash or phash"))?;
     polars_ensure!(kwargs.draft != Some(0), InvalidOperation: "draft must be a size in pixels >= 1, or None");
-    let wants = Wants { hashes: vec![(kind, 8)], hash_draft: kwargs.draft, limits: limits(kwargs.max_pixels, None), ..Default::default() };
-    let all = analyze_column(s, &wants)?;
+    let wants = Wants { hashes: vec![(kind, 8)], hash_draft: kwargs.draft, limits: expr_limits(kwargs.max_pixels, None)?, ..Default::default() };
+    let all = analyze_column(s, &wants, &context)?;
     let [hash, _] = hash_columns(&all, 0, "hash");
     let error = error_series("error", all.iter().map(|a| a.error.as_ref()))?;
     Ok(StructChunked::from_series(s.name().clone(), all.len(), [hash, error].iter())?.into_series())
@@ -152,10 +163,10 @@ fn image_stats_field(input_fields: &[Field]) -> PolarsResult<Field> {
 /// Image statistics of each encoded image in a Binary column, as a struct (see
 /// `interleaf.polars.image_stats`).
 #[polars_expr(output_type_func=image_stats_field)]
-fn image_stats(inputs: &[Series], kwargs: ImageStatsKwargs) -> PolarsResult<Series> {
+fn image_stats(inputs: &[Series], context: CallerContext, kwargs: ImageStatsKwargs) -> PolarsResult<Series> {
     let s = &inputs[0];
-    let wants = Wants { stats: true, limits: limits(kwargs.max_pixels, kwargs.max_bytes), ..Default::default() };
-    let all = analyze_column(s, &wants)?;
+    let wants = Wants { stats: true, limits: expr_limits(kwargs.max_pixels, kwargs.max_bytes)?, ..Default::default() };
+    let all = analyze_column(s, &wants, &context)?;
     let table = analysis_table(&all, true, &[])?;
     Ok(table.into_struct(s.name().clone()).into_series())
 }

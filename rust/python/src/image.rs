@@ -4,14 +4,13 @@
 use interleaf_core::hash::perceptual::{bits_to_hex, bits_to_u64, PerceptualKind};
 use interleaf_core::image::analyze::{analyze, Analysis, Wants};
 use interleaf_core::image::decode::{Alpha, DecodeLimits, DecodeOptions};
-use interleaf_core::image::preprocess::{CropRounding, PreprocessConfig, Rescale, ResizeMode, Sample};
+use interleaf_core::image::preprocess::{CropRounding, PreprocessConfig, Rescale, ResizeMode, Sample, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD};
 use interleaf_core::image::{decode_rgb, Filter, ImageStats};
 use numpy::{PyArray4, PyArrayMethods, PyUntypedArrayMethods};
 use polars::prelude::*;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
-use pyo3::types::PyDict;
 use pyo3_polars::{PyDataFrame, PySeries};
 
 use crate::columns::binary_values;
@@ -22,16 +21,10 @@ fn polars_err(e: PolarsError) -> PyErr {
     PyValueError::new_err(e.to_string())
 }
 
-/// Decode limits from the optional overrides (defaults: Pillow's pixel limit, 256 MiB).
-pub fn limits(max_pixels: Option<u64>, max_bytes: Option<u64>) -> DecodeLimits {
-    let mut l = DecodeLimits::default();
-    if let Some(m) = max_pixels {
-        l.max_pixels = m;
-    }
-    if let Some(m) = max_bytes {
-        l.max_bytes = m;
-    }
-    l
+/// Decode limits from the optional overrides (core's one builder; defaults: Pillow's pixel
+/// limit, 256 MiB).
+pub fn limits(max_pixels: Option<u64>, max_bytes: Option<u64>) -> PyResult<DecodeLimits> {
+    DecodeLimits::new(max_pixels, max_bytes).map_err(PyValueError::new_err)
 }
 
 fn alpha(a: &str) -> PyResult<Alpha> {
@@ -42,53 +35,130 @@ fn alpha(a: &str) -> PyResult<Alpha> {
     }
 }
 
-fn item<'py, T: for<'a> FromPyObject<'a, 'py>>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
-    d.get_item(key)?.ok_or_else(|| PyValueError::new_err(format!("preprocessing config lacks {key:?}")))?.extract().map_err(Into::into)
+/// How images become model input (see `interleaf.image.PreprocessConfig`): the core
+/// configuration, checked once by `interleaf_core` when made.
+#[pyclass(name = "PreprocessConfig", module = "interleaf._native", subclass, frozen, eq, skip_from_py_object)]
+#[derive(Clone, PartialEq)]
+pub struct PyPreprocessConfig {
+    pub inner: PreprocessConfig,
 }
 
-/// A core [`PreprocessConfig`] from the fields of `interleaf.image.PreprocessConfig` (a dict).
-fn preprocess_config(d: &Bound<'_, PyDict>, decode: DecodeOptions, jpeg_draft: bool) -> PyResult<PreprocessConfig> {
-    let mode = match item::<String>(d, "mode")?.as_str() {
-        "shortest" => ResizeMode::Shortest,
-        "squash" => ResizeMode::Squash,
-        "longest" => ResizeMode::Longest,
-        other => return Err(PyValueError::new_err(format!("mode must be 'shortest', 'squash' or 'longest', not {other:?}"))),
-    };
-    let crop_rounding = match item::<String>(d, "crop_rounding")?.as_str() {
-        "floor" => CropRounding::Floor,
-        "half_even" => CropRounding::HalfEven,
-        other => return Err(PyValueError::new_err(format!("crop_rounding must be 'floor' or 'half_even', not {other:?}"))),
-    };
-    let resample: i64 = item(d, "resample")?;
-    let filter = Filter::from_pillow(resample)
-        .ok_or_else(|| PyValueError::new_err(format!("resample {resample} is not supported: use 1 (LANCZOS), 2 (BILINEAR), 3 (BICUBIC), 4 (BOX) or 5 (HAMMING)")))?;
-    let rescale = match item::<String>(d, "rescale")?.as_str() {
-        "multiply" => Rescale::Multiply(item(d, "rescale_factor")?),
-        "divide255" => Rescale::Divide255,
-        "off" => Rescale::Off,
-        other => return Err(PyValueError::new_err(format!("unknown rescale {other:?}"))),
-    };
-    let normalize = match (item::<Option<[f32; 3]>>(d, "mean")?, item::<Option<[f32; 3]>>(d, "std")?) {
-        (Some(_), Some(s)) if s.contains(&0.0) => return Err(PyValueError::new_err(format!("image_std must not contain 0, got {s:?}"))),
-        (Some(m), Some(s)) => Some((m, s)),
-        (None, None) => None,
-        _ => return Err(PyValueError::new_err("mean and std go together")),
-    };
-    let cfg = PreprocessConfig {
-        mode,
-        shortest_edge: item(d, "shortest_edge")?,
-        size: item(d, "size")?,
-        crop: item(d, "crop")?,
-        crop_rounding,
-        filter,
-        rescale,
-        normalize,
-        fill: item(d, "fill")?,
-        jpeg_draft,
-        decode,
-    };
-    cfg.output_shape().map_err(PyValueError::new_err)?;
-    Ok(cfg)
+#[pymethods]
+impl PyPreprocessConfig {
+    #[new]
+    #[pyo3(signature = (*, mode="shortest", shortest_edge=224, size=(224, 224), crop=Some((224, 224)), crop_rounding="half_even", resample=3, rescale="divide255", rescale_factor=1.0 / 255.0, mean=Some(OPENAI_CLIP_MEAN), std=Some(OPENAI_CLIP_STD), fill=0))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        mode: &str,
+        shortest_edge: usize,
+        size: (usize, usize),
+        crop: Option<(usize, usize)>,
+        crop_rounding: &str,
+        resample: i64,
+        rescale: &str,
+        rescale_factor: f64,
+        mean: Option<[f32; 3]>,
+        std: Option<[f32; 3]>,
+        fill: u8,
+    ) -> PyResult<Self> {
+        let err = PyValueError::new_err;
+        let filter = Filter::from_pillow(resample).ok_or_else(|| err(format!("resample {resample} is not supported: use 1 (LANCZOS), 2 (BILINEAR), 3 (BICUBIC), 4 (BOX) or 5 (HAMMING)")))?;
+        let normalize = match (mean, std) {
+            (Some(m), Some(s)) => Some((m, s)),
+            (None, None) => None,
+            _ => return Err(err("mean and std go together".to_string())),
+        };
+        let inner = PreprocessConfig {
+            mode: ResizeMode::parse(mode).map_err(err)?,
+            shortest_edge,
+            size,
+            crop,
+            crop_rounding: CropRounding::parse(crop_rounding).map_err(err)?,
+            filter,
+            rescale: Rescale::parse(rescale, rescale_factor).map_err(err)?,
+            normalize,
+            fill,
+            jpeg_draft: false,
+            decode: DecodeOptions::default(),
+        };
+        inner.validate().map_err(err)?;
+        Ok(PyPreprocessConfig { inner })
+    }
+
+    /// ``"shortest"``, ``"squash"`` or ``"longest"``.
+    #[getter]
+    fn mode(&self) -> &'static str {
+        self.inner.mode.as_str()
+    }
+    #[getter]
+    fn shortest_edge(&self) -> usize {
+        self.inner.shortest_edge
+    }
+    /// (height, width).
+    #[getter]
+    fn size(&self) -> (usize, usize) {
+        self.inner.size
+    }
+    /// (height, width) of the center crop, or None.
+    #[getter]
+    fn crop(&self) -> Option<(usize, usize)> {
+        self.inner.crop
+    }
+    #[getter]
+    fn crop_rounding(&self) -> &'static str {
+        self.inner.crop_rounding.as_str()
+    }
+    /// Pillow's filter code.
+    #[getter]
+    fn resample(&self) -> i64 {
+        self.inner.filter.pillow_code()
+    }
+    #[getter]
+    fn rescale(&self) -> &'static str {
+        self.inner.rescale.as_str()
+    }
+    #[getter]
+    fn rescale_factor(&self) -> f64 {
+        match self.inner.rescale {
+            Rescale::Multiply(f) => f,
+            _ => 1.0 / 255.0,
+        }
+    }
+    #[getter]
+    fn mean(&self) -> Option<(f32, f32, f32)> {
+        self.inner.normalize.map(|(m, _)| (m[0], m[1], m[2]))
+    }
+    #[getter]
+    fn std(&self) -> Option<(f32, f32, f32)> {
+        self.inner.normalize.map(|(_, s)| (s[0], s[1], s[2]))
+    }
+    #[getter]
+    fn fill(&self) -> u8 {
+        self.inner.fill
+    }
+    /// (height, width) of every preprocessed image.
+    #[getter]
+    fn output_shape(&self) -> PyResult<(usize, usize)> {
+        self.inner.output_shape().map_err(PyValueError::new_err)
+    }
+
+    fn __repr__(&self) -> String {
+        let c = &self.inner;
+        format!(
+            "PreprocessConfig(mode={:?}, shortest_edge={}, size={:?}, crop={:?}, crop_rounding={:?}, resample={}, rescale={:?}, rescale_factor={}, mean={:?}, std={:?}, fill={})",
+            c.mode.as_str(),
+            c.shortest_edge,
+            c.size,
+            c.crop,
+            c.crop_rounding.as_str(),
+            c.filter.pillow_code(),
+            c.rescale.as_str(),
+            self.rescale_factor(),
+            self.mean(),
+            self.std(),
+            c.fill
+        )
+    }
 }
 
 fn hash_kinds(hashes: &[String], hash_size: usize) -> PyResult<Vec<(PerceptualKind, usize)>> {
@@ -170,7 +240,7 @@ pub fn analyze_images(
     py: Python<'_>,
     images: PySeries,
     out: Option<&Bound<'_, PyAny>>,
-    config: Option<&Bound<'_, PyDict>>,
+    config: Option<PyRef<'_, PyPreprocessConfig>>,
     stats: bool,
     hashes: Vec<String>,
     hash_size: usize,
@@ -183,9 +253,9 @@ pub fn analyze_images(
     threads: Option<usize>,
 ) -> PyResult<PyDataFrame> {
     let values = binary_values(&images.0, "images")?;
-    let limits = limits(max_pixels, max_bytes);
+    let limits = limits(max_pixels, max_bytes)?;
     let decode = DecodeOptions { limits, alpha: self::alpha(alpha)?, exif_transpose };
-    let cfg = config.map(|d| preprocess_config(d, decode, jpeg_draft)).transpose()?;
+    let cfg = config.map(|c| PreprocessConfig { jpeg_draft, decode, ..c.inner.clone() });
     if hash_draft == Some(0) {
         return Err(PyValueError::new_err("draft must be a size in pixels >= 1, or None"));
     }
@@ -210,6 +280,6 @@ pub fn analyze_images(
 #[pyfunction]
 #[pyo3(name = "_decode_rgb", signature = (data, alpha="drop", exif_transpose=false, max_pixels=None))]
 pub fn decode_rgb_py(py: Python<'_>, data: PyBackedBytes, alpha: &str, exif_transpose: bool, max_pixels: Option<u64>) -> PyResult<(usize, usize, Vec<u8>)> {
-    let opts = DecodeOptions { limits: limits(max_pixels, None), alpha: self::alpha(alpha)?, exif_transpose };
+    let opts = DecodeOptions { limits: limits(max_pixels, None)?, alpha: self::alpha(alpha)?, exif_transpose };
     py.detach(|| decode_rgb(&data, &opts)).map(|i| (i.width, i.height, i.px)).map_err(|e| PyValueError::new_err(e.to_string()))
 }

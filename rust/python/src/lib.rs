@@ -21,6 +21,18 @@ fn xxh3_64(py: Python<'_>, data: Vec<Vec<u8>>) -> Vec<u64> {
     py.detach(|| data.iter().map(|d| interleaf_core::hash::xxh3_64(d)).collect())
 }
 
+/// Sets the default number of threads of every batch call that does not name one.
+#[pyfunction]
+fn set_threads(threads: usize) -> PyResult<()> {
+    interleaf_core::threads::set_default_threads(threads).map_err(pyo3::exceptions::PyValueError::new_err)
+}
+
+/// The default number of threads (see `interleaf.set_threads`).
+#[pyfunction]
+fn get_threads() -> usize {
+    interleaf_core::threads::default_threads()
+}
+
 /// The error registry: (kind, meaning) for every kind a record error can have.
 #[pyfunction]
 fn error_kinds() -> Vec<(&'static str, &'static str)> {
@@ -38,6 +50,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(io::read_samples, m)?)?;
     m.add_function(wrap_pyfunction!(xxh3_64, m)?)?;
     m.add_function(wrap_pyfunction!(error_kinds, m)?)?;
+    m.add_function(wrap_pyfunction!(set_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(get_threads, m)?)?;
+    m.add_class::<image::PyPreprocessConfig>()?;
     m.add_function(wrap_pyfunction!(dedup::xxh3_128, m)?)?;
     m.add_function(wrap_pyfunction!(dedup::blake3, m)?)?;
     m.add_function(wrap_pyfunction!(dedup::normalized_text_hash, m)?)?;

@@ -189,10 +189,10 @@ impl Isa {
     fn detect() -> Isa {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::env::var_os("INTERLEAF_NO_AVX512").is_none() && std::arch::is_x86_feature_detected!("avx512f") {
+            if crate::cpu::avx512f() {
                 return Isa::Avx512;
             }
-            if std::arch::is_x86_feature_detected!("avx2") {
+            if crate::cpu::avx2() {
                 return Isa::Avx2;
             }
         }
@@ -341,7 +341,7 @@ mod tests {
         lanes.apply(&mut got, &hs);
         assert_eq!(got, want);
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if crate::cpu::avx2() {
             let mut got = vec![u32::MAX; 100];
             unsafe { apply_affine32_avx2(&mut got, &lanes.a, &lanes.b, &hs) };
             assert_eq!(got, want);

@@ -19,7 +19,25 @@ pub struct DecodeLimits {
 
 impl Default for DecodeLimits {
     fn default() -> Self {
-        DecodeLimits { max_pixels: DEFAULT_MAX_PIXELS, max_bytes: 256 << 20 }
+        DecodeLimits { max_pixels: DEFAULT_MAX_PIXELS, max_bytes: DEFAULT_MAX_BYTES }
+    }
+}
+
+/// The default limit on one image's encoded size: 256 MiB.
+pub const DEFAULT_MAX_BYTES: u64 = 256 << 20;
+
+impl DecodeLimits {
+    /// The defaults, with each limit that is given replacing its default (each must be >= 1):
+    /// the one builder every entry point uses.
+    pub fn new(max_pixels: Option<u64>, max_bytes: Option<u64>) -> Result<Self, String> {
+        let mut l = DecodeLimits::default();
+        if let Some(m) = max_pixels {
+            l.max_pixels = if m >= 1 { m } else { return Err(format!("max_pixels must be >= 1, got {m}")) };
+        }
+        if let Some(m) = max_bytes {
+            l.max_bytes = if m >= 1 { m } else { return Err(format!("max_bytes must be >= 1, got {m}")) };
+        }
+        Ok(l)
     }
 }
 
@@ -283,7 +301,7 @@ pub fn rgb_to_luma(rgb: &[u8]) -> Vec<u8> {
     }
     let mut out = vec![0u8; rgb.len() / 3];
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
+    if crate::cpu::avx2() {
         // SAFETY: AVX2 support was just checked.
         unsafe { run_avx2(rgb, &mut out) };
         return out;
@@ -298,7 +316,7 @@ pub fn rgb_to_luma(rgb: &[u8]) -> Vec<u8> {
 pub fn rgbx_to_luma(rgbx: &[u8], out: &mut [u8]) {
     assert_eq!(rgbx.len(), out.len() * 4);
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
+    if crate::cpu::avx2() {
         // SAFETY: AVX2 support was just checked.
         return unsafe { rgbx_to_luma_avx2(rgbx, out) };
     }
@@ -375,7 +393,7 @@ pub enum Alpha {
 }
 
 /// Options for [`decode_rgb`].
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DecodeOptions {
     pub limits: DecodeLimits,
     pub alpha: Alpha,

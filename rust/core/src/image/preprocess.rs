@@ -37,6 +37,42 @@ pub enum CropRounding {
     HalfEven,
 }
 
+impl ResizeMode {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "shortest" => Ok(ResizeMode::Shortest),
+            "squash" => Ok(ResizeMode::Squash),
+            "longest" => Ok(ResizeMode::Longest),
+            other => Err(format!("mode must be 'shortest', 'squash' or 'longest', not {other:?}")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResizeMode::Shortest => "shortest",
+            ResizeMode::Squash => "squash",
+            ResizeMode::Longest => "longest",
+        }
+    }
+}
+
+impl CropRounding {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "floor" => Ok(CropRounding::Floor),
+            "half_even" => Ok(CropRounding::HalfEven),
+            other => Err(format!("crop_rounding must be 'floor' or 'half_even', not {other:?}")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CropRounding::Floor => "floor",
+            CropRounding::HalfEven => "half_even",
+        }
+    }
+}
+
 /// How 8-bit values become floats before normalisation.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Rescale {
@@ -48,8 +84,33 @@ pub enum Rescale {
     Divide255,
 }
 
+impl Rescale {
+    /// `"multiply"` (by `factor`), `"divide255"` or `"off"`.
+    pub fn parse(kind: &str, factor: f64) -> Result<Self, String> {
+        match kind {
+            "multiply" if factor.is_finite() && factor > 0.0 => Ok(Rescale::Multiply(factor)),
+            "multiply" => Err(format!("rescale_factor must be a positive number, got {factor}")),
+            "divide255" => Ok(Rescale::Divide255),
+            "off" => Ok(Rescale::Off),
+            other => Err(format!("rescale must be 'multiply', 'divide255' or 'off', not {other:?}")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rescale::Off => "off",
+            Rescale::Multiply(_) => "multiply",
+            Rescale::Divide255 => "divide255",
+        }
+    }
+}
+
+/// The largest output side, resize target or crop (a CLIP input is a few hundred pixels; a
+/// 20,000-pixel side would ask for gigabytes per image).
+pub const MAX_SIDE: usize = 4096;
+
 /// Everything preprocessing needs; see [`PreprocessConfig::open_clip`] for the defaults.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PreprocessConfig {
     pub mode: ResizeMode,
     /// The target of [`ResizeMode::Shortest`].
@@ -91,19 +152,27 @@ impl PreprocessConfig {
         }
     }
 
+    /// Checks everything a configuration can get wrong, with a message naming the field.
+    pub fn validate(&self) -> Result<(), String> {
+        let sides = [self.shortest_edge, self.size.0, self.size.1, self.crop.map_or(1, |c| c.0), self.crop.map_or(1, |c| c.1)];
+        if sides.iter().any(|&v| !(1..=MAX_SIDE).contains(&v)) {
+            return Err(format!("shortest_edge, size and crop must be in [1, {MAX_SIDE}], got {}, {:?}, {:?}", self.shortest_edge, self.size, self.crop));
+        }
+        if self.mode == ResizeMode::Shortest && self.crop.is_none() {
+            return Err("mode 'shortest' without a crop gives images of different shapes; set crop".into());
+        }
+        if let Some((mean, std)) = &self.normalize {
+            if std.iter().any(|&v| v == 0.0 || !v.is_finite()) || mean.iter().any(|v| !v.is_finite()) {
+                return Err(format!("mean must be finite and std finite and non-zero, got mean {mean:?}, std {std:?}"));
+            }
+        }
+        Ok(())
+    }
+
     /// (height, width) of every output image, or why the configuration has none.
     pub fn output_shape(&self) -> Result<(usize, usize), String> {
-        let shape = match (self.crop, self.mode) {
-            (Some(c), _) => c,
-            (None, ResizeMode::Shortest) => {
-                return Err("resizing the shortest edge without a center crop gives images of different shapes; set a crop size".into())
-            }
-            (None, _) => self.size,
-        };
-        if shape.0 == 0 || shape.1 == 0 || (self.mode == ResizeMode::Shortest && self.shortest_edge == 0) || self.size.0 == 0 || self.size.1 == 0 {
-            return Err("sizes must be >= 1".into());
-        }
-        Ok(shape)
+        self.validate()?;
+        Ok(self.crop.unwrap_or(self.size))
     }
 
     /// Per-channel lookup table from an 8-bit value to the final float, reproducing the

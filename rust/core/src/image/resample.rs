@@ -81,6 +81,17 @@ impl Filter {
     /// The filter for a Pillow `Image.Resampling` code (as in `preprocessor_config.json`'s
     /// `resample`): 1 LANCZOS, 2 BILINEAR, 3 BICUBIC, 4 BOX, 5 HAMMING. NEAREST (0) is not a
     /// convolution in Pillow and is not supported.
+    /// Pillow's `Image.Resampling` code of this filter.
+    pub fn pillow_code(self) -> i64 {
+        match self {
+            Filter::Lanczos => 1,
+            Filter::Bilinear => 2,
+            Filter::Bicubic => 3,
+            Filter::Box => 4,
+            Filter::Hamming => 5,
+        }
+    }
+
     pub fn from_pillow(code: i64) -> Option<Filter> {
         match code {
             1 => Some(Filter::Lanczos),
@@ -197,7 +208,7 @@ type Span = std::ops::Range<usize>;
 /// CPU has it (integer sums, so every build gives the same bytes).
 fn pass_horizontal<const C: usize>(src: &[u8], w: usize, rows: Span, cols: Span, c: &Coeffs) -> Vec<u8> {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
+    if crate::cpu::avx2() {
         // SAFETY: AVX2 support was just checked.
         return unsafe { pass_horizontal_avx2::<C>(src, w, rows, cols, c) };
     }
@@ -213,7 +224,7 @@ unsafe fn pass_horizontal_avx2<const C: usize>(src: &[u8], w: usize, rows: Span,
 #[inline(always)]
 fn pass_horizontal_impl<const C: usize>(src: &[u8], w: usize, rows: Span, cols: Span, c: &Coeffs) -> Vec<u8> {
     #[cfg(target_arch = "x86_64")]
-    if C == 1 && std::arch::is_x86_feature_detected!("avx2") {
+    if C == 1 && crate::cpu::avx2() {
         // SAFETY: AVX2 support was just checked.
         return unsafe { horizontal_luma_avx2(src, w, rows, cols, c) };
     }
@@ -276,7 +287,7 @@ fn horizontal_rgb(src: &[u8], w: usize, rows: Span, cols: Span, c: &Coeffs) -> V
     // Room past the row end for a padded tap (its coefficient is 0).
     let mut row32 = vec![0i32; (w + kt) * 4];
     #[cfg(target_arch = "x86_64")]
-    let avx2 = std::arch::is_x86_feature_detected!("avx2");
+    let avx2 = crate::cpu::avx2();
     for (y, sy) in rows.enumerate() {
         for (d, px) in row32.chunks_exact_mut(4).zip(src[sy * w * 3..(sy + 1) * w * 3].chunks_exact(3)) {
             d[0] = px[0] as i32;
@@ -397,7 +408,7 @@ unsafe fn dot8_avx2(a: &[i32], k: &[i32]) -> [i32; 8] {
 /// lacks). AVX2 build where the CPU has it, as [`pass_horizontal`].
 fn pass_vertical<const C: usize>(src: &[u8], w: usize, rows: Span, cols: Span, c: &Coeffs, offset: usize) -> Vec<u8> {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
+    if crate::cpu::avx2() {
         // SAFETY: AVX2 support was just checked.
         return unsafe { pass_vertical_avx2::<C>(src, w, rows, cols, c, offset) };
     }
@@ -554,7 +565,7 @@ mod tests {
         }
         assert_eq!(scalar, expect);
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if crate::cpu::avx2() {
             // SAFETY: checked just above.
             assert_eq!(unsafe { dot8_avx2(&a, &k) }, expect);
         }
