@@ -3,7 +3,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/interleaf-target
 PYTHON ?= python3
 DEMO_OUT ?= interleaf-demo
 
-.PHONY: install install-test demo test test-rust test-python bench fuzz fixtures sample-data
+.PHONY: install install-test demo test lint rust-tools test-rust test-python bench fuzz fixtures sample-data
 
 install:
 	$(PYTHON) -m pip install --quiet .
@@ -15,8 +15,21 @@ install-test:
 demo: install
 	interleaf demo --out $(DEMO_OUT)
 
-## Install and run every test: Rust core unit tests, then the Python suite.
-test: install-test test-rust test-python
+## Install and run every test: the checks that keep the code in shape, the Rust core unit
+## tests, then the Python suite.
+test: install-test lint test-rust test-python
+
+## ruff, rustfmt, clippy (warnings are errors) and the native module's stubs against the build.
+lint: rust-tools
+	$(PYTHON) -m ruff check python tests benches scripts
+	cargo fmt --all -- --check
+	cargo clippy --locked --workspace --all-targets -- -D warnings
+	$(PYTHON) -m mypy.stubtest interleaf._native
+
+## rustfmt and clippy ship with rustup's default profile; add them where a minimal one left them out.
+rust-tools:
+	@cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+	@cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 
 test-rust:
 	cargo test --locked -p interleaf-core

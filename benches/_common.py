@@ -69,7 +69,7 @@ def report_header(benchmark: str) -> dict:
 
     return {
         "benchmark": benchmark,
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "git_commit": git_commit(),
         "machine": machine_info(),

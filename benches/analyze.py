@@ -62,9 +62,8 @@ def make_runner(kind: str, threads: int):
         import cv2
         import imagehash
         import numpy as np
-        from PIL import Image
-
         from image_preprocess import clip_processor
+        from PIL import Image
 
         proc = clip_processor()
 

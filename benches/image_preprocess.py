@@ -45,7 +45,7 @@ import sys
 from pathlib import Path
 
 import phash as corpus_bench  # the JPEG corpus and the per-bucket summary are shared
-from _common import report_header, add_quiet_machine_args, child_env, run_quiet, versions
+from _common import add_quiet_machine_args, child_env, report_header, run_quiet, versions
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "benches" / "results" / "image_preprocess.json"

@@ -76,7 +76,10 @@ import sys
 import sysconfig
 import time
 from pathlib import Path
-from _common import add_quiet_machine_args, busy_cpu_s as _busy_cpu_s, child_env, run_quiet, cpu_s as _cpu_s, git_commit, machine_info, versions
+
+from _common import add_quiet_machine_args, child_env, git_commit, machine_info, run_quiet, versions
+from _common import busy_cpu_s as _busy_cpu_s
+from _common import cpu_s as _cpu_s
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = REPO_ROOT / "bench-data" / "minhash" / "corpus.json"
@@ -669,7 +672,7 @@ def main() -> None:
 
     report = {
         "benchmark": "minhash",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
         "machine": machine_info(),
         "versions": package_versions(),

@@ -44,7 +44,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 import phash as corpus_bench
 from _common import report_header, versions
 
@@ -102,8 +101,15 @@ def rate(n: int, secs: list[float]) -> dict:
 
 
 def texts_corpus(n: int) -> list[str]:
+    import collections
+    import email
     import inspect
-    import collections, email, json as j, os, pathlib, string, textwrap, typing
+    import json as j
+    import os
+    import pathlib
+    import string
+    import textwrap
+    import typing
 
     caps = [json.loads(l)["caption"] for l in (REPO_ROOT / "python/interleaf/data/sample/pairs.jsonl").read_text().splitlines() if l.strip()]
     docs = []
@@ -131,9 +137,10 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
+    from io import BytesIO
+
     import torch
     from PIL import Image
-    from io import BytesIO
     from transformers import CLIPImageProcessor, CLIPTokenizerFast
 
     from interleaf import models

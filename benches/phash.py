@@ -62,7 +62,10 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from _common import report_header, add_quiet_machine_args, busy_cpu_s as _busy_cpu_s, child_env, run_quiet, cpu_s as _cpu_s, versions
+
+from _common import add_quiet_machine_args, child_env, report_header, run_quiet, versions
+from _common import busy_cpu_s as _busy_cpu_s
+from _common import cpu_s as _cpu_s
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = REPO_ROOT / "python" / "interleaf" / "data" / "sample" / "images"
@@ -133,7 +136,7 @@ def build_corpus(args) -> dict:
         sources.append((f"{p.parent.name}/{p.name}", im))
     buckets = []
     unique = []  # (bucket index, source name, bytes, w, h)
-    for bi, mp in enumerate(targets):
+    for mp in targets:
         encoded = []
         for name, im in sources:
             w, h = im.size

@@ -39,6 +39,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
 from _common import git_commit, machine_info, versions
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -379,7 +380,7 @@ def main() -> None:
         nbytes = first["bytes"] if name.endswith("first shard") else total_bytes
         results[name] = summarize(rs, nbytes)
     wds = results["webdataset"]
-    for name, res in results.items():
+    for res in results.values():
         res["vs_webdataset"] = {
             "best": res["samples_per_s"]["best"] / wds["samples_per_s"]["best"],
             "median": res["samples_per_s"]["median"] / wds["samples_per_s"]["median"],
@@ -417,7 +418,7 @@ def main() -> None:
 
     out = {
         "benchmark": "shard_read",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
         "machine": info,
         "versions": versions,

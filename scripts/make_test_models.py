@@ -56,7 +56,14 @@ def reference_texts() -> list[str]:
 
 def corpus() -> list[str]:
     """Real English: the bundled captions and CoMM step texts, plus standard-library docstrings."""
-    import collections, email, json as j, os, pathlib, string, textwrap, typing
+    import collections
+    import email
+    import json as j
+    import os
+    import pathlib
+    import string
+    import textwrap
+    import typing
 
     texts = [json.loads(l)["caption"] for l in (SAMPLE / "pairs.jsonl").read_text().splitlines() if l.strip()]
     for line in (SAMPLE / "comm.jsonl").read_text().splitlines():
@@ -147,7 +154,8 @@ def make_clip(texts: list[str], work: Path) -> None:
 
 def make_embedder(texts: list[str], train: list[str], work: Path) -> None:
     import torch
-    from sentence_transformers import SentenceTransformer, models as st_models
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers import models as st_models
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import BertConfig, BertModel, BertTokenizerFast
 

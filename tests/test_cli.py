@@ -1,18 +1,42 @@
-"""The interleaf command line: inspect, convert, dedup, image-stats, demo."""
+"""The interleaf command line: inspect, convert, dedup, image-stats, demo, models list, and --help
+on every command; outputs are parsed and checked against the data."""
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
+import re
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 import polars as pl
+import pytest
+from conftest import nodes_only, read_all
 from PIL import Image
 
-from interleaf.cli import main
-from conftest import nodes_only, read_all
+from interleaf.cli import build_parser, main
+
+MODEL_FIXTURES = Path(__file__).parent / "fixtures" / "models"
+
+
+def number(pattern: str, text: str) -> int:
+    """The integer (with thousands separators) captured by ``pattern`` in ``text``."""
+    m = re.search(pattern, text, re.MULTILINE)
+    assert m, f"{pattern!r} not in output:\n{text}"
+    return int(m.group(1).replace(",", ""))
+
+
+def tar_pairs(path) -> dict[str, dict[str, bytes]]:
+    """The members of a pairs shard by key, then by extension, read with tarfile."""
+    out: dict[str, dict[str, bytes]] = {}
+    with tarfile.open(path) as t:
+        for m in t.getmembers():
+            key, ext = m.name.split(".", 1)
+            out.setdefault(key, {})[ext] = t.extractfile(m).read()
+    return out
 
 
 def test_inspect_reports_counts_sizes_and_errors(sample_dir, tmp_path, capsys):
@@ -20,16 +44,61 @@ def test_inspect_reports_counts_sizes_and_errors(sample_dir, tmp_path, capsys):
     assert main(["inspect", str(sample_dir / "comm.jsonl"), str(tmp_path / "bad.jsonl"), "--json", "--quiet"]) == 0
     s = json.loads(capsys.readouterr().out)
     comm = read_all(sample_dir / "comm.jsonl")
+    comm_text = comm.filter(pl.col("kind") == "text")
+    assert s["files"] == 2
     assert s["documents"] == comm.get_column("doc_id").n_unique() + 2
+    # bad.jsonl adds an image node without bytes and the text "x"; the malformed line has no node.
+    assert s["nodes"] == comm.height + 2
+    assert s["text_nodes"] == comm_text.height + 1
     assert s["image_nodes"] == comm.filter(pl.col("kind") == "image").height + 1
+    assert s["text_bytes"] == comm_text.get_column("text").str.len_bytes().sum() + 1
     assert s["errors"] == {"missing_image": 1, "malformed_json": 1}
     assert s["error_documents"] == 2
+    assert s["mean_nodes_per_document"] == round(s["nodes"] / s["documents"], 3)
 
 
-def test_inspect_text_output(sample_dir, capsys):
-    assert main(["inspect", str(sample_dir / "pairs-000000.tar"), "--quiet"]) == 0
+def test_inspect_text_output_prints_the_counts_of_the_shard(sample_dir, capsys):
+    shard = sample_dir / "pairs-000000.tar"
+    assert main(["inspect", str(shard), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "documents" in out and "image size" in out
+    pairs = tar_pairs(shard)
+    image_sizes = sorted(len(v) for p in pairs.values() for ext, v in p.items() if ext in ("jpg", "png"))
+    text_bytes = sum(len(p["txt"]) for p in pairs.values())
+    assert len(pairs) == len(image_sizes) == 14
+    assert number(r"^files\s+([\d,]+)$", out) == 1
+    assert number(r"^documents\s+([\d,]+)$", out) == 14
+    assert number(r"^nodes\s+([\d,]+)\s", out) == 28
+    assert number(r"^nodes .*\(text ([\d,]+),", out) == 14
+    assert number(r"^nodes .*, image ([\d,]+)\)", out) == 14
+    assert number(r"^text bytes\s+([\d,]+)$", out) == text_bytes
+    assert number(r"^image bytes\s+([\d,]+)$", out) == sum(image_sizes)
+    assert number(r"^bytes read\s+([\d,]+)\s", out) == shard.stat().st_size
+    assert number(r"^error documents\s+([\d,]+)$", out) == 0
+    assert number(r"^image size\s+min ([\d,]+)\s", out) == image_sizes[0]
+    assert number(r"^image size .* max ([\d,]+) bytes$", out) == image_sizes[-1]
+    assert number(r"^image size .* median ([\d,]+)\s", out) == int(pl.Series(image_sizes).quantile(0.5))
+
+
+BAD_LINES = '{"caption": "x", "image": "missing.jpg"}\n{not json\n{also not json\n'
+
+
+def test_inspect_text_output_lists_errors_by_kind(sample_dir, tmp_path, capsys):
+    (tmp_path / "bad.jsonl").write_text(BAD_LINES)
+    assert main(["inspect", str(sample_dir / "pairs.jsonl"), str(tmp_path / "bad.jsonl"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert number(r"^files\s+([\d,]+)$", out) == 2
+    assert number(r"^documents\s+([\d,]+)$", out) == 14 + 3
+    assert number(r"^error documents\s+([\d,]+)$", out) == 3
+    assert number(r"^  malformed_json\s+([\d,]+)$", out) == 2
+    assert number(r"^  missing_image\s+([\d,]+)$", out) == 1
+
+
+def test_inspect_text_output_when_no_image_node_has_bytes(tmp_path, capsys):
+    (tmp_path / "bad.jsonl").write_text(BAD_LINES)
+    assert main(["inspect", str(tmp_path / "bad.jsonl"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert number(r"^documents\s+([\d,]+)$", out) == 3
+    assert number(r"^error documents\s+([\d,]+)$", out) == 3
 
 
 def test_convert_to_webdataset_and_back(sample_dir, tmp_path, capsys):
@@ -37,6 +106,11 @@ def test_convert_to_webdataset_and_back(sample_dir, tmp_path, capsys):
     assert main(["convert", src, str(tmp_path / "wds"), "--to", "webdataset", "--max-count", "2", "--quiet"]) == 0
     shards = sorted((tmp_path / "wds").glob("*.tar"))
     assert len(shards) == 2
+    head, *listed = capsys.readouterr().out.splitlines()
+    m = re.fullmatch(r"([\d,]+) documents \(([\d,]+) with errors\) -> (\d+) file\(s\):", head)
+    assert m, head
+    assert (int(m[1]), int(m[2]), int(m[3])) == (4, 0, 2)
+    assert [line.strip() for line in listed] == [str(p) for p in shards]
     assert nodes_only(read_all(shards)).equals(nodes_only(read_all(src)))
 
 
@@ -57,9 +131,19 @@ def test_demo_writes_parquet_and_summary(tmp_path):
     stats = pl.read_parquet(out / "image_stats.parquet")
     assert stats.height == nodes.filter(pl.col("kind") == "image").height == summary["image_stats"]["images"]
     assert stats["error"].null_count() == stats.height and (stats["blur"] > 0).all()
+    # The printed report says what summary.json says.
+    text = proc.stdout
+    assert number(r"^documents\s+([\d,]+)$", text) == summary["documents"] == nodes.get_column("doc_index").n_unique()
+    assert number(r"^nodes\s+([\d,]+)\s", text) == summary["nodes"]
+    assert number(r"^error documents\s+([\d,]+)$", text) == 0
+    assert number(r"same file: image (\d+),", text) == summary["duplicate_nodes"]["image"]
+    assert number(r"same file: image \d+, text (\d+)$", text) == summary["duplicate_nodes"]["text"]
+    assert number(r"^near-duplicate documents .*: (\d+)$", text) == 15
+    assert number(r"^images decoded: (\d+) of", text) == summary["image_stats"]["decoded"] == stats.height
+    assert number(r"^images decoded: \d+ of (\d+);", text) == stats.height
 
 
-def test_image_stats_command(tmp_path, sample_dir):
+def test_image_stats_command(tmp_path, sample_dir, capsys):
     out = tmp_path / "stats.parquet"
     assert main(["image-stats", str(sample_dir / "pairs-000000.tar"), "--out", str(out), "--threads", "1", "--quiet"]) == 0
     stats = pl.read_parquet(out)
@@ -68,14 +152,91 @@ def test_image_stats_command(tmp_path, sample_dir):
     with tarfile.open(sample_dir / "pairs-000000.tar") as t:
         jpg = next(t.extractfile(m).read() for m in t.getmembers() if m.name.endswith(".jpg"))
     assert (first["width"], first["height"]) == Image.open(io.BytesIO(jpg)).size
+    text = capsys.readouterr().out
+    assert re.search(rf"^14 images \(14 decoded\) in [\d.]+ s -> {re.escape(str(out))}$", text, re.MULTILINE), text
+    m = re.search(r"^median: (\d+)x(\d+) px, blur ([\d.]+), entropy ([\d.]+) bits, brightness ([\d.]+)$", text, re.MULTILINE)
+    assert m, text
+    assert (int(m[1]), int(m[2])) == (round(stats["width"].quantile(0.5)), round(stats["height"].quantile(0.5)))
+    assert float(m[3]) == pytest.approx(stats["blur"].quantile(0.5), abs=0.06)
+    assert float(m[4]) == pytest.approx(stats["entropy"].quantile(0.5), abs=0.006)
     assert main(["image-stats", str(sample_dir / "pairs-000000.tar"), "--out", str(out), "--max-pixels", "100", "--quiet"]) == 0
     assert set(pl.read_parquet(out)["error"].struct.field("kind")) == {"image_too_large"}
+    text = capsys.readouterr().out
+    assert re.search(r"^14 images \(0 decoded\) in ", text, re.MULTILINE), text
+    assert number(r"^  image_too_large\s+([\d,]+)$", text) == 14
+    assert "median:" not in text
 
 
-def test_help_on_every_command():
-    for cmd in ([], ["inspect"], ["convert"], ["dedup"], ["image-stats"], ["demo"]):
-        proc = subprocess.run([sys.executable, "-m", "interleaf.cli", *cmd, "--help"], capture_output=True, text=True)
-        assert proc.returncode == 0 and "usage: interleaf" in proc.stdout
+def test_dedup_command_prints_the_counts_it_writes(sample_dir, tmp_path, capsys):
+    out = tmp_path / "ex"
+    assert main(["dedup", str(sample_dir / "pairs.jsonl"), "--out", str(out), "--method", "exact", "--on", "image", "--quiet"]) == 0
+    head, *listed = capsys.readouterr().out.splitlines()
+    m = re.fullmatch(r"([\d,]+) documents, ([\d,]+) duplicates in ([\d,]+) clusters; kept ([\d,]+)", head)
+    assert m, head
+    summary = json.loads((out / "summary.json").read_text())
+    printed = [int(g.replace(",", "")) for g in m.groups()]
+    assert printed == [summary["documents"], summary["duplicate_documents"], summary["clusters_with_duplicates"], summary["kept_documents"]]
+    # pair-dup-1 and pair-dup-2 reuse the images of pair-0003 and pair-0002.
+    assert printed == [14, 2, 2, 12]
+    assert dict(line.strip().split(": ", 1) for line in listed) == summary["outputs"] == {"duplicates": str(out / "duplicates.parquet")}
+    dup = pl.read_parquet(out / "duplicates.parquet")
+    assert set(dup.filter(pl.col("doc_id") != pl.col("representative")).get_column("doc_id")) == {"pair-dup-1", "pair-dup-2"}
+
+
+def test_models_list_json_and_text_name_every_fixture(capsys):
+    assert main(["models", "list", "--root", str(MODEL_FIXTURES), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    expected = {"clip-tiny": "clip", "embedder-tiny": "text-embedder", "lm-tiny": "causal-lm"}
+    assert {r["name"]: r["kind"] for r in rows} == expected
+    assert all(r["error"] is None and Path(r["path"]) == MODEL_FIXTURES / r["name"] for r in rows)
+    assert main(["models", "list", "--root", str(MODEL_FIXTURES)]) == 0
+    listed = [line.split()[:2] for line in capsys.readouterr().out.splitlines()]
+    assert dict(listed) == expected
+
+
+def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    """Every command path of the parser, the bare program first, with its parser."""
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _commands(sub, (*path, name))
+
+
+COMMANDS = {path: p for path, p in _commands(build_parser())}
+
+
+def test_the_parser_has_every_documented_command():
+    assert set(COMMANDS) == {
+        (),
+        ("inspect",),
+        ("convert",),
+        ("dedup",),
+        ("image-stats",),
+        ("demo",),
+        ("models",),
+        ("models", "export"),
+        ("models", "pull"),
+        ("models", "list"),
+        ("models", "info"),
+    }
+
+
+@pytest.mark.parametrize("command", list(COMMANDS), ids=lambda c: " ".join(c) or "interleaf")
+def test_help_on_every_command(command, capsys):
+    with pytest.raises(SystemExit) as excinfo:
+        main([*command, "--help"])
+    assert excinfo.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: {' '.join(['interleaf', *command])} ")
+    parser = COMMANDS[command]
+    for action in parser._actions:
+        if action.option_strings:
+            assert action.option_strings[0] in out
+        elif action.choices:  # subcommands, or a positional with choices
+            assert all(name in out for name in action.choices)
+        else:
+            assert (action.metavar or action.dest) in out
 
 
 def test_bad_source_is_a_clear_error(tmp_path, capsys):

@@ -29,7 +29,6 @@ from interleaf.dedup import (
     xxh3_128,
 )
 
-
 STDLIB_MODULES = (
     "argparse asyncio bisect calendar collections configparser contextlib csv dataclasses datetime "
     "decimal difflib email enum fractions functools gzip hashlib heapq http.client inspect io "

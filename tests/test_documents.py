@@ -11,9 +11,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import read_all
 
 import interleaf
-from conftest import read_all
 from interleaf.dedup import deduplicate
 from interleaf.schema import ERROR_KINDS, NODE_SCHEMA, record_error
 

@@ -11,9 +11,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import nodes_only, read_all
 
 import interleaf
-from conftest import nodes_only, read_all
 
 
 def write_jsonl(path: Path, records: list) -> Path:
@@ -156,10 +156,12 @@ def test_parquet_pairs_with_embedded_image_bytes(tmp_path, sample_images):
 def test_nodes_parquet_keeps_documents_whole_across_row_batches(tmp_path, sample_dir):
     comm = read_all(sample_dir / "comm.jsonl")
     path = interleaf.write(comm, tmp_path / "n.parquet")[0]
-    batches = list(interleaf.read(path, batch_size=1))  # 8 rows per arrow batch: docs span batches
-    assert all(b.get_column("doc_id").n_unique() >= 1 for b in batches)
-    seen = [d for b in batches for d in b.get_column("doc_id").unique(maintain_order=True)]
-    assert len(seen) == len(set(seen))
+    # 8 rows per arrow batch at batch_size=1: the first document (10 rows) spans two of them.
+    assert comm.filter(pl.col("doc_index") == 0).height > 8
+    batches = list(interleaf.read(path, batch_size=1))
+    assert len(batches) > 1
+    seen = [d for b in batches for d in b.get_column("doc_index").unique(maintain_order=True)]
+    assert seen == list(range(comm.get_column("doc_index").n_unique()))  # none in two batches
     assert pl.concat(batches).equals(comm)
 
 
@@ -219,3 +221,85 @@ def test_unknown_format_and_container_are_clear_errors(tmp_path):
         interleaf.read(tmp_path / "x.bin")
     with pytest.raises(FileNotFoundError, match="glob matches no file"):
         interleaf.read(str(tmp_path / "*.tar"))
+
+
+# --- batch boundaries: batch_size changes only where batches end ----------------------------------
+
+#: One variant per number, so that a lost, repeated or reordered document changes the table; the
+#: variants differ in node count too, so batch ends fall at different row offsets.
+VARIANTS = {
+    "pairs": lambda r, i: {**r, "id": f"p{i}", "caption": f"{r['caption']} #{i}"},
+    "mmc4": lambda r, i: {**r, "text_list": [f"{t} #{i}" for t in r["text_list"]]},
+    "obelics": lambda r, i: {**r, "texts": [t if t is None else f"{t} #{i}" for t in r["texts"]]},
+    "comm": lambda r, i: {**r, "id": f"c{i}", "step_info": r["step_info"][: 1 + i % 2]},
+    "llava": lambda r, i: {
+        **r,
+        "id": f"l{i}",
+        "conversations": r["conversations"] + [{"from": "human", "value": f"And #{i}?"}, {"from": "gpt", "value": f"Answer {i}."}] * (i % 3),
+    },
+}
+N_VARIANTS = 7
+#: Larger than every file below, in documents.
+BIGGER_THAN_THE_FILE = 1000
+BATCH_SIZES = [1, 2, 3, BIGGER_THAN_THE_FILE]
+BATCH_SOURCES = [*(f"{fmt}.jsonl" for fmt in FORMATS), "nodes.jsonl", "nodes.parquet", "comm.parquet"]
+
+
+@pytest.fixture()
+def batch_source(request, records, sample_dir):
+    """``(path, read kwargs, number of documents)`` for the source named by the test's parameter."""
+    name = request.param
+    root = records["root"]
+    fmt, container = name.split(".")
+    if container == "jsonl" and fmt in VARIANTS:
+        lines = [json.dumps(VARIANTS[fmt](records[fmt][0], i)) for i in range(N_VARIANTS)]
+        lines.insert(3, '{"broken": ')  # a one-row error document in the middle
+        return write_jsonl(root / name, lines), {"format": fmt}, N_VARIANTS + 1
+    if fmt == "nodes":
+        # Documents of 2 (pairs), 7 (CoMM) and 1 (an error row) nodes, in interleaf's own format.
+        write_jsonl(root / "broken.jsonl", ['{"broken": '])
+        mixed = read_all([sample_dir / "pairs.jsonl", sample_dir / "comm.jsonl", root / "broken.jsonl", sample_dir / "pairs.jsonl"])
+        n_docs = mixed.get_column("doc_index").n_unique()
+        assert n_docs == 14 + 4 + 1 + 14
+        return Path(interleaf.write(mixed, root / name, container)[0]), {}, n_docs
+    pq.write_table(pa.Table.from_pylist([VARIANTS[fmt](records[fmt][0], i) for i in range(N_VARIANTS)]), root / name)
+    return root / name, {"format": fmt}, N_VARIANTS
+
+
+def doc_indexes_per_batch(batches: list[pl.DataFrame]) -> list[list[int]]:
+    return [b.get_column("doc_index").unique(maintain_order=True).to_list() for b in batches]
+
+
+@pytest.mark.parametrize("batch_size", BATCH_SIZES)
+@pytest.mark.parametrize("batch_source", BATCH_SOURCES, indirect=True)
+def test_batch_size_changes_only_where_batches_end(batch_source, batch_size):
+    path, kw, n_docs = batch_source
+    assert n_docs < BIGGER_THAN_THE_FILE
+    one = interleaf.read(path, batch_size=10 * BIGGER_THAN_THE_FILE, **kw)
+    whole = pl.concat(list(one))
+    reader = interleaf.read(path, batch_size=batch_size, **kw)
+    batches = list(reader)
+    assert pl.concat(batches).equals(whole)
+    per_batch = doc_indexes_per_batch(batches)
+    assert all(per_batch), "an empty batch"
+    # Whole documents: no doc_index in two batches, and 0..N-1 in order across the batches.
+    assert [d for docs in per_batch for d in docs] == list(range(n_docs))
+    assert all(b.get_column("doc_index").is_sorted() for b in batches)
+    assert reader.stats["documents"] == n_docs
+    assert reader.stats == one.stats
+
+
+@pytest.mark.parametrize(
+    ("batch_source", "batch_size"),
+    [
+        pytest.param(source, size, id=f"{source}-{size}")
+        for source in BATCH_SOURCES
+        for size in BATCH_SIZES
+    ],
+    indirect=["batch_source"],
+)
+def test_batches_hold_at_most_batch_size_documents(batch_source, batch_size):
+    path, kw, n_docs = batch_source
+    per_batch = doc_indexes_per_batch(list(interleaf.read(path, batch_size=batch_size, **kw)))
+    assert max(len(docs) for docs in per_batch) <= batch_size
+    assert sum(len(docs) for docs in per_batch) == n_docs

@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 import polars as pl
 import pytest
+from conftest import SKIMAGE_DATA, SKIMAGE_PHOTOS, encode
 from PIL import Image, ImageOps
 
-from conftest import SKIMAGE_DATA, SKIMAGE_PHOTOS, encode
 from interleaf import image
 from interleaf.image import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PreprocessConfig
 
@@ -87,7 +87,7 @@ def test_shortest_edge_and_crop_match_clip_image_processor(photos, odd_shapes):
         check(name, ours, ref)
         exact += np.array_equal(ours, ref)
     # Bit-identical decode and resize: every non-alpha image matches exactly.
-    assert exact == sum(1 for _, d in items if not ("A" in Image.open(io.BytesIO(d)).getbands()))
+    assert exact == sum(1 for _, d in items if "A" not in Image.open(io.BytesIO(d)).getbands())
 
 
 @pytest.mark.parametrize("resample", [1, 2, 3])
@@ -433,7 +433,7 @@ def test_analyze_gives_what_the_separate_calls_give_from_one_decode(sample_dir):
         encode(photo.convert("CMYK"), "JPEG"),
         encode(rgba, "PNG"),
         encode(photo.convert("P", palette=Image.Palette.ADAPTIVE), "PNG"),
-        encode(Image.fromarray((np.asarray(photo.convert("L")).astype(np.uint16) * 200)), "PNG"),
+        encode(Image.fromarray(np.asarray(photo.convert("L")).astype(np.uint16) * 200), "PNG"),
         encode(photo, "WEBP"),
         encode(Image.new("RGB", (1, 1), "white"), "PNG"),
         b"not an image",

@@ -228,7 +228,7 @@ def test_preprocessed_arrays_of_the_wrong_shape_are_rejected(clip):
 
 
 def test_bad_texts_are_values_and_empty_text_is_fine(clip):
-    texts = ["a cat", None, b"\xff\xfe not utf-8", "bad \udcff surrogate", "", "a cat".encode()]
+    texts = ["a cat", None, b"\xff\xfe not utf-8", "bad \udcff surrogate", "", b"a cat"]
     emb, errors = clip.embed_texts(texts)
     kinds = [None if e is None else e["kind"] for e in errors]
     assert kinds == [None, "missing_text", "invalid_utf8", "invalid_utf8", None, None]

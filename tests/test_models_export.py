@@ -106,8 +106,8 @@ def test_open_clip_export_tokenizer_and_embeddings(tmp_path):
 
 
 def test_fp16_variants_are_written_and_chosen(tmp_path):
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
     from tokenizers import Tokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
     src = tmp_path / "src"
     tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_file(str(Path(__file__).parent / "fixtures" / "models" / "lm-tiny" / "tokenizer.json")), eos_token="<|endoftext|>")

@@ -11,9 +11,9 @@ import imagehash
 import numpy as np
 import polars as pl
 import pytest
+from conftest import SKIMAGE_DATA, SKIMAGE_PHOTOS, encode
 from PIL import Image, ImageEnhance
 
-from conftest import SKIMAGE_DATA, SKIMAGE_PHOTOS, encode
 from interleaf.dedup import ahash, dhash, near_duplicates, phash
 
 

@@ -7,14 +7,15 @@ import gzip
 import hashlib
 import json
 import tarfile
+import zlib
 
 import polars as pl
 import pytest
 import webdataset as wds
+from conftest import nodes_only, read_all, write_tar
 
 import interleaf
 from interleaf import _native
-from conftest import nodes_only, read_all, write_tar
 
 
 def wds_samples(path) -> list[dict]:
@@ -85,7 +86,7 @@ def test_shards_we_write_read_identically_in_webdataset(tmp_path, pair_shard):
     written = interleaf.write(ours, tmp_path / "out", "webdataset")
     theirs = wds_samples(written[0])
     assert [s["__key__"] for s in theirs] == ours.get_column("doc_id").unique(maintain_order=True).to_list()
-    for s, (doc_id, rows) in zip(theirs, ours.group_by("doc_id", maintain_order=True)):
+    for s, (_doc_id, rows) in zip(theirs, ours.group_by("doc_id", maintain_order=True)):
         image, text = rows.get_column("image")[0], rows.get_column("text")[1]
         img_ext = next(k for k in s if k in ("jpg", "png"))
         assert s[img_ext] == image
@@ -153,15 +154,49 @@ def test_truncated_tar_keeps_everything_before_the_cut(tmp_path, pair_shard):
     assert reader.stats["errors"] == {"truncated_tar": 1}
 
 
-def test_truncated_gzip_shard_is_an_error_record(tmp_path, pair_shard):
+def test_truncated_gzip_shard_keeps_the_samples_before_the_cut(tmp_path, pair_shard):
     gz = gzip.compress(pair_shard.read_bytes())
+    cut = gz[: len(gz) // 2]
     path = tmp_path / "cut.tar.gz"
-    path.write_bytes(gz[: len(gz) // 2])
+    path.write_bytes(cut)
+    # The tar bytes a gzip decoder gets back from the first half of the stream, and the samples
+    # (members grouped by key, in order) whose every member lies before that point.
+    recovered = len(zlib.decompressobj(wbits=31).decompress(cut))
+    members = _members_of(pair_shard)
+    samples: dict[str, list[tarfile.TarInfo]] = {}
+    for m in members:
+        samples.setdefault(m.name.split(".", 1)[0], []).append(m)
+    keys = list(samples)
+    assert len(keys) == 6
+    intact = [key for key in keys if all(m.offset_data + m.size <= recovered for m in samples[key])]
+    k = len(intact)
+    assert 0 < k < len(keys) and intact == keys[:k]
+    # The cut falls inside a member's data, in sample k.
+    damaged = next(m for m in members if m.offset_data + m.size > recovered)
+    assert damaged.offset_data < recovered and damaged.name.startswith(keys[k] + ".")
+
     reader = interleaf.read(path)
     df = pl.concat(list(reader))
-    assert df.height > 0
-    assert sum(reader.stats["errors"].values()) == 1
-    assert df.filter(pl.col("error").is_null()).get_column("doc_id").n_unique() >= 1
+    assert reader.stats["errors"] == {"truncated_tar": 1}
+    assert reader.stats["documents"] == k + 1
+    good = df.filter(pl.col("error").is_null())
+    assert good.get_column("doc_id").unique(maintain_order=True).to_list() == keys[:k]
+    assert good.get_column("doc_index").unique(maintain_order=True).to_list() == list(range(k))
+    with tarfile.open(pair_shard) as t:
+        data = {m.name: t.extractfile(m).read() for m in members}
+    for key, ms in list(samples.items())[:k]:
+        doc = good.filter(pl.col("doc_id") == key)
+        image = next(data[m.name] for m in ms if m.name.endswith((".jpg", ".png")))
+        assert doc.get_column("kind").to_list() == ["image", "text"]
+        assert doc.get_column("image")[0] == image
+        assert doc.get_column("text")[1] == data[f"{key}.txt"].decode()
+        assert json.loads(doc.get_column("meta")[0]) == json.loads(data[f"{key}.json"])
+    bad = df.filter(pl.col("error").is_not_null())
+    assert bad.get_column("doc_id").unique().to_list() == [keys[k]]
+    assert bad.get_column("doc_index").unique().to_list() == [k]
+    assert bad.get_column("error").struct.field("kind").unique().to_list() == ["truncated_tar"]
+    assert bad.get_column("error").struct.field("message")[0].startswith(f"{damaged.name}:")
+    assert df.get_column("doc_id").unique(maintain_order=True).to_list() == keys[: k + 1]  # nothing after the cut
 
 
 def test_corrupt_header_stops_the_shard_but_not_the_read(tmp_path, pair_shard):

@@ -13,10 +13,9 @@ Batch work runs on one process-wide thread policy: ``interleaf.set_threads(n)`` 
 ``threads=``; the default is the cores this process may run on.
 """
 
-from interleaf._native import __version__
-from interleaf._native import get_threads, set_threads
-from interleaf.io import Reader, read, write
 from interleaf import schema
+from interleaf._native import __version__, get_threads, set_threads
+from interleaf.io import Reader, read, write
 from interleaf.schema import ERROR_KINDS, NODE_SCHEMA
 
 __all__ = ["ERROR_KINDS", "NODE_SCHEMA", "Reader", "__version__", "get_threads", "read", "schema", "set_threads", "write"]

@@ -1,10 +1,10 @@
 """Type stubs for interleaf._native, the Rust extension (also the polars plugin library)."""
 
-from typing import Any, final
+from typing import Any, Self, final
 
 import numpy as np
 import polars as pl
-from typing_extensions import Self, disjoint_base
+from typing_extensions import disjoint_base
 
 __version__: str
 __all__ = [

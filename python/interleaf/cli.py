@@ -73,7 +73,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     reader = _reader(args, args.paths)
     image_sizes: list[pl.Series] = []
     for df in reader:
-        image_sizes.append(df.filter(pl.col("kind") == "image").get_column("image").bin.size())
+        image_sizes.append(df.filter(pl.col("kind") == "image").get_column("image").bin.size().drop_nulls())
     s = _summary(reader.stats, time.perf_counter() - t0)
     sizes = pl.concat(image_sizes) if image_sizes else pl.Series([], dtype=pl.UInt32)
     if sizes.len():

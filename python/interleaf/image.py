@@ -35,7 +35,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -199,7 +199,7 @@ def load_config(config: str | os.PathLike | Mapping[str, Any] | PreprocessConfig
     return PreprocessConfig.from_hf(config)
 
 
-ImageInput = Union[pl.Series, Sequence[Optional[bytes]]]
+ImageInput = pl.Series | Sequence[bytes | None]
 
 
 def binary_column(images: ImageInput, name: str = "image") -> pl.Series:

@@ -5,6 +5,10 @@ Usable in eager, lazy and streaming queries::
     import polars as pl
     import interleaf.polars as ilp
     df.with_columns(ilp.xxh3_64("text").alias("text_hash"), ilp.minhash("text").alias("sig"))
+
+The examples in these docstrings run as tests (``tests/test_doctests.py``) with the output
+shown. When polars calls an expression in parallel (a group-by, the streaming engine) it runs
+on one thread; otherwise on interleaf's pool (``interleaf.set_threads``).
 """
 
 from __future__ import annotations
@@ -29,7 +33,18 @@ def xxh3_64(expr: str | pl.Expr) -> pl.Expr:
     Null stays null. Equals ``xxhash.xxh3_64_intdigest(value)``; use it for exact-duplicate keys.
 
     Example:
-        >>> pl.DataFrame({"t": ["a", None]}).select(xxh3_64("t"))  # doctest: +SKIP
+        >>> import polars as pl
+        >>> from interleaf.polars import xxh3_64
+        >>> pl.DataFrame({"t": ["a cat", None]}).select(xxh3_64("t"))
+        shape: (2, 1)
+        ┌─────────────────────┐
+        │ t                   │
+        │ ---                 │
+        │ u64                 │
+        ╞═════════════════════╡
+        │ 3629719892817775357 │
+        │ null                │
+        └─────────────────────┘
     """
     return register_plugin_function(plugin_path=_LIB, function_name="xxh3_64", args=_col(expr), is_elementwise=True)
 
@@ -48,7 +63,19 @@ def minhash(
     ``mode="datasketch"`` rows equal datasketch's ``hashvalues``).
 
     Example:
-        >>> df.with_columns(minhash("text", num_perm=128).alias("sig"))  # doctest: +SKIP
+        >>> import polars as pl
+        >>> from interleaf.polars import minhash
+        >>> df = pl.DataFrame({"text": ["the quick brown fox jumps over the lazy dog", None]})
+        >>> df.select(minhash("text", num_perm=2))
+        shape: (2, 1)
+        ┌─────────────────────────┐
+        │ text                    │
+        │ ---                     │
+        │ list[u32]               │
+        ╞═════════════════════════╡
+        │ [1520781907, 459671406] │
+        │ null                    │
+        └─────────────────────────┘
     """
     from interleaf.dedup import MinHasher
 
@@ -63,7 +90,20 @@ def hamming(a: str | pl.Expr, b: str | pl.Expr) -> pl.Expr:
     side broadcasts. Null if either side is null.
 
     Example:
-        >>> df.filter(hamming("phash", pl.lit(0x8F0F, dtype=pl.UInt64)) <= 5)  # doctest: +SKIP
+        >>> import polars as pl
+        >>> from interleaf.polars import hamming
+        >>> df = pl.DataFrame({"a": [0b1011, 7, None], "b": [0b0001, 7, 1]}, schema={"a": pl.UInt64, "b": pl.UInt64})
+        >>> df.select(hamming("a", "b").alias("bits"), near=hamming("a", pl.lit(0, dtype=pl.UInt64)) <= 2)
+        shape: (3, 2)
+        ┌──────┬───────┐
+        │ bits ┆ near  │
+        │ ---  ┆ ---   │
+        │ u32  ┆ bool  │
+        ╞══════╪═══════╡
+        │ 2    ┆ false │
+        │ 0    ┆ false │
+        │ null ┆ null  │
+        └──────┴───────┘
     """
     return register_plugin_function(plugin_path=_LIB, function_name="hamming", args=[_col(a), _col(b)], is_elementwise=True)
 
@@ -84,8 +124,23 @@ def phash(expr: str | pl.Expr, draft: int | None = None, max_pixels: int | None 
     decode); ``max_pixels``: the decode limit (default Pillow's 89,478,485).
 
     Example:
-        >>> df = pl.DataFrame({"image": [open("cat.jpg", "rb").read(), b"junk"]})  # doctest: +SKIP
-        >>> df.select(phash("image").struct.unnest())  # doctest: +SKIP
+        >>> import polars as pl
+        >>> from interleaf.cli import SAMPLE_DIR
+        >>> from interleaf.polars import phash
+        >>> coffee = (SAMPLE_DIR / "images" / "coffee.jpg").read_bytes()
+        >>> df = pl.DataFrame({"image": [coffee, b"junk", None]}, schema={"image": pl.Binary})
+        >>> p = pl.col("p")
+        >>> df.select(p=phash("image")).select(p.struct.field("hash"), p.struct.field("error").struct.field("kind"))
+        shape: (3, 2)
+        ┌──────────────────────┬──────────────────────┐
+        │ hash                 ┆ kind                 │
+        │ ---                  ┆ ---                  │
+        │ u64                  ┆ str                  │
+        ╞══════════════════════╪══════════════════════╡
+        │ 13511678729449846327 ┆ null                 │
+        │ null                 ┆ unknown_image_format │
+        │ null                 ┆ missing_image        │
+        └──────────────────────┴──────────────────────┘
     """
     return _perceptual("phash", expr, draft, max_pixels)
 
@@ -107,7 +162,22 @@ def image_stats(expr: str | pl.Expr, max_pixels: int | None = None, max_bytes: i
     ``uniform_fraction``) and ``error`` (null, or ``{kind, message}``).
 
     Example:
-        >>> df.with_columns(image_stats("image").alias("s")).filter(pl.col("s").struct.field("blur") >= 100)  # doctest: +SKIP
+        >>> import polars as pl
+        >>> from interleaf.cli import SAMPLE_DIR
+        >>> from interleaf.polars import image_stats
+        >>> coffee = (SAMPLE_DIR / "images" / "coffee.jpg").read_bytes()
+        >>> df = pl.DataFrame({"image": [coffee, b"junk"]}, schema={"image": pl.Binary})
+        >>> s = image_stats("image")
+        >>> df.select(s.struct.field("width", "height"), s.struct.field("blur").round(1), s.struct.field("error").struct.field("kind"))
+        shape: (2, 4)
+        ┌───────┬────────┬────────┬──────────────────────┐
+        │ width ┆ height ┆ blur   ┆ kind                 │
+        │ ---   ┆ ---    ┆ ---    ┆ ---                  │
+        │ u32   ┆ u32    ┆ f64    ┆ str                  │
+        ╞═══════╪════════╪════════╪══════════════════════╡
+        │ 400   ┆ 267    ┆ 1703.5 ┆ null                 │
+        │ null  ┆ null   ┆ null   ┆ unknown_image_format │
+        └───────┴────────┴────────┴──────────────────────┘
     """
     kwargs = {"max_pixels": max_pixels, "max_bytes": max_bytes}
     return register_plugin_function(plugin_path=_LIB, function_name="image_stats", args=_col(expr), kwargs=kwargs, is_elementwise=True)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Optional, Union
 
 import polars as pl
 
 from interleaf import _native
 
-BytesInput = Union[pl.Series, Sequence[Optional[Union[bytes, str]]]]
+BytesInput = pl.Series | Sequence[bytes | str | None]
 
 
 def _column(items: BytesInput, name: str, text_only: bool = False) -> pl.Series:

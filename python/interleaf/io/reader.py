@@ -204,20 +204,17 @@ class Reader:
         self._done["bytes_read"] += os.path.getsize(path)
         names = set(pf.schema_arrow.names)
         is_nodes = {"doc_id", "pos", "kind"} <= names and self.format in (None, "nodes")
-        carry: pl.DataFrame | None = None  # rows of the last document, as the file has them
+        pending: pl.DataFrame | None = None  # node rows read but not yet yielded, as the file has them
         index = 0
         try:
             for batch in pf.iter_batches(batch_size=self.batch_size if not is_nodes else self.batch_size * 8):
                 if is_nodes:
                     raw = conform(pl.from_arrow(batch))  # type: ignore[arg-type]
-                    if carry is not None:
-                        raw = pl.concat([carry, raw])
-                    numbered = raw.with_columns(_native.number_documents(raw, self._next_doc))
-                    # Hold back the last document: its rows may continue in the next batch.
-                    last = numbered.get_column(DOC_INDEX)[-1]
-                    split = numbered.height - int((numbered.get_column(DOC_INDEX) == last).sum())
-                    carry, df = raw[split:], numbered[:split]
-                    if df.height:
+                    pending = raw if pending is None else pl.concat([pending, raw])
+                    # Yield whole batches of documents; the last document may continue in the
+                    # next arrow batch, so it waits.
+                    while pending is not None and (df := self._whole_documents(pending, final=False)) is not None:
+                        pending = pending[df.height :]
                         _add_stats(self._done, frame_stats(df))
                         yield df
                 else:
@@ -231,10 +228,21 @@ class Reader:
             df = _error_frame(f"{path}#row{index}", self._next_doc, "corrupt_parquet", f"{path}: {e}")
             _add_stats(self._done, frame_stats(df))
             yield df
-        if carry is not None and carry.height:
-            df = carry.with_columns(_native.number_documents(carry, self._next_doc))
+        while pending is not None and pending.height and (df := self._whole_documents(pending, final=True)) is not None:
+            pending = pending[df.height :]
             _add_stats(self._done, frame_stats(df))
             yield df
+
+    def _whole_documents(self, rows: pl.DataFrame, final: bool) -> pl.DataFrame | None:
+        """The first ``batch_size`` documents of node rows, numbered from the next
+        ``doc_index``, when that many are complete (or, at the end of the file, ``final``,
+        whatever is left); else None."""
+        ordinal = _native.number_documents(rows, 0)
+        complete = int(ordinal[-1]) + (1 if final else 0)  # the last document may be partial
+        if complete < self.batch_size and not (final and complete):
+            return None
+        take = int((ordinal < min(complete, self.batch_size)).sum())
+        return rows[:take].with_columns((ordinal[:take] + self._next_doc).alias(DOC_INDEX))
 
 
 #: ``interleaf.read(source, format=None, batch_size=1024, ...)``: see :class:`Reader`.

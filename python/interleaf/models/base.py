@@ -4,7 +4,6 @@ counters."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np

@@ -115,7 +115,8 @@ class CausalLM(Model):
             if add_bos:
                 # Rows the tokenizer already starts with the start token keep theirs.
                 has = (ids[:, 0] == self.bos_token_id) & (lengths > 0)
-                col = lambda v: np.full((len(ids), 1), v, dtype=np.int64)
+                rows = len(ids)
+                col = lambda v, rows=rows: np.full((rows, 1), v, dtype=np.int64)
                 ids = np.where(has[:, None], np.concatenate([ids, col(self.tokenizer.pad_id)], 1), np.concatenate([col(self.bos_token_id), ids], 1))[:, : self.max_length]
                 mask = np.where(has[:, None], np.concatenate([mask, col(0)], 1), np.concatenate([col(1), mask], 1))[:, : self.max_length]
                 grown = lengths + (~has)

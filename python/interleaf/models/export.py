@@ -221,8 +221,9 @@ def export_clip_transformers(source: str | os.PathLike, out: str | os.PathLike, 
     reachable) to ``out``: ``onnx/vision_model.onnx`` (pixel_values -> image_embeds),
     ``onnx/text_model.onnx`` (input_ids, attention_mask -> text_embeds), ``tokenizer.json``,
     ``preprocessor_config.json`` and ``config.json`` with the trained ``logit_scale``."""
-    torch = _torch()
-    from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel as HFCLIP
+    _torch()  # a clear error when the export extra is missing
+    from transformers import AutoTokenizer, CLIPImageProcessor
+    from transformers import CLIPModel as HFCLIP
 
     out = _prepare_out(out, overwrite)
     model = HFCLIP.from_pretrained(str(source))

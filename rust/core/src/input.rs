@@ -17,6 +17,27 @@ pub enum Compression {
     Zstd,
 }
 
+impl Compression {
+    /// `"none"`, `"gz"` or `"zst"` (the writer's names).
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "none" => Ok(Compression::None),
+            "gz" => Ok(Compression::Gzip),
+            "zst" => Ok(Compression::Zstd),
+            other => Err(format!("compression must be none, gz or zst, not {other:?}")),
+        }
+    }
+
+    /// The file name suffix after `.tar`: "", ".gz" or ".zst".
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Compression::None => "",
+            Compression::Gzip => ".gz",
+            Compression::Zstd => ".zst",
+        }
+    }
+}
+
 /// Counts the bytes read through it into a shared counter.
 pub struct CountingReader<R> {
     inner: R,

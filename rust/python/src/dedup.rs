@@ -6,9 +6,9 @@ use interleaf_core::hash::minhash::{signatures, MinHashParams, Scheme};
 use interleaf_core::hash::{blake3_hex, normalized_text_hex, xxh3_128_hex};
 use interleaf_core::text::shingle::{shingles, Unit};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use polars::prelude::*;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use polars::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3_polars::PySeries;
 
@@ -169,7 +169,8 @@ pub fn hamming_pairs<'py>(
     if radius >= 64 {
         return Err(PyValueError::new_err("radius must be < 64"));
     }
-    let hashes: Vec<Option<u64>> = hashes.0.u64().map_err(|_| PyValueError::new_err(format!("hashes must be a UInt64 column, not {}", hashes.0.dtype())))?.iter().collect();
+    let hashes: Vec<Option<u64>> =
+        hashes.0.u64().map_err(|_| PyValueError::new_err(format!("hashes must be a UInt64 column, not {}", hashes.0.dtype())))?.iter().collect();
     let (pairs, reps) = py.detach(|| {
         let pairs = pairs_within(&hashes, radius);
         let reps = clusters_from_pairs(hashes.len(), &pairs);
@@ -185,7 +186,15 @@ pub fn hamming_pairs<'py>(
 /// Pillow-compatible resize of an 8-bit grayscale image (for parity tests).
 #[pyfunction]
 #[pyo3(name = "_resize_luma")]
-pub fn resize_luma_py(py: Python<'_>, pixels: PyBackedBytes, width: usize, height: usize, out_width: usize, out_height: usize, filter: &str) -> PyResult<Vec<u8>> {
+pub fn resize_luma_py(
+    py: Python<'_>,
+    pixels: PyBackedBytes,
+    width: usize,
+    height: usize,
+    out_width: usize,
+    out_height: usize,
+    filter: &str,
+) -> PyResult<Vec<u8>> {
     use interleaf_core::image::{resize_luma, Filter};
     let f = match filter {
         "lanczos" => Filter::Lanczos,

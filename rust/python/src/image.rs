@@ -4,7 +4,7 @@
 use interleaf_core::hash::perceptual::{bits_to_hex, bits_to_u64, PerceptualKind};
 use interleaf_core::image::analyze::{analyze, Analysis, Wants};
 use interleaf_core::image::decode::{Alpha, DecodeLimits, DecodeOptions};
-use interleaf_core::image::preprocess::{CropRounding, PreprocessConfig, Rescale, ResizeMode, Sample, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD};
+use interleaf_core::image::preprocess::{CropRounding, PixelFloat, PreprocessConfig, Rescale, ResizeMode, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD};
 use interleaf_core::image::{decode_rgb, Filter, ImageStats};
 use numpy::{PyArray4, PyArrayMethods, PyUntypedArrayMethods};
 use polars::prelude::*;
@@ -62,7 +62,8 @@ impl PyPreprocessConfig {
         fill: u8,
     ) -> PyResult<Self> {
         let err = PyValueError::new_err;
-        let filter = Filter::from_pillow(resample).ok_or_else(|| err(format!("resample {resample} is not supported: use 1 (LANCZOS), 2 (BILINEAR), 3 (BICUBIC), 4 (BOX) or 5 (HAMMING)")))?;
+        let filter = Filter::from_pillow(resample)
+            .ok_or_else(|| err(format!("resample {resample} is not supported: use 1 (LANCZOS), 2 (BILINEAR), 3 (BICUBIC), 4 (BOX) or 5 (HAMMING)")))?;
         let normalize = match (mean, std) {
             (Some(m), Some(s)) => Some((m, s)),
             (None, None) => None,
@@ -164,11 +165,13 @@ impl PyPreprocessConfig {
 fn hash_kinds(hashes: &[String], hash_size: usize) -> PyResult<Vec<(PerceptualKind, usize)>> {
     hashes
         .iter()
-        .map(|k| PerceptualKind::parse(k).map(|kind| (kind, hash_size)).ok_or_else(|| PyValueError::new_err(format!("hashes are ahash, dhash or phash, not {k:?}"))))
+        .map(|k| {
+            PerceptualKind::parse(k).map(|kind| (kind, hash_size)).ok_or_else(|| PyValueError::new_err(format!("hashes are ahash, dhash or phash, not {k:?}")))
+        })
         .collect()
 }
 
-fn run<T: Sample + numpy::Element>(
+fn run<T: PixelFloat + numpy::Element>(
     py: Python<'_>,
     images: &[Option<&[u8]>],
     wants: &Wants,

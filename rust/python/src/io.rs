@@ -66,7 +66,15 @@ impl NativeReader {
     #[new]
     #[pyo3(signature = (paths, kind, format=None, image_root=None, load_images=true, max_member_bytes=None, first_doc_index=0))]
     #[allow(clippy::too_many_arguments)]
-    fn new(paths: Vec<String>, kind: &str, format: Option<&str>, image_root: Option<String>, load_images: bool, max_member_bytes: Option<u64>, first_doc_index: i64) -> PyResult<Self> {
+    fn new(
+        paths: Vec<String>,
+        kind: &str,
+        format: Option<&str>,
+        image_root: Option<String>,
+        load_images: bool,
+        max_member_bytes: Option<u64>,
+        first_doc_index: i64,
+    ) -> PyResult<Self> {
         let kind = match kind {
             "webdataset" => SourceKind::WebDataset,
             "jsonl" => SourceKind::Jsonl(parse_format(format)?),
@@ -96,7 +104,7 @@ impl NativeReader {
 }
 
 /// One cell as JSON; a binary value goes to `blobs` and the cell becomes `{"$blob": k}`.
-fn cell_to_json(av: AnyValue<'_>, blobs: &mut Vec<Option<Vec<u8>>>) -> Value {
+fn cell_to_json(av: AnyValue<'_>, blobs: &mut Blobs) -> Value {
     match av {
         AnyValue::Null => Value::Null,
         AnyValue::Boolean(b) => Value::Bool(b),
@@ -127,16 +135,19 @@ fn cell_to_json(av: AnyValue<'_>, blobs: &mut Vec<Option<Vec<u8>>>) -> Value {
     }
 }
 
-fn blob(bytes: Vec<u8>, blobs: &mut Vec<Option<Vec<u8>>>) -> Value {
+fn blob(bytes: Vec<u8>, blobs: &mut Blobs) -> Value {
     blobs.push(Some(bytes));
     let mut m = Map::new();
     m.insert(BLOB_KEY.into(), Value::from(blobs.len() - 1));
     Value::Object(m)
 }
 
+/// A record's out-of-line binary values (see `interleaf_core::formats::BLOB_KEY`).
+type Blobs = Vec<Option<Vec<u8>>>;
+
 /// The rows of a record table as JSON objects, each with its binary values beside it.
-fn table_records(df: &DataFrame) -> PolarsResult<Vec<(Value, Vec<Option<Vec<u8>>>)>> {
-    let mut rows: Vec<(Map<String, Value>, Vec<Option<Vec<u8>>>)> = (0..df.height()).map(|_| (Map::new(), Vec::new())).collect();
+fn table_records(df: &DataFrame) -> PolarsResult<Vec<(Value, Blobs)>> {
+    let mut rows: Vec<(Map<String, Value>, Blobs)> = (0..df.height()).map(|_| (Map::new(), Vec::new())).collect();
     for col in df.columns() {
         let s = col.as_materialized_series().rechunk();
         for ((m, blobs), av) in rows.iter_mut().zip(s.iter()) {
@@ -151,7 +162,12 @@ fn table_records(df: &DataFrame) -> PolarsResult<Vec<(Value, Vec<Option<Vec<u8>>
 /// For tests and debugging; `interleaf.read` is the API.
 #[pyfunction]
 #[pyo3(signature = (path, max_member_bytes=None))]
-pub fn read_samples<'py>(py: Python<'py>, path: &str, max_member_bytes: Option<u64>) -> PyResult<Vec<(String, Vec<(String, Bound<'py, PyBytes>)>, Vec<(String, String)>)>> {
+#[allow(clippy::type_complexity)]
+pub fn read_samples<'py>(
+    py: Python<'py>,
+    path: &str,
+    max_member_bytes: Option<u64>,
+) -> PyResult<Vec<(String, Vec<(String, Bound<'py, PyBytes>)>, Vec<(String, String)>)>> {
     let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let samples: Vec<_> = py.detach(|| -> PyResult<Vec<_>> {
         let stream = interleaf_core::input::open(path, counter).map_err(core_err)?;
@@ -186,18 +202,19 @@ pub fn records_to_frame<'py>(
 ) -> PyResult<(PyDataFrame, Bound<'py, PyDict>)> {
     let format = parse_format(format)?;
     let ctx = RecordContext::for_source(source, image_root.as_deref(), load_images);
-    let (frame, stats) = py.detach(|| -> PolarsResult<_> {
-        let mut decoder = RecordDecoder::new(format, ctx);
-        let mut batch = NodeBatch::default();
-        let mut stats = ReadStats::default();
-        for (i, (value, blobs)) in table_records(&table.0)?.into_iter().enumerate() {
-            let doc = decoder.decode(value, start_index + i as u64 + 1, blobs);
-            stats.add_document(&doc);
-            batch.push(doc, first_doc_index + i as i64);
-        }
-        Ok((batch_to_frame(batch)?, stats))
-    })
-    .map_err(polars_err)?;
+    let (frame, stats) = py
+        .detach(|| -> PolarsResult<_> {
+            let mut decoder = RecordDecoder::new(format, ctx);
+            let mut batch = NodeBatch::default();
+            let mut stats = ReadStats::default();
+            for (i, (value, blobs)) in table_records(&table.0)?.into_iter().enumerate() {
+                let doc = decoder.decode(value, start_index + i as u64 + 1, blobs);
+                stats.add_document(&doc);
+                batch.push(doc, first_doc_index + i as i64);
+            }
+            Ok((batch_to_frame(batch)?, stats))
+        })
+        .map_err(polars_err)?;
     Ok((PyDataFrame(frame), stats_dict(py, &stats)?))
 }
 
@@ -236,7 +253,8 @@ impl NativeShardWriter {
     #[new]
     #[pyo3(signature = (directory, prefix="shard", compression="none", max_count=10_000, max_bytes=1<<30, start_index=0))]
     fn new(directory: &str, prefix: &str, compression: &str, max_count: u64, max_bytes: u64, start_index: u64) -> PyResult<Self> {
-        let opts = ShardWriterOptions { prefix: prefix.into(), compression: compression.into(), max_count, max_bytes, start_index };
+        let compression = interleaf_core::input::Compression::parse(compression).map_err(PyValueError::new_err)?;
+        let opts = ShardWriterOptions { prefix: prefix.into(), compression, max_count, max_bytes, start_index };
         let w = ShardWriter::new(directory, opts).map_err(core_err)?;
         Ok(NativeShardWriter { inner: Mutex::new(Some(w)) })
     }

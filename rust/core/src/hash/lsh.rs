@@ -118,7 +118,7 @@ pub struct Clusters {
 /// entries at a time, plus the union-find.
 pub fn cluster(sigs: &[u32], num_perm: usize, bands: usize, rows: usize, verify: &Verify) -> Clusters {
     assert!(bands * rows <= num_perm, "bands * rows must be <= num_perm");
-    let n = if num_perm == 0 { 0 } else { sigs.len() / num_perm };
+    let n = sigs.len().checked_div(num_perm).unwrap_or(0);
     let mut uf = UnionFind::new(n);
     let (mut candidates, mut joined) = (0u64, 0u64);
     let row_of = |i: usize| &sigs[i * num_perm..(i + 1) * num_perm];

@@ -208,11 +208,7 @@ struct Affine32Lanes {
 
 impl Affine32Lanes {
     fn new(p: &MinHashParams) -> Self {
-        Affine32Lanes {
-            a: p.a.iter().map(|&x| x as u32).collect(),
-            b: p.b.iter().map(|&x| x as u32).collect(),
-            isa: Isa::detect(),
-        }
+        Affine32Lanes { a: p.a.iter().map(|&x| x as u32).collect(), b: p.b.iter().map(|&x| x as u32).collect(), isa: Isa::detect() }
     }
 
     #[inline]
@@ -271,10 +267,7 @@ pub fn signatures(texts: &[&str], p: &MinHashParams) -> Vec<u32> {
         return out;
     }
     let lanes = Affine32Lanes::new(p);
-    out.par_chunks_mut(k)
-        .zip(texts.par_iter())
-        .with_min_len(16)
-        .for_each_init(Scratch::default, |sc, (row, t)| signature_into(t, p, &lanes, row, sc));
+    out.par_chunks_mut(k).zip(texts.par_iter()).with_min_len(16).for_each_init(Scratch::default, |sc, (row, t)| signature_into(t, p, &lanes, row, sc));
     out
 }
 
@@ -329,9 +322,9 @@ mod tests {
         let lanes = Affine32Lanes::new(&p);
         let hs: Vec<u32> = (0..77u32).map(|i| i.wrapping_mul(0x9E37_79B9) ^ 0x5555).collect();
         let mut want = vec![u32::MAX; 100];
-        for k in 0..100 {
+        for (k, w) in want.iter_mut().enumerate() {
             for &h in &hs {
-                want[k] = want[k].min(lanes.a[k].wrapping_mul(h).wrapping_add(lanes.b[k]));
+                *w = (*w).min(lanes.a[k].wrapping_mul(h).wrapping_add(lanes.b[k]));
             }
         }
         let mut got = vec![u32::MAX; 100];

@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use crate::error::{ErrorKind, RecordError};
 use crate::hash::perceptual::{hash_luma, Bits, PerceptualKind};
 use crate::image::decode::{decode_luma, decode_luma_draft, rgb_to_luma, DecodeLimits};
-use crate::image::preprocess::{PreprocessConfig, Preprocessor, Sample};
+use crate::image::preprocess::{PixelFloat, PreprocessConfig, Preprocessor};
 use crate::image::stats::{header_stats, luma_stats, ImageStats};
 
 /// What to compute for every image of a batch.
@@ -67,7 +67,7 @@ pub const MAX_HASH_SIZE: usize = 256;
 /// Decodes each image once and computes what `wants` asks, in parallel on the current rayon
 /// pool. `pixels` holds `N x 3 x H x W` values when `wants.pixels` is set (empty otherwise).
 /// Errors are values, one per image; an `Err` means the request itself is invalid.
-pub fn analyze<T: Sample>(images: &[Option<&[u8]>], wants: &Wants, pixels: &mut [T]) -> Result<Vec<Analysis>, String> {
+pub fn analyze<T: PixelFloat>(images: &[Option<&[u8]>], wants: &Wants, pixels: &mut [T]) -> Result<Vec<Analysis>, String> {
     check_hashes(wants)?;
     let pre = wants.pixels.map(Preprocessor::new).transpose()?;
     let per = pre.as_ref().map_or(0, Preprocessor::values_per_image);
@@ -95,11 +95,14 @@ pub fn analyze<T: Sample>(images: &[Option<&[u8]>], wants: &Wants, pixels: &mut 
     })
 }
 
-fn analyze_one<T: Sample>(data: &[u8], wants: &Wants, pre: Option<&Preprocessor>, slot: &mut [T]) -> Analysis {
+/// A gray image: (width, height, pixels).
+type Luma = (u32, u32, Vec<u8>);
+
+fn analyze_one<T: PixelFloat>(data: &[u8], wants: &Wants, pre: Option<&Preprocessor>, slot: &mut [T]) -> Analysis {
     let mut out = Analysis { stats: wants.stats.then(|| header_stats(data)), hashes: vec![None; wants.hashes.len()], error: None };
     let exact_hashes = !wants.hashes.is_empty() && wants.hash_draft.is_none();
     let need_luma = wants.stats || exact_hashes;
-    let mut luma: Option<Result<(u32, u32, Vec<u8>), RecordError>> = None;
+    let mut luma: Option<Result<Luma, RecordError>> = None;
     if let Some(pre) = pre {
         match pre.decode(data) {
             Ok((rgb, target)) => {

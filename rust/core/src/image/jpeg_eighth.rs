@@ -284,10 +284,8 @@ pub fn luma_eighth(data: &[u8]) -> Option<(u32, u32, Vec<u8>)> {
                 if h == 0 || w == 0 || h > 65500 || w > 65500 || !(nf == 1 || nf == 3) || seg.len() != 6 + 3 * nf {
                     return None;
                 }
-                let comps: Vec<Component> = seg[6..]
-                    .chunks_exact(3)
-                    .map(|c| Component { id: c[0], h: (c[1] >> 4) as usize, v: (c[1] & 15) as usize, tq: c[2] as usize })
-                    .collect();
+                let comps: Vec<Component> =
+                    seg[6..].chunks_exact(3).map(|c| Component { id: c[0], h: (c[1] >> 4) as usize, v: (c[1] & 15) as usize, tq: c[2] as usize }).collect();
                 if comps.iter().any(|c| !(1..=4).contains(&c.h) || !(1..=4).contains(&c.v) || c.tq > 3) {
                     return None;
                 }

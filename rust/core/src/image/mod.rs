@@ -9,8 +9,8 @@ pub mod probe;
 pub mod resample;
 pub mod stats;
 
-pub use decode::{decode, decode_luma, decode_luma_draft, decode_rgb, orient, to_luma_pillow, Alpha, DecodeLimits, DecodeOptions, Rgb8, DEFAULT_MAX_PIXELS};
 pub use analyze::{analyze, Analysis, Wants};
+pub use decode::{decode, decode_luma, decode_luma_draft, decode_rgb, orient, to_luma_pillow, Alpha, DecodeLimits, DecodeOptions, Rgb8, DEFAULT_MAX_PIXELS};
 pub use preprocess::{PreprocessConfig, ResizeMode};
 pub use probe::{probe, Probe};
 pub use resample::{resize, resize_luma, Filter};

@@ -7,9 +7,12 @@ use crate::error::RecordError;
 use crate::image::decode::{decode_rgb, decode_rgb_draft, header_size, Alpha, DecodeOptions, Rgb8};
 use crate::image::resample::{resize_region, Filter};
 
-/// open_clip's `OPENAI_DATASET_MEAN` (also transformers' `OPENAI_CLIP_MEAN`).
+/// open_clip's `OPENAI_DATASET_MEAN` (also transformers' `OPENAI_CLIP_MEAN`), the decimals as
+/// the references write them.
+#[allow(clippy::excessive_precision)]
 pub const OPENAI_CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 /// open_clip's `OPENAI_DATASET_STD` (also transformers' `OPENAI_CLIP_STD`).
+#[allow(clippy::excessive_precision)]
 pub const OPENAI_CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
 /// How the decoded image is brought to the model's input size.
@@ -249,19 +252,19 @@ fn resized_size(cfg: &PreprocessConfig, w: usize, h: usize) -> (usize, usize) {
     }
 }
 
-/// A float type the output array can hold.
-pub trait Sample: Copy + Send + Sync + Default {
+/// A float type the pixel output array can hold (float32 or float16).
+pub trait PixelFloat: Copy + Send + Sync + Default {
     fn from_f32(v: f32) -> Self;
 }
 
-impl Sample for f32 {
+impl PixelFloat for f32 {
     #[inline]
     fn from_f32(v: f32) -> Self {
         v
     }
 }
 
-impl Sample for half::f16 {
+impl PixelFloat for half::f16 {
     #[inline]
     fn from_f32(v: f32) -> Self {
         half::f16::from_f32(v)
@@ -298,7 +301,7 @@ impl<'a> Preprocessor<'a> {
     /// would get).
     pub fn decode(&self, data: &[u8]) -> Result<(Rgb8, (usize, usize)), RecordError> {
         let cfg = self.cfg;
-        if cfg.jpeg_draft && data.starts_with(b"\xff\xd8\xff") {
+        if cfg.jpeg_draft && crate::image::probe::sniff(data) == Some("JPEG") {
             // The geometry comes from the full-size header so it matches the exact path.
             let (hw, hh) = header_size(data)?;
             let swapped = cfg.decode.exif_transpose && crate::image::probe::probe(data).is_some_and(|p| p.orientation >= 5);
@@ -313,7 +316,7 @@ impl<'a> Preprocessor<'a> {
 
     /// Resizes `img` to `(rw, rh)`, crops or pads, rescales and normalises it into `out`
     /// (3 x H x W, channel-major).
-    pub fn fill<T: Sample>(&self, img: &Rgb8, (rw, rh): (usize, usize), out: &mut [T]) {
+    pub fn fill<T: PixelFloat>(&self, img: &Rgb8, (rw, rh): (usize, usize), out: &mut [T]) {
         let (cfg, (oh, ow)) = (self.cfg, self.shape);
         debug_assert_eq!(out.len(), 3 * oh * ow);
         // The window of the resized image the output shows: (first output index, source range).
@@ -352,7 +355,7 @@ impl<'a> Preprocessor<'a> {
 /// Preprocesses `images` into `out` (N x 3 x H x W) on the current rayon pool, one error
 /// slot per image (`None` where it worked). A failed or missing image leaves its slot zero.
 /// The same as [`crate::image::analyze`] asked for pixels alone.
-pub fn preprocess_batch<T: Sample>(images: &[Option<&[u8]>], cfg: &PreprocessConfig, out: &mut [T]) -> Result<Vec<Option<RecordError>>, String> {
+pub fn preprocess_batch<T: PixelFloat>(images: &[Option<&[u8]>], cfg: &PreprocessConfig, out: &mut [T]) -> Result<Vec<Option<RecordError>>, String> {
     let wants = crate::image::analyze::Wants { pixels: Some(cfg), ..Default::default() };
     Ok(crate::image::analyze::analyze(images, &wants, out)?.into_iter().map(|a| a.error).collect())
 }

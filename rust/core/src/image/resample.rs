@@ -138,9 +138,9 @@ fn precompute(in_size: usize, out_size: usize, filter: Filter) -> Coeffs {
         let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
         let n = xmax.saturating_sub(xmin);
         let mut ww = 0.0;
-        for x in 0..n {
+        for (x, p) in pre.iter_mut().enumerate().take(n) {
             let w = filter.eval((x as f64 + xmin as f64 - center + 0.5) * ss);
-            pre[x] = w;
+            *p = w;
             ww += w;
         }
         for (x, kv) in k[xx * ksize..xx * ksize + n].iter_mut().enumerate() {
@@ -532,7 +532,15 @@ mod tests {
         // Pillow's bytes, including saturated and negative-lobe pixels.
         for (w, h) in [(997, 23), (61, 5), (33, 4)] {
             let src: Vec<u8> = (0..w * h).map(|i| if i % 13 == 0 { 255 } else { (i * 7919 % 251) as u8 }).collect();
-            for (ow, filter) in [(32, Filter::Lanczos), (9, Filter::Lanczos), (224, Filter::Bicubic), (31, Filter::Bilinear), (7, Filter::Box), (120, Filter::Hamming), (2000, Filter::Lanczos)] {
+            for (ow, filter) in [
+                (32, Filter::Lanczos),
+                (9, Filter::Lanczos),
+                (224, Filter::Bicubic),
+                (31, Filter::Bilinear),
+                (7, Filter::Box),
+                (120, Filter::Hamming),
+                (2000, Filter::Lanczos),
+            ] {
                 let c = precompute(w, ow, filter);
                 let slow = horizontal_per_channel::<1>(&src, w, 0..h, 0..ow, &c);
                 assert_eq!(pass_horizontal::<1>(&src, w, 0..h, 0..ow, &c), slow, "{w} -> {ow} {filter:?}");
@@ -556,8 +564,8 @@ mod tests {
 
     #[test]
     fn dot8_scalar_and_avx2_agree() {
-        let a: Vec<i32> = (0..64).map(|i| (i * 37 % 256) as i32).collect();
-        let k: Vec<i32> = (0..64).map(|i| (i * 7919 % 9000) as i32 - 3000).collect();
+        let a: Vec<i32> = (0..64).map(|i| i * 37 % 256).collect();
+        let k: Vec<i32> = (0..64).map(|i| i * 7919 % 9000 - 3000).collect();
         let scalar = dot8(&a, &k);
         let mut expect = [0i32; 8];
         for i in 0..64 {

@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 use super::Sample;
 use crate::doc::{Document, Node, NodeKind};
 use crate::error::{ErrorKind, RecordError};
+use crate::formats::nodes::parse_document;
 use crate::formats::{error_json, node_json};
 
 pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bmp"];
@@ -33,11 +34,6 @@ fn decode_text(data: &[u8], what: &str) -> (String, Option<RecordError>) {
             Some(RecordError::new(ErrorKind::InvalidUtf8, format!("{what}: {e}; invalid bytes replaced by U+FFFD"))),
         ),
     }
-}
-
-pub fn error_from_value(v: &Value) -> Option<RecordError> {
-    let o = v.as_object()?;
-    Some(RecordError::from_stored(o.get("kind")?.as_str().unwrap_or("other"), o.get("message").and_then(Value::as_str).unwrap_or("")))
 }
 
 fn is_interleaved(v: &Value) -> bool {
@@ -122,57 +118,28 @@ pub fn sample_to_document(sample: Sample) -> Document {
 }
 
 fn interleaved_from_json(doc: &mut Document, v: &Value, members: &[(String, Vec<u8>)]) {
-    if let Some(id) = v.get("doc_id").and_then(Value::as_str) {
-        doc.doc_id = id.to_string();
-    }
-    if let Some(m) = v.get("meta").filter(|m| m.is_object()) {
-        doc.meta = Some(m.to_string());
-    }
-    if let Some(e) = v.get("error").and_then(error_from_value) {
-        doc.set_error(e);
-    }
-    for n in v["nodes"].as_array().into_iter().flatten() {
-        let step = n.get("step").and_then(Value::as_i64).map(|s| s as i32);
-        let mut node = match n.get("kind").and_then(Value::as_str).and_then(NodeKind::parse) {
-            Some(NodeKind::Text) => Node::text(n.get("text").and_then(Value::as_str).unwrap_or("")),
-            Some(NodeKind::Image) => {
-                let image_ref = n.get("image_ref").and_then(Value::as_str).map(String::from);
-                let mut node = Node::image(None, image_ref);
-                if let Some(member) = n.get("member").and_then(Value::as_str) {
-                    match members.iter().find(|(e, _)| e == member) {
-                        Some((_, data)) => node.image = Some(data.clone()),
-                        None => {
-                            node.error = Some(RecordError::new(ErrorKind::MissingImage, format!("sample {:?} names member {member:?}, which is absent", doc.doc_id)))
-                        }
-                    }
-                }
-                node
+    let Some(o) = v.as_object() else { return };
+    let doc_id = o.get("doc_id").and_then(Value::as_str).unwrap_or(&doc.doc_id).to_string();
+    parse_document(doc, o, |n, node| {
+        if let Some(member) = n.get("member").and_then(Value::as_str) {
+            match members.iter().find(|(e, _)| e == member) {
+                Some((_, data)) => node.image = Some(data.clone()),
+                None => node.error = Some(RecordError::new(ErrorKind::MissingImage, format!("sample {doc_id:?} names member {member:?}, which is absent"))),
             }
-            None => Node { error: Some(RecordError::new(ErrorKind::BadRecord, format!("node without a valid kind: {n}"))), ..Default::default() },
-        };
-        node.step = step;
-        node.role = n.get("role").and_then(Value::as_str).map(String::from);
-        if let Some(e) = n.get("error").and_then(error_from_value) {
-            node.error = Some(e);
         }
-        doc.nodes.push(node);
-    }
+    });
 }
 
-/// The file extension for encoded image bytes, from their magic number.
+/// The file extension for encoded image bytes, from their magic number (the one sniffer,
+/// [`crate::image::probe::sniff`]); `bin` for bytes of no known format.
 pub fn sniff_image_ext(data: &[u8]) -> &'static str {
-    if data.starts_with(&[0xff, 0xd8, 0xff]) {
-        "jpg"
-    } else if data.starts_with(b"\x89PNG") {
-        "png"
-    } else if data.len() >= 12 && &data[0..4] == b"RIFF" && &data[8..12] == b"WEBP" {
-        "webp"
-    } else if data.starts_with(b"GIF8") {
-        "gif"
-    } else if data.starts_with(b"BM") {
-        "bmp"
-    } else {
-        "bin"
+    match crate::image::probe::sniff(data) {
+        Some("JPEG") => "jpg",
+        Some("PNG") => "png",
+        Some("WEBP") => "webp",
+        Some("GIF") => "gif",
+        Some("BMP") => "bmp",
+        _ => "bin",
     }
 }
 
@@ -256,12 +223,7 @@ mod tests {
     use super::*;
 
     fn sample(members: &[(&str, &[u8])]) -> Sample {
-        Sample {
-            key: "k1".into(),
-            url: "s.tar".into(),
-            members: members.iter().map(|(e, d)| (e.to_string(), d.to_vec())).collect(),
-            errors: vec![],
-        }
+        Sample { key: "k1".into(), url: "s.tar".into(), members: members.iter().map(|(e, d)| (e.to_string(), d.to_vec())).collect(), errors: vec![] }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use regex::Regex;
 
-pub use convert::{document_to_members, error_from_value as convert_error_from_value, key_for, sample_to_document, sniff_image_ext, IMAGE_EXTENSIONS};
+pub use convert::{document_to_members, key_for, sample_to_document, sniff_image_ext, IMAGE_EXTENSIONS};
 pub use tar_read::{TarEvent, TarReader};
 pub use writer::{ShardWriter, ShardWriterOptions};
 
@@ -120,12 +120,8 @@ impl<R: BufRead> Iterator for SampleReader<R> {
                         None => {
                             // Damage we cannot attribute to a key becomes a record of its own.
                             let prev = self.current.take();
-                            self.current = Some(Sample {
-                                key: format!("{}#damaged", self.url),
-                                url: self.url.clone(),
-                                members: Vec::new(),
-                                errors: vec![error],
-                            });
+                            self.current =
+                                Some(Sample { key: format!("{}#damaged", self.url), url: self.url.clone(), members: Vec::new(), errors: vec![error] });
                             if prev.is_some() {
                                 return prev;
                             }

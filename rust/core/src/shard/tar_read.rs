@@ -14,9 +14,15 @@ const BLOCK: usize = 512;
 /// One regular-file member, or the damage found while reading one.
 #[derive(Debug)]
 pub enum TarEvent {
-    Member { name: String, data: Vec<u8> },
+    Member {
+        name: String,
+        data: Vec<u8>,
+    },
     /// A member that could not be read whole (after a damaged header the reader stops).
-    Damaged { name: Option<String>, error: RecordError },
+    Damaged {
+        name: Option<String>,
+        error: RecordError,
+    },
 }
 
 pub struct TarReader<R> {
@@ -182,7 +188,9 @@ impl<R: BufRead> TarReader<R> {
                     }
                     let data = match self.read_data(size, true) {
                         Ok(Ok(d)) => d,
-                        Ok(Err(_)) => return self.fatal(None, ErrorKind::TruncatedTar, format!("archive ends inside an extended header at byte {header_offset}")),
+                        Ok(Err(_)) => {
+                            return self.fatal(None, ErrorKind::TruncatedTar, format!("archive ends inside an extended header at byte {header_offset}"))
+                        }
                         Err(e) => return self.fatal_io(None, &e, e.to_string()),
                     };
                     match typeflag {
@@ -206,7 +214,10 @@ impl<R: BufRead> TarReader<R> {
                         Ok(Ok(data)) if !too_large => Some(TarEvent::Member { name, data }),
                         Ok(Ok(_)) => Some(TarEvent::Damaged {
                             name: Some(name),
-                            error: RecordError::new(ErrorKind::MemberTooLarge, format!("member of {size} bytes exceeds the limit of {} bytes", self.max_member_bytes)),
+                            error: RecordError::new(
+                                ErrorKind::MemberTooLarge,
+                                format!("member of {size} bytes exceeds the limit of {} bytes", self.max_member_bytes),
+                            ),
                         }),
                         Ok(Err(got)) => self.fatal(Some(name), ErrorKind::TruncatedTar, format!("archive ends inside member data ({got} of {size} bytes)")),
                         Err(e) => self.fatal_io(Some(name), &e, format!("reading member data: {e}")),
@@ -216,7 +227,9 @@ impl<R: BufRead> TarReader<R> {
                     // Directories, links, devices: skipped like webdataset does.
                     match self.read_data(size, false) {
                         Ok(Ok(_)) => continue,
-                        Ok(Err(_)) => return self.fatal(None, ErrorKind::TruncatedTar, format!("archive ends inside a non-file member at byte {header_offset}")),
+                        Ok(Err(_)) => {
+                            return self.fatal(None, ErrorKind::TruncatedTar, format!("archive ends inside a non-file member at byte {header_offset}"))
+                        }
                         Err(e) => return self.fatal_io(None, &e, e.to_string()),
                     }
                 }

@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 
 use crate::doc::Document;
 use crate::error::{Error, Result};
+use crate::input::Compression;
 use crate::shard::{document_to_members, key_for};
 
 #[derive(Clone, Debug)]
 pub struct ShardWriterOptions {
     /// Shard names are `{prefix}-{index:06}.tar` plus `.gz` / `.zst` when compressed.
     pub prefix: String,
-    /// "none", "gz" or "zst".
-    pub compression: String,
+    pub compression: Compression,
     pub max_count: u64,
     pub max_bytes: u64,
     pub start_index: u64,
@@ -23,7 +23,7 @@ pub struct ShardWriterOptions {
 
 impl Default for ShardWriterOptions {
     fn default() -> Self {
-        ShardWriterOptions { prefix: "shard".into(), compression: "none".into(), max_count: 10_000, max_bytes: 1 << 30, start_index: 0 }
+        ShardWriterOptions { prefix: "shard".into(), compression: Compression::None, max_count: 10_000, max_bytes: 1 << 30, start_index: 0 }
     }
 }
 
@@ -84,9 +84,6 @@ impl ShardWriter {
     pub fn new(dir: impl AsRef<Path>, opts: ShardWriterOptions) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
-        if !matches!(opts.compression.as_str(), "none" | "gz" | "zst") {
-            return Err(Error::Invalid(format!("compression must be none, gz or zst, not {:?}", opts.compression)));
-        }
         if opts.max_count == 0 || opts.max_bytes == 0 {
             return Err(Error::Invalid("max_count and max_bytes must be positive".into()));
         }
@@ -95,12 +92,7 @@ impl ShardWriter {
     }
 
     fn shard_name(&self) -> String {
-        let ext = match self.opts.compression.as_str() {
-            "gz" => ".tar.gz",
-            "zst" => ".tar.zst",
-            _ => ".tar",
-        };
-        format!("{}-{:06}{}", self.opts.prefix, self.index, ext)
+        format!("{}-{:06}.tar{}", self.opts.prefix, self.index, self.opts.compression.suffix())
     }
 
     fn open(&mut self) -> Result<()> {
@@ -109,10 +101,10 @@ impl ShardWriter {
         let tmp = self.dir.join(format!(".{name}.tmp"));
         let file = File::create(&tmp).map_err(|e| Error::io(tmp.display().to_string(), e))?;
         let w = BufWriter::with_capacity(1 << 20, file);
-        let sink = match self.opts.compression.as_str() {
-            "gz" => Sink::Gz(flate2::write::GzEncoder::new(w, flate2::Compression::default())),
-            "zst" => Sink::Zstd(zstd::stream::write::Encoder::new(w, 3).map_err(|e| Error::io(tmp.display().to_string(), e))?),
-            _ => Sink::Plain(w),
+        let sink = match self.opts.compression {
+            Compression::Gzip => Sink::Gz(flate2::write::GzEncoder::new(w, flate2::Compression::default())),
+            Compression::Zstd => Sink::Zstd(zstd::stream::write::Encoder::new(w, 3).map_err(|e| Error::io(tmp.display().to_string(), e))?),
+            Compression::None => Sink::Plain(w),
         };
         let mut builder = tar::Builder::new(sink);
         builder.mode(tar::HeaderMode::Deterministic);

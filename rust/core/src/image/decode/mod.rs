@@ -1,10 +1,19 @@
 //! Decoding encoded image bytes (JPEG, PNG, WebP, GIF first frame, BMP) with limits read from
-//! the header before any large allocation, and grayscale conversion as Pillow's
-//! `convert("L")` does it.
+//! the header before any large allocation: the limits, the header checks and the dispatch to
+//! [`libjpeg`] (JPEG, as Pillow decodes it) or the `image` crate (everything else); the
+//! Pillow colour conversions (`convert("L")`, `convert("RGB")`, EXIF orientation) are in
+//! [`convert`].
+
+mod convert;
+mod libjpeg;
 
 use std::io::Cursor;
 
-use image::{DynamicImage, GrayImage, ImageFormat, ImageReader, RgbImage};
+use image::{DynamicImage, ImageFormat, ImageReader};
+
+use convert::to_rgb_pillow;
+pub use convert::{orient, rgb_to_luma, rgbx_to_luma, to_luma_pillow, Alpha};
+use libjpeg::{decode_jpeg_libjpeg, draft_numerator, jpeg_has_eoi, pillow_draft_denominator, JpegOut};
 
 use crate::error::{ErrorKind, RecordError};
 
@@ -41,7 +50,7 @@ impl DecodeLimits {
     }
 }
 
-fn err(kind: ErrorKind, msg: impl Into<String>) -> RecordError {
+pub(super) fn err(kind: ErrorKind, msg: impl Into<String>) -> RecordError {
     RecordError::new(kind, msg)
 }
 
@@ -61,15 +70,6 @@ pub fn header_size(data: &[u8]) -> Result<(u32, u32), RecordError> {
         return Err(err(ErrorKind::UnknownImageFormat, "bytes are not JPEG, PNG, WebP, GIF or BMP"));
     }
     reader.into_dimensions().map_err(|e| err(ErrorKind::CorruptImage, format!("header: {e}")))
-}
-
-/// The libjpeg scale numerator (of 8) that shrinks a `w x h` JPEG the most while keeping it at
-/// least `min_w x min_h` (libjpeg rounds scaled sizes up), as Pillow's `Image.draft` picks it.
-fn draft_numerator(w: u32, h: u32, min_w: usize, min_h: usize) -> u8 {
-    [1u8, 2, 4]
-        .into_iter()
-        .find(|&n| (w as usize * n as usize).div_ceil(8) >= min_w && (h as usize * n as usize).div_ceil(8) >= min_h)
-        .unwrap_or(8)
 }
 
 /// [`decode`], but a JPEG may be decoded at 1/2, 1/4 or 1/8 scale in the DCT domain (as
@@ -119,13 +119,6 @@ fn decode_full(data: &[u8], format: ImageFormat, w: u32, h: u32) -> Result<Dynam
     reader.decode().map_err(|e| err(ErrorKind::CorruptImage, format!("{format:?}: {e}")))
 }
 
-/// Pillow's `JpegImageFile.draft(mode, (req, req))` scale denominator for a `w x h` JPEG: the
-/// largest of 8, 4, 2, 1 not above `min(w // req, h // req)`.
-fn pillow_draft_denominator(w: u32, h: u32, req: usize) -> u8 {
-    let scale = (w as usize / req.max(1)).min(h as usize / req.max(1));
-    [8u8, 4, 2].into_iter().find(|&s| scale >= s as usize).unwrap_or(1)
-}
-
 /// The 8-bit grayscale image that Pillow gives for `im = Image.open(...); im.draft("L", (req,
 /// req)); im.convert("L")`: a colour JPEG is decoded by libjpeg straight to luma (its Y
 /// channel, no chroma work) and shrunk 2, 4 or 8 times in the DCT domain while both sides stay
@@ -166,232 +159,6 @@ fn into_luma(img: DynamicImage) -> (u32, u32, Vec<u8>) {
     }
 }
 
-/// True when an end-of-image marker follows the last start-of-scan marker (an EXIF thumbnail's
-/// markers come earlier, inside APP1).
-fn jpeg_has_eoi(data: &[u8]) -> bool {
-    // "The last SOS comes before the last EOI", without scanning the entropy-coded data
-    // backwards: the last EOI is near the end, the first SOS near the start.
-    use memchr::memmem;
-    match memmem::rfind(data, &[0xFF, 0xD9]) {
-        Some(eoi) => memmem::find(&data[eoi..], &[0xFF, 0xDA]).is_none() && memmem::find(&data[..eoi], &[0xFF, 0xDA]).is_some(),
-        None => false,
-    }
-}
-
-/// Pillow's `cmyk2rgb` on the inverted samples it stores ("CMYK;I": Pillow assumes Adobe
-/// polarity for every CMYK JPEG): `nk = 255 - k`, `v = nk - round(c * nk / 255)`.
-fn cmyk_to_rgb_pillow(px: &[u8]) -> Vec<u8> {
-    let muldiv255 = |a: i32, b: i32| {
-        let t = a * b + 128;
-        ((t >> 8) + t) >> 8
-    };
-    let mut out = Vec::with_capacity(px.len() / 4 * 3);
-    for p in px.chunks_exact(4) {
-        let (c, m, y, k) = (255 - p[0] as i32, 255 - p[1] as i32, 255 - p[2] as i32, 255 - p[3] as i32);
-        let nk = 255 - k;
-        out.extend([c, m, y].map(|v| (nk - muldiv255(v, nk)).clamp(0, 255) as u8));
-    }
-    out
-}
-
-/// JPEG with libjpeg-turbo's decoder (mozjpeg), as Pillow decodes it: islow IDCT, fancy
-/// upsampling, its YCbCr tables; CMYK and YCCK through libjpeg's CMYK output and Pillow's
-/// conversion. A file cut before its end-of-image marker is `truncated_image`, as Pillow
-/// refuses it.
-fn decode_jpeg_libjpeg(data: &[u8], scale_num: u8, out: JpegOut) -> Result<DynamicImage, RecordError> {
-    use mozjpeg::ColorSpace;
-    if !jpeg_has_eoi(data) {
-        return Err(err(ErrorKind::TruncatedImage, "JPEG data ends before its end-of-image marker"));
-    }
-    let run = || -> std::io::Result<Option<DynamicImage>> {
-        let mut d = mozjpeg::Decompress::new_mem(data)?;
-        if scale_num != 8 {
-            d.scale(scale_num);
-        }
-        let color = d.color_space();
-        let colour = matches!(color, ColorSpace::JCS_YCbCr | ColorSpace::JCS_RGB);
-        let to_gray = out == JpegOut::DraftLuma && colour;
-        match color {
-            _ if out == JpegOut::Luma && colour => {
-                // RGBX rows (libjpeg's SIMD colour conversion, 4-byte pixels) a few at a time,
-                // each batch turned into Pillow's luma while it is still in cache.
-                let mut s = d.rgba()?;
-                let (w, h) = (s.width(), s.height());
-                let mut luma = vec![0u8; w * h];
-                let mut rgbx = vec![0u8; w * 4 * 8];
-                for rows in luma.chunks_mut(w * 8) {
-                    let got = s.read_scanlines_into::<u8>(&mut rgbx[..rows.len() * 4])?;
-                    rgbx_to_luma(got, rows);
-                }
-                s.finish()?;
-                Ok(GrayImage::from_raw(w as u32, h as u32, luma).map(DynamicImage::ImageLuma8))
-            }
-            _ if to_gray || color == ColorSpace::JCS_GRAYSCALE => {
-                let mut s = d.grayscale()?;
-                let (w, h) = (s.width() as u32, s.height() as u32);
-                let px = s.read_scanlines::<u8>()?;
-                s.finish()?;
-                Ok(GrayImage::from_raw(w, h, px).map(DynamicImage::ImageLuma8))
-            }
-            ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK => {
-                let mut s = d.to_colorspace(ColorSpace::JCS_CMYK)?;
-                let (w, h) = (s.width() as u32, s.height() as u32);
-                let px = s.read_scanlines::<u8>()?;
-                s.finish()?;
-                Ok(RgbImage::from_raw(w, h, cmyk_to_rgb_pillow(&px)).map(DynamicImage::ImageRgb8))
-            }
-            _ => {
-                let mut s = d.rgb()?;
-                let (w, h) = (s.width() as u32, s.height() as u32);
-                let px = s.read_scanlines::<u8>()?;
-                s.finish()?;
-                Ok(RgbImage::from_raw(w, h, px).map(DynamicImage::ImageRgb8))
-            }
-        }
-    };
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
-        Ok(Ok(Some(img))) => Ok(img),
-        Ok(Ok(None)) => Err(err(ErrorKind::CorruptImage, "JPEG: decoded size does not match its header")),
-        Ok(Err(e)) => Err(err(ErrorKind::CorruptImage, format!("JPEG: {e}"))),
-        Err(payload) => {
-            let msg = payload.downcast_ref::<String>().cloned().unwrap_or_else(|| "libjpeg error".into());
-            Err(err(ErrorKind::CorruptImage, format!("JPEG: {msg}")))
-        }
-    }
-}
-
-/// What [`decode_jpeg_libjpeg`] returns for a colour (YCbCr or RGB) JPEG.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum JpegOut {
-    /// RGB, as Pillow's `Image.open` gives.
-    Rgb,
-    /// Pillow's `convert("L")` of that RGB.
-    Luma,
-    /// libjpeg's own grayscale output (the Y channel), as Pillow's `draft("L", ...)` asks for.
-    DraftLuma,
-}
-
-/// Pillow's ITU-R 601-2 luma with its fixed-point rounding: `(R*19595 + G*38470 + B*7471 + 0x8000) >> 16`.
-#[inline]
-fn l24(r: u8, g: u8, b: u8) -> u8 {
-    ((r as u32 * 19595 + g as u32 * 38470 + b as u32 * 7471 + 0x8000) >> 16) as u8
-}
-
-/// [`l24`] of every pixel of packed RGB, vectorised (AVX2 when the CPU has it: LLVM turns the
-/// stride-3 loads into shuffles).
-pub fn rgb_to_luma(rgb: &[u8]) -> Vec<u8> {
-    #[inline(always)]
-    fn run(rgb: &[u8], out: &mut [u8]) {
-        const N: usize = 32;
-        let mut blocks = out.chunks_exact_mut(N);
-        let mut src = rgb.chunks_exact(3 * N);
-        for (o, p) in (&mut blocks).zip(&mut src) {
-            for i in 0..N {
-                o[i] = l24(p[3 * i], p[3 * i + 1], p[3 * i + 2]);
-            }
-        }
-        for (o, p) in blocks.into_remainder().iter_mut().zip(src.remainder().chunks_exact(3)) {
-            *o = l24(p[0], p[1], p[2]);
-        }
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn run_avx2(rgb: &[u8], out: &mut [u8]) {
-        run(rgb, out)
-    }
-    let mut out = vec![0u8; rgb.len() / 3];
-    #[cfg(target_arch = "x86_64")]
-    if crate::cpu::avx2() {
-        // SAFETY: AVX2 support was just checked.
-        unsafe { run_avx2(rgb, &mut out) };
-        return out;
-    }
-    run(rgb, &mut out);
-    out
-}
-
-/// [`l24`] of every pixel of RGBX (4 bytes a pixel, the 4th ignored) into `out`
-/// (`rgbx.len() == 4 * out.len()`). Uses `l24 = g + (19595 (r - g) + 7471 (b - g) + 0x8000) >> 16`
-/// (the three weights sum to 2^16), so the AVX2 build needs only 16-bit multiply-adds.
-pub fn rgbx_to_luma(rgbx: &[u8], out: &mut [u8]) {
-    assert_eq!(rgbx.len(), out.len() * 4);
-    #[cfg(target_arch = "x86_64")]
-    if crate::cpu::avx2() {
-        // SAFETY: AVX2 support was just checked.
-        return unsafe { rgbx_to_luma_avx2(rgbx, out) };
-    }
-    for (o, p) in out.iter_mut().zip(rgbx.chunks_exact(4)) {
-        *o = l24(p[0], p[1], p[2]);
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn rgbx_to_luma_avx2(rgbx: &[u8], out: &mut [u8]) {
-    use std::arch::x86_64::*;
-    // Per 32-bit pixel: the words (r, b) and (g, g), zero-extended.
-    let rb = _mm256_setr_epi8(
-        0, -1, 2, -1, 4, -1, 6, -1, 8, -1, 10, -1, 12, -1, 14, -1, 0, -1, 2, -1, 4, -1, 6, -1, 8, -1, 10, -1, 12, -1, 14, -1,
-    );
-    let gg = _mm256_setr_epi8(
-        1, -1, 1, -1, 5, -1, 5, -1, 9, -1, 9, -1, 13, -1, 13, -1, 1, -1, 1, -1, 5, -1, 5, -1, 9, -1, 9, -1, 13, -1, 13, -1,
-    );
-    let w = _mm256_set1_epi32((7471 << 16) | 19595);
-    let round = _mm256_set1_epi32(0x8000);
-    // Luma of the 8 pixels at p, as eight i32 lanes.
-    let luma8 = |p: *const u8| -> __m256i {
-        let v = _mm256_loadu_si256(p as *const __m256i);
-        let g = _mm256_shuffle_epi8(v, gg);
-        let d = _mm256_sub_epi16(_mm256_shuffle_epi8(v, rb), g);
-        let t = _mm256_srai_epi32::<16>(_mm256_add_epi32(_mm256_madd_epi16(d, w), round));
-        _mm256_add_epi32(t, _mm256_srli_epi32::<16>(g))
-    };
-    let n = out.len() / 32 * 32;
-    for i in (0..n).step_by(32) {
-        // SAFETY: pixels i..i + 32 are in bounds (i + 32 <= n <= out.len()).
-        let p = rgbx.as_ptr().add(i * 4);
-        let lo = _mm256_packs_epi32(luma8(p), luma8(p.add(32)));
-        let hi = _mm256_packs_epi32(luma8(p.add(64)), luma8(p.add(96)));
-        let bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(lo, hi), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        _mm256_storeu_si256(out.as_mut_ptr().add(i) as *mut __m256i, bytes);
-    }
-    for (o, p) in out[n..].iter_mut().zip(rgbx[n * 4..].chunks_exact(4)) {
-        *o = l24(p[0], p[1], p[2]);
-    }
-}
-
-/// The 8-bit grayscale image that Pillow's `Image.open(...).convert("L")` gives: RGB(A) through
-/// [`l24`] (alpha ignored), gray as is, 16-bit gray clipped at 255 (Pillow's `I;16` -> `L`), 16-bit gray + alpha through its high
-/// byte (Pillow opens it as `LA`),
-/// 16-bit colour through its high bytes (Pillow unpacks 16-bit PNG colour that way).
-pub fn to_luma_pillow(img: &DynamicImage) -> (u32, u32, Vec<u8>) {
-    let (w, h) = (img.width(), img.height());
-    let px: Vec<u8> = match img {
-        DynamicImage::ImageLuma8(b) => b.as_raw().clone(),
-        DynamicImage::ImageLumaA8(b) => b.as_raw().chunks_exact(2).map(|p| p[0]).collect(),
-        DynamicImage::ImageRgb8(b) => rgb_to_luma(b.as_raw()),
-        DynamicImage::ImageRgba8(b) => b.as_raw().chunks_exact(4).map(|p| l24(p[0], p[1], p[2])).collect(),
-        DynamicImage::ImageLuma16(b) => b.as_raw().iter().map(|&v| v.min(255) as u8).collect(),
-        DynamicImage::ImageLumaA16(b) => b.as_raw().chunks_exact(2).map(|p| (p[0] >> 8) as u8).collect(),
-        DynamicImage::ImageRgb16(b) => b.as_raw().chunks_exact(3).map(|p| l24((p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8)).collect(),
-        DynamicImage::ImageRgba16(b) => b.as_raw().chunks_exact(4).map(|p| l24((p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8)).collect(),
-        other => other.to_rgb8().as_raw().chunks_exact(3).map(|p| l24(p[0], p[1], p[2])).collect(),
-    };
-    (w, h, px)
-}
-
-/// What to do with an alpha channel (including palette and tRNS transparency) when converting
-/// to RGB.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Alpha {
-    /// Drop it, as Pillow's `convert("RGB")` and open_clip do: transparent pixels keep their
-    /// stored colour.
-    Drop,
-    /// Composite over opaque white with Pillow's `alpha_composite` arithmetic, as
-    /// transformers' `convert_to_rgb` does (transformers 5).
-    White,
-}
-
 /// Options for [`decode_rgb`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DecodeOptions {
@@ -416,20 +183,6 @@ pub struct Rgb8 {
     pub px: Vec<u8>,
 }
 
-/// Pillow's `alpha_composite` of `(c, a)` over opaque white (7-bit precision coefficients,
-/// rounded division by 255); checked against Pillow on all 65,536 pairs.
-#[inline]
-fn over_white(c: u8, a: u8) -> u8 {
-    if a == 0 {
-        return 255;
-    }
-    let (c, a) = (c as u32, a as u32);
-    let coef1 = a * 128;
-    let coef2 = 255 * 128 - coef1;
-    let t = c * coef1 + 255 * coef2 + (0x80 << 7);
-    ((((t >> 8) + t) >> 8) >> 7) as u8
-}
-
 /// Decodes `data` to 8-bit RGB as Pillow's `Image.open(...).convert("RGB")` does (gray is
 /// replicated, 16-bit colour keeps its high bytes, 16-bit gray is clipped at 255, CMYK goes
 /// through Pillow's `cmyk2rgb`), with alpha handled by `opts.alpha` and, when asked, the
@@ -446,70 +199,15 @@ pub fn decode_rgb_draft(data: &[u8], opts: &DecodeOptions, draft_min: Option<(us
     let draft_min = draft_min.map(|(w, h)| if orientation >= 5 { (h, w) } else { (w, h) });
     let img = decode_scaled(data, &opts.limits, draft_min)?;
     let (width, height) = (img.width() as usize, img.height() as usize);
-    let white = opts.alpha == Alpha::White;
-    let gray = |v: u8| [v, v, v];
-    let px: Vec<u8> = match img {
-        DynamicImage::ImageRgb8(b) => b.into_raw(),
-        DynamicImage::ImageLuma8(b) => b.as_raw().iter().flat_map(|&v| gray(v)).collect(),
-        DynamicImage::ImageLumaA8(b) if white => b.as_raw().chunks_exact(2).flat_map(|p| gray(over_white(p[0], p[1]))).collect(),
-        DynamicImage::ImageLumaA8(b) => b.as_raw().chunks_exact(2).flat_map(|p| gray(p[0])).collect(),
-        DynamicImage::ImageRgba8(b) if white => {
-            b.as_raw().chunks_exact(4).flat_map(|p| [0, 1, 2].map(|c| over_white(p[c], p[3]))).collect()
-        }
-        DynamicImage::ImageRgba8(b) => b.as_raw().chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
-        DynamicImage::ImageLuma16(b) => b.as_raw().iter().flat_map(|&v| gray(v.min(255) as u8)).collect(),
-        DynamicImage::ImageLumaA16(b) if white => {
-            b.as_raw().chunks_exact(2).flat_map(|p| gray(over_white((p[0] >> 8) as u8, (p[1] >> 8) as u8))).collect()
-        }
-        DynamicImage::ImageLumaA16(b) => b.as_raw().chunks_exact(2).flat_map(|p| gray((p[0] >> 8) as u8)).collect(),
-        DynamicImage::ImageRgb16(b) => b.as_raw().iter().map(|&v| (v >> 8) as u8).collect(),
-        DynamicImage::ImageRgba16(b) if white => b
-            .as_raw()
-            .chunks_exact(4)
-            .flat_map(|p| [0, 1, 2].map(|c| over_white((p[c] >> 8) as u8, (p[3] >> 8) as u8)))
-            .collect(),
-        DynamicImage::ImageRgba16(b) => b.as_raw().chunks_exact(4).flat_map(|p| [0, 1, 2].map(|c| (p[c] >> 8) as u8)).collect(),
-        other => other.to_rgb8().into_raw(),
-    };
+    let px = to_rgb_pillow(img, opts.alpha);
     Ok(orient(Rgb8 { width, height, px }, orientation))
-}
-
-/// Applies an EXIF orientation (1-8) as Pillow's `ImageOps.exif_transpose`: 2 mirror, 3 rotate
-/// 180, 4 flip, 5 transpose, 6 rotate 90 clockwise, 7 transverse, 8 rotate 90 counter-clockwise.
-pub fn orient(img: Rgb8, orientation: u8) -> Rgb8 {
-    let (w, h) = (img.width, img.height);
-    let swap = orientation >= 5;
-    let (ow, oh) = if swap { (h, w) } else { (w, h) };
-    // Source (x, y) of output (x', y').
-    let src = |x: usize, y: usize| -> (usize, usize) {
-        match orientation {
-            2 => (w - 1 - x, y),
-            3 => (w - 1 - x, h - 1 - y),
-            4 => (x, h - 1 - y),
-            5 => (y, x),
-            6 => (y, h - 1 - x),
-            7 => (w - 1 - y, h - 1 - x),
-            8 => (w - 1 - y, x),
-            _ => (x, y),
-        }
-    };
-    if !(2..=8).contains(&orientation) {
-        return img;
-    }
-    let mut px = vec![0u8; ow * oh * 3];
-    for y in 0..oh {
-        for x in 0..ow {
-            let (sx, sy) = src(x, y);
-            let s = (sy * w + sx) * 3;
-            px[(y * ow + x) * 3..(y * ow + x) * 3 + 3].copy_from_slice(&img.px[s..s + 3]);
-        }
-    }
-    Rgb8 { width: ow, height: oh, px }
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::jpeg_eighth::luma_eighth;
+    use super::convert::*;
+    use super::libjpeg::*;
     use super::*;
 
     #[test]
@@ -641,7 +339,8 @@ mod tests {
             }
         }
         let seg = segment;
-        [&[0xFF, 0xD8][..], &seg(0xDB, &q), &seg(0xC0, &sof), &seg(0xC4, &dht_dc), &seg(0xC4, &dht_ac), &seg(0xDA, &[1, 1, 0, 0, 63, 0]), &scan, &[0xFF, 0xD9]].concat()
+        [&[0xFF, 0xD8][..], &seg(0xDB, &q), &seg(0xC0, &sof), &seg(0xC4, &dht_dc), &seg(0xC4, &dht_ac), &seg(0xDA, &[1, 1, 0, 0, 63, 0]), &scan, &[0xFF, 0xD9]]
+            .concat()
     }
 
     /// Crafted files from the review of the 1/8-scale decoder: each used to give pixels libjpeg

@@ -1,0 +1,111 @@
+//! JSON lines to documents, keeping malformed, non-UTF-8 and over-long lines as error records.
+
+use std::io::BufRead;
+
+use serde_json::Value;
+
+use super::{Format, RecordContext, RecordDecoder};
+use crate::doc::Document;
+use crate::error::{ErrorKind, RecordError};
+
+/// Default limit on one JSON line; longer lines become `line_too_long` error records.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 256 << 20;
+
+/// Reads JSON lines into documents. Blank lines are skipped; a malformed line, invalid UTF-8
+/// or an over-long line becomes a document of its own with the error and the raw line kept in
+/// its metadata under `"__raw__"`.
+pub struct JsonlReader<R> {
+    inner: R,
+    records: RecordDecoder,
+    line_no: u64,
+    max_line_bytes: usize,
+    done: bool,
+}
+
+impl<R: BufRead> JsonlReader<R> {
+    pub fn new(inner: R, format: Option<Format>, ctx: RecordContext) -> Self {
+        JsonlReader { inner, records: RecordDecoder::new(format, ctx), line_no: 0, max_line_bytes: DEFAULT_MAX_LINE_BYTES, done: false }
+    }
+
+    pub fn with_max_line_bytes(mut self, n: usize) -> Self {
+        self.max_line_bytes = n;
+        self
+    }
+
+    /// Reads one line, keeping at most `max_line_bytes` of it. Returns (bytes, full length).
+    fn read_line(&mut self) -> std::io::Result<Option<(Vec<u8>, usize)>> {
+        let mut line = Vec::new();
+        let mut total = 0usize;
+        loop {
+            let buf = self.inner.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(if total == 0 { None } else { Some((line, total)) });
+            }
+            let (chunk, found) = match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => (&buf[..i], Some(i + 1)),
+                None => (buf, None),
+            };
+            let room = self.max_line_bytes.saturating_sub(line.len());
+            line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            total += chunk.len();
+            let used = found.unwrap_or(buf.len());
+            self.inner.consume(used);
+            if found.is_some() {
+                return Ok(Some((line, total)));
+            }
+        }
+    }
+}
+
+impl<R: BufRead> Iterator for JsonlReader<R> {
+    type Item = Document;
+
+    fn next(&mut self) -> Option<Document> {
+        while !self.done {
+            let line = match self.read_line() {
+                Ok(Some(l)) => l,
+                Ok(None) => {
+                    self.done = true;
+                    return None;
+                }
+                Err(e) => {
+                    self.done = true;
+                    let kind = if crate::input::is_truncation(&e) { ErrorKind::TruncatedFile } else { ErrorKind::Io };
+                    let n = self.line_no + 1;
+                    return Some(self.records.error_document(n, RecordError::new(kind, format!("reading line {n}: {e}")), None));
+                }
+            };
+            self.line_no += 1;
+            let n = self.line_no;
+            let (mut bytes, total) = line;
+            if bytes.last() == Some(&b'\r') {
+                bytes.pop();
+            }
+            if bytes.iter().all(u8::is_ascii_whitespace) && total <= self.max_line_bytes {
+                continue;
+            }
+            if total > self.max_line_bytes {
+                let msg = format!("line {n} has {total} bytes, over the limit of {}; its first bytes are kept", self.max_line_bytes);
+                let raw = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]).into_owned();
+                return Some(self.records.error_document(n, RecordError::new(ErrorKind::LineTooLong, msg), Some(raw)));
+            }
+            let (text, utf8_err) = match String::from_utf8(bytes) {
+                Ok(s) => (s, None),
+                Err(e) => {
+                    let msg = format!("line {n}: {}; invalid bytes replaced by U+FFFD", e.utf8_error());
+                    (String::from_utf8_lossy(e.as_bytes()).into_owned(), Some(RecordError::new(ErrorKind::InvalidUtf8, msg)))
+                }
+            };
+            let value: Value = match serde_json::from_str(&text) {
+                Ok(v) => v,
+                Err(e) => return Some(self.records.error_document(n, RecordError::new(ErrorKind::MalformedJson, format!("line {n}: {e}")), Some(text))),
+            };
+            let mut doc = self.records.decode(value, n, Vec::new());
+            if let Some(e) = utf8_err {
+                doc.set_error(e);
+            }
+            return Some(doc);
+        }
+        None
+    }
+}

@@ -1,0 +1,349 @@
+//! JSON records to documents: image-text pairs, MMC4, OBELICS, CoMM, LLaVA and our own node
+//! schema, plus a streaming JSON-lines reader that keeps malformed lines as error records.
+//!
+//! Images in records are resolved the same way everywhere ([`resolve_image`]): a `data:` URI
+//! or a `{"bytes": base64}` object is decoded; a URL (`scheme://...`) stays an `image_ref` and
+//! is never fetched; a local path is read relative to the image root (the record file's
+//! directory unless set) when loading is on, and a missing file is a `missing_image` error.
+//!
+//! Records that come from columnar data (parquet) keep their binary values out of line: the
+//! cell is `{"$blob": k}` ([`BLOB_KEY`]) and the bytes travel beside the record
+//! ([`RecordDecoder::decode`]'s `blobs`), so image bytes are never re-encoded on the way.
+//!
+//! One file per record layout ([`pairs`], [`mmc4`], [`obelics`], [`comm`], [`llava`], and our own
+//! [`nodes`] schema, which WebDataset json members share); [`jsonl`] streams JSON lines.
+
+mod comm;
+mod jsonl;
+mod llava;
+mod mmc4;
+pub mod nodes;
+mod obelics;
+mod pairs;
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use serde_json::{json, Map, Value};
+
+use crate::doc::{Document, Node, NodeKind};
+use crate::error::{ErrorKind, RecordError};
+
+pub use jsonl::{JsonlReader, DEFAULT_MAX_LINE_BYTES};
+pub use nodes::{document_to_json, error_json, node_json};
+pub(crate) use pairs::{PAIR_IMAGE_KEYS, PAIR_TEXT_KEYS};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Pairs,
+    Mmc4,
+    Obelics,
+    Comm,
+    Llava,
+    /// interleaf's own schema: `{"doc_id", "meta", "nodes": [...]}`.
+    Nodes,
+}
+
+impl Format {
+    pub const ALL: [Format; 6] = [Format::Pairs, Format::Mmc4, Format::Obelics, Format::Comm, Format::Llava, Format::Nodes];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Pairs => "pairs",
+            Format::Mmc4 => "mmc4",
+            Format::Obelics => "obelics",
+            Format::Comm => "comm",
+            Format::Llava => "llava",
+            Format::Nodes => "nodes",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.as_str() == s)
+    }
+
+    /// Guesses a record's format from its keys; `None` when nothing fits.
+    pub fn detect(v: &Value) -> Option<Format> {
+        let o = v.as_object()?;
+        let has = |k: &str| o.contains_key(k);
+        if has("nodes") && o["nodes"].is_array() {
+            Some(Format::Nodes)
+        } else if has("text_list") {
+            Some(Format::Mmc4)
+        } else if has("texts") && has("images") {
+            Some(Format::Obelics)
+        } else if has("step_info") || has("steps") {
+            Some(Format::Comm)
+        } else if has("conversations") {
+            Some(Format::Llava)
+        } else if PAIR_TEXT_KEYS.iter().any(|k| has(k)) || PAIR_IMAGE_KEYS.iter().any(|k| has(k)) {
+            Some(Format::Pairs)
+        } else {
+            None
+        }
+    }
+}
+
+const ID_KEYS: &[&str] = &["doc_id", "id", "key", "uid", "sample_id"];
+
+/// Where record images are looked for and how much is read.
+#[derive(Clone, Debug)]
+pub struct RecordContext {
+    pub source: String,
+    /// Relative image paths are joined to this; defaults to the record file's directory.
+    pub image_root: PathBuf,
+    /// True when the user named the image root (MMC4 `image_name`s are only loaded then).
+    pub image_root_explicit: bool,
+    pub load_images: bool,
+    pub max_image_bytes: u64,
+    /// The out-of-line binary values of the record being converted (see the module docs).
+    blobs: RefCell<Vec<Option<Vec<u8>>>>,
+}
+
+/// The key of an out-of-line binary value: `{"$blob": k}` is the k-th blob of its record.
+pub const BLOB_KEY: &str = "$blob";
+
+impl RecordContext {
+    pub fn for_source(source: &str, image_root: Option<&str>, load_images: bool) -> Self {
+        let (root, explicit) = match image_root {
+            Some(r) => (PathBuf::from(r), true),
+            None => (Path::new(source).parent().map(Path::to_path_buf).unwrap_or_default(), false),
+        };
+        RecordContext {
+            source: source.to_string(),
+            image_root: root,
+            image_root_explicit: explicit,
+            load_images,
+            max_image_bytes: crate::shard::DEFAULT_MAX_MEMBER_BYTES,
+            blobs: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The bytes a `{"$blob": k}` cell stands for (each blob can be taken once).
+    fn take_blob(&self, cell: &Map<String, Value>) -> Result<Vec<u8>, String> {
+        let k = cell.get(BLOB_KEY).and_then(Value::as_u64).ok_or_else(|| format!("{BLOB_KEY} must be a blob number"))?;
+        self.blobs.borrow_mut().get_mut(k as usize).and_then(Option::take).ok_or_else(|| format!("the record has no binary value {k}"))
+    }
+}
+
+/// Bytes given inline: `{"$blob": k}`, a `data:` URI, or (`plain_base64`) a bare base64 string.
+fn inline_bytes(v: &Value, ctx: &RecordContext, plain_base64: bool) -> Option<Result<Vec<u8>, String>> {
+    match v {
+        Value::Object(o) if o.contains_key(BLOB_KEY) => Some(ctx.take_blob(o)),
+        Value::String(s) => decode_data_uri(s).or_else(|| plain_base64.then(|| b64().decode(s).map_err(|e| format!("bad base64 image bytes: {e}")))),
+        _ => None,
+    }
+}
+
+fn b64() -> &'static base64::engine::GeneralPurpose {
+    &base64::engine::general_purpose::STANDARD
+}
+
+fn decode_data_uri(s: &str) -> Option<Result<Vec<u8>, String>> {
+    let rest = s.strip_prefix("data:")?;
+    let (_, payload) = rest.split_once(";base64,")?;
+    Some(b64().decode(payload.trim()).map_err(|e| format!("bad base64 in data URI: {e}")))
+}
+
+fn is_url(s: &str) -> bool {
+    s.split_once("://").is_some_and(|(scheme, _)| !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.'))
+}
+
+/// Reads a local image file under the limits; errors become values.
+fn load_file(path: &str, ctx: &RecordContext) -> Result<Vec<u8>, RecordError> {
+    let p = Path::new(path);
+    let full = if p.is_absolute() { p.to_path_buf() } else { ctx.image_root.join(p) };
+    match std::fs::metadata(&full) {
+        Ok(m) if m.len() > ctx.max_image_bytes => {
+            Err(RecordError::new(ErrorKind::MemberTooLarge, format!("{}: {} bytes exceeds the limit of {}", full.display(), m.len(), ctx.max_image_bytes)))
+        }
+        Ok(_) => std::fs::read(&full).map_err(|e| RecordError::new(ErrorKind::MissingImage, format!("{}: {e}", full.display()))),
+        Err(e) => Err(RecordError::new(ErrorKind::MissingImage, format!("{}: {e}", full.display()))),
+    }
+}
+
+/// Turns an image field (string or object) into an image node.
+pub fn resolve_image(v: &Value, ctx: &RecordContext) -> Node {
+    let mut node = Node::image(None, None);
+    if let Some(bytes) = inline_bytes(v, ctx, false) {
+        match bytes {
+            Ok(b) => node.image = Some(b),
+            Err(m) => node.error = Some(RecordError::new(ErrorKind::BadRecord, m)),
+        }
+        return node;
+    }
+    let from_path = |s: &str, node: &mut Node| {
+        node.image_ref = Some(s.to_string());
+        if ctx.load_images && !is_url(s) {
+            match load_file(s, ctx) {
+                Ok(b) => node.image = Some(b),
+                Err(e) => node.error = Some(e),
+            }
+        }
+    };
+    match v {
+        Value::String(s) => from_path(s, &mut node),
+        Value::Object(o) => {
+            if let Some(bytes) = o.get("bytes").and_then(|b| inline_bytes(b, ctx, true)) {
+                match bytes {
+                    Ok(b) => node.image = Some(b),
+                    Err(m) => node.error = Some(RecordError::new(ErrorKind::BadRecord, m)),
+                }
+                node.image_ref = ["path", "url"].iter().find_map(|k| o.get(*k).and_then(Value::as_str)).map(String::from);
+            } else if let Some(inner) = ["image_path", "path", "url", "src", "image_url", "image"].iter().find_map(|k| o.get(*k).filter(|v| !v.is_null())) {
+                match inner {
+                    Value::String(s) => from_path(s, &mut node),
+                    other => return resolve_image(other, ctx),
+                }
+            } else {
+                node.error = Some(RecordError::new(ErrorKind::BadRecord, format!("image field without bytes, path or url: {v}")));
+            }
+        }
+        other => node.error = Some(RecordError::new(ErrorKind::BadRecord, format!("image field is neither a string nor an object: {other}"))),
+    }
+    node
+}
+
+fn take_string(o: &mut Map<String, Value>, keys: &[&str]) -> Option<(String, Value)> {
+    let k = keys.iter().find(|k| o.get(**k).is_some_and(|v| !v.is_null()))?;
+    o.remove(*k).map(|v| (k.to_string(), v))
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn finish(mut doc: Document, meta: Map<String, Value>) -> Document {
+    if !meta.is_empty() {
+        doc.meta = Some(Value::Object(meta).to_string());
+    }
+    doc
+}
+
+/// Converts one JSON record to a document. `fallback_id` is used when the record has no id.
+pub fn record_to_document(v: Value, format: Format, fallback_id: String, ctx: &RecordContext) -> Document {
+    let mut doc = Document::new(fallback_id, Some(ctx.source.clone()));
+    let Value::Object(mut o) = v else {
+        doc.set_error(RecordError::new(ErrorKind::BadRecord, format!("a {} record must be a JSON object", format.as_str())));
+        return doc;
+    };
+    if format != Format::Nodes {
+        if let Some((_, id)) = take_string(&mut o, ID_KEYS) {
+            doc.doc_id = value_text(&id);
+        }
+    }
+    match format {
+        Format::Pairs => pairs::read(&mut doc, &mut o, ctx),
+        Format::Mmc4 => mmc4::read(&mut doc, &mut o, ctx),
+        Format::Obelics => obelics::read(&mut doc, &mut o, ctx),
+        Format::Comm => comm::read(&mut doc, &mut o, ctx),
+        Format::Llava => llava::read(&mut doc, &mut o, ctx),
+        Format::Nodes => return nodes::read(doc, o, ctx),
+    }
+    finish(doc, o)
+}
+
+/// Parsed records to documents, one source at a time: the format is the one given, else
+/// detected from the first record whose keys show it (then kept for the rest of the source);
+/// a record without an id is named `"<file name>:<n>"` (n counts records from 1).
+pub struct RecordDecoder {
+    format: Option<Format>,
+    ctx: RecordContext,
+    stem: String,
+}
+
+impl RecordDecoder {
+    pub fn new(format: Option<Format>, ctx: RecordContext) -> Self {
+        let stem = Path::new(&ctx.source).file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        RecordDecoder { format, ctx, stem }
+    }
+
+    /// The id of record `n` when it has none of its own.
+    pub fn fallback_id(&self, n: u64) -> String {
+        format!("{}:{n}", self.stem)
+    }
+
+    /// A document that holds only an error (and the raw record text, when there is one, in
+    /// its metadata under `"__raw__"`).
+    pub fn error_document(&self, n: u64, error: RecordError, raw: Option<String>) -> Document {
+        let mut doc = Document::new(self.fallback_id(n), Some(self.ctx.source.clone()));
+        if let Some(raw) = raw {
+            doc.meta = Some(json!({ "__raw__": raw }).to_string());
+        }
+        doc.set_error(error);
+        doc
+    }
+
+    /// Record `n` as a document. `blobs` are its out-of-line binary values (`{"$blob": k}`
+    /// cells, see the module docs); pass an empty vector for records parsed from JSON.
+    pub fn decode(&mut self, value: Value, n: u64, blobs: Vec<Option<Vec<u8>>>) -> Document {
+        let Some(format) = self.format.or_else(|| Format::detect(&value)) else {
+            let msg = format!("record {n}: cannot tell the format from the keys; pass format=");
+            return self.error_document(n, RecordError::new(ErrorKind::BadRecord, msg), Some(value.to_string()));
+        };
+        self.format = Some(format);
+        *self.ctx.blobs.borrow_mut() = blobs;
+        let doc = record_to_document(value, format, self.fallback_id(n), &self.ctx);
+        self.ctx.blobs.borrow_mut().clear();
+        doc
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> RecordContext {
+        RecordContext::for_source("/nonexistent/x.jsonl", None, true)
+    }
+
+    #[test]
+    fn mmc4_images_go_before_their_matched_sentence() {
+        let v = json!({"url": "u", "text_list": ["a", "b"], "image_info": [{"raw_url": "http://x/1.jpg", "matched_text_index": 1}]});
+        let d = record_to_document(v, Format::Mmc4, "f:1".into(), &ctx());
+        let kinds: Vec<_> = d.nodes.iter().map(|n| n.kind.unwrap()).collect();
+        assert_eq!(kinds, vec![NodeKind::Text, NodeKind::Image, NodeKind::Text]);
+        assert_eq!(d.nodes[1].image_ref.as_deref(), Some("http://x/1.jpg"));
+        assert!(d.nodes[1].error.is_none());
+    }
+
+    #[test]
+    fn comm_steps_number_the_nodes() {
+        let v = json!({"title": "t", "step_info": [[{"type": "text", "content": "s0"}], [{"type": "text", "content": "s1"}, {"type": "image", "url": "https://x/a.png"}]]});
+        let d = record_to_document(v, Format::Comm, "f:1".into(), &ctx());
+        assert_eq!(d.nodes.iter().map(|n| n.step).collect::<Vec<_>>(), vec![Some(0), Some(1), Some(1)]);
+        assert_eq!(d.meta.as_deref(), Some(r#"{"title":"t"}"#));
+    }
+
+    #[test]
+    fn missing_local_image_is_an_error_on_its_node() {
+        let v = json!({"image": "nope.jpg", "caption": "c"});
+        let d = record_to_document(v, Format::Pairs, "f:1".into(), &ctx());
+        assert_eq!(d.nodes[0].error.as_ref().unwrap().kind.as_str(), "missing_image");
+        assert_eq!(d.nodes[1].text.as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn malformed_and_long_lines_are_kept_as_records() {
+        let data = b"{\"caption\": \"a\", \"image\": \"http://x/a.jpg\"}\n{bad json\n\n{\"caption\": \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}\n";
+        let r = JsonlReader::new(&data[..], None, ctx()).with_max_line_bytes(60);
+        let docs: Vec<_> = r.collect();
+        assert_eq!(docs.len(), 3);
+        assert!(docs[0].error.is_none());
+        assert_eq!(docs[1].error.as_ref().unwrap().kind.as_str(), "malformed_json");
+        assert_eq!(docs[1].doc_id, "x.jsonl:2");
+        assert_eq!(docs[2].error.as_ref().unwrap().kind.as_str(), "line_too_long");
+    }
+
+    #[test]
+    fn nodes_schema_round_trips() {
+        let v = json!({"text_list": ["a"], "image_info": [{"raw_url": "http://x/1.jpg", "matched_text_index": 0}]});
+        let d = record_to_document(v, Format::Mmc4, "f:1".into(), &ctx());
+        let back = record_to_document(document_to_json(&d), Format::Nodes, "other".into(), &ctx());
+        assert_eq!(back, d);
+    }
+}

@@ -1,0 +1,23 @@
+//! Image-text pairs: `{"image": ..., "caption": ...}` and its key variants (LAION, DataComp, HF image datasets).
+
+use super::*;
+
+pub(crate) const PAIR_TEXT_KEYS: &[&str] = &["caption", "text", "txt"];
+pub(crate) const PAIR_IMAGE_KEYS: &[&str] = &["image", "image_path", "jpg", "png", "webp", "img", "image_url", "url"];
+
+pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordContext) {
+    let image = take_string(o, PAIR_IMAGE_KEYS);
+    let text = take_string(o, PAIR_TEXT_KEYS);
+    if let Some((_, v)) = &image {
+        doc.nodes.push(resolve_image(v, ctx));
+    }
+    if let Some((_, v)) = &text {
+        doc.nodes.push(Node::text(value_text(v)));
+    }
+    match (image, text) {
+        (Some(_), None) => doc.set_error(RecordError::new(ErrorKind::MissingPartner, "pair record has an image but no caption")),
+        (None, Some(_)) => doc.set_error(RecordError::new(ErrorKind::MissingPartner, "pair record has a caption but no image")),
+        (None, None) => doc.set_error(RecordError::new(ErrorKind::BadRecord, "pair record has neither an image nor a caption")),
+        _ => {}
+    }
+}

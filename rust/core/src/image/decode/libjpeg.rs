@@ -1,0 +1,126 @@
+//! JPEG through libjpeg-turbo's decoder (mozjpeg), exactly as Pillow decodes it, including
+//! the DCT-domain reduced scales of Pillow's `Image.draft`.
+
+use image::{DynamicImage, GrayImage, RgbImage};
+
+use super::convert::rgbx_to_luma;
+use super::err;
+use crate::error::{ErrorKind, RecordError};
+
+/// The libjpeg scale numerator (of 8) that shrinks a `w x h` JPEG the most while keeping it at
+/// least `min_w x min_h` (libjpeg rounds scaled sizes up), as Pillow's `Image.draft` picks it.
+pub(super) fn draft_numerator(w: u32, h: u32, min_w: usize, min_h: usize) -> u8 {
+    [1u8, 2, 4].into_iter().find(|&n| (w as usize * n as usize).div_ceil(8) >= min_w && (h as usize * n as usize).div_ceil(8) >= min_h).unwrap_or(8)
+}
+
+/// Pillow's `JpegImageFile.draft(mode, (req, req))` scale denominator for a `w x h` JPEG: the
+/// largest of 8, 4, 2, 1 not above `min(w // req, h // req)`.
+pub(super) fn pillow_draft_denominator(w: u32, h: u32, req: usize) -> u8 {
+    let scale = (w as usize / req.max(1)).min(h as usize / req.max(1));
+    [8u8, 4, 2].into_iter().find(|&s| scale >= s as usize).unwrap_or(1)
+}
+
+/// True when an end-of-image marker follows the last start-of-scan marker (an EXIF thumbnail's
+/// markers come earlier, inside APP1).
+pub(super) fn jpeg_has_eoi(data: &[u8]) -> bool {
+    // "The last SOS comes before the last EOI", without scanning the entropy-coded data
+    // backwards: the last EOI is near the end, the first SOS near the start.
+    use memchr::memmem;
+    match memmem::rfind(data, &[0xFF, 0xD9]) {
+        Some(eoi) => memmem::find(&data[eoi..], &[0xFF, 0xDA]).is_none() && memmem::find(&data[..eoi], &[0xFF, 0xDA]).is_some(),
+        None => false,
+    }
+}
+
+/// Pillow's `cmyk2rgb` on the inverted samples it stores ("CMYK;I": Pillow assumes Adobe
+/// polarity for every CMYK JPEG): `nk = 255 - k`, `v = nk - round(c * nk / 255)`.
+pub(super) fn cmyk_to_rgb_pillow(px: &[u8]) -> Vec<u8> {
+    let muldiv255 = |a: i32, b: i32| {
+        let t = a * b + 128;
+        ((t >> 8) + t) >> 8
+    };
+    let mut out = Vec::with_capacity(px.len() / 4 * 3);
+    for p in px.chunks_exact(4) {
+        let (c, m, y, k) = (255 - p[0] as i32, 255 - p[1] as i32, 255 - p[2] as i32, 255 - p[3] as i32);
+        let nk = 255 - k;
+        out.extend([c, m, y].map(|v| (nk - muldiv255(v, nk)).clamp(0, 255) as u8));
+    }
+    out
+}
+
+/// JPEG with libjpeg-turbo's decoder (mozjpeg), as Pillow decodes it: islow IDCT, fancy
+/// upsampling, its YCbCr tables; CMYK and YCCK through libjpeg's CMYK output and Pillow's
+/// conversion. A file cut before its end-of-image marker is `truncated_image`, as Pillow
+/// refuses it.
+pub(super) fn decode_jpeg_libjpeg(data: &[u8], scale_num: u8, out: JpegOut) -> Result<DynamicImage, RecordError> {
+    use mozjpeg::ColorSpace;
+    if !jpeg_has_eoi(data) {
+        return Err(err(ErrorKind::TruncatedImage, "JPEG data ends before its end-of-image marker"));
+    }
+    let run = || -> std::io::Result<Option<DynamicImage>> {
+        let mut d = mozjpeg::Decompress::new_mem(data)?;
+        if scale_num != 8 {
+            d.scale(scale_num);
+        }
+        let color = d.color_space();
+        let colour = matches!(color, ColorSpace::JCS_YCbCr | ColorSpace::JCS_RGB);
+        let to_gray = out == JpegOut::DraftLuma && colour;
+        match color {
+            _ if out == JpegOut::Luma && colour => {
+                // RGBX rows (libjpeg's SIMD colour conversion, 4-byte pixels) a few at a time,
+                // each batch turned into Pillow's luma while it is still in cache.
+                let mut s = d.rgba()?;
+                let (w, h) = (s.width(), s.height());
+                let mut luma = vec![0u8; w * h];
+                let mut rgbx = vec![0u8; w * 4 * 8];
+                for rows in luma.chunks_mut(w * 8) {
+                    let got = s.read_scanlines_into::<u8>(&mut rgbx[..rows.len() * 4])?;
+                    rgbx_to_luma(got, rows);
+                }
+                s.finish()?;
+                Ok(GrayImage::from_raw(w as u32, h as u32, luma).map(DynamicImage::ImageLuma8))
+            }
+            _ if to_gray || color == ColorSpace::JCS_GRAYSCALE => {
+                let mut s = d.grayscale()?;
+                let (w, h) = (s.width() as u32, s.height() as u32);
+                let px = s.read_scanlines::<u8>()?;
+                s.finish()?;
+                Ok(GrayImage::from_raw(w, h, px).map(DynamicImage::ImageLuma8))
+            }
+            ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK => {
+                let mut s = d.to_colorspace(ColorSpace::JCS_CMYK)?;
+                let (w, h) = (s.width() as u32, s.height() as u32);
+                let px = s.read_scanlines::<u8>()?;
+                s.finish()?;
+                Ok(RgbImage::from_raw(w, h, cmyk_to_rgb_pillow(&px)).map(DynamicImage::ImageRgb8))
+            }
+            _ => {
+                let mut s = d.rgb()?;
+                let (w, h) = (s.width() as u32, s.height() as u32);
+                let px = s.read_scanlines::<u8>()?;
+                s.finish()?;
+                Ok(RgbImage::from_raw(w, h, px).map(DynamicImage::ImageRgb8))
+            }
+        }
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+        Ok(Ok(Some(img))) => Ok(img),
+        Ok(Ok(None)) => Err(err(ErrorKind::CorruptImage, "JPEG: decoded size does not match its header")),
+        Ok(Err(e)) => Err(err(ErrorKind::CorruptImage, format!("JPEG: {e}"))),
+        Err(payload) => {
+            let msg = payload.downcast_ref::<String>().cloned().unwrap_or_else(|| "libjpeg error".into());
+            Err(err(ErrorKind::CorruptImage, format!("JPEG: {msg}")))
+        }
+    }
+}
+
+/// What [`decode_jpeg_libjpeg`] returns for a colour (YCbCr or RGB) JPEG.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum JpegOut {
+    /// RGB, as Pillow's `Image.open` gives.
+    Rgb,
+    /// Pillow's `convert("L")` of that RGB.
+    Luma,
+    /// libjpeg's own grayscale output (the Y channel), as Pillow's `draft("L", ...)` asks for.
+    DraftLuma,
+}
