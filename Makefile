@@ -3,13 +3,26 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/interleaf-target
 PYTHON ?= python3
 DEMO_OUT ?= interleaf-demo
 
-.PHONY: install install-test demo test lint rust-tools test-rust test-python bench fuzz fixtures sample-data
+.PHONY: install install-test nasm demo test lint rust-tools test-rust test-python bench fuzz fixtures sample-data
 
-install:
+install: nasm
 	$(PYTHON) -m pip install --quiet .
 
-install-test:
+install-test: nasm
 	$(PYTHON) -m pip install --quiet ".[test]"
+
+## libjpeg-turbo's SIMD decoder is built only when nasm is on PATH at build time (1.5-2x faster
+## JPEG decoding; the C fallback gives identical pixels). Installed here when missing and we
+## can (root + apt-get); otherwise a loud warning, and the build is the slow one.
+nasm:
+	@command -v nasm >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing nasm (libjpeg-turbo SIMD)"; \
+	    (apt-get install -y -qq nasm >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq nasm >/dev/null 2>&1)) \
+	      || echo "WARNING: could not install nasm: JPEG decoding will use libjpeg-turbo's C code (about 1.5-2x slower)" >&2; \
+	  else \
+	    echo "WARNING: nasm is not installed: JPEG decoding will use libjpeg-turbo's C code (about 1.5-2x slower); install nasm and reinstall for the SIMD build" >&2; \
+	  fi; }
 
 ## Install and run the main job on the bundled sample.
 demo: install

@@ -480,5 +480,5 @@ def test_preprocess_config_is_checked_once_in_rust_with_clear_errors():
             PreprocessConfig(**kwargs)
     with pytest.raises(ValueError, match="4096"):
         image.preprocess([b"x"], size=20000)
-    with pytest.raises(ValueError, match="max_pixels must be >= 1"):
+    with pytest.raises(ValueError, match="max_pixels must be an int >= 1"):
         image.preprocess([b"x"], max_pixels=0)

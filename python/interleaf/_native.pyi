@@ -11,15 +11,18 @@ __all__ = [
     "NativeReader",
     "PreprocessConfig",
     "NativeShardWriter",
+    "NativeWriteLock",
     "__version__",
     "_decode_luma",
     "_decode_rgb",
     "_resize_luma",
     "analyze_images",
     "blake3",
+    "check_file_name",
     "error_kinds",
     "frame_to_jsonl",
     "get_threads",
+    "hamming_clusters",
     "hamming_pairs",
     "lsh_cluster",
     "lsh_params",
@@ -47,6 +50,9 @@ class NativeReader:
         load_images: bool = True,
         max_member_bytes: int | None = None,
         first_doc_index: int = 0,
+        *,
+        allow_outside_root: bool = False,
+        max_batch_bytes: int | None = None,
     ) -> Self: ...
     def next_batch(self, batch_size: int) -> pl.DataFrame | None:
         """Up to ``batch_size`` whole documents as a node table (``interleaf.schema``), or
@@ -65,8 +71,12 @@ class NativeShardWriter:
         prefix: str = "shard",
         compression: str = "none",
         max_count: int = 10_000,
-        max_bytes: int = 1 << 30,
+        max_bytes: int = ...,
         start_index: int = 0,
+        *,
+        pattern: str | None = None,
+        single: str | None = None,
+        overwrite: bool = False,
     ) -> Self: ...
     def write(self, df: pl.DataFrame) -> int:
         """Writes every document of a node table (full schema); returns how many."""
@@ -81,9 +91,24 @@ def records_to_frame(
     first_doc_index: int = 0,
     image_root: str | None = None,
     load_images: bool = True,
+    *,
+    allow_outside_root: bool = False,
+    max_member_bytes: int | None = None,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """A table of records (parquet rows as Arrow data; binary cells stay bytes) to a node
     table and its counters."""
+
+@final
+class NativeWriteLock:
+    """An exclusive lock on writing one file name in a folder (released by release(), garbage
+    collection or the death of the process)."""
+
+    def __new__(cls, directory: str, name: str) -> Self: ...
+    def release(self) -> None:
+        """Frees the lock (idempotent)."""
+
+def check_file_name(what: str, name: str) -> None:
+    """ValueError unless name is a plain file name (no '/', '..' or leading '.')."""
 
 def number_documents(df: pl.DataFrame, first: int) -> pl.Series:
     """``doc_index`` for the rows of a node table, numbered from ``first``: its own
@@ -196,6 +221,10 @@ def lsh_cluster(
 def hamming_pairs(hashes: pl.Series, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(i, j, distance) of the UInt64 hashes within radius (i < j; nulls join nothing), and each
     item's representative."""
+
+def hamming_clusters(hashes: pl.Series, radius: int) -> tuple[np.ndarray, int]:
+    """(representative per item as int64, pairs of distinct hash values within radius), without
+    listing pairs of equal hashes."""
 
 def _resize_luma(pixels: bytes, width: int, height: int, out_width: int, out_height: int, filter: str) -> bytes:
     """Pillow-compatible resize of 8-bit grayscale pixels (lanczos, bicubic, bilinear). For tests."""

@@ -28,6 +28,8 @@ def _add_read_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-root", default=None, help="directory for relative image paths in records (default: each file's directory)")
     p.add_argument("--no-load-images", action="store_true", help="do not read local image files named by records")
     p.add_argument("--max-member-bytes", type=int, default=None, help="largest tar member / image file read (default 256 MiB)")
+    p.add_argument("--max-batch-bytes", type=int, default=None, help="a batch also closes at this many bytes of text and images (default 256 MiB)")
+    p.add_argument("--allow-outside-root", action="store_true", help="let records read image files outside the image root (default: such paths are path_outside_root errors)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
@@ -39,6 +41,8 @@ def _reader(args: argparse.Namespace, source: Sequence[str]) -> interleaf.Reader
         image_root=args.image_root,
         load_images=not args.no_load_images,
         max_member_bytes=args.max_member_bytes,
+        max_batch_bytes=args.max_batch_bytes,
+        allow_outside_root=args.allow_outside_root,
         progress=not args.quiet,
     )
 
@@ -98,6 +102,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         max_count=args.max_count,
         max_bytes=args.max_bytes,
         compression=args.compression,
+        overwrite=args.overwrite,
     )
     s = reader.stats
     print(f"{s['documents']:,} documents ({sum(s['errors'].values()):,} with errors) -> {len(written)} file(s):")
@@ -130,7 +135,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         .filter(pl.col("copies") > 1)
     )
     nodes_path = out / "nodes.parquet"
-    interleaf.write(nodes.drop("content_hash"), nodes_path, "parquet")
+    interleaf.write(nodes.drop("content_hash"), nodes_path, "parquet", overwrite=True)
     with atomic_output(out / "content_hash.parquet") as tmp:
         nodes.select("doc_id", "doc_index", "pos", "kind", "content_hash").write_parquet(tmp)
     per_source = (
@@ -344,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-count", type=int, default=10_000, help="WebDataset: documents per shard (default %(default)s)")
     p.add_argument("--max-bytes", type=int, default=1 << 30, help="WebDataset: bytes per shard (default 1 GiB)")
     p.add_argument("--compression", choices=("none", "gz", "zst"), default="none", help="WebDataset shard compression (default %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files of the same names (stale shards of the prefix are removed)")
     _add_read_options(p)
     p.set_defaults(func=cmd_convert)
 

@@ -41,6 +41,7 @@ import numpy as np
 import polars as pl
 
 from interleaf import _native
+from interleaf._checks import choice_arg, int_arg
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -222,10 +223,8 @@ def check_draft(draft: int | None) -> int | None:
 
 
 def _check(threads: int | None, dtype: str = "float32") -> None:
-    if dtype not in ("float32", "float16"):
-        raise ValueError(f"dtype must be 'float32' or 'float16', not {dtype!r}")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"threads must be an int >= 1, got {threads!r}")
+    choice_arg("dtype", dtype, ("float32", "float16"))
+    int_arg("threads", threads, 1, 512, optional=True)
 
 
 @dataclass(frozen=True)
@@ -287,6 +286,9 @@ def analyze(
     """
     _check(threads, dtype)
     check_draft(draft)
+    int_arg("hash_size", hash_size, 2, 256)
+    int_arg("max_pixels", max_pixels, optional=True)
+    int_arg("max_bytes", max_bytes, optional=True)
     col = binary_column(images)
     arr = None
     cfg = None

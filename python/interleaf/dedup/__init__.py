@@ -8,12 +8,13 @@ Jaccard 0.8, bands x rows chosen like datasketch.
 from interleaf.dedup.dataset import deduplicate, document_texts
 from interleaf.dedup.exact import blake3, normalized_text_hash, xxh3_128
 from interleaf.dedup.minhash import MinHasher, datasketch_permutations, lsh_clusters, lsh_params, shingles
-from interleaf.dedup.perceptual import ahash, dhash, near_duplicates, phash
+from interleaf.dedup.perceptual import ahash, dhash, hash_clusters, near_duplicates, phash
 
 __all__ = [
     "MinHasher",
     "ahash",
     "dhash",
+    "hash_clusters",
     "near_duplicates",
     "phash",
     "blake3",

@@ -23,9 +23,10 @@ import numpy as np
 import polars as pl
 
 import interleaf
+from interleaf._checks import choice_arg, float_arg, int_arg
 from interleaf.dedup.exact import normalized_text_hash, xxh3_128
 from interleaf.dedup.minhash import MinHasher, lsh_clusters, lsh_params
-from interleaf.dedup.perceptual import near_duplicates, phash
+from interleaf.dedup.perceptual import hash_clusters, phash
 from interleaf.image import check_draft
 from interleaf.io.atomic import atomic_output, write_text
 from interleaf.io.writer import WRITE_FORMATS
@@ -106,11 +107,10 @@ def cluster(sig: Signatures, method: str, *, threshold: float, num_perm: int, ba
         return reps, score, stats
     keys = pl.concat(sig.keys) if sig.keys else pl.Series("key", [], dtype=pl.UInt64 if method == "phash" else pl.String)
     if method == "phash":
-        found = near_duplicates(keys, radius)
-        reps = found["representative"]
-        pairs = pl.DataFrame({"a": keys, "b": keys.gather(reps)})
-        score = pairs.select(hamming("a", "b").fill_null(0).cast(pl.Float64)).to_series().to_numpy()
-        return reps, score, {"radius": radius, "pairs": len(found["i"]), "unhashed": sig.counters["unhashed"]}
+        reps, pairs = hash_clusters(keys, radius)
+        both = pl.DataFrame({"a": keys, "b": keys.gather(reps)})
+        score = both.select(hamming("a", "b").fill_null(0).cast(pl.Float64)).to_series().to_numpy()
+        return reps, score, {"radius": radius, "distinct_hash_pairs": pairs, "unhashed": sig.counters["unhashed"]}
     indexed = pl.DataFrame({"key": keys}).with_row_index("i")
     reps = indexed.select(pl.col("i").min().over("key")).to_series().cast(pl.Int64).to_numpy()
     return reps, np.ones(total), {"distinct_keys": keys.n_unique()}
@@ -190,10 +190,11 @@ def deduplicate(
         raise ValueError(f"verify must be 'none', 'signature' or 'exact', not {verify!r}")
     if verify == "exact":
         raise ValueError("verify='exact' needs every text in memory; use verify='signature' for datasets")
-    if isinstance(radius, bool) or not isinstance(radius, int) or not 0 <= radius < 64:
-        raise ValueError(f"radius must be an int in [0, 63], got {radius!r}")
-    if write_format is not None and write_format not in WRITE_FORMATS:
-        raise ValueError(f"write_format must be one of {WRITE_FORMATS}, not {write_format!r}")
+    int_arg("radius", radius, 0, 63)
+    int_arg("batch_size", batch_size)
+    if write_format is not None:
+        choice_arg("write_format", write_format, WRITE_FORMATS)
+    float_arg("threshold", threshold, 0.0, 1.0)
     check_draft(draft)
     hasher = MinHasher(num_perm=num_perm, n=n, unit=unit, seed=seed) if method == "minhash" else None
     if hasher is not None and bands is None and rows is None:
@@ -225,6 +226,7 @@ def deduplicate(
     else:
         summary.update(on=on, **cluster_stats)
     if write_format:
-        summary["outputs"]["dedup"] = interleaf.write(kept(source, format, batch_size, keep), out / "dedup", write_format, progress=progress)
+        # out/dedup belongs to this command: a rerun replaces it.
+        summary["outputs"]["dedup"] = interleaf.write(kept(source, format, batch_size, keep), out / "dedup", write_format, overwrite=True, progress=progress)
     write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary

@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from interleaf import _native
+from interleaf._checks import choice_arg, float_arg, int_arg
 
 MODES = ("fast", "datasketch")
 SCHEMES = ("affine32", "legacy")
@@ -92,10 +93,10 @@ class MinHasher:
         scheme: str = "affine32",
         threads: int | None = None,
     ):
-        if num_perm < 1:
-            raise ValueError(f"num_perm must be >= 1, got {num_perm}")
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
+        int_arg("num_perm", num_perm, 1, 1 << 16)
+        int_arg("n", n, 1, 1 << 16)
+        int_arg("seed", seed, 0, (1 << 32) - 1)
+        int_arg("threads", threads, 1, 512, optional=True)
         if unit not in UNITS:
             raise ValueError(f"unit must be one of {UNITS}, not {unit!r}")
         if mode not in MODES:
@@ -163,6 +164,11 @@ def lsh_clusters(
         cluster's representative (itself when it has no duplicate), and ``{"bands", "rows",
         "candidates", "joined"}``.
     """
+    float_arg("threshold", threshold, 0.0, 1.0)
+    int_arg("bands", bands, optional=True)
+    int_arg("rows", rows, optional=True)
+    int_arg("n", n, 1, 1 << 16)
+    choice_arg("verify", verify, ("none", "signature", "exact"))
     sigs = np.ascontiguousarray(signatures, dtype=np.uint32)
     if sigs.ndim != 2:
         raise ValueError(f"signatures must be 2-D (rows, num_perm), got shape {sigs.shape}")

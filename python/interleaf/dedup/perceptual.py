@@ -58,6 +58,28 @@ def ahash(images: ImageInput, hash_size: int = 8, *, threads: int | None = None,
     return _hash("ahash", images, hash_size, threads, max_pixels, draft)
 
 
+def _hash_column(hashes: pl.Series | np.ndarray | Sequence[int | None], radius: int) -> pl.Series:
+    if isinstance(radius, bool) or not isinstance(radius, int) or not 0 <= radius < 64:
+        raise ValueError(f"radius must be an int in [0, 63], got {radius!r}")
+    col = hashes if isinstance(hashes, pl.Series) else pl.Series("hash", hashes, dtype=pl.UInt64)
+    if col.dtype != pl.UInt64:
+        raise TypeError(f"hashes must be UInt64, not {col.dtype}")
+    return col
+
+
+def hash_clusters(hashes: pl.Series | np.ndarray | Sequence[int | None], radius: int = 5) -> tuple[np.ndarray, int]:
+    """Clusters of 64-bit hashes within Hamming ``radius`` of each other (transitively),
+    without listing pairs: equal hashes are grouped first and only distinct values are
+    searched, so memory and time grow with the number of distinct hashes, not with the square
+    of a common one's copies (a blank placeholder image shared by 20,000 documents is one entry).
+
+    Returns:
+        ``(representative, pairs)``: for each hash the smallest index in its cluster (int64; a
+        null hash is its own), and the number of pairs of distinct hash values within radius.
+    """
+    return _native.hamming_clusters(_hash_column(hashes, radius), radius)
+
+
 def near_duplicates(hashes: pl.Series | np.ndarray | Sequence[int | None], radius: int = 5) -> dict[str, np.ndarray]:
     """Pairs of 64-bit hashes within Hamming ``radius`` (default 5, MMC4's pHash radius) and
     clusters, by multi-index hashing: ``radius + 1`` bit ranges, exact-match buckets, then
@@ -68,12 +90,9 @@ def near_duplicates(hashes: pl.Series | np.ndarray | Sequence[int | None], radiu
             nulls join nothing.
     Returns:
         ``{"i", "j", "distance"}``: int64 arrays of the pairs (i < j), and ``"representative"``:
-        for each hash the smallest index in its cluster.
+        for each hash the smallest index in its cluster. Every pair is listed, so n copies of
+        one hash give n(n-1)/2 pairs: use :func:`hash_clusters` when only clusters matter.
     """
-    if isinstance(radius, bool) or not isinstance(radius, int) or not 0 <= radius < 64:
-        raise ValueError(f"radius must be an int in [0, 63], got {radius!r}")
-    col = hashes if isinstance(hashes, pl.Series) else pl.Series("hash", hashes, dtype=pl.UInt64)
-    if col.dtype != pl.UInt64:
-        raise TypeError(f"hashes must be UInt64, not {col.dtype}")
+    col = _hash_column(hashes, radius)
     i, j, d, reps = _native.hamming_pairs(col, radius)
     return {"i": i, "j": j, "distance": d, "representative": reps}

@@ -9,6 +9,7 @@ from typing import Any
 import polars as pl
 
 from interleaf import _native
+from interleaf._checks import int_arg
 from interleaf._progress import Progress
 from interleaf.io.sources import JSONL, PARQUET, WEBDATASET, container_of, expand
 from interleaf.schema import DOC_INDEX, ERROR, NODE_SCHEMA, RECORD_FORMATS, conform, record_error
@@ -89,6 +90,15 @@ class Reader:
             URLs are never fetched.
         max_member_bytes: largest tar member or image file read (default 256 MiB); larger ones
             become ``member_too_large`` errors.
+        max_batch_bytes: a batch also closes once it holds this many bytes of text and images
+            (default 256 MiB), so memory stays bounded when documents are large; a single
+            larger document gets a batch of its own. (Parquet files are read in row batches
+            of ``batch_size``.)
+        allow_outside_root: let records read image files that resolve (symlinks followed)
+            outside ``image_root`` (default False: such a path is a ``path_outside_root``
+            error, so a record cannot copy ``../secret`` or ``/etc/passwd`` into the output).
+            Without ``image_root``, paths are relative to, and confined to, the record file's
+            folder. Devices, FIFOs and folders are never read (``not_a_file``).
         progress: print a progress line with documents/s and MB/s to stderr.
     """
 
@@ -101,10 +111,13 @@ class Reader:
         image_root: str | os.PathLike[str] | None = None,
         load_images: bool = True,
         max_member_bytes: int | None = None,
+        max_batch_bytes: int | None = None,
+        allow_outside_root: bool = False,
         progress: bool = False,
     ):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        int_arg("batch_size", batch_size)
+        int_arg("max_member_bytes", max_member_bytes, optional=True)
+        int_arg("max_batch_bytes", max_batch_bytes, optional=True)
         if format is not None:
             format = _ALIASES.get(format, format)
             if format not in FORMATS:
@@ -114,7 +127,12 @@ class Reader:
         self.image_root = os.fspath(image_root) if image_root is not None else None
         self.load_images = load_images
         self.max_member_bytes = max_member_bytes
+        self.max_batch_bytes = max_batch_bytes
+        self.allow_outside_root = allow_outside_root
         self.paths = expand(source)
+        items = [source] if isinstance(source, (str, os.PathLike)) else list(source)
+        #: The folders named as sources (a writer must not write inside them).
+        self.source_dirs = [os.fspath(i) for i in items if os.path.isdir(i)]
         self.plan = self._plan(self.paths)
         self._progress = Progress("read", enabled=progress)
         self._done = _empty_stats()
@@ -127,6 +145,8 @@ class Reader:
         plan: list[tuple[str, list[str]]] = []
         for p in paths:
             c = container_of(p)
+            if c is None and not os.path.exists(p):
+                raise FileNotFoundError(f"{p}: no such file or directory")
             if c is None:
                 if self.format == WEBDATASET:
                     c = WEBDATASET
@@ -184,6 +204,8 @@ class Reader:
                 self.load_images,
                 self.max_member_bytes,
                 self._next_doc,
+                allow_outside_root=self.allow_outside_root,
+                max_batch_bytes=self.max_batch_bytes,
             )
             while (df := self._live.next_batch(self.batch_size)) is not None:
                 yield df
@@ -219,7 +241,17 @@ class Reader:
                         yield df
                 else:
                     table = pl.from_arrow(batch)
-                    df, stats = _native.records_to_frame(table, self.format, path, index, self._next_doc, self.image_root, self.load_images)  # type: ignore[arg-type]
+                    df, stats = _native.records_to_frame(
+                        table,  # type: ignore[arg-type]
+                        self.format,
+                        path,
+                        index,
+                        self._next_doc,
+                        self.image_root,
+                        self.load_images,
+                        allow_outside_root=self.allow_outside_root,
+                        max_member_bytes=self.max_member_bytes,
+                    )
                     index += batch.num_rows
                     stats["files"] = 0
                     _add_stats(self._done, stats)

@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from interleaf import _native
+from interleaf._checks import choice_arg, int_arg
 from interleaf._progress import Progress
 from interleaf.io.atomic import atomic_output
 from interleaf.io.sources import JSONL, PARQUET, WEBDATASET
@@ -32,13 +33,41 @@ def _batches(batches: pl.DataFrame | Iterable[pl.DataFrame]) -> Iterator[tuple[p
         first = last + 1
 
 
-def _target_file(dest: str, prefix: str, suffix: str) -> str:
-    """``dest`` itself when it names a file with the suffix, else ``dest/{prefix}-000000{suffix}``."""
+_SHARD_SUFFIXES = {".tar": "none", ".tar.gz": "gz", ".tar.zst": "zst"}
+
+
+def _shard_suffix(name: str) -> str | None:
+    return next((sfx for sfx in (".tar.gz", ".tar.zst", ".tar") if name.endswith(sfx)), None)
+
+
+def _check_not_overlapping(batches: object, dest: str) -> None:
+    """Refuses to write into a folder (or onto a file) that the batches are being read from:
+    the reader would read the new shards, or the writer would replace what is being read."""
+    from interleaf.io.reader import Reader
+
+    if not isinstance(batches, Reader):
+        return
+    target = Path(dest).resolve()
+    for src in batches.paths:
+        src_path = Path(src).resolve()
+        if src_path == target or target in src_path.parents:
+            raise ValueError(f"the destination {dest} overlaps the source {src}: write somewhere else")
+    for folder in batches.source_dirs:
+        f = Path(folder).resolve()
+        if f == target or f in target.parents:
+            raise ValueError(f"the destination {dest} overlaps the source {folder} (a later read of it would read the output too): write somewhere else")
+
+
+def _target_file(dest: str, prefix: str, suffix: str, overwrite: bool) -> str:
+    """``dest`` itself when it names a file with the suffix, else ``dest/{prefix}-000000{suffix}``;
+    an existing file is an error unless ``overwrite``."""
     if dest.endswith(suffix) or dest.endswith(suffix + ".gz"):
-        Path(dest).parent.mkdir(parents=True, exist_ok=True)
-        return dest
-    Path(dest).mkdir(parents=True, exist_ok=True)
-    return os.path.join(dest, f"{prefix}-000000{suffix}")
+        path = dest
+    else:
+        path = os.path.join(dest, f"{prefix}-000000{suffix}")
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+    return path
 
 
 def write(
@@ -50,12 +79,16 @@ def write(
     max_count: int = 10_000,
     max_bytes: int = 1 << 30,
     compression: str = "none",
+    overwrite: bool = False,
     progress: bool = False,
 ) -> list[str]:
     """Writes node batches and returns the files written.
 
-    Every file is written under a temporary name and renamed when complete, so a crash never
-    leaves a half-written file under the final name.
+    Every file is written under a unique temporary name beside it and renamed when complete,
+    so a crash never leaves a half-written file under the final name; one writer at a time
+    may write a given set of files (a second gets a clear error instead of a silent
+    replacement). Destinations that already hold what would be written are refused unless
+    ``overwrite``, and so is a destination inside the source being read.
 
     Args:
         batches: a node DataFrame or an iterable of them (for example an ``interleaf.read``).
@@ -63,22 +96,33 @@ def write(
             by ``pos``. A frame without ``doc_index`` (built by hand) is grouped by ``doc_id``,
             a new document starting where the id changes or a ``pos`` repeats.
         dest: for ``"parquet"``/``"jsonl"`` a file (``out.parquet``, ``out.jsonl``,
-            ``out.jsonl.gz``) or a directory (then ``{prefix}-000000.<ext>`` inside it); for
-            ``"webdataset"`` a directory that receives ``{prefix}-NNNNNN.tar`` shards.
+            ``out.jsonl.gz``) or a directory (then ``{prefix}-000000.<ext>`` inside it). For
+            ``"webdataset"``: a directory that receives ``{prefix}-NNNNNN.tar`` shards; a file
+            name ending in ``.tar``, ``.tar.gz`` or ``.tar.zst`` (one shard, that file; an error
+            if the documents need more than one; the suffix sets the compression); or a
+            pattern with one ``%d`` / ``%06d`` field such as ``out/shard-%06d.tar``
+            (webdataset's ``ShardWriter`` convention).
         format: ``"parquet"`` (the node table), ``"jsonl"`` (one document per line, interleaf's
             ``nodes`` schema, images base64) or ``"webdataset"``.
-        prefix: file name prefix for directory destinations.
+        prefix: file name prefix for directory destinations (a plain name: no ``/``, ``..``).
         max_count: WebDataset only: documents per shard (default 10,000).
         max_bytes: WebDataset only: shard size bound in bytes before compression (default 1 GiB);
             a single larger document still gets a shard of its own.
         compression: WebDataset only: ``"none"``, ``"gz"`` or ``"zst"``.
+        overwrite: replace existing files of the same names; for shards, the old shards of
+            that prefix or pattern that this write does not produce again are removed when it
+            finishes (so a folder never mixes two datasets). Default False: an error.
         progress: print a progress line with rates to stderr.
     """
     dest = os.fspath(dest)
     if format in ("wds", "tar"):
         format = WEBDATASET
-    if format not in WRITE_FORMATS:
-        raise ValueError(f"unknown output format {format!r}; expected one of {', '.join(WRITE_FORMATS)}")
+    choice_arg("format", format, WRITE_FORMATS)
+    _native.check_file_name("prefix", prefix)
+    int_arg("max_count", max_count)
+    int_arg("max_bytes", max_bytes)
+    choice_arg("compression", compression, tuple(_SHARD_SUFFIXES.values()))
+    _check_not_overlapping(batches, dest)
     prog = Progress("write", enabled=progress)
     docs = nodes = nbytes = 0
 
@@ -90,37 +134,52 @@ def write(
         prog.update(docs, nodes, nbytes)
 
     if format == WEBDATASET:
-        writer = _native.NativeShardWriter(dest, prefix, compression, max_count, max_bytes)
+        name = os.path.basename(dest)
+        folder, kw = dest, {}
+        if "%" in name:
+            folder, kw = os.path.dirname(dest) or ".", {"pattern": name}
+        elif (sfx := _shard_suffix(name)) is not None:
+            folder, kw = os.path.dirname(dest) or ".", {"single": name}
+            compression = _SHARD_SUFFIXES[sfx]
+        writer = _native.NativeShardWriter(folder, prefix, compression, max_count, max_bytes, overwrite=overwrite, **kw)
         for df, n in _batches(batches):
             writer.write(df)
             count(df, n)
         written = writer.finish()
-    elif format == PARQUET:
-        import pyarrow.parquet as pq
-
-        path = _target_file(dest, prefix, ".parquet")
-        with atomic_output(path) as tmp:
-            pw: pq.ParquetWriter | None = None
-            try:
-                for df, n in _batches(batches):
-                    table = df.to_arrow()
-                    if pw is None:
-                        pw = pq.ParquetWriter(tmp, table.schema, compression="zstd")
-                    pw.write_table(table)
-                    count(df, n)
-            finally:
-                if pw is not None:
-                    pw.close()
-            if pw is None:
-                conform(pl.DataFrame()).write_parquet(tmp)
-        written = [path]
     else:
-        path = _target_file(dest, prefix, ".jsonl")
-        opener = gzip.open if path.endswith(".gz") else open
-        with atomic_output(path) as tmp, opener(tmp, "wb") as f:
-            for df, n in _batches(batches):
-                f.write(_native.frame_to_jsonl(df))
-                count(df, n)
+        suffix = ".parquet" if format == PARQUET else ".jsonl"
+        path = _target_file(dest, prefix, suffix, overwrite)
+        lock = _native.NativeWriteLock(os.path.dirname(path) or ".", os.path.basename(path))
+        try:
+            if format == PARQUET:
+                _write_parquet(_batches(batches), path, count)
+            else:
+                opener = gzip.open if path.endswith(".gz") else open
+                with atomic_output(path) as tmp, opener(tmp, "wb") as f:
+                    for df, n in _batches(batches):
+                        f.write(_native.frame_to_jsonl(df))
+                        count(df, n)
+        finally:
+            lock.release()
         written = [path]
     prog.close()
     return written
+
+
+def _write_parquet(batches: Iterator[tuple[pl.DataFrame, int]], path: str, count) -> None:
+    import pyarrow.parquet as pq
+
+    with atomic_output(path) as tmp:
+        pw: pq.ParquetWriter | None = None
+        try:
+            for df, n in batches:
+                table = df.to_arrow()
+                if pw is None:
+                    pw = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+                pw.write_table(table)
+                count(df, n)
+        finally:
+            if pw is not None:
+                pw.close()
+        if pw is None:
+            conform(pl.DataFrame()).write_parquet(tmp)

@@ -85,6 +85,11 @@ impl Document {
         }
     }
 
+    /// Bytes of text and image data the document holds (what a batch's byte bound counts).
+    pub fn content_bytes(&self) -> u64 {
+        self.nodes.iter().map(|n| n.text.as_ref().map_or(0, |t| t.len() as u64) + n.image.as_ref().map_or(0, |b| b.len() as u64)).sum()
+    }
+
     /// Every error kind that this document carries, once each (document and nodes).
     pub fn error_kinds(&self) -> Vec<ErrorKind> {
         let mut kinds: Vec<ErrorKind> = Vec::new();

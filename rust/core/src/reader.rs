@@ -24,11 +24,27 @@ pub struct ReaderOptions {
     pub max_member_bytes: u64,
     /// The `doc_index` of the first document read (documents are numbered in read order).
     pub first_doc_index: i64,
+    /// Let records read image files outside the image root (see `RecordContext`).
+    pub allow_outside_root: bool,
+    /// A batch closes once it holds this many bytes of text and images (a single larger
+    /// document gets a batch of its own).
+    pub max_batch_bytes: u64,
 }
+
+/// The default bound on a batch's text and image bytes: 256 MiB, a few times that in memory
+/// once polars and the caller hold their copies: comfortable on a laptop.
+pub const DEFAULT_MAX_BATCH_BYTES: u64 = 256 << 20;
 
 impl Default for ReaderOptions {
     fn default() -> Self {
-        ReaderOptions { image_root: None, load_images: true, max_member_bytes: DEFAULT_MAX_MEMBER_BYTES, first_doc_index: 0 }
+        ReaderOptions {
+            image_root: None,
+            load_images: true,
+            max_member_bytes: DEFAULT_MAX_MEMBER_BYTES,
+            first_doc_index: 0,
+            allow_outside_root: false,
+            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+        }
     }
 }
 
@@ -45,12 +61,24 @@ pub struct DocumentReader {
     counter: Arc<AtomicU64>,
     stats: ReadStats,
     next_doc_index: i64,
+    /// A document read but left for the next batch (it would have passed the byte bound).
+    pending: Option<Document>,
 }
 
 impl DocumentReader {
     pub fn new(paths: Vec<String>, kind: SourceKind, opts: ReaderOptions) -> Self {
         let next_doc_index = opts.first_doc_index;
-        DocumentReader { paths, next_path: 0, kind, opts, current: None, counter: Arc::new(AtomicU64::new(0)), stats: ReadStats::default(), next_doc_index }
+        DocumentReader {
+            paths,
+            next_path: 0,
+            kind,
+            opts,
+            current: None,
+            counter: Arc::new(AtomicU64::new(0)),
+            stats: ReadStats::default(),
+            next_doc_index,
+            pending: None,
+        }
     }
 
     pub fn stats(&self) -> ReadStats {
@@ -63,19 +91,27 @@ impl DocumentReader {
         let path = self.paths.get(self.next_path)?.clone();
         self.next_path += 1;
         self.stats.files += 1;
+        let failed = |kind: ErrorKind, message: String| {
+            let mut doc = Document::new(path.clone(), Some(path.clone()));
+            doc.set_error(RecordError::new(kind, message));
+            Some(Err(doc))
+        };
+        // A tar or a compressed file with no bytes at all is damage, not an empty dataset (an
+        // empty plain jsonl file is a file of zero records).
+        let container = self.kind == SourceKind::WebDataset || path.ends_with(".gz") || path.ends_with(".zst");
+        if container && std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() == 0) {
+            return failed(ErrorKind::EmptyFile, format!("{path}: the file is empty (0 bytes)"));
+        }
         let stream = match input::open(&path, self.counter.clone()) {
             Ok(s) => s,
-            Err(e) => {
-                let mut doc = Document::new(path.clone(), Some(path.clone()));
-                doc.set_error(RecordError::new(ErrorKind::Io, e.to_string()));
-                return Some(Err(doc));
-            }
+            Err(e) => return failed(ErrorKind::Io, e.to_string()),
         };
         Some(Ok(match self.kind {
             SourceKind::WebDataset => Box::new(SampleReader::new(stream, path, self.opts.max_member_bytes).map(sample_to_document)),
             SourceKind::Jsonl(format) => {
                 let mut ctx = RecordContext::for_source(&path, self.opts.image_root.as_deref(), self.opts.load_images);
                 ctx.max_image_bytes = self.opts.max_member_bytes;
+                ctx.allow_outside_root = self.opts.allow_outside_root;
                 Box::new(JsonlReader::new(stream, format, ctx))
             }
         }))
@@ -97,10 +133,19 @@ impl DocumentReader {
     }
 
     /// The next batch of up to `batch_size` documents (never splitting one), or `None` at the end.
+    /// The next batch: up to `batch_size` documents (never splitting one) and, past its first
+    /// document, at most `max_batch_bytes` of text and images; `None` at the end.
     pub fn next_batch(&mut self, batch_size: usize) -> Option<NodeBatch> {
         let mut batch = NodeBatch::default();
+        let mut bytes = 0u64;
         while batch.documents < batch_size.max(1) {
-            let Some(doc) = self.next_document() else { break };
+            let Some(doc) = self.pending.take().or_else(|| self.next_document()) else { break };
+            let size = doc.content_bytes();
+            if batch.documents > 0 && bytes.saturating_add(size) > self.opts.max_batch_bytes {
+                self.pending = Some(doc);
+                break;
+            }
+            bytes = bytes.saturating_add(size);
             self.stats.add_document(&doc);
             batch.push(doc, self.next_doc_index);
             self.next_doc_index += 1;
@@ -117,7 +162,7 @@ impl Iterator for DocumentReader {
     type Item = Document;
 
     fn next(&mut self) -> Option<Document> {
-        let doc = self.next_document()?;
+        let doc = self.pending.take().or_else(|| self.next_document())?;
         self.stats.add_document(&doc);
         self.next_doc_index += 1;
         Some(doc)

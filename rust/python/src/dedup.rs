@@ -156,6 +156,14 @@ pub fn lsh_cluster<'py>(
     Ok((out.0.into_pyarray(py), out.1, out.2))
 }
 
+fn u64_hashes(hashes: &PySeries, radius: u32) -> PyResult<Vec<Option<u64>>> {
+    if radius >= 64 {
+        return Err(PyValueError::new_err("radius must be < 64"));
+    }
+    let ca = hashes.0.u64().map_err(|_| PyValueError::new_err(format!("hashes must be a UInt64 column, not {}", hashes.0.dtype())))?;
+    Ok(ca.iter().collect())
+}
+
 /// Pairs (i, j, distance), i < j, of 64-bit hashes within `radius`, and the representative
 /// (smallest index) of each item's cluster.
 #[pyfunction]
@@ -165,22 +173,23 @@ pub fn hamming_pairs<'py>(
     hashes: PySeries,
     radius: u32,
 ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>)> {
-    use interleaf_core::hash::neardup::{clusters_from_pairs, pairs_within};
-    if radius >= 64 {
-        return Err(PyValueError::new_err("radius must be < 64"));
-    }
-    let hashes: Vec<Option<u64>> =
-        hashes.0.u64().map_err(|_| PyValueError::new_err(format!("hashes must be a UInt64 column, not {}", hashes.0.dtype())))?.iter().collect();
-    let (pairs, reps) = py.detach(|| {
-        let pairs = pairs_within(&hashes, radius);
-        let reps = clusters_from_pairs(hashes.len(), &pairs);
-        (pairs, reps)
-    });
+    use interleaf_core::hash::neardup::{clusters_within, pairs_within};
+    let hashes = u64_hashes(&hashes, radius)?;
+    let (pairs, (reps, _)) = py.detach(|| (pairs_within(&hashes, radius), clusters_within(&hashes, radius)));
     let i: Vec<i64> = pairs.iter().map(|p| p.0 as i64).collect();
     let j: Vec<i64> = pairs.iter().map(|p| p.1 as i64).collect();
     let d: Vec<i64> = pairs.iter().map(|p| p.2 as i64).collect();
     let r: Vec<i64> = reps.into_iter().map(i64::from).collect();
     Ok((i.into_pyarray(py), j.into_pyarray(py), d.into_pyarray(py), r.into_pyarray(py)))
+}
+
+/// The representative (smallest index) of each item's cluster of hashes within `radius`, and
+/// the number of pairs of distinct hash values within it; no pair list is built.
+#[pyfunction]
+pub fn hamming_clusters<'py>(py: Python<'py>, hashes: PySeries, radius: u32) -> PyResult<(Bound<'py, PyArray1<i64>>, u64)> {
+    let hashes = u64_hashes(&hashes, radius)?;
+    let (reps, pairs) = py.detach(|| interleaf_core::hash::neardup::clusters_within(&hashes, radius));
+    Ok((reps.into_iter().map(i64::from).collect::<Vec<_>>().into_pyarray(py), pairs))
 }
 
 /// Pillow-compatible resize of an 8-bit grayscale image (for parity tests).

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use interleaf_core::doc::{NodeBatch, ReadStats};
 use interleaf_core::formats::{document_to_json, Format, RecordContext, RecordDecoder, BLOB_KEY};
 use interleaf_core::reader::{DocumentReader, ReaderOptions, SourceKind};
-use interleaf_core::shard::{ShardWriter, ShardWriterOptions};
+use interleaf_core::shard::{ShardNames, ShardWriter, ShardWriterOptions, WriteLock};
 use polars::prelude::*;
 use pyo3::exceptions::{PyIOError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -64,7 +64,7 @@ pub struct NativeReader {
 #[pymethods]
 impl NativeReader {
     #[new]
-    #[pyo3(signature = (paths, kind, format=None, image_root=None, load_images=true, max_member_bytes=None, first_doc_index=0))]
+    #[pyo3(signature = (paths, kind, format=None, image_root=None, load_images=true, max_member_bytes=None, first_doc_index=0, *, allow_outside_root=false, max_batch_bytes=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         paths: Vec<String>,
@@ -74,13 +74,18 @@ impl NativeReader {
         load_images: bool,
         max_member_bytes: Option<u64>,
         first_doc_index: i64,
+        allow_outside_root: bool,
+        max_batch_bytes: Option<u64>,
     ) -> PyResult<Self> {
         let kind = match kind {
             "webdataset" => SourceKind::WebDataset,
             "jsonl" => SourceKind::Jsonl(parse_format(format)?),
             other => return Err(PyValueError::new_err(format!("kind must be 'webdataset' or 'jsonl', not {other:?}"))),
         };
-        let mut opts = ReaderOptions { image_root, load_images, first_doc_index, ..Default::default() };
+        let mut opts = ReaderOptions { image_root, load_images, first_doc_index, allow_outside_root, ..Default::default() };
+        if let Some(b) = max_batch_bytes {
+            opts.max_batch_bytes = b;
+        }
         if let Some(m) = max_member_bytes {
             opts.max_member_bytes = m;
         }
@@ -188,7 +193,7 @@ pub fn read_samples<'py>(
 /// number `start_index + i + 1` of its source (for ids) and document `first_doc_index + i`.
 /// Returns (frame, stats).
 #[pyfunction]
-#[pyo3(signature = (table, format, source, start_index=0, first_doc_index=0, image_root=None, load_images=true))]
+#[pyo3(signature = (table, format, source, start_index=0, first_doc_index=0, image_root=None, load_images=true, *, allow_outside_root=false, max_member_bytes=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn records_to_frame<'py>(
     py: Python<'py>,
@@ -199,9 +204,15 @@ pub fn records_to_frame<'py>(
     first_doc_index: i64,
     image_root: Option<String>,
     load_images: bool,
+    allow_outside_root: bool,
+    max_member_bytes: Option<u64>,
 ) -> PyResult<(PyDataFrame, Bound<'py, PyDict>)> {
     let format = parse_format(format)?;
-    let ctx = RecordContext::for_source(source, image_root.as_deref(), load_images);
+    let mut ctx = RecordContext::for_source(source, image_root.as_deref(), load_images);
+    ctx.allow_outside_root = allow_outside_root;
+    if let Some(m) = max_member_bytes {
+        ctx.max_image_bytes = m;
+    }
     let (frame, stats) = py
         .detach(|| -> PolarsResult<_> {
             let mut decoder = RecordDecoder::new(format, ctx);
@@ -250,11 +261,30 @@ pub struct NativeShardWriter {
 
 #[pymethods]
 impl NativeShardWriter {
+    /// Shards go into `directory`, named `{prefix}-NNNNNN.tar[.gz|.zst]`, or by `pattern`
+    /// (one `%0Nd` field), or as the one file `single`.
     #[new]
-    #[pyo3(signature = (directory, prefix="shard", compression="none", max_count=10_000, max_bytes=1<<30, start_index=0))]
-    fn new(directory: &str, prefix: &str, compression: &str, max_count: u64, max_bytes: u64, start_index: u64) -> PyResult<Self> {
+    #[pyo3(signature = (directory, prefix="shard", compression="none", max_count=10_000, max_bytes=1<<30, start_index=0, *, pattern=None, single=None, overwrite=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        directory: &str,
+        prefix: &str,
+        compression: &str,
+        max_count: u64,
+        max_bytes: u64,
+        start_index: u64,
+        pattern: Option<String>,
+        single: Option<String>,
+        overwrite: bool,
+    ) -> PyResult<Self> {
         let compression = interleaf_core::input::Compression::parse(compression).map_err(PyValueError::new_err)?;
-        let opts = ShardWriterOptions { prefix: prefix.into(), compression, max_count, max_bytes, start_index };
+        let names = match (pattern, single) {
+            (Some(p), None) => ShardNames::Pattern(p),
+            (None, Some(s)) => ShardNames::Single(s),
+            (None, None) => ShardNames::Prefix(prefix.into()),
+            _ => return Err(PyValueError::new_err("give a pattern or a single file name, not both")),
+        };
+        let opts = ShardWriterOptions { names, compression, max_count, max_bytes, start_index, overwrite };
         let w = ShardWriter::new(directory, opts).map_err(core_err)?;
         Ok(NativeShardWriter { inner: Mutex::new(Some(w)) })
     }
@@ -280,4 +310,33 @@ impl NativeShardWriter {
             None => Ok(Vec::new()),
         }
     }
+}
+
+/// An exclusive lock on writing `name` in `directory` (see `interleaf_core::shard::WriteLock`),
+/// for the writers that live in Python (parquet, jsonl); `release()` or garbage collection
+/// frees it, and so does the death of the process.
+#[pyclass(module = "interleaf._native")]
+pub struct NativeWriteLock {
+    inner: Mutex<Option<WriteLock>>,
+}
+
+#[pymethods]
+impl NativeWriteLock {
+    #[new]
+    fn new(directory: &str, name: &str) -> PyResult<Self> {
+        interleaf_core::shard::check_file_name("file name", name).map_err(core_err)?;
+        let lock = WriteLock::acquire(std::path::Path::new(directory), name).map_err(core_err)?;
+        Ok(NativeWriteLock { inner: Mutex::new(Some(lock)) })
+    }
+
+    /// Frees the lock (idempotent).
+    fn release(&self) {
+        self.inner.lock().expect("lock").take();
+    }
+}
+
+/// Checks that `name` is a plain file name (no `/`, `..` or leading `.`); raises ValueError.
+#[pyfunction]
+pub fn check_file_name(what: &str, name: &str) -> PyResult<()> {
+    interleaf_core::shard::check_file_name(what, name).map_err(core_err)
 }

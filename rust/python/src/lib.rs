@@ -44,6 +44,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<io::NativeReader>()?;
     m.add_class::<io::NativeShardWriter>()?;
+    m.add_class::<io::NativeWriteLock>()?;
+    m.add_function(wrap_pyfunction!(io::check_file_name, m)?)?;
     m.add_function(wrap_pyfunction!(io::records_to_frame, m)?)?;
     m.add_function(wrap_pyfunction!(io::frame_to_jsonl, m)?)?;
     m.add_function(wrap_pyfunction!(io::number_documents, m)?)?;
@@ -61,6 +63,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dedup::lsh_params, m)?)?;
     m.add_function(wrap_pyfunction!(dedup::lsh_cluster, m)?)?;
     m.add_function(wrap_pyfunction!(dedup::hamming_pairs, m)?)?;
+    m.add_function(wrap_pyfunction!(dedup::hamming_clusters, m)?)?;
     m.add_function(wrap_pyfunction!(dedup::resize_luma_py, m)?)?;
     m.add_function(wrap_pyfunction!(dedup::decode_luma_py, m)?)?;
     m.add_function(wrap_pyfunction!(image::analyze_images, m)?)?;

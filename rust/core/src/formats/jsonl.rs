@@ -4,7 +4,7 @@ use std::io::BufRead;
 
 use serde_json::Value;
 
-use super::{Format, RecordContext, RecordDecoder};
+use super::{Format, RecordContext, RecordDecoder, ID_KEYS};
 use crate::doc::Document;
 use crate::error::{ErrorKind, RecordError};
 
@@ -57,6 +57,24 @@ impl<R: BufRead> JsonlReader<R> {
     }
 }
 
+/// Ids that are numbers too large for an f64 to hold exactly (`10**30` and `10**30 + 1` both
+/// parse to `1e30`) keep their exact JSON text, so distinct records keep distinct ids.
+fn exact_ids(value: &mut Value, text: &str) {
+    let Some(o) = value.as_object_mut() else { return };
+    let inexact = |v: &Value| v.as_number().is_some_and(|n| n.is_f64());
+    if !ID_KEYS.iter().any(|k| o.get(*k).is_some_and(inexact)) {
+        return;
+    }
+    let Ok(raw) = serde_json::from_str::<std::collections::HashMap<String, &serde_json::value::RawValue>>(text) else { return };
+    for k in ID_KEYS {
+        if let (Some(v), Some(r)) = (o.get_mut(*k), raw.get(*k)) {
+            if inexact(v) {
+                *v = Value::String(r.get().to_string());
+            }
+        }
+    }
+}
+
 impl<R: BufRead> Iterator for JsonlReader<R> {
     type Item = Document;
 
@@ -81,6 +99,10 @@ impl<R: BufRead> Iterator for JsonlReader<R> {
             if bytes.last() == Some(&b'\r') {
                 bytes.pop();
             }
+            if n == 1 && bytes.starts_with(b"\xef\xbb\xbf") {
+                // A UTF-8 byte-order mark (Windows editors write one) is not part of the record.
+                bytes.drain(..3);
+            }
             if bytes.iter().all(u8::is_ascii_whitespace) && total <= self.max_line_bytes {
                 continue;
             }
@@ -96,10 +118,11 @@ impl<R: BufRead> Iterator for JsonlReader<R> {
                     (String::from_utf8_lossy(e.as_bytes()).into_owned(), Some(RecordError::new(ErrorKind::InvalidUtf8, msg)))
                 }
             };
-            let value: Value = match serde_json::from_str(&text) {
+            let mut value: Value = match serde_json::from_str(&text) {
                 Ok(v) => v,
                 Err(e) => return Some(self.records.error_document(n, RecordError::new(ErrorKind::MalformedJson, format!("line {n}: {e}")), Some(text))),
             };
+            exact_ids(&mut value, &text);
             let mut doc = self.records.decode(value, n, Vec::new());
             if let Some(e) = utf8_err {
                 doc.set_error(e);

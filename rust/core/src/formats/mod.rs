@@ -97,6 +97,11 @@ pub struct RecordContext {
     pub image_root_explicit: bool,
     pub load_images: bool,
     pub max_image_bytes: u64,
+    /// Read image paths that resolve outside the image root (off by default: a record must not
+    /// be able to read `../secret` or `/etc/passwd` into the output).
+    pub allow_outside_root: bool,
+    /// The image root with symlinks resolved, when it exists.
+    canonical_root: Option<PathBuf>,
     /// The out-of-line binary values of the record being converted (see the module docs).
     blobs: RefCell<Vec<Option<Vec<u8>>>>,
 }
@@ -110,12 +115,15 @@ impl RecordContext {
             Some(r) => (PathBuf::from(r), true),
             None => (Path::new(source).parent().map(Path::to_path_buf).unwrap_or_default(), false),
         };
+        let root = if root.as_os_str().is_empty() { PathBuf::from(".") } else { root };
         RecordContext {
             source: source.to_string(),
+            canonical_root: std::fs::canonicalize(&root).ok(),
             image_root: root,
             image_root_explicit: explicit,
             load_images,
             max_image_bytes: crate::shard::DEFAULT_MAX_MEMBER_BYTES,
+            allow_outside_root: false,
             blobs: RefCell::new(Vec::new()),
         }
     }
@@ -150,17 +158,36 @@ fn is_url(s: &str) -> bool {
     s.split_once("://").is_some_and(|(scheme, _)| !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.'))
 }
 
-/// Reads a local image file under the limits; errors become values.
+/// Reads a local image file named by a record; errors become values. The path (relative to
+/// the image root, or absolute) must resolve, symlinks followed, to a regular file inside the
+/// image root (`path_outside_root` otherwise, unless `allow_outside_root`); devices, FIFOs and
+/// directories are refused before they are opened (`not_a_file`), and at most
+/// `max_image_bytes` are read from any file, whatever its metadata says.
 fn load_file(path: &str, ctx: &RecordContext) -> Result<Vec<u8>, RecordError> {
+    use std::io::Read;
     let p = Path::new(path);
     let full = if p.is_absolute() { p.to_path_buf() } else { ctx.image_root.join(p) };
-    match std::fs::metadata(&full) {
-        Ok(m) if m.len() > ctx.max_image_bytes => {
-            Err(RecordError::new(ErrorKind::MemberTooLarge, format!("{}: {} bytes exceeds the limit of {}", full.display(), m.len(), ctx.max_image_bytes)))
-        }
-        Ok(_) => std::fs::read(&full).map_err(|e| RecordError::new(ErrorKind::MissingImage, format!("{}: {e}", full.display()))),
-        Err(e) => Err(RecordError::new(ErrorKind::MissingImage, format!("{}: {e}", full.display()))),
+    let missing = |e: std::io::Error| RecordError::new(ErrorKind::MissingImage, format!("{}: {e}", full.display()));
+    let resolved = std::fs::canonicalize(&full).map_err(missing)?;
+    if !ctx.allow_outside_root && !ctx.canonical_root.as_ref().is_some_and(|root| resolved.starts_with(root)) {
+        let msg =
+            format!("{path:?} resolves to {}, outside the image root {} (pass allow_outside_root to read it)", resolved.display(), ctx.image_root.display());
+        return Err(RecordError::new(ErrorKind::PathOutsideRoot, msg));
     }
+    let meta = std::fs::metadata(&resolved).map_err(missing)?;
+    if !meta.is_file() {
+        return Err(RecordError::new(ErrorKind::NotAFile, format!("{} is not a regular file", resolved.display())));
+    }
+    let too_large = |n: u64| RecordError::new(ErrorKind::MemberTooLarge, format!("{}: {n} bytes exceeds the limit of {}", full.display(), ctx.max_image_bytes));
+    if meta.len() > ctx.max_image_bytes {
+        return Err(too_large(meta.len()));
+    }
+    let mut data = Vec::new();
+    std::fs::File::open(&resolved).and_then(|f| f.take(ctx.max_image_bytes.saturating_add(1)).read_to_end(&mut data)).map_err(missing)?;
+    if data.len() as u64 > ctx.max_image_bytes {
+        return Err(too_large(data.len() as u64));
+    }
+    Ok(data)
 }
 
 /// Turns an image field (string or object) into an image node.

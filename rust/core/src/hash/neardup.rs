@@ -56,13 +56,34 @@ pub fn pairs_within(hashes: &[Option<u64>], radius: u32) -> Vec<(u32, u32, u32)>
     out
 }
 
-/// Cluster representatives (smallest index) from pairs over `n` items.
-pub fn clusters_from_pairs(n: usize, pairs: &[(u32, u32, u32)]) -> Vec<u32> {
-    let mut uf = UnionFind::new(n);
-    for &(i, j, _) in pairs {
-        uf.union(i, j);
+/// Clusters of hashes within `radius` of each other (transitively), without listing every
+/// pair: equal hashes are grouped first and only distinct values are searched, so a hash shared
+/// by 20,000 items (a blank placeholder image) costs one entry, not 200 million pairs. Returns
+/// the representative of each item (the smallest index of its cluster; an item whose hash is
+/// `None` is its own) and the number of pairs of distinct values within `radius`.
+pub fn clusters_within(hashes: &[Option<u64>], radius: u32) -> (Vec<u32>, u64) {
+    let mut uf = UnionFind::new(hashes.len());
+    let mut first: HashMap<u64, u32> = HashMap::new();
+    let mut distinct: Vec<Option<u64>> = Vec::new();
+    let mut owner: Vec<u32> = Vec::new();
+    for (i, h) in hashes.iter().enumerate() {
+        let Some(h) = *h else { continue };
+        match first.entry(h) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                uf.union(*e.get(), i as u32);
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(i as u32);
+                distinct.push(Some(h));
+                owner.push(i as u32);
+            }
+        }
     }
-    uf.representatives(|_| 0u8)
+    let pairs = pairs_within(&distinct, radius);
+    for &(a, b, _) in &pairs {
+        uf.union(owner[a as usize], owner[b as usize]);
+    }
+    (uf.representatives(|_| 0u8), pairs.len() as u64)
 }
 
 #[cfg(test)]
@@ -99,5 +120,36 @@ mod tests {
             }
             assert_eq!(got, want, "radius {radius}");
         }
+    }
+
+    #[test]
+    fn many_copies_of_one_hash_cluster_without_pairs() {
+        let mut hashes = vec![Some(0x8000_0000_0000_0000u64); 50_000];
+        hashes.push(Some(0x8000_0000_0000_0003)); // 2 bits from the others
+        hashes.push(Some(0x0fff_ffff_0000_0000)); // far
+        hashes.push(None);
+        let (reps, pairs) = clusters_within(&hashes, 5);
+        assert_eq!(pairs, 1);
+        assert!(reps[..50_001].iter().all(|&r| r == 0));
+        assert_eq!(reps[50_001], 50_001);
+        assert_eq!(reps[50_002], 50_002);
+    }
+
+    #[test]
+    fn clusters_equal_those_of_all_pairs() {
+        let mut state = 99u64;
+        let mut rnd = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let base: Vec<u64> = (0..40).map(|_| rnd()).collect();
+        let hashes: Vec<Option<u64>> = (0..400).map(|i| Some(base[i % 40] ^ if i % 3 == 0 { 1 << (i % 64) } else { 0 })).collect();
+        let mut uf = UnionFind::new(hashes.len());
+        for (i, j, _) in pairs_within(&hashes, 3) {
+            uf.union(i, j);
+        }
+        assert_eq!(clusters_within(&hashes, 3).0, uf.representatives(|_| 0u8));
     }
 }

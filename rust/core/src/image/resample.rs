@@ -391,7 +391,7 @@ fn dot8(a: &[i32], k: &[i32]) -> [i32; 8] {
 #[target_feature(enable = "avx2")]
 unsafe fn dot8_avx2(a: &[i32], k: &[i32]) -> [i32; 8] {
     use std::arch::x86_64::*;
-    debug_assert!(a.len() == k.len() && a.len() % 8 == 0);
+    debug_assert!(a.len() == k.len() && a.len().is_multiple_of(8));
     let mut acc = _mm256_setzero_si256();
     for i in 0..a.len() / 8 {
         let pa = _mm256_loadu_si256(a.as_ptr().add(i * 8) as *const __m256i);

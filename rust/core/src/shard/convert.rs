@@ -96,6 +96,7 @@ pub fn sample_to_document(sample: Sample) -> Document {
             node.error = err;
             doc.nodes.push(node);
         } else if ext != "json" {
+            let ext = member_ext(&ext);
             let v = match std::str::from_utf8(&data) {
                 Ok(s) => Value::String(s.to_string()),
                 Err(_) => json!({"base64": b64().encode(&data)}),
@@ -143,6 +144,13 @@ pub fn sniff_image_ext(data: &[u8]) -> &'static str {
     }
 }
 
+/// An extra member's extension as written and as read back: path separators become `_`, so a
+/// metadata key such as `x/../../etc` can neither escape the archive's folder nor be dropped
+/// on reading (a member name with a `/` after its dot has no extension).
+pub fn member_ext(ext: &str) -> String {
+    ext.chars().map(|c| if c == '/' || c == '\\' || c.is_control() { '_' } else { c }).collect()
+}
+
 /// A WebDataset key for a doc_id: dots and slashes become underscores (a dot would end the key).
 pub fn key_for(doc_id: &str) -> String {
     let k: String = doc_id.chars().map(|c| if c == '.' || c == '/' || c.is_control() { '_' } else { c }).collect();
@@ -159,7 +167,10 @@ fn is_simple_pair(doc: &Document) -> bool {
     }
     let (a, b) = (&doc.nodes[0], &doc.nodes[1]);
     let plain = |n: &Node| n.step.is_none() && n.role.is_none() && n.error.is_none();
-    plain(a) && plain(b) && a.kind == Some(NodeKind::Image) && a.image.is_some() && a.image_ref.is_none() && b.kind == Some(NodeKind::Text) && b.text.is_some()
+    // The image must be of a known format: its member extension is how a reader finds it (an
+    // empty or unknown image is written in the interleaved form, which names its member).
+    let known = a.image.as_deref().is_some_and(|img| sniff_image_ext(img) != "bin");
+    plain(a) && plain(b) && a.kind == Some(NodeKind::Image) && known && a.image_ref.is_none() && b.kind == Some(NodeKind::Text) && b.text.is_some()
 }
 
 /// The members (extension, bytes) that represent `doc` under `key`, in a fixed order.
@@ -178,6 +189,7 @@ pub fn document_to_members(doc: &Document, key: &str) -> Vec<(String, Vec<u8>)> 
         let mut meta = meta;
         if let Some(Value::Object(extra)) = meta.remove(EXTRA_KEY) {
             for (ext, v) in extra {
+                let ext = member_ext(&ext);
                 let data = match v {
                     Value::String(s) => s.into_bytes(),
                     other => other.get("base64").and_then(Value::as_str).and_then(|s| b64().decode(s).ok()).unwrap_or_default(),

@@ -12,7 +12,7 @@ use regex::Regex;
 
 pub use convert::{document_to_members, key_for, sample_to_document, sniff_image_ext, IMAGE_EXTENSIONS};
 pub use tar_read::{TarEvent, TarReader};
-pub use writer::{ShardWriter, ShardWriterOptions};
+pub use writer::{check_file_name, temp_name, ShardNames, ShardWriter, ShardWriterOptions, WriteLock};
 
 use crate::error::{ErrorKind, RecordError};
 

@@ -53,7 +53,21 @@ fn octal(field: &[u8]) -> Option<u64> {
 
 fn cstr(field: &[u8]) -> String {
     let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
-    String::from_utf8_lossy(&field[..end]).into_owned()
+    name_text(&field[..end])
+}
+
+/// A member name as text. Bytes that are not UTF-8 become `\xNN` escapes (Python's
+/// `backslashreplace`), so two names that differ only in invalid bytes stay distinct, as they
+/// do for webdataset (whose `tarfile` keeps them as surrogates).
+pub fn name_text(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
 }
 
 fn checksum_ok(h: &[u8; BLOCK]) -> bool {
@@ -80,7 +94,7 @@ fn pax_records(data: &[u8]) -> Vec<(String, String)> {
         let rec = &rest[sp + 1..len];
         let rec = rec.strip_suffix(b"\n").unwrap_or(rec);
         if let Some(eq) = rec.iter().position(|&b| b == b'=') {
-            out.push((String::from_utf8_lossy(&rec[..eq]).into_owned(), String::from_utf8_lossy(&rec[eq + 1..]).into_owned()));
+            out.push((String::from_utf8_lossy(&rec[..eq]).into_owned(), name_text(&rec[eq + 1..])));
         }
         rest = &rest[len..];
     }
@@ -114,7 +128,9 @@ impl<R: BufRead> TarReader<R> {
     fn read_data(&mut self, size: u64, keep: bool) -> io::Result<Result<Vec<u8>, u64>> {
         let padded = size.div_ceil(BLOCK as u64) * BLOCK as u64;
         if keep {
-            let mut data = Vec::with_capacity(size as usize);
+            // The buffer grows as data arrives (never sized from the header: a header can claim
+            // 2^62 bytes); an allocation that fails is an io error, not an abort.
+            let mut data = Vec::new();
             let got = (&mut self.inner).take(size).read_to_end(&mut data)? as u64;
             self.offset += got;
             if got < size {

@@ -1,29 +1,170 @@
 //! A deterministic WebDataset shard writer: fixed member order and headers (mtime 0, mode
-//! 0644, uid/gid 0), shards split by sample count and bytes, each written to a temporary name
-//! and renamed when complete so a reader never sees half a shard.
+//! 0644, uid/gid 0), shards split by sample count and bytes, each written to a unique
+//! temporary name and renamed when complete so a reader never sees half a shard; one writer
+//! at a time per set of shard names ([`WriteLock`]).
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::doc::Document;
 use crate::error::{Error, Result};
 use crate::input::Compression;
 use crate::shard::{document_to_members, key_for};
 
+/// How shards are named inside the destination folder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ShardNames {
+    /// `{prefix}-{index:06}.tar` plus `.gz` / `.zst` when compressed.
+    Prefix(String),
+    /// A name with one `%d` or `%0Nd` for the index (webdataset's `ShardWriter` convention),
+    /// such as `out-%06d.tar`.
+    Pattern(String),
+    /// Exactly one shard of this name; a dataset that needs a second one is an error.
+    Single(String),
+}
+
+impl ShardNames {
+    /// Checks that the names stay inside the folder: a plain file name (no `/`, no `..`, not
+    /// hidden), and a pattern with exactly one index field.
+    pub fn check(&self) -> Result<()> {
+        let (what, name) = match self {
+            ShardNames::Prefix(p) => ("prefix", p),
+            ShardNames::Pattern(p) => ("pattern", p),
+            ShardNames::Single(p) => ("file name", p),
+        };
+        check_file_name(what, name)?;
+        if let ShardNames::Pattern(p) = self {
+            if index_field(p).is_none() {
+                return Err(Error::Invalid(format!("shard pattern {p:?} needs exactly one index field such as %06d")));
+            }
+        }
+        Ok(())
+    }
+
+    fn name(&self, index: u64, compression: Compression) -> String {
+        match self {
+            ShardNames::Prefix(p) => format!("{p}-{index:06}.tar{}", compression.suffix()),
+            ShardNames::Pattern(p) => {
+                let (start, end, width) = index_field(p).expect("checked pattern");
+                format!("{}{index:0width$}{}", &p[..start], &p[end..])
+            }
+            ShardNames::Single(name) => name.clone(),
+        }
+    }
+
+    /// Whether `file` is a shard this naming produces (any index, any compression suffix for a
+    /// prefix).
+    fn matches(&self, file: &str) -> bool {
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        match self {
+            ShardNames::Prefix(p) => file
+                .strip_prefix(p.as_str())
+                .and_then(|r| r.strip_prefix('-'))
+                .and_then(|r| r.split_once(".tar"))
+                .is_some_and(|(idx, ext)| digits(idx) && matches!(ext, "" | ".gz" | ".zst")),
+            ShardNames::Pattern(p) => {
+                let (start, end, _) = index_field(p).expect("checked pattern");
+                file.strip_prefix(&p[..start]).and_then(|r| r.strip_suffix(&p[end..])).is_some_and(digits)
+            }
+            ShardNames::Single(name) => file == name,
+        }
+    }
+
+    /// The lock file's name for these shards.
+    fn lock_name(&self) -> String {
+        match self {
+            ShardNames::Prefix(p) => format!("{p}-shards"),
+            ShardNames::Pattern(p) | ShardNames::Single(p) => p.replace('%', "_"),
+        }
+    }
+}
+
+/// The `%d` / `%0Nd` field of a pattern: (start, end, width); `None` unless there is exactly one.
+fn index_field(p: &str) -> Option<(usize, usize, usize)> {
+    let mut found = None;
+    let b = p.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let mut j = i + 1;
+            while j < b.len() && b[j].is_ascii_digit() {
+                j += 1;
+            }
+            if j >= b.len() || b[j] != b'd' || found.is_some() {
+                return None;
+            }
+            let width = p[i + 1..j].trim_start_matches('0').parse().unwrap_or(0).min(20);
+            found = Some((i, j + 1, width));
+            i = j;
+        }
+        i += 1;
+    }
+    found
+}
+
+/// Refuses names that would leave the folder or hide: `/`, `\`, `..`, NUL, a leading `.`.
+pub fn check_file_name(what: &str, name: &str) -> Result<()> {
+    if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\', '\0']) || name.contains("..") {
+        return Err(Error::Invalid(format!("{what} {name:?} must be a plain file name: no '/', '..' or leading '.'")));
+    }
+    Ok(())
+}
+
+/// An exclusive lock on writing one set of files in a folder, held until dropped (released by
+/// the OS if the process dies, so a killed run never blocks the next). The lock file,
+/// `.{name}.lock`, stays in the folder; readers skip it.
+#[derive(Debug)]
+pub struct WriteLock {
+    _file: File,
+}
+
+impl WriteLock {
+    pub fn acquire(dir: &Path, name: &str) -> Result<Self> {
+        fs::create_dir_all(dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
+        let path = dir.join(format!(".{name}.lock"));
+        let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io(path.display().to_string(), e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(WriteLock { _file: file }),
+            Err(fs::TryLockError::WouldBlock) => {
+                Err(Error::Invalid(format!("another writer is writing {name} in {} (lock {}); wait for it or write elsewhere", dir.display(), path.display())))
+            }
+            Err(fs::TryLockError::Error(e)) => Err(Error::io(path.display().to_string(), e)),
+        }
+    }
+}
+
+/// A temporary name beside `path`, unique to this process and call.
+pub fn temp_name(path: &Path) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}-{n}.tmp", std::process::id()))
+}
+
 #[derive(Clone, Debug)]
 pub struct ShardWriterOptions {
-    /// Shard names are `{prefix}-{index:06}.tar` plus `.gz` / `.zst` when compressed.
-    pub prefix: String,
+    pub names: ShardNames,
     pub compression: Compression,
     pub max_count: u64,
     pub max_bytes: u64,
     pub start_index: u64,
+    /// Replace shards of the same names already in the folder (those this run does not write
+    /// again are removed when it finishes); without it, such shards are an error.
+    pub overwrite: bool,
 }
 
 impl Default for ShardWriterOptions {
     fn default() -> Self {
-        ShardWriterOptions { prefix: "shard".into(), compression: Compression::None, max_count: 10_000, max_bytes: 1 << 30, start_index: 0 }
+        ShardWriterOptions {
+            names: ShardNames::Prefix("shard".into()),
+            compression: Compression::None,
+            max_count: 10_000,
+            max_bytes: 1 << 30,
+            start_index: 0,
+            overwrite: false,
+        }
     }
 }
 
@@ -78,27 +219,50 @@ pub struct ShardWriter {
     current: Option<OpenShard>,
     written: Vec<String>,
     last_key: String,
+    /// Shards of these names that were in the folder before (removed at the end unless
+    /// rewritten; only with `overwrite`).
+    stale: Vec<PathBuf>,
+    _lock: WriteLock,
 }
 
 impl ShardWriter {
     pub fn new(dir: impl AsRef<Path>, opts: ShardWriterOptions) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
-        fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
+        opts.names.check()?;
         if opts.max_count == 0 || opts.max_bytes == 0 {
             return Err(Error::Invalid("max_count and max_bytes must be positive".into()));
         }
+        let lock = WriteLock::acquire(&dir, &opts.names.lock_name())?;
+        let mut stale = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(|e| Error::io(dir.display().to_string(), e))?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if opts.names.matches(&name) {
+                stale.push(entry.path());
+            }
+        }
+        stale.sort();
+        if !stale.is_empty() && !opts.overwrite {
+            return Err(Error::Invalid(format!(
+                "{} already holds {} shard(s) of these names ({}, ...); pass overwrite=True (--overwrite) to replace them",
+                dir.display(),
+                stale.len(),
+                stale[0].display()
+            )));
+        }
         let index = opts.start_index;
-        Ok(ShardWriter { dir, opts, index, current: None, written: Vec::new(), last_key: String::new() })
-    }
-
-    fn shard_name(&self) -> String {
-        format!("{}-{:06}.tar{}", self.opts.prefix, self.index, self.opts.compression.suffix())
+        Ok(ShardWriter { dir, opts, index, current: None, written: Vec::new(), last_key: String::new(), stale, _lock: lock })
     }
 
     fn open(&mut self) -> Result<()> {
-        let name = self.shard_name();
+        if matches!(self.opts.names, ShardNames::Single(_)) && self.index > self.opts.start_index {
+            return Err(Error::Invalid(format!(
+                "the documents need more than one shard ({} documents or {} bytes per shard) but the destination names one file; give a folder or a pattern such as out-%06d.tar",
+                self.opts.max_count, self.opts.max_bytes
+            )));
+        }
+        let name = self.opts.names.name(self.index, self.opts.compression);
         let path = self.dir.join(&name);
-        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let tmp = temp_name(&path);
         let file = File::create(&tmp).map_err(|e| Error::io(tmp.display().to_string(), e))?;
         let w = BufWriter::with_capacity(1 << 20, file);
         let sink = match self.opts.compression {
@@ -166,9 +330,15 @@ impl ShardWriter {
         Ok(())
     }
 
-    /// Finishes the open shard and returns the paths of every shard written, in order.
+    /// Finishes the open shard, removes the replaced shards this run did not write again, and
+    /// returns the paths of every shard written, in order.
     pub fn finish(mut self) -> Result<Vec<String>> {
         self.close_current()?;
+        for old in &self.stale {
+            if !self.written.iter().any(|w| Path::new(w) == old) {
+                fs::remove_file(old).map_err(|e| Error::io(old.display().to_string(), e))?;
+            }
+        }
         Ok(std::mem::take(&mut self.written))
     }
 }

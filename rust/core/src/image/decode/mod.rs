@@ -116,7 +116,12 @@ fn decode_full(data: &[u8], format: ImageFormat, w: u32, h: u32) -> Result<Dynam
     l.max_alloc = Some((pixels * 16).max(1 << 20));
     reader.limits(l);
     // For GIF this is the first frame, as Pillow's Image.open gives.
-    reader.decode().map_err(|e| err(ErrorKind::CorruptImage, format!("{format:?}: {e}")))
+    reader.decode().map_err(|e| match e {
+        // A frame or buffer over the limits (a GIF frame larger than its screen, say) is a bomb,
+        // not damage.
+        image::ImageError::Limits(_) => err(ErrorKind::ImageTooLarge, format!("{format:?}: {e}")),
+        e => err(ErrorKind::CorruptImage, format!("{format:?}: {e}")),
+    })
 }
 
 /// The 8-bit grayscale image that Pillow gives for `im = Image.open(...); im.draft("L", (req,
@@ -328,7 +333,7 @@ mod tests {
         let dht_dc = [&[0x00u8][..], dc.0, dc.1].concat();
         let dht_ac = [&[0x10u8][..], ac.0, ac.1].concat();
         let mut bits: String = block_bits.repeat(blocks);
-        while bits.len() % 8 != 0 {
+        while !bits.len().is_multiple_of(8) {
             bits.push('1');
         }
         let mut scan = Vec::new();

@@ -1,0 +1,32 @@
+"""Argument checks at the API boundary: every count, size and limit is checked before any data
+is read, with a ValueError that names the argument (instead of an OverflowError from the
+native layer, or a failure after a whole read pass)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def int_arg(name: str, value: Any, lo: int = 1, hi: int | None = None, *, optional: bool = False) -> int | None:
+    """``value`` as given when it is an int in ``[lo, hi]`` (or None when ``optional``); else
+    ValueError naming ``name`` and the range."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
+        bound = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise ValueError(f"{name} must be an int {bound}{' or None' if optional else ''}, got {value!r}")
+    return value
+
+
+def float_arg(name: str, value: Any, lo: float, hi: float) -> float:
+    """``value`` as a float in ``[lo, hi]``; else ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be a number in [{lo}, {hi}], got {value!r}")
+    return float(value)
+
+
+def choice_arg(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    """``value`` when it is one of ``choices``; else ValueError listing them."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, not {value!r}")
+    return value

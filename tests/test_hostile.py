@@ -1,0 +1,373 @@
+"""Hostile and careless input: records that name files outside their root, devices and FIFOs,
+bombs, names that collide, writes that would lose data, and arguments out of range. Every
+input is built here; nothing outside the repository or tmp_path is read."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import imagehash
+import numpy as np
+import polars as pl
+import pytest
+from conftest import encode, read_all, write_tar
+from PIL import Image
+
+import interleaf
+from interleaf import _native, image
+from interleaf.dedup import MinHasher, deduplicate, hash_clusters, phash
+
+# --- records that read files ------------------------------------------------------------------
+
+
+@pytest.fixture()
+def tree(tmp_path, sample_images):
+    """root/records.jsonl + root/images/ok.jpg, a secret beside root, a symlink out of root."""
+    root = tmp_path / "root"
+    (root / "images").mkdir(parents=True)
+    (root / "images" / "ok.jpg").write_bytes(sample_images["coffee.jpg"])
+    (tmp_path / "secret.txt").write_text("password=hunter2")
+    (root / "images" / "link.jpg").symlink_to(tmp_path / "secret.txt")
+    return root
+
+
+def read_pairs(root: Path, images: list[str], **kw) -> pl.DataFrame:
+    recs = [{"id": f"r{i}", "image": im, "caption": "c"} for i, im in enumerate(images)]
+    path = root / "records.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return read_all(path, **kw).filter(pl.col("kind") == "image")
+
+
+def test_image_paths_must_resolve_inside_the_image_root(tree):
+    secret = str(tree.parent / "secret.txt")
+    names = ["images/ok.jpg", "../secret.txt", "images/../../secret.txt", secret, "images/link.jpg"]
+    df = read_pairs(tree, names)
+    kinds = [e and e["kind"] for e in df.get_column("error").to_list()]
+    assert kinds == [None] + ["path_outside_root"] * 4
+    assert df.get_column("image").to_list()[1:] == [None] * 4  # not a byte of the secret is read
+    # An explicit image root confines the same way; allow_outside_root reads them.
+    df = read_pairs(tree, names, image_root=tree, allow_outside_root=True)
+    assert df.get_column("error").null_count() == 5
+    assert df.get_column("image").to_list()[1] == b"password=hunter2"
+
+
+def test_devices_fifos_and_folders_are_never_opened(tree):
+    fifo = tree / "images" / "fifo.jpg"
+    os.mkfifo(fifo)
+    (tree / "images" / "dev.jpg").symlink_to("/dev/zero")
+    (tree / "images" / "dir.jpg").mkdir()
+    t0 = time.perf_counter()
+    df = read_pairs(tree, ["images/fifo.jpg", "images/dir.jpg", "/dev/zero", "images/dev.jpg"], allow_outside_root=True)
+    assert time.perf_counter() - t0 < 60  # a FIFO read would block forever, /dev/zero exhaust memory
+    assert [e["kind"] for e in df.get_column("error").to_list()] == ["not_a_file"] * 4
+
+
+def test_a_file_larger_than_the_member_limit_is_not_read(tree):
+    (tree / "images" / "big.jpg").write_bytes(b"\xff" * 5000)
+    df = read_pairs(tree, ["images/big.jpg", "images/ok.jpg"], max_member_bytes=4000)
+    assert [e and e["kind"] for e in df.get_column("error").to_list()] == ["member_too_large", "member_too_large"]
+
+
+def test_writer_prefixes_and_file_names_cannot_leave_the_destination(tmp_path, sample_dir):
+    df = read_all(sample_dir / "pairs.jsonl")
+    for bad in ("../up", "a/b", "..", ".hidden", ""):
+        for fmt in ("webdataset", "parquet", "jsonl"):
+            with pytest.raises(ValueError, match="plain file name"):
+                interleaf.write(df, tmp_path / "out", fmt, prefix=bad)
+    assert not (tmp_path / "up").exists() and not any(tmp_path.rglob("*.tar"))
+
+
+# --- memory bounded by bytes ------------------------------------------------------------------
+
+
+def test_batches_close_on_bytes_and_a_large_document_gets_its_own(tmp_path):
+    import zstandard
+
+    members = []
+    for i, size in enumerate([3 << 20, 3 << 20, 1 << 10, 9 << 20, 1 << 10, 1 << 10]):
+        members += [(f"{i:03d}.jpg", bytes(size)), (f"{i:03d}.txt", b"c")]
+    raw = tmp_path / "big.tar"
+    write_tar(raw, members)
+    path = tmp_path / "big.tar.zst"
+    path.write_bytes(zstandard.ZstdCompressor().compress(raw.read_bytes()))
+    batches = list(interleaf.read(path, batch_size=100, max_batch_bytes=5 << 20))
+    docs = [b.get_column("doc_index").unique(maintain_order=True).to_list() for b in batches]
+    assert docs == [[0], [1, 2], [3], [4, 5]]
+    sizes = [int(b.get_column("image").bin.size().sum()) for b in batches]
+    assert all(s <= 5 << 20 for s, d in zip(sizes, docs, strict=True) if len(d) > 1)
+    with pytest.raises(ValueError, match="max_batch_bytes"):
+        interleaf.read(path, max_batch_bytes=0)
+
+
+def _tar_header(name: str, size: int) -> bytes:
+    """A ustar header whose size field holds `size` in GNU base-256 (any size fits)."""
+    info = tarfile.TarInfo(name)
+    h = bytearray(info.tobuf(format=tarfile.GNU_FORMAT)[:512])
+    h[124:136] = bytes([0x80]) + size.to_bytes(11, "big")
+    h[148:156] = b" " * 8
+    h[148:156] = b"%06o\0 " % sum(h)
+    return bytes(h)
+
+
+def test_a_header_that_claims_exabytes_is_an_error_not_an_abort(tmp_path):
+    path = tmp_path / "liar.tar"
+    path.write_bytes(_tar_header("000.jpg", 1 << 62) + b"\xff\xd8" * 3000)
+    reader = interleaf.read(path, max_member_bytes=(1 << 63) - 1)
+    df = pl.concat(list(reader))
+    assert reader.stats["errors"] == {"truncated_tar": 1}
+    assert df.get_column("error")[0]["kind"] == "truncated_tar"
+
+
+def test_phash_dedup_of_many_copies_of_one_placeholder_stays_linear(tmp_path):
+    blank = encode(Image.new("RGB", (64, 64), "white"), "PNG")
+    n = 3000
+    members = []
+    for i in range(n):
+        members += [(f"{i:05d}.png", blank), (f"{i:05d}.txt", f"caption {i}".encode())]
+    write_tar(tmp_path / "blank.tar", members)
+    summary = deduplicate(tmp_path / "blank.tar", tmp_path / "dd", method="phash")
+    assert summary["documents"] == n and summary["kept_documents"] == 1 and summary["duplicate_documents"] == n - 1
+    assert summary["phash"]["distinct_hash_pairs"] == 0
+    dup = pl.read_parquet(tmp_path / "dd" / "duplicates.parquet")
+    assert dup.height == n and set(dup.get_column("cluster_id")) == {0}
+    # The clustering itself: 200,000 copies of one hash, no pair list.
+    reps, pairs = hash_clusters(np.full(200_000, 0x8000_0000_0000_0000, dtype=np.uint64))
+    assert pairs == 0 and not reps.any()
+
+
+# --- wrong results ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(1, 1), (7, 3), (64, 64), (1000, 1000)])
+def test_phash_of_uniform_and_striped_images_equals_imagehash(size):
+    w, h = size
+    images = [
+        Image.new("L", size, 255),
+        Image.new("L", size, 128),
+        Image.new("L", size, 0),
+        Image.new("RGB", size, (200, 30, 40)),
+        Image.new("RGBA", size, (10, 200, 30, 128)),
+        Image.fromarray(np.tile(np.arange(h, dtype=np.uint8)[:, None] * 3, (1, w))),  # horizontal stripes
+        Image.fromarray(np.tile(np.arange(w, dtype=np.uint8)[None, :] * 5, (h, 1))),  # vertical stripes
+    ]
+    blobs, want = [], []
+    for im in images:
+        for fmt in ("PNG", "JPEG"):
+            if fmt == "JPEG" and im.mode == "RGBA":
+                continue
+            b = encode(im, fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+            blobs.append(b)
+            want.append(str(imagehash.phash(Image.open(io.BytesIO(b)))))
+    got = phash(blobs).get_column("hex").to_list()
+    assert got == want
+    assert got[0] == "8000000000000000"  # blank placeholder images cluster
+
+
+def test_member_names_that_differ_only_in_invalid_utf8_stay_apart(tmp_path):
+    import webdataset as wds
+
+    path = tmp_path / "names.tar"
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT, encoding="utf-8", errors="surrogateescape") as t:
+        for name, data in [("\udcffA.jpg", b"\xff\xd8\xffone"), ("\udcffA.txt", b"one"), ("\udcfeA.jpg", b"\xff\xd8\xfftwo"), ("\udcfeA.txt", b"two")]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    df = read_all(path)
+    assert df.get_column("doc_id").unique(maintain_order=True).to_list() == ["\\xffA", "\\xfeA"]
+    assert df.filter(pl.col("kind") == "text").get_column("text").to_list() == ["one", "two"]
+    assert len(list(wds.WebDataset(str(path), shardshuffle=False))) == 2  # as webdataset groups them
+
+
+def test_large_integer_ids_keep_their_exact_text(tmp_path):
+    path = tmp_path / "ids.jsonl"
+    path.write_text(f'{{"id": {10**30}, "caption": "a", "image": "http://x/a.jpg"}}\n{{"id": {10**30 + 1}, "caption": "b", "image": "http://x/b.jpg"}}\n{{"id": 7, "caption": "c", "image": "http://x/c.jpg"}}\n')
+    ids = read_all(path).get_column("doc_id").unique(maintain_order=True).to_list()
+    assert ids == [str(10**30), str(10**30 + 1), "7"]
+
+
+def test_a_byte_order_mark_does_not_cost_the_first_record(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b'{"id": "a", "caption": "x", "image": "http://x/a.jpg"}\n{"id": "b", "caption": "y", "image": "http://x/b.jpg"}\n')
+    reader = interleaf.read(path)
+    df = pl.concat(list(reader))
+    assert reader.stats["errors"] == {} and df.get_column("doc_id").unique(maintain_order=True).to_list() == ["a", "b"]
+
+
+@pytest.mark.parametrize("name", ["empty.tar", "empty.tar.gz", "empty.jsonl.gz"])
+def test_an_empty_archive_is_counted_as_an_error(tmp_path, name):
+    (tmp_path / name).write_bytes(b"")
+    reader = interleaf.read(tmp_path / name)
+    df = pl.concat(list(reader))
+    assert reader.stats["errors"] == {"empty_file": 1} and reader.stats["files"] == 1
+    assert df.get_column("error")[0]["kind"] == "empty_file"
+    (tmp_path / "empty.jsonl").write_bytes(b"")  # a plain empty jsonl is zero records, no error
+    assert interleaf.read(tmp_path / "empty.jsonl").stats["errors"] == {}
+
+
+def test_empty_and_unknown_image_bytes_round_trip_through_webdataset(tmp_path):
+    df = pl.DataFrame(
+        {
+            "doc_id": ["empty", "empty", "odd", "odd"],
+            "pos": [0, 1, 0, 1],
+            "kind": ["image", "text", "image", "text"],
+            "image": [b"", None, b"not an image", None],
+            "text": [None, "caption", None, ""],
+        },
+        schema_overrides={"image": pl.Binary},
+    )
+    shards = interleaf.write(df, tmp_path / "out", "webdataset")
+    reader = interleaf.read(shards)
+    back = pl.concat(list(reader))
+    assert reader.stats["errors"] == {}
+    assert back.get_column("image").to_list() == [b"", None, b"not an image", None]
+    assert back.get_column("text").to_list() == [None, "caption", None, ""]
+
+
+# --- writes that lose data ----------------------------------------------------------------------
+
+
+def test_a_failed_write_leaves_the_previous_output_and_no_temporary_file(tmp_path, sample_dir):
+    df = read_all(sample_dir / "pairs.jsonl")
+    for fmt, name in (("parquet", "x.parquet"), ("jsonl", "x.jsonl")):
+        good = interleaf.write(df, tmp_path / name, fmt)[0]
+        before = Path(good).read_bytes()
+
+        def failing():
+            yield df
+            raise RuntimeError("killed")
+
+        with pytest.raises(RuntimeError, match="killed"):
+            interleaf.write(failing(), tmp_path / name, fmt, overwrite=True)
+        assert Path(good).read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["x.jsonl", "x.parquet"]
+
+
+def test_a_killed_convert_reruns_to_identical_shards(tmp_path, sample_dir):
+    src = sample_dir / "pairs.jsonl"
+    cmd = [sys.executable, "-m", "interleaf.cli", "convert", str(src), str(tmp_path / "out"), "--to", "webdataset", "--max-count", "3", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    proc.kill()
+    proc.wait()
+    subprocess.run([*cmd, "--overwrite"], check=True, capture_output=True)
+    first = {p.name: p.read_bytes() for p in (tmp_path / "out").glob("*.tar")}
+    subprocess.run([*cmd, "--overwrite"], check=True, capture_output=True)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").glob("*.tar")} == first
+    assert not list((tmp_path / "out").glob(".*.tmp"))
+
+
+def test_a_non_empty_destination_needs_overwrite_which_removes_stale_shards(tmp_path, sample_dir):
+    src = sample_dir / "pairs.jsonl"
+    out = tmp_path / "out"
+    many = interleaf.write(interleaf.read(src), out, "webdataset", max_count=2)
+    with pytest.raises(ValueError, match="overwrite"):
+        interleaf.write(interleaf.read(src), out, "webdataset", max_count=5)
+    few = interleaf.write(interleaf.read(src), out, "webdataset", max_count=5, overwrite=True)
+    assert len(few) < len(many)
+    assert sorted(str(p) for p in out.glob("*.tar")) == sorted(few)
+    assert read_all(out).get_column("doc_index").n_unique() == read_all(src).get_column("doc_index").n_unique()
+    interleaf.write(interleaf.read(src), tmp_path / "n.parquet", "parquet")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        interleaf.write(interleaf.read(src), tmp_path / "n.parquet", "parquet")
+
+
+def test_converting_a_folder_into_itself_is_refused(tmp_path, sample_dir):
+    src = tmp_path / "data"
+    interleaf.write(read_all(sample_dir / "pairs.jsonl"), src, "webdataset", max_count=2)
+    with pytest.raises(ValueError, match="overlaps the source"):
+        interleaf.write(interleaf.read(src), src, "webdataset", overwrite=True)
+    from interleaf.cli import main
+
+    assert main(["convert", str(src), str(src / "inner"), "--to", "webdataset", "--quiet"]) == 2
+
+
+def test_two_writers_into_one_destination_get_a_clear_error(tmp_path, sample_dir):
+    df = read_all(sample_dir / "pairs.jsonl")
+    held = _native.NativeShardWriter(str(tmp_path), "shard")
+    with pytest.raises(ValueError, match="another writer"):
+        interleaf.write(df, tmp_path, "webdataset")
+    held.finish()
+    del held
+    lock = _native.NativeWriteLock(str(tmp_path), "n.parquet")
+    with pytest.raises(ValueError, match="another writer"):
+        interleaf.write(df, tmp_path / "n.parquet", "parquet")
+    lock.release()
+    assert interleaf.write(df, tmp_path / "n.parquet", "parquet")
+
+
+def test_extra_members_with_path_separators_are_written_and_read_back(tmp_path, sample_images):
+    members = [("000.jpg", sample_images["coffee.jpg"]), ("000.txt", b"ok"), ("000.json", json.dumps({"__extra__": {"x/../../etc": "boom", "a/b": "c"}}).encode())]
+    members += [("001.jpg", sample_images["coffee.jpg"]), ("001.txt", b"fine")]
+    write_tar(tmp_path / "in.tar", members)
+    shards = interleaf.write(interleaf.read(tmp_path / "in.tar"), tmp_path / "out", "webdataset")
+    back = read_all(shards)
+    assert back.get_column("doc_id").unique(maintain_order=True).to_list() == ["000", "001"]
+    extra = json.loads(back.get_column("meta")[0])["__extra__"]
+    assert extra == {"x_.._.._etc": "boom", "a_b": "c"}
+    with tarfile.open(shards[0]) as t:
+        assert all(".." not in Path(n).parts and not n.startswith("/") for n in t.getnames())
+
+
+# --- clear errors -------------------------------------------------------------------------------
+
+
+def test_arguments_out_of_range_are_value_errors_naming_them(tmp_path, sample_dir):
+    src = sample_dir / "pairs.jsonl"
+    cases = [
+        (lambda: interleaf.read(src, batch_size=-1), "batch_size"),
+        (lambda: interleaf.read(src, max_member_bytes=-5), "max_member_bytes"),
+        (lambda: interleaf.write(read_all(src), tmp_path / "w", "webdataset", max_count=-1), "max_count"),
+        (lambda: MinHasher(num_perm=-1), "num_perm"),
+        (lambda: MinHasher(threads=100_000), "threads"),
+        (lambda: phash([b"x"], hash_size=2**31), "hash_size"),
+        (lambda: phash([b"x"], max_pixels=-1), "max_pixels"),
+        (lambda: image.preprocess([b"x"], size=20000), "4096"),
+        (lambda: interleaf.set_threads(100_000), "threads"),
+        (lambda: deduplicate(src, tmp_path / "d", method="phash", radius=-1), "radius"),
+        (lambda: deduplicate(src, tmp_path / "d", threshold=2.0), "threshold"),
+    ]
+    for call, name in cases:
+        with pytest.raises(ValueError, match=name):
+            call()
+    assert not (tmp_path / "d").exists()  # refused before anything was read or written
+
+
+def test_cli_errors_are_one_line_not_tracebacks(tmp_path, sample_dir):
+    cmd = [sys.executable, "-m", "interleaf.cli"]
+    r = subprocess.run([*cmd, "dedup", str(sample_dir / "pairs.jsonl"), "--out", str(tmp_path / "d"), "--method", "phash", "--radius", "-1"], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "radius" in r.stderr
+    r = subprocess.run([*cmd, "inspect", str(tmp_path / "nonexistent")], capture_output=True, text=True)
+    assert r.returncode == 2 and "no such file" in r.stderr and "container" not in r.stderr
+
+
+def test_a_gif_frame_larger_than_its_screen_is_image_too_large():
+    # Logical screen 1x1; one frame that claims 60000 x 60000.
+    gif = b"GIF89a" + (1).to_bytes(2, "little") * 2 + b"\x80\x00\x00" + b"\x00\x00\x00\xff\xff\xff"
+    gif += b"\x2c" + (0).to_bytes(2, "little") * 2 + (60000).to_bytes(2, "little") * 2 + b"\x00"
+    gif += b"\x02\x02\x44\x01\x00\x3b"
+    err = image.stats([gif]).get_column("error")[0]
+    assert err["kind"] == "image_too_large", err
+
+
+# --- conventions --------------------------------------------------------------------------------
+
+
+def test_a_tar_file_name_writes_one_shard_and_a_pattern_names_many(tmp_path, sample_dir):
+    df = read_all(sample_dir / "pairs.jsonl")
+    one = interleaf.write(df, tmp_path / "out-000000.tar", "webdataset")
+    assert one == [str(tmp_path / "out-000000.tar")] and (tmp_path / "out-000000.tar").is_file()
+    gz = interleaf.write(df, tmp_path / "one.tar.gz", "webdataset")
+    assert gz == [str(tmp_path / "one.tar.gz")] and gzip.open(gz[0]).read(1)
+    many = interleaf.write(df, tmp_path / "p" / "part-%04d.tar", "webdataset", max_count=3)
+    assert [Path(p).name for p in many] == [f"part-{i:04d}.tar" for i in range(len(many))] and len(many) > 1
+    with pytest.raises(ValueError, match="more than one shard"):
+        interleaf.write(df, tmp_path / "small.tar", "webdataset", max_count=2)
+    assert read_all(one).drop("source").equals(read_all(many).drop("source"))
