@@ -482,3 +482,20 @@ def test_info_on_a_corrupt_graph_is_a_clear_error(tmp_path, capsys):
     (d / "onnx" / "model.onnx").write_bytes(b"junk")
     assert cli_main(["models", "info", str(d)]) == 2
     assert "could not be loaded by ONNX Runtime" in capsys.readouterr().err
+
+
+def test_bad_config_values_name_the_file_and_the_key(tmp_path):
+    src = FIXTURES / "clip-tiny"
+    d = tmp_path / "clip"
+    shutil.copytree(src, d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["projection_dim"] = "sixteen"
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(models.ModelDirectoryError, match=r"clip/config.json: projection_dim must be an integer, got 'sixteen'"):
+        models.load(d)
+    (d / "config.json").write_text((src / "config.json").read_text())
+    pre = json.loads((d / "preprocessor_config.json").read_text())
+    pre["size"] = {"shortest_edge": "big"}
+    (d / "preprocessor_config.json").write_text(json.dumps(pre))
+    with pytest.raises(ValueError, match=r"preprocessor_config.json: bad preprocessing config"):
+        models.load(d)

@@ -179,6 +179,7 @@ def load_config(config: str | os.PathLike | Mapping[str, Any] | PreprocessConfig
         return PreprocessConfig.open_clip(size)
     if isinstance(config, _native.PreprocessConfig):
         return config  # type: ignore[return-value]
+    path = None
     if not isinstance(config, Mapping):
         path = Path(config)
         if path.is_dir():
@@ -193,11 +194,15 @@ def load_config(config: str | os.PathLike | Mapping[str, Any] | PreprocessConfig
             raise FileNotFoundError(f"preprocessing config not found: {path} (give a preprocessor_config.json, an open_clip_config.json or the directory holding one)") from None
         except json.JSONDecodeError as e:
             raise ValueError(f"{path} is not valid JSON: {e}") from None
-    if "preprocess_cfg" in config:
-        return PreprocessConfig.from_open_clip(config["preprocess_cfg"])
-    if any(k in config for k in ("resize_mode", "interpolation", "fill_color")) or ("mean" in config and "image_mean" not in config):
-        return PreprocessConfig.from_open_clip(config)
-    return PreprocessConfig.from_hf(config)
+    try:
+        if "preprocess_cfg" in config:
+            return PreprocessConfig.from_open_clip(config["preprocess_cfg"])
+        if any(k in config for k in ("resize_mode", "interpolation", "fill_color")) or ("mean" in config and "image_mean" not in config):
+            return PreprocessConfig.from_open_clip(config)
+        return PreprocessConfig.from_hf(config)
+    except (ValueError, TypeError, KeyError) as e:
+        where = f"{path}: " if path is not None else ""
+        raise ValueError(f"{where}bad preprocessing config: {e}") from None
 
 
 ImageInput = pl.Series | Sequence[bytes | None]

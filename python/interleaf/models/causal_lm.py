@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from interleaf.models.base import Model
-from interleaf.models.directory import ModelDirectoryError
+from interleaf.models.directory import ModelDirectoryError, config_value
 from interleaf.models.runtime import Session
 from interleaf.models.tokenize import TextTokenizer, clean_texts
 from interleaf.schema import ERROR_DTYPE, error_column, record_error
@@ -54,14 +54,15 @@ class CausalLM(Model):
     def __init__(self, path, device: str = "auto", *, threads: int | None = None, precision: str = "auto", io_binding: bool | None = None, batch_size: int = 8, max_length: int | None = None):
         super().__init__(path, device, threads, precision, io_binding)
         cfg = self.config
-        limit = cfg.get("n_positions") or cfg.get("max_position_embeddings")
+        where = f"{self.path}/config.json"
+        limit = config_value(cfg, "n_positions", int, None, where) or config_value(cfg, "max_position_embeddings", int, None, where)
         if limit is None and max_length is None:
             raise ModelDirectoryError(f"{self.path}/config.json has no n_positions / max_position_embeddings; pass max_length")
         if max_length is not None and max_length < 2:
             raise ValueError("max_length must be >= 2")
         wanted = max_length or min(int(limit), DEFAULT_MAX_LENGTH)
         self.max_length = int(min(wanted, int(limit))) if limit is not None else int(wanted)
-        self.vocab_size = int(cfg.get("vocab_size", 0))
+        self.vocab_size = config_value(cfg, "vocab_size", int, 0, f"{self.path}/config.json")
         pad = cfg.get("pad_token_id", cfg.get("eos_token_id"))  # GPT-2 has no padding token
         self.tokenizer = TextTokenizer(self.directory.file("tokenizer.json"), self.max_length, default_pad_id=pad if isinstance(pad, int) else None)
         self.bos_token_id = cfg.get("bos_token_id")

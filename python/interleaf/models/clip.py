@@ -18,7 +18,7 @@ import polars as pl
 
 from interleaf import image as _image
 from interleaf.models.base import Model, l2_normalize
-from interleaf.models.directory import ModelDirectoryError
+from interleaf.models.directory import ModelDirectoryError, config_value
 from interleaf.models.runtime import Session
 from interleaf.models.tokenize import TextTokenizer, clean_texts
 from interleaf.schema import error_column
@@ -53,19 +53,19 @@ class CLIPModel(Model):
             self.preprocess_config = _image.load_config(d.path)
         else:
             raise ModelDirectoryError(f"{d.path} (clip) is missing preprocessor_config.json")
-        size = vision_cfg.get("image_size")
-        if size is not None and tuple(self.preprocess_config.output_shape) != (int(size), int(size)):
+        size = config_value(vision_cfg, "image_size", int, None, f"{d.path}/config.json vision_config")
+        if size is not None and tuple(self.preprocess_config.output_shape) != (size, size):
             raise ModelDirectoryError(
                 f"{d.path}: preprocessor_config.json gives {self.preprocess_config.output_shape} images but vision_config.image_size is {size}"
             )
-        self.context_length = int(text_cfg.get("max_position_embeddings", CLIP_CONTEXT_LENGTH))
+        self.context_length = config_value(text_cfg, "max_position_embeddings", int, CLIP_CONTEXT_LENGTH, f"{d.path}/config.json text_config")
         # CLIP's tokenizer pads with its end token.
         self.tokenizer = TextTokenizer(d.file("tokenizer.json"), self.context_length, default_pad_id=text_cfg.get("eos_token_id"))
-        self.dim = int(cfg.get("projection_dim", 512))
+        self.dim = config_value(cfg, "projection_dim", int, 512, f"{d.path}/config.json")
         extra = cfg.get("interleaf") or {}
         # config.json of transformers only has logit_scale_init_value (2.6592, exp 14.3), the
         # value training starts from; trained CLIPs end at the clamp, 100.
-        self.logit_scale = float(extra.get("logit_scale", 100.0))
+        self.logit_scale = config_value(extra, "logit_scale", float, 100.0, f"{d.path}/config.json interleaf")
         self.batch_size = batch_size
 
     @property

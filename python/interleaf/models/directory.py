@@ -49,6 +49,17 @@ def read_json(path: Path, expect: type = dict) -> Any:
     return value
 
 
+def config_value(cfg: dict, key: str, kind: type, default: Any, where: Path | str) -> Any:
+    """``cfg[key]`` as ``kind`` (int or float), ``default`` when absent or null; a value of the
+    wrong type names the file and the key instead of failing with a bare ``int()`` error."""
+    value = cfg.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
+        raise ModelDirectoryError(f"{where}: {key} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+    return kind(value)
+
+
 def detect_kind(path: Path) -> str:
     """The kind a directory holds, from its files: CLIP's two graphs, sentence-transformers'
     ``modules.json``, or a single ``onnx/model.onnx`` with a causal-LM ``config.json``."""

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from interleaf.models.base import Model, l2_normalize
-from interleaf.models.directory import ModelDirectoryError, read_json
+from interleaf.models.directory import ModelDirectoryError, config_value, read_json
 from interleaf.models.runtime import Session
 from interleaf.models.tokenize import TextTokenizer, clean_texts
 from interleaf.schema import error_column
@@ -95,7 +95,7 @@ class TextEmbedder(Model):
         self.normalize = "Normalize" in types
         st = d.json("sentence_bert_config.json") if (d.path / "sentence_bert_config.json").is_file() else {}
         tc = d.json("tokenizer_config.json") if (d.path / "tokenizer_config.json").is_file() else {}
-        limit = int(self.config.get("max_position_embeddings", 512))
+        limit = config_value(self.config, "max_position_embeddings", int, 512, f"{d.path}/config.json")
         # sentence-transformers < 6 stores max_seq_length in sentence_bert_config.json; 6 keeps
         # it as the tokenizer's model_max_length.
         wanted = st.get("max_seq_length") or (tc.get("model_max_length") if isinstance(tc.get("model_max_length"), int) and tc["model_max_length"] < 1_000_000 else None)
