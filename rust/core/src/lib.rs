@@ -5,6 +5,7 @@
 //! - [`formats`]: JSON records (pairs, MMC4, OBELICS, CoMM, LLaVA, our own) to documents and back.
 //! - [`hash`]: exact keys, MinHash signatures, LSH clustering, union-find.
 //! - [`image`]: decoding with limits, Pillow-compatible grayscale and resampling.
+//! - [`sim`]: per-document cosine matrices, linear assignment, MMC4 assignment, CoMM's F, coherence.
 //! - [`text`]: Python-compatible whitespace, normalisation, shingles.
 //! - [`threads`], [`cpu`]: the process-wide thread policy and the CPU features SIMD paths use.
 
@@ -17,6 +18,7 @@ pub mod image;
 pub mod input;
 pub mod reader;
 pub mod shard;
+pub mod sim;
 pub mod text;
 pub mod threads;
 

@@ -1,0 +1,273 @@
+//! Similarity math over documents: embeddings come as one row-major `(n, dim)` f32 matrix per
+//! kind with CSR-style document offsets (`offsets[d]..offsets[d + 1]` are document `d`'s rows,
+//! `offsets.len() == n_docs + 1`), and every function works document by document in parallel.
+//!
+//! - [`assign`]: exact rectangular linear assignment (the optimum of scipy's
+//!   `linear_sum_assignment`);
+//! - [`mmc4_assign`]: MMC4's image-to-sentence assignment;
+//! - [`sequence_consistency`]: CoMM's image-sequence score F;
+//! - [`coherence`]: consecutive-cosine text coherence with a shuffled baseline.
+//!
+//! Cosines are of the rows as given, each divided by the product of the two norms (a zero or
+//! NaN row gives NaN).
+
+pub mod assign;
+
+use rayon::prelude::*;
+
+pub use assign::linear_assignment;
+
+/// Checks a CSR offset array against `n` rows: starts at 0, never decreases, ends at `n`.
+pub fn check_offsets(offsets: &[i64], n: usize, what: &str) -> Result<(), String> {
+    if offsets.first() != Some(&0) || offsets.last().map(|&v| v as usize) != Some(n) || offsets.windows(2).any(|w| w[1] < w[0]) {
+        return Err(format!("{what} offsets must start at 0, never decrease and end at the number of rows ({n})"));
+    }
+    Ok(())
+}
+
+fn rows(offsets: &[i64], d: usize) -> std::ops::Range<usize> {
+    offsets[d] as usize..offsets[d + 1] as usize
+}
+
+/// Each row divided by its L2 norm (in f64); a zero row becomes NaN, so its cosines are NaN.
+fn unit_rows(emb: &[f32], dim: usize, range: std::ops::Range<usize>) -> Vec<f64> {
+    let mut out = Vec::with_capacity(range.len() * dim);
+    for r in range {
+        let row = &emb[r * dim..(r + 1) * dim];
+        let norm = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt();
+        out.extend(row.iter().map(|&v| if norm > 0.0 { v as f64 / norm } else { f64::NAN }));
+    }
+    out
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Per document, the cosine matrix of its rows of `a` against its rows of `b` (row-major,
+/// `a_rows x b_rows`), all documents concatenated; returns the values and their CSR offsets.
+pub fn cosine_blocks(a: &[f32], a_offsets: &[i64], b: &[f32], b_offsets: &[i64], dim: usize) -> Result<(Vec<f32>, Vec<i64>), String> {
+    check_offsets(a_offsets, a.len() / dim.max(1), "a")?;
+    check_offsets(b_offsets, b.len() / dim.max(1), "b")?;
+    if a_offsets.len() != b_offsets.len() {
+        return Err("a and b must cover the same documents".into());
+    }
+    let docs = a_offsets.len() - 1;
+    let blocks: Vec<Vec<f32>> = (0..docs)
+        .into_par_iter()
+        .map(|d| {
+            let (ua, ub) = (unit_rows(a, dim, rows(a_offsets, d)), unit_rows(b, dim, rows(b_offsets, d)));
+            let mut out = Vec::with_capacity(ua.len() / dim.max(1) * ub.len() / dim.max(1));
+            for ra in ua.chunks_exact(dim) {
+                out.extend(ub.chunks_exact(dim).map(|rb| dot(ra, rb) as f32));
+            }
+            out
+        })
+        .collect();
+    let mut offsets = Vec::with_capacity(docs + 1);
+    offsets.push(0i64);
+    for b in &blocks {
+        offsets.push(offsets.last().expect("first") + b.len() as i64);
+    }
+    Ok((blocks.concat(), offsets))
+}
+
+/// MMC4's assignment of one document's images to its sentences, from its `images x sentences`
+/// similarity matrix: an image whose best similarity is below `threshold` is dropped (-1)
+/// before anything is assigned (exactly `threshold` is kept); the survivors are matched to
+/// distinct sentences maximising the total similarity; when there are more survivors than
+/// sentences, each one left over goes to its most similar sentence (the first on ties), so a
+/// sentence may then carry several images. Returns the sentence index of each image, or -1.
+pub fn mmc4_assign(sim: &[f32], images: usize, sentences: usize, threshold: f32) -> Result<Vec<i64>, String> {
+    if sim.len() != images * sentences {
+        return Err(format!("similarity holds {} values, not {images} x {sentences}", sim.len()));
+    }
+    let row = |i: usize| &sim[i * sentences..(i + 1) * sentences];
+    let argmax = |i: usize| -> Option<usize> {
+        let mut best: Option<usize> = None;
+        for (j, &v) in row(i).iter().enumerate() {
+            if !v.is_nan() && best.is_none_or(|b| v > row(i)[b]) {
+                best = Some(j);
+            }
+        }
+        best
+    };
+    let mut out = vec![-1i64; images];
+    let kept: Vec<usize> = (0..images).filter(|&i| argmax(i).is_some_and(|j| row(i)[j] >= threshold)).collect();
+    if kept.is_empty() || sentences == 0 {
+        return Ok(out);
+    }
+    let cost: Vec<f64> = kept.iter().flat_map(|&i| row(i).iter().map(|&v| v as f64)).collect();
+    let matched = linear_assignment(&cost, kept.len(), sentences, true)?;
+    for (k, &i) in kept.iter().enumerate() {
+        out[i] = match matched[k] {
+            Some(j) => j as i64,
+            None => argmax(i).map_or(-1, |j| j as i64),
+        };
+    }
+    Ok(out)
+}
+
+/// [`mmc4_assign`] over many documents: image and sentence embeddings with their offsets.
+/// Returns, per image, its sentence index within its document (-1: dropped) and its cosine with
+/// that sentence (its best cosine when dropped; NaN for a document without sentences).
+pub fn mmc4_assign_docs(
+    img: &[f32],
+    img_offsets: &[i64],
+    txt: &[f32],
+    txt_offsets: &[i64],
+    dim: usize,
+    threshold: f32,
+) -> Result<(Vec<i64>, Vec<f32>), String> {
+    let (sims, sim_offsets) = cosine_blocks(img, img_offsets, txt, txt_offsets, dim)?;
+    let docs = img_offsets.len() - 1;
+    let per_doc: Vec<Result<(Vec<i64>, Vec<f32>), String>> = (0..docs)
+        .into_par_iter()
+        .map(|d| {
+            let (ni, nt) = (rows(img_offsets, d).len(), rows(txt_offsets, d).len());
+            let sim = &sims[rows(&sim_offsets, d)];
+            let a = mmc4_assign(sim, ni, nt, threshold)?;
+            let score = (0..ni)
+                .map(|i| {
+                    let r = &sim[i * nt..(i + 1) * nt];
+                    match a[i] {
+                        j if j >= 0 => r[j as usize],
+                        _ => r.iter().copied().filter(|v| !v.is_nan()).fold(f32::NAN, f32::max),
+                    }
+                })
+                .collect();
+            Ok((a, score))
+        })
+        .collect();
+    let (mut idx, mut score) = (Vec::with_capacity(img_offsets[docs] as usize), Vec::with_capacity(img_offsets[docs] as usize));
+    for r in per_doc {
+        let (a, s) = r?;
+        idx.extend(a);
+        score.extend(s);
+    }
+    Ok((idx, score))
+}
+
+/// CoMM's image-sequence consistency of each document:
+/// `F = mean_{i=2..N} cos(x_i, x_{i-1}) - mean_{i > j + 1} cos(x_i, x_j)`, NaN below 3 images.
+pub fn sequence_consistency(emb: &[f32], offsets: &[i64], dim: usize) -> Result<Vec<f64>, String> {
+    check_offsets(offsets, emb.len() / dim.max(1), "embedding")?;
+    Ok((0..offsets.len() - 1)
+        .into_par_iter()
+        .map(|d| {
+            let u = unit_rows(emb, dim, rows(offsets, d));
+            let n = u.len() / dim.max(1);
+            if n < 3 {
+                return f64::NAN;
+            }
+            let x = |i: usize| &u[i * dim..(i + 1) * dim];
+            let adjacent = (1..n).map(|i| dot(x(i), x(i - 1))).sum::<f64>() / (n - 1) as f64;
+            let (mut far, mut count) = (0.0, 0usize);
+            for i in 2..n {
+                for j in 0..i - 1 {
+                    far += dot(x(i), x(j));
+                    count += 1;
+                }
+            }
+            adjacent - far / count as f64
+        })
+        .collect())
+}
+
+/// Text coherence of each document from its step embeddings in order: the mean and the
+/// minimum cosine of consecutive steps, and the margin of that mean over the mean consecutive
+/// cosine of the same steps in `shuffles` random orders (seeded by `seed` and the document's
+/// index, so results do not depend on threads). NaN below 2 steps.
+pub fn coherence(emb: &[f32], offsets: &[i64], dim: usize, shuffles: usize, seed: u64) -> Result<Vec<[f64; 3]>, String> {
+    check_offsets(offsets, emb.len() / dim.max(1), "embedding")?;
+    Ok((0..offsets.len() - 1)
+        .into_par_iter()
+        .map(|d| {
+            let u = unit_rows(emb, dim, rows(offsets, d));
+            let n = u.len() / dim.max(1);
+            if n < 2 {
+                return [f64::NAN; 3];
+            }
+            let x = |i: usize| &u[i * dim..(i + 1) * dim];
+            let consecutive = |order: &[usize]| order.windows(2).map(|w| dot(x(w[0]), x(w[1]))).collect::<Vec<f64>>();
+            let identity: Vec<usize> = (0..n).collect();
+            let c = consecutive(&identity);
+            let mean = c.iter().sum::<f64>() / c.len() as f64;
+            let min = c.iter().copied().fold(f64::INFINITY, f64::min);
+            let mut rng = SplitMix64(seed ^ (d as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut order = identity;
+            let mut shuffled = 0.0;
+            for _ in 0..shuffles {
+                for i in (1..n).rev() {
+                    order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+                }
+                let s = consecutive(&order);
+                shuffled += s.iter().sum::<f64>() / s.len() as f64;
+            }
+            let margin = if shuffles > 0 { mean - shuffled / shuffles as f64 } else { f64::NAN };
+            [mean, min, margin]
+        })
+        .collect())
+}
+
+/// A small, well-mixed generator (Steele et al.'s SplitMix64), for seeded shuffles.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_are_checked() {
+        assert!(check_offsets(&[0, 2, 2, 5], 5, "x").is_ok());
+        assert!(check_offsets(&[0, 3, 2, 5], 5, "x").is_err());
+        assert!(check_offsets(&[1, 5], 5, "x").is_err());
+        assert!(check_offsets(&[0, 4], 5, "x").is_err());
+    }
+
+    #[test]
+    fn sequence_consistency_follows_the_formula() {
+        // Three unit vectors: cos(x2, x1) = 1, cos(x3, x2) = 0, cos(x3, x1) = 0.
+        let emb = [1.0, 0.0, 2.0, 0.0, 0.0, 3.0, 1.0, 1.0];
+        let f = sequence_consistency(&emb, &[0, 3, 4], 2).unwrap();
+        assert!((f[0] - (0.5 - 0.0)).abs() < 1e-12);
+        assert!(f[1].is_nan());
+    }
+
+    #[test]
+    fn coherence_of_an_ordered_sequence_beats_its_shuffles() {
+        // Points along an arc: neighbours are close, far ends are not.
+        let n = 12;
+        let emb: Vec<f32> = (0..n)
+            .flat_map(|i| {
+                let a = i as f32 * 0.25;
+                [a.cos(), a.sin()]
+            })
+            .collect();
+        let r = coherence(&emb, &[0, n as i64], 2, 8, 1).unwrap()[0];
+        assert!((r[0] - (0.25f64).cos()).abs() < 1e-6 && (r[1] - r[0]).abs() < 1e-6);
+        assert!(r[2] > 0.1, "{r:?}");
+        assert_eq!(coherence(&emb, &[0, n as i64], 2, 8, 1).unwrap(), vec![r]);
+        assert!(coherence(&emb[..2], &[0, 1], 2, 8, 1).unwrap()[0][0].is_nan());
+    }
+
+    #[test]
+    fn mmc4_drops_weak_images_then_assigns_then_sends_leftovers_to_their_argmax() {
+        // 4 images x 2 sentences; image 3 is below 0.15 everywhere.
+        let sim = [0.9, 0.2, 0.8, 0.3, 0.5, 0.15, 0.1, 0.14];
+        assert_eq!(mmc4_assign(&sim, 4, 2, 0.15).unwrap(), vec![0, 1, 0, -1]);
+        // Exactly the threshold is kept.
+        assert_eq!(mmc4_assign(&[0.15], 1, 1, 0.15).unwrap(), vec![0]);
+        assert_eq!(mmc4_assign(&[], 2, 0, 0.15).unwrap(), vec![-1, -1]);
+    }
+}
