@@ -24,15 +24,22 @@ __all__ = [
     "get_threads",
     "hamming_clusters",
     "hamming_pairs",
+    "linear_assignment",
     "lsh_cluster",
     "lsh_params",
     "minhash_signatures",
+    "mmc4_assign",
+    "mmc4_assign_matrix",
     "normalized_text_hash",
     "number_documents",
+    "obelics_paragraphs",
+    "obelics_text_stats",
     "read_samples",
     "records_to_frame",
+    "sequence_consistency",
     "set_threads",
     "shingles",
+    "text_coherence",
     "xxh3_128",
     "xxh3_64",
 ]
@@ -253,6 +260,29 @@ def analyze_images(
     float32 or float16, C-contiguous) when ``config`` (the fields of
     ``interleaf.image.PreprocessConfig``) is given, and a table of the stats columns (when
     asked), ``{kind}`` / ``{kind}_hex`` per hash, and ``error``. See ``interleaf.image.analyze``."""
+
+def obelics_text_stats(texts: pl.Series, *, char_ngram: int = 10, word_ngram: int = 5, punctuation_min_tokens: int = 0, threads: int | None = None) -> pl.DataFrame:
+    """OBELICS's statistics per text of a String Series (see interleaf.signals.text_stats)."""
+
+def obelics_paragraphs(texts: pl.Series, *, threads: int | None = None) -> pl.DataFrame:
+    """OBELICS's node-level paragraph filter per text: text, removed, reasons."""
+
+def mmc4_assign(
+    images: np.ndarray, image_offsets: np.ndarray, texts: np.ndarray, text_offsets: np.ndarray, threshold: float = 0.15, threads: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(sentence index per image, -1 when dropped; its cosine) over documents."""
+
+def mmc4_assign_matrix(sim: np.ndarray, threshold: float = 0.15) -> np.ndarray:
+    """MMC4's assignment of one (images, sentences) float32 similarity matrix."""
+
+def sequence_consistency(embeddings: np.ndarray, offsets: np.ndarray, threads: int | None = None) -> np.ndarray:
+    """CoMM's F per document (NaN below 3 images)."""
+
+def text_coherence(embeddings: np.ndarray, offsets: np.ndarray, shuffles: int = 8, seed: int = 0, threads: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean consecutive cosine, minimum, margin over shuffles) per document."""
+
+def linear_assignment(cost: np.ndarray, maximize: bool = False) -> np.ndarray:
+    """The column of each row in an optimal assignment of a float64 cost matrix, -1 when left out."""
 
 def _decode_rgb(data: bytes, alpha: str = "drop", exif_transpose: bool = False, max_pixels: int | None = None) -> tuple[int, int, bytes]:
     """(width, height, RGB bytes) as Pillow's convert("RGB"). Raises ValueError on failure."""

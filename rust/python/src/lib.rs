@@ -11,6 +11,7 @@ mod expressions;
 mod frame;
 mod image;
 mod io;
+mod signals;
 
 #[global_allocator]
 static ALLOC: PolarsAllocator = PolarsAllocator::new();
@@ -67,6 +68,13 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dedup::resize_luma_py, m)?)?;
     m.add_function(wrap_pyfunction!(dedup::decode_luma_py, m)?)?;
     m.add_function(wrap_pyfunction!(image::analyze_images, m)?)?;
+    m.add_function(wrap_pyfunction!(signals::obelics_text_stats, m)?)?;
+    m.add_function(wrap_pyfunction!(signals::obelics_paragraphs, m)?)?;
+    m.add_function(wrap_pyfunction!(signals::mmc4_assign, m)?)?;
+    m.add_function(wrap_pyfunction!(signals::mmc4_assign_matrix, m)?)?;
+    m.add_function(wrap_pyfunction!(signals::sequence_consistency, m)?)?;
+    m.add_function(wrap_pyfunction!(signals::text_coherence, m)?)?;
+    m.add_function(wrap_pyfunction!(signals::linear_assignment, m)?)?;
     m.add_function(wrap_pyfunction!(image::decode_rgb_py, m)?)?;
     Ok(())
 }

@@ -108,6 +108,9 @@ pub fn mmc4_assign(sim: &[f32], images: usize, sentences: usize, threshold: f32)
     Ok(out)
 }
 
+/// Sentence index and cosine per image.
+type Assigned = (Vec<i64>, Vec<f32>);
+
 /// [`mmc4_assign`] over many documents: image and sentence embeddings with their offsets.
 /// Returns, per image, its sentence index within its document (-1: dropped) and its cosine with
 /// that sentence (its best cosine when dropped; NaN for a document without sentences).
@@ -121,7 +124,7 @@ pub fn mmc4_assign_docs(
 ) -> Result<(Vec<i64>, Vec<f32>), String> {
     let (sims, sim_offsets) = cosine_blocks(img, img_offsets, txt, txt_offsets, dim)?;
     let docs = img_offsets.len() - 1;
-    let per_doc: Vec<Result<(Vec<i64>, Vec<f32>), String>> = (0..docs)
+    let per_doc: Vec<Result<Assigned, String>> = (0..docs)
         .into_par_iter()
         .map(|d| {
             let (ni, nt) = (rows(img_offsets, d).len(), rows(txt_offsets, d).len());

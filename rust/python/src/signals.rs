@@ -1,0 +1,164 @@
+//! Signal kernels: OBELICS text statistics over a String column, and the per-document
+//! similarity math (`interleaf_core::sim`) over embedding matrices with CSR offsets.
+//! Conversion and GIL release only.
+
+use interleaf_core::sim;
+use interleaf_core::text::obelics::{filter_paragraphs, text_stats, ParagraphRules, StatsParams};
+use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use polars::prelude::*;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3_polars::{PyDataFrame, PySeries};
+use rayon::prelude::*;
+
+use crate::columns::str_values;
+use crate::dedup::on_pool;
+
+fn polars_err(e: PolarsError) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
+/// OBELICS's statistics of each text: a table with `n_words`, `n_chars`, `char_repetition`,
+/// `word_repetition`, `special_char_ratio`, `stopword_ratio`, `flagged_word_ratio`,
+/// `punctuation_ratio` (null for a null text).
+#[pyfunction]
+#[pyo3(signature = (texts, *, char_ngram=10, word_ngram=5, punctuation_min_tokens=0, threads=None))]
+pub fn obelics_text_stats(
+    py: Python<'_>,
+    texts: PySeries,
+    char_ngram: usize,
+    word_ngram: usize,
+    punctuation_min_tokens: usize,
+    threads: Option<usize>,
+) -> PyResult<PyDataFrame> {
+    let values = str_values(&texts.0, "texts")?;
+    let p = StatsParams { char_ngram, word_ngram, punctuation_min_tokens };
+    let stats = py.detach(|| on_pool(threads, || values.par_iter().map(|t| t.map(|t| text_stats(t, &p))).collect::<Vec<_>>()))?;
+    let u = |f: fn(&interleaf_core::text::obelics::TextStats) -> u64, name: &str| -> Column {
+        stats.iter().map(|s| s.as_ref().map(f)).collect::<UInt64Chunked>().with_name(name.into()).into_column()
+    };
+    let r = |f: fn(&interleaf_core::text::obelics::TextStats) -> f64, name: &str| -> Column {
+        stats.iter().map(|s| s.as_ref().map(f)).collect::<Float64Chunked>().with_name(name.into()).into_column()
+    };
+    let cols = vec![
+        u(|s| s.n_words, "n_words"),
+        u(|s| s.n_chars, "n_chars"),
+        r(|s| s.char_repetition, "char_repetition"),
+        r(|s| s.word_repetition, "word_repetition"),
+        r(|s| s.special_char_ratio, "special_char_ratio"),
+        r(|s| s.stopword_ratio, "stopword_ratio"),
+        r(|s| s.flagged_word_ratio, "flagged_word_ratio"),
+        r(|s| s.punctuation_ratio, "punctuation_ratio"),
+    ];
+    Ok(PyDataFrame(DataFrame::new(stats.len(), cols).map_err(polars_err)?))
+}
+
+/// OBELICS's node-level paragraph filter on each text: (kept text or null, removed paragraph
+/// indices, their reasons) per text.
+#[pyfunction]
+#[pyo3(signature = (texts, *, threads=None))]
+pub fn obelics_paragraphs(py: Python<'_>, texts: PySeries, threads: Option<usize>) -> PyResult<PyDataFrame> {
+    let values = str_values(&texts.0, "texts")?;
+    let rules = ParagraphRules::default();
+    let out = py.detach(|| on_pool(threads, || values.par_iter().map(|t| t.map(|t| filter_paragraphs(t, &rules))).collect::<Vec<_>>()))?;
+    let kept: StringChunked = out.iter().map(|o| o.as_ref().and_then(|(k, _)| k.as_deref())).collect();
+    let mut idx = ListPrimitiveChunkedBuilder::<UInt32Type>::new("removed".into(), out.len(), out.len(), DataType::UInt32);
+    let mut why = ListStringChunkedBuilder::new("reasons".into(), out.len(), out.len());
+    for o in &out {
+        match o {
+            Some((_, removed)) => {
+                idx.append_slice(&removed.iter().map(|(i, _)| *i as u32).collect::<Vec<_>>());
+                why.append_values_iter(removed.iter().map(|(_, r)| r.as_str()));
+            }
+            None => {
+                idx.append_null();
+                why.append_null();
+            }
+        }
+    }
+    let cols = vec![kept.with_name("text".into()).into_column(), idx.finish().into_column(), why.finish().into_column()];
+    Ok(PyDataFrame(DataFrame::new(out.len(), cols).map_err(polars_err)?))
+}
+
+fn matrix<'a>(a: &'a PyReadonlyArray2<'_, f32>, what: &str) -> PyResult<(&'a [f32], usize)> {
+    let dim = a.shape()[1];
+    Ok((a.as_slice().map_err(|_| PyValueError::new_err(format!("{what} must be a C-contiguous float32 array")))?, dim))
+}
+
+/// MMC4's assignment over documents: (sentence index per image, -1 when dropped; cosine).
+#[pyfunction]
+#[pyo3(signature = (images, image_offsets, texts, text_offsets, threshold=0.15, threads=None))]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+pub fn mmc4_assign<'py>(
+    py: Python<'py>,
+    images: PyReadonlyArray2<'py, f32>,
+    image_offsets: PyReadonlyArray1<'py, i64>,
+    texts: PyReadonlyArray2<'py, f32>,
+    text_offsets: PyReadonlyArray1<'py, i64>,
+    threshold: f32,
+    threads: Option<usize>,
+) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f32>>)> {
+    let (img, dim) = matrix(&images, "images")?;
+    let (txt, tdim) = matrix(&texts, "texts")?;
+    if dim != tdim {
+        return Err(PyValueError::new_err(format!("images have {dim} dimensions, texts {tdim}")));
+    }
+    let (io, to) = (image_offsets.as_slice()?, text_offsets.as_slice()?);
+    let (idx, score) = py.detach(|| on_pool(threads, || sim::mmc4_assign_docs(img, io, txt, to, dim, threshold)))?.map_err(PyValueError::new_err)?;
+    Ok((idx.into_pyarray(py), score.into_pyarray(py)))
+}
+
+/// MMC4's assignment of one document from its `images x sentences` similarity matrix: the
+/// sentence index per image, -1 when dropped.
+#[pyfunction]
+#[pyo3(signature = (sim, threshold=0.15))]
+pub fn mmc4_assign_matrix<'py>(py: Python<'py>, sim: PyReadonlyArray2<'py, f32>, threshold: f32) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    let (rows, cols) = (sim.shape()[0], sim.shape()[1]);
+    let s = sim.as_slice().map_err(|_| PyValueError::new_err("sim must be a C-contiguous float32 array"))?;
+    let a = py.detach(|| sim::mmc4_assign(s, rows, cols, threshold)).map_err(PyValueError::new_err)?;
+    Ok(a.into_pyarray(py))
+}
+
+/// CoMM's F per document (NaN below 3 images).
+#[pyfunction]
+#[pyo3(signature = (embeddings, offsets, threads=None))]
+pub fn sequence_consistency<'py>(
+    py: Python<'py>,
+    embeddings: PyReadonlyArray2<'py, f32>,
+    offsets: PyReadonlyArray1<'py, i64>,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let (emb, dim) = matrix(&embeddings, "embeddings")?;
+    let off = offsets.as_slice()?;
+    let f = py.detach(|| on_pool(threads, || sim::sequence_consistency(emb, off, dim)))?.map_err(PyValueError::new_err)?;
+    Ok(f.into_pyarray(py))
+}
+
+/// Text coherence per document: (mean consecutive cosine, minimum, margin over shuffles).
+#[pyfunction]
+#[pyo3(signature = (embeddings, offsets, shuffles=8, seed=0, threads=None))]
+#[allow(clippy::type_complexity)]
+pub fn text_coherence<'py>(
+    py: Python<'py>,
+    embeddings: PyReadonlyArray2<'py, f32>,
+    offsets: PyReadonlyArray1<'py, i64>,
+    shuffles: usize,
+    seed: u64,
+    threads: Option<usize>,
+) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>)> {
+    let (emb, dim) = matrix(&embeddings, "embeddings")?;
+    let off = offsets.as_slice()?;
+    let r = py.detach(|| on_pool(threads, || sim::coherence(emb, off, dim, shuffles, seed)))?.map_err(PyValueError::new_err)?;
+    let col = |k: usize| r.iter().map(|v| v[k]).collect::<Vec<f64>>().into_pyarray(py);
+    Ok((col(0), col(1), col(2)))
+}
+
+/// The column of each row in a minimum (or maximum) cost assignment, -1 for rows left out.
+#[pyfunction]
+#[pyo3(signature = (cost, maximize=false))]
+pub fn linear_assignment<'py>(py: Python<'py>, cost: PyReadonlyArray2<'py, f64>, maximize: bool) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    let (rows, cols) = (cost.shape()[0], cost.shape()[1]);
+    let c = cost.as_slice().map_err(|_| PyValueError::new_err("cost must be a C-contiguous float64 array"))?;
+    let a = py.detach(|| sim::linear_assignment(c, rows, cols, maximize)).map_err(PyValueError::new_err)?;
+    Ok(a.into_iter().map(|j| j.map_or(-1, |j| j as i64)).collect::<Vec<_>>().into_pyarray(py))
+}
