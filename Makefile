@@ -13,12 +13,14 @@ install-test: nasm
 
 ## libjpeg-turbo's SIMD decoder is built only when nasm is on PATH at build time (1.5-2x faster
 ## JPEG decoding; the C fallback gives identical pixels). Installed here when missing and we
-## can (root + apt-get); otherwise a loud warning, and the build is the slow one.
+## can (root + apt-get); otherwise a loud warning, and the build is the slow one. A cached C-only
+## build of libjpeg is cleaned when nasm arrives (cargo would not rebuild it by itself).
 nasm:
 	@command -v nasm >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing nasm (libjpeg-turbo SIMD)"; \
-	    (apt-get install -y -qq nasm >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq nasm >/dev/null 2>&1)) \
+	    { (apt-get install -y -qq nasm >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq nasm >/dev/null 2>&1)) \
+	      && { cargo clean --release -p mozjpeg-sys >/dev/null 2>&1 || true; }; } \
 	      || echo "WARNING: could not install nasm: JPEG decoding will use libjpeg-turbo's C code (about 1.5-2x slower)" >&2; \
 	  else \
 	    echo "WARNING: nasm is not installed: JPEG decoding will use libjpeg-turbo's C code (about 1.5-2x slower); install nasm and reinstall for the SIMD build" >&2; \

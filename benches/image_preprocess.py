@@ -41,11 +41,10 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import sys
 from pathlib import Path
 
 import phash as corpus_bench  # the JPEG corpus and the per-bucket summary are shared
-from _common import add_quiet_machine_args, child_env, report_header, run_quiet, versions
+from _common import add_quiet_machine_args, report_header, versions
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "benches" / "results" / "image_preprocess.json"
@@ -145,21 +144,7 @@ def main() -> None:
     print(f"parity vs CLIPImageProcessor on {par['images']} unique images: {par['identical_images']} identical, "
           f"max abs diff {par['max_abs_diff']:.2g}, mean {par['mean_abs_diff']:.2g}", flush=True)
 
-    runs: dict[str, list[dict]] = {f"{k}@{t}": [] for k, t in CONFIGS}
-    for rep in range(args.repeats):
-        for kind, threads in CONFIGS:
-            cmd = [sys.executable, __file__, "--child", kind, "--threads", str(threads), "--corpus", str(args.corpus)]
-            r = run_quiet(cmd, child_env(CHILD_ENV, threads), f"{kind} T={threads}", args)
-            runs[f"{kind}@{threads}"].append(r)
-            print(f"  run {rep + 1}/{args.repeats} {kind} T={threads}: {r['wall_s']:.2f} s ({r['images'] / r['wall_s']:,.0f} images/s)", flush=True)
-
-    bucket_n = [len(b["images"]) for b in c["buckets"]]
-    bucket_mp = [sum(im["w"] * im["h"] for im in b["images"]) / 1e6 for b in c["buckets"]]
-    results = {}
-    for kind, threads in CONFIGS:
-        key = f"{kind}@{threads}"
-        results[key] = corpus_bench.summarize(runs[key], bucket_mp, bucket_n)
-        results[key]["runs"] = runs[key]
+    results = corpus_bench.measure(args, __file__, CONFIGS, c)
     ratios = {}
     for ref in ("hf_clip", "by_hand"):
         for t in (1, 2):

@@ -361,6 +361,26 @@ def summarize(runs: list[dict], bucket_mp: list[float], bucket_n: list[int]) -> 
     }
 
 
+def measure(args, script: str, configs: list[tuple[str, int]], corpus: dict) -> dict[str, dict]:
+    """Runs every (kind, threads) of ``configs`` as ``script --child`` round-robin,
+    ``args.repeats`` times, on quiet CPUs; returns each one's per-bucket summary with its runs
+    (shared by ``image_preprocess.py`` and ``analyze.py``)."""
+    runs: dict[str, list[dict]] = {f"{k}@{t}": [] for k, t in configs}
+    for rep in range(args.repeats):
+        for kind, threads in configs:
+            cmd = [sys.executable, script, "--child", kind, "--threads", str(threads), "--corpus", str(args.corpus)]
+            r = run_quiet(cmd, child_env(CHILD_ENV, threads), f"{kind} T={threads}", args)
+            runs[f"{kind}@{threads}"].append(r)
+            print(f"  run {rep + 1}/{args.repeats} {kind} T={threads}: {r['wall_s']:.2f} s ({r['images'] / r['wall_s']:,.0f} images/s)", flush=True)
+    bucket_n = [len(b["images"]) for b in corpus["buckets"]]
+    bucket_mp = [sum(im["w"] * im["h"] for im in b["images"]) / 1e6 for b in corpus["buckets"]]
+    results = {}
+    for key, rs in runs.items():
+        results[key] = summarize(rs, bucket_mp, bucket_n)
+        results[key]["runs"] = rs
+    return results
+
+
 def add_corpus_args(ap) -> None:
     """The options that define and cache the JPEG corpus (shared with ``image_preprocess.py``)."""
     ap.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="corpus cache (pickle)")

@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""OBELICS text statistics and signal kernels: interleaf vs the published Python, one run.
+
+* **OBELICS statistics** of real paragraphs (the corpus of ``benches/minhash.py``: docstrings
+  and licence texts, 50-400 words each, repeated to ``--paragraphs``, default 100,000):
+  ``interleaf.signals.text_stats(texts, threads=T)`` against OBELICS's functions
+  (``tests/obelics_reference.py``, a transcription of ``web_document_filtering.py``) computing
+  the same seven statistics per paragraph, one core. Values are checked equal first.
+* **MMC4 assignment** over ``--docs`` documents (default 100,000; images and sentences per
+  document drawn around 6 and 30) from CLIP-like embeddings: ``mmc4_assign_documents`` against
+  MMC4's per-document loop as published (similarity matrix with numpy, drop below 0.15, ``-S``
+  padded to square with 1000, ``lapjv``, leftovers to their argmax), one core. Assignments are
+  checked equal first.
+* **Per-document F and coherence** from precomputed embeddings (documents of 3-12 steps):
+  documents per minute on T threads.
+
+T=1 runs are pinned to one core; best of ``--repeats`` (default 3). Results:
+``benches/results/text_stats.json``.
+
+Usage::
+
+    python benches/text_stats.py               # needs lapjv (pip install lapjv) for the MMC4 peer
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import report_header, versions
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+DEFAULT_OUT = REPO_ROOT / "benches" / "results" / "text_stats.json"
+
+
+def best_of(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def paragraphs(n: int) -> list[str]:
+    import minhash
+
+    args = argparse.Namespace(corpus=str(minhash.DEFAULT_CORPUS), rebuild_corpus=False, seed=0, min_docs=50_000, max_docs=100_000, near_dups=0.02)
+    docs = minhash.load_corpus(args)["texts"]
+    return (docs * (n // len(docs) + 1))[:n]
+
+
+def mmc4_reference(img: np.ndarray, txt: np.ndarray, threshold: float = 0.15) -> np.ndarray:
+    """MMC4's published per-document procedure (compute_assignments.py + linear_assignment.py)."""
+    from lapjv import lapjv
+
+    sim = img @ txt.T
+    out = np.full(len(img), -1)
+    if not sim.size:
+        return out
+    keep = np.flatnonzero(sim.max(axis=1) >= threshold)
+    if not len(keep):
+        return out
+    s = sim[keep]
+    n = max(s.shape)
+    cost = np.full((n, n), 1000.0, dtype=np.float32)
+    cost[: s.shape[0], : s.shape[1]] = -s
+    row_ind, _, _ = lapjv(cost)
+    for k, j in enumerate(row_ind[: s.shape[0]]):
+        if j < s.shape[1]:
+            out[keep[k]] = j
+    for i in keep:
+        if out[i] == -1:
+            out[i] = int(np.argmax(sim[i]))
+    return out
+
+
+def documents(n: int, dim: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """CLIP-like unit embeddings: each document has a topic, images and sentences near it."""
+    n_img = np.clip(rng.poisson(6, n), 0, 20)
+    n_txt = np.clip(rng.poisson(30, n), 1, 80)
+    io, to = np.concatenate([[0], np.cumsum(n_img)]), np.concatenate([[0], np.cumsum(n_txt)])
+    topic_i = np.repeat(rng.normal(size=(n, dim)), n_img, axis=0)
+    topic_t = np.repeat(rng.normal(size=(n, dim)), n_txt, axis=0)
+    img = (0.5 * topic_i + rng.normal(size=topic_i.shape)).astype(np.float32)
+    txt = (0.5 * topic_t + rng.normal(size=topic_t.shape)).astype(np.float32)
+    shared = rng.normal(size=dim).astype(np.float32)  # CLIP cosines sit around 0.2
+    img += 0.6 * shared
+    txt += 0.6 * shared
+    img /= np.linalg.norm(img, axis=1, keepdims=True)
+    txt /= np.linalg.norm(txt, axis=1, keepdims=True)
+    return img, io, txt, to
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--paragraphs", type=int, default=100_000)
+    ap.add_argument("--docs", type=int, default=100_000)
+    ap.add_argument("--dim", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default=str(DEFAULT_OUT))
+    args = ap.parse_args()
+    from obelics_reference import ref_text_stats
+
+    from interleaf.signals import mmc4_assign_documents, sequence_consistency, text_coherence, text_stats
+
+    cores = sorted(os.sched_getaffinity(0))
+    results: dict = {}
+
+    texts = paragraphs(args.paragraphs)
+    words = sum(len(t.split()) for t in texts) / len(texts)
+    print(f"OBELICS statistics: {len(texts):,} paragraphs, {words:.0f} words on average", flush=True)
+    check = text_stats(texts[:2000])
+    want = [ref_text_stats(t) for t in texts[:2000]]
+    assert all(abs(a - b) < 1e-12 for row, w in zip(check.rows(), want, strict=True) for a, b in zip(row, w, strict=True)), "values differ"
+    os.sched_setaffinity(0, {cores[0]})
+    subset = texts[: max(2000, len(texts) // 20)]  # the Python reference on 5%
+    ref_s = best_of(lambda: [ref_text_stats(t) for t in subset], args.repeats) * len(texts) / len(subset)
+    ours1 = best_of(lambda: text_stats(texts, threads=1), args.repeats)
+    os.sched_setaffinity(0, set(cores))
+    ours2 = best_of(lambda: text_stats(texts, threads=2), args.repeats)
+    results["obelics_text_stats"] = {"paragraphs": len(texts), "python_s": ref_s, "interleaf_t1_s": ours1, "interleaf_t2_s": ours2, "ratio_t1": ref_s / ours1, "ratio_t2": ref_s / ours2}
+    print(f"  OBELICS functions {len(texts) / ref_s:,.0f}/s; interleaf T=1 {len(texts) / ours1:,.0f}/s ({ref_s / ours1:.1f}x), T=2 {len(texts) / ours2:,.0f}/s ({ref_s / ours2:.1f}x)", flush=True)
+
+    rng = np.random.default_rng(0)
+    img, io, txt, to = documents(args.docs, args.dim, rng)
+    print(f"MMC4 assignment: {args.docs:,} documents, median {int(np.median(np.diff(io)))} images x {int(np.median(np.diff(to)))} sentences, dim {args.dim}", flush=True)
+    try:
+        import lapjv  # noqa: F401
+
+        have_lapjv = True
+    except ImportError:
+        have_lapjv = False
+        print("  lapjv is not installed: no reference row (pip install lapjv)", flush=True)
+    idx, _ = mmc4_assign_documents(img, io, txt, to)
+    os.sched_setaffinity(0, {cores[0]})
+    ours1 = best_of(lambda: mmc4_assign_documents(img, io, txt, to, threads=1), args.repeats)
+    row = {"documents": args.docs, "interleaf_t1_s": ours1}
+    if have_lapjv:
+        sub = range(0, args.docs, 10)  # the Python loop on 10%
+        for d in list(sub)[:2000]:
+            a, b = io[d], io[d + 1]
+            ref = mmc4_reference(img[a:b], txt[to[d] : to[d + 1]])
+            sim = img[a:b] @ txt[to[d] : to[d + 1]].T
+            got = idx[a:b]
+            same_total = np.isclose(sum(sim[i, j] for i, j in enumerate(got) if j >= 0), sum(sim[i, j] for i, j in enumerate(ref) if j >= 0), atol=1e-4)
+            assert same_total and ((got >= 0) == (ref >= 0)).all(), d
+        ref_s = best_of(lambda: [mmc4_reference(img[io[d] : io[d + 1]], txt[to[d] : to[d + 1]]) for d in sub], 1) * args.docs / len(sub)
+        row.update(reference_s=ref_s, ratio_t1=ref_s / ours1)
+        print(f"  MMC4's loop (numpy + lapjv) {args.docs / ref_s:,.0f} docs/s; interleaf T=1 {args.docs / ours1:,.0f} docs/s ({ref_s / ours1:.1f}x)", flush=True)
+    else:
+        print(f"  interleaf T=1 {args.docs / ours1:,.0f} docs/s", flush=True)
+    results["mmc4_assign"] = row
+
+    os.sched_setaffinity(0, set(cores))
+    steps = rng.integers(3, 13, args.docs)
+    offsets = np.concatenate([[0], np.cumsum(steps)])
+    emb = rng.normal(size=(offsets[-1], args.dim)).astype(np.float32)
+    f_s = best_of(lambda: sequence_consistency(emb, offsets, threads=2), args.repeats)
+    c_s = best_of(lambda: text_coherence(emb, offsets, threads=2), args.repeats)
+    results["per_document"] = {"documents": args.docs, "steps_mean": float(steps.mean()), "sequence_consistency_docs_per_min_t2": args.docs / f_s * 60, "coherence_docs_per_min_t2": args.docs / c_s * 60}
+    print(f"per-document on 2 threads ({steps.mean():.1f} steps, dim {args.dim}): F {args.docs / f_s * 60:,.0f} docs/min, coherence (8 shuffles) {args.docs / c_s * 60:,.0f} docs/min", flush=True)
+
+    report = {**report_header("text_stats"), "versions": versions(("interleaf", "numpy", "lapjv")), "results": results}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
