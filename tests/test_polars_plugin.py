@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
+import pytest
 import xxhash
 
 import interleaf.polars as ilp
@@ -31,3 +33,37 @@ def test_xxh3_64_rejects_other_dtypes():
 
     with pytest.raises(pl.exceptions.ComputeError, match="String or Binary"):
         pl.DataFrame({"i": [1, 2]}).select(ilp.xxh3_64("i"))
+
+
+# ------------------------------------------------------------------- signal expressions
+
+
+def test_text_stats_expression_equals_the_function_form():
+    import inspect
+
+    from interleaf.signals import text_stats as table
+
+    texts = [p for p in (inspect.getdoc(m) or "" for m in (pl.DataFrame, pl.Series, pl.Expr, pl.LazyFrame)) for p in p.split("\n\n")][:300] + ["", None, "word"]
+    df = pl.DataFrame({"t": texts}, schema={"t": pl.String})
+    for level in ("paragraph", "document"):
+        got = df.select(ilp.text_stats("t", level=level, char_ngram=7).struct.unnest())
+        assert got.equals(table(texts, level=level, char_ngram=7)), level
+    # In a group-by (polars runs it in parallel) the values are the same.
+    g = df.with_columns(k=pl.int_range(pl.len()) % 3).group_by("k").agg(ilp.text_stats("t").struct.field("n_words")).explode("n_words")
+    assert sorted(x for x in g.get_column("n_words").to_list() if x is not None) == sorted(x for x in table(texts).get_column("n_words").to_list() if x is not None)
+
+
+def test_cosine_and_clip_score_expressions_against_numpy():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(50, 16)), rng.normal(size=(50, 16)).astype(np.float32)
+    b64 = b.astype(np.float64)
+    want = np.einsum("ij,ij->i", a, b64) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b64, axis=1))
+    df = pl.DataFrame({"a": a.tolist(), "b": b.tolist()}).with_columns(arr=pl.col("b").cast(pl.Array(pl.Float32, 16)))
+    got = df.select(ilp.cosine("a", "b"), ilp.clip_score("a", "arr")).to_numpy().T
+    assert got[0] == pytest.approx(want, abs=1e-12) and got[1] == pytest.approx(want, abs=1e-6)
+    one = df.select(ilp.cosine("a", pl.lit([1.0] + [0.0] * 15))).to_series().to_numpy()
+    assert one == pytest.approx(a[:, 0] / np.linalg.norm(a, axis=1), abs=1e-12)
+    edge = pl.DataFrame({"a": [[0.0, 0.0], None, [1.0, float("nan")], [1.0, 2.0]], "b": [[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [2.0, 4.0]]})
+    assert edge.select(ilp.cosine("a", "b")).to_series().to_list() == [None, None, None, pytest.approx(1.0)]
+    with pytest.raises(pl.exceptions.ComputeError, match="vectors of 2 and 3"):
+        pl.DataFrame({"a": [[1.0, 2.0]], "b": [[1.0, 2.0, 3.0]]}).select(ilp.cosine("a", "b"))

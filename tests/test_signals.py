@@ -144,8 +144,12 @@ def test_mmc4_over_documents_equals_one_document_at_a_time():
     for d in range(50):
         a, b = unit(img[io[d] : io[d + 1]].astype(np.float64)), unit(txt[to[d] : to[d + 1]].astype(np.float64))
         sim = (a @ b.T).astype(np.float32)
-        assert np.array_equal(idx[io[d] : io[d + 1]], mmc4_assign(sim)), d
-        for k, j in enumerate(idx[io[d] : io[d + 1]]):
+        # The kernel's cosines are float32 products (within 1e-6 of these): the same
+        # assignment, or one of the same total where two are that close.
+        got, want = idx[io[d] : io[d + 1]], mmc4_assign(sim)
+        total = lambda a, sim=sim: sum(float(sim[k, j]) for k, j in enumerate(a) if j >= 0)
+        assert np.array_equal(got, want) or ((got >= 0) == (want >= 0)).all() and total(got) == pytest.approx(total(want), abs=1e-5), d
+        for k, j in enumerate(got):
             expect = sim[k, j] if j >= 0 else (sim[k].max() if sim.shape[1] else np.nan)
             assert score[io[d] + k] == pytest.approx(expect, abs=1e-6, nan_ok=True)
     with pytest.raises(ValueError, match="offsets"):

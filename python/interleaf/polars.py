@@ -181,3 +181,66 @@ def image_stats(expr: str | pl.Expr, max_pixels: int | None = None, max_bytes: i
     """
     kwargs = {"max_pixels": max_pixels, "max_bytes": max_bytes}
     return register_plugin_function(plugin_path=_LIB, function_name="image_stats", args=_col(expr), kwargs=kwargs, is_elementwise=True)
+
+
+def text_stats(expr: str | pl.Expr, level: str = "paragraph", char_ngram: int = 10, word_ngram: int = 5) -> pl.Expr:
+    """OBELICS's statistics of each text in a String column, as a struct with the columns of
+    :func:`interleaf.signals.text_stats` (``n_words``, ``n_chars``, ``char_repetition``,
+    ``word_repetition``, ``special_char_ratio``, ``stopword_ratio``, ``flagged_word_ratio``,
+    ``punctuation_ratio``); null fields for a null text.
+
+    Example:
+        >>> import polars as pl
+        >>> from interleaf.polars import text_stats
+        >>> df = pl.DataFrame({"t": ["The cat sat on the mat, and it was happy there.", None]})
+        >>> df.select(text_stats("t").struct.field("n_words", "stopword_ratio"))
+        shape: (2, 2)
+        ┌─────────┬────────────────┐
+        │ n_words ┆ stopword_ratio │
+        │ ---     ┆ ---            │
+        │ u64     ┆ f64            │
+        ╞═════════╪════════════════╡
+        │ 11      ┆ 0.636364       │
+        │ null    ┆ null           │
+        └─────────┴────────────────┘
+    """
+    from interleaf._checks import choice_arg, int_arg
+
+    choice_arg("level", level, ("paragraph", "document"))
+    int_arg("char_ngram", char_ngram, 1, 1000)
+    int_arg("word_ngram", word_ngram, 1, 1000)
+    kwargs = {"char_ngram": char_ngram, "word_ngram": word_ngram, "punctuation_min_tokens": 12 if level == "paragraph" else 0}
+    return register_plugin_function(plugin_path=_LIB, function_name="text_stats", args=_col(expr), kwargs=kwargs, is_elementwise=True)
+
+
+def cosine(a: str | pl.Expr, b: str | pl.Expr) -> pl.Expr:
+    """Cosine similarity (Float64, in [-1, 1]) of the vectors in two List or Array columns of
+    numbers, row by row (a one-row side is compared with every row of the other); null where
+    either is null, of zero norm or holds NaN. Vectors of one row must have one length.
+
+    Example:
+        >>> import polars as pl
+        >>> from interleaf.polars import cosine
+        >>> df = pl.DataFrame({"a": [[1.0, 0.0], [1.0, 1.0], None], "b": [[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]]})
+        >>> df.select(cosine("a", "b").round(4))
+        shape: (3, 1)
+        ┌─────────┐
+        │ a       │
+        │ ---     │
+        │ f64     │
+        ╞═════════╡
+        │ 1.0     │
+        │ -0.7071 │
+        │ null    │
+        └─────────┘
+    """
+    as_list = pl.List(pl.Float64)
+    return register_plugin_function(plugin_path=_LIB, function_name="cosine", args=[_col(a).cast(as_list), _col(b).cast(as_list)], is_elementwise=True)
+
+
+def clip_score(image_embedding: str | pl.Expr, text_embedding: str | pl.Expr) -> pl.Expr:
+    """DataComp's CLIP score from embedding columns: the :func:`cosine` of the image and caption
+    embeddings (not x100; DataComp's threshold mode keeps ``score >= t``, ViT-B/32 >= 0.28 in
+    LAION-2B's recipe). Embed with :meth:`interleaf.models.CLIPModel.embed_images` /
+    ``embed_texts`` and store the vectors as List or Array columns."""
+    return cosine(image_embedding, text_embedding).alias("clip_score")

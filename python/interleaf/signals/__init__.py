@@ -1,23 +1,64 @@
-"""Signals: the scores that CoMM, MMC4, OBELICS and DataComp filter on, computed in Rust.
+"""Signals: the scores that CoMM, MMC4, OBELICS and DataComp filter on.
 
-What is here today are the batch kernels in their function form (arrays and columns in, arrays
-and tables out); the ``Signal`` classes that the recipes and the pipeline will drive come with
-them later.
+Each family has a module with its **function form** (arrays and columns in, arrays and tables
+out; the math in Rust) and its **Signal** classes, which :func:`compute` runs over a node batch
+(``interleaf.read`` output) with a :class:`Context` that owns the models and shares the
+embeddings of the batch between signals:
 
-- :func:`text_stats`, :func:`obelics_paragraphs`: OBELICS's text statistics and its
-  paragraph-level filter, equal to OBELICS's own functions (METHODS.md §8).
-- :func:`mmc4_assign`, :func:`mmc4_assign_documents`: MMC4's image-to-sentence assignment
-  (drop below 0.15, then an exact linear assignment, then leftovers to their best sentence).
-- :func:`sequence_consistency`: CoMM's image-sequence score F.
-- :func:`text_coherence`: consecutive-cosine coherence with a shuffled baseline.
-- :func:`linear_assignment`: the exact rectangular assignment these use (scipy's optimum).
+- ``text``: :func:`text_stats`, :func:`obelics_paragraphs` (OBELICS's statistics and paragraph
+  filter, equal to its own functions); :class:`TextStats`.
+- ``image``: :class:`ImageStats` (:func:`interleaf.image.stats` plus MMC4's, OBELICS's and
+  DataComp's size and aspect rules, :func:`size_rules`).
+- ``alignment``: :func:`clip_scores` (DataComp's CLIP score), :func:`mmc4_assign`,
+  :func:`mmc4_assign_documents` (MMC4's assignment), :func:`linear_assignment` (scipy's
+  optimum); :class:`ClipAlignment` (pair, CoMM step or MMC4 assignment per image).
+- ``sequence``: :func:`sequence_consistency` (CoMM's F); :class:`SequenceConsistency`.
+- ``coherence``: :func:`text_coherence`; :class:`TextCoherence`.
+- ``perplexity``: :class:`Perplexity` (per text node or per document).
 
 Embeddings of many documents come as one ``(n, dim)`` float32 matrix and CSR-style
 ``offsets`` (``offsets[d]:offsets[d + 1]`` are document ``d``'s rows; ``len(offsets) ==
-n_docs + 1``).
+n_docs + 1``). A value a signal cannot compute is null and its ``<name>_error`` column says
+why (a kind from :data:`interleaf.ERROR_KINDS`); nothing else in the batch changes.
+
+Example:
+    >>> import interleaf
+    >>> from interleaf.cli import SAMPLE_DIR
+    >>> from interleaf.signals import ImageStats, TextStats, compute
+    >>> batch = next(iter(interleaf.read(SAMPLE_DIR / "comm.jsonl", format="comm")))
+    >>> nodes, docs = compute(batch, [ImageStats(), TextStats("doc")])
+    >>> docs.select("doc_id", "text_n_words", "text_n_images").head(2).rows()
+    [('comm-0001', 109, 5), ('comm-0002', 65, 3)]
 """
 
-from interleaf.signals.sequence import linear_assignment, mmc4_assign, mmc4_assign_documents, sequence_consistency, text_coherence
-from interleaf.signals.text import obelics_paragraphs, text_stats
+from interleaf.signals.alignment import ClipAlignment, clip_scores, linear_assignment, mmc4_assign, mmc4_assign_documents
+from interleaf.signals.base import Context, Embeddings, Signal, compute
+from interleaf.signals.coherence import TextCoherence, text_coherence
+from interleaf.signals.image import ImageStats, size_rules
+from interleaf.signals.perplexity import Perplexity
+from interleaf.signals.sequence import SequenceConsistency, sequence_consistency
+from interleaf.signals.text import DOCUMENT_RULES, PARAGRAPH_RULES, TextStats, obelics_paragraphs, text_stats
 
-__all__ = ["linear_assignment", "mmc4_assign", "mmc4_assign_documents", "obelics_paragraphs", "sequence_consistency", "text_coherence", "text_stats"]
+__all__ = [
+    "DOCUMENT_RULES",
+    "PARAGRAPH_RULES",
+    "ClipAlignment",
+    "Context",
+    "Embeddings",
+    "ImageStats",
+    "Perplexity",
+    "SequenceConsistency",
+    "Signal",
+    "TextCoherence",
+    "TextStats",
+    "clip_scores",
+    "compute",
+    "linear_assignment",
+    "mmc4_assign",
+    "mmc4_assign_documents",
+    "obelics_paragraphs",
+    "sequence_consistency",
+    "size_rules",
+    "text_coherence",
+    "text_stats",
+]

@@ -96,3 +96,69 @@ def obelics_paragraphs(texts: pl.Series | Sequence[str | None], *, threads: int 
     """
     int_arg("threads", threads, 1, 512, optional=True)
     return _native.obelics_paragraphs(_texts(texts), threads=threads)
+
+
+_STATS = ("n_words", "n_chars", "char_repetition", "word_repetition", "special_char_ratio", "stopword_ratio", "flagged_word_ratio", "punctuation_ratio")
+
+
+class TextStats:
+    """OBELICS's text statistics (:func:`text_stats`) as a Signal.
+
+    ``level="node"``: one row per text node, the statistics of its text (OBELICS's paragraph
+    punctuation rule); with ``paragraphs=True`` also OBELICS's node-level filter
+    (:func:`obelics_paragraphs`): ``<name>_kept_text`` and ``<name>_removed_reasons``.
+
+    ``level="doc"``: one row per document, the statistics of its text nodes joined by
+    ``"\\n\\n"`` in document order (OBELICS's document text; with ``paragraphs=True`` only the
+    paragraphs that survive the node-level filter), plus ``<name>_n_texts`` and
+    ``<name>_n_images`` (OBELICS keeps 1-30 images). Thresholds to compare with:
+    :data:`PARAGRAPH_RULES`, :data:`DOCUMENT_RULES`.
+    """
+
+    needs: tuple[str, ...] = ()
+
+    def __init__(self, level: str = "node", *, name: str = "text", paragraphs: bool = False, char_ngram: int = 10, word_ngram: int = 5, threads: int | None = None):
+        choice_arg("level", level, ("node", "doc"))
+        int_arg("char_ngram", char_ngram, 1, 1000)
+        int_arg("word_ngram", word_ngram, 1, 1000)
+        int_arg("threads", threads, 1, 512, optional=True)
+        self.level = level
+        self.name = name
+        self.paragraphs = paragraphs
+        self.char_ngram, self.word_ngram, self.threads = char_ngram, word_ngram, threads
+
+    def columns(self) -> dict[str, pl.DataType]:
+        n = self.name
+        cols: dict[str, pl.DataType] = {f"{n}_{c}": (pl.UInt64() if c.startswith("n_") else pl.Float64()) for c in _STATS}
+        if self.level == "node" and self.paragraphs:
+            cols |= {f"{n}_kept_text": pl.String(), f"{n}_removed_reasons": pl.List(pl.String())}
+        if self.level == "doc":
+            cols |= {f"{n}_n_texts": pl.UInt32(), f"{n}_n_images": pl.UInt32()}
+        return cols
+
+    def _stats(self, texts: pl.Series, level: str) -> pl.DataFrame:
+        t = text_stats(texts, level=level, char_ngram=self.char_ngram, word_ngram=self.word_ngram, threads=self.threads)
+        return t.rename({c: f"{self.name}_{c}" for c in t.columns})
+
+    def compute(self, batch: pl.DataFrame, ctx) -> pl.DataFrame:
+        from interleaf import schema as S
+        from interleaf.signals.base import DOC_KEYS, NODE_KEYS
+
+        n = self.name
+        if self.level == "node":
+            nodes = batch.filter(pl.col(S.KIND) == S.TEXT_KIND)
+            out = pl.concat([nodes.select(NODE_KEYS), self._stats(nodes.get_column(S.TEXT), "paragraph")], how="horizontal")
+            if self.paragraphs:
+                p = obelics_paragraphs(nodes.get_column(S.TEXT), threads=self.threads)
+                out = out.with_columns(p.get_column("text").alias(f"{n}_kept_text"), p.get_column("reasons").alias(f"{n}_removed_reasons"))
+            return out
+        texts = batch.filter(pl.col(S.KIND) == S.TEXT_KIND)
+        if self.paragraphs:
+            texts = texts.with_columns(obelics_paragraphs(texts.get_column(S.TEXT), threads=self.threads).get_column("text").alias(S.TEXT))
+        docs = batch.select(DOC_KEYS).unique(subset=S.DOC_INDEX, keep="first", maintain_order=True)
+        joined = texts.group_by(S.DOC_INDEX).agg(pl.col(S.TEXT).sort_by(S.POS).str.join("\n\n").alias("_text"), pl.len().cast(pl.UInt32).alias(f"{n}_n_texts"))
+        images = batch.filter(pl.col(S.KIND) == S.IMAGE_KIND).group_by(S.DOC_INDEX).agg(pl.len().cast(pl.UInt32).alias(f"{n}_n_images"))
+        docs = docs.join(joined, on=S.DOC_INDEX, how="left", maintain_order="left").join(images, on=S.DOC_INDEX, how="left", maintain_order="left")
+        docs = docs.with_columns(pl.col("_text").fill_null(""), pl.col(f"{n}_n_texts", f"{n}_n_images").fill_null(0))
+        stats = self._stats(docs.get_column("_text"), "document")
+        return pl.concat([docs.select(DOC_KEYS), stats, docs.select(f"{n}_n_texts", f"{n}_n_images")], how="horizontal")

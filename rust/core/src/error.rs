@@ -60,6 +60,10 @@ error_kinds! {
     ImageTooLarge => "image_too_large": "an image is over the byte or pixel limit (checked from its header, before decoding)",
     MissingText => "missing_text": "a text input is null",
     TooFewTokens => "too_few_tokens": "a text has no token a language model can score (perplexity needs one after the first)",
+    NoText => "no_text": "a signal has no text to compare an image with (its document or step has none)",
+    BelowThreshold => "below_threshold": "MMC4's assignment dropped the image: its best similarity is below the threshold",
+    TooFewImages => "too_few_images": "a document has fewer usable images than the signal is defined for (CoMM's F: 3)",
+    TooFewSteps => "too_few_steps": "a document has fewer steps with text than the signal is defined for (coherence: 2)",
     BadArgument => "bad_argument": "an argument makes the computation impossible for this record (for example hash_size < 2)",
     Other => "other": "an error kind read from a file that this version does not know; the message starts with that kind",
 }

@@ -170,3 +170,89 @@ fn image_stats(inputs: &[Series], context: CallerContext, kwargs: ImageStatsKwar
     let table = analysis_table(&all, true, &[])?;
     Ok(table.into_struct(s.name().clone()).into_series())
 }
+
+#[derive(serde::Deserialize)]
+struct TextStatsKwargs {
+    char_ngram: usize,
+    word_ngram: usize,
+    punctuation_min_tokens: usize,
+}
+
+fn text_stats_field(input_fields: &[Field]) -> PolarsResult<Field> {
+    let f = |n: &str, dt: DataType| Field::new(n.into(), dt);
+    let mut fields = vec![f("n_words", DataType::UInt64), f("n_chars", DataType::UInt64)];
+    for n in ["char_repetition", "word_repetition", "special_char_ratio", "stopword_ratio", "flagged_word_ratio", "punctuation_ratio"] {
+        fields.push(f(n, DataType::Float64));
+    }
+    Ok(Field::new(input_fields[0].name().clone(), DataType::Struct(fields)))
+}
+
+/// OBELICS's statistics of each text in a String column, as a struct (see
+/// `interleaf.polars.text_stats`).
+#[polars_expr(output_type_func=text_stats_field)]
+fn text_stats(inputs: &[Series], context: CallerContext, kwargs: TextStatsKwargs) -> PolarsResult<Series> {
+    use interleaf_core::text::obelics::{text_stats, StatsParams};
+    use rayon::prelude::*;
+    let s = &inputs[0];
+    let ca = s.str()?;
+    let values: Vec<Option<&str>> = ca.iter().collect();
+    let p = StatsParams { char_ngram: kwargs.char_ngram, word_ngram: kwargs.word_ngram, punctuation_min_tokens: kwargs.punctuation_min_tokens };
+    let stats = honouring(&context, || values.par_iter().map(|t| t.map(|t| text_stats(t, &p))).collect::<Vec<_>>())?;
+    let df = DataFrame::new(stats.len(), crate::signals::text_stats_columns(&stats))?;
+    Ok(df.into_struct(s.name().clone()).into_series())
+}
+
+fn float_field(input_fields: &[Field]) -> PolarsResult<Field> {
+    Ok(Field::new(input_fields[0].name().clone(), DataType::Float64))
+}
+
+/// The rows of a List(Float64) column: values (NaN for a null inside a list) and offsets; a
+/// null list is an empty range flagged in `valid`.
+fn list_rows(s: &Series) -> PolarsResult<(Vec<f64>, Vec<usize>, Vec<bool>)> {
+    let ca = s.list()?;
+    let (mut values, mut offsets, mut valid) = (Vec::new(), vec![0usize], Vec::with_capacity(ca.len()));
+    for row in ca.amortized_iter() {
+        match row {
+            Some(r) => {
+                values.extend(r.as_ref().f64()?.iter().map(|v| v.unwrap_or(f64::NAN)));
+                valid.push(true);
+            }
+            None => valid.push(false),
+        }
+        offsets.push(values.len());
+    }
+    Ok((values, offsets, valid))
+}
+
+/// Cosine of each pair of rows of two List(Float64) columns (one may have a single row, used
+/// for every row of the other); null where either is null, empty, of zero norm or holds NaN.
+#[polars_expr(output_type_func=float_field)]
+fn cosine(inputs: &[Series]) -> PolarsResult<Series> {
+    let (a, b) = (list_rows(&inputs[0])?, list_rows(&inputs[1])?);
+    let (na, nb) = (a.2.len(), b.2.len());
+    polars_ensure!(na == nb || na == 1 || nb == 1, ShapeMismatch: "cosine: columns differ in length ({} vs {})", na, nb);
+    let n = if na == 1 || nb == 1 { na.max(nb) } else { na };
+    fn row(r: &(Vec<f64>, Vec<usize>, Vec<bool>), i: usize) -> Option<&[f64]> {
+        let i = if r.2.len() == 1 { 0 } else { i };
+        r.2[i].then(|| &r.0[r.1[i]..r.1[i + 1]])
+    }
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let v = match (row(&a, i), row(&b, i)) {
+            (Some(x), Some(y)) => {
+                polars_ensure!(x.len() == y.len(), ShapeMismatch: "cosine: row {} has vectors of {} and {} values", i, x.len(), y.len());
+                let (mut xy, mut xx, mut yy) = (0.0, 0.0, 0.0);
+                for (p, q) in x.iter().zip(y) {
+                    xy += p * q;
+                    xx += p * p;
+                    yy += q * q;
+                }
+                let c = xy / (xx.sqrt() * yy.sqrt());
+                c.is_finite().then_some(c)
+            }
+            _ => None,
+        };
+        out.push(v);
+    }
+    Ok(Float64Chunked::from_iter_options(inputs[0].name().clone(), out.into_iter()).into_series())
+}

@@ -3,7 +3,7 @@
 //! Conversion and GIL release only.
 
 use interleaf_core::sim;
-use interleaf_core::text::obelics::{filter_paragraphs, text_stats, ParagraphRules, StatsParams};
+use interleaf_core::text::obelics::{filter_paragraphs, text_stats, ParagraphRules, StatsParams, TextStats};
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use polars::prelude::*;
 use pyo3::exceptions::PyValueError;
@@ -34,13 +34,19 @@ pub fn obelics_text_stats(
     let values = str_values(&texts.0, "texts")?;
     let p = StatsParams { char_ngram, word_ngram, punctuation_min_tokens };
     let stats = py.detach(|| on_pool(threads, || values.par_iter().map(|t| t.map(|t| text_stats(t, &p))).collect::<Vec<_>>()))?;
-    let u = |f: fn(&interleaf_core::text::obelics::TextStats) -> u64, name: &str| -> Column {
+    Ok(PyDataFrame(DataFrame::new(stats.len(), text_stats_columns(&stats)).map_err(polars_err)?))
+}
+
+/// The statistics as columns (`n_words`, `n_chars` UInt64, the ratios Float64), null where the
+/// text was null: one layout for the table and the polars expression.
+pub(crate) fn text_stats_columns(stats: &[Option<TextStats>]) -> Vec<Column> {
+    let u = |f: fn(&TextStats) -> u64, name: &str| -> Column {
         stats.iter().map(|s| s.as_ref().map(f)).collect::<UInt64Chunked>().with_name(name.into()).into_column()
     };
-    let r = |f: fn(&interleaf_core::text::obelics::TextStats) -> f64, name: &str| -> Column {
+    let r = |f: fn(&TextStats) -> f64, name: &str| -> Column {
         stats.iter().map(|s| s.as_ref().map(f)).collect::<Float64Chunked>().with_name(name.into()).into_column()
     };
-    let cols = vec![
+    vec![
         u(|s| s.n_words, "n_words"),
         u(|s| s.n_chars, "n_chars"),
         r(|s| s.char_repetition, "char_repetition"),
@@ -49,8 +55,7 @@ pub fn obelics_text_stats(
         r(|s| s.stopword_ratio, "stopword_ratio"),
         r(|s| s.flagged_word_ratio, "flagged_word_ratio"),
         r(|s| s.punctuation_ratio, "punctuation_ratio"),
-    ];
-    Ok(PyDataFrame(DataFrame::new(stats.len(), cols).map_err(polars_err)?))
+    ]
 }
 
 /// OBELICS's node-level paragraph filter on each text: (kept text or null, removed paragraph

@@ -9,7 +9,9 @@
 //! - [`coherence`]: consecutive-cosine text coherence with a shuffled baseline.
 //!
 //! Cosines are of the rows as given, each divided by the product of the two norms (a zero or
-//! NaN row gives NaN).
+//! NaN row gives NaN). F and coherence sum in f64; the image x sentence blocks of MMC4's
+//! assignment are float32 products of unit rows, as MMC4's numpy computes them (within about
+//! 1e-7 of the f64 value).
 
 pub mod assign;
 
@@ -33,15 +35,70 @@ fn rows(offsets: &[i64], d: usize) -> std::ops::Range<usize> {
 fn unit_rows(emb: &[f32], dim: usize, range: std::ops::Range<usize>) -> Vec<f64> {
     let mut out = Vec::with_capacity(range.len() * dim);
     for r in range {
-        let row = &emb[r * dim..(r + 1) * dim];
-        let norm = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt();
-        out.extend(row.iter().map(|&v| if norm > 0.0 { v as f64 / norm } else { f64::NAN }));
+        let at = out.len();
+        out.extend(emb[r * dim..(r + 1) * dim].iter().map(|&v| f64::from(v)));
+        let row = &mut out[at..];
+        let norm = dot(row, row).sqrt();
+        let scale = if norm > 0.0 { 1.0 / norm } else { f64::NAN };
+        row.iter_mut().for_each(|v| *v *= scale);
     }
     out
 }
 
+/// Dot product with eight independent partial sums (the compiler turns them into SIMD lanes; a
+/// single running sum would wait on every addition).
 fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let mut acc = [0.0f64; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f64 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// Each row divided by its L2 norm (computed in f64), stored as f32; a zero row becomes NaN.
+fn unit_rows_f32(emb: &[f32], dim: usize, range: std::ops::Range<usize>) -> Vec<f32> {
+    let mut out = Vec::with_capacity(range.len() * dim);
+    let mut row64 = vec![0.0f64; dim];
+    for r in range {
+        let row = &emb[r * dim..(r + 1) * dim];
+        row64.iter_mut().zip(row).for_each(|(a, &b)| *a = f64::from(b));
+        let norm = dot(&row64, &row64).sqrt();
+        let scale = if norm > 0.0 { 1.0 / norm } else { f64::NAN };
+        out.extend(row64.iter().map(|&v| (v * scale) as f32));
+    }
+    out
+}
+
+/// f32 dot product with eight independent partial sums (SIMD lanes), as a float32 matrix
+/// product sums: about 1e-7 from the f64 value for unit vectors.
+fn dot32(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// The cosine block of one document: its rows of `a` against its rows of `b`, from unit rows
+/// in float32 (as MMC4's numpy product of float32 CLIP embeddings).
+fn block(a: &[f32], ra: std::ops::Range<usize>, b: &[f32], rb: std::ops::Range<usize>, dim: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(ra.len() * rb.len());
+    if dim == 0 {
+        return out;
+    }
+    let (ua, ub) = (unit_rows_f32(a, dim, ra), unit_rows_f32(b, dim, rb));
+    for x in ua.chunks_exact(dim) {
+        out.extend(ub.chunks_exact(dim).map(|y| dot32(x, y)));
+    }
+    out
 }
 
 /// Per document, the cosine matrix of its rows of `a` against its rows of `b` (row-major,
@@ -53,17 +110,7 @@ pub fn cosine_blocks(a: &[f32], a_offsets: &[i64], b: &[f32], b_offsets: &[i64],
         return Err("a and b must cover the same documents".into());
     }
     let docs = a_offsets.len() - 1;
-    let blocks: Vec<Vec<f32>> = (0..docs)
-        .into_par_iter()
-        .map(|d| {
-            let (ua, ub) = (unit_rows(a, dim, rows(a_offsets, d)), unit_rows(b, dim, rows(b_offsets, d)));
-            let mut out = Vec::with_capacity(ua.len() / dim.max(1) * ub.len() / dim.max(1));
-            for ra in ua.chunks_exact(dim) {
-                out.extend(ub.chunks_exact(dim).map(|rb| dot(ra, rb) as f32));
-            }
-            out
-        })
-        .collect();
+    let blocks: Vec<Vec<f32>> = (0..docs).into_par_iter().map(|d| block(a, rows(a_offsets, d), b, rows(b_offsets, d), dim)).collect();
     let mut offsets = Vec::with_capacity(docs + 1);
     offsets.push(0i64);
     for b in &blocks {
@@ -122,13 +169,17 @@ pub fn mmc4_assign_docs(
     dim: usize,
     threshold: f32,
 ) -> Result<(Vec<i64>, Vec<f32>), String> {
-    let (sims, sim_offsets) = cosine_blocks(img, img_offsets, txt, txt_offsets, dim)?;
+    check_offsets(img_offsets, img.len() / dim.max(1), "image")?;
+    check_offsets(txt_offsets, txt.len() / dim.max(1), "text")?;
+    if img_offsets.len() != txt_offsets.len() {
+        return Err("image and text offsets must cover the same documents".into());
+    }
     let docs = img_offsets.len() - 1;
     let per_doc: Vec<Result<Assigned, String>> = (0..docs)
         .into_par_iter()
         .map(|d| {
             let (ni, nt) = (rows(img_offsets, d).len(), rows(txt_offsets, d).len());
-            let sim = &sims[rows(&sim_offsets, d)];
+            let sim = &block(img, rows(img_offsets, d), txt, rows(txt_offsets, d), dim);
             let a = mmc4_assign(sim, ni, nt, threshold)?;
             let score = (0..ni)
                 .map(|i| {

@@ -8,10 +8,11 @@
 //!   flagged-word and punctuation ratios: see [`TextStats`]. Empty input gives 0 for every ratio.
 //! - Characters are Unicode code points, as Python's `str` counts them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use regex::Regex;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 /// The 12 whitespace characters OBELICS turns into `' '` before splitting paragraphs.
 pub const WHITESPACE: [char; 12] =
@@ -34,16 +35,66 @@ pub fn special_characters() -> &'static HashSet<char> {
     })
 }
 
+/// [`special_characters`] as a lookup for the hot loops: a table for ASCII, a sorted list for
+/// the rest.
+struct SpecialLookup {
+    ascii: [bool; 128],
+    other: Vec<char>,
+}
+
+fn special_lookup() -> &'static SpecialLookup {
+    static LOOKUP: OnceLock<SpecialLookup> = OnceLock::new();
+    LOOKUP.get_or_init(|| {
+        let mut ascii = [false; 128];
+        let mut other = Vec::new();
+        for &c in special_characters() {
+            if c.is_ascii() {
+                ascii[c as usize] = true;
+            } else {
+                other.push(c);
+            }
+        }
+        other.sort_unstable();
+        SpecialLookup { ascii, other }
+    })
+}
+
+/// Whether `c` is one of OBELICS's special characters.
+#[inline]
+pub fn is_special(c: char) -> bool {
+    let l = special_lookup();
+    if c.is_ascii() {
+        l.ascii[c as usize]
+    } else {
+        l.other.binary_search(&c).is_ok()
+    }
+}
+
 /// OBELICS's STOPWORDS (301).
-pub fn stopwords() -> &'static HashSet<&'static str> {
-    static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
+pub fn stopwords() -> &'static FxHashSet<&'static str> {
+    static SET: OnceLock<FxHashSet<&'static str>> = OnceLock::new();
     SET.get_or_init(|| lines(include_str!("../../data/obelics/stopwords.txt")).collect())
 }
 
 /// OBELICS's FLAGGED_WORDS (67).
-pub fn flagged_words() -> &'static HashSet<&'static str> {
-    static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
+pub fn flagged_words() -> &'static FxHashSet<&'static str> {
+    static SET: OnceLock<FxHashSet<&'static str>> = OnceLock::new();
     SET.get_or_init(|| lines(include_str!("../../data/obelics/flagged_words.txt")).collect())
+}
+
+/// Both lists in one lookup: bit 0 stop word, bit 1 flagged word.
+fn word_lists() -> &'static FxHashMap<&'static str, u8> {
+    static MAP: OnceLock<FxHashMap<&'static str, u8>> = OnceLock::new();
+    MAP.get_or_init(|| {
+        let mut m = FxHashMap::default();
+        for &w in stopwords() {
+            *m.entry(w).or_insert(0) |= 1;
+        }
+        for &w in flagged_words() {
+            *m.entry(w).or_insert(0) |= 2;
+        }
+        m
+    })
 }
 
 /// `text` with each of the [`WHITESPACE`] characters replaced by `' '`.
@@ -53,13 +104,74 @@ pub fn standardize_whitespace(text: &str) -> String {
 
 /// OBELICS's words of `text` (see the module docs).
 pub fn words(text: &str) -> Vec<String> {
-    let special = special_characters();
-    text.split([' ', '\n', '\t'])
-        .filter(|w| !w.is_empty())
-        .map(|w| w.to_lowercase())
-        .map(|w| w.trim_matches(|c| special.contains(&c)).to_string())
-        .filter(|w| !w.is_empty())
-        .collect()
+    let mut w = Words::default();
+    w.fill(text);
+    w.iter().map(str::to_string).collect()
+}
+
+/// The words of a text, lower-cased into one buffer (no allocation per word).
+#[derive(Default)]
+struct Words {
+    buf: String,
+    spans: Vec<(u32, u32)>,
+}
+
+impl Words {
+    fn fill(&mut self, text: &str) {
+        self.buf.clear();
+        self.spans.clear();
+        self.buf.reserve(text.len());
+        let special = &special_lookup().ascii;
+        if text.is_ascii() {
+            // ASCII lower-casing keeps every byte in place and maps no character into or out of
+            // the special set: the words are stripped spans of the lower-cased text.
+            self.buf.push_str(text);
+            self.buf.make_ascii_lowercase();
+            let b = text.as_bytes();
+            let mut start = 0;
+            for end in memchr::memchr3_iter(b' ', b'\n', b'\t', b).chain(std::iter::once(b.len())) {
+                let w = &b[start..end];
+                if let Some(first) = w.iter().position(|&c| !special[c as usize]) {
+                    let last = w.iter().rposition(|&c| !special[c as usize]).unwrap_or(first);
+                    self.spans.push(((start + first) as u32, (start + last + 1) as u32));
+                }
+                start = end + 1;
+            }
+            return;
+        }
+        // The separators are ASCII, so splitting the bytes keeps every piece valid UTF-8.
+        let mut start = 0;
+        for end in memchr::memchr3_iter(b' ', b'\n', b'\t', text.as_bytes()).chain(std::iter::once(text.len())) {
+            let w = &text[start..end];
+            start = end + 1;
+            if w.is_empty() {
+                continue;
+            }
+            let at = self.buf.len();
+            if w.is_ascii() {
+                // ASCII lower-casing maps no character into or out of the special set, so an
+                // ASCII word is stripped first, then lower-cased in the buffer.
+                let b = w.as_bytes();
+                let Some(first) = b.iter().position(|&c| !special[c as usize]) else { continue };
+                let last = b.iter().rposition(|&c| !special[c as usize]).unwrap_or(first);
+                self.buf.push_str(&w[first..=last]);
+                self.buf[at..].make_ascii_lowercase();
+            } else {
+                self.buf.push_str(w.to_lowercase().trim_matches(is_special));
+            }
+            if self.buf.len() > at {
+                self.spans.push((at as u32, self.buf.len() as u32));
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        self.spans.iter().map(|&(a, b)| &self.buf[a as usize..b as usize])
+    }
 }
 
 /// The statistics of one text (a paragraph or a whole document).
@@ -106,65 +218,227 @@ impl StatsParams {
 
 /// The statistics of `text` (as it is: standardise whitespace first where OBELICS does).
 pub fn text_stats(text: &str, p: &StatsParams) -> TextStats {
-    let w = words(text);
-    let n_chars = text.chars().count();
-    let ratio = |count: usize, of: usize| if of == 0 { 0.0 } else { count as f64 / of as f64 };
-    let special = special_characters();
-    let (stop, flagged) = (stopwords(), flagged_words());
-    TextStats {
-        n_words: w.len() as u64,
-        n_chars: n_chars as u64,
-        char_repetition: char_repetition(text, p.char_ngram),
-        word_repetition: word_repetition(&w, p.word_ngram),
-        special_char_ratio: ratio(text.chars().filter(|c| special.contains(c)).count(), n_chars),
-        stopword_ratio: ratio(w.iter().filter(|x| stop.contains(x.as_str())).count(), w.len()),
-        flagged_word_ratio: ratio(w.iter().filter(|x| flagged.contains(x.as_str())).count(), w.len()),
-        punctuation_ratio: punctuation_ratio(text, p.punctuation_min_tokens),
+    thread_local! {
+        static WORDS: std::cell::RefCell<Words> = std::cell::RefCell::new(Words::default());
     }
+    WORDS.with_borrow_mut(|w| {
+        w.fill(text);
+        let ascii = text.is_ascii();
+        let n_chars = if ascii { text.len() } else { text.chars().count() };
+        let ratio = |count: usize, of: usize| if of == 0 { 0.0 } else { count as f64 / of as f64 };
+        let n_special =
+            if ascii { text.bytes().filter(|&b| special_lookup().ascii[b as usize]).count() } else { text.chars().filter(|&c| is_special(c)).count() };
+        let lists = word_lists();
+        let (mut n_stop, mut n_flagged) = (0, 0);
+        for x in w.iter() {
+            let class = lists.get(x).copied().unwrap_or(0);
+            n_stop += usize::from(class & 1);
+            n_flagged += usize::from(class >> 1);
+        }
+        TextStats {
+            n_words: w.len() as u64,
+            n_chars: n_chars as u64,
+            char_repetition: char_repetition(text, p.char_ngram),
+            word_repetition: repetition_of(w.iter(), w.len(), p.word_ngram),
+            special_char_ratio: ratio(n_special, n_chars),
+            stopword_ratio: ratio(n_stop, w.len()),
+            flagged_word_ratio: ratio(n_flagged, w.len()),
+            punctuation_ratio: punctuation_ratio(text, p.punctuation_min_tokens),
+        }
+    })
+}
+
+/// The share held by the k most frequent of `counts` (see [`TextStats::char_repetition`]).
+/// k never exceeds the number of counts above 1, so only those are sorted.
+fn top_k_share(counts: impl Iterator<Item = u32>) -> f64 {
+    let (mut distinct, mut total) = (0usize, 0u64);
+    let mut repeated: Vec<u32> = Vec::new();
+    for f in counts {
+        distinct += 1;
+        total += u64::from(f);
+        if f > 1 {
+            repeated.push(f);
+        }
+    }
+    let k = ((distinct as f64).sqrt() as usize).min(repeated.len());
+    if k == 0 {
+        return 0.0;
+    }
+    repeated.select_nth_unstable_by(k - 1, |a, b| b.cmp(a));
+    repeated[..k].iter().map(|&f| u64::from(f)).sum::<u64>() as f64 / total as f64
 }
 
 /// See [`TextStats::char_repetition`].
 pub fn char_repetition(text: &str, n: usize) -> f64 {
-    let starts: Vec<usize> = text.char_indices().map(|(i, _)| i).chain(std::iter::once(text.len())).collect();
-    let chars = starts.len() - 1;
-    if n == 0 || chars < n {
+    if n == 0 {
         return 0.0;
     }
-    let mut counts: HashMap<&str, u64> = HashMap::with_capacity(chars);
+    if text.is_ascii() && n <= 16 {
+        // One byte per character: each n-gram packed into a u128 is an exact key.
+        let b = text.as_bytes();
+        if b.len() < n {
+            return 0.0;
+        }
+        let mask = if n == 16 { u128::MAX } else { (1u128 << (8 * n)) - 1 };
+        return with_packed_counts(b.len(), |counts| {
+            let mut key = b[..n - 1].iter().fold(0u128, |k, &c| (k << 8) | u128::from(c));
+            for &c in &b[n - 1..] {
+                key = ((key << 8) | u128::from(c)) & mask;
+                counts.add(key);
+            }
+            top_k_share(counts.values())
+        });
+    }
+    let starts: Vec<usize> = text.char_indices().map(|(i, _)| i).chain(std::iter::once(text.len())).collect();
+    let chars = starts.len() - 1;
+    if chars < n {
+        return 0.0;
+    }
+    let mut counts: FxHashMap<&str, u32> = FxHashMap::with_capacity_and_hasher(chars, Default::default());
     for i in 0..=chars - n {
         *counts.entry(&text[starts[i]..starts[i + n]]).or_insert(0) += 1;
     }
-    let mut freq: Vec<u64> = counts.into_values().collect();
-    freq.sort_unstable_by(|a, b| b.cmp(a));
-    let singletons = freq.iter().filter(|&&f| f == 1).count();
-    let k = ((freq.len() as f64).sqrt() as usize).min(freq.len() - singletons);
-    let total: u64 = freq.iter().sum();
-    freq[..k].iter().sum::<u64>() as f64 / total as f64
+    top_k_share(counts.into_values())
 }
 
 /// See [`TextStats::word_repetition`].
 pub fn word_repetition(words: &[String], n: usize) -> f64 {
-    if n == 0 || words.len() < n {
+    repetition_of(words.iter().map(String::as_str), words.len(), n)
+}
+
+fn repetition_of<'a>(words: impl Iterator<Item = &'a str>, len: usize, n: usize) -> f64 {
+    if n == 0 || len < n {
         return 0.0;
     }
-    let mut counts: HashMap<&[String], u64> = HashMap::with_capacity(words.len());
-    for g in words.windows(n) {
+    // Words become ids (one hash per word), n-grams are compared as id windows.
+    let mut ids: FxHashMap<&str, u32> = FxHashMap::with_capacity_and_hasher(len, Default::default());
+    let seq: Vec<u32> = words
+        .map(|w| {
+            let next = ids.len() as u32;
+            *ids.entry(w).or_insert(next)
+        })
+        .collect();
+    let share = |counts: &mut dyn Iterator<Item = u32>| {
+        let (mut total, mut repeated) = (0u64, 0u64);
+        for f in counts {
+            total += u64::from(f);
+            repeated += if f > 1 { u64::from(f) } else { 0 };
+        }
+        repeated as f64 / total as f64
+    };
+    // Up to 5 ids below 2^25 pack exactly into a u128 key.
+    let bits = 32 - (ids.len() as u32).leading_zeros().min(31);
+    if n as u32 * bits <= 128 {
+        return with_packed_counts(seq.len(), |counts| {
+            for g in seq.windows(n) {
+                counts.add(g.iter().fold(0u128, |k, &id| (k << bits) | u128::from(id)));
+            }
+            share(&mut counts.values())
+        });
+    }
+    let mut counts: FxHashMap<&[u32], u32> = FxHashMap::with_capacity_and_hasher(seq.len(), Default::default());
+    for g in seq.windows(n) {
         *counts.entry(g).or_insert(0) += 1;
     }
-    let total: u64 = counts.values().sum();
-    counts.values().filter(|&&f| f > 1).sum::<u64>() as f64 / total as f64
+    share(&mut counts.values().copied())
+}
+
+/// Runs `f` on this thread's n-gram counter, emptied and sized for `len` keys.
+fn with_packed_counts<T>(len: usize, f: impl FnOnce(&mut PackedCounter) -> T) -> T {
+    thread_local! {
+        static COUNTER: std::cell::RefCell<PackedCounter> = std::cell::RefCell::new(PackedCounter::default());
+    }
+    COUNTER.with_borrow_mut(|c| {
+        c.reset(len);
+        f(c)
+    })
+}
+
+/// Exact counts of u128 keys (packed n-grams): open addressing with linear probing over a
+/// table kept between texts (a zero count marks an empty slot); the distinct keys are listed
+/// in `used`. At most about 3/4 full, so a paragraph's table stays in the L1 cache.
+#[derive(Default)]
+struct PackedCounter {
+    keys: Vec<u128>,
+    counts: Vec<u32>,
+    used: Vec<u32>,
+    shift: u32,
+}
+
+impl PackedCounter {
+    fn reset(&mut self, len: usize) {
+        let size = (len.max(4) + len / 3).next_power_of_two();
+        if size > self.keys.len() || self.keys.len() > (1 << 20) {
+            self.keys = vec![0; size];
+            self.counts = vec![0; size];
+        } else {
+            self.counts[..size].fill(0);
+        }
+        self.used.clear();
+        self.shift = 64 - size.trailing_zeros();
+    }
+
+    #[inline]
+    fn add(&mut self, key: u128) {
+        let x = (key as u64) ^ ((key >> 64) as u64).rotate_left(29);
+        let mask = (1usize << (64 - self.shift)) - 1;
+        let mut i = (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize;
+        loop {
+            let c = &mut self.counts[i];
+            if *c == 0 {
+                *c = 1;
+                self.keys[i] = key;
+                self.used.push(i as u32);
+                return;
+            }
+            if self.keys[i] == key {
+                *c += 1;
+                return;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn values(&self) -> impl Iterator<Item = u32> + '_ {
+        self.used.iter().map(|&i| self.counts[i as usize])
+    }
 }
 
 /// See [`TextStats::punctuation_ratio`]. Python's `\w` (letters, numbers and `_`) is
-/// `[\p{L}\p{N}_]` here.
+/// `[\p{L}\p{N}_]` here; ASCII text is scanned without the regex.
 pub fn punctuation_ratio(text: &str, min_tokens: usize) -> f64 {
-    static TOKEN: OnceLock<Regex> = OnceLock::new();
-    let re = TOKEN.get_or_init(|| Regex::new(r"[\p{L}\p{N}_']+|[.,?!:;]").expect("valid regex"));
     let (mut tokens, mut punct) = (0usize, 0usize);
-    for m in re.find_iter(text) {
-        tokens += 1;
-        if m.as_str().len() == 1 && PUNCTUATION.contains(&m.as_str().chars().next().expect("one char")) {
-            punct += 1;
+    if text.is_ascii() {
+        // Byte classes: 1 word character, 2 punctuation mark, 0 anything else.
+        const CLASS: [u8; 128] = {
+            let mut t = [0u8; 128];
+            let mut b = 0;
+            while b < 128 {
+                let c = b as u8;
+                if c.is_ascii_alphanumeric() || c == b'_' || c == b'\'' {
+                    t[b] = 1;
+                } else if matches!(c, b'.' | b',' | b'?' | b'!' | b':' | b';') {
+                    t[b] = 2;
+                }
+                b += 1;
+            }
+            t
+        };
+        let mut prev = 0u8;
+        for &b in text.as_bytes() {
+            let c = CLASS[b as usize];
+            tokens += usize::from((c == 1 && prev != 1) || c == 2);
+            punct += usize::from(c == 2);
+            prev = c;
+        }
+    } else {
+        static TOKEN: OnceLock<Regex> = OnceLock::new();
+        let re = TOKEN.get_or_init(|| Regex::new(r"[\p{L}\p{N}_']+|[.,?!:;]").expect("valid regex"));
+        for m in re.find_iter(text) {
+            tokens += 1;
+            if m.as_str().len() == 1 && PUNCTUATION.contains(&m.as_str().chars().next().expect("one char")) {
+                punct += 1;
+            }
         }
     }
     if tokens == 0 {

@@ -1,0 +1,336 @@
+"""The Signal interface, the :class:`Context` that owns models and embeddings, and
+:func:`compute`, which runs signals over a node batch."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+import polars as pl
+
+from interleaf import schema as S
+from interleaf._checks import int_arg
+
+#: Attribute columns that key a node-level signal's rows; a document-level signal has the
+#: first two.
+NODE_KEYS = (S.DOC_INDEX, S.DOC_ID, S.POS)
+DOC_KEYS = (S.DOC_INDEX, S.DOC_ID)
+
+_KEY_DTYPES = {S.DOC_INDEX: pl.Int64(), S.DOC_ID: pl.String(), S.POS: pl.Int32()}
+
+
+@runtime_checkable
+class Signal(Protocol):
+    """A score computed over a node batch (``interleaf.read`` output).
+
+    Attributes:
+        name: the prefix of its attribute columns (``"clip_alignment"`` gives
+            ``clip_alignment_score``, ...).
+        level: ``"node"``: one row per node it scores, keyed by ``doc_index, doc_id, pos``;
+            ``"doc"``: one row per document, keyed by ``doc_index, doc_id``.
+        needs: the shared inputs it asks the :class:`Context` for (``"clip.image"``,
+            ``"clip.text"``, ``"text.embedding"``, ``"lm.perplexity"``).
+    """
+
+    name: str
+    level: Literal["node", "doc"]
+    needs: tuple[str, ...]
+
+    def columns(self) -> dict[str, pl.DataType]:
+        """The attribute columns it adds (without the keys), with their dtypes."""
+        ...
+
+    def compute(self, batch: pl.DataFrame, ctx: Context) -> pl.DataFrame:
+        """Its attribute rows for ``batch``: the keys, then :meth:`columns`. Rows it does not
+        score (a text node for an image signal) may be left out; :func:`compute` fills them
+        with nulls."""
+        ...
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """Embeddings of some of a batch's nodes.
+
+    Attributes:
+        rows: the batch row of each embedding (int64).
+        vectors: float32 ``(len(rows), dim)``, L2-normalised; NaN rows where ``error`` is set.
+        error: the error column (null, or ``{kind, message}``), one per row.
+    """
+
+    rows: np.ndarray
+    vectors: np.ndarray
+    error: pl.Series
+
+
+_MODEL_KINDS = {"clip": "clip", "text_embedder": "text_embedder", "lm": "causal_lm"}
+
+
+class Context:
+    """The models the signals use and the embeddings of the current batch, computed once and
+    shared: CLIP image embeddings are made once per batch whichever signals ask for them.
+
+    Args:
+        clip: a CLIP model (:class:`interleaf.models.CLIPModel`) or its directory / name
+            (loaded on first use with ``device``).
+        text_embedder: a sentence embedder (:class:`interleaf.models.TextEmbedder`) or its
+            directory, for text coherence.
+        lm: a causal language model (:class:`interleaf.models.CausalLM`) or its directory, for
+            perplexity.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"`` for models given by path.
+        threads: worker threads for decoding and the Rust kernels (default: all cores).
+        batch_size: inference batch size for the models (default: each model's).
+    """
+
+    def __init__(self, *, clip: Any = None, text_embedder: Any = None, lm: Any = None, device: str = "auto", threads: int | None = None, batch_size: int | None = None):
+        int_arg("threads", threads, 1, 512, optional=True)
+        int_arg("batch_size", batch_size, 1, 1 << 20, optional=True)
+        self._models: dict[str, Any] = {"clip": clip, "text_embedder": text_embedder, "lm": lm}
+        self.device = device
+        self.threads = threads
+        self.batch_size = batch_size
+        self._batch: pl.DataFrame | None = None
+        self._cache: dict[str, Any] = {}
+        self._texts: dict[str, dict[str, tuple[np.ndarray, dict[str, str] | None]]] = {}
+
+    def model(self, kind: str, signal: str = "a signal") -> Any:
+        """The loaded model of ``kind`` (``"clip"``, ``"text_embedder"``, ``"lm"``), loading it
+        from its path on first use."""
+        if kind not in self._models:
+            raise ValueError(f"unknown model kind {kind!r}; expected one of {sorted(self._models)}")
+        m = self._models[kind]
+        if m is None:
+            raise ValueError(f"{signal} needs a {kind} model: pass Context({kind}=<model or model directory>)")
+        if isinstance(m, (str, os.PathLike)):
+            from interleaf import models
+
+            m = models.load(m, self.device, kind=_MODEL_KINDS[kind], threads=self.threads)
+            self._models[kind] = m
+        return m
+
+    def begin(self, batch: pl.DataFrame) -> None:
+        """Makes ``batch`` the current batch; the cached embeddings of another batch are dropped."""
+        if self._batch is not batch:
+            self._batch = batch
+            self._cache.clear()
+            self._texts.clear()
+
+    def cached(self, key: str, batch: pl.DataFrame, make: Callable[[], Any]) -> Any:
+        """``make()`` computed once per batch under ``key``."""
+        self.begin(batch)
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    def clip_images(self, batch: pl.DataFrame, signal: str = "a signal") -> Embeddings:
+        """CLIP embeddings of the batch's image nodes (``"clip.image"``), once per batch."""
+
+        def make() -> Embeddings:
+            rows = _kind_rows(batch, S.IMAGE_KIND)
+            vectors, error = self.model("clip", signal).embed_images(batch.get_column(S.IMAGE).gather(rows), batch_size=self.batch_size, threads=self.threads)
+            return Embeddings(rows, vectors, _node_errors(batch, rows, error))
+
+        return self.cached("clip.image", batch, make)
+
+    def image_stats(self, batch: pl.DataFrame, max_pixels: int | None = None, max_bytes: int | None = None) -> pl.DataFrame:
+        """:func:`interleaf.image.stats` of the batch's image nodes (``"image.stats"``), once per
+        batch: ``row`` (the batch row), the statistics and ``error``."""
+
+        def make() -> pl.DataFrame:
+            from interleaf import image
+
+            rows = _kind_rows(batch, S.IMAGE_KIND)
+            table = image.stats(batch.get_column(S.IMAGE).gather(rows), threads=self.threads, max_pixels=max_pixels, max_bytes=max_bytes)
+            return table.with_columns(row=pl.Series(rows, dtype=pl.Int64), error=_node_errors(batch, rows, table.get_column(S.ERROR)))
+
+        return self.cached(f"image.stats:{max_pixels}:{max_bytes}", batch, make)
+
+    def prepare(self, batch: pl.DataFrame, needs: set[str]) -> None:
+        """Computes what several signals need in one pass: when both CLIP image embeddings and
+        image statistics are needed, each image is decoded once for both."""
+        self.begin(batch)
+        if not {"clip.image", "image.stats"} <= needs or "clip.image" in self._cache or "image.stats:None:None" in self._cache or self._models["clip"] is None:
+            return
+        from interleaf import image
+
+        clip = self.model("clip")
+        rows = _kind_rows(batch, S.IMAGE_KIND)
+        images = batch.get_column(S.IMAGE).gather(rows)
+        vectors = np.full((len(rows), clip.dim), np.nan, dtype=np.float32)
+        tables = []
+        step = 4 * (self.batch_size or clip.batch_size)
+        for a in range(0, len(rows), step):
+            got = image.analyze(images[a : a + step], pixels=clip.preprocess_config, stats=True, threads=self.threads)
+            ok = got.table.get_column(S.ERROR).is_null().to_numpy()
+            if ok.any():
+                assert got.pixels is not None
+                vectors[a : a + len(ok)][ok] = clip.embed_images(got.pixels[ok], batch_size=self.batch_size)[0]
+            tables.append(got.table)
+        table = pl.concat(tables) if tables else image.stats([])
+        error = _node_errors(batch, rows, table.get_column(S.ERROR))
+        self._cache["image.stats:None:None"] = table.with_columns(row=pl.Series(rows, dtype=pl.Int64), error=error)
+        self._cache["clip.image"] = Embeddings(rows, vectors, error)
+
+    def clip_texts(self, texts: Sequence[str | None], signal: str = "a signal") -> tuple[np.ndarray, pl.Series]:
+        """CLIP text embeddings (``"clip.text"``) of any texts, each distinct text embedded once
+        per batch."""
+        return self._embed_texts("clip.text", texts, lambda t: self.model("clip", signal).embed_texts(t, batch_size=self.batch_size))
+
+    def text_embeddings(self, texts: Sequence[str | None], signal: str = "a signal") -> tuple[np.ndarray, pl.Series]:
+        """Sentence embeddings (``"text.embedding"``) of any texts, each distinct text embedded
+        once per batch."""
+        return self._embed_texts("text.embedding", texts, lambda t: self.model("text_embedder", signal).embed(t, batch_size=self.batch_size))
+
+    def _embed_texts(self, key: str, texts: Sequence[str | None], embed: Callable[[list[str]], tuple[np.ndarray, pl.Series]]) -> tuple[np.ndarray, pl.Series]:
+        cache = self._texts.setdefault(key, {})
+        new = list(dict.fromkeys(t for t in texts if t is not None and t not in cache))
+        if new:
+            vectors, error = embed(new)
+            for t, v, e in zip(new, vectors, error.to_list(), strict=True):
+                cache[t] = (v, e)
+        if not cache and not new:
+            out = np.zeros((len(texts), 0), dtype=np.float32)
+        else:
+            dim = len(next(iter(cache.values()))[0])
+            out = np.full((len(texts), dim), np.nan, dtype=np.float32)
+        errors: list[dict[str, str] | None] = []
+        for i, t in enumerate(texts):
+            if t is None:
+                errors.append(S.record_error("missing_text", "the text is null"))
+                continue
+            v, e = cache[t]
+            out[i] = v
+            errors.append(e)
+        return out, S.error_column(errors)
+
+    def perplexity(self, batch: pl.DataFrame, signal: str = "a signal") -> pl.DataFrame:
+        """The language model's perplexity of each text node (``"lm.perplexity"``), once per
+        batch: ``row`` (the batch row) and :meth:`interleaf.models.CausalLM.perplexity`'s columns."""
+
+        def make() -> pl.DataFrame:
+            rows = _kind_rows(batch, S.TEXT_KIND)
+            texts = batch.get_column(S.TEXT).gather(rows).to_list()
+            table = self.model("lm", signal).perplexity(texts, batch_size=self.batch_size)
+            return table.with_columns(row=pl.Series(rows, dtype=pl.Int64), error=_node_errors(batch, rows, table.get_column("error")))
+
+        return self.cached("lm.perplexity", batch, make)
+
+
+def _kind_rows(batch: pl.DataFrame, kind: str) -> np.ndarray:
+    return np.flatnonzero((batch.get_column(S.KIND) == kind).fill_null(False).to_numpy()).astype(np.int64)
+
+
+def _node_errors(batch: pl.DataFrame, rows: np.ndarray, computed: pl.Series) -> pl.Series:
+    """Per node, why computing on it failed: the error the node carried from the read when it
+    has one (the image was missing because its tar member was too large), else the one
+    computing gave; null where computing succeeded."""
+    computed = computed.alias("_c")
+    if S.ERROR not in batch.columns or not len(rows):
+        return computed.alias(S.ERROR)
+    read = batch.get_column(S.ERROR).gather(rows).alias("_r")
+    return pl.select(pl.when(computed.is_not_null()).then(pl.coalesce(read, computed)).alias(S.ERROR)).to_series()
+
+
+def keys(batch: pl.DataFrame, level: str) -> pl.DataFrame:
+    """The key columns of every node (``level="node"``) or document (``"doc"``) of a batch."""
+    if level == "node":
+        return batch.select(NODE_KEYS)
+    return batch.select(DOC_KEYS).unique(subset=S.DOC_INDEX, keep="first", maintain_order=True)
+
+
+def check_batch(batch: pl.DataFrame) -> pl.DataFrame:
+    """A node batch with the columns the signals read: the node schema's, missing ones null."""
+    if not isinstance(batch, pl.DataFrame):
+        raise TypeError(f"batch must be a polars DataFrame of nodes (interleaf.read output), not {type(batch).__name__}")
+    need = [c for c in (S.DOC_INDEX, S.POS, S.KIND) if c not in batch.columns]
+    if need:
+        raise ValueError(f"batch lacks the node columns {need}; signals take interleaf.read output")
+    if S.DOC_ID not in batch.columns:
+        batch = batch.with_columns(pl.col(S.DOC_INDEX).cast(pl.String).alias(S.DOC_ID))
+    return S.conform(batch) if set(S.NODE_SCHEMA) - set(batch.columns) else batch
+
+
+def compute(batch: pl.DataFrame, signals: Sequence[Signal], ctx: Context | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Runs ``signals`` over a node batch.
+
+    Returns ``(node_attrs, doc_attrs)``: one row per node of the batch keyed by ``doc_index,
+    doc_id, pos`` with every node-level signal's columns, and one row per document keyed by
+    ``doc_index, doc_id`` with every document-level signal's columns (null where a signal did
+    not score the row; its ``<name>_error`` column says why when it tried). ``ctx`` holds the
+    models (default: a :class:`Context` without models, enough for the statistics).
+    """
+    ctx = ctx or Context()
+    batch = check_batch(batch)
+    ctx.prepare(batch, {n for sig in signals for n in getattr(sig, "needs", ())})
+    out = {"node": keys(batch, "node"), "doc": keys(batch, "doc")}
+    seen: dict[tuple[str, str], str] = {}
+    for sig in signals:
+        if not isinstance(sig, Signal):
+            raise TypeError(f"{sig!r} is not a Signal (name, level, needs, columns(), compute())")
+        if sig.level not in out:
+            raise ValueError(f"signal {sig.name}: level must be 'node' or 'doc', not {sig.level!r}")
+        cols = sig.columns()
+        for c in cols:
+            if (sig.level, c) in seen:
+                raise ValueError(f"signals {seen[sig.level, c]} and {sig.name} both make the {sig.level} column {c!r}: give one another name")
+            seen[sig.level, c] = sig.name
+        key = list(NODE_KEYS if sig.level == "node" else DOC_KEYS)
+        got = sig.compute(batch, ctx)
+        expect = {**{k: _KEY_DTYPES[k] for k in key}, **cols}
+        if dict(got.schema) != expect:
+            raise RuntimeError(f"signal {sig.name} returned columns {dict(got.schema)}, not its declared {expect}")
+        out[sig.level] = out[sig.level].join(got.drop(S.DOC_ID), on=[k for k in key if k != S.DOC_ID], how="left", maintain_order="left")
+    return out["node"], out["doc"]
+
+
+def node_frame(batch: pl.DataFrame, rows: np.ndarray, columns: dict[str, pl.Series | np.ndarray | list], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """A node-level result: the keys of ``rows`` then ``columns`` cast to ``schema``."""
+    keys_ = batch.select(NODE_KEYS)[rows] if len(rows) else batch.select(NODE_KEYS).clear()
+    data = pl.DataFrame({name: columns[name] for name in schema}, schema=schema, nan_to_null=True) if len(rows) else pl.DataFrame(schema=schema)
+    return pl.concat([keys_, data], how="horizontal")
+
+
+def doc_frame(doc_keys: pl.DataFrame, columns: dict[str, pl.Series | np.ndarray | list], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """A document-level result: ``doc_keys`` then ``columns`` cast to ``schema``."""
+    data = pl.DataFrame({name: columns[name] for name in schema}, schema=schema, nan_to_null=True) if doc_keys.height else pl.DataFrame(schema=schema)
+    return pl.concat([doc_keys, data], how="horizontal")
+
+
+def error(kind: str, message: str) -> dict[str, str]:
+    """An error value for an attribute row (a kind from :data:`interleaf.ERROR_KINDS`)."""
+    return S.record_error(kind, message)
+
+
+def as_matrix(x: Any, name: str) -> np.ndarray:
+    """``x`` as a C-contiguous float32 ``(rows, dim)`` matrix."""
+    a = np.ascontiguousarray(x, dtype=np.float32)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (rows, dim), got shape {a.shape}")
+    return a
+
+
+def as_offsets(offsets: Any, n: int, name: str) -> np.ndarray:
+    """CSR document offsets checked against ``n`` rows."""
+    o = np.ascontiguousarray(offsets, dtype=np.int64)
+    if o.ndim != 1 or len(o) < 1 or o[0] != 0 or o[-1] != n or (np.diff(o) < 0).any():
+        raise ValueError(f"{name} must start at 0, never decrease and end at the number of rows ({n})")
+    return o
+
+
+def sorted_docs(batch: pl.DataFrame) -> pl.DataFrame:
+    """The batch's document keys in ``doc_index`` order."""
+    return keys(batch, "doc").sort(S.DOC_INDEX)
+
+
+def group_rows(batch: pl.DataFrame, rows: np.ndarray, docs: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """``rows`` (batch rows) ordered by document then ``pos``, and the CSR offsets of each
+    document of ``docs`` (from :func:`sorted_docs`) among them."""
+    di = batch.get_column(S.DOC_INDEX).to_numpy()[rows]
+    pos = batch.get_column(S.POS).to_numpy()[rows]
+    order = np.lexsort((pos, di))
+    rows, di = rows[order], di[order]
+    bounds = docs.get_column(S.DOC_INDEX).to_numpy()
+    offsets = np.concatenate([np.searchsorted(di, bounds, "left"), [len(rows)]]).astype(np.int64)
+    return rows, offsets

@@ -1,0 +1,68 @@
+"""Text coherence of step sequences (METHODS.md §1, CoMM's text development): consecutive
+cosines of sentence embeddings against the same steps shuffled, in Rust."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from interleaf import _native
+from interleaf import schema as S
+from interleaf._checks import int_arg
+from interleaf.signals.base import DOC_KEYS, as_matrix, as_offsets, sorted_docs
+
+
+def text_coherence(embeddings, offsets, shuffles: int = 8, seed: int = 0, *, threads: int | None = None) -> pl.DataFrame:
+    """Coherence of each document's step texts from their sentence embeddings in order:
+    ``mean_cos`` and ``min_cos`` of consecutive steps (cosines in [-1, 1]) and ``margin``,
+    ``mean_cos`` minus the mean consecutive cosine of the same steps in ``shuffles`` random
+    orders (seeded by ``seed`` and the document's position: the same on any number of threads);
+    a positive margin means the order carries meaning. Null below 2 steps."""
+    e = as_matrix(embeddings, "embeddings")
+    int_arg("shuffles", shuffles, 0, 10_000)
+    int_arg("seed", seed, 0, (1 << 64) - 1)
+    int_arg("threads", threads, 1, 512, optional=True)
+    mean, low, margin = _native.text_coherence(e, as_offsets(offsets, len(e), "offsets"), shuffles, seed, threads)
+    return pl.DataFrame({"mean_cos": mean, "min_cos": low, "margin": margin}).fill_nan(None)
+
+
+class TextCoherence:
+    """Text coherence (:func:`text_coherence`) of every document (document level): its steps
+    are its CoMM steps (the text nodes of a step joined by a space) or, without steps, its text
+    nodes, embedded with the :class:`Context`'s sentence embedder. Columns: ``<name>_mean_cos``,
+    ``<name>_min_cos`` (cosines in [-1, 1]), ``<name>_margin`` (> 0: the order carries
+    meaning), ``<name>_steps`` (steps with text) and ``<name>_error`` (``too_few_steps`` below
+    2). Needs a text embedder (all-MiniLM-L6-v2 is the usual choice)."""
+
+    level = "doc"
+    needs: tuple[str, ...] = ("text.embedding",)
+
+    def __init__(self, *, name: str = "coherence", shuffles: int = 8, seed: int = 0, threads: int | None = None):
+        int_arg("shuffles", shuffles, 0, 10_000)
+        int_arg("seed", seed, 0, (1 << 64) - 1)
+        int_arg("threads", threads, 1, 512, optional=True)
+        self.name, self.shuffles, self.seed, self.threads = name, shuffles, seed, threads
+
+    def columns(self) -> dict[str, pl.DataType]:
+        n = self.name
+        return {f"{n}_mean_cos": pl.Float64(), f"{n}_min_cos": pl.Float64(), f"{n}_margin": pl.Float64(), f"{n}_steps": pl.UInt32(), f"{n}_error": S.ERROR_DTYPE}
+
+    def compute(self, batch: pl.DataFrame, ctx) -> pl.DataFrame:
+        docs = sorted_docs(batch)
+        texts = batch.filter((pl.col(S.KIND) == S.TEXT_KIND) & pl.col(S.TEXT).is_not_null())
+        # A step is a CoMM step, or a text node where the document has no steps.
+        unit = pl.coalesce(pl.col(S.STEP).cast(pl.Int64), pl.col(S.POS).cast(pl.Int64) + (1 << 40))
+        steps = texts.group_by(S.DOC_INDEX, unit.alias("_unit")).agg(pl.col(S.TEXT).sort_by(S.POS).str.join(" "), pl.col(S.POS).min().alias("_first")).sort(S.DOC_INDEX, "_first")
+        vectors, errors = ctx.text_embeddings(steps.get_column(S.TEXT).to_list(), self.name)
+        ok = errors.is_null().to_numpy()
+        steps, vectors = steps.filter(pl.Series(ok)), vectors[ok]
+        di = steps.get_column(S.DOC_INDEX).to_numpy()
+        offsets = np.concatenate([np.searchsorted(di, docs.get_column(S.DOC_INDEX).to_numpy(), "left"), [len(di)]]).astype(np.int64)
+        if not len(vectors):
+            vectors = np.zeros((0, 1), np.float32)
+        t = text_coherence(vectors, offsets, self.shuffles, self.seed, threads=self.threads)
+        count = np.diff(offsets)
+        n = self.name
+        err = [None if k >= 2 else S.record_error("too_few_steps", f"coherence needs 2 steps with text; the document has {k}") for k in count.tolist()]
+        out = pl.DataFrame({f"{n}_mean_cos": t["mean_cos"], f"{n}_min_cos": t["min_cos"], f"{n}_margin": t["margin"], f"{n}_steps": count.astype(np.uint32), f"{n}_error": S.error_column(err)})
+        return pl.concat([docs.select(DOC_KEYS), out], how="horizontal")

@@ -1,0 +1,86 @@
+"""Image statistics as a Signal, with the size and aspect rules of MMC4, OBELICS and DataComp
+as named columns (METHODS.md §6, §8)."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from interleaf import schema as S
+from interleaf._checks import int_arg
+
+_STAT_DTYPES: dict[str, pl.DataType] = {
+    "width": pl.UInt32(),
+    "height": pl.UInt32(),
+    "aspect_ratio": pl.Float64(),
+    "format": pl.String(),
+    "mode": pl.String(),
+    "frames": pl.UInt32(),
+    "bytes": pl.UInt64(),
+    "blur": pl.Float64(),
+    "entropy": pl.Float64(),
+    "brightness": pl.Float64(),
+    "contrast": pl.Float64(),
+    "uniform_fraction": pl.Float64(),
+}
+
+
+def size_rules(width: pl.Expr, height: pl.Expr, fmt: pl.Expr) -> dict[str, pl.Expr]:
+    """The published image rules as boolean expressions (null when the size is unknown):
+
+    - ``mmc4_ok``: PNG or JPEG, shorter side >= 150 px, width / height in [0.5, 2] (MMC4);
+    - ``obelics_ok``: each side in [150, 20000] px, width / height in [0.5, 2], JPEG, PNG or
+      WebP (OBELICS; a multi-picture JPEG, which Pillow calls MPO, counts as JPEG here, as its
+      first picture is what decodes);
+    - ``datacomp_ok``: shorter side >= 200 px, longer / shorter <= 3 (DataComp's basic filter).
+    """
+    w, h = width.cast(pl.Float64), height.cast(pl.Float64)
+    short, long = pl.min_horizontal(w, h), pl.max_horizontal(w, h)
+    aspect = w / h
+    known = width.is_not_null() & height.is_not_null() & (short > 0)
+
+    def rule(e: pl.Expr) -> pl.Expr:
+        return pl.when(known).then(e).otherwise(None)
+
+    in_aspect = (aspect >= 0.5) & (aspect <= 2.0)
+    return {
+        "mmc4_ok": rule(fmt.is_in(["JPEG", "MPO", "PNG"]).fill_null(False) & (short >= 150) & in_aspect),
+        "obelics_ok": rule(fmt.is_in(["JPEG", "MPO", "PNG", "WEBP"]).fill_null(False) & (short >= 150) & (long <= 20000) & in_aspect),
+        "datacomp_ok": rule((short >= 200) & (long / short <= 3)),
+    }
+
+
+class ImageStats:
+    """:func:`interleaf.image.stats` of every image node as a Signal (node level), with the
+    rule columns of :func:`size_rules`: ``<name>_width``, ``<name>_height`` (px),
+    ``<name>_aspect_ratio`` (width / height), ``<name>_format``, ``<name>_mode``,
+    ``<name>_frames``, ``<name>_bytes``, ``<name>_blur`` (variance of the Laplacian; NeMo
+    Curator keeps >= 100), ``<name>_entropy`` (bits), ``<name>_brightness``,
+    ``<name>_contrast``, ``<name>_uniform_fraction`` (0-1), ``<name>_mmc4_ok``,
+    ``<name>_obelics_ok``, ``<name>_datacomp_ok`` and ``<name>_error`` (why the image gave no
+    values: it was missing when read, or does not decode). With a CLIP signal in the same
+    :func:`compute` call each image is decoded once for both.
+    """
+
+    level = "node"
+    needs: tuple[str, ...] = ("image.stats",)
+
+    def __init__(self, *, name: str = "image", max_pixels: int | None = None, max_bytes: int | None = None):
+        int_arg("max_pixels", max_pixels, optional=True)
+        int_arg("max_bytes", max_bytes, optional=True)
+        self.name = name
+        self.max_pixels, self.max_bytes = max_pixels, max_bytes
+
+    def columns(self) -> dict[str, pl.DataType]:
+        n = self.name
+        return {**{f"{n}_{c}": d for c, d in _STAT_DTYPES.items()}, **{f"{n}_{r}": pl.Boolean() for r in ("mmc4_ok", "obelics_ok", "datacomp_ok")}, f"{n}_error": S.ERROR_DTYPE}
+
+    def compute(self, batch: pl.DataFrame, ctx) -> pl.DataFrame:
+        from interleaf.signals.base import NODE_KEYS
+
+        table = ctx.image_stats(batch, self.max_pixels, self.max_bytes)
+        rules = size_rules(pl.col("width"), pl.col("height"), pl.col("format"))
+        table = table.with_columns(**rules)
+        n = self.name
+        keys = batch.select(NODE_KEYS)[table.get_column("row").to_numpy()] if table.height else batch.select(NODE_KEYS).clear()
+        values = table.select([pl.col(c).cast(d).alias(f"{n}_{c}") for c, d in _STAT_DTYPES.items()] + [pl.col(r).alias(f"{n}_{r}") for r in rules] + [pl.col(S.ERROR).alias(f"{n}_error")])
+        return pl.concat([keys, values], how="horizontal")

@@ -1,0 +1,66 @@
+"""Language-model perplexity of text nodes and documents (METHODS.md §1, §8)."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from interleaf import schema as S
+from interleaf._checks import choice_arg
+from interleaf.signals.base import DOC_KEYS, NODE_KEYS, sorted_docs
+
+#: OBELICS's document perplexity limit (its KenLM model; a neural LM's scale differs: set the
+#: threshold for the model used).
+OBELICS_MAX_PERPLEXITY = 1500.0
+
+
+class Perplexity:
+    """Perplexity from the :class:`Context`'s causal language model
+    (:meth:`interleaf.models.CausalLM.perplexity`).
+
+    ``level="node"``: one row per text node: ``<name>_perplexity`` (``exp`` of the mean
+    negative log-likelihood per token), ``<name>_tokens`` (tokens scored), ``<name>_ok``
+    (perplexity <= ``max_perplexity``) and ``<name>_error`` (``missing_text``,
+    ``too_few_tokens``). ``level="doc"``: per document, the token-weighted perplexity of its
+    text nodes, ``exp(sum(nll * tokens) / sum(tokens))``, with the same columns.
+    ``max_perplexity`` defaults to OBELICS's 1500 (a KenLM number: calibrate it for your model).
+    """
+
+    needs: tuple[str, ...] = ("lm.perplexity",)
+
+    def __init__(self, level: str = "node", *, name: str = "perplexity", max_perplexity: float = OBELICS_MAX_PERPLEXITY):
+        choice_arg("level", level, ("node", "doc"))
+        self.level, self.name, self.max_perplexity = level, name, float(max_perplexity)
+
+    def columns(self) -> dict[str, pl.DataType]:
+        n = self.name
+        return {f"{n}_perplexity": pl.Float64(), f"{n}_tokens": pl.Int64(), f"{n}_ok": pl.Boolean(), f"{n}_error": S.ERROR_DTYPE}
+
+    def compute(self, batch: pl.DataFrame, ctx) -> pl.DataFrame:
+        t = ctx.perplexity(batch, self.name)
+        n = self.name
+        if self.level == "node":
+            rows = t.get_column("row").to_numpy()
+            out = t.select(
+                pl.col("perplexity").alias(f"{n}_perplexity"),
+                pl.col("tokens").cast(pl.Int64).alias(f"{n}_tokens"),
+                (pl.col("perplexity") <= self.max_perplexity).alias(f"{n}_ok"),
+                pl.col(S.ERROR).alias(f"{n}_error"),
+            )
+            return pl.concat([batch.select(NODE_KEYS)[rows] if len(rows) else batch.select(NODE_KEYS).clear(), out], how="horizontal")
+        docs = sorted_docs(batch)
+        di = batch.get_column(S.DOC_INDEX).to_numpy()[t.get_column("row").to_numpy()]
+        per = (
+            t.with_columns(pl.Series(S.DOC_INDEX, di, dtype=pl.Int64))
+            .filter(pl.col("nll").is_not_null())
+            .group_by(S.DOC_INDEX)
+            .agg((pl.col("nll") * pl.col("tokens")).sum().alias("_w"), pl.col("tokens").sum().cast(pl.Int64).alias(f"{n}_tokens"))
+        )
+        out = docs.join(per, on=S.DOC_INDEX, how="left", maintain_order="left").with_columns(pl.col(f"{n}_tokens").fill_null(0))
+        ppl = np.exp(out.get_column("_w").to_numpy().astype(np.float64) / np.maximum(out.get_column(f"{n}_tokens").to_numpy(), 1))
+        ppl = np.where(out.get_column(f"{n}_tokens").to_numpy() > 0, ppl, np.nan)
+        err = [None if k > 0 else S.record_error("too_few_tokens", "the document has no text the model can score") for k in out.get_column(f"{n}_tokens").to_list()]
+        res = pl.DataFrame({f"{n}_perplexity": ppl}, nan_to_null=True).with_columns(
+            out.get_column(f"{n}_tokens"), (pl.col(f"{n}_perplexity") <= self.max_perplexity).alias(f"{n}_ok"), S.error_column(err, f"{n}_error")
+        )
+        return pl.concat([docs.select(DOC_KEYS), res], how="horizontal")

