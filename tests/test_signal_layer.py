@@ -307,11 +307,11 @@ def test_perplexity_per_node_and_token_weighted_per_document():
     nodes, docs = compute(b, [Perplexity(), Perplexity("doc", name="doc_ppl")], Context(lm=lm))
     want = lm.perplexity(texts)
     got = nodes.filter(b.get_column(S.KIND) == "text")  # node rows are the batch's, in order
-    assert got.get_column("perplexity_perplexity").fill_null(np.nan).to_numpy() == pytest.approx(want.get_column("perplexity").fill_null(np.nan).to_numpy(), nan_ok=True, rel=1e-9)
+    assert got.get_column("lm_perplexity").fill_null(np.nan).to_numpy() == pytest.approx(want.get_column("perplexity").fill_null(np.nan).to_numpy(), nan_ok=True, rel=1e-9)
     nll, tok = want.get_column("nll").to_numpy(), want.get_column("tokens").to_numpy()
     assert docs.get_column("doc_ppl_perplexity").to_list()[0] == pytest.approx(float(np.exp((nll[0] * tok[0] + nll[1] * tok[1]) / (tok[0] + tok[1]))), rel=1e-9)
     assert docs.get_column("doc_ppl_error").struct.field("kind").to_list()[1] == "too_few_tokens"
-    assert got.get_column("perplexity_ok").to_list()[:2] == [p <= 1500 for p in want.get_column("perplexity").to_list()[:2]]
+    assert got.get_column("lm_ok").to_list()[:2] == [p <= 1500 for p in want.get_column("perplexity").to_list()[:2]]
 
 
 # -------------------------------------------------------------------------- shared, hostile
@@ -365,3 +365,26 @@ def test_signals_over_a_read_of_the_bundled_comm_sample(sample_dir, clip):
     assert img.get_column("clip_alignment_score").null_count() == 0
     assert docs.get_column("sequence_f").null_count() == (docs.get_column("sequence_images") < 3).sum()
     json.dumps(docs.select("doc_id", "sequence_f").to_dicts())
+
+
+def test_top_k_equals_numpy_ranking_and_document_perplexity_the_weighted_mean():
+    from interleaf.signals import document_perplexity, top_k
+
+    rng = np.random.default_rng(4)
+    q, k = rng.normal(size=(40, 24)).astype(np.float32), rng.normal(size=(300, 24)).astype(np.float32)
+    k[7] = k[3]  # a tie: the lower index first
+    q[0] = k[3]
+    idx, val = top_k(q, k, 5)
+    cos = unit(q) @ unit(k).T
+    for i in range(len(q)):
+        want = sorted(range(len(k)), key=lambda j: (-round(cos[i, j], 5), j))[:5]
+        assert idx[i].tolist() == want, i
+        assert val[i] == pytest.approx(cos[i, want], abs=1e-5)
+    assert idx[0, :2].tolist() == [3, 7]
+    small_idx, small_val = top_k(q[:2], k[:3], 5)
+    assert (small_idx[:, 3:] == -1).all() and np.isnan(small_val[:, 3:]).all()
+    with pytest.raises(ValueError, match="columns"):
+        top_k(q, k[:, :3], 2)
+    nll, tok = np.array([2.0, np.nan, 1.0, 3.0]), np.array([10, 0, 30, 5])
+    got = document_perplexity(nll, tok, [0, 3, 3, 4])
+    assert got[0] == pytest.approx(np.exp((2.0 * 10 + 1.0 * 30) / 40)) and np.isnan(got[1]) and got[2] == pytest.approx(np.exp(3.0))

@@ -40,6 +40,7 @@ __all__ = [
     "set_threads",
     "shingles",
     "text_coherence",
+    "top_k",
     "xxh3_128",
     "xxh3_64",
 ]
@@ -283,6 +284,9 @@ def text_coherence(embeddings: np.ndarray, offsets: np.ndarray, shuffles: int = 
 
 def linear_assignment(cost: np.ndarray, maximize: bool = False) -> np.ndarray:
     """The column of each row in an optimal assignment of a float64 cost matrix, -1 when left out."""
+
+def top_k(queries: np.ndarray, keys: np.ndarray, k: int, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """For each query row, the k most similar key rows (int64, -1 padded) and their cosines (float32, NaN padded)."""
 
 def _decode_rgb(data: bytes, alpha: str = "drop", exif_transpose: bool = False, max_pixels: int | None = None) -> tuple[int, int, bytes]:
     """(width, height, RGB bytes) as Pillow's convert("RGB"). Raises ValueError on failure."""

@@ -11,10 +11,12 @@ embeddings of the batch between signals:
   DataComp's size and aspect rules, :func:`size_rules`).
 - ``alignment``: :func:`clip_scores` (DataComp's CLIP score), :func:`mmc4_assign`,
   :func:`mmc4_assign_documents` (MMC4's assignment), :func:`linear_assignment` (scipy's
-  optimum); :class:`ClipAlignment` (pair, CoMM step or MMC4 assignment per image).
+  optimum), :func:`top_k` (nearest rows by cosine); :class:`ClipAlignment` (pair, CoMM step or
+  MMC4 assignment per image).
 - ``sequence``: :func:`sequence_consistency` (CoMM's F); :class:`SequenceConsistency`.
 - ``coherence``: :func:`text_coherence`; :class:`TextCoherence`.
-- ``perplexity``: :class:`Perplexity` (per text node or per document).
+- ``perplexity``: :func:`document_perplexity` (token-weighted); :class:`Perplexity` (per text
+  node or per document).
 
 Embeddings of many documents come as one ``(n, dim)`` float32 matrix and CSR-style
 ``offsets`` (``offsets[d]:offsets[d + 1]`` are document ``d``'s rows; ``len(offsets) ==
@@ -31,11 +33,11 @@ Example:
     [('comm-0001', 109, 5), ('comm-0002', 65, 3)]
 """
 
-from interleaf.signals.alignment import ClipAlignment, clip_scores, linear_assignment, mmc4_assign, mmc4_assign_documents
+from interleaf.signals.alignment import ClipAlignment, clip_scores, linear_assignment, mmc4_assign, mmc4_assign_documents, top_k
 from interleaf.signals.base import Context, Embeddings, Signal, compute
 from interleaf.signals.coherence import TextCoherence, text_coherence
 from interleaf.signals.image import ImageStats, size_rules
-from interleaf.signals.perplexity import Perplexity
+from interleaf.signals.perplexity import Perplexity, document_perplexity
 from interleaf.signals.sequence import SequenceConsistency, sequence_consistency
 from interleaf.signals.text import DOCUMENT_RULES, PARAGRAPH_RULES, TextStats, obelics_paragraphs, text_stats
 
@@ -53,6 +55,7 @@ __all__ = [
     "TextStats",
     "clip_scores",
     "compute",
+    "document_perplexity",
     "linear_assignment",
     "mmc4_assign",
     "mmc4_assign_documents",
@@ -61,4 +64,5 @@ __all__ = [
     "size_rules",
     "text_coherence",
     "text_stats",
+    "top_k",
 ]

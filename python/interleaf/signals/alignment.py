@@ -188,3 +188,17 @@ class ClipAlignment:
             nan_to_null=True,
         ).with_columns(pl.col(f"{n}_text_pos").cast(pl.Int32), pl.col(f"{n}_method").cast(pl.String))
         return pl.concat([batch.select(NODE_KEYS)[rows], out], how="horizontal")
+
+
+def top_k(queries, keys, k: int, *, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """For each row of ``queries`` ``(n, dim)``, the ``k`` rows of ``keys`` ``(m, dim)`` with
+    the highest cosine, best first (ties: the lower key index; NaN rows are never ranked), by
+    brute force in Rust: ``(indices, scores)``, int64 and float32 ``(n, k)``, padded with -1
+    and NaN when fewer than ``k`` keys qualify. For retrieval within a batch (instruction-image
+    matching, nearest captions); use a FAISS index for large collections."""
+    q, kk = as_matrix(queries, "queries"), as_matrix(keys, "keys")
+    int_arg("k", k, 1, 1 << 20)
+    int_arg("threads", threads, 1, 512, optional=True)
+    if q.shape[1] != kk.shape[1]:
+        raise ValueError(f"queries have {q.shape[1]} columns, keys {kk.shape[1]}")
+    return _native.top_k(q, kk, k, threads)

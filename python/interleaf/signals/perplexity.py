@@ -14,6 +14,28 @@ from interleaf.signals.base import DOC_KEYS, NODE_KEYS, sorted_docs
 OBELICS_MAX_PERPLEXITY = 1500.0
 
 
+def document_perplexity(nll, tokens, offsets) -> np.ndarray:
+    """Token-weighted perplexity of each document from its texts' mean negative log-likelihoods
+    (nats per token) and token counts (:meth:`interleaf.models.CausalLM.perplexity`'s ``nll``
+    and ``tokens``), documents given by CSR ``offsets``: ``exp(sum(nll * tokens) /
+    sum(tokens))`` over the texts with a value; NaN for a document with no scored token."""
+    from interleaf.signals.base import as_offsets
+
+    nll = np.asarray(nll, dtype=np.float64)
+    tok = np.asarray(tokens, dtype=np.float64)
+    if nll.shape != tok.shape or nll.ndim != 1:
+        raise ValueError(f"nll and tokens must be 1-D and of one length, got {nll.shape} and {tok.shape}")
+    o = as_offsets(offsets, len(nll), "offsets")
+    ok = ~np.isnan(nll)
+    w = np.where(ok, nll * tok, 0.0)
+    t = np.where(ok, tok, 0.0)
+    doc = np.repeat(np.arange(len(o) - 1), np.diff(o))
+    sw = np.bincount(doc, weights=w, minlength=len(o) - 1)
+    st = np.bincount(doc, weights=t, minlength=len(o) - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(st > 0, np.exp(sw / np.where(st > 0, st, 1)), np.nan)
+
+
 class Perplexity:
     """Perplexity from the :class:`Context`'s causal language model
     (:meth:`interleaf.models.CausalLM.perplexity`).
@@ -28,7 +50,7 @@ class Perplexity:
 
     needs: tuple[str, ...] = ("lm.perplexity",)
 
-    def __init__(self, level: str = "node", *, name: str = "perplexity", max_perplexity: float = OBELICS_MAX_PERPLEXITY):
+    def __init__(self, level: str = "node", *, name: str = "lm", max_perplexity: float = OBELICS_MAX_PERPLEXITY):
         choice_arg("level", level, ("node", "doc"))
         self.level, self.name, self.max_perplexity = level, name, float(max_perplexity)
 

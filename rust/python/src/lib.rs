@@ -75,6 +75,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(signals::sequence_consistency, m)?)?;
     m.add_function(wrap_pyfunction!(signals::text_coherence, m)?)?;
     m.add_function(wrap_pyfunction!(signals::linear_assignment, m)?)?;
+    m.add_function(wrap_pyfunction!(signals::top_k, m)?)?;
     m.add_function(wrap_pyfunction!(image::decode_rgb_py, m)?)?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use interleaf_core::sim;
 use interleaf_core::text::obelics::{filter_paragraphs, text_stats, ParagraphRules, StatsParams, TextStats};
-use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use polars::prelude::*;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -166,4 +166,28 @@ pub fn linear_assignment<'py>(py: Python<'py>, cost: PyReadonlyArray2<'py, f64>,
     let c = cost.as_slice().map_err(|_| PyValueError::new_err("cost must be a C-contiguous float64 array"))?;
     let a = py.detach(|| sim::linear_assignment(c, rows, cols, maximize)).map_err(PyValueError::new_err)?;
     Ok(a.into_iter().map(|j| j.map_or(-1, |j| j as i64)).collect::<Vec<_>>().into_pyarray(py))
+}
+
+/// For each query row, the k most similar key rows (indices, -1 padded) and their cosines.
+#[pyfunction]
+#[pyo3(signature = (queries, keys, k, threads=None))]
+#[allow(clippy::type_complexity)]
+pub fn top_k<'py>(
+    py: Python<'py>,
+    queries: PyReadonlyArray2<'py, f32>,
+    keys: PyReadonlyArray2<'py, f32>,
+    k: usize,
+    threads: Option<usize>,
+) -> PyResult<(Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>)> {
+    let (q, dim) = matrix(&queries, "queries")?;
+    let (kk, kdim) = matrix(&keys, "keys")?;
+    if kdim != dim {
+        return Err(PyValueError::new_err(format!("queries have {dim} columns, keys {kdim}")));
+    }
+    let nq = queries.shape()[0];
+    let (idx, val) = py.detach(|| on_pool(threads, || sim::top_k(q, kk, dim, k)))?.map_err(PyValueError::new_err)?;
+    let shape = [nq, k];
+    let idx = numpy::ndarray::Array2::from_shape_vec(shape, idx).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let val = numpy::ndarray::Array2::from_shape_vec(shape, val).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok((idx.into_pyarray(py), val.into_pyarray(py)))
 }

@@ -6,7 +6,8 @@
 //!   `linear_sum_assignment`);
 //! - [`mmc4_assign`]: MMC4's image-to-sentence assignment;
 //! - [`sequence_consistency`]: CoMM's image-sequence score F;
-//! - [`coherence`]: consecutive-cosine text coherence with a shuffled baseline.
+//! - [`coherence`]: consecutive-cosine text coherence with a shuffled baseline;
+//! - [`top_k`]: the most similar rows of one matrix for each row of another.
 //!
 //! Cosines are of the rows as given, each divided by the product of the two norms (a zero or
 //! NaN row gives NaN). F and coherence sum in f64; the image x sentence blocks of MMC4's
@@ -264,6 +265,38 @@ pub fn coherence(emb: &[f32], offsets: &[i64], dim: usize, shuffles: usize, seed
         .collect())
 }
 
+/// For each row of `queries`, the `k` rows of `keys` with the highest cosine, best first (ties:
+/// the lower key index first; NaN cosines never ranked): `(indices, scores)`, row-major
+/// `queries x k`, padded with -1 / NaN where fewer keys qualify. Cosines are float32 products
+/// of unit rows, as in [`mmc4_assign_docs`]. Brute force: every query against every key.
+pub fn top_k(queries: &[f32], keys: &[f32], dim: usize, k: usize) -> Result<(Vec<i64>, Vec<f32>), String> {
+    if dim == 0 || queries.len() % dim != 0 || keys.len() % dim != 0 {
+        return Err(format!("queries and keys must be row-major matrices of width {dim}"));
+    }
+    let (nq, nk) = (queries.len() / dim, keys.len() / dim);
+    let uk = unit_rows_f32(keys, dim, 0..nk);
+    let rows: Vec<(Vec<i64>, Vec<f32>)> = (0..nq)
+        .into_par_iter()
+        .map(|q| {
+            let uq = unit_rows_f32(queries, dim, q..q + 1);
+            let mut scored: Vec<(f32, usize)> =
+                uk.chunks_exact(dim).map(|y| dot32(&uq, y)).enumerate().filter(|(_, s)| !s.is_nan()).map(|(i, s)| (s, i)).collect();
+            let better = |a: &(f32, usize), b: &(f32, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+            if scored.len() > k && k > 0 {
+                scored.select_nth_unstable_by(k - 1, better);
+            }
+            scored.truncate(k);
+            scored.sort_unstable_by(better);
+            let mut idx: Vec<i64> = scored.iter().map(|&(_, i)| i as i64).collect();
+            let mut val: Vec<f32> = scored.iter().map(|&(s, _)| s).collect();
+            idx.resize(k, -1);
+            val.resize(k, f32::NAN);
+            (idx, val)
+        })
+        .collect();
+    Ok((rows.iter().flat_map(|r| r.0.iter().copied()).collect(), rows.iter().flat_map(|r| r.1.iter().copied()).collect()))
+}
+
 /// A small, well-mixed generator (Steele et al.'s SplitMix64), for seeded shuffles.
 struct SplitMix64(u64);
 
@@ -280,6 +313,21 @@ impl SplitMix64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn top_k_ranks_by_cosine_with_ties_to_the_lower_index() {
+        // Keys: x, y, x again (tie with key 0), -x; a zero key gives NaN and is never ranked.
+        let keys = [1.0, 0.0, 0.0, 1.0, 2.0, 0.0, -1.0, 0.0, 0.0, 0.0];
+        let (idx, val) = top_k(&[3.0, 0.0, 1.0, 1.0], &keys, 2, 3).unwrap();
+        assert_eq!(&idx[..3], &[0, 2, 1]);
+        assert_eq!(val[0], 1.0);
+        assert!((val[2] - 0.0).abs() < 1e-7);
+        assert_eq!(&idx[3..5], &[0, 1]);
+        let (idx, val) = top_k(&[1.0, 0.0], &keys, 2, 6).unwrap();
+        assert_eq!(idx, vec![0, 2, 1, 3, -1, -1]);
+        assert!(val[4].is_nan());
+        assert!(top_k(&[1.0, 0.0, 0.0], &keys, 2, 1).is_err());
+    }
 
     #[test]
     fn offsets_are_checked() {

@@ -228,18 +228,25 @@ pub fn text_stats(text: &str, p: &StatsParams) -> TextStats {
         let ratio = |count: usize, of: usize| if of == 0 { 0.0 } else { count as f64 / of as f64 };
         let n_special =
             if ascii { text.bytes().filter(|&b| special_lookup().ascii[b as usize]).count() } else { text.chars().filter(|&c| is_special(c)).count() };
+        // One hash per word: its id (for the n-grams) and, on first sight, its list class.
         let lists = word_lists();
         let (mut n_stop, mut n_flagged) = (0, 0);
-        for x in w.iter() {
-            let class = lists.get(x).copied().unwrap_or(0);
-            n_stop += usize::from(class & 1);
-            n_flagged += usize::from(class >> 1);
-        }
+        let mut ids: FxHashMap<&str, (u32, u8)> = FxHashMap::with_capacity_and_hasher(w.len(), Default::default());
+        let seq: Vec<u32> = w
+            .iter()
+            .map(|x| {
+                let next = ids.len() as u32;
+                let &mut (id, class) = ids.entry(x).or_insert_with(|| (next, lists.get(x).copied().unwrap_or(0)));
+                n_stop += usize::from(class & 1);
+                n_flagged += usize::from(class >> 1);
+                id
+            })
+            .collect();
         TextStats {
             n_words: w.len() as u64,
             n_chars: n_chars as u64,
             char_repetition: char_repetition(text, p.char_ngram),
-            word_repetition: repetition_of(w.iter(), w.len(), p.word_ngram),
+            word_repetition: id_repetition(&seq, ids.len(), p.word_ngram),
             special_char_ratio: ratio(n_special, n_chars),
             stopword_ratio: ratio(n_stop, w.len()),
             flagged_word_ratio: ratio(n_flagged, w.len()),
@@ -318,6 +325,14 @@ fn repetition_of<'a>(words: impl Iterator<Item = &'a str>, len: usize, n: usize)
             *ids.entry(w).or_insert(next)
         })
         .collect();
+    id_repetition(&seq, ids.len(), n)
+}
+
+/// Word n-gram repetition of a sequence of word ids (`distinct` of them).
+fn id_repetition(seq: &[u32], distinct: usize, n: usize) -> f64 {
+    if n == 0 || seq.len() < n {
+        return 0.0;
+    }
     let share = |counts: &mut dyn Iterator<Item = u32>| {
         let (mut total, mut repeated) = (0u64, 0u64);
         for f in counts {
@@ -327,7 +342,7 @@ fn repetition_of<'a>(words: impl Iterator<Item = &'a str>, len: usize, n: usize)
         repeated as f64 / total as f64
     };
     // Up to 5 ids below 2^25 pack exactly into a u128 key.
-    let bits = 32 - (ids.len() as u32).leading_zeros().min(31);
+    let bits = 32 - (distinct as u32).leading_zeros().min(31);
     if n as u32 * bits <= 128 {
         return with_packed_counts(seq.len(), |counts| {
             for g in seq.windows(n) {
