@@ -1,4 +1,4 @@
-"""The interleaf command line: inspect, convert, dedup, image-stats, demo, models list, and --help
+"""The interleaf command line: inspect, convert, dedup, image-stats, signals, demo, models list, and --help
 on every command; outputs are parsed and checked against the data."""
 
 from __future__ import annotations
@@ -213,6 +213,7 @@ def test_the_parser_has_every_documented_command():
         ("convert",),
         ("dedup",),
         ("image-stats",),
+        ("signals",),
         ("demo",),
         ("models",),
         ("models", "export"),
@@ -242,3 +243,21 @@ def test_help_on_every_command(command, capsys):
 def test_bad_source_is_a_clear_error(tmp_path, capsys):
     assert main(["inspect", str(tmp_path / "*.tar")]) == 2
     assert "glob matches no file" in capsys.readouterr().err
+
+
+def test_signals_command_writes_node_and_document_attributes(tmp_path, sample_dir, capsys):
+    from test_models import CLIP_DIR
+
+    out = tmp_path / "sig"
+    rc = main(["signals", str(sample_dir / "comm.jsonl"), "--out", str(out), "--signals", "text,text-doc,image,clip,sequence", "--clip", str(CLIP_DIR), "--device", "cpu", "--paragraphs", "--quiet"])
+    assert rc == 0
+    nodes, docs = pl.read_parquet(out / "node_attrs.parquet"), pl.read_parquet(out / "doc_attrs.parquet")
+    batch = read_all(sample_dir / "comm.jsonl")
+    assert nodes.height == batch.height and docs.height == batch.get_column("doc_index").n_unique()
+    assert {"text_n_words", "text_kept_text", "image_obelics_ok", "clip_alignment_score"} <= set(nodes.columns)
+    assert {"doc_text_n_words", "sequence_f"} <= set(docs.columns)
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith(f"{docs.height:,} documents, {nodes.height:,} nodes")
+    assert main(["signals", str(sample_dir / "comm.jsonl"), "--out", str(out), "--signals", "clip", "--quiet"]) == 2
+    assert "needs a clip model" in capsys.readouterr().err
+    assert main(["signals", str(sample_dir / "comm.jsonl"), "--out", str(out), "--signals", "bogus", "--quiet"]) == 2

@@ -239,6 +239,62 @@ def cmd_image_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+SIGNAL_CHOICES = ("text", "text-doc", "image", "clip", "sequence", "coherence", "perplexity", "perplexity-doc")
+
+
+def build_signals(names: Sequence[str], args: argparse.Namespace) -> list:
+    """The Signal objects named on the command line."""
+    from interleaf import signals as sg
+
+    make = {
+        "text": lambda: sg.TextStats(paragraphs=args.paragraphs, threads=args.threads),
+        "text-doc": lambda: sg.TextStats("doc", name="doc_text", paragraphs=args.paragraphs, threads=args.threads),
+        "image": lambda: sg.ImageStats(max_pixels=args.max_pixels),
+        "clip": lambda: sg.ClipAlignment(args.alignment, threshold=args.threshold, threads=args.threads),
+        "sequence": lambda: sg.SequenceConsistency(threads=args.threads),
+        "coherence": lambda: sg.TextCoherence(shuffles=args.shuffles, seed=args.seed, threads=args.threads),
+        "perplexity": lambda: sg.Perplexity(max_perplexity=args.max_perplexity),
+        "perplexity-doc": lambda: sg.Perplexity("doc", name="doc_lm", max_perplexity=args.max_perplexity),
+    }
+    out = []
+    for n in names:
+        if n not in make:
+            raise ValueError(f"unknown signal {n!r}; choose from {', '.join(SIGNAL_CHOICES)}")
+        out.append(make[n]())
+    return out
+
+
+def cmd_signals(args: argparse.Namespace) -> int:
+    from interleaf import signals as sg
+
+    names = list(dict.fromkeys(n.strip() for n in args.signals.split(",") if n.strip()))
+    sigs = build_signals(names, args)
+    ctx = sg.Context(clip=args.clip, text_embedder=args.text_embedder, lm=args.lm, device=args.device, threads=args.threads, batch_size=args.model_batch_size)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    node_parts, doc_parts = [], []
+    for batch in _reader(args, args.paths):
+        n, d = sg.compute(batch, sigs, ctx)
+        node_parts.append(n)
+        doc_parts.append(d)
+    if not node_parts:
+        n, d = sg.compute(empty_frame(), sigs, ctx)
+        node_parts, doc_parts = [n], [d]
+    nodes, docs = pl.concat(node_parts), pl.concat(doc_parts)
+    for name, table in (("node_attrs.parquet", nodes), ("doc_attrs.parquet", docs)):
+        with atomic_output(out / name) as tmp:
+            table.write_parquet(tmp)
+    seconds = time.perf_counter() - t0
+    print(f"{docs.height:,} documents, {nodes.height:,} nodes in {seconds:.2f} s -> {out}/node_attrs.parquet, doc_attrs.parquet")
+    for table in (nodes, docs):
+        for col in (c for c in table.columns if c.endswith("_error")):
+            kinds = table.filter(pl.col(col).is_not_null()).group_by(pl.col(col).struct.field("kind")).len().sort("kind")
+            for kind, k in kinds.iter_rows():
+                print(f"  {col:<28}{kind:<22}{k:>10,}")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from interleaf import models
 
@@ -380,6 +436,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, default=None, help="largest image decoded, in pixels (default Pillow's 89,478,485)")
     _add_read_options(p)
     p.set_defaults(func=cmd_image_stats)
+
+    p = sub.add_parser(
+        "signals",
+        help="score documents with signals",
+        description="Read sources, compute the chosen signals (OBELICS text statistics, image statistics and size rules, CLIP alignment, CoMM's image-sequence F, text coherence, perplexity) and write OUT/node_attrs.parquet (one row per node) and OUT/doc_attrs.parquet (one row per document).",
+    )
+    p.add_argument("paths", nargs="+", help="files, globs, brace ranges or directories")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--signals", default="text,text-doc,image", help=f"comma-separated, from {', '.join(SIGNAL_CHOICES)} (default %(default)s)")
+    p.add_argument("--clip", default=None, metavar="MODEL", help="CLIP model directory (clip, sequence)")
+    p.add_argument("--text-embedder", default=None, metavar="MODEL", help="sentence embedder directory (coherence)")
+    p.add_argument("--lm", default=None, metavar="MODEL", help="causal LM directory (perplexity)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the models run (default %(default)s)")
+    p.add_argument("--model-batch-size", type=int, default=None, help="inference batch size (default: each model's)")
+    p.add_argument("--alignment", choices=("auto", "pair", "step", "mmc4"), default="auto", help="clip: pair (DataComp), step (CoMM) or mmc4 assignment; auto picks per document (default %(default)s)")
+    p.add_argument("--threshold", type=float, default=0.15, help="clip, mmc4: drop an image whose best similarity is below this (default %(default)s, MMC4's)")
+    p.add_argument("--paragraphs", action="store_true", help="text: also apply OBELICS's paragraph filter (kept text, reasons); text-doc: on the surviving paragraphs")
+    p.add_argument("--shuffles", type=int, default=8, help="coherence: shuffled orders to compare with (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="coherence: shuffle seed (default %(default)s)")
+    p.add_argument("--max-perplexity", type=float, default=1500.0, help="perplexity: the _ok column's limit (default %(default)s, OBELICS's KenLM value)")
+    p.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
+    p.add_argument("--max-pixels", type=int, default=None, help="image: largest image decoded, in pixels (default Pillow's 89,478,485)")
+    _add_read_options(p)
+    p.set_defaults(func=cmd_signals)
 
     p = sub.add_parser("demo", help="run on the bundled sample", description="Read the bundled sample (WebDataset pairs, jsonl pairs, CoMM documents), hash every node, find MinHash near-duplicate documents, compute image statistics, and write nodes.parquet, content_hash.parquet, image_stats.parquet and summary.json.")
     p.add_argument("--out", default="interleaf-demo", help="output directory (default %(default)s)")

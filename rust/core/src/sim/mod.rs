@@ -60,16 +60,21 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
-/// Each row divided by its L2 norm (computed in f64), stored as f32; a zero row becomes NaN.
+/// Each row divided by its L2 norm, in f32 (as numpy normalises float32 embeddings; rows whose
+/// squared norm leaves f32's range go through f64); a zero, infinite or NaN row becomes NaN.
 fn unit_rows_f32(emb: &[f32], dim: usize, range: std::ops::Range<usize>) -> Vec<f32> {
     let mut out = Vec::with_capacity(range.len() * dim);
-    let mut row64 = vec![0.0f64; dim];
     for r in range {
         let row = &emb[r * dim..(r + 1) * dim];
-        row64.iter_mut().zip(row).for_each(|(a, &b)| *a = f64::from(b));
-        let norm = dot(&row64, &row64).sqrt();
-        let scale = if norm > 0.0 { 1.0 / norm } else { f64::NAN };
-        out.extend(row64.iter().map(|&v| (v * scale) as f32));
+        let norm = dot32(row, row).sqrt();
+        if norm.is_finite() && norm > 1e-18 {
+            let scale = 1.0 / norm;
+            out.extend(row.iter().map(|&v| v * scale));
+        } else {
+            // Out of f32's comfortable range (or zero / NaN): the f64 path.
+            let norm = row.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>().sqrt();
+            out.extend(row.iter().map(|&v| if norm > 0.0 && norm.is_finite() { (f64::from(v) / norm) as f32 } else { f32::NAN }));
+        }
     }
     out
 }

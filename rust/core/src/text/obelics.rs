@@ -226,8 +226,8 @@ pub fn text_stats(text: &str, p: &StatsParams) -> TextStats {
         let ascii = text.is_ascii();
         let n_chars = if ascii { text.len() } else { text.chars().count() };
         let ratio = |count: usize, of: usize| if of == 0 { 0.0 } else { count as f64 / of as f64 };
-        let n_special =
-            if ascii { text.bytes().filter(|&b| special_lookup().ascii[b as usize]).count() } else { text.chars().filter(|&c| is_special(c)).count() };
+        let (n_special, (tokens, punct)) =
+            if ascii { ascii_scan(text.as_bytes()) } else { (text.chars().filter(|&c| is_special(c)).count(), unicode_punctuation_counts(text)) };
         // One hash per word: its id (for the n-grams) and, on first sight, its list class.
         let lists = word_lists();
         let (mut n_stop, mut n_flagged) = (0, 0);
@@ -250,7 +250,7 @@ pub fn text_stats(text: &str, p: &StatsParams) -> TextStats {
             special_char_ratio: ratio(n_special, n_chars),
             stopword_ratio: ratio(n_stop, w.len()),
             flagged_word_ratio: ratio(n_flagged, w.len()),
-            punctuation_ratio: punctuation_ratio(text, p.punctuation_min_tokens),
+            punctuation_ratio: punctuation_of(tokens, punct, p.punctuation_min_tokens),
         }
     })
 }
@@ -422,40 +422,11 @@ impl PackedCounter {
 /// See [`TextStats::punctuation_ratio`]. Python's `\w` (letters, numbers and `_`) is
 /// `[\p{L}\p{N}_]` here; ASCII text is scanned without the regex.
 pub fn punctuation_ratio(text: &str, min_tokens: usize) -> f64 {
-    let (mut tokens, mut punct) = (0usize, 0usize);
-    if text.is_ascii() {
-        // Byte classes: 1 word character, 2 punctuation mark, 0 anything else.
-        const CLASS: [u8; 128] = {
-            let mut t = [0u8; 128];
-            let mut b = 0;
-            while b < 128 {
-                let c = b as u8;
-                if c.is_ascii_alphanumeric() || c == b'_' || c == b'\'' {
-                    t[b] = 1;
-                } else if matches!(c, b'.' | b',' | b'?' | b'!' | b':' | b';') {
-                    t[b] = 2;
-                }
-                b += 1;
-            }
-            t
-        };
-        let mut prev = 0u8;
-        for &b in text.as_bytes() {
-            let c = CLASS[b as usize];
-            tokens += usize::from((c == 1 && prev != 1) || c == 2);
-            punct += usize::from(c == 2);
-            prev = c;
-        }
-    } else {
-        static TOKEN: OnceLock<Regex> = OnceLock::new();
-        let re = TOKEN.get_or_init(|| Regex::new(r"[\p{L}\p{N}_']+|[.,?!:;]").expect("valid regex"));
-        for m in re.find_iter(text) {
-            tokens += 1;
-            if m.as_str().len() == 1 && PUNCTUATION.contains(&m.as_str().chars().next().expect("one char")) {
-                punct += 1;
-            }
-        }
-    }
+    let (tokens, punct) = if text.is_ascii() { ascii_scan(text.as_bytes()).1 } else { unicode_punctuation_counts(text) };
+    punctuation_of(tokens, punct, min_tokens)
+}
+
+fn punctuation_of(tokens: usize, punct: usize, min_tokens: usize) -> f64 {
     if tokens == 0 {
         return 0.0;
     }
@@ -463,6 +434,49 @@ pub fn punctuation_ratio(text: &str, min_tokens: usize) -> f64 {
         return 1.0;
     }
     punct as f64 / tokens as f64
+}
+
+/// One pass over ASCII text: (special characters, (punctuation-split tokens, punctuation marks)).
+fn ascii_scan(bytes: &[u8]) -> (usize, (usize, usize)) {
+    // Byte classes: 1 word character, 2 punctuation mark, 0 anything else.
+    const CLASS: [u8; 128] = {
+        let mut t = [0u8; 128];
+        let mut b = 0;
+        while b < 128 {
+            let c = b as u8;
+            if c.is_ascii_alphanumeric() || c == b'_' || c == b'\'' {
+                t[b] = 1;
+            } else if matches!(c, b'.' | b',' | b'?' | b'!' | b':' | b';') {
+                t[b] = 2;
+            }
+            b += 1;
+        }
+        t
+    };
+    let special = &special_lookup().ascii;
+    let (mut n_special, mut tokens, mut punct) = (0usize, 0usize, 0usize);
+    let mut prev = 0u8;
+    for &b in bytes {
+        let c = CLASS[b as usize & 127];
+        n_special += usize::from(special[b as usize & 127]);
+        tokens += usize::from((c == 1 && prev != 1) || c == 2);
+        punct += usize::from(c == 2);
+        prev = c;
+    }
+    (n_special, (tokens, punct))
+}
+
+fn unicode_punctuation_counts(text: &str) -> (usize, usize) {
+    static TOKEN: OnceLock<Regex> = OnceLock::new();
+    let re = TOKEN.get_or_init(|| Regex::new(r"[\p{L}\p{N}_']+|[.,?!:;]").expect("valid regex"));
+    let (mut tokens, mut punct) = (0usize, 0usize);
+    for m in re.find_iter(text) {
+        tokens += 1;
+        if m.as_str().len() == 1 && PUNCTUATION.contains(&m.as_str().chars().next().expect("one char")) {
+            punct += 1;
+        }
+    }
+    (tokens, punct)
 }
 
 /// Why OBELICS's node-level filter removes a paragraph: the first check it fails.
