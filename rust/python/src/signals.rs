@@ -85,6 +85,16 @@ pub fn obelics_paragraphs(py: Python<'_>, texts: PySeries, threads: Option<usize
     Ok(PyDataFrame(DataFrame::new(out.len(), cols).map_err(polars_err)?))
 }
 
+/// Two matrices that must have one width.
+fn matrix_pair<'a>(a: &'a PyReadonlyArray2<'_, f32>, an: &str, b: &'a PyReadonlyArray2<'_, f32>, bn: &str) -> PyResult<(&'a [f32], &'a [f32], usize)> {
+    let (x, dim) = matrix(a, an)?;
+    let (y, ydim) = matrix(b, bn)?;
+    if dim != ydim {
+        return Err(PyValueError::new_err(format!("{an} have {dim} columns, {bn} {ydim}")));
+    }
+    Ok((x, y, dim))
+}
+
 fn matrix<'a>(a: &'a PyReadonlyArray2<'_, f32>, what: &str) -> PyResult<(&'a [f32], usize)> {
     let dim = a.shape()[1];
     Ok((a.as_slice().map_err(|_| PyValueError::new_err(format!("{what} must be a C-contiguous float32 array")))?, dim))
@@ -103,11 +113,7 @@ pub fn mmc4_assign<'py>(
     threshold: f32,
     threads: Option<usize>,
 ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f32>>)> {
-    let (img, dim) = matrix(&images, "images")?;
-    let (txt, tdim) = matrix(&texts, "texts")?;
-    if dim != tdim {
-        return Err(PyValueError::new_err(format!("images have {dim} dimensions, texts {tdim}")));
-    }
+    let (img, txt, dim) = matrix_pair(&images, "images", &texts, "texts")?;
     let (io, to) = (image_offsets.as_slice()?, text_offsets.as_slice()?);
     let (idx, score) = py.detach(|| on_pool(threads, || sim::mmc4_assign_docs(img, io, txt, to, dim, threshold)))?.map_err(PyValueError::new_err)?;
     Ok((idx.into_pyarray(py), score.into_pyarray(py)))
@@ -179,11 +185,7 @@ pub fn top_k<'py>(
     k: usize,
     threads: Option<usize>,
 ) -> PyResult<(Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>)> {
-    let (q, dim) = matrix(&queries, "queries")?;
-    let (kk, kdim) = matrix(&keys, "keys")?;
-    if kdim != dim {
-        return Err(PyValueError::new_err(format!("queries have {dim} columns, keys {kdim}")));
-    }
+    let (q, kk, dim) = matrix_pair(&queries, "queries", &keys, "keys")?;
     let nq = queries.shape()[0];
     let (idx, val) = py.detach(|| on_pool(threads, || sim::top_k(q, kk, dim, k)))?.map_err(PyValueError::new_err)?;
     let shape = [nq, k];

@@ -47,17 +47,26 @@ fn unit_rows(emb: &[f32], dim: usize, range: std::ops::Range<usize>) -> Vec<f64>
 }
 
 /// Dot product with eight independent partial sums (the compiler turns them into SIMD lanes; a
-/// single running sum would wait on every addition).
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0.0f64; 8];
+/// single running sum would wait on every addition). In f32, as a float32 matrix product sums:
+/// about 1e-7 from the f64 value for unit vectors.
+fn dot_lanes<T: Copy + Default + std::ops::Add<Output = T> + std::ops::Mul<Output = T> + std::iter::Sum>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::default(); 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f64 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    let tail: T = ca.remainder().iter().zip(cb.remainder()).map(|(&x, &y)| x * y).sum();
     for (x, y) in ca.zip(cb) {
         for k in 0..8 {
-            acc[k] += x[k] * y[k];
+            acc[k] = acc[k] + x[k] * y[k];
         }
     }
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    dot_lanes(a, b)
+}
+
+fn dot32(a: &[f32], b: &[f32]) -> f32 {
+    dot_lanes(a, b)
 }
 
 /// Each row divided by its L2 norm, in f32 (as numpy normalises float32 embeddings; rows whose
@@ -77,20 +86,6 @@ fn unit_rows_f32(emb: &[f32], dim: usize, range: std::ops::Range<usize>) -> Vec<
         }
     }
     out
-}
-
-/// f32 dot product with eight independent partial sums (SIMD lanes), as a float32 matrix
-/// product sums: about 1e-7 from the f64 value for unit vectors.
-fn dot32(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
 /// The cosine block of one document: its rows of `a` against its rows of `b`, from unit rows
