@@ -289,10 +289,10 @@ pub fn char_repetition(text: &str, n: usize) -> f64 {
         let mask = if n == 16 { u128::MAX } else { (1u128 << (8 * n)) - 1 };
         return with_packed_counts(b.len(), |counts| {
             let mut key = b[..n - 1].iter().fold(0u128, |k, &c| (k << 8) | u128::from(c));
-            for &c in &b[n - 1..] {
+            counts.add_all(b[n - 1..].iter().map(|&c| {
                 key = ((key << 8) | u128::from(c)) & mask;
-                counts.add(key);
-            }
+                key
+            }));
             top_k_share(counts.values())
         });
     }
@@ -345,9 +345,7 @@ fn id_repetition(seq: &[u32], distinct: usize, n: usize) -> f64 {
     let bits = 32 - (distinct as u32).leading_zeros().min(31);
     if n as u32 * bits <= 128 {
         return with_packed_counts(seq.len(), |counts| {
-            for g in seq.windows(n) {
-                counts.add(g.iter().fold(0u128, |k, &id| (k << bits) | u128::from(id)));
-            }
+            counts.add_all(seq.windows(n).map(|g| g.iter().fold(0u128, |k, &id| (k << bits) | u128::from(id))));
             share(&mut counts.values())
         });
     }
@@ -393,24 +391,29 @@ impl PackedCounter {
         self.shift = 64 - size.trailing_zeros();
     }
 
-    #[inline]
-    fn add(&mut self, key: u128) {
-        let x = (key as u64) ^ ((key >> 64) as u64).rotate_left(29);
-        let mask = (1usize << (64 - self.shift)) - 1;
-        let mut i = (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize;
-        loop {
-            let c = &mut self.counts[i];
-            if *c == 0 {
-                *c = 1;
-                self.keys[i] = key;
-                self.used.push(i as u32);
-                return;
+    /// Counts every key (fields held in locals for the loop).
+    fn add_all(&mut self, keys: impl Iterator<Item = u128>) {
+        let shift = self.shift;
+        let mask = (1usize << (64 - shift)) - 1;
+        let size = mask + 1;
+        let (keys_tab, counts, used) = (&mut self.keys[..size], &mut self.counts[..size], &mut self.used);
+        for key in keys {
+            let x = (key as u64) ^ ((key >> 64) as u64).rotate_left(29);
+            let mut i = (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> shift) as usize & mask;
+            loop {
+                let c = counts[i];
+                if c == 0 {
+                    counts[i] = 1;
+                    keys_tab[i] = key;
+                    used.push(i as u32);
+                    break;
+                }
+                if keys_tab[i] == key {
+                    counts[i] = c + 1;
+                    break;
+                }
+                i = (i + 1) & mask;
             }
-            if self.keys[i] == key {
-                *c += 1;
-                return;
-            }
-            i = (i + 1) & mask;
         }
     }
 
