@@ -270,7 +270,7 @@ pub fn coherence(emb: &[f32], offsets: &[i64], dim: usize, shuffles: usize, seed
 /// `queries x k`, padded with -1 / NaN where fewer keys qualify. Cosines are float32 products
 /// of unit rows, as in [`mmc4_assign_docs`]. Brute force: every query against every key.
 pub fn top_k(queries: &[f32], keys: &[f32], dim: usize, k: usize) -> Result<(Vec<i64>, Vec<f32>), String> {
-    if dim == 0 || queries.len() % dim != 0 || keys.len() % dim != 0 {
+    if dim == 0 || !queries.len().is_multiple_of(dim) || !keys.len().is_multiple_of(dim) {
         return Err(format!("queries and keys must be row-major matrices of width {dim}"));
     }
     let (nq, nk) = (queries.len() / dim, keys.len() / dim);
