@@ -261,3 +261,38 @@ def test_signals_command_writes_node_and_document_attributes(tmp_path, sample_di
     assert main(["signals", str(sample_dir / "comm.jsonl"), "--out", str(out), "--signals", "clip", "--quiet"]) == 2
     assert "needs a clip model" in capsys.readouterr().err
     assert main(["signals", str(sample_dir / "comm.jsonl"), "--out", str(out), "--signals", "bogus", "--quiet"]) == 2
+
+
+def test_dedup_semantic_with_a_model_and_with_given_embeddings(tmp_path, capsys):
+    import numpy as np
+    from test_models import CLIP_DIR
+
+    # Six pairs whose captions are one image's; two documents repeat the first image.
+    src = Path(__file__).parent.parent / "python" / "interleaf" / "data" / "sample" / "pairs.jsonl"
+    lines = src.read_text().splitlines()
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("\n".join(lines + [lines[0].replace('"id": "', '"id": "copy-'), lines[0].replace('"id": "', '"id": "again-')]) + "\n")
+    import shutil
+
+    shutil.copytree(src.parent / "images", tmp_path / "images")  # a link out would be path_outside_root
+    out = tmp_path / "sem"
+    rc = main(["dedup", str(data), "--out", str(out), "--method", "semantic", "--on", "image", "--model", str(CLIP_DIR), "--device", "cpu", "--eps", "0.0001", "--quiet"])
+    assert rc == 0
+    dup = pl.read_parquet(out / "duplicates.parquet")
+    n = len(lines)
+    first = dup.filter(pl.col("doc_index").is_in([0, n, n + 1]))
+    assert first.height == 3 and first.get_column("cluster_id").n_unique() == 1  # the first image three times
+    assert (first.get_column("score") > 0.9999).all()
+    assert json.loads((out / "summary.json").read_text())["semantic"]["eps"] == 0.0001
+    # The same through precomputed embeddings: the .npy rows are the documents in read order.
+    emb = np.random.default_rng(0).normal(size=(n + 2, 8)).astype(np.float32)
+    emb[n] = emb[0]
+    emb[n + 1] = 0.0  # nothing to compare: stays alone
+    np.save(tmp_path / "e.npy", emb)
+    rc = main(["dedup", str(data), "--out", str(tmp_path / "sem2"), "--method", "semantic", "--embeddings", str(tmp_path / "e.npy"), "--quiet"])
+    assert rc == 0
+    dup2 = pl.read_parquet(tmp_path / "sem2" / "duplicates.parquet")
+    assert sorted(dup2.get_column("doc_index").to_list()) == [0, n]
+    capsys.readouterr()
+    assert main(["dedup", str(data), "--out", str(tmp_path / "x"), "--method", "semantic", "--quiet"]) == 2
+    assert "exactly one of model" in capsys.readouterr().err

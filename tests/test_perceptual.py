@@ -280,3 +280,27 @@ def test_draft_through_polars_and_the_dedup_command(corpus, sample_dir, tmp_path
     assert summary["phash"]["draft"] == 128 and summary["phash"]["unhashed"] == 0
     joined = pl.read_parquet(tmp_path / "duplicates.parquet").filter(pl.col("doc_id") != pl.col("representative"))
     assert set(joined.get_column("doc_id")) >= {"pair-dup-1", "pair-dup-2"}
+
+
+def test_faiss_binary_backend_gives_the_pairs_of_brute_force_on_100k_hashes():
+    rng = np.random.default_rng(11)
+    base = rng.integers(0, 2**63, 100_000, dtype=np.uint64) | (rng.integers(0, 2, 100_000, dtype=np.uint64) << np.uint64(63))
+    # Planted pairs at every distance 0-8: flip that many distinct bits of a base hash.
+    planted = []
+    for d in range(9):
+        for src in rng.choice(100_000, 40, replace=False):
+            bits = rng.choice(64, d, replace=False)
+            v = int(base[src])
+            for b in bits:
+                v ^= 1 << int(b)
+            planted.append(v)
+    hashes = pl.Series("hash", [int(h) for h in base] + planted + [None], dtype=pl.UInt64)
+    for radius in (0, 2, 5):  # FAISS's multi-hash search takes ~80 s at radius 8 on 100k (MIH: 7 s)
+        mih, fa = near_duplicates(hashes, radius), near_duplicates(hashes, radius, backend="faiss")
+        for key in ("i", "j", "distance", "representative"):
+            assert np.array_equal(mih[key], fa[key]), (radius, key)
+        # Every planted copy within the radius is found with its source, none beyond it (random
+        # pairs of 64-bit hashes within 5 bits are vanishingly rare, but counted alike).
+        assert len(fa["i"]) >= 40 * (radius + 1) and not any(j >= 100_000 + 40 * (radius + 1) for j in fa["j"].tolist() if j < 100_360)
+    with pytest.raises(ValueError, match="backend"):
+        near_duplicates(hashes, 5, backend="lsh")

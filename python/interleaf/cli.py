@@ -201,6 +201,11 @@ def cmd_dedup(args: argparse.Namespace) -> int:
         strip_punctuation=args.strip_punctuation,
         write_format=args.write,
         progress=not args.quiet,
+        model=args.model,
+        embeddings=args.embeddings,
+        eps=args.eps,
+        n_clusters=args.clusters,
+        device=args.device,
     )
     print(f"{summary['documents']:,} documents, {summary['duplicate_documents']:,} duplicates in {summary['clusters_with_duplicates']:,} clusters; kept {summary['kept_documents']:,}")
     for name, path in summary["outputs"].items():
@@ -412,10 +417,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dedup", help="find duplicate documents", description="Stream documents, find exact, MinHash (text) or pHash (image) near-duplicates, write duplicates.parquet (doc_id, cluster_id, representative, method, score) and summary.json, optionally the deduplicated dataset.")
     p.add_argument("paths", nargs="+", help="files, globs, brace ranges or directories")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--method", choices=("exact", "minhash", "phash"), default="minhash", help="exact keys, MinHash LSH on text, or pHash on each document's first image (default %(default)s)")
+    p.add_argument("--method", choices=("exact", "minhash", "phash", "semantic"), default="minhash", help="exact keys, MinHash LSH on text, pHash on each document's first image, or SemDeDup on embeddings (default %(default)s)")
     p.add_argument("--radius", type=int, default=5, help="phash: Hamming radius (default %(default)s, as MMC4)")
     p.add_argument("--draft", type=int, default=None, metavar="PIXELS", help="phash: decode JPEGs reduced, as Pillow's draft('L', (PIXELS, PIXELS)): several times faster, hashes not bit-identical to a full decode (default: full decode)")
-    p.add_argument("--on", choices=("text", "image", "all"), default="text", help="exact: what the key covers (default %(default)s)")
+    p.add_argument("--on", choices=("text", "image", "all"), default="text", help="exact: what the key covers; semantic: what is embedded, text or image (default %(default)s)")
     p.add_argument("--strip-punctuation", action="store_true", help="exact text keys ignore punctuation")
     p.add_argument("--threshold", type=float, default=0.8, help="minhash: Jaccard threshold (default %(default)s)")
     p.add_argument("--num-perm", type=int, default=128, help="minhash: permutations (default %(default)s)")
@@ -425,6 +430,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bands", type=int, default=None, help="minhash: LSH bands (default: chosen like datasketch)")
     p.add_argument("--rows", type=int, default=None, help="minhash: LSH rows per band (default: chosen like datasketch)")
     p.add_argument("--verify", choices=("none", "signature"), default="none", help="minhash: check candidate pairs on the full signature (default %(default)s)")
+    p.add_argument("--model", default=None, metavar="MODEL", help="semantic: CLIP model (--on image or text) or sentence embedder (--on text) directory")
+    p.add_argument("--embeddings", default=None, metavar="FILE", help="semantic: precomputed embeddings instead of --model, one row per document in read order (.npy, or file.parquet:column)")
+    p.add_argument("--eps", type=float, default=0.01, help="semantic: a document is a duplicate when its cosine with an earlier one of its cluster is > 1 - eps (default %(default)s)")
+    p.add_argument("--clusters", type=int, default=None, help="semantic: k-means clusters (default: about 1,000 documents per cluster)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="semantic: where the model and FAISS k-means run (default %(default)s)")
     p.add_argument("--write", choices=WRITE_FORMATS, default=None, help="also write the deduplicated dataset to OUT/dedup in this format")
     _add_read_options(p)
     p.set_defaults(func=cmd_dedup)

@@ -1,5 +1,6 @@
 """Deduplication: exact keys, perceptual hashes (identical to imagehash) with Hamming-radius
-search, MinHash signatures and LSH clusters. Semantic dedup is not available yet.
+search, MinHash signatures and LSH clusters, and semantic dedup of embeddings (SemDeDup,
+:func:`semantic`; not yet a ``deduplicate`` / ``interleaf dedup`` method).
 
 Method details and defaults follow ``METHODS.md`` §6-7: 5-word shingles, 128 permutations,
 Jaccard 0.8, bands x rows chosen like datasketch.
@@ -9,6 +10,7 @@ from interleaf.dedup.dataset import deduplicate, document_texts
 from interleaf.dedup.exact import blake3, normalized_text_hash, xxh3_128
 from interleaf.dedup.minhash import MinHasher, datasketch_permutations, lsh_clusters, lsh_params, shingles
 from interleaf.dedup.perceptual import ahash, dhash, hash_clusters, near_duplicates, phash
+from interleaf.dedup.semdedup import semantic
 
 __all__ = [
     "MinHasher",
@@ -24,6 +26,7 @@ __all__ = [
     "lsh_clusters",
     "lsh_params",
     "normalized_text_hash",
+    "semantic",
     "shingles",
     "xxh3_128",
 ]

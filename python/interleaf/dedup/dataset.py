@@ -33,7 +33,7 @@ from interleaf.io.writer import WRITE_FORMATS
 from interleaf.polars import hamming
 from interleaf.schema import DOC_ID, DOC_INDEX, IMAGE, KIND, POS, TEXT
 
-METHODS = ("exact", "minhash", "phash")
+METHODS = ("exact", "minhash", "phash", "semantic")
 EXACT_ON = ("text", "image", "all")
 
 
@@ -66,20 +66,38 @@ class Signatures:
 
     doc_ids: list[pl.Series] = field(default_factory=list)
     keys: list[pl.Series] = field(default_factory=list)  # exact: String keys; phash: UInt64 hashes
-    signatures: list[np.ndarray] = field(default_factory=list)  # minhash
+    signatures: list[np.ndarray] = field(default_factory=list)  # minhash; semantic: embeddings
     counters: dict[str, int] = field(default_factory=lambda: {"documents": 0, "unhashed": 0})
 
 
-def sign(reader: interleaf.Reader, method: str, *, on: str = "text", strip_punctuation: bool = False, hasher: MinHasher | None = None, draft: int | None = None) -> Signatures:
-    """Step 1: each document's key, hash or signature, batch by batch. ``unhashed`` counts
-    documents without a decodable image (pHash), which then join nothing."""
+def embed_documents(model: Any, docs: pl.DataFrame, on: str) -> np.ndarray:
+    """Embeddings of documents (``document_texts`` rows) for semantic dedup: the first image
+    through a CLIP model (``on="image"``), or the text through a CLIP model or a sentence
+    embedder (``on="text"``); NaN rows where a document has nothing to embed."""
+    if on == "image":
+        if not hasattr(model, "embed_images"):
+            raise ValueError("on='image' needs a CLIP model")
+        return model.embed_images(docs.get_column("first_image"))[0]
+    texts = docs.get_column("text")
+    return (model.embed_texts(texts) if hasattr(model, "embed_texts") else model.embed(texts))[0]
+
+
+def sign(reader: interleaf.Reader, method: str, *, on: str = "text", strip_punctuation: bool = False, hasher: MinHasher | None = None, draft: int | None = None, model: Any = None) -> Signatures:
+    """Step 1: each document's key, hash, signature or embedding, batch by batch. ``unhashed``
+    counts documents without a decodable image (pHash) or anything to embed (semantic), which
+    then join nothing."""
     out = Signatures()
     for df in reader:
         docs = document_texts(df)
         out.doc_ids.append(docs.get_column(DOC_ID))
         out.counters["documents"] += docs.height
         texts = docs.get_column("text").fill_null("")
-        if method == "minhash":
+        if method == "semantic":
+            if model is not None:
+                emb = embed_documents(model, docs, on)
+                out.counters["unhashed"] += int(np.isnan(emb).any(axis=1).sum())
+                out.signatures.append(emb)
+        elif method == "minhash":
             assert hasher is not None
             out.signatures.append(hasher.signatures(texts))
         elif method == "phash":
@@ -96,10 +114,13 @@ def sign(reader: interleaf.Reader, method: str, *, on: str = "text", strip_punct
     return out
 
 
-def cluster(sig: Signatures, method: str, *, threshold: float, num_perm: int, bands: int | None, rows: int | None, verify: str, radius: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+def cluster(sig: Signatures, method: str, *, threshold: float, num_perm: int, bands: int | None, rows: int | None, verify: str, radius: int, semantic: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Step 2: (representative doc_index per document, score per document, counters). The
-    representative is the first document of its cluster in read order."""
+    representative is the first document of its cluster in read order (semantic: the one
+    SemDeDup keeps)."""
     total = sig.counters["documents"]
+    if method == "semantic":
+        return semantic_clusters(np.concatenate(sig.signatures) if sig.signatures else np.zeros((0, 1), np.float32), total, **(semantic or {}))
     if method == "minhash":
         matrix = np.concatenate(sig.signatures) if sig.signatures else np.zeros((0, num_perm), dtype=np.uint32)
         reps, stats = lsh_clusters(matrix, threshold, bands, rows, verify=verify)
@@ -116,6 +137,36 @@ def cluster(sig: Signatures, method: str, *, threshold: float, num_perm: int, ba
     return reps, np.ones(total), {"distinct_keys": keys.n_unique()}
 
 
+def semantic_clusters(emb: np.ndarray, total: int, *, eps: float = 0.01, n_clusters: int | None = None, seed: int = 0, device: str = "auto") -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """SemDeDup (:func:`interleaf.dedup.semantic`) over one embedding per document; a removed
+    document's representative is the kept document its chain of ``duplicate_of`` ends at, its
+    score the cosine with its ``duplicate_of``. Documents without an embedding (a NaN or zero row) stay alone."""
+    from interleaf.dedup.semdedup import semantic
+
+    if len(emb) != total:
+        raise ValueError(f"semantic dedup needs one embedding per document: {len(emb)} embeddings for {total} documents")
+    reps = np.arange(total, dtype=np.int64)
+    score = np.ones(total)
+    # Rows with NaN (nothing to embed) or all zeros (no direction) join nothing.
+    ok = np.flatnonzero(np.isfinite(emb).all(axis=1) & (np.abs(emb).sum(axis=1) > 0)) if total else np.zeros(0, np.int64)
+    stats: dict[str, Any] = {"eps": eps, "embedded": int(len(ok)), "unembedded": int(total - len(ok))}
+    if len(ok):
+        table = semantic(emb[ok], eps=eps, n_clusters=n_clusters, seed=seed, device=device)
+        dup = table.get_column("duplicate_of").fill_null(-1).to_numpy()
+        local = np.arange(len(ok))
+        target = np.where(dup >= 0, dup, local)
+        while True:  # follow duplicate_of to the kept item it ends at
+            nxt = target[target]
+            if (nxt == target).all():
+                break
+            target = nxt
+        reps[ok] = ok[target]
+        cos = table.get_column("cosine").fill_null(1.0).to_numpy()
+        score[ok] = np.where(dup >= 0, cos, 1.0)
+        stats["clusters"] = int(table.get_column("cluster").n_unique())
+    return reps, score, stats
+
+
 def duplicates_table(doc_ids: pl.Series, reps: np.ndarray, score: np.ndarray, method: str) -> pl.DataFrame:
     """Step 3: one row per document in a cluster of two or more: ``doc_id``, ``doc_index``,
     ``cluster_id`` (the representative's doc_index), ``representative`` (its doc_id),
@@ -126,6 +177,27 @@ def duplicates_table(doc_ids: pl.Series, reps: np.ndarray, score: np.ndarray, me
     return dups.with_columns(doc_ids.gather(dups.get_column("cluster_id")).alias("representative"), pl.lit(method).alias("method")).select(
         "doc_id", "doc_index", "cluster_id", "representative", "method", "score"
     )
+
+
+def load_embeddings(embeddings: Any) -> np.ndarray:
+    """Embeddings given to semantic dedup: an array, a ``.npy`` file, or ``file.parquet:column``
+    (a List or Array column), one row per document in read order."""
+    if isinstance(embeddings, (str, os.PathLike)):
+        text = str(embeddings)
+        if text.endswith(".npy"):
+            a = np.load(text, mmap_mode="r")
+        elif ".parquet:" in text:
+            path, col = text.rsplit(":", 1)
+            s = pl.read_parquet(path, columns=[col]).get_column(col)
+            a = np.stack(s.to_list()) if s.dtype == pl.List else s.to_numpy()
+        else:
+            raise ValueError(f"embeddings must be a .npy file or 'file.parquet:column', got {text!r}")
+    else:
+        a = np.asarray(embeddings)
+    a = np.asarray(a, dtype=np.float32)
+    if a.ndim != 2:
+        raise ValueError(f"embeddings must be 2-D (documents, dim), got shape {a.shape}")
+    return a
 
 
 def kept(source: Any, format: str | None, batch_size: int, keep: np.ndarray, **read_options: Any):
@@ -156,6 +228,11 @@ def deduplicate(
     strip_punctuation: bool = False,
     write_format: str | None = None,
     progress: bool = False,
+    model: Any = None,
+    embeddings: Any = None,
+    eps: float = 0.01,
+    n_clusters: int | None = None,
+    device: str = "auto",
 ) -> dict[str, Any]:
     """Finds duplicate documents in ``source`` and writes ``out/duplicates.parquet`` and
     ``out/summary.json`` (each written under a temporary name and renamed).
@@ -179,11 +256,31 @@ def deduplicate(
     ``method="minhash"`` signs document texts with :class:`MinHasher` (fast mode) and clusters
     with :func:`lsh_clusters` at ``threshold``. Signatures take ``4 * num_perm`` bytes per
     document (512 B at 128: 10M documents = 5.1 GB).
+    ``method="semantic"`` runs SemDeDup (:func:`interleaf.dedup.semantic`, ``eps``,
+    ``n_clusters``, ``seed``, ``device``) on one embedding per document: each document's first
+    image (``on="image"``) or its text (``on="text"``) through ``model`` (a CLIP model or a
+    sentence embedder, loaded object or directory), or the rows of ``embeddings`` (an array, a
+    ``.npy`` file, or ``path.parquet:column``; one row per document in read order). The
+    representative is the document SemDeDup keeps; ``score`` is the cosine with the nearest
+    earlier document of its cluster.
 
     Every argument is checked before any data is read.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+    emb_given = None
+    if method == "semantic":
+        choice_arg("on", on, ("text", "image"))
+        if (model is None) == (embeddings is None):
+            raise ValueError("method='semantic' needs exactly one of model= (a CLIP model or text embedder) and embeddings=")
+        if embeddings is not None:
+            emb_given = load_embeddings(embeddings)
+        elif isinstance(model, (str, os.PathLike)):
+            from interleaf import models
+
+            model = models.load(model, device)
+        float_arg("eps", eps, 0.0, 2.0)
+        int_arg("n_clusters", n_clusters, 1, 1 << 24, optional=True)
     if on not in EXACT_ON:
         raise ValueError(f"on must be one of {EXACT_ON}, not {on!r}")
     if verify not in ("none", "signature", "exact"):
@@ -202,9 +299,12 @@ def deduplicate(
     out = Path(out)
     t0 = time.perf_counter()
     reader = interleaf.read(source, format, batch_size, progress=progress)
-    sig = sign(reader, method, on=on, strip_punctuation=strip_punctuation, hasher=hasher, draft=draft)
+    sig = sign(reader, method, on=on, strip_punctuation=strip_punctuation, hasher=hasher, draft=draft, model=model)
+    if emb_given is not None:
+        sig.signatures = [emb_given]
     doc_ids = pl.concat(sig.doc_ids) if sig.doc_ids else pl.Series("doc_id", [], dtype=pl.String)
-    reps, score, cluster_stats = cluster(sig, method, threshold=threshold, num_perm=num_perm, bands=bands, rows=rows, verify=verify, radius=radius)
+    sem = {"eps": eps, "n_clusters": n_clusters, "seed": seed, "device": device}
+    reps, score, cluster_stats = cluster(sig, method, threshold=threshold, num_perm=num_perm, bands=bands, rows=rows, verify=verify, radius=radius, semantic=sem)
     dup = duplicates_table(doc_ids, reps, score, method)
     with atomic_output(out / "duplicates.parquet") as tmp:
         dup.write_parquet(tmp)
@@ -223,6 +323,8 @@ def deduplicate(
         summary.update(lsh=cluster_stats, threshold=threshold, num_perm=num_perm)
     elif method == "phash":
         summary["phash"] = {**cluster_stats, "draft": draft}
+    elif method == "semantic":
+        summary["semantic"] = {**cluster_stats, "on": on if emb_given is None else "embeddings", "n_clusters": n_clusters, "seed": seed}
     else:
         summary.update(on=on, **cluster_stats)
     if write_format:

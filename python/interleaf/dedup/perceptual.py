@@ -80,7 +80,7 @@ def hash_clusters(hashes: pl.Series | np.ndarray | Sequence[int | None], radius:
     return _native.hamming_clusters(_hash_column(hashes, radius), radius)
 
 
-def near_duplicates(hashes: pl.Series | np.ndarray | Sequence[int | None], radius: int = 5) -> dict[str, np.ndarray]:
+def near_duplicates(hashes: pl.Series | np.ndarray | Sequence[int | None], radius: int = 5, backend: str = "mih") -> dict[str, np.ndarray]:
     """Pairs of 64-bit hashes within Hamming ``radius`` (default 5, MMC4's pHash radius) and
     clusters, by multi-index hashing: ``radius + 1`` bit ranges, exact-match buckets, then
     verification, so the cost grows with the number of true candidates, not n^2.
@@ -88,11 +88,62 @@ def near_duplicates(hashes: pl.Series | np.ndarray | Sequence[int | None], radiu
     Args:
         hashes: UInt64 hashes (the ``hash`` column of :func:`phash`, a uint64 array, or ints);
             nulls join nothing.
+        backend: ``"mih"`` (interleaf's multi-index hashing in Rust) or ``"faiss"`` (FAISS's
+            ``IndexBinaryMultiHash`` with ``radius + 1`` exact-match sub-hashes and a range
+            search: the same pairs, by the pigeonhole argument both rest on).
     Returns:
-        ``{"i", "j", "distance"}``: int64 arrays of the pairs (i < j), and ``"representative"``:
-        for each hash the smallest index in its cluster. Every pair is listed, so n copies of
-        one hash give n(n-1)/2 pairs: use :func:`hash_clusters` when only clusters matter.
+        ``{"i", "j", "distance"}``: int64 arrays of the pairs (i < j, sorted), and
+        ``"representative"``: for each hash the smallest index in its cluster. Every pair is
+        listed, so n copies of one hash give n(n-1)/2 pairs: use :func:`hash_clusters` when only
+        clusters matter.
     """
+    from interleaf._checks import choice_arg
+
+    choice_arg("backend", backend, ("mih", "faiss"))
     col = _hash_column(hashes, radius)
-    i, j, d, reps = _native.hamming_pairs(col, radius)
-    return {"i": i, "j": j, "distance": d, "representative": reps}
+    if backend == "mih":
+        i, j, d, reps = _native.hamming_pairs(col, radius)
+        return {"i": i, "j": j, "distance": d, "representative": reps}
+    return _faiss_pairs(col, radius)
+
+
+def _faiss_pairs(col: pl.Series, radius: int) -> dict[str, np.ndarray]:
+    import faiss
+
+    n = col.len()
+    present = np.flatnonzero(col.is_not_null().to_numpy())
+    values = col.drop_nulls().to_numpy().astype(np.uint64)
+    i_out, j_out, d_out = [np.zeros(0, np.int64)] * 3
+    if len(values):
+        codes = np.ascontiguousarray(values).view(np.uint8).reshape(-1, 8)
+        parts = radius + 1
+        index = faiss.IndexBinaryMultiHash(64, parts, 64 // parts)
+        index.nflip = 0
+        index.add(codes)
+        lims, dist, found = index.range_search(codes, radius + 1)  # FAISS keeps distances < radius + 1
+        q = np.repeat(np.arange(len(values)), np.diff(lims.astype(np.int64)))
+        keep = q < found
+        qi, qj, qd = present[q[keep]], present[found.astype(np.int64)[keep]], dist[keep].astype(np.int64)
+        order = np.lexsort((qj, qi))
+        i_out, j_out, d_out = qi[order], qj[order], qd[order]
+    return {"i": i_out, "j": j_out, "distance": d_out, "representative": _components(n, i_out, j_out)}
+
+
+def _components(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """The smallest index of each item's connected component over the pairs (min-label
+    propagation with pointer jumping)."""
+    label = np.arange(n, dtype=np.int64)
+    if not len(i):
+        return label
+    while True:
+        before = label.copy()
+        low = np.minimum(label[i], label[j])
+        np.minimum.at(label, i, low)
+        np.minimum.at(label, j, low)
+        while True:
+            jumped = label[label]
+            if (jumped == label).all():
+                break
+            label = jumped
+        if (label == before).all():
+            return label

@@ -1,0 +1,178 @@
+"""Semantic deduplication as SemDeDup publishes it (facebookresearch/SemDeDup; METHODS.md §6):
+spherical k-means on L2-normalised embeddings (FAISS), then within each cluster the items
+ordered farthest from the centroid first, and an item dropped when its cosine with any earlier
+item in that order is **strictly** above ``1 - eps``. Each cluster is processed in blocks of
+the upper triangle only (no n x n matrix for a big cluster, about half the products of the
+published full matrix)."""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from interleaf._checks import int_arg
+
+_BLOCK = 512
+
+
+def default_clusters(n: int) -> int:
+    """k-means clusters for ``n`` items: about 1,000 items per cluster, 1 to 50,000 (SemDeDup's
+    published LAION run used 50,000 for 440M)."""
+    return int(max(1, min(50_000, round(n / 1000))))
+
+
+def _cluster_pass(x: np.ndarray, order: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """For the items ``order`` (one cluster, in SemDeDup's order): each item's maximum cosine
+    with any earlier item (0 for the first, as the published upper-triangle maximum gives) and
+    the position of that earlier item (-1 when none is above 0)."""
+    m = len(order)
+    best = np.zeros(m, dtype=np.float32)
+    arg = np.full(m, -1, dtype=np.int64)
+    e = x[order]
+    for b0 in range(0, m, block):
+        b1 = min(m, b0 + block)
+        cols = e[b0:b1]
+        for a0 in range(0, b1, block):
+            a1 = min(b1, a0 + block)
+            s = e[a0:a1] @ cols.T  # rows: earlier candidates, columns: items b0..b1
+            if a1 > b0:  # the diagonal block: only i < j counts
+                i = np.arange(a0, a1)[:, None]
+                j = np.arange(b0, b1)[None, :]
+                s = np.where(i < j, s, -np.inf)
+            top = s.argmax(axis=0)
+            val = s[top, np.arange(b1 - b0)]
+            better = val > best[b0:b1]
+            best[b0:b1] = np.where(better, val, best[b0:b1])
+            arg[b0:b1] = np.where(better, a0 + top, arg[b0:b1])
+    return best, arg
+
+
+def semantic(
+    embeddings: Any,
+    eps: float = 0.01,
+    n_clusters: int | None = None,
+    clusters: Any = None,
+    ranking: Any = None,
+    seed: int = 0,
+    device: str = "auto",
+    *,
+    niter: int = 100,
+    threads: int | None = None,
+) -> pl.DataFrame:
+    """SemDeDup over ``embeddings`` ``(n, dim)`` (any scale: rows are L2-normalised here).
+
+    Args:
+        eps: an item is a duplicate when its cosine with an earlier item of its cluster is
+            ``> 1 - eps`` (strict; SemDeDup's code is the reference: larger eps prunes more;
+            NeMo Curator's 0.01 is cosine > 0.99).
+        n_clusters: k-means clusters (default :func:`default_clusters`).
+        clusters: precomputed cluster ids (one int per row) instead of k-means; each centroid is
+            then the normalised mean of its members.
+        ranking: one score per row (for example a CLIP score); within a cluster the best-ranked
+            item comes first and is the one kept of its duplicates (ties in row order). Default:
+            SemDeDup's order, farthest from the centroid first ("keep hard").
+        seed: k-means seed (deterministic for a seed and thread count).
+        device: FAISS k-means on ``"cuda"`` when FAISS sees a GPU (``"auto"``), or ``"cpu"``.
+        niter: k-means iterations (SemDeDup's published config: 100).
+        threads: clusters processed in parallel (default 1: numpy's BLAS already spreads each
+            block product over the cores).
+
+    Returns:
+        one row per input row, in input order: ``index``, ``cluster``, ``kept``,
+        ``duplicate_of`` (the earlier item with the highest cosine, for a removed row) and
+        ``cosine`` (that highest cosine with an earlier item of the cluster; null for the
+        first item of a cluster).
+    """
+    from interleaf.search import as_vectors, resolve_device
+
+    a = np.asarray(embeddings)
+    if a.ndim != 2:
+        raise ValueError(f"embeddings must be 2-D (n, dim), got shape {a.shape}")
+    x = as_vectors(a, a.shape[1], "embeddings")
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    zero = np.flatnonzero(norms[:, 0] == 0)
+    if len(zero):
+        raise ValueError(f"embeddings has zero rows: {', '.join(str(i) for i in zero[:10])}")
+    x = x / norms
+    n = len(x)
+    if not (0 <= eps <= 2) or math.isnan(eps):
+        raise ValueError(f"eps must be in [0, 2], got {eps}")
+    int_arg("n_clusters", n_clusters, 1, 1 << 24, optional=True)
+    int_arg("threads", threads, 1, 512, optional=True)
+    int_arg("niter", niter, 1, 10_000)
+    int_arg("seed", seed, 0, (1 << 31) - 1)
+    if n == 0:
+        return pl.DataFrame(schema={"index": pl.Int64, "cluster": pl.Int64, "kept": pl.Boolean, "duplicate_of": pl.Int64, "cosine": pl.Float32})
+    if clusters is not None:
+        labels = np.asarray(clusters)
+        if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"clusters must be one integer per row ({n}), got {labels.dtype} {labels.shape}")
+        labels = labels.astype(np.int64)
+        uniq, inv = np.unique(labels, return_inverse=True)
+        cent = None  # the normalised member mean, computed per cluster below
+    else:
+        import faiss
+
+        k = min(n, n_clusters or default_clusters(n))
+        km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=seed, spherical=True, gpu=resolve_device(device) == "cuda", verbose=False, min_points_per_centroid=1, max_points_per_centroid=1 << 30)
+        km.train(x)
+        _, assigned = km.index.search(x, 1)  # unit centroids: the nearest is the most cosine-similar
+        labels = assigned[:, 0].astype(np.int64)
+        uniq, inv = np.unique(labels, return_inverse=True)
+        cent = km.centroids[uniq].astype(np.float64)
+        cent /= np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-30)
+    rank = None
+    if ranking is not None:
+        rank = np.asarray(ranking, dtype=np.float64)
+        if rank.shape != (n,) or np.isnan(rank).any():
+            raise ValueError(f"ranking must be one number per row ({n}), without NaN")
+    members = np.argsort(inv, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(inv, minlength=len(uniq)))])
+    best = np.zeros(n, dtype=np.float32)
+    dup = np.full(n, -1, dtype=np.int64)
+    first = np.zeros(n, dtype=bool)
+
+    def run(c: int) -> None:
+        idx = members[bounds[c] : bounds[c + 1]]  # row order
+        if rank is not None:
+            key = -rank[idx]
+        else:
+            # SemDeDup: distance to the centroid (1 - cosine) descending, stable.
+            xc = x[idx].astype(np.float64)
+            if cent is None:
+                centre = xc.sum(axis=0)
+                centre /= max(float(np.linalg.norm(centre)), 1e-30)
+            else:
+                centre = cent[c]
+            key = -(1.0 - xc @ centre)
+        order = idx[np.argsort(key, kind="stable")]
+        b, arg = _cluster_pass(x, order, _BLOCK)
+        best[order] = b
+        dup[order] = np.where(arg >= 0, order[np.maximum(arg, 0)], -1)
+        first[order[0]] = True
+
+    # numpy's BLAS already spreads a block product over the cores: clusters in parallel only
+    # when asked (threads=), else one after another.
+    workers = threads or 1
+    order_c = sorted(range(len(uniq)), key=lambda c: bounds[c] - bounds[c + 1])
+    if workers == 1:
+        for c in order_c:
+            run(c)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(run, order_c))
+    removed = best > 1 - eps
+    return pl.DataFrame(
+        {
+            "index": np.arange(n, dtype=np.int64),
+            "cluster": labels,
+            "kept": ~removed,
+            "duplicate_of": np.where(removed, dup, -1),
+            "cosine": np.where(first, np.nan, best).astype(np.float32),
+        },
+        nan_to_null=True,
+    ).with_columns(pl.when(pl.col("duplicate_of") >= 0).then(pl.col("duplicate_of")).alias("duplicate_of"))

@@ -1,0 +1,365 @@
+"""Vector search on FAISS: exact and approximate indexes over embeddings, on the CPU or, when
+FAISS sees one, a GPU (METHODS.md §5: retrieval for MM-Instruct's instruction-to-image matching,
+nearest captions, evaluation).
+
+::
+
+    from interleaf.search import Index, nearest
+    index = Index(512, metric="cosine", kind="ivf")
+    index.train(sample)                 # IVF/IVF-PQ only: learns the coarse centroids
+    index.add(image_embeddings)         # ids: 0, 1, ... (or ids=)
+    scores, ids = index.search(text_embeddings, k=10)
+    index.save("images.index"); Index.load("images.index")
+
+    scores, ids = nearest(instructions, images, k=1)                     # argmax
+    scores, ids = nearest(instructions, images, k=1, top=10, temperature=0.05, seed=0)  # sampled
+
+Scores are cosines for ``metric="cosine"`` (vectors L2-normalised on the way in), inner
+products for ``"ip"`` and squared L2 distances for ``"l2"`` (lower is nearer); a slot with no
+result has id -1 and score NaN.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from interleaf._checks import choice_arg, int_arg
+
+METRICS = ("cosine", "ip", "l2")
+KINDS = ("flat", "ivf", "ivfpq", "hnsw")
+DEVICES = ("auto", "cpu", "cuda")
+_ADD_BATCH = 65_536
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError as e:  # pragma: no cover - faiss-cpu is a base dependency
+        raise ImportError("interleaf.search needs FAISS: pip install faiss-cpu (or faiss-gpu)") from e
+    return faiss
+
+
+def gpu_count() -> int:
+    """GPUs FAISS can use (0 with faiss-cpu)."""
+    faiss = _faiss()
+    return int(faiss.get_num_gpus()) if hasattr(faiss, "get_num_gpus") else 0
+
+
+def resolve_device(device: str) -> str:
+    """``"cuda"`` or ``"cpu"``: ``auto`` takes a GPU only when FAISS sees one; ``cuda`` without
+    one raises (never a silent CPU run)."""
+    choice_arg("device", device, DEVICES)
+    n = gpu_count()
+    if device == "cuda" and n == 0:
+        raise RuntimeError("device='cuda' but FAISS sees no GPU (install faiss-gpu on a machine with CUDA, or use device='cpu')")
+    return "cuda" if device == "cuda" or (device == "auto" and n > 0) else "cpu"
+
+
+def default_nlist(n: int) -> int:
+    """IVF lists for ``n`` training vectors: about 4 sqrt(n), at least 39 training vectors per
+    list (FAISS's minimum), 1 to 65,536."""
+    return int(max(1, min(65_536, round(4 * math.sqrt(max(n, 1))), n // 39)))
+
+
+def default_nprobe(nlist: int) -> int:
+    """Lists searched per query: nlist / 8, at least 8 (recall@10 >= 0.95 on clustered data in
+    the tests), at most nlist."""
+    return int(min(nlist, max(8, nlist // 8)))
+
+
+def as_vectors(x: Any, dim: int, what: str) -> np.ndarray:
+    """``x`` as a C-contiguous float32 ``(n, dim)`` array; NaN or infinite rows are refused with
+    their row numbers."""
+    a = np.asarray(x)
+    if a.ndim == 1 and a.size == dim:
+        a = a[None, :]
+    if a.ndim != 2 or a.shape[1] != dim:
+        raise ValueError(f"{what} must have shape (n, {dim}), got {a.shape}")
+    if not np.issubdtype(a.dtype, np.floating):
+        raise ValueError(f"{what} must be floating point (float32 or float16), got {a.dtype}")
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    bad = np.flatnonzero(~np.isfinite(a).all(axis=1))
+    if len(bad):
+        rows = ", ".join(str(i) for i in bad[:10]) + (f", ... ({len(bad)} rows)" if len(bad) > 10 else "")
+        raise ValueError(f"{what} has NaN or infinite values in rows {rows}")
+    return a
+
+
+def _normalise(a: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(a, axis=1, keepdims=True)
+    zero = np.flatnonzero(norm[:, 0] == 0)
+    if len(zero):
+        raise ValueError(f"cosine needs non-zero vectors; rows {', '.join(str(i) for i in zero[:10])} are zero")
+    return a / norm
+
+
+class Index:
+    """A FAISS index over float vectors.
+
+    Args:
+        dim: vector width.
+        metric: ``"cosine"`` (inner product of L2-normalised vectors; default), ``"ip"``, ``"l2"``.
+        kind: ``"flat"`` (exact), ``"ivf"`` (inverted lists over exact vectors), ``"ivfpq"``
+            (inverted lists over product-quantised vectors: smallest), ``"hnsw"`` (graph; no
+            training).
+        device: ``"auto"`` (a GPU when FAISS sees one), ``"cpu"`` or ``"cuda"`` (raises without
+            a GPU). HNSW always runs on the CPU.
+        nlist: IVF lists (default from the training sample: :func:`default_nlist`).
+        nprobe: lists searched per query (default :func:`default_nprobe`); settable later.
+        pq_m: IVF-PQ sub-quantisers (default: the largest of 64, 32, 16, 8, 4, 2, 1 dividing dim
+            into sub-vectors of at least 4 values); ``pq_bits`` bits each (8).
+        hnsw_m: HNSW neighbours per node (32); ``ef_search`` (64) and ``ef_construction`` (64).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        metric: str = "cosine",
+        kind: str = "flat",
+        device: str = "auto",
+        *,
+        nlist: int | None = None,
+        nprobe: int | None = None,
+        pq_m: int | None = None,
+        pq_bits: int = 8,
+        hnsw_m: int = 32,
+        ef_search: int = 64,
+        ef_construction: int = 64,
+    ):
+        int_arg("dim", dim, 1, 1 << 16)
+        choice_arg("metric", metric, METRICS)
+        choice_arg("kind", kind, KINDS)
+        int_arg("nlist", nlist, 1, 1 << 20, optional=True)
+        int_arg("nprobe", nprobe, 1, 1 << 20, optional=True)
+        int_arg("pq_bits", pq_bits, 1, 16)
+        int_arg("hnsw_m", hnsw_m, 2, 1024)
+        int_arg("ef_search", ef_search, 1, 1 << 16)
+        int_arg("ef_construction", ef_construction, 1, 1 << 16)
+        if pq_m is None:
+            pq_m = next(m for m in (64, 32, 16, 8, 4, 2, 1) if dim % m == 0 and dim // m >= 4 or m == 1)
+        int_arg("pq_m", pq_m, 1, dim)
+        if kind == "ivfpq" and dim % pq_m:
+            raise ValueError(f"pq_m ({pq_m}) must divide dim ({dim})")
+        self.dim, self.metric, self.kind = dim, metric, kind
+        self.device = "cpu" if kind == "hnsw" else resolve_device(device)
+        self.params: dict[str, Any] = {"nlist": nlist, "nprobe": nprobe, "pq_m": pq_m, "pq_bits": pq_bits, "hnsw_m": hnsw_m, "ef_search": ef_search, "ef_construction": ef_construction}
+        self._index: Any = None
+        self._gpu_resources: Any = None
+        if kind in ("flat", "hnsw"):
+            self._build(None)
+
+    # -------------------------------------------------------------------------- building
+
+    @property
+    def needs_training(self) -> bool:
+        """Whether :meth:`train` must run before :meth:`add` (IVF kinds, until trained)."""
+        return self._index is None
+
+    def _faiss_metric(self):
+        faiss = _faiss()
+        return faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
+
+    def _build(self, n_train: int | None) -> None:
+        faiss = _faiss()
+        p, metric = self.params, self._faiss_metric()
+        if self.kind == "flat":
+            base = faiss.IndexFlat(self.dim, metric)
+        elif self.kind == "hnsw":
+            base = faiss.IndexHNSWFlat(self.dim, p["hnsw_m"], metric)
+            base.hnsw.efConstruction = p["ef_construction"]
+            base.hnsw.efSearch = p["ef_search"]
+        else:
+            p["nlist"] = p["nlist"] or default_nlist(n_train or 0)
+            quantizer = faiss.IndexFlat(self.dim, metric)
+            if self.kind == "ivf":
+                base = faiss.IndexIVFFlat(quantizer, self.dim, p["nlist"], metric)
+            else:
+                base = faiss.IndexIVFPQ(quantizer, self.dim, p["nlist"], p["pq_m"], p["pq_bits"], metric)
+            base.own_fields = True
+            quantizer.this.disown()
+            p["nprobe"] = p["nprobe"] or default_nprobe(p["nlist"])
+        index = faiss.IndexIDMap2(base)
+        index.own_fields = True
+        base.this.disown()
+        if self.device == "cuda":
+            self._gpu_resources = faiss.StandardGpuResources()
+            index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, index)
+        self._index = index
+        self._set_nprobe()
+
+    def _set_nprobe(self) -> None:
+        if self.kind in ("ivf", "ivfpq") and self._index is not None:
+            _faiss().ParameterSpace().set_index_parameter(self._index, "nprobe", int(self.params["nprobe"]))
+
+    @property
+    def nprobe(self) -> int | None:
+        """Lists searched per query (IVF kinds)."""
+        return self.params["nprobe"]
+
+    @nprobe.setter
+    def nprobe(self, value: int) -> None:
+        int_arg("nprobe", value, 1, 1 << 20)
+        self.params["nprobe"] = value
+        self._set_nprobe()
+
+    def _prepare(self, x: Any, what: str) -> np.ndarray:
+        a = as_vectors(x, self.dim, what)
+        return _normalise(a) if self.metric == "cosine" else a
+
+    def train(self, sample: Any) -> Index:
+        """Learns an IVF index's coarse centroids (and PQ codebooks) from ``sample`` (a few
+        hundred vectors per list; nlist defaults from its size). Other kinds need no training:
+        a no-op for them."""
+        if self.kind in ("flat", "hnsw"):
+            return self
+        if self._index is not None and self._index.is_trained:
+            raise ValueError("the index is already trained")
+        x = self._prepare(sample, "sample")
+        if len(x) < 1:
+            raise ValueError("train needs at least one vector")
+        self._build(len(x))
+        nlist = self.params["nlist"]
+        if len(x) < nlist:
+            raise ValueError(f"train needs at least nlist = {nlist} vectors, got {len(x)}")
+        if self.kind == "ivfpq" and len(x) < 2 ** self.params["pq_bits"]:
+            raise ValueError(f"IVF-PQ with {self.params['pq_bits']}-bit codes needs at least {2 ** self.params['pq_bits']} training vectors, got {len(x)}")
+        self._index.train(x)
+        return self
+
+    def add(self, vectors: Any, ids: Any = None) -> Index:
+        """Adds vectors (float32 or float16, ``(n, dim)``) with int64 ``ids`` (default: the
+        next positions, 0, 1, ...), in batches."""
+        if self._index is None or not self._index.is_trained:
+            raise ValueError(f"a {self.kind} index must be trained first: call train(sample)")
+        x = self._prepare(vectors, "vectors")
+        if ids is None:
+            start = int(self._index.ntotal)
+            ids_arr = np.arange(start, start + len(x), dtype=np.int64)
+        else:
+            ids_arr = np.ascontiguousarray(ids, dtype=np.int64)
+            if ids_arr.shape != (len(x),):
+                raise ValueError(f"ids must be one int64 per vector ({len(x)}), got shape {ids_arr.shape}")
+        for a in range(0, len(x), _ADD_BATCH):
+            self._index.add_with_ids(x[a : a + _ADD_BATCH], ids_arr[a : a + _ADD_BATCH])
+        return self
+
+    def search(self, queries: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest indexed vectors of each query: ``(scores, ids)``, float32 and int64
+        ``(n, k)``, best first; -1 / NaN where fewer than ``k`` were found."""
+        int_arg("k", k, 1, 1 << 16)
+        if self._index is None or not self._index.is_trained:
+            raise ValueError(f"a {self.kind} index must be trained first: call train(sample)")
+        q = self._prepare(queries, "queries")
+        if len(q) == 0:
+            return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
+        scores, ids = self._index.search(q, k)
+        scores = scores.astype(np.float32, copy=False)
+        scores[ids < 0] = np.nan
+        return scores, ids.astype(np.int64, copy=False)
+
+    def __len__(self) -> int:
+        return 0 if self._index is None else int(self._index.ntotal)
+
+    def __repr__(self) -> str:
+        return f"Index(dim={self.dim}, metric={self.metric!r}, kind={self.kind!r}, device={self.device!r}, n={len(self)})"
+
+    # ---------------------------------------------------------------------------- files
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Writes the index to the folder ``path`` (``index.faiss`` + ``index.json``), through
+        temporary names renamed into place."""
+        from interleaf.io.atomic import atomic_output
+
+        faiss = _faiss()
+        if self._index is None:
+            raise ValueError("nothing to save: the index is not trained yet")
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        cpu = faiss.index_gpu_to_cpu(self._index) if self.device == "cuda" else self._index
+        with atomic_output(out / "index.faiss") as tmp:
+            faiss.write_index(cpu, str(tmp))
+        meta = {"format": "interleaf.search.Index/1", "dim": self.dim, "metric": self.metric, "kind": self.kind, "params": self.params, "n": len(self)}
+        with atomic_output(out / "index.json") as tmp:
+            Path(tmp).write_text(json.dumps(meta, indent=1))
+        return out
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str = "auto") -> Index:
+        """An index written by :meth:`save`."""
+        faiss = _faiss()
+        d = Path(path)
+        for f in ("index.faiss", "index.json"):
+            if not (d / f).is_file():
+                raise FileNotFoundError(f"{d / f} is missing: not an interleaf index folder")
+        meta = json.loads((d / "index.json").read_text())
+        p = meta["params"]
+        self = cls(meta["dim"], meta["metric"], meta["kind"], device, **{k: v for k, v in p.items() if k in ("nlist", "nprobe", "pq_m", "pq_bits", "hnsw_m", "ef_search", "ef_construction")})
+        index = faiss.read_index(str(d / "index.faiss"))
+        if index.d != self.dim:
+            raise ValueError(f"{d}/index.faiss holds {index.d}-dimensional vectors, index.json says {self.dim}")
+        if self.device == "cuda":
+            self._gpu_resources = faiss.StandardGpuResources()
+            index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, index)
+        self._index = index
+        self._set_nprobe()
+        return self
+
+
+def nearest(
+    queries: Any,
+    corpus: Any,
+    k: int = 1,
+    *,
+    metric: str = "cosine",
+    top: int | None = None,
+    temperature: float | None = None,
+    replace: bool = False,
+    seed: int = 0,
+    device: str = "auto",
+) -> tuple[np.ndarray, np.ndarray]:
+    """The corpus rows nearest each query, exactly (a flat index): ``(scores, ids)``, ``(n, k)``.
+
+    With ``temperature``, MM-Instruct's sampled matching: the ``top`` nearest (default
+    ``max(10, k)``) are candidates and ``k`` of them are drawn per query with probability
+    proportional to ``exp(score / temperature)`` (cosine or inner product; ``-distance`` for
+    l2), without replacement unless ``replace``; seeded by ``seed`` (the same draws for the
+    same inputs). Without ``temperature``: the top ``k`` (``k=1`` is the argmax)."""
+    q = np.asarray(queries)
+    c = np.asarray(corpus)
+    if c.ndim != 2:
+        raise ValueError(f"corpus must be 2-D (n, dim), got shape {c.shape}")
+    int_arg("k", k, 1, 1 << 16)
+    int_arg("top", top, 1, 1 << 16, optional=True)
+    int_arg("seed", seed, 0, (1 << 63) - 1)
+    index = Index(c.shape[1], metric, "flat", device)
+    index.add(c)
+    if temperature is None:
+        return index.search(q, k)
+    if not (temperature > 0 and math.isfinite(temperature)):
+        raise ValueError(f"temperature must be a positive number, got {temperature}")
+    top = top or max(10, k)
+    if top < k and not replace:
+        raise ValueError(f"cannot draw k={k} without replacement from top={top} candidates")
+    scores, ids = index.search(q, top)
+    rng = np.random.default_rng(seed)
+    out_s = np.full((len(ids), k), np.nan, dtype=np.float32)
+    out_i = np.full((len(ids), k), -1, dtype=np.int64)
+    sign = -1.0 if metric == "l2" else 1.0
+    for r in range(len(ids)):
+        ok = ids[r] >= 0
+        cand_s, cand_i = scores[r][ok], ids[r][ok]
+        if not len(cand_i):
+            continue
+        logits = sign * cand_s.astype(np.float64) / temperature
+        p = np.exp(logits - logits.max())
+        p /= p.sum()
+        n = k if replace else min(k, len(cand_i))
+        pick = rng.choice(len(cand_i), size=n, replace=replace, p=p)
+        out_s[r, :n], out_i[r, :n] = cand_s[pick], cand_i[pick]
+    return out_s, out_i
