@@ -148,3 +148,16 @@ def test_nearest_argmax_and_seeded_temperature_sampling():
         nearest(queries, corpus, k=5, top=3, temperature=0.1)
     with pytest.raises(ValueError, match="temperature"):
         nearest(queries, corpus, temperature=0.0)
+
+
+def test_sampling_survives_underflow_and_a_refused_training_changes_nothing():
+    corpus = np.eye(4, dtype=np.float32)
+    corpus[1] = [1, 1, 0, 0]
+    s, i = nearest(np.array([[1, 0, 0, 0]], np.float32), corpus, k=3, temperature=0.001, seed=0)
+    assert i[0, 0] == 0 and len(set(i[0].tolist())) == 3  # far candidates still fill the draw
+    index = Index(8, kind="ivfpq", device="cpu")
+    with pytest.raises(ValueError, match="at least 256"):
+        index.train(clustered(100, 8, 3, 12))
+    assert index.needs_training and index.params["nlist"] is None
+    index.train(clustered(5000, 8, 3, 12))
+    assert index.params["nlist"] == default_nlist(5000) and not index.needs_training

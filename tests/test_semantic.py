@@ -134,3 +134,17 @@ def test_recompressed_copies_through_the_clip_fixture_are_found():
     assert removed.sum() == 6
     for i in range(6):
         assert removed[i] != removed[n + i]  # exactly one of each pair goes
+
+
+def test_documents_without_text_have_nothing_to_embed():
+    import polars as pl
+
+    from interleaf import models
+    from interleaf.dedup.dataset import embed_documents
+
+    clip = models.load(__import__("test_models").CLIP_DIR, device="cpu")
+    docs = pl.DataFrame({"text": ["a cat", "", None], "first_image": [None, None, None]}, schema={"text": pl.String, "first_image": pl.Binary})
+    emb = embed_documents(clip, docs, "text")
+    assert np.isfinite(emb[0]).all() and np.isnan(emb[1:]).all()
+    with pytest.raises(ValueError, match=r"eps must be in \[0, 1\]"):
+        semantic(np.eye(3, dtype=np.float32), eps=1.5)

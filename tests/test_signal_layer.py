@@ -388,3 +388,12 @@ def test_top_k_equals_numpy_ranking_and_document_perplexity_the_weighted_mean():
     nll, tok = np.array([2.0, np.nan, 1.0, 3.0]), np.array([10, 0, 30, 5])
     got = document_perplexity(nll, tok, [0, 3, 3, 4])
     assert got[0] == pytest.approx(np.exp((2.0 * 10 + 1.0 * 30) / 40)) and np.isnan(got[1]) and got[2] == pytest.approx(np.exp(3.0))
+
+
+def test_title_nodes_are_not_steps_and_key_dtypes_are_cast():
+    emb = models.load(EMBEDDER_DIR, device="cpu")
+    b = batch_of([[("text", "A title"), ("text", "Step one.", 0), ("text", "Step two.", 1)]])
+    _, out = compute(b, [TextCoherence()], Context(text_embedder=emb))
+    assert out.get_column("coherence_steps").to_list() == [2]
+    nodes, _ = compute(b.with_columns(pl.col("pos").cast(pl.Int64)), [TextStats()])
+    assert nodes.schema["pos"] == pl.Int32 and nodes.get_column("text_n_words").to_list() == [2, 2, 2]

@@ -159,7 +159,7 @@ class Index:
     @property
     def needs_training(self) -> bool:
         """Whether :meth:`train` must run before :meth:`add` (IVF kinds, until trained)."""
-        return self._index is None
+        return self._index is None or not self._index.is_trained
 
     def _faiss_metric(self):
         faiss = _faiss()
@@ -195,7 +195,10 @@ class Index:
 
     def _set_nprobe(self) -> None:
         if self.kind in ("ivf", "ivfpq") and self._index is not None:
-            _faiss().ParameterSpace().set_index_parameter(self._index, "nprobe", int(self.params["nprobe"]))
+            faiss = _faiss()
+            # GpuParameterSpace knows GPU IVF indexes and falls back to the CPU rules otherwise.
+            space = faiss.GpuParameterSpace() if self.device == "cuda" else faiss.ParameterSpace()
+            space.set_index_parameter(self._index, "nprobe", int(self.params["nprobe"]))
 
     @property
     def nprobe(self) -> int | None:
@@ -223,13 +226,19 @@ class Index:
         x = self._prepare(sample, "sample")
         if len(x) < 1:
             raise ValueError("train needs at least one vector")
-        self._build(len(x))
-        nlist = self.params["nlist"]
+        # Checked before anything is built, so a refused sample changes nothing.
+        nlist = self.params["nlist"] or default_nlist(len(x))
         if len(x) < nlist:
             raise ValueError(f"train needs at least nlist = {nlist} vectors, got {len(x)}")
         if self.kind == "ivfpq" and len(x) < 2 ** self.params["pq_bits"]:
             raise ValueError(f"IVF-PQ with {self.params['pq_bits']}-bit codes needs at least {2 ** self.params['pq_bits']} training vectors, got {len(x)}")
-        self._index.train(x)
+        params = dict(self.params)
+        try:
+            self._build(len(x))
+            self._index.train(x)
+        except Exception:
+            self.params, self._index = params, None
+            raise
         return self
 
     def add(self, vectors: Any, ids: Any = None) -> Index:
@@ -357,9 +366,13 @@ def nearest(
         if not len(cand_i):
             continue
         logits = sign * cand_s.astype(np.float64) / temperature
-        p = np.exp(logits - logits.max())
-        p /= p.sum()
         n = k if replace else min(k, len(cand_i))
-        pick = rng.choice(len(cand_i), size=n, replace=replace, p=p)
+        if replace:
+            p = np.exp(logits - logits.max())
+            pick = rng.choice(len(cand_i), size=n, replace=True, p=p / p.sum())
+        else:
+            # Gumbel-top-k: the same law as drawing one at a time without replacement, and no
+            # failure when far candidates' probabilities underflow to 0.
+            pick = np.argsort(-(logits + rng.gumbel(size=len(logits))), kind="stable")[:n]
         out_s[r, :n], out_i[r, :n] = cand_s[pick], cand_i[pick]
     return out_s, out_i

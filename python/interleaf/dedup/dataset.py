@@ -78,7 +78,9 @@ def embed_documents(model: Any, docs: pl.DataFrame, on: str) -> np.ndarray:
         if not hasattr(model, "embed_images"):
             raise ValueError("on='image' needs a CLIP model")
         return model.embed_images(docs.get_column("first_image"))[0]
-    texts = docs.get_column("text")
+    # A document without text has nothing to embed: null, so its row is NaN (not the
+    # embedding of "", which every text-less document would share).
+    texts = docs.select(pl.when(pl.col("text").str.len_chars() > 0).then(pl.col("text"))).to_series()
     return (model.embed_texts(texts) if hasattr(model, "embed_texts") else model.embed(texts))[0]
 
 
@@ -273,14 +275,18 @@ def deduplicate(
         choice_arg("on", on, ("text", "image"))
         if (model is None) == (embeddings is None):
             raise ValueError("method='semantic' needs exactly one of model= (a CLIP model or text embedder) and embeddings=")
+        choice_arg("device", device, ("auto", "cpu", "cuda"))
+        int_arg("seed", seed, 0, (1 << 31) - 1)
+        float_arg("eps", eps, 0.0, 1.0)
+        int_arg("n_clusters", n_clusters, 1, 1 << 24, optional=True)
         if embeddings is not None:
             emb_given = load_embeddings(embeddings)
         elif isinstance(model, (str, os.PathLike)):
             from interleaf import models
 
             model = models.load(model, device)
-        float_arg("eps", eps, 0.0, 2.0)
-        int_arg("n_clusters", n_clusters, 1, 1 << 24, optional=True)
+        if model is not None and on == "image" and not hasattr(model, "embed_images"):
+            raise ValueError("on='image' needs a CLIP model (this one embeds only text)")
     if on not in EXACT_ON:
         raise ValueError(f"on must be one of {EXACT_ON}, not {on!r}")
     if verify not in ("none", "signature", "exact"):

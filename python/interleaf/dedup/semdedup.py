@@ -99,8 +99,8 @@ def semantic(
         raise ValueError(f"embeddings has zero rows: {', '.join(str(i) for i in zero[:10])}")
     x = x / norms
     n = len(x)
-    if not (0 <= eps <= 2) or math.isnan(eps):
-        raise ValueError(f"eps must be in [0, 2], got {eps}")
+    if not (0 <= eps <= 1) or math.isnan(eps):
+        raise ValueError(f"eps must be in [0, 1] (cosine > 1 - eps), got {eps}")
     int_arg("n_clusters", n_clusters, 1, 1 << 24, optional=True)
     int_arg("threads", threads, 1, 512, optional=True)
     int_arg("niter", niter, 1, 10_000)

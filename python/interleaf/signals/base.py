@@ -249,7 +249,8 @@ def check_batch(batch: pl.DataFrame) -> pl.DataFrame:
         raise ValueError(f"batch lacks the node columns {need}; signals take interleaf.read output")
     if S.DOC_ID not in batch.columns:
         batch = batch.with_columns(pl.col(S.DOC_INDEX).cast(pl.String).alias(S.DOC_ID))
-    return S.conform(batch) if set(S.NODE_SCHEMA) - set(batch.columns) else batch
+    wrong = any(name not in batch.schema or batch.schema[name] != dtype for name, dtype in S.NODE_SCHEMA.items())
+    return S.conform(batch) if wrong else batch
 
 
 def compute(batch: pl.DataFrame, signals: Sequence[Signal], ctx: Context | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:

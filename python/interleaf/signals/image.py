@@ -58,7 +58,7 @@ class ImageStats:
     ``<name>_contrast``, ``<name>_uniform_fraction`` (0-1), ``<name>_mmc4_ok``,
     ``<name>_obelics_ok``, ``<name>_datacomp_ok`` and ``<name>_error`` (why the image gave no
     values: it was missing when read, or does not decode). With a CLIP signal in the same
-    :func:`compute` call each image is decoded once for both.
+    :func:`compute` call (and the default limits) each image is decoded once for both.
     """
 
     level = "node"
