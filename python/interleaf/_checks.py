@@ -30,3 +30,16 @@ def choice_arg(name: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, not {value!r}")
     return value
+
+
+def string_column(texts: Any, name: str = "texts") -> Any:
+    """``texts`` (a polars String Series, or a sequence of str / None) as a String Series;
+    TypeError for another dtype."""
+    import polars as pl
+
+    col = texts if isinstance(texts, pl.Series) else pl.Series(name, list(texts), dtype=pl.String)
+    if col.dtype == pl.Null:
+        col = col.cast(pl.String)
+    if col.dtype != pl.String:
+        raise TypeError(f"{name} must be a String column, not {col.dtype}")
+    return col

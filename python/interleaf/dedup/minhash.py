@@ -16,20 +16,11 @@ import numpy as np
 import polars as pl
 
 from interleaf import _native
-from interleaf._checks import choice_arg, float_arg, int_arg
+from interleaf._checks import choice_arg, float_arg, int_arg, string_column
 
 MODES = ("fast", "datasketch")
 SCHEMES = ("affine32", "legacy")
 UNITS = ("word", "char")
-
-
-def _texts(texts: pl.Series | Sequence[str | None]) -> pl.Series:
-    col = texts if isinstance(texts, pl.Series) else pl.Series("texts", list(texts), dtype=pl.String)
-    if col.dtype == pl.Null:
-        col = col.cast(pl.String)
-    if col.dtype != pl.String:
-        raise TypeError(f"texts must be a String column, not {col.dtype}")
-    return col
 
 
 def shingles(text: str, n: int = 5, unit: str = "word") -> list[str]:
@@ -121,7 +112,7 @@ class MinHasher:
         """uint32 array of shape ``(len(texts), num_perm)`` for a String Series (read in
         place, no copy) or a sequence of str. An empty or null text's row is all
         ``2**32 - 1`` (an empty MinHash)."""
-        return _native.minhash_signatures(_texts(texts), self.n, self.unit, self._native_scheme, self._a, self._b, self.seed, self.threads)
+        return _native.minhash_signatures(string_column(texts, "texts"), self.n, self.unit, self._native_scheme, self._a, self._b, self.seed, self.threads)
 
     def __repr__(self) -> str:
         return f"MinHasher(num_perm={self.num_perm}, n={self.n}, unit={self.unit!r}, seed={self.seed}, mode={self.mode!r}, scheme={self.scheme!r})"
@@ -177,5 +168,5 @@ def lsh_clusters(
     if bands is None:
         bands, rows = lsh_params(threshold, sigs.shape[1])
     rank = None if ranking is None else np.ascontiguousarray(ranking, dtype=np.float64)
-    reps, candidates, joined = _native.lsh_cluster(sigs, bands, rows, verify, threshold, None if texts is None else _texts(texts), n, unit, rank)
+    reps, candidates, joined = _native.lsh_cluster(sigs, bands, rows, verify, threshold, None if texts is None else string_column(texts, "texts"), n, unit, rank)
     return reps, {"bands": bands, "rows": rows, "candidates": candidates, "joined": joined}

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import polars as pl
 
 from interleaf import _native
-from interleaf._checks import choice_arg, int_arg
+from interleaf._checks import choice_arg, int_arg, string_column
 
 #: OBELICS's paragraph-level (node) thresholds, from its filter config; a max fails on ``>``,
 #: a min on ``<``.
@@ -31,15 +31,6 @@ DOCUMENT_RULES = {
     "flagged_word_ratio": (None, 0.01),
     "punctuation_ratio": (0.03, None),
 }
-
-
-def _texts(texts: pl.Series | Sequence[str | None]) -> pl.Series:
-    col = texts if isinstance(texts, pl.Series) else pl.Series("text", list(texts), dtype=pl.String)
-    if col.dtype == pl.Null:
-        col = col.cast(pl.String)
-    if col.dtype != pl.String:
-        raise TypeError(f"texts must be a String column, not {col.dtype}")
-    return col
 
 
 def text_stats(
@@ -78,7 +69,7 @@ def text_stats(
     int_arg("word_ngram", word_ngram, 1, 1000)
     int_arg("threads", threads, 1, 512, optional=True)
     min_tokens = 12 if level == "paragraph" else 0
-    return _native.obelics_text_stats(_texts(texts), char_ngram=char_ngram, word_ngram=word_ngram, punctuation_min_tokens=min_tokens, threads=threads)
+    return _native.obelics_text_stats(string_column(texts, "texts"), char_ngram=char_ngram, word_ngram=word_ngram, punctuation_min_tokens=min_tokens, threads=threads)
 
 
 def obelics_paragraphs(texts: pl.Series | Sequence[str | None], *, threads: int | None = None) -> pl.DataFrame:
@@ -95,7 +86,7 @@ def obelics_paragraphs(texts: pl.Series | Sequence[str | None], *, threads: int 
     models and are not applied here.
     """
     int_arg("threads", threads, 1, 512, optional=True)
-    return _native.obelics_paragraphs(_texts(texts), threads=threads)
+    return _native.obelics_paragraphs(string_column(texts, "texts"), threads=threads)
 
 
 _STATS = ("n_words", "n_chars", "char_repetition", "word_repetition", "special_char_ratio", "stopword_ratio", "flagged_word_ratio", "punctuation_ratio")

@@ -206,25 +206,32 @@ pub fn mmc4_assign_docs(
 /// CoMM's image-sequence consistency of each document:
 /// `F = mean_{i=2..N} cos(x_i, x_{i-1}) - mean_{i > j + 1} cos(x_i, x_j)`, NaN below 3 images.
 pub fn sequence_consistency(emb: &[f32], offsets: &[i64], dim: usize) -> Result<Vec<f64>, String> {
+    per_document(emb, offsets, dim, |_, u, n| {
+        if n < 3 {
+            return f64::NAN;
+        }
+        let x = |i: usize| &u[i * dim..(i + 1) * dim];
+        let adjacent = (1..n).map(|i| dot(x(i), x(i - 1))).sum::<f64>() / (n - 1) as f64;
+        let (mut far, mut count) = (0.0, 0usize);
+        for i in 2..n {
+            for j in 0..i - 1 {
+                far += dot(x(i), x(j));
+                count += 1;
+            }
+        }
+        adjacent - far / count as f64
+    })
+}
+
+/// `f(document, its unit rows, their count)` for every document, in parallel.
+fn per_document<T: Send>(emb: &[f32], offsets: &[i64], dim: usize, f: impl Fn(usize, &[f64], usize) -> T + Sync) -> Result<Vec<T>, String> {
     check_offsets(offsets, emb.len() / dim.max(1), "embedding")?;
     Ok((0..offsets.len() - 1)
         .into_par_iter()
         .map(|d| {
             let u = unit_rows(emb, dim, rows(offsets, d));
             let n = u.len() / dim.max(1);
-            if n < 3 {
-                return f64::NAN;
-            }
-            let x = |i: usize| &u[i * dim..(i + 1) * dim];
-            let adjacent = (1..n).map(|i| dot(x(i), x(i - 1))).sum::<f64>() / (n - 1) as f64;
-            let (mut far, mut count) = (0.0, 0usize);
-            for i in 2..n {
-                for j in 0..i - 1 {
-                    far += dot(x(i), x(j));
-                    count += 1;
-                }
-            }
-            adjacent - far / count as f64
+            f(d, &u, n)
         })
         .collect())
 }
@@ -234,35 +241,29 @@ pub fn sequence_consistency(emb: &[f32], offsets: &[i64], dim: usize) -> Result<
 /// cosine of the same steps in `shuffles` random orders (seeded by `seed` and the document's
 /// index, so results do not depend on threads). NaN below 2 steps.
 pub fn coherence(emb: &[f32], offsets: &[i64], dim: usize, shuffles: usize, seed: u64) -> Result<Vec<[f64; 3]>, String> {
-    check_offsets(offsets, emb.len() / dim.max(1), "embedding")?;
-    Ok((0..offsets.len() - 1)
-        .into_par_iter()
-        .map(|d| {
-            let u = unit_rows(emb, dim, rows(offsets, d));
-            let n = u.len() / dim.max(1);
-            if n < 2 {
-                return [f64::NAN; 3];
+    per_document(emb, offsets, dim, |d, u, n| {
+        if n < 2 {
+            return [f64::NAN; 3];
+        }
+        let x = |i: usize| &u[i * dim..(i + 1) * dim];
+        let consecutive = |order: &[usize]| order.windows(2).map(|w| dot(x(w[0]), x(w[1]))).collect::<Vec<f64>>();
+        let identity: Vec<usize> = (0..n).collect();
+        let c = consecutive(&identity);
+        let mean = c.iter().sum::<f64>() / c.len() as f64;
+        let min = c.iter().copied().fold(f64::INFINITY, f64::min);
+        let mut rng = SplitMix64(seed ^ (d as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut order = identity;
+        let mut shuffled = 0.0;
+        for _ in 0..shuffles {
+            for i in (1..n).rev() {
+                order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
             }
-            let x = |i: usize| &u[i * dim..(i + 1) * dim];
-            let consecutive = |order: &[usize]| order.windows(2).map(|w| dot(x(w[0]), x(w[1]))).collect::<Vec<f64>>();
-            let identity: Vec<usize> = (0..n).collect();
-            let c = consecutive(&identity);
-            let mean = c.iter().sum::<f64>() / c.len() as f64;
-            let min = c.iter().copied().fold(f64::INFINITY, f64::min);
-            let mut rng = SplitMix64(seed ^ (d as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            let mut order = identity;
-            let mut shuffled = 0.0;
-            for _ in 0..shuffles {
-                for i in (1..n).rev() {
-                    order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
-                }
-                let s = consecutive(&order);
-                shuffled += s.iter().sum::<f64>() / s.len() as f64;
-            }
-            let margin = if shuffles > 0 { mean - shuffled / shuffles as f64 } else { f64::NAN };
-            [mean, min, margin]
-        })
-        .collect())
+            let s = consecutive(&order);
+            shuffled += s.iter().sum::<f64>() / s.len() as f64;
+        }
+        let margin = if shuffles > 0 { mean - shuffled / shuffles as f64 } else { f64::NAN };
+        [mean, min, margin]
+    })
 }
 
 /// For each row of `queries`, the `k` rows of `keys` with the highest cosine, best first (ties:
