@@ -145,13 +145,13 @@ class Context:
             table = image.stats(batch.get_column(S.IMAGE).gather(rows), threads=self.threads, max_pixels=max_pixels, max_bytes=max_bytes)
             return table.with_columns(row=pl.Series(rows, dtype=pl.Int64), error=_node_errors(batch, rows, table.get_column(S.ERROR)))
 
-        return self.cached(f"image.stats:{max_pixels}:{max_bytes}", batch, make)
+        return self.cached(_stats_key(max_pixels, max_bytes), batch, make)
 
     def prepare(self, batch: pl.DataFrame, needs: set[str]) -> None:
         """Computes what several signals need in one pass: when both CLIP image embeddings and
         image statistics are needed, each image is decoded once for both."""
         self.begin(batch)
-        if not {"clip.image", "image.stats"} <= needs or "clip.image" in self._cache or "image.stats:None:None" in self._cache or self._models["clip"] is None:
+        if not {"clip.image", "image.stats"} <= needs or "clip.image" in self._cache or _stats_key(None, None) in self._cache or self._models["clip"] is None:
             return
         from interleaf import image
 
@@ -170,7 +170,7 @@ class Context:
             tables.append(got.table)
         table = pl.concat(tables) if tables else image.stats([])
         error = _node_errors(batch, rows, table.get_column(S.ERROR))
-        self._cache["image.stats:None:None"] = table.with_columns(row=pl.Series(rows, dtype=pl.Int64), error=error)
+        self._cache[_stats_key(None, None)] = table.with_columns(row=pl.Series(rows, dtype=pl.Int64), error=error)
         self._cache["clip.image"] = Embeddings(rows, vectors, error)
 
     def clip_texts(self, texts: Sequence[str | None], signal: str = "a signal") -> tuple[np.ndarray, pl.Series]:
@@ -216,6 +216,11 @@ class Context:
             return table.with_columns(row=pl.Series(rows, dtype=pl.Int64), error=_node_errors(batch, rows, table.get_column("error")))
 
         return self.cached("lm.perplexity", batch, make)
+
+
+def _stats_key(max_pixels: int | None, max_bytes: int | None) -> str:
+    """The cache key of image statistics decoded under these limits."""
+    return f"image.stats:{max_pixels}:{max_bytes}"
 
 
 def _kind_rows(batch: pl.DataFrame, kind: str) -> np.ndarray:
@@ -284,24 +289,6 @@ def compute(batch: pl.DataFrame, signals: Sequence[Signal], ctx: Context | None 
             raise RuntimeError(f"signal {sig.name} returned columns {dict(got.schema)}, not its declared {expect}")
         out[sig.level] = out[sig.level].join(got.drop(S.DOC_ID), on=[k for k in key if k != S.DOC_ID], how="left", maintain_order="left")
     return out["node"], out["doc"]
-
-
-def node_frame(batch: pl.DataFrame, rows: np.ndarray, columns: dict[str, pl.Series | np.ndarray | list], schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    """A node-level result: the keys of ``rows`` then ``columns`` cast to ``schema``."""
-    keys_ = batch.select(NODE_KEYS)[rows] if len(rows) else batch.select(NODE_KEYS).clear()
-    data = pl.DataFrame({name: columns[name] for name in schema}, schema=schema, nan_to_null=True) if len(rows) else pl.DataFrame(schema=schema)
-    return pl.concat([keys_, data], how="horizontal")
-
-
-def doc_frame(doc_keys: pl.DataFrame, columns: dict[str, pl.Series | np.ndarray | list], schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    """A document-level result: ``doc_keys`` then ``columns`` cast to ``schema``."""
-    data = pl.DataFrame({name: columns[name] for name in schema}, schema=schema, nan_to_null=True) if doc_keys.height else pl.DataFrame(schema=schema)
-    return pl.concat([doc_keys, data], how="horizontal")
-
-
-def error(kind: str, message: str) -> dict[str, str]:
-    """An error value for an attribute row (a kind from :data:`interleaf.ERROR_KINDS`)."""
-    return S.record_error(kind, message)
 
 
 def as_matrix(x: Any, name: str) -> np.ndarray:

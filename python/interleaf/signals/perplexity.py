@@ -7,7 +7,7 @@ import polars as pl
 
 from interleaf import schema as S
 from interleaf._checks import choice_arg
-from interleaf.signals.base import DOC_KEYS, NODE_KEYS, sorted_docs
+from interleaf.signals.base import DOC_KEYS, NODE_KEYS, as_offsets, group_rows, sorted_docs
 
 #: OBELICS's document perplexity limit (its KenLM model; a neural LM's scale differs: set the
 #: threshold for the model used).
@@ -19,8 +19,6 @@ def document_perplexity(nll, tokens, offsets) -> np.ndarray:
     (nats per token) and token counts (:meth:`interleaf.models.CausalLM.perplexity`'s ``nll``
     and ``tokens``), documents given by CSR ``offsets``: ``exp(sum(nll * tokens) /
     sum(tokens))`` over the texts with a value; NaN for a document with no scored token."""
-    from interleaf.signals.base import as_offsets
-
     nll = np.asarray(nll, dtype=np.float64)
     tok = np.asarray(tokens, dtype=np.float64)
     if nll.shape != tok.shape or nll.ndim != 1:
@@ -71,18 +69,17 @@ class Perplexity:
             )
             return pl.concat([batch.select(NODE_KEYS)[rows] if len(rows) else batch.select(NODE_KEYS).clear(), out], how="horizontal")
         docs = sorted_docs(batch)
-        di = batch.get_column(S.DOC_INDEX).to_numpy()[t.get_column("row").to_numpy()]
-        per = (
-            t.with_columns(pl.Series(S.DOC_INDEX, di, dtype=pl.Int64))
-            .filter(pl.col("nll").is_not_null())
-            .group_by(S.DOC_INDEX)
-            .agg((pl.col("nll") * pl.col("tokens")).sum().alias("_w"), pl.col("tokens").sum().cast(pl.Int64).alias(f"{n}_tokens"))
-        )
-        out = docs.join(per, on=S.DOC_INDEX, how="left", maintain_order="left").with_columns(pl.col(f"{n}_tokens").fill_null(0))
-        ppl = np.exp(out.get_column("_w").to_numpy().astype(np.float64) / np.maximum(out.get_column(f"{n}_tokens").to_numpy(), 1))
-        ppl = np.where(out.get_column(f"{n}_tokens").to_numpy() > 0, ppl, np.nan)
-        err = [None if k > 0 else S.record_error("too_few_tokens", "the document has no text the model can score") for k in out.get_column(f"{n}_tokens").to_list()]
+        row_of = t.get_column("row").to_numpy()
+        rows, offsets = group_rows(batch, row_of, docs)
+        at = np.empty(batch.height, dtype=np.int64)
+        at[row_of] = np.arange(len(row_of))
+        nll = t.get_column("nll").fill_null(np.nan).to_numpy().astype(np.float64)[at[rows]]
+        tok = t.get_column("tokens").to_numpy().astype(np.float64)[at[rows]]
+        ppl = document_perplexity(nll, tok, offsets)
+        doc = np.repeat(np.arange(docs.height), np.diff(offsets))
+        scored = np.bincount(doc, weights=np.where(np.isnan(nll), 0.0, tok), minlength=docs.height).astype(np.int64)
+        err = [None if k > 0 else S.record_error("too_few_tokens", "the document has no text the model can score") for k in scored.tolist()]
         res = pl.DataFrame({f"{n}_perplexity": ppl}, nan_to_null=True).with_columns(
-            out.get_column(f"{n}_tokens"), (pl.col(f"{n}_perplexity") <= self.max_perplexity).alias(f"{n}_ok"), S.error_column(err, f"{n}_error")
+            pl.Series(f"{n}_tokens", scored, dtype=pl.Int64), (pl.col(f"{n}_perplexity") <= self.max_perplexity).alias(f"{n}_ok"), S.error_column(err, f"{n}_error")
         )
         return pl.concat([docs.select(DOC_KEYS), res], how="horizontal")

@@ -88,8 +88,8 @@ fn unit_rows_f32(emb: &[f32], dim: usize, range: std::ops::Range<usize>) -> Vec<
     out
 }
 
-/// The cosine block of one document: its rows of `a` against its rows of `b`, from unit rows
-/// in float32 (as MMC4's numpy product of float32 CLIP embeddings).
+/// The cosine block of one document (row-major, `a` rows x `b` rows): its rows of `a` against
+/// its rows of `b`, from unit rows in float32 (as MMC4's numpy product of float32 CLIP embeddings).
 fn block(a: &[f32], ra: std::ops::Range<usize>, b: &[f32], rb: std::ops::Range<usize>, dim: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(ra.len() * rb.len());
     if dim == 0 {
@@ -100,24 +100,6 @@ fn block(a: &[f32], ra: std::ops::Range<usize>, b: &[f32], rb: std::ops::Range<u
         out.extend(ub.chunks_exact(dim).map(|y| dot32(x, y)));
     }
     out
-}
-
-/// Per document, the cosine matrix of its rows of `a` against its rows of `b` (row-major,
-/// `a_rows x b_rows`), all documents concatenated; returns the values and their CSR offsets.
-pub fn cosine_blocks(a: &[f32], a_offsets: &[i64], b: &[f32], b_offsets: &[i64], dim: usize) -> Result<(Vec<f32>, Vec<i64>), String> {
-    check_offsets(a_offsets, a.len() / dim.max(1), "a")?;
-    check_offsets(b_offsets, b.len() / dim.max(1), "b")?;
-    if a_offsets.len() != b_offsets.len() {
-        return Err("a and b must cover the same documents".into());
-    }
-    let docs = a_offsets.len() - 1;
-    let blocks: Vec<Vec<f32>> = (0..docs).into_par_iter().map(|d| block(a, rows(a_offsets, d), b, rows(b_offsets, d), dim)).collect();
-    let mut offsets = Vec::with_capacity(docs + 1);
-    offsets.push(0i64);
-    for b in &blocks {
-        offsets.push(offsets.last().expect("first") + b.len() as i64);
-    }
-    Ok((blocks.concat(), offsets))
 }
 
 /// MMC4's assignment of one document's images to its sentences, from its `images x sentences`
