@@ -1,4 +1,5 @@
-"""The ``interleaf`` command line: inspect, convert, dedup, image-stats, models and demo
+"""The ``interleaf`` command line: run, score, filter, recipes, inspect, convert, dedup,
+image-stats, signals, models and demo
 (``interleaf COMMAND --help``)."""
 
 from __future__ import annotations
@@ -365,6 +366,109 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models_arg(items: Sequence[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--model takes NAME=DIR (clip=DIR, text=DIR, lm=DIR), not {item!r}")
+        out[name] = path
+    return out
+
+
+def _run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "models": _models_arg(args.model),
+        "format": args.format,
+        "image_root": args.image_root,
+        "load_images": not args.no_load_images,
+        "max_member_bytes": args.max_member_bytes,
+        "max_batch_bytes": args.max_batch_bytes,
+        "allow_outside_root": args.allow_outside_root,
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+        "device": args.device,
+        "threads": args.threads,
+        "model_batch_size": args.model_batch_size,
+        "limit": args.limit,
+        "overwrite": args.overwrite,
+        "progress": not args.quiet,
+    }
+
+
+def _print_run(summary: Any) -> None:
+    d = summary.data
+    print(f"{d['documents']['in']:,} documents in, {d['documents']['kept']:,} kept, {d['documents']['dropped']:,} dropped; nodes {d['nodes']['in']:,} in, {d['nodes']['kept']:,} kept")
+    for title, key in (("documents dropped by", "dropped_documents"), ("nodes dropped by", "dropped_nodes")):
+        if d[key]:
+            print(f"{title}:")
+            for name, n in d[key].items():
+                print(f"  {name:<24}{n:>10,}")
+    if d["errors"]:
+        print("documents with read errors:")
+        for kind, n in d["errors"].items():
+            print(f"  {kind:<24}{n:>10,}")
+    for name, msg in {**d["skipped"]["signals"], **d["skipped"]["filters"]}.items():
+        print(f"skipped {name}: {msg}")
+    print(f"wrote {summary.out}/ (attributes/, dropped/, kept/, summary.json)")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from interleaf.pipeline import run
+
+    summary = run(args.recipe, args.inputs, args.out, output_format=args.output_format, **_run_kwargs(args))
+    _print_run(summary)
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from interleaf.pipeline import run
+
+    summary = run(args.recipe, args.inputs, args.out, stages=("score", "dedup"), **_run_kwargs(args))
+    print(f"wrote the attributes of {len(summary.data['shards'])} shard(s) to {summary.out}/attributes; `interleaf filter {summary.out}` applies the filters")
+    return 0
+
+
+def cmd_filter(args: argparse.Namespace) -> int:
+    from interleaf.pipeline import refilter
+
+    summary = refilter(args.out, args.recipe, workers=args.workers, output_format=args.output_format, progress=not args.quiet)
+    _print_run(summary)
+    return 0
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from interleaf import recipes
+
+    if args.recipes_command == "list":
+        for name, desc in recipes.presets().items():
+            print(f"{name:<12} {desc}")
+        return 0
+    print(recipes.preset_text(args.name), end="")
+    return 0
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipe", help="a preset name (interleaf recipes list) or a recipe YAML file")
+    p.add_argument("inputs", nargs="+", help="files, globs, brace ranges or directories; each file is a shard")
+    p.add_argument("--out", required=True, help="output folder (new, empty, or an earlier run over the same inputs, which is resumed)")
+    p.add_argument("--model", action="append", metavar="NAME=DIR", help="a model the recipe names: clip=DIR, text=DIR, lm=DIR (repeatable)")
+    p.add_argument("--workers", type=int, default=1, help="shards processed at once, each in its own process (default %(default)s; outputs do not depend on it)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the models run (default %(default)s)")
+    p.add_argument("--threads", type=int, default=None, help="threads per worker (default: the cores divided among the workers)")
+    p.add_argument("--model-batch-size", type=int, default=None, help="inference batch size (default: each model's)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N documents of the input")
+    p.add_argument("--overwrite", action="store_true", help="replace an output folder that holds something else")
+    p.add_argument("--format", choices=FORMATS, default=None, help="input format (default: from file names and the first record's keys)")
+    p.add_argument("--batch-size", type=int, default=256, help="documents per batch (default %(default)s)")
+    p.add_argument("--image-root", default=None, help="directory for relative image paths in records (default: each file's directory)")
+    p.add_argument("--no-load-images", action="store_true", help="do not read local image files named by records")
+    p.add_argument("--max-member-bytes", type=int, default=None, help="largest tar member / image file read (default 256 MiB)")
+    p.add_argument("--max-batch-bytes", type=int, default=None, help="a batch also closes at this many bytes of text and images (default 256 MiB)")
+    p.add_argument("--allow-outside-root", action="store_true", help="let records read image files outside the image root")
+    p.add_argument("--quiet", action="store_true", help="no progress lines or timing table")
+
+
 def _add_models_parser(sub) -> None:
     p = sub.add_parser("models", help="export, pull, list and describe ONNX models", description="Model directories in the Hugging Face / Optimum layout (CLIP, sentence-transformers text embedder, causal LM).")
     msub = p.add_subparsers(dest="models_command", required=True)
@@ -470,6 +574,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, default=None, help="image: largest image decoded, in pixels (default Pillow's 89,478,485)")
     _add_read_options(p)
     p.set_defaults(func=cmd_signals)
+
+    p = sub.add_parser(
+        "run",
+        help="run a recipe: score, deduplicate, filter, write",
+        description="Run RECIPE (a preset or a YAML file) over INPUTS into OUT: attributes/<signal>/<shard>.parquet, dropped/<shard>.parquet (doc_id, pos, filter, value, threshold), kept/ and summary.json. A rerun into the same OUT skips finished work.",
+    )
+    _add_run_options(p)
+    p.add_argument("--output-format", choices=("auto", "webdataset", "parquet", "jsonl"), default=None, help="how kept documents are written (default: the recipe's output.format; auto = WebDataset for WebDataset input, the node table as parquet otherwise)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("score", help="compute a recipe's attributes only", description="Run the score and dedup stages of RECIPE over INPUTS into OUT (attributes/, signatures/); `interleaf filter OUT` then applies the filters.")
+    _add_run_options(p)
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("filter", help="re-apply (edited) filters to a run's attributes", description="Re-apply the filters of the run in OUT, or of an edited recipe (its signals and dedup steps unchanged), to the stored attributes without running any model; rewrites dropped/, kept/ and summary.json.")
+    p.add_argument("out", help="a folder written by interleaf run / score")
+    p.add_argument("--recipe", default=None, help="an edited recipe (default: the run's own)")
+    p.add_argument("--workers", type=int, default=1, help="shards written at once (default %(default)s)")
+    p.add_argument("--output-format", choices=("auto", "webdataset", "parquet", "jsonl"), default=None, help="how kept documents are written (default: the recipe's)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_filter)
+
+    p = sub.add_parser("recipes", help="list and show the preset recipes", description="The preset recipes (comm, mmc4, mmc4-core, obelics, datacomp, pairs); `show` prints one as YAML to copy and edit.")
+    rsub = p.add_subparsers(dest="recipes_command", required=True)
+    rsub.add_parser("list", help="the presets and what they do")
+    r = rsub.add_parser("show", help="print a preset's YAML")
+    r.add_argument("name", help="preset name")
+    p.set_defaults(func=cmd_recipes)
 
     p = sub.add_parser("demo", help="run on the bundled sample", description="Read the bundled sample (WebDataset pairs, jsonl pairs, CoMM documents), hash every node, find MinHash near-duplicate documents, compute image statistics, and write nodes.parquet, content_hash.parquet, image_stats.parquet and summary.json.")
     p.add_argument("--out", default="interleaf-demo", help="output directory (default %(default)s)")

@@ -84,35 +84,47 @@ def embed_documents(model: Any, docs: pl.DataFrame, on: str) -> np.ndarray:
     return (model.embed_texts(texts) if hasattr(model, "embed_texts") else model.embed(texts))[0]
 
 
+def sign_batch(df: pl.DataFrame, method: str, *, on: str = "text", strip_punctuation: bool = False, hasher: MinHasher | None = None, draft: int | None = None, model: Any = None) -> tuple[pl.DataFrame, Any]:
+    """Step 1 on one node batch: its documents (:func:`document_texts`) and their keys
+    (exact: a String Series), hashes (phash: a UInt64 Series, null without a decodable image),
+    MinHash signatures (a uint32 matrix) or embeddings (semantic: float32, NaN rows where
+    there is nothing to embed; None without a model)."""
+    docs = document_texts(df)
+    texts = docs.get_column("text").fill_null("")
+    if method == "semantic":
+        return docs, (embed_documents(model, docs, on) if model is not None else None)
+    if method == "minhash":
+        assert hasher is not None
+        return docs, hasher.signatures(texts)
+    if method == "phash":
+        return docs, phash(docs.get_column("first_image"), draft=draft).get_column("hash")
+    parts = []
+    if on in ("text", "all"):
+        parts.append(normalized_text_hash(texts, strip_punctuation))
+    if on in ("image", "all"):
+        parts.append(_image_keys(df, docs))
+    return docs, (parts[0] if len(parts) == 1 else pl.select(pl.concat_str(parts, separator=":")).to_series().alias("key"))
+
+
 def sign(reader: interleaf.Reader, method: str, *, on: str = "text", strip_punctuation: bool = False, hasher: MinHasher | None = None, draft: int | None = None, model: Any = None) -> Signatures:
     """Step 1: each document's key, hash, signature or embedding, batch by batch. ``unhashed``
     counts documents without a decodable image (pHash) or anything to embed (semantic), which
     then join nothing."""
     out = Signatures()
     for df in reader:
-        docs = document_texts(df)
+        docs, value = sign_batch(df, method, on=on, strip_punctuation=strip_punctuation, hasher=hasher, draft=draft, model=model)
         out.doc_ids.append(docs.get_column(DOC_ID))
         out.counters["documents"] += docs.height
-        texts = docs.get_column("text").fill_null("")
         if method == "semantic":
-            if model is not None:
-                emb = embed_documents(model, docs, on)
-                out.counters["unhashed"] += int(np.isnan(emb).any(axis=1).sum())
-                out.signatures.append(emb)
+            if value is not None:
+                out.counters["unhashed"] += int(np.isnan(value).any(axis=1).sum())
+                out.signatures.append(value)
         elif method == "minhash":
-            assert hasher is not None
-            out.signatures.append(hasher.signatures(texts))
-        elif method == "phash":
-            hashes = phash(docs.get_column("first_image"), draft=draft).get_column("hash")
-            out.counters["unhashed"] += hashes.null_count()
-            out.keys.append(hashes)
+            out.signatures.append(value)
         else:
-            parts = []
-            if on in ("text", "all"):
-                parts.append(normalized_text_hash(texts, strip_punctuation))
-            if on in ("image", "all"):
-                parts.append(_image_keys(df, docs))
-            out.keys.append(parts[0] if len(parts) == 1 else pl.concat_str(parts, separator=":"))
+            if method == "phash":
+                out.counters["unhashed"] += value.null_count()
+            out.keys.append(value)
     return out
 
 

@@ -6,7 +6,8 @@ out; the math in Rust) and its **Signal** classes, which :func:`compute` runs ov
 embeddings of the batch between signals:
 
 - ``text``: :func:`text_stats`, :func:`obelics_paragraphs` (OBELICS's statistics and paragraph
-  filter, equal to its own functions); :class:`TextStats`.
+  filter, equal to its own functions); :class:`TextStats`; :class:`CaptionStats` (DataComp's
+  caption word and character counts).
 - ``image``: :class:`ImageStats` (:func:`interleaf.image.stats` plus MMC4's, OBELICS's and
   DataComp's size and aspect rules, :func:`size_rules`).
 - ``alignment``: :func:`clip_scores` (DataComp's CLIP score), :func:`mmc4_assign`,
@@ -39,11 +40,12 @@ from interleaf.signals.coherence import TextCoherence, text_coherence
 from interleaf.signals.image import ImageStats, size_rules
 from interleaf.signals.perplexity import Perplexity, document_perplexity
 from interleaf.signals.sequence import SequenceConsistency, sequence_consistency
-from interleaf.signals.text import DOCUMENT_RULES, PARAGRAPH_RULES, TextStats, obelics_paragraphs, text_stats
+from interleaf.signals.text import DOCUMENT_RULES, PARAGRAPH_RULES, CaptionStats, TextStats, obelics_paragraphs, text_stats
 
 __all__ = [
     "DOCUMENT_RULES",
     "PARAGRAPH_RULES",
+    "CaptionStats",
     "ClipAlignment",
     "Context",
     "Embeddings",

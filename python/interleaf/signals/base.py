@@ -65,7 +65,7 @@ class Embeddings:
     error: pl.Series
 
 
-_MODEL_KINDS = {"clip": "clip", "text_embedder": "text_embedder", "lm": "causal_lm"}
+_MODEL_KINDS = {"clip": "clip", "text_embedder": "text-embedder", "lm": "causal-lm"}
 
 
 class Context:
@@ -258,6 +258,40 @@ def check_batch(batch: pl.DataFrame) -> pl.DataFrame:
     return S.conform(batch) if wrong else batch
 
 
+def compute_each(batch: pl.DataFrame, signals: Sequence[Signal], ctx: Context | None = None, *, on_error: Callable[[Signal, Exception], pl.DataFrame] | None = None) -> list[pl.DataFrame]:
+    """Runs each signal over a node batch and returns its own rows (the keys of its level,
+    then its :meth:`~Signal.columns`; only the rows it scored), checked against what it
+    declares. Shared inputs are prepared once for all (:meth:`Context.prepare`). With
+    ``on_error``, a signal that raises gives ``on_error(signal, exception)`` instead (the
+    pipeline records the failure on the batch's rows and goes on); without, the error
+    propagates."""
+    ctx = ctx or Context()
+    ctx.prepare(batch, {n for sig in signals for n in getattr(sig, "needs", ())})
+    seen: dict[tuple[str, str], str] = {}
+    out = []
+    for sig in signals:
+        if not isinstance(sig, Signal):
+            raise TypeError(f"{sig!r} is not a Signal (name, level, needs, columns(), compute())")
+        if sig.level not in ("node", "doc"):
+            raise ValueError(f"signal {sig.name}: level must be 'node' or 'doc', not {sig.level!r}")
+        cols = sig.columns()
+        for c in cols:
+            if (sig.level, c) in seen:
+                raise ValueError(f"signals {seen[sig.level, c]} and {sig.name} both make the {sig.level} column {c!r}: give one another name")
+            seen[sig.level, c] = sig.name
+        expect = {**{k: _KEY_DTYPES[k] for k in (NODE_KEYS if sig.level == "node" else DOC_KEYS)}, **cols}
+        try:
+            got = sig.compute(batch, ctx)
+            if dict(got.schema) != expect:
+                raise RuntimeError(f"signal {sig.name} returned columns {dict(got.schema)}, not its declared {expect}")
+        except Exception as e:
+            if on_error is None:
+                raise
+            got = on_error(sig, e)
+        out.append(got)
+    return out
+
+
 def compute(batch: pl.DataFrame, signals: Sequence[Signal], ctx: Context | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Runs ``signals`` over a node batch.
 
@@ -267,26 +301,10 @@ def compute(batch: pl.DataFrame, signals: Sequence[Signal], ctx: Context | None 
     not score the row; its ``<name>_error`` column says why when it tried). ``ctx`` holds the
     models (default: a :class:`Context` without models, enough for the statistics).
     """
-    ctx = ctx or Context()
     batch = check_batch(batch)
-    ctx.prepare(batch, {n for sig in signals for n in getattr(sig, "needs", ())})
     out = {"node": keys(batch, "node"), "doc": keys(batch, "doc")}
-    seen: dict[tuple[str, str], str] = {}
-    for sig in signals:
-        if not isinstance(sig, Signal):
-            raise TypeError(f"{sig!r} is not a Signal (name, level, needs, columns(), compute())")
-        if sig.level not in out:
-            raise ValueError(f"signal {sig.name}: level must be 'node' or 'doc', not {sig.level!r}")
-        cols = sig.columns()
-        for c in cols:
-            if (sig.level, c) in seen:
-                raise ValueError(f"signals {seen[sig.level, c]} and {sig.name} both make the {sig.level} column {c!r}: give one another name")
-            seen[sig.level, c] = sig.name
-        key = list(NODE_KEYS if sig.level == "node" else DOC_KEYS)
-        got = sig.compute(batch, ctx)
-        expect = {**{k: _KEY_DTYPES[k] for k in key}, **cols}
-        if dict(got.schema) != expect:
-            raise RuntimeError(f"signal {sig.name} returned columns {dict(got.schema)}, not its declared {expect}")
+    for sig, got in zip(signals, compute_each(batch, signals, ctx), strict=True):
+        key = NODE_KEYS if sig.level == "node" else DOC_KEYS
         out[sig.level] = out[sig.level].join(got.drop(S.DOC_ID), on=[k for k in key if k != S.DOC_ID], how="left", maintain_order="left")
     return out["node"], out["doc"]
 

@@ -153,3 +153,41 @@ class TextStats:
         docs = docs.with_columns(pl.col("_text").fill_null(""), pl.col(f"{n}_n_texts", f"{n}_n_images").fill_null(0))
         stats = self._stats(docs.get_column("_text"), "document")
         return pl.concat([docs.select(DOC_KEYS), stats, docs.select(f"{n}_n_texts", f"{n}_n_images")], how="horizontal")
+
+
+#: Python's ``str.split()`` separators: Unicode White_Space plus the four information
+#: separators U+001C-U+001F, which ``str.isspace`` also counts.
+_PY_WORD = r"[^\s\x1c-\x1f]+"
+
+
+class CaptionStats:
+    """DataComp's caption measures as a Signal: ``<name>_words``, the number of
+    whitespace-separated words (``len(caption.split())``, Python's separators) and
+    ``<name>_chars``, the length in code points (``len(caption)``); DataComp's basic filter
+    keeps ``words > 2`` and ``chars > 5`` (METHODS.md §6).
+
+    ``level="node"``: per text node; ``level="doc"`` (a pair's caption): the document's text
+    nodes joined by ``"\\n"`` (0 and 0 for a document without text).
+    """
+
+    needs: tuple[str, ...] = ()
+
+    def __init__(self, level: str = "doc", *, name: str = "caption"):
+        choice_arg("level", level, ("node", "doc"))
+        self.level, self.name = level, name
+
+    def columns(self) -> dict[str, pl.DataType]:
+        return {f"{self.name}_words": pl.UInt32(), f"{self.name}_chars": pl.UInt32()}
+
+    def compute(self, batch: pl.DataFrame, ctx) -> pl.DataFrame:
+        from interleaf import schema as S
+        from interleaf.signals.base import DOC_KEYS, NODE_KEYS
+
+        words = pl.col(S.TEXT).str.count_matches(_PY_WORD).cast(pl.UInt32).alias(f"{self.name}_words")
+        chars = pl.col(S.TEXT).str.len_chars().cast(pl.UInt32).alias(f"{self.name}_chars")
+        texts = batch.filter((pl.col(S.KIND) == S.TEXT_KIND) & pl.col(S.TEXT).is_not_null())
+        if self.level == "node":
+            return texts.select(*NODE_KEYS, words, chars)
+        joined = texts.sort(S.DOC_INDEX, S.POS).group_by(S.DOC_INDEX, maintain_order=True).agg(pl.col(S.TEXT).str.join("\n"))
+        docs = batch.select(DOC_KEYS).unique(subset=S.DOC_INDEX, keep="first", maintain_order=True).join(joined, on=S.DOC_INDEX, how="left", maintain_order="left")
+        return docs.select(*DOC_KEYS, words.fill_null(0), chars.fill_null(0))

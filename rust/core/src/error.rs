@@ -65,6 +65,7 @@ error_kinds! {
     TooFewImages => "too_few_images": "a document has fewer usable images than the signal is defined for (CoMM's F: 3)",
     TooFewSteps => "too_few_steps": "a document has fewer steps with text than the signal is defined for (coherence: 2)",
     BadArgument => "bad_argument": "an argument makes the computation impossible for this record (for example hash_size < 2)",
+    SignalFailed => "signal_failed": "a signal failed on the batch holding this record (a model error); the message has the cause; the record is kept and the run goes on",
     Other => "other": "an error kind read from a file that this version does not know; the message starts with that kind",
 }
 

@@ -1,0 +1,1236 @@
+"""The main job: ``interleaf.run(recipe, inputs, out)`` scores, deduplicates, filters and
+writes a dataset, resumably and deterministically.
+
+Stages (each a function that knows nothing about the engine that runs it):
+
+1. **score**, per shard (each input file is a shard): stream node batches, compute the
+   recipe's signals and the dedup signatures, and write ``attributes/<signal>/<shard>.parquet``
+   (one folder per signal, so a changed signal recomputes only its own folder) and
+   ``signatures/<step>/<shard>.parquet``; ``attributes/_base/<shard>.parquet`` keeps every
+   node's keys, kind and read error.
+2. **dedup**, global: cluster each dataset-level dedup step's signatures over all shards and
+   write ``attributes/<step>/<shard>.parquet`` (``<step>_cluster``: the cluster's first
+   document in read order, as a global ordinal; ``<step>_score``).
+3. **filter**, global over the attributes only (no data is read): errors, node filters,
+   document filters, then dedup among the documents that survive; writes
+   ``dropped/<shard>.parquet`` (``doc_index, doc_id, pos`` (null for a document), ``filter``,
+   ``value``, ``threshold``, ``rule``, ``detail``).
+4. **write**, per shard: the kept documents to ``kept/<shard>.<ext>``.
+
+Then ``summary.json``. Every file is written under a temporary name and renamed; per stage and
+shard a marker under ``OUT/.interleaf/markers`` records the hash of the stage's config and of
+its inputs (sizes and mtimes), so a rerun after a kill skips finished work and writes the same
+bytes as an uninterrupted run; the worker count never changes an output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import queue
+import re
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+import interleaf
+from interleaf import schema as S
+from interleaf._checks import choice_arg, int_arg
+from interleaf.io.atomic import atomic_output, write_text
+from interleaf.io.sources import WEBDATASET, container_of, expand
+from interleaf.recipes import Recipe
+from interleaf.recipes import load as load_recipe
+from interleaf.recipes.schema import MODEL_KINDS, SIGNAL_MODELS, DedupStep, FilterSpec, RecipeError
+
+STATE = ".interleaf"
+BASE = "_base"
+NODE_KEYS = (S.DOC_INDEX, S.DOC_ID, S.POS)
+DOC_KEYS = (S.DOC_INDEX, S.DOC_ID)
+
+#: Columns every document filter may read: the document's nodes, images and texts left after
+#: the node filters.
+BUILTIN_DOC_COLUMNS = {"doc_nodes": pl.UInt32(), "doc_images": pl.UInt32(), "doc_texts": pl.UInt32()}
+#: Node columns every node filter may read.
+BUILTIN_NODE_COLUMNS = {S.KIND: pl.String(), S.POS: pl.Int32(), S.STEP: pl.Int32(), S.ROLE: pl.String()}
+
+#: Error kinds that say a value is not defined for a record (no text to compare with, too few
+#: images) or that a signal failed on its batch: such records are not damaged, and
+#: ``drop_errors`` leaves them to the filters. Every other kind is damage (a read or decode error).
+NOT_DAMAGE = frozenset({"missing_text", "too_few_tokens", "no_text", "below_threshold", "too_few_images", "too_few_steps", "bad_argument", "signal_failed"})
+
+DROPPED_SCHEMA = {
+    S.DOC_INDEX: pl.Int64(),
+    S.DOC_ID: pl.String(),
+    S.POS: pl.Int32(),
+    "filter": pl.String(),
+    "value": pl.Float64(),
+    "threshold": pl.Float64(),
+    "rule": pl.String(),
+    "detail": pl.String(),
+}
+
+_SHARD_SUFFIXES = (".tar.gz", ".tar.zst", ".tar.zstd", ".tgz", ".tar", ".parquet", ".jsonl.gz", ".jsonl.zst", ".jsonl.zstd", ".jsonl", ".ndjson", ".json.gz", ".json")
+_HUGE = 1 << 50
+_SIMPLE_RULE = re.compile(r"^\s*\(?\s*\w+\s*(>=|<=|>|<|=|==|!=|<>)\s*(-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*\)?\s*$")
+
+
+# ---------------------------------------------------------------------------------------------
+# Plan
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One input file: its name in the output folder, its path and its position in read order."""
+
+    name: str
+    path: str
+    index: int
+
+
+def plan_shards(paths: list[str]) -> list[Shard]:
+    """A shard per input file, named after the file (suffixes dropped, unsafe characters
+    replaced; a repeated name gets ``-<index>``)."""
+    shards: list[Shard] = []
+    used: set[str] = set()
+    for i, p in enumerate(paths):
+        base = os.path.basename(p)
+        for sfx in _SHARD_SUFFIXES:
+            if base.lower().endswith(sfx):
+                base = base[: -len(sfx)]
+                break
+        base = re.sub(r"[^A-Za-z0-9._-]", "_", base).lstrip(".") or "shard"
+        name = base
+        while name in used:
+            name = f"{base}-{i}"
+            i += 1
+        used.add(name)
+        shards.append(Shard(name, p, len(shards)))
+    return shards
+
+
+@dataclass
+class Plan:
+    """A recipe checked against the models given: the signals that run, the ones skipped
+    (optional, model not given) and the filters that apply, with every column they read."""
+
+    recipe: Recipe
+    models: dict[str, Any]
+    signals: dict[str, Any]
+    skipped: dict[str, str]
+    node_columns: dict[str, str]  # column -> signal (or "" for built-ins)
+    doc_columns: dict[str, str]
+    column_dtypes: dict[str, pl.DataType]
+    node_filters: list[tuple[str, FilterSpec, list[str]]]
+    doc_filters: list[tuple[str, FilterSpec, list[str]]]
+    skipped_filters: dict[str, str]
+    dataset_steps: list[DedupStep]
+    document_steps: list[DedupStep]
+    notices: list[str] = field(default_factory=list)
+
+
+def build_signal(name: str, spec: Any, threads: int | None = None) -> Any:
+    """The Signal object of a recipe's signal spec."""
+    from interleaf import signals as sg
+
+    t = spec.type
+    if t == "text":
+        return sg.TextStats(spec.level, name=name, paragraphs=spec.paragraphs, char_ngram=spec.char_ngram, word_ngram=spec.word_ngram, threads=threads)
+    if t == "caption":
+        return sg.CaptionStats(spec.level, name=name)
+    if t == "image":
+        return sg.ImageStats(name=name, max_pixels=spec.max_pixels, max_bytes=spec.max_bytes)
+    if t == "clip_alignment":
+        return sg.ClipAlignment(spec.method, name=name, threshold=spec.threshold, threads=threads)
+    if t == "sequence":
+        return sg.SequenceConsistency(name=name, threads=threads)
+    if t == "coherence":
+        return sg.TextCoherence(name=name, shuffles=spec.shuffles, seed=spec.seed, threads=threads)
+    if t == "perplexity":
+        return sg.Perplexity(spec.level, name=name, max_perplexity=spec.max_perplexity)
+    raise ValueError(f"unknown signal type {t!r}")
+
+
+_HOW_TO_GET = {
+    "clip": "interleaf models export clip --from-transformers DIR (or --from-open-clip ARCH PRETRAINED), or interleaf models pull REPO",
+    "text": "interleaf models export text-embedder --from-sentence-transformers DIR, or interleaf models pull REPO",
+    "lm": "interleaf models export causal-lm --from-transformers DIR, or interleaf models pull REPO",
+}
+
+
+def _expr_roots(name: str, expr: str) -> list[str]:
+    try:
+        e = pl.sql_expr(expr)
+    except Exception as err:
+        raise RecipeError(f"filter {name}: {expr!r} is not a polars SQL expression: {err}") from None
+    return list(dict.fromkeys(e.meta.root_names()))
+
+
+def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int | None = None) -> Plan:
+    """Checks ``recipe`` against the ``models`` given (name -> directory or loaded model),
+    before any data is read: a required model that is missing, a filter that reads a column no
+    signal makes, or a node filter that reads document columns is an error; an optional signal
+    whose model is missing is skipped, with the filters that read it, and a notice."""
+    from interleaf import models as mdl
+
+    given = dict(models or {})
+    unknown = sorted(set(given) - set(MODEL_KINDS))
+    if unknown:
+        raise ValueError(f"unknown model name(s) {unknown}: recipes name their models {', '.join(MODEL_KINDS)}")
+    resolved: dict[str, Any] = {}
+    for name, spec in recipe.models.items():
+        m = given.get(name, spec.path)
+        if m is None:
+            continue
+        if isinstance(m, (str, os.PathLike)):
+            path = mdl.resolve(m)
+            from interleaf.models.directory import ModelDirectory
+
+            ModelDirectory(path, MODEL_KINDS[name])  # exists and is the right kind
+            m = str(path)
+        resolved[name] = m
+    extra = sorted(set(given) - set(recipe.models))
+    notices = [f"model {n} is given but recipe {recipe.name} does not use it" for n in extra]
+    signals: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    for name, spec in recipe.signals.items():
+        need = SIGNAL_MODELS[spec.type]
+        if need is not None and need not in resolved:
+            if spec.optional:
+                skipped[name] = f"optional signal {name} skipped: no {need} model given (--model {need}=DIR)"
+                notices.append(skipped[name])
+                continue
+            raise ValueError(f"recipe {recipe.name}: signal {name} ({spec.type}) needs the {need} model ({MODEL_KINDS[need]}); give it with --model {need}=DIR (API: models={{{need!r}: DIR}}). To get one: {_HOW_TO_GET[need]}")
+        signals[name] = spec
+    node_cols: dict[str, str] = dict.fromkeys(BUILTIN_NODE_COLUMNS, "")
+    doc_cols: dict[str, str] = dict.fromkeys(BUILTIN_DOC_COLUMNS, "")
+    dtypes: dict[str, pl.DataType] = {**BUILTIN_NODE_COLUMNS, **BUILTIN_DOC_COLUMNS}
+    skipped_cols: dict[str, str] = {}
+    for name, spec in recipe.signals.items():
+        sig = build_signal(name, spec)
+        for c, dt in sig.columns().items():
+            if name in skipped:
+                skipped_cols[c] = name
+                continue
+            (node_cols if sig.level == "node" else doc_cols)[c] = name
+            dtypes[c] = dt
+    dataset_steps = [d for d in recipe.dedup if d.scope == "dataset"]
+    document_steps = [d for d in recipe.dedup if d.scope == "document"]
+
+    def check_filters(level: str, filters: dict[str, FilterSpec]) -> list[tuple[str, FilterSpec, list[str]]]:
+        out = []
+        for fname, f in filters.items():
+            roots = _expr_roots(fname, f.expr) if f.expr is not None else [f.column or ""]
+            gone = [c for c in roots if c in skipped_cols]
+            if gone:
+                msg = f"filter {fname} skipped: it reads {', '.join(gone)} of the skipped signal {skipped_cols[gone[0]]}"
+                skipped_filters[fname] = msg
+                notices.append(msg)
+                continue
+            allowed = node_cols if level == "node" else {**node_cols, **doc_cols}
+            bad = [c for c in roots if c not in allowed]
+            if bad:
+                if level == "node" and all(c in doc_cols for c in bad):
+                    raise RecipeError(f"node filter {fname} reads the document columns {bad}: move it under filters.doc")
+                known = sorted(set(allowed))
+                raise RecipeError(f"filter {fname} reads {bad}, which no signal of recipe {recipe.name} makes; columns: {', '.join(known)}")
+            if f.top_fraction is not None and level == "doc" and f.column in node_cols:
+                raise RecipeError(f"doc filter {fname}: top_fraction ranks documents, and {f.column} is a node column: put it under filters.node")
+            out.append((fname, f, roots))
+        return out
+
+    skipped_filters: dict[str, str] = {}
+    node_filters = check_filters("node", recipe.filters.node)
+    doc_filters = check_filters("doc", recipe.filters.doc)
+    tf = recipe.output.text_from
+    if tf is not None and (tf not in node_cols or dtypes.get(tf) != pl.String()):
+        raise RecipeError(f"output.text_from: {tf!r} is not a String node column of the recipe's signals")
+    return Plan(recipe, resolved, signals, skipped, node_cols, doc_cols, dtypes, node_filters, doc_filters, skipped_filters, dataset_steps, document_steps, notices)
+
+
+# ---------------------------------------------------------------------------------------------
+# Markers
+
+
+def digest(obj: Any) -> str:
+    """sha256 of ``obj`` as canonical JSON."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str, separators=(",", ":")).encode()).hexdigest()
+
+
+def file_stat(path: str | os.PathLike[str]) -> list[int]:
+    """``[size, mtime_ns]`` of a file (``[-1, -1]`` when it cannot be read)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return [-1, -1]
+    return [st.st_size, st.st_mtime_ns]
+
+
+def model_identity(m: Any) -> Any:
+    """What identifies a model for the markers: its directory and its files' sizes and mtimes."""
+    path = m if isinstance(m, (str, os.PathLike)) else getattr(m, "path", None)
+    if path is None:
+        return {"object": type(m).__name__, "id": id(m)}
+    p = Path(path)
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else []
+    return {"path": str(p.resolve()), "files": [[str(f.relative_to(p)), *file_stat(f)] for f in files if f.suffix in (".onnx", ".json", ".data", ".txt")]}
+
+
+class Markers:
+    """Completion markers: ``OUT/.interleaf/markers/<stage>/<name>.json`` holding the key
+    (hash of config and inputs) of the work that produced an output."""
+
+    def __init__(self, out: Path):
+        self.root = out / STATE / "markers"
+
+    def _path(self, stage: str, name: str) -> Path:
+        return self.root / stage / f"{name}.json"
+
+    def fresh(self, stage: str, name: str, key: str, *outputs: Path) -> bool:
+        p = self._path(stage, name)
+        try:
+            ok = json.loads(p.read_text()).get("key") == key
+        except (OSError, ValueError):
+            return False
+        return ok and all(o.exists() for o in outputs)
+
+    def done(self, stage: str, name: str, key: str, **info: Any) -> None:
+        write_text(self._path(stage, name), json.dumps({"key": key, **info}, sort_keys=True) + "\n")
+
+    def key(self, stage: str, name: str) -> str | None:
+        try:
+            return json.loads(self._path(stage, name).read_text()).get("key")
+        except (OSError, ValueError):
+            return None
+
+
+def write_parquet(df: pl.DataFrame, path: Path) -> None:
+    """``df`` to ``path`` atomically (zstd)."""
+    with atomic_output(path) as tmp:
+        df.write_parquet(tmp, compression="zstd")
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 1: score
+
+
+@dataclass
+class RunOptions:
+    """What every stage function needs, picklable for worker processes."""
+
+    out: str
+    plan: Plan
+    read: dict[str, Any]
+    device: str = "auto"
+    threads: int | None = None
+    model_batch_size: int | None = None
+    progress: bool = True
+
+
+def _prefetch(it: Iterable[Any], depth: int = 2) -> Iterator[Any]:
+    """Iterates ``it`` in a background thread, ``depth`` items ahead, so reading (Rust, GIL
+    released) overlaps the work on the previous batch."""
+    q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def work() -> None:
+        try:
+            for x in it:
+                while not stop.is_set():
+                    try:
+                        q.put((x, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as e:  # handed to the consumer
+            q.put((None, e))
+        finally:
+            q.put((end, None))
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    try:
+        while True:
+            x, err = q.get()
+            if err is not None:
+                raise err
+            if x is end:
+                return
+            yield x
+    finally:
+        stop.set()
+
+
+def read_shard(shard: Shard, read: dict[str, Any], limit: int | None) -> Iterator[pl.DataFrame]:
+    """The shard's node batches (documents numbered from 0 in the shard), up to ``limit``
+    documents."""
+    opts = dict(read)
+    fmt = opts.pop("format", None)
+    batch_size = opts.pop("batch_size", 256)
+    if limit is not None and limit <= 0:
+        return
+    for df in _prefetch(interleaf.read(shard.path, fmt, batch_size, **opts)):
+        if limit is not None:
+            df = df.filter(pl.col(S.DOC_INDEX) < limit)
+            if df.height:
+                yield df
+            if not df.height or int(df.get_column(S.DOC_INDEX)[-1]) >= limit - 1:
+                return
+        else:
+            yield df
+
+
+def _shard_key(opts: RunOptions, shard: Shard, limit: int | None) -> dict[str, Any]:
+    return {"path": os.path.abspath(shard.path), "stat": file_stat(shard.path), "read": opts.read, "limit": limit}
+
+
+def _failure_frame(sig: Any, batch: pl.DataFrame, err: Exception) -> pl.DataFrame:
+    """A signal's rows for a batch it failed on: every node (or document), its values null and
+    its ``_error`` column (when it has one) ``signal_failed``."""
+    from interleaf.signals.base import keys
+
+    k = keys(batch, sig.level)
+    cols = []
+    for c, dt in sig.columns().items():
+        if c == f"{sig.name}_error":
+            cols.append(pl.lit(S.record_error("signal_failed", f"{type(err).__name__}: {err}"), dtype=S.ERROR_DTYPE).alias(c))
+        else:
+            cols.append(pl.lit(None, dtype=dt).alias(c))
+    return k.with_columns(cols)
+
+
+def _document_phash(df: pl.DataFrame, step: DedupStep) -> pl.DataFrame:
+    """For each image node, the positions of earlier images of its document within the
+    step's Hamming radius: ``doc_index, doc_id, pos, <step>_hash, <step>_near``."""
+    from interleaf.dedup.perceptual import phash
+    from interleaf.polars import hamming
+
+    images = df.filter(pl.col(S.KIND) == S.IMAGE_KIND).select(NODE_KEYS).with_columns(phash(df.filter(pl.col(S.KIND) == S.IMAGE_KIND).get_column(S.IMAGE), draft=step.draft).get_column("hash").alias("h"))
+    a = images.filter(pl.col("h").is_not_null())
+    pairs = a.join(a.select(S.DOC_INDEX, pl.col(S.POS).alias("p2"), pl.col("h").alias("h2")), on=S.DOC_INDEX).filter(pl.col("p2") < pl.col(S.POS))
+    pairs = pairs.filter(hamming("h", "h2") <= step.radius)
+    near = pairs.group_by(S.DOC_INDEX, S.POS).agg(pl.col("p2").sort().cast(pl.Int32).alias(f"{step.name}_near"))
+    out = images.join(near, on=[S.DOC_INDEX, S.POS], how="left", maintain_order="left")
+    return out.select(*NODE_KEYS, pl.col("h").alias(f"{step.name}_hash"), pl.col(f"{step.name}_near").fill_null(pl.lit([], dtype=pl.List(pl.Int32))))
+
+
+def _signature_frame(df: pl.DataFrame, step: DedupStep) -> pl.DataFrame:
+    """A dataset-level dedup step's value per document of a batch: ``doc_index, doc_id,
+    value`` (null for a document with nothing to compare: no text, no decodable image)."""
+    from interleaf.dedup.dataset import sign_batch
+    from interleaf.dedup.minhash import MinHasher
+
+    hasher = MinHasher(num_perm=step.num_perm, n=step.ngram, unit=step.unit, seed=step.seed) if step.method == "minhash" else None
+    docs, value = sign_batch(df, step.method, on=step.by, strip_punctuation=step.strip_punctuation, hasher=hasher, draft=step.draft)
+    has_text = docs.get_column("text").fill_null("").str.len_chars() > 0
+    has_image = docs.get_column("images").list.eval(pl.element().is_not_null()).list.any().fill_null(False)
+    if step.method == "minhash":
+        col = pl.Series("value", value).cast(pl.Array(pl.UInt32, step.num_perm))
+        ok = has_text
+    elif step.method == "phash":
+        col, ok = value.alias("value"), value.is_not_null()
+    else:
+        col = value.alias("value")
+        ok = {"text": has_text, "image": has_image, "all": has_text | has_image}[step.by]
+    return pl.DataFrame([docs.get_column(S.DOC_INDEX), docs.get_column(S.DOC_ID), col]).with_columns(pl.when(pl.Series(ok)).then(pl.col("value")).alias("value"))
+
+
+def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dict[str, Any]:
+    """Stage 1 for one shard: writes its stale attribute and signature files (the ones whose
+    marker does not match the current config and input) from one read. Returns counters."""
+    from interleaf.signals import Context
+    from interleaf.signals.base import check_batch, compute_each
+
+    p = opts.plan
+    out = Path(opts.out)
+    marks = Markers(out)
+    base_key = _shard_key(opts, shard, limit)
+    todo: dict[str, tuple[str, Path, str]] = {}  # output id -> (stage, path, key)
+    todo[BASE] = ("score", out / "attributes" / BASE / f"{shard.name}.parquet", digest(base_key))
+    for name, spec in p.signals.items():
+        need = SIGNAL_MODELS[spec.type]
+        model = model_identity(p.models[need]) if need else None
+        todo[name] = ("score", out / "attributes" / name / f"{shard.name}.parquet", digest({**base_key, "signal": spec.model_dump(mode="json"), "model": model, "device": opts.device if need else None}))
+    for step in p.document_steps:
+        todo[step.name] = ("score", out / "attributes" / step.name / f"{shard.name}.parquet", digest({**base_key, "dedup": step.model_dump(mode="json")}))
+    for step in p.dataset_steps:
+        todo["sig:" + step.name] = ("score", out / "signatures" / step.name / f"{shard.name}.parquet", digest({**base_key, "dedup": step.model_dump(mode="json")}))
+    stale = {k: v for k, v in todo.items() if not marks.fresh(f"score/{k.replace(':', '_')}", shard.name, v[2], v[1])}
+    t0 = time.perf_counter()
+    if not stale:
+        return {"shard": shard.name, "skipped": True, "seconds": 0.0, "documents": None, "failures": []}
+    sigs = [build_signal(n, p.signals[n], opts.threads) for n in p.signals if n in stale]
+    ctx = None
+    if sigs:
+        kinds = {"clip": "clip", "text": "text_embedder", "lm": "lm"}
+        ctx = Context(**{kinds[k]: v for k, v in p.models.items()}, device=opts.device, threads=opts.threads, batch_size=opts.model_batch_size)
+    parts: dict[str, list[pl.DataFrame]] = {k: [] for k in stale}
+    failures: list[str] = []
+    docs = 0
+
+    def failed(sig: Any, err: Exception) -> pl.DataFrame:
+        failures.append(f"{shard.name}: signal {sig.name} failed on a batch ({type(err).__name__}: {err}); its rows carry signal_failed")
+        print(f"interleaf run: {failures[-1]}", file=sys.stderr)
+        return _failure_frame(sig, batch, err)
+
+    for batch in read_shard(shard, opts.read, limit):
+        batch = check_batch(batch)
+        docs += batch.get_column(S.DOC_INDEX).n_unique()
+        if BASE in stale:
+            parts[BASE].append(batch.select(*NODE_KEYS, S.KIND, S.STEP, S.ROLE, S.ERROR))
+        if sigs:
+            for sig, got in zip(sigs, compute_each(batch, sigs, ctx, on_error=failed), strict=True):
+                parts[sig.name].append(got)
+        for step in p.document_steps:
+            if step.name in stale:
+                parts[step.name].append(_document_phash(batch, step))
+        for step in p.dataset_steps:
+            if "sig:" + step.name in stale:
+                parts["sig:" + step.name].append(_signature_frame(batch, step))
+    empty = S.empty_frame()
+    for k, (_stage, path, key) in stale.items():
+        if parts[k]:
+            table = pl.concat(parts[k])
+        elif k == BASE:
+            table = empty.select(*NODE_KEYS, S.KIND, S.STEP, S.ROLE, S.ERROR)
+        elif k.startswith("sig:"):
+            step = next(s for s in p.dataset_steps if "sig:" + s.name == k)
+            table = _signature_frame(empty, step)
+        elif k in p.signals:
+            sig = build_signal(k, p.signals[k])
+            table = pl.DataFrame(schema={**dict.fromkeys(NODE_KEYS if sig.level == "node" else DOC_KEYS), **sig.columns()}).cast({c: d for c, d in {S.DOC_INDEX: pl.Int64(), S.DOC_ID: pl.String(), S.POS: pl.Int32()}.items() if c in (NODE_KEYS if sig.level == "node" else DOC_KEYS)})
+        else:
+            step = next(s for s in p.document_steps if s.name == k)
+            table = _document_phash(empty, step)
+        write_parquet(table, path)
+        marks.done(f"score/{k.replace(':', '_')}", shard.name, key)
+    return {"shard": shard.name, "skipped": False, "seconds": time.perf_counter() - t0, "documents": docs, "failures": failures}
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 2: dedup clusters
+
+
+def cluster_step(opts: RunOptions, step: DedupStep, shards: list[Shard]) -> dict[str, Any]:
+    """Stage 2 for one dataset-level dedup step: clusters its signatures over every shard and
+    writes ``attributes/<step>/<shard>.parquet``; skipped when no signature changed."""
+    from interleaf.dedup.dataset import Signatures, cluster
+    from interleaf.dedup.minhash import lsh_params
+
+    out = Path(opts.out)
+    marks = Markers(out)
+    inputs = [marks.key(f"score/sig_{step.name}", s.name) for s in shards]
+    key = digest({"step": step.model_dump(mode="json"), "signatures": inputs})
+    paths = [out / "attributes" / step.name / f"{s.name}.parquet" for s in shards]
+    if all(marks.fresh(f"dedup/{step.name}", s.name, key, pth) for s, pth in zip(shards, paths, strict=True)):
+        return {"step": step.name, "skipped": True}
+    t0 = time.perf_counter()
+    tables = [pl.read_parquet(out / "signatures" / step.name / f"{s.name}.parquet") for s in shards]
+    counts = [t.height for t in tables]
+    allt = pl.concat(tables) if tables else pl.DataFrame()
+    total = sum(counts)
+    ok = np.flatnonzero(allt.get_column("value").is_not_null().to_numpy()) if total else np.zeros(0, np.int64)
+    sig = Signatures()
+    sig.counters["documents"] = len(ok)
+    values = allt.get_column("value").gather(ok) if total else None
+    if step.method == "minhash":
+        sig.signatures = [values.to_numpy().astype(np.uint32).reshape(len(ok), step.num_perm)] if len(ok) else []
+    elif len(ok):
+        sig.keys = [values]
+    bands, rows = lsh_params(step.threshold, step.num_perm) if step.method == "minhash" else (None, None)
+    if len(ok):
+        reps_local, score_local, stats = cluster(sig, step.method, threshold=step.threshold, num_perm=step.num_perm, bands=bands, rows=rows, verify="none", radius=step.radius)
+    else:
+        reps_local, score_local, stats = np.zeros(0, np.int64), np.zeros(0), {}
+    reps = np.full(total, -1, dtype=np.int64)
+    score = np.full(total, np.nan)
+    reps[ok] = ok[reps_local]
+    score[ok] = score_local
+    start = 0
+    for s, t, n, pth in zip(shards, tables, counts, paths, strict=True):
+        r = reps[start : start + n]
+        table = t.select(S.DOC_INDEX, S.DOC_ID).with_columns(
+            pl.Series(f"{step.name}_cluster", r, dtype=pl.Int64).replace(-1, None),
+            pl.Series(f"{step.name}_score", score[start : start + n], dtype=pl.Float64).fill_nan(None),
+        )
+        write_parquet(table, pth)
+        marks.done(f"dedup/{step.name}", s.name, key)
+        start += n
+    return {"step": step.name, "skipped": False, "seconds": time.perf_counter() - t0, "documents": total, "signed": int(len(ok)), "stats": stats}
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 3: filter
+
+
+def _threshold_of(expr: str) -> float | None:
+    m = _SIMPLE_RULE.match(expr)
+    return float(m.group(2)) if m else None
+
+
+def _dropped(rows: pl.DataFrame, name: str, *, value: pl.Expr | None = None, threshold: float | None = None, rule: str | None = None, detail: pl.Expr | None = None, pos: bool = True) -> pl.DataFrame:
+    return rows.select(
+        pl.col(S.DOC_INDEX).cast(pl.Int64),
+        pl.col(S.DOC_ID).cast(pl.String),
+        (pl.col(S.POS).cast(pl.Int32) if pos else pl.lit(None, dtype=pl.Int32)).alias(S.POS),
+        pl.lit(name, dtype=pl.String).alias("filter"),
+        (value if value is not None else pl.lit(None)).cast(pl.Float64, strict=False).alias("value"),
+        pl.lit(threshold, dtype=pl.Float64).alias("threshold"),
+        pl.lit(rule, dtype=pl.String).alias("rule"),
+        (detail if detail is not None else pl.lit(None)).cast(pl.String).alias("detail"),
+    )
+
+
+def _value_expr(roots: list[str], dtypes: dict[str, pl.DataType]) -> pl.Expr | None:
+    """The value recorded for a failing row: the expression's first column when it is numeric
+    or boolean."""
+    for c in roots:
+        dt = dtypes.get(c)
+        if dt is not None and (dt.is_numeric() or dt == pl.Boolean()):
+            return pl.col(c)
+    return None
+
+
+def _filter_expr(f: FilterSpec, thresholds: dict[str, float], name: str) -> pl.Expr:
+    if f.top_fraction is not None:
+        return pl.col(f.column) >= thresholds[name]
+    return pl.sql_expr(f.expr)
+
+
+def _load(path: Path, columns: list[str]) -> pl.DataFrame:
+    have = pl.read_parquet_schema(path)
+    return pl.read_parquet(path, columns=[c for c in columns if c in have])
+
+
+def _shard_tables(out: Path, p: Plan, shard: Shard, node_need: set[str], doc_need: set[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The shard's node table (base columns + the node columns needed) and document table
+    (keys + the document columns needed)."""
+    nodes = pl.read_parquet(out / "attributes" / BASE / f"{shard.name}.parquet")
+    docs = nodes.select(DOC_KEYS).unique(S.DOC_INDEX, keep="first", maintain_order=True)
+    by_signal: dict[str, list[str]] = {}
+    for c in node_need:
+        if p.node_columns.get(c):
+            by_signal.setdefault(p.node_columns[c], []).append(c)
+    for sig, cols in sorted(by_signal.items()):
+        t = _load(out / "attributes" / sig / f"{shard.name}.parquet", [S.DOC_INDEX, S.POS, *sorted(cols)]).with_columns(pl.lit(True).alias(f"_has_{sig}"))
+        nodes = nodes.join(t, on=[S.DOC_INDEX, S.POS], how="left", maintain_order="left").with_columns(pl.col(f"_has_{sig}").fill_null(False))
+    by_signal = {}
+    for c in doc_need:
+        if p.doc_columns.get(c):
+            by_signal.setdefault(p.doc_columns[c], []).append(c)
+    for sig, cols in sorted(by_signal.items()):
+        t = _load(out / "attributes" / sig / f"{shard.name}.parquet", [S.DOC_INDEX, *sorted(cols)])
+        docs = docs.join(t, on=S.DOC_INDEX, how="left", maintain_order="left")
+    for step in p.document_steps:
+        t = pl.read_parquet(out / "attributes" / step.name / f"{shard.name}.parquet", columns=[S.DOC_INDEX, S.POS, f"{step.name}_near"])
+        nodes = nodes.join(t, on=[S.DOC_INDEX, S.POS], how="left", maintain_order="left")
+    for step in p.dataset_steps:
+        t = pl.read_parquet(out / "attributes" / step.name / f"{shard.name}.parquet", columns=[S.DOC_INDEX, f"{step.name}_cluster", f"{step.name}_score"])
+        docs = docs.join(t, on=S.DOC_INDEX, how="left", maintain_order="left")
+    return nodes, docs
+
+
+def _top_thresholds(out: Path, p: Plan, shards: list[Shard]) -> dict[str, float]:
+    """DataComp's fraction mode: per ``top_fraction`` filter, the ``floor(N * f) + 1``-th
+    largest value of its column over the whole input (ties keep more)."""
+    res: dict[str, float] = {}
+    for name, f, _ in p.node_filters + p.doc_filters:
+        if f.top_fraction is None:
+            continue
+        assert f.column is not None
+        sig = p.node_columns.get(f.column) or p.doc_columns.get(f.column)
+        vals = [pl.read_parquet(out / "attributes" / sig / f"{s.name}.parquet", columns=[f.column]).get_column(f.column) for s in shards] if sig else []
+        v = pl.concat(vals).drop_nulls().drop_nans() if vals else pl.Series([], dtype=pl.Float64)
+        k = math.floor(len(v) * f.top_fraction) + 1
+        res[name] = float(v.sort(descending=True)[k - 1]) if k <= len(v) else float("-inf")
+    return res
+
+
+def _subject(roots: list[str], node_columns: dict[str, str], frame: pl.DataFrame) -> pl.Expr:
+    """The rows a filter applies to: the nodes that every node signal it reads scored (an
+    image rule does not apply to a text node, a paragraph rule not to an image)."""
+    has = sorted({f"_has_{node_columns[c]}" for c in roots if node_columns.get(c)} & set(frame.columns))
+    return pl.all_horizontal([pl.col(h) for h in has]) if has else pl.lit(True)
+
+
+def _apply_filter(alive: pl.DataFrame, name: str, f: FilterSpec, roots: list[str], expr: pl.Expr, dtypes: dict[str, pl.DataType], threshold: float | None, pos: bool, subject: pl.Expr | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(rows kept, dropped records) of a row-wise filter; rows outside ``subject`` are kept."""
+    ok = expr.fill_null(f.on_null == "keep")
+    if subject is not None:
+        ok = pl.when(subject).then(ok).otherwise(True)
+    res = alive.with_columns(ok.alias("_ok"))
+    fail = res.filter(~pl.col("_ok"))
+    rule = f.expr if f.expr is not None else f"{f.column} in the top {f.top_fraction:g} of the input"
+    dropped = _dropped(fail, name, value=_value_expr(roots, dtypes), threshold=threshold, rule=rule, pos=pos)
+    return res.filter(pl.col("_ok")).drop("_ok"), dropped
+
+
+def filter_shard(p: Plan, nodes: pl.DataFrame, docs: pl.DataFrame, thresholds: dict[str, float]) -> tuple[pl.DataFrame, pl.DataFrame, list[pl.DataFrame]]:
+    """The filters of one shard, before dedup: (alive nodes, alive documents, dropped records)."""
+    dropped: list[pl.DataFrame] = []
+    alive = nodes
+    if p.recipe.filters.drop_errors:
+        damage_cols = [c for c in nodes.columns if c.endswith("_error") and nodes.schema[c] == S.ERROR_DTYPE]
+        kinds = [pl.col(c).struct.field("kind") for c in [S.ERROR, *damage_cols]]
+        first = pl.coalesce([pl.when(k.is_not_null() & ~k.is_in(list(NOT_DAMAGE))).then(pl.col(c)) for k, c in zip(kinds, [S.ERROR, *damage_cols], strict=True)])
+        tagged = alive.with_columns(first.alias("_e"))
+        bad = tagged.filter(pl.col("_e").is_not_null())
+        dropped.append(_dropped(bad, "error", rule=None, detail=pl.col("_e").struct.field("message"), pos=True).with_columns(bad.get_column("_e").struct.field("kind").alias("rule")))
+        alive = tagged.filter(pl.col("_e").is_null()).drop("_e")
+    for name, f, roots in p.node_filters:
+        thr = thresholds.get(name, _threshold_of(f.expr) if f.expr else None)
+        alive, d = _apply_filter(alive, name, f, roots, _filter_expr(f, thresholds, name), p.column_dtypes, thr, pos=True, subject=_subject(roots, p.node_columns, alive))
+        dropped.append(d)
+    for step in p.document_steps:
+        alive, d = _document_dedup(alive, step)
+        dropped.append(d)
+    # Documents left without nodes go, under the filter that dropped their first node.
+    counts = alive.group_by(S.DOC_INDEX).agg(
+        pl.len().cast(pl.UInt32).alias("doc_nodes"),
+        (pl.col(S.KIND) == S.IMAGE_KIND).sum().cast(pl.UInt32).alias("doc_images"),
+        (pl.col(S.KIND) == S.TEXT_KIND).sum().cast(pl.UInt32).alias("doc_texts"),
+    )
+    docs = docs.join(counts, on=S.DOC_INDEX, how="left", maintain_order="left").with_columns(pl.col("doc_nodes", "doc_images", "doc_texts").fill_null(0))
+    node_drops = pl.concat(dropped) if dropped else pl.DataFrame(schema=DROPPED_SCHEMA)
+    gone = docs.filter(pl.col("doc_nodes") == 0)
+    if gone.height:
+        why = node_drops.sort(S.DOC_INDEX, S.POS).group_by(S.DOC_INDEX, maintain_order=True).agg(pl.col("filter").first().alias("_f"), pl.col("rule").first().alias("_r"), pl.col("detail").first().alias("_d"))
+        gone = gone.join(why, on=S.DOC_INDEX, how="left", maintain_order="left").with_columns(pl.col("_f").fill_null("empty"), pl.col("_r").fill_null("the document has no node"))
+        dropped.append(gone.select(*DOC_KEYS, "_f", "_r", "_d").pipe(lambda g: _dropped(g, "", pos=False).with_columns(g.get_column("_f").alias("filter"), g.get_column("_r").alias("rule"), g.get_column("_d").alias("detail"))))
+        docs = docs.filter(pl.col("doc_nodes") > 0)
+    doc_only = set(p.doc_columns)
+    for name, f, roots in p.doc_filters:
+        expr = _filter_expr(f, thresholds, name)
+        thr = thresholds.get(name, _threshold_of(f.expr) if f.expr else None)
+        if all(c in doc_only for c in roots):
+            docs, d = _apply_filter(docs, name, f, roots, expr, p.column_dtypes, thr, pos=False)
+        else:
+            docs, d = _doc_filter_over_nodes(alive, docs, name, f, roots, expr, p.column_dtypes, thr, _subject(roots, p.node_columns, alive))
+        dropped.append(d)
+    alive = alive.filter(pl.col(S.DOC_INDEX).is_in(docs.get_column(S.DOC_INDEX).implode()))
+    return alive, docs, dropped
+
+
+def _doc_filter_over_nodes(alive: pl.DataFrame, docs: pl.DataFrame, name: str, f: FilterSpec, roots: list[str], expr: pl.Expr, dtypes: dict[str, pl.DataType], thr: float | None, subject: pl.Expr) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A document filter that reads node columns: evaluated over each document's nodes that
+    its signals scored; an aggregate (``AVG(...) >= 0.75``) decides directly, a row-wise
+    expression must hold on every such node where it is defined
+    (``clip_alignment_score >= 0.28``: every image)."""
+    doc_cols = [c for c in docs.columns if c not in alive.columns or c == S.DOC_INDEX]
+    rows = alive.filter(subject).join(docs.select(doc_cols), on=S.DOC_INDEX, how="inner", maintain_order="left")
+    keep_null = f.on_null == "keep"
+    agg = rows.group_by(S.DOC_INDEX, maintain_order=True).agg(expr.alias("_r"))
+    value = _value_expr(roots, dtypes)
+    if isinstance(agg.schema["_r"], pl.List):
+        fail_row = ~expr.fill_null(keep_null)
+        agg = rows.group_by(S.DOC_INDEX, maintain_order=True).agg(
+            (~fail_row).all().alias("_ok"),
+            (value.filter(fail_row).first() if value is not None else pl.lit(None)).alias("_v"),
+        )
+    else:
+        agg = agg.select(S.DOC_INDEX, pl.col("_r").fill_null(keep_null).alias("_ok"), pl.lit(None).alias("_v"))
+    res = docs.join(agg, on=S.DOC_INDEX, how="left", maintain_order="left").with_columns(pl.col("_ok").fill_null(True))
+    fail = res.filter(~pl.col("_ok"))
+    rule = f.expr if f.expr is not None else f"{f.column} in the top {f.top_fraction:g} of the input"
+    return res.filter(pl.col("_ok")).drop("_ok", "_v"), _dropped(fail, name, value=pl.col("_v"), threshold=thr, rule=rule, pos=False)
+
+
+def _document_dedup(alive: pl.DataFrame, step: DedupStep) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """MMC4's within-document rule: an image within the radius of an earlier image of its
+    document that is still kept is dropped."""
+    col = f"{step.name}_near"
+    cand = alive.filter(pl.col(col).list.len() > 0).sort(S.DOC_INDEX, S.POS)
+    if not cand.height:
+        return alive.drop(col), _dropped(alive.head(0), step.name, pos=True)
+    alive_pos: dict[int, set[int]] = {}
+    for di, p in alive.filter(pl.col(S.KIND) == S.IMAGE_KIND).select(S.DOC_INDEX, S.POS).iter_rows():
+        alive_pos.setdefault(di, set()).add(p)
+    drop_rows: list[tuple[int, int, int]] = []
+    for di, p, near in cand.select(S.DOC_INDEX, S.POS, col).iter_rows():
+        kept = alive_pos.get(di, set())
+        hit = next((q for q in near if q in kept), None)
+        if hit is not None:
+            kept.discard(p)
+            drop_rows.append((di, p, hit))
+    d = pl.DataFrame(drop_rows, schema={S.DOC_INDEX: pl.Int64, S.POS: pl.Int32, "_of": pl.Int32}, orient="row")
+    rows = alive.join(d, on=[S.DOC_INDEX, S.POS], how="inner", maintain_order="left")
+    dropped = _dropped(rows, step.name, threshold=float(step.radius), rule=f"pHash within Hamming distance {step.radius} of an earlier image of the document", detail=pl.format("near-duplicate of the image at pos {}", pl.col("_of")), pos=True)
+    return alive.join(d, on=[S.DOC_INDEX, S.POS], how="anti", maintain_order="left").drop(col), dropped
+
+
+def filter_all(opts: RunOptions, shards: list[Shard]) -> dict[str, Any]:
+    """Stage 3: applies the filters and dataset dedup over the stored attributes and writes
+    ``dropped/<shard>.parquet`` for every shard (rewritten only when its bytes change)."""
+    p = opts.plan
+    out = Path(opts.out)
+    t0 = time.perf_counter()
+    node_need: set[str] = set()
+    doc_need: set[str] = set()
+    for _, _f, roots in p.node_filters:
+        node_need |= set(roots)
+    for _, _f, roots in p.doc_filters:
+        for c in roots:
+            (node_need if c in p.node_columns else doc_need).add(c)
+    if p.recipe.filters.drop_errors:
+        node_need |= {c for c, sig in p.node_columns.items() if sig and c == f"{sig}_error"}
+    thresholds = _top_thresholds(out, p, shards)
+    per_shard = []
+    offsets = []
+    start = 0
+    for s in shards:
+        nodes, docs = _shard_tables(out, p, s, node_need, doc_need)
+        alive, docs_alive, dropped = filter_shard(p, nodes, docs, thresholds)
+        per_shard.append((nodes, docs, docs_alive, dropped))
+        offsets.append(start)
+        start += docs.height
+    # Dataset dedup, in step order, among the documents every filter kept: the first document
+    # of each cluster in read order stays.
+    for step in p.dataset_steps:
+        cl = f"{step.name}_cluster"
+        frames = [d.select(S.DOC_INDEX, S.DOC_ID, cl, f"{step.name}_score").with_columns(pl.lit(i).alias("_shard"), (pl.col(S.DOC_INDEX) + off).alias("_g")) for i, ((_, _, d, _), off) in enumerate(zip(per_shard, offsets, strict=True))]
+        alld = pl.concat(frames) if frames else pl.DataFrame()
+        if not alld.height:
+            continue
+        ranked = alld.filter(pl.col(cl).is_not_null()).sort("_g").with_columns(pl.col("_g").first().over(cl).alias("_keep"), pl.col(S.DOC_ID).first().over(cl).alias("_rep"), pl.col("_shard").first().over(cl).alias("_rs"))
+        dups = ranked.filter(pl.col("_g") != pl.col("_keep"))
+        thr = {"phash": float(step.radius), "minhash": step.threshold}.get(step.method)
+        rule = {"exact": f"exact duplicate ({step.by})", "phash": f"pHash within Hamming distance {step.radius}", "minhash": f"MinHash Jaccard >= {step.threshold}"}[step.method]
+        for i in range(len(per_shard)):
+            mine = dups.filter(pl.col("_shard") == i)
+            if not mine.height:
+                continue
+            nodes, docs, d_alive, dropped = per_shard[i]
+            detail = pl.format("duplicate of {} (shard {})", pl.col("_rep"), pl.col("_rs").replace_strict(list(range(len(shards))), [s.name for s in shards], return_dtype=pl.String))
+            dropped.append(_dropped(mine, step.name, value=pl.col(f"{step.name}_score"), threshold=thr, rule=rule, detail=detail, pos=False))
+            per_shard[i] = (nodes, docs, d_alive.filter(~pl.col(S.DOC_INDEX).is_in(mine.get_column(S.DOC_INDEX).implode())), dropped)
+    totals: dict[str, Any] = {"documents": 0, "nodes": 0, "kept_documents": 0, "kept_nodes": 0, "dropped_documents": {}, "dropped_nodes": {}, "errors": {}, "signal_errors": {}, "dropped_files": {}}
+    for s, (nodes, docs, d_alive, dropped) in zip(shards, per_shard, strict=True):
+        table = pl.concat([d.cast(DROPPED_SCHEMA) for d in dropped]) if dropped else pl.DataFrame(schema=DROPPED_SCHEMA)  # type: ignore[arg-type]
+        table = table.sort(S.DOC_INDEX, S.POS, nulls_last=True, maintain_order=True)
+        path = out / "dropped" / f"{s.name}.parquet"
+        _write_if_changed(table, path)
+        totals["dropped_files"][s.name] = hashlib.sha256(path.read_bytes()).hexdigest()
+        real = nodes.filter(pl.col(S.KIND).is_not_null())
+        totals["documents"] += docs.height
+        totals["nodes"] += real.height
+        kept_docs = d_alive.get_column(S.DOC_INDEX)
+        node_rows = table.filter(pl.col(S.POS).is_not_null())
+        kept_nodes = real.filter(pl.col(S.DOC_INDEX).is_in(kept_docs.implode())).join(node_rows.select(S.DOC_INDEX, S.POS), on=[S.DOC_INDEX, S.POS], how="anti")
+        totals["kept_documents"] += kept_docs.len()
+        totals["kept_nodes"] += kept_nodes.height
+        doc_rows = table.filter(pl.col(S.POS).is_null())
+        for name, n in doc_rows.group_by("filter").len().iter_rows():
+            totals["dropped_documents"][name] = totals["dropped_documents"].get(name, 0) + n
+        for name, n in node_rows.group_by("filter").len().iter_rows():
+            totals["dropped_nodes"][name] = totals["dropped_nodes"].get(name, 0) + n
+        errs = nodes.filter(pl.col(S.ERROR).is_not_null()).select(S.DOC_INDEX, pl.col(S.ERROR).struct.field("kind")).unique()
+        for kind, n in errs.group_by("kind").len().iter_rows():
+            totals["errors"][kind] = totals["errors"].get(kind, 0) + n
+    for k in ("dropped_documents", "dropped_nodes", "errors"):
+        totals[k] = dict(sorted(totals[k].items()))
+    totals["seconds"] = time.perf_counter() - t0
+    totals["thresholds"] = {k: v for k, v in thresholds.items()}
+    return totals
+
+
+def _write_if_changed(df: pl.DataFrame, path: Path) -> None:
+    """Writes ``df`` to ``path`` atomically unless the file already holds exactly these bytes
+    (a rerun leaves an unchanged file untouched)."""
+    import io
+
+    buf = io.BytesIO()
+    df.write_parquet(buf, compression="zstd")
+    data = buf.getvalue()
+    if path.exists() and path.read_bytes() == data:
+        return
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 4: write
+
+
+def output_format(p: Plan, shard: Shard, override: str | None) -> str:
+    fmt = override or p.recipe.output.format
+    if fmt == "auto":
+        return WEBDATASET if container_of(shard.path) == WEBDATASET else "parquet"
+    return fmt
+
+
+def kept_path(out: Path, shard: Shard, fmt: str, compression: str) -> Path:
+    ext = {"webdataset": ".tar" + {"none": "", "gz": ".gz", "zst": ".zst"}[compression], "parquet": ".parquet", "jsonl": ".jsonl"}[fmt]
+    return out / "kept" / f"{shard.name}{ext}"
+
+
+def write_shard(opts: RunOptions, shard: Shard, limit: int | None, dropped_sha: str, fmt_override: str | None = None) -> dict[str, Any]:
+    """Stage 4 for one shard: reads it again and writes the documents and nodes that no filter
+    dropped to ``kept/<shard>.<ext>`` (text replaced by ``output.text_from`` where set)."""
+    p = opts.plan
+    out = Path(opts.out)
+    marks = Markers(out)
+    fmt = output_format(p, shard, fmt_override)
+    comp = p.recipe.output.compression
+    path = kept_path(out, shard, fmt, comp)
+    tf = p.recipe.output.text_from
+    tf_key = Markers(out).key(f"score/{p.node_columns[tf]}", shard.name) if tf else None
+    key = digest({**_shard_key(opts, shard, limit), "dropped": dropped_sha, "format": fmt, "compression": comp, "text_from": [tf, tf_key]})
+    if marks.fresh("write", shard.name, key, path):
+        return {"shard": shard.name, "skipped": True, "seconds": 0.0}
+    t0 = time.perf_counter()
+    dropped = pl.read_parquet(out / "dropped" / f"{shard.name}.parquet", columns=[S.DOC_INDEX, S.POS])
+    drop_docs = dropped.filter(pl.col(S.POS).is_null()).get_column(S.DOC_INDEX).implode()
+    drop_nodes = dropped.filter(pl.col(S.POS).is_not_null())
+    texts = None
+    if tf:
+        texts = pl.read_parquet(out / "attributes" / p.node_columns[tf] / f"{shard.name}.parquet", columns=[S.DOC_INDEX, S.POS, tf])
+
+    def batches() -> Iterator[pl.DataFrame]:
+        for df in read_shard(shard, opts.read, limit):
+            df = df.filter(~pl.col(S.DOC_INDEX).is_in(drop_docs)).join(drop_nodes, on=[S.DOC_INDEX, S.POS], how="anti", maintain_order="left")
+            if texts is not None and df.height:
+                df = df.join(texts, on=[S.DOC_INDEX, S.POS], how="left", maintain_order="left").with_columns(pl.coalesce(tf, S.TEXT).alias(S.TEXT)).drop(tf)
+            yield df
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = interleaf.write(batches(), path, fmt, max_count=_HUGE, max_bytes=_HUGE, compression=comp if fmt == WEBDATASET else "none", overwrite=True)
+    if not written or not path.exists():
+        # Nothing kept: an empty file of the format, so every shard has its output.
+        interleaf.write(S.empty_frame(), path, "parquet" if fmt == "parquet" else "jsonl", overwrite=True) if fmt != WEBDATASET else _empty_tar(path)
+    marks.done("write", shard.name, key)
+    return {"shard": shard.name, "skipped": False, "seconds": time.perf_counter() - t0}
+
+
+def _empty_tar(path: Path) -> None:
+    import tarfile
+
+    with atomic_output(path) as tmp, tarfile.open(tmp, "w:gz" if path.name.endswith(".gz") else "w") as _:
+        pass
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+@dataclass
+class RunSummary:
+    """What a run did (also written to ``OUT/summary.json``)."""
+
+    out: str
+    data: dict[str, Any]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    @property
+    def kept_documents(self) -> int:
+        return int(self.data["documents"]["kept"])
+
+    def __repr__(self) -> str:
+        d = self.data["documents"]
+        return f"RunSummary({self.out!r}: {d['in']:,} documents in, {d['kept']:,} kept, {d['dropped']:,} dropped)"
+
+
+def _versions() -> dict[str, str]:
+    v = {"interleaf": interleaf.__version__, "polars": pl.__version__, "numpy": np.__version__, "python": platform.python_version()}
+    for mod in ("onnxruntime", "faiss"):
+        try:
+            v[mod] = __import__(mod).__version__
+        except Exception:
+            pass
+    return v
+
+
+class _StageLog:
+    """Progress lines on stderr per stage and shard with rates and an ETA, and the timing table."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.stages: dict[str, dict[str, Any]] = {}
+
+    def say(self, msg: str) -> None:
+        if self.enabled:
+            print(msg, file=sys.stderr, flush=True)
+
+    def shard(self, stage: str, i: int, n: int, res: dict[str, Any], t_start: float) -> None:
+        st = self.stages.setdefault(stage, {"seconds": 0.0, "documents": 0, "shards": 0, "skipped": 0})
+        st["shards"] += 1
+        if res.get("skipped"):
+            st["skipped"] += 1
+        st["documents"] += res.get("documents") or 0
+        elapsed = time.perf_counter() - t_start
+        eta = elapsed / (i + 1) * (n - i - 1)
+        what = "done before, skipped" if res.get("skipped") else f"{res.get('seconds', 0):.2f} s" + (f", {res['documents']:,} docs ({res['documents'] / max(res['seconds'], 1e-9):,.0f} docs/s)" if res.get("documents") else "")
+        self.say(f"{stage}: shard {i + 1}/{n} {res['shard']}: {what}; ETA {eta:.0f} s")
+
+    def table(self) -> str:
+        rows = ["stage      seconds   documents     docs/s   shards (skipped)"]
+        for name, st in self.stages.items():
+            rate = st["documents"] / st["seconds"] if st["seconds"] > 0 and st["documents"] else 0
+            rows.append(f"{name:<9}{st['seconds']:>9.2f} {st['documents']:>11,} {rate:>10,.0f}   {st['shards']} ({st['skipped']})")
+        return "\n".join(rows)
+
+
+def _run_jobs(fn: Callable[..., dict[str, Any]], jobs: list[tuple], workers: int, stage: str, log: _StageLog) -> list[dict[str, Any]]:
+    t0 = time.perf_counter()
+    results: list[dict[str, Any]] = []
+    if workers <= 1 or len(jobs) <= 1:
+        for i, job in enumerate(jobs):
+            results.append(fn(*job))
+            log.shard(stage, i, len(jobs), results[-1], t0)
+    else:
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn")) as ex:
+            futures = [ex.submit(fn, *job) for job in jobs]
+            for i, fut in enumerate(futures):
+                results.append(fut.result())
+                log.shard(stage, i, len(jobs), results[-1], t0)
+    log.stages.setdefault(stage, {"seconds": 0.0, "documents": 0, "shards": 0, "skipped": 0})["seconds"] += time.perf_counter() - t0
+    return results
+
+
+def _check_out(out: Path, paths: list[str], state: dict[str, Any], overwrite: bool) -> None:
+    """The output folder must not overlap the inputs, and must be empty, new, or a run over the
+    same inputs (unless ``overwrite``, which clears what belongs to another run)."""
+    target = out.resolve()
+    for src in paths:
+        sp = Path(src).resolve()
+        if sp == target or target in sp.parents:
+            raise ValueError(f"the output folder {out} holds the input {src}: write somewhere else")
+    run_file = out / STATE / "run.json"
+    if run_file.exists():
+        prev = json.loads(run_file.read_text())
+        if prev.get("inputs") != state["inputs"] and not overwrite:
+            raise ValueError(f"{out} holds a run over other inputs; pass --overwrite (overwrite=True) to replace it, or choose another --out")
+        if prev.get("inputs") != state["inputs"]:
+            _clear(out)
+    elif out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise ValueError(f"{out} exists and is not an interleaf run folder; pass --overwrite (overwrite=True) to replace its contents, or choose another --out")
+        _clear(out)
+
+
+def _clear(out: Path) -> None:
+    for name in ("attributes", "signatures", "kept", "dropped", STATE, "summary.json", "report.html"):
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+def run(
+    recipe: str | os.PathLike[str] | Recipe,
+    inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    models: dict[str, Any] | None = None,
+    format: str | None = None,
+    image_root: str | os.PathLike[str] | None = None,
+    load_images: bool = True,
+    max_member_bytes: int | None = None,
+    max_batch_bytes: int | None = None,
+    allow_outside_root: bool = False,
+    batch_size: int = 256,
+    workers: int = 1,
+    device: str = "auto",
+    threads: int | None = None,
+    model_batch_size: int | None = None,
+    limit: int | None = None,
+    output_format: str | None = None,
+    stages: tuple[str, ...] = ("score", "dedup", "filter", "write"),
+    overwrite: bool = False,
+    progress: bool = True,
+) -> RunSummary:
+    """Runs ``recipe`` over ``inputs`` into the folder ``out`` (see the module docs for the
+    layout) and returns the :class:`RunSummary`.
+
+    Args:
+        recipe: a preset name (``interleaf.recipes.presets()``), a YAML file, or a Recipe.
+        inputs: paths, globs, brace ranges or folders; each file is a shard.
+        out: the output folder (new, empty, or an earlier run over the same inputs, which is
+            resumed: finished work is skipped).
+        models: name (``clip``, ``text``, ``lm``) -> model directory (or name under the models
+            home) or loaded model; overrides the recipe's ``models`` paths.
+        format, image_root, load_images, max_member_bytes, max_batch_bytes,
+            allow_outside_root: how the inputs are read (as :func:`interleaf.read`).
+        batch_size: documents per node batch (default 256).
+        workers: shards processed at once in worker processes (default 1; each loads its own
+            models and uses ``threads`` threads). Outputs do not depend on it.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"`` for the models.
+        threads: threads per worker for decoding and the Rust kernels (default: all cores
+            divided among the workers).
+        model_batch_size: inference batch size (default: each model's).
+        limit: only the first ``limit`` documents of the input (in read order).
+        output_format: how kept documents are written, overriding the recipe's ``output.format``.
+        stages: the stages to run (``interleaf score`` runs ``("score", "dedup")``).
+        overwrite: replace an output folder that holds something else.
+        progress: progress lines and the timing table on stderr.
+    """
+    int_arg("batch_size", batch_size)
+    int_arg("workers", workers, 1, 1024)
+    int_arg("limit", limit, 0, optional=True)
+    int_arg("threads", threads, 1, 512, optional=True)
+    choice_arg("device", device, ("auto", "cpu", "cuda"))
+    if output_format is not None:
+        choice_arg("output_format", output_format, ("auto", "webdataset", "parquet", "jsonl"))
+    rec = load_recipe(recipe)
+    if threads is None and workers > 1:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+    p = plan(rec, models, threads=threads)
+    if workers > 1 and any(not isinstance(m, (str, os.PathLike)) for m in p.models.values()):
+        raise ValueError("workers > 1 needs models given as directories (each worker loads its own)")
+    log = _StageLog(progress)
+    for n in p.notices:
+        print(f"interleaf run: notice: {n}", file=sys.stderr)
+    out_p = Path(out)
+    paths = expand(inputs)
+    missing = [x for x in paths if not os.path.exists(x)]
+    if missing:
+        raise FileNotFoundError(f"input not found: {', '.join(missing[:5])}")
+    read = {
+        "format": format,
+        "batch_size": batch_size,
+        "image_root": os.fspath(image_root) if image_root is not None else None,
+        "load_images": load_images,
+        "max_member_bytes": max_member_bytes,
+        "max_batch_bytes": max_batch_bytes,
+        "allow_outside_root": allow_outside_root,
+    }
+    state = {"inputs": [os.path.abspath(x) for x in paths], "read": read, "limit": limit}
+    _check_out(out_p, paths, state, overwrite)
+    shards = plan_shards(paths)
+    out_p.mkdir(parents=True, exist_ok=True)
+    models_state = {k: (v if isinstance(v, str) else getattr(v, "path", None) and str(v.path)) for k, v in p.models.items()}
+    write_text(out_p / STATE / "run.json", json.dumps({**state, "models": models_state, "device": device, "recipe": rec.model_dump(mode="json")}, indent=2, sort_keys=True) + "\n")
+    opts = RunOptions(str(out_p), p, read, device=device, threads=threads, model_batch_size=model_batch_size, progress=progress)
+    return _execute(opts, shards, limit, workers, stages, output_format, log)
+
+
+def _execute(opts: RunOptions, shards: list[Shard], limit: int | None, workers: int, stages: tuple[str, ...], output_format: str | None, log: _StageLog) -> RunSummary:
+    out = Path(opts.out)
+    p = opts.plan
+    t_all = time.perf_counter()
+    failures: list[str] = []
+    if limit is None:
+        limits: list[int | None] = [None] * len(shards)
+    else:
+        limits = []
+    if "score" in stages:
+        if limit is not None:
+            t0 = time.perf_counter()
+            left = limit
+            for i, s in enumerate(shards):
+                limits.append(left)
+                res = score_shard(opts, s, left)
+                failures += res["failures"]
+                log.shard("score", i, len(shards), res, t0)
+                n = pl.read_parquet(out / "attributes" / BASE / f"{s.name}.parquet", columns=[S.DOC_INDEX]).get_column(S.DOC_INDEX).n_unique()
+                left = max(0, left - n)
+            log.stages["score"]["seconds"] += time.perf_counter() - t0
+        else:
+            for r in _run_jobs(score_shard, [(opts, s, None) for s in shards], workers, "score", log):
+                failures += r["failures"]
+    elif limit is not None:
+        left = limit
+        for s in shards:
+            limits.append(left)
+            n = pl.read_parquet(out / "attributes" / BASE / f"{s.name}.parquet", columns=[S.DOC_INDEX]).get_column(S.DOC_INDEX).n_unique()
+            left = max(0, left - n)
+    dedup_stats = {}
+    if "dedup" in stages:
+        t0 = time.perf_counter()
+        for step in p.dataset_steps:
+            r = cluster_step(opts, step, shards)
+            dedup_stats[step.name] = {k: v for k, v in r.items() if k in ("documents", "signed", "skipped")}
+            log.say(f"dedup: {step.name}: " + ("done before, skipped" if r["skipped"] else f"{r['signed']:,} of {r['documents']:,} documents signed, clustered in {r['seconds']:.2f} s"))
+        log.stages["dedup"] = {"seconds": time.perf_counter() - t0, "documents": 0, "shards": len(p.dataset_steps), "skipped": 0}
+    totals: dict[str, Any] = {}
+    if "filter" in stages:
+        t0 = time.perf_counter()
+        totals = filter_all(opts, shards)
+        log.stages["filter"] = {"seconds": time.perf_counter() - t0, "documents": totals["documents"], "shards": len(shards), "skipped": 0}
+        log.say(f"filter: {totals['documents']:,} documents -> {totals['kept_documents']:,} kept in {totals['seconds']:.2f} s")
+    if "write" in stages and totals:
+        jobs = [(opts, s, lim, totals["dropped_files"][s.name], output_format) for s, lim in zip(shards, limits, strict=True)]
+        _run_jobs(write_shard, jobs, workers, "write", log)
+        log.stages["write"]["documents"] = totals["kept_documents"]
+    data = _summary(opts, shards, totals, dedup_stats, failures, log, time.perf_counter() - t_all, stages, output_format)
+    if "filter" in stages:
+        write_text(out / "summary.json", json.dumps(data, indent=2) + "\n")
+    if opts.progress:
+        print(log.table(), file=sys.stderr)
+    return RunSummary(str(out), data)
+
+
+def _summary(opts: RunOptions, shards: list[Shard], totals: dict[str, Any], dedup: dict[str, Any], failures: list[str], log: _StageLog, seconds: float, stages: tuple[str, ...], output_format: str | None) -> dict[str, Any]:
+    p = opts.plan
+    out = Path(opts.out)
+    docs_in = totals.get("documents", 0)
+    data: dict[str, Any] = {
+        "recipe": p.recipe.name,
+        "documents": {"in": docs_in, "kept": totals.get("kept_documents", 0), "dropped": docs_in - totals.get("kept_documents", 0)},
+        "nodes": {"in": totals.get("nodes", 0), "kept": totals.get("kept_nodes", 0)},
+        "dropped_documents": totals.get("dropped_documents", {}),
+        "dropped_nodes": totals.get("dropped_nodes", {}),
+        "errors": totals.get("errors", {}),
+        "signal_failures": failures,
+        "skipped": {"signals": p.skipped, "filters": p.skipped_filters},
+        "thresholds": totals.get("thresholds", {}),
+        "dedup": dedup,
+        "shards": [s.name for s in shards],
+        "outputs": {
+            "attributes": str(out / "attributes"),
+            "dropped": str(out / "dropped"),
+            "kept": str(out / "kept") if "write" in stages else None,
+        },
+        "recipe_spec": p.recipe.model_dump(mode="json"),
+        "versions": _versions(),
+        "stages": {k: {**v, "seconds": round(v["seconds"], 3)} for k, v in log.stages.items()},
+        "seconds": round(seconds, 3),
+    }
+    return data
+
+
+def load_run(out: str | os.PathLike[str]) -> dict[str, Any]:
+    """The state an earlier run stored in ``out`` (inputs, read options, models, recipe)."""
+    f = Path(out) / STATE / "run.json"
+    if not f.is_file():
+        raise FileNotFoundError(f"{out} is not an interleaf run folder (no {STATE}/run.json); run `interleaf run` first")
+    return json.loads(f.read_text())
+
+
+def refilter(out: str | os.PathLike[str], recipe: str | os.PathLike[str] | Recipe | None = None, *, workers: int = 1, output_format: str | None = None, progress: bool = True) -> RunSummary:
+    """``interleaf filter``: re-applies the filters of ``recipe`` (default: the run's own) to
+    the attributes stored in ``out`` and rewrites ``dropped/``, ``kept/`` and the summary,
+    without running any model. The recipe's signals and dedup steps must be the run's."""
+    state = load_run(out)
+    stored = Recipe.model_validate(state["recipe"])
+    rec = load_recipe(recipe) if recipe is not None else stored
+    for part in ("signals", "dedup", "models"):
+        a = json.dumps(getattr(stored, part) if part != "dedup" else [d.model_dump(mode="json") for d in stored.dedup], default=lambda o: o.model_dump(mode="json"), sort_keys=True)
+        b = json.dumps(getattr(rec, part) if part != "dedup" else [d.model_dump(mode="json") for d in rec.dedup], default=lambda o: o.model_dump(mode="json"), sort_keys=True)
+        if a != b:
+            raise ValueError(f"the recipe's {part} differ from the run's: `interleaf filter` only re-applies filters and output; run `interleaf run` again (only the changed signals are recomputed)")
+    models = {k: v for k, v in (state.get("models") or {}).items() if v}
+    p = plan(rec, models)
+    out_p = Path(out)
+    paths = state["inputs"]
+    shards = plan_shards(paths)
+    opts = RunOptions(str(out_p), p, state["read"], device=state.get("device", "auto"), progress=progress)
+    write_text(out_p / STATE / "run.json", json.dumps({**state, "recipe": rec.model_dump(mode="json")}, indent=2, sort_keys=True) + "\n")
+    return _execute(opts, shards, state.get("limit"), workers, ("filter", "write"), output_format, _StageLog(progress))

@@ -1,0 +1,320 @@
+"""The recipe schema: a YAML file validated by pydantic models.
+
+A recipe names the models it needs, the signals to compute, the dedup steps and the filters::
+
+    name: my-recipe
+    models:
+      clip: {}                       # given at run time: --model clip=DIR / models={"clip": DIR}
+    signals:
+      image: {type: image}
+      clip_alignment: {type: clip_alignment, method: pair}
+    dedup:
+      - {name: phash, method: phash, radius: 5}
+    filters:
+      node:
+        image_size: "image_datacomp_ok"
+      doc:
+        clip_score: "clip_alignment_score >= 0.28"
+    output:
+      format: auto
+
+Unknown keys and wrong types are errors that name the key and its line in the file.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+#: The model names a recipe may use and the kind of model each must be.
+MODEL_KINDS = {"clip": "clip", "text": "text-embedder", "lm": "causal-lm"}
+
+
+class ModelSpec(_Strict):
+    """A model the recipe uses. ``path``: a model directory or a name under the models home
+    (usually left out of a shared recipe and given at run time); ``device``: where it runs."""
+
+    path: str | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class _SignalBase(_Strict):
+    #: Skip this signal (and the filters that read its columns) with a notice when its model is
+    #: not given, instead of failing.
+    optional: bool = False
+
+
+class TextSignal(_SignalBase):
+    """OBELICS's text statistics (:class:`interleaf.signals.TextStats`)."""
+
+    type: Literal["text"]
+    level: Literal["node", "doc"] = "node"
+    paragraphs: bool = False
+    char_ngram: int = Field(10, ge=1, le=1000)
+    word_ngram: int = Field(5, ge=1, le=1000)
+
+
+class CaptionSignal(_SignalBase):
+    """DataComp's caption word and character counts (:class:`interleaf.signals.CaptionStats`)."""
+
+    type: Literal["caption"]
+    level: Literal["node", "doc"] = "doc"
+
+
+class ImageSignal(_SignalBase):
+    """Image statistics and size rules (:class:`interleaf.signals.ImageStats`)."""
+
+    type: Literal["image"]
+    max_pixels: int | None = Field(None, ge=1)
+    max_bytes: int | None = Field(None, ge=1)
+
+
+class ClipAlignmentSignal(_SignalBase):
+    """CLIP image-text alignment (:class:`interleaf.signals.ClipAlignment`)."""
+
+    type: Literal["clip_alignment"]
+    method: Literal["auto", "pair", "step", "mmc4"] = "auto"
+    threshold: float = Field(0.15, ge=-1.0, le=1.0)
+
+
+class SequenceSignal(_SignalBase):
+    """CoMM's image-sequence score F (:class:`interleaf.signals.SequenceConsistency`)."""
+
+    type: Literal["sequence"]
+
+
+class CoherenceSignal(_SignalBase):
+    """Text coherence of step sequences (:class:`interleaf.signals.TextCoherence`)."""
+
+    type: Literal["coherence"]
+    shuffles: int = Field(8, ge=0, le=10_000)
+    seed: int = Field(0, ge=0)
+
+
+class PerplexitySignal(_SignalBase):
+    """LM perplexity per text node or per document (:class:`interleaf.signals.Perplexity`)."""
+
+    type: Literal["perplexity"]
+    level: Literal["node", "doc"] = "node"
+    max_perplexity: float = Field(1500.0, gt=0)
+
+
+SignalSpec = Annotated[TextSignal | CaptionSignal | ImageSignal | ClipAlignmentSignal | SequenceSignal | CoherenceSignal | PerplexitySignal, Field(discriminator="type")]
+
+#: The model each signal type needs (None: none).
+SIGNAL_MODELS: dict[str, str | None] = {"text": None, "caption": None, "image": None, "clip_alignment": "clip", "sequence": "clip", "coherence": "text", "perplexity": "lm"}
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+def _check_name(kind: str, name: str) -> str:
+    if not _NAME.match(name):
+        raise ValueError(f"{kind} name {name!r} must be lower-case letters, digits and _ (it names columns and folders)")
+    return name
+
+
+class DedupStep(_Strict):
+    """A deduplication step.
+
+    ``exact``: documents with the same key (``by``: normalised text, image bytes, or both;
+    ``by`` and not ``on``, which YAML reads as true);
+    ``minhash``: documents whose text MinHash Jaccard estimate reaches ``threshold``;
+    ``phash``: images within Hamming ``radius`` of each other: across documents
+    (``scope: dataset``, each document's first image) or between the images of one document
+    (``scope: document``, MMC4's rule: a later image within the radius of an earlier one is
+    dropped). Across documents the first document of each cluster that survives the filters
+    is kept (in read order); the others are dropped with the step's name as the reason.
+    """
+
+    name: str
+    method: Literal["exact", "minhash", "phash"]
+    by: Literal["text", "image", "all"] = "text"
+    scope: Literal["dataset", "document"] = "dataset"
+    radius: int = Field(5, ge=0, le=63)
+    draft: int | None = Field(None, ge=1)
+    threshold: float = Field(0.8, ge=0.0, le=1.0)
+    num_perm: int = Field(128, ge=2, le=1024)
+    ngram: int = Field(5, ge=1, le=100)
+    unit: Literal["word", "char"] = "word"
+    seed: int = Field(1, ge=0)
+    strip_punctuation: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _check_name("dedup step", v)
+
+    @model_validator(mode="after")
+    def _scope(self) -> DedupStep:
+        if self.scope == "document" and self.method != "phash":
+            raise ValueError("scope: document is for phash steps (near-duplicate images within a document)")
+        return self
+
+
+class FilterSpec(_Strict):
+    """A filter: keep the rows (nodes or documents) where ``expr`` is true, a polars SQL
+    expression over attribute columns (``"clip_alignment_score >= 0.28"``); or keep the top
+    ``top_fraction`` of the pool by ``column`` (DataComp's fraction mode: the threshold is the
+    ``floor(N * f) + 1``-th largest value of the whole input, so ties keep more).
+
+    ``on_null``: what happens where the expression is null (a signal not defined for that row:
+    a text node under an image rule, a document with fewer than 3 images under CoMM's F):
+    ``keep`` (the default: the filter does not apply) or ``drop``.
+    """
+
+    expr: str | None = None
+    top_fraction: float | None = Field(None, gt=0.0, le=1.0)
+    column: str | None = None
+    on_null: Literal["keep", "drop"] = "keep"
+
+    @model_validator(mode="after")
+    def _one(self) -> FilterSpec:
+        if (self.expr is None) == (self.top_fraction is None):
+            raise ValueError("a filter needs exactly one of expr and top_fraction")
+        if self.top_fraction is not None and not self.column:
+            raise ValueError("top_fraction needs column: the attribute column to rank by")
+        if self.expr is not None and self.column is not None:
+            raise ValueError("column goes with top_fraction, not with expr")
+        return self
+
+
+def _filters(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: ({"expr": f} if isinstance(f, str) else f) for k, f in v.items()}
+    return v
+
+
+class Filters(_Strict):
+    """Node filters (a node that fails leaves its document), then document filters (on the
+    documents' attributes after node removal), each in the order written; a row dropped by
+    several is recorded under the first. ``drop_errors``: drop nodes and documents that carry
+    a read or decode error (a corrupt or missing image, a malformed line), each recorded with
+    its error kind, before the other filters."""
+
+    drop_errors: bool = True
+    node: dict[str, FilterSpec] = {}
+    doc: dict[str, FilterSpec] = {}
+
+    _node = field_validator("node", mode="before")(_filters)
+    _doc = field_validator("doc", mode="before")(_filters)
+
+    @field_validator("node", "doc")
+    @classmethod
+    def _names(cls, v: dict[str, FilterSpec]) -> dict[str, FilterSpec]:
+        for k in v:
+            _check_name("filter", k)
+        return v
+
+
+class OutputSpec(_Strict):
+    """How kept documents are written: ``format`` ``auto`` (WebDataset for WebDataset input,
+    the node table as parquet otherwise), ``webdataset``, ``parquet`` or ``jsonl``;
+    ``compression`` for WebDataset shards; ``text_from``: a String node column whose value
+    replaces a kept text node's text where it is not null (OBELICS: ``text_kept_text``, the
+    paragraphs that survive its paragraph filter)."""
+
+    format: Literal["auto", "webdataset", "parquet", "jsonl"] = "auto"
+    compression: Literal["none", "gz", "zst"] = "none"
+    text_from: str | None = None
+
+
+class Recipe(_Strict):
+    """A recipe: models, signals, dedup steps, filters and output (see the module docs)."""
+
+    name: str = "custom"
+    description: str = ""
+    models: dict[Literal["clip", "text", "lm"], ModelSpec] = {}
+    signals: dict[str, SignalSpec] = {}
+    dedup: list[DedupStep] = []
+    filters: Filters = Filters()
+    output: OutputSpec = OutputSpec()
+
+    @field_validator("signals")
+    @classmethod
+    def _signal_names(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for k in v:
+            _check_name("signal", k)
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Recipe:
+        names = list(self.signals) + [d.name for d in self.dedup]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"signal and dedup step names must be distinct: {dup}")
+        clash = set(self.filters.node) & set(self.filters.doc)
+        if clash:
+            raise ValueError(f"node and doc filters share the names {sorted(clash)}")
+        for name, sig in self.signals.items():
+            model = SIGNAL_MODELS[sig.type]
+            if model is not None and model not in self.models:
+                raise ValueError(f"signal {name} ({sig.type}) needs the model {model!r}: add `{model}: {{}}` under models")
+        return self
+
+
+class RecipeError(ValueError):
+    """A recipe that does not validate; the message names each bad key and its line."""
+
+
+def _line_of(root: Any, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the YAML node at ``loc`` (a pydantic error location), or of the
+    deepest node on the way that exists."""
+    import yaml
+
+    node, line = root, None
+    for key in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            nxt = None
+            for k, v in node.value:
+                if k.value == str(key):
+                    nxt, line = v, k.start_mark.line + 1
+                    break
+            node = nxt
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            node = None
+    if node is not None:
+        line = node.start_mark.line + 1
+    return line
+
+
+def parse(text: str, source: str = "<recipe>") -> Recipe:
+    """A :class:`Recipe` from YAML text; :class:`RecipeError` naming every bad key and line."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.YAMLError as e:
+        raise RecipeError(f"{source}: not valid YAML: {e}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RecipeError(f"{source}: a recipe is a mapping (name, models, signals, dedup, filters, output), not {type(data).__name__}")
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            loc = tuple(err["loc"])
+            if len(loc) > 2 and loc[0] == "signals" and loc[2] in SIGNAL_MODELS:
+                loc = loc[:2] + loc[3:]  # pydantic names the union member chosen by `type`
+            shown = ".".join(str(p) for p in loc) or "(top level)"
+            line = _line_of(root, loc)
+            where = f"line {line}: " if line else ""
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            lines.append(f"{source}: {where}{shown}: {msg}")
+        raise RecipeError("\n".join(lines)) from None

@@ -1,0 +1,483 @@
+"""The main job: recipes, ``interleaf run`` / ``score`` / ``filter``, resumability and
+determinism, on the bundled images with planted bad documents (duplicates, a corrupt image, a
+missing file, a malformed line, invalid UTF-8, a small image, a short caption).
+
+The tiny CLIP fixture is random, so its scores mean nothing: tests that need every document
+to reach the dedup stage edit the CLIP threshold to -1, and the CLIP filter itself is checked
+against scores computed independently with the same model."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+from PIL import Image
+
+import interleaf
+from interleaf import recipes
+from interleaf.cli import main
+from interleaf.pipeline import run
+
+FIXTURES = Path(__file__).parent / "fixtures" / "models"
+CLIP_DIR = FIXTURES / "clip-tiny"
+EMBEDDER_DIR = FIXTURES / "embedder-tiny"
+LM_DIR = FIXTURES / "lm-tiny"
+SAMPLE_IMAGES = Path(interleaf.__file__).parent / "data" / "sample" / "images"
+
+CAPTIONS = {
+    "astronaut.jpg": "Smiling astronaut in an orange flight suit beside a flag and a shuttle model.",
+    "coffee.jpg": "An espresso in a red-brown cup on a saucer with a silver teaspoon.",
+    "chelsea.jpg": "Close-up of a tabby cat's face with green eyes and striped fur.",
+    "rocket.jpg": "A rocket on its launch pad under a clear sky before lift-off.",
+    "camera.jpg": "A man with a camera on a tripod in a grassy field, in black and white.",
+    "hubble_deep_field.jpg": "Hundreds of faint galaxies of every shape in the Hubble deep field.",
+    "retina.jpg": "A photograph of the retina with its blood vessels and the optic disc.",
+}
+
+
+def _line(d: dict) -> bytes:
+    return json.dumps(d).encode() + b"\n"
+
+
+@pytest.fixture
+def planted(tmp_path) -> dict:
+    """Two jsonl shards of pairs with planted cases; returns the paths and what each planted
+    document should be dropped for."""
+    root = tmp_path / "data"
+    img = root / "images"
+    img.mkdir(parents=True)
+    for name in (*CAPTIONS, "astronaut_face.jpg"):
+        shutil.copy(SAMPLE_IMAGES / name, img / name)
+    # A near duplicate: the astronaut re-encoded at a lower quality.
+    buf = io.BytesIO()
+    Image.open(SAMPLE_IMAGES / "astronaut.jpg").save(buf, "JPEG", quality=55)
+    (img / "astronaut_q55.jpg").write_bytes(buf.getvalue())
+    (img / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(16) + b"not a jpeg at all" * 20)
+    a = root / "a.jsonl"
+    with open(a, "wb") as f:
+        f.write(_line({"id": "p01", "image": "images/astronaut.jpg", "caption": CAPTIONS["astronaut.jpg"]}))
+        f.write(_line({"id": "p02", "image": "images/coffee.jpg", "caption": CAPTIONS["coffee.jpg"]}))
+        f.write(_line({"id": "p03", "image": "images/chelsea.jpg", "caption": CAPTIONS["chelsea.jpg"]}))
+        f.write(_line({"id": "p04", "image": "images/rocket.jpg", "caption": CAPTIONS["rocket.jpg"]}))
+        f.write(_line({"id": "p05-exact", "image": "images/coffee.jpg", "caption": CAPTIONS["coffee.jpg"]}))
+        f.write(_line({"id": "p06-near", "image": "images/astronaut_q55.jpg", "caption": "The same astronaut portrait, saved again at a lower JPEG quality."}))
+        f.write(_line({"id": "p07-corrupt", "image": "images/corrupt.jpg", "caption": "A picture whose file is damaged beyond repair."}))
+        f.write(_line({"id": "p08-missing", "image": "images/nowhere.jpg", "caption": "A picture whose file was never downloaded."}))
+        f.write(_line({"id": "p09-small", "image": "images/astronaut_face.jpg", "caption": "A small crop of the astronaut's smiling face."}))
+        f.write(_line({"id": "p10-short", "image": "images/camera.jpg", "caption": "A man"}))
+        f.write(b'{"id": "p11-malformed", "image": "images/retina.jpg", "capt\n')
+        f.write(b'{"id": "p12-utf8", "image": "images/retina.jpg", "caption": "bad \xff\xfe bytes in this caption here"}\n')
+    b = root / "b.jsonl"
+    with open(b, "wb") as f:
+        f.write(_line({"id": "q01", "image": "images/hubble_deep_field.jpg", "caption": CAPTIONS["hubble_deep_field.jpg"]}))
+        f.write(_line({"id": "q02-exact", "image": "images/chelsea.jpg", "caption": CAPTIONS["chelsea.jpg"]}))
+        f.write(_line({"id": "q03", "image": "images/retina.jpg", "caption": CAPTIONS["retina.jpg"]}))
+    expect = {
+        "p05-exact": "exact",
+        "p06-near": "phash",
+        "p07-corrupt": "pair",
+        "p08-missing": "pair",
+        "p09-small": "image_size",
+        "p10-short": "caption_words",
+        "a.jsonl:11": "error",
+        "p12-utf8": "error",
+        "q02-exact": "exact",
+    }
+    return {"root": root, "inputs": [str(a), str(b)], "expect": expect, "good": ["p01", "p02", "p03", "p04", "q01", "q03"]}
+
+
+def pairs_recipe(tmp_path: Path, clip: float = -1.0, name: str = "pairs.yaml") -> Path:
+    """The pairs preset with its CLIP threshold set to ``clip``."""
+    text = recipes.preset_text("pairs")
+    assert "clip_alignment_score >= 0.28" in text
+    p = tmp_path / name
+    p.write_text(text.replace("clip_alignment_score >= 0.28", f"clip_alignment_score >= {clip}"))
+    return p
+
+
+def digests(out: Path) -> dict[str, str]:
+    """sha256 of every output file (the markers and the timing-bearing summary aside)."""
+    res = {}
+    for f in sorted(out.rglob("*")):
+        rel = f.relative_to(out)
+        if f.is_file() and rel.parts[0] != ".interleaf" and f.name != "summary.json" and not f.name.endswith(".lock"):
+            res[str(rel)] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return res
+
+
+def stable_summary(out: Path) -> dict:
+    s = json.loads((out / "summary.json").read_text())
+    for k in ("stages", "seconds", "outputs", "dedup"):
+        s.pop(k, None)
+    return s
+
+
+def dropped(out: Path) -> pl.DataFrame:
+    return pl.concat([pl.read_parquet(f) for f in sorted((out / "dropped").glob("*.parquet"))])
+
+
+# --- recipes --------------------------------------------------------------------------------
+
+
+def test_presets_load_and_cite_their_sources():
+    names = recipes.presets()
+    assert list(names) == ["comm", "datacomp", "mmc4", "mmc4-core", "obelics", "pairs"]
+    for name in names:
+        r = recipes.load(name)
+        text = recipes.preset_text(name)
+        assert text.startswith("#") and "METHODS.md" in text, name
+        assert r.description
+        # Every filter parses as polars SQL.
+        for f in [*r.filters.node.values(), *r.filters.doc.values()]:
+            if f.expr:
+                pl.sql_expr(f.expr)
+
+
+def test_recipe_errors_name_the_key_and_line(tmp_path):
+    bad = "name: x\nsignals:\n  clip_alignment: {type: clip_alignment, methd: pair}\n  img: {type: image, max_pixels: -3}\nmodels:\n  clip: {}\nfilters:\n  node:\n    a: 3\n  bogus: 1\n"
+    with pytest.raises(recipes.RecipeError) as e:
+        recipes.parse(bad, "x.yaml")
+    msg = str(e.value)
+    assert "x.yaml: line 3: signals.clip_alignment.methd: unknown key" in msg
+    assert "line 4: signals.img.max_pixels" in msg
+    assert "line 9: filters.node.a" in msg
+    assert "line 10: filters.bogus: unknown key" in msg
+    with pytest.raises(recipes.RecipeError, match="not valid YAML"):
+        recipes.parse("a: [1,", "y.yaml")
+    with pytest.raises(recipes.RecipeError, match="needs the model 'clip'"):
+        recipes.parse("signals:\n  c: {type: clip_alignment}\n")
+    with pytest.raises(recipes.RecipeError, match="exactly one of expr and top_fraction"):
+        recipes.parse("filters:\n  doc:\n    a: {on_null: drop}\n")
+    with pytest.raises(ValueError, match="no preset named"):
+        recipes.load("nope")
+    with pytest.raises(FileNotFoundError):
+        recipes.load(tmp_path / "missing.yaml")
+
+
+def test_filters_are_checked_before_any_data_is_read(tmp_path, planted):
+    r = tmp_path / "r.yaml"
+    r.write_text("signals:\n  image: {type: image}\nfilters:\n  doc:\n    x: 'image_widht >= 3'\n")
+    out = tmp_path / "out"
+    with pytest.raises(recipes.RecipeError, match=r"filter x reads \['image_widht'\], which no signal"):
+        run(r, planted["inputs"], out, progress=False)
+    assert not out.exists()
+    r.write_text("signals:\n  t: {type: text, level: doc}\nfilters:\n  node:\n    x: 't_n_words > 3'\n")
+    with pytest.raises(recipes.RecipeError, match="move it under filters.doc"):
+        run(r, planted["inputs"], out, progress=False)
+    r.write_text("signals:\n  t: {type: text}\nfilters:\n  node:\n    x: 't_n_words >'\n")
+    with pytest.raises(recipes.RecipeError, match="not a polars SQL expression"):
+        run(r, planted["inputs"], out, progress=False)
+    assert not out.exists()
+
+
+def test_a_missing_model_fails_first_and_says_how_to_get_one(tmp_path, planted, capsys):
+    out = tmp_path / "out"
+    assert main(["run", "comm", *planted["inputs"], "--out", str(out), "--model", f"clip={CLIP_DIR}", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "needs the text model" in err and "--model text=DIR" in err and "interleaf models export text-embedder" in err
+    assert not out.exists()
+    assert main(["run", "pairs", *planted["inputs"], "--out", str(out), "--model", f"clip={EMBEDDER_DIR}", "--quiet"]) == 2
+    assert "not a clip model" in capsys.readouterr().err
+    assert main(["run", "pairs", *planted["inputs"], "--out", str(out), "--model", "clip", "--quiet"]) == 2
+    assert "NAME=DIR" in capsys.readouterr().err
+
+
+def test_recipes_cli_lists_and_shows(capsys):
+    assert main(["recipes", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("comm", "mmc4", "mmc4-core", "obelics", "datacomp", "pairs"):
+        assert f"\n{name} " in "\n" + out
+    assert main(["recipes", "show", "mmc4"]) == 0
+    shown = capsys.readouterr().out
+    assert recipes.parse(shown).name == "mmc4"
+    assert main(["recipes", "show", "nope"]) == 2
+
+
+# --- the pairs preset end to end ------------------------------------------------------------
+
+
+def test_pairs_planted_cases_are_dropped_for_their_reason(tmp_path, planted):
+    out = tmp_path / "out"
+    s = run(pairs_recipe(tmp_path), planted["inputs"], out, models={"clip": str(CLIP_DIR)}, device="cpu", progress=False)
+    d = dropped(out)
+    docs = d.filter(pl.col("pos").is_null())
+    by_id = dict(zip(docs.get_column("doc_id"), docs.get_column("filter"), strict=True))
+    assert by_id == planted["expect"]
+    # Reasons carry the detail a person needs.
+    nodes = d.filter(pl.col("pos").is_not_null())
+    errs = dict(zip(nodes.get_column("doc_id"), nodes.get_column("rule"), strict=True))
+    assert errs["p07-corrupt"] in ("corrupt_image", "truncated_image", "unknown_image_format")
+    assert errs["p08-missing"] == "missing_image"
+    assert docs.filter(pl.col("doc_id") == "a.jsonl:11").get_column("rule").item() == "malformed_json"
+    assert docs.filter(pl.col("doc_id") == "p12-utf8").get_column("rule").item() == "invalid_utf8"
+    exact = docs.filter(pl.col("doc_id") == "q02-exact").row(0, named=True)
+    assert exact["detail"] == "duplicate of p03 (shard a)"
+    near = docs.filter(pl.col("doc_id") == "p06-near").row(0, named=True)
+    assert near["threshold"] == 5.0 and near["value"] <= 5 and near["detail"] == "duplicate of p01 (shard a)"
+    small = docs.filter(pl.col("doc_id") == "p09-small").row(0, named=True)
+    assert small["value"] == 0.0 and small["rule"] == "image_datacomp_ok"
+    short = docs.filter(pl.col("doc_id") == "p10-short").row(0, named=True)
+    assert short["value"] == 2.0 and short["threshold"] == 2.0
+    # kept + dropped = input, and the kept documents are the good ones, in the input's order.
+    kept = pl.concat(list(interleaf.read(sorted((out / "kept").glob("*.parquet")))))
+    kept_ids = kept.get_column("doc_id").unique(maintain_order=True).to_list()
+    assert kept_ids == planted["good"]
+    assert s["documents"] == {"in": 15, "kept": 6, "dropped": 9}
+    assert s["dropped_documents"] == {"caption_words": 1, "error": 2, "exact": 2, "image_size": 1, "pair": 2, "phash": 1}
+    assert s["errors"] == {"invalid_utf8": 1, "malformed_json": 1, "missing_image": 1}
+    # Kept documents are the input's documents, node for node.
+    source = pl.concat(list(interleaf.read(planted["inputs"])))
+    for doc_id in kept_ids:
+        a = kept.filter(pl.col("doc_id") == doc_id).select("kind", "text", "image", "image_ref", "meta")
+        b = source.filter(pl.col("doc_id") == doc_id).select("kind", "text", "image", "image_ref", "meta")
+        assert a.equals(b), doc_id
+    # The attribute files are keyed by doc_index, doc_id (and pos), one folder per signal.
+    for sig in ("caption", "image", "clip_alignment", "exact", "phash"):
+        assert sorted(p.name for p in (out / "attributes" / sig).iterdir()) == ["a.parquet", "b.parquet"], sig
+    img = pl.read_parquet(out / "attributes" / "image" / "a.parquet")
+    assert img.columns[:3] == ["doc_index", "doc_id", "pos"] and "image_width" in img.columns
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["recipe_spec"]["name"] == "pairs" and "interleaf" in summary["versions"]
+    assert set(summary["stages"]) == {"score", "dedup", "filter", "write"}
+
+
+def test_clip_filter_drops_exactly_the_low_scores_and_refilter_equals_a_fresh_run(tmp_path, planted):
+    from interleaf import models
+    from interleaf.signals import clip_scores
+
+    out = tmp_path / "out"
+    run(pairs_recipe(tmp_path), planted["inputs"], out, models={"clip": str(CLIP_DIR)}, device="cpu", progress=False)
+    # Scores computed independently with the same model.
+    clip = models.load(CLIP_DIR, device="cpu")
+    # The documents that reach the CLIP filter: the good ones and the duplicates (dedup runs last).
+    reach = [*planted["good"], "p05-exact", "p06-near", "q02-exact"]
+    source = pl.concat(list(interleaf.read(planted["inputs"])))
+    rows = source.filter(pl.col("doc_id").is_in(reach))
+    imgs = rows.filter(pl.col("kind") == "image")
+    txts = rows.filter(pl.col("kind") == "text")
+    score = clip_scores(clip, imgs.get_column("image"), txts.get_column("text")).get_column("clip_score")
+    scores = dict(zip(imgs.get_column("doc_id"), score.to_list(), strict=True))
+    # A threshold halfway between two neighbouring scores, so float rounding cannot flip a case.
+    ordered = sorted(set(scores.values()))
+    t = round((ordered[2] + ordered[3]) / 2, 6)
+    edited = pairs_recipe(tmp_path, clip=t, name="edited.yaml")
+    assert main(["filter", str(out), "--recipe", str(edited), "--quiet"]) == 0
+    clip_dropped = set(dropped(out).filter(pl.col("filter") == "clip_score").get_column("doc_id"))
+    assert clip_dropped == {d for d, s in scores.items() if s < t}
+    assert 3 <= len(clip_dropped) < len(reach)
+    # A fresh run with the edited threshold writes the same bytes.
+    fresh = tmp_path / "fresh"
+    run(edited, planted["inputs"], fresh, models={"clip": str(CLIP_DIR)}, device="cpu", progress=False)
+    assert digests(out) == digests(fresh)
+    assert stable_summary(out) == stable_summary(fresh)
+    # filter refuses a recipe whose signals changed.
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(edited.read_text().replace("method: pair", "method: auto"))
+    with pytest.raises(ValueError, match="signals differ"):
+        from interleaf.pipeline import refilter
+
+        refilter(out, changed, progress=False)
+
+
+def test_outputs_do_not_depend_on_workers_and_a_rerun_skips_everything(tmp_path, planted):
+    a, b = tmp_path / "a", tmp_path / "b"
+    kw = {"models": {"clip": str(CLIP_DIR)}, "device": "cpu", "progress": False}
+    recipe = pairs_recipe(tmp_path)
+    run(recipe, planted["inputs"], a, workers=1, **kw)
+    run(recipe, planted["inputs"], b, workers=2, **kw)
+    assert digests(a) == digests(b)
+    assert stable_summary(a) == stable_summary(b)
+    before = {f: f.stat().st_mtime_ns for f in a.rglob("*.parquet")}
+    s = run(recipe, planted["inputs"], a, **kw)
+    assert s["stages"]["score"]["skipped"] == 2 and s["stages"]["write"]["skipped"] == 2
+    assert {f: f.stat().st_mtime_ns for f in a.rglob("*.parquet")} == before
+    # Changing one signal recomputes only its folder.
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(recipe.read_text().replace("image: {type: image}", "image: {type: image, max_pixels: 100000000}"))
+    run(edited, planted["inputs"], a, **kw)
+    changed = {str(f.relative_to(a)) for f, t in before.items() if f.stat().st_mtime_ns != t}
+    assert changed == {"attributes/image/a.parquet", "attributes/image/b.parquet"}
+
+
+def test_limit_takes_the_first_documents_in_read_order(tmp_path, planted):
+    out = tmp_path / "out"
+    s = run(pairs_recipe(tmp_path), planted["inputs"], out, models={"clip": str(CLIP_DIR)}, device="cpu", limit=13, progress=False)
+    assert s["documents"]["in"] == 13
+    base = pl.read_parquet(out / "attributes" / "_base" / "b.parquet")
+    assert base.get_column("doc_id").unique(maintain_order=True).to_list() == ["q01"]
+
+
+def test_output_folder_checks(tmp_path, planted):
+    kw = {"models": {"clip": str(CLIP_DIR)}, "device": "cpu", "progress": False}
+    with pytest.raises(ValueError, match="holds the input"):
+        run(pairs_recipe(tmp_path), planted["inputs"], planted["root"], **kw)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not an interleaf run folder"):
+        run(pairs_recipe(tmp_path), planted["inputs"], other, **kw)
+    assert (other / "keep.txt").read_text() == "mine"
+    out = tmp_path / "out"
+    run(pairs_recipe(tmp_path), planted["inputs"][:1], out, **kw)
+    with pytest.raises(ValueError, match="run over other inputs"):
+        run(pairs_recipe(tmp_path), planted["inputs"], out, **kw)
+    run(pairs_recipe(tmp_path), planted["inputs"], out, overwrite=True, **kw)
+    assert sorted(p.name for p in (out / "dropped").iterdir()) == ["a.parquet", "b.parquet"]
+
+
+@pytest.mark.parametrize("stage", ["score", "dedup", "filter", "write"])
+def test_kill_9_during_a_stage_then_rerun_gives_identical_output(tmp_path, planted, stage):
+    recipe = pairs_recipe(tmp_path)
+    ref = tmp_path / "ref"
+    run(recipe, planted["inputs"], ref, models={"clip": str(CLIP_DIR)}, device="cpu", progress=False)
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "interleaf.cli", "run", str(recipe), *planted["inputs"], "--out", str(out), "--model", f"clip={CLIP_DIR}", "--device", "cpu", "--batch-size", "4"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(interleaf.__file__).parent.parent), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
+    assert proc.stderr is not None
+    killed = False
+    for line in proc.stderr:
+        if line.decode().startswith(f"{stage}:"):
+            proc.send_signal(signal.SIGKILL)
+            killed = True
+            break
+    proc.wait()
+    assert killed, f"the run never reached the {stage} stage"
+    assert proc.returncode == -signal.SIGKILL
+    # Whatever the kill left, the rerun finishes and writes what an uninterrupted run writes.
+    run(recipe, planted["inputs"], out, models={"clip": str(CLIP_DIR)}, device="cpu", progress=False)
+    assert digests(out) == digests(ref)
+    assert stable_summary(out) == stable_summary(ref)
+    assert not [f for f in out.rglob("*.tmp")]
+
+
+# --- the other presets ----------------------------------------------------------------------
+
+
+def _mmc4_doc(doc_id: str, sentences: list[str], images: list[tuple[str, int]]) -> bytes:
+    return _line({"url": f"http://example.com/{doc_id}", "doc_id": doc_id, "text_list": sentences, "image_info": [{"image_name": n, "raw_url": f"http://example.com/{n}", "matched_text_index": i} for n, i in images]})
+
+
+def test_mmc4_drops_small_images_and_near_duplicates_within_a_document(tmp_path):
+    img = tmp_path / "images"
+    img.mkdir()
+    for name in ("astronaut.jpg", "coffee.jpg", "astronaut_flag.jpg", "retina_disc.png"):
+        shutil.copy(SAMPLE_IMAGES / name, img / name)
+    buf = io.BytesIO()
+    Image.open(SAMPLE_IMAGES / "astronaut.jpg").save(buf, "JPEG", quality=55)
+    (img / "astronaut_again.jpg").write_bytes(buf.getvalue())
+    src = tmp_path / "mmc4.jsonl"
+    s = ["An astronaut poses for a portrait.", "A cup of coffee on a table.", "The same portrait again.", "A flag hangs behind her."]
+    with open(src, "wb") as f:
+        f.write(_mmc4_doc("d1", s, [("astronaut.jpg", 0), ("coffee.jpg", 1), ("astronaut_again.jpg", 2), ("astronaut_flag.jpg", 3)]))
+        f.write(_mmc4_doc("d2", s[:2], [("retina_disc.png", 0)]))
+        f.write(_mmc4_doc("d3", s[:1], [("astronaut_flag.jpg", 0)]))
+    recipe = tmp_path / "mmc4.yaml"
+    text = recipes.preset_text("mmc4").replace("threshold: 0.15", "threshold: -1.0").replace("clip_alignment_score >= 0.15", "clip_alignment_score >= -1.0")
+    recipe.write_text(text)
+    out = tmp_path / "out"
+    summ = run(recipe, [str(src)], out, models={"clip": str(CLIP_DIR)}, image_root=img, device="cpu", progress=False)
+    d = dropped(out)
+    nodes = {(r["doc_id"], r["pos"]): r for r in d.filter(pl.col("pos").is_not_null()).iter_rows(named=True)}
+    # d1: astronaut (pos 0), text, coffee (2), text, astronaut_again (4), text, flag (6), text
+    assert nodes[("d1", 4)]["filter"] == "phash" and nodes[("d1", 4)]["detail"] == "near-duplicate of the image at pos 0"
+    assert nodes[("d1", 6)]["filter"] == "image_rules"
+    assert ("d1", 0) not in nodes and ("d1", 2) not in nodes
+    docs = {r["doc_id"]: r["filter"] for r in d.filter(pl.col("pos").is_null()).iter_rows(named=True)}
+    assert docs == {"d3": "has_image"}
+    assert summ["documents"]["kept"] == 2
+    kept = pl.concat(list(interleaf.read(out / "kept" / "mmc4.parquet")))
+    assert kept.filter(pl.col("doc_id") == "d1").get_column("kind").to_list() == ["image", "text", "image", "text", "text", "text"]
+
+
+OBELICS_GOOD = (
+    "The museum opened its new wing to the public on Saturday morning, and the first visitors were greeted by a large "
+    "collection of paintings that had not been shown in the city for more than fifty years. Many of the works were "
+    "restored over the last decade by a small team of conservators."
+)
+OBELICS_GOOD_2 = (
+    "In the afternoon, a guide led a group through the rooms and explained how each painting had been cleaned, "
+    "which pigments the artists had used, and why some of the frames were older than the canvases they now hold."
+)
+
+
+def test_obelics_rewrites_paragraphs_and_applies_document_rules(tmp_path):
+    from interleaf.signals import obelics_paragraphs
+
+    img = tmp_path / "images"
+    img.mkdir()
+    for name in ("astronaut.jpg", "chelsea_nose.jpg"):
+        shutil.copy(SAMPLE_IMAGES / name, img / name)
+    junk = "buy buy buy buy buy buy buy buy buy buy buy buy buy buy"
+    src = tmp_path / "obelics.jsonl"
+    with open(src, "wb") as f:
+        f.write(_line({"doc_id": "o1", "texts": [OBELICS_GOOD + "\n\n" + junk, None, OBELICS_GOOD_2], "images": [None, "images/astronaut.jpg", None], "metadata": "{}"}))
+        f.write(_line({"doc_id": "o2", "texts": ["Too short.", None], "images": [None, "images/astronaut.jpg"], "metadata": "{}"}))
+        f.write(_line({"doc_id": "o3", "texts": [OBELICS_GOOD, None], "images": [None, "images/chelsea_nose.jpg"], "metadata": "{}"}))
+    out = tmp_path / "out"
+    run("obelics", [str(src)], out, progress=False)
+    d = dropped(out)
+    docs = {r["doc_id"]: r["filter"] for r in d.filter(pl.col("pos").is_null()).iter_rows(named=True)}
+    assert docs["o2"] in ("words", "paragraphs")  # its only paragraph is too short, so it has no text left
+    assert docs["o3"] == "images"  # its only image is below 150 px
+    assert "o1" not in docs
+    kept = pl.concat(list(interleaf.read(out / "kept" / "obelics.parquet")))
+    first = kept.filter((pl.col("doc_id") == "o1") & (pl.col("kind") == "text")).get_column("text").to_list()
+    expect = obelics_paragraphs([OBELICS_GOOD + "\n\n" + junk]).get_column("text").to_list()
+    assert first[0] == expect[0] == OBELICS_GOOD
+
+
+def test_comm_runs_with_every_model_and_keeps_documents_too_short_for_f(tmp_path, sample_dir):
+    out = tmp_path / "out"
+    s = run("comm", [str(sample_dir / "comm.jsonl")], out, models={"clip": str(CLIP_DIR), "text": str(EMBEDDER_DIR), "lm": str(LM_DIR)}, device="cpu", progress=False)
+    assert not s["skipped"]["signals"]
+    lm = pl.read_parquet(out / "attributes" / "lm" / "comm.parquet")
+    assert lm.get_column("lm_perplexity").drop_nulls().len() > 0
+    seq = pl.read_parquet(out / "attributes" / "sequence" / "comm.parquet")
+    d = dropped(out)
+    short = seq.filter(pl.col("sequence_f").is_null()).get_column("doc_id").to_list()
+    assert not d.filter(pl.col("doc_id").is_in(short) & (pl.col("filter") == "image_sequence")).height
+    f_fail = seq.filter(pl.col("sequence_f") <= 0).get_column("doc_id").to_list()
+    for doc_id in f_fail:
+        got = d.filter((pl.col("doc_id") == doc_id) & pl.col("pos").is_null())
+        assert got.height == 1
+    assert s["documents"]["in"] == 4
+
+
+def test_a_signal_that_fails_on_a_batch_marks_its_rows_and_the_run_goes_on():
+    from interleaf.signals import ImageStats
+    from interleaf.signals.base import compute_each
+
+    class Broken:
+        name, level, needs = "broken", "node", ()
+
+        def columns(self):
+            return {"broken_x": pl.Float64(), "broken_error": interleaf.schema.ERROR_DTYPE}
+
+        def compute(self, batch, ctx):
+            raise RuntimeError("the model crashed")
+
+    batch = next(iter(interleaf.read(SAMPLE_IMAGES.parent / "pairs.jsonl")))
+    from interleaf.pipeline import _failure_frame
+
+    seen = []
+
+    def on_error(sig, e):
+        seen.append(str(e))
+        return _failure_frame(sig, batch, e)
+
+    image, broken = compute_each(batch, [ImageStats(), Broken()], on_error=on_error)
+    assert seen == ["the model crashed"] and image.height == 14
+    assert broken.height == batch.height and broken.get_column("broken_x").null_count() == batch.height
+    assert set(broken.get_column("broken_error").struct.field("kind")) == {"signal_failed"}
+    with pytest.raises(RuntimeError, match="crashed"):
+        compute_each(batch, [Broken()])
