@@ -114,33 +114,27 @@ def test_convert_to_webdataset_and_back(sample_dir, tmp_path, capsys):
     assert nodes_only(read_all(shards)).equals(nodes_only(read_all(src)))
 
 
-def test_demo_writes_parquet_and_summary(tmp_path):
+def test_demo_runs_the_main_job_on_the_sample(tmp_path):
     out = tmp_path / "demo"
     proc = subprocess.run([sys.executable, "-m", "interleaf.cli", "demo", "--out", str(out)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((out / "summary.json").read_text())
-    nodes = pl.read_parquet(out / "nodes.parquet")
-    assert summary["nodes"] == nodes.height
-    assert summary["errors"] == {}
-    # pair-dup-1 repeats an image and caption, pair-dup-2 an image, in both pairs files.
-    assert summary["duplicate_nodes"]["image"] >= 4
-    assert summary["duplicate_nodes"]["text"] >= 4
-    # The 14 WebDataset pairs repeat the 14 jsonl pairs, and pair-dup-1 repeats pair-0003.
-    assert summary["near_duplicate_documents"] == 15
-    assert "docs/s" in proc.stderr
-    stats = pl.read_parquet(out / "image_stats.parquet")
-    assert stats.height == nodes.filter(pl.col("kind") == "image").height == summary["image_stats"]["images"]
-    assert stats["error"].null_count() == stats.height and (stats["blur"] > 0).all()
-    # The printed report says what summary.json says.
-    text = proc.stdout
-    assert number(r"^documents\s+([\d,]+)$", text) == summary["documents"] == nodes.get_column("doc_index").n_unique()
-    assert number(r"^nodes\s+([\d,]+)\s", text) == summary["nodes"]
-    assert number(r"^error documents\s+([\d,]+)$", text) == 0
-    assert number(r"same file: image (\d+),", text) == summary["duplicate_nodes"]["image"]
-    assert number(r"same file: image \d+, text (\d+)$", text) == summary["duplicate_nodes"]["text"]
-    assert number(r"^near-duplicate documents .*: (\d+)$", text) == 15
-    assert number(r"^images decoded: (\d+) of", text) == summary["image_stats"]["decoded"] == stats.height
-    assert number(r"^images decoded: \d+ of (\d+);", text) == stats.height
+    assert summary["recipe"] == "pairs-basic"
+    # The 14 WebDataset pairs repeat the 14 jsonl pairs, pair-dup-1 repeats pair-0003's image and
+    # caption, pair-dup-2 pair-0003's image with another caption.
+    assert summary["documents"]["in"] == 28 and summary["errors"] == {}
+    assert summary["dropped_documents"]["phash"] == 1
+    dropped = pl.read_parquet(out / "dropped" / "*.parquet")
+    assert dropped.filter(pl.col("filter") == "phash").get_column("doc_id").to_list() == ["pair-dup-2"]
+    exact = dropped.filter(pl.col("filter") == "exact")
+    assert exact.filter(pl.col("doc_id") == "pair-dup-1").get_column("detail").to_list() == ["duplicate of pair-0003 (shard pairs-000000)"] * 2
+    kept = read_all(out / "kept")
+    assert kept.get_column("doc_index").n_unique() == summary["documents"]["kept"]
+    # Nothing kept twice: every kept pair is distinct.
+    assert kept.filter(pl.col("kind") == "text").get_column("text").is_unique().all()
+    assert number(r"^([\d,]+) documents in, ", proc.stdout) == 28
+    assert number(r" ([\d,]+) kept, ", proc.stdout) == summary["documents"]["kept"]
+    assert "score: shard 1/2" in proc.stderr and "docs/s" in proc.stderr
 
 
 def test_image_stats_command(tmp_path, sample_dir, capsys):

@@ -130,7 +130,7 @@ def dropped(out: Path) -> pl.DataFrame:
 
 def test_presets_load_and_cite_their_sources():
     names = recipes.presets()
-    assert list(names) == ["comm", "datacomp", "mmc4", "mmc4-core", "obelics", "pairs"]
+    assert list(names) == ["comm", "datacomp", "mmc4", "mmc4-core", "obelics", "pairs", "pairs-basic"]
     for name in names:
         r = recipes.load(name)
         text = recipes.preset_text(name)

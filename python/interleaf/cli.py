@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 
 import interleaf
-from interleaf.io.atomic import atomic_output, write_text
+from interleaf.io.atomic import atomic_output
 from interleaf.io.reader import DEFAULT_BATCH_SIZE, FORMATS
 from interleaf.io.writer import WRITE_FORMATS
 from interleaf.schema import empty_frame
@@ -113,69 +113,19 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Reads the bundled sample, computes what interleaf can compute so far, writes the results."""
-    import interleaf.polars as ilp
+    """The main job on the bundled sample: the pairs-basic preset (exact and pHash dedup,
+    DataComp's basic filter; no model needed) over the WebDataset and jsonl pairs."""
+    from interleaf.pipeline import run
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    sources = [SAMPLE_DIR / "pairs-000000.tar", SAMPLE_DIR / "pairs.jsonl", SAMPLE_DIR / "comm.jsonl"]
+    sources = [SAMPLE_DIR / "pairs-000000.tar", SAMPLE_DIR / "pairs.jsonl"]
     missing = [str(p) for p in sources if not p.exists()]
     if missing:
         print(f"bundled sample is missing: {missing}", file=sys.stderr)
         return 2
-    t0 = time.perf_counter()
-    reader = interleaf.read([str(p) for p in sources], progress=not args.quiet)
-    nodes = pl.concat(list(reader))
-    # Exact-duplicate keys: xxh3-64 of the image bytes and of the text, in the polars plugin.
-    nodes = nodes.with_columns(
-        pl.when(pl.col("kind") == "image").then(ilp.xxh3_64("image")).otherwise(ilp.xxh3_64("text")).alias("content_hash")
-    )
-    dup = (
-        nodes.filter(pl.col("content_hash").is_not_null())
-        .with_columns(pl.len().over("source", "kind", "content_hash").alias("copies"))
-        .filter(pl.col("copies") > 1)
-    )
-    nodes_path = out / "nodes.parquet"
-    interleaf.write(nodes.drop("content_hash"), nodes_path, "parquet", overwrite=True)
-    with atomic_output(out / "content_hash.parquet") as tmp:
-        nodes.select("doc_id", "doc_index", "pos", "kind", "content_hash").write_parquet(tmp)
-    per_source = (
-        nodes.group_by("source")
-        .agg(pl.col("doc_index").n_unique().alias("documents"), pl.len().alias("nodes"))
-        .sort("source")
-        .with_columns(pl.col("source").map_elements(lambda s: Path(s).name, return_dtype=pl.String))
-    )
-    summary = _summary(reader.stats, time.perf_counter() - t0)
-    summary["sources"] = per_source.to_dicts()
-    summary["duplicate_nodes"] = {
-        "image": dup.filter(pl.col("kind") == "image").height,
-        "text": dup.filter(pl.col("kind") == "text").height,
-    }
-    # Near-duplicate documents by MinHash LSH over each document's text (5-word shingles).
-    from interleaf.dedup import MinHasher, document_texts, lsh_clusters
-
-    docs = document_texts(nodes)
-    reps, _ = lsh_clusters(MinHasher(num_perm=128, n=5).signatures(docs.get_column("text")), threshold=0.8)
-    summary["near_duplicate_documents"] = int((reps != range(len(reps))).sum())
-    # Image statistics from the same Rust decoder as CLIP preprocessing.
-    img_stats = image_stats_table(nodes)
-    with atomic_output(out / "image_stats.parquet") as tmp:
-        img_stats.write_parquet(tmp)
-    decoded = img_stats.filter(pl.col("error").is_null())
-    summary["image_stats"] = {
-        "images": img_stats.height,
-        "decoded": decoded.height,
-        "median_blur": decoded.get_column("blur").median(),
-        "blurry_images (Laplacian variance < 100)": decoded.filter(pl.col("blur") < 100).height,
-    }
-    summary["outputs"] = {"nodes": str(nodes_path), "content_hash": str(out / "content_hash.parquet"), "image_stats": str(out / "image_stats.parquet")}
-    write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    _print_summary(summary)
-    print(f"nodes sharing their exact content with another node of the same file: image {summary['duplicate_nodes']['image']}, text {summary['duplicate_nodes']['text']}")
-    print(f"near-duplicate documents (MinHash LSH, Jaccard >= 0.8): {summary['near_duplicate_documents']}")
-    st = summary["image_stats"]
-    print(f"images decoded: {st['decoded']} of {st['images']}; median blur (Laplacian variance) {st['median_blur']:.1f}")
-    print(f"wrote {nodes_path}, {out / 'content_hash.parquet'}, {out / 'image_stats.parquet'} and {out / 'summary.json'}")
+    print(f"interleaf run pairs-basic {' '.join(str(p) for p in sources)} --out {args.out}")
+    summary = run("pairs-basic", [str(p) for p in sources], args.out, overwrite=True, progress=not args.quiet)
+    _print_run(summary)
+    print(f"why each document was dropped: {args.out}/dropped/*.parquet; the recipe: interleaf recipes show pairs-basic")
     return 0
 
 
@@ -603,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("name", help="preset name")
     p.set_defaults(func=cmd_recipes)
 
-    p = sub.add_parser("demo", help="run on the bundled sample", description="Read the bundled sample (WebDataset pairs, jsonl pairs, CoMM documents), hash every node, find MinHash near-duplicate documents, compute image statistics, and write nodes.parquet, content_hash.parquet, image_stats.parquet and summary.json.")
+    p = sub.add_parser("demo", help="run the main job on the bundled sample", description="Run the pairs-basic preset (exact and pHash radius-5 dedup, DataComp's basic filter; no model needed) over the bundled sample (WebDataset and jsonl pairs) into OUT: attributes/, dropped/, kept/, summary.json.")
     p.add_argument("--out", default="interleaf-demo", help="output directory (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_demo)

@@ -789,20 +789,25 @@ def filter_all(opts: RunOptions, shards: list[Shard]) -> dict[str, Any]:
     if p.recipe.filters.drop_errors:
         node_need |= {c for c, sig in p.node_columns.items() if sig and c == f"{sig}_error"}
     thresholds = _top_thresholds(out, p, shards)
-    per_shard = []
-    offsets = []
+    # Pass 1, one shard at a time: the documents every filter keeps, with their dedup
+    # clusters (memory: a few integers per kept document, not the attribute tables).
+    cluster_cols = [c for step in p.dataset_steps for c in (f"{step.name}_cluster", f"{step.name}_score")]
+    survivors: list[pl.DataFrame] = []
+    offsets: list[int] = []
     start = 0
     for s in shards:
         nodes, docs = _shard_tables(out, p, s, node_need, doc_need)
-        alive, docs_alive, dropped = filter_shard(p, nodes, docs, thresholds)
-        per_shard.append((nodes, docs, docs_alive, dropped))
+        _, docs_alive, _ = filter_shard(p, nodes, docs, thresholds)
+        survivors.append(docs_alive.select(S.DOC_INDEX, S.DOC_ID, *cluster_cols))
         offsets.append(start)
         start += docs.height
     # Dataset dedup, in step order, among the documents every filter kept: the first document
     # of each cluster in read order stays.
+    dedup_drops: list[list[pl.DataFrame]] = [[] for _ in shards]
+    names = [s.name for s in shards]
     for step in p.dataset_steps:
         cl = f"{step.name}_cluster"
-        frames = [d.select(S.DOC_INDEX, S.DOC_ID, cl, f"{step.name}_score").with_columns(pl.lit(i).alias("_shard"), (pl.col(S.DOC_INDEX) + off).alias("_g")) for i, ((_, _, d, _), off) in enumerate(zip(per_shard, offsets, strict=True))]
+        frames = [d.select(S.DOC_INDEX, S.DOC_ID, cl, f"{step.name}_score").with_columns(pl.lit(i).alias("_shard"), (pl.col(S.DOC_INDEX) + off).alias("_g")) for i, (d, off) in enumerate(zip(survivors, offsets, strict=True))]
         alld = pl.concat(frames) if frames else pl.DataFrame()
         if not alld.height:
             continue
@@ -810,16 +815,19 @@ def filter_all(opts: RunOptions, shards: list[Shard]) -> dict[str, Any]:
         dups = ranked.filter(pl.col("_g") != pl.col("_keep"))
         thr = {"phash": float(step.radius), "minhash": step.threshold}.get(step.method)
         rule = {"exact": f"exact duplicate ({step.by})", "phash": f"pHash within Hamming distance {step.radius}", "minhash": f"MinHash Jaccard >= {step.threshold}"}[step.method]
-        for i in range(len(per_shard)):
+        detail = pl.format("duplicate of {} (shard {})", pl.col("_rep"), pl.col("_rs").replace_strict(list(range(len(shards))), names, return_dtype=pl.String))
+        for i in range(len(shards)):
             mine = dups.filter(pl.col("_shard") == i)
-            if not mine.height:
-                continue
-            nodes, docs, d_alive, dropped = per_shard[i]
-            detail = pl.format("duplicate of {} (shard {})", pl.col("_rep"), pl.col("_rs").replace_strict(list(range(len(shards))), [s.name for s in shards], return_dtype=pl.String))
-            dropped.append(_dropped(mine, step.name, value=pl.col(f"{step.name}_score"), threshold=thr, rule=rule, detail=detail, pos=False))
-            per_shard[i] = (nodes, docs, d_alive.filter(~pl.col(S.DOC_INDEX).is_in(mine.get_column(S.DOC_INDEX).implode())), dropped)
-    totals: dict[str, Any] = {"documents": 0, "nodes": 0, "kept_documents": 0, "kept_nodes": 0, "dropped_documents": {}, "dropped_nodes": {}, "errors": {}, "signal_errors": {}, "dropped_files": {}}
-    for s, (nodes, docs, d_alive, dropped) in zip(shards, per_shard, strict=True):
+            if mine.height:
+                dedup_drops[i].append(_dropped(mine, step.name, value=pl.col(f"{step.name}_score"), threshold=thr, rule=rule, detail=detail, pos=False))
+                survivors[i] = survivors[i].filter(~pl.col(S.DOC_INDEX).is_in(mine.get_column(S.DOC_INDEX).implode()))
+    # Pass 2, one shard at a time again: the same filters (deterministic) plus the dedup
+    # decisions, written as dropped/<shard>.parquet, and the counters.
+    totals: dict[str, Any] = {"documents": 0, "nodes": 0, "kept_documents": 0, "kept_nodes": 0, "dropped_documents": {}, "dropped_nodes": {}, "errors": {}, "dropped_files": {}}
+    for i, s in enumerate(shards):
+        nodes, docs = _shard_tables(out, p, s, node_need, doc_need)
+        _, _, dropped = filter_shard(p, nodes, docs, thresholds)
+        dropped += dedup_drops[i]
         table = pl.concat([d.cast(DROPPED_SCHEMA) for d in dropped]) if dropped else pl.DataFrame(schema=DROPPED_SCHEMA)  # type: ignore[arg-type]
         table = table.sort(S.DOC_INDEX, S.POS, nulls_last=True, maintain_order=True)
         path = out / "dropped" / f"{s.name}.parquet"
@@ -828,7 +836,7 @@ def filter_all(opts: RunOptions, shards: list[Shard]) -> dict[str, Any]:
         real = nodes.filter(pl.col(S.KIND).is_not_null())
         totals["documents"] += docs.height
         totals["nodes"] += real.height
-        kept_docs = d_alive.get_column(S.DOC_INDEX)
+        kept_docs = survivors[i].get_column(S.DOC_INDEX)
         node_rows = table.filter(pl.col(S.POS).is_not_null())
         kept_nodes = real.filter(pl.col(S.DOC_INDEX).is_in(kept_docs.implode())).join(node_rows.select(S.DOC_INDEX, S.POS), on=[S.DOC_INDEX, S.POS], how="anti")
         totals["kept_documents"] += kept_docs.len()
