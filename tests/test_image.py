@@ -482,3 +482,21 @@ def test_preprocess_config_is_checked_once_in_rust_with_clear_errors():
         image.preprocess([b"x"], size=20000)
     with pytest.raises(ValueError, match="max_pixels must be an int >= 1"):
         image.preprocess([b"x"], max_pixels=0)
+
+
+def test_thumbnails_fit_the_box_and_errors_are_values(sample_dir):
+    from PIL import Image
+
+    files = sorted((sample_dir / "images").iterdir())
+    data = [f.read_bytes() for f in files] + [b"not an image", None]
+    t = image.thumbnails(data, 64)
+    assert t.columns == ["thumbnail", "error"] and t.height == len(data)
+    for f, thumb in zip(files, t.get_column("thumbnail").to_list()[: len(files)], strict=True):
+        src = Image.open(f)
+        got = Image.open(io.BytesIO(thumb))
+        assert got.format == "JPEG" and max(got.size) == min(64, max(src.size))
+        # Aspect kept to within a pixel's rounding.
+        assert abs(got.size[0] / got.size[1] - src.size[0] / src.size[1]) < 2 / min(got.size)
+    assert t.get_column("error").struct.field("kind").to_list()[-2:] == ["unknown_image_format", "missing_image"]
+    with pytest.raises(ValueError, match="max_side"):
+        image.thumbnails(data, 0)

@@ -228,7 +228,11 @@ def test_pairs_planted_cases_are_dropped_for_their_reason(tmp_path, planted):
     short = docs.filter(pl.col("doc_id") == "p10-short").row(0, named=True)
     assert short["value"] == 2.0 and short["threshold"] == 2.0
     # kept + dropped = input, and the kept documents are the good ones, in the input's order.
-    kept = pl.concat(list(interleaf.read(sorted((out / "kept").glob("*.parquet")))))
+    # Kept documents are written in the input's layout (pairs jsonl), images by reference.
+    assert sorted(p.name for p in (out / "kept").glob("*.jsonl")) == ["a.jsonl", "b.jsonl"]
+    first = json.loads((out / "kept" / "a.jsonl").read_text().splitlines()[0])
+    assert first == {"id": "p01", "image": "images/astronaut.jpg", "caption": CAPTIONS["astronaut.jpg"]}
+    kept = pl.concat(list(interleaf.read(out / "kept", image_root=planted["root"])))
     kept_ids = kept.get_column("doc_id").unique(maintain_order=True).to_list()
     assert kept_ids == planted["good"]
     assert s["documents"] == {"in": 15, "kept": 6, "dropped": 9}
@@ -238,6 +242,7 @@ def test_pairs_planted_cases_are_dropped_for_their_reason(tmp_path, planted):
     source = pl.concat(list(interleaf.read(planted["inputs"])))
     for doc_id in kept_ids:
         a = kept.filter(pl.col("doc_id") == doc_id).select("kind", "text", "image", "image_ref", "meta")
+        assert a.filter(pl.col("kind") == "image").get_column("image").null_count() == 0
         b = source.filter(pl.col("doc_id") == doc_id).select("kind", "text", "image", "image_ref", "meta")
         assert a.equals(b), doc_id
     # The attribute files are keyed by doc_index, doc_id (and pos), one folder per signal.
@@ -395,8 +400,12 @@ def test_mmc4_drops_small_images_and_near_duplicates_within_a_document(tmp_path)
     docs = {r["doc_id"]: r["filter"] for r in d.filter(pl.col("pos").is_null()).iter_rows(named=True)}
     assert docs == {"d3": "has_image"}
     assert summ["documents"]["kept"] == 2
-    kept = pl.concat(list(interleaf.read(out / "kept" / "mmc4.parquet")))
-    assert kept.filter(pl.col("doc_id") == "d1").get_column("kind").to_list() == ["image", "text", "image", "text", "text", "text"]
+    kept = pl.concat(list(interleaf.read(out / "kept" / "mmc4.jsonl", image_root=img)))
+    d1 = kept.filter(pl.col("doc_id") == "d1")
+    assert d1.get_column("kind").to_list() == ["image", "text", "image", "text", "text", "text"]
+    assert d1.filter(pl.col("kind") == "image").get_column("image").null_count() == 0
+    rec = json.loads((out / "kept" / "mmc4.jsonl").read_text().splitlines()[0])
+    assert [(i["image_name"], i["matched_text_index"]) for i in rec["image_info"]] == [("astronaut.jpg", 0), ("coffee.jpg", 1)]
 
 
 OBELICS_GOOD = (
@@ -430,7 +439,7 @@ def test_obelics_rewrites_paragraphs_and_applies_document_rules(tmp_path):
     assert docs["o2"] in ("words", "paragraphs")  # its only paragraph is too short, so it has no text left
     assert docs["o3"] == "images"  # its only image is below 150 px
     assert "o1" not in docs
-    kept = pl.concat(list(interleaf.read(out / "kept" / "obelics.parquet")))
+    kept = pl.concat(list(interleaf.read(out / "kept" / "obelics.jsonl")))
     first = kept.filter((pl.col("doc_id") == "o1") & (pl.col("kind") == "text")).get_column("text").to_list()
     expect = obelics_paragraphs([OBELICS_GOOD + "\n\n" + junk]).get_column("text").to_list()
     assert first[0] == expect[0] == OBELICS_GOOD

@@ -17,10 +17,13 @@ __all__ = [
     "_decode_rgb",
     "_resize_luma",
     "analyze_images",
+    "thumbnails",
     "blake3",
     "check_file_name",
     "error_kinds",
     "frame_to_jsonl",
+    "frame_to_records",
+    "detect_record_format",
     "get_threads",
     "hamming_clusters",
     "hamming_pairs",
@@ -124,6 +127,14 @@ def number_documents(df: pl.DataFrame, first: int) -> pl.Series:
 
 def frame_to_jsonl(df: pl.DataFrame) -> bytes:
     """One JSON line per document of a node table, in interleaf's ``nodes`` schema."""
+
+def frame_to_records(df: pl.DataFrame, format: str, embed_images: bool = False) -> bytes:
+    """One JSON line per document in a record layout (``pairs``, ``mmc4``, ``obelics``,
+    ``comm``, ``llava``, ``nodes``); images as their reference, or inline ``data:`` URIs when
+    ``embed_images`` or when they have none."""
+
+def detect_record_format(path: str) -> str | None:
+    """The record format of a JSON-lines file from the keys of its first records, or None."""
 
 def set_threads(threads: int) -> None:
     """Default thread count (1-512) of every batch call that does not name one."""
@@ -290,3 +301,7 @@ def top_k(queries: np.ndarray, keys: np.ndarray, k: int, threads: int | None = N
 
 def _decode_rgb(data: bytes, alpha: str = "drop", exif_transpose: bool = False, max_pixels: int | None = None) -> tuple[int, int, bytes]:
     """(width, height, RGB bytes) as Pillow's convert("RGB"). Raises ValueError on failure."""
+
+def thumbnails(images: pl.Series, max_side: int = 128, quality: int = 80, max_pixels: int | None = None, max_bytes: int | None = None, threads: int | None = None) -> pl.DataFrame:
+    """Small JPEG previews (fit in ``max_side`` px, EXIF orientation applied): ``thumbnail``
+    (Binary, null where the image failed) and ``error``."""

@@ -21,6 +21,8 @@ from interleaf.io.writer import WRITE_FORMATS
 from interleaf.schema import empty_frame
 
 SAMPLE_DIR = Path(__file__).parent / "data" / "sample"
+#: ``interleaf run --output-format`` choices: ``auto`` (the input's own layout) or a write format.
+OUTPUT_FORMATS = ("auto", *WRITE_FORMATS)
 
 
 def _add_read_options(p: argparse.ArgumentParser) -> None:
@@ -104,6 +106,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         max_bytes=args.max_bytes,
         compression=args.compression,
         overwrite=args.overwrite,
+        embed_images=args.embed_images,
     )
     s = reader.stats
     print(f"{s['documents']:,} documents ({sum(s['errors'].values()):,} with errors) -> {len(written)} file(s):")
@@ -464,6 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-count", type=int, default=10_000, help="WebDataset: documents per shard (default %(default)s)")
     p.add_argument("--max-bytes", type=int, default=1 << 30, help="WebDataset: bytes per shard (default 1 GiB)")
     p.add_argument("--compression", choices=("none", "gz", "zst"), default="none", help="WebDataset shard compression (default %(default)s)")
+    p.add_argument("--embed-images", action="store_true", help="record layouts (pairs, mmc4, obelics, comm, llava): write image bytes inline as data: URIs instead of their references")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files of the same names (stale shards of the prefix are removed)")
     _add_read_options(p)
     p.set_defaults(func=cmd_convert)
@@ -531,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run RECIPE (a preset or a YAML file) over INPUTS into OUT: attributes/<signal>/<shard>.parquet, dropped/<shard>.parquet (doc_id, pos, filter, value, threshold), kept/ and summary.json. A rerun into the same OUT skips finished work.",
     )
     _add_run_options(p)
-    p.add_argument("--output-format", choices=("auto", "webdataset", "parquet", "jsonl"), default=None, help="how kept documents are written (default: the recipe's output.format; auto = WebDataset for WebDataset input, the node table as parquet otherwise)")
+    p.add_argument("--output-format", choices=OUTPUT_FORMATS, default=None, help="how kept documents are written (default: the recipe's output.format; auto = the input's own layout: WebDataset, the jsonl record layout, or the node table for parquet)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("score", help="compute a recipe's attributes only", description="Run the score and dedup stages of RECIPE over INPUTS into OUT (attributes/, signatures/); `interleaf filter OUT` then applies the filters.")
@@ -542,7 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="a folder written by interleaf run / score")
     p.add_argument("--recipe", default=None, help="an edited recipe (default: the run's own)")
     p.add_argument("--workers", type=int, default=1, help="shards written at once (default %(default)s)")
-    p.add_argument("--output-format", choices=("auto", "webdataset", "parquet", "jsonl"), default=None, help="how kept documents are written (default: the recipe's)")
+    p.add_argument("--output-format", choices=OUTPUT_FORMATS, default=None, help="how kept documents are written (default: the recipe's)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_filter)
 

@@ -403,3 +403,14 @@ def stats(images: ImageInput, *, threads: int | None = None, max_pixels: int | N
     ``{kind, message}``). Header fields are filled even when the pixels do not decode.
     """
     return analyze(images, stats=True, threads=threads, max_pixels=max_pixels, max_bytes=max_bytes).table
+
+
+def thumbnails(images: ImageInput, max_side: int = 128, *, quality: int = 80, threads: int | None = None, max_pixels: int | None = None, max_bytes: int | None = None) -> pl.DataFrame:
+    """Small JPEG previews of encoded images, one row per image: ``thumbnail`` (JPEG bytes
+    that fit in ``max_side`` x ``max_side`` pixels, aspect kept, never enlarged, EXIF
+    orientation applied; null where the image failed) and ``error``. Decoding is reduced for
+    large JPEGs; the run report shows these inline."""
+    _check(threads)
+    int_arg("max_side", max_side, 1, 4096)
+    int_arg("quality", quality, 1, 100)
+    return _native.thumbnails(binary_column(images), max_side, quality, max_pixels, max_bytes, threads)

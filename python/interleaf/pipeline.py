@@ -47,10 +47,12 @@ import numpy as np
 import polars as pl
 
 import interleaf
+from interleaf import _native
 from interleaf import schema as S
 from interleaf._checks import choice_arg, int_arg
 from interleaf.io.atomic import atomic_output, write_text
 from interleaf.io.sources import WEBDATASET, container_of, expand
+from interleaf.io.writer import WRITE_FORMATS
 from interleaf.recipes import Recipe
 from interleaf.recipes import load as load_recipe
 from interleaf.recipes.schema import MODEL_KINDS, SIGNAL_MODELS, DedupStep, FilterSpec, RecipeError
@@ -84,6 +86,8 @@ DROPPED_SCHEMA = {
 
 _SHARD_SUFFIXES = (".tar.gz", ".tar.zst", ".tar.zstd", ".tgz", ".tar", ".parquet", ".jsonl.gz", ".jsonl.zst", ".jsonl.zstd", ".jsonl", ".ndjson", ".json.gz", ".json")
 _HUGE = 1 << 50
+#: Formats kept documents can be written in (``auto``: the input's own).
+OUTPUT_FORMATS = ("auto", *WRITE_FORMATS)
 _SIMPLE_RULE = re.compile(r"^\s*\(?\s*\w+\s*(>=|<=|>|<|=|==|!=|<>)\s*(-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*\)?\s*$")
 
 
@@ -874,15 +878,24 @@ def _write_if_changed(df: pl.DataFrame, path: Path) -> None:
 # Stage 4: write
 
 
-def output_format(p: Plan, shard: Shard, override: str | None) -> str:
+def output_format(p: Plan, shard: Shard, override: str | None, read_format: str | None = None) -> str:
+    """The format kept documents of ``shard`` are written in: the override, the recipe's, or
+    (``auto``) the input's own: WebDataset, the jsonl record layout (given, else detected from
+    the first records), or the node table for parquet."""
     fmt = override or p.recipe.output.format
-    if fmt == "auto":
-        return WEBDATASET if container_of(shard.path) == WEBDATASET else "parquet"
-    return fmt
+    if fmt != "auto":
+        return fmt
+    container = container_of(shard.path)
+    if container == WEBDATASET:
+        return WEBDATASET
+    if container == "parquet":
+        return "parquet"
+    layout = read_format if read_format not in (None, WEBDATASET) else _native.detect_record_format(shard.path)
+    return "jsonl" if layout in (None, "nodes") else layout
 
 
 def kept_path(out: Path, shard: Shard, fmt: str, compression: str) -> Path:
-    ext = {"webdataset": ".tar" + {"none": "", "gz": ".gz", "zst": ".zst"}[compression], "parquet": ".parquet", "jsonl": ".jsonl"}[fmt]
+    ext = {"webdataset": ".tar" + {"none": "", "gz": ".gz", "zst": ".zst"}[compression], "parquet": ".parquet"}.get(fmt, ".jsonl")
     return out / "kept" / f"{shard.name}{ext}"
 
 
@@ -892,12 +905,13 @@ def write_shard(opts: RunOptions, shard: Shard, limit: int | None, dropped_sha: 
     p = opts.plan
     out = Path(opts.out)
     marks = Markers(out)
-    fmt = output_format(p, shard, fmt_override)
+    fmt = output_format(p, shard, fmt_override, opts.read.get("format"))
     comp = p.recipe.output.compression
     path = kept_path(out, shard, fmt, comp)
     tf = p.recipe.output.text_from
     tf_key = Markers(out).key(f"score/{p.node_columns[tf]}", shard.name) if tf else None
-    key = digest({**_shard_key(opts, shard, limit), "dropped": dropped_sha, "format": fmt, "compression": comp, "text_from": [tf, tf_key]})
+    embed = p.recipe.output.embed_images
+    key = digest({**_shard_key(opts, shard, limit), "dropped": dropped_sha, "format": fmt, "compression": comp, "embed_images": embed, "text_from": [tf, tf_key]})
     if marks.fresh("write", shard.name, key, path):
         return {"shard": shard.name, "skipped": True, "seconds": 0.0}
     t0 = time.perf_counter()
@@ -916,10 +930,13 @@ def write_shard(opts: RunOptions, shard: Shard, limit: int | None, dropped_sha: 
             yield df
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    written = interleaf.write(batches(), path, fmt, max_count=_HUGE, max_bytes=_HUGE, compression=comp if fmt == WEBDATASET else "none", overwrite=True)
+    written = interleaf.write(batches(), path, fmt, max_count=_HUGE, max_bytes=_HUGE, compression=comp if fmt == WEBDATASET else "none", overwrite=True, embed_images=embed)
     if not written or not path.exists():
         # Nothing kept: an empty file of the format, so every shard has its output.
-        interleaf.write(S.empty_frame(), path, "parquet" if fmt == "parquet" else "jsonl", overwrite=True) if fmt != WEBDATASET else _empty_tar(path)
+        if fmt == WEBDATASET:
+            _empty_tar(path)
+        else:
+            interleaf.write(S.empty_frame(), path, fmt, overwrite=True)
     marks.done("write", shard.name, key)
     return {"shard": shard.name, "skipped": False, "seconds": time.perf_counter() - t0}
 
@@ -1095,7 +1112,7 @@ def run(
     int_arg("threads", threads, 1, 512, optional=True)
     choice_arg("device", device, ("auto", "cpu", "cuda"))
     if output_format is not None:
-        choice_arg("output_format", output_format, ("auto", "webdataset", "parquet", "jsonl"))
+        choice_arg("output_format", output_format, OUTPUT_FORMATS)
     rec = load_recipe(recipe)
     if threads is None and workers > 1:
         threads = max(1, (os.cpu_count() or 1) // workers)

@@ -16,7 +16,9 @@ from interleaf.io.atomic import atomic_output
 from interleaf.io.sources import JSONL, PARQUET, WEBDATASET
 from interleaf.schema import DOC_INDEX, conform
 
-WRITE_FORMATS = (PARQUET, JSONL, WEBDATASET)
+#: Record layouts written as JSON lines, each the inverse of reading it.
+RECORD_LAYOUTS = ("pairs", "mmc4", "obelics", "comm", "llava")
+WRITE_FORMATS = (PARQUET, JSONL, WEBDATASET, *RECORD_LAYOUTS)
 
 
 def _batches(batches: pl.DataFrame | Iterable[pl.DataFrame]) -> Iterator[tuple[pl.DataFrame, int]]:
@@ -80,6 +82,7 @@ def write(
     max_bytes: int = 1 << 30,
     compression: str = "none",
     overwrite: bool = False,
+    embed_images: bool = False,
     progress: bool = False,
 ) -> list[str]:
     """Writes node batches and returns the files written.
@@ -103,7 +106,13 @@ def write(
             pattern with one ``%d`` / ``%06d`` field such as ``out/shard-%06d.tar``
             (webdataset's ``ShardWriter`` convention).
         format: ``"parquet"`` (the node table), ``"jsonl"`` (one document per line, interleaf's
-            ``nodes`` schema, images base64) or ``"webdataset"``.
+            ``nodes`` schema, images base64), ``"webdataset"``, or a record layout written as
+            JSON lines: ``"pairs"``, ``"mmc4"``, ``"obelics"``, ``"comm"``, ``"llava"`` (the
+            inverse of reading that layout: reading the file back gives the same documents,
+            metadata included; images are written as their reference (path or URL, as read),
+            or inline as ``data:`` URIs when they have none or ``embed_images``; MMC4's
+            ``image_info`` entries follow their images and their ``matched_text_index`` is
+            recomputed; node errors are not written).
         prefix: file name prefix for directory destinations (a plain name: no ``/``, ``..``).
         max_count: WebDataset only: documents per shard (default 10,000).
         max_bytes: WebDataset only: shard size bound in bytes before compression (default 1 GiB);
@@ -112,6 +121,8 @@ def write(
         overwrite: replace existing files of the same names; for shards, the old shards of
             that prefix or pattern that this write does not produce again are removed when it
             finishes (so a folder never mixes two datasets). Default False: an error.
+        embed_images: record layouts only: write every image's bytes inline (``data:`` URIs)
+            instead of its reference, so the file stands alone.
         progress: print a progress line with rates to stderr.
     """
     dest = os.fspath(dest)
@@ -148,6 +159,7 @@ def write(
         written = writer.finish()
     else:
         suffix = ".parquet" if format == PARQUET else ".jsonl"
+        layout = format if format in RECORD_LAYOUTS else None
         path = _target_file(dest, prefix, suffix, overwrite)
         lock = _native.NativeWriteLock(os.path.dirname(path) or ".", os.path.basename(path))
         try:
@@ -157,7 +169,7 @@ def write(
                 opener = gzip.open if path.endswith(".gz") else open
                 with atomic_output(path) as tmp, opener(tmp, "wb") as f:
                     for df, n in _batches(batches):
-                        f.write(_native.frame_to_jsonl(df))
+                        f.write(_native.frame_to_records(df, layout, embed_images) if layout else _native.frame_to_jsonl(df))
                         count(df, n)
         finally:
             lock.release()

@@ -214,14 +214,19 @@ class Filters(_Strict):
 
 
 class OutputSpec(_Strict):
-    """How kept documents are written: ``format`` ``auto`` (WebDataset for WebDataset input,
-    the node table as parquet otherwise), ``webdataset``, ``parquet`` or ``jsonl``;
+    """How kept documents are written: ``format`` ``auto`` (the input's own layout: WebDataset
+    for WebDataset input, the record layout of a jsonl input (pairs, MMC4, OBELICS, CoMM,
+    LLaVA), the node table for parquet input), ``webdataset``, ``parquet`` (the node table),
+    ``jsonl`` (interleaf's node schema) or a record layout written as JSON lines (``pairs``,
+    ``mmc4``, ``obelics``, ``comm``, ``llava``); ``embed_images``: write image bytes inline
+    (``data:`` URIs) in record layouts instead of their references;
     ``compression`` for WebDataset shards; ``text_from``: a String node column whose value
     replaces a kept text node's text where it is not null (OBELICS: ``text_kept_text``, the
     paragraphs that survive its paragraph filter)."""
 
-    format: Literal["auto", "webdataset", "parquet", "jsonl"] = "auto"
+    format: Literal["auto", "webdataset", "parquet", "jsonl", "pairs", "mmc4", "obelics", "comm", "llava"] = "auto"
     compression: Literal["none", "gz", "zst"] = "none"
+    embed_images: bool = False
     text_from: str | None = None
 
 

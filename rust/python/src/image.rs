@@ -286,3 +286,40 @@ pub fn decode_rgb_py(py: Python<'_>, data: PyBackedBytes, alpha: &str, exif_tran
     let opts = DecodeOptions { limits: limits(max_pixels, None)?, alpha: self::alpha(alpha)?, exif_transpose };
     py.detach(|| decode_rgb(&data, &opts)).map(|i| (i.width, i.height, i.px)).map_err(|e| PyValueError::new_err(e.to_string()))
 }
+
+/// Small JPEG previews: each image decoded, scaled to fit in `max_side` pixels and encoded at
+/// `quality`; a table of `thumbnail` (Binary, null where it failed) and `error`.
+#[pyfunction]
+#[pyo3(signature = (images, max_side=128, quality=80, max_pixels=None, max_bytes=None, threads=None))]
+pub fn thumbnails(
+    py: Python<'_>,
+    images: PySeries,
+    max_side: usize,
+    quality: u8,
+    max_pixels: Option<u64>,
+    max_bytes: Option<u64>,
+    threads: Option<usize>,
+) -> PyResult<PyDataFrame> {
+    use interleaf_core::error::{ErrorKind, RecordError};
+    use interleaf_core::image::thumbnail::thumbnail;
+    use rayon::prelude::*;
+    if !(1..=4096).contains(&max_side) {
+        return Err(PyValueError::new_err(format!("max_side must be in [1, 4096], got {max_side}")));
+    }
+    let values = binary_values(&images.0, "images")?;
+    let opts = DecodeOptions { limits: limits(max_pixels, max_bytes)?, ..Default::default() };
+    let out: Vec<Result<Vec<u8>, RecordError>> = py.detach(|| {
+        on_pool(threads, || {
+            values
+                .par_iter()
+                .map(|v| match v {
+                    Some(b) => thumbnail(b, max_side, quality, &opts),
+                    None => Err(RecordError::new(ErrorKind::MissingImage, "no image bytes")),
+                })
+                .collect()
+        })
+    })?;
+    let thumbs = BinaryChunked::from_iter_options("thumbnail".into(), out.iter().map(|r| r.as_ref().ok().map(|b| b.as_slice())));
+    let errors = error_series("error", out.iter().map(|r| r.as_ref().err())).map_err(polars_err)?;
+    Ok(PyDataFrame(DataFrame::new(out.len(), vec![thumbs.into_series().into(), errors.into()]).map_err(polars_err)?))
+}

@@ -3,7 +3,7 @@
 use std::sync::Mutex;
 
 use interleaf_core::doc::{NodeBatch, ReadStats};
-use interleaf_core::formats::{document_to_json, Format, RecordContext, RecordDecoder, BLOB_KEY};
+use interleaf_core::formats::{detect_jsonl_format, document_to_json, document_to_record, Format, RecordContext, RecordDecoder, BLOB_KEY};
 use interleaf_core::reader::{DocumentReader, ReaderOptions, SourceKind};
 use interleaf_core::shard::{ShardNames, ShardWriter, ShardWriterOptions, WriteLock};
 use polars::prelude::*;
@@ -251,6 +251,31 @@ pub fn frame_to_jsonl<'py>(py: Python<'py>, df: PyDataFrame) -> PyResult<Bound<'
         Ok(out)
     })?;
     Ok(PyBytes::new(py, &out))
+}
+
+/// One JSON line per document in a record layout (pairs, mmc4, obelics, comm, llava, nodes), as
+/// bytes: images as their reference, or inline `data:` URIs when `embed_images` or when they
+/// have no reference.
+#[pyfunction]
+#[pyo3(signature = (df, format, embed_images=false))]
+pub fn frame_to_records<'py>(py: Python<'py>, df: PyDataFrame, format: &str, embed_images: bool) -> PyResult<Bound<'py, PyBytes>> {
+    let format = parse_format(Some(format))?.expect("a format was given");
+    let out = py.detach(|| -> PyResult<Vec<u8>> {
+        let docs = frame_to_documents(&df.0).map_err(polars_err)?;
+        let mut out = Vec::new();
+        for d in &docs {
+            serde_json::to_writer(&mut out, &document_to_record(d, format, embed_images)).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+            out.push(b'\n');
+        }
+        Ok(out)
+    })?;
+    Ok(PyBytes::new(py, &out))
+}
+
+/// The record format of a JSON-lines file from the keys of its first records, or None.
+#[pyfunction]
+pub fn detect_record_format(py: Python<'_>, path: &str) -> Option<&'static str> {
+    py.detach(|| detect_jsonl_format(path).map(Format::as_str))
 }
 
 /// Writes node frames as WebDataset shards (see `interleaf.write`).

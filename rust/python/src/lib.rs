@@ -49,6 +49,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(io::check_file_name, m)?)?;
     m.add_function(wrap_pyfunction!(io::records_to_frame, m)?)?;
     m.add_function(wrap_pyfunction!(io::frame_to_jsonl, m)?)?;
+    m.add_function(wrap_pyfunction!(io::frame_to_records, m)?)?;
+    m.add_function(wrap_pyfunction!(io::detect_record_format, m)?)?;
     m.add_function(wrap_pyfunction!(io::number_documents, m)?)?;
     m.add_function(wrap_pyfunction!(io::read_samples, m)?)?;
     m.add_function(wrap_pyfunction!(xxh3_64, m)?)?;
@@ -68,6 +70,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dedup::resize_luma_py, m)?)?;
     m.add_function(wrap_pyfunction!(dedup::decode_luma_py, m)?)?;
     m.add_function(wrap_pyfunction!(image::analyze_images, m)?)?;
+    m.add_function(wrap_pyfunction!(image::thumbnails, m)?)?;
     m.add_function(wrap_pyfunction!(signals::obelics_text_stats, m)?)?;
     m.add_function(wrap_pyfunction!(signals::obelics_paragraphs, m)?)?;
     m.add_function(wrap_pyfunction!(signals::mmc4_assign, m)?)?;

@@ -54,3 +54,28 @@ pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordC
         }
     }
 }
+
+pub(super) fn write(doc: &Document, o: &mut Map<String, Value>, img: &ImageValue) {
+    // Nodes of one step stay together, in document order; a node without a step is a step of its own.
+    let mut steps: Vec<(Option<i32>, Vec<Value>)> = Vec::new();
+    for n in &doc.nodes {
+        let item = match n.kind {
+            Some(NodeKind::Text) => json!({"type": "text", "content": n.text.clone().unwrap_or_default()}),
+            Some(NodeKind::Image) => {
+                let v = img(n);
+                let key = match v.as_str() {
+                    Some(s) if s.starts_with("data:") => "image",
+                    Some(s) if is_url(s) => "url",
+                    _ => "image_path",
+                };
+                json!({"type": "image", key: v})
+            }
+            None => continue,
+        };
+        match steps.last_mut() {
+            Some((s, items)) if s.is_some() && *s == n.step => items.push(item),
+            _ => steps.push((n.step, vec![item])),
+        }
+    }
+    o.insert("step_info".into(), Value::Array(steps.into_iter().map(|(_, items)| Value::Array(items)).collect()));
+}

@@ -18,3 +18,30 @@ pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordC
         doc.nodes.push(node);
     }
 }
+
+pub(super) fn write(doc: &Document, o: &mut Map<String, Value>, img: &ImageValue) {
+    let images: Vec<Value> = doc.nodes.iter().filter(|n| n.kind == Some(NodeKind::Image)).map(img).collect();
+    match images.len() {
+        0 => {}
+        1 => {
+            o.insert("image".into(), images.into_iter().next().unwrap_or_default());
+        }
+        _ => {
+            o.insert("image".into(), Value::Array(images));
+        }
+    }
+    let turns: Vec<Value> = doc
+        .nodes
+        .iter()
+        .filter(|n| n.kind == Some(NodeKind::Text))
+        .map(|n| {
+            let mut t = Map::new();
+            if let Some(r) = &n.role {
+                t.insert("from".into(), Value::String(r.clone()));
+            }
+            t.insert("value".into(), Value::String(n.text.clone().unwrap_or_default()));
+            Value::Object(t)
+        })
+        .collect();
+    o.insert("conversations".into(), Value::Array(turns));
+}

@@ -42,3 +42,50 @@ pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordC
     }
     doc.nodes.extend(unplaced);
 }
+
+pub(super) fn write(doc: &Document, o: &mut Map<String, Value>, img: &ImageValue) {
+    let mut infos: Vec<Option<Value>> = match o.remove("image_info") {
+        Some(Value::Array(a)) => a.into_iter().map(Some).collect(),
+        _ => Vec::new(),
+    };
+    let texts: Vec<Value> = doc.nodes.iter().filter(|n| n.kind == Some(NodeKind::Text)).map(|n| Value::String(n.text.clone().unwrap_or_default())).collect();
+    let mut image_info = Vec::new();
+    let mut seen_texts = 0usize;
+    for n in &doc.nodes {
+        match n.kind {
+            Some(NodeKind::Text) => seen_texts += 1,
+            Some(NodeKind::Image) => {
+                // The record's own entry for this image (matched by its reference), else a new one.
+                let same =
+                    |v: &Value| n.image_ref.is_some() && ["raw_url", "image_name"].iter().any(|k| v.get(*k).and_then(Value::as_str) == n.image_ref.as_deref());
+                let found = infos.iter_mut().enumerate().find(|(_, i)| i.as_ref().is_some_and(same)).and_then(|(k, i)| i.take().map(|v| (k, v)));
+                let order = found.as_ref().map_or(usize::MAX, |(k, _)| *k);
+                let mut entry = match found {
+                    Some((_, Value::Object(m))) => m,
+                    _ => {
+                        let mut m = Map::new();
+                        match img(n) {
+                            Value::String(s) if s.starts_with("data:") => {
+                                m.insert("image_base64".into(), Value::String(s));
+                            }
+                            v => {
+                                m.insert("raw_url".into(), v);
+                            }
+                        }
+                        m
+                    }
+                };
+                // An image goes right before its matched sentence: the next text node.
+                let idx = seen_texts.min(texts.len().saturating_sub(1));
+                entry.insert("matched_text_index".into(), json!(idx));
+                image_info.push((order, Value::Object(entry)));
+            }
+            None => {}
+        }
+    }
+    o.insert("text_list".into(), Value::Array(texts));
+    // The record's entries keep their order (new ones follow), so reading back places images
+    // that share a sentence as before.
+    image_info.sort_by_key(|(k, _)| *k);
+    o.insert("image_info".into(), Value::Array(image_info.into_iter().map(|(_, v)| v).collect()));
+}

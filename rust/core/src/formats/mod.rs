@@ -32,6 +32,8 @@ use crate::error::{ErrorKind, RecordError};
 
 pub use jsonl::{JsonlReader, DEFAULT_MAX_LINE_BYTES};
 pub use nodes::{document_to_json, error_json, node_json};
+
+type ImageValue<'a> = dyn Fn(&Node) -> Value + 'a;
 pub(crate) use pairs::{PAIR_IMAGE_KEYS, PAIR_TEXT_KEYS};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -274,6 +276,70 @@ pub fn record_to_document(v: Value, format: Format, fallback_id: String, ctx: &R
     finish(doc, o)
 }
 
+/// The JSON value an image node is written as: its reference (a path or URL, as read) unless
+/// `embed` or it has none, then its bytes as a `data:` URI; null when it has neither.
+fn image_value(n: &Node, embed: bool) -> Value {
+    match (&n.image_ref, &n.image) {
+        (Some(r), _) if !embed || n.image.is_none() => Value::String(r.clone()),
+        (_, Some(b)) => Value::String(format!("data:{};base64,{}", image_mime(b), b64().encode(b))),
+        _ => Value::Null,
+    }
+}
+
+/// The MIME type of encoded image bytes, from their magic number.
+fn image_mime(b: &[u8]) -> &'static str {
+    if b.starts_with(&[0xff, 0xd8, 0xff]) {
+        "image/jpeg"
+    } else if b.starts_with(b"\x89PNG") {
+        "image/png"
+    } else if b.starts_with(b"GIF8") {
+        "image/gif"
+    } else if b.len() >= 12 && &b[..4] == b"RIFF" && &b[8..12] == b"WEBP" {
+        "image/webp"
+    } else if b.starts_with(b"BM") {
+        "image/bmp"
+    } else {
+        "application/octet-stream"
+    }
+}
+
+/// A document as a record of `format`, the inverse of reading it: the document's metadata
+/// fields, its id under `"id"`, and its nodes in the layout's own fields (images as their
+/// reference, or inline as a `data:` URI when `embed_images` or when they have no reference).
+/// Reading the record back gives the same document (MMC4's `image_info` entries are matched to
+/// the image nodes by reference and their `matched_text_index` recomputed, so removed nodes
+/// leave a consistent record). Node errors are not written: the layouts have no place for them.
+pub fn document_to_record(doc: &Document, format: Format, embed_images: bool) -> Value {
+    if format == Format::Nodes {
+        return document_to_json(doc);
+    }
+    let mut o: Map<String, Value> = doc
+        .meta
+        .as_deref()
+        .and_then(|m| serde_json::from_str::<Value>(m).ok())
+        .and_then(|v| if let Value::Object(m) = v { Some(m) } else { None })
+        .unwrap_or_default();
+    o.insert("id".into(), Value::String(doc.doc_id.clone()));
+    let img = |n: &Node| image_value(n, embed_images);
+    match format {
+        Format::Pairs => pairs::write(doc, &mut o, &img),
+        Format::Mmc4 => mmc4::write(doc, &mut o, &img),
+        Format::Obelics => obelics::write(doc, &mut o, &img),
+        Format::Comm => comm::write(doc, &mut o, &img),
+        Format::Llava => llava::write(doc, &mut o, &img),
+        Format::Nodes => unreachable!(),
+    }
+    Value::Object(o)
+}
+
+/// The record format of a JSON-lines file, from the keys of its first records (None when no
+/// record within the first 1,000 lines shows it).
+pub fn detect_jsonl_format(path: &str) -> Option<Format> {
+    use std::io::BufRead;
+    let stream = crate::input::open(path, Default::default()).ok()?;
+    stream.lines().take(1000).map_while(Result::ok).filter_map(|l| serde_json::from_str::<Value>(&l).ok()).find_map(|v| Format::detect(&v))
+}
+
 /// Parsed records to documents, one source at a time: the format is the one given, else
 /// detected from the first record whose keys show it (then kept for the rest of the source);
 /// a record without an id is named `"<file name>:<n>"` (n counts records from 1).
@@ -364,6 +430,55 @@ mod tests {
         assert_eq!(docs[1].error.as_ref().unwrap().kind.as_str(), "malformed_json");
         assert_eq!(docs[1].doc_id, "x.jsonl:2");
         assert_eq!(docs[2].error.as_ref().unwrap().kind.as_str(), "line_too_long");
+    }
+
+    #[test]
+    fn every_layout_round_trips() {
+        let cases = [
+            (Format::Pairs, json!({"id": "p", "image": "http://x/a.jpg", "caption": "a cat", "license": "cc0"})),
+            (
+                Format::Mmc4,
+                json!({"url": "u", "text_list": ["a", "b", "c"], "image_info": [{"raw_url": "http://x/2.jpg", "matched_text_index": 2, "similarity": 0.3}, {"raw_url": "http://x/1.jpg", "matched_text_index": 0}]}),
+            ),
+            (Format::Obelics, json!({"texts": ["A", null, "B"], "images": [null, "http://a/1.jpg", null], "metadata": "[]"})),
+            (
+                Format::Comm,
+                json!({"title": "t", "step_info": [[{"type": "text", "content": "s0"}, {"type": "image", "url": "https://x/a.png"}], [{"type": "text", "content": "s1"}]]}),
+            ),
+            (
+                Format::Llava,
+                json!({"id": "l", "image": "http://c/1.jpg", "conversations": [{"from": "human", "value": "<image>\nWhat?"}, {"from": "gpt", "value": "A bus."}]}),
+            ),
+        ];
+        for (format, v) in cases {
+            let d = record_to_document(v, format, "f:1".into(), &ctx());
+            assert!(d.error.is_none() && d.nodes.iter().all(|n| n.error.is_none()), "{format:?}");
+            let back = record_to_document(document_to_record(&d, format, false), format, "other".into(), &ctx());
+            assert_eq!(back, d, "{format:?}");
+        }
+    }
+
+    #[test]
+    fn mmc4_writes_consistent_image_info_after_removals() {
+        let v = json!({"text_list": ["a", "b", "c"], "image_info": [{"raw_url": "http://x/1.jpg", "matched_text_index": 1}, {"raw_url": "http://x/2.jpg", "matched_text_index": 2}]});
+        let mut d = record_to_document(v, Format::Mmc4, "f:1".into(), &ctx());
+        // a, [1.jpg], b, [2.jpg], c: drop "b" and the first image.
+        d.nodes.remove(2);
+        d.nodes.remove(1);
+        let rec = document_to_record(&d, Format::Mmc4, false);
+        assert_eq!(rec["text_list"], json!(["a", "c"]));
+        assert_eq!(rec["image_info"], json!([{"raw_url": "http://x/2.jpg", "matched_text_index": 1}]));
+    }
+
+    #[test]
+    fn images_without_a_reference_are_embedded() {
+        let mut d = Document::new("d", None);
+        d.nodes.push(Node::image(Some(vec![0x89, b'P', b'N', b'G', 1, 2]), None));
+        d.nodes.push(Node::text("x"));
+        let rec = document_to_record(&d, Format::Pairs, false);
+        assert_eq!(rec["image"], json!("data:image/png;base64,iVBORwEC"));
+        let back = record_to_document(rec, Format::Pairs, "other".into(), &ctx());
+        assert_eq!(back.nodes[0].image, d.nodes[0].image);
     }
 
     #[test]

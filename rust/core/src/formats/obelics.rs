@@ -19,3 +19,22 @@ pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordC
         }
     }
 }
+
+pub(super) fn write(doc: &Document, o: &mut Map<String, Value>, img: &ImageValue) {
+    let (mut texts, mut images) = (Vec::new(), Vec::new());
+    for n in &doc.nodes {
+        match n.kind {
+            Some(NodeKind::Text) => {
+                texts.push(n.text.clone().map_or(Value::Null, Value::String));
+                images.push(Value::Null);
+            }
+            Some(NodeKind::Image) => {
+                texts.push(Value::Null);
+                images.push(img(n));
+            }
+            None => {}
+        }
+    }
+    o.insert("texts".into(), Value::Array(texts));
+    o.insert("images".into(), Value::Array(images));
+}

@@ -21,3 +21,12 @@ pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordC
         _ => {}
     }
 }
+
+pub(super) fn write(doc: &Document, o: &mut Map<String, Value>, img: &ImageValue) {
+    if let Some(n) = doc.nodes.iter().find(|n| n.kind == Some(NodeKind::Image)) {
+        o.insert("image".into(), img(n));
+    }
+    if let Some(t) = doc.nodes.iter().find(|n| n.kind == Some(NodeKind::Text)).and_then(|n| n.text.clone()) {
+        o.insert("caption".into(), Value::String(t));
+    }
+}

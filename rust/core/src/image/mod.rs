@@ -8,6 +8,7 @@ pub mod preprocess;
 pub mod probe;
 pub mod resample;
 pub mod stats;
+pub mod thumbnail;
 
 pub use analyze::{analyze, Analysis, Wants};
 pub use decode::{decode, decode_luma, decode_luma_draft, decode_rgb, orient, to_luma_pillow, Alpha, DecodeLimits, DecodeOptions, Rgb8, DEFAULT_MAX_PIXELS};
