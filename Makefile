@@ -3,12 +3,12 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/interleaf-target
 PYTHON ?= python3
 DEMO_OUT ?= interleaf-demo
 
-.PHONY: install install-test nasm demo test lint rust-tools test-rust test-python bench fuzz fixtures sample-data
+.PHONY: install install-test nasm chromium demo test lint rust-tools test-rust test-python bench fuzz fixtures sample-data
 
 install: nasm
 	$(PYTHON) -m pip install --quiet .
 
-install-test: nasm
+install-test: nasm chromium
 	$(PYTHON) -m pip install --quiet ".[test]"
 
 ## libjpeg-turbo's SIMD decoder is built only when nasm is on PATH at build time (1.5-2x faster
@@ -24,6 +24,18 @@ nasm:
 	      || echo "WARNING: could not install nasm: JPEG decoding will use libjpeg-turbo's C code (about 1.5-2x slower)" >&2; \
 	  else \
 	    echo "WARNING: nasm is not installed: JPEG decoding will use libjpeg-turbo's C code (about 1.5-2x slower); install nasm and reinstall for the SIMD build" >&2; \
+	  fi; }
+
+## The report test opens report.html in a real headless Chromium (Debian's package). Installed
+## here when missing and we can (root + apt-get); otherwise that test is skipped with a message.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || command -v google-chrome >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium (report test)"; \
+	    (apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1)) \
+	      || echo "WARNING: could not install chromium: the report's browser test will be skipped" >&2; \
+	  else \
+	    echo "WARNING: chromium is not installed: the report's browser test will be skipped (apt-get install chromium)" >&2; \
 	  fi; }
 
 ## Install and run the main job on the bundled sample.

@@ -1196,7 +1196,14 @@ def _execute(opts: RunOptions, shards: list[Shard], limit: int | None, workers: 
         log.stages["write"]["documents"] = totals["kept_documents"]
     data = _summary(opts, shards, totals, dedup_stats, failures, log, time.perf_counter() - t_all, stages, output_format)
     if "filter" in stages:
+        from interleaf import report
+
+        t0 = time.perf_counter()
+        report.write(out, p, shards, data, opts.read)
+        log.stages["report"] = {"seconds": time.perf_counter() - t0, "documents": 0, "shards": 0, "skipped": 0}
+        data["stages"]["report"] = {**log.stages["report"], "seconds": round(log.stages["report"]["seconds"], 3)}
         write_text(out / "summary.json", json.dumps(data, indent=2) + "\n")
+        log.say(f"report: {out / 'report.html'}")
     if opts.progress:
         print(log.table(), file=sys.stderr)
     return RunSummary(str(out), data)
@@ -1222,6 +1229,7 @@ def _summary(opts: RunOptions, shards: list[Shard], totals: dict[str, Any], dedu
             "attributes": str(out / "attributes"),
             "dropped": str(out / "dropped"),
             "kept": str(out / "kept") if "write" in stages else None,
+            "report": str(out / "report.html") if "filter" in stages else None,
         },
         "recipe_spec": p.recipe.model_dump(mode="json"),
         "versions": _versions(),

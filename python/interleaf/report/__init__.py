@@ -1,0 +1,331 @@
+"""The run report: one self-contained, offline HTML file (``OUT/report.html``).
+
+No script, no stylesheet or font from elsewhere, no network request: plots are inline SVG and
+thumbnails inline JPEG ``data:`` URIs. It shows the funnel (documents in, after each filter,
+kept), a histogram per filtered signal with its threshold and the share it dropped, the
+documents just above and just below each threshold, dedup examples, errors by kind with
+examples, and the recipe. The same run gives the same bytes (no clock, no timings: those are in
+``summary.json``).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from interleaf import schema as S
+
+#: Examples near thresholds and dedup examples come from the first shards only, so the report
+#: never reads the whole input again.
+EXAMPLE_SHARDS = 4
+EXAMPLES = 4
+THUMB = 96
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _num(x: float | None) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    if isinstance(x, int) or float(x).is_integer():
+        return f"{int(x):,}"
+    return f"{x:.4g}"
+
+
+# --- plots ----------------------------------------------------------------------------------
+
+
+def funnel_svg(steps: list[tuple[str, int]], width: int = 640) -> str:
+    """Horizontal bars: documents left after each step (the first is the input)."""
+    if not steps:
+        return ""
+    top = max(n for _, n in steps) or 1
+    row = 26
+    label_w = 190
+    bars = []
+    for i, (name, n) in enumerate(steps):
+        w = max(1.0, (width - label_w - 90) * n / top)
+        y = i * row
+        bars.append(
+            f'<text x="{label_w - 8}" y="{y + 17}" text-anchor="end">{_e(name)}</text>'
+            f'<rect x="{label_w}" y="{y + 4}" width="{w:.1f}" height="{row - 8}" class="{"bar-in" if i == 0 else "bar"}"/>'
+            f'<text x="{label_w + w + 6:.1f}" y="{y + 17}">{n:,}</text>'
+        )
+    return f'<svg class="plot" width="{width}" height="{row * len(steps)}" role="img" aria-label="funnel">{"".join(bars)}</svg>'
+
+
+def histogram_svg(values: np.ndarray, threshold: float | None, width: int = 420, height: int = 140, bins: int = 30) -> str:
+    """A histogram of ``values`` with ``threshold`` as a red line."""
+    v = values[np.isfinite(values)]
+    if not len(v):
+        return '<p class="muted">no values</p>'
+    lo, hi = float(v.min()), float(v.max())
+    if threshold is not None and math.isfinite(threshold):
+        lo, hi = min(lo, threshold), max(hi, threshold)
+    if hi == lo:
+        hi = lo + 1.0
+    counts, edges = np.histogram(v, bins=bins, range=(lo, hi))
+    top = counts.max() or 1
+    pad, base = 4, height - 20
+    bw = (width - 2 * pad) / bins
+    x = lambda t: pad + (t - lo) / (hi - lo) * (width - 2 * pad)
+    parts = []
+    for i, c in enumerate(counts.tolist()):
+        h = (base - pad) * c / top
+        parts.append(f'<rect x="{pad + i * bw:.1f}" y="{base - h:.1f}" width="{max(bw - 1, 0.5):.1f}" height="{h:.1f}" class="bar"><title>{_num(edges[i])} to {_num(edges[i + 1])}: {c:,}</title></rect>')
+    parts.append(f'<text x="{pad}" y="{height - 4}">{_num(lo)}</text><text x="{width - pad}" y="{height - 4}" text-anchor="end">{_num(hi)}</text>')
+    if threshold is not None and math.isfinite(threshold):
+        tx = x(threshold)
+        parts.append(f'<line x1="{tx:.1f}" y1="{pad}" x2="{tx:.1f}" y2="{base}" class="threshold"/><text x="{tx + 3:.1f}" y="{pad + 10}" class="threshold-label">{_num(threshold)}</text>')
+    return f'<svg class="plot" width="{width}" height="{height}" role="img" aria-label="histogram">{"".join(parts)}</svg>'
+
+
+def _img(b: bytes | None) -> str:
+    if b is None:
+        return '<div class="thumb missing">no image</div>'
+    return f'<img class="thumb" alt="" src="data:image/jpeg;base64,{base64.b64encode(b).decode()}">'
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+def _column(out: Path, signal: str, column: str, shards: Iterable[Any]) -> np.ndarray:
+    vals = []
+    for s in shards:
+        f = out / "attributes" / signal / f"{s.name}.parquet"
+        if f.exists():
+            vals.append(pl.read_parquet(f, columns=[column]).get_column(column).cast(pl.Float64, strict=False).to_numpy())
+    return np.concatenate(vals) if vals else np.zeros(0)
+
+
+def _content(shards: list[Any], wanted: dict[str, set[int]], read: dict[str, Any]) -> dict[tuple[str, int], pl.DataFrame]:
+    """The nodes of the wanted documents (shard name -> doc_index set), with thumbnails."""
+    from interleaf import image
+    from interleaf.pipeline import read_shard
+
+    found: dict[tuple[str, int], pl.DataFrame] = {}
+    for s in shards:
+        want = wanted.get(s.name)
+        if not want:
+            continue
+        last = max(want)
+        for df in read_shard(s, read, last + 1):
+            got = df.filter(pl.col(S.DOC_INDEX).is_in(sorted(want)))
+            if got.height:
+                imgs = got.get_column(S.IMAGE)
+                thumbs = image.thumbnails(imgs.fill_null(b""), THUMB).get_column("thumbnail")
+                got = got.select(S.DOC_INDEX, S.DOC_ID, S.POS, S.KIND, S.TEXT).with_columns(thumbs.alias("thumb"))
+                for (di,), part in got.partition_by(S.DOC_INDEX, as_dict=True, maintain_order=True).items():
+                    found[(s.name, int(di))] = part
+    return found
+
+
+def _doc_card(doc: pl.DataFrame | None, pos: int | None, caption: str) -> str:
+    """A document (or one node of it, ``pos``) as a thumbnail and a text snippet."""
+    if doc is None:
+        return f'<div class="card"><div class="cap">{_e(caption)}</div><p class="muted">not shown</p></div>'
+    rows = doc.filter(pl.col(S.POS) == pos) if pos is not None else doc
+    img = rows.filter(pl.col(S.KIND) == S.IMAGE_KIND)
+    txt = rows.filter(pl.col(S.KIND) == S.TEXT_KIND)
+    thumb = _img(img.get_column("thumb")[0]) if img.height else ""
+    text = " ".join(t for t in txt.get_column(S.TEXT).to_list() if t)
+    if len(text) > 280:
+        text = text[:277] + "..."
+    return f'<div class="card">{thumb}<div class="cap">{_e(caption)}</div><p>{_e(text)}</p></div>'
+
+
+# --- the page -------------------------------------------------------------------------------
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1100px;color:#1d232a;padding:0 16px}
+h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:32px 0 8px;border-bottom:1px solid #dde2e8;padding-bottom:4px}
+h3{font-size:15px;margin:18px 0 6px}.muted{color:#6b7580}
+.stats{display:flex;gap:28px;margin:16px 0}.stat b{display:block;font-size:26px}
+table{border-collapse:collapse;margin:8px 0}td,th{padding:3px 10px;border-bottom:1px solid #eef1f4;text-align:left}td.n{text-align:right}
+.plot text{font-size:11px;fill:#39424b}.bar{fill:#4f81bd}.bar-in{fill:#2c5282}.threshold{stroke:#d62728;stroke-width:2}.threshold-label{fill:#d62728}
+.filter{display:grid;grid-template-columns:440px 1fr;gap:16px;align-items:start;margin-bottom:12px}
+.cards{display:flex;flex-wrap:wrap;gap:8px}.card{width:200px;border:1px solid #e2e6ea;border-radius:6px;padding:6px;font-size:12px;overflow:hidden}
+.card p{margin:4px 0 0;word-wrap:break-word}.cap{font-weight:600}.side{font-size:12px;font-weight:600;margin:6px 0 2px}
+.thumb{display:block;max-width:96px;max-height:96px;border-radius:3px}.thumb.missing{width:96px;height:40px;background:#f1f3f5;font-size:11px;color:#6b7580;text-align:center;line-height:40px}
+pre{background:#f6f8fa;padding:10px;border-radius:6px;overflow:auto;font-size:12px}
+"""
+
+
+def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], read: dict[str, Any]) -> str:
+    """The report's HTML for the run in ``out``."""
+    import yaml
+
+    from interleaf.pipeline import _threshold_of
+
+    docs = summary["documents"]
+    dropped_docs: dict[str, int] = summary.get("dropped_documents", {})
+    dropped_nodes: dict[str, int] = summary.get("dropped_nodes", {})
+    drops = [pl.read_parquet(out / "dropped" / f"{s.name}.parquet").with_columns(pl.lit(s.name).alias("shard")) for s in shards if (out / "dropped" / f"{s.name}.parquet").exists()]
+    dropped = pl.concat(drops) if drops else pl.DataFrame()
+    first = shards[:EXAMPLE_SHARDS]
+    first_names = {s.name for s in first}
+    parts: list[str] = []
+    r = plan.recipe
+    parts.append(f"<h1>interleaf run: {_e(r.name)}</h1><p class=\"muted\">{_e(r.description)}</p>")
+    parts.append(
+        '<div class="stats">'
+        f'<div class="stat"><b>{docs["in"]:,}</b>documents in</div>'
+        f'<div class="stat"><b>{docs["kept"]:,}</b>kept</div>'
+        f'<div class="stat"><b>{docs["dropped"]:,}</b>dropped</div>'
+        f'<div class="stat"><b>{summary["nodes"]["in"]:,} / {summary["nodes"]["kept"]:,}</b>nodes in / kept</div>'
+        f'<div class="stat"><b>{len(shards):,}</b>shards</div></div>'
+    )
+    # Funnel, in the order the filters apply.
+    order = ["error", *[n for n, _, _ in plan.node_filters], *[d.name for d in plan.document_steps], "empty", *[n for n, _, _ in plan.doc_filters], *[d.name for d in plan.dataset_steps]]
+    order += sorted(set(dropped_docs) - set(order))
+    steps = [("input", docs["in"])]
+    left = docs["in"]
+    for name in order:
+        n = dropped_docs.get(name, 0)
+        if n:
+            left -= n
+            steps.append((name, left))
+    parts.append("<h2>Funnel</h2><p class=\"muted\">Documents left after each filter, in the order they apply.</p>" + funnel_svg(steps))
+    if dropped_nodes:
+        rows = "".join(f"<tr><td>{_e(k)}</td><td class=n>{v:,}</td></tr>" for k, v in dropped_nodes.items())
+        parts.append(f"<h3>Nodes dropped from documents that were kept or filtered later</h3><table><tr><th>filter</th><th>nodes</th></tr>{rows}</table>")
+    # Signals with thresholds: histograms and the documents on either side.
+    thresholds: dict[str, float] = summary.get("thresholds", {})
+    wanted: dict[str, set[int]] = {}
+    panels: list[tuple[str, str, list[tuple[str, int, int | None, float]], list[tuple[str, int, int | None, float]]]] = []
+    for level, filters in (("node", plan.node_filters), ("doc", plan.doc_filters)):
+        for name, f, roots in filters:
+            col = f.column if f.top_fraction is not None else next((c for c in roots if plan.column_dtypes.get(c) is not None and (plan.column_dtypes[c].is_numeric() or plan.column_dtypes[c] == pl.Boolean())), None)
+            sig = plan.node_columns.get(col) or plan.doc_columns.get(col) if col else None
+            if not col or not sig:
+                continue
+            thr = thresholds.get(name, _threshold_of(f.expr) if f.expr else None)
+            # A boolean rule (``image_datacomp_ok``): examples of true (kept) and false (dropped).
+            ex_thr = 0.5 if thr is None and plan.column_dtypes.get(col) == pl.Boolean() and f.expr is not None and f.expr.strip() == col else thr
+            values = _column(out, sig, col, shards)
+            n_drop = dropped_docs.get(name, 0) + dropped_nodes.get(name, 0)
+            scored = int(np.isfinite(values).sum())
+            share = f"{n_drop:,} dropped ({100 * n_drop / scored:.1f}% of {scored:,} scored)" if scored else f"{n_drop:,} dropped"
+            rule = f.expr if f.expr is not None else f"{f.column} in the top {f.top_fraction:g}"
+            head = f"<h3>{_e(name)} <span class=muted>({level} filter: <code>{_e(rule)}</code>)</span></h3><p class=muted>{_e(col)}: {share}</p>"
+            above: list[tuple[str, int, int | None, float]] = []
+            below: list[tuple[str, int, int | None, float]] = []
+            if ex_thr is not None and math.isfinite(ex_thr):
+                thr_ex = ex_thr
+                keyed = plan.node_columns.get(col) is not None
+                for s in first:
+                    f_path = out / "attributes" / sig / f"{s.name}.parquet"
+                    if not f_path.exists():
+                        continue
+                    cols = [S.DOC_INDEX, S.POS, col] if keyed else [S.DOC_INDEX, col]
+                    t = pl.read_parquet(f_path, columns=cols).with_columns(pl.col(col).cast(pl.Float64, strict=False).alias("_v")).filter(pl.col("_v").is_finite())
+                    for v in t.filter(pl.col("_v") >= thr_ex).sort("_v").head(EXAMPLES).iter_rows(named=True):
+                        above.append((s.name, v[S.DOC_INDEX], v.get(S.POS), v["_v"]))
+                    for v in t.filter(pl.col("_v") < thr_ex).sort("_v", descending=True).head(EXAMPLES).iter_rows(named=True):
+                        below.append((s.name, v[S.DOC_INDEX], v.get(S.POS), v["_v"]))
+                above = sorted(above, key=lambda x: x[3])[:EXAMPLES]
+                below = sorted(below, key=lambda x: -x[3])[:EXAMPLES]
+                for sh, di, _, _ in above + below:
+                    wanted.setdefault(sh, set()).add(di)
+            panels.append((head + histogram_svg(values, thr), name, above, below))
+    # Dedup examples (dataset steps: a duplicate and the document it repeats).
+    dedup_rows: list[tuple[str, dict[str, Any]]] = []
+    if dropped.height:
+        steps_names = [d.name for d in plan.dataset_steps] + [d.name for d in plan.document_steps]
+        ex = dropped.filter(pl.col("filter").is_in(steps_names) & pl.col("shard").is_in(sorted(first_names)))
+        for step in steps_names:
+            for row in ex.filter(pl.col("filter") == step).head(EXAMPLES).iter_rows(named=True):
+                dedup_rows.append((step, row))
+                wanted.setdefault(row["shard"], set()).add(row[S.DOC_INDEX])
+    # Error examples.
+    errs = dropped.filter(pl.col("filter") == "error") if dropped.height else pl.DataFrame()
+    content = _content(first, wanted, read)
+    # Representatives named by doc_id in the same shards.
+    rep_index: dict[tuple[str, str], int] = {}
+    if dedup_rows:
+        from interleaf.pipeline import BASE
+
+        for s in first:
+            base = pl.read_parquet(out / "attributes" / BASE / f"{s.name}.parquet", columns=[S.DOC_INDEX, S.DOC_ID]).unique(S.DOC_INDEX, keep="first", maintain_order=True)
+            for di, doc_id in base.iter_rows():
+                rep_index.setdefault((s.name, doc_id), di)
+        more: dict[str, set[int]] = {}
+        for _, row in dedup_rows:
+            rep = _rep_of(row.get("detail") or "")
+            if rep and (rep[1], rep[0]) in rep_index and rep[1] in first_names:
+                more.setdefault(rep[1], set()).add(rep_index[(rep[1], rep[0])])
+        content.update(_content(first, {k: v - wanted.get(k, set()) for k, v in more.items()}, read))
+    if panels:
+        parts.append("<h2>Signals and thresholds</h2><p class=muted>Histograms over every scored row; the red line is the threshold. The examples are the rows just above (kept by this filter) and just below (dropped) it, from the first shards.</p>")
+        for body, _, above, below in panels:
+            cards = ""
+            if above or below:
+                up = "".join(_doc_card(content.get((sh, di)), pos, f"{_num(v)} · {sh}") for sh, di, pos, v in above)
+                down = "".join(_doc_card(content.get((sh, di)), pos, f"{_num(v)} · {sh}") for sh, di, pos, v in below)
+                cards = f'<div><div class="side">just above (kept)</div><div class="cards">{up or "<p class=muted>none</p>"}</div><div class="side">just below (dropped)</div><div class="cards">{down or "<p class=muted>none</p>"}</div></div>'
+            parts.append(f'<div class="filter"><div>{body}</div>{cards}</div>')
+    if dedup_rows:
+        parts.append("<h2>Duplicates</h2><p class=muted>Documents (or images) dropped as duplicates, beside what they repeat.</p>")
+        for step, row in dedup_rows:
+            doc = content.get((row["shard"], row[S.DOC_INDEX]))
+            left_card = _doc_card(doc, row[S.POS], f"dropped: {row[S.DOC_ID]} ({step}, {_num(row['value'])})")
+            rep = _rep_of(row.get("detail") or "")
+            if row[S.POS] is not None and (row.get("detail") or "").startswith("near-duplicate of the image at pos "):
+                other = int(row["detail"].rsplit(" ", 1)[1])
+                right_card = _doc_card(doc, other, f"kept: pos {other}")
+            elif rep and (rep[1], rep[0]) in rep_index:
+                right_card = _doc_card(content.get((rep[1], rep_index[(rep[1], rep[0])])), None, f"kept: {rep[0]} ({rep[1]})")
+            else:
+                right_card = _doc_card(None, None, row.get("detail") or "")
+            parts.append(f'<div class="cards">{left_card}{right_card}</div>')
+    parts.append("<h2>Errors</h2>")
+    if summary.get("errors") or (errs.height if isinstance(errs, pl.DataFrame) else 0):
+        rows = "".join(f"<tr><td>{_e(k)}</td><td class=n>{v:,}</td></tr>" for k, v in summary.get("errors", {}).items())
+        parts.append(f"<p class=muted>Documents with read errors, by kind:</p><table><tr><th>kind</th><th>documents</th></tr>{rows}</table>")
+        if errs.height:
+            ex_rows = []
+            for kind, part in sorted(errs.partition_by("rule", as_dict=True).items(), key=lambda kv: str(kv[0][0])):
+                for row in part.head(3).iter_rows(named=True):
+                    ex_rows.append(f"<tr><td>{_e(kind[0])}</td><td>{_e(row[S.DOC_ID])}</td><td>{_e(row['pos'] if row['pos'] is not None else '')}</td><td>{_e((row.get('detail') or '')[:200])}</td></tr>")
+            parts.append(f"<p class=muted>Examples of dropped records:</p><table><tr><th>kind</th><th>doc_id</th><th>pos</th><th>message</th></tr>{''.join(ex_rows)}</table>")
+    else:
+        parts.append("<p class=muted>No read or decode errors.</p>")
+    fails = summary.get("signal_failures") or []
+    if fails:
+        parts.append("<h3>Signal failures</h3><ul>" + "".join(f"<li>{_e(x)}</li>" for x in fails) + "</ul>")
+    skipped = {**summary.get("skipped", {}).get("signals", {}), **summary.get("skipped", {}).get("filters", {})}
+    if skipped:
+        parts.append("<h3>Skipped</h3><ul>" + "".join(f"<li>{_e(v)}</li>" for v in skipped.values()) + "</ul>")
+    parts.append("<h2>Recipe</h2><pre>" + _e(yaml.safe_dump(r.model_dump(mode="json"), sort_keys=False)) + "</pre>")
+    versions = ", ".join(f"{k} {v}" for k, v in summary.get("versions", {}).items())
+    parts.append(f"<p class=muted>{_e(versions)}</p>")
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; style-src \'unsafe-inline\'">'
+        f"<title>interleaf run: {_e(r.name)}</title><style>{_CSS}</style></head><body>" + "\n".join(parts) + "</body></html>\n"
+    )
+
+
+def _rep_of(detail: str) -> tuple[str, str] | None:
+    """(doc_id, shard) from a dedup detail ``duplicate of <doc_id> (shard <name>)``."""
+    if not detail.startswith("duplicate of ") or not detail.endswith(")") or " (shard " not in detail:
+        return None
+    body = detail[len("duplicate of ") : -1]
+    doc_id, shard = body.rsplit(" (shard ", 1)
+    return doc_id, shard
+
+
+def write(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], read: dict[str, Any]) -> Path:
+    """Writes ``out/report.html`` (atomically) and returns its path."""
+    from interleaf.io.atomic import write_text
+
+    return write_text(out / "report.html", render(out, plan, shards, summary, read))

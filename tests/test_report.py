@@ -1,0 +1,65 @@
+"""The run report in a real headless Chromium: it loads with no console errors and no request
+outside the file itself, and the screenshot is not blank; plus its content."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+import pytest
+from browser import find_chromium, load
+from PIL import Image
+
+from interleaf.cli import main
+from interleaf.pipeline import run
+
+CHROMIUM = find_chromium()
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed: `apt-get install chromium` (make test installs it when run as root)")
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "run"
+    assert main(["demo", "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+@needs_chromium
+def test_report_loads_offline_without_errors_in_chromium(demo_run):
+    page = load((demo_run / "report.html").as_uri())
+    assert page.requests and all(u.startswith(("file://", "data:")) for u in page.requests), page.requests
+    errors = [(lvl, t) for lvl, t in page.console if lvl in ("error", "warning", "assert")]
+    assert not errors and not page.exceptions, (errors, page.exceptions)
+    shot = np.asarray(Image.open(io.BytesIO(page.screenshot)).convert("L"), dtype=np.float64)
+    assert shot.shape[0] > 100 and shot.std() > 10, "the screenshot is blank"
+    assert (shot < 128).mean() > 0.01  # text and bars, not a white page
+
+
+def test_report_content(demo_run):
+    html = (demo_run / "report.html").read_text()
+    assert not re.search(r"""(src|href)=["'](https?:)?//""", html), "the report must not load anything from the network"
+    assert "<script" not in html
+    assert "Funnel" in html and "<svg" in html
+    # Thresholds are marked and examples carry inline thumbnails.
+    assert 'class="threshold"' in html and "data:image/jpeg;base64," in html
+    for name in ("caption_words", "image_size", "exact", "phash"):
+        assert name in html
+    assert "kept: pair-0003 (pairs-000000)" in html  # a duplicate beside what it repeats
+    assert "name: pairs-basic" in html  # the recipe
+
+
+def test_report_is_deterministic_and_rewritten_by_filter(demo_run, tmp_path):
+    from interleaf.cli import SAMPLE_DIR
+
+    again = tmp_path / "again"
+    run("pairs-basic", [str(SAMPLE_DIR / "pairs-000000.tar"), str(SAMPLE_DIR / "pairs.jsonl")], again, progress=False)
+    assert (again / "report.html").read_bytes() == (demo_run / "report.html").read_bytes()
+    edited = tmp_path / "edited.yaml"
+    from interleaf.recipes import preset_text
+
+    edited.write_text(preset_text("pairs-basic").replace('caption_words > 2"', 'caption_words > 15"'))
+    assert main(["filter", str(again), "--recipe", str(edited), "--quiet"]) == 0
+    html = (again / "report.html").read_text()
+    assert "caption_words &gt; 15" in html
+    assert (again / "report.html").read_bytes() != (demo_run / "report.html").read_bytes()
