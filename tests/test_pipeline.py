@@ -252,7 +252,7 @@ def test_pairs_planted_cases_are_dropped_for_their_reason(tmp_path, planted):
     assert img.columns[:3] == ["doc_index", "doc_id", "pos"] and "image_width" in img.columns
     summary = json.loads((out / "summary.json").read_text())
     assert summary["recipe_spec"]["name"] == "pairs" and "interleaf" in summary["versions"]
-    assert set(summary["stages"]) == {"score", "dedup", "filter", "write"}
+    assert set(summary["stages"]) == {"score", "dedup", "filter", "write", "report"}
 
 
 def test_clip_filter_drops_exactly_the_low_scores_and_refilter_equals_a_fresh_run(tmp_path, planted):

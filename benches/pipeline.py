@@ -1,0 +1,381 @@
+#!/usr/bin/env python3
+"""The main job, end to end (``interleaf.run``), three ways:
+
+1. **rules** (no model): OBELICS's paragraph and document text rules + MinHash dedup + pHash
+   dedup + image statistics and OBELICS's image rules, on ``--docs`` interleaved documents
+   (default 100,000; OBELICS jsonl shards of 10,000, 1-3 small JPEGs and 2-4 paragraphs each),
+   against the same rules as Data-Juicer ops (``dj-process``, its ``np`` = the cores) on the
+   same documents (``--dj-docs``, default the same): documents/s and peak RSS, and interleaf's
+   peak RSS at a tenth of the input (memory must stay flat when the input grows).
+2. **datacomp**: the ``datacomp`` preset with a ViT-B/32-sized CLIP (random weights, real
+   shapes; see ``benches/models.py``) on ``--pairs`` WebDataset pairs from
+   ``bench-data/shards``: end-to-end pairs/s against the CLIP model alone embedding the same
+   images and captions (``embed_images`` + ``embed_texts``), in the same process.
+3. **refilter**: ``interleaf filter`` with a changed CLIP threshold on run 2's folder, against
+   run 2's time.
+
+Each interleaf run and each Data-Juicer run is a fresh child process; peak RSS is the child's
+``ru_maxrss``. Data is generated once into ``bench-data/pipeline/`` (git-ignored).
+
+Usage::
+
+    python benches/pipeline.py                         # all three (~20 min on 2 cores)
+    python benches/pipeline.py --only rules --docs 20000 --dj-docs 2000
+    python benches/pipeline.py --only datacomp,refilter --pairs 1000
+
+Data-Juicer: ``pip install py-data-juicer`` into any environment and pass its ``dj-process``
+with ``--dj`` (default: ``dj-process`` on PATH; skipped with a note when absent).
+
+Results: ``benches/results/pipeline.json`` (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+from _common import report_header, versions
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA = REPO_ROOT / "bench-data" / "pipeline"
+SAMPLE = REPO_ROOT / "python" / "interleaf" / "data" / "sample"
+DEFAULT_OUT = REPO_ROOT / "benches" / "results" / "pipeline.json"
+GEN_VERSION = 1
+
+WORDS = (
+    "the of and to in a is that for it as was with be by on not he this are or his from at which but have an they you were her she "
+    "there been one all we their has would when if so no will more can out up about who into them some could time these two may then "
+    "do first any my now such like our over man me even most made after also did many before must through back years where much your "
+    "way well down should because each just those people how too little state good very make world still own see men work long get here "
+    "between both life being under never day same another know while last might us great old year off come since against go came right "
+    "used take three museum river garden winter painting city music station village summer bridge library harbour mountain forest market"
+).split()
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+def _images(n: int, rng: random.Random) -> list[tuple[str, bytes]]:
+    """``n`` distinct small JPEGs (crops of the bundled photographs, 180-320 px)."""
+    from PIL import Image
+
+    photos = [Image.open(p).convert("RGB") for p in sorted((SAMPLE / "images").iterdir())]
+    out = []
+    for i in range(n):
+        im = photos[i % len(photos)]
+        w, h = im.size
+        cw, ch = rng.randint(w // 2, w), rng.randint(h // 2, h)
+        x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
+        crop = im.crop((x, y, x + cw, y + ch))
+        side = rng.randint(180, 320)
+        crop.thumbnail((side, side))
+        if min(crop.size) < 40:
+            crop = crop.resize((max(crop.size[0], 40), max(crop.size[1], 40)))
+        buf = io.BytesIO()
+        crop.save(buf, "JPEG", quality=rng.randint(70, 92))
+        out.append((f"img{i:05d}.jpg", buf.getvalue()))
+    return out
+
+
+def _paragraph(rng: random.Random) -> str:
+    n = rng.randint(8, 90)
+    words = rng.choices(WORDS, weights=[1 / (k + 1) ** 0.9 for k in range(len(WORDS))], k=n)
+    text = " ".join(words)
+    return text[0].upper() + text[1:] + rng.choice([".", ".", ".", "!", "?"])
+
+
+def make_rules_data(docs: int, shard_docs: int = 10_000, seed: int = 0) -> list[Path]:
+    """OBELICS jsonl shards of ``docs`` documents (one in 20 repeats an earlier one's text, one in
+    25 an earlier image) and the image folder they name; cached by size."""
+    folder = DATA / f"rules-{docs}-v{GEN_VERSION}"
+    shards = sorted(folder.glob("*.jsonl"))
+    if shards:
+        return shards
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "images").mkdir(parents=True)
+    rng = random.Random(seed)
+    imgs = _images(min(2000, max(50, docs // 20)), rng)
+    for name, b in imgs:
+        (tmp / "images" / name).write_bytes(b)
+    texts: list[list[str]] = []
+    for s in range(0, docs, shard_docs):
+        with open(tmp / f"obelics-{s // shard_docs:05d}.jsonl", "w") as f:
+            for d in range(s, min(docs, s + shard_docs)):
+                paras = texts[rng.randrange(len(texts))] if texts and rng.random() < 0.05 else [_paragraph(rng) for _ in range(rng.randint(2, 4))]
+                texts.append(paras)
+                n_img = rng.randint(1, 3)
+                names = [imgs[rng.randrange(len(imgs))][0] for _ in range(n_img)]
+                t: list[str | None] = []
+                im: list[str | None] = []
+                for i, p in enumerate(paras):
+                    t.append(p)
+                    im.append(None)
+                    if i < len(names):
+                        t.append(None)
+                        im.append("images/" + names[i])
+                f.write(json.dumps({"id": f"d{d}", "texts": t, "images": im, "metadata": "{}"}) + "\n")
+    tmp.rename(folder)
+    return sorted(folder.glob("*.jsonl"))
+
+
+def rules_recipe(path: Path) -> Path:
+    path.write_text(
+        """name: bench-rules
+signals:
+  text: {type: text, level: node, paragraphs: true}
+  doc_text: {type: text, level: doc, paragraphs: true}
+  image: {type: image}
+dedup:
+  - {name: minhash, method: minhash, threshold: 0.8}
+  - {name: phash, method: phash, radius: 5}
+filters:
+  node:
+    image_rules: "image_obelics_ok"
+    paragraphs: "text_kept_text IS NOT NULL"
+  doc:
+    words: "doc_text_n_words BETWEEN 10 AND 2000"
+    char_repetition: "doc_text_char_repetition <= 0.1"
+    word_repetition: "doc_text_word_repetition <= 0.2"
+    special_characters: "doc_text_special_char_ratio <= 0.275"
+    stop_words: "doc_text_stopword_ratio >= 0.35"
+    flagged_words: "doc_text_flagged_word_ratio <= 0.01"
+    images: "doc_images BETWEEN 1 AND 30"
+output:
+  text_from: text_kept_text
+"""
+    )
+    return path
+
+
+def dj_data(shards: list[Path], limit: int, dest: Path) -> Path:
+    """The same documents in Data-Juicer's layout: ``text`` with an image token per image,
+    ``images`` (absolute paths)."""
+    token = "<__dj__image>"
+    n = 0
+    with open(dest, "w") as f:
+        for s in shards:
+            root = s.parent
+            for line in open(s):
+                r = json.loads(line)
+                parts, images = [], []
+                for t, im in zip(r["texts"], r["images"], strict=True):
+                    if im is not None:
+                        parts.append(token)
+                        images.append(str(root / im))
+                    elif t is not None:
+                        parts.append(t)
+                f.write(json.dumps({"id": r["id"], "text": "\n\n".join(parts), "images": images}) + "\n")
+                n += 1
+                if n >= limit:
+                    return dest
+    return dest
+
+
+def dj_config(data: Path, out: Path, np_: int) -> str:
+    """The rules as Data-Juicer ops (OBELICS's thresholds where the op has them)."""
+    return f"""project_name: interleaf-bench
+dataset_path: {data}
+export_path: {out}
+np: {np_}
+text_keys: text
+image_key: images
+process:
+  - words_num_filter: {{min_num: 10, max_num: 2000}}
+  - character_repetition_filter: {{rep_len: 10, max_ratio: 0.1}}
+  - word_repetition_filter: {{rep_len: 5, max_ratio: 0.2}}
+  - special_characters_filter: {{max_ratio: 0.275}}
+  - stopwords_filter: {{min_ratio: 0.35}}
+  - flagged_words_filter: {{max_ratio: 0.01}}
+  - image_shape_filter: {{min_width: 150, min_height: 150, max_width: 20000, max_height: 20000}}
+  - image_aspect_ratio_filter: {{min_ratio: 0.5, max_ratio: 2.0}}
+  - document_minhash_deduplicator: {{tokenization: space, window_size: 5, num_permutations: 128, jaccard_threshold: 0.8}}
+  - image_deduplicator: {{method: phash}}
+"""
+
+
+def pairs_data(n: int) -> Path:
+    """The first ``n`` pairs of ``bench-data/shards`` (from benches/shard_read.py) as one shard."""
+    dest = DATA / f"pairs-{n}.tar"
+    if dest.exists():
+        return dest
+    src = sorted((REPO_ROOT / "bench-data" / "shards").glob("shard-*.tar"))
+    if not src:
+        sys.exit("bench-data/shards is missing: run benches/shard_read.py once to generate it")
+    DATA.mkdir(parents=True, exist_ok=True)
+    keys: set[str] = set()
+    tmp = dest.with_suffix(".tmp")
+    with tarfile.open(tmp, "w") as out:
+        for s in src:
+            with tarfile.open(s) as t:
+                for m in t:
+                    key = m.name.split(".", 1)[0]
+                    if key not in keys and len(keys) >= n:
+                        break
+                    keys.add(key)
+                    out.addfile(m, t.extractfile(m))
+            if len(keys) >= n:
+                break
+    tmp.rename(dest)
+    return dest
+
+
+# --- running --------------------------------------------------------------------------------
+
+
+def child(code: str, *args: str) -> dict:
+    """Runs ``code`` (Python printing one JSON line last) in a fresh process; adds its peak RSS."""
+    t0 = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO_ROOT)
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        sys.exit(f"child failed:\n{proc.stderr[-3000:]}")
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    res["process_wall_s"] = round(wall, 2)
+    res["peak_rss_mb"] = round(after / 1024, 1) if after > before else None
+    return res
+
+
+RUN_CODE = """
+import json, sys, time, interleaf
+recipe, out, models, workers, paths = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4]), sys.argv[5:]
+t0 = time.perf_counter()
+s = interleaf.run(recipe, paths, out, models=models, workers=workers, device="cpu", progress=False, overwrite=True)
+dt = time.perf_counter() - t0
+print(json.dumps({"seconds": dt, "documents": s["documents"], "stages": s["stages"]}))
+"""
+
+
+def run_rules(args, res: dict) -> None:
+    shards = make_rules_data(args.docs)
+    recipe = rules_recipe(DATA / "rules.yaml")
+    small = make_rules_data(max(1000, args.docs // 10))
+    out = DATA / "out-rules"
+    r_small = child(RUN_CODE, str(recipe), str(out), "{}", str(args.workers), *map(str, small))
+    r = child(RUN_CODE, str(recipe), str(out), "{}", str(args.workers), *map(str, shards))
+    docs = r["documents"]["in"]
+    res["rules"] = {
+        "documents": docs,
+        "interleaf": {"seconds": round(r["seconds"], 2), "docs_per_s": round(docs / r["seconds"], 1), "peak_rss_mb": r["peak_rss_mb"], "stages": r["stages"], "kept": r["documents"]["kept"]},
+        "interleaf_tenth": {"documents": r_small["documents"]["in"], "seconds": round(r_small["seconds"], 2), "peak_rss_mb": r_small["peak_rss_mb"]},
+    }
+    print(f"rules: interleaf {docs:,} docs in {r['seconds']:.1f} s = {docs / r['seconds']:,.0f} docs/s, peak RSS {r['peak_rss_mb']} MB (a tenth: {r_small['peak_rss_mb']} MB)")
+    dj = shutil.which(args.dj) or (args.dj if os.path.exists(args.dj) else None)
+    if not dj:
+        res["rules"]["data_juicer"] = "not installed (pip install py-data-juicer; --dj PATH)"
+        print("rules: Data-Juicer not installed, skipped")
+        return
+    n = min(args.dj_docs or docs, docs)
+    work = DATA / "dj"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    data = dj_data(shards, n, work / "input.jsonl")
+    cfg = work / "config.yaml"
+    cfg.write_text(dj_config(data, work / "out.jsonl", os.cpu_count() or 1))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    proc = subprocess.run([dj, "--config", str(cfg)], capture_output=True, text=True, cwd=work)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if proc.returncode:
+        res["rules"]["data_juicer"] = {"error": proc.stderr[-2000:]}
+        print("rules: Data-Juicer failed:", proc.stderr[-1500:])
+        return
+    kept = sum(1 for _ in open(work / "out.jsonl")) if (work / "out.jsonl").exists() else None
+    res["rules"]["data_juicer"] = {"documents": n, "seconds": round(wall, 2), "docs_per_s": round(n / wall, 1), "peak_rss_mb": round(after / 1024, 1) if after > before else None, "kept": kept, "np": os.cpu_count()}
+    ratio = (docs / r["seconds"]) / (n / wall)
+    res["rules"]["throughput_ratio"] = round(ratio, 1)
+    print(f"rules: Data-Juicer {n:,} docs in {wall:.1f} s = {n / wall:,.0f} docs/s; interleaf / Data-Juicer = {ratio:.1f}x")
+
+
+CLIP_ALONE = """
+import json, sys, time, interleaf, polars as pl
+from interleaf import models
+clip = models.load(sys.argv[1], device="cpu")
+df = pl.concat(list(interleaf.read(sys.argv[2])))
+imgs = df.filter(pl.col("kind") == "image").get_column("image")
+txts = df.filter(pl.col("kind") == "text").get_column("text")
+clip.embed_images(imgs[:32]); clip.embed_texts(txts[:32])
+t0 = time.perf_counter()
+clip.embed_images(imgs)
+clip.embed_texts(txts)
+dt = time.perf_counter() - t0
+print(json.dumps({"seconds": dt, "pairs": imgs.len()}))
+"""
+
+FILTER_CODE = """
+import json, sys, time
+from interleaf.pipeline import refilter
+t0 = time.perf_counter()
+s = refilter(sys.argv[1], sys.argv[2], progress=False)
+print(json.dumps({"seconds": time.perf_counter() - t0, "kept": s["documents"]["kept"]}))
+"""
+
+
+def run_datacomp(args, res: dict) -> None:
+    model = REPO_ROOT / "bench-data" / "models" / "clip-b32"
+    if not (model / "onnx" / "vision_model.onnx").is_file():
+        sys.path.insert(0, str(Path(__file__).parent))
+        from models import build_model  # the ViT-B/32-sized model, exported once (needs torch)
+
+        build_model("b32", fp16=False)
+    shard = pairs_data(args.pairs)
+    alone = child(CLIP_ALONE, str(model), str(shard))
+    out = DATA / "out-datacomp"
+    r = child(RUN_CODE, "datacomp", str(out), json.dumps({"clip": str(model)}), "1", str(shard))
+    pairs = r["documents"]["in"]
+    ratio = (pairs / r["seconds"]) / (alone["pairs"] / alone["seconds"])
+    res["datacomp"] = {
+        "pairs": pairs,
+        "clip_alone": {"seconds": round(alone["seconds"], 2), "pairs_per_s": round(alone["pairs"] / alone["seconds"], 2)},
+        "pipeline": {"seconds": round(r["seconds"], 2), "pairs_per_s": round(pairs / r["seconds"], 2), "stages": r["stages"], "peak_rss_mb": r["peak_rss_mb"]},
+        "pipeline_over_model": round(ratio, 3),
+    }
+    print(f"datacomp: CLIP alone {alone['pairs'] / alone['seconds']:.1f} pairs/s; the preset end to end {pairs / r['seconds']:.1f} pairs/s = {100 * ratio:.0f}% of the model alone")
+    if "refilter" in args.only:
+        from interleaf.recipes import preset_text
+
+        edited = DATA / "datacomp-edited.yaml"
+        edited.write_text(preset_text("datacomp").replace("clip_alignment_score >= 0.28", "clip_alignment_score >= 0.05"))
+        f = child(FILTER_CODE, str(out), str(edited))
+        res["refilter"] = {"seconds": round(f["seconds"], 3), "scoring_run_seconds": round(r["seconds"], 2), "speedup": round(r["seconds"] / f["seconds"], 1)}
+        print(f"refilter: interleaf filter with a new CLIP threshold {f['seconds']:.2f} s vs the scoring run {r['seconds']:.1f} s = {r['seconds'] / f['seconds']:.0f}x faster")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default="rules,datacomp,refilter", help="comma-separated: rules, datacomp, refilter")
+    ap.add_argument("--docs", type=int, default=100_000, help="rules: documents (default %(default)s)")
+    ap.add_argument("--dj-docs", type=int, default=None, help="rules: documents for Data-Juicer (default: --docs)")
+    ap.add_argument("--dj", default="dj-process", help="Data-Juicer's dj-process (default: on PATH)")
+    ap.add_argument("--workers", type=int, default=1, help="rules: interleaf --workers (default %(default)s)")
+    ap.add_argument("--pairs", type=int, default=2000, help="datacomp: pairs (default %(default)s)")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = ap.parse_args()
+    args.only = {x.strip() for x in args.only.split(",")}
+    res: dict = {"header": report_header("pipeline"), "versions": versions(["interleaf", "polars", "onnxruntime", "py-data-juicer"]), "args": {k: (sorted(v) if isinstance(v, set) else str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+    if "rules" in args.only:
+        run_rules(args, res)
+    if args.only & {"datacomp", "refilter"}:
+        run_datacomp(args, res)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    prev = json.loads(args.out.read_text()) if args.out.exists() else {}
+    prev.update({k: v for k, v in res.items()})
+    args.out.write_text(json.dumps(prev, indent=2) + "\n")
+    print(f"-> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
