@@ -500,3 +500,14 @@ def test_thumbnails_fit_the_box_and_errors_are_values(sample_dir):
     assert t.get_column("error").struct.field("kind").to_list()[-2:] == ["unknown_image_format", "missing_image"]
     with pytest.raises(ValueError, match="max_side"):
         image.thumbnails(data, 0)
+
+
+def test_header_only_stats_match_the_decoded_header_fields(sample_dir):
+    data = [f.read_bytes() for f in sorted((sample_dir / "images").iterdir())]
+    full = image.stats(data)
+    head = image.stats(data, header_only=True)
+    cols = ["width", "height", "aspect_ratio", "format", "mode", "frames", "bytes"]
+    assert head.select(cols).equals(full.select(cols))
+    assert head.get_column("blur").null_count() == head.height and head.get_column("error").null_count() == head.height
+    bad = image.stats([b"", b"not an image", b"\xff\xd8\xff\xe0" + b"\x00" * 8, data[0]], header_only=True, max_pixels=100)
+    assert bad.get_column("error").struct.field("kind").to_list() == ["empty_image", "unknown_image_format", "corrupt_image", "image_too_large"]

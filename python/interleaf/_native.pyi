@@ -267,6 +267,7 @@ def analyze_images(
     max_pixels: int | None = None,
     max_bytes: int | None = None,
     threads: int | None = None,
+    header_only: bool = False,
 ) -> pl.DataFrame:
     """Decodes each image of a Binary Series once: CLIP pixels into ``out`` (N, 3, H, W;
     float32 or float16, C-contiguous) when ``config`` (the fields of

@@ -128,7 +128,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"interleaf run pairs-basic {' '.join(str(p) for p in sources)} --out {args.out}")
     summary = run("pairs-basic", [str(p) for p in sources], args.out, overwrite=True, progress=not args.quiet)
     _print_run(summary)
-    print(f"why each document was dropped: {args.out}/dropped/*.parquet; the recipe: interleaf recipes show pairs-basic")
+    print(f"open {args.out}/report.html; why each document was dropped: {args.out}/dropped/*.parquet; the recipe: interleaf recipes show pairs-basic")
     return 0
 
 
@@ -363,7 +363,7 @@ def _print_run(summary: Any) -> None:
             print(f"  {kind:<24}{n:>10,}")
     for name, msg in {**d["skipped"]["signals"], **d["skipped"]["filters"]}.items():
         print(f"skipped {name}: {msg}")
-    print(f"wrote {summary.out}/ (attributes/, dropped/, kept/, summary.json)")
+    print(f"wrote {summary.out}/ (attributes/, dropped/, kept/, summary.json); the report: {summary.out}/report.html")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -155,7 +155,7 @@ def build_signal(name: str, spec: Any, threads: int | None = None) -> Any:
     if t == "caption":
         return sg.CaptionStats(spec.level, name=name)
     if t == "image":
-        return sg.ImageStats(name=name, max_pixels=spec.max_pixels, max_bytes=spec.max_bytes)
+        return sg.ImageStats(name=name, max_pixels=spec.max_pixels, max_bytes=spec.max_bytes, header_only=spec.header_only)
     if t == "clip_alignment":
         return sg.ClipAlignment(spec.method, name=name, threshold=spec.threshold, threads=threads)
     if t == "sequence":
@@ -250,8 +250,6 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
                     raise RecipeError(f"node filter {fname} reads the document columns {bad}: move it under filters.doc")
                 known = sorted(set(allowed))
                 raise RecipeError(f"filter {fname} reads {bad}, which no signal of recipe {recipe.name} makes; columns: {', '.join(known)}")
-            if f.top_fraction is not None and level == "doc" and f.column in node_cols:
-                raise RecipeError(f"doc filter {fname}: top_fraction ranks documents, and {f.column} is a node column: put it under filters.node")
             out.append((fname, f, roots))
         return out
 
@@ -523,7 +521,7 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
             table = _document_phash(empty, step)
         write_parquet(table, path)
         marks.done(f"score/{k.replace(':', '_')}", shard.name, key)
-    return {"shard": shard.name, "skipped": False, "seconds": time.perf_counter() - t0, "documents": docs, "failures": failures}
+    return {"shard": shard.name, "skipped": False, "seconds": time.perf_counter() - t0, "documents": docs, "bytes": file_stat(shard.path)[0], "failures": failures}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1000,7 +998,8 @@ class _StageLog:
         st["documents"] += res.get("documents") or 0
         elapsed = time.perf_counter() - t_start
         eta = elapsed / (i + 1) * (n - i - 1)
-        what = "done before, skipped" if res.get("skipped") else f"{res.get('seconds', 0):.2f} s" + (f", {res['documents']:,} docs ({res['documents'] / max(res['seconds'], 1e-9):,.0f} docs/s)" if res.get("documents") else "")
+        secs = max(res.get("seconds", 0.0), 1e-9)
+        what = "done before, skipped" if res.get("skipped") else f"{res.get('seconds', 0):.2f} s" + (f", {res['documents']:,} docs ({res['documents'] / secs:,.0f} docs/s" + (f", {res['bytes'] / 1e6 / secs:,.1f} MB/s" if res.get("bytes", 0) > 0 else "") + ")" if res.get("documents") else "")
         self.say(f"{stage}: shard {i + 1}/{n} {res['shard']}: {what}; ETA {eta:.0f} s")
 
     def table(self) -> str:
@@ -1141,7 +1140,8 @@ def run(
     shards = plan_shards(paths)
     out_p.mkdir(parents=True, exist_ok=True)
     models_state = {k: (v if isinstance(v, str) else getattr(v, "path", None) and str(v.path)) for k, v in p.models.items()}
-    write_text(out_p / STATE / "run.json", json.dumps({**state, "models": models_state, "device": device, "recipe": rec.model_dump(mode="json")}, indent=2, sort_keys=True) + "\n")
+    # Not sort_keys: the order of the filters is part of the recipe.
+    write_text(out_p / STATE / "run.json", json.dumps({**state, "models": models_state, "device": device, "recipe": rec.model_dump(mode="json")}, indent=2) + "\n")
     opts = RunOptions(str(out_p), p, read, device=device, threads=threads, model_batch_size=model_batch_size, progress=progress)
     return _execute(opts, shards, limit, workers, stages, output_format, log)
 
@@ -1233,7 +1233,7 @@ def _summary(opts: RunOptions, shards: list[Shard], totals: dict[str, Any], dedu
         },
         "recipe_spec": p.recipe.model_dump(mode="json"),
         "versions": _versions(),
-        "stages": {k: {**v, "seconds": round(v["seconds"], 3)} for k, v in log.stages.items()},
+        "stages": {k: {**v, "seconds": round(v["seconds"], 3), "docs_per_s": round(v["documents"] / v["seconds"], 1) if v["seconds"] > 0 and v["documents"] else None} for k, v in log.stages.items()},
         "seconds": round(seconds, 3),
     }
     return data
@@ -1265,5 +1265,5 @@ def refilter(out: str | os.PathLike[str], recipe: str | os.PathLike[str] | Recip
     paths = state["inputs"]
     shards = plan_shards(paths)
     opts = RunOptions(str(out_p), p, state["read"], device=state.get("device", "auto"), progress=progress)
-    write_text(out_p / STATE / "run.json", json.dumps({**state, "recipe": rec.model_dump(mode="json")}, indent=2, sort_keys=True) + "\n")
+    write_text(out_p / STATE / "run.json", json.dumps({**state, "recipe": rec.model_dump(mode="json")}, indent=2) + "\n")
     return _execute(opts, shards, state.get("limit"), workers, ("filter", "write"), output_format, _StageLog(progress))

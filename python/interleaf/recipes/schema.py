@@ -74,6 +74,9 @@ class ImageSignal(_SignalBase):
     type: Literal["image"]
     max_pixels: int | None = Field(None, ge=1)
     max_bytes: int | None = Field(None, ge=1)
+    #: Read the headers alone (size, format, mode): fast, enough for size and format rules;
+    #: pixel statistics (blur, entropy, ...) null, damage after a readable header unseen.
+    header_only: bool = False
 
 
 class ClipAlignmentSignal(_SignalBase):

@@ -134,7 +134,7 @@ class Context:
 
         return self.cached("clip.image", batch, make)
 
-    def image_stats(self, batch: pl.DataFrame, max_pixels: int | None = None, max_bytes: int | None = None) -> pl.DataFrame:
+    def image_stats(self, batch: pl.DataFrame, max_pixels: int | None = None, max_bytes: int | None = None, *, header_only: bool = False) -> pl.DataFrame:
         """:func:`interleaf.image.stats` of the batch's image nodes (``"image.stats"``), once per
         batch: ``row`` (the batch row), the statistics and ``error``."""
 
@@ -142,10 +142,10 @@ class Context:
             from interleaf import image
 
             rows = _kind_rows(batch, S.IMAGE_KIND)
-            table = image.stats(batch.get_column(S.IMAGE).gather(rows), threads=self.threads, max_pixels=max_pixels, max_bytes=max_bytes)
+            table = image.stats(batch.get_column(S.IMAGE).gather(rows), threads=self.threads, max_pixels=max_pixels, max_bytes=max_bytes, header_only=header_only)
             return table.with_columns(row=pl.Series(rows, dtype=pl.Int64), error=_node_errors(batch, rows, table.get_column(S.ERROR)))
 
-        return self.cached(_stats_key(max_pixels, max_bytes), batch, make)
+        return self.cached(_stats_key(max_pixels, max_bytes) + (":header" if header_only else ""), batch, make)
 
     def prepare(self, batch: pl.DataFrame, needs: set[str]) -> None:
         """Computes what several signals need in one pass: when both CLIP image embeddings and

@@ -59,16 +59,20 @@ class ImageStats:
     ``<name>_obelics_ok``, ``<name>_datacomp_ok`` and ``<name>_error`` (why the image gave no
     values: it was missing when read, or does not decode). With a CLIP signal in the same
     :func:`compute` call (and the default limits) each image is decoded once for both.
+    ``header_only=True`` reads each image's header alone (size, format, mode, frames, bytes;
+    the limits checked): many times faster when only the size and format rules matter; the
+    pixel statistics are null and damage after a readable header goes unseen.
     """
 
     level = "node"
     needs: tuple[str, ...] = ("image.stats",)
 
-    def __init__(self, *, name: str = "image", max_pixels: int | None = None, max_bytes: int | None = None):
+    def __init__(self, *, name: str = "image", max_pixels: int | None = None, max_bytes: int | None = None, header_only: bool = False):
         int_arg("max_pixels", max_pixels, optional=True)
         int_arg("max_bytes", max_bytes, optional=True)
         self.name = name
         self.max_pixels, self.max_bytes = max_pixels, max_bytes
+        self.header_only = bool(header_only)
 
     def columns(self) -> dict[str, pl.DataType]:
         n = self.name
@@ -77,7 +81,7 @@ class ImageStats:
     def compute(self, batch: pl.DataFrame, ctx) -> pl.DataFrame:
         from interleaf.signals.base import NODE_KEYS
 
-        table = ctx.image_stats(batch, self.max_pixels, self.max_bytes)
+        table = ctx.image_stats(batch, self.max_pixels, self.max_bytes, header_only=self.header_only)
         rules = size_rules(pl.col("width"), pl.col("height"), pl.col("format"))
         table = table.with_columns(**rules)
         n = self.name

@@ -237,7 +237,7 @@ pub fn analysis_table(all: &[Analysis], stats: bool, hashes: &[String]) -> Polar
 /// Decodes each image once and returns the table of what was asked (see
 /// `interleaf.image.analyze`); CLIP pixels go to `out` when `config` is given.
 #[pyfunction]
-#[pyo3(signature = (images, *, out=None, config=None, stats=false, hashes=vec![], hash_size=8, hash_draft=None, alpha="drop", exif_transpose=false, jpeg_draft=false, max_pixels=None, max_bytes=None, threads=None))]
+#[pyo3(signature = (images, *, out=None, config=None, stats=false, hashes=vec![], hash_size=8, hash_draft=None, alpha="drop", exif_transpose=false, jpeg_draft=false, max_pixels=None, max_bytes=None, threads=None, header_only=false))]
 #[allow(clippy::too_many_arguments)]
 pub fn analyze_images(
     py: Python<'_>,
@@ -254,6 +254,7 @@ pub fn analyze_images(
     max_pixels: Option<u64>,
     max_bytes: Option<u64>,
     threads: Option<usize>,
+    header_only: bool,
 ) -> PyResult<PyDataFrame> {
     let values = binary_values(&images.0, "images")?;
     let limits = limits(max_pixels, max_bytes)?;
@@ -262,7 +263,7 @@ pub fn analyze_images(
     if hash_draft == Some(0) {
         return Err(PyValueError::new_err("draft must be a size in pixels >= 1, or None"));
     }
-    let wants = Wants { pixels: cfg.as_ref(), stats, hashes: hash_kinds(&hashes, hash_size)?, hash_draft, limits };
+    let wants = Wants { pixels: cfg.as_ref(), stats, header_only, hashes: hash_kinds(&hashes, hash_size)?, hash_draft, limits };
     let all = match (out, &cfg) {
         (None, None) => run::<f32>(py, &values, &wants, None, threads)?,
         (Some(o), Some(_)) => {

@@ -21,7 +21,7 @@ use rayon::prelude::*;
 
 use crate::error::{ErrorKind, RecordError};
 use crate::hash::perceptual::{hash_luma, Bits, PerceptualKind};
-use crate::image::decode::{decode_luma, decode_luma_draft, rgb_to_luma, DecodeLimits};
+use crate::image::decode::{decode_luma, decode_luma_draft, header_size, rgb_to_luma, DecodeLimits};
 use crate::image::preprocess::{PixelFloat, PreprocessConfig, Preprocessor};
 use crate::image::stats::{header_stats, luma_stats, ImageStats};
 
@@ -32,6 +32,10 @@ pub struct Wants<'a> {
     pub pixels: Option<&'a PreprocessConfig>,
     /// Image statistics ([`ImageStats`]).
     pub stats: bool,
+    /// Statistics from the header only (size, format, mode, frames, bytes; checked against
+    /// the limits): no decoding for them, and the pixel statistics stay `None`. A file whose
+    /// header reads but whose data is damaged is not detected then.
+    pub header_only: bool,
     /// Perceptual hashes, each a (kind, hash_size).
     pub hashes: Vec<(PerceptualKind, usize)>,
     /// Decode JPEGs for the hashes as Pillow's `draft("L", (n, n))` does (faster, not
@@ -95,13 +99,37 @@ pub fn analyze<T: PixelFloat>(images: &[Option<&[u8]>], wants: &Wants, pixels: &
     })
 }
 
+/// The header's size, with the errors a decode would give for bytes over the limits or a
+/// header it cannot read.
+fn header_only_size(data: &[u8], limits: &DecodeLimits) -> Result<(u32, u32), RecordError> {
+    if data.len() as u64 > limits.max_bytes {
+        return Err(RecordError::new(ErrorKind::ImageTooLarge, format!("{} bytes exceeds the limit of {}", data.len(), limits.max_bytes)));
+    }
+    let (w, h) = header_size(data)?;
+    if w as u64 * h as u64 > limits.max_pixels {
+        return Err(RecordError::new(ErrorKind::ImageTooLarge, format!("{w}x{h} pixels exceeds the limit of {}", limits.max_pixels)));
+    }
+    Ok((w, h))
+}
+
 /// A gray image: (width, height, pixels).
 type Luma = (u32, u32, Vec<u8>);
 
 fn analyze_one<T: PixelFloat>(data: &[u8], wants: &Wants, pre: Option<&Preprocessor>, slot: &mut [T]) -> Analysis {
     let mut out = Analysis { stats: wants.stats.then(|| header_stats(data)), hashes: vec![None; wants.hashes.len()], error: None };
     let exact_hashes = !wants.hashes.is_empty() && wants.hash_draft.is_none();
-    let need_luma = wants.stats || exact_hashes;
+    let need_luma = (wants.stats && !wants.header_only) || exact_hashes;
+    if wants.stats && wants.header_only {
+        match header_only_size(data, &wants.limits) {
+            Ok((w, h)) => {
+                if let Some(s) = out.stats.as_mut() {
+                    s.width = Some(w);
+                    s.height = Some(h);
+                }
+            }
+            Err(e) => out.error = Some(e),
+        }
+    }
     let mut luma: Option<Result<Luma, RecordError>> = None;
     if let Some(pre) = pre {
         match pre.decode(data) {
@@ -167,7 +195,7 @@ mod tests {
         let cfg = PreprocessConfig::open_clip(16);
         let limits = DecodeLimits::default();
         let kinds = vec![(PerceptualKind::Perceptual, 8), (PerceptualKind::Difference, 8)];
-        let wants = Wants { pixels: Some(&cfg), stats: true, hashes: kinds.clone(), hash_draft: None, limits };
+        let wants = Wants { pixels: Some(&cfg), stats: true, hashes: kinds.clone(), hash_draft: None, limits, ..Default::default() };
         let mut together = vec![0f32; 4 * 3 * 16 * 16];
         let all = analyze(&images, &wants, &mut together).unwrap();
         let mut alone = vec![0f32; 4 * 3 * 16 * 16];
