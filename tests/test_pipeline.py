@@ -591,3 +591,11 @@ def test_comm_drops_a_document_with_shuffled_steps_with_real_minilm(tmp_path):
     docs = {r["doc_id"]: r for r in dropped(out).filter(pl.col("pos").is_null()).iter_rows(named=True)}
     assert set(docs) == {"shuffled"} and docs["shuffled"]["filter"] == "text_development"
     assert docs["shuffled"]["value"] <= 0 and s["documents"]["kept"] == 1
+
+
+def test_shard_names_stay_inside_the_output_folder():
+    from interleaf.pipeline import plan_shards
+
+    names = [s.name for s in plan_shards(["a/..jsonl", "b/x y;rm -rf.tar", "c/.hidden.parquet", "d/a.jsonl", "e/a.jsonl.gz", "f/Ünïcode.jsonl"])]
+    assert names == ["shard", "x_y_rm_-rf", "hidden", "a", "a-4", "_n_code"]
+    assert all("/" not in n and not n.startswith(".") for n in names)

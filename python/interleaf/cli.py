@@ -25,15 +25,15 @@ SAMPLE_DIR = Path(__file__).parent / "data" / "sample"
 OUTPUT_FORMATS = ("auto", *WRITE_FORMATS)
 
 
-def _add_read_options(p: argparse.ArgumentParser) -> None:
+def _add_read_options(p: argparse.ArgumentParser, batch_size: int = DEFAULT_BATCH_SIZE, quiet: str = "no progress lines") -> None:
     p.add_argument("--format", choices=FORMATS, default=None, help="input format (default: from file names and the first record's keys)")
-    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="documents per batch (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=batch_size, help="documents per batch (default %(default)s)")
     p.add_argument("--image-root", default=None, help="directory for relative image paths in records (default: each file's directory)")
     p.add_argument("--no-load-images", action="store_true", help="do not read local image files named by records")
     p.add_argument("--max-member-bytes", type=int, default=None, help="largest tar member / image file read (default 256 MiB)")
     p.add_argument("--max-batch-bytes", type=int, default=None, help="a batch also closes at this many bytes of text and images (default 256 MiB)")
     p.add_argument("--allow-outside-root", action="store_true", help="let records read image files outside the image root (default: such paths are path_outside_root errors)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--quiet", action="store_true", help=quiet)
 
 
 def _reader(args: argparse.Namespace, source: Sequence[str]) -> interleaf.Reader:
@@ -412,14 +412,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-batch-size", type=int, default=None, help="inference batch size (default: each model's)")
     p.add_argument("--limit", type=int, default=None, help="only the first N documents of the input")
     p.add_argument("--overwrite", action="store_true", help="replace an output folder that holds something else")
-    p.add_argument("--format", choices=FORMATS, default=None, help="input format (default: from file names and the first record's keys)")
-    p.add_argument("--batch-size", type=int, default=256, help="documents per batch (default %(default)s)")
-    p.add_argument("--image-root", default=None, help="directory for relative image paths in records (default: each file's directory)")
-    p.add_argument("--no-load-images", action="store_true", help="do not read local image files named by records")
-    p.add_argument("--max-member-bytes", type=int, default=None, help="largest tar member / image file read (default 256 MiB)")
-    p.add_argument("--max-batch-bytes", type=int, default=None, help="a batch also closes at this many bytes of text and images (default 256 MiB)")
-    p.add_argument("--allow-outside-root", action="store_true", help="let records read image files outside the image root")
-    p.add_argument("--quiet", action="store_true", help="no progress lines or timing table")
+    _add_read_options(p, batch_size=256, quiet="no progress lines or timing table")
 
 
 def _add_models_parser(sub) -> None:
