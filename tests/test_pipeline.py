@@ -599,3 +599,27 @@ def test_shard_names_stay_inside_the_output_folder():
     names = [s.name for s in plan_shards(["a/..jsonl", "b/x y;rm -rf.tar", "c/.hidden.parquet", "d/a.jsonl", "e/a.jsonl.gz", "f/Ünïcode.jsonl"])]
     assert names == ["shard", "x_y_rm_-rf", "hidden", "a", "a-4", "_n_code"]
     assert all("/" not in n and not n.startswith(".") for n in names)
+
+
+def test_minhash_dedup_across_shards_scores_the_estimated_jaccard(tmp_path):
+    from interleaf.dedup import MinHasher
+
+    base = "the river runs past the old mill and under the stone bridge where the children of the village gather every summer evening to watch the boats come in from the sea"
+    near = base.replace("the sea", "the bay")
+    other = "a completely different caption about a red bicycle leaning against a blue wall in a narrow street of the old town on a quiet sunday morning"
+    img = tmp_path / "images"
+    img.mkdir()
+    shutil.copy(SAMPLE_IMAGES / "astronaut.jpg", img / "a.jpg")
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_bytes(_line({"id": "orig", "image": "images/a.jpg", "caption": base}) + _line({"id": "other", "image": "images/a.jpg", "caption": other}))
+    b.write_bytes(_line({"id": "near", "image": "images/a.jpg", "caption": near}))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("signals:\n  caption: {type: caption}\ndedup:\n  - {name: minhash, method: minhash, threshold: 0.8}\n")
+    out = tmp_path / "out"
+    s = run(recipe, [str(a), str(b)], out, progress=False)
+    d = dropped(out)
+    assert d.get_column("doc_id").to_list() == ["near"] and s["dropped_documents"] == {"minhash": 1}
+    row = d.row(0, named=True)
+    sigs = MinHasher(num_perm=128, n=5, seed=1).signatures([base, near])
+    assert row["value"] == pytest.approx(float((sigs[0] == sigs[1]).mean()))
+    assert row["detail"] == "duplicate of orig (shard a)" and row["threshold"] == 0.8

@@ -542,38 +542,68 @@ def cluster_step(opts: RunOptions, step: DedupStep, shards: list[Shard]) -> dict
     if all(marks.fresh(f"dedup/{step.name}", s.name, key, pth) for s, pth in zip(shards, paths, strict=True)):
         return {"step": step.name, "skipped": True}
     t0 = time.perf_counter()
-    tables = [pl.read_parquet(out / "signatures" / step.name / f"{s.name}.parquet") for s in shards]
-    counts = [t.height for t in tables]
-    allt = pl.concat(tables) if tables else pl.DataFrame()
+    import pyarrow.parquet as pq
+
+    sig_paths = [out / "signatures" / step.name / f"{s.name}.parquet" for s in shards]
+    counts = [pq.read_metadata(p_).num_rows for p_ in sig_paths]
     total = sum(counts)
-    ok = np.flatnonzero(allt.get_column("value").is_not_null().to_numpy()) if total else np.zeros(0, np.int64)
-    sig = Signatures()
-    sig.counters["documents"] = len(ok)
-    values = allt.get_column("value").gather(ok) if total else None
-    if step.method == "minhash":
-        sig.signatures = [values.to_numpy().astype(np.uint32).reshape(len(ok), step.num_perm)] if len(ok) else []
-    elif len(ok):
-        sig.keys = [values]
-    bands, rows = lsh_params(step.threshold, step.num_perm) if step.method == "minhash" else (None, None)
-    if len(ok):
-        reps_local, score_local, stats = cluster(sig, step.method, threshold=step.threshold, num_perm=step.num_perm, bands=bands, rows=rows, verify="none", radius=step.radius)
-    else:
-        reps_local, score_local, stats = np.zeros(0, np.int64), np.zeros(0), {}
+    # One copy of the values in memory, filled shard by shard: MinHash rows go straight into
+    # one uint32 matrix (num_perm x 4 bytes per signed document), keys into one Series.
+    ok_parts: list[np.ndarray] = []
+    matrix = np.empty((total, step.num_perm), dtype=np.uint32) if step.method == "minhash" else None
+    keys: list[pl.Series] = []
+    n_ok = 0
+    start = 0
+    for p_, n in zip(sig_paths, counts, strict=True):
+        col = pl.read_parquet(p_, columns=["value"]).get_column("value")
+        mask = col.is_not_null().to_numpy()
+        ok_parts.append(np.flatnonzero(mask) + start)
+        good = col.filter(pl.Series(mask))
+        if matrix is not None:
+            if good.len():
+                matrix[n_ok : n_ok + good.len()] = good.to_numpy()
+        else:
+            keys.append(good)
+        n_ok += good.len()
+        start += n
+        del col, good
+    ok = np.concatenate(ok_parts) if ok_parts else np.zeros(0, np.int64)
+    stats: dict[str, Any] = {}
+    reps_local, score_local = np.zeros(0, np.int64), np.zeros(0)
+    if n_ok and step.method == "minhash":
+        from interleaf.dedup.minhash import lsh_clusters
+
+        assert matrix is not None
+        sigs = matrix[:n_ok]
+        bands, rows = lsh_params(step.threshold, step.num_perm)
+        reps_local, stats = lsh_clusters(sigs, step.threshold, bands, rows, verify="none")
+        # The estimated Jaccard with the representative, for the duplicates only, in blocks.
+        score_local = np.ones(n_ok)
+        dup = np.flatnonzero(reps_local != np.arange(n_ok))
+        for i in range(0, len(dup), 65536):
+            d = dup[i : i + 65536]
+            score_local[d] = (sigs[d] == sigs[reps_local[d]]).mean(axis=1)
+    elif n_ok:
+        sig = Signatures()
+        sig.counters["documents"] = n_ok
+        sig.keys = [pl.concat(keys)]
+        reps_local, score_local, stats = cluster(sig, step.method, threshold=step.threshold, num_perm=step.num_perm, bands=None, rows=None, verify="none", radius=step.radius)
+    del matrix, keys
     reps = np.full(total, -1, dtype=np.int64)
     score = np.full(total, np.nan)
     reps[ok] = ok[reps_local]
     score[ok] = score_local
     start = 0
-    for s, t, n, pth in zip(shards, tables, counts, paths, strict=True):
-        r = reps[start : start + n]
-        table = t.select(S.DOC_INDEX, S.DOC_ID).with_columns(
-            pl.Series(f"{step.name}_cluster", r, dtype=pl.Int64).replace(-1, None),
+    for s, p_, n, pth in zip(shards, sig_paths, counts, paths, strict=True):
+        t = pl.read_parquet(p_, columns=[S.DOC_INDEX, S.DOC_ID])
+        table = t.with_columns(
+            pl.Series(f"{step.name}_cluster", reps[start : start + n], dtype=pl.Int64).replace(-1, None),
             pl.Series(f"{step.name}_score", score[start : start + n], dtype=pl.Float64).fill_nan(None),
         )
         write_parquet(table, pth)
         marks.done(f"dedup/{step.name}", s.name, key)
         start += n
-    return {"step": step.name, "skipped": False, "seconds": time.perf_counter() - t0, "documents": total, "signed": int(len(ok)), "stats": stats}
+    return {"step": step.name, "skipped": False, "seconds": time.perf_counter() - t0, "documents": total, "signed": int(n_ok), "stats": stats}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -169,9 +169,10 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
     docs = summary["documents"]
     dropped_docs: dict[str, int] = summary.get("dropped_documents", {})
     dropped_nodes: dict[str, int] = summary.get("dropped_nodes", {})
-    drops = [pl.read_parquet(out / "dropped" / f"{s.name}.parquet").with_columns(pl.lit(s.name).alias("shard")) for s in shards if (out / "dropped" / f"{s.name}.parquet").exists()]
-    dropped = pl.concat(drops) if drops else pl.DataFrame()
     first = shards[:EXAMPLE_SHARDS]
+    # Examples only: the drop records of the first shards (the counts come from the summary).
+    drops = [pl.read_parquet(out / "dropped" / f"{s.name}.parquet").with_columns(pl.lit(s.name).alias("shard")) for s in first if (out / "dropped" / f"{s.name}.parquet").exists()]
+    dropped = pl.concat(drops) if drops else pl.DataFrame()
     first_names = {s.name for s in first}
     parts: list[str] = []
     r = plan.recipe
