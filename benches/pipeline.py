@@ -129,7 +129,7 @@ def make_rules_data(docs: int, shard_docs: int = 10_000, seed: int = 0) -> list[
     return sorted(folder.glob("*.jsonl"))
 
 
-def rules_recipe(path: Path) -> Path:
+def rules_recipe(path: Path, draft: int | None = None) -> Path:
     path.write_text(
         """name: bench-rules
 signals:
@@ -138,7 +138,7 @@ signals:
   image: {type: image, header_only: true}   # size and format rules read headers, as Data-Juicer's filters do
 dedup:
   - {name: minhash, method: minhash, threshold: 0.8}
-  - {name: phash, method: phash, radius: 5}
+  - {name: phash, method: phash, radius: 5DRAFT}
 filters:
   node:
     image_rules: "image_obelics_ok"
@@ -153,7 +153,7 @@ filters:
     images: "doc_images BETWEEN 1 AND 30"
 output:
   text_from: text_kept_text
-"""
+""".replace("DRAFT", f", draft: {draft}" if draft else "")
     )
     return path
 
@@ -272,7 +272,7 @@ print(json.dumps({"seconds": dt, "documents": s["documents"], "stages": s["stage
 
 def run_rules(args, res: dict) -> None:
     shards = make_rules_data(args.docs)
-    recipe = rules_recipe(DATA / "rules.yaml")
+    recipe = rules_recipe(DATA / "rules.yaml", args.phash_draft)
     small = make_rules_data(max(1000, args.docs // 10))
     out = DATA / "out-rules"
     r_small = child(RUN_CODE, str(recipe), str(out), "{}", str(args.workers), *map(str, small))
@@ -379,6 +379,7 @@ def main() -> None:
     ap.add_argument("--dj-docs", type=int, default=None, help="rules: documents for Data-Juicer (default: --docs)")
     ap.add_argument("--dj", default="dj-process", help="Data-Juicer's dj-process (default: on PATH)")
     ap.add_argument("--workers", type=int, default=1, help="rules: interleaf --workers (default %(default)s)")
+    ap.add_argument("--phash-draft", type=int, default=None, help="rules: pHash from JPEGs decoded reduced to at least this many pixels (interleaf's opt-in fast path; default: exact)")
     ap.add_argument("--pairs", type=int, default=2000, help="datacomp: pairs (default %(default)s)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args()
