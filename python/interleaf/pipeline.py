@@ -52,7 +52,7 @@ from interleaf import schema as S
 from interleaf._checks import choice_arg, int_arg
 from interleaf.io.atomic import atomic_output, write_text
 from interleaf.io.sources import WEBDATASET, container_of, expand
-from interleaf.io.writer import WRITE_FORMATS
+from interleaf.io.writer import RECORD_LAYOUTS, WRITE_FORMATS
 from interleaf.recipes import Recipe
 from interleaf.recipes import load as load_recipe
 from interleaf.recipes.schema import MODEL_KINDS, SIGNAL_MODELS, DedupStep, FilterSpec, RecipeError
@@ -950,8 +950,11 @@ def write_shard(opts: RunOptions, shard: Shard, limit: int | None, dropped_sha: 
     if tf:
         texts = pl.read_parquet(out / "attributes" / p.node_columns[tf] / f"{shard.name}.parquet", columns=[S.DOC_INDEX, S.POS, tf])
 
+    # Record layouts write images by reference: their bytes need not be read again.
+    read = {**opts.read, "load_images": False} if fmt in RECORD_LAYOUTS and not embed else opts.read
+
     def batches() -> Iterator[pl.DataFrame]:
-        for df in read_shard(shard, opts.read, limit):
+        for df in read_shard(shard, read, limit):
             df = df.filter(~pl.col(S.DOC_INDEX).is_in(drop_docs)).join(drop_nodes, on=[S.DOC_INDEX, S.POS], how="anti", maintain_order="left")
             if texts is not None and df.height:
                 df = df.join(texts, on=[S.DOC_INDEX, S.POS], how="left", maintain_order="left").with_columns(pl.coalesce(tf, S.TEXT).alias(S.TEXT)).drop(tf)
