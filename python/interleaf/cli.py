@@ -17,12 +17,10 @@ import polars as pl
 import interleaf
 from interleaf.io.atomic import atomic_output
 from interleaf.io.reader import DEFAULT_BATCH_SIZE, FORMATS
-from interleaf.io.writer import WRITE_FORMATS
+from interleaf.io.writer import OUTPUT_FORMATS, WRITE_FORMATS
 from interleaf.schema import empty_frame
 
 SAMPLE_DIR = Path(__file__).parent / "data" / "sample"
-#: ``interleaf run --output-format`` choices: ``auto`` (the input's own layout) or a write format.
-OUTPUT_FORMATS = ("auto", *WRITE_FORMATS)
 
 
 def _add_read_options(p: argparse.ArgumentParser, batch_size: int = DEFAULT_BATCH_SIZE, quiet: str = "no progress lines") -> None:

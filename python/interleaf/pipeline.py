@@ -52,7 +52,7 @@ from interleaf import schema as S
 from interleaf._checks import choice_arg, int_arg
 from interleaf.io.atomic import atomic_output, write_text
 from interleaf.io.sources import WEBDATASET, container_of, expand
-from interleaf.io.writer import RECORD_LAYOUTS, WRITE_FORMATS
+from interleaf.io.writer import OUTPUT_FORMATS, RECORD_LAYOUTS
 from interleaf.recipes import Recipe
 from interleaf.recipes import load as load_recipe
 from interleaf.recipes.schema import MODEL_KINDS, SIGNAL_MODELS, DedupStep, FilterSpec, RecipeError
@@ -86,8 +86,6 @@ DROPPED_SCHEMA = {
 
 _SHARD_SUFFIXES = (".tar.gz", ".tar.zst", ".tar.zstd", ".tgz", ".tar", ".parquet", ".jsonl.gz", ".jsonl.zst", ".jsonl.zstd", ".jsonl", ".ndjson", ".json.gz", ".json")
 _HUGE = 1 << 50
-#: Formats kept documents can be written in (``auto``: the input's own).
-OUTPUT_FORMATS = ("auto", *WRITE_FORMATS)
 _SIMPLE_RULE = re.compile(r"^\s*\(?\s*\w+\s*(>=|<=|>|<|=|==|!=|<>)\s*(-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*\)?\s*$")
 
 
@@ -766,16 +764,16 @@ def _doc_filter_over_nodes(alive: pl.DataFrame, docs: pl.DataFrame, name: str, f
     doc_cols = [c for c in docs.columns if c not in alive.columns or c == S.DOC_INDEX]
     rows = alive.filter(subject).join(docs.select(doc_cols), on=S.DOC_INDEX, how="inner", maintain_order="left")
     keep_null = f.on_null == "keep"
-    agg = rows.group_by(S.DOC_INDEX, maintain_order=True).agg(expr.alias("_r"))
     value = _value_expr(roots, dtypes)
-    if isinstance(agg.schema["_r"], pl.List):
+    # An aggregate gives one value per document, a row-wise expression a list: the plan says which.
+    if isinstance(rows.lazy().group_by(S.DOC_INDEX).agg(expr.alias("_r")).collect_schema()["_r"], pl.List):
         fail_row = ~expr.fill_null(keep_null)
         agg = rows.group_by(S.DOC_INDEX, maintain_order=True).agg(
             (~fail_row).all().alias("_ok"),
             (value.filter(fail_row).first() if value is not None else pl.lit(None)).alias("_v"),
         )
     else:
-        agg = agg.select(S.DOC_INDEX, pl.col("_r").fill_null(keep_null).alias("_ok"), pl.lit(None).alias("_v"))
+        agg = rows.group_by(S.DOC_INDEX, maintain_order=True).agg(expr.fill_null(keep_null).alias("_ok"), pl.lit(None).alias("_v"))
     res = docs.join(agg, on=S.DOC_INDEX, how="left", maintain_order="left").with_columns(pl.col("_ok").fill_null(True))
     fail = res.filter(~pl.col("_ok"))
     rule = f.expr if f.expr is not None else f"{f.column} in the top {f.top_fraction:g} of the input"
@@ -1287,10 +1285,10 @@ def refilter(out: str | os.PathLike[str], recipe: str | os.PathLike[str] | Recip
     state = load_run(out)
     stored = Recipe.model_validate(state["recipe"])
     rec = load_recipe(recipe) if recipe is not None else stored
+    parts = {"signals", "dedup", "models"}
+    a, b = stored.model_dump(mode="json", include=parts), rec.model_dump(mode="json", include=parts)
     for part in ("signals", "dedup", "models"):
-        a = json.dumps(getattr(stored, part) if part != "dedup" else [d.model_dump(mode="json") for d in stored.dedup], default=lambda o: o.model_dump(mode="json"), sort_keys=True)
-        b = json.dumps(getattr(rec, part) if part != "dedup" else [d.model_dump(mode="json") for d in rec.dedup], default=lambda o: o.model_dump(mode="json"), sort_keys=True)
-        if a != b:
+        if a[part] != b[part]:
             raise ValueError(f"the recipe's {part} differ from the run's: `interleaf filter` only re-applies filters and output; run `interleaf run` again (only the changed signals are recomputed)")
     models = {k: v for k, v in (state.get("models") or {}).items() if v}
     p = plan(rec, models)

@@ -19,6 +19,8 @@ from interleaf.schema import DOC_INDEX, conform
 #: Record layouts written as JSON lines, each the inverse of reading it.
 RECORD_LAYOUTS = ("pairs", "mmc4", "obelics", "comm", "llava")
 WRITE_FORMATS = (PARQUET, JSONL, WEBDATASET, *RECORD_LAYOUTS)
+#: What ``interleaf run --output-format`` takes: ``auto`` (the input's own layout) or a write format.
+OUTPUT_FORMATS = ("auto", *WRITE_FORMATS)
 
 
 def _batches(batches: pl.DataFrame | Iterable[pl.DataFrame]) -> Iterator[tuple[pl.DataFrame, int]]:

@@ -286,20 +286,15 @@ fn image_value(n: &Node, embed: bool) -> Value {
     }
 }
 
-/// The MIME type of encoded image bytes, from their magic number.
+/// The MIME type of encoded image bytes, from the format their magic number names.
 fn image_mime(b: &[u8]) -> &'static str {
-    if b.starts_with(&[0xff, 0xd8, 0xff]) {
-        "image/jpeg"
-    } else if b.starts_with(b"\x89PNG") {
-        "image/png"
-    } else if b.starts_with(b"GIF8") {
-        "image/gif"
-    } else if b.len() >= 12 && &b[..4] == b"RIFF" && &b[8..12] == b"WEBP" {
-        "image/webp"
-    } else if b.starts_with(b"BM") {
-        "image/bmp"
-    } else {
-        "application/octet-stream"
+    match crate::image::probe::sniff(b) {
+        Some("JPEG") => "image/jpeg",
+        Some("PNG") => "image/png",
+        Some("GIF") => "image/gif",
+        Some("WEBP") => "image/webp",
+        Some("BMP") => "image/bmp",
+        _ => "application/octet-stream",
     }
 }
 
@@ -473,10 +468,10 @@ mod tests {
     #[test]
     fn images_without_a_reference_are_embedded() {
         let mut d = Document::new("d", None);
-        d.nodes.push(Node::image(Some(vec![0x89, b'P', b'N', b'G', 1, 2]), None));
+        d.nodes.push(Node::image(Some(b"\x89PNG\r\n\x1a\n\x01\x02".to_vec()), None));
         d.nodes.push(Node::text("x"));
         let rec = document_to_record(&d, Format::Pairs, false);
-        assert_eq!(rec["image"], json!("data:image/png;base64,iVBORwEC"));
+        assert_eq!(rec["image"], json!("data:image/png;base64,iVBORw0KGgoBAg=="));
         let back = record_to_document(rec, Format::Pairs, "other".into(), &ctx());
         assert_eq!(back.nodes[0].image, d.nodes[0].image);
     }
