@@ -1,5 +1,5 @@
 """The ``interleaf`` command line: run, score, filter, recipes, inspect, convert, dedup,
-image-stats, signals, models and demo
+image-stats, signals, models, demo, and the LLM stages judge, enhance and refine
 (``interleaf COMMAND --help``)."""
 
 from __future__ import annotations
@@ -554,6 +554,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     _add_models_parser(sub)
+    from interleaf import cli_llm
+
+    cli_llm.add_parsers(sub)
     return parser
 
 

@@ -1,0 +1,233 @@
+"""The LLM-backed commands: ``interleaf judge synjudge|comm``, ``interleaf enhance aitqe``,
+``interleaf refine seir``. Each reads a table (parquet / jsonl with the stage's columns) or any
+dataset interleaf reads, sends its requests through one :class:`interleaf.llm.Client`, writes one
+output row per input row (a result or an error) to a parquet file, and prints a JSON summary with
+the request and token counters. Rerunning with the same ``--cache`` sends only the requests that
+have not been answered yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from interleaf.io.atomic import atomic_output
+from interleaf.llm import STRUCTURED_MODES, Client
+
+_TABLE_SUFFIXES = (".parquet", ".jsonl", ".ndjson")
+
+
+def add_llm_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("endpoint (any OpenAI-compatible server: vLLM, SGLang, llama.cpp, Ollama, a hosted API)")
+    g.add_argument("--base-url", default=None, help="endpoint, e.g. http://127.0.0.1:8000/v1 (default $INTERLEAF_LLM_BASE_URL)")
+    g.add_argument("--model", default=None, help="model name (default $INTERLEAF_LLM_MODEL)")
+    g.add_argument("--api-key", default=None, help="API key (default $INTERLEAF_LLM_API_KEY, then $OPENAI_API_KEY; local servers need none)")
+    g.add_argument("--concurrency", type=int, default=16, help="requests in flight at most (default %(default)s)")
+    g.add_argument("--timeout", type=float, default=120.0, help="seconds per attempt (default %(default)s)")
+    g.add_argument("--max-retries", type=int, default=5, help="retries of timeouts, 429, 5xx and dropped connections (default %(default)s)")
+    g.add_argument("--cache", default=None, help="sqlite request cache: a rerun sends only unanswered requests (recommended for long runs)")
+    g.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: the server's)")
+    g.add_argument("--max-tokens", type=int, default=None, help="answer length limit in tokens (default: the server's)")
+    g.add_argument("--seed", type=int, default=None, help="sampling seed, where the server supports one")
+    g.add_argument("--structured", choices=STRUCTURED_MODES, default="auto", help="how JSON schemas are sent (default %(default)s: json_schema, falling back to json_object, then none)")
+    p.add_argument("--out", required=True, help="output parquet file")
+    p.add_argument("--max-edge", type=int, default=512, help="images are sent as JPEG at most this many pixels on their longer edge (default %(default)s)")
+    p.add_argument("--image-root", default=None, help="directory for relative image paths (default: each input file's directory)")
+    p.add_argument("--limit", type=int, default=None, help="first N input rows / documents only")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def _client(args: argparse.Namespace) -> Client:
+    return Client(
+        args.base_url,
+        args.model,
+        args.api_key,
+        concurrency=args.concurrency,
+        timeout=args.timeout,
+        max_retries=args.max_retries,
+        cache=args.cache,
+        temperature=args.temperature,
+        max_tokens=args.max_tokens,
+        seed=args.seed,
+        structured=args.structured,
+    )
+
+
+def _table_columns(path: Path) -> list[str] | None:
+    if path.suffix == ".parquet":
+        return list(pl.read_parquet_schema(path))
+    if path.suffix in (".jsonl", ".ndjson"):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.strip():
+                    try:
+                        obj = json.loads(line)
+                    except ValueError:
+                        return None
+                    return list(obj) if isinstance(obj, dict) else None
+    return None
+
+
+def _load_images(table: pl.DataFrame, base: Path) -> pl.DataFrame:
+    """An ``image`` column of paths becomes bytes (relative paths under ``base``); a file that
+    cannot be read leaves the image null and says why in ``error``."""
+    if "image" not in table.columns or table.schema["image"] != pl.String:
+        return table
+    images: list[bytes | None] = []
+    errors: list[str | None] = list(table["error"]) if "error" in table.columns else [None] * table.height
+    for i, ref in enumerate(table["image"].to_list()):
+        if ref is None:
+            images.append(None)
+            continue
+        p = Path(ref) if Path(ref).is_absolute() else base / ref
+        try:
+            images.append(p.read_bytes())
+        except OSError as e:
+            images.append(None)
+            errors[i] = errors[i] or f"image file {ref}: {e.strerror or e}"
+    return table.with_columns(pl.Series("image", images, dtype=pl.Binary), pl.Series("error", errors, dtype=pl.String))
+
+
+def _inputs(args: argparse.Namespace, columns: Sequence[str]) -> list[Any]:
+    """The input as one table (a parquet / jsonl file holding some of ``columns``) or as node
+    batches of any format interleaf reads."""
+    import interleaf
+
+    paths = [Path(p) for p in args.inputs]
+    if len(paths) == 1 and paths[0].suffix in _TABLE_SUFFIXES and paths[0].is_file():
+        cols = _table_columns(paths[0])
+        if cols is not None and any(c in cols for c in columns):
+            table = pl.read_parquet(paths[0]) if paths[0].suffix == ".parquet" else pl.read_ndjson(paths[0], infer_schema_length=None)
+            if args.limit is not None:
+                table = table.head(args.limit)
+            return [_load_images(table, Path(args.image_root) if args.image_root else paths[0].parent)]
+    batches = []
+    left = args.limit
+    for batch in interleaf.read([str(p) for p in paths], image_root=args.image_root, progress=not args.quiet):
+        if left is not None:
+            keep = batch["doc_index"].unique(maintain_order=True).head(left)
+            batch = batch.filter(pl.col("doc_index").is_in(keep.implode()))
+            left -= keep.len()
+        batches.append(batch)
+        if left is not None and left <= 0:
+            break
+    return batches
+
+
+def _run(args: argparse.Namespace, columns: Sequence[str], stage: Callable[[Any, Client], pl.DataFrame], summarise: Callable[[pl.DataFrame], dict[str, Any]] | None = None) -> int:
+    t0 = time.perf_counter()
+    with _client(args) as client:
+        parts = [stage(x, client) for x in _inputs(args, columns)]
+        parts = [p for p in parts if p.height or len(parts) == 1]
+        table = pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
+        out = Path(args.out)
+        with atomic_output(out) as tmp:
+            table.write_parquet(tmp)
+        summary: dict[str, Any] = {"out": str(out), "rows": table.height, "errors": int(table["error"].is_not_null().sum()) if "error" in table.columns else 0}
+        if summarise is not None and table.height:
+            summary |= summarise(table)
+        summary |= {"requests": client.stats.as_dict(), "seconds": round(time.perf_counter() - t0, 3)}
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_judge(args: argparse.Namespace) -> int:
+    from interleaf import judge
+
+    if args.judge == "synjudge":
+        return _run(args, ("question", "answer", "image"), lambda x, c: judge.synjudge(x, c, output=args.output, max_edge=args.max_edge, progress=not args.quiet), lambda t: {"aggregate": judge.aggregate(t)})
+    return _run(
+        args,
+        ("title", "steps"),
+        lambda x, c: judge.comm(x, c, images=not args.no_images, max_images=args.max_images, max_edge=args.max_edge, progress=not args.quiet),
+        lambda t: {"aggregate": judge.aggregate(t, list(judge.COMM_VIEWS) if not args.no_images else list(judge.COMM_VIEWS[:2]))},
+    )
+
+
+def cmd_enhance(args: argparse.Namespace) -> int:
+    from interleaf import enhance
+
+    clip = None
+    if args.clip:
+        from interleaf import models
+
+        clip = models.load(args.clip, kind="clip")
+    contrastive: list[pl.DataFrame] = []
+
+    def stage(x: Any, c: Client) -> pl.DataFrame:
+        res = enhance.aitqe(x, c, clip, threshold=args.threshold, max_edit_ratio=args.max_edit_ratio, max_edge=args.max_edge, progress=not args.quiet)
+        if args.contrastive:
+            contrastive.append(enhance.contrastive_pairs(x, res, c, max_edge=args.max_edge, progress=not args.quiet))
+        return res
+
+    rc = _run(args, ("caption", "text", "image"), stage, lambda t: {"decisions": dict(sorted(t.group_by("decision").len().iter_rows()))})
+    if args.contrastive:
+        table = pl.concat(contrastive) if contrastive else pl.DataFrame()
+        with atomic_output(args.contrastive) as tmp:
+            table.write_parquet(tmp)
+        print(f"{table.height:,} contrastive pairs -> {args.contrastive}", file=sys.stderr)
+    return rc
+
+
+def cmd_refine(args: argparse.Namespace) -> int:
+    from interleaf import refine
+
+    return _run(args, ("question", "answer", "caption"), lambda x, c: refine.cascade(x, c, k=args.k, progress=not args.quiet))
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("judge", help="LLM judges: SynJudge, CoMM's quality views", description="Score samples with an LLM judge behind an OpenAI-compatible endpoint.")
+    jsub = p.add_subparsers(dest="judge", required=True)
+    s = jsub.add_parser(
+        "synjudge",
+        help="InterSyn's SynJudge: TCC, ICC, IQ, ITS (0-5)",
+        description="Score (question, answer text, answer image) samples on InterSyn's four dimensions. INPUT: a parquet/jsonl table with question, answer, image (bytes or a path) columns, or any dataset interleaf reads (per document: first text = question, later texts = answer, first image after it).",
+    )
+    s.add_argument("inputs", nargs="+", help="a table or dataset files / globs / directories")
+    s.add_argument("--output", choices=("json", "bracket"), default="json", help="answer format asked for: JSON with a schema, or the published bracket line (default %(default)s)")
+    add_llm_options(s)
+    s.set_defaults(func=cmd_judge)
+    c = jsub.add_parser(
+        "comm",
+        help="CoMM's views: development, completeness, alignment (0-10)",
+        description="Judge interleaved documents as CoMM's dataset-quality views. INPUT: any dataset interleaf reads (CoMM steps, or each text with the images after it), or a jsonl/parquet table with title and steps.",
+    )
+    c.add_argument("inputs", nargs="+", help="dataset files / globs / directories")
+    c.add_argument("--no-images", action="store_true", help="a text-only model: send no image and do not ask for alignment")
+    c.add_argument("--max-images", type=int, default=10, help="images attached per document at most (default %(default)s, as CoMM)")
+    add_llm_options(c)
+    c.set_defaults(func=cmd_judge)
+
+    p = sub.add_parser("enhance", help="enhance instead of discard: AITQE caption rewrites", description="Improve low-quality samples with an LLM instead of dropping them.")
+    esub = p.add_subparsers(dest="enhance", required=True)
+    a = esub.add_parser(
+        "aitqe",
+        help="score pairs 1-10 and minimally rewrite the low ones",
+        description="AITQE: score image-text pairs; below --threshold ask for a minimal rewrite, accepted when its edit ratio is at most --max-edit-ratio and (with --clip) its CLIP score beats the original's. The original is always kept. INPUT: a table with caption (or text) and image columns, or any dataset interleaf reads (first text and first image per document).",
+    )
+    a.add_argument("inputs", nargs="+", help="a table or dataset files / globs / directories")
+    a.add_argument("--threshold", type=int, default=7, help="rewrite pairs scoring below this (1-10; default %(default)s, AITQE's value is unverified)")
+    a.add_argument("--max-edit-ratio", type=float, default=0.35, help="reject rewrites whose character edit ratio exceeds this (default %(default)s)")
+    a.add_argument("--clip", default=None, help="CLIP model directory: reject rewrites whose CLIP score does not beat the original's")
+    a.add_argument("--contrastive", default=None, help="also write AITQE-style contrastive pairs (degraded -> original, original -> accepted rewrite) to this parquet file")
+    add_llm_options(a)
+    a.set_defaults(func=cmd_enhance)
+
+    p = sub.add_parser("refine", help="SEIR: iterative self-evaluation and refinement", description="Refine samples with InterSyn's SEIR loop on an LLM.")
+    rsub = p.add_subparsers(dest="refine", required=True)
+    r = rsub.add_parser(
+        "seir",
+        help="refine question, then answer and caption (up to k rounds each)",
+        description="InterSyn's SEIR cascade on text: evaluate -> refine until the model answers 'none' or k rounds. INPUT: a parquet/jsonl table with question, answer, caption columns. The image step (regenerating images) is not included.",
+    )
+    r.add_argument("inputs", nargs=1, help="a table with question, answer, caption")
+    r.add_argument("--k", type=int, default=3, help="rounds per field at most (default %(default)s, as InterSyn)")
+    add_llm_options(r)
+    r.set_defaults(func=cmd_refine)

@@ -1,0 +1,438 @@
+"""The one client for OpenAI-compatible chat-completions endpoints (vLLM, SGLang, llama.cpp,
+Ollama, hosted APIs), built on the official ``openai`` SDK.
+
+:class:`Client.chat` takes a batch of requests and answers them concurrently (at most
+``concurrency`` in flight), in input order, and never raises for one failed request: a request
+that still fails after its retries comes back as a :class:`Response` with ``error`` set. Timeouts,
+429 (honouring ``Retry-After``), 408, 5xx, dropped connections and unreadable response bodies are
+retried with exponential backoff and jitter; other 4xx are not. Answers can be cached in sqlite
+(:mod:`interleaf.llm.cache`) so that a rerun sends only what it has not seen.
+
+Nothing is sent anywhere unless an endpoint is configured: ``base_url`` and ``model`` come from
+the arguments or ``INTERLEAF_LLM_BASE_URL`` / ``INTERLEAF_LLM_MODEL``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import os
+import random
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, TextIO
+
+from interleaf.llm.cache import Cache, request_key
+
+#: Sampling parameters a request may carry (besides ``messages`` and ``schema``).
+REQUEST_PARAMS = ("temperature", "max_tokens", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty", "response_format")
+
+#: How structured output is asked for: OpenAI's ``json_schema`` response format (OpenAI, vLLM,
+#: SGLang, llama.cpp's server), the ``json_object`` + ``schema`` form (llama-cpp-python's server),
+#: or not at all (the answer is parsed tolerantly in every case).
+STRUCTURED_MODES = ("auto", "json_schema", "json_object", "none")
+_LEVELS = ("json_schema", "json_object", "none")
+
+
+@dataclass
+class Response:
+    """One answer. ``text`` is the model's message (None when the request failed); ``error`` says
+    why it failed after ``attempts`` tries; ``cached`` when it came from the cache (no request
+    sent). Token counts are the server's ``usage`` (None when it reports none)."""
+
+    text: str | None
+    error: str | None = None
+    cached: bool = False
+    attempts: int = 0
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class Stats:
+    """Request counters: ``requests`` asked for, ``sent`` HTTP attempts made, ``cached`` answered
+    from the cache, ``retried`` attempts repeated after a retryable failure, ``failed`` requests
+    that came back with an error, and the tokens the server reported for the answers it sent."""
+
+    requests: int = 0
+    sent: int = 0
+    cached: int = 0
+    retried: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    def add(self, other: Stats) -> None:
+        for k, v in asdict(other).items():
+            setattr(self, k, getattr(self, k) + v)
+
+
+@dataclass
+class _Prepared:
+    messages: list[dict[str, Any]]
+    params: dict[str, Any]
+    schema: dict[str, Any] | None
+    schema_name: str
+    key: str = ""
+    error: str | None = None
+
+
+@dataclass
+class _Progress:
+    total: int
+    label: str
+    stream: TextIO | None
+    start: float = field(default_factory=time.perf_counter)
+    last: float = field(default_factory=time.perf_counter)
+    done: int = 0
+
+    def line(self, s: Stats) -> str:
+        dt = max(time.perf_counter() - self.start, 1e-9)
+        rate = self.done / dt
+        eta = (self.total - self.done) / rate if rate > 0 and self.done < self.total else 0.0
+        return (
+            f"{self.label}: {self.done:,}/{self.total:,} requests ({s.cached:,} cached, {s.retried:,} retried, {s.failed:,} failed), "
+            f"{rate:,.1f} req/s, ETA {eta:,.0f} s, tokens {s.prompt_tokens:,} in / {s.completion_tokens:,} out"
+        )
+
+    def tick(self, s: Stats, final: bool = False) -> None:
+        self.done += 0 if final else 1
+        if self.stream is None:
+            return
+        now = time.perf_counter()
+        tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        if final or now - self.last >= (0.5 if tty else 10.0):
+            self.last = now
+            print(self.line(s), end="\n" if final or not tty else "\r", file=self.stream, flush=True)
+
+
+def _env(name: str) -> str | None:
+    v = os.environ.get(name)
+    return v if v else None
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` / ``Retry-After`` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(float(ms) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    ra = headers.get("retry-after")
+    if not ra:
+        return None
+    try:
+        return max(float(ra), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(ra)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+class Client:
+    """A batch client for one OpenAI-compatible chat-completions endpoint and model.
+
+    Parameters
+    ----------
+    base_url, model:
+        The endpoint (``http://host:port/v1``) and model name; default
+        ``INTERLEAF_LLM_BASE_URL`` / ``INTERLEAF_LLM_MODEL``. Required: nothing is sent to a
+        default address.
+    api_key:
+        Default ``INTERLEAF_LLM_API_KEY``, then ``OPENAI_API_KEY``; local servers need none.
+    concurrency:
+        Requests in flight at most (a semaphore over the batch).
+    timeout:
+        Seconds per attempt.
+    max_retries:
+        Retries after the first attempt for retryable failures (timeouts, 408, 429, 5xx, dropped
+        connections, unreadable bodies).
+    cache:
+        Path of a sqlite request cache, or None for none.
+    temperature, max_tokens, seed:
+        Defaults for every request (a request's own values win); None leaves the server's.
+    structured:
+        How a request's ``schema`` is sent (:data:`STRUCTURED_MODES`). ``auto`` tries
+        ``json_schema``, and when the server rejects it (400/422) falls back to ``json_object``,
+        then to none, remembering what worked.
+    backoff, max_backoff:
+        The first retry waits about ``backoff`` seconds, doubling per retry up to ``max_backoff``
+        (times a random factor in [0.5, 1]); a ``Retry-After`` header sets the wait instead
+        (capped at ``max_backoff``).
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        model: str | None = None,
+        api_key: str | None = None,
+        *,
+        concurrency: int = 16,
+        timeout: float = 120.0,
+        max_retries: int = 5,
+        cache: str | os.PathLike | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        structured: str = "auto",
+        backoff: float = 1.0,
+        max_backoff: float = 60.0,
+    ):
+        base_url = base_url or _env("INTERLEAF_LLM_BASE_URL")
+        model = model or _env("INTERLEAF_LLM_MODEL")
+        if not base_url:
+            raise ValueError("no LLM endpoint configured: pass base_url= (e.g. http://127.0.0.1:8000/v1) or set INTERLEAF_LLM_BASE_URL; interleaf sends nothing to a default address")
+        if not model:
+            raise ValueError("no LLM model configured: pass model= or set INTERLEAF_LLM_MODEL")
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be an integer >= 1, got {concurrency!r}")
+        if not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+        if not timeout or timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        if structured not in STRUCTURED_MODES:
+            raise ValueError(f"structured must be one of {', '.join(STRUCTURED_MODES)}, got {structured!r}")
+        self.base_url = base_url
+        self.model = model
+        self.api_key = api_key or _env("INTERLEAF_LLM_API_KEY") or _env("OPENAI_API_KEY") or "none"
+        self.concurrency = concurrency
+        self.timeout = float(timeout)
+        self.max_retries = max_retries
+        self.defaults = {k: v for k, v in (("temperature", temperature), ("max_tokens", max_tokens), ("seed", seed)) if v is not None}
+        self.structured = structured
+        self._mode = "json_schema"  # what "auto" has learned the server takes
+        self.backoff = float(backoff)
+        self.max_backoff = float(max_backoff)
+        self.cache = Cache(cache) if cache is not None else None
+        self.stats = Stats()
+        self.last_stats = Stats()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._api: Any = None
+        self._rng = random.Random()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any] | None = None, **overrides: Any) -> Client:
+        """A client from a recipe's ``llm:`` section (keys as the constructor's), with keyword
+        overrides (None values ignored)."""
+        kw = dict(config or {})
+        kw.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**kw)
+
+    def __repr__(self) -> str:
+        return f"Client(base_url={self.base_url!r}, model={self.model!r}, concurrency={self.concurrency}, structured={self.structured!r})"
+
+    @property
+    def structured_mode(self) -> str:
+        """The structured-output form in use: the configured one, or what ``auto`` has learned."""
+        return self._mode if self.structured == "auto" else self.structured
+
+    # -- the event loop: one background thread per client, so chat() works from plain scripts,
+    # from notebooks (which already run a loop) and from worker threads alike.
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                t = threading.Thread(target=loop.run_forever, name="interleaf-llm", daemon=True)
+                t.start()
+                self._loop, self._thread = loop, t
+            return self._loop
+
+    def _client(self) -> Any:
+        if self._api is None:
+            import openai
+
+            # The SDK's own retries are off: ours count attempts and honour Retry-After per request.
+            self._api = openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=self.timeout)
+        return self._api
+
+    def close(self) -> None:
+        """Closes the HTTP connections, the loop thread and the cache."""
+        loop, api = self._loop, self._api
+        if loop is not None:
+            if api is not None:
+                asyncio.run_coroutine_threadsafe(api.close(), loop).result(timeout=10)
+            loop.call_soon_threadsafe(loop.stop)
+            if self._thread is not None:
+                self._thread.join(timeout=10)
+            loop.close()
+        self._loop = self._thread = self._api = None
+        if self.cache is not None:
+            self.cache.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- requests
+    def _prepare(self, req: Any) -> _Prepared:
+        if isinstance(req, str):
+            req = {"messages": [{"role": "user", "content": req}]}
+        elif isinstance(req, Sequence):
+            req = {"messages": list(req)}
+        if not isinstance(req, dict) or "messages" not in req:
+            return _Prepared([], {}, None, "", error="a request must be a prompt string, a list of messages or a dict with 'messages'")
+        unknown = set(req) - {"messages", "schema", "schema_name", *REQUEST_PARAMS}
+        if unknown:
+            return _Prepared([], {}, None, "", error=f"unknown request keys: {', '.join(sorted(unknown))}")
+        params = dict(self.defaults)
+        params.update({k: req[k] for k in REQUEST_PARAMS if k in req and req[k] is not None})
+        schema = req.get("schema")
+        p = _Prepared(list(req["messages"]), params, schema, str(req.get("schema_name") or "answer"))
+        # The key holds what was asked, not how the server was told the schema.
+        p.key = request_key(self.model, p.messages, {**params, "schema": schema})
+        return p
+
+    def _response_format(self, p: _Prepared, mode: str) -> dict[str, Any] | None:
+        if p.schema is None or mode == "none":
+            return None
+        if mode == "json_object":
+            return {"type": "json_object", "schema": p.schema}
+        return {"type": "json_schema", "json_schema": {"name": p.schema_name, "schema": p.schema, "strict": True}}
+
+    async def _one(self, p: _Prepared, sem: asyncio.Semaphore, stats: Stats) -> Response:
+        import openai
+
+        api = self._client()
+        attempts = 0
+        last = "no attempt made"
+        async with sem:
+            while True:
+                mode = self._mode if self.structured == "auto" else self.structured
+                fmt = p.params.get("response_format") or self._response_format(p, mode)
+                kwargs = {k: v for k, v in p.params.items() if k != "response_format"}
+                if fmt is not None:
+                    kwargs["response_format"] = fmt
+                attempts += 1
+                stats.sent += 1
+                delay: float | None = None
+                try:
+                    r = await api.chat.completions.create(model=self.model, messages=p.messages, **kwargs)
+                    choice = r.choices[0] if r.choices else None
+                    text = choice.message.content if choice is not None and choice.message is not None else None
+                    if text is None:
+                        stats.failed += 1
+                        return Response(None, error="the server answered without message content", attempts=attempts)
+                    usage = getattr(r, "usage", None)
+                    pt = getattr(usage, "prompt_tokens", None) if usage is not None else None
+                    ct = getattr(usage, "completion_tokens", None) if usage is not None else None
+                    stats.prompt_tokens += pt or 0
+                    stats.completion_tokens += ct or 0
+                    if self.cache is not None:
+                        self.cache.put(p.key, text, choice.finish_reason, pt, ct)
+                    return Response(text, attempts=attempts, finish_reason=choice.finish_reason, prompt_tokens=pt, completion_tokens=ct)
+                except openai.APITimeoutError:
+                    last = f"timed out after {self.timeout:g} s"
+                except openai.APIConnectionError as e:
+                    last = f"connection failed: {e.__cause__ or e}"
+                except openai.APIStatusError as e:
+                    status = e.status_code
+                    message = _status_message(e)
+                    last = f"HTTP {status}: {message}"
+                    about_format = any(w in message.lower() for w in ("response_format", "json_schema", "json_object", "schema", "grammar"))
+                    if (status in (400, 422) or status >= 500) and about_format and fmt is not None and "response_format" not in p.params and self.structured == "auto" and mode != "none":
+                        # The server does not take this response format: step down and resend (not counted as a retry).
+                        lower = _LEVELS[_LEVELS.index(mode) + 1]
+                        if _LEVELS.index(lower) > _LEVELS.index(self._mode):
+                            self._mode = lower
+                        attempts -= 1
+                        continue
+                    if status in (408, 409, 429) or status >= 500:
+                        delay = _retry_after(e.response.headers)
+                    else:
+                        stats.failed += 1
+                        return Response(None, error=last, attempts=attempts)
+                except (openai.APIResponseValidationError, ValueError, KeyError, TypeError, AttributeError) as e:
+                    last = f"unreadable response: {type(e).__name__}: {e}"
+                if attempts > self.max_retries:
+                    stats.failed += 1
+                    return Response(None, error=f"{last} (after {attempts} attempts)", attempts=attempts)
+                stats.retried += 1
+                if delay is None:
+                    delay = self.backoff * (2 ** (attempts - 1)) * self._rng.uniform(0.5, 1.0)
+                await asyncio.sleep(min(delay, self.max_backoff))
+
+    async def achat(self, requests: Sequence[Any], *, progress: bool | TextIO = False, label: str = "llm") -> list[Response]:
+        """The coroutine behind :meth:`chat`; run it on the client's own loop (``chat`` does)."""
+        stats = Stats(requests=len(requests))
+        out: list[Response | None] = [None] * len(requests)
+        prog = _Progress(len(requests), label, (sys.stderr if progress is True else progress) if progress else None)
+        todo: list[tuple[int, _Prepared]] = []
+        for i, req in enumerate(requests):
+            p = self._prepare(req)
+            if p.error is not None:
+                stats.failed += 1
+                out[i] = Response(None, error=p.error)
+                prog.tick(stats)
+                continue
+            hit = self.cache.get(p.key) if self.cache is not None else None
+            if hit is not None:
+                stats.cached += 1
+                out[i] = Response(hit[0], cached=True, finish_reason=hit[1], prompt_tokens=hit[2], completion_tokens=hit[3])
+                prog.tick(stats)
+                continue
+            todo.append((i, p))
+        sem = asyncio.Semaphore(self.concurrency)
+        self._client()  # a missing or broken SDK raises here, not once per request
+
+        async def run(i: int, p: _Prepared) -> None:
+            try:
+                out[i] = await self._one(p, sem, stats)
+            except Exception as e:  # a bug or an unexpected SDK error loses only this request
+                stats.failed += 1
+                out[i] = Response(None, error=f"{type(e).__name__}: {e}")
+            prog.tick(stats)
+
+        await asyncio.gather(*(run(i, p) for i, p in todo))
+        prog.tick(stats, final=True)
+        self.last_stats = stats
+        self.stats.add(stats)
+        return [r if r is not None else Response(None, error="not answered") for r in out]
+
+    def chat(self, requests: Sequence[Any], *, progress: bool | TextIO = False, label: str = "llm") -> list[Response]:
+        """Answers a batch of requests, concurrently, in input order; one :class:`Response` per
+        request, never an exception for a failed one.
+
+        A request is a prompt string, a list of chat messages (OpenAI format; images as
+        ``image_url`` parts, see :func:`interleaf.llm.image_part`), or a dict with ``messages``
+        and optionally ``schema`` (a JSON schema for the answer), ``schema_name`` and sampling
+        parameters (:data:`REQUEST_PARAMS`). ``progress`` prints requests/s, ETA and token counts
+        to stderr (or the given stream). Counters: :attr:`last_stats` (this call), :attr:`stats`
+        (every call)."""
+        if not requests:
+            self.last_stats = Stats()
+            return []
+        loop = self._ensure_loop()
+        return asyncio.run_coroutine_threadsafe(self.achat(list(requests), progress=progress, label=label), loop).result()
+
+
+def _status_message(e: Any) -> str:
+    body = getattr(e, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])[:500]
+        if isinstance(err, str):
+            return err[:500]
+    msg = getattr(e, "message", None) or str(e)
+    return str(msg)[:500]

@@ -1,0 +1,98 @@
+"""Inputs of the LLM stages: lists of dicts, tables, or interleaf node batches.
+
+Every stage takes a list of dicts, a polars DataFrame with the stage's columns, or a node batch
+(:mod:`interleaf.schema`: one row per node, ``doc_index`` grouping documents); node batches are
+turned into the stage's records here, one record per document, in document order, with the
+document's ``doc_id``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import polars as pl
+
+from interleaf import schema
+
+
+def is_node_batch(data: Any) -> bool:
+    return isinstance(data, pl.DataFrame) and {schema.DOC_INDEX, schema.KIND, schema.POS}.issubset(data.columns)
+
+
+def _blank(s: Any) -> bool:
+    return s is None or (isinstance(s, str) and not s.strip())
+
+
+def documents(nodes: pl.DataFrame) -> list[dict[str, Any]]:
+    """One dict per document of a node batch: ``doc_id``, ``meta`` (dict), ``error`` (the
+    document's error message or None) and ``nodes`` (``kind``, ``text``, ``image``, ``step``,
+    ``role``), in node order."""
+    cols = [c for c in (schema.DOC_ID, schema.DOC_INDEX, schema.POS, schema.KIND, schema.STEP, schema.ROLE, schema.TEXT, schema.IMAGE, schema.META, schema.ERROR) if c in nodes.columns]
+    out: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    for row in nodes.select(cols).sort([schema.DOC_INDEX, schema.POS]).iter_rows(named=True):
+        if current is None or current["_index"] != row[schema.DOC_INDEX]:
+            meta = row.get(schema.META)
+            try:
+                meta = json.loads(meta) if isinstance(meta, str) else (meta or {})
+            except ValueError:
+                meta = {}
+            current = {"_index": row[schema.DOC_INDEX], "doc_id": row.get(schema.DOC_ID), "meta": meta if isinstance(meta, dict) else {}, "error": None, "nodes": []}
+            out.append(current)
+        err = row.get(schema.ERROR)
+        if row.get(schema.KIND) is None:
+            current["error"] = f"{err['kind']}: {err['message']}" if err else "unreadable document"
+            continue
+        current["nodes"].append({k: row.get(k) for k in (schema.KIND, schema.TEXT, schema.IMAGE, schema.STEP, schema.ROLE)})
+    for d in out:
+        del d["_index"]
+    return out
+
+
+def steps(doc: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """A document's steps: by the ``step`` column where the format has one (CoMM), otherwise each
+    text node opens a step that also holds the images after it (images before the first text
+    form their own step)."""
+    nodes = doc["nodes"]
+    if nodes and all(n.get(schema.STEP) is not None for n in nodes):
+        by: dict[int, list[dict[str, Any]]] = {}
+        for n in nodes:
+            by.setdefault(n[schema.STEP], []).append(n)
+        return [by[k] for k in sorted(by)]
+    out: list[list[dict[str, Any]]] = []
+    for n in nodes:
+        if n[schema.KIND] == "text" or not out:
+            out.append([n])
+        else:
+            out[-1].append(n)
+    return out
+
+
+def as_records(data: Any, columns: Sequence[str], what: str) -> list[dict[str, Any]]:
+    """A list of dicts (each with ``columns``, missing keys as None) from a list of dicts or a
+    DataFrame holding at least one of ``columns``."""
+    if isinstance(data, pl.DataFrame):
+        present = [c for c in columns if c in data.columns]
+        if not present:
+            raise ValueError(f"{what}: the table needs some of the columns {', '.join(columns)}; it has {', '.join(data.columns)}")
+        rows = data.select(present).to_dicts()
+        return [{c: r.get(c) for c in columns} | {k: v for k, v in r.items() if k not in columns} for r in rows]
+    if isinstance(data, dict) or isinstance(data, str | bytes) or not isinstance(data, Iterable):
+        raise TypeError(f"{what}: expected a list of dicts, a DataFrame or a node batch, got {type(data).__name__}")
+    out = []
+    for i, r in enumerate(data):
+        if not isinstance(r, dict):
+            raise TypeError(f"{what}: item {i} is a {type(r).__name__}, expected a dict with {', '.join(columns)}")
+        out.append({c: r.get(c) for c in columns} | {k: v for k, v in r.items() if k not in columns})
+    return out
+
+
+def first_text(nodes: Sequence[dict[str, Any]], roles: Sequence[str] = ()) -> int | None:
+    """Index of the first non-blank text node (with one of ``roles`` when any node has a role)."""
+    has_roles = roles and any(n.get(schema.ROLE) for n in nodes)
+    for i, n in enumerate(nodes):
+        if n[schema.KIND] == "text" and not _blank(n.get(schema.TEXT)) and (not has_roles or n.get(schema.ROLE) in roles):
+            return i
+    return None

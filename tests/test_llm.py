@@ -1,0 +1,312 @@
+"""The OpenAI-compatible client against a scripted local server: order, concurrency, retries and
+faults, the cache and a killed run resumed, structured-output fallback, images; the tolerant
+parsers against a table of real-looking answers."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from llm_server import Fault, ScriptedServer, count_images, user_text
+from PIL import Image
+
+from interleaf.llm import Cache, Client, image_urls, parse_json, parse_scores, parse_synjudge, request_key
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = ScriptedServer()
+    yield s
+    s.close()
+
+
+@pytest.fixture()
+def srv(server):
+    server.reset()
+    server.answer = lambda body: "echo " + user_text(body)
+    server.fault = None
+    server.latency = 0.0
+    server.reject_json_schema = False
+    return server
+
+
+def client(srv, **kw) -> Client:
+    kw.setdefault("backoff", 0.01)
+    return Client(srv.url, "scripted", **kw)
+
+
+def test_order_and_concurrency_limit(srv):
+    srv.latency = 0.01
+    prompts = [f"p{i}" for i in range(120)]
+    with client(srv, concurrency=8) as c:
+        out = c.chat(prompts)
+    assert [r.text for r in out] == [f"echo {p}" for p in prompts]
+    assert all(r.ok and r.attempts == 1 and not r.cached for r in out)
+    assert 2 <= srv.max_in_flight <= 8
+    s = c.last_stats
+    assert (s.requests, s.sent, s.cached, s.retried, s.failed) == (120, 120, 0, 0, 0)
+    assert s.prompt_tokens > 0 and s.completion_tokens == 240
+
+
+def test_faults_are_retried_and_nothing_is_lost(srv):
+    def fault(body, attempt):
+        t = user_text(body)
+        plan = {
+            "500": Fault(status=500),
+            "503": Fault(status=503),
+            "429": Fault(status=429, retry_after=0.3),
+            "drop": Fault(drop=True),
+            "slow": Fault(delay=1.5),
+            "garbage": Fault(body="{this is not json"),
+        }
+        if t in plan and attempt <= (2 if t == "500" else 1):
+            return plan[t]
+        if t == "404":
+            return Fault(status=404)
+        if t == "always500":
+            return Fault(status=500)
+        return None
+
+    srv.fault = fault
+    prompts = ["ok", "500", "503", "429", "drop", "slow", "garbage", "404", "always500"]
+    t0 = time.perf_counter()
+    with client(srv, concurrency=4, timeout=0.5, max_retries=3) as c:
+        out = c.chat(prompts)
+    elapsed = time.perf_counter() - t0
+    assert len(out) == len(prompts)
+    by = dict(zip(prompts, out, strict=True))
+    for p in ("ok", "500", "503", "429", "drop", "slow", "garbage"):
+        assert by[p].ok and by[p].text == f"echo {p}", (p, by[p])
+    assert by["ok"].attempts == 1 and by["500"].attempts == 3 and by["429"].attempts == 2
+    assert by["drop"].attempts == 2 and by["slow"].attempts == 2 and by["garbage"].attempts == 2
+    # 4xx other than 429 are not retried; a persistent 5xx fails after max_retries retries.
+    assert not by["404"].ok and by["404"].attempts == 1 and "HTTP 404" in by["404"].error
+    assert not by["always500"].ok and by["always500"].attempts == 4 and "HTTP 500" in by["always500"].error and "after 4 attempts" in by["always500"].error
+    assert srv.seen[json.dumps([{"role": "user", "content": "404"}], sort_keys=True)] == 1
+    s = c.last_stats
+    assert s.failed == 2 and s.retried == 2 + 1 + 1 + 1 + 1 + 1 + 3
+    assert s.sent == len(prompts) + s.retried
+    # Retry-After was honoured (0.3 s), not the 0.01 s backoff.
+    assert elapsed >= 0.3
+
+
+def test_bad_requests_fail_alone(srv):
+    with client(srv) as c:
+        out = c.chat(["fine", {"nomessages": 1}, {"messages": [{"role": "user", "content": "x"}], "bogus": 1}, 42])
+    assert out[0].ok
+    assert "dict with 'messages'" in out[1].error and "unknown request keys: bogus" in out[2].error and out[3].error
+    assert len(srv.requests) == 1
+
+
+def test_cache_rerun_sends_nothing(srv, tmp_path):
+    cache = tmp_path / "cache" / "llm.sqlite"
+    srv.fault = lambda body, attempt: Fault(status=500) if user_text(body) == "bad" else None
+    prompts = [f"q{i}" for i in range(30)] + ["bad"]
+    with client(srv, cache=cache, max_retries=0) as c:
+        first = c.chat(prompts)
+    assert not first[-1].ok and all(r.ok for r in first[:-1])
+    srv.reset()
+    srv.fault = None
+    with client(srv, cache=cache) as c:
+        second = c.chat(prompts)
+        assert c.last_stats.cached == 30 and c.last_stats.sent == 1
+    # Only the failed request went out again; every answer is the same.
+    assert [user_text(b) for b in srv.requests] == ["bad"]
+    assert [r.text for r in second[:-1]] == [r.text for r in first[:-1]] and all(r.cached for r in second[:-1])
+    assert second[-1].ok and not second[-1].cached
+    srv.reset()
+    with client(srv, cache=cache) as c:
+        c.chat(prompts)
+        assert c.last_stats.sent == 0 and c.last_stats.cached == 31
+    assert srv.requests == []
+    # Another model or other parameters are other keys.
+    assert request_key("a", [{"role": "user", "content": "x"}], {}) != request_key("b", [{"role": "user", "content": "x"}], {})
+    assert request_key("a", [{"role": "user", "content": "x"}], {"temperature": 0}) != request_key("a", [{"role": "user", "content": "x"}], {})
+    assert len(Cache(cache)) == 31
+
+
+def test_killed_run_resumes_from_the_cache(srv, tmp_path):
+    srv.latency = 0.05
+    cache = tmp_path / "llm.sqlite"
+    prompts = [f"k{i}" for i in range(80)]
+    script = textwrap.dedent(
+        f"""
+        from interleaf.llm import Client
+        c = Client({srv.url!r}, "scripted", concurrency=2, cache={str(cache)!r})
+        c.chat({prompts!r})
+        """
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent.parent / "python") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env)
+    deadline = time.monotonic() + 60
+    while True:
+        n = len(Cache(cache)) if cache.exists() else 0
+        if n >= 20 or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(Cache(cache))
+    assert 20 <= done < len(prompts)
+    srv.reset()
+    srv.latency = 0.0
+    with client(srv, cache=cache) as c:
+        out = c.chat(prompts)
+        assert c.last_stats.cached == done and c.last_stats.sent == len(prompts) - done
+    assert [r.text for r in out] == [f"echo {p}" for p in prompts]
+    assert len(srv.requests) == len(prompts) - done
+
+
+SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"], "additionalProperties": False}
+
+
+def test_structured_output_falls_back_when_the_server_rejects_json_schema(srv):
+    srv.reject_json_schema = True
+    srv.answer = lambda body: json.dumps({"n": 1, "fmt": (body.get("response_format") or {}).get("type")})
+    reqs = [{"messages": [{"role": "user", "content": f"s{i}"}], "schema": SCHEMA} for i in range(10)]
+    with client(srv, concurrency=1) as c:
+        out = c.chat(reqs)
+        assert c.structured_mode == "json_object"
+        assert c.last_stats.failed == 0 and c.last_stats.retried == 0
+    assert [json.loads(r.text)["fmt"] for r in out] == ["json_object"] * 10
+    sent = [b.get("response_format", {}) for b in srv.requests]
+    assert sent[0]["type"] == "json_schema" and sent[0]["json_schema"]["schema"] == SCHEMA
+    assert all(f == {"type": "json_object", "schema": SCHEMA} for f in sent[1:]) and len(sent) == 11
+    # A fixed mode is never changed; "none" sends no response_format at all.
+    srv.reset()
+    with client(srv, structured="none") as c:
+        c.chat(reqs[:2])
+    assert all("response_format" not in b for b in srv.requests)
+
+
+def test_defaults_and_request_params_reach_the_server(srv):
+    with client(srv, temperature=0.0, max_tokens=33, seed=5) as c:
+        c.chat([{"messages": [{"role": "user", "content": "p"}], "max_tokens": 7}])
+    b = srv.requests[0]
+    assert b["temperature"] == 0.0 and b["max_tokens"] == 7 and b["seed"] == 5 and b["model"] == "scripted"
+
+
+def test_no_endpoint_is_an_error(monkeypatch, srv):
+    monkeypatch.delenv("INTERLEAF_LLM_BASE_URL", raising=False)
+    monkeypatch.delenv("INTERLEAF_LLM_MODEL", raising=False)
+    with pytest.raises(ValueError, match="no LLM endpoint configured"):
+        Client()
+    with pytest.raises(ValueError, match="no LLM model configured"):
+        Client("http://127.0.0.1:1/v1")
+    monkeypatch.setenv("INTERLEAF_LLM_BASE_URL", srv.url)
+    monkeypatch.setenv("INTERLEAF_LLM_MODEL", "from-env")
+    with Client() as c:
+        assert c.chat(["env"])[0].text == "echo env"
+    assert srv.requests[-1]["model"] == "from-env"
+    for bad in ({"concurrency": 0}, {"max_retries": -1}, {"timeout": 0}, {"structured": "xml"}):
+        with pytest.raises(ValueError):
+            Client(srv.url, "m", **bad)
+
+
+def test_unreachable_server_fails_every_request_with_its_error():
+    with Client("http://127.0.0.1:9/v1", "m", max_retries=1, backoff=0.01, timeout=2) as c:
+        out = c.chat(["a", "b"])
+    assert all(not r.ok and "connection failed" in r.error and r.attempts == 2 for r in out)
+
+
+def test_progress_line(srv):
+    buf = io.StringIO()
+    with client(srv) as c:
+        c.chat(["a", "b", "c"], progress=buf, label="judge")
+    assert "judge: 3/3 requests (0 cached, 0 retried, 0 failed)" in buf.getvalue() and "req/s" in buf.getvalue() and "tokens" in buf.getvalue()
+
+
+def test_images_are_sent_as_bounded_jpeg_data_urls(srv, sample_images):
+    big = Image.new("RGB", (1600, 900), (200, 30, 30))
+    png = io.BytesIO()
+    big.save(png, "PNG")
+    one = io.BytesIO()
+    Image.new("L", (1, 1), 0).save(one, "PNG")
+    imgs = [png.getvalue(), one.getvalue(), None, b"not an image", next(iter(sample_images.values()))]
+    urls = image_urls(imgs, 512)
+    assert urls[2] == (None, None) and urls[3][0] is None and "unknown_image_format" in urls[3][1]
+    import base64
+
+    sizes = []
+    for url, err in (urls[0], urls[1], urls[4]):
+        assert err is None and url.startswith("data:image/jpeg;base64,")
+        im = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+        assert im.format == "JPEG"
+        sizes.append(im.size)
+    assert sizes[0] == (512, 288) and sizes[1] == (1, 1) and max(sizes[2]) <= 512
+    from interleaf.llm import image_part, text_part
+
+    with client(srv) as c:
+        srv.answer = lambda body: str(count_images(body))
+        r = c.chat([[{"role": "user", "content": [text_part("look"), image_part(urls[0][0]), image_part(urls[4][0])]}]])
+    assert r[0].text == "2"
+
+
+PARSE_TABLE = [
+    ('{"score": 7}', {"score": 7}),
+    ('Sure! Here is my rating:\n```json\n{"score": 7, "reason": "fine"}\n```\nHope this helps.', {"score": 7, "reason": "fine"}),
+    ('```\n{"score": 7,}\n```', {"score": 7}),
+    ('The answer is {"score": 7, "aspects": {"a": 1,},} thanks', {"score": 7, "aspects": {"a": 1}}),
+    ('{"caption": "line one\nline two"}', {"caption": "line one\nline two"}),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), PARSE_TABLE)
+def test_parse_json_table(text, expected):
+    assert parse_json(text) == (expected, None)
+
+
+@pytest.mark.parametrize(("text", "message"), [(None, "no answer"), ("   ", "empty answer"), ("I cannot rate this image.", "no JSON object"), ('{"score": 7', "no JSON object"), ("{score: seven}", "invalid JSON object")])
+def test_parse_json_failures_say_why(text, message):
+    value, err = parse_json(text)
+    assert value is None and message in err
+
+
+def test_parse_scores_types_and_ranges():
+    fields = {"score": (1, 10), "text_quality": (1, 10)}
+    assert parse_scores({"Score": "8", "Text Quality": 7.0}, fields) == ({"score": 8, "text_quality": 7}, None)
+    assert parse_scores({"score": "8/10", "text-quality": 3}, fields) == ({"score": 8, "text_quality": 3}, None)
+    assert parse_scores({"score": 11, "text_quality": 3}, fields)[1] == "score: 11 is outside 1-10"
+    assert parse_scores({"score": "high", "text_quality": 3}, fields)[1] == "score: expected an integer, got 'high'"
+    assert parse_scores({"score": True, "text_quality": 3}, fields)[1].startswith("score: expected an integer")
+    assert parse_scores({"score": 7.5, "text_quality": 3}, fields)[1].startswith("score: expected an integer")
+    assert parse_scores({"text_quality": 3}, fields)[1] == "missing field 'score'"
+
+
+SYNJUDGE_TABLE = [
+    ("[Text Content Completeness: 4; Image Content Completeness: 3; Image Quality: 5; Image-Text Synergy: 2]", (4, 3, 5, 2)),
+    ("Evaluation:\n[Text Content Completeness: 4; Image Content Completeness: 3; Image Quality: 5; Image-Text Synergy: 2]\nThe image repeats the text.", (4, 3, 5, 2)),
+    ("Text Content Completeness = 1, Image Content Completeness = 0, Image Quality = 0, Image Text Synergy = 0", (1, 0, 0, 0)),
+    ("**Text Content Completeness (TCC):** 5\n**Image Content Completeness (ICC):** 4\n**Image Quality (IQ):** 4\n**Image-Text Synergy (ITS):** 3", (5, 4, 4, 3)),
+    ("TCC: 2; ICC: 2; IQ: 1; ITS: 0", (2, 2, 1, 0)),
+    ('{"tcc": 3, "icc": 3, "iq": 4, "its": 4}', (3, 3, 4, 4)),
+    ('{"Text Content Completeness": 3, "Image Content Completeness": 2, "Image Quality": 4, "Image-Text Synergy": 1}', (3, 2, 4, 1)),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), SYNJUDGE_TABLE)
+def test_parse_synjudge_table(text, expected):
+    scores, err = parse_synjudge(text)
+    assert err is None and tuple(scores[k] for k in ("tcc", "icc", "iq", "its")) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[Text Content Completeness: 4; Image Content Completeness: 3; Image Quality: 5]", "missing Image-Text Synergy"),
+        ("[Text Content Completeness: 7; Image Content Completeness: 3; Image Quality: 5; Image-Text Synergy: 2]", "tcc: 7 is outside 0-5"),
+        ("[Text Content Completeness: 4.5; Image Content Completeness: 3; Image Quality: 5; Image-Text Synergy: 2]", "tcc: expected an integer"),
+        ("I'd give it a solid four.", "SynJudge format not found"),
+    ],
+)
+def test_parse_synjudge_failures(text, message):
+    scores, err = parse_synjudge(text)
+    assert scores is None and message in err
