@@ -64,3 +64,38 @@ def pair_shard(tmp_path, sample_images) -> Path:
         ext = name.rsplit(".", 1)[1]
         members += [(f"{key}.{ext}", data), (f"{key}.txt", f"caption of {name}".encode()), (f"{key}.json", json.dumps({"file": name}).encode())]
     return write_tar(tmp_path / "pairs-000000.tar", members)
+
+
+@pytest.fixture(scope="session")
+def scripted_server():
+    """The scripted OpenAI-compatible server (tests/llm_server.py), one per session."""
+    from llm_server import ScriptedServer
+
+    s = ScriptedServer()
+    yield s
+    s.close()
+
+
+@pytest.fixture()
+def scripted(scripted_server):
+    """The scripted server, reset: echoes the last user text, no faults, no latency."""
+    from llm_server import user_text
+
+    s = scripted_server
+    s.reset()
+    s.answer = lambda body: "echo " + user_text(body)
+    s.fault = None
+    s.latency = 0.0
+    s.reject_json_schema = False
+    return s
+
+
+@pytest.fixture(scope="session")
+def llama_server():
+    """llama-cpp-python's real OpenAI-compatible server on the tiny random GGUF fixture."""
+    pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed (pip install '.[test]')")
+    from llm_server import LlamaServer
+
+    s = LlamaServer()
+    yield s
+    s.close()

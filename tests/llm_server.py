@@ -205,3 +205,16 @@ class LlamaServer:
             self.proc.kill()
             self.proc.wait(10)
         self.log.close()
+
+
+if __name__ == "__main__":
+    # A standalone scripted server (for benchmarks: in its own process, off the client's GIL).
+    # Prints its URL on the first line of stdout, serves until killed.
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--latency", type=float, default=0.0, help="seconds each answer waits")
+    a = ap.parse_args()
+    server = ScriptedServer(answer=lambda body: "ok", latency=a.latency)
+    print(server.url, flush=True)
+    threading.Event().wait()

@@ -15,27 +15,15 @@ import time
 from pathlib import Path
 
 import pytest
-from llm_server import Fault, ScriptedServer, count_images, user_text
+from llm_server import Fault, count_images, user_text
 from PIL import Image
 
 from interleaf.llm import Cache, Client, image_urls, parse_json, parse_scores, parse_synjudge, request_key
 
 
-@pytest.fixture(scope="module")
-def server():
-    s = ScriptedServer()
-    yield s
-    s.close()
-
-
 @pytest.fixture()
-def srv(server):
-    server.reset()
-    server.answer = lambda body: "echo " + user_text(body)
-    server.fault = None
-    server.latency = 0.0
-    server.reject_json_schema = False
-    return server
+def srv(scripted):
+    return scripted
 
 
 def client(srv, **kw) -> Client:

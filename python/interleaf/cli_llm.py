@@ -96,8 +96,8 @@ def _load_images(table: pl.DataFrame, base: Path) -> pl.DataFrame:
 
 
 def _inputs(args: argparse.Namespace, columns: Sequence[str]) -> list[Any]:
-    """The input as one table (a parquet / jsonl file holding some of ``columns``) or as node
-    batches of any format interleaf reads."""
+    """The input as one table (a parquet / jsonl file holding one of ``columns``, the stage's
+    identifying columns) or as node batches of any format interleaf reads."""
     import interleaf
 
     paths = [Path(p) for p in args.inputs]
@@ -142,10 +142,10 @@ def cmd_judge(args: argparse.Namespace) -> int:
     from interleaf import judge
 
     if args.judge == "synjudge":
-        return _run(args, ("question", "answer", "image"), lambda x, c: judge.synjudge(x, c, output=args.output, max_edge=args.max_edge, progress=not args.quiet), lambda t: {"aggregate": judge.aggregate(t)})
+        return _run(args, ("question",), lambda x, c: judge.synjudge(x, c, output=args.output, max_edge=args.max_edge, progress=not args.quiet), lambda t: {"aggregate": judge.aggregate(t)})
     return _run(
         args,
-        ("title", "steps"),
+        ("steps",),
         lambda x, c: judge.comm(x, c, images=not args.no_images, max_images=args.max_images, max_edge=args.max_edge, progress=not args.quiet),
         lambda t: {"aggregate": judge.aggregate(t, list(judge.COMM_VIEWS) if not args.no_images else list(judge.COMM_VIEWS[:2]))},
     )
@@ -167,7 +167,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
             contrastive.append(enhance.contrastive_pairs(x, res, c, max_edge=args.max_edge, progress=not args.quiet))
         return res
 
-    rc = _run(args, ("caption", "text", "image"), stage, lambda t: {"decisions": dict(sorted(t.group_by("decision").len().iter_rows()))})
+    rc = _run(args, ("caption", "text"), stage, lambda t: {"decisions": dict(sorted(t.group_by("decision").len().iter_rows()))})
     if args.contrastive:
         table = pl.concat(contrastive) if contrastive else pl.DataFrame()
         with atomic_output(args.contrastive) as tmp:

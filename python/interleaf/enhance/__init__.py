@@ -76,8 +76,9 @@ def _pairs(data: Any) -> list[dict[str, Any]]:
         out = []
         for d in documents(data):
             text = next((n["text"] for n in d["nodes"] if n["kind"] == "text"), None)
-            image = next((n["image"] for n in d["nodes"] if n["kind"] == "image"), None)
-            out.append({"doc_id": d["doc_id"], "caption": text, "image": image, "_error": d["error"]})
+            node = next((n for n in d["nodes"] if n["kind"] == "image"), None)
+            error = d["error"] or (f"image: {node['error']}" if node is not None and node["error"] else None)
+            out.append({"doc_id": d["doc_id"], "caption": text, "image": node["image"] if node else None, "_error": error})
         return out
     recs = as_records(data, ("caption", "text", "image"), "aitqe")
     return [{"caption": r["caption"] if r["caption"] is not None else r["text"], "image": r["image"], "_error": r.get("error")} | ({"doc_id": r["doc_id"]} if "doc_id" in r else {}) for r in recs]

@@ -48,10 +48,9 @@ def _synjudge_samples(samples: Any) -> list[dict[str, Any]]:
             q = first_text(nodes, roles=("human", "user"))
             rest = nodes[q + 1 :] if q is not None else nodes
             answer = "\n".join(n["text"] for n in rest if n["kind"] == "text" and not _blank(n["text"])) or None
-            image = next((n["image"] for n in rest if n["kind"] == "image"), None)
-            if image is None:
-                image = next((n["image"] for n in nodes if n["kind"] == "image"), None)
-            out.append({"doc_id": d["doc_id"], "question": nodes[q]["text"] if q is not None else None, "answer": answer, "image": image, "_error": d["error"]})
+            node = next((n for n in rest if n["kind"] == "image"), None) or next((n for n in nodes if n["kind"] == "image"), None)
+            error = d["error"] or (f"image: {node['error']}" if node is not None and node["error"] else None)
+            out.append({"doc_id": d["doc_id"], "question": nodes[q]["text"] if q is not None else None, "answer": answer, "image": node["image"] if node else None, "_error": error})
         return out
     # A table's own ``error`` column (e.g. an image file that could not be read) is kept.
     return [r | {"_error": r.get("error")} for r in as_records(samples, ("question", "answer", "image"), "synjudge")]
@@ -171,6 +170,7 @@ def _serialise(doc: dict[str, Any], urls: list[tuple[str | None, str | None]], m
                     parts.append(" ".join(n["text"].split()))
                 continue
             url, err = next(it)
+            err = err or n.get("error")
             if not images:
                 parts.append("<IMAGE>")
             elif url is not None and len(attached) < max_images:

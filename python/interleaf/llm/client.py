@@ -261,7 +261,14 @@ class Client:
             import openai
 
             # The SDK's own retries are off: ours count attempts and honour Retry-After per request.
-            self._api = openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=self.timeout)
+            # The SDK's aiohttp transport (the openai[aiohttp] extra) costs about half the CPU per
+            # request of its default httpx one (benches/llm_client.py); httpx where it is missing.
+            kw: dict[str, Any] = {}
+            try:
+                kw["http_client"] = openai.DefaultAioHttpClient(timeout=self.timeout)
+            except (AttributeError, ImportError, RuntimeError):
+                pass
+            self._api = openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=self.timeout, **kw)
         return self._api
 
     def close(self) -> None:
@@ -327,24 +334,32 @@ class Client:
                 stats.sent += 1
                 delay: float | None = None
                 try:
-                    r = await api.chat.completions.create(model=self.model, messages=p.messages, **kwargs)
-                    choice = r.choices[0] if r.choices else None
-                    text = choice.message.content if choice is not None and choice.message is not None else None
-                    if text is None:
+                    # The SDK's documented generic request (auth, base URL, timeouts, status
+                    # errors as for chat.completions.create) without building typed request and
+                    # response models: the answer is read from the JSON body.
+                    r = await api.post("/chat/completions", body={"model": self.model, "messages": p.messages, **kwargs}, cast_to=object)
+                    choice = r["choices"][0] if isinstance(r, dict) and r.get("choices") else None
+                    if not isinstance(choice, dict):
+                        raise ValueError(f"no choices in the answer: {str(r)[:200]}")
+                    text = (choice.get("message") or {}).get("content")
+                    finish = choice.get("finish_reason")
+                    if not isinstance(text, str):
                         stats.failed += 1
-                        return Response(None, error="the server answered without message content", attempts=attempts)
-                    usage = getattr(r, "usage", None)
-                    pt = getattr(usage, "prompt_tokens", None) if usage is not None else None
-                    ct = getattr(usage, "completion_tokens", None) if usage is not None else None
+                        return Response(None, error="the server answered without message content", attempts=attempts, finish_reason=finish)
+                    usage = r.get("usage") or {}
+                    pt, ct = usage.get("prompt_tokens"), usage.get("completion_tokens")
+                    pt, ct = (pt if isinstance(pt, int) else None), (ct if isinstance(ct, int) else None)
                     stats.prompt_tokens += pt or 0
                     stats.completion_tokens += ct or 0
                     if self.cache is not None:
-                        self.cache.put(p.key, text, choice.finish_reason, pt, ct)
-                    return Response(text, attempts=attempts, finish_reason=choice.finish_reason, prompt_tokens=pt, completion_tokens=ct)
-                except openai.APITimeoutError:
-                    last = f"timed out after {self.timeout:g} s"
-                except openai.APIConnectionError as e:
-                    last = f"connection failed: {e.__cause__ or e}"
+                        self.cache.put(p.key, text, finish, pt, ct)
+                    return Response(text, attempts=attempts, finish_reason=finish, prompt_tokens=pt, completion_tokens=ct)
+                except openai.APIConnectionError as e:  # timeouts included
+                    root = _root_cause(e)
+                    if isinstance(e, openai.APITimeoutError) and (root is e or isinstance(root, TimeoutError) or "timeout" in type(root).__name__.lower()):
+                        last = f"timed out after {self.timeout:g} s"
+                    else:
+                        last = f"connection failed: {root}"
                 except openai.APIStatusError as e:
                     status = e.status_code
                     message = _status_message(e)
@@ -424,6 +439,17 @@ class Client:
             return []
         loop = self._ensure_loop()
         return asyncio.run_coroutine_threadsafe(self.achat(list(requests), progress=progress, label=label), loop).result()
+
+
+def _root_cause(e: BaseException) -> BaseException:
+    """The innermost exception behind ``e`` (transports wrap refused connections in timeouts)."""
+    seen = {id(e)}
+    while True:
+        nxt = e.__cause__ or e.__context__
+        if nxt is None or id(nxt) in seen:
+            return e
+        seen.add(id(nxt))
+        e = nxt
 
 
 def _status_message(e: Any) -> str:

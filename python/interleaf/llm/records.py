@@ -28,7 +28,7 @@ def _blank(s: Any) -> bool:
 def documents(nodes: pl.DataFrame) -> list[dict[str, Any]]:
     """One dict per document of a node batch: ``doc_id``, ``meta`` (dict), ``error`` (the
     document's error message or None) and ``nodes`` (``kind``, ``text``, ``image``, ``step``,
-    ``role``), in node order."""
+    ``role``, ``error``: e.g. an image file that could not be read), in node order."""
     cols = [c for c in (schema.DOC_ID, schema.DOC_INDEX, schema.POS, schema.KIND, schema.STEP, schema.ROLE, schema.TEXT, schema.IMAGE, schema.META, schema.ERROR) if c in nodes.columns]
     out: list[dict[str, Any]] = []
     current: dict[str, Any] | None = None
@@ -45,7 +45,9 @@ def documents(nodes: pl.DataFrame) -> list[dict[str, Any]]:
         if row.get(schema.KIND) is None:
             current["error"] = f"{err['kind']}: {err['message']}" if err else "unreadable document"
             continue
-        current["nodes"].append({k: row.get(k) for k in (schema.KIND, schema.TEXT, schema.IMAGE, schema.STEP, schema.ROLE)})
+        node = {k: row.get(k) for k in (schema.KIND, schema.TEXT, schema.IMAGE, schema.STEP, schema.ROLE)}
+        node["error"] = f"{err['kind']}: {err['message']}" if err else None
+        current["nodes"].append(node)
     for d in out:
         del d["_index"]
     return out
@@ -77,7 +79,7 @@ def as_records(data: Any, columns: Sequence[str], what: str) -> list[dict[str, A
         present = [c for c in columns if c in data.columns]
         if not present:
             raise ValueError(f"{what}: the table needs some of the columns {', '.join(columns)}; it has {', '.join(data.columns)}")
-        rows = data.select(present).to_dicts()
+        rows = data.to_dicts()
         return [{c: r.get(c) for c in columns} | {k: v for k, v in r.items() if k not in columns} for r in rows]
     if isinstance(data, dict) or isinstance(data, str | bytes) or not isinstance(data, Iterable):
         raise TypeError(f"{what}: expected a list of dicts, a DataFrame or a node batch, got {type(data).__name__}")
