@@ -218,7 +218,7 @@ def test_aitqe_decisions_and_originals(scripted, sample_images):
     assert rw["response_format"]["json_schema"]["schema"]["properties"]["caption"]["maxLength"] == 64
     with client(scripted) as c:
         cp = enhance.contrastive_pairs(pairs, df, c)
-    assert cp.filter(pl.col("kind") == "degraded").select("input", "target").row(0) == ("A good dog caption of a dog.".replace("A good dog caption of a dog.", "A good caption of a dog."), "A good caption of a cat.")
+    assert cp.filter(pl.col("kind") == "degraded").select("input", "target").row(0) == ("A good caption of a dog.", "A good caption of a cat.")
     assert set(cp.filter(pl.col("kind") == "rewrite").select("input", "target").rows()) == {("a cat on teh mat", "a cat on the mat"), ("from the text column", "from the text column!")}
 
 
@@ -261,7 +261,7 @@ def test_seir_loop_stopping_rounds_and_errors():
 
     df = refine.seir(["a", "abcd", "forever", "boom", "ab", 7], evaluate, refine_, k=3)
     rows = df.to_dicts()
-    assert rows[0] | {} == rows[0] and (rows[0]["final"], rows[0]["rounds"], rows[0]["stopped"]) == ("aaaa", 3, "max_rounds")
+    assert (rows[0]["final"], rows[0]["rounds"], rows[0]["stopped"]) == ("aaaa", 3, "max_rounds")
     assert (rows[1]["final"], rows[1]["rounds"], rows[1]["stopped"], rows[1]["suggestions"]) == ("abcd", 0, "none", [])
     assert (rows[2]["final"], rows[2]["rounds"], rows[2]["stopped"]) == ("foreveraaa", 3, "max_rounds") and rows[2]["history"] == ["forevera", "foreveraa", "foreveraaa"]
     assert rows[3]["stopped"] == "error" and "evaluator down" in rows[3]["error"] and rows[3]["final"] == "boom"
@@ -285,7 +285,7 @@ def test_seir_cascade_on_the_endpoint(scripted):
     def answer(body):
         text = user_text(body)
         cur = re.search(r"^(question|answer|caption): ([^\n]*)\n\n", text, re.M)
-        field, value = cur.group(1), cur.group(2)
+        value = cur.group(2)
         if "Criteria:" in text:
             return json.dumps({"suggestion": "none" if value.endswith("!") else "be emphatic"})
         return json.dumps({"text": value + "!"})
