@@ -1,5 +1,5 @@
 """The LLM-backed commands: ``interleaf judge synjudge|comm``, ``interleaf enhance aitqe``,
-``interleaf refine seir``. Each reads a table (parquet / jsonl with the stage's columns) or any
+``interleaf refine seir``, ``interleaf instruct run|compare``. Each reads a table (parquet / jsonl with the stage's columns) or any
 dataset interleaf reads, sends its requests through one :class:`interleaf.llm.Client`, writes one
 output row per input row (a result or an error) to a parquet file, and prints a JSON summary with
 the request and token counters. Rerunning with the same ``--cache`` sends only the requests that
@@ -182,6 +182,82 @@ def cmd_refine(args: argparse.Namespace) -> int:
     return _run(args, ("question", "answer", "caption"), lambda x, c: refine.cascade(x, c, k=args.k, progress=not args.quiet))
 
 
+def _pairs_input(args: argparse.Namespace) -> pl.DataFrame:
+    """``doc_id``, ``caption``, ``image``, ``error`` from a table or the first text and image of
+    each document."""
+    from interleaf.llm.records import documents, is_node_batch
+
+    rows = []
+    for x in _inputs(args, ("caption", "text")):
+        if is_node_batch(x):
+            for d in documents(x):
+                node = next((n for n in d["nodes"] if n["kind"] == "image"), None)
+                err = d["error"] or (node["error"] if node is not None else "no image")
+                rows.append({"doc_id": d["doc_id"], "caption": next((n["text"] for n in d["nodes"] if n["kind"] == "text"), None), "image": node["image"] if node else None, "error": err})
+        else:
+            cap = "caption" if "caption" in x.columns else "text"
+            for i, r in enumerate(x.to_dicts()):
+                rows.append({"doc_id": str(r.get("doc_id") or r.get("id") or i), "caption": r.get(cap), "image": r.get("image"), "error": r.get("error")})
+    return pl.DataFrame(rows, schema={"doc_id": pl.String, "caption": pl.String, "image": pl.Binary, "error": pl.String}, orient="row")
+
+
+def cmd_instruct(args: argparse.Namespace) -> int:
+    from interleaf import instruct, models
+
+    t0 = time.perf_counter()
+    out = Path(args.out)
+    if args.instruct == "compare":
+        return _run(args, ("instruction",), lambda x, c: instruct.compare(x, c, progress=not args.quiet), lambda t: {"winners": dict(sorted((k or "error", v) for k, v in t.group_by("winner").len().iter_rows()))})
+    seeds = instruct.DEFAULT_SEEDS
+    if args.seeds:
+        seeds = tuple(line.strip() for line in Path(args.seeds).read_text(encoding="utf-8").splitlines() if line.strip())
+    pairs = _pairs_input(args)
+    embedder = models.load(args.embedder, kind="text-embedder")
+    clip = models.load(args.clip, kind="clip")
+
+    def write(name: str, table: pl.DataFrame) -> None:
+        with atomic_output(out / name) as tmp:
+            table.write_parquet(tmp)
+
+    with _client(args) as client:
+        generated = instruct.generate(pairs["caption"], client, seeds=seeds, per_caption=args.per_caption, n_seeds=args.n_seeds, seed=args.data_seed, progress=not args.quiet)
+        write("generated.parquet", generated)
+        ok = generated.filter(pl.col("instruction").is_not_null())
+        if ok.is_empty():
+            raise RuntimeError(f"no instruction was generated ({generated['error'].drop_nulls().head(3).to_list()}): see {out / 'generated.parquet'}")
+        clustered = instruct.cluster(ok["instruction"], embedder, args.k, seed=args.data_seed)
+        final = instruct.summarise(clustered, client, seed=args.data_seed, progress=not args.quiet)
+        write("instructions.parquet", final)
+        usable = final.filter(pl.col("instruction").is_not_null())
+        if usable.is_empty():
+            raise RuntimeError(f"no cluster could be summarised into an instruction: see {out / 'instructions.parquet'}")
+        matched = instruct.match(usable["instruction"], pairs["image"], clip, top_k=args.match_top_k, mode=args.match, temperature=args.match_temperature, seed=args.data_seed)
+        ask = [{"caption": c, "instruction": i} for c, i in zip(pairs["caption"], matched["instruction"], strict=True)]
+        answered = instruct.answer(ask, client, progress=not args.quiet)
+        samples = pl.DataFrame(
+            {
+                "doc_id": pairs["doc_id"],
+                "caption": pairs["caption"],
+                "instruction": matched["instruction"],
+                "match_score": matched["score"],
+                "answer": answered["answer"],
+            }
+        ).with_columns(pl.DataFrame([pairs["error"].alias("a"), matched["error"].alias("b"), answered["error"].alias("c")]).select(pl.coalesce("a", "b", "c").alias("error")).to_series())
+        write("samples.parquet", samples)
+        summary = {
+            "out": str(out),
+            "inputs": pairs.height,
+            "generated": ok.height,
+            "instructions": usable.height,
+            "samples": samples.height,
+            "answered": int(samples["answer"].is_not_null().sum()),
+            "requests": client.stats.as_dict(),
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser("judge", help="LLM judges: SynJudge, CoMM's quality views", description="Score samples with an LLM judge behind an OpenAI-compatible endpoint.")
     jsub = p.add_subparsers(dest="judge", required=True)
@@ -231,3 +307,28 @@ def add_parsers(sub: Any) -> None:
     r.add_argument("--k", type=int, default=3, help="rounds per field at most (default %(default)s, as InterSyn)")
     add_llm_options(r)
     r.set_defaults(func=cmd_refine)
+
+    p = sub.add_parser("instruct", help="MM-Instruct: instructions from caption data", description="Generate visual instruction data from image-caption pairs (MM-Instruct).")
+    isub = p.add_subparsers(dest="instruct", required=True)
+    i = isub.add_parser(
+        "run",
+        help="generate -> cluster -> summarise -> match -> answer",
+        description="MM-Instruct's pipeline over image-caption pairs: instructions generated from the captions and seed instructions, embedded and clustered (FAISS k-means), one instruction per cluster, matched to each image by CLIP retrieval, answered from the caption. Writes OUT/generated.parquet, OUT/instructions.parquet and OUT/samples.parquet (one row per input pair).",
+    )
+    i.add_argument("inputs", nargs="+", help="a table with caption (or text) and image columns, or any dataset interleaf reads (first text and first image per document)")
+    i.add_argument("--embedder", required=True, help="text embedder model directory (clustering)")
+    i.add_argument("--clip", required=True, help="CLIP model directory (instruction-image matching)")
+    i.add_argument("--k", type=int, default=300, help="clusters = final instructions (default %(default)s, as MM-Instruct)")
+    i.add_argument("--per-caption", type=int, default=3, help="instructions generated per caption (default %(default)s)")
+    i.add_argument("--n-seeds", type=int, default=3, help="seed instructions shown per request (default %(default)s)")
+    i.add_argument("--seeds", default=None, help="file of seed instructions, one per line (default: interleaf's own ten)")
+    i.add_argument("--match", choices=("argmax", "sample"), default="argmax", help="pick the best instruction, or sample the top-k by temperature (default %(default)s)")
+    i.add_argument("--match-top-k", type=int, default=5, help="sample mode: candidates per image (default %(default)s)")
+    i.add_argument("--match-temperature", type=float, default=0.05, help="sample mode: softmax temperature over cosines (default %(default)s)")
+    i.add_argument("--data-seed", type=int, default=0, help="seed of the seed-instruction draw, k-means and match sampling (default %(default)s; --seed is the server's sampling seed)")
+    add_llm_options(i)
+    i.set_defaults(func=cmd_instruct)
+    c = isub.add_parser("compare", help="pairwise judge with order swapping", description="MM-Instruct's benchmark judge: each (instruction, a, b[, caption]) row judged twice with the order swapped; the winner counts only when both verdicts agree, otherwise tie.")
+    c.add_argument("inputs", nargs=1, help="a parquet/jsonl table with instruction, a, b and optionally caption")
+    add_llm_options(c)
+    c.set_defaults(func=cmd_instruct)

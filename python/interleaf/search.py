@@ -320,6 +320,29 @@ class Index:
         return self
 
 
+def kmeans(x: Any, k: int, *, spherical: bool = True, niter: int = 20, seed: int = 1234, device: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """FAISS k-means over the rows of ``x`` ``(n, dim)``: ``(labels, centroids)``, int64 ``(n,)``
+    (each row's nearest centroid) and float32 ``(k', dim)``, with ``k' = min(k, n)``.
+    ``spherical`` (default) normalises the rows and the centroids, so "nearest" is "most
+    cosine-similar" (SemDeDup, instruction clustering); the same ``seed`` gives the same clusters."""
+    import faiss
+
+    a = np.asarray(x)
+    dim = a.shape[1] if a.ndim == 2 else -1
+    a = as_vectors(a, dim, "vectors")
+    if spherical:
+        a = _normalise(a)
+    n = len(a)
+    if n == 0:
+        raise ValueError("k-means needs at least one vector")
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    km = faiss.Kmeans(a.shape[1], min(k, n), niter=niter, seed=seed, spherical=spherical, gpu=resolve_device(device) == "cuda", verbose=False, min_points_per_centroid=1, max_points_per_centroid=1 << 30)
+    km.train(a)
+    _, assigned = km.index.search(a, 1)
+    return assigned[:, 0].astype(np.int64), np.asarray(km.centroids, dtype=np.float32)
+
+
 def nearest(
     queries: Any,
     corpus: Any,

@@ -87,7 +87,7 @@ def semantic(
         ``cosine`` (that highest cosine with an earlier item of the cluster; null for the
         first item of a cluster).
     """
-    from interleaf.search import as_vectors, resolve_device
+    from interleaf.search import as_vectors, kmeans
 
     a = np.asarray(embeddings)
     if a.ndim != 2:
@@ -115,15 +115,10 @@ def semantic(
         uniq, inv = np.unique(labels, return_inverse=True)
         cent = None  # the normalised member mean, computed per cluster below
     else:
-        import faiss
-
-        k = min(n, n_clusters or default_clusters(n))
-        km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=seed, spherical=True, gpu=resolve_device(device) == "cuda", verbose=False, min_points_per_centroid=1, max_points_per_centroid=1 << 30)
-        km.train(x)
-        _, assigned = km.index.search(x, 1)  # unit centroids: the nearest is the most cosine-similar
-        labels = assigned[:, 0].astype(np.int64)
+        # Unit centroids: the nearest is the most cosine-similar.
+        labels, centroids = kmeans(x, n_clusters or default_clusters(n), niter=niter, seed=seed, device=device)
         uniq, inv = np.unique(labels, return_inverse=True)
-        cent = km.centroids[uniq].astype(np.float64)
+        cent = centroids[uniq].astype(np.float64)
         cent /= np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-30)
     rank = None
     if ranking is not None:
