@@ -220,6 +220,16 @@ def test_the_parser_has_every_documented_command():
         ("models", "pull"),
         ("models", "list"),
         ("models", "info"),
+        ("judge",),
+        ("judge", "synjudge"),
+        ("judge", "comm"),
+        ("enhance",),
+        ("enhance", "aitqe"),
+        ("refine",),
+        ("refine", "seir"),
+        ("instruct",),
+        ("instruct", "run"),
+        ("instruct", "compare"),
     }
 
 

@@ -218,8 +218,8 @@ def test_aitqe_decisions_and_originals(scripted, sample_images):
     assert rw["response_format"]["json_schema"]["schema"]["properties"]["caption"]["maxLength"] == 64
     with client(scripted) as c:
         cp = enhance.contrastive_pairs(pairs, df, c)
-    assert cp.filter(pl.col("kind") == "degraded").select("input", "target").row(0) == ("A good caption of a dog.", "A good caption of a cat.")
-    assert set(cp.filter(pl.col("kind") == "rewrite").select("input", "target").rows()) == {("a cat on teh mat", "a cat on the mat"), ("from the text column", "from the text column!")}
+    assert cp.filter(pl.col("type") == "degraded").select("input", "target").row(0) == ("A good caption of a dog.", "A good caption of a cat.")
+    assert set(cp.filter(pl.col("type") == "rewrite").select("input", "target").rows()) == {("a cat on teh mat", "a cat on the mat"), ("from the text column", "from the text column!")}
 
 
 def test_aitqe_clip_guard_matches_clip_scores(scripted, sample_images):
@@ -390,3 +390,87 @@ def test_cli_llm_commands(llama_server, scripted, sample_dir, tmp_path, sample_i
     assert pl.read_parquet(out3).height == 3 and json.loads(r.stdout)["decisions"] and cp.exists()
     r = subprocess.run([sys.executable, "-m", "interleaf.cli", "judge", "comm", str(sample_dir / "comm.jsonl"), "--out", str(out), "--model", "m"], capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)})
     assert r.returncode == 2 and "no LLM endpoint configured" in r.stderr
+
+
+# -- the LLM judge as a recipe signal -------------------------------------------------------------
+
+JUDGE_RECIPE = """
+name: judged
+llm: {concurrency: 4}
+signals:
+  judge: {type: llm_judge, judge: comm}
+filters:
+  drop_errors: true
+  doc:
+    developed: "judge_development >= 5"
+"""
+
+
+def test_pipeline_llm_judge_signal(scripted, sample_dir, tmp_path):
+    from interleaf import run
+
+    # Per document: development from its title; "Examining a cat's face" fails with 500s.
+    def answer(body):
+        title = re.search(r"Title: (.*)", user_text(body)).group(1)
+        return json.dumps({"development": 3 if "astronaut" in title else 8, "completeness": 6, "alignment": count_images(body)})
+
+    scripted.answer = answer
+    scripted.fault = lambda body, attempt: Fault(status=500) if "Title: Examining a cat" in user_text(body) else None
+    recipe = tmp_path / "judged.yaml"
+    recipe.write_text(JUDGE_RECIPE)
+    out = tmp_path / "out"
+    llm = {"base_url": scripted.url, "model": "scripted", "max_retries": 1, "cache": str(tmp_path / "llm.sqlite")}
+    s = run(str(recipe), [str(sample_dir / "comm.jsonl")], out, llm=llm, progress=False)
+    att = pl.read_parquet(out / "attributes" / "judge" / "comm.parquet").sort("doc_index")
+    nodes = read_all(str(sample_dir / "comm.jsonl"), progress=False)
+    titles = {r["doc_id"]: json.loads(r["meta"])["title"] for r in nodes.unique("doc_index", keep="first").iter_rows(named=True)}
+    for r in att.iter_rows(named=True):
+        if titles[r["doc_id"]].startswith("Examining a cat"):
+            assert r["judge_development"] is None and r["judge_error"]["kind"] == "llm_failed" and "HTTP 500" in r["judge_error"]["message"]
+        else:
+            assert r["judge_development"] == (3 if "astronaut" in titles[r["doc_id"]] else 8) and r["judge_error"] is None
+    astronaut = [d for d, t in titles.items() if "astronaut" in t]
+    assert s["dropped_documents"] == {"developed": len(astronaut)}
+    # An LLM failure is not damage: the document is kept (its score is null; on_null: keep).
+    assert s["documents"]["kept"] == len(titles) - len(astronaut)
+    assert s["llm"]["model"] == "scripted" and s["llm"]["requests"] == len(titles) and s["llm"]["failed"] == 1 and s["llm"]["retried"] == 1
+    run_json = json.loads((out / ".interleaf" / "run.json").read_text())
+    assert run_json["llm"]["base_url"] == scripted.url and "api_key" not in run_json["llm"]
+    # A rerun is fresh: no request at all; the filter can be re-applied without the endpoint.
+    scripted.reset()
+    s2 = run(str(recipe), [str(sample_dir / "comm.jsonl")], out, llm=llm, progress=False)
+    assert scripted.requests == [] and s2["documents"] == s["documents"]
+    with pytest.raises(ValueError, match="not in the run's arguments"):
+        run(str(recipe), [str(sample_dir / "comm.jsonl")], tmp_path / "o2", llm={**llm, "api_key": "sk-x"}, progress=False)
+
+
+def test_pipeline_llm_judge_needs_an_endpoint(monkeypatch, sample_dir, tmp_path):
+    from interleaf import run
+
+    monkeypatch.delenv("INTERLEAF_LLM_BASE_URL", raising=False)
+    monkeypatch.delenv("INTERLEAF_LLM_MODEL", raising=False)
+    recipe = tmp_path / "judged.yaml"
+    recipe.write_text(JUDGE_RECIPE)
+    with pytest.raises(ValueError, match="needs an LLM endpoint: set base_url and model"):
+        run(str(recipe), [str(sample_dir / "comm.jsonl")], tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()  # failed before reading anything
+    from interleaf.recipes.schema import RecipeError, parse
+
+    with pytest.raises(RecipeError, match="needs an LLM endpoint: add an `llm:` section"):
+        parse(JUDGE_RECIPE.replace("llm: {concurrency: 4}\n", ""))
+
+
+def test_comm_preset_with_the_judge_on_llama(llama_server, sample_dir, tmp_path):
+    from interleaf.cli import main
+
+    out = tmp_path / "out"
+    rc = main(["run", "comm", str(sample_dir / "comm.jsonl"), "--out", str(out), "--model", "clip=tests/fixtures/models/clip-tiny", "--model", "text=tests/fixtures/models/embedder-tiny",
+               "--llm-base-url", llama_server.url, "--llm-model", llama_server.model, "--quiet"])  # fmt: skip
+    assert rc == 0
+    att = pl.read_parquet(out / "attributes" / "judge" / "comm.parquet")
+    assert att.height == 4
+    for r in att.iter_rows(named=True):
+        vals = [r["judge_development"], r["judge_completeness"], r["judge_alignment"]]
+        assert (r["judge_error"] is None and all(v is not None and 0 <= v <= 10 for v in vals)) or (r["judge_error"]["kind"] == "llm_failed" and all(v is None for v in vals))
+    s = json.loads((out / "summary.json").read_text())
+    assert s["llm"]["requests"] == 4 and s["llm"]["failed"] == 0 and "judge" not in s["skipped"]["signals"]

@@ -330,6 +330,7 @@ def _models_arg(items: Sequence[str] | None) -> dict[str, str]:
 def _run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "models": _models_arg(args.model),
+        "llm": {k: v for k, v in (("base_url", args.llm_base_url), ("model", args.llm_model), ("concurrency", args.llm_concurrency), ("cache", args.llm_cache)) if v is not None} or None,
         "format": args.format,
         "image_root": args.image_root,
         "load_images": not args.no_load_images,
@@ -361,6 +362,9 @@ def _print_run(summary: Any) -> None:
             print(f"  {kind:<24}{n:>10,}")
     for name, msg in {**d["skipped"]["signals"], **d["skipped"]["filters"]}.items():
         print(f"skipped {name}: {msg}")
+    if d.get("llm"):
+        q = d["llm"]
+        print(f"LLM ({q['model']}): {q.get('requests', 0):,} requests, {q.get('cached', 0):,} cached, {q.get('retried', 0):,} retried, {q.get('failed', 0):,} failed; tokens {q.get('prompt_tokens', 0):,} in / {q.get('completion_tokens', 0):,} out")
     print(f"wrote {summary.out}/ (attributes/, dropped/, kept/, summary.json); the report: {summary.out}/report.html")
 
 
@@ -410,6 +414,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-batch-size", type=int, default=None, help="inference batch size (default: each model's)")
     p.add_argument("--limit", type=int, default=None, help="only the first N documents of the input")
     p.add_argument("--overwrite", action="store_true", help="replace an output folder that holds something else")
+    p.add_argument("--llm-base-url", default=None, help="LLM endpoint of the recipe's llm_judge signals (overrides its llm.base_url; default $INTERLEAF_LLM_BASE_URL)")
+    p.add_argument("--llm-model", default=None, help="LLM model name (overrides llm.model; default $INTERLEAF_LLM_MODEL)")
+    p.add_argument("--llm-concurrency", type=int, default=None, help="LLM requests in flight per worker (overrides llm.concurrency)")
+    p.add_argument("--llm-cache", default=None, help="sqlite cache of LLM answers (overrides llm.cache): a rerun sends only new requests")
     _add_read_options(p, batch_size=256, quiet="no progress lines or timing table")
 
 

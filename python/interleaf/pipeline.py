@@ -71,7 +71,7 @@ BUILTIN_NODE_COLUMNS = {S.KIND: pl.String(), S.POS: pl.Int32(), S.STEP: pl.Int32
 #: Error kinds that say a value is not defined for a record (no text to compare with, too few
 #: images) or that a signal failed on its batch: such records are not damaged, and
 #: ``drop_errors`` leaves them to the filters. Every other kind is damage (a read or decode error).
-NOT_DAMAGE = frozenset({"missing_text", "too_few_tokens", "no_text", "below_threshold", "too_few_images", "too_few_steps", "bad_argument", "signal_failed"})
+NOT_DAMAGE = frozenset({"missing_text", "too_few_tokens", "no_text", "below_threshold", "too_few_images", "too_few_steps", "bad_argument", "signal_failed", "llm_failed"})
 
 DROPPED_SCHEMA = {
     S.DOC_INDEX: pl.Int64(),
@@ -141,6 +141,7 @@ class Plan:
     dataset_steps: list[DedupStep]
     document_steps: list[DedupStep]
     notices: list[str] = field(default_factory=list)
+    llm: dict[str, Any] | None = None  # Client keyword arguments, when an LLM signal runs
 
 
 def build_signal(name: str, spec: Any, threads: int | None = None) -> Any:
@@ -162,6 +163,8 @@ def build_signal(name: str, spec: Any, threads: int | None = None) -> Any:
         return sg.TextCoherence(name=name, shuffles=spec.shuffles, seed=spec.seed, threads=threads)
     if t == "perplexity":
         return sg.Perplexity(spec.level, name=name, max_perplexity=spec.max_perplexity)
+    if t == "llm_judge":
+        return sg.LLMJudge(spec.judge, name=name, images=spec.images, max_images=spec.max_images, max_edge=spec.max_edge, output=spec.output)
     raise ValueError(f"unknown signal type {t!r}")
 
 
@@ -180,11 +183,23 @@ def _expr_roots(name: str, expr: str) -> list[str]:
     return list(dict.fromkeys(e.meta.root_names()))
 
 
-def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int | None = None) -> Plan:
-    """Checks ``recipe`` against the ``models`` given (name -> directory or loaded model),
-    before any data is read: a required model that is missing, a filter that reads a column no
-    signal makes, or a node filter that reads document columns is an error; an optional signal
-    whose model is missing is skipped, with the filters that read it, and a notice."""
+def llm_config(recipe: Recipe, overrides: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The LLM client's keyword arguments: the recipe's ``llm`` section, then ``overrides``
+    (None values ignored), then ``INTERLEAF_LLM_BASE_URL`` / ``INTERLEAF_LLM_MODEL`` for what is
+    still missing. None when no endpoint and model are known."""
+    cfg = recipe.llm.model_dump() if recipe.llm is not None else {}
+    cfg.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    cfg["base_url"] = cfg.get("base_url") or os.environ.get("INTERLEAF_LLM_BASE_URL") or None
+    cfg["model"] = cfg.get("model") or os.environ.get("INTERLEAF_LLM_MODEL") or None
+    return cfg if cfg["base_url"] and cfg["model"] else None
+
+
+def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int | None = None, llm: dict[str, Any] | None = None) -> Plan:
+    """Checks ``recipe`` against the ``models`` given (name -> directory or loaded model) and
+    the LLM endpoint (``llm``: overrides of the recipe's ``llm`` section), before any data is
+    read: a required model or endpoint that is missing, a filter that reads a column no signal
+    makes, or a node filter that reads document columns is an error; an optional signal whose
+    model is missing is skipped, with the filters that read it, and a notice."""
     from interleaf import models as mdl
 
     given = dict(models or {})
@@ -207,8 +222,19 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
     notices = [f"model {n} is given but recipe {recipe.name} does not use it" for n in extra]
     signals: dict[str, Any] = {}
     skipped: dict[str, str] = {}
+    llm_cfg = llm_config(recipe, llm)
     for name, spec in recipe.signals.items():
         need = SIGNAL_MODELS[spec.type]
+        if need == "llm":
+            if llm_cfg is None:
+                how = "set base_url and model in the recipe's llm section, give --llm-base-url URL --llm-model NAME (API: llm={'base_url': ..., 'model': ...}), or set INTERLEAF_LLM_BASE_URL and INTERLEAF_LLM_MODEL"
+                if spec.optional:
+                    skipped[name] = f"optional signal {name} skipped: no LLM endpoint given ({how})"
+                    notices.append(skipped[name])
+                    continue
+                raise ValueError(f"recipe {recipe.name}: signal {name} ({spec.type}) needs an LLM endpoint: {how}")
+            signals[name] = spec
+            continue
         if need is not None and need not in resolved:
             if spec.optional:
                 skipped[name] = f"optional signal {name} skipped: no {need} model given (--model {need}=DIR)"
@@ -257,7 +283,8 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
     tf = recipe.output.text_from
     if tf is not None and (tf not in node_cols or dtypes.get(tf) != pl.String()):
         raise RecipeError(f"output.text_from: {tf!r} is not a String node column of the recipe's signals")
-    return Plan(recipe, resolved, signals, skipped, node_cols, doc_cols, dtypes, node_filters, doc_filters, skipped_filters, dataset_steps, document_steps, notices)
+    uses_llm = any(SIGNAL_MODELS[spec.type] == "llm" for spec in signals.values())
+    return Plan(recipe, resolved, signals, skipped, node_cols, doc_cols, dtypes, node_filters, doc_filters, skipped_filters, dataset_steps, document_steps, notices, llm_cfg if uses_llm else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -464,8 +491,10 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
     todo[BASE] = ("score", out / "attributes" / BASE / f"{shard.name}.parquet", digest(base_key))
     for name, spec in p.signals.items():
         need = SIGNAL_MODELS[spec.type]
-        model = model_identity(p.models[need]) if need else None
-        todo[name] = ("score", out / "attributes" / name / f"{shard.name}.parquet", digest({**base_key, "signal": spec.model_dump(mode="json"), "model": model, "device": opts.device if need else None}))
+        # An LLM judge's answers depend on the model behind the endpoint, not on its address or
+        # on how many requests run at once.
+        model = ({"llm": (p.llm or {}).get("model"), "sampling": {k: (p.llm or {}).get(k) for k in ("temperature", "max_tokens", "seed")}} if need == "llm" else model_identity(p.models[need])) if need else None
+        todo[name] = ("score", out / "attributes" / name / f"{shard.name}.parquet", digest({**base_key, "signal": spec.model_dump(mode="json"), "model": model, "device": opts.device if need and need != "llm" else None}))
     for step in p.document_steps:
         todo[step.name] = ("score", out / "attributes" / step.name / f"{shard.name}.parquet", digest({**base_key, "dedup": step.model_dump(mode="json")}))
     for step in p.dataset_steps:
@@ -478,7 +507,7 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
     ctx = None
     if sigs:
         kinds = {"clip": "clip", "text": "text_embedder", "lm": "lm"}
-        ctx = Context(**{kinds[k]: v for k, v in p.models.items()}, device=opts.device, threads=opts.threads, batch_size=opts.model_batch_size)
+        ctx = Context(**{kinds[k]: v for k, v in p.models.items()}, llm=dict(p.llm) if p.llm else None, device=opts.device, threads=opts.threads, batch_size=opts.model_batch_size)
     parts: dict[str, list[pl.DataFrame]] = {k: [] for k in stale}
     failures: list[str] = []
     docs = 0
@@ -488,20 +517,25 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
         print(f"interleaf run: {failures[-1]}", file=sys.stderr)
         return _failure_frame(sig, batch, err)
 
-    for batch in read_shard(shard, opts.read, limit):
-        batch = check_batch(batch)
-        docs += batch.get_column(S.DOC_INDEX).n_unique()
-        if BASE in stale:
-            parts[BASE].append(batch.select(*NODE_KEYS, S.KIND, S.STEP, S.ROLE, S.ERROR))
-        if sigs:
-            for sig, got in zip(sigs, compute_each(batch, sigs, ctx, on_error=failed), strict=True):
-                parts[sig.name].append(got)
-        for step in p.document_steps:
-            if step.name in stale:
-                parts[step.name].append(_document_phash(batch, step))
-        for step in p.dataset_steps:
-            if "sig:" + step.name in stale:
-                parts["sig:" + step.name].append(_signature_frame(batch, step))
+    try:
+        for batch in read_shard(shard, opts.read, limit):
+            batch = check_batch(batch)
+            docs += batch.get_column(S.DOC_INDEX).n_unique()
+            if BASE in stale:
+                parts[BASE].append(batch.select(*NODE_KEYS, S.KIND, S.STEP, S.ROLE, S.ERROR))
+            if sigs:
+                for sig, got in zip(sigs, compute_each(batch, sigs, ctx, on_error=failed), strict=True):
+                    parts[sig.name].append(got)
+            for step in p.document_steps:
+                if step.name in stale:
+                    parts[step.name].append(_document_phash(batch, step))
+            for step in p.dataset_steps:
+                if "sig:" + step.name in stale:
+                    parts["sig:" + step.name].append(_signature_frame(batch, step))
+    finally:
+        llm_stats = ctx.llm_stats if ctx is not None else None
+        if ctx is not None:
+            ctx.close()
     empty = S.empty_frame()
     for k, (_stage, path, key) in stale.items():
         if parts[k]:
@@ -519,7 +553,10 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
             table = _document_phash(empty, step)
         write_parquet(table, path)
         marks.done(f"score/{k.replace(':', '_')}", shard.name, key)
-    return {"shard": shard.name, "skipped": False, "seconds": time.perf_counter() - t0, "documents": docs, "bytes": file_stat(shard.path)[0], "failures": failures}
+    res = {"shard": shard.name, "skipped": False, "seconds": time.perf_counter() - t0, "documents": docs, "bytes": file_stat(shard.path)[0], "failures": failures}
+    if llm_stats is not None:
+        res["llm"] = llm_stats
+    return res
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1094,6 +1131,7 @@ def run(
     out: str | os.PathLike[str],
     *,
     models: dict[str, Any] | None = None,
+    llm: dict[str, Any] | None = None,
     format: str | None = None,
     image_root: str | os.PathLike[str] | None = None,
     load_images: bool = True,
@@ -1121,6 +1159,9 @@ def run(
             resumed: finished work is skipped).
         models: name (``clip``, ``text``, ``lm``) -> model directory (or name under the models
             home) or loaded model; overrides the recipe's ``models`` paths.
+        llm: the LLM endpoint of the recipe's ``llm_judge`` signals: keys of the recipe's
+            ``llm`` section (``base_url``, ``model``, ``concurrency``, ``cache``, ...) that
+            override it; the API key comes from ``INTERLEAF_LLM_API_KEY`` / ``OPENAI_API_KEY``.
         format, image_root, load_images, max_member_bytes, max_batch_bytes,
             allow_outside_root: how the inputs are read (as :func:`interleaf.read`).
         batch_size: documents per node batch (default 256).
@@ -1146,7 +1187,9 @@ def run(
     rec = load_recipe(recipe)
     if threads is None and workers > 1:
         threads = max(1, (os.cpu_count() or 1) // workers)
-    p = plan(rec, models, threads=threads)
+    if llm is not None and "api_key" in llm:
+        raise ValueError("llm: pass the API key in INTERLEAF_LLM_API_KEY or OPENAI_API_KEY, not in the run's arguments (they are written to run.json)")
+    p = plan(rec, models, threads=threads, llm=llm)
     if workers > 1 and any(not isinstance(m, (str, os.PathLike)) for m in p.models.values()):
         raise ValueError("workers > 1 needs models given as directories (each worker loads its own)")
     log = _StageLog(progress)
@@ -1172,7 +1215,7 @@ def run(
     out_p.mkdir(parents=True, exist_ok=True)
     models_state = {k: (v if isinstance(v, str) else getattr(v, "path", None) and str(v.path)) for k, v in p.models.items()}
     # Not sort_keys: the order of the filters is part of the recipe.
-    write_text(out_p / STATE / "run.json", json.dumps({**state, "models": models_state, "device": device, "recipe": rec.model_dump(mode="json")}, indent=2) + "\n")
+    write_text(out_p / STATE / "run.json", json.dumps({**state, "models": models_state, "llm": p.llm, "device": device, "recipe": rec.model_dump(mode="json")}, indent=2) + "\n")
     opts = RunOptions(str(out_p), p, read, device=device, threads=threads, model_batch_size=model_batch_size, progress=progress)
     return _execute(opts, shards, limit, workers, stages, output_format, log)
 
@@ -1182,6 +1225,12 @@ def _execute(opts: RunOptions, shards: list[Shard], limit: int | None, workers: 
     p = opts.plan
     t_all = time.perf_counter()
     failures: list[str] = []
+    llm_totals: dict[str, int] = {}
+
+    def count_llm(res: dict[str, Any]) -> None:
+        for k, v in (res.get("llm") or {}).items():
+            llm_totals[k] = llm_totals.get(k, 0) + v
+
     if limit is None:
         limits: list[int | None] = [None] * len(shards)
     else:
@@ -1194,6 +1243,7 @@ def _execute(opts: RunOptions, shards: list[Shard], limit: int | None, workers: 
                 limits.append(left)
                 res = score_shard(opts, s, left)
                 failures += res["failures"]
+                count_llm(res)
                 log.shard("score", i, len(shards), res, t0)
                 n = pl.read_parquet(out / "attributes" / BASE / f"{s.name}.parquet", columns=[S.DOC_INDEX]).get_column(S.DOC_INDEX).n_unique()
                 left = max(0, left - n)
@@ -1201,6 +1251,7 @@ def _execute(opts: RunOptions, shards: list[Shard], limit: int | None, workers: 
         else:
             for r in _run_jobs(score_shard, [(opts, s, None) for s in shards], workers, "score", log):
                 failures += r["failures"]
+                count_llm(r)
     elif limit is not None:
         left = limit
         for s in shards:
@@ -1226,6 +1277,9 @@ def _execute(opts: RunOptions, shards: list[Shard], limit: int | None, workers: 
         _run_jobs(write_shard, jobs, workers, "write", log)
         log.stages["write"]["documents"] = totals["kept_documents"]
     data = _summary(opts, shards, totals, dedup_stats, failures, log, time.perf_counter() - t_all, stages, output_format)
+    if p.llm is not None:
+        # Requests, cache hits, retries, failures and tokens of this run's LLM signals.
+        data["llm"] = {"model": p.llm.get("model"), **llm_totals}
     if "filter" in stages:
         from interleaf import report
 
@@ -1291,7 +1345,7 @@ def refilter(out: str | os.PathLike[str], recipe: str | os.PathLike[str] | Recip
         if a[part] != b[part]:
             raise ValueError(f"the recipe's {part} differ from the run's: `interleaf filter` only re-applies filters and output; run `interleaf run` again (only the changed signals are recomputed)")
     models = {k: v for k, v in (state.get("models") or {}).items() if v}
-    p = plan(rec, models)
+    p = plan(rec, models, llm=state.get("llm"))
     out_p = Path(out)
     paths = state["inputs"]
     shards = plan_shards(paths)

@@ -201,8 +201,8 @@ def aitqe(
 def contrastive_pairs(pairs: Any, result: pl.DataFrame, client: Client, *, max_edge: int = 512, progress: bool = False) -> pl.DataFrame:
     """AITQE-style contrastive training data from an :func:`aitqe` result over the same
     ``pairs``: for each kept pair the model writes a degraded caption whose target is the original
-    (``kind = "degraded"``); each accepted rewrite gives its original as input and the rewrite as
-    target (``kind = "rewrite"``). Returns ``index`` (the pair's row), ``kind``, ``input``,
+    (``type = "degraded"``); each accepted rewrite gives its original as input and the rewrite as
+    target (``type = "rewrite"``). Returns ``index`` (the pair's row), ``type``, ``input``,
     ``target``, ``error``; failed degradations are kept as rows with ``error``."""
     recs = _pairs(pairs)
     if len(recs) != result.height:
@@ -215,10 +215,10 @@ def contrastive_pairs(pairs: Any, result: pl.DataFrame, client: Client, *, max_e
         obj, err = parse_json(resp.text) if resp.ok else (None, resp.error)
         bad = obj.get("caption") if obj is not None else None
         ok = isinstance(bad, str) and bad.strip() and bad.strip() != recs[i]["caption"]
-        rows.append({"index": i, "kind": "degraded", "input": bad.strip() if ok else None, "target": recs[i]["caption"], "error": None if ok else (err or "the degraded caption is empty or unchanged")})  # type: ignore[union-attr]
+        rows.append({"index": i, "type": "degraded", "input": bad.strip() if ok else None, "target": recs[i]["caption"], "error": None if ok else (err or "the degraded caption is empty or unchanged")})  # type: ignore[union-attr]
     for i, (d, orig, new) in enumerate(zip(result["decision"], result["caption"], result["rewrite"], strict=True)):
         if d == "rewrite":
-            rows.append({"index": i, "kind": "rewrite", "input": orig, "target": new, "error": None})
-    rows.sort(key=lambda r: (r["index"], r["kind"]))
-    schema = {"index": pl.Int64, "kind": pl.String, "input": pl.String, "target": pl.String, "error": pl.String}
+            rows.append({"index": i, "type": "rewrite", "input": orig, "target": new, "error": None})
+    rows.sort(key=lambda r: (r["index"], r["type"]))
+    schema = {"index": pl.Int64, "type": pl.String, "input": pl.String, "target": pl.String, "error": pl.String}
     return pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)

@@ -8,6 +8,7 @@ A recipe names the models it needs, the signals to compute, the dedup steps and 
     signals:
       image: {type: image}
       clip_alignment: {type: clip_alignment, method: pair}
+      # judge: {type: llm_judge, judge: comm}   # needs an llm: section (an OpenAI-compatible endpoint)
     dedup:
       - {name: phash, method: phash, radius: 5}
     filters:
@@ -109,10 +110,23 @@ class PerplexitySignal(_SignalBase):
     max_perplexity: float = Field(1500.0, gt=0)
 
 
-SignalSpec = Annotated[TextSignal | CaptionSignal | ImageSignal | ClipAlignmentSignal | SequenceSignal | CoherenceSignal | PerplexitySignal, Field(discriminator="type")]
+class LLMJudgeSignal(_SignalBase):
+    """An LLM judge per document through the recipe's ``llm`` endpoint
+    (:class:`interleaf.signals.LLMJudge`): CoMM's views (``judge: comm``) or InterSyn's SynJudge
+    (``judge: synjudge``)."""
 
-#: The model each signal type needs (None: none).
-SIGNAL_MODELS: dict[str, str | None] = {"text": None, "caption": None, "image": None, "clip_alignment": "clip", "sequence": "clip", "coherence": "text", "perplexity": "lm"}
+    type: Literal["llm_judge"]
+    judge: Literal["comm", "synjudge"] = "comm"
+    images: bool = True
+    max_images: int = Field(10, ge=0, le=100)
+    max_edge: int = Field(512, ge=16, le=4096)
+    output: Literal["json", "bracket"] = "json"
+
+
+SignalSpec = Annotated[TextSignal | CaptionSignal | ImageSignal | ClipAlignmentSignal | SequenceSignal | CoherenceSignal | PerplexitySignal | LLMJudgeSignal, Field(discriminator="type")]
+
+#: The model each signal type needs (None: none; ``llm``: the recipe's LLM endpoint).
+SIGNAL_MODELS: dict[str, str | None] = {"text": None, "caption": None, "image": None, "clip_alignment": "clip", "sequence": "clip", "coherence": "text", "perplexity": "lm", "llm_judge": "llm"}
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
@@ -233,12 +247,31 @@ class OutputSpec(_Strict):
     text_from: str | None = None
 
 
+class LLMSpec(_Strict):
+    """The OpenAI-compatible endpoint of the recipe's LLM signals (:class:`interleaf.llm.Client`
+    arguments). ``base_url`` and ``model`` may be left out and given at run time (``--llm-base-url``
+    / ``--llm-model``, or ``INTERLEAF_LLM_BASE_URL`` / ``INTERLEAF_LLM_MODEL``); the API key is
+    never written in a recipe: ``INTERLEAF_LLM_API_KEY`` or ``OPENAI_API_KEY``."""
+
+    base_url: str | None = None
+    model: str | None = None
+    concurrency: int = Field(16, ge=1, le=4096)
+    timeout: float = Field(120.0, gt=0)
+    max_retries: int = Field(5, ge=0, le=100)
+    cache: str | None = None
+    temperature: float | None = Field(None, ge=0)
+    max_tokens: int | None = Field(None, ge=1)
+    seed: int | None = None
+    structured: Literal["auto", "json_schema", "json_object", "none"] = "auto"
+
+
 class Recipe(_Strict):
     """A recipe: models, signals, dedup steps, filters and output (see the module docs)."""
 
     name: str = "custom"
     description: str = ""
     models: dict[Literal["clip", "text", "lm"], ModelSpec] = {}
+    llm: LLMSpec | None = None
     signals: dict[str, SignalSpec] = {}
     dedup: list[DedupStep] = []
     filters: Filters = Filters()
@@ -262,6 +295,10 @@ class Recipe(_Strict):
             raise ValueError(f"node and doc filters share the names {sorted(clash)}")
         for name, sig in self.signals.items():
             model = SIGNAL_MODELS[sig.type]
+            if model == "llm":
+                if self.llm is None:
+                    raise ValueError(f"signal {name} ({sig.type}) needs an LLM endpoint: add an `llm:` section (base_url and model may be given at run time)")
+                continue
             if model is not None and model not in self.models:
                 raise ValueError(f"signal {name} ({sig.type}) needs the model {model!r}: add `{model}: {{}}` under models")
         return self

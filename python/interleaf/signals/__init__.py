@@ -18,6 +18,8 @@ embeddings of the batch between signals:
 - ``coherence``: :func:`text_coherence`; :class:`TextCoherence`.
 - ``perplexity``: :func:`document_perplexity` (token-weighted); :class:`Perplexity` (per text
   node or per document).
+- ``llm``: :class:`LLMJudge` (CoMM's views or SynJudge per document, through an
+  OpenAI-compatible endpoint: :mod:`interleaf.judge`).
 
 Embeddings of many documents come as one ``(n, dim)`` float32 matrix and CSR-style
 ``offsets`` (``offsets[d]:offsets[d + 1]`` are document ``d``'s rows; ``len(offsets) ==
@@ -38,6 +40,7 @@ from interleaf.signals.alignment import ClipAlignment, clip_scores, linear_assig
 from interleaf.signals.base import Context, Embeddings, Signal, compute
 from interleaf.signals.coherence import TextCoherence, text_coherence
 from interleaf.signals.image import ImageStats, size_rules
+from interleaf.signals.llm import LLMJudge
 from interleaf.signals.perplexity import Perplexity, document_perplexity
 from interleaf.signals.sequence import SequenceConsistency, sequence_consistency
 from interleaf.signals.text import DOCUMENT_RULES, PARAGRAPH_RULES, CaptionStats, TextStats, obelics_paragraphs, text_stats
@@ -50,6 +53,7 @@ __all__ = [
     "Context",
     "Embeddings",
     "ImageStats",
+    "LLMJudge",
     "Perplexity",
     "SequenceConsistency",
     "Signal",

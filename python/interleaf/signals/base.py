@@ -79,15 +79,19 @@ class Context:
             directory, for text coherence.
         lm: a causal language model (:class:`interleaf.models.CausalLM`) or its directory, for
             perplexity.
+        llm: an :class:`interleaf.llm.Client`, or the keyword arguments of one (a recipe's
+            ``llm`` section), for LLM judges; a client made here is closed by :meth:`close`.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` for models given by path.
         threads: worker threads for decoding and the Rust kernels (default: all cores).
         batch_size: inference batch size for the models (default: each model's).
     """
 
-    def __init__(self, *, clip: Any = None, text_embedder: Any = None, lm: Any = None, device: str = "auto", threads: int | None = None, batch_size: int | None = None):
+    def __init__(self, *, clip: Any = None, text_embedder: Any = None, lm: Any = None, llm: Any = None, device: str = "auto", threads: int | None = None, batch_size: int | None = None):
         int_arg("threads", threads, 1, 512, optional=True)
         int_arg("batch_size", batch_size, 1, 1 << 20, optional=True)
         self._models: dict[str, Any] = {"clip": clip, "text_embedder": text_embedder, "lm": lm}
+        self._llm = llm
+        self._own_llm = False
         self.device = device
         self.threads = threads
         self.batch_size = batch_size
@@ -109,6 +113,29 @@ class Context:
             m = models.load(m, self.device, kind=_MODEL_KINDS[kind], threads=self.threads)
             self._models[kind] = m
         return m
+
+    def llm(self, signal: str = "a signal") -> Any:
+        """The LLM client (:class:`interleaf.llm.Client`), made from its configuration on first
+        use."""
+        if self._llm is None:
+            raise ValueError(f"{signal} needs an LLM endpoint: pass Context(llm=Client(...) or {{'base_url': ..., 'model': ...}})")
+        if isinstance(self._llm, dict):
+            from interleaf.llm import Client
+
+            self._llm = Client.from_config(self._llm)
+            self._own_llm = True
+        return self._llm
+
+    @property
+    def llm_stats(self) -> dict[str, int] | None:
+        """The LLM client's request and token counters so far (None when none was used)."""
+        return None if self._llm is None or isinstance(self._llm, dict) else self._llm.stats.as_dict()
+
+    def close(self) -> None:
+        """Closes what the context opened itself (an LLM client made from a configuration)."""
+        if self._own_llm and self._llm is not None:
+            self._llm.close()
+            self._own_llm = False
 
     def begin(self, batch: pl.DataFrame) -> None:
         """Makes ``batch`` the current batch; the cached embeddings of another batch are dropped."""

@@ -66,6 +66,7 @@ error_kinds! {
     TooFewSteps => "too_few_steps": "a document has fewer steps with text than the signal is defined for (coherence: 2)",
     BadArgument => "bad_argument": "an argument makes the computation impossible for this record (for example hash_size < 2)",
     SignalFailed => "signal_failed": "a signal failed on the batch holding this record (a model error); the message has the cause; the record is kept and the run goes on",
+    LlmFailed => "llm_failed": "an LLM endpoint gave no usable answer for this record: the request failed after its retries, or the answer could not be parsed (the message says which); the record is kept",
     Other => "other": "an error kind read from a file that this version does not know; the message starts with that kind",
 }
 
