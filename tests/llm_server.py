@@ -94,6 +94,7 @@ class ScriptedServer:
         asyncio.set_event_loop(self._loop)
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._handle)
+        app.router.add_post("/v1/images/generations", self._handle_images)
         self._runner = web.AppRunner(app, access_log=None)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=1024)
@@ -147,6 +148,26 @@ class ScriptedServer:
             )
         finally:
             self.in_flight -= 1
+
+    async def _handle_images(self, request: web.Request) -> web.StreamResponse:
+        """A 64x64 PNG whose colour is a hash of the prompt (the same prompt, the same image)."""
+        import base64
+        import hashlib
+        import io
+
+        from PIL import Image
+
+        body = await request.json()
+        self.requests.append(body)
+        key = json.dumps(body.get("prompt"))
+        self.seen[key] += 1
+        f = self.fault(body, self.seen[key]) if self.fault else None
+        if f is not None and f.status is not None:
+            return web.json_response({"error": {"message": f"scripted {f.status}"}}, status=f.status)
+        rgb = tuple(hashlib.sha256(str(body.get("prompt")).encode()).digest()[:3])
+        buf = io.BytesIO()
+        Image.new("RGB", (64, 64), rgb).save(buf, "PNG")
+        return web.json_response({"created": 0, "data": [{"b64_json": base64.b64encode(buf.getvalue()).decode("ascii")}]})
 
     def close(self) -> None:
         async def stop() -> None:

@@ -298,3 +298,20 @@ def test_parse_synjudge_table(text, expected):
 def test_parse_synjudge_failures(text, message):
     scores, err = parse_synjudge(text)
     assert scores is None and message in err
+
+
+def test_images_endpoint_retries_and_cache(srv, tmp_path):
+    srv.fault = lambda body, attempt: Fault(status=503) if body.get("prompt") == "flaky" and attempt == 1 else (Fault(status=400) if body.get("prompt") == "refused" else None)
+    cache = tmp_path / "img.sqlite"
+    with client(srv, cache=cache) as c:
+        out = c.images(["a red square", "flaky", "refused", "  "], size="256x256")
+        s = c.last_stats
+    assert out[0].ok and Image.open(io.BytesIO(out[0].image)).size == (64, 64)
+    assert out[1].ok and out[1].attempts == 2
+    assert not out[2].ok and "HTTP 400" in out[2].error and not out[3].ok and "non-blank" in out[3].error
+    assert (s.requests, s.failed, s.retried) == (4, 2, 1)
+    assert srv.requests[0]["size"] == "256x256" and srv.requests[0]["response_format"] == "b64_json" and srv.requests[0]["model"] == "scripted"
+    srv.reset()
+    with client(srv, cache=cache) as c:
+        again = c.images(["a red square", "flaky"], size="256x256")
+    assert srv.requests == [] and [r.image for r in again] == [out[0].image, out[1].image] and all(r.cached for r in again)

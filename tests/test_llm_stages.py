@@ -474,3 +474,37 @@ def test_comm_preset_with_the_judge_on_llama(llama_server, sample_dir, tmp_path)
         assert (r["judge_error"] is None and all(v is not None and 0 <= v <= 10 for v in vals)) or (r["judge_error"]["kind"] == "llm_failed" and all(v is None for v in vals))
     s = json.loads((out / "summary.json").read_text())
     assert s["llm"]["requests"] == 4 and s["llm"]["failed"] == 0 and "judge" not in s["skipped"]["signals"]
+
+
+def test_seir_cascade_image_step(scripted, sample_images):
+    import base64
+    import hashlib
+    import io
+
+    from PIL import Image
+
+    def answer(body):
+        text = user_text(body)
+        if count_images(body):
+            url = next(p["image_url"]["url"] for m in body["messages"] if isinstance(m["content"], list) for p in m["content"] if p.get("type") == "image_url")
+            im = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("L")
+            flat = max(im.getextrema()) - min(im.getextrema()) < 12  # the server's generated images are one colour
+            return json.dumps({"suggestion": "none" if flat else "show the whole cat"})
+        if "Criteria:" in text:
+            return json.dumps({"suggestion": "none"})
+        return json.dumps({"text": "x"})
+
+    scripted.answer = answer
+    photo = next(iter(sample_images.values()))
+    samples = [{"question": "q", "answer": "a", "caption": "a cat", "image": photo}, {"question": "q", "answer": "a", "caption": "no picture", "image": None}]
+    with client(scripted) as c, client(scripted) as imgs:
+        df = refine.cascade(samples, c, k=3, images=imgs, image_size="512x512")
+        skipped = refine.cascade(samples[:1], c, k=3)
+    r0, r1 = df.to_dicts()
+    assert r0["image_step"] == "done" and r0["image_rounds"] == 1 and r0["error"] is None
+    expected = tuple(hashlib.sha256(b"a cat\nMake sure that: show the whole cat").digest()[:3])
+    assert Image.open(io.BytesIO(r0["image"])).convert("RGB").getpixel((0, 0)) == expected
+    assert r1["image_step"] == "skipped: no image" and r1["image"] is None
+    assert skipped.row(0, named=True)["image_step"].startswith("skipped: no images client") and skipped.row(0, named=True)["image"] == photo
+    gen = [b for b in scripted.requests if "prompt" in b]
+    assert len(gen) == 1 and gen[0]["size"] == "512x512"

@@ -179,7 +179,14 @@ def cmd_enhance(args: argparse.Namespace) -> int:
 def cmd_refine(args: argparse.Namespace) -> int:
     from interleaf import refine
 
-    return _run(args, ("question", "answer", "caption"), lambda x, c: refine.cascade(x, c, k=args.k, progress=not args.quiet))
+    images = None
+    if args.images_model:
+        images = Client(args.images_base_url or args.base_url, args.images_model, args.api_key, concurrency=args.concurrency, timeout=args.timeout, max_retries=args.max_retries, cache=args.cache)
+    try:
+        return _run(args, ("question", "answer", "caption"), lambda x, c: refine.cascade(x, c, k=args.k, images=images, image_size=args.image_size, max_edge=args.max_edge, progress=not args.quiet))
+    finally:
+        if images is not None:
+            images.close()
 
 
 def _pairs_input(args: argparse.Namespace) -> pl.DataFrame:
@@ -301,10 +308,13 @@ def add_parsers(sub: Any) -> None:
     r = rsub.add_parser(
         "seir",
         help="refine question, then answer and caption (up to k rounds each)",
-        description="InterSyn's SEIR cascade on text: evaluate -> refine until the model answers 'none' or k rounds. INPUT: a parquet/jsonl table with question, answer, caption columns. The image step (regenerating images) is not included.",
+        description="InterSyn's SEIR cascade: evaluate -> refine until the model answers 'none' or k rounds, for the question, then answer and caption, then (with --images-model) the image: the --model VLM critiques it, the images endpoint regenerates it. INPUT: a parquet/jsonl table with question, answer, caption and optionally image (bytes or a path) columns.",
     )
-    r.add_argument("inputs", nargs=1, help="a table with question, answer, caption")
+    r.add_argument("inputs", nargs=1, help="a table with question, answer, caption[, image]")
     r.add_argument("--k", type=int, default=3, help="rounds per field at most (default %(default)s, as InterSyn)")
+    r.add_argument("--images-model", default=None, help="image generation model of an OpenAI images endpoint: enables the image step")
+    r.add_argument("--images-base-url", default=None, help="the images endpoint (default: --base-url)")
+    r.add_argument("--image-size", default="1024x1024", help="size of generated images (default %(default)s)")
     add_llm_options(r)
     r.set_defaults(func=cmd_refine)
 

@@ -13,7 +13,7 @@ given (arguments, a recipe's ``llm:`` section, or ``INTERLEAF_LLM_BASE_URL`` /
 """
 
 from interleaf.llm.cache import Cache, request_key
-from interleaf.llm.client import REQUEST_PARAMS, STRUCTURED_MODES, Client, Response, Stats
+from interleaf.llm.client import REQUEST_PARAMS, STRUCTURED_MODES, Client, ImageResponse, Response, Stats
 from interleaf.llm.images import DEFAULT_MAX_EDGE, image_part, image_urls, text_part
 from interleaf.llm.parse import SYNJUDGE_DIMENSIONS, parse_failure, parse_json, parse_scores, parse_synjudge
 
@@ -24,6 +24,7 @@ __all__ = [
     "SYNJUDGE_DIMENSIONS",
     "Cache",
     "Client",
+    "ImageResponse",
     "Response",
     "Stats",
     "image_part",

@@ -21,7 +21,7 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
@@ -50,6 +50,21 @@ class Response:
     finish_reason: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class ImageResponse:
+    """One generated image: encoded ``image`` bytes (None when the request failed, ``error``
+    says why), ``cached`` when it came from the cache, ``attempts`` made."""
+
+    image: bytes | None
+    error: str | None = None
+    cached: bool = False
+    attempts: int = 0
 
     @property
     def ok(self) -> bool:
@@ -317,75 +332,157 @@ class Client:
             return {"type": "json_object", "schema": p.schema}
         return {"type": "json_schema", "json_schema": {"name": p.schema_name, "schema": p.schema, "strict": True}}
 
-    async def _one(self, p: _Prepared, sem: asyncio.Semaphore, stats: Stats) -> Response:
+    async def _post(self, path: str, make_body: Callable[[], dict[str, Any]], parse: Callable[[Any], Any], stats: Stats, step_down: Callable[[int, str], bool] | None = None) -> tuple[Any, str | None, int]:
+        """POSTs ``make_body()`` to ``path`` through the SDK until it succeeds, fails for good or
+        runs out of retries: ``(parse(answer), None, attempts)`` or ``(None, error, attempts)``.
+        ``parse`` raising ValueError marks an unreadable answer (retried); ``step_down(status,
+        message)`` returning True resends at once without counting a retry (a rejected response
+        format)."""
         import openai
 
         api = self._client()
         attempts = 0
         last = "no attempt made"
+        while True:
+            body = make_body()
+            attempts += 1
+            stats.sent += 1
+            delay: float | None = None
+            try:
+                # The SDK's documented generic request (auth, base URL, timeouts, status errors
+                # as for chat.completions.create) without building typed request and response
+                # models: the answer is read from the JSON body.
+                return parse(await api.post(path, body=body, cast_to=object)), None, attempts
+            except openai.APIConnectionError as e:  # timeouts included
+                root = _root_cause(e)
+                if isinstance(e, openai.APITimeoutError) and (root is e or isinstance(root, TimeoutError) or "timeout" in type(root).__name__.lower()):
+                    last = f"timed out after {self.timeout:g} s"
+                else:
+                    last = f"connection failed: {root}"
+            except openai.APIStatusError as e:
+                status = e.status_code
+                message = _status_message(e)
+                last = f"HTTP {status}: {message}"
+                if step_down is not None and step_down(status, message):
+                    attempts -= 1
+                    continue
+                if status in (408, 409, 429) or status >= 500:
+                    delay = _retry_after(e.response.headers)
+                else:
+                    return None, last, attempts
+            except (openai.APIResponseValidationError, ValueError, KeyError, TypeError, AttributeError) as e:
+                last = f"unreadable response: {type(e).__name__}: {e}"
+            if attempts > self.max_retries:
+                return None, f"{last} (after {attempts} attempts)", attempts
+            stats.retried += 1
+            if delay is None:
+                delay = self.backoff * (2 ** (attempts - 1)) * self._rng.uniform(0.5, 1.0)
+            await asyncio.sleep(min(delay, self.max_backoff))
+
+    async def _one(self, p: _Prepared, sem: asyncio.Semaphore, stats: Stats) -> Response:
+        used: dict[str, Any] = {}
+
+        def make_body() -> dict[str, Any]:
+            mode = self._mode if self.structured == "auto" else self.structured
+            fmt = p.params.get("response_format") or self._response_format(p, mode)
+            used["mode"], used["fmt"] = mode, fmt
+            body = {"model": self.model, "messages": p.messages, **{k: v for k, v in p.params.items() if k != "response_format"}}
+            if fmt is not None:
+                body["response_format"] = fmt
+            return body
+
+        def step_down(status: int, message: str) -> bool:
+            about_format = any(w in message.lower() for w in ("response_format", "json_schema", "json_object", "schema", "grammar"))
+            mode = used["mode"]
+            if (status in (400, 422) or status >= 500) and about_format and used["fmt"] is not None and "response_format" not in p.params and self.structured == "auto" and mode != "none":
+                # The server does not take this response format: the next one down.
+                lower = _LEVELS[_LEVELS.index(mode) + 1]
+                if _LEVELS.index(lower) > _LEVELS.index(self._mode):
+                    self._mode = lower
+                return True
+            return False
+
+        def parse(r: Any) -> tuple[Any, Any, Any]:
+            choice = r["choices"][0] if isinstance(r, dict) and r.get("choices") else None
+            if not isinstance(choice, dict):
+                raise ValueError(f"no choices in the answer: {str(r)[:200]}")
+            return (choice.get("message") or {}).get("content"), choice.get("finish_reason"), r.get("usage") or {}
+
         async with sem:
-            while True:
-                mode = self._mode if self.structured == "auto" else self.structured
-                fmt = p.params.get("response_format") or self._response_format(p, mode)
-                kwargs = {k: v for k, v in p.params.items() if k != "response_format"}
-                if fmt is not None:
-                    kwargs["response_format"] = fmt
-                attempts += 1
-                stats.sent += 1
-                delay: float | None = None
-                try:
-                    # The SDK's documented generic request (auth, base URL, timeouts, status
-                    # errors as for chat.completions.create) without building typed request and
-                    # response models: the answer is read from the JSON body.
-                    r = await api.post("/chat/completions", body={"model": self.model, "messages": p.messages, **kwargs}, cast_to=object)
-                    choice = r["choices"][0] if isinstance(r, dict) and r.get("choices") else None
-                    if not isinstance(choice, dict):
-                        raise ValueError(f"no choices in the answer: {str(r)[:200]}")
-                    text = (choice.get("message") or {}).get("content")
-                    finish = choice.get("finish_reason")
-                    if not isinstance(text, str):
+            got, error, attempts = await self._post("/chat/completions", make_body, parse, stats, step_down)
+        if error is not None:
+            stats.failed += 1
+            return Response(None, error=error, attempts=attempts)
+        text, finish, usage = got
+        if not isinstance(text, str):
+            stats.failed += 1
+            return Response(None, error="the server answered without message content", attempts=attempts, finish_reason=finish)
+        pt, ct = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        pt, ct = (pt if isinstance(pt, int) else None), (ct if isinstance(ct, int) else None)
+        stats.prompt_tokens += pt or 0
+        stats.completion_tokens += ct or 0
+        if self.cache is not None:
+            self.cache.put(p.key, text, finish, pt, ct)
+        return Response(text, attempts=attempts, finish_reason=finish, prompt_tokens=pt, completion_tokens=ct)
+
+    def images(self, prompts: Sequence[str], *, size: str = "1024x1024", progress: bool | TextIO = False, label: str = "images") -> list[ImageResponse]:
+        """Generates one image per prompt on the endpoint's OpenAI images API
+        (``/images/generations``, ``response_format="b64_json"``) with this client's model (an
+        image model: make a second client for it), concurrently, in order, with the same retries
+        and cache as :meth:`chat`; never raises for one failed prompt."""
+        if not prompts:
+            return []
+        loop = self._ensure_loop()
+        return asyncio.run_coroutine_threadsafe(self._aimages(list(prompts), size, progress, label), loop).result()
+
+    async def _aimages(self, prompts: list[str], size: str, progress: bool | TextIO, label: str) -> list[ImageResponse]:
+        import base64
+        import binascii
+
+        stats = Stats(requests=len(prompts))
+        prog = _Progress(len(prompts), label, (sys.stderr if progress is True else progress) if progress else None)
+        out: list[ImageResponse | None] = [None] * len(prompts)
+        sem = asyncio.Semaphore(self.concurrency)
+        self._client()
+
+        def parse(r: Any) -> bytes:
+            item = r["data"][0] if isinstance(r, dict) and r.get("data") else None
+            b64 = item.get("b64_json") if isinstance(item, dict) else None
+            if not isinstance(b64, str):
+                raise ValueError(f"no b64_json image in the answer: {str(r)[:200]}")
+            try:
+                return base64.b64decode(b64, validate=True)
+            except binascii.Error as e:
+                raise ValueError(f"b64_json is not base64: {e}") from None
+
+        async def one(i: int, prompt: Any) -> None:
+            if not isinstance(prompt, str) or not prompt.strip():
+                stats.failed += 1
+                out[i] = ImageResponse(None, error="the prompt must be a non-blank string")
+            else:
+                body = {"model": self.model, "prompt": prompt, "n": 1, "size": size, "response_format": "b64_json"}
+                key = request_key(self.model, [{"images": prompt}], {"size": size})
+                hit = self.cache.get(key) if self.cache is not None else None
+                if hit is not None:
+                    stats.cached += 1
+                    out[i] = ImageResponse(base64.b64decode(hit[0]), cached=True)
+                else:
+                    async with sem:
+                        img, error, attempts = await self._post("/images/generations", lambda: body, parse, stats)
+                    if error is not None:
                         stats.failed += 1
-                        return Response(None, error="the server answered without message content", attempts=attempts, finish_reason=finish)
-                    usage = r.get("usage") or {}
-                    pt, ct = usage.get("prompt_tokens"), usage.get("completion_tokens")
-                    pt, ct = (pt if isinstance(pt, int) else None), (ct if isinstance(ct, int) else None)
-                    stats.prompt_tokens += pt or 0
-                    stats.completion_tokens += ct or 0
-                    if self.cache is not None:
-                        self.cache.put(p.key, text, finish, pt, ct)
-                    return Response(text, attempts=attempts, finish_reason=finish, prompt_tokens=pt, completion_tokens=ct)
-                except openai.APIConnectionError as e:  # timeouts included
-                    root = _root_cause(e)
-                    if isinstance(e, openai.APITimeoutError) and (root is e or isinstance(root, TimeoutError) or "timeout" in type(root).__name__.lower()):
-                        last = f"timed out after {self.timeout:g} s"
+                        out[i] = ImageResponse(None, error=error, attempts=attempts)
                     else:
-                        last = f"connection failed: {root}"
-                except openai.APIStatusError as e:
-                    status = e.status_code
-                    message = _status_message(e)
-                    last = f"HTTP {status}: {message}"
-                    about_format = any(w in message.lower() for w in ("response_format", "json_schema", "json_object", "schema", "grammar"))
-                    if (status in (400, 422) or status >= 500) and about_format and fmt is not None and "response_format" not in p.params and self.structured == "auto" and mode != "none":
-                        # The server does not take this response format: step down and resend (not counted as a retry).
-                        lower = _LEVELS[_LEVELS.index(mode) + 1]
-                        if _LEVELS.index(lower) > _LEVELS.index(self._mode):
-                            self._mode = lower
-                        attempts -= 1
-                        continue
-                    if status in (408, 409, 429) or status >= 500:
-                        delay = _retry_after(e.response.headers)
-                    else:
-                        stats.failed += 1
-                        return Response(None, error=last, attempts=attempts)
-                except (openai.APIResponseValidationError, ValueError, KeyError, TypeError, AttributeError) as e:
-                    last = f"unreadable response: {type(e).__name__}: {e}"
-                if attempts > self.max_retries:
-                    stats.failed += 1
-                    return Response(None, error=f"{last} (after {attempts} attempts)", attempts=attempts)
-                stats.retried += 1
-                if delay is None:
-                    delay = self.backoff * (2 ** (attempts - 1)) * self._rng.uniform(0.5, 1.0)
-                await asyncio.sleep(min(delay, self.max_backoff))
+                        if self.cache is not None:
+                            self.cache.put(key, base64.b64encode(img).decode("ascii"), "image", None, None)
+                        out[i] = ImageResponse(img, attempts=attempts)
+            prog.tick(stats)
+
+        await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts)))
+        prog.tick(stats, final=True)
+        self.last_stats = stats
+        self.stats.add(stats)
+        return [r if r is not None else ImageResponse(None, error="not answered") for r in out]
 
     async def achat(self, requests: Sequence[Any], *, progress: bool | TextIO = False, label: str = "llm") -> list[Response]:
         """The coroutine behind :meth:`chat`; run it on the client's own loop (``chat`` does)."""

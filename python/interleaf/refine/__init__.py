@@ -4,8 +4,10 @@ For each item x with context C: ``s_k = evaluate(x_{k-1}, C)``; stop when ``s_k`
 otherwise ``x_k = refine(x_{k-1}, s_k, C)``; at most ``k`` rounds (InterSyn uses 3: the gains
 flatten after 3-5). :func:`seir` is the generic loop over batches (every round is one batch call,
 so LLM-backed steps run concurrently); :func:`llm_evaluator` / :func:`llm_refiner` are ready-made
-steps on an OpenAI-compatible endpoint, and :func:`cascade` applies them as InterSyn does: the
-question first, then the answer together with the image caption.
+text steps on an OpenAI-compatible endpoint, :func:`image_evaluator` / :func:`image_refiner` the
+image steps (a vision-language model critiques, an OpenAI images endpoint regenerates), and
+:func:`cascade` applies them as InterSyn does: the question first, then the answer together with
+the image caption, then the image.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import polars as pl
 from interleaf.llm import Client, parse_failure, parse_json
 from interleaf.llm.records import as_records
 
-__all__ = ["STOP_REASONS", "cascade", "is_none", "llm_evaluator", "llm_refiner", "seir"]
+__all__ = ["STOP_REASONS", "cascade", "image_evaluator", "image_refiner", "is_none", "llm_evaluator", "llm_refiner", "seir"]
 
 #: Why an item's loop ended: the evaluator said "none", ``k`` rounds were made, or a step failed
 #: for this item (its last good value is kept as ``final``).
@@ -40,6 +42,7 @@ def is_none(suggestion: str | None) -> bool:
 def seir(items: Sequence[str], evaluate: Evaluate, refine: Refine, *, k: int = 3, contexts: Sequence[Any] | None = None) -> pl.DataFrame:
     """The SEIR loop over ``items`` (the x_0 values) with optional per-item ``contexts``.
 
+    Values are strings, or encoded images (bytes) for an image step.
     ``evaluate(xs, contexts)`` returns one suggestion per item (``"none"`` / None: good as is);
     ``refine(xs, suggestions, contexts)`` returns one refined value per item. Either may return an
     exception object for one item (that item stops with ``error``) or raise (every item of that
@@ -54,11 +57,13 @@ def seir(items: Sequence[str], evaluate: Evaluate, refine: Refine, *, k: int = 3
     ctx = list(contexts) if contexts is not None else [None] * n
     if len(ctx) != n:
         raise ValueError(f"items and contexts differ in length ({n} vs {len(ctx)})")
+    # Values are texts, or encoded images (bytes) for an image step.
+    kind: type = bytes if any(isinstance(x, bytes) for x in items) else str
     state = [{"initial": x, "final": x, "rounds": 0, "stopped": "max_rounds", "suggestions": [], "history": [], "error": None} for x in items]
-    active = [i for i in range(n) if isinstance(items[i], str)]
+    active = [i for i in range(n) if isinstance(items[i], kind)]
     for i in range(n):
-        if not isinstance(items[i], str):
-            state[i] |= {"stopped": "error", "error": f"expected a string, got {type(items[i]).__name__}"}
+        if not isinstance(items[i], kind):
+            state[i] |= {"stopped": "error", "error": f"expected {'bytes' if kind is bytes else 'a string'}, got {type(items[i]).__name__}"}
 
     def call(fn: Callable[..., Sequence[Any]], what: str, idx: list[int], *args: list[Any]) -> list[Any]:
         try:
@@ -89,7 +94,7 @@ def seir(items: Sequence[str], evaluate: Evaluate, refine: Refine, *, k: int = 3
         refined = call(refine, "refine", idx, [state[i]["final"] for i in idx], [s for _, s in todo], [ctx[i] for i in idx])
         active = []
         for i, x in zip(idx, refined, strict=True):
-            if isinstance(x, BaseException) or not isinstance(x, str):
+            if isinstance(x, BaseException) or not isinstance(x, kind):
                 state[i] |= {"stopped": "error", "error": f"refine: {x}" if isinstance(x, BaseException) else f"refine returned {type(x).__name__}"}
                 continue
             state[i]["final"] = x
@@ -97,8 +102,9 @@ def seir(items: Sequence[str], evaluate: Evaluate, refine: Refine, *, k: int = 3
             state[i]["history"].append(x)
             active.append(i)
     # An item still active after k rounds was refined k times: its stop reason stays max_rounds.
-    schema = {"initial": pl.String, "final": pl.String, "rounds": pl.Int32, "stopped": pl.String, "suggestions": pl.List(pl.String), "history": pl.List(pl.String), "error": pl.String}
-    return pl.DataFrame([{c: s[c] if c not in ("initial", "final") or isinstance(s[c], str) else None for c in schema} for s in state], schema=schema, orient="row") if state else pl.DataFrame(schema=schema)
+    vt = pl.Binary if kind is bytes else pl.String
+    schema = {"initial": vt, "final": vt, "rounds": pl.Int32, "stopped": pl.String, "suggestions": pl.List(pl.String), "history": pl.List(vt), "error": pl.String}
+    return pl.DataFrame([{c: s[c] if c not in ("initial", "final") or isinstance(s[c], kind) else None for c in schema} for s in state], schema=schema, orient="row") if state else pl.DataFrame(schema=schema)
 
 
 _EVAL_SCHEMA = {"type": "object", "properties": {"suggestion": {"type": "string", "maxLength": 500}}, "required": ["suggestion"], "additionalProperties": False}
@@ -176,18 +182,55 @@ def _field(resp: Any, key: str) -> str | BaseException:
     return v.strip()
 
 
-def cascade(samples: Any, client: Client, *, k: int = 3, progress: bool = False) -> pl.DataFrame:
-    """InterSyn's SEIR cascade on text: the ``question`` is refined first (context: the caption),
-    then the ``answer`` and ``caption`` (context: the refined question and each other's current
-    value), each with up to ``k`` rounds.
+def image_evaluator(client: Client, criteria: str = "the image shows what the caption describes, completely, with good quality and no artefacts", *, max_edge: int = 512, progress: bool = False) -> Evaluate:
+    """An ``evaluate`` step for images on a vision-language endpoint: the model sees the image
+    (a JPEG data URL, at most ``max_edge`` pixels) and its context (the caption) and answers
+    ``{"suggestion": "..."}`` or ``"none"``. The prompt is ours."""
+    from interleaf.llm import image_part, image_urls, text_part
 
-    ``samples``: a list of ``{"question", "answer", "caption"}`` dicts or a DataFrame with those
-    columns. Returns the refined ``question``, ``answer``, ``caption``, the originals
-    (``*_initial``), rounds per field and ``error`` (the first step that failed). InterSyn's last
-    step, critiquing and regenerating the image, is not part of this cascade: it needs an image
-    generation endpoint, which this client does not drive yet."""
-    recs = as_records(samples, ("question", "answer", "caption"), "seir cascade")
-    out = [{f"{f}_initial": r[f] for f in ("question", "answer", "caption")} | {f: r[f] for f in ("question", "answer", "caption")} | {"error": None} for r in recs]
+    def evaluate(xs: list[bytes], contexts: list[Any]) -> list[str | BaseException]:
+        urls = image_urls(xs, max_edge)
+        out: list[str | BaseException | None] = [None] * len(xs)
+        reqs, slots = [], []
+        for i, ((url, err), c) in enumerate(zip(urls, contexts, strict=True)):
+            if url is None:
+                out[i] = ValueError(f"image: {err or 'missing'}")
+                continue
+            prompt = f'{_context_text(c)}Criteria: {criteria}\nIf the image meets the criteria, answer {{"suggestion": "none"}}. Otherwise answer {{"suggestion": "<one concrete change to the image>"}}. JSON only.'
+            reqs.append({"messages": [{"role": "user", "content": [image_part(url), text_part(prompt)]}], "schema": _EVAL_SCHEMA, "schema_name": "seir_evaluate"})
+            slots.append(i)
+        for i, r in zip(slots, client.chat(reqs, progress=progress, label="seir evaluate image"), strict=True):
+            out[i] = _field(r, "suggestion")
+        return [o if o is not None else RuntimeError("not evaluated") for o in out]
+
+    return evaluate
+
+
+def image_refiner(images: Client, *, size: str = "1024x1024", progress: bool = False) -> Refine:
+    """A ``refine`` step for images on an OpenAI images endpoint (:meth:`Client.images`): a new
+    image from the caption (the context's ``caption``) and the suggestion."""
+
+    def refine(xs: list[bytes], suggestions: list[str], contexts: list[Any]) -> list[bytes | BaseException]:
+        prompts = [f"{(c or {}).get('caption') if isinstance(c, dict) else c or ''}\nMake sure that: {s}".strip() for s, c in zip(suggestions, contexts, strict=True)]
+        return [r.image if r.ok and r.image else RuntimeError(r.error or "no image") for r in images.images(prompts, size=size, progress=progress, label="seir refine image")]
+
+    return refine
+
+
+def cascade(samples: Any, client: Client, *, k: int = 3, images: Client | None = None, image_size: str = "1024x1024", max_edge: int = 512, progress: bool = False) -> pl.DataFrame:
+    """InterSyn's SEIR cascade: the ``question`` is refined first (context: the caption), then
+    the ``answer`` and ``caption`` (context: the refined question and each other's current
+    value), then the ``image``: a vision-language ``client`` critiques it against the refined
+    caption and, while it suggests a change, ``images`` (a client for an OpenAI images
+    endpoint, :meth:`Client.images`) generates a new one; each step at most ``k`` rounds.
+
+    ``samples``: a list of ``{"question", "answer", "caption", "image"}`` dicts (``image``:
+    encoded bytes, optional) or a DataFrame with those columns. Returns the refined
+    ``question``, ``answer``, ``caption`` and ``image``, the original texts (``*_initial``),
+    rounds per field, ``image_step`` (``done``, or why it was skipped: no images client, no
+    image) and ``error`` (the first step that failed; its field keeps its last good value)."""
+    recs = as_records(samples, ("question", "answer", "caption", "image"), "seir cascade")
+    out = [{f"{f}_initial": r[f] for f in ("question", "answer", "caption")} | {f: r[f] for f in ("question", "answer", "caption", "image")} | {"error": None} for r in recs]
     q = seir(
         [r["question"] for r in recs],
         llm_evaluator(client, "question", "clear, specific, answerable with text and an image, grammatical", progress=progress),
@@ -212,7 +255,23 @@ def cascade(samples: Any, client: Client, *, k: int = 3, progress: bool = False)
             o[field], o[f"{field}_rounds"] = row["final"] if row["final"] is not None else o[field], row["rounds"]
             if row["error"] and o["error"] is None:
                 o["error"] = f"{field}: {row['error']}"
-    cols = ["question", "answer", "caption", "question_initial", "answer_initial", "caption_initial", "question_rounds", "answer_rounds", "caption_rounds", "error"]
-    schema = {c: (pl.Int32 if c.endswith("_rounds") else pl.String) for c in cols}
+    with_image = [i for i, o in enumerate(out) if isinstance(o["image"], bytes) and o["image"]]
+    for i, o in enumerate(out):
+        o["image_rounds"] = 0
+        o["image_step"] = "skipped: no image" if i not in with_image else "skipped: no images client (pass images=Client(...) for an OpenAI images endpoint)"
+    if images is not None and with_image:
+        res = seir(
+            [out[i]["image"] for i in with_image],
+            image_evaluator(client, max_edge=max_edge, progress=progress),
+            image_refiner(images, size=image_size, progress=progress),
+            k=k,
+            contexts=[{"caption": out[i]["caption"]} for i in with_image],
+        )
+        for i, row in zip(with_image, res.iter_rows(named=True), strict=True):
+            o = out[i]
+            o["image"], o["image_rounds"], o["image_step"] = row["final"], row["rounds"], "done"
+            if row["error"] and o["error"] is None:
+                o["error"] = f"image: {row['error']}"
+    cols = ["question", "answer", "caption", "image", "question_initial", "answer_initial", "caption_initial", "question_rounds", "answer_rounds", "caption_rounds", "image_rounds", "image_step", "error"]
+    schema = {c: (pl.Int32 if c.endswith("_rounds") else pl.Binary if c == "image" else pl.String) for c in cols}
     return pl.DataFrame([{c: o.get(c) for c in cols} for o in out], schema=schema, orient="row") if out else pl.DataFrame(schema=schema)
-
