@@ -42,6 +42,16 @@ class Fault:
     content: str | None = None
 
 
+def scripted_client(server: ScriptedServer, **kw: Any) -> Any:
+    """An interleaf client for the scripted server, with a short backoff (and one retry unless
+    told otherwise)."""
+    from interleaf.llm import Client
+
+    kw.setdefault("backoff", 0.01)
+    kw.setdefault("max_retries", 1)
+    return Client(server.url, "scripted", **kw)
+
+
 def user_text(body: dict[str, Any]) -> str:
     """The text of the last user message (text parts joined)."""
     for m in reversed(body.get("messages", [])):

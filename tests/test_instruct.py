@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import polars as pl
 import pytest
-from llm_server import Fault, count_images, user_text
+from llm_server import Fault, count_images, scripted_client, user_text
 
 from interleaf import instruct, models
 from interleaf.llm import Client
@@ -22,9 +22,7 @@ EMBEDDER = "tests/fixtures/models/embedder-tiny"
 
 
 def client(srv, **kw) -> Client:
-    kw.setdefault("backoff", 0.01)
-    kw.setdefault("max_retries", 0)
-    return Client(srv.url, "scripted", **kw)
+    return scripted_client(srv, **{"max_retries": 0, **kw})
 
 
 def scripted_answer(body) -> str:

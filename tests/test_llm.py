@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from llm_server import Fault, count_images, user_text
+from llm_server import Fault, count_images, scripted_client, user_text
 from PIL import Image
 
 from interleaf.llm import Cache, Client, image_urls, parse_json, parse_scores, parse_synjudge, request_key
@@ -27,8 +27,7 @@ def srv(scripted):
 
 
 def client(srv, **kw) -> Client:
-    kw.setdefault("backoff", 0.01)
-    return Client(srv.url, "scripted", **kw)
+    return scripted_client(srv, **{"max_retries": 5, **kw})
 
 
 def test_order_and_concurrency_limit(srv):

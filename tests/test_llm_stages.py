@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 from conftest import read_all
-from llm_server import Fault, count_images, user_text
+from llm_server import Fault, count_images, scripted_client, user_text
 
 from interleaf import enhance, judge, refine
 from interleaf.llm import Client
@@ -22,9 +22,7 @@ BRACKET = "[Text Content Completeness: {}; Image Content Completeness: {}; Image
 
 
 def client(srv, **kw) -> Client:
-    kw.setdefault("backoff", 0.01)
-    kw.setdefault("max_retries", 1)
-    return Client(srv.url, "scripted", **kw)
+    return scripted_client(srv, **kw)
 
 
 def question_of(body) -> str:

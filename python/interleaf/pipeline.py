@@ -223,24 +223,20 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
     signals: dict[str, Any] = {}
     skipped: dict[str, str] = {}
     llm_cfg = llm_config(recipe, llm)
+    how_llm = "set base_url and model in the recipe's llm section, give --llm-base-url URL --llm-model NAME (API: llm={'base_url': ..., 'model': ...}), or set INTERLEAF_LLM_BASE_URL and INTERLEAF_LLM_MODEL"
     for name, spec in recipe.signals.items():
         need = SIGNAL_MODELS[spec.type]
-        if need == "llm":
-            if llm_cfg is None:
-                how = "set base_url and model in the recipe's llm section, give --llm-base-url URL --llm-model NAME (API: llm={'base_url': ..., 'model': ...}), or set INTERLEAF_LLM_BASE_URL and INTERLEAF_LLM_MODEL"
-                if spec.optional:
-                    skipped[name] = f"optional signal {name} skipped: no LLM endpoint given ({how})"
-                    notices.append(skipped[name])
-                    continue
-                raise ValueError(f"recipe {recipe.name}: signal {name} ({spec.type}) needs an LLM endpoint: {how}")
-            signals[name] = spec
-            continue
-        if need is not None and need not in resolved:
+        missing: tuple[str, str] | None = None  # (why it is skipped, why it fails)
+        if need == "llm" and llm_cfg is None:
+            missing = (f"no LLM endpoint given ({how_llm})", f"needs an LLM endpoint: {how_llm}")
+        elif need is not None and need != "llm" and need not in resolved:
+            missing = (f"no {need} model given (--model {need}=DIR)", f"needs the {need} model ({MODEL_KINDS[need]}); give it with --model {need}=DIR (API: models={{{need!r}: DIR}}). To get one: {_HOW_TO_GET[need]}")
+        if missing is not None:
             if spec.optional:
-                skipped[name] = f"optional signal {name} skipped: no {need} model given (--model {need}=DIR)"
+                skipped[name] = f"optional signal {name} skipped: {missing[0]}"
                 notices.append(skipped[name])
                 continue
-            raise ValueError(f"recipe {recipe.name}: signal {name} ({spec.type}) needs the {need} model ({MODEL_KINDS[need]}); give it with --model {need}=DIR (API: models={{{need!r}: DIR}}). To get one: {_HOW_TO_GET[need]}")
+            raise ValueError(f"recipe {recipe.name}: signal {name} ({spec.type}) {missing[1]}")
         signals[name] = spec
     node_cols: dict[str, str] = dict.fromkeys(BUILTIN_NODE_COLUMNS, "")
     doc_cols: dict[str, str] = dict.fromkeys(BUILTIN_DOC_COLUMNS, "")

@@ -101,23 +101,33 @@ def synjudge(samples: Any, client: Client, *, output: str = "json", max_edge: in
             req |= {"schema": _SYNJUDGE_SCHEMA, "schema_name": "synjudge"}
         requests.append(req)
         slots.append(i)
-    for i, resp in zip(slots, client.chat(requests, progress=progress, label="synjudge"), strict=True):
+    def parse(text: str, i: int) -> tuple[dict[str, int] | None, str | None]:
+        scores, err = parse_synjudge(text)
+        if scores is not None and _blank(recs[i]["answer"]):
+            scores |= {"tcc": 0, "its": 0}
+        if scores is not None and recs[i]["image"] is None:
+            scores |= {"icc": 0, "iq": 0, "its": 0}
+        return scores, err
+
+    _fill(rows, slots, client.chat(requests, progress=progress, label="synjudge"), parse)
+    schema_ = ({"doc_id": pl.String} if rows and "doc_id" in rows[0] else {}) | dict.fromkeys(SYNJUDGE_DIMENSIONS, pl.Int8) | {"raw": pl.String, "error": pl.String}
+    return pl.DataFrame(rows, schema=schema_, orient="row") if rows else pl.DataFrame(schema=schema_)
+
+
+def _fill(rows: list[dict[str, Any]], slots: list[int], responses: list[Any], parse: Any) -> None:
+    """Writes each answer into its row: ``raw``, then the parsed scores, or ``error`` (the
+    request's, or why the answer could not be parsed)."""
+    for i, resp in zip(slots, responses, strict=True):
         row = rows[i]
         row["raw"] = resp.text
         if not resp.ok:
             row["error"] = resp.error
             continue
-        scores, err = parse_synjudge(resp.text)
+        scores, err = parse(resp.text, i)
         if scores is None:
             row["error"] = parse_failure(resp, err)
             continue
-        if _blank(recs[i]["answer"]):
-            scores |= {"tcc": 0, "its": 0}
-        if recs[i]["image"] is None:
-            scores |= {"icc": 0, "iq": 0, "its": 0}
         row.update(scores)
-    schema_ = ({"doc_id": pl.String} if rows and "doc_id" in rows[0] else {}) | dict.fromkeys(SYNJUDGE_DIMENSIONS, pl.Int8) | {"raw": pl.String, "error": pl.String}
-    return pl.DataFrame(rows, schema=schema_, orient="row") if rows else pl.DataFrame(schema=schema_)
 
 
 def aggregate(scores: pl.DataFrame, dimensions: list[str] | None = None) -> dict[str, Any]:
@@ -229,18 +239,11 @@ def comm(documents_: Any, client: Client, *, images: bool = True, max_images: in
         content = [text_part("Document:\n" + text)] + [image_part(u) for u in attached] + [text_part(instructions)]
         requests.append({"messages": [{"role": "system", "content": _COMM_SYSTEM}, {"role": "user", "content": content}], "schema": schema, "schema_name": "comm_views"})
         slots.append(i)
-    for i, resp in zip(slots, client.chat(requests, progress=progress, label="comm judge"), strict=True):
-        row = rows[i]
-        row["raw"] = resp.text
-        if not resp.ok:
-            row["error"] = resp.error
-            continue
-        obj, err = parse_json(resp.text)
-        scores, err = parse_scores(obj, dict.fromkeys(views, (0, 10)), aliases={"text_development": "development", "image_text_alignment": "alignment"}) if obj is not None else (None, err)
-        if scores is None:
-            row["error"] = parse_failure(resp, err)
-            continue
-        row.update(scores)
+    def parse(text: str, i: int) -> tuple[dict[str, int] | None, str | None]:
+        obj, err = parse_json(text)
+        return parse_scores(obj, dict.fromkeys(views, (0, 10)), aliases={"text_development": "development", "image_text_alignment": "alignment"}) if obj is not None else (None, err)
+
+    _fill(rows, slots, client.chat(requests, progress=progress, label="comm judge"), parse)
     schema_out = {"doc_id": pl.String} | dict.fromkeys(COMM_VIEWS, pl.Int8) | {"raw": pl.String, "error": pl.String}
     return pl.DataFrame(rows, schema=schema_out, orient="row") if rows else pl.DataFrame(schema=schema_out)
 
