@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import random
 
 import blake3 as blake3_ref
@@ -291,3 +292,28 @@ def test_exact_dedup_on_images_of_the_sample(sample_dir, tmp_path):
     # pair-dup-1 and pair-dup-2 reuse the images of pair-0003 and pair-0002.
     assert set(dup.filter(pl.col("doc_id") != pl.col("representative")).get_column("doc_id")) == {"pair-dup-1", "pair-dup-2"}
     assert s["duplicate_documents"] == 2
+
+
+def test_documents_with_nothing_to_hash_duplicate_nothing(sample_dir, tmp_path):
+    # Image-only and text-only pairs: on text, the text-less ones have no key (they are not one
+    # cluster of "empty text"); on image, the image-less ones have none; minhash likewise.
+    from interleaf.dedup import deduplicate
+
+    img = str(sample_dir / "images" / "coffee.jpg")
+    other = str(sample_dir / "images" / "chelsea.jpg")
+    recs = [
+        {"id": "img-a", "image": img, "caption": ""},
+        {"id": "img-b", "image": other, "caption": ""},
+        {"id": "txt-a", "caption": "a tabby cat with green eyes and long white whiskers sitting on a mat"},
+        {"id": "txt-b", "caption": "an espresso in a red cup on a wooden table next to a silver spoon today"},
+        {"id": "txt-a2", "caption": "a tabby cat with green eyes and long white whiskers sitting on a mat"},
+    ]
+    src = tmp_path / "mixed.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    for method, on in (("exact", "text"), ("minhash", "text"), ("exact", "image"), ("exact", "all")):
+        s = deduplicate(src, tmp_path / f"{method}-{on}", method, on=on)
+        dup = pl.read_parquet(tmp_path / f"{method}-{on}" / "duplicates.parquet")
+        pairs = {(r["doc_id"], r["representative"]) for r in dup.iter_rows(named=True) if r["doc_id"] != r["representative"]}
+        expected = {("txt-a2", "txt-a")} if on in ("text", "all") else set()
+        assert pairs == expected, (method, on, pairs)
+        assert s["duplicate_documents"] == len(expected), (method, on)

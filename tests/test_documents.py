@@ -53,7 +53,10 @@ def test_a_table_with_out_of_order_pos_is_one_document_to_every_reader_writer_an
 
 
 def test_documents_that_share_an_id_stay_apart_through_every_writer(tmp_path, sample_dir):
-    image = str(sample_dir / "images" / "coffee.jpg")
+    # The image beside the records (inside the image root, so it is read: dedup on image then
+    # compares its bytes; an unread image would give no key and join nothing).
+    image = "coffee.jpg"
+    (tmp_path / image).write_bytes((sample_dir / "images" / "coffee.jpg").read_bytes())
     recs = [{"id": "same", "image": image, "caption": c} for c in ("one", "two")] + [{"id": "other", "image": image, "caption": "three"}]
     src = tmp_path / "dup.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in recs))

@@ -52,7 +52,7 @@ def document_texts(df: pl.DataFrame) -> pl.DataFrame:
 
 def _image_keys(df: pl.DataFrame, docs: pl.DataFrame) -> pl.Series:
     """Per document: xxh3-128 of its images' xxh3-128 keys joined by commas, in ``pos`` order
-    (a document without images hashes the empty string)."""
+    (a document without images hashes the empty string; :func:`sign_batch` gives it no key)."""
     images = df.filter((pl.col(KIND) == "image") & pl.col(IMAGE).is_not_null()).sort(DOC_INDEX, POS, maintain_order=True)
     per_image = images.select(DOC_INDEX, xxh3_128(images.get_column(IMAGE)).alias("h"))
     joined = per_image.group_by(DOC_INDEX, maintain_order=True).agg(pl.col("h").str.join(","))
@@ -65,8 +65,9 @@ class Signatures:
     """Step 1's output: one entry per document in read order, and its counters."""
 
     doc_ids: list[pl.Series] = field(default_factory=list)
-    keys: list[pl.Series] = field(default_factory=list)  # exact: String keys; phash: UInt64 hashes
+    keys: list[pl.Series] = field(default_factory=list)  # exact: String keys (null: nothing to hash); phash: UInt64 hashes
     signatures: list[np.ndarray] = field(default_factory=list)  # minhash; semantic: embeddings
+    signed: list[np.ndarray] = field(default_factory=list)  # minhash: which documents have text
     counters: dict[str, int] = field(default_factory=lambda: {"documents": 0, "unhashed": 0})
 
 
@@ -103,7 +104,13 @@ def sign_batch(df: pl.DataFrame, method: str, *, on: str = "text", strip_punctua
         parts.append(normalized_text_hash(texts, strip_punctuation))
     if on in ("image", "all"):
         parts.append(_image_keys(df, docs))
-    return docs, (parts[0] if len(parts) == 1 else pl.select(pl.concat_str(parts, separator=":")).to_series().alias("key"))
+    key = parts[0] if len(parts) == 1 else pl.select(pl.concat_str(parts, separator=":")).to_series().alias("key")
+    # A document with nothing to hash (no text for on="text", no image for on="image", neither
+    # for on="all") has no key: it duplicates nothing, rather than every other such document.
+    has_text = texts.str.len_chars() > 0
+    has_image = docs.get_column("images").list.eval(pl.element().is_not_null()).list.any().fill_null(False)
+    ok = {"text": has_text, "image": has_image, "all": has_text | has_image}[on]
+    return docs, pl.select(pl.when(ok).then(key)).to_series().alias("key")
 
 
 def sign(reader: interleaf.Reader, method: str, *, on: str = "text", strip_punctuation: bool = False, hasher: MinHasher | None = None, draft: int | None = None, model: Any = None) -> Signatures:
@@ -120,10 +127,13 @@ def sign(reader: interleaf.Reader, method: str, *, on: str = "text", strip_punct
                 out.counters["unhashed"] += int(np.isnan(value).any(axis=1).sum())
                 out.signatures.append(value)
         elif method == "minhash":
+            # A text-less document's signature is the empty set's: it joins nothing.
+            signed = (docs.get_column("text").fill_null("").str.len_chars() > 0).to_numpy()
+            out.counters["unhashed"] += int((~signed).sum())
             out.signatures.append(value)
+            out.signed.append(signed)
         else:
-            if method == "phash":
-                out.counters["unhashed"] += value.null_count()
+            out.counters["unhashed"] += value.null_count()
             out.keys.append(value)
     return out
 
@@ -137,9 +147,13 @@ def cluster(sig: Signatures, method: str, *, threshold: float, num_perm: int, ba
         return semantic_clusters(np.concatenate(sig.signatures) if sig.signatures else np.zeros((0, 1), np.float32), total, **(semantic or {}))
     if method == "minhash":
         matrix = np.concatenate(sig.signatures) if sig.signatures else np.zeros((0, num_perm), dtype=np.uint32)
-        reps, stats = lsh_clusters(matrix, threshold, bands, rows, verify=verify)
+        signed = np.concatenate(sig.signed) if sig.signed else np.ones(len(matrix), dtype=bool)
+        rows_ok = np.flatnonzero(signed)
+        reps = np.arange(len(matrix), dtype=np.int64)
+        sub, stats = lsh_clusters(matrix[rows_ok], threshold, bands, rows, verify=verify)
+        reps[rows_ok] = rows_ok[sub]
         score = (matrix == matrix[reps]).mean(axis=1) if total else np.zeros(0)
-        return reps, score, stats
+        return reps, score, {**stats, "unhashed": sig.counters["unhashed"]}
     keys = pl.concat(sig.keys) if sig.keys else pl.Series("key", [], dtype=pl.UInt64 if method == "phash" else pl.String)
     if method == "phash":
         reps, pairs = hash_clusters(keys, radius)
@@ -147,8 +161,8 @@ def cluster(sig: Signatures, method: str, *, threshold: float, num_perm: int, ba
         score = both.select(hamming("a", "b").fill_null(0).cast(pl.Float64)).to_series().to_numpy()
         return reps, score, {"radius": radius, "distinct_hash_pairs": pairs, "unhashed": sig.counters["unhashed"]}
     indexed = pl.DataFrame({"key": keys}).with_row_index("i")
-    reps = indexed.select(pl.col("i").min().over("key")).to_series().cast(pl.Int64).to_numpy()
-    return reps, np.ones(total), {"distinct_keys": keys.n_unique()}
+    reps = indexed.select(pl.when(pl.col("key").is_null()).then(pl.col("i")).otherwise(pl.col("i").min().over("key"))).to_series().cast(pl.Int64).to_numpy()
+    return reps, np.ones(total), {"distinct_keys": keys.drop_nulls().n_unique(), "unhashed": sig.counters["unhashed"]}
 
 
 def semantic_clusters(emb: np.ndarray, total: int, *, eps: float = 0.01, n_clusters: int | None = None, seed: int = 0, device: str = "auto") -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -260,7 +274,9 @@ def deduplicate(
     written to ``out/dedup`` in a second pass.
 
     ``method="exact"`` keys documents by ``on``: "text" (normalised text, see
-    :func:`normalized_text_hash`), "image" (xxh3-128 of the image bytes) or "all".
+    :func:`normalized_text_hash`), "image" (xxh3-128 of the image bytes) or "all". A document
+    with nothing to key (no text for "text", no readable image for "image", neither for "all")
+    stays alone and is counted in ``unhashed``, as is a text-less document for MinHash.
     ``method="phash"`` hashes each document's first image as imagehash's ``phash`` does and
     joins documents within Hamming ``radius`` (default 5, MMC4's near-duplicate radius) by
     multi-index search; ``score`` is the Hamming distance to the representative. Documents
