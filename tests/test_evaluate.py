@@ -35,3 +35,80 @@ def test_clip_image_similarity_against_a_manual_computation(sample_images):
     assert empty["clip_i"] is None and empty["scored"] == 0 and per0["similarity"].to_list() == [None]
     with pytest.raises(ValueError, match="differ in length"):
         clip_image_similarity([photos[0]], [], clip)
+
+
+def _distorted(data: bytes, how: str) -> bytes:
+    from PIL import ImageFilter
+
+    im = Image.open(io.BytesIO(data)).convert("RGB")
+    if how == "blur":
+        im = im.filter(ImageFilter.GaussianBlur(3))
+    elif how == "noise":
+        rng = np.random.default_rng(0)
+        arr = np.asarray(im).astype(np.int16) + rng.integers(-25, 26, size=(im.height, im.width, 3))
+        im = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    elif how == "small":
+        im = im.resize((max(1, im.width // 5), max(1, im.height // 5)))
+    buf = io.BytesIO()
+    im.save(buf, "JPEG" if how != "png" else "PNG", quality=40)
+    return buf.getvalue()
+
+
+def _skimage_pair(a: bytes, b: bytes, size: int = 256) -> tuple[float, float]:
+    # CoMM's code: PIL open, convert("RGB"), resize((256, 256)) with Pillow's default filter.
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    x = np.asarray(Image.open(io.BytesIO(a)).convert("RGB").resize((size, size), Image.Resampling.BICUBIC))
+    y = np.asarray(Image.open(io.BytesIO(b)).convert("RGB").resize((size, size), Image.Resampling.BICUBIC))
+    with np.errstate(divide="ignore"):
+        return structural_similarity(x, y, data_range=255, channel_axis=2), peak_signal_noise_ratio(x, y, data_range=255)
+
+
+def test_image_metrics_equal_scikit_image_on_real_photographs(sample_images):
+    from interleaf.evaluate import image_metrics
+
+    photos = list(sample_images.values())[:5]
+    one = io.BytesIO()
+    Image.new("RGB", (1, 1), (10, 200, 30)).save(one, "PNG")
+    blank = io.BytesIO()
+    Image.new("RGB", (300, 200), (255, 255, 255)).save(blank, "PNG")
+    ref, gen = [], []
+    for p in photos:
+        for how in ("blur", "noise", "small", "png"):
+            ref.append(p)
+            gen.append(_distorted(p, how))
+    ref += [photos[0], one.getvalue(), blank.getvalue(), photos[1]]
+    gen += [photos[0], photos[2], photos[3], blank.getvalue()]
+    summary, per = image_metrics(gen, ref)
+    expected = [_skimage_pair(r, g) for r, g in zip(ref, gen, strict=True)]
+    # Tolerance: sums are exact in both; only the order of the final float divisions differs.
+    np.testing.assert_allclose(per["ssim"].to_numpy(), [e[0] for e in expected], rtol=0, atol=1e-10)
+    finite = [e[1] for e in expected if np.isfinite(e[1])]
+    got = per["psnr"].drop_nulls().to_numpy()
+    np.testing.assert_allclose(got, finite, rtol=1e-12)
+    assert per.row(len(ref) - 4, named=True)["identical"] == 1 and per.row(len(ref) - 4, named=True)["psnr"] is None  # an image against itself
+    # The PNG copies hold the decoded JPEG's pixels: identical too.
+    assert summary["identical_pairs"] == sum(1 for e in expected if np.isinf(e[1])) == 6 and summary["scored"] == len(ref)
+    assert summary["ssim"] == pytest.approx(np.mean([e[0] for e in expected]), abs=1e-10)
+    assert summary["psnr"] == pytest.approx(np.mean(finite), rel=1e-12)
+
+
+def test_image_metrics_cross_pairs_and_failures(sample_images):
+    from interleaf.evaluate import image_metrics
+
+    p = list(sample_images.values())
+    gen = [[p[0], p[1]], [p[2]], [], [b"broken"], None]
+    ref = [[p[3], p[4], p[5]], [p[2], p[0]], [p[1]], [p[1]], [p[0]]]
+    summary, per = image_metrics(gen, ref, pairing="cross")
+    # CoMM's protocol: the mean over every (reference, generated) pair of the example.
+    ex0 = [_skimage_pair(r, g) for r in ref[0] for g in gen[0]]
+    assert per.row(0, named=True)["pairs"] == 6
+    assert per.row(0, named=True)["ssim"] == pytest.approx(np.mean([e[0] for e in ex0]), abs=1e-10)
+    assert per.row(0, named=True)["psnr"] == pytest.approx(np.mean([e[1] for e in ex0]), rel=1e-12)
+    assert per.row(1, named=True)["pairs"] == 2 and per.row(1, named=True)["identical"] == 1
+    assert per["skipped"].to_list() == [None, None, "missing_generated", "unknown_image_format", "missing_generated"]
+    assert summary["scored"] == 2 and summary["skipped"] == {"missing_generated": 2, "unknown_image_format": 1}
+    with pytest.raises(TypeError, match="list of images"):
+        image_metrics([p[0]], [[p[1]]], pairing="cross")
+    with pytest.raises(ValueError, match="pairing must be"):
+        image_metrics([p[0]], [p[1]], pairing="all")

@@ -303,6 +303,11 @@ def top_k(queries: np.ndarray, keys: np.ndarray, k: int, threads: int | None = N
 def _decode_rgb(data: bytes, alpha: str = "drop", exif_transpose: bool = False, max_pixels: int | None = None) -> tuple[int, int, bytes]:
     """(width, height, RGB bytes) as Pillow's convert("RGB"). Raises ValueError on failure."""
 
+def image_compare(images: pl.Series, a: list[int], b: list[int], size: int, max_pixels: int | None = None, max_bytes: int | None = None, threads: int | None = None) -> tuple[pl.DataFrame, pl.Series]:
+    """SSIM and PSNR of index pairs into ``images`` (each decoded and resized to ``size`` x
+    ``size`` once): the pairs' ``ssim``, ``psnr`` (null where an image failed) and each image's
+    ``error``."""
+
 def thumbnails(images: pl.Series, max_side: int = 128, quality: int = 80, max_pixels: int | None = None, max_bytes: int | None = None, threads: int | None = None) -> pl.DataFrame:
     """Small JPEG previews (fit in ``max_side`` px, EXIF orientation applied): ``thumbnail``
     (Binary, null where the image failed) and ``error``."""

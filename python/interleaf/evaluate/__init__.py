@@ -1,10 +1,16 @@
-"""Evaluation of generated interleaved content (METHODS.md §3).
+"""Evaluation of generated interleaved content (METHODS.md §1, §3).
 
 :func:`clip_image_similarity` is GILL's and MGCC's CLIP-I: the cosine of the CLIP image
 embeddings of each generated image and its ground truth, averaged over the examples that have
 both (MGCC reports 0.652 on VIST and 0.660 on VisDial with CLIP ViT-L/14 at 224 px; GILL 0.641
 and 0.645). Examples missing either image, or whose image cannot be decoded, are skipped and
 counted, never scored as 0.
+
+:func:`image_metrics` is CoMM's SSIM and PSNR: both images as Pillow's ``convert("RGB")``,
+resized to 256 x 256 with Pillow's bicubic filter, scored as scikit-image's
+``structural_similarity(..., data_range=255, channel_axis=2)`` and
+``peak_signal_noise_ratio(..., data_range=255)`` (all in Rust, pairs in parallel); index-matched
+pairs by default, or CoMM's all-cross-pairs per example.
 """
 
 from __future__ import annotations
@@ -15,7 +21,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-__all__ = ["clip_image_similarity"]
+__all__ = ["PAIRINGS", "clip_image_similarity", "image_metrics"]
+
+#: How :func:`image_metrics` pairs images: ``index`` (generated[i] with reference[i]) or
+#: ``cross`` (CoMM's: every reference image of an example with every generated one).
+PAIRINGS = ("index", "cross")
 
 
 def _present(x: Any) -> bool:
@@ -60,3 +70,94 @@ def clip_image_similarity(generated: Any, reference: Any, clip: Any, *, batch_si
     }
     per_example = pl.DataFrame({"similarity": sim, "skipped": reasons}, schema={"similarity": pl.Float32, "skipped": pl.String}, nan_to_null=True)
     return summary, per_example
+
+
+def image_metrics(generated: Any, reference: Any, *, size: int = 256, pairing: str = "index", threads: int | None = None) -> tuple[dict[str, Any], pl.DataFrame]:
+    """SSIM and PSNR of generated images against their references, as CoMM's evaluation
+    computes them (see the module docs): each image decoded once, resized to ``size`` x ``size``.
+
+    ``pairing="index"``: ``generated`` and ``reference`` are equal-length sequences of encoded
+    images (None where missing), scored pair by pair. ``pairing="cross"`` (CoMM's protocol, a
+    quirk of its code kept for comparable numbers): both are sequences of image lists, one list
+    per example, and an example's score is the mean over every (reference, generated) pair.
+
+    Returns ``(summary, per_example)``. ``per_example``: ``ssim`` (mean over the example's
+    scored pairs), ``psnr`` (mean over its pairs with a finite PSNR; identical images have an
+    infinite one, counted in ``identical``), ``pairs`` (scored), ``skipped`` (why nothing was
+    scored: ``missing_generated``, ``missing_reference``, or an image's error kind). ``summary``:
+    ``ssim`` and ``psnr`` (means over the examples, as CoMM averages), ``n``, ``scored``,
+    ``identical_pairs`` and ``skipped`` (reason -> count)."""
+    from interleaf import _native
+    from interleaf._checks import int_arg
+
+    if pairing not in PAIRINGS:
+        raise ValueError(f"pairing must be one of {', '.join(PAIRINGS)}, got {pairing!r}")
+    int_arg("size", size, 7, 4096)
+    int_arg("threads", threads, 1, 512, optional=True)
+    gen, ref = list(generated), list(reference)
+    if len(gen) != len(ref):
+        raise ValueError(f"generated and reference differ in length ({len(gen)} vs {len(ref)})")
+    if pairing == "index":
+        gen_lists = [[g] if g is not None else [] for g in gen]
+        ref_lists = [[r] if r is not None else [] for r in ref]
+    else:
+        for what, lists in (("generated", gen), ("reference", ref)):
+            bad = next((i for i, x in enumerate(lists) if x is not None and (isinstance(x, bytes | bytearray | memoryview | str) or not hasattr(x, "__iter__"))), None)
+            if bad is not None:
+                raise TypeError(f"pairing='cross': {what}[{bad}] must be a list of images (one list per example)")
+        gen_lists = [[g for g in (x or []) if g is not None] for x in gen]
+        ref_lists = [[r for r in (x or []) if r is not None] for x in ref]
+    images: list[bytes | None] = []
+    a: list[int] = []
+    b: list[int] = []
+    owner: list[int] = []
+    pair_images: list[tuple[int, int]] = []
+    for ex, (gl, rl) in enumerate(zip(gen_lists, ref_lists, strict=True)):
+        gi = list(range(len(images), len(images) + len(gl)))
+        images += [bytes(g) for g in gl]
+        ri = list(range(len(images), len(images) + len(rl)))
+        images += [bytes(r) for r in rl]
+        for r in ri:
+            for g in gi:
+                a.append(r)
+                b.append(g)
+                owner.append(ex)
+                pair_images.append((r, g))
+    pairs, errors = _native.image_compare(pl.Series("images", images, dtype=pl.Binary), a, b, size, None, None, threads)
+    err = errors.to_list()
+    ssim_v, psnr_v = pairs["ssim"].to_numpy(), pairs["psnr"].to_numpy()
+    rows = []
+    reasons: Counter[str] = Counter()
+    identical = 0
+    by_example: dict[int, list[int]] = {}
+    for k, ex in enumerate(owner):
+        by_example.setdefault(ex, []).append(k)
+    for ex, (gl, rl) in enumerate(zip(gen_lists, ref_lists, strict=True)):
+        ks = [k for k in by_example.get(ex, []) if not np.isnan(ssim_v[k])]
+        why = None
+        if not gl:
+            why = "missing_generated"
+        elif not rl:
+            why = "missing_reference"
+        elif not ks:
+            first = next(e for k in by_example[ex] for e in (err[pair_images[k][1]], err[pair_images[k][0]]) if e is not None) if by_example.get(ex) else None
+            why = first["kind"] if first else "unscorable"
+        if why is not None:
+            reasons[why] += 1
+            rows.append({"ssim": None, "psnr": None, "pairs": 0, "identical": 0, "skipped": why})
+            continue
+        finite = [psnr_v[k] for k in ks if np.isfinite(psnr_v[k])]
+        inf = len(ks) - len(finite)
+        identical += inf
+        rows.append({"ssim": float(np.mean(ssim_v[ks])), "psnr": float(np.mean(finite)) if finite else None, "pairs": len(ks), "identical": inf, "skipped": None})
+    per = pl.DataFrame(rows, schema={"ssim": pl.Float64, "psnr": pl.Float64, "pairs": pl.Int64, "identical": pl.Int64, "skipped": pl.String}, orient="row")
+    scored = per.filter(pl.col("skipped").is_null())
+    summary = {
+        "ssim": scored["ssim"].mean() if scored.height else None,
+        "psnr": scored["psnr"].drop_nulls().mean() if scored["psnr"].drop_nulls().len() else None,
+        "n": len(gen),
+        "scored": scored.height,
+        "identical_pairs": identical,
+        "skipped": dict(sorted(reasons.items())),
+    }
+    return summary, per

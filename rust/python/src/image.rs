@@ -324,3 +324,63 @@ pub fn thumbnails(
     let errors = error_series("error", out.iter().map(|r| r.as_ref().err())).map_err(polars_err)?;
     Ok(PyDataFrame(DataFrame::new(out.len(), vec![thumbs.into_series().into(), errors.into()]).map_err(polars_err)?))
 }
+
+/// SSIM and PSNR of image pairs as CoMM's evaluation computes them
+/// (`interleaf_core::image::compare`): each image of `images` decoded and resized to `size` x
+/// `size` once, then each pair (`a[i]`, `b[i]`) of indices into `images` scored. Returns the
+/// pairs' table (`ssim`, `psnr`: Float64, null where either image failed) and each image's
+/// error.
+#[pyfunction]
+#[pyo3(signature = (images, a, b, size, max_pixels=None, max_bytes=None, threads=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn image_compare(
+    py: Python<'_>,
+    images: PySeries,
+    a: Vec<i64>,
+    b: Vec<i64>,
+    size: usize,
+    max_pixels: Option<u64>,
+    max_bytes: Option<u64>,
+    threads: Option<usize>,
+) -> PyResult<(PyDataFrame, PySeries)> {
+    use interleaf_core::error::{ErrorKind, RecordError};
+    use interleaf_core::image::compare::{load_square, psnr, ssim};
+    use rayon::prelude::*;
+    if !(7..=4096).contains(&size) {
+        return Err(PyValueError::new_err(format!("size must be in [7, 4096] (SSIM's window is 7), got {size}")));
+    }
+    if a.len() != b.len() {
+        return Err(PyValueError::new_err(format!("a and b differ in length ({} vs {})", a.len(), b.len())));
+    }
+    let values = binary_values(&images.0, "images")?;
+    let n = values.len() as i64;
+    if let Some(bad) = a.iter().chain(&b).find(|&&i| i < 0 || i >= n) {
+        return Err(PyValueError::new_err(format!("pair index {bad} is outside the {n} images")));
+    }
+    let opts = DecodeOptions { limits: limits(max_pixels, max_bytes)?, ..Default::default() };
+    let (loaded, scores): (Vec<Result<Vec<u8>, RecordError>>, Vec<Option<(f64, f64)>>) = py.detach(|| {
+        on_pool(threads, || {
+            let loaded: Vec<Result<Vec<u8>, RecordError>> = values
+                .par_iter()
+                .map(|v| match v {
+                    Some(d) => load_square(d, size, &opts),
+                    None => Err(RecordError::new(ErrorKind::MissingImage, "no image bytes")),
+                })
+                .collect();
+            let scores = a
+                .par_iter()
+                .zip(b.par_iter())
+                .map(|(&i, &j)| match (&loaded[i as usize], &loaded[j as usize]) {
+                    (Ok(x), Ok(y)) => ssim(x, y, size, size, 3).map(|s| (s, psnr(x, y))),
+                    _ => None,
+                })
+                .collect();
+            (loaded, scores)
+        })
+    })?;
+    let ssim_col = Float64Chunked::from_iter_options("ssim".into(), scores.iter().map(|s| s.map(|v| v.0)));
+    let psnr_col = Float64Chunked::from_iter_options("psnr".into(), scores.iter().map(|s| s.map(|v| v.1)));
+    let pairs = DataFrame::new(scores.len(), vec![ssim_col.into_series().into(), psnr_col.into_series().into()]).map_err(polars_err)?;
+    let errors = error_series("error", loaded.iter().map(|r| r.as_ref().err())).map_err(polars_err)?;
+    Ok((PyDataFrame(pairs), PySeries(errors)))
+}

@@ -71,6 +71,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dedup::decode_luma_py, m)?)?;
     m.add_function(wrap_pyfunction!(image::analyze_images, m)?)?;
     m.add_function(wrap_pyfunction!(image::thumbnails, m)?)?;
+    m.add_function(wrap_pyfunction!(image::image_compare, m)?)?;
     m.add_function(wrap_pyfunction!(signals::obelics_text_stats, m)?)?;
     m.add_function(wrap_pyfunction!(signals::obelics_paragraphs, m)?)?;
     m.add_function(wrap_pyfunction!(signals::mmc4_assign, m)?)?;

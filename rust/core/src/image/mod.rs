@@ -2,6 +2,7 @@
 //! CLIP preprocessing, image statistics, and [`analyze`], which gives all three from one decode.
 
 pub mod analyze;
+pub mod compare;
 pub mod decode;
 mod jpeg_eighth;
 pub mod preprocess;
