@@ -112,3 +112,69 @@ def test_image_metrics_cross_pairs_and_failures(sample_images):
         image_metrics([p[0]], [[p[1]]], pairing="cross")
     with pytest.raises(ValueError, match="pairing must be"):
         image_metrics([p[0]], [p[1]], pairing="all")
+
+
+def _real_captions(sample_dir) -> list[str]:
+    import json
+
+    caps = [json.loads(line)["caption"] for line in (sample_dir / "pairs.jsonl").read_text().splitlines() if line.strip()]
+    for line in (sample_dir / "comm.jsonl").read_text().splitlines():
+        if line.strip():
+            caps += [item["content"] for step in json.loads(line)["step_info"] for item in step if item["type"] == "text"]
+    return caps
+
+
+def _perturb(text: str, rng) -> str:
+    w = text.split()
+    op = rng.integers(0, 4)
+    if op == 0 and len(w) > 3:
+        del w[int(rng.integers(0, len(w)))]
+    elif op == 1 and len(w) > 2:
+        i = int(rng.integers(0, len(w) - 1))
+        w[i], w[i + 1] = w[i + 1], w[i]
+    elif op == 2:
+        w = w[: max(1, len(w) // 2)]
+    else:
+        w = w + ["and", "more"]
+    return " ".join(w)
+
+
+def test_text_metrics_equal_pycocoevalcap_on_real_captions(sample_dir):
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
+
+    from interleaf.evaluate import text_metrics, tokenize
+
+    rng = np.random.default_rng(0)
+    caps = tokenize(_real_captions(sample_dir))
+    refs = [[c, caps[(i + 1) % len(caps)], caps[(i + 7) % len(caps)]] if i % 3 == 0 else [c] for i, c in enumerate(caps)]
+    hyps = [_perturb(c, rng) for c in caps]
+    # Edge cases: an empty and a one-word prediction, an exact copy, a one-word reference.
+    hyps[1], hyps[2], hyps[4] = "", caps[2].split()[0], caps[4]
+    refs[5] = ["cat"]
+    gts = {i: r for i, r in enumerate(refs)}
+    res = {i: [h] for i, h in enumerate(hyps)}
+    b_corpus, b_per = Bleu(4).compute_score(gts, res, verbose=0)
+    r_mean, r_per = Rouge().compute_score(gts, res)
+    c_mean, c_per = Cider().compute_score(gts, res)
+    summary, per = text_metrics(hyps, refs, tokenizer="none")
+    for k in range(4):
+        assert summary[f"BLEU-{k + 1}"] == pytest.approx(b_corpus[k], rel=1e-13, abs=1e-300)
+        np.testing.assert_allclose(per[f"bleu_{k + 1}"].to_numpy(), b_per[k], rtol=1e-13, atol=0)
+    np.testing.assert_allclose(per["rouge_l"].to_numpy(), r_per, rtol=1e-14, atol=0)
+    np.testing.assert_allclose(per["cider"].to_numpy(), c_per, rtol=1e-12, atol=1e-15)
+    assert summary["ROUGE-L"] == pytest.approx(r_mean, rel=1e-14) and summary["CIDEr"] == pytest.approx(c_mean, rel=1e-12)
+    assert summary["scored"] == len(caps) and summary["skipped"] == {}
+    # Missing predictions and references are skipped and counted, not scored as 0.
+    s2, per2 = text_metrics([None, "a cat", "a dog"], [["a cat"], [], "a dog"])
+    assert s2["skipped"] == {"missing_prediction": 1, "missing_reference": 1} and s2["scored"] == 1
+    assert per2["skipped"].to_list() == ["missing_prediction", "missing_reference", None] and per2["bleu_1"][2] == pytest.approx(1.0)
+
+
+def test_simple_tokenizer():
+    from interleaf.evaluate import tokenize
+
+    assert tokenize(["A Cat's toy, (red)... isn't it?\nYes!", None, ""]) == ["a cat 's toy red is n't it yes", None, ""]
+    with pytest.raises(ValueError, match="tokenizer must be"):
+        tokenize(["x"], "ptb")

@@ -303,6 +303,10 @@ def top_k(queries: np.ndarray, keys: np.ndarray, k: int, threads: int | None = N
 def _decode_rgb(data: bytes, alpha: str = "drop", exif_transpose: bool = False, max_pixels: int | None = None) -> tuple[int, int, bytes]:
     """(width, height, RGB bytes) as Pillow's convert("RGB"). Raises ValueError on failure."""
 
+def caption_metrics(hyps: list[str], refs: list[list[str]]) -> tuple[list[float], np.ndarray, np.ndarray, np.ndarray]:
+    """BLEU-1..4 (corpus, and per hypothesis ``(n, 4)``), ROUGE-L and CIDEr-D per hypothesis of
+    tokenised texts, as pycocoevalcap 1.2 computes them."""
+
 def image_compare(images: pl.Series, a: list[int], b: list[int], size: int, max_pixels: int | None = None, max_bytes: int | None = None, threads: int | None = None) -> tuple[pl.DataFrame, pl.Series]:
     """SSIM and PSNR of index pairs into ``images`` (each decoded and resized to ``size`` x
     ``size`` once): the pairs' ``ssim``, ``psnr`` (null where an image failed) and each image's

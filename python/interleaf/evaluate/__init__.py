@@ -11,17 +11,22 @@ resized to 256 x 256 with Pillow's bicubic filter, scored as scikit-image's
 ``structural_similarity(..., data_range=255, channel_axis=2)`` and
 ``peak_signal_noise_ratio(..., data_range=255)`` (all in Rust, pairs in parallel); index-matched
 pairs by default, or CoMM's all-cross-pairs per example.
+
+:func:`text_metrics` is pycocoevalcap's BLEU-1..4, ROUGE-L and CIDEr (CIDEr-D) in Rust, equal to
+pycocoevalcap 1.2's scorers on the same tokens, as CoMM computes them for its text task.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-__all__ = ["PAIRINGS", "clip_image_similarity", "image_metrics"]
+__all__ = ["PAIRINGS", "PTB_PUNCTUATIONS", "TOKENIZERS", "clip_image_similarity", "image_metrics", "text_metrics", "tokenize"]
 
 #: How :func:`image_metrics` pairs images: ``index`` (generated[i] with reference[i]) or
 #: ``cross`` (CoMM's: every reference image of an example with every generated one).
@@ -160,4 +165,73 @@ def image_metrics(generated: Any, reference: Any, *, size: int = 256, pairing: s
         "identical_pairs": identical,
         "skipped": dict(sorted(reasons.items())),
     }
+    return summary, per
+
+
+#: How :func:`text_metrics` tokenises: ``simple`` (our Python approximation of the PTB
+#: tokenizer pycocoevalcap runs through Java: lower case, punctuation split off and the PTB
+#: pipeline's punctuation dropped, ``n't`` and ``'s`` split), ``none`` (the texts are already
+#: tokenised, tokens separated by spaces). pycocoevalcap's own PTB tokenizer needs Java, which
+#: interleaf does not run.
+TOKENIZERS = ("simple", "none")
+
+#: The tokens pycocoevalcap's PTB step removes after tokenising (its ``PUNCTUATIONS``), with
+#: round brackets, which PTB escapes to ``-LRB-``/``-RRB-`` and then removes.
+PTB_PUNCTUATIONS = frozenset({"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--", "...", ";", "(", ")", "{", "}", '"'})
+
+_TOKEN = re.compile(r"\w+(?=n't\b)|n't\b|'\w+|\w+|\.\.\.|--|``|''|[^\w\s]")
+
+
+def tokenize(texts: Sequence[str | None], tokenizer: str = "simple") -> list[str | None]:
+    """Each text as space-separated tokens (None stays None), see :data:`TOKENIZERS`."""
+    if tokenizer not in TOKENIZERS:
+        raise ValueError(f"tokenizer must be one of {', '.join(TOKENIZERS)}, got {tokenizer!r}")
+    if tokenizer == "none":
+        return list(texts)
+    return [None if t is None else " ".join(w for w in _TOKEN.findall(t.replace("\n", " ").lower()) if w not in PTB_PUNCTUATIONS) for t in texts]
+
+
+def text_metrics(predictions: Sequence[str | None], references: Sequence[Any], *, tokenizer: str = "simple") -> tuple[dict[str, Any], pl.DataFrame]:
+    """pycocoevalcap's caption metrics of predictions against references: ``BLEU-1``..``BLEU-4``
+    (corpus BLEU, reference length "closest"), ``ROUGE-L`` and ``CIDEr`` (CIDEr-D, document
+    frequencies over these references; the mean over predictions), computed in Rust and equal
+    to pycocoevalcap 1.2's ``Bleu(4)``, ``Rouge()`` and ``Cider()`` on the same tokens.
+
+    ``predictions``: one text per example (None: missing, skipped and counted);
+    ``references``: per example a text or a list of texts (at least one). CoMM scores its
+    text task twice: step k against step k (one reference each, truncated to the shorter
+    document) and each whole document against the whole reference; pass those pairs.
+    METEOR and SPICE need Java (pycocoevalcap's jars) and are not computed.
+
+    Returns ``(summary, per_example)``: ``summary`` has the metrics, ``n``, ``scored``,
+    ``skipped`` (reason -> count) and ``tokenizer``; ``per_example`` has ``bleu_1``..``bleu_4``
+    (sentence BLEU, as pycocoevalcap's per-image list), ``rouge_l``, ``cider`` and
+    ``skipped``."""
+    from interleaf import _native
+
+    preds = list(predictions)
+    refs = [[r] if isinstance(r, str) else ([] if r is None else [x for x in r if x is not None]) for r in references]
+    if len(preds) != len(refs):
+        raise ValueError(f"predictions and references differ in length ({len(preds)} vs {len(refs)})")
+    reasons: list[str | None] = [("missing_prediction" if p is None else "missing_reference" if not r else None) for p, r in zip(preds, refs, strict=True)]
+    idx = [i for i, why in enumerate(reasons) if why is None]
+    tok_p = tokenize([preds[i] for i in idx], tokenizer)
+    flat = tokenize([x for i in idx for x in refs[i]], tokenizer)
+    tok_r, at = [], 0
+    for i in idx:
+        tok_r.append(flat[at : at + len(refs[i])])
+        at += len(refs[i])
+    cols = {k: np.full(len(preds), np.nan) for k in ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "rouge_l", "cider")}
+    summary: dict[str, Any] = dict.fromkeys(("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr"))
+    if idx:
+        corpus, per_bleu, rouge, cider = _native.caption_metrics(tok_p, tok_r)
+        for k in range(4):
+            cols[f"bleu_{k + 1}"][idx] = per_bleu[:, k]
+            summary[f"BLEU-{k + 1}"] = corpus[k]
+        cols["rouge_l"][idx] = rouge
+        cols["cider"][idx] = cider
+        summary["ROUGE-L"] = float(np.mean(rouge))
+        summary["CIDEr"] = float(np.mean(cider))
+    summary |= {"n": len(preds), "scored": len(idx), "skipped": dict(sorted(Counter(r for r in reasons if r is not None).items())), "tokenizer": tokenizer}
+    per = pl.DataFrame({**cols, "skipped": reasons}, schema={**dict.fromkeys(cols, pl.Float64), "skipped": pl.String}, nan_to_null=True)
     return summary, per

@@ -7,6 +7,7 @@ use pyo3_polars::PolarsAllocator;
 
 mod columns;
 mod dedup;
+mod evaluate;
 mod expressions;
 mod frame;
 mod image;
@@ -72,6 +73,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(image::analyze_images, m)?)?;
     m.add_function(wrap_pyfunction!(image::thumbnails, m)?)?;
     m.add_function(wrap_pyfunction!(image::image_compare, m)?)?;
+    m.add_function(wrap_pyfunction!(evaluate::caption_metrics, m)?)?;
     m.add_function(wrap_pyfunction!(signals::obelics_text_stats, m)?)?;
     m.add_function(wrap_pyfunction!(signals::obelics_paragraphs, m)?)?;
     m.add_function(wrap_pyfunction!(signals::mmc4_assign, m)?)?;

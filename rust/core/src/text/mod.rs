@@ -1,6 +1,7 @@
 //! Text utilities: whitespace as Python sees it, normalisation for exact-duplicate keys, and
 //! shingles for MinHash.
 
+pub mod caption;
 pub mod obelics;
 pub mod shingle;
 
