@@ -10,7 +10,11 @@ use pyo3::prelude::*;
 /// cider (n,))`.
 #[pyfunction]
 #[allow(clippy::type_complexity)]
-pub fn caption_metrics<'py>(py: Python<'py>, hyps: Vec<String>, refs: Vec<Vec<String>>) -> PyResult<(Vec<f64>, Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>)> {
+pub fn caption_metrics<'py>(
+    py: Python<'py>,
+    hyps: Vec<String>,
+    refs: Vec<Vec<String>>,
+) -> PyResult<(Vec<f64>, Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>)> {
     use interleaf_core::text::caption::{bleu, cider, rouge_l};
     if hyps.len() != refs.len() {
         return Err(PyValueError::new_err(format!("{} hypotheses but {} reference lists", hyps.len(), refs.len())));

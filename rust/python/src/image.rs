@@ -358,9 +358,10 @@ pub fn image_compare(
         return Err(PyValueError::new_err(format!("pair index {bad} is outside the {n} images")));
     }
     let opts = DecodeOptions { limits: limits(max_pixels, max_bytes)?, ..Default::default() };
-    let (loaded, scores): (Vec<Result<Vec<u8>, RecordError>>, Vec<Option<(f64, f64)>>) = py.detach(|| {
+    type Loaded = Vec<Result<Vec<u8>, RecordError>>;
+    let (loaded, scores): (Loaded, Vec<Option<(f64, f64)>>) = py.detach(|| {
         on_pool(threads, || {
-            let loaded: Vec<Result<Vec<u8>, RecordError>> = values
+            let loaded: Loaded = values
                 .par_iter()
                 .map(|v| match v {
                     Some(d) => load_square(d, size, &opts),
