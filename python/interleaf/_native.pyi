@@ -18,6 +18,8 @@ __all__ = [
     "_resize_luma",
     "analyze_images",
     "thumbnails",
+    "image_compare",
+    "caption_metrics",
     "blake3",
     "check_file_name",
     "error_kinds",
