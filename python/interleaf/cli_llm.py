@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,9 +95,10 @@ def _load_images(table: pl.DataFrame, base: Path) -> pl.DataFrame:
     return table.with_columns(pl.Series("image", images, dtype=pl.Binary), pl.Series("error", errors, dtype=pl.String))
 
 
-def _inputs(args: argparse.Namespace, columns: Sequence[str]) -> list[Any]:
+def _inputs(args: argparse.Namespace, columns: Sequence[str]) -> Iterator[Any]:
     """The input as one table (a parquet / jsonl file holding one of ``columns``, the stage's
-    identifying columns) or as node batches of any format interleaf reads."""
+    identifying columns) or as node batches of any format interleaf reads, streamed: one batch
+    is in memory at a time."""
     import interleaf
 
     paths = [Path(p) for p in args.inputs]
@@ -107,18 +108,17 @@ def _inputs(args: argparse.Namespace, columns: Sequence[str]) -> list[Any]:
             table = pl.read_parquet(paths[0]) if paths[0].suffix == ".parquet" else pl.read_ndjson(paths[0], infer_schema_length=None)
             if args.limit is not None:
                 table = table.head(args.limit)
-            return [_load_images(table, Path(args.image_root) if args.image_root else paths[0].parent)]
-    batches = []
+            yield _load_images(table, Path(args.image_root) if args.image_root else paths[0].parent)
+            return
     left = args.limit
     for batch in interleaf.read([str(p) for p in paths], image_root=args.image_root, progress=not args.quiet):
         if left is not None:
             keep = batch["doc_index"].unique(maintain_order=True).head(left)
             batch = batch.filter(pl.col("doc_index").is_in(keep.implode()))
             left -= keep.len()
-        batches.append(batch)
+        yield batch
         if left is not None and left <= 0:
             break
-    return batches
 
 
 def _run(args: argparse.Namespace, columns: Sequence[str], stage: Callable[[Any, Client], pl.DataFrame], summarise: Callable[[pl.DataFrame], dict[str, Any]] | None = None) -> int:
