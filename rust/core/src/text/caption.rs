@@ -106,8 +106,6 @@ pub struct Bleu {
 
 pub fn bleu<'a>(hyps: &[&'a str], refs: &[Vec<&'a str>]) -> Bleu {
     assert_eq!(hyps.len(), refs.len());
-    const SMALL: f64 = 1e-9;
-    const TINY: f64 = 1e-15;
     let mut vocab = Vocab::default();
     let (mut total_test, mut total_ref) = (0usize, 0usize);
     let mut total_guess = [0usize; N];
@@ -133,19 +131,7 @@ pub fn bleu<'a>(hyps: &[&'a str], refs: &[Vec<&'a str>]) -> Bleu {
             correct[g.len as usize - 1] += c.min(maxcounts.get(&g).copied().unwrap_or(0)) as usize;
         }
         let guess: [usize; N] = std::array::from_fn(|k| testlen.saturating_sub(k));
-        let mut scores = [0.0f64; N];
-        let mut b = 1.0f64;
-        for k in 0..N {
-            b *= (correct[k] as f64 + TINY) / (guess[k] as f64 + SMALL);
-            scores[k] = b.powf(1.0 / (k + 1) as f64);
-        }
-        let ratio = (testlen as f64 + TINY) / (reflen as f64 + SMALL);
-        if ratio < 1.0 {
-            for s in scores.iter_mut() {
-                *s *= (1.0 - 1.0 / ratio).exp();
-            }
-        }
-        per.push(scores);
+        per.push(bleu_scores(&correct, &guess, testlen, reflen));
         total_test += testlen;
         total_ref += reflen;
         for k in 0..N {
@@ -153,19 +139,28 @@ pub fn bleu<'a>(hyps: &[&'a str], refs: &[Vec<&'a str>]) -> Bleu {
             total_correct[k] += correct[k];
         }
     }
-    let mut corpus = [0.0f64; N];
+    Bleu { corpus: bleu_scores(&total_correct, &total_guess, total_test, total_ref), per }
+}
+
+/// BLEU-1..4 from clipped n-gram matches, n-gram counts and the lengths, with pycocoevalcap's
+/// guards against zero (`tiny` 1e-15, `small` 1e-9) and its brevity penalty; the same formula
+/// for one sentence and for the corpus totals.
+fn bleu_scores(correct: &[usize; N], guess: &[usize; N], testlen: usize, reflen: usize) -> [f64; N] {
+    const SMALL: f64 = 1e-9;
+    const TINY: f64 = 1e-15;
+    let mut scores = [0.0f64; N];
     let mut b = 1.0f64;
     for k in 0..N {
-        b *= (total_correct[k] as f64 + TINY) / (total_guess[k] as f64 + SMALL);
-        corpus[k] = b.powf(1.0 / (k + 1) as f64);
+        b *= (correct[k] as f64 + TINY) / (guess[k] as f64 + SMALL);
+        scores[k] = b.powf(1.0 / (k + 1) as f64);
     }
-    let ratio = (total_test as f64 + TINY) / (total_ref as f64 + SMALL);
+    let ratio = (testlen as f64 + TINY) / (reflen as f64 + SMALL);
     if ratio < 1.0 {
-        for s in corpus.iter_mut() {
+        for s in scores.iter_mut() {
             *s *= (1.0 - 1.0 / ratio).exp();
         }
     }
-    Bleu { corpus, per }
+    scores
 }
 
 /// Length of the longest common subsequence of two token lists.
