@@ -369,13 +369,19 @@ def test_cli_llm_commands(llama_server, scripted, sample_dir, tmp_path, sample_i
     # A table with image paths; a missing file is that row's error.
     (tmp_path / "img.jpg").write_bytes(next(iter(sample_images.values())))
     table = tmp_path / "samples.jsonl"
-    table.write_text("\n".join(json.dumps(x) for x in [{"question": "q1", "answer": "a1", "image": "img.jpg"}, {"question": "q2", "answer": "a2", "image": "gone.jpg"}]) + "\n")
+    secret = tmp_path.parent / f"{tmp_path.name}-secret.jpg"
+    secret.write_bytes(next(iter(sample_images.values())))
+    rows = [{"question": "q1", "answer": "a1", "image": "img.jpg"}, {"question": "q2", "answer": "a2", "image": "gone.jpg"}, {"question": "q3", "answer": "a3", "image": f"../{secret.name}"}, {"question": "q4", "answer": "a4", "image": str(secret)}]
+    table.write_text("\n".join(json.dumps(x) for x in rows) + "\n")
     scripted.answer = lambda body: BRACKET.format(5, 4, 3, 2)
     out2 = tmp_path / "sj.parquet"
     r = subprocess.run([sys.executable, "-m", "interleaf.cli", "judge", "synjudge", str(table), "--base-url", scripted.url, "--model", "m", "--out", str(out2), "--quiet"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     df = pl.read_parquet(out2)
     assert df.row(0, named=True)["its"] == 2 and "gone.jpg" in df.row(1, named=True)["error"] and json.loads(r.stdout)["aggregate"]["scored"] == 1
+    # Paths outside the image root (relative or absolute) are row errors: never read, never sent.
+    assert all("resolves outside the image root" in df.row(i, named=True)["error"] for i in (2, 3))
+    assert all(question_of(b) not in ("q3", "q4") for b in scripted.requests)
     scripted.answer = aitqe_answer
     out3, cp = tmp_path / "aitqe.parquet", tmp_path / "contrastive.parquet"
     r = subprocess.run(

@@ -40,6 +40,7 @@ def add_llm_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output parquet file")
     p.add_argument("--max-edge", type=int, default=512, help="images are sent as JPEG at most this many pixels on their longer edge (default %(default)s)")
     p.add_argument("--image-root", default=None, help="directory for relative image paths (default: each input file's directory)")
+    p.add_argument("--allow-outside-root", action="store_true", help="read image paths that resolve outside the image root (default: such images are row errors, never read or sent)")
     p.add_argument("--limit", type=int, default=None, help="first N input rows / documents only")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
 
@@ -75,23 +76,32 @@ def _table_columns(path: Path) -> list[str] | None:
     return None
 
 
-def _load_images(table: pl.DataFrame, base: Path) -> pl.DataFrame:
-    """An ``image`` column of paths becomes bytes (relative paths under ``base``); a file that
-    cannot be read leaves the image null and says why in ``error``."""
+def _load_images(table: pl.DataFrame, base: Path, allow_outside_root: bool = False, max_bytes: int = 256 << 20) -> pl.DataFrame:
+    """An ``image`` column of paths becomes bytes (relative paths under ``base``, the image
+    root). As for every reader: a path that resolves outside the root (unless allowed), that is
+    not a regular file, or a file over ``max_bytes`` is not read; the image stays null and
+    ``error`` says why, as it does for a file that cannot be read."""
     if "image" not in table.columns or table.schema["image"] != pl.String:
         return table
+    root = base.resolve()
     images: list[bytes | None] = []
     errors: list[str | None] = list(table["error"]) if "error" in table.columns else [None] * table.height
     for i, ref in enumerate(table["image"].to_list()):
+        images.append(None)
         if ref is None:
-            images.append(None)
             continue
-        p = Path(ref) if Path(ref).is_absolute() else base / ref
-        try:
-            images.append(p.read_bytes())
-        except OSError as e:
-            images.append(None)
-            errors[i] = errors[i] or f"image file {ref}: {e.strerror or e}"
+        p = (Path(ref) if Path(ref).is_absolute() else base / ref).resolve()
+        if not allow_outside_root and not p.is_relative_to(root):
+            errors[i] = errors[i] or f"image path {ref} resolves outside the image root {root} (--allow-outside-root to read it)"
+        elif not p.is_file():
+            errors[i] = errors[i] or f"image file {ref}: {'not a regular file' if p.exists() else 'not found'}"
+        elif p.stat().st_size > max_bytes:
+            errors[i] = errors[i] or f"image file {ref}: {p.stat().st_size:,} bytes, over the {max_bytes:,}-byte limit"
+        else:
+            try:
+                images[-1] = p.read_bytes()
+            except OSError as e:
+                errors[i] = errors[i] or f"image file {ref}: {e.strerror or e}"
     return table.with_columns(pl.Series("image", images, dtype=pl.Binary), pl.Series("error", errors, dtype=pl.String))
 
 
@@ -108,10 +118,10 @@ def _inputs(args: argparse.Namespace, columns: Sequence[str]) -> Iterator[Any]:
             table = pl.read_parquet(paths[0]) if paths[0].suffix == ".parquet" else pl.read_ndjson(paths[0], infer_schema_length=None)
             if args.limit is not None:
                 table = table.head(args.limit)
-            yield _load_images(table, Path(args.image_root) if args.image_root else paths[0].parent)
+            yield _load_images(table, Path(args.image_root) if args.image_root else paths[0].parent, args.allow_outside_root)
             return
     left = args.limit
-    for batch in interleaf.read([str(p) for p in paths], image_root=args.image_root, progress=not args.quiet):
+    for batch in interleaf.read([str(p) for p in paths], image_root=args.image_root, allow_outside_root=args.allow_outside_root, progress=not args.quiet):
         if left is not None:
             keep = batch["doc_index"].unique(maintain_order=True).head(left)
             batch = batch.filter(pl.col("doc_index").is_in(keep.implode()))
