@@ -145,7 +145,8 @@ def image_metrics(generated: Any, reference: Any, *, size: int = 256, pairing: s
         elif not rl:
             why = "missing_reference"
         elif not ks:
-            first = next(e for k in by_example[ex] for e in (err[pair_images[k][1]], err[pair_images[k][0]]) if e is not None) if by_example.get(ex) else None
+            # The first image error among the example's pairs (generated side first).
+            first = next((e for k in by_example.get(ex, []) for e in (err[pair_images[k][1]], err[pair_images[k][0]]) if e is not None), None)
             why = first["kind"] if first else "unscorable"
         if why is not None:
             reasons[why] += 1
