@@ -31,7 +31,7 @@ def corpus(n: int, refs: int) -> tuple[list[str], list[list[str]]]:
     for line in (sample / "comm.jsonl").read_text().splitlines():
         if line.strip():
             caps += [it["content"] for step in json.loads(line)["step_info"] for it in step if it["type"] == "text"]
-    caps = [c for c in tokenize(caps) if c]
+    caps = [c for c in tokenize(caps, "simple") if c]
     rng = np.random.default_rng(0)
     hyps, rs = [], []
     for i in range(n):
@@ -66,7 +66,7 @@ def main() -> None:
 
     hyps, refs = corpus(args.n, args.refs)
     t = time.perf_counter()
-    ours, per = text_metrics(hyps, refs, tokenizer="none")
+    ours, per = text_metrics(hyps, refs, tokenizer="none", java_metrics=False)
     t_ours = time.perf_counter() - t
     gts = {i: r for i, r in enumerate(refs)}
     res = {i: [h] for i, h in enumerate(hyps)}

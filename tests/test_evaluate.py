@@ -158,7 +158,7 @@ def test_text_metrics_equal_pycocoevalcap_on_real_captions(sample_dir):
     b_corpus, b_per = Bleu(4).compute_score(gts, res, verbose=0)
     r_mean, r_per = Rouge().compute_score(gts, res)
     c_mean, c_per = Cider().compute_score(gts, res)
-    summary, per = text_metrics(hyps, refs, tokenizer="none")
+    summary, per = text_metrics(hyps, refs, tokenizer="none", java_metrics=False)
     for k in range(4):
         assert summary[f"BLEU-{k + 1}"] == pytest.approx(b_corpus[k], rel=1e-13, abs=1e-300)
         np.testing.assert_allclose(per[f"bleu_{k + 1}"].to_numpy(), b_per[k], rtol=1e-13, atol=0)
@@ -167,7 +167,7 @@ def test_text_metrics_equal_pycocoevalcap_on_real_captions(sample_dir):
     assert summary["ROUGE-L"] == pytest.approx(r_mean, rel=1e-14) and summary["CIDEr"] == pytest.approx(c_mean, rel=1e-12)
     assert summary["scored"] == len(caps) and summary["skipped"] == {}
     # Missing predictions and references are skipped and counted, not scored as 0.
-    s2, per2 = text_metrics([None, "a cat", "a dog"], [["a cat"], [], "a dog"])
+    s2, per2 = text_metrics([None, "a cat", "a dog"], [["a cat"], [], "a dog"], tokenizer="simple", java_metrics=False)
     assert s2["skipped"] == {"missing_prediction": 1, "missing_reference": 1} and s2["scored"] == 1
     assert per2["skipped"].to_list() == ["missing_prediction", "missing_reference", None] and per2["bleu_1"][2] == pytest.approx(1.0)
 
@@ -175,6 +175,61 @@ def test_text_metrics_equal_pycocoevalcap_on_real_captions(sample_dir):
 def test_simple_tokenizer():
     from interleaf.evaluate import tokenize
 
-    assert tokenize(["A Cat's toy, (red)... isn't it?\nYes!", None, ""]) == ["a cat 's toy red is n't it yes", None, ""]
+    assert tokenize(["A Cat's toy, (red)... isn't it?\nYes!", None, ""]) == ["a cat 's toy -lrb- red -rrb- is n't it yes", None, ""]
+    assert tokenize(["The U.S. e-mail at 3.5 o'clock, and/or Mr. Smith's cat 😀."]) == ["the u.s. e-mail at 3.5 o'clock and/or mr. smith 's cat"]
     with pytest.raises(ValueError, match="tokenizer must be"):
-        tokenize(["x"], "ptb")
+        tokenize(["x"], "nltk")
+
+
+def _needs_java():
+    from interleaf.evaluate import java_unavailable
+
+    why = java_unavailable()
+    if why is not None:
+        pytest.skip(why)
+
+
+def test_ptb_tokenizer_equals_pycocoevalcap_and_simple_is_close(sample_dir):
+    """tokenizer="ptb" gives pycocoevalcap's PTBTokenizer output exactly; the Python "simple"
+    tokenizer equals it on the sample's real captions and step texts (measured: the difference
+    is confined to rare constructs, e.g. "#tag" and "x.." below)."""
+    _needs_java()
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    from interleaf.evaluate import tokenize
+
+    caps = _real_captions(sample_dir)
+    tricky = ["Don't stop (now)!", 'He said "hi" [loudly] {ok}', "colour e-mail... U.S. Mr. Smith's cats'", "50/50 and/or", "can't won't I'm you're they'd", "one", ""]
+    texts = caps + tricky
+    ref = PTBTokenizer().tokenize({i: [{"caption": t}] for i, t in enumerate(texts)})
+    ours = tokenize(texts + [None], "ptb")
+    assert ours[-1] is None and ours[:-1] == [ref[i][0] for i in range(len(texts))]
+    simple = tokenize(texts, "simple")
+    assert simple == ours[:-1]
+    # Where they part: PTB keeps "#tag" whole and odd dots; counted, not hidden.
+    odd = ["It's 5 o'clock; 3.5% & $20 #tag", "x... y.. z?!"]
+    assert tokenize(odd, "simple") != tokenize(odd, "ptb")
+
+
+def test_meteor_equals_pycocoevalcap(sample_dir):
+    """METEOR through pycocoevalcap's jar on PTB tokens, as COCOEvalCap computes it (corpus
+    score and per-example scores); SPICE without its CoreNLP models is reported unavailable."""
+    _needs_java()
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    from interleaf.evaluate import text_metrics, tokenize
+
+    caps = _real_captions(sample_dir)[:12]
+    rng = np.random.default_rng(1)
+    hyps = [_perturb(c, rng) for c in caps]
+    hyps[3] = ""
+    refs = [[c, caps[(i + 1) % len(caps)]] for i, c in enumerate(caps)]
+    summary, per = text_metrics(hyps, refs, tokenizer="ptb")
+    tok_h, tok_r = tokenize(hyps, "ptb"), [tokenize(r, "ptb") for r in refs]
+    m = Meteor()
+    score, per_ref = m.compute_score({i: r for i, r in enumerate(tok_r)}, {i: [h] for i, h in enumerate(tok_h)})
+    assert summary["tokenizer"] == "ptb"
+    assert summary["METEOR"] == pytest.approx(score, abs=1e-12)
+    np.testing.assert_allclose(per["meteor"].to_numpy(), per_ref, atol=1e-12)
+    if summary["SPICE"] is None:
+        assert "SPICE" in summary["unavailable"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -169,61 +170,169 @@ def image_metrics(generated: Any, reference: Any, *, size: int = 256, pairing: s
     return summary, per
 
 
-#: How :func:`text_metrics` tokenises: ``simple`` (our Python approximation of the PTB
-#: tokenizer pycocoevalcap runs through Java: lower case, punctuation split off and the PTB
-#: pipeline's punctuation dropped, ``n't`` and ``'s`` split), ``none`` (the texts are already
-#: tokenised, tokens separated by spaces). pycocoevalcap's own PTB tokenizer needs Java, which
-#: interleaf does not run.
-TOKENIZERS = ("simple", "none")
+#: How :func:`text_metrics` tokenises: ``ptb`` (pycocoevalcap's: Stanford's PTBTokenizer
+#: 3.4.1 run through Java, lower-cased, its punctuation list dropped; needs Java and the
+#: ``eval`` extra), ``simple`` (our Python approximation of it, see :func:`tokenize`),
+#: ``none`` (the texts are already tokenised, tokens separated by spaces) and ``auto``
+#: (``ptb`` where Java and pycocoevalcap are installed, else ``simple``; the summary says which).
+TOKENIZERS = ("auto", "ptb", "simple", "none")
 
-#: The tokens pycocoevalcap's PTB step removes after tokenising (its ``PUNCTUATIONS``), with
-#: round brackets, which PTB escapes to ``-LRB-``/``-RRB-`` and then removes.
-PTB_PUNCTUATIONS = frozenset({"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--", "...", ";", "(", ")", "{", "}", '"'})
+#: The tokens pycocoevalcap's PTB step removes after tokenising (its ``PUNCTUATIONS``). PTB
+#: lower-cases before, so its bracket escapes (``-lrb-``...) stay, as they do in CoMM's numbers.
+PTB_PUNCTUATIONS = frozenset({"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--", "...", ";", '"'})
 
-_TOKEN = re.compile(r"\w+(?=n't\b)|n't\b|'\w+|\w+|\.\.\.|--|``|''|[^\w\s]")
+_BRACKETS = {"(": "-lrb-", ")": "-rrb-", "[": "-lsb-", "]": "-rsb-", "{": "-lcb-", "}": "-rcb-"}
+_ABBREVIATIONS = "mr|mrs|ms|dr|prof|st|jr|sr|vs|etc|inc|ltd|co|corp|mt|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec"
+_TOKEN = re.compile(
+    rf"\w+(?=n't\b)|n't\b|'(?:s|m|d|ll|re|ve)\b|(?:[^\W\d_]\.){{2,}}|(?:{_ABBREVIATIONS})\.(?=\s|$)"
+    r"|\w+(?:(?:[-/.]|'(?!(?:s|m|d|ll|re|ve)\b))\w+)*|\.\.\.|--|``|''|[^\w\s]"
+)
+_LINE_BREAKS = re.compile(r"[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
+
+
+def java_unavailable() -> str | None:
+    """Why pycocoevalcap's Java tools (PTB tokenizer, METEOR) cannot run here, or None."""
+    import importlib.util
+    import shutil
+
+    if shutil.which("java") is None:
+        return "Java is not installed (e.g. apt-get install default-jre-headless)"
+    if importlib.util.find_spec("pycocoevalcap") is None:
+        return "pycocoevalcap is not installed (pip install 'interleaf[eval]')"
+    return None
+
+
+def _ptb(texts: list[str]) -> list[str]:
+    """Stanford's PTBTokenizer as pycocoevalcap runs it (one line per text, lower-cased), then
+    its punctuation dropped."""
+    import os
+    import subprocess
+    import tempfile
+
+    import pycocoevalcap.tokenizer.ptbtokenizer as ptb_module
+
+    if not texts:
+        return []
+    jar = Path(ptb_module.__file__).with_name("stanford-corenlp-3.4.1.jar")
+    with tempfile.TemporaryDirectory(prefix="interleaf-ptb-") as tmp:
+        src = Path(tmp) / "captions.txt"
+        src.write_text("\n".join(_LINE_BREAKS.sub(" ", t) for t in texts), encoding="utf-8")
+        cmd = ["java", "-cp", str(jar), "edu.stanford.nlp.process.PTBTokenizer", "-preserveLines", "-lowerCase", str(src)]
+        done = subprocess.run(cmd, capture_output=True, env=os.environ | {"LC_ALL": "C.UTF-8"}, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the PTB tokenizer failed (exit {done.returncode}): {done.stderr.decode(errors='replace')[-500:]}")
+    lines = done.stdout.decode("utf-8").split("\n")
+    if len(lines) < len(texts):
+        raise RuntimeError(f"the PTB tokenizer returned {len(lines)} lines for {len(texts)} texts")
+    drop = PTB_PUNCTUATIONS - {'"'}
+    return [" ".join(w for w in line.rstrip().split(" ") if w not in drop) for line in lines[: len(texts)]]
+
+
+def _resolve_tokenizer(tokenizer: str) -> str:
+    if tokenizer not in TOKENIZERS:
+        raise ValueError(f"tokenizer must be one of {', '.join(TOKENIZERS)}, got {tokenizer!r}")
+    if tokenizer == "auto":
+        return "simple" if java_unavailable() else "ptb"
+    if tokenizer == "ptb" and (why := java_unavailable()):
+        raise RuntimeError(f"tokenizer='ptb' needs pycocoevalcap's Java tokenizer: {why}; or pass tokenizer='simple'")
+    return tokenizer
 
 
 def tokenize(texts: Sequence[str | None], tokenizer: str = "simple") -> list[str | None]:
-    """Each text as space-separated tokens (None stays None), see :data:`TOKENIZERS`."""
-    if tokenizer not in TOKENIZERS:
-        raise ValueError(f"tokenizer must be one of {', '.join(TOKENIZERS)}, got {tokenizer!r}")
+    """Each text as space-separated tokens (None stays None), see :data:`TOKENIZERS`.
+
+    ``simple`` mimics the PTB pipeline in Python: lower case; ``n't`` and the clitics ``'s``,
+    ``'m``, ``'d``, ``'ll``, ``'re``, ``'ve`` split off; hyphenated words, ``a/b``, numbers like
+    ``3.5`` and ``o'clock`` kept whole; initialisms (``u.s.``) and common abbreviations
+    (``mr.``) keep their period; brackets become PTB's ``-lrb-`` / ``-rrb-`` / ``-lsb-`` ...;
+    characters outside the Basic Multilingual Plane (emoji) dropped, as PTB drops them;
+    pycocoevalcap's punctuation removed. On the bundled sample's captions and step texts it
+    gives PTB's tokens exactly (``tests/test_evaluate.py`` measures it)."""
+    tokenizer = _resolve_tokenizer(tokenizer)
     if tokenizer == "none":
         return list(texts)
-    return [None if t is None else " ".join(w for w in _TOKEN.findall(t.replace("\n", " ").lower()) if w not in PTB_PUNCTUATIONS) for t in texts]
+    if tokenizer == "ptb":
+        present = [t for t in texts if t is not None]
+        it = iter(_ptb(present))
+        return [None if t is None else next(it) for t in texts]
+    out: list[str | None] = []
+    for t in texts:
+        if t is None:
+            out.append(None)
+            continue
+        t = "".join(c for c in _LINE_BREAKS.sub(" ", t).lower() if ord(c) <= 0xFFFF)
+        out.append(" ".join(_BRACKETS.get(w, w) for w in _TOKEN.findall(t) if w not in PTB_PUNCTUATIONS))
+    return out
 
 
-def text_metrics(predictions: Sequence[str | None], references: Sequence[Any], *, tokenizer: str = "simple") -> tuple[dict[str, Any], pl.DataFrame]:
+def _java_metric(name: str, refs: list[list[str]], hyps: list[str]) -> tuple[float | None, list[float] | None, str | None]:
+    """pycocoevalcap's METEOR or SPICE on tokenised texts: (corpus score, per-example scores,
+    why unavailable)."""
+    if (why := java_unavailable()) is not None:
+        return None, None, why
+    gts = {i: r for i, r in enumerate(refs)}
+    res = {i: [h] for i, h in enumerate(hyps)}
+    if name == "METEOR":
+        from pycocoevalcap.meteor.meteor import Meteor
+
+        scorer = Meteor()
+        try:
+            score, per = scorer.compute_score(gts, res)
+        finally:
+            close = getattr(scorer, "close", None)
+            if close is not None:
+                close()
+        return float(score), [float(x) for x in per], None
+    import pycocoevalcap.spice.spice as spice_module
+
+    lib = Path(spice_module.__file__).with_name("lib")
+    if not (lib / "stanford-corenlp-3.6.0.jar").is_file() or not (lib / "stanford-corenlp-3.6.0-models.jar").is_file():
+        return None, None, f"SPICE needs Stanford CoreNLP 3.6.0 in {lib} (pycocoevalcap's get_stanford_models downloads it; interleaf never downloads)"
+    try:
+        score, items = spice_module.Spice().compute_score(gts, res)
+    except Exception as e:  # SPICE's Java side fails on some JVMs; report it, keep the rest
+        return None, None, f"SPICE failed: {e}"
+    return float(score), [float(x["All"]["f"]) for x in items], None
+
+
+def text_metrics(predictions: Sequence[str | None], references: Sequence[Any], *, tokenizer: str = "auto", java_metrics: bool = True) -> tuple[dict[str, Any], pl.DataFrame]:
     """pycocoevalcap's caption metrics of predictions against references: ``BLEU-1``..``BLEU-4``
     (corpus BLEU, reference length "closest"), ``ROUGE-L`` and ``CIDEr`` (CIDEr-D, document
     frequencies over these references; the mean over predictions), computed in Rust and equal
-    to pycocoevalcap 1.2's ``Bleu(4)``, ``Rouge()`` and ``Cider()`` on the same tokens.
+    to pycocoevalcap 1.2's ``Bleu(4)``, ``Rouge()`` and ``Cider()`` on the same tokens; and
+    ``METEOR`` and ``SPICE`` through pycocoevalcap's Java tools where they run (with
+    ``java_metrics``), else None with the reason under ``unavailable``.
 
     ``predictions``: one text per example (None: missing, skipped and counted);
-    ``references``: per example a text or a list of texts (at least one). CoMM scores its
-    text task twice: step k against step k (one reference each, truncated to the shorter
-    document) and each whole document against the whole reference; pass those pairs.
-    METEOR and SPICE need Java (pycocoevalcap's jars) and are not computed.
+    ``references``: per example a text or a list of texts (at least one). ``tokenizer``: see
+    :data:`TOKENIZERS` (the summary's ``tokenizer`` says which ran). CoMM scores its text task
+    twice: step k against step k (one reference each, truncated to the shorter document) and
+    each whole document against the whole reference; pass those pairs
+    (:func:`interleaf.evaluate.comm.metrics` does).
 
     Returns ``(summary, per_example)``: ``summary`` has the metrics, ``n``, ``scored``,
-    ``skipped`` (reason -> count) and ``tokenizer``; ``per_example`` has ``bleu_1``..``bleu_4``
-    (sentence BLEU, as pycocoevalcap's per-image list), ``rouge_l``, ``cider`` and
-    ``skipped``."""
+    ``skipped`` (reason -> count), ``tokenizer`` and ``unavailable``; ``per_example`` has
+    ``bleu_1``..``bleu_4`` (sentence BLEU, as pycocoevalcap's per-image list), ``rouge_l``,
+    ``cider``, ``meteor``, ``spice`` and ``skipped``."""
     from interleaf import _native
 
+    tokenizer = _resolve_tokenizer(tokenizer)
     preds = list(predictions)
     refs = [[r] if isinstance(r, str) else ([] if r is None else [x for x in r if x is not None]) for r in references]
     if len(preds) != len(refs):
         raise ValueError(f"predictions and references differ in length ({len(preds)} vs {len(refs)})")
     reasons: list[str | None] = [("missing_prediction" if p is None else "missing_reference" if not r else None) for p, r in zip(preds, refs, strict=True)]
     idx = [i for i, why in enumerate(reasons) if why is None]
-    tok_p = tokenize([preds[i] for i in idx], tokenizer)
-    flat = tokenize([x for i in idx for x in refs[i]], tokenizer)
+    # One tokenizer pass (one JVM start for PTB) over predictions and references.
+    flat = tokenize([preds[i] for i in idx] + [x for i in idx for x in refs[i]], tokenizer)
+    tok_p, flat = flat[: len(idx)], flat[len(idx) :]
     tok_r, at = [], 0
     for i in idx:
         tok_r.append(flat[at : at + len(refs[i])])
         at += len(refs[i])
-    cols = {k: np.full(len(preds), np.nan) for k in ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "rouge_l", "cider")}
-    summary: dict[str, Any] = dict.fromkeys(("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr"))
+    cols = {k: np.full(len(preds), np.nan) for k in ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "rouge_l", "cider", "meteor", "spice")}
+    summary: dict[str, Any] = dict.fromkeys(("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr", "METEOR", "SPICE"))
+    unavailable: dict[str, str] = {}
     if idx:
         corpus, per_bleu, rouge, cider = _native.caption_metrics(tok_p, tok_r)
         for k in range(4):
@@ -233,6 +342,16 @@ def text_metrics(predictions: Sequence[str | None], references: Sequence[Any], *
         cols["cider"][idx] = cider
         summary["ROUGE-L"] = float(np.mean(rouge))
         summary["CIDEr"] = float(np.mean(cider))
-    summary |= {"n": len(preds), "scored": len(idx), "skipped": dict(sorted(Counter(r for r in reasons if r is not None).items())), "tokenizer": tokenizer}
+        for name in ("METEOR", "SPICE"):
+            if not java_metrics:
+                unavailable[name] = "not asked (java_metrics=False)"
+                continue
+            score, per_ex, why = _java_metric(name, tok_r, tok_p)  # type: ignore[arg-type]
+            if why is not None:
+                unavailable[name] = why
+                continue
+            summary[name] = score
+            cols[name.lower()][idx] = per_ex
+    summary |= {"n": len(preds), "scored": len(idx), "skipped": dict(sorted(Counter(r for r in reasons if r is not None).items())), "tokenizer": tokenizer, "unavailable": unavailable}
     per = pl.DataFrame({**cols, "skipped": reasons}, schema={**dict.fromkeys(cols, pl.Float64), "skipped": pl.String}, nan_to_null=True)
     return summary, per

@@ -87,7 +87,7 @@ impl Format {
     }
 }
 
-const ID_KEYS: &[&str] = &["doc_id", "id", "key", "uid", "sample_id"];
+const ID_KEYS: &[&str] = &["doc_id", "id", "key", "uid", "sample_id", "data_id"];
 
 /// Where record images are looked for and how much is read.
 #[derive(Clone, Debug)]

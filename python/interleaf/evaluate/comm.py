@@ -1,0 +1,498 @@
+"""CoMM's four generation tasks (METHODS.md §1.4-1.7): building their inputs from CoMM documents,
+reading a model's predictions back in CoMM's folder layout, and their automatic metrics.
+
+The tasks, as CoMM's data loader builds them in test mode (``docs/reference/evaluation-protocols.md``
+has the reading of CoMM's code this follows):
+
+- ``task1`` (image sequence -> step texts): ``Here are step-by-step instructions images
+  sequence about {title}:`` + ``(k) <IMAGE> ...`` per step + ``According to the above images,
+  can you generate text for each step?``; target ``(1) text (2) text ...``.
+- ``task2`` (step texts -> image sequence): ``... without images about {title}:`` + ``(k) text``
+  per step + ``According to the above steps, can you generate images for each step?``.
+- ``task3`` (continuation): the first ``len(steps) // 2`` steps with their texts and images,
+  then ``According to the above steps, can you generate the rest steps?``; the target is the
+  rest, numbered on.
+- ``task4`` (title -> whole document): ``Can you generate step-by-step instructions with images
+  about {title}?``.
+
+Texts are cleaned as CoMM does (``strip(" \\n")``, runs of whitespace to one space); images are
+``<IMAGE>``. A document whose task has no image where the task needs one (task 1's input, task
+2's and 4's output, task 3's second half) cannot be built and is skipped and counted, as CoMM's
+loader rejects it.
+
+A predictions folder holds one folder per sample, ``{data_id}_task{n}/``, with ``results.json``
+(``model_input``, ``model_output``, ``input_image_list``, ``output_gt_image_list``,
+``prediction_image_list``), the predicted images beside it and the ground-truth images under
+``origin/``. :func:`write_tasks` writes that layout without ``results.json`` (plus a
+``task.json`` with the target and the reference step texts); the model's runner adds
+``results.json`` and its images. :func:`read_predictions` reads it back; a missing or broken
+``results.json``, a missing image file or an image path leaving the sample's folder are that
+sample's error, counted, and never stop the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from interleaf.io.atomic import atomic_output, write_text
+
+__all__ = ["MAX_IMAGES", "TASKS", "build_tasks", "metrics", "read_predictions", "reference_steps", "step_texts", "write_tasks"]
+
+TASKS = ("task1", "task2", "task3", "task4")
+
+#: CoMM's judge sees at most this many images per sample.
+MAX_IMAGES = 10
+
+#: Image files read from a predictions folder larger than this are errors, not read.
+MAX_IMAGE_BYTES = 256 << 20
+
+_PROMPTS = {
+    "task1": ("Here are step-by-step instructions images sequence about {SOURCE}:", "According to the above images, can you generate text for each step?"),
+    "task2": ("Here are step-by-step instructions without images about {SOURCE}:", "According to the above steps, can you generate images for each step?"),
+    "task3": ("Here are step-by-step instructions with images about {SOURCE}:", "According to the above steps, can you generate the rest steps?"),
+    "task4": ("Can you generate step-by-step instructions with images about {SOURCE}?", ""),
+}
+
+IMAGE = "<IMAGE>"
+
+_STEP = re.compile(r"\(\d+\)\s(.*?)\s*(?=\(\d+\)|$)", re.DOTALL)
+_PIECE = re.compile(r"(\[img\](.*?)\[/img\]|\[imgblock\](.*?)\[/imgblock\]|<IMAGE>|[^\[\]<]+)")
+_SPACES = re.compile(r"\s{2,}")
+
+
+def check_task(task: str) -> str:
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    return task
+
+
+def _clean(text: str) -> str:
+    """CoMM's text cleaning: ``strip(" \\n")``, whitespace runs to one space, trailing newline
+    and spaces removed."""
+    return _SPACES.sub(" ", text.strip(" \n")).rstrip("\n").strip(" ")
+
+
+def step_texts(text: str | None) -> list[str]:
+    """The steps of a ``(1) ... (2) ...`` text, as CoMM's parser reads them (a marker needs a
+    space after it; the text before ``(1)`` is not a step)."""
+    return _STEP.findall(text or "")
+
+
+def _pieces(step: str) -> list[tuple[str, str]]:
+    """A step's text and image items, as CoMM's task 3/4 parser splits them."""
+    out: list[tuple[str, str]] = []
+    for m in _PIECE.findall(step):
+        s = m[0]
+        if s.startswith("/IMGB"):
+            out.append(("image", s))
+        elif not s.strip() or s.startswith(("IMG1", "IMG0", "IMGB", "[imgblock]")):
+            continue
+        elif s == IMAGE:
+            out.append(("image", s))
+        else:
+            out.append(("text", s.strip()))
+    return out
+
+
+def parse_steps(text: str | None, images: Sequence[Any], previous: int = 0, max_images: int = MAX_IMAGES) -> tuple[list[list[tuple[str, Any]]], int]:
+    """A model text as steps of ``("text", str)`` / ``("image", image)`` items, with ``images``
+    given to its ``<IMAGE>`` markers in order, as CoMM's evaluation formats a sample for its
+    judge: each step opens with ``"(k)"``; a step stops at a marker when the images are used up;
+    the whole stops once ``previous`` + the images used reach ``max_images``. Returns the steps
+    and how many images were used."""
+    steps: list[list[tuple[str, Any]]] = []
+    used = 0
+    for k, step in enumerate(step_texts(text)):
+        items: list[tuple[str, Any]] = [("text", f"({k + 1})")]
+        for kind, value in _pieces(step):
+            if kind == "text":
+                items.append((kind, value))
+                continue
+            if used >= len(images):
+                break
+            items.append(("image", images[used]))
+            used += 1
+            if used + previous >= max_images:
+                break
+        steps.append(items)
+        if used + previous >= max_images:
+            break
+    return steps, used
+
+
+# --- building the tasks ------------------------------------------------------------------------
+
+
+def _documents(data: Any, image_root: str | None = None) -> list[dict[str, Any]]:
+    import interleaf
+    from interleaf.llm.records import documents, is_node_batch
+
+    if is_node_batch(data):
+        return documents(data)
+    if isinstance(data, str | Path) or (isinstance(data, list | tuple) and data and all(isinstance(x, str | Path) for x in data)):
+        paths = [str(data)] if isinstance(data, str | Path) else [str(x) for x in data]
+        out: list[dict[str, Any]] = []
+        for batch in interleaf.read(paths, image_root=image_root):
+            out += documents(batch)
+        return out
+    raise TypeError(f"expected CoMM documents as a node batch or dataset paths, got {type(data).__name__}")
+
+
+def reference_steps(doc: dict[str, Any]) -> list[str]:
+    """A document's step texts as CoMM's evaluation takes its ground truth: per step, the text
+    items concatenated as they are (no separator, no cleaning)."""
+    from interleaf.llm.records import steps
+
+    return ["".join(n["text"] or "" for n in step if n["kind"] == "text") for step in steps(doc)]
+
+
+def build_task(doc: dict[str, Any], task: str) -> dict[str, Any]:
+    """One task sample from one document (a :func:`interleaf.llm.records.documents` dict):
+    ``data_id``, ``task``, ``model_input`` and ``target`` (images as ``<IMAGE>``),
+    ``input_images`` and ``output_images`` (bytes, None where unreadable), ``reference_steps``,
+    and ``skipped`` (why the sample cannot be built, or None)."""
+    from interleaf.llm.records import steps
+
+    check_task(task)
+    meta = doc.get("meta") if isinstance(doc.get("meta"), dict) else {}
+    title = meta.get("title")
+    title = "" if title is None else str(title)
+    prefix, suffix = _PROMPTS[task]
+    source = prefix.replace("{SOURCE}", title)
+    step_list = steps(doc)
+    model_input, target = source, ""
+    input_images: list[Any] = []
+    output_images: list[Any] = []
+    split = len(step_list) // 2 - 1  # task 3: steps 0..split are the input
+
+    def render(step: list[dict[str, Any]], k: int, images: list[Any] | None, image_text: bool) -> str:
+        s = f"({k + 1}) "
+        for n in step:
+            if n["kind"] == "text" and image_text:
+                s += _clean(n["text"] or "") + " "
+            elif n["kind"] == "image" and images is not None:
+                s += IMAGE + " "
+                images.append(n["image"])
+        return s
+
+    for k, step in enumerate(step_list):
+        if task == "task1":
+            model_input += render(step, k, input_images, image_text=False)
+            target += render(step, k, None, image_text=True)
+        elif task == "task2":
+            model_input += render(step, k, None, image_text=True)
+            target += render(step, k, output_images, image_text=False)
+        elif task == "task3" and k <= split:
+            model_input += render(step, k, input_images, image_text=True)
+            if k == split:
+                model_input += suffix
+        else:
+            target += render(step, k, output_images, image_text=True)
+    if task in ("task1", "task2"):
+        model_input += suffix
+    skipped = None
+    if doc.get("error"):
+        skipped = "unreadable_document"
+    elif task == "task1" and not input_images:
+        skipped = "no_input_image"
+    elif task != "task1" and not output_images:
+        skipped = "no_output_image"
+    elif any(b is None for b in input_images + output_images):
+        skipped = "unreadable_image"
+    return {
+        "data_id": str(doc.get("doc_id")),
+        "task": task,
+        "model_input": model_input,
+        "target": target.strip(),
+        "input_images": input_images,
+        "output_images": output_images,
+        "reference_steps": reference_steps(doc),
+        "skipped": skipped,
+    }
+
+
+def build_tasks(documents: Any, tasks: Sequence[str] = TASKS, *, image_root: str | None = None) -> list[dict[str, Any]]:
+    """:func:`build_task` for every document and task (documents outer, tasks inner).
+    ``documents``: a node batch or CoMM dataset paths (read with :func:`interleaf.read`)."""
+    for t in tasks:
+        check_task(t)
+    return [build_task(d, t) for d in _documents(documents, image_root) for t in tasks]
+
+
+def _extension(data: bytes) -> str:
+    if data.startswith(b"\xff\xd8"):
+        return "jpg"
+    if data.startswith(b"\x89PNG"):
+        return "png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    return "bin"
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+_DOTS = re.compile(r"\.{2,}")
+
+
+def folder_name(data_id: str, task: str) -> str:
+    """The sample folder's name: ``{data_id}_{task}``, with a data_id that is not a safe file
+    name (path separators, ``..``, other characters, over 150 characters) replaced by a safe
+    form plus a hash of the original, so no id can leave the output folder."""
+    safe = _DOTS.sub("_", _SAFE.sub("_", data_id)).lstrip(".")[:150]
+    if safe != data_id or not safe:
+        safe = f"{safe or 'id'}-{hashlib.sha256(data_id.encode()).hexdigest()[:10]}"
+    return f"{safe}_{task}"
+
+
+def write_tasks(samples: Iterable[dict[str, Any]], out: str | Path) -> dict[str, Any]:
+    """Writes built samples (:func:`build_tasks`) in CoMM's folder layout under ``out``:
+    ``{data_id}_{task}/origin/input_{i}.{ext}`` and ``output_gt_{i}.{ext}`` (one counter per
+    sample, inputs first, as CoMM's inference numbers them; the bytes as they are), and
+    ``task.json`` with ``data_id``, ``task``, ``model_input``, ``target``, ``input_image_list``,
+    ``output_gt_image_list`` (task 1 keeps no output images, tasks 2 and 4 no input images, as
+    CoMM's) and ``reference_steps``; plus ``tasks.jsonl``, one line per written sample. The
+    model's runner adds ``results.json`` and ``predict_{i}`` images numbered on from the inputs.
+    Every file is written atomically. Returns ``{"written": {task: n}, "skipped": {reason: n}}``."""
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    written: Counter[str] = Counter()
+    skipped: Counter[str] = Counter()
+    lines: list[str] = []
+    seen: set[str] = set()
+    for s in samples:
+        if s["skipped"]:
+            skipped[s["skipped"]] += 1
+            continue
+        name = folder_name(s["data_id"], s["task"])
+        if name in seen:
+            skipped["duplicate_data_id"] += 1
+            continue
+        seen.add(name)
+        folder = root / name
+        n = 0
+        lists: dict[str, list[str]] = {"input_image_list": [], "output_gt_image_list": []}
+        for key, prefix, images, keep in (
+            ("input_image_list", "input", s["input_images"], s["task"] in ("task1", "task3")),
+            ("output_gt_image_list", "output_gt", s["output_images"], s["task"] != "task1"),
+        ):
+            if not keep:
+                continue
+            for data in images:
+                n += 1
+                file = f"{prefix}_{n}.{_extension(bytes(data))}"
+                with atomic_output(folder / "origin" / file) as tmp:
+                    tmp.write_bytes(bytes(data))
+                lists[key].append(file)
+        record = {"data_id": s["data_id"], "task": s["task"], "model_input": s["model_input"], "target": s["target"], **lists, "reference_steps": s["reference_steps"]}
+        write_text(folder / "task.json", json.dumps(record, ensure_ascii=False, indent=2))
+        lines.append(json.dumps({"folder": name, **record}, ensure_ascii=False))
+        written[s["task"]] += 1
+    write_text(root / "tasks.jsonl", "".join(line + "\n" for line in lines))
+    return {"out": str(root), "written": dict(sorted(written.items())), "skipped": dict(sorted(skipped.items()))}
+
+
+# --- reading predictions -----------------------------------------------------------------------
+
+
+def _read_image(base: Path, folder: Path, ref: Any, errors: list[str]) -> bytes | None:
+    if not isinstance(ref, str) or not ref:
+        errors.append(f"image entry {ref!r} is not a file name")
+        return None
+    p = Path(ref)
+    # CoMM's own runner may write paths that already include the sample folder.
+    cand = p if p.is_absolute() else base / p
+    if not p.is_absolute() and not cand.exists() and (folder / p).exists():
+        cand = folder / p
+    cand = cand.resolve()
+    if not cand.is_relative_to(folder.resolve()):
+        errors.append(f"image {ref}: resolves outside the sample folder")
+        return None
+    if not cand.is_file():
+        errors.append(f"image {ref}: {'not a regular file' if cand.exists() else 'not found'}")
+        return None
+    size = cand.stat().st_size
+    if size > MAX_IMAGE_BYTES:
+        errors.append(f"image {ref}: {size:,} bytes, over the {MAX_IMAGE_BYTES:,}-byte limit")
+        return None
+    try:
+        return cand.read_bytes()
+    except OSError as e:
+        errors.append(f"image {ref}: {e.strerror or e}")
+        return None
+
+
+def read_predictions(folder: str | Path, task: str, references: Any = None, *, image_root: str | None = None) -> list[dict[str, Any]]:
+    """The samples of ``task`` in a predictions folder (sub-folders named ``*_{task}``, sorted),
+    one dict each: ``sample`` (the folder name), ``data_id``, ``model_input``, ``model_output``,
+    ``input_images``, ``gt_images``, ``pred_images`` (bytes, None where a file could not be
+    read), ``reference_steps`` (from ``references`` by data_id, else the sample's ``task.json``,
+    else None), ``image_errors`` and ``error`` (why the sample cannot be evaluated: no or a
+    broken ``results.json``; None when it can).
+
+    ``references``: CoMM ground-truth documents (a node batch or dataset paths, their ids the
+    data_ids) for the reference step texts of task 1; not needed when the folder was written by
+    :func:`write_tasks`."""
+    check_task(task)
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"predictions folder {root} does not exist")
+    refs: dict[str, list[str]] = {}
+    if references is not None:
+        for d in _documents(references, image_root):
+            refs.setdefault(str(d["doc_id"]), reference_steps(d))
+    suffix = f"_{task}"
+    out: list[dict[str, Any]] = []
+    for sample in sorted(p for p in root.iterdir() if p.name.endswith(suffix) and p.is_dir()):
+        rec: dict[str, Any] = {"sample": sample.name, "data_id": sample.name[: -len(suffix)], "model_input": None, "model_output": None, "input_images": [], "gt_images": [], "pred_images": [], "reference_steps": None, "image_errors": [], "error": None}
+        out.append(rec)
+        task_json = sample / "task.json"
+        if task_json.is_file():
+            try:
+                t = json.loads(task_json.read_text(encoding="utf-8"))
+                rec["data_id"] = str(t.get("data_id", rec["data_id"]))
+                rec["reference_steps"] = t.get("reference_steps")
+            except (OSError, ValueError):
+                pass
+        if rec["data_id"] in refs:
+            rec["reference_steps"] = refs[rec["data_id"]]
+        results = sample / "results.json"
+        if not results.is_file():
+            rec["error"] = "missing results.json"
+            continue
+        try:
+            data = json.loads(results.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            rec["error"] = f"results.json: {e}"
+            continue
+        if not isinstance(data, dict):
+            rec["error"] = "results.json: not a JSON object"
+            continue
+        for key in ("model_input", "model_output"):
+            v = data.get(key)
+            if v is not None and not isinstance(v, str):
+                rec["error"] = f"results.json: {key} is not a string"
+                break
+            rec[key] = v
+        if rec["error"]:
+            continue
+        if rec["model_output"] is None:
+            rec["error"] = "results.json: no model_output"
+            continue
+        for key, name, base in (("input_images", "input_image_list", sample / "origin"), ("gt_images", "output_gt_image_list", sample / "origin"), ("pred_images", "prediction_image_list", sample)):
+            entries = data.get(name) or []
+            if not isinstance(entries, list):
+                rec["error"] = f"results.json: {name} is not a list"
+                break
+            rec[key] = [_read_image(base, sample, e, rec["image_errors"]) for e in entries]
+    return out
+
+
+# --- automatic metrics -------------------------------------------------------------------------
+
+
+def _image_pairs(samples: list[dict[str, Any]], clip: Any, size: int, pairing: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from interleaf.evaluate import clip_image_similarity, image_metrics
+
+    ok = [s for s in samples if s["error"] is None]
+    if pairing == "cross":
+        summary, per = image_metrics([[g for g in s["pred_images"] if g is not None] for s in ok], [[r for r in s["gt_images"] if r is not None] for s in ok], size=size, pairing="cross")
+    else:
+        gen, ref, owner = [], [], []
+        for i, s in enumerate(ok):
+            for g, r in zip(s["pred_images"], s["gt_images"], strict=False):
+                gen.append(g)
+                ref.append(r)
+                owner.append(i)
+        summary, pairs = image_metrics(gen, ref, size=size, pairing="index")
+        per = pairs.with_columns(pl.Series("owner", owner, dtype=pl.Int64)).group_by("owner").agg(pl.col("ssim").mean(), pl.col("psnr").mean())
+        per = pl.DataFrame({"owner": range(len(ok))}, schema={"owner": pl.Int64}).join(per, on="owner", how="left").sort("owner")
+    rows = [{"ssim": a, "psnr": b} for a, b in zip(per["ssim"].to_list(), per["psnr"].to_list(), strict=True)]
+    out: dict[str, Any] = {"ssim": summary["ssim"], "psnr": summary["psnr"], "pairing": pairing, "image_pairs_skipped": summary["skipped"]}
+    if clip is not None:
+        gen, ref, owner = [], [], []
+        for i, s in enumerate(ok):
+            for g, r in zip(s["pred_images"], s["gt_images"], strict=False):
+                gen.append(g)
+                ref.append(r)
+                owner.append(i)
+        csum, cper = clip_image_similarity(gen, ref, clip)
+        out |= {"clip_i": csum["clip_i"], "clip_i_pairs": csum["scored"], "clip_i_skipped": csum["skipped"]}
+        by = pl.DataFrame({"owner": owner, "similarity": cper["similarity"].cast(pl.Float64)}, schema={"owner": pl.Int64, "similarity": pl.Float64}).group_by("owner").agg(pl.col("similarity").mean())
+        means = dict(zip(by["owner"].to_list(), by["similarity"].to_list(), strict=True))
+        for i, r in enumerate(rows):
+            r["clip_i"] = means.get(i)
+    return out, rows
+
+
+def metrics(samples: list[dict[str, Any]], task: str, *, clip: Any = None, size: int = 256, pairing: str = "cross", tokenizer: str = "auto", java_metrics: bool = True) -> tuple[dict[str, Any], pl.DataFrame]:
+    """CoMM's automatic metrics of read predictions (:func:`read_predictions`).
+
+    - task 1: pycocoevalcap's BLEU-1..4, ROUGE-L, CIDEr, METEOR and SPICE (the last two where
+      their Java tools run and ``java_metrics``; :func:`interleaf.evaluate.text_metrics`) of the
+      predicted step texts, twice as CoMM reports them: ``step_level``
+      (predicted step k against reference step k over all samples' steps, both truncated to
+      the shorter) and ``whole_text`` (each sample's steps joined by spaces, one pair per
+      sample). Samples without reference steps are skipped and counted.
+    - tasks 2-4: SSIM and PSNR of the predicted against the ground-truth output images at
+      ``size`` px, CoMM's all-cross-pairs per sample by default (``pairing="index"`` pairs
+      image i with image i), the mean over samples; CoMM reports them for task 2 only. With a
+      ``clip`` model, GILL's CLIP-I over index-matched pairs as well.
+
+    Returns ``(summary, per_sample)``: one row per sample with ``sample``, ``data_id``, the
+    per-sample values and ``error``."""
+    from interleaf.evaluate import text_metrics
+
+    check_task(task)
+    summary: dict[str, Any] = {"task": task, "samples": len(samples), "evaluated": 0, "errors": {}}
+    rows = [{"sample": s["sample"], "data_id": s["data_id"], "error": s["error"]} for s in samples]
+    error_kinds: Counter[str] = Counter()
+    if task == "task1":
+        step_p: list[str] = []
+        step_r: list[str] = []
+        whole_p: list[str] = []
+        whole_r: list[str] = []
+        owners: list[int] = []
+        for i, s in enumerate(samples):
+            if s["error"] is None and s["reference_steps"] is None:
+                s["error"] = rows[i]["error"] = "no reference steps for this data_id"
+            if s["error"] is not None:
+                continue
+            pred = step_texts(s["model_output"])
+            ref = list(s["reference_steps"])
+            n = min(len(pred), len(ref))
+            pred, ref = pred[:n], ref[:n]
+            step_p += pred
+            step_r += ref
+            whole_p.append(" ".join(pred))
+            whole_r.append(" ".join(ref))
+            owners.append(i)
+            rows[i] |= {"predicted_steps": len(step_texts(s["model_output"])), "reference_steps": len(s["reference_steps"])}
+        step_sum, _ = text_metrics(step_p, step_r, tokenizer=tokenizer, java_metrics=java_metrics)
+        whole_sum, whole_per = text_metrics(whole_p, whole_r, tokenizer=tokenizer, java_metrics=java_metrics)
+        summary |= {"step_level": step_sum, "whole_text": whole_sum}
+        for j, i in enumerate(owners):
+            rows[i] |= {k: whole_per[k][j] for k in whole_per.columns if k != "skipped"}
+        summary["evaluated"] = len(owners)
+    else:
+        ok_idx = [i for i, s in enumerate(samples) if s["error"] is None]
+        img_sum, img_rows = _image_pairs(samples, clip, size, pairing)
+        for i, r in zip(ok_idx, img_rows, strict=True):
+            rows[i] |= r | {"generated_images": len(samples[i]["pred_images"]), "reference_images": len(samples[i]["gt_images"])}
+        summary |= img_sum
+        summary["evaluated"] = len(ok_idx)
+    for s in samples:
+        if s["error"] is not None:
+            error_kinds[s["error"].split(":")[0]] += 1
+        if s["image_errors"]:
+            error_kinds["image files"] += 1
+    summary["errors"] = dict(sorted(error_kinds.items()))
+    return summary, pl.DataFrame(rows, infer_schema_length=None)

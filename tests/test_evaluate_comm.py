@@ -1,0 +1,272 @@
+"""CoMM's four tasks: inputs built as CoMM's loader builds them, the predictions folder read back
+with its faults counted, the automatic metrics against the reference libraries, and the judge
+protocol against the scripted server."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture()
+def comm_docs(tmp_path, sample_dir) -> Path:
+    """Real CoMM documents (the bundled sample, ids as CoMM's ``data_id``) plus the edge cases:
+    a one-step document, a document without images, a step with two texts and a blank title."""
+    import shutil
+
+    shutil.copytree(sample_dir / "images", tmp_path / "images")
+    docs = [json.loads(line) for line in (sample_dir / "comm.jsonl").read_text().splitlines() if line.strip()]
+    for d in docs:
+        d["data_id"] = d.pop("id")
+    img = "images/coffee.jpg"
+    docs.append({"data_id": "one-step", "title": "Single", "step_info": [[{"type": "text", "content": "  Only  step.\n"}, {"type": "image", "image_path": img}]]})
+    docs.append({"data_id": "no-image", "title": "Words", "step_info": [[{"type": "text", "content": "a"}], [{"type": "text", "content": "b"}]]})
+    docs.append({"data_id": "two-texts", "title": None, "step_info": [[{"type": "text", "content": "First"}, {"type": "text", "content": " part."}, {"type": "image", "image_path": img}], [{"type": "image", "image_path": img}, {"type": "text", "content": "Second"}]]})
+    p = tmp_path / "comm_gt.jsonl"
+    p.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    return p
+
+
+def _by(samples, task, data_id):
+    return next(s for s in samples if s["task"] == task and s["data_id"] == data_id)
+
+
+def test_task_builders_follow_comms_templates(comm_docs):
+    from interleaf.evaluate import comm
+
+    samples = comm.build_tasks(str(comm_docs))
+    raw = {json.loads(line)["data_id"]: json.loads(line) for line in comm_docs.read_text().splitlines()}
+    d = raw["comm-0001"]
+    texts = [" ".join(it["content"].split()) for st in d["step_info"] for it in st if it["type"] == "text"]
+    t = d["title"]
+    s1 = _by(samples, "task1", "comm-0001")
+    assert s1["model_input"] == f"Here are step-by-step instructions images sequence about {t}:" + "".join(f"({k}) <IMAGE> " for k in range(1, 6)) + "According to the above images, can you generate text for each step?"
+    assert s1["target"] == " ".join(f"({k}) {x}" for k, x in enumerate(texts, 1))
+    assert len(s1["input_images"]) == 5 and s1["output_images"] == [] and s1["skipped"] is None
+    s2 = _by(samples, "task2", "comm-0001")
+    assert s2["model_input"] == f"Here are step-by-step instructions without images about {t}:" + "".join(f"({k}) {x} " for k, x in enumerate(texts, 1)) + "According to the above steps, can you generate images for each step?"
+    assert s2["target"] == " ".join(f"({k}) <IMAGE>" for k in range(1, 6)) and len(s2["output_images"]) == 5
+    # Task 3: the first len(steps)//2 = 2 of 5 steps are the input; the rest numbered on.
+    s3 = _by(samples, "task3", "comm-0001")
+    assert s3["model_input"] == f"Here are step-by-step instructions with images about {t}:(1) {texts[0]} <IMAGE> (2) {texts[1]} <IMAGE> According to the above steps, can you generate the rest steps?"
+    assert s3["target"] == f"(3) {texts[2]} <IMAGE> (4) {texts[3]} <IMAGE> (5) {texts[4]} <IMAGE>"
+    assert len(s3["input_images"]) == 2 and len(s3["output_images"]) == 3
+    s4 = _by(samples, "task4", "comm-0001")
+    assert s4["model_input"] == f"Can you generate step-by-step instructions with images about {t}?" and s4["target"].startswith(f"(1) {texts[0]} <IMAGE> (2)")
+    # The ground truth of task 1's text metrics: the raw text items of each step, concatenated.
+    assert _by(samples, "task1", "two-texts")["reference_steps"] == ["First part.", "Second"]
+    assert _by(samples, "task1", "two-texts")["target"] == "(1) First part. (2) Second"
+    assert _by(samples, "task2", "two-texts")["model_input"].startswith("Here are step-by-step instructions without images about :(1) First part. (2) Second")
+    # Single-step document: task 3's input is the bare prefix (split index -1), all of it is output.
+    one = _by(samples, "task3", "one-step")
+    assert one["model_input"] == "Here are step-by-step instructions with images about Single:" and one["target"] == "(1) Only step. <IMAGE>"
+    # Documents a task cannot be built from are skipped with the reason (CoMM's loader rejects them).
+    assert {s["task"]: s["skipped"] for s in samples if s["data_id"] == "no-image"} == {"task1": "no_input_image", "task2": "no_output_image", "task3": "no_output_image", "task4": "no_output_image"}
+
+
+def _write_predictions(root: Path, sample_images) -> None:
+    """A model's predictions in CoMM's layout next to what write_tasks wrote."""
+    jpgs = [b for n, b in sample_images.items() if n.endswith(".jpg")]
+    for folder in sorted(root.iterdir()):
+        if not folder.is_dir():
+            continue
+        task = json.loads((folder / "task.json").read_text())
+        n_in = len(task["input_image_list"])
+        steps = [s for s in re.split(r"\(\d+\) ", task["target"]) if s]
+        if task["task"] == "task1":
+            out = " ".join(f"({k}) {s.strip()} extra words" for k, s in enumerate(steps, 1))
+            preds = []
+        else:
+            out = task["target"]
+            preds = []
+            for j in range(len(task["output_gt_image_list"])):
+                name = f"predict_{n_in + j + 1}.jpg"
+                (folder / name).write_bytes(jpgs[(j + len(folder.name)) % len(jpgs)])
+                preds.append(name)
+        results = {"model_input": task["model_input"], "model_output": out, "input_image_list": task["input_image_list"], "output_gt_image_list": task["output_gt_image_list"], "prediction_image_list": preds}
+        (folder / "results.json").write_text(json.dumps(results))
+
+
+def test_write_read_and_metrics_with_faults(tmp_path, comm_docs, sample_images):
+    from interleaf.evaluate import comm, image_metrics, text_metrics
+
+    out = tmp_path / "tasks"
+    summary = comm.write_tasks(comm.build_tasks(str(comm_docs)), out)
+    assert summary["written"] == {"task1": 6, "task2": 6, "task3": 6, "task4": 6} and summary["skipped"] == {"no_input_image": 1, "no_output_image": 3}
+    # CoMM's numbering: one counter per sample, inputs first; task 1 keeps no GT outputs.
+    t3 = json.loads((out / "comm-0001_task3" / "task.json").read_text())
+    assert t3["input_image_list"] == ["input_1.jpg", "input_2.jpg"] and t3["output_gt_image_list"] == ["output_gt_3.jpg", "output_gt_4.png", "output_gt_5.jpg"]
+    assert (out / "comm-0001_task3" / "origin" / "output_gt_4.png").read_bytes()[:4] == b"\x89PNG"
+    assert len((out / "tasks.jsonl").read_text().splitlines()) == 24
+    _write_predictions(out, sample_images)
+    # Faults: a missing and a broken results.json, a prediction path leaving the folder, a missing image file.
+    (out / "comm-0002_task1" / "results.json").unlink()
+    (out / "comm-0003_task1" / "results.json").write_text("{not json")
+    r = json.loads((out / "comm-0002_task2" / "results.json").read_text())
+    r["prediction_image_list"][0] = "../../../../etc/passwd"
+    (out / "comm-0002_task2" / "results.json").write_text(json.dumps(r))
+    (out / "comm-0003_task2" / sorted(p.name for p in (out / "comm-0003_task2").glob("predict_*"))[0]).unlink()
+
+    t1 = comm.read_predictions(out, "task1")
+    assert [s["error"] for s in t1 if s["error"]] == ["missing results.json", "results.json: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"]
+    s1, per1 = comm.metrics(t1, "task1", tokenizer="simple", java_metrics=False)
+    # Equal to the metrics on CoMM's pairs, computed directly.
+    ok = [s for s in t1 if s["error"] is None]
+    pred = [comm.step_texts(s["model_output"]) for s in ok]
+    steps_p = [x for p, s in zip(pred, ok, strict=True) for x in p[: len(s["reference_steps"])]]
+    steps_r = [x for p, s in zip(pred, ok, strict=True) for x in s["reference_steps"][: len(p)]]
+    direct, _ = text_metrics(steps_p, steps_r, tokenizer="simple", java_metrics=False)
+    whole, _ = text_metrics([" ".join(p) for p in pred], [" ".join(s["reference_steps"]) for s in ok], tokenizer="simple", java_metrics=False)
+    for k in ("BLEU-1", "BLEU-4", "ROUGE-L", "CIDEr"):
+        assert s1["step_level"][k] == pytest.approx(direct[k], rel=1e-12)
+        assert s1["whole_text"][k] == pytest.approx(whole[k], rel=1e-12)
+    assert s1["evaluated"] == 4 and s1["samples"] == 6 and s1["step_level"]["scored"] == len(steps_p)
+    assert per1.filter(per1["error"].is_null())["cider"].null_count() == 0
+
+    t2 = comm.read_predictions(out, "task2", references=str(comm_docs))
+    bad = {s["data_id"]: s["image_errors"] for s in t2 if s["image_errors"]}
+    assert "resolves outside the sample folder" in bad["comm-0002"][0] and "not found" in bad["comm-0003"][0]
+    s2, per2 = comm.metrics(t2, "task2")
+    ok2 = [s for s in t2 if s["error"] is None]
+    ref_sum, ref_per = image_metrics([[g for g in s["pred_images"] if g is not None] for s in ok2], [s["gt_images"] for s in ok2], pairing="cross")
+    assert s2["ssim"] == pytest.approx(ref_sum["ssim"], rel=1e-12) and s2["psnr"] == pytest.approx(ref_sum["psnr"], rel=1e-12)
+    np.testing.assert_allclose(per2["ssim"].to_numpy(), ref_per["ssim"].to_numpy())
+    assert s2["errors"] == {"image files": 2} and s2["evaluated"] == 6
+    # Task 1 needs reference steps: a folder without task.json and no references is an error per sample.
+    (out / "comm-0004_task1" / "task.json").unlink()
+    t1b = comm.read_predictions(out, "task1")
+    s1b, _ = comm.metrics(t1b, "task1", tokenizer="simple", java_metrics=False)
+    assert s1b["evaluated"] == 3 and s1b["errors"]["no reference steps for this data_id"] == 1
+    t1c = comm.read_predictions(out, "task1", references=str(comm_docs))
+    assert next(s for s in t1c if s["data_id"] == "comm-0004")["reference_steps"] is not None
+
+
+def test_unsafe_data_ids_stay_inside_the_output(tmp_path, sample_images):
+    from interleaf.evaluate import comm
+
+    img = next(iter(sample_images.values()))
+    doc = {"doc_id": "../../escape", "meta": {"title": "x"}, "error": None, "nodes": [{"kind": "text", "text": "a", "image": None, "step": 0, "role": None, "error": None}, {"kind": "image", "text": None, "image": img, "step": 0, "role": None, "error": None}]}
+    out = tmp_path / "o"
+    comm.write_tasks([comm.build_task(doc, "task1")], out)
+    (folder,) = [p for p in out.iterdir() if p.is_dir()]
+    assert folder.parent == out and ".." not in folder.name and folder.name.endswith("_task1")
+    assert json.loads((folder / "task.json").read_text())["data_id"] == "../../escape"
+    assert not (tmp_path.parent / "escape_task1").exists()
+
+
+def test_step_parsing_follows_comm():
+    from interleaf.evaluate import comm
+
+    assert comm.step_texts("intro (1) a b  (2)c (3) d <IMAGE> (4) ") == ["a b", "d <IMAGE>", ""]
+    steps, used = comm.parse_steps("(1) a <IMAGE> b (2) <IMAGE> c <IMAGE> (3) d", ["i1", "i2"])
+    # Images are given out in order; a step stops at a marker once they are used up.
+    assert steps == [[("text", "(1)"), ("text", "a"), ("image", "i1"), ("text", "b")], [("text", "(2)"), ("image", "i2"), ("text", "c")], [("text", "(3)"), ("text", "d")]] and used == 2
+    steps, used = comm.parse_steps("(1) <IMAGE> (2) <IMAGE> (3) <IMAGE>", list(range(5)), previous=8)
+    assert used == 2 and len(steps) == 2
+
+
+# --- the judge ----------------------------------------------------------------------------------
+
+
+def _answers(prompt_of):
+    from llm_server import user_text
+
+    def answer(body) -> str:
+        name = prompt_of[body["messages"][0]["content"]]
+        text = user_text(body)
+        images = sum(1 for p in body["messages"][1]["content"] if p["type"] == "image_url")
+        if name == "task_1":
+            return 'Sure. {"Completeness": {"Summarize": "s", "Justification": "j", "Score": 8}, "Text Fidelity to Image": {"overall_score": "6", "Justification": "j"}}'
+        if name.startswith("document_completeness"):
+            body_ = {"Image_Coherence": {"overall_score": {"style_consistency": 7, "entity_consistency": 5, "trend_consistency": "NA", "overall_consistency": 6, "justification": "j"}}, "Image_Quality": {"Score": 9, "Justification": "j"}}
+            if not name.endswith("task2"):
+                body_["Completeness"] = {"Score": 4, "Justification": "j"}
+            return json.dumps({"scores": body_})
+        if name.startswith("texts_to_image"):
+            after = text.split("OUTPUT:")[-1]
+            ids = [int(x) for x in re.findall(r"<Img_(\d+)>", after)]
+            return "```json\n" + json.dumps({"Tasks": {"Create an Interleaved Text-Image Document": {f"Content of Image {i}": f"picture {i}" for i in ids}}}) + "\n```"
+        assert name == "descriptions_gt_images_consistency"
+        return json.dumps({"Consistency": {"image_1_score": 3, "overall_score": images, "Justification": "j"}})
+
+    return answer
+
+
+def test_judge_protocol_against_scripted_server(tmp_path, comm_docs, sample_images, scripted):
+    from llm_server import Fault, scripted_client, user_text
+
+    from interleaf.evaluate import comm
+    from interleaf.evaluate import judge as ej
+
+    out = tmp_path / "tasks"
+    comm.write_tasks(comm.build_tasks(str(comm_docs)), out)
+    _write_predictions(out, sample_images)
+    prompts = ej.prompts()
+    prompt_of = {v: k for k, v in prompts.items()}
+    scripted.answer = _answers(prompt_of)
+    # comm-0004's answers are never usable; comm-0003's first ones are not, its retry's are.
+    # (The judge sees the steps, not the title: CoMM's parser drops the text before "(1)".)
+    always, once = "a tabby cat looks towards", "the rocket stands in the middle"
+    scripted.fault = lambda body, attempt: Fault(content="I cannot comply.") if always in json.dumps(body) or (once in json.dumps(body) and attempt == 1) else None
+
+    with scripted_client(scripted) as client:
+        t3 = comm.read_predictions(out, "task3")
+        scripted.reset()
+        scores = ej.judge(t3, client, "task3")
+    rows = {r["data_id"]: r for r in scores.iter_rows(named=True)}
+    good = rows["comm-0001"]
+    # NA counts as 0; the consistency call saw the 3 predicted output images.
+    assert (good["style_consistency"], good["trend_consistency"], good["completeness"], good["image_quality"], good["text_fidelity"]) == (7.0, 0.0, 4.0, 9.0, 3.0)
+    assert rows["comm-0003"]["error"] is None and rows["comm-0003"]["text_fidelity"] is not None
+    assert rows["comm-0004"]["error"].startswith("unusable judge answer") and rows["comm-0004"]["completeness"] is None
+    # The protocol: call 1 shows INPUT + OUTPUT with every image, call 2 hides the output's images
+    # but keeps their tags, numbered on from the input's; call 3 pairs descriptions and images.
+    reqs = [b for b in scripted.requests if "Eileen Collins stands" in json.dumps(b) or "picture 4" in json.dumps(b)]
+    by_name = {prompt_of[b["messages"][0]["content"]]: b for b in reqs}
+    c1, c2 = by_name["document_completeness_image_coherence"], by_name["texts_to_image_descriptions"]
+    assert sum(p["type"] == "image_url" for p in c1["messages"][1]["content"]) == 5
+    assert sum(p["type"] == "image_url" for p in c2["messages"][1]["content"]) == 2
+    assert re.findall(r"<Img_(\d+)>", user_text(c2).split("OUTPUT:")[1]) == ["2", "3", "4"]
+    assert user_text(c1).startswith("INPUT:\n(1)\nStart with the whole portrait") and c1["temperature"] == 1.0
+    assert "According to the above steps, can you generate the rest steps?" in user_text(c1)
+    c3 = by_name["descriptions_gt_images_consistency"]
+    assert user_text(c3).startswith("<Description_0> Description:picture 2 </Description_0> \n<Img_0>\n</Img_0>\n<Description_1> Description:picture 3")
+    assert sum(p["type"] == "image_url" for p in c3["messages"][1]["content"]) == 3
+    agg = ej.aggregate(scores)
+    assert agg["judged"] == 5 and agg["failed"] == 1 and agg["trend_consistency"] == 0.0 and agg["style_consistency"] == 7.0
+    assert sum(1 for b in scripted.requests if always in json.dumps(b)) == 3 * 2  # three attempts of the two first calls
+
+    # Task 1: one call, each predicted step text followed by its input step's images.
+    with scripted_client(scripted) as client:
+        scripted.fault = None
+        scripted.reset()
+        t1 = comm.read_predictions(out, "task1")
+        s1 = ej.judge(t1, client, "task1", temperature=None)
+    assert s1["completeness"].to_list() == [8.0] * 6
+    assert s1["text_fidelity"][0] == 6.0
+    assert all("temperature" not in b for b in scripted.requests) and len(scripted.requests) == 6
+    t1_user = scripted.requests[0]["messages"][1]["content"]
+    assert t1_user[0] == {"type": "text", "text": " (1) " + t1[0]["model_output"].split("(1) ")[1].split(" (2)")[0]} and t1_user[1]["type"] == "image_url"
+    # Task 2: CoMM's second call keeps the images (its quirk) unless asked to hide them.
+    for hide, expected in ((False, True), (True, False)):
+        with scripted_client(scripted) as client:
+            scripted.reset()
+            t2 = comm.read_predictions(out, "task2")
+            s2 = ej.judge(t2, client, "task2", task2_hide_images=hide)
+        desc = [b for b in scripted.requests if prompt_of[b["messages"][0]["content"]] == "texts_to_image_descriptions_task2"]
+        assert any(p["type"] == "image_url" for p in desc[0]["messages"][1]["content"]) is expected
+        assert s2["error"].null_count() == 6 and "completeness" not in s2.columns
+
+
+def test_judge_reads_comms_prompt_files(tmp_path):
+    from interleaf.evaluate import judge as ej
+
+    with pytest.raises(FileNotFoundError, match="task_1.json"):
+        ej.prompts(tmp_path)
+    for name in ej.PROMPT_FILES:
+        (tmp_path / f"{name}.json").write_text(f"prompt {name}")
+    assert ej.prompts(tmp_path)["task_1"] == "prompt task_1"
