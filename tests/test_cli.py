@@ -230,6 +230,11 @@ def test_the_parser_has_every_documented_command():
         ("instruct",),
         ("instruct", "run"),
         ("instruct", "compare"),
+        ("eval",),
+        ("eval", "tasks"),
+        ("eval", "comm"),
+        ("eval", "clip-i"),
+        ("eval", "synjudge"),
     }
 
 

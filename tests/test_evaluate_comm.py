@@ -270,3 +270,82 @@ def test_judge_reads_comms_prompt_files(tmp_path):
     for name in ej.PROMPT_FILES:
         (tmp_path / f"{name}.json").write_text(f"prompt {name}")
     assert ej.prompts(tmp_path)["task_1"] == "prompt task_1"
+
+
+# --- the CLI and the report -----------------------------------------------------------------------
+
+
+def test_eval_cli_end_to_end(tmp_path, comm_docs, sample_images, scripted):
+    from browser import find_chromium, load
+    from llm_server import user_text
+
+    from interleaf.cli import main
+    from interleaf.evaluate import clip_image_similarity
+    from interleaf.evaluate import judge as ej
+    from interleaf.models import load as load_model
+
+    tasks = tmp_path / "tasks"
+    assert main(["eval", "tasks", str(comm_docs), "--out", str(tasks)]) == 0
+    _write_predictions(tasks, sample_images)
+    (tasks / "comm-0002_task1" / "results.json").write_text("[1, 2]")
+
+    r1 = tmp_path / "r1"
+    assert main(["eval", "comm", str(tasks), "--task", "task1", "--out", str(r1), "--tokenizer", "simple", "--no-java"]) == 0
+    m1 = json.loads((r1 / "metrics.json").read_text())
+    assert m1["metrics"]["evaluated"] == 5 and m1["metrics"]["errors"] == {"results.json": 1} and m1["metrics"]["step_level"]["tokenizer"] == "simple"
+    assert m1["metrics"]["step_level"]["unavailable"]["METEOR"].startswith("not asked")
+    html = (r1 / "report.html").read_text()
+    assert "Worst examples by cider" in html and "data:image/jpeg;base64," in html and "<script" not in html
+    import polars as pl
+
+    ex = pl.read_parquet(r1 / "examples.parquet")
+    assert ex.height == 6 and ex.filter(pl.col("error").is_not_null())["sample"].to_list() == ["comm-0002_task1"]
+
+    # Task 2 with CLIP-I and the judge on the scripted server.
+    prompt_of = {v: k for k, v in ej.prompts().items()}
+    scripted.answer = _answers(prompt_of)
+    clip_dir = Path(__file__).parent / "fixtures" / "models" / "clip-tiny"
+    r2 = tmp_path / "r2"
+    assert main(["eval", "comm", str(tasks), "--task", "task2", "--out", str(r2), "--clip", str(clip_dir), "--judge", "--base-url", scripted.url, "--model", "scripted", "--quiet"]) == 0
+    m2 = json.loads((r2 / "metrics.json").read_text())
+    assert m2["judge"]["judged"] == 6 and m2["judge"]["image_quality"] == 9.0 and m2["metrics"]["clip_i"] is not None
+    ex2 = pl.read_parquet(r2 / "examples.parquet")
+    assert {"ssim", "psnr", "clip_i", "text_fidelity", "judge_error"} <= set(ex2.columns)
+    assert "Worst examples by clip_i" in (r2 / "report.html").read_text()
+    with pytest.raises(SystemExit):
+        main(["eval", "comm", str(tasks), "--task", "task5", "--out", str(r2)])
+    assert main(["eval", "comm", str(tasks), "--task", "task2", "--out", str(r2), "--judge"]) == 2  # no endpoint: a clear error
+
+    # CLIP-I over two image folders paired by name (GILL's protocol), missing pairs counted.
+    gen, ref = tmp_path / "gen", tmp_path / "ref"
+    gen.mkdir()
+    ref.mkdir()
+    names = sorted(n for n in sample_images if n.endswith(".jpg"))[:5]
+    for i, n in enumerate(names):
+        (ref / f"s{i}.jpg").write_bytes(sample_images[n])
+        if i != 2:
+            (gen / f"s{i}.jpg").write_bytes(sample_images[names[(i + 1) % len(names)]])
+    (gen / "extra.jpg").write_bytes(b"not an image")
+    rc = tmp_path / "rc"
+    assert main(["eval", "clip-i", str(gen), str(ref), "--clip", str(clip_dir), "--out", str(rc)]) == 0
+    mc = json.loads((rc / "metrics.json").read_text())
+    clip = load_model(clip_dir, kind="clip")
+    gb = [(gen / f"s{i}.jpg").read_bytes() if i != 2 else None for i in range(5)]
+    rb = [(ref / f"s{i}.jpg").read_bytes() for i in range(5)]
+    direct, _ = clip_image_similarity(gb, rb, clip)
+    assert mc["metrics"]["clip_i"] == pytest.approx(direct["clip_i"], abs=1e-7)
+    assert mc["metrics"]["scored"] == 4 and mc["metrics"]["skipped"] == {"missing_generated": 1, "missing_reference": 1}
+
+    # SynJudge over the predictions folder.
+    scripted.reset()
+    scripted.answer = lambda body: '{"tcc": 4, "icc": 3, "iq": 5, "its": 2}' if "Question:" in user_text(body) else "?"
+    rs = tmp_path / "rs"
+    assert main(["eval", "synjudge", str(tasks), "--task", "task2", "--task", "task4", "--out", str(rs), "--base-url", scripted.url, "--model", "scripted", "--quiet"]) == 0
+    ms = json.loads((rs / "metrics.json").read_text())
+    assert ms["synjudge"]["scored"] == 12 and ms["synjudge"]["tcc"]["mean"] == 4.0 and ms["synjudge"]["overall"] == pytest.approx(3.5)
+    assert "<IMAGE>" not in json.dumps(scripted.requests[0]["messages"][1]["content"][0])
+
+    if find_chromium():
+        page = load((r2 / "report.html").as_uri())
+        assert all(u.startswith(("file://", "data:")) for u in page.requests), page.requests
+        assert not page.exceptions and not [c for c in page.console if c[0] in ("error", "warning")]

@@ -562,9 +562,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     _add_models_parser(sub)
-    from interleaf import cli_llm
+    from interleaf import cli_eval, cli_llm
 
     cli_llm.add_parsers(sub)
+    cli_eval.add_parsers(sub)
     return parser
 
 

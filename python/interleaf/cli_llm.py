@@ -25,7 +25,17 @@ _TABLE_SUFFIXES = (".parquet", ".jsonl", ".ndjson")
 
 
 def add_llm_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("endpoint (any OpenAI-compatible server: vLLM, SGLang, llama.cpp, Ollama, a hosted API)")
+    add_endpoint_options(p)
+    p.add_argument("--out", required=True, help="output parquet file")
+    p.add_argument("--max-edge", type=int, default=512, help="images are sent as JPEG at most this many pixels on their longer edge (default %(default)s)")
+    p.add_argument("--image-root", default=None, help="directory for relative image paths (default: each input file's directory)")
+    p.add_argument("--allow-outside-root", action="store_true", help="read image paths that resolve outside the image root (default: such images are row errors, never read or sent)")
+    p.add_argument("--limit", type=int, default=None, help="first N input rows / documents only")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def add_endpoint_options(p: argparse.ArgumentParser, title: str = "endpoint (any OpenAI-compatible server: vLLM, SGLang, llama.cpp, Ollama, a hosted API)") -> None:
+    g = p.add_argument_group(title)
     g.add_argument("--base-url", default=None, help="endpoint, e.g. http://127.0.0.1:8000/v1 (default $INTERLEAF_LLM_BASE_URL)")
     g.add_argument("--model", default=None, help="model name (default $INTERLEAF_LLM_MODEL)")
     g.add_argument("--api-key", default=None, help="API key (default $INTERLEAF_LLM_API_KEY, then $OPENAI_API_KEY; local servers need none)")
@@ -37,15 +47,9 @@ def add_llm_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-tokens", type=int, default=None, help="answer length limit in tokens (default: the server's)")
     g.add_argument("--seed", type=int, default=None, help="sampling seed, where the server supports one")
     g.add_argument("--structured", choices=STRUCTURED_MODES, default="auto", help="how JSON schemas are sent (default %(default)s: json_schema, falling back to json_object, then none)")
-    p.add_argument("--out", required=True, help="output parquet file")
-    p.add_argument("--max-edge", type=int, default=512, help="images are sent as JPEG at most this many pixels on their longer edge (default %(default)s)")
-    p.add_argument("--image-root", default=None, help="directory for relative image paths (default: each input file's directory)")
-    p.add_argument("--allow-outside-root", action="store_true", help="read image paths that resolve outside the image root (default: such images are row errors, never read or sent)")
-    p.add_argument("--limit", type=int, default=None, help="first N input rows / documents only")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
-def _client(args: argparse.Namespace) -> Client:
+def client_from_args(args: argparse.Namespace) -> Client:
     return Client(
         args.base_url,
         args.model,
@@ -133,7 +137,7 @@ def _inputs(args: argparse.Namespace, columns: Sequence[str]) -> Iterator[Any]:
 
 def _run(args: argparse.Namespace, columns: Sequence[str], stage: Callable[[Any, Client], pl.DataFrame], summarise: Callable[[pl.DataFrame], dict[str, Any]] | None = None) -> int:
     t0 = time.perf_counter()
-    with _client(args) as client:
+    with client_from_args(args) as client:
         parts = [stage(x, client) for x in _inputs(args, columns)]
         parts = [p for p in parts if p.height or len(parts) == 1]
         table = pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
@@ -236,7 +240,7 @@ def cmd_instruct(args: argparse.Namespace) -> int:
         with atomic_output(out / name) as tmp:
             table.write_parquet(tmp)
 
-    with _client(args) as client:
+    with client_from_args(args) as client:
         generated = instruct.generate(pairs["caption"], client, seeds=seeds, per_caption=args.per_caption, n_seeds=args.n_seeds, seed=args.data_seed, progress=not args.quiet)
         write("generated.parquet", generated)
         ok = generated.filter(pl.col("instruction").is_not_null())

@@ -1,0 +1,197 @@
+"""``interleaf eval``: evaluation of generated interleaved content (METHODS.md §1, §2, §3).
+
+- ``eval tasks GT... --out DIR``: CoMM's four task inputs from CoMM documents, in CoMM's folder
+  layout, for a model's runner to fill.
+- ``eval comm PRED_DIR --task taskN --out DIR``: CoMM's automatic metrics of a predictions
+  folder, and with ``--judge`` its LLM judge.
+- ``eval clip-i GENERATED_DIR REFERENCE_DIR --clip MODEL --out DIR``: GILL's CLIP image similarity
+  of images paired by file name.
+- ``eval synjudge PRED_DIR --out DIR``: InterSyn's SynJudge over a predictions folder.
+
+Each writes ``metrics.json``, ``examples.parquet`` and ``report.html`` into ``--out`` and prints
+the metrics as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from interleaf.cli_llm import add_endpoint_options, client_from_args
+
+WORST = 12
+
+
+def _meta(args: argparse.Namespace, t0: float) -> dict[str, Any]:
+    import interleaf
+
+    return {"command": f"interleaf eval {args.eval}", "interleaf": interleaf.__version__, "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _finish(args: argparse.Namespace, t0: float, title: str, metrics: dict[str, Any], examples: pl.DataFrame, cards: list[dict[str, Any]], worst_by: str | None) -> int:
+    from interleaf.evaluate import report
+
+    metrics = metrics | _meta(args, t0)
+    report.write(args.out, title, metrics, examples, cards, worst_by)
+    print(json.dumps({k: v for k, v in metrics.items() if k != "command"} | {"out": str(args.out)}, indent=2, default=str))
+    return 0
+
+
+def _has_endpoint(args: argparse.Namespace) -> bool:
+    import os
+
+    return bool(args.base_url or os.environ.get("INTERLEAF_LLM_BASE_URL"))
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from interleaf.evaluate import comm
+
+    samples = comm.build_tasks(args.inputs, tuple(args.task or comm.TASKS), image_root=args.image_root)
+    summary = comm.write_tasks(samples, args.out)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_comm(args: argparse.Namespace) -> int:
+    from interleaf.evaluate import comm
+    from interleaf.evaluate import judge as ej
+    from interleaf.evaluate.report import worst_rows
+
+    t0 = time.perf_counter()
+    samples = comm.read_predictions(args.predictions, args.task, args.references, image_root=args.image_root)
+    if not samples:
+        raise FileNotFoundError(f"no *_{args.task} sample folders in {args.predictions}")
+    clip = None
+    if args.clip and args.task != "task1":
+        from interleaf import models
+
+        clip = models.load(args.clip, kind="clip")
+    summary, per = comm.metrics(samples, args.task, clip=clip, size=args.size, pairing=args.pairing, tokenizer=args.tokenizer, java_metrics=not args.no_java)
+    metrics: dict[str, Any] = {"task": args.task, "metrics": summary}
+    if args.judge:
+        if not _has_endpoint(args):
+            raise ValueError("--judge needs an endpoint: --base-url and --model (or INTERLEAF_LLM_BASE_URL / INTERLEAF_LLM_MODEL)")
+        with client_from_args(args) as client:
+            scores = ej.judge(samples, client, args.task, prompts_folder=args.prompts, temperature=args.judge_temperature, attempts=args.attempts, max_edge=args.max_edge, task2_hide_images=args.task2_hide_images, progress=not args.quiet)
+            metrics["judge"] = ej.aggregate(scores) | {"prompts": str(args.prompts) if args.prompts else "interleaf's", "requests": client.stats.as_dict()}
+        judged = scores.drop("data_id", "error").rename({"answers": "judge_answers"}).with_columns(scores["error"].alias("judge_error"))
+        per = per.join(judged, on="sample", how="left")
+    by = "cider" if args.task == "task1" else "clip_i" if clip is not None else "ssim"
+    worst_by = args.worst_by or by
+    cards = []
+    for i in worst_rows(per, worst_by, WORST):
+        s = samples[i]
+        target = None
+        task_json = Path(args.predictions) / s["sample"] / "task.json"
+        if task_json.is_file():
+            try:
+                target = json.loads(task_json.read_text(encoding="utf-8")).get("target")
+            except (OSError, ValueError):
+                target = None
+        if target is None and s["reference_steps"] is not None:
+            target = " ".join(f"({k}) {t}" for k, t in enumerate(s["reference_steps"], 1))
+        # Task 1 is judged against the input images, task 2's images against the input texts.
+        ref_images = s["input_images"] if args.task == "task1" else s["gt_images"]
+        ref_text = s["model_input"] if args.task == "task2" else target
+        cards.append({"name": s["sample"], "value": per[worst_by][i], "generated": {"texts": [s["model_output"]], "images": s["pred_images"]}, "reference": {"texts": [ref_text], "images": ref_images}})
+    return _finish(args, t0, f"CoMM {args.task}: {Path(args.predictions).name}", metrics, per, cards, worst_by)
+
+
+def cmd_clip_i(args: argparse.Namespace) -> int:
+    from interleaf import models
+    from interleaf.evaluate import clip_image_similarity
+    from interleaf.evaluate.generations import folder_pairs
+    from interleaf.evaluate.report import worst_rows
+
+    t0 = time.perf_counter()
+    names, gen, ref, errors = folder_pairs(args.generated, args.reference)
+    if not names:
+        raise FileNotFoundError(f"no images in {args.generated} or {args.reference}")
+    clip = models.load(args.clip, kind="clip")
+    summary, per = clip_image_similarity(gen, ref, clip, batch_size=args.batch_size)
+    per = pl.DataFrame({"name": names}).with_columns(per).with_columns(pl.Series("read_error", errors, dtype=pl.String))
+    cards = [{"name": names[i], "value": per["similarity"][i], "generated": {"texts": [], "images": [gen[i]]}, "reference": {"texts": [], "images": [ref[i]]}} for i in worst_rows(per, "similarity", WORST)]
+    return _finish(args, t0, f"CLIP-I: {Path(args.generated).name} vs {Path(args.reference).name}", {"metrics": summary, "clip": str(args.clip)}, per, cards, "similarity")
+
+
+def cmd_synjudge(args: argparse.Namespace) -> int:
+    from interleaf import judge
+    from interleaf.evaluate.generations import synjudge_samples
+    from interleaf.evaluate.report import worst_rows
+
+    t0 = time.perf_counter()
+    samples = synjudge_samples(args.predictions, tuple(args.task) if args.task else ("task1", "task2", "task3", "task4"))
+    if not samples:
+        raise FileNotFoundError(f"no *_task1..4 sample folders in {args.predictions}")
+    with client_from_args(args) as client:
+        scores = judge.synjudge(samples, client, output=args.output, max_edge=args.max_edge, progress=not args.quiet)
+        agg = judge.aggregate(scores) | {"requests": client.stats.as_dict()}
+    dims = list(judge.SYNJUDGE_DIMENSIONS)
+    per = scores.rename({"doc_id": "sample"}).with_columns(pl.mean_horizontal([pl.col(d).cast(pl.Float64) for d in dims]).alias("overall"))
+    per = per.with_columns(pl.when(pl.all_horizontal(pl.col(d).is_not_null() for d in dims)).then(pl.col("overall")).alias("overall"))
+    cards = []
+    for i in worst_rows(per, "overall", WORST):
+        s = samples[i]
+        cards.append({"name": s["doc_id"], "value": per["overall"][i], "generated": {"texts": [s["answer"]], "images": [s["image"]]}, "reference": {"texts": [s["question"]], "images": []}})
+    return _finish(args, t0, f"SynJudge: {Path(args.predictions).name}", {"synjudge": agg}, per, cards, "overall")
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("eval", help="evaluate generated interleaved content: CoMM tasks, CLIP-I, SynJudge", description="Evaluate a model's generated interleaved content the way the papers do. Each command writes metrics.json, examples.parquet and report.html into --out.")
+    esub = p.add_subparsers(dest="eval", required=True)
+
+    t = esub.add_parser("tasks", help="build CoMM's four task inputs from CoMM documents", description="Build CoMM's task inputs (prompt templates, task 3's split at len(steps)//2) from CoMM documents and write them in CoMM's predictions layout: {data_id}_{task}/task.json + origin/ images, and tasks.jsonl. A model's runner adds results.json and predict_{i} images to each folder.")
+    t.add_argument("inputs", nargs="+", help="CoMM documents: jsonl/parquet files, globs or directories")
+    t.add_argument("--task", action="append", choices=("task1", "task2", "task3", "task4"), help="a task to build (repeatable; default all four)")
+    t.add_argument("--out", required=True, help="output folder")
+    t.add_argument("--image-root", default=None, help="directory for relative image paths (default: each input file's directory)")
+    t.set_defaults(func=cmd_tasks)
+
+    c = esub.add_parser(
+        "comm",
+        help="CoMM's metrics (and judge) of a predictions folder",
+        description="CoMM's evaluation of one task in a predictions folder ({data_id}_taskN/results.json + images): task 1 pycocoevalcap's BLEU/ROUGE-L/CIDEr (METEOR where Java runs) per step and on the whole text; tasks 2-4 SSIM/PSNR (CoMM's cross pairs) and, with --clip, CLIP-I; with --judge, CoMM's LLM judge. Broken samples are counted, never stop the run.",
+    )
+    c.add_argument("predictions", help="the predictions folder")
+    c.add_argument("--task", required=True, choices=("task1", "task2", "task3", "task4"), help="which task's sample folders to evaluate")
+    c.add_argument("--out", required=True, help="output folder for metrics.json, examples.parquet, report.html")
+    c.add_argument("--references", nargs="+", default=None, help="CoMM ground-truth documents (their ids = data_id) for task 1's reference texts; not needed for folders written by 'interleaf eval tasks'")
+    c.add_argument("--image-root", default=None, help="image root of --references")
+    c.add_argument("--tokenizer", choices=("auto", "ptb", "simple", "none"), default="auto", help="task 1 tokenizer (default %(default)s: PTB through Java when available, else our Python approximation)")
+    c.add_argument("--no-java", action="store_true", help="skip METEOR and SPICE (Java) even where they can run")
+    c.add_argument("--size", type=int, default=256, help="SSIM/PSNR image size (default %(default)s, as CoMM)")
+    c.add_argument("--pairing", choices=("cross", "index"), default="cross", help="SSIM/PSNR pairs: CoMM's every (reference, generated) pair, or image i with image i (default %(default)s)")
+    c.add_argument("--clip", default=None, help="CLIP model directory: CLIP-I of generated vs reference images (tasks 2-4)")
+    c.add_argument("--worst-by", default=None, help="per-example column ranking the report's worst examples (default: cider for task 1, else clip_i or ssim)")
+    c.add_argument("--judge", action="store_true", help="also run CoMM's LLM judge (needs an endpoint)")
+    c.add_argument("--prompts", default=None, help="folder with CoMM's machine_evaluation_prompts/*.json, for numbers comparable to CoMM's (default: interleaf's prompts)")
+    c.add_argument("--judge-temperature", type=float, default=1.0, help="judge sampling temperature (default %(default)s, as CoMM)")
+    c.add_argument("--attempts", type=int, default=3, help="tries per sample when the judge's answers are unusable (default %(default)s, as CoMM)")
+    c.add_argument("--task2-hide-images", action="store_true", help="task 2: hide the images in the description call as CoMM's prompt says (CoMM's code sends them)")
+    c.add_argument("--max-edge", type=int, default=512, help="judge images: JPEG at most this many pixels on the longer edge (default %(default)s, as CoMM)")
+    c.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_endpoint_options(c, "judge endpoint (with --judge)")
+    c.set_defaults(func=cmd_comm)
+
+    g = esub.add_parser("clip-i", help="GILL's CLIP image similarity of two image folders", description="GILL/MGCC's CLIP-I: cosine of CLIP image embeddings of each generated image and the reference image of the same file name; pairs missing either image are skipped and counted.")
+    g.add_argument("generated", help="folder of generated images ({id}.png ...)")
+    g.add_argument("reference", help="folder of reference images (same names)")
+    g.add_argument("--clip", required=True, help="CLIP model directory (the papers use ViT-L/14)")
+    g.add_argument("--batch-size", type=int, default=None, help="images per inference batch")
+    g.add_argument("--out", required=True, help="output folder")
+    g.set_defaults(func=cmd_clip_i)
+
+    s = esub.add_parser("synjudge", help="InterSyn's SynJudge over a predictions folder", description="SynJudge (TCC, ICC, IQ, ITS, 0-5) of every sample in a CoMM-layout predictions folder: the model input is the question, the model's text the answer, its first predicted image the image. Per-dimension mean and variance, and the overall score.")
+    s.add_argument("predictions", help="the predictions folder")
+    s.add_argument("--task", action="append", choices=("task1", "task2", "task3", "task4"), help="tasks to include (repeatable; default all)")
+    s.add_argument("--output", choices=("json", "bracket"), default="json", help="answer format asked for (default %(default)s)")
+    s.add_argument("--max-edge", type=int, default=512, help="images sent at most this many pixels on the longer edge (default %(default)s)")
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_endpoint_options(s)
+    s.set_defaults(func=cmd_synjudge)
