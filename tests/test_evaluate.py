@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -233,3 +234,84 @@ def test_meteor_equals_pycocoevalcap(sample_dir):
     np.testing.assert_allclose(per["meteor"].to_numpy(), per_ref, atol=1e-12)
     if summary["SPICE"] is None:
         assert "SPICE" in summary["unavailable"]
+
+
+NETS = Path(__file__).parent / "fixtures" / "models"
+
+
+def _photos(sample_dir, names):
+    return [(sample_dir / "images" / str(n)).read_bytes() for n in names]
+
+
+def test_image_features_network_equals_torch_and_fid_is_equal_torchmetrics(sample_dir):
+    """The tiny random Inception stand-in (scripts/make_image_networks.py): our Rust decode +
+    Pillow-exact bilinear resize + ONNX equals Pillow + torch; FID and IS equal torchmetrics'
+    with that network as the feature extractor."""
+    from interleaf import models
+    from interleaf.evaluate import fid, frechet_distance, inception_score
+
+    net = models.load(NETS / "inception-tiny")
+    assert net.kind == "image-features" and net.outputs == ["features", "logits"]
+    with np.load(NETS / "inception-tiny" / "reference.npz") as z:
+        names, feats, logits = list(z["names"]), z["features"], z["logits"]
+        ref_fid, half, ref_is = float(z["fid"]), int(z["fid_half"]), float(z["inception_score"])
+    imgs = _photos(sample_dir, names)
+    out, err = net.run(imgs + [b"broken", None], outputs=("features", "logits"))
+    np.testing.assert_allclose(out["features"][: len(imgs)], feats, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(out["logits"][: len(imgs)], logits, rtol=1e-4, atol=1e-4)
+    assert np.isnan(out["features"][-2:]).all() and err.to_list()[-1]["kind"] == "missing_image"
+    r = fid(imgs[:half], imgs[half:] + [b"broken", None], net)
+    assert r["fid"] == pytest.approx(ref_fid, rel=1e-4) and r["skipped_reference"] == {"missing": 1, "unknown_image_format": 1}
+    assert frechet_distance(feats[:half], feats[half:]) == pytest.approx(ref_fid, rel=1e-6)
+    assert fid(imgs[:1], imgs, NETS / "inception-tiny")["fid"] is None
+    s1 = inception_score(imgs, net, splits=1)
+    assert s1["inception_score"] == pytest.approx(ref_is, rel=1e-5) and s1["std"] is None
+    # More splits: torch.chunk's cut (ceil(n/splits) per chunk), the order as given.
+    s = inception_score(imgs, net, splits=4, shuffle_seed=None)
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    size = -(-len(p) // 4)
+    parts = [p[i : i + size] for i in range(0, len(p), size)]
+    expect = [np.exp((c * (np.log(c) - np.log(c.mean(0)))).sum(1).mean()) for c in parts]
+    assert s["inception_score"] == pytest.approx(np.mean(expect), rel=1e-4) and s["std"] == pytest.approx(np.std(expect, ddof=1), rel=1e-3)
+
+
+def test_lpips_network_equals_torch(sample_dir):
+    from interleaf import models
+    from interleaf.evaluate import lpips
+
+    with np.load(NETS / "lpips-tiny" / "reference.npz") as z:
+        names, dist, shift = list(z["names"]), z["distance"], int(z["shift"])
+    imgs = _photos(sample_dir, names)
+    net = models.load(NETS / "lpips-tiny")
+    assert net.kind == "image-distance"
+    rolled = imgs[-shift:] + imgs[:-shift]  # reference pairs: image i with image i - shift
+    d, err = net.distance(imgs, rolled)
+    np.testing.assert_allclose(d, dist, rtol=1e-4, atol=1e-5)
+    summary, per = lpips(rolled + [None, b"x"], imgs + [imgs[0], imgs[0]], net)
+    np.testing.assert_allclose(per["lpips"].to_numpy()[: len(imgs)], dist, rtol=1e-4, atol=1e-5)
+    assert summary["scored"] == len(imgs) and summary["skipped"] == {"missing_generated": 1, "unknown_image_format": 1}
+    # CoMM's cross pairs: the mean over every (reference, generated) pair of an example.
+    s2, per2 = lpips([[rolled[0], rolled[1]]], [[imgs[0], imgs[1]]], net, pairing="cross")
+    pair = lambda r, g: net.distance([r], [g])[0][0]  # noqa: E731
+    expect = np.mean([pair(imgs[i], rolled[j]) for i in (0, 1) for j in (0, 1)])
+    assert per2["pairs"][0] == 4 and per2["lpips"][0] == pytest.approx(expect, rel=1e-9)
+
+
+def test_image_network_directories_are_checked(tmp_path):
+    import shutil
+
+    from interleaf import models
+    from interleaf.models import ModelDirectoryError
+
+    d = tmp_path / "net"
+    shutil.copytree(NETS / "lpips-tiny", d)
+    (d / "preprocessor_config.json").unlink()
+    with pytest.raises(ModelDirectoryError, match="missing preprocessor_config.json"):
+        models.load(d)
+    with pytest.raises(ModelDirectoryError, match="holds a image-features model, not a image-distance"):
+        models.load(NETS / "inception-tiny", kind="image-distance")
+    with pytest.raises(TypeError, match="expected an image-distance model"):
+        from interleaf.evaluate import lpips
+
+        lpips([b"x"], [b"y"], models.load(NETS / "inception-tiny"))

@@ -306,11 +306,20 @@ def test_eval_cli_end_to_end(tmp_path, comm_docs, sample_images, scripted):
     scripted.answer = _answers(prompt_of)
     clip_dir = Path(__file__).parent / "fixtures" / "models" / "clip-tiny"
     r2 = tmp_path / "r2"
-    assert main(["eval", "comm", str(tasks), "--task", "task2", "--out", str(r2), "--clip", str(clip_dir), "--judge", "--base-url", scripted.url, "--model", "scripted", "--quiet"]) == 0
+    nets = Path(__file__).parent / "fixtures" / "models"
+    argv = ["eval", "comm", str(tasks), "--task", "task2", "--out", str(r2), "--clip", str(clip_dir), "--fid-network", str(nets / "inception-tiny"), "--lpips-network", str(nets / "lpips-tiny")]
+    assert main([*argv, "--judge", "--base-url", scripted.url, "--model", "scripted", "--quiet"]) == 0
     m2 = json.loads((r2 / "metrics.json").read_text())
     assert m2["judge"]["judged"] == 6 and m2["judge"]["image_quality"] == 9.0 and m2["metrics"]["clip_i"] is not None
     ex2 = pl.read_parquet(r2 / "examples.parquet")
-    assert {"ssim", "psnr", "clip_i", "text_fidelity", "judge_error"} <= set(ex2.columns)
+    assert {"ssim", "psnr", "clip_i", "lpips", "text_fidelity", "judge_error"} <= set(ex2.columns)
+    # FID over all generated against all reference images, as CoMM computes it.
+    from interleaf.evaluate import comm, fid
+
+    t2 = [s for s in comm.read_predictions(tasks, "task2") if s["error"] is None]
+    direct = fid([g for s in t2 for g in s["pred_images"]], [r for s in t2 for r in s["gt_images"]], nets / "inception-tiny")
+    assert m2["metrics"]["fid"]["fid"] == pytest.approx(direct["fid"], rel=1e-9) and m2["metrics"]["inception_score_generated"]["images"] == 17
+    assert m2["metrics"]["lpips"] == pytest.approx(ex2["lpips"].mean(), rel=1e-9)
     assert "Worst examples by clip_i" in (r2 / "report.html").read_text()
     with pytest.raises(SystemExit):
         main(["eval", "comm", str(tasks), "--task", "task5", "--out", str(r2)])

@@ -66,12 +66,13 @@ def cmd_comm(args: argparse.Namespace) -> int:
     samples = comm.read_predictions(args.predictions, args.task, args.references, image_root=args.image_root)
     if not samples:
         raise FileNotFoundError(f"no *_{args.task} sample folders in {args.predictions}")
-    clip = None
-    if args.clip and args.task != "task1":
-        from interleaf import models
+    from interleaf import models
 
-        clip = models.load(args.clip, kind="clip")
-    summary, per = comm.metrics(samples, args.task, clip=clip, size=args.size, pairing=args.pairing, tokenizer=args.tokenizer, java_metrics=not args.no_java)
+    images = args.task != "task1"
+    clip = models.load(args.clip, kind="clip") if args.clip and images else None
+    fid_net = models.load(args.fid_network, kind="image-features") if args.fid_network and images else None
+    lpips_net = models.load(args.lpips_network, kind="image-distance") if args.lpips_network and images else None
+    summary, per = comm.metrics(samples, args.task, clip=clip, size=args.size, pairing=args.pairing, tokenizer=args.tokenizer, java_metrics=not args.no_java, fid_network=fid_net, lpips_network=lpips_net, is_splits=args.is_splits)
     metrics: dict[str, Any] = {"task": args.task, "metrics": summary}
     if args.judge:
         if not _has_endpoint(args):
@@ -155,7 +156,7 @@ def add_parsers(sub: Any) -> None:
     c = esub.add_parser(
         "comm",
         help="CoMM's metrics (and judge) of a predictions folder",
-        description="CoMM's evaluation of one task in a predictions folder ({data_id}_taskN/results.json + images): task 1 pycocoevalcap's BLEU/ROUGE-L/CIDEr (METEOR where Java runs) per step and on the whole text; tasks 2-4 SSIM/PSNR (CoMM's cross pairs) and, with --clip, CLIP-I; with --judge, CoMM's LLM judge. Broken samples are counted, never stop the run.",
+        description="CoMM's evaluation of one task in a predictions folder ({data_id}_taskN/results.json + images): task 1 pycocoevalcap's BLEU/ROUGE-L/CIDEr (METEOR where Java runs) per step and on the whole text; tasks 2-4 SSIM/PSNR (CoMM's cross pairs) and, with --clip, CLIP-I, with --lpips-network LPIPS, with --fid-network FID and Inception Scores (networks you export to ONNX); with --judge, CoMM's LLM judge. Broken samples are counted, never stop the run.",
     )
     c.add_argument("predictions", help="the predictions folder")
     c.add_argument("--task", required=True, choices=("task1", "task2", "task3", "task4"), help="which task's sample folders to evaluate")
@@ -167,6 +168,9 @@ def add_parsers(sub: Any) -> None:
     c.add_argument("--size", type=int, default=256, help="SSIM/PSNR image size (default %(default)s, as CoMM)")
     c.add_argument("--pairing", choices=("cross", "index"), default="cross", help="SSIM/PSNR pairs: CoMM's every (reference, generated) pair, or image i with image i (default %(default)s)")
     c.add_argument("--clip", default=None, help="CLIP model directory: CLIP-I of generated vs reference images (tasks 2-4)")
+    c.add_argument("--fid-network", default=None, help="image-features model directory (an Inception exported to ONNX): FID and Inception Scores (tasks 2-4)")
+    c.add_argument("--is-splits", type=int, default=10, help="Inception Score splits (default %(default)s, as torchmetrics)")
+    c.add_argument("--lpips-network", default=None, help="image-distance model directory (LPIPS exported to ONNX): LPIPS paired as SSIM (tasks 2-4)")
     c.add_argument("--worst-by", default=None, help="per-example column ranking the report's worst examples (default: cider for task 1, else clip_i or ssim)")
     c.add_argument("--judge", action="store_true", help="also run CoMM's LLM judge (needs an endpoint)")
     c.add_argument("--prompts", default=None, help="folder with CoMM's machine_evaluation_prompts/*.json, for numbers comparable to CoMM's (default: interleaf's prompts)")

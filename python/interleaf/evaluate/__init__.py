@@ -13,7 +13,16 @@ resized to 256 x 256 with Pillow's bicubic filter, scored as scikit-image's
 pairs by default, or CoMM's all-cross-pairs per example.
 
 :func:`text_metrics` is pycocoevalcap's BLEU-1..4, ROUGE-L and CIDEr (CIDEr-D) in Rust, equal to
-pycocoevalcap 1.2's scorers on the same tokens, as CoMM computes them for its text task.
+pycocoevalcap 1.2's scorers on the same tokens, as CoMM computes them for its text task; with
+Java, PTB tokenisation and METEOR through pycocoevalcap itself (SPICE too where its CoreNLP
+models are installed).
+
+:func:`fid`, :func:`inception_score` and :func:`lpips` run networks you supply as ONNX
+(:mod:`interleaf.models.image_networks`; no weights are fetched), computed as torchmetrics
+computes them (CoMM's task 2).
+
+:mod:`interleaf.evaluate.comm` builds CoMM's four tasks and reads predictions back;
+:mod:`interleaf.evaluate.judge` is CoMM's LLM judge; ``interleaf eval`` runs them with a report.
 """
 
 from __future__ import annotations
@@ -27,7 +36,20 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-__all__ = ["PAIRINGS", "PTB_PUNCTUATIONS", "TOKENIZERS", "clip_image_similarity", "image_metrics", "text_metrics", "tokenize"]
+__all__ = [
+    "PAIRINGS",
+    "PTB_PUNCTUATIONS",
+    "TOKENIZERS",
+    "clip_image_similarity",
+    "fid",
+    "frechet_distance",
+    "image_metrics",
+    "inception_score",
+    "java_unavailable",
+    "lpips",
+    "text_metrics",
+    "tokenize",
+]
 
 #: How :func:`image_metrics` pairs images: ``index`` (generated[i] with reference[i]) or
 #: ``cross`` (CoMM's: every reference image of an example with every generated one).
@@ -78,6 +100,23 @@ def clip_image_similarity(generated: Any, reference: Any, clip: Any, *, batch_si
     return summary, per_example
 
 
+def _pair_lists(generated: Any, reference: Any, pairing: str) -> tuple[list[list[bytes]], list[list[bytes]]]:
+    """Per example, the generated and the reference images to pair: one each (``index``,
+    None where missing) or the example's lists (``cross``)."""
+    if pairing not in PAIRINGS:
+        raise ValueError(f"pairing must be one of {', '.join(PAIRINGS)}, got {pairing!r}")
+    gen, ref = list(generated), list(reference)
+    if len(gen) != len(ref):
+        raise ValueError(f"generated and reference differ in length ({len(gen)} vs {len(ref)})")
+    if pairing == "index":
+        return [[g] if g is not None else [] for g in gen], [[r] if r is not None else [] for r in ref]
+    for what, lists in (("generated", gen), ("reference", ref)):
+        bad = next((i for i, x in enumerate(lists) if x is not None and (isinstance(x, bytes | bytearray | memoryview | str) or not hasattr(x, "__iter__"))), None)
+        if bad is not None:
+            raise TypeError(f"pairing='cross': {what}[{bad}] must be a list of images (one list per example)")
+    return [[g for g in (x or []) if g is not None] for x in gen], [[r for r in (x or []) if r is not None] for x in ref]
+
+
 def image_metrics(generated: Any, reference: Any, *, size: int = 256, pairing: str = "index", threads: int | None = None) -> tuple[dict[str, Any], pl.DataFrame]:
     """SSIM and PSNR of generated images against their references, as CoMM's evaluation
     computes them (see the module docs): each image decoded once, resized to ``size`` x ``size``.
@@ -96,23 +135,10 @@ def image_metrics(generated: Any, reference: Any, *, size: int = 256, pairing: s
     from interleaf import _native
     from interleaf._checks import int_arg
 
-    if pairing not in PAIRINGS:
-        raise ValueError(f"pairing must be one of {', '.join(PAIRINGS)}, got {pairing!r}")
     int_arg("size", size, 7, 4096)
     int_arg("threads", threads, 1, 512, optional=True)
-    gen, ref = list(generated), list(reference)
-    if len(gen) != len(ref):
-        raise ValueError(f"generated and reference differ in length ({len(gen)} vs {len(ref)})")
-    if pairing == "index":
-        gen_lists = [[g] if g is not None else [] for g in gen]
-        ref_lists = [[r] if r is not None else [] for r in ref]
-    else:
-        for what, lists in (("generated", gen), ("reference", ref)):
-            bad = next((i for i, x in enumerate(lists) if x is not None and (isinstance(x, bytes | bytearray | memoryview | str) or not hasattr(x, "__iter__"))), None)
-            if bad is not None:
-                raise TypeError(f"pairing='cross': {what}[{bad}] must be a list of images (one list per example)")
-        gen_lists = [[g for g in (x or []) if g is not None] for x in gen]
-        ref_lists = [[r for r in (x or []) if r is not None] for x in ref]
+    gen_lists, ref_lists = _pair_lists(generated, reference, pairing)
+    gen = gen_lists
     images: list[bytes | None] = []
     a: list[int] = []
     b: list[int] = []
@@ -354,4 +380,144 @@ def text_metrics(predictions: Sequence[str | None], references: Sequence[Any], *
             cols[name.lower()][idx] = per_ex
     summary |= {"n": len(preds), "scored": len(idx), "skipped": dict(sorted(Counter(r for r in reasons if r is not None).items())), "tokenizer": tokenizer, "unavailable": unavailable}
     per = pl.DataFrame({**cols, "skipped": reasons}, schema={**dict.fromkeys(cols, pl.Float64), "skipped": pl.String}, nan_to_null=True)
+    return summary, per
+
+
+# --- metrics through user-supplied networks (interleaf.models.image_networks) --------------------
+
+
+def _network(net: Any, kind: str) -> Any:
+    if isinstance(net, str) or hasattr(net, "__fspath__"):
+        from interleaf import models
+
+        return models.load(net, kind=kind)
+    if getattr(net, "kind", None) != kind:
+        raise TypeError(f"expected an {kind} model (or its directory), got {type(net).__name__}")
+    return net
+
+
+def _features(images: Any, net: Any, output: str, batch_size: int | None) -> tuple[np.ndarray, dict[str, int]]:
+    """The rows of ``output`` for the images that decoded, float64, and the skipped counts."""
+    imgs = list(images)
+    present = [b for b in imgs if b is not None]
+    skipped: Counter[str] = Counter({"missing": len(imgs) - len(present)} if len(present) < len(imgs) else {})
+    if not present:
+        return np.zeros((0, 0)), dict(skipped)
+    out, errors = net.run(present, outputs=(output,), batch_size=batch_size)
+    ok = errors.is_null().to_numpy()
+    for e in errors.drop_nulls().to_list():
+        skipped[e["kind"]] += 1
+    return out[output][ok].astype(np.float64), dict(sorted(skipped.items()))
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """The Fréchet distance of two feature sets (rows), as torchmetrics computes FID: unbiased
+    covariances, ``|mu_a - mu_b|^2 + tr(S_a) + tr(S_b) - 2 * sum(sqrt(eig(S_a S_b)))`` in
+    float64."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError(f"FID needs at least 2 feature rows per set, got {len(a)} and {len(b)}")
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    s_a, s_b = np.atleast_2d(s_a), np.atleast_2d(s_b)
+    c = np.sqrt(np.linalg.eigvals(s_a @ s_b).astype(np.complex128)).real.sum()
+    return float(np.square(mu_a - mu_b).sum() + np.trace(s_a) + np.trace(s_b) - 2.0 * c)
+
+
+def fid(generated: Any, reference: Any, network: Any, *, batch_size: int | None = None) -> dict[str, Any]:
+    """FID of a set of generated images against a set of reference images, on the ``features``
+    of an ``image-features`` network you supply (its directory or the loaded model; e.g. the
+    Inception of pytorch-fid or torchmetrics exported to ONNX; interleaf fetches no weights).
+    Equal to torchmetrics' ``FrechetInceptionDistance`` with that network (CoMM's task 2). Images
+    that are missing or cannot be decoded are left out and counted.
+
+    Returns ``{"fid", "generated", "reference", "skipped_generated", "skipped_reference"}``
+    (``fid`` is None, with ``reason``, when a set has fewer than 2 images)."""
+    net = _network(network, "image-features")
+    fa, sa = _features(generated, net, "features", batch_size)
+    fb, sb = _features(reference, net, "features", batch_size)
+    out: dict[str, Any] = {"fid": None, "generated": len(fa), "reference": len(fb), "skipped_generated": sa, "skipped_reference": sb}
+    if len(fa) < 2 or len(fb) < 2:
+        out["reason"] = "FID needs at least 2 scored images in each set"
+        return out
+    out["fid"] = frechet_distance(fa, fb)
+    return out
+
+
+def inception_score(images: Any, network: Any, *, splits: int = 10, shuffle_seed: int | None = 0, batch_size: int | None = None) -> dict[str, Any]:
+    """The Inception Score of a set of images, on the ``logits`` of an ``image-features``
+    network you supply, computed as torchmetrics' ``InceptionScore``: softmax over the logits,
+    the images cut into ``splits`` chunks as ``torch.chunk`` cuts them, per chunk
+    ``exp(mean KL(p(y|x) || p(y)))``; the mean and the (unbiased) standard deviation over the
+    chunks. torchmetrics shuffles the images with torch's random generator first; here the order
+    is shuffled with numpy's generator seeded by ``shuffle_seed`` (None: input order), so the
+    chunks, and with ``splits > 1`` the value, differ from one torchmetrics run as its runs differ
+    from each other; with ``splits=1`` the two are equal.
+
+    Returns ``{"inception_score", "std", "images", "splits", "skipped"}``."""
+    from interleaf._checks import int_arg
+
+    int_arg("splits", splits, 1, 1_000_000)
+    net = _network(network, "image-features")
+    logits, skipped = _features(images, net, "logits", batch_size)
+    out: dict[str, Any] = {"inception_score": None, "std": None, "images": len(logits), "splits": splits, "skipped": skipped}
+    if not len(logits):
+        out["reason"] = "no scored image"
+        return out
+    if shuffle_seed is not None:
+        logits = logits[np.random.default_rng(shuffle_seed).permutation(len(logits))]
+    z = logits - logits.max(1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(1, keepdims=True))
+    p = np.exp(log_p)
+    size = -(-len(p) // splits)  # torch.chunk: chunks of ceil(n / splits), the last shorter
+    scores = []
+    for i in range(0, len(p), size):
+        pc, lc = p[i : i + size], log_p[i : i + size]
+        marginal = pc.mean(0, keepdims=True)
+        scores.append(float(np.exp((pc * (lc - np.log(marginal))).sum(1).mean())))
+    out["inception_score"] = float(np.mean(scores))
+    out["std"] = float(np.std(scores, ddof=1)) if len(scores) > 1 else None
+    return out
+
+
+def lpips(generated: Any, reference: Any, network: Any, *, pairing: str = "index", batch_size: int | None = None) -> tuple[dict[str, Any], pl.DataFrame]:
+    """LPIPS of generated images against their references through an ``image-distance``
+    network you supply (e.g. the lpips package's AlexNet or SqueezeNet LPIPS exported to ONNX),
+    paired as :func:`image_metrics` pairs (``index``, or CoMM's ``cross``: the mean over every
+    pair of an example). Its ``preprocessor_config.json`` decides the pixels: LPIPS takes
+    [-1, 1] (mean 0.5, std 0.5). CoMM's own script divides by 255 twice, which puts every input
+    near -1 and its LPIPS near 0; that is not reproduced.
+
+    Returns ``(summary, per_example)``: ``lpips`` (mean over examples), ``n``, ``scored``,
+    ``skipped``; per example ``lpips``, ``pairs`` and ``skipped``."""
+    net = _network(network, "image-distance")
+    gen_lists, ref_lists = _pair_lists(generated, reference, pairing)
+    a: list[bytes] = []
+    b: list[bytes] = []
+    owner: list[int] = []
+    for ex, (gl, rl) in enumerate(zip(gen_lists, ref_lists, strict=True)):
+        for r in rl:
+            for g in gl:
+                a.append(bytes(r))
+                b.append(bytes(g))
+                owner.append(ex)
+    dist, errors = net.distance(a, b, batch_size=batch_size) if a else (np.zeros(0), pl.Series([], dtype=pl.Null))
+    err = errors.to_list()
+    rows = []
+    reasons: Counter[str] = Counter()
+    by: dict[int, list[int]] = {}
+    for k, ex in enumerate(owner):
+        by.setdefault(ex, []).append(k)
+    for ex, (gl, rl) in enumerate(zip(gen_lists, ref_lists, strict=True)):
+        ks = [k for k in by.get(ex, []) if np.isfinite(dist[k])]
+        why = "missing_generated" if not gl else "missing_reference" if not rl else None
+        if why is None and not ks:
+            first = next((e for k in by.get(ex, []) if (e := err[k]) is not None), None)
+            why = first["kind"] if first else "unscorable"
+        if why is not None:
+            reasons[why] += 1
+        rows.append({"lpips": float(np.mean(dist[ks])) if why is None else None, "pairs": len(ks) if why is None else 0, "skipped": why})
+    per = pl.DataFrame(rows, schema={"lpips": pl.Float64, "pairs": pl.Int64, "skipped": pl.String}, orient="row")
+    scored = per.filter(pl.col("skipped").is_null())
+    summary = {"lpips": scored["lpips"].mean() if scored.height else None, "n": per.height, "scored": scored.height, "skipped": dict(sorted(reasons.items()))}
     return summary, per

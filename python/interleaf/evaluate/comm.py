@@ -433,7 +433,19 @@ def _image_pairs(samples: list[dict[str, Any]], clip: Any, size: int, pairing: s
     return out, rows
 
 
-def metrics(samples: list[dict[str, Any]], task: str, *, clip: Any = None, size: int = 256, pairing: str = "cross", tokenizer: str = "auto", java_metrics: bool = True) -> tuple[dict[str, Any], pl.DataFrame]:
+def metrics(
+    samples: list[dict[str, Any]],
+    task: str,
+    *,
+    clip: Any = None,
+    size: int = 256,
+    pairing: str = "cross",
+    tokenizer: str = "auto",
+    java_metrics: bool = True,
+    fid_network: Any = None,
+    lpips_network: Any = None,
+    is_splits: int = 10,
+) -> tuple[dict[str, Any], pl.DataFrame]:
     """CoMM's automatic metrics of read predictions (:func:`read_predictions`).
 
     - task 1: pycocoevalcap's BLEU-1..4, ROUGE-L, CIDEr, METEOR and SPICE (the last two where
@@ -445,7 +457,10 @@ def metrics(samples: list[dict[str, Any]], task: str, *, clip: Any = None, size:
     - tasks 2-4: SSIM and PSNR of the predicted against the ground-truth output images at
       ``size`` px, CoMM's all-cross-pairs per sample by default (``pairing="index"`` pairs
       image i with image i), the mean over samples; CoMM reports them for task 2 only. With a
-      ``clip`` model, GILL's CLIP-I over index-matched pairs as well.
+      ``clip`` model, GILL's CLIP-I over index-matched pairs as well. With an ``lpips_network``
+      (an ``image-distance`` model), LPIPS paired as SSIM is; with a ``fid_network`` (an
+      ``image-features`` model), FID of all generated against all reference images and the
+      Inception Score of each set (``is_splits`` chunks), as CoMM reports them.
 
     Returns ``(summary, per_sample)``: one row per sample with ``sample``, ``data_id``, the
     per-sample values and ``error``."""
@@ -489,6 +504,31 @@ def metrics(samples: list[dict[str, Any]], task: str, *, clip: Any = None, size:
             rows[i] |= r | {"generated_images": len(samples[i]["pred_images"]), "reference_images": len(samples[i]["gt_images"])}
         summary |= img_sum
         summary["evaluated"] = len(ok_idx)
+        ok = [samples[i] for i in ok_idx]
+        if lpips_network is not None:
+            from interleaf.evaluate import lpips
+
+            gen = [[g for g in s["pred_images"] if g is not None] for s in ok] if pairing == "cross" else [g for s in ok for g, _ in zip(s["pred_images"], s["gt_images"], strict=False)]
+            ref = [s["gt_images"] for s in ok] if pairing == "cross" else [r for s in ok for _, r in zip(s["pred_images"], s["gt_images"], strict=False)]
+            lp_sum, lp_per = lpips(gen, ref, lpips_network, pairing=pairing)
+            summary["lpips"] = lp_sum["lpips"]
+            if pairing == "cross":
+                for i, v in zip(ok_idx, lp_per["lpips"].to_list(), strict=True):
+                    rows[i]["lpips"] = v
+            else:
+                owners = [i for i, s in zip(ok_idx, ok, strict=True) for _ in zip(s["pred_images"], s["gt_images"], strict=False)]
+                by = pl.DataFrame({"owner": owners, "lpips": lp_per["lpips"]}, schema={"owner": pl.Int64, "lpips": pl.Float64}).group_by("owner").agg(pl.col("lpips").mean())
+                means = dict(by.iter_rows())
+                for i in ok_idx:
+                    rows[i]["lpips"] = means.get(i)
+        if fid_network is not None:
+            from interleaf.evaluate import fid, inception_score
+
+            all_gen = [g for s in ok for g in s["pred_images"] if g is not None]
+            all_ref = [r for s in ok for r in s["gt_images"] if r is not None]
+            summary["fid"] = fid(all_gen, all_ref, fid_network)
+            summary["inception_score_generated"] = inception_score(all_gen, fid_network, splits=is_splits)
+            summary["inception_score_reference"] = inception_score(all_ref, fid_network, splits=is_splits)
     for s in samples:
         if s["error"] is not None:
             error_kinds[s["error"].split(":")[0]] += 1

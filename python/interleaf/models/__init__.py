@@ -27,15 +27,18 @@ from typing import Any
 from interleaf.models.causal_lm import CausalLM
 from interleaf.models.clip import CLIPModel
 from interleaf.models.directory import KINDS, ModelDirectory, ModelDirectoryError
+from interleaf.models.image_networks import ImageDistance, ImageFeatures
 from interleaf.models.runtime import ProviderWarning, create_session, cuda_available, describe
 from interleaf.models.text_embedder import TextEmbedder
 
-_CLASSES = {"clip": CLIPModel, "text-embedder": TextEmbedder, "causal-lm": CausalLM}
+_CLASSES = {"clip": CLIPModel, "text-embedder": TextEmbedder, "causal-lm": CausalLM, "image-features": ImageFeatures, "image-distance": ImageDistance}
 
 __all__ = [
     "KINDS",
     "CLIPModel",
     "CausalLM",
+    "ImageDistance",
+    "ImageFeatures",
     "ModelDirectoryError",
     "ProviderWarning",
     "TextEmbedder",
@@ -80,12 +83,13 @@ def load(path: str | os.PathLike, device: str = "auto", *, kind: str | None = No
         device: ``"auto"`` (CUDA when onnxruntime-gpu is installed and the provider really
             starts, else the CPU with a :class:`ProviderWarning` if CUDA failed), ``"cuda"``
             (raise unless CUDA is active) or ``"cpu"``.
-        kind: ``"clip"``, ``"text-embedder"`` or ``"causal-lm"`` to insist on one (default:
-            from the files).
+        kind: ``"clip"``, ``"text-embedder"``, ``"causal-lm"``, ``"image-features"`` or
+            ``"image-distance"`` to insist on one (default: from the files).
         threads: CPU threads for ONNX Runtime (default: the cores this process may use).
         precision: ``"auto"`` (``onnx/*_fp16.onnx`` on CUDA when present), ``"fp32"`` or ``"fp16"``.
         io_binding: run through IO binding (default: on CUDA).
-        batch_size: inputs per inference batch (default 64; 8 for causal LMs).
+        batch_size: inputs per inference batch (default 64; 8 for causal LMs, 32 for image
+            networks).
         max_length: tokens per text for a text embedder (default its ``max_seq_length``) or a
             causal LM (default its positions, capped at 4,096); never above the model's
             positions. CLIP's context is fixed (77).
@@ -100,8 +104,8 @@ def load(path: str | os.PathLike, device: str = "auto", *, kind: str | None = No
     if batch_size is not None:
         kw["batch_size"] = batch_size
     if max_length is not None:
-        if d.kind == "clip":
-            raise ValueError("max_length does not apply to CLIP (its context is fixed by the model)")
+        if d.kind not in ("text-embedder", "causal-lm"):
+            raise ValueError(f"max_length applies to text models, not to a {d.kind} model")
         kw["max_length"] = max_length
     return _CLASSES[d.kind](d, device, **kw)
 

@@ -4,6 +4,8 @@ counters."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -85,6 +87,29 @@ class Model:
     def device(self) -> str:
         """Where the loaded graphs run (``"cuda"``/``"cpu"``); loads the main graph if needed."""
         return self.session.device
+
+    def _image_batches(self, images: pl.Series, config: Any, bs: int, errors: list[pl.Series], *, threads: int | None = None, dtype: str = "float32", alpha: str = "drop", exif_transpose: bool = False) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Decodes and preprocesses ``images`` in Rust, ``bs`` at a time, the next batch while
+        the caller runs this one: yields ``(start, pixels, ok)`` per batch with an image that
+        decoded (``pixels`` holds the rows where ``ok``); every batch's error column is
+        appended to ``errors``."""
+        from interleaf import image as _image
+
+        def prep(start: int) -> tuple[np.ndarray, pl.Series]:
+            return _image.preprocess(images[start : start + bs], config, threads=threads, dtype=dtype, alpha=alpha, exif_transpose=exif_transpose)
+
+        starts = list(range(0, images.len(), bs))
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(prep, starts[0]) if starts else None
+            for k, start in enumerate(starts):
+                assert pending is not None
+                pixels, errs = pending.result()
+                if k + 1 < len(starts):
+                    pending = pool.submit(prep, starts[k + 1])
+                errors.append(errs)
+                ok = errs.is_null().to_numpy()
+                if ok.any():
+                    yield start, (pixels[ok] if not ok.all() else pixels), ok
 
     def _count_errors(self, errors: pl.Series) -> None:
         for kind, n in errors.drop_nulls().struct.field("kind").value_counts().iter_rows():

@@ -11,7 +11,6 @@ bad is NaN and its error is in the error column returned beside the embeddings.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import polars as pl
@@ -120,22 +119,8 @@ class CLIPModel(Model):
         out = np.full((n, self.dim), np.nan, dtype=np.float32)
         errors: list[pl.Series] = []
         dtype = "float16" if self.vision.inputs.get("pixel_values") is np.float16 else "float32"
-
-        def prep(start: int):
-            return _image.preprocess(images[start : start + bs], self.preprocess_config, threads=threads, dtype=dtype, alpha=alpha, exif_transpose=exif_transpose)
-
-        starts = list(range(0, n, bs))
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(prep, starts[0]) if starts else None
-            for k, start in enumerate(starts):
-                pixels, errs = pending.result()
-                if k + 1 < len(starts):
-                    pending = pool.submit(prep, starts[k + 1])
-                ok = errs.is_null().to_numpy()
-                if ok.any():
-                    emb = self._run_pixels(pixels[ok] if not ok.all() else pixels)
-                    out[start : start + len(errs)][ok] = emb
-                errors.append(errs)
+        for start, pixels, ok in self._image_batches(images, self.preprocess_config, bs, errors, threads=threads, dtype=dtype, alpha=alpha, exif_transpose=exif_transpose):
+            out[start : start + len(ok)][ok] = self._run_pixels(pixels)
         self.stats["images"] += n
         error = pl.concat(errors) if errors else error_column([])
         self._count_errors(error)

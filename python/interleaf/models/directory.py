@@ -11,6 +11,13 @@ Kinds and the files they need (``onnx/*_fp16.onnx`` variants are used on CUDA wh
   ``1_Pooling/config.json``), ``sentence_bert_config.json``, ``config.json``.
 - ``causal-lm``: ``onnx/model.onnx`` (input_ids, attention_mask -> logits), ``tokenizer.json``,
   ``config.json``.
+- ``image-features`` (FID / Inception Score networks): ``onnx/model.onnx`` (pixel_values ->
+  features and/or logits), ``preprocessor_config.json``, ``config.json`` with ``model_type``
+  ``"image-features"``.
+- ``image-distance`` (LPIPS): ``onnx/model.onnx`` (image0, image1 -> distance),
+  ``preprocessor_config.json``, ``config.json`` with ``model_type`` ``"image-distance"``.
+
+(:mod:`interleaf.models.image_networks` describes the last two.)
 """
 
 from __future__ import annotations
@@ -20,13 +27,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-KINDS = ("clip", "text-embedder", "causal-lm")
+KINDS = ("clip", "text-embedder", "causal-lm", "image-features", "image-distance")
 PRECISIONS = ("auto", "fp32", "fp16")
 
 REQUIRED = {
     "clip": ("onnx/vision_model.onnx", "onnx/text_model.onnx", "tokenizer.json", "config.json"),
     "text-embedder": ("onnx/model.onnx", "tokenizer.json", "modules.json", "config.json"),
     "causal-lm": ("onnx/model.onnx", "tokenizer.json", "config.json"),
+    "image-features": ("onnx/model.onnx", "preprocessor_config.json", "config.json"),
+    "image-distance": ("onnx/model.onnx", "preprocessor_config.json", "config.json"),
 }
 
 
@@ -72,6 +81,8 @@ def detect_kind(path: Path) -> str:
         cfg = read_json(cfg_path)
         if cfg.get("model_type") == "clip" or "vision_config" in cfg:
             return "clip"
+        if cfg.get("model_type") in ("image-features", "image-distance"):
+            return str(cfg["model_type"])
         archs = " ".join(cfg.get("architectures") or [])
         if "CausalLM" in archs or "LMHead" in archs or cfg.get("model_type") in ("gpt2", "llama", "mistral", "qwen2", "gpt_neox", "phi", "opt"):
             return "causal-lm"
