@@ -3,12 +3,12 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/interleaf-target
 PYTHON ?= python3
 DEMO_OUT ?= interleaf-demo
 
-.PHONY: install install-test nasm chromium demo test lint rust-tools test-rust test-python bench fuzz fixtures sample-data
+.PHONY: install install-test nasm chromium java demo test lint rust-tools test-rust test-python bench fuzz fixtures sample-data
 
 install: nasm
 	$(PYTHON) -m pip install --quiet .
 
-install-test: nasm chromium
+install-test: nasm chromium java
 	$(PYTHON) -m pip install --quiet ".[test]"
 
 ## libjpeg-turbo's SIMD decoder is built only when nasm is on PATH at build time (1.5-2x faster
@@ -36,6 +36,18 @@ chromium:
 	      || echo "WARNING: could not install chromium: the report's browser test will be skipped" >&2; \
 	  else \
 	    echo "WARNING: chromium is not installed: the report's browser test will be skipped (apt-get install chromium)" >&2; \
+	  fi; }
+
+## pycocoevalcap's PTB tokenizer and METEOR (interleaf.evaluate with tokenizer="ptb") run on Java.
+## Installed here when missing and we can (root + apt-get); otherwise those tests are skipped.
+java:
+	@command -v java >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing a Java runtime (PTB tokenizer, METEOR)"; \
+	    (apt-get install -y -qq default-jre-headless >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq default-jre-headless >/dev/null 2>&1)) \
+	      || echo "WARNING: could not install Java: the PTB tokenizer and METEOR tests will be skipped" >&2; \
+	  else \
+	    echo "WARNING: Java is not installed: the PTB tokenizer and METEOR tests will be skipped (apt-get install default-jre-headless)" >&2; \
 	  fi; }
 
 ## Install and run the main job on the bundled sample.
@@ -78,6 +90,7 @@ fuzz:
 fixtures:
 	$(PYTHON) -m pip install --quiet ".[export]"
 	$(PYTHON) scripts/make_test_models.py
+	$(PYTHON) scripts/make_image_networks.py
 
 sample-data:
 	$(PYTHON) scripts/make_sample_data.py

@@ -417,7 +417,7 @@ def test_arguments_are_checked_when_loading_and_calling(clip, lm):
         lm.perplexity("a single string")
     with pytest.raises(TypeError, match="not one bytes/str"):
         clip.embed_images(b"\xff\xd8 one image, not a list")
-    with pytest.raises(ValueError, match="does not apply to CLIP"):
+    with pytest.raises(ValueError, match="applies to text models, not to a clip model"):
         models.load(CLIP_DIR, max_length=10)
 
 
