@@ -136,6 +136,17 @@ def test_write_read_and_metrics_with_faults(tmp_path, comm_docs, sample_images):
     assert s2["ssim"] == pytest.approx(ref_sum["ssim"], rel=1e-12) and s2["psnr"] == pytest.approx(ref_sum["psnr"], rel=1e-12)
     np.testing.assert_allclose(per2["ssim"].to_numpy(), ref_per["ssim"].to_numpy())
     assert s2["errors"] == {"image files": 2} and s2["evaluated"] == 6
+    # Index pairing: image i with image i, per-sample means; LPIPS paired the same way.
+    lp = Path(__file__).parent / "fixtures" / "models" / "lpips-tiny"
+    s2i, per2i = comm.metrics(t2, "task2", pairing="index", lpips_network=lp)
+    first = ok2[0]
+    pairs = list(zip(first["pred_images"], first["gt_images"], strict=False))
+    _, direct_i = image_metrics([g for g, _ in pairs], [r for _, r in pairs])
+    assert per2i["ssim"][0] == pytest.approx(direct_i["ssim"].mean(), rel=1e-12)
+    from interleaf.evaluate import lpips
+
+    _, lp_direct = lpips([g for g, _ in pairs], [r for _, r in pairs], lp)
+    assert per2i["lpips"][0] == pytest.approx(lp_direct["lpips"].mean(), rel=1e-9) and s2i["lpips"] is not None
     # Task 1 needs reference steps: a folder without task.json and no references is an error per sample.
     (out / "comm-0004_task1" / "task.json").unlink()
     t1b = comm.read_predictions(out, "task1")

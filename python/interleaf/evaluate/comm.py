@@ -399,38 +399,53 @@ def read_predictions(folder: str | Path, task: str, references: Any = None, *, i
 # --- automatic metrics -------------------------------------------------------------------------
 
 
-def _image_pairs(samples: list[dict[str, Any]], clip: Any, size: int, pairing: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    from interleaf.evaluate import clip_image_similarity, image_metrics
+def _index_pairs(ok: list[dict[str, Any]]) -> tuple[list[Any], list[Any], list[int]]:
+    """Generated image i with reference image i of each sample (truncated to the shorter), and
+    the sample each pair belongs to."""
+    gen, ref, owner = [], [], []
+    for i, s in enumerate(ok):
+        for g, r in zip(s["pred_images"], s["gt_images"], strict=False):
+            gen.append(g)
+            ref.append(r)
+            owner.append(i)
+    return gen, ref, owner
+
+
+def _owner_means(owner: list[int], values: Any, n: int) -> list[float | None]:
+    """The mean of the non-null ``values`` of each of ``n`` samples (None for a sample with none)."""
+    by = pl.DataFrame({"owner": owner, "v": pl.Series(values, dtype=pl.Float64)}, schema={"owner": pl.Int64, "v": pl.Float64}).group_by("owner").agg(pl.col("v").mean())
+    means = dict(by.iter_rows())
+    return [means.get(i) for i in range(n)]
+
+
+def _image_pairs(samples: list[dict[str, Any]], clip: Any, size: int, pairing: str, lpips_network: Any, fid_network: Any, is_splits: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from interleaf.evaluate import clip_image_similarity, fid, image_metrics, inception_score, lpips
 
     ok = [s for s in samples if s["error"] is None]
+    gen, ref, owner = _index_pairs(ok)
+    cross = ([[g for g in s["pred_images"] if g is not None] for s in ok], [[r for r in s["gt_images"] if r is not None] for s in ok])
     if pairing == "cross":
-        summary, per = image_metrics([[g for g in s["pred_images"] if g is not None] for s in ok], [[r for r in s["gt_images"] if r is not None] for s in ok], size=size, pairing="cross")
+        summary, per = image_metrics(*cross, size=size, pairing="cross")
+        cols = {"ssim": per["ssim"].to_list(), "psnr": per["psnr"].to_list()}
     else:
-        gen, ref, owner = [], [], []
-        for i, s in enumerate(ok):
-            for g, r in zip(s["pred_images"], s["gt_images"], strict=False):
-                gen.append(g)
-                ref.append(r)
-                owner.append(i)
         summary, pairs = image_metrics(gen, ref, size=size, pairing="index")
-        per = pairs.with_columns(pl.Series("owner", owner, dtype=pl.Int64)).group_by("owner").agg(pl.col("ssim").mean(), pl.col("psnr").mean())
-        per = pl.DataFrame({"owner": range(len(ok))}, schema={"owner": pl.Int64}).join(per, on="owner", how="left").sort("owner")
-    rows = [{"ssim": a, "psnr": b} for a, b in zip(per["ssim"].to_list(), per["psnr"].to_list(), strict=True)]
+        cols = {k: _owner_means(owner, pairs[k], len(ok)) for k in ("ssim", "psnr")}
     out: dict[str, Any] = {"ssim": summary["ssim"], "psnr": summary["psnr"], "pairing": pairing, "image_pairs_skipped": summary["skipped"]}
     if clip is not None:
-        gen, ref, owner = [], [], []
-        for i, s in enumerate(ok):
-            for g, r in zip(s["pred_images"], s["gt_images"], strict=False):
-                gen.append(g)
-                ref.append(r)
-                owner.append(i)
         csum, cper = clip_image_similarity(gen, ref, clip)
         out |= {"clip_i": csum["clip_i"], "clip_i_pairs": csum["scored"], "clip_i_skipped": csum["skipped"]}
-        by = pl.DataFrame({"owner": owner, "similarity": cper["similarity"].cast(pl.Float64)}, schema={"owner": pl.Int64, "similarity": pl.Float64}).group_by("owner").agg(pl.col("similarity").mean())
-        means = dict(zip(by["owner"].to_list(), by["similarity"].to_list(), strict=True))
-        for i, r in enumerate(rows):
-            r["clip_i"] = means.get(i)
-    return out, rows
+        cols["clip_i"] = _owner_means(owner, cper["similarity"].cast(pl.Float64), len(ok))
+    if lpips_network is not None:
+        lsum, lper = lpips(*cross, lpips_network, pairing="cross") if pairing == "cross" else lpips(gen, ref, lpips_network, pairing="index")
+        out["lpips"] = lsum["lpips"]
+        cols["lpips"] = lper["lpips"].to_list() if pairing == "cross" else _owner_means(owner, lper["lpips"], len(ok))
+    if fid_network is not None:
+        all_gen = [g for x in cross[0] for g in x]
+        all_ref = [r for x in cross[1] for r in x]
+        out["fid"] = fid(all_gen, all_ref, fid_network)
+        out["inception_score_generated"] = inception_score(all_gen, fid_network, splits=is_splits)
+        out["inception_score_reference"] = inception_score(all_ref, fid_network, splits=is_splits)
+    return out, [dict(zip(cols, vals, strict=True)) for vals in zip(*cols.values(), strict=True)]
 
 
 def metrics(
@@ -499,36 +514,11 @@ def metrics(
         summary["evaluated"] = len(owners)
     else:
         ok_idx = [i for i, s in enumerate(samples) if s["error"] is None]
-        img_sum, img_rows = _image_pairs(samples, clip, size, pairing)
+        img_sum, img_rows = _image_pairs(samples, clip, size, pairing, lpips_network, fid_network, is_splits)
         for i, r in zip(ok_idx, img_rows, strict=True):
             rows[i] |= r | {"generated_images": len(samples[i]["pred_images"]), "reference_images": len(samples[i]["gt_images"])}
         summary |= img_sum
         summary["evaluated"] = len(ok_idx)
-        ok = [samples[i] for i in ok_idx]
-        if lpips_network is not None:
-            from interleaf.evaluate import lpips
-
-            gen = [[g for g in s["pred_images"] if g is not None] for s in ok] if pairing == "cross" else [g for s in ok for g, _ in zip(s["pred_images"], s["gt_images"], strict=False)]
-            ref = [s["gt_images"] for s in ok] if pairing == "cross" else [r for s in ok for _, r in zip(s["pred_images"], s["gt_images"], strict=False)]
-            lp_sum, lp_per = lpips(gen, ref, lpips_network, pairing=pairing)
-            summary["lpips"] = lp_sum["lpips"]
-            if pairing == "cross":
-                for i, v in zip(ok_idx, lp_per["lpips"].to_list(), strict=True):
-                    rows[i]["lpips"] = v
-            else:
-                owners = [i for i, s in zip(ok_idx, ok, strict=True) for _ in zip(s["pred_images"], s["gt_images"], strict=False)]
-                by = pl.DataFrame({"owner": owners, "lpips": lp_per["lpips"]}, schema={"owner": pl.Int64, "lpips": pl.Float64}).group_by("owner").agg(pl.col("lpips").mean())
-                means = dict(by.iter_rows())
-                for i in ok_idx:
-                    rows[i]["lpips"] = means.get(i)
-        if fid_network is not None:
-            from interleaf.evaluate import fid, inception_score
-
-            all_gen = [g for s in ok for g in s["pred_images"] if g is not None]
-            all_ref = [r for s in ok for r in s["gt_images"] if r is not None]
-            summary["fid"] = fid(all_gen, all_ref, fid_network)
-            summary["inception_score_generated"] = inception_score(all_gen, fid_network, splits=is_splits)
-            summary["inception_score_reference"] = inception_score(all_ref, fid_network, splits=is_splits)
     for s in samples:
         if s["error"] is not None:
             error_kinds[s["error"].split(":")[0]] += 1
