@@ -210,9 +210,11 @@ PTB_PUNCTUATIONS = frozenset({"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "
 _BRACKETS = {"(": "-lrb-", ")": "-rrb-", "[": "-lsb-", "]": "-rsb-", "{": "-lcb-", "}": "-rcb-"}
 _ABBREVIATIONS = "mr|mrs|ms|dr|prof|st|jr|sr|vs|etc|inc|ltd|co|corp|mt|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec"
 _TOKEN = re.compile(
-    rf"\w+(?=n't\b)|n't\b|'(?:s|m|d|ll|re|ve)\b|(?:[^\W\d_]\.){{2,}}|(?:{_ABBREVIATIONS})\.(?=\s|$)"
+    r"(?:https?|ftp)://[^\s<>\"]*[^\s<>\".,;:!?)\]}']|[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\*+|"
+    rf"\bcan(?=not\b)|(?<=\bcan)not\b|\w+(?=n't\b)|n't\b|'(?:s|m|d|ll|re|ve)\b|(?:[^\W\d_]\.){{2,}}|(?:{_ABBREVIATIONS})\.(?=\s|$)"
     r"|\w+(?:(?:[-/.]|'(?!(?:s|m|d|ll|re|ve)\b))\w+)*|\.\.\.|--|``|''|[^\w\s]"
 )
+_EDGE_UNDERSCORES = re.compile(r"(?<![^\W_])_+|_+(?![^\W_])")
 _LINE_BREAKS = re.compile(r"[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
 
 
@@ -267,10 +269,12 @@ def _resolve_tokenizer(tokenizer: str) -> str:
 def tokenize(texts: Sequence[str | None], tokenizer: str = "simple") -> list[str | None]:
     """Each text as space-separated tokens (None stays None), see :data:`TOKENIZERS`.
 
-    ``simple`` mimics the PTB pipeline in Python: lower case; ``n't`` and the clitics ``'s``,
+    ``simple`` mimics the PTB pipeline in Python: lower case; ``n't`` (and ``not`` of
+    ``cannot``) and the clitics ``'s``,
     ``'m``, ``'d``, ``'ll``, ``'re``, ``'ve`` split off; hyphenated words, ``a/b``, numbers like
-    ``3.5`` and ``o'clock`` kept whole; initialisms (``u.s.``) and common abbreviations
-    (``mr.``) keep their period; brackets become PTB's ``-lrb-`` / ``-rrb-`` / ``-lsb-`` ...;
+    ``3.5`` and ``o'clock`` kept whole, and so are URLs, e-mail addresses and runs of ``*``;
+    underscores at the edge of a word split off (``__init__``: ``__ init __``); initialisms
+    (``u.s.``) and common abbreviations (``mr.``) keep their period; brackets become PTB's ``-lrb-`` / ``-rrb-`` / ``-lsb-`` ...;
     characters outside the Basic Multilingual Plane (emoji) dropped, as PTB drops them;
     pycocoevalcap's punctuation removed. On the bundled sample's captions and step texts it
     gives PTB's tokens exactly (``tests/test_evaluate.py`` measures it)."""
@@ -287,6 +291,7 @@ def tokenize(texts: Sequence[str | None], tokenizer: str = "simple") -> list[str
             out.append(None)
             continue
         t = "".join(c for c in _LINE_BREAKS.sub(" ", t).lower() if ord(c) <= 0xFFFF)
+        t = _EDGE_UNDERSCORES.sub(lambda m: f" {m.group(0)} ", t)
         out.append(" ".join(_BRACKETS.get(w, w) for w in _TOKEN.findall(t) if w not in PTB_PUNCTUATIONS))
     return out
 
