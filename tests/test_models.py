@@ -341,6 +341,10 @@ def test_info_describes_the_graphs():
     assert d["kind"] == "clip" and d["dim"] == 16 and d["context_length"] == 77 and d["image_size"] == 224
     vision = d["onnx"]["onnx/vision_model.onnx"]
     assert vision["inputs"][0]["name"] == "pixel_values" and vision["outputs"][0]["name"] == "image_embeds"
+    net = models.info(FIXTURES / "inception-tiny")
+    assert net["kind"] == "image-features" and net["image_size"] == [64, 64]
+    assert [o["name"] for o in net["onnx"]["onnx/model.onnx"]["outputs"]] == ["features", "logits"]
+    assert models.info(FIXTURES / "lpips-tiny")["kind"] == "image-distance"
 
 
 def test_list_finds_models_and_reports_broken_ones(tmp_path, monkeypatch):

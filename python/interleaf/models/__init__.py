@@ -123,8 +123,10 @@ def info(path: str | os.PathLike) -> dict[str, Any]:
         out.update(context_length=m.context_length, image_size=m.preprocess_config.output_shape[0], logit_scale=m.logit_scale)
     elif d.kind == "text-embedder":
         out.update(max_seq_length=m.max_seq_length, pooling=m.pooling, normalize=m.normalize)
-    else:
+    elif d.kind == "causal-lm":
         out.update(context_length=m.max_length, vocab_size=m.vocab_size)
+    else:  # image networks
+        out.update(image_size=list(m.preprocess_config.output_shape))
     out["source"] = (cfg.get("interleaf") or {}).get("source")
     return out
 
