@@ -345,6 +345,8 @@ def _run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "limit": args.limit,
         "overwrite": args.overwrite,
         "progress": not args.quiet,
+        "engine": args.engine,
+        "ray_address": args.address,
     }
 
 
@@ -408,7 +410,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", help="files, globs, brace ranges or directories; each file is a shard")
     p.add_argument("--out", required=True, help="output folder (new, empty, or an earlier run over the same inputs, which is resumed)")
     p.add_argument("--model", action="append", metavar="NAME=DIR", help="a model the recipe names: clip=DIR, text=DIR, lm=DIR (repeatable)")
-    p.add_argument("--workers", type=int, default=1, help="shards processed at once, each in its own process (default %(default)s; outputs do not depend on it)")
+    p.add_argument("--workers", type=int, default=1, help="shards processed at once, each in its own process (default %(default)s; outputs do not depend on it); with --engine ray: concurrent tasks / model actors (default: the cluster's CPUs)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local", help="where the per-shard stages run: this machine, or Ray Data (needs the ray extra; same outputs) (default %(default)s)")
+    p.add_argument("--address", default=None, help="with --engine ray: the cluster (auto, ray://HOST:10001; default: start or join a local Ray instance)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the models run (default %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="threads per worker (default: the cores divided among the workers)")
     p.add_argument("--model-batch-size", type=int, default=None, help="inference batch size (default: each model's)")

@@ -1074,10 +1074,30 @@ class _StageLog:
         return "\n".join(rows)
 
 
-def _run_jobs(fn: Callable[..., dict[str, Any]], jobs: list[tuple], workers: int, stage: str, log: _StageLog) -> list[dict[str, Any]]:
+ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class Engine:
+    """Where the per-shard stages run: ``local`` (this process, or ``workers`` processes) or
+    ``ray`` (Ray Data, :mod:`interleaf.ray`; ``address`` of the cluster, None for a local
+    instance)."""
+
+    name: str = "local"
+    address: str | None = None
+
+
+def _run_jobs(fn: Callable[..., dict[str, Any]], jobs: list[tuple], workers: int, stage: str, log: _StageLog, engine: Engine = Engine(), *, models: bool = False, device: str = "auto") -> list[dict[str, Any]]:
     t0 = time.perf_counter()
     results: list[dict[str, Any]] = []
-    if workers <= 1 or len(jobs) <= 1:
+    if engine.name == "ray":
+        from interleaf import ray as ray_engine
+
+        gpus = ray_engine.gpus_per_actor(device) if models else 0.0
+        results = ray_engine.run_jobs(fn, jobs, concurrency=workers if workers > 1 else None, actors=models, num_gpus=gpus, stage=stage)
+        for i, res in enumerate(results):
+            log.shard(stage, i, len(jobs), res, t0)
+    elif workers <= 1 or len(jobs) <= 1:
         for i, job in enumerate(jobs):
             results.append(fn(*job))
             log.shard(stage, i, len(jobs), results[-1], t0)
@@ -1144,6 +1164,8 @@ def run(
     stages: tuple[str, ...] = ("score", "dedup", "filter", "write"),
     overwrite: bool = False,
     progress: bool = True,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> RunSummary:
     """Runs ``recipe`` over ``inputs`` into the folder ``out`` (see the module docs for the
     layout) and returns the :class:`RunSummary`.
@@ -1172,8 +1194,14 @@ def run(
         stages: the stages to run (``interleaf score`` runs ``("score", "dedup")``).
         overwrite: replace an output folder that holds something else.
         progress: progress lines and the timing table on stderr.
+        engine: ``"local"`` or ``"ray"``: the per-shard stages on Ray Data
+            (:mod:`interleaf.ray`; ``workers`` is then the number of concurrent tasks or model
+            actors, default the cluster's CPUs). Outputs, markers and resumption are the same.
+        ray_address: the Ray cluster (``"auto"``, ``"ray://host:10001"``); None starts or joins
+            a local instance.
     """
     int_arg("batch_size", batch_size)
+    choice_arg("engine", engine, ENGINES)
     int_arg("workers", workers, 1, 1024)
     int_arg("limit", limit, 0, optional=True)
     int_arg("threads", threads, 1, 512, optional=True)
@@ -1186,8 +1214,8 @@ def run(
     if llm is not None and "api_key" in llm:
         raise ValueError("llm: pass the API key in INTERLEAF_LLM_API_KEY or OPENAI_API_KEY, not in the run's arguments (they are written to run.json)")
     p = plan(rec, models, threads=threads, llm=llm)
-    if workers > 1 and any(not isinstance(m, (str, os.PathLike)) for m in p.models.values()):
-        raise ValueError("workers > 1 needs models given as directories (each worker loads its own)")
+    if (workers > 1 or engine == "ray") and any(not isinstance(m, (str, os.PathLike)) for m in p.models.values()):
+        raise ValueError("workers > 1 and engine='ray' need models given as directories (each worker loads its own)")
     log = _StageLog(progress)
     for n in p.notices:
         print(f"interleaf run: notice: {n}", file=sys.stderr)
@@ -1213,10 +1241,15 @@ def run(
     # Not sort_keys: the order of the filters is part of the recipe.
     write_text(out_p / STATE / "run.json", json.dumps({**state, "models": models_state, "llm": p.llm, "device": device, "recipe": rec.model_dump(mode="json")}, indent=2) + "\n")
     opts = RunOptions(str(out_p), p, read, device=device, threads=threads, model_batch_size=model_batch_size, progress=progress)
-    return _execute(opts, shards, limit, workers, stages, output_format, log)
+    eng = Engine(engine, ray_address)
+    if engine == "ray":
+        from interleaf import ray as ray_engine
+
+        ray_engine.init(ray_address, progress=progress)
+    return _execute(opts, shards, limit, workers, stages, output_format, log, eng)
 
 
-def _execute(opts: RunOptions, shards: list[Shard], limit: int | None, workers: int, stages: tuple[str, ...], output_format: str | None, log: _StageLog) -> RunSummary:
+def _execute(opts: RunOptions, shards: list[Shard], limit: int | None, workers: int, stages: tuple[str, ...], output_format: str | None, log: _StageLog, engine: Engine = Engine()) -> RunSummary:
     out = Path(opts.out)
     p = opts.plan
     t_all = time.perf_counter()
@@ -1245,7 +1278,8 @@ def _execute(opts: RunOptions, shards: list[Shard], limit: int | None, workers: 
                 left = max(0, left - n)
             log.stages["score"]["seconds"] += time.perf_counter() - t0
         else:
-            for r in _run_jobs(score_shard, [(opts, s, None) for s in shards], workers, "score", log):
+            needs_models = any(SIGNAL_MODELS[spec.type] not in (None, "llm") for spec in p.signals.values())
+            for r in _run_jobs(score_shard, [(opts, s, None) for s in shards], workers, "score", log, engine, models=needs_models, device=opts.device):
                 failures += r["failures"]
                 count_llm(r)
     elif limit is not None:
@@ -1270,7 +1304,7 @@ def _execute(opts: RunOptions, shards: list[Shard], limit: int | None, workers: 
         log.say(f"filter: {totals['documents']:,} documents -> {totals['kept_documents']:,} kept in {totals['seconds']:.2f} s")
     if "write" in stages and totals:
         jobs = [(opts, s, lim, totals["dropped_files"][s.name], output_format) for s, lim in zip(shards, limits, strict=True)]
-        _run_jobs(write_shard, jobs, workers, "write", log)
+        _run_jobs(write_shard, jobs, workers, "write", log, engine)
         log.stages["write"]["documents"] = totals["kept_documents"]
     data = _summary(opts, shards, totals, dedup_stats, failures, log, time.perf_counter() - t_all, stages, output_format)
     if p.llm is not None:

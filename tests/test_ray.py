@@ -1,0 +1,143 @@
+"""The Ray engine on a real local Ray instance (started here with two worker CPUs, not mocked):
+the same outputs as the local engine, byte for byte, for the comm and mmc4 presets; resumption
+across engines; a worker killed during the run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install '.[ray]')")
+
+from test_pipeline import CLIP_DIR, EMBEDDER_DIR, SAMPLE_IMAGES, _mmc4_doc, digests, stable_summary  # noqa: E402
+
+from interleaf import recipes, run  # noqa: E402
+from interleaf.cli import main  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture()
+def comm_shards(tmp_path, sample_dir) -> list[str]:
+    """The CoMM sample split into one shard per document (images beside them)."""
+    root = tmp_path / "comm"
+    shutil.copytree(sample_dir / "images", root / "images")
+    paths = []
+    for i, line in enumerate(l for l in (sample_dir / "comm.jsonl").read_text().splitlines() if l.strip()):
+        p = root / f"part-{i}.jsonl"
+        p.write_text(line + "\n")
+        paths.append(str(p))
+    return paths
+
+
+def _comm_recipe(tmp_path: Path) -> Path:
+    # The tiny random models' scores mean nothing: thresholds that keep some and drop some.
+    text = recipes.preset_text("comm").replace('"clip_alignment_score >= 0.10"', '"clip_alignment_score >= 0.0"').replace('"sequence_f > 0"', '"sequence_f > -2"')
+    p = tmp_path / "comm.yaml"
+    p.write_text(text)
+    return p
+
+
+KW = {"models": {"clip": str(CLIP_DIR), "text": str(EMBEDDER_DIR)}, "device": "cpu", "progress": False}
+
+
+def test_comm_preset_on_ray_equals_the_local_engine(tmp_path, comm_shards, ray_instance):
+    recipe = _comm_recipe(tmp_path)
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    run(recipe, comm_shards, local, **KW)
+    # Through the CLI, joining the running instance.
+    argv = ["run", str(recipe), *comm_shards, "--out", str(on_ray), "--model", f"clip={CLIP_DIR}", "--model", f"text={EMBEDDER_DIR}", "--device", "cpu", "--quiet"]
+    assert main([*argv, "--engine", "ray"]) == 0
+    assert digests(local) == digests(on_ray) and any(k.startswith("kept/") for k in digests(local))
+    assert stable_summary(local) == stable_summary(on_ray)
+    s = json.loads((on_ray / "summary.json").read_text())
+    assert s["stages"]["score"]["shards"] == 4 and s["documents"]["in"] == 4
+
+
+def test_mmc4_preset_on_ray_equals_the_local_engine(tmp_path, ray_instance):
+    img = tmp_path / "images"
+    img.mkdir()
+    for name in ("astronaut.jpg", "coffee.jpg", "astronaut_flag.jpg", "retina_disc.png", "chelsea.jpg"):
+        shutil.copy(SAMPLE_IMAGES / name, img / name)
+    s = ["An astronaut poses for a portrait.", "A cup of coffee on a table.", "A cat looks at the camera.", "A flag hangs behind her."]
+    shards = []
+    for k, docs in enumerate([[("d1", [("astronaut.jpg", 0), ("coffee.jpg", 1), ("chelsea.jpg", 2)])], [("d2", [("retina_disc.png", 0)]), ("d3", [("astronaut_flag.jpg", 3)])], [("d4", [("coffee.jpg", 1), ("coffee.jpg", 2)])]]):
+        p = tmp_path / f"mmc4-{k}.jsonl"
+        p.write_bytes(b"".join(_mmc4_doc(d, s, imgs) for d, imgs in docs))
+        shards.append(str(p))
+    recipe = tmp_path / "mmc4.yaml"
+    recipe.write_text(recipes.preset_text("mmc4").replace("threshold: 0.15", "threshold: -1.0").replace("clip_alignment_score >= 0.15", "clip_alignment_score >= -1.0"))
+    kw = {"models": {"clip": str(CLIP_DIR)}, "image_root": img, "device": "cpu", "progress": False}
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    run(recipe, shards, local, **kw)
+    run(recipe, shards, on_ray, engine="ray", workers=2, **kw)
+    assert digests(local) == digests(on_ray)
+    assert stable_summary(local) == stable_summary(on_ray)
+
+
+def test_ray_resumes_a_local_run_and_the_other_way_round(tmp_path, comm_shards, ray_instance):
+    recipe = _comm_recipe(tmp_path)
+    full, a, b = tmp_path / "full", tmp_path / "a", tmp_path / "b"
+    run(recipe, comm_shards, full, **KW)
+    run(recipe, comm_shards, a, stages=("score",), **KW)  # local scoring, then Ray finishes
+    s = run(recipe, comm_shards, a, engine="ray", **KW)
+    assert s["stages"]["score"]["skipped"] == 4 and digests(a) == digests(full)
+    run(recipe, comm_shards, b, stages=("score",), engine="ray", **KW)  # Ray scoring, then local
+    s = run(recipe, comm_shards, b, **KW)
+    assert s["stages"]["score"]["skipped"] == 4 and digests(b) == digests(full)
+
+
+def _ray_workers() -> list[int]:
+    """Pids of Ray worker processes running interleaf's stage (their title starts "ray::")."""
+    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=True).stdout
+    pids = []
+    for line in out.splitlines():
+        pid, _, args = line.strip().partition(" ")
+        if args.startswith("ray::") and ("StageActor" in args or "MapBatches" in args) and "IDLE" not in args:
+            pids.append(int(pid))
+    return pids
+
+
+def test_a_worker_killed_during_the_run_is_retried_and_outputs_are_identical(tmp_path, sample_dir, ray_instance):
+    # Many shards, so the model actors are busy for a while.
+    root = tmp_path / "comm"
+    shutil.copytree(sample_dir / "images", root / "images")
+    lines = [line for line in (sample_dir / "comm.jsonl").read_text().splitlines() if line.strip()]
+    shards = []
+    for i in range(24):
+        d = json.loads(lines[i % len(lines)])
+        d["id"] = f"{d['id']}-{i}"
+        (root / f"part-{i:02d}.jsonl").write_text(json.dumps(d) + "\n")
+        shards.append(str(root / f"part-{i:02d}.jsonl"))
+    recipe = _comm_recipe(tmp_path)
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    run(recipe, shards, local, **KW)
+    result: dict = {}
+    t = threading.Thread(target=lambda: result.setdefault("summary", run(recipe, shards, on_ray, engine="ray", **KW)))
+    t.start()
+    killed = None
+    deadline = time.monotonic() + 120
+    while t.is_alive() and killed is None and time.monotonic() < deadline:
+        pids = _ray_workers()
+        if pids:
+            os.kill(pids[0], signal.SIGKILL)
+            killed = pids[0]
+        time.sleep(0.05)
+    t.join(600)
+    assert killed is not None, "no Ray worker was seen running the stage"
+    assert "summary" in result
+    assert digests(local) == digests(on_ray)
+    assert not [p for p in on_ray.rglob("*.tmp")]
