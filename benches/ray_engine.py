@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""The Ray engine's overhead: the same run (benches/pipeline.py's OBELICS rules recipe: text
+and image statistics, MinHash and pHash dedup, OBELICS's filters; no model) on the same shards
+with the local engine (1 and 2 worker processes) and on Ray Data (1 and 2 concurrent tasks, a
+local Ray instance started in the child process), each in a fresh process. Prints documents/s,
+the ratio to the local engine with as many workers, Ray's start-up time, and the per-stage
+seconds the scaling plan in docs/scale-out.md is built from.
+
+    python benches/ray_engine.py [--docs 40000] [--shard-docs 2500]
+
+Needs the ray extra. Results: ``benches/results/ray_engine.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from _common import report_header, versions
+from pipeline import DATA, child, make_rules_data, rules_recipe
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "ray_engine.json"
+
+CODE = """
+import json, sys, time, interleaf
+recipe, out, engine, workers, paths = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5:]
+init = 0.0
+if engine == "ray":
+    import ray
+    t0 = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    import interleaf.ray
+    interleaf.ray.init(progress=False)
+    init = time.perf_counter() - t0
+t0 = time.perf_counter()
+s = interleaf.run(recipe, paths, out, workers=workers, engine=engine, progress=False, overwrite=True)
+dt = time.perf_counter() - t0
+print(json.dumps({"seconds": dt, "init_s": init, "documents": s["documents"]["in"], "kept": s["documents"]["kept"], "stages": {k: v["seconds"] for k, v in s["stages"].items()}}))
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--docs", type=int, default=40_000)
+    ap.add_argument("--shard-docs", type=int, default=2_500)
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = ap.parse_args()
+    shards = make_rules_data(args.docs, args.shard_docs)
+    recipe = rules_recipe(DATA / "rules.yaml")
+    rows = {}
+    for engine, workers in (("local", 1), ("ray", 1), ("local", 2), ("ray", 2)):
+        out = DATA / f"ray-bench-{engine}-{workers}"
+        r = child(CODE, str(recipe), str(out), engine, str(workers), *map(str, shards))
+        r["docs_per_s"] = r["documents"] / r["seconds"]
+        rows[f"{engine}-{workers}"] = r
+        print(f"{engine:5s} workers={workers}: {r['documents']:,} docs in {r['seconds']:.1f} s = {r['docs_per_s']:,.0f} docs/s (ray start {r['init_s']:.1f} s); stages {json.dumps({k: round(v, 2) for k, v in r['stages'].items()})}", flush=True)
+    for w in (1, 2):
+        ratio = rows[f"ray-{w}"]["docs_per_s"] / rows[f"local-{w}"]["docs_per_s"]
+        rows[f"ray_vs_local_{w}"] = ratio
+        print(f"workers={w}: Ray at {ratio:.2f}x the local engine's rate")
+    report = {**report_header("ray_engine"), "versions": versions(["interleaf", "ray", "polars"]), "params": {"docs": args.docs, "shard_docs": args.shard_docs, "shards": len(shards)}, "results": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"-> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
