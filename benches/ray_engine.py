@@ -2,7 +2,9 @@
 """The Ray engine's overhead: the same run (benches/pipeline.py's OBELICS rules recipe: text
 and image statistics, MinHash and pHash dedup, OBELICS's filters; no model) on the same shards
 with the local engine (1 and 2 worker processes) and on Ray Data (1 and 2 concurrent tasks, a
-local Ray instance started in the child process), each in a fresh process. Prints documents/s,
+local Ray instance started in the child process; MinHash clustered in the driver, which
+``ray_dedup="auto"`` picks at this size, and once on Ray Data), each in a fresh process and a
+fresh output folder. Prints documents/s,
 the ratio to the local engine with as many workers, Ray's start-up time, and the per-stage
 seconds the scaling plan in docs/scale-out.md is built from.
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 from _common import report_header, versions
@@ -24,7 +27,7 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "ray_engine.json"
 
 CODE = """
 import json, sys, time, interleaf
-recipe, out, engine, workers, paths = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5:]
+recipe, out, engine, workers, ray_dedup, paths = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6:]
 init = 0.0
 if engine == "ray":
     import ray
@@ -34,7 +37,7 @@ if engine == "ray":
     interleaf.ray.init(progress=False)
     init = time.perf_counter() - t0
 t0 = time.perf_counter()
-s = interleaf.run(recipe, paths, out, workers=workers, engine=engine, progress=False, overwrite=True)
+s = interleaf.run(recipe, paths, out, workers=workers, engine=engine, ray_dedup=ray_dedup, progress=False, overwrite=True)
 dt = time.perf_counter() - t0
 print(json.dumps({"seconds": dt, "init_s": init, "documents": s["documents"]["in"], "kept": s["documents"]["kept"], "stages": {k: v["seconds"] for k, v in s["stages"].items()}}))
 """
@@ -49,12 +52,14 @@ def main() -> None:
     shards = make_rules_data(args.docs, args.shard_docs)
     recipe = rules_recipe(DATA / "rules.yaml")
     rows = {}
-    for engine, workers in (("local", 1), ("ray", 1), ("local", 2), ("ray", 2)):
-        out = DATA / f"ray-bench-{engine}-{workers}"
-        r = child(CODE, str(recipe), str(out), engine, str(workers), *map(str, shards))
+    for engine, workers, dedup in (("local", 1, "auto"), ("ray", 1, "auto"), ("local", 2, "auto"), ("ray", 2, "auto"), ("ray", 2, "distributed")):
+        name = f"{engine}-{workers}" + ("-distributed-minhash" if dedup == "distributed" else "")
+        out = DATA / f"ray-bench-{name}"
+        shutil.rmtree(out, ignore_errors=True)  # a fresh run, not a resumed one
+        r = child(CODE, str(recipe), str(out), engine, str(workers), dedup, *map(str, shards))
         r["docs_per_s"] = r["documents"] / r["seconds"]
-        rows[f"{engine}-{workers}"] = r
-        print(f"{engine:5s} workers={workers}: {r['documents']:,} docs in {r['seconds']:.1f} s = {r['docs_per_s']:,.0f} docs/s (ray start {r['init_s']:.1f} s); stages {json.dumps({k: round(v, 2) for k, v in r['stages'].items()})}", flush=True)
+        rows[name] = r
+        print(f"{name:28s}: {r['documents']:,} docs in {r['seconds']:.1f} s = {r['docs_per_s']:,.0f} docs/s (ray start {r['init_s']:.1f} s); stages {json.dumps({k: round(v, 2) for k, v in r['stages'].items()})}", flush=True)
     for w in (1, 2):
         ratio = rows[f"ray-{w}"]["docs_per_s"] / rows[f"local-{w}"]["docs_per_s"]
         rows[f"ray_vs_local_{w}"] = ratio

@@ -141,3 +141,63 @@ def test_a_worker_killed_during_the_run_is_retried_and_outputs_are_identical(tmp
     assert "summary" in result
     assert digests(local) == digests(on_ray)
     assert not [p for p in on_ray.rglob("*.tmp")]
+
+
+def test_distributed_minhash_clusters_equal_the_local_ones(tmp_path, ray_instance):
+    """Signatures with planted near-duplicates (sharing some bands, across shards and chains
+    that connect only through a middle document), unsigned rows among them: the Ray Data
+    clustering gives the local engine's representatives and scores exactly."""
+    import numpy as np
+    import polars as pl
+
+    from interleaf.dedup.minhash import lsh_clusters, lsh_params
+    from interleaf.ray import minhash_clusters
+
+    rng = np.random.default_rng(7)
+    bands, rows = lsh_params(0.8, 128)
+    base = rng.integers(0, 2**32, size=(300, 128), dtype=np.uint32)
+    for i in range(0, 300, 7):  # i+1 shares band 0 with i, i+2 shares band 3 with i+1: a chain
+        base[i + 1, 0:rows] = base[i, 0:rows]
+        if i + 2 < 300:
+            base[i + 2, 3 * rows : 4 * rows] = base[i + 1, 3 * rows : 4 * rows]
+    base[250] = base[3]  # an exact copy in a later shard
+    null = np.zeros(300, dtype=bool)
+    null[[5, 77, 140]] = True
+    paths, counts = [], []
+    for k, (lo, hi) in enumerate([(0, 90), (90, 90), (90, 200), (200, 300)]):  # one empty shard
+        p = tmp_path / f"s{k}.parquet"
+        vals = [None if null[i] else base[i].tolist() for i in range(lo, hi)]
+        pl.DataFrame({"value": pl.Series(vals, dtype=pl.Array(pl.UInt32, 128))}).write_parquet(p)
+        paths.append(p)
+        counts.append(hi - lo)
+    reps, score, stats = minhash_clusters(paths, counts, bands, rows)
+    ok = np.flatnonzero(~null)
+    local, lstats = lsh_clusters(base[ok], 0.8, bands, rows)
+    expect = np.full(300, -1)
+    expect[ok] = ok[local]
+    assert (reps == expect).all() and (reps[[2, 9]] == [0, 7]).all() and reps[250] == 3
+    exp_score = np.full(300, np.nan)
+    exp_score[ok] = 1.0
+    dup = ok[local != np.arange(len(ok))]
+    exp_score[dup] = (base[dup] == base[expect[dup]]).mean(axis=1)
+    np.testing.assert_array_equal(score, exp_score)
+    assert stats["candidates"] == lstats["candidates"] and stats["joined"] == lstats["joined"]
+
+
+def test_a_minhash_run_on_ray_equals_the_local_run(tmp_path, ray_instance):
+    base = "the river runs past the old mill and under the stone bridge where the children of the village gather every summer evening to watch the boats come in from the sea"
+    texts = [base, "a completely different caption about a red bicycle leaning against a blue wall in a narrow street of the old town", base.replace("the sea", "the bay"), base + " tonight", "", "short"]
+    img = tmp_path / "images"
+    img.mkdir()
+    shutil.copy(SAMPLE_IMAGES / "astronaut.jpg", img / "a.jpg")
+    shards = []
+    for k in range(3):
+        p = tmp_path / f"p{k}.jsonl"
+        p.write_text("".join(json.dumps({"id": f"d{k}-{i}", "image": "images/a.jpg", "caption": t}) + "\n" for i, t in enumerate(texts[k * 2 : k * 2 + 2])))
+        shards.append(str(p))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("signals:\n  caption: {type: caption}\ndedup:\n  - {name: minhash, method: minhash, threshold: 0.8}\n")
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    a = run(recipe, shards, local, progress=False)
+    b = run(recipe, shards, on_ray, engine="ray", ray_dedup="distributed", progress=False)
+    assert digests(local) == digests(on_ray) and a["dropped_documents"] == b["dropped_documents"] == {"minhash": 2}

@@ -559,9 +559,12 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
 # Stage 2: dedup clusters
 
 
-def cluster_step(opts: RunOptions, step: DedupStep, shards: list[Shard]) -> dict[str, Any]:
+def cluster_step(opts: RunOptions, step: DedupStep, shards: list[Shard], minhash: Callable[..., tuple[np.ndarray, np.ndarray, dict[str, Any]]] | None = None) -> dict[str, Any]:
     """Stage 2 for one dataset-level dedup step: clusters its signatures over every shard and
-    writes ``attributes/<step>/<shard>.parquet``; skipped when no signature changed."""
+    writes ``attributes/<step>/<shard>.parquet``; skipped when no signature changed.
+    ``minhash``: clusters a MinHash step elsewhere instead of in this process, as
+    ``minhash(sig_paths, counts, bands, rows) -> (representative, score, stats)`` over the
+    global row order (:func:`interleaf.ray.minhash_clusters`); the result is the same."""
     from interleaf.dedup.dataset import Signatures, cluster
     from interleaf.dedup.minhash import lsh_params
 
@@ -578,6 +581,12 @@ def cluster_step(opts: RunOptions, step: DedupStep, shards: list[Shard]) -> dict
     sig_paths = [out / "signatures" / step.name / f"{s.name}.parquet" for s in shards]
     counts = [pq.read_metadata(p_).num_rows for p_ in sig_paths]
     total = sum(counts)
+    if minhash is not None and step.method == "minhash":
+        bands, rows = lsh_params(step.threshold, step.num_perm)
+        reps, score, stats = minhash(sig_paths, counts, bands, rows)
+        n_ok = int((reps >= 0).sum())
+        _write_clusters(step, shards, sig_paths, counts, paths, reps, score, marks, key)
+        return {"step": step.name, "skipped": False, "seconds": time.perf_counter() - t0, "documents": total, "signed": n_ok, "stats": stats}
     # One copy of the values in memory, filled shard by shard: MinHash rows go straight into
     # one uint32 matrix (num_perm x 4 bytes per signed document), keys into one Series.
     ok_parts: list[np.ndarray] = []
@@ -624,6 +633,13 @@ def cluster_step(opts: RunOptions, step: DedupStep, shards: list[Shard]) -> dict
     score = np.full(total, np.nan)
     reps[ok] = ok[reps_local]
     score[ok] = score_local
+    _write_clusters(step, shards, sig_paths, counts, paths, reps, score, marks, key)
+    return {"step": step.name, "skipped": False, "seconds": time.perf_counter() - t0, "documents": total, "signed": int(n_ok), "stats": stats}
+
+
+def _write_clusters(step: DedupStep, shards: list[Shard], sig_paths: list[Path], counts: list[int], paths: list[Path], reps: np.ndarray, score: np.ndarray, marks: Markers, key: str) -> None:
+    """Each shard's slice of the global representative (-1: unsigned) and score arrays as
+    ``attributes/<step>/<shard>.parquet``, then its marker."""
     start = 0
     for s, p_, n, pth in zip(shards, sig_paths, counts, paths, strict=True):
         t = pl.read_parquet(p_, columns=[S.DOC_INDEX, S.DOC_ID])
@@ -634,7 +650,6 @@ def cluster_step(opts: RunOptions, step: DedupStep, shards: list[Shard]) -> dict
         write_parquet(table, pth)
         marks.done(f"dedup/{step.name}", s.name, key)
         start += n
-    return {"step": step.name, "skipped": False, "seconds": time.perf_counter() - t0, "documents": total, "signed": int(n_ok), "stats": stats}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1085,6 +1100,7 @@ class Engine:
 
     name: str = "local"
     address: str | None = None
+    dedup: str = "auto"
 
 
 def _run_jobs(fn: Callable[..., dict[str, Any]], jobs: list[tuple], workers: int, stage: str, log: _StageLog, engine: Engine = Engine(), *, models: bool = False, device: str = "auto") -> list[dict[str, Any]]:
@@ -1166,6 +1182,7 @@ def run(
     progress: bool = True,
     engine: str = "local",
     ray_address: str | None = None,
+    ray_dedup: str = "auto",
 ) -> RunSummary:
     """Runs ``recipe`` over ``inputs`` into the folder ``out`` (see the module docs for the
     layout) and returns the :class:`RunSummary`.
@@ -1199,9 +1216,14 @@ def run(
             actors, default the cluster's CPUs). Outputs, markers and resumption are the same.
         ray_address: the Ray cluster (``"auto"``, ``"ray://host:10001"``); None starts or joins
             a local instance.
+        ray_dedup: with the Ray engine, where MinHash steps cluster: ``"distributed"`` (a Ray
+            Data shuffle; the driver never holds the signatures), ``"driver"`` (in the driver,
+            as the local engine), or ``"auto"`` (distributed when the step's signatures exceed
+            :data:`interleaf.ray.DRIVER_SIGNATURE_BYTES`). The clusters are the same.
     """
     int_arg("batch_size", batch_size)
     choice_arg("engine", engine, ENGINES)
+    choice_arg("ray_dedup", ray_dedup, ("auto", "distributed", "driver"))
     int_arg("workers", workers, 1, 1024)
     int_arg("limit", limit, 0, optional=True)
     int_arg("threads", threads, 1, 512, optional=True)
@@ -1241,7 +1263,7 @@ def run(
     # Not sort_keys: the order of the filters is part of the recipe.
     write_text(out_p / STATE / "run.json", json.dumps({**state, "models": models_state, "llm": p.llm, "device": device, "recipe": rec.model_dump(mode="json")}, indent=2) + "\n")
     opts = RunOptions(str(out_p), p, read, device=device, threads=threads, model_batch_size=model_batch_size, progress=progress)
-    eng = Engine(engine, ray_address)
+    eng = Engine(engine, ray_address, ray_dedup)
     if engine == "ray":
         from interleaf import ray as ray_engine
 
@@ -1292,7 +1314,13 @@ def _execute(opts: RunOptions, shards: list[Shard], limit: int | None, workers: 
     if "dedup" in stages:
         t0 = time.perf_counter()
         for step in p.dataset_steps:
-            r = cluster_step(opts, step, shards)
+            minhash = None
+            if engine.name == "ray" and step.method == "minhash":
+                from interleaf import ray as ray_engine
+
+                if ray_engine.distribute_minhash(engine.dedup, out / "signatures" / step.name, [s.name for s in shards], step.num_perm):
+                    minhash = ray_engine.minhash_clusters
+            r = cluster_step(opts, step, shards, minhash)
             dedup_stats[step.name] = {k: v for k, v in r.items() if k in ("documents", "signed", "skipped")}
             log.say(f"dedup: {step.name}: " + ("done before, skipped" if r["skipped"] else f"{r['signed']:,} of {r['documents']:,} documents signed, clustered in {r['seconds']:.2f} s"))
         log.stages["dedup"] = {"seconds": time.perf_counter() - t0, "documents": 0, "shards": len(p.dataset_steps), "skipped": 0}
