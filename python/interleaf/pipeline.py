@@ -1096,7 +1096,7 @@ ENGINES = ("local", "ray")
 class Engine:
     """Where the per-shard stages run: ``local`` (this process, or ``workers`` processes) or
     ``ray`` (Ray Data, :mod:`interleaf.ray`; ``address`` of the cluster, None for a local
-    instance)."""
+    instance; ``dedup``: where MinHash steps cluster, ``ray_dedup`` of :func:`run`)."""
 
     name: str = "local"
     address: str | None = None
