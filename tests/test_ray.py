@@ -184,9 +184,9 @@ def test_distributed_minhash_clusters_equal_the_local_ones(tmp_path, ray_instanc
     assert stats["candidates"] == lstats["candidates"] and stats["joined"] == lstats["joined"]
 
 
-def test_a_minhash_run_on_ray_equals_the_local_run(tmp_path, ray_instance):
+def test_minhash_and_exact_runs_on_ray_equal_the_local_run(tmp_path, ray_instance):
     base = "the river runs past the old mill and under the stone bridge where the children of the village gather every summer evening to watch the boats come in from the sea"
-    texts = [base, "a completely different caption about a red bicycle leaning against a blue wall in a narrow street of the old town", base.replace("the sea", "the bay"), base + " tonight", "", "short"]
+    texts = [base, "a completely different caption about a red bicycle leaning against a blue wall in a narrow street of the old town", base.replace("the sea", "the bay"), base + " tonight", "", base]
     img = tmp_path / "images"
     img.mkdir()
     shutil.copy(SAMPLE_IMAGES / "astronaut.jpg", img / "a.jpg")
@@ -196,8 +196,9 @@ def test_a_minhash_run_on_ray_equals_the_local_run(tmp_path, ray_instance):
         p.write_text("".join(json.dumps({"id": f"d{k}-{i}", "image": "images/a.jpg", "caption": t}) + "\n" for i, t in enumerate(texts[k * 2 : k * 2 + 2])))
         shards.append(str(p))
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("signals:\n  caption: {type: caption}\ndedup:\n  - {name: minhash, method: minhash, threshold: 0.8}\n")
+    recipe.write_text("signals:\n  caption: {type: caption}\ndedup:\n  - {name: exact, method: exact, by: text}\n  - {name: minhash, method: minhash, threshold: 0.8}\n")
     local, on_ray = tmp_path / "local", tmp_path / "ray"
     a = run(recipe, shards, local, progress=False)
     b = run(recipe, shards, on_ray, engine="ray", ray_dedup="distributed", progress=False)
-    assert digests(local) == digests(on_ray) and a["dropped_documents"] == b["dropped_documents"] == {"minhash": 2}
+    assert digests(local) == digests(on_ray) and a["dropped_documents"] == b["dropped_documents"] == {"exact": 1, "minhash": 2}
+    assert b["dedup"]["exact"]["signed"] == 5 and b["dedup"]["minhash"]["signed"] == 5

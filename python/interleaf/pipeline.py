@@ -559,12 +559,13 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
 # Stage 2: dedup clusters
 
 
-def cluster_step(opts: RunOptions, step: DedupStep, shards: list[Shard], minhash: Callable[..., tuple[np.ndarray, np.ndarray, dict[str, Any]]] | None = None) -> dict[str, Any]:
+def cluster_step(opts: RunOptions, step: DedupStep, shards: list[Shard], elsewhere: Callable[..., tuple[np.ndarray, np.ndarray, dict[str, Any]] | None] | None = None) -> dict[str, Any]:
     """Stage 2 for one dataset-level dedup step: clusters its signatures over every shard and
     writes ``attributes/<step>/<shard>.parquet``; skipped when no signature changed.
-    ``minhash``: clusters a MinHash step elsewhere instead of in this process, as
-    ``minhash(sig_paths, counts, bands, rows) -> (representative, score, stats)`` over the
-    global row order (:func:`interleaf.ray.minhash_clusters`); the result is the same."""
+    ``elsewhere(step, sig_paths, counts)``: clusters the step somewhere else instead of in this
+    process and returns ``(representative, score, stats)`` over the global row order (-1 / NaN
+    for documents without a value), or None to leave it here (:func:`interleaf.ray.clusterer`);
+    the result is the same."""
     from interleaf.dedup.dataset import Signatures, cluster
     from interleaf.dedup.minhash import lsh_params
 
@@ -581,12 +582,11 @@ def cluster_step(opts: RunOptions, step: DedupStep, shards: list[Shard], minhash
     sig_paths = [out / "signatures" / step.name / f"{s.name}.parquet" for s in shards]
     counts = [pq.read_metadata(p_).num_rows for p_ in sig_paths]
     total = sum(counts)
-    if minhash is not None and step.method == "minhash":
-        bands, rows = lsh_params(step.threshold, step.num_perm)
-        reps, score, stats = minhash(sig_paths, counts, bands, rows)
-        n_ok = int((reps >= 0).sum())
+    got = elsewhere(step, sig_paths, counts) if elsewhere is not None else None
+    if got is not None:
+        reps, score, stats = got
         _write_clusters(step, shards, sig_paths, counts, paths, reps, score, marks, key)
-        return {"step": step.name, "skipped": False, "seconds": time.perf_counter() - t0, "documents": total, "signed": n_ok, "stats": stats}
+        return {"step": step.name, "skipped": False, "seconds": time.perf_counter() - t0, "documents": total, "signed": int((reps >= 0).sum()), "stats": stats}
     # One copy of the values in memory, filled shard by shard: MinHash rows go straight into
     # one uint32 matrix (num_perm x 4 bytes per signed document), keys into one Series.
     ok_parts: list[np.ndarray] = []
@@ -1096,7 +1096,7 @@ ENGINES = ("local", "ray")
 class Engine:
     """Where the per-shard stages run: ``local`` (this process, or ``workers`` processes) or
     ``ray`` (Ray Data, :mod:`interleaf.ray`; ``address`` of the cluster, None for a local
-    instance; ``dedup``: where MinHash steps cluster, ``ray_dedup`` of :func:`run`)."""
+    instance; ``dedup``: where MinHash and exact steps cluster, ``ray_dedup`` of :func:`run`)."""
 
     name: str = "local"
     address: str | None = None
@@ -1216,9 +1216,10 @@ def run(
             actors, default the cluster's CPUs). Outputs, markers and resumption are the same.
         ray_address: the Ray cluster (``"auto"``, ``"ray://host:10001"``); None starts or joins
             a local instance.
-        ray_dedup: with the Ray engine, where MinHash steps cluster: ``"distributed"`` (a Ray
-            Data shuffle; the driver never holds the signatures), ``"driver"`` (in the driver,
-            as the local engine), or ``"auto"`` (distributed when the step's signatures exceed
+        ray_dedup: with the Ray engine, where MinHash and exact dedup steps cluster:
+            ``"distributed"`` (a Ray Data shuffle; the driver never holds the signatures or
+            keys), ``"driver"`` (in the driver, as the local engine), or ``"auto"``
+            (distributed when the step's values exceed
             :data:`interleaf.ray.DRIVER_SIGNATURE_BYTES`). The clusters are the same.
     """
     int_arg("batch_size", batch_size)
@@ -1313,14 +1314,13 @@ def _execute(opts: RunOptions, shards: list[Shard], limit: int | None, workers: 
     dedup_stats = {}
     if "dedup" in stages:
         t0 = time.perf_counter()
-        for step in p.dataset_steps:
-            minhash = None
-            if engine.name == "ray" and step.method == "minhash":
-                from interleaf import ray as ray_engine
+        elsewhere = None
+        if engine.name == "ray":
+            from interleaf import ray as ray_engine
 
-                if ray_engine.distribute_minhash(engine.dedup, out / "signatures" / step.name, [s.name for s in shards], step.num_perm):
-                    minhash = ray_engine.minhash_clusters
-            r = cluster_step(opts, step, shards, minhash)
+            elsewhere = ray_engine.clusterer(engine.dedup)
+        for step in p.dataset_steps:
+            r = cluster_step(opts, step, shards, elsewhere)
             dedup_stats[step.name] = {k: v for k, v in r.items() if k in ("documents", "signed", "skipped")}
             log.say(f"dedup: {step.name}: " + ("done before, skipped" if r["skipped"] else f"{r['signed']:,} of {r['documents']:,} documents signed, clustered in {r['seconds']:.2f} s"))
         log.stages["dedup"] = {"seconds": time.perf_counter() - t0, "documents": 0, "shards": len(p.dataset_steps), "skipped": 0}

@@ -30,7 +30,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["DRIVER_SIGNATURE_BYTES", "cluster_cpus", "distribute_minhash", "gpus_per_actor", "init", "minhash_clusters", "run_jobs"]
+__all__ = ["DRIVER_SIGNATURE_BYTES", "cluster_cpus", "clusterer", "exact_clusters", "gpus_per_actor", "init", "minhash_clusters", "run_jobs"]
 
 
 def _ray() -> Any:
@@ -111,23 +111,39 @@ def gpus_per_actor(device: str) -> float:
 
 # --- MinHash LSH on Ray Data ------------------------------------------------------------------
 
-#: With ``ray_dedup="auto"``, MinHash steps whose signatures (documents x num_perm x 4 bytes)
-#: exceed this many bytes are clustered on Ray Data; smaller ones in the driver, which is faster
-#: there (measured: 20,000 documents cluster in 0.4 s in the driver, about 10 s as a Ray Data
+#: With ``ray_dedup="auto"``, MinHash and exact steps whose values (MinHash: documents x
+#: num_perm x 4 bytes) exceed this many bytes are clustered on Ray Data; smaller ones in the
+#: driver, which is faster there (measured: 20,000 documents cluster in 0.4 s in the driver, about 10 s as a Ray Data
 #: shuffle on one 2-core machine, most of it fixed cost).
 DRIVER_SIGNATURE_BYTES = 4 << 30
 
 
-def distribute_minhash(mode: str, folder: Any, shard_names: list[str], num_perm: int) -> bool:
-    """Whether a MinHash step clusters on Ray Data (see ``ray_dedup`` of :func:`interleaf.run`)."""
+def _distribute(mode: str, step: Any, sig_paths: list[Any], counts: list[int]) -> bool:
+    """Whether a step clusters on Ray Data (see ``ray_dedup`` of :func:`interleaf.run`): in
+    ``auto``, when its values (MinHash: num_perm x 4 bytes, exact: about 16 bytes per document)
+    exceed :data:`DRIVER_SIGNATURE_BYTES`."""
     if mode != "auto":
         return mode == "distributed"
-    from pathlib import Path
+    per_doc = step.num_perm * 4 if step.method == "minhash" else 16
+    return sum(counts) * per_doc > DRIVER_SIGNATURE_BYTES
 
-    import pyarrow.parquet as pq
 
-    rows = sum(pq.read_metadata(Path(folder) / f"{name}.parquet").num_rows for name in shard_names)
-    return rows * num_perm * 4 > DRIVER_SIGNATURE_BYTES
+def clusterer(mode: str) -> Callable[..., Any]:
+    """The ``elsewhere`` of :func:`interleaf.pipeline.cluster_step` for the Ray engine: MinHash
+    and exact steps on Ray Data when ``mode`` says so (``auto``, ``distributed``, ``driver``),
+    every other step (and every step with ``driver``) left to the driver."""
+
+    def run(step: Any, sig_paths: list[Any], counts: list[int]) -> Any:
+        if step.method not in ("minhash", "exact") or not _distribute(mode, step, sig_paths, counts):
+            return None
+        if step.method == "exact":
+            return exact_clusters(sig_paths, counts)
+        from interleaf.dedup.minhash import lsh_params
+
+        bands, rows = lsh_params(step.threshold, step.num_perm)
+        return minhash_clusters(sig_paths, counts, bands, rows)
+
+    return run
 
 
 def _signed(path: str, offset: int) -> tuple[Any, Any]:
@@ -268,3 +284,54 @@ def minhash_clusters(sig_paths: list[Any], counts: list[int], bands: int, rows: 
             score[int(r["row"])] = float(r["score"])
     stats = {"bands": bands, "rows": rows, "candidates": int(len(a)), "joined": int(len(dup))}
     return reps, score, stats
+
+
+# --- exact dedup on Ray Data ------------------------------------------------------------------
+
+
+def _key_rows(batch: dict[str, Any]) -> dict[str, Any]:
+    """(key, global row) of each document of the batch's shards that has a key."""
+    import polars as pl
+
+    keys: list[str] = []
+    rows_out: list[int] = []
+    for path, offset in zip(batch["path"], batch["offset"], strict=True):
+        col = pl.read_parquet(str(path), columns=["value"]).get_column("value").cast(pl.String)
+        idx = col.is_not_null().arg_true()
+        keys += col.gather(idx).to_list()
+        rows_out += (idx.cast(pl.Int64) + int(offset)).to_list()
+    return {"key": keys, "row": rows_out}
+
+
+def _block_firsts(table: Any) -> dict[str, Any]:
+    """For every row of a hash-partitioned block (which holds every row of its keys), the first
+    row with its key."""
+    import polars as pl
+
+    df = pl.from_arrow(table)
+    if not isinstance(df, pl.DataFrame) or df.is_empty():
+        return {"row": [], "rep": []}
+    df = df.with_columns(pl.col("row").min().over("key").alias("rep"))
+    return {"row": df.get_column("row").to_numpy(), "rep": df.get_column("rep").to_numpy()}
+
+
+def exact_clusters(sig_paths: list[Any], counts: list[int]) -> tuple[Any, Any, dict[str, Any]]:
+    """Exact dedup on Ray Data, equal to the local engine's: the documents' keys hash-shuffled
+    (``repartition(keys=["key"])``), each document's representative the first (smallest global
+    row) with its key, score 1. Returns ``(representative, score, stats)`` over the global row
+    order (-1 / NaN for documents without a key)."""
+    import numpy as np
+
+    ray = _ray()
+    total = int(sum(counts))
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if counts else np.zeros(0, np.int64)
+    items = [{"path": str(p), "offset": int(o)} for p, o in zip(sig_paths, offsets, strict=True)]
+    keyed = ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(_key_rows, batch_size=1, batch_format="numpy")
+    firsts = keyed.repartition(max(1, min(len(items), 4 * cluster_cpus())), keys=["key"]).map_batches(_block_firsts, batch_size=None, batch_format="pyarrow")
+    reps = np.full(total, -1, dtype=np.int64)
+    for batch in firsts.iter_batches(batch_size=65536, batch_format="numpy"):
+        reps[np.asarray(batch["row"], dtype=np.int64)] = np.asarray(batch["rep"], dtype=np.int64)
+    signed = reps >= 0
+    score = np.where(signed, 1.0, np.nan)
+    distinct = int(signed.sum() - (signed & (reps != np.arange(total))).sum())
+    return reps, score, {"distinct_keys": distinct, "joined": int((signed & (reps != np.arange(total))).sum())}
