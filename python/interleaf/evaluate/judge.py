@@ -287,7 +287,7 @@ class _Sample:
             self.inputs = [[("text", s["model_input"] or "")]]
             self.outputs, _ = parse_steps(s["model_output"], preds)
 
-    def calls(self, p: dict[str, str]) -> list[tuple[str, list[dict[str, Any]]]]:
+    def calls(self) -> list[tuple[str, list[dict[str, Any]]]]:
         """(prompt name, user content) of this stage's calls."""
         u = self.urls
         if self.task == "task1":
@@ -368,7 +368,7 @@ def judge(
             owners: list[tuple[_Sample, int]] = []
             for st in live:
                 try:
-                    calls = st.calls(system)
+                    calls = st.calls()
                 except _Unsendable as e:
                     st.error = str(e)
                     continue
