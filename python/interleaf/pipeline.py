@@ -851,12 +851,8 @@ def _document_dedup(alive: pl.DataFrame, step: DedupStep) -> tuple[pl.DataFrame,
     return alive.join(d, on=[S.DOC_INDEX, S.POS], how="anti", maintain_order="left").drop(col), dropped
 
 
-def filter_all(opts: RunOptions, shards: list[Shard]) -> dict[str, Any]:
-    """Stage 3: applies the filters and dataset dedup over the stored attributes and writes
-    ``dropped/<shard>.parquet`` for every shard (rewritten only when its bytes change)."""
-    p = opts.plan
-    out = Path(opts.out)
-    t0 = time.perf_counter()
+def _filter_needs(p: Plan) -> tuple[set[str], set[str]]:
+    """The node and document columns the filters read."""
     node_need: set[str] = set()
     doc_need: set[str] = set()
     for _, _f, roots in p.node_filters:
@@ -866,21 +862,79 @@ def filter_all(opts: RunOptions, shards: list[Shard]) -> dict[str, Any]:
             (node_need if c in p.node_columns else doc_need).add(c)
     if p.recipe.filters.drop_errors:
         node_need |= {c for c, sig in p.node_columns.items() if sig and c == f"{sig}_error"}
-    thresholds = _top_thresholds(out, p, shards)
-    # Pass 1, one shard at a time: the documents every filter keeps, with their dedup
-    # clusters (memory: a few integers per kept document, not the attribute tables).
+    return node_need, doc_need
+
+
+def _filter_scratch(out: Path, part: str, shard: Shard) -> Path:
+    return out / STATE / "filter" / part / f"{shard.name}.parquet"
+
+
+def filter_pass(opts: RunOptions, shard: Shard, thresholds: dict[str, float]) -> dict[str, Any]:
+    """Stage 3, first pass over one shard (a per-shard job, run by the engine): the filters
+    before dataset dedup. Writes the shard's dropped records and its surviving documents
+    (keys + dedup clusters) under ``OUT/.interleaf/filter/``; returns the shard's counters."""
+    t0 = time.perf_counter()
+    p = opts.plan
+    out = Path(opts.out)
+    nodes, docs = _shard_tables(out, p, shard, *_filter_needs(p))
+    _, docs_alive, dropped = filter_shard(p, nodes, docs, thresholds)
+    table = pl.concat([d.cast(DROPPED_SCHEMA) for d in dropped]) if dropped else pl.DataFrame(schema=DROPPED_SCHEMA)  # type: ignore[arg-type]
+    write_parquet(table, _filter_scratch(out, "dropped", shard))
     cluster_cols = [c for step in p.dataset_steps for c in (f"{step.name}_cluster", f"{step.name}_score")]
-    survivors: list[pl.DataFrame] = []
-    offsets: list[int] = []
-    start = 0
+    write_parquet(docs_alive.select(S.DOC_INDEX, S.DOC_ID, *cluster_cols), _filter_scratch(out, "survivors", shard))
+    errs = nodes.filter(pl.col(S.ERROR).is_not_null()).select(S.DOC_INDEX, pl.col(S.ERROR).struct.field("kind")).unique()
+    return {
+        "shard": shard.name,
+        "documents": docs.height,
+        "nodes": nodes.filter(pl.col(S.KIND).is_not_null()).height,
+        "errors": dict(errs.group_by("kind").len().iter_rows()),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def filter_finish(opts: RunOptions, shard: Shard) -> dict[str, Any]:
+    """Stage 3, second pass over one shard (a per-shard job): the filters' dropped records plus
+    the dataset dedup's, written as ``dropped/<shard>.parquet`` (rewritten only when its bytes
+    change); returns the shard's counters and the file's sha256."""
+    t0 = time.perf_counter()
+    out = Path(opts.out)
+    parts = [pl.read_parquet(_filter_scratch(out, "dropped", shard))]
+    dedup_file = _filter_scratch(out, "dedup", shard)
+    if dedup_file.exists():
+        parts.append(pl.read_parquet(dedup_file))
+    table = pl.concat(parts).sort(S.DOC_INDEX, S.POS, nulls_last=True, maintain_order=True)
+    path = out / "dropped" / f"{shard.name}.parquet"
+    _write_if_changed(table, path)
+    kept_docs = pl.read_parquet(_filter_scratch(out, "survivors", shard), columns=[S.DOC_INDEX]).get_column(S.DOC_INDEX)
+    if len(parts) > 1:
+        kept_docs = kept_docs.filter(~kept_docs.is_in(parts[1].get_column(S.DOC_INDEX).implode()))
+    real = pl.read_parquet(out / "attributes" / BASE / f"{shard.name}.parquet", columns=[S.DOC_INDEX, S.POS, S.KIND]).filter(pl.col(S.KIND).is_not_null())
+    node_rows = table.filter(pl.col(S.POS).is_not_null())
+    kept_nodes = real.filter(pl.col(S.DOC_INDEX).is_in(kept_docs.implode())).join(node_rows.select(S.DOC_INDEX, S.POS), on=[S.DOC_INDEX, S.POS], how="anti")
+    return {
+        "shard": shard.name,
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "kept_documents": kept_docs.len(),
+        "kept_nodes": kept_nodes.height,
+        "dropped_documents": dict(table.filter(pl.col(S.POS).is_null()).group_by("filter").len().iter_rows()),
+        "dropped_nodes": dict(node_rows.group_by("filter").len().iter_rows()),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def dedup_survivors(opts: RunOptions, shards: list[Shard], counts: list[int]) -> None:
+    """Stage 3, between the passes: dataset dedup, in step order, among the documents every
+    filter kept (the first document of each cluster in read order stays); writes each shard's
+    dedup drops under ``OUT/.interleaf/filter/dedup/``. Holds a few integers and the doc_id per
+    surviving document."""
+    p = opts.plan
+    out = Path(opts.out)
     for s in shards:
-        nodes, docs = _shard_tables(out, p, s, node_need, doc_need)
-        _, docs_alive, _ = filter_shard(p, nodes, docs, thresholds)
-        survivors.append(docs_alive.select(S.DOC_INDEX, S.DOC_ID, *cluster_cols))
-        offsets.append(start)
-        start += docs.height
-    # Dataset dedup, in step order, among the documents every filter kept: the first document
-    # of each cluster in read order stays.
+        _filter_scratch(out, "dedup", s).unlink(missing_ok=True)
+    if not p.dataset_steps:
+        return
+    survivors = [pl.read_parquet(_filter_scratch(out, "survivors", s)) for s in shards]
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64).tolist() if counts else []
     dedup_drops: list[list[pl.DataFrame]] = [[] for _ in shards]
     names = [s.name for s in shards]
     for step in p.dataset_steps:
@@ -899,36 +953,37 @@ def filter_all(opts: RunOptions, shards: list[Shard]) -> dict[str, Any]:
             if mine.height:
                 dedup_drops[i].append(_dropped(mine, step.name, value=pl.col(f"{step.name}_score"), threshold=thr, rule=rule, detail=detail, pos=False))
                 survivors[i] = survivors[i].filter(~pl.col(S.DOC_INDEX).is_in(mine.get_column(S.DOC_INDEX).implode()))
-    # Pass 2, one shard at a time again: the same filters (deterministic) plus the dedup
-    # decisions, written as dropped/<shard>.parquet, and the counters.
+    for s, drops in zip(shards, dedup_drops, strict=True):
+        if drops:
+            write_parquet(pl.concat([d.cast(DROPPED_SCHEMA) for d in drops]), _filter_scratch(out, "dedup", s))  # type: ignore[arg-type]
+
+
+def filter_all(opts: RunOptions, shards: list[Shard], run_jobs: Callable[[Callable[..., dict[str, Any]], list[tuple], str], list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """Stage 3: applies the filters and dataset dedup over the stored attributes and writes
+    ``dropped/<shard>.parquet`` for every shard. The two per-shard passes
+    (:func:`filter_pass`, :func:`filter_finish`) run through ``run_jobs(fn, jobs, stage)``
+    (the engine's; default: in this process); the dedup among survivors in between runs here."""
+    if run_jobs is None:
+        run_jobs = lambda fn, jobs, stage: [fn(*j) for j in jobs]  # noqa: E731
+    out = Path(opts.out)
+    t0 = time.perf_counter()
+    thresholds = _top_thresholds(out, opts.plan, shards)
+    first = run_jobs(filter_pass, [(opts, s, thresholds) for s in shards], "filter")
+    dedup_survivors(opts, shards, [a["documents"] for a in first])
+    second = run_jobs(filter_finish, [(opts, s) for s in shards], "filter-2")
     totals: dict[str, Any] = {"documents": 0, "nodes": 0, "kept_documents": 0, "kept_nodes": 0, "dropped_documents": {}, "dropped_nodes": {}, "errors": {}, "dropped_files": {}}
-    for i, s in enumerate(shards):
-        nodes, docs = _shard_tables(out, p, s, node_need, doc_need)
-        _, _, dropped = filter_shard(p, nodes, docs, thresholds)
-        dropped += dedup_drops[i]
-        table = pl.concat([d.cast(DROPPED_SCHEMA) for d in dropped]) if dropped else pl.DataFrame(schema=DROPPED_SCHEMA)  # type: ignore[arg-type]
-        table = table.sort(S.DOC_INDEX, S.POS, nulls_last=True, maintain_order=True)
-        path = out / "dropped" / f"{s.name}.parquet"
-        _write_if_changed(table, path)
-        totals["dropped_files"][s.name] = hashlib.sha256(path.read_bytes()).hexdigest()
-        real = nodes.filter(pl.col(S.KIND).is_not_null())
-        totals["documents"] += docs.height
-        totals["nodes"] += real.height
-        kept_docs = survivors[i].get_column(S.DOC_INDEX)
-        node_rows = table.filter(pl.col(S.POS).is_not_null())
-        kept_nodes = real.filter(pl.col(S.DOC_INDEX).is_in(kept_docs.implode())).join(node_rows.select(S.DOC_INDEX, S.POS), on=[S.DOC_INDEX, S.POS], how="anti")
-        totals["kept_documents"] += kept_docs.len()
-        totals["kept_nodes"] += kept_nodes.height
-        doc_rows = table.filter(pl.col(S.POS).is_null())
-        for name, n in doc_rows.group_by("filter").len().iter_rows():
-            totals["dropped_documents"][name] = totals["dropped_documents"].get(name, 0) + n
-        for name, n in node_rows.group_by("filter").len().iter_rows():
-            totals["dropped_nodes"][name] = totals["dropped_nodes"].get(name, 0) + n
-        errs = nodes.filter(pl.col(S.ERROR).is_not_null()).select(S.DOC_INDEX, pl.col(S.ERROR).struct.field("kind")).unique()
-        for kind, n in errs.group_by("kind").len().iter_rows():
-            totals["errors"][kind] = totals["errors"].get(kind, 0) + n
+    for s, a, b in zip(shards, first, second, strict=True):
+        totals["dropped_files"][s.name] = b["sha256"]
+        for k in ("documents", "nodes"):
+            totals[k] += a[k]
+        for k in ("kept_documents", "kept_nodes"):
+            totals[k] += b[k]
+        for k, res in (("dropped_documents", b), ("dropped_nodes", b), ("errors", a)):
+            for name, n in res[k].items():
+                totals[k][name] = totals[k].get(name, 0) + n
     for k in ("dropped_documents", "dropped_nodes", "errors"):
         totals[k] = dict(sorted(totals[k].items()))
+    shutil.rmtree(out / STATE / "filter", ignore_errors=True)
     totals["seconds"] = time.perf_counter() - t0
     totals["thresholds"] = {k: v for k, v in thresholds.items()}
     return totals
@@ -1103,7 +1158,28 @@ class Engine:
     dedup: str = "auto"
 
 
-def _run_jobs(fn: Callable[..., dict[str, Any]], jobs: list[tuple], workers: int, stage: str, log: _StageLog, engine: Engine = Engine(), *, models: bool = False, device: str = "auto") -> list[dict[str, Any]]:
+class _Pool:
+    """The worker processes of one local run (``workers`` > 1), started on first use and shared
+    by its stages (each process imports interleaf once, not once per stage)."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self._ex: ProcessPoolExecutor | None = None
+
+    def get(self) -> ProcessPoolExecutor:
+        if self._ex is None:
+            self._ex = ProcessPoolExecutor(max_workers=self.workers, mp_context=get_context("spawn"))
+        return self._ex
+
+    def close(self) -> None:
+        if self._ex is not None:
+            self._ex.shutdown(cancel_futures=True)
+            self._ex = None
+
+
+def _run_jobs(fn: Callable[..., dict[str, Any]], jobs: list[tuple], workers: int, stage: str, log: _StageLog, engine: Engine = Engine(), *, models: bool = False, device: str = "auto", pool: _Pool | None = None) -> list[dict[str, Any]]:
+    """Runs ``fn(*job)`` for every job on the engine (in order of the results), logging each
+    shard: on Ray, here (one worker), or in ``pool``'s processes (a pool of its own if None)."""
     t0 = time.perf_counter()
     results: list[dict[str, Any]] = []
     if engine.name == "ray":
@@ -1118,11 +1194,16 @@ def _run_jobs(fn: Callable[..., dict[str, Any]], jobs: list[tuple], workers: int
             results.append(fn(*job))
             log.shard(stage, i, len(jobs), results[-1], t0)
     else:
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn")) as ex:
-            futures = [ex.submit(fn, *job) for job in jobs]
+        own = pool is None
+        pool = pool or _Pool(workers)
+        try:
+            futures = [pool.get().submit(fn, *job) for job in jobs]
             for i, fut in enumerate(futures):
                 results.append(fut.result())
                 log.shard(stage, i, len(jobs), results[-1], t0)
+        finally:
+            if own:
+                pool.close()
     log.stages.setdefault(stage, {"seconds": 0.0, "documents": 0, "shards": 0, "skipped": 0})["seconds"] += time.perf_counter() - t0
     return results
 
@@ -1273,6 +1354,14 @@ def run(
 
 
 def _execute(opts: RunOptions, shards: list[Shard], limit: int | None, workers: int, stages: tuple[str, ...], output_format: str | None, log: _StageLog, engine: Engine = Engine()) -> RunSummary:
+    pool = _Pool(workers)
+    try:
+        return _stages(opts, shards, limit, workers, stages, output_format, log, engine, pool)
+    finally:
+        pool.close()
+
+
+def _stages(opts: RunOptions, shards: list[Shard], limit: int | None, workers: int, stages: tuple[str, ...], output_format: str | None, log: _StageLog, engine: Engine, pool: _Pool) -> RunSummary:
     out = Path(opts.out)
     p = opts.plan
     t_all = time.perf_counter()
@@ -1302,7 +1391,7 @@ def _execute(opts: RunOptions, shards: list[Shard], limit: int | None, workers: 
             log.stages["score"]["seconds"] += time.perf_counter() - t0
         else:
             needs_models = any(SIGNAL_MODELS[spec.type] not in (None, "llm") for spec in p.signals.values())
-            for r in _run_jobs(score_shard, [(opts, s, None) for s in shards], workers, "score", log, engine, models=needs_models, device=opts.device):
+            for r in _run_jobs(score_shard, [(opts, s, None) for s in shards], workers, "score", log, engine, models=needs_models, device=opts.device, pool=pool):
                 failures += r["failures"]
                 count_llm(r)
     elif limit is not None:
@@ -1327,12 +1416,13 @@ def _execute(opts: RunOptions, shards: list[Shard], limit: int | None, workers: 
     totals: dict[str, Any] = {}
     if "filter" in stages:
         t0 = time.perf_counter()
-        totals = filter_all(opts, shards)
+        totals = filter_all(opts, shards, lambda fn, jobs, stage: _run_jobs(fn, jobs, workers, stage, log, engine, pool=pool))
         log.stages["filter"] = {"seconds": time.perf_counter() - t0, "documents": totals["documents"], "shards": len(shards), "skipped": 0}
+        log.stages.pop("filter-2", None)
         log.say(f"filter: {totals['documents']:,} documents -> {totals['kept_documents']:,} kept in {totals['seconds']:.2f} s")
     if "write" in stages and totals:
         jobs = [(opts, s, lim, totals["dropped_files"][s.name], output_format) for s, lim in zip(shards, limits, strict=True)]
-        _run_jobs(write_shard, jobs, workers, "write", log, engine)
+        _run_jobs(write_shard, jobs, workers, "write", log, engine, pool=pool)
         log.stages["write"]["documents"] = totals["kept_documents"]
     data = _summary(opts, shards, totals, dedup_stats, failures, log, time.perf_counter() - t_all, stages, output_format)
     if p.llm is not None:
