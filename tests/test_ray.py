@@ -184,21 +184,60 @@ def test_distributed_minhash_clusters_equal_the_local_ones(tmp_path, ray_instanc
     assert stats["candidates"] == lstats["candidates"] and stats["joined"] == lstats["joined"]
 
 
-def test_minhash_and_exact_runs_on_ray_equal_the_local_run(tmp_path, ray_instance):
+def test_distributed_phash_clusters_equal_the_local_clustering(tmp_path, ray_instance):
+    import numpy as np
+    import polars as pl
+
+    from interleaf.dedup.perceptual import hash_clusters
+    from interleaf.polars import hamming
+    from interleaf.ray import phash_clusters
+
+    rng = np.random.default_rng(3)
+    n = 400
+    h = rng.integers(0, 2**63, size=n, dtype=np.uint64) | (rng.integers(0, 2, size=n, dtype=np.uint64) << np.uint64(63))
+    for i in range(0, n - 3, 9):  # chains: i+1 at distance 3 from i, i+2 at 3 from i+1 (6 from i)
+        h[i + 1] = h[i] ^ np.uint64(0b10101)
+        h[i + 2] = h[i + 1] ^ np.uint64(0b1110000000)
+    h[300] = h[301] = h[4]  # equal hashes in a later shard
+    null = np.zeros(n, dtype=bool)
+    null[[5, 77, 140]] = True
+    paths, counts = [], []
+    for k, (lo, hi) in enumerate([(0, 90), (90, 90), (90, 200), (200, 400)]):  # one empty shard
+        p = tmp_path / f"s{k}.parquet"
+        pl.DataFrame({"value": pl.Series([None if null[i] else int(h[i]) for i in range(lo, hi)], dtype=pl.UInt64)}).write_parquet(p)
+        paths.append(p)
+        counts.append(hi - lo)
+    reps, score, stats = phash_clusters(paths, counts, 5)
+    ok = np.flatnonzero(~null)
+    keys = pl.Series(h[ok], dtype=pl.UInt64)
+    local, pairs = hash_clusters(keys, 5)
+    expect = np.full(n, -1)
+    expect[ok] = ok[local]
+    assert (reps == expect).all() and reps[2] == 0 and reps[301] == 4 and stats["distinct_hash_pairs"] == pairs > 0
+    exp_score = np.full(n, np.nan)
+    exp_score[ok] = pl.DataFrame({"a": keys, "b": keys.gather(local)}).select(hamming("a", "b").cast(pl.Float64)).to_series().to_numpy()
+    np.testing.assert_array_equal(score, exp_score)
+    assert score[2] == 6 and score[301] == 0
+
+
+def test_minhash_exact_and_phash_runs_on_ray_equal_the_local_run(tmp_path, ray_instance):
     base = "the river runs past the old mill and under the stone bridge where the children of the village gather every summer evening to watch the boats come in from the sea"
     texts = [base, "a completely different caption about a red bicycle leaning against a blue wall in a narrow street of the old town", base.replace("the sea", "the bay"), base + " tonight", "", base]
+    texts.append("a caption of its own about a lighthouse on a rocky cape at dusk")
     img = tmp_path / "images"
     img.mkdir()
-    shutil.copy(SAMPLE_IMAGES / "astronaut.jpg", img / "a.jpg")
+    names = ["astronaut.jpg", "coffee.jpg", "astronaut.jpg", "chelsea.jpg", "coffee.jpg", "astronaut.jpg", "chelsea.jpg"]
+    for name in set(names):
+        shutil.copy(SAMPLE_IMAGES / name, img / name)
     shards = []
-    for k in range(3):
+    for k, (lo, hi) in enumerate([(0, 2), (2, 4), (4, 7)]):
         p = tmp_path / f"p{k}.jsonl"
-        p.write_text("".join(json.dumps({"id": f"d{k}-{i}", "image": "images/a.jpg", "caption": t}) + "\n" for i, t in enumerate(texts[k * 2 : k * 2 + 2])))
+        p.write_text("".join(json.dumps({"id": f"d{k}-{i}", "image": f"images/{names[i]}", "caption": texts[i]}) + "\n" for i in range(lo, hi)))
         shards.append(str(p))
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("signals:\n  caption: {type: caption}\ndedup:\n  - {name: exact, method: exact, by: text}\n  - {name: minhash, method: minhash, threshold: 0.8}\n")
+    recipe.write_text("signals:\n  caption: {type: caption}\ndedup:\n  - {name: exact, method: exact, by: text}\n  - {name: minhash, method: minhash, threshold: 0.8}\n  - {name: phash, method: phash, radius: 5}\n")
     local, on_ray = tmp_path / "local", tmp_path / "ray"
     a = run(recipe, shards, local, progress=False)
     b = run(recipe, shards, on_ray, engine="ray", ray_dedup="distributed", progress=False)
-    assert digests(local) == digests(on_ray) and a["dropped_documents"] == b["dropped_documents"] == {"exact": 1, "minhash": 2}
-    assert b["dedup"]["exact"]["signed"] == 5 and b["dedup"]["minhash"]["signed"] == 5
+    assert digests(local) == digests(on_ray) and a["dropped_documents"] == b["dropped_documents"] == {"exact": 1, "minhash": 2, "phash": 1}
+    assert b["dedup"]["exact"]["signed"] == 6 and b["dedup"]["minhash"]["signed"] == 6 and b["dedup"]["phash"]["signed"] == 7

@@ -1187,8 +1187,10 @@ def _run_jobs(fn: Callable[..., dict[str, Any]], jobs: list[tuple], workers: int
 
         gpus = ray_engine.gpus_per_actor(device) if models else 0.0
         results = ray_engine.run_jobs(fn, jobs, concurrency=workers if workers > 1 else None, actors=models, num_gpus=gpus, stage=stage)
+        nodes = {res.pop("_node", None) for res in results}
         for i, res in enumerate(results):
             log.shard(stage, i, len(jobs), res, t0)
+        log.stages.setdefault(stage, {"seconds": 0.0, "documents": 0, "shards": 0, "skipped": 0})["nodes"] = len(nodes - {None})
     elif workers <= 1 or len(jobs) <= 1:
         for i, job in enumerate(jobs):
             results.append(fn(*job))
@@ -1417,7 +1419,7 @@ def _stages(opts: RunOptions, shards: list[Shard], limit: int | None, workers: i
     if "filter" in stages:
         t0 = time.perf_counter()
         totals = filter_all(opts, shards, lambda fn, jobs, stage: _run_jobs(fn, jobs, workers, stage, log, engine, pool=pool))
-        log.stages["filter"] = {"seconds": time.perf_counter() - t0, "documents": totals["documents"], "shards": len(shards), "skipped": 0}
+        log.stages["filter"] = {**log.stages.get("filter", {}), "seconds": time.perf_counter() - t0, "documents": totals["documents"], "shards": len(shards), "skipped": 0}
         log.stages.pop("filter-2", None)
         log.say(f"filter: {totals['documents']:,} documents -> {totals['kept_documents']:,} kept in {totals['seconds']:.2f} s")
     if "write" in stages and totals:

@@ -13,10 +13,14 @@ the same completion markers as the local engine, so:
 - a worker killed mid-task is retried by Ray (Ray Data restarts actors and retries their
   tasks, and retries tasks on system failures) and leaves no partial file under a final name.
 
-MinHash dedup steps too large for the driver are clustered on Ray Data (:func:`minhash_clusters`:
-the bands hash-shuffled, connected components over the bucket edges; the same clusters,
-representatives and scores as the local engine; ``ray_dedup`` of :func:`interleaf.run` chooses);
-the other dedup methods and the filter stage run in the driver, as in the local engine. Progress: Ray Data's own progress bars, then interleaf's per-stage table.
+The filter stage's two per-shard passes run as Ray tasks too (the dedup among the surviving
+documents between them runs in the driver). Dataset dedup steps too large for the driver are
+clustered on Ray Data (``ray_dedup`` of :func:`interleaf.run` chooses): MinHash
+(:func:`minhash_clusters`: the bands hash-shuffled, connected components over the bucket
+edges), exact (:func:`exact_clusters`: the keys hash-shuffled) and pHash
+(:func:`phash_clusters`: equal hashes grouped, then multi-index hashing over bit ranges
+shuffled by their bits), each with the same clusters, representatives and scores as the local
+engine. Progress: Ray Data's own progress bars, then interleaf's per-stage table.
 
 Needs the ``ray`` extra (``pip install 'interleaf[ray]'``). ``address``: None starts (or joins)
 a local Ray instance in this process; ``"auto"`` or ``"ray://host:10001"`` joins a cluster, on
@@ -30,7 +34,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["DRIVER_SIGNATURE_BYTES", "cluster_cpus", "clusterer", "exact_clusters", "gpus_per_actor", "init", "minhash_clusters", "run_jobs"]
+__all__ = ["DRIVER_SIGNATURE_BYTES", "cluster_cpus", "clusterer", "exact_clusters", "gpus_per_actor", "init", "minhash_clusters", "phash_clusters", "run_jobs"]
 
 
 def _ray() -> Any:
@@ -57,7 +61,8 @@ def init(address: str | None = None, *, progress: bool = True) -> Any:
 
 
 def _encode(job: int, res: dict[str, Any]) -> dict[str, Any]:
-    return {"job": job, "result": json.dumps(res, default=str)}
+    """A job's result as a JSON row, with the Ray node that ran it under ``_node``."""
+    return {"job": job, "result": json.dumps({**res, "_node": _ray().get_runtime_context().get_node_id()}, default=str)}
 
 
 class _StageActor:
@@ -80,7 +85,7 @@ def run_jobs(fn: Callable[..., dict[str, Any]], jobs: list[tuple], *, concurrenc
     """Runs ``fn(*job)`` for every job on Ray Data and returns the results in job order.
     ``actors``: an actor pool of ``concurrency`` actors (for stages that load models; each
     with ``num_gpus``); otherwise tasks, at most ``concurrency`` at once (default: the
-    cluster's CPUs). Results travel as JSON."""
+    cluster's CPUs). Results travel as JSON; each names the node that ran it (``_node``)."""
     ray = _ray()
     if not jobs:
         return []
@@ -120,8 +125,8 @@ DRIVER_SIGNATURE_BYTES = 4 << 30
 
 def _distribute(mode: str, step: Any, sig_paths: list[Any], counts: list[int]) -> bool:
     """Whether a step clusters on Ray Data (see ``ray_dedup`` of :func:`interleaf.run`): in
-    ``auto``, when its values (MinHash: num_perm x 4 bytes, exact: about 16 bytes per document)
-    exceed :data:`DRIVER_SIGNATURE_BYTES`."""
+    ``auto``, when its values (MinHash: num_perm x 4 bytes, exact and pHash: about 16 bytes per
+    document) exceed :data:`DRIVER_SIGNATURE_BYTES`."""
     if mode != "auto":
         return mode == "distributed"
     per_doc = step.num_perm * 4 if step.method == "minhash" else 16
@@ -129,15 +134,17 @@ def _distribute(mode: str, step: Any, sig_paths: list[Any], counts: list[int]) -
 
 
 def clusterer(mode: str) -> Callable[..., Any]:
-    """The ``elsewhere`` of :func:`interleaf.pipeline.cluster_step` for the Ray engine: MinHash
-    and exact steps on Ray Data when ``mode`` says so (``auto``, ``distributed``, ``driver``),
-    every other step (and every step with ``driver``) left to the driver."""
+    """The ``elsewhere`` of :func:`interleaf.pipeline.cluster_step` for the Ray engine: MinHash,
+    exact and pHash steps on Ray Data when ``mode`` says so (``auto``, ``distributed``,
+    ``driver``); with ``driver`` every step is left to the driver."""
 
     def run(step: Any, sig_paths: list[Any], counts: list[int]) -> Any:
-        if step.method not in ("minhash", "exact") or not _distribute(mode, step, sig_paths, counts):
+        if step.method not in ("minhash", "exact", "phash") or not _distribute(mode, step, sig_paths, counts):
             return None
         if step.method == "exact":
             return exact_clusters(sig_paths, counts)
+        if step.method == "phash":
+            return phash_clusters(sig_paths, counts, step.radius)
         from interleaf.dedup.minhash import lsh_params
 
         bands, rows = lsh_params(step.threshold, step.num_perm)
@@ -147,15 +154,19 @@ def clusterer(mode: str) -> Callable[..., Any]:
 
 
 def _signed(path: str, offset: int) -> tuple[Any, Any]:
-    """The global rows and the uint32 signature matrix of a shard's signed documents."""
+    """The global rows and the values of a shard's signed documents: the uint32 signature
+    matrix (MinHash) or the uint64 hashes (pHash)."""
     import numpy as np
     import polars as pl
 
     col = pl.read_parquet(path, columns=["value"]).get_column("value")
     mask = col.is_not_null().to_numpy()
     good = col.filter(pl.Series(mask))
-    matrix = good.to_numpy().astype(np.uint32, copy=False) if good.len() else np.zeros((0, 0), np.uint32)
-    return np.flatnonzero(mask).astype(np.int64) + offset, matrix
+    if col.dtype == pl.UInt64:  # pHash
+        values = good.to_numpy().astype(np.uint64, copy=False)
+    else:
+        values = good.to_numpy().astype(np.uint32, copy=False) if good.len() else np.zeros((0, 0), np.uint32)
+    return np.flatnonzero(mask).astype(np.int64) + offset, values
 
 
 def _band_rows(batch: dict[str, Any], bands: int, rows: int) -> dict[str, Any]:
@@ -207,6 +218,19 @@ def _components(total: int, a: Any, b: Any) -> Any:
     return label
 
 
+def _collect_edges(edges: Any) -> tuple[Any, Any]:
+    """The ``a`` and ``b`` columns of an edge dataset, as two int64 arrays in the driver."""
+    import numpy as np
+
+    a_parts, b_parts = [], []
+    for batch in edges.iter_batches(batch_size=65536, batch_format="numpy"):
+        a_parts.append(np.asarray(batch["a"], dtype=np.int64))
+        b_parts.append(np.asarray(batch["b"], dtype=np.int64))
+    a = np.concatenate(a_parts) if a_parts else np.zeros(0, np.int64)
+    b = np.concatenate(b_parts) if b_parts else np.zeros(0, np.int64)
+    return a, b
+
+
 def _signed_rows(batch: dict[str, Any]) -> dict[str, Any]:
     rows_out: list[int] = []
     for path, offset in zip(batch["path"], batch["offset"], strict=True):
@@ -231,8 +255,8 @@ def _rep_signatures(batch: dict[str, Any], wanted: Any) -> dict[str, Any]:
 
 
 def _scores(batch: dict[str, Any], rep_sigs: dict[int, Any], label: Any) -> dict[str, Any]:
-    """The estimated Jaccard of each duplicate of the batch's shards with its representative
-    (as the local engine computes it)."""
+    """Each duplicate of the batch's shards against its representative, as the local engine
+    scores it: MinHash the estimated Jaccard, pHash the Hamming distance."""
     rows_out: list[int] = []
     score_out: list[float] = []
     for path, offset in zip(batch["path"], batch["offset"], strict=True):
@@ -241,8 +265,39 @@ def _scores(batch: dict[str, Any], rep_sigs: dict[int, Any], label: Any) -> dict
             r = int(label[g])
             if r != g:
                 rows_out.append(g)
-                score_out.append(float((sig == rep_sigs[r]).mean()))
+                score_out.append(float((sig == rep_sigs[r]).mean()) if m.ndim == 2 else float((int(sig) ^ int(rep_sigs[r])).bit_count()))
     return {"row": rows_out, "score": score_out}
+
+
+def _shard_items(sig_paths: list[Any], counts: list[int]) -> list[dict[str, Any]]:
+    """One item per shard: its signature file and the global row of its first document."""
+    import numpy as np
+
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if counts else np.zeros(0, np.int64)
+    return [{"path": str(p), "offset": int(o)} for p, o in zip(sig_paths, offsets, strict=True)]
+
+
+def _partitions(items: list[Any]) -> int:
+    """Blocks of a shuffle: up to four per cluster CPU, no more than the shards."""
+    return max(1, min(len(items), 4 * cluster_cpus()))
+
+
+def _rep_scores(shards: Any, label: Any, signed: Any, self_score: float = 1.0) -> tuple[Any, Any]:
+    """``(representative, score)`` over the global rows from the component labels: -1 / NaN
+    where unsigned, ``self_score`` (MinHash 1, pHash 0) for a representative, the duplicates scored
+    against their representatives' values, gathered by Ray passes over the shards."""
+    import numpy as np
+
+    total = len(label)
+    reps = np.where(signed, label, -1)
+    score = np.where(signed, self_score, np.nan)
+    dup = np.flatnonzero(signed & (label != np.arange(total)))
+    if len(dup):
+        wanted = np.unique(label[dup])
+        rep_sigs = {int(r["row"]): np.asarray(r["sig"]) for r in shards.map_batches(_rep_signatures, fn_kwargs={"wanted": wanted}, batch_size=1, batch_format="numpy").take_all()}
+        for r in shards.map_batches(_scores, fn_kwargs={"rep_sigs": rep_sigs, "label": label}, batch_size=1, batch_format="numpy").take_all():
+            score[int(r["row"])] = float(r["score"])
+    return reps, score
 
 
 def minhash_clusters(sig_paths: list[Any], counts: list[int], bands: int, rows: int) -> tuple[Any, Any, dict[str, Any]]:
@@ -258,30 +313,18 @@ def minhash_clusters(sig_paths: list[Any], counts: list[int], bands: int, rows: 
 
     ray = _ray()
     total = int(sum(counts))
-    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if counts else np.zeros(0, np.int64)
-    items = [{"path": str(p), "offset": int(o)} for p, o in zip(sig_paths, offsets, strict=True)]
+    items = _shard_items(sig_paths, counts)
     shards = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
     keyed = shards.map_batches(_band_rows, fn_kwargs={"bands": bands, "rows": rows}, batch_size=1, batch_format="numpy")
     # The shuffle: every (band, values) bucket into one block, then its edges in polars.
-    edges = keyed.repartition(max(1, min(len(items), 4 * cluster_cpus())), keys=["band", "key"]).map_batches(_block_edges, batch_size=None, batch_format="pyarrow")
-    a_parts, b_parts = [], []
-    for batch in edges.iter_batches(batch_size=65536, batch_format="numpy"):
-        a_parts.append(np.asarray(batch["a"], dtype=np.int64))
-        b_parts.append(np.asarray(batch["b"], dtype=np.int64))
-    a = np.concatenate(a_parts) if a_parts else np.zeros(0, np.int64)
-    b = np.concatenate(b_parts) if b_parts else np.zeros(0, np.int64)
+    edges = keyed.repartition(_partitions(items), keys=["band", "key"]).map_batches(_block_edges, batch_size=None, batch_format="pyarrow")
+    a, b = _collect_edges(edges)
     label = _components(total, a, b)
     signed = np.zeros(total, dtype=bool)
     for batch in shards.map_batches(_signed_rows, batch_size=1, batch_format="numpy").iter_batches(batch_size=65536, batch_format="numpy"):
         signed[np.asarray(batch["row"], dtype=np.int64)] = True
-    reps = np.where(signed, label, -1)
-    score = np.where(signed, 1.0, np.nan)
+    reps, score = _rep_scores(shards, label, signed)
     dup = np.flatnonzero(signed & (label != np.arange(total)))
-    if len(dup):
-        wanted = np.unique(label[dup])
-        rep_sigs = {int(r["row"]): np.asarray(r["sig"]) for r in shards.map_batches(_rep_signatures, fn_kwargs={"wanted": wanted}, batch_size=1, batch_format="numpy").take_all()}
-        for r in shards.map_batches(_scores, fn_kwargs={"rep_sigs": rep_sigs, "label": label}, batch_size=1, batch_format="numpy").take_all():
-            score[int(r["row"])] = float(r["score"])
     stats = {"bands": bands, "rows": rows, "candidates": int(len(a)), "joined": int(len(dup))}
     return reps, score, stats
 
@@ -324,10 +367,9 @@ def exact_clusters(sig_paths: list[Any], counts: list[int]) -> tuple[Any, Any, d
 
     ray = _ray()
     total = int(sum(counts))
-    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if counts else np.zeros(0, np.int64)
-    items = [{"path": str(p), "offset": int(o)} for p, o in zip(sig_paths, offsets, strict=True)]
+    items = _shard_items(sig_paths, counts)
     keyed = ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(_key_rows, batch_size=1, batch_format="numpy")
-    firsts = keyed.repartition(max(1, min(len(items), 4 * cluster_cpus())), keys=["key"]).map_batches(_block_firsts, batch_size=None, batch_format="pyarrow")
+    firsts = keyed.repartition(_partitions(items), keys=["key"]).map_batches(_block_firsts, batch_size=None, batch_format="pyarrow")
     reps = np.full(total, -1, dtype=np.int64)
     for batch in firsts.iter_batches(batch_size=65536, batch_format="numpy"):
         reps[np.asarray(batch["row"], dtype=np.int64)] = np.asarray(batch["rep"], dtype=np.int64)
@@ -335,3 +377,106 @@ def exact_clusters(sig_paths: list[Any], counts: list[int]) -> tuple[Any, Any, d
     score = np.where(signed, 1.0, np.nan)
     distinct = int(signed.sum() - (signed & (reps != np.arange(total))).sum())
     return reps, score, {"distinct_keys": distinct, "joined": int((signed & (reps != np.arange(total))).sum())}
+
+
+# --- pHash dedup on Ray Data ------------------------------------------------------------------
+
+
+def _hash_rows(batch: dict[str, Any]) -> dict[str, Any]:
+    """(hash, global row) of each document of the batch's shards that has a pHash."""
+    import numpy as np
+
+    hs, rows_out = [], []
+    for path, offset in zip(batch["path"], batch["offset"], strict=True):
+        glob, h = _signed(str(path), int(offset))
+        hs.append(h)
+        rows_out.append(glob)
+    return {"h": np.concatenate(hs) if hs else np.zeros(0, np.uint64), "row": np.concatenate(rows_out) if rows_out else np.zeros(0, np.int64)}
+
+
+def _block_hash_firsts(table: Any) -> dict[str, Any]:
+    """For every row of a block hash-partitioned on the pHash: the first row with its hash."""
+    import polars as pl
+
+    df = pl.from_arrow(table)
+    if not isinstance(df, pl.DataFrame) or df.is_empty():
+        return {"h": [], "row": [], "first": []}
+    df = df.with_columns(pl.col("row").min().over("h").alias("first"))
+    return {"h": df.get_column("h").to_numpy(), "row": df.get_column("row").to_numpy(), "first": df.get_column("first").to_numpy()}
+
+
+def _ranges(radius: int) -> list[tuple[int, int]]:
+    """The 64 bits cut into ``radius + 1`` ranges (shift, width): two hashes within ``radius``
+    bits agree exactly on at least one of them (the pigeonhole argument of multi-index hashing)."""
+    n = radius + 1
+    out, lo = [], 0
+    for i in range(n):
+        w = 64 // n + (1 if i < 64 % n else 0)
+        out.append((lo, w))
+        lo += w
+    return out
+
+
+def _range_keys(batch: dict[str, Any], radius: int) -> dict[str, Any]:
+    """Each distinct hash (the rows that are their hash's first) once per bit range, keyed by
+    (range, the hash's bits in it)."""
+    import numpy as np
+
+    own = np.asarray(batch["row"], dtype=np.int64) == np.asarray(batch["first"], dtype=np.int64)
+    h = np.asarray(batch["h"], dtype=np.uint64)[own]
+    first = np.asarray(batch["first"], dtype=np.int64)[own]
+    ranges = _ranges(radius)
+    part = [np.full(len(h), i, dtype=np.int16) for i in range(len(ranges))]
+    bits = [(h >> np.uint64(lo)) & np.uint64((1 << w) - 1) for lo, w in ranges]
+    return {"part": np.concatenate(part), "bits": np.concatenate(bits), "h": np.tile(h, len(ranges)), "first": np.tile(first, len(ranges))}
+
+
+def _block_near(table: Any, radius: int) -> dict[str, Any]:
+    """Edges between the distinct hashes of a block partitioned on (range, bits) that lie within
+    ``radius``: every pair within it shares some range's bits, so it meets in some block."""
+    import numpy as np
+    import polars as pl
+
+    from interleaf.dedup.perceptual import near_duplicates
+
+    df = pl.from_arrow(table)
+    if not isinstance(df, pl.DataFrame) or df.is_empty():
+        return {"a": [], "b": []}
+    d = df.select("h", "first").unique("h").sort("h")
+    pairs = near_duplicates(d.get_column("h"), radius)
+    first = d.get_column("first").to_numpy()
+    a, b = first[pairs["i"]], first[pairs["j"]]
+    return {"a": np.minimum(a, b), "b": np.maximum(a, b)}
+
+
+def phash_clusters(sig_paths: list[Any], counts: list[int], radius: int) -> tuple[Any, Any, dict[str, Any]]:
+    """pHash dedup on Ray Data, equal to the local engine's (hashes within Hamming ``radius``,
+    transitively): documents with equal hashes grouped by a hash shuffle, then each distinct
+    hash keyed by its bits in each of ``radius + 1`` ranges and shuffled on (range, bits), the
+    pairs within ``radius`` found per block by multi-index hashing (Rust), connected components
+    by label propagation; the representative the smallest global row of its cluster, the score
+    the Hamming distance to it. Returns ``(representative, score, stats)`` over the global row
+    order (-1 / NaN for documents without a hash)."""
+    import numpy as np
+
+    ray = _ray()
+    total = int(sum(counts))
+    items = _shard_items(sig_paths, counts)
+    shards = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+    firsts = shards.map_batches(_hash_rows, batch_size=1, batch_format="numpy").repartition(_partitions(items), keys=["h"]).map_batches(_block_hash_firsts, batch_size=None, batch_format="pyarrow").materialize()
+    first = np.full(total, -1, dtype=np.int64)
+    for batch in firsts.iter_batches(batch_size=65536, batch_format="numpy"):
+        first[np.asarray(batch["row"], dtype=np.int64)] = np.asarray(batch["first"], dtype=np.int64)
+    keyed = firsts.map_batches(_range_keys, fn_kwargs={"radius": radius}, batch_format="numpy")
+    edges = keyed.repartition(_partitions(items), keys=["part", "bits"]).map_batches(_block_near, fn_kwargs={"radius": radius}, batch_size=None, batch_format="pyarrow")
+    a, b = _collect_edges(edges)
+    if len(a):  # a pair sharing several ranges meets in several blocks
+        ab = np.unique(np.stack([a, b], axis=1), axis=0)
+        a, b = ab[:, 0], ab[:, 1]
+    signed = first >= 0
+    # Equal hashes join their first row, then near hashes' first rows join each other.
+    rows = np.flatnonzero(signed & (first != np.arange(total)))
+    label = _components(total, np.concatenate([rows, a]), np.concatenate([first[rows], b]))
+    reps, score = _rep_scores(shards, label, signed, self_score=0.0)
+    stats = {"radius": radius, "distinct_hash_pairs": int(len(a)), "joined": int((signed & (reps != np.arange(total))).sum())}
+    return reps, score, stats
