@@ -241,3 +241,31 @@ def test_minhash_exact_and_phash_runs_on_ray_equal_the_local_run(tmp_path, ray_i
     b = run(recipe, shards, on_ray, engine="ray", ray_dedup="distributed", progress=False)
     assert digests(local) == digests(on_ray) and a["dropped_documents"] == b["dropped_documents"] == {"exact": 1, "minhash": 2, "phash": 1}
     assert b["dedup"]["exact"]["signed"] == 6 and b["dedup"]["minhash"]["signed"] == 6 and b["dedup"]["phash"]["signed"] == 7
+
+
+def test_semdedup_clusters_as_ray_tasks_equal_the_local_passes(tmp_path, ray_instance, capsys):
+    import numpy as np
+    import polars as pl
+    from test_semantic import planted, reference_semdedup
+
+    from interleaf.dedup.semdedup import semantic
+
+    x, _, _ = planted(2500, 48, 400, seed=5)
+    for kw in ({"n_clusters": 9}, {"n_clusters": 9, "ranking": np.random.default_rng(1).random(len(x))}, {"clusters": np.arange(len(x)) % 5}):
+        local = semantic(x, eps=0.01, **kw)
+        on_ray = semantic(x, eps=0.01, engine="ray", **kw)
+        assert local.equals(on_ray) and 0 < (~local.get_column("kept")).sum() < len(x)
+    labels = np.arange(len(x)) % 5
+    np.testing.assert_array_equal(~semantic(x, eps=0.01, clusters=labels, engine="ray").get_column("kept").to_numpy(), reference_semdedup(x, labels, 0.01))
+    # Through the CLI: interleaf dedup --method semantic --engine ray joins the running instance.
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("".join(json.dumps({"id": f"d{i}", "caption": f"document {i}"}) + "\n" for i in range(len(x))))
+    np.save(tmp_path / "emb.npy", x)
+    outs = {}
+    for engine in ("local", "ray"):
+        argv = ["dedup", str(docs), "--out", str(tmp_path / engine), "--method", "semantic", "--embeddings", str(tmp_path / "emb.npy"), "--clusters", "9", "--engine", engine, "--quiet"]
+        assert main(argv) == 0
+        outs[engine] = pl.read_parquet(tmp_path / engine / "duplicates.parquet")
+    assert outs["local"].equals(outs["ray"]) and outs["local"].height > 0
+    assert main(["dedup", str(docs), "--out", str(tmp_path / "x"), "--method", "minhash", "--engine", "ray"]) != 0
+    assert "engine='ray' runs method='semantic'" in capsys.readouterr().err

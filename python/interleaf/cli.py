@@ -158,6 +158,8 @@ def cmd_dedup(args: argparse.Namespace) -> int:
         eps=args.eps,
         n_clusters=args.clusters,
         device=args.device,
+        engine=args.engine,
+        ray_address=args.address,
     )
     print(f"{summary['documents']:,} documents, {summary['duplicate_documents']:,} duplicates in {summary['clusters_with_duplicates']:,} clusters; kept {summary['kept_documents']:,}")
     for name, path in summary["outputs"].items():
@@ -414,7 +416,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="shards processed at once, each in its own process (default %(default)s; outputs do not depend on it); with --engine ray: concurrent tasks / model actors (default: the cluster's CPUs)")
     p.add_argument("--engine", choices=("local", "ray"), default="local", help="where the per-shard stages run: this machine, or Ray Data (needs the ray extra; same outputs) (default %(default)s)")
     p.add_argument("--address", default=None, help="with --engine ray: the cluster (auto, ray://HOST:10001; default: start or join a local Ray instance)")
-    p.add_argument("--ray-dedup", choices=("auto", "distributed", "driver"), default="auto", help="with --engine ray: MinHash and exact dedup on Ray Data or in the driver (default %(default)s: on Ray Data when the step's values exceed 4 GiB; same clusters)")
+    p.add_argument("--ray-dedup", choices=("auto", "distributed", "driver"), default="auto", help="with --engine ray: MinHash, exact and pHash dedup on Ray Data or in the driver (default %(default)s: on Ray Data when the step's values exceed 4 GiB; same clusters)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the models run (default %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="threads per worker (default: the cores divided among the workers)")
     p.add_argument("--model-batch-size", type=int, default=None, help="inference batch size (default: each model's)")
@@ -498,6 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eps", type=float, default=0.01, help="semantic: a document is a duplicate when its cosine with an earlier one of its cluster is > 1 - eps (default %(default)s)")
     p.add_argument("--clusters", type=int, default=None, help="semantic: k-means clusters (default: about 1,000 documents per cluster)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="semantic: where the model and FAISS k-means run (default %(default)s)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local", help="semantic: run SemDeDup's per-cluster passes here or as parallel Ray tasks (same result; default %(default)s)")
+    p.add_argument("--address", default=None, help="with --engine ray: the Ray cluster to join (auto, ray://host:10001; default: start a local instance)")
     p.add_argument("--write", choices=WRITE_FORMATS, default=None, help="also write the deduplicated dataset to OUT/dedup in this format")
     _add_read_options(p)
     p.set_defaults(func=cmd_dedup)

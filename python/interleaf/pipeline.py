@@ -1151,7 +1151,7 @@ ENGINES = ("local", "ray")
 class Engine:
     """Where the per-shard stages run: ``local`` (this process, or ``workers`` processes) or
     ``ray`` (Ray Data, :mod:`interleaf.ray`; ``address`` of the cluster, None for a local
-    instance; ``dedup``: where MinHash and exact steps cluster, ``ray_dedup`` of :func:`run`)."""
+    instance; ``dedup``: where MinHash, exact and pHash steps cluster, ``ray_dedup`` of :func:`run`)."""
 
     name: str = "local"
     address: str | None = None
@@ -1299,7 +1299,7 @@ def run(
             actors, default the cluster's CPUs). Outputs, markers and resumption are the same.
         ray_address: the Ray cluster (``"auto"``, ``"ray://host:10001"``); None starts or joins
             a local instance.
-        ray_dedup: with the Ray engine, where MinHash and exact dedup steps cluster:
+        ray_dedup: with the Ray engine, where MinHash, exact and pHash dedup steps cluster:
             ``"distributed"`` (a Ray Data shuffle; the driver never holds the signatures or
             keys), ``"driver"`` (in the driver, as the local engine), or ``"auto"``
             (distributed when the step's values exceed

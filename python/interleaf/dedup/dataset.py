@@ -165,7 +165,7 @@ def cluster(sig: Signatures, method: str, *, threshold: float, num_perm: int, ba
     return reps, np.ones(total), {"distinct_keys": keys.drop_nulls().n_unique(), "unhashed": sig.counters["unhashed"]}
 
 
-def semantic_clusters(emb: np.ndarray, total: int, *, eps: float = 0.01, n_clusters: int | None = None, seed: int = 0, device: str = "auto") -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+def semantic_clusters(emb: np.ndarray, total: int, *, eps: float = 0.01, n_clusters: int | None = None, seed: int = 0, device: str = "auto", engine: str = "local") -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """SemDeDup (:func:`interleaf.dedup.semantic`) over one embedding per document; a removed
     document's representative is the kept document its chain of ``duplicate_of`` ends at, its
     score the cosine with its ``duplicate_of``. Documents without an embedding (a NaN or zero row) stay alone."""
@@ -179,7 +179,7 @@ def semantic_clusters(emb: np.ndarray, total: int, *, eps: float = 0.01, n_clust
     ok = np.flatnonzero(np.isfinite(emb).all(axis=1) & (np.abs(emb).sum(axis=1) > 0)) if total else np.zeros(0, np.int64)
     stats: dict[str, Any] = {"eps": eps, "embedded": int(len(ok)), "unembedded": int(total - len(ok))}
     if len(ok):
-        table = semantic(emb[ok], eps=eps, n_clusters=n_clusters, seed=seed, device=device)
+        table = semantic(emb[ok], eps=eps, n_clusters=n_clusters, seed=seed, device=device, engine=engine)
         dup = table.get_column("duplicate_of").fill_null(-1).to_numpy()
         local = np.arange(len(ok))
         target = np.where(dup >= 0, dup, local)
@@ -261,6 +261,8 @@ def deduplicate(
     eps: float = 0.01,
     n_clusters: int | None = None,
     device: str = "auto",
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> dict[str, Any]:
     """Finds duplicate documents in ``source`` and writes ``out/duplicates.parquet`` and
     ``out/summary.json`` (each written under a temporary name and renamed).
@@ -292,12 +294,18 @@ def deduplicate(
     sentence embedder, loaded object or directory), or the rows of ``embeddings`` (an array, a
     ``.npy`` file, or ``path.parquet:column``; one row per document in read order). The
     representative is the document SemDeDup keeps; ``score`` is the cosine with the nearest
-    earlier document of its cluster.
+    earlier document of its cluster. ``engine="ray"`` runs SemDeDup's per-cluster passes as
+    parallel Ray tasks on the cluster at ``ray_address`` (None: a local Ray instance; the
+    ``ray`` extra), with the same result; the other methods run on Ray through
+    ``interleaf run --engine ray``.
 
     Every argument is checked before any data is read.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+    choice_arg("engine", engine, ("local", "ray"))
+    if engine == "ray" and method != "semantic":
+        raise ValueError(f"engine='ray' runs method='semantic' here; MinHash, exact and pHash dedup run on Ray through `interleaf run --engine ray`, not method={method!r}")
     emb_given = None
     if method == "semantic":
         choice_arg("on", on, ("text", "image"))
@@ -337,7 +345,11 @@ def deduplicate(
     if emb_given is not None:
         sig.signatures = [emb_given]
     doc_ids = pl.concat(sig.doc_ids) if sig.doc_ids else pl.Series("doc_id", [], dtype=pl.String)
-    sem = {"eps": eps, "n_clusters": n_clusters, "seed": seed, "device": device}
+    sem = {"eps": eps, "n_clusters": n_clusters, "seed": seed, "device": device, "engine": engine}
+    if engine == "ray":
+        from interleaf import ray as ray_engine
+
+        ray_engine.init(ray_address, progress=progress)
     reps, score, cluster_stats = cluster(sig, method, threshold=threshold, num_perm=num_perm, bands=bands, rows=rows, verify=verify, radius=radius, semantic=sem)
     dup = duplicates_table(doc_ids, reps, score, method)
     with atomic_output(out / "duplicates.parquet") as tmp:

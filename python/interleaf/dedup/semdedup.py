@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from interleaf._checks import int_arg
+from interleaf._checks import choice_arg, int_arg
 
 _BLOCK = 512
 
@@ -51,6 +51,28 @@ def _cluster_pass(x: np.ndarray, order: np.ndarray, block: int) -> tuple[np.ndar
     return best, arg
 
 
+def cluster_pass(xc: np.ndarray, idx: np.ndarray, centre: np.ndarray | None, rank: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """SemDeDup within one cluster: its members ``idx`` (row order) with their unit embeddings
+    ``xc``, put in SemDeDup's order (by ``rank`` descending when given, else farthest from
+    ``centre`` first, the normalised member mean when ``centre`` is None; stable), then each
+    item's maximum cosine with an earlier one. Returns ``(order, best, duplicate_of)``: the
+    members in that order, their maximum cosines and the row of that earlier item (-1: none).
+    A pure function of its arguments, so clusters can run anywhere (threads, Ray tasks)."""
+    if rank is not None:
+        key = -rank
+    else:
+        # SemDeDup: distance to the centroid (1 - cosine) descending, stable.
+        xd = xc.astype(np.float64)
+        if centre is None:
+            centre = xd.sum(axis=0)
+            centre /= max(float(np.linalg.norm(centre)), 1e-30)
+        key = -(1.0 - xd @ centre)
+    o = np.argsort(key, kind="stable")
+    best, arg = _cluster_pass(xc, o, _BLOCK)
+    order = idx[o]
+    return order, best, np.where(arg >= 0, order[np.maximum(arg, 0)], -1)
+
+
 def semantic(
     embeddings: Any,
     eps: float = 0.01,
@@ -62,6 +84,7 @@ def semantic(
     *,
     niter: int = 100,
     threads: int | None = None,
+    engine: str = "local",
 ) -> pl.DataFrame:
     """SemDeDup over ``embeddings`` ``(n, dim)`` (any scale: rows are L2-normalised here).
 
@@ -80,6 +103,10 @@ def semantic(
         niter: k-means iterations (SemDeDup's published config: 100).
         threads: clusters processed in parallel (default 1: numpy's BLAS already spreads each
             block product over the cores).
+        engine: ``"local"`` (this process) or ``"ray"``: the clusters' passes as parallel Ray
+            tasks (:func:`interleaf.ray.map_tasks`, on the connected cluster or a local
+            instance; ``pip install 'interleaf[ray]'``), each shipped only its members'
+            embeddings. k-means runs here either way. Same result.
 
     Returns:
         one row per input row, in input order: ``index``, ``cluster``, ``kept``,
@@ -105,6 +132,7 @@ def semantic(
     int_arg("threads", threads, 1, 512, optional=True)
     int_arg("niter", niter, 1, 10_000)
     int_arg("seed", seed, 0, (1 << 31) - 1)
+    choice_arg("engine", engine, ("local", "ray"))
     if n == 0:
         return pl.DataFrame(schema={"index": pl.Int64, "cluster": pl.Int64, "kept": pl.Boolean, "duplicate_of": pl.Int64, "cosine": pl.Float32})
     if clusters is not None:
@@ -131,35 +159,42 @@ def semantic(
     dup = np.full(n, -1, dtype=np.int64)
     first = np.zeros(n, dtype=bool)
 
-    def run(c: int) -> None:
+    def job(c: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         idx = members[bounds[c] : bounds[c + 1]]  # row order
-        if rank is not None:
-            key = -rank[idx]
-        else:
-            # SemDeDup: distance to the centroid (1 - cosine) descending, stable.
-            xc = x[idx].astype(np.float64)
-            if cent is None:
-                centre = xc.sum(axis=0)
-                centre /= max(float(np.linalg.norm(centre)), 1e-30)
-            else:
-                centre = cent[c]
-            key = -(1.0 - xc @ centre)
-        order = idx[np.argsort(key, kind="stable")]
-        b, arg = _cluster_pass(x, order, _BLOCK)
+        return idx, (cent[c] if cent is not None else None), (rank[idx] if rank is not None else None)
+
+    def store(res: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        order, b, d = res
         best[order] = b
-        dup[order] = np.where(arg >= 0, order[np.maximum(arg, 0)], -1)
+        dup[order] = d
         first[order[0]] = True
 
-    # numpy's BLAS already spreads a block product over the cores: clusters in parallel only
-    # when asked (threads=), else one after another.
-    workers = threads or 1
+    # Largest clusters first (for the threads and the Ray tasks to end together).
     order_c = sorted(range(len(uniq)), key=lambda c: bounds[c] - bounds[c + 1])
-    if workers == 1:
+    if engine == "ray":
+        from interleaf import ray as ray_engine
+
+        jobs = []
         for c in order_c:
-            run(c)
+            idx, centre, rk = job(c)
+            jobs.append((x[idx], idx, centre, rk))
+        for res in ray_engine.map_tasks(cluster_pass, jobs, stage="semantic dedup"):
+            store(res)
     else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(run, order_c))
+
+        def local(c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            idx, centre, rk = job(c)
+            return cluster_pass(x[idx], idx, centre, rk)
+
+        # numpy's BLAS already spreads a block product over the cores: clusters in parallel
+        # only when asked (threads=), else one after another.
+        if (threads or 1) == 1:
+            for c in order_c:
+                store(local(c))
+        else:
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                for res in pool.map(local, order_c):
+                    store(res)
     removed = best > 1 - eps
     return pl.DataFrame(
         {
