@@ -184,6 +184,29 @@ def test_distributed_minhash_clusters_equal_the_local_ones(tmp_path, ray_instanc
     assert stats["candidates"] == lstats["candidates"] and stats["joined"] == lstats["joined"]
 
 
+def test_label_propagation_on_ray_actors_finds_the_components(ray_instance):
+    import numpy as np
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    rng = np.random.default_rng(11)
+    n = 3000
+    perm = rng.permutation(n)
+    a, b = perm[:1499], perm[1:1500]  # one long path over rows scattered across the shards
+    extra = rng.integers(1500, n, size=(400, 2))  # random small components among the rest
+    a = np.concatenate([a, extra[:, 0]]).astype(np.int64)
+    b = np.concatenate([b, extra[:, 1]]).astype(np.int64)
+    edges = ray.data.from_numpy(np.stack([a, b], axis=1)).map_batches(lambda t: {"a": t["data"][:, 0], "b": t["data"][:, 1]}, batch_format="numpy")
+    from interleaf.ray import components
+
+    label, n_edges = components(n, edges, shards=3)
+    _, comp = connected_components(coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)
+    smallest = np.full(comp.max() + 1, n)
+    np.minimum.at(smallest, comp, np.arange(n))
+    np.testing.assert_array_equal(label, smallest[comp])
+    assert n_edges == len(a) and label[perm[1499]] == perm[:1500].min()
+
+
 def test_distributed_phash_clusters_equal_the_local_clustering(tmp_path, ray_instance):
     import numpy as np
     import polars as pl

@@ -34,7 +34,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["DRIVER_SIGNATURE_BYTES", "cluster_cpus", "clusterer", "exact_clusters", "gpus_per_actor", "init", "map_tasks", "minhash_clusters", "phash_clusters", "run_jobs"]
+__all__ = ["DRIVER_SIGNATURE_BYTES", "cluster_cpus", "clusterer", "exact_clusters", "gpus_per_actor", "components", "init", "map_tasks", "minhash_clusters", "phash_clusters", "run_jobs"]
 
 
 def _ray() -> Any:
@@ -232,38 +232,118 @@ def _block_edges(table: Any) -> dict[str, Any]:
     return {"a": e.get_column("a").to_numpy(), "b": e.get_column("b").to_numpy()}
 
 
-def _components(total: int, a: Any, b: Any) -> Any:
-    """For every row, the smallest row of its connected component over the edges (a, b): label
-    propagation with pointer jumping, in numpy."""
+class _LabelShard:
+    """One Ray actor's slice of the component labels: rows ``[lo, hi)``, each starting as its
+    own row; labels only ever decrease (to another row of the same component)."""
+
+    def __init__(self, lo: int, hi: int):
+        import numpy as np
+
+        self.lo = lo
+        self.label = np.arange(lo, hi, dtype=np.int64)
+
+    def get(self, rows: Any) -> Any:
+        return self.label[rows - self.lo]
+
+    def lower(self, rows: Any, values: Any) -> int:
+        """``label[row] = min(label[row], value)`` for each pair; returns how many labels fell."""
+        import numpy as np
+
+        idx = np.asarray(rows, dtype=np.int64) - self.lo
+        u = np.unique(idx)
+        before = self.label[u].copy()
+        np.minimum.at(self.label, idx, np.asarray(values, dtype=np.int64))
+        return int((self.label[u] != before).sum())
+
+    def labels(self) -> Any:
+        return self.label
+
+
+def _owners(rows: Any, bounds: Any) -> Any:
     import numpy as np
 
-    label = np.arange(total, dtype=np.int64)
-    while len(a):
-        m = np.minimum(label[a], label[b])
-        before = label.copy()
-        np.minimum.at(label, a, m)
-        np.minimum.at(label, b, m)
-        while True:  # pointer jumping: follow labels to their own labels
-            nxt = label[label]
-            if np.array_equal(nxt, label):
+    return np.searchsorted(bounds, rows, side="right") - 1
+
+
+def _lookup(ray: Any, actors: list[Any], bounds: Any, rows: Any) -> Any:
+    """The current labels of ``rows``, asked of their owners in parallel."""
+    import numpy as np
+
+    owner = _owners(rows, bounds)
+    out = np.empty(len(rows), dtype=np.int64)
+    parts = [(k, np.flatnonzero(owner == k)) for k in np.unique(owner)]
+    for (_, pos), got in zip(parts, ray.get([actors[k].get.remote(rows[pos]) for k, pos in parts]), strict=True):
+        out[pos] = got
+    return out
+
+
+def _lower(ray: Any, actors: list[Any], bounds: Any, rows: Any, values: Any) -> int:
+    import numpy as np
+
+    owner = _owners(rows, bounds)
+    ks = np.unique(owner)
+    return int(sum(ray.get([actors[k].lower.remote(rows[owner == k], values[owner == k]) for k in ks])))
+
+
+def _propagate(batch: dict[str, Any], actors: list[Any], bounds: Any) -> dict[str, Any]:
+    """One pass of label propagation over a batch of edges: both ends of each edge lowered to
+    the smaller of their labels."""
+    import numpy as np
+
+    ray = _ray()
+    a = np.asarray(batch["a"], dtype=np.int64)
+    b = np.asarray(batch["b"], dtype=np.int64)
+    if not len(a):
+        return {"changed": np.zeros(1, np.int64), "edges": np.zeros(1, np.int64)}
+    m = np.minimum(_lookup(ray, actors, bounds, a), _lookup(ray, actors, bounds, b))
+    changed = _lower(ray, actors, bounds, np.concatenate([a, b]), np.concatenate([m, m]))
+    return {"changed": np.array([changed], np.int64), "edges": np.array([len(a)], np.int64)}
+
+
+def _jump(actors: list[Any], bounds: Any, k: int) -> int:
+    """Pointer jumping for actor ``k``'s rows: each label lowered to its label's label."""
+    import numpy as np
+
+    ray = _ray()
+    lab = ray.get(actors[k].labels.remote())
+    rows = np.arange(int(bounds[k]), int(bounds[k + 1]), dtype=np.int64)
+    move = lab != rows
+    if not move.any():
+        return 0
+    return _lower(ray, actors, bounds, rows[move], _lookup(ray, actors, bounds, lab[move]))
+
+
+def components(total: int, edges: Any, *, shards: int | None = None) -> tuple[Any, int]:
+    """Connected components of rows ``0..total-1`` over the edges of a Ray Dataset (columns
+    ``a``, ``b``), on Ray: the labels live in ``shards`` actors (default: one per cluster CPU)
+    holding row ranges, each pass of label propagation maps the edge blocks where they lie
+    (both ends lowered to the smaller label, asked of and sent to the owning actors), pointer
+    jumping follows each label to its label's label between passes, until a pass changes
+    nothing. The edges never come to the driver. Returns ``(label, edges)``: for every row the
+    smallest row of its component, and the number of edges."""
+    import numpy as np
+
+    ray = _ray()
+    k = max(1, min(shards or cluster_cpus(), total))
+    bounds = np.linspace(0, total, k + 1).astype(np.int64)
+    remote = ray.remote(num_cpus=0)(_LabelShard)
+    actors = [remote.remote(int(bounds[i]), int(bounds[i + 1])) for i in range(k)]
+    jump = ray.remote(num_cpus=1)(_jump)
+    try:
+        edges = edges.materialize()
+        n_edges = None
+        while True:
+            passed = edges.map_batches(_propagate, fn_kwargs={"actors": actors, "bounds": bounds}, batch_size=65536, batch_format="numpy").to_pandas()
+            changed = int(passed["changed"].sum()) if len(passed) else 0
+            n_edges = int(passed["edges"].sum()) if len(passed) else 0
+            ray.get([jump.remote(actors, bounds, i) for i in range(k)])
+            if not changed:
                 break
-            label = nxt
-        if np.array_equal(label, before):
-            break
-    return label
-
-
-def _collect_edges(edges: Any) -> tuple[Any, Any]:
-    """The ``a`` and ``b`` columns of an edge dataset, as two int64 arrays in the driver."""
-    import numpy as np
-
-    a_parts, b_parts = [], []
-    for batch in edges.iter_batches(batch_size=65536, batch_format="numpy"):
-        a_parts.append(np.asarray(batch["a"], dtype=np.int64))
-        b_parts.append(np.asarray(batch["b"], dtype=np.int64))
-    a = np.concatenate(a_parts) if a_parts else np.zeros(0, np.int64)
-    b = np.concatenate(b_parts) if b_parts else np.zeros(0, np.int64)
-    return a, b
+        label = np.concatenate(ray.get([a.labels.remote() for a in actors])) if total else np.zeros(0, np.int64)
+    finally:
+        for a in actors:
+            ray.kill(a)
+    return label, n_edges or 0
 
 
 def _signed_rows(batch: dict[str, Any]) -> dict[str, Any]:
@@ -338,12 +418,12 @@ def _rep_scores(shards: Any, label: Any, signed: Any, self_score: float = 1.0) -
 def minhash_clusters(sig_paths: list[Any], counts: list[int], bands: int, rows: int) -> tuple[Any, Any, dict[str, Any]]:
     """MinHash LSH clustering of every shard's signatures on Ray Data, equal to the local
     engine's: each document's bands keyed by their exact values (a Ray Data hash shuffle on
-    (band, values)), each bucket's members joined to its first row, connected
-    components by label propagation, the representative the smallest global row of its
-    component, the score the estimated Jaccard with it. Returns ``(representative, score,
-    stats)`` over the global row order (-1 / NaN for documents without a signature). The driver
-    holds 16 bytes per document (the two arrays), the edges and the representatives'
-    signatures, never every signature."""
+    (band, values)), each bucket's members joined to its first row, connected components by
+    label propagation on Ray (:func:`components`), the representative the smallest global row
+    of its component, the score the estimated Jaccard with it. Returns ``(representative,
+    score, stats)`` over the global row order (-1 / NaN for documents without a signature).
+    The driver holds about 17 bytes per document (the two result arrays and a signed flag)
+    and the representatives' signatures; never every signature, never the edges."""
     import numpy as np
 
     ray = _ray()
@@ -353,14 +433,13 @@ def minhash_clusters(sig_paths: list[Any], counts: list[int], bands: int, rows: 
     keyed = shards.map_batches(_band_rows, fn_kwargs={"bands": bands, "rows": rows}, batch_size=1, batch_format="numpy")
     # The shuffle: every (band, values) bucket into one block, then its edges in polars.
     edges = keyed.repartition(_partitions(items), keys=["band", "key"]).map_batches(_block_edges, batch_size=None, batch_format="pyarrow")
-    a, b = _collect_edges(edges)
-    label = _components(total, a, b)
+    label, n_edges = components(total, edges)
     signed = np.zeros(total, dtype=bool)
     for batch in shards.map_batches(_signed_rows, batch_size=1, batch_format="numpy").iter_batches(batch_size=65536, batch_format="numpy"):
         signed[np.asarray(batch["row"], dtype=np.int64)] = True
     reps, score = _rep_scores(shards, label, signed)
     dup = np.flatnonzero(signed & (label != np.arange(total)))
-    stats = {"bands": bands, "rows": rows, "candidates": int(len(a)), "joined": int(len(dup))}
+    stats = {"bands": bands, "rows": rows, "candidates": n_edges, "joined": int(len(dup))}
     return reps, score, stats
 
 
@@ -468,7 +547,9 @@ def _range_keys(batch: dict[str, Any], radius: int) -> dict[str, Any]:
 
 def _block_near(table: Any, radius: int) -> dict[str, Any]:
     """Edges between the distinct hashes of a block partitioned on (range, bits) that lie within
-    ``radius``: every pair within it shares some range's bits, so it meets in some block."""
+    ``radius``: every pair within it agrees exactly on some range, so it meets in that range's
+    bucket; each pair is emitted only by the block holding the bucket of the first range it
+    agrees on, so exactly once over all blocks."""
     import numpy as np
     import polars as pl
 
@@ -476,12 +557,28 @@ def _block_near(table: Any, radius: int) -> dict[str, Any]:
 
     df = pl.from_arrow(table)
     if not isinstance(df, pl.DataFrame) or df.is_empty():
-        return {"a": [], "b": []}
+        return {"a": np.zeros(0, np.int64), "b": np.zeros(0, np.int64)}
     d = df.select("h", "first").unique("h").sort("h")
     pairs = near_duplicates(d.get_column("h"), radius)
+    h = d.get_column("h").to_numpy()
     first = d.get_column("first").to_numpy()
-    a, b = first[pairs["i"]], first[pairs["j"]]
+    i, j = pairs["i"], pairs["j"]
+    x = h[i] ^ h[j]
+    agree = np.stack([((x >> np.uint64(lo)) & np.uint64((1 << w) - 1)) == 0 for lo, w in _ranges(radius)], axis=1)
+    cand = pl.DataFrame({"h": h[i], "part": agree.argmax(axis=1).astype(np.int16), "k": np.arange(len(i))})
+    mine = cand.join(df.select("h", pl.col("part").cast(pl.Int16)).unique(), on=["h", "part"], how="semi").get_column("k").to_numpy()
+    a, b = first[i[mine]], first[j[mine]]
     return {"a": np.minimum(a, b), "b": np.maximum(a, b)}
+
+
+def _equal_edges(batch: dict[str, Any]) -> dict[str, Any]:
+    """Each document joined to the first row with its hash."""
+    import numpy as np
+
+    row = np.asarray(batch["row"], dtype=np.int64)
+    first = np.asarray(batch["first"], dtype=np.int64)
+    own = row != first
+    return {"a": first[own], "b": row[own]}
 
 
 def phash_clusters(sig_paths: list[Any], counts: list[int], radius: int) -> tuple[Any, Any, dict[str, Any]]:
@@ -489,7 +586,7 @@ def phash_clusters(sig_paths: list[Any], counts: list[int], radius: int) -> tupl
     transitively): documents with equal hashes grouped by a hash shuffle, then each distinct
     hash keyed by its bits in each of ``radius + 1`` ranges and shuffled on (range, bits), the
     pairs within ``radius`` found per block by multi-index hashing (Rust), connected components
-    by label propagation; the representative the smallest global row of its cluster, the score
+    by label propagation on Ray (:func:`components`); the representative the smallest global row of its cluster, the score
     the Hamming distance to it. Returns ``(representative, score, stats)`` over the global row
     order (-1 / NaN for documents without a hash)."""
     import numpy as np
@@ -504,14 +601,11 @@ def phash_clusters(sig_paths: list[Any], counts: list[int], radius: int) -> tupl
         first[np.asarray(batch["row"], dtype=np.int64)] = np.asarray(batch["first"], dtype=np.int64)
     keyed = firsts.map_batches(_range_keys, fn_kwargs={"radius": radius}, batch_format="numpy")
     edges = keyed.repartition(_partitions(items), keys=["part", "bits"]).map_batches(_block_near, fn_kwargs={"radius": radius}, batch_size=None, batch_format="pyarrow")
-    a, b = _collect_edges(edges)
-    if len(a):  # a pair sharing several ranges meets in several blocks
-        ab = np.unique(np.stack([a, b], axis=1), axis=0)
-        a, b = ab[:, 0], ab[:, 1]
+    equal = firsts.map_batches(_equal_edges, batch_format="numpy")
     signed = first >= 0
-    # Equal hashes join their first row, then near hashes' first rows join each other.
-    rows = np.flatnonzero(signed & (first != np.arange(total)))
-    label = _components(total, np.concatenate([rows, a]), np.concatenate([first[rows], b]))
+    n_equal = int((signed & (first != np.arange(total))).sum())
+    # Equal hashes join their first row, near hashes' first rows join each other.
+    label, n_edges = components(total, equal.union(edges))
     reps, score = _rep_scores(shards, label, signed, self_score=0.0)
-    stats = {"radius": radius, "distinct_hash_pairs": int(len(a)), "joined": int((signed & (reps != np.arange(total))).sum())}
+    stats = {"radius": radius, "distinct_hash_pairs": n_edges - n_equal, "joined": int((signed & (reps != np.arange(total))).sum())}
     return reps, score, stats
