@@ -19,8 +19,11 @@ clustered on Ray Data (``ray_dedup`` of :func:`interleaf.run` chooses): MinHash
 (:func:`minhash_clusters`: the bands hash-shuffled, connected components over the bucket
 edges), exact (:func:`exact_clusters`: the keys hash-shuffled) and pHash
 (:func:`phash_clusters`: equal hashes grouped, then multi-index hashing over bit ranges
-shuffled by their bits), each with the same clusters, representatives and scores as the local
-engine. Progress: Ray Data's own progress bars, then interleaf's per-stage table.
+shuffled by their bits), with connected components by label propagation on Ray actors
+(:func:`components`), each with the same clusters, representatives and scores as the local
+engine. SemDeDup's per-cluster passes run as Ray tasks (:func:`map_tasks`;
+``interleaf.dedup.semantic(..., engine="ray")``). Progress: Ray Data's own progress bars, then
+interleaf's per-stage table (with the number of Ray nodes each stage ran on).
 
 Needs the ``ray`` extra (``pip install 'interleaf[ray]'``). ``address``: None starts (or joins)
 a local Ray instance in this process; ``"auto"`` or ``"ray://host:10001"`` joins a cluster, on
