@@ -25,6 +25,7 @@ bytes as an uninterrupted run; the worker count never changes an output.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -559,13 +560,14 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
 # Stage 2: dedup clusters
 
 
-def cluster_step(opts: RunOptions, step: DedupStep, shards: list[Shard], elsewhere: Callable[..., tuple[np.ndarray, np.ndarray, dict[str, Any]] | None] | None = None) -> dict[str, Any]:
+def cluster_step(opts: RunOptions, step: DedupStep, shards: list[Shard], elsewhere: Callable[..., dict[str, Any] | None] | None = None) -> dict[str, Any]:
     """Stage 2 for one dataset-level dedup step: clusters its signatures over every shard and
     writes ``attributes/<step>/<shard>.parquet``; skipped when no signature changed.
-    ``elsewhere(step, sig_paths, counts)``: clusters the step somewhere else instead of in this
-    process and returns ``(representative, score, stats)`` over the global row order (-1 / NaN
-    for documents without a value), or None to leave it here (:func:`interleaf.ray.clusterer`);
-    the result is the same."""
+    ``elsewhere(step, sig_paths, counts, writers)``: clusters the step somewhere else instead of
+    in this process, calling ``writers[i](representative, score)`` (picklable; global rows, -1 /
+    NaN for documents without a value) for every shard ``i`` wherever it computed that shard's
+    slice, and returns its stats with ``signed``, or None to leave the step here
+    (:func:`interleaf.ray.clusterer`); the files are the same."""
     from interleaf.dedup.dataset import Signatures, cluster
     from interleaf.dedup.minhash import lsh_params
 
@@ -582,11 +584,10 @@ def cluster_step(opts: RunOptions, step: DedupStep, shards: list[Shard], elsewhe
     sig_paths = [out / "signatures" / step.name / f"{s.name}.parquet" for s in shards]
     counts = [pq.read_metadata(p_).num_rows for p_ in sig_paths]
     total = sum(counts)
-    got = elsewhere(step, sig_paths, counts) if elsewhere is not None else None
+    writers = [functools.partial(write_cluster_shard, str(out), step.name, s.name, key) for s in shards]
+    got = elsewhere(step, sig_paths, counts, writers) if elsewhere is not None else None
     if got is not None:
-        reps, score, stats = got
-        _write_clusters(step, shards, sig_paths, counts, paths, reps, score, marks, key)
-        return {"step": step.name, "skipped": False, "seconds": time.perf_counter() - t0, "documents": total, "signed": int((reps >= 0).sum()), "stats": stats}
+        return {"step": step.name, "skipped": False, "seconds": time.perf_counter() - t0, "documents": total, "signed": int(got.pop("signed")), "stats": got}
     # One copy of the values in memory, filled shard by shard: MinHash rows go straight into
     # one uint32 matrix (num_perm x 4 bytes per signed document), keys into one Series.
     ok_parts: list[np.ndarray] = []
@@ -633,23 +634,24 @@ def cluster_step(opts: RunOptions, step: DedupStep, shards: list[Shard], elsewhe
     score = np.full(total, np.nan)
     reps[ok] = ok[reps_local]
     score[ok] = score_local
-    _write_clusters(step, shards, sig_paths, counts, paths, reps, score, marks, key)
+    start = 0
+    for w, n in zip(writers, counts, strict=True):
+        w(reps[start : start + n], score[start : start + n])
+        start += n
     return {"step": step.name, "skipped": False, "seconds": time.perf_counter() - t0, "documents": total, "signed": int(n_ok), "stats": stats}
 
 
-def _write_clusters(step: DedupStep, shards: list[Shard], sig_paths: list[Path], counts: list[int], paths: list[Path], reps: np.ndarray, score: np.ndarray, marks: Markers, key: str) -> None:
-    """Each shard's slice of the global representative (-1: unsigned) and score arrays as
-    ``attributes/<step>/<shard>.parquet``, then its marker."""
-    start = 0
-    for s, p_, n, pth in zip(shards, sig_paths, counts, paths, strict=True):
-        t = pl.read_parquet(p_, columns=[S.DOC_INDEX, S.DOC_ID])
-        table = t.with_columns(
-            pl.Series(f"{step.name}_cluster", reps[start : start + n], dtype=pl.Int64).replace(-1, None),
-            pl.Series(f"{step.name}_score", score[start : start + n], dtype=pl.Float64).fill_nan(None),
-        )
-        write_parquet(table, pth)
-        marks.done(f"dedup/{step.name}", s.name, key)
-        start += n
+def write_cluster_shard(out: str, step: str, shard: str, key: str, reps: np.ndarray, score: np.ndarray) -> None:
+    """One shard's slice of a dedup step's representatives (global rows; -1: no value) and
+    scores (NaN: no value) as ``attributes/<step>/<shard>.parquet``, then its marker (``key``)."""
+    root = Path(out)
+    t = pl.read_parquet(root / "signatures" / step / f"{shard}.parquet", columns=[S.DOC_INDEX, S.DOC_ID])
+    table = t.with_columns(
+        pl.Series(f"{step}_cluster", reps, dtype=pl.Int64).replace(-1, None),
+        pl.Series(f"{step}_score", score, dtype=pl.Float64).fill_nan(None),
+    )
+    write_parquet(table, root / "attributes" / step / f"{shard}.parquet")
+    Markers(root).done(f"dedup/{step}", shard, key)
 
 
 # ---------------------------------------------------------------------------------------------

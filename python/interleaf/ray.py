@@ -37,7 +37,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["DRIVER_SIGNATURE_BYTES", "cluster_cpus", "clusterer", "exact_clusters", "gpus_per_actor", "components", "init", "map_tasks", "minhash_clusters", "phash_clusters", "run_jobs"]
+__all__ = ["DRIVER_SIGNATURE_BYTES", "Labels", "cluster_cpus", "clusterer", "exact_clusters", "gpus_per_actor", "components", "init", "map_tasks", "minhash_clusters", "phash_clusters", "run_jobs"]
 
 
 def _ray() -> Any:
@@ -173,32 +173,35 @@ def _distribute(mode: str, step: Any, sig_paths: list[Any], counts: list[int]) -
 
 def clusterer(mode: str) -> Callable[..., Any]:
     """The ``elsewhere`` of :func:`interleaf.pipeline.cluster_step` for the Ray engine: MinHash,
-    exact and pHash steps on Ray Data when ``mode`` says so (``auto``, ``distributed``,
-    ``driver``); with ``driver`` every step is left to the driver."""
+    exact and pHash steps on Ray when ``mode`` says so (``auto``, ``distributed``, ``driver``),
+    each shard's attribute slice written by a Ray task; with ``driver`` every step is left to
+    the driver."""
 
-    def run(step: Any, sig_paths: list[Any], counts: list[int]) -> Any:
+    def run(step: Any, sig_paths: list[Any], counts: list[int], writers: list[Callable[..., None]]) -> dict[str, Any] | None:
         if step.method not in ("minhash", "exact", "phash") or not _distribute(mode, step, sig_paths, counts):
             return None
         if step.method == "exact":
-            return exact_clusters(sig_paths, counts)
+            return exact_clusters(sig_paths, counts, writers=writers)
         if step.method == "phash":
-            return phash_clusters(sig_paths, counts, step.radius)
+            return phash_clusters(sig_paths, counts, step.radius, writers=writers)
         from interleaf.dedup.minhash import lsh_params
 
         bands, rows = lsh_params(step.threshold, step.num_perm)
-        return minhash_clusters(sig_paths, counts, bands, rows)
+        return minhash_clusters(sig_paths, counts, bands, rows, writers=writers)
 
     return run
 
 
-def _signed(path: str, offset: int) -> tuple[Any, Any]:
+def _signed(path: str, offset: int, values: bool = True) -> tuple[Any, Any]:
     """The global rows and the values of a shard's signed documents: the uint32 signature
-    matrix (MinHash) or the uint64 hashes (pHash)."""
+    matrix (MinHash) or the uint64 hashes (pHash); None without ``values``."""
     import numpy as np
     import polars as pl
 
     col = pl.read_parquet(path, columns=["value"]).get_column("value")
     mask = col.is_not_null().to_numpy()
+    if not values:
+        return np.flatnonzero(mask).astype(np.int64) + offset, None
     good = col.filter(pl.Series(mask))
     if col.dtype == pl.UInt64:  # pHash
         values = good.to_numpy().astype(np.uint64, copy=False)
@@ -237,13 +240,16 @@ def _block_edges(table: Any) -> dict[str, Any]:
 
 class _LabelShard:
     """One Ray actor's slice of the component labels: rows ``[lo, hi)``, each starting as its
-    own row; labels only ever decrease (to another row of the same component)."""
+    own row; labels only ever decrease (to another row of the same component). Also marks the
+    rows that are another row's label (representatives) and keeps their values for scoring."""
 
     def __init__(self, lo: int, hi: int):
         import numpy as np
 
         self.lo = lo
         self.label = np.arange(lo, hi, dtype=np.int64)
+        self.rep = np.zeros(hi - lo, dtype=bool)
+        self.values: dict[int, Any] = {}
 
     def get(self, rows: Any) -> Any:
         return self.label[rows - self.lo]
@@ -261,138 +267,176 @@ class _LabelShard:
     def labels(self) -> Any:
         return self.label
 
+    def mark(self, rows: Any) -> None:
+        self.rep[rows - self.lo] = True
 
-def _owners(rows: Any, bounds: Any) -> Any:
-    import numpy as np
+    def reps(self, rows: Any) -> Any:
+        return self.rep[rows - self.lo]
 
-    return np.searchsorted(bounds, rows, side="right") - 1
+    def put(self, rows: Any, values: Any) -> None:
+        for r, v in zip(rows.tolist(), values, strict=True):
+            self.values[r] = v
 
-
-def _lookup(ray: Any, actors: list[Any], bounds: Any, rows: Any) -> Any:
-    """The current labels of ``rows``, asked of their owners in parallel."""
-    import numpy as np
-
-    owner = _owners(rows, bounds)
-    out = np.empty(len(rows), dtype=np.int64)
-    parts = [(k, np.flatnonzero(owner == k)) for k in np.unique(owner)]
-    for (_, pos), got in zip(parts, ray.get([actors[k].get.remote(rows[pos]) for k, pos in parts]), strict=True):
-        out[pos] = got
-    return out
+    def take(self, rows: Any) -> list[Any]:
+        return [self.values[r] for r in rows.tolist()]
 
 
-def _lower(ray: Any, actors: list[Any], bounds: Any, rows: Any, values: Any) -> int:
-    import numpy as np
+class Labels:
+    """Component labels of rows ``0..total-1`` held by Ray actors (``shards`` of them, default
+    one per cluster CPU, each a contiguous row range, 8 bytes per row): a picklable handle that
+    tasks use to read and lower labels where they run. :meth:`propagate` finds the connected
+    components of a Ray Dataset of edges (label = the smallest row of the component); the
+    edges never come to the driver. :meth:`close` releases the actors."""
 
-    owner = _owners(rows, bounds)
-    ks = np.unique(owner)
-    return int(sum(ray.get([actors[k].lower.remote(rows[owner == k], values[owner == k]) for k in ks])))
+    def __init__(self, total: int, shards: int | None = None):
+        import numpy as np
+
+        ray = _ray()
+        self.total = total
+        k = max(1, min(shards or cluster_cpus(), total))
+        self.bounds = np.linspace(0, total, k + 1).astype(np.int64)
+        remote = ray.remote(num_cpus=0)(_LabelShard)
+        self.actors = [remote.remote(int(self.bounds[i]), int(self.bounds[i + 1])) for i in range(k)]
+
+    def _groups(self, rows: Any) -> list[tuple[int, Any]]:
+        import numpy as np
+
+        owner = np.searchsorted(self.bounds, rows, side="right") - 1
+        return [(int(k), np.flatnonzero(owner == k)) for k in np.unique(owner)]
+
+    def _gather(self, method: str, rows: Any, out: Any) -> Any:
+        parts = self._groups(rows)
+        for (_, pos), got in zip(parts, _ray().get([getattr(self.actors[k], method).remote(rows[pos]) for k, pos in parts]), strict=True):
+            if isinstance(out, list):
+                for p_, v in zip(pos.tolist(), got, strict=True):
+                    out[p_] = v
+            else:
+                out[pos] = got
+        return out
+
+    def lookup(self, rows: Any) -> Any:
+        """The current labels of ``rows`` (int64), asked of their owners in parallel."""
+        import numpy as np
+
+        return self._gather("get", np.asarray(rows, dtype=np.int64), np.empty(len(rows), dtype=np.int64))
+
+    def lower(self, rows: Any, values: Any) -> int:
+        """Lowers each row's label to ``values`` where smaller; returns how many fell."""
+        import numpy as np
+
+        rows = np.asarray(rows, dtype=np.int64)
+        values = np.asarray(values, dtype=np.int64)
+        parts = self._groups(rows)
+        return int(sum(_ray().get([self.actors[k].lower.remote(rows[pos], values[pos]) for k, pos in parts])))
+
+    def propagate(self, edges: Any) -> int:
+        """Connected components over ``edges`` (a Ray Dataset with int64 columns ``a``, ``b``):
+        rounds of label propagation (each edge block mapped where it lies: both ends lowered to
+        the smaller label) and pointer jumping (each label lowered to its label's label), until
+        a round changes nothing. Returns the number of edges."""
+        ray = _ray()
+        edges = edges.materialize()
+        jump = ray.remote(num_cpus=1)(_jump)
+        n_edges = 0
+        while True:
+            passed = edges.map_batches(_propagate, fn_kwargs={"labels": self}, batch_size=65536, batch_format="numpy").to_pandas()
+            changed = int(passed["changed"].sum()) if len(passed) else 0
+            n_edges = int(passed["edges"].sum()) if len(passed) else 0
+            ray.get([jump.remote(self, k) for k in range(len(self.actors))])
+            if not changed:
+                return n_edges
+
+    def mark_representatives(self) -> None:
+        """Marks the rows that are the label of another row."""
+        ray = _ray()
+        ray.get([ray.remote(num_cpus=1)(_mark).remote(self, k) for k in range(len(self.actors))])
+
+    def is_representative(self, rows: Any) -> Any:
+        import numpy as np
+
+        return self._gather("reps", np.asarray(rows, dtype=np.int64), np.zeros(len(rows), dtype=bool))
+
+    def put_values(self, rows: Any, values: Any) -> None:
+        """Stores the values (signature rows, hashes) of representatives with their owners."""
+        import numpy as np
+
+        rows = np.asarray(rows, dtype=np.int64)
+        _ray().get([self.actors[k].put.remote(rows[pos], values[pos]) for k, pos in self._groups(rows)])
+
+    def take_values(self, rows: Any) -> list[Any]:
+        import numpy as np
+
+        return self._gather("take", np.asarray(rows, dtype=np.int64), [None] * len(rows))
+
+    def array(self) -> Any:
+        """Every row's label, in the driver (8 bytes per row)."""
+        import numpy as np
+
+        return np.concatenate(_ray().get([a.labels.remote() for a in self.actors])) if self.total else np.zeros(0, np.int64)
+
+    def close(self) -> None:
+        for a in self.actors:
+            _ray().kill(a)
+        self.actors = []
 
 
-def _propagate(batch: dict[str, Any], actors: list[Any], bounds: Any) -> dict[str, Any]:
-    """One pass of label propagation over a batch of edges: both ends of each edge lowered to
+def _propagate(batch: dict[str, Any], labels: Labels) -> dict[str, Any]:
+    """One round of label propagation over a batch of edges: both ends of each edge lowered to
     the smaller of their labels."""
     import numpy as np
 
-    ray = _ray()
     a = np.asarray(batch["a"], dtype=np.int64)
     b = np.asarray(batch["b"], dtype=np.int64)
     if not len(a):
         return {"changed": np.zeros(1, np.int64), "edges": np.zeros(1, np.int64)}
-    m = np.minimum(_lookup(ray, actors, bounds, a), _lookup(ray, actors, bounds, b))
-    changed = _lower(ray, actors, bounds, np.concatenate([a, b]), np.concatenate([m, m]))
+    m = np.minimum(labels.lookup(a), labels.lookup(b))
+    changed = labels.lower(np.concatenate([a, b]), np.concatenate([m, m]))
     return {"changed": np.array([changed], np.int64), "edges": np.array([len(a)], np.int64)}
 
 
-def _jump(actors: list[Any], bounds: Any, k: int) -> int:
-    """Pointer jumping for actor ``k``'s rows: each label lowered to its label's label."""
+def _own_rows(labels: Labels, k: int) -> tuple[Any, Any]:
     import numpy as np
 
-    ray = _ray()
-    lab = ray.get(actors[k].labels.remote())
-    rows = np.arange(int(bounds[k]), int(bounds[k + 1]), dtype=np.int64)
+    lab = _ray().get(labels.actors[k].labels.remote())
+    return np.arange(int(labels.bounds[k]), int(labels.bounds[k + 1]), dtype=np.int64), lab
+
+
+def _jump(labels: Labels, k: int) -> int:
+    """Pointer jumping for actor ``k``'s rows: each label lowered to its label's label."""
+    rows, lab = _own_rows(labels, k)
     move = lab != rows
-    if not move.any():
-        return 0
-    return _lower(ray, actors, bounds, rows[move], _lookup(ray, actors, bounds, lab[move]))
+    return labels.lower(rows[move], labels.lookup(lab[move])) if move.any() else 0
+
+
+def _mark(labels: Labels, k: int) -> None:
+    """Marks the labels of actor ``k``'s rows that are not their own row as representatives."""
+    import numpy as np
+
+    rows, lab = _own_rows(labels, k)
+    reps = np.unique(lab[lab != rows])
+    if len(reps):
+        _ray().get([labels.actors[j].mark.remote(reps[pos]) for j, pos in labels._groups(reps)])
 
 
 def components(total: int, edges: Any, *, shards: int | None = None) -> tuple[Any, int]:
-    """Connected components of rows ``0..total-1`` over the edges of a Ray Dataset (columns
-    ``a``, ``b``), on Ray: the labels live in ``shards`` actors (default: one per cluster CPU)
-    holding row ranges, each pass of label propagation maps the edge blocks where they lie
-    (both ends lowered to the smaller label, asked of and sent to the owning actors), pointer
-    jumping follows each label to its label's label between passes, until a pass changes
-    nothing. The edges never come to the driver. Returns ``(label, edges)``: for every row the
-    smallest row of its component, and the number of edges."""
-    import numpy as np
-
-    ray = _ray()
-    k = max(1, min(shards or cluster_cpus(), total))
-    bounds = np.linspace(0, total, k + 1).astype(np.int64)
-    remote = ray.remote(num_cpus=0)(_LabelShard)
-    actors = [remote.remote(int(bounds[i]), int(bounds[i + 1])) for i in range(k)]
-    jump = ray.remote(num_cpus=1)(_jump)
+    """Connected components of rows ``0..total-1`` over the edges of a Ray Dataset (int64
+    columns ``a``, ``b``), by label propagation on Ray actors (:class:`Labels`). Returns
+    ``(label, edges)``: for every row the smallest row of its component, and the number of
+    edges."""
+    labels = Labels(total, shards)
     try:
-        edges = edges.materialize()
-        n_edges = None
-        while True:
-            passed = edges.map_batches(_propagate, fn_kwargs={"actors": actors, "bounds": bounds}, batch_size=65536, batch_format="numpy").to_pandas()
-            changed = int(passed["changed"].sum()) if len(passed) else 0
-            n_edges = int(passed["edges"].sum()) if len(passed) else 0
-            ray.get([jump.remote(actors, bounds, i) for i in range(k)])
-            if not changed:
-                break
-        label = np.concatenate(ray.get([a.labels.remote() for a in actors])) if total else np.zeros(0, np.int64)
+        n_edges = labels.propagate(edges)
+        return labels.array(), n_edges
     finally:
-        for a in actors:
-            ray.kill(a)
-    return label, n_edges or 0
-
-
-def _signed_rows(batch: dict[str, Any]) -> dict[str, Any]:
-    rows_out: list[int] = []
-    for path, offset in zip(batch["path"], batch["offset"], strict=True):
-        import polars as pl
-
-        col = pl.read_parquet(str(path), columns=["value"]).get_column("value")
-        rows_out += [int(offset) + i for i in col.is_not_null().arg_true().to_list()]
-    return {"row": rows_out}
-
-
-def _rep_signatures(batch: dict[str, Any], wanted: Any) -> dict[str, Any]:
-    """The signatures of the batch's shards' rows that are representatives in ``wanted``."""
-    import numpy as np
-
-    rows_out, sigs = [], []
-    for path, offset in zip(batch["path"], batch["offset"], strict=True):
-        glob, m = _signed(str(path), int(offset))
-        keep = np.isin(glob, wanted)
-        rows_out += glob[keep].tolist()
-        sigs += list(m[keep])
-    return {"row": rows_out, "sig": sigs}
-
-
-def _scores(batch: dict[str, Any], rep_sigs: dict[int, Any], label: Any) -> dict[str, Any]:
-    """Each duplicate of the batch's shards against its representative, as the local engine
-    scores it: MinHash the estimated Jaccard, pHash the Hamming distance."""
-    rows_out: list[int] = []
-    score_out: list[float] = []
-    for path, offset in zip(batch["path"], batch["offset"], strict=True):
-        glob, m = _signed(str(path), int(offset))
-        for g, sig in zip(glob.tolist(), m, strict=True):
-            r = int(label[g])
-            if r != g:
-                rows_out.append(g)
-                score_out.append(float((sig == rep_sigs[r]).mean()) if m.ndim == 2 else float((int(sig) ^ int(rep_sigs[r])).bit_count()))
-    return {"row": rows_out, "score": score_out}
+        labels.close()
 
 
 def _shard_items(sig_paths: list[Any], counts: list[int]) -> list[dict[str, Any]]:
-    """One item per shard: its signature file and the global row of its first document."""
+    """One item per shard: its signature file, the global row of its first document, its size."""
     import numpy as np
 
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if counts else np.zeros(0, np.int64)
-    return [{"path": str(p), "offset": int(o)} for p, o in zip(sig_paths, offsets, strict=True)]
+    return [{"path": str(p), "offset": int(o), "n": int(n)} for p, o, n in zip(sig_paths, offsets, counts, strict=True)]
 
 
 def _partitions(items: list[Any]) -> int:
@@ -400,35 +444,82 @@ def _partitions(items: list[Any]) -> int:
     return max(1, min(len(items), 4 * cluster_cpus()))
 
 
-def _rep_scores(shards: Any, label: Any, signed: Any, self_score: float = 1.0) -> tuple[Any, Any]:
-    """``(representative, score)`` over the global rows from the component labels: -1 / NaN
-    where unsigned, ``self_score`` (MinHash 1, pHash 0) for a representative, the duplicates scored
-    against their representatives' values, gathered by Ray passes over the shards."""
+def _push_values(item: dict[str, Any], labels: Labels) -> None:
+    """Stores the values of the shard's representatives with their label actors."""
+    glob, values = _signed(item["path"], item["offset"])
+    rep = labels.is_representative(glob)
+    if rep.any():
+        labels.put_values(glob[rep], values[rep])
+
+
+def _finish_shard(item: dict[str, Any], labels: Labels, metric: str | None, self_score: float, writer: Callable[..., None] | None) -> dict[str, Any]:
+    """One shard's representatives (-1 without a value) and scores (NaN without a value;
+    ``self_score`` for a representative; a duplicate scored against its representative's
+    value: ``jaccard`` the share of equal MinHash rows, ``hamming`` the bits that differ, None
+    1), written by ``writer`` or returned."""
     import numpy as np
 
-    total = len(label)
-    reps = np.where(signed, label, -1)
-    score = np.where(signed, self_score, np.nan)
-    dup = np.flatnonzero(signed & (label != np.arange(total)))
+    off, n = item["offset"], item["n"]
+    glob, values = _signed(item["path"], off, values=metric is not None)
+    label = labels.lookup(glob)
+    reps = np.full(n, -1, dtype=np.int64)
+    score = np.full(n, np.nan)
+    reps[glob - off] = label
+    score[glob - off] = self_score
+    dup = np.flatnonzero(label != glob)
     if len(dup):
-        wanted = np.unique(label[dup])
-        rep_sigs = {int(r["row"]): np.asarray(r["sig"]) for r in shards.map_batches(_rep_signatures, fn_kwargs={"wanted": wanted}, batch_size=1, batch_format="numpy").take_all()}
-        for r in shards.map_batches(_scores, fn_kwargs={"rep_sigs": rep_sigs, "label": label}, batch_size=1, batch_format="numpy").take_all():
-            score[int(r["row"])] = float(r["score"])
-    return reps, score
+        if metric is None:
+            score[glob[dup] - off] = 1.0
+        else:
+            rv = labels.take_values(label[dup])
+            if metric == "jaccard":
+                score[glob[dup] - off] = (values[dup] == np.stack(rv)).mean(axis=1)
+            else:
+                score[glob[dup] - off] = [float((int(a) ^ int(b)).bit_count()) for a, b in zip(values[dup], rv, strict=True)]
+    res: dict[str, Any] = {"signed": len(glob), "joined": len(dup)}
+    if writer is not None:
+        writer(reps, score)
+    else:
+        res.update(reps=reps, score=score)
+    return res
 
 
-def minhash_clusters(sig_paths: list[Any], counts: list[int], bands: int, rows: int) -> tuple[Any, Any, dict[str, Any]]:
-    """MinHash LSH clustering of every shard's signatures on Ray Data, equal to the local
-    engine's: each document's bands keyed by their exact values (a Ray Data hash shuffle on
-    (band, values)), each bucket's members joined to its first row, connected components by
-    label propagation on Ray (:func:`components`), the representative the smallest global row
-    of its component, the score the estimated Jaccard with it. Returns ``(representative,
-    score, stats)`` over the global row order (-1 / NaN for documents without a signature).
-    The driver holds about 17 bytes per document (the two result arrays and a signed flag)
-    and the representatives' signatures; never every signature, never the edges."""
+def _finish(labels: Labels, items: list[dict[str, Any]], metric: str | None, self_score: float, writers: list[Callable[..., None]] | None) -> tuple[Any, Any, dict[str, Any]]:
+    """After the components: the representatives' values stored with the label actors (for
+    the scores), then every shard's slice computed by a Ray task and written by its writer
+    (``writers``; nothing per document comes to the driver) or returned and concatenated
+    (``writers`` None). Returns ``(representative, score, counts)`` (the arrays None when
+    written)."""
     import numpy as np
 
+    if metric is not None:
+        labels.mark_representatives()
+        map_tasks(_push_values, [(it, labels) for it in items], weights=[max(1, it["n"]) for it in items], stage="dedup: representatives' values")
+    jobs = [(it, labels, metric, self_score, writers[i] if writers is not None else None) for i, it in enumerate(items)]
+    res = map_tasks(_finish_shard, jobs, weights=[max(1, it["n"]) for it in items], stage="dedup: write")
+    counts = {"signed": int(sum(r["signed"] for r in res)), "joined": int(sum(r["joined"] for r in res))}
+    if writers is not None:
+        return None, None, counts
+    reps = np.concatenate([r["reps"] for r in res]) if res else np.zeros(0, np.int64)
+    score = np.concatenate([r["score"] for r in res]) if res else np.zeros(0)
+    return reps, score, counts
+
+
+def _result(reps: Any, score: Any, stats: dict[str, Any], writers: Any) -> Any:
+    """``stats`` when the slices were written, else ``(representative, score, stats)``."""
+    return stats if writers is not None else (reps, score, {k: v for k, v in stats.items() if k != "signed"})
+
+
+def minhash_clusters(sig_paths: list[Any], counts: list[int], bands: int, rows: int, *, writers: list[Callable[..., None]] | None = None) -> Any:
+    """MinHash LSH clustering of every shard's signatures on Ray, equal to the local engine's:
+    each document's bands keyed by their exact values (a Ray Data hash shuffle on (band,
+    values)), each bucket's members joined to its first row, connected components by label
+    propagation on Ray actors (:class:`Labels`), the representative the smallest global row of
+    its component, the score the estimated Jaccard with it. With ``writers`` (one per shard,
+    ``writer(representative, score)``) each shard's slice is computed and written by a Ray task
+    and the stats are returned (with ``signed``): nothing per document comes to the driver.
+    Without, returns ``(representative, score, stats)`` over the global row order (-1 / NaN
+    for documents without a signature)."""
     ray = _ray()
     total = int(sum(counts))
     items = _shard_items(sig_paths, counts)
@@ -436,14 +527,13 @@ def minhash_clusters(sig_paths: list[Any], counts: list[int], bands: int, rows: 
     keyed = shards.map_batches(_band_rows, fn_kwargs={"bands": bands, "rows": rows}, batch_size=1, batch_format="numpy")
     # The shuffle: every (band, values) bucket into one block, then its edges in polars.
     edges = keyed.repartition(_partitions(items), keys=["band", "key"]).map_batches(_block_edges, batch_size=None, batch_format="pyarrow")
-    label, n_edges = components(total, edges)
-    signed = np.zeros(total, dtype=bool)
-    for batch in shards.map_batches(_signed_rows, batch_size=1, batch_format="numpy").iter_batches(batch_size=65536, batch_format="numpy"):
-        signed[np.asarray(batch["row"], dtype=np.int64)] = True
-    reps, score = _rep_scores(shards, label, signed)
-    dup = np.flatnonzero(signed & (label != np.arange(total)))
-    stats = {"bands": bands, "rows": rows, "candidates": n_edges, "joined": int(len(dup))}
-    return reps, score, stats
+    labels = Labels(total)
+    try:
+        n_edges = labels.propagate(edges)
+        reps, score, counts_ = _finish(labels, items, "jaccard", 1.0, writers)
+    finally:
+        labels.close()
+    return _result(reps, score, {"bands": bands, "rows": rows, "candidates": n_edges, **counts_}, writers)
 
 
 # --- exact dedup on Ray Data ------------------------------------------------------------------
@@ -475,25 +565,30 @@ def _block_firsts(table: Any) -> dict[str, Any]:
     return {"row": df.get_column("row").to_numpy(), "rep": df.get_column("rep").to_numpy()}
 
 
-def exact_clusters(sig_paths: list[Any], counts: list[int]) -> tuple[Any, Any, dict[str, Any]]:
-    """Exact dedup on Ray Data, equal to the local engine's: the documents' keys hash-shuffled
-    (``repartition(keys=["key"])``), each document's representative the first (smallest global
-    row) with its key, score 1. Returns ``(representative, score, stats)`` over the global row
-    order (-1 / NaN for documents without a key)."""
+def _lower_to_first(batch: dict[str, Any], labels: Labels) -> dict[str, Any]:
     import numpy as np
 
+    labels.lower(np.asarray(batch["row"], dtype=np.int64), np.asarray(batch["rep"], dtype=np.int64))
+    return {"n": np.array([len(batch["row"])], np.int64)}
+
+
+def exact_clusters(sig_paths: list[Any], counts: list[int], *, writers: list[Callable[..., None]] | None = None) -> Any:
+    """Exact dedup on Ray, equal to the local engine's: the documents' keys hash-shuffled
+    (``repartition(keys=["key"])``), each document's representative the first (smallest global
+    row) with its key, kept by the label actors (:class:`Labels`), score 1. ``writers`` and the
+    return value as :func:`minhash_clusters`."""
     ray = _ray()
     total = int(sum(counts))
     items = _shard_items(sig_paths, counts)
     keyed = ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(_key_rows, batch_size=1, batch_format="numpy")
     firsts = keyed.repartition(_partitions(items), keys=["key"]).map_batches(_block_firsts, batch_size=None, batch_format="pyarrow")
-    reps = np.full(total, -1, dtype=np.int64)
-    for batch in firsts.iter_batches(batch_size=65536, batch_format="numpy"):
-        reps[np.asarray(batch["row"], dtype=np.int64)] = np.asarray(batch["rep"], dtype=np.int64)
-    signed = reps >= 0
-    score = np.where(signed, 1.0, np.nan)
-    distinct = int(signed.sum() - (signed & (reps != np.arange(total))).sum())
-    return reps, score, {"distinct_keys": distinct, "joined": int((signed & (reps != np.arange(total))).sum())}
+    labels = Labels(total)
+    try:
+        firsts.map_batches(_lower_to_first, fn_kwargs={"labels": labels}, batch_size=65536, batch_format="numpy").to_pandas()
+        reps, score, counts_ = _finish(labels, items, None, 1.0, writers)
+    finally:
+        labels.close()
+    return _result(reps, score, {"distinct_keys": counts_["signed"] - counts_["joined"], **counts_}, writers)
 
 
 # --- pHash dedup on Ray Data ------------------------------------------------------------------
@@ -584,31 +679,27 @@ def _equal_edges(batch: dict[str, Any]) -> dict[str, Any]:
     return {"a": first[own], "b": row[own]}
 
 
-def phash_clusters(sig_paths: list[Any], counts: list[int], radius: int) -> tuple[Any, Any, dict[str, Any]]:
-    """pHash dedup on Ray Data, equal to the local engine's (hashes within Hamming ``radius``,
+def phash_clusters(sig_paths: list[Any], counts: list[int], radius: int, *, writers: list[Callable[..., None]] | None = None) -> Any:
+    """pHash dedup on Ray, equal to the local engine's (hashes within Hamming ``radius``,
     transitively): documents with equal hashes grouped by a hash shuffle, then each distinct
     hash keyed by its bits in each of ``radius + 1`` ranges and shuffled on (range, bits), the
     pairs within ``radius`` found per block by multi-index hashing (Rust), connected components
-    by label propagation on Ray (:func:`components`); the representative the smallest global row of its cluster, the score
-    the Hamming distance to it. Returns ``(representative, score, stats)`` over the global row
-    order (-1 / NaN for documents without a hash)."""
-    import numpy as np
-
+    by label propagation on Ray actors (:class:`Labels`); the representative the smallest
+    global row of its cluster, the score the Hamming distance to it. ``writers`` and the return
+    value as :func:`minhash_clusters`."""
     ray = _ray()
     total = int(sum(counts))
     items = _shard_items(sig_paths, counts)
     shards = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
     firsts = shards.map_batches(_hash_rows, batch_size=1, batch_format="numpy").repartition(_partitions(items), keys=["h"]).map_batches(_block_hash_firsts, batch_size=None, batch_format="pyarrow").materialize()
-    first = np.full(total, -1, dtype=np.int64)
-    for batch in firsts.iter_batches(batch_size=65536, batch_format="numpy"):
-        first[np.asarray(batch["row"], dtype=np.int64)] = np.asarray(batch["first"], dtype=np.int64)
     keyed = firsts.map_batches(_range_keys, fn_kwargs={"radius": radius}, batch_format="numpy")
-    edges = keyed.repartition(_partitions(items), keys=["part", "bits"]).map_batches(_block_near, fn_kwargs={"radius": radius}, batch_size=None, batch_format="pyarrow")
-    equal = firsts.map_batches(_equal_edges, batch_format="numpy")
-    signed = first >= 0
-    n_equal = int((signed & (first != np.arange(total))).sum())
+    near = keyed.repartition(_partitions(items), keys=["part", "bits"]).map_batches(_block_near, fn_kwargs={"radius": radius}, batch_size=None, batch_format="pyarrow").materialize()
     # Equal hashes join their first row, near hashes' first rows join each other.
-    label, n_edges = components(total, equal.union(edges))
-    reps, score = _rep_scores(shards, label, signed, self_score=0.0)
-    stats = {"radius": radius, "distinct_hash_pairs": n_edges - n_equal, "joined": int((signed & (reps != np.arange(total))).sum())}
-    return reps, score, stats
+    equal = firsts.map_batches(_equal_edges, batch_format="numpy")
+    labels = Labels(total)
+    try:
+        labels.propagate(equal.union(near))
+        reps, score, counts_ = _finish(labels, items, "hamming", 0.0, writers)
+    finally:
+        labels.close()
+    return _result(reps, score, {"radius": radius, "distinct_hash_pairs": near.count(), **counts_}, writers)
