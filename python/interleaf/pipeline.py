@@ -867,8 +867,9 @@ def _filter_needs(p: Plan) -> tuple[set[str], set[str]]:
     return node_need, doc_need
 
 
-def _filter_scratch(out: Path, part: str, shard: Shard) -> Path:
-    return out / STATE / "filter" / part / f"{shard.name}.parquet"
+def filter_scratch(out: Path, part: str, name: str) -> Path:
+    """A stage-3 working file of shard ``name``: ``OUT/.interleaf/filter/<part>/<name>.parquet``."""
+    return out / STATE / "filter" / part / f"{name}.parquet"
 
 
 def filter_pass(opts: RunOptions, shard: Shard, thresholds: dict[str, float]) -> dict[str, Any]:
@@ -881,9 +882,9 @@ def filter_pass(opts: RunOptions, shard: Shard, thresholds: dict[str, float]) ->
     nodes, docs = _shard_tables(out, p, shard, *_filter_needs(p))
     _, docs_alive, dropped = filter_shard(p, nodes, docs, thresholds)
     table = pl.concat([d.cast(DROPPED_SCHEMA) for d in dropped]) if dropped else pl.DataFrame(schema=DROPPED_SCHEMA)  # type: ignore[arg-type]
-    write_parquet(table, _filter_scratch(out, "dropped", shard))
+    write_parquet(table, filter_scratch(out, "dropped", shard.name))
     cluster_cols = [c for step in p.dataset_steps for c in (f"{step.name}_cluster", f"{step.name}_score")]
-    write_parquet(docs_alive.select(S.DOC_INDEX, S.DOC_ID, *cluster_cols), _filter_scratch(out, "survivors", shard))
+    write_parquet(docs_alive.select(S.DOC_INDEX, S.DOC_ID, *cluster_cols), filter_scratch(out, "survivors", shard.name))
     errs = nodes.filter(pl.col(S.ERROR).is_not_null()).select(S.DOC_INDEX, pl.col(S.ERROR).struct.field("kind")).unique()
     return {
         "shard": shard.name,
@@ -900,16 +901,15 @@ def filter_finish(opts: RunOptions, shard: Shard) -> dict[str, Any]:
     change); returns the shard's counters and the file's sha256."""
     t0 = time.perf_counter()
     out = Path(opts.out)
-    parts = [pl.read_parquet(_filter_scratch(out, "dropped", shard))]
-    dedup_file = _filter_scratch(out, "dedup", shard)
-    if dedup_file.exists():
-        parts.append(pl.read_parquet(dedup_file))
+    parts = [pl.read_parquet(filter_scratch(out, "dropped", shard.name))]
+    dedup_files = [filter_scratch(out, f"dedup/{step.name}", shard.name) for step in opts.plan.dataset_steps]
+    parts += [pl.read_parquet(f) for f in dedup_files if f.exists()]
     table = pl.concat(parts).sort(S.DOC_INDEX, S.POS, nulls_last=True, maintain_order=True)
     path = out / "dropped" / f"{shard.name}.parquet"
     _write_if_changed(table, path)
-    kept_docs = pl.read_parquet(_filter_scratch(out, "survivors", shard), columns=[S.DOC_INDEX]).get_column(S.DOC_INDEX)
+    kept_docs = pl.read_parquet(filter_scratch(out, "survivors", shard.name), columns=[S.DOC_INDEX]).get_column(S.DOC_INDEX)
     if len(parts) > 1:
-        kept_docs = kept_docs.filter(~kept_docs.is_in(parts[1].get_column(S.DOC_INDEX).implode()))
+        kept_docs = kept_docs.filter(~kept_docs.is_in(pl.concat([d.get_column(S.DOC_INDEX) for d in parts[1:]]).implode()))
     real = pl.read_parquet(out / "attributes" / BASE / f"{shard.name}.parquet", columns=[S.DOC_INDEX, S.POS, S.KIND]).filter(pl.col(S.KIND).is_not_null())
     node_rows = table.filter(pl.col(S.POS).is_not_null())
     kept_nodes = real.filter(pl.col(S.DOC_INDEX).is_in(kept_docs.implode())).join(node_rows.select(S.DOC_INDEX, S.POS), on=[S.DOC_INDEX, S.POS], how="anti")
@@ -924,20 +924,29 @@ def filter_finish(opts: RunOptions, shard: Shard) -> dict[str, Any]:
     }
 
 
+def dedup_drops(dups: pl.DataFrame, step: DedupStep) -> pl.DataFrame:
+    """The dropped records (``DROPPED_SCHEMA``) of a dataset dedup step's duplicates, from their
+    ``doc_index``, ``doc_id``, ``<step>_score``, ``_rep`` (the kept document's doc_id) and
+    ``_rs`` (its shard's name)."""
+    thr = {"phash": float(step.radius), "minhash": step.threshold}.get(step.method)
+    rule = {"exact": f"exact duplicate ({step.by})", "phash": f"pHash within Hamming distance {step.radius}", "minhash": f"MinHash Jaccard >= {step.threshold}"}[step.method]
+    detail = pl.format("duplicate of {} (shard {})", pl.col("_rep"), pl.col("_rs"))
+    return _dropped(dups, step.name, value=pl.col(f"{step.name}_score"), threshold=thr, rule=rule, detail=detail, pos=False).cast(DROPPED_SCHEMA)  # type: ignore[arg-type]
+
+
 def dedup_survivors(opts: RunOptions, shards: list[Shard], counts: list[int]) -> None:
     """Stage 3, between the passes: dataset dedup, in step order, among the documents every
     filter kept (the first document of each cluster in read order stays); writes each shard's
-    dedup drops under ``OUT/.interleaf/filter/dedup/``. Holds a few integers and the doc_id per
-    surviving document."""
+    drops of each step to ``OUT/.interleaf/filter/dedup/<step>/<shard>.parquet``. Holds a few
+    integers and the doc_id per surviving document (:func:`interleaf.ray.dedup_survivors`
+    does it on Ray)."""
     p = opts.plan
     out = Path(opts.out)
-    for s in shards:
-        _filter_scratch(out, "dedup", s).unlink(missing_ok=True)
+    shutil.rmtree(out / STATE / "filter" / "dedup", ignore_errors=True)
     if not p.dataset_steps:
         return
-    survivors = [pl.read_parquet(_filter_scratch(out, "survivors", s)) for s in shards]
+    survivors = [pl.read_parquet(filter_scratch(out, "survivors", s.name)) for s in shards]
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64).tolist() if counts else []
-    dedup_drops: list[list[pl.DataFrame]] = [[] for _ in shards]
     names = [s.name for s in shards]
     for step in p.dataset_steps:
         cl = f"{step.name}_cluster"
@@ -946,32 +955,27 @@ def dedup_survivors(opts: RunOptions, shards: list[Shard], counts: list[int]) ->
         if not alld.height:
             continue
         ranked = alld.filter(pl.col(cl).is_not_null()).sort("_g").with_columns(pl.col("_g").first().over(cl).alias("_keep"), pl.col(S.DOC_ID).first().over(cl).alias("_rep"), pl.col("_shard").first().over(cl).alias("_rs"))
-        dups = ranked.filter(pl.col("_g") != pl.col("_keep"))
-        thr = {"phash": float(step.radius), "minhash": step.threshold}.get(step.method)
-        rule = {"exact": f"exact duplicate ({step.by})", "phash": f"pHash within Hamming distance {step.radius}", "minhash": f"MinHash Jaccard >= {step.threshold}"}[step.method]
-        detail = pl.format("duplicate of {} (shard {})", pl.col("_rep"), pl.col("_rs").replace_strict(list(range(len(shards))), names, return_dtype=pl.String))
-        for i in range(len(shards)):
+        dups = ranked.filter(pl.col("_g") != pl.col("_keep")).with_columns(pl.col("_rs").replace_strict(list(range(len(shards))), names, return_dtype=pl.String))
+        for i, s in enumerate(shards):
             mine = dups.filter(pl.col("_shard") == i)
             if mine.height:
-                dedup_drops[i].append(_dropped(mine, step.name, value=pl.col(f"{step.name}_score"), threshold=thr, rule=rule, detail=detail, pos=False))
+                write_parquet(dedup_drops(mine, step), filter_scratch(out, f"dedup/{step.name}", s.name))
                 survivors[i] = survivors[i].filter(~pl.col(S.DOC_INDEX).is_in(mine.get_column(S.DOC_INDEX).implode()))
-    for s, drops in zip(shards, dedup_drops, strict=True):
-        if drops:
-            write_parquet(pl.concat([d.cast(DROPPED_SCHEMA) for d in drops]), _filter_scratch(out, "dedup", s))  # type: ignore[arg-type]
 
 
-def filter_all(opts: RunOptions, shards: list[Shard], run_jobs: Callable[[Callable[..., dict[str, Any]], list[tuple], str], list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+def filter_all(opts: RunOptions, shards: list[Shard], run_jobs: Callable[[Callable[..., dict[str, Any]], list[tuple], str], list[dict[str, Any]]] | None = None, rank: Callable[[RunOptions, list[Shard], list[int]], None] | None = None) -> dict[str, Any]:
     """Stage 3: applies the filters and dataset dedup over the stored attributes and writes
     ``dropped/<shard>.parquet`` for every shard. The two per-shard passes
     (:func:`filter_pass`, :func:`filter_finish`) run through ``run_jobs(fn, jobs, stage)``
-    (the engine's; default: in this process); the dedup among survivors in between runs here."""
+    (the engine's; default: in this process); the dedup among survivors in between through
+    ``rank(opts, shards, documents per shard)`` (default :func:`dedup_survivors`, here)."""
     if run_jobs is None:
         run_jobs = lambda fn, jobs, stage: [fn(*j) for j in jobs]  # noqa: E731
     out = Path(opts.out)
     t0 = time.perf_counter()
     thresholds = _top_thresholds(out, opts.plan, shards)
     first = run_jobs(filter_pass, [(opts, s, thresholds) for s in shards], "filter")
-    dedup_survivors(opts, shards, [a["documents"] for a in first])
+    (rank or dedup_survivors)(opts, shards, [a["documents"] for a in first])
     second = run_jobs(filter_finish, [(opts, s) for s in shards], "filter-2")
     totals: dict[str, Any] = {"documents": 0, "nodes": 0, "kept_documents": 0, "kept_nodes": 0, "dropped_documents": {}, "dropped_nodes": {}, "errors": {}, "dropped_files": {}}
     for s, a, b in zip(shards, first, second, strict=True):
@@ -1420,7 +1424,12 @@ def _stages(opts: RunOptions, shards: list[Shard], limit: int | None, workers: i
     totals: dict[str, Any] = {}
     if "filter" in stages:
         t0 = time.perf_counter()
-        totals = filter_all(opts, shards, lambda fn, jobs, stage: _run_jobs(fn, jobs, workers, stage, log, engine, pool=pool))
+        rank = None
+        if engine.name == "ray":
+            from interleaf import ray as ray_engine
+
+            rank = ray_engine.survivor_ranker(engine.dedup)
+        totals = filter_all(opts, shards, lambda fn, jobs, stage: _run_jobs(fn, jobs, workers, stage, log, engine, pool=pool), rank)
         log.stages["filter"] = {**log.stages.get("filter", {}), "seconds": time.perf_counter() - t0, "documents": totals["documents"], "shards": len(shards), "skipped": 0}
         log.stages.pop("filter-2", None)
         log.say(f"filter: {totals['documents']:,} documents -> {totals['kept_documents']:,} kept in {totals['seconds']:.2f} s")

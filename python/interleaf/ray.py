@@ -35,9 +35,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-__all__ = ["DRIVER_SIGNATURE_BYTES", "Labels", "cluster_cpus", "clusterer", "exact_clusters", "gpus_per_actor", "components", "init", "map_tasks", "minhash_clusters", "phash_clusters", "run_jobs"]
+__all__ = ["DRIVER_SIGNATURE_BYTES", "Labels", "cluster_cpus", "clusterer", "exact_clusters", "gpus_per_actor", "components", "init", "map_tasks", "minhash_clusters", "phash_clusters", "run_jobs", "survivor_ranker", "dedup_survivors"]
 
 
 def _ray() -> Any:
@@ -703,3 +704,103 @@ def phash_clusters(sig_paths: list[Any], counts: list[int], radius: int, *, writ
     finally:
         labels.close()
     return _result(reps, score, {"radius": radius, "distinct_hash_pairs": near.count(), **counts_}, writers)
+
+
+# --- dedup among the documents the filters kept, on Ray Data ----------------------------------
+
+
+def survivor_ranker(mode: str) -> Callable[..., None]:
+    """The ``rank`` of :func:`interleaf.pipeline.filter_all` for the Ray engine: the dedup
+    among the surviving documents on Ray Data (:func:`dedup_survivors`) when ``mode`` says so
+    (``distributed``, or ``auto`` when the survivors' keys would exceed
+    :data:`DRIVER_SIGNATURE_BYTES` at about 64 bytes per document), else in the driver."""
+
+    def rank(opts: Any, shards: list[Any], counts: list[int]) -> None:
+        from interleaf import pipeline
+
+        if mode == "distributed" or (mode == "auto" and sum(counts) * 64 > DRIVER_SIGNATURE_BYTES):
+            dedup_survivors(opts, shards, counts)
+        else:
+            pipeline.dedup_survivors(opts, shards, counts)
+
+    return rank
+
+
+def _survivor_rows(batch: dict[str, Any], out: str, step: str, earlier: list[str]) -> dict[str, Any]:
+    """The surviving documents of the batch's shards that the step clustered and no earlier
+    step dropped: (cluster, global row, doc_index, doc_id, score, shard name)."""
+    import polars as pl
+
+    from interleaf import pipeline
+
+    frames = []
+    for name, offset in zip(batch["name"], batch["offset"], strict=True):
+        d = pl.read_parquet(pipeline.filter_scratch(Path(out), "survivors", str(name)), columns=[pipeline.S.DOC_INDEX, pipeline.S.DOC_ID, f"{step}_cluster", f"{step}_score"])
+        for e in earlier:
+            f = pipeline.filter_scratch(Path(out), f"dedup/{e}", str(name))
+            if f.exists():
+                d = d.join(pl.read_parquet(f, columns=[pipeline.S.DOC_INDEX]), on=pipeline.S.DOC_INDEX, how="anti", maintain_order="left")
+        d = d.filter(pl.col(f"{step}_cluster").is_not_null())
+        frames.append(d.select(pl.col(f"{step}_cluster").alias("cluster"), (pl.col(pipeline.S.DOC_INDEX) + int(offset)).alias("g"), pl.col(pipeline.S.DOC_INDEX).alias("doc_index"), pl.col(pipeline.S.DOC_ID).alias("doc_id"), pl.col(f"{step}_score").alias("score"), pl.lit(str(name)).alias("shard")))
+    df = pl.concat(frames)
+    return {c: df.get_column(c).to_numpy() for c in df.columns}
+
+
+def _block_rank(table: Any) -> dict[str, Any]:
+    """Within a block partitioned on the cluster: per cluster, the first surviving document in
+    read order stays; the others, with the kept one's doc_id and shard."""
+    import polars as pl
+
+    df = pl.from_arrow(table)
+    if not isinstance(df, pl.DataFrame) or df.is_empty():
+        return {"shard": [], "doc_index": [], "doc_id": [], "score": [], "rep": [], "rs": []}
+    r = df.sort("g").with_columns(pl.col("g").first().over("cluster").alias("keep"), pl.col("doc_id").first().over("cluster").alias("rep"), pl.col("shard").first().over("cluster").alias("rs"))
+    d = r.filter(pl.col("g") != pl.col("keep"))
+    return {c: d.get_column(c).to_numpy() for c in ("shard", "doc_index", "doc_id", "score", "rep", "rs")}
+
+
+def _write_drops(table: Any, out: str, step: Any) -> dict[str, Any]:
+    """Within a block partitioned on the shard: each shard's drops of ``step``, in document
+    order, written (atomically) to its file under ``OUT/.interleaf/filter/dedup/<step>/``."""
+    import numpy as np
+    import polars as pl
+
+    from interleaf import pipeline
+
+    df = pl.from_arrow(table)
+    if not isinstance(df, pl.DataFrame) or df.is_empty():
+        return {"n": np.zeros(1, np.int64)}
+    S = pipeline.S
+    for (name,), part in df.group_by("shard"):
+        rows = part.sort("doc_index").select(pl.col("doc_index").alias(S.DOC_INDEX), pl.col("doc_id").alias(S.DOC_ID), pl.col("score").alias(f"{step.name}_score"), pl.col("rep").alias("_rep"), pl.col("rs").alias("_rs"))
+        pipeline.write_parquet(pipeline.dedup_drops(rows, step), pipeline.filter_scratch(Path(out), f"dedup/{step.name}", str(name)))
+    return {"n": np.array([df.height], np.int64)}
+
+
+def dedup_survivors(opts: Any, shards: list[Any], counts: list[int]) -> None:
+    """:func:`interleaf.pipeline.dedup_survivors` on Ray Data, with the same files: per dataset
+    dedup step in order, the documents every filter kept and no earlier step dropped are
+    hash-shuffled on their cluster, the first of each cluster in read order stays, and the
+    others are shuffled back to their shards, whose drop files Ray tasks write. Nothing per
+    document comes to the driver."""
+    import shutil
+
+    import numpy as np
+
+    from interleaf import pipeline
+
+    ray = _ray()
+    out = Path(opts.out)
+    shutil.rmtree(out / pipeline.STATE / "filter" / "dedup", ignore_errors=True)
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64).tolist() if counts else []
+    items = [{"name": s.name, "offset": int(o)} for s, o in zip(shards, offsets, strict=True)]
+    done: list[str] = []
+    for step in opts.plan.dataset_steps:
+        rows = ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(_survivor_rows, fn_kwargs={"out": str(out), "step": step.name, "earlier": list(done)}, batch_size=1, batch_format="numpy").materialize()
+        done.append(step.name)
+        if not rows.count():
+            continue
+        dups = rows.repartition(_partitions(items), keys=["cluster"]).map_batches(_block_rank, batch_size=None, batch_format="pyarrow").materialize()
+        if not dups.count():
+            continue
+        dups.repartition(_partitions(items), keys=["shard"]).map_batches(_write_drops, fn_kwargs={"out": str(out), "step": step}, batch_size=None, batch_format="pyarrow").to_pandas()
