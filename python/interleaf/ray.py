@@ -296,6 +296,7 @@ class Labels:
         self.total = total
         k = max(1, min(shards or cluster_cpus(), total))
         self.bounds = np.linspace(0, total, k + 1).astype(np.int64)
+        self.rounds = 0
         remote = ray.remote(num_cpus=0)(_LabelShard)
         self.actors = [remote.remote(int(self.bounds[i]), int(self.bounds[i + 1])) for i in range(k)]
 
@@ -332,14 +333,16 @@ class Labels:
 
     def propagate(self, edges: Any) -> int:
         """Connected components over ``edges`` (a Ray Dataset with int64 columns ``a``, ``b``):
-        rounds of label propagation (each edge block mapped where it lies: both ends lowered to
-        the smaller label) and pointer jumping (each label lowered to its label's label), until
-        a round changes nothing. Returns the number of edges."""
+        rounds of label propagation (each edge block mapped where it lies: both ends and their
+        labels lowered to the smaller label) and pointer jumping (each label lowered to its label's label), until
+        a round changes nothing (``rounds`` counts them). Returns the number of edges."""
         ray = _ray()
         edges = edges.materialize()
         jump = ray.remote(num_cpus=1)(_jump)
         n_edges = 0
+        self.rounds = 0
         while True:
+            self.rounds += 1
             passed = edges.map_batches(_propagate, fn_kwargs={"labels": self}, batch_size=65536, batch_format="numpy").to_pandas()
             changed = int(passed["changed"].sum()) if len(passed) else 0
             n_edges = int(passed["edges"].sum()) if len(passed) else 0
@@ -382,16 +385,19 @@ class Labels:
 
 
 def _propagate(batch: dict[str, Any], labels: Labels) -> dict[str, Any]:
-    """One round of label propagation over a batch of edges: both ends of each edge lowered to
-    the smaller of their labels."""
+    """One round of label propagation over a batch of edges: both ends of each edge, and their
+    labels, lowered to the smaller of the two labels."""
     import numpy as np
 
     a = np.asarray(batch["a"], dtype=np.int64)
     b = np.asarray(batch["b"], dtype=np.int64)
     if not len(a):
         return {"changed": np.zeros(1, np.int64), "edges": np.zeros(1, np.int64)}
-    m = np.minimum(labels.lookup(a), labels.lookup(b))
-    changed = labels.lower(np.concatenate([a, b]), np.concatenate([m, m]))
+    la, lb = labels.lookup(a), labels.lookup(b)
+    m = np.minimum(la, lb)
+    # Both ends and both ends' labels (the roots they point to: hooking, as FastSV does), so
+    # a whole tree moves at once and the rounds grow with the log of a component's diameter.
+    changed = labels.lower(np.concatenate([a, b, la, lb]), np.concatenate([m, m, m, m]))
     return {"changed": np.array([changed], np.int64), "edges": np.array([len(a)], np.int64)}
 
 
@@ -419,15 +425,15 @@ def _mark(labels: Labels, k: int) -> None:
         _ray().get([labels.actors[j].mark.remote(reps[pos]) for j, pos in labels._groups(reps)])
 
 
-def components(total: int, edges: Any, *, shards: int | None = None) -> tuple[Any, int]:
+def components(total: int, edges: Any, *, shards: int | None = None) -> tuple[Any, dict[str, int]]:
     """Connected components of rows ``0..total-1`` over the edges of a Ray Dataset (int64
     columns ``a``, ``b``), by label propagation on Ray actors (:class:`Labels`). Returns
-    ``(label, edges)``: for every row the smallest row of its component, and the number of
-    edges."""
+    ``(label, stats)``: for every row the smallest row of its component, and the number of
+    ``edges`` and ``rounds``."""
     labels = Labels(total, shards)
     try:
         n_edges = labels.propagate(edges)
-        return labels.array(), n_edges
+        return labels.array(), {"edges": n_edges, "rounds": labels.rounds}
     finally:
         labels.close()
 
@@ -534,7 +540,7 @@ def minhash_clusters(sig_paths: list[Any], counts: list[int], bands: int, rows: 
         reps, score, counts_ = _finish(labels, items, "jaccard", 1.0, writers)
     finally:
         labels.close()
-    return _result(reps, score, {"bands": bands, "rows": rows, "candidates": n_edges, **counts_}, writers)
+    return _result(reps, score, {"bands": bands, "rows": rows, "candidates": n_edges, "rounds": labels.rounds, **counts_}, writers)
 
 
 # --- exact dedup on Ray Data ------------------------------------------------------------------
@@ -703,7 +709,7 @@ def phash_clusters(sig_paths: list[Any], counts: list[int], radius: int, *, writ
         reps, score, counts_ = _finish(labels, items, "hamming", 0.0, writers)
     finally:
         labels.close()
-    return _result(reps, score, {"radius": radius, "distinct_hash_pairs": near.count(), **counts_}, writers)
+    return _result(reps, score, {"radius": radius, "distinct_hash_pairs": near.count(), "rounds": labels.rounds, **counts_}, writers)
 
 
 # --- dedup among the documents the filters kept, on Ray Data ----------------------------------
