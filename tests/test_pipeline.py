@@ -12,6 +12,7 @@ import hashlib
 import importlib.util
 import io
 import json
+import math
 import os
 import shutil
 import signal
@@ -624,3 +625,34 @@ def test_minhash_dedup_across_shards_scores_the_estimated_jaccard(tmp_path):
     sigs = MinHasher(num_perm=128, n=5, seed=1).signatures([base, near])
     assert row["value"] == pytest.approx(float((sigs[0] == sigs[1]).mean()))
     assert row["detail"] == "duplicate of orig (shard a)" and row["threshold"] == 0.8
+
+
+@pytest.mark.parametrize(("radix_bits", "gather"), [(12, 1 << 20), (3, 2), (16, 1)])
+def test_fraction_thresholds_by_radix_passes_equal_a_full_sort(tmp_path, monkeypatch, radix_bits, gather):
+    """DataComp's top-fraction threshold is found by per-shard radix passes without holding the
+    column; it equals the floor(N f) + 1-th largest of the sorted column, ties, signs, NaN and
+    nulls included, with any number of passes."""
+    from types import SimpleNamespace
+
+    from interleaf import pipeline
+
+    monkeypatch.setattr(pipeline, "_RADIX_BITS", radix_bits)
+    monkeypatch.setattr(pipeline, "_GATHER", gather)
+    rng = np.random.default_rng(4)
+    values = np.concatenate([rng.normal(size=400), np.full(50, 0.25), [-0.0, 0.0, np.nan, np.inf, -np.inf, 1e-310, -1e-310]])
+    rng.shuffle(values)
+    col = pl.Series("s", values).scatter([3, 77, 200], None)
+    shards = []
+    for i, (lo, hi) in enumerate([(0, 100), (100, 100), (100, 300), (300, len(col))]):
+        (tmp_path / "attributes" / "sig").mkdir(parents=True, exist_ok=True)
+        pl.DataFrame({"s": col[lo:hi]}).write_parquet(tmp_path / "attributes" / "sig" / f"p{i}.parquet")
+        shards.append(pipeline.Shard(f"p{i}", "", i))
+    opts = SimpleNamespace(out=str(tmp_path))
+    run_inline = lambda fn, jobs, stage: [fn(*j) for j in jobs]  # noqa: E731
+    clean = col.drop_nulls().drop_nans().sort(descending=True)
+    for fraction in (0.0, 0.001, 0.1, 0.3, 0.5, 0.9, 0.999, 1.0):
+        k = math.floor(len(clean) * fraction) + 1
+        expect = float(clean[k - 1]) if k <= len(clean) else float("-inf")
+        assert pipeline._kth_largest(opts, shards, "sig", "s", fraction, run_inline) == expect, fraction
+    empty = [pipeline.Shard("p1", "", 0)]
+    assert pipeline._kth_largest(opts, empty, "sig", "s", 0.3, run_inline) == float("-inf")

@@ -725,19 +725,81 @@ def _shard_tables(out: Path, p: Plan, shard: Shard, node_need: set[str], doc_nee
     return nodes, docs
 
 
-def _top_thresholds(out: Path, p: Plan, shards: list[Shard]) -> dict[str, float]:
-    """DataComp's fraction mode: per ``top_fraction`` filter, the ``floor(N * f) + 1``-th
-    largest value of its column over the whole input (ties keep more)."""
+#: The bits of the sort key each threshold pass splits on, and the most keys a final pass gathers.
+_RADIX_BITS = 12
+_GATHER = 1 << 20
+
+
+def _sort_keys(v: np.ndarray) -> np.ndarray:
+    """float64 values as uint64 keys in the same order (-0.0 counted as 0.0)."""
+    b = (np.asarray(v, dtype=np.float64) + 0.0).view(np.uint64)
+    return np.where(b >> np.uint64(63) == 1, ~b, b | np.uint64(1 << 63))
+
+
+def _key_value(key: int) -> float:
+    b = key ^ (1 << 63) if key >> 63 else ~key & ((1 << 64) - 1)
+    return float(np.array([b], dtype=np.uint64).view(np.float64)[0])
+
+
+def threshold_pass(opts: RunOptions, shard: Shard, signal: str, column: str, prefix: int, shift: int, width: int) -> dict[str, Any]:
+    """One per-shard pass of the exact k-th largest value of a column (a per-shard job, run by
+    the engine): among the shard's values (nulls and NaN left out) whose sort key's top
+    ``shift`` bits are ``prefix``, the counts by the next ``width`` bits, or (``width`` 0) the
+    keys themselves."""
+    t0 = time.perf_counter()
+    v = pl.read_parquet(Path(opts.out) / "attributes" / signal / f"{shard.name}.parquet", columns=[column]).get_column(column).cast(pl.Float64, strict=False).drop_nulls().drop_nans().to_numpy()
+    keys = _sort_keys(v)
+    if shift:
+        keys = keys[(keys >> np.uint64(64 - shift)) == np.uint64(prefix)]
+    if not width:
+        return {"shard": shard.name, "keys": [int(k) for k in keys], "seconds": time.perf_counter() - t0}
+    bins, counts = np.unique((keys >> np.uint64(64 - shift - width)) & np.uint64((1 << width) - 1), return_counts=True)
+    return {"shard": shard.name, "hist": {str(int(b)): int(c) for b, c in zip(bins, counts, strict=True)}, "seconds": time.perf_counter() - t0}
+
+
+def _kth_largest(opts: RunOptions, shards: list[Shard], signal: str, column: str, fraction: float, run_jobs: Callable[..., list[dict[str, Any]]]) -> float:
+    """DataComp's fraction threshold, the ``floor(N * f) + 1``-th largest value of a column
+    over every shard (-inf when that is past the end), found exactly by radix passes over the
+    shards' sort keys (:func:`threshold_pass`), so no process holds the column: each pass
+    counts the keys under the prefix found so far by their next bits and keeps the bin the
+    rank falls in, until it holds few enough keys to gather."""
+    prefix = shift = 0
+    need: int | None = None
+    while True:
+        width = min(_RADIX_BITS, 64 - shift)
+        hist: dict[int, int] = {}
+        for r in run_jobs(threshold_pass, [(opts, s, signal, column, prefix, shift, width) for s in shards], "threshold"):
+            for b, c in r["hist"].items():
+                hist[int(b)] = hist.get(int(b), 0) + c
+        if need is None:
+            n = sum(hist.values())
+            need = math.floor(n * fraction) + 1
+            if need > n:
+                return float("-inf")
+        above = 0
+        for b in sorted(hist, reverse=True):
+            if above + hist[b] >= need:
+                break
+            above += hist[b]
+        need -= above
+        prefix, shift = (prefix << width) | b, shift + width
+        if shift == 64:
+            return _key_value(prefix)
+        if hist[b] <= _GATHER:
+            keys = sorted((k for r in run_jobs(threshold_pass, [(opts, s, signal, column, prefix, shift, 0) for s in shards], "threshold") for k in r["keys"]), reverse=True)
+            return _key_value(keys[need - 1])
+
+
+def _top_thresholds(opts: RunOptions, shards: list[Shard], run_jobs: Callable[..., list[dict[str, Any]]]) -> dict[str, float]:
+    """Per ``top_fraction`` filter, its threshold (:func:`_kth_largest`; ties keep more)."""
+    p = opts.plan
     res: dict[str, float] = {}
     for name, f, _ in p.node_filters + p.doc_filters:
         if f.top_fraction is None:
             continue
         assert f.column is not None
         sig = p.node_columns.get(f.column) or p.doc_columns.get(f.column)
-        vals = [pl.read_parquet(out / "attributes" / sig / f"{s.name}.parquet", columns=[f.column]).get_column(f.column) for s in shards] if sig else []
-        v = pl.concat(vals).drop_nulls().drop_nans() if vals else pl.Series([], dtype=pl.Float64)
-        k = math.floor(len(v) * f.top_fraction) + 1
-        res[name] = float(v.sort(descending=True)[k - 1]) if k <= len(v) else float("-inf")
+        res[name] = _kth_largest(opts, shards, sig, f.column, f.top_fraction, run_jobs) if sig and shards else float("-inf")
     return res
 
 
@@ -973,7 +1035,7 @@ def filter_all(opts: RunOptions, shards: list[Shard], run_jobs: Callable[[Callab
         run_jobs = lambda fn, jobs, stage: [fn(*j) for j in jobs]  # noqa: E731
     out = Path(opts.out)
     t0 = time.perf_counter()
-    thresholds = _top_thresholds(out, opts.plan, shards)
+    thresholds = _top_thresholds(opts, shards, run_jobs)
     first = run_jobs(filter_pass, [(opts, s, thresholds) for s in shards], "filter")
     (rank or dedup_survivors)(opts, shards, [a["documents"] for a in first])
     second = run_jobs(filter_finish, [(opts, s) for s in shards], "filter-2")
@@ -1431,7 +1493,8 @@ def _stages(opts: RunOptions, shards: list[Shard], limit: int | None, workers: i
             rank = ray_engine.survivor_ranker(engine.dedup)
         totals = filter_all(opts, shards, lambda fn, jobs, stage: _run_jobs(fn, jobs, workers, stage, log, engine, pool=pool), rank)
         log.stages["filter"] = {**log.stages.get("filter", {}), "seconds": time.perf_counter() - t0, "documents": totals["documents"], "shards": len(shards), "skipped": 0}
-        log.stages.pop("filter-2", None)
+        for stage in ("filter-2", "threshold"):
+            log.stages.pop(stage, None)
         log.say(f"filter: {totals['documents']:,} documents -> {totals['kept_documents']:,} kept in {totals['seconds']:.2f} s")
     if "write" in stages and totals:
         jobs = [(opts, s, lim, totals["dropped_files"][s.name], output_format) for s, lim in zip(shards, limits, strict=True)]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import html
 import math
-from collections.abc import Iterable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,17 +63,27 @@ def funnel_svg(steps: list[tuple[str, int]], width: int = 640) -> str:
     return f'<svg class="plot" width="{width}" height="{row * len(steps)}" role="img" aria-label="funnel">{"".join(bars)}</svg>'
 
 
+def _range(lo: float, hi: float, threshold: float | None) -> tuple[float, float]:
+    """The histogram's range: the values' (finite) range, widened to show the threshold."""
+    if threshold is not None and math.isfinite(threshold):
+        lo, hi = min(lo, threshold), max(hi, threshold)
+    return (lo, lo + 1.0) if hi == lo else (lo, hi)
+
+
 def histogram_svg(values: np.ndarray, threshold: float | None, width: int = 420, height: int = 140, bins: int = 30) -> str:
     """A histogram of ``values`` with ``threshold`` as a red line."""
     v = values[np.isfinite(values)]
     if not len(v):
         return '<p class="muted">no values</p>'
-    lo, hi = float(v.min()), float(v.max())
-    if threshold is not None and math.isfinite(threshold):
-        lo, hi = min(lo, threshold), max(hi, threshold)
-    if hi == lo:
-        hi = lo + 1.0
+    lo, hi = _range(float(v.min()), float(v.max()), threshold)
     counts, edges = np.histogram(v, bins=bins, range=(lo, hi))
+    return _histogram_svg(counts, edges, threshold, width, height)
+
+
+def _histogram_svg(counts: np.ndarray, edges: np.ndarray, threshold: float | None, width: int = 420, height: int = 140) -> str:
+    """The SVG of a histogram's ``counts`` over ``edges`` with ``threshold`` as a red line."""
+    bins = len(counts)
+    lo, hi = float(edges[0]), float(edges[-1])
     top = counts.max() or 1
     pad, base = 4, height - 20
     bw = (width - 2 * pad) / bins
@@ -98,13 +108,30 @@ def _img(b: bytes | None) -> str:
 # --- data -----------------------------------------------------------------------------------
 
 
-def _column(out: Path, signal: str, column: str, shards: Iterable[Any]) -> np.ndarray:
-    vals = []
-    for s in shards:
-        f = out / "attributes" / signal / f"{s.name}.parquet"
-        if f.exists():
-            vals.append(pl.read_parquet(f, columns=[column]).get_column(column).cast(pl.Float64, strict=False).to_numpy())
-    return np.concatenate(vals) if vals else np.zeros(0)
+def _column_histogram(out: Path, signal: str, column: str, shards: list[Any], threshold: float | None, bins: int = 30) -> tuple[str, int]:
+    """The histogram SVG of a column over every shard and its number of finite values, read
+    one shard at a time (twice: the range, then the counts), so memory does not grow with the
+    run."""
+
+    def values() -> Iterator[np.ndarray]:
+        for s in shards:
+            f = out / "attributes" / signal / f"{s.name}.parquet"
+            if f.exists():
+                v = pl.read_parquet(f, columns=[column]).get_column(column).cast(pl.Float64, strict=False).to_numpy()
+                yield v[np.isfinite(v)]
+
+    lo, hi, n = math.inf, -math.inf, 0
+    for v in values():
+        if len(v):
+            lo, hi, n = min(lo, float(v.min())), max(hi, float(v.max())), n + len(v)
+    if not n:
+        return '<p class="muted">no values</p>', 0
+    rng = _range(lo, hi, threshold)
+    counts = np.zeros(bins, dtype=np.int64)
+    edges = np.histogram_bin_edges(np.zeros(0), bins=bins, range=rng)
+    for v in values():
+        counts += np.histogram(v, bins=bins, range=rng)[0]
+    return _histogram_svg(counts, edges, threshold), n
 
 
 def _content(shards: list[Any], wanted: dict[str, set[int]], read: dict[str, Any]) -> dict[tuple[str, int], pl.DataFrame]:
@@ -212,9 +239,8 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
             thr = thresholds.get(name, _threshold_of(f.expr) if f.expr else None)
             # A boolean rule (``image_datacomp_ok``): examples of true (kept) and false (dropped).
             ex_thr = 0.5 if thr is None and plan.column_dtypes.get(col) == pl.Boolean() and f.expr is not None and f.expr.strip() == col else thr
-            values = _column(out, sig, col, shards)
+            svg, scored = _column_histogram(out, sig, col, shards, thr)
             n_drop = dropped_docs.get(name, 0) + dropped_nodes.get(name, 0)
-            scored = int(np.isfinite(values).sum())
             share = f"{n_drop:,} dropped ({100 * n_drop / scored:.1f}% of {scored:,} scored)" if scored else f"{n_drop:,} dropped"
             rule = f.expr if f.expr is not None else f"{f.column} in the top {f.top_fraction:g}"
             head = f"<h3>{_e(name)} <span class=muted>({level} filter: <code>{_e(rule)}</code>)</span></h3><p class=muted>{_e(col)}: {share}</p>"
@@ -237,7 +263,7 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
                 below = sorted(below, key=lambda x: -x[3])[:EXAMPLES]
                 for sh, di, _, _ in above + below:
                     wanted.setdefault(sh, set()).add(di)
-            panels.append((head + histogram_svg(values, thr), name, above, below))
+            panels.append((head + svg, name, above, below))
     # Dedup examples (dataset steps: a duplicate and the document it repeats).
     dedup_rows: list[tuple[str, dict[str, Any]]] = []
     if dropped.height:
