@@ -161,6 +161,18 @@ class Context:
 
         return self.cached("clip.image", batch, make)
 
+    def obelics_paragraphs(self, batch: pl.DataFrame) -> pl.DataFrame:
+        """:func:`interleaf.signals.obelics_paragraphs` of the batch's text nodes, in batch
+        order (``"text.paragraphs"``), once per batch: the node-level and the document-level
+        text signals share it."""
+
+        def make() -> pl.DataFrame:
+            from interleaf.signals.text import obelics_paragraphs
+
+            return obelics_paragraphs(batch.filter(pl.col(S.KIND) == S.TEXT_KIND).get_column(S.TEXT), threads=self.threads)
+
+        return self.cached("text.paragraphs", batch, make)
+
     def image_stats(self, batch: pl.DataFrame, max_pixels: int | None = None, max_bytes: int | None = None, *, header_only: bool = False) -> pl.DataFrame:
         """:func:`interleaf.image.stats` of the batch's image nodes (``"image.stats"``), once per
         batch: ``row`` (the batch row), the statistics and ``error``."""

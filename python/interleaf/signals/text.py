@@ -131,6 +131,13 @@ class TextStats:
         t = text_stats(texts, level=level, char_ngram=self.char_ngram, word_ngram=self.word_ngram, threads=self.threads)
         return t.rename({c: f"{self.name}_{c}" for c in t.columns})
 
+    def _paragraphs(self, batch: pl.DataFrame, texts: pl.DataFrame, ctx) -> pl.DataFrame:
+        """OBELICS's paragraph filter of the batch's text nodes ``texts``: the context's, shared
+        by the node and document signals (the result does not depend on the threads)."""
+        if ctx is not None:
+            return ctx.obelics_paragraphs(batch)
+        return obelics_paragraphs(texts.get_column("text"), threads=self.threads)
+
     def compute(self, batch: pl.DataFrame, ctx) -> pl.DataFrame:
         from interleaf import schema as S
         from interleaf.signals.base import DOC_KEYS, NODE_KEYS
@@ -140,12 +147,12 @@ class TextStats:
             nodes = batch.filter(pl.col(S.KIND) == S.TEXT_KIND)
             out = pl.concat([nodes.select(NODE_KEYS), self._stats(nodes.get_column(S.TEXT), "paragraph")], how="horizontal")
             if self.paragraphs:
-                p = obelics_paragraphs(nodes.get_column(S.TEXT), threads=self.threads)
+                p = self._paragraphs(batch, nodes, ctx)
                 out = out.with_columns(p.get_column("text").alias(f"{n}_kept_text"), p.get_column("reasons").alias(f"{n}_removed_reasons"))
             return out
         texts = batch.filter(pl.col(S.KIND) == S.TEXT_KIND)
         if self.paragraphs:
-            texts = texts.with_columns(obelics_paragraphs(texts.get_column(S.TEXT), threads=self.threads).get_column("text").alias(S.TEXT))
+            texts = texts.with_columns(self._paragraphs(batch, texts, ctx).get_column("text").alias(S.TEXT))
         docs = batch.select(DOC_KEYS).unique(subset=S.DOC_INDEX, keep="first", maintain_order=True)
         joined = texts.group_by(S.DOC_INDEX).agg(pl.col(S.TEXT).sort_by(S.POS).str.join("\n\n").alias("_text"), pl.len().cast(pl.UInt32).alias(f"{n}_n_texts"))
         images = batch.filter(pl.col(S.KIND) == S.IMAGE_KIND).group_by(S.DOC_INDEX).agg(pl.len().cast(pl.UInt32).alias(f"{n}_n_images"))
@@ -178,6 +185,13 @@ class CaptionStats:
 
     def columns(self) -> dict[str, pl.DataType]:
         return {f"{self.name}_words": pl.UInt32(), f"{self.name}_chars": pl.UInt32()}
+
+    def _paragraphs(self, batch: pl.DataFrame, texts: pl.DataFrame, ctx) -> pl.DataFrame:
+        """OBELICS's paragraph filter of the batch's text nodes ``texts``: the context's, shared
+        by the node and document signals (the result does not depend on the threads)."""
+        if ctx is not None:
+            return ctx.obelics_paragraphs(batch)
+        return obelics_paragraphs(texts.get_column("text"), threads=self.threads)
 
     def compute(self, batch: pl.DataFrame, ctx) -> pl.DataFrame:
         from interleaf import schema as S
