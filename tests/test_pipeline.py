@@ -654,5 +654,9 @@ def test_fraction_thresholds_by_radix_passes_equal_a_full_sort(tmp_path, monkeyp
         k = math.floor(len(clean) * fraction) + 1
         expect = float(clean[k - 1]) if k <= len(clean) else float("-inf")
         assert pipeline._kth_largest(opts, shards, "sig", "s", fraction, run_inline) == expect, fraction
+    # A -0.0 threshold keeps its sign (the old full sort gave -0.0 here too).
+    pl.DataFrame({"s": [-0.0, -0.0, 1.0, 2.0]}).write_parquet(tmp_path / "attributes" / "sig" / "z.parquet")
+    got = pipeline._kth_largest(opts, [pipeline.Shard("z", "", 0)], "sig", "s", 0.5, run_inline)
+    assert got == 0.0 and math.copysign(1.0, got) == -1.0
     empty = [pipeline.Shard("p1", "", 0)]
     assert pipeline._kth_largest(opts, empty, "sig", "s", 0.3, run_inline) == float("-inf")

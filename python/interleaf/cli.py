@@ -416,7 +416,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="shards processed at once, each in its own process (default %(default)s; outputs do not depend on it); with --engine ray: concurrent tasks / model actors (default: the cluster's CPUs)")
     p.add_argument("--engine", choices=("local", "ray"), default="local", help="where the per-shard stages run: this machine, or Ray Data (needs the ray extra; same outputs) (default %(default)s)")
     p.add_argument("--address", default=None, help="with --engine ray: the cluster (auto, ray://HOST:10001; default: start or join a local Ray instance)")
-    p.add_argument("--ray-dedup", choices=("auto", "distributed", "driver"), default="auto", help="with --engine ray: MinHash, exact and pHash dedup on Ray Data or in the driver (default %(default)s: on Ray Data when the step's values exceed 4 GiB; same clusters)")
+    p.add_argument("--ray-dedup", choices=("auto", "distributed", "driver"), default="auto", help="with --engine ray: MinHash, exact and pHash dedup (and the dedup among the documents the filters kept) on Ray or in the driver (default %(default)s: on Ray when the values exceed 4 GiB; same outputs)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the models run (default %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="threads per worker (default: the cores divided among the workers)")
     p.add_argument("--model-batch-size", type=int, default=None, help="inference batch size (default: each model's)")

@@ -731,8 +731,9 @@ _GATHER = 1 << 20
 
 
 def _sort_keys(v: np.ndarray) -> np.ndarray:
-    """float64 values as uint64 keys in the same order (-0.0 counted as 0.0)."""
-    b = (np.asarray(v, dtype=np.float64) + 0.0).view(np.uint64)
+    """float64 values as uint64 keys in the same order (-0.0 just below 0.0, so a -0.0
+    threshold keeps its sign)."""
+    b = np.ascontiguousarray(v, dtype=np.float64).view(np.uint64)
     return np.where(b >> np.uint64(63) == 1, ~b, b | np.uint64(1 << 63))
 
 
@@ -1219,7 +1220,8 @@ ENGINES = ("local", "ray")
 class Engine:
     """Where the per-shard stages run: ``local`` (this process, or ``workers`` processes) or
     ``ray`` (Ray Data, :mod:`interleaf.ray`; ``address`` of the cluster, None for a local
-    instance; ``dedup``: where MinHash, exact and pHash steps cluster, ``ray_dedup`` of :func:`run`)."""
+    instance; ``dedup``: where MinHash, exact and pHash steps cluster and the dedup among the filters'
+    survivors runs, ``ray_dedup`` of :func:`run`)."""
 
     name: str = "local"
     address: str | None = None
@@ -1367,7 +1369,8 @@ def run(
             actors, default the cluster's CPUs). Outputs, markers and resumption are the same.
         ray_address: the Ray cluster (``"auto"``, ``"ray://host:10001"``); None starts or joins
             a local instance.
-        ray_dedup: with the Ray engine, where MinHash, exact and pHash dedup steps cluster:
+        ray_dedup: with the Ray engine, where MinHash, exact and pHash dedup steps cluster (and
+            where the dedup among the documents the filters kept runs):
             ``"distributed"`` (a Ray Data shuffle; the driver never holds the signatures or
             keys), ``"driver"`` (in the driver, as the local engine), or ``"auto"``
             (distributed when the step's values exceed

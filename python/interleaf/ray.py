@@ -13,9 +13,10 @@ the same completion markers as the local engine, so:
 - a worker killed mid-task is retried by Ray (Ray Data restarts actors and retries their
   tasks, and retries tasks on system failures) and leaves no partial file under a final name.
 
-The filter stage's two per-shard passes run as Ray tasks too (the dedup among the surviving
-documents between them runs in the driver). Dataset dedup steps too large for the driver are
-clustered on Ray Data (``ray_dedup`` of :func:`interleaf.run` chooses): MinHash
+The filter stage's two per-shard passes run as Ray tasks too, and so do the ``top_fraction``
+thresholds' radix passes. Dataset dedup steps too large for the driver are clustered on Ray
+(``ray_dedup`` of :func:`interleaf.run` chooses, for the dedup among the documents the
+filters kept too: :func:`dedup_survivors`): MinHash
 (:func:`minhash_clusters`: the bands hash-shuffled, connected components over the bucket
 edges), exact (:func:`exact_clusters`: the keys hash-shuffled) and pHash
 (:func:`phash_clusters`: equal hashes grouped, then multi-index hashing over bit ranges
@@ -115,8 +116,9 @@ def map_tasks(fn: Callable[..., Any], jobs: list[tuple], *, weights: list[int] |
     """Runs ``fn(*job)`` for every job as Ray tasks (one CPU each; on the connected cluster, or
     a local instance started here) and returns the results in job order. Jobs are grouped into
     about four tasks per cluster CPU of similar total ``weight`` (default: ``len`` of each job's
-    first argument), so small jobs do not each pay a task's overhead; a task that fails is
-    retried by Ray, then raises here naming the stage."""
+    first argument), so small jobs do not each pay a task's overhead. A task whose worker dies
+    is retried by Ray (three times); an exception raised by ``fn`` cancels the other tasks and
+    raises here naming the stage."""
     ray = init(None, progress=False) if not _ray().is_initialized() else _ray()
     if not jobs:
         return []
@@ -138,6 +140,8 @@ def map_tasks(fn: Callable[..., Any], jobs: list[tuple], *, weights: list[int] |
             for i, r in zip(b, res, strict=True):
                 out[i] = r
     except ray.exceptions.RayError as e:
+        for r in refs:
+            ray.cancel(r)
         raise RuntimeError(f"ray engine: {stage}: {e}") from e
     return out
 
@@ -230,11 +234,12 @@ def _band_rows(batch: dict[str, Any], bands: int, rows: int) -> dict[str, Any]:
 def _block_edges(table: Any) -> dict[str, Any]:
     """Edges of a hash-partitioned block, which holds every member of its buckets: each
     bucket's members joined to its first (smallest) row, as the local clustering joins them."""
+    import numpy as np
     import polars as pl
 
     df = pl.from_arrow(table)
     if not isinstance(df, pl.DataFrame) or df.is_empty():
-        return {"a": [], "b": []}
+        return {"a": np.zeros(0, np.int64), "b": np.zeros(0, np.int64)}
     e = df.group_by(["band", "key"]).agg(pl.col("row").min().alias("a"), pl.col("row").alias("b")).explode("b").filter(pl.col("a") != pl.col("b"))
     return {"a": e.get_column("a").to_numpy(), "b": e.get_column("b").to_numpy()}
 
@@ -249,6 +254,7 @@ class _LabelShard:
 
         self.lo = lo
         self.label = np.arange(lo, hi, dtype=np.int64)
+        self.fell = 0  # labels lowered since the last reset: counted here, so a retried task's drops count too
         self.rep = np.zeros(hi - lo, dtype=bool)
         self.values: dict[int, Any] = {}
 
@@ -263,7 +269,14 @@ class _LabelShard:
         u = np.unique(idx)
         before = self.label[u].copy()
         np.minimum.at(self.label, idx, np.asarray(values, dtype=np.int64))
-        return int((self.label[u] != before).sum())
+        n = int((self.label[u] != before).sum())
+        self.fell += n
+        return n
+
+    def reset(self) -> int:
+        """The labels lowered since the last reset (then zero)."""
+        n, self.fell = self.fell, 0
+        return n
 
     def labels(self) -> Any:
         return self.label
@@ -284,7 +297,9 @@ class _LabelShard:
 
 class Labels:
     """Component labels of rows ``0..total-1`` held by Ray actors (``shards`` of them, default
-    one per cluster CPU, each a contiguous row range, 8 bytes per row): a picklable handle that
+    one per cluster CPU, each a contiguous row range, 9 bytes per row: the label and a
+    representative flag, plus the values of the representatives stored for scoring): a
+    picklable handle that
     tasks use to read and lower labels where they run. :meth:`propagate` finds the connected
     components of a Ray Dataset of edges (label = the smallest row of the component); the
     edges never come to the driver. :meth:`close` releases the actors."""
@@ -301,10 +316,14 @@ class Labels:
         self.actors = [remote.remote(int(self.bounds[i]), int(self.bounds[i + 1])) for i in range(k)]
 
     def _groups(self, rows: Any) -> list[tuple[int, Any]]:
+        """``rows`` split by owning actor: (actor, positions in ``rows``)."""
         import numpy as np
 
         owner = np.searchsorted(self.bounds, rows, side="right") - 1
-        return [(int(k), np.flatnonzero(owner == k)) for k in np.unique(owner)]
+        order = np.argsort(owner, kind="stable")
+        ks, starts = np.unique(owner[order], return_index=True)
+        ends = np.append(starts[1:], len(order)) if len(starts) else starts
+        return [(int(k), order[a:b]) for k, a, b in zip(ks, starts, ends, strict=True)]
 
     def _gather(self, method: str, rows: Any, out: Any) -> Any:
         parts = self._groups(rows)
@@ -343,9 +362,12 @@ class Labels:
         self.rounds = 0
         while True:
             self.rounds += 1
+            ray.get([a.reset.remote() for a in self.actors])
             passed = edges.map_batches(_propagate, fn_kwargs={"labels": self}, batch_size=65536, batch_format="numpy").to_pandas()
-            changed = int(passed["changed"].sum()) if len(passed) else 0
             n_edges = int(passed["edges"].sum()) if len(passed) else 0
+            # The actors count what fell (a task retried after lowering some labels would
+            # report nothing for them); the jump's drops do not decide the next round.
+            changed = sum(ray.get([a.reset.remote() for a in self.actors]))
             ray.get([jump.remote(self, k) for k in range(len(self.actors))])
             if not changed:
                 return n_edges
@@ -391,14 +413,14 @@ def _propagate(batch: dict[str, Any], labels: Labels) -> dict[str, Any]:
 
     a = np.asarray(batch["a"], dtype=np.int64)
     b = np.asarray(batch["b"], dtype=np.int64)
-    if not len(a):
-        return {"changed": np.zeros(1, np.int64), "edges": np.zeros(1, np.int64)}
-    la, lb = labels.lookup(a), labels.lookup(b)
-    m = np.minimum(la, lb)
-    # Both ends and both ends' labels (the roots they point to: hooking, as FastSV does), so
-    # a whole tree moves at once and the rounds grow with the log of a component's diameter.
-    changed = labels.lower(np.concatenate([a, b, la, lb]), np.concatenate([m, m, m, m]))
-    return {"changed": np.array([changed], np.int64), "edges": np.array([len(a)], np.int64)}
+    if len(a):
+        la, lb = labels.lookup(a), labels.lookup(b)
+        m = np.minimum(la, lb)
+        # Both ends and both ends' labels (the roots they point to: hooking, as FastSV does),
+        # so a whole tree moves at once and the rounds grow with the log of a component's
+        # diameter.
+        labels.lower(np.concatenate([a, b, la, lb]), np.concatenate([m, m, m, m]))
+    return {"edges": np.array([len(a)], np.int64)}
 
 
 def _own_rows(labels: Labels, k: int) -> tuple[Any, Any]:
@@ -446,9 +468,11 @@ def _shard_items(sig_paths: list[Any], counts: list[int]) -> list[dict[str, Any]
     return [{"path": str(p), "offset": int(o), "n": int(n)} for p, o, n in zip(sig_paths, offsets, counts, strict=True)]
 
 
-def _partitions(items: list[Any]) -> int:
-    """Blocks of a shuffle: up to four per cluster CPU, no more than the shards."""
-    return max(1, min(len(items), 4 * cluster_cpus()))
+def _partitions(items: list[dict[str, Any]]) -> int:
+    """Blocks of a shuffle: up to four per cluster CPU, at least one per shard or per 100,000
+    documents (a few huge shards still spread over the cluster)."""
+    docs = sum(int(it.get("n", 0)) for it in items)
+    return max(1, min(4 * cluster_cpus(), max(len(items), -(-docs // 100_000))))
 
 
 def _push_values(item: dict[str, Any], labels: Labels) -> None:
@@ -563,11 +587,12 @@ def _key_rows(batch: dict[str, Any]) -> dict[str, Any]:
 def _block_firsts(table: Any) -> dict[str, Any]:
     """For every row of a hash-partitioned block (which holds every row of its keys), the first
     row with its key."""
+    import numpy as np
     import polars as pl
 
     df = pl.from_arrow(table)
     if not isinstance(df, pl.DataFrame) or df.is_empty():
-        return {"row": [], "rep": []}
+        return {"row": np.zeros(0, np.int64), "rep": np.zeros(0, np.int64)}
     df = df.with_columns(pl.col("row").min().over("key").alias("rep"))
     return {"row": df.get_column("row").to_numpy(), "rep": df.get_column("rep").to_numpy()}
 
@@ -615,11 +640,12 @@ def _hash_rows(batch: dict[str, Any]) -> dict[str, Any]:
 
 def _block_hash_firsts(table: Any) -> dict[str, Any]:
     """For every row of a block hash-partitioned on the pHash: the first row with its hash."""
+    import numpy as np
     import polars as pl
 
     df = pl.from_arrow(table)
     if not isinstance(df, pl.DataFrame) or df.is_empty():
-        return {"h": [], "row": [], "first": []}
+        return {"h": np.zeros(0, np.uint64), "row": np.zeros(0, np.int64), "first": np.zeros(0, np.int64)}
     df = df.with_columns(pl.col("row").min().over("h").alias("first"))
     return {"h": df.get_column("h").to_numpy(), "row": df.get_column("row").to_numpy(), "first": df.get_column("first").to_numpy()}
 
@@ -718,8 +744,9 @@ def phash_clusters(sig_paths: list[Any], counts: list[int], radius: int, *, writ
 def survivor_ranker(mode: str) -> Callable[..., None]:
     """The ``rank`` of :func:`interleaf.pipeline.filter_all` for the Ray engine: the dedup
     among the surviving documents on Ray Data (:func:`dedup_survivors`) when ``mode`` says so
-    (``distributed``, or ``auto`` when the survivors' keys would exceed
-    :data:`DRIVER_SIGNATURE_BYTES` at about 64 bytes per document), else in the driver."""
+    (``distributed``, or ``auto`` when the documents' keys, about 64 bytes per document of the
+    input (an upper bound on the survivors'), would exceed :data:`DRIVER_SIGNATURE_BYTES`),
+    else in the driver."""
 
     def rank(opts: Any, shards: list[Any], counts: list[int]) -> None:
         from interleaf import pipeline
@@ -755,11 +782,13 @@ def _survivor_rows(batch: dict[str, Any], out: str, step: str, earlier: list[str
 def _block_rank(table: Any) -> dict[str, Any]:
     """Within a block partitioned on the cluster: per cluster, the first surviving document in
     read order stays; the others, with the kept one's doc_id and shard."""
+    import numpy as np
     import polars as pl
 
     df = pl.from_arrow(table)
     if not isinstance(df, pl.DataFrame) or df.is_empty():
-        return {"shard": [], "doc_index": [], "doc_id": [], "score": [], "rep": [], "rs": []}
+        text = np.zeros(0, dtype=object)
+        return {"shard": text, "doc_index": np.zeros(0, np.int64), "doc_id": text, "score": np.zeros(0), "rep": text, "rs": text}
     r = df.sort("g").with_columns(pl.col("g").first().over("cluster").alias("keep"), pl.col("doc_id").first().over("cluster").alias("rep"), pl.col("shard").first().over("cluster").alias("rs"))
     d = r.filter(pl.col("g") != pl.col("keep"))
     return {c: d.get_column(c).to_numpy() for c in ("shard", "doc_index", "doc_id", "score", "rep", "rs")}

@@ -306,6 +306,8 @@ def deduplicate(
     choice_arg("engine", engine, ("local", "ray"))
     if engine == "ray" and method != "semantic":
         raise ValueError(f"engine='ray' runs method='semantic' here; MinHash, exact and pHash dedup run on Ray through `interleaf run --engine ray`, not method={method!r}")
+    if ray_address is not None and engine != "ray":
+        raise ValueError("ray_address needs engine='ray'")
     emb_given = None
     if method == "semantic":
         choice_arg("on", on, ("text", "image"))
@@ -335,6 +337,10 @@ def deduplicate(
         choice_arg("write_format", write_format, WRITE_FORMATS)
     float_arg("threshold", threshold, 0.0, 1.0)
     check_draft(draft)
+    if engine == "ray":  # joined before any data is read: a wrong address fails now, not after the embedding
+        from interleaf import ray as ray_engine
+
+        ray_engine.init(ray_address, progress=progress)
     hasher = MinHasher(num_perm=num_perm, n=n, unit=unit, seed=seed) if method == "minhash" else None
     if hasher is not None and bands is None and rows is None:
         bands, rows = lsh_params(threshold, num_perm)
@@ -346,10 +352,6 @@ def deduplicate(
         sig.signatures = [emb_given]
     doc_ids = pl.concat(sig.doc_ids) if sig.doc_ids else pl.Series("doc_id", [], dtype=pl.String)
     sem = {"eps": eps, "n_clusters": n_clusters, "seed": seed, "device": device, "engine": engine}
-    if engine == "ray":
-        from interleaf import ray as ray_engine
-
-        ray_engine.init(ray_address, progress=progress)
     reps, score, cluster_stats = cluster(sig, method, threshold=threshold, num_perm=num_perm, bands=bands, rows=rows, verify=verify, radius=radius, semantic=sem)
     dup = duplicates_table(doc_ids, reps, score, method)
     with atomic_output(out / "duplicates.parquet") as tmp:
