@@ -36,11 +36,11 @@ import io
 import json
 import os
 import random
-import resource
 import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -245,18 +245,30 @@ def pairs_data(n: int) -> Path:
 # --- running --------------------------------------------------------------------------------
 
 
+def run_measured(argv: list[str], cwd: Path) -> tuple[int, str, str, float]:
+    """Runs ``argv``; returns (exit code, stdout, stderr, peak RSS in MiB): the largest of the
+    process and the children it waited for, from its own ``wait4`` rusage (``RUSAGE_CHILDREN``
+    would be a maximum over every earlier child of this script too)."""
+    with tempfile.TemporaryFile("w+") as fo, tempfile.TemporaryFile("w+") as fe:
+        proc = subprocess.Popen(argv, stdout=fo, stderr=fe, text=True, cwd=cwd)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        fo.seek(0)
+        fe.seek(0)
+        return proc.returncode, fo.read(), fe.read(), round(usage.ru_maxrss / 1024, 1)
+
+
 def child(code: str, *args: str) -> dict:
-    """Runs ``code`` (Python printing one JSON line last) in a fresh process; adds its peak RSS."""
+    """Runs ``code`` (Python printing one JSON line last) in a fresh process; adds its wall time
+    and peak RSS."""
     t0 = time.perf_counter()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO_ROOT)
+    rc, out, err, peak = run_measured([sys.executable, "-c", code, *args], REPO_ROOT)
     wall = time.perf_counter() - t0
-    if proc.returncode:
-        sys.exit(f"child failed:\n{proc.stderr[-3000:]}")
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if rc:
+        sys.exit(f"child failed:\n{err[-3000:]}")
+    res = json.loads(out.strip().splitlines()[-1])
     res["process_wall_s"] = round(wall, 2)
-    res["peak_rss_mb"] = round(after / 1024, 1) if after > before else None
+    res["peak_rss_mb"] = peak
     return res
 
 
@@ -296,21 +308,19 @@ def run_rules(args, res: dict) -> None:
     data = dj_data(shards, n, work / "input.jsonl")
     cfg = work / "config.yaml"
     cfg.write_text(dj_config(data, work / "out.jsonl", os.cpu_count() or 1))
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
-    proc = subprocess.run([dj, "--config", str(cfg)], capture_output=True, text=True, cwd=work)
+    rc, out, err, dj_peak = run_measured([dj, "--config", str(cfg)], work)
     wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if proc.returncode:
-        res["rules"]["data_juicer"] = {"error": proc.stderr[-2000:]}
-        print("rules: Data-Juicer failed:", proc.stderr[-1500:])
+    if rc:
+        res["rules"]["data_juicer"] = {"error": err[-2000:]}
+        print("rules: Data-Juicer failed:", err[-1500:])
         return
     kept = sum(1 for _ in open(work / "out.jsonl")) if (work / "out.jsonl").exists() else None
     import re
 
-    m = re.search(r"All OPs are done in ([\d.]+)s", proc.stdout + proc.stderr)
+    m = re.search(r"All OPs are done in ([\d.]+)s", out + err)
     ops = float(m.group(1)) if m else None
-    res["rules"]["data_juicer"] = {"documents": n, "seconds": round(wall, 2), "docs_per_s": round(n / wall, 1), "ops_seconds": ops, "ops_docs_per_s": round(n / ops, 1) if ops else None, "peak_rss_mb": round(after / 1024, 1) if after > before else None, "kept": kept, "np": os.cpu_count()}
+    res["rules"]["data_juicer"] = {"documents": n, "seconds": round(wall, 2), "docs_per_s": round(n / wall, 1), "ops_seconds": ops, "ops_docs_per_s": round(n / ops, 1) if ops else None, "peak_rss_mb": dj_peak, "kept": kept, "np": os.cpu_count()}
     ratio = (docs / r["seconds"]) / (n / wall)
     res["rules"]["throughput_ratio"] = round(ratio, 1)
     if ops:
