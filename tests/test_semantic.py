@@ -61,7 +61,11 @@ def test_blocks_give_the_same_answer_as_one_matrix(monkeypatch):
     x, _, _ = planted(1500, 16, 500, 3)
     labels = np.zeros(len(x), dtype=np.int64)
     whole = semantic(x, eps=0.02, clusters=labels)
-    monkeypatch.setattr(sd, "_BLOCK", 64)
+    # Row blocks of 64 and column chunks of 128: diagonal blocks, chunks below them and a
+    # partial last chunk all occur.
+    monkeypatch.setattr(sd, "_ROWS", 64)
+    monkeypatch.setattr(sd, "_COLS", 128)
+    monkeypatch.setattr(sd, "_UPPER", None)
     blocked = semantic(x, eps=0.02, clusters=labels)
     assert whole.equals(blocked)
 

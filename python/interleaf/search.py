@@ -84,19 +84,26 @@ def as_vectors(x: Any, dim: int, what: str) -> np.ndarray:
     if not np.issubdtype(a.dtype, np.floating):
         raise ValueError(f"{what} must be floating point (float32 or float16), got {a.dtype}")
     a = np.ascontiguousarray(a, dtype=np.float32)
-    bad = np.flatnonzero(~np.isfinite(a).all(axis=1))
+    # By chunks of rows: no full-size boolean temporary for a large matrix.
+    bad = np.concatenate([a0 + np.flatnonzero(~np.isfinite(a[a0 : a0 + 65_536]).all(axis=1)) for a0 in range(0, len(a), 65_536)] or [np.zeros(0, np.int64)])
     if len(bad):
         rows = ", ".join(str(i) for i in bad[:10]) + (f", ... ({len(bad)} rows)" if len(bad) > 10 else "")
         raise ValueError(f"{what} has NaN or infinite values in rows {rows}")
     return a
 
 
+def row_norms(a: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+    """The L2 norm of each row of ``a`` (2-D), by chunks of rows: no full-size temporary (the
+    same values as ``np.linalg.norm(a, axis=1)``)."""
+    return np.concatenate([np.linalg.norm(a[a0 : a0 + chunk], axis=1) for a0 in range(0, len(a), chunk)] or [np.zeros(0, a.dtype)])
+
+
 def _normalise(a: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(a, axis=1, keepdims=True)
-    zero = np.flatnonzero(norm[:, 0] == 0)
+    norm = row_norms(a)
+    zero = np.flatnonzero(norm == 0)
     if len(zero):
         raise ValueError(f"cosine needs non-zero vectors; rows {', '.join(str(i) for i in zero[:10])} are zero")
-    return a / norm
+    return a / norm[:, None]
 
 
 class Index:
