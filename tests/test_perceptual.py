@@ -304,3 +304,47 @@ def test_faiss_binary_backend_gives_the_pairs_of_brute_force_on_100k_hashes():
         assert len(fa["i"]) >= 40 * (radius + 1) and not any(j >= 100_000 + 40 * (radius + 1) for j in fa["j"].tolist() if j < 100_360)
     with pytest.raises(ValueError, match="backend"):
         near_duplicates(hashes, 5, backend="lsh")
+
+
+def test_hash_index_search_equals_brute_force_for_both_backends():
+    from interleaf.dedup import HashIndex
+
+    rng = np.random.default_rng(12)
+    base = rng.integers(0, 2**63, 20_000, dtype=np.uint64) << np.uint64(1) | rng.integers(0, 2, 20_000, dtype=np.uint64)
+    indexed = [int(h) for h in base] + [None, int(base[7])]  # a null and an equal copy
+    # Queries 0-8 bits from an indexed hash, random ones, a null.
+    queries = []
+    for d in range(9):
+        for src in rng.choice(20_000, 30, replace=False):
+            v = int(base[src])
+            for b in rng.choice(64, d, replace=False):
+                v ^= 1 << int(b)
+            queries.append(v)
+    queries += [int(h) for h in rng.integers(0, 2**63, 100, dtype=np.uint64)] + [None]
+    iv = np.array([h if h is not None else 0 for h in indexed], dtype=np.uint64)
+    qv = np.array([h if h is not None else 0 for h in queries], dtype=np.uint64)
+    inull = np.array([h is None for h in indexed])
+    # Brute force: popcount of every XOR.
+    x = qv[:, None] ^ iv[None, :]
+    for built, radius in ((5, 5), (5, 2), (8, 8), (0, 0), (1, 1)):
+        dist = np.bitwise_count(x).astype(np.int64)
+        ok = (dist <= radius) & ~inull[None, :]
+        ok[-1, :] = False  # the null query
+        q, i = np.nonzero(ok)
+        for backend in ("mih", "faiss"):
+            index = HashIndex(indexed, built, backend=backend)
+            got = index.search(pl.Series(queries, dtype=pl.UInt64), radius)
+            assert np.array_equal(got["query"], q) and np.array_equal(got["index"], i), (backend, built, radius)
+            assert np.array_equal(got["distance"], dist[q, i]), (backend, built, radius)
+            assert len(index) == len(indexed)
+        # Every planted query within the radius finds its source.
+        assert len(q) >= 30 * (radius + 1)
+    index = HashIndex(indexed, 3)
+    with pytest.raises(ValueError, match="above the index's radius 3"):
+        index.search(queries, 4)
+    with pytest.raises(ValueError, match="backend"):
+        HashIndex(indexed, 3, backend="lsh")
+    with pytest.raises(TypeError, match="UInt64"):
+        index.search(pl.Series([1.5]))
+    assert HashIndex([], 5).search([1, None])["query"].tolist() == []
+    assert HashIndex([None], 5, backend="faiss").search([1])["index"].tolist() == []

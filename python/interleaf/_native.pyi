@@ -8,6 +8,7 @@ from typing_extensions import disjoint_base
 
 __version__: str
 __all__ = [
+    "HammingIndex",
     "NativeReader",
     "PreprocessConfig",
     "NativeShardWriter",
@@ -246,6 +247,19 @@ def hamming_pairs(hashes: pl.Series, radius: int) -> tuple[np.ndarray, np.ndarra
 def hamming_clusters(hashes: pl.Series, radius: int) -> tuple[np.ndarray, int]:
     """(representative per item as int64, pairs of distinct hash values within radius), without
     listing pairs of equal hashes."""
+
+@final
+class HammingIndex:
+    """A multi-index hashing index over UInt64 hashes (nulls are never found) for searches
+    within its radius or less."""
+
+    def __new__(cls, hashes: pl.Series, radius: int, threads: int | None = None) -> Self: ...
+    def search(self, queries: pl.Series, radius: int, threads: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(query, id, distance) int64 arrays of every entry within radius of each query,
+        sorted by query then id."""
+    @property
+    def radius(self) -> int: ...
+    def __len__(self) -> int: ...
 
 def _resize_luma(pixels: bytes, width: int, height: int, out_width: int, out_height: int, filter: str) -> bytes:
     """Pillow-compatible resize of 8-bit grayscale pixels (lanczos, bicubic, bilinear). For tests."""

@@ -1,6 +1,7 @@
 """Deduplication: exact keys, perceptual hashes (identical to imagehash) with Hamming-radius
-search, MinHash signatures and LSH clusters, and semantic dedup of embeddings (SemDeDup,
-:func:`semantic`; not yet a ``deduplicate`` / ``interleaf dedup`` method).
+search (all pairs, :func:`near_duplicates`, or queries against an index, :class:`HashIndex`),
+MinHash signatures and LSH clusters, and semantic dedup of embeddings (SemDeDup,
+:func:`semantic`); :func:`deduplicate` runs any of them over a dataset.
 
 Method details and defaults follow ``METHODS.md`` §6-7: 5-word shingles, 128 permutations,
 Jaccard 0.8, bands x rows chosen like datasketch.
@@ -9,10 +10,11 @@ Jaccard 0.8, bands x rows chosen like datasketch.
 from interleaf.dedup.dataset import deduplicate, document_texts
 from interleaf.dedup.exact import blake3, normalized_text_hash, xxh3_128
 from interleaf.dedup.minhash import MinHasher, datasketch_permutations, lsh_clusters, lsh_params, shingles
-from interleaf.dedup.perceptual import ahash, dhash, hash_clusters, near_duplicates, phash
+from interleaf.dedup.perceptual import HashIndex, ahash, dhash, hash_clusters, near_duplicates, phash
 from interleaf.dedup.semdedup import semantic
 
 __all__ = [
+    "HashIndex",
     "MinHasher",
     "ahash",
     "dhash",

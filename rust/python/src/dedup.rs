@@ -175,7 +175,7 @@ pub fn hamming_pairs<'py>(
 ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>)> {
     use interleaf_core::hash::neardup::{clusters_within, pairs_within};
     let hashes = u64_hashes(&hashes, radius)?;
-    let (pairs, (reps, _)) = py.detach(|| (pairs_within(&hashes, radius), clusters_within(&hashes, radius)));
+    let (pairs, (reps, _)) = py.detach(|| on_pool(None, || (pairs_within(&hashes, radius), clusters_within(&hashes, radius))))?;
     let i: Vec<i64> = pairs.iter().map(|p| p.0 as i64).collect();
     let j: Vec<i64> = pairs.iter().map(|p| p.1 as i64).collect();
     let d: Vec<i64> = pairs.iter().map(|p| p.2 as i64).collect();
@@ -188,8 +188,60 @@ pub fn hamming_pairs<'py>(
 #[pyfunction]
 pub fn hamming_clusters<'py>(py: Python<'py>, hashes: PySeries, radius: u32) -> PyResult<(Bound<'py, PyArray1<i64>>, u64)> {
     let hashes = u64_hashes(&hashes, radius)?;
-    let (reps, pairs) = py.detach(|| interleaf_core::hash::neardup::clusters_within(&hashes, radius));
+    let (reps, pairs) = py.detach(|| on_pool(None, || interleaf_core::hash::neardup::clusters_within(&hashes, radius)))?;
     Ok((reps.into_iter().map(i64::from).collect::<Vec<_>>().into_pyarray(py), pairs))
+}
+
+/// A multi-index hashing index over 64-bit hashes for Hamming range search
+/// (`interleaf_core::hash::neardup::HammingIndex`); immutable once built.
+#[pyclass(name = "HammingIndex", module = "interleaf._native", frozen)]
+pub struct PyHammingIndex(interleaf_core::hash::neardup::HammingIndex);
+
+#[pymethods]
+impl PyHammingIndex {
+    #[new]
+    #[pyo3(signature = (hashes, radius, threads=None))]
+    fn new(py: Python<'_>, hashes: PySeries, radius: u32, threads: Option<usize>) -> PyResult<Self> {
+        let hashes = u64_hashes(&hashes, radius)?;
+        if hashes.len() >= u32::MAX as usize {
+            return Err(PyValueError::new_err("an index holds fewer than 2^32 hashes"));
+        }
+        Ok(PyHammingIndex(py.detach(|| on_pool(threads, || interleaf_core::hash::neardup::HammingIndex::new(&hashes, radius)))?))
+    }
+
+    /// `(query, id, distance)` int64 arrays of every entry within `radius` of each query,
+    /// sorted by query then id.
+    #[pyo3(signature = (queries, radius, threads=None))]
+    #[allow(clippy::type_complexity)]
+    fn search<'py>(
+        &self,
+        py: Python<'py>,
+        queries: PySeries,
+        radius: u32,
+        threads: Option<usize>,
+    ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>)> {
+        if radius > self.0.radius() {
+            return Err(PyValueError::new_err(format!(
+                "radius {radius} is above the index's radius {} (build the index for the largest radius you search)",
+                self.0.radius()
+            )));
+        }
+        let queries = u64_hashes(&queries, radius)?;
+        let found = py.detach(|| on_pool(threads, || self.0.search_all(&queries, radius)))?;
+        let q: Vec<i64> = found.iter().map(|p| p.0 as i64).collect();
+        let i: Vec<i64> = found.iter().map(|p| p.1 as i64).collect();
+        let d: Vec<i64> = found.iter().map(|p| p.2 as i64).collect();
+        Ok((q.into_pyarray(py), i.into_pyarray(py), d.into_pyarray(py)))
+    }
+
+    #[getter]
+    fn radius(&self) -> u32 {
+        self.0.radius()
+    }
+
+    fn __len__(&self) -> usize {
+        self.0.len()
+    }
 }
 
 /// Pillow-compatible resize of an 8-bit grayscale image (for parity tests).

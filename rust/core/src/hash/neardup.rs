@@ -27,33 +27,166 @@ fn piece(h: u64, (shift, width): (u32, u32)) -> u64 {
     }
 }
 
-/// Every pair `(i, j, distance)` with `i < j` and `popcount(h[i] ^ h[j]) <= radius`, sorted.
-/// `None` entries (hashes that failed) take part in nothing. Radius must be < 64.
-pub fn pairs_within(hashes: &[Option<u64>], radius: u32) -> Vec<(u32, u32, u32)> {
-    let parts = (radius as usize + 1).min(64);
-    let mut out = Vec::new();
-    let mut seen: Vec<u32> = vec![u32::MAX; hashes.len()];
-    let rs = ranges(parts);
-    let mut tables: Vec<HashMap<u64, Vec<u32>>> = vec![HashMap::new(); parts];
-    for (i, h) in hashes.iter().enumerate() {
-        let Some(h) = *h else { continue };
-        for (t, &r) in tables.iter_mut().zip(&rs) {
-            let bucket = t.entry(piece(h, r)).or_default();
-            for &j in bucket.iter() {
-                if seen[j as usize] == i as u32 {
-                    continue;
-                }
-                seen[j as usize] = i as u32;
-                let d = (h ^ hashes[j as usize].expect("indexed")).count_ones();
-                if d <= radius {
-                    out.push((j, i as u32, d));
-                }
+/// Bit ranges this wide or narrower are looked up in a direct table of bucket offsets
+/// (2^22 + 1 u32 = 16 MiB per range at most); wider ones by binary search over the distinct
+/// range values.
+const DIRECT_BITS: u32 = 22;
+
+/// One bit range's buckets: the entries sorted by (range value, id), with each entry's whole
+/// hash beside its id so that a bucket is verified by one sequential scan.
+struct Table {
+    range: (u32, u32),
+    /// Direct: `offsets[v]..offsets[v + 1]` is value v's bucket. Else `keys` holds the distinct
+    /// values (sorted) and `offsets[k]..offsets[k + 1]` is `keys[k]`'s bucket.
+    offsets: Vec<u32>,
+    keys: Option<Vec<u64>>,
+    codes: Vec<u64>,
+    ids: Vec<u32>,
+}
+
+impl Table {
+    fn build(hashes: &[Option<u64>], range: (u32, u32)) -> Table {
+        if range.1 <= DIRECT_BITS {
+            // Counting sort straight into the columns: stable, so ids stay ascending within a
+            // bucket.
+            let mut offsets = vec![0u32; (1usize << range.1) + 1];
+            for h in hashes.iter().flatten() {
+                offsets[piece(*h, range) as usize + 1] += 1;
             }
-            bucket.push(i as u32);
+            for k in 1..offsets.len() {
+                offsets[k] += offsets[k - 1];
+            }
+            let total = offsets[offsets.len() - 1] as usize;
+            let mut next = offsets.clone();
+            let (mut codes, mut ids) = (vec![0u64; total], vec![0u32; total]);
+            for (i, h) in hashes.iter().enumerate() {
+                let Some(h) = *h else { continue };
+                let slot = &mut next[piece(h, range) as usize];
+                codes[*slot as usize] = h;
+                ids[*slot as usize] = i as u32;
+                *slot += 1;
+            }
+            return Table { range, offsets, keys: None, codes, ids };
+        }
+        let mut entries: Vec<(u64, u32)> = hashes.iter().enumerate().filter_map(|(i, h)| h.map(|h| (piece(h, range), i as u32))).collect();
+        entries.sort_unstable();
+        let mut keys = Vec::new();
+        let mut offsets = Vec::new();
+        for (k, &(v, _)) in entries.iter().enumerate() {
+            if keys.last() != Some(&v) {
+                keys.push(v);
+                offsets.push(k as u32);
+            }
+        }
+        offsets.push(entries.len() as u32);
+        let codes = entries.iter().map(|&(_, i)| hashes[i as usize].expect("present")).collect();
+        let ids = entries.into_iter().map(|(_, i)| i).collect();
+        Table { range, offsets, keys: Some(keys), codes, ids }
+    }
+
+    /// The entries `lo..hi` whose range value equals `q`'s.
+    fn bucket(&self, q: u64) -> (usize, usize) {
+        let v = piece(q, self.range);
+        match &self.keys {
+            None => (self.offsets[v as usize] as usize, self.offsets[v as usize + 1] as usize),
+            Some(keys) => match keys.binary_search(&v) {
+                Ok(k) => (self.offsets[k] as usize, self.offsets[k + 1] as usize),
+                Err(_) => (0, 0),
+            },
         }
     }
-    out.sort_unstable();
-    out
+}
+
+/// A multi-index hashing index over 64-bit hashes for Hamming range search: `radius + 1` bit
+/// ranges, each a table of exact-match buckets; a query within `radius` of an entry agrees
+/// with it exactly on at least one range (pigeonhole), so only those buckets are scanned.
+/// Memory: 12 bytes per entry and range, plus the direct tables (at most 16 MiB per range).
+pub struct HammingIndex {
+    radius: u32,
+    tables: Vec<Table>,
+    len: usize,
+}
+
+impl HammingIndex {
+    /// Indexes `hashes` (entry `i` is `hashes[i]`; `None` entries are never found) for searches
+    /// within `radius` (< 64) or less. The ranges' tables are built in parallel on the current
+    /// rayon pool.
+    pub fn new(hashes: &[Option<u64>], radius: u32) -> HammingIndex {
+        use rayon::prelude::*;
+        assert!(radius < 64, "radius must be < 64");
+        let tables = ranges(radius as usize + 1).into_par_iter().map(|r| Table::build(hashes, r)).collect();
+        HammingIndex { radius, tables, len: hashes.len() }
+    }
+
+    /// The radius the index was built for (searches may use it or less).
+    pub fn radius(&self) -> u32 {
+        self.radius
+    }
+
+    /// The number of entries (`None` ones included).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the index has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Calls `found(id, distance)` once for each entry within `radius` (<= the index's) of `q`,
+    /// in no particular order. An entry agreeing with `q` on several ranges is reported from
+    /// the first of them only.
+    pub fn search(&self, q: u64, radius: u32, mut found: impl FnMut(u32, u32)) {
+        debug_assert!(radius <= self.radius);
+        for (t, table) in self.tables.iter().enumerate() {
+            let (lo, hi) = table.bucket(q);
+            for k in lo..hi {
+                let h = table.codes[k];
+                let d = (q ^ h).count_ones();
+                if d <= radius && !self.tables[..t].iter().any(|e| piece(q, e.range) == piece(h, e.range)) {
+                    found(table.ids[k], d);
+                }
+            }
+        }
+    }
+
+    /// `(query, id, distance)` for every query of `queries` (`None`: none) and every entry
+    /// within `radius` of it, sorted; queries are spread over the current rayon pool.
+    pub fn search_all(&self, queries: &[Option<u64>], radius: u32) -> Vec<(u32, u32, u32)> {
+        self.join(queries, radius, |_, _| true)
+    }
+
+    fn join(&self, queries: &[Option<u64>], radius: u32, keep: impl Fn(u32, u32) -> bool + Sync) -> Vec<(u32, u32, u32)> {
+        use rayon::prelude::*;
+        let chunk = (queries.len() / (rayon::current_num_threads() * 16)).clamp(64, 65_536);
+        let parts: Vec<Vec<(u32, u32, u32)>> = queries
+            .par_chunks(chunk)
+            .enumerate()
+            .map(|(c, qs)| {
+                let mut out = Vec::new();
+                for (o, q) in qs.iter().enumerate() {
+                    let Some(q) = *q else { continue };
+                    let qi = (c * chunk + o) as u32;
+                    let start = out.len();
+                    self.search(q, radius, |id, d| {
+                        if keep(qi, id) {
+                            out.push((qi, id, d));
+                        }
+                    });
+                    out[start..].sort_unstable();
+                }
+                out
+            })
+            .collect();
+        parts.concat()
+    }
+}
+
+/// Every pair `(i, j, distance)` with `i < j` and `popcount(h[i] ^ h[j]) <= radius`, sorted.
+/// `None` entries (hashes that failed) take part in nothing. Radius must be < 64. Runs on the
+/// current rayon pool.
+pub fn pairs_within(hashes: &[Option<u64>], radius: u32) -> Vec<(u32, u32, u32)> {
+    HammingIndex::new(hashes, radius).join(hashes, radius, |i, j| i < j)
 }
 
 /// Clusters of hashes within `radius` of each other (transitively), without listing every
@@ -119,6 +252,49 @@ mod tests {
                 }
             }
             assert_eq!(got, want, "radius {radius}");
+        }
+    }
+
+    #[test]
+    fn index_search_finds_exactly_what_brute_force_finds() {
+        let mut state = 777u64;
+        let mut rnd = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut hashes: Vec<Option<u64>> = (0..500).map(|_| Some(rnd())).collect();
+        hashes.push(None);
+        hashes.push(hashes[3]); // an equal copy
+        let mut queries: Vec<Option<u64>> = Vec::new();
+        for i in 0..200 {
+            // Queries 0-8 bits from an entry, some entries with several.
+            let mut q = hashes[i % 120].unwrap();
+            for b in 0..(i % 9) {
+                q ^= 1 << ((i * 13 + b * 7) % 64);
+            }
+            queries.push(Some(q));
+        }
+        queries.push(None);
+        queries.push(Some(rnd()));
+        // Radius 0 and 1: binary-searched tables; 2 and up: direct ones.
+        for (built, radius) in [(0, 0), (1, 1), (2, 2), (5, 5), (5, 3), (8, 8), (8, 0)] {
+            let index = HammingIndex::new(&hashes, built);
+            let got = index.search_all(&queries, radius);
+            let mut want = Vec::new();
+            for (qi, q) in queries.iter().enumerate() {
+                for (j, h) in hashes.iter().enumerate() {
+                    if let (Some(q), Some(h)) = (q, h) {
+                        let d = (q ^ h).count_ones();
+                        if d <= radius {
+                            want.push((qi as u32, j as u32, d));
+                        }
+                    }
+                }
+            }
+            assert_eq!(got, want, "built for {built}, searched within {radius}");
+            assert_eq!(index.len(), hashes.len());
         }
     }
 
