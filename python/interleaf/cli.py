@@ -426,7 +426,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--llm-model", default=None, help="LLM model name (overrides llm.model; default $INTERLEAF_LLM_MODEL)")
     p.add_argument("--llm-concurrency", type=int, default=None, help="LLM requests in flight per worker (overrides llm.concurrency)")
     p.add_argument("--llm-cache", default=None, help="sqlite cache of LLM answers (overrides llm.cache): a rerun sends only new requests")
-    _add_read_options(p, batch_size=256, quiet="no progress lines or timing table")
+    _add_read_options(p, quiet="no progress lines or timing table")
 
 
 def _add_models_parser(sub) -> None:

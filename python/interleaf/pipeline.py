@@ -453,22 +453,31 @@ def _document_phash(df: pl.DataFrame, step: DedupStep) -> pl.DataFrame:
     return out.select(*NODE_KEYS, pl.col("h").alias(f"{step.name}_hash"), pl.col(f"{step.name}_near").fill_null(pl.lit([], dtype=pl.List(pl.Int32))))
 
 
-def _signature_frame(df: pl.DataFrame, step: DedupStep) -> pl.DataFrame:
-    """A dataset-level dedup step's value per document of a batch: ``doc_index, doc_id,
-    value`` (null for a document with nothing to compare: no text, no decodable image)."""
-    from interleaf.dedup.dataset import sign_batch
+def _hasher(step: DedupStep) -> Any:
+    """The MinHasher of a minhash step (None for other methods); built once per shard."""
     from interleaf.dedup.minhash import MinHasher
 
-    hasher = MinHasher(num_perm=step.num_perm, n=step.ngram, unit=step.unit, seed=step.seed) if step.method == "minhash" else None
-    docs, value = sign_batch(df, step.method, on=step.by, strip_punctuation=step.strip_punctuation, hasher=hasher, draft=step.draft)
+    return MinHasher(num_perm=step.num_perm, n=step.ngram, unit=step.unit, seed=step.seed) if step.method == "minhash" else None
+
+
+def _signature_frame(df: pl.DataFrame, step: DedupStep, docs: pl.DataFrame | None = None, hasher: Any = None) -> pl.DataFrame:
+    """A dataset-level dedup step's value per document of a batch: ``doc_index, doc_id,
+    value`` (null for a document with nothing to compare: no text, no decodable image).
+    ``docs``: the batch's :func:`~interleaf.dedup.dataset.document_texts` when the caller
+    shares them between steps; ``hasher``: the step's :func:`_hasher`."""
+    from interleaf.dedup.dataset import sign_batch
+
+    if hasher is None:
+        hasher = _hasher(step)
+    docs, value = sign_batch(df, step.method, on=step.by, strip_punctuation=step.strip_punctuation, hasher=hasher, draft=step.draft, docs=docs)
     has_text = docs.get_column("text").fill_null("").str.len_chars() > 0
-    has_image = docs.get_column("images").list.eval(pl.element().is_not_null()).list.any().fill_null(False)
     if step.method == "minhash":
         col = pl.Series("value", value).cast(pl.Array(pl.UInt32, step.num_perm))
         ok = has_text
     elif step.method == "phash":
         col, ok = value.alias("value"), value.is_not_null()
     else:
+        has_image = docs.get_column("images").list.eval(pl.element().is_not_null()).list.any().fill_null(False)
         col = value.alias("value")
         ok = {"text": has_text, "image": has_image, "all": has_text | has_image}[step.by]
     return pl.DataFrame([docs.get_column(S.DOC_INDEX), docs.get_column(S.DOC_ID), col]).with_columns(pl.when(pl.Series(ok)).then(pl.col("value")).alias("value"))
@@ -477,6 +486,7 @@ def _signature_frame(df: pl.DataFrame, step: DedupStep) -> pl.DataFrame:
 def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dict[str, Any]:
     """Stage 1 for one shard: writes its stale attribute and signature files (the ones whose
     marker does not match the current config and input) from one read. Returns counters."""
+    from interleaf.dedup.dataset import document_texts
     from interleaf.signals import Context
     from interleaf.signals.base import check_batch, compute_each
 
@@ -508,6 +518,8 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
     parts: dict[str, list[pl.DataFrame]] = {k: [] for k in stale}
     failures: list[str] = []
     docs = 0
+    signing = [step for step in p.dataset_steps if "sig:" + step.name in stale]
+    hashers = {step.name: _hasher(step) for step in signing}
 
     def failed(sig: Any, err: Exception) -> pl.DataFrame:
         failures.append(f"{shard.name}: signal {sig.name} failed on a batch ({type(err).__name__}: {err}); its rows carry signal_failed")
@@ -526,9 +538,10 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
             for step in p.document_steps:
                 if step.name in stale:
                     parts[step.name].append(_document_phash(batch, step))
-            for step in p.dataset_steps:
-                if "sig:" + step.name in stale:
-                    parts["sig:" + step.name].append(_signature_frame(batch, step))
+            # The batch's documents once for every dataset step that signs them.
+            docs_of_batch = document_texts(batch) if signing else None
+            for step in signing:
+                parts["sig:" + step.name].append(_signature_frame(batch, step, docs_of_batch, hashers[step.name]))
     finally:
         llm_stats = ctx.llm_stats if ctx is not None else None
         if ctx is not None:
@@ -1323,7 +1336,7 @@ def run(
     max_member_bytes: int | None = None,
     max_batch_bytes: int | None = None,
     allow_outside_root: bool = False,
-    batch_size: int = 256,
+    batch_size: int = 1024,
     workers: int = 1,
     device: str = "auto",
     threads: int | None = None,
@@ -1352,7 +1365,8 @@ def run(
             override it; the API key comes from ``INTERLEAF_LLM_API_KEY`` / ``OPENAI_API_KEY``.
         format, image_root, load_images, max_member_bytes, max_batch_bytes,
             allow_outside_root: how the inputs are read (as :func:`interleaf.read`).
-        batch_size: documents per node batch (default 256).
+        batch_size: documents per node batch (default 1024; batches also close at
+            ``max_batch_bytes``).
         workers: shards processed at once in worker processes (default 1; each loads its own
             models and uses ``threads`` threads). Outputs do not depend on it.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` for the models.

@@ -85,12 +85,16 @@ def embed_documents(model: Any, docs: pl.DataFrame, on: str) -> np.ndarray:
     return (model.embed_texts(texts) if hasattr(model, "embed_texts") else model.embed(texts))[0]
 
 
-def sign_batch(df: pl.DataFrame, method: str, *, on: str = "text", strip_punctuation: bool = False, hasher: MinHasher | None = None, draft: int | None = None, model: Any = None) -> tuple[pl.DataFrame, Any]:
-    """Step 1 on one node batch: its documents (:func:`document_texts`) and their keys
-    (exact: a String Series), hashes (phash: a UInt64 Series, null without a decodable image),
-    MinHash signatures (a uint32 matrix) or embeddings (semantic: float32, NaN rows where
-    there is nothing to embed; None without a model)."""
-    docs = document_texts(df)
+def sign_batch(
+    df: pl.DataFrame, method: str, *, on: str = "text", strip_punctuation: bool = False, hasher: MinHasher | None = None, draft: int | None = None, model: Any = None, docs: pl.DataFrame | None = None
+) -> tuple[pl.DataFrame, Any]:
+    """Step 1 on one node batch: its documents (:func:`document_texts`, or ``docs`` when the
+    caller already has them for this batch) and their keys (exact: a String Series), hashes
+    (phash: a UInt64 Series, null without a decodable image), MinHash signatures (a uint32
+    matrix) or embeddings (semantic: float32, NaN rows where there is nothing to embed; None
+    without a model)."""
+    if docs is None:
+        docs = document_texts(df)
     texts = docs.get_column("text").fill_null("")
     if method == "semantic":
         return docs, (embed_documents(model, docs, on) if model is not None else None)

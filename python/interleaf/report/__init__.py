@@ -25,6 +25,9 @@ from interleaf import schema as S
 #: Examples near thresholds and dedup examples come from the first shards only, so the report
 #: never reads the whole input again.
 EXAMPLE_SHARDS = 4
+# Examples come from the first EXAMPLE_DOCS documents of each of the first EXAMPLE_SHARDS
+# shards, so the report re-reads at most that much input (not whole shards of images).
+EXAMPLE_DOCS = 2_000
 EXAMPLES = 4
 THUMB = 96
 
@@ -254,7 +257,7 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
                     if not f_path.exists():
                         continue
                     cols = [S.DOC_INDEX, S.POS, col] if keyed else [S.DOC_INDEX, col]
-                    t = pl.read_parquet(f_path, columns=cols).with_columns(pl.col(col).cast(pl.Float64, strict=False).alias("_v")).filter(pl.col("_v").is_finite())
+                    t = pl.read_parquet(f_path, columns=cols).filter(pl.col(S.DOC_INDEX) < EXAMPLE_DOCS).with_columns(pl.col(col).cast(pl.Float64, strict=False).alias("_v")).filter(pl.col("_v").is_finite())
                     for v in t.filter(pl.col("_v") >= thr_ex).sort("_v").head(EXAMPLES).iter_rows(named=True):
                         above.append((s.name, v[S.DOC_INDEX], v.get(S.POS), v["_v"]))
                     for v in t.filter(pl.col("_v") < thr_ex).sort("_v", descending=True).head(EXAMPLES).iter_rows(named=True):
@@ -268,7 +271,7 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
     dedup_rows: list[tuple[str, dict[str, Any]]] = []
     if dropped.height:
         steps_names = [d.name for d in plan.dataset_steps] + [d.name for d in plan.document_steps]
-        ex = dropped.filter(pl.col("filter").is_in(steps_names) & pl.col("shard").is_in(sorted(first_names)))
+        ex = dropped.filter(pl.col("filter").is_in(steps_names) & pl.col("shard").is_in(sorted(first_names)) & (pl.col(S.DOC_INDEX) < EXAMPLE_DOCS))
         for step in steps_names:
             for row in ex.filter(pl.col("filter") == step).head(EXAMPLES).iter_rows(named=True):
                 dedup_rows.append((step, row))
@@ -288,11 +291,11 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
         more: dict[str, set[int]] = {}
         for _, row in dedup_rows:
             rep = _rep_of(row.get("detail") or "")
-            if rep and (rep[1], rep[0]) in rep_index and rep[1] in first_names:
+            if rep and (rep[1], rep[0]) in rep_index and rep[1] in first_names and rep_index[(rep[1], rep[0])] < EXAMPLE_DOCS:
                 more.setdefault(rep[1], set()).add(rep_index[(rep[1], rep[0])])
         content.update(_content(first, {k: v - wanted.get(k, set()) for k, v in more.items()}, read))
     if panels:
-        parts.append("<h2>Signals and thresholds</h2><p class=muted>Histograms over every scored row; the red line is the threshold. The examples are the rows just above (kept by this filter) and just below (dropped) it, from the first shards.</p>")
+        parts.append(f"<h2>Signals and thresholds</h2><p class=muted>Histograms over every scored row; the red line is the threshold. The examples are the rows just above (kept by this filter) and just below (dropped) it, among the first {EXAMPLE_DOCS:,} documents of the first {EXAMPLE_SHARDS} shards.</p>")
         for body, _, above, below in panels:
             cards = ""
             if above or below:

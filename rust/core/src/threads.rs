@@ -13,8 +13,11 @@ pub const MAX_THREADS: usize = 512;
 
 static DEFAULT: AtomicUsize = AtomicUsize::new(0);
 
+/// The cores this process may run on, read once (`available_parallelism` reads the affinity
+/// mask and cgroup files on every call, which showed in per-batch profiles).
 fn available() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// Checks a thread count: 1 to [`MAX_THREADS`].

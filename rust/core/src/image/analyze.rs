@@ -92,11 +92,46 @@ pub fn analyze<T: PixelFloat>(images: &[Option<&[u8]>], wants: &Wants, pixels: &
         }
         a
     };
-    Ok(if per == 0 {
-        images.par_iter().map(|img| one(img, &mut [])).collect()
+    // Identical byte strings are analysed once (a logo or a placeholder shared by many
+    // documents of a batch); each later copy takes the first one's results and pixels.
+    let copy_of = first_copies(images);
+    let mut out: Vec<Analysis> = if per == 0 {
+        images.par_iter().zip(copy_of.par_iter()).map(|(img, c)| if c.is_some() { Analysis::default() } else { one(img, &mut []) }).collect()
     } else {
-        pixels.par_chunks_mut(per).zip(images.par_iter()).map(|(slot, img)| one(img, slot)).collect()
-    })
+        pixels
+            .par_chunks_mut(per)
+            .zip(images.par_iter().zip(copy_of.par_iter()))
+            .map(|(slot, (img, c))| if c.is_some() { Analysis::default() } else { one(img, slot) })
+            .collect()
+    };
+    for (i, c) in copy_of.iter().enumerate() {
+        if let Some(f) = *c {
+            out[i] = out[f].clone();
+            pixels.copy_within(f * per..(f + 1) * per, i * per);
+        }
+    }
+    Ok(out)
+}
+
+/// For each image, the index of the first earlier image with the same bytes (`None` for the
+/// first of its bytes and for missing images). Keys are xxh3 hashes checked byte for byte, so
+/// a collision only costs a second decode.
+fn first_copies(images: &[Option<&[u8]>]) -> Vec<Option<usize>> {
+    let keys: Vec<Option<u64>> = images.par_iter().map(|img| img.map(crate::hash::xxh3_64)).collect();
+    let mut first: std::collections::HashMap<u64, usize> = std::collections::HashMap::with_capacity(images.len());
+    keys.iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let k = (*k)?;
+            match first.entry(k) {
+                std::collections::hash_map::Entry::Occupied(e) => (images[*e.get()] == images[i]).then_some(*e.get()),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(i);
+                    None
+                }
+            }
+        })
+        .collect()
 }
 
 /// The header's size, with the errors a decode would give for bytes over the limits or a
@@ -212,6 +247,28 @@ mod tests {
         }
         assert_eq!(all[1].error.as_ref().unwrap().kind, ErrorKind::MissingImage);
         assert_eq!(all[2].error.as_ref().unwrap().kind, ErrorKind::UnknownImageFormat);
+    }
+
+    #[test]
+    fn copies_of_the_same_bytes_get_the_first_ones_results() {
+        let a = png(30, 20, |x, y| [(x * 7) as u8, (y * 11) as u8, 9, 255]);
+        let b = png(20, 30, |x, y| [(y * 3) as u8, (x * 13) as u8, 90, 255]);
+        let a2 = a.clone(); // equal bytes, another buffer
+        let images = [Some(a.as_slice()), Some(b.as_slice()), None, Some(a2.as_slice()), Some(b"junk".as_slice()), Some(b"junk".as_slice()), Some(b.as_slice())];
+        assert_eq!(first_copies(&images), vec![None, None, None, Some(0), None, Some(4), Some(1)]);
+        let cfg = PreprocessConfig::open_clip(8);
+        let wants = Wants { pixels: Some(&cfg), stats: true, hashes: vec![(PerceptualKind::Perceptual, 8)], ..Default::default() };
+        let per = 3 * 8 * 8;
+        let mut together = vec![0f32; images.len() * per];
+        let all = analyze(&images, &wants, &mut together).unwrap();
+        for (i, img) in images.iter().enumerate() {
+            // Each image on its own gives what the batch gave it.
+            let mut alone = vec![0f32; per];
+            let one = analyze(&[*img], &wants, &mut alone).unwrap();
+            assert_eq!(all[i], one[0], "image {i}");
+            assert_eq!(&together[i * per..(i + 1) * per], alone.as_slice(), "pixels of image {i}");
+        }
+        assert_eq!(all[5].error.as_ref().unwrap().kind, ErrorKind::UnknownImageFormat);
     }
 
     #[test]
