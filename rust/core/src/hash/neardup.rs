@@ -223,15 +223,19 @@ pub fn clusters_within(hashes: &[Option<u64>], radius: u32) -> (Vec<u32>, u64) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn finds_exactly_the_pairs_brute_force_finds() {
-        let mut state = 12345u64;
-        let mut rnd = || {
+    /// A seeded xorshift64 stream of test hashes.
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             state
-        };
+        }
+    }
+
+    #[test]
+    fn finds_exactly_the_pairs_brute_force_finds() {
+        let mut rnd = xorshift(12345);
         let mut hashes: Vec<Option<u64>> = (0..300).map(|_| Some(rnd())).collect();
         for i in 0..100 {
             let base = hashes[i].unwrap();
@@ -257,13 +261,7 @@ mod tests {
 
     #[test]
     fn index_search_finds_exactly_what_brute_force_finds() {
-        let mut state = 777u64;
-        let mut rnd = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rnd = xorshift(777);
         let mut hashes: Vec<Option<u64>> = (0..500).map(|_| Some(rnd())).collect();
         hashes.push(None);
         hashes.push(hashes[3]); // an equal copy
@@ -313,13 +311,7 @@ mod tests {
 
     #[test]
     fn clusters_equal_those_of_all_pairs() {
-        let mut state = 99u64;
-        let mut rnd = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rnd = xorshift(99);
         let base: Vec<u64> = (0..40).map(|_| rnd()).collect();
         let hashes: Vec<Option<u64>> = (0..400).map(|i| Some(base[i % 40] ^ if i % 3 == 0 { 1 << (i % 64) } else { 0 })).collect();
         let mut uf = UnionFind::new(hashes.len());

@@ -254,7 +254,8 @@ mod tests {
         let a = png(30, 20, |x, y| [(x * 7) as u8, (y * 11) as u8, 9, 255]);
         let b = png(20, 30, |x, y| [(y * 3) as u8, (x * 13) as u8, 90, 255]);
         let a2 = a.clone(); // equal bytes, another buffer
-        let images = [Some(a.as_slice()), Some(b.as_slice()), None, Some(a2.as_slice()), Some(b"junk".as_slice()), Some(b"junk".as_slice()), Some(b.as_slice())];
+        let images =
+            [Some(a.as_slice()), Some(b.as_slice()), None, Some(a2.as_slice()), Some(b"junk".as_slice()), Some(b"junk".as_slice()), Some(b.as_slice())];
         assert_eq!(first_copies(&images), vec![None, None, None, Some(0), None, Some(4), Some(1)]);
         let cfg = PreprocessConfig::open_clip(8);
         let wants = Wants { pixels: Some(&cfg), stats: true, hashes: vec![(PerceptualKind::Perceptual, 8)], ..Default::default() };
