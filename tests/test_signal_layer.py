@@ -397,3 +397,25 @@ def test_title_nodes_are_not_steps_and_key_dtypes_are_cast():
     assert out.get_column("coherence_steps").to_list() == [2]
     nodes, _ = compute(b.with_columns(pl.col("pos").cast(pl.Int64)), [TextStats()])
     assert nodes.schema["pos"] == pl.Int32 and nodes.get_column("text_n_words").to_list() == [2, 2, 2]
+
+
+def test_models_given_by_path_load_once_per_process(tmp_path):
+    import os
+    import shutil
+
+    first = Context(clip=str(CLIP_DIR), device="cpu").model("clip")
+    assert Context(clip=CLIP_DIR, device="cpu").model("clip") is first  # a second shard's context
+    assert Context(clip=str(CLIP_DIR), device="cpu", threads=1).model("clip") is not first
+    copy = tmp_path / "clip"
+    shutil.copytree(CLIP_DIR, copy)
+    other = Context(clip=str(copy), device="cpu").model("clip")
+    assert other is not first
+    # A re-exported model (a file changed) is loaded again.
+    f = copy / "config.json"
+    st = f.stat()
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    again = Context(clip=str(copy), device="cpu").model("clip")
+    assert again is not other
+    # At most SHARED_MODELS are kept.
+    assert len(models._SHARED) <= models.SHARED_MODELS
+    np.testing.assert_array_equal(again.embed_texts(["a photo"])[0], first.embed_texts(["a photo"])[0])

@@ -21,6 +21,8 @@ Example::
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,7 @@ __all__ = [
     "info",
     "list_models",
     "load",
+    "load_shared",
 ]
 
 
@@ -108,6 +111,43 @@ def load(path: str | os.PathLike, device: str = "auto", *, kind: str | None = No
             raise ValueError(f"max_length applies to text models, not to a {d.kind} model")
         kw["max_length"] = max_length
     return _CLASSES[d.kind](d, device, **kw)
+
+
+# Process-wide models for load_shared, least recently used first.
+_SHARED: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_SHARED_LOCK = threading.Lock()
+SHARED_MODELS = 4  # the most models load_shared keeps
+
+
+def _stamp(path: Path) -> tuple[tuple[str, int, int], ...]:
+    """(name, size, mtime) of every file under a model directory: a re-exported model is a new
+    model."""
+    out = []
+    for root, _, files in os.walk(path):
+        for f in files:
+            st = os.stat(os.path.join(root, f))
+            out.append((os.path.relpath(os.path.join(root, f), path), st.st_size, st.st_mtime_ns))
+    return tuple(sorted(out))
+
+
+def load_shared(path: str | os.PathLike, device: str = "auto", *, kind: str | None = None, threads: int | None = None) -> Any:
+    """:func:`load`, but each (directory, files' sizes and times, device, kind, threads) is
+    loaded once per process and the same object returned after that, so a worker scoring many
+    shards loads its models once. Keeps the :data:`SHARED_MODELS` most recently used; a model
+    object's counters (``stats``) are then shared by its users."""
+    d = resolve(path)
+    key = (str(d.resolve()), _stamp(d) if d.is_dir() else None, device, kind, threads)
+    with _SHARED_LOCK:
+        if key in _SHARED:
+            _SHARED.move_to_end(key)
+            return _SHARED[key]
+    m = load(d, device, kind=kind, threads=threads)
+    with _SHARED_LOCK:
+        m = _SHARED.setdefault(key, m)
+        _SHARED.move_to_end(key)
+        while len(_SHARED) > SHARED_MODELS:
+            _SHARED.popitem(last=False)
+    return m
 
 
 def info(path: str | os.PathLike) -> dict[str, Any]:

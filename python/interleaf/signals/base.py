@@ -101,7 +101,7 @@ class Context:
 
     def model(self, kind: str, signal: str = "a signal") -> Any:
         """The loaded model of ``kind`` (``"clip"``, ``"text_embedder"``, ``"lm"``), loading it
-        from its path on first use."""
+        from its path on first use (:func:`interleaf.models.load_shared`: once per process)."""
         if kind not in self._models:
             raise ValueError(f"unknown model kind {kind!r}; expected one of {sorted(self._models)}")
         m = self._models[kind]
@@ -110,7 +110,8 @@ class Context:
         if isinstance(m, (str, os.PathLike)):
             from interleaf import models
 
-            m = models.load(m, self.device, kind=_MODEL_KINDS[kind], threads=self.threads)
+            # Loaded once per process: a worker scoring many shards reuses it.
+            m = models.load_shared(m, self.device, kind=_MODEL_KINDS[kind], threads=self.threads)
             self._models[kind] = m
         return m
 
