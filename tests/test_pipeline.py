@@ -194,6 +194,21 @@ def test_a_missing_model_fails_first_and_says_how_to_get_one(tmp_path, planted, 
     assert "NAME=DIR" in capsys.readouterr().err
 
 
+def test_recipe_files_read_relative_model_paths_from_their_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "project"
+    shutil.copytree(CLIP_DIR, folder / "models" / "clip")
+    text = "name: r\nmodels:\n  clip: {path: PATH}\nsignals:\n  a: {type: clip_alignment}\n"
+    (folder / "recipe.yaml").write_text(text.replace("PATH", "models/clip"))
+    (folder / "other.yaml").write_text(text.replace("PATH", "not-here"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    r = recipes.load(folder / "recipe.yaml")
+    assert r.models["clip"].path == str((folder / "models" / "clip").resolve())
+    assert interleaf.pipeline.plan(r).models["clip"] == str((folder / "models" / "clip").resolve())
+    assert recipes.load(folder / "other.yaml").models["clip"].path == "not-here"  # not next to the recipe: as written
+
+
 def test_recipes_cli_lists_and_shows(capsys):
     assert main(["recipes", "list"]) == 0
     out = capsys.readouterr().out

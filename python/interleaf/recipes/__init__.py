@@ -47,5 +47,17 @@ def load(recipe: str | os.PathLike[str] | Recipe) -> Recipe:
     if path.suffix in (".yaml", ".yml") or os.sep in text or path.is_file():
         if not path.is_file():
             raise FileNotFoundError(f"{text}: no such recipe file")
-        return parse(path.read_text(), text)
+        return _anchor_models(parse(path.read_text(), text), path.parent)
     return parse(preset_text(text), f"{text}.yaml")
+
+
+def _anchor_models(recipe: Recipe, base: Path) -> Recipe:
+    """A recipe file's relative model paths read from the file's folder when they exist there
+    (as a config file's relative paths are), so the run does not depend on the working
+    directory; otherwise they stay as written (the working directory or the models home)."""
+    models = {}
+    for name, spec in recipe.models.items():
+        if spec.path is not None and not os.path.isabs(spec.path) and (base / spec.path).exists():
+            spec = spec.model_copy(update={"path": str((base / spec.path).resolve())})
+        models[name] = spec
+    return recipe.model_copy(update={"models": models})

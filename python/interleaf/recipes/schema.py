@@ -40,7 +40,8 @@ MODEL_KINDS = {"clip": "clip", "text": "text-embedder", "lm": "causal-lm"}
 
 class ModelSpec(_Strict):
     """A model the recipe uses. ``path``: a model directory or a name under the models home
-    (usually left out of a shared recipe and given at run time); ``device``: where it runs."""
+    (usually left out of a shared recipe and given at run time; a relative path in a recipe
+    file is read from the file's folder when it exists there); ``device``: where it runs."""
 
     path: str | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
