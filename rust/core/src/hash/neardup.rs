@@ -152,7 +152,10 @@ impl HammingIndex {
 
     /// `(query, id, distance)` for every query of `queries` (`None`: none) and every entry
     /// within `radius` of it, sorted; queries are spread over the current rayon pool.
+    ///
+    /// Panics when `radius` is above the index's (the pigeonhole argument would not hold).
     pub fn search_all(&self, queries: &[Option<u64>], radius: u32) -> Vec<(u32, u32, u32)> {
+        assert!(radius <= self.radius, "radius {radius} is above the index's radius {}", self.radius);
         self.join(queries, radius, |_, _| true)
     }
 
