@@ -405,7 +405,7 @@ def read_shard(shard: Shard, read: dict[str, Any], limit: int | None) -> Iterato
     documents."""
     opts = dict(read)
     fmt = opts.pop("format", None)
-    batch_size = opts.pop("batch_size", 256)
+    batch_size = opts.pop("batch_size", 1024)
     if limit is not None and limit <= 0:
         return
     for df in _prefetch(interleaf.read(shard.path, fmt, batch_size, **opts)):
@@ -1582,6 +1582,10 @@ def refilter(out: str | os.PathLike[str], recipe: str | os.PathLike[str] | Recip
     rec = load_recipe(recipe) if recipe is not None else stored
     parts = {"signals", "dedup", "models"}
     a, b = stored.model_dump(mode="json", include=parts), rec.model_dump(mode="json", include=parts)
+    # Model paths are not compared: the run's own (stored in its state) are used, and a recipe
+    # file's relative paths read from its folder would differ from the stored ones.
+    for d in (a, b):
+        d["models"] = {k: {kk: vv for kk, vv in v.items() if kk != "path"} for k, v in d["models"].items()}
     for part in ("signals", "dedup", "models"):
         if a[part] != b[part]:
             raise ValueError(f"the recipe's {part} differ from the run's: `interleaf filter` only re-applies filters and output; run `interleaf run` again (only the changed signals are recomputed)")

@@ -75,12 +75,12 @@ def cluster_pass(xc: np.ndarray, idx: np.ndarray, centre: np.ndarray | None, ran
     if rank is not None:
         key = -rank
     else:
-        # SemDeDup: distance to the centroid (1 - cosine) descending, stable.
-        xd = xc.astype(np.float64)
+        # SemDeDup: distance to the centroid (1 - cosine) descending, stable; in float64, by
+        # row blocks (no float64 copy of the cluster).
         if centre is None:
-            centre = xd.sum(axis=0)
+            centre = np.add.reduce(xc, axis=0, dtype=np.float64)
             centre /= max(float(np.linalg.norm(centre)), 1e-30)
-        key = -(1.0 - xd @ centre)
+        key = np.concatenate([-(1.0 - xc[a : a + _ROWS].astype(np.float64) @ centre) for a in range(0, len(xc), _ROWS)])
     o = np.argsort(key, kind="stable")
     best, arg = _cluster_pass(xc[o])
     order = idx[o]
@@ -209,6 +209,12 @@ def semantic(
         # cluster at a time on a multi-threaded BLAS (small products do not split well). A
         # single cluster (or threads=1) gets the BLAS's own threads instead.
         workers = min(threads or available_cores(), len(order_c))
+        # Each worker holds its cluster twice (gathered, then in SemDeDup's order) plus one
+        # product block; the largest clusters run first, so bound the workers by what that
+        # costs: at most about the embeddings' own size (1 GiB for small inputs) in flight.
+        largest = int(bounds[order_c[0] + 1] - bounds[order_c[0]]) if order_c else 0
+        per_worker = 2 * largest * x.shape[1] * 4 + 4 * _ROWS * _COLS
+        workers = max(1, min(workers, max(x.nbytes, 1 << 30) // per_worker))
         if workers <= 1:
             for c in order_c:
                 store(local(c))

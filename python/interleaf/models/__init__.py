@@ -125,8 +125,11 @@ def _stamp(path: Path) -> tuple[tuple[str, int, int], ...]:
     out = []
     for root, _, files in os.walk(path):
         for f in files:
-            st = os.stat(os.path.join(root, f))
-            out.append((os.path.relpath(os.path.join(root, f), path), st.st_size, st.st_mtime_ns))
+            try:
+                st = os.stat(os.path.join(root, f))
+                out.append((os.path.relpath(os.path.join(root, f), path), st.st_size, st.st_mtime_ns))
+            except OSError:  # a broken link among files the model does not read
+                out.append((os.path.relpath(os.path.join(root, f), path), -1, -1))
     return tuple(sorted(out))
 
 

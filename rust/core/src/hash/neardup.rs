@@ -28,8 +28,8 @@ fn piece(h: u64, (shift, width): (u32, u32)) -> u64 {
 }
 
 /// Bit ranges this wide or narrower are looked up in a direct table of bucket offsets
-/// (2^22 + 1 u32 = 16 MiB per range at most); wider ones by binary search over the distinct
-/// range values.
+/// (2^22 + 1 u32 = 16 MiB per range at most) when there are at least a quarter as many hashes
+/// as table entries; others by binary search over the distinct range values.
 const DIRECT_BITS: u32 = 22;
 
 /// One bit range's buckets: the entries sorted by (range value, id), with each entry's whole
@@ -46,7 +46,10 @@ struct Table {
 
 impl Table {
     fn build(hashes: &[Option<u64>], range: (u32, u32)) -> Table {
-        if range.1 <= DIRECT_BITS {
+        // A direct table costs 2^width offsets whatever the count: only when the hashes are
+        // about as many (a 22-bit table for three hashes would cost more than their search).
+        let present = hashes.iter().filter(|h| h.is_some()).count();
+        if range.1 <= DIRECT_BITS && (1usize << range.1) <= 4 * present.max(1) {
             // Counting sort straight into the columns: stable, so ids stay ascending within a
             // bucket.
             let mut offsets = vec![0u32; (1usize << range.1) + 1];
@@ -137,7 +140,7 @@ impl HammingIndex {
     /// in no particular order. An entry agreeing with `q` on several ranges is reported from
     /// the first of them only.
     pub fn search(&self, q: u64, radius: u32, mut found: impl FnMut(u32, u32)) {
-        debug_assert!(radius <= self.radius);
+        assert!(radius <= self.radius, "radius {radius} is above the index's radius {}", self.radius);
         for (t, table) in self.tables.iter().enumerate() {
             let (lo, hi) = table.bucket(q);
             for k in lo..hi {
@@ -279,7 +282,8 @@ mod tests {
         }
         queries.push(None);
         queries.push(Some(rnd()));
-        // Radius 0 and 1: binary-searched tables; 2 and up: direct ones.
+        // Radius 0-2: binary-searched tables (wide ranges, or too few hashes for a direct one);
+        // 5: both kinds; 8: direct ones.
         for (built, radius) in [(0, 0), (1, 1), (2, 2), (5, 5), (5, 3), (8, 8), (8, 0)] {
             let index = HammingIndex::new(&hashes, built);
             let got = index.search_all(&queries, radius);
