@@ -125,11 +125,12 @@ def _stamp(path: Path) -> tuple[tuple[str, int, int], ...]:
     out = []
     for root, _, files in os.walk(path):
         for f in files:
+            full = os.path.join(root, f)
             try:
-                st = os.stat(os.path.join(root, f))
-                out.append((os.path.relpath(os.path.join(root, f), path), st.st_size, st.st_mtime_ns))
+                st = os.stat(full)
+                out.append((os.path.relpath(full, path), st.st_size, st.st_mtime_ns))
             except OSError:  # a broken link among files the model does not read
-                out.append((os.path.relpath(os.path.join(root, f), path), -1, -1))
+                out.append((os.path.relpath(full, path), -1, -1))
     return tuple(sorted(out))
 
 

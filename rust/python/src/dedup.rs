@@ -173,9 +173,8 @@ pub fn hamming_pairs<'py>(
     hashes: PySeries,
     radius: u32,
 ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>)> {
-    use interleaf_core::hash::neardup::{clusters_within, pairs_within};
     let hashes = u64_hashes(&hashes, radius)?;
-    let (pairs, (reps, _)) = py.detach(|| on_pool(None, || (pairs_within(&hashes, radius), clusters_within(&hashes, radius))))?;
+    let (pairs, reps) = py.detach(|| on_pool(None, || interleaf_core::hash::neardup::pairs_and_clusters(&hashes, radius)))?;
     let i: Vec<i64> = pairs.iter().map(|p| p.0 as i64).collect();
     let j: Vec<i64> = pairs.iter().map(|p| p.1 as i64).collect();
     let d: Vec<i64> = pairs.iter().map(|p| p.2 as i64).collect();

@@ -195,6 +195,18 @@ pub fn pairs_within(hashes: &[Option<u64>], radius: u32) -> Vec<(u32, u32, u32)>
     HammingIndex::new(hashes, radius).join(hashes, radius, |i, j| i < j)
 }
 
+/// [`pairs_within`] and the clusters they make: each item's representative (the smallest index
+/// of its connected component; the same as [`clusters_within`]'s) from one search.
+pub fn pairs_and_clusters(hashes: &[Option<u64>], radius: u32) -> (Vec<(u32, u32, u32)>, Vec<u32>) {
+    let pairs = pairs_within(hashes, radius);
+    let mut uf = UnionFind::new(hashes.len());
+    for &(a, b, _) in &pairs {
+        uf.union(a, b);
+    }
+    let reps = uf.representatives(|_| 0u8);
+    (pairs, reps)
+}
+
 /// Clusters of hashes within `radius` of each other (transitively), without listing every
 /// pair: equal hashes are grouped first and only distinct values are searched, so a hash shared
 /// by 20,000 items (a blank placeholder image) costs one entry, not 200 million pairs. Returns
@@ -325,6 +337,8 @@ mod tests {
         for (i, j, _) in pairs_within(&hashes, 3) {
             uf.union(i, j);
         }
-        assert_eq!(clusters_within(&hashes, 3).0, uf.representatives(|_| 0u8));
+        let want = uf.representatives(|_| 0u8);
+        assert_eq!(clusters_within(&hashes, 3).0, want);
+        assert_eq!(pairs_and_clusters(&hashes, 3), (pairs_within(&hashes, 3), want));
     }
 }
