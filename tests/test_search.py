@@ -161,3 +161,41 @@ def test_sampling_survives_underflow_and_a_refused_training_changes_nothing():
     assert index.needs_training and index.params["nlist"] is None
     index.train(clustered(5000, 8, 3, 12))
     assert index.params["nlist"] == default_nlist(5000) and not index.needs_training
+
+
+@pytest.mark.skipif(gpu_count() == 0, reason="needs faiss-gpu and a GPU")
+def test_gpu_indexes_agree_with_the_cpu_and_keep_faiss_gpu_limits(tmp_path):
+    from interleaf.search import GPU_MAX_K, kmeans
+
+    x, q = clustered(20_000, 64, 50, 9, queries=200)
+    for metric in ("cosine", "ip", "l2"):
+        cs, ci = Index(64, metric, device="cpu").add(x).search(q, 10)
+        gpu = Index(64, metric, device="cuda").add(x)
+        assert gpu.device == "cuda"
+        gs, gi = gpu.search(q, 10)
+        assert (gi == ci).mean() > 0.99, metric
+        assert gs == pytest.approx(cs, rel=1e-3, abs=1e-3)
+    _, truth = Index(64, device="cpu").add(x).search(q, 10)
+    ivf = Index(64, kind="ivf", device="cuda").train(x).add(x)
+    _, got = ivf.search(q, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got.tolist(), truth.tolist(), strict=True)])
+    assert recall >= 0.95, recall
+    ivf.save(tmp_path / "ivf")
+    for device in ("cpu", "cuda"):
+        back = Index.load(tmp_path / "ivf", device=device)
+        assert back.device == device and len(back) == len(ivf)
+        assert (back.search(q, 10)[1] == got).mean() > 0.99
+    # FAISS's GPU limit on k and nprobe: a clear error, and default nprobe capped.
+    with pytest.raises(ValueError, match="at most 2048 neighbours"):
+        gpu.search(q, GPU_MAX_K + 1)
+    with pytest.raises(ValueError, match="at most 2048 lists"):
+        Index(64, kind="ivf", device="cuda", nprobe=GPU_MAX_K + 1)
+    wide = np.random.default_rng(0).normal(size=(20_000 * 40, 8)).astype(np.float32)
+    big = Index(8, kind="ivf", device="cuda", nlist=20_000).train(wide).add(wide[:1000])
+    assert big.nprobe == GPU_MAX_K and big.search(wide[:5], 3)[1][:, 0].tolist() == [0, 1, 2, 3, 4]
+    # k-means: the GPU's clusters are as tight as the CPU's.
+    lg, cg = kmeans(x, 50, device="cuda")
+    lc, cc = kmeans(x, 50, device="cpu")
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    tight = [float(np.mean(np.sum(xn * c[lab], axis=1))) for lab, c in ((lg, cg), (lc, cc))]
+    assert tight[0] == pytest.approx(tight[1], abs=0.01), tight

@@ -152,3 +152,14 @@ def test_documents_without_text_have_nothing_to_embed():
     assert np.isfinite(emb[0]).all() and np.isnan(emb[1:]).all()
     with pytest.raises(ValueError, match=r"eps must be in \[0, 1\]"):
         semantic(np.eye(3, dtype=np.float32), eps=1.5)
+
+
+def test_gpu_kmeans_finds_the_same_duplicates_as_the_cpu():
+    from interleaf.search import gpu_count
+
+    if gpu_count() == 0:
+        pytest.skip("needs faiss-gpu and a GPU")
+    x, _, _ = planted(5000, 48, 400, 4)
+    gpu = semantic(x, eps=0.01, n_clusters=8, seed=0, device="cuda").get_column("kept").to_numpy()
+    cpu = semantic(x, eps=0.01, n_clusters=8, seed=0, device="cpu").get_column("kept").to_numpy()
+    assert (gpu == cpu).mean() > 0.99 and (~gpu).sum() == pytest.approx((~cpu).sum(), rel=0.05)

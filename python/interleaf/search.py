@@ -35,6 +35,9 @@ METRICS = ("cosine", "ip", "l2")
 KINDS = ("flat", "ivf", "ivfpq", "hnsw")
 DEVICES = ("auto", "cpu", "cuda")
 _ADD_BATCH = 65_536
+# FAISS's GPU k-selection returns at most this many neighbours, and probes at most this many
+# lists, per query (GPU_MAX_SELECTION_K).
+GPU_MAX_K = 2048
 
 
 def _faiss():
@@ -118,7 +121,8 @@ class Index:
         device: ``"auto"`` (a GPU when FAISS sees one), ``"cpu"`` or ``"cuda"`` (raises without
             a GPU). HNSW always runs on the CPU.
         nlist: IVF lists (default from the training sample: :func:`default_nlist`).
-        nprobe: lists searched per query (default :func:`default_nprobe`); settable later.
+        nprobe: lists searched per query (default :func:`default_nprobe`, at most 2,048 on the
+            GPU, FAISS's limit there); settable later.
         pq_m: IVF-PQ sub-quantisers (default: the largest of 64, 32, 16, 8, 4, 2, 1 dividing dim
             into sub-vectors of at least 4 values); ``pq_bits`` bits each (8).
         hnsw_m: HNSW neighbours per node (32); ``ef_search`` (64) and ``ef_construction`` (64).
@@ -155,6 +159,8 @@ class Index:
             raise ValueError(f"pq_m ({pq_m}) must divide dim ({dim})")
         self.dim, self.metric, self.kind = dim, metric, kind
         self.device = "cpu" if kind == "hnsw" else resolve_device(device)
+        if self.device == "cuda" and nprobe is not None and nprobe > GPU_MAX_K:
+            raise ValueError(f"FAISS on the GPU probes at most {GPU_MAX_K} lists per query, got nprobe={nprobe}")
         self.params: dict[str, Any] = {"nlist": nlist, "nprobe": nprobe, "pq_m": pq_m, "pq_bits": pq_bits, "hnsw_m": hnsw_m, "ef_search": ef_search, "ef_construction": ef_construction}
         self._index: Any = None
         self._gpu_resources: Any = None
@@ -191,6 +197,8 @@ class Index:
             base.own_fields = True
             quantizer.this.disown()
             p["nprobe"] = p["nprobe"] or default_nprobe(p["nlist"])
+            if self.device == "cuda":
+                p["nprobe"] = min(p["nprobe"], GPU_MAX_K)
         index = faiss.IndexIDMap2(base)
         index.own_fields = True
         base.this.disown()
@@ -214,7 +222,7 @@ class Index:
 
     @nprobe.setter
     def nprobe(self, value: int) -> None:
-        int_arg("nprobe", value, 1, 1 << 20)
+        int_arg("nprobe", value, 1, GPU_MAX_K if self.device == "cuda" else 1 << 20)
         self.params["nprobe"] = value
         self._set_nprobe()
 
@@ -267,8 +275,11 @@ class Index:
 
     def search(self, queries: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest indexed vectors of each query: ``(scores, ids)``, float32 and int64
-        ``(n, k)``, best first; -1 / NaN where fewer than ``k`` were found."""
+        ``(n, k)``, best first; -1 / NaN where fewer than ``k`` were found. On the GPU ``k`` is
+        at most 2,048 (FAISS's limit there)."""
         int_arg("k", k, 1, 1 << 16)
+        if self.device == "cuda" and k > GPU_MAX_K:
+            raise ValueError(f"FAISS on the GPU returns at most {GPU_MAX_K} neighbours per query, asked for k={k}: ask for fewer or use device='cpu'")
         if self._index is None or not self._index.is_trained:
             raise ValueError(f"a {self.kind} index must be trained first: call train(sample)")
         q = self._prepare(queries, "queries")
