@@ -11,7 +11,10 @@ Three randomly initialised models (seeded), small enough to commit:
   ``tokenizer.json`` has padding and truncation baked in on purpose (fixed 16, truncate at 8),
   which the loader must override;
 - ``lm-tiny``: a GPT-2-style LM (2 layers, width 32, 64 positions) with a byte-level BPE
-  trained on the same text.
+  trained on the same text;
+- ``clip-sample``: clip-tiny's architecture trained on the bundled sample's image-caption pairs
+  (the one fixture whose scores mean something: matched pairs of those images score high,
+  mismatched ones low), for the planted "mismatched image" cases.
 
 Each is exported with interleaf's own exporter (``interleaf.models.export``), and the
 references are computed in torch with every module in eval mode:
@@ -152,6 +155,111 @@ def make_clip(texts: list[str], work: Path) -> None:
     )
 
 
+def make_clip_sample(work: Path) -> None:
+    """``clip-sample``: clip-tiny's architecture *trained* on the bundled sample's image-caption
+    pairs (``pairs.jsonl``), so its scores mean something on those images: a caption scores high
+    with its own image and low with the others. Not a general model: it knows only these twelve
+    images. Contrastive loss (CLIP's) plus hinges that put matched pairs above cosine 0.6 and
+    mismatched ones below -0.1, on random crops / flips of the images and random word spans of
+    the captions, so re-encoded copies and shortened captions still match."""
+    import random
+
+    import torch
+    from PIL import Image
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    from interleaf.models.export import eval_mode, export_clip_transformers
+
+    src = work / "clip-sample-src"
+    src.mkdir()
+    tok = clip_tokenizer()
+    vocab_size = len(tok)
+    tok.save_pretrained(str(src))
+    proc = CLIPImageProcessor(crop_size={"height": 224, "width": 224}, size={"shortest_edge": 224})
+    proc.save_pretrained(str(src))
+    rows = [json.loads(line) for line in (SAMPLE / "pairs.jsonl").read_text().splitlines() if line.strip()]
+    names = sorted({r["image"] for r in rows})
+    captions = {n: [r["caption"] for r in rows if r["image"] == n] for n in names}
+    source = {r["image"]: r["source"] for r in rows}
+    images = {n: Image.open(SAMPLE / n).convert("RGB") for n in names}
+    random.seed(SEED)
+    torch.manual_seed(SEED)
+    cfg = CLIPConfig(
+        text_config=dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77, bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=224, patch_size=16),
+        projection_dim=16,
+    )
+    model = CLIPModel(cfg)
+
+    def augment(im: Image.Image) -> Image.Image:
+        w, h = im.size
+        s = random.uniform(0.75, 1.0)
+        cw, ch = max(1, int(w * s)), max(1, int(h * s))
+        x, y = random.randint(0, w - cw), random.randint(0, h - ch)
+        out = im.crop((x, y, x + cw, y + ch))
+        return out.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if random.random() < 0.5 else out
+
+    def span(text: str) -> str:
+        words = text.split()
+        if random.random() < 0.4 or len(words) <= 4:
+            return text
+        n = random.randint(4, len(words))
+        a = random.randint(0, len(words) - n)
+        return " ".join(words[a : a + n])
+
+    def embed(pixels, ids, mask):
+        img = model.visual_projection(model.vision_model(pixel_values=pixels).pooler_output)
+        txt = model.text_projection(model.text_model(input_ids=ids, attention_mask=mask).pooler_output)
+        return torch.nn.functional.normalize(img, dim=-1), torch.nn.functional.normalize(txt, dim=-1)
+
+    def batch(aug: bool):
+        pix = proc([augment(images[n]) if aug else images[n] for n in names], return_tensors="pt")["pixel_values"]
+        texts = [span(random.choice(captions[n])) if aug else captions[n][0] for n in names]
+        enc = tok(texts, padding="max_length", truncation=True, max_length=77, return_tensors="pt")
+        return pix, enc["input_ids"], enc["attention_mask"]
+
+    steps = 2000
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.1)
+    eye = torch.eye(len(names), dtype=torch.bool)
+    for step in range(steps):
+        model.train()
+        img, txt = embed(*batch(step % 4 != 0))
+        cos = img @ txt.T
+        logits = cos * model.logit_scale.exp().clamp(max=100)
+        target = torch.arange(len(names))
+        loss = (torch.nn.functional.cross_entropy(logits, target) + torch.nn.functional.cross_entropy(logits.T, target)) / 2
+        loss = loss + torch.relu(0.6 - cos[eye]).mean() + torch.relu(cos[~eye] + 0.1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 250 == 0:
+            print(f"clip-sample step {step}: loss {loss.item():.3f}", flush=True)
+    eval_mode(model)
+    with torch.no_grad():
+        img, txt = embed(*batch(False))
+        cos = (img @ txt.T).numpy()
+    # Crops of one photograph (the astronaut and her face) may stay close; different photographs
+    # must not.
+    apart = np.array([[source[a] != source[b] for b in names] for a in names])
+    matched, other = np.diag(cos), cos[apart]
+    print(f"clip-sample: matched cosine {matched.min():.3f}..{matched.max():.3f}, other photographs {other.min():.3f}..{other.max():.3f}")
+    if matched.min() < 0.5 or other.max() > 0.2:
+        np.set_printoptions(precision=2, suppress=True, linewidth=200)
+        print(names, cos, sep="\n")
+        raise SystemExit("clip-sample did not separate matched from mismatched pairs; train longer")
+    model.save_pretrained(str(src))
+    out = export_clip_transformers(src, OUT / "clip-sample", overwrite=True)
+    cfg_path = out / "config.json"
+    meta = json.loads(cfg_path.read_text())
+    meta["interleaf"]["source"] = f"scripts/make_test_models.py: transformers CLIPModel trained on the bundled sample's pairs.jsonl, seed {SEED}"
+    meta.pop("_name_or_path", None)
+    cfg_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    # Torch's cosines of every image with every image's first caption (rows: images).
+    np.savez_compressed(out / "reference.npz", image_files=np.array(names), captions=np.array([captions[n][0] for n in names]), cosine=cos.astype(np.float32))
+
+
 def make_embedder(texts: list[str], train: list[str], work: Path) -> None:
     import torch
     from sentence_transformers import SentenceTransformer
@@ -228,14 +336,24 @@ def make_lm(texts: list[str], train: list[str], work: Path) -> None:
 
 
 def main() -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Builds the tiny model fixtures (all of them by default).")
+    ap.add_argument("--only", action="append", choices=("clip-tiny", "clip-sample", "embedder-tiny", "lm-tiny"), help="build only this fixture (repeatable)")
+    only = set(ap.parse_args().only or ())
     texts = reference_texts()
     train = corpus()
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        make_clip(texts, work)
-        make_embedder(texts, train, work)
-        make_lm(texts, train, work)
+        if not only or "clip-tiny" in only:
+            make_clip(texts, work)
+        if not only or "clip-sample" in only:
+            make_clip_sample(work)
+        if not only or "embedder-tiny" in only:
+            make_embedder(texts, train, work)
+        if not only or "lm-tiny" in only:
+            make_lm(texts, train, work)
     for d in sorted(OUT.iterdir()):
         size = sum(p.stat().st_size for p in d.rglob("*") if p.is_file())
         print(f"{d.relative_to(ROOT)}: {size / 1e3:.0f} kB")

@@ -206,6 +206,21 @@ def test_logit_scale_defaults_to_100_without_the_exported_value(tmp_path):
     assert models.load(d).logit_scale == 100.0
 
 
+def test_the_clip_trained_on_the_sample_scores_as_in_torch_and_separates_its_pairs(sample_dir):
+    """clip-sample (scripts/make_test_models.py): the one CLIP fixture whose scores mean
+    something, on the bundled pairs it was trained on."""
+    d = FIXTURES / "clip-sample"
+    r = ref(d)
+    clip = models.load(d, device="cpu")
+    img, _ = clip.embed_images([(sample_dir / name).read_bytes() for name in r["image_files"]])
+    txt, _ = clip.embed_texts([str(t) for t in r["captions"]])
+    cos = img @ txt.T
+    np.testing.assert_allclose(cos, r["cosine"], atol=2e-3)
+    source = [name.split("/")[-1].split("_")[0].split(".")[0] for name in r["image_files"]]
+    apart = np.array([[a != b for b in source] for a in source])
+    assert np.diag(cos).min() > 0.5 and cos[apart].max() < 0.0
+
+
 def test_bad_images_leave_nan_rows_and_errors_only_for_themselves(clip, sample_images):
     good = list(sample_images.values())[:3]
     batch = [good[0], b"", b"\x89PNG\r\n\x1a\n garbage", None, good[1], good[2][:200], good[2]]

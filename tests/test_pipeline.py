@@ -4,7 +4,9 @@ missing file, a malformed line, invalid UTF-8, a small image, a short caption).
 
 The tiny CLIP fixture is random, so its scores mean nothing: tests that need every document
 to reach the dedup stage edit the CLIP threshold to -1, and the CLIP filter itself is checked
-against scores computed independently with the same model."""
+against scores computed independently with the same model. The planted mismatched images are
+checked with clip-sample, the same architecture trained on the bundled sample's pairs (it knows
+which caption goes with which of those images), at the presets' own thresholds."""
 
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from interleaf.pipeline import run
 
 FIXTURES = Path(__file__).parent / "fixtures" / "models"
 CLIP_DIR = FIXTURES / "clip-tiny"
+CLIP_SAMPLE_DIR = FIXTURES / "clip-sample"
 EMBEDDER_DIR = FIXTURES / "embedder-tiny"
 LM_DIR = FIXTURES / "lm-tiny"
 SAMPLE_IMAGES = Path(interleaf.__file__).parent / "data" / "sample" / "images"
@@ -309,6 +312,58 @@ def test_clip_filter_drops_exactly_the_low_scores_and_refilter_equals_a_fresh_ru
         from interleaf.pipeline import refilter
 
         refilter(out, changed, progress=False)
+
+
+def sample_pairs() -> list[dict]:
+    """The bundled pairs, one per image (the first caption of each)."""
+    rows = [json.loads(line) for line in (SAMPLE_IMAGES.parent / "pairs.jsonl").read_text().splitlines() if line.strip()]
+    first: dict[str, dict] = {}
+    for r in rows:
+        first.setdefault(r["image"], r)
+    return list(first.values())
+
+
+def test_pairs_drops_mismatched_images_at_the_preset_threshold_with_a_trained_clip(tmp_path):
+    pairs = sample_pairs()
+    caption = {r["image"]: r["caption"] for r in pairs}
+    src = tmp_path / "pairs.jsonl"
+    with open(src, "wb") as f:
+        for r in pairs:
+            f.write(_line({"id": r["id"], "image": r["image"], "caption": r["caption"]}))
+        # Real captions on the wrong photographs.
+        f.write(_line({"id": "mismatch-cat", "image": "images/rocket.jpg", "caption": caption["images/chelsea.jpg"]}))
+        f.write(_line({"id": "mismatch-galaxies", "image": "images/camera.jpg", "caption": caption["images/hubble_deep_field.jpg"]}))
+    out = tmp_path / "out"
+    run("pairs", [str(src)], out, models={"clip": str(CLIP_SAMPLE_DIR)}, image_root=SAMPLE_IMAGES.parent, device="cpu", progress=False)
+    docs = dropped(out).filter(pl.col("pos").is_null())
+    clip_dropped = docs.filter(pl.col("filter") == "clip_score")
+    assert sorted(clip_dropped.get_column("doc_id")) == ["mismatch-cat", "mismatch-galaxies"]
+    assert (clip_dropped.get_column("threshold") == 0.28).all() and (clip_dropped.get_column("value") < 0.0).all()
+    scores = pl.read_parquet(out / "attributes" / "clip_alignment" / "pairs.parquet")
+    matched = scores.filter(~pl.col("doc_id").str.starts_with("mismatch")).get_column("clip_alignment_score")
+    assert len(matched) == len(pairs) and matched.min() > 0.5
+
+
+def test_mmc4_assignment_drops_the_image_no_sentence_describes_with_a_trained_clip(tmp_path):
+    caption = {r["image"].split("/")[-1]: r["caption"] for r in sample_pairs()}
+    src = tmp_path / "mmc4.jsonl"
+    # Sentences describe the coffee, the cat and the rocket, in that order; the images come in
+    # another order, and the camera photograph matches no sentence.
+    sentences = [caption["coffee.jpg"], caption["chelsea.jpg"], caption["rocket.jpg"]]
+    images = [("rocket.jpg", 0), ("camera.jpg", 1), ("coffee.jpg", 2), ("chelsea.jpg", 2)]
+    with open(src, "wb") as f:
+        f.write(_mmc4_doc("d1", sentences, images))
+    out = tmp_path / "out"
+    run("mmc4", [str(src)], out, models={"clip": str(CLIP_SAMPLE_DIR)}, image_root=SAMPLE_IMAGES, device="cpu", progress=False)
+    d = dropped(out)
+    nodes = {r["pos"]: r for r in d.filter(pl.col("pos").is_not_null()).iter_rows(named=True)}
+    # Node positions: rocket 0, sentence 1, camera 2, sentence 3, coffee 4, chelsea 5, sentence 6.
+    assert list(nodes) == [2] and nodes[2]["filter"] == "assignment" and nodes[2]["value"] < 0.15
+    # Each kept image is assigned the sentence that describes it (sentence k is at pos 1, 3, 6).
+    att = pl.read_parquet(out / "attributes" / "clip_alignment" / "mmc4.parquet").sort("pos")
+    assert att.get_column("clip_alignment_text_pos").to_list() == [6, None, 1, 3]
+    assert att.get_column("clip_alignment_error").to_list()[1]["kind"] == "below_threshold"
+    assert (att.get_column("clip_alignment_score").to_numpy()[[0, 2, 3]] > 0.5).all()
 
 
 def test_outputs_do_not_depend_on_workers_and_a_rerun_skips_everything(tmp_path, planted):
