@@ -665,6 +665,27 @@ def test_comm_drops_a_document_with_shuffled_steps_with_real_minilm(tmp_path):
     assert docs["shuffled"]["value"] <= 0 and s["documents"]["kept"] == 1
 
 
+def test_comm_drops_a_step_image_its_text_does_not_describe_with_a_trained_clip(tmp_path):
+    """CoMM's image-text view at its own threshold (0.10): each step's image against that step's
+    text; the step whose photograph is the wrong one loses its image, the others keep theirs."""
+    caption = {r["image"].split("/")[-1]: r["caption"] for r in sample_pairs()}
+    steps = [("coffee.jpg", "coffee.jpg"), ("chelsea.jpg", "chelsea.jpg"), ("rocket.jpg", "camera.jpg"), ("retina.jpg", "retina.jpg")]
+    doc = {"id": "howto", "title": "Four photographs", "step_info": [[{"type": "text", "content": caption[t]}, {"type": "image", "image_path": f"images/{i}"}] for t, i in steps]}
+    src = tmp_path / "comm.jsonl"
+    src.write_bytes(_line(doc))
+    recipe = tmp_path / "comm.yaml"
+    recipe.write_text(recipes.preset_text("comm").replace('"sequence_f > 0"', '"sequence_f > -2"').replace('"coherence_margin > 0"', '"coherence_margin > -2"'))
+    out = tmp_path / "out"
+    s = run(recipe, [str(src)], out, models={"clip": str(CLIP_SAMPLE_DIR), "text": str(EMBEDDER_DIR)}, image_root=SAMPLE_IMAGES.parent, device="cpu", progress=False)
+    d = dropped(out)
+    assert d.filter(pl.col("pos").is_null()).height == 0 and s["documents"]["kept"] == 1
+    gone = d.filter(pl.col("pos").is_not_null())
+    assert gone.get_column("filter").to_list() == ["alignment"] and gone.get_column("value").item() < 0.10
+    kept = pl.concat(list(interleaf.read(out / "kept" / "comm.jsonl", image_root=SAMPLE_IMAGES.parent)))
+    imgs = kept.filter(pl.col("kind") == "image")
+    assert imgs.get_column("step").to_list() == [0, 1, 3] and imgs.get_column("image_ref").to_list() == ["images/coffee.jpg", "images/chelsea.jpg", "images/retina.jpg"]
+
+
 def test_shard_names_stay_inside_the_output_folder():
     from interleaf.pipeline import plan_shards
 
