@@ -181,6 +181,10 @@ def test_filters_are_checked_before_any_data_is_read(tmp_path, planted):
     r.write_text("signals:\n  t: {type: text}\nfilters:\n  node:\n    x: 't_n_words >'\n")
     with pytest.raises(recipes.RecipeError, match="not a polars SQL expression"):
         run(r, planted["inputs"], out, progress=False)
+    for column in ("image_format", "nowhere"):
+        r.write_text(f"signals:\n  image: {{type: image}}\noutput:\n  images_to: {column}\n")
+        with pytest.raises(recipes.RecipeError, match=f"output.images_to: '{column}' is not a numeric node column"):
+            run(r, planted["inputs"], out, progress=False)
     assert not out.exists()
 
 
@@ -363,6 +367,25 @@ def test_mmc4_assignment_drops_the_image_no_sentence_describes_with_a_trained_cl
     assert att.get_column("clip_alignment_text_pos").to_list() == [6, None, 1, 3]
     assert att.get_column("clip_alignment_error").to_list()[1]["kind"] == "below_threshold"
     assert (att.get_column("clip_alignment_score").to_numpy()[[0, 2, 3]] > 0.5).all()
+    # The kept record carries the assignment: each image before the sentence describing it.
+    rec = json.loads((out / "kept" / "mmc4.jsonl").read_text().splitlines()[0])
+    assert rec["text_list"] == sentences
+    assert sorted((i["matched_text_index"], i["image_name"]) for i in rec["image_info"]) == [(0, "coffee.jpg"), (1, "chelsea.jpg"), (2, "rocket.jpg")]
+
+
+def test_move_images_puts_each_image_before_its_target_text():
+    from interleaf.pipeline import move_images
+
+    # doc 0: t0 i1 t2 i3 i4 t5 (i3 -> t0, i4 -> t0, i1 -> t5); doc 1: i0 t2 (t1 dropped; i0 -> t1)
+    df = pl.DataFrame({"doc_index": [0, 0, 0, 0, 0, 0, 1, 1], "pos": [0, 1, 2, 3, 4, 5, 0, 2], "kind": ["text", "image", "text", "image", "image", "text", "image", "text"], "text": ["a", None, "b", None, None, "c", None, "d"]})
+    targets = pl.DataFrame({"doc_index": [0, 0, 0, 1], "pos": [1, 3, 4, 0], "to": [5.0, 0.0, 0.0, 1.0]})
+    got = move_images(df, targets, "to")
+    assert got.columns == df.columns
+    assert got.get_column("pos").to_list() == [0, 1, 2, 3, 4, 5, 0, 2]
+    # i3, i4 (in their order) before t0; i1 before t5; doc 1's target is gone, so i0 stays.
+    order = [(r["doc_index"], r["kind"], r["text"]) for r in got.iter_rows(named=True)]
+    assert [o[1] + (o[2] or "") for o in order] == ["image", "image", "texta", "textb", "image", "textc", "image", "textd"]
+    assert move_images(df, targets.clear(), "to").equals(df)
 
 
 def test_outputs_do_not_depend_on_workers_and_a_rerun_skips_everything(tmp_path, planted):
@@ -459,7 +482,8 @@ def test_mmc4_drops_small_images_and_near_duplicates_within_a_document(tmp_path)
         f.write(_mmc4_doc("d2", s[:2], [("retina_disc.png", 0)]))
         f.write(_mmc4_doc("d3", s[:1], [("astronaut_flag.jpg", 0)]))
     recipe = tmp_path / "mmc4.yaml"
-    text = recipes.preset_text("mmc4").replace("threshold: 0.15", "threshold: -1.0").replace("clip_alignment_score >= 0.15", "clip_alignment_score >= -1.0")
+    # The random CLIP's assignment means nothing: images stay where the input put them.
+    text = recipes.preset_text("mmc4").replace("threshold: 0.15", "threshold: -1.0").replace("clip_alignment_score >= 0.15", "clip_alignment_score >= -1.0").replace("images_to: clip_alignment_text_pos", "images_to: null")
     recipe.write_text(text)
     out = tmp_path / "out"
     summ = run(recipe, [str(src)], out, models={"clip": str(CLIP_DIR)}, image_root=img, device="cpu", progress=False)

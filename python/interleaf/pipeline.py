@@ -280,6 +280,9 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
     tf = recipe.output.text_from
     if tf is not None and (tf not in node_cols or dtypes.get(tf) != pl.String()):
         raise RecipeError(f"output.text_from: {tf!r} is not a String node column of the recipe's signals")
+    it = recipe.output.images_to
+    if it is not None and (it not in node_cols or not (dtypes.get(it) is not None and dtypes[it].is_numeric())):
+        raise RecipeError(f"output.images_to: {it!r} is not a numeric node column of the recipe's signals (a text node's pos per image)")
     uses_llm = any(SIGNAL_MODELS[spec.type] == "llm" for spec in signals.values())
     return Plan(recipe, resolved, signals, skipped, node_cols, doc_cols, dtypes, node_filters, doc_filters, skipped_filters, dataset_steps, document_steps, notices, llm_cfg if uses_llm else None)
 
@@ -1122,16 +1125,20 @@ def write_shard(opts: RunOptions, shard: Shard, limit: int | None, dropped_sha: 
     tf = p.recipe.output.text_from
     tf_key = Markers(out).key(f"score/{p.node_columns[tf]}", shard.name) if tf else None
     embed = p.recipe.output.embed_images
-    key = digest({**_shard_key(opts, shard, limit), "dropped": dropped_sha, "format": fmt, "compression": comp, "embed_images": embed, "text_from": [tf, tf_key]})
+    it = p.recipe.output.images_to
+    it_key = Markers(out).key(f"score/{p.node_columns[it]}", shard.name) if it else None
+    key = digest({**_shard_key(opts, shard, limit), "dropped": dropped_sha, "format": fmt, "compression": comp, "embed_images": embed, "text_from": [tf, tf_key], "images_to": [it, it_key]})
     if marks.fresh("write", shard.name, key, path):
         return {"shard": shard.name, "skipped": True, "seconds": 0.0}
     t0 = time.perf_counter()
     dropped = pl.read_parquet(out / "dropped" / f"{shard.name}.parquet", columns=[S.DOC_INDEX, S.POS])
     drop_docs = dropped.filter(pl.col(S.POS).is_null()).get_column(S.DOC_INDEX).implode()
     drop_nodes = dropped.filter(pl.col(S.POS).is_not_null())
-    texts = None
+    texts = targets = None
     if tf:
         texts = pl.read_parquet(out / "attributes" / p.node_columns[tf] / f"{shard.name}.parquet", columns=[S.DOC_INDEX, S.POS, tf])
+    if it:
+        targets = pl.read_parquet(out / "attributes" / p.node_columns[it] / f"{shard.name}.parquet", columns=[S.DOC_INDEX, S.POS, it]).filter(pl.col(it).is_not_null() & pl.col(it).is_not_nan() if p.column_dtypes[it].is_float() else pl.col(it).is_not_null())
 
     # Record layouts write images by reference: their bytes need not be read again.
     read = {**opts.read, "load_images": False} if fmt in RECORD_LAYOUTS and not embed else opts.read
@@ -1141,6 +1148,8 @@ def write_shard(opts: RunOptions, shard: Shard, limit: int | None, dropped_sha: 
             df = df.filter(~pl.col(S.DOC_INDEX).is_in(drop_docs)).join(drop_nodes, on=[S.DOC_INDEX, S.POS], how="anti", maintain_order="left")
             if texts is not None and df.height:
                 df = df.join(texts, on=[S.DOC_INDEX, S.POS], how="left", maintain_order="left").with_columns(pl.coalesce(tf, S.TEXT).alias(S.TEXT)).drop(tf)
+            if targets is not None and df.height:
+                df = move_images(df, targets, it)
             yield df
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -1153,6 +1162,26 @@ def write_shard(opts: RunOptions, shard: Shard, limit: int | None, dropped_sha: 
             interleaf.write(S.empty_frame(), path, fmt, overwrite=True)
     marks.done("write", shard.name, key)
     return {"shard": shard.name, "skipped": False, "seconds": time.perf_counter() - t0}
+
+
+def move_images(df: pl.DataFrame, targets: pl.DataFrame, column: str) -> pl.DataFrame:
+    """Each image node with a target in ``targets`` (``doc_index``, ``pos``, ``column``: the
+    ``pos`` of a text node of its document) moved right before that text node, images sharing a
+    target in their old order; the documents' ``pos`` values are reused in the new order, so they
+    stay increasing. Images without a target, or whose target is not a text node of ``df``,
+    stay where they were."""
+    texts = df.filter(pl.col(S.KIND) == "text").select(S.DOC_INDEX, pl.col(S.POS).alias("_target"), pl.lit(True).alias("_is_text"))
+    t = targets.select(S.DOC_INDEX, S.POS, pl.col(column).cast(pl.Int64).alias("_target"))
+    moved = (
+        df.join(t, on=[S.DOC_INDEX, S.POS], how="left", maintain_order="left")
+        .join(texts, on=[S.DOC_INDEX, "_target"], how="left", maintain_order="left")
+        .with_columns(
+            pl.when((pl.col(S.KIND) == "image") & pl.col("_is_text").fill_null(False)).then(pl.col("_target")).otherwise(pl.col(S.POS).cast(pl.Int64)).alias("_anchor"),
+            (pl.col(S.KIND) == "text").cast(pl.Int8).alias("_after"),
+        )
+    )
+    order = moved.sort([S.DOC_INDEX, "_anchor", "_after", S.POS], maintain_order=True)
+    return order.with_columns(pl.col(S.POS).sort().over(S.DOC_INDEX)).drop("_target", "_is_text", "_anchor", "_after")
 
 
 def _empty_tar(path: Path) -> None:

@@ -240,12 +240,17 @@ class OutputSpec(_Strict):
     (``data:`` URIs) in record layouts instead of their references;
     ``compression`` for WebDataset shards; ``text_from``: a String node column whose value
     replaces a kept text node's text where it is not null (OBELICS: ``text_kept_text``, the
-    paragraphs that survive its paragraph filter)."""
+    paragraphs that survive its paragraph filter); ``images_to``: a node column holding, for an
+    image, the ``pos`` of the text node it belongs to (MMC4: ``clip_alignment_text_pos``, the
+    image-sentence assignment): each kept image is written right before that text node, so the
+    MMC4 layout's ``matched_text_index`` is the assignment; images where it is null (or whose
+    text node was dropped) stay where they were."""
 
     format: Literal["auto", "webdataset", "parquet", "jsonl", "pairs", "mmc4", "obelics", "comm", "llava"] = "auto"
     compression: Literal["none", "gz", "zst"] = "none"
     embed_images: bool = False
     text_from: str | None = None
+    images_to: str | None = None
 
 
 class LLMSpec(_Strict):
