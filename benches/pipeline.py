@@ -8,9 +8,9 @@
    same documents (``--dj-docs``, default the same): documents/s and peak RSS, and interleaf's
    peak RSS at a tenth of the input (memory must stay flat when the input grows).
 2. **datacomp**: the ``datacomp`` preset with a ViT-B/32-sized CLIP (random weights, real
-   shapes; see ``benches/models.py``) on ``--pairs`` WebDataset pairs from
-   ``bench-data/shards``: end-to-end pairs/s against the CLIP model alone embedding the same
-   images and captions (``embed_images`` + ``embed_texts``), in the same process.
+   shapes; see ``benches/models.py``) on ``--pairs`` WebDataset pairs (real JPEGs, 256-512 px
+   crops of the bundled photographs, and captions): end-to-end pairs/s against the CLIP model
+   alone embedding the same images and captions (``embed_images`` + ``embed_texts``).
 3. **refilter**: ``interleaf filter`` with a changed CLIP threshold on run 2's folder, against
    run 2's time.
 
@@ -50,7 +50,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA = REPO_ROOT / "bench-data" / "pipeline"
 SAMPLE = REPO_ROOT / "python" / "interleaf" / "data" / "sample"
 DEFAULT_OUT = REPO_ROOT / "benches" / "results" / "pipeline.json"
-GEN_VERSION = 1
+GEN_VERSION = 2  # 2: every image its own file except the planted repeats (1 reused 2,000 images)
 
 WORDS = (
     "the of and to in a is that for it as was with be by on not he this are or his from at which but have an they you were her she "
@@ -65,26 +65,21 @@ WORDS = (
 # --- data -----------------------------------------------------------------------------------
 
 
-def _images(n: int, rng: random.Random) -> list[tuple[str, bytes]]:
-    """``n`` distinct small JPEGs (crops of the bundled photographs, 180-320 px)."""
-    from PIL import Image
-
-    photos = [Image.open(p).convert("RGB") for p in sorted((SAMPLE / "images").iterdir())]
-    out = []
-    for i in range(n):
-        im = photos[i % len(photos)]
-        w, h = im.size
-        cw, ch = rng.randint(w // 2, w), rng.randint(h // 2, h)
-        x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
-        crop = im.crop((x, y, x + cw, y + ch))
-        side = rng.randint(180, 320)
-        crop.thumbnail((side, side))
-        if min(crop.size) < 40:
-            crop = crop.resize((max(crop.size[0], 40), max(crop.size[1], 40)))
-        buf = io.BytesIO()
-        crop.save(buf, "JPEG", quality=rng.randint(70, 92))
-        out.append((f"img{i:05d}.jpg", buf.getvalue()))
-    return out
+def _image(photos: list, rng: random.Random, sides: tuple[int, int] = (180, 320)) -> bytes:
+    """A JPEG: a random crop of one of the bundled photographs, longer side in ``sides`` px,
+    quality 70-92."""
+    im = photos[rng.randrange(len(photos))]
+    w, h = im.size
+    cw, ch = rng.randint(w // 2, w), rng.randint(h // 2, h)
+    x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
+    crop = im.crop((x, y, x + cw, y + ch))
+    side = rng.randint(*sides)
+    crop.thumbnail((side, side))
+    if min(crop.size) < 40:
+        crop = crop.resize((max(crop.size[0], 40), max(crop.size[1], 40)))
+    buf = io.BytesIO()
+    crop.save(buf, "JPEG", quality=rng.randint(70, 92))
+    return buf.getvalue()
 
 
 def _paragraph(rng: random.Random) -> str:
@@ -104,10 +99,21 @@ def make_rules_data(docs: int, shard_docs: int = 10_000, seed: int = 0) -> list[
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "images").mkdir(parents=True)
+    from PIL import Image
+
     rng = random.Random(seed)
-    imgs = _images(min(2000, max(50, docs // 20)), rng)
-    for name, b in imgs:
-        (tmp / "images" / name).write_bytes(b)
+    photos = [Image.open(p).convert("RGB") for p in sorted((SAMPLE / "images").iterdir())]
+    names_made: list[str] = []
+
+    def image_name() -> str:
+        # One in 25 repeats an earlier image (a planted duplicate); the rest are new files.
+        if names_made and rng.random() < 0.04:
+            return names_made[rng.randrange(len(names_made))]
+        name = f"img{len(names_made):06d}.jpg"
+        (tmp / "images" / name).write_bytes(_image(photos, rng))
+        names_made.append(name)
+        return name
+
     texts: list[list[str]] = []
     for s in range(0, docs, shard_docs):
         with open(tmp / f"obelics-{s // shard_docs:05d}.jsonl", "w") as f:
@@ -115,7 +121,7 @@ def make_rules_data(docs: int, shard_docs: int = 10_000, seed: int = 0) -> list[
                 paras = texts[rng.randrange(len(texts))] if texts and rng.random() < 0.05 else [_paragraph(rng) for _ in range(rng.randint(2, 4))]
                 texts.append(paras)
                 n_img = rng.randint(1, 3)
-                names = [imgs[rng.randrange(len(imgs))][0] for _ in range(n_img)]
+                names = [image_name() for _ in range(n_img)]
                 t: list[str | None] = []
                 im: list[str | None] = []
                 for i, p in enumerate(paras):
@@ -217,27 +223,29 @@ process:
 
 
 def pairs_data(n: int) -> Path:
-    """The first ``n`` pairs of ``bench-data/shards`` (from benches/shard_read.py) as one shard."""
-    dest = DATA / f"pairs-{n}.tar"
+    """One WebDataset shard of ``n`` image-caption pairs: real JPEGs (random crops of the bundled
+    photographs, 256-512 px, as LAION-sized thumbnails) and 6-30 word captions; cached."""
+    from PIL import Image
+
+    dest = DATA / f"pairs-{n}-v{GEN_VERSION}.tar"
     if dest.exists():
         return dest
-    src = sorted((REPO_ROOT / "bench-data" / "shards").glob("shard-*.tar"))
-    if not src:
-        sys.exit("bench-data/shards is missing: run benches/shard_read.py once to generate it")
     DATA.mkdir(parents=True, exist_ok=True)
-    keys: set[str] = set()
+    rng = random.Random(1)
+    photos = [Image.open(p).convert("RGB") for p in sorted((SAMPLE / "images").iterdir())]
     tmp = dest.with_suffix(".tmp")
+
+    def add(t: tarfile.TarFile, name: str, data: bytes) -> None:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+
     with tarfile.open(tmp, "w") as out:
-        for s in src:
-            with tarfile.open(s) as t:
-                for m in t:
-                    key = m.name.split(".", 1)[0]
-                    if key not in keys and len(keys) >= n:
-                        break
-                    keys.add(key)
-                    out.addfile(m, t.extractfile(m))
-            if len(keys) >= n:
-                break
+        for i in range(n):
+            words = rng.choices(WORDS, k=rng.randint(6, 30))
+            add(out, f"{i:09d}.jpg", _image(photos, rng, (256, 512)))
+            add(out, f"{i:09d}.txt", " ".join(words).capitalize().encode())
+            add(out, f"{i:09d}.json", json.dumps({"key": f"{i:09d}"}).encode())
     tmp.rename(dest)
     return dest
 
