@@ -97,19 +97,33 @@ def clip_tokenizer(merges_kept: int = 1000):
     return clip_tokenizer_fast({v: i for i, v in enumerate(vocab)}, merges)
 
 
-def stamp_source(out: Path, what: str) -> None:
+def stamp_source(out: Path, what: str, how: str = "random init") -> None:
     """Replace the temporary source path the exporter recorded with a stable description."""
     cfg_path = out / "config.json"
     cfg = json.loads(cfg_path.read_text())
-    cfg["interleaf"]["source"] = f"scripts/make_test_models.py: {what}, random init, seed {SEED}"
+    cfg["interleaf"]["source"] = f"scripts/make_test_models.py: {what}, {how}, seed {SEED}"
     cfg.pop("_name_or_path", None)
     cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+
+
+def tiny_clip(vocab_size: int):
+    """clip-tiny's architecture, freshly initialised from torch's current seed: ViT with 16-px
+    patches at 224 px, 2 layers of width 32; text transformer with 2 layers of width 32, 77
+    positions; projection 16."""
+    from transformers import CLIPConfig, CLIPModel
+
+    cfg = CLIPConfig(
+        text_config=dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77, bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=224, patch_size=16),
+        projection_dim=16,
+    )
+    return CLIPModel(cfg)
 
 
 def make_clip(texts: list[str], work: Path) -> None:
     import torch
     from PIL import Image
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+    from transformers import CLIPImageProcessor
 
     from interleaf.models.export import eval_mode, export_clip_transformers
 
@@ -120,12 +134,7 @@ def make_clip(texts: list[str], work: Path) -> None:
     tok.save_pretrained(str(src))
     CLIPImageProcessor(crop_size={"height": 224, "width": 224}, size={"shortest_edge": 224}).save_pretrained(str(src))
     torch.manual_seed(SEED)
-    cfg = CLIPConfig(
-        text_config=dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77, bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=224, patch_size=16),
-        projection_dim=16,
-    )
-    model = CLIPModel(cfg)
+    model = tiny_clip(vocab_size)
     with torch.no_grad():
         model.logit_scale.fill_(4.0)  # a trained-looking value, so the export of it is checked
     model.save_pretrained(str(src))
@@ -166,7 +175,7 @@ def make_clip_sample(work: Path) -> None:
 
     import torch
     from PIL import Image
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+    from transformers import CLIPImageProcessor
 
     from interleaf.models.export import eval_mode, export_clip_transformers
 
@@ -184,12 +193,7 @@ def make_clip_sample(work: Path) -> None:
     images = {n: Image.open(SAMPLE / n).convert("RGB") for n in names}
     random.seed(SEED)
     torch.manual_seed(SEED)
-    cfg = CLIPConfig(
-        text_config=dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77, bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=224, patch_size=16),
-        projection_dim=16,
-    )
-    model = CLIPModel(cfg)
+    model = tiny_clip(vocab_size)
 
     def augment(im: Image.Image) -> Image.Image:
         w, h = im.size
@@ -251,11 +255,7 @@ def make_clip_sample(work: Path) -> None:
         raise SystemExit("clip-sample did not separate matched from mismatched pairs; train longer")
     model.save_pretrained(str(src))
     out = export_clip_transformers(src, OUT / "clip-sample", overwrite=True)
-    cfg_path = out / "config.json"
-    meta = json.loads(cfg_path.read_text())
-    meta["interleaf"]["source"] = f"scripts/make_test_models.py: transformers CLIPModel trained on the bundled sample's pairs.jsonl, seed {SEED}"
-    meta.pop("_name_or_path", None)
-    cfg_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    stamp_source(out, "transformers CLIPModel", "trained on the bundled sample's pairs.jsonl")
     # Torch's cosines of every image with every image's first caption (rows: images).
     np.savez_compressed(out / "reference.npz", image_files=np.array(names), captions=np.array([captions[n][0] for n in names]), cosine=cos.astype(np.float32))
 
