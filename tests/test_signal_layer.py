@@ -106,6 +106,14 @@ def test_text_stats_signal_equals_the_function_form():
     assert docs.select([f"text_{c}" for c in want_doc.columns]).rename(lambda c: c.removeprefix("text_")).equals(want_doc)
     assert docs.get_column("text_n_images").to_list() == [0, 1, 1]
     assert docs.get_column("text_n_texts").to_list() == [2, 2, 0]
+    # The node statistics come from the paragraph filter's pass where a node is one paragraph
+    # as it is; whitespace to standardise, several paragraphs and other n-grams give the same.
+    odd = [*texts, "Tabs\tand\u00a0odd spaces, in one paragraph that standardising changes.", "Hello"]
+    b = batch_of([[("text", t)] for t in odd])
+    for kw in ({}, {"char_ngram": 3, "word_ngram": 2}):
+        nodes, _ = compute(b, [TextStats(paragraphs=True, **kw)])
+        want = text_stats(odd, level="paragraph", **kw)
+        assert nodes.select([f"text_{c}" for c in want.columns]).rename(lambda c: c.removeprefix("text_")).equals(want), kw
 
 
 # ----------------------------------------------------------------------------------- image

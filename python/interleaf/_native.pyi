@@ -293,8 +293,10 @@ def analyze_images(
 def obelics_text_stats(texts: pl.Series, *, char_ngram: int = 10, word_ngram: int = 5, punctuation_min_tokens: int = 0, threads: int | None = None) -> pl.DataFrame:
     """OBELICS's statistics per text of a String Series (see interleaf.signals.text_stats)."""
 
-def obelics_paragraphs(texts: pl.Series, *, threads: int | None = None) -> pl.DataFrame:
-    """OBELICS's node-level paragraph filter per text: text, removed, reasons."""
+def obelics_paragraphs(texts: pl.Series, *, threads: int | None = None, node_stats: tuple[int, int] | None = None) -> pl.DataFrame:
+    """OBELICS's node-level paragraph filter per text: text, removed, reasons; with
+    ``node_stats=(char_ngram, word_ngram)`` also each whole text's paragraph-level statistics
+    (``obelics_text_stats``'s columns, ``punctuation_min_tokens`` 12)."""
 
 def mmc4_assign(
     images: np.ndarray, image_offsets: np.ndarray, texts: np.ndarray, text_offsets: np.ndarray, threshold: float = 0.15, threads: int | None = None

@@ -162,17 +162,23 @@ class Context:
 
         return self.cached("clip.image", batch, make)
 
-    def obelics_paragraphs(self, batch: pl.DataFrame) -> pl.DataFrame:
+    def obelics_paragraphs(self, batch: pl.DataFrame, node_stats: tuple[int, int] | None = None) -> pl.DataFrame:
         """:func:`interleaf.signals.obelics_paragraphs` of the batch's text nodes, in batch
         order (``"text.paragraphs"``), once per batch: the node-level and the document-level
-        text signals share it."""
+        text signals share it. With ``node_stats`` = (char_ngram, word_ngram), also each text
+        node's paragraph-level statistics, from the same pass (a cached result without them, or
+        with other n-grams, is recomputed)."""
+        from interleaf import _native
 
         def make() -> pl.DataFrame:
-            from interleaf.signals.text import obelics_paragraphs
+            texts = batch.filter(pl.col(S.KIND) == S.TEXT_KIND).get_column(S.TEXT)
+            return _native.obelics_paragraphs(texts, threads=self.threads, node_stats=node_stats)
 
-            return obelics_paragraphs(batch.filter(pl.col(S.KIND) == S.TEXT_KIND).get_column(S.TEXT), threads=self.threads)
-
-        return self.cached("text.paragraphs", batch, make)
+        self.begin(batch)
+        have = self._cache.get("text.paragraphs")
+        if have is None or (node_stats is not None and have[0] != node_stats):
+            self._cache["text.paragraphs"] = have = (node_stats, make())
+        return have[1]
 
     def image_stats(self, batch: pl.DataFrame, max_pixels: int | None = None, max_bytes: int | None = None, *, header_only: bool = False) -> pl.DataFrame:
         """:func:`interleaf.image.stats` of the batch's image nodes (``"image.stats"``), once per

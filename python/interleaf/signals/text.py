@@ -145,6 +145,12 @@ class TextStats:
         n = self.name
         if self.level == "node":
             nodes = batch.filter(pl.col(S.KIND) == S.TEXT_KIND)
+            if self.paragraphs and ctx is not None:
+                # The node statistics from the paragraph filter's pass (a one-paragraph node's
+                # are its paragraph's).
+                p = ctx.obelics_paragraphs(batch, node_stats=(self.char_ngram, self.word_ngram))
+                stats = p.select(_STATS).rename({c: f"{n}_{c}" for c in _STATS})
+                return pl.concat([nodes.select(NODE_KEYS), stats], how="horizontal").with_columns(p.get_column("text").alias(f"{n}_kept_text"), p.get_column("reasons").alias(f"{n}_removed_reasons"))
             out = pl.concat([nodes.select(NODE_KEYS), self._stats(nodes.get_column(S.TEXT), "paragraph")], how="horizontal")
             if self.paragraphs:
                 p = self._paragraphs(batch, nodes, ctx)

@@ -3,7 +3,7 @@
 //! Conversion and GIL release only.
 
 use interleaf_core::sim;
-use interleaf_core::text::obelics::{filter_paragraphs, text_stats, ParagraphRules, StatsParams, TextStats};
+use interleaf_core::text::obelics::{filter_paragraphs, filter_paragraphs_and_stats, text_stats, ParagraphRules, StatsParams, TextStats};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use polars::prelude::*;
 use pyo3::exceptions::PyValueError;
@@ -59,13 +59,24 @@ pub(crate) fn text_stats_columns(stats: &[Option<TextStats>]) -> Vec<Column> {
 }
 
 /// OBELICS's node-level paragraph filter on each text: (kept text or null, removed paragraph
-/// indices, their reasons) per text.
+/// indices, their reasons) per text; with `node_stats` = (char_ngram, word_ngram), also each
+/// whole text's statistics at paragraph level (the columns of `obelics_text_stats` with
+/// `punctuation_min_tokens` 12), computed with the filter's own where they are the same.
 #[pyfunction]
-#[pyo3(signature = (texts, *, threads=None))]
-pub fn obelics_paragraphs(py: Python<'_>, texts: PySeries, threads: Option<usize>) -> PyResult<PyDataFrame> {
+#[pyo3(signature = (texts, *, threads=None, node_stats=None))]
+pub fn obelics_paragraphs(py: Python<'_>, texts: PySeries, threads: Option<usize>, node_stats: Option<(usize, usize)>) -> PyResult<PyDataFrame> {
     let values = str_values(&texts.0, "texts")?;
     let rules = ParagraphRules::default();
-    let out = py.detach(|| on_pool(threads, || values.par_iter().map(|t| t.map(|t| filter_paragraphs(t, &rules))).collect::<Vec<_>>()))?;
+    let (out, stats) = match node_stats {
+        None => (py.detach(|| on_pool(threads, || values.par_iter().map(|t| t.map(|t| filter_paragraphs(t, &rules))).collect::<Vec<_>>()))?, None),
+        Some((char_ngram, word_ngram)) => {
+            let p = StatsParams { char_ngram, word_ngram, punctuation_min_tokens: StatsParams::PARAGRAPH.punctuation_min_tokens };
+            let both =
+                py.detach(|| on_pool(threads, || values.par_iter().map(|t| t.map(|t| filter_paragraphs_and_stats(t, &rules, &p))).collect::<Vec<_>>()))?;
+            let stats: Vec<Option<TextStats>> = both.iter().map(|o| o.as_ref().map(|(_, _, s)| s.clone())).collect();
+            (both.into_iter().map(|o| o.map(|(k, r, _)| (k, r))).collect(), Some(stats))
+        }
+    };
     let kept: StringChunked = out.iter().map(|o| o.as_ref().and_then(|(k, _)| k.as_deref())).collect();
     let mut idx = ListPrimitiveChunkedBuilder::<UInt32Type>::new("removed".into(), out.len(), out.len(), DataType::UInt32);
     let mut why = ListStringChunkedBuilder::new("reasons".into(), out.len(), out.len());
@@ -81,7 +92,10 @@ pub fn obelics_paragraphs(py: Python<'_>, texts: PySeries, threads: Option<usize
             }
         }
     }
-    let cols = vec![kept.with_name("text".into()).into_column(), idx.finish().into_column(), why.finish().into_column()];
+    let mut cols = vec![kept.with_name("text".into()).into_column(), idx.finish().into_column(), why.finish().into_column()];
+    if let Some(stats) = stats {
+        cols.extend(text_stats_columns(&stats));
+    }
     Ok(PyDataFrame(DataFrame::new(out.len(), cols).map_err(polars_err)?))
 }
 

@@ -14,6 +14,9 @@ pub struct Probe {
     pub frames: u32,
     /// EXIF orientation tag (1-8), 1 where there is none.
     pub orientation: u8,
+    /// A JPEG's (width, height) from its first start-of-frame segment, when both are non-zero
+    /// (the size Pillow's `Image.open` reports); `None` for other formats.
+    pub jpeg_size: Option<(u32, u32)>,
 }
 
 /// Sniffs the container format from the magic bytes.
@@ -52,7 +55,7 @@ fn u32_le(d: &[u8], i: usize) -> Option<u32> {
 /// Reads the header of `data`; `None` when the format is not one we decode.
 pub fn probe(data: &[u8]) -> Option<Probe> {
     let format = sniff(data)?;
-    let mut p = Probe { format, mode: "RGB", frames: 1, orientation: 1 };
+    let mut p = Probe { format, mode: "RGB", frames: 1, orientation: 1, jpeg_size: None };
     match format {
         "JPEG" => probe_jpeg(data, &mut p),
         "PNG" => probe_png(data, &mut p),
@@ -115,6 +118,11 @@ fn probe_jpeg(d: &[u8], p: &mut Probe) {
                     Some(4) => "CMYK",
                     _ => "RGB",
                 };
+                if p.jpeg_size.is_none() {
+                    if let (Some(h), Some(w)) = (u16_be(seg, 1), u16_be(seg, 3)) {
+                        p.jpeg_size = (w > 0 && h > 0).then_some((w as u32, h as u32));
+                    }
+                }
             }
             _ => {}
         }
@@ -235,6 +243,13 @@ mod tests {
     #[test]
     fn truncated_headers_give_defaults() {
         assert_eq!(probe(b"\xff\xd8\xff").unwrap().mode, "RGB");
+        assert_eq!(probe(b"\xff\xd8\xff").unwrap().jpeg_size, None);
+        // SOF0: length 11, precision 8, height 0x01e0 (480), width 0x0280 (640), 1 component.
+        let sof = b"\xff\xd8\xff\xc0\x00\x0b\x08\x01\xe0\x02\x80\x01\x01\x11\x00";
+        assert_eq!(probe(sof).unwrap().jpeg_size, Some((640, 480)));
+        assert_eq!(probe(sof).unwrap().mode, "L");
+        // A zero height (the size comes later, in a DNL marker) gives no size.
+        assert_eq!(probe(b"\xff\xd8\xff\xc0\x00\x0b\x08\x00\x00\x02\x80\x01\x01\x11\x00").unwrap().jpeg_size, None);
         assert_eq!(probe(b"GIF89a\x01\0").unwrap().frames, 1);
         assert_eq!(probe(b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR").unwrap().format, "PNG");
         assert!(probe(b"nothing").is_none());

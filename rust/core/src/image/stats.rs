@@ -77,13 +77,21 @@ pub fn image_stats(data: &[u8], limits: &DecodeLimits) -> (ImageStats, Option<Re
 
 /// The header facts of `data` (size in bytes, format, mode, frames), before any decoding.
 pub fn header_stats(data: &[u8]) -> ImageStats {
+    header_stats_and_jpeg_size(data).0
+}
+
+/// [`header_stats`] and, for a JPEG, the size its start-of-frame gives (one pass over the
+/// markers).
+pub fn header_stats_and_jpeg_size(data: &[u8]) -> (ImageStats, Option<(u32, u32)>) {
     let mut s = ImageStats { bytes: data.len() as u64, ..Default::default() };
+    let mut size = None;
     if let Some(p) = probe(data) {
         s.format = Some(p.format);
         s.mode = Some(p.mode);
         s.frames = Some(p.frames);
+        size = p.jpeg_size;
     }
-    s
+    (s, size)
 }
 
 /// Fills the pixel statistics of `s` from the decoded gray image (`w x h` 8-bit pixels, as

@@ -201,7 +201,7 @@ pub struct TextStats {
 }
 
 /// Parameters of [`text_stats`], OBELICS's defaults from its filter config.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StatsParams {
     pub char_ngram: usize,
     pub word_ngram: usize,
@@ -565,16 +565,41 @@ impl ParagraphRules {
 /// survivors joined by `"\n\n"`, `None` when none survive: the node goes) and each removed
 /// paragraph's index and reason.
 pub fn filter_paragraphs(text: &str, rules: &ParagraphRules) -> (Option<String>, Vec<(usize, ParagraphCheck)>) {
+    let (kept, removed, _) = filter_paragraphs_keeping(text, rules, false);
+    (kept, removed)
+}
+
+/// The kept text, the removed paragraphs, and the statistics of the only paragraph when
+/// `keep_single` and there is one.
+type Filtered = (Option<String>, Vec<(usize, ParagraphCheck)>, Option<TextStats>);
+
+fn filter_paragraphs_keeping(text: &str, rules: &ParagraphRules, keep_single: bool) -> Filtered {
     let text = standardize_whitespace(text);
     let mut kept = Vec::new();
     let mut removed = Vec::new();
-    for (i, par) in text.split("\n\n").enumerate() {
-        match rules.first_failure(&text_stats(par, &StatsParams::PARAGRAPH)) {
+    let mut single = None;
+    let mut pars = text.split("\n\n").enumerate().peekable();
+    while let Some((i, par)) = pars.next() {
+        let stats = text_stats(par, &StatsParams::PARAGRAPH);
+        match rules.first_failure(&stats) {
             Some(why) => removed.push((i, why)),
             None => kept.push(par),
         }
+        if keep_single && i == 0 && pars.peek().is_none() {
+            single = Some(stats);
+        }
     }
-    ((!kept.is_empty()).then(|| kept.join("\n\n")), removed)
+    ((!kept.is_empty()).then(|| kept.join("\n\n")), removed, single)
+}
+
+/// [`filter_paragraphs`] and the statistics of the whole `text` with `node` parameters (what
+/// [`text_stats`] gives): when `text` is one paragraph needing no whitespace standardised and
+/// `node` is [`StatsParams::PARAGRAPH`], the paragraph's own statistics, computed once.
+pub fn filter_paragraphs_and_stats(text: &str, rules: &ParagraphRules, node: &StatsParams) -> (Option<String>, Vec<(usize, ParagraphCheck)>, TextStats) {
+    let reuse = *node == StatsParams::PARAGRAPH && !text.chars().any(|c| c != ' ' && WHITESPACE.contains(&c));
+    let (kept, removed, single) = filter_paragraphs_keeping(text, rules, reuse);
+    let stats = single.unwrap_or_else(|| text_stats(text, node));
+    (kept, removed, stats)
 }
 
 #[cfg(test)]
@@ -614,6 +639,25 @@ mod tests {
         assert_eq!(punctuation_ratio("Hi, there.", 12), 1.0);
         assert_eq!(punctuation_ratio("", 12), 0.0);
         assert_eq!(punctuation_ratio("don't stop", 0), 0.0);
+    }
+
+    #[test]
+    fn fused_node_statistics_equal_text_stats() {
+        let rules = ParagraphRules::default();
+        let texts = [
+            "The cat sat on the mat, and then it went to sleep in the warm sun by the door.",
+            "One paragraph.\n\nAnd a second one, which is a little longer than the first.",
+            "Tabs\tand\u{a0}odd spaces in one paragraph, which standardising changes.",
+            "",
+            "word word word word word word word word word word word word",
+        ];
+        for t in texts {
+            for node in [StatsParams::PARAGRAPH, StatsParams { char_ngram: 3, word_ngram: 2, punctuation_min_tokens: 12 }] {
+                let (kept, removed, stats) = filter_paragraphs_and_stats(t, &rules, &node);
+                assert_eq!((kept, removed), filter_paragraphs(t, &rules), "{t:?}");
+                assert_eq!(stats, text_stats(t, &node), "{t:?}");
+            }
+        }
     }
 
     #[test]
