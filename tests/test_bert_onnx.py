@@ -83,6 +83,12 @@ def test_models_it_cannot_export_are_refused_by_name(tmp_path, real_minilm):
     (d / "modules.json").write_text(json.dumps(mods))
     with pytest.raises(ValueError, match="Dense.*not supported"):
         export.export_text_embedder(d, tmp_path / "o5", backend="onnx")
+    for gone in ("modules.json", "tokenizer.json"):
+        d = variant(f"no-{gone}")
+        (d / gone).unlink()
+        with pytest.raises(FileNotFoundError, match=f"no {gone}"):
+            export.export_text_embedder(d, tmp_path / f"o-{gone}", backend="onnx")
+        assert not (tmp_path / f"o-{gone}" / "onnx").exists()
     with pytest.raises(ValueError, match="backend must be one of"):
         export.export_text_embedder(d, tmp_path / "o6", backend="tf")
     assert not any((tmp_path / f"o{i}" / "onnx").exists() for i in range(1, 7))

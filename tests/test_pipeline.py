@@ -181,7 +181,7 @@ def test_filters_are_checked_before_any_data_is_read(tmp_path, planted):
     r.write_text("signals:\n  t: {type: text}\nfilters:\n  node:\n    x: 't_n_words >'\n")
     with pytest.raises(recipes.RecipeError, match="not a polars SQL expression"):
         run(r, planted["inputs"], out, progress=False)
-    for column in ("image_format", "nowhere"):
+    for column in ("image_format", "nowhere", "pos"):
         r.write_text(f"signals:\n  image: {{type: image}}\noutput:\n  images_to: {column}\n")
         with pytest.raises(recipes.RecipeError, match=f"output.images_to: '{column}' is not a numeric node column"):
             run(r, planted["inputs"], out, progress=False)

@@ -278,10 +278,11 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
     node_filters = check_filters("node", recipe.filters.node)
     doc_filters = check_filters("doc", recipe.filters.doc)
     tf = recipe.output.text_from
-    if tf is not None and (tf not in node_cols or dtypes.get(tf) != pl.String()):
+    # Both read a signal's attribute file: the built-in node columns (pos, step, kind...) have none.
+    if tf is not None and (not node_cols.get(tf) or dtypes.get(tf) != pl.String()):
         raise RecipeError(f"output.text_from: {tf!r} is not a String node column of the recipe's signals")
     it = recipe.output.images_to
-    if it is not None and (it not in node_cols or not (dtypes.get(it) is not None and dtypes[it].is_numeric())):
+    if it is not None and (not node_cols.get(it) or not (dtypes.get(it) is not None and dtypes[it].is_numeric())):
         raise RecipeError(f"output.images_to: {it!r} is not a numeric node column of the recipe's signals (a text node's pos per image)")
     uses_llm = any(SIGNAL_MODELS[spec.type] == "llm" for spec in signals.values())
     return Plan(recipe, resolved, signals, skipped, node_cols, doc_cols, dtypes, node_filters, doc_filters, skipped_filters, dataset_steps, document_steps, notices, llm_cfg if uses_llm else None)
@@ -1125,7 +1126,7 @@ def write_shard(opts: RunOptions, shard: Shard, limit: int | None, dropped_sha: 
     tf = p.recipe.output.text_from
     tf_key = Markers(out).key(f"score/{p.node_columns[tf]}", shard.name) if tf else None
     embed = p.recipe.output.embed_images
-    it = p.recipe.output.images_to
+    it = p.recipe.output.images_to if fmt in RECORD_LAYOUTS else None
     it_key = Markers(out).key(f"score/{p.node_columns[it]}", shard.name) if it else None
     key = digest({**_shard_key(opts, shard, limit), "dropped": dropped_sha, "format": fmt, "compression": comp, "embed_images": embed, "text_from": [tf, tf_key], "images_to": [it, it_key]})
     if marks.fresh("write", shard.name, key, path):
@@ -1138,6 +1139,8 @@ def write_shard(opts: RunOptions, shard: Shard, limit: int | None, dropped_sha: 
     if tf:
         texts = pl.read_parquet(out / "attributes" / p.node_columns[tf] / f"{shard.name}.parquet", columns=[S.DOC_INDEX, S.POS, tf])
     if it:
+        # Record layouts only (above): the node-table outputs keep the input's positions, so
+        # they still join with attributes/ and dropped/.
         targets = pl.read_parquet(out / "attributes" / p.node_columns[it] / f"{shard.name}.parquet", columns=[S.DOC_INDEX, S.POS, it]).filter(pl.col(it).is_not_null() & pl.col(it).is_not_nan() if p.column_dtypes[it].is_float() else pl.col(it).is_not_null())
 
     # Record layouts write images by reference: their bytes need not be read again.

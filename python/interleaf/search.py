@@ -318,14 +318,17 @@ class Index:
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto") -> Index:
-        """An index written by :meth:`save`."""
+        """An index written by :meth:`save`. Loaded onto a GPU, a saved ``nprobe`` above FAISS's
+        GPU limit (2,048) is capped there."""
         faiss = _faiss()
         d = Path(path)
         for f in ("index.faiss", "index.json"):
             if not (d / f).is_file():
                 raise FileNotFoundError(f"{d / f} is missing: not an interleaf index folder")
         meta = json.loads((d / "index.json").read_text())
-        p = meta["params"]
+        p = dict(meta["params"])
+        if meta["kind"] != "hnsw" and p.get("nprobe") and resolve_device(device) == "cuda":
+            p["nprobe"] = min(int(p["nprobe"]), GPU_MAX_K)
         self = cls(meta["dim"], meta["metric"], meta["kind"], device, **{k: v for k, v in p.items() if k in ("nlist", "nprobe", "pq_m", "pq_bits", "hnsw_m", "ef_search", "ef_construction")})
         index = faiss.read_index(str(d / "index.faiss"))
         if index.d != self.dim:

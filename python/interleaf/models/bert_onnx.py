@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 OPSET = 17  # LayerNormalization
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".h5", ".msgpack", ".ot")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".onnx_data", ".h5", ".msgpack", ".ot")
 _DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32}
 
 
@@ -176,7 +176,10 @@ def export_bert_embedder(source: str | os.PathLike, out: Path) -> Path:
         raise FileNotFoundError(f"{source}: no config.json (a sentence-transformers model directory has one)")
     cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     _check_config(cfg, source)
-    modules = json.loads((source / "modules.json").read_text(encoding="utf-8")) if (source / "modules.json").is_file() else []
+    for need, why in (("modules.json", "the sentence-transformers layout: a transformers checkpoint alone needs the torch exporter"), ("tokenizer.json", "a fast tokenizer file; save it with transformers (tokenizer.save_pretrained) or use the torch exporter")):
+        if not (source / need).is_file():
+            raise FileNotFoundError(f"{source}: no {need} ({why})")
+    modules = json.loads((source / "modules.json").read_text(encoding="utf-8"))
     unsupported = [m.get("type") for m in modules if str(m.get("type", "")).rsplit(".", 1)[-1] not in ("Transformer", "Pooling", "Normalize")]
     if unsupported:
         raise ValueError(f"{source}: modules {unsupported} are not supported by interleaf's text embedder")

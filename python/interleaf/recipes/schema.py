@@ -244,7 +244,9 @@ class OutputSpec(_Strict):
     image, the ``pos`` of the text node it belongs to (MMC4: ``clip_alignment_text_pos``, the
     image-sentence assignment): each kept image is written right before that text node, so the
     MMC4 layout's ``matched_text_index`` is the assignment; images where it is null (or whose
-    text node was dropped) stay where they were."""
+    text node was dropped) stay where they were. Record layouts only: the node-table outputs
+    (``parquet``, ``jsonl``, ``webdataset``) keep the input's positions, which key the
+    attribute and dropped files."""
 
     format: Literal["auto", "webdataset", "parquet", "jsonl", "pairs", "mmc4", "obelics", "comm", "llava"] = "auto"
     compression: Literal["none", "gz", "zst"] = "none"

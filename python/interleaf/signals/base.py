@@ -171,7 +171,9 @@ class Context:
         from interleaf import _native
 
         def make() -> pl.DataFrame:
-            texts = batch.filter(pl.col(S.KIND) == S.TEXT_KIND).get_column(S.TEXT)
+            from interleaf._checks import string_column
+
+            texts = string_column(batch.filter(pl.col(S.KIND) == S.TEXT_KIND).get_column(S.TEXT), "texts")
             return _native.obelics_paragraphs(texts, threads=self.threads, node_stats=node_stats)
 
         self.begin(batch)

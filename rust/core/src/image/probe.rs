@@ -14,8 +14,10 @@ pub struct Probe {
     pub frames: u32,
     /// EXIF orientation tag (1-8), 1 where there is none.
     pub orientation: u8,
-    /// A JPEG's (width, height) from its first start-of-frame segment, when both are non-zero
-    /// (the size Pillow's `Image.open` reports); `None` for other formats.
+    /// A JPEG's (width, height) from its first start-of-frame segment when that frame is
+    /// baseline, extended or progressive (what the decoder takes), both are non-zero and a
+    /// start-of-scan follows (as Pillow's `Image.open` needs); `None` otherwise and for other
+    /// formats.
     pub jpeg_size: Option<(u32, u32)>,
 }
 
@@ -91,6 +93,8 @@ pub fn exif_orientation(exif: &[u8]) -> Option<u8> {
 
 fn probe_jpeg(d: &[u8], p: &mut Probe) {
     let mut i = 2;
+    let mut frame: Option<(u8, u32, u32)> = None;
+    let mut scan = false;
     while i + 4 <= d.len() {
         if d[i] != 0xFF {
             i += 1;
@@ -102,6 +106,7 @@ fn probe_jpeg(d: &[u8], p: &mut Probe) {
             continue;
         }
         if m == 0xDA || m == 0xD9 {
+            scan = m == 0xDA;
             break;
         }
         let Some(len) = u16_be(d, i + 2).map(usize::from) else { break };
@@ -118,15 +123,18 @@ fn probe_jpeg(d: &[u8], p: &mut Probe) {
                     Some(4) => "CMYK",
                     _ => "RGB",
                 };
-                if p.jpeg_size.is_none() {
+                if frame.is_none() {
                     if let (Some(h), Some(w)) = (u16_be(seg, 1), u16_be(seg, 3)) {
-                        p.jpeg_size = (w > 0 && h > 0).then_some((w as u32, h as u32));
+                        frame = Some((m, w as u32, h as u32));
                     }
                 }
             }
             _ => {}
         }
         i += 2 + len.max(2);
+    }
+    if let (true, Some((0xC0..=0xC2, w, h))) = (scan, frame) {
+        p.jpeg_size = (w > 0 && h > 0).then_some((w, h));
     }
 }
 
@@ -244,12 +252,21 @@ mod tests {
     fn truncated_headers_give_defaults() {
         assert_eq!(probe(b"\xff\xd8\xff").unwrap().mode, "RGB");
         assert_eq!(probe(b"\xff\xd8\xff").unwrap().jpeg_size, None);
-        // SOF0: length 11, precision 8, height 0x01e0 (480), width 0x0280 (640), 1 component.
-        let sof = b"\xff\xd8\xff\xc0\x00\x0b\x08\x01\xe0\x02\x80\x01\x01\x11\x00";
+        // SOF0: length 11, precision 8, height 0x01e0 (480), width 0x0280 (640), 1 component;
+        // then a start of scan.
+        let sof = b"\xff\xd8\xff\xc0\x00\x0b\x08\x01\xe0\x02\x80\x01\x01\x11\x00\xff\xda\x00\x08";
         assert_eq!(probe(sof).unwrap().jpeg_size, Some((640, 480)));
         assert_eq!(probe(sof).unwrap().mode, "L");
+        // Truncated before the scan: no size (the header parser reports the error).
+        assert_eq!(probe(&sof[..15]).unwrap().jpeg_size, None);
+        // Lossless (SOF3) and arithmetic (SOF9) frames, which the decoder refuses: no size.
+        for m in [0xc3u8, 0xc9] {
+            let mut other = sof.to_vec();
+            other[3] = m;
+            assert_eq!(probe(&other).unwrap().jpeg_size, None, "{m:x}");
+        }
         // A zero height (the size comes later, in a DNL marker) gives no size.
-        assert_eq!(probe(b"\xff\xd8\xff\xc0\x00\x0b\x08\x00\x00\x02\x80\x01\x01\x11\x00").unwrap().jpeg_size, None);
+        assert_eq!(probe(b"\xff\xd8\xff\xc0\x00\x0b\x08\x00\x00\x02\x80\x01\x01\x11\x00\xff\xda\x00\x08").unwrap().jpeg_size, None);
         assert_eq!(probe(b"GIF89a\x01\0").unwrap().frames, 1);
         assert_eq!(probe(b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR").unwrap().format, "PNG");
         assert!(probe(b"nothing").is_none());
