@@ -72,6 +72,13 @@ def data(n: int, dim: int, clusters: int, seed: int) -> np.ndarray:
     return x
 
 
+def timed(fn, *args):
+    """``(fn(*args), seconds)``."""
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - t0
+
+
 def mean_cosine(x: np.ndarray, labels: np.ndarray, centroids: np.ndarray) -> float:
     c = centroids / np.linalg.norm(centroids, axis=1, keepdims=True)
 
@@ -147,21 +154,14 @@ def main() -> None:
     flat_ids = None
     if "flat" in steps or "ivf" in steps:
         index = Index(args.dim, "cosine", "flat", args.device)
-        t0 = time.perf_counter()
-        index.add(x)
-        t_add = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        _, flat_ids = index.search(q, 10)
-        t_search = time.perf_counter() - t0
+        _, t_add = timed(index.add, x)
+        (_, flat_ids), t_search = timed(index.search, q, 10)
         del index
         flat = {"add_s": t_add, f"{args.device}_queries": args.queries, f"{args.device}_search_s": t_search, f"{args.device}_qps": args.queries / t_search}
         print(f"flat on {args.device}: add {t_add:.1f} s, {args.queries:,} queries top-10 in {t_search:.2f} s = {args.queries / t_search:,.0f} q/s", flush=True)
         if "flat" in steps and args.device != "cpu":
-            cpu = Index(args.dim, "cosine", "flat", "cpu")
-            cpu.add(x)
-            t0 = time.perf_counter()
-            _, cpu_ids = cpu.search(q[: args.cpu_queries], 10)
-            t_cpu = time.perf_counter() - t0
+            cpu = Index(args.dim, "cosine", "flat", "cpu").add(x)
+            (_, cpu_ids), t_cpu = timed(cpu.search, q[: args.cpu_queries], 10)
             del cpu
             flat.update(cpu_queries=args.cpu_queries, cpu_search_s=t_cpu, cpu_qps=args.cpu_queries / t_cpu, ratio=(args.queries / t_search) / (args.cpu_queries / t_cpu))
             flat["same_top10_sets"] = float(np.mean([set(a) == set(b) for a, b in zip(cpu_ids.tolist(), flat_ids[: args.cpu_queries].tolist(), strict=True)]))
@@ -171,15 +171,9 @@ def main() -> None:
 
     if "ivf" in steps:
         index = Index(args.dim, "cosine", "ivf", args.device)
-        t0 = time.perf_counter()
-        index.train(x[: args.train])
-        t_train = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        index.add(x)
-        t_add = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        _, ids = index.search(q, 10)
-        t_search = time.perf_counter() - t0
+        _, t_train = timed(index.train, x[: args.train])
+        _, t_add = timed(index.add, x)
+        (_, ids), t_search = timed(index.search, q, 10)
         recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids.tolist(), flat_ids.tolist(), strict=True)]))
         res["ivf"] = {"device": args.device, "nlist": index.params["nlist"], "nprobe": index.nprobe, "train_rows": args.train, "train_s": t_train, "add_s": t_add, "search_s": t_search, "qps": args.queries / t_search, "recall_at_10": recall}
         del index
