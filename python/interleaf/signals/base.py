@@ -168,13 +168,11 @@ class Context:
         text signals share it. With ``node_stats`` = (char_ngram, word_ngram), also each text
         node's paragraph-level statistics, from the same pass (a cached result without them, or
         with other n-grams, is recomputed)."""
-        from interleaf import _native
 
         def make() -> pl.DataFrame:
-            from interleaf._checks import string_column
+            from interleaf.signals.text import obelics_paragraphs
 
-            texts = string_column(batch.filter(pl.col(S.KIND) == S.TEXT_KIND).get_column(S.TEXT), "texts")
-            return _native.obelics_paragraphs(texts, threads=self.threads, node_stats=node_stats)
+            return obelics_paragraphs(batch.filter(pl.col(S.KIND) == S.TEXT_KIND).get_column(S.TEXT), threads=self.threads, node_stats=node_stats)
 
         self.begin(batch)
         have = self._cache.get("text.paragraphs")

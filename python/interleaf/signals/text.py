@@ -72,7 +72,7 @@ def text_stats(
     return _native.obelics_text_stats(string_column(texts, "texts"), char_ngram=char_ngram, word_ngram=word_ngram, punctuation_min_tokens=min_tokens, threads=threads)
 
 
-def obelics_paragraphs(texts: pl.Series | Sequence[str | None], *, threads: int | None = None) -> pl.DataFrame:
+def obelics_paragraphs(texts: pl.Series | Sequence[str | None], *, threads: int | None = None, node_stats: tuple[int, int] | None = None) -> pl.DataFrame:
     """OBELICS's node-level text filter on each text: its 12 whitespace characters become
     spaces, the text is split on ``"\\n\\n"``, and each paragraph is removed by the first check
     it fails, in OBELICS's order (words 4-1000, char repetition, word repetition, special
@@ -84,9 +84,13 @@ def obelics_paragraphs(texts: pl.Series | Sequence[str | None], *, threads: int 
     ``word_repetition``, ``special_characters``, ``stopwords``, ``flagged_words``,
     ``punctuation``). Common-word, language-id and perplexity checks need OBELICS's external
     models and are not applied here.
+
+    With ``node_stats=(char_ngram, word_ngram)``, also each whole text's :func:`text_stats` at
+    ``level="paragraph"`` with those n-grams, from the same pass (a one-paragraph text's are its
+    paragraph's).
     """
     int_arg("threads", threads, 1, 512, optional=True)
-    return _native.obelics_paragraphs(string_column(texts, "texts"), threads=threads)
+    return _native.obelics_paragraphs(string_column(texts, "texts"), threads=threads, node_stats=node_stats)
 
 
 _STATS = ("n_words", "n_chars", "char_repetition", "word_repetition", "special_char_ratio", "stopword_ratio", "flagged_word_ratio", "punctuation_ratio")

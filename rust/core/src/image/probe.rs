@@ -265,6 +265,12 @@ mod tests {
             other[3] = m;
             assert_eq!(probe(&other).unwrap().jpeg_size, None, "{m:x}");
         }
+        // Every truncation of a header (hostile or cut-off bytes) probes without a panic, and
+        // only the ones that reach the scan have a size.
+        for n in 0..=sof.len() {
+            let got = probe(&sof[..n]).map(|p| p.jpeg_size);
+            assert_eq!(got.flatten().is_some(), n == sof.len(), "{n}");
+        }
         // A zero height (the size comes later, in a DNL marker) gives no size.
         assert_eq!(probe(b"\xff\xd8\xff\xc0\x00\x0b\x08\x00\x00\x02\x80\x01\x01\x11\x00\xff\xda\x00\x08").unwrap().jpeg_size, None);
         assert_eq!(probe(b"GIF89a\x01\0").unwrap().frames, 1);
