@@ -15,7 +15,8 @@
    run 2's time.
 
 Each interleaf run and each Data-Juicer run is a fresh child process; peak RSS is the child's
-``ru_maxrss``. Data is generated once into ``bench-data/pipeline/`` (git-ignored).
+``ru_maxrss``; the rules throughput ratio compares the two processes' wall times, each
+started with the data already in the page cache. Data is generated once into ``bench-data/pipeline/`` (git-ignored).
 
 Usage::
 
@@ -290,17 +291,32 @@ print(json.dumps({"seconds": dt, "documents": s["documents"], "stages": s["stage
 """
 
 
+def warm_page_cache(shards: list[Path]) -> float:
+    """Reads every file of the rules data once (the shards and their ``images/`` folder), so
+    that each timed side starts with the data in the page cache: whichever side ran second
+    would otherwise read what the first had just brought in. Returns the seconds it took."""
+    t0 = time.perf_counter()
+    for folder in {s.parent for s in shards}:
+        for f in [*shards, *sorted((folder / "images").iterdir())]:
+            with open(f, "rb") as fh:
+                while fh.read(1 << 20):
+                    pass
+    return time.perf_counter() - t0
+
+
 def run_rules(args, res: dict) -> None:
     shards = make_rules_data(args.docs)
     recipe = rules_recipe(DATA / "rules.yaml", args.phash_draft)
     small = make_rules_data(max(1000, args.docs // 10))
     out = DATA / "out-rules"
+    warm_page_cache(small)
     r_small = child(RUN_CODE, str(recipe), str(out), "{}", str(args.workers), *map(str, small))
+    print(f"rules: page cache warmed in {warm_page_cache(shards):.1f} s")
     r = child(RUN_CODE, str(recipe), str(out), "{}", str(args.workers), *map(str, shards))
     docs = r["documents"]["in"]
     res["rules"] = {
         "documents": docs,
-        "interleaf": {"seconds": round(r["seconds"], 2), "docs_per_s": round(docs / r["seconds"], 1), "peak_rss_mb": r["peak_rss_mb"], "stages": r["stages"], "kept": r["documents"]["kept"]},
+        "interleaf": {"seconds": round(r["seconds"], 2), "process_seconds": r["process_wall_s"], "docs_per_s": round(docs / r["seconds"], 1), "peak_rss_mb": r["peak_rss_mb"], "stages": r["stages"], "kept": r["documents"]["kept"]},
         "interleaf_tenth": {"documents": r_small["documents"]["in"], "seconds": round(r_small["seconds"], 2), "peak_rss_mb": r_small["peak_rss_mb"]},
     }
     print(f"rules: interleaf {docs:,} docs in {r['seconds']:.1f} s = {docs / r['seconds']:,.0f} docs/s, peak RSS {r['peak_rss_mb']} MB (a tenth: {r_small['peak_rss_mb']} MB)")
@@ -316,6 +332,7 @@ def run_rules(args, res: dict) -> None:
     data = dj_data(shards, n, work / "input.jsonl")
     cfg = work / "config.yaml"
     cfg.write_text(dj_config(data, work / "out.jsonl", os.cpu_count() or 1))
+    warm_page_cache(shards)
     t0 = time.perf_counter()
     rc, out, err, dj_peak = run_measured([dj, "--config", str(cfg)], work)
     wall = time.perf_counter() - t0
@@ -329,11 +346,13 @@ def run_rules(args, res: dict) -> None:
     m = re.search(r"All OPs are done in ([\d.]+)s", out + err)
     ops = float(m.group(1)) if m else None
     res["rules"]["data_juicer"] = {"documents": n, "seconds": round(wall, 2), "docs_per_s": round(n / wall, 1), "ops_seconds": ops, "ops_docs_per_s": round(n / ops, 1) if ops else None, "peak_rss_mb": dj_peak, "kept": kept, "np": os.cpu_count()}
-    ratio = (docs / r["seconds"]) / (n / wall)
+    # The headline compares whole processes (start-up, reading, writing and all); the second
+    # ratio sets interleaf.run() against Data-Juicer's time in its ops alone.
+    ratio = (docs / r["process_wall_s"]) / (n / wall)
     res["rules"]["throughput_ratio"] = round(ratio, 1)
     if ops:
-        res["rules"]["throughput_ratio_vs_ops_only"] = round((docs / r["seconds"]) / (n / ops), 1)
-    print(f"rules: Data-Juicer {n:,} docs in {wall:.1f} s = {n / wall:,.0f} docs/s ({ops} s in its ops); interleaf / Data-Juicer = {ratio:.1f}x wall" + (f", {res['rules']['throughput_ratio_vs_ops_only']}x against its op time alone" if ops else ""))
+        res["rules"]["throughput_ratio_run_vs_ops_only"] = round((docs / r["seconds"]) / (n / ops), 1)
+    print(f"rules: Data-Juicer {n:,} docs in {wall:.1f} s = {n / wall:,.0f} docs/s ({ops} s in its ops); interleaf / Data-Juicer = {ratio:.1f}x process wall" + (f", {res['rules']['throughput_ratio_run_vs_ops_only']}x interleaf.run() against its op time alone" if ops else ""))
 
 
 CLIP_ALONE = """

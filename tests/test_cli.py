@@ -116,7 +116,7 @@ def test_convert_to_webdataset_and_back(sample_dir, tmp_path, capsys):
 
 def test_demo_runs_the_main_job_on_the_sample(tmp_path):
     out = tmp_path / "demo"
-    proc = subprocess.run([sys.executable, "-m", "interleaf.cli", "demo", "--out", str(out)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "interleaf", "demo", "--out", str(out)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["recipe"] == "pairs-basic"

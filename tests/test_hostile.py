@@ -59,6 +59,32 @@ def test_image_paths_must_resolve_inside_the_image_root(tree):
     assert df.get_column("image").to_list()[1] == b"password=hunter2"
 
 
+def test_symlinks_that_stay_inside_the_root_are_followed(tree):
+    # Relative paths are opened beneath the root by the kernel (openat2 on Linux); an absolute
+    # symlink is refused there and must still be read through the general path when it lands inside.
+    ok = (tree / "images" / "ok.jpg").read_bytes()
+    (tree / "images" / "rel.jpg").symlink_to("ok.jpg")
+    (tree / "images" / "abs.jpg").symlink_to(tree / "images" / "ok.jpg")
+    (tree / "sub").mkdir()
+    (tree / "sub" / "up.jpg").symlink_to("../images/ok.jpg")
+    (tree / "images" / "escape.jpg").symlink_to("../../secret.txt")
+    names = ["images/rel.jpg", "images/abs.jpg", "sub/up.jpg", "sub/../images/ok.jpg", "images/escape.jpg", "images/missing.jpg"]
+    df = read_pairs(tree, names)
+    assert df.get_column("image").to_list() == [ok] * 4 + [None, None]
+    kinds = [e and e["kind"] for e in df.get_column("error").to_list()]
+    assert kinds == [None] * 4 + ["path_outside_root", "missing_image"]
+    assert str(tree / "images" / "missing.jpg") in df.get_column("error").to_list()[5]["message"]
+
+
+def test_devices_fifos_and_folders_inside_the_root_are_never_opened(tree):
+    os.mkfifo(tree / "images" / "fifo.jpg")
+    (tree / "images" / "dir.jpg").mkdir()
+    t0 = time.perf_counter()
+    df = read_pairs(tree, ["images/fifo.jpg", "images/dir.jpg", "images", "."])
+    assert time.perf_counter() - t0 < 60  # a FIFO read would block forever
+    assert [e["kind"] for e in df.get_column("error").to_list()] == ["not_a_file"] * 4
+
+
 def test_devices_fifos_and_folders_are_never_opened(tree):
     fifo = tree / "images" / "fifo.jpg"
     os.mkfifo(fifo)

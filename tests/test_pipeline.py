@@ -188,6 +188,17 @@ def test_filters_are_checked_before_any_data_is_read(tmp_path, planted):
     assert not out.exists()
 
 
+def test_output_columns_of_a_skipped_optional_signal_are_skipped_too():
+    from interleaf.pipeline import plan
+
+    text = recipes.preset_text("mmc4").replace("type: clip_alignment, method: mmc4,", "type: clip_alignment, method: mmc4, optional: true,")
+    p = plan(recipes.parse(text))
+    assert "clip_alignment" in p.skipped and p.images_to is None
+    assert any(n.startswith("output.images_to skipped: it reads clip_alignment_text_pos of the skipped signal clip_alignment") for n in p.notices)
+    p = plan(recipes.parse(text), {"clip": CLIP_DIR})
+    assert p.images_to == "clip_alignment_text_pos" and not any(n.startswith("output.") for n in p.notices)
+
+
 def test_a_missing_model_fails_first_and_says_how_to_get_one(tmp_path, planted, capsys):
     out = tmp_path / "out"
     assert main(["run", "comm", *planted["inputs"], "--out", str(out), "--model", f"clip={CLIP_DIR}", "--quiet"]) == 2

@@ -143,6 +143,8 @@ class Plan:
     document_steps: list[DedupStep]
     notices: list[str] = field(default_factory=list)
     llm: dict[str, Any] | None = None  # Client keyword arguments, when an LLM signal runs
+    text_from: str | None = None  # output.text_from, None when its signal is skipped
+    images_to: str | None = None  # output.images_to, likewise
 
 
 def build_signal(name: str, spec: Any, threads: int | None = None) -> Any:
@@ -277,15 +279,21 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
     skipped_filters: dict[str, str] = {}
     node_filters = check_filters("node", recipe.filters.node)
     doc_filters = check_filters("doc", recipe.filters.doc)
-    tf = recipe.output.text_from
+    def output_column(key: str, col: str | None) -> str | None:
+        if col in skipped_cols:
+            notices.append(f"output.{key} skipped: it reads {col} of the skipped signal {skipped_cols[col]}; kept documents keep the input's " + ("text" if key == "text_from" else "image places"))
+            return None
+        return col
+
+    tf = output_column("text_from", recipe.output.text_from)
     # Both read a signal's attribute file: the built-in node columns (pos, step, kind...) have none.
     if tf is not None and (not node_cols.get(tf) or dtypes.get(tf) != pl.String()):
         raise RecipeError(f"output.text_from: {tf!r} is not a String node column of the recipe's signals")
-    it = recipe.output.images_to
+    it = output_column("images_to", recipe.output.images_to)
     if it is not None and (not node_cols.get(it) or not (dtypes.get(it) is not None and dtypes[it].is_numeric())):
         raise RecipeError(f"output.images_to: {it!r} is not a numeric node column of the recipe's signals (a text node's pos per image)")
     uses_llm = any(SIGNAL_MODELS[spec.type] == "llm" for spec in signals.values())
-    return Plan(recipe, resolved, signals, skipped, node_cols, doc_cols, dtypes, node_filters, doc_filters, skipped_filters, dataset_steps, document_steps, notices, llm_cfg if uses_llm else None)
+    return Plan(recipe, resolved, signals, skipped, node_cols, doc_cols, dtypes, node_filters, doc_filters, skipped_filters, dataset_steps, document_steps, notices, llm_cfg if uses_llm else None, tf, it)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1123,10 +1131,10 @@ def write_shard(opts: RunOptions, shard: Shard, limit: int | None, dropped_sha: 
     fmt = output_format(p, shard, fmt_override, opts.read.get("format"))
     comp = p.recipe.output.compression
     path = kept_path(out, shard, fmt, comp)
-    tf = p.recipe.output.text_from
+    tf = p.text_from
     tf_key = Markers(out).key(f"score/{p.node_columns[tf]}", shard.name) if tf else None
     embed = p.recipe.output.embed_images
-    it = p.recipe.output.images_to if fmt in RECORD_LAYOUTS else None
+    it = p.images_to if fmt in RECORD_LAYOUTS else None
     it_key = Markers(out).key(f"score/{p.node_columns[it]}", shard.name) if it else None
     key = digest({**_shard_key(opts, shard, limit), "dropped": dropped_sha, "format": fmt, "compression": comp, "embed_images": embed, "text_from": [tf, tf_key], "images_to": [it, it_key]})
     if marks.fresh("write", shard.name, key, path):

@@ -104,6 +104,10 @@ pub struct RecordContext {
     pub allow_outside_root: bool,
     /// The image root with symlinks resolved, when it exists.
     canonical_root: Option<PathBuf>,
+    /// The canonical root, opened once: relative image paths are opened beneath it by the
+    /// kernel (see [`read_beneath`]).
+    #[cfg(target_os = "linux")]
+    root_dir: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
     /// The out-of-line binary values of the record being converted (see the module docs).
     blobs: RefCell<Vec<Option<Vec<u8>>>>,
 }
@@ -118,9 +122,17 @@ impl RecordContext {
             None => (Path::new(source).parent().map(Path::to_path_buf).unwrap_or_default(), false),
         };
         let root = if root.as_os_str().is_empty() { PathBuf::from(".") } else { root };
+        let canonical_root = std::fs::canonicalize(&root).ok();
+        #[cfg(target_os = "linux")]
+        let root_dir = canonical_root.as_ref().and_then(|r| {
+            use rustix::fs::{Mode, OFlags};
+            rustix::fs::open(r, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok().map(std::sync::Arc::new)
+        });
         RecordContext {
             source: source.to_string(),
-            canonical_root: std::fs::canonicalize(&root).ok(),
+            canonical_root,
+            #[cfg(target_os = "linux")]
+            root_dir,
             image_root: root,
             image_root_explicit: explicit,
             load_images,
@@ -168,6 +180,12 @@ fn is_url(s: &str) -> bool {
 fn load_file(path: &str, ctx: &RecordContext) -> Result<Vec<u8>, RecordError> {
     use std::io::Read;
     let p = Path::new(path);
+    #[cfg(target_os = "linux")]
+    if !ctx.allow_outside_root && !p.is_absolute() {
+        if let Some(data) = ctx.root_dir.as_deref().and_then(|dir| read_beneath(dir, p, ctx.max_image_bytes)) {
+            return Ok(data);
+        }
+    }
     let full = if p.is_absolute() { p.to_path_buf() } else { ctx.image_root.join(p) };
     let missing = |e: std::io::Error| RecordError::new(ErrorKind::MissingImage, format!("{}: {e}", full.display()));
     let resolved = std::fs::canonicalize(&full).map_err(missing)?;
@@ -184,12 +202,34 @@ fn load_file(path: &str, ctx: &RecordContext) -> Result<Vec<u8>, RecordError> {
     if meta.len() > ctx.max_image_bytes {
         return Err(too_large(meta.len()));
     }
-    let mut data = Vec::new();
+    let mut data = Vec::with_capacity(meta.len() as usize + 1);
     std::fs::File::open(&resolved).and_then(|f| f.take(ctx.max_image_bytes.saturating_add(1)).read_to_end(&mut data)).map_err(missing)?;
     if data.len() as u64 > ctx.max_image_bytes {
         return Err(too_large(data.len() as u64));
     }
     Ok(data)
+}
+
+/// The common case of [`load_file`] in a few system calls: `openat2` with `RESOLVE_BENEATH`
+/// opens `rel` only if every step of its resolution (`..` and symlinks included) stays inside
+/// the root, so the path need not be resolved in user space (a `readlink` per component);
+/// `O_NONBLOCK` keeps a FIFO from blocking the open. `None` for anything else (an error, not a
+/// regular file, over the limit, an absolute symlink, a kernel without `openat2`): the caller
+/// then takes the general path, which decides and words the error.
+#[cfg(target_os = "linux")]
+fn read_beneath(dir: &std::os::fd::OwnedFd, rel: &Path, max: u64) -> Option<Vec<u8>> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    use std::io::Read;
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
+    let fd = rustix::fs::openat2(dir, rel, flags, Mode::empty(), ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS).ok()?;
+    let file = std::fs::File::from(fd);
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.len() > max {
+        return None;
+    }
+    let mut data = Vec::with_capacity(meta.len() as usize + 1);
+    file.take(max.saturating_add(1)).read_to_end(&mut data).ok()?;
+    (data.len() as u64 <= max).then_some(data)
 }
 
 /// Turns an image field (string or object) into an image node.

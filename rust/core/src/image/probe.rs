@@ -68,6 +68,16 @@ pub fn probe(data: &[u8]) -> Option<Probe> {
     Some(p)
 }
 
+/// [`Probe::jpeg_size`] alone: `None` for anything but a JPEG the probe takes.
+pub fn jpeg_size(data: &[u8]) -> Option<(u32, u32)> {
+    if sniff(data) != Some("JPEG") {
+        return None;
+    }
+    let mut p = Probe { format: "JPEG", mode: "RGB", frames: 1, orientation: 1, jpeg_size: None };
+    probe_jpeg(data, &mut p);
+    p.jpeg_size
+}
+
 /// The orientation (tag 0x0112) in IFD0 of a TIFF-structured EXIF block; a leading
 /// `Exif\0\0` is skipped.
 pub fn exif_orientation(exif: &[u8]) -> Option<u8> {

@@ -93,11 +93,20 @@ fn checked_header(data: &[u8], limits: &DecodeLimits) -> Result<(ImageFormat, u3
     if data.len() as u64 > limits.max_bytes {
         return Err(err(ErrorKind::ImageTooLarge, format!("{} bytes exceeds the limit of {}", data.len(), limits.max_bytes)));
     }
-    let reader = ImageReader::new(Cursor::new(data)).with_guessed_format().map_err(|e| err(ErrorKind::CorruptImage, e.to_string()))?;
-    let Some(format) = reader.format() else {
-        return Err(err(ErrorKind::UnknownImageFormat, "bytes are not JPEG, PNG, WebP, GIF or BMP"));
+    // A JPEG's size from its start-of-frame segment, as libjpeg will read it (the `image`
+    // crate's header reader also builds the Huffman tables: a measurable share of a small
+    // photo's decode); any other header, or a JPEG the probe does not take, goes to the crate.
+    let (format, w, h) = match super::probe::jpeg_size(data) {
+        Some((w, h)) => (ImageFormat::Jpeg, w, h),
+        None => {
+            let reader = ImageReader::new(Cursor::new(data)).with_guessed_format().map_err(|e| err(ErrorKind::CorruptImage, e.to_string()))?;
+            let Some(format) = reader.format() else {
+                return Err(err(ErrorKind::UnknownImageFormat, "bytes are not JPEG, PNG, WebP, GIF or BMP"));
+            };
+            let (w, h) = reader.into_dimensions().map_err(|e| err(ErrorKind::CorruptImage, format!("{format:?} header: {e}")))?;
+            (format, w, h)
+        }
     };
-    let (w, h) = reader.into_dimensions().map_err(|e| err(ErrorKind::CorruptImage, format!("{format:?} header: {e}")))?;
     let pixels = w as u64 * h as u64;
     if pixels > limits.max_pixels {
         return Err(err(ErrorKind::ImageTooLarge, format!("{w}x{h} = {pixels} pixels exceeds the limit of {}", limits.max_pixels)));
