@@ -125,8 +125,12 @@ impl RecordContext {
         let canonical_root = std::fs::canonicalize(&root).ok();
         #[cfg(target_os = "linux")]
         let root_dir = canonical_root.as_ref().and_then(|r| {
-            use rustix::fs::{Mode, OFlags};
-            rustix::fs::open(r, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok().map(std::sync::Arc::new)
+            use rustix::fs::{Mode, OFlags, ResolveFlags};
+            let dir = rustix::fs::open(r, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+            // Where openat2 is missing or filtered (an old kernel, a seccomp profile), every
+            // image would try it first and fail: find out once.
+            rustix::fs::openat2(&dir, ".", OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), ResolveFlags::BENEATH).ok()?;
+            Some(std::sync::Arc::new(dir))
         });
         RecordContext {
             source: source.to_string(),
