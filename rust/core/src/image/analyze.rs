@@ -21,7 +21,7 @@ use rayon::prelude::*;
 
 use crate::error::{ErrorKind, RecordError};
 use crate::hash::perceptual::{hash_luma, Bits, PerceptualKind};
-use crate::image::decode::{decode_luma, decode_luma_draft, header_size, rgb_to_luma, DecodeLimits};
+use crate::image::decode::{checked_header_with, decode_luma, decode_luma_draft, rgb_to_luma, DecodeLimits};
 use crate::image::preprocess::{PixelFloat, PreprocessConfig, Preprocessor};
 use crate::image::stats::{header_stats_and_jpeg_size, luma_stats, ImageStats};
 
@@ -134,23 +134,6 @@ fn first_copies(images: &[Option<&[u8]>]) -> Vec<Option<usize>> {
         .collect()
 }
 
-/// The header's size, with the errors a decode would give for bytes over the limits or a
-/// header it cannot read. A JPEG's start-of-frame size (`jpeg_size`, from the probe) is taken
-/// as it is, as Pillow's `Image.open` does; other headers are read by the `image` crate.
-fn header_only_size(data: &[u8], jpeg_size: Option<(u32, u32)>, limits: &DecodeLimits) -> Result<(u32, u32), RecordError> {
-    if data.len() as u64 > limits.max_bytes {
-        return Err(RecordError::new(ErrorKind::ImageTooLarge, format!("{} bytes exceeds the limit of {}", data.len(), limits.max_bytes)));
-    }
-    let (w, h) = match jpeg_size {
-        Some(size) => size,
-        None => header_size(data)?,
-    };
-    if w as u64 * h as u64 > limits.max_pixels {
-        return Err(RecordError::new(ErrorKind::ImageTooLarge, format!("{w}x{h} pixels exceeds the limit of {}", limits.max_pixels)));
-    }
-    Ok((w, h))
-}
-
 /// A gray image: (width, height, pixels).
 type Luma = (u32, u32, Vec<u8>);
 
@@ -160,8 +143,9 @@ fn analyze_one<T: PixelFloat>(data: &[u8], wants: &Wants, pre: Option<&Preproces
     let exact_hashes = !wants.hashes.is_empty() && wants.hash_draft.is_none();
     let need_luma = (wants.stats && !wants.header_only) || exact_hashes;
     if wants.stats && wants.header_only {
-        match header_only_size(data, jpeg_size, &wants.limits) {
-            Ok((w, h)) => {
+        // The JPEG size comes from the probe the header stats already ran.
+        match checked_header_with(data, jpeg_size, &wants.limits) {
+            Ok((_, w, h)) => {
                 if let Some(s) = out.stats.as_mut() {
                     s.width = Some(w);
                     s.height = Some(h);

@@ -62,14 +62,26 @@ pub fn decode(data: &[u8], limits: &DecodeLimits) -> Result<DynamicImage, Record
 
 /// The header's (width, height), with the same errors as [`decode`] for bytes it cannot read.
 pub fn header_size(data: &[u8]) -> Result<(u32, u32), RecordError> {
+    header(data, super::probe::jpeg_size(data)).map(|(_, w, h)| (w, h))
+}
+
+/// Format and size from the header. A JPEG's size is `jpeg_size` (its start-of-frame segment
+/// as our probe reads it, and as libjpeg will: the `image` crate's header reader also builds
+/// the Huffman tables, a measurable share of a small photo's decode); any other header, or a
+/// JPEG the probe does not take (`None`), is read by the crate.
+fn header(data: &[u8], jpeg_size: Option<(u32, u32)>) -> Result<(ImageFormat, u32, u32), RecordError> {
     if data.is_empty() {
         return Err(err(ErrorKind::EmptyImage, "zero-length image bytes"));
     }
-    let reader = ImageReader::new(Cursor::new(data)).with_guessed_format().map_err(|e| err(ErrorKind::CorruptImage, e.to_string()))?;
-    if reader.format().is_none() {
-        return Err(err(ErrorKind::UnknownImageFormat, "bytes are not JPEG, PNG, WebP, GIF or BMP"));
+    if let Some((w, h)) = jpeg_size {
+        return Ok((ImageFormat::Jpeg, w, h));
     }
-    reader.into_dimensions().map_err(|e| err(ErrorKind::CorruptImage, format!("header: {e}")))
+    let reader = ImageReader::new(Cursor::new(data)).with_guessed_format().map_err(|e| err(ErrorKind::CorruptImage, e.to_string()))?;
+    let Some(format) = reader.format() else {
+        return Err(err(ErrorKind::UnknownImageFormat, "bytes are not JPEG, PNG, WebP, GIF or BMP"));
+    };
+    let (w, h) = reader.into_dimensions().map_err(|e| err(ErrorKind::CorruptImage, format!("{format:?} header: {e}")))?;
+    Ok((format, w, h))
 }
 
 /// [`decode`], but a JPEG may be decoded at 1/2, 1/4 or 1/8 scale in the DCT domain (as
@@ -87,26 +99,15 @@ pub fn decode_scaled(data: &[u8], limits: &DecodeLimits, draft_min: Option<(usiz
 /// Format and size from the header, after the byte and pixel limits: the checks every decode
 /// makes before allocating.
 fn checked_header(data: &[u8], limits: &DecodeLimits) -> Result<(ImageFormat, u32, u32), RecordError> {
-    if data.is_empty() {
-        return Err(err(ErrorKind::EmptyImage, "zero-length image bytes"));
-    }
+    checked_header_with(data, super::probe::jpeg_size(data), limits)
+}
+
+/// [`checked_header`] for a caller that has already probed the JPEG size (see [`header`]).
+pub fn checked_header_with(data: &[u8], jpeg_size: Option<(u32, u32)>, limits: &DecodeLimits) -> Result<(ImageFormat, u32, u32), RecordError> {
     if data.len() as u64 > limits.max_bytes {
         return Err(err(ErrorKind::ImageTooLarge, format!("{} bytes exceeds the limit of {}", data.len(), limits.max_bytes)));
     }
-    // A JPEG's size from its start-of-frame segment, as libjpeg will read it (the `image`
-    // crate's header reader also builds the Huffman tables: a measurable share of a small
-    // photo's decode); any other header, or a JPEG the probe does not take, goes to the crate.
-    let (format, w, h) = match super::probe::jpeg_size(data) {
-        Some((w, h)) => (ImageFormat::Jpeg, w, h),
-        None => {
-            let reader = ImageReader::new(Cursor::new(data)).with_guessed_format().map_err(|e| err(ErrorKind::CorruptImage, e.to_string()))?;
-            let Some(format) = reader.format() else {
-                return Err(err(ErrorKind::UnknownImageFormat, "bytes are not JPEG, PNG, WebP, GIF or BMP"));
-            };
-            let (w, h) = reader.into_dimensions().map_err(|e| err(ErrorKind::CorruptImage, format!("{format:?} header: {e}")))?;
-            (format, w, h)
-        }
-    };
+    let (format, w, h) = header(data, jpeg_size)?;
     let pixels = w as u64 * h as u64;
     if pixels > limits.max_pixels {
         return Err(err(ErrorKind::ImageTooLarge, format!("{w}x{h} = {pixels} pixels exceeds the limit of {}", limits.max_pixels)));
