@@ -38,6 +38,19 @@ def test_clip_image_similarity_against_a_manual_computation(sample_images):
         clip_image_similarity([photos[0]], [], clip)
 
 
+def test_clip_image_similarity_in_chunks_with_progress_is_the_same(sample_images, monkeypatch, capsys):
+    import interleaf.evaluate as ev
+
+    clip = models.load(CLIP, kind="clip")
+    photos = list(sample_images.values())
+    gen, ref = [photos[0], None, photos[1], b"broken", photos[3]], [photos[2], photos[2], photos[4], photos[5], photos[3]]
+    whole, per = clip_image_similarity(gen, ref, clip)
+    monkeypatch.setattr(ev, "CLIP_I_CHUNK", 2)
+    chunked, per2 = clip_image_similarity(gen, ref, clip, progress=True)
+    assert chunked == whole and per2.equals(per)
+    assert "clip-i: 4 docs, 8 nodes" in capsys.readouterr().err
+
+
 def _distorted(data: bytes, how: str) -> bytes:
     from PIL import ImageFilter
 

@@ -152,6 +152,22 @@ def test_each_layout_writes_back_to_itself(records, tmp_path, fmt, embed):
     assert back.get_column("image").null_count() == first.get_column("image").null_count()
 
 
+@pytest.mark.parametrize("fmt", ["pairs", "comm"])
+def test_local_images_converted_to_mmc4_are_read_back_from_the_image_root(records, tmp_path, fmt):
+    """A local image path written to MMC4 is an ``image_name`` (loaded from the image root), not a
+    ``raw_url`` (never fetched): converting CoMM or pairs data keeps every image."""
+    src = write_jsonl(records["root"] / f"{fmt}.jsonl", records[fmt])
+    first = read_all(src)
+    assert first.filter(pl.col("kind") == "image").get_column("image").null_count() == 0
+    out = interleaf.write(interleaf.read(src), tmp_path / "w" / "m.jsonl", "mmc4")
+    infos = [i for line in Path(out[0]).read_text().splitlines() for i in json.loads(line)["image_info"]]
+    assert infos and all("image_name" in i and "raw_url" not in i for i in infos)
+    back = read_all(out, image_root=records["root"])
+    images = back.filter(pl.col("kind") == "image")
+    assert images.get_column("image").to_list() == first.filter(pl.col("kind") == "image").get_column("image").to_list()
+    assert images.get_column("error").null_count() == images.height
+
+
 def test_layout_writers_after_node_removal(records, tmp_path):
     """Writing documents whose nodes were filtered keeps each layout consistent: MMC4's
     image_info follows the images left, CoMM's emptied steps go."""

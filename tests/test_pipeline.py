@@ -272,7 +272,8 @@ def test_pairs_planted_cases_are_dropped_for_their_reason(tmp_path, planted):
     assert kept_ids == planted["good"]
     assert s["documents"] == {"in": 15, "kept": 6, "dropped": 9}
     assert s["dropped_documents"] == {"caption_words": 1, "error": 2, "exact": 2, "image_size": 1, "pair": 2, "phash": 1}
-    assert s["errors"] == {"invalid_utf8": 1, "malformed_json": 1, "missing_image": 1}
+    # Documents per kind of read or decode error (the corrupt image is a decode error).
+    assert s["errors"] == {"invalid_utf8": 1, "malformed_json": 1, "missing_image": 1, errs["p07-corrupt"]: 1}
     # Kept documents are the input's documents, node for node.
     source = pl.concat(list(interleaf.read(planted["inputs"])))
     for doc_id in kept_ids:

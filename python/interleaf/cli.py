@@ -364,7 +364,7 @@ def _print_run(summary: Any) -> None:
             for name, n in d[key].items():
                 print(f"  {name:<24}{n:>10,}")
     if d["errors"]:
-        print("documents with read errors:")
+        print("documents with read or decode errors:")
         for kind, n in d["errors"].items():
             print(f"  {kind:<24}{n:>10,}")
     for name, msg in {**d["skipped"]["signals"], **d["skipped"]["filters"]}.items():
@@ -482,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_read_options(p)
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("dedup", help="find duplicate documents", description="Stream documents, find exact, MinHash (text) or pHash (image) near-duplicates, write duplicates.parquet (doc_id, cluster_id, representative, method, score) and summary.json, optionally the deduplicated dataset.")
+    p = sub.add_parser("dedup", help="find duplicate documents", description="Stream documents, find exact, MinHash (text), pHash (image) or semantic (SemDeDup on embeddings) duplicates, write duplicates.parquet (doc_id, cluster_id, representative, method, score) and summary.json, optionally the deduplicated dataset.")
     p.add_argument("paths", nargs="+", help="files, globs, brace ranges or directories")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--method", choices=("exact", "minhash", "phash", "semantic"), default="minhash", help="exact keys, MinHash LSH on text, pHash on each document's first image, or SemDeDup on embeddings (default %(default)s)")
@@ -544,7 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "run",
         help="run a recipe: score, deduplicate, filter, write",
-        description="Run RECIPE (a preset or a YAML file) over INPUTS into OUT: attributes/<signal>/<shard>.parquet, dropped/<shard>.parquet (doc_id, pos, filter, value, threshold), kept/ and summary.json. A rerun into the same OUT skips finished work.",
+        description="Run RECIPE (a preset or a YAML file) over INPUTS into OUT: attributes/<signal>/<shard>.parquet, dropped/<shard>.parquet (doc_index, doc_id, pos, filter, value, threshold, rule, detail), kept/, summary.json and report.html. A rerun into the same OUT skips finished work.",
     )
     _add_run_options(p)
     p.add_argument("--output-format", choices=OUTPUT_FORMATS, default=None, help="how kept documents are written (default: the recipe's output.format; auto = the input's own layout: WebDataset, the jsonl record layout, or the node table for parquet)")
@@ -562,14 +562,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_filter)
 
-    p = sub.add_parser("recipes", help="list and show the preset recipes", description="The preset recipes (comm, mmc4, mmc4-core, obelics, datacomp, pairs); `show` prints one as YAML to copy and edit.")
+    p = sub.add_parser("recipes", help="list and show the preset recipes", description="The preset recipes: `list` names each with what it does; `show` prints one as YAML to copy and edit.")
     rsub = p.add_subparsers(dest="recipes_command", required=True)
     rsub.add_parser("list", help="the presets and what they do")
     r = rsub.add_parser("show", help="print a preset's YAML")
     r.add_argument("name", help="preset name")
     p.set_defaults(func=cmd_recipes)
 
-    p = sub.add_parser("demo", help="run the main job on the bundled sample", description="Run the pairs-basic preset (exact and pHash radius-5 dedup, DataComp's basic filter; no model needed) over the bundled sample (WebDataset and jsonl pairs) into OUT: attributes/, dropped/, kept/, summary.json.")
+    p = sub.add_parser("demo", help="run the main job on the bundled sample", description="Run the pairs-basic preset (exact and pHash radius-5 dedup, DataComp's basic filter; no model needed) over the bundled sample (WebDataset and jsonl pairs) into OUT: attributes/, dropped/, kept/, summary.json and report.html.")
     p.add_argument("--out", default="interleaf-demo", help="output directory (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_demo)

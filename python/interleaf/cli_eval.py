@@ -51,7 +51,7 @@ def _has_endpoint(args: argparse.Namespace) -> bool:
 def cmd_tasks(args: argparse.Namespace) -> int:
     from interleaf.evaluate import comm
 
-    samples = comm.build_tasks(args.inputs, tuple(args.task or comm.TASKS), image_root=args.image_root)
+    samples = comm.build_tasks(args.inputs, tuple(args.task or comm.TASKS), image_root=args.image_root, progress=not args.quiet)
     summary = comm.write_tasks(samples, args.out)
     print(json.dumps(summary, indent=2))
     return 0
@@ -114,7 +114,7 @@ def cmd_clip_i(args: argparse.Namespace) -> int:
     if not names:
         raise FileNotFoundError(f"no images in {args.generated} or {args.reference}")
     clip = models.load(args.clip, kind="clip")
-    summary, per = clip_image_similarity(gen, ref, clip, batch_size=args.batch_size)
+    summary, per = clip_image_similarity(gen, ref, clip, batch_size=args.batch_size, progress=not args.quiet)
     per = pl.DataFrame({"name": names}).with_columns(per).with_columns(pl.Series("read_error", errors, dtype=pl.String))
     cards = [{"name": names[i], "value": per["similarity"][i], "generated": {"texts": [], "images": [gen[i]]}, "reference": {"texts": [], "images": [ref[i]]}} for i in worst_rows(per, "similarity", WORST)]
     return _finish(args, t0, f"CLIP-I: {Path(args.generated).name} vs {Path(args.reference).name}", {"metrics": summary, "clip": str(args.clip)}, per, cards, "similarity")
@@ -143,7 +143,7 @@ def cmd_synjudge(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: Any) -> None:
-    p = sub.add_parser("eval", help="evaluate generated interleaved content: CoMM tasks, CLIP-I, SynJudge", description="Evaluate a model's generated interleaved content the way the papers do. Each command writes metrics.json, examples.parquet and report.html into --out.")
+    p = sub.add_parser("eval", help="evaluate generated interleaved content: CoMM tasks, CLIP-I, SynJudge", description="Evaluate a model's generated interleaved content the way the papers do. 'tasks' writes CoMM's task folders; the other commands write metrics.json, examples.parquet and report.html into --out.")
     esub = p.add_subparsers(dest="eval", required=True)
 
     t = esub.add_parser("tasks", help="build CoMM's four task inputs from CoMM documents", description="Build CoMM's task inputs (prompt templates, task 3's split at len(steps)//2) from CoMM documents and write them in CoMM's predictions layout: {data_id}_{task}/task.json + origin/ images, and tasks.jsonl. A model's runner adds results.json and predict_{i} images to each folder.")
@@ -151,6 +151,7 @@ def add_parsers(sub: Any) -> None:
     t.add_argument("--task", action="append", choices=("task1", "task2", "task3", "task4"), help="a task to build (repeatable; default all four)")
     t.add_argument("--out", required=True, help="output folder")
     t.add_argument("--image-root", default=None, help="directory for relative image paths (default: each input file's directory)")
+    t.add_argument("--quiet", action="store_true", help="no progress lines")
     t.set_defaults(func=cmd_tasks)
 
     c = esub.add_parser(
@@ -188,6 +189,7 @@ def add_parsers(sub: Any) -> None:
     g.add_argument("--clip", required=True, help="CLIP model directory (the papers use ViT-L/14)")
     g.add_argument("--batch-size", type=int, default=None, help="images per inference batch")
     g.add_argument("--out", required=True, help="output folder")
+    g.add_argument("--quiet", action="store_true", help="no progress lines")
     g.set_defaults(func=cmd_clip_i)
 
     s = esub.add_parser("synjudge", help="InterSyn's SynJudge over a predictions folder", description="SynJudge (TCC, ICC, IQ, ITS, 0-5) of every sample in a CoMM-layout predictions folder: the model input is the question, the model's text the answer, its first predicted image the image. Per-dimension mean and variance, and the overall score.")

@@ -848,15 +848,20 @@ def _apply_filter(alive: pl.DataFrame, name: str, f: FilterSpec, roots: list[str
     return res.filter(pl.col("_ok")).drop("_ok"), dropped
 
 
+def _damage(nodes: pl.DataFrame) -> pl.Expr:
+    """Per node, the error that damages it (a read or decode error, see ``NOT_DAMAGE``): the
+    read error, else the first damaging error of the node signals' ``_error`` columns; null
+    for an undamaged node."""
+    cols = [S.ERROR, *(c for c in nodes.columns if c.endswith("_error") and nodes.schema[c] == S.ERROR_DTYPE)]
+    return pl.coalesce([pl.when(pl.col(c).struct.field("kind").is_not_null() & ~pl.col(c).struct.field("kind").is_in(list(NOT_DAMAGE))).then(pl.col(c)) for c in cols])
+
+
 def filter_shard(p: Plan, nodes: pl.DataFrame, docs: pl.DataFrame, thresholds: dict[str, float]) -> tuple[pl.DataFrame, pl.DataFrame, list[pl.DataFrame]]:
     """The filters of one shard, before dedup: (alive nodes, alive documents, dropped records)."""
     dropped: list[pl.DataFrame] = []
     alive = nodes
     if p.recipe.filters.drop_errors:
-        damage_cols = [c for c in nodes.columns if c.endswith("_error") and nodes.schema[c] == S.ERROR_DTYPE]
-        kinds = [pl.col(c).struct.field("kind") for c in [S.ERROR, *damage_cols]]
-        first = pl.coalesce([pl.when(k.is_not_null() & ~k.is_in(list(NOT_DAMAGE))).then(pl.col(c)) for k, c in zip(kinds, [S.ERROR, *damage_cols], strict=True)])
-        tagged = alive.with_columns(first.alias("_e"))
+        tagged = alive.with_columns(_damage(nodes).alias("_e"))
         bad = tagged.filter(pl.col("_e").is_not_null())
         dropped.append(_dropped(bad, "error", rule=None, detail=pl.col("_e").struct.field("message"), pos=True).with_columns(bad.get_column("_e").struct.field("kind").alias("rule")))
         alive = tagged.filter(pl.col("_e").is_null()).drop("_e")
@@ -950,8 +955,8 @@ def _filter_needs(p: Plan) -> tuple[set[str], set[str]]:
     for _, _f, roots in p.doc_filters:
         for c in roots:
             (node_need if c in p.node_columns else doc_need).add(c)
-    if p.recipe.filters.drop_errors:
-        node_need |= {c for c, sig in p.node_columns.items() if sig and c == f"{sig}_error"}
+    # The node signals' errors: dropped by drop_errors, and counted per kind in any case.
+    node_need |= {c for c, sig in p.node_columns.items() if sig and c == f"{sig}_error"}
     return node_need, doc_need
 
 
@@ -973,7 +978,7 @@ def filter_pass(opts: RunOptions, shard: Shard, thresholds: dict[str, float]) ->
     write_parquet(table, filter_scratch(out, "dropped", shard.name))
     cluster_cols = [c for step in p.dataset_steps for c in (f"{step.name}_cluster", f"{step.name}_score")]
     write_parquet(docs_alive.select(S.DOC_INDEX, S.DOC_ID, *cluster_cols), filter_scratch(out, "survivors", shard.name))
-    errs = nodes.filter(pl.col(S.ERROR).is_not_null()).select(S.DOC_INDEX, pl.col(S.ERROR).struct.field("kind")).unique()
+    errs = nodes.select(S.DOC_INDEX, _damage(nodes).struct.field("kind")).drop_nulls("kind").unique()
     return {
         "shard": shard.name,
         "documents": docs.height,

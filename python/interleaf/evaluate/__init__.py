@@ -54,13 +54,15 @@ __all__ = [
 #: How :func:`image_metrics` pairs images: ``index`` (generated[i] with reference[i]) or
 #: ``cross`` (CoMM's: every reference image of an example with every generated one).
 PAIRINGS = ("index", "cross")
+#: Image pairs embedded per call by :func:`clip_image_similarity` (between progress updates).
+CLIP_I_CHUNK = 1024
 
 
 def _present(x: Any) -> bool:
     return isinstance(x, bytes | bytearray | memoryview) and len(x) > 0
 
 
-def clip_image_similarity(generated: Any, reference: Any, clip: Any, *, batch_size: int | None = None) -> tuple[dict[str, Any], pl.DataFrame]:
+def clip_image_similarity(generated: Any, reference: Any, clip: Any, *, batch_size: int | None = None, progress: bool = False) -> tuple[dict[str, Any], pl.DataFrame]:
     """GILL's CLIP image similarity of index-matched image pairs.
 
     ``generated`` and ``reference``: encoded images (bytes, None where an example has none), the
@@ -70,8 +72,10 @@ def clip_image_similarity(generated: Any, reference: Any, clip: Any, *, batch_si
     over the scored pairs, None when none), ``n``, ``scored`` and ``skipped`` (reason -> count:
     ``missing_generated``, ``missing_reference``, or the decoding error's kind);
     ``per_example`` one row per pair: ``similarity`` (Float32, null when skipped) and
-    ``skipped`` (the reason, or null)."""
+    ``skipped`` (the reason, or null). ``progress``: a progress line (pairs, images, bytes and
+    rates) on stderr."""
     from interleaf import models
+    from interleaf._progress import Progress
 
     gen, ref = list(generated), list(reference)
     if len(gen) != len(ref):
@@ -81,14 +85,21 @@ def clip_image_similarity(generated: Any, reference: Any, clip: Any, *, batch_si
     reasons: list[str | None] = [None if _present(g) and _present(r) else ("missing_generated" if not _present(g) else "missing_reference") for g, r in zip(gen, ref, strict=True)]
     idx = [i for i, why in enumerate(reasons) if why is None]
     sim = np.full(len(gen), np.nan, dtype=np.float32)
-    if idx:
-        eg, errg = clip.embed_images([bytes(gen[i]) for i in idx], batch_size=batch_size)
-        er, errr = clip.embed_images([bytes(ref[i]) for i in idx], batch_size=batch_size)
-        for j, (i, a, b) in enumerate(zip(idx, errg.to_list(), errr.to_list(), strict=True)):
+    prog = Progress("clip-i", enabled=progress)
+    nbytes = 0
+    # Chunks of pairs, so a progress line can follow a long folder (same results as one call).
+    for start in range(0, len(idx), CLIP_I_CHUNK):
+        chunk = idx[start : start + CLIP_I_CHUNK]
+        eg, errg = clip.embed_images([bytes(gen[i]) for i in chunk], batch_size=batch_size)
+        er, errr = clip.embed_images([bytes(ref[i]) for i in chunk], batch_size=batch_size)
+        for j, (i, a, b) in enumerate(zip(chunk, errg.to_list(), errr.to_list(), strict=True)):
             if a is not None or b is not None:
                 reasons[i] = f"generated {a['kind']}" if a is not None else f"reference {b['kind']}"
             else:
                 sim[i] = float(np.dot(eg[j].astype(np.float64), er[j].astype(np.float64)))
+        nbytes += sum(len(gen[i]) + len(ref[i]) for i in chunk)
+        prog.update(start + len(chunk), 2 * (start + len(chunk)), nbytes)
+    prog.close()
     ok = ~np.isnan(sim)
     summary = {
         "clip_i": float(sim[ok].astype(np.float64).mean()) if ok.any() else None,

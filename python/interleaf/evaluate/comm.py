@@ -131,7 +131,7 @@ def parse_steps(text: str | None, images: Sequence[Any], previous: int = 0, max_
 # --- building the tasks ------------------------------------------------------------------------
 
 
-def _documents(data: Any, image_root: str | None = None) -> list[dict[str, Any]]:
+def _documents(data: Any, image_root: str | None = None, progress: bool = False) -> list[dict[str, Any]]:
     import interleaf
     from interleaf.llm.records import documents, is_node_batch
 
@@ -140,7 +140,7 @@ def _documents(data: Any, image_root: str | None = None) -> list[dict[str, Any]]
     if isinstance(data, str | Path) or (isinstance(data, list | tuple) and data and all(isinstance(x, str | Path) for x in data)):
         paths = [str(data)] if isinstance(data, str | Path) else [str(x) for x in data]
         out: list[dict[str, Any]] = []
-        for batch in interleaf.read(paths, image_root=image_root):
+        for batch in interleaf.read(paths, image_root=image_root, progress=progress):
             out += documents(batch)
         return out
     raise TypeError(f"expected CoMM documents as a node batch or dataset paths, got {type(data).__name__}")
@@ -219,12 +219,13 @@ def build_task(doc: dict[str, Any], task: str) -> dict[str, Any]:
     }
 
 
-def build_tasks(documents: Any, tasks: Sequence[str] = TASKS, *, image_root: str | None = None) -> list[dict[str, Any]]:
+def build_tasks(documents: Any, tasks: Sequence[str] = TASKS, *, image_root: str | None = None, progress: bool = False) -> list[dict[str, Any]]:
     """:func:`build_task` for every document and task (documents outer, tasks inner).
-    ``documents``: a node batch or CoMM dataset paths (read with :func:`interleaf.read`)."""
+    ``documents``: a node batch or CoMM dataset paths (read with :func:`interleaf.read`, with a
+    progress line on stderr when ``progress``)."""
     for t in tasks:
         check_task(t)
-    return [build_task(d, t) for d in _documents(documents, image_root) for t in tasks]
+    return [build_task(d, t) for d in _documents(documents, image_root, progress) for t in tasks]
 
 
 def _extension(data: bytes) -> str:

@@ -320,7 +320,7 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
     parts.append("<h2>Errors</h2>")
     if summary.get("errors") or (errs.height if isinstance(errs, pl.DataFrame) else 0):
         rows = "".join(f"<tr><td>{_e(k)}</td><td class=n>{v:,}</td></tr>" for k, v in summary.get("errors", {}).items())
-        parts.append(f"<p class=muted>Documents with read errors, by kind:</p><table><tr><th>kind</th><th>documents</th></tr>{rows}</table>")
+        parts.append(f"<p class=muted>Documents with read or decode errors, by kind:</p><table><tr><th>kind</th><th>documents</th></tr>{rows}</table>")
         if errs.height:
             ex_rows = []
             for kind, part in sorted(errs.partition_by("rule", as_dict=True).items(), key=lambda kv: str(kv[0][0])):

@@ -68,6 +68,11 @@ pub(super) fn write(doc: &Document, o: &mut Map<String, Value>, img: &ImageValue
                             Value::String(s) if s.starts_with("data:") => {
                                 m.insert("image_base64".into(), Value::String(s));
                             }
+                            // A local path is MMC4's `image_name` (read back from the image
+                            // root); only a URL is a `raw_url`, which is never fetched.
+                            Value::String(s) if !is_url(&s) => {
+                                m.insert("image_name".into(), Value::String(s));
+                            }
                             v => {
                                 m.insert("raw_url".into(), v);
                             }
