@@ -111,7 +111,9 @@ fn probe_jpeg(d: &[u8], p: &mut Probe) {
             continue;
         }
         let m = d[i + 1];
-        if m == 0xFF || m == 0x01 || (0xD0..=0xD8).contains(&m) {
+        // As libjpeg's next_marker: fill bytes (FF FF), a stuffed zero (FF 00) and the
+        // parameterless markers carry no length.
+        if m == 0xFF || m == 0x00 || m == 0x01 || (0xD0..=0xD8).contains(&m) {
             i += if m == 0xFF { 1 } else { 2 };
             continue;
         }

@@ -52,13 +52,23 @@ pub(super) fn cmyk_to_rgb_pillow(px: &[u8]) -> Vec<u8> {
 /// upsampling, its YCbCr tables; CMYK and YCCK through libjpeg's CMYK output and Pillow's
 /// conversion. A file cut before its end-of-image marker is `truncated_image`, as Pillow
 /// refuses it.
-pub(super) fn decode_jpeg_libjpeg(data: &[u8], scale_num: u8, out: JpegOut) -> Result<DynamicImage, RecordError> {
+///
+/// `max_pixels` is checked again on the frame size libjpeg itself reads, before anything is
+/// allocated: the callers' header check used our probe's reading of the markers, and a crafted
+/// file must not make the two disagree into a bomb.
+pub(super) fn decode_jpeg_libjpeg(data: &[u8], scale_num: u8, out: JpegOut, max_pixels: u64) -> Result<DynamicImage, RecordError> {
     use mozjpeg::ColorSpace;
     if !jpeg_has_eoi(data) {
         return Err(err(ErrorKind::TruncatedImage, "JPEG data ends before its end-of-image marker"));
     }
-    let run = || -> std::io::Result<Option<DynamicImage>> {
+    let mut too_large = None;
+    let mut run = || -> std::io::Result<Option<DynamicImage>> {
         let mut d = mozjpeg::Decompress::new_mem(data)?;
+        let (w, h) = (d.width() as u64, d.height() as u64);
+        if w * h > max_pixels {
+            too_large = Some(err(ErrorKind::ImageTooLarge, format!("{w}x{h} = {} pixels exceeds the limit of {max_pixels}", w * h)));
+            return Ok(None);
+        }
         if scale_num != 8 {
             d.scale(scale_num);
         }
@@ -103,7 +113,11 @@ pub(super) fn decode_jpeg_libjpeg(data: &[u8], scale_num: u8, out: JpegOut) -> R
             }
         }
     };
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut run));
+    if let Some(e) = too_large {
+        return Err(e);
+    }
+    match result {
         Ok(Ok(Some(img))) => Ok(img),
         Ok(Ok(None)) => Err(err(ErrorKind::CorruptImage, "JPEG: decoded size does not match its header")),
         Ok(Err(e)) => Err(err(ErrorKind::CorruptImage, format!("JPEG: {e}"))),

@@ -91,7 +91,7 @@ pub fn decode_scaled(data: &[u8], limits: &DecodeLimits, draft_min: Option<(usiz
     let (format, w, h) = checked_header(data, limits)?;
     if format == ImageFormat::Jpeg {
         let scale = draft_min.map_or(8, |(mw, mh)| draft_numerator(w, h, mw, mh));
-        return decode_jpeg_libjpeg(data, scale, JpegOut::Rgb);
+        return decode_jpeg_libjpeg(data, scale, JpegOut::Rgb, limits.max_pixels);
     }
     decode_full(data, format, w, h)
 }
@@ -153,7 +153,7 @@ pub fn decode_luma_draft(data: &[u8], limits: &DecodeLimits, req: usize) -> Resu
             return Ok(luma);
         }
     }
-    Ok(into_luma(decode_jpeg_libjpeg(data, scale, JpegOut::DraftLuma)?))
+    Ok(into_luma(decode_jpeg_libjpeg(data, scale, JpegOut::DraftLuma, limits.max_pixels)?))
 }
 
 /// The 8-bit grayscale image of `Image.open(...).convert("L")`, bit for bit: [`decode`] then
@@ -164,7 +164,7 @@ pub fn decode_luma(data: &[u8], limits: &DecodeLimits) -> Result<(u32, u32, Vec<
     if format != ImageFormat::Jpeg {
         return Ok(to_luma_pillow(&decode_full(data, format, w, h)?));
     }
-    Ok(into_luma(decode_jpeg_libjpeg(data, 8, JpegOut::Luma)?))
+    Ok(into_luma(decode_jpeg_libjpeg(data, 8, JpegOut::Luma, limits.max_pixels)?))
 }
 
 fn into_luma(img: DynamicImage) -> (u32, u32, Vec<u8>) {
@@ -268,6 +268,40 @@ mod tests {
         }
     }
 
+    /// The pixel limit holds on the frame libjpeg reads, whatever our probe made of the
+    /// markers: a stuffed zero (FF 00) that libjpeg skips must not hide a huge frame behind a
+    /// small one tucked into an APP1 segment.
+    #[test]
+    fn the_pixel_limit_holds_on_the_frame_libjpeg_reads() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../python/interleaf/data/sample/images");
+        let photo = std::fs::read(dir.join("coffee.jpg")).unwrap();
+        let limits = DecodeLimits::default();
+        let (w, h) = header_size(&photo).unwrap();
+        // libjpeg's own check, with a limit one pixel short of the photo.
+        let tight = (w as u64 * h as u64) - 1;
+        let e = decode_jpeg_libjpeg(&photo, 8, JpegOut::Rgb, tight).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ImageTooLarge, "{e:?}");
+        assert!(decode_jpeg_libjpeg(&photo, 8, JpegOut::Rgb, w as u64 * h as u64).is_ok());
+        // The desync: SOI, FF 00 + a "length" reaching the APP1 body, the huge SOF libjpeg
+        // reads, an APP1 holding a 16x16 SOF, then the photo's own tables and scan.
+        let sof_at = (2..photo.len()).find(|&i| photo[i] == 0xFF && photo[i + 1] == 0xC0).unwrap();
+        let sof_len = u16::from_be_bytes([photo[sof_at + 2], photo[sof_at + 3]]) as usize;
+        let sof = &photo[sof_at..sof_at + 2 + sof_len];
+        let mut huge = sof.to_vec();
+        huge[5..9].copy_from_slice(&[0x4E, 0x20, 0x4E, 0x20]); // 20000 x 20000
+        let mut small = sof.to_vec();
+        small[5..9].copy_from_slice(&[0, 16, 0, 16]);
+        let app1 = [&[0xFF, 0xE1][..], &((small.len() + 2) as u16).to_be_bytes(), &small].concat();
+        let ff00 = [0xFF, 0x00, 0, (huge.len() + 4) as u8];
+        let rest: Vec<u8> = [&photo[2..sof_at], &photo[sof_at + 2 + sof_len..]].concat();
+        let crafted = [&[0xFF, 0xD8][..], &ff00, &huge, &app1, &rest].concat();
+        assert_eq!(header_size(&crafted).unwrap(), (20000, 20000), "the probe reads the frame libjpeg reads");
+        let e = decode(&crafted, &limits).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ImageTooLarge, "{e:?}");
+        let e = decode_luma_draft(&crafted, &limits, 32).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ImageTooLarge, "{e:?}");
+    }
+
     /// The 1/8-scale entropy decoder against libjpeg on the bundled JPEGs (which it must take)
     /// and on 6,000 damaged copies: whenever it returns pixels for a file the draft path would
     /// hand it, libjpeg must give the same ones.
@@ -323,7 +357,7 @@ mod tests {
     }
 
     fn libjpeg_eighth(data: &[u8]) -> Option<(u32, u32, Vec<u8>)> {
-        decode_jpeg_libjpeg(data, 1, JpegOut::DraftLuma).ok().map(into_luma)
+        decode_jpeg_libjpeg(data, 1, JpegOut::DraftLuma, u64::MAX).ok().map(into_luma)
     }
 
     /// A JPEG marker segment: marker, length, body.
