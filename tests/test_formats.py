@@ -205,6 +205,30 @@ def test_parquet_pairs_with_embedded_image_bytes(tmp_path, sample_images):
     assert df.get_column("text")[1] == "A cat."
 
 
+def test_parquet_with_categorical_decimal_float16_and_zoned_timestamp_columns(tmp_path, sample_images):
+    """Column types pandas and Spark write (categoricals, decimals, float16, time-zone-aware
+    timestamps, nested dictionaries) are read as their nearest plain type, in records and in
+    node tables, instead of failing the file."""
+    data = sample_images["chelsea.jpg"]
+    extra = {
+        "ts": pa.array([0, 3_600_000], pa.timestamp("ms", tz="Europe/Paris")),
+        "price": pa.array([1, 250], pa.decimal128(10, 2)),
+        "h": pa.array([1.5, None], pa.float16()),
+        "tags": pa.array([["p", "q"], []], pa.list_(pa.dictionary(pa.int8(), pa.string()))),
+    }
+    captions = pa.array(["A cat.", "Another cat."]).dictionary_encode()
+    pq.write_table(pa.table({"key": ["a", "b"], "jpg": [data, data], "caption": captions, **extra}), tmp_path / "r.parquet")
+    df = read_all(tmp_path / "r.parquet")
+    assert df.get_column("error").null_count() == df.height
+    assert df.filter(pl.col("kind") == "text").get_column("text").to_list() == ["A cat.", "Another cat."]
+    assert json.loads(df.get_column("meta")[0]) == {"ts": "1970-01-01 00:00:00", "price": 1.0, "h": 1.5, "tags": ["p", "q"]}
+    assert json.loads(df.get_column("meta")[2]) == {"ts": "1970-01-01 01:00:00", "price": 250.0, "h": None, "tags": []}
+    nodes = pa.table({"doc_id": ["a", "a"], "pos": [0, 1], "kind": pa.array(["text", "text"]).dictionary_encode(), "text": ["x", "y"], "score": pa.array([1, 2], pa.float16())})
+    pq.write_table(nodes, tmp_path / "n.parquet")
+    df = read_all(tmp_path / "n.parquet")
+    assert df.get_column("kind").to_list() == ["text", "text"] and df.get_column("error").null_count() == 2
+
+
 def test_nodes_parquet_keeps_documents_whole_across_row_batches(tmp_path, sample_dir):
     comm = read_all(sample_dir / "comm.jsonl")
     path = interleaf.write(comm, tmp_path / "n.parquet")[0]

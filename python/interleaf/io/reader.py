@@ -229,7 +229,8 @@ class Reader:
         pending: pl.DataFrame | None = None  # node rows read but not yet yielded, as the file has them
         index = 0
         try:
-            for batch in pf.iter_batches(batch_size=self.batch_size if not is_nodes else self.batch_size * 8):
+            for raw_batch in pf.iter_batches(batch_size=self.batch_size if not is_nodes else self.batch_size * 8):
+                batch = _portable(raw_batch)
                 if is_nodes:
                     raw = conform(pl.from_arrow(batch))  # type: ignore[arg-type]
                     pending = raw if pending is None else pl.concat([pending, raw])
@@ -256,7 +257,10 @@ class Reader:
                     stats["files"] = 0
                     _add_stats(self._done, stats)
                     yield df
-        except Exception as e:
+        except BaseException as e:
+            # A Rust panic (pyo3's PanicException is a BaseException) is this file's error too.
+            if not isinstance(e, Exception) and type(e).__name__ != "PanicException":
+                raise
             df = _error_frame(f"{path}#row{index}", self._next_doc, "corrupt_parquet", f"{path}: {e}")
             _add_stats(self._done, frame_stats(df))
             yield df
@@ -275,6 +279,44 @@ class Reader:
             return None
         take = int((ordinal < min(complete, self.batch_size)).sum())
         return rows[:take].with_columns((ordinal[:take] + self._next_doc).alias(DOC_INDEX))
+
+
+def _portable_type(t: Any) -> Any:
+    """``t`` with the arrow types that polars or our native module cannot take replaced by the
+    nearest one they can: dictionaries (pandas categoricals) by their values, float16 by
+    float32, decimals by float64, time-zone-aware timestamps by UTC ones; nested types
+    throughout."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(t):
+        return _portable_type(t.value_type)
+    if pa.types.is_float16(t):
+        return pa.float32()
+    if pa.types.is_decimal(t):
+        return pa.float64()
+    if pa.types.is_timestamp(t) and t.tz is not None:
+        return pa.timestamp(t.unit)
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        make = pa.list_ if pa.types.is_list(t) else pa.large_list
+        return make(t.value_field.with_type(_portable_type(t.value_type)))
+    if pa.types.is_fixed_size_list(t):
+        return pa.list_(t.value_field.with_type(_portable_type(t.value_type)), t.list_size)
+    if pa.types.is_struct(t):
+        return pa.struct([t.field(i).with_type(_portable_type(t.field(i).type)) for i in range(t.num_fields)])
+    if pa.types.is_map(t):
+        return pa.map_(_portable_type(t.key_type), t.item_field.with_type(_portable_type(t.item_type)))
+    return t
+
+
+def _portable(batch: Any) -> Any:
+    """An arrow record batch whose columns all have types polars and the native readers take
+    (see :func:`_portable_type`); the batch itself when they already do."""
+    import pyarrow as pa
+
+    schema = pa.schema([f.with_type(_portable_type(f.type)) for f in batch.schema], metadata=batch.schema.metadata)
+    if schema.equals(batch.schema):
+        return batch
+    return pa.Table.from_batches([batch]).cast(schema).combine_chunks().to_batches()[0]
 
 
 #: ``interleaf.read(source, format=None, batch_size=1024, ...)``: see :class:`Reader`.
