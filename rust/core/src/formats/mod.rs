@@ -373,10 +373,55 @@ pub fn document_to_record(doc: &Document, format: Format, embed_images: bool) ->
 
 /// The record format of a JSON-lines file, from the keys of its first records (None when no
 /// record within the first 1,000 lines shows it).
+///
+/// Looks at the first 1,000 lines and at most 64 MiB of them; a line over 16 MiB is skipped
+/// unread (as the reader keeps it as an error), so no line is ever held whole.
 pub fn detect_jsonl_format(path: &str) -> Option<Format> {
-    use std::io::BufRead;
-    let stream = crate::input::open(path, Default::default()).ok()?;
-    stream.lines().take(1000).map_while(Result::ok).filter_map(|l| serde_json::from_str::<Value>(&l).ok()).find_map(|v| Format::detect(&v))
+    const MAX_LINE: usize = 16 << 20;
+    const MAX_TOTAL: u64 = 64 << 20;
+    let mut stream = crate::input::open(path, Default::default()).ok()?;
+    let (mut line, mut seen) = (Vec::new(), 0u64);
+    for _ in 0..1000 {
+        let (fits, n) = capped_line(&mut stream, MAX_LINE, &mut line).ok()?;
+        if n == 0 || seen > MAX_TOTAL {
+            return None;
+        }
+        seen += n as u64;
+        if let Some(f) = fits.then(|| serde_json::from_slice::<Value>(&line).ok()).flatten().and_then(|v| Format::detect(&v)) {
+            return Some(f);
+        }
+    }
+    None
+}
+
+/// The next line of `r` into `line` (without its newline) when it is at most `cap` bytes
+/// (`true`), else skipped to its end (`false`, `line` empty); and the bytes consumed (0 at
+/// the end of the input).
+fn capped_line(r: &mut impl std::io::BufRead, cap: usize, line: &mut Vec<u8>) -> std::io::Result<(bool, usize)> {
+    line.clear();
+    let (mut fits, mut consumed) = (true, 0usize);
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Ok((fits, consumed));
+        }
+        let (chunk, done) = match memchr::memchr(b'\n', buf) {
+            Some(i) => (&buf[..i], i + 1),
+            None => (buf, buf.len()),
+        };
+        if fits && line.len() + chunk.len() <= cap {
+            line.extend_from_slice(chunk);
+        } else if fits {
+            fits = false;
+            line.clear();
+        }
+        let end = done > chunk.len();
+        r.consume(done);
+        consumed += done;
+        if end {
+            return Ok((fits, consumed));
+        }
+    }
 }
 
 /// Parsed records to documents, one source at a time: the format is the one given, else
@@ -518,6 +563,35 @@ mod tests {
         assert_eq!(rec["image"], json!("data:image/png;base64,iVBORw0KGgoBAg=="));
         let back = record_to_document(rec, Format::Pairs, "other".into(), &ctx());
         assert_eq!(back.nodes[0].image, d.nodes[0].image);
+    }
+
+    #[test]
+    fn capped_lines_skip_what_is_too_long_without_holding_it() {
+        let data = b"{\"a\": 1}\n0123456789abcdef\n\nlast";
+        let mut r = std::io::BufReader::with_capacity(4, &data[..]);
+        let mut line = Vec::new();
+        let mut got = Vec::new();
+        loop {
+            let (fits, n) = capped_line(&mut r, 8, &mut line).unwrap();
+            if n == 0 {
+                break;
+            }
+            got.push((fits, n, String::from_utf8(line.clone()).unwrap()));
+        }
+        let want = [(true, 9, "{\"a\": 1}"), (false, 17, ""), (true, 1, ""), (true, 4, "last")];
+        assert_eq!(got, want.map(|(f, n, l)| (f, n, l.to_string())));
+    }
+
+    #[test]
+    fn format_detection_skips_a_huge_first_line() {
+        let dir = std::env::temp_dir().join(format!("interleaf-detect-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("x.jsonl");
+        let mut data = vec![b'a'; 17 << 20];
+        data.extend(b"\n{\"caption\": \"c\", \"image\": \"i.jpg\"}\n");
+        std::fs::write(&path, data).unwrap();
+        assert_eq!(detect_jsonl_format(path.to_str().unwrap()), Some(Format::Pairs));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
