@@ -246,6 +246,38 @@ def test_oversized_member_is_skipped_with_an_error(tmp_path):
     assert df.filter(pl.col("doc_id") == "b").get_column("error").null_count() == 2
 
 
+def test_a_sample_is_held_to_the_member_limit_as_a_whole(tmp_path):
+    """Members each under the limit but together over it, or too many members, keep the
+    sample with a member_too_large error (and what fits), and the next sample reads whole."""
+    jpg = b"\xff\xd8\xff" + b"x" * 300
+    members = [("a.jpg", jpg), ("a.txt", b"cap"), ("a.x1", b"y" * 400), ("a.x2", b"z" * 400), ("a.x3", b"w")]
+    members += [(f"m.e{i}", b"") for i in range(1024 + 5)]  # MAX_SAMPLE_MEMBERS + 5
+    members += [("b.jpg", jpg), ("b.txt", b"fine")]
+    path = write_tar(tmp_path / "s.tar", members)
+    reader = interleaf.read(path, max_member_bytes=1000)
+    df = pl.concat(list(reader))
+    assert reader.stats["errors"] == {"member_too_large": 2}
+    a = df.filter(pl.col("doc_id") == "a")
+    assert a.get_column("error")[0]["message"].startswith('sample "a": its members come to over 1000 bytes')
+    assert set(json.loads(a.get_column("meta")[0])["__extra__"]) == {"x1", "x3"}  # x2 would pass the limit
+    m = json.loads(df.filter(pl.col("doc_id") == "m").get_column("meta")[0])["__extra__"]
+    assert len(m) == 1024
+    assert df.filter(pl.col("doc_id") == "b").get_column("error").null_count() == 2
+
+
+def test_binary_extra_members_are_base64_and_round_trip(tmp_path):
+    """Extra members that are not plain text (control bytes, invalid UTF-8) are kept as base64,
+    never as JSON escapes six times their size, and are written back byte for byte."""
+    zeros, text = b"\x00" * 3000, b"line one\nline\ttwo\r\n"
+    path = write_tar(tmp_path / "x.tar", [("a.jpg", b"\xff\xd8\xffA"), ("a.txt", b"cap"), ("a.bin", zeros), ("a.meta", text)])
+    df = read_all(path)
+    extra = json.loads(df.get_column("meta")[0])["__extra__"]
+    assert extra["meta"] == text.decode() and set(extra["bin"]) == {"base64"}
+    assert len(df.get_column("meta")[0]) < 4500
+    out = interleaf.write(interleaf.read(path), tmp_path / "out", format="webdataset")
+    assert our_samples(out[0]) == our_samples(path)
+
+
 def test_missing_shard_is_an_io_error_record(tmp_path, pair_shard):
     reader = interleaf.read([tmp_path / "nope.tar", pair_shard])
     df = pl.concat(list(reader))

@@ -97,9 +97,11 @@ pub fn sample_to_document(sample: Sample) -> Document {
             doc.nodes.push(node);
         } else if ext != "json" {
             let ext = member_ext(&ext);
+            // Text stays text; anything else (invalid UTF-8, or control bytes, which JSON
+            // would escape to six bytes each) is base64, a third larger whatever the bytes.
             let v = match std::str::from_utf8(&data) {
-                Ok(s) => Value::String(s.to_string()),
-                Err(_) => json!({"base64": b64().encode(&data)}),
+                Ok(s) if !data.iter().any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) => Value::String(s.to_string()),
+                _ => json!({"base64": b64().encode(&data)}),
             };
             extra.insert(ext, v);
         }

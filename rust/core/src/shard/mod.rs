@@ -50,17 +50,35 @@ impl Sample {
     }
 }
 
-/// Groups the members of one tar stream into samples.
+/// The most members one sample keeps; later ones are not kept (`member_too_large`). Real
+/// samples have a handful; the cap bounds the time and memory a crafted one can take.
+pub const MAX_SAMPLE_MEMBERS: usize = 1024;
+
+/// Groups the members of one tar stream into samples. A sample's members together are held to
+/// the member limit too: a member that would take the sample past it is not kept
+/// (`member_too_large`), so no sample holds more than that limit (plus one member in flight).
 pub struct SampleReader<R> {
     tar: TarReader<R>,
     url: String,
     current: Option<Sample>,
     finished: bool,
+    max_sample_bytes: u64,
+    /// Bytes of the current sample's members; whether it has said it is over a limit.
+    current_bytes: u64,
+    current_over: bool,
 }
 
 impl<R: BufRead> SampleReader<R> {
     pub fn new(inner: R, url: impl Into<String>, max_member_bytes: u64) -> Self {
-        SampleReader { tar: TarReader::new(inner, max_member_bytes), url: url.into(), current: None, finished: false }
+        SampleReader {
+            tar: TarReader::new(inner, max_member_bytes),
+            url: url.into(),
+            current: None,
+            finished: false,
+            max_sample_bytes: max_member_bytes,
+            current_bytes: 0,
+            current_over: false,
+        }
     }
 
     /// Puts a member into the current sample, returning the previous sample when the key changed.
@@ -69,18 +87,32 @@ impl<R: BufRead> SampleReader<R> {
         if self.current.as_ref().is_none_or(|s| s.key != key) {
             emitted = self.current.take();
             self.current = Some(Sample { key: key.to_string(), url: self.url.clone(), ..Default::default() });
+            (self.current_bytes, self.current_over) = (0, false);
         }
         let sample = self.current.as_mut().expect("current sample");
         if let Some(e) = error {
             sample.errors.push(e);
         }
         if let Some(data) = data {
-            if sample.members.iter().any(|(e, _)| *e == ext) {
+            let bytes = self.current_bytes.saturating_add(data.len() as u64);
+            if bytes > self.max_sample_bytes || sample.members.len() >= MAX_SAMPLE_MEMBERS {
+                if !self.current_over {
+                    self.current_over = true;
+                    let why = if bytes > self.max_sample_bytes {
+                        format!("its members come to over {} bytes, the limit", self.max_sample_bytes)
+                    } else {
+                        format!("it has over {MAX_SAMPLE_MEMBERS} members")
+                    };
+                    let msg = format!("sample {key:?}: {why}; member {ext:?} and any later ones over the limit are not kept");
+                    sample.errors.push(RecordError::new(ErrorKind::MemberTooLarge, msg));
+                }
+            } else if sample.members.iter().any(|(e, _)| *e == ext) {
                 sample.errors.push(RecordError::new(
                     ErrorKind::DuplicateMember,
                     format!("sample {key:?} has a second member with extension {ext:?}; the first is kept"),
                 ));
             } else {
+                self.current_bytes = bytes;
                 sample.members.push((ext, data));
             }
         }
@@ -122,6 +154,7 @@ impl<R: BufRead> Iterator for SampleReader<R> {
                             let prev = self.current.take();
                             self.current =
                                 Some(Sample { key: format!("{}#damaged", self.url), url: self.url.clone(), members: Vec::new(), errors: vec![error] });
+                            (self.current_bytes, self.current_over) = (0, false);
                             if prev.is_some() {
                                 return prev;
                             }
