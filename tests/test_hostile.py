@@ -397,3 +397,23 @@ def test_a_tar_file_name_writes_one_shard_and_a_pattern_names_many(tmp_path, sam
     with pytest.raises(ValueError, match="more than one shard"):
         interleaf.write(df, tmp_path / "small.tar", "webdataset", max_count=2)
     assert read_all(one).drop("source").equals(read_all(many).drop("source"))
+
+
+def test_a_record_with_many_nodes_holds_its_metadata_once(tmp_path):
+    """A document's id and metadata are shared by its rows: one record of 5,000 nodes with a
+    200 KB field (a gigabyte if copied per row) is read, and converted, in bounded memory."""
+    path = tmp_path / "o.jsonl"
+    rec = {"id": "d" * 100, "texts": ["a"] * 5000, "images": [None] * 5000, "notes": "x" * 200_000}
+    path.write_text(json.dumps({"id": "ok", "texts": ["fine"], "images": [None]}) + "\n" + json.dumps(rec) + "\n")
+    code = (
+        "import resource, sys, interleaf\n"
+        "rows = sum(b.height for b in interleaf.read(sys.argv[1]))\n"
+        "interleaf.write(interleaf.read(sys.argv[1]), sys.argv[2], 'obelics')\n"
+        "print(rows, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "w" / "o.jsonl")], capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(Path(interleaf.__file__).parent.parent)})
+    rows, peak_mib = map(int, out.stdout.split())
+    assert rows == 5001
+    assert peak_mib < 600, f"peak RSS {peak_mib} MiB"
+    back = read_all(tmp_path / "w" / "o.jsonl")
+    assert back.filter(pl.col("doc_id") == "d" * 100).height == 5000

@@ -246,6 +246,39 @@ def test_oversized_member_is_skipped_with_an_error(tmp_path):
     assert df.filter(pl.col("doc_id") == "b").get_column("error").null_count() == 2
 
 
+@pytest.mark.parametrize("fmt", [("--format=gnu",), ("--format=pax", "--sparse-version=0.0"), ("--format=pax", "--sparse-version=0.1"), ("--format=pax", "--sparse-version=1.0")])
+def test_gnu_sparse_members_read_as_webdataset_reads_them(tmp_path, fmt):
+    """Sparse members (GNU tar --sparse: the old GNU header and its extension blocks, PAX 0.0,
+    0.1 and 1.0) are files with their holes as zeros, named by their real name, as Python's
+    tarfile gives them to webdataset; the samples after them are all read."""
+    import shutil
+    import subprocess
+
+    if shutil.which("tar") is None:
+        pytest.skip("GNU tar is not installed")
+    src = tmp_path / "src"
+    src.mkdir()
+    for k in ("000", "002"):
+        (src / f"{k}.jpg").write_bytes(b"\xff\xd8\xff" + k.encode())
+        (src / f"{k}.txt").write_text(f"caption {k}")
+    with open(src / "001.bin", "wb") as f:  # 8 data regions: more than the old header's four
+        for i in range(8):
+            f.seek(i * 300_000)
+            f.write(bytes([65 + i]) * 100)
+        f.truncate(2_500_000)
+    (src / "001.txt").write_text("caption 001")
+    names = ["000.jpg", "000.txt", "001.bin", "001.txt", "002.jpg", "002.txt"]
+    subprocess.run(["tar", "--sparse", *fmt, "-cf", str(tmp_path / "s.tar"), "-C", str(src), *names], check=True)
+    ours, theirs = our_samples(tmp_path / "s.tar"), comparable(wds_samples(tmp_path / "s.tar"))
+    assert [s["__key__"] for s in ours] == ["000", "001", "002"]
+    assert ours == theirs
+    assert ours[1]["bin"] == (src / "001.bin").read_bytes()
+    reader = interleaf.read(tmp_path / "s.tar", max_member_bytes=1_000_000)
+    df = pl.concat(list(reader))
+    assert reader.stats["errors"] == {"member_too_large": 1}
+    assert df.get_column("doc_id").unique(maintain_order=True).to_list() == ["000", "001", "002"]
+
+
 def test_a_sample_is_held_to_the_member_limit_as_a_whole(tmp_path):
     """Members each under the limit but together over it, or too many members, keep the
     sample with a member_too_large error (and what fits), and the next sample reads whole."""

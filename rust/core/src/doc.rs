@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
+use std::sync::Arc;
 
 use crate::error::{ErrorKind, RecordError};
 
@@ -85,9 +86,11 @@ impl Document {
         }
     }
 
-    /// Bytes of text and image data the document holds (what a batch's byte bound counts).
+    /// Bytes of text, image data and metadata the document holds (what a batch's byte bound
+    /// counts; its id, metadata and source once, as its rows share them).
     pub fn content_bytes(&self) -> u64 {
-        self.nodes.iter().map(|n| n.text.as_ref().map_or(0, |t| t.len() as u64) + n.image.as_ref().map_or(0, |b| b.len() as u64)).sum()
+        let own = self.doc_id.len() + self.meta.as_ref().map_or(0, String::len) + self.source.as_ref().map_or(0, String::len);
+        own as u64 + self.nodes.iter().map(|n| n.text.as_ref().map_or(0, |t| t.len() as u64) + n.image.as_ref().map_or(0, |b| b.len() as u64)).sum::<u64>()
     }
 
     /// Every error kind that this document carries, once each (document and nodes).
@@ -150,7 +153,9 @@ impl ReadStats {
 /// batches.
 #[derive(Debug, Default)]
 pub struct NodeBatch {
-    pub doc_id: Vec<String>,
+    /// `doc_id`, `meta` and `source` are the document's, shared by its rows (one allocation per
+    /// document, however many nodes it has).
+    pub doc_id: Vec<Arc<str>>,
     /// The document's ordinal in the read (see [`document_ranges`]).
     pub doc_index: Vec<i64>,
     pub pos: Vec<i32>,
@@ -160,8 +165,8 @@ pub struct NodeBatch {
     pub text: Vec<Option<String>>,
     pub image: Vec<Option<Vec<u8>>>,
     pub image_ref: Vec<Option<String>>,
-    pub meta: Vec<Option<String>>,
-    pub source: Vec<Option<String>>,
+    pub meta: Vec<Option<Arc<str>>>,
+    pub source: Vec<Option<Arc<str>>>,
     pub error: Vec<Option<RecordError>>,
     pub documents: usize,
 }
@@ -180,6 +185,7 @@ impl NodeBatch {
     pub fn push(&mut self, doc: Document, doc_index: i64) {
         self.documents += 1;
         let Document { doc_id, source, meta, nodes, error } = doc;
+        let (doc_id, source, meta): (Arc<str>, Option<Arc<str>>, Option<Arc<str>>) = (doc_id.into(), source.map(Into::into), meta.map(Into::into));
         if nodes.is_empty() {
             let err = error.unwrap_or_else(|| RecordError::new(ErrorKind::EmptyDocument, "document has no text or image node"));
             self.push_row(&doc_id, doc_index, 0, &source, &meta, Node { error: Some(err), ..Default::default() });
@@ -193,8 +199,8 @@ impl NodeBatch {
         }
     }
 
-    fn push_row(&mut self, doc_id: &str, doc_index: i64, pos: i32, source: &Option<String>, meta: &Option<String>, node: Node) {
-        self.doc_id.push(doc_id.to_string());
+    fn push_row(&mut self, doc_id: &Arc<str>, doc_index: i64, pos: i32, source: &Option<Arc<str>>, meta: &Option<Arc<str>>, node: Node) {
+        self.doc_id.push(doc_id.clone());
         self.doc_index.push(doc_index);
         self.pos.push(pos);
         self.kind.push(node.kind.map(NodeKind::as_str));
@@ -367,7 +373,7 @@ mod tests {
         let order = [1usize, 0, 2, 3, 4];
         let rows = NodeRows {
             doc_index: &order.iter().map(|&i| b.doc_index[i]).collect::<Vec<_>>(),
-            doc_id: order.iter().map(|&i| Some(b.doc_id[i].as_str())).collect(),
+            doc_id: order.iter().map(|&i| Some(&*b.doc_id[i])).collect(),
             pos: order.iter().map(|&i| Some(b.pos[i])).collect(),
             kind: order.iter().map(|&i| b.kind[i]).collect(),
             step: vec![None; 5],

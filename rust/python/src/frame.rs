@@ -5,13 +5,41 @@
 use interleaf_core::doc::{documents_from_rows, number_documents, Document, NodeBatch, NodeRows};
 use interleaf_core::RecordError;
 use polars::prelude::*;
-use polars_arrow::array::{BinaryViewArray, View};
+use polars_arrow::array::{BinaryViewArray, Utf8ViewArray, View};
+use std::sync::Arc;
 use polars_arrow::bitmap::Bitmap;
 use polars_arrow::datatypes::ArrowDataType;
 use polars_buffer::Buffer;
 
 fn opt_str(name: &str, v: Vec<Option<String>>) -> Column {
     StringChunked::from_iter_options(name.into(), v.into_iter()).into_column()
+}
+
+/// A String column of per-document values (id, metadata, source) that the rows of one
+/// document share: each document's value is one Arrow buffer that all its rows' views point
+/// into, so a document with many nodes and large metadata holds that metadata once.
+fn shared_str(name: &str, values: &[Option<Arc<str>>]) -> Column {
+    let mut views = Vec::with_capacity(values.len());
+    let mut buffers: Vec<Buffer<u8>> = Vec::new();
+    let mut last: Option<&Arc<str>> = None;
+    for v in values {
+        match v {
+            Some(s) if s.len() > View::MAX_INLINE_SIZE as usize => {
+                if !last.is_some_and(|l| Arc::ptr_eq(l, s)) {
+                    buffers.push(Buffer::from(s.as_bytes().to_vec()));
+                    last = Some(s);
+                }
+                views.push(View::new_from_bytes(s.as_bytes(), buffers.len() as u32 - 1, 0));
+            }
+            Some(s) => views.push(View::new_inline(s.as_bytes())),
+            None => views.push(View::default()),
+        }
+    }
+    let validity = values.iter().any(Option::is_none).then(|| values.iter().map(Option::is_some).collect::<Bitmap>());
+    // SAFETY: every value is a `str` (valid UTF-8), and each long view spans exactly the whole
+    // buffer it names, which holds that same value.
+    let arr = unsafe { Utf8ViewArray::new_unchecked_unknown_md(ArrowDataType::Utf8View, views.into(), buffers.into(), validity, None) };
+    StringChunked::with_chunk(name.into(), arr).into_column()
 }
 
 /// The dtype of every `error` column: `Struct{kind: String, message: String}`.
@@ -80,7 +108,7 @@ pub fn batch_to_frame(b: NodeBatch) -> PolarsResult<DataFrame> {
     let n = b.len();
     let error = error_series("error", b.error.iter().map(Option::as_ref))?.into_column();
     let cols = vec![
-        StringChunked::from_iter_values("doc_id".into(), b.doc_id.into_iter()).into_column(),
+        shared_str("doc_id", &b.doc_id.into_iter().map(Some).collect::<Vec<_>>()),
         Int64Chunked::from_vec("doc_index".into(), b.doc_index).into_column(),
         Int32Chunked::from_vec("pos".into(), b.pos).into_column(),
         StringChunked::from_iter_options("kind".into(), b.kind.into_iter()).into_column(),
@@ -89,8 +117,8 @@ pub fn batch_to_frame(b: NodeBatch) -> PolarsResult<DataFrame> {
         opt_str("text", b.text),
         binary_column("image", b.image)?,
         opt_str("image_ref", b.image_ref),
-        opt_str("meta", b.meta),
-        opt_str("source", b.source),
+        shared_str("meta", &b.meta),
+        shared_str("source", &b.source),
         error,
     ];
     DataFrame::new(n, cols)

@@ -2,7 +2,8 @@
 //! damage (truncation, bad checksums, oversized members) into values instead of failures.
 //!
 //! It reads what Python's `tarfile` reads: ustar, GNU long names (`L`) and PAX `path`/`size`
-//! records; only regular files (`0`, NUL, `7`) are returned, like `tarfile.TarInfo.isreg()`.
+//! records; only regular files (`0`, NUL, `7`, and GNU sparse files, old `S` and PAX 0.0, 0.1
+//! and 1.0, with their holes filled with zeros) are returned, like `tarfile.TarInfo.isreg()`.
 
 use std::io::{self, BufRead, Read};
 
@@ -101,6 +102,76 @@ fn pax_records(data: &[u8]) -> Vec<(String, String)> {
     out
 }
 
+/// The most regions a sparse member's map may list (far more than any real file has).
+const MAX_SPARSE_REGIONS: usize = 1 << 16;
+
+/// A sparse member's layout: its regions (offset in the file, bytes stored) and its real size.
+#[derive(Default)]
+struct Sparse {
+    map: Vec<(u64, u64)>,
+    realsize: Option<u64>,
+    /// PAX 1.0: the map is a text block at the start of the member's data.
+    map_in_data: bool,
+}
+
+impl Sparse {
+    /// One `GNU.sparse.*` PAX record (the 0.0 format lists offset, numbytes, offset, ...).
+    fn pax(&mut self, k: &str, v: &str, pending_offset: &mut Option<u64>) {
+        match k {
+            "GNU.sparse.realsize" | "GNU.sparse.size" => self.realsize = v.parse().ok(),
+            "GNU.sparse.major" => self.map_in_data = v == "1",
+            "GNU.sparse.map" => {
+                let nums: Vec<u64> = v.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+                self.map = nums.chunks_exact(2).map(|c| (c[0], c[1])).collect();
+            }
+            "GNU.sparse.offset" => *pending_offset = v.parse().ok(),
+            "GNU.sparse.numbytes" => {
+                if let (Some(o), Ok(n)) = (pending_offset.take(), v.parse()) {
+                    self.map.push((o, n));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The file: `stored` (the regions' bytes, in map order; after the map text for PAX 1.0)
+    /// placed at their offsets in `realsize` zero bytes.
+    fn fill(mut self, stored: &[u8], max: u64) -> Result<Vec<u8>, (ErrorKind, String)> {
+        let corrupt = |m: &str| (ErrorKind::CorruptTar, format!("sparse member: {m}"));
+        let mut data = stored;
+        if self.map_in_data {
+            // Decimal lines: the number of regions, then offset and size of each; the block
+            // is padded to 512 bytes.
+            let mut lines = Vec::new();
+            let mut at = 0;
+            while lines.is_empty() || lines.len() < 1 + 2 * lines[0] as usize {
+                let end = data[at..].iter().position(|&b| b == b'\n').ok_or_else(|| corrupt("map ends early"))?;
+                let v: u64 = std::str::from_utf8(&data[at..at + end]).ok().and_then(|t| t.parse().ok()).ok_or_else(|| corrupt("bad map number"))?;
+                if lines.is_empty() && v as usize > MAX_SPARSE_REGIONS {
+                    return Err(corrupt("too many regions"));
+                }
+                lines.push(v);
+                at += end + 1;
+            }
+            self.map = lines[1..].chunks_exact(2).map(|c| (c[0], c[1])).collect();
+            data = &data[at.div_ceil(BLOCK) * BLOCK..];
+        }
+        let realsize = self.realsize.ok_or_else(|| corrupt("no real size"))?;
+        if realsize > max {
+            return Err((ErrorKind::MemberTooLarge, format!("sparse member of {realsize} bytes exceeds the limit of {max} bytes")));
+        }
+        let mut out = vec![0u8; realsize as usize];
+        let mut cur = 0usize;
+        for &(off, n) in &self.map {
+            let (off, n) = (off as usize, n as usize);
+            let src = data.get(cur..cur.saturating_add(n)).ok_or_else(|| corrupt("regions exceed the stored data"))?;
+            out.get_mut(off..off.saturating_add(n)).ok_or_else(|| corrupt("a region lies past the real size"))?.copy_from_slice(src);
+            cur += n;
+        }
+        Ok(out)
+    }
+}
+
 impl<R: BufRead> TarReader<R> {
     pub fn new(inner: R, max_member_bytes: u64) -> Self {
         TarReader { inner, offset: 0, done: false, max_member_bytes }
@@ -156,6 +227,8 @@ impl<R: BufRead> TarReader<R> {
     fn next_event(&mut self) -> Option<TarEvent> {
         let mut long_name: Option<String> = None;
         let mut pax_size: Option<u64> = None;
+        let mut sparse: Option<Sparse> = None;
+        let mut sparse_name: Option<String> = None;
         loop {
             let header_offset = self.offset;
             let mut h = [0u8; BLOCK];
@@ -197,6 +270,9 @@ impl<R: BufRead> TarReader<R> {
             if let Some(l) = long_name.take() {
                 name = l;
             }
+            if let Some(l) = sparse_name.take() {
+                name = l;
+            }
             match typeflag {
                 b'L' | b'x' | b'g' | b'K' => {
                     if size > 1 << 24 {
@@ -212,10 +288,13 @@ impl<R: BufRead> TarReader<R> {
                     match typeflag {
                         b'L' => long_name = Some(cstr(&data)),
                         b'x' => {
+                            let mut pending_offset = None;
                             for (k, v) in pax_records(&data) {
                                 match k.as_str() {
                                     "path" => long_name = Some(v),
                                     "size" => pax_size = v.parse().ok(),
+                                    "GNU.sparse.name" => sparse_name = Some(v),
+                                    k if k.starts_with("GNU.sparse.") => sparse.get_or_insert_with(Sparse::default).pax(k, &v, &mut pending_offset),
                                     _ => {}
                                 }
                             }
@@ -223,6 +302,39 @@ impl<R: BufRead> TarReader<R> {
                         _ => {}
                     }
                     continue;
+                }
+                b'S' => {
+                    // Old GNU sparse: four map entries in the header, more in extension blocks.
+                    let mut sp = Sparse { realsize: octal(&h[483..495]), ..Default::default() };
+                    let entries = |block: &[u8], n: usize, sp: &mut Sparse| {
+                        for e in block[..n * 24].chunks_exact(24) {
+                            if let (Some(o), Some(len)) = (octal(&e[..12]), octal(&e[12..])) {
+                                if o != 0 || len != 0 {
+                                    sp.map.push((o, len));
+                                }
+                            }
+                        }
+                    };
+                    entries(&h[386..482], 4, &mut sp);
+                    let mut more = h[482] != 0;
+                    while more {
+                        let mut ext = [0u8; BLOCK];
+                        match self.read_block(&mut ext) {
+                            Ok(BLOCK) => {}
+                            Ok(_) => return self.fatal(Some(name), ErrorKind::TruncatedTar, "archive ends inside a sparse map".into()),
+                            Err(e) => return self.fatal_io(Some(name), &e, e.to_string()),
+                        }
+                        entries(&ext, 21, &mut sp);
+                        if sp.map.len() > MAX_SPARSE_REGIONS {
+                            return self.fatal(Some(name), ErrorKind::CorruptTar, format!("sparse member with over {MAX_SPARSE_REGIONS} regions"));
+                        }
+                        more = ext[504] != 0;
+                    }
+                    return self.sparse_member(name, size, sp);
+                }
+                b'0' | b'\0' | b'7' if sparse.is_some() => {
+                    let sp = sparse.take().expect("sparse");
+                    return self.sparse_member(name, size, sp);
                 }
                 b'0' | b'\0' | b'7' => {
                     let too_large = size > self.max_member_bytes;
@@ -251,6 +363,30 @@ impl<R: BufRead> TarReader<R> {
                 }
             }
         }
+    }
+}
+
+impl<R: BufRead> TarReader<R> {
+    /// A sparse member whose `size` stored bytes follow: read (within the member limit, on
+    /// both what is stored and the real size) and filled out to its real size.
+    fn sparse_member(&mut self, name: String, size: u64, sp: Sparse) -> Option<TarEvent> {
+        let max = self.max_member_bytes;
+        let too_large = size > max || sp.realsize.is_some_and(|r| r > max);
+        let stored = match self.read_data(size, !too_large) {
+            Ok(Ok(d)) => d,
+            Ok(Err(got)) => return self.fatal(Some(name), ErrorKind::TruncatedTar, format!("archive ends inside member data ({got} of {size} bytes)")),
+            Err(e) => return self.fatal_io(Some(name), &e, format!("reading member data: {e}")),
+        };
+        let result = if too_large {
+            let real = sp.realsize.unwrap_or(size).max(size);
+            Err((ErrorKind::MemberTooLarge, format!("sparse member of {real} bytes exceeds the limit of {max} bytes")))
+        } else {
+            sp.fill(&stored, max)
+        };
+        Some(match result {
+            Ok(data) => TarEvent::Member { name, data },
+            Err((kind, message)) => TarEvent::Damaged { name: Some(name), error: RecordError::new(kind, message) },
+        })
     }
 }
 
