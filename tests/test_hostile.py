@@ -405,11 +405,13 @@ def test_a_record_with_many_nodes_holds_its_metadata_once(tmp_path):
     path = tmp_path / "o.jsonl"
     rec = {"id": "d" * 100, "texts": ["a"] * 5000, "images": [None] * 5000, "notes": "x" * 200_000}
     path.write_text(json.dumps({"id": "ok", "texts": ["fine"], "images": [None]}) + "\n" + json.dumps(rec) + "\n")
+    # The child's own peak (VmHWM: ru_maxrss would carry the forking parent's across exec).
     code = (
-        "import resource, sys, interleaf\n"
+        "import sys, interleaf\n"
         "rows = sum(b.height for b in interleaf.read(sys.argv[1]))\n"
         "interleaf.write(interleaf.read(sys.argv[1]), sys.argv[2], 'obelics')\n"
-        "print(rows, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+        "hwm = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:'))\n"
+        "print(rows, hwm // 1024)\n"
     )
     out = subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "w" / "o.jsonl")], capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(Path(interleaf.__file__).parent.parent)})
     rows, peak_mib = map(int, out.stdout.split())

@@ -322,3 +322,22 @@ def test_batches_never_split_documents(sample_dir):
     batches = list(interleaf.read(sample_dir / "comm.jsonl", batch_size=1))
     assert len(batches) == 4
     assert all(b.get_column("doc_id").n_unique() == 1 for b in batches)
+
+
+def test_long_doc_ids_get_short_keys_and_round_trip(tmp_path, sample_images):
+    """A doc_id too long for a file name (here 17 MiB, and 300 multi-byte characters) is
+    written under a short key ending in a hash of the id; the id itself comes back from the
+    sample's json, and the documents after it read too."""
+    jpg = sample_images["chelsea.jpg"]
+    ids = ["first", "x" * (17 << 20), "é" * 300, "after_long"]
+    rows = []
+    for i in ids:
+        rows += [{"doc_id": i, "pos": 0, "kind": "image", "image": jpg}, {"doc_id": i, "pos": 1, "kind": "text", "text": "a cat"}]
+    nodes = interleaf.schema.conform(pl.DataFrame(rows))
+    out = interleaf.write(nodes, tmp_path / "w", format="webdataset")
+    names = [m.name for m in tarfile.open(out[0])]
+    assert max(len(n.encode()) for n in names) <= 170
+    reader = interleaf.read(out[0])
+    back = pl.concat(list(reader))
+    assert reader.stats["errors"] == {}
+    assert back.get_column("doc_id").unique(maintain_order=True).to_list() == ids

@@ -36,8 +36,14 @@ fn decode_text(data: &[u8], what: &str) -> (String, Option<RecordError>) {
     }
 }
 
-fn is_interleaved(v: &Value) -> bool {
-    v.get("nodes").and_then(Value::as_array).is_some_and(|a| a.iter().all(|n| n.get("kind").is_some()))
+/// Whether a sample is in the interleaved shape: its json has a `nodes` list of objects with a
+/// `kind` (an empty one only beside a `doc_id`, as our writer gives an empty document), and it
+/// has no text member, which our writer never writes there. A pair whose own metadata happens
+/// to have a `nodes` key stays a pair.
+fn is_interleaved(v: &Value, members: &[(String, Vec<u8>)]) -> bool {
+    let Some(nodes) = v.get("nodes").and_then(Value::as_array) else { return false };
+    let node_like = nodes.iter().all(|n| n.get("kind").is_some());
+    node_like && (!nodes.is_empty() || v.get("doc_id").is_some()) && !members.iter().any(|(e, _)| TEXT_EXTENSIONS.contains(&e.as_str()))
 }
 
 /// Converts one grouped sample into a document (see the module docs for the two shapes).
@@ -59,7 +65,7 @@ pub fn sample_to_document(sample: Sample) -> Document {
         }
     });
     if let Some(Ok(v)) = &parsed {
-        if is_interleaved(v) {
+        if is_interleaved(v, &members) {
             interleaved_from_json(&mut doc, v, &members);
             return doc;
         }
@@ -153,14 +159,24 @@ pub fn member_ext(ext: &str) -> String {
     ext.chars().map(|c| if c == '/' || c == '\\' || c.is_control() { '_' } else { c }).collect()
 }
 
-/// A WebDataset key for a doc_id: dots and slashes become underscores (a dot would end the key).
+/// The longest key [`key_for`] gives, in bytes: member names stay file names any file system
+/// takes (255 bytes) and far from any reader's limit on a tar header.
+pub const MAX_KEY_BYTES: usize = 160;
+
+/// A WebDataset key for a doc_id: dots and slashes become underscores (a dot would end the key);
+/// an id over [`MAX_KEY_BYTES`] is cut and ends in a hash of the whole id. Where the key is not
+/// the id, the sample's json keeps the id.
 pub fn key_for(doc_id: &str) -> String {
     let k: String = doc_id.chars().map(|c| if c == '.' || c == '/' || c.is_control() { '_' } else { c }).collect();
-    if k.is_empty() || k.starts_with("__") {
-        format!("doc{k}")
-    } else {
-        k
+    let k = if k.is_empty() || k.starts_with("__") { format!("doc{k}") } else { k };
+    if k.len() <= MAX_KEY_BYTES {
+        return k;
     }
+    let mut cut = MAX_KEY_BYTES - 17;
+    while !k.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}-{:016x}", &k[..cut], crate::hash::xxh3_64(doc_id.as_bytes()))
 }
 
 fn is_simple_pair(doc: &Document) -> bool {
@@ -248,6 +264,21 @@ mod tests {
         assert_eq!(d.nodes[1].text.as_deref(), Some("a cat"));
         assert_eq!(d.meta.as_deref(), Some(r#"{"url":"u"}"#));
         assert!(d.error.is_none());
+    }
+
+    #[test]
+    fn a_pair_whose_metadata_has_a_nodes_key_stays_a_pair() {
+        for json in [&br#"{"url":"u","nodes":[]}"#[..], br#"{"nodes":[{"kind":"tree"}]}"#, br#"{"nodes":[{"kind":"text","text":"x"}]}"#] {
+            let d = sample_to_document(sample(&[("jpg", b"\xff\xd8\xffabc"), ("txt", b"a cat"), ("json", json)]));
+            assert_eq!(d.nodes.len(), 2, "{}", String::from_utf8_lossy(json));
+            assert_eq!(d.nodes[1].text.as_deref(), Some("a cat"));
+            assert!(d.error.is_none());
+        }
+        // Our own interleaved shape, an empty document included, is still read as such.
+        let d = sample_to_document(sample(&[("json", br#"{"doc_id":"d","nodes":[{"kind":"text","text":"x"}]}"#)]));
+        assert_eq!((d.doc_id.as_str(), d.nodes[0].text.as_deref()), ("d", Some("x")));
+        let d = sample_to_document(sample(&[("json", br#"{"doc_id":"e","nodes":[]}"#)]));
+        assert_eq!((d.doc_id.as_str(), d.nodes.len()), ("e", 0));
     }
 
     #[test]
