@@ -271,6 +271,31 @@ def test_bad_lines_are_kept_with_their_error_and_the_read_goes_on(records, tmp_p
     assert df.filter(pl.col("doc_id").is_in(["ok", "ok2"])).get_column("error").null_count() == 4
 
 
+def test_ill_typed_layout_fields_are_bad_records_and_null_sentences_stay_null(tmp_path):
+    """A layout list given as another type is a bad_record naming the field (the rest of the
+    record is still read); an MMC4 null sentence is a text node without text, written back as
+    null; a record with nothing in it is counted as empty_document by the read itself."""
+    m = write_jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {"id": "obj", "text_list": ["a", "b"], "image_info": {"raw_url": "http://x/1.jpg", "matched_text_index": 0}},
+            {"id": "nul", "text_list": ["a", None, "c"], "image_info": [{"raw_url": "http://x/1.jpg", "matched_text_index": 2}]},
+        ],
+    )
+    df = read_all(m, format="mmc4")
+    obj = df.filter(pl.col("doc_id") == "obj")
+    assert obj.get_column("text").to_list() == ["a", "b"] and obj.get_column("error")[0]["message"] == "MMC4 image_info must be a list, not an object"
+    nul = df.filter(pl.col("doc_id") == "nul")
+    assert nul.get_column("kind").to_list() == ["text", "text", "image", "text"] and nul.get_column("text").to_list() == ["a", None, None, "c"]
+    out = interleaf.write(nul, tmp_path / "w" / "m.jsonl", "mmc4")
+    assert json.loads(Path(out[0]).read_text())["text_list"] == ["a", None, "c"]
+    o = write_jsonl(tmp_path / "o.jsonl", [{"id": "s", "texts": "not a list", "images": [None]}, {"id": "e", "texts": [], "images": []}])
+    reader = interleaf.read(o, format="obelics")
+    df = pl.concat(list(reader))
+    assert df.filter(pl.col("doc_id") == "s").get_column("error")[0]["message"] == "OBELICS texts must be a list, not a string"
+    assert reader.stats["errors"] == {"bad_record": 1, "empty_document": 1}
+
+
 def test_gzip_jsonl_and_data_uri_images(tmp_path, sample_images):
     import gzip
 

@@ -329,6 +329,12 @@ def _exif(orientation: int) -> bytes:
 # --- bad input ------------------------------------------------------------------------------
 
 
+def _tiff() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(buf, "TIFF")
+    return buf.getvalue()
+
+
 def bad_inputs(sample_dir) -> dict[str, tuple[bytes | None, str]]:
     jpg = (sample_dir / "images" / "coffee.jpg").read_bytes()
     rng = np.random.default_rng(0)
@@ -344,6 +350,7 @@ def bad_inputs(sample_dir) -> dict[str, tuple[bytes | None, str]]:
         # Found by the fuzzer: a segment length below 2 made the header probe slice backwards.
         # Pillow (libjpeg) decodes it, and so do we (test_decode_equals_pillow_convert_rgb).
         "jpeg segment length 0": (ZERO_LENGTH_APP1 + jpg[2:], None),
+        "tiff (recognised, not decoded)": (_tiff(), "unknown_image_format"),
     }
 
 

@@ -142,6 +142,11 @@ impl ReadStats {
         for k in doc.error_kinds() {
             *self.errors.entry(k.as_str().to_string()).or_insert(0) += 1;
         }
+        // A document without nodes or an error of its own becomes an empty_document row
+        // (`NodeBatch::push`): counted here as the run counts it.
+        if doc.nodes.is_empty() && doc.error.is_none() {
+            *self.errors.entry(ErrorKind::EmptyDocument.as_str().to_string()).or_insert(0) += 1;
+        }
     }
 
     pub fn error_documents(&self) -> u64 {

@@ -7,7 +7,15 @@ pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordC
         doc.set_error(RecordError::new(ErrorKind::BadRecord, "MMC4 record without a text_list array"));
         return;
     };
-    let infos: Vec<Value> = o.get("image_info").and_then(Value::as_array).cloned().unwrap_or_default();
+    let infos: Vec<Value> = match o.get("image_info") {
+        Some(Value::Array(a)) => a.clone(),
+        None | Some(Value::Null) => Vec::new(),
+        Some(other) => {
+            // The sentences are still read; the images cannot be.
+            doc.set_error(RecordError::new(ErrorKind::BadRecord, format!("MMC4 image_info must be a list, not {}", json_type(other))));
+            Vec::new()
+        }
+    };
     let mut before: Vec<Vec<Node>> = vec![Vec::new(); texts.len()];
     let mut unplaced = Vec::new();
     for info in &infos {
@@ -38,7 +46,8 @@ pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordC
     // MMC4 convention (as open_flamingo reads it): an image goes right before its matched sentence.
     for (imgs, t) in before.into_iter().zip(texts) {
         doc.nodes.extend(imgs);
-        doc.nodes.push(Node::text(value_text(&t)));
+        // A null sentence stays a text node (image positions count sentences), without text.
+        doc.nodes.push(if t.is_null() { Node { kind: Some(NodeKind::Text), ..Default::default() } } else { Node::text(value_text(&t)) });
     }
     doc.nodes.extend(unplaced);
 }
@@ -48,7 +57,7 @@ pub(super) fn write(doc: &Document, o: &mut Map<String, Value>, img: &ImageValue
         Some(Value::Array(a)) => a.into_iter().map(Some).collect(),
         _ => Vec::new(),
     };
-    let texts: Vec<Value> = doc.nodes.iter().filter(|n| n.kind == Some(NodeKind::Text)).map(|n| Value::String(n.text.clone().unwrap_or_default())).collect();
+    let texts: Vec<Value> = doc.nodes.iter().filter(|n| n.kind == Some(NodeKind::Text)).map(|n| n.text.clone().map_or(Value::Null, Value::String)).collect();
     let mut image_info = Vec::new();
     let mut seen_texts = 0usize;
     for n in &doc.nodes {

@@ -283,6 +283,18 @@ fn take_string(o: &mut Map<String, Value>, keys: &[&str]) -> Option<(String, Val
     o.remove(*k).map(|v| (k.to_string(), v))
 }
 
+/// The JSON type of `v`, for messages.
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
 fn value_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),

@@ -3,8 +3,15 @@
 use super::*;
 
 pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordContext) {
-    let texts = o.remove("texts").and_then(|v| if let Value::Array(a) = v { Some(a) } else { None }).unwrap_or_default();
-    let images = o.remove("images").and_then(|v| if let Value::Array(a) = v { Some(a) } else { None }).unwrap_or_default();
+    let mut list = |key: &str| match o.remove(key) {
+        Some(Value::Array(a)) => Some(a),
+        None | Some(Value::Null) => Some(Vec::new()),
+        Some(other) => {
+            doc.set_error(RecordError::new(ErrorKind::BadRecord, format!("OBELICS {key} must be a list, not {}", json_type(&other))));
+            None
+        }
+    };
+    let (Some(texts), Some(images)) = (list("texts"), list("images")) else { return };
     if texts.len() != images.len() {
         doc.set_error(RecordError::new(ErrorKind::BadRecord, format!("OBELICS texts ({}) and images ({}) differ in length", texts.len(), images.len())));
     }
