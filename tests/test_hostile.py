@@ -419,3 +419,16 @@ def test_a_record_with_many_nodes_holds_its_metadata_once(tmp_path):
     assert peak_mib < 600, f"peak RSS {peak_mib} MiB"
     back = read_all(tmp_path / "w" / "o.jsonl")
     assert back.filter(pl.col("doc_id") == "d" * 100).height == 5000
+
+
+def test_a_line_of_millions_of_small_values_is_refused_before_parsing(tmp_path):
+    """Parsed JSON takes ~32 bytes per value: a 17 MB line of 8.4 million zeros (~270 MB
+    parsed, and a 256 MiB line would be 4 GB) is line_too_long, and the next line reads."""
+    n = (8 << 20) + 10
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"id": "bomb", "caption": "c", "v": [' + ",".join(["0"] * n) + "]}\n" + json.dumps({"id": "ok", "caption": "fine", "image": "http://x/a.jpg"}) + "\n")
+    reader = interleaf.read(path, format="pairs")
+    df = pl.concat(list(reader))
+    bomb = df.filter(pl.col("doc_id") == "p.jsonl:1").get_column("error")[0]
+    assert bomb["kind"] == "line_too_long" and "too many to parse" in bomb["message"]
+    assert df.filter(pl.col("doc_id") == "ok").get_column("text").to_list() == [None, "fine"]

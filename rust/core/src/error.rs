@@ -46,7 +46,7 @@ error_kinds! {
     MissingPartner => "missing_partner": "an image-text pair lacks its image or its text; the half that exists is kept",
     InvalidUtf8 => "invalid_utf8": "text is not valid UTF-8; invalid bytes were replaced by U+FFFD (or the text skipped)",
     MalformedJson => "malformed_json": "a JSON line or json member does not parse; the raw text is kept in meta.__raw__",
-    LineTooLong => "line_too_long": "a JSON line is over the length limit; its first 4 KiB are kept in meta.__raw__",
+    LineTooLong => "line_too_long": "a JSON line is over the length limit (or holds over 8 Mi values, too many to parse in bounded memory); its first 4 KiB are kept in meta.__raw__",
     BadRecord => "bad_record": "a record does not fit its format (missing or ill-typed fields, unknown format)",
     EmptyDocument => "empty_document": "a record has no text or image node",
     MissingImage => "missing_image": "an image node has no bytes: its file is absent, or a member it names is missing",
