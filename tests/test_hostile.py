@@ -305,6 +305,28 @@ def test_a_non_empty_destination_needs_overwrite_which_removes_stale_shards(tmp_
         interleaf.write(interleaf.read(src), tmp_path / "n.parquet", "parquet")
 
 
+def test_an_output_that_is_a_file_or_holds_a_symlink_is_handled_safely(tmp_path, sample_dir):
+    """A run or write whose destination is a file says so in words; overwriting a run folder
+    whose kept/ is a symbolic link removes the link, never the folder it points to."""
+    src = sample_dir / "pairs.jsonl"
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        interleaf.run("pairs-basic", src, afile, progress=False)
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        interleaf.write(interleaf.read(src), afile / "x.jsonl", "jsonl")
+    assert afile.read_text() == "keep"
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "kept").symlink_to(victim)
+    interleaf.run("pairs-basic", src, out, overwrite=True, progress=False)
+    assert (victim / "precious.txt").read_text() == "keep" and sorted(p.name for p in victim.iterdir()) == ["precious.txt"]
+    assert not (out / "kept").is_symlink() and any((out / "kept").iterdir())
+
+
 def test_converting_a_folder_into_itself_is_refused(tmp_path, sample_dir):
     src = tmp_path / "data"
     interleaf.write(read_all(sample_dir / "pairs.jsonl"), src, "webdataset", max_count=2)

@@ -1346,6 +1346,8 @@ def _check_out(out: Path, paths: list[str], state: dict[str, Any], overwrite: bo
         sp = Path(src).resolve()
         if sp == target or target in sp.parents:
             raise ValueError(f"the output folder {out} holds the input {src}: write somewhere else")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder: choose a folder (new, empty, or an earlier run)")
     run_file = out / STATE / "run.json"
     if run_file.exists():
         prev = json.loads(run_file.read_text())
@@ -1360,12 +1362,14 @@ def _check_out(out: Path, paths: list[str], state: dict[str, Any], overwrite: bo
 
 
 def _clear(out: Path) -> None:
+    """Removes what a run writes in ``out``; a symbolic link there is removed itself, never
+    what it points to."""
     for name in ("attributes", "signatures", "kept", "dropped", STATE, "summary.json", "report.html"):
         p = out / name
-        if p.is_dir():
-            shutil.rmtree(p)
-        elif p.exists():
+        if p.is_symlink() or (p.exists() and not p.is_dir()):
             p.unlink()
+        elif p.is_dir():
+            shutil.rmtree(p)
 
 
 def run(

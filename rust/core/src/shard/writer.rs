@@ -122,6 +122,9 @@ pub struct WriteLock {
 
 impl WriteLock {
     pub fn acquire(dir: &Path, name: &str) -> Result<Self> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::Invalid(format!("{} is a file, not a folder: the destination's folder must be a folder", dir.display())));
+        }
         fs::create_dir_all(dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
         let path = dir.join(format!(".{name}.lock"));
         let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io(path.display().to_string(), e))?;
