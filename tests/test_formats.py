@@ -224,6 +224,11 @@ def test_parquet_with_categorical_decimal_float16_and_zoned_timestamp_columns(tm
     assert json.loads(df.get_column("meta")[0]) == {"ts": "1970-01-01 00:00:00", "price": 1.0, "h": 1.5, "tags": ["p", "q"]}
     assert json.loads(df.get_column("meta")[2]) == {"ts": "1970-01-01 01:00:00", "price": 250.0, "h": None, "tags": []}
     nodes = pa.table({"doc_id": ["a", "a"], "pos": [0, 1], "kind": pa.array(["text", "text"]).dictionary_encode(), "text": ["x", "y"], "score": pa.array([1, 2], pa.float16())})
+    odd = pa.table({"doc_id": ["b", "b", "c"], "pos": [0, 1, 0], "kind": ["video", None, "text"], "text": ["v", "w", "fine"]})
+    pq.write_table(odd, tmp_path / "odd.parquet")
+    df = read_all(tmp_path / "odd.parquet")
+    assert df.get_column("kind").to_list() == [None, None, "text"]
+    assert [e and e["message"] for e in df.get_column("error").to_list()] == ["node without a valid kind: video", "node without a valid kind: null", None]
     pq.write_table(nodes, tmp_path / "n.parquet")
     df = read_all(tmp_path / "n.parquet")
     assert df.get_column("kind").to_list() == ["text", "text"] and df.get_column("error").null_count() == 2
@@ -404,3 +409,12 @@ def test_batches_hold_at_most_batch_size_documents(batch_source, batch_size):
     per_batch = doc_indexes_per_batch(list(interleaf.read(path, batch_size=batch_size, **kw)))
     assert max(len(docs) for docs in per_batch) <= batch_size
     assert sum(len(docs) for docs in per_batch) == n_docs
+
+
+def test_invalid_utf8_is_the_error_even_when_it_breaks_a_key(tmp_path):
+    """A line whose invalid bytes fall in a key: the record's error is invalid_utf8 (the
+    damage), not the missing field it causes."""
+    path = tmp_path / "k.jsonl"
+    path.write_bytes(b'{"id": "k", "image": "http://x/a.jpg", "capt\xe9on": "a cat"}\n')
+    df = read_all(path, format="pairs")
+    assert {e["kind"] for e in df.get_column("error").to_list()} == {"invalid_utf8"}

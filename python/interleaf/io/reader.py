@@ -12,7 +12,7 @@ from interleaf import _native
 from interleaf._checks import int_arg
 from interleaf._progress import Progress
 from interleaf.io.sources import JSONL, PARQUET, WEBDATASET, container_of, expand
-from interleaf.schema import DOC_INDEX, ERROR, NODE_SCHEMA, RECORD_FORMATS, conform, record_error
+from interleaf.schema import DOC_INDEX, ERROR, IMAGE, IMAGE_KIND, KIND, NODE_SCHEMA, RECORD_FORMATS, TEXT, TEXT_KIND, conform, record_error
 
 #: Formats ``read`` accepts: the WebDataset container or a record format inside jsonl/parquet.
 FORMATS = (WEBDATASET, *RECORD_FORMATS)
@@ -232,7 +232,7 @@ class Reader:
             for raw_batch in pf.iter_batches(batch_size=self.batch_size if not is_nodes else self.batch_size * 8):
                 batch = _portable(raw_batch)
                 if is_nodes:
-                    raw = conform(pl.from_arrow(batch))  # type: ignore[arg-type]
+                    raw = _checked_kinds(conform(pl.from_arrow(batch)))  # type: ignore[arg-type]
                     pending = raw if pending is None else pl.concat([pending, raw])
                     # Yield whole batches of documents; the last document may continue in the
                     # next arrow batch, so it waits.
@@ -279,6 +279,22 @@ class Reader:
             return None
         take = int((ordinal < min(complete, self.batch_size)).sum())
         return rows[:take].with_columns((ordinal[:take] + self._next_doc).alias(DOC_INDEX))
+
+
+def _checked_kinds(df: pl.DataFrame) -> pl.DataFrame:
+    """Node rows read from a file whose ``kind`` is neither ``text`` nor ``image`` (nor null on
+    a document's error row) become ``bad_record`` rows without a kind, as in jsonl node
+    records."""
+    kind = pl.col(KIND)
+    bad = (kind.is_not_null() & ~kind.is_in([TEXT_KIND, IMAGE_KIND])) | (kind.is_null() & (pl.col(TEXT).is_not_null() | pl.col(IMAGE).is_not_null()))
+    if not df.select(bad.any()).item():
+        return df
+    message = pl.format("node without a valid kind: {}", kind.fill_null("null"))
+    err = pl.struct(pl.lit("bad_record").alias("kind"), message.alias("message"))
+    return df.with_columns(
+        pl.when(bad & pl.col(ERROR).is_null()).then(err).otherwise(pl.col(ERROR)).alias(ERROR),
+        pl.when(bad).then(None).otherwise(kind).alias(KIND),
+    )
 
 
 def _portable_type(t: Any) -> Any:

@@ -136,8 +136,10 @@ impl<R: BufRead> Iterator for JsonlReader<R> {
             };
             exact_ids(&mut value, &text);
             let mut doc = self.records.decode(value, n, Vec::new());
+            // Invalid UTF-8 is the line's damage: it comes first, before what it caused (a key
+            // that no longer matches reads as a missing field).
             if let Some(e) = utf8_err {
-                doc.set_error(e);
+                doc.error = Some(e);
             }
             return Some(doc);
         }
