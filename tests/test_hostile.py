@@ -349,6 +349,10 @@ def test_two_writers_into_one_destination_get_a_clear_error(tmp_path, sample_dir
         interleaf.write(df, tmp_path / "n.parquet", "parquet")
     lock.release()
     assert interleaf.write(df, tmp_path / "n.parquet", "parquet")
+    interleaf.write(df, tmp_path, "webdataset", overwrite=True)
+    interleaf.write(df, tmp_path / "n.jsonl", "jsonl")
+    # Lock files go with their locks: nothing but the outputs is left.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["n.jsonl", "n.parquet", "shard-000000.tar"]
 
 
 def test_extra_members_with_path_separators_are_written_and_read_back(tmp_path, sample_images):

@@ -114,10 +114,12 @@ pub fn check_file_name(what: &str, name: &str) -> Result<()> {
 
 /// An exclusive lock on writing one set of files in a folder, held until dropped (released by
 /// the OS if the process dies, so a killed run never blocks the next). The lock file,
-/// `.{name}.lock`, stays in the folder; readers skip it.
+/// `.{name}.lock`, is removed when the lock is dropped (a killed process leaves it; readers
+/// skip it).
 #[derive(Debug)]
 pub struct WriteLock {
-    _file: File,
+    file: File,
+    path: PathBuf,
 }
 
 impl WriteLock {
@@ -127,15 +129,44 @@ impl WriteLock {
         }
         fs::create_dir_all(dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
         let path = dir.join(format!(".{name}.lock"));
-        let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io(path.display().to_string(), e))?;
-        match file.try_lock() {
-            Ok(()) => Ok(WriteLock { _file: file }),
-            Err(fs::TryLockError::WouldBlock) => {
-                Err(Error::Invalid(format!("another writer is writing {name} in {} (lock {}); wait for it or write elsewhere", dir.display(), path.display())))
+        loop {
+            let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io(path.display().to_string(), e))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(Error::Invalid(format!("another writer is writing {name} in {} (lock {}); wait for it or write elsewhere", dir.display(), path.display())))
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(Error::io(path.display().to_string(), e)),
             }
-            Err(fs::TryLockError::Error(e)) => Err(Error::io(path.display().to_string(), e)),
+            // The holder before us removes the file before it unlocks: if the name no longer
+            // leads to the file we locked, that lock guards nothing, so take the new file.
+            if same_file(&file, &path) {
+                return Ok(WriteLock { file, path });
+            }
         }
     }
+}
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        // Removed while still locked, so no one can lock this file and take it for current.
+        let _ = fs::remove_file(&self.path);
+        let _ = self.file.unlock();
+    }
+}
+
+#[cfg(unix)]
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_file: &File, path: &Path) -> bool {
+    path.exists()
 }
 
 /// A temporary name beside `path`, unique to this process and call.
