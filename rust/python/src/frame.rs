@@ -6,10 +6,10 @@ use interleaf_core::doc::{documents_from_rows, number_documents, Document, NodeB
 use interleaf_core::RecordError;
 use polars::prelude::*;
 use polars_arrow::array::{BinaryViewArray, Utf8ViewArray, View};
-use std::sync::Arc;
 use polars_arrow::bitmap::Bitmap;
 use polars_arrow::datatypes::ArrowDataType;
 use polars_buffer::Buffer;
+use std::sync::Arc;
 
 fn opt_str(name: &str, v: Vec<Option<String>>) -> Column {
     StringChunked::from_iter_options(name.into(), v.into_iter()).into_column()

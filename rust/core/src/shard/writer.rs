@@ -134,7 +134,11 @@ impl WriteLock {
             match file.try_lock() {
                 Ok(()) => {}
                 Err(fs::TryLockError::WouldBlock) => {
-                    return Err(Error::Invalid(format!("another writer is writing {name} in {} (lock {}); wait for it or write elsewhere", dir.display(), path.display())))
+                    return Err(Error::Invalid(format!(
+                        "another writer is writing {name} in {} (lock {}); wait for it or write elsewhere",
+                        dir.display(),
+                        path.display()
+                    )))
                 }
                 Err(fs::TryLockError::Error(e)) => return Err(Error::io(path.display().to_string(), e)),
             }

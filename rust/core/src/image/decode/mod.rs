@@ -79,7 +79,8 @@ fn header(data: &[u8], jpeg_size: Option<(u32, u32)>) -> Result<(ImageFormat, u3
     let reader = ImageReader::new(Cursor::new(data)).with_guessed_format().map_err(|e| err(ErrorKind::CorruptImage, e.to_string()))?;
     // The crate recognises more formats than it is built to decode (TIFF, ...): those are as
     // unknown as bytes it does not recognise at all.
-    let Some(format) = reader.format().filter(|f| matches!(f, ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP | ImageFormat::Gif | ImageFormat::Bmp)) else {
+    let Some(format) = reader.format().filter(|f| matches!(f, ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP | ImageFormat::Gif | ImageFormat::Bmp))
+    else {
         return Err(err(ErrorKind::UnknownImageFormat, "bytes are not JPEG, PNG, WebP, GIF or BMP"));
     };
     let (w, h) = reader.into_dimensions().map_err(|e| err(ErrorKind::CorruptImage, format!("{format:?} header: {e}")))?;
