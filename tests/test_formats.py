@@ -208,11 +208,14 @@ def test_parquet_pairs_with_embedded_image_bytes(tmp_path, sample_images):
 def test_parquet_with_categorical_decimal_float16_and_zoned_timestamp_columns(tmp_path, sample_images):
     """Column types pandas and Spark write (categoricals, decimals, float16, time-zone-aware
     timestamps, nested dictionaries) are read as their nearest plain type, in records and in
-    node tables, instead of failing the file."""
+    node tables, instead of failing the file; whole-number decimals (Spark's big integer ids)
+    stay exact."""
     data = sample_images["chelsea.jpg"]
     extra = {
         "ts": pa.array([0, 3_600_000], pa.timestamp("ms", tz="Europe/Paris")),
         "price": pa.array([1, 250], pa.decimal128(10, 2)),
+        "uid": pa.array([12345678901234567891, 12345678901234567892], pa.decimal128(38, 0)),
+        "n": pa.array([7, 8], pa.decimal128(10, 0)),
         "h": pa.array([1.5, None], pa.float16()),
         "tags": pa.array([["p", "q"], []], pa.list_(pa.dictionary(pa.int8(), pa.string()))),
     }
@@ -221,8 +224,8 @@ def test_parquet_with_categorical_decimal_float16_and_zoned_timestamp_columns(tm
     df = read_all(tmp_path / "r.parquet")
     assert df.get_column("error").null_count() == df.height
     assert df.filter(pl.col("kind") == "text").get_column("text").to_list() == ["A cat.", "Another cat."]
-    assert json.loads(df.get_column("meta")[0]) == {"ts": "1970-01-01 00:00:00", "price": 1.0, "h": 1.5, "tags": ["p", "q"]}
-    assert json.loads(df.get_column("meta")[2]) == {"ts": "1970-01-01 01:00:00", "price": 250.0, "h": None, "tags": []}
+    assert json.loads(df.get_column("meta")[0]) == {"ts": "1970-01-01 00:00:00", "price": 1.0, "uid": "12345678901234567891", "n": 7, "h": 1.5, "tags": ["p", "q"]}
+    assert json.loads(df.get_column("meta")[2]) == {"ts": "1970-01-01 01:00:00", "price": 250.0, "uid": "12345678901234567892", "n": 8, "h": None, "tags": []}
     nodes = pa.table({"doc_id": ["a", "a"], "pos": [0, 1], "kind": pa.array(["text", "text"]).dictionary_encode(), "text": ["x", "y"], "score": pa.array([1, 2], pa.float16())})
     odd = pa.table({"doc_id": ["b", "b", "c"], "pos": [0, 1, 0], "kind": ["video", None, "text"], "text": ["v", "w", "fine"]})
     pq.write_table(odd, tmp_path / "odd.parquet")

@@ -279,23 +279,59 @@ def test_gnu_sparse_members_read_as_webdataset_reads_them(tmp_path, fmt):
     assert df.get_column("doc_id").unique(maintain_order=True).to_list() == ["000", "001", "002"]
 
 
-def test_a_sample_is_held_to_the_member_limit_as_a_whole(tmp_path):
-    """Members each under the limit but together over it, or too many members, keep the
-    sample with a member_too_large error (and what fits), and the next sample reads whole."""
+def test_crafted_sparse_headers_are_errors_of_their_member_only(tmp_path):
+    """A PAX 1.0 sparse member too short for its own map is corrupt_tar (no panic), and sparse
+    records before a directory do not carry over to the file after it; stray GNU.sparse keys
+    alone leave a file plain, as tarfile reads them."""
+    import io
+
+    def add(tf, name, data=b"", kind=tarfile.REGTYPE, pax=None):
+        ti = tarfile.TarInfo(name)
+        ti.type, ti.size, ti.pax_headers = kind, len(data), pax or {}
+        tf.addfile(ti, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+
+    path = tmp_path / "c.tar"
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tf:
+        add(tf, "a.txt", b"1\n0\n0\n", pax={"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.realsize": "10"})
+        add(tf, "dir", kind=tarfile.DIRTYPE, pax={"GNU.sparse.map": "5,5", "GNU.sparse.size": "10"})
+        add(tf, "b.txt", b"hello")
+        add(tf, "c.txt", b"plain", pax={"GNU.sparse.major": "0", "GNU.sparse.minor": "1"})
+    df = read_all(path)
+    texts = dict(zip(df.get_column("doc_id"), df.get_column("text"), strict=True))
+    assert texts["b"] == "hello" and texts["c"] == "plain"
+    assert df.filter(pl.col("doc_id") == "a").get_column("error")[0]["kind"] == "corrupt_tar"
+
+
+def test_a_sample_is_held_to_its_limits_as_a_whole(tmp_path):
+    """A sample's members together may hold 8 times the member limit, and at most 65,536
+    members: past either, members are not kept (one member_too_large error), what fits is,
+    and the next sample reads whole."""
     jpg = b"\xff\xd8\xff" + b"x" * 300
-    members = [("a.jpg", jpg), ("a.txt", b"cap"), ("a.x1", b"y" * 400), ("a.x2", b"z" * 400), ("a.x3", b"w")]
-    members += [(f"m.e{i}", b"") for i in range(1024 + 5)]  # MAX_SAMPLE_MEMBERS + 5
+    members = [("a.jpg", jpg), ("a.txt", b"cap")] + [(f"a.x{i}", b"y" * 400) for i in range(1, 11)] + [("a.x11", b"w")]
+    members += [(f"m.e{i}", b"") for i in range(65_536 + 5)]  # MAX_SAMPLE_MEMBERS + 5
     members += [("b.jpg", jpg), ("b.txt", b"fine")]
     path = write_tar(tmp_path / "s.tar", members)
-    reader = interleaf.read(path, max_member_bytes=1000)
+    reader = interleaf.read(path, max_member_bytes=500)
     df = pl.concat(list(reader))
     assert reader.stats["errors"] == {"member_too_large": 2}
     a = df.filter(pl.col("doc_id") == "a")
-    assert a.get_column("error")[0]["message"].startswith('sample "a": its members come to over 1000 bytes')
-    assert set(json.loads(a.get_column("meta")[0])["__extra__"]) == {"x1", "x3"}  # x2 would pass the limit
+    assert a.get_column("error")[0]["message"].startswith('sample "a": its members come to over 4000 bytes')
+    # 303 + 3 + 9 x 400 = 3906 bytes fit; x10 would make 4306; x11 (one byte) fits again.
+    assert set(json.loads(a.get_column("meta")[0])["__extra__"]) == {*(f"x{i}" for i in range(1, 10)), "x11"}
     m = json.loads(df.filter(pl.col("doc_id") == "m").get_column("meta")[0])["__extra__"]
-    assert len(m) == 1024
+    assert len(m) == 65_536
     assert df.filter(pl.col("doc_id") == "b").get_column("error").null_count() == 2
+
+
+def test_a_document_of_many_images_round_trips(tmp_path, sample_images):
+    """A document we write as one sample (1,100 images, each its own member) reads back whole."""
+    jpg = sample_images["chelsea.jpg"]
+    rows = [{"doc_id": "big", "pos": i, "kind": "image", "image": jpg} for i in range(1100)] + [{"doc_id": "big", "pos": 1100, "kind": "text", "text": "t"}]
+    out = interleaf.write(interleaf.schema.conform(pl.DataFrame(rows)), tmp_path / "w", format="webdataset")
+    reader = interleaf.read(out[0])
+    back = pl.concat(list(reader))
+    assert reader.stats["errors"] == {} and back.filter(pl.col("kind") == "image").get_column("image").null_count() == 0
+    assert back.height == 1101
 
 
 def test_binary_extra_members_are_base64_and_round_trip(tmp_path):

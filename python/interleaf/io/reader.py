@@ -89,9 +89,10 @@ class Reader:
         load_images: read local image files named by records into ``image`` (default True);
             URLs are never fetched.
         max_member_bytes: largest tar member or image file read (default 256 MiB); larger ones
-            become ``member_too_large`` errors.
-        max_batch_bytes: a batch also closes once it holds this many bytes of text and images
-            (default 256 MiB), so memory stays bounded when documents are large; a single
+            become ``member_too_large`` errors, as do a WebDataset sample's members past 8 times
+            this in all or past 65,536 of them.
+        max_batch_bytes: a batch also closes once it holds this many bytes of text, images and
+            metadata (default 256 MiB), so memory stays bounded when documents are large; a single
             larger document gets a batch of its own. (Parquet files are read in row batches
             of ``batch_size``.)
         allow_outside_root: let records read image files that resolve (symlinks followed)
@@ -300,8 +301,8 @@ def _checked_kinds(df: pl.DataFrame) -> pl.DataFrame:
 def _portable_type(t: Any) -> Any:
     """``t`` with the arrow types that polars or our native module cannot take replaced by the
     nearest one they can: dictionaries (pandas categoricals) by their values, float16 by
-    float32, decimals by float64, time-zone-aware timestamps by UTC ones; nested types
-    throughout."""
+    float32, decimals by float64 (whole-number decimals by int64, or text beyond 18 digits),
+    time-zone-aware timestamps by UTC ones; nested types throughout."""
     import pyarrow as pa
 
     if pa.types.is_dictionary(t):
@@ -309,6 +310,9 @@ def _portable_type(t: Any) -> Any:
     if pa.types.is_float16(t):
         return pa.float32()
     if pa.types.is_decimal(t):
+        # Whole numbers (Spark's large integer ids) stay exact: int64 where they fit, else text.
+        if t.scale == 0:
+            return pa.int64() if t.precision <= 18 else pa.string()
         return pa.float64()
     if pa.types.is_timestamp(t) and t.tz is not None:
         return pa.timestamp(t.unit)
@@ -332,7 +336,8 @@ def _portable(batch: Any) -> Any:
     schema = pa.schema([f.with_type(_portable_type(f.type)) for f in batch.schema], metadata=batch.schema.metadata)
     if schema.equals(batch.schema):
         return batch
-    return pa.Table.from_batches([batch]).cast(schema).combine_chunks().to_batches()[0]
+    out = pa.Table.from_batches([batch]).cast(schema).combine_chunks().to_batches()
+    return out[0] if out else pa.record_batch([pa.array([], type=f.type) for f in schema], schema=schema)
 
 
 #: ``interleaf.read(source, format=None, batch_size=1024, ...)``: see :class:`Reader`.

@@ -7,12 +7,15 @@ pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordC
         Some(Value::Array(a)) => Some(a),
         None | Some(Value::Null) => Some(Vec::new()),
         Some(other) => {
+            // The other list is still read.
             doc.set_error(RecordError::new(ErrorKind::BadRecord, format!("OBELICS {key} must be a list, not {}", json_type(&other))));
             None
         }
     };
-    let (Some(texts), Some(images)) = (list("texts"), list("images")) else { return };
-    if texts.len() != images.len() {
+    let (texts, images) = (list("texts"), list("images"));
+    let aligned = texts.is_some() && images.is_some();
+    let (texts, images) = (texts.unwrap_or_default(), images.unwrap_or_default());
+    if aligned && texts.len() != images.len() {
         doc.set_error(RecordError::new(ErrorKind::BadRecord, format!("OBELICS texts ({}) and images ({}) differ in length", texts.len(), images.len())));
     }
     for i in 0..texts.len().max(images.len()) {

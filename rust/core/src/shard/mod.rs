@@ -51,12 +51,21 @@ impl Sample {
 }
 
 /// The most members one sample keeps; later ones are not kept (`member_too_large`). Real
-/// samples have a handful; the cap bounds the time and memory a crafted one can take.
-pub const MAX_SAMPLE_MEMBERS: usize = 1024;
+/// samples have a handful (a document we write has one per image, plus its json); the cap
+/// bounds the time and memory a crafted one can take.
+pub const MAX_SAMPLE_MEMBERS: usize = 65_536;
+
+/// A sample's members together may hold this many times the member limit (2 GiB at the
+/// default): a document of many large images reads whole, a crafted sample stays bounded.
+pub const SAMPLE_BYTES_PER_MEMBER_LIMIT: u64 = 8;
+
+/// The most errors one sample keeps (a crafted sample can repeat a damaged member).
+const MAX_SAMPLE_ERRORS: usize = 1000;
 
 /// Groups the members of one tar stream into samples. A sample's members together are held to
-/// the member limit too: a member that would take the sample past it is not kept
-/// (`member_too_large`), so no sample holds more than that limit (plus one member in flight).
+/// [`SAMPLE_BYTES_PER_MEMBER_LIMIT`] times the member limit and to [`MAX_SAMPLE_MEMBERS`]
+/// members: a member past either is not kept (`member_too_large`), so no sample holds more than
+/// that (plus one member in flight).
 pub struct SampleReader<R> {
     tar: TarReader<R>,
     url: String,
@@ -66,6 +75,8 @@ pub struct SampleReader<R> {
     /// Bytes of the current sample's members; whether it has said it is over a limit.
     current_bytes: u64,
     current_over: bool,
+    /// The current sample's extensions, for the duplicate check in constant time.
+    current_exts: std::collections::HashSet<String>,
 }
 
 impl<R: BufRead> SampleReader<R> {
@@ -75,9 +86,10 @@ impl<R: BufRead> SampleReader<R> {
             url: url.into(),
             current: None,
             finished: false,
-            max_sample_bytes: max_member_bytes,
+            max_sample_bytes: max_member_bytes.saturating_mul(SAMPLE_BYTES_PER_MEMBER_LIMIT),
             current_bytes: 0,
             current_over: false,
+            current_exts: Default::default(),
         }
     }
 
@@ -88,9 +100,10 @@ impl<R: BufRead> SampleReader<R> {
             emitted = self.current.take();
             self.current = Some(Sample { key: key.to_string(), url: self.url.clone(), ..Default::default() });
             (self.current_bytes, self.current_over) = (0, false);
+            self.current_exts.clear();
         }
         let sample = self.current.as_mut().expect("current sample");
-        if let Some(e) = error {
+        if let Some(e) = error.filter(|_| sample.errors.len() < MAX_SAMPLE_ERRORS) {
             sample.errors.push(e);
         }
         if let Some(data) = data {
@@ -106,13 +119,17 @@ impl<R: BufRead> SampleReader<R> {
                     let msg = format!("sample {key:?}: {why}; member {ext:?} and any later ones over the limit are not kept");
                     sample.errors.push(RecordError::new(ErrorKind::MemberTooLarge, msg));
                 }
-            } else if sample.members.iter().any(|(e, _)| *e == ext) {
+            } else if self.current_exts.contains(&ext) {
+                if sample.errors.len() >= MAX_SAMPLE_ERRORS {
+                    return emitted;
+                }
                 sample.errors.push(RecordError::new(
                     ErrorKind::DuplicateMember,
                     format!("sample {key:?} has a second member with extension {ext:?}; the first is kept"),
                 ));
             } else {
                 self.current_bytes = bytes;
+                self.current_exts.insert(ext.clone());
                 sample.members.push((ext, data));
             }
         }
@@ -155,6 +172,7 @@ impl<R: BufRead> Iterator for SampleReader<R> {
                             self.current =
                                 Some(Sample { key: format!("{}#damaged", self.url), url: self.url.clone(), members: Vec::new(), errors: vec![error] });
                             (self.current_bytes, self.current_over) = (0, false);
+                            self.current_exts.clear();
                             if prev.is_some() {
                                 return prev;
                             }

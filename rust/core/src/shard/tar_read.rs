@@ -115,6 +115,12 @@ struct Sparse {
 }
 
 impl Sparse {
+    /// Whether the records seen make the member sparse (as tarfile decides: a map, a real
+    /// size, or the 1.0 format); other `GNU.sparse.*` keys alone leave it a plain file.
+    fn is_sparse(&self) -> bool {
+        !self.map.is_empty() || self.realsize.is_some() || self.map_in_data
+    }
+
     /// One `GNU.sparse.*` PAX record (the 0.0 format lists offset, numbytes, offset, ...).
     fn pax(&mut self, k: &str, v: &str, pending_offset: &mut Option<u64>) {
         match k {
@@ -154,7 +160,10 @@ impl Sparse {
                 at += end + 1;
             }
             self.map = lines[1..].chunks_exact(2).map(|c| (c[0], c[1])).collect();
-            data = &data[at.div_ceil(BLOCK) * BLOCK..];
+            data = data.get(at.div_ceil(BLOCK) * BLOCK..).ok_or_else(|| corrupt("map ends early"))?;
+        }
+        if self.map.len() > MAX_SPARSE_REGIONS {
+            return Err(corrupt("too many regions"));
         }
         let realsize = self.realsize.ok_or_else(|| corrupt("no real size"))?;
         if realsize > max {
@@ -332,7 +341,7 @@ impl<R: BufRead> TarReader<R> {
                     }
                     return self.sparse_member(name, size, sp);
                 }
-                b'0' | b'\0' | b'7' if sparse.is_some() => {
+                b'0' | b'\0' | b'7' if sparse.as_ref().is_some_and(Sparse::is_sparse) => {
                     let sp = sparse.take().expect("sparse");
                     return self.sparse_member(name, size, sp);
                 }
@@ -352,7 +361,9 @@ impl<R: BufRead> TarReader<R> {
                     };
                 }
                 _ => {
-                    // Directories, links, devices: skipped like webdataset does.
+                    // Directories, links, devices: skipped like webdataset does (with the
+                    // extended header that described them).
+                    sparse = None;
                     match self.read_data(size, false) {
                         Ok(Ok(_)) => continue,
                         Ok(Err(_)) => {
