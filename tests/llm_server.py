@@ -32,7 +32,9 @@ class Fault:
     """``status``: answer with this HTTP status (``retry_after`` sets the header); ``drop``: close
     the connection without answering; ``delay``: sleep this long first (a timeout when longer
     than the client's); ``body``: answer 200 with this raw, non-JSON body; ``content``: answer
-    this text instead of ``answer(body)``."""
+    this text instead of ``answer(body)``; ``trickle``: send the headers, then one byte every
+    this many seconds, never finishing; ``stream_bytes``: stream a 200 body of this many bytes
+    (blanks, so never valid JSON) as fast as the client reads."""
 
     status: int | None = None
     retry_after: float | None = None
@@ -40,6 +42,8 @@ class Fault:
     delay: float = 0.0
     body: str | None = None
     content: str | None = None
+    trickle: float = 0.0
+    stream_bytes: int = 0
 
 
 def scripted_client(server: ScriptedServer, **kw: Any) -> Any:
@@ -144,6 +148,22 @@ class ScriptedServer:
                 return web.json_response({"error": {"message": f"scripted {f.status}"}}, status=f.status, headers=headers)
             if f is not None and f.body is not None:
                 return web.Response(text=f.body, content_type="application/json")
+            if f is not None and (f.trickle or f.stream_bytes):
+                resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+                await resp.prepare(request)
+                try:
+                    if f.trickle:
+                        while True:
+                            await resp.write(b" ")
+                            await asyncio.sleep(f.trickle)
+                    chunk, sent = b" " * 65536, 0
+                    while sent < f.stream_bytes:
+                        await resp.write(chunk)
+                        sent += len(chunk)
+                    await resp.write_eof()
+                except (ConnectionError, RuntimeError):
+                    pass  # the client hung up, as it should
+                return resp
             content = f.content if f is not None and f.content is not None else self.answer(body)
             prompt_tokens = len(json.dumps(body.get("messages")).split())
             return web.json_response(

@@ -328,3 +328,24 @@ def test_image_network_directories_are_checked(tmp_path):
         from interleaf.evaluate import lpips
 
         lpips([b"x"], [b"y"], models.load(NETS / "inception-tiny"))
+
+
+def test_clip_i_does_not_follow_links_out_of_its_folders(tmp_path, sample_images):
+    """An image in a generated or reference folder that is a symbolic link leaving it is not
+    read (its pair is skipped with the reason), as every reader treats such paths."""
+    from interleaf.evaluate.generations import folder_pairs
+
+    gen, ref, secret = tmp_path / "gen", tmp_path / "ref", tmp_path / "secret"
+    for d in (gen, ref, secret):
+        d.mkdir()
+    jpg = sample_images["chelsea.jpg"]
+    (secret / "private.jpg").write_bytes(jpg)
+    (gen / "a.jpg").symlink_to(secret / "private.jpg")
+    (gen / "b.jpg").write_bytes(jpg)
+    (gen / "c.jpg").symlink_to(gen / "b.jpg")  # a link that stays inside is read
+    for n in "abc":
+        (ref / f"{n}.jpg").write_bytes(jpg)
+    names, g, r, errors = folder_pairs(gen, ref)
+    assert names == ["a", "b", "c"]
+    assert g[0] is None and "resolves outside its folder" in errors[0]
+    assert g[1] == jpg and g[2] == jpg and errors[1:] == [None, None]

@@ -156,6 +156,40 @@ def test_write_read_and_metrics_with_faults(tmp_path, comm_docs, sample_images):
     assert next(s for s in t1c if s["data_id"] == "comm-0004")["reference_steps"] is not None
 
 
+def test_hostile_predictions_are_errors_of_their_sample(tmp_path, comm_docs, sample_images, monkeypatch):
+    """A task.json that is not an object or whose reference steps are not texts, an image name
+    with a NUL byte, one file named many times (read and held once; over the per-sample byte
+    limit, the sample's error): each stays with its sample, and the metrics of the rest run."""
+    from interleaf.evaluate import comm
+
+    out = tmp_path / "tasks"
+    comm.write_tasks(comm.build_tasks(str(comm_docs)), out)
+    _write_predictions(out, sample_images)
+    (out / "comm-0001_task1" / "task.json").write_text("[1, 2]")
+    t = json.loads((out / "comm-0002_task1" / "task.json").read_text())
+    (out / "comm-0002_task1" / "task.json").write_text(json.dumps({**t, "reference_steps": [{"no": "text"}]}))
+    r = json.loads((out / "comm-0001_task2" / "results.json").read_text())
+    (out / "comm-0001_task2" / "results.json").write_text(json.dumps({**r, "prediction_image_list": ["bad\u0000name.jpg", *r["prediction_image_list"]]}))
+    r = json.loads((out / "comm-0002_task2" / "results.json").read_text())
+    (out / "comm-0002_task2" / "results.json").write_text(json.dumps({**r, "prediction_image_list": r["prediction_image_list"][:1] * 500}))
+    t1 = comm.read_predictions(out, "task1")
+    by = {s["sample"]: s for s in t1}
+    assert by["comm-0001_task1"]["reference_steps"] is None and by["comm-0002_task1"]["reference_steps"] is None
+    s1, _ = comm.metrics(t1, "task1", tokenizer="simple", java_metrics=False)
+    assert s1["errors"]["no reference steps for this data_id"] == 2 and s1["evaluated"] == 4
+    t2 = comm.read_predictions(out, "task2")
+    by = {s["sample"]: s for s in t2}
+    assert "null byte" in by["comm-0001_task2"]["image_errors"][0]
+    many = by["comm-0002_task2"]["pred_images"]
+    assert len(many) == 500 and all(b is many[0] for b in many)  # one read, one object
+    s2, per2 = comm.metrics(t2, "task2")
+    assert s2["evaluated"] == 6
+    monkeypatch.setattr(comm, "MAX_SAMPLE_IMAGE_BYTES", len(many[0]) * 100)
+    t2b = comm.read_predictions(out, "task2")
+    bad = next(s for s in t2b if s["sample"] == "comm-0002_task2")
+    assert bad["error"].startswith("results.json: its image lists come to") and bad["pred_images"][0] is None
+
+
 def test_unsafe_data_ids_stay_inside_the_output(tmp_path, sample_images):
     from interleaf.evaluate import comm
 

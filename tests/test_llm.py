@@ -83,6 +83,40 @@ def test_faults_are_retried_and_nothing_is_lost(srv):
     assert elapsed >= 0.3
 
 
+def test_a_trickling_or_endless_answer_is_cut_off(srv):
+    """The timeout bounds an attempt as a whole (a server that trickles bytes forever times
+    out), and an answer body over max_response_bytes fails its request at once, unretried,
+    without being held."""
+    srv.fault = lambda body, attempt: {"trickle": Fault(trickle=0.1), "endless": Fault(stream_bytes=1 << 40)}.get(user_text(body))
+    with client(srv, timeout=1.0, max_retries=1, max_response_bytes=1 << 20) as c:
+        out = c.chat(["ok", "trickle", "endless"])
+    assert out[0].ok
+    assert not out[1].ok and "timed out after 1 s" in out[1].error and out[1].attempts == 2
+    assert not out[2].ok and "over 1,048,576 bytes" in out[2].error and out[2].attempts == 1
+    assert c.last_stats.failed == 2
+
+
+def test_a_recipe_named_endpoint_gets_no_key_unless_the_recipe_names_its_variable(monkeypatch):
+    """A recipe cannot send the user's API key to a server of its choosing: an endpoint the
+    recipe names gets the key of its llm.api_key_env only; one the user gives (--llm-base-url or
+    INTERLEAF_LLM_BASE_URL) gets the usual INTERLEAF_LLM_API_KEY / OPENAI_API_KEY."""
+    from interleaf.pipeline import llm_config
+    from interleaf.recipes import parse
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-user")
+    monkeypatch.setenv("MY_KEY", "sk-mine")
+    monkeypatch.delenv("INTERLEAF_LLM_API_KEY", raising=False)
+    monkeypatch.delenv("INTERLEAF_LLM_BASE_URL", raising=False)
+    base = "signals:\n  j: {type: llm_judge, judge: comm}\nllm: {base_url: 'http://elsewhere:1/v1', model: m%s}\n"
+    named = llm_config(parse(base % ""))
+    assert Client(**named).api_key == "none"
+    assert Client(**llm_config(parse(base % ", api_key_env: MY_KEY"))).api_key == "sk-mine"
+    mine = llm_config(parse(base % ""), {"base_url": "http://127.0.0.1:9/v1"})
+    assert Client(**mine).api_key == "sk-user"
+    monkeypatch.setenv("INTERLEAF_LLM_BASE_URL", "http://127.0.0.1:9/v1")
+    assert Client(**llm_config(parse("signals:\n  j: {type: llm_judge, judge: comm}\nllm: {model: m}\n"))).api_key == "sk-user"
+
+
 def test_bad_requests_fail_alone(srv):
     with client(srv) as c:
         out = c.chat(["fine", {"nomessages": 1}, {"messages": [{"role": "user", "content": "x"}], "bogus": 1}, 42])
@@ -252,6 +286,19 @@ def test_parse_json_table(text, expected):
 def test_parse_json_failures_say_why(text, message):
     value, err = parse_json(text)
     assert value is None and message in err
+
+
+def test_parsers_survive_hostile_answers():
+    """Deep nesting is an unreadable answer, not a RecursionError; long blank runs parse in
+    linear time (the SynJudge pattern once backtracked quadratically on them)."""
+    obj, err = parse_json("[" * 100_000)
+    assert obj is None and err.startswith("no JSON object")
+    obj, err = parse_json('{"a": ' + "[" * 100_000 + "}")
+    assert obj is None and err.startswith("invalid JSON object")
+    scores, err = parse_synjudge("tcc" + " " * 200_000 + "x")
+    assert scores is None and "SynJudge format not found" in err
+    ok, _ = parse_synjudge("TCC :  ** 4; ICC: 3 ; IQ = 5; ITS:\n 2")
+    assert ok == {"tcc": 4, "icc": 3, "iq": 5, "its": 2}
 
 
 def test_parse_scores_types_and_ranges():

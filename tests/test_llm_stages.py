@@ -371,7 +371,7 @@ def test_cli_llm_commands(llama_server, scripted, sample_dir, tmp_path, sample_i
     table = tmp_path / "samples.jsonl"
     secret = tmp_path.parent / f"{tmp_path.name}-secret.jpg"
     secret.write_bytes(next(iter(sample_images.values())))
-    rows = [{"question": "q1", "answer": "a1", "image": "img.jpg"}, {"question": "q2", "answer": "a2", "image": "gone.jpg"}, {"question": "q3", "answer": "a3", "image": f"../{secret.name}"}, {"question": "q4", "answer": "a4", "image": str(secret)}]
+    rows = [{"question": "q1", "answer": "a1", "image": "img.jpg"}, {"question": "q2", "answer": "a2", "image": "gone.jpg"}, {"question": "q3", "answer": "a3", "image": f"../{secret.name}"}, {"question": "q4", "answer": "a4", "image": str(secret)}, {"question": "q5", "answer": "a5", "image": "bad\u0000.jpg"}]
     table.write_text("\n".join(json.dumps(x) for x in rows) + "\n")
     scripted.answer = lambda body: BRACKET.format(5, 4, 3, 2)
     out2 = tmp_path / "sj.parquet"
@@ -381,6 +381,7 @@ def test_cli_llm_commands(llama_server, scripted, sample_dir, tmp_path, sample_i
     assert df.row(0, named=True)["its"] == 2 and "gone.jpg" in df.row(1, named=True)["error"] and json.loads(r.stdout)["aggregate"]["scored"] == 1
     # Paths outside the image root (relative or absolute) are row errors: never read, never sent.
     assert all("resolves outside the image root" in df.row(i, named=True)["error"] for i in (2, 3))
+    assert "null byte" in df.row(4, named=True)["error"]  # a NUL in a path is its row's error
     assert all(question_of(b) not in ("q3", "q4") for b in scripted.requests)
     scripted.answer = aitqe_answer
     out3, cp = tmp_path / "aitqe.parquet", tmp_path / "contrastive.parquet"

@@ -63,3 +63,13 @@ def test_report_is_deterministic_and_rewritten_by_filter(demo_run, tmp_path):
     html = (again / "report.html").read_text()
     assert "caption_words &gt; 15" in html
     assert (again / "report.html").read_bytes() != (demo_run / "report.html").read_bytes()
+
+
+def test_report_values_are_escaped_and_cut():
+    """Every value a report shows is escaped and at most MAX_SHOWN_CHARS long: a 2 MB doc_id or
+    text cannot make the page enormous."""
+    from interleaf.report import MAX_SHOWN_CHARS, _e
+
+    assert _e('<img src=x onerror="alert(1)">') == "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;"
+    long = _e("x" * 2_000_000)
+    assert len(long) < MAX_SHOWN_CHARS + 100 and long.endswith("(1,996,000 more characters)")

@@ -40,7 +40,8 @@ def add_endpoint_options(p: argparse.ArgumentParser, title: str = "endpoint (any
     g.add_argument("--model", default=None, help="model name (default $INTERLEAF_LLM_MODEL)")
     g.add_argument("--api-key", default=None, help="API key (default $INTERLEAF_LLM_API_KEY, then $OPENAI_API_KEY; local servers need none)")
     g.add_argument("--concurrency", type=int, default=16, help="requests in flight at most (default %(default)s)")
-    g.add_argument("--timeout", type=float, default=120.0, help="seconds per attempt (default %(default)s)")
+    g.add_argument("--timeout", type=float, default=120.0, help="seconds per attempt, answer read included (default %(default)s)")
+    g.add_argument("--max-response-bytes", type=int, default=64 << 20, help="largest answer read; past it the request fails (default 64 MiB)")
     g.add_argument("--max-retries", type=int, default=5, help="retries of timeouts, 429, 5xx and dropped connections (default %(default)s)")
     g.add_argument("--cache", default=None, help="sqlite request cache: a rerun sends only unanswered requests (recommended for long runs)")
     g.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: the server's)")
@@ -62,6 +63,7 @@ def client_from_args(args: argparse.Namespace) -> Client:
         max_tokens=args.max_tokens,
         seed=args.seed,
         structured=args.structured,
+        max_response_bytes=args.max_response_bytes,
     )
 
 
@@ -94,7 +96,11 @@ def _load_images(table: pl.DataFrame, base: Path, allow_outside_root: bool = Fal
         images.append(None)
         if ref is None:
             continue
-        p = (Path(ref) if Path(ref).is_absolute() else base / ref).resolve()
+        try:
+            p = (Path(ref) if Path(ref).is_absolute() else base / ref).resolve()
+        except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+            errors[i] = errors[i] or f"image path {ref!r}: {e}"
+            continue
         if not allow_outside_root and not p.is_relative_to(root):
             errors[i] = errors[i] or f"image path {ref} resolves outside the image root {root} (--allow-outside-root to read it)"
         elif not p.is_file():
@@ -195,7 +201,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
 
     images = None
     if args.images_model:
-        images = Client(args.images_base_url or args.base_url, args.images_model, args.api_key, concurrency=args.concurrency, timeout=args.timeout, max_retries=args.max_retries, cache=args.cache)
+        images = Client(args.images_base_url or args.base_url, args.images_model, args.api_key, concurrency=args.concurrency, timeout=args.timeout, max_retries=args.max_retries, cache=args.cache, max_response_bytes=args.max_response_bytes)
     try:
         return _run(args, ("question", "answer", "caption"), lambda x, c: refine.cascade(x, c, k=args.k, images=images, image_size=args.image_size, max_edge=args.max_edge, progress=not args.quiet))
     finally:

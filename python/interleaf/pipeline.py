@@ -192,6 +192,10 @@ def llm_config(recipe: Recipe, overrides: dict[str, Any] | None = None) -> dict[
     still missing. None when no endpoint and model are known."""
     cfg = recipe.llm.model_dump() if recipe.llm is not None else {}
     cfg.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    if recipe.llm is not None and recipe.llm.base_url and cfg.get("base_url") == recipe.llm.base_url:
+        # The recipe chose the endpoint: it gets the key of the variable the recipe names, or
+        # none (never the environment's default key, see LLMSpec).
+        cfg["api_key_env"] = cfg.get("api_key_env") or ""
     cfg["base_url"] = cfg.get("base_url") or os.environ.get("INTERLEAF_LLM_BASE_URL") or None
     cfg["model"] = cfg.get("model") or os.environ.get("INTERLEAF_LLM_MODEL") or None
     return cfg if cfg["base_url"] and cfg["model"] else None
@@ -293,6 +297,10 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
     if it is not None and (not node_cols.get(it) or not (dtypes.get(it) is not None and dtypes[it].is_numeric())):
         raise RecipeError(f"output.images_to: {it!r} is not a numeric node column of the recipe's signals (a text node's pos per image)")
     uses_llm = any(SIGNAL_MODELS[spec.type] == "llm" for spec in signals.values())
+    if uses_llm and llm_cfg is not None and llm_cfg.get("api_key_env") == "" and (os.environ.get("INTERLEAF_LLM_API_KEY") or os.environ.get("OPENAI_API_KEY")):
+        notices.append(
+            f"the recipe names the LLM endpoint {llm_cfg['base_url']}: no API key is sent to it (name the variable holding one in the recipe's llm.api_key_env, or give the endpoint with --llm-base-url)"
+        )
     return Plan(recipe, resolved, signals, skipped, node_cols, doc_cols, dtypes, node_filters, doc_filters, skipped_filters, dataset_steps, document_steps, notices, llm_cfg if uses_llm else None, tf, it)
 
 

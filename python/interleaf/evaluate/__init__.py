@@ -155,11 +155,21 @@ def image_metrics(generated: Any, reference: Any, *, size: int = 256, pairing: s
     b: list[int] = []
     owner: list[int] = []
     pair_images: list[tuple[int, int]] = []
+    # One entry per distinct image object: an image listed many times is sent (and decoded) once.
+    slot: dict[int, int] = {}
+
+    def index(x: Any) -> int:
+        if x is None:
+            images.append(None)
+            return len(images) - 1
+        if id(x) not in slot:
+            slot[id(x)] = len(images)
+            images.append(bytes(x))
+        return slot[id(x)]
+
     for ex, (gl, rl) in enumerate(zip(gen_lists, ref_lists, strict=True)):
-        gi = list(range(len(images), len(images) + len(gl)))
-        images += [bytes(g) for g in gl]
-        ri = list(range(len(images), len(images) + len(rl)))
-        images += [bytes(r) for r in rl]
+        gi = [index(g) for g in gl]
+        ri = [index(r) for r in rl]
         for r in ri:
             for g in gi:
                 a.append(r)

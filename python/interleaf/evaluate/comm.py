@@ -32,6 +32,7 @@ sample's error, counted, and never stop the run.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import re
@@ -53,6 +54,10 @@ MAX_IMAGES = 10
 
 #: Image files read from a predictions folder larger than this are errors, not read.
 MAX_IMAGE_BYTES = 256 << 20
+#: The most image bytes one sample's lists may name in all, repeats counted (1 GiB): a
+#: results.json that names one large file a thousand times is that sample's error, not a
+#: thousandfold copy in the metrics.
+MAX_SAMPLE_IMAGE_BYTES = 1 << 30
 
 _PROMPTS = {
     "task1": ("Here are step-by-step instructions images sequence about {SOURCE}:", "According to the above images, can you generate text for each step?"),
@@ -63,7 +68,8 @@ _PROMPTS = {
 
 IMAGE = "<IMAGE>"
 
-_STEP = re.compile(r"\(\d+\)\s(.*?)\s*(?=\(\d+\)|$)", re.DOTALL)
+_STEP_START = re.compile(r"\(\d+\)\s")
+_STEP_MARK = re.compile(r"\(\d+\)")
 _PIECE = re.compile(r"(\[img\](.*?)\[/img\]|\[imgblock\](.*?)\[/imgblock\]|<IMAGE>|[^\[\]<]+)")
 _SPACES = re.compile(r"\s{2,}")
 
@@ -82,8 +88,21 @@ def _clean(text: str) -> str:
 
 def step_texts(text: str | None) -> list[str]:
     """The steps of a ``(1) ... (2) ...`` text, as CoMM's parser reads them (a marker needs a
-    space after it; the text before ``(1)`` is not a step)."""
-    return _STEP.findall(text or "")
+    space after it; the text before ``(1)`` is not a step).
+
+    Each step runs from its marker to the next ``(n)`` (with or without a space after it) or the
+    end, trailing whitespace removed: what CoMM's ``findall(r"\(\d+\)\s(.*?)\s*(?=\(\d+\)|$)")``
+    gives, found in linear time (that pattern backtracks quadratically on long blank runs)."""
+    text = text or ""
+    marks = [m.start() for m in _STEP_MARK.finditer(text)]
+    out: list[str] = []
+    pos = 0
+    while (m := _STEP_START.search(text, pos)) is not None:
+        i = bisect.bisect_left(marks, m.end())
+        end = marks[i] if i < len(marks) else len(text)
+        out.append(text[m.end() : end].rstrip())
+        pos = end
+    return out
 
 
 def _pieces(step: str) -> list[tuple[str, str]]:
@@ -304,16 +323,31 @@ def write_tasks(samples: Iterable[dict[str, Any]], out: str | Path) -> dict[str,
 # --- reading predictions -----------------------------------------------------------------------
 
 
-def _read_image(base: Path, folder: Path, ref: Any, errors: list[str]) -> bytes | None:
+def _read_image(base: Path, folder: Path, ref: Any, errors: list[str], seen: dict[Path, bytes | None] | None = None) -> bytes | None:
+    """One image of a sample (``seen``: the files this sample has read, so an entry repeated
+    many times is read, and held, once)."""
     if not isinstance(ref, str) or not ref:
-        errors.append(f"image entry {ref!r} is not a file name")
+        errors.append(f"image entry {str(ref)[:80]!r} is not a file name")
         return None
-    p = Path(ref)
-    # CoMM's own runner may write paths that already include the sample folder.
-    cand = p if p.is_absolute() else base / p
-    if not p.is_absolute() and not cand.exists() and (folder / p).exists():
-        cand = folder / p
-    cand = cand.resolve()
+    try:
+        p = Path(ref)
+        # CoMM's own runner may write paths that already include the sample folder.
+        cand = p if p.is_absolute() else base / p
+        if not p.is_absolute() and not cand.exists() and (folder / p).exists():
+            cand = folder / p
+        cand = cand.resolve()
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the name
+        errors.append(f"image {ref[:80]!r}: {e}")
+        return None
+    if seen is not None and cand in seen:
+        return seen[cand]
+    got = _read_checked(cand, folder, ref, errors)
+    if seen is not None:
+        seen[cand] = got
+    return got
+
+
+def _read_checked(cand: Path, folder: Path, ref: str, errors: list[str]) -> bytes | None:
     if not cand.is_relative_to(folder.resolve()):
         errors.append(f"image {ref}: resolves outside the sample folder")
         return None
@@ -359,10 +393,14 @@ def read_predictions(folder: str | Path, task: str, references: Any = None, *, i
         if task_json.is_file():
             try:
                 t = json.loads(task_json.read_text(encoding="utf-8"))
-                rec["data_id"] = str(t.get("data_id", rec["data_id"]))
-                rec["reference_steps"] = t.get("reference_steps")
             except (OSError, ValueError):
-                pass
+                t = None
+            if isinstance(t, dict):
+                rec["data_id"] = str(t.get("data_id", rec["data_id"]))
+                steps = t.get("reference_steps")
+                # Only a list of texts is a reference; anything else is as if there were none.
+                if isinstance(steps, list) and all(isinstance(x, str) for x in steps):
+                    rec["reference_steps"] = steps
         if rec["data_id"] in refs:
             rec["reference_steps"] = refs[rec["data_id"]]
         results = sample / "results.json"
@@ -388,12 +426,18 @@ def read_predictions(folder: str | Path, task: str, references: Any = None, *, i
         if rec["model_output"] is None:
             rec["error"] = "results.json: no model_output"
             continue
+        seen: dict[Path, bytes | None] = {}
         for key, name, base in (("input_images", "input_image_list", sample / "origin"), ("gt_images", "output_gt_image_list", sample / "origin"), ("pred_images", "prediction_image_list", sample)):
             entries = data.get(name) or []
             if not isinstance(entries, list):
                 rec["error"] = f"results.json: {name} is not a list"
                 break
-            rec[key] = [_read_image(base, sample, e, rec["image_errors"]) for e in entries]
+            rec[key] = [_read_image(base, sample, e, rec["image_errors"], seen) for e in entries]
+        listed = sum(len(b) for key in ("input_images", "gt_images", "pred_images") for b in rec[key] if b is not None)
+        if listed > MAX_SAMPLE_IMAGE_BYTES:
+            rec["error"] = f"results.json: its image lists come to {listed:,} bytes (repeats counted), over the {MAX_SAMPLE_IMAGE_BYTES:,}-byte limit"
+            for key in ("input_images", "gt_images", "pred_images"):
+                rec[key] = [None] * len(rec[key])
     return out
 
 

@@ -20,7 +20,7 @@ def _images(folder: Path) -> dict[str, Path]:
         raise FileNotFoundError(f"image folder {folder} does not exist")
     out: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
+        if p.suffix.lower() in IMAGE_SUFFIXES and (p.is_file() or p.is_symlink()):
             out.setdefault(p.stem, p)
     return out
 
@@ -28,6 +28,15 @@ def _images(folder: Path) -> dict[str, Path]:
 def _read(p: Path | None, errors: list[str | None], i: int) -> bytes | None:
     if p is None:
         return None
+    # As for every reader: a file (or symbolic link) that resolves outside its folder is not read.
+    real = p.resolve()
+    if not real.is_relative_to(p.parent.resolve()):
+        errors[i] = f"{p.name}: resolves outside its folder ({real})"
+        return None
+    if not real.is_file():
+        errors[i] = f"{p.name}: not a regular file"
+        return None
+    p = real
     size = p.stat().st_size
     if size > MAX_IMAGE_BYTES:
         errors[i] = f"{p.name}: {size:,} bytes, over the {MAX_IMAGE_BYTES:,}-byte limit"

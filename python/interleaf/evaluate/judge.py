@@ -234,8 +234,8 @@ def _score(v: Any, what: str) -> float:
         raise ValueError(f"{what}: {v!r} is not a score")
     try:
         f = float(v)
-    except (TypeError, ValueError):
-        raise ValueError(f"{what}: {v!r} is not a score") from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer of 400 digits
+        raise ValueError(f"{what}: {str(v)[:40]!r} is not a score") from None
     if not 0.0 <= f <= 10.0:
         raise ValueError(f"{what}: {f} is outside 0-10")
     return f

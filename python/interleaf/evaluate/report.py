@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 
 from interleaf.io.atomic import atomic_output, write_text
-from interleaf.report import _CSS, _e, _num
+from interleaf.report import _CSS, CSP_META, _e, _num
 
 #: Rows of the per-example table shown in the page (all of them are in examples.parquet).
 TABLE_ROWS = 500
@@ -90,7 +90,7 @@ def render(title: str, metrics: dict[str, Any], examples: pl.DataFrame, worst: l
         cards.append(f'<div class="pair"><h3>{_e(c["name"])}: {_e(worst_by)} = {_cell(c["value"])}</h3>{"".join(sides)}</div>')
     worst_html = "".join(cards) if cards else '<p class="muted">no scored examples</p>'
     return (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title><style>{_CSS}{_EVAL_CSS}</style></head><body>'
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8">{CSP_META}<title>{_e(title)}</title><style>{_CSS}{_EVAL_CSS}</style></head><body>'
         f"<h1>{_e(title)}</h1><p class=\"muted\">{_e(metrics.get('command', ''))}</p>"
         f"<h2>Metrics</h2><table>{rows}</table>"
         f"<h2>Worst examples{f' by {_e(worst_by)}' if worst_by else ''}</h2>{worst_html}"

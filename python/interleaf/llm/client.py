@@ -36,6 +36,44 @@ REQUEST_PARAMS = ("temperature", "max_tokens", "top_p", "seed", "stop", "presenc
 STRUCTURED_MODES = ("auto", "json_schema", "json_object", "none")
 _LEVELS = ("json_schema", "json_object", "none")
 
+#: The largest answer body read, in bytes (64 MiB: far above any chat answer, room for a few
+#: generated images as base64); past it the request fails, unretried.
+DEFAULT_MAX_RESPONSE_BYTES = 64 << 20
+
+
+class ResponseTooLarge(Exception):
+    """An answer body over the client's ``max_response_bytes`` (or compressed though it was
+    asked not to be, so not bounded): the request's error, never retried."""
+
+
+def _response_cap(limit: int) -> Callable[[Any], Any]:
+    """An HTTP client response hook that bounds the body it reads to ``limit`` bytes (an endless
+    or enormous answer is an error, not unbounded memory)."""
+
+    async def hook(response: Any) -> None:
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise ResponseTooLarge(f"the server compressed its answer ({encoding}) though it was asked not to: a compressed body has no size bound, so it is not read")
+        # The stream class of the HTTP library the SDK uses (httpx, or its fork httpx2).
+        base = sys.modules[type(response).__module__.split(".")[0]].AsyncByteStream
+        inner = response.stream
+
+        class Capped(base):  # type: ignore[misc, valid-type]
+            async def __aiter__(self) -> Any:
+                n = 0
+                async for chunk in inner:
+                    n += len(chunk)
+                    if n > limit:
+                        raise ResponseTooLarge(f"the answer is over {limit:,} bytes (max_response_bytes)")
+                    yield chunk
+
+            async def aclose(self) -> None:
+                await inner.aclose()
+
+        response.stream = Capped()
+
+    return hook
+
 
 @dataclass
 class Response:
@@ -175,7 +213,10 @@ class Client:
     concurrency:
         Requests in flight at most (a semaphore over the batch).
     timeout:
-        Seconds per attempt.
+        Seconds per attempt, in all: connecting, waiting and reading the answer (a server that
+        trickles its answer is cut off at this deadline).
+    max_response_bytes:
+        The largest answer body read (default 64 MiB); past it the request fails, unretried.
     max_retries:
         Retries after the first attempt for retryable failures (timeouts, 408, 429, 5xx, dropped
         connections, unreadable bodies).
@@ -209,6 +250,8 @@ class Client:
         structured: str = "auto",
         backoff: float = 1.0,
         max_backoff: float = 60.0,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        api_key_env: str | None = None,
     ):
         base_url = base_url or _env("INTERLEAF_LLM_BASE_URL")
         model = model or _env("INTERLEAF_LLM_MODEL")
@@ -222,11 +265,19 @@ class Client:
             raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}")
         if not timeout or timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        if not isinstance(max_response_bytes, int) or max_response_bytes < 1024:
+            raise ValueError(f"max_response_bytes must be an integer >= 1024, got {max_response_bytes!r}")
         if structured not in STRUCTURED_MODES:
             raise ValueError(f"structured must be one of {', '.join(STRUCTURED_MODES)}, got {structured!r}")
         self.base_url = base_url
         self.model = model
-        self.api_key = api_key or _env("INTERLEAF_LLM_API_KEY") or _env("OPENAI_API_KEY") or "none"
+        if api_key is None and api_key_env is not None:
+            # Only the named variable ("" names none: no key is sent).
+            api_key = _env(api_key_env) if api_key_env else None
+        elif api_key is None:
+            api_key = _env("INTERLEAF_LLM_API_KEY") or _env("OPENAI_API_KEY")
+        self.api_key = api_key or "none"
+        self.max_response_bytes = max_response_bytes
         self.concurrency = concurrency
         self.timeout = float(timeout)
         self.max_retries = max_retries
@@ -278,11 +329,13 @@ class Client:
             # The SDK's own retries are off: ours count attempts and honour Retry-After per request.
             # The SDK's aiohttp transport (the openai[aiohttp] extra) costs about half the CPU per
             # request of its default httpx one (benches/llm_client.py); httpx where it is missing.
+            # Every answer is read through a size cap, uncompressed (so the cap bounds memory).
+            http = {"timeout": self.timeout, "event_hooks": {"response": [_response_cap(self.max_response_bytes)]}, "headers": {"Accept-Encoding": "identity"}}
             kw: dict[str, Any] = {}
             try:
-                kw["http_client"] = openai.DefaultAioHttpClient(timeout=self.timeout)
+                kw["http_client"] = openai.DefaultAioHttpClient(**http)
             except (AttributeError, ImportError, RuntimeError):
-                pass
+                kw["http_client"] = openai.DefaultAsyncHttpxClient(**http)
             self._api = openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=self.timeout, **kw)
         return self._api
 
@@ -352,9 +405,16 @@ class Client:
                 # The SDK's documented generic request (auth, base URL, timeouts, status errors
                 # as for chat.completions.create) without building typed request and response
                 # models: the answer is read from the JSON body.
-                return parse(await api.post(path, body=body, cast_to=object)), None, attempts
+                # The SDK's timeout bounds each read; this bounds the attempt as a whole.
+                return parse(await asyncio.wait_for(api.post(path, body=body, cast_to=object), self.timeout)), None, attempts
+            except asyncio.TimeoutError:
+                last = f"timed out after {self.timeout:g} s"
+            except ResponseTooLarge as e:
+                return None, str(e), attempts
             except openai.APIConnectionError as e:  # timeouts included
                 root = _root_cause(e)
+                if isinstance(root, ResponseTooLarge):
+                    return None, str(root), attempts
                 if isinstance(e, openai.APITimeoutError) and (root is e or isinstance(root, TimeoutError) or "timeout" in type(root).__name__.lower()):
                     last = f"timed out after {self.timeout:g} s"
                 else:

@@ -27,7 +27,7 @@ def _loads_object(s: str) -> dict[str, Any] | None:
         try:
             # strict=False: raw newlines and other control characters inside strings are common.
             v = json.loads(candidate, strict=False)
-        except ValueError:
+        except (ValueError, RecursionError):  # deep nesting ("[[[[...") is an unreadable answer
             continue
         if isinstance(v, dict):
             return v
@@ -116,7 +116,9 @@ def parse_synjudge(text: str | None) -> tuple[dict[str, int] | None, str | None]
     found: dict[str, str] = {}
     for key, label in SYNJUDGE_DIMENSIONS.items():
         words = r"[\s\-_]*".join(re.escape(w) for w in re.split(r"[\s\-]+", label))
-        m = re.search(rf"(?:{words}|\b{key}\b)\s*(?:\(\s*{key}\s*\))?\s*[:=]\s*\**\s*(-?\d+(?:\.\d+)?)", text, re.I)
+        # Each run of spaces and stars is matched by one class, so an answer of long blank runs
+        # cannot make the search backtrack quadratically.
+        m = re.search(rf"(?:{words}|\b{key}\b)\s*(?:\(\s*{key}\s*\)\s*)?[:=][\s*]*(-?\d+(?:\.\d+)?)", text, re.I)
         if m:
             found[key] = m.group(1)
     if len(found) < len(SYNJUDGE_DIMENSIONS):

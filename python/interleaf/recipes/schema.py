@@ -259,9 +259,13 @@ class LLMSpec(_Strict):
     """The OpenAI-compatible endpoint of the recipe's LLM signals (:class:`interleaf.llm.Client`
     arguments). ``base_url`` and ``model`` may be left out and given at run time (``--llm-base-url``
     / ``--llm-model``, or ``INTERLEAF_LLM_BASE_URL`` / ``INTERLEAF_LLM_MODEL``); the API key is
-    never written in a recipe: ``INTERLEAF_LLM_API_KEY`` or ``OPENAI_API_KEY``."""
+    never written in a recipe: ``INTERLEAF_LLM_API_KEY`` or ``OPENAI_API_KEY``. A ``base_url``
+    that the recipe itself names gets a key only when ``api_key_env`` names the variable that
+    holds it (a recipe from elsewhere cannot send your key to a server of its choosing)."""
 
     base_url: str | None = None
+    api_key_env: str | None = None
+    max_response_bytes: int = Field(64 << 20, ge=1024)
     model: str | None = None
     concurrency: int = Field(16, ge=1, le=4096)
     timeout: float = Field(120.0, gt=0)

@@ -36,7 +36,11 @@ def is_none(suggestion: str | None) -> bool:
     ignored)."""
     if suggestion is None:
         return True
-    return re.sub(r"^[\s\"'`]+|[\s\"'`.!]+$", "", suggestion).lower() == "none"
+    s = suggestion.strip()
+    # Anything longer is not "none" however it is quoted (and the trim below stays linear).
+    if len(s) > 32:
+        return False
+    return re.sub(r"^[\s\"'`]+|[\s\"'`.!]+$", "", s).lower() == "none"
 
 
 def seir(items: Sequence[str], evaluate: Evaluate, refine: Refine, *, k: int = 3, contexts: Sequence[Any] | None = None) -> pl.DataFrame:

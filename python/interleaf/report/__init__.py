@@ -32,8 +32,20 @@ EXAMPLES = 4
 THUMB = 96
 
 
-def _e(x: Any) -> str:
-    return html.escape(str(x), quote=True)
+#: The most characters of one value a report shows (a document's text, an id, a message): a
+#: hostile record cannot make the page enormous.
+MAX_SHOWN_CHARS = 4000
+
+#: Every report is one offline file: no request leaves it (scripts, fonts, remote images).
+CSP_META = '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; style-src \'unsafe-inline\'">'
+
+
+def _e(x: Any, limit: int = MAX_SHOWN_CHARS) -> str:
+    """``x`` as escaped HTML text, cut to ``limit`` characters (the cut is said)."""
+    s = str(x)
+    if len(s) > limit:
+        s = f"{s[:limit]}… ({len(s) - limit:,} more characters)"
+    return html.escape(s, quote=True)
 
 
 def _num(x: float | None) -> str:
@@ -335,13 +347,11 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
     skipped = {**summary.get("skipped", {}).get("signals", {}), **summary.get("skipped", {}).get("filters", {})}
     if skipped:
         parts.append("<h3>Skipped</h3><ul>" + "".join(f"<li>{_e(v)}</li>" for v in skipped.values()) + "</ul>")
-    parts.append("<h2>Recipe</h2><pre>" + _e(yaml.safe_dump(r.model_dump(mode="json"), sort_keys=False)) + "</pre>")
+    parts.append("<h2>Recipe</h2><pre>" + _e(yaml.safe_dump(r.model_dump(mode="json"), sort_keys=False), limit=100_000) + "</pre>")
     versions = ", ".join(f"{k} {v}" for k, v in summary.get("versions", {}).items())
     parts.append(f"<p class=muted>{_e(versions)}</p>")
     return (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; style-src \'unsafe-inline\'">'
-        f"<title>interleaf run: {_e(r.name)}</title><style>{_CSS}</style></head><body>" + "\n".join(parts) + "</body></html>\n"
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">' + CSP_META + f"<title>interleaf run: {_e(r.name)}</title><style>{_CSS}</style></head><body>" + "\n".join(parts) + "</body></html>\n"
     )
 
 
