@@ -407,7 +407,7 @@ class Client:
                 # models: the answer is read from the JSON body.
                 # The SDK's timeout bounds each read; this bounds the attempt as a whole.
                 return parse(await asyncio.wait_for(api.post(path, body=body, cast_to=object), self.timeout)), None, attempts
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 last = f"timed out after {self.timeout:g} s"
             except ResponseTooLarge as e:
                 return None, str(e), attempts
