@@ -458,3 +458,72 @@ def test_a_line_of_millions_of_small_values_is_refused_before_parsing(tmp_path):
     bomb = df.filter(pl.col("doc_id") == "p.jsonl:1").get_column("error")[0]
     assert bomb["kind"] == "line_too_long" and "too many to parse" in bomb["message"]
     assert df.filter(pl.col("doc_id") == "ok").get_column("text").to_list() == [None, "fine"]
+
+
+# --- public APIs given hostile arguments --------------------------------------------------------
+
+
+def test_polars_expressions_on_unsupported_dtypes_raise_instead_of_aborting():
+    """xxh3_64 and hamming on a Categorical column raised a panic outside polars' unwinding
+    guard (the process aborted); an empty column against a literal read out of bounds."""
+    code = (
+        "import polars as pl, interleaf.polars as ilp\n"
+        "lf = pl.LazyFrame({'t': pl.Series(['a'], dtype=pl.Categorical), 'h': pl.Series([1], dtype=pl.UInt64)})\n"
+        "for e in (ilp.xxh3_64('t'), ilp.hamming('t', 'h')):\n"
+        "    try:\n"
+        "        lf.select(e).collect()\n"
+        "    except pl.exceptions.PolarsError as err:\n"
+        "        print(type(err).__name__)\n"
+        "empty = pl.DataFrame({'h': pl.Series([], dtype=pl.UInt64)})\n"
+        "print(empty.select(ilp.hamming('h', pl.lit(3, dtype=pl.UInt64))).height)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(Path(interleaf.__file__).parent.parent)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["ComputeError", "ComputeError", "0"]
+
+
+def test_dedup_and_search_arguments_are_checked_before_any_work():
+    from interleaf import search, signals
+    from interleaf.dedup import deduplicate, lsh_clusters, lsh_params, near_duplicates
+
+    for bad in ({"num_perm": 0}, {"num_perm": 10**9}, {"threshold": float("nan")}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            lsh_params(**{"threshold": 0.5, "num_perm": 128, **bad})
+    # Banding is refused before the (missing) source is even opened.
+    with pytest.raises(ValueError, match="bands"):
+        deduplicate("/nonexistent/x.jsonl", "/nonexistent/out", bands=7, rows=20)
+    sigs = MinHasher(num_perm=16).signatures(["a b c d e f", "a b c d e g"])
+    with pytest.raises(TypeError, match="integer"):
+        lsh_clusters(sigs.astype(np.float64))
+    with pytest.raises(ValueError, match="finite"):
+        lsh_clusters(sigs, ranking=[np.nan, 1.0])
+    with pytest.raises(TypeError, match="uint64"):
+        near_duplicates(np.array([1.5, 2.0]))
+    with pytest.raises(ValueError, match="fewer"):
+        signals.top_k(np.ones((2000, 4)), np.ones((10, 4)), 1 << 20)
+    idx = search.Index(4, metric="ip", device="cpu")
+    v = np.eye(4, dtype=np.float32)
+    for ids, err in (([-1, 1, 2, 3], ValueError), (np.array([2**63, 1, 2, 3], dtype=np.uint64), ValueError), ([0.5, 1, 2, 3], TypeError)):
+        with pytest.raises(err, match="ids"):
+            idx.add(v, ids=ids)
+    assert len(idx) == 0
+
+
+def test_nan_inputs_are_nulls_or_row_errors_never_numbers():
+    from interleaf import models, signals
+
+    coh = signals.text_coherence(np.full((4, 8), np.nan, np.float32), [0, 4])
+    assert coh.row(0) == (None, None, None)  # min_cos was +inf
+    e = np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32)
+    e[1] = np.nan
+    assert signals.text_coherence(e, [0, 4])["min_cos"][0] is None
+    clip = models.load("tests/fixtures/models/clip-tiny", kind="clip")
+    h, w = clip.preprocess_config.output_shape
+    px = np.zeros((3, 3, h, w), dtype=np.float32)
+    px[1, 0, 0, 0] = np.nan
+    emb, err = clip.embed_images(px)
+    assert err[1]["kind"] == "bad_argument" and np.isnan(emb[1]).all()
+    assert err[0] is None and err[2] is None and np.isfinite(emb[[0, 2]]).all()
+    with pytest.raises(TypeError, match="item 1 is int"):
+        image.stats([b"\xff\xd8", 123])
+    assert image.stats([bytearray(b"not an image")])["error"][0]["kind"] == "unknown_image_format"

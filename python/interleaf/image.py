@@ -217,7 +217,12 @@ def binary_column(images: ImageInput, name: str = "image") -> pl.Series:
         if images.dtype == pl.Null:
             return images.cast(pl.Binary)
         raise TypeError(f"images must be a Binary column of encoded bytes, not {images.dtype}")
-    return pl.Series(name, list(images), dtype=pl.Binary)
+    items = [bytes(x) if isinstance(x, bytearray | memoryview) else x for x in images]
+    bad = next((i for i, x in enumerate(items) if x is not None and not isinstance(x, bytes)), None)
+    if bad is not None:
+        # Named by position and type, never by value (an image in a message is megabytes).
+        raise TypeError(f"images must be encoded bytes or None; item {bad} is {type(items[bad]).__name__}")
+    return pl.Series(name, items, dtype=pl.Binary)
 
 
 def check_draft(draft: int | None) -> int | None:

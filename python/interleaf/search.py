@@ -257,7 +257,7 @@ class Index:
         return self
 
     def add(self, vectors: Any, ids: Any = None) -> Index:
-        """Adds vectors (float32 or float16, ``(n, dim)``) with int64 ``ids`` (default: the
+        """Adds vectors (float32 or float16, ``(n, dim)``) with non-negative int64 ``ids`` (default: the
         next positions, 0, 1, ...), in batches."""
         if self._index is None or not self._index.is_trained:
             raise ValueError(f"a {self.kind} index must be trained first: call train(sample)")
@@ -266,7 +266,13 @@ class Index:
             start = int(self._index.ntotal)
             ids_arr = np.arange(start, start + len(x), dtype=np.int64)
         else:
-            ids_arr = np.ascontiguousarray(ids, dtype=np.int64)
+            raw = np.asarray(ids)
+            # Float ids would be truncated, ids past 2^63 wrap, and -1 is FAISS's "no result".
+            if raw.size and raw.dtype.kind not in "iu":
+                raise TypeError(f"ids must be integers, got dtype {raw.dtype}")
+            if raw.size and (raw.min() < 0 or (raw.dtype.kind == "u" and raw.max() > np.iinfo(np.int64).max)):
+                raise ValueError(f"ids must be in [0, 2^63 - 1] (-1 is FAISS's 'no result'), got {raw.min()} .. {raw.max()}")
+            ids_arr = np.ascontiguousarray(raw, dtype=np.int64)
             if ids_arr.shape != (len(x),):
                 raise ValueError(f"ids must be one int64 per vector ({len(x)}), got shape {ids_arr.shape}")
         for a in range(0, len(x), _ADD_BATCH):

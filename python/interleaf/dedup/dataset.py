@@ -25,7 +25,7 @@ import polars as pl
 import interleaf
 from interleaf._checks import choice_arg, float_arg, int_arg
 from interleaf.dedup.exact import normalized_text_hash, xxh3_128
-from interleaf.dedup.minhash import MinHasher, lsh_clusters, lsh_params
+from interleaf.dedup.minhash import MinHasher, check_banding, lsh_clusters, lsh_params
 from interleaf.dedup.perceptual import hash_clusters, phash
 from interleaf.image import check_draft
 from interleaf.io.atomic import atomic_output, write_text
@@ -346,6 +346,8 @@ def deduplicate(
 
         ray_engine.init(ray_address, progress=progress)
     hasher = MinHasher(num_perm=num_perm, n=n, unit=unit, seed=seed) if method == "minhash" else None
+    if hasher is not None:
+        check_banding(bands, rows, num_perm)
     if hasher is not None and bands is None and rows is None:
         bands, rows = lsh_params(threshold, num_perm)
     out = Path(out)

@@ -120,8 +120,27 @@ class MinHasher:
 
 def lsh_params(threshold: float, num_perm: int, false_positive_weight: float = 0.5, false_negative_weight: float = 0.5) -> tuple[int, int]:
     """(bands, rows) minimising the weighted false-positive + false-negative probability areas,
-    the choice datasketch's ``MinHashLSH`` makes (its ``_optimal_param``)."""
+    the choice datasketch's ``MinHashLSH`` makes (its ``_optimal_param``). ``num_perm`` in
+    [1, 65536] as for :class:`MinHasher`; the search takes seconds past a few thousand."""
+    float_arg("threshold", threshold, 0.0, 1.0)
+    int_arg("num_perm", num_perm, 1, 1 << 16)
+    float_arg("false_positive_weight", false_positive_weight, 0.0, 1e9)
+    float_arg("false_negative_weight", false_negative_weight, 0.0, 1e9)
+    if false_positive_weight + false_negative_weight == 0:
+        raise ValueError("false_positive_weight and false_negative_weight cannot both be 0")
     return _native.lsh_params(threshold, num_perm, false_positive_weight, false_negative_weight)
+
+
+def check_banding(bands: int | None, rows: int | None, num_perm: int) -> None:
+    """Both of ``bands`` and ``rows`` or neither, each >= 1, ``bands * rows <= num_perm``;
+    else ValueError (checked before any data is read)."""
+    if (bands is None) != (rows is None):
+        raise ValueError("give both bands and rows, or neither")
+    if bands is not None and rows is not None:
+        int_arg("bands", bands, 1, num_perm)
+        int_arg("rows", rows, 1, num_perm)
+        if bands * rows > num_perm:
+            raise ValueError(f"bands * rows must be in [1, num_perm={num_perm}], got {bands} x {rows}")
 
 
 def lsh_clusters(
@@ -156,17 +175,19 @@ def lsh_clusters(
         "candidates", "joined"}``.
     """
     float_arg("threshold", threshold, 0.0, 1.0)
-    int_arg("bands", bands, optional=True)
-    int_arg("rows", rows, optional=True)
     int_arg("n", n, 1, 1 << 16)
     choice_arg("verify", verify, ("none", "signature", "exact"))
-    sigs = np.ascontiguousarray(signatures, dtype=np.uint32)
+    arr = np.asarray(signatures)
+    if arr.dtype.kind not in "ui" and arr.size:
+        raise TypeError(f"signatures must be an integer (uint32) array from MinHasher, got dtype {arr.dtype}")
+    sigs = np.ascontiguousarray(arr, dtype=np.uint32)
     if sigs.ndim != 2:
         raise ValueError(f"signatures must be 2-D (rows, num_perm), got shape {sigs.shape}")
-    if (bands is None) != (rows is None):
-        raise ValueError("give both bands and rows, or neither")
+    check_banding(bands, rows, max(sigs.shape[1], 1))
     if bands is None:
         bands, rows = lsh_params(threshold, sigs.shape[1])
     rank = None if ranking is None else np.ascontiguousarray(ranking, dtype=np.float64)
+    if rank is not None and (rank.shape != (len(sigs),) or not np.isfinite(rank).all()):
+        raise ValueError(f"ranking must hold one finite number per row ({len(sigs)} rows), got shape {rank.shape} (NaN and inf are refused)")
     reps, candidates, joined = _native.lsh_cluster(sigs, bands, rows, verify, threshold, None if texts is None else string_column(texts, "texts"), n, unit, rank)
     return reps, {"bands": bands, "rows": rows, "candidates": candidates, "joined": joined}

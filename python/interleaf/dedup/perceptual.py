@@ -61,7 +61,15 @@ def ahash(images: ImageInput, hash_size: int = 8, *, threads: int | None = None,
 def _hash_column(hashes: pl.Series | np.ndarray | Sequence[int | None], radius: int) -> pl.Series:
     if isinstance(radius, bool) or not isinstance(radius, int) or not 0 <= radius < 64:
         raise ValueError(f"radius must be an int in [0, 63], got {radius!r}")
-    col = hashes if isinstance(hashes, pl.Series) else pl.Series("hash", hashes, dtype=pl.UInt64)
+    if isinstance(hashes, np.ndarray) and hashes.dtype.kind not in "u" and hashes.size:
+        # A float array would be truncated, a negative int wrap: only unsigned hashes are taken.
+        raise TypeError(f"hashes must be a uint64 array (the hash column of phash), not {hashes.dtype}")
+    if isinstance(hashes, np.ndarray) and hashes.ndim != 1:
+        raise ValueError(f"hashes must be 1-D, got shape {hashes.shape}")
+    try:
+        col = hashes if isinstance(hashes, pl.Series) else pl.Series("hash", hashes, dtype=pl.UInt64)
+    except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError) as e:
+        raise TypeError(f"hashes must be unsigned 64-bit integers (or None): {e}") from None
     if col.dtype != pl.UInt64:
         raise TypeError(f"hashes must be UInt64, not {col.dtype}")
     return col

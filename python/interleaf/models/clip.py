@@ -20,7 +20,7 @@ from interleaf.models.base import Model, l2_normalize
 from interleaf.models.directory import ModelDirectoryError, config_value
 from interleaf.models.runtime import Session
 from interleaf.models.tokenize import TextTokenizer, clean_texts
-from interleaf.schema import error_column
+from interleaf.schema import error_column, record_error
 
 CLIP_CONTEXT_LENGTH = 77
 
@@ -109,11 +109,16 @@ class CLIPModel(Model):
                 raise ValueError(f"preprocessed images must have shape (n, 3, {h}, {w}) for this model, got {images.shape}")
             if not np.issubdtype(images.dtype, np.floating):
                 raise ValueError(f"preprocessed images must be floating point, got {images.dtype}")
-            out = np.empty((len(images), self.dim), dtype=np.float32)
-            for i in range(0, len(images), bs):
-                out[i : i + bs] = self._run_pixels(images[i : i + bs])
-            self.stats["images"] += len(images)
-            return out, error_column([None] * len(images))
+            # A row with NaN or inf pixels is that row's error (NaN embedding), as a bad image is.
+            finite = np.isfinite(images.reshape(len(images), -1)).all(axis=1)
+            out = np.full((len(images), self.dim), np.nan, dtype=np.float32)
+            good = np.flatnonzero(finite)
+            for i in range(0, len(good), bs):
+                rows = good[i : i + bs]
+                out[rows] = self._run_pixels(images[rows])
+            self.stats["images"] += len(good)
+            errs = [None if ok else record_error("bad_argument", "preprocessed pixel values are not finite (NaN or inf)") for ok in finite]
+            return out, error_column(errs)
         images = _image.binary_column(images)
         n = images.len()
         out = np.full((n, self.dim), np.nan, dtype=np.float32)

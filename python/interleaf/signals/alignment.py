@@ -201,4 +201,6 @@ def top_k(queries, keys, k: int, *, threads: int | None = None) -> tuple[np.ndar
     int_arg("threads", threads, 1, 512, optional=True)
     if q.shape[1] != kk.shape[1]:
         raise ValueError(f"queries have {q.shape[1]} columns, keys {kk.shape[1]}")
+    if q.shape[0] * k > 1 << 28:  # 12 bytes per cell: over 3 GB of mostly padding
+        raise ValueError(f"the result would hold {q.shape[0]:,} x {k:,} cells: ask for fewer (there are {kk.shape[0]:,} keys)")
     return _native.top_k(q, kk, k, threads)

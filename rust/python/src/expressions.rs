@@ -9,8 +9,19 @@ use interleaf_core::image::analyze::{analyze, Analysis, Wants};
 use crate::frame::{error_dtype, error_series};
 use crate::image::{analysis_table, hash_columns};
 
+// Output types come from functions (`output_type_func`), never `output_type=`: the derive's
+// field function for the latter does not catch a panic, and reading an input field of a dtype
+// this build of polars lacks (Categorical, Decimal, ...) panics, which would abort the process.
+fn u64_field(input_fields: &[Field]) -> PolarsResult<Field> {
+    Ok(Field::new(input_fields[0].name().clone(), DataType::UInt64))
+}
+
+fn u32_field(input_fields: &[Field]) -> PolarsResult<Field> {
+    Ok(Field::new(input_fields[0].name().clone(), DataType::UInt32))
+}
+
 /// xxh3-64 (seed 0) of each string's UTF-8 bytes or each binary value; null stays null.
-#[polars_expr(output_type=UInt64)]
+#[polars_expr(output_type_func=u64_field)]
 fn xxh3_64(inputs: &[Series]) -> PolarsResult<Series> {
     let s = &inputs[0];
     let out: UInt64Chunked = match s.dtype() {
@@ -69,11 +80,12 @@ fn hash_u64(s: &Series) -> PolarsResult<UInt64Chunked> {
 
 /// Hamming distance between two UInt64 hash columns (popcount of the xor); null if either is
 /// null.
-#[polars_expr(output_type=UInt32)]
+#[polars_expr(output_type_func=u32_field)]
 fn hamming(inputs: &[Series]) -> PolarsResult<Series> {
     let (a, b) = (hash_u64(&inputs[0])?, hash_u64(&inputs[1])?);
     polars_ensure!(a.len() == b.len() || a.len() == 1 || b.len() == 1, ShapeMismatch: "hamming: columns differ in length");
-    let n = a.len().max(b.len());
+    // A length-1 side (a literal) broadcasts to the other's length, an empty one included.
+    let n = if a.len() == 1 { b.len() } else { a.len() };
     let get = |c: &UInt64Chunked, i: usize| if c.len() == 1 { c.get(0) } else { c.get(i) };
     let out: UInt32Chunked = (0..n)
         .map(|i| match (get(&a, i), get(&b, i)) {

@@ -232,7 +232,9 @@ pub fn coherence(emb: &[f32], offsets: &[i64], dim: usize, shuffles: usize, seed
         let identity: Vec<usize> = (0..n).collect();
         let c = consecutive(&identity);
         let mean = c.iter().sum::<f64>() / c.len() as f64;
-        let min = c.iter().copied().fold(f64::INFINITY, f64::min);
+        // NaN (a zero or NaN embedding) makes the minimum NaN too, as it makes the mean
+        // (`f64::min` would skip it, and an all-NaN document would get +inf).
+        let min = c.iter().copied().fold(f64::INFINITY, |a, b| if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) });
         let mut rng = SplitMix64(seed ^ (d as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let mut order = identity;
         let mut shuffled = 0.0;
