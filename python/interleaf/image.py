@@ -94,6 +94,8 @@ class PreprocessConfig(_native.PreprocessConfig):
         """open_clip's ``image_transform`` for inference: bicubic, OpenAI mean/std, torchvision
         rounding; ``mode`` is its ``resize_mode`` (``"shortest"`` resizes and center-crops,
         ``"squash"`` resizes to ``size`` square, ``"longest"`` fits and pads with ``fill``)."""
+        int_arg("size", size, 1, 1 << 16)
+        int_arg("fill", fill, 0, 255)
         crop = (size, size) if mode == "shortest" else None
         return cls(mode=mode, shortest_edge=size, size=(size, size), crop=crop, crop_rounding="half_even", resample=resample, rescale="divide255", mean=tuple(mean), std=tuple(std), fill=fill)
 

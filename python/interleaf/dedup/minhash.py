@@ -31,6 +31,7 @@ def shingles(text: str, n: int = 5, unit: str = "word") -> list[str]:
     units gives one shingle (all of it); an empty text gives none. No case folding: normalise
     first if you want it.
     """
+    int_arg("n", n, 1, 1 << 16)
     return _native.shingles(text, n, unit)
 
 
