@@ -507,6 +507,12 @@ def test_dedup_and_search_arguments_are_checked_before_any_work():
         with pytest.raises(err, match="ids"):
             idx.add(v, ids=ids)
     assert len(idx) == 0
+    from interleaf.dedup import shingles
+
+    with pytest.raises(ValueError, match="n must be"):
+        shingles("a b c", n=-1)
+    with pytest.raises(ValueError, match="fill"):
+        image.PreprocessConfig.open_clip(fill=300)
 
 
 def test_nan_inputs_are_nulls_or_row_errors_never_numbers():
