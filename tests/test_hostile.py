@@ -533,3 +533,18 @@ def test_nan_inputs_are_nulls_or_row_errors_never_numbers():
     with pytest.raises(TypeError, match="item 1 is int"):
         image.stats([b"\xff\xd8", 123])
     assert image.stats([bytearray(b"not an image")])["error"][0]["kind"] == "unknown_image_format"
+
+
+def test_malformed_arguments_and_configs_are_named_errors(tmp_path):
+    import shutil
+
+    from interleaf import models
+
+    with pytest.raises(TypeError, match="out must be a numpy array"):
+        image.preprocess([b"x"], out=[1])
+    d = tmp_path / "clip"
+    shutil.copytree("tests/fixtures/models/clip-tiny", d)
+    cfg = json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps({**cfg, "vision_config": 5}))
+    with pytest.raises(models.ModelDirectoryError, match="vision_config must be an object"):
+        models.load(d, kind="clip")

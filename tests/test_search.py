@@ -3,6 +3,8 @@ flat with the default parameters, save/load, MM-Instruct's sampled matching, bad
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -99,6 +101,12 @@ def test_save_and_load_every_kind(tmp_path):
         assert (back.search(q, 5)[1] == index.search(q, 5)[1]).all()
     with pytest.raises(FileNotFoundError, match="not an interleaf index folder"):
         Index.load(tmp_path / "nowhere")
+    # An index.json that lies about the file, or holds nothing, is refused in words.
+    meta = json.loads((tmp_path / "flat" / "index.json").read_text())
+    for lie, message in (({**meta, "kind": "ivf"}, "is a flat index, index.json says 'ivf'"), ({**meta, "kind": "hnsw"}, "is a flat index"), ({}, "must hold dim, metric, kind and params")):
+        (tmp_path / "flat" / "index.json").write_text(json.dumps(lie))
+        with pytest.raises(ValueError, match=message):
+            Index.load(tmp_path / "flat")
 
 
 def test_bad_input_is_refused_clearly():

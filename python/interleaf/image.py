@@ -313,6 +313,8 @@ def analyze(
         h, w = cfg.output_shape
         if out is None:
             arr = np.empty((col.len(), 3, h, w), dtype=dtype)
+        elif not isinstance(out, np.ndarray):
+            raise TypeError(f"out must be a numpy array of shape (n, 3, {h}, {w}), not {type(out).__name__}")
         elif out.dtype != np.dtype(dtype):
             raise ValueError(f"out has dtype {out.dtype}, expected {dtype}")
         else:

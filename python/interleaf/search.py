@@ -331,12 +331,20 @@ class Index:
         for f in ("index.faiss", "index.json"):
             if not (d / f).is_file():
                 raise FileNotFoundError(f"{d / f} is missing: not an interleaf index folder")
-        meta = json.loads((d / "index.json").read_text())
+        try:
+            meta = json.loads((d / "index.json").read_text())
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ValueError(f"{d}/index.json is not JSON: {e}") from None
+        if not isinstance(meta, dict) or not {"dim", "metric", "kind", "params"} <= meta.keys() or not isinstance(meta["params"], dict):
+            raise ValueError(f"{d}/index.json must hold dim, metric, kind and params, as Index.save writes it")
+        index = faiss.read_index(str(d / "index.faiss"))
+        found = _kind_of(faiss, index)
+        if found != meta["kind"]:
+            raise ValueError(f"{d}/index.faiss is a {found or type(index).__name__} index, index.json says {meta['kind']!r}")
         p = dict(meta["params"])
         if meta["kind"] != "hnsw" and p.get("nprobe") and resolve_device(device) == "cuda":
             p["nprobe"] = min(int(p["nprobe"]), GPU_MAX_K)
         self = cls(meta["dim"], meta["metric"], meta["kind"], device, **{k: v for k, v in p.items() if k in ("nlist", "nprobe", "pq_m", "pq_bits", "hnsw_m", "ef_search", "ef_construction")})
-        index = faiss.read_index(str(d / "index.faiss"))
         if index.d != self.dim:
             raise ValueError(f"{d}/index.faiss holds {index.d}-dimensional vectors, index.json says {self.dim}")
         if self.device == "cuda":
@@ -345,6 +353,18 @@ class Index:
         self._index = index
         self._set_nprobe()
         return self
+
+
+def _kind_of(faiss: Any, index: Any) -> str | None:
+    """The :data:`KINDS` name of a FAISS index as :meth:`Index.save` writes it (an id map around
+    a flat, IVF, IVF-PQ or HNSW index); None for anything else."""
+    idx = faiss.downcast_index(index)
+    if isinstance(idx, (faiss.IndexIDMap, faiss.IndexIDMap2)):
+        idx = faiss.downcast_index(idx.index)
+    for cls_name, kind in (("IndexHNSW", "hnsw"), ("IndexIVFPQ", "ivfpq"), ("IndexIVF", "ivf"), ("IndexFlat", "flat")):
+        if isinstance(idx, getattr(faiss, cls_name)):
+            return kind
+    return None
 
 
 def kmeans(x: Any, k: int, *, spherical: bool = True, niter: int = 20, seed: int = 1234, device: str = "auto") -> tuple[np.ndarray, np.ndarray]:

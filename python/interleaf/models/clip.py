@@ -48,6 +48,9 @@ class CLIPModel(Model):
         cfg = self.config
         text_cfg = cfg.get("text_config") or {}
         vision_cfg = cfg.get("vision_config") or {}
+        for name, sub in (("text_config", text_cfg), ("vision_config", vision_cfg)):
+            if not isinstance(sub, dict):
+                raise ModelDirectoryError(f"{d.path}/config.json: {name} must be an object, not {type(sub).__name__}")
         if (d.path / "preprocessor_config.json").is_file() or (d.path / "open_clip_config.json").is_file():
             self.preprocess_config = _image.load_config(d.path)
         else:
