@@ -548,3 +548,29 @@ def test_malformed_arguments_and_configs_are_named_errors(tmp_path):
     (d / "config.json").write_text(json.dumps({**cfg, "vision_config": 5}))
     with pytest.raises(models.ModelDirectoryError, match="vision_config must be an object"):
         models.load(d, kind="clip")
+
+
+def test_the_one_confined_local_read_serves_tables_predictions_and_image_folders(tmp_path):
+    """interleaf.io.local.read_confined, which the LLM commands, eval comm and eval clip-i share:
+    a file inside is read; a link out, a FIFO (never opened: no hang), a folder, a missing file,
+    a file over the limit and a NUL in the name each say why."""
+    from interleaf.io.local import read_confined
+
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "ok.bin").write_bytes(b"12345")
+    (tmp_path / "secret").write_bytes(b"s")
+    (root / "out").symlink_to(tmp_path / "secret")
+    os.mkfifo(root / "fifo")
+    cases = {
+        "ok.bin": (b"12345", None),
+        "out": (None, "resolves outside the root"),
+        "fifo": (None, "not a regular file"),
+        ".": (None, "not a regular file"),
+        "gone": (None, "not found"),
+        "bad\0name": (None, "embedded null byte"),
+    }
+    for name, want in cases.items():
+        assert read_confined(root / name, root, 100, root_name="the root") == want, name
+    assert read_confined(root / "ok.bin", root, 4) == (None, "5 bytes, over the 4-byte limit")
+    assert read_confined(tmp_path / "secret", None, 100) == (b"s", None)  # no root: anywhere

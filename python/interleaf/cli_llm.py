@@ -19,6 +19,7 @@ from typing import Any
 import polars as pl
 
 from interleaf.io.atomic import atomic_output
+from interleaf.io.local import read_confined
 from interleaf.llm import STRUCTURED_MODES, Client
 
 _TABLE_SUFFIXES = (".parquet", ".jsonl", ".ndjson")
@@ -92,26 +93,15 @@ def _load_images(table: pl.DataFrame, base: Path, allow_outside_root: bool = Fal
     root = base.resolve()
     images: list[bytes | None] = []
     errors: list[str | None] = list(table["error"]) if "error" in table.columns else [None] * table.height
+    inside = None if allow_outside_root else root
     for i, ref in enumerate(table["image"].to_list()):
         images.append(None)
         if ref is None:
             continue
-        try:
-            p = (Path(ref) if Path(ref).is_absolute() else base / ref).resolve()
-        except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
-            errors[i] = errors[i] or f"image path {ref!r}: {e}"
-            continue
-        if not allow_outside_root and not p.is_relative_to(root):
-            errors[i] = errors[i] or f"image path {ref} resolves outside the image root {root} (--allow-outside-root to read it)"
-        elif not p.is_file():
-            errors[i] = errors[i] or f"image file {ref}: {'not a regular file' if p.exists() else 'not found'}"
-        elif p.stat().st_size > max_bytes:
-            errors[i] = errors[i] or f"image file {ref}: {p.stat().st_size:,} bytes, over the {max_bytes:,}-byte limit"
-        else:
-            try:
-                images[-1] = p.read_bytes()
-            except OSError as e:
-                errors[i] = errors[i] or f"image file {ref}: {e.strerror or e}"
+        data, why = read_confined(Path(ref) if Path(ref).is_absolute() else base / ref, inside, max_bytes, root_name=f"the image root {root} (--allow-outside-root to read it)")
+        images[-1] = data
+        if why is not None:
+            errors[i] = errors[i] or f"image file {ref!r}: {why}"
     return table.with_columns(pl.Series("image", images, dtype=pl.Binary), pl.Series("error", errors, dtype=pl.String))
 
 

@@ -44,6 +44,7 @@ from typing import Any
 import polars as pl
 
 from interleaf.io.atomic import atomic_output, write_text
+from interleaf.io.local import read_confined
 
 __all__ = ["MAX_IMAGES", "TASKS", "build_tasks", "metrics", "read_predictions", "reference_steps", "step_texts", "write_tasks"]
 
@@ -348,21 +349,10 @@ def _read_image(base: Path, folder: Path, ref: Any, errors: list[str], seen: dic
 
 
 def _read_checked(cand: Path, folder: Path, ref: str, errors: list[str]) -> bytes | None:
-    if not cand.is_relative_to(folder.resolve()):
-        errors.append(f"image {ref}: resolves outside the sample folder")
-        return None
-    if not cand.is_file():
-        errors.append(f"image {ref}: {'not a regular file' if cand.exists() else 'not found'}")
-        return None
-    size = cand.stat().st_size
-    if size > MAX_IMAGE_BYTES:
-        errors.append(f"image {ref}: {size:,} bytes, over the {MAX_IMAGE_BYTES:,}-byte limit")
-        return None
-    try:
-        return cand.read_bytes()
-    except OSError as e:
-        errors.append(f"image {ref}: {e.strerror or e}")
-        return None
+    data, why = read_confined(cand, folder, MAX_IMAGE_BYTES, root_name="the sample folder")
+    if why is not None:
+        errors.append(f"image {ref}: {why}")
+    return data
 
 
 def read_predictions(folder: str | Path, task: str, references: Any = None, *, image_root: str | None = None) -> list[dict[str, Any]]:

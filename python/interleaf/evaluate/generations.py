@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from interleaf.evaluate.comm import IMAGE, MAX_IMAGE_BYTES, TASKS, read_predictions
+from interleaf.io.local import read_confined
 
 __all__ = ["IMAGE_SUFFIXES", "folder_pairs", "synjudge_samples"]
 
@@ -29,23 +30,10 @@ def _read(p: Path | None, errors: list[str | None], i: int) -> bytes | None:
     if p is None:
         return None
     # As for every reader: a file (or symbolic link) that resolves outside its folder is not read.
-    real = p.resolve()
-    if not real.is_relative_to(p.parent.resolve()):
-        errors[i] = f"{p.name}: resolves outside its folder ({real})"
-        return None
-    if not real.is_file():
-        errors[i] = f"{p.name}: not a regular file"
-        return None
-    p = real
-    size = p.stat().st_size
-    if size > MAX_IMAGE_BYTES:
-        errors[i] = f"{p.name}: {size:,} bytes, over the {MAX_IMAGE_BYTES:,}-byte limit"
-        return None
-    try:
-        return p.read_bytes()
-    except OSError as e:
-        errors[i] = f"{p.name}: {e.strerror or e}"
-        return None
+    data, why = read_confined(p, p.parent, MAX_IMAGE_BYTES)
+    if why is not None:
+        errors[i] = f"{p.name}: {why}"
+    return data
 
 
 def folder_pairs(generated: str | Path, reference: str | Path) -> tuple[list[str], list[bytes | None], list[bytes | None], list[str | None]]:
