@@ -484,7 +484,7 @@ def test_polars_expressions_on_unsupported_dtypes_raise_instead_of_aborting():
 
 def test_dedup_and_search_arguments_are_checked_before_any_work():
     from interleaf import search, signals
-    from interleaf.dedup import deduplicate, lsh_clusters, lsh_params, near_duplicates
+    from interleaf.dedup import lsh_clusters, lsh_params, near_duplicates
 
     for bad in ({"num_perm": 0}, {"num_perm": 10**9}, {"threshold": float("nan")}):
         with pytest.raises(ValueError, match=next(iter(bad))):

@@ -324,7 +324,7 @@ def write_tasks(samples: Iterable[dict[str, Any]], out: str | Path) -> dict[str,
 # --- reading predictions -----------------------------------------------------------------------
 
 
-def _read_image(base: Path, folder: Path, ref: Any, errors: list[str], seen: dict[Path, bytes | None] | None = None) -> bytes | None:
+def _read_image(base: Path, folder: Path, ref: Any, errors: list[str], seen: dict[Path, bytes | None]) -> bytes | None:
     """One image of a sample (``seen``: the files this sample has read, so an entry repeated
     many times is read, and held, once)."""
     if not isinstance(ref, str) or not ref:
@@ -340,19 +340,11 @@ def _read_image(base: Path, folder: Path, ref: Any, errors: list[str], seen: dic
     except (OSError, ValueError) as e:  # ValueError: a NUL byte in the name
         errors.append(f"image {ref[:80]!r}: {e}")
         return None
-    if seen is not None and cand in seen:
-        return seen[cand]
-    got = _read_checked(cand, folder, ref, errors)
-    if seen is not None:
-        seen[cand] = got
-    return got
-
-
-def _read_checked(cand: Path, folder: Path, ref: str, errors: list[str]) -> bytes | None:
-    data, why = read_confined(cand, folder, MAX_IMAGE_BYTES, root_name="the sample folder")
-    if why is not None:
-        errors.append(f"image {ref}: {why}")
-    return data
+    if cand not in seen:
+        seen[cand], why = read_confined(cand, folder, MAX_IMAGE_BYTES, root_name="the sample folder")
+        if why is not None:
+            errors.append(f"image {ref}: {why}")
+    return seen[cand]
 
 
 def read_predictions(folder: str | Path, task: str, references: Any = None, *, image_root: str | None = None) -> list[dict[str, Any]]:

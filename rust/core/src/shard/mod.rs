@@ -93,14 +93,18 @@ impl<R: BufRead> SampleReader<R> {
         }
     }
 
+    /// Makes `sample` the current one (its limits counted afresh); returns the previous one.
+    fn begin(&mut self, sample: Sample) -> Option<Sample> {
+        (self.current_bytes, self.current_over) = (0, false);
+        self.current_exts.clear();
+        self.current.replace(sample)
+    }
+
     /// Puts a member into the current sample, returning the previous sample when the key changed.
     fn place(&mut self, key: &str, ext: String, data: Option<Vec<u8>>, error: Option<RecordError>) -> Option<Sample> {
         let mut emitted = None;
         if self.current.as_ref().is_none_or(|s| s.key != key) {
-            emitted = self.current.take();
-            self.current = Some(Sample { key: key.to_string(), url: self.url.clone(), ..Default::default() });
-            (self.current_bytes, self.current_over) = (0, false);
-            self.current_exts.clear();
+            emitted = self.begin(Sample { key: key.to_string(), url: self.url.clone(), ..Default::default() });
         }
         let sample = self.current.as_mut().expect("current sample");
         if let Some(e) = error.filter(|_| sample.errors.len() < MAX_SAMPLE_ERRORS) {
@@ -120,13 +124,12 @@ impl<R: BufRead> SampleReader<R> {
                     sample.errors.push(RecordError::new(ErrorKind::MemberTooLarge, msg));
                 }
             } else if self.current_exts.contains(&ext) {
-                if sample.errors.len() >= MAX_SAMPLE_ERRORS {
-                    return emitted;
+                if sample.errors.len() < MAX_SAMPLE_ERRORS {
+                    sample.errors.push(RecordError::new(
+                        ErrorKind::DuplicateMember,
+                        format!("sample {key:?} has a second member with extension {ext:?}; the first is kept"),
+                    ));
                 }
-                sample.errors.push(RecordError::new(
-                    ErrorKind::DuplicateMember,
-                    format!("sample {key:?} has a second member with extension {ext:?}; the first is kept"),
-                ));
             } else {
                 self.current_bytes = bytes;
                 self.current_exts.insert(ext.clone());
@@ -168,11 +171,8 @@ impl<R: BufRead> Iterator for SampleReader<R> {
                         }
                         None => {
                             // Damage we cannot attribute to a key becomes a record of its own.
-                            let prev = self.current.take();
-                            self.current =
-                                Some(Sample { key: format!("{}#damaged", self.url), url: self.url.clone(), members: Vec::new(), errors: vec![error] });
-                            (self.current_bytes, self.current_over) = (0, false);
-                            self.current_exts.clear();
+                            let prev =
+                                self.begin(Sample { key: format!("{}#damaged", self.url), url: self.url.clone(), members: Vec::new(), errors: vec![error] });
                             if prev.is_some() {
                                 return prev;
                             }
