@@ -144,8 +144,9 @@ def test_io_binding_path_gives_the_same_outputs(lm):
 def test_bad_device_and_threads_are_rejected():
     with pytest.raises(ValueError, match="device must be one of"):
         create_session(LM_DIR / "onnx" / "model.onnx", "tpu")
-    with pytest.raises(ValueError, match="threads must be >= 1"):
-        create_session(LM_DIR / "onnx" / "model.onnx", "cpu", threads=0)
+    for threads in (0, 2**31, "2"):
+        with pytest.raises(ValueError, match=r"threads must be an int \[1, 1024\]"):
+            create_session(LM_DIR / "onnx" / "model.onnx", "cpu", threads=threads)
 
 
 # ----------------------------------------------------------------------------------- CLIP
@@ -430,8 +431,9 @@ def test_arguments_are_checked_when_loading_and_calling(clip, lm):
         models.load(LM_DIR, device="gpu")
     with pytest.raises(ValueError, match="precision must be one of"):
         models.load(LM_DIR, precision="half")
-    with pytest.raises(ValueError, match="batch_size must be >= 1"):
-        lm.perplexity(["some text"], batch_size=0)
+    for bs in (0, "2", 2.0):
+        with pytest.raises(ValueError, match=r"batch_size must be an int \[1, 1048576\]"):
+            lm.perplexity(["some text"], batch_size=bs)
     with pytest.raises(TypeError, match="not one str/bytes"):
         lm.perplexity("a single string")
     with pytest.raises(TypeError, match="not one bytes/str"):

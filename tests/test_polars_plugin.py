@@ -65,5 +65,8 @@ def test_cosine_and_clip_score_expressions_against_numpy():
     assert one == pytest.approx(a[:, 0] / np.linalg.norm(a, axis=1), abs=1e-12)
     edge = pl.DataFrame({"a": [[0.0, 0.0], None, [1.0, float("nan")], [1.0, 2.0]], "b": [[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [2.0, 4.0]]})
     assert edge.select(ilp.cosine("a", "b")).to_series().to_list() == [None, None, None, pytest.approx(1.0)]
+    # Norms past float64's range either way still give the cosine (scaled first).
+    huge = pl.DataFrame({"a": [[1e200, 1e200], [1e-200, 0.0], [3e300, -4e300]], "b": [[1.0, 0.0], [1e-300, 1e-300], [3.0, -4.0]]})
+    assert huge.select(ilp.cosine("a", "b")).to_series().to_list() == pytest.approx([2**-0.5, 2**-0.5, 1.0], abs=1e-12)
     with pytest.raises(pl.exceptions.ComputeError, match="vectors of 2 and 3"):
         pl.DataFrame({"a": [[1.0, 2.0]], "b": [[1.0, 2.0, 3.0]]}).select(ilp.cosine("a", "b"))

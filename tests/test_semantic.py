@@ -150,8 +150,9 @@ def test_documents_without_text_have_nothing_to_embed():
     docs = pl.DataFrame({"text": ["a cat", "", None], "first_image": [None, None, None]}, schema={"text": pl.String, "first_image": pl.Binary})
     emb = embed_documents(clip, docs, "text")
     assert np.isfinite(emb[0]).all() and np.isnan(emb[1:]).all()
-    with pytest.raises(ValueError, match=r"eps must be in \[0, 1\]"):
-        semantic(np.eye(3, dtype=np.float32), eps=1.5)
+    for eps in (1.5, float("nan"), "0.1"):
+        with pytest.raises(ValueError, match=r"eps must be a number in \[0.0, 1.0\]"):
+            semantic(np.eye(3, dtype=np.float32), eps=eps)
 
 
 def test_gpu_kmeans_finds_the_same_duplicates_as_the_cpu():

@@ -131,6 +131,20 @@ def test_mmc4_assignment_equals_the_published_procedure():
     assert mmc4_assign(np.array([[0.15, 0.1]], dtype=np.float32)).tolist() == [0]  # exactly 0.15 is kept
     assert mmc4_assign(np.array([[0.1499, 0.1]], dtype=np.float32)).tolist() == [-1]
     assert mmc4_assign(np.zeros((2, 0), dtype=np.float32)).tolist() == [-1, -1]
+    # An unknown (NaN) similarity is never matched; the rest of the matrix is assigned as
+    # MMC4 would assign it over the known cells (scipy with NaN as a prohibitive loss).
+    for _ in range(50):
+        sim = rng.uniform(-0.1, 0.45, size=(6, 5)).astype(np.float32)
+        sim[rng.uniform(size=sim.shape) < 0.2] = np.nan
+        got = mmc4_assign(sim)
+        assigned = got >= 0
+        assert not np.isnan(sim[assigned, got[assigned]]).any()
+        best = np.nanmax(np.where(np.isnan(sim), -np.inf, sim), axis=1)
+        assert np.array_equal(assigned, best >= 0.15)
+        keep = np.flatnonzero(best >= 0.15)
+        r, c = linear_sum_assignment(np.where(np.isnan(sim[keep]), -1e3, sim[keep]), maximize=True)
+        ok = ~np.isnan(sim[keep][r, c])
+        assert np.array_equal(got[keep[r[ok]]], c[ok]) or sim[keep[r[ok]], got[keep[r[ok]]]].sum() == pytest.approx(sim[keep[r[ok]], c[ok]].sum(), abs=1e-6)
 
 
 def test_mmc4_over_documents_equals_one_document_at_a_time():

@@ -7,14 +7,13 @@ published full matrix)."""
 
 from __future__ import annotations
 
-import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from interleaf._checks import choice_arg, int_arg
+from interleaf._checks import choice_arg, float_arg, int_arg
 
 # Items per row block and candidates per column chunk of one cluster's similarity products:
 # a cluster of up to _ROWS items is one symmetric product (BLAS syrk, half the multiply-adds);
@@ -145,8 +144,7 @@ def semantic(
     def unit(idx: np.ndarray) -> np.ndarray:
         return x[idx] / norms[idx, None]
     n = len(x)
-    if not (0 <= eps <= 1) or math.isnan(eps):
-        raise ValueError(f"eps must be in [0, 1] (cosine > 1 - eps), got {eps}")
+    eps = float_arg("eps", eps, 0.0, 1.0)
     int_arg("n_clusters", n_clusters, 1, 1 << 24, optional=True)
     int_arg("threads", threads, 1, 512, optional=True)
     int_arg("niter", niter, 1, 10_000)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from interleaf._checks import int_arg
 from interleaf.models.directory import PRECISIONS, ModelDirectory, ModelDirectoryError
 from interleaf.models.runtime import DEVICES, Session, create_session, cuda_available
 from interleaf.models.tokenize import TextTokenizer
@@ -68,10 +69,7 @@ class Model:
         return self._session(self.main_graph)
 
     def _batch_size(self, batch_size: int | None) -> int:
-        bs = self.batch_size if batch_size is None else batch_size
-        if bs < 1:
-            raise ValueError("batch_size must be >= 1")
-        return bs
+        return int_arg("batch_size", self.batch_size if batch_size is None else batch_size, 1, 1 << 20)
 
     @staticmethod
     def _fit_sequence(s: Session, tokenizer: TextTokenizer) -> None:

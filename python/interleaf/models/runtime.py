@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from interleaf._checks import int_arg
+
 DEVICES = ("auto", "cuda", "cpu")
 
 # ONNX tensor element types as ONNX Runtime names them, and their numpy types.
@@ -119,8 +121,7 @@ def session_options(threads: int | None = None, spin: bool = False):
     (default: the cores this process may use), one inter-op thread, sequential execution, no
     spin-waiting unless ``spin``, all graph optimisations."""
     ort = _ort()
-    if threads is not None and threads < 1:
-        raise ValueError("threads must be >= 1")
+    int_arg("threads", threads, 1, 1024, optional=True)
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads or available_cores()
     so.inter_op_num_threads = 1

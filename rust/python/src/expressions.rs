@@ -253,8 +253,13 @@ fn cosine(inputs: &[Series]) -> PolarsResult<Series> {
         let v = match (row(&a, i), row(&b, i)) {
             (Some(x), Some(y)) => {
                 polars_ensure!(x.len() == y.len(), ShapeMismatch: "cosine: row {} has vectors of {} and {} values", i, x.len(), y.len());
+                // Each vector is scaled by its largest magnitude first, so norms past f64's
+                // range (either way) still give their cosine.
+                let top = |v: &[f64]| v.iter().fold(0.0f64, |m, p| m.max(p.abs()));
+                let (sx, sy) = (top(x), top(y));
                 let (mut xy, mut xx, mut yy) = (0.0, 0.0, 0.0);
                 for (p, q) in x.iter().zip(y) {
+                    let (p, q) = (p / sx, q / sy);
                     xy += p * q;
                     xx += p * p;
                     yy += q * q;

@@ -107,7 +107,9 @@ fn block(a: &[f32], ra: std::ops::Range<usize>, b: &[f32], rb: std::ops::Range<u
 /// before anything is assigned (exactly `threshold` is kept); the survivors are matched to
 /// distinct sentences maximising the total similarity; when there are more survivors than
 /// sentences, each one left over goes to its most similar sentence (the first on ties), so a
-/// sentence may then carry several images. Returns the sentence index of each image, or -1.
+/// sentence may then carry several images. A NaN cell (an unknown similarity) is never matched:
+/// an image that could only be matched through one is left over too. Returns the sentence index
+/// of each image, or -1.
 pub fn mmc4_assign(sim: &[f32], images: usize, sentences: usize, threshold: f32) -> Result<Vec<i64>, String> {
     if sim.len() != images * sentences {
         return Err(format!("similarity holds {} values, not {images} x {sentences}", sim.len()));
@@ -128,14 +130,26 @@ pub fn mmc4_assign(sim: &[f32], images: usize, sentences: usize, threshold: f32)
         return Ok(out);
     }
     let cost: Vec<f64> = kept.iter().flat_map(|&i| row(i).iter().map(|&v| v as f64)).collect();
-    let matched = linear_assignment(&cost, kept.len(), sentences, true)?;
+    let matched = linear_assignment(&without_nan(cost, kept.len().min(sentences)), kept.len(), sentences, true)?;
     for (k, &i) in kept.iter().enumerate() {
         out[i] = match matched[k] {
-            Some(j) => j as i64,
-            None => argmax(i).map_or(-1, |j| j as i64),
+            Some(j) if !row(i)[j].is_nan() => j as i64,
+            _ => argmax(i).map_or(-1, |j| j as i64),
         };
     }
     Ok(out)
+}
+
+/// A maximising assignment's gains with each NaN cell replaced by a loss larger than any
+/// `matches` cells of finite gains could make up, so the optimum uses as few as it can.
+fn without_nan(mut gain: Vec<f64>, matches: usize) -> Vec<f64> {
+    let finite = || gain.iter().copied().filter(|v| v.is_finite());
+    let (lo, hi) = (finite().fold(0.0, f64::min), finite().fold(0.0, f64::max));
+    let penalty = lo - (hi - lo + 1.0) * (matches as f64 + 1.0);
+    for v in gain.iter_mut().filter(|v| v.is_nan()) {
+        *v = penalty;
+    }
+    gain
 }
 
 /// Sentence index and cosine per image.
@@ -356,5 +370,19 @@ mod tests {
         // Exactly the threshold is kept.
         assert_eq!(mmc4_assign(&[0.15], 1, 1, 0.15).unwrap(), vec![0]);
         assert_eq!(mmc4_assign(&[], 2, 0, 0.15).unwrap(), vec![-1, -1]);
+    }
+
+    #[test]
+    fn mmc4_never_matches_an_unknown_similarity() {
+        // Image 0's best is sentence 1, but image 1 can only use sentence 1: the optimum over
+        // known cells gives image 0 sentence 0 and image 1 sentence 1.
+        let sim = [0.5, 0.6, f32::NAN, 0.9];
+        assert_eq!(mmc4_assign(&sim, 2, 2, 0.15).unwrap(), vec![0, 1]);
+        // Both images know only sentence 0: one takes it, the other is left over and goes to
+        // its best known sentence too (never to the NaN one).
+        let sim = [0.5, f32::NAN, 0.4, f32::NAN];
+        assert_eq!(mmc4_assign(&sim, 2, 2, 0.15).unwrap(), vec![0, 0]);
+        // A row of NaN has no best similarity: dropped.
+        assert_eq!(mmc4_assign(&[f32::NAN, f32::NAN], 1, 2, 0.15).unwrap(), vec![-1]);
     }
 }
