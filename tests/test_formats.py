@@ -237,6 +237,27 @@ def test_parquet_with_categorical_decimal_float16_and_zoned_timestamp_columns(tm
     assert df.get_column("kind").to_list() == ["text", "text"] and df.get_column("error").null_count() == 2
 
 
+def test_nodes_parquet_with_non_utf8_binary_text_keeps_the_rest_of_the_file(tmp_path):
+    table = pa.table(
+        {
+            "doc_id": pa.array([b"d1", b"d1", b"d\xff2"], pa.binary()),
+            "pos": [0, 1, 0],
+            "kind": ["text", "text", "text"],
+            "text": pa.array([b"caf\xe9 au lait", b"fine", None], pa.binary()),
+        }
+    )
+    pq.write_table(table, tmp_path / "n.parquet")
+    reader = interleaf.read(tmp_path / "n.parquet")
+    df = pl.concat(list(reader))
+    assert df.get_column("text").to_list() == ["caf\ufffd au lait", "fine", None]
+    assert df.get_column("doc_id").to_list() == ["d1", "d1", "d\ufffd2"]
+    errors = df.get_column("error").to_list()
+    assert errors[1] is None
+    assert errors[0]["kind"] == "invalid_utf8" and errors[0]["message"].startswith("text is not UTF-8")
+    assert errors[2]["kind"] == "invalid_utf8" and errors[2]["message"].startswith("doc_id is not UTF-8")
+    assert reader.stats["errors"] == {"invalid_utf8": 2}
+
+
 def test_nodes_parquet_keeps_documents_whole_across_row_batches(tmp_path, sample_dir):
     comm = read_all(sample_dir / "comm.jsonl")
     path = interleaf.write(comm, tmp_path / "n.parquet")[0]

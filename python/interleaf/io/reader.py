@@ -233,7 +233,7 @@ class Reader:
             for raw_batch in pf.iter_batches(batch_size=self.batch_size if not is_nodes else self.batch_size * 8):
                 batch = _portable(raw_batch)
                 if is_nodes:
-                    raw = _checked_kinds(conform(pl.from_arrow(batch)))  # type: ignore[arg-type]
+                    raw = _checked_kinds(_lossy_utf8(pl.from_arrow(batch)))  # type: ignore[arg-type]
                     pending = raw if pending is None else pl.concat([pending, raw])
                     # Yield whole batches of documents; the last document may continue in the
                     # next arrow batch, so it waits.
@@ -280,6 +280,36 @@ class Reader:
             return None
         take = int((ordinal < min(complete, self.batch_size)).sum())
         return rows[:take].with_columns((ordinal[:take] + self._next_doc).alias(DOC_INDEX))
+
+
+def _lossy_utf8(df: pl.DataFrame) -> pl.DataFrame:
+    """Node rows read from a file, conformed to the node schema. A text column stored as binary
+    whose bytes are not all UTF-8 (a cast would fail the whole file) is decoded with U+FFFD in
+    place of the bad bytes, and those rows get an ``invalid_utf8`` error naming the column, as
+    text members of a tar or jsonl line do. Only a batch with such bytes pays for a Python pass."""
+    fixed, messages = [], [None] * df.height
+    for name, dtype in NODE_SCHEMA.items():
+        if dtype != pl.String or df.schema.get(name) != pl.Binary:
+            continue
+        try:
+            df.get_column(name).cast(pl.String)
+            continue
+        except pl.exceptions.ComputeError:
+            pass
+        values = []
+        for i, v in enumerate(df.get_column(name).to_list()):
+            try:
+                values.append(None if v is None else v.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                values.append(v.decode("utf-8", "replace"))
+                messages[i] = messages[i] or f"{name} is not UTF-8 ({e.reason} at byte {e.start}); bad bytes replaced by U+FFFD"
+        fixed.append(pl.Series(name, values, dtype=pl.String))
+    if not fixed:
+        return conform(df)
+    message = pl.Series("message", messages, dtype=pl.String)
+    err = pl.struct(pl.lit("invalid_utf8").alias("kind"), pl.lit(message).alias("message"))
+    out = conform(df.with_columns(fixed))
+    return out.with_columns(pl.when(pl.lit(message).is_not_null() & pl.col(ERROR).is_null()).then(err).otherwise(pl.col(ERROR)).alias(ERROR))
 
 
 def _checked_kinds(df: pl.DataFrame) -> pl.DataFrame:
