@@ -158,6 +158,26 @@ def test_nearest_argmax_and_seeded_temperature_sampling():
         nearest(queries, corpus, temperature=0.0)
 
 
+def test_sampling_with_replacement_follows_the_softmax_and_short_candidate_lists():
+    # Three candidates at cosines 1, 0.5, 0 with temperature 0.5: probabilities
+    # softmax([2, 1, 0]) = 0.665, 0.245, 0.090; 20,000 draws are within 0.015 of them.
+    corpus = np.array([[1, 0], [0.5, 0.75**0.5], [0, 1]], np.float32)
+    s, i = nearest(np.array([[1, 0]], np.float32), corpus, k=20_000, top=3, temperature=0.5, replace=True, seed=4)
+    want = np.exp([2.0, 1.0, 0.0]) / np.exp([2.0, 1.0, 0.0]).sum()
+    assert np.abs(np.bincount(i[0], minlength=3) / i.shape[1] - want).max() < 0.015
+    np.testing.assert_allclose(s[0], np.array([1.0, 0.5, 0.0], np.float32)[i[0]], atol=1e-6)
+    again = nearest(np.array([[1, 0]], np.float32), corpus, k=20_000, top=3, temperature=0.5, replace=True, seed=4)
+    assert (again[1] == i).all()
+    # A corpus smaller than top: only real candidates are drawn; without replacement the
+    # draws past the corpus are -1 / NaN.
+    s, i = nearest(np.eye(2, dtype=np.float32), corpus[:2], k=2, top=10, temperature=0.1, seed=0)
+    assert sorted(i[0].tolist()) == [0, 1] and sorted(i[1].tolist()) == [0, 1] and np.isfinite(s).all()
+    s, i = nearest(np.eye(2, dtype=np.float32), corpus[:2], k=3, top=10, temperature=0.1, seed=0)
+    assert (i[:, 2] == -1).all() and np.isnan(s[:, 2]).all() and set(i[0, :2].tolist()) == {0, 1}
+    s, i = nearest(np.eye(2, dtype=np.float32), corpus[:2], k=5, top=10, temperature=0.1, replace=True, seed=0)
+    assert set(i.ravel().tolist()) <= {0, 1} and np.isfinite(s).all()
+
+
 def test_sampling_survives_underflow_and_a_refused_training_changes_nothing():
     corpus = np.eye(4, dtype=np.float32)
     corpus[1] = [1, 1, 0, 0]

@@ -427,22 +427,24 @@ def nearest(
         raise ValueError(f"cannot draw k={k} without replacement from top={top} candidates")
     scores, ids = index.search(q, top)
     rng = np.random.default_rng(seed)
-    out_s = np.full((len(ids), k), np.nan, dtype=np.float32)
-    out_i = np.full((len(ids), k), -1, dtype=np.int64)
+    valid = ids >= 0  # FAISS puts a query's found candidates first, -1 after them
     sign = -1.0 if metric == "l2" else 1.0
-    for r in range(len(ids)):
-        ok = ids[r] >= 0
-        cand_s, cand_i = scores[r][ok], ids[r][ok]
-        if not len(cand_i):
-            continue
-        logits = sign * cand_s.astype(np.float64) / temperature
-        n = k if replace else min(k, len(cand_i))
-        if replace:
-            p = np.exp(logits - logits.max())
-            pick = rng.choice(len(cand_i), size=n, replace=True, p=p / p.sum())
-        else:
-            # Gumbel-top-k: the same law as drawing one at a time without replacement, and no
-            # failure when far candidates' probabilities underflow to 0.
-            pick = np.argsort(-(logits + rng.gumbel(size=len(logits))), kind="stable")[:n]
-        out_s[r, :n], out_i[r, :n] = cand_s[pick], cand_i[pick]
+    with np.errstate(invalid="ignore"):
+        logits = np.where(valid, sign * scores.astype(np.float64) / temperature, -np.inf)
+    if replace:
+        # Inverse-CDF draws from softmax(logits) per query, every row at once.
+        p = np.exp(logits - np.where(valid[:, :1], logits.max(axis=1, keepdims=True), 0.0))
+        cdf = np.cumsum(p, axis=1)
+        cdf /= np.where(cdf[:, -1:] > 0, cdf[:, -1:], 1.0)
+        u = rng.random((len(ids), k))
+        pick = np.minimum((u[:, :, None] >= cdf[:, None, :]).sum(axis=2), np.maximum(valid.sum(axis=1, keepdims=True) - 1, 0))
+        drawn = np.broadcast_to(valid[:, :1], pick.shape)
+    else:
+        # Gumbel-top-k: the same law as drawing one at a time without replacement, and no
+        # failure when far candidates' probabilities underflow to 0.
+        keys = logits + rng.gumbel(size=logits.shape)
+        pick = np.argsort(-keys, axis=1, kind="stable")[:, :k]
+        drawn = np.arange(k)[None, :] < valid.sum(axis=1, keepdims=True)
+    out_s = np.where(drawn, np.take_along_axis(scores, pick, axis=1), np.nan).astype(np.float32)
+    out_i = np.where(drawn, np.take_along_axis(ids, pick, axis=1), -1).astype(np.int64)
     return out_s, out_i

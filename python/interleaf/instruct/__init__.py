@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from interleaf._checks import int_arg
 from interleaf.llm import Client, parse_failure, parse_json
 from interleaf.llm.records import as_records
 
@@ -164,13 +165,13 @@ def match(instructions: Any, images: Any, clip: Any, *, top_k: int = 5, mode: st
     ``"sample"`` draws from the ``top_k`` best with probabilities ``softmax(cosine /
     temperature)`` (seeded). Returns ``image_index``, ``instruction_index``, ``instruction``,
     ``score`` (the chosen cosine) and ``error`` (an image that could not be embedded)."""
-    from interleaf import models
-    from interleaf.signals.alignment import top_k as _top_k
+    from interleaf import models, search
 
     if mode not in MATCH_MODES:
         raise ValueError(f"mode must be one of {', '.join(MATCH_MODES)}, got {mode!r}")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
+    int_arg("top_k", top_k, 1, 1 << 16)
     texts = [t for t in _texts(instructions, "instructions") if t is not None]
     if not texts:
         raise ValueError("instructions: none is a non-blank string")
@@ -180,29 +181,24 @@ def match(instructions: Any, images: Any, clip: Any, *, top_k: int = 5, mode: st
     if t_err.is_not_null().any():
         raise ValueError(f"instructions could not be embedded: {t_err.drop_nulls().to_list()[:3]}")
     i_emb, i_err = clip.embed_images(images)
-    ok = np.flatnonzero(i_err.is_null().to_numpy())
-    k = min(top_k if mode == "sample" else 1, len(texts))
-    idx = np.full((len(i_emb), k), -1, dtype=np.int64)
-    sc = np.full((len(i_emb), k), np.nan, dtype=np.float32)
-    if len(ok):
-        idx[ok], sc[ok] = _top_k(i_emb[ok], t_emb, k)
-    rng = np.random.default_rng(seed)
-    rows = []
-    errors = i_err.to_list()
-    for r in range(len(i_emb)):
-        if errors[r] is not None:
-            rows.append({"image_index": r, "instruction_index": None, "instruction": None, "score": None, "error": f"{errors[r]['kind']}: {errors[r]['message']}"})
-            continue
-        valid = idx[r] >= 0
-        cand, s = idx[r][valid], sc[r][valid].astype(np.float64)
-        if mode == "sample" and len(cand) > 1:
-            p = np.exp((s - s.max()) / temperature)
-            j = int(rng.choice(len(cand), p=p / p.sum()))
-        else:
-            j = 0
-        rows.append({"image_index": r, "instruction_index": int(cand[j]), "instruction": texts[int(cand[j])], "score": float(s[j]), "error": None})
-    schema = {"image_index": pl.Int64, "instruction_index": pl.Int64, "instruction": pl.String, "score": pl.Float32, "error": pl.String}
-    return pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
+    ok = i_err.is_null().to_numpy()
+    chosen = np.full(len(i_emb), -1, dtype=np.int64)
+    score = np.full(len(i_emb), np.nan, dtype=np.float32)
+    if ok.any():
+        sample = mode == "sample"
+        s, i = search.nearest(i_emb[ok], t_emb, 1, top=min(top_k, len(texts)) if sample else None, temperature=temperature if sample else None, seed=seed)
+        chosen[ok], score[ok] = i[:, 0], s[:, 0]
+    index = pl.Series("instruction_index", chosen).replace(-1, None)
+    return pl.DataFrame(
+        {
+            "image_index": np.arange(len(i_emb), dtype=np.int64),
+            "instruction_index": index,
+            "instruction": pl.Series(texts, dtype=pl.String).gather(index),
+            "score": pl.Series(score, nan_to_null=True),
+            "error": pl.DataFrame({"e": i_err}).select(pl.format("{}: {}", pl.col("e").struct.field("kind"), pl.col("e").struct.field("message"))).to_series(),
+        },
+        schema={"image_index": pl.Int64, "instruction_index": pl.Int64, "instruction": pl.String, "score": pl.Float32, "error": pl.String},
+    )
 
 
 def answer(pairs: Any, client: Client, *, examples: Sequence[dict[str, str]] = (), progress: bool = False) -> pl.DataFrame:
