@@ -237,6 +237,21 @@ def test_parquet_with_categorical_decimal_float16_and_zoned_timestamp_columns(tm
     assert df.get_column("kind").to_list() == ["text", "text"] and df.get_column("error").null_count() == 2
 
 
+def test_lone_surrogate_escapes_read_as_python_reads_them(records):
+    # Python's json accepts "\ud800" (serde_json refuses it): the record is kept, the lone
+    # surrogate becomes U+FFFD and the record says so; a real pair stays one character.
+    root = records["root"]
+    lines = ['{"id": "cut", "image": "images/coffee.jpg", "caption": "coffee \\ud83d"}', '{"id": "pair", "image": "images/coffee.jpg", "caption": "coffee \\ud83d\\ude00"}']
+    assert json.loads(lines[0])["caption"] == "coffee \ud83d"
+    (root / "surrogates.jsonl").write_text("\n".join(lines) + "\n")
+    reader = interleaf.read(root / "surrogates.jsonl", format="pairs")
+    df = pl.concat(list(reader)).filter(pl.col("kind") == "text")
+    assert df.get_column("text").to_list() == ["coffee \ufffd", "coffee \U0001f600"]
+    errors = df.get_column("error").to_list()
+    assert errors[0]["kind"] == "invalid_utf8" and "1 lone UTF-16 surrogate" in errors[0]["message"] and errors[1] is None
+    assert reader.stats["errors"] == {"invalid_utf8": 1}
+
+
 def test_nodes_parquet_with_non_utf8_binary_text_keeps_the_rest_of_the_file(tmp_path):
     table = pa.table(
         {

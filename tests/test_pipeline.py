@@ -385,6 +385,67 @@ def test_mmc4_assignment_drops_the_image_no_sentence_describes_with_a_trained_cl
     assert sorted((i["matched_text_index"], i["image_name"]) for i in rec["image_info"]) == [(0, "coffee.jpg"), (1, "chelsea.jpg"), (2, "rocket.jpg")]
 
 
+class ChosenClip:
+    """A stand-in CLIP whose cosines the test chooses: an image is identified by its solid red
+    channel (read from the bytes, or from the preprocessed pixels), a text by its string."""
+
+    def __init__(self, images: dict[int, np.ndarray], texts: dict[str, np.ndarray]):
+        unit = lambda v: np.asarray(v, np.float32) / np.linalg.norm(v)  # noqa: E731
+        self.images, self.texts = {k: unit(v) for k, v in images.items()}, {k: unit(v) for k, v in texts.items()}
+        self.dim, self.batch_size = len(next(iter(texts.values()))), 64
+        self.preprocess_config = interleaf.models.load(CLIP_DIR, "cpu").preprocess_config
+
+    def embed_images(self, images, *, batch_size=None, threads=None, **kw):
+        if isinstance(images, np.ndarray):  # preprocessed: undo CLIP's normalisation of red
+            reds = [round((float(x[0].mean()) * 0.26862954 + 0.48145466) * 255) for x in images]
+        else:
+            reds = [Image.open(io.BytesIO(b)).convert("RGB").getpixel((0, 0))[0] for b in images]
+        return np.stack([self.images[r] for r in reds]), interleaf.schema.error_column([None] * len(reds))
+
+    def embed_texts(self, texts, *, batch_size=None):
+        return np.stack([self.texts[t] for t in texts]), interleaf.schema.error_column([None] * len(texts))
+
+
+def _red_png(red: int) -> bytes:
+    """A 300 x 300 PNG, solid red channel ``red``, with a coarse random green pattern (so two of
+    them are not pHash near-duplicates)."""
+    g = np.asarray(Image.fromarray(np.random.default_rng(red).integers(0, 256, (8, 8), dtype=np.uint8)).resize((300, 300), Image.NEAREST))
+    buf = io.BytesIO()
+    Image.fromarray(np.stack([np.full(g.shape, red, np.uint8), g, np.full(g.shape, 200, np.uint8)], -1)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_mmc4_keeps_every_image_it_assigns_even_below_the_threshold_at_its_sentence(tmp_path):
+    # Cosines (images x sentences) [[0.30, 0.10], [0.29, 0.12]]: both images pass the 0.15 rule
+    # on their best cosine; the assignment gives image 0 sentence 0 and image 1 sentence 1 at
+    # 0.12. MMC4 (compute_assignments.py) keeps both, with matched_sim 0.12 for the second.
+    sim = np.array([[0.30, 0.10], [0.29, 0.12]])
+    sentences = ["A red kite over the beach.", "A note about the weather."]
+    vec = lambda s0, s1: [s0, s1, (1 - s0 * s0 - s1 * s1) ** 0.5, 0.0]  # noqa: E731
+    clip = ChosenClip({10: vec(*sim[0]), 20: vec(*sim[1]), 30: vec(0.14, 0.05)}, {sentences[0]: [1, 0, 0, 0], sentences[1]: [0, 1, 0, 0]})
+    img = tmp_path / "images"
+    img.mkdir()
+    for red in (10, 20, 30):
+        (img / f"{red}.png").write_bytes(_red_png(red))
+    src = tmp_path / "mmc4.jsonl"
+    with open(src, "wb") as f:
+        f.write(_mmc4_doc("d1", sentences, [("10.png", 0), ("20.png", 1), ("30.png", 1)]))
+        f.write(_line({"url": "http://example.com/n", "doc_id": "no-sentences", "text_list": [None], "image_info": [{"image_name": "10.png", "matched_text_index": 0}]}))
+    out = tmp_path / "out"
+    run("mmc4", [str(src)], out, models={"clip": clip}, image_root=img, device="cpu", progress=False)
+    d = dropped(out)
+    # Image 30 is below 0.15 everywhere (its value: its best cosine); the document without a
+    # sentence keeps no image, so it goes.
+    nodes = d.filter(pl.col("pos").is_not_null()).sort("doc_id", "pos")
+    assert nodes.select("doc_id", "filter").rows() == [("d1", "assignment"), ("no-sentences", "assignment")]
+    assert nodes.get_column("value")[0] == pytest.approx(0.14, abs=1e-6)
+    rec = json.loads((out / "kept" / "mmc4.jsonl").read_text().splitlines()[0])
+    assert sorted((i["image_name"], i["matched_text_index"]) for i in rec["image_info"]) == [("10.png", 0), ("20.png", 1)]
+    # mmc4-core's share of strong images counts the assigned cosines: 0.30 > 0.25, 0.12 is not.
+    att = pl.read_parquet(out / "attributes" / "clip_alignment" / "mmc4.parquet").filter(pl.col("doc_id") == "d1").sort("pos")
+    assert att.get_column("clip_alignment_score").to_list() == pytest.approx([0.30, 0.12, 0.14], abs=1e-6)
+
+
 def test_move_images_puts_each_image_before_its_target_text():
     from interleaf.pipeline import move_images
 
@@ -495,7 +556,7 @@ def test_mmc4_drops_small_images_and_near_duplicates_within_a_document(tmp_path)
         f.write(_mmc4_doc("d3", s[:1], [("astronaut_flag.jpg", 0)]))
     recipe = tmp_path / "mmc4.yaml"
     # The random CLIP's assignment means nothing: images stay where the input put them.
-    text = recipes.preset_text("mmc4").replace("threshold: 0.15", "threshold: -1.0").replace("clip_alignment_score >= 0.15", "clip_alignment_score >= -1.0").replace("images_to: clip_alignment_text_pos", "images_to: null")
+    text = recipes.preset_text("mmc4").replace("threshold: 0.15", "threshold: -1.0").replace("images_to: clip_alignment_text_pos", "images_to: null")
     recipe.write_text(text)
     out = tmp_path / "out"
     summ = run(recipe, [str(src)], out, models={"clip": str(CLIP_DIR)}, image_root=img, device="cpu", progress=False)
@@ -631,7 +692,7 @@ def test_mmc4_core_applies_the_core_subset_rules(tmp_path):
         f.write(_mmc4_doc("few-sentences", s[:3], [("astronaut.jpg", 0), ("coffee.jpg", 1)]))
         f.write(_mmc4_doc("one-image", s, [("rocket.jpg", 1)]))
     recipe = tmp_path / "core.yaml"
-    recipe.write_text(recipes.preset_text("mmc4-core").replace("threshold: 0.15", "threshold: -1.0").replace("clip_alignment_score >= 0.15", "clip_alignment_score >= -1.0").replace("> 0.25", "> -1.0"))
+    recipe.write_text(recipes.preset_text("mmc4-core").replace("threshold: 0.15", "threshold: -1.0").replace("> 0.25", "> -1.0"))
     out = tmp_path / "out"
     summ = run(recipe, [str(src)], out, models={"clip": str(CLIP_DIR)}, image_root=img, device="cpu", progress=False)
     docs = {r["doc_id"]: r["filter"] for r in dropped(out).filter(pl.col("pos").is_null()).iter_rows(named=True)}

@@ -55,6 +55,20 @@ def test_kept_set_equals_the_published_algorithm_given_the_clusters(eps):
     assert got.get_column("cluster").to_list() == labels.tolist()
 
 
+def test_exact_duplicates_keep_the_earlier_copy_as_semdedups_stable_sort_does():
+    # Identical rows are at one distance from their centroid; SemDeDup's stable sort keeps the
+    # earlier one. A BLAS product gave the copies distances a bit apart depending on their rows.
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        n, dim = int(rng.integers(2, 40)), int(rng.choice([7, 16, 257, 512]))
+        x = rng.normal(size=(n, dim)).astype(np.float32)
+        i, j = sorted(rng.choice(n, 2, replace=False))
+        x[j] = x[i]
+        r = semantic(x, eps=0.01, clusters=np.zeros(n, np.int64), device="cpu")
+        assert r.get_column("kept")[int(i)] and not r.get_column("kept")[int(j)]
+        assert r.get_column("duplicate_of")[int(j)] == i
+
+
 def test_blocks_give_the_same_answer_as_one_matrix(monkeypatch):
     import interleaf.dedup.semdedup as sd
 

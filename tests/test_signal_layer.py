@@ -315,6 +315,24 @@ def test_perplexity_per_node_and_token_weighted_per_document():
     assert got.get_column("lm_ok").to_list()[:2] == [p <= 1500 for p in want.get_column("perplexity").to_list()[:2]]
 
 
+def test_document_perplexity_of_the_paragraphs_obelics_keeps():
+    # OBELICS scores the document text left after its paragraph filter: a junk paragraph and a
+    # node with no surviving paragraph do not count.
+    from interleaf.signals import obelics_paragraphs
+
+    lm = models.load(LM_DIR, device="cpu")
+    good = "The museum opened a new wing this spring, and the visitors were delighted by the paintings that it shows."
+    junk = "zxq vbn qwp zxq vbn qwp zxq vbn"
+    texts = [good + "\n\n" + junk, junk]
+    b = batch_of([[("text", texts[0]), ("image", b"x"), ("text", texts[1])]])
+    _, docs = compute(b, [Perplexity("doc", name="p", paragraphs=True), Perplexity("doc", name="raw")], Context(lm=lm))
+    kept = obelics_paragraphs(texts).get_column("text").to_list()
+    assert kept == [good, None]
+    assert docs.get_column("p_perplexity")[0] == pytest.approx(lm.perplexity([good]).get_column("perplexity")[0], rel=1e-9)
+    assert docs.get_column("p_tokens")[0] == lm.perplexity([good]).get_column("tokens")[0]
+    assert docs.get_column("raw_tokens")[0] > docs.get_column("p_tokens")[0]
+
+
 # -------------------------------------------------------------------------- shared, hostile
 
 

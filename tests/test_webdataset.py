@@ -238,6 +238,19 @@ def test_member_without_partner_invalid_utf8_and_duplicate_extension(tmp_path):
     assert reader.stats["documents"] == 5
 
 
+def test_a_json_member_with_a_lone_surrogate_escape_keeps_its_metadata(tmp_path):
+    # JavaScript writes lone surrogates when it cuts a string inside a pair; Python's json reads
+    # them, serde_json refuses them. The metadata is kept with U+FFFD and the sample flagged.
+    meta = b'{"title": "cut \\ud83d", "url": "http://x"}'
+    path = write_tar(tmp_path / "s.tar", [("a.jpg", b"\xff\xd8\xffA"), ("a.json", meta), ("a.txt", b"a caption")])
+    reader = interleaf.read(path)
+    df = pl.concat(list(reader))
+    assert json.loads(df.get_column("meta")[0])["title"] == "cut \ufffd"
+    assert df.get_column("text").drop_nulls().to_list() == ["a caption"]
+    assert df.get_column("error")[0]["kind"] == "invalid_utf8" and "surrogate" in df.get_column("error")[0]["message"]
+    assert reader.stats["errors"] == {"invalid_utf8": 1}
+
+
 def test_oversized_member_is_skipped_with_an_error(tmp_path):
     path = write_tar(tmp_path / "big.tar", [("a.jpg", b"\xff\xd8\xff" + b"x" * 5000), ("a.txt", b"big"), ("b.jpg", b"\xff\xd8\xff"), ("b.txt", b"small")])
     reader = interleaf.read(path, max_member_bytes=1000)

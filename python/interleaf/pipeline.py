@@ -165,7 +165,7 @@ def build_signal(name: str, spec: Any, threads: int | None = None) -> Any:
     if t == "coherence":
         return sg.TextCoherence(name=name, shuffles=spec.shuffles, seed=spec.seed, threads=threads)
     if t == "perplexity":
-        return sg.Perplexity(spec.level, name=name, max_perplexity=spec.max_perplexity)
+        return sg.Perplexity(spec.level, name=name, max_perplexity=spec.max_perplexity, paragraphs=spec.paragraphs)
     if t == "llm_judge":
         return sg.LLMJudge(spec.judge, name=name, images=spec.images, max_images=spec.max_images, max_edge=spec.max_edge, output=spec.output)
     raise ValueError(f"unknown signal type {t!r}")

@@ -75,11 +75,13 @@ def cluster_pass(xc: np.ndarray, idx: np.ndarray, centre: np.ndarray | None, ran
         key = -rank
     else:
         # SemDeDup: distance to the centroid (1 - cosine) descending, stable; in float64, by
-        # row blocks (no float64 copy of the cluster).
+        # row blocks (no float64 copy of the cluster). Each row's dot product is summed the same
+        # way wherever the row sits (a BLAS product is not: identical rows got distances a bit
+        # apart, and the later copy could come first), so exact duplicates keep dataset order.
         if centre is None:
             centre = np.add.reduce(xc, axis=0, dtype=np.float64)
             centre /= max(float(np.linalg.norm(centre)), 1e-30)
-        key = np.concatenate([-(1.0 - xc[a : a + _ROWS].astype(np.float64) @ centre) for a in range(0, len(xc), _ROWS)])
+        key = np.concatenate([-(1.0 - np.multiply(xc[a : a + _ROWS], centre, dtype=np.float64).sum(axis=1)) for a in range(0, len(xc), _ROWS)])
     o = np.argsort(key, kind="stable")
     best, arg = _cluster_pass(xc[o])
     order = idx[o]
@@ -103,8 +105,9 @@ def semantic(
 
     Args:
         eps: an item is a duplicate when its cosine with an earlier item of its cluster is
-            ``> 1 - eps`` (strict; SemDeDup's code is the reference: larger eps prunes more;
-            NeMo Curator's 0.01 is cosine > 0.99).
+            ``> 1 - eps`` (strict; SemDeDup's code is the reference: larger eps prunes more).
+            NeMo Curator's default is also 0.01 but its bound is inclusive (``>= 0.99``): the
+            two differ only on cosines exactly at the bound.
         n_clusters: k-means clusters (default :func:`default_clusters`).
         clusters: precomputed cluster ids (one int per row) instead of k-means; each centroid is
             then the normalised mean of its members.

@@ -109,6 +109,9 @@ class PerplexitySignal(_SignalBase):
     type: Literal["perplexity"]
     level: Literal["node", "doc"] = "node"
     max_perplexity: float = Field(1500.0, gt=0)
+    #: Score only the paragraphs that survive OBELICS's node-level filter (OBELICS's document
+    #: perplexity is of that text).
+    paragraphs: bool = False
 
 
 class LLMJudgeSignal(_SignalBase):

@@ -251,17 +251,19 @@ class Context:
             errors.append(e)
         return out, S.error_column(errors)
 
-    def perplexity(self, batch: pl.DataFrame, signal: str = "a signal") -> pl.DataFrame:
+    def perplexity(self, batch: pl.DataFrame, signal: str = "a signal", *, paragraphs: bool = False) -> pl.DataFrame:
         """The language model's perplexity of each text node (``"lm.perplexity"``), once per
-        batch: ``row`` (the batch row) and :meth:`interleaf.models.CausalLM.perplexity`'s columns."""
+        batch: ``row`` (the batch row) and :meth:`interleaf.models.CausalLM.perplexity`'s columns.
+        ``paragraphs``: of the node's paragraphs that survive OBELICS's node-level filter
+        (:meth:`obelics_paragraphs`; a node with none left is ``missing_text``)."""
 
         def make() -> pl.DataFrame:
             rows = _kind_rows(batch, S.TEXT_KIND)
-            texts = batch.get_column(S.TEXT).gather(rows).to_list()
+            texts = (self.obelics_paragraphs(batch).get_column("text") if paragraphs else batch.get_column(S.TEXT).gather(rows)).to_list()
             table = self.model("lm", signal).perplexity(texts, batch_size=self.batch_size)
             return table.with_columns(row=pl.Series(rows, dtype=pl.Int64), error=_node_errors(batch, rows, table.get_column("error")))
 
-        return self.cached("lm.perplexity", batch, make)
+        return self.cached("lm.perplexity" + (":paragraphs" if paragraphs else ""), batch, make)
 
 
 def _stats_key(max_pixels: int | None, max_bytes: int | None) -> str:

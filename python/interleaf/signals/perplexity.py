@@ -44,20 +44,24 @@ class Perplexity:
     ``too_few_tokens``). ``level="doc"``: per document, the token-weighted perplexity of its
     text nodes, ``exp(sum(nll * tokens) / sum(tokens))``, with the same columns.
     ``max_perplexity`` defaults to OBELICS's 1500 (a KenLM number: calibrate it for your model).
+    ``paragraphs=True`` scores each text node's paragraphs that survive OBELICS's node-level
+    filter (:func:`interleaf.signals.obelics_paragraphs`, shared with the text signals through
+    the :class:`Context`), as OBELICS scores the document text left after that filter; a node
+    with none left is ``missing_text`` and does not count in its document.
     """
 
     needs: tuple[str, ...] = ("lm.perplexity",)
 
-    def __init__(self, level: str = "node", *, name: str = "lm", max_perplexity: float = OBELICS_MAX_PERPLEXITY):
+    def __init__(self, level: str = "node", *, name: str = "lm", max_perplexity: float = OBELICS_MAX_PERPLEXITY, paragraphs: bool = False):
         choice_arg("level", level, ("node", "doc"))
-        self.level, self.name, self.max_perplexity = level, name, float(max_perplexity)
+        self.level, self.name, self.max_perplexity, self.paragraphs = level, name, float(max_perplexity), bool(paragraphs)
 
     def columns(self) -> dict[str, pl.DataType]:
         n = self.name
         return {f"{n}_perplexity": pl.Float64(), f"{n}_tokens": pl.Int64(), f"{n}_ok": pl.Boolean(), f"{n}_error": S.ERROR_DTYPE}
 
     def compute(self, batch: pl.DataFrame, ctx) -> pl.DataFrame:
-        t = ctx.perplexity(batch, self.name)
+        t = ctx.perplexity(batch, self.name, paragraphs=self.paragraphs)
         n = self.name
         if self.level == "node":
             rows = t.get_column("row").to_numpy()

@@ -4,7 +4,7 @@ use std::io::BufRead;
 
 use serde_json::Value;
 
-use super::{Format, RecordContext, RecordDecoder, ID_KEYS};
+use super::{lone_surrogates, parse_json_lenient, Format, RecordContext, RecordDecoder, ID_KEYS};
 use crate::doc::Document;
 use crate::error::{ErrorKind, RecordError};
 
@@ -123,14 +123,14 @@ impl<R: BufRead> Iterator for JsonlReader<R> {
                 let raw = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]).into_owned();
                 return Some(self.records.error_document(n, RecordError::new(ErrorKind::LineTooLong, msg), Some(raw)));
             }
-            let (text, utf8_err) = match String::from_utf8(bytes) {
+            let (mut text, utf8_err) = match String::from_utf8(bytes) {
                 Ok(s) => (s, None),
                 Err(e) => {
                     let msg = format!("line {n}: {}; invalid bytes replaced by U+FFFD", e.utf8_error());
                     (String::from_utf8_lossy(e.as_bytes()).into_owned(), Some(RecordError::new(ErrorKind::InvalidUtf8, msg)))
                 }
             };
-            let mut value: Value = match serde_json::from_str(&text) {
+            let (mut value, surrogates) = match parse_json_lenient(&mut text) {
                 Ok(v) => v,
                 Err(e) => return Some(self.records.error_document(n, RecordError::new(ErrorKind::MalformedJson, format!("line {n}: {e}")), Some(text))),
             };
@@ -138,7 +138,7 @@ impl<R: BufRead> Iterator for JsonlReader<R> {
             let mut doc = self.records.decode(value, n, Vec::new());
             // Invalid UTF-8 is the line's damage: it comes first, before what it caused (a key
             // that no longer matches reads as a missing field).
-            if let Some(e) = utf8_err {
+            if let Some(e) = utf8_err.or_else(|| (surrogates > 0).then(|| lone_surrogates(&format!("line {n}"), surrogates))) {
                 doc.error = Some(e);
             }
             return Some(doc);

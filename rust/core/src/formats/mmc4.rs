@@ -36,9 +36,16 @@ pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordC
         }
         match info.get("matched_text_index").and_then(Value::as_u64).map(|i| i as usize) {
             Some(i) if i < texts.len() => before[i].push(node),
-            other => {
-                node.error =
-                    Some(RecordError::new(ErrorKind::BadRecord, format!("image matched_text_index {other:?} is outside text_list (len {})", texts.len())));
+            _ => {
+                let msg = match info.get("matched_text_index") {
+                    None => "image has no matched_text_index".to_string(),
+                    Some(v) => format!(
+                        "image matched_text_index {} is not an index into text_list (len {})",
+                        v.to_string().chars().take(40).collect::<String>(),
+                        texts.len()
+                    ),
+                };
+                node.error = Some(RecordError::new(ErrorKind::BadRecord, msg));
                 unplaced.push(node);
             }
         }

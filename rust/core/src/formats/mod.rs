@@ -154,6 +154,52 @@ impl RecordContext {
 }
 
 /// Bytes given inline: `{"$blob": k}`, a `data:` URI, or (`plain_base64`) a bare base64 string.
+/// Parses JSON text as Python's `json` reads it on the one point where serde_json is stricter:
+/// a `\uXXXX` escape of a lone UTF-16 surrogate (JavaScript writes them when it cuts a string
+/// inside a pair) becomes `\ufffd` instead of failing the whole record. The text is rewritten in
+/// place (same length) only when the first parse fails on such an escape. Returns the value and
+/// how many escapes were replaced, so the caller can flag the record.
+pub fn parse_json_lenient(text: &mut String) -> Result<(Value, usize), serde_json::Error> {
+    match serde_json::from_str(text) {
+        Ok(v) => Ok((v, 0)),
+        Err(e) => match replace_lone_surrogates(text) {
+            0 => Err(e),
+            n => serde_json::from_str(text).map(|v| (v, n)),
+        },
+    }
+}
+
+/// The error of a record whose JSON held lone surrogate escapes (see [`parse_json_lenient`]).
+pub fn lone_surrogates(what: &str, n: usize) -> RecordError {
+    RecordError::new(ErrorKind::InvalidUtf8, format!("{what}: {n} lone UTF-16 surrogate escape(s) (\\uD800-\\uDFFF) replaced by U+FFFD"))
+}
+
+/// Replaces each `\uXXXX` escape of a surrogate that is not half of a high-low pair by
+/// `\ufffd`; returns how many. ASCII replaces ASCII, so the text stays valid UTF-8.
+fn replace_lone_surrogates(text: &mut String) -> usize {
+    fn escape(s: &[u8]) -> Option<u16> {
+        let h = s.get(..6).filter(|h| h.starts_with(b"\\u") && h[2..].iter().all(u8::is_ascii_hexdigit))?;
+        u16::from_str_radix(std::str::from_utf8(&h[2..]).ok()?, 16).ok()
+    }
+    let mut b = std::mem::take(text).into_bytes();
+    let (mut i, mut n) = (0, 0);
+    while let Some(off) = memchr::memchr(b'\\', &b[i..]) {
+        i += off;
+        match escape(&b[i..]) {
+            Some(0xD800..=0xDBFF) if matches!(escape(&b[i + 6..]), Some(0xDC00..=0xDFFF)) => i += 12,
+            Some(0xD800..=0xDFFF) => {
+                b[i + 2..i + 6].copy_from_slice(b"fffd");
+                n += 1;
+                i += 6;
+            }
+            Some(_) => i += 6,
+            None => i = (i + 2).min(b.len()), // another escape (\\, \", \n...), skipped whole
+        }
+    }
+    *text = String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    n
+}
+
 fn inline_bytes(v: &Value, ctx: &RecordContext, plain_base64: bool) -> Option<Result<Vec<u8>, String>> {
     match v {
         Value::Object(o) if o.contains_key(BLOB_KEY) => Some(ctx.take_blob(o)),
@@ -612,5 +658,25 @@ mod tests {
         let d = record_to_document(v, Format::Mmc4, "f:1".into(), &ctx());
         let back = record_to_document(document_to_json(&d), Format::Nodes, "other".into(), &ctx());
         assert_eq!(back, d);
+    }
+
+    #[test]
+    fn lone_surrogate_escapes_parse_as_python_reads_them() {
+        let mut t = r#"{"a": "x\ud800y", "b": "\ud83d\ude00", "c": "\\ud800", "d": "\udc00\ud800"}"#.to_string();
+        let (v, n) = parse_json_lenient(&mut t).unwrap();
+        assert_eq!(n, 3);
+        assert_eq!(v["a"], "x\u{fffd}y");
+        assert_eq!(v["b"], "\u{1f600}"); // a real pair is untouched
+        assert_eq!(v["c"], "\\ud800"); // an escaped backslash, not an escape
+        assert_eq!(v["d"], "\u{fffd}\u{fffd}"); // a low before a high pairs with nothing
+        let mut t = r#"{"a": "\ud800"#.to_string(); // still malformed after the repair
+        assert!(parse_json_lenient(&mut t).is_err());
+        let mut t = r#"{"a": 1,}"#.to_string(); // other errors are left as they are
+        assert!(parse_json_lenient(&mut t).is_err());
+        assert_eq!(t, r#"{"a": 1,}"#);
+        for cut in [r#""\"#, r#""\u"#, r#""\ud8"#, r#""\ud800\"#, r#""\ud800\u"#, r#""\ud800\udc"#] {
+            let mut t = cut.to_string();
+            assert!(parse_json_lenient(&mut t).is_err(), "{cut}");
+        }
     }
 }

@@ -15,7 +15,7 @@ use super::Sample;
 use crate::doc::{Document, Node, NodeKind};
 use crate::error::{ErrorKind, RecordError};
 use crate::formats::nodes::parse_document;
-use crate::formats::{error_json, node_json};
+use crate::formats::{error_json, lone_surrogates, node_json, parse_json_lenient};
 
 pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bmp"];
 const TEXT_EXTENSIONS: &[&str] = &["txt", "text", "caption"];
@@ -55,11 +55,16 @@ pub fn sample_to_document(sample: Sample) -> Document {
     }
     let json_member = members.iter().find(|(e, _)| e == "json").map(|(_, d)| d.as_slice());
     let parsed: Option<Result<Value, RecordError>> = json_member.map(|data| {
-        let (text, utf8_err) = decode_text(data, &format!("{key}.json"));
-        match serde_json::from_str::<Value>(&text) {
-            Ok(v) => match utf8_err {
+        let (mut text, utf8_err) = decode_text(data, &format!("{key}.json"));
+        match parse_json_lenient(&mut text) {
+            Ok((v, surrogates)) => match utf8_err {
                 Some(e) => Err(e),
-                None => Ok(v),
+                None => {
+                    if surrogates > 0 {
+                        doc.set_error(lone_surrogates(&format!("{key}.json"), surrogates));
+                    }
+                    Ok(v)
+                }
             },
             Err(e) => Err(RecordError::new(ErrorKind::MalformedJson, format!("{key}.json: {e}"))),
         }
