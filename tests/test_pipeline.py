@@ -27,7 +27,7 @@ import pytest
 from PIL import Image
 
 import interleaf
-from interleaf import recipes
+from interleaf import models, recipes
 from interleaf.cli import main
 from interleaf.pipeline import run
 
@@ -393,7 +393,7 @@ class ChosenClip:
         unit = lambda v: np.asarray(v, np.float32) / np.linalg.norm(v)  # noqa: E731
         self.images, self.texts = {k: unit(v) for k, v in images.items()}, {k: unit(v) for k, v in texts.items()}
         self.dim, self.batch_size = len(next(iter(texts.values()))), 64
-        self.preprocess_config = interleaf.models.load(CLIP_DIR, "cpu").preprocess_config
+        self.preprocess_config = models.load(CLIP_DIR, "cpu").preprocess_config
 
     def embed_images(self, images, *, batch_size=None, threads=None, **kw):
         if isinstance(images, np.ndarray):  # preprocessed: undo CLIP's normalisation of red
@@ -406,10 +406,11 @@ class ChosenClip:
         return np.stack([self.texts[t] for t in texts]), interleaf.schema.error_column([None] * len(texts))
 
 
-def _red_png(red: int) -> bytes:
-    """A 300 x 300 PNG, solid red channel ``red``, with a coarse random green pattern (so two of
-    them are not pHash near-duplicates)."""
-    g = np.asarray(Image.fromarray(np.random.default_rng(red).integers(0, 256, (8, 8), dtype=np.uint8)).resize((300, 300), Image.NEAREST))
+def _red_png(red: int, side: int = 300, pattern: int | None = None) -> bytes:
+    """A ``side`` x ``side`` PNG, solid red channel ``red``, with a coarse random green pattern
+    seeded by ``pattern`` (default ``red``: two of them are not pHash near-duplicates)."""
+    rng = np.random.default_rng(red if pattern is None else pattern)
+    g = np.asarray(Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).resize((side, side), Image.NEAREST))
     buf = io.BytesIO()
     Image.fromarray(np.stack([np.full(g.shape, red, np.uint8), g, np.full(g.shape, 200, np.uint8)], -1)).save(buf, "PNG")
     return buf.getvalue()
@@ -444,6 +445,43 @@ def test_mmc4_keeps_every_image_it_assigns_even_below_the_threshold_at_its_sente
     # mmc4-core's share of strong images counts the assigned cosines: 0.30 > 0.25, 0.12 is not.
     att = pl.read_parquet(out / "attributes" / "clip_alignment" / "mmc4.parquet").filter(pl.col("doc_id") == "d1").sort("pos")
     assert att.get_column("clip_alignment_score").to_list() == pytest.approx([0.30, 0.12, 0.14], abs=1e-6)
+
+
+def test_mmc4_assigns_only_the_images_its_image_rules_and_phash_keep(tmp_path):
+    # MMC4 built its similarity matrix from the images that passed its filters: a small image
+    # (100 px) or a later near-duplicate must not take a sentence from a kept image.
+    sentences = ["A kite over the beach.", "Notes on the weather."]
+    vec = lambda s0, s1: [s0, s1, (1 - s0 * s0 - s1 * s1) ** 0.5, 0.0]  # noqa: E731
+    clip = ChosenClip(
+        {40: vec(0.5, 0.2), 10: vec(0.4, 0.2), 20: vec(0.4, 0.1), 21: vec(0.9, 0.35)},
+        {sentences[0]: [1, 0, 0, 0], sentences[1]: [0, 1, 0, 0]},
+    )
+    img = tmp_path / "images"
+    img.mkdir()
+    (img / "small.png").write_bytes(_red_png(40, side=100))
+    (img / "good.png").write_bytes(_red_png(10))
+    (img / "first.png").write_bytes(_red_png(20))
+    (img / "again.png").write_bytes(_red_png(21, pattern=20))  # the same picture, red 1 apart
+    src = tmp_path / "mmc4.jsonl"
+    with open(src, "wb") as f:
+        f.write(_mmc4_doc("small", sentences, [("small.png", 0), ("good.png", 0)]))
+        f.write(_mmc4_doc("dup", sentences, [("first.png", 0), ("again.png", 0)]))
+    out = tmp_path / "out"
+    run("mmc4", [str(src)], out, models={"clip": clip}, image_root=img, device="cpu", progress=False)
+    d = dropped(out).filter(pl.col("pos").is_not_null())
+    assert sorted(d.select("doc_id", "filter").rows()) == [("dup", "phash"), ("small", "image_rules")]
+    recs = {json.loads(line)["url"].rsplit("/", 1)[1]: json.loads(line) for line in (out / "kept" / "mmc4.jsonl").read_text().splitlines()}
+    # Among all images the small one would take sentence 0 (0.5 + 0.2 > 0.4 + 0.2) and the
+    # copy would leave the first image sentence 1 at 0.1 (dropped): MMC4 gives neither.
+    assert [(i["image_name"], i["matched_text_index"]) for i in recs["small"]["image_info"]] == [("good.png", 0)]
+    assert [(i["image_name"], i["matched_text_index"]) for i in recs["dup"]["image_info"]] == [("first.png", 0)]
+    # The attributes keep the signal's own values, over every image (sentences at pos 2, 3),
+    # and each image's cosines with the sentences, from which the filter stage assigned again.
+    att = pl.read_parquet(out / "attributes" / "clip_alignment" / "mmc4.parquet").sort("doc_index", "pos")
+    assert att.get_column("clip_alignment_text_pos").to_list() == [2, 3, 3, 2]
+    assert att.get_column("clip_alignment_sentence_pos").to_list() == [[2, 3]] * 4
+    cos = att.get_column("clip_alignment_sentence_cos").to_list()
+    assert [pytest.approx(c, abs=1e-6) for c in ([0.5, 0.2], [0.4, 0.2], [0.4, 0.1], [0.9, 0.35])] == cos
 
 
 def test_move_images_puts_each_image_before_its_target_text():

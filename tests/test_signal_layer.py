@@ -210,6 +210,18 @@ def test_mmc4_alignment_equals_the_assignment_of_the_clip_matrix(clip, photos):
         rest = nodes.filter((pl.col("doc_index") >= 1) & pl.col("clip_alignment_method").is_not_null())
         kinds = rest.get_column("clip_alignment_error").struct.field("kind").to_list()
         assert kinds[2:] == ["unknown_image_format", "no_text", "no_text"]
+        # Assigning again among every image changes nothing; among fewer, it is the assignment
+        # of the smaller matrix (doc 0 without its first image).
+        sig = ClipAlignment("mmc4", threshold=threshold)
+        cols = ["clip_alignment_score", "clip_alignment_text_pos", "clip_alignment_error"]
+        assert sig.reassign(nodes).select(cols).equals(nodes.select(cols))
+        fewer = sig.reassign(nodes.filter(~((pl.col("doc_index") == 0) & (pl.col(S.POS) == 1))))
+        ie, _ = clip.embed_images([docs[0][p][1] for p in (3, 4)])
+        te, _ = clip.embed_texts([docs[0][p][1] for p in (0, 2, 5, 6)])
+        want = mmc4_assign((unit(ie) @ unit(te).T).astype(np.float32), threshold)
+        got = fewer.filter((pl.col("doc_index") == 0) & pl.col(S.POS).is_in([3, 4])).get_column("clip_alignment_text_pos").to_list()
+        assert got == [[0, 2, 5, 6][j] if j >= 0 else None for j in want], threshold
+        assert nodes.filter(pl.col("clip_alignment_method").is_not_null()).get_column("clip_alignment_sentence_pos").to_list()[:3] == [[0, 2, 5, 6]] * 3
 
 
 # ----------------------------------------------------------------------- sequence, coherence

@@ -36,6 +36,8 @@ __all__ = [
     "minhash_signatures",
     "mmc4_assign",
     "mmc4_assign_matrix",
+    "mmc4_assign_rows",
+    "mmc4_similarity_rows",
     "normalized_text_hash",
     "number_documents",
     "obelics_paragraphs",
@@ -305,6 +307,16 @@ def mmc4_assign(
 
 def mmc4_assign_matrix(sim: np.ndarray, threshold: float = 0.15) -> np.ndarray:
     """MMC4's assignment of one (images, sentences) float32 similarity matrix."""
+
+def mmc4_assign_rows(sims: np.ndarray, sim_offsets: np.ndarray, image_offsets: np.ndarray, threshold: float = 0.15, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(sentence index per image, -1 when dropped; its cosine) over documents, from each
+    image's float32 cosines with its document's sentences."""
+
+def mmc4_similarity_rows(
+    images: np.ndarray, image_offsets: np.ndarray, texts: np.ndarray, text_offsets: np.ndarray, threads: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each image's float32 cosines with its document's sentences (flat, images in order) and
+    each image's offset into them (int64, one more than the images)."""
 
 def sequence_consistency(embeddings: np.ndarray, offsets: np.ndarray, threads: int | None = None) -> np.ndarray:
     """CoMM's F per document (NaN below 3 images)."""

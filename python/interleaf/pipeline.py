@@ -146,6 +146,19 @@ class Plan:
     text_from: str | None = None  # output.text_from, None when its signal is skipped
     images_to: str | None = None  # output.images_to, likewise
 
+    @property
+    def assigners(self) -> list[str]:
+        """The clip_alignment signals that may use MMC4's assignment (method mmc4 or auto): it
+        is made again in the filter stage among the images the other rules keep."""
+        return [n for n, spec in self.signals.items() if spec.type == "clip_alignment" and spec.method in ("mmc4", "auto")]
+
+    def split_node_filters(self) -> tuple[list[tuple[str, FilterSpec, list[str]]], list[tuple[str, FilterSpec, list[str]]]]:
+        """The node filters that run before the document-level dedup and MMC4's assignment, and
+        those after: the ones that read an assigning signal's columns (MMC4 assigned only the
+        images that passed its image filters and pHash dedup)."""
+        late = {c for c, sig in self.node_columns.items() if sig in self.assigners}
+        return [f for f in self.node_filters if not set(f[2]) & late], [f for f in self.node_filters if set(f[2]) & late]
+
 
 def build_signal(name: str, spec: Any, threads: int | None = None) -> Any:
     """The Signal object of a recipe's signal spec."""
@@ -873,12 +886,18 @@ def filter_shard(p: Plan, nodes: pl.DataFrame, docs: pl.DataFrame, thresholds: d
         bad = tagged.filter(pl.col("_e").is_not_null())
         dropped.append(_dropped(bad, "error", rule=None, detail=pl.col("_e").struct.field("message"), pos=True).with_columns(bad.get_column("_e").struct.field("kind").alias("rule")))
         alive = tagged.filter(pl.col("_e").is_null()).drop("_e")
-    for name, f, roots in p.node_filters:
+    early, late = p.split_node_filters()
+    for name, f, roots in early:
         thr = thresholds.get(name, _threshold_of(f.expr) if f.expr else None)
         alive, d = _apply_filter(alive, name, f, roots, _filter_expr(f, thresholds, name), p.column_dtypes, thr, pos=True, subject=_subject(roots, p.node_columns, alive))
         dropped.append(d)
     for step in p.document_steps:
         alive, d = _document_dedup(alive, step)
+        dropped.append(d)
+    alive = _reassign(p, alive)
+    for name, f, roots in late:
+        thr = thresholds.get(name, _threshold_of(f.expr) if f.expr else None)
+        alive, d = _apply_filter(alive, name, f, roots, _filter_expr(f, thresholds, name), p.column_dtypes, thr, pos=True, subject=_subject(roots, p.node_columns, alive))
         dropped.append(d)
     # Documents left without nodes go, under the filter that dropped their first node.
     counts = alive.group_by(S.DOC_INDEX).agg(
@@ -905,6 +924,29 @@ def filter_shard(p: Plan, nodes: pl.DataFrame, docs: pl.DataFrame, thresholds: d
         dropped.append(d)
     alive = alive.filter(pl.col(S.DOC_INDEX).is_in(docs.get_column(S.DOC_INDEX).implode()))
     return alive, docs, dropped
+
+
+def _reassign(p: Plan, alive: pl.DataFrame) -> pl.DataFrame:
+    """MMC4's assignment made again among the images still alive, for every assigning signal
+    (:meth:`interleaf.signals.ClipAlignment.reassign`)."""
+    for name in p.assigners:
+        if f"{name}_sentence_cos" in alive.columns:
+            alive = build_signal(name, p.signals[name]).reassign(alive).drop(f"{name}_sentence_cos", f"{name}_sentence_pos")
+    return alive
+
+
+def _assigned_targets(p: Plan, out: Path, shard: Shard, column: str, dropped: pl.DataFrame) -> pl.DataFrame:
+    """``output.images_to``'s targets when ``column`` is an assigning signal's ``text_pos``: the
+    assignment made again among the images that were alive when the filter stage made it (the
+    ones no earlier rule dropped, read from the shard's dropped records), as in
+    :func:`filter_shard`."""
+    sig = p.node_columns[column]
+    early, _ = p.split_node_filters()
+    before = {"error", *(f[0] for f in early), *(step.name for step in p.document_steps)}
+    gone = dropped.filter(pl.col(S.POS).is_not_null() & pl.col("filter").is_in(list(before))).select(S.DOC_INDEX, S.POS)
+    table = pl.read_parquet(out / "attributes" / sig / f"{shard.name}.parquet", columns=[S.DOC_INDEX, S.POS, column, f"{sig}_sentence_cos", f"{sig}_sentence_pos"])
+    alive = table.join(gone, on=[S.DOC_INDEX, S.POS], how="anti", maintain_order="left")
+    return build_signal(sig, p.signals[sig]).reassign(alive).select(S.DOC_INDEX, S.POS, column).filter(pl.col(column).is_not_null())
 
 
 def _doc_filter_over_nodes(alive: pl.DataFrame, docs: pl.DataFrame, name: str, f: FilterSpec, roots: list[str], expr: pl.Expr, dtypes: dict[str, pl.DataType], thr: float | None, subject: pl.Expr) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -965,6 +1007,8 @@ def _filter_needs(p: Plan) -> tuple[set[str], set[str]]:
             (node_need if c in p.node_columns else doc_need).add(c)
     # The node signals' errors: dropped by drop_errors, and counted per kind in any case.
     node_need |= {c for c, sig in p.node_columns.items() if sig and c == f"{sig}_error"}
+    # What MMC4's assignment is made again from (filter_shard).
+    node_need |= {f"{sig}_{c}" for sig in p.assigners for c in ("sentence_cos", "sentence_pos")}
     return node_need, doc_need
 
 
@@ -1153,13 +1197,15 @@ def write_shard(opts: RunOptions, shard: Shard, limit: int | None, dropped_sha: 
     if marks.fresh("write", shard.name, key, path):
         return {"shard": shard.name, "skipped": True, "seconds": 0.0}
     t0 = time.perf_counter()
-    dropped = pl.read_parquet(out / "dropped" / f"{shard.name}.parquet", columns=[S.DOC_INDEX, S.POS])
+    dropped = pl.read_parquet(out / "dropped" / f"{shard.name}.parquet", columns=[S.DOC_INDEX, S.POS, "filter"])
     drop_docs = dropped.filter(pl.col(S.POS).is_null()).get_column(S.DOC_INDEX).implode()
-    drop_nodes = dropped.filter(pl.col(S.POS).is_not_null())
+    drop_nodes = dropped.filter(pl.col(S.POS).is_not_null()).select(S.DOC_INDEX, S.POS)
     texts = targets = None
     if tf:
         texts = pl.read_parquet(out / "attributes" / p.node_columns[tf] / f"{shard.name}.parquet", columns=[S.DOC_INDEX, S.POS, tf])
-    if it:
+    if it and p.node_columns[it] in p.assigners and it == f"{p.node_columns[it]}_text_pos":
+        targets = _assigned_targets(p, out, shard, it, dropped)
+    elif it:
         # Record layouts only (above): the node-table outputs keep the input's positions, so
         # they still join with attributes/ and dropped/.
         targets = pl.read_parquet(out / "attributes" / p.node_columns[it] / f"{shard.name}.parquet", columns=[S.DOC_INDEX, S.POS, it]).filter(pl.col(it).is_not_null() & pl.col(it).is_not_nan() if p.column_dtypes[it].is_float() else pl.col(it).is_not_null())

@@ -228,7 +228,8 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
         f'<div class="stat"><b>{len(shards):,}</b>shards</div></div>'
     )
     # Funnel, in the order the filters apply.
-    order = ["error", *[n for n, _, _ in plan.node_filters], *[d.name for d in plan.document_steps], "empty", *[n for n, _, _ in plan.doc_filters], *[d.name for d in plan.dataset_steps]]
+    early, late = plan.split_node_filters()
+    order = ["error", *[n for n, _, _ in early], *[d.name for d in plan.document_steps], *[n for n, _, _ in late], "empty", *[n for n, _, _ in plan.doc_filters], *[d.name for d in plan.dataset_steps]]
     order += sorted(set(dropped_docs) - set(order))
     steps = [("input", docs["in"])]
     left = docs["in"]

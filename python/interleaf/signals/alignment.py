@@ -84,9 +84,13 @@ class ClipAlignment:
 
     Columns: ``<name>_score`` (Float32 cosine in [-1, 1]; for an image MMC4 dropped, its best
     cosine), ``<name>_text_pos`` (the ``pos`` of the text node compared with: the caption, the
-    step's first text node, the assigned sentence; null when dropped), ``<name>_method`` and
+    step's first text node, the assigned sentence; null when dropped), ``<name>_method``,
     ``<name>_error`` (why there is no score or no text: the image's decode error, ``no_text``,
-    ``below_threshold``). Needs a CLIP model in the :class:`Context`.
+    ``below_threshold``) and, for ``mmc4`` images, ``<name>_sentence_cos`` /
+    ``<name>_sentence_pos`` (the image's cosine with each sentence of its document, and their
+    ``pos``), from which :meth:`reassign` assigns again among the images that other rules keep
+    (MMC4 assigned only the images that passed its image filters and pHash dedup). Needs a
+    CLIP model in the :class:`Context`.
     """
 
     level = "node"
@@ -99,7 +103,53 @@ class ClipAlignment:
 
     def columns(self) -> dict[str, pl.DataType]:
         n = self.name
-        return {f"{n}_score": pl.Float32(), f"{n}_text_pos": pl.Int32(), f"{n}_method": pl.String(), f"{n}_error": S.ERROR_DTYPE}
+        return {
+            f"{n}_score": pl.Float32(),
+            f"{n}_text_pos": pl.Int32(),
+            f"{n}_method": pl.String(),
+            f"{n}_error": S.ERROR_DTYPE,
+            f"{n}_sentence_cos": pl.List(pl.Float32()),
+            f"{n}_sentence_pos": pl.List(pl.Int32()),
+        }
+
+    def reassign(self, nodes: pl.DataFrame) -> pl.DataFrame:
+        """MMC4's assignment again among the image rows of ``nodes`` (node rows with this
+        signal's columns; the images some earlier rule dropped are simply absent), from their
+        ``<name>_sentence_cos`` / ``<name>_sentence_pos``: ``<name>_score``, ``<name>_text_pos``
+        and ``<name>_error`` recomputed for the ``mmc4`` images, the other rows as they were.
+        An image's best cosine does not depend on the others, so the threshold drops the same
+        images; only who gets which sentence can change."""
+        n = self.name
+        cos, spos = f"{n}_sentence_cos", f"{n}_sentence_pos"
+        rows = nodes.with_row_index("_row").filter(pl.col(cos).is_not_null()).sort(S.DOC_INDEX, S.POS)
+        if not rows.height:
+            return nodes
+        lengths = rows.get_column(cos).list.len().to_numpy().astype(np.int64)
+        sim_off = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        di = rows.get_column(S.DOC_INDEX).to_numpy()
+        starts = np.flatnonzero(np.concatenate([[True], di[1:] != di[:-1]]))
+        img_off = np.concatenate([starts, [len(di)]]).astype(np.int64)
+        sims = rows.get_column(cos).explode(empty_as_null=False).to_numpy().astype(np.float32)
+        idx, score = _native.mmc4_assign_rows(sims, sim_off, img_off, self.threshold, self.threads)
+        positions = rows.get_column(spos).explode(empty_as_null=False).to_numpy().astype(np.int64)
+        assigned = idx >= 0
+        text_pos = np.full(len(idx), -1, dtype=np.int64)
+        text_pos[assigned] = positions[sim_off[:-1][assigned] + idx[assigned]]
+        errors = [
+            None if k >= 0 else S.record_error("no_text", "the document has no sentence to assign the image to") if m == 0 else S.record_error("below_threshold", f"best similarity {v:.4f} is below the assignment threshold {self.threshold}")
+            for k, m, v in zip(idx.tolist(), lengths.tolist(), score.tolist(), strict=True)
+        ]
+        new = pl.DataFrame(
+            {
+                "_row": rows.get_column("_row"),
+                f"{n}_score": pl.Series(score, dtype=pl.Float32, nan_to_null=True),
+                f"{n}_text_pos": pl.Series(text_pos).cast(pl.Int32).set(pl.Series(~assigned), None),
+                f"{n}_error": S.error_column(errors),
+            }
+        )
+        keep = [c for c in (f"{n}_score", f"{n}_text_pos", f"{n}_error") if c in nodes.columns]
+        out = nodes.with_row_index("_row").join(new.select("_row", pl.lit(True).alias("_new"), *[pl.col(c).alias(c + "_new") for c in keep]), on="_row", how="left", maintain_order="left")
+        return out.with_columns([pl.when(pl.col("_new")).then(pl.col(c + "_new")).otherwise(pl.col(c)).alias(c) for c in keep]).drop("_row", "_new", *[c + "_new" for c in keep])
 
     def compute(self, batch: pl.DataFrame, ctx) -> pl.DataFrame:
         emb = ctx.clip_images(batch, self.name)
@@ -113,6 +163,10 @@ class ClipAlignment:
             errors[r] = e
         ok_img = np.zeros(n_rows, dtype=bool)
         ok_img[emb.rows] = emb.error.is_null().to_numpy()
+        # mmc4 images: their [start, end) in the flat cosines with their document's sentences.
+        segment = np.full((n_rows, 2), -1, dtype=np.int64)
+        sims = np.zeros(0, np.float32)
+        sentence_pos = np.zeros(0, np.int32)
 
         nodes = batch.select(S.DOC_INDEX, S.POS, S.KIND, S.STEP, S.TEXT).with_row_index("_row")
         texts = nodes.filter(pl.col(S.KIND) == S.TEXT_KIND)
@@ -165,13 +219,18 @@ class ClipAlignment:
             dim = emb.vectors.shape[1] if emb.vectors.ndim == 2 else 0
             iv = emb.vectors[vec_of[img_rows]] if len(img_rows) else np.zeros((0, dim), np.float32)
             tvs = tv[tv_of[txt_rows]] if len(txt_rows) else np.zeros((0, iv.shape[1]), np.float32)
-            idx, sim = mmc4_assign_documents(iv, io, tvs, to, self.threshold, threads=self.threads)
+            sims, sim_off = _native.mmc4_similarity_rows(iv, io, tvs, to, self.threads)
+            idx, sim = _native.mmc4_assign_rows(sims, sim_off, io, self.threshold, self.threads)
             pos = batch.get_column(S.POS).to_numpy()
             doc_of_img = np.repeat(np.arange(len(io) - 1), np.diff(io))
             n_sent = np.diff(to)[doc_of_img]
             score[img_rows] = sim
             assigned = idx >= 0
             text_pos[img_rows[assigned]] = pos[txt_rows[to[doc_of_img[assigned]] + idx[assigned]]]
+            # Each image's sentences (its document's, in order) beside its cosines with them.
+            first = np.repeat(to[doc_of_img] - sim_off[:-1], n_sent)
+            sentence_pos = pos[txt_rows[first + np.arange(len(sims))]].astype(np.int32)
+            segment[img_rows, 0], segment[img_rows, 1] = sim_off[:-1], sim_off[1:]
             for r, k, ns, s in zip(img_rows.tolist(), idx.tolist(), n_sent.tolist(), sim.tolist(), strict=True):
                 if k < 0:
                     errors[r] = S.record_error("no_text", "the document has no sentence to assign the image to") if ns == 0 else S.record_error("below_threshold", f"best similarity {s:.4f} is below the assignment threshold {self.threshold}")
@@ -184,10 +243,25 @@ class ClipAlignment:
                 f"{n}_text_pos": np.where(text_pos[rows] >= 0, text_pos[rows], np.nan),
                 f"{n}_method": method[rows].tolist(),
                 f"{n}_error": S.error_column([errors[r] for r in rows.tolist()]),
+                f"{n}_sentence_cos": _segments(sims, segment[rows], pl.Float32()),
+                f"{n}_sentence_pos": _segments(sentence_pos, segment[rows], pl.Int32()),
             },
             nan_to_null=True,
         ).with_columns(pl.col(f"{n}_text_pos").cast(pl.Int32), pl.col(f"{n}_method").cast(pl.String))
         return pl.concat([batch.select(NODE_KEYS)[rows], out], how="horizontal")
+
+
+def _segments(values: np.ndarray, segment: np.ndarray, dtype: pl.DataType) -> pl.Series:
+    """A List column: row i holds ``values[segment[i, 0]:segment[i, 1]]``, null where
+    ``segment[i, 0]`` is -1."""
+    import pyarrow as pa
+
+    valid = segment[:, 0] >= 0
+    lengths = np.where(valid, segment[:, 1] - segment[:, 0], 0)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    gather = np.repeat(np.where(valid, segment[:, 0], 0) - offsets[:-1], lengths) + np.arange(offsets[-1])
+    arrow = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values[gather]), mask=pa.array(~valid))
+    return pl.Series(pl.from_arrow(arrow)).cast(pl.List(dtype))
 
 
 def top_k(queries, keys, k: int, *, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -79,6 +79,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(signals::obelics_paragraphs, m)?)?;
     m.add_function(wrap_pyfunction!(signals::mmc4_assign, m)?)?;
     m.add_function(wrap_pyfunction!(signals::mmc4_assign_matrix, m)?)?;
+    m.add_function(wrap_pyfunction!(signals::mmc4_assign_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(signals::mmc4_similarity_rows, m)?)?;
     m.add_function(wrap_pyfunction!(signals::sequence_consistency, m)?)?;
     m.add_function(wrap_pyfunction!(signals::text_coherence, m)?)?;
     m.add_function(wrap_pyfunction!(signals::linear_assignment, m)?)?;

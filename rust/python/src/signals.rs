@@ -133,6 +133,41 @@ pub fn mmc4_assign<'py>(
     Ok((idx.into_pyarray(py), score.into_pyarray(py)))
 }
 
+/// Each image's cosines with its document's sentences (flat) and each image's offset into them.
+#[pyfunction]
+#[pyo3(signature = (images, image_offsets, texts, text_offsets, threads=None))]
+#[allow(clippy::type_complexity)]
+pub fn mmc4_similarity_rows<'py>(
+    py: Python<'py>,
+    images: PyReadonlyArray2<'py, f32>,
+    image_offsets: PyReadonlyArray1<'py, i64>,
+    texts: PyReadonlyArray2<'py, f32>,
+    text_offsets: PyReadonlyArray1<'py, i64>,
+    threads: Option<usize>,
+) -> PyResult<(Bound<'py, PyArray1<f32>>, Bound<'py, PyArray1<i64>>)> {
+    let (img, txt, dim) = matrix_pair(&images, "images", &texts, "texts")?;
+    let (io, to) = (image_offsets.as_slice()?, text_offsets.as_slice()?);
+    let (sims, offsets) = py.detach(|| on_pool(threads, || sim::mmc4_similarity_rows(img, io, txt, to, dim)))?.map_err(PyValueError::new_err)?;
+    Ok((sims.into_pyarray(py), offsets.into_pyarray(py)))
+}
+
+/// MMC4's assignment over documents from each image's cosines with its document's sentences.
+#[pyfunction]
+#[pyo3(signature = (sims, sim_offsets, image_offsets, threshold=0.15, threads=None))]
+#[allow(clippy::type_complexity)]
+pub fn mmc4_assign_rows<'py>(
+    py: Python<'py>,
+    sims: PyReadonlyArray1<'py, f32>,
+    sim_offsets: PyReadonlyArray1<'py, i64>,
+    image_offsets: PyReadonlyArray1<'py, i64>,
+    threshold: f32,
+    threads: Option<usize>,
+) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f32>>)> {
+    let (s, so, io) = (sims.as_slice()?, sim_offsets.as_slice()?, image_offsets.as_slice()?);
+    let (idx, score) = py.detach(|| on_pool(threads, || sim::mmc4_assign_rows(s, so, io, threshold)))?.map_err(PyValueError::new_err)?;
+    Ok((idx.into_pyarray(py), score.into_pyarray(py)))
+}
+
 /// MMC4's assignment of one document from its `images x sentences` similarity matrix: the
 /// sentence index per image, -1 when dropped.
 #[pyfunction]

@@ -153,7 +153,7 @@ fn without_nan(mut gain: Vec<f64>, matches: usize) -> Vec<f64> {
 }
 
 /// Sentence index and cosine per image.
-type Assigned = (Vec<i64>, Vec<f32>);
+pub type Assigned = (Vec<i64>, Vec<f32>);
 
 /// [`mmc4_assign`] over many documents: image and sentence embeddings with their offsets.
 /// Returns, per image, its sentence index within its document (-1: dropped) and its cosine with
@@ -176,21 +176,77 @@ pub fn mmc4_assign_docs(
         .into_par_iter()
         .map(|d| {
             let (ni, nt) = (rows(img_offsets, d).len(), rows(txt_offsets, d).len());
-            let sim = &block(img, rows(img_offsets, d), txt, rows(txt_offsets, d), dim);
-            let a = mmc4_assign(sim, ni, nt, threshold)?;
-            let score = (0..ni)
-                .map(|i| {
-                    let r = &sim[i * nt..(i + 1) * nt];
-                    match a[i] {
-                        j if j >= 0 => r[j as usize],
-                        _ => r.iter().copied().filter(|v| !v.is_nan()).fold(f32::NAN, f32::max),
-                    }
-                })
-                .collect();
-            Ok((a, score))
+            assign_scored(&block(img, rows(img_offsets, d), txt, rows(txt_offsets, d), dim), ni, nt, threshold)
         })
         .collect();
-    let (mut idx, mut score) = (Vec::with_capacity(img_offsets[docs] as usize), Vec::with_capacity(img_offsets[docs] as usize));
+    concat_assigned(per_doc, img_offsets[docs] as usize)
+}
+
+/// The cosines [`mmc4_assign_rows`] takes, from image and sentence embeddings with their
+/// document offsets (as [`mmc4_assign_docs`] computes them): each image's cosines with its
+/// document's sentences, images in order, and each image's offset into them.
+pub fn mmc4_similarity_rows(img: &[f32], img_offsets: &[i64], txt: &[f32], txt_offsets: &[i64], dim: usize) -> Result<(Vec<f32>, Vec<i64>), String> {
+    check_offsets(img_offsets, img.len() / dim.max(1), "image")?;
+    check_offsets(txt_offsets, txt.len() / dim.max(1), "text")?;
+    if img_offsets.len() != txt_offsets.len() {
+        return Err("image and text offsets must cover the same documents".into());
+    }
+    let docs = img_offsets.len() - 1;
+    let blocks: Vec<Vec<f32>> = (0..docs).into_par_iter().map(|d| block(img, rows(img_offsets, d), txt, rows(txt_offsets, d), dim)).collect();
+    let mut offsets = Vec::with_capacity(img_offsets[docs] as usize + 1);
+    offsets.push(0i64);
+    for d in 0..docs {
+        let nt = if dim == 0 { 0 } else { rows(txt_offsets, d).len() as i64 };
+        for _ in rows(img_offsets, d) {
+            offsets.push(offsets[offsets.len() - 1] + nt);
+        }
+    }
+    Ok((blocks.concat(), offsets))
+}
+
+/// [`mmc4_assign`] over many documents from their similarity rows: image `i`'s cosines with its
+/// document's sentences are `sims[sim_offsets[i]..sim_offsets[i + 1]]`, and document `d` holds
+/// images `img_offsets[d]..img_offsets[d + 1]` (all with as many cosines: its sentences). The
+/// same results as [`mmc4_assign_docs`] given the same cosines; for assigning again among a
+/// subset of each document's images.
+pub fn mmc4_assign_rows(sims: &[f32], sim_offsets: &[i64], img_offsets: &[i64], threshold: f32) -> Result<Assigned, String> {
+    check_offsets(sim_offsets, sims.len(), "similarity")?;
+    check_offsets(img_offsets, sim_offsets.len() - 1, "image")?;
+    let docs = img_offsets.len() - 1;
+    let per_doc: Vec<Result<Assigned, String>> = (0..docs)
+        .into_par_iter()
+        .map(|d| {
+            let imgs = rows(img_offsets, d);
+            let (ni, start) = (imgs.len(), imgs.start);
+            let nt = if ni > 0 { (sim_offsets[start + 1] - sim_offsets[start]) as usize } else { 0 };
+            if (start..imgs.end).any(|i| (sim_offsets[i + 1] - sim_offsets[i]) as usize != nt) {
+                return Err(format!("document {d}: its images have different numbers of cosines (one per sentence)"));
+            }
+            let (a, b) = (sim_offsets[start] as usize, sim_offsets[imgs.end] as usize);
+            assign_scored(&sims[a..b], ni, nt, threshold)
+        })
+        .collect();
+    concat_assigned(per_doc, img_offsets[docs] as usize)
+}
+
+/// One document's [`mmc4_assign`] with each image's cosine at its sentence (its best cosine when
+/// dropped; NaN without sentences).
+fn assign_scored(sim: &[f32], ni: usize, nt: usize, threshold: f32) -> Result<Assigned, String> {
+    let a = mmc4_assign(sim, ni, nt, threshold)?;
+    let score = (0..ni)
+        .map(|i| {
+            let r = &sim[i * nt..(i + 1) * nt];
+            match a[i] {
+                j if j >= 0 => r[j as usize],
+                _ => r.iter().copied().filter(|v| !v.is_nan()).fold(f32::NAN, f32::max),
+            }
+        })
+        .collect();
+    Ok((a, score))
+}
+
+fn concat_assigned(per_doc: Vec<Result<Assigned, String>>, n: usize) -> Result<Assigned, String> {
+    let (mut idx, mut score) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for r in per_doc {
         let (a, s) = r?;
         idx.extend(a);
@@ -370,6 +426,22 @@ mod tests {
         // Exactly the threshold is kept.
         assert_eq!(mmc4_assign(&[0.15], 1, 1, 0.15).unwrap(), vec![0]);
         assert_eq!(mmc4_assign(&[], 2, 0, 0.15).unwrap(), vec![-1, -1]);
+    }
+
+    #[test]
+    fn mmc4_from_similarity_rows_equals_mmc4_from_embeddings() {
+        // Two documents (3 images x 2 sentences, 1 image x 0 sentences), 4-d embeddings.
+        let img: Vec<f32> = (0..16).map(|k| ((k * 7 % 11) as f32 - 5.0) / 3.0).collect();
+        let txt: Vec<f32> = (0..8).map(|k| ((k * 5 % 7) as f32 - 3.0) / 2.0).collect();
+        let (io, to) = ([0i64, 3, 4], [0i64, 2, 2]);
+        let want = mmc4_assign_docs(&img, &io, &txt, &to, 4, -1.0).unwrap();
+        let (sims, offsets) = mmc4_similarity_rows(&img, &io, &txt, &to, 4).unwrap();
+        assert_eq!((sims.len(), offsets), (6, vec![0, 2, 4, 6, 6]));
+        let got = mmc4_assign_rows(&sims, &[0, 2, 4, 6, 6], &io, -1.0).unwrap();
+        assert_eq!(got.0, want.0);
+        assert_eq!(got.1[..3], want.1[..3]);
+        assert!(got.1[3].is_nan() && want.1[3].is_nan() && got.0[3] == -1);
+        assert!(mmc4_assign_rows(&sims, &[0, 2, 3, 6, 6], &io, 0.15).unwrap_err().contains("different numbers"));
     }
 
     #[test]
