@@ -8,6 +8,7 @@ import gzip
 import io
 import json
 import os
+import struct
 import subprocess
 import sys
 import tarfile
@@ -460,6 +461,23 @@ def test_a_line_of_millions_of_small_values_is_refused_before_parsing(tmp_path):
     assert df.filter(pl.col("doc_id") == "ok").get_column("text").to_list() == [None, "fine"]
 
 
+def test_nested_arrays_without_commas_are_refused_before_parsing(tmp_path):
+    """Single-element arrays nested 100 deep have no commas but take ~160 bytes each parsed:
+    a 16 MB line of them took 2.6 GB. Over 1 Mi arrays and objects is line_too_long, in a JSON
+    line and in a WebDataset json member alike."""
+    nest = "[" * 100 + "0" + "]" * 100
+    blob = "[" + " ".join([nest] * ((1 << 20) // 100 + 10)) + "]"  # spaces: no commas
+    path = tmp_path / "n.jsonl"
+    path.write_text('{"id": "bomb", "caption": "c", "v": ' + blob + "}\n" + json.dumps({"id": "ok", "caption": "fine", "image": "http://x/a.jpg"}) + "\n")
+    df = read_all(path, format="pairs")
+    bomb = df.filter(pl.col("doc_id") == "n.jsonl:1").get_column("error")[0]
+    assert bomb["kind"] == "line_too_long" and "arrays and objects" in bomb["message"]
+    assert df.filter(pl.col("doc_id") == "ok").get_column("text").to_list() == [None, "fine"]
+    tar = write_tar(tmp_path / "n.tar", [("a.jpg", b"\xff\xd8\xff"), ("a.json", ('{"v": ' + blob + "}").encode()), ("a.txt", b"kept")])
+    df = read_all(tar)
+    assert df.get_column("error")[0]["kind"] == "line_too_long" and df.get_column("text").drop_nulls().to_list() == ["kept"]
+
+
 # --- public APIs given hostile arguments --------------------------------------------------------
 
 
@@ -574,3 +592,41 @@ def test_the_one_confined_local_read_serves_tables_predictions_and_image_folders
         assert read_confined(root / name, root, 100, root_name="the root") == want, name
     assert read_confined(root / "ok.bin", root, 4) == (None, "5 bytes, over the 4-byte limit")
     assert read_confined(tmp_path / "secret", None, 100) == (b"s", None)  # no root: anywhere
+
+
+# ---------------------------------------------------------- second round: CPU and memory bombs
+
+
+def progressive_jpeg(side: int, ac_scans: int) -> bytes:
+    """A valid grey progressive JPEG of ``side`` x ``side`` whose pixels are all mid-grey: a DC
+    scan, then ``ac_scans`` AC scans that hold nothing but end-of-band runs (a few bytes each,
+    a full pass over every block for libjpeg)."""
+
+    def seg(marker: int, body: bytes) -> bytes:
+        return bytes([0xFF, marker]) + struct.pack(">H", len(body) + 2) + body
+
+    def bits(values: list[tuple[int, int]]) -> bytes:
+        """(value, width) codes, MSB first, padded with 1 bits, 0xFF stuffed."""
+        s = "".join(format(v, f"0{w}b") for v, w in values)
+        s += "1" * (-len(s) % 8)
+        out = bytearray()
+        for i in range(0, len(s), 8):
+            out += b"\xff\x00" if s[i : i + 8] == "11111111" else bytes([int(s[i : i + 8], 2)])
+        return bytes(out)
+
+    blocks = ((side + 7) // 8) ** 2
+    head = b"\xff\xd8" + seg(0xDB, bytes([0]) + bytes([1] * 64)) + seg(0xC2, bytes([8]) + struct.pack(">HH", side, side) + bytes([1, 1, 0x11, 0]))
+    head += seg(0xC4, bytes([0x00, 1] + [0] * 15 + [0])) + seg(0xC4, bytes([0x10, 1] + [0] * 15 + [0xE0]))
+    dc = seg(0xDA, bytes([1, 1, 0x00, 0, 0, 0])) + bits([(0, 1)] * blocks)  # every DC difference 0
+    ac = seg(0xDA, bytes([1, 1, 0x00, 1, 63, 0x00])) + bits([(0, 1), ((1 << 14) - 1, 14)])  # EOB run of 2^15 - 1 blocks
+    return head + dc + ac * ac_scans + b"\xff\xd9"
+
+
+def test_a_jpeg_with_too_many_scans_is_refused_before_decoding():
+    ok, bomb = progressive_jpeg(64, 10), progressive_jpeg(64, 501)  # the limit: 500 scans
+    assert Image.open(io.BytesIO(bomb)).convert("L").getextrema() == (128, 128)  # valid: Pillow decodes it
+    table = image.stats([ok, bomb])
+    assert table.get_column("width").to_list() == [64, None]
+    err = table.get_column("error").to_list()[1]
+    assert err["kind"] == "image_too_large" and "scans" in err["message"]
+    assert phash([bomb]).get_column("error").to_list()[0]["kind"] == "image_too_large"

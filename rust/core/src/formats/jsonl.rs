@@ -4,15 +4,12 @@ use std::io::BufRead;
 
 use serde_json::Value;
 
-use super::{lone_surrogates, parse_json_lenient, Format, RecordContext, RecordDecoder, ID_KEYS};
+use super::{json_too_costly, lone_surrogates, parse_json_lenient, Format, RecordContext, RecordDecoder, ID_KEYS};
 use crate::doc::Document;
 use crate::error::{ErrorKind, RecordError};
 
 /// Default limit on one JSON line; longer lines become `line_too_long` error records.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 256 << 20;
-
-/// The most values (counted by their commas) one JSON line may hold: 8 Mi, some 300 MB parsed.
-pub const MAX_LINE_VALUES: usize = 8 << 20;
 
 /// Reads JSON lines into documents. Blank lines are skipped; a malformed line, invalid UTF-8
 /// or an over-long line becomes a document of its own with the error and the raw line kept in
@@ -114,12 +111,8 @@ impl<R: BufRead> Iterator for JsonlReader<R> {
                 let raw = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]).into_owned();
                 return Some(self.records.error_document(n, RecordError::new(ErrorKind::LineTooLong, msg), Some(raw)));
             }
-            // Parsed JSON takes about 32 bytes per value: a line of small values (`[0,0,0,...]`)
-            // would take ~16 times its size. Lines with more separators than any real record
-            // has are refused before parsing.
-            let separators = memchr::memchr_iter(b',', &bytes).count();
-            if separators > MAX_LINE_VALUES {
-                let msg = format!("line {n} has over {MAX_LINE_VALUES} values (commas): too many to parse in bounded memory; its first bytes are kept");
+            if let Some(why) = json_too_costly(&bytes) {
+                let msg = format!("line {n} has {why}: too many to parse in bounded memory; its first bytes are kept");
                 let raw = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]).into_owned();
                 return Some(self.records.error_document(n, RecordError::new(ErrorKind::LineTooLong, msg), Some(raw)));
             }

@@ -154,6 +154,29 @@ impl RecordContext {
 }
 
 /// Bytes given inline: `{"$blob": k}`, a `data:` URI, or (`plain_base64`) a bare base64 string.
+/// The most values (counted by their commas) a JSON line or member may hold: parsed JSON takes
+/// about 32 bytes per value, so a line of small values (`[0,0,0,...]`) would take ~16 times its
+/// size.
+pub const MAX_JSON_VALUES: usize = 8 << 20;
+
+/// The most arrays and objects (counted by their `[` and `{`) a JSON line or member may hold:
+/// each takes ~160 bytes parsed, so nested single-element arrays (which have no commas) would
+/// take ~80 times their size.
+pub const MAX_JSON_CONTAINERS: usize = 1 << 20;
+
+/// Why JSON text would take too much memory to parse (see [`MAX_JSON_VALUES`],
+/// [`MAX_JSON_CONTAINERS`]), before parsing it; None when it would not. Brackets and commas
+/// inside strings count too: no real record comes near either bound.
+pub fn json_too_costly(bytes: &[u8]) -> Option<String> {
+    if memchr::memchr_iter(b',', bytes).nth(MAX_JSON_VALUES).is_some() {
+        return Some(format!("over {MAX_JSON_VALUES} values (commas)"));
+    }
+    if memchr::memchr2_iter(b'[', b'{', bytes).nth(MAX_JSON_CONTAINERS).is_some() {
+        return Some(format!("over {MAX_JSON_CONTAINERS} arrays and objects"));
+    }
+    None
+}
+
 /// Parses JSON text as Python's `json` reads it on the one point where serde_json is stricter:
 /// a `\uXXXX` escape of a lone UTF-16 surrogate (JavaScript writes them when it cuts a string
 /// inside a pair) becomes `\ufffd` instead of failing the whole record. The text is rewritten in

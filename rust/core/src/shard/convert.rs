@@ -15,7 +15,7 @@ use super::Sample;
 use crate::doc::{Document, Node, NodeKind};
 use crate::error::{ErrorKind, RecordError};
 use crate::formats::nodes::parse_document;
-use crate::formats::{error_json, lone_surrogates, node_json, parse_json_lenient};
+use crate::formats::{error_json, json_too_costly, lone_surrogates, node_json, parse_json_lenient};
 
 pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bmp"];
 const TEXT_EXTENSIONS: &[&str] = &["txt", "text", "caption"];
@@ -55,6 +55,9 @@ pub fn sample_to_document(sample: Sample) -> Document {
     }
     let json_member = members.iter().find(|(e, _)| e == "json").map(|(_, d)| d.as_slice());
     let parsed: Option<Result<Value, RecordError>> = json_member.map(|data| {
+        if let Some(why) = json_too_costly(data) {
+            return Err(RecordError::new(ErrorKind::LineTooLong, format!("{key}.json has {why}: too many to parse in bounded memory")));
+        }
         let (mut text, utf8_err) = decode_text(data, &format!("{key}.json"));
         match parse_json_lenient(&mut text) {
             Ok((v, surrogates)) => match utf8_err {
