@@ -181,6 +181,11 @@ def test_filters_are_checked_before_any_data_is_read(tmp_path, planted):
     r.write_text("signals:\n  t: {type: text}\nfilters:\n  node:\n    x: 't_n_words >'\n")
     with pytest.raises(recipes.RecipeError, match="not a polars SQL expression"):
         run(r, planted["inputs"], out, progress=False)
+    # Type errors and expressions that are no condition: found before scoring, not after it.
+    for expr, why in (("t_n_words > 'abc'", "cannot compare string"), ("t_n_words[1] > 1", "expected List"), ("t_n_words", "gives UInt64, not a true/false condition")):
+        r.write_text(f'signals:\n  t: {{type: text}}\nfilters:\n  node:\n    x: "{expr}"\n')
+        with pytest.raises(recipes.RecipeError, match=f"filter x: .*{why}"):
+            run(r, planted["inputs"], out, progress=False)
     for column in ("image_format", "nowhere", "pos"):
         r.write_text(f"signals:\n  image: {{type: image}}\noutput:\n  images_to: {column}\n")
         with pytest.raises(recipes.RecipeError, match=f"output.images_to: '{column}' is not a numeric node column"):

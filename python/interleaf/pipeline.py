@@ -199,6 +199,19 @@ def _expr_roots(name: str, expr: str) -> list[str]:
     return list(dict.fromkeys(e.meta.root_names()))
 
 
+def _check_expr_types(name: str, expr: str, columns: dict[str, pl.DataType]) -> None:
+    """A filter's expression evaluated once on no rows of its columns' types, so that a type
+    error (``caption_words > 'abc'``) or an expression that is not a condition is a RecipeError
+    before any shard is scored, not a polars error after hours of scoring."""
+    try:
+        got = pl.DataFrame(schema=columns).select(pl.sql_expr(expr).alias("_r")).schema["_r"]
+    except Exception as err:
+        why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RecipeError(f"filter {name}: {expr!r} cannot be evaluated on its columns ({', '.join(f'{c}: {t}' for c, t in columns.items())}): {why}") from None
+    if got not in (pl.Boolean(), pl.Null()):
+        raise RecipeError(f"filter {name}: {expr!r} gives {got}, not a true/false condition")
+
+
 def llm_config(recipe: Recipe, overrides: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The LLM client's keyword arguments: the recipe's ``llm`` section, then ``overrides``
     (None values ignored), then ``INTERLEAF_LLM_BASE_URL`` / ``INTERLEAF_LLM_MODEL`` for what is
@@ -290,6 +303,8 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
                     raise RecipeError(f"node filter {fname} reads the document columns {bad}: move it under filters.doc")
                 known = sorted(set(allowed))
                 raise RecipeError(f"filter {fname} reads {bad}, which no signal of recipe {recipe.name} makes; columns: {', '.join(known)}")
+            if f.expr is not None:
+                _check_expr_types(fname, f.expr, {c: dtypes[c] for c in roots})
             out.append((fname, f, roots))
         return out
 
