@@ -630,3 +630,32 @@ def test_a_jpeg_with_too_many_scans_is_refused_before_decoding():
     err = table.get_column("error").to_list()[1]
     assert err["kind"] == "image_too_large" and "scans" in err["message"]
     assert phash([bomb]).get_column("error").to_list()[0]["kind"] == "image_too_large"
+
+
+def test_inputs_that_are_fifos_devices_or_broken_links_are_io_errors_never_opened(tmp_path):
+    """A FIFO named as input blocked the run forever (/dev/zero looped); in a folder they were
+    skipped without a count. Each is now its file's io error and the other files read."""
+    (tmp_path / "a.jsonl").write_text(json.dumps({"id": "a", "caption": "fine", "image": "http://x/a.jpg"}) + "\n")
+    for name in ("b.jsonl", "d.parquet", "e.tar"):
+        os.mkfifo(tmp_path / name)
+    (tmp_path / "c.jsonl").symlink_to("/dev/zero")
+    (tmp_path / "f.jsonl").symlink_to(tmp_path / "gone.jsonl")
+    code = f"import interleaf, polars as pl; r = interleaf.read({str(tmp_path)!r}); df = pl.concat(list(r)); print(r.stats['errors'], df.filter(pl.col('doc_id') == 'a').height)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(Path(interleaf.__file__).parents[1])})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["{'io':", "5}", "2"]
+    df = read_all(tmp_path / "b.jsonl")
+    assert df.get_column("error")[0]["kind"] == "io" and "not a regular file" in df.get_column("error")[0]["message"]
+
+
+def test_brace_ranges_count_down_and_are_bounded():
+    from interleaf.io.sources import _expand_braces
+
+    assert _expand_braces("s-{000..002}.tar") == ["s-000.tar", "s-001.tar", "s-002.tar"]
+    assert _expand_braces("x{3..1}.tar") == ["x3.tar", "x2.tar", "x1.tar"]  # webdataset counts down
+    assert _expand_braces("a{0..1}b{08..10}") == ["a0b08", "a0b09", "a0b10", "a1b08", "a1b09", "a1b10"]
+    assert _expand_braces("{10..08}") == ["10", "09", "08"]
+    with pytest.raises(ValueError, match="over 1,000,000 files"):
+        _expand_braces("x{0..999999999}.tar")  # was 3.6 GB of names, then a SystemError
+    with pytest.raises(ValueError, match="over 1,000,000 files"):
+        _expand_braces("{0..999}{0..999}{0..9}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -218,6 +219,8 @@ class Reader:
 
         self._done["files"] += 1
         try:
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                raise OSError("not a regular file (a FIFO, device or directory is never read)")
             pf = pq.ParquetFile(path)
         except Exception as e:  # pyarrow raises several types for a missing or corrupt file
             df = _error_frame(path, self._next_doc, "io", f"{path}: {e}")

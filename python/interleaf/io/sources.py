@@ -31,17 +31,31 @@ def container_of(path: str) -> str | None:
     return None
 
 
+#: The most names one source's brace ranges may expand to.
+MAX_BRACE_NAMES = 1_000_000
+
+
 def _expand_braces(pattern: str) -> list[str]:
-    """``shard-{000..002}.tar`` -> three names, zero padding kept (as webdataset's braceexpand)."""
-    m = _BRACE.search(pattern)
-    if not m:
-        return [pattern]
-    lo, hi = m.group(1), m.group(2)
-    width = len(lo) if lo.startswith("0") else 0
-    out: list[str] = []
-    for i in range(int(lo), int(hi) + 1):
-        out.extend(_expand_braces(pattern[: m.start()] + str(i).zfill(width) + pattern[m.end() :]))
-    return out
+    """``shard-{000..002}.tar`` -> three names, zero padding kept; ``{2..0}`` counts down (as
+    webdataset's braceexpand). ValueError past :data:`MAX_BRACE_NAMES` names."""
+    ranges = list(_BRACE.finditer(pattern))
+    total = 1
+    for m in ranges:
+        total *= abs(int(m.group(2)) - int(m.group(1))) + 1
+        if total > MAX_BRACE_NAMES:
+            raise ValueError(f"{pattern}: its brace ranges name over {MAX_BRACE_NAMES:,} files")
+    names = [pattern]
+    for _ in ranges:
+        out: list[str] = []
+        for name in names:
+            m = _BRACE.search(name)
+            assert m is not None
+            lo, hi = m.group(1), m.group(2)
+            width = max(len(lo), len(hi)) if any(e.startswith("0") and len(e) > 1 for e in (lo, hi)) else 0
+            step = 1 if int(hi) >= int(lo) else -1
+            out.extend(name[: m.start()] + str(i).zfill(width) + name[m.end() :] for i in range(int(lo), int(hi) + step, step))
+        names = out
+    return names
 
 
 def expand(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[str]:
@@ -57,7 +71,9 @@ def expand(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) ->
     for item in items:
         for name in _expand_braces(item):
             if os.path.isdir(name):
-                found = sorted(str(p) for p in Path(name).rglob("*") if p.is_file() and container_of(str(p)))
+                # Entries that are not regular files (a FIFO, a device, a broken link) are kept:
+                # the reader records them as io errors, never opening them.
+                found = sorted(str(p) for p in Path(name).rglob("*") if not p.is_dir() and container_of(str(p)))
                 if not found:
                     raise FileNotFoundError(f"{name}: directory holds no .tar/.jsonl/.parquet files")
                 paths.extend(found)

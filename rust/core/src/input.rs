@@ -65,7 +65,7 @@ pub fn sniff_compression(head: &[u8]) -> Compression {
 /// Opens `path` for streaming, decompressing gzip or zstd transparently. `counter` receives
 /// the number of raw (compressed) bytes read.
 pub fn open(path: &str, counter: Arc<AtomicU64>) -> Result<Box<dyn BufRead + Send>> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = open_regular(path).map_err(|e| Error::io(path, e))?;
     let mut raw = BufReader::with_capacity(BUF_SIZE, CountingReader { inner: file, counter });
     let head = raw.fill_buf().map_err(|e| Error::io(path, e))?;
     Ok(match sniff_compression(head) {
@@ -76,6 +76,18 @@ pub fn open(path: &str, counter: Arc<AtomicU64>) -> Result<Box<dyn BufRead + Sen
             Box::new(BufReader::with_capacity(BUF_SIZE, dec))
         }
     })
+}
+
+/// Opens `path` for reading when it is a regular file (links followed). A FIFO, a device or a
+/// directory is an error and never read: `O_NONBLOCK` keeps a FIFO from blocking the open, and
+/// the type is checked on the opened file itself (no window between a check and the open).
+pub fn open_regular(path: &str) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32).open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file (a FIFO, device or directory is never read)"));
+    }
+    Ok(file)
 }
 
 /// True when a read failed because a compressed stream ended early (gzip and zstd decoders
