@@ -659,3 +659,37 @@ def test_brace_ranges_count_down_and_are_bounded():
         _expand_braces("x{0..999999999}.tar")  # was 3.6 GB of names, then a SystemError
     with pytest.raises(ValueError, match="over 1,000,000 files"):
         _expand_braces("{0..999}{0..999}{0..9}")
+
+
+def test_long_and_non_utf8_file_names_are_read_or_are_their_own_error(tmp_path, sample_dir):
+    """A 240-character input name made the run fail on its temporary file names (name too
+    long); a name that is not UTF-8 aborted the whole run (the native reader takes UTF-8)."""
+    from interleaf.pipeline import run
+
+    src = tmp_path / "in"
+    src.mkdir()
+    data = (sample_dir / "pairs.jsonl").read_bytes()
+    (src / ("a" * 240 + ".jsonl")).write_bytes(data)
+    with open(os.path.join(os.fsencode(src), b"\xff\xfe.jsonl"), "wb") as f:
+        f.write(data)
+    out = tmp_path / "out"
+    summary = run("pairs-basic", [str(src)], out, image_root=sample_dir, progress=False)
+    assert summary["errors"] == {"io": 1}
+    dropped = pl.read_parquet(out / "dropped" / "__.parquet")
+    assert "not UTF-8" in dropped.get_column("detail")[0]
+    long = [p.name for p in (out / "kept").iterdir() if p.name.startswith("aaa")]
+    assert len(long) == 1 and len(long[0]) <= 126 and len(pl.read_ndjson(out / "kept" / long[0])) > 0
+    # A rerun resumes (nothing to redo) rather than failing on the names.
+    assert run("pairs-basic", [str(src)], out, image_root=sample_dir, progress=False)["stages"]["score"]["skipped"] == 2
+
+
+def test_an_output_folder_inside_an_input_folder_is_refused_at_once(tmp_path, sample_dir):
+    """The first run was accepted; the rerun then read the first run's outputs as inputs."""
+    from interleaf.pipeline import run
+
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "pairs.jsonl").write_bytes((sample_dir / "pairs.jsonl").read_bytes())
+    with pytest.raises(ValueError, match="inside the input folder"):
+        run("pairs-basic", [str(src)], src / "out", image_root=sample_dir, progress=False)
+    assert not (src / "out").exists()

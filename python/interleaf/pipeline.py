@@ -52,6 +52,7 @@ from interleaf import _native
 from interleaf import schema as S
 from interleaf._checks import choice_arg, int_arg
 from interleaf.io.atomic import atomic_output, write_text
+from interleaf.io.reader import is_utf8
 from interleaf.io.sources import WEBDATASET, container_of, expand
 from interleaf.io.writer import OUTPUT_FORMATS, RECORD_LAYOUTS
 from interleaf.recipes import Recipe
@@ -103,6 +104,11 @@ class Shard:
     index: int
 
 
+#: The longest shard name: file systems allow 255 bytes per name, and a shard's files add
+#: suffixes and temporary-name tails (``.parquet.<pid>.<hex>.tmp``).
+_SHARD_NAME_MAX = 120
+
+
 def plan_shards(paths: list[str]) -> list[Shard]:
     """A shard per input file, named after the file (suffixes dropped, unsafe characters
     replaced; a repeated name gets ``-<index>``)."""
@@ -115,6 +121,10 @@ def plan_shards(paths: list[str]) -> list[Shard]:
                 base = base[: -len(sfx)]
                 break
         base = re.sub(r"[^A-Za-z0-9._-]", "_", base).lstrip(".") or "shard"
+        if len(base) > _SHARD_NAME_MAX:
+            # Output files are named after shards (plus suffixes and temporary-name tails):
+            # a long name keeps its start and a hash of the rest, within file-name limits.
+            base = base[: _SHARD_NAME_MAX - 17] + "-" + hashlib.sha1(base.encode()).hexdigest()[:16]
         name = base
         while name in used:
             name = f"{base}-{i}"
@@ -1185,7 +1195,7 @@ def output_format(p: Plan, shard: Shard, override: str | None, read_format: str 
         return WEBDATASET
     if container == "parquet":
         return "parquet"
-    layout = read_format if read_format not in (None, WEBDATASET) else _native.detect_record_format(shard.path)
+    layout = read_format if read_format not in (None, WEBDATASET) else _native.detect_record_format(shard.path) if is_utf8(shard.path) else None
     return "jsonl" if layout in (None, "nodes") else layout
 
 
@@ -1407,10 +1417,15 @@ def _run_jobs(fn: Callable[..., dict[str, Any]], jobs: list[tuple], workers: int
     return results
 
 
-def _check_out(out: Path, paths: list[str], state: dict[str, Any], overwrite: bool) -> None:
-    """The output folder must not overlap the inputs, and must be empty, new, or a run over the
-    same inputs (unless ``overwrite``, which clears what belongs to another run)."""
+def _check_out(out: Path, paths: list[str], state: dict[str, Any], overwrite: bool, folders: Iterable[str] = ()) -> None:
+    """The output folder must not overlap the inputs, nor lie inside an input ``folders`` (a
+    later run would read its outputs as inputs), and must be empty, new, or a run over the same
+    inputs (unless ``overwrite``, which clears what belongs to another run)."""
     target = out.resolve()
+    for folder in folders:
+        fp = Path(folder).resolve()
+        if os.path.isdir(folder) and (fp == target or fp in target.parents):
+            raise ValueError(f"the output folder {out} is inside the input folder {folder}: a later run would read its outputs as inputs; write somewhere else")
     for src in paths:
         sp = Path(src).resolve()
         if sp == target or target in sp.parents:
@@ -1530,7 +1545,9 @@ def run(
         print(f"interleaf run: notice: {n}", file=sys.stderr)
     out_p = Path(out)
     paths = expand(inputs)
-    missing = [x for x in paths if not os.path.exists(x)]
+    # A dangling link found in a folder is that file's io error, as a FIFO is; a named file
+    # that is not there is a typo to report at once.
+    missing = [x for x in paths if not os.path.lexists(x)]
     if missing:
         raise FileNotFoundError(f"input not found: {', '.join(missing[:5])}")
     read = {
@@ -1543,7 +1560,7 @@ def run(
         "allow_outside_root": allow_outside_root,
     }
     state = {"inputs": [os.path.abspath(x) for x in paths], "read": read, "limit": limit}
-    _check_out(out_p, paths, state, overwrite)
+    _check_out(out_p, paths, state, overwrite, [os.fspath(inputs)] if isinstance(inputs, (str, os.PathLike)) else [os.fspath(x) for x in inputs])
     shards = plan_shards(paths)
     out_p.mkdir(parents=True, exist_ok=True)
     models_state = {k: (v if isinstance(v, str) else getattr(v, "path", None) and str(v.path)) for k, v in p.models.items()}

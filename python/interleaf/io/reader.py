@@ -63,6 +63,20 @@ def frame_stats(df: pl.DataFrame) -> dict[str, Any]:
     }
 
 
+def is_utf8(path: str) -> bool:
+    """Whether a path (as Python holds it, undecodable bytes as surrogates) is valid UTF-8."""
+    try:
+        path.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def shown(path: str) -> str:
+    """A path as text that can be stored: undecodable bytes as U+FFFD."""
+    return os.fsencode(path).decode("utf-8", "replace")
+
+
 def _error_frame(path: str, doc_index: int, kind: str, message: str) -> pl.DataFrame:
     row: dict[str, Any] = {name: None for name in NODE_SCHEMA}
     row.update(doc_id=path, doc_index=doc_index, pos=0, source=path, error=record_error(kind, message))
@@ -192,7 +206,19 @@ class Reader:
         return df
 
     def _batches(self) -> Iterator[pl.DataFrame]:
-        for container, paths in self.plan:
+        for container, named in self.plan:
+            paths = []
+            for p in named:
+                if is_utf8(p):
+                    paths.append(p)
+                    continue
+                # The native readers take UTF-8 paths: a name that is not is this file's error.
+                self._done["files"] += 1
+                df = _error_frame(shown(p), self._next_doc, "io", f"{shown(p)}: the file name is not UTF-8; rename the file to read it")
+                _add_stats(self._done, frame_stats(df))
+                yield df
+            if not paths:
+                continue
             if container == PARQUET:
                 for p in paths:
                     yield from self._parquet(p)
