@@ -457,3 +457,16 @@ def test_invalid_utf8_is_the_error_even_when_it_breaks_a_key(tmp_path):
     path.write_bytes(b'{"id": "k", "image": "http://x/a.jpg", "capt\xe9on": "a cat"}\n')
     df = read_all(path, format="pairs")
     assert {e["kind"] for e in df.get_column("error").to_list()} == {"invalid_utf8"}
+
+
+def test_node_steps_that_are_not_32_bit_integers_are_bad_records(tmp_path):
+    # "step": 2**40 was read as 0 (wrapped); a float or a string became null without an error.
+    nodes = [{"kind": "text", "text": f"t{i}", "step": s} for i, s in enumerate([1, 2**40, 1.5, "2", None, -3])]
+    path = tmp_path / "n.jsonl"
+    path.write_text(json.dumps({"doc_id": "d", "nodes": nodes + [{"kind": "text", "text": "x" * 10_000, "step": "y" * 10_000}]}) + "\n")
+    df = read_all(path, format="nodes")
+    assert df.get_column("step").to_list() == [1, None, None, None, None, -3, None]
+    kinds = [e and e["kind"] for e in df.get_column("error").to_list()]
+    assert kinds == [None, "bad_record", "bad_record", "bad_record", None, None, "bad_record"]
+    assert df.get_column("error")[1]["message"] == f"node step {2**40} is not a 32-bit integer"
+    assert len(df.get_column("error")[6]["message"]) < 300  # a hostile value is cut in the message

@@ -1310,12 +1310,19 @@ class RunSummary:
 
 
 def _versions() -> dict[str, str]:
+    """The versions of what a run used, read from the installed packages' metadata: importing
+    onnxruntime or faiss only to name them loads their native libraries (faiss starts
+    OpenBLAS's threads, which crashed under a tight address-space limit at the end of a run)."""
+    from importlib import metadata
+
     v = {"interleaf": interleaf.__version__, "polars": pl.__version__, "numpy": np.__version__, "python": platform.python_version()}
-    for mod in ("onnxruntime", "faiss"):
-        try:
-            v[mod] = __import__(mod).__version__
-        except Exception:
-            pass
+    for mod, dists in (("onnxruntime", ("onnxruntime", "onnxruntime-gpu")), ("faiss", ("faiss-cpu", "faiss-gpu-cu12", "faiss-gpu"))):
+        for dist in dists:
+            try:
+                v[mod] = metadata.version(dist)
+                break
+            except metadata.PackageNotFoundError:
+                continue
     return v
 
 

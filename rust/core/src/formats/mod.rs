@@ -154,6 +154,33 @@ impl RecordContext {
 }
 
 /// Bytes given inline: `{"$blob": k}`, a `data:` URI, or (`plain_base64`) a bare base64 string.
+/// JSON text of `v` cut after 200 bytes: an error message names a bad value without carrying
+/// a whole hostile one (serialisation stops at the cut).
+pub fn short_json<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    const MAX: usize = 200;
+    struct Capped(Vec<u8>);
+    impl std::io::Write for Capped {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let room = MAX - self.0.len();
+            self.0.extend_from_slice(&b[..b.len().min(room)]);
+            if b.len() > room {
+                return Err(std::io::Error::other("cut"));
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut w = Capped(Vec::new());
+    let cut = serde_json::to_writer(&mut w, v).is_err();
+    let mut s = String::from_utf8_lossy(&w.0).into_owned();
+    if cut {
+        s.push_str("...");
+    }
+    s
+}
+
 /// The most values (counted by their commas) a JSON line or member may hold: parsed JSON takes
 /// about 32 bytes per value, so a line of small values (`[0,0,0,...]`) would take ~16 times its
 /// size.

@@ -26,19 +26,31 @@ pub fn parse_document(doc: &mut Document, o: &Map<String, Value>, mut image: imp
     }
     for n in o.get("nodes").and_then(Value::as_array).into_iter().flatten() {
         let Some(n) = n.as_object() else {
-            doc.nodes.push(Node { error: Some(RecordError::new(ErrorKind::BadRecord, format!("a node must be a JSON object: {n}"))), ..Default::default() });
+            doc.nodes.push(Node {
+                error: Some(RecordError::new(ErrorKind::BadRecord, format!("a node must be a JSON object: {}", short_json(n)))),
+                ..Default::default()
+            });
             continue;
         };
         let kind = n.get("kind").and_then(Value::as_str).and_then(NodeKind::parse);
         let mut node = Node { kind, ..Default::default() };
         node.text = n.get("text").and_then(Value::as_str).map(String::from);
-        node.step = n.get("step").and_then(Value::as_i64).map(|s| s as i32);
+        node.step = match n.get("step") {
+            None | Some(Value::Null) => None,
+            Some(v) => {
+                let step = v.as_i64().and_then(|s| i32::try_from(s).ok());
+                if step.is_none() {
+                    node.error = Some(RecordError::new(ErrorKind::BadRecord, format!("node step {} is not a 32-bit integer", short_json(v))));
+                }
+                step
+            }
+        };
         node.role = n.get("role").and_then(Value::as_str).map(String::from);
         node.image_ref = n.get("image_ref").and_then(Value::as_str).map(String::from);
         match kind {
             Some(NodeKind::Image) => image(n, &mut node),
             Some(NodeKind::Text) => {}
-            None => node.error = Some(RecordError::new(ErrorKind::BadRecord, format!("node without a valid kind: {}", Value::Object(n.clone())))),
+            None => node.error = Some(RecordError::new(ErrorKind::BadRecord, format!("node without a valid kind: {}", short_json(n)))),
         }
         if let Some(e) = n.get("error").and_then(error_from_value) {
             node.error = Some(e);
