@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import zlib
 from pathlib import Path
 
 import imagehash
@@ -693,3 +694,28 @@ def test_an_output_folder_inside_an_input_folder_is_refused_at_once(tmp_path, sa
     with pytest.raises(ValueError, match="inside the input folder"):
         run("pairs-basic", [str(src)], src / "out", image_root=sample_dir, progress=False)
     assert not (src / "out").exists()
+
+
+def test_a_png_icc_profile_bomb_is_not_inflated_by_a_header_read(tmp_path):
+    """A 1x1 PNG whose iCCP chunk inflates to 200 MB: reading its header held ~900 MB under the
+    image crate's default limits. Header reads now allocate at most 16 MiB."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    co = zlib.compressobj(9)
+    profile = b"".join(co.compress(b"\0" * (1 << 20)) for _ in range(200)) + co.flush()
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)) + chunk(b"iCCP", b"bomb\0\0" + profile)
+    png += chunk(b"IDAT", zlib.compress(b"\0\0\0\0")) + chunk(b"IEND", b"")
+    (tmp_path / "bomb.png").write_bytes(png)
+    code = (
+        "import interleaf.image as im\n"
+        f"d = open({str(tmp_path / 'bomb.png')!r}, 'rb').read()\n"
+        "for header_only in (True, False):\n"
+        "    t = im.stats([d], header_only=header_only)\n"
+        "    assert t.get_column('width').to_list() in ([1], [None]), t\n"
+        "print(int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]) // 1024)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(Path(interleaf.__file__).parents[1])})
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout.split()[-1]) < 400, f"peak {out.stdout.split()[-1]} MiB"

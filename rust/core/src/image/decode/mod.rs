@@ -65,6 +65,9 @@ pub fn header_size(data: &[u8]) -> Result<(u32, u32), RecordError> {
     header(data, super::probe::jpeg_size(data)).map(|(_, w, h)| (w, h))
 }
 
+/// The most a header read may allocate (metadata such as a PNG's ICC profile).
+const HEADER_MAX_ALLOC: u64 = 16 << 20;
+
 /// Format and size from the header. A JPEG's size is `jpeg_size` (its start-of-frame segment
 /// as our probe reads it, and as libjpeg will: the `image` crate's header reader also builds
 /// the Huffman tables, a measurable share of a small photo's decode); any other header, or a
@@ -76,14 +79,22 @@ fn header(data: &[u8], jpeg_size: Option<(u32, u32)>) -> Result<(ImageFormat, u3
     if let Some((w, h)) = jpeg_size {
         return Ok((ImageFormat::Jpeg, w, h));
     }
-    let reader = ImageReader::new(Cursor::new(data)).with_guessed_format().map_err(|e| err(ErrorKind::CorruptImage, e.to_string()))?;
+    let mut reader = ImageReader::new(Cursor::new(data)).with_guessed_format().map_err(|e| err(ErrorKind::CorruptImage, e.to_string()))?;
+    // Reading a header allocates for metadata only; PNG inflates an iCCP profile while reading
+    // it (a 300 KB file held 900 MB under the crate's default 512 MiB): 16 MiB is ample.
+    let mut l = image::Limits::default();
+    l.max_alloc = Some(HEADER_MAX_ALLOC);
+    reader.limits(l);
     // The crate recognises more formats than it is built to decode (TIFF, ...): those are as
     // unknown as bytes it does not recognise at all.
     let Some(format) = reader.format().filter(|f| matches!(f, ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP | ImageFormat::Gif | ImageFormat::Bmp))
     else {
         return Err(err(ErrorKind::UnknownImageFormat, "bytes are not JPEG, PNG, WebP, GIF or BMP"));
     };
-    let (w, h) = reader.into_dimensions().map_err(|e| err(ErrorKind::CorruptImage, format!("{format:?} header: {e}")))?;
+    let (w, h) = reader.into_dimensions().map_err(|e| match e {
+        image::ImageError::Limits(_) => err(ErrorKind::ImageTooLarge, format!("{format:?} header: its metadata needs over {} MiB ({e})", HEADER_MAX_ALLOC >> 20)),
+        e => err(ErrorKind::CorruptImage, format!("{format:?} header: {e}")),
+    })?;
     Ok((format, w, h))
 }
 
