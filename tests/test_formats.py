@@ -285,6 +285,20 @@ def test_nodes_parquet_keeps_documents_whole_across_row_batches(tmp_path, sample
     assert pl.concat(batches).equals(comm)
 
 
+def test_nodes_parquet_of_long_documents_reads_each_whole_in_order(tmp_path):
+    # Documents of 1,000 and 3 and 2,000 rows read 8 rows per arrow batch (batch_size=1): each
+    # comes out whole, in one batch of its own, numbered in order (the pending rows are joined
+    # only as they double, which keeps one huge document linear).
+    sizes = [1000, 3, 2000]
+    doc_id = [f"d{i}" for i, n in enumerate(sizes) for _ in range(n)]
+    pos = [p for n in sizes for p in range(n)]
+    pq.write_table(pa.table({"doc_id": doc_id, "pos": pa.array(pos, pa.int32()), "kind": ["text"] * len(pos), "text": [f"t{p}" for p in pos]}), tmp_path / "n.parquet", row_group_size=64)
+    batches = list(interleaf.read(tmp_path / "n.parquet", batch_size=1))
+    assert [b.height for b in batches] == sizes
+    assert [b.get_column("doc_index").unique().to_list() for b in batches] == [[0], [1], [2]]
+    assert pl.concat(batches).get_column("pos").to_list() == pos
+
+
 def test_bad_lines_are_kept_with_their_error_and_the_read_goes_on(records, tmp_path):
     root = records["root"]
     good = json.dumps({"id": "ok", "image": "images/coffee.jpg", "caption": "fine"})

@@ -257,19 +257,29 @@ class Reader:
         names = set(pf.schema_arrow.names)
         is_nodes = {"doc_id", "pos", "kind"} <= names and self.format in (None, "nodes")
         pending: pl.DataFrame | None = None  # node rows read but not yet yielded, as the file has them
+        chunks: list[pl.DataFrame] = []  # node rows read since, not yet joined to pending
+        waiting, tried = 0, 0  # rows pending + in chunks; rows pending held at the last try
         index = 0
         try:
             for raw_batch in pf.iter_batches(batch_size=self.batch_size if not is_nodes else self.batch_size * 8):
                 batch = _portable(raw_batch)
                 if is_nodes:
                     raw = _checked_kinds(_lossy_utf8(pl.from_arrow(batch)))  # type: ignore[arg-type]
-                    pending = raw if pending is None else pl.concat([pending, raw])
+                    chunks.append(raw)
+                    waiting += raw.height
+                    # Documents are numbered over all pending rows: a try only once they have
+                    # doubled since the last one keeps a file of one huge document linear.
+                    if waiting < 2 * tried:
+                        continue
+                    pending = pl.concat([pending, *chunks]) if pending is not None else pl.concat(chunks)
+                    chunks = []
                     # Yield whole batches of documents; the last document may continue in the
                     # next arrow batch, so it waits.
                     while pending is not None and (df := self._whole_documents(pending, final=False)) is not None:
                         pending = pending[df.height :]
                         _add_stats(self._done, frame_stats(df))
                         yield df
+                    waiting = tried = pending.height
                 else:
                     table = pl.from_arrow(batch)
                     df, stats = _native.records_to_frame(
@@ -294,6 +304,8 @@ class Reader:
             df = _error_frame(f"{path}#row{index}", self._next_doc, "corrupt_parquet", f"{path}: {e}")
             _add_stats(self._done, frame_stats(df))
             yield df
+        if chunks:
+            pending = pl.concat([pending, *chunks]) if pending is not None else pl.concat(chunks)
         while pending is not None and pending.height and (df := self._whole_documents(pending, final=True)) is not None:
             pending = pending[df.height :]
             _add_stats(self._done, frame_stats(df))
