@@ -719,3 +719,24 @@ def test_a_png_icc_profile_bomb_is_not_inflated_by_a_header_read(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(Path(interleaf.__file__).parents[1])})
     assert out.returncode == 0, out.stderr
     assert int(out.stdout.split()[-1]) < 400, f"peak {out.stdout.split()[-1]} MiB"
+
+
+def test_a_record_naming_one_file_many_times_is_held_to_eight_times_the_file_limit(tmp_path):
+    """A 110 KB line naming a 1 MB file 3,000 times held 3 GB. A record's image files together
+    are held to 8 times the per-file limit, as a WebDataset sample's members are."""
+    photo = encode(Image.new("RGB", (40, 40), (90, 90, 90)), "PNG")
+    (tmp_path / "a.png").write_bytes(photo)
+    texts = ["some words"] + [None] * 20
+    images = [None] + ["a.png"] * 20
+    (tmp_path / "r.jsonl").write_text(json.dumps({"id": "d", "texts": texts, "images": images}) + "\n")
+    df = read_all(tmp_path / "r.jsonl", format="obelics", max_member_bytes=len(photo))
+    imgs = df.filter(pl.col("kind") == "image")
+    loaded = imgs.get_column("image").is_not_null().sum()
+    assert loaded == 8
+    errors = imgs.get_column("error").to_list()
+    assert [e and e["kind"] for e in errors] == [None] * 8 + ["member_too_large"] * 12
+    assert "together are over" in errors[8]["message"]
+    # The next record starts its own count.
+    (tmp_path / "two.jsonl").write_text(2 * (json.dumps({"id": "d", "texts": texts[:4], "images": images[:4]}) + "\n"))
+    two = read_all(tmp_path / "two.jsonl", format="obelics", max_member_bytes=len(photo))
+    assert two.filter(pl.col("kind") == "image").get_column("image").is_not_null().all()

@@ -73,3 +73,24 @@ def test_report_values_are_escaped_and_cut():
     assert _e('<img src=x onerror="alert(1)">') == "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;"
     long = _e("x" * 2_000_000)
     assert len(long) < MAX_SHOWN_CHARS + 100 and long.endswith("(1,996,000 more characters)")
+
+
+def test_report_thumbnails_only_the_images_its_cards_can_show(tmp_path):
+    # A document of many images made a thumbnail of each; a card shows its first image, or the
+    # node it is about.
+    import json
+
+    from interleaf.pipeline import plan_shards
+    from interleaf.report import _content
+
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (10, 200, 30)).save(buf, "PNG")
+    (tmp_path / "a.png").write_bytes(buf.getvalue())
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps({"id": "d", "texts": ["words"] + [None] * 6, "images": [None] + ["a.png"] * 6}) + "\n")
+    shard = plan_shards([str(path)])
+    read = {"format": "obelics"}
+    got = _content(shard, {shard[0].name: {0}}, read)[(shard[0].name, 0)]
+    assert got.filter(got.get_column("thumb").is_not_null()).get_column("pos").to_list() == [1]
+    got = _content(shard, {shard[0].name: {0}}, read, {(shard[0].name, 0, 4)})[(shard[0].name, 0)]
+    assert got.filter(got.get_column("thumb").is_not_null()).get_column("pos").to_list() == [1, 4]

@@ -149,8 +149,10 @@ def _column_histogram(out: Path, signal: str, column: str, shards: list[Any], th
     return _histogram_svg(counts, edges, threshold), n
 
 
-def _content(shards: list[Any], wanted: dict[str, set[int]], read: dict[str, Any]) -> dict[tuple[str, int], pl.DataFrame]:
-    """The nodes of the wanted documents (shard name -> doc_index set), with thumbnails."""
+def _content(shards: list[Any], wanted: dict[str, set[int]], read: dict[str, Any], shown: set[tuple[str, int, int]] = frozenset()) -> dict[tuple[str, int], pl.DataFrame]:  # type: ignore[assignment]
+    """The nodes of the wanted documents (shard name -> doc_index set), with a thumbnail for
+    each document's first image and for the images ``shown`` names ((shard, doc_index, pos)):
+    the ones a card can show (a document of 100,000 images made 100,000 thumbnails)."""
     from interleaf import image
     from interleaf.pipeline import read_shard
 
@@ -163,12 +165,23 @@ def _content(shards: list[Any], wanted: dict[str, set[int]], read: dict[str, Any
         for df in read_shard(s, read, last + 1):
             got = df.filter(pl.col(S.DOC_INDEX).is_in(sorted(want)))
             if got.height:
-                imgs = got.get_column(S.IMAGE)
-                thumbs = image.thumbnails(imgs.fill_null(b""), THUMB).get_column("thumbnail")
-                got = got.select(S.DOC_INDEX, S.DOC_ID, S.POS, S.KIND, S.TEXT).with_columns(thumbs.alias("thumb"))
+                is_image = pl.col(S.KIND) == S.IMAGE_KIND
+                keys = [di * (1 << 32) + p for sh, di, p in shown if sh == s.name]
+                named = (pl.col(S.DOC_INDEX).cast(pl.Int64) * (1 << 32) + pl.col(S.POS).cast(pl.Int64)).is_in(keys) if keys else pl.lit(False)
+                first_image = is_image & (is_image.cum_sum().over(S.DOC_INDEX) == 1)
+                rows = np.flatnonzero(got.select((is_image & (first_image | named)).fill_null(False)).to_series().to_numpy())
+                thumbs = pl.Series("thumb", [None] * got.height, dtype=pl.Binary)
+                if len(rows):
+                    made = image.thumbnails(got.get_column(S.IMAGE).gather(rows).fill_null(b""), THUMB).get_column("thumbnail")
+                    thumbs = thumbs.scatter(rows, made)
+                got = got.select(S.DOC_INDEX, S.DOC_ID, S.POS, S.KIND, S.TEXT).with_columns(thumbs)
                 for (di,), part in got.partition_by(S.DOC_INDEX, as_dict=True, maintain_order=True).items():
                     found[(s.name, int(di))] = part
     return found
+
+
+#: How the document-level pHash step's dropped records name the image they repeat.
+_NEAR = "near-duplicate of the image at pos "
 
 
 def _doc_card(doc: pl.DataFrame | None, pos: int | None, caption: str) -> str:
@@ -245,6 +258,7 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
     # Signals with thresholds: histograms and the documents on either side.
     thresholds: dict[str, float] = summary.get("thresholds", {})
     wanted: dict[str, set[int]] = {}
+    shown: set[tuple[str, int, int]] = set()  # the nodes cards show (beside first images)
     panels: list[tuple[str, str, list[tuple[str, int, int | None, float]], list[tuple[str, int, int | None, float]]]] = []
     for level, filters in (("node", plan.node_filters), ("doc", plan.doc_filters)):
         for name, f, roots in filters:
@@ -277,8 +291,10 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
                         below.append((s.name, v[S.DOC_INDEX], v.get(S.POS), v["_v"]))
                 above = sorted(above, key=lambda x: x[3])[:EXAMPLES]
                 below = sorted(below, key=lambda x: -x[3])[:EXAMPLES]
-                for sh, di, _, _ in above + below:
+                for sh, di, pos, _ in above + below:
                     wanted.setdefault(sh, set()).add(di)
+                    if pos is not None:
+                        shown.add((sh, di, pos))
             panels.append((head + svg, name, above, below))
     # Dedup examples (dataset steps: a duplicate and the document it repeats).
     dedup_rows: list[tuple[str, dict[str, Any]]] = []
@@ -289,9 +305,13 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
             for row in ex.filter(pl.col("filter") == step).head(EXAMPLES).iter_rows(named=True):
                 dedup_rows.append((step, row))
                 wanted.setdefault(row["shard"], set()).add(row[S.DOC_INDEX])
+                if row[S.POS] is not None:
+                    shown.add((row["shard"], row[S.DOC_INDEX], row[S.POS]))
+                    if (row.get("detail") or "").startswith(_NEAR):
+                        shown.add((row["shard"], row[S.DOC_INDEX], int(row["detail"].rsplit(" ", 1)[1])))
     # Error examples.
     errs = dropped.filter(pl.col("filter") == "error") if dropped.height else pl.DataFrame()
-    content = _content(first, wanted, read)
+    content = _content(first, wanted, read, shown)
     # Representatives named by doc_id in the same shards.
     rep_index: dict[tuple[str, str], int] = {}
     if dedup_rows:
@@ -322,7 +342,7 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
             doc = content.get((row["shard"], row[S.DOC_INDEX]))
             left_card = _doc_card(doc, row[S.POS], f"dropped: {row[S.DOC_ID]} ({step}, {_num(row['value'])})")
             rep = _rep_of(row.get("detail") or "")
-            if row[S.POS] is not None and (row.get("detail") or "").startswith("near-duplicate of the image at pos "):
+            if row[S.POS] is not None and (row.get("detail") or "").startswith(_NEAR):
                 other = int(row["detail"].rsplit(" ", 1)[1])
                 right_card = _doc_card(doc, other, f"kept: pos {other}")
             elif rep and (rep[1], rep[0]) in rep_index:

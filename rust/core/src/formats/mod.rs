@@ -110,6 +110,8 @@ pub struct RecordContext {
     root_dir: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
     /// The out-of-line binary values of the record being converted (see the module docs).
     blobs: RefCell<Vec<Option<Vec<u8>>>>,
+    /// Bytes of image files read for the record being converted (see [`load_file`]).
+    loaded: std::cell::Cell<u64>,
 }
 
 /// The key of an out-of-line binary value: `{"$blob": k}` is the k-th blob of its record.
@@ -143,6 +145,7 @@ impl RecordContext {
             max_image_bytes: crate::shard::DEFAULT_MAX_MEMBER_BYTES,
             allow_outside_root: false,
             blobs: RefCell::new(Vec::new()),
+            loaded: std::cell::Cell::new(0),
         }
     }
 
@@ -278,6 +281,22 @@ fn is_url(s: &str) -> bool {
 /// directories are refused before they are opened (`not_a_file`), and at most
 /// `max_image_bytes` are read from any file, whatever its metadata says.
 fn load_file(path: &str, ctx: &RecordContext) -> Result<Vec<u8>, RecordError> {
+    // One record may name files over and over (a 110 KB line named a 1 MB file 3,000 times):
+    // its files together are held to 8 times the per-file limit, as a WebDataset sample is.
+    let cap = ctx.max_image_bytes.saturating_mul(8);
+    if ctx.loaded.get() >= cap {
+        return Err(RecordError::new(
+            ErrorKind::MemberTooLarge,
+            format!("{path}: not read: the record's image files together are over {cap} bytes (8 times the per-file limit)"),
+        ));
+    }
+    let data = read_image_file(path, ctx)?;
+    ctx.loaded.set(ctx.loaded.get() + data.len() as u64);
+    Ok(data)
+}
+
+/// [`load_file`]'s read of one file.
+fn read_image_file(path: &str, ctx: &RecordContext) -> Result<Vec<u8>, RecordError> {
     use std::io::Read;
     let p = Path::new(path);
     #[cfg(target_os = "linux")]
@@ -572,6 +591,7 @@ impl RecordDecoder {
         };
         self.format = Some(format);
         *self.ctx.blobs.borrow_mut() = blobs;
+        self.ctx.loaded.set(0);
         let doc = record_to_document(value, format, self.fallback_id(n), &self.ctx);
         self.ctx.blobs.borrow_mut().clear();
         doc

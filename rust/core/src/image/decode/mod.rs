@@ -92,7 +92,9 @@ fn header(data: &[u8], jpeg_size: Option<(u32, u32)>) -> Result<(ImageFormat, u3
         return Err(err(ErrorKind::UnknownImageFormat, "bytes are not JPEG, PNG, WebP, GIF or BMP"));
     };
     let (w, h) = reader.into_dimensions().map_err(|e| match e {
-        image::ImageError::Limits(_) => err(ErrorKind::ImageTooLarge, format!("{format:?} header: its metadata needs over {} MiB ({e})", HEADER_MAX_ALLOC >> 20)),
+        image::ImageError::Limits(_) => {
+            err(ErrorKind::ImageTooLarge, format!("{format:?} header: its metadata needs over {} MiB ({e})", HEADER_MAX_ALLOC >> 20))
+        }
         e => err(ErrorKind::CorruptImage, format!("{format:?} header: {e}")),
     })?;
     Ok((format, w, h))
