@@ -740,3 +740,39 @@ def test_a_record_naming_one_file_many_times_is_held_to_eight_times_the_file_lim
     (tmp_path / "two.jsonl").write_text(2 * (json.dumps({"id": "d", "texts": texts[:4], "images": images[:4]}) + "\n"))
     two = read_all(tmp_path / "two.jsonl", format="obelics", max_member_bytes=len(photo))
     assert two.filter(pl.col("kind") == "image").get_column("image").is_not_null().all()
+
+
+def test_parquet_batches_are_bounded_by_decoded_bytes_and_errors_by_row_group(tmp_path):
+    """A 2 KB parquet of 400 rows sharing one dictionary-encoded 10 MiB caption decoded to 4 GB
+    in one batch (and overflowed arrow's string capacity: the whole file was one error). Batches
+    are now cut by their decoded bytes; a row group that cannot be decoded is its own error and
+    the next one reads; a row of over 1 Mi list items is a bad record, not gigabytes of nodes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    caption = "x" * (256 << 10)
+    n = 64
+    table = pa.table({"id": [f"r{i}" for i in range(n)], "caption": pa.array([caption] * n).dictionary_encode(), "image": ["http://e/a.jpg"] * n})
+    pq.write_table(table, tmp_path / "d.parquet", compression="zstd")
+    assert (tmp_path / "d.parquet").stat().st_size < 10_000
+    reader = interleaf.read(tmp_path / "d.parquet", format="pairs", max_batch_bytes=1 << 20)
+    batches = list(reader)
+    assert reader.stats["documents"] == n and reader.stats["errors"] == {}
+    assert max(b.get_column("text").str.len_bytes().sum() for b in batches) <= (1 << 20) + len(caption)
+    assert len(batches) >= n * len(caption) // (1 << 20)
+    # Two row groups, the second's caption chunk overwritten: the first still reads.
+    pq.write_table(pa.table({"id": [f"r{i}" for i in range(200)], "caption": [f"caption {i} " * 20 for i in range(200)], "image": ["http://e/a.jpg"] * 200}), tmp_path / "g.parquet", row_group_size=100)
+    col = pq.ParquetFile(tmp_path / "g.parquet").metadata.row_group(1).column(1)
+    start = col.dictionary_page_offset or col.data_page_offset
+    data = bytearray((tmp_path / "g.parquet").read_bytes())
+    data[start : start + col.total_compressed_size] = b"\x07" * col.total_compressed_size
+    (tmp_path / "g.parquet").write_bytes(bytes(data))
+    reader = interleaf.read(tmp_path / "g.parquet", format="pairs")
+    df = pl.concat(list(reader))
+    assert reader.stats["documents"] == 101 and reader.stats["errors"] == {"corrupt_parquet": 1}
+    assert df.filter(pl.col("error").is_not_null()).get_column("error")[0]["message"].startswith(f"{tmp_path / 'g.parquet'}: row group 1:")
+    # One OBELICS row of 1.1 Mi texts (a few KB on disk).
+    many = (1 << 20) + 10
+    pq.write_table(pa.table({"id": ["o"], "texts": pa.array([["w"] * many]), "images": pa.array([[None] * many], pa.list_(pa.string()))}), tmp_path / "o.parquet", compression="zstd")
+    df = read_all(tmp_path / "o.parquet", format="obelics")
+    assert df.height == 1 and df.get_column("error")[0]["kind"] == "bad_record" and "list items" in df.get_column("error")[0]["message"]

@@ -7,6 +7,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from interleaf import _native
@@ -108,8 +109,9 @@ class Reader:
             this in all or past 65,536 of them.
         max_batch_bytes: a batch also closes once it holds this many bytes of text, images and
             metadata (default 256 MiB), so memory stays bounded when documents are large; a single
-            larger document gets a batch of its own. (Parquet files are read in row batches
-            of ``batch_size``.)
+            larger document gets a batch of its own. Parquet record files are cut by their
+            decoded bytes too (a dictionary-encoded caption shared by many rows counts once per
+            row), and a row group that cannot be decoded is one ``corrupt_parquet`` record.
         allow_outside_root: let records read image files that resolve (symlinks followed)
             outside ``image_root`` (default False: such a path is a ``path_outside_root``
             error, so a record cannot copy ``../secret`` or ``/etc/passwd`` into the output).
@@ -256,52 +258,126 @@ class Reader:
         self._done["bytes_read"] += os.path.getsize(path)
         names = set(pf.schema_arrow.names)
         is_nodes = {"doc_id", "pos", "kind"} <= names and self.format in (None, "nodes")
+        if is_nodes:
+            yield from self._parquet_nodes(pf, path)
+        else:
+            yield from self._parquet_records(pf, path)
+
+    def _arrow_batches(self, pf: Any, rows: int, first_group: int = 0) -> Iterator[tuple[int, Any]]:
+        """(row group, arrow batch) of at most ``rows`` rows and about ``max_batch_bytes``
+        (a file whose values are small on disk can hold gigabytes once decoded: dictionary
+        encoding, compression), read in small pieces so no piece is much larger, from row group
+        ``first_group`` on. A row group that cannot be decoded raises :class:`_RowGroupError`
+        after the batches before it."""
+        import pyarrow as pa
+
+        limit = self.max_batch_bytes or DEFAULT_MAX_BATCH_BYTES
+        for rg in range(first_group, pf.num_row_groups):
+            acc: list[Any] = []
+            n = size = 0
+            # Pieces as large as the row group's own sizes allow: its column chunks'
+            # uncompressed bytes per row (exact for plain pages: a 10 MiB caption that zstd
+            # shrinks to nothing is 10 MiB here) keep a piece near an eighth of the limit.
+            meta = pf.metadata.row_group(rg)
+            per_row = sum(meta.column(j).total_uncompressed_size for j in range(meta.num_columns)) / max(meta.num_rows, 1)
+            piece_rows = int(min(rows, _PARQUET_PIECE_ROWS, max(1, limit // 8 / max(per_row, 1))))
+            try:
+                for piece in pf.iter_batches(batch_size=piece_rows, row_groups=[rg]):
+                    # Sizes as decoded: a dictionary-encoded column (one 10 MiB caption for 400
+                    # rows) is small here and 4 GB once its values are gathered.
+                    whole = _decoded_bytes(piece)
+                    if n + piece.num_rows <= rows and size + whole <= limit:
+                        acc.append(piece)
+                        n, size = n + piece.num_rows, size + whole
+                    else:
+                        sizes = _decoded_bytes(piece, per_row=True)
+                        start = 0
+                        while start < piece.num_rows:
+                            fit = int(np.searchsorted(np.cumsum(sizes[start:]), limit - size, side="right"))
+                            k = min(max(fit, 0 if acc else 1), rows - n, piece.num_rows - start)
+                            if k:
+                                acc.append(piece.slice(start, k))
+                                n, size, start = n + k, size + int(sizes[start : start + k].sum()), start + k
+                            if k == 0 or n >= rows or size >= limit:
+                                yield rg, _portable(_one_batch(pa, acc))
+                                acc, n, size = [], 0, 0
+                    if n >= rows or size >= limit:
+                        yield rg, _portable(_one_batch(pa, acc))
+                        acc, n, size = [], 0, 0
+                if acc:
+                    yield rg, _portable(_one_batch(pa, acc))
+            except _RowGroupError:
+                raise
+            except Exception as e:
+                raise _RowGroupError(rg, e) from e
+
+    def _parquet_records(self, pf: Any, path: str) -> Iterator[pl.DataFrame]:
+        """Record rows (pairs, MMC4, OBELICS, ...) of a parquet file as node batches. A row
+        group that cannot be decoded is one ``corrupt_parquet`` record, a batch that cannot be
+        converted another; the read goes on after either."""
+        group = 0
+        while group < pf.num_row_groups:
+            index = sum(pf.metadata.row_group(i).num_rows for i in range(group))
+            try:
+                for rg, batch in self._arrow_batches(pf, self.batch_size, group):
+                    group = rg
+                    try:
+                        df, stats = _native.records_to_frame(
+                            pl.from_arrow(batch),  # type: ignore[arg-type]
+                            self.format,
+                            path,
+                            index,
+                            self._next_doc,
+                            self.image_root,
+                            self.load_images,
+                            allow_outside_root=self.allow_outside_root,
+                            max_member_bytes=self.max_member_bytes,
+                        )
+                        stats["files"] = 0
+                    except BaseException as e:
+                        # A Rust panic (pyo3's PanicException is a BaseException) is this batch's error too.
+                        if not isinstance(e, Exception) and type(e).__name__ != "PanicException":
+                            raise
+                        df = _error_frame(f"{path}#row{index}", self._next_doc, "corrupt_parquet", f"{path}: rows {index}-{index + batch.num_rows - 1}: {e}")
+                        stats = frame_stats(df)
+                    index += batch.num_rows
+                    _add_stats(self._done, stats)
+                    yield df
+                return
+            except _RowGroupError as e:
+                df = _error_frame(f"{path}#rowgroup{e.group}", self._next_doc, "corrupt_parquet", f"{path}: row group {e.group}: {e}")
+                _add_stats(self._done, frame_stats(df))
+                yield df
+                group = e.group + 1
+
+    def _parquet_nodes(self, pf: Any, path: str) -> Iterator[pl.DataFrame]:
+        """A node table (our own parquet layout) as batches of whole documents."""
         pending: pl.DataFrame | None = None  # node rows read but not yet yielded, as the file has them
         chunks: list[pl.DataFrame] = []  # node rows read since, not yet joined to pending
         waiting, tried = 0, 0  # rows pending + in chunks; rows pending held at the last try
-        index = 0
         try:
-            for raw_batch in pf.iter_batches(batch_size=self.batch_size if not is_nodes else self.batch_size * 8):
-                batch = _portable(raw_batch)
-                if is_nodes:
-                    raw = _checked_kinds(_lossy_utf8(pl.from_arrow(batch)))  # type: ignore[arg-type]
-                    chunks.append(raw)
-                    waiting += raw.height
-                    # Documents are numbered over all pending rows: a try only once they have
-                    # doubled since the last one keeps a file of one huge document linear.
-                    if waiting < 2 * tried:
-                        continue
-                    pending = pl.concat([pending, *chunks]) if pending is not None else pl.concat(chunks)
-                    chunks = []
-                    # Yield whole batches of documents; the last document may continue in the
-                    # next arrow batch, so it waits.
-                    while pending is not None and (df := self._whole_documents(pending, final=False)) is not None:
-                        pending = pending[df.height :]
-                        _add_stats(self._done, frame_stats(df))
-                        yield df
-                    waiting = tried = pending.height
-                else:
-                    table = pl.from_arrow(batch)
-                    df, stats = _native.records_to_frame(
-                        table,  # type: ignore[arg-type]
-                        self.format,
-                        path,
-                        index,
-                        self._next_doc,
-                        self.image_root,
-                        self.load_images,
-                        allow_outside_root=self.allow_outside_root,
-                        max_member_bytes=self.max_member_bytes,
-                    )
-                    index += batch.num_rows
-                    stats["files"] = 0
-                    _add_stats(self._done, stats)
+            for _, batch in self._arrow_batches(pf, self.batch_size * 8):
+                raw = _checked_kinds(_lossy_utf8(pl.from_arrow(batch)))  # type: ignore[arg-type]
+                chunks.append(raw)
+                waiting += raw.height
+                # Documents are numbered over all pending rows: a try only once they have
+                # doubled since the last one keeps a file of one huge document linear.
+                if waiting < 2 * tried:
+                    continue
+                pending = pl.concat([pending, *chunks]) if pending is not None else pl.concat(chunks)
+                chunks = []
+                # Yield whole batches of documents; the last document may continue in the
+                # next arrow batch, so it waits.
+                while pending is not None and (df := self._whole_documents(pending, final=False)) is not None:
+                    pending = pending[df.height :]
+                    _add_stats(self._done, frame_stats(df))
                     yield df
+                waiting = tried = pending.height
         except BaseException as e:
-            # A Rust panic (pyo3's PanicException is a BaseException) is this file's error too.
             if not isinstance(e, Exception) and type(e).__name__ != "PanicException":
                 raise
-            df = _error_frame(f"{path}#row{index}", self._next_doc, "corrupt_parquet", f"{path}: {e}")
+            done = (pending.height if pending is not None else 0) + sum(c.height for c in chunks)
+            df = _error_frame(f"{path}#node{done}", self._next_doc, "corrupt_parquet", f"{path}: {e}")
             _add_stats(self._done, frame_stats(df))
             yield df
         if chunks:
@@ -351,6 +427,55 @@ def _lossy_utf8(df: pl.DataFrame) -> pl.DataFrame:
     err = pl.struct(pl.lit("invalid_utf8").alias("kind"), pl.lit(message).alias("message"))
     out = conform(df.with_columns(fixed))
     return out.with_columns(pl.when(pl.lit(message).is_not_null() & pl.col(ERROR).is_null()).then(err).otherwise(pl.col(ERROR)).alias(ERROR))
+
+
+#: The most rows per piece read from a parquet row group (pieces are joined into batches by
+#: rows and bytes, see ``Reader._arrow_batches``).
+_PARQUET_PIECE_ROWS = 1024
+
+#: The native reader's default bound on a batch's bytes (``max_batch_bytes``).
+DEFAULT_MAX_BATCH_BYTES = 256 << 20
+
+
+class _RowGroupError(Exception):
+    """A parquet row group that could not be decoded."""
+
+    def __init__(self, group: int, cause: Exception):
+        super().__init__(str(cause))
+        self.group = group
+
+
+def _decoded_bytes(batch: Any, per_row: bool = False) -> Any:
+    """The bytes an arrow record batch takes once dictionaries are decoded (``_portable``
+    gathers their values): in all, or ``per_row`` as an int64 array (strings and binaries by
+    their lengths, other columns spread evenly)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    rows = max(batch.num_rows, 1)
+    out = np.zeros(batch.num_rows, dtype=np.int64) if per_row else 0
+    for col in batch.columns:
+        t = col.type
+        text = lambda t: pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)  # noqa: E731
+        if pa.types.is_dictionary(t) and text(t.value_type) and len(col.dictionary):
+            lengths = pc.binary_length(col.dictionary).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+            sizes = lengths[pc.fill_null(col.indices, 0).to_numpy(zero_copy_only=False)] + 8
+        elif text(t) and per_row:
+            sizes = pc.binary_length(col).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64) + 8
+        elif per_row:
+            sizes = np.full(batch.num_rows, col.get_total_buffer_size() // rows, dtype=np.int64)
+        else:
+            out += col.get_total_buffer_size()
+            continue
+        out = out + (sizes if per_row else int(sizes.sum()))
+    return out
+
+
+def _one_batch(pa: Any, pieces: list[Any]) -> Any:
+    """Arrow record batches of one schema as one batch."""
+    if len(pieces) == 1:
+        return pieces[0]
+    return pa.Table.from_batches(pieces).combine_chunks().to_batches()[0]
 
 
 def _checked_kinds(df: pl.DataFrame) -> pl.DataFrame:
