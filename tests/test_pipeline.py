@@ -182,7 +182,12 @@ def test_filters_are_checked_before_any_data_is_read(tmp_path, planted):
     with pytest.raises(recipes.RecipeError, match="not a polars SQL expression"):
         run(r, planted["inputs"], out, progress=False)
     # Type errors and expressions that are no condition: found before scoring, not after it.
-    for expr, why in (("t_n_words > 'abc'", "cannot compare string"), ("t_n_words[1] > 1", "expected List"), ("t_n_words", "gives UInt64, not a true/false condition")):
+    for expr, why in (
+        ("t_n_words > 'abc'", "cannot compare string"),
+        ("t_n_words[1] > 1", "expected List"),
+        ("t_n_words", "gives UInt64, not a true/false condition"),
+        ("LENGTH(LPAD('a', 3000000000)) > t_n_words", "pads or repeats text"),  # 11 GB if evaluated
+    ):
         r.write_text(f'signals:\n  t: {{type: text}}\nfilters:\n  node:\n    x: "{expr}"\n')
         with pytest.raises(recipes.RecipeError, match=f"filter x: .*{why}"):
             run(r, planted["inputs"], out, progress=False)

@@ -212,7 +212,10 @@ def _expr_roots(name: str, expr: str) -> list[str]:
 def _check_expr_types(name: str, expr: str, columns: dict[str, pl.DataType]) -> None:
     """A filter's expression evaluated once on no rows of its columns' types, so that a type
     error (``caption_words > 'abc'``) or an expression that is not a condition is a RecipeError
-    before any shard is scored, not a polars error after hours of scoring."""
+    before any shard is scored, not a polars error after hours of scoring. Padding or
+    repeating to a huge length (``LPAD('a', 3000000000)``, 11 GB) is refused unevaluated."""
+    if re.search(r"\b(LPAD|RPAD|REPEAT)\s*\(", expr, re.IGNORECASE) and any(int(x) > 1_000_000 for x in re.findall(r"\d+", expr)):
+        raise RecipeError(f"filter {name}: {expr!r} pads or repeats text to over 1,000,000 characters")
     try:
         got = pl.DataFrame(schema=columns).select(pl.sql_expr(expr).alias("_r")).schema["_r"]
     except Exception as err:
