@@ -299,6 +299,17 @@ def test_nodes_parquet_of_long_documents_reads_each_whole_in_order(tmp_path):
     assert pl.concat(batches).get_column("pos").to_list() == pos
 
 
+def test_parquet_batches_span_small_row_groups(tmp_path):
+    # Files written in row groups of 100 (Hugging Face datasets' image shards) still give
+    # batches of batch_size documents, with the same fallback ids.
+    n = 2500
+    pq.write_table(pa.table({"caption": [f"caption {i}" for i in range(n)], "image": [f"http://e/{i}.jpg" for i in range(n)]}), tmp_path / "p.parquet", row_group_size=100)
+    batches = list(interleaf.read(tmp_path / "p.parquet", format="pairs", batch_size=1000))
+    assert [b.get_column("doc_index").n_unique() for b in batches] == [1000, 1000, 500]
+    ids = pl.concat(batches).get_column("doc_id").unique(maintain_order=True).to_list()
+    assert ids == [f"p.parquet:{i + 1}" for i in range(n)]
+
+
 def test_bad_lines_are_kept_with_their_error_and_the_read_goes_on(records, tmp_path):
     root = records["root"]
     good = json.dumps({"id": "ok", "image": "images/coffee.jpg", "caption": "fine"})
@@ -475,7 +486,7 @@ def test_invalid_utf8_is_the_error_even_when_it_breaks_a_key(tmp_path):
 
 def test_node_steps_that_are_not_32_bit_integers_are_bad_records(tmp_path):
     # "step": 2**40 was read as 0 (wrapped); a float or a string became null without an error.
-    nodes = [{"kind": "text", "text": f"t{i}", "step": s} for i, s in enumerate([1, 2**40, 1.5, "2", None, -3])]
+    nodes = [{"kind": "text", "text": f"t{i}", "step": s} for i, s in enumerate([1, 2**40, 1.5, "2", None, -3.0])]
     path = tmp_path / "n.jsonl"
     path.write_text(json.dumps({"doc_id": "d", "nodes": nodes + [{"kind": "text", "text": "x" * 10_000, "step": "y" * 10_000}]}) + "\n")
     df = read_all(path, format="nodes")

@@ -187,10 +187,15 @@ def test_filters_are_checked_before_any_data_is_read(tmp_path, planted):
         ("t_n_words[1] > 1", "expected List"),
         ("t_n_words", "gives UInt64, not a true/false condition"),
         ("LENGTH(LPAD('a', 3000000000)) > t_n_words", "pads or repeats text"),  # 11 GB if evaluated
+        ("LENGTH(LPAD('a', 200 * 1000000)) > t_n_words", "the length must be a number up to 1,000,000 or a column"),
     ):
         r.write_text(f'signals:\n  t: {{type: text}}\nfilters:\n  node:\n    x: "{expr}"\n')
         with pytest.raises(recipes.RecipeError, match=f"filter x: .*{why}"):
             run(r, planted["inputs"], out, progress=False)
+    # Other numbers beside a padding call are no reason to refuse a recipe.
+    from interleaf.pipeline import _check_expr_types
+
+    _check_expr_types("x", "LENGTH(RPAD(t, 10)) > 1 AND n < 2000000", {"t": pl.String(), "n": pl.Int64()})
     for column in ("image_format", "nowhere", "pos"):
         r.write_text(f"signals:\n  image: {{type: image}}\noutput:\n  images_to: {column}\n")
         with pytest.raises(recipes.RecipeError, match=f"output.images_to: '{column}' is not a numeric node column"):
@@ -492,6 +497,55 @@ def test_mmc4_assigns_only_the_images_its_image_rules_and_phash_keep(tmp_path):
     assert att.get_column("clip_alignment_sentence_pos").to_list() == [[2, 3]] * 4
     cos = att.get_column("clip_alignment_sentence_cos").to_list()
     assert [pytest.approx(c, abs=1e-6) for c in ([0.5, 0.2], [0.4, 0.2], [0.4, 0.1], [0.9, 0.35])] == cos
+
+
+def test_mmc4_assignment_with_a_float64_model_no_image_signal_and_old_attributes(tmp_path):
+    # A model object that returns float64 vectors, with no image signal sharing the decode:
+    # every row was signal_failed (the kernel takes float32). A run folder whose attributes
+    # predate the sentence columns: the filter and write stages keep the stored assignment.
+    sentences = ["A kite over the beach.", "Notes on the weather."]
+    vec = lambda s0, s1: [s0, s1, (1 - s0 * s0 - s1 * s1) ** 0.5, 0.0]  # noqa: E731
+    clip = ChosenClip({10: vec(0.4, 0.2), 20: vec(0.3, 0.35)}, {sentences[0]: [1, 0, 0, 0], sentences[1]: [0, 1, 0, 0]})
+    img = tmp_path / "images"
+    img.mkdir()
+    for red in (10, 20):
+        (img / f"{red}.png").write_bytes(_red_png(red))
+    src = tmp_path / "mmc4.jsonl"
+    src.write_bytes(_mmc4_doc("d", sentences, [("10.png", 0), ("20.png", 0)]))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "models:\n  clip: {}\nsignals:\n  clip_alignment: {type: clip_alignment, method: mmc4}\nfilters:\n  node:\n"
+        "    assignment: {expr: 'clip_alignment_score >= 0.15 OR clip_alignment_text_pos IS NOT NULL', on_null: drop}\n"
+        "output:\n  images_to: clip_alignment_text_pos\n"
+    )
+    out = tmp_path / "out"
+    run(recipe, [str(src)], out, models={"clip": clip}, image_root=img, device="cpu", progress=False)
+    att = pl.read_parquet(out / "attributes" / "clip_alignment" / "mmc4.parquet").sort("pos")
+    assert att.get_column("clip_alignment_error").null_count() == 2 and att.get_column("clip_alignment_text_pos").to_list() == [2, 3]
+    kept = (out / "kept" / "mmc4.jsonl").read_text()
+    att.drop("clip_alignment_sentence_cos", "clip_alignment_sentence_pos").write_parquet(out / "attributes" / "clip_alignment" / "mmc4.parquet")
+    recipe.write_text(recipe.read_text().replace("  node:\n", "  node:\n    any_pos: 'pos >= 0'\n"))  # the filter stage runs again
+    (out / "kept" / "mmc4.jsonl").unlink()  # and the write stage
+    summary = run(recipe, [str(src)], out, models={"clip": clip}, image_root=img, device="cpu", progress=False)
+    assert summary["stages"]["score"]["skipped"] == 1 and summary["stages"]["write"]["skipped"] == 0
+    assert (out / "kept" / "mmc4.jsonl").read_text() == kept
+
+
+def test_auto_alignment_keeps_the_recipes_filter_order_and_taken_filter_names_are_refused(tmp_path):
+    from interleaf.pipeline import plan
+
+    text = "models:\n  clip: {}\nsignals:\n  a: {type: clip_alignment, method: METHOD}\ndedup:\n  - {name: phash, method: phash, scope: document, radius: 5}\nfilters:\n  node:\n    low: 'a_score >= 0.1'\n    other: 'pos >= 0'\n"
+    for method, late in (("auto", []), ("step", []), ("mmc4", ["low"])):
+        p = plan(recipes.parse(text.replace("METHOD", method)), {"clip": str(CLIP_DIR)})
+        early, after = p.split_node_filters()
+        assert [f[0] for f in after] == late, method
+        assert [f[0] for f in early] == [n for n in ("low", "other") if n not in late]
+    for clash in ("error", "phash", "empty"):
+        with pytest.raises(recipes.RecipeError, match="are taken"):
+            plan(recipes.parse(text.replace("METHOD", "mmc4").replace("    other:", f"    {clash}:")), {"clip": str(CLIP_DIR)})
+    both = text.replace("METHOD", "auto") + "  doc:\n    low: 'doc_images >= 1'\n"
+    with pytest.raises(recipes.RecipeError, match=r"\['low'\] are taken"):
+        plan(recipes.parse(both), {"clip": str(CLIP_DIR)})
 
 
 def test_move_images_puts_each_image_before_its_target_text():

@@ -158,9 +158,10 @@ class Plan:
 
     @property
     def assigners(self) -> list[str]:
-        """The clip_alignment signals that may use MMC4's assignment (method mmc4 or auto): it
-        is made again in the filter stage among the images the other rules keep."""
-        return [n for n, spec in self.signals.items() if spec.type == "clip_alignment" and spec.method in ("mmc4", "auto")]
+        """The clip_alignment signals of method ``mmc4``: MMC4's assignment is made again in the
+        filter stage among the images the other rules keep. (``auto`` keeps the score stage's
+        values and the recipe's filter order: its documents may be CoMM steps or pairs.)"""
+        return [n for n, spec in self.signals.items() if spec.type == "clip_alignment" and spec.method == "mmc4"]
 
     def split_node_filters(self) -> tuple[list[tuple[str, FilterSpec, list[str]]], list[tuple[str, FilterSpec, list[str]]]]:
         """The node filters that run before the document-level dedup and MMC4's assignment, and
@@ -209,13 +210,41 @@ def _expr_roots(name: str, expr: str) -> list[str]:
     return list(dict.fromkeys(e.meta.root_names()))
 
 
+def _pad_lengths(expr: str) -> list[str]:
+    """The length arguments (second) of the LPAD/RPAD/REPEAT calls in a SQL expression, as
+    written (quotes and nested parentheses respected)."""
+    out = []
+    for m in re.finditer(r"\b(LPAD|RPAD|REPEAT)\s*\(", expr, re.IGNORECASE):
+        args, depth, quote, cur = [], 0, False, ""
+        for ch in expr[m.end() :]:
+            if quote:
+                quote = ch != "'"
+            elif ch == "'":
+                quote = True
+            elif ch == "(":
+                depth += 1
+            elif ch == ")":
+                if depth == 0:
+                    break
+                depth -= 1
+            elif ch == "," and depth == 0:
+                args.append(cur)
+                cur = ""
+                continue
+            cur += ch
+        args.append(cur)
+        out.append(args[1].strip() if len(args) > 1 else "")
+    return out
+
+
 def _check_expr_types(name: str, expr: str, columns: dict[str, pl.DataType]) -> None:
     """A filter's expression evaluated once on no rows of its columns' types, so that a type
     error (``caption_words > 'abc'``) or an expression that is not a condition is a RecipeError
     before any shard is scored, not a polars error after hours of scoring. Padding or
     repeating to a huge length (``LPAD('a', 3000000000)``, 11 GB) is refused unevaluated."""
-    if re.search(r"\b(LPAD|RPAD|REPEAT)\s*\(", expr, re.IGNORECASE) and any(int(x) > 1_000_000 for x in re.findall(r"\d+", expr)):
-        raise RecipeError(f"filter {name}: {expr!r} pads or repeats text to over 1,000,000 characters")
+    for length in _pad_lengths(expr):
+        if not (re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", length) or (length.isdigit() and int(length) <= 1_000_000)):
+            raise RecipeError(f"filter {name}: {expr!r} pads or repeats text by {length!r}: the length must be a number up to 1,000,000 or a column")
     try:
         got = pl.DataFrame(schema=columns).select(pl.sql_expr(expr).alias("_r")).schema["_r"]
     except Exception as err:
@@ -322,6 +351,12 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
         return out
 
     skipped_filters: dict[str, str] = {}
+    # Dropped records name their filter: "error" (drop_errors), "empty" and the dedup steps
+    # name drops of their own, and a node and a document filter must not share a name.
+    taken = {"error", "empty", *(d.name for d in recipe.dedup)} & (set(recipe.filters.node) | set(recipe.filters.doc))
+    taken |= set(recipe.filters.node) & set(recipe.filters.doc)
+    if taken:
+        raise RecipeError(f"recipe {recipe.name}: filter names {sorted(taken)} are taken (by drop_errors' 'error', 'empty', a dedup step or the other level's filters): rename them")
     node_filters = check_filters("node", recipe.filters.node)
     doc_filters = check_filters("doc", recipe.filters.doc)
     def output_column(key: str, col: str | None) -> str | None:
@@ -562,7 +597,9 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
         # An LLM judge's answers depend on the model behind the endpoint, not on its address or
         # on how many requests run at once.
         model = ({"llm": (p.llm or {}).get("model"), "sampling": {k: (p.llm or {}).get(k) for k in ("temperature", "max_tokens", "seed")}} if need == "llm" else model_identity(p.models[need])) if need else None
-        todo[name] = ("score", out / "attributes" / name / f"{shard.name}.parquet", digest({**base_key, "signal": spec.model_dump(mode="json"), "model": model, "device": opts.device if need and need != "llm" else None}))
+        # The signal's columns are part of its key: a version that adds a column recomputes it.
+        columns = sorted(build_signal(name, spec).columns())
+        todo[name] = ("score", out / "attributes" / name / f"{shard.name}.parquet", digest({**base_key, "signal": spec.model_dump(mode="json"), "columns": columns, "model": model, "device": opts.device if need and need != "llm" else None}))
     for step in p.document_steps:
         todo[step.name] = ("score", out / "attributes" / step.name / f"{shard.name}.parquet", digest({**base_key, "dedup": step.model_dump(mode="json")}))
     for step in p.dataset_steps:
@@ -972,7 +1009,9 @@ def _assigned_targets(p: Plan, out: Path, shard: Shard, column: str, dropped: pl
     early, _ = p.split_node_filters()
     before = {"error", *(f[0] for f in early), *(step.name for step in p.document_steps)}
     gone = dropped.filter(pl.col(S.POS).is_not_null() & pl.col("filter").is_in(list(before))).select(S.DOC_INDEX, S.POS)
-    table = pl.read_parquet(out / "attributes" / sig / f"{shard.name}.parquet", columns=[S.DOC_INDEX, S.POS, column, f"{sig}_sentence_cos", f"{sig}_sentence_pos"])
+    table = _load(out / "attributes" / sig / f"{shard.name}.parquet", [S.DOC_INDEX, S.POS, column, f"{sig}_sentence_cos", f"{sig}_sentence_pos"])
+    if f"{sig}_sentence_cos" not in table.columns:  # attributes written before the columns existed
+        return table.select(S.DOC_INDEX, S.POS, column).filter(pl.col(column).is_not_null())
     alive = table.join(gone, on=[S.DOC_INDEX, S.POS], how="anti", maintain_order="left")
     return build_signal(sig, p.signals[sig]).reassign(alive).select(S.DOC_INDEX, S.POS, column).filter(pl.col(column).is_not_null())
 

@@ -427,17 +427,34 @@ def nearest(
         raise ValueError(f"cannot draw k={k} without replacement from top={top} candidates")
     scores, ids = index.search(q, top)
     rng = np.random.default_rng(seed)
-    valid = ids >= 0  # FAISS puts a query's found candidates first, -1 after them
     sign = -1.0 if metric == "l2" else 1.0
+    # Blocks of queries keep the float64 work arrays at block x top.
+    parts = [_draw(scores[a : a + _DRAW_ROWS], ids[a : a + _DRAW_ROWS], k, sign / temperature, replace, rng) for a in range(0, len(ids), _DRAW_ROWS)]
+    if not parts:
+        return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+#: Queries sampled at once by :func:`nearest`.
+_DRAW_ROWS = 4096
+
+
+def _draw(scores: np.ndarray, ids: np.ndarray, k: int, scale: float, replace: bool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``k`` of each row's candidates drawn with probability ``softmax(score * scale)``:
+    ``(scores, ids)``, -1 / NaN where a row has fewer candidates (without replacement)."""
+    valid = ids >= 0  # FAISS puts a query's found candidates first, -1 after them
     with np.errstate(invalid="ignore"):
-        logits = np.where(valid, sign * scores.astype(np.float64) / temperature, -np.inf)
+        logits = np.where(valid, scores.astype(np.float64) * scale, -np.inf)
     if replace:
-        # Inverse-CDF draws from softmax(logits) per query, every row at once.
+        # Inverse-CDF draws from softmax(logits), every row at once.
         p = np.exp(logits - np.where(valid[:, :1], logits.max(axis=1, keepdims=True), 0.0))
         cdf = np.cumsum(p, axis=1)
         cdf /= np.where(cdf[:, -1:] > 0, cdf[:, -1:], 1.0)
         u = rng.random((len(ids), k))
-        pick = np.minimum((u[:, :, None] >= cdf[:, None, :]).sum(axis=2), np.maximum(valid.sum(axis=1, keepdims=True) - 1, 0))
+        # One sorted search for all rows: row r's CDF shifted into [r, r + 1].
+        shift = np.arange(len(ids), dtype=np.float64)[:, None]
+        flat = np.searchsorted((cdf + shift).ravel(), (u + shift).ravel(), side="right").reshape(u.shape)
+        pick = np.minimum(flat - shift.astype(np.int64) * cdf.shape[1], np.maximum(valid.sum(axis=1, keepdims=True) - 1, 0))
         drawn = np.broadcast_to(valid[:, :1], pick.shape)
     else:
         # Gumbel-top-k: the same law as drawing one at a time without replacement, and no

@@ -263,53 +263,80 @@ class Reader:
         else:
             yield from self._parquet_records(pf, path)
 
-    def _arrow_batches(self, pf: Any, rows: int, first_group: int = 0) -> Iterator[tuple[int, Any]]:
-        """(row group, arrow batch) of at most ``rows`` rows and about ``max_batch_bytes``
-        (a file whose values are small on disk can hold gigabytes once decoded: dictionary
-        encoding, compression), read in small pieces so no piece is much larger, from row group
-        ``first_group`` on. A row group that cannot be decoded raises :class:`_RowGroupError`
-        after the batches before it."""
+    def _arrow_batches(self, pf: Any, rows: int, first_group: int = 0) -> Iterator[Any]:
+        """Arrow batches of at most ``rows`` rows and about ``max_batch_bytes`` (a file whose
+        values are small on disk can hold gigabytes once decoded: dictionary encoding,
+        compression), from row group ``first_group`` on, spanning row groups. They are read in
+        pieces no larger than the row groups' own sizes allow: their column chunks'
+        uncompressed bytes per row (exact for plain pages: a 10 MiB caption that zstd shrinks
+        to nothing counts 10 MiB) keep a piece near an eighth of the limit. A row group that
+        cannot be decoded raises :class:`_RowGroupError` after the batches before it."""
         import pyarrow as pa
 
+        groups = list(range(first_group, pf.num_row_groups))
+        if not groups:
+            return
         limit = self.max_batch_bytes or DEFAULT_MAX_BATCH_BYTES
-        for rg in range(first_group, pf.num_row_groups):
-            acc: list[Any] = []
-            n = size = 0
-            # Pieces as large as the row group's own sizes allow: its column chunks'
-            # uncompressed bytes per row (exact for plain pages: a 10 MiB caption that zstd
-            # shrinks to nothing is 10 MiB here) keep a piece near an eighth of the limit.
-            meta = pf.metadata.row_group(rg)
-            per_row = sum(meta.column(j).total_uncompressed_size for j in range(meta.num_columns)) / max(meta.num_rows, 1)
-            piece_rows = int(min(rows, _PARQUET_PIECE_ROWS, max(1, limit // 8 / max(per_row, 1))))
-            try:
-                for piece in pf.iter_batches(batch_size=piece_rows, row_groups=[rg]):
-                    # Sizes as decoded: a dictionary-encoded column (one 10 MiB caption for 400
-                    # rows) is small here and 4 GB once its values are gathered.
-                    whole = _decoded_bytes(piece)
-                    if n + piece.num_rows <= rows and size + whole <= limit:
-                        acc.append(piece)
-                        n, size = n + piece.num_rows, size + whole
-                    else:
-                        sizes = _decoded_bytes(piece, per_row=True)
-                        start = 0
-                        while start < piece.num_rows:
-                            fit = int(np.searchsorted(np.cumsum(sizes[start:]), limit - size, side="right"))
-                            k = min(max(fit, 0 if acc else 1), rows - n, piece.num_rows - start)
-                            if k:
-                                acc.append(piece.slice(start, k))
-                                n, size, start = n + k, size + int(sizes[start : start + k].sum()), start + k
-                            if k == 0 or n >= rows or size >= limit:
-                                yield rg, _portable(_one_batch(pa, acc))
-                                acc, n, size = [], 0, 0
-                    if n >= rows or size >= limit:
-                        yield rg, _portable(_one_batch(pa, acc))
+        metas = [pf.metadata.row_group(g) for g in groups]
+        ends = np.cumsum([m.num_rows for m in metas])
+        per_row = max(sum(m.column(j).total_uncompressed_size for j in range(m.num_columns)) / max(m.num_rows, 1) for m in metas)
+        piece_rows = int(min(rows, _PARQUET_PIECE_ROWS, max(1, limit // 8 / max(per_row, 1))))
+        acc: list[Any] = []
+        n = size = 0
+
+        def take(piece: Any) -> Iterator[Any]:
+            """Adds a piece to the batch being built; yields the batches it completes."""
+            nonlocal acc, n, size
+            # Sizes as decoded: a dictionary-encoded column (one 10 MiB caption for 400 rows)
+            # is small here and 4 GB once its values are gathered.
+            whole = _decoded_bytes(piece)
+            if n + piece.num_rows <= rows and size + whole <= limit:
+                acc.append(piece)
+                n, size = n + piece.num_rows, size + whole
+            else:
+                sizes = _decoded_bytes(piece, per_row=True)
+                start = 0
+                while start < piece.num_rows:
+                    fit = int(np.searchsorted(np.cumsum(sizes[start:]), limit - size, side="right"))
+                    k = min(max(fit, 0 if acc else 1), rows - n, piece.num_rows - start)
+                    if k:
+                        acc.append(piece.slice(start, k))
+                        n, size, start = n + k, size + int(sizes[start : start + k].sum()), start + k
+                    if k == 0 or n >= rows or size >= limit:
+                        yield _portable(_one_batch(pa, acc))
                         acc, n, size = [], 0, 0
-                if acc:
-                    yield rg, _portable(_one_batch(pa, acc))
-            except _RowGroupError:
-                raise
-            except Exception as e:
-                raise _RowGroupError(rg, e) from e
+            if n >= rows or size >= limit:
+                yield _portable(_one_batch(pa, acc))
+                acc, n, size = [], 0, 0
+
+        consumed = 0
+        try:
+            for piece in pf.iter_batches(batch_size=piece_rows, row_groups=groups):
+                consumed += piece.num_rows
+                yield from take(piece)
+        except Exception:
+            # A read spanning row groups fails for any of them: from the group holding the first
+            # row not read, go on one group at a time to tell which one is damaged.
+            g = int(np.searchsorted(ends, consumed, side="right"))
+            skip = consumed - (int(ends[g - 1]) if g else 0)
+            for gi in range(g, len(groups)):
+                try:
+                    for piece in pf.iter_batches(batch_size=piece_rows, row_groups=[groups[gi]]):
+                        if skip >= piece.num_rows:
+                            skip -= piece.num_rows
+                            continue
+                        piece, skip = piece.slice(skip), 0
+                        yield from take(piece)
+                except Exception as e:
+                    # What was read before the damage comes first; the caller goes on after
+                    # this group.
+                    if acc:
+                        yield _portable(_one_batch(pa, acc))
+                        acc, n, size = [], 0, 0
+                    raise _RowGroupError(groups[gi], e) from e
+                skip = 0
+        if acc:
+            yield _portable(_one_batch(pa, acc))
 
     def _parquet_records(self, pf: Any, path: str) -> Iterator[pl.DataFrame]:
         """Record rows (pairs, MMC4, OBELICS, ...) of a parquet file as node batches. A row
@@ -319,8 +346,7 @@ class Reader:
         while group < pf.num_row_groups:
             index = sum(pf.metadata.row_group(i).num_rows for i in range(group))
             try:
-                for rg, batch in self._arrow_batches(pf, self.batch_size, group):
-                    group = rg
+                for batch in self._arrow_batches(pf, self.batch_size, group):
                     try:
                         df, stats = _native.records_to_frame(
                             pl.from_arrow(batch),  # type: ignore[arg-type]
@@ -356,7 +382,7 @@ class Reader:
         chunks: list[pl.DataFrame] = []  # node rows read since, not yet joined to pending
         waiting, tried = 0, 0  # rows pending + in chunks; rows pending held at the last try
         try:
-            for _, batch in self._arrow_batches(pf, self.batch_size * 8):
+            for batch in self._arrow_batches(pf, self.batch_size * 8):
                 raw = _checked_kinds(_lossy_utf8(pl.from_arrow(batch)))  # type: ignore[arg-type]
                 chunks.append(raw)
                 waiting += raw.height
@@ -475,7 +501,8 @@ def _one_batch(pa: Any, pieces: list[Any]) -> Any:
     """Arrow record batches of one schema as one batch."""
     if len(pieces) == 1:
         return pieces[0]
-    return pa.Table.from_batches(pieces).combine_chunks().to_batches()[0]
+    batches = pa.Table.from_batches(pieces).combine_chunks().to_batches()
+    return batches[0] if batches else pieces[0]
 
 
 def _checked_kinds(df: pl.DataFrame) -> pl.DataFrame:

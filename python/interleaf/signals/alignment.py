@@ -219,7 +219,7 @@ class ClipAlignment:
             dim = emb.vectors.shape[1] if emb.vectors.ndim == 2 else 0
             iv = emb.vectors[vec_of[img_rows]] if len(img_rows) else np.zeros((0, dim), np.float32)
             tvs = tv[tv_of[txt_rows]] if len(txt_rows) else np.zeros((0, iv.shape[1]), np.float32)
-            sims, sim_off = _native.mmc4_similarity_rows(iv, io, tvs, to, self.threads)
+            sims, sim_off = _native.mmc4_similarity_rows(as_matrix(iv, "image embeddings"), io, as_matrix(tvs, "text embeddings"), to, self.threads)
             idx, sim = _native.mmc4_assign_rows(sims, sim_off, io, self.threshold, self.threads)
             pos = batch.get_column(S.POS).to_numpy()
             doc_of_img = np.repeat(np.arange(len(io) - 1), np.diff(io))

@@ -38,7 +38,9 @@ pub fn parse_document(doc: &mut Document, o: &Map<String, Value>, mut image: imp
         node.step = match n.get("step") {
             None | Some(Value::Null) => None,
             Some(v) => {
-                let step = v.as_i64().and_then(|s| i32::try_from(s).ok());
+                // An integral float (pandas writes 1.0 for an int column with nulls) is that int.
+                let whole = v.as_f64().filter(|f| f.fract() == 0.0 && *f >= i32::MIN as f64 && *f <= i32::MAX as f64).map(|f| f as i64);
+                let step = v.as_i64().or(whole).and_then(|s| i32::try_from(s).ok());
                 if step.is_none() {
                     node.error = Some(RecordError::new(ErrorKind::BadRecord, format!("node step {} is not a 32-bit integer", short_json(v))));
                 }
