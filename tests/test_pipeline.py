@@ -544,7 +544,7 @@ def test_auto_alignment_keeps_the_recipes_filter_order_and_taken_filter_names_ar
         with pytest.raises(recipes.RecipeError, match="are taken"):
             plan(recipes.parse(text.replace("METHOD", "mmc4").replace("    other:", f"    {clash}:")), {"clip": str(CLIP_DIR)})
     both = text.replace("METHOD", "auto") + "  doc:\n    low: 'doc_images >= 1'\n"
-    with pytest.raises(recipes.RecipeError, match=r"\['low'\] are taken"):
+    with pytest.raises(recipes.RecipeError, match=r"share the names \['low'\]"):
         plan(recipes.parse(both), {"clip": str(CLIP_DIR)})
 
 

@@ -352,11 +352,10 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
 
     skipped_filters: dict[str, str] = {}
     # Dropped records name their filter: "error" (drop_errors), "empty" and the dedup steps
-    # name drops of their own, and a node and a document filter must not share a name.
+    # name drops of their own (the recipe schema keeps node and document filter names apart).
     taken = {"error", "empty", *(d.name for d in recipe.dedup)} & (set(recipe.filters.node) | set(recipe.filters.doc))
-    taken |= set(recipe.filters.node) & set(recipe.filters.doc)
     if taken:
-        raise RecipeError(f"recipe {recipe.name}: filter names {sorted(taken)} are taken (by drop_errors' 'error', 'empty', a dedup step or the other level's filters): rename them")
+        raise RecipeError(f"recipe {recipe.name}: filter names {sorted(taken)} are taken (by drop_errors' 'error', 'empty' or a dedup step): rename them")
     node_filters = check_filters("node", recipe.filters.node)
     doc_filters = check_filters("doc", recipe.filters.doc)
     def output_column(key: str, col: str | None) -> str | None:
