@@ -361,8 +361,7 @@ class Reader:
                         )
                         stats["files"] = 0
                     except BaseException as e:
-                        # A Rust panic (pyo3's PanicException is a BaseException) is this batch's error too.
-                        if not isinstance(e, Exception) and type(e).__name__ != "PanicException":
+                        if not _file_damage(e):
                             raise
                         df = _error_frame(f"{path}#row{index}", self._next_doc, "corrupt_parquet", f"{path}: rows {index}-{index + batch.num_rows - 1}: {e}")
                         stats = frame_stats(df)
@@ -400,7 +399,7 @@ class Reader:
                     yield df
                 waiting = tried = pending.height
         except BaseException as e:
-            if not isinstance(e, Exception) and type(e).__name__ != "PanicException":
+            if not _file_damage(e):
                 raise
             done = (pending.height if pending is not None else 0) + sum(c.height for c in chunks)
             df = _error_frame(f"{path}#node{done}", self._next_doc, "corrupt_parquet", f"{path}: {e}")
@@ -423,6 +422,13 @@ class Reader:
             return None
         take = int((ordinal < min(complete, self.batch_size)).sum())
         return rows[:take].with_columns((ordinal[:take] + self._next_doc).alias(DOC_INDEX))
+
+
+def _file_damage(e: BaseException) -> bool:
+    """Whether an exception raised while reading a file is that file's damage: any Exception,
+    and a Rust panic (pyo3's PanicException is a BaseException); not KeyboardInterrupt and
+    the like."""
+    return isinstance(e, Exception) or type(e).__name__ == "PanicException"
 
 
 def _lossy_utf8(df: pl.DataFrame) -> pl.DataFrame:

@@ -112,6 +112,13 @@ class ClipAlignment:
             f"{n}_sentence_pos": pl.List(pl.Int32()),
         }
 
+    def _unassigned(self, sentences: int, best: float) -> dict[str, str]:
+        """The error of an image MMC4's assignment left out: its document has no sentence, or
+        its best cosine is below the threshold."""
+        if sentences == 0:
+            return S.record_error("no_text", "the document has no sentence to assign the image to")
+        return S.record_error("below_threshold", f"best similarity {best:.4f} is below the assignment threshold {self.threshold}")
+
     def reassign(self, nodes: pl.DataFrame) -> pl.DataFrame:
         """MMC4's assignment again among the image rows of ``nodes`` (node rows with this
         signal's columns; the images some earlier rule dropped are simply absent), from their
@@ -135,10 +142,7 @@ class ClipAlignment:
         assigned = idx >= 0
         text_pos = np.full(len(idx), -1, dtype=np.int64)
         text_pos[assigned] = positions[sim_off[:-1][assigned] + idx[assigned]]
-        errors = [
-            None if k >= 0 else S.record_error("no_text", "the document has no sentence to assign the image to") if m == 0 else S.record_error("below_threshold", f"best similarity {v:.4f} is below the assignment threshold {self.threshold}")
-            for k, m, v in zip(idx.tolist(), lengths.tolist(), score.tolist(), strict=True)
-        ]
+        errors = [None if k >= 0 else self._unassigned(m, v) for k, m, v in zip(idx.tolist(), lengths.tolist(), score.tolist(), strict=True)]
         new = pl.DataFrame(
             {
                 "_row": rows.get_column("_row"),
@@ -233,7 +237,7 @@ class ClipAlignment:
             segment[img_rows, 0], segment[img_rows, 1] = sim_off[:-1], sim_off[1:]
             for r, k, ns, s in zip(img_rows.tolist(), idx.tolist(), n_sent.tolist(), sim.tolist(), strict=True):
                 if k < 0:
-                    errors[r] = S.record_error("no_text", "the document has no sentence to assign the image to") if ns == 0 else S.record_error("below_threshold", f"best similarity {s:.4f} is below the assignment threshold {self.threshold}")
+                    errors[r] = self._unassigned(ns, s)
 
         rows = images.get_column("_row").to_numpy()
         n = self.name
