@@ -635,6 +635,38 @@ def test_kill_9_during_a_stage_then_rerun_gives_identical_output(tmp_path, plant
     assert not [f for f in out.rglob("*.tmp")]
 
 
+@pytest.mark.parametrize("stage", ["filter", "write"])
+def test_kill_9_during_mmc4s_assignment_stages_then_rerun_gives_identical_output(tmp_path, stage):
+    # The filter stage assigns again among the images the rules keep and the write stage places
+    # images by that assignment: a kill in either, then a rerun, writes what one run writes.
+    caption = {r["image"].split("/")[-1]: r["caption"] for r in sample_pairs()}
+    src = tmp_path / "mmc4.jsonl"
+    with open(src, "wb") as f:
+        for i in range(12):
+            names = ["rocket.jpg", "camera.jpg", "coffee.jpg", "chelsea.jpg"][i % 4 :] + ["coffee.jpg"]
+            f.write(_mmc4_doc(f"d{i}", [caption["coffee.jpg"], caption["chelsea.jpg"], caption["rocket.jpg"]], [(n, j % 3) for j, n in enumerate(names)]))
+    kw = {"models": {"clip": str(CLIP_SAMPLE_DIR)}, "image_root": SAMPLE_IMAGES, "device": "cpu", "progress": False}
+    ref = tmp_path / "ref"
+    run("mmc4", [str(src)], ref, **kw)
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "interleaf.cli", "run", "mmc4", str(src), "--out", str(out), "--model", f"clip={CLIP_SAMPLE_DIR}", "--image-root", str(SAMPLE_IMAGES), "--device", "cpu", "--batch-size", "2"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(interleaf.__file__).parent.parent), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
+    assert proc.stderr is not None
+    killed = False
+    for line in proc.stderr:
+        if line.decode().startswith(f"{stage}:"):
+            proc.send_signal(signal.SIGKILL)
+            killed = True
+            break
+    proc.wait()
+    assert killed and proc.returncode == -signal.SIGKILL
+    run("mmc4", [str(src)], out, **kw)
+    assert digests(out) == digests(ref)
+    assert stable_summary(out) == stable_summary(ref)
+    assert (out / "kept" / "mmc4.jsonl").read_text() == (ref / "kept" / "mmc4.jsonl").read_text()
+
+
 # --- the other presets ----------------------------------------------------------------------
 
 
