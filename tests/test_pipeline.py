@@ -609,13 +609,9 @@ def test_output_folder_checks(tmp_path, planted):
     assert sorted(p.name for p in (out / "dropped").iterdir()) == ["a.parquet", "b.parquet"]
 
 
-@pytest.mark.parametrize("stage", ["score", "dedup", "filter", "write"])
-def test_kill_9_during_a_stage_then_rerun_gives_identical_output(tmp_path, planted, stage):
-    recipe = pairs_recipe(tmp_path)
-    ref = tmp_path / "ref"
-    run(recipe, planted["inputs"], ref, models={"clip": str(CLIP_DIR)}, device="cpu", progress=False)
-    out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "interleaf.cli", "run", str(recipe), *planted["inputs"], "--out", str(out), "--model", f"clip={CLIP_DIR}", "--device", "cpu", "--batch-size", "4"]
+def kill_at_stage(cmd: list[str], stage: str) -> None:
+    """Runs the CLI command ``cmd`` and kills it (SIGKILL) at the first progress line of
+    ``stage``."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(interleaf.__file__).parent.parent), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
     assert proc.stderr is not None
@@ -628,6 +624,16 @@ def test_kill_9_during_a_stage_then_rerun_gives_identical_output(tmp_path, plant
     proc.wait()
     assert killed, f"the run never reached the {stage} stage"
     assert proc.returncode == -signal.SIGKILL
+
+
+@pytest.mark.parametrize("stage", ["score", "dedup", "filter", "write"])
+def test_kill_9_during_a_stage_then_rerun_gives_identical_output(tmp_path, planted, stage):
+    recipe = pairs_recipe(tmp_path)
+    ref = tmp_path / "ref"
+    run(recipe, planted["inputs"], ref, models={"clip": str(CLIP_DIR)}, device="cpu", progress=False)
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "interleaf.cli", "run", str(recipe), *planted["inputs"], "--out", str(out), "--model", f"clip={CLIP_DIR}", "--device", "cpu", "--batch-size", "4"]
+    kill_at_stage(cmd, stage)
     # Whatever the kill left, the rerun finishes and writes what an uninterrupted run writes.
     run(recipe, planted["inputs"], out, models={"clip": str(CLIP_DIR)}, device="cpu", progress=False)
     assert digests(out) == digests(ref)
@@ -650,17 +656,7 @@ def test_kill_9_during_mmc4s_assignment_stages_then_rerun_gives_identical_output
     run("mmc4", [str(src)], ref, **kw)
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "interleaf.cli", "run", "mmc4", str(src), "--out", str(out), "--model", f"clip={CLIP_SAMPLE_DIR}", "--image-root", str(SAMPLE_IMAGES), "--device", "cpu", "--batch-size", "2"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(interleaf.__file__).parent.parent), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
-    assert proc.stderr is not None
-    killed = False
-    for line in proc.stderr:
-        if line.decode().startswith(f"{stage}:"):
-            proc.send_signal(signal.SIGKILL)
-            killed = True
-            break
-    proc.wait()
-    assert killed and proc.returncode == -signal.SIGKILL
+    kill_at_stage(cmd, stage)
     run("mmc4", [str(src)], out, **kw)
     assert digests(out) == digests(ref)
     assert stable_summary(out) == stable_summary(ref)
