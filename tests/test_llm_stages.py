@@ -210,6 +210,7 @@ def test_aitqe_decisions_and_originals(scripted, sample_images):
     assert d["down"]["decision"] == "error" and "HTTP 503" in d["down"]["error"]
     assert d["no image"]["error"] == "no image" and d["no image"]["score"] is None
     assert d["from the text column"]["decision"] == "rewrite" and d["from the text column"]["final"] == "from the text column!"
+    assert r["reason"] == "score 3 < 7; edit ratio 0.12 <= 0.35; CLIP guard not applied (no clip model)"
     assert set(df["decision"].unique()) <= set(enhance.DECISIONS)
     # The rewrite request bounds the answer's length.
     rw = next(b for b in scripted.requests if "Rewrite it" in user_text(b))
@@ -237,6 +238,46 @@ def test_aitqe_clip_guard_matches_clip_scores(scripted, sample_images):
     expected = ["rewrite" if a > b else "reject_clip" for a, b in zip(after, before, strict=True)]
     assert df["decision"].to_list() == expected
     assert df["final"].to_list() == [t.replace("teh", "the") if e == "rewrite" else t for t, e in zip(caps, expected, strict=True)]
+
+
+def test_aitqe_low_pairs_by_aspect_and_clip_signals(scripted, sample_images):
+    """A pair the model scores well overall is still rewritten when its text-quality or
+    image-text-matching aspect is below min_aspect, or its CLIP cosine below min_clip."""
+    from interleaf import models
+    from interleaf.signals.alignment import clip_scores
+
+    imgs = list(sample_images.values())[:6]
+    caps = [f"a photo number {i} with teh typo" for i in range(6)]
+    aspects = {0: (9, 9), 1: (4, 9), 2: (9, 3), 3: (9, 9), 4: (9, 9), 5: (9, 9)}
+
+    def answer(body):
+        cap = caption_of(body)
+        if "Rate this" in user_text(body):
+            tq, itm = aspects[int(cap.split()[3])]
+            return json.dumps({"score": 9, **dict.fromkeys(enhance.AITQE_ASPECTS, 9), "text_quality": tq, "image_text_matching": itm})
+        return json.dumps({"caption": cap.replace("teh", "the")})
+
+    scripted.answer = answer
+    pairs = [{"caption": t, "image": i} for t, i in zip(caps, imgs, strict=True)]
+    with client(scripted) as c:
+        plain = enhance.aitqe(pairs, c)
+        by_aspect = enhance.aitqe(pairs, c, min_aspect=5)
+    assert plain["decision"].to_list() == ["keep"] * 6
+    assert by_aspect["decision"].to_list() == ["keep", "rewrite", "rewrite", "keep", "keep", "keep"]
+    assert by_aspect["reason"][1].startswith("text_quality 4 < 5;") and by_aspect["reason"][2].startswith("image_text_matching 3 < 5;")
+    clip = models.load("tests/fixtures/models/clip-tiny", kind="clip")
+    before = clip_scores(clip, imgs, caps)["clip_score"].to_numpy()
+    after = clip_scores(clip, imgs, [t.replace("teh", "the") for t in caps])["clip_score"].to_numpy()
+    cut = float(np.median(before))
+    with client(scripted) as c:
+        by_clip = enhance.aitqe(pairs, c, clip=clip, min_clip=cut)
+    np.testing.assert_allclose(by_clip["clip_original"].to_numpy(), before, atol=1e-6)  # scored for every pair
+    want = ["keep" if b >= cut else ("rewrite" if a > b else "reject_clip") for a, b in zip(after, before, strict=True)]
+    assert by_clip["decision"].to_list() == want and "keep" in want and len(set(want)) > 1
+    with pytest.raises(ValueError, match="min_clip needs a CLIP model"):
+        enhance.aitqe(pairs, client(scripted), min_clip=0.2)
+    with pytest.raises(ValueError, match="min_aspect must be in 1-10"):
+        enhance.aitqe(pairs, client(scripted), min_aspect=0)
 
 
 # -- SEIR -----------------------------------------------------------------------------------------
@@ -349,6 +390,7 @@ def test_llama_comm_aitqe_and_seir(llama_server, sample_dir):
         stats = c.stats
     assert cm.height == nodes["doc_index"].n_unique()
     in_range_or_error(cm, ["development", "completeness"], 0, 10)
+    assert cm.filter(pl.col("error").is_null()).height >= 1  # the schema-constrained answers parse
     assert aq.height == 4 and set(aq["decision"]) <= set(enhance.DECISIONS) and aq["caption"].null_count() == 0
     in_range_or_error(aq.filter(pl.col("decision") != "error"), ["score"], 1, 10)
     assert sr.height == 1 and sr["question_initial"].to_list() == ["What is shown?"]

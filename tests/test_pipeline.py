@@ -66,7 +66,7 @@ def planted(tmp_path) -> dict:
     buf = io.BytesIO()
     Image.open(SAMPLE_IMAGES / "astronaut.jpg").save(buf, "JPEG", quality=55)
     (img / "astronaut_q55.jpg").write_bytes(buf.getvalue())
-    (img / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(16) + b"not a jpeg at all" * 20)
+    (img / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(7, 23)) + b"not a jpeg at all" * 20)
     a = root / "a.jsonl"
     with open(a, "wb") as f:
         f.write(_line({"id": "p01", "image": "images/astronaut.jpg", "caption": CAPTIONS["astronaut.jpg"]}))
@@ -745,8 +745,17 @@ def test_obelics_rewrites_paragraphs_and_applies_document_rules(tmp_path):
 
 
 def test_comm_runs_with_every_model_and_keeps_documents_too_short_for_f(tmp_path, sample_dir):
+    # The sample's four documents have 3+ images each; a fifth has two (F needs three) and two
+    # steps (the order test needs three): neither rule may drop it.
+    shutil.copytree(sample_dir / "images", tmp_path / "images")
+    docs = (sample_dir / "comm.jsonl").read_text().splitlines()
+    first = json.loads(docs[0])
+    two = {"id": "two-images", "title": "Two", "step_info": first["step_info"][:2]}
+    assert [sum(it["type"] == "image" for it in st) for st in two["step_info"]] == [1, 1]
+    data = tmp_path / "comm.jsonl"
+    data.write_text("\n".join([*docs, json.dumps(two)]) + "\n")
     out = tmp_path / "out"
-    s = run("comm", [str(sample_dir / "comm.jsonl")], out, models={"clip": str(CLIP_DIR), "text": str(EMBEDDER_DIR), "lm": str(LM_DIR)}, device="cpu", progress=False)
+    s = run("comm", [str(data)], out, models={"clip": str(CLIP_DIR), "text": str(EMBEDDER_DIR), "lm": str(LM_DIR)}, device="cpu", progress=False)
     # Only the optional LLM judge is skipped (no endpoint given; test_llm_stages runs it).
     assert list(s["skipped"]["signals"]) == ["judge"] and "no LLM endpoint given" in s["skipped"]["signals"]["judge"]
     lm = pl.read_parquet(out / "attributes" / "lm" / "comm.parquet")
@@ -754,12 +763,15 @@ def test_comm_runs_with_every_model_and_keeps_documents_too_short_for_f(tmp_path
     seq = pl.read_parquet(out / "attributes" / "sequence" / "comm.parquet")
     d = dropped(out)
     short = seq.filter(pl.col("sequence_f").is_null()).get_column("doc_id").to_list()
-    assert not d.filter(pl.col("doc_id").is_in(short) & (pl.col("filter") == "image_sequence")).height
+    assert short == ["two-images"]
+    coherence = pl.read_parquet(out / "attributes" / "coherence" / "comm.parquet")
+    assert coherence.filter(pl.col("doc_id") == "two-images").get_column("coherence_margin").to_list() == [None]
+    assert not d.filter((pl.col("doc_id") == "two-images") & pl.col("filter").is_in(["image_sequence", "text_development"])).height
     f_fail = seq.filter(pl.col("sequence_f") <= 0).get_column("doc_id").to_list()
     for doc_id in f_fail:
         got = d.filter((pl.col("doc_id") == doc_id) & pl.col("pos").is_null())
         assert got.height == 1
-    assert s["documents"]["in"] == 4
+    assert s["documents"]["in"] == 5
 
 
 def test_a_signal_that_fails_on_a_batch_marks_its_rows_and_the_run_goes_on():
@@ -800,12 +812,19 @@ def test_datacomp_fraction_mode_keeps_the_top_of_the_whole_pool(tmp_path, plante
     recipe.write_text(text)
     out = tmp_path / "out"
     s = run(recipe, planted["inputs"], out, models={"clip": str(CLIP_DIR)}, device="cpu", progress=False)
-    scores = pl.concat([pl.read_parquet(f) for f in sorted((out / "attributes" / "clip_alignment").glob("*.parquet"))]).get_column("clip_alignment_score").drop_nulls().sort(descending=True)
+    attrs = pl.concat([pl.read_parquet(f) for f in sorted((out / "attributes" / "clip_alignment").glob("*.parquet"))]).filter(pl.col("clip_alignment_score").is_not_null())
+    scores = attrs.get_column("clip_alignment_score").sort(descending=True)
     k = int(np.floor(scores.len() * 0.5)) + 1
-    assert s["thresholds"]["clip_score"] == pytest.approx(float(scores[k - 1]))
+    t = s["thresholds"]["clip_score"]
+    assert t == pytest.approx(float(scores[k - 1]))
+    # The filter itself: every document below the threshold is gone (by this rule or an
+    # earlier one), some by this rule, and nothing at or above it is dropped by it.
+    below = set(attrs.filter(pl.col("clip_alignment_score") < t).get_column("doc_id"))
     d = dropped(out)
-    clip_dropped = d.filter(pl.col("filter") == "clip_score")
-    assert (clip_dropped.get_column("value") < s["thresholds"]["clip_score"]).all()
+    clip_dropped = set(d.filter(pl.col("filter") == "clip_score").get_column("doc_id"))
+    kept = set(pl.concat(list(interleaf.read(sorted(str(f) for f in (out / "kept").iterdir())))).get_column("doc_id"))
+    assert clip_dropped and clip_dropped <= below and not below & kept
+    assert kept and kept <= set(attrs.filter(pl.col("clip_alignment_score") >= t).get_column("doc_id"))
     # No exact or near duplicates are removed by this preset: DataComp pools are deduplicated upstream.
     assert not {"exact", "phash"} & set(s["dropped_documents"])
 

@@ -127,7 +127,9 @@ def test_mmc4_assignment_equals_the_published_procedure():
     # Ties: identical sentences; the leftover image goes to the first best.
     sim = np.array([[0.3, 0.3], [0.3, 0.3], [0.3, 0.3]], dtype=np.float32)
     got = mmc4_assign(sim)
-    assert sorted(got[:2].tolist() + got[2:].tolist()).count(0) >= 1 and -1 not in got
+    # Two images take one sentence each (which two is the solver's tie-break); the third goes
+    # to its argmax, the first of the equal sentences: sentence 0 twice, sentence 1 once.
+    assert sorted(got.tolist()) == [0, 0, 1]
     assert mmc4_assign(np.array([[0.15, 0.1]], dtype=np.float32)).tolist() == [0]  # exactly 0.15 is kept
     assert mmc4_assign(np.array([[0.1499, 0.1]], dtype=np.float32)).tolist() == [-1]
     assert mmc4_assign(np.zeros((2, 0), dtype=np.float32)).tolist() == [-1, -1]
@@ -201,7 +203,9 @@ def test_text_coherence_mean_min_and_a_seeded_margin():
         x /= np.linalg.norm(x, axis=1, keepdims=True)
         c = [x[i] @ x[i + 1] for i in range(len(x) - 1)]
         assert t["mean_cos"][d] == pytest.approx(np.mean(c), abs=1e-9) and t["min_cos"][d] == pytest.approx(min(c), abs=1e-9)
-    assert t["margin"][1] == pytest.approx(0.0, abs=1e-12)  # two steps: every order has the same neighbours
+    # Two steps: every order has the same neighbours, so there is no order test (it was 0 +- one
+    # ulp, which a `margin > 0` filter read as a verdict, dropping most 2-step documents).
+    assert t["margin"][1] is None and t["mean_cos"][1] is not None
     assert t["margin"][3] > 0  # the drifting sequence beats its shuffles
     assert text_coherence(emb, offsets, shuffles=16, seed=5, threads=1).equals(t)
     assert not text_coherence(emb, offsets, shuffles=16, seed=6).equals(t)

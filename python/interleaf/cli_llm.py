@@ -165,14 +165,18 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     from interleaf import enhance
 
     clip = None
+    if args.min_clip is not None and not args.clip:
+        raise ValueError("--min-clip needs --clip (the CLIP model that scores the pairs)")
     if args.clip:
         from interleaf import models
 
         clip = models.load(args.clip, kind="clip")
+    elif not args.quiet:
+        print("notice: no --clip: rewrites are accepted on their edit ratio alone (AITQE's guard also asks that the CLIP score improves)", file=sys.stderr)
     contrastive: list[pl.DataFrame] = []
 
     def stage(x: Any, c: Client) -> pl.DataFrame:
-        res = enhance.aitqe(x, c, clip, threshold=args.threshold, max_edit_ratio=args.max_edit_ratio, max_edge=args.max_edge, progress=not args.quiet)
+        res = enhance.aitqe(x, c, clip, threshold=args.threshold, min_aspect=args.min_aspect, min_clip=args.min_clip, max_edit_ratio=args.max_edit_ratio, max_edge=args.max_edge, progress=not args.quiet)
         if args.contrastive:
             contrastive.append(enhance.contrastive_pairs(x, res, c, max_edge=args.max_edge, progress=not args.quiet))
         return res
@@ -303,10 +307,12 @@ def add_parsers(sub: Any) -> None:
     a = esub.add_parser(
         "aitqe",
         help="score pairs 1-10 and minimally rewrite the low ones",
-        description="AITQE: score image-text pairs; below --threshold ask for a minimal rewrite, accepted when its edit ratio is at most --max-edit-ratio and (with --clip) its CLIP score beats the original's. The original is always kept. INPUT: a table with caption (or text) and image columns, or any dataset interleaf reads (first text and first image per document).",
+        description="AITQE: score image-text pairs; below --threshold (or, where set, below --min-aspect in text quality or image-text matching, or below --min-clip in CLIP cosine) ask for a minimal rewrite, accepted when its edit ratio is at most --max-edit-ratio and (with --clip) its CLIP score beats the original's. The original is always kept. INPUT: a table with caption (or text) and image columns, or any dataset interleaf reads (first text and first image per document).",
     )
     a.add_argument("inputs", nargs="+", help="a table or dataset files / globs / directories")
     a.add_argument("--threshold", type=int, default=7, help="rewrite pairs scoring below this (1-10; default %(default)s, AITQE's value is unverified)")
+    a.add_argument("--min-aspect", type=int, default=None, help="also rewrite pairs whose text_quality or image_text_matching aspect is below this (1-10; default: the overall score alone decides)")
+    a.add_argument("--min-clip", type=float, default=None, help="also rewrite pairs whose CLIP cosine is below this (needs --clip; e.g. 0.28, DataComp's B/32 cut)")
     a.add_argument("--max-edit-ratio", type=float, default=0.35, help="reject rewrites whose character edit ratio exceeds this (default %(default)s)")
     a.add_argument("--clip", default=None, help="CLIP model directory: reject rewrites whose CLIP score does not beat the original's")
     a.add_argument("--contrastive", default=None, help="also write AITQE-style contrastive pairs (degraded -> original, original -> accepted rewrite) to this parquet file")

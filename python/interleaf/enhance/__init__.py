@@ -94,15 +94,23 @@ def aitqe(
     clip: Any = None,
     *,
     threshold: int = 7,
+    min_aspect: int | None = None,
+    min_clip: float | None = None,
     max_edit_ratio: float = 0.35,
     max_edge: int = 512,
     progress: bool = False,
 ) -> pl.DataFrame:
     """AITQE over image-text pairs: score each pair 1-10 (overall + :data:`AITQE_ASPECTS`); a
-    pair scoring below ``threshold`` (AITQE's value is unverified: 7 by default, METHODS.md §4)
-    gets a minimal rewrite of its caption, which a guard accepts only when its character edit
-    ratio (:func:`edit_ratio`) is at most ``max_edit_ratio`` and, when a CLIP model (or model
-    directory) is given as ``clip``, its CLIP score with the image beats the original's.
+    low pair gets a minimal rewrite of its caption, which a guard accepts only when its
+    character edit ratio (:func:`edit_ratio`) is at most ``max_edit_ratio`` and, when a CLIP
+    model (or model directory) is given as ``clip``, its CLIP score with the image beats the
+    original's. Without ``clip`` that second check is not made (the ``reason`` says so).
+
+    A pair is low when its overall score is below ``threshold`` (AITQE's rule; its value is
+    unverified: 7 by default, METHODS.md §4) or, where set, when its ``text_quality`` or
+    ``image_text_matching`` aspect is below ``min_aspect`` (1-10) or its CLIP cosine with the
+    image is below ``min_clip`` (needs ``clip``; for example 0.28, DataComp's B/32 cut): the
+    alignment and text-quality signals then decide too, as interleaf's reading of AITQE does.
 
     ``pairs``: a list of ``{"caption" (or "text"): str, "image": bytes}``, a DataFrame with those
     columns, or a node batch (per document: the first text and the first image).
@@ -115,6 +123,12 @@ def aitqe(
     are ours, written from the paper's description."""
     if not 1 <= threshold <= 10:
         raise ValueError(f"threshold must be in 1-10, got {threshold!r}")
+    if min_aspect is not None and not 1 <= min_aspect <= 10:
+        raise ValueError(f"min_aspect must be in 1-10, got {min_aspect!r}")
+    if min_clip is not None and not (isinstance(min_clip, int | float) and -1.0 <= min_clip <= 1.0):
+        raise ValueError(f"min_clip must be a cosine in [-1, 1], got {min_clip!r}")
+    if min_clip is not None and clip is None:
+        raise ValueError("min_clip needs a CLIP model: pass clip (a model or its directory)")
     if not 0.0 <= max_edit_ratio <= 1.0:
         raise ValueError(f"max_edit_ratio must be in [0, 1], got {max_edit_ratio!r}")
     if isinstance(clip, str) or hasattr(clip, "__fspath__"):
@@ -140,6 +154,13 @@ def aitqe(
             continue
         score_req.append({"messages": _message(url, _SCORE_PROMPT.format(caption=r["caption"])), "schema": _SCORE_SCHEMA, "schema_name": "aitqe_score"})
         score_slot.append(i)
+    if clip is not None and score_slot:
+        # The originals' alignment: what min_clip reads, and the guard's baseline.
+        from interleaf.signals.alignment import clip_scores
+
+        before = clip_scores(clip, [recs[i]["image"] for i in score_slot], [rows[i]["caption"] for i in score_slot])["clip_score"].to_list()
+        for i, b in zip(score_slot, before, strict=True):
+            rows[i]["clip_original"] = b
     rewrite_req: list[Any] = []
     rewrite_slot: list[int] = []
     for i, resp in zip(score_slot, client.chat(score_req, progress=progress, label="aitqe score"), strict=True):
@@ -151,9 +172,15 @@ def aitqe(
             row["reason"] = "scoring failed"
             continue
         row.update(scores)
-        if scores["score"] >= threshold:
-            row["decision"], row["reason"] = "keep", f"score {scores['score']} >= {threshold}"
+        low = [f"score {scores['score']} < {threshold}"] if scores["score"] < threshold else []
+        if min_aspect is not None:
+            low += [f"{a} {scores[a]} < {min_aspect}" for a in ("text_quality", "image_text_matching") if scores[a] < min_aspect]
+        if min_clip is not None and (row["clip_original"] is None or row["clip_original"] < min_clip):
+            low.append(f"CLIP {row['clip_original']:.4f} < {min_clip:g}" if row["clip_original"] is not None else "CLIP score unavailable")
+        if not low:
+            row["decision"], row["reason"] = "keep", f"score {scores['score']} >= {threshold}" + (f", aspects >= {min_aspect}" if min_aspect is not None else "") + (f", CLIP {row['clip_original']:.4f} >= {min_clip:g}" if min_clip is not None else "")
             continue
+        row["_low"] = "; ".join(low)
         rewrite_req.append({"messages": _message(urls[i][0], _REWRITE_PROMPT.format(caption=row["caption"], score=scores["score"])), "schema": _caption_schema(row["caption"]), "schema_name": "aitqe_rewrite"})  # type: ignore[arg-type]
         rewrite_slot.append(i)
     candidates: list[int] = []
@@ -177,22 +204,25 @@ def aitqe(
         if ratio > max_edit_ratio:
             row["decision"], row["reason"] = "reject_edit_ratio", f"edit ratio {ratio:.2f} > {max_edit_ratio:g}"
             continue
-        row["decision"], row["reason"], row["final"] = "rewrite", f"score {row['score']} < {threshold}; edit ratio {ratio:.2f} <= {max_edit_ratio:g}", new
+        row["decision"], row["reason"], row["final"] = "rewrite", f"{row['_low']}; edit ratio {ratio:.2f} <= {max_edit_ratio:g}", new
+        if clip is None:
+            row["reason"] += "; CLIP guard not applied (no clip model)"
         candidates.append(i)
     if clip is not None and candidates:
         from interleaf.signals.alignment import clip_scores
 
-        imgs = [recs[i]["image"] for i in candidates]
-        before = clip_scores(clip, imgs, [rows[i]["caption"] for i in candidates])["clip_score"].to_list()
-        after = clip_scores(clip, imgs, [rows[i]["rewrite"] for i in candidates])["clip_score"].to_list()
-        for i, b, a in zip(candidates, before, after, strict=True):
+        after = clip_scores(clip, [recs[i]["image"] for i in candidates], [rows[i]["rewrite"] for i in candidates])["clip_score"].to_list()
+        for i, a in zip(candidates, after, strict=True):
             row = rows[i]
-            row["clip_original"], row["clip_rewrite"] = b, a
+            b = row["clip_original"]
+            row["clip_rewrite"] = a
             if a is None or b is None or not a > b:
                 row["decision"], row["final"] = "reject_clip", row["caption"]
                 row["reason"] = f"CLIP score {a:.4f} does not beat the original's {b:.4f}" if a is not None and b is not None else "CLIP score unavailable"
             else:
                 row["reason"] += f"; CLIP {b:.4f} -> {a:.4f}"
+    for row in rows:
+        row.pop("_low", None)
     schema = ({"doc_id": pl.String} if rows and "doc_id" in rows[0] else {}) | {"caption": pl.String} | dict.fromkeys(_FIELDS, pl.Int8)
     schema |= {"rewrite": pl.String, "edit_ratio": pl.Float32, "clip_original": pl.Float32, "clip_rewrite": pl.Float32, "decision": pl.String, "reason": pl.String, "final": pl.String, "error": pl.String}
     return pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)

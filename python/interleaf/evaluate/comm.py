@@ -17,8 +17,9 @@ has the reading of CoMM's code this follows):
 
 Texts are cleaned as CoMM does (``strip(" \\n")``, runs of whitespace to one space); images are
 ``<IMAGE>``. A document whose task has no image where the task needs one (task 1's input, task
-2's and 4's output, task 3's second half) cannot be built and is skipped and counted, as CoMM's
-loader rejects it.
+2's and 4's output, task 3's first and second half: a one-step document has no first half) cannot
+be built and is skipped and counted, as CoMM's loader rejects it (``CoMMDataset.__getitem__``
+raises on an empty input or output image list).
 
 A predictions folder holds one folder per sample, ``{data_id}_task{n}/``, with ``results.json``
 (``model_input``, ``model_output``, ``input_image_list``, ``output_gt_image_list``,
@@ -35,6 +36,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
+import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -88,7 +90,7 @@ def _clean(text: str) -> str:
 
 
 def step_texts(text: str | None) -> list[str]:
-    """The steps of a ``(1) ... (2) ...`` text, as CoMM's parser reads them (a marker needs a
+    r"""The steps of a ``(1) ... (2) ...`` text, as CoMM's parser reads them (a marker needs a
     space after it; the text before ``(1)`` is not a step).
 
     Each step runs from its marker to the next ``(n)`` (with or without a space after it) or the
@@ -225,6 +227,10 @@ def build_task(doc: dict[str, Any], task: str) -> dict[str, Any]:
         skipped = "no_input_image"
     elif task != "task1" and not output_images:
         skipped = "no_output_image"
+    elif task == "task3" and not input_images:
+        # CoMM's __getitem__ rejects any sample without an input image: for task 3, a document
+        # whose first len(steps) // 2 steps have none (a one-step document has no input at all).
+        skipped = "no_input_image"
     elif any(b is None for b in input_images + output_images):
         skipped = "unreadable_image"
     return {
@@ -426,46 +432,72 @@ def read_predictions(folder: str | Path, task: str, references: Any = None, *, i
 # --- automatic metrics -------------------------------------------------------------------------
 
 
-def _index_pairs(ok: list[dict[str, Any]]) -> tuple[list[Any], list[Any], list[int]]:
-    """Generated image i with reference image i of each sample (truncated to the shorter), and
-    the sample each pair belongs to."""
+def _index_pairs(ok: list[dict[str, Any]]) -> tuple[list[Any], list[Any], list[int], dict[str, int]]:
+    """Generated image i with reference image i of each sample (truncated to the shorter), the
+    sample each pair belongs to, and the images left without a partner: ``missing_generated``
+    (reference images past the last prediction) and ``missing_reference`` (the reverse)."""
     gen, ref, owner = [], [], []
+    unmatched = Counter[str]()
     for i, s in enumerate(ok):
         for g, r in zip(s["pred_images"], s["gt_images"], strict=False):
             gen.append(g)
             ref.append(r)
             owner.append(i)
-    return gen, ref, owner
+        extra = len(s["gt_images"]) - len(s["pred_images"])
+        if extra:
+            unmatched["missing_generated" if extra > 0 else "missing_reference"] += abs(extra)
+    return gen, ref, owner, dict(unmatched)
 
 
 def _owner_means(owner: list[int], values: Any, n: int) -> list[float | None]:
-    """The mean of the non-null ``values`` of each of ``n`` samples (None for a sample with none)."""
-    by = pl.DataFrame({"owner": owner, "v": pl.Series(values, dtype=pl.Float64)}, schema={"owner": pl.Int64, "v": pl.Float64}).group_by("owner").agg(pl.col("v").mean())
+    """The mean of the finite ``values`` of each of ``n`` samples (None for a sample with none:
+    an identical pair's infinite PSNR is left out, as :func:`image_metrics` leaves it out)."""
+    frame = pl.DataFrame({"owner": pl.Series(owner, dtype=pl.Int64), "v": pl.Series(values, dtype=pl.Float64)})
+    by = frame.filter(pl.col("v").is_finite()).group_by("owner").agg(pl.col("v").mean())
     means = dict(by.iter_rows())
     return [means.get(i) for i in range(n)]
+
+
+def _mean_over_samples(per_sample: list[float | None]) -> float | None:
+    """The unweighted mean over the samples that have a value (CoMM's and GILL's averaging:
+    a sample with five pairs weighs as much as a sample with one)."""
+    got = [v for v in per_sample if v is not None]
+    return math.fsum(got) / len(got) if got else None
+
+
+def _merge_counts(*counts: dict[str, int]) -> dict[str, int]:
+    total = Counter[str]()
+    for c in counts:
+        total.update(c)
+    return dict(sorted(total.items()))
 
 
 def _image_pairs(samples: list[dict[str, Any]], clip: Any, size: int, pairing: str, lpips_network: Any, fid_network: Any, is_splits: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     from interleaf.evaluate import clip_image_similarity, fid, image_metrics, inception_score, lpips
 
     ok = [s for s in samples if s["error"] is None]
-    gen, ref, owner = _index_pairs(ok)
+    gen, ref, owner, unmatched = _index_pairs(ok)
     cross = ([[g for g in s["pred_images"] if g is not None] for s in ok], [[r for r in s["gt_images"] if r is not None] for s in ok])
+    # Every summary value is the mean over samples of each sample's mean (over its cross pairs,
+    # or over its index pairs with pairing="index"): pooling the pairs would weigh a sample by
+    # its image count.
     if pairing == "cross":
         summary, per = image_metrics(*cross, size=size, pairing="cross")
         cols = {"ssim": per["ssim"].to_list(), "psnr": per["psnr"].to_list()}
+        out: dict[str, Any] = {"ssim": summary["ssim"], "psnr": summary["psnr"], "image_pairs_skipped": summary["skipped"]}
     else:
         summary, pairs = image_metrics(gen, ref, size=size, pairing="index")
         cols = {k: _owner_means(owner, pairs[k], len(ok)) for k in ("ssim", "psnr")}
-    out: dict[str, Any] = {"ssim": summary["ssim"], "psnr": summary["psnr"], "pairing": pairing, "image_pairs_skipped": summary["skipped"]}
+        out = {"ssim": _mean_over_samples(cols["ssim"]), "psnr": _mean_over_samples(cols["psnr"]), "image_pairs_skipped": _merge_counts(summary["skipped"], unmatched)}
+    out["pairing"] = pairing
     if clip is not None:
         csum, cper = clip_image_similarity(gen, ref, clip)
-        out |= {"clip_i": csum["clip_i"], "clip_i_pairs": csum["scored"], "clip_i_skipped": csum["skipped"]}
         cols["clip_i"] = _owner_means(owner, cper["similarity"].cast(pl.Float64), len(ok))
+        out |= {"clip_i": _mean_over_samples(cols["clip_i"]), "clip_i_pairs": csum["scored"], "clip_i_skipped": _merge_counts(csum["skipped"], unmatched)}
     if lpips_network is not None:
         lsum, lper = lpips(*cross, lpips_network, pairing="cross") if pairing == "cross" else lpips(gen, ref, lpips_network, pairing="index")
-        out["lpips"] = lsum["lpips"]
         cols["lpips"] = lper["lpips"].to_list() if pairing == "cross" else _owner_means(owner, lper["lpips"], len(ok))
+        out["lpips"] = lsum["lpips"] if pairing == "cross" else _mean_over_samples(cols["lpips"])
     if fid_network is not None:
         all_gen = [g for x in cross[0] for g in x]
         all_ref = [r for x in cross[1] for r in x]
@@ -498,8 +530,11 @@ def metrics(
       sample). Samples without reference steps are skipped and counted.
     - tasks 2-4: SSIM and PSNR of the predicted against the ground-truth output images at
       ``size`` px, CoMM's all-cross-pairs per sample by default (``pairing="index"`` pairs
-      image i with image i), the mean over samples; CoMM reports them for task 2 only. With a
-      ``clip`` model, GILL's CLIP-I over index-matched pairs as well. With an ``lpips_network``
+      image i with image i), the mean over samples of each sample's mean (a sample weighs the
+      same whatever its image count); CoMM reports them for task 2 only. With a ``clip``
+      model, GILL's CLIP-I over index-matched pairs as well, averaged the same way. Images
+      left without a partner at their index are counted in ``image_pairs_skipped`` and
+      ``clip_i_skipped`` (``missing_generated``, ``missing_reference``). With an ``lpips_network``
       (an ``image-distance`` model), LPIPS paired as SSIM is; with a ``fid_network`` (an
       ``image-features`` model), FID of all generated against all reference images and the
       Inception Score of each set (``is_splits`` chunks), as CoMM reports them.

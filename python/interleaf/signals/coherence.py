@@ -17,7 +17,10 @@ def text_coherence(embeddings, offsets, shuffles: int = 8, seed: int = 0, *, thr
     ``mean_cos`` and ``min_cos`` of consecutive steps (cosines in [-1, 1]) and ``margin``,
     ``mean_cos`` minus the mean consecutive cosine of the same steps in ``shuffles`` random
     orders (seeded by ``seed`` and the document's position: the same on any number of threads);
-    a positive margin means the order carries meaning. Null below 2 steps."""
+    a positive margin means the order carries meaning. ``mean_cos`` and ``min_cos`` are null
+    below 2 steps, ``margin`` below 3 (two steps have one consecutive pair in every order, so
+    there is nothing to test; a ``margin > 0`` filter then follows its ``on_null``). A shuffle
+    that keeps the original's consecutive pairs (a reversal) adds exactly 0 to the margin."""
     e = as_matrix(embeddings, "embeddings")
     int_arg("shuffles", shuffles, 0, 10_000)
     int_arg("seed", seed, 0, (1 << 64) - 1)
@@ -31,7 +34,7 @@ class TextCoherence:
     are its CoMM steps (the text nodes of a step joined by a space) or, without steps, its text
     nodes, embedded with the :class:`Context`'s sentence embedder. Columns: ``<name>_mean_cos``,
     ``<name>_min_cos`` (cosines in [-1, 1]), ``<name>_margin`` (> 0: the order carries
-    meaning), ``<name>_steps`` (steps with text) and ``<name>_error`` (``too_few_steps`` below
+    meaning; null below 3 steps, where every order has the same neighbours), ``<name>_steps`` (steps with text) and ``<name>_error`` (``too_few_steps`` below
     2). Needs a text embedder (all-MiniLM-L6-v2 is the usual choice)."""
 
     level = "doc"

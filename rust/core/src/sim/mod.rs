@@ -291,32 +291,44 @@ fn per_document<T: Send>(emb: &[f32], offsets: &[i64], dim: usize, f: impl Fn(us
 /// Text coherence of each document from its step embeddings in order: the mean and the
 /// minimum cosine of consecutive steps, and the margin of that mean over the mean consecutive
 /// cosine of the same steps in `shuffles` random orders (seeded by `seed` and the document's
-/// index, so results do not depend on threads). NaN below 2 steps.
+/// index, so results do not depend on threads). Mean and minimum are NaN below 2 steps, the
+/// margin below 3 (with 2 steps every order has the same consecutive pair: no order test).
+/// The margin is the mean over shuffles of (original - shuffled), each side summed in sorted
+/// order, so a shuffle with the same consecutive pairs (a reversal) contributes exactly 0,
+/// never a rounding difference that a `margin > 0` filter would read as a verdict.
 pub fn coherence(emb: &[f32], offsets: &[i64], dim: usize, shuffles: usize, seed: u64) -> Result<Vec<[f64; 3]>, String> {
     per_document(emb, offsets, dim, |d, u, n| {
         if n < 2 {
             return [f64::NAN; 3];
         }
         let x = |i: usize| &u[i * dim..(i + 1) * dim];
-        let consecutive = |order: &[usize]| order.windows(2).map(|w| dot(x(w[0]), x(w[1]))).collect::<Vec<f64>>();
+        // dot(a, b) == dot(b, a) bit for bit (the same products summed in the same order).
+        let consecutive = |order: &[usize]| order.windows(2).map(|w| dot(x(w[0].min(w[1])), x(w[0].max(w[1])))).collect::<Vec<f64>>();
+        // The mean of the multiset, independent of the order the pairs came in.
+        let canonical_mean = |mut c: Vec<f64>| {
+            c.sort_by(f64::total_cmp);
+            c.iter().sum::<f64>() / c.len() as f64
+        };
         let identity: Vec<usize> = (0..n).collect();
         let c = consecutive(&identity);
         let mean = c.iter().sum::<f64>() / c.len() as f64;
         // NaN (a zero or NaN embedding) makes the minimum NaN too, as it makes the mean
         // (`f64::min` would skip it, and an all-NaN document would get +inf).
         let min = c.iter().copied().fold(f64::INFINITY, |a, b| if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) });
+        if n < 3 || shuffles == 0 {
+            return [mean, min, f64::NAN];
+        }
+        let original = canonical_mean(c);
         let mut rng = SplitMix64(seed ^ (d as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let mut order = identity;
-        let mut shuffled = 0.0;
+        let mut gap = 0.0;
         for _ in 0..shuffles {
             for i in (1..n).rev() {
                 order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
             }
-            let s = consecutive(&order);
-            shuffled += s.iter().sum::<f64>() / s.len() as f64;
+            gap += original - canonical_mean(consecutive(&order));
         }
-        let margin = if shuffles > 0 { mean - shuffled / shuffles as f64 } else { f64::NAN };
-        [mean, min, margin]
+        [mean, min, gap / shuffles as f64]
     })
 }
 
@@ -416,6 +428,45 @@ mod tests {
         assert!(r[2] > 0.1, "{r:?}");
         assert_eq!(coherence(&emb, &[0, n as i64], 2, 8, 1).unwrap(), vec![r]);
         assert!(coherence(&emb[..2], &[0, 1], 2, 8, 1).unwrap()[0][0].is_nan());
+    }
+
+    #[test]
+    fn two_steps_have_a_mean_but_no_order_test() {
+        // With two steps every order has the same consecutive pair: the margin was 0 +- one
+        // ulp before (a `margin > 0` filter dropped such documents at random); now it is NaN.
+        let mut rng = SplitMix64(7);
+        let emb: Vec<f32> = (0..2000 * 2 * 16).map(|_| (rng.next() % 2001) as f32 / 1000.0 - 1.0).collect();
+        let offsets: Vec<i64> = (0..=2000).map(|d| d * 2).collect();
+        for r in coherence(&emb, &offsets, 16, 8, 0).unwrap() {
+            assert!(r[0].is_finite() && r[0] == r[1] && r[2].is_nan(), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn a_shuffle_with_the_same_consecutive_pairs_adds_exactly_zero() {
+        // Three steps, one shuffle per document: a third of the orders (the identity and the
+        // reversal, twice each of six) keep the pairs {01, 12}; their margin must be exactly 0.
+        let mut rng = SplitMix64(11);
+        let docs = 3000;
+        let emb: Vec<f32> = (0..docs * 3 * 32).map(|_| (rng.next() % 2001) as f32 / 1000.0 - 1.0).collect();
+        let offsets: Vec<i64> = (0..=docs as i64).map(|d| d * 3).collect();
+        let unit = |v: &[f32]| {
+            let n = v.iter().map(|a| (*a as f64) * (*a as f64)).sum::<f64>().sqrt();
+            v.iter().map(|a| *a as f64 / n).collect::<Vec<f64>>()
+        };
+        let mut zero = 0;
+        for (d, r) in coherence(&emb, &offsets, 32, 1, 3).unwrap().iter().enumerate() {
+            let x: Vec<Vec<f64>> = (0..3).map(|i| unit(&emb[(d * 3 + i) * 32..(d * 3 + i + 1) * 32])).collect();
+            let c = |a: usize, b: usize| x[a].iter().zip(&x[b]).map(|(p, q)| p * q).sum::<f64>();
+            // Any other order swaps one of the original pairs for the pair (0, 2).
+            let other = [(c(0, 1) - c(0, 2)) / 2.0, (c(1, 2) - c(0, 2)) / 2.0];
+            if r[2] == 0.0 {
+                zero += 1;
+            } else {
+                assert!(other.iter().any(|o| (o - r[2]).abs() < 1e-9), "{d}: {r:?} {other:?}");
+            }
+        }
+        assert!((800..1200).contains(&zero), "{zero}");
     }
 
     #[test]
