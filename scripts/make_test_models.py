@@ -21,7 +21,11 @@ references are computed in torch with every module in eval mode:
 
 - ``reference.npz`` of clip-tiny: image embeddings of the bundled photographs from
   Pillow + ``CLIPImageProcessor`` + torch, text embeddings and input ids from transformers'
-  tokenizer + torch;
+  tokenizer + torch; and the same for a few edge-case images (blank, 1x1), encoded PNGs stored
+  with them (``edge_names``, ``edge_images`` + ``edge_offsets``, ``edge_image_embeds``).
+  ``--only clip-tiny-edges`` adds just those keys to the existing file: it rebuilds the seeded
+  torch model, checks that it reproduces the stored embeddings exactly, and leaves the ONNX
+  graphs and every other key as they are;
 - ``reference.npz`` of embedder-tiny: ``SentenceTransformer.encode`` of the texts;
 - ``reference.npz`` of lm-tiny: transformers' perplexity (``labels=input_ids``) per text.
 
@@ -120,6 +124,74 @@ def tiny_clip(vocab_size: int):
     return CLIPModel(cfg)
 
 
+def clip_edge_images() -> list[tuple[str, bytes]]:
+    """Edge cases for clip-tiny's reference: blank images and a 1x1 image, as PNG."""
+    from PIL import Image
+
+    def png(im) -> bytes:
+        buf = BytesIO()
+        im.save(buf, "PNG")
+        return buf.getvalue()
+
+    return [
+        ("white_300x200.png", png(Image.new("RGB", (300, 200), (255, 255, 255)))),
+        ("black_64x64.png", png(Image.new("RGB", (64, 64), (0, 0, 0)))),
+        ("rgb_1x1.png", png(Image.new("RGB", (1, 1), (200, 30, 90)))),
+    ]
+
+
+def clip_edge_reference(model, proc) -> dict[str, np.ndarray]:
+    """The ``edge_*`` keys of clip-tiny's reference.npz: Pillow + ``CLIPImageProcessor`` + torch
+    embeddings of :func:`clip_edge_images` (image i is ``edge_images[edge_offsets[i]:
+    edge_offsets[i + 1]]``)."""
+    import torch
+    from PIL import Image
+
+    items = clip_edge_images()
+    pixels = proc([Image.open(BytesIO(b)).convert("RGB") for _, b in items], return_tensors="np")["pixel_values"]
+    with torch.no_grad():
+        emb = model.visual_projection(model.vision_model(pixel_values=torch.from_numpy(pixels)).pooler_output)
+    emb = torch.nn.functional.normalize(emb, dim=-1).numpy()
+    return dict(
+        edge_names=np.array([n for n, _ in items]),
+        edge_images=np.frombuffer(b"".join(b for _, b in items), np.uint8),
+        edge_offsets=np.concatenate([[0], np.cumsum([len(b) for _, b in items])]).astype(np.int64),
+        edge_image_embeds=emb.astype(np.float32),
+    )
+
+
+def add_clip_edges() -> None:
+    """Adds the ``edge_*`` keys to the committed clip-tiny reference.npz without re-exporting:
+    the torch model is rebuilt from the seed, and must reproduce the stored photograph and text
+    embeddings exactly (else rebuild everything with ``--only clip-tiny``)."""
+    import torch
+    from PIL import Image
+    from transformers import CLIPImageProcessor
+
+    from interleaf.models.export import eval_mode
+
+    d = OUT / "clip-tiny"
+    with np.load(d / "reference.npz") as z:
+        ref = {k: z[k] for k in z.files}
+    torch.manual_seed(SEED)
+    model = tiny_clip(len(clip_tokenizer()))
+    with torch.no_grad():
+        model.logit_scale.fill_(4.0)
+    eval_mode(model)
+    proc = CLIPImageProcessor.from_pretrained(str(d))
+    images = [SAMPLE / "images" / str(n) for n in ref["image_files"]]
+    pixels = proc([Image.open(BytesIO(p.read_bytes())).convert("RGB") for p in images], return_tensors="np")["pixel_values"]
+    with torch.no_grad():
+        img = model.visual_projection(model.vision_model(pixel_values=torch.from_numpy(pixels)).pooler_output)
+        txt = model.text_projection(model.text_model(input_ids=torch.from_numpy(ref["input_ids"]), attention_mask=torch.from_numpy(ref["attention_mask"])).pooler_output)
+    img = torch.nn.functional.normalize(img, dim=-1).numpy()
+    txt = torch.nn.functional.normalize(txt, dim=-1).numpy()
+    if not (np.array_equal(img, ref["image_embeds"]) and np.array_equal(txt, ref["text_embeds"])):
+        raise SystemExit("the seeded clip-tiny does not reproduce reference.npz in this torch/transformers; rebuild it with --only clip-tiny")
+    ref.update(clip_edge_reference(model, proc))
+    np.savez_compressed(d / "reference.npz", **ref)
+
+
 def make_clip(texts: list[str], work: Path) -> None:
     import torch
     from PIL import Image
@@ -161,6 +233,7 @@ def make_clip(texts: list[str], work: Path) -> None:
         attention_mask=enc["attention_mask"].numpy(),
         text_embeds=txt.astype(np.float32),
         logit_scale=np.float32(model.logit_scale.exp().item()),
+        **clip_edge_reference(model, proc),
     )
 
 
@@ -339,7 +412,7 @@ def main() -> int:
     import argparse
 
     ap = argparse.ArgumentParser(description="Builds the tiny model fixtures (all of them by default).")
-    ap.add_argument("--only", action="append", choices=("clip-tiny", "clip-sample", "embedder-tiny", "lm-tiny"), help="build only this fixture (repeatable)")
+    ap.add_argument("--only", action="append", choices=("clip-tiny", "clip-tiny-edges", "clip-sample", "embedder-tiny", "lm-tiny"), help="build only this fixture (repeatable)")
     only = set(ap.parse_args().only or ())
     texts = reference_texts()
     train = corpus()
@@ -348,6 +421,8 @@ def main() -> int:
         work = Path(tmp)
         if not only or "clip-tiny" in only:
             make_clip(texts, work)
+        elif "clip-tiny-edges" in only:
+            add_clip_edges()
         if not only or "clip-sample" in only:
             make_clip_sample(work)
         if not only or "embedder-tiny" in only:

@@ -90,6 +90,8 @@ class ScriptedServer:
         self.reject_json_schema = reject_json_schema
         self.requests: list[dict[str, Any]] = []
         self.seen: Counter[str] = Counter()
+        # Arrival time (time.monotonic) of every attempt, by the request's messages.
+        self.arrivals: dict[str, list[float]] = {}
         self.in_flight = 0
         self.max_in_flight = 0
         self._loop = asyncio.new_event_loop()
@@ -120,12 +122,14 @@ class ScriptedServer:
     def reset(self) -> None:
         self.requests.clear()
         self.seen.clear()
+        self.arrivals.clear()
         self.max_in_flight = 0
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(body)
         key = json.dumps(body.get("messages"), sort_keys=True)
+        self.arrivals.setdefault(key, []).append(time.monotonic())
         self.seen[key] += 1
         attempt = self.seen[key]
         self.in_flight += 1

@@ -308,6 +308,16 @@ def test_dedup_semantic_with_a_model_and_with_given_embeddings(tmp_path, capsys)
     assert rc == 0
     dup2 = pl.read_parquet(tmp_path / "sem2" / "duplicates.parquet")
     assert sorted(dup2.get_column("doc_index").to_list()) == [0, n]
+    # The same vectors as a parquet List column and as an Array column: the same duplicates.
+    for dtype in (pl.List(pl.Float32), pl.Array(pl.Float32, 8)):
+        pl.DataFrame({"v": pl.Series(emb.tolist(), dtype=dtype)}).write_parquet(tmp_path / "e.parquet")
+        dest = tmp_path / f"sem-{dtype.base_type()}"
+        assert main(["dedup", str(data), "--out", str(dest), "--method", "semantic", "--embeddings", f"{tmp_path / 'e.parquet'}:v", "--quiet"]) == 0
+        assert pl.read_parquet(dest / "duplicates.parquet").equals(dup2)
+    pl.DataFrame({"v": [[1.0, 2.0]] * (n + 1) + [[1.0]]}).write_parquet(tmp_path / "ragged.parquet")
+    capsys.readouterr()
+    assert main(["dedup", str(data), "--out", str(tmp_path / "r"), "--method", "semantic", "--embeddings", f"{tmp_path / 'ragged.parquet'}:v", "--quiet"]) == 2
+    assert "vectors of different lengths: [1, 2]" in capsys.readouterr().err
     capsys.readouterr()
     assert main(["dedup", str(data), "--out", str(tmp_path / "x"), "--method", "semantic", "--quiet"]) == 2
     assert "exactly one of model" in capsys.readouterr().err

@@ -242,6 +242,20 @@ def test_empty_and_one_word_texts():
     assert np.array_equal(sigs[1], sigs[2])
     reps, _ = lsh_clusters(sigs, threshold=0.8)
     assert reps[2] == 1 and reps[3] == 0  # empty texts cluster together, as in datasketch
+    # Against datasketch's MinHashLSH itself: each text's candidates there are its cluster here.
+    texts = ["", "word", "word", "", "two words", "two words", "three words here", "one"]
+    sigs = MinHasher(num_perm=128, seed=1, mode="datasketch").signatures(texts)
+    reps, _ = lsh_clusters(sigs, threshold=0.8)
+    lsh = datasketch.MinHashLSH(threshold=0.8, num_perm=128)
+    mins = []
+    for i, t in enumerate(texts):
+        m = datasketch.MinHash(num_perm=128, seed=1)
+        m.update_batch([x.encode("utf-8") for x in shingles(t, 5, "word")])
+        assert np.array_equal(m.hashvalues, sigs[i])
+        lsh.insert(str(i), m)
+        mins.append(m)
+    for i, m in enumerate(mins):
+        assert {int(k) for k in lsh.query(m)} == {j for j in range(len(texts)) if reps[j] == reps[i]}, texts[i]
 
 
 # ---------------------------------------------------------------------------- polars

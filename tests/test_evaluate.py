@@ -247,6 +247,8 @@ def test_meteor_equals_pycocoevalcap(sample_dir):
     np.testing.assert_allclose(per["meteor"].to_numpy(), per_ref, atol=1e-12)
     if summary["SPICE"] is None:
         assert "SPICE" in summary["unavailable"]
+    else:  # SPICE needs Stanford CoreNLP's models, which pycocoevalcap fetches on first use
+        assert 0.0 <= summary["SPICE"] <= 1.0 and "SPICE" not in summary.get("unavailable", {})
 
 
 NETS = Path(__file__).parent / "fixtures" / "models"

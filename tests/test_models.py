@@ -315,6 +315,17 @@ def test_pooling_modes_agree_with_their_definitions():
 # ------------------------------------------------------------------------------ causal LM
 
 
+def test_clip_edge_images_match_torch(clip):
+    """A blank white, a blank black and a 1x1 image through the tiny CLIP against the torch
+    model's embeddings (the ``edge_*`` keys of reference.npz, scripts/make_test_models.py)."""
+    r = ref(CLIP_DIR)
+    data, off = r["edge_images"].tobytes(), r["edge_offsets"]
+    ours, errors = clip.embed_images([data[a:b] for a, b in zip(off[:-1], off[1:], strict=True)])
+    assert errors.to_list() == [None] * len(r["edge_names"]) == [None] * 3
+    assert cosines(ours, r["edge_image_embeds"]).min() >= 0.9999
+    np.testing.assert_allclose(ours, r["edge_image_embeds"], atol=1e-5)
+
+
 def test_perplexity_matches_transformers(lm):
     r = ref(LM_DIR)
     texts = [str(t) for t in r["texts"]]

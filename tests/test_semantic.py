@@ -49,6 +49,10 @@ def planted(n: int, dim: int, dups: int, seed: int) -> tuple[np.ndarray, np.ndar
 def test_kept_set_equals_the_published_algorithm_given_the_clusters(eps):
     x, _, _ = planted(3000, 32, 600, 1)
     labels = np.random.default_rng(2).integers(0, 7, len(x))
+    # Edge cases: clusters of one (always kept) and exact copies within and across clusters.
+    labels[[10, 20]] = [7, 8]
+    x[[31, 32, 33]] = x[30]
+    labels[[30, 31, 32, 33]] = [3, 3, 4, 8]
     got = semantic(x, eps=eps, clusters=labels)
     want = reference_semdedup(x, labels, eps)
     assert (~got.get_column("kept").to_numpy() == want).all()

@@ -211,6 +211,21 @@ def duplicates_table(doc_ids: pl.Series, reps: np.ndarray, score: np.ndarray, me
     )
 
 
+def _list_matrix(s: pl.Series, name: str) -> np.ndarray:
+    """A List column of equal-length vectors as a 2-D array, without a Python object per float
+    (``to_list`` took 1.6 GB and 4 s for 50k x 512)."""
+    lengths = s.list.len()
+    if s.null_count() or lengths.null_count():
+        raise ValueError(f"embeddings column {name!r} has null rows: every document needs a vector")
+    dims = lengths.unique()
+    if dims.len() > 1:
+        raise ValueError(f"embeddings column {name!r} holds vectors of different lengths: {sorted(dims.to_list())[:5]}")
+    dim = int(dims[0]) if dims.len() else 0
+    if not dim:
+        return np.zeros((s.len(), 0), np.float32)
+    return s.explode().to_numpy().reshape(s.len(), dim)
+
+
 def load_embeddings(embeddings: Any) -> np.ndarray:
     """Embeddings given to semantic dedup: an array, a ``.npy`` file, or ``file.parquet:column``
     (a List or Array column), one row per document in read order."""
@@ -221,7 +236,7 @@ def load_embeddings(embeddings: Any) -> np.ndarray:
         elif ".parquet:" in text:
             path, col = text.rsplit(":", 1)
             s = pl.read_parquet(path, columns=[col]).get_column(col)
-            a = np.stack(s.to_list()) if s.dtype == pl.List else s.to_numpy()
+            a = _list_matrix(s, col) if s.dtype == pl.List else s.to_numpy()
         else:
             raise ValueError(f"embeddings must be a .npy file or 'file.parquet:column', got {text!r}")
     else:

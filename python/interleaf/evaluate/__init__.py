@@ -237,6 +237,8 @@ _TOKEN = re.compile(
 )
 _EDGE_UNDERSCORES = re.compile(r"(?<![^\W_])_+|_+(?![^\W_])")
 _LINE_BREAKS = re.compile(r"[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
+# Characters outside the Basic Multilingual Plane (emoji), which PTB drops.
+_ASTRAL = re.compile("[\U00010000-\U0010FFFF]")
 
 
 def java_unavailable() -> str | None:
@@ -311,7 +313,7 @@ def tokenize(texts: Sequence[str | None], tokenizer: str = "simple") -> list[str
         if t is None:
             out.append(None)
             continue
-        t = "".join(c for c in _LINE_BREAKS.sub(" ", t).lower() if ord(c) <= 0xFFFF)
+        t = _ASTRAL.sub("", _LINE_BREAKS.sub(" ", t).lower())
         t = _EDGE_UNDERSCORES.sub(lambda m: f" {m.group(0)} ", t)
         out.append(" ".join(_BRACKETS.get(w, w) for w in _TOKEN.findall(t) if w not in PTB_PUNCTUATIONS))
     return out

@@ -11,7 +11,9 @@ an empty cache.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import polars as pl
@@ -31,13 +33,40 @@ DEFAULT_MAX_LENGTH = 4096
 PERPLEXITY_SCHEMA = {"perplexity": pl.Float64, "nll": pl.Float64, "tokens": pl.Int64, "truncated": pl.Boolean, "error": ERROR_DTYPE}
 
 
-def token_nll(logits: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Negative log-likelihood (nats) of ``ids[1:]`` under ``logits[:-1]`` (``(t, V)`` logits
-    of one text), computed with a stable log-softmax in float32 and returned as float64."""
-    x = logits[:-1].astype(np.float32, copy=False)
-    m = x.max(axis=1, keepdims=True)
-    lse = np.log(np.exp(x - m).sum(axis=1, dtype=np.float64)) + m[:, 0]
-    return lse - x[np.arange(len(x)), ids[1:]]
+def mean_nll(logits: np.ndarray, ids: np.ndarray, lengths: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+    """Mean negative log-likelihood (nats, float64) of each row's tokens ``ids[r, 1:L]`` under
+    ``logits[r, :L - 1]`` for ``(rows, width, V)`` logits and row lengths ``L`` (NaN below 2
+    tokens): a stable log-softmax (the maximum subtracted in float32, the exponentials summed
+    in float64), over the whole block at once and its rows split over ``threads`` (numpy
+    releases the GIL), not a Python step per text."""
+    rows, width, vocab = logits.shape
+    out = np.full(rows, np.nan)
+    if width < 2 or not rows:
+        return out
+    lengths = np.asarray(lengths, dtype=np.int64)
+    # Rows per piece: about 16 Mi floats of exponentials at a time.
+    per = max(1, (1 << 24) // max(1, (width - 1) * vocab))
+
+    def piece(r0: int) -> None:
+        r1 = min(rows, r0 + per)
+        x = logits[r0:r1, :-1]
+        target = np.take_along_axis(x, ids[r0:r1, 1:, None], axis=2)[..., 0]
+        m = x.max(axis=2, keepdims=True)
+        lse = np.log(np.exp(x - m).sum(axis=2, dtype=np.float64)) + m[..., 0]
+        scored = lengths[r0:r1] - 1
+        valid = np.arange(width - 1)[None, :] < scored[:, None]
+        mean = np.where(valid, lse - target, 0.0).sum(axis=1) / np.maximum(scored, 1)
+        out[r0:r1] = np.where(scored >= 1, mean, np.nan)
+
+    starts = range(0, rows, per)
+    workers = min(len(starts), threads or os.cpu_count() or 1)
+    if workers <= 1:
+        for r0 in starts:
+            piece(r0)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(piece, starts))
+    return out
 
 
 class CausalLM(Model):
@@ -132,12 +161,9 @@ class CausalLM(Model):
                 logits = s.run(self._feed(s, ids[sl], mask[sl]), ["logits"])["logits"]
                 if logits.ndim != 3 or logits.shape[:2] != ids[sl].shape:
                     raise ModelDirectoryError(f"{s.path} gives logits of shape {logits.shape} for input_ids {ids[sl].shape}")
-                for k in range(len(logits)):
-                    i = b.index[r0 + k]
-                    L = int(lengths[r0 + k])
-                    tokens[i] = max(L - 1, 0)
-                    if L >= 2:
-                        nll[i] = float(token_nll(logits[k, :L], ids[r0 + k, :L]).mean())
+                at = b.index[r0 : r0 + len(logits)]
+                tokens[at] = np.maximum(lengths[sl] - 1, 0)
+                nll[at] = mean_nll(logits, ids[sl], lengths[sl], threads=self.threads)
             truncated[b.index] = b.truncated | truncated_now
             self.stats["truncated"] += int(truncated[b.index].sum())
         for i in range(n):

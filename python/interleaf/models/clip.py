@@ -113,12 +113,19 @@ class CLIPModel(Model):
             if not np.issubdtype(images.dtype, np.floating):
                 raise ValueError(f"preprocessed images must be floating point, got {images.dtype}")
             # A row with NaN or inf pixels is that row's error (NaN embedding), as a bad image is.
-            finite = np.isfinite(images.reshape(len(images), -1)).all(axis=1)
+            # A row's sum is finite when its pixels are (NaN and inf carry through a sum), read
+            # without a mask the size of the batch; only rows whose sum is not are checked.
+            flat = images.reshape(len(images), -1)
+            finite = np.isfinite(flat.sum(axis=1))
+            for r in np.flatnonzero(~finite):
+                finite[r] = np.isfinite(flat[r]).all()  # an overflowing sum of finite pixels
             out = np.full((len(images), self.dim), np.nan, dtype=np.float32)
             good = np.flatnonzero(finite)
             for i in range(0, len(good), bs):
                 rows = good[i : i + bs]
-                out[rows] = self._run_pixels(images[rows])
+                # Consecutive rows are a view (no copy of the pixels); others are gathered.
+                block = images[rows[0] : rows[-1] + 1] if rows[-1] - rows[0] + 1 == len(rows) else images[rows]
+                out[rows] = self._run_pixels(block)
             self.stats["images"] += len(good)
             errs = [None if ok else record_error("bad_argument", "preprocessed pixel values are not finite (NaN or inf)") for ok in finite]
             return out, error_column(errs)

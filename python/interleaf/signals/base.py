@@ -212,7 +212,9 @@ class Context:
             ok = got.table.get_column(S.ERROR).is_null().to_numpy()
             if ok.any():
                 assert got.pixels is not None
-                vectors[a : a + len(ok)][ok] = clip.embed_images(got.pixels[ok], batch_size=self.batch_size)[0]
+                # No gather (a copy of the whole pixel batch) when every image decoded.
+                pixels = got.pixels if ok.all() else got.pixels[ok]
+                vectors[a : a + len(ok)][ok] = clip.embed_images(pixels, batch_size=self.batch_size)[0]
             tables.append(got.table)
         table = pl.concat(tables) if tables else image.stats([])
         error = _node_errors(batch, rows, table.get_column(S.ERROR))
