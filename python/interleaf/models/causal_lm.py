@@ -44,19 +44,23 @@ def mean_nll(logits: np.ndarray, ids: np.ndarray, lengths: np.ndarray, *, thread
     if width < 2 or not rows:
         return out
     lengths = np.asarray(lengths, dtype=np.int64)
-    # Rows per piece: about 16 Mi floats of exponentials at a time.
+    # Rows per piece: at most about 16 Mi floats copied at a time.
     per = max(1, (1 << 24) // max(1, (width - 1) * vocab))
 
     def piece(r0: int) -> None:
         r1 = min(rows, r0 + per)
-        x = logits[r0:r1, :-1]
-        target = np.take_along_axis(x, ids[r0:r1, 1:, None], axis=2)[..., 0]
-        m = x.max(axis=2, keepdims=True)
-        lse = np.log(np.exp(x - m).sum(axis=2, dtype=np.float64)) + m[..., 0]
         scored = lengths[r0:r1] - 1
         valid = np.arange(width - 1)[None, :] < scored[:, None]
-        mean = np.where(valid, lse - target, 0.0).sum(axis=1) / np.maximum(scored, 1)
-        out[r0:r1] = np.where(scored >= 1, mean, np.nan)
+        # Only the scored positions (no work on padding): one (tokens, V) copy, then in place.
+        x = logits[r0:r1, :-1][valid]
+        if len(x):
+            target = np.take_along_axis(x, ids[r0:r1, 1:][valid][:, None], axis=1)[:, 0]
+            m = x.max(axis=1, keepdims=True)
+            np.subtract(x, m, out=x)
+            np.exp(x, out=x)
+            nll = np.log(x.sum(axis=1, dtype=np.float64)) + m[:, 0] - target
+            sums = np.bincount(np.nonzero(valid)[0], weights=nll, minlength=r1 - r0)
+            out[r0:r1] = np.where(scored >= 1, sums / np.maximum(scored, 1), np.nan)
 
     starts = range(0, rows, per)
     workers = min(len(starts), threads or os.cpu_count() or 1)
