@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 
 
@@ -430,3 +431,95 @@ def test_eval_cli_end_to_end(tmp_path, comm_docs, sample_images, scripted):
     page = load((r2 / "report.html").as_uri())
     assert all(u.startswith(("file://", "data:")) for u in page.requests), page.requests
     assert not page.exceptions and not [c for c in page.console if c[0] in ("error", "warning")]
+
+
+# --- CoMM's negative samples -------------------------------------------------------------------
+
+
+def _steps(df: pl.DataFrame, doc_id: str) -> list[list[tuple]]:
+    d = df.filter(pl.col("doc_id") == doc_id).sort("pos")
+    out: dict[int, list[tuple]] = {}
+    for step, kind, text, ref in d.select("step", "kind", "text", "image_ref").iter_rows():
+        out.setdefault(step, []).append((kind, text, ref))
+    return [out[k] for k in sorted(out)]
+
+
+def test_negatives_shuffle_texts_images_both_or_steps_and_nothing_else(comm_docs):
+    """CoMM's four negatives of every document: each moves what its kind says and nothing
+    else, is never the document itself, and depends only on the seed (not the batching)."""
+    import interleaf
+    from interleaf.evaluate.negatives import NEGATIVE_KINDS, negatives
+
+    nodes = pl.concat(list(interleaf.read(comm_docs)))
+    neg, summary = negatives(nodes, seed=3)
+    assert summary["documents"] == 7
+    # one-step: nothing to shuffle; no-image: two text steps, no images; two-texts: two steps
+    # with both, whose two images are the same file (trading them gives the document back).
+    assert summary["made"] == {"texts": 6, "images": 4, "both": 5, "steps": 6}
+    assert summary["skipped"] == {"too_few_image_steps": 2 + 1, "too_few_text_steps": 2, "too_few_steps": 1, "unchanged": 1}
+    blocks = lambda steps, kind: [[n for n in st if n[0] == kind] for st in steps]  # noqa: E731
+    lead = lambda steps: [st[0][0] for st in steps]  # noqa: E731
+    for doc_id in nodes.get_column("doc_id").unique(maintain_order=True).to_list():
+        orig = _steps(nodes, doc_id)
+        for kind in NEGATIVE_KINDS:
+            got = _steps(neg, f"{doc_id}#{kind}")
+            if not got:
+                continue
+            assert got != orig, (doc_id, kind)
+            assert sorted(n for st in got for n in st) == sorted(n for st in orig for n in st)  # the same nodes
+            if kind == "steps":
+                assert sorted(map(tuple, got)) == sorted(map(tuple, orig))  # whole steps moved
+                continue
+            assert lead(got) == lead(orig)  # a step that began with its text still does
+            for part in ("text", "image"):
+                moved = kind == "both" or kind == part + "s"
+                distinct = len({tuple(b) for b in blocks(orig, part)}) > 1  # else a trade changes nothing
+                if not moved or distinct:
+                    assert (blocks(got, part) != blocks(orig, part)) == moved, (doc_id, kind, part)
+                assert sorted(map(tuple, blocks(got, part))) == sorted(map(tuple, blocks(orig, part)))
+    # Seeded: the same negatives from one-document batches; another seed gives others.
+    again, _ = negatives(interleaf.read(comm_docs, batch_size=1), seed=3)
+    assert again.drop("doc_index").equals(neg.drop("doc_index"))
+    assert not negatives(nodes, seed=4)[0].equals(neg)
+    assert neg.get_column("doc_index").unique(maintain_order=True).to_list() == list(range(21))
+
+
+def test_negatives_write_as_comm_documents_and_scale_without_a_step_per_document(tmp_path, comm_docs):
+    import interleaf
+    from interleaf.evaluate.negatives import negatives
+
+    neg, _ = negatives(str(comm_docs), ["steps"], seed=0)
+    out = interleaf.write(neg, tmp_path / "neg.jsonl", "comm")[0]
+    back = pl.concat(list(interleaf.read(out, image_root=str(comm_docs.parent))))
+    assert back.select("doc_id", "pos", "kind", "step", "text").equals(neg.select("doc_id", "pos", "kind", "step", "text"))
+    # OBELICS-like documents without steps: nodes are the units; 20,000 documents at once.
+    n = 20_000
+    docs = pl.DataFrame(
+        {
+            "doc_id": [f"d{i // 4}" for i in range(4 * n)],
+            "doc_index": [i // 4 for i in range(4 * n)],
+            "pos": [i % 4 for i in range(4 * n)],
+            "kind": ["text", "image", "text", "image"] * n,
+            "text": [f"t{i}" if i % 2 == 0 else None for i in range(4 * n)],
+            "image_ref": [None if i % 2 == 0 else f"i{i}" for i in range(4 * n)],
+        }
+    )
+    docs = interleaf.schema.conform(docs)
+    neg, summary = negatives(docs, ["texts", "images"], seed=0)
+    assert summary["made"] == {"texts": n, "images": n}
+    # Two text nodes and two images: the only other order swaps them; each stays in its slot kind.
+    first = neg.filter(pl.col("doc_id") == "d0#texts").get_column("text").to_list()
+    assert first == ["t2", None, "t0", None]
+    with pytest.raises(ValueError, match="kinds must be some of"):
+        negatives(docs, ["words"])
+
+
+def test_negatives_cli(tmp_path, comm_docs, capsys):
+    from interleaf.cli import main
+
+    out = tmp_path / "neg.jsonl"
+    assert main(["eval", "negatives", str(comm_docs), "--out", str(out), "--kind", "texts", "--kind", "steps", "--seed", "3", "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["made"] == {"texts": 6, "steps": 6} and summary["files"] == [str(out)]
+    ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    assert len(ids) == 12 and ids[:2] == ["comm-0001#texts", "comm-0001#steps"]

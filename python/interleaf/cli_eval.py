@@ -57,6 +57,16 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_negatives(args: argparse.Namespace) -> int:
+    import interleaf
+    from interleaf.evaluate.negatives import NEGATIVE_KINDS, negatives
+
+    table, summary = negatives(args.inputs, tuple(args.kind or NEGATIVE_KINDS), seed=args.seed, image_root=args.image_root, progress=not args.quiet)
+    files = interleaf.write(table, args.out, args.format, overwrite=args.overwrite, embed_images=args.embed_images)
+    print(json.dumps(summary | {"files": files}, indent=2))
+    return 0
+
+
 def cmd_comm(args: argparse.Namespace) -> int:
     from interleaf.evaluate import comm
     from interleaf.evaluate import judge as ej
@@ -153,6 +163,22 @@ def add_parsers(sub: Any) -> None:
     t.add_argument("--image-root", default=None, help="directory for relative image paths (default: each input file's directory)")
     t.add_argument("--quiet", action="store_true", help="no progress lines")
     t.set_defaults(func=cmd_tasks)
+
+    g = esub.add_parser(
+        "negatives",
+        help="CoMM's negative samples: documents with shuffled texts, images, both or steps",
+        description="CoMM's negatives for preference data: per document and kind, a copy whose step texts (texts), step images (images), both independently (both) or whole steps (steps) are in another order, seeded; documents without steps shuffle their nodes. A document with too little to shuffle, or whose shuffle gives it back, is counted, not written. Written in --format (doc_id '<id>#<kind>').",
+    )
+    g.add_argument("inputs", nargs="+", help="documents: jsonl/parquet/WebDataset files, globs or directories")
+    g.add_argument("--out", required=True, help="output file or folder")
+    g.add_argument("--kind", action="append", choices=("texts", "images", "both", "steps"), help="a kind of negative (repeatable; default all four)")
+    g.add_argument("--seed", type=int, default=0, help="shuffle seed (default %(default)s): the same seed gives the same negatives")
+    g.add_argument("--format", default="comm", choices=("comm", "obelics", "mmc4", "jsonl", "parquet", "webdataset"), help="output layout (default %(default)s: CoMM documents as JSON lines)")
+    g.add_argument("--image-root", default=None, help="directory for relative image paths (default: each input file's directory)")
+    g.add_argument("--embed-images", action="store_true", help="record layouts: write image bytes inline (data: URIs) instead of their paths")
+    g.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    g.add_argument("--quiet", action="store_true", help="no progress lines")
+    g.set_defaults(func=cmd_negatives)
 
     c = esub.add_parser(
         "comm",
