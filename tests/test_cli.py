@@ -232,6 +232,7 @@ def test_the_parser_has_every_documented_command():
         ("instruct", "compare"),
         ("eval",),
         ("eval", "tasks"),
+        ("eval", "negatives"),
         ("eval", "comm"),
         ("eval", "clip-i"),
         ("eval", "synjudge"),

@@ -22,11 +22,17 @@ pub fn caption_metrics<'py>(
     if let Some(i) = refs.iter().position(|r| r.is_empty()) {
         return Err(PyValueError::new_err(format!("hypothesis {i} has no reference")));
     }
-    let (b, r, c) = py.detach(|| {
-        let h: Vec<&str> = hyps.iter().map(String::as_str).collect();
-        let rs: Vec<Vec<&str>> = refs.iter().map(|v| v.iter().map(String::as_str).collect()).collect();
-        (bleu(&h, &rs), rouge_l(&h, &rs), cider(&h, &rs))
-    });
+    // On the process-wide thread policy (interleaf.set_threads); each metric is parallel over
+    // hypotheses and sums the corpus in order, so values do not depend on the thread count.
+    let (b, r, c) = py
+        .detach(|| {
+            interleaf_core::threads::install(None, || {
+                let h: Vec<&str> = hyps.iter().map(String::as_str).collect();
+                let rs: Vec<Vec<&str>> = refs.iter().map(|v| v.iter().map(String::as_str).collect()).collect();
+                (bleu(&h, &rs), rouge_l(&h, &rs), cider(&h, &rs))
+            })
+        })
+        .map_err(PyValueError::new_err)?;
     let n = b.per.len();
     let flat: Vec<f64> = b.per.iter().flat_map(|x| x.iter().copied()).collect();
     let per = numpy::ndarray::Array2::from_shape_vec((n, 4), flat).map_err(|e| PyValueError::new_err(e.to_string()))?;

@@ -5,6 +5,7 @@
 //! reference's order, so values agree to the last bits (sums over the corpus use numpy's
 //! pairwise summation).
 
+use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use super::py_split;
@@ -106,32 +107,41 @@ pub struct Bleu {
 
 pub fn bleu<'a>(hyps: &[&'a str], refs: &[Vec<&'a str>]) -> Bleu {
     assert_eq!(hyps.len(), refs.len());
-    let mut vocab = Vocab::default();
+    // Each hypothesis on its own (in parallel; word ids only need to agree within one
+    // hypothesis and its references), then the corpus totals in order.
+    let stats: Vec<([usize; N], [usize; N], usize, usize)> = hyps
+        .par_iter()
+        .zip(refs)
+        .map(|(h, rs)| {
+            let mut vocab = Vocab::default();
+            let mut maxcounts: FxHashMap<Gram, u32> = FxHashMap::default();
+            let mut reflens = Vec::with_capacity(rs.len());
+            for r in rs {
+                let w = vocab.words(r);
+                reflens.push(w.len());
+                for (g, c) in precook(&w) {
+                    let m = maxcounts.entry(g).or_insert(0);
+                    *m = (*m).max(c);
+                }
+            }
+            let w = vocab.words(h);
+            let testlen = w.len();
+            // "closest": the reference length nearest the hypothesis's, the shorter on a tie.
+            let reflen = reflens.iter().map(|&l| (l.abs_diff(testlen), l)).min().map_or(0, |t| t.1);
+            let mut correct = [0usize; N];
+            for (g, c) in precook(&w) {
+                correct[g.len as usize - 1] += c.min(maxcounts.get(&g).copied().unwrap_or(0)) as usize;
+            }
+            let guess: [usize; N] = std::array::from_fn(|k| testlen.saturating_sub(k));
+            (correct, guess, testlen, reflen)
+        })
+        .collect();
     let (mut total_test, mut total_ref) = (0usize, 0usize);
     let mut total_guess = [0usize; N];
     let mut total_correct = [0usize; N];
     let mut per = Vec::with_capacity(hyps.len());
-    for (h, rs) in hyps.iter().zip(refs) {
-        let mut maxcounts: FxHashMap<Gram, u32> = FxHashMap::default();
-        let mut reflens = Vec::with_capacity(rs.len());
-        for r in rs {
-            let w = vocab.words(r);
-            reflens.push(w.len());
-            for (g, c) in precook(&w) {
-                let m = maxcounts.entry(g).or_insert(0);
-                *m = (*m).max(c);
-            }
-        }
-        let w = vocab.words(h);
-        let testlen = w.len();
-        // "closest": the reference length nearest the hypothesis's, the shorter on a tie.
-        let reflen = reflens.iter().map(|&l| (l.abs_diff(testlen), l)).min().map_or(0, |t| t.1);
-        let mut correct = [0usize; N];
-        for (g, c) in precook(&w) {
-            correct[g.len as usize - 1] += c.min(maxcounts.get(&g).copied().unwrap_or(0)) as usize;
-        }
-        let guess: [usize; N] = std::array::from_fn(|k| testlen.saturating_sub(k));
-        per.push(bleu_scores(&correct, &guess, testlen, reflen));
+    for (correct, guess, testlen, reflen) in &stats {
+        per.push(bleu_scores(correct, guess, *testlen, *reflen));
         total_test += testlen;
         total_ref += reflen;
         for k in 0..N {
@@ -181,7 +191,7 @@ fn lcs(a: &[&str], b: &[&str]) -> usize {
 pub fn rouge_l(hyps: &[&str], refs: &[Vec<&str>]) -> Vec<f64> {
     assert_eq!(hyps.len(), refs.len());
     let beta2 = 1.2f64 * 1.2;
-    hyps.iter()
+    hyps.par_iter()
         .zip(refs)
         .map(|(h, rs)| {
             let c: Vec<&str> = h.split(' ').collect();
@@ -245,7 +255,7 @@ pub fn cider<'a>(hyps: &[&'a str], refs: &[Vec<&'a str>]) -> Vec<f64> {
         v
     };
     cooked_hyps
-        .iter()
+        .par_iter()
         .zip(&cooked_refs)
         .map(|(h, rs)| {
             let vh = counts2vec(h);
