@@ -233,6 +233,7 @@ def test_the_parser_has_every_documented_command():
         ("eval",),
         ("eval", "tasks"),
         ("eval", "negatives"),
+        ("eval", "vist"),
         ("eval", "comm"),
         ("eval", "clip-i"),
         ("eval", "synjudge"),

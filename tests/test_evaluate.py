@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 from PIL import Image
 
@@ -351,3 +353,50 @@ def test_clip_i_does_not_follow_links_out_of_its_folders(tmp_path, sample_images
     assert names == ["a", "b", "c"]
     assert g[0] is None and "resolves outside its folder" in errors[0]
     assert g[1] == jpg and g[2] == jpg and errors[1:] == [None, None]
+
+
+def test_vist_stories_follow_gills_protocol(tmp_path, sample_images):
+    """GILL's VIST samples: the context is every step's caption and every image but the last,
+    the target the last image; a story missing a context image is skipped with the file named,
+    a missing target only leaves the target empty; VIST's raw SIS file gives the same stories."""
+    from interleaf.evaluate.generations import folder_pairs
+    from interleaf.evaluate.vist import vist_stories
+
+    imgs = list(sample_images.values())
+    root = tmp_path / "val_images"
+    root.mkdir()
+    for i in range(9):
+        if i != 6:  # image 6 (story b's second) is missing
+            (root / f"{100 + i}.png").write_bytes(imgs[i])
+    (tmp_path / "secret.png").write_bytes(imgs[0])
+    stories = {"a": [{"image_id": str(100 + i), "caption": f"a caption {i}"} for i in range(5)], "b": [{"image_id": str(105 + i), "caption": f"b caption {i}"} for i in range(4)] + [{"image_id": "../secret", "caption": "b last"}], "c": [{"image_id": "100", "caption": "alone"}]}
+    gill = tmp_path / "val_formatted.json"
+    gill.write_text(json.dumps({"annotations": stories}))
+    got = vist_stories(gill, root)
+    assert got["story_id"].to_list() == ["a", "b", "c"]
+    a = got.row(0, named=True)
+    assert a["captions"] == [f"a caption {i}" for i in range(5)] and a["target_image_id"] == "104" and a["error"] is None
+    assert a["context_images"] == imgs[:4] and a["target_image"] == imgs[4]
+    b = got.row(1, named=True)
+    assert b["error"] == "context image 106.png: not found" and b["context_images"] is None
+    assert b["target_image"] is None  # ../secret resolves outside the image root: not read
+    assert got.row(2, named=True)["error"] == "a story needs 2 steps or more, this one has 1"
+    # VIST's SIS layout (one-item lists, steps by worker_arranged_photo_order, shuffled here).
+    sis = [[{"story_id": "a", "photo_flickr_id": str(100 + i), "worker_arranged_photo_order": i, "text": f"a caption {i}", "album_id": "x"}] for i in (3, 0, 4, 1, 2)]
+    raw = vist_stories({"annotations": sis}, root)
+    assert raw.row(0, named=True) == a
+    with pytest.raises(ValueError, match="worker_arranged_photo_order"):
+        vist_stories({"annotations": [[{"story_id": "a"}]]})
+    # The generated image saved as <target id>.png pairs with the ground truth for CLIP-I.
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    (gen / f"{a['target_image_id']}.png").write_bytes(imgs[4])
+    names, g, r, errors = folder_pairs(gen, root)
+    k = names.index("104")
+    summary, _ = clip_image_similarity([g[k]], [r[k]], models.load("tests/fixtures/models/clip-tiny", kind="clip"))
+    assert summary["clip_i"] == pytest.approx(1.0, abs=1e-5)
+    # The command writes the same table.
+    from interleaf.cli import main
+
+    assert main(["eval", "vist", str(gill), "--image-root", str(root), "--out", str(tmp_path / "vist.parquet")]) == 0
+    assert pl.read_parquet(tmp_path / "vist.parquet").equals(got)

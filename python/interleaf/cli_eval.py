@@ -23,6 +23,7 @@ from typing import Any
 import polars as pl
 
 from interleaf.cli_llm import add_endpoint_options, client_from_args
+from interleaf.io.atomic import atomic_output
 
 WORST = 12
 
@@ -64,6 +65,17 @@ def cmd_negatives(args: argparse.Namespace) -> int:
     table, summary = negatives(args.inputs, tuple(args.kind or NEGATIVE_KINDS), seed=args.seed, image_root=args.image_root, progress=not args.quiet)
     files = interleaf.write(table, args.out, args.format, overwrite=args.overwrite, embed_images=args.embed_images)
     print(json.dumps(summary | {"files": files}, indent=2))
+    return 0
+
+
+def cmd_vist(args: argparse.Namespace) -> int:
+    from interleaf.evaluate.vist import vist_stories
+
+    table = vist_stories(args.annotations, args.image_root, image_suffix=args.image_suffix, text_field=args.text_field)
+    with atomic_output(args.out) as tmp:
+        table.write_parquet(tmp)
+    errors = table.get_column("error").drop_nulls()
+    print(json.dumps({"stories": table.height, "usable": table.height - errors.len(), "skipped": errors.len(), "missing_targets": int((table.get_column("target_image").is_null() & table.get_column("error").is_null()).sum()) if args.image_root else None, "out": args.out}, indent=2))
     return 0
 
 
@@ -179,6 +191,18 @@ def add_parsers(sub: Any) -> None:
     g.add_argument("--overwrite", action="store_true", help="replace existing output files")
     g.add_argument("--quiet", action="store_true", help="no progress lines")
     g.set_defaults(func=cmd_negatives)
+
+    v = esub.add_parser(
+        "vist",
+        help="GILL/MGCC's VIST samples: the context and the 5th image to generate",
+        description="GILL's VIST protocol: per story, the captions of every step and the images of all but the last form the context; the last image is the target (save the generated one as <target_image_id>.png, then 'interleaf eval clip-i GENERATED IMAGES'). Reads GILL's formatted annotations or VIST's SIS file; writes a parquet table (story_id, captions, image_ids, target_image_id, context_images, target_image, error). A story missing a context image is kept with its error, as GILL skips it.",
+    )
+    v.add_argument("annotations", help="GILL's val_formatted.json or a VIST SIS json file")
+    v.add_argument("--out", required=True, help="output parquet file")
+    v.add_argument("--image-root", default=None, help="folder of the story images (<image_id><suffix>); without it only ids and captions are written")
+    v.add_argument("--image-suffix", default=".png", help="image file suffix (default %(default)s, as GILL's scripts)")
+    v.add_argument("--text-field", default="text", help="caption field of a SIS file (default %(default)s; 'original_text' for the raw text)")
+    v.set_defaults(func=cmd_vist)
 
     c = esub.add_parser(
         "comm",

@@ -1,0 +1,100 @@
+"""The VIST protocol of GILL and MGCC (METHODS.md §3): for each story, a model sees the
+captions and images of the first steps and the last step's caption, ``[cap1, img1, ..., cap4,
+img4, cap5]``, and generates the last (5th) image, which CLIP-I then compares with the story's
+own (:func:`interleaf.evaluate.clip_image_similarity`, or ``interleaf eval clip-i`` on the
+folders).
+
+As GILL's ``evals/generate_vist_images.py`` and ``compute_clip_similarity_vist.py`` do: the
+annotations are GILL's formatted file (``{"annotations": {story_id: [{"image_id", "caption"},
+...]}}``, steps in story order), image ``i`` is ``<image_root>/<image_id>.png``, a story whose
+context images are not all there is skipped (with the missing file named), and the generated
+image is saved as ``<target image_id>.png``, so :func:`interleaf.evaluate.generations.folder_pairs`
+pairs it with the ground truth. The raw VIST SIS file (``annotations`` a list of one-item lists
+with ``story_id``, ``photo_flickr_id``, ``worker_arranged_photo_order`` and ``text``) is read
+too: steps ordered by ``worker_arranged_photo_order``, captions from ``text_field`` (``"text"``,
+VIST's normalised text, by default; which field GILL's formatted file was made from is not
+published).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from interleaf.evaluate.comm import MAX_IMAGE_BYTES
+from interleaf.io.local import read_confined
+
+__all__ = ["vist_stories"]
+
+VIST_SCHEMA: dict[str, pl.DataType] = {
+    "story_id": pl.String(),
+    "captions": pl.List(pl.String()),
+    "image_ids": pl.List(pl.String()),
+    "target_image_id": pl.String(),
+    "context_images": pl.List(pl.Binary()),
+    "target_image": pl.Binary(),
+    "error": pl.String(),
+}
+
+
+def _steps(annotations: Any, text_field: str) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(story_id, [(image_id, caption), ...]) per story, in file order."""
+    if isinstance(annotations, dict):
+        # GILL's formatted file: story id -> steps in order.
+        out = []
+        for sid, steps in annotations.items():
+            if not isinstance(steps, list) or not all(isinstance(s, dict) and "image_id" in s and "caption" in s for s in steps):
+                raise ValueError(f"story {sid!r}: expected a list of {{'image_id', 'caption'}} steps")
+            out.append((str(sid), [(str(s["image_id"]), str(s["caption"])) for s in steps]))
+        return out
+    if isinstance(annotations, list):
+        # VIST's SIS file: one-item lists of story items.
+        stories: dict[str, list[tuple[int, str, str]]] = {}
+        for k, item in enumerate(annotations):
+            a = item[0] if isinstance(item, list) and item else item
+            if not isinstance(a, dict) or not {"story_id", "photo_flickr_id", "worker_arranged_photo_order", text_field} <= a.keys():
+                raise ValueError(f"annotation {k}: expected story_id, photo_flickr_id, worker_arranged_photo_order and {text_field!r}")
+            stories.setdefault(str(a["story_id"]), []).append((int(a["worker_arranged_photo_order"]), str(a["photo_flickr_id"]), str(a[text_field])))
+        return [(sid, [(img, cap) for _, img, cap in sorted(items)]) for sid, items in stories.items()]
+    raise ValueError("annotations must be GILL's formatted mapping (story id -> steps) or VIST's SIS list")
+
+
+def vist_stories(annotations: Any, image_root: str | os.PathLike | None = None, *, image_suffix: str = ".png", text_field: str = "text") -> pl.DataFrame:
+    """The VIST generation samples of ``annotations`` (a path to a JSON file with an
+    ``annotations`` key, or that value): one row per story with ``story_id``, ``captions`` (every
+    step's, in order), ``image_ids`` (every step's), ``target_image_id`` (the last step's: the
+    image to generate), and with an ``image_root`` the context images' bytes
+    (``context_images``, every step but the last) and the ``target_image``, read from
+    ``<image_root>/<image_id><image_suffix>`` (only inside ``image_root``). ``error`` says why a
+    story cannot be used (a story of one step, a missing or unreadable context image: GILL skips
+    those stories); a missing target only leaves ``target_image`` null, as GILL generates it
+    anyway and its CLIP-I script skips and counts the pair."""
+    if isinstance(annotations, (str, os.PathLike)):
+        with open(annotations, encoding="utf-8") as f:
+            annotations = json.load(f)
+    if isinstance(annotations, dict) and "annotations" in annotations:
+        annotations = annotations["annotations"]
+    root = Path(image_root) if image_root is not None else None
+    rows = []
+    for sid, steps in _steps(annotations, text_field):
+        ids = [i for i, _ in steps]
+        row: dict[str, Any] = {"story_id": sid, "captions": [c for _, c in steps], "image_ids": ids, "target_image_id": ids[-1] if ids else None, "context_images": None, "target_image": None, "error": None}
+        if len(steps) < 2:
+            row["error"] = f"a story needs 2 steps or more, this one has {len(steps)}"
+        elif root is not None:
+            context = []
+            for image_id in ids[:-1]:
+                data, why = read_confined(root / f"{image_id}{image_suffix}", root, MAX_IMAGE_BYTES, root_name="the image root")
+                if why is not None:
+                    row["error"] = f"context image {image_id}{image_suffix}: {why}"
+                    break
+                context.append(data)
+            else:
+                row["context_images"] = context
+            row["target_image"] = read_confined(root / f"{ids[-1]}{image_suffix}", root, MAX_IMAGE_BYTES, root_name="the image root")[0]
+        rows.append(row)
+    return pl.DataFrame(rows, schema=VIST_SCHEMA)
