@@ -176,6 +176,8 @@ def add_parsers(sub: Any) -> None:
     t.add_argument("--quiet", action="store_true", help="no progress lines")
     t.set_defaults(func=cmd_tasks)
 
+    from interleaf.evaluate.negatives import NEGATIVE_KINDS
+
     g = esub.add_parser(
         "negatives",
         help="CoMM's negative samples: documents with shuffled texts, images, both or steps",
@@ -183,7 +185,7 @@ def add_parsers(sub: Any) -> None:
     )
     g.add_argument("inputs", nargs="+", help="documents: jsonl/parquet/WebDataset files, globs or directories")
     g.add_argument("--out", required=True, help="output file or folder")
-    g.add_argument("--kind", action="append", choices=("texts", "images", "both", "steps"), help="a kind of negative (repeatable; default all four)")
+    g.add_argument("--kind", action="append", choices=NEGATIVE_KINDS, help="a kind of negative (repeatable; default all four)")
     g.add_argument("--seed", type=int, default=0, help="shuffle seed (default %(default)s): the same seed gives the same negatives")
     g.add_argument("--format", default="comm", choices=("comm", "obelics", "mmc4", "jsonl", "parquet", "webdataset"), help="output layout (default %(default)s: CoMM documents as JSON lines)")
     g.add_argument("--image-root", default=None, help="directory for relative image paths (default: each input file's directory)")

@@ -52,7 +52,7 @@ def mean_nll(logits: np.ndarray, ids: np.ndarray, lengths: np.ndarray, *, thread
         scored = lengths[r0:r1] - 1
         valid = np.arange(width - 1)[None, :] < scored[:, None]
         # Only the scored positions (no work on padding): one (tokens, V) copy, then in place.
-        x = logits[r0:r1, :-1][valid]
+        x = logits[r0:r1, :-1][valid].astype(np.float32, copy=False)  # float16 models too
         if len(x):
             target = np.take_along_axis(x, ids[r0:r1, 1:][valid][:, None], axis=1)[:, 0]
             m = x.max(axis=1, keepdims=True)
