@@ -223,9 +223,20 @@ class LlamaServer:
     model = "tiny-llama"
 
     def __init__(self, timeout: float = 120.0):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        # The port is picked free, then handed to the server: another process can take it in
+        # between, so a start that fails on "address already in use" is tried again.
+        for attempt in range(3):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                self.port = s.getsockname()[1]
+            try:
+                self._start(timeout)
+                return
+            except RuntimeError as e:
+                if attempt == 2 or "address already in use" not in str(e).lower():
+                    raise
+
+    def _start(self, timeout: float) -> None:
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(GGUF), "--model_alias", self.model, "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "8192", "--n_threads", "2", "--seed", "7", "--verbose", "False"]
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)

@@ -282,6 +282,8 @@ def test_gnu_sparse_members_read_as_webdataset_reads_them(tmp_path, fmt):
     (src / "001.txt").write_text("caption 001")
     names = ["000.jpg", "000.txt", "001.bin", "001.txt", "002.jpg", "002.txt"]
     subprocess.run(["tar", "--sparse", *fmt, "-cf", str(tmp_path / "s.tar"), "-C", str(src), *names], check=True)
+    with tarfile.open(tmp_path / "s.tar") as tf:
+        assert tf.getmember("001.bin").issparse()  # else the sparse readers were never exercised
     ours, theirs = our_samples(tmp_path / "s.tar"), comparable(wds_samples(tmp_path / "s.tar"))
     assert [s["__key__"] for s in ours] == ["000", "001", "002"]
     assert ours == theirs
