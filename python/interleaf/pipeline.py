@@ -1046,9 +1046,11 @@ def _document_dedup(alive: pl.DataFrame, step: DedupStep) -> tuple[pl.DataFrame,
     cand = alive.filter(pl.col(col).list.len() > 0).sort(S.DOC_INDEX, S.POS)
     if not cand.height:
         return alive.drop(col), _dropped(alive.head(0), step.name, pos=True)
-    alive_pos: dict[int, set[int]] = {}
-    for di, p in alive.filter(pl.col(S.KIND) == S.IMAGE_KIND).select(S.DOC_INDEX, S.POS).iter_rows():
-        alive_pos.setdefault(di, set()).add(p)
+    # The kept images of the documents that have a candidate only: this stays as small as the
+    # candidates (the order matters: a dropped image is nobody's hit after it, so a loop).
+    docs = cand.select(S.DOC_INDEX).unique()
+    images = alive.filter(pl.col(S.KIND) == S.IMAGE_KIND).join(docs, on=S.DOC_INDEX, how="semi")
+    alive_pos: dict[int, set[int]] = {di: set(ps) for di, ps in images.group_by(S.DOC_INDEX).agg(S.POS).iter_rows()}
     drop_rows: list[tuple[int, int, int]] = []
     for di, p, near in cand.select(S.DOC_INDEX, S.POS, col).iter_rows():
         kept = alive_pos.get(di, set())
