@@ -385,8 +385,13 @@ def test_vist_stories_follow_gills_protocol(tmp_path, sample_images):
     sis = [[{"story_id": "a", "photo_flickr_id": str(100 + i), "worker_arranged_photo_order": i, "text": f"a caption {i}", "album_id": "x"}] for i in (3, 0, 4, 1, 2)]
     raw = vist_stories({"annotations": sis}, root)
     assert raw.row(0, named=True) == a
-    with pytest.raises(ValueError, match="worker_arranged_photo_order"):
-        vist_stories({"annotations": [[{"story_id": "a"}]]})
+    # A malformed story or step is that story's error; the others go on.
+    bad = vist_stories({"ok": stories["a"], "no-caption": [{"image_id": "1", "caption": None}, {"image_id": "2", "caption": "x"}], "not-a-list": 3}, root)
+    assert bad.get_column("error").to_list() == [None, "step 0: expected an 'image_id' (text or number) and a 'caption' (text)", "expected a list of {'image_id', 'caption'} steps"]
+    sis_bad = vist_stories([[{"story_id": "a", "photo_flickr_id": "1", "worker_arranged_photo_order": "x", "text": "t"}], *sis], root)
+    assert sis_bad.get_column("error")[0].startswith("annotation 0: expected worker_arranged_photo_order")
+    with pytest.raises(ValueError, match="no story_id"):
+        vist_stories({"annotations": [[{"text": "a"}]]})
     # The generated image saved as <target id>.png pairs with the ground truth for CLIP-I.
     gen = tmp_path / "gen"
     gen.mkdir()

@@ -523,3 +523,34 @@ def test_negatives_cli(tmp_path, comm_docs, capsys):
     assert summary["made"] == {"texts": 6, "steps": 6} and summary["files"] == [str(out)]
     ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
     assert len(ids) == 12 and ids[:2] == ["comm-0001#texts", "comm-0001#steps"]
+
+
+def test_negatives_keep_layouts_fixed_nodes_step_numbers_and_see_through_gaps():
+    """A block fills its new step's places of its kind (texts stay put in an images negative);
+    a node outside every step keeps its place; steps keep their numbers; a document read with
+    gaps in its positions (a node table after a node filter) is still seen to come back whole."""
+    from interleaf import schema as S
+    from interleaf.evaluate.negatives import iter_negatives, negatives
+
+    def doc(doc_id, index, rows):
+        return pl.DataFrame(
+            {"doc_id": doc_id, "doc_index": index, "pos": [r[0] for r in rows], "kind": [r[1] for r in rows], "step": [r[2] for r in rows], "text": [r[3] if r[1] == "text" else None for r in rows], "image_ref": [r[3] if r[1] == "image" else None for r in rows]},
+            schema_overrides={"step": pl.Int32, "pos": pl.Int32},
+        )
+
+    a = doc("a", 0, [(0, "text", 1, "A1"), (1, "image", 1, "x"), (2, "text", 1, "A2"), (3, "text", None, "NOTE"), (4, "text", 3, "B1"), (5, "image", 3, "y"), (6, "text", 3, "B2"), (7, "text", 7, "C1"), (8, "image", 7, "z")])
+    gap = doc("gap", 1, [(0, "text", 0, "P"), (1, "image", 0, "same"), (3, "text", 1, "Q"), (4, "image", 1, "same")])
+    nodes = S.conform(pl.concat([a, gap]))
+    neg, summary = negatives(nodes, seed=0)
+    assert summary["skipped"] == {"unchanged": 1}  # gap's two equal images traded
+    for kind in ("texts", "images", "both", "steps"):
+        got = neg.filter(pl.col("doc_id") == f"a#{kind}").sort("pos")
+        seq = list(zip(got["kind"], got["step"], (t or r for t, r in zip(got["text"], got["image_ref"], strict=True)), strict=True))
+        assert seq[3] == ("text", None, "NOTE"), (kind, seq)  # the note between steps stays
+        assert sorted({s for _, s, _ in seq if s is not None}) == [1, 3, 7]
+        if kind == "images":  # texts where they were, images in the image places
+            assert [v for k, _, v in seq if k == "text"] == ["A1", "A2", "NOTE", "B1", "B2", "C1"]
+            assert [k for k, _, _ in seq] == ["text", "image", "text", "text", "text", "image", "text", "text", "image"]
+    # Batch by batch: the same documents, numbered on across batches.
+    batches = list(iter_negatives([nodes.filter(pl.col("doc_index") == 0), nodes.filter(pl.col("doc_index") == 1)], seed=0))
+    assert pl.concat(batches).equals(neg)

@@ -326,6 +326,28 @@ def test_clip_edge_images_match_torch(clip):
     np.testing.assert_allclose(ours, r["edge_image_embeds"], atol=1e-5)
 
 
+def test_mean_nll_equals_a_per_row_log_softmax_in_any_pieces_and_threads():
+    """The block kernel behind perplexity against each row's log-softmax by hand (float64),
+    with pieces of one row over two threads, float16 logits, and rows of 0, 1 and 2 tokens."""
+    from interleaf.models.causal_lm import mean_nll
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(scale=3.0, size=(9, 12, 40)).astype(np.float32)
+    ids = rng.integers(0, 40, (9, 12))
+    lengths = np.array([12, 0, 1, 2, 5, 12, 7, 3, 11])
+    want = np.full(9, np.nan)
+    for r, L in enumerate(lengths):
+        if L >= 2:
+            x = logits[r, : L - 1].astype(np.float64)
+            lse = np.log(np.exp(x - x.max(1, keepdims=True)).sum(1)) + x.max(1)
+            want[r] = (lse - x[np.arange(L - 1), ids[r, 1:L]]).mean()
+    for kw in ({}, {"threads": 2, "piece_floats": 1}, {"threads": 1, "piece_floats": 500}):
+        np.testing.assert_allclose(mean_nll(logits, ids, lengths, **kw), want, rtol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(mean_nll(logits.astype(np.float16), ids, lengths, threads=2, piece_floats=1), want, rtol=2e-3, equal_nan=True)
+    with pytest.raises(ValueError, match="at most the width"):
+        mean_nll(logits, ids, lengths + 1)
+
+
 def test_perplexity_matches_transformers(lm):
     r = ref(LM_DIR)
     texts = [str(t) for t in r["texts"]]

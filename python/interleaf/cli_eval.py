@@ -60,10 +60,13 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 def cmd_negatives(args: argparse.Namespace) -> int:
     import interleaf
-    from interleaf.evaluate.negatives import NEGATIVE_KINDS, negatives
+    from interleaf.evaluate.negatives import NEGATIVE_KINDS, iter_negatives
 
-    table, summary = negatives(args.inputs, tuple(args.kind or NEGATIVE_KINDS), seed=args.seed, image_root=args.image_root, progress=not args.quiet)
-    files = interleaf.write(table, args.out, args.format, overwrite=args.overwrite, embed_images=args.embed_images)
+    # Written a batch at a time; image bytes are read only where the output holds them.
+    load_images = args.embed_images or args.format in ("parquet", "jsonl", "webdataset")
+    summary: dict[str, Any] = {}
+    batches = iter_negatives(args.inputs, tuple(args.kind or NEGATIVE_KINDS), seed=args.seed, image_root=args.image_root, load_images=load_images, progress=not args.quiet, summary=summary)
+    files = interleaf.write(batches, args.out, args.format, overwrite=args.overwrite, embed_images=args.embed_images)
     print(json.dumps(summary | {"files": files}, indent=2))
     return 0
 

@@ -52,7 +52,7 @@ Answer with a JSON object only: {{"score": n, "text_quality": n, "image_text_mat
 _REWRITE_PROMPT = """Caption:
 {caption}
 
-This caption scored {score}/10 for the image. Rewrite it with the smallest possible changes so that it describes the image correctly and fluently:
+This caption was rated low for the image ({why}). Rewrite it with the smallest possible changes so that it describes the image correctly and fluently:
 keep every entity, name and detail the image supports, fix or remove only what is wrong, and keep the length and style close to the original.
 Answer with a JSON object only: {{"caption": "..."}}."""
 _DEGRADE_PROMPT = """Caption:
@@ -181,7 +181,7 @@ def aitqe(
             row["decision"], row["reason"] = "keep", f"score {scores['score']} >= {threshold}" + (f", aspects >= {min_aspect}" if min_aspect is not None else "") + (f", CLIP {row['clip_original']:.4f} >= {min_clip:g}" if min_clip is not None else "")
             continue
         row["_low"] = "; ".join(low)
-        rewrite_req.append({"messages": _message(urls[i][0], _REWRITE_PROMPT.format(caption=row["caption"], score=scores["score"])), "schema": _caption_schema(row["caption"]), "schema_name": "aitqe_rewrite"})  # type: ignore[arg-type]
+        rewrite_req.append({"messages": _message(urls[i][0], _REWRITE_PROMPT.format(caption=row["caption"], why=row["_low"])), "schema": _caption_schema(row["caption"]), "schema_name": "aitqe_rewrite"})  # type: ignore[arg-type]
         rewrite_slot.append(i)
     candidates: list[int] = []
     for i, resp in zip(rewrite_slot, client.chat(rewrite_req, progress=progress, label="aitqe rewrite"), strict=True):

@@ -7,7 +7,9 @@ incoherent on purpose, four ways.
 - ``steps``: whole steps (text and image together) in another order.
 
 A document's units are its CoMM steps, or, in a document without steps (OBELICS, MMC4), its
-nodes. Every shuffle is a permutation other than the identity, drawn per document from
+nodes; a node outside every step of a stepped document (a title) keeps its place. A block that
+moves into a step fills that step's places of its kind in order (a step laid out text, image,
+text keeps that layout), and steps keep their numbers. Every shuffle is a permutation other than the identity, drawn per document from
 ``seed`` alone (a document's shuffle does not depend on the batch it is read in or on the other
 documents). A document with fewer than two units to shuffle (two steps with text for
 ``texts``, two with images for ``images``, both for ``both``, two steps for ``steps``) gives no
@@ -30,7 +32,7 @@ import polars as pl
 
 from interleaf import schema as S
 
-__all__ = ["NEGATIVE_KINDS", "negatives"]
+__all__ = ["NEGATIVE_KINDS", "iter_negatives", "negatives"]
 
 #: The four kinds of negatives CoMM builds from a document.
 NEGATIVE_KINDS = ("texts", "images", "both", "steps")
@@ -78,110 +80,144 @@ def _permute(units: pl.DataFrame, member: str, salt: int) -> pl.DataFrame:
 
 
 def _negatives_of(batch: pl.DataFrame, kinds: Sequence[str], seed: int, skipped: Counter[str]) -> pl.DataFrame | None:
-    nodes = batch.filter(pl.col(S.KIND).is_not_null())
-    # Units: CoMM steps where the document has them, else each node.
+    nodes = batch.filter(pl.col(S.KIND).is_not_null()).sort(S.DOC_INDEX, S.POS).with_columns(_at=pl.int_range(pl.len()).over(S.DOC_INDEX))
+    # Units: CoMM steps where the document has them, else each node. A node outside every step
+    # of a stepped document (a title, a note between steps) is a unit of its own that no
+    # shuffle moves.
     stepped = pl.col(S.STEP).is_not_null().any().over(S.DOC_INDEX)
-    nodes = nodes.with_columns(_u=pl.when(stepped).then(pl.col(S.STEP).cast(pl.Int64)).otherwise(pl.col(S.POS).cast(pl.Int64) + (1 << 40)), _stepped=stepped)
-    # Nodes outside every step in a stepped document (a title) stay first, in place.
-    nodes = nodes.with_columns(_u=pl.when(pl.col("_stepped") & pl.col(S.STEP).is_null()).then(-1).otherwise(pl.col("_u")))
-    first = nodes.group_by(S.DOC_INDEX, "_u").agg(
-        pl.col(S.POS).min().alias("_first"),
+    nodes = nodes.with_columns(_fixed=stepped & pl.col(S.STEP).is_null(), _u=pl.when(stepped & pl.col(S.STEP).is_not_null()).then(pl.col(S.STEP).cast(pl.Int64)).otherwise(pl.col("_at") + (1 << 40)))
+    units = nodes.group_by(S.DOC_INDEX, "_u").agg(
+        pl.col("_at").min().alias("_first"),
+        pl.col("_fixed").first(),
+        pl.col(S.STEP).first().alias("_step"),
         (pl.col(S.KIND) == S.TEXT_KIND).any().alias("_has_text"),
         (pl.col(S.KIND) == S.IMAGE_KIND).any().alias("_has_image"),
-        pl.col(S.KIND).sort_by(S.POS).first().alias("_lead"),
     )
-    units = first.filter(pl.col("_u") >= 0).with_columns(unit=pl.col("_first").rank("ordinal").over(S.DOC_INDEX).cast(pl.Int64) - 1, _all=pl.lit(True))
+    units = units.with_columns(
+        unit=pl.col("_first").rank("ordinal").over(S.DOC_INDEX).cast(pl.Int64) - 1,
+        _t=pl.col("_has_text") & ~pl.col("_fixed"),
+        _i=pl.col("_has_image") & ~pl.col("_fixed"),
+        _m=~pl.col("_fixed"),
+    )
     docs = batch.group_by(S.DOC_INDEX, maintain_order=True).agg(pl.col(S.DOC_ID).first())
     keys = pl.DataFrame({S.DOC_INDEX: docs.get_column(S.DOC_INDEX), "_key": _mix(_doc_keys(docs.get_column(S.DOC_ID)), seed)})
     units = units.join(keys, on=S.DOC_INDEX, how="left")
-    counts = units.group_by(S.DOC_INDEX).agg(pl.col("_has_text").sum().alias("t"), pl.col("_has_image").sum().alias("i"), pl.len().alias("n"))
-    nodes = nodes.join(units.select(S.DOC_INDEX, "_u", "unit"), on=[S.DOC_INDEX, "_u"], how="left")
+    counts = units.group_by(S.DOC_INDEX).agg(pl.col("_t").sum().alias("t"), pl.col("_i").sum().alias("i"), pl.col("_m").sum().alias("n"))
+    per_doc = docs.join(counts, on=S.DOC_INDEX, how="left").with_columns(pl.col("t", "i", "n").fill_null(0))
+    # Each node's rank among the nodes of its kind in its unit, and where each such slot lies:
+    # a block that moves into a step fills that step's slots of its kind in order.
+    nodes = nodes.join(units.select(S.DOC_INDEX, "_u", "unit"), on=[S.DOC_INDEX, "_u"], how="left").with_columns(_j=pl.int_range(pl.len()).over(S.DOC_INDEX, "unit", S.KIND))
+    slots = nodes.select(S.DOC_INDEX, pl.col("unit").alias("_dest"), S.KIND, "_j", pl.col("_at").alias("_slot"))
+    dest_step = units.select(S.DOC_INDEX, pl.col("unit").alias("_dest"), pl.col("_step").alias("_dest_step"))
+    content = [S.KIND, S.TEXT, S.IMAGE, S.IMAGE_REF]
+    before = nodes.select(S.DOC_INDEX, pl.col("_at").cast(pl.Int32).alias(S.POS), *[pl.col(c).alias(f"_{c}") for c in content])
     out = []
     for salt, kind in enumerate(NEGATIVE_KINDS):
         if kind not in kinds:
             continue
         need = {"texts": pl.col("t") >= 2, "images": pl.col("i") >= 2, "both": (pl.col("t") >= 2) & (pl.col("i") >= 2), "steps": pl.col("n") >= 2}[kind]
-        per_doc = docs.join(counts, on=S.DOC_INDEX, how="left").with_columns(pl.col("t", "i", "n").fill_null(0))
-        ok = per_doc.filter(need).get_column(S.DOC_INDEX)
         reason = pl.when(pl.lit(kind in ("texts", "both")) & (pl.col("t") < 2)).then(pl.lit(_SKIP["texts"])).when(pl.lit(kind in ("images", "both")) & (pl.col("i") < 2)).then(pl.lit(_SKIP["images"])).otherwise(pl.lit(_SKIP["steps"]))
         for why, count in per_doc.filter(~need).group_by(reason.alias("why")).len().iter_rows():
             skipped[why] += count
-        u = units.filter(pl.col(S.DOC_INDEX).is_in(ok.implode()))
-        n = nodes.filter(pl.col(S.DOC_INDEX).is_in(ok.implode()))
+        ok = per_doc.filter(need).get_column(S.DOC_INDEX).implode()
+        u = units.filter(pl.col(S.DOC_INDEX).is_in(ok))
+        n = nodes.filter(pl.col(S.DOC_INDEX).is_in(ok))
         if not n.height:
             continue
-        lead = u.select(S.DOC_INDEX, pl.col("unit").alias("_dest"), pl.col("_lead").alias("_dest_lead"))
         if kind == "steps":
-            perm = _permute(u, "_all", 4 * salt).select(S.DOC_INDEX, "unit", "_dest")
-            n = n.join(perm, on=[S.DOC_INDEX, "unit"], how="left").with_columns(_block=pl.lit(0))
+            # Whole steps move, each keeping its own order.
+            perm = _permute(u, "_m", 4 * salt).select(S.DOC_INDEX, "unit", "_dest")
+            n = n.join(perm, on=[S.DOC_INDEX, "unit"], how="left").with_columns(_key=pl.col("_at"))
         else:
-            t_perm = _permute(u, "_has_text", 4 * salt + 1).select(S.DOC_INDEX, "unit", pl.col("_dest").alias("_dest_t")) if kind in ("texts", "both") else u.select(S.DOC_INDEX, "unit", pl.col("unit").alias("_dest_t"))
-            i_perm = _permute(u, "_has_image", 4 * salt + 2).select(S.DOC_INDEX, "unit", pl.col("_dest").alias("_dest_i")) if kind in ("images", "both") else u.select(S.DOC_INDEX, "unit", pl.col("unit").alias("_dest_i"))
-            n = n.join(t_perm, on=[S.DOC_INDEX, "unit"], how="left").join(i_perm, on=[S.DOC_INDEX, "unit"], how="left")
+            t_perm = _permute(u, "_t", 4 * salt + 1) if kind in ("texts", "both") else u.with_columns(_dest=pl.col("unit"))
+            i_perm = _permute(u, "_i", 4 * salt + 2) if kind in ("images", "both") else u.with_columns(_dest=pl.col("unit"))
+            n = n.join(t_perm.select(S.DOC_INDEX, "unit", pl.col("_dest").alias("_dest_t")), on=[S.DOC_INDEX, "unit"], how="left")
+            n = n.join(i_perm.select(S.DOC_INDEX, "unit", pl.col("_dest").alias("_dest_i")), on=[S.DOC_INDEX, "unit"], how="left")
             n = n.with_columns(_dest=pl.when(pl.col(S.KIND) == S.TEXT_KIND).then("_dest_t").otherwise("_dest_i"))
-            # In its new step a block keeps that step's layout: text first where its own text
-            # came first, else the images first.
-            n = n.join(lead, on=[S.DOC_INDEX, "_dest"], how="left").with_columns(_block=(pl.col(S.KIND) != pl.col("_dest_lead")).cast(pl.Int32))
-        n = n.with_columns(pl.col("_dest").fill_null(-1))  # nodes outside every step stay first
-        n = n.sort(S.DOC_INDEX, "_dest", "_block", S.POS)
-        n = n.with_columns(pl.int_range(pl.len()).over(S.DOC_INDEX).cast(pl.Int32).alias(S.POS))
-        # A shuffle of equal blocks (the same image twice) can give the document back: no negative.
-        content = [S.KIND, S.TEXT, S.IMAGE, S.IMAGE_REF]
-        before = nodes.select(S.DOC_INDEX, S.POS, *[pl.col(c).alias(f"_{c}") for c in content])
+            # The j-th incoming node of a kind takes the destination's j-th slot of that kind;
+            # more than the destination had go after its last node.
+            n = n.join(slots, on=[S.DOC_INDEX, "_dest", S.KIND, "_j"], how="left").with_columns(_key=pl.coalesce("_slot", pl.col("_j") + (1 << 40)))
+        n = n.join(dest_step, on=[S.DOC_INDEX, "_dest"], how="left").sort(S.DOC_INDEX, "_dest", "_key")
+        n = n.with_columns(pl.int_range(pl.len()).over(S.DOC_INDEX).cast(pl.Int32).alias(S.POS), pl.col("_dest_step").alias(S.STEP))
+        # A shuffle of equal blocks (the same image twice) can give the document back, node for
+        # node in order: no negative.
         same = n.join(before, on=[S.DOC_INDEX, S.POS], how="left").group_by(S.DOC_INDEX).agg(pl.all_horizontal([pl.col(c).eq_missing(pl.col(f"_{c}")) for c in content]).all().alias("_same"))
         unchanged = same.filter("_same").get_column(S.DOC_INDEX)
         skipped["unchanged"] += unchanged.len()
         n = n.filter(~pl.col(S.DOC_INDEX).is_in(unchanged.implode()))
-        if not n.height:
-            continue
-        n = n.with_columns(
-            pl.when(pl.col("_stepped") & (pl.col("_dest") >= 0)).then(pl.col("_dest").cast(pl.Int32)).otherwise(pl.col(S.STEP)).alias(S.STEP),
-            (pl.col(S.DOC_ID) + f"#{kind}").alias(S.DOC_ID),
-            pl.lit(salt).alias("_kind"),
-        )
-        out.append(n.select(*S.NODE_SCHEMA.keys(), "_kind"))
-    # Each source document followed by its negatives, in NEGATIVE_KINDS order.
+        if n.height:
+            out.append(n.with_columns((pl.col(S.DOC_ID) + f"#{kind}").alias(S.DOC_ID), pl.lit(salt).alias("_kind")).select(*S.NODE_SCHEMA.keys(), "_kind"))
+    # Each document's negatives in NEGATIVE_KINDS order, documents in input order.
     return pl.concat(out).sort(S.DOC_INDEX, "_kind", S.POS, maintain_order=True) if out else None
 
 
-def negatives(documents: Any, kinds: Sequence[str] = NEGATIVE_KINDS, *, seed: int = 0, image_root: str | None = None, progress: bool = False) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """CoMM's negative samples of ``documents`` (a node table, node batches, or dataset paths
-    read with :func:`interleaf.read`): one shuffled copy per document and kind in ``kinds``
-    (:data:`NEGATIVE_KINDS`), seeded by ``seed``.
-
-    Returns ``(nodes, summary)``: the negatives as one node table (in input order, each
-    document's negatives in :data:`NEGATIVE_KINDS` order; ``doc_id`` ``"<id>#<kind>"``,
-    ``doc_index`` renumbered from 0) and ``{"documents", "made": {kind: n}, "skipped": {reason:
-    n}}``. Documents read with an error are skipped (``unreadable_document``); nodes keep
-    their own errors."""
+def iter_negatives(
+    documents: Any,
+    kinds: Sequence[str] = NEGATIVE_KINDS,
+    *,
+    seed: int = 0,
+    image_root: str | None = None,
+    load_images: bool = True,
+    progress: bool = False,
+    summary: dict[str, Any] | None = None,
+) -> Iterator[pl.DataFrame]:
+    """:func:`negatives` a batch at a time (node batches, ``doc_index`` numbered on across
+    them), for writing as they come (``interleaf.write(iter_negatives(...), dest, "comm")``):
+    memory stays one input batch and its negatives. ``summary`` (a dict) is filled in as the
+    batches go."""
     unknown = [k for k in kinds if k not in NEGATIVE_KINDS]
     if unknown or not kinds:
         raise ValueError(f"kinds must be some of {NEGATIVE_KINDS}, got {list(kinds)!r}")
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 1 << 63:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    summary = {} if summary is None else summary
+    summary.update(documents=0, made={k: 0 for k in NEGATIVE_KINDS if k in kinds}, skipped={})
     skipped: Counter[str] = Counter()
-    made: Counter[str] = Counter()
-    parts: list[pl.DataFrame] = []
-    total = 0
-    for number, batch in enumerate(_batches(documents, image_root, progress)):
+    offset = 0
+    for batch in _batches(documents, image_root, load_images, progress):
         if not batch.height:
             continue
-        total += batch.get_column(S.DOC_INDEX).n_unique()
+        summary["documents"] += batch.get_column(S.DOC_INDEX).n_unique()
         damaged = batch.filter(pl.col(S.ERROR).is_not_null() & pl.col(S.KIND).is_null()).get_column(S.DOC_INDEX).unique()
         skipped["unreadable_document"] += damaged.len() * len(kinds)
         part = _negatives_of(batch.filter(~pl.col(S.DOC_INDEX).is_in(damaged.implode())), kinds, seed, skipped)
-        if part is not None:
-            for k, count in part.group_by("_kind").agg(pl.col(S.DOC_INDEX).n_unique()).iter_rows():
-                made[NEGATIVE_KINDS[k]] += count
-            parts.append(part.with_columns(pl.lit(number).alias("_batch")))
-    table = pl.concat(parts) if parts else S.empty_frame().with_columns(pl.lit(0).alias("_kind"), pl.lit(0).alias("_batch"))
-    # One document per (batch, source, kind), numbered in output order.
-    table = table.with_columns(pl.struct("_batch", S.DOC_INDEX, "_kind").rle_id().cast(pl.Int64).alias(S.DOC_INDEX)).drop("_batch", "_kind")
-    summary = {"documents": total, "made": {k: made[k] for k in NEGATIVE_KINDS if k in kinds}, "skipped": dict(sorted((k, v) for k, v in skipped.items() if v))}
-    return table, summary
+        summary["skipped"] = dict(sorted((k, v) for k, v in skipped.items() if v))
+        if part is None:
+            continue
+        for k, count in part.group_by("_kind").agg(pl.col(S.DOC_INDEX).n_unique()).iter_rows():
+            summary["made"][NEGATIVE_KINDS[k]] += count
+        # One document per (source, kind), numbered in output order across batches.
+        part = part.with_columns((pl.struct(S.DOC_INDEX, "_kind").rle_id().cast(pl.Int64) + offset).alias(S.DOC_INDEX)).drop("_kind")
+        offset = int(part.get_column(S.DOC_INDEX).max()) + 1  # type: ignore[arg-type]
+        yield part
 
 
-def _batches(documents: Any, image_root: str | None, progress: bool) -> Iterator[pl.DataFrame]:
+def negatives(
+    documents: Any,
+    kinds: Sequence[str] = NEGATIVE_KINDS,
+    *,
+    seed: int = 0,
+    image_root: str | None = None,
+    load_images: bool = True,
+    progress: bool = False,
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """CoMM's negative samples of ``documents`` (a node table, node batches, or dataset paths
+    read with :func:`interleaf.read`; ``load_images=False`` reads image references only): one
+    shuffled copy per document and kind in ``kinds`` (:data:`NEGATIVE_KINDS`), seeded by
+    ``seed``.
+
+    Returns ``(nodes, summary)``: the negatives as one node table (documents in input order,
+    each one's negatives in :data:`NEGATIVE_KINDS` order; ``doc_id`` ``"<id>#<kind>"``,
+    ``doc_index`` renumbered from 0; a node keeps its ``step`` number where its step is, so
+    step numbers stay the source's) and ``{"documents", "made": {kind: n}, "skipped": {reason:
+    n}}``. Documents read with an error are skipped (``unreadable_document``); nodes keep
+    their own errors. :func:`iter_negatives` gives the same a batch at a time."""
+    summary: dict[str, Any] = {}
+    parts = list(iter_negatives(documents, kinds, seed=seed, image_root=image_root, load_images=load_images, progress=progress, summary=summary))
+    return (pl.concat(parts) if parts else S.empty_frame()), summary
+
+
+def _batches(documents: Any, image_root: str | None, load_images: bool, progress: bool) -> Iterator[pl.DataFrame]:
     if isinstance(documents, pl.DataFrame):
         yield documents
         return
@@ -190,7 +226,7 @@ def _batches(documents: Any, image_root: str | None, progress: bool) -> Iterator
         return
     import interleaf
 
-    yield from interleaf.read(documents, image_root=image_root, progress=progress)
+    yield from interleaf.read(documents, image_root=image_root, load_images=load_images, progress=progress)
 
 
 def _is_paths(x: Iterable[Any]) -> bool:

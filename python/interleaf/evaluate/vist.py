@@ -41,25 +41,38 @@ VIST_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def _steps(annotations: Any, text_field: str) -> list[tuple[str, list[tuple[str, str]]]]:
-    """(story_id, [(image_id, caption), ...]) per story, in file order."""
+def _steps(annotations: Any, text_field: str) -> list[tuple[str, list[tuple[str, str]], str | None]]:
+    """(story_id, [(image_id, caption), ...], error) per story, in file order: a malformed
+    story or step is that story's error, never the run's."""
     if isinstance(annotations, dict):
         # GILL's formatted file: story id -> steps in order.
-        out = []
+        out: list[tuple[str, list[tuple[str, str]], str | None]] = []
         for sid, steps in annotations.items():
-            if not isinstance(steps, list) or not all(isinstance(s, dict) and "image_id" in s and "caption" in s for s in steps):
-                raise ValueError(f"story {sid!r}: expected a list of {{'image_id', 'caption'}} steps")
-            out.append((str(sid), [(str(s["image_id"]), str(s["caption"])) for s in steps]))
+            if not isinstance(steps, list):
+                out.append((str(sid), [], "expected a list of {'image_id', 'caption'} steps"))
+                continue
+            bad = next((k for k, st in enumerate(steps) if not (isinstance(st, dict) and isinstance(st.get("image_id"), str | int) and not isinstance(st.get("image_id"), bool) and isinstance(st.get("caption"), str))), None)
+            if bad is not None:
+                out.append((str(sid), [], f"step {bad}: expected an 'image_id' (text or number) and a 'caption' (text)"))
+                continue
+            out.append((str(sid), [(str(st["image_id"]), st["caption"]) for st in steps], None))
         return out
     if isinstance(annotations, list):
         # VIST's SIS file: one-item lists of story items.
         stories: dict[str, list[tuple[int, str, str]]] = {}
+        errors: dict[str, str] = {}
         for k, item in enumerate(annotations):
             a = item[0] if isinstance(item, list) and item else item
-            if not isinstance(a, dict) or not {"story_id", "photo_flickr_id", "worker_arranged_photo_order", text_field} <= a.keys():
-                raise ValueError(f"annotation {k}: expected story_id, photo_flickr_id, worker_arranged_photo_order and {text_field!r}")
-            stories.setdefault(str(a["story_id"]), []).append((int(a["worker_arranged_photo_order"]), str(a["photo_flickr_id"]), str(a[text_field])))
-        return [(sid, [(img, cap) for _, img, cap in sorted(items)]) for sid, items in stories.items()]
+            if not isinstance(a, dict) or not isinstance(a.get("story_id"), str | int):
+                raise ValueError(f"annotation {k}: no story_id: expected VIST's SIS items (story_id, photo_flickr_id, worker_arranged_photo_order, {text_field!r})")
+            sid = str(a["story_id"])
+            order, image, text = a.get("worker_arranged_photo_order"), a.get("photo_flickr_id"), a.get(text_field)
+            if not (isinstance(order, int) and not isinstance(order, bool) and isinstance(image, str | int) and isinstance(text, str)):
+                errors.setdefault(sid, f"annotation {k}: expected worker_arranged_photo_order (a number), photo_flickr_id and {text_field!r} (text)")
+                stories.setdefault(sid, [])
+                continue
+            stories.setdefault(sid, []).append((order, str(image), text))
+        return [(sid, [(img, cap) for _, img, cap in sorted(items)] if sid not in errors else [], errors.get(sid)) for sid, items in stories.items()]
     raise ValueError("annotations must be GILL's formatted mapping (story id -> steps) or VIST's SIS list")
 
 
@@ -80,12 +93,12 @@ def vist_stories(annotations: Any, image_root: str | os.PathLike | None = None, 
         annotations = annotations["annotations"]
     root = Path(image_root) if image_root is not None else None
     rows = []
-    for sid, steps in _steps(annotations, text_field):
+    for sid, steps, error in _steps(annotations, text_field):
         ids = [i for i, _ in steps]
-        row: dict[str, Any] = {"story_id": sid, "captions": [c for _, c in steps], "image_ids": ids, "target_image_id": ids[-1] if ids else None, "context_images": None, "target_image": None, "error": None}
-        if len(steps) < 2:
+        row: dict[str, Any] = {"story_id": sid, "captions": [c for _, c in steps], "image_ids": ids, "target_image_id": ids[-1] if ids else None, "context_images": None, "target_image": None, "error": error}
+        if error is None and len(steps) < 2:
             row["error"] = f"a story needs 2 steps or more, this one has {len(steps)}"
-        elif root is not None:
+        elif error is None and root is not None:
             context = []
             for image_id in ids[:-1]:
                 data, why = read_confined(root / f"{image_id}{image_suffix}", root, MAX_IMAGE_BYTES, root_name="the image root")

@@ -11,7 +11,6 @@ an empty cache.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,7 +19,7 @@ import polars as pl
 
 from interleaf.models.base import Model
 from interleaf.models.directory import ModelDirectoryError, config_value
-from interleaf.models.runtime import Session
+from interleaf.models.runtime import Session, available_cores
 from interleaf.models.tokenize import TextTokenizer, clean_texts
 from interleaf.schema import ERROR_DTYPE, error_column, record_error
 
@@ -33,19 +32,21 @@ DEFAULT_MAX_LENGTH = 4096
 PERPLEXITY_SCHEMA = {"perplexity": pl.Float64, "nll": pl.Float64, "tokens": pl.Int64, "truncated": pl.Boolean, "error": ERROR_DTYPE}
 
 
-def mean_nll(logits: np.ndarray, ids: np.ndarray, lengths: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+def mean_nll(logits: np.ndarray, ids: np.ndarray, lengths: np.ndarray, *, threads: int | None = None, piece_floats: int = 1 << 24) -> np.ndarray:
     """Mean negative log-likelihood (nats, float64) of each row's tokens ``ids[r, 1:L]`` under
     ``logits[r, :L - 1]`` for ``(rows, width, V)`` logits and row lengths ``L`` (NaN below 2
     tokens): a stable log-softmax (the maximum subtracted in float32, the exponentials summed
     in float64), over the whole block at once and its rows split over ``threads`` (numpy
-    releases the GIL), not a Python step per text."""
+    releases the GIL) in pieces of about ``piece_floats`` logits, not a Python step per text."""
     rows, width, vocab = logits.shape
     out = np.full(rows, np.nan)
     if width < 2 or not rows:
         return out
     lengths = np.asarray(lengths, dtype=np.int64)
-    # Rows per piece: at most about 16 Mi floats copied at a time.
-    per = max(1, (1 << 24) // max(1, (width - 1) * vocab))
+    if len(lengths) != rows or lengths.max() > width:
+        raise ValueError(f"lengths must be one per row and at most the width {width}")
+    # Rows per piece: each thread copies about piece_floats logits at a time (at least a row).
+    per = max(1, piece_floats // max(1, (width - 1) * vocab))
 
     def piece(r0: int) -> None:
         r1 = min(rows, r0 + per)
@@ -63,7 +64,7 @@ def mean_nll(logits: np.ndarray, ids: np.ndarray, lengths: np.ndarray, *, thread
             out[r0:r1] = np.where(scored >= 1, sums / np.maximum(scored, 1), np.nan)
 
     starts = range(0, rows, per)
-    workers = min(len(starts), threads or os.cpu_count() or 1)
+    workers = min(len(starts), threads or available_cores())
     if workers <= 1:
         for r0 in starts:
             piece(r0)
