@@ -154,18 +154,12 @@ def parse_steps(text: str | None, images: Sequence[Any], previous: int = 0, max_
 
 
 def _documents(data: Any, image_root: str | None = None, progress: bool = False) -> list[dict[str, Any]]:
-    import interleaf
-    from interleaf.llm.records import documents, is_node_batch
+    from interleaf.llm.records import documents, node_batches
 
-    if is_node_batch(data):
-        return documents(data)
-    if isinstance(data, str | Path) or (isinstance(data, list | tuple) and data and all(isinstance(x, str | Path) for x in data)):
-        paths = [str(data)] if isinstance(data, str | Path) else [str(x) for x in data]
-        out: list[dict[str, Any]] = []
-        for batch in interleaf.read(paths, image_root=image_root, progress=progress):
-            out += documents(batch)
-        return out
-    raise TypeError(f"expected CoMM documents as a node batch or dataset paths, got {type(data).__name__}")
+    try:
+        return [d for batch in node_batches(data, image_root=image_root, progress=progress) for d in documents(batch)]
+    except TypeError as e:
+        raise TypeError(f"expected CoMM documents as a node batch or dataset paths: {e}") from None
 
 
 def reference_steps(doc: dict[str, Any]) -> list[str]:

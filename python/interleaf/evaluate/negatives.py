@@ -24,7 +24,7 @@ The shuffles run a column at a time in polars and numpy (no step per document in
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -170,11 +170,13 @@ def iter_negatives(
         raise ValueError(f"kinds must be some of {NEGATIVE_KINDS}, got {list(kinds)!r}")
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 1 << 63:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    from interleaf.llm.records import node_batches
+
     summary = {} if summary is None else summary
     summary.update(documents=0, made={k: 0 for k in NEGATIVE_KINDS if k in kinds}, skipped={})
     skipped: Counter[str] = Counter()
     offset = 0
-    for batch in _batches(documents, image_root, load_images, progress):
+    for batch in node_batches(documents, image_root=image_root, load_images=load_images, progress=progress):
         if not batch.height:
             continue
         summary["documents"] += batch.get_column(S.DOC_INDEX).n_unique()
@@ -215,21 +217,3 @@ def negatives(
     summary: dict[str, Any] = {}
     parts = list(iter_negatives(documents, kinds, seed=seed, image_root=image_root, load_images=load_images, progress=progress, summary=summary))
     return (pl.concat(parts) if parts else S.empty_frame()), summary
-
-
-def _batches(documents: Any, image_root: str | None, load_images: bool, progress: bool) -> Iterator[pl.DataFrame]:
-    if isinstance(documents, pl.DataFrame):
-        yield documents
-        return
-    if isinstance(documents, Iterable) and not isinstance(documents, (str, bytes)) and not _is_paths(documents):
-        yield from documents
-        return
-    import interleaf
-
-    yield from interleaf.read(documents, image_root=image_root, load_images=load_images, progress=progress)
-
-
-def _is_paths(x: Iterable[Any]) -> bool:
-    import os
-
-    return isinstance(x, (list, tuple)) and all(isinstance(p, (str, os.PathLike)) for p in x)

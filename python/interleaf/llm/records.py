@@ -9,7 +9,8 @@ document's ``doc_id``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import polars as pl
@@ -19,6 +20,26 @@ from interleaf import schema
 
 def is_node_batch(data: Any) -> bool:
     return isinstance(data, pl.DataFrame) and {schema.DOC_INDEX, schema.KIND, schema.POS}.issubset(data.columns)
+
+
+def node_batches(data: Any, *, image_root: str | None = None, load_images: bool = True, progress: bool = False) -> Iterator[pl.DataFrame]:
+    """The node batches of ``data``: a node batch, an iterable of node batches (an
+    ``interleaf.read``), or dataset paths (a path or a list of them, read with
+    :func:`interleaf.read` with ``image_root``, ``load_images`` and ``progress``)."""
+    if is_node_batch(data):
+        yield data
+    elif isinstance(data, str | os.PathLike) or (isinstance(data, list | tuple) and data and all(isinstance(x, str | os.PathLike) for x in data)):
+        import interleaf
+
+        paths = [os.fspath(data)] if isinstance(data, str | os.PathLike) else [os.fspath(x) for x in data]
+        yield from interleaf.read(paths, image_root=image_root, load_images=load_images, progress=progress)
+    elif isinstance(data, Iterable) and not isinstance(data, str | bytes | dict | pl.DataFrame):
+        for batch in data:
+            if not is_node_batch(batch):
+                raise TypeError(f"expected node batches, got a {type(batch).__name__}")
+            yield batch
+    else:
+        raise TypeError(f"expected a node batch, node batches or dataset paths, got {type(data).__name__}")
 
 
 def _blank(s: Any) -> bool:
