@@ -554,3 +554,18 @@ def test_negatives_keep_layouts_fixed_nodes_step_numbers_and_see_through_gaps():
     # Batch by batch: the same documents, numbered on across batches.
     batches = list(iter_negatives([nodes.filter(pl.col("doc_index") == 0), nodes.filter(pl.col("doc_index") == 1)], seed=0))
     assert pl.concat(batches).equals(neg)
+
+
+def test_negatives_of_damaged_input_count_it_and_go_on(tmp_path, comm_docs):
+    """A malformed line and a document whose image file is missing: the first is skipped and
+    counted per kind, the second still gives negatives (its node keeps its error); the rest go on."""
+    from interleaf.evaluate.negatives import negatives
+
+    bad = tmp_path / "bad.jsonl"
+    missing = {"data_id": "missing", "title": "M", "step_info": [[{"type": "text", "content": "a"}, {"type": "image", "image_path": "images/nowhere.jpg"}], [{"type": "text", "content": "b"}, {"type": "image", "image_path": "images/coffee.jpg"}]]}
+    bad.write_text(comm_docs.read_text() + '{"data_id": "broken", "step_info": [[\n' + json.dumps(missing) + "\n")
+    neg, summary = negatives(str(bad), ["texts", "steps"], seed=0)
+    assert summary["documents"] == 9 and summary["skipped"]["unreadable_document"] == 2
+    assert summary["made"] == {"texts": 7, "steps": 7}
+    m = neg.filter(pl.col("doc_id") == "missing#steps")
+    assert m.height == 4 and m.filter(pl.col("error").is_not_null()).get_column("error").struct.field("kind").to_list() == ["missing_image"]

@@ -9,8 +9,8 @@ incoherent on purpose, four ways.
 A document's units are its CoMM steps, or, in a document without steps (OBELICS, MMC4), its
 nodes; a node outside every step of a stepped document (a title) keeps its place. A block that
 moves into a step fills that step's places of its kind in order (a step laid out text, image,
-text keeps that layout), and steps keep their numbers. Every shuffle is a permutation other than the identity, drawn per document from
-``seed`` alone (a document's shuffle does not depend on the batch it is read in or on the other
+text keeps that layout), and steps keep their numbers. Every shuffle is a permutation other
+than the identity, drawn per document from ``seed`` alone (a document's shuffle does not depend on the batch it is read in or on the other
 documents). A document with fewer than two units to shuffle (two steps with text for
 ``texts``, two with images for ``images``, both for ``both``, two steps for ``steps``) gives no
 negative of that kind and is counted, as is a shuffle that gives the document back (two equal
@@ -38,7 +38,6 @@ __all__ = ["NEGATIVE_KINDS", "iter_negatives", "negatives"]
 NEGATIVE_KINDS = ("texts", "images", "both", "steps")
 
 _SKIP = {"texts": "too_few_text_steps", "images": "too_few_image_steps", "steps": "too_few_steps"}
-_MASK = (1 << 64) - 1
 
 
 def _mix(*parts: np.ndarray | int) -> np.ndarray:
