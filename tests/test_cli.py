@@ -234,6 +234,7 @@ def test_the_parser_has_every_documented_command():
         ("eval", "tasks"),
         ("eval", "negatives"),
         ("eval", "vist"),
+        ("eval", "visdial"),
         ("eval", "comm"),
         ("eval", "clip-i"),
         ("eval", "synjudge"),

@@ -405,3 +405,78 @@ def test_vist_stories_follow_gills_protocol(tmp_path, sample_images):
 
     assert main(["eval", "vist", str(gill), "--image-root", str(root), "--out", str(tmp_path / "vist.parquet")]) == 0
     assert pl.read_parquet(tmp_path / "vist.parquet").equals(got)
+
+
+def test_visdial_dialogs_follow_gills_protocol(tmp_path, sample_images):
+    """GILL's VisDial samples: the context is every round as 'Q: <question>?' and 'A: <answer>'
+    lines (no caption), the target the dialogue's image, VisualDialog_<split>_<12-digit id>.jpg;
+    a malformed dialogue is that row's error; the generated <id>.png pairs with the real image
+    for CLIP-I through --reference-prefix."""
+    from interleaf.evaluate.generations import folder_pairs
+    from interleaf.evaluate.visdial import visdial_dialogs
+
+    imgs = list(sample_images.values())
+    questions = ["is the photo in color", "how many people are there", "is it sunny", "what color is the cat"]
+    answers = ["yes", "2", "no, it is cloudy", "orange and white"]
+    rnd = lambda q, a: {"question": q, "answer": a, "answer_options": [a], "gt_index": 0}  # noqa: E731
+    dialogs = [
+        {"image_id": 185565, "caption": "two people walking a cat", "dialog": [rnd(0, 0), rnd(1, 1), rnd(2, 2)]},
+        {"image_id": 7, "caption": "a cat", "dialog": [rnd(3, 3), {"question": 0}]},  # test split: last round unanswered
+        {"image_id": 8, "caption": "bad", "dialog": [rnd(0, 0), rnd(1, 99)]},
+        {"image_id": "9", "caption": "bad id", "dialog": [rnd(0, 0)]},
+        {"image_id": 10, "caption": "no rounds", "dialog": []},
+        "not a dialog",
+        {"image_id": 11, "caption": "image outside the root", "dialog": [rnd(0, 0)]},
+    ]
+    visdial = {"version": "1.0", "split": "val2018", "data": {"questions": questions, "answers": answers, "dialogs": dialogs}}
+    path = tmp_path / "visdial_1.0_val.json"
+    path.write_text(json.dumps(visdial))
+    root = tmp_path / "VisualDialog_val2018"
+    root.mkdir()
+    (root / "VisualDialog_val2018_000000185565.jpg").write_bytes(imgs[0])
+    (tmp_path / "secret.jpg").write_bytes(imgs[1])
+    (root / "VisualDialog_val2018_000000000011.jpg").symlink_to(tmp_path / "secret.jpg")
+    got = visdial_dialogs(path, root)
+    assert got.height == len(dialogs)
+    a = got.row(0, named=True)
+    assert a["name"] == "000000185565" and a["caption"] == "two people walking a cat" and a["error"] is None
+    assert a["context"] == "Q: is the photo in color?\nA: yes\nQ: how many people are there?\nA: 2\nQ: is it sunny?\nA: no, it is cloudy"
+    assert a["questions"] == questions[:3] and a["answers"] == answers[:3] and a["target_image"] == imgs[0]
+    b = got.row(1, named=True)
+    assert b["context"] == "Q: what color is the cat?\nA: orange and white\nQ: is the photo in color?" and b["answers"] == ["orange and white", None]
+    assert b["target_image"] is None and b["error"] is None  # a missing image: generated anyway, skipped by CLIP-I
+    assert got.get_column("error").to_list()[2:] == [
+        "round 2: the question or answer index is not in the file's lists",
+        "dialog 3: image_id must be a non-negative integer",
+        "no dialogue rounds",
+        "dialog 5: expected an object with image_id, caption and dialog",
+        None,
+    ]
+    assert got.row(6, named=True)["target_image"] is None  # a link out of the image root is not read
+    # rounds, split and the file name template.
+    two = visdial_dialogs(visdial, root, rounds=2)
+    assert two["context"][0] == "Q: is the photo in color?\nA: yes\nQ: how many people are there?\nA: 2"
+    (root / "COCO_train2014_000000185565.jpg").write_bytes(imgs[2])
+    assert visdial_dialogs(visdial, root, image_name="COCO_{split}_{image_id:012d}.jpg", split="train2014")["target_image"][0] == imgs[2]
+    with pytest.raises(ValueError, match="only {split} and {image_id}"):
+        visdial_dialogs(visdial, root, image_name="{id}.jpg")
+    with pytest.raises(ValueError, match="rounds must be 1 or more"):
+        visdial_dialogs(visdial, rounds=0)
+    with pytest.raises(ValueError, match="VisDial's v1.0 file"):
+        visdial_dialogs({"data": {"dialogs": []}})
+    # The generated <name>.png pairs with the real image once the prefix is taken off.
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    (gen / f"{a['name']}.png").write_bytes(imgs[0])
+    names, g, r, errors = folder_pairs(gen, root, reference_prefix="VisualDialog_val2018_")
+    k = names.index("000000185565")
+    assert g[k] == r[k] == imgs[0] and "VisualDialog_val2018_000000185565" not in names
+    summary, _ = clip_image_similarity([g[k]], [r[k]], models.load("tests/fixtures/models/clip-tiny", kind="clip"))
+    assert summary["clip_i"] == pytest.approx(1.0, abs=1e-5)
+    from interleaf.cli import main
+
+    assert main(["eval", "visdial", str(path), "--image-root", str(root), "--out", str(tmp_path / "visdial.parquet")]) == 0
+    assert pl.read_parquet(tmp_path / "visdial.parquet").equals(got)
+    assert main(["eval", "clip-i", str(gen), str(root), "--reference-prefix", "VisualDialog_val2018_", "--clip", "tests/fixtures/models/clip-tiny", "--out", str(tmp_path / "clipi"), "--quiet"]) == 0
+    metrics = json.loads((tmp_path / "clipi" / "metrics.json").read_text())["metrics"]
+    assert metrics["scored"] == 1 and metrics["clip_i"] == pytest.approx(1.0, abs=1e-5)

@@ -2,6 +2,8 @@
 
 - ``eval tasks GT... --out DIR``: CoMM's four task inputs from CoMM documents, in CoMM's folder
   layout, for a model's runner to fill.
+- ``eval vist ANNOTATIONS --out FILE`` and ``eval visdial ANNOTATIONS --out FILE``: GILL's VIST
+  and VisDial samples (context and the image to generate).
 - ``eval comm PRED_DIR --task taskN --out DIR``: CoMM's automatic metrics of a predictions
   folder, and with ``--judge`` its LLM judge.
 - ``eval clip-i GENERATED_DIR REFERENCE_DIR --clip MODEL --out DIR``: GILL's CLIP image similarity
@@ -23,6 +25,7 @@ from typing import Any
 import polars as pl
 
 from interleaf.cli_llm import add_endpoint_options, client_from_args
+from interleaf.evaluate.visdial import IMAGE_NAME
 from interleaf.io.atomic import atomic_output
 
 WORST = 12
@@ -82,6 +85,18 @@ def cmd_vist(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_visdial(args: argparse.Namespace) -> int:
+    from interleaf.evaluate.visdial import visdial_dialogs
+
+    table = visdial_dialogs(args.annotations, args.image_root, split=args.split, image_name=args.image_name, rounds=args.rounds)
+    with atomic_output(args.out) as tmp:
+        table.write_parquet(tmp)
+    errors = table.get_column("error").drop_nulls()
+    missing = int((table.get_column("target_image").is_null() & table.get_column("error").is_null()).sum()) if args.image_root else None
+    print(json.dumps({"dialogs": table.height, "usable": table.height - errors.len(), "skipped": errors.len(), "missing_targets": missing, "out": args.out}, indent=2))
+    return 0
+
+
 def cmd_comm(args: argparse.Namespace) -> int:
     from interleaf.evaluate import comm
     from interleaf.evaluate import judge as ej
@@ -135,7 +150,7 @@ def cmd_clip_i(args: argparse.Namespace) -> int:
     from interleaf.evaluate.report import worst_rows
 
     t0 = time.perf_counter()
-    names, gen, ref, errors = folder_pairs(args.generated, args.reference)
+    names, gen, ref, errors = folder_pairs(args.generated, args.reference, reference_prefix=args.reference_prefix)
     if not names:
         raise FileNotFoundError(f"no images in {args.generated} or {args.reference}")
     clip = models.load(args.clip, kind="clip")
@@ -209,6 +224,19 @@ def add_parsers(sub: Any) -> None:
     v.add_argument("--text-field", default="text", help="caption field of a SIS file (default %(default)s; 'original_text' for the raw text)")
     v.set_defaults(func=cmd_vist)
 
+    d = esub.add_parser(
+        "visdial",
+        help="GILL/MGCC's VisDial samples: the dialogue as text and the image to generate",
+        description="GILL's VisDial protocol: per dialogue, the rounds as 'Q: <question>?' and 'A: <answer>' lines form the context; the dialogue's image is the target (save the generated one as <name>.png, the 12-digit image id, then 'interleaf eval clip-i GENERATED IMAGES --reference-prefix VisualDialog_val2018_'). Reads VisDial's v1.0 json; writes a parquet table (image_id, name, caption, questions, answers, context, target_image, error). A malformed dialogue is kept with its error.",
+    )
+    d.add_argument("annotations", help="VisDial's visdial_1.0_val.json (or another split's)")
+    d.add_argument("--out", required=True, help="output parquet file")
+    d.add_argument("--image-root", default=None, help="folder of the dialogue images (VisualDialog_val2018); without it only the text is written")
+    d.add_argument("--split", default=None, help="split in the image file names (default: the file's own 'split', e.g. val2018)")
+    d.add_argument("--image-name", default=IMAGE_NAME, help="image file name template with {split} and {image_id} (default %(default)s; COCO_train2014_{image_id:012d}.jpg for the train split)")
+    d.add_argument("--rounds", type=int, default=None, help="use only the first N rounds (default: every round, 10 in VisDial)")
+    d.set_defaults(func=cmd_visdial)
+
     c = esub.add_parser(
         "comm",
         help="CoMM's metrics (and judge) of a predictions folder",
@@ -241,6 +269,7 @@ def add_parsers(sub: Any) -> None:
     g = esub.add_parser("clip-i", help="GILL's CLIP image similarity of two image folders", description="GILL/MGCC's CLIP-I: cosine of CLIP image embeddings of each generated image and the reference image of the same file name; pairs missing either image are skipped and counted.")
     g.add_argument("generated", help="folder of generated images ({id}.png ...)")
     g.add_argument("reference", help="folder of reference images (same names)")
+    g.add_argument("--reference-prefix", default="", help="taken off reference file names before pairing, e.g. VisualDialog_val2018_ for GILL's VisDial images")
     g.add_argument("--clip", required=True, help="CLIP model directory (the papers use ViT-L/14)")
     g.add_argument("--batch-size", type=int, default=None, help="images per inference batch")
     g.add_argument("--out", required=True, help="output folder")

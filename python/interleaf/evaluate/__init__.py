@@ -4,7 +4,8 @@
 embeddings of each generated image and its ground truth, averaged over the examples that have
 both (MGCC reports 0.652 on VIST and 0.660 on VisDial with CLIP ViT-L/14 at 224 px; GILL 0.641
 and 0.645). Examples missing either image, or whose image cannot be decoded, are skipped and
-counted, never scored as 0.
+counted, never scored as 0. The samples those numbers come from: :mod:`interleaf.evaluate.vist`
+and :mod:`interleaf.evaluate.visdial` (GILL's contexts and targets).
 
 :func:`image_metrics` is CoMM's SSIM and PSNR: both images as Pillow's ``convert("RGB")``,
 resized to 256 x 256 with Pillow's bicubic filter, scored as scikit-image's

@@ -16,13 +16,13 @@ __all__ = ["IMAGE_SUFFIXES", "folder_pairs", "synjudge_samples"]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 
 
-def _images(folder: Path) -> dict[str, Path]:
+def _images(folder: Path, prefix: str = "") -> dict[str, Path]:
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist")
     out: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
         if p.suffix.lower() in IMAGE_SUFFIXES and (p.is_file() or p.is_symlink()):
-            out.setdefault(p.stem, p)
+            out.setdefault(p.stem.removeprefix(prefix), p)
     return out
 
 
@@ -36,12 +36,14 @@ def _read(p: Path | None, errors: list[str | None], i: int) -> bytes | None:
     return data
 
 
-def folder_pairs(generated: str | Path, reference: str | Path) -> tuple[list[str], list[bytes | None], list[bytes | None], list[str | None]]:
+def folder_pairs(generated: str | Path, reference: str | Path, *, reference_prefix: str = "") -> tuple[list[str], list[bytes | None], list[bytes | None], list[str | None]]:
     """Generated and reference images paired by file stem, as GILL's script pairs
     ``outputs/{id}.png`` with ``val_images/{id}.png``: every stem in either folder, sorted, with
     the bytes of each side (None where the folder has no such image) and a read error per pair
-    (None when both read)."""
-    gen, ref = _images(Path(generated)), _images(Path(reference))
+    (None when both read). ``reference_prefix`` is taken off the reference stems that start with
+    it first, as GILL's VisDial script pairs ``{id}.png`` with
+    ``VisualDialog_val2018_{id}.jpg``."""
+    gen, ref = _images(Path(generated)), _images(Path(reference), reference_prefix)
     names = sorted(set(gen) | set(ref))
     errors: list[str | None] = [None] * len(names)
     g = [_read(gen.get(n), errors, i) for i, n in enumerate(names)]
