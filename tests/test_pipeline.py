@@ -751,6 +751,7 @@ def test_comm_runs_with_every_model_and_keeps_documents_too_short_for_f(tmp_path
     docs = (sample_dir / "comm.jsonl").read_text().splitlines()
     first = json.loads(docs[0])
     two = {"id": "two-images", "title": "Two", "step_info": first["step_info"][:2]}
+    two["step_info"][0] = [*two["step_info"][0], {"type": "text", "content": "Then check it again before going on."}]  # a step of two texts
     assert [sum(it["type"] == "image" for it in st) for st in two["step_info"]] == [1, 1]
     data = tmp_path / "comm.jsonl"
     data.write_text("\n".join([*docs, json.dumps(two)]) + "\n")
@@ -760,6 +761,12 @@ def test_comm_runs_with_every_model_and_keeps_documents_too_short_for_f(tmp_path
     assert list(s["skipped"]["signals"]) == ["judge"] and "no LLM endpoint given" in s["skipped"]["signals"]["judge"]
     lm = pl.read_parquet(out / "attributes" / "lm" / "comm.parquet")
     assert lm.get_column("lm_perplexity").drop_nulls().len() > 0
+    # Perplexity is of each step's text (METHODS §1), on every text node of the step.
+    assert lm.filter(pl.col("doc_id") == "two-images").get_column("lm_perplexity").drop_nulls().len() == 3
+    nodes = pl.concat(list(interleaf.read(data))).filter(pl.col("kind") == "text").join(lm, on=["doc_id", "pos"])
+    steps = nodes.filter(pl.col("step").is_not_null()).group_by("doc_id", "step", maintain_order=True).agg(pl.col("text").sort_by("pos").str.join(" "), pl.col("lm_perplexity"))
+    want = models.load(LM_DIR, device="cpu").perplexity(steps.get_column("text").to_list()).get_column("perplexity").to_list()
+    assert [v for vs in steps.get_column("lm_perplexity").to_list() for v in vs] == pytest.approx([w for w, vs in zip(want, steps.get_column("lm_perplexity").to_list(), strict=True) for _ in vs], rel=1e-9)
     seq = pl.read_parquet(out / "attributes" / "sequence" / "comm.parquet")
     d = dropped(out)
     short = seq.filter(pl.col("sequence_f").is_null()).get_column("doc_id").to_list()

@@ -327,6 +327,35 @@ def test_perplexity_per_node_and_token_weighted_per_document():
     assert got.get_column("lm_ok").to_list()[:2] == [p <= 1500 for p in want.get_column("perplexity").to_list()[:2]]
 
 
+def test_perplexity_per_step_text_on_the_steps_text_nodes():
+    """level="step": a CoMM step's text is its text nodes joined by a space, scored once, and
+    every text node of the step carries that value; a title outside the steps and a document
+    without steps are scored per node; a step text with nothing to score is the step's error."""
+    lm = models.load(LM_DIR, device="cpu")
+    first, second, third = "Preheat the oven to two hundred degrees.", "Butter the tin.", "Bake the cake for forty minutes until golden."
+    b = batch_of(
+        [
+            [("text", "Sponge cake"), ("text", first, 0), ("text", second, 0), ("image", b"x", 0), ("image", b"y", 1), ("text", third, 1)],
+            [("text", "No steps here."), ("image", b"z"), ("text", "A second node.")],
+            [("text", "", 0), ("image", b"w", 0)],
+        ]
+    )
+    nodes, _ = compute(b, [Perplexity("step", name="s"), Perplexity(name="n")], Context(lm=lm))
+    want = lm.perplexity(["Sponge cake", f"{first} {second}", third, "No steps here.", "A second node.", ""])
+    ppl, tok = want.get_column("perplexity").to_list(), want.get_column("tokens").to_list()
+    text = (b.get_column(S.KIND) == "text").to_list()
+    got = nodes.filter(pl.Series(text))
+    assert got.get_column("s_perplexity").to_list()[:6] == pytest.approx([ppl[0], ppl[1], ppl[1], ppl[2], ppl[3], ppl[4]], rel=1e-9)
+    assert got.get_column("s_tokens").to_list()[:6] == [tok[0], tok[1], tok[1], tok[2], tok[3], tok[4]]
+    # Where a step has one text node, the step's value is the node's.
+    assert got.get_column("s_perplexity").to_list()[3:6] == pytest.approx(got.get_column("n_perplexity").to_list()[3:6], rel=1e-9)
+    assert got.get_column("s_perplexity")[1] != pytest.approx(got.get_column("n_perplexity")[1], rel=1e-6)
+    assert got.get_column("s_perplexity")[6] is None and got.get_column("s_error").struct.field("kind")[6] == want.get_column("error").struct.field("kind")[5] == "too_few_tokens"
+    assert nodes.filter(~pl.Series(text)).get_column("s_perplexity").null_count() == 4  # images carry none
+    with pytest.raises(ValueError, match="not 'step'"):
+        Perplexity("step", paragraphs=True)
+
+
 def test_document_perplexity_of_the_paragraphs_obelics_keeps():
     # OBELICS scores the document text left after its paragraph filter: a junk paragraph and a
     # node with no surviving paragraph do not count.

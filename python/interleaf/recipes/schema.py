@@ -104,10 +104,11 @@ class CoherenceSignal(_SignalBase):
 
 
 class PerplexitySignal(_SignalBase):
-    """LM perplexity per text node or per document (:class:`interleaf.signals.Perplexity`)."""
+    """LM perplexity per text node, per CoMM step text (given on the step's text nodes) or per
+    document (:class:`interleaf.signals.Perplexity`)."""
 
     type: Literal["perplexity"]
-    level: Literal["node", "doc"] = "node"
+    level: Literal["node", "step", "doc"] = "node"
     max_perplexity: float = Field(1500.0, gt=0)
     #: Score only the paragraphs that survive OBELICS's node-level filter (OBELICS's document
     #: perplexity is of that text).

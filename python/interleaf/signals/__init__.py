@@ -17,7 +17,7 @@ embeddings of the batch between signals:
 - ``sequence``: :func:`sequence_consistency` (CoMM's F); :class:`SequenceConsistency`.
 - ``coherence``: :func:`text_coherence`; :class:`TextCoherence`.
 - ``perplexity``: :func:`document_perplexity` (token-weighted); :class:`Perplexity` (per text
-  node or per document).
+  node, per CoMM step text or per document).
 - ``llm``: :class:`LLMJudge` (CoMM's views or SynJudge per document, through an
   OpenAI-compatible endpoint: :mod:`interleaf.judge`).
 

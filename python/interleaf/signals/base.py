@@ -158,7 +158,7 @@ class Context:
         def make() -> Embeddings:
             rows = _kind_rows(batch, S.IMAGE_KIND)
             vectors, error = self.model("clip", signal).embed_images(batch.get_column(S.IMAGE).gather(rows), batch_size=self.batch_size, threads=self.threads)
-            return Embeddings(rows, vectors, _node_errors(batch, rows, error))
+            return Embeddings(rows, vectors, node_errors(batch, rows, error))
 
         return self.cached("clip.image", batch, make)
 
@@ -189,7 +189,7 @@ class Context:
 
             rows = _kind_rows(batch, S.IMAGE_KIND)
             table = image.stats(batch.get_column(S.IMAGE).gather(rows), threads=self.threads, max_pixels=max_pixels, max_bytes=max_bytes, header_only=header_only)
-            return table.with_columns(row=pl.Series(rows, dtype=pl.Int64), error=_node_errors(batch, rows, table.get_column(S.ERROR)))
+            return table.with_columns(row=pl.Series(rows, dtype=pl.Int64), error=node_errors(batch, rows, table.get_column(S.ERROR)))
 
         return self.cached(_stats_key(max_pixels, max_bytes) + (":header" if header_only else ""), batch, make)
 
@@ -217,7 +217,7 @@ class Context:
                 vectors[a : a + len(ok)][ok] = clip.embed_images(pixels, batch_size=self.batch_size)[0]
             tables.append(got.table)
         table = pl.concat(tables) if tables else image.stats([])
-        error = _node_errors(batch, rows, table.get_column(S.ERROR))
+        error = node_errors(batch, rows, table.get_column(S.ERROR))
         self._cache[_stats_key(None, None)] = table.with_columns(row=pl.Series(rows, dtype=pl.Int64), error=error)
         self._cache["clip.image"] = Embeddings(rows, vectors, error)
 
@@ -263,7 +263,7 @@ class Context:
             rows = _kind_rows(batch, S.TEXT_KIND)
             texts = (self.obelics_paragraphs(batch).get_column("text") if paragraphs else batch.get_column(S.TEXT).gather(rows)).to_list()
             table = self.model("lm", signal).perplexity(texts, batch_size=self.batch_size)
-            return table.with_columns(row=pl.Series(rows, dtype=pl.Int64), error=_node_errors(batch, rows, table.get_column("error")))
+            return table.with_columns(row=pl.Series(rows, dtype=pl.Int64), error=node_errors(batch, rows, table.get_column("error")))
 
         return self.cached("lm.perplexity" + (":paragraphs" if paragraphs else ""), batch, make)
 
@@ -277,7 +277,7 @@ def _kind_rows(batch: pl.DataFrame, kind: str) -> np.ndarray:
     return np.flatnonzero((batch.get_column(S.KIND) == kind).fill_null(False).to_numpy()).astype(np.int64)
 
 
-def _node_errors(batch: pl.DataFrame, rows: np.ndarray, computed: pl.Series) -> pl.Series:
+def node_errors(batch: pl.DataFrame, rows: np.ndarray, computed: pl.Series) -> pl.Series:
     """Per node, why computing on it failed: the error the node carried from the read when it
     has one (the image was missing because its tar member was too large), else the one
     computing gave; null where computing succeeded."""
@@ -390,3 +390,22 @@ def group_rows(batch: pl.DataFrame, rows: np.ndarray, docs: pl.DataFrame) -> tup
     bounds = docs.get_column(S.DOC_INDEX).to_numpy()
     offsets = np.concatenate([np.searchsorted(di, bounds, "left"), [len(rows)]]).astype(np.int64)
     return rows, offsets
+
+
+def step_texts(batch: pl.DataFrame, *, outside_steps: bool = False) -> pl.DataFrame:
+    """The step texts of a batch's documents (CoMM's unit, METHODS.md §1), in document then
+    position order: ``doc_index``, ``text`` (the step's text nodes joined by a space, in
+    position order) and ``rows`` (their batch rows). A step is a CoMM step, or a text node
+    where the document has no steps; text outside every step of a document that has steps (a
+    title node) is its own unit with ``outside_steps``, left out without."""
+    texts = batch.with_row_index("_row").filter((pl.col(S.KIND) == S.TEXT_KIND) & pl.col(S.TEXT).is_not_null())
+    if not outside_steps:
+        texts = texts.filter(pl.col(S.STEP).is_not_null() | pl.col(S.STEP).is_null().all().over(S.DOC_INDEX))
+    unit = pl.coalesce(pl.col(S.STEP).cast(pl.Int64), pl.col(S.POS).cast(pl.Int64) + (1 << 40))
+    # A node outside the steps of a document with steps is keyed by its position, apart from them.
+    return (
+        texts.group_by(S.DOC_INDEX, unit.alias("_unit"))
+        .agg(pl.col(S.TEXT).sort_by(S.POS).str.join(" "), pl.col("_row").sort_by(S.POS).cast(pl.Int64).alias("rows"), pl.col(S.POS).min().alias("_first"))
+        .sort(S.DOC_INDEX, "_first")
+        .select(S.DOC_INDEX, S.TEXT, "rows")
+    )

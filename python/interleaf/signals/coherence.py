@@ -9,7 +9,7 @@ import polars as pl
 from interleaf import _native
 from interleaf import schema as S
 from interleaf._checks import int_arg
-from interleaf.signals.base import DOC_KEYS, as_matrix, as_offsets, sorted_docs
+from interleaf.signals.base import DOC_KEYS, as_matrix, as_offsets, sorted_docs, step_texts
 
 
 def text_coherence(embeddings, offsets, shuffles: int = 8, seed: int = 0, *, threads: int | None = None) -> pl.DataFrame:
@@ -52,12 +52,8 @@ class TextCoherence:
 
     def compute(self, batch: pl.DataFrame, ctx) -> pl.DataFrame:
         docs = sorted_docs(batch)
-        texts = batch.filter((pl.col(S.KIND) == S.TEXT_KIND) & pl.col(S.TEXT).is_not_null())
         # In a document with steps, text outside every step (a title node) is not a step.
-        texts = texts.filter(pl.col(S.STEP).is_not_null() | pl.col(S.STEP).is_null().all().over(S.DOC_INDEX))
-        # A step is a CoMM step, or a text node where the document has no steps.
-        unit = pl.coalesce(pl.col(S.STEP).cast(pl.Int64), pl.col(S.POS).cast(pl.Int64) + (1 << 40))
-        steps = texts.group_by(S.DOC_INDEX, unit.alias("_unit")).agg(pl.col(S.TEXT).sort_by(S.POS).str.join(" "), pl.col(S.POS).min().alias("_first")).sort(S.DOC_INDEX, "_first")
+        steps = step_texts(batch)
         vectors, errors = ctx.text_embeddings(steps.get_column(S.TEXT).to_list(), self.name)
         ok = errors.is_null().to_numpy()
         steps, vectors = steps.filter(pl.Series(ok)), vectors[ok]

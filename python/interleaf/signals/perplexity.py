@@ -7,7 +7,7 @@ import polars as pl
 
 from interleaf import schema as S
 from interleaf._checks import choice_arg
-from interleaf.signals.base import DOC_KEYS, NODE_KEYS, as_offsets, group_rows, sorted_docs
+from interleaf.signals.base import DOC_KEYS, NODE_KEYS, as_offsets, group_rows, node_errors, sorted_docs, step_texts
 
 #: OBELICS's document perplexity limit (its KenLM model; a neural LM's scale differs: set the
 #: threshold for the model used).
@@ -41,8 +41,12 @@ class Perplexity:
     ``level="node"``: one row per text node: ``<name>_perplexity`` (``exp`` of the mean
     negative log-likelihood per token), ``<name>_tokens`` (tokens scored), ``<name>_ok``
     (perplexity <= ``max_perplexity``) and ``<name>_error`` (``missing_text``,
-    ``too_few_tokens``). ``level="doc"``: per document, the token-weighted perplexity of its
-    text nodes, ``exp(sum(nll * tokens) / sum(tokens))``, with the same columns.
+    ``too_few_tokens``). ``level="step"``: the perplexity of each CoMM step's text (its text
+    nodes joined by a space, as :class:`TextCoherence` reads a step; METHODS.md §1), given on
+    every text node of the step, so a node filter keeps or drops a step's text whole; text
+    outside the steps (a title) and documents without steps are scored per node.
+    ``level="doc"``: per document, the token-weighted perplexity of its text nodes,
+    ``exp(sum(nll * tokens) / sum(tokens))``, with the same columns.
     ``max_perplexity`` defaults to OBELICS's 1500 (a KenLM number: calibrate it for your model).
     ``paragraphs=True`` scores each text node's paragraphs that survive OBELICS's node-level
     filter (:func:`interleaf.signals.obelics_paragraphs`, shared with the text signals through
@@ -53,15 +57,22 @@ class Perplexity:
     needs: tuple[str, ...] = ("lm.perplexity",)
 
     def __init__(self, level: str = "node", *, name: str = "lm", max_perplexity: float = OBELICS_MAX_PERPLEXITY, paragraphs: bool = False):
-        choice_arg("level", level, ("node", "doc"))
-        self.level, self.name, self.max_perplexity, self.paragraphs = level, name, float(max_perplexity), bool(paragraphs)
+        choice_arg("level", level, ("node", "step", "doc"))
+        if level == "step" and paragraphs:
+            raise ValueError("paragraphs (OBELICS's paragraph filter) applies to level 'node' or 'doc', not 'step'")
+        # A step's value is given on its text nodes: the rows are the node level's.
+        self.unit, self.level = level, "doc" if level == "doc" else "node"
+        self.name, self.max_perplexity, self.paragraphs = name, float(max_perplexity), bool(paragraphs)
 
     def columns(self) -> dict[str, pl.DataType]:
         n = self.name
         return {f"{n}_perplexity": pl.Float64(), f"{n}_tokens": pl.Int64(), f"{n}_ok": pl.Boolean(), f"{n}_error": S.ERROR_DTYPE}
 
     def compute(self, batch: pl.DataFrame, ctx) -> pl.DataFrame:
-        t = ctx.perplexity(batch, self.name, paragraphs=self.paragraphs)
+        if self.unit == "step":
+            t = self._steps(batch, ctx)
+        else:
+            t = ctx.perplexity(batch, self.name, paragraphs=self.paragraphs)
         n = self.name
         if self.level == "node":
             rows = t.get_column("row").to_numpy()
@@ -87,3 +98,12 @@ class Perplexity:
             pl.Series(f"{n}_tokens", scored, dtype=pl.Int64), (pl.col(f"{n}_perplexity") <= self.max_perplexity).alias(f"{n}_ok"), S.error_column(err, f"{n}_error")
         )
         return pl.concat([docs.select(DOC_KEYS), res], how="horizontal")
+
+    def _steps(self, batch: pl.DataFrame, ctx) -> pl.DataFrame:
+        """The perplexity of each step text, one row per text node of the step (``row``, the
+        batch row), with :meth:`interleaf.models.CausalLM.perplexity`'s columns."""
+        steps = step_texts(batch, outside_steps=True)
+        table = ctx.model("lm", self.name).perplexity(steps.get_column(S.TEXT).to_list(), batch_size=ctx.batch_size)
+        rows = steps.get_column("rows").explode().to_numpy().astype(np.int64) if steps.height else np.zeros(0, np.int64)
+        t = table[np.repeat(np.arange(steps.height), steps.get_column("rows").list.len().to_numpy())]
+        return t.with_columns(row=pl.Series(rows, dtype=pl.Int64), error=node_errors(batch, rows, t.get_column("error")))
