@@ -21,8 +21,7 @@ def comm_docs(tmp_path, sample_dir) -> Path:
 
     shutil.copytree(sample_dir / "images", tmp_path / "images")
     docs = [json.loads(line) for line in (sample_dir / "comm.jsonl").read_text().splitlines() if line.strip()]
-    for d in docs:
-        d["data_id"] = d.pop("id")
+    assert all("data_id" in d for d in docs)
     img = "images/coffee.jpg"
     docs.append({"data_id": "one-step", "title": "Single", "step_info": [[{"type": "text", "content": "  Only  step.\n"}, {"type": "image", "image_path": img}]]})
     docs.append({"data_id": "no-image", "title": "Words", "step_info": [[{"type": "text", "content": "a"}], [{"type": "text", "content": "b"}]]})
@@ -521,7 +520,7 @@ def test_negatives_cli(tmp_path, comm_docs, capsys):
     assert main(["eval", "negatives", str(comm_docs), "--out", str(out), "--kind", "texts", "--kind", "steps", "--seed", "3", "--quiet"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["made"] == {"texts": 6, "steps": 6} and summary["files"] == [str(out)]
-    ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    ids = [json.loads(line)["data_id"] for line in out.read_text().splitlines()]
     assert len(ids) == 12 and ids[:2] == ["comm-0001#texts", "comm-0001#steps"]
 
 

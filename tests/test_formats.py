@@ -114,6 +114,33 @@ def test_comm_steps_and_title(records):
     assert df.filter(pl.col("kind") == "image").get_column("image").null_count() == 0
 
 
+def test_comm_records_are_written_back_as_comms_loader_reads_them(records, sample_dir):
+    """A CoMM record (data_id, summary_info, image items with url and image_path) written back
+    as CoMM is the record as read, and after a node is filtered out only that node's item is
+    gone: CoMM's loader reads ``data_id``, and the URLs stay for downloading the images."""
+    item = lambda k: {"type": "image", "url": f"https://example.org/{k}", "image_path": f"images/{k}"}  # noqa: E731
+    rec = {
+        "data_id": "wikihow-1",
+        "dataset_type": "wikihow",
+        "title": "Make coffee",
+        "summary_info": [{"type": "text", "content": "Coffee, step by step."}],
+        "step_info": [[{"type": "text", "content": "Grind the beans."}, item("coffee.jpg")], [item("chelsea.jpg"), {"type": "text", "content": "Pour."}]],
+    }
+    src = write_jsonl(records["root"] / "comm_full.jsonl", [rec])
+    first = read_all(src, image_root=sample_dir)
+    assert first.get_column("doc_id")[0] == "wikihow-1" and first.filter(pl.col("kind") == "image").get_column("image").null_count() == 0
+    out = records["root"] / "back" / "comm.jsonl"
+    interleaf.write(first, out, "comm")
+    assert json.loads(out.read_text()) == rec
+    interleaf.write(first.filter(pl.col("pos") != 1), out, "comm", overwrite=True)
+    got = json.loads(out.read_text())
+    assert got["step_info"] == [[rec["step_info"][0][0]], rec["step_info"][1]] and set(got) == set(rec)
+    # In another layout the record has its usual id key and no CoMM bookkeeping.
+    interleaf.write(first, records["root"] / "back" / "obelics.jsonl", "obelics")
+    other = json.loads((records["root"] / "back" / "obelics.jsonl").read_text())
+    assert other["id"] == "wikihow-1" and "comm_image_items" not in other
+
+
 def test_llava_roles(records):
     df = read_all(write_jsonl(records["root"] / "l.jsonl", records["llava"]))
     assert kinds(df) == ["image", "text", "text"]

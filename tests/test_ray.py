@@ -119,7 +119,7 @@ def test_a_worker_killed_during_the_run_is_retried_and_outputs_are_identical(tmp
     shards = []
     for i in range(24):
         d = json.loads(lines[i % len(lines)])
-        d["id"] = f"{d['id']}-{i}"
+        d["data_id"] = f"{d['data_id']}-{i}"
         (root / f"part-{i:02d}.jsonl").write_text(json.dumps(d) + "\n")
         shards.append(str(root / f"part-{i:02d}.jsonl"))
     recipe = _comm_recipe(tmp_path)

@@ -53,9 +53,13 @@ stays in ``meta``. Image files are loaded from ``image_root/image_name`` only wh
 **OBELICS** ``{"texts": ["A", null, "B"], "images": [null, "http://a/1.jpg", null],
 "metadata": ...}`` -> text "A", image, text "B" (aligned lists, one non-null per position).
 
-**CoMM** ``{"title": "Make tea", "step_info": [[{"type": "text", "content": "Boil water."},
-{"type": "image", "image_path": "images/1.jpg"}], ...]}`` -> text (step 0), image (step 0),
-...; ``title`` and ``summary`` stay in ``meta``.
+**CoMM** ``{"data_id": "c1", "title": "Make tea", "step_info": [[{"type": "text", "content":
+"Boil water."}, {"type": "image", "url": "https://a/1.jpg", "image_path": "images/1.jpg"}],
+...]}`` -> text (step 0), image (step 0, image_ref "images/1.jpg"), ...; ``title``,
+``summary_info`` and the other fields stay in ``meta``. An image item with more fields than its
+reference (CoMM's ``url`` beside ``image_path``) is kept whole (``meta["comm_image_items"]``)
+and written back as it was; CoMM records are written with their id as ``data_id``, as CoMM's
+loader reads it.
 
 **LLaVA** ``{"id": "x", "image": "coco/1.jpg", "conversations": [{"from": "human", "value":
 "<image>\\nWhat is this?"}, {"from": "gpt", "value": "A bus."}]}`` -> image, text (role

@@ -258,5 +258,5 @@ def _comm_docs(data: Any) -> list[dict[str, Any]]:
                     nodes.append({"kind": "text", "text": item.get("content"), "image": None, "step": k, "role": None})
                 elif item.get("type") == "image":
                     nodes.append({"kind": "image", "text": None, "image": item.get("image"), "step": k, "role": None})
-        out.append({"doc_id": str(r.get("doc_id") or r.get("id") or i), "meta": {"title": r["title"]} if r["title"] else {}, "error": None, "nodes": nodes})
+        out.append({"doc_id": str(r.get("doc_id") or r.get("id") or r.get("data_id") or i), "meta": {"title": r["title"]} if r["title"] else {}, "error": None, "nodes": nodes})
     return out

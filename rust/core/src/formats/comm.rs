@@ -1,12 +1,25 @@
-//! CoMM records: `title`, `step_info` (a list of steps, each a list of text and image items); nodes carry their step.
+//! CoMM records: `data_id`, `title`, `step_info` (a list of steps, each a list of text and image
+//! items); nodes carry their step.
+//!
+//! An image item with more fields than its reference (CoMM's carry both `url` and `image_path`)
+//! is kept whole in the document's metadata under [`IMAGE_ITEMS`] and written back as it was
+//! (matched to its node by reference), so a filtered CoMM file keeps the URLs its images
+//! were downloaded from.
 
 use super::*;
+
+/// The metadata key holding a record's image items that have more fields than their reference.
+pub const IMAGE_ITEMS: &str = "comm_image_items";
+
+/// The item fields an image's reference is read from, in order.
+const IMAGE_FIELDS: [&str; 4] = ["image_path", "image", "path", "url"];
 
 pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordContext) {
     let Some((_, Value::Array(steps))) = take_string(o, &["step_info", "steps"]) else {
         doc.set_error(RecordError::new(ErrorKind::BadRecord, "CoMM record without a step_info list"));
         return;
     };
+    let mut kept_items = Vec::new();
     for (si, step) in steps.iter().enumerate() {
         let s = Some(si as i32);
         let items: Vec<Value> = match step {
@@ -38,7 +51,10 @@ pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordC
             let node = match kind {
                 "text" => Node::text(item.get("content").or_else(|| item.get("text")).map(value_text).unwrap_or_default()),
                 "image" => {
-                    let field = ["image_path", "image", "path", "url"].iter().find_map(|k| item.get(*k).filter(|v| !v.is_null()));
+                    let field = item_ref(&item);
+                    if field.and_then(Value::as_str).is_some_and(|r| !r.starts_with("data:")) && item.as_object().is_some_and(|m| m.len() > 2) {
+                        kept_items.push(item.clone());
+                    }
                     match field {
                         Some(v) => resolve_image(v, ctx),
                         None => Node {
@@ -53,22 +69,42 @@ pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordC
             doc.nodes.push(node.with_step(s));
         }
     }
+    if !kept_items.is_empty() {
+        o.insert(IMAGE_ITEMS.into(), Value::Array(kept_items));
+    }
 }
 
 pub(super) fn write(doc: &Document, o: &mut Map<String, Value>, img: &ImageValue) {
     // Nodes of one step stay together, in document order; a node without a step is a step of its own.
     let mut steps: Vec<(Option<i32>, Vec<Value>)> = Vec::new();
+    let mut kept: Vec<Option<Value>> = match o.remove(IMAGE_ITEMS) {
+        Some(Value::Array(a)) => a.into_iter().map(Some).collect(),
+        _ => Vec::new(),
+    };
     for n in &doc.nodes {
         let item = match n.kind {
             Some(NodeKind::Text) => json!({"type": "text", "content": n.text.clone().unwrap_or_default()}),
             Some(NodeKind::Image) => {
                 let v = img(n);
-                let key = match v.as_str() {
-                    Some(s) if s.starts_with("data:") => "image",
-                    Some(s) if is_url(s) => "url",
-                    _ => "image_path",
-                };
-                json!({"type": "image", key: v})
+                let embedded = v.as_str().is_some_and(|s| s.starts_with("data:"));
+                match own_item(&mut kept, n) {
+                    // The bytes inline, the item's other fields (its URL) kept.
+                    Some(Value::Object(mut m)) if embedded => {
+                        m.remove("image_path");
+                        m.remove("path");
+                        m.insert("image".into(), v);
+                        Value::Object(m)
+                    }
+                    Some(own) if !embedded => own,
+                    _ => {
+                        let key = match v.as_str() {
+                            _ if embedded => "image",
+                            Some(s) if is_url(s) => "url",
+                            _ => "image_path",
+                        };
+                        json!({"type": "image", key: v})
+                    }
+                }
             }
             None => continue,
         };
@@ -78,4 +114,16 @@ pub(super) fn write(doc: &Document, o: &mut Map<String, Value>, img: &ImageValue
         }
     }
     o.insert("step_info".into(), Value::Array(steps.into_iter().map(|(_, items)| Value::Array(items)).collect()));
+}
+
+/// The value an image item's reference is read from.
+fn item_ref(item: &Value) -> Option<&Value> {
+    IMAGE_FIELDS.iter().find_map(|k| item.get(*k).filter(|v| !v.is_null()))
+}
+
+/// Takes the record's own item for image node `n` from `kept`: the first unused one with the
+/// node's reference.
+fn own_item(kept: &mut [Option<Value>], n: &Node) -> Option<Value> {
+    let r = n.image_ref.as_deref()?;
+    kept.iter_mut().find(|i| i.as_ref().and_then(item_ref).and_then(Value::as_str) == Some(r))?.take()
 }

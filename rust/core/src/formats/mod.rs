@@ -499,7 +499,7 @@ fn image_mime(b: &[u8]) -> &'static str {
 }
 
 /// A document as a record of `format`, the inverse of reading it: the document's metadata
-/// fields, its id under `"id"`, and its nodes in the layout's own fields (images as their
+/// fields, its id under `"id"` (CoMM's `"data_id"`), and its nodes in the layout's own fields (images as their
 /// reference, or inline as a `data:` URI when `embed_images` or when they have no reference).
 /// Reading the record back gives the same document (MMC4's `image_info` entries are matched to
 /// the image nodes by reference and their `matched_text_index` recomputed, so removed nodes
@@ -514,7 +514,12 @@ pub fn document_to_record(doc: &Document, format: Format, embed_images: bool) ->
         .and_then(|m| serde_json::from_str::<Value>(m).ok())
         .and_then(|v| if let Value::Object(m) = v { Some(m) } else { None })
         .unwrap_or_default();
-    o.insert("id".into(), Value::String(doc.doc_id.clone()));
+    if format != Format::Comm {
+        // CoMM's image items are for writing CoMM back; other layouts have their own fields.
+        o.remove(comm::IMAGE_ITEMS);
+    }
+    // CoMM's files name the id `data_id` (its loader reads that key); the others `id`.
+    o.insert(if format == Format::Comm { "data_id" } else { "id" }.into(), Value::String(doc.doc_id.clone()));
     let img = |n: &Node| image_value(n, embed_images);
     match format {
         Format::Pairs => pairs::write(doc, &mut o, &img),
@@ -702,6 +707,40 @@ mod tests {
             let back = record_to_document(document_to_record(&d, format, false), format, "other".into(), &ctx());
             assert_eq!(back, d, "{format:?}");
         }
+    }
+
+    #[test]
+    fn comm_writes_its_data_id_and_whole_image_items_back() {
+        let item = |k: &str| json!({"type": "image", "url": format!("https://x/{k}.png"), "image_path": format!("a/{k}.png"), "image_id": k});
+        let v = json!({
+            "data_id": "c1",
+            "dataset_type": "wikihow",
+            "title": "t",
+            "summary_info": [{"type": "text", "content": "s"}],
+            "step_info": [[{"type": "text", "content": "s0"}, item("a")], [item("b"), {"type": "image", "image_path": "a/c.png"}]]
+        });
+        let d = record_to_document(v.clone(), Format::Comm, "f:1".into(), &ctx());
+        assert_eq!(d.doc_id, "c1");
+        assert_eq!(d.nodes.iter().filter_map(|n| n.image_ref.as_deref()).collect::<Vec<_>>(), ["a/a.png", "a/b.png", "a/c.png"]);
+        assert_eq!(document_to_record(&d, Format::Comm, false), v);
+        // A removed image takes its item along; no bookkeeping key is written.
+        let mut cut = d.clone();
+        cut.nodes.remove(1);
+        let rec = document_to_record(&cut, Format::Comm, false);
+        assert_eq!(rec["step_info"], json!([[{"type": "text", "content": "s0"}], [item("b"), {"type": "image", "image_path": "a/c.png"}]]));
+        assert!(rec.get(comm::IMAGE_ITEMS).is_none());
+        // Embedded, the bytes replace the path and the URL stays.
+        let mut inline = d.clone();
+        inline.nodes[1].image = Some(b"\x89PNG\r\n\x1a\n".to_vec());
+        let rec = document_to_record(&inline, Format::Comm, true);
+        let got = &rec["step_info"][0][1];
+        assert_eq!(
+            (got["url"].as_str(), got.get("image_path"), got["image"].as_str().map(|s| s.starts_with("data:image/png;base64,"))),
+            (Some("https://x/a.png"), None, Some(true))
+        );
+        // Other layouts get neither the items nor CoMM's id key.
+        let rec = document_to_record(&d, Format::Obelics, false);
+        assert!(rec.get(comm::IMAGE_ITEMS).is_none() && rec.get("data_id").is_none() && rec["id"] == "c1");
     }
 
     #[test]
