@@ -123,6 +123,10 @@ def test_fp16_without_an_fp16_graph_is_an_error():
 def test_cuda_requested_without_cuda_raises_with_the_fix():
     with pytest.raises(RuntimeError, match="onnxruntime-gpu"):
         create_session(LM_DIR / "onnx" / "model.onnx", "cuda")
+    # Already when the model is loaded, not at its first inference.
+    for d in (LM_DIR, CLIP_DIR):
+        with pytest.raises(RuntimeError, match="no CUDAExecutionProvider"):
+            models.load(d, device="cuda")
 
 
 @pytest.mark.skipif(cuda_available(), reason="this ONNX Runtime has CUDA")

@@ -2,6 +2,8 @@
 
 - ``eval tasks GT... --out DIR``: CoMM's four task inputs from CoMM documents, in CoMM's folder
   layout, for a model's runner to fill.
+- ``eval negatives DOCS... --out FILE``: CoMM's negative samples (shuffled texts, images, both,
+  steps) for preference data.
 - ``eval vist ANNOTATIONS --out FILE`` and ``eval visdial ANNOTATIONS --out FILE``: GILL's VIST
   and VisDial samples (context and the image to generate).
 - ``eval comm PRED_DIR --task taskN --out DIR``: CoMM's automatic metrics of a predictions
@@ -10,8 +12,9 @@
   of images paired by file name.
 - ``eval synjudge PRED_DIR --out DIR``: InterSyn's SynJudge over a predictions folder.
 
-Each writes ``metrics.json``, ``examples.parquet`` and ``report.html`` into ``--out`` and prints
-the metrics as JSON.
+``comm``, ``clip-i`` and ``synjudge`` write ``metrics.json``, ``examples.parquet`` and
+``report.html`` into ``--out`` and print the metrics as JSON; ``tasks`` writes CoMM's task
+folders, ``negatives``, ``vist`` and ``visdial`` one file.
 """
 
 from __future__ import annotations
@@ -183,7 +186,7 @@ def cmd_synjudge(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: Any) -> None:
-    p = sub.add_parser("eval", help="evaluate generated interleaved content: CoMM tasks, CLIP-I, SynJudge", description="Evaluate a model's generated interleaved content the way the papers do. 'tasks' writes CoMM's task folders; the other commands write metrics.json, examples.parquet and report.html into --out.")
+    p = sub.add_parser("eval", help="evaluate generated interleaved content: CoMM tasks and metrics, GILL's VIST/VisDial, CLIP-I, SynJudge", description="Evaluate a model's generated interleaved content the way the papers do. 'tasks' writes CoMM's task folders; 'negatives', 'vist' and 'visdial' write one file (--out); 'comm', 'clip-i' and 'synjudge' write metrics.json, examples.parquet and report.html into --out.")
     esub = p.add_subparsers(dest="eval", required=True)
 
     t = esub.add_parser("tasks", help="build CoMM's four task inputs from CoMM documents", description="Build CoMM's task inputs (prompt templates, task 3's split at len(steps)//2) from CoMM documents and write them in CoMM's predictions layout: {data_id}_{task}/task.json + origin/ images, and tasks.jsonl. A model's runner adds results.json and predict_{i} images to each folder.")

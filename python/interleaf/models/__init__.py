@@ -30,7 +30,7 @@ from interleaf.models.causal_lm import CausalLM
 from interleaf.models.clip import CLIPModel
 from interleaf.models.directory import KINDS, ModelDirectory, ModelDirectoryError
 from interleaf.models.image_networks import ImageDistance, ImageFeatures
-from interleaf.models.runtime import ProviderWarning, create_session, cuda_available, describe
+from interleaf.models.runtime import ProviderWarning, create_session, cuda_available, describe, require_cuda_provider
 from interleaf.models.text_embedder import TextEmbedder
 
 _CLASSES = {"clip": CLIPModel, "text-embedder": TextEmbedder, "causal-lm": CausalLM, "image-features": ImageFeatures, "image-distance": ImageDistance}
@@ -101,8 +101,11 @@ def load(path: str | os.PathLike, device: str = "auto", *, kind: str | None = No
         FileNotFoundError: no such directory.
         ModelDirectoryError: a required file is missing or unreadable (named), or the directory
             holds another kind.
+        RuntimeError: ``device="cuda"`` with an ONNX Runtime that has no CUDA provider (sessions
+            are made at the first inference: a provider that fails to start raises there).
     """
     d = ModelDirectory(resolve(path), kind)
+    require_cuda_provider(device)
     kw: dict[str, Any] = {"threads": threads, "precision": precision, "io_binding": io_binding}
     if batch_size is not None:
         kw["batch_size"] = batch_size

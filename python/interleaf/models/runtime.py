@@ -63,6 +63,17 @@ def cuda_available() -> bool:
     return "CUDAExecutionProvider" in _ort().get_available_providers()
 
 
+def require_cuda_provider(device: str) -> None:
+    """Raises RuntimeError when ``device`` is ``"cuda"`` and the installed ONNX Runtime has no
+    CUDA provider (the CPU-only ``onnxruntime`` package): checked when a model is loaded, before
+    any session is made."""
+    if device == "cuda" and not cuda_available():
+        raise RuntimeError(
+            f"device='cuda' but this ONNX Runtime ({_ort().__version__}) has no CUDAExecutionProvider: "
+            "replace it with onnxruntime-gpu (pip uninstall -y onnxruntime && pip install onnxruntime-gpu)"
+        )
+
+
 @dataclass
 class Session:
     """An ONNX Runtime session with what the model layer needs to feed it.
@@ -149,13 +160,8 @@ def create_session(path: str | os.PathLike, device: str = "auto", *, threads: in
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ONNX model not found: {path}")
-    ort = _ort()
     want_cuda = device == "cuda" or (device == "auto" and cuda_available())
-    if device == "cuda" and not cuda_available():
-        raise RuntimeError(
-            f"device='cuda' but this ONNX Runtime ({ort.__version__}) has no CUDAExecutionProvider: "
-            "replace it with onnxruntime-gpu (pip uninstall -y onnxruntime && pip install onnxruntime-gpu)"
-        )
+    require_cuda_provider(device)
     providers: list[Any] = [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"] if want_cuda else ["CPUExecutionProvider"]
     sess = _inference_session(path, session_options(threads, spin), providers)
     active = sess.get_providers()
