@@ -379,7 +379,7 @@ def test_vist_stories_follow_gills_protocol(tmp_path, sample_images):
     assert a["context_images"] == imgs[:4] and a["target_image"] == imgs[4]
     b = got.row(1, named=True)
     assert b["error"] == "context image 106.png: not found" and b["context_images"] is None
-    assert b["target_image"] is None  # ../secret resolves outside the image root: not read
+    assert b["target_image"] is None and b["target_error"] == "../secret.png: resolves outside the image root"  # not read
     assert got.row(2, named=True)["error"] == "a story needs 2 steps or more, this one has 1"
     # VIST's SIS layout (one-item lists, steps by worker_arranged_photo_order, shuffled here).
     sis = [[{"story_id": "a", "photo_flickr_id": str(100 + i), "worker_arranged_photo_order": i, "text": f"a caption {i}", "album_id": "x"}] for i in (3, 0, 4, 1, 2)]
@@ -392,6 +392,10 @@ def test_vist_stories_follow_gills_protocol(tmp_path, sample_images):
     assert sis_bad.get_column("error")[0].startswith("annotation 0: expected worker_arranged_photo_order")
     with pytest.raises(ValueError, match="no story_id"):
         vist_stories({"annotations": [[{"text": "a"}]]})
+    # An item without a story among good ones is a row of its own; the stories are all there.
+    orphan = vist_stories({"annotations": [*sis[:2], None, *sis[2:]]}, root)
+    assert orphan.row(0, named=True) == a and orphan.height == 2
+    assert orphan.row(1, named=True)["story_id"] is None and orphan["error"][1].startswith("annotation 2: no story_id")
     # The generated image saved as <target id>.png pairs with the ground truth for CLIP-I.
     gen = tmp_path / "gen"
     gen.mkdir()
@@ -405,6 +409,9 @@ def test_vist_stories_follow_gills_protocol(tmp_path, sample_images):
 
     assert main(["eval", "vist", str(gill), "--image-root", str(root), "--out", str(tmp_path / "vist.parquet")]) == 0
     assert pl.read_parquet(tmp_path / "vist.parquet").equals(got)
+    assert main(["eval", "vist", str(gill), "--out", str(tmp_path / "vist.parquet")]) == 2  # exists: --overwrite replaces it
+    assert main(["eval", "vist", str(gill), "--out", str(tmp_path / "vist.parquet"), "--overwrite"]) == 0
+    assert pl.read_parquet(tmp_path / "vist.parquet").get_column("target_image").null_count() == 3
 
 
 def test_visdial_dialogs_follow_gills_protocol(tmp_path, sample_images):
@@ -427,6 +434,7 @@ def test_visdial_dialogs_follow_gills_protocol(tmp_path, sample_images):
         {"image_id": 10, "caption": "no rounds", "dialog": []},
         "not a dialog",
         {"image_id": 11, "caption": "image outside the root", "dialog": [rnd(0, 0)]},
+        {"image_id": 1 << 63, "caption": "too large an id", "dialog": [rnd(0, 0)]},
     ]
     visdial = {"version": "1.0", "split": "val2018", "data": {"questions": questions, "answers": answers, "dialogs": dialogs}}
     path = tmp_path / "visdial_1.0_val.json"
@@ -447,12 +455,15 @@ def test_visdial_dialogs_follow_gills_protocol(tmp_path, sample_images):
     assert b["target_image"] is None and b["error"] is None  # a missing image: generated anyway, skipped by CLIP-I
     assert got.get_column("error").to_list()[2:] == [
         "round 2: the question or answer index is not in the file's lists",
-        "dialog 3: image_id must be a non-negative integer",
+        "dialog 3: image_id must be an integer in [0, 2**63)",
         "no dialogue rounds",
         "dialog 5: expected an object with image_id, caption and dialog",
         None,
+        "dialog 7: image_id must be an integer in [0, 2**63)",
     ]
-    assert got.row(6, named=True)["target_image"] is None  # a link out of the image root is not read
+    assert b["target_error"] == "VisualDialog_val2018_000000000007.jpg: not found"
+    six = got.row(6, named=True)  # a link out of the image root is not read
+    assert six["target_image"] is None and six["target_error"] == "VisualDialog_val2018_000000000011.jpg: resolves outside the image root"
     # rounds, split and the file name template.
     two = visdial_dialogs(visdial, root, rounds=2)
     assert two["context"][0] == "Q: is the photo in color?\nA: yes\nQ: how many people are there?\nA: 2"
@@ -477,6 +488,7 @@ def test_visdial_dialogs_follow_gills_protocol(tmp_path, sample_images):
 
     assert main(["eval", "visdial", str(path), "--image-root", str(root), "--out", str(tmp_path / "visdial.parquet")]) == 0
     assert pl.read_parquet(tmp_path / "visdial.parquet").equals(got)
+    assert main(["eval", "visdial", str(path), "--out", str(tmp_path / "visdial.parquet")]) == 2  # exists
     assert main(["eval", "clip-i", str(gen), str(root), "--reference-prefix", "VisualDialog_val2018_", "--clip", "tests/fixtures/models/clip-tiny", "--out", str(tmp_path / "clipi"), "--quiet"]) == 0
     metrics = json.loads((tmp_path / "clipi" / "metrics.json").read_text())["metrics"]
     assert metrics["scored"] == 1 and metrics["clip_i"] == pytest.approx(1.0, abs=1e-5)

@@ -300,6 +300,52 @@ def test_nodes_parquet_with_non_utf8_binary_text_keeps_the_rest_of_the_file(tmp_
     assert reader.stats["errors"] == {"invalid_utf8": 2}
 
 
+def _patched_parquet(path, table, good: bytes, bad: bytes):
+    """``table`` written plain and uncompressed, then ``good`` replaced by ``bad`` (the same
+    length) in the file's bytes: text columns holding what Parquet forbids (invalid UTF-8)."""
+    assert len(good) == len(bad)
+    pq.write_table(table, path, compression="none", use_dictionary=False, write_statistics=False)
+    data = path.read_bytes()
+    assert good in data
+    path.write_bytes(data.replace(good, bad))
+    return path
+
+
+def test_record_and_node_parquet_with_invalid_utf8_in_a_text_column(tmp_path, sample_dir):
+    """A string column whose bytes are not UTF-8 (the file breaks Parquet's rule; pyarrow reads
+    it unchecked) is the bad value's record's invalid_utf8 error; the other rows and columns
+    are untouched and a run over the file finishes."""
+    jpg = (sample_dir / "images" / "coffee.jpg").read_bytes()
+    table = pa.table({"id": ["a", "b", "c"], "caption": ["a cup of coffee", "bad ZZ coffee", "more coffee here"], "image": [jpg] * 3})
+    path = _patched_parquet(tmp_path / "pairs.parquet", table, b"bad ZZ coffee", b"bad \xff\xfe coffee")
+    reader = interleaf.read(path, format="pairs")
+    df = pl.concat(list(reader))
+    texts = df.filter(pl.col("kind") == "text")
+    assert texts.get_column("text").to_list() == ["a cup of coffee", "bad \ufffd\ufffd coffee", "more coffee here"]
+    errors = texts.get_column("error").to_list()
+    assert errors[0] is None and errors[2] is None and errors[1]["kind"] == "invalid_utf8"
+    assert df.get_column("doc_id").unique(maintain_order=True).to_list() == ["a", "b", "c"]
+    assert reader.stats["errors"] == {"invalid_utf8": 1}
+    # Binary id and caption columns are text, decoded as UTF-8.
+    pq.write_table(pa.table({"id": pa.array([b"x1", b"x\xff2"], pa.binary()), "caption": pa.array([b"caf\xc3\xa9 cr\xc3\xa8me", b"bad \xff"], pa.binary()), "image": [jpg] * 2}), tmp_path / "bin.parquet")
+    df = read_all(tmp_path / "bin.parquet", format="pairs")
+    assert df.get_column("doc_id").unique(maintain_order=True).to_list() == ["x1", "x\ufffd2"]
+    texts = df.filter(pl.col("kind") == "text")
+    assert texts.get_column("text").to_list() == ["caf\u00e9 cr\u00e8me", "bad \ufffd"] and [e and e["kind"] for e in texts.get_column("error").to_list()] == [None, "invalid_utf8"]
+    # A node table: the text column's bad value is its node's error.
+    nodes = pa.table({"doc_id": ["d1", "d1"], "pos": [0, 1], "kind": ["text", "text"], "text": ["fine text", "bad ZZ text"]})
+    path = _patched_parquet(tmp_path / "nodes.parquet", nodes, b"bad ZZ text", b"bad \xc3\x28 text")
+    df = read_all(path)
+    assert df.get_column("text").to_list() == ["fine text", "bad \ufffd( text"]
+    assert [e and e["kind"] for e in df.get_column("error").to_list()] == [None, "invalid_utf8"]
+    # The whole job over the first file finishes, the bad record counted.
+    from interleaf.pipeline import run
+
+    summary = run("pairs-basic", [str(tmp_path / "pairs.parquet")], tmp_path / "out", progress=False)
+    assert summary["documents"]["in"] == 3 and summary["errors"].get("invalid_utf8") == 1
+    assert (tmp_path / "out" / "report.html").is_file()
+
+
 def test_nodes_parquet_keeps_documents_whole_across_row_batches(tmp_path, sample_dir):
     comm = read_all(sample_dir / "comm.jsonl")
     path = interleaf.write(comm, tmp_path / "n.parquet")[0]

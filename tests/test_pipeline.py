@@ -781,6 +781,29 @@ def test_comm_runs_with_every_model_and_keeps_documents_too_short_for_f(tmp_path
     assert s["documents"]["in"] == 5
 
 
+class _Unpicklable(BaseException):
+    """Like pyo3's PanicException: a BaseException that does not survive pickling."""
+
+    def __reduce__(self):
+        raise TypeError("cannot pickle this")
+
+
+def _panics(x):
+    raise _Unpicklable(f"panicked on {x}")
+
+
+def test_an_exception_that_cannot_leave_a_worker_comes_back_named():
+    # A worker's exception is pickled back to the run; one that cannot be (a Rust panic) must
+    # still say what happened, not only "PicklingError".
+    from interleaf.pipeline import _in_worker
+
+    with pytest.raises(RuntimeError, match=r"_Unpicklable in a worker process: panicked on shard-3(.|\n)*_panics"):
+        _in_worker(_panics, "shard-3")
+    with pytest.raises(ValueError, match="plain"):
+        _in_worker(lambda: (_ for _ in ()).throw(ValueError("plain")))
+    assert _in_worker(lambda a, b: {"sum": a + b}, 1, 2) == {"sum": 3}
+
+
 def test_a_signal_that_fails_on_a_batch_marks_its_rows_and_the_run_goes_on():
     from interleaf.signals import ImageStats
     from interleaf.signals.base import compute_each

@@ -77,9 +77,15 @@ def cmd_negatives(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_existing(args: argparse.Namespace) -> None:
+    if Path(args.out).exists() and not args.overwrite:
+        raise FileExistsError(f"{args.out} exists: pass --overwrite to replace it")
+
+
 def cmd_vist(args: argparse.Namespace) -> int:
     from interleaf.evaluate.vist import vist_stories
 
+    _refuse_existing(args)
     table = vist_stories(args.annotations, args.image_root, image_suffix=args.image_suffix, text_field=args.text_field)
     with atomic_output(args.out) as tmp:
         table.write_parquet(tmp)
@@ -91,6 +97,7 @@ def cmd_vist(args: argparse.Namespace) -> int:
 def cmd_visdial(args: argparse.Namespace) -> int:
     from interleaf.evaluate.visdial import visdial_dialogs
 
+    _refuse_existing(args)
     table = visdial_dialogs(args.annotations, args.image_root, split=args.split, image_name=args.image_name, rounds=args.rounds)
     with atomic_output(args.out) as tmp:
         table.write_parquet(tmp)
@@ -218,10 +225,11 @@ def add_parsers(sub: Any) -> None:
     v = esub.add_parser(
         "vist",
         help="GILL/MGCC's VIST samples: the context and the 5th image to generate",
-        description="GILL's VIST protocol: per story, the captions of every step and the images of all but the last form the context; the last image is the target (save the generated one as <target_image_id>.png, then 'interleaf eval clip-i GENERATED IMAGES'). Reads GILL's formatted annotations or VIST's SIS file; writes a parquet table (story_id, captions, image_ids, target_image_id, context_images, target_image, error). A story missing a context image is kept with its error, as GILL skips it.",
+        description="GILL's VIST protocol: per story, the captions of every step and the images of all but the last form the context; the last image is the target (save the generated one as <target_image_id>.png, then 'interleaf eval clip-i GENERATED IMAGES'). Reads GILL's formatted annotations or VIST's SIS file; writes a parquet table (story_id, captions, image_ids, target_image_id, context_images, target_image, target_error, error). A story missing a context image is kept with its error, as GILL skips it.",
     )
     v.add_argument("annotations", help="GILL's val_formatted.json or a VIST SIS json file")
     v.add_argument("--out", required=True, help="output parquet file")
+    v.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
     v.add_argument("--image-root", default=None, help="folder of the story images (<image_id><suffix>); without it only ids and captions are written")
     v.add_argument("--image-suffix", default=".png", help="image file suffix (default %(default)s, as GILL's scripts)")
     v.add_argument("--text-field", default="text", help="caption field of a SIS file (default %(default)s; 'original_text' for the raw text)")
@@ -230,10 +238,11 @@ def add_parsers(sub: Any) -> None:
     d = esub.add_parser(
         "visdial",
         help="GILL/MGCC's VisDial samples: the dialogue as text and the image to generate",
-        description="GILL's VisDial protocol: per dialogue, the rounds as 'Q: <question>?' and 'A: <answer>' lines form the context; the dialogue's image is the target (save the generated one as <name>.png, the 12-digit image id, then 'interleaf eval clip-i GENERATED IMAGES --reference-prefix VisualDialog_val2018_'). Reads VisDial's v1.0 json; writes a parquet table (image_id, name, caption, questions, answers, context, target_image, error). A malformed dialogue is kept with its error.",
+        description="GILL's VisDial protocol: per dialogue, the rounds as 'Q: <question>?' and 'A: <answer>' lines form the context; the dialogue's image is the target (save the generated one as <name>.png, the 12-digit image id, then 'interleaf eval clip-i GENERATED IMAGES --reference-prefix VisualDialog_val2018_'). Reads VisDial's v1.0 json; writes a parquet table (image_id, name, caption, questions, answers, context, target_image, target_error, error). A malformed dialogue is kept with its error.",
     )
     d.add_argument("annotations", help="VisDial's visdial_1.0_val.json (or another split's)")
     d.add_argument("--out", required=True, help="output parquet file")
+    d.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
     d.add_argument("--image-root", default=None, help="folder of the dialogue images (VisualDialog_val2018); without it only the text is written")
     d.add_argument("--split", default=None, help="split in the image file names (default: the file's own 'split', e.g. val2018)")
     d.add_argument("--image-name", default=IMAGE_NAME, help="image file name template with {split} and {image_id} (default %(default)s; COCO_train2014_{image_id:012d}.jpg for the train split)")

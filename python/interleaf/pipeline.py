@@ -1434,6 +1434,25 @@ class _Pool:
             self._ex = None
 
 
+def _in_worker(fn: Callable[..., dict[str, Any]], *job: Any) -> dict[str, Any]:
+    """``fn(*job)`` in a worker process. An exception that cannot be sent back to the run (a
+    Rust panic: pyo3's PanicException does not pickle) comes back as a RuntimeError with its
+    type, message and traceback, instead of a PicklingError that names none of them."""
+    try:
+        return fn(*job)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:
+        import pickle
+        import traceback
+
+        try:
+            pickle.loads(pickle.dumps(e))
+        except Exception:
+            raise RuntimeError(f"{type(e).__name__} in a worker process: {e}\n{traceback.format_exc()}") from None
+        raise
+
+
 def _run_jobs(fn: Callable[..., dict[str, Any]], jobs: list[tuple], workers: int, stage: str, log: _StageLog, engine: Engine = Engine(), *, models: bool = False, device: str = "auto", pool: _Pool | None = None) -> list[dict[str, Any]]:
     """Runs ``fn(*job)`` for every job on the engine (in order of the results), logging each
     shard: on Ray, here (one worker), or in ``pool``'s processes (a pool of its own if None)."""
@@ -1456,7 +1475,7 @@ def _run_jobs(fn: Callable[..., dict[str, Any]], jobs: list[tuple], workers: int
         own = pool is None
         pool = pool or _Pool(workers)
         try:
-            futures = [pool.get().submit(fn, *job) for job in jobs]
+            futures = [pool.get().submit(_in_worker, fn, *job) for job in jobs]
             for i, fut in enumerate(futures):
                 results.append(fut.result())
                 log.shard(stage, i, len(jobs), results[-1], t0)

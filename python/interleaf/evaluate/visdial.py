@@ -40,6 +40,7 @@ VISDIAL_SCHEMA: dict[str, pl.DataType] = {
     "answers": pl.List(pl.String()),
     "context": pl.String(),
     "target_image": pl.Binary(),
+    "target_error": pl.String(),
     "error": pl.String(),
 }
 
@@ -64,12 +65,12 @@ def _index(pool: list[Any], i: Any) -> str | None:
 
 def _dialog(d: Any, k: int, questions: list[Any], answers: list[Any], rounds: int | None) -> dict[str, Any]:
     """One dialogue's row without its image; a malformed dialogue is that row's error."""
-    row: dict[str, Any] = {"image_id": None, "name": None, "caption": None, "questions": None, "answers": None, "context": None, "target_image": None, "error": None}
+    row: dict[str, Any] = {"image_id": None, "name": None, "caption": None, "questions": None, "answers": None, "context": None, "target_image": None, "target_error": None, "error": None}
     if not isinstance(d, dict):
         return row | {"error": f"dialog {k}: expected an object with image_id, caption and dialog"}
     image_id = d.get("image_id")
-    if not isinstance(image_id, int) or isinstance(image_id, bool) or image_id < 0:
-        return row | {"error": f"dialog {k}: image_id must be a non-negative integer"}
+    if not isinstance(image_id, int) or isinstance(image_id, bool) or not 0 <= image_id < 1 << 63:
+        return row | {"error": f"dialog {k}: image_id must be an integer in [0, 2**63)"}
     row |= {"image_id": image_id, "name": f"{image_id:012d}", "caption": d.get("caption") if isinstance(d.get("caption"), str) else None}
     turns = d.get("dialog")
     if not isinstance(turns, list) or not turns:
@@ -94,7 +95,7 @@ def visdial_dialogs(annotations: Any, image_root: str | os.PathLike | None = Non
     ``context`` (GILL's text: :func:`visdial_context`), and with an ``image_root`` the real
     image's bytes (``target_image``, read from ``image_name`` formatted with ``split`` and
     ``image_id``, only inside ``image_root``; null when missing, as GILL still generates and its
-    CLIP-I script skips the pair). ``split``: the file's own ``split`` (``val2018``) unless given.
+    CLIP-I script skips the pair, with ``target_error`` saying why). ``split``: the file's own ``split`` (``val2018``) unless given.
     ``rounds``: use only the first ``rounds`` rounds (default every round: 10 in VisDial).
     ``error`` says why a dialogue cannot be used (a malformed dialogue or an index outside the
     file's lists); a file without VisDial's lists is refused."""
@@ -116,6 +117,8 @@ def visdial_dialogs(annotations: Any, image_root: str | os.PathLike | None = Non
     for k, d in enumerate(data["dialogs"]):
         row = _dialog(d, k, data["questions"], data["answers"], rounds)
         if row["error"] is None and root is not None:
-            row["target_image"] = read_confined(root / image_name.format(split=split, image_id=row["image_id"]), root, MAX_IMAGE_BYTES, root_name="the image root")[0]
+            name = image_name.format(split=split, image_id=row["image_id"])
+            row["target_image"], why = read_confined(root / name, root, MAX_IMAGE_BYTES, root_name="the image root")
+            row["target_error"] = None if why is None else f"{name}: {why}"
         rows.append(row)
     return pl.DataFrame(rows, schema=VISDIAL_SCHEMA)

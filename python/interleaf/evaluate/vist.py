@@ -37,16 +37,18 @@ VIST_SCHEMA: dict[str, pl.DataType] = {
     "target_image_id": pl.String(),
     "context_images": pl.List(pl.Binary()),
     "target_image": pl.Binary(),
+    "target_error": pl.String(),
     "error": pl.String(),
 }
 
 
-def _steps(annotations: Any, text_field: str) -> list[tuple[str, list[tuple[str, str]], str | None]]:
+def _steps(annotations: Any, text_field: str) -> list[tuple[str | None, list[tuple[str, str]], str | None]]:
     """(story_id, [(image_id, caption), ...], error) per story, in file order: a malformed
-    story or step is that story's error, never the run's."""
+    story or step is that story's error, never the run's; a SIS item without a story is a row
+    of its own (story_id None) after the stories, unless no item has one (the file is refused)."""
     if isinstance(annotations, dict):
         # GILL's formatted file: story id -> steps in order.
-        out: list[tuple[str, list[tuple[str, str]], str | None]] = []
+        out: list[tuple[str | None, list[tuple[str, str]], str | None]] = []
         for sid, steps in annotations.items():
             if not isinstance(steps, list):
                 out.append((str(sid), [], "expected a list of {'image_id', 'caption'} steps"))
@@ -61,10 +63,12 @@ def _steps(annotations: Any, text_field: str) -> list[tuple[str, list[tuple[str,
         # VIST's SIS file: one-item lists of story items.
         stories: dict[str, list[tuple[int, str, str]]] = {}
         errors: dict[str, str] = {}
+        orphans: list[str] = []  # items without a story: counted, unless the file has no story
         for k, item in enumerate(annotations):
             a = item[0] if isinstance(item, list) and item else item
-            if not isinstance(a, dict) or not isinstance(a.get("story_id"), str | int):
-                raise ValueError(f"annotation {k}: no story_id: expected VIST's SIS items (story_id, photo_flickr_id, worker_arranged_photo_order, {text_field!r})")
+            if not isinstance(a, dict) or not isinstance(a.get("story_id"), str | int) or isinstance(a.get("story_id"), bool):
+                orphans.append(f"annotation {k}: no story_id: expected VIST's SIS items (story_id, photo_flickr_id, worker_arranged_photo_order, {text_field!r})")
+                continue
             sid = str(a["story_id"])
             order, image, text = a.get("worker_arranged_photo_order"), a.get("photo_flickr_id"), a.get(text_field)
             if not (isinstance(order, int) and not isinstance(order, bool) and isinstance(image, str | int) and isinstance(text, str)):
@@ -72,7 +76,10 @@ def _steps(annotations: Any, text_field: str) -> list[tuple[str, list[tuple[str,
                 stories.setdefault(sid, [])
                 continue
             stories.setdefault(sid, []).append((order, str(image), text))
-        return [(sid, [(img, cap) for _, img, cap in sorted(items)] if sid not in errors else [], errors.get(sid)) for sid, items in stories.items()]
+        if orphans and not stories:
+            raise ValueError(orphans[0])
+        out = [(sid, [(img, cap) for _, img, cap in sorted(items)] if sid not in errors else [], errors.get(sid)) for sid, items in stories.items()]
+        return out + [(None, [], why) for why in orphans]
     raise ValueError("annotations must be GILL's formatted mapping (story id -> steps) or VIST's SIS list")
 
 
@@ -84,8 +91,9 @@ def vist_stories(annotations: Any, image_root: str | os.PathLike | None = None, 
     (``context_images``, every step but the last) and the ``target_image``, read from
     ``<image_root>/<image_id><image_suffix>`` (only inside ``image_root``). ``error`` says why a
     story cannot be used (a story of one step, a missing or unreadable context image: GILL skips
-    those stories); a missing target only leaves ``target_image`` null, as GILL generates it
-    anyway and its CLIP-I script skips and counts the pair."""
+    those stories; an item of VIST's SIS file without a story is a row of its own, with no
+    story_id); a missing target only leaves ``target_image`` null, with ``target_error`` saying
+    why, as GILL generates it anyway and its CLIP-I script skips and counts the pair."""
     if isinstance(annotations, (str, os.PathLike)):
         with open(annotations, encoding="utf-8") as f:
             annotations = json.load(f)
@@ -95,7 +103,7 @@ def vist_stories(annotations: Any, image_root: str | os.PathLike | None = None, 
     rows = []
     for sid, steps, error in _steps(annotations, text_field):
         ids = [i for i, _ in steps]
-        row: dict[str, Any] = {"story_id": sid, "captions": [c for _, c in steps], "image_ids": ids, "target_image_id": ids[-1] if ids else None, "context_images": None, "target_image": None, "error": error}
+        row: dict[str, Any] = {"story_id": sid, "captions": [c for _, c in steps], "image_ids": ids, "target_image_id": ids[-1] if ids else None, "context_images": None, "target_image": None, "target_error": None, "error": error}
         if error is None and len(steps) < 2:
             row["error"] = f"a story needs 2 steps or more, this one has {len(steps)}"
         elif error is None and root is not None:
@@ -108,6 +116,7 @@ def vist_stories(annotations: Any, image_root: str | os.PathLike | None = None, 
                 context.append(data)
             else:
                 row["context_images"] = context
-            row["target_image"] = read_confined(root / f"{ids[-1]}{image_suffix}", root, MAX_IMAGE_BYTES, root_name="the image root")[0]
+            row["target_image"], why = read_confined(root / f"{ids[-1]}{image_suffix}", root, MAX_IMAGE_BYTES, root_name="the image root")
+            row["target_error"] = None if why is None else f"{ids[-1]}{image_suffix}: {why}"
         rows.append(row)
     return pl.DataFrame(rows, schema=VIST_SCHEMA)

@@ -557,16 +557,50 @@ def _portable_type(t: Any) -> Any:
     return t
 
 
+def _binary_type(t: Any) -> Any:
+    """``t`` with its text types replaced by binary ones (nested types throughout); None when
+    ``t`` holds no text."""
+    import pyarrow as pa
+
+    if pa.types.is_string(t) or pa.types.is_string_view(t):
+        return pa.binary()
+    if pa.types.is_large_string(t):
+        return pa.large_binary()
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        inner = _binary_type(t.value_type)
+        make = pa.list_ if pa.types.is_list(t) else pa.large_list
+        return None if inner is None else make(t.value_field.with_type(inner))
+    if pa.types.is_struct(t):
+        fields = [t.field(i) for i in range(t.num_fields)]
+        inner = [_binary_type(f.type) for f in fields]
+        return None if all(x is None for x in inner) else pa.struct([f.with_type(x if x is not None else f.type) for f, x in zip(fields, inner, strict=True)])
+    return None
+
+
 def _portable(batch: Any) -> Any:
     """An arrow record batch whose columns all have types polars and the native readers take
-    (see :func:`_portable_type`); the batch itself when they already do."""
+    (see :func:`_portable_type`); the batch itself when they already do. A text column whose
+    bytes are not all UTF-8 (a file that breaks Parquet's rule; polars would take them as text
+    unchecked) becomes binary, which the readers decode value by value, giving the bad values'
+    records an ``invalid_utf8`` error: the other values and rows are untouched."""
     import pyarrow as pa
 
     schema = pa.schema([f.with_type(_portable_type(f.type)) for f in batch.schema], metadata=batch.schema.metadata)
-    if schema.equals(batch.schema):
+    if not schema.equals(batch.schema):
+        out = pa.Table.from_batches([batch]).cast(schema).combine_chunks().to_batches()
+        batch = out[0] if out else pa.record_batch([pa.array([], type=f.type) for f in schema], schema=schema)
+    bad = []
+    for i, f in enumerate(batch.schema):
+        if _binary_type(f.type) is not None:
+            try:
+                batch.column(i).validate(full=True)
+            except pa.ArrowInvalid:
+                bad.append(i)
+    if not bad:
         return batch
-    out = pa.Table.from_batches([batch]).cast(schema).combine_chunks().to_batches()
-    return out[0] if out else pa.record_batch([pa.array([], type=f.type) for f in schema], schema=schema)
+    fields = [f.with_type(_binary_type(f.type)) if i in bad else f for i, f in enumerate(batch.schema)]
+    columns = [c.cast(fields[i].type) if i in bad else c for i, c in enumerate(batch.columns)]
+    return pa.record_batch(columns, schema=pa.schema(fields, metadata=batch.schema.metadata))
 
 
 #: ``interleaf.read(source, format=None, batch_size=1024, ...)``: see :class:`Reader`.

@@ -44,12 +44,16 @@ pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordC
                 items
             }
             Value::String(t) => vec![json!({"type": "text", "content": t})],
-            _ => vec![],
+            other => {
+                let msg = format!("CoMM step {si} must be a list of items, not {}", json_type(other));
+                doc.nodes.push(Node { error: Some(RecordError::new(ErrorKind::BadRecord, msg)), ..Default::default() }.with_step(s));
+                continue;
+            }
         };
         for item in items {
             let kind = item.get("type").and_then(Value::as_str).unwrap_or("");
             let node = match kind {
-                "text" => Node::text(item.get("content").or_else(|| item.get("text")).map(value_text).unwrap_or_default()),
+                "text" => text_node(item.get("content").or_else(|| item.get("text")), &format!("CoMM step {si} text content"), ctx),
                 "image" => {
                     let field = item_ref(&item);
                     if field.and_then(Value::as_str).is_some_and(|r| !r.starts_with("data:")) && item.as_object().is_some_and(|m| m.len() > 2) {

@@ -12,8 +12,12 @@ pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordC
         doc.set_error(RecordError::new(ErrorKind::BadRecord, "LLaVA record without a conversations list"));
         return;
     };
-    for t in turns {
-        let mut node = Node::text(t.get("value").map(value_text).unwrap_or_default());
+    for (k, t) in turns.iter().enumerate() {
+        let mut node = match t {
+            Value::Object(_) => text_node(t.get("value"), &format!("LLaVA turn {k} value"), ctx),
+            // A bare string is the turn's text (no role); null or a list is the turn's error.
+            other => text_node(Some(other), &format!("LLaVA turn {k}"), ctx),
+        };
         node.role = t.get("from").and_then(Value::as_str).map(String::from);
         doc.nodes.push(node);
     }

@@ -439,10 +439,41 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
-fn value_text(v: &Value) -> String {
+/// A record's id as text: a string as is, a binary value (`{"$blob": k}`: a parquet binary
+/// column) as UTF-8 (invalid bytes replaced), anything else as its JSON text.
+fn id_text(v: &Value, ctx: &RecordContext) -> String {
     match v {
         Value::String(s) => s.clone(),
+        Value::Object(m) if m.contains_key(BLOB_KEY) => ctx.take_blob(m).map_or_else(|_| v.to_string(), |b| String::from_utf8_lossy(&b).into_owned()),
         other => other.to_string(),
+    }
+}
+
+/// A text node from a record's text value `v` (`what` names the field in errors): a string as
+/// is; a binary value (`{"$blob": k}`: a parquet binary column) as UTF-8, with an
+/// `invalid_utf8` error (and U+FFFD for the bad bytes) when it is not; a number or boolean as
+/// its JSON text. A missing value, null, a list or an object gives a text node without text and
+/// a `bad_record` error, so the record shows what was wrong instead of JSON in its text.
+fn text_node(v: Option<&Value>, what: &str, ctx: &RecordContext) -> Node {
+    let failed = |kind: ErrorKind, msg: String| Node { kind: Some(NodeKind::Text), error: Some(RecordError::new(kind, msg)), ..Default::default() };
+    match v {
+        Some(Value::String(s)) => Node::text(s.clone()),
+        Some(n @ (Value::Number(_) | Value::Bool(_))) => Node::text(n.to_string()),
+        Some(Value::Object(m)) if m.contains_key(BLOB_KEY) => match ctx.take_blob(m) {
+            Ok(b) => match String::from_utf8(b) {
+                Ok(t) => Node::text(t),
+                Err(e) => {
+                    let at = e.utf8_error().valid_up_to();
+                    let mut node = Node::text(String::from_utf8_lossy(e.as_bytes()).into_owned());
+                    node.error =
+                        Some(RecordError::new(ErrorKind::InvalidUtf8, format!("{what}: not valid UTF-8 (byte {at}); invalid bytes replaced by U+FFFD")));
+                    node
+                }
+            },
+            Err(m) => failed(ErrorKind::BadRecord, format!("{what}: {m}")),
+        },
+        None | Some(Value::Null) => failed(ErrorKind::BadRecord, format!("{what} is missing")),
+        Some(other) => failed(ErrorKind::BadRecord, format!("{what} must be text, not {}", json_type(other))),
     }
 }
 
@@ -462,7 +493,7 @@ pub fn record_to_document(v: Value, format: Format, fallback_id: String, ctx: &R
     };
     if format != Format::Nodes {
         if let Some((_, id)) = take_string(&mut o, ID_KEYS) {
-            doc.doc_id = value_text(&id);
+            doc.doc_id = id_text(&id, ctx);
         }
     }
     match format {
@@ -707,6 +738,36 @@ mod tests {
             let back = record_to_document(document_to_record(&d, format, false), format, "other".into(), &ctx());
             assert_eq!(back, d, "{format:?}");
         }
+    }
+
+    #[test]
+    fn ill_typed_texts_are_node_errors_not_json_text() {
+        let kinds = |d: &Document| d.nodes.iter().map(|n| (n.text.clone(), n.error.as_ref().map(|e| e.kind), n.step)).collect::<Vec<_>>();
+        let bad = Some(ErrorKind::BadRecord);
+        let v = json!({"step_info": [[{"type": "text", "content": null}], 5, [{"type": "text", "content": {"x": 1}}], [{"type": "text", "content": 7}], null]});
+        let d = record_to_document(v, Format::Comm, "f:1".into(), &ctx());
+        assert_eq!(kinds(&d), vec![(None, bad, Some(0)), (None, bad, Some(1)), (None, bad, Some(2)), (Some("7".into()), None, Some(3)), (None, bad, Some(4))]);
+        assert!(d.nodes[1].error.as_ref().unwrap().message.contains("step 1 must be a list of items, not a number"));
+        let v = json!({"conversations": [{"from": "human", "value": null}, "plain", [1], {"from": "gpt", "value": "ok"}]});
+        let d = record_to_document(v, Format::Llava, "f:1".into(), &ctx());
+        assert_eq!(kinds(&d), vec![(None, bad, None), (Some("plain".into()), None, None), (None, bad, None), (Some("ok".into()), None, None)]);
+        assert_eq!(d.nodes[0].error.as_ref().unwrap().message, "LLaVA turn 0 value is missing");
+        let v = json!({"texts": ["a", {"y": 2}], "images": [null, null]});
+        let d = record_to_document(v, Format::Obelics, "f:1".into(), &ctx());
+        assert_eq!(kinds(&d), vec![(Some("a".into()), None, None), (None, bad, None)]);
+    }
+
+    #[test]
+    fn binary_texts_and_ids_are_decoded_as_utf8() {
+        // Parquet binary columns arrive as {"$blob": k}: a caption is text, not a blob.
+        let mut dec = RecordDecoder::new(Some(Format::Pairs), ctx());
+        let v = json!({"id": {"$blob": 0}, "caption": {"$blob": 1}, "image": "http://x/a.jpg"});
+        let d = dec.decode(v.clone(), 1, vec![Some(b"id-\xff".to_vec()), Some(b"a caf\xc3\xa9".to_vec())]);
+        assert_eq!((d.doc_id.as_str(), d.nodes[1].text.as_deref(), d.nodes[1].error.is_none()), ("id-\u{fffd}", Some("a caf\u{e9}"), true));
+        let d = dec.decode(v, 2, vec![Some(b"x".to_vec()), Some(b"bad \xff\xfe caption".to_vec())]);
+        let e = d.nodes[1].error.as_ref().unwrap();
+        assert_eq!((e.kind, d.nodes[1].text.as_deref()), (ErrorKind::InvalidUtf8, Some("bad \u{fffd}\u{fffd} caption")));
+        assert!(e.message.starts_with("caption: not valid UTF-8 (byte 4)"));
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub fn error_from_value(v: &Value) -> Option<RecordError> {
 /// `bad_record` error.
 pub fn parse_document(doc: &mut Document, o: &Map<String, Value>, mut image: impl FnMut(&Map<String, Value>, &mut Node)) {
     if let Some(id) = o.get("doc_id").filter(|v| !v.is_null()) {
-        doc.doc_id = value_text(id);
+        doc.doc_id = id.as_str().map_or_else(|| id.to_string(), String::from);
     }
     if let Some(m) = o.get("meta").filter(|m| m.is_object()) {
         doc.meta = Some(m.to_string());

@@ -3,7 +3,8 @@
 //! Two sample shapes are read:
 //! - **pair**: an image member (`jpg`, `jpeg`, `png`, `webp`, `gif`, `bmp`) and a text member
 //!   (`txt`, else `text` or `caption`), plus an optional `json` member that becomes the
-//!   document metadata. Other members are kept in the metadata under `"__extra__"`.
+//!   document metadata. Other members are kept in the metadata under `"__extra__"`, up to
+//!   [`MAX_EXTRA_BYTES`] per sample (beyond that a `member_too_large` error on the document).
 //! - **interleaved**: a `json` member holding `{"doc_id", "meta", "nodes": [...]}`, where an
 //!   image node names its image member (`{"kind": "image", "member": "2.jpg"}`) and a text node
 //!   carries its text (`{"kind": "text", "text": "...", "step": 0}`).
@@ -21,6 +22,8 @@ pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bm
 const TEXT_EXTENSIONS: &[&str] = &["txt", "text", "caption"];
 const DOC_ID_KEY: &str = "__doc_id__";
 const EXTRA_KEY: &str = "__extra__";
+/// The bytes of a sample's other members (beyond its image, text and json) kept in its metadata.
+pub const MAX_EXTRA_BYTES: usize = 16 << 20;
 
 fn b64() -> &'static base64::engine::GeneralPurpose {
     &base64::engine::general_purpose::STANDARD
@@ -101,6 +104,7 @@ pub fn sample_to_document(sample: Sample) -> Document {
         Some(Value::Object(m)) => m,
         _ => Map::new(),
     };
+    let mut extra_bytes = 0usize;
     for (ext, data) in members {
         if Some(ext.as_str()) == image_ext {
             doc.nodes.insert(0, Node::image(Some(data), None));
@@ -111,6 +115,14 @@ pub fn sample_to_document(sample: Sample) -> Document {
             doc.nodes.push(node);
         } else if ext != "json" {
             let ext = member_ext(&ext);
+            // Kept in the metadata (JSON, base64 when binary: several copies of it in a run),
+            // so only up to MAX_EXTRA_BYTES in all; more is not kept, and the sample says so.
+            extra_bytes += data.len();
+            if extra_bytes > MAX_EXTRA_BYTES {
+                let msg = format!("{key}.{ext}: {} bytes; members beyond the image, text and json are kept in meta up to {MAX_EXTRA_BYTES} bytes per sample, so it was not kept", data.len());
+                doc.set_error(RecordError::new(ErrorKind::MemberTooLarge, msg));
+                continue;
+            }
             // Text stays text; anything else (invalid UTF-8, or control bytes, which JSON
             // would escape to six bytes each) is base64, a third larger whatever the bytes.
             let v = match std::str::from_utf8(&data) {
@@ -329,5 +341,17 @@ mod tests {
         assert_eq!(back.doc_id, "pairs.jsonl:3");
         assert_eq!(back.nodes, d.nodes);
         assert_eq!(back.meta, d.meta);
+    }
+
+    #[test]
+    fn extra_members_are_kept_up_to_their_limit() {
+        let big = vec![0u8; MAX_EXTRA_BYTES - 10];
+        let d = sample_to_document(sample(&[("jpg", b"\xff\xd8\xffabc"), ("txt", b"a cat"), ("a.bin", &big), ("b.bin", &[1u8; 20])]));
+        let meta: Value = serde_json::from_str(d.meta.as_deref().unwrap()).unwrap();
+        assert!(meta["__extra__"].get("a.bin").is_some() && meta["__extra__"].get("b.bin").is_none());
+        let e = d.error.unwrap();
+        assert_eq!(e.kind, ErrorKind::MemberTooLarge);
+        assert!(e.message.contains(".b.bin: 20 bytes"), "{}", e.message);
+        assert_eq!(d.nodes.len(), 2);
     }
 }
