@@ -57,7 +57,7 @@ error_kinds! {
     UnknownImageFormat => "unknown_image_format": "image bytes are not JPEG, PNG, WebP, GIF or BMP",
     CorruptImage => "corrupt_image": "an image header or its pixel data cannot be decoded",
     TruncatedImage => "truncated_image": "image data ends before its end marker (Pillow refuses such files too)",
-    ImageTooLarge => "image_too_large": "an image is over the byte or pixel limit (checked from its header, before decoding), or a JPEG has over 500 scans",
+    ImageTooLarge => "image_too_large": "an image is over the byte or pixel limit (checked from its header, before decoding), or a JPEG has over 500 scans or over 4e9 scans x pixels",
     MissingText => "missing_text": "a text input is null",
     TooFewTokens => "too_few_tokens": "a text has no token a language model can score (perplexity needs one after the first)",
     NoText => "no_text": "a signal has no text to compare an image with (its document or step has none)",
