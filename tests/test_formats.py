@@ -326,6 +326,16 @@ def test_record_and_node_parquet_with_invalid_utf8_in_a_text_column(tmp_path, sa
     assert errors[0] is None and errors[2] is None and errors[1]["kind"] == "invalid_utf8"
     assert df.get_column("doc_id").unique(maintain_order=True).to_list() == ["a", "b", "c"]
     assert reader.stats["errors"] == {"invalid_utf8": 1}
+    assert df.filter(pl.col("doc_id") == "b").get_column("error").struct.field("kind").to_list() == ["invalid_utf8"] * 2  # the record's error
+    # A bad value in a metadata column leaves the other columns (image paths) and rows as they were.
+    meta = pa.table({"id": ["a", "b"], "caption": ["one cup", "two cups"], "image": ["images/coffee.jpg", "images/chelsea.jpg"], "title": ["fine", "bad ZZ"]})
+    path = _patched_parquet(tmp_path / "meta.parquet", meta, b"bad ZZ", b"bad \xff\xfe")
+    df = read_all(path, format="pairs", image_root=sample_dir)
+    images = df.filter(pl.col("kind") == "image")
+    assert images.get_column("image_ref").to_list() == ["images/coffee.jpg", "images/chelsea.jpg"] and images.get_column("image").null_count() == 0
+    assert [json.loads(m)["title"] for m in images.get_column("meta").to_list()] == ["fine", "bad \ufffd\ufffd"]
+    assert [e and e["kind"] for e in images.get_column("error").to_list()] == [None, "invalid_utf8"]
+    assert "title is not UTF-8" in images.get_column("error")[1]["message"]
     # Binary id and caption columns are text, decoded as UTF-8.
     pq.write_table(pa.table({"id": pa.array([b"x1", b"x\xff2"], pa.binary()), "caption": pa.array([b"caf\xc3\xa9 cr\xc3\xa8me", b"bad \xff"], pa.binary()), "image": [jpg] * 2}), tmp_path / "bin.parquet")
     df = read_all(tmp_path / "bin.parquet", format="pairs")

@@ -663,6 +663,21 @@ def test_a_jpeg_with_too_many_scans_is_refused_before_decoding():
     assert phash([bomb]).get_column("error").to_list()[0]["kind"] == "image_too_large"
 
 
+def test_bmp_sizes_the_decoder_cannot_read_are_named():
+    # The image crate called a 100000x100000 BMP a format error (corrupt_image) and a 0x0 one
+    # "too large"; Pillow refuses the first as a decompression bomb and cannot identify the other.
+    def bmp(w: int, h: int) -> bytes:
+        info = struct.pack("<IiiHHIIiiII", 40, w, h, 1, 24, 0, 0, 2835, 2835, 0, 0)
+        return b"BM" + struct.pack("<IHHI", 14 + 40 + 16, 0, 0, 54) + info + b"\0" * 16
+
+    errors = image.stats([bmp(100_000, 100_000), bmp(1, -(2**31)), bmp(0, 0), bmp(2, -2)]).get_column("error").to_list()
+    assert [e and e["kind"] for e in errors] == ["image_too_large", "image_too_large", "corrupt_image", None]
+    assert errors[0]["message"] == "100000x100000 = 10000000000 pixels exceeds the limit of 89478485"
+    assert errors[2]["message"] == "Bmp header: the image is 0x0 pixels"
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(io.BytesIO(bmp(100_000, 100_000)))
+
+
 def test_a_jpeg_whose_scans_times_pixels_are_too_many_is_refused_before_decoding():
     # Under 500 scans, a large all-grey progressive file still cost 8.9 s per decode at 88 MP
     # and 499 scans: scans x pixels is bounded too (4e9).

@@ -802,6 +802,15 @@ def test_an_exception_that_cannot_leave_a_worker_comes_back_named():
     with pytest.raises(ValueError, match="plain"):
         _in_worker(lambda: (_ for _ in ()).throw(ValueError("plain")))
     assert _in_worker(lambda a, b: {"sum": a + b}, 1, 2) == {"sum": 3}
+    # Through a real worker process, as a run with --workers uses it: an exception whose class
+    # cannot be found by name does not pickle.
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    code = "class Gone(BaseException):\n    pass\nraise Gone('a panic in the worker')"
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        with pytest.raises(RuntimeError, match="Gone in a worker process: a panic in the worker"):
+            pool.submit(_in_worker, exec, code, {}).result()
 
 
 def test_a_signal_that_fails_on_a_batch_marks_its_rows_and_the_run_goes_on():

@@ -337,7 +337,7 @@ def test_perplexity_per_step_text_on_the_steps_text_nodes():
         [
             [("text", "Sponge cake"), ("text", first, 0), ("text", second, 0), ("image", b"x", 0), ("image", b"y", 1), ("text", third, 1)],
             [("text", "No steps here."), ("image", b"z"), ("text", "A second node.")],
-            [("text", "", 0), ("image", b"w", 0)],
+            [("text", "", 0), ("image", b"w", 0), ("text", None, 1)],
         ]
     )
     nodes, _ = compute(b, [Perplexity("step", name="s"), Perplexity(name="n")], Context(lm=lm))
@@ -352,6 +352,8 @@ def test_perplexity_per_step_text_on_the_steps_text_nodes():
     assert got.get_column("s_perplexity")[1] != pytest.approx(got.get_column("n_perplexity")[1], rel=1e-6)
     assert got.get_column("s_perplexity")[6] is None and got.get_column("s_error").struct.field("kind")[6] == want.get_column("error").struct.field("kind")[5] == "too_few_tokens"
     assert nodes.filter(~pl.Series(text)).get_column("s_perplexity").null_count() == 4  # images carry none
+    # A text node without text is in no step's text: missing_text, as at node level.
+    assert got.get_column("s_error").struct.field("kind")[7] == got.get_column("n_error").struct.field("kind")[7] == "missing_text"
     with pytest.raises(ValueError, match="not 'step'"):
         Perplexity("step", paragraphs=True)
 

@@ -82,29 +82,28 @@ def _refuse_existing(args: argparse.Namespace) -> None:
         raise FileExistsError(f"{args.out} exists: pass --overwrite to replace it")
 
 
+def _write_samples(args: argparse.Namespace, table: pl.DataFrame, what: str) -> int:
+    """Writes ``eval vist`` / ``eval visdial`` samples to ``--out`` and prints their counts."""
+    with atomic_output(args.out) as tmp:
+        table.write_parquet(tmp)
+    errors = table.get_column("error").drop_nulls()
+    missing = int((table.get_column("target_image").is_null() & table.get_column("error").is_null()).sum()) if args.image_root else None
+    print(json.dumps({what: table.height, "usable": table.height - errors.len(), "skipped": errors.len(), "missing_targets": missing, "out": args.out}, indent=2))
+    return 0
+
+
 def cmd_vist(args: argparse.Namespace) -> int:
     from interleaf.evaluate.vist import vist_stories
 
     _refuse_existing(args)
-    table = vist_stories(args.annotations, args.image_root, image_suffix=args.image_suffix, text_field=args.text_field)
-    with atomic_output(args.out) as tmp:
-        table.write_parquet(tmp)
-    errors = table.get_column("error").drop_nulls()
-    print(json.dumps({"stories": table.height, "usable": table.height - errors.len(), "skipped": errors.len(), "missing_targets": int((table.get_column("target_image").is_null() & table.get_column("error").is_null()).sum()) if args.image_root else None, "out": args.out}, indent=2))
-    return 0
+    return _write_samples(args, vist_stories(args.annotations, args.image_root, image_suffix=args.image_suffix, text_field=args.text_field), "stories")
 
 
 def cmd_visdial(args: argparse.Namespace) -> int:
     from interleaf.evaluate.visdial import visdial_dialogs
 
     _refuse_existing(args)
-    table = visdial_dialogs(args.annotations, args.image_root, split=args.split, image_name=args.image_name, rounds=args.rounds)
-    with atomic_output(args.out) as tmp:
-        table.write_parquet(tmp)
-    errors = table.get_column("error").drop_nulls()
-    missing = int((table.get_column("target_image").is_null() & table.get_column("error").is_null()).sum()) if args.image_root else None
-    print(json.dumps({"dialogs": table.height, "usable": table.height - errors.len(), "skipped": errors.len(), "missing_targets": missing, "out": args.out}, indent=2))
-    return 0
+    return _write_samples(args, visdial_dialogs(args.annotations, args.image_root, split=args.split, image_name=args.image_name, rounds=args.rounds), "dialogs")
 
 
 def cmd_comm(args: argparse.Namespace) -> int:

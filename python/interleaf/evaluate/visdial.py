@@ -23,8 +23,7 @@ from typing import Any
 
 import polars as pl
 
-from interleaf.evaluate.comm import MAX_IMAGE_BYTES
-from interleaf.io.local import read_confined
+from interleaf.evaluate.vist import read_image
 
 __all__ = ["IMAGE_NAME", "visdial_context", "visdial_dialogs"]
 
@@ -117,8 +116,6 @@ def visdial_dialogs(annotations: Any, image_root: str | os.PathLike | None = Non
     for k, d in enumerate(data["dialogs"]):
         row = _dialog(d, k, data["questions"], data["answers"], rounds)
         if row["error"] is None and root is not None:
-            name = image_name.format(split=split, image_id=row["image_id"])
-            row["target_image"], why = read_confined(root / name, root, MAX_IMAGE_BYTES, root_name="the image root")
-            row["target_error"] = None if why is None else f"{name}: {why}"
+            row["target_image"], row["target_error"] = read_image(root, image_name.format(split=split, image_id=row["image_id"]))
         rows.append(row)
     return pl.DataFrame(rows, schema=VISDIAL_SCHEMA)

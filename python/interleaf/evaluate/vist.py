@@ -42,6 +42,13 @@ VIST_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+def read_image(root: Path, name: str) -> tuple[bytes | None, str | None]:
+    """The bytes of image file ``name`` under ``root`` (only inside it), or None and why
+    (``"<name>: <reason>"``)."""
+    data, why = read_confined(root / name, root, MAX_IMAGE_BYTES, root_name="the image root")
+    return data, None if why is None else f"{name}: {why}"
+
+
 def _steps(annotations: Any, text_field: str) -> list[tuple[str | None, list[tuple[str, str]], str | None]]:
     """(story_id, [(image_id, caption), ...], error) per story, in file order: a malformed
     story or step is that story's error, never the run's; a SIS item without a story is a row
@@ -109,14 +116,13 @@ def vist_stories(annotations: Any, image_root: str | os.PathLike | None = None, 
         elif error is None and root is not None:
             context = []
             for image_id in ids[:-1]:
-                data, why = read_confined(root / f"{image_id}{image_suffix}", root, MAX_IMAGE_BYTES, root_name="the image root")
+                data, why = read_image(root, f"{image_id}{image_suffix}")
                 if why is not None:
-                    row["error"] = f"context image {image_id}{image_suffix}: {why}"
+                    row["error"] = f"context image {why}"
                     break
                 context.append(data)
             else:
                 row["context_images"] = context
-            row["target_image"], why = read_confined(root / f"{ids[-1]}{image_suffix}", root, MAX_IMAGE_BYTES, root_name="the image root")
-            row["target_error"] = None if why is None else f"{ids[-1]}{image_suffix}: {why}"
+            row["target_image"], row["target_error"] = read_image(root, f"{ids[-1]}{image_suffix}")
         rows.append(row)
     return pl.DataFrame(rows, schema=VIST_SCHEMA)

@@ -101,12 +101,15 @@ class Reader:
             keys of the first record.
         batch_size: documents per batch (default 1024); a document is never split.
         image_root: directory that relative image paths in records are resolved against
-            (default: the record file's directory).
+            (default: the record file's directory; MMC4's ``image_name`` files load only when
+            it is given).
         load_images: read local image files named by records into ``image`` (default True);
             URLs are never fetched.
         max_member_bytes: largest tar member or image file read (default 256 MiB); larger ones
             become ``member_too_large`` errors, as do a WebDataset sample's members past 8 times
-            this in all or past 65,536 of them.
+            this in all or past 65,536 of them. A WebDataset sample's members other than its
+            image, text and json are kept in ``meta.__extra__`` up to 16 MiB in all; the others
+            are named with their sizes in ``meta.__extra_skipped__``.
         max_batch_bytes: a batch also closes once it holds this many bytes of text, images and
             metadata (default 256 MiB), so memory stays bounded when documents are large; a single
             larger document gets a batch of its own. Parquet record files are cut by their
@@ -347,6 +350,8 @@ class Reader:
             index = sum(pf.metadata.row_group(i).num_rows for i in range(group))
             try:
                 for batch in self._arrow_batches(pf, self.batch_size, group):
+                    batch, not_utf8 = _lossy_text(batch)
+                    first_doc = self._next_doc
                     try:
                         df, stats = _native.records_to_frame(
                             pl.from_arrow(batch),  # type: ignore[arg-type]
@@ -360,6 +365,9 @@ class Reader:
                             max_member_bytes=self.max_member_bytes,
                         )
                         stats["files"] = 0
+                        if any(m is not None for m in not_utf8):
+                            df = _record_errors(df, first_doc, not_utf8, "invalid_utf8")
+                            stats["errors"] = frame_stats(df)["errors"]
                     except BaseException as e:
                         if not _file_damage(e):
                             raise
@@ -382,7 +390,7 @@ class Reader:
         waiting, tried = 0, 0  # rows pending + in chunks; rows pending held at the last try
         try:
             for batch in self._arrow_batches(pf, self.batch_size * 8):
-                raw = _checked_kinds(_lossy_utf8(pl.from_arrow(batch)))  # type: ignore[arg-type]
+                raw = _checked_kinds(_lossy_utf8(pl.from_arrow(_strings_as_binary(batch))))  # type: ignore[arg-type]
                 chunks.append(raw)
                 waiting += raw.height
                 # Documents are numbered over all pending rows: a try only once they have
@@ -422,6 +430,16 @@ class Reader:
             return None
         take = int((ordinal < min(complete, self.batch_size)).sum())
         return rows[:take].with_columns((ordinal[:take] + self._next_doc).alias(DOC_INDEX))
+
+
+def _record_errors(df: pl.DataFrame, first: int, messages: list[str | None], kind: str) -> pl.DataFrame:
+    """Node rows of records converted from a table (record ``i`` is document ``first + i``),
+    with ``messages[i]`` (where not None) as a ``kind`` error on the record's nodes that have
+    none, as a record's own error is."""
+    per_doc = pl.DataFrame({DOC_INDEX: np.arange(first, first + len(messages), dtype=np.int64), "_m": pl.Series(messages, dtype=pl.String)})
+    err = pl.struct(pl.lit(kind).alias("kind"), pl.col("_m").alias("message"))
+    out = df.join(per_doc, on=DOC_INDEX, how="left", maintain_order="left")
+    return out.with_columns(pl.when(pl.col("_m").is_not_null() & pl.col(ERROR).is_null()).then(err).otherwise(pl.col(ERROR)).alias(ERROR)).drop("_m")
 
 
 def _file_damage(e: BaseException) -> bool:
@@ -579,16 +597,21 @@ def _binary_type(t: Any) -> Any:
 
 def _portable(batch: Any) -> Any:
     """An arrow record batch whose columns all have types polars and the native readers take
-    (see :func:`_portable_type`); the batch itself when they already do. A text column whose
-    bytes are not all UTF-8 (a file that breaks Parquet's rule; polars would take them as text
-    unchecked) becomes binary, which the readers decode value by value, giving the bad values'
-    records an ``invalid_utf8`` error: the other values and rows are untouched."""
+    (see :func:`_portable_type`); the batch itself when they already do."""
     import pyarrow as pa
 
     schema = pa.schema([f.with_type(_portable_type(f.type)) for f in batch.schema], metadata=batch.schema.metadata)
-    if not schema.equals(batch.schema):
-        out = pa.Table.from_batches([batch]).cast(schema).combine_chunks().to_batches()
-        batch = out[0] if out else pa.record_batch([pa.array([], type=f.type) for f in schema], schema=schema)
+    if schema.equals(batch.schema):
+        return batch
+    out = pa.Table.from_batches([batch]).cast(schema).combine_chunks().to_batches()
+    return out[0] if out else pa.record_batch([pa.array([], type=f.type) for f in schema], schema=schema)
+
+
+def _invalid_text_columns(batch: Any) -> list[int]:
+    """The columns of an arrow batch holding text whose bytes are not all UTF-8 (a file that
+    breaks Parquet's rule: pyarrow reads it unchecked, and polars would take it as text)."""
+    import pyarrow as pa
+
     bad = []
     for i, f in enumerate(batch.schema):
         if _binary_type(f.type) is not None:
@@ -596,11 +619,63 @@ def _portable(batch: Any) -> Any:
                 batch.column(i).validate(full=True)
             except pa.ArrowInvalid:
                 bad.append(i)
+    return bad
+
+
+def _strings_as_binary(batch: Any) -> Any:
+    """A node-table batch whose text columns that are not UTF-8 are binary (which
+    :func:`_lossy_utf8` decodes value by value, with the rows' ``invalid_utf8`` errors)."""
+    import pyarrow as pa
+
+    bad = _invalid_text_columns(batch)
     if not bad:
         return batch
     fields = [f.with_type(_binary_type(f.type)) if i in bad else f for i, f in enumerate(batch.schema)]
     columns = [c.cast(fields[i].type) if i in bad else c for i, c in enumerate(batch.columns)]
     return pa.record_batch(columns, schema=pa.schema(fields, metadata=batch.schema.metadata))
+
+
+def _decode_lossy(v: Any, t: Any, why: list[str]) -> Any:
+    """Value ``v`` of a column of type ``t`` read as binary: its text parts decoded as UTF-8
+    (invalid bytes replaced by U+FFFD, each failure noted in ``why``), the rest as it was."""
+    import pyarrow as pa
+
+    if v is None:
+        return None
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        try:
+            return v.decode("utf-8")
+        except UnicodeDecodeError as e:
+            why.append(f"{e.reason} at byte {e.start}")
+            return v.decode("utf-8", "replace")
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return [_decode_lossy(x, t.value_type, why) for x in v]
+    if pa.types.is_struct(t):
+        return {k: _decode_lossy(x, t.field(k).type, why) for k, x in v.items()}
+    return v
+
+
+def _lossy_text(batch: Any) -> tuple[Any, list[str | None]]:
+    """A record batch whose text values that are not UTF-8 have their bad bytes replaced by
+    U+FFFD (every column keeps its type: an image path or a metadata field stays text), and per
+    row the message of its first bad value (None where every value was UTF-8)."""
+    import pyarrow as pa
+
+    messages: list[str | None] = [None] * batch.num_rows
+    bad = _invalid_text_columns(batch)
+    if not bad:
+        return batch, messages
+    columns = list(batch.columns)
+    for i in bad:
+        f = batch.schema.field(i)
+        values = []
+        for row, v in enumerate(columns[i].cast(_binary_type(f.type)).to_pylist()):
+            why: list[str] = []
+            values.append(_decode_lossy(v, f.type, why))
+            if why and messages[row] is None:
+                messages[row] = f"{f.name} is not UTF-8 ({why[0]}); bad bytes replaced by U+FFFD"
+        columns[i] = pa.array(values, type=f.type)
+    return pa.record_batch(columns, schema=batch.schema), messages
 
 
 #: ``interleaf.read(source, format=None, batch_size=1024, ...)``: see :class:`Reader`.

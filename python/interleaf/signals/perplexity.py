@@ -106,4 +106,10 @@ class Perplexity:
         table = ctx.model("lm", self.name).perplexity(steps.get_column(S.TEXT).to_list(), batch_size=ctx.batch_size)
         rows = steps.get_column("rows").explode().to_numpy().astype(np.int64) if steps.height else np.zeros(0, np.int64)
         t = table[np.repeat(np.arange(steps.height), steps.get_column("rows").list.len().to_numpy())]
+        # A text node without text is in no step text: its row says so, as at node level.
+        empty = np.setdiff1d(np.flatnonzero((batch.get_column(S.KIND) == S.TEXT_KIND).fill_null(False).to_numpy()), rows)
+        if len(empty):
+            missing = pl.DataFrame({"error": S.error_column([S.record_error("missing_text", "the text node has no text")] * len(empty))}).with_columns(pl.lit(0).cast(t.schema["tokens"]).alias("tokens"))
+            t = pl.concat([t, missing], how="diagonal_relaxed").select(t.columns)
+            rows = np.concatenate([rows, empty])
         return t.with_columns(row=pl.Series(rows, dtype=pl.Int64), error=node_errors(batch, rows, t.get_column("error")))

@@ -42,7 +42,7 @@ error_kinds! {
     CorruptTar => "corrupt_tar": "a tar header is invalid (checksum, size); the rest of that archive is skipped",
     CorruptParquet => "corrupt_parquet": "a parquet file or row group cannot be decoded; the rows before it are kept",
     DuplicateMember => "duplicate_member": "a WebDataset sample has two members with one extension; the first is kept",
-    MemberTooLarge => "member_too_large": "a tar member or image file is over the size limit, or a WebDataset sample or a record over its limits (members or image files together over 8 times it, or over 65,536 members; a sample's members other than its image, text and json over 16 MiB together): what is over was not read or kept",
+    MemberTooLarge => "member_too_large": "a tar member or image file is over the size limit, or a WebDataset sample or a record over its limits (members or image files together over 8 times it, or over 65,536 members): what is over was not read or kept",
     MissingPartner => "missing_partner": "an image-text pair lacks its image or its text; the half that exists is kept",
     InvalidUtf8 => "invalid_utf8": "text is not valid UTF-8; invalid bytes were replaced by U+FFFD (or the text skipped)",
     MalformedJson => "malformed_json": "a JSON line or json member does not parse; the raw text is kept in meta.__raw__",

@@ -1,10 +1,10 @@
 //! CoMM records: `data_id`, `title`, `step_info` (a list of steps, each a list of text and image
 //! items); nodes carry their step.
 //!
-//! An image item with more fields than its reference (CoMM's carry both `url` and `image_path`)
-//! is kept whole in the document's metadata under [`IMAGE_ITEMS`] and written back as it was
-//! (matched to its node by reference), so a filtered CoMM file keeps the URLs its images
-//! were downloaded from.
+//! When an image item has more fields than its reference (CoMM's carry both `url` and
+//! `image_path`), the record's image items are kept whole, in order, in the document's metadata
+//! under [`IMAGE_ITEMS`] and written back as they were (each node takes the first unused item
+//! with its reference), so a filtered CoMM file keeps the URLs its images were downloaded from.
 
 use super::*;
 
@@ -19,7 +19,10 @@ pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordC
         doc.set_error(RecordError::new(ErrorKind::BadRecord, "CoMM record without a step_info list"));
         return;
     };
-    let mut kept_items = Vec::new();
+    // Every image item with a reference, in order, kept when one of them has more fields: a
+    // node takes the first unused item with its reference when written, so two images with
+    // one path each get their own item back.
+    let (mut kept_items, mut any_extra) = (Vec::new(), false);
     for (si, step) in steps.iter().enumerate() {
         let s = Some(si as i32);
         let items: Vec<Value> = match step {
@@ -56,7 +59,8 @@ pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordC
                 "text" => text_node(item.get("content").or_else(|| item.get("text")), &format!("CoMM step {si} text content"), ctx),
                 "image" => {
                     let field = item_ref(&item);
-                    if field.and_then(Value::as_str).is_some_and(|r| !r.starts_with("data:")) && item.as_object().is_some_and(|m| m.len() > 2) {
+                    if field.and_then(Value::as_str).is_some_and(|r| !r.starts_with("data:")) {
+                        any_extra |= item.as_object().is_some_and(|m| m.len() > 2);
                         kept_items.push(item.clone());
                     }
                     match field {
@@ -73,7 +77,7 @@ pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordC
             doc.nodes.push(node.with_step(s));
         }
     }
-    if !kept_items.is_empty() {
+    if any_extra {
         o.insert(IMAGE_ITEMS.into(), Value::Array(kept_items));
     }
 }

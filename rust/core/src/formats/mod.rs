@@ -440,13 +440,25 @@ fn json_type(v: &Value) -> &'static str {
 }
 
 /// A record's id as text: a string as is, a binary value (`{"$blob": k}`: a parquet binary
-/// column) as UTF-8 (invalid bytes replaced), anything else as its JSON text.
-fn id_text(v: &Value, ctx: &RecordContext) -> String {
+/// column) as UTF-8 (invalid bytes replaced, with the record's `invalid_utf8` error), anything
+/// else as its JSON text.
+fn id_text(v: &Value, ctx: &RecordContext) -> (String, Option<RecordError>) {
     match v {
-        Value::String(s) => s.clone(),
-        Value::Object(m) if m.contains_key(BLOB_KEY) => ctx.take_blob(m).map_or_else(|_| v.to_string(), |b| String::from_utf8_lossy(&b).into_owned()),
-        other => other.to_string(),
+        Value::String(s) => (s.clone(), None),
+        Value::Object(m) if m.contains_key(BLOB_KEY) => match ctx.take_blob(m) {
+            Ok(b) => match String::from_utf8(b) {
+                Ok(t) => (t, None),
+                Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), Some(not_utf8("id", &e))),
+            },
+            Err(_) => (v.to_string(), None),
+        },
+        other => (other.to_string(), None),
     }
+}
+
+/// The `invalid_utf8` error of field `what` whose bytes did not decode.
+fn not_utf8(what: &str, e: &std::string::FromUtf8Error) -> RecordError {
+    RecordError::new(ErrorKind::InvalidUtf8, format!("{what}: not valid UTF-8 (byte {}); invalid bytes replaced by U+FFFD", e.utf8_error().valid_up_to()))
 }
 
 /// A text node from a record's text value `v` (`what` names the field in errors): a string as
@@ -463,10 +475,8 @@ fn text_node(v: Option<&Value>, what: &str, ctx: &RecordContext) -> Node {
             Ok(b) => match String::from_utf8(b) {
                 Ok(t) => Node::text(t),
                 Err(e) => {
-                    let at = e.utf8_error().valid_up_to();
                     let mut node = Node::text(String::from_utf8_lossy(e.as_bytes()).into_owned());
-                    node.error =
-                        Some(RecordError::new(ErrorKind::InvalidUtf8, format!("{what}: not valid UTF-8 (byte {at}); invalid bytes replaced by U+FFFD")));
+                    node.error = Some(not_utf8(what, &e));
                     node
                 }
             },
@@ -488,12 +498,18 @@ fn finish(mut doc: Document, meta: Map<String, Value>) -> Document {
 pub fn record_to_document(v: Value, format: Format, fallback_id: String, ctx: &RecordContext) -> Document {
     let mut doc = Document::new(fallback_id, Some(ctx.source.clone()));
     let Value::Object(mut o) = v else {
-        doc.set_error(RecordError::new(ErrorKind::BadRecord, format!("a {} record must be a JSON object", format.as_str())));
+        doc.set_error(RecordError::new(ErrorKind::BadRecord, format!("a {} record must be a JSON object, not {}", format.as_str(), json_type(&v))));
+        // The value is kept, as a malformed line's text is (in meta.__raw__, its first 4 KiB).
+        doc.meta = Some(json!({ "__raw__": json_prefix(&v, 4096) }).to_string());
         return doc;
     };
     if format != Format::Nodes {
         if let Some((_, id)) = take_string(&mut o, ID_KEYS) {
-            doc.doc_id = id_text(&id, ctx);
+            let (id, error) = id_text(&id, ctx);
+            doc.doc_id = id;
+            if let Some(e) = error {
+                doc.set_error(e);
+            }
         }
     }
     match format {
@@ -741,6 +757,13 @@ mod tests {
     }
 
     #[test]
+    fn a_record_that_is_not_an_object_keeps_its_value() {
+        let d = record_to_document(json!([1, 2, 3]), Format::Pairs, "f:1".into(), &ctx());
+        assert_eq!(d.error.as_ref().map(|e| (e.kind, e.message.as_str())), Some((ErrorKind::BadRecord, "a pairs record must be a JSON object, not a list")));
+        assert_eq!(d.meta.as_deref(), Some(r#"{"__raw__":"[1,2,3]"}"#));
+    }
+
+    #[test]
     fn ill_typed_texts_are_node_errors_not_json_text() {
         let kinds = |d: &Document| d.nodes.iter().map(|n| (n.text.clone(), n.error.as_ref().map(|e| e.kind), n.step)).collect::<Vec<_>>();
         let bad = Some(ErrorKind::BadRecord);
@@ -764,6 +787,10 @@ mod tests {
         let v = json!({"id": {"$blob": 0}, "caption": {"$blob": 1}, "image": "http://x/a.jpg"});
         let d = dec.decode(v.clone(), 1, vec![Some(b"id-\xff".to_vec()), Some(b"a caf\xc3\xa9".to_vec())]);
         assert_eq!((d.doc_id.as_str(), d.nodes[1].text.as_deref(), d.nodes[1].error.is_none()), ("id-\u{fffd}", Some("a caf\u{e9}"), true));
+        assert_eq!(
+            d.error.as_ref().map(|e| (e.kind, e.message.as_str())),
+            Some((ErrorKind::InvalidUtf8, "id: not valid UTF-8 (byte 3); invalid bytes replaced by U+FFFD"))
+        );
         let d = dec.decode(v, 2, vec![Some(b"x".to_vec()), Some(b"bad \xff\xfe caption".to_vec())]);
         let e = d.nodes[1].error.as_ref().unwrap();
         assert_eq!((e.kind, d.nodes[1].text.as_deref()), (ErrorKind::InvalidUtf8, Some("bad \u{fffd}\u{fffd} caption")));
@@ -799,6 +826,10 @@ mod tests {
             (got["url"].as_str(), got.get("image_path"), got["image"].as_str().map(|s| s.starts_with("data:image/png;base64,"))),
             (Some("https://x/a.png"), None, Some(true))
         );
+        // Two images with one path, the second with a URL: each gets its own item back.
+        let v = json!({"data_id": "c2", "step_info": [[{"type": "image", "image_path": "a/a.png"}], [item("a")]]});
+        let twice = record_to_document(v.clone(), Format::Comm, "f:1".into(), &ctx());
+        assert_eq!(document_to_record(&twice, Format::Comm, false), v);
         // Other layouts get neither the items nor CoMM's id key.
         let rec = document_to_record(&d, Format::Obelics, false);
         assert!(rec.get(comm::IMAGE_ITEMS).is_none() && rec.get("data_id").is_none() && rec["id"] == "c1");

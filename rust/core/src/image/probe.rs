@@ -237,6 +237,19 @@ fn probe_webp(d: &[u8], p: &mut Probe) {
     p.frames = anmf.max(1);
 }
 
+/// A BMP's (width, |height|) from its info header (a BITMAPCOREHEADER's 16-bit fields, else the
+/// 32-bit ones; a negative height is a top-down image); `None` for anything else.
+pub fn bmp_size(d: &[u8]) -> Option<(u64, u64)> {
+    if sniff(d) != Some("BMP") {
+        return None;
+    }
+    if u32_le(d, 14)? == 12 {
+        return Some((u16_le(d, 18)? as u64, u16_le(d, 20)? as u64));
+    }
+    let (w, h) = (u32_le(d, 18)? as i32, u32_le(d, 22)? as i32);
+    Some((w.unsigned_abs() as u64, h.unsigned_abs() as u64))
+}
+
 /// BMP modes as Pillow's `BIT2MODE` maps the bit count (before its palette analysis).
 fn probe_bmp(d: &[u8], p: &mut Probe) {
     let header = u32_le(d, 14).unwrap_or(40);

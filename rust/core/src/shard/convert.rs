@@ -4,7 +4,8 @@
 //! - **pair**: an image member (`jpg`, `jpeg`, `png`, `webp`, `gif`, `bmp`) and a text member
 //!   (`txt`, else `text` or `caption`), plus an optional `json` member that becomes the
 //!   document metadata. Other members are kept in the metadata under `"__extra__"`, up to
-//!   [`MAX_EXTRA_BYTES`] per sample (beyond that a `member_too_large` error on the document).
+//!   [`MAX_EXTRA_BYTES`] per sample; the ones that would pass it are named, with their sizes,
+//!   under `"__extra_skipped__"`.
 //! - **interleaved**: a `json` member holding `{"doc_id", "meta", "nodes": [...]}`, where an
 //!   image node names its image member (`{"kind": "image", "member": "2.jpg"}`) and a text node
 //!   carries its text (`{"kind": "text", "text": "...", "step": 0}`).
@@ -24,6 +25,8 @@ const DOC_ID_KEY: &str = "__doc_id__";
 const EXTRA_KEY: &str = "__extra__";
 /// The bytes of a sample's other members (beyond its image, text and json) kept in its metadata.
 pub const MAX_EXTRA_BYTES: usize = 16 << 20;
+/// The metadata key naming the other members not kept (over [`MAX_EXTRA_BYTES`]), with their sizes.
+const SKIPPED_KEY: &str = "__extra_skipped__";
 
 fn b64() -> &'static base64::engine::GeneralPurpose {
     &base64::engine::general_purpose::STANDARD
@@ -104,7 +107,7 @@ pub fn sample_to_document(sample: Sample) -> Document {
         Some(Value::Object(m)) => m,
         _ => Map::new(),
     };
-    let mut extra_bytes = 0usize;
+    let (mut extra_bytes, mut skipped) = (0usize, Map::new());
     for (ext, data) in members {
         if Some(ext.as_str()) == image_ext {
             doc.nodes.insert(0, Node::image(Some(data), None));
@@ -116,13 +119,13 @@ pub fn sample_to_document(sample: Sample) -> Document {
         } else if ext != "json" {
             let ext = member_ext(&ext);
             // Kept in the metadata (JSON, base64 when binary: several copies of it in a run),
-            // so only up to MAX_EXTRA_BYTES in all; more is not kept, and the sample says so.
-            extra_bytes += data.len();
-            if extra_bytes > MAX_EXTRA_BYTES {
-                let msg = format!("{key}.{ext}: {} bytes; members beyond the image, text and json are kept in meta up to {MAX_EXTRA_BYTES} bytes per sample, so it was not kept", data.len());
-                doc.set_error(RecordError::new(ErrorKind::MemberTooLarge, msg));
+            // so only up to MAX_EXTRA_BYTES in all; a member that would pass it is not kept,
+            // its size noted under SKIPPED_KEY (the sample's image and text are unharmed).
+            if extra_bytes + data.len() > MAX_EXTRA_BYTES {
+                skipped.insert(ext, Value::from(data.len()));
                 continue;
             }
+            extra_bytes += data.len();
             // Text stays text; anything else (invalid UTF-8, or control bytes, which JSON
             // would escape to six bytes each) is base64, a third larger whatever the bytes.
             let v = match std::str::from_utf8(&data) {
@@ -134,6 +137,9 @@ pub fn sample_to_document(sample: Sample) -> Document {
     }
     if !extra.is_empty() {
         meta.insert(EXTRA_KEY.into(), Value::Object(extra));
+    }
+    if !skipped.is_empty() {
+        meta.insert(SKIPPED_KEY.into(), Value::Object(skipped));
     }
     match (image_ext, text_ext) {
         (Some(_), None) => doc.set_error(RecordError::new(ErrorKind::MissingPartner, format!("sample {key:?} has an image but no txt member"))),
@@ -349,9 +355,11 @@ mod tests {
         let d = sample_to_document(sample(&[("jpg", b"\xff\xd8\xffabc"), ("txt", b"a cat"), ("a.bin", &big), ("b.bin", &[1u8; 20])]));
         let meta: Value = serde_json::from_str(d.meta.as_deref().unwrap()).unwrap();
         assert!(meta["__extra__"].get("a.bin").is_some() && meta["__extra__"].get("b.bin").is_none());
-        let e = d.error.unwrap();
-        assert_eq!(e.kind, ErrorKind::MemberTooLarge);
-        assert!(e.message.contains(".b.bin: 20 bytes"), "{}", e.message);
-        assert_eq!(d.nodes.len(), 2);
+        assert_eq!(meta["__extra_skipped__"], json!({"b.bin": 20}));
+        // The pair itself is unharmed, and a smaller member after a skipped one is still kept.
+        assert!(d.error.is_none() && d.nodes.len() == 2);
+        let d = sample_to_document(sample(&[("jpg", b"\xff\xd8\xffabc"), ("txt", b"a cat"), ("a.bin", &vec![0u8; MAX_EXTRA_BYTES + 1]), ("b.bin", b"small")]));
+        let meta: Value = serde_json::from_str(d.meta.as_deref().unwrap()).unwrap();
+        assert_eq!((meta["__extra__"]["b.bin"].as_str(), &meta["__extra_skipped__"]), (Some("small"), &json!({"a.bin": MAX_EXTRA_BYTES + 1})));
     }
 }

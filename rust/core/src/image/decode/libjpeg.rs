@@ -53,15 +53,47 @@ pub(super) fn cmyk_to_rgb_pillow(px: &[u8]) -> Vec<u8> {
 /// about 10 (libjpeg-turbo suggests 500 as the limit: `djpeg -maxscans`, TJPARAM_SCANLIMIT).
 pub const MAX_JPEG_SCANS: usize = 500;
 
-/// The most scans x pixels a JPEG may cost: a progressive file's decode time grows with both
-/// (under 500 scans, 499 all-grey scans at 88 MP took 8.9 s). 4e9 is 45 scans at the default
-/// pixel limit (under a second) and 330 scans at 12 MP; real files have about 10.
-pub const MAX_JPEG_SCAN_PIXELS: u64 = 4_000_000_000;
+/// The most scans x pixels a JPEG may cost, in scans at the pixel limit: a progressive file's
+/// decode time grows with both (under 500 scans, 499 all-grey scans at 88 MP took 8.9 s). 45
+/// scans at the default limit (89 MP) is 4e9 scan-pixels, under a second, and 330 scans at
+/// 12 MP; real files have about 10. A larger `max_pixels` allows proportionally more.
+pub const MAX_JPEG_SCANS_AT_LIMIT: u64 = 45;
 
-/// The number of scans of a JPEG, counted up to one past `limit`: its `FF DA` markers (entropy
-/// data never holds one: a coded `FF` is followed by `00` or a restart marker).
-fn scan_count(data: &[u8], limit: usize) -> usize {
-    memchr::memmem::find_iter(data, &[0xFF, 0xDA]).take(limit + 1).count()
+/// The number of scans of a JPEG, counted up to one past `limit`: its start-of-scan markers,
+/// found by walking the segments (so `FF DA` bytes inside a metadata segment, an ICC profile or
+/// a comment, do not count) and skipping each scan's entropy-coded data (where a coded `FF` is
+/// followed by `00` or a restart marker).
+fn scan_count(d: &[u8], limit: usize) -> usize {
+    let (mut i, mut scans) = (2, 0);
+    while i + 1 < d.len() && scans <= limit {
+        if d[i] != 0xFF {
+            // Not at a marker (a damaged file): on to the next FF.
+            i += memchr::memchr(0xFF, &d[i..]).unwrap_or(d.len() - i);
+            continue;
+        }
+        match d[i + 1] {
+            0xFF => i += 1,               // a fill byte
+            0x01 | 0xD0..=0xD8 => i += 2, // markers without a length
+            0xD9 => break,                // end of image
+            m => {
+                let Some(len) = d.get(i + 2..i + 4).map(|b| u16::from_be_bytes([b[0], b[1]]) as usize) else { break };
+                i += 2 + len;
+                if m == 0xDA {
+                    scans += 1;
+                    // The entropy-coded data runs to the next marker that is not a stuffed 00 or
+                    // a restart.
+                    while let Some(k) = d.get(i..).and_then(|rest| memchr::memchr(0xFF, rest)) {
+                        i += k;
+                        match d.get(i + 1) {
+                            Some(0x00 | 0xD0..=0xD7) => i += 2,
+                            _ => break,
+                        }
+                    }
+                }
+            }
+        }
+    }
+    scans
 }
 
 /// JPEG with libjpeg-turbo's decoder (mozjpeg), as Pillow decodes it: islow IDCT, fancy
@@ -89,8 +121,9 @@ pub(super) fn decode_jpeg_libjpeg(data: &[u8], scale_num: u8, out: JpegOut, max_
             too_large = Some(err(ErrorKind::ImageTooLarge, format!("{w}x{h} = {} pixels exceeds the limit of {max_pixels}", w * h)));
             return Ok(None);
         }
-        if scans as u64 * w * h > MAX_JPEG_SCAN_PIXELS {
-            let msg = format!("JPEG has {scans} scans of {w}x{h} pixels: over {MAX_JPEG_SCAN_PIXELS} scan-pixels to decode (real files have about 10 scans)");
+        let budget = MAX_JPEG_SCANS_AT_LIMIT.saturating_mul(max_pixels);
+        if (scans as u64).saturating_mul(w * h) > budget {
+            let msg = format!("JPEG has {scans} scans of {w}x{h} pixels: over {budget} scan-pixels to decode ({MAX_JPEG_SCANS_AT_LIMIT} scans at the pixel limit; real files have about 10 scans)");
             too_large = Some(err(ErrorKind::ImageTooLarge, msg));
             return Ok(None);
         }
@@ -162,4 +195,29 @@ pub(super) enum JpegOut {
     Luma,
     /// libjpeg's own grayscale output (the Y channel), as Pillow's `draft("L", ...)` asks for.
     DraftLuma,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scan_count;
+
+    #[test]
+    fn scans_are_counted_by_their_segments_not_by_ff_da_bytes() {
+        let mut d = vec![0xFF, 0xD8];
+        // An ICC profile (APP2) whose payload is 210 FF DA pairs: not scans.
+        let app = [0xFF, 0xDA].repeat(210);
+        d.extend([0xFF, 0xE2]);
+        d.extend(((app.len() + 2) as u16).to_be_bytes());
+        d.extend(&app);
+        let sos = [0xFF, 0xDA, 0x00, 0x08, 1, 1, 0, 0, 63, 0];
+        // Entropy-coded data with a stuffed FF 00 and a restart marker, then a second scan.
+        d.extend(sos);
+        d.extend([0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD0, 0x56, 0xFF, 0xFF]);
+        d.extend(sos);
+        d.extend([0x11, 0xFF, 0xD9]);
+        assert_eq!(scan_count(&d, 500), 2);
+        assert_eq!(scan_count(&d, 1), 2); // counted up to one past the limit
+        assert_eq!(scan_count(&d[..d.len() - 3], 500), 2); // cut before its end: still walked
+        assert_eq!(scan_count(&d[..40], 500), 0);
+    }
 }

@@ -79,6 +79,16 @@ fn header(data: &[u8], jpeg_size: Option<(u32, u32)>) -> Result<(ImageFormat, u3
     if let Some((w, h)) = jpeg_size {
         return Ok((ImageFormat::Jpeg, w, h));
     }
+    // The crate calls a BMP over 65,535 pixels a side a format error and an empty one "too
+    // large": such sizes are read here, so the pixel limit names the first.
+    if let Some((w, h)) = super::probe::bmp_size(data) {
+        if w == 0 || h == 0 {
+            return Err(err(ErrorKind::CorruptImage, format!("Bmp header: the image is {w}x{h} pixels")));
+        }
+        if w > 65_535 || h > 65_535 {
+            return Ok((ImageFormat::Bmp, w as u32, h as u32));
+        }
+    }
     let mut reader = ImageReader::new(Cursor::new(data)).with_guessed_format().map_err(|e| err(ErrorKind::CorruptImage, e.to_string()))?;
     // Reading a header allocates for metadata only; PNG inflates an iCCP profile while reading
     // it (a 300 KB file held 900 MB under the crate's default 512 MiB): 16 MiB is ample.
