@@ -221,28 +221,34 @@ def add_parsers(sub: Any) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress lines")
     g.set_defaults(func=cmd_negatives)
 
-    v = esub.add_parser(
+    def samples_parser(name: str, help: str, description: str, annotations: str, images: str) -> argparse.ArgumentParser:
+        """A parser for one of GILL's sample builders (``vist``, ``visdial``): its annotations
+        file, --out parquet, --overwrite and --image-root."""
+        q = esub.add_parser(name, help=help, description=description)
+        q.add_argument("annotations", help=annotations)
+        q.add_argument("--out", required=True, help="output parquet file")
+        q.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
+        q.add_argument("--image-root", default=None, help=images)
+        return q
+
+    v = samples_parser(
         "vist",
-        help="GILL/MGCC's VIST samples: the context and the 5th image to generate",
-        description="GILL's VIST protocol: per story, the captions of every step and the images of all but the last form the context; the last image is the target (save the generated one as <target_image_id>.png, then 'interleaf eval clip-i GENERATED IMAGES'). Reads GILL's formatted annotations or VIST's SIS file; writes a parquet table (story_id, captions, image_ids, target_image_id, context_images, target_image, target_error, error). A story missing a context image is kept with its error, as GILL skips it.",
+        "GILL/MGCC's VIST samples: the context and the 5th image to generate",
+        "GILL's VIST protocol: per story, the captions of every step and the images of all but the last form the context; the last image is the target (save the generated one as <target_image_id>.png, then 'interleaf eval clip-i GENERATED IMAGES'). Reads GILL's formatted annotations or VIST's SIS file; writes a parquet table (story_id, captions, image_ids, target_image_id, context_images, target_image, target_error, error). A story missing a context image is kept with its error, as GILL skips it.",
+        "GILL's val_formatted.json or a VIST SIS json file",
+        "folder of the story images (<image_id><suffix>); without it only ids and captions are written",
     )
-    v.add_argument("annotations", help="GILL's val_formatted.json or a VIST SIS json file")
-    v.add_argument("--out", required=True, help="output parquet file")
-    v.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
-    v.add_argument("--image-root", default=None, help="folder of the story images (<image_id><suffix>); without it only ids and captions are written")
     v.add_argument("--image-suffix", default=".png", help="image file suffix (default %(default)s, as GILL's scripts)")
     v.add_argument("--text-field", default="text", help="caption field of a SIS file (default %(default)s; 'original_text' for the raw text)")
     v.set_defaults(func=cmd_vist)
 
-    d = esub.add_parser(
+    d = samples_parser(
         "visdial",
-        help="GILL/MGCC's VisDial samples: the dialogue as text and the image to generate",
-        description="GILL's VisDial protocol: per dialogue, the rounds as 'Q: <question>?' and 'A: <answer>' lines form the context; the dialogue's image is the target (save the generated one as <name>.png, the 12-digit image id, then 'interleaf eval clip-i GENERATED IMAGES --reference-prefix VisualDialog_val2018_'). Reads VisDial's v1.0 json; writes a parquet table (image_id, name, caption, questions, answers, context, target_image, target_error, error). A malformed dialogue is kept with its error.",
+        "GILL/MGCC's VisDial samples: the dialogue as text and the image to generate",
+        "GILL's VisDial protocol: per dialogue, the rounds as 'Q: <question>?' and 'A: <answer>' lines form the context; the dialogue's image is the target (save the generated one as <name>.png, the 12-digit image id, then 'interleaf eval clip-i GENERATED IMAGES --reference-prefix VisualDialog_val2018_'). Reads VisDial's v1.0 json; writes a parquet table (image_id, name, caption, questions, answers, context, target_image, target_error, error). A malformed dialogue is kept with its error.",
+        "VisDial's visdial_1.0_val.json (or another split's)",
+        "folder of the dialogue images (VisualDialog_val2018); without it only the text is written",
     )
-    d.add_argument("annotations", help="VisDial's visdial_1.0_val.json (or another split's)")
-    d.add_argument("--out", required=True, help="output parquet file")
-    d.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
-    d.add_argument("--image-root", default=None, help="folder of the dialogue images (VisualDialog_val2018); without it only the text is written")
     d.add_argument("--split", default=None, help="split in the image file names (default: the file's own 'split', e.g. val2018)")
     d.add_argument("--image-name", default=IMAGE_NAME, help="image file name template with {split} and {image_id} (default %(default)s; COCO_train2014_{image_id:012d}.jpg for the train split)")
     d.add_argument("--rounds", type=int, default=None, help="use only the first N rounds (default: every round, 10 in VisDial)")
