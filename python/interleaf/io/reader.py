@@ -366,7 +366,7 @@ class Reader:
                         )
                         stats["files"] = 0
                         if any(m is not None for m in not_utf8):
-                            df = _record_errors(df, first_doc, not_utf8, "invalid_utf8")
+                            df = _with_errors(df, not_utf8, "invalid_utf8", first_doc=first_doc)
                             stats["errors"] = frame_stats(df)["errors"]
                     except BaseException as e:
                         if not _file_damage(e):
@@ -390,7 +390,10 @@ class Reader:
         waiting, tried = 0, 0  # rows pending + in chunks; rows pending held at the last try
         try:
             for batch in self._arrow_batches(pf, self.batch_size * 8):
-                raw = _checked_kinds(_lossy_utf8(pl.from_arrow(_strings_as_binary(batch))))  # type: ignore[arg-type]
+                batch, not_utf8 = _lossy_text(batch)
+                raw = _checked_kinds(_lossy_utf8(pl.from_arrow(batch)))  # type: ignore[arg-type]
+                if any(m is not None for m in not_utf8):
+                    raw = _with_errors(raw, not_utf8, "invalid_utf8")
                 chunks.append(raw)
                 waiting += raw.height
                 # Documents are numbered over all pending rows: a try only once they have
@@ -432,13 +435,17 @@ class Reader:
         return rows[:take].with_columns((ordinal[:take] + self._next_doc).alias(DOC_INDEX))
 
 
-def _record_errors(df: pl.DataFrame, first: int, messages: list[str | None], kind: str) -> pl.DataFrame:
-    """Node rows of records converted from a table (record ``i`` is document ``first + i``),
-    with ``messages[i]`` (where not None) as a ``kind`` error on the record's nodes that have
-    none, as a record's own error is."""
-    per_doc = pl.DataFrame({DOC_INDEX: np.arange(first, first + len(messages), dtype=np.int64), "_m": pl.Series(messages, dtype=pl.String)})
+def _with_errors(df: pl.DataFrame, messages: list[str | None], kind: str, *, first_doc: int | None = None) -> pl.DataFrame:
+    """Node rows with ``messages`` (where not None) as ``kind`` errors on the rows that have
+    none: one message per row, or with ``first_doc`` one per record converted from a table
+    (record ``i`` is document ``first_doc + i``; its message goes on all its nodes, as a
+    record's own error does)."""
+    if first_doc is None:
+        out = df.with_columns(pl.Series("_m", messages, dtype=pl.String))
+    else:
+        per_doc = pl.DataFrame({DOC_INDEX: np.arange(first_doc, first_doc + len(messages), dtype=np.int64), "_m": pl.Series(messages, dtype=pl.String)})
+        out = df.join(per_doc, on=DOC_INDEX, how="left", maintain_order="left")
     err = pl.struct(pl.lit(kind).alias("kind"), pl.col("_m").alias("message"))
-    out = df.join(per_doc, on=DOC_INDEX, how="left", maintain_order="left")
     return out.with_columns(pl.when(pl.col("_m").is_not_null() & pl.col(ERROR).is_null()).then(err).otherwise(pl.col(ERROR)).alias(ERROR)).drop("_m")
 
 
@@ -620,19 +627,6 @@ def _invalid_text_columns(batch: Any) -> list[int]:
             except pa.ArrowInvalid:
                 bad.append(i)
     return bad
-
-
-def _strings_as_binary(batch: Any) -> Any:
-    """A node-table batch whose text columns that are not UTF-8 are binary (which
-    :func:`_lossy_utf8` decodes value by value, with the rows' ``invalid_utf8`` errors)."""
-    import pyarrow as pa
-
-    bad = _invalid_text_columns(batch)
-    if not bad:
-        return batch
-    fields = [f.with_type(_binary_type(f.type)) if i in bad else f for i, f in enumerate(batch.schema)]
-    columns = [c.cast(fields[i].type) if i in bad else c for i, c in enumerate(batch.columns)]
-    return pa.record_batch(columns, schema=pa.schema(fields, metadata=batch.schema.metadata))
 
 
 def _decode_lossy(v: Any, t: Any, why: list[str]) -> Any:
