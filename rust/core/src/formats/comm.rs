@@ -8,7 +8,8 @@
 
 use super::*;
 
-/// The metadata key holding a record's image items that have more fields than their reference.
+/// The metadata key holding a record's image items (all of them, in order) when one has more
+/// fields than its reference.
 pub const IMAGE_ITEMS: &str = "comm_image_items";
 
 /// The item fields an image's reference is read from, in order.
@@ -56,7 +57,7 @@ pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordC
         for item in items {
             let kind = item.get("type").and_then(Value::as_str).unwrap_or("");
             let node = match kind {
-                "text" => text_node(item.get("content").or_else(|| item.get("text")), &format!("CoMM step {si} text content"), ctx),
+                "text" => text_node(item.get("content").or_else(|| item.get("text")), || format!("CoMM step {si} text content"), ctx),
                 "image" => {
                     let field = item_ref(&item);
                     if field.and_then(Value::as_str).is_some_and(|r| !r.starts_with("data:")) {

@@ -14,9 +14,9 @@ pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordC
     };
     for (k, t) in turns.iter().enumerate() {
         let mut node = match t {
-            Value::Object(_) => text_node(t.get("value"), &format!("LLaVA turn {k} value"), ctx),
+            Value::Object(_) => text_node(t.get("value"), || format!("LLaVA turn {k} value"), ctx),
             // A bare string is the turn's text (no role); null or a list is the turn's error.
-            other => text_node(Some(other), &format!("LLaVA turn {k}"), ctx),
+            other => text_node(Some(other), || format!("LLaVA turn {k}"), ctx),
         };
         node.role = t.get("from").and_then(Value::as_str).map(String::from);
         doc.nodes.push(node);

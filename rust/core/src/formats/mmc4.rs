@@ -54,7 +54,11 @@ pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordC
     for (imgs, t) in before.into_iter().zip(texts) {
         doc.nodes.extend(imgs);
         // A null sentence stays a text node (image positions count sentences), without text.
-        doc.nodes.push(if t.is_null() { Node { kind: Some(NodeKind::Text), ..Default::default() } } else { text_node(Some(&t), "MMC4 sentence", ctx) });
+        doc.nodes.push(if t.is_null() {
+            Node { kind: Some(NodeKind::Text), ..Default::default() }
+        } else {
+            text_node(Some(&t), || "MMC4 sentence".into(), ctx)
+        });
     }
     doc.nodes.extend(unplaced);
 }

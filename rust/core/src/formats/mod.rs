@@ -461,12 +461,12 @@ fn not_utf8(what: &str, e: &std::string::FromUtf8Error) -> RecordError {
     RecordError::new(ErrorKind::InvalidUtf8, format!("{what}: not valid UTF-8 (byte {}); invalid bytes replaced by U+FFFD", e.utf8_error().valid_up_to()))
 }
 
-/// A text node from a record's text value `v` (`what` names the field in errors): a string as
+/// A text node from a record's text value `v` (`what()` names the field in errors, built only then): a string as
 /// is; a binary value (`{"$blob": k}`: a parquet binary column) as UTF-8, with an
 /// `invalid_utf8` error (and U+FFFD for the bad bytes) when it is not; a number or boolean as
 /// its JSON text. A missing value, null, a list or an object gives a text node without text and
 /// a `bad_record` error, so the record shows what was wrong instead of JSON in its text.
-fn text_node(v: Option<&Value>, what: &str, ctx: &RecordContext) -> Node {
+fn text_node(v: Option<&Value>, what: impl FnOnce() -> String, ctx: &RecordContext) -> Node {
     let failed = |kind: ErrorKind, msg: String| Node { kind: Some(NodeKind::Text), error: Some(RecordError::new(kind, msg)), ..Default::default() };
     match v {
         Some(Value::String(s)) => Node::text(s.clone()),
@@ -476,14 +476,14 @@ fn text_node(v: Option<&Value>, what: &str, ctx: &RecordContext) -> Node {
                 Ok(t) => Node::text(t),
                 Err(e) => {
                     let mut node = Node::text(String::from_utf8_lossy(e.as_bytes()).into_owned());
-                    node.error = Some(not_utf8(what, &e));
+                    node.error = Some(not_utf8(&what(), &e));
                     node
                 }
             },
-            Err(m) => failed(ErrorKind::BadRecord, format!("{what}: {m}")),
+            Err(m) => failed(ErrorKind::BadRecord, format!("{}: {m}", what())),
         },
-        None | Some(Value::Null) => failed(ErrorKind::BadRecord, format!("{what} is missing")),
-        Some(other) => failed(ErrorKind::BadRecord, format!("{what} must be text, not {}", json_type(other))),
+        None | Some(Value::Null) => failed(ErrorKind::BadRecord, format!("{} is missing", what())),
+        Some(other) => failed(ErrorKind::BadRecord, format!("{} must be text, not {}", what(), json_type(other))),
     }
 }
 

@@ -25,7 +25,7 @@ pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordC
             doc.nodes.push(resolve_image(v, ctx));
         }
         if let Some(t) = txt {
-            doc.nodes.push(text_node(Some(t), "OBELICS text", ctx));
+            doc.nodes.push(text_node(Some(t), || "OBELICS text".into(), ctx));
         }
     }
 }

@@ -12,7 +12,7 @@ pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordC
         doc.nodes.push(resolve_image(v, ctx));
     }
     if let Some((_, v)) = &text {
-        doc.nodes.push(text_node(Some(v), "caption", ctx));
+        doc.nodes.push(text_node(Some(v), || "caption".into(), ctx));
     }
     match (image, text) {
         (Some(_), None) => doc.set_error(RecordError::new(ErrorKind::MissingPartner, "pair record has an image but no caption")),
