@@ -431,36 +431,51 @@ def test_cli_export_checks_its_arguments(capsys):
     assert "exactly one of --from-transformers" in capsys.readouterr().err
 
 
-def test_pull_checks_what_it_downloaded(tmp_path, monkeypatch):
-    """The hub is not reachable here: snapshot_download is replaced by a copy of a fixture (or
-    of a transformers checkpoint, which is not a model directory)."""
-    hub = pytest.importorskip("huggingface_hub")
+def test_pull_downloads_only_what_the_loaders_read_from_a_hub(tmp_path, monkeypatch, capsys):
+    """``models pull`` against a local hub (tests/hub_server.py: the hub's REST protocol, plain
+    HTTP files) through the real huggingface_hub client: only configs, tokenizer and the graphs
+    the loaders run come down; fp16 graphs only when asked; the download loads."""
+    pytest.importorskip("huggingface_hub")
+    from hub_server import HubServer
+
     from interleaf.models.hub import pull
 
-    def fake(repo_id, revision, local_dir, allow_patterns):
-        assert "*.json" in allow_patterns and "onnx/model.onnx*" in allow_patterns
-        assert not any("fp16" in p for p in allow_patterns)  # fp16=False
-        src = LM_DIR if repo_id == "org/lm" else None
-        if src is not None:
-            shutil.copytree(src, local_dir, dirs_exist_ok=True)
-        else:
-            Path(local_dir).mkdir(parents=True, exist_ok=True)
-            (Path(local_dir) / "pytorch_model.bin").write_bytes(b"weights")
-        return local_dir
+    repo = tmp_path / "hub" / "lm"
+    shutil.copytree(LM_DIR, repo)
+    (repo / "pytorch_model.bin").write_bytes(b"torch weights")
+    shutil.copy(repo / "onnx" / "model.onnx", repo / "onnx" / "model_quantized.onnx")
+    shutil.copy(repo / "onnx" / "model.onnx", repo / "onnx" / "model_fp16.onnx")
+    ckpt = tmp_path / "hub" / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text("{}")
+    (ckpt / "pytorch_model.bin").write_bytes(b"torch weights")
+    monkeypatch.setenv("INTERLEAF_MODELS", str(tmp_path / "home"))
+    with HubServer({"org/lm": repo, "org/checkpoint": ckpt}) as hub:
+        dest = pull("org/lm", endpoint=hub.url)
+        assert dest == tmp_path / "home" / "org--lm"
+        assert hub.fetched() == {"config.json", "tokenizer.json", "onnx/model.onnx"}
+        lm = models.load("org/lm", device="cpu")
+        ref = models.load(LM_DIR, device="cpu")
+        assert isinstance(lm, models.CausalLM)
+        assert lm.perplexity(["a short text to score"])["perplexity"].to_list() == ref.perplexity(["a short text to score"])["perplexity"].to_list()
 
-    monkeypatch.setattr(hub, "snapshot_download", fake)
-    monkeypatch.setenv("INTERLEAF_MODELS", str(tmp_path))
-    dest = pull("org/lm")
-    assert dest == tmp_path / "org--lm" and isinstance(models.load("org/lm", device="cpu"), models.CausalLM)
-    with pytest.raises(ModelDirectoryError, match="interleaf models export"):
-        pull("org/checkpoint")
+        hub.requests.clear()
+        assert cli_main(["models", "pull", "org/lm", "--out", str(tmp_path / "f16"), "--fp16", "--endpoint", hub.url]) == 0
+        assert f"org/lm -> {tmp_path / 'f16'}" in capsys.readouterr().out
+        assert hub.fetched() == {"config.json", "tokenizer.json", "onnx/model.onnx", "onnx/model_fp16.onnx"}
+        hub.requests.clear()
+        pull("org/lm", tmp_path / "f16", fp16=True, endpoint=hub.url, revision=hub.commit("org/lm"))  # complete: nothing fetched again
+        assert hub.fetched() == set()
 
-    def offline(**kw):
-        raise OSError("no network")
-
-    monkeypatch.setattr(hub, "snapshot_download", offline)
-    with pytest.raises(ConnectionError, match="could not download org/x"):
-        pull("org/x")
+        with pytest.raises(ModelDirectoryError, match="interleaf models export"):
+            pull("org/checkpoint", endpoint=hub.url)
+        with pytest.raises(ConnectionError, match="could not download org/x.*RepositoryNotFound"):
+            pull("org/x", endpoint=hub.url)
+        with pytest.raises(ConnectionError, match="could not download org/lm.*RevisionNotFound"):
+            pull("org/lm", tmp_path / "v2", revision="v2", endpoint=hub.url)
+        url = hub.url
+    with pytest.raises(ConnectionError, match="could not download org/lm"):  # the hub is gone
+        pull("org/lm", tmp_path / "gone", endpoint=url)
 
 
 def test_arguments_are_checked_when_loading_and_calling(clip, lm):

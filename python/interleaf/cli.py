@@ -287,7 +287,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.models_command == "pull":
         from interleaf.models.hub import pull
 
-        dest = pull(args.repo, args.out or models.default_dir(args.repo), revision=args.revision, fp16=args.fp16)
+        dest = pull(args.repo, args.out or models.default_dir(args.repo), revision=args.revision, fp16=args.fp16, endpoint=args.endpoint)
         print(f"{args.repo} -> {dest}")
         return 0
     from interleaf.models import export as ex
@@ -449,6 +449,7 @@ def _add_models_parser(sub) -> None:
     pl_.add_argument("--out", default=None, help="output directory (default: the models home)")
     pl_.add_argument("--revision", default=None, help="branch, tag or commit")
     pl_.add_argument("--fp16", action="store_true", help="also fetch onnx/*_fp16.onnx")
+    pl_.add_argument("--endpoint", default=None, help="the hub's URL, for a mirror or a self-hosted hub (default: $HF_ENDPOINT, else https://huggingface.co)")
     li = msub.add_parser("list", help="list model directories in the models home", description="List model directories under the models home ($INTERLEAF_MODELS or ~/.cache/interleaf/models) with their kind.")
     li.add_argument("--root", default=None, help="directory to list instead of the models home")
     li.add_argument("--json", action="store_true", help="print JSON")

@@ -15,11 +15,14 @@ PATTERNS = ["*.json", "*.txt", "onnx/vision_model.onnx*", "onnx/text_model.onnx*
 FP16_PATTERNS = ["onnx/vision_model_fp16.onnx*", "onnx/text_model_fp16.onnx*", "onnx/model_fp16.onnx*"]
 
 
-def pull(repo: str, out: str | os.PathLike | None = None, *, revision: str | None = None, fp16: bool = False) -> Path:
+def pull(repo: str, out: str | os.PathLike | None = None, *, revision: str | None = None, fp16: bool = False, endpoint: str | None = None) -> Path:
     """Downloads ``repo`` (``owner/name``) into ``out`` (default: ``home()/owner--name``) and
     checks that it is a model directory interleaf loads. ``fp16`` also fetches
     the ``*_fp16.onnx`` graphs; other files (quantised or optimised variants, other weight
-    formats) are not downloaded.
+    formats) are not downloaded. ``endpoint`` is the hub's URL, for a mirror or a self-hosted
+    hub (default: ``$HF_ENDPOINT``, else huggingface.co); a token comes from ``$HF_TOKEN`` or
+    ``hf auth login``, as for every huggingface_hub download. A rerun completes an interrupted
+    download.
 
     Raises:
         ImportError: huggingface_hub is not installed.
@@ -35,7 +38,7 @@ def pull(repo: str, out: str | os.PathLike | None = None, *, revision: str | Non
 
     dest = Path(out) if out is not None else default_dir(repo)
     try:
-        snapshot_download(repo_id=repo, revision=revision, local_dir=str(dest), allow_patterns=PATTERNS + (FP16_PATTERNS if fp16 else []))
+        snapshot_download(repo_id=repo, revision=revision, local_dir=str(dest), allow_patterns=PATTERNS + (FP16_PATTERNS if fp16 else []), endpoint=endpoint)
     except Exception as e:  # huggingface_hub raises many connection / HTTP / not-found error types
         raise ConnectionError(f"could not download {repo} (hub unreachable, repository or revision not found, or access denied): {type(e).__name__}: {e}") from None
     try:
