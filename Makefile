@@ -61,9 +61,11 @@ demo: install
 ## tests, then the Python suite.
 test: install-test lint test-rust test-python
 
-## ruff, rustfmt, clippy (warnings are errors) and the native module's stubs against the build.
+## ruff, mypy (the package ships py.typed), rustfmt, clippy (warnings are errors) and the native
+## module's stubs against the build.
 lint: rust-tools
 	$(PYTHON) -m ruff check python tests benches scripts
+	$(PYTHON) -m mypy
 	cargo fmt --all -- --check
 	cargo clippy --locked --workspace --all-targets -- -D warnings
 	$(PYTHON) -m mypy.stubtest interleaf._native

@@ -271,6 +271,9 @@ def test_configs_from_files_dicts_and_open_clip(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(ValueError, match="not valid JSON"):
         image.load_config(tmp_path / "bad.json")
+    (tmp_path / "list.json").write_text("[]")
+    with pytest.raises(ValueError, match="expected a JSON object, got list"):
+        image.load_config(tmp_path / "list.json")
     with pytest.raises(ValueError, match="resample"):
         image.load_config({"resample": 0})
     with pytest.raises(ValueError, match="shortest_edge"):

@@ -219,6 +219,18 @@ def test_aitqe_decisions_and_originals(scripted, sample_images):
         cp = enhance.contrastive_pairs(pairs, df, c)
     assert cp.filter(pl.col("type") == "degraded").select("input", "target").row(0) == ("A good caption of a dog.", "A good caption of a cat.")
     assert set(cp.filter(pl.col("type") == "rewrite").select("input", "target").rows()) == {("a cat on teh mat", "a cat on the mat"), ("from the text column", "from the text column!")}
+    # A result over other pairs: a "keep" whose image is missing or corrupt here is an error row,
+    # never a request without an image.
+    other = [{"caption": "A good caption of a cat.", "image": None}, {"caption": "A good caption of a cat.", "image": b"not an image"}] + pairs[2:]
+    sent = len(scripted.requests)
+    with client(scripted) as c:
+        cp2 = enhance.contrastive_pairs(other, df, c)
+    assert len(scripted.requests) == sent  # the one "keep" row is pair 0: nothing to send
+    assert cp2.filter(pl.col("type") == "degraded").select("index", "input", "error").rows() == [(0, None, "the pair has no image")]
+    df2 = df.with_columns(pl.when(pl.int_range(pl.len()) == 1).then(pl.lit("keep")).otherwise("decision").alias("decision"))
+    with client(scripted) as c:
+        err = enhance.contrastive_pairs(other, df2, c).filter(pl.col("index") == 1)["error"].item()
+    assert err.startswith("image: ")
 
 
 def test_aitqe_clip_guard_matches_clip_scores(scripted, sample_images):

@@ -4,7 +4,15 @@ native layer, or a failure after a whole read pass)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, overload
+
+
+@overload
+def int_arg(name: str, value: Any, lo: int = 1, hi: int | None = None, *, optional: Literal[False] = False) -> int: ...
+
+
+@overload
+def int_arg(name: str, value: Any, lo: int = 1, hi: int | None = None, *, optional: bool) -> int | None: ...
 
 
 def int_arg(name: str, value: Any, lo: int = 1, hi: int | None = None, *, optional: bool = False) -> int | None:

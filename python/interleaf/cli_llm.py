@@ -229,7 +229,7 @@ def cmd_instruct(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.instruct == "compare":
         return _run(args, ("instruction",), lambda x, c: instruct.compare(x, c, progress=not args.quiet), lambda t: {"winners": dict(sorted((k or "error", v) for k, v in t.group_by("winner").len().iter_rows()))})
-    seeds = instruct.DEFAULT_SEEDS
+    seeds: tuple[str, ...] = instruct.DEFAULT_SEEDS
     if args.seeds:
         seeds = tuple(line.strip() for line in Path(args.seeds).read_text(encoding="utf-8").splitlines() if line.strip())
     pairs = _pairs_input(args)

@@ -130,8 +130,8 @@ class PreprocessConfig(_native.PreprocessConfig):
         resample = cfg.get("resample", 3)
         mean = std = None
         if cfg.get("do_normalize", True):
-            mean = tuple(float(v) for v in _triple(cfg.get("image_mean", OPENAI_CLIP_MEAN)))
-            std = tuple(float(v) for v in _triple(cfg.get("image_std", OPENAI_CLIP_STD)))
+            mean = _triple(cfg.get("image_mean", OPENAI_CLIP_MEAN))
+            std = _triple(cfg.get("image_std", OPENAI_CLIP_STD))
         return cls(
             mode=mode,
             shortest_edge=edge or target[0],
@@ -180,9 +180,12 @@ def load_config(config: str | os.PathLike | Mapping[str, Any] | PreprocessConfig
     if config is None:
         return PreprocessConfig.open_clip(size)
     if isinstance(config, _native.PreprocessConfig):
-        return config  # type: ignore[return-value]
+        return config
     path = None
-    if not isinstance(config, Mapping):
+    cfg: Mapping[str, Any]
+    if isinstance(config, Mapping):
+        cfg = config
+    else:
         path = Path(config)
         if path.is_dir():
             candidates = [path / "preprocessor_config.json", path / "open_clip_config.json"]
@@ -191,17 +194,19 @@ def load_config(config: str | os.PathLike | Mapping[str, Any] | PreprocessConfig
                 raise FileNotFoundError(f"{path} has neither preprocessor_config.json nor open_clip_config.json")
             path = found[0]
         try:
-            config = json.loads(path.read_text())
+            cfg = json.loads(path.read_text())
         except FileNotFoundError:
             raise FileNotFoundError(f"preprocessing config not found: {path} (give a preprocessor_config.json, an open_clip_config.json or the directory holding one)") from None
         except json.JSONDecodeError as e:
             raise ValueError(f"{path} is not valid JSON: {e}") from None
+        if not isinstance(cfg, Mapping):
+            raise ValueError(f"{path}: bad preprocessing config: expected a JSON object, got {type(cfg).__name__}")
     try:
-        if "preprocess_cfg" in config:
-            return PreprocessConfig.from_open_clip(config["preprocess_cfg"])
-        if any(k in config for k in ("resize_mode", "interpolation", "fill_color")) or ("mean" in config and "image_mean" not in config):
-            return PreprocessConfig.from_open_clip(config)
-        return PreprocessConfig.from_hf(config)
+        if "preprocess_cfg" in cfg:
+            return PreprocessConfig.from_open_clip(cfg["preprocess_cfg"])
+        if any(k in cfg for k in ("resize_mode", "interpolation", "fill_color")) or ("mean" in cfg and "image_mean" not in cfg):
+            return PreprocessConfig.from_open_clip(cfg)
+        return PreprocessConfig.from_hf(cfg)
     except (ValueError, TypeError, KeyError) as e:
         where = f"{path}: " if path is not None else ""
         raise ValueError(f"{where}bad preprocessing config: {e}") from None

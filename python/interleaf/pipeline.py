@@ -282,17 +282,17 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
     if unknown:
         raise ValueError(f"unknown model name(s) {unknown}: recipes name their models {', '.join(MODEL_KINDS)}")
     resolved: dict[str, Any] = {}
-    for name, spec in recipe.models.items():
-        m = given.get(name, spec.path)
+    for model, model_spec in recipe.models.items():
+        m = given.get(model, model_spec.path)
         if m is None:
             continue
         if isinstance(m, (str, os.PathLike)):
             path = mdl.resolve(m)
             from interleaf.models.directory import ModelDirectory
 
-            ModelDirectory(path, MODEL_KINDS[name])  # exists and is the right kind
+            ModelDirectory(path, MODEL_KINDS[model])  # exists and is the right kind
             m = str(path)
-        resolved[name] = m
+        resolved[model] = m
     extra = sorted(set(given) - set(recipe.models))
     notices = [f"model {n} is given but recipe {recipe.name} does not use it" for n in extra]
     signals: dict[str, Any] = {}
@@ -798,7 +798,9 @@ def _value_expr(roots: list[str], dtypes: dict[str, pl.DataType]) -> pl.Expr | N
 
 def _filter_expr(f: FilterSpec, thresholds: dict[str, float], name: str) -> pl.Expr:
     if f.top_fraction is not None:
+        assert f.column is not None  # FilterSpec: top_fraction needs column
         return pl.col(f.column) >= thresholds[name]
+    assert f.expr is not None  # FilterSpec: exactly one of expr and top_fraction
     return pl.sql_expr(f.expr)
 
 
@@ -1284,9 +1286,9 @@ def write_shard(opts: RunOptions, shard: Shard, limit: int | None, dropped_sha: 
     def batches() -> Iterator[pl.DataFrame]:
         for df in read_shard(shard, read, limit):
             df = df.filter(~pl.col(S.DOC_INDEX).is_in(drop_docs)).join(drop_nodes, on=[S.DOC_INDEX, S.POS], how="anti", maintain_order="left")
-            if texts is not None and df.height:
+            if tf and texts is not None and df.height:  # texts is read when tf is set
                 df = df.join(texts, on=[S.DOC_INDEX, S.POS], how="left", maintain_order="left").with_columns(pl.coalesce(tf, S.TEXT).alias(S.TEXT)).drop(tf)
-            if targets is not None and df.height:
+            if it and targets is not None and df.height:  # targets are read when it is set
                 df = move_images(df, targets, it)
             yield df
 

@@ -209,10 +209,10 @@ def _signed(path: str, offset: int, values: bool = True) -> tuple[Any, Any]:
         return np.flatnonzero(mask).astype(np.int64) + offset, None
     good = col.filter(pl.Series(mask))
     if col.dtype == pl.UInt64:  # pHash
-        values = good.to_numpy().astype(np.uint64, copy=False)
+        out: np.ndarray = good.to_numpy().astype(np.uint64, copy=False)
     else:
-        values = good.to_numpy().astype(np.uint32, copy=False) if good.len() else np.zeros((0, 0), np.uint32)
-    return np.flatnonzero(mask).astype(np.int64) + offset, values
+        out = good.to_numpy().astype(np.uint32, copy=False) if good.len() else np.zeros((0, 0), np.uint32)
+    return np.flatnonzero(mask).astype(np.int64) + offset, out
 
 
 def _band_rows(batch: dict[str, Any], bands: int, rows: int) -> dict[str, Any]:

@@ -185,7 +185,7 @@ def lsh_clusters(
     if sigs.ndim != 2:
         raise ValueError(f"signatures must be 2-D (rows, num_perm), got shape {sigs.shape}")
     check_banding(bands, rows, max(sigs.shape[1], 1))
-    if bands is None:
+    if bands is None or rows is None:  # both or neither (check_banding)
         bands, rows = lsh_params(threshold, sigs.shape[1])
     rank = None if ranking is None else np.ascontiguousarray(ranking, dtype=np.float64)
     if rank is not None and (rank.shape != (len(sigs),) or not np.isfinite(rank).all()):

@@ -152,6 +152,7 @@ def aitqe(
         if row["error"] is not None:
             row["reason"] = row["error"]
             continue
+        assert url is not None  # else row["error"] is set above
         score_req.append({"messages": _message(url, _SCORE_PROMPT.format(caption=r["caption"])), "schema": _SCORE_SCHEMA, "schema_name": "aitqe_score"})
         score_slot.append(i)
     if clip is not None and score_slot:
@@ -223,7 +224,7 @@ def aitqe(
                 row["reason"] += f"; CLIP {b:.4f} -> {a:.4f}"
     for row in rows:
         row.pop("_low", None)
-    schema = ({"doc_id": pl.String} if rows and "doc_id" in rows[0] else {}) | {"caption": pl.String} | dict.fromkeys(_FIELDS, pl.Int8)
+    schema: dict[str, type[pl.DataType]] = ({"doc_id": pl.String} if rows and "doc_id" in rows[0] else {}) | {"caption": pl.String} | dict.fromkeys(_FIELDS, pl.Int8)
     schema |= {"rewrite": pl.String, "edit_ratio": pl.Float32, "clip_original": pl.Float32, "clip_rewrite": pl.Float32, "decision": pl.String, "reason": pl.String, "final": pl.String, "error": pl.String}
     return pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
 
@@ -240,8 +241,12 @@ def contrastive_pairs(pairs: Any, result: pl.DataFrame, client: Client, *, max_e
     rows: list[dict[str, Any]] = []
     keep = [i for i, d in enumerate(result["decision"].to_list()) if d == "keep"]
     urls = image_urls([recs[i]["image"] for i in keep], max_edge) if keep else []
-    reqs = [{"messages": _message(u, _DEGRADE_PROMPT.format(caption=recs[i]["caption"])), "schema": _caption_schema(recs[i]["caption"]), "schema_name": "aitqe_degrade"} for i, (u, _) in zip(keep, urls, strict=True)]
-    for i, resp in zip(keep, client.chat(reqs, progress=progress, label="aitqe degrade"), strict=True):
+    # A result from aitqe over other pairs can mark a pair "keep" whose image does not read here:
+    # that pair is an error row, not a request without an image.
+    sent = [(i, u) for i, (u, _) in zip(keep, urls, strict=True) if u is not None]
+    rows += [{"index": i, "type": "degraded", "input": None, "target": recs[i]["caption"], "error": f"image: {e}" if e else "the pair has no image"} for i, (u, e) in zip(keep, urls, strict=True) if u is None]
+    reqs = [{"messages": _message(u, _DEGRADE_PROMPT.format(caption=recs[i]["caption"])), "schema": _caption_schema(recs[i]["caption"]), "schema_name": "aitqe_degrade"} for i, u in sent]
+    for (i, _), resp in zip(sent, client.chat(reqs, progress=progress, label="aitqe degrade"), strict=True):
         obj, err = parse_json(resp.text) if resp.ok else (None, resp.error)
         bad = obj.get("caption") if obj is not None else None
         ok = isinstance(bad, str) and bad.strip() and bad.strip() != recs[i]["caption"]

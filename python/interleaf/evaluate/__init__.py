@@ -32,7 +32,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -180,7 +180,7 @@ def image_metrics(generated: Any, reference: Any, *, size: int = 256, pairing: s
     pairs, errors = _native.image_compare(pl.Series("images", images, dtype=pl.Binary), a, b, size, None, None, threads)
     err = errors.to_list()
     ssim_v, psnr_v = pairs["ssim"].to_numpy(), pairs["psnr"].to_numpy()
-    rows = []
+    rows: list[dict[str, Any]] = []
     reasons: Counter[str] = Counter()
     identical = 0
     by_example: dict[int, list[int]] = {}
@@ -379,7 +379,7 @@ def text_metrics(predictions: Sequence[str | None], references: Sequence[Any], *
     reasons: list[str | None] = [("missing_prediction" if p is None else "missing_reference" if not r else None) for p, r in zip(preds, refs, strict=True)]
     idx = [i for i, why in enumerate(reasons) if why is None]
     # One tokenizer pass (one JVM start for PTB) over predictions and references.
-    flat = tokenize([preds[i] for i in idx] + [x for i in idx for x in refs[i]], tokenizer)
+    flat = cast("list[str]", tokenize([preds[i] for i in idx] + [x for i in idx for x in refs[i]], tokenizer))  # no None in (idx), so none out
     tok_p, flat = flat[: len(idx)], flat[len(idx) :]
     tok_r, at = [], 0
     for i in idx:
@@ -401,7 +401,7 @@ def text_metrics(predictions: Sequence[str | None], references: Sequence[Any], *
             if not java_metrics:
                 unavailable[name] = "not asked (java_metrics=False)"
                 continue
-            score, per_ex, why = _java_metric(name, tok_r, tok_p)  # type: ignore[arg-type]
+            score, per_ex, why = _java_metric(name, tok_r, tok_p)
             if why is not None:
                 unavailable[name] = why
                 continue

@@ -178,7 +178,9 @@ def build_task(doc: dict[str, Any], task: str) -> dict[str, Any]:
     from interleaf.llm.records import steps
 
     check_task(task)
-    meta = doc.get("meta") if isinstance(doc.get("meta"), dict) else {}
+    meta = doc.get("meta")
+    if not isinstance(meta, dict):
+        meta = {}
     title = meta.get("title")
     title = "" if title is None else str(title)
     prefix, suffix = _PROMPTS[task]

@@ -240,8 +240,8 @@ class Reader:
                 allow_outside_root=self.allow_outside_root,
                 max_batch_bytes=self.max_batch_bytes,
             )
-            while (df := self._live.next_batch(self.batch_size)) is not None:
-                yield df
+            while (batch := self._live.next_batch(self.batch_size)) is not None:
+                yield batch
             _add_stats(self._done, self._live.stats())
             self._live = None
 
@@ -461,7 +461,8 @@ def _lossy_utf8(df: pl.DataFrame) -> pl.DataFrame:
     whose bytes are not all UTF-8 (a cast would fail the whole file) is decoded with U+FFFD in
     place of the bad bytes, and those rows get an ``invalid_utf8`` error naming the column, as
     text members of a tar or jsonl line do. Only a batch with such bytes pays for a Python pass."""
-    fixed, messages = [], [None] * df.height
+    fixed: list[pl.Series] = []
+    messages: list[str | None] = [None] * df.height
     for name, dtype in NODE_SCHEMA.items():
         if dtype != pl.String or df.schema.get(name) != pl.Binary:
             continue

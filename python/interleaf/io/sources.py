@@ -40,8 +40,8 @@ def _expand_braces(pattern: str) -> list[str]:
     webdataset's braceexpand). ValueError past :data:`MAX_BRACE_NAMES` names."""
     ranges = list(_BRACE.finditer(pattern))
     total = 1
-    for m in ranges:
-        total *= abs(int(m.group(2)) - int(m.group(1))) + 1
+    for r in ranges:
+        total *= abs(int(r.group(2)) - int(r.group(1))) + 1
         if total > MAX_BRACE_NAMES:
             raise ValueError(f"{pattern}: its brace ranges name over {MAX_BRACE_NAMES:,} files")
     names = [pattern]

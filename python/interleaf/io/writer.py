@@ -148,13 +148,13 @@ def write(
 
     if format == WEBDATASET:
         name = os.path.basename(dest)
-        folder, kw = dest, {}
+        folder, pattern, single = dest, None, None
         if "%" in name:
-            folder, kw = os.path.dirname(dest) or ".", {"pattern": name}
+            folder, pattern = os.path.dirname(dest) or ".", name
         elif (sfx := _shard_suffix(name)) is not None:
-            folder, kw = os.path.dirname(dest) or ".", {"single": name}
+            folder, single = os.path.dirname(dest) or ".", name
             compression = _SHARD_SUFFIXES[sfx]
-        writer = _native.NativeShardWriter(folder, prefix, compression, max_count, max_bytes, overwrite=overwrite, **kw)
+        writer = _native.NativeShardWriter(folder, prefix, compression, max_count, max_bytes, pattern=pattern, single=single, overwrite=overwrite)
         for df, n in _batches(batches):
             writer.write(df)
             count(df, n)

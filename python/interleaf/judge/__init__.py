@@ -7,7 +7,7 @@ the error. Parse failures are counted and excluded from the aggregates, never av
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -141,10 +141,10 @@ def aggregate(scores: pl.DataFrame, dimensions: list[str] | None = None) -> dict
         raise ValueError(f"no score columns in the table (columns: {', '.join(scores.columns)})")
     ok = scores.filter(pl.all_horizontal(pl.col(d).is_not_null() for d in dimensions))
     out: dict[str, Any] = {"n": scores.height, "scored": ok.height, "failed": scores.height - ok.height}
-    means = []
+    means: list[float] = []
     for d in dimensions:
         col = ok[d].cast(pl.Float64)
-        mean = col.mean() if ok.height else None
+        mean = cast("float | None", col.mean()) if ok.height else None  # a Float64 column's mean
         var = col.var(ddof=0) if ok.height else None
         out[d] = {"mean": mean, "var": var}
         if mean is not None:
@@ -221,7 +221,7 @@ def comm(documents_: Any, client: Client, *, images: bool = True, max_images: in
         + "}."
     )
     all_images = [n["image"] for d in docs for n in d["nodes"] if n["kind"] == "image"]
-    urls = image_urls(all_images, max_edge) if images and all_images else [(None, None)] * len(all_images)
+    urls: list[tuple[str | None, str | None]] = image_urls(all_images, max_edge) if images and all_images else [(None, None)] * len(all_images)
     rows: list[dict[str, Any]] = []
     requests: list[Any] = []
     slots: list[int] = []

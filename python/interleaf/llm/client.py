@@ -330,7 +330,7 @@ class Client:
             # The SDK's aiohttp transport (the openai[aiohttp] extra) costs about half the CPU per
             # request of its default httpx one (benches/llm_client.py); httpx where it is missing.
             # Every answer is read through a size cap, uncompressed (so the cap bounds memory).
-            http = {"timeout": self.timeout, "event_hooks": {"response": [_response_cap(self.max_response_bytes)]}, "headers": {"Accept-Encoding": "identity"}}
+            http: dict[str, Any] = {"timeout": self.timeout, "event_hooks": {"response": [_response_cap(self.max_response_bytes)]}, "headers": {"Accept-Encoding": "identity"}}
             kw: dict[str, Any] = {}
             try:
                 kw["http_client"] = openai.DefaultAioHttpClient(**http)

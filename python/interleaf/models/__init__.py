@@ -182,7 +182,7 @@ def list_models(root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """The model directories directly under ``root`` (default :func:`home`): name, kind, path;
     a directory that is not a valid model is listed with its error."""
     root = Path(root) if root is not None else home()
-    rows = []
+    rows: list[dict[str, Any]] = []
     if not root.is_dir():
         return rows
     for p in sorted(x for x in root.iterdir() if x.is_dir()):

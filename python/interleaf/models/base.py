@@ -58,8 +58,9 @@ class Model:
             if s.device == "cpu" and self.precision == "auto" and onnx.name.endswith("_fp16.onnx"):
                 # CUDA did not start: the fp16 graph was only chosen for it.
                 s = create_session(self.directory.onnx(stem, "fp32", False), "cpu", threads=self.threads, io_binding=self.io_binding)
-            if "input_ids" in s.inputs and getattr(self, "tokenizer", None) is not None:
-                self._fit_sequence(s, self.tokenizer)
+            tokenizer = getattr(self, "tokenizer", None)
+            if "input_ids" in s.inputs and tokenizer is not None:
+                self._fit_sequence(s, tokenizer)
             self._sessions[stem] = s
         return s
 

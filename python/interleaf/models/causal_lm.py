@@ -29,7 +29,7 @@ _LOGITS_BLOCK = 1 << 26
 # one long text return 128k x vocab logits.
 DEFAULT_MAX_LENGTH = 4096
 
-PERPLEXITY_SCHEMA = {"perplexity": pl.Float64, "nll": pl.Float64, "tokens": pl.Int64, "truncated": pl.Boolean, "error": ERROR_DTYPE}
+PERPLEXITY_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {"perplexity": pl.Float64, "nll": pl.Float64, "tokens": pl.Int64, "truncated": pl.Boolean, "error": ERROR_DTYPE}
 
 
 def mean_nll(logits: np.ndarray, ids: np.ndarray, lengths: np.ndarray, *, threads: int | None = None, piece_floats: int = 1 << 24) -> np.ndarray:

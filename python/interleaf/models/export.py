@@ -206,7 +206,7 @@ def _verify_clip(out: Path, encode_image, encode_text) -> dict[str, Any]:
         for t in _CHECK_TEXTS:
             b = next(clip.tokenizer.batches([t], 1))
             ref_txt.append(encode_text(torch.from_numpy(b.input_ids), torch.from_numpy(b.attention_mask)).numpy()[0])
-    res = {"image": _check_embeddings("vision_model", ours_img, ref_img), "text": _check_embeddings("text_model", ours_txt, np.stack(ref_txt))}
+    res: dict[str, Any] = {"image": _check_embeddings("vision_model", ours_img, ref_img), "text": _check_embeddings("text_model", ours_txt, np.stack(ref_txt))}
     if (out / "onnx" / "vision_model_fp16.onnx").is_file():
         half = CLIPModel(out, device="cpu", precision="fp16")
         res["fp16"] = {
@@ -245,7 +245,8 @@ def export_clip_transformers(source: str | os.PathLike, out: str | os.PathLike, 
     cfg = model.config.to_dict()
     cfg["interleaf"] = {"logit_scale": float(model.logit_scale.detach().exp()), "source": f"transformers:{source}"}
     _write_json(out / "config.json", cfg)
-    _export_clip_graphs(model, encode_image, encode_text, out, int(model.config.vision_config.image_size), None, fp16)
+    # transformers types vision_config as dict | CLIPVisionConfig | None (__post_init__ makes it a CLIPVisionConfig) and image_size as int | list | tuple | None (a CLIP checkpoint's is an int)
+    _export_clip_graphs(model, encode_image, encode_text, out, int(model.config.vision_config.image_size), None, fp16)  # type: ignore[union-attr, arg-type]
     if verify:
         cfg["interleaf"]["export_check"] = _verify_clip(out, encode_image, encode_text)
         _write_json(out / "config.json", cfg)
@@ -273,7 +274,7 @@ def clip_tokenizer_fast(vocab: dict[str, int], merges: Sequence[tuple[str, str]]
     5 (objects)."""
     import inspect
 
-    from transformers import CLIPTokenizerFast
+    from transformers import CLIPTokenizerFast  # type: ignore[attr-defined]  # transformers 5 resolves *TokenizerFast names at run time (to CLIPTokenizer)
 
     special = {"unk_token": "<|endoftext|>", "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}
     if "vocab" in inspect.signature(CLIPTokenizerFast.__init__).parameters:
@@ -300,11 +301,11 @@ def export_clip_open_clip(arch: str, pretrained: str | None, out: str | os.PathL
     pp = dict(open_clip.get_model_preprocess_cfg(model))
     size = pp.get("size", 224)
     size = int(size if isinstance(size, int) else size[0])
-    context_length = int(getattr(model, "context_length", None) or getattr(tokenizer, "context_length", 77))
+    context_length = int(getattr(model, "context_length", 0) or getattr(tokenizer, "context_length", 77))
     with torch.no_grad():
         dim = int(model.encode_image(torch.zeros(1, 3, size, size)).shape[1])
     _write_json(out / "open_clip_config.json", {"model_cfg": open_clip.get_model_config(arch), "preprocess_cfg": pp})
-    cfg = {
+    cfg: dict[str, Any] = {
         "model_type": "clip",
         "architectures": ["OpenCLIP"],
         "projection_dim": dim,
@@ -358,6 +359,7 @@ def export_text_embedder(source: str | os.PathLike, out: str | os.PathLike, *, f
         return _export_text_embedder_onnx(source, out, fp16=fp16, verify=verify, overwrite=overwrite)
     torch = _torch()
     from sentence_transformers import SentenceTransformer
+    from torch import nn
 
     out = _prepare_out(out, overwrite)
     st = SentenceTransformer(str(source), device="cpu")
@@ -378,7 +380,7 @@ def export_text_embedder(source: str | os.PathLike, out: str | os.PathLike, *, f
     hf = st[0].auto_model
     eval_mode(hf)
 
-    class Encoder(torch.nn.Module):
+    class Encoder(nn.Module):
         def __init__(self):
             super().__init__()
             self.hf = hf
@@ -442,7 +444,8 @@ def export_causal_lm(source: str | os.PathLike, out: str | os.PathLike, *, fp16:
     """Exports a transformers causal LM (``AutoModelForCausalLM``, a local directory or a hub
     name when reachable) to ``out``: ``onnx/model.onnx`` (input_ids, attention_mask -> logits,
     no KV cache), ``tokenizer.json`` and ``config.json``."""
-    torch = _torch()
+    _torch()  # a clear error when the export extra is missing
+    from torch import nn
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out = _prepare_out(out, overwrite)
@@ -453,7 +456,7 @@ def export_causal_lm(source: str | os.PathLike, out: str | os.PathLike, *, fp16:
         raise ValueError(f"{source} has no fast tokenizer; interleaf needs tokenizer.json")
     tok.backend_tokenizer.save(str(out / "tokenizer.json"))
 
-    class LM(torch.nn.Module):
+    class LM(nn.Module):
         def __init__(self):
             super().__init__()
             self.model = model

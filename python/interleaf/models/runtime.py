@@ -193,7 +193,7 @@ def create_session(path: str | os.PathLike, device: str = "auto", *, threads: in
     )
 
 
-def _inference_session(path: Path, options, providers: list):
+def _inference_session(path: str | os.PathLike, options, providers: list):
     """``onnxruntime.InferenceSession``, with a bad file as a ValueError naming it."""
     try:
         return _ort().InferenceSession(str(path), sess_options=options, providers=providers)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +36,7 @@ class TokenBatch:
     truncated: np.ndarray  # bool (b,)
 
 
-def clean_texts(texts: Sequence[str | bytes | None]) -> tuple[list[str], list[dict[str, str] | None]]:
+def clean_texts(texts: Iterable[str | bytes | None]) -> tuple[list[str], list[dict[str, str] | None]]:
     """Each text as a ``str`` that tokenizers accepts (bad ones become "") and its error."""
     if isinstance(texts, (str, bytes, bytearray)):
         raise TypeError("texts must be a sequence of texts (a list), not one str/bytes")
@@ -127,7 +127,7 @@ class TextTokenizer:
         keep = np.arange(len(texts)) if skip is None else np.flatnonzero(~np.asarray(skip, dtype=bool))
         if keep.size == 0:
             return
-        ids, types, truncated = self.encode([texts[i] for i in keep])
+        ids, types, truncated = self.encode([texts[i] for i in keep.tolist()])
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
         order = np.argsort(lengths, kind="stable") if bucket else np.arange(len(ids))
         for start in range(0, len(order), batch_size):

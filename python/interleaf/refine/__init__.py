@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 
@@ -27,8 +27,10 @@ __all__ = ["STOP_REASONS", "cascade", "image_evaluator", "image_refiner", "is_no
 #: for this item (its last good value is kept as ``final``).
 STOP_REASONS = ("none", "max_rounds", "error")
 
-Evaluate = Callable[[list[str], list[Any]], Sequence[str | None | BaseException]]
-Refine = Callable[[list[str], list[str], list[Any]], Sequence[str | None | BaseException]]
+#: A step's values: texts, or encoded images (bytes) for an image step.
+_V = TypeVar("_V", str, bytes)
+Evaluate = Callable[[list[_V], list[Any]], Sequence[str | None | BaseException]]
+Refine = Callable[[list[_V], list[str], list[Any]], Sequence[_V | None | BaseException]]
 
 
 def is_none(suggestion: str | None) -> bool:
@@ -43,7 +45,7 @@ def is_none(suggestion: str | None) -> bool:
     return re.sub(r"^[\s\"'`]+|[\s\"'`.!]+$", "", s).lower() == "none"
 
 
-def seir(items: Sequence[str], evaluate: Evaluate, refine: Refine, *, k: int = 3, contexts: Sequence[Any] | None = None) -> pl.DataFrame:
+def seir(items: Sequence[_V], evaluate: Evaluate[_V], refine: Refine[_V], *, k: int = 3, contexts: Sequence[Any] | None = None) -> pl.DataFrame:
     """The SEIR loop over ``items`` (the x_0 values) with optional per-item ``contexts``.
 
     Values are strings, or encoded images (bytes) for an image step.
@@ -63,7 +65,7 @@ def seir(items: Sequence[str], evaluate: Evaluate, refine: Refine, *, k: int = 3
         raise ValueError(f"items and contexts differ in length ({n} vs {len(ctx)})")
     # Values are texts, or encoded images (bytes) for an image step.
     kind: type = bytes if any(isinstance(x, bytes) for x in items) else str
-    state = [{"initial": x, "final": x, "rounds": 0, "stopped": "max_rounds", "suggestions": [], "history": [], "error": None} for x in items]
+    state: list[dict[str, Any]] = [{"initial": x, "final": x, "rounds": 0, "stopped": "max_rounds", "suggestions": [], "history": [], "error": None} for x in items]
     active = [i for i in range(n) if isinstance(items[i], kind)]
     for i in range(n):
         if not isinstance(items[i], kind):
@@ -86,7 +88,7 @@ def seir(items: Sequence[str], evaluate: Evaluate, refine: Refine, *, k: int = 3
         for i, s in zip(active, suggestions, strict=True):
             if isinstance(s, BaseException) or (s is not None and not isinstance(s, str)):
                 state[i] |= {"stopped": "error", "error": f"evaluate: {s}" if isinstance(s, BaseException) else f"evaluate returned {type(s).__name__}"}
-            elif is_none(s):
+            elif s is None or is_none(s):
                 state[i]["stopped"] = "none"
             else:
                 state[i]["suggestions"].append(s)
@@ -127,7 +129,7 @@ def _context_text(c: Any) -> str:
     return f"{c}\n"
 
 
-def llm_evaluator(client: Client, field: str, criteria: str, *, progress: bool = False) -> Evaluate:
+def llm_evaluator(client: Client, field: str, criteria: str, *, progress: bool = False) -> Evaluate[str]:
     """An ``evaluate`` step on the endpoint: the model critiques ``field`` (e.g. "question")
     against ``criteria`` given the context (a string or a dict of named fields) and answers
     ``{"suggestion": "..."}``, or ``"none"`` when nothing needs improving. The prompt is ours."""
@@ -153,7 +155,7 @@ def llm_evaluator(client: Client, field: str, criteria: str, *, progress: bool =
     return evaluate
 
 
-def llm_refiner(client: Client, field: str, *, progress: bool = False) -> Refine:
+def llm_refiner(client: Client, field: str, *, progress: bool = False) -> Refine[str]:
     """A ``refine`` step on the endpoint: the model rewrites ``field`` following the suggestion,
     changing nothing else, and answers ``{"text": "..."}``. The prompt is ours."""
 
@@ -186,7 +188,7 @@ def _field(resp: Any, key: str) -> str | BaseException:
     return v.strip()
 
 
-def image_evaluator(client: Client, criteria: str = "the image shows what the caption describes, completely, with good quality and no artefacts", *, max_edge: int = 512, progress: bool = False) -> Evaluate:
+def image_evaluator(client: Client, criteria: str = "the image shows what the caption describes, completely, with good quality and no artefacts", *, max_edge: int = 512, progress: bool = False) -> Evaluate[bytes]:
     """An ``evaluate`` step for images on a vision-language endpoint: the model sees the image
     (a JPEG data URL, at most ``max_edge`` pixels) and its context (the caption) and answers
     ``{"suggestion": "..."}`` or ``"none"``. The prompt is ours."""
@@ -210,7 +212,7 @@ def image_evaluator(client: Client, criteria: str = "the image shows what the ca
     return evaluate
 
 
-def image_refiner(images: Client, *, size: str = "1024x1024", progress: bool = False) -> Refine:
+def image_refiner(images: Client, *, size: str = "1024x1024", progress: bool = False) -> Refine[bytes]:
     """A ``refine`` step for images on an OpenAI images endpoint (:meth:`Client.images`): a new
     image from the caption (the context's ``caption``) and the suggestion."""
 

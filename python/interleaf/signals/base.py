@@ -236,8 +236,8 @@ class Context:
         new = list(dict.fromkeys(t for t in texts if t is not None and t not in cache))
         if new:
             vectors, error = embed(new)
-            for t, v, e in zip(new, vectors, error.to_list(), strict=True):
-                cache[t] = (v, e)
+            for s, v, e in zip(new, vectors, error.to_list(), strict=True):
+                cache[s] = (v, e)
         if not cache and not new:
             out = np.zeros((len(texts), 0), dtype=np.float32)
         else:

@@ -196,13 +196,6 @@ class CaptionStats:
     def columns(self) -> dict[str, pl.DataType]:
         return {f"{self.name}_words": pl.UInt32(), f"{self.name}_chars": pl.UInt32()}
 
-    def _paragraphs(self, batch: pl.DataFrame, texts: pl.DataFrame, ctx) -> pl.DataFrame:
-        """OBELICS's paragraph filter of the batch's text nodes ``texts``: the context's, shared
-        by the node and document signals (the result does not depend on the threads)."""
-        if ctx is not None:
-            return ctx.obelics_paragraphs(batch)
-        return obelics_paragraphs(texts.get_column("text"), threads=self.threads)
-
     def compute(self, batch: pl.DataFrame, ctx) -> pl.DataFrame:
         from interleaf import schema as S
         from interleaf.signals.base import DOC_KEYS, NODE_KEYS
