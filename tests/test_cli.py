@@ -135,6 +135,14 @@ def test_demo_runs_the_main_job_on_the_sample(tmp_path):
     assert number(r"^([\d,]+) documents in, ", proc.stdout) == 28
     assert number(r" ([\d,]+) kept, ", proc.stdout) == summary["documents"]["kept"]
     assert "score: shard 1/2" in proc.stderr and "docs/s" in proc.stderr
+    # A rerun resumes; a folder holding something else is refused, not cleared.
+    assert main(["demo", "--out", str(out), "--quiet"]) == 0
+    mine = tmp_path / "mine"
+    (mine / "kept").mkdir(parents=True)
+    (mine / "kept" / "data.txt").write_text("mine")
+    (mine / "summary.json").write_text("{}")
+    assert main(["demo", "--out", str(mine), "--quiet"]) == 2
+    assert (mine / "kept" / "data.txt").read_text() == "mine" and (mine / "summary.json").read_text() == "{}"
 
 
 def test_image_stats_command(tmp_path, sample_dir, capsys):
@@ -324,3 +332,25 @@ def test_dedup_semantic_with_a_model_and_with_given_embeddings(tmp_path, capsys)
     capsys.readouterr()
     assert main(["dedup", str(data), "--out", str(tmp_path / "x"), "--method", "semantic", "--quiet"]) == 2
     assert "exactly one of model" in capsys.readouterr().err
+    assert main(["dedup", str(data), "--out", str(tmp_path / "x"), "--method", "semantic", "--model", str(CLIP_DIR.parent / "lm-tiny"), "--quiet"]) == 2
+    assert "needs a CLIP model or a text embedder, not a CausalLM" in capsys.readouterr().err
+    assert main(["dedup", str(data), "--out", str(tmp_path / "x"), "--method", "semantic", "--embeddings", f"{tmp_path / 'ragged.parquet'}:w", "--quiet"]) == 2
+    assert "has no column 'w' (its columns: v)" in capsys.readouterr().err
+
+
+def test_dedup_command_reads_as_told(sample_dir, tmp_path, capsys):
+    """The read options reach every pass: images named relative to --image-root, and
+    --no-load-images leaves them unread."""
+    data = tmp_path / "elsewhere" / "pairs.jsonl"
+    data.parent.mkdir()
+    data.write_text((sample_dir / "pairs.jsonl").read_text())
+    args = ["dedup", str(data), "--method", "exact", "--on", "image", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "a"), "--image-root", str(sample_dir), "--write", "jsonl"]) == 0
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert (summary["duplicate_documents"], summary["read_errors"]) == (2, {})
+    assert main([*args, "--out", str(tmp_path / "b"), "--image-root", str(sample_dir), "--no-load-images"]) == 0
+    assert json.loads((tmp_path / "b" / "summary.json").read_text())["duplicate_documents"] == 0
+    with pytest.raises(ValueError, match="unknown read_options"):
+        from interleaf.dedup import deduplicate
+
+        deduplicate(str(data), tmp_path / "c", "exact", read_options={"imageroot": "x"})

@@ -34,18 +34,19 @@ def _add_read_options(p: argparse.ArgumentParser, batch_size: int = DEFAULT_BATC
     p.add_argument("--quiet", action="store_true", help=quiet)
 
 
+def _read_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The read options of :func:`_add_read_options` as :func:`interleaf.read`'s keywords."""
+    return {
+        "image_root": args.image_root,
+        "load_images": not args.no_load_images,
+        "max_member_bytes": args.max_member_bytes,
+        "max_batch_bytes": args.max_batch_bytes,
+        "allow_outside_root": args.allow_outside_root,
+    }
+
+
 def _reader(args: argparse.Namespace, source: Sequence[str]) -> interleaf.Reader:
-    return interleaf.read(
-        list(source),
-        args.format,
-        args.batch_size,
-        image_root=args.image_root,
-        load_images=not args.no_load_images,
-        max_member_bytes=args.max_member_bytes,
-        max_batch_bytes=args.max_batch_bytes,
-        allow_outside_root=args.allow_outside_root,
-        progress=not args.quiet,
-    )
+    return interleaf.read(list(source), args.format, args.batch_size, progress=not args.quiet, **_read_kwargs(args))
 
 
 def _summary(stats: dict[str, Any], seconds: float) -> dict[str, Any]:
@@ -124,7 +125,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"bundled sample is missing: {missing}", file=sys.stderr)
         return 2
     print(f"interleaf run pairs-basic {' '.join(str(p) for p in sources)} --out {args.out}")
-    summary = run("pairs-basic", [str(p) for p in sources], args.out, overwrite=True, progress=not args.quiet)
+    summary = run("pairs-basic", [str(p) for p in sources], args.out, overwrite=args.overwrite, progress=not args.quiet)
     _print_run(summary)
     print(f"open {args.out}/report.html; why each document was dropped: {args.out}/dropped/*.parquet; the recipe: interleaf recipes show pairs-basic")
     return 0
@@ -160,6 +161,7 @@ def cmd_dedup(args: argparse.Namespace) -> int:
         device=args.device,
         engine=args.engine,
         ray_address=args.address,
+        read_options=_read_kwargs(args),
     )
     print(f"{summary['documents']:,} documents, {summary['duplicate_documents']:,} duplicates in {summary['clusters_with_duplicates']:,} clusters; kept {summary['kept_documents']:,}")
     for name, path in summary["outputs"].items():
@@ -336,11 +338,7 @@ def _run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "models": _models_arg(args.model),
         "llm": {k: v for k, v in (("base_url", args.llm_base_url), ("model", args.llm_model), ("concurrency", args.llm_concurrency), ("cache", args.llm_cache)) if v is not None} or None,
         "format": args.format,
-        "image_root": args.image_root,
-        "load_images": not args.no_load_images,
-        "max_member_bytes": args.max_member_bytes,
-        "max_batch_bytes": args.max_batch_bytes,
-        "allow_outside_root": args.allow_outside_root,
+        **_read_kwargs(args),
         "batch_size": args.batch_size,
         "workers": args.workers,
         "device": args.device,
@@ -571,7 +569,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_recipes)
 
     p = sub.add_parser("demo", help="run the main job on the bundled sample", description="Run the pairs-basic preset (exact and pHash radius-5 dedup, DataComp's basic filter; no model needed) over the bundled sample (WebDataset and jsonl pairs) into OUT: attributes/, dropped/, kept/, summary.json and report.html.")
-    p.add_argument("--out", default="interleaf-demo", help="output directory (default %(default)s)")
+    p.add_argument("--out", default="interleaf-demo", help="output directory (default %(default)s; an earlier demo there is resumed)")
+    p.add_argument("--overwrite", action="store_true", help="replace an output folder that holds something else")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_demo)
 

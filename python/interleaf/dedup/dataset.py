@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from interleaf.dedup.minhash import MinHasher, check_banding, lsh_clusters, lsh_
 from interleaf.dedup.perceptual import hash_clusters, phash
 from interleaf.image import check_draft
 from interleaf.io.atomic import atomic_output, write_text
+from interleaf.io.reader import READ_OPTIONS
 from interleaf.io.writer import WRITE_FORMATS
 from interleaf.polars import hamming
 from interleaf.schema import DOC_ID, DOC_INDEX, IMAGE, KIND, POS, TEXT
@@ -235,6 +237,9 @@ def load_embeddings(embeddings: Any) -> np.ndarray:
             a = np.load(text, mmap_mode="r")
         elif ".parquet:" in text:
             path, col = text.rsplit(":", 1)
+            names = pl.read_parquet_schema(path)
+            if col not in names:
+                raise ValueError(f"{path} has no column {col!r} (its columns: {', '.join(names)})")
             s = pl.read_parquet(path, columns=[col]).get_column(col)
             a = _list_matrix(s, col) if s.dtype == pl.List else s.to_numpy()
         else:
@@ -247,7 +252,7 @@ def load_embeddings(embeddings: Any) -> np.ndarray:
     return a
 
 
-def kept(source: Any, format: str | None, batch_size: int, keep: np.ndarray, **read_options: Any):
+def kept(source: Any, format: str | None, batch_size: int, keep: np.ndarray, **read_options: Any) -> Iterator[pl.DataFrame]:
     """Step 4's second pass: the batches of the documents whose ``doc_index`` is kept (the same
     read numbers documents the same way)."""
     for df in interleaf.read(source, format, batch_size, **read_options):
@@ -282,6 +287,7 @@ def deduplicate(
     device: str = "auto",
     engine: str = "local",
     ray_address: str | None = None,
+    read_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Finds duplicate documents in ``source`` and writes ``out/duplicates.parquet`` and
     ``out/summary.json`` (each written under a temporary name and renamed).
@@ -316,10 +322,16 @@ def deduplicate(
     earlier document of its cluster. ``engine="ray"`` runs SemDeDup's per-cluster passes as
     parallel Ray tasks on the cluster at ``ray_address`` (None: a local Ray instance; the
     ``ray`` extra), with the same result; the other methods run on Ray through
-    ``interleaf run --engine ray``.
+    ``interleaf run --engine ray``. ``read_options`` go to :func:`interleaf.read` on every pass
+    (``image_root``, ``load_images``, ``max_member_bytes``, ``max_batch_bytes``,
+    ``allow_outside_root``).
 
     Every argument is checked before any data is read.
     """
+    read_options = dict(read_options or {})
+    unknown = sorted(set(read_options) - READ_OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown read_options {unknown}: the options are {sorted(READ_OPTIONS)}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
     choice_arg("engine", engine, ("local", "ray"))
@@ -342,6 +354,8 @@ def deduplicate(
             from interleaf import models
 
             model = models.load(model, device)
+        if model is not None and not (hasattr(model, "embed_images") or hasattr(model, "embed_texts") or hasattr(model, "embed")):
+            raise ValueError(f"method='semantic' needs a CLIP model or a text embedder, not a {type(model).__name__}")
         if model is not None and on == "image" and not hasattr(model, "embed_images"):
             raise ValueError("on='image' needs a CLIP model (this one embeds only text)")
     if on not in EXACT_ON:
@@ -367,7 +381,7 @@ def deduplicate(
         bands, rows = lsh_params(threshold, num_perm)
     out = Path(out)
     t0 = time.perf_counter()
-    reader = interleaf.read(source, format, batch_size, progress=progress)
+    reader = interleaf.read(source, format, batch_size, progress=progress, **read_options)
     sig = sign(reader, method, on=on, strip_punctuation=strip_punctuation, hasher=hasher, draft=draft, model=model)
     if emb_given is not None:
         sig.signatures = [emb_given]
@@ -398,6 +412,6 @@ def deduplicate(
         summary.update(on=on, **cluster_stats)
     if write_format:
         # out/dedup belongs to this command: a rerun replaces it.
-        summary["outputs"]["dedup"] = interleaf.write(kept(source, format, batch_size, keep), out / "dedup", write_format, overwrite=True, progress=progress)
+        summary["outputs"]["dedup"] = interleaf.write(kept(source, format, batch_size, keep, **read_options), out / "dedup", write_format, overwrite=True, progress=progress)
     write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
