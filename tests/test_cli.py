@@ -354,3 +354,38 @@ def test_dedup_command_reads_as_told(sample_dir, tmp_path, capsys):
         from interleaf.dedup import deduplicate
 
         deduplicate(str(data), tmp_path / "c", "exact", read_options={"imageroot": "x"})
+
+
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        ["inspect"],
+        ["convert", "{out}", "--to", "parquet"],
+        ["image-stats", "--out", "{out}.parquet"],
+        ["signals", "--out", "{out}", "--signals", "text"],
+        ["dedup", "--out", "{out}"],
+        ["eval", "negatives", "--out", "{out}.parquet"],
+        ["judge", "synjudge", "--out", "{out}.parquet", "--base-url", "http://127.0.0.1:9/v1", "--model", "m"],
+    ],
+)
+def test_a_named_input_that_is_not_there_is_a_usage_error(tmp_path, sample_dir, capsys, cmd):
+    """Every command, as `run` does: a typo'd file name is refused before anything is written,
+    not read as one io error record with exit 0."""
+    missing = tmp_path / "nope.jsonl"
+    args = [a.replace("{out}", str(tmp_path / "out")) for a in cmd]
+    argv = [args[0], *args[1:2], str(sample_dir / "pairs.jsonl"), str(missing), *args[2:]] if args[0] in ("eval", "judge") else [args[0], str(sample_dir / "pairs.jsonl"), str(missing), *args[1:]]
+    if args[0] == "convert":
+        argv = ["convert", str(sample_dir / "pairs.jsonl"), str(missing), *args[1:]]
+    assert main(argv) == 2
+    assert f"input not found: {missing}" in capsys.readouterr().err
+    assert not any(tmp_path.glob("out*"))
+
+
+def test_signals_checks_its_models_and_names_before_writing(sample_dir, tmp_path, capsys):
+    out = tmp_path / "s"
+    for names, flag in (("text,clip", "--clip"), ("sequence", "--clip"), ("coherence", "--text-embedder"), ("perplexity-doc", "--lm")):
+        assert main(["signals", str(sample_dir / "comm.jsonl"), "--out", str(out), "--signals", names]) == 2
+        assert f"needs a model: give {flag} DIR" in capsys.readouterr().err
+    assert main(["signals", str(sample_dir / "comm.jsonl"), "--out", str(out), "--signals", " , "]) == 2
+    assert "--signals names no signal" in capsys.readouterr().err
+    assert not out.exists()

@@ -428,7 +428,7 @@ def test_cli_errors_are_one_line_not_tracebacks(tmp_path, sample_dir):
     r = subprocess.run([*cmd, "dedup", str(sample_dir / "pairs.jsonl"), "--out", str(tmp_path / "d"), "--method", "phash", "--radius", "-1"], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "radius" in r.stderr
     r = subprocess.run([*cmd, "inspect", str(tmp_path / "nonexistent")], capture_output=True, text=True)
-    assert r.returncode == 2 and "no such file" in r.stderr and "container" not in r.stderr
+    assert r.returncode == 2 and "input not found" in r.stderr and "container" not in r.stderr
 
 
 def test_a_gif_frame_larger_than_its_screen_is_image_too_large():

@@ -17,6 +17,7 @@ import polars as pl
 import interleaf
 from interleaf.io.atomic import atomic_output
 from interleaf.io.reader import DEFAULT_BATCH_SIZE, FORMATS
+from interleaf.io.sources import named_inputs
 from interleaf.io.writer import OUTPUT_FORMATS, WRITE_FORMATS
 from interleaf.schema import empty_frame
 
@@ -46,7 +47,7 @@ def _read_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _reader(args: argparse.Namespace, source: Sequence[str]) -> interleaf.Reader:
-    return interleaf.read(list(source), args.format, args.batch_size, progress=not args.quiet, **_read_kwargs(args))
+    return interleaf.read(named_inputs(list(source)), args.format, args.batch_size, progress=not args.quiet, **_read_kwargs(args))
 
 
 def _summary(stats: dict[str, Any], seconds: float) -> dict[str, Any]:
@@ -135,7 +136,7 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     from interleaf.dedup import deduplicate
 
     summary = deduplicate(
-        args.paths,
+        named_inputs(args.paths),
         args.out,
         args.method,
         format=args.format,
@@ -229,13 +230,20 @@ def cmd_signals(args: argparse.Namespace) -> int:
     from interleaf import signals as sg
 
     names = list(dict.fromkeys(n.strip() for n in args.signals.split(",") if n.strip()))
+    if not names:
+        raise ValueError(f"--signals names no signal; choose from {', '.join(SIGNAL_CHOICES)}")
     sigs = build_signals(names, args)
+    for sig, name in zip(sigs, names, strict=True):
+        for need, flag in (("clip.", "--clip"), ("text.embedding", "--text-embedder"), ("lm.", "--lm")):
+            if any(n.startswith(need) for n in sig.needs) and getattr(args, flag[2:].replace("-", "_")) is None:
+                raise ValueError(f"signal {name} needs a model: give {flag} DIR")
     ctx = sg.Context(clip=args.clip, text_embedder=args.text_embedder, lm=args.lm, device=args.device, threads=args.threads, batch_size=args.model_batch_size)
+    reader = _reader(args, args.paths)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     node_parts, doc_parts = [], []
-    for batch in _reader(args, args.paths):
+    for batch in reader:
         n, d = sg.compute(batch, sigs, ctx)
         node_parts.append(n)
         doc_parts.append(d)

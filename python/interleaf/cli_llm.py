@@ -20,6 +20,7 @@ import polars as pl
 
 from interleaf.io.atomic import atomic_output
 from interleaf.io.local import read_confined
+from interleaf.io.sources import named_inputs
 from interleaf.llm import STRUCTURED_MODES, Client
 
 _TABLE_SUFFIXES = (".parquet", ".jsonl", ".ndjson")
@@ -111,7 +112,7 @@ def _inputs(args: argparse.Namespace, columns: Sequence[str]) -> Iterator[Any]:
     is in memory at a time."""
     import interleaf
 
-    paths = [Path(p) for p in args.inputs]
+    paths = [Path(p) for p in named_inputs(args.inputs)]
     if len(paths) == 1 and paths[0].suffix in _TABLE_SUFFIXES and paths[0].is_file():
         cols = _table_columns(paths[0])
         if cols is not None and any(c in cols for c in columns):

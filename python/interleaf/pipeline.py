@@ -53,7 +53,7 @@ from interleaf import schema as S
 from interleaf._checks import choice_arg, int_arg
 from interleaf.io.atomic import atomic_output, write_text
 from interleaf.io.reader import is_utf8
-from interleaf.io.sources import WEBDATASET, container_of, expand
+from interleaf.io.sources import WEBDATASET, container_of, named_inputs
 from interleaf.io.writer import OUTPUT_FORMATS, RECORD_LAYOUTS
 from interleaf.recipes import Recipe
 from interleaf.recipes import load as load_recipe
@@ -1615,12 +1615,7 @@ def run(
     for n in p.notices:
         print(f"interleaf run: notice: {n}", file=sys.stderr)
     out_p = Path(out)
-    paths = expand(inputs)
-    # A dangling link found in a folder is that file's io error, as a FIFO is; a named file
-    # that is not there is a typo to report at once.
-    missing = [x for x in paths if not os.path.lexists(x)]
-    if missing:
-        raise FileNotFoundError(f"input not found: {', '.join(missing[:5])}")
+    paths = named_inputs(inputs)
     read = {
         "format": format,
         "batch_size": batch_size,
