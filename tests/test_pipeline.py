@@ -609,6 +609,28 @@ def test_output_folder_checks(tmp_path, planted):
     assert sorted(p.name for p in (out / "dropped").iterdir()) == ["a.parquet", "b.parquet"]
 
 
+def test_a_run_that_fails_before_any_work_leaves_no_run_behind(tmp_path, planted):
+    """A model that does not load, or input of another format, fails the new run: the corrected
+    command, over other inputs, then runs in the same folder (a stale run.json refused it)."""
+    kw = {"device": "cpu", "progress": False}
+    bad = tmp_path / "bad-clip"
+    shutil.copytree(CLIP_DIR, bad)
+    (bad / "onnx" / "vision_model.onnx").write_bytes(b"not onnx")
+    for out in (tmp_path / "new", tmp_path / "empty"):
+        if out.name == "empty":
+            out.mkdir()
+        with pytest.raises(Exception, match="vision_model.onnx|ONNX|onnx"):
+            run(pairs_recipe(tmp_path), planted["inputs"], out, models={"clip": str(bad)}, **kw)
+        assert not out.exists() if out.name == "new" else list(out.iterdir()) == []
+        with pytest.raises(ValueError, match="format='webdataset' but the file is"):
+            run(pairs_recipe(tmp_path), planted["inputs"], out, models={"clip": str(CLIP_DIR)}, format="webdataset", **kw)
+        run(pairs_recipe(tmp_path), planted["inputs"][:1], out, models={"clip": str(CLIP_DIR)}, **kw)
+        assert (out / "summary.json").exists()
+    with pytest.raises(ValueError, match=r"stages must be some of"):
+        run(pairs_recipe(tmp_path), planted["inputs"], tmp_path / "s", stages=("scor",), **kw)
+    assert not (tmp_path / "s").exists()
+
+
 def kill_at_stage(cmd: list[str], stage: str) -> None:
     """Runs the CLI command ``cmd`` and kills it (SIGKILL) at the first progress line of
     ``stage``."""

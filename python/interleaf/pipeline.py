@@ -60,6 +60,7 @@ from interleaf.recipes import load as load_recipe
 from interleaf.recipes.schema import MODEL_KINDS, SIGNAL_MODELS, DedupStep, FilterSpec, RecipeError
 
 STATE = ".interleaf"
+STAGES = ("score", "dedup", "filter", "write")
 BASE = "_base"
 NODE_KEYS = (S.DOC_INDEX, S.DOC_ID, S.POS)
 DOC_KEYS = (S.DOC_INDEX, S.DOC_ID)
@@ -1547,7 +1548,7 @@ def run(
     model_batch_size: int | None = None,
     limit: int | None = None,
     output_format: str | None = None,
-    stages: tuple[str, ...] = ("score", "dedup", "filter", "write"),
+    stages: tuple[str, ...] = STAGES,
     overwrite: bool = False,
     progress: bool = True,
     engine: str = "local",
@@ -1600,9 +1601,15 @@ def run(
     int_arg("workers", workers, 1, 1024)
     int_arg("limit", limit, 0, optional=True)
     int_arg("threads", threads, 1, 512, optional=True)
+    int_arg("model_batch_size", model_batch_size, 1, 1 << 20, optional=True)
+    int_arg("max_member_bytes", max_member_bytes, optional=True)
+    int_arg("max_batch_bytes", max_batch_bytes, optional=True)
     choice_arg("device", device, ("auto", "cpu", "cuda"))
     if output_format is not None:
         choice_arg("output_format", output_format, OUTPUT_FORMATS)
+    bad = sorted(set(stages) - set(STAGES))
+    if bad or not stages:
+        raise ValueError(f"stages must be some of {STAGES}, not {tuple(stages)!r}")
     rec = load_recipe(recipe)
     if threads is None and workers > 1:
         threads = max(1, (os.cpu_count() or 1) // workers)
@@ -1628,17 +1635,38 @@ def run(
     state = {"inputs": [os.path.abspath(x) for x in paths], "read": read, "limit": limit}
     _check_out(out_p, paths, state, overwrite, [os.fspath(inputs)] if isinstance(inputs, (str, os.PathLike)) else [os.fspath(x) for x in inputs])
     shards = plan_shards(paths)
+    eng = Engine(engine, ray_address, ray_dedup)
+    if engine == "ray":  # joined before anything is written: a wrong address leaves no run behind
+        from interleaf import ray as ray_engine
+
+        ray_engine.init(ray_address, progress=progress)
+    created = not out_p.exists()
+    fresh = not (out_p / STATE / "run.json").exists()
     out_p.mkdir(parents=True, exist_ok=True)
     models_state = {k: (v if isinstance(v, str) else getattr(v, "path", None) and str(v.path)) for k, v in p.models.items()}
     # Not sort_keys: the order of the filters is part of the recipe.
     write_text(out_p / STATE / "run.json", json.dumps({**state, "models": models_state, "llm": p.llm, "device": device, "recipe": rec.model_dump(mode="json")}, indent=2) + "\n")
     opts = RunOptions(str(out_p), p, read, device=device, threads=threads, model_batch_size=model_batch_size, progress=progress)
-    eng = Engine(engine, ray_address, ray_dedup)
-    if engine == "ray":
-        from interleaf import ray as ray_engine
+    try:
+        return _execute(opts, shards, limit, workers, stages, output_format, log, eng)
+    except BaseException:
+        if fresh:
+            _forget_failed_start(out_p, created)
+        raise
 
-        ray_engine.init(ray_address, progress=progress)
-    return _execute(opts, shards, limit, workers, stages, output_format, log, eng)
+
+def _forget_failed_start(out: Path, created: bool) -> None:
+    """A new run that failed before it finished any work (a model that does not load, input of
+    another format, no CUDA) leaves no run behind: its run.json would make the corrected
+    command, over other inputs, refuse the folder. Work already done is kept for a rerun."""
+    files = [p for p in out.rglob("*") if p.is_file()]
+    if any(p != out / STATE / "run.json" for p in files):
+        return
+    if created:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for child in out.iterdir():  # empty folders only, and the run.json
+        shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
 
 
 def _execute(opts: RunOptions, shards: list[Shard], limit: int | None, workers: int, stages: tuple[str, ...], output_format: str | None, log: _StageLog, engine: Engine = Engine()) -> RunSummary:
