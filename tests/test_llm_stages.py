@@ -431,6 +431,7 @@ def test_cli_llm_commands(llama_server, scripted, sample_dir, tmp_path, sample_i
     out2 = tmp_path / "sj.parquet"
     r = subprocess.run([sys.executable, "-m", "interleaf.cli", "judge", "synjudge", str(table), "--base-url", scripted.url, "--model", "m", "--out", str(out2), "--quiet"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+    assert "warning: 4 of 5 rows failed; the first: " in r.stderr and "gone.jpg" in r.stderr
     df = pl.read_parquet(out2)
     assert df.row(0, named=True)["its"] == 2 and "gone.jpg" in df.row(1, named=True)["error"] and json.loads(r.stdout)["aggregate"]["scored"] == 1
     # Paths outside the image root (relative or absolute) are row errors: never read, never sent.
@@ -449,6 +450,11 @@ def test_cli_llm_commands(llama_server, scripted, sample_dir, tmp_path, sample_i
     assert pl.read_parquet(out3).height == 3 and json.loads(r.stdout)["decisions"] and cp.exists()
     r = subprocess.run([sys.executable, "-m", "interleaf.cli", "judge", "comm", str(sample_dir / "comm.jsonl"), "--out", str(out), "--model", "m"], capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)})
     assert r.returncode == 2 and "no LLM endpoint configured" in r.stderr
+
+    # Every row failed (nothing listens there): written, counted, and exit 1 with the reason.
+    r = subprocess.run([sys.executable, "-m", "interleaf.cli", "judge", "synjudge", str(table), "--limit", "1", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--max-retries", "0", "--out", str(tmp_path / "down.parquet"), "--quiet"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "error: every row failed (1); the first: " in r.stderr, r.stderr
+    assert json.loads(r.stdout)["errors"] == 1 and pl.read_parquet(tmp_path / "down.parquet").height == 1
 
 
 # -- the LLM judge as a recipe signal -------------------------------------------------------------
@@ -493,6 +499,8 @@ def test_pipeline_llm_judge_signal(scripted, sample_dir, tmp_path):
     # An LLM failure is not damage: the document is kept (its score is null; on_null: keep).
     assert s["documents"]["kept"] == len(titles) - len(astronaut)
     assert s["llm"]["model"] == "scripted" and s["llm"]["requests"] == len(titles) and s["llm"]["failed"] == 1 and s["llm"]["retried"] == 1
+    assert s["signal_errors"] == {"judge": {"rows": len(titles), "errors": {"llm_failed": 1}, "example": s["signal_errors"]["judge"]["example"]}}
+    assert "HTTP 500" in s["signal_errors"]["judge"]["example"]
     run_json = json.loads((out / ".interleaf" / "run.json").read_text())
     assert run_json["llm"]["base_url"] == scripted.url and "api_key" not in run_json["llm"]
     # A rerun is fresh: no request at all; the filter can be re-applied without the endpoint.
@@ -501,6 +509,19 @@ def test_pipeline_llm_judge_signal(scripted, sample_dir, tmp_path):
     assert scripted.requests == [] and s2["documents"] == s["documents"]
     with pytest.raises(ValueError, match="not in the run's arguments"):
         run(str(recipe), [str(sample_dir / "comm.jsonl")], tmp_path / "o2", llm={**llm, "api_key": "sk-x"}, progress=False)
+
+
+def test_a_judge_whose_answers_never_parse_is_reported(scripted, sample_dir, tmp_path, capsys):
+    from interleaf.cli import main
+
+    scripted.answer = lambda body: "I would rate this document highly."
+    recipe = tmp_path / "judged.yaml"
+    recipe.write_text(JUDGE_RECIPE)
+    rc = main(["run", str(recipe), str(sample_dir / "comm.jsonl"), "--out", str(tmp_path / "out"), "--llm-base-url", scripted.url, "--llm-model", "m", "--quiet"])
+    assert rc == 0
+    cap = capsys.readouterr()
+    assert re.search(r"^  judge\s+llm_\w+\s+4$", cap.out, re.MULTILINE), cap.out
+    assert "warning: every row of signal judge has an error, e.g." in cap.err
 
 
 def test_pipeline_llm_judge_needs_an_endpoint(monkeypatch, sample_dir, tmp_path):

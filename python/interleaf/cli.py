@@ -373,6 +373,13 @@ def _print_run(summary: Any) -> None:
         print("documents with read or decode errors:")
         for kind, n in d["errors"].items():
             print(f"  {kind:<24}{n:>10,}")
+    if d.get("signal_errors"):
+        print("signal rows with errors:")
+        for name, e in d["signal_errors"].items():
+            for kind, n in e["errors"].items():
+                print(f"  {name:<24}{kind:<22}{n:>10,}")
+            if sum(e["errors"].values()) >= e["rows"]:
+                print(f"interleaf: warning: every row of signal {name} has an error, e.g. {e['example']}", file=sys.stderr)
     for name, msg in {**d["skipped"]["signals"], **d["skipped"]["filters"]}.items():
         print(f"skipped {name}: {msg}")
     if d.get("llm"):

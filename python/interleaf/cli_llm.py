@@ -146,6 +146,24 @@ def _run(args: argparse.Namespace, columns: Sequence[str], stage: Callable[[Any,
             summary |= summarise(table)
         summary |= {"requests": client.stats.as_dict(), "seconds": round(time.perf_counter() - t0, 3)}
     print(json.dumps(summary, indent=2))
+    return _report_errors(args, table)
+
+
+def _report_errors(args: argparse.Namespace, table: pl.DataFrame) -> int:
+    """Rows with an error are counted in the summary; stderr names the first, and a run whose
+    every row failed (an endpoint that is down, a wrong URL, answers that never parse) exits 1."""
+    if "error" not in table.columns or not table.height:
+        return 0
+    errors = table.get_column("error").drop_nulls()
+    if not errors.len():
+        return 0
+    first = errors[0]
+    first = first.get("message", first) if isinstance(first, dict) else first
+    prog = f"interleaf {args.command}"
+    if errors.len() == table.height:
+        print(f"{prog}: error: every row failed ({errors.len():,}); the first: {first}", file=sys.stderr)
+        return 1
+    print(f"{prog}: warning: {errors.len():,} of {table.height:,} rows failed; the first: {first}", file=sys.stderr)
     return 0
 
 

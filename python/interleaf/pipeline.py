@@ -1107,8 +1107,27 @@ def filter_pass(opts: RunOptions, shard: Shard, thresholds: dict[str, float]) ->
         "documents": docs.height,
         "nodes": nodes.filter(pl.col(S.KIND).is_not_null()).height,
         "errors": dict(errs.group_by("kind").len().iter_rows()),
+        "signal_errors": _signal_errors(out, p, shard),
         "seconds": time.perf_counter() - t0,
     }
+
+
+def _signal_errors(out: Path, p: Plan, shard: Shard) -> dict[str, dict[str, Any]]:
+    """Per signal of the shard: its rows, its rows with an error by kind, and the first error's
+    message (a signal that failed everywhere, such as an LLM judge whose answers never parse,
+    is visible in the summary, not only as null scores)."""
+    res: dict[str, dict[str, Any]] = {}
+    for name in sorted(p.signals):
+        path = out / "attributes" / name / f"{shard.name}.parquet"
+        if not path.exists():
+            continue
+        cols = [c for c, d in pl.read_parquet_schema(path).items() if c.endswith("_error") and d == S.ERROR_DTYPE]
+        if not cols:
+            continue
+        t = pl.read_parquet(path, columns=cols)
+        e = pl.concat([t.get_column(c).alias("e") for c in cols]).drop_nulls()
+        res[name] = {"rows": t.height, "errors": dict(sorted(e.struct.field("kind").value_counts().iter_rows())), "example": e[0]["message"] if e.len() else None}
+    return res
 
 
 def filter_finish(opts: RunOptions, shard: Shard) -> dict[str, Any]:
@@ -1205,6 +1224,15 @@ def filter_all(opts: RunOptions, shards: list[Shard], run_jobs: Callable[[Callab
                 totals[k][name] = totals[k].get(name, 0) + n
     for k in ("dropped_documents", "dropped_nodes", "errors"):
         totals[k] = dict(sorted(totals[k].items()))
+    sig_errors: dict[str, dict[str, Any]] = {}
+    for a in first:
+        for name, r in a["signal_errors"].items():
+            t = sig_errors.setdefault(name, {"rows": 0, "errors": {}, "example": None})
+            t["rows"] += r["rows"]
+            for kind, n in r["errors"].items():
+                t["errors"][kind] = t["errors"].get(kind, 0) + n
+            t["example"] = t["example"] or r["example"]
+    totals["signal_errors"] = {k: {**v, "errors": dict(sorted(v["errors"].items()))} for k, v in sorted(sig_errors.items()) if v["errors"]}
     shutil.rmtree(out / STATE / "filter", ignore_errors=True)
     totals["seconds"] = time.perf_counter() - t0
     totals["thresholds"] = {k: v for k, v in thresholds.items()}
@@ -1775,6 +1803,7 @@ def _summary(opts: RunOptions, shards: list[Shard], totals: dict[str, Any], dedu
         "dropped_documents": totals.get("dropped_documents", {}),
         "dropped_nodes": totals.get("dropped_nodes", {}),
         "errors": totals.get("errors", {}),
+        "signal_errors": totals.get("signal_errors", {}),
         "signal_failures": failures,
         "skipped": {"signals": p.skipped, "filters": p.skipped_filters},
         "thresholds": totals.get("thresholds", {}),
