@@ -832,3 +832,25 @@ def test_parquet_batches_are_bounded_by_decoded_bytes_and_errors_by_row_group(tm
     pq.write_table(pa.table({"id": ["o"], "texts": pa.array([["w"] * many]), "images": pa.array([[None] * many], pa.list_(pa.string()))}), tmp_path / "o.parquet", compression="zstd")
     df = read_all(tmp_path / "o.parquet", format="obelics")
     assert df.height == 1 and df.get_column("error")[0]["kind"] == "bad_record" and "list items" in df.get_column("error")[0]["message"]
+
+
+def test_one_text_or_image_where_a_sequence_belongs_is_a_type_error():
+    """A str is a sequence of characters and bytes one of ints: taken as a list they gave one
+    row per character (MinHash of 26 'documents', text_stats of 11) without a word."""
+    from interleaf import evaluate, signals
+    from interleaf.dedup import MinHasher
+
+    calls = [
+        (lambda: MinHasher().signatures("hello world"), "texts must be a sequence of texts"),
+        (lambda: signals.text_stats("hello world"), "texts must be a sequence of texts"),
+        (lambda: signals.obelics_paragraphs("hello world"), "texts must be a sequence of texts"),
+        (lambda: evaluate.text_metrics("a cat", ["a cat"]), "predictions must be a sequence"),
+        (lambda: evaluate.text_metrics(["a cat"], "a cat"), "references must be a sequence"),
+        (lambda: image.stats(b"\xff\xd8 one image"), "not one bytes: wrap it in a list"),
+        (lambda: image.stats(["photo.jpg"]), r"item 0 is str \(a path\? read the file's bytes\)"),
+        (lambda: evaluate.image_metrics(["a.jpg"], ["b.jpg"]), r"not str \(a path\? read the file's bytes\)"),
+    ]
+    for call, msg in calls:
+        with pytest.raises(TypeError, match=msg):
+            call()
+    assert MinHasher().signatures(["hello world"]).shape[0] == 1 and signals.text_stats(["hello world"]).height == 1

@@ -486,7 +486,7 @@ def test_arguments_are_checked_when_loading_and_calling(clip, lm):
     for bs in (0, "2", 2.0):
         with pytest.raises(ValueError, match=r"batch_size must be an int \[1, 1048576\]"):
             lm.perplexity(["some text"], batch_size=bs)
-    with pytest.raises(TypeError, match="not one str/bytes"):
+    with pytest.raises(TypeError, match="not one str: wrap it in a list"):
         lm.perplexity("a single string")
     with pytest.raises(TypeError, match="not one bytes/str"):
         clip.embed_images(b"\xff\xd8 one image, not a list")

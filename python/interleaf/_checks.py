@@ -40,11 +40,19 @@ def choice_arg(name: str, value: Any, choices: tuple[str, ...]) -> str:
     return value
 
 
+def not_one(name: str, value: Any, what: str = "texts") -> None:
+    """TypeError when ``value``, which should be a sequence of texts or images, is one str or
+    bytes (which would otherwise be taken as a sequence of characters or bytes)."""
+    if isinstance(value, (str, bytes, bytearray, memoryview)):
+        raise TypeError(f"{name} must be a sequence of {what} (a list or Series), not one {type(value).__name__}: wrap it in a list")
+
+
 def string_column(texts: Any, name: str = "texts") -> Any:
     """``texts`` (a polars String Series, or a sequence of str / None) as a String Series;
     TypeError for another dtype."""
     import polars as pl
 
+    not_one(name, texts)
     col = texts if isinstance(texts, pl.Series) else pl.Series(name, list(texts), dtype=pl.String)
     if col.dtype == pl.Null:
         col = col.cast(pl.String)

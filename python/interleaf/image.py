@@ -41,7 +41,7 @@ import numpy as np
 import polars as pl
 
 from interleaf import _native
-from interleaf._checks import choice_arg, int_arg
+from interleaf._checks import choice_arg, int_arg, not_one
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -224,11 +224,12 @@ def binary_column(images: ImageInput, name: str = "image") -> pl.Series:
         if images.dtype == pl.Null:
             return images.cast(pl.Binary)
         raise TypeError(f"images must be a Binary column of encoded bytes, not {images.dtype}")
+    not_one(name if name != "image" else "images", images, "encoded images")
     items = [bytes(x) if isinstance(x, bytearray | memoryview) else x for x in images]
     bad = next((i for i, x in enumerate(items) if x is not None and not isinstance(x, bytes)), None)
     if bad is not None:
         # Named by position and type, never by value (an image in a message is megabytes).
-        raise TypeError(f"images must be encoded bytes or None; item {bad} is {type(items[bad]).__name__}")
+        raise TypeError(f"images must be encoded bytes or None; item {bad} is {type(items[bad]).__name__}" + (" (a path? read the file's bytes)" if isinstance(items[bad], str | os.PathLike) else ""))
     return pl.Series(name, items, dtype=pl.Binary)
 
 

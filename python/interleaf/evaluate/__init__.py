@@ -28,6 +28,7 @@ computes them (CoMM's task 2).
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -36,6 +37,8 @@ from typing import Any, cast
 
 import numpy as np
 import polars as pl
+
+from interleaf._checks import not_one
 
 __all__ = [
     "PAIRINGS",
@@ -163,6 +166,8 @@ def image_metrics(generated: Any, reference: Any, *, size: int = 256, pairing: s
         if x is None:
             images.append(None)
             return len(images) - 1
+        if not isinstance(x, bytes | bytearray | memoryview):
+            raise TypeError(f"images must be encoded bytes or None, not {type(x).__name__}" + (" (a path? read the file's bytes)" if isinstance(x, str | os.PathLike) else ""))
         if id(x) not in slot:
             slot[id(x)] = len(images)
             images.append(bytes(x))
@@ -371,6 +376,8 @@ def text_metrics(predictions: Sequence[str | None], references: Sequence[Any], *
     ``cider``, ``meteor``, ``spice`` and ``skipped``."""
     from interleaf import _native
 
+    not_one("predictions", predictions)
+    not_one("references", references, "texts or lists of texts")
     tokenizer = _resolve_tokenizer(tokenizer)
     preds = list(predictions)
     refs = [[r] if isinstance(r, str) else ([] if r is None else [x for x in r if x is not None]) for r in references]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from interleaf._checks import not_one
 from interleaf.schema import record_error
 
 
@@ -38,8 +39,7 @@ class TokenBatch:
 
 def clean_texts(texts: Iterable[str | bytes | None]) -> tuple[list[str], list[dict[str, str] | None]]:
     """Each text as a ``str`` that tokenizers accepts (bad ones become "") and its error."""
-    if isinstance(texts, (str, bytes, bytearray)):
-        raise TypeError("texts must be a sequence of texts (a list), not one str/bytes")
+    not_one("texts", texts)
     out: list[str] = []
     errors: list[dict[str, str] | None] = []
     for i, t in enumerate(texts):
