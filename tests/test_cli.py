@@ -161,7 +161,12 @@ def test_image_stats_command(tmp_path, sample_dir, capsys):
     assert (int(m[1]), int(m[2])) == (round(stats["width"].quantile(0.5)), round(stats["height"].quantile(0.5)))
     assert float(m[3]) == pytest.approx(stats["blur"].quantile(0.5), abs=0.06)
     assert float(m[4]) == pytest.approx(stats["entropy"].quantile(0.5), abs=0.006)
-    assert main(["image-stats", str(sample_dir / "pairs-000000.tar"), "--out", str(out), "--max-pixels", "100", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["image-stats", str(sample_dir / "pairs-000000.tar"), "--out", str(out), "--max-pixels", "100", "--quiet"]) == 2
+    assert f"{out} exists: pass --overwrite" in capsys.readouterr().err
+    assert main(["image-stats", str(sample_dir / "pairs-000000.tar"), "--out", str(tmp_path), "--quiet"]) == 2
+    assert f"{tmp_path} is a folder: give the output file's path" in capsys.readouterr().err
+    assert main(["image-stats", str(sample_dir / "pairs-000000.tar"), "--out", str(out), "--max-pixels", "100", "--overwrite", "--quiet"]) == 0
     assert set(pl.read_parquet(out)["error"].struct.field("kind")) == {"image_too_large"}
     text = capsys.readouterr().out
     assert re.search(r"^14 images \(0 decoded\) in ", text, re.MULTILINE), text

@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 
 import interleaf
-from interleaf.io.atomic import atomic_output
+from interleaf.io.atomic import atomic_output, refuse_existing
 from interleaf.io.reader import DEFAULT_BATCH_SIZE, FORMATS
 from interleaf.io.sources import named_inputs
 from interleaf.io.writer import OUTPUT_FORMATS, WRITE_FORMATS
@@ -182,7 +182,7 @@ def image_stats_table(nodes: pl.DataFrame, threads: int | None = None, max_pixel
 
 def cmd_image_stats(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    refuse_existing(out, args.overwrite)
     t0 = time.perf_counter()
     reader = _reader(args, args.paths)
     parts = [image_stats_table(df, args.threads, args.max_pixels) for df in reader]
@@ -526,6 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("image-stats", help="per-image statistics", description="Decode every image node and write its statistics (size, format, mode, frames, blur as OpenCV's Laplacian variance, entropy, brightness, contrast, uniform fraction, error) with doc_id, pos and source to a parquet file.")
     p.add_argument("paths", nargs="+", help="files, globs, brace ranges or directories")
     p.add_argument("--out", required=True, help="output parquet file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--threads", type=int, default=None, help="decoding threads (default: all cores)")
     p.add_argument("--max-pixels", type=int, default=None, help="largest image decoded, in pixels (default Pillow's 89,478,485)")
     _add_read_options(p)

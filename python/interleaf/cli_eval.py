@@ -29,7 +29,7 @@ import polars as pl
 
 from interleaf.cli_llm import add_endpoint_options, client_from_args
 from interleaf.evaluate.visdial import IMAGE_NAME
-from interleaf.io.atomic import atomic_output
+from interleaf.io.atomic import atomic_output, refuse_existing
 from interleaf.io.sources import named_inputs
 
 WORST = 12
@@ -78,11 +78,6 @@ def cmd_negatives(args: argparse.Namespace) -> int:
     return 0
 
 
-def _refuse_existing(args: argparse.Namespace) -> None:
-    if Path(args.out).exists() and not args.overwrite:
-        raise FileExistsError(f"{args.out} exists: pass --overwrite to replace it")
-
-
 def _write_samples(args: argparse.Namespace, table: pl.DataFrame, what: str) -> int:
     """Writes ``eval vist`` / ``eval visdial`` samples to ``--out`` and prints their counts."""
     with atomic_output(args.out) as tmp:
@@ -96,14 +91,14 @@ def _write_samples(args: argparse.Namespace, table: pl.DataFrame, what: str) -> 
 def cmd_vist(args: argparse.Namespace) -> int:
     from interleaf.evaluate.vist import vist_stories
 
-    _refuse_existing(args)
+    refuse_existing(args.out, args.overwrite)
     return _write_samples(args, vist_stories(args.annotations, args.image_root, image_suffix=args.image_suffix, text_field=args.text_field), "stories")
 
 
 def cmd_visdial(args: argparse.Namespace) -> int:
     from interleaf.evaluate.visdial import visdial_dialogs
 
-    _refuse_existing(args)
+    refuse_existing(args.out, args.overwrite)
     return _write_samples(args, visdial_dialogs(args.annotations, args.image_root, split=args.split, image_name=args.image_name, rounds=args.rounds), "dialogs")
 
 
