@@ -394,3 +394,19 @@ def test_signals_checks_its_models_and_names_before_writing(sample_dir, tmp_path
     assert main(["signals", str(sample_dir / "comm.jsonl"), "--out", str(out), "--signals", " , "]) == 2
     assert "--signals names no signal" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_run_whose_every_document_failed_to_read_says_so(sample_dir, tmp_path, capsys):
+    data = tmp_path / "moved" / "pairs.jsonl"  # its relative image paths now lead nowhere
+    data.parent.mkdir()
+    data.write_text((sample_dir / "pairs.jsonl").read_text())
+    assert main(["run", "pairs-basic", str(data), "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    assert "warning: every document has a read or decode error (missing_image): check --format, --image-root" in capsys.readouterr().err
+    assert main(["run", "pairs-basic", str(data), "--out", str(tmp_path / "o2"), "--image-root", str(tmp_path / "nowhere"), "--quiet"]) == 2
+    assert "image_root" in capsys.readouterr().err and not (tmp_path / "o2").exists()
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        import interleaf
+
+        interleaf.read(str(data), image_root=tmp_path / "nowhere")
+    assert main(["run", "pairs-basic", str(data), "--out", str(tmp_path / "o3"), "--image-root", str(sample_dir), "--quiet"]) == 0
+    assert "warning" not in capsys.readouterr().err

@@ -373,6 +373,8 @@ def _print_run(summary: Any) -> None:
         print("documents with read or decode errors:")
         for kind, n in d["errors"].items():
             print(f"  {kind:<24}{n:>10,}")
+        if sum(d["errors"].values()) >= d["documents"]["in"] > 0:
+            print(f"interleaf: warning: every document has a read or decode error ({', '.join(d['errors'])}): check --format, --image-root and the inputs", file=sys.stderr)
     if d.get("signal_errors"):
         print("signal rows with errors:")
         for name, e in d["signal_errors"].items():

@@ -1651,6 +1651,8 @@ def run(
         print(f"interleaf run: notice: {n}", file=sys.stderr)
     out_p = Path(out)
     paths = named_inputs(inputs)
+    if image_root is not None and load_images and not os.path.isdir(image_root):
+        raise FileNotFoundError(f"image_root {os.fspath(image_root)} is not a folder")
     read = {
         "format": format,
         "batch_size": batch_size,

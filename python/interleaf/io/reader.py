@@ -151,6 +151,8 @@ class Reader:
         self.format = format
         self.batch_size = batch_size
         self.image_root = os.fspath(image_root) if image_root is not None else None
+        if self.image_root is not None and load_images and not os.path.isdir(self.image_root):
+            raise FileNotFoundError(f"image_root {self.image_root} is not a folder")
         self.load_images = load_images
         self.max_member_bytes = max_member_bytes
         self.max_batch_bytes = max_batch_bytes
