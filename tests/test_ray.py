@@ -30,6 +30,23 @@ def ray_instance():
     ray.shutdown()
 
 
+def test_a_ray_address_is_checked_before_anything_is_written(tmp_path, sample_dir, capsys):
+    """Ray retries an unreachable head for minutes: a closed port is refused at once; an
+    address without the Ray engine is a usage error, not a silent local run."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends
+    args = ["run", "pairs-basic", str(sample_dir / "pairs.jsonl"), "--out", str(tmp_path / "o"), "--quiet"]
+    if not ray.is_initialized():  # (our probe's message: Ray's own retries would take minutes)
+        assert main([*args, "--engine", "ray", "--address", f"127.0.0.1:{port}"]) == 2
+        assert f"no Ray cluster answers at 127.0.0.1:{port}" in capsys.readouterr().err
+    assert main([*args, "--address", "auto"]) == 2
+    assert "needs engine='ray' (--engine ray)" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.fixture()
 def comm_shards(tmp_path, sample_dir) -> list[str]:
     """The CoMM sample split into one shard per document (images beside them)."""

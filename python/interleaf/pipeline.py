@@ -1625,6 +1625,8 @@ def run(
     """
     int_arg("batch_size", batch_size)
     choice_arg("engine", engine, ENGINES)
+    if ray_address is not None and engine != "ray":
+        raise ValueError("ray_address (--address) needs engine='ray' (--engine ray)")
     choice_arg("ray_dedup", ray_dedup, ("auto", "distributed", "driver"))
     int_arg("workers", workers, 1, 1024)
     int_arg("limit", limit, 0, optional=True)

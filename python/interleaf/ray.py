@@ -57,12 +57,29 @@ def init(address: str | None = None, *, progress: bool = True) -> Any:
     if not ray.is_initialized():
         kw: dict[str, Any] = {"ignore_reinit_error": True, "include_dashboard": False, "log_to_driver": progress}
         if address is not None:
+            _check_reachable(address)
             kw["address"] = address
         ray.init(**kw)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress
     ctx.print_on_execution_start = progress
     return ray
+
+
+def _check_reachable(address: str, timeout: float = 10.0) -> None:
+    """ConnectionError unless something listens at a ``host:port`` or ``ray://host:port``
+    address (Ray itself retries an unreachable head for minutes); ``auto`` and other forms go
+    to Ray as they are."""
+    import socket
+
+    hostport = address.removeprefix("ray://")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ConnectionError(f"no Ray cluster answers at {address} ({e}); start one (ray start --head) or fix --address") from None
 
 
 def _encode(job: int, res: dict[str, Any]) -> dict[str, Any]:
@@ -97,9 +114,9 @@ def run_jobs(fn: Callable[..., dict[str, Any]], jobs: list[tuple], *, concurrenc
     n = concurrency or min(len(jobs), cluster_cpus())
     ds = ray.data.from_items([{"job": i} for i in range(len(jobs))], override_num_blocks=len(jobs))
     if actors:
-        ds = ds.map_batches(_StageActor, fn_constructor_args=(fn, jobs), batch_size=1, concurrency=min(n, len(jobs)), num_gpus=num_gpus or None, num_cpus=1)
+        ds = ds.map_batches(_StageActor, fn_constructor_args=(fn, jobs), batch_size=1, compute=ray.data.ActorPoolStrategy(size=min(n, len(jobs))), num_gpus=num_gpus or None, num_cpus=1)
     else:
-        ds = ds.map(lambda row: _encode(int(row["job"]), fn(*jobs[int(row["job"])])), concurrency=min(n, len(jobs)), num_cpus=1)
+        ds = ds.map(lambda row: _encode(int(row["job"]), fn(*jobs[int(row["job"])])), compute=ray.data.TaskPoolStrategy(size=min(n, len(jobs))), num_cpus=1)
     rows = ds.take_all()
     by = {int(r["job"]): json.loads(r["result"]) for r in rows}
     missing = [i for i in range(len(jobs)) if i not in by]
