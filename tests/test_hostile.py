@@ -854,3 +854,19 @@ def test_one_text_or_image_where_a_sequence_belongs_is_a_type_error():
         with pytest.raises(TypeError, match=msg):
             call()
     assert MinHasher().signatures(["hello world"]).shape[0] == 1 and signals.text_stats(["hello world"]).height == 1
+
+
+def test_api_arguments_of_the_wrong_shape_are_named(tmp_path, sample_dir):
+    from interleaf import run, write
+
+    src = [str(sample_dir / "pairs.jsonl")]
+    with pytest.raises(TypeError, match="write takes documents .* not a path: 'x.jsonl'"):
+        write("x.jsonl", tmp_path / "o")
+    with pytest.raises(TypeError, match="models must map the recipe's model names"):
+        run("pairs-basic", src, tmp_path / "o", models="tests/fixtures/models/clip-tiny", progress=False)
+    with pytest.raises(TypeError, match="llm must be a mapping"):
+        run("pairs-basic", src, tmp_path / "o", llm="http://127.0.0.1:9/v1", progress=False)
+    for call in (lambda: run("pairs-basic", [], tmp_path / "o", progress=False), lambda: interleaf.read([])):
+        with pytest.raises(ValueError, match="no inputs"):
+            call()
+    assert not (tmp_path / "o").exists()

@@ -37,7 +37,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -278,6 +278,10 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
     model is missing is skipped, with the filters that read it, and a notice."""
     from interleaf import models as mdl
 
+    if models is not None and not isinstance(models, Mapping):
+        raise TypeError(f"models must map the recipe's model names to directories or loaded models ({{'clip': DIR, ...}}; names: {', '.join(MODEL_KINDS)}), not a {type(models).__name__}")
+    if llm is not None and not isinstance(llm, Mapping):
+        raise TypeError(f"llm must be a mapping of endpoint settings ({{'base_url': URL, 'model': NAME, ...}}), not a {type(llm).__name__}")
     given = dict(models or {})
     unknown = sorted(set(given) - set(MODEL_KINDS))
     if unknown:

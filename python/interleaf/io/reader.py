@@ -158,6 +158,8 @@ class Reader:
         self.max_batch_bytes = max_batch_bytes
         self.allow_outside_root = allow_outside_root
         self.paths = expand(source)
+        if not self.paths:
+            raise ValueError("no inputs: name files, globs, brace ranges or folders")
         items = [source] if isinstance(source, (str, os.PathLike)) else list(source)
         #: The folders named as sources (a writer must not write inside them).
         self.source_dirs = [os.fspath(i) for i in items if os.path.isdir(i)]

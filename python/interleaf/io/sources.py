@@ -92,6 +92,8 @@ def named_inputs(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str
     that is not there is a typo to report at once (FileNotFoundError), not an ``io`` error
     record. A dangling link found in a folder stays that file's io error, as a FIFO does."""
     paths = expand(source)
+    if not paths:
+        raise ValueError("no inputs: name files, globs, brace ranges or folders")
     missing = [x for x in paths if not os.path.lexists(x)]
     if missing:
         raise FileNotFoundError(f"input not found: {', '.join(missing[:5])}" + (f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""))

@@ -127,6 +127,8 @@ def write(
             instead of its reference, so the file stands alone.
         progress: print a progress line with rates to stderr.
     """
+    if isinstance(batches, (str, bytes, os.PathLike)):
+        raise TypeError(f"write takes documents (a node DataFrame or batches, such as interleaf.read(path)), not a path: {os.fsdecode(batches)!r}")
     dest = os.fspath(dest)
     if format in ("wds", "tar"):
         format = WEBDATASET
