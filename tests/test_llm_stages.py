@@ -310,7 +310,7 @@ def test_seir_loop_stopping_rounds_and_errors():
     def refine_(xs, ss, ctx):
         return [x + "a" if x != "ab" else ValueError("cannot") for x in xs]
 
-    df = refine.seir(["a", "abcd", "forever", "boom", "ab", 7], evaluate, refine_, k=3)
+    df = refine.seir(["a", "abcd", "forever", "boom", "ab", 7, None], evaluate, refine_, k=3)
     rows = df.to_dicts()
     assert (rows[0]["final"], rows[0]["rounds"], rows[0]["stopped"]) == ("aaaa", 3, "max_rounds")
     assert (rows[1]["final"], rows[1]["rounds"], rows[1]["stopped"], rows[1]["suggestions"]) == ("abcd", 0, "none", [])
@@ -318,6 +318,7 @@ def test_seir_loop_stopping_rounds_and_errors():
     assert rows[3]["stopped"] == "error" and "evaluator down" in rows[3]["error"] and rows[3]["final"] == "boom"
     assert rows[4]["stopped"] == "error" and rows[4]["error"] == "refine: cannot" and rows[4]["final"] == "ab"
     assert rows[5]["stopped"] == "error" and rows[5]["final"] is None
+    assert (rows[6]["stopped"], rows[6]["error"], rows[6]["rounds"]) == ("missing", None, 0)  # nothing to refine, nothing asked
     # InterSyn's stopping answer, spelled as models spell it.
     assert all(refine.is_none(s) for s in ("none", "None.", ' "NONE" ', None)) and not refine.is_none("none of the above is wrong")
     # A step that raises stops its whole batch with the error, nothing is lost.
@@ -588,3 +589,22 @@ def test_seir_cascade_image_step(scripted, sample_images):
     assert skipped.row(0, named=True)["image_step"].startswith("skipped: no images client") and skipped.row(0, named=True)["image"] == photo
     gen = [b for b in scripted.requests if "prompt" in b]
     assert len(gen) == 1 and gen[0]["size"] == "512x512"
+
+
+def test_stage_inputs_of_the_wrong_shape_are_refused_before_any_request(scripted, sample_dir, tmp_path, capsys):
+    from interleaf.cli import main
+
+    pairs = read_all(str(sample_dir / "pairs.jsonl"), progress=False)
+    with client(scripted) as c:
+        with pytest.raises(ValueError, match="synjudge: the items need some of the keys question, answer, image; they have q"):
+            judge.synjudge([{"q": "What is shown?"}], c)
+        with pytest.raises(ValueError, match="seir cascade: takes a table .* not documents"):
+            refine.cascade(pairs, c)
+    assert scripted.requests == []
+    # Pairs (a caption, no question or answer): only the captions are refined; a missing field is
+    # skipped, not an error on every row.
+    scripted.answer = lambda body: json.dumps({"suggestion": "none"})
+    rc = main(["refine", "seir", str(sample_dir / "pairs.jsonl"), "--limit", "2", "--base-url", scripted.url, "--model", "m", "--out", str(tmp_path / "r.parquet"), "--quiet"])
+    assert rc == 0
+    df = pl.read_parquet(tmp_path / "r.parquet")
+    assert df["error"].to_list() == [None, None] and df["question_rounds"].to_list() == [0, 0] and len(scripted.requests) == 2

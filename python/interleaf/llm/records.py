@@ -96,6 +96,8 @@ def steps(doc: dict[str, Any]) -> list[list[dict[str, Any]]]:
 def as_records(data: Any, columns: Sequence[str], what: str) -> list[dict[str, Any]]:
     """A list of dicts (each with ``columns``, missing keys as None) from a list of dicts or a
     DataFrame holding at least one of ``columns``."""
+    if is_node_batch(data):
+        raise ValueError(f"{what}: takes a table or a list of dicts with the columns {', '.join(columns)}, not documents (a node batch: {', '.join(data.columns[:6])}, ...)")
     if isinstance(data, pl.DataFrame):
         present = [c for c in columns if c in data.columns]
         if not present:
@@ -104,11 +106,15 @@ def as_records(data: Any, columns: Sequence[str], what: str) -> list[dict[str, A
         return [{c: r.get(c) for c in columns} | {k: v for k, v in r.items() if k not in columns} for r in rows]
     if isinstance(data, dict) or isinstance(data, str | bytes) or not isinstance(data, Iterable):
         raise TypeError(f"{what}: expected a list of dicts, a DataFrame or a node batch, got {type(data).__name__}")
+    items = list(data)
     out = []
-    for i, r in enumerate(data):
+    for i, r in enumerate(items):
         if not isinstance(r, dict):
             raise TypeError(f"{what}: item {i} is a {type(r).__name__}, expected a dict with {', '.join(columns)}")
         out.append({c: r.get(c) for c in columns} | {k: v for k, v in r.items() if k not in columns})
+    if items and not any(c in r for r in items for c in columns):
+        keys = sorted({str(k) for r in items for k in r})
+        raise ValueError(f"{what}: the items need some of the keys {', '.join(columns)}; they have {', '.join(keys[:10])}")
     return out
 
 

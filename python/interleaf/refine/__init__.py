@@ -23,9 +23,10 @@ from interleaf.llm.records import as_records
 
 __all__ = ["STOP_REASONS", "cascade", "image_evaluator", "image_refiner", "is_none", "llm_evaluator", "llm_refiner", "seir"]
 
-#: Why an item's loop ended: the evaluator said "none", ``k`` rounds were made, or a step failed
-#: for this item (its last good value is kept as ``final``).
-STOP_REASONS = ("none", "max_rounds", "error")
+#: Why an item's loop ended: the evaluator said "none", ``k`` rounds were made, a step failed
+#: for this item (its last good value is kept as ``final``), or there was no value to refine
+#: (None: nothing is asked).
+STOP_REASONS = ("none", "max_rounds", "error", "missing")
 
 #: A step's values: texts, or encoded images (bytes) for an image step.
 _V = TypeVar("_V", str, bytes)
@@ -68,7 +69,9 @@ def seir(items: Sequence[_V], evaluate: Evaluate[_V], refine: Refine[_V], *, k: 
     state: list[dict[str, Any]] = [{"initial": x, "final": x, "rounds": 0, "stopped": "max_rounds", "suggestions": [], "history": [], "error": None} for x in items]
     active = [i for i in range(n) if isinstance(items[i], kind)]
     for i in range(n):
-        if not isinstance(items[i], kind):
+        if items[i] is None:
+            state[i]["stopped"] = "missing"
+        elif not isinstance(items[i], kind):
             state[i] |= {"stopped": "error", "error": f"expected {'bytes' if kind is bytes else 'a string'}, got {type(items[i]).__name__}"}
 
     def call(fn: Callable[..., Sequence[Any]], what: str, idx: list[int], *args: list[Any]) -> list[Any]:
