@@ -410,3 +410,17 @@ def test_a_run_whose_every_document_failed_to_read_says_so(sample_dir, tmp_path,
         interleaf.read(str(data), image_root=tmp_path / "nowhere")
     assert main(["run", "pairs-basic", str(data), "--out", str(tmp_path / "o3"), "--image-root", str(sample_dir), "--quiet"]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_cli_messages_name_the_flags(tmp_path, capsys):
+    """Errors raised by the API say which flag sets the value, and a file that does not parse is
+    named with the place."""
+    odd = tmp_path / "data.yaml"
+    odd.write_text("a: 1\n")
+    assert main(["inspect", str(odd)]) == 2
+    assert "pass format= (--format)" in capsys.readouterr().err
+    lines = tmp_path / "stories.json"
+    lines.write_text('{"a": 1}\n{"b": 2}\n')
+    for cmd in (["eval", "vist", str(lines), "--out", str(tmp_path / "v.parquet")], ["eval", "visdial", str(lines), "--out", str(tmp_path / "d.parquet")]):
+        assert main(cmd) == 2
+        assert f"{lines} is not one JSON document: Extra data at line 2 column 1" in capsys.readouterr().err

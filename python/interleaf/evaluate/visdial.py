@@ -16,7 +16,6 @@ script skips it.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import polars as pl
 
 from interleaf.evaluate.vist import read_image
+from interleaf.io.local import load_json_file
 
 __all__ = ["IMAGE_NAME", "visdial_context", "visdial_dialogs"]
 
@@ -99,8 +99,7 @@ def visdial_dialogs(annotations: Any, image_root: str | os.PathLike | None = Non
     ``error`` says why a dialogue cannot be used (a malformed dialogue or an index outside the
     file's lists); a file without VisDial's lists is refused."""
     if isinstance(annotations, (str, os.PathLike)):
-        with open(annotations, encoding="utf-8") as f:
-            annotations = json.load(f)
+        annotations = load_json_file(annotations)
     data = annotations.get("data") if isinstance(annotations, dict) else None
     if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("questions", "answers", "dialogs")):
         raise ValueError("annotations must be VisDial's v1.0 file: {'split', 'data': {'questions': [...], 'answers': [...], 'dialogs': [...]}}")

@@ -18,7 +18,6 @@ published).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from typing import Any
 import polars as pl
 
 from interleaf.evaluate.comm import MAX_IMAGE_BYTES
-from interleaf.io.local import read_confined
+from interleaf.io.local import load_json_file, read_confined
 
 __all__ = ["vist_stories"]
 
@@ -102,8 +101,7 @@ def vist_stories(annotations: Any, image_root: str | os.PathLike | None = None, 
     story_id); a missing target only leaves ``target_image`` null, with ``target_error`` saying
     why, as GILL generates it anyway and its CLIP-I script skips and counts the pair."""
     if isinstance(annotations, (str, os.PathLike)):
-        with open(annotations, encoding="utf-8") as f:
-            annotations = json.load(f)
+        annotations = load_json_file(annotations)
     if isinstance(annotations, dict) and "annotations" in annotations:
         annotations = annotations["annotations"]
     root = Path(image_root) if image_root is not None else None

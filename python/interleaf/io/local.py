@@ -4,7 +4,10 @@ Rust readers follow for record image paths)."""
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
+from typing import Any
 
 
 def read_confined(path: Path, root: Path | None, max_bytes: int, *, root_name: str = "its folder") -> tuple[bytes | None, str | None]:
@@ -28,3 +31,12 @@ def read_confined(path: Path, root: Path | None, max_bytes: int, *, root_name: s
     if len(data) > max_bytes:
         return None, f"over the {max_bytes:,}-byte limit"
     return data, None
+
+
+def load_json_file(path: str | os.PathLike[str]) -> Any:
+    """A whole JSON file (an annotation file), parse errors naming the file and the place."""
+    with open(path, encoding="utf-8") as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{os.fspath(path)} is not one JSON document: {e.msg} at line {e.lineno} column {e.colno} (a JSON-lines file holds one per line)") from None

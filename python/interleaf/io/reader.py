@@ -183,7 +183,7 @@ class Reader:
                 elif self.format is not None:
                     c = JSONL
                 else:
-                    raise ValueError(f"{p}: cannot tell the container from the file name (.tar, .jsonl, .parquet); pass format=")
+                    raise ValueError(f"{p}: cannot tell the container from the file name (.tar, .jsonl, .parquet); pass format= (--format): 'webdataset' for a tar, a record layout such as 'pairs' or 'mmc4' for JSON lines")
             if self.format == WEBDATASET and c != WEBDATASET:
                 raise ValueError(f"{p}: format='webdataset' but the file is {c}")
             if self.format not in (None, WEBDATASET) and c == WEBDATASET:

@@ -256,9 +256,9 @@ class Client:
         base_url = base_url or _env("INTERLEAF_LLM_BASE_URL")
         model = model or _env("INTERLEAF_LLM_MODEL")
         if not base_url:
-            raise ValueError("no LLM endpoint configured: pass base_url= (e.g. http://127.0.0.1:8000/v1) or set INTERLEAF_LLM_BASE_URL; interleaf sends nothing to a default address")
+            raise ValueError("no LLM endpoint configured: pass base_url= (--base-url; e.g. http://127.0.0.1:8000/v1) or set INTERLEAF_LLM_BASE_URL; interleaf sends nothing to a default address")
         if not model:
-            raise ValueError("no LLM model configured: pass model= or set INTERLEAF_LLM_MODEL")
+            raise ValueError("no LLM model configured: pass model= (--model) or set INTERLEAF_LLM_MODEL")
         if not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be an integer >= 1, got {concurrency!r}")
         if not isinstance(max_retries, int) or max_retries < 0:
