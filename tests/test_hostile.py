@@ -8,6 +8,7 @@ import gzip
 import io
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -870,3 +871,19 @@ def test_api_arguments_of_the_wrong_shape_are_named(tmp_path, sample_dir):
         with pytest.raises(ValueError, match="no inputs"):
             call()
     assert not (tmp_path / "o").exists()
+
+
+def test_write_refuses_a_file_name_of_another_format_and_compression_it_would_ignore(tmp_path, sample_dir):
+    """`convert x out.jsonl --to parquet` made a folder named out.jsonl; --compression was
+    silently ignored for parquet and jsonl."""
+    from interleaf.cli import main
+
+    src = interleaf.read(sample_dir / "pairs.jsonl")
+    for dest, fmt in (("out.jsonl", "parquet"), ("out.parquet", "jsonl"), ("out.tar", "pairs"), ("out.jsonl", "webdataset")):
+        with pytest.raises(ValueError, match=f"{re.escape(str(tmp_path / dest))} names a \\.\\w+ file"):
+            interleaf.write(src, tmp_path / dest, fmt)
+    with pytest.raises(ValueError, match="compression applies to WebDataset shards"):
+        interleaf.write(src, tmp_path / "o.jsonl", "jsonl", compression="gz")
+    assert main(["convert", str(sample_dir / "pairs.jsonl"), str(tmp_path / "c.jsonl"), "--to", "parquet", "--quiet"]) == 2
+    assert list(tmp_path.iterdir()) == []
+    assert interleaf.write(src, tmp_path / "ok.jsonl.gz", "jsonl") == [str(tmp_path / "ok.jsonl.gz")]

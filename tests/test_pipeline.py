@@ -166,6 +166,9 @@ def test_recipe_errors_name_the_key_and_line(tmp_path):
         recipes.load("nope")
     with pytest.raises(FileNotFoundError):
         recipes.load(tmp_path / "missing.yaml")
+    for empty in ("", "# only a comment\n"):
+        with pytest.raises(recipes.RecipeError, match="the recipe is empty"):
+            recipes.parse(empty)
 
 
 def test_filters_are_checked_before_any_data_is_read(tmp_path, planted):

@@ -62,11 +62,20 @@ def _check_not_overlapping(batches: object, dest: str) -> None:
             raise ValueError(f"the destination {dest} overlaps the source {folder} (a later read of it would read the output too): write somewhere else")
 
 
+def _data_suffix(dest: str) -> str | None:
+    """The data-file suffix ``dest`` ends in (``.parquet``, ``.jsonl``, ``.tar.gz``, ...), if any:
+    such a name is meant as a file, never as a folder to create."""
+    name = os.path.basename(dest).lower()
+    return next((sfx for sfx in (".tar.gz", ".tar.zst", ".jsonl.gz", ".parquet", ".jsonl", ".json", ".tar", ".tgz") if name.endswith(sfx)), None)
+
+
 def _target_file(dest: str, prefix: str, suffix: str, overwrite: bool) -> str:
     """``dest`` itself when it names a file with the suffix, else ``dest/{prefix}-000000{suffix}``;
     an existing file is an error unless ``overwrite``."""
     if dest.endswith(suffix) or dest.endswith(suffix + ".gz"):
         path = dest
+    elif (other := _data_suffix(dest)) is not None:
+        raise ValueError(f"{dest} names a {other} file, but this format writes {suffix}: give a {suffix} file name or a folder")
     else:
         path = os.path.join(dest, f"{prefix}-000000{suffix}")
     if os.path.exists(path) and not overwrite:
@@ -137,6 +146,8 @@ def write(
     int_arg("max_count", max_count)
     int_arg("max_bytes", max_bytes)
     choice_arg("compression", compression, tuple(_SHARD_SUFFIXES.values()))
+    if compression != "none" and format != WEBDATASET:
+        raise ValueError(f"compression applies to WebDataset shards; a {format} file is compressed by its name ({'parquet files are zstd-compressed' if format == PARQUET else 'out.jsonl.gz'})")
     _check_not_overlapping(batches, dest)
     prog = Progress("write", enabled=progress)
     docs = nodes = nbytes = 0
@@ -156,6 +167,8 @@ def write(
         elif (sfx := _shard_suffix(name)) is not None:
             folder, single = os.path.dirname(dest) or ".", name
             compression = _SHARD_SUFFIXES[sfx]
+        elif (other := _data_suffix(dest)) is not None:
+            raise ValueError(f"{dest} names a {other} file, but WebDataset writes .tar shards: give a .tar name, a pattern such as shard-%06d.tar, or a folder")
         writer = _native.NativeShardWriter(folder, prefix, compression, max_count, max_bytes, pattern=pattern, single=single, overwrite=overwrite)
         for df, n in _batches(batches):
             writer.write(df)

@@ -360,7 +360,7 @@ def parse(text: str, source: str = "<recipe>") -> Recipe:
     except yaml.YAMLError as e:
         raise RecipeError(f"{source}: not valid YAML: {e}") from None
     if data is None:
-        data = {}
+        raise RecipeError(f"{source}: the recipe is empty (see `interleaf recipes show pairs-basic` for one to start from)")
     if not isinstance(data, dict):
         raise RecipeError(f"{source}: a recipe is a mapping (name, models, signals, dedup, filters, output), not {type(data).__name__}")
     try:
