@@ -424,3 +424,12 @@ def test_cli_messages_name_the_flags(tmp_path, capsys):
     for cmd in (["eval", "vist", str(lines), "--out", str(tmp_path / "v.parquet")], ["eval", "visdial", str(lines), "--out", str(tmp_path / "d.parquet")]):
         assert main(cmd) == 2
         assert f"{lines} is not one JSON document: Extra data at line 2 column 1" in capsys.readouterr().err
+
+
+def test_dedup_refuses_options_of_another_method(sample_dir, tmp_path, capsys):
+    src = str(sample_dir / "pairs.jsonl")
+    for extra, msg in ((["--radius", "3"], "--radius applies to --method phash, not minhash"), (["--method", "exact", "--threshold", "0.5"], "--threshold applies to --method minhash, not exact"), (["--method", "phash", "--eps", "0.1"], "--eps applies to --method semantic, not phash")):
+        assert main(["dedup", src, "--out", str(tmp_path / "d"), *extra, "--quiet"]) == 2
+        assert msg in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+    assert main(["dedup", src, "--out", str(tmp_path / "d"), "--method", "phash", "--radius", "3", "--quiet"]) == 0

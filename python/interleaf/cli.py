@@ -135,6 +135,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_dedup(args: argparse.Namespace) -> int:
     from interleaf.dedup import deduplicate
 
+    for dest, default, flag, methods in args.method_options:
+        if args.method not in methods and getattr(args, dest) != default:
+            raise ValueError(f"{flag} applies to --method {' or '.join(methods)}, not {args.method}")
+
     summary = deduplicate(
         named_inputs(args.paths),
         args.out,
@@ -502,28 +506,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", help="files, globs, brace ranges or directories")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--method", choices=("exact", "minhash", "phash", "semantic"), default="minhash", help="exact keys, MinHash LSH on text, pHash on each document's first image, or SemDeDup on embeddings (default %(default)s)")
-    p.add_argument("--radius", type=int, default=5, help="phash: Hamming radius (default %(default)s, as MMC4)")
-    p.add_argument("--draft", type=int, default=None, metavar="PIXELS", help="phash: decode JPEGs reduced, as Pillow's draft('L', (PIXELS, PIXELS)): several times faster, hashes not bit-identical to a full decode (default: full decode)")
-    p.add_argument("--on", choices=("text", "image", "all"), default="text", help="exact: what the key covers; semantic: what is embedded, text or image (default %(default)s)")
-    p.add_argument("--strip-punctuation", action="store_true", help="exact text keys ignore punctuation")
-    p.add_argument("--threshold", type=float, default=0.8, help="minhash: Jaccard threshold (default %(default)s)")
-    p.add_argument("--num-perm", type=int, default=128, help="minhash: permutations (default %(default)s)")
-    p.add_argument("--ngram", type=int, default=5, help="minhash: shingle size (default %(default)s)")
-    p.add_argument("--unit", choices=("word", "char"), default="word", help="minhash: shingle unit (default %(default)s)")
-    p.add_argument("--seed", type=int, default=1, help="minhash: seed (default %(default)s)")
-    p.add_argument("--bands", type=int, default=None, help="minhash: LSH bands (default: chosen like datasketch)")
-    p.add_argument("--rows", type=int, default=None, help="minhash: LSH rows per band (default: chosen like datasketch)")
-    p.add_argument("--verify", choices=("none", "signature"), default="none", help="minhash: check candidate pairs on the full signature (default %(default)s)")
-    p.add_argument("--model", default=None, metavar="MODEL", help="semantic: CLIP model (--on image or text) or sentence embedder (--on text) directory")
-    p.add_argument("--embeddings", default=None, metavar="FILE", help="semantic: precomputed embeddings instead of --model, one row per document in read order (.npy, or file.parquet:column)")
-    p.add_argument("--eps", type=float, default=0.01, help="semantic: a document is a duplicate when its cosine with an earlier one of its cluster is > 1 - eps (default %(default)s)")
-    p.add_argument("--clusters", type=int, default=None, help="semantic: k-means clusters (default: about 1,000 documents per cluster)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="semantic: where the model and FAISS k-means run (default %(default)s)")
-    p.add_argument("--engine", choices=("local", "ray"), default="local", help="semantic: run SemDeDup's per-cluster passes here or as parallel Ray tasks (same result; default %(default)s)")
-    p.add_argument("--address", default=None, help="with --engine ray: the Ray cluster to join (auto, ray://host:10001; default: start a local instance)")
+    method_options: list[tuple[str, Any, str, tuple[str, ...]]] = []
+
+    def only(methods: tuple[str, ...], *a: Any, **kw: Any) -> None:
+        """An option that applies to some methods only: given with another, it is an error."""
+        action = p.add_argument(*a, **kw)
+        method_options.append((action.dest, action.default, action.option_strings[0], methods))
+
+    only(('phash',), "--radius", type=int, default=5, help="phash: Hamming radius (default %(default)s, as MMC4)")
+    only(('phash',), "--draft", type=int, default=None, metavar="PIXELS", help="phash: decode JPEGs reduced, as Pillow's draft('L', (PIXELS, PIXELS)): several times faster, hashes not bit-identical to a full decode (default: full decode)")
+    only(('exact', 'semantic'), "--on", choices=("text", "image", "all"), default="text", help="exact: what the key covers; semantic: what is embedded, text or image (default %(default)s)")
+    only(('exact',), "--strip-punctuation", action="store_true", help="exact text keys ignore punctuation")
+    only(('minhash',), "--threshold", type=float, default=0.8, help="minhash: Jaccard threshold (default %(default)s)")
+    only(('minhash',), "--num-perm", type=int, default=128, help="minhash: permutations (default %(default)s)")
+    only(('minhash',), "--ngram", type=int, default=5, help="minhash: shingle size (default %(default)s)")
+    only(('minhash',), "--unit", choices=("word", "char"), default="word", help="minhash: shingle unit (default %(default)s)")
+    only(('minhash', 'semantic'), "--seed", type=int, default=1, help="minhash: seed; semantic: k-means seed (default %(default)s)")
+    only(('minhash',), "--bands", type=int, default=None, help="minhash: LSH bands (default: chosen like datasketch)")
+    only(('minhash',), "--rows", type=int, default=None, help="minhash: LSH rows per band (default: chosen like datasketch)")
+    only(('minhash',), "--verify", choices=("none", "signature"), default="none", help="minhash: check candidate pairs on the full signature (default %(default)s)")
+    only(('semantic',), "--model", default=None, metavar="MODEL", help="semantic: CLIP model (--on image or text) or sentence embedder (--on text) directory")
+    only(('semantic',), "--embeddings", default=None, metavar="FILE", help="semantic: precomputed embeddings instead of --model, one row per document in read order (.npy, or file.parquet:column)")
+    only(('semantic',), "--eps", type=float, default=0.01, help="semantic: a document is a duplicate when its cosine with an earlier one of its cluster is > 1 - eps (default %(default)s)")
+    only(('semantic',), "--clusters", type=int, default=None, help="semantic: k-means clusters (default: about 1,000 documents per cluster)")
+    only(('semantic',), "--device", choices=("auto", "cpu", "cuda"), default="auto", help="semantic: where the model and FAISS k-means run (default %(default)s)")
+    only(('semantic',), "--engine", choices=("local", "ray"), default="local", help="semantic: run SemDeDup's per-cluster passes here or as parallel Ray tasks (same result; default %(default)s)")
+    only(('semantic',), "--address", default=None, help="with --engine ray: the Ray cluster to join (auto, ray://host:10001; default: start a local instance)")
     p.add_argument("--write", choices=WRITE_FORMATS, default=None, help="also write the deduplicated dataset to OUT/dedup in this format")
     _add_read_options(p)
-    p.set_defaults(func=cmd_dedup)
+    p.set_defaults(func=cmd_dedup, method_options=method_options)
 
     p = sub.add_parser("image-stats", help="per-image statistics", description="Decode every image node and write its statistics (size, format, mode, frames, blur as OpenCV's Laplacian variance, entropy, brightness, contrast, uniform fraction, error) with doc_id, pos and source to a parquet file.")
     p.add_argument("paths", nargs="+", help="files, globs, brace ranges or directories")
