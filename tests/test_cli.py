@@ -433,3 +433,17 @@ def test_dedup_refuses_options_of_another_method(sample_dir, tmp_path, capsys):
         assert msg in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
     assert main(["dedup", src, "--out", str(tmp_path / "d"), "--method", "phash", "--radius", "3", "--quiet"]) == 0
+
+
+def test_more_usage_mistakes_are_named(sample_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "pairs-basic", str(sample_dir / "pairs.jsonl"), "--out", str(out), "--quiet"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert main(["filter", str(out), "--workers", "0"]) == 2
+    assert "workers must be an int" in capsys.readouterr().err
+    assert main(["models", "list", "--root", str(tmp_path / "none")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    strict = tmp_path / "strict.yaml"
+    strict.write_text("name: strict\nsignals:\n  caption: {type: caption, level: doc}\nfilters:\n  doc:\n    long: \"caption_words >= 1000\"\n")
+    assert main(["run", str(strict), str(sample_dir / "pairs.jsonl"), "--out", str(tmp_path / "s"), "--quiet"]) == 0
+    assert "warning: no document was kept; check the thresholds (interleaf recipes show strict)" in capsys.readouterr().err

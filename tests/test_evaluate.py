@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -492,3 +493,11 @@ def test_visdial_dialogs_follow_gills_protocol(tmp_path, sample_images):
     assert main(["eval", "clip-i", str(gen), str(root), "--reference-prefix", "VisualDialog_val2018_", "--clip", "tests/fixtures/models/clip-tiny", "--out", str(tmp_path / "clipi"), "--quiet"]) == 0
     metrics = json.loads((tmp_path / "clipi" / "metrics.json").read_text())["metrics"]
     assert metrics["scored"] == 1 and metrics["clip_i"] == pytest.approx(1.0, abs=1e-5)
+    # Folders with no name in common (VisDial's ground truth without the prefix): said, with
+    # the hint, not a null score.
+    only_ref = tmp_path / "only-ref"
+    only_ref.mkdir()
+    for p in root.glob("VisualDialog_*"):
+        shutil.copy(p, only_ref / p.name)
+    assert main(["eval", "clip-i", str(gen), str(only_ref), "--clip", "tests/fixtures/models/clip-tiny", "--out", str(tmp_path / "clipi2"), "--quiet"]) == 2
+    assert not (tmp_path / "clipi2").exists()

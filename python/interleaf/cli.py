@@ -272,6 +272,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     from interleaf import models
 
     if args.models_command == "list":
+        if args.root is not None and not Path(args.root).is_dir():
+            raise FileNotFoundError(f"--root {args.root} is not a folder")
         rows = models.list_models(args.root)
         if args.json:
             print(json.dumps(rows, indent=2))
@@ -388,6 +390,8 @@ def _print_run(summary: Any) -> None:
                 print(f"interleaf: warning: every row of signal {name} has an error, e.g. {e['example']}", file=sys.stderr)
     for name, msg in {**d["skipped"]["signals"], **d["skipped"]["filters"]}.items():
         print(f"skipped {name}: {msg}")
+    if d["documents"]["in"] and not d["documents"]["kept"]:
+        print(f"interleaf: warning: no document was kept; check the thresholds (interleaf recipes show {d['recipe']}) and the drops per filter above", file=sys.stderr)
     if d.get("llm"):
         q = d["llm"]
         print(f"LLM ({q['model']}): {q.get('requests', 0):,} requests, {q.get('cached', 0):,} cached, {q.get('retried', 0):,} retried, {q.get('failed', 0):,} failed; tokens {q.get('prompt_tokens', 0):,} in / {q.get('completion_tokens', 0):,} out")

@@ -158,6 +158,9 @@ def cmd_clip_i(args: argparse.Namespace) -> int:
     names, gen, ref, errors = folder_pairs(args.generated, args.reference, reference_prefix=args.reference_prefix)
     if not names:
         raise FileNotFoundError(f"no images in {args.generated} or {args.reference}")
+    if not any(g is not None and r is not None or e is not None for g, r, e in zip(gen, ref, errors, strict=True)):
+        hint = " (VisDial's ground truth is named VisualDialog_<split>_<id>: pass --reference-prefix)" if not args.reference_prefix else ""
+        raise ValueError(f"no image name is in both {args.generated} and {args.reference}: images are paired by file name without the extension{hint}")
     clip = models.load(args.clip, kind="clip")
     summary, per = clip_image_similarity(gen, ref, clip, batch_size=args.batch_size, progress=not args.quiet)
     per = pl.DataFrame({"name": names}).with_columns(per).with_columns(pl.Series("read_error", errors, dtype=pl.String))

@@ -1843,6 +1843,7 @@ def refilter(out: str | os.PathLike[str], recipe: str | os.PathLike[str] | Recip
     """``interleaf filter``: re-applies the filters of ``recipe`` (default: the run's own) to
     the attributes stored in ``out`` and rewrites ``dropped/``, ``kept/`` and the summary,
     without running any model. The recipe's signals and dedup steps must be the run's."""
+    int_arg("workers", workers, 1, 1024)
     state = load_run(out)
     stored = Recipe.model_validate(state["recipe"])
     rec = load_recipe(recipe) if recipe is not None else stored
