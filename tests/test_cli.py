@@ -290,7 +290,7 @@ def test_signals_command_writes_node_and_document_attributes(tmp_path, sample_di
     first = capsys.readouterr().out.splitlines()[0]
     assert first.startswith(f"{docs.height:,} documents, {nodes.height:,} nodes")
     assert main(["signals", str(sample_dir / "comm.jsonl"), "--out", str(out), "--signals", "clip", "--quiet"]) == 2
-    assert "needs a clip model" in capsys.readouterr().err
+    assert "signal clip needs a model: give --clip DIR" in capsys.readouterr().err
     assert main(["signals", str(sample_dir / "comm.jsonl"), "--out", str(out), "--signals", "bogus", "--quiet"]) == 2
 
 

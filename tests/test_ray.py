@@ -309,4 +309,8 @@ def test_semdedup_clusters_as_ray_tasks_equal_the_local_passes(tmp_path, ray_ins
         outs[engine] = pl.read_parquet(tmp_path / engine / "duplicates.parquet")
     assert outs["local"].equals(outs["ray"]) and outs["local"].height > 0
     assert main(["dedup", str(docs), "--out", str(tmp_path / "x"), "--method", "minhash", "--engine", "ray"]) != 0
-    assert "engine='ray' runs method='semantic'" in capsys.readouterr().err
+    assert "--engine applies to --method semantic, not minhash" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="engine='ray' runs method='semantic'"):
+        from interleaf.dedup import deduplicate
+
+        deduplicate(str(docs), tmp_path / "y", "minhash", engine="ray")

@@ -47,7 +47,8 @@ def _read_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _reader(args: argparse.Namespace, source: Sequence[str]) -> interleaf.Reader:
-    return interleaf.read(named_inputs(list(source)), args.format, args.batch_size, progress=not args.quiet, **_read_kwargs(args))
+    named_inputs(list(source))  # a typo'd file name is refused here; the reader gets the names as given (folders included)
+    return interleaf.read(list(source), args.format, args.batch_size, progress=not args.quiet, **_read_kwargs(args))
 
 
 def _summary(stats: dict[str, Any], seconds: float) -> dict[str, Any]:
@@ -139,8 +140,9 @@ def cmd_dedup(args: argparse.Namespace) -> int:
         if args.method not in methods and getattr(args, dest) != default:
             raise ValueError(f"{flag} applies to --method {' or '.join(methods)}, not {args.method}")
 
+    named_inputs(args.paths)
     summary = deduplicate(
-        named_inputs(args.paths),
+        args.paths,
         args.out,
         args.method,
         format=args.format,

@@ -59,7 +59,8 @@ def _has_endpoint(args: argparse.Namespace) -> bool:
 def cmd_tasks(args: argparse.Namespace) -> int:
     from interleaf.evaluate import comm
 
-    samples = comm.build_tasks(named_inputs(args.inputs), tuple(args.task or comm.TASKS), image_root=args.image_root, progress=not args.quiet)
+    named_inputs(args.inputs)
+    samples = comm.build_tasks(args.inputs, tuple(args.task or comm.TASKS), image_root=args.image_root, progress=not args.quiet)
     summary = comm.write_tasks(samples, args.out)
     print(json.dumps(summary, indent=2))
     return 0
@@ -69,10 +70,11 @@ def cmd_negatives(args: argparse.Namespace) -> int:
     import interleaf
     from interleaf.evaluate.negatives import NEGATIVE_KINDS, iter_negatives
 
+    named_inputs(args.inputs)
     # Written a batch at a time; image bytes are read only where the output holds them.
     load_images = args.embed_images or args.format in ("parquet", "jsonl", "webdataset")
     summary: dict[str, Any] = {}
-    batches = iter_negatives(named_inputs(args.inputs), tuple(args.kind or NEGATIVE_KINDS), seed=args.seed, image_root=args.image_root, load_images=load_images, progress=not args.quiet, summary=summary)
+    batches = iter_negatives(args.inputs, tuple(args.kind or NEGATIVE_KINDS), seed=args.seed, image_root=args.image_root, load_images=load_images, progress=not args.quiet, summary=summary)
     files = interleaf.write(batches, args.out, args.format, overwrite=args.overwrite, embed_images=args.embed_images)
     print(json.dumps(summary | {"files": files}, indent=2))
     return 0
