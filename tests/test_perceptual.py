@@ -344,6 +344,32 @@ def test_faiss_binary_backend_gives_the_pairs_of_brute_force_on_100k_hashes():
         near_duplicates(hashes, 5, backend="lsh")
 
 
+def test_a_set_large_enough_for_wider_ranges_finds_what_faiss_finds():
+    """From about 300,000 hashes the index cuts them into fewer, wider ranges searched within a
+    bit or more (3 ranges of 21-22 bits from about 600,000 at radius 5; a set this size in
+    radius + 1 exact-match ranges took quadratic time): the same matches as FAISS's exact-match
+    multi-hash search, at every distance up to the radius."""
+    from interleaf.dedup import HashIndex
+
+    rng = np.random.default_rng(5)
+    n = 700_000
+    base = rng.integers(0, 2**63, n, dtype=np.uint64) | (rng.integers(0, 2, n, dtype=np.uint64) << np.uint64(63))
+    queries = []
+    for d in range(9):  # 0-8 bits from an indexed hash, the flips anywhere in the 64 bits
+        for src in rng.choice(n, 60, replace=False):
+            v = int(base[src])
+            for b in rng.choice(64, d, replace=False):
+                v ^= 1 << int(b)
+            queries.append(v)
+    queries += [int(x) for x in rng.integers(0, 2**63, 200, dtype=np.uint64)]
+    for radius in (2, 5):
+        mih = HashIndex(base, radius).search(queries)
+        fa = HashIndex(base, radius, backend="faiss").search(queries)
+        for key in ("query", "index", "distance"):
+            assert np.array_equal(mih[key], fa[key]), (radius, key)
+        assert int((mih["distance"] <= radius).sum()) >= 60 * (radius + 1)
+
+
 def test_hash_index_search_equals_brute_force_for_both_backends():
     from interleaf.dedup import HashIndex
 

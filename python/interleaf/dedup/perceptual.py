@@ -90,8 +90,12 @@ def hash_clusters(hashes: pl.Series | np.ndarray | Sequence[int | None], radius:
 
 def near_duplicates(hashes: pl.Series | np.ndarray | Sequence[int | None], radius: int = 5, backend: str = "mih") -> dict[str, np.ndarray]:
     """Pairs of 64-bit hashes within Hamming ``radius`` (default 5, MMC4's pHash radius) and
-    clusters, by multi-index hashing: ``radius + 1`` bit ranges, exact-match buckets, then
-    verification, so the cost grows with the number of true candidates, not n^2.
+    clusters, by multi-index hashing: the hash is cut into bit ranges, each with a bucket table,
+    and only the hashes in the buckets of values close to a hash's own are verified. The number
+    of ranges follows the set's size: ``radius + 1`` exact-match ranges for small sets, fewer and
+    wider ones searched within ``radius // ranges`` bits for large ones (at radius 5: 4 ranges of
+    16 bits within 1 bit from about 300,000 hashes, 3 of 21-22 bits from about 600,000), so the
+    work per hash grows slowly with the set (memory latency) instead of in proportion to it.
 
     Args:
         hashes: UInt64 hashes (the ``hash`` column of :func:`phash`, a uint64 array, or ints);
@@ -131,14 +135,16 @@ class HashIndex:
         hashes: the UInt64 hashes to index (the ``hash`` column of :func:`phash`, a uint64
             array, or ints); a null is never found. Results name them by position.
         radius: the largest search radius (default 5, MMC4's pHash radius); the index splits
-            the hash into ``radius + 1`` bit ranges.
+            the hash into bit ranges, ``radius + 1`` exact-match ones for small sets and fewer,
+            wider ones for large sets (see :func:`near_duplicates`).
         backend: ``"mih"`` (interleaf's multi-index hashing in Rust: a bucket table per bit
             range, each bucket scanned sequentially, queries in parallel) or ``"faiss"``
             (FAISS's ``IndexBinaryMultiHash`` and its range search). Same results.
         threads: threads for building and searching (``"mih"``; default: interleaf's).
 
-    Memory (``"mih"``): 12 bytes per hash and bit range, so 720 MB for 10 million hashes at
-    radius 5, plus at most 16 MiB of bucket offsets per range.
+    Memory (``"mih"``): 12 bytes per hash and bit range, so at radius 5 72 bytes per hash for
+    small sets and 36 for large ones (360 MB for 10 million hashes), plus at most 16 MiB of
+    bucket offsets per range.
     """
 
     def __init__(self, hashes: pl.Series | np.ndarray | Sequence[int | None], radius: int = 5, *, backend: str = "mih", threads: int | None = None) -> None:

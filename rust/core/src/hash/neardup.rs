@@ -1,6 +1,11 @@
-//! Near-duplicate search on 64-bit hashes within a Hamming radius, by multi-index hashing:
-//! split each hash into r + 1 disjoint bit ranges; two hashes within distance r agree exactly
-//! on at least one range (pigeonhole), so only items sharing a range value are compared.
+//! Near-duplicate search on 64-bit hashes within a Hamming radius, by multi-index hashing
+//! (Norouzi, Punjani and Fleet, "Fast Search in Hamming Space with Multi-Index Hashing", 2012):
+//! split each hash into m disjoint bit ranges; two hashes within distance r differ by at most
+//! floor(r / m) bits on at least one range (pigeonhole), so a query looks up, in each range's
+//! table, the values within that many bits of its own and compares only those buckets' hashes.
+//! m is chosen from the number of hashes: r + 1 exact-match ranges for small sets; fewer, wider
+//! ranges searched with a small radius for large ones, whose buckets would otherwise hold a
+//! share of the whole set (2^-10.7 of it at r = 5: quadratic time).
 
 use std::collections::HashMap;
 
@@ -87,9 +92,8 @@ impl Table {
         Table { range, offsets, keys: Some(keys), codes, ids }
     }
 
-    /// The entries `lo..hi` whose range value equals `q`'s.
-    fn bucket(&self, q: u64) -> (usize, usize) {
-        let v = piece(q, self.range);
+    /// The entries `lo..hi` whose range value is `v`.
+    fn bucket(&self, v: u64) -> (usize, usize) {
         match &self.keys {
             None => (self.offsets[v as usize] as usize, self.offsets[v as usize + 1] as usize),
             Some(keys) => match keys.binary_search(&v) {
@@ -100,25 +104,97 @@ impl Table {
     }
 }
 
-/// A multi-index hashing index over 64-bit hashes for Hamming range search: `radius + 1` bit
-/// ranges, each a table of exact-match buckets; a query within `radius` of an entry agrees
-/// with it exactly on at least one range (pigeonhole), so only those buckets are scanned.
+/// The masks of `width` bits with at most `max_weight` bits set, by weight (the empty mask
+/// first), so that those of weight <= w are a prefix.
+fn masks(width: u32, max_weight: u32) -> Vec<u64> {
+    let mut out = vec![0u64];
+    let mut frontier = vec![(0u64, 0u32)]; // (mask, lowest bit a larger mask may add)
+    for _ in 0..max_weight.min(width) {
+        let mut next = Vec::new();
+        for &(m, from) in &frontier {
+            for bit in from..width {
+                next.push((m | (1u64 << bit), bit + 1));
+            }
+        }
+        out.extend(next.iter().map(|&(m, _)| m));
+        frontier = next;
+    }
+    out
+}
+
+/// C(n, 0) + ... + C(n, k) as a float (an estimate's input; never overflows).
+fn ball(n: u32, k: u32) -> f64 {
+    let (mut term, mut sum) = (1.0f64, 1.0f64);
+    for i in 0..k.min(n) {
+        term = term * f64::from(n - i) / f64::from(i + 1);
+        sum += term;
+    }
+    sum
+}
+
+/// The number of bit ranges that makes a search of `present` hashes within `radius` cheapest,
+/// by the expected work per query: each range costs its lookups (the values within
+/// floor(radius / m) bits of the query's; a lookup is a cache miss, weighed as 20 comparisons,
+/// or a binary search when the range is too wide for a direct table) plus the hashes in the
+/// buckets it reaches (present / 2^width each, for uniform hashes).
+fn choose_parts(present: usize, radius: u32) -> usize {
+    let n = present.max(1) as f64;
+    let mut best = (f64::INFINITY, radius as usize + 1);
+    for m in (1..=radius + 1).rev() {
+        let width = 64 / m; // the narrowest range: the fullest buckets
+        let lookup = if width <= DIRECT_BITS && (1usize << width) <= 4 * present.max(1) { 20.0 } else { 20.0 * n.log2().max(1.0) };
+        let cost = f64::from(m) * ball(width, radius / m) * (lookup + n / 2f64.powi(width as i32));
+        if cost < best.0 {
+            best = (cost, m as usize);
+        }
+    }
+    best.1
+}
+
+/// A multi-index hashing index over 64-bit hashes for Hamming range search: m bit ranges, each
+/// a table of buckets by range value; a query within `radius` of an entry differs from it by at
+/// most floor(radius / m) bits on at least one range (pigeonhole), so only the buckets of the
+/// values that close to the query's are scanned. m = `radius + 1` (exact-match ranges) for
+/// small sets, fewer and wider ranges for large ones (see [`HammingIndex::new`]).
 /// Memory: 12 bytes per entry and range, plus the direct tables (at most 16 MiB per range).
 pub struct HammingIndex {
     radius: u32,
     tables: Vec<Table>,
+    /// Per table: the masks of its range's width by weight (see [`masks`]).
+    masks: Vec<Vec<u64>>,
     len: usize,
 }
 
 impl HammingIndex {
     /// Indexes `hashes` (entry `i` is `hashes[i]`; `None` entries are never found) for searches
-    /// within `radius` (< 64) or less. The ranges' tables are built in parallel on the current
-    /// rayon pool.
+    /// within `radius` (< 64) or less, with the number of bit ranges that makes searching this
+    /// many hashes cheapest (`radius + 1` exact-match ranges up to a few hundred thousand
+    /// hashes at radius 5; 3 ranges of 21-22 bits searched within 1 bit beyond, so that the
+    /// work per query stays near constant instead of growing with the set). The ranges' tables
+    /// are built in parallel on the current rayon pool.
     pub fn new(hashes: &[Option<u64>], radius: u32) -> HammingIndex {
+        assert!(radius < 64, "radius must be < 64");
+        let present = hashes.iter().filter(|h| h.is_some()).count();
+        HammingIndex::with_parts(hashes, radius, choose_parts(present, radius))
+    }
+
+    /// [`HammingIndex::new`] with `parts` bit ranges (1 ..= `radius + 1`; each range is then
+    /// searched within floor(radius / parts) bits). The results do not depend on `parts`, only
+    /// the work does.
+    pub fn with_parts(hashes: &[Option<u64>], radius: u32, parts: usize) -> HammingIndex {
         use rayon::prelude::*;
         assert!(radius < 64, "radius must be < 64");
-        let tables = ranges(radius as usize + 1).into_par_iter().map(|r| Table::build(hashes, r)).collect();
-        HammingIndex { radius, tables, len: hashes.len() }
+        assert!((1..=radius as usize + 1).contains(&parts), "parts must be in 1..={}", radius + 1);
+        let sub = radius / parts as u32;
+        assert!(ball(64 / parts as u32 + 1, sub) <= f64::from(1u32 << 24), "{parts} ranges at radius {radius} need too many lookups per query");
+        let tables: Vec<Table> = ranges(parts).into_par_iter().map(|r| Table::build(hashes, r)).collect();
+        let masks = tables.iter().map(|t| masks(t.range.1, sub)).collect();
+        HammingIndex { radius, tables, masks, len: hashes.len() }
+    }
+
+    /// The number of bit ranges (tables) the index searches.
+    pub fn parts(&self) -> usize {
+        self.tables.len()
     }
 
     /// The radius the index was built for (searches may use it or less).
@@ -137,17 +213,23 @@ impl HammingIndex {
     }
 
     /// Calls `found(id, distance)` once for each entry within `radius` (<= the index's) of `q`,
-    /// in no particular order. An entry agreeing with `q` on several ranges is reported from
-    /// the first of them only.
+    /// in no particular order. An entry close to `q` on several ranges is reported from the
+    /// first of them only.
     pub fn search(&self, q: u64, radius: u32, mut found: impl FnMut(u32, u32)) {
         assert!(radius <= self.radius, "radius {radius} is above the index's radius {}", self.radius);
+        let sub = radius / self.tables.len() as u32;
         for (t, table) in self.tables.iter().enumerate() {
-            let (lo, hi) = table.bucket(q);
-            for k in lo..hi {
-                let h = table.codes[k];
-                let d = (q ^ h).count_ones();
-                if d <= radius && !self.tables[..t].iter().any(|e| piece(q, e.range) == piece(h, e.range)) {
-                    found(table.ids[k], d);
+            let v = piece(q, table.range);
+            // The masks of weight <= sub: a prefix (sorted by weight).
+            let probes = &self.masks[t][..ball(table.range.1, sub) as usize];
+            for &mask in probes {
+                let (lo, hi) = table.bucket(v ^ mask);
+                for k in lo..hi {
+                    let h = table.codes[k];
+                    let d = (q ^ h).count_ones();
+                    if d <= radius && !self.tables[..t].iter().any(|e| (piece(q, e.range) ^ piece(h, e.range)).count_ones() <= sub) {
+                        found(table.ids[k], d);
+                    }
                 }
             }
         }
@@ -313,6 +395,62 @@ mod tests {
             assert_eq!(got, want, "built for {built}, searched within {radius}");
             assert_eq!(index.len(), hashes.len());
         }
+    }
+
+    #[test]
+    fn every_number_of_ranges_finds_what_brute_force_finds() {
+        let mut rnd = xorshift(4242);
+        let mut hashes: Vec<Option<u64>> = (0..400).map(|_| Some(rnd())).collect();
+        for i in 0..300 {
+            // Near copies 0-9 bits away, the flipped bits spread over every range.
+            let mut h = hashes[i % 97].unwrap();
+            for b in 0..(i % 10) {
+                h ^= 1 << ((i * 11 + b * 29) % 64);
+            }
+            hashes.push(Some(h));
+        }
+        hashes.push(None);
+        for built in [1, 3, 5, 8] {
+            let mut want_by_radius = Vec::new();
+            for radius in 0..=built {
+                let mut want = Vec::new();
+                for (i, a) in hashes.iter().enumerate() {
+                    for (j, b) in hashes.iter().enumerate() {
+                        if let (Some(a), Some(b)) = (a, b) {
+                            let d = (a ^ b).count_ones();
+                            if d <= radius {
+                                want.push((i as u32, j as u32, d));
+                            }
+                        }
+                    }
+                }
+                want_by_radius.push(want);
+            }
+            // (A range wider than 64 / parts searched within radius / parts bits: skip the
+            // splits whose lookups per query run into the millions.)
+            for parts in (1..=built as usize + 1).filter(|&m| ball(64 / m as u32 + 1, built / m as u32) <= 50_000.0) {
+                let index = HammingIndex::with_parts(&hashes, built, parts);
+                assert_eq!(index.parts(), parts);
+                for radius in 0..=built {
+                    assert_eq!(
+                        index.search_all(&hashes, radius),
+                        want_by_radius[radius as usize],
+                        "built for {built}, {parts} ranges, searched within {radius}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn large_sets_get_fewer_wider_ranges() {
+        assert_eq!(choose_parts(20_000, 5), 6); // exact-match ranges, as before
+        assert_eq!(choose_parts(4_000_000, 5), 3); // 21-22 bits within 1 bit
+        assert_eq!(choose_parts(100_000_000, 5), 3);
+        assert_eq!(choose_parts(10, 0), 1);
+        assert_eq!(masks(5, 2).len(), 16); // 1 + 5 + 10
+        assert!(masks(5, 2)[..6].iter().all(|m| m.count_ones() <= 1));
+        assert_eq!(ball(21, 1), 22.0);
     }
 
     #[test]
