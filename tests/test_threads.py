@@ -36,3 +36,44 @@ def test_interleaf_threads_environment_variable_is_the_default():
     env = {**os.environ, "INTERLEAF_THREADS": "3"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "3"
+
+
+def test_prefetch_works_at_most_depth_ahead_and_raises_in_place():
+    """The read-ahead of shards and the decode-ahead of image batches: the next item is made
+    while the caller holds this one, never more than ``depth`` ahead (memory), an error comes
+    at its place in the sequence, and a caller that stops early stops the worker."""
+    import time
+
+    from interleaf._prefetch import prefetch
+
+    made: list[int] = []
+
+    def items(n: int, fail_at: int | None = None):
+        for i in range(n):
+            if i == fail_at:
+                raise ValueError(f"item {i} is bad")
+            made.append(i)
+            yield i
+
+    for depth in (1, 2):
+        made.clear()
+        seen = []
+        for x in prefetch(items(6), depth=depth):
+            want = min(6, x + 1 + depth)
+            deadline = time.monotonic() + 10
+            while len(made) < want and time.monotonic() < deadline:  # it runs ahead...
+                time.sleep(0.01)
+            time.sleep(0.05)  # ...and no further, given the time to
+            seen.append((x, len(made)))
+        assert seen == [(i, min(6, i + 1 + depth)) for i in range(6)]
+    got = []
+    with pytest.raises(ValueError, match="item 3 is bad"):
+        for x in prefetch(items(6, fail_at=3)):
+            got.append(x)
+    assert got == [0, 1, 2]
+    made.clear()
+    it = prefetch(items(1000), depth=2)
+    assert next(it) == 0
+    it.close()
+    time.sleep(0.3)
+    assert len(made) <= 3

@@ -31,11 +31,9 @@ import json
 import math
 import os
 import platform
-import queue
 import re
 import shutil
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -51,6 +49,7 @@ import interleaf
 from interleaf import _native
 from interleaf import schema as S
 from interleaf._checks import choice_arg, int_arg
+from interleaf._prefetch import prefetch
 from interleaf.io.atomic import atomic_output, write_text
 from interleaf.io.reader import is_utf8
 from interleaf.io.sources import WEBDATASET, container_of, named_inputs
@@ -463,41 +462,6 @@ class RunOptions:
     progress: bool = True
 
 
-def _prefetch(it: Iterable[Any], depth: int = 2) -> Iterator[Any]:
-    """Iterates ``it`` in a background thread, ``depth`` items ahead, so reading (Rust, GIL
-    released) overlaps the work on the previous batch."""
-    q: queue.Queue = queue.Queue(depth)
-    stop = threading.Event()
-    end = object()
-
-    def work() -> None:
-        try:
-            for x in it:
-                while not stop.is_set():
-                    try:
-                        q.put((x, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-        except BaseException as e:  # handed to the consumer
-            q.put((None, e))
-        finally:
-            q.put((end, None))
-
-    t = threading.Thread(target=work, daemon=True)
-    t.start()
-    try:
-        while True:
-            x, err = q.get()
-            if err is not None:
-                raise err
-            if x is end:
-                return
-            yield x
-    finally:
-        stop.set()
 
 
 def read_shard(shard: Shard, read: dict[str, Any], limit: int | None) -> Iterator[pl.DataFrame]:
@@ -508,7 +472,7 @@ def read_shard(shard: Shard, read: dict[str, Any], limit: int | None) -> Iterato
     batch_size = opts.pop("batch_size", 1024)
     if limit is not None and limit <= 0:
         return
-    for df in _prefetch(interleaf.read(shard.path, fmt, batch_size, **opts)):
+    for df in prefetch(interleaf.read(shard.path, fmt, batch_size, **opts)):
         if limit is not None:
             df = df.filter(pl.col(S.DOC_INDEX) < limit)
             if df.height:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import polars as pl
 
 from interleaf._checks import int_arg
+from interleaf._prefetch import prefetch
 from interleaf.models.directory import PRECISIONS, ModelDirectory, ModelDirectoryError
 from interleaf.models.runtime import DEVICES, Session, create_session, cuda_available
 from interleaf.models.tokenize import TextTokenizer
@@ -97,18 +97,12 @@ class Model:
         def prep(start: int) -> tuple[np.ndarray, pl.Series]:
             return _image.preprocess(images[start : start + bs], config, threads=threads, dtype=dtype, alpha=alpha, exif_transpose=exif_transpose)
 
-        starts = list(range(0, images.len(), bs))
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(prep, starts[0]) if starts else None
-            for k, start in enumerate(starts):
-                assert pending is not None
-                pixels, errs = pending.result()
-                if k + 1 < len(starts):
-                    pending = pool.submit(prep, starts[k + 1])
-                errors.append(errs)
-                ok = errs.is_null().to_numpy()
-                if ok.any():
-                    yield start, (pixels[ok] if not ok.all() else pixels), ok
+        starts = range(0, images.len(), bs)
+        for start, (pixels, errs) in zip(starts, prefetch(map(prep, starts), depth=1), strict=True):
+            errors.append(errs)
+            ok = errs.is_null().to_numpy()
+            if ok.any():
+                yield start, (pixels[ok] if not ok.all() else pixels), ok
 
     def _count_errors(self, errors: pl.Series) -> None:
         for kind, n in errors.drop_nulls().struct.field("kind").value_counts().iter_rows():

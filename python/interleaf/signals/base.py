@@ -13,6 +13,7 @@ import polars as pl
 
 from interleaf import schema as S
 from interleaf._checks import int_arg
+from interleaf._prefetch import prefetch
 
 #: Attribute columns that key a node-level signal's rows; a document-level signal has the
 #: first two.
@@ -207,8 +208,14 @@ class Context:
         vectors = np.full((len(rows), clip.dim), np.nan, dtype=np.float32)
         tables = []
         step = 4 * (self.batch_size or clip.batch_size)
-        for a in range(0, len(rows), step):
-            got = image.analyze(images[a : a + step], pixels=clip.preprocess_config, stats=True, threads=self.threads)
+
+        def analyze(a: int) -> Any:
+            return image.analyze(images[a : a + step], pixels=clip.preprocess_config, stats=True, threads=self.threads)
+
+        # The next chunk is decoded (Rust, GIL released) while this one runs through the model,
+        # as the models' own image batches are.
+        starts = range(0, len(rows), step)
+        for a, got in zip(starts, prefetch(map(analyze, starts), depth=1), strict=True):
             ok = got.table.get_column(S.ERROR).is_null().to_numpy()
             if ok.any():
                 assert got.pixels is not None
