@@ -1055,3 +1055,14 @@ def test_fraction_thresholds_by_radix_passes_equal_a_full_sort(tmp_path, monkeyp
     assert got == 0.0 and math.copysign(1.0, got) == -1.0
     empty = [pipeline.Shard("p1", "", 0)]
     assert pipeline._kth_largest(opts, empty, "sig", "s", 0.3, run_inline) == float("-inf")
+
+
+def test_a_long_shard_reports_its_progress_while_it_is_scored(tmp_path, sample_dir, monkeypatch, capsys):
+    from interleaf import pipeline
+
+    monkeypatch.setattr(pipeline, "PROGRESS_EVERY", 0.0)
+    run("pairs-basic", [str(sample_dir / "pairs.jsonl")], tmp_path / "o", batch_size=4, progress=True)
+    lines = [x for x in capsys.readouterr().err.splitlines() if "documents so far" in x]
+    assert [int(x.split(": ")[2].split(" ")[0]) for x in lines] == [4, 8, 12, 14]
+    run("pairs-basic", [str(sample_dir / "pairs.jsonl")], tmp_path / "q", batch_size=4, progress=False)
+    assert "so far" not in capsys.readouterr().err

@@ -59,6 +59,8 @@ from interleaf.recipes import load as load_recipe
 from interleaf.recipes.schema import MODEL_KINDS, SIGNAL_MODELS, DedupStep, FilterSpec, RecipeError
 
 STATE = ".interleaf"
+#: Seconds between the progress lines of a shard still being scored.
+PROGRESS_EVERY = 15.0
 STAGES = ("score", "dedup", "filter", "write")
 BASE = "_base"
 NODE_KEYS = (S.DOC_INDEX, S.DOC_ID, S.POS)
@@ -592,10 +594,14 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
         print(f"interleaf run: {failures[-1]}", file=sys.stderr)
         return _failure_frame(sig, batch, err)
 
+    noted = time.perf_counter()
     try:
         for batch in read_shard(shard, opts.read, limit):
             batch = check_batch(batch)
             docs += batch.get_column(S.DOC_INDEX).n_unique()
+            if opts.progress and time.perf_counter() - noted >= PROGRESS_EVERY:  # a long shard is not silent
+                noted = time.perf_counter()
+                print(f"score: {shard.name}: {docs:,} documents so far ({docs / (noted - t0):,.0f} docs/s)", file=sys.stderr, flush=True)
             if BASE in stale:
                 parts[BASE].append(batch.select(*NODE_KEYS, S.KIND, S.STEP, S.ROLE, S.ERROR))
             if sigs:
