@@ -447,3 +447,25 @@ def test_more_usage_mistakes_are_named(sample_dir, tmp_path, capsys):
     strict.write_text("name: strict\nsignals:\n  caption: {type: caption, level: doc}\nfilters:\n  doc:\n    long: \"caption_words >= 1000\"\n")
     assert main(["run", str(strict), str(sample_dir / "pairs.jsonl"), "--out", str(tmp_path / "s"), "--quiet"]) == 0
     assert "warning: no document was kept; check the thresholds (interleaf recipes show strict)" in capsys.readouterr().err
+
+
+def test_run_warnings_count_documents_and_failures_not_kinds_or_inapplicable_rows(sample_dir, tmp_path, capsys):
+    """One document with two kinds of read error beside a clean one is not 'every document';
+    CoMM's F below 3 images (a signal that does not apply) is not a failure."""
+    import shutil
+
+    (tmp_path / "images").mkdir()
+    shutil.copy(sample_dir / "images" / "astronaut.jpg", tmp_path / "images" / "astronaut.jpg")
+    (tmp_path / "images" / "bad.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    steps = lambda *paths: [[{"type": "text", "content": f"step text number {i} of the document"}, {"type": "image", "image_path": p}] for i, p in enumerate(paths)]  # noqa: E731
+    docs = [{"data_id": "a", "title": "A", "step_info": steps("images/missing.jpg", "images/bad.jpg")}, {"data_id": "b", "title": "B", "step_info": steps("images/astronaut.jpg")}]
+    data = tmp_path / "c.jsonl"
+    data.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\nsignals:\n  image: {type: image}\n  sequence: {type: sequence}\nmodels:\n  clip: {path: tests/fixtures/models/clip-tiny}\nfilters:\n  drop_errors: true\n")
+    assert main(["run", str(recipe), str(data), "--out", str(tmp_path / "o"), "--device", "cpu", "--quiet"]) == 0
+    cap = capsys.readouterr()
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["errors"] == {"missing_image": 1, "unknown_image_format": 1} and summary["error_documents"] == 1
+    assert summary["signal_errors"]["sequence"]["errors"] == {"too_few_images": 2}
+    assert "warning" not in cap.err, cap.err

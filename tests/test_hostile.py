@@ -887,3 +887,7 @@ def test_write_refuses_a_file_name_of_another_format_and_compression_it_would_ig
     assert main(["convert", str(sample_dir / "pairs.jsonl"), str(tmp_path / "c.jsonl"), "--to", "parquet", "--quiet"]) == 2
     assert list(tmp_path.iterdir()) == []
     assert interleaf.write(src, tmp_path / "ok.jsonl.gz", "jsonl") == [str(tmp_path / "ok.jsonl.gz")]
+    # Suffixes are matched as written (an upper-case name is a folder, as before), and a
+    # folder name with dots is a folder.
+    assert interleaf.write(interleaf.read(sample_dir / "pairs.jsonl"), tmp_path / "x.PARQUET", "parquet") == [str(tmp_path / "x.PARQUET" / "shard-000000.parquet")]
+    assert interleaf.write(interleaf.read(sample_dir / "pairs.jsonl"), tmp_path / "out.v2", "jsonl") == [str(tmp_path / "out.v2" / "shard-000000.jsonl")]

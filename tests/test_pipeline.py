@@ -629,6 +629,13 @@ def test_a_run_that_fails_before_any_work_leaves_no_run_behind(tmp_path, planted
             run(pairs_recipe(tmp_path), planted["inputs"], out, models={"clip": str(CLIP_DIR)}, format="webdataset", **kw)
         run(pairs_recipe(tmp_path), planted["inputs"][:1], out, models={"clip": str(CLIP_DIR)}, **kw)
         assert (out / "summary.json").exists()
+    # A folder of the user's given with overwrite: the failed start takes only what it made.
+    theirs = tmp_path / "theirs"
+    (theirs / "e1" / "e2").mkdir(parents=True)
+    (theirs / "gone").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(Exception, match="vision_model.onnx|ONNX|onnx"):
+        run(pairs_recipe(tmp_path), planted["inputs"], theirs, models={"clip": str(bad)}, overwrite=True, **kw)
+    assert sorted(p.name for p in theirs.iterdir()) == ["e1", "gone"] and (theirs / "e1" / "e2").is_dir()
     with pytest.raises(ValueError, match=r"stages must be some of"):
         run(pairs_recipe(tmp_path), planted["inputs"], tmp_path / "s", stages=("scor",), **kw)
     assert not (tmp_path / "s").exists()

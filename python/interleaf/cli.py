@@ -369,6 +369,10 @@ def _run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+#: Signal error kinds that mean "this signal does not apply here" rather than a failure.
+NOT_APPLICABLE = frozenset({"missing_text", "too_few_tokens", "no_text", "below_threshold", "too_few_images", "too_few_steps"})
+
+
 def _print_run(summary: Any) -> None:
     d = summary.data
     print(f"{d['documents']['in']:,} documents in, {d['documents']['kept']:,} kept, {d['documents']['dropped']:,} dropped; nodes {d['nodes']['in']:,} in, {d['nodes']['kept']:,} kept")
@@ -381,14 +385,15 @@ def _print_run(summary: Any) -> None:
         print("documents with read or decode errors:")
         for kind, n in d["errors"].items():
             print(f"  {kind:<24}{n:>10,}")
-        if sum(d["errors"].values()) >= d["documents"]["in"] > 0:
+        if d.get("error_documents", 0) >= d["documents"]["in"] > 0:
             print(f"interleaf: warning: every document has a read or decode error ({', '.join(d['errors'])}): check --format, --image-root and the inputs", file=sys.stderr)
     if d.get("signal_errors"):
         print("signal rows with errors:")
         for name, e in d["signal_errors"].items():
             for kind, n in e["errors"].items():
                 print(f"  {name:<24}{kind:<22}{n:>10,}")
-            if sum(e["errors"].values()) >= e["rows"]:
+            # Not "not applicable" rows (F below 3 images, a text-less node): failures.
+            if sum(n for kind, n in e["errors"].items() if kind not in NOT_APPLICABLE) >= e["rows"]:
                 print(f"interleaf: warning: every row of signal {name} has an error, e.g. {e['example']}", file=sys.stderr)
     for name, msg in {**d["skipped"]["signals"], **d["skipped"]["filters"]}.items():
         print(f"skipped {name}: {msg}")

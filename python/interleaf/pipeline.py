@@ -1081,6 +1081,7 @@ def filter_pass(opts: RunOptions, shard: Shard, thresholds: dict[str, float]) ->
         "documents": docs.height,
         "nodes": nodes.filter(pl.col(S.KIND).is_not_null()).height,
         "errors": dict(errs.group_by("kind").len().iter_rows()),
+        "error_documents": errs.get_column(S.DOC_INDEX).n_unique(),
         "signal_errors": _signal_errors(out, p, shard),
         "seconds": time.perf_counter() - t0,
     }
@@ -1187,9 +1188,10 @@ def filter_all(opts: RunOptions, shards: list[Shard], run_jobs: Callable[[Callab
     (rank or dedup_survivors)(opts, shards, [a["documents"] for a in first])
     second = run_jobs(filter_finish, [(opts, s) for s in shards], "filter-2")
     totals: dict[str, Any] = {"documents": 0, "nodes": 0, "kept_documents": 0, "kept_nodes": 0, "dropped_documents": {}, "dropped_nodes": {}, "errors": {}, "dropped_files": {}}
+    totals["error_documents"] = 0
     for s, a, b in zip(shards, first, second, strict=True):
         totals["dropped_files"][s.name] = b["sha256"]
-        for k in ("documents", "nodes"):
+        for k in ("documents", "nodes", "error_documents"):
             totals[k] += a[k]
         for k in ("kept_documents", "kept_nodes"):
             totals[k] += b[k]
@@ -1665,14 +1667,16 @@ def _forget_failed_start(out: Path, created: bool) -> None:
     """A new run that failed before it finished any work (a model that does not load, input of
     another format, no CUDA) leaves no run behind: its run.json would make the corrected
     command, over other inputs, refuse the folder. Work already done is kept for a rerun."""
-    files = [p for p in out.rglob("*") if p.is_file()]
-    if any(p != out / STATE / "run.json" for p in files):
+    mine = [out / name for name in (STATE, "attributes", "dropped", "kept")]
+    if any(p != out / STATE / "run.json" and not p.is_dir() for d in mine if d.is_dir() and not d.is_symlink() for p in d.rglob("*")):
         return
     if created:
-        shutil.rmtree(out, ignore_errors=True)
+        if all(c in mine for c in out.iterdir()):
+            shutil.rmtree(out, ignore_errors=True)
         return
-    for child in out.iterdir():  # empty folders only, and the run.json
-        shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
+    for d in mine:  # the run's own folders, holding nothing but its run.json; nothing else
+        if d.is_dir() and not d.is_symlink():
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def _execute(opts: RunOptions, shards: list[Shard], limit: int | None, workers: int, stages: tuple[str, ...], output_format: str | None, log: _StageLog, engine: Engine = Engine()) -> RunSummary:
@@ -1781,6 +1785,7 @@ def _summary(opts: RunOptions, shards: list[Shard], totals: dict[str, Any], dedu
         "dropped_documents": totals.get("dropped_documents", {}),
         "dropped_nodes": totals.get("dropped_nodes", {}),
         "errors": totals.get("errors", {}),
+        "error_documents": totals.get("error_documents", 0),
         "signal_errors": totals.get("signal_errors", {}),
         "signal_failures": failures,
         "skipped": {"signals": p.skipped, "filters": p.skipped_filters},

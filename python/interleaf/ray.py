@@ -98,6 +98,15 @@ class _StageActor:
         return {"job": [r["job"] for r in rows], "result": [r["result"] for r in rows]}
 
 
+def _tasks(ray: Any, n: int) -> dict[str, Any]:
+    """At most ``n`` tasks at once: ``compute=TaskPoolStrategy(size=n)`` where this Ray has it
+    (``concurrency=`` is deprecated since 2.51), ``concurrency=n`` on older releases."""
+    try:
+        return {"compute": ray.data.TaskPoolStrategy(size=n)}
+    except (AttributeError, TypeError):
+        return {"concurrency": n}
+
+
 def cluster_cpus() -> int:
     """The CPUs of the connected Ray cluster."""
     return max(1, int(_ray().cluster_resources().get("CPU", 1)))
@@ -116,7 +125,7 @@ def run_jobs(fn: Callable[..., dict[str, Any]], jobs: list[tuple], *, concurrenc
     if actors:
         ds = ds.map_batches(_StageActor, fn_constructor_args=(fn, jobs), batch_size=1, compute=ray.data.ActorPoolStrategy(size=min(n, len(jobs))), num_gpus=num_gpus or None, num_cpus=1)
     else:
-        ds = ds.map(lambda row: _encode(int(row["job"]), fn(*jobs[int(row["job"])])), compute=ray.data.TaskPoolStrategy(size=min(n, len(jobs))), num_cpus=1)
+        ds = ds.map(lambda row: _encode(int(row["job"]), fn(*jobs[int(row["job"])])), num_cpus=1, **_tasks(ray, min(n, len(jobs))))
     rows = ds.take_all()
     by = {int(r["job"]): json.loads(r["result"]) for r in rows}
     missing = [i for i in range(len(jobs)) if i not in by]

@@ -65,7 +65,7 @@ def _check_not_overlapping(batches: object, dest: str) -> None:
 def _data_suffix(dest: str) -> str | None:
     """The data-file suffix ``dest`` ends in (``.parquet``, ``.jsonl``, ``.tar.gz``, ...), if any:
     such a name is meant as a file, never as a folder to create."""
-    name = os.path.basename(dest).lower()
+    name = os.path.basename(dest)  # as the suffix checks above: case-sensitive
     return next((sfx for sfx in (".tar.gz", ".tar.zst", ".jsonl.gz", ".parquet", ".jsonl", ".json", ".tar", ".tgz") if name.endswith(sfx)), None)
 
 
