@@ -207,7 +207,9 @@ class Context:
         images = batch.get_column(S.IMAGE).gather(rows)
         vectors = np.full((len(rows), clip.dim), np.nan, dtype=np.float32)
         tables = []
-        step = 4 * (self.batch_size or clip.batch_size)
+        # Two chunks are in memory (one decoded ahead): 2 model batches each, as much as the
+        # one chunk of 4 before the overlap.
+        step = 2 * (self.batch_size or clip.batch_size)
 
         def analyze(a: int) -> Any:
             return image.analyze(images[a : a + step], pixels=clip.preprocess_config, stats=True, threads=self.threads)
