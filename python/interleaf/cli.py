@@ -369,11 +369,9 @@ def _run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-#: Signal error kinds that mean "this signal does not apply here" rather than a failure.
-NOT_APPLICABLE = frozenset({"missing_text", "too_few_tokens", "no_text", "below_threshold", "too_few_images", "too_few_steps"})
-
-
 def _print_run(summary: Any) -> None:
+    from interleaf.pipeline import NOT_APPLICABLE
+
     d = summary.data
     print(f"{d['documents']['in']:,} documents in, {d['documents']['kept']:,} kept, {d['documents']['dropped']:,} dropped; nodes {d['nodes']['in']:,} in, {d['nodes']['kept']:,} kept")
     for title, key in (("documents dropped by", "dropped_documents"), ("nodes dropped by", "dropped_nodes")):
@@ -524,25 +522,25 @@ def build_parser() -> argparse.ArgumentParser:
         action = p.add_argument(*a, **kw)
         method_options.append((action.dest, action.default, action.option_strings[0], methods))
 
-    only(('phash',), "--radius", type=int, default=5, help="phash: Hamming radius (default %(default)s, as MMC4)")
-    only(('phash',), "--draft", type=int, default=None, metavar="PIXELS", help="phash: decode JPEGs reduced, as Pillow's draft('L', (PIXELS, PIXELS)): several times faster, hashes not bit-identical to a full decode (default: full decode)")
-    only(('exact', 'semantic'), "--on", choices=("text", "image", "all"), default="text", help="exact: what the key covers; semantic: what is embedded, text or image (default %(default)s)")
-    only(('exact',), "--strip-punctuation", action="store_true", help="exact text keys ignore punctuation")
-    only(('minhash',), "--threshold", type=float, default=0.8, help="minhash: Jaccard threshold (default %(default)s)")
-    only(('minhash',), "--num-perm", type=int, default=128, help="minhash: permutations (default %(default)s)")
-    only(('minhash',), "--ngram", type=int, default=5, help="minhash: shingle size (default %(default)s)")
-    only(('minhash',), "--unit", choices=("word", "char"), default="word", help="minhash: shingle unit (default %(default)s)")
-    only(('minhash', 'semantic'), "--seed", type=int, default=1, help="minhash: seed; semantic: k-means seed (default %(default)s)")
-    only(('minhash',), "--bands", type=int, default=None, help="minhash: LSH bands (default: chosen like datasketch)")
-    only(('minhash',), "--rows", type=int, default=None, help="minhash: LSH rows per band (default: chosen like datasketch)")
-    only(('minhash',), "--verify", choices=("none", "signature"), default="none", help="minhash: check candidate pairs on the full signature (default %(default)s)")
-    only(('semantic',), "--model", default=None, metavar="MODEL", help="semantic: CLIP model (--on image or text) or sentence embedder (--on text) directory")
-    only(('semantic',), "--embeddings", default=None, metavar="FILE", help="semantic: precomputed embeddings instead of --model, one row per document in read order (.npy, or file.parquet:column)")
-    only(('semantic',), "--eps", type=float, default=0.01, help="semantic: a document is a duplicate when its cosine with an earlier one of its cluster is > 1 - eps (default %(default)s)")
-    only(('semantic',), "--clusters", type=int, default=None, help="semantic: k-means clusters (default: about 1,000 documents per cluster)")
-    only(('semantic',), "--device", choices=("auto", "cpu", "cuda"), default="auto", help="semantic: where the model and FAISS k-means run (default %(default)s)")
-    only(('semantic',), "--engine", choices=("local", "ray"), default="local", help="semantic: run SemDeDup's per-cluster passes here or as parallel Ray tasks (same result; default %(default)s)")
-    only(('semantic',), "--address", default=None, help="with --engine ray: the Ray cluster to join (auto, ray://host:10001; default: start a local instance)")
+    only(("phash",), "--radius", type=int, default=5, help="phash: Hamming radius (default %(default)s, as MMC4)")
+    only(("phash",), "--draft", type=int, default=None, metavar="PIXELS", help="phash: decode JPEGs reduced, as Pillow's draft('L', (PIXELS, PIXELS)): several times faster, hashes not bit-identical to a full decode (default: full decode)")
+    only(("exact", "semantic"), "--on", choices=("text", "image", "all"), default="text", help="exact: what the key covers; semantic: what is embedded, text or image (default %(default)s)")
+    only(("exact",), "--strip-punctuation", action="store_true", help="exact text keys ignore punctuation")
+    only(("minhash",), "--threshold", type=float, default=0.8, help="minhash: Jaccard threshold (default %(default)s)")
+    only(("minhash",), "--num-perm", type=int, default=128, help="minhash: permutations (default %(default)s)")
+    only(("minhash",), "--ngram", type=int, default=5, help="minhash: shingle size (default %(default)s)")
+    only(("minhash",), "--unit", choices=("word", "char"), default="word", help="minhash: shingle unit (default %(default)s)")
+    only(("minhash", "semantic"), "--seed", type=int, default=1, help="minhash: seed; semantic: k-means seed (default %(default)s)")
+    only(("minhash",), "--bands", type=int, default=None, help="minhash: LSH bands (default: chosen like datasketch)")
+    only(("minhash",), "--rows", type=int, default=None, help="minhash: LSH rows per band (default: chosen like datasketch)")
+    only(("minhash",), "--verify", choices=("none", "signature"), default="none", help="minhash: check candidate pairs on the full signature (default %(default)s)")
+    only(("semantic",), "--model", default=None, metavar="MODEL", help="semantic: CLIP model (--on image or text) or sentence embedder (--on text) directory")
+    only(("semantic",), "--embeddings", default=None, metavar="FILE", help="semantic: precomputed embeddings instead of --model, one row per document in read order (.npy, or file.parquet:column)")
+    only(("semantic",), "--eps", type=float, default=0.01, help="semantic: a document is a duplicate when its cosine with an earlier one of its cluster is > 1 - eps (default %(default)s)")
+    only(("semantic",), "--clusters", type=int, default=None, help="semantic: k-means clusters (default: about 1,000 documents per cluster)")
+    only(("semantic",), "--device", choices=("auto", "cpu", "cuda"), default="auto", help="semantic: where the model and FAISS k-means run (default %(default)s)")
+    only(("semantic",), "--engine", choices=("local", "ray"), default="local", help="semantic: run SemDeDup's per-cluster passes here or as parallel Ray tasks (same result; default %(default)s)")
+    only(("semantic",), "--address", default=None, help="with --engine ray: the Ray cluster to join (auto, ray://host:10001; default: start a local instance)")
     p.add_argument("--write", choices=WRITE_FORMATS, default=None, help="also write the deduplicated dataset to OUT/dedup in this format")
     _add_read_options(p)
     p.set_defaults(func=cmd_dedup, method_options=method_options)

@@ -72,10 +72,12 @@ BUILTIN_DOC_COLUMNS = {"doc_nodes": pl.UInt32(), "doc_images": pl.UInt32(), "doc
 #: Node columns every node filter may read.
 BUILTIN_NODE_COLUMNS = {S.KIND: pl.String(), S.POS: pl.Int32(), S.STEP: pl.Int32(), S.ROLE: pl.String()}
 
-#: Error kinds that say a value is not defined for a record (no text to compare with, too few
-#: images) or that a signal failed on its batch: such records are not damaged, and
+#: Error kinds that say a signal's value is not defined for a record (no text to compare with,
+#: too few images): the signal does not apply there, which is not a failure.
+NOT_APPLICABLE = frozenset({"missing_text", "too_few_tokens", "no_text", "below_threshold", "too_few_images", "too_few_steps"})
+#: Those, and a signal that failed on its batch: such records are not damaged, and
 #: ``drop_errors`` leaves them to the filters. Every other kind is damage (a read or decode error).
-NOT_DAMAGE = frozenset({"missing_text", "too_few_tokens", "no_text", "below_threshold", "too_few_images", "too_few_steps", "bad_argument", "signal_failed", "llm_failed"})
+NOT_DAMAGE = NOT_APPLICABLE | {"bad_argument", "signal_failed", "llm_failed"}
 
 DROPPED_SCHEMA = {
     S.DOC_INDEX: pl.Int64(),
