@@ -345,10 +345,10 @@ def test_faiss_binary_backend_gives_the_pairs_of_brute_force_on_100k_hashes():
 
 
 def test_a_set_large_enough_for_wider_ranges_finds_what_faiss_finds():
-    """From about 300,000 hashes the index cuts them into fewer, wider ranges searched within a
-    bit or more (3 ranges of 21-22 bits from about 600,000 at radius 5; a set this size in
-    radius + 1 exact-match ranges took quadratic time): the same matches as FAISS's exact-match
-    multi-hash search, at every distance up to the radius."""
+    """From 262,144 hashes the index cuts them into fewer, wider ranges searched within a bit
+    or more (3 ranges of 21-22 bits at radius 5; radius + 1 exact-match ranges took quadratic
+    time at this size and beyond): the same matches as FAISS's exact-match multi-hash search, at
+    every distance up to the radius."""
     from interleaf.dedup import HashIndex
 
     rng = np.random.default_rng(5)

@@ -93,9 +93,9 @@ def near_duplicates(hashes: pl.Series | np.ndarray | Sequence[int | None], radiu
     clusters, by multi-index hashing: the hash is cut into bit ranges, each with a bucket table,
     and only the hashes in the buckets of values close to a hash's own are verified. The number
     of ranges follows the set's size: ``radius + 1`` exact-match ranges for small sets, fewer and
-    wider ones searched within ``radius // ranges`` bits for large ones (at radius 5: 4 ranges of
-    16 bits within 1 bit from about 300,000 hashes, 3 of 21-22 bits from about 600,000), so the
-    work per hash grows slowly with the set (memory latency) instead of in proportion to it.
+    wider ones searched within ``radius // ranges`` bits for large ones (at radius 5: 3 ranges of
+    21-22 bits within 1 bit from 262,144 hashes), so the work per hash grows slowly with the set
+    (memory latency) instead of in proportion to it.
 
     Args:
         hashes: UInt64 hashes (the ``hash`` column of :func:`phash`, a uint64 array, or ints);

@@ -33,9 +33,15 @@ fn piece(h: u64, (shift, width): (u32, u32)) -> u64 {
 }
 
 /// Bit ranges this wide or narrower are looked up in a direct table of bucket offsets
-/// (2^22 + 1 u32 = 16 MiB per range at most) when there are at least a quarter as many hashes
-/// as table entries; others by binary search over the distinct range values.
+/// (2^22 + 1 u32 = 16 MiB per range at most) when there are at least a sixteenth as many hashes
+/// as table entries (see [`direct`]); others by binary search over the distinct range values.
 const DIRECT_BITS: u32 = 22;
+
+/// Whether a range of `width` bits over `present` hashes gets a direct table: a 22-bit table
+/// from 262,144 hashes (16 MiB beside their 3 MiB of entries), never for a handful.
+fn direct(width: u32, present: usize) -> bool {
+    width <= DIRECT_BITS && (1usize << width) <= 16 * present.max(1)
+}
 
 /// One bit range's buckets: the entries sorted by (range value, id), with each entry's whole
 /// hash beside its id so that a bucket is verified by one sequential scan.
@@ -54,7 +60,7 @@ impl Table {
         // A direct table costs 2^width offsets whatever the count: only when the hashes are
         // about as many (a 22-bit table for three hashes would cost more than their search).
         let present = hashes.iter().filter(|h| h.is_some()).count();
-        if range.1 <= DIRECT_BITS && (1usize << range.1) <= 4 * present.max(1) {
+        if direct(range.1, present) {
             // Counting sort straight into the columns: stable, so ids stay ascending within a
             // bucket.
             let mut offsets = vec![0u32; (1usize << range.1) + 1];
@@ -142,7 +148,8 @@ fn choose_parts(present: usize, radius: u32) -> usize {
     let mut best = (f64::INFINITY, radius as usize + 1);
     for m in (1..=radius + 1).rev() {
         let width = 64 / m; // the narrowest range: the fullest buckets
-        let lookup = if width <= DIRECT_BITS && (1usize << width) <= 4 * present.max(1) { 20.0 } else { 20.0 * n.log2().max(1.0) };
+        let widest = 64u32.div_ceil(m); // the one least likely to get a direct table
+        let lookup = if direct(widest, present) { 20.0 } else { 20.0 * n.log2().max(1.0) };
         let cost = f64::from(m) * ball(width, radius / m) * (lookup + n / 2f64.powi(width as i32));
         if cost < best.0 {
             best = (cost, m as usize);
@@ -168,10 +175,10 @@ pub struct HammingIndex {
 impl HammingIndex {
     /// Indexes `hashes` (entry `i` is `hashes[i]`; `None` entries are never found) for searches
     /// within `radius` (< 64) or less, with the number of bit ranges that makes searching this
-    /// many hashes cheapest (`radius + 1` exact-match ranges up to a few hundred thousand
-    /// hashes at radius 5; 3 ranges of 21-22 bits searched within 1 bit beyond, so that the
-    /// work per query stays near constant instead of growing with the set). The ranges' tables
-    /// are built in parallel on the current rayon pool.
+    /// many hashes cheapest (at radius 5: 6 exact-match ranges up to about 250,000 hashes, 3 ranges
+    /// of 21-22 bits searched within 1 bit from there, so that the work per query grows slowly
+    /// instead of in proportion to the set). The ranges' tables are built in parallel on the
+    /// current rayon pool.
     pub fn new(hashes: &[Option<u64>], radius: u32) -> HammingIndex {
         assert!(radius < 64, "radius must be < 64");
         let present = hashes.iter().filter(|h| h.is_some()).count();
@@ -445,6 +452,8 @@ mod tests {
     #[test]
     fn large_sets_get_fewer_wider_ranges() {
         assert_eq!(choose_parts(20_000, 5), 6); // exact-match ranges, as before
+        assert_eq!(choose_parts(200_000, 5), 6);
+        assert_eq!(choose_parts(262_144, 5), 3); // every 21-22 bit range gets a direct table
         assert_eq!(choose_parts(4_000_000, 5), 3); // 21-22 bits within 1 bit
         assert_eq!(choose_parts(100_000_000, 5), 3);
         assert_eq!(choose_parts(10, 0), 1);
