@@ -35,6 +35,7 @@ paths.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,8 @@ def init(address: str | None = None, *, progress: bool = True) -> Any:
     the ``ray`` module. Ray Data's progress bars follow ``progress``."""
     ray = _ray()
     if not ray.is_initialized():
-        kw: dict[str, Any] = {"ignore_reinit_error": True, "include_dashboard": False, "log_to_driver": progress}
+        # Quiet runs: Ray's own INFO lines (the local instance starting) are left out too.
+        kw: dict[str, Any] = {"ignore_reinit_error": True, "include_dashboard": False, "log_to_driver": progress, "logging_level": logging.INFO if progress else logging.WARNING}
         if address is not None:
             _check_reachable(address)
             kw["address"] = address
@@ -63,6 +65,7 @@ def init(address: str | None = None, *, progress: bool = True) -> Any:
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress
     ctx.print_on_execution_start = progress
+    logging.getLogger("ray.data").setLevel(logging.INFO if progress else logging.WARNING)
     return ray
 
 
