@@ -366,6 +366,22 @@ mod tests {
         }
     }
 
+    /// `(query, entry, distance)` for every query and entry within `radius`, by comparing all.
+    fn brute_force(queries: &[Option<u64>], hashes: &[Option<u64>], radius: u32) -> Vec<(u32, u32, u32)> {
+        let mut want = Vec::new();
+        for (qi, q) in queries.iter().enumerate() {
+            for (j, h) in hashes.iter().enumerate() {
+                if let (Some(q), Some(h)) = (q, h) {
+                    let d = (q ^ h).count_ones();
+                    if d <= radius {
+                        want.push((qi as u32, j as u32, d));
+                    }
+                }
+            }
+        }
+        want
+    }
+
     #[test]
     fn index_search_finds_exactly_what_brute_force_finds() {
         let mut rnd = xorshift(777);
@@ -388,18 +404,7 @@ mod tests {
         for (built, radius) in [(0, 0), (1, 1), (2, 2), (5, 5), (5, 3), (8, 8), (8, 0)] {
             let index = HammingIndex::new(&hashes, built);
             let got = index.search_all(&queries, radius);
-            let mut want = Vec::new();
-            for (qi, q) in queries.iter().enumerate() {
-                for (j, h) in hashes.iter().enumerate() {
-                    if let (Some(q), Some(h)) = (q, h) {
-                        let d = (q ^ h).count_ones();
-                        if d <= radius {
-                            want.push((qi as u32, j as u32, d));
-                        }
-                    }
-                }
-            }
-            assert_eq!(got, want, "built for {built}, searched within {radius}");
+            assert_eq!(got, brute_force(&queries, &hashes, radius), "built for {built}, searched within {radius}");
             assert_eq!(index.len(), hashes.len());
         }
     }
@@ -418,21 +423,7 @@ mod tests {
         }
         hashes.push(None);
         for built in [1, 3, 5, 8] {
-            let mut want_by_radius = Vec::new();
-            for radius in 0..=built {
-                let mut want = Vec::new();
-                for (i, a) in hashes.iter().enumerate() {
-                    for (j, b) in hashes.iter().enumerate() {
-                        if let (Some(a), Some(b)) = (a, b) {
-                            let d = (a ^ b).count_ones();
-                            if d <= radius {
-                                want.push((i as u32, j as u32, d));
-                            }
-                        }
-                    }
-                }
-                want_by_radius.push(want);
-            }
+            let want_by_radius: Vec<_> = (0..=built).map(|radius| brute_force(&hashes, &hashes, radius)).collect();
             // (A range wider than 64 / parts searched within radius / parts bits: skip the
             // splits whose lookups per query run into the millions.)
             for parts in (1..=built as usize + 1).filter(|&m| ball(64 / m as u32 + 1, built / m as u32) <= 50_000.0) {
