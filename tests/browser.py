@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -39,7 +40,10 @@ def load(url: str, width: int = 1200, height: int = 900, timeout: float = 60.0) 
     args = [exe, "--headless=new", "--disable-gpu", "--no-first-run", "--no-default-browser-check", "--remote-debugging-port=0", f"--user-data-dir={profile}", f"--window-size={width},{height}", "about:blank"]
     if os.geteuid() == 0:
         args.insert(1, "--no-sandbox")
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Its own session (the renderer and helper processes go with it) and its own TMPDIR inside
+    # the profile: nothing it starts or writes outlives the call.
+    env = {**os.environ, "TMPDIR": profile}
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
     try:
         port_file = Path(profile) / "DevToolsActivePort"
         deadline = time.monotonic() + timeout
@@ -105,6 +109,9 @@ def load(url: str, width: int = 1200, height: int = 900, timeout: float = 60.0) 
         ws.close()
         return out
     finally:
-        proc.kill()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         proc.wait()
         shutil.rmtree(profile, ignore_errors=True)
