@@ -300,11 +300,12 @@ def test_nodes_parquet_with_non_utf8_binary_text_keeps_the_rest_of_the_file(tmp_
     assert reader.stats["errors"] == {"invalid_utf8": 2}
 
 
-def _patched_parquet(path, table, good: bytes, bad: bytes):
-    """``table`` written plain and uncompressed, then ``good`` replaced by ``bad`` (the same
-    length) in the file's bytes: text columns holding what Parquet forbids (invalid UTF-8)."""
+def _patched_parquet(path, table, good: bytes, bad: bytes, **options):
+    """``table`` written plain and uncompressed (with write_table's ``options``), then ``good``
+    replaced by ``bad`` (the same length) in the file's bytes: text columns holding what
+    Parquet forbids (invalid UTF-8)."""
     assert len(good) == len(bad)
-    pq.write_table(table, path, compression="none", use_dictionary=False, write_statistics=False)
+    pq.write_table(table, path, compression="none", use_dictionary=False, write_statistics=False, **options)
     data = path.read_bytes()
     assert good in data
     path.write_bytes(data.replace(good, bad))
@@ -391,6 +392,39 @@ def test_parquet_batches_span_small_row_groups(tmp_path):
     assert [b.get_column("doc_index").n_unique() for b in batches] == [1000, 1000, 500]
     ids = pl.concat(batches).get_column("doc_id").unique(maintain_order=True).to_list()
     assert ids == [f"p.parquet:{i + 1}" for i in range(n)]
+
+
+def test_parquet_records_read_the_same_from_many_row_groups_as_from_one(tmp_path, sample_images):
+    # A batch gathered from row groups of 3 reaches the converter as chunks (joining them would
+    # copy every image again): images, dictionary captions and float16 metadata come out as
+    # from one row group.
+    names = sorted(sample_images)
+    n = 20
+    table = pa.table({
+        "key": [f"k{i}" for i in range(n)],
+        "jpg": [sample_images[names[i % len(names)]] for i in range(n)],
+        "caption": pa.array([f"caption {i % 4}" for i in range(n)]).dictionary_encode(),
+        "h": pa.array([i / 2 for i in range(n)], pa.float16()),
+    })
+    frames = []
+    for sub, groups in (("one", n), ("many", 3)):
+        (tmp_path / sub).mkdir()
+        pq.write_table(table, tmp_path / sub / "r.parquet", row_group_size=groups)
+        batches = list(interleaf.read(tmp_path / sub / "r.parquet", format="pairs", batch_size=8))
+        assert [b.get_column("doc_index").n_unique() for b in batches] == [8, 8, 4]
+        frames.append(pl.concat(batches).drop("source"))
+    assert frames[0].equals(frames[1])
+    assert frames[1].filter(pl.col("kind") == "image").get_column("image").to_list() == table.column("jpg").to_pylist()
+    assert frames[1].filter(pl.col("kind") == "text").get_column("text").to_list() == table.column("caption").to_pylist()
+    # A caption that is not UTF-8 in the third of seven chunks: its record's error, as from one.
+    plain = table.set_column(2, "caption", pa.array([f"caption {i:02d}" for i in range(n)]))
+    frames = []
+    for sub, groups in (("one", n), ("many", 3)):
+        path = _patched_parquet(tmp_path / sub / "bad.parquet", plain, b"caption 07", b"caption \xff7", row_group_size=groups)
+        frames.append(pl.concat(list(interleaf.read(path, format="pairs", batch_size=8))).drop("source"))
+    assert frames[0].equals(frames[1])
+    errors = frames[1].filter(pl.col("kind") == "text").get_column("error").to_list()
+    assert [i for i, e in enumerate(errors) if e] == [7] and errors[7]["kind"] == "invalid_utf8"
 
 
 def test_bad_lines_are_kept_with_their_error_and_the_read_goes_on(records, tmp_path):

@@ -261,7 +261,7 @@ class Reader:
         try:
             if not stat.S_ISREG(os.stat(path).st_mode):
                 raise OSError("not a regular file (a FIFO, device or directory is never read)")
-            pf = pq.ParquetFile(path)
+            pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
         except Exception as e:  # pyarrow raises several types for a missing or corrupt file
             df = _error_frame(path, self._next_doc, "io", f"{path}: {e}")
             _add_stats(self._done, frame_stats(df))
@@ -276,7 +276,7 @@ class Reader:
             yield from self._parquet_records(pf, path)
 
     def _arrow_batches(self, pf: Any, rows: int, first_group: int = 0) -> Iterator[Any]:
-        """Arrow batches of at most ``rows`` rows and about ``max_batch_bytes`` (a file whose
+        """Arrow tables of at most ``rows`` rows and about ``max_batch_bytes`` (a file whose
         values are small on disk can hold gigabytes once decoded: dictionary encoding,
         compression), from row group ``first_group`` on, spanning row groups. They are read in
         pieces no larger than the row groups' own sizes allow: their column chunks'
@@ -363,7 +363,7 @@ class Reader:
                     first_doc = self._next_doc
                     try:
                         df, stats = _native.records_to_frame(
-                            pl.from_arrow(batch),  # type: ignore[arg-type]
+                            pl.from_arrow(batch, rechunk=False),  # type: ignore[arg-type]
                             self.format,
                             path,
                             index,
@@ -539,11 +539,9 @@ def _decoded_bytes(batch: Any, per_row: bool = False) -> Any:
 
 
 def _one_batch(pa: Any, pieces: list[Any]) -> Any:
-    """Arrow record batches of one schema as one batch."""
-    if len(pieces) == 1:
-        return pieces[0]
-    batches = pa.Table.from_batches(pieces).combine_chunks().to_batches()
-    return batches[0] if batches else pieces[0]
+    """Arrow record batches of one schema as one arrow table, each piece a chunk: joining
+    their buffers would copy every value (a batch of images) once more."""
+    return pa.Table.from_batches(pieces)
 
 
 def _checked_kinds(df: pl.DataFrame) -> pl.DataFrame:
@@ -612,20 +610,19 @@ def _binary_type(t: Any) -> Any:
     return None
 
 
-def _portable(batch: Any) -> Any:
-    """An arrow record batch whose columns all have types polars and the native readers take
-    (see :func:`_portable_type`); the batch itself when they already do."""
+def _portable(table: Any) -> Any:
+    """An arrow table whose columns all have types polars and the native readers take (see
+    :func:`_portable_type`); the table itself when they already do."""
     import pyarrow as pa
 
-    schema = pa.schema([f.with_type(_portable_type(f.type)) for f in batch.schema], metadata=batch.schema.metadata)
-    if schema.equals(batch.schema):
-        return batch
-    out = pa.Table.from_batches([batch]).cast(schema).combine_chunks().to_batches()
-    return out[0] if out else pa.record_batch([pa.array([], type=f.type) for f in schema], schema=schema)
+    schema = pa.schema([f.with_type(_portable_type(f.type)) for f in table.schema], metadata=table.schema.metadata)
+    if schema.equals(table.schema):
+        return table
+    return table.cast(schema)
 
 
 def _invalid_text_columns(batch: Any) -> list[int]:
-    """The columns of an arrow batch holding text whose bytes are not all UTF-8 (a file that
+    """The columns of an arrow table holding text whose bytes are not all UTF-8 (a file that
     breaks Parquet's rule: pyarrow reads it unchecked, and polars would take it as text)."""
     import pyarrow as pa
 
@@ -660,7 +657,7 @@ def _decode_lossy(v: Any, t: Any, why: list[str]) -> Any:
 
 
 def _lossy_text(batch: Any) -> tuple[Any, list[str | None]]:
-    """A record batch whose text values that are not UTF-8 have their bad bytes replaced by
+    """An arrow table whose text values that are not UTF-8 have their bad bytes replaced by
     U+FFFD (every column keeps its type: an image path or a metadata field stays text), and per
     row the message of its first bad value (None where every value was UTF-8)."""
     import pyarrow as pa
@@ -679,7 +676,7 @@ def _lossy_text(batch: Any) -> tuple[Any, list[str | None]]:
             if why and messages[row] is None:
                 messages[row] = f"{f.name} is not UTF-8 ({why[0]}); bad bytes replaced by U+FFFD"
         columns[i] = pa.array(values, type=f.type)
-    return pa.record_batch(columns, schema=batch.schema), messages
+    return pa.Table.from_arrays(columns, schema=batch.schema), messages
 
 
 #: ``interleaf.read(source, format=None, batch_size=1024, ...)``: see :class:`Reader`.

@@ -154,7 +154,9 @@ type Blobs = Vec<Option<Vec<u8>>>;
 fn table_records(df: &DataFrame) -> PolarsResult<Vec<(Value, Blobs)>> {
     let mut rows: Vec<(Map<String, Value>, Blobs)> = (0..df.height()).map(|_| (Map::new(), Vec::new())).collect();
     for col in df.columns() {
-        let s = col.as_materialized_series().rechunk();
+        // Chunk by chunk (a parquet batch keeps its pieces' chunks: gathering them would copy
+        // every image once more).
+        let s = col.as_materialized_series();
         for ((m, blobs), av) in rows.iter_mut().zip(s.iter()) {
             let v = cell_to_json(av, blobs);
             m.insert(col.name().to_string(), v);
