@@ -346,7 +346,7 @@ def test_judge_reads_comms_prompt_files(tmp_path):
 # --- the CLI and the report -----------------------------------------------------------------------
 
 
-def test_eval_cli_end_to_end(tmp_path, comm_docs, sample_images, scripted):
+def test_eval_cli_end_to_end(tmp_path, comm_docs, sample_images, scripted, capsys):
     from browser import find_chromium, load
     from llm_server import user_text
 
@@ -357,6 +357,12 @@ def test_eval_cli_end_to_end(tmp_path, comm_docs, sample_images, scripted):
 
     tasks = tmp_path / "tasks"
     assert main(["eval", "tasks", str(comm_docs), "--out", str(tasks)]) == 0
+    # Before the model has run there is nothing to evaluate: an error, not scores of nothing.
+    assert main(["eval", "comm", str(tasks), "--task", "task1", "--out", str(tmp_path / "r0"), "--no-java"]) == 2
+    assert "none of the 6 *_task1 sample folders" in capsys.readouterr().err and not (tmp_path / "r0").exists()
+    assert main(["eval", "synjudge", str(tasks), "--out", str(tmp_path / "r0"), "--base-url", scripted.url, "--model", "scripted"]) == 2
+    err = capsys.readouterr().err
+    assert "sample folders" in err and "missing results.json" in err and not (tmp_path / "r0").exists()
     _write_predictions(tasks, sample_images)
     (tasks / "comm-0002_task1" / "results.json").write_text("[1, 2]")
 

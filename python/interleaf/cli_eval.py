@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,14 @@ def _finish(args: argparse.Namespace, t0: float, title: str, metrics: dict[str, 
     report.write(args.out, title, metrics, examples, cards, worst_by)
     print(json.dumps({k: v for k, v in metrics.items() if k != "command"} | {"out": str(args.out)}, indent=2, default=str))
     return 0
+
+
+def _some_to_evaluate(samples: list[dict[str, Any]], what: str, folder: str) -> None:
+    """Raises when every sample of a predictions folder is broken: nothing to evaluate is a
+    wrong folder (the tasks before the model ran), not a score of nothing."""
+    if all(s["error"] for s in samples):
+        why, count = Counter(s["error"] for s in samples).most_common(1)[0]
+        raise ValueError(f"none of the {len(samples)} {what} sample folders in {folder} can be evaluated ({count} of them: {why}); the model's runner writes results.json and predict_* images beside each task.json")
 
 
 def _has_endpoint(args: argparse.Namespace) -> bool:
@@ -113,6 +122,7 @@ def cmd_comm(args: argparse.Namespace) -> int:
     samples = comm.read_predictions(args.predictions, args.task, args.references, image_root=args.image_root)
     if not samples:
         raise FileNotFoundError(f"no *_{args.task} sample folders in {args.predictions}")
+    _some_to_evaluate(samples, f"*_{args.task}", args.predictions)
     from interleaf import models
 
     images = args.task != "task1"
@@ -179,6 +189,7 @@ def cmd_synjudge(args: argparse.Namespace) -> int:
     samples = synjudge_samples(args.predictions, tuple(args.task) if args.task else ("task1", "task2", "task3", "task4"))
     if not samples:
         raise FileNotFoundError(f"no *_task1..4 sample folders in {args.predictions}")
+    _some_to_evaluate(samples, "*_task1..4", args.predictions)
     with client_from_args(args) as client:
         scores = judge.synjudge(samples, client, output=args.output, max_edge=args.max_edge, progress=not args.quiet)
         agg = judge.aggregate(scores) | {"requests": client.stats.as_dict()}
