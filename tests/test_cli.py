@@ -469,3 +469,28 @@ def test_run_warnings_count_documents_and_failures_not_kinds_or_inapplicable_row
     assert summary["errors"] == {"missing_image": 1, "unknown_image_format": 1} and summary["error_documents"] == 1
     assert summary["signal_errors"]["sequence"]["errors"] == {"too_few_images": 2}
     assert "warning" not in cap.err, cap.err
+
+
+def test_ctrl_c_and_a_full_disk_end_with_a_line_not_a_traceback(monkeypatch, capsys):
+    import interleaf.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_recipes", interrupted)
+    assert cli.main(["recipes", "list"]) == 130
+    assert capsys.readouterr().err == "interleaf recipes: interrupted\n"
+
+    def full(args):
+        raise pl.exceptions.ComputeError("parquet: File out of specification: underlying IO error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(cli, "cmd_recipes", full)
+    assert cli.main(["recipes", "list"]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+
+    def bug(args):
+        raise pl.exceptions.ComputeError("cannot compare string with numeric type")
+
+    monkeypatch.setattr(cli, "cmd_recipes", bug)
+    with pytest.raises(pl.exceptions.ComputeError):  # a bug keeps its traceback
+        cli.main(["recipes", "list"])

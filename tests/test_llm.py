@@ -152,6 +152,47 @@ def test_cache_rerun_sends_nothing(srv, tmp_path):
     assert len(Cache(cache)) == 31
 
 
+def test_a_cache_that_cannot_be_written_costs_the_cache_not_the_answers(srv, tmp_path, monkeypatch, capsys):
+    import sqlite3
+
+    def full(*a, **k):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(Cache, "put", full)
+    prompts = [f"f{i}" for i in range(12)]
+    with client(srv, cache=tmp_path / "llm.sqlite") as c:
+        out = c.chat(prompts)
+        assert c.last_stats.failed == 0 and c.last_stats.sent == 12
+    assert [r.text for r in out] == [f"echo {p}" for p in prompts]
+    err = capsys.readouterr().err
+    assert err.count("cannot be stored in the cache") == 1 and "disk is full" in err
+
+
+def test_ctrl_c_stops_a_batch_at_once_and_keeps_the_answers_received(srv, tmp_path):
+    """Ctrl-C during a long batch stops it without waiting for the rest of the requests; the
+    answers already received are in the cache for the rerun."""
+    srv.latency = 0.05
+    cache = tmp_path / "llm.sqlite"
+    prompts = [f"i{i}" for i in range(200)]
+    script = textwrap.dedent(
+        f"""
+        from interleaf.llm import Client
+        c = Client({srv.url!r}, "scripted", concurrency=2, cache={str(cache)!r})
+        c.chat({prompts!r})
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while (len(Cache(cache)) if cache.exists() else 0) < 10 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    done = len(Cache(cache))
+    # It stopped there: far fewer than the 200 requests went out (2 were in flight).
+    assert 10 <= done and len(srv.requests) <= done + 10 < len(prompts)
+
+
 def test_killed_run_resumes_from_the_cache(srv, tmp_path):
     srv.latency = 0.05
     cache = tmp_path / "llm.sqlite"

@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -612,6 +613,104 @@ def test_output_folder_checks(tmp_path, planted):
     assert sorted(p.name for p in (out / "dropped").iterdir()) == ["a.parquet", "b.parquet"]
 
 
+def test_a_second_command_writing_the_folder_at_once_is_refused(tmp_path, planted):
+    """run, filter and dedup take the output folder's lock: two of them writing one folder at
+    once would delete and rewrite each other's files (a folder of wrong counts, exit 0)."""
+    from interleaf.dedup import deduplicate
+    from interleaf.io.atomic import FolderLock
+    from interleaf.pipeline import refilter
+
+    kw = {"models": {"clip": str(CLIP_DIR)}, "device": "cpu", "progress": False}
+    out = tmp_path / "out"
+    with FolderLock(out, "a test"):
+        with pytest.raises(ValueError, match="being written by another interleaf command"):
+            run(pairs_recipe(tmp_path), planted["inputs"], out, **kw)
+        with pytest.raises(ValueError, match="being written by another interleaf command"):
+            deduplicate(planted["inputs"], out, "exact")
+    assert list(out.iterdir()) == []  # the lock file goes with the lock; the refused wrote nothing
+    run(pairs_recipe(tmp_path), planted["inputs"], out, **kw)
+    with FolderLock(out, "a test"), pytest.raises(ValueError, match="being written by another interleaf command"):
+        refilter(out, progress=False)
+    assert not (out / ".interleaf.lock").exists() and (out / "summary.json").exists()
+
+
+def test_a_rerun_in_another_format_or_config_leaves_one_consistent_folder(tmp_path, planted, monkeypatch):
+    """A rerun writing another output format replaces the kept files (no second copy of each
+    document); its summary keeps the dedup numbers of the steps it skipped and gives no rate for
+    stages it skipped; a rerun of another recipe that fails leaves no summary or report of the
+    earlier one."""
+    from interleaf import pipeline
+
+    kw = {"models": {"clip": str(CLIP_DIR)}, "device": "cpu", "progress": False}
+    out = tmp_path / "out"
+    recipe = pairs_recipe(tmp_path)
+    first = run(recipe, planted["inputs"], out, **kw)
+    shown = lambda: sorted(p.name for p in (out / "kept").iterdir() if not p.name.startswith("."))  # noqa: E731
+    assert shown() == ["a.jsonl", "b.jsonl"]
+    second = run(recipe, planted["inputs"], out, output_format="parquet", **kw)
+    assert shown() == ["a.parquet", "b.parquet"]
+    kept = pl.concat(list(interleaf.read(out / "kept")))
+    assert kept.get_column("doc_index").n_unique() == second["documents"]["kept"] == first["documents"]["kept"]
+    assert first["dedup"]["exact"] == {"documents": 15, "signed": 14, "skipped": False}
+    assert second["dedup"]["exact"] == {"documents": 15, "signed": 14, "skipped": True}
+    assert second["stages"]["score"]["skipped"] == 2 and second["stages"]["score"]["docs_per_s"] is None
+    assert first["stages"]["score"]["docs_per_s"] > 0
+
+    def fails(*a, **k):
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(pipeline, "filter_all", fails)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run(pairs_recipe(tmp_path, clip=0.1, name="other.yaml"), planted["inputs"], out, **kw)
+    assert not (out / "summary.json").exists() and not (out / "report.html").exists()
+
+
+def test_dedup_refuses_an_output_inside_its_input_and_a_rerun_replaces_its_files(tmp_path, planted):
+    from interleaf.dedup import deduplicate
+
+    root = planted["root"]
+    with pytest.raises(ValueError, match="inside the input folder"):
+        deduplicate(str(root), root / "dd", "exact")
+    assert not (root / "dd").exists()
+    out = tmp_path / "dd"
+    deduplicate(planted["inputs"], out, "exact", write_format="jsonl")
+    assert (out / "dedup").is_dir() and json.loads((out / "summary.json").read_text())["method"] == "exact"
+    deduplicate(planted["inputs"], out, "minhash")
+    assert not (out / "dedup").exists() and json.loads((out / "summary.json").read_text())["method"] == "minhash"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")  # a zombie has died; its new parent may not reap it
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_worker_processes_die_with_a_killed_run():
+    """A run killed by SIGKILL (an OOM kill, a scheduler) takes its worker processes with it:
+    none is left holding its memory, models or GPU."""
+    script = (
+        "import sys, time\n"
+        "from interleaf.pipeline import _Pool\n"
+        "pool = _Pool(2)\n"
+        "futures = [pool.get().submit(time.sleep, 120) for _ in range(2)]\n"
+        "time.sleep(1)\n"
+        "print(*pool.get()._processes, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    workers = [int(x) for x in proc.stdout.readline().split()]
+    assert len(workers) == 2 and all(_alive(w) for w in workers)
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 60
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(w) for w in workers)
+
+
 def test_a_run_that_fails_before_any_work_leaves_no_run_behind(tmp_path, planted):
     """A model that does not load, or input of another format, fails the new run: the corrected
     command, over other inputs, then runs in the same folder (a stale run.json refused it)."""
@@ -648,13 +747,15 @@ def kill_at_stage(cmd: list[str], stage: str) -> None:
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
     assert proc.stderr is not None
     killed = False
+    seen = []
     for line in proc.stderr:
-        if line.decode().startswith(f"{stage}:"):
+        seen.append(line.decode())
+        if seen[-1].startswith(f"{stage}:"):
             proc.send_signal(signal.SIGKILL)
             killed = True
             break
     proc.wait()
-    assert killed, f"the run never reached the {stage} stage"
+    assert killed, f"the run never reached the {stage} stage (exit {proc.returncode}); it said:\n" + "".join(seen[-30:])
     assert proc.returncode == -signal.SIGKILL
 
 

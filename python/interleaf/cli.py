@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -624,9 +625,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (FileNotFoundError, ValueError, OSError, ImportError, RuntimeError) as e:
+    except (FileNotFoundError, ValueError, OSError, ImportError, RuntimeError, sqlite3.Error) as e:
         print(f"interleaf {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except pl.exceptions.PolarsError as e:
+        # A full or failing disk under a parquet write reaches us as polars' error: the
+        # message is the user's to act on; any other polars error is a bug with its traceback.
+        if not any(m in str(e) for m in ("IO error", "os error", "No space left")):
+            raise
+        print(f"interleaf {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        resumes = " (finished shards are kept: the same command resumes)" if args.command in ("run", "score", "demo") else ""
+        print(f"interleaf {args.command}: interrupted{resumes}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -50,9 +51,9 @@ from interleaf import _native
 from interleaf import schema as S
 from interleaf._checks import choice_arg, int_arg
 from interleaf._prefetch import prefetch
-from interleaf.io.atomic import atomic_output, write_text
+from interleaf.io.atomic import FolderLock, atomic_output, is_lock_file, write_text
 from interleaf.io.reader import is_utf8
-from interleaf.io.sources import WEBDATASET, container_of, named_inputs
+from interleaf.io.sources import WEBDATASET, check_out_apart, container_of, named_inputs
 from interleaf.io.writer import OUTPUT_FORMATS, RECORD_LAYOUTS
 from interleaf.recipes import Recipe
 from interleaf.recipes import load as load_recipe
@@ -437,10 +438,16 @@ class Markers:
         write_text(self._path(stage, name), json.dumps({"key": key, **info}, sort_keys=True) + "\n")
 
     def key(self, stage: str, name: str) -> str | None:
+        return self.info(stage, name).get("key")
+
+    def info(self, stage: str, name: str) -> dict[str, Any]:
+        """What the marker holds (its key and the ``info`` given to :meth:`done`); empty when
+        there is none."""
         try:
-            return json.loads(self._path(stage, name).read_text()).get("key")
+            got = json.loads(self._path(stage, name).read_text())
         except (OSError, ValueError):
-            return None
+            return {}
+        return got if isinstance(got, dict) else {}
 
 
 def write_parquet(df: pl.DataFrame, path: Path) -> None:
@@ -664,7 +671,10 @@ def cluster_step(opts: RunOptions, step: DedupStep, shards: list[Shard], elsewhe
     key = digest({"step": step.model_dump(mode="json"), "signatures": inputs})
     paths = [out / "attributes" / step.name / f"{s.name}.parquet" for s in shards]
     if all(marks.fresh(f"dedup/{step.name}", s.name, key, pth) for s, pth in zip(shards, paths, strict=True)):
-        return {"step": step.name, "skipped": True}
+        # The numbers of the run that clustered it (markers of older versions have none).
+        infos = [marks.info(f"dedup/{step.name}", s.name) for s in shards]
+        counts_of = {k: sum(int(i.get(k, 0)) for i in infos) for k in ("documents", "signed") if all(k in i for i in infos)}
+        return {"step": step.name, "skipped": True, **counts_of}
     t0 = time.perf_counter()
     import pyarrow.parquet as pq
 
@@ -738,7 +748,7 @@ def write_cluster_shard(out: str, step: str, shard: str, key: str, reps: np.ndar
         pl.Series(f"{step}_score", score, dtype=pl.Float64).fill_nan(None),
     )
     write_parquet(table, root / "attributes" / step / f"{shard}.parquet")
-    Markers(root).done(f"dedup/{step}", shard, key)
+    Markers(root).done(f"dedup/{step}", shard, key, documents=len(reps), signed=int((reps >= 0).sum()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1256,6 +1266,11 @@ def kept_path(out: Path, shard: Shard, fmt: str, compression: str) -> Path:
     return out / "kept" / f"{shard.name}{ext}"
 
 
+def _kept_paths(out: Path, shard: Shard) -> set[Path]:
+    """Every name the kept file of ``shard`` can have (each output format and compression)."""
+    return {kept_path(out, shard, fmt, comp) for fmt in ("webdataset", "parquet", "jsonl") for comp in ("none", "gz", "zst")}
+
+
 def write_shard(opts: RunOptions, shard: Shard, limit: int | None, dropped_sha: str, fmt_override: str | None = None) -> dict[str, Any]:
     """Stage 4 for one shard: reads it again and writes the documents and nodes that no filter
     dropped to ``kept/<shard>.<ext>`` (text replaced by ``output.text_from`` where set)."""
@@ -1271,6 +1286,11 @@ def write_shard(opts: RunOptions, shard: Shard, limit: int | None, dropped_sha: 
     it = p.images_to if fmt in RECORD_LAYOUTS else None
     it_key = Markers(out).key(f"score/{p.node_columns[it]}", shard.name) if it else None
     key = digest({**_shard_key(opts, shard, limit), "dropped": dropped_sha, "format": fmt, "compression": comp, "embed_images": embed, "text_from": [tf, tf_key], "images_to": [it, it_key]})
+    # This shard's kept file of an earlier run in another format or compression goes: the
+    # folder holds one copy of each kept document, in this run's format.
+    for other in _kept_paths(out, shard) - {path}:
+        if other.is_file() or other.is_symlink():
+            other.unlink()
     if marks.fresh("write", shard.name, key, path):
         return {"shard": shard.name, "skipped": True, "seconds": 0.0}
     t0 = time.perf_counter()
@@ -1404,9 +1424,18 @@ class _StageLog:
     def table(self) -> str:
         rows = ["stage      seconds   documents     docs/s   shards (skipped)"]
         for name, st in self.stages.items():
-            rate = st["documents"] / st["seconds"] if st["seconds"] > 0 and st["documents"] else 0
-            rows.append(f"{name:<9}{st['seconds']:>9.2f} {st['documents']:>11,} {rate:>10,.0f}   {st['shards']} ({st['skipped']})")
+            rate = _rate(st)
+            shown = "-" if rate is None else f"{rate:,.0f}"
+            rows.append(f"{name:<9}{st['seconds']:>9.2f} {st['documents']:>11,} {shown:>10}   {st['shards']} ({st['skipped']})")
         return "\n".join(rows)
+
+
+def _rate(st: dict[str, Any]) -> float | None:
+    """A stage's documents per second; None when it did nothing or skipped shards done before
+    (their documents took no time here)."""
+    if st["seconds"] <= 0 or not st["documents"] or st.get("skipped"):
+        return None
+    return float(st["documents"] / st["seconds"])
 
 
 ENGINES = ("local", "ray")
@@ -1434,13 +1463,34 @@ class _Pool:
 
     def get(self) -> ProcessPoolExecutor:
         if self._ex is None:
-            self._ex = ProcessPoolExecutor(max_workers=self.workers, mp_context=get_context("spawn"))
+            self._ex = ProcessPoolExecutor(max_workers=self.workers, mp_context=get_context("spawn"), initializer=_worker_start, initargs=(os.getpid(),))
         return self._ex
 
-    def close(self) -> None:
+    def close(self, kill: bool = False) -> None:
+        """Shuts the workers down when their jobs are done, or at once with ``kill`` (the run
+        failed or was interrupted: a worker's shard in progress is redone by the rerun)."""
         if self._ex is not None:
-            self._ex.shutdown(cancel_futures=True)
+            if kill:
+                for proc in list((getattr(self._ex, "_processes", None) or {}).values()):
+                    proc.kill()
+            self._ex.shutdown(wait=not kill, cancel_futures=True)
             self._ex = None
+
+
+def _worker_start(parent: int) -> None:
+    """A worker process ignores Ctrl-C (the run stops it; a traceback from each worker is
+    noise) and dies with the run: on Linux the kernel kills it when the run's process dies, even
+    by SIGKILL (``PR_SET_PDEATHSIG``), so no worker outlives it holding memory or a GPU."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the run died before the line above took effect
+        os._exit(1)
 
 
 def _in_worker(fn: Callable[..., dict[str, Any]], *job: Any) -> dict[str, Any]:
@@ -1488,6 +1538,10 @@ def _run_jobs(fn: Callable[..., dict[str, Any]], jobs: list[tuple], workers: int
             for i, fut in enumerate(futures):
                 results.append(fut.result())
                 log.shard(stage, i, len(jobs), results[-1], t0)
+        except BaseException:
+            if own:
+                pool.close(kill=True)
+            raise
         finally:
             if own:
                 pool.close()
@@ -1499,15 +1553,7 @@ def _check_out(out: Path, paths: list[str], state: dict[str, Any], overwrite: bo
     """The output folder must not overlap the inputs, nor lie inside an input ``folders`` (a
     later run would read its outputs as inputs), and must be empty, new, or a run over the same
     inputs (unless ``overwrite``, which clears what belongs to another run)."""
-    target = out.resolve()
-    for folder in folders:
-        fp = Path(folder).resolve()
-        if os.path.isdir(folder) and (fp == target or fp in target.parents):
-            raise ValueError(f"the output folder {out} is inside the input folder {folder}: a later run would read its outputs as inputs; write somewhere else")
-    for src in paths:
-        sp = Path(src).resolve()
-        if sp == target or target in sp.parents:
-            raise ValueError(f"the output folder {out} holds the input {src}: write somewhere else")
+    check_out_apart(out, paths, folders)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder: choose a folder (new, empty, or an earlier run)")
     run_file = out / STATE / "run.json"
@@ -1517,7 +1563,7 @@ def _check_out(out: Path, paths: list[str], state: dict[str, Any], overwrite: bo
             raise ValueError(f"{out} holds a run over other inputs; pass --overwrite (overwrite=True) to replace it, or choose another --out")
         if prev.get("inputs") != state["inputs"]:
             _clear(out)
-    elif out.exists() and any(out.iterdir()):
+    elif out.exists() and any(not is_lock_file(c) for c in out.iterdir()):
         if not overwrite:
             raise ValueError(f"{out} exists and is not an interleaf run folder; pass --overwrite (overwrite=True) to replace its contents, or choose another --out")
         _clear(out)
@@ -1643,26 +1689,46 @@ def run(
         "allow_outside_root": allow_outside_root,
     }
     state = {"inputs": [os.path.abspath(x) for x in paths], "read": read, "limit": limit}
-    _check_out(out_p, paths, state, overwrite, [os.fspath(inputs)] if isinstance(inputs, (str, os.PathLike)) else [os.fspath(x) for x in inputs])
-    shards = plan_shards(paths)
-    eng = Engine(engine, ray_address, ray_dedup)
-    if engine == "ray":  # joined before anything is written: a wrong address leaves no run behind
-        from interleaf import ray as ray_engine
-
-        ray_engine.init(ray_address, progress=progress)
+    if out_p.exists() and not out_p.is_dir():
+        raise ValueError(f"--out {out_p} is a file, not a folder: choose a folder (new, empty, or an earlier run)")
     created = not out_p.exists()
-    fresh = not (out_p / STATE / "run.json").exists()
-    out_p.mkdir(parents=True, exist_ok=True)
-    models_state = {k: (v if isinstance(v, str) else getattr(v, "path", None) and str(v.path)) for k, v in p.models.items()}
-    # Not sort_keys: the order of the filters is part of the recipe.
-    write_text(out_p / STATE / "run.json", json.dumps({**state, "models": models_state, "llm": p.llm, "device": device, "recipe": rec.model_dump(mode="json")}, indent=2) + "\n")
-    opts = RunOptions(str(out_p), p, read, device=device, threads=threads, model_batch_size=model_batch_size, progress=progress)
+    lock = FolderLock(out_p, "interleaf run")
+    fresh = False
     try:
+        _check_out(out_p, paths, state, overwrite, [os.fspath(inputs)] if isinstance(inputs, (str, os.PathLike)) else [os.fspath(x) for x in inputs])
+        shards = plan_shards(paths)
+        eng = Engine(engine, ray_address, ray_dedup)
+        if engine == "ray":  # joined before anything is written: a wrong address leaves no run behind
+            from interleaf import ray as ray_engine
+
+            ray_engine.init(ray_address, progress=progress)
+        fresh = not (out_p / STATE / "run.json").exists()
+        if "filter" in stages:
+            _unfinished(out_p)
+        models_state = {k: (v if isinstance(v, str) else getattr(v, "path", None) and str(v.path)) for k, v in p.models.items()}
+        # Not sort_keys: the order of the filters is part of the recipe.
+        write_text(out_p / STATE / "run.json", json.dumps({**state, "models": models_state, "llm": p.llm, "device": device, "recipe": rec.model_dump(mode="json")}, indent=2) + "\n")
+        opts = RunOptions(str(out_p), p, read, device=device, threads=threads, model_batch_size=model_batch_size, progress=progress)
         return _execute(opts, shards, limit, workers, stages, output_format, log, eng)
     except BaseException:
+        lock.release()
         if fresh:
             _forget_failed_start(out_p, created)
+        elif created and out_p.is_dir() and not any(out_p.iterdir()):
+            out_p.rmdir()  # refused before anything was written: no folder left behind
         raise
+    finally:
+        lock.release()
+
+
+def _unfinished(out: Path) -> None:
+    """Removes the summary and report of an earlier run before this one rewrites them: a run
+    that is interrupted, or fails, leaves no summary of another configuration beside its
+    outputs (no summary.json: the folder is not finished)."""
+    for name in ("summary.json", "report.html"):
+        p = out / name
+        if p.is_symlink() or p.is_file():
+            p.unlink()
 
 
 def _forget_failed_start(out: Path, created: bool) -> None:
@@ -1685,6 +1751,9 @@ def _execute(opts: RunOptions, shards: list[Shard], limit: int | None, workers: 
     pool = _Pool(workers)
     try:
         return _stages(opts, shards, limit, workers, stages, output_format, log, engine, pool)
+    except BaseException:
+        pool.close(kill=True)
+        raise
     finally:
         pool.close()
 
@@ -1802,7 +1871,7 @@ def _summary(opts: RunOptions, shards: list[Shard], totals: dict[str, Any], dedu
         },
         "recipe_spec": p.recipe.model_dump(mode="json"),
         "versions": _versions(),
-        "stages": {k: {**v, "seconds": round(v["seconds"], 3), "docs_per_s": round(v["documents"] / v["seconds"], 1) if v["seconds"] > 0 and v["documents"] else None} for k, v in log.stages.items()},
+        "stages": {k: {**v, "seconds": round(v["seconds"], 3), "docs_per_s": None if (r := _rate(v)) is None else round(r, 1)} for k, v in log.stages.items()},
         "seconds": round(seconds, 3),
     }
     return data
@@ -1839,5 +1908,7 @@ def refilter(out: str | os.PathLike[str], recipe: str | os.PathLike[str] | Recip
     paths = state["inputs"]
     shards = plan_shards(paths)
     opts = RunOptions(str(out_p), p, state["read"], device=state.get("device", "auto"), progress=progress)
-    write_text(out_p / STATE / "run.json", json.dumps({**state, "recipe": rec.model_dump(mode="json")}, indent=2) + "\n")
-    return _execute(opts, shards, state.get("limit"), workers, ("filter", "write"), output_format, _StageLog(progress))
+    with FolderLock(out_p, "interleaf filter"):
+        _unfinished(out_p)
+        write_text(out_p / STATE / "run.json", json.dumps({**state, "recipe": rec.model_dump(mode="json")}, indent=2) + "\n")
+        return _execute(opts, shards, state.get("limit"), workers, ("filter", "write"), output_format, _StageLog(progress))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -29,8 +30,9 @@ from interleaf.dedup.exact import normalized_text_hash, xxh3_128
 from interleaf.dedup.minhash import MinHasher, check_banding, lsh_clusters, lsh_params
 from interleaf.dedup.perceptual import hash_clusters, phash
 from interleaf.image import check_draft
-from interleaf.io.atomic import atomic_output, write_text
+from interleaf.io.atomic import FolderLock, atomic_output, write_text
 from interleaf.io.reader import READ_OPTIONS
+from interleaf.io.sources import check_out_apart, expand
 from interleaf.io.writer import WRITE_FORMATS
 from interleaf.polars import hamming
 from interleaf.schema import DOC_ID, DOC_INDEX, IMAGE, KIND, POS, TEXT
@@ -380,38 +382,50 @@ def deduplicate(
     if hasher is not None and bands is None and rows is None:
         bands, rows = lsh_params(threshold, num_perm)
     out = Path(out)
-    t0 = time.perf_counter()
-    reader = interleaf.read(source, format, batch_size, progress=progress, **read_options)
-    sig = sign(reader, method, on=on, strip_punctuation=strip_punctuation, hasher=hasher, draft=draft, model=model)
-    if emb_given is not None:
-        sig.signatures = [emb_given]
-    doc_ids = pl.concat(sig.doc_ids) if sig.doc_ids else pl.Series("doc_id", [], dtype=pl.String)
-    sem = {"eps": eps, "n_clusters": n_clusters, "seed": seed, "device": device, "engine": engine}
-    reps, score, cluster_stats = cluster(sig, method, threshold=threshold, num_perm=num_perm, bands=bands, rows=rows, verify=verify, radius=radius, semantic=sem)
-    dup = duplicates_table(doc_ids, reps, score, method)
-    with atomic_output(out / "duplicates.parquet") as tmp:
-        dup.write_parquet(tmp)
-    keep = reps == np.arange(sig.counters["documents"])
-    summary: dict[str, Any] = {
-        "method": method,
-        "documents": sig.counters["documents"],
-        "clusters_with_duplicates": int(dup.get_column("cluster_id").n_unique()),
-        "duplicate_documents": int(len(keep) - keep.sum()),
-        "kept_documents": int(keep.sum()),
-        "read_errors": reader.stats["errors"],
-        "seconds": round(time.perf_counter() - t0, 3),
-        "outputs": {"duplicates": str(out / "duplicates.parquet")},
-    }
-    if method == "minhash":
-        summary.update(lsh=cluster_stats, threshold=threshold, num_perm=num_perm)
-    elif method == "phash":
-        summary["phash"] = {**cluster_stats, "draft": draft}
-    elif method == "semantic":
-        summary["semantic"] = {**cluster_stats, "on": on if emb_given is None else "embeddings", "n_clusters": n_clusters, "seed": seed}
-    else:
-        summary.update(on=on, **cluster_stats)
-    if write_format:
-        # out/dedup belongs to this command: a rerun replaces it.
-        summary["outputs"]["dedup"] = interleaf.write(kept(source, format, batch_size, keep, **read_options), out / "dedup", write_format, overwrite=True, progress=progress)
-    write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    return summary
+    named = [source] if isinstance(source, (str, os.PathLike)) else list(source) if isinstance(source, (list, tuple)) else []
+    if named and all(isinstance(x, (str, os.PathLike)) for x in named):
+        check_out_apart(out, expand(named), [os.fspath(x) for x in named])
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder: choose a folder")
+    with FolderLock(out, "interleaf dedup"):
+        # What an earlier dedup into this folder wrote goes first (out/dedup belongs to this
+        # command): an interrupted rerun leaves no summary of another method beside its files.
+        for old in (out / "summary.json", out / "dedup"):
+            if old.is_symlink() or old.is_file():
+                old.unlink()
+            elif old.is_dir():
+                shutil.rmtree(old)
+        t0 = time.perf_counter()
+        reader = interleaf.read(source, format, batch_size, progress=progress, **read_options)
+        sig = sign(reader, method, on=on, strip_punctuation=strip_punctuation, hasher=hasher, draft=draft, model=model)
+        if emb_given is not None:
+            sig.signatures = [emb_given]
+        doc_ids = pl.concat(sig.doc_ids) if sig.doc_ids else pl.Series("doc_id", [], dtype=pl.String)
+        sem = {"eps": eps, "n_clusters": n_clusters, "seed": seed, "device": device, "engine": engine}
+        reps, score, cluster_stats = cluster(sig, method, threshold=threshold, num_perm=num_perm, bands=bands, rows=rows, verify=verify, radius=radius, semantic=sem)
+        dup = duplicates_table(doc_ids, reps, score, method)
+        with atomic_output(out / "duplicates.parquet") as tmp:
+            dup.write_parquet(tmp)
+        keep = reps == np.arange(sig.counters["documents"])
+        summary: dict[str, Any] = {
+            "method": method,
+            "documents": sig.counters["documents"],
+            "clusters_with_duplicates": int(dup.get_column("cluster_id").n_unique()),
+            "duplicate_documents": int(len(keep) - keep.sum()),
+            "kept_documents": int(keep.sum()),
+            "read_errors": reader.stats["errors"],
+            "seconds": round(time.perf_counter() - t0, 3),
+            "outputs": {"duplicates": str(out / "duplicates.parquet")},
+        }
+        if method == "minhash":
+            summary.update(lsh=cluster_stats, threshold=threshold, num_perm=num_perm)
+        elif method == "phash":
+            summary["phash"] = {**cluster_stats, "draft": draft}
+        elif method == "semantic":
+            summary["semantic"] = {**cluster_stats, "on": on if emb_given is None else "embeddings", "n_clusters": n_clusters, "seed": seed}
+        else:
+            summary.update(on=on, **cluster_stats)
+        if write_format:
+                summary["outputs"]["dedup"] = interleaf.write(kept(source, format, batch_size, keep, **read_options), out / "dedup", write_format, overwrite=True, progress=progress)
+        write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+        return summary

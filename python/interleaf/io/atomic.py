@@ -20,6 +20,45 @@ def refuse_existing(path: str | os.PathLike[str], overwrite: bool) -> None:
         raise FileExistsError(f"{path} exists: pass --overwrite to replace it")
 
 
+#: The lock file of an output folder that a command writes as a whole (``interleaf run``,
+#: ``filter``, ``dedup``): ``.interleaf.lock`` (removed on release; a killed holder's lock is
+#: released by the OS, so it never blocks the next command).
+FOLDER_LOCK = "interleaf"
+
+
+class FolderLock:
+    """An exclusive lock on writing the output folder ``folder`` (created if needed), held until
+    :meth:`release`: a second command writing the same folder at once is refused, as the
+    two would delete and rewrite each other's files."""
+
+    def __init__(self, folder: str | os.PathLike[str], command: str):
+        from interleaf import _native
+
+        try:
+            self._lock: object | None = _native.NativeWriteLock(os.fspath(folder), FOLDER_LOCK)
+        except ValueError as e:
+            if "another writer" not in str(e):
+                raise
+            raise ValueError(f"{os.fspath(folder)} is being written by another interleaf command ({command} needs the folder to itself): wait for it to finish, or choose another output folder") from None
+
+    def release(self) -> None:
+        """Frees the lock (idempotent)."""
+        if self._lock is not None:
+            self._lock.release()  # type: ignore[attr-defined]
+            self._lock = None
+
+    def __enter__(self) -> FolderLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def is_lock_file(path: Path) -> bool:
+    """Whether ``path`` is an output folder's lock file (see :class:`FolderLock`)."""
+    return path.name == f".{FOLDER_LOCK}.lock"
+
+
 @contextmanager
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yields a unique temporary path in ``path``'s folder (created if needed). When the block

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -58,9 +59,37 @@ def _expand_braces(pattern: str) -> list[str]:
     return names
 
 
+def _is_run_folder(folder: str) -> bool:
+    """Whether ``folder`` holds an ``interleaf run``'s outputs (its ``.interleaf/run.json``)."""
+    return os.path.isfile(os.path.join(folder, ".interleaf", "run.json"))
+
+
+def _folder_files(folder: str) -> list[str]:
+    """The files of known containers under ``folder``: hidden entries (temporary and lock files,
+    a run's ``.interleaf`` state), links to folders and the output folders of interleaf runs
+    found inside (a later read would take their outputs for inputs) are left out. Entries that
+    are not regular files (a FIFO, a device, a broken link) are kept: the reader records them as
+    io errors, never opening them."""
+    found: list[str] = []
+    for root, dirs, files in os.walk(folder):
+        keep = []
+        for d in sorted(dirs):
+            path = os.path.join(root, d)
+            if d.startswith("."):
+                continue
+            if _is_run_folder(path):
+                print(f"interleaf: {path} is the output folder of an interleaf run: not read as input", file=sys.stderr)
+                continue
+            keep.append(d)
+        dirs[:] = keep
+        found.extend(os.path.join(root, f) for f in files if not f.startswith(".") and container_of(f))
+    return found
+
+
 def expand(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[str]:
     """Every file named by ``source``: a path, a glob, a brace range, a directory (its files of
-    known containers, sorted) or a list of these. Raises FileNotFoundError when a glob or
+    known containers, sorted; see :func:`_folder_files` for what is left out; the output folder
+    of a run itself is refused) or a list of these. Raises FileNotFoundError when a glob or
     directory matches nothing; a plain path that does not exist is passed through (the reader
     records it as an ``io`` error and goes on)."""
     if isinstance(source, (str, os.PathLike)):
@@ -71,9 +100,9 @@ def expand(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) ->
     for item in items:
         for name in _expand_braces(item):
             if os.path.isdir(name):
-                # Entries that are not regular files (a FIFO, a device, a broken link) are kept:
-                # the reader records them as io errors, never opening them.
-                found = sorted(str(p) for p in Path(name).rglob("*") if not p.is_dir() and container_of(str(p)))
+                if _is_run_folder(name):
+                    raise ValueError(f"{name} is the output folder of an interleaf run (its attributes/ and dropped/ are not documents): name its kept/ folder to read the documents it kept")
+                found = sorted(_folder_files(name))
                 if not found:
                     raise FileNotFoundError(f"{name}: directory holds no .tar/.jsonl/.parquet files")
                 paths.extend(found)
@@ -98,3 +127,18 @@ def named_inputs(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str
     if missing:
         raise FileNotFoundError(f"input not found: {', '.join(missing[:5])}" + (f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""))
     return paths
+
+
+def check_out_apart(out: str | os.PathLike[str], paths: list[str], folders: Iterable[str] = ()) -> None:
+    """Refuses an output folder ``out`` that holds one of the input files ``paths`` or lies
+    inside one of the named input ``folders`` (a later read of the folder would take the
+    outputs for inputs); ValueError."""
+    target = Path(out).resolve()
+    for folder in folders:
+        fp = Path(folder).resolve()
+        if os.path.isdir(folder) and (fp == target or fp in target.parents):
+            raise ValueError(f"the output folder {os.fspath(out)} is inside the input folder {folder}: a later run would read its outputs as inputs; write somewhere else")
+    for src in paths:
+        sp = Path(src).resolve()
+        if sp == target or target in sp.parents:
+            raise ValueError(f"the output folder {os.fspath(out)} holds the input {src}: write somewhere else")

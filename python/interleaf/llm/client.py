@@ -109,6 +109,23 @@ class ImageResponse:
         return self.error is None
 
 
+def _wait(fut: Any) -> Any:
+    """The result of a call running on the client's loop. Waited for in short steps, so Ctrl-C
+    reaches this thread at once (a wait without a timeout is not interrupted), and cancels the
+    call: requests in flight are abandoned, answers already received stay in the cache."""
+    import concurrent.futures
+
+    try:
+        while True:
+            try:
+                return fut.result(timeout=0.25)
+            except concurrent.futures.TimeoutError:
+                continue
+    except BaseException:
+        fut.cancel()
+        raise
+
+
 @dataclass
 class Stats:
     """Request counters: ``requests`` asked for, ``sent`` HTTP attempts made, ``cached`` answered
@@ -293,6 +310,7 @@ class Client:
         self._thread: threading.Thread | None = None
         self._api: Any = None
         self._rng = random.Random()
+        self._cache_warned = False
         self._lock = threading.Lock()
 
     @classmethod
@@ -439,6 +457,19 @@ class Client:
                 delay = self.backoff * (2 ** (attempts - 1)) * self._rng.uniform(0.5, 1.0)
             await asyncio.sleep(min(delay, self.max_backoff))
 
+    def _remember(self, key: str, text: str, finish: Any, pt: int | None, ct: int | None) -> None:
+        """Stores an answer in the cache. A cache that cannot be written (a full disk, a
+        read-only file) costs the cache, never the answer in hand: one warning, and the
+        answers keep coming back."""
+        if self.cache is None:
+            return
+        try:
+            self.cache.put(key, text, finish, pt, ct)
+        except Exception as e:  # sqlite3.Error, OSError
+            if not self._cache_warned:
+                self._cache_warned = True
+                print(f"interleaf llm: warning: answers cannot be stored in the cache ({type(e).__name__}: {e}); they are still returned, but a rerun will ask again", file=sys.stderr)
+
     async def _one(self, p: _Prepared, sem: asyncio.Semaphore, stats: Stats) -> Response:
         used: dict[str, Any] = {}
 
@@ -481,8 +512,7 @@ class Client:
         pt, ct = (pt if isinstance(pt, int) else None), (ct if isinstance(ct, int) else None)
         stats.prompt_tokens += pt or 0
         stats.completion_tokens += ct or 0
-        if self.cache is not None:
-            self.cache.put(p.key, text, finish, pt, ct)
+        self._remember(p.key, text, finish, pt, ct)
         return Response(text, attempts=attempts, finish_reason=finish, prompt_tokens=pt, completion_tokens=ct)
 
     def images(self, prompts: Sequence[str], *, size: str = "1024x1024", progress: bool | TextIO = False, label: str = "images") -> list[ImageResponse]:
@@ -493,7 +523,7 @@ class Client:
         if not prompts:
             return []
         loop = self._ensure_loop()
-        return asyncio.run_coroutine_threadsafe(self._aimages(list(prompts), size, progress, label), loop).result()
+        return _wait(asyncio.run_coroutine_threadsafe(self._aimages(list(prompts), size, progress, label), loop))
 
     async def _aimages(self, prompts: list[str], size: str, progress: bool | TextIO, label: str) -> list[ImageResponse]:
         import base64
@@ -533,8 +563,7 @@ class Client:
                         stats.failed += 1
                         out[i] = ImageResponse(None, error=error, attempts=attempts)
                     else:
-                        if self.cache is not None:
-                            self.cache.put(key, base64.b64encode(img).decode("ascii"), "image", None, None)
+                        self._remember(key, base64.b64encode(img).decode("ascii"), "image", None, None)
                         out[i] = ImageResponse(img, attempts=attempts)
             prog.tick(stats)
 
@@ -595,7 +624,7 @@ class Client:
             self.last_stats = Stats()
             return []
         loop = self._ensure_loop()
-        return asyncio.run_coroutine_threadsafe(self.achat(list(requests), progress=progress, label=label), loop).result()
+        return _wait(asyncio.run_coroutine_threadsafe(self.achat(list(requests), progress=progress, label=label), loop))
 
 
 def _root_cause(e: BaseException) -> BaseException:
