@@ -84,6 +84,17 @@ def test_normalized_text_hash_folds_width_case_space_and_optionally_punctuation(
     assert a == c
 
 
+def test_normalized_text_hash_equals_python_nfkc_lower_split(paragraphs):
+    """Against Python's own NFKC, lower() and split() (ASCII, text already in NFKC and text that
+    is not take different paths), on real paragraphs and the hard cases."""
+    import unicodedata
+
+    hard = ["Ｔｈｅ  Cat", "ﬁne ﬂour", "Ⅻ o'clock", "ǅemal", "İstanbul", "ΣΊΣΥΦΟΣ", "café crème", "Straße", "e\u0301te\u0301", "①②", "a\x1fb\u00a0c\u3000d", "", "   ", "one", "ÅNGSTRÖM ＡＢＣ"]
+    texts = paragraphs[:300] + hard
+    want = [xxhash.xxh3_128_hexdigest(" ".join(unicodedata.normalize("NFKC", t).lower().split()).encode()) for t in texts]
+    assert normalized_text_hash(texts).to_list() == want
+
+
 # ---------------------------------------------------------------------------- shingles
 
 

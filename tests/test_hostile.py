@@ -741,7 +741,7 @@ def test_long_and_non_utf8_file_names_are_read_or_are_their_own_error(tmp_path, 
     assert run("pairs-basic", [str(src)], out, image_root=sample_dir, progress=False)["stages"]["score"]["skipped"] == 2
 
 
-def test_an_output_folder_inside_an_input_folder_is_refused_at_once(tmp_path, sample_dir):
+def test_an_output_folder_inside_an_input_folder_is_refused_at_once(tmp_path, sample_dir, capsys):
     """The first run was accepted; the rerun then read the first run's outputs as inputs."""
     from interleaf.pipeline import run
 
@@ -751,6 +751,16 @@ def test_an_output_folder_inside_an_input_folder_is_refused_at_once(tmp_path, sa
     with pytest.raises(ValueError, match="inside the input folder"):
         run("pairs-basic", [str(src)], src / "out", image_root=sample_dir, progress=False)
     assert not (src / "out").exists()
+    # Given by a glob the first run goes ahead; a later read of the folder leaves the run's
+    # outputs, its hidden files and its state out (they are not documents), and names them.
+    run("pairs-basic", [str(src / "*.jsonl")], src / "out", image_root=sample_dir, progress=False)
+    (src / ".partial.jsonl").write_bytes(b"{not json\n")
+    assert interleaf.io.sources.expand(src) == [str(src / "pairs.jsonl")]
+    assert "interleaf run: not read as input" in capsys.readouterr().err
+    s = run("pairs-basic", [str(src)], tmp_path / "again", image_root=sample_dir, progress=False)
+    assert s["documents"]["in"] == interleaf.read(src / "pairs.jsonl", image_root=sample_dir).__iter__().__next__().get_column("doc_index").n_unique()
+    with pytest.raises(ValueError, match="output folder of an interleaf run .* name its kept/ folder"):
+        interleaf.read(src / "out")
 
 
 def test_a_png_icc_profile_bomb_is_not_inflated_by_a_header_read(tmp_path):
@@ -838,7 +848,7 @@ def test_parquet_batches_are_bounded_by_decoded_bytes_and_errors_by_row_group(tm
 def test_one_text_or_image_where_a_sequence_belongs_is_a_type_error():
     """A str is a sequence of characters and bytes one of ints: taken as a list they gave one
     row per character (MinHash of 26 'documents', text_stats of 11) without a word."""
-    from interleaf import evaluate, signals
+    from interleaf import dedup, evaluate, signals
     from interleaf.dedup import MinHasher
 
     calls = [
@@ -848,6 +858,9 @@ def test_one_text_or_image_where_a_sequence_belongs_is_a_type_error():
         (lambda: evaluate.text_metrics("a cat", ["a cat"]), "predictions must be a sequence"),
         (lambda: evaluate.text_metrics(["a cat"], "a cat"), "references must be a sequence"),
         (lambda: image.stats(b"\xff\xd8 one image"), "not one bytes: wrap it in a list"),
+        (lambda: dedup.xxh3_128("abc"), "items must be a sequence of texts or byte strings"),
+        (lambda: dedup.blake3(b"abc"), "items must be a sequence of texts or byte strings"),
+        (lambda: dedup.normalized_text_hash("Hello"), "texts must be a sequence of texts"),
         (lambda: image.stats(["photo.jpg"]), r"item 0 is str \(a path\? read the file's bytes\)"),
         (lambda: evaluate.image_metrics(["a.jpg"], ["b.jpg"]), r"not str \(a path\? read the file's bytes\)"),
     ]
@@ -855,6 +868,38 @@ def test_one_text_or_image_where_a_sequence_belongs_is_a_type_error():
         with pytest.raises(TypeError, match=msg):
             call()
     assert MinHasher().signatures(["hello world"]).shape[0] == 1 and signals.text_stats(["hello world"]).height == 1
+    # bytearray and memoryview items hash as the bytes they hold.
+    assert dedup.xxh3_128([bytearray(b"ab"), memoryview(b"ab"), b"ab", "ab"]).n_unique() == 1
+
+
+def test_numbers_that_would_be_silently_changed_are_refused():
+    """Fractional offsets were cut to ints, negative or 64-bit signatures wrapped to other uint32
+    values, Fortran-ordered arrays read in the wrong order: other results, no error."""
+    from interleaf import image as im
+    from interleaf import signals
+    from interleaf.dedup import lsh_clusters
+
+    emb = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    with pytest.raises(ValueError, match="must be whole numbers"):
+        signals.sequence_consistency(emb, [0, 2.5, 6])
+    assert signals.sequence_consistency(emb, [0.0, 3.0, 6.0]).tolist() == signals.sequence_consistency(emb, [0, 3, 6]).tolist()
+    with pytest.raises(ValueError, match="outside \\[0, 2\\^32\\)"):
+        lsh_clusters(-np.ones((2, 16), np.int64))
+    assert lsh_clusters(np.ones((2, 16), np.int64))[0].tolist() == [0, 0]
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _native.lsh_cluster(np.asfortranarray(np.ones((3, 16), np.uint32)), 4, 4)
+    with pytest.raises(ValueError, match="bands \\* rows must be"):
+        _native.lsh_cluster(np.ones((3, 16), np.uint32), 1 << 63, 2)
+    with pytest.raises(ValueError, match="k must be at most"):
+        _native.top_k(emb, emb, 1 << 62)
+    jpg = [(Path(__file__).parent.parent / "python/interleaf/data/sample/images/coffee.jpg").read_bytes()]
+    ref, _ = im.preprocess(jpg)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        im.preprocess(jpg, out=np.asfortranarray(np.zeros(ref.shape, np.float32)))
+    # numpy's integer scalars count as ints.
+    from interleaf.dedup import MinHasher
+
+    assert MinHasher(num_perm=np.int64(8)).signatures(["a b c d e f"]).shape == (1, 8)
 
 
 def test_api_arguments_of_the_wrong_shape_are_named(tmp_path, sample_dir):

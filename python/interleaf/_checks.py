@@ -4,6 +4,7 @@ native layer, or a failure after a whole read pass)."""
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Literal, overload
 
 
@@ -20,15 +21,16 @@ def int_arg(name: str, value: Any, lo: int = 1, hi: int | None = None, *, option
     ValueError naming ``name`` and the range."""
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
+    # numpy's integer scalars (a count computed with numpy) are ints too.
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < lo or (hi is not None and int(value) > hi):
         bound = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
         raise ValueError(f"{name} must be an int {bound}{' or None' if optional else ''}, got {value!r}")
-    return value
+    return int(value)
 
 
 def float_arg(name: str, value: Any, lo: float, hi: float) -> float:
     """``value`` as a float in ``[lo, hi]``; else ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not lo <= float(value) <= hi:
         raise ValueError(f"{name} must be a number in [{lo}, {hi}], got {value!r}")
     return float(value)
 

@@ -9,6 +9,11 @@ Usable in eager, lazy and streaming queries::
 The examples in these docstrings run as tests (``tests/test_doctests.py``) with the output
 shown. When polars calls an expression in parallel (a group-by, the streaming engine) it runs
 on one thread; otherwise on interleaf's pool (``interleaf.set_threads``).
+
+Inputs are String or Binary columns, as each expression says. Cast a Categorical, Enum or
+Object column with ``.cast(pl.String)`` first: polars hands those to plugins in forms the
+expressions cannot read (a Categorical fails with "the plugin panicked"; an Object column's
+values are not its strings).
 """
 
 from __future__ import annotations

@@ -7,18 +7,20 @@ from collections.abc import Sequence
 import polars as pl
 
 from interleaf import _native
+from interleaf._checks import not_one
 
 BytesInput = pl.Series | Sequence[bytes | str | None]
 
 
 def _column(items: BytesInput, name: str, text_only: bool = False) -> pl.Series:
+    not_one(name, items, "texts" if text_only else "texts or byte strings")
     if isinstance(items, pl.Series):
         col = items.cast(pl.String) if items.dtype == pl.Null else items
     else:
         items = list(items)
         binary = any(isinstance(v, (bytes, bytearray, memoryview)) for v in items)
         if binary and not text_only:
-            col = pl.Series(name, [v.encode() if isinstance(v, str) else v for v in items], dtype=pl.Binary)
+            col = pl.Series(name, [v.encode() if isinstance(v, str) else bytes(v) if isinstance(v, (bytearray, memoryview)) else v for v in items], dtype=pl.Binary)
         else:
             col = pl.Series(name, items, dtype=pl.String)
     allowed = (pl.String,) if text_only else (pl.String, pl.Binary)

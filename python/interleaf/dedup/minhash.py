@@ -181,6 +181,9 @@ def lsh_clusters(
     arr = np.asarray(signatures)
     if arr.dtype.kind not in "ui" and arr.size:
         raise TypeError(f"signatures must be an integer (uint32) array from MinHasher, got dtype {arr.dtype}")
+    if arr.dtype != np.uint32 and arr.size and (arr.min() < 0 or arr.max() > np.iinfo(np.uint32).max):
+        # A cast would wrap or cut them: other values, other clusters.
+        raise ValueError(f"signatures must be uint32 values (MinHasher's); this {arr.dtype} array holds values outside [0, 2^32)")
     sigs = np.ascontiguousarray(arr, dtype=np.uint32)
     if sigs.ndim != 2:
         raise ValueError(f"signatures must be 2-D (rows, num_perm), got shape {sigs.shape}")

@@ -378,7 +378,10 @@ def as_matrix(x: Any, name: str) -> np.ndarray:
 
 def as_offsets(offsets: Any, n: int, name: str) -> np.ndarray:
     """CSR document offsets checked against ``n`` rows."""
-    o = np.ascontiguousarray(offsets, dtype=np.int64)
+    raw = np.asarray(offsets)
+    if raw.dtype.kind not in "iub" and not (raw.dtype.kind == "f" and np.all(np.isfinite(raw)) and np.all(raw == np.round(raw))):
+        raise ValueError(f"{name} must be whole numbers (row offsets), not {raw.dtype} values such as {raw.ravel()[:3].tolist()}")
+    o = np.ascontiguousarray(raw, dtype=np.int64)
     if o.ndim != 1 or len(o) < 1 or o[0] != 0 or o[-1] != n or (np.diff(o) < 0).any():
         raise ValueError(f"{name} must start at 0, never decrease and end at the number of rows ({n})")
     return o

@@ -26,8 +26,14 @@ pub(crate) fn on_pool<T: Send>(threads: Option<usize>, f: impl FnOnce() -> T + S
 /// `f` of each value, as a String Series named like the input (null stays null).
 fn hex_series<T: Sync>(py: Python<'_>, name: &PlSmallStr, values: &[Option<T>], f: impl Fn(&T) -> String + Sync) -> PyResult<PySeries> {
     use rayon::prelude::*;
-    let out: Vec<Option<String>> = py.detach(|| on_pool(None, || values.par_iter().map(|v| v.as_ref().map(&f)).collect()))?;
-    Ok(PySeries(StringChunked::from_iter_options(name.clone(), out.into_iter()).into_series()))
+    // The column is built outside the GIL too (a quarter of the call on short values).
+    let col = py.detach(|| {
+        on_pool(None, || {
+            let out: Vec<Option<String>> = values.par_iter().map(|v| v.as_ref().map(&f)).collect();
+            StringChunked::from_iter_options(name.clone(), out.into_iter()).into_series()
+        })
+    })?;
+    Ok(PySeries(col))
 }
 
 /// xxh3-128 hex of each value of a String (UTF-8 bytes) or Binary Series.
@@ -97,11 +103,12 @@ pub fn minhash_signatures<'py>(
 /// The (bands, rows) datasketch would choose.
 #[pyfunction]
 #[pyo3(signature = (threshold, num_perm, false_positive_weight=0.5, false_negative_weight=0.5))]
-pub fn lsh_params(threshold: f64, num_perm: usize, false_positive_weight: f64, false_negative_weight: f64) -> PyResult<(usize, usize)> {
+pub fn lsh_params(py: Python<'_>, threshold: f64, num_perm: usize, false_positive_weight: f64, false_negative_weight: f64) -> PyResult<(usize, usize)> {
     if !(0.0..=1.0).contains(&threshold) {
         return Err(PyValueError::new_err(format!("threshold must be in [0, 1], got {threshold}")));
     }
-    Ok(optimal_params(threshold, num_perm, false_positive_weight, false_negative_weight))
+    // Seconds at thousands of permutations (a quadrature per band shape): not under the GIL.
+    Ok(py.detach(|| optimal_params(threshold, num_perm, false_positive_weight, false_negative_weight)))
 }
 
 /// Cluster representatives for MinHash signatures: returns (representative per row as int64,
@@ -123,8 +130,11 @@ pub fn lsh_cluster<'py>(
 ) -> PyResult<(Bound<'py, PyArray1<i64>>, u64, u64)> {
     let shape = signatures.shape().to_vec();
     let (nrows, k) = (shape[0], shape[1]);
-    if bands == 0 || rows == 0 || bands * rows > k {
+    if bands == 0 || rows == 0 || bands.checked_mul(rows).is_none_or(|n| n > k) {
         return Err(PyValueError::new_err(format!("bands * rows must be in [1, num_perm={k}], got {bands} x {rows}")));
+    }
+    if !signatures.is_c_contiguous() {
+        return Err(PyValueError::new_err("signatures must be a C-contiguous uint32 array (row-major; np.ascontiguousarray)"));
     }
     let sigs = signatures.as_slice().map_err(|_| PyValueError::new_err("signatures must be a C-contiguous uint32 array"))?;
     let rank: Option<Vec<f64>> = ranking.map(|r| r.as_array().to_vec());

@@ -186,6 +186,10 @@ fn run<T: PixelFloat + numpy::Element>(
     if out.shape() != [images.len(), 3, h, w] {
         return Err(PyValueError::new_err(format!("out has shape {:?}, expected {:?}", out.shape(), [images.len(), 3, h, w])));
     }
+    // A Fortran-ordered array is contiguous too, but its elements are not in row-major order.
+    if !out.is_c_contiguous() {
+        return Err(PyValueError::new_err("out must be C-contiguous (row-major; np.ascontiguousarray)"));
+    }
     let mut guard = out.try_readwrite().map_err(|e| PyValueError::new_err(format!("out is not writable: {e}")))?;
     let slice = guard.as_slice_mut().map_err(|_| PyValueError::new_err("out must be C-contiguous"))?;
     py.detach(|| on_pool(threads, || analyze(images, wants, slice)))?.map_err(PyValueError::new_err)

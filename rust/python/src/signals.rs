@@ -111,7 +111,17 @@ fn matrix_pair<'a>(a: &'a PyReadonlyArray2<'_, f32>, an: &str, b: &'a PyReadonly
 
 fn matrix<'a>(a: &'a PyReadonlyArray2<'_, f32>, what: &str) -> PyResult<(&'a [f32], usize)> {
     let dim = a.shape()[1];
-    Ok((a.as_slice().map_err(|_| PyValueError::new_err(format!("{what} must be a C-contiguous float32 array")))?, dim))
+    Ok((c_order(a, what, "float32")?, dim))
+}
+
+/// The elements of a 2-D array in row-major order: refused unless it is C-contiguous (a
+/// Fortran-ordered array is contiguous too, but column-major).
+fn c_order<'a, T: numpy::Element>(a: &'a PyReadonlyArray2<'_, T>, what: &str, dtype: &str) -> PyResult<&'a [T]> {
+    let err = || PyValueError::new_err(format!("{what} must be a C-contiguous {dtype} array (row-major; np.ascontiguousarray)"));
+    if !a.is_c_contiguous() {
+        return Err(err());
+    }
+    a.as_slice().map_err(|_| err())
 }
 
 /// MMC4's assignment over documents: (sentence index per image, -1 when dropped; cosine).
@@ -174,7 +184,7 @@ pub fn mmc4_assign_rows<'py>(
 #[pyo3(signature = (sim, threshold=0.15))]
 pub fn mmc4_assign_matrix<'py>(py: Python<'py>, sim: PyReadonlyArray2<'py, f32>, threshold: f32) -> PyResult<Bound<'py, PyArray1<i64>>> {
     let (rows, cols) = (sim.shape()[0], sim.shape()[1]);
-    let s = sim.as_slice().map_err(|_| PyValueError::new_err("sim must be a C-contiguous float32 array"))?;
+    let s = c_order(&sim, "sim", "float32")?;
     let a = py.detach(|| sim::mmc4_assign(s, rows, cols, threshold)).map_err(PyValueError::new_err)?;
     Ok(a.into_pyarray(py))
 }
@@ -218,7 +228,7 @@ pub fn text_coherence<'py>(
 #[pyo3(signature = (cost, maximize=false))]
 pub fn linear_assignment<'py>(py: Python<'py>, cost: PyReadonlyArray2<'py, f64>, maximize: bool) -> PyResult<Bound<'py, PyArray1<i64>>> {
     let (rows, cols) = (cost.shape()[0], cost.shape()[1]);
-    let c = cost.as_slice().map_err(|_| PyValueError::new_err("cost must be a C-contiguous float64 array"))?;
+    let c = c_order(&cost, "cost", "float64")?;
     let a = py.detach(|| sim::linear_assignment(c, rows, cols, maximize)).map_err(PyValueError::new_err)?;
     Ok(a.into_iter().map(|j| j.map_or(-1, |j| j as i64)).collect::<Vec<_>>().into_pyarray(py))
 }
@@ -234,6 +244,9 @@ pub fn top_k<'py>(
     k: usize,
     threads: Option<usize>,
 ) -> PyResult<(Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>)> {
+    if k > 1 << 24 {
+        return Err(PyValueError::new_err(format!("k must be at most 2^24, got {k}")));
+    }
     let (q, kk, dim) = matrix_pair(&queries, "queries", &keys, "keys")?;
     let nq = queries.shape()[0];
     let (idx, val) = py.detach(|| on_pool(threads, || sim::top_k(q, kk, dim, k)))?.map_err(PyValueError::new_err)?;

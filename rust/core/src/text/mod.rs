@@ -5,7 +5,7 @@ pub mod caption;
 pub mod obelics;
 pub mod shingle;
 
-use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::{is_nfkc_quick, IsNormalized, UnicodeNormalization};
 
 /// Whitespace exactly as Python's `str.split()` / `str.isspace()` define it: Unicode
 /// White_Space plus the information separators U+001C..U+001F.
@@ -175,18 +175,27 @@ fn ascii_space_mask(block: &[u8; 64]) -> u64 {
 /// NFKC, lower-cased, whitespace runs folded to one space and trimmed; with `strip_punct`,
 /// Unicode punctuation removed first. The key behind `normalized_text_hash`.
 pub fn normalize(text: &str, strip_punct: bool) -> String {
-    let nfkc: String = text.nfkc().collect();
-    let lower = nfkc.to_lowercase();
+    // ASCII and text already in NFKC (most text) are their own NFKC: no decomposition pass.
+    let lower = if text.is_ascii() {
+        text.to_ascii_lowercase()
+    } else if is_nfkc_quick(text.chars()) == IsNormalized::Yes {
+        text.to_lowercase()
+    } else {
+        text.nfkc().collect::<String>().to_lowercase()
+    };
     let mut out = String::with_capacity(lower.len());
     for w in py_split(&lower) {
-        let w: String = if strip_punct { w.chars().filter(|c| !is_punctuation(*c)).collect() } else { w.to_string() };
-        if w.is_empty() {
+        if strip_punct && w.chars().all(is_punctuation) {
             continue;
         }
         if !out.is_empty() {
             out.push(' ');
         }
-        out.push_str(&w);
+        if strip_punct {
+            out.extend(w.chars().filter(|c| !is_punctuation(*c)));
+        } else {
+            out.push_str(w);
+        }
     }
     out
 }
