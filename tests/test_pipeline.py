@@ -711,6 +711,29 @@ def test_worker_processes_die_with_a_killed_run():
     assert not any(_alive(w) for w in workers)
 
 
+def test_ctrl_c_stops_the_workers_shards_at_once():
+    """Ctrl-C reaches the run, not the workers (no traceback from each); the run stops them at
+    once instead of waiting for the shards they are on."""
+    script = (
+        "import time\n"
+        "from interleaf.pipeline import _Pool, _StageLog, _run_jobs\n"
+        "pool = _Pool(2)\n"
+        "pool.get().submit(time.sleep, 0).result()\n"
+        "print('ready', flush=True)\n"
+        "try:\n"
+        "    _run_jobs(time.sleep, [(300,), (300,)], 2, 'score', _StageLog(False), pool=pool)\n"
+        "except KeyboardInterrupt:\n"
+        "    pool.close(kill=True)\n"
+        "    print('interrupted', flush=True)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: to the run and its workers
+    out, err = proc.communicate(timeout=120)  # the shards would take 300 s
+    assert out.strip() == "interrupted" and proc.returncode == 0 and "Traceback" not in err
+
+
 def test_a_run_that_fails_before_any_work_leaves_no_run_behind(tmp_path, planted):
     """A model that does not load, or input of another format, fails the new run: the corrected
     command, over other inputs, then runs in the same folder (a stale run.json refused it)."""

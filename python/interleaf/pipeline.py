@@ -1477,6 +1477,18 @@ class _Pool:
             self._ex = None
 
 
+def _result(fut: Any) -> Any:
+    """A worker's result, waited for in short steps: a wait without a timeout is not interrupted
+    by Ctrl-C (the workers ignore it), which would then wait for the whole shard."""
+    from concurrent.futures import TimeoutError as FutureTimeout
+
+    while True:
+        try:
+            return fut.result(timeout=0.25)
+        except FutureTimeout:
+            continue
+
+
 def _worker_start(parent: int) -> None:
     """A worker process ignores Ctrl-C (the run stops it; a traceback from each worker is
     noise) and dies with the run: on Linux the kernel kills it when the run's process dies, even
@@ -1536,7 +1548,7 @@ def _run_jobs(fn: Callable[..., dict[str, Any]], jobs: list[tuple], workers: int
         try:
             futures = [pool.get().submit(_in_worker, fn, *job) for job in jobs]
             for i, fut in enumerate(futures):
-                results.append(fut.result())
+                results.append(_result(fut))
                 log.shard(stage, i, len(jobs), results[-1], t0)
         except BaseException:
             if own:
