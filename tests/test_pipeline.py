@@ -659,6 +659,13 @@ def test_a_rerun_in_another_format_or_config_leaves_one_consistent_folder(tmp_pa
     def fails(*a, **k):
         raise RuntimeError("interrupted")
 
+    # What a killed writer leaves (a partial shard under its temporary name, its lock file) is
+    # swept by the next run of the folder.
+    left = [out / "kept" / ".a.jsonl.4242-0.tmp", out / "kept" / ".a.jsonl.lock", out / "attributes" / "_base" / ".a.parquet.4242.0123456789ab.tmp"]
+    for f in left:
+        f.write_bytes(b"partial")
+    run(recipe, planted["inputs"], out, **kw)
+    assert not any(f.exists() for f in left)
     monkeypatch.setattr(pipeline, "filter_all", fails)
     with pytest.raises(RuntimeError, match="interrupted"):
         run(pairs_recipe(tmp_path, clip=0.1, name="other.yaml"), planted["inputs"], out, **kw)
@@ -675,8 +682,9 @@ def test_dedup_refuses_an_output_inside_its_input_and_a_rerun_replaces_its_files
     out = tmp_path / "dd"
     deduplicate(planted["inputs"], out, "exact", write_format="jsonl")
     assert (out / "dedup").is_dir() and json.loads((out / "summary.json").read_text())["method"] == "exact"
+    (out / ".duplicates.parquet.4242.0123456789ab.tmp").write_bytes(b"partial")  # a killed run's
     deduplicate(planted["inputs"], out, "minhash")
-    assert not (out / "dedup").exists() and json.loads((out / "summary.json").read_text())["method"] == "minhash"
+    assert not (out / "dedup").exists() and not list(out.glob(".*.tmp")) and json.loads((out / "summary.json").read_text())["method"] == "minhash"
 
 
 def _alive(pid: int) -> bool:

@@ -1715,6 +1715,7 @@ def run(
 
             ray_engine.init(ray_address, progress=progress)
         fresh = not (out_p / STATE / "run.json").exists()
+        _sweep(out_p)
         if "filter" in stages:
             _unfinished(out_p)
         models_state = {k: (v if isinstance(v, str) else getattr(v, "path", None) and str(v.path)) for k, v in p.models.items()}
@@ -1731,6 +1732,19 @@ def run(
         raise
     finally:
         lock.release()
+
+
+def _sweep(out: Path) -> None:
+    """Removes what killed runs left in the run's folders: hidden temporary files (a partial
+    shard under its temporary name) and lock files. Called with the folder's lock held, so no
+    writer of this folder is alive."""
+    for sub in ("attributes", "signatures", "kept", "dropped", STATE):
+        d = out / sub
+        if d.is_symlink() or not d.is_dir():
+            continue
+        for p in d.rglob(".*"):
+            if p.name.endswith((".tmp", ".lock")) and (p.is_symlink() or p.is_file()):
+                p.unlink(missing_ok=True)
 
 
 def _unfinished(out: Path) -> None:
@@ -1921,6 +1935,7 @@ def refilter(out: str | os.PathLike[str], recipe: str | os.PathLike[str] | Recip
     shards = plan_shards(paths)
     opts = RunOptions(str(out_p), p, state["read"], device=state.get("device", "auto"), progress=progress)
     with FolderLock(out_p, "interleaf filter"):
+        _sweep(out_p)
         _unfinished(out_p)
         write_text(out_p / STATE / "run.json", json.dumps({**state, "recipe": rec.model_dump(mode="json")}, indent=2) + "\n")
         return _execute(opts, shards, state.get("limit"), workers, ("filter", "write"), output_format, _StageLog(progress))

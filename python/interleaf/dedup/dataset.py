@@ -390,7 +390,8 @@ def deduplicate(
     with FolderLock(out, "interleaf dedup"):
         # What an earlier dedup into this folder wrote goes first (out/dedup belongs to this
         # command): an interrupted rerun leaves no summary of another method beside its files.
-        for old in (out / "summary.json", out / "dedup"):
+        leftovers = [p for p in out.glob(".*.tmp") if p.name.startswith((".summary.json.", ".duplicates.parquet."))]  # a killed run's
+        for old in (out / "summary.json", out / "dedup", *leftovers):
             if old.is_symlink() or old.is_file():
                 old.unlink()
             elif old.is_dir():
