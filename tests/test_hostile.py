@@ -896,6 +896,16 @@ def test_numbers_that_would_be_silently_changed_are_refused():
     ref, _ = im.preprocess(jpg)
     with pytest.raises(ValueError, match="C-contiguous"):
         im.preprocess(jpg, out=np.asfortranarray(np.zeros(ref.shape, np.float32)))
+    # Arguments a query would only meet when it runs are checked when it is built.
+    import interleaf.polars as ilp
+
+    with pytest.raises(ValueError, match="max_bytes must be an int"):
+        ilp.image_stats("x", max_bytes="10")
+    with pytest.raises(ValueError, match="max_pixels must be an int"):
+        ilp.image_stats("x", max_pixels=True)
+    with pytest.raises(ValueError, match="node_stats char_ngram must be an int"):
+        signals.obelics_paragraphs(["a b"], node_stats=(0, 5))
+    assert signals.obelics_paragraphs(["a b"], node_stats=[10, 5]).height == 1
     # numpy's integer scalars count as ints.
     from interleaf.dedup import MinHasher
 

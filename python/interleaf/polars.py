@@ -23,9 +23,11 @@ from pathlib import Path
 import polars as pl
 from polars.plugins import register_plugin_function
 
+from interleaf._checks import int_arg
 from interleaf.image import check_draft
 
 _LIB = Path(__file__).parent
+_U64_MAX = (1 << 64) - 1
 
 
 def _col(expr: str | pl.Expr) -> pl.Expr:
@@ -114,9 +116,7 @@ def hamming(a: str | pl.Expr, b: str | pl.Expr) -> pl.Expr:
 
 
 def _perceptual(kind: str, expr: str | pl.Expr, draft: int | None, max_pixels: int | None) -> pl.Expr:
-    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1):
-        raise ValueError(f"max_pixels must be an int >= 1, got {max_pixels!r}")
-    kwargs = {"kind": kind, "draft": check_draft(draft), "max_pixels": max_pixels}
+    kwargs = {"kind": kind, "draft": check_draft(draft), "max_pixels": int_arg("max_pixels", max_pixels, 1, _U64_MAX, optional=True)}
     return register_plugin_function(plugin_path=_LIB, function_name="perceptual_hash", args=_col(expr), kwargs=kwargs, is_elementwise=True)
 
 
@@ -184,7 +184,8 @@ def image_stats(expr: str | pl.Expr, max_pixels: int | None = None, max_bytes: i
         │ null  ┆ null   ┆ null   ┆ unknown_image_format │
         └───────┴────────┴────────┴──────────────────────┘
     """
-    kwargs = {"max_pixels": max_pixels, "max_bytes": max_bytes}
+    # Checked here, not when the query runs (u64 in Rust).
+    kwargs = {"max_pixels": int_arg("max_pixels", max_pixels, 1, _U64_MAX, optional=True), "max_bytes": int_arg("max_bytes", max_bytes, 1, _U64_MAX, optional=True)}
     return register_plugin_function(plugin_path=_LIB, function_name="image_stats", args=_col(expr), kwargs=kwargs, is_elementwise=True)
 
 

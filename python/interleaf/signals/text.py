@@ -90,6 +90,10 @@ def obelics_paragraphs(texts: pl.Series | Sequence[str | None], *, threads: int 
     paragraph's).
     """
     int_arg("threads", threads, 1, 512, optional=True)
+    if node_stats is not None:
+        if isinstance(node_stats, (str, bytes)) or not isinstance(node_stats, Sequence) or len(node_stats) != 2:
+            raise TypeError(f"node_stats must be a pair (char_ngram, word_ngram), got {node_stats!r}")
+        node_stats = (int_arg("node_stats char_ngram", node_stats[0], 1, 1000), int_arg("node_stats word_ngram", node_stats[1], 1, 1000))
     return _native.obelics_paragraphs(string_column(texts, "texts"), threads=threads, node_stats=node_stats)
 
 
