@@ -870,6 +870,15 @@ def test_one_text_or_image_where_a_sequence_belongs_is_a_type_error():
     assert MinHasher().signatures(["hello world"]).shape[0] == 1 and signals.text_stats(["hello world"]).height == 1
     # bytearray and memoryview items hash as the bytes they hold.
     assert dedup.xxh3_128([bytearray(b"ab"), memoryview(b"ab"), b"ab", "ab"]).n_unique() == 1
+    # Arrow arrays (a pyarrow table's column) are read as columns, not value by value.
+    import pyarrow as pa
+
+    texts = ["a cat sat on the mat", None, "ünïcode text here"]
+    for arr in (pa.array(texts), pa.array(texts, pa.large_string()), pa.chunked_array([texts[:1], texts[1:]])):
+        assert dedup.xxh3_128(arr).to_list() == dedup.xxh3_128(texts).to_list()
+        assert signals.text_stats(arr).equals(signals.text_stats(texts))
+    sigs = MinHasher(num_perm=8).signatures(pa.array(texts[::2]))
+    assert np.array_equal(sigs, MinHasher(num_perm=8).signatures(texts[::2]))
 
 
 def test_numbers_that_would_be_silently_changed_are_refused():

@@ -55,9 +55,22 @@ def string_column(texts: Any, name: str = "texts") -> Any:
     import polars as pl
 
     not_one(name, texts)
-    col = texts if isinstance(texts, pl.Series) else pl.Series(name, list(texts), dtype=pl.String)
+    col = texts if isinstance(texts, pl.Series) else arrow_series(name, texts)
+    if col is None:
+        col = pl.Series(name, list(texts), dtype=pl.String)
     if col.dtype == pl.Null:
         col = col.cast(pl.String)
     if col.dtype != pl.String:
         raise TypeError(f"{name} must be a String column, not {col.dtype}")
     return col
+
+
+def arrow_series(name: str, values: Any) -> Any:
+    """``values`` as a polars Series when they are an Arrow array or chunked array (pyarrow,
+    nanoarrow: anything with the Arrow PyCapsule interface), read without a Python object per
+    value; else None."""
+    import polars as pl
+
+    if hasattr(values, "__arrow_c_array__") or hasattr(values, "__arrow_c_stream__"):
+        return pl.Series(name, values)
+    return None

@@ -7,15 +7,17 @@ from collections.abc import Sequence
 import polars as pl
 
 from interleaf import _native
-from interleaf._checks import not_one
+from interleaf._checks import arrow_series, not_one
 
 BytesInput = pl.Series | Sequence[bytes | str | None]
 
 
 def _column(items: BytesInput, name: str, text_only: bool = False) -> pl.Series:
     not_one(name, items, "texts" if text_only else "texts or byte strings")
-    if isinstance(items, pl.Series):
-        col = items.cast(pl.String) if items.dtype == pl.Null else items
+    given: pl.Series | None = items if isinstance(items, pl.Series) else arrow_series(name, items)
+    col: pl.Series
+    if given is not None:
+        col = given.cast(pl.String) if given.dtype == pl.Null else given
     else:
         items = list(items)
         binary = any(isinstance(v, (bytes, bytearray, memoryview)) for v in items)
