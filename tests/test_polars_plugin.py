@@ -35,6 +35,25 @@ def test_xxh3_64_rejects_other_dtypes():
         pl.DataFrame({"i": [1, 2]}).select(ilp.xxh3_64("i"))
 
 
+def test_a_column_of_nulls_only_gives_nulls_as_the_python_api_does():
+    # pl.Null is the dtype of a column of Nones (a frame built without a schema): each
+    # expression gives its own dtype's nulls instead of a dtype error.
+    df = pl.DataFrame({"x": [None, None]})
+    assert df.schema["x"] == pl.Null
+    exprs = {
+        "xxh3_64": ilp.xxh3_64("x"),
+        "minhash": ilp.minhash("x", num_perm=4),
+        "phash": ilp.phash("x"),
+        "image_stats": ilp.image_stats("x"),
+        "text_stats": ilp.text_stats("x"),
+        "hamming": ilp.hamming("x", "x"),
+        "cosine": ilp.cosine("x", "x"),
+    }
+    for name, e in exprs.items():
+        out = df.select(e.alias(name)).to_series()
+        assert out.null_count() == 2 or out.struct.unnest().null_count().row(0)[0] == 2, name
+
+
 # ------------------------------------------------------------------- signal expressions
 
 

@@ -12,6 +12,16 @@ use crate::image::{analysis_table, hash_columns};
 // Output types come from functions (`output_type_func`), never `output_type=`: the derive's
 // field function for the latter does not catch a panic, and reading an input field of a dtype
 // this build of polars lacks (Categorical, Decimal, ...) panics, which would abort the process.
+/// `s`, or, for a column of nulls only (dtype Null: a column of Nones, a frame built without a
+/// schema), the same nulls as `dtype`: the expression gives nulls, as the Python API does.
+fn typed(s: &Series, dtype: DataType) -> PolarsResult<Series> {
+    if s.dtype() == &DataType::Null {
+        s.cast(&dtype)
+    } else {
+        Ok(s.clone())
+    }
+}
+
 fn u64_field(input_fields: &[Field]) -> PolarsResult<Field> {
     Ok(Field::new(input_fields[0].name().clone(), DataType::UInt64))
 }
@@ -23,7 +33,7 @@ fn u32_field(input_fields: &[Field]) -> PolarsResult<Field> {
 /// xxh3-64 (seed 0) of each string's UTF-8 bytes or each binary value; null stays null.
 #[polars_expr(output_type_func=u64_field)]
 fn xxh3_64(inputs: &[Series]) -> PolarsResult<Series> {
-    let s = &inputs[0];
+    let s = &typed(&inputs[0], DataType::String)?;
     let out: UInt64Chunked = match s.dtype() {
         DataType::String => s.str()?.iter().map(|v| v.map(|v| interleaf_core::hash::xxh3_64(v.as_bytes()))).collect(),
         DataType::Binary => s.binary()?.iter().map(|v| v.map(interleaf_core::hash::xxh3_64)).collect(),
@@ -51,7 +61,7 @@ fn minhash_field(input_fields: &[Field]) -> PolarsResult<Field> {
 fn minhash(inputs: &[Series], context: CallerContext, kwargs: MinHashKwargs) -> PolarsResult<Series> {
     use interleaf_core::hash::minhash::{signatures, MinHashParams, Scheme};
     use interleaf_core::text::shingle::Unit;
-    let s = &inputs[0];
+    let s = &typed(&inputs[0], DataType::String)?;
     let ca = s.str()?;
     let unit = Unit::parse(&kwargs.unit).ok_or_else(|| polars_err!(InvalidOperation: "unit must be word or char"))?;
     let scheme = Scheme::parse(&kwargs.scheme).ok_or_else(|| polars_err!(InvalidOperation: "unknown MinHash scheme"))?;
@@ -72,6 +82,7 @@ fn minhash(inputs: &[Series], context: CallerContext, kwargs: MinHashKwargs) -> 
 /// A hash column as UInt64: the column itself, or the `hash` field of a `{hash, error}` struct
 /// (what `interleaf.polars.phash` gives).
 fn hash_u64(s: &Series) -> PolarsResult<UInt64Chunked> {
+    let s = &typed(s, DataType::UInt64)?;
     match s.dtype() {
         DataType::Struct(_) => Ok(s.struct_()?.field_by_name("hash")?.u64()?.clone()),
         _ => Ok(s.u64()?.clone()),
@@ -132,7 +143,7 @@ fn expr_limits(max_pixels: Option<u64>, max_bytes: Option<u64>) -> PolarsResult<
 /// its error.
 #[polars_expr(output_type_func=perceptual_field)]
 fn perceptual_hash(inputs: &[Series], context: CallerContext, kwargs: PerceptualKwargs) -> PolarsResult<Series> {
-    let s = &inputs[0];
+    let s = &typed(&inputs[0], DataType::Binary)?;
     let kind = PerceptualKind::parse(&kwargs.kind).ok_or_else(|| polars_err!(InvalidOperation: "kind must be ahash, dhash or phash"))?;
     polars_ensure!(kwargs.draft != Some(0), InvalidOperation: "draft must be a size in pixels >= 1, or None");
     let wants = Wants { hashes: vec![(kind, 8)], hash_draft: kwargs.draft, limits: expr_limits(kwargs.max_pixels, None)?, ..Default::default() };
@@ -176,7 +187,7 @@ fn image_stats_field(input_fields: &[Field]) -> PolarsResult<Field> {
 /// `interleaf.polars.image_stats`).
 #[polars_expr(output_type_func=image_stats_field)]
 fn image_stats(inputs: &[Series], context: CallerContext, kwargs: ImageStatsKwargs) -> PolarsResult<Series> {
-    let s = &inputs[0];
+    let s = &typed(&inputs[0], DataType::Binary)?;
     let wants = Wants { stats: true, limits: expr_limits(kwargs.max_pixels, kwargs.max_bytes)?, ..Default::default() };
     let all = analyze_column(s, &wants, &context)?;
     let table = analysis_table(&all, true, &[])?;
@@ -205,7 +216,7 @@ fn text_stats_field(input_fields: &[Field]) -> PolarsResult<Field> {
 fn text_stats(inputs: &[Series], context: CallerContext, kwargs: TextStatsKwargs) -> PolarsResult<Series> {
     use interleaf_core::text::obelics::{text_stats, StatsParams};
     use rayon::prelude::*;
-    let s = &inputs[0];
+    let s = &typed(&inputs[0], DataType::String)?;
     let ca = s.str()?;
     let values: Vec<Option<&str>> = ca.iter().collect();
     let p = StatsParams { char_ngram: kwargs.char_ngram, word_ngram: kwargs.word_ngram, punctuation_min_tokens: kwargs.punctuation_min_tokens };
@@ -221,6 +232,7 @@ fn float_field(input_fields: &[Field]) -> PolarsResult<Field> {
 /// The rows of a List(Float64) column: values (NaN for a null inside a list) and offsets; a
 /// null list is an empty range flagged in `valid`.
 fn list_rows(s: &Series) -> PolarsResult<(Vec<f64>, Vec<usize>, Vec<bool>)> {
+    let s = &typed(s, DataType::List(Box::new(DataType::Float64)))?;
     let ca = s.list()?;
     let (mut values, mut offsets, mut valid) = (Vec::new(), vec![0usize], Vec::with_capacity(ca.len()));
     for row in ca.amortized_iter() {
