@@ -54,6 +54,14 @@ def test_a_column_of_nulls_only_gives_nulls_as_the_python_api_does():
         assert out.null_count() == 2 or out.struct.unnest().null_count().row(0)[0] == 2, name
 
 
+def test_text_expressions_take_categorical_and_enum_columns():
+    texts = ["the quick brown fox jumps over", "a b", None]
+    df = pl.DataFrame({"s": texts}).with_columns(pl.col("s").cast(pl.Categorical).alias("c"), pl.col("s").cast(pl.Enum(texts[:2])).alias("e"))
+    for col in ("c", "e"):
+        assert df.select(ilp.minhash(col, num_perm=4)).to_series().to_list() == df.select(ilp.minhash("s", num_perm=4)).to_series().to_list()
+        assert df.select(ilp.text_stats(col).alias("t")).equals(df.select(ilp.text_stats("s").alias("t")))
+
+
 # ------------------------------------------------------------------- signal expressions
 
 

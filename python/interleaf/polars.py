@@ -10,10 +10,11 @@ The examples in these docstrings run as tests (``tests/test_doctests.py``) with 
 shown. When polars calls an expression in parallel (a group-by, the streaming engine) it runs
 on one thread; otherwise on interleaf's pool (``interleaf.set_threads``).
 
-Inputs are String or Binary columns, as each expression says. Cast a Categorical, Enum or
-Object column with ``.cast(pl.String)`` first: polars hands those to plugins in forms the
-expressions cannot read (a Categorical fails with "the plugin panicked"; an Object column's
-values are not its strings).
+Inputs are String or Binary columns, as each expression says; the text-only expressions
+(:func:`minhash`, :func:`text_stats`) also take Categorical and Enum columns. Cast a
+Categorical, Enum or Object column with ``.cast(pl.String)`` before :func:`xxh3_64`: polars
+hands those to plugins in forms it cannot read (a Categorical fails with "the plugin
+panicked"; an Object column's values are not its strings).
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ _U64_MAX = (1 << 64) - 1
 
 def _col(expr: str | pl.Expr) -> pl.Expr:
     return pl.col(expr) if isinstance(expr, str) else expr
+
+
+def _text(expr: str | pl.Expr) -> pl.Expr:
+    """A text input as String: Categorical and Enum columns become their strings (polars hands
+    them to plugins in a form this build cannot read); a String column is unchanged."""
+    return _col(expr).cast(pl.String)
 
 
 def xxh3_64(expr: str | pl.Expr) -> pl.Expr:
@@ -88,7 +95,7 @@ def minhash(
 
     m = MinHasher(num_perm=num_perm, n=n, unit=unit, seed=seed, mode=mode, scheme=scheme)
     kwargs = {"n": n, "unit": unit, "scheme": m._native_scheme, "a": m._a, "b": m._b, "seed": seed}
-    return register_plugin_function(plugin_path=_LIB, function_name="minhash", args=_col(expr), kwargs=kwargs, is_elementwise=True)
+    return register_plugin_function(plugin_path=_LIB, function_name="minhash", args=_text(expr), kwargs=kwargs, is_elementwise=True)
 
 
 def hamming(a: str | pl.Expr, b: str | pl.Expr) -> pl.Expr:
@@ -216,7 +223,7 @@ def text_stats(expr: str | pl.Expr, level: str = "paragraph", char_ngram: int = 
     int_arg("char_ngram", char_ngram, 1, 1000)
     int_arg("word_ngram", word_ngram, 1, 1000)
     kwargs = {"char_ngram": char_ngram, "word_ngram": word_ngram, "punctuation_min_tokens": 12 if level == "paragraph" else 0}
-    return register_plugin_function(plugin_path=_LIB, function_name="text_stats", args=_col(expr), kwargs=kwargs, is_elementwise=True)
+    return register_plugin_function(plugin_path=_LIB, function_name="text_stats", args=_text(expr), kwargs=kwargs, is_elementwise=True)
 
 
 def cosine(a: str | pl.Expr, b: str | pl.Expr) -> pl.Expr:
