@@ -494,3 +494,19 @@ def test_ctrl_c_and_a_full_disk_end_with_a_line_not_a_traceback(monkeypatch, cap
     monkeypatch.setattr(cli, "cmd_recipes", bug)
     with pytest.raises(pl.exceptions.ComputeError):  # a bug keeps its traceback
         cli.main(["recipes", "list"])
+
+
+def test_the_command_interrupted_ends_by_sigint_so_a_shell_loop_stops():
+    import signal as sg
+
+    script = (
+        "import sys\n"
+        "import interleaf.cli as cli\n"
+        "def interrupted(args):\n"
+        "    raise KeyboardInterrupt\n"
+        "cli.cmd_recipes = interrupted\n"
+        "sys.argv = ['interleaf', 'recipes', 'list']\n"
+        "cli.entry()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == -sg.SIGINT and proc.stderr == "interleaf recipes: interrupted\n"

@@ -751,6 +751,9 @@ def test_an_output_folder_inside_an_input_folder_is_refused_at_once(tmp_path, sa
     with pytest.raises(ValueError, match="inside the input folder"):
         run("pairs-basic", [str(src)], src / "out", image_root=sample_dir, progress=False)
     assert not (src / "out").exists()
+    with pytest.raises(ValueError, match="inside the input folder"):
+        run("pairs-basic", [str(src)], src / "x" / "y" / "out", image_root=sample_dir, progress=False)
+    assert not (src / "x").exists()  # nothing made in the user's folder, parents included
     # Given by a glob the first run goes ahead; a later read of the folder leaves the run's
     # outputs, its hidden files and its state out (they are not documents), and names them.
     run("pairs-basic", [str(src / "*.jsonl")], src / "out", image_root=sample_dir, progress=False)
@@ -915,10 +918,14 @@ def test_numbers_that_would_be_silently_changed_are_refused():
     with pytest.raises(ValueError, match="node_stats char_ngram must be an int"):
         signals.obelics_paragraphs(["a b"], node_stats=(0, 5))
     assert signals.obelics_paragraphs(["a b"], node_stats=[10, 5]).height == 1
-    # numpy's integer scalars count as ints.
+    # A numpy integer is refused up front, saying how to pass it (it would fail when run.json
+    # or a summary is written, after the work).
     from interleaf.dedup import MinHasher
 
-    assert MinHasher(num_perm=np.int64(8)).signatures(["a b c d e f"]).shape == (1, 8)
+    with pytest.raises(ValueError, match=r"a int64: pass int\(\.\.\.\)"):
+        MinHasher(num_perm=np.int64(8))
+    with pytest.raises(ValueError, match=r"a float32: pass float\(\.\.\.\)"):
+        deduplicate(["x.jsonl"], "unused", "minhash", threshold=np.float32(0.8))
 
 
 def test_api_arguments_of_the_wrong_shape_are_named(tmp_path, sample_dir):

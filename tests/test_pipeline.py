@@ -684,7 +684,22 @@ def test_dedup_refuses_an_output_inside_its_input_and_a_rerun_replaces_its_files
     assert (out / "dedup").is_dir() and json.loads((out / "summary.json").read_text())["method"] == "exact"
     (out / ".duplicates.parquet.4242.0123456789ab.tmp").write_bytes(b"partial")  # a killed run's
     deduplicate(planted["inputs"], out, "minhash")
-    assert not (out / "dedup").exists() and not list(out.glob(".*.tmp")) and json.loads((out / "summary.json").read_text())["method"] == "minhash"
+    assert not (out / "dedup").exists() and not list(out.glob(".*.tmp"))
+    # A folder named dedup that no dedup wrote is the user's; another command's summary.json
+    # is refused, not overwritten; a failed dedup into a new folder leaves none behind.
+    mine = tmp_path / "proj"
+    (mine / "dedup").mkdir(parents=True)
+    (mine / "dedup" / "notes.py").write_text("mine")
+    deduplicate(planted["inputs"], mine, "exact")
+    assert (mine / "dedup" / "notes.py").read_text() == "mine"
+    (tmp_path / "ran").mkdir()
+    (tmp_path / "ran" / "summary.json").write_text('{"recipe": "pairs"}')
+    with pytest.raises(ValueError, match="summary.json that no dedup wrote"):
+        deduplicate(planted["inputs"], tmp_path / "ran", "exact")
+    assert (tmp_path / "ran" / "summary.json").read_text() == '{"recipe": "pairs"}'
+    with pytest.raises(ValueError, match="format='webdataset' but the file is"):
+        deduplicate(planted["inputs"], tmp_path / "new" / "deeper", "exact", format="webdataset")
+    assert not (tmp_path / "new").exists() and json.loads((out / "summary.json").read_text())["method"] == "minhash"
 
 
 def _alive(pid: int) -> bool:
@@ -749,12 +764,13 @@ def test_a_run_that_fails_before_any_work_leaves_no_run_behind(tmp_path, planted
     bad = tmp_path / "bad-clip"
     shutil.copytree(CLIP_DIR, bad)
     (bad / "onnx" / "vision_model.onnx").write_bytes(b"not onnx")
-    for out in (tmp_path / "new", tmp_path / "empty"):
+    for out in (tmp_path / "new", tmp_path / "empty", tmp_path / "new2" / "deeper"):
         if out.name == "empty":
             out.mkdir()
         with pytest.raises(Exception, match="vision_model.onnx|ONNX|onnx"):
             run(pairs_recipe(tmp_path), planted["inputs"], out, models={"clip": str(bad)}, **kw)
-        assert not out.exists() if out.name == "new" else list(out.iterdir()) == []
+        assert not out.exists() if out.name != "empty" else list(out.iterdir()) == []
+        assert not (tmp_path / "new2").exists()  # nor the parents it made
         with pytest.raises(ValueError, match="format='webdataset' but the file is"):
             run(pairs_recipe(tmp_path), planted["inputs"], out, models={"clip": str(CLIP_DIR)}, format="webdataset", **kw)
         run(pairs_recipe(tmp_path), planted["inputs"][:1], out, models={"clip": str(CLIP_DIR)}, **kw)
@@ -954,6 +970,26 @@ class _Unpicklable(BaseException):
 
 def _panics(x):
     raise _Unpicklable(f"panicked on {x}")
+
+
+def _times_out(x):
+    import errno
+
+    raise OSError(errno.ETIMEDOUT, "Connection timed out")  # a TimeoutError (an NFS mount)
+
+
+def test_a_timeout_error_in_a_worker_fails_the_run_it_is_not_taken_for_a_wait():
+    from concurrent.futures import Future
+
+    from interleaf._prefetch import result
+    from interleaf.pipeline import _run_jobs, _StageLog
+
+    with pytest.raises(TimeoutError, match="Connection timed out"):
+        _run_jobs(_times_out, [(1,), (2,)], 2, "score", _StageLog(False))
+    fut: Future = Future()
+    fut.set_exception(TimeoutError("the call's own"))
+    with pytest.raises(TimeoutError, match="the call's own"):
+        result(fut, cancel=True)
 
 
 def test_an_exception_that_cannot_leave_a_worker_comes_back_named():

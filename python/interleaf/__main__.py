@@ -1,8 +1,7 @@
 """``python -m interleaf`` is the ``interleaf`` command."""
 
-import sys
 
-from interleaf.cli import main
+from interleaf.cli import entry
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -21,17 +21,19 @@ def int_arg(name: str, value: Any, lo: int = 1, hi: int | None = None, *, option
     ValueError naming ``name`` and the range."""
     if value is None and optional:
         return None
-    # numpy's integer scalars (a count computed with numpy) are ints too.
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < lo or (hi is not None and int(value) > hi):
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
         bound = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
-        raise ValueError(f"{name} must be an int {bound}{' or None' if optional else ''}, got {value!r}")
-    return int(value)
+        # A numpy integer would pass here but not later (run.json, summaries): say how to fix it.
+        hint = f" (a {type(value).__name__}: pass int(...))" if isinstance(value, numbers.Integral) and not isinstance(value, (bool, int)) else ""
+        raise ValueError(f"{name} must be an int {bound}{' or None' if optional else ''}, got {value!r}{hint}")
+    return value
 
 
 def float_arg(name: str, value: Any, lo: float, hi: float) -> float:
     """``value`` as a float in ``[lo, hi]``; else ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not lo <= float(value) <= hi:
-        raise ValueError(f"{name} must be a number in [{lo}, {hi}], got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        hint = f" (a {type(value).__name__}: pass float(...))" if isinstance(value, numbers.Real) and not isinstance(value, (bool, int, float)) else ""
+        raise ValueError(f"{name} must be a number in [{lo}, {hi}], got {value!r}{hint}")
     return float(value)
 
 

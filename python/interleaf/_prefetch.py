@@ -1,8 +1,10 @@
 """Work ahead in a background thread: the next batch is read or decoded (Rust, GIL released)
-while the caller works on this one."""
+while the caller works on this one; and waiting for work done elsewhere so that Ctrl-C still
+reaches the caller."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import queue
 import threading
 from collections.abc import Iterable, Iterator
@@ -51,3 +53,18 @@ def prefetch(it: Iterable[Any], depth: int = 2) -> Iterator[Any]:
             slots.release()  # the caller is done with x: one more may be made
     finally:
         stop.set()
+
+
+def result(fut: concurrent.futures.Future[Any], *, cancel: bool = False) -> Any:
+    """The result of ``fut`` (a worker process's, or a coroutine's on another thread's loop),
+    waited for in short steps: a wait without a timeout is not interrupted by Ctrl-C. With
+    ``cancel``, Ctrl-C (or any exception while waiting) cancels ``fut``. The future's own
+    exception, a TimeoutError included, is raised as it is."""
+    try:
+        while not concurrent.futures.wait([fut], timeout=0.25).done:
+            pass
+    except BaseException:
+        if cancel:
+            fut.cancel()
+        raise
+    return fut.result()

@@ -641,5 +641,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The ``interleaf`` command: :func:`main`, and after Ctrl-C the process ends by SIGINT, as
+    an interrupted program does, so a shell loop over interleaf commands stops too."""
+    code = main()
+    if code == 130:
+        import os
+        import signal
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -25,6 +25,7 @@ bytes as an uninterrupted run; the worker count never changes an output.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -35,6 +36,7 @@ import re
 import shutil
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -50,8 +52,8 @@ import interleaf
 from interleaf import _native
 from interleaf import schema as S
 from interleaf._checks import choice_arg, int_arg
-from interleaf._prefetch import prefetch
-from interleaf.io.atomic import FolderLock, atomic_output, is_lock_file, write_text
+from interleaf._prefetch import prefetch, result
+from interleaf.io.atomic import FolderLock, atomic_output, is_lock_file, missing_folders, remove_empty, write_text
 from interleaf.io.reader import is_utf8
 from interleaf.io.sources import WEBDATASET, check_out_apart, container_of, named_inputs
 from interleaf.io.writer import OUTPUT_FORMATS, RECORD_LAYOUTS
@@ -1468,7 +1470,7 @@ class _Pool:
 
     def close(self, kill: bool = False) -> None:
         """Shuts the workers down when their jobs are done, or at once with ``kill`` (the run
-        failed or was interrupted: a worker's shard in progress is redone by the rerun)."""
+        was interrupted: a worker's shard in progress is redone by the rerun)."""
         if self._ex is not None:
             if kill:
                 for proc in list((getattr(self._ex, "_processes", None) or {}).values()):
@@ -1477,16 +1479,20 @@ class _Pool:
             self._ex = None
 
 
-def _result(fut: Any) -> Any:
-    """A worker's result, waited for in short steps: a wait without a timeout is not interrupted
-    by Ctrl-C (the workers ignore it), which would then wait for the whole shard."""
-    from concurrent.futures import TimeoutError as FutureTimeout
-
-    while True:
-        try:
-            return fut.result(timeout=0.25)
-        except FutureTimeout:
-            continue
+@contextlib.contextmanager
+def _children_ignore_sigint() -> Iterator[None]:
+    """Worker processes started in this block (on submit) ignore Ctrl-C from their first
+    instruction, not only once their initializer runs: a process started while SIGINT is
+    ignored keeps ignoring it (Python installs its handler only where it is not). This thread
+    ignores it meanwhile (milliseconds)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def _worker_start(parent: int) -> None:
@@ -1546,11 +1552,14 @@ def _run_jobs(fn: Callable[..., dict[str, Any]], jobs: list[tuple], workers: int
         own = pool is None
         pool = pool or _Pool(workers)
         try:
-            futures = [pool.get().submit(_in_worker, fn, *job) for job in jobs]
+            with _children_ignore_sigint():
+                futures = [pool.get().submit(_in_worker, fn, *job) for job in jobs]
             for i, fut in enumerate(futures):
-                results.append(_result(fut))
+                # In short steps (see _prefetch.result): Ctrl-C then stops the run at once, not
+                # after the shards in progress (the workers ignore it).
+                results.append(result(fut))
                 log.shard(stage, i, len(jobs), results[-1], t0)
-        except BaseException:
+        except (KeyboardInterrupt, SystemExit):
             if own:
                 pool.close(kill=True)
             raise
@@ -1703,11 +1712,13 @@ def run(
     state = {"inputs": [os.path.abspath(x) for x in paths], "read": read, "limit": limit}
     if out_p.exists() and not out_p.is_dir():
         raise ValueError(f"--out {out_p} is a file, not a folder: choose a folder (new, empty, or an earlier run)")
-    created = not out_p.exists()
+    named = [os.fspath(inputs)] if isinstance(inputs, (str, os.PathLike)) else [os.fspath(x) for x in inputs]
+    check_out_apart(out_p, paths, named)  # before taking the lock creates the folder
+    created = missing_folders(out_p)
     lock = FolderLock(out_p, "interleaf run")
     fresh = False
     try:
-        _check_out(out_p, paths, state, overwrite, [os.fspath(inputs)] if isinstance(inputs, (str, os.PathLike)) else [os.fspath(x) for x in inputs])
+        _check_out(out_p, paths, state, overwrite, named)
         shards = plan_shards(paths)
         eng = Engine(engine, ray_address, ray_dedup)
         if engine == "ray":  # joined before anything is written: a wrong address leaves no run behind
@@ -1724,11 +1735,10 @@ def run(
         opts = RunOptions(str(out_p), p, read, device=device, threads=threads, model_batch_size=model_batch_size, progress=progress)
         return _execute(opts, shards, limit, workers, stages, output_format, log, eng)
     except BaseException:
-        lock.release()
+        # With the lock held, so no other command starts in the folder meanwhile.
         if fresh:
-            _forget_failed_start(out_p, created)
-        elif created and out_p.is_dir() and not any(out_p.iterdir()):
-            out_p.rmdir()  # refused before anything was written: no folder left behind
+            _forget_failed_start(out_p, bool(created))
+        remove_empty(created)  # refused before anything was written: no folder left behind
         raise
     finally:
         lock.release()
@@ -1765,7 +1775,7 @@ def _forget_failed_start(out: Path, created: bool) -> None:
     if any(p != out / STATE / "run.json" and not p.is_dir() for d in mine if d.is_dir() and not d.is_symlink() for p in d.rglob("*")):
         return
     if created:
-        if all(c in mine for c in out.iterdir()):
+        if all(c in mine or is_lock_file(c) for c in out.iterdir()):
             shutil.rmtree(out, ignore_errors=True)
         return
     for d in mine:  # the run's own folders, holding nothing but its run.json; nothing else
@@ -1777,7 +1787,9 @@ def _execute(opts: RunOptions, shards: list[Shard], limit: int | None, workers: 
     pool = _Pool(workers)
     try:
         return _stages(opts, shards, limit, workers, stages, output_format, log, engine, pool)
-    except BaseException:
+    except (KeyboardInterrupt, SystemExit):
+        # Interrupted: the workers stop at once. A failed shard instead lets the others finish
+        # (and mark their work done) before the error is raised.
         pool.close(kill=True)
         raise
     finally:

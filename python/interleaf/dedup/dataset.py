@@ -30,7 +30,7 @@ from interleaf.dedup.exact import normalized_text_hash, xxh3_128
 from interleaf.dedup.minhash import MinHasher, check_banding, lsh_clusters, lsh_params
 from interleaf.dedup.perceptual import hash_clusters, phash
 from interleaf.image import check_draft
-from interleaf.io.atomic import FolderLock, atomic_output, write_text
+from interleaf.io.atomic import FolderLock, atomic_output, missing_folders, remove_empty, write_text
 from interleaf.io.reader import READ_OPTIONS
 from interleaf.io.sources import check_out_apart, expand
 from interleaf.io.writer import WRITE_FORMATS
@@ -387,46 +387,76 @@ def deduplicate(
         check_out_apart(out, expand(named), [os.fspath(x) for x in named])
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder: choose a folder")
+    created = missing_folders(out)
     with FolderLock(out, "interleaf dedup"):
-        # What an earlier dedup into this folder wrote goes first (out/dedup belongs to this
-        # command): an interrupted rerun leaves no summary of another method beside its files.
-        leftovers = [p for p in out.glob(".*.tmp") if p.name.startswith((".summary.json.", ".duplicates.parquet."))]  # a killed run's
-        for old in (out / "summary.json", out / "dedup", *leftovers):
-            if old.is_symlink() or old.is_file():
-                old.unlink()
-            elif old.is_dir():
-                shutil.rmtree(old)
-        t0 = time.perf_counter()
-        reader = interleaf.read(source, format, batch_size, progress=progress, **read_options)
-        sig = sign(reader, method, on=on, strip_punctuation=strip_punctuation, hasher=hasher, draft=draft, model=model)
-        if emb_given is not None:
-            sig.signatures = [emb_given]
-        doc_ids = pl.concat(sig.doc_ids) if sig.doc_ids else pl.Series("doc_id", [], dtype=pl.String)
-        sem = {"eps": eps, "n_clusters": n_clusters, "seed": seed, "device": device, "engine": engine}
-        reps, score, cluster_stats = cluster(sig, method, threshold=threshold, num_perm=num_perm, bands=bands, rows=rows, verify=verify, radius=radius, semantic=sem)
-        dup = duplicates_table(doc_ids, reps, score, method)
-        with atomic_output(out / "duplicates.parquet") as tmp:
-            dup.write_parquet(tmp)
-        keep = reps == np.arange(sig.counters["documents"])
-        summary: dict[str, Any] = {
-            "method": method,
-            "documents": sig.counters["documents"],
-            "clusters_with_duplicates": int(dup.get_column("cluster_id").n_unique()),
-            "duplicate_documents": int(len(keep) - keep.sum()),
-            "kept_documents": int(keep.sum()),
-            "read_errors": reader.stats["errors"],
-            "seconds": round(time.perf_counter() - t0, 3),
-            "outputs": {"duplicates": str(out / "duplicates.parquet")},
-        }
-        if method == "minhash":
-            summary.update(lsh=cluster_stats, threshold=threshold, num_perm=num_perm)
-        elif method == "phash":
-            summary["phash"] = {**cluster_stats, "draft": draft}
-        elif method == "semantic":
-            summary["semantic"] = {**cluster_stats, "on": on if emb_given is None else "embeddings", "n_clusters": n_clusters, "seed": seed}
-        else:
-            summary.update(on=on, **cluster_stats)
-        if write_format:
-                summary["outputs"]["dedup"] = interleaf.write(kept(source, format, batch_size, keep, **read_options), out / "dedup", write_format, overwrite=True, progress=progress)
-        write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-        return summary
+        try:
+            return _deduplicate_into(out, source, format, batch_size, method, on, strip_punctuation, hasher, draft, model, emb_given, eps, n_clusters, seed, device, engine, threshold, num_perm, bands, rows, verify, radius, write_format, progress, read_options)
+        except BaseException:
+            remove_empty(created)  # a failed dedup into a new folder leaves none behind
+            raise
+
+
+def _earlier_dedup(out: Path) -> dict[str, Any] | None:
+    """The summary an earlier dedup into ``out`` wrote, or None; ValueError when ``out`` holds
+    another command's summary.json (a run's), which a dedup would overwrite."""
+    path = out / "summary.json"
+    if not (path.is_file() or path.is_symlink()):
+        return None
+    try:
+        got = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        got = None
+    if not (isinstance(got, dict) and got.get("method") in METHODS and "duplicate_documents" in got):
+        raise ValueError(f"{out} holds a summary.json that no dedup wrote (another command's output?): choose another --out")
+    return got
+
+
+def _deduplicate_into(out: Path, source: Any, format: str | None, batch_size: int, method: str, on: str, strip_punctuation: bool, hasher: Any, draft: int | None, model: Any, emb_given: Any, eps: float, n_clusters: int | None, seed: int, device: str, engine: str, threshold: float, num_perm: int, bands: int | None, rows: int | None, verify: str, radius: int, write_format: str | None, progress: bool, read_options: dict[str, Any]) -> dict[str, Any]:
+    """:func:`deduplicate`'s work, with the folder's lock held."""
+    # What an earlier dedup into this folder wrote goes first: an interrupted rerun leaves
+    # no summary of another method beside its files. Its dedup/ only when its summary
+    # says it wrote it (a folder named dedup may be the user's).
+    earlier = _earlier_dedup(out)
+    leftovers = [p for p in out.glob(".*.tmp") if p.name.startswith((".summary.json.", ".duplicates.parquet."))]  # a killed run's
+    olds = [out / "summary.json", *leftovers]
+    if earlier is not None and (earlier.get("outputs") or {}).get("dedup"):
+        olds.append(out / "dedup")
+    for old in olds:
+        if old.is_symlink() or old.is_file():
+            old.unlink()
+        elif old.is_dir():
+            shutil.rmtree(old)
+    t0 = time.perf_counter()
+    reader = interleaf.read(source, format, batch_size, progress=progress, **read_options)
+    sig = sign(reader, method, on=on, strip_punctuation=strip_punctuation, hasher=hasher, draft=draft, model=model)
+    if emb_given is not None:
+        sig.signatures = [emb_given]
+    doc_ids = pl.concat(sig.doc_ids) if sig.doc_ids else pl.Series("doc_id", [], dtype=pl.String)
+    sem = {"eps": eps, "n_clusters": n_clusters, "seed": seed, "device": device, "engine": engine}
+    reps, score, cluster_stats = cluster(sig, method, threshold=threshold, num_perm=num_perm, bands=bands, rows=rows, verify=verify, radius=radius, semantic=sem)
+    dup = duplicates_table(doc_ids, reps, score, method)
+    with atomic_output(out / "duplicates.parquet") as tmp:
+        dup.write_parquet(tmp)
+    keep = reps == np.arange(sig.counters["documents"])
+    summary: dict[str, Any] = {
+        "method": method,
+        "documents": sig.counters["documents"],
+        "clusters_with_duplicates": int(dup.get_column("cluster_id").n_unique()),
+        "duplicate_documents": int(len(keep) - keep.sum()),
+        "kept_documents": int(keep.sum()),
+        "read_errors": reader.stats["errors"],
+        "seconds": round(time.perf_counter() - t0, 3),
+        "outputs": {"duplicates": str(out / "duplicates.parquet")},
+    }
+    if method == "minhash":
+        summary.update(lsh=cluster_stats, threshold=threshold, num_perm=num_perm)
+    elif method == "phash":
+        summary["phash"] = {**cluster_stats, "draft": draft}
+    elif method == "semantic":
+        summary["semantic"] = {**cluster_stats, "on": on if emb_given is None else "embeddings", "n_clusters": n_clusters, "seed": seed}
+    else:
+        summary.update(on=on, **cluster_stats)
+    if write_format:
+        summary["outputs"]["dedup"] = interleaf.write(kept(source, format, batch_size, keep, **read_options), out / "dedup", write_format, overwrite=True, progress=progress)
+    write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary

@@ -54,6 +54,33 @@ class FolderLock:
         self.release()
 
 
+def missing_folders(folder: str | os.PathLike[str]) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first (what taking
+    its lock would create, for a failed command to remove)."""
+    missing = []
+    p = Path(folder).absolute()
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    return missing
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Removes each of ``folders`` (deepest first) that is empty or holds only a lock file;
+    stops at the first that holds more."""
+    for d in folders:
+        try:
+            for c in d.iterdir():
+                if not is_lock_file(c):
+                    return
+                c.unlink(missing_ok=True)
+            d.rmdir()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return
+
+
 def is_lock_file(path: Path) -> bool:
     """Whether ``path`` is an output folder's lock file (see :class:`FolderLock`)."""
     return path.name == f".{FOLDER_LOCK}.lock"

@@ -59,6 +59,10 @@ def _expand_braces(pattern: str) -> list[str]:
     return names
 
 
+#: Run folders already named as left out (see :func:`_folder_files`).
+_ANNOUNCED: set[str] = set()
+
+
 def _is_run_folder(folder: str) -> bool:
     """Whether ``folder`` holds an ``interleaf run``'s outputs (its ``.interleaf/run.json``)."""
     return os.path.isfile(os.path.join(folder, ".interleaf", "run.json"))
@@ -78,7 +82,9 @@ def _folder_files(folder: str) -> list[str]:
             if d.startswith("."):
                 continue
             if _is_run_folder(path):
-                print(f"interleaf: {path} is the output folder of an interleaf run: not read as input", file=sys.stderr)
+                if path not in _ANNOUNCED:  # a run expands its inputs more than once
+                    _ANNOUNCED.add(path)
+                    print(f"interleaf: {path} is the output folder of an interleaf run: not read as input", file=sys.stderr)
                 continue
             keep.append(d)
         dirs[:] = keep

@@ -110,20 +110,12 @@ class ImageResponse:
 
 
 def _wait(fut: Any) -> Any:
-    """The result of a call running on the client's loop. Waited for in short steps, so Ctrl-C
-    reaches this thread at once (a wait without a timeout is not interrupted), and cancels the
-    call: requests in flight are abandoned, answers already received stay in the cache."""
-    import concurrent.futures
+    """The result of a call running on the client's loop, waited for in short steps so Ctrl-C
+    reaches this thread at once and cancels the call: requests in flight are abandoned, answers
+    already received stay in the cache."""
+    from interleaf._prefetch import result
 
-    try:
-        while True:
-            try:
-                return fut.result(timeout=0.25)
-            except concurrent.futures.TimeoutError:
-                continue
-    except BaseException:
-        fut.cancel()
-        raise
+    return result(fut, cancel=True)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -379,6 +380,8 @@ def as_matrix(x: Any, name: str) -> np.ndarray:
 def as_offsets(offsets: Any, n: int, name: str) -> np.ndarray:
     """CSR document offsets checked against ``n`` rows."""
     raw = np.asarray(offsets)
+    if raw.dtype.kind == "O" and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in raw.ravel()):
+        raw = raw.astype(np.int64)  # Python or numpy ints held as objects (pandas' nullable Int64)
     if raw.dtype.kind not in "iub" and not (raw.dtype.kind == "f" and np.all(np.isfinite(raw)) and np.all(raw == np.round(raw))):
         raise ValueError(f"{name} must be whole numbers (row offsets), not {raw.dtype} values such as {raw.ravel()[:3].tolist()}")
     o = np.ascontiguousarray(raw, dtype=np.int64)
