@@ -168,12 +168,9 @@ def test_a_cache_that_cannot_be_written_costs_the_cache_not_the_answers(srv, tmp
     assert err.count("cannot be stored in the cache") == 1 and "disk is full" in err
 
 
-def test_ctrl_c_stops_a_batch_at_once_and_keeps_the_answers_received(srv, tmp_path):
-    """Ctrl-C during a long batch stops it without waiting for the rest of the requests; the
-    answers already received are in the cache for the rerun."""
-    srv.latency = 0.05
-    cache = tmp_path / "llm.sqlite"
-    prompts = [f"i{i}" for i in range(200)]
+def _batch_in_a_child(srv, cache, prompts, answered: int, sig: int, **popen) -> subprocess.Popen:
+    """``prompts`` asked of the scripted server by a child process (the interleaf this test
+    imports) with ``cache``, sent ``sig`` once ``answered`` answers are cached."""
     script = textwrap.dedent(
         f"""
         from interleaf.llm import Client
@@ -181,11 +178,21 @@ def test_ctrl_c_stops_a_batch_at_once_and_keeps_the_answers_received(srv, tmp_pa
         c.chat({prompts!r})
         """
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", script], **popen)
     deadline = time.monotonic() + 60
-    while (len(Cache(cache)) if cache.exists() else 0) < 10 and time.monotonic() < deadline:
+    while (len(Cache(cache)) if cache.exists() else 0) < answered and time.monotonic() < deadline:
         time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
+    return proc
+
+
+def test_ctrl_c_stops_a_batch_at_once_and_keeps_the_answers_received(srv, tmp_path):
+    """Ctrl-C during a long batch stops it without waiting for the rest of the requests; the
+    answers already received are in the cache for the rerun."""
+    srv.latency = 0.05
+    cache = tmp_path / "llm.sqlite"
+    prompts = [f"i{i}" for i in range(200)]
+    proc = _batch_in_a_child(srv, cache, prompts, 10, signal.SIGINT, stderr=subprocess.PIPE, text=True)
     err = proc.communicate(timeout=120)[1]
     assert proc.returncode != 0 and "KeyboardInterrupt" in err
     done = len(Cache(cache))
@@ -197,21 +204,7 @@ def test_killed_run_resumes_from_the_cache(srv, tmp_path):
     srv.latency = 0.05
     cache = tmp_path / "llm.sqlite"
     prompts = [f"k{i}" for i in range(80)]
-    script = textwrap.dedent(
-        f"""
-        from interleaf.llm import Client
-        c = Client({srv.url!r}, "scripted", concurrency=2, cache={str(cache)!r})
-        c.chat({prompts!r})
-        """
-    )
-    proc = subprocess.Popen([sys.executable, "-c", script])  # the interleaf this test imports
-    deadline = time.monotonic() + 60
-    while True:
-        n = len(Cache(cache)) if cache.exists() else 0
-        if n >= 20 or time.monotonic() > deadline:
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
+    proc = _batch_in_a_child(srv, cache, prompts, 20, signal.SIGKILL)
     proc.wait()
     done = len(Cache(cache))
     assert 20 <= done < len(prompts)
