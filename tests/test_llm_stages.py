@@ -512,6 +512,31 @@ def test_pipeline_llm_judge_signal(scripted, sample_dir, tmp_path):
         run(str(recipe), [str(sample_dir / "comm.jsonl")], tmp_path / "o2", llm={**llm, "api_key": "sk-x"}, progress=False)
 
 
+def test_a_run_caches_its_llm_answers_in_its_folder_by_default(scripted, sample_dir, tmp_path):
+    """Without a cache in the recipe the run keeps one in its folder: a shard killed while it
+    was judged is judged again on the rerun, from the answers already received."""
+    import shutil
+
+    from interleaf import run
+
+    def answer(body):
+        return json.dumps({"development": 8, "completeness": 6, "alignment": count_images(body)})
+
+    scripted.answer = answer
+    recipe = tmp_path / "judged.yaml"
+    recipe.write_text(JUDGE_RECIPE)
+    out = tmp_path / "out"
+    llm = {"base_url": scripted.url, "model": "scripted"}
+    first = run(str(recipe), [str(sample_dir / "comm.jsonl")], out, llm=llm, progress=False)
+    assert len(scripted.requests) == first["llm"]["requests"] > 0 and (out / ".interleaf" / "llm-cache.sqlite").is_file()
+    shutil.rmtree(out / ".interleaf" / "markers" / "score")  # as if killed while scoring
+    scripted.reset()
+    scripted.answer = answer
+    again = run(str(recipe), [str(sample_dir / "comm.jsonl")], out, llm=llm, progress=False)
+    assert scripted.requests == [] and again["llm"]["cached"] == first["llm"]["requests"]
+    assert again["documents"] == first["documents"]
+
+
 def test_a_judge_whose_answers_never_parse_is_reported(scripted, sample_dir, tmp_path, capsys):
     from interleaf.cli import main
 

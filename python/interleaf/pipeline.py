@@ -62,6 +62,9 @@ from interleaf.recipes import load as load_recipe
 from interleaf.recipes.schema import MODEL_KINDS, SIGNAL_MODELS, DedupStep, FilterSpec, RecipeError
 
 STATE = ".interleaf"
+#: The run's LLM answer cache (``OUT/.interleaf/llm-cache.sqlite``) when the recipe's ``llm``
+#: section names none.
+LLM_CACHE = "llm-cache.sqlite"
 #: Seconds between the progress lines of a shard still being scored.
 PROGRESS_EVERY = 15.0
 STAGES = ("score", "dedup", "filter", "write")
@@ -593,7 +596,12 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
     ctx = None
     if sigs:
         kinds = {"clip": "clip", "text": "text_embedder", "lm": "lm"}
-        ctx = Context(**{kinds[k]: v for k, v in p.models.items()}, llm=dict(p.llm) if p.llm else None, device=opts.device, threads=opts.threads, batch_size=opts.model_batch_size)
+        llm = dict(p.llm) if p.llm else None
+        if llm is not None and not llm.get("cache"):
+            # The run's own cache by default: a shard interrupted mid-way is rescored on the
+            # rerun, and its answers received before come from here, not the endpoint again.
+            llm["cache"] = str(Path(opts.out) / STATE / LLM_CACHE)
+        ctx = Context(**{kinds[k]: v for k, v in p.models.items()}, llm=llm, device=opts.device, threads=opts.threads, batch_size=opts.model_batch_size)
     parts: dict[str, list[pl.DataFrame]] = {k: [] for k in stale}
     failures: list[str] = []
     docs = 0
