@@ -177,6 +177,11 @@ def test_near_duplicates_match_brute_force_and_group_variants(corpus):
             assert reps[k] == reps[names.index(n.split(":")[0])], n
     with pytest.raises(TypeError, match="UInt64"):
         near_duplicates(pl.Series(["f" * 32]))
+    # The {hash, error} struct of the polars phash expression is taken, as hamming takes it.
+    import interleaf.polars as ilp
+
+    struct = pl.DataFrame({"b": [b for _, b in corpus]}, schema={"b": pl.Binary}).select(ilp.phash("b")).to_series()
+    assert near_duplicates(struct, radius=6)["representative"].tolist() == reps.tolist()
     for bad in (-1, 64, True):
         with pytest.raises(ValueError, match="radius"):
             near_duplicates(hashes, radius=bad)

@@ -70,6 +70,8 @@ def _hash_column(hashes: pl.Series | np.ndarray | Sequence[int | None], radius: 
         col = hashes if isinstance(hashes, pl.Series) else pl.Series("hash", hashes, dtype=pl.UInt64)
     except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError) as e:
         raise TypeError(f"hashes must be unsigned 64-bit integers (or None): {e}") from None
+    if isinstance(col.dtype, pl.Struct) and "hash" in [f.name for f in col.dtype.fields]:
+        col = col.struct.field("hash")  # interleaf.polars.phash's {hash, error}, as hamming takes it
     if col.dtype != pl.UInt64:
         raise TypeError(f"hashes must be UInt64, not {col.dtype}")
     return col
@@ -98,8 +100,9 @@ def near_duplicates(hashes: pl.Series | np.ndarray | Sequence[int | None], radiu
     (memory latency) instead of in proportion to it.
 
     Args:
-        hashes: UInt64 hashes (the ``hash`` column of :func:`phash`, a uint64 array, or ints);
-            nulls join nothing.
+        hashes: UInt64 hashes (the ``hash`` column of :func:`phash`, the ``{hash, error}``
+            struct of :func:`interleaf.polars.phash`, a uint64 array, or ints); nulls join
+            nothing.
         backend: ``"mih"`` (interleaf's multi-index hashing in Rust) or ``"faiss"`` (FAISS's
             ``IndexBinaryMultiHash`` with ``radius + 1`` exact-match sub-hashes and a range
             search: the same pairs, by the pigeonhole argument both rest on).
