@@ -525,6 +525,9 @@ def test_preprocess_config_is_checked_once_in_rust_with_clear_errors():
         (dict(std=(0.0, 1.0, 1.0)), "std"),
         (dict(mean=None), "mean and std go together"),
         (dict(rescale="multiply", rescale_factor=-1.0), "rescale_factor"),
+        (dict(size=(-1, 3), mode="squash", crop=None), "size must be in \\[1, 4096\\], got \\(-1, 3\\)"),
+        (dict(shortest_edge=-5), "shortest_edge must be in \\[1, 4096\\]"),
+        (dict(fill=300), "fill must be in \\[0, 255\\]"),
     ]
     for kwargs, match in cases:
         with pytest.raises(ValueError, match=match):

@@ -89,6 +89,18 @@ class PreprocessConfig(_native.PreprocessConfig):
     Sides are 1-4096 pixels; ``output_shape`` is the (height, width) of every output image.
     """
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> PreprocessConfig:
+        try:
+            return super().__new__(cls, *args, **kwargs)
+        except OverflowError:
+            # An int the native type cannot hold (a negative side, fill=300): name it.
+            for name, value in kwargs.items():
+                values = value if isinstance(value, (tuple, list)) else (value,)
+                top = 256 if name == "fill" else 1 << 32
+                if any(isinstance(v, int) and not isinstance(v, bool) and not 0 <= v < top for v in values):
+                    raise ValueError(f"{name} must be in {'[0, 255]' if name == 'fill' else '[1, 4096]'}, got {value!r}") from None
+            raise
+
     @classmethod
     def open_clip(cls, size: int = 224, mode: str = "shortest", mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD, resample: int = 3, fill: int = 0) -> PreprocessConfig:
         """open_clip's ``image_transform`` for inference: bicubic, OpenAI mean/std, torchvision
