@@ -509,6 +509,8 @@ def test_analyze_gives_what_the_separate_calls_give_from_one_decode(sample_dir):
         image.analyze(pl.Series(["a string"]))
     with pytest.raises(ValueError, match="hashes are"):
         image.analyze(items, hashes=["md5"])
+    with pytest.raises(ValueError, match="out receives CLIP pixels"):
+        image.analyze(items, out=np.zeros((len(items), 3, 224, 224), np.float32))
 
 
 def test_preprocess_config_is_checked_once_in_rust_with_clear_errors():

@@ -337,6 +337,8 @@ def analyze(
             raise ValueError(f"out has dtype {out.dtype}, expected {dtype}")
         else:
             arr = out
+    elif out is not None:
+        raise ValueError("out receives CLIP pixels: ask for them with pixels= (a config, or True), or leave out unset")
     table = _native.analyze_images(
         col,
         out=arr,
