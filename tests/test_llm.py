@@ -173,6 +173,8 @@ def _batch_in_a_child(srv, cache, prompts, answered: int, sig: int, **popen) -> 
     imports) with ``cache``, sent ``sig`` once ``answered`` answers are cached."""
     script = textwrap.dedent(
         f"""
+        import signal
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal, whoever started the tests
         from interleaf.llm import Client
         c = Client({srv.url!r}, "scripted", concurrency=2, cache={str(cache)!r})
         c.chat({prompts!r})

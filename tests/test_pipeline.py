@@ -738,7 +738,8 @@ def test_ctrl_c_stops_the_workers_shards_at_once():
     """Ctrl-C reaches the run, not the workers (no traceback from each); the run stops them at
     once instead of waiting for the shards they are on."""
     script = (
-        "import time\n"
+        "import signal, time\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal, whoever started the tests\n"
         "from interleaf.pipeline import _Pool, _StageLog, _run_jobs\n"
         "pool = _Pool(2)\n"
         "pool.get().submit(time.sleep, 0).result()\n"
