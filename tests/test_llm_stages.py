@@ -633,3 +633,16 @@ def test_stage_inputs_of_the_wrong_shape_are_refused_before_any_request(scripted
     assert rc == 0
     df = pl.read_parquet(tmp_path / "r.parquet")
     assert df["error"].to_list() == [None, None] and df["question_rounds"].to_list() == [0, 0] and len(scripted.requests) == 2
+
+
+def test_a_table_whose_columns_are_named_otherwise_is_refused_not_scored(scripted):
+    # A table with `response` for `answer` was judged as if every answer were missing: all
+    # zeros, no error, exit 0; compare with answer_a/answer_b judged "None" against "None".
+    from interleaf import instruct, judge
+
+    with scripted_client(scripted) as client:
+        with pytest.raises(ValueError, match="synjudge: the table needs one of answer, image; it has image_path, question, response"):
+            judge.synjudge(pl.DataFrame({"question": ["q"], "response": ["r"], "image_path": ["x"]}), client)
+        with pytest.raises(ValueError, match="compare: the items need a; they have answer_a, answer_b, instruction"):
+            instruct.compare([{"instruction": "i", "answer_a": "x", "answer_b": "y"}], client)
+    assert scripted.requests == []

@@ -80,7 +80,7 @@ def _pairs(data: Any) -> list[dict[str, Any]]:
             error = d["error"] or (f"image: {node['error']}" if node is not None and node["error"] else None)
             out.append({"doc_id": d["doc_id"], "caption": text, "image": node["image"] if node else None, "_error": error})
         return out
-    recs = as_records(data, ("caption", "text", "image"), "aitqe")
+    recs = as_records(data, ("caption", "text", "image"), "aitqe", required=(("caption", "text"), ("image",)))
     return [{"caption": r["caption"] if r["caption"] is not None else r["text"], "image": r["image"], "_error": r.get("error")} | ({"doc_id": r["doc_id"]} if "doc_id" in r else {}) for r in recs]
 
 

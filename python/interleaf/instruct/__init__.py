@@ -206,7 +206,7 @@ def answer(pairs: Any, client: Client, *, examples: Sequence[dict[str, str]] = (
     ``caption`` (never the image), with optional in-context ``examples`` (``{"caption",
     "instruction", "answer"}`` dicts, sent as earlier turns). ``pairs``: dicts or a DataFrame with
     ``caption`` and ``instruction``. Returns ``caption``, ``instruction``, ``answer``, ``error``."""
-    recs = as_records(pairs, ("caption", "instruction"), "answer")
+    recs = as_records(pairs, ("caption", "instruction"), "answer", required=(("instruction",),))
     system = "You are a visual assistant. You cannot see the image; you are given its detailed description. Answer the user's instruction as if you saw the image, using only what the description supports."
     shots: list[dict[str, Any]] = []
     for ex in examples:
@@ -249,7 +249,7 @@ def compare(items: Any, client: Client, *, progress: bool = False) -> pl.DataFra
     ``"a"`` or ``"b"`` when both verdicts name the same answer, else ``"tie"`` (also when both say
     neither). Returns ``verdict_ab`` / ``verdict_ba`` (as seen from the original order: ``a``,
     ``b`` or ``neither``), ``winner`` and ``error``."""
-    recs = as_records(items, ("instruction", "a", "b", "caption"), "compare")
+    recs = as_records(items, ("instruction", "a", "b", "caption"), "compare", required=(("instruction",), ("a",), ("b",)))
 
     def request(r: dict[str, Any], first: str, second: str) -> dict[str, Any]:
         ctx = f"Image description: {r['caption']}\n\n" if r.get("caption") else ""

@@ -53,7 +53,7 @@ def _synjudge_samples(samples: Any) -> list[dict[str, Any]]:
             out.append({"doc_id": d["doc_id"], "question": nodes[q]["text"] if q is not None else None, "answer": answer, "image": node["image"] if node else None, "_error": error})
         return out
     # A table's own ``error`` column (e.g. an image file that could not be read) is kept.
-    return [r | {"_error": r.get("error")} for r in as_records(samples, ("question", "answer", "image"), "synjudge")]
+    return [r | {"_error": r.get("error")} for r in as_records(samples, ("question", "answer", "image"), "synjudge", required=(("answer", "image"),))]
 
 
 def synjudge(samples: Any, client: Client, *, output: str = "json", max_edge: int = 512, progress: bool = False) -> pl.DataFrame:
@@ -250,7 +250,7 @@ def comm(documents_: Any, client: Client, *, images: bool = True, max_images: in
 
 def _comm_docs(data: Any) -> list[dict[str, Any]]:
     out = []
-    for i, r in enumerate(as_records(data, ("title", "steps"), "comm")):
+    for i, r in enumerate(as_records(data, ("title", "steps"), "comm", required=(("steps",),))):
         nodes = []
         for k, step in enumerate(r["steps"] or []):
             for item in step:

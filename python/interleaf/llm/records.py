@@ -93,15 +93,17 @@ def steps(doc: dict[str, Any]) -> list[list[dict[str, Any]]]:
     return out
 
 
-def as_records(data: Any, columns: Sequence[str], what: str) -> list[dict[str, Any]]:
+def as_records(data: Any, columns: Sequence[str], what: str, required: Sequence[Sequence[str]] = ()) -> list[dict[str, Any]]:
     """A list of dicts (each with ``columns``, missing keys as None) from a list of dicts or a
-    DataFrame holding at least one of ``columns``."""
+    DataFrame holding at least one of ``columns``, and of each group in ``required`` (a table
+    whose answer column is named otherwise would be judged as if every answer were missing)."""
     if is_node_batch(data):
         raise ValueError(f"{what}: takes a table or a list of dicts with the columns {', '.join(columns)}, not documents (a node batch: {', '.join(data.columns[:6])}, ...)")
     if isinstance(data, pl.DataFrame):
         present = [c for c in columns if c in data.columns]
         if not present:
             raise ValueError(f"{what}: the table needs some of the columns {', '.join(columns)}; it has {', '.join(data.columns)}")
+        _check_required(what, "the table", set(data.columns), required)
         rows = data.to_dicts()
         return [{c: r.get(c) for c in columns} | {k: v for k, v in r.items() if k not in columns} for r in rows]
     if isinstance(data, dict) or isinstance(data, str | bytes) or not isinstance(data, Iterable):
@@ -115,7 +117,17 @@ def as_records(data: Any, columns: Sequence[str], what: str) -> list[dict[str, A
     if items and not any(c in r for r in items for c in columns):
         keys = sorted({str(k) for r in items for k in r})
         raise ValueError(f"{what}: the items need some of the keys {', '.join(columns)}; they have {', '.join(keys[:10])}")
+    if items:
+        _check_required(what, "the items", {str(k) for r in items for k in r}, required)
     return out
+
+
+def _check_required(what: str, holder: str, have: set[str], required: Sequence[Sequence[str]]) -> None:
+    for group in required:
+        if not any(c in have for c in group):
+            need = group[0] if len(group) == 1 else "one of " + ", ".join(group)
+            verb, has = ("needs", "it has") if holder == "the table" else ("need", "they have")
+            raise ValueError(f"{what}: {holder} {verb} {need}; {has} {', '.join(sorted(have)[:12])} (rename the column)")
 
 
 def first_text(nodes: Sequence[dict[str, Any]], roles: Sequence[str] = ()) -> int | None:

@@ -238,7 +238,7 @@ def cascade(samples: Any, client: Client, *, k: int = 3, images: Client | None =
     ``question``, ``answer``, ``caption`` and ``image``, the original texts (``*_initial``),
     rounds per field, ``image_step`` (``done``, or why it was skipped: no images client, no
     image) and ``error`` (the first step that failed; its field keeps its last good value)."""
-    recs = as_records(samples, ("question", "answer", "caption", "image"), "seir cascade")
+    recs = as_records(samples, ("question", "answer", "caption", "image"), "seir cascade", required=(("question", "answer", "caption"),))
     out = [{f"{f}_initial": r[f] for f in ("question", "answer", "caption")} | {f: r[f] for f in ("question", "answer", "caption", "image")} | {"error": None} for r in recs]
     q = seir(
         [r["question"] for r in recs],
