@@ -456,6 +456,14 @@ def test_cli_llm_commands(llama_server, scripted, sample_dir, tmp_path, sample_i
     r = subprocess.run([sys.executable, "-m", "interleaf.cli", "judge", "synjudge", str(table), "--limit", "1", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--max-retries", "0", "--out", str(tmp_path / "down.parquet"), "--quiet"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "error: every row failed (1); the first: " in r.stderr, r.stderr
     assert json.loads(r.stdout)["errors"] == 1 and pl.read_parquet(tmp_path / "down.parquet").height == 1
+    # The same failure over an earlier good output leaves it as it was (the answers it holds
+    # were paid for); an output path that cannot be written is refused before any request.
+    good = out2.read_bytes()
+    r = subprocess.run([sys.executable, "-m", "interleaf.cli", "judge", "synjudge", str(table), "--limit", "1", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--max-retries", "0", "--out", str(out2), "--quiet"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and f"{out2} is left as it was" in r.stderr and out2.read_bytes() == good
+    scripted.reset()
+    r = subprocess.run([sys.executable, "-m", "interleaf.cli", "judge", "synjudge", str(table), "--base-url", scripted.url, "--model", "m", "--out", str(tmp_path), "--quiet"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "is a folder: give the output file's path" in r.stderr and scripted.requests == []
 
 
 # -- the LLM judge as a recipe signal -------------------------------------------------------------

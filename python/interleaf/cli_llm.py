@@ -134,19 +134,37 @@ def _inputs(args: argparse.Namespace, columns: Sequence[str]) -> Iterator[Any]:
 
 def _run(args: argparse.Namespace, columns: Sequence[str], stage: Callable[[Any, Client], pl.DataFrame], summarise: Callable[[pl.DataFrame], dict[str, Any]] | None = None) -> int:
     t0 = time.perf_counter()
+    out = Path(args.out)
+    _check_out_file(out)  # before any request is paid for
     with client_from_args(args) as client:
         parts = [stage(x, client) for x in _inputs(args, columns)]
         parts = [p for p in parts if p.height or len(parts) == 1]
         table = pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
-        out = Path(args.out)
-        with atomic_output(out) as tmp:
-            table.write_parquet(tmp)
+        failed = "error" in table.columns and table.height and table["error"].null_count() == 0
+        if failed and out.exists():
+            # Every row failed (an endpoint down): the earlier output is worth more than this.
+            print(f"interleaf {args.command}: every row failed: {out} is left as it was", file=sys.stderr)
+        else:
+            with atomic_output(out) as tmp:
+                table.write_parquet(tmp)
         summary: dict[str, Any] = {"out": str(out), "rows": table.height, "errors": int(table["error"].is_not_null().sum()) if "error" in table.columns else 0}
         if summarise is not None and table.height:
             summary |= summarise(table)
         summary |= {"requests": client.stats.as_dict(), "seconds": round(time.perf_counter() - t0, 3)}
     print(json.dumps(summary, indent=2))
     return _report_errors(args, table)
+
+
+def _check_out_file(out: Path) -> None:
+    """Refuses an output path that cannot take the parquet file (a folder, a file inside a
+    file) before the requests, not after them."""
+    if out.is_dir():
+        raise IsADirectoryError(f"--out {out} is a folder: give the output file's path (e.g. {out / 'out.parquet'})")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotADirectoryError(f"--out {out}: {parent} is a file, not a folder")
 
 
 def _report_errors(args: argparse.Namespace, table: pl.DataFrame) -> int:
