@@ -41,6 +41,7 @@ class Fault:
     drop: bool = False
     delay: float = 0.0
     body: str | None = None
+    content_type: str = "application/json"
     content: str | None = None
     trickle: float = 0.0
     stream_bytes: int = 0
@@ -151,7 +152,7 @@ class ScriptedServer:
                 headers = {"Retry-After": f"{f.retry_after:g}"} if f.retry_after is not None else None
                 return web.json_response({"error": {"message": f"scripted {f.status}"}}, status=f.status, headers=headers)
             if f is not None and f.body is not None:
-                return web.Response(text=f.body, content_type="application/json")
+                return web.Response(text=f.body, content_type=f.content_type)
             if f is not None and (f.trickle or f.stream_bytes):
                 resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
                 await resp.prepare(request)

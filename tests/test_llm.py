@@ -168,6 +168,36 @@ def test_a_cache_that_cannot_be_written_costs_the_cache_not_the_answers(srv, tmp
     assert err.count("cannot be stored in the cache") == 1 and "disk is full" in err
 
 
+def _completion(message: dict, finish: str = "stop") -> str:
+    return json.dumps({"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", **message}, "finish_reason": finish}], "usage": {"prompt_tokens": 7, "completion_tokens": 5}})
+
+
+def test_answers_in_the_shapes_real_servers_send(srv, tmp_path):
+    """A JSON answer sent as text/plain is read; content parts are joined; an answer with only
+    reasoning (a reasoning model out of max_tokens) or tool calls is an error that says so, is
+    not cached (a rerun asks again) and its tokens are counted."""
+    shapes = {
+        "plain": Fault(body=_completion({"content": "fine"}), content_type="text/plain"),
+        "parts": Fault(body=_completion({"content": [{"type": "text", "text": "one "}, {"type": "text", "text": "two"}]})),
+        "think": Fault(body=_completion({"content": "", "reasoning_content": "Let me think..."}, "length")),
+        "tools": Fault(body=_completion({"content": None, "tool_calls": [{"id": "t", "type": "function", "function": {"name": "f", "arguments": "{}"}}]})),
+    }
+    srv.fault = lambda body, attempt: shapes[user_text(body)]
+    cache = tmp_path / "c.sqlite"
+    with client(srv, cache=cache, max_retries=0) as c:
+        out = dict(zip(shapes, c.chat(list(shapes)), strict=True))
+        assert c.last_stats.prompt_tokens == 28
+    assert out["plain"].text == "fine" and out["parts"].text == "one two"
+    assert out["think"].error == "the server answered without message content: only reasoning (reasoning_content) and no answer (cut off at max_tokens)"
+    assert out["tools"].error == "the server answered without message content: tool calls instead of text"
+    assert len(Cache(cache)) == 2  # the failures are not cached
+    srv.fault = None
+    srv.reset()
+    with client(srv, cache=cache) as c:
+        again = c.chat(["think", "tools"])
+    assert [r.text for r in again] == ["echo think", "echo tools"] and len(srv.requests) == 2
+
+
 def _batch_in_a_child(srv, cache, prompts, answered: int, sig: int, **popen) -> subprocess.Popen:
     """``prompts`` asked of the scripted server by a child process (the interleaf this test
     imports) with ``cache``, sent ``sig`` once ``answered`` answers are cached."""

@@ -3,7 +3,10 @@
 A sqlite file with one row per successful answer, keyed by the SHA-256 of the canonical JSON of
 the model, the messages (images included, as their data URLs) and every sampling parameter. A
 rerun after a crash, or with more data, sends only the requests whose key is not there yet.
-Failed requests are never stored, so a rerun retries them.
+Failed requests (an HTTP or transport error, an answer without text) are never stored, so a
+rerun retries them. An answer with text is stored even when the stage cannot parse it or it was
+cut at ``max_tokens``: asked again with the same parameters a model tends to answer the same;
+change the parameters (``max_tokens``, ``temperature``) to ask anew.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import os
 import random
 import sys
@@ -486,10 +487,23 @@ class Client:
             return False
 
         def parse(r: Any) -> tuple[Any, Any, Any]:
+            if isinstance(r, str):  # a JSON answer sent as text/plain or text/html
+                try:
+                    r = json.loads(r)
+                except ValueError:
+                    pass
             choice = r["choices"][0] if isinstance(r, dict) and r.get("choices") else None
             if not isinstance(choice, dict):
                 raise ValueError(f"no choices in the answer: {str(r)[:200]}")
-            return (choice.get("message") or {}).get("content"), choice.get("finish_reason"), r.get("usage") or {}
+            message = choice.get("message") or {}
+            content = message.get("content")
+            if isinstance(content, list):  # content parts (Mistral's form): their text
+                content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type", "text") == "text") or None
+            if isinstance(content, str) and not content.strip():
+                content = None
+            if content is None:
+                used["why"] = "tool calls instead of text" if message.get("tool_calls") else "only reasoning (reasoning_content) and no answer" if message.get("reasoning_content") or message.get("reasoning") else "no text"
+            return content, choice.get("finish_reason"), r.get("usage") or {}
 
         async with sem:
             got, error, attempts = await self._post("/chat/completions", make_body, parse, stats, step_down)
@@ -497,13 +511,15 @@ class Client:
             stats.failed += 1
             return Response(None, error=error, attempts=attempts)
         text, finish, usage = got
-        if not isinstance(text, str):
-            stats.failed += 1
-            return Response(None, error="the server answered without message content", attempts=attempts, finish_reason=finish)
         pt, ct = usage.get("prompt_tokens"), usage.get("completion_tokens")
         pt, ct = (pt if isinstance(pt, int) else None), (ct if isinstance(ct, int) else None)
-        stats.prompt_tokens += pt or 0
+        stats.prompt_tokens += pt or 0  # billed, answer or not
         stats.completion_tokens += ct or 0
+        if not isinstance(text, str):
+            # Not cached: a rerun (more max_tokens, another model) asks again.
+            stats.failed += 1
+            cut = " (cut off at max_tokens)" if finish == "length" else ""
+            return Response(None, error=f"the server answered without message content: {used.get('why', 'no text')}{cut}", attempts=attempts, finish_reason=finish, prompt_tokens=pt, completion_tokens=ct)
         self._remember(p.key, text, finish, pt, ct)
         return Response(text, attempts=attempts, finish_reason=finish, prompt_tokens=pt, completion_tokens=ct)
 
