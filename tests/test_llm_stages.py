@@ -512,10 +512,16 @@ def test_pipeline_llm_judge_signal(scripted, sample_dir, tmp_path):
     assert "HTTP 500" in s["signal_errors"]["judge"]["example"]
     run_json = json.loads((out / ".interleaf" / "run.json").read_text())
     assert run_json["llm"]["base_url"] == scripted.url and "api_key" not in run_json["llm"]
-    # A rerun is fresh: no request at all; the filter can be re-applied without the endpoint.
+    # A rerun asks again only for the document the endpoint failed on (the others come from
+    # the cache) and fills it in once the endpoint answers; then a rerun sends nothing.
     scripted.reset()
+    scripted.fault = None
     s2 = run(str(recipe), [str(sample_dir / "comm.jsonl")], out, llm=llm, progress=False)
-    assert scripted.requests == [] and s2["documents"] == s["documents"]
+    assert [re.search(r"Title: (.*)", user_text(b)).group(1) for b in scripted.requests] == [t for t in titles.values() if t.startswith("Examining a cat")]
+    assert s2["signal_errors"] == {} and s2["documents"] == s["documents"] and s2["llm"]["cached"] == len(titles) - 1
+    scripted.reset()
+    s3 = run(str(recipe), [str(sample_dir / "comm.jsonl")], out, llm=llm, progress=False)
+    assert scripted.requests == [] and s3["documents"] == s["documents"]
     with pytest.raises(ValueError, match="not in the run's arguments"):
         run(str(recipe), [str(sample_dir / "comm.jsonl")], tmp_path / "o2", llm={**llm, "api_key": "sk-x"}, progress=False)
 

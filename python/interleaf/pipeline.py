@@ -588,7 +588,9 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
         todo[step.name] = ("score", out / "attributes" / step.name / f"{shard.name}.parquet", digest({**base_key, "dedup": step.model_dump(mode="json")}))
     for step in p.dataset_steps:
         todo["sig:" + step.name] = ("score", out / "signatures" / step.name / f"{shard.name}.parquet", digest({**base_key, "dedup": step.model_dump(mode="json")}))
-    stale = {k: v for k, v in todo.items() if not marks.fresh(f"score/{k.replace(':', '_')}", shard.name, v[2], v[1])}
+    # An LLM signal with documents the endpoint failed on is scored again (their answers
+    # received before come from the cache): a rerun after an outage fills them in.
+    stale = {k: v for k, v in todo.items() if not marks.fresh(f"score/{k.replace(':', '_')}", shard.name, v[2], v[1]) or marks.info(f"score/{k.replace(':', '_')}", shard.name).get("llm_failed")}
     t0 = time.perf_counter()
     if not stale:
         return {"shard": shard.name, "skipped": True, "seconds": 0.0, "documents": None, "failures": []}
@@ -653,7 +655,10 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
             step = next(s for s in p.document_steps if s.name == k)
             table = _document_phash(empty, step)
         write_parquet(table, path)
-        marks.done(f"score/{k.replace(':', '_')}", shard.name, key)
+        unjudged = 0
+        if k in p.signals and SIGNAL_MODELS[p.signals[k].type] == "llm" and table.height and f"{k}_error" in table.columns:
+            unjudged = int((table.get_column(f"{k}_error").struct.field("kind") == "llm_failed").sum())
+        marks.done(f"score/{k.replace(':', '_')}", shard.name, key, **({"llm_failed": unjudged} if unjudged else {}))
     res = {"shard": shard.name, "skipped": False, "seconds": time.perf_counter() - t0, "documents": docs, "bytes": file_stat(shard.path)[0], "failures": failures}
     if llm_stats is not None:
         res["llm"] = llm_stats
