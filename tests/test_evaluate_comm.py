@@ -430,6 +430,13 @@ def test_eval_cli_end_to_end(tmp_path, comm_docs, sample_images, scripted, capsy
     ms = json.loads((rs / "metrics.json").read_text())
     assert ms["synjudge"]["scored"] == 12 and ms["synjudge"]["tcc"]["mean"] == 4.0 and ms["synjudge"]["overall"] == pytest.approx(3.5)
     assert "<IMAGE>" not in json.dumps(scripted.requests[0]["messages"][1]["content"][0])
+    # An endpoint that answers nothing: the metrics are written, and the exit code says so.
+    capsys.readouterr()
+    down = ["--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--max-retries", "0", "--quiet"]
+    assert main(["eval", "synjudge", str(tasks), "--task", "task2", "--out", str(tmp_path / "rs-down"), *down]) == 1
+    assert "the judge failed on every sample (6)" in capsys.readouterr().err and (tmp_path / "rs-down" / "metrics.json").exists()
+    assert main(["eval", "comm", str(tasks), "--task", "task2", "--out", str(tmp_path / "rc-down"), "--judge", "--attempts", "1", *down]) == 1
+    assert "the judge failed on every sample" in capsys.readouterr().err
 
     if not find_chromium():
         pytest.skip("Chromium is not installed: everything above passed; the report page was not opened")

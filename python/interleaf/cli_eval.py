@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -57,6 +58,15 @@ def _some_to_evaluate(samples: list[dict[str, Any]], what: str, folder: str) -> 
     if all(s["error"] for s in samples):
         why, count = Counter(s["error"] for s in samples).most_common(1)[0]
         raise ValueError(f"none of the {len(samples)} {what} sample folders in {folder} can be evaluated ({count} of them: {why}); the model's runner writes results.json and predict_* images beside each task.json")
+
+
+def _every_row_failed(args: argparse.Namespace, scores: pl.DataFrame) -> int:
+    """1 (the exit code) when the judge failed on every sample (an endpoint down, a wrong URL),
+    with the first reason on stderr; else 0. The metrics are written either way."""
+    if not scores.height or "error" not in scores.columns or scores["error"].null_count():
+        return 0
+    print(f"interleaf eval {args.eval}: error: the judge failed on every sample ({scores.height:,}); the first: {scores['error'].drop_nulls()[0]}", file=sys.stderr)
+    return 1
 
 
 def _has_endpoint(args: argparse.Namespace) -> bool:
@@ -137,6 +147,7 @@ def cmd_comm(args: argparse.Namespace) -> int:
         with client_from_args(args) as client:
             scores = ej.judge(samples, client, args.task, prompts_folder=args.prompts, temperature=args.judge_temperature, attempts=args.attempts, max_edge=args.max_edge, task2_hide_images=args.task2_hide_images, progress=not args.quiet)
             metrics["judge"] = ej.aggregate(scores) | {"prompts": str(args.prompts) if args.prompts else "interleaf's", "requests": client.stats.as_dict()}
+        failed = _every_row_failed(args, scores)
         judged = scores.drop("data_id", "error").rename({"answers": "judge_answers"}).with_columns(scores["error"].alias("judge_error"))
         per = per.join(judged, on="sample", how="left")
     by = "cider" if args.task == "task1" else "clip_i" if clip is not None else "ssim"
@@ -157,7 +168,7 @@ def cmd_comm(args: argparse.Namespace) -> int:
         ref_images = s["input_images"] if args.task == "task1" else s["gt_images"]
         ref_text = s["model_input"] if args.task == "task2" else target
         cards.append({"name": s["sample"], "value": per[worst_by][i], "generated": {"texts": [s["model_output"]], "images": s["pred_images"]}, "reference": {"texts": [ref_text], "images": ref_images}})
-    return _finish(args, t0, f"CoMM {args.task}: {Path(args.predictions).name}", metrics, per, cards, worst_by)
+    return _finish(args, t0, f"CoMM {args.task}: {Path(args.predictions).name}", metrics, per, cards, worst_by) or (failed if args.judge else 0)
 
 
 def cmd_clip_i(args: argparse.Namespace) -> int:
@@ -193,6 +204,7 @@ def cmd_synjudge(args: argparse.Namespace) -> int:
     with client_from_args(args) as client:
         scores = judge.synjudge(samples, client, output=args.output, max_edge=args.max_edge, progress=not args.quiet)
         agg = judge.aggregate(scores) | {"requests": client.stats.as_dict()}
+    failed = _every_row_failed(args, scores)
     dims = list(judge.SYNJUDGE_DIMENSIONS)
     per = scores.rename({"doc_id": "sample"}).with_columns(pl.mean_horizontal([pl.col(d).cast(pl.Float64) for d in dims]).alias("overall"))
     per = per.with_columns(pl.when(pl.all_horizontal(pl.col(d).is_not_null() for d in dims)).then(pl.col("overall")).alias("overall"))
@@ -200,7 +212,7 @@ def cmd_synjudge(args: argparse.Namespace) -> int:
     for i in worst_rows(per, "overall", WORST):
         s = samples[i]
         cards.append({"name": s["doc_id"], "value": per["overall"][i], "generated": {"texts": [s["answer"]], "images": [s["image"]]}, "reference": {"texts": [s["question"]], "images": []}})
-    return _finish(args, t0, f"SynJudge: {Path(args.predictions).name}", {"synjudge": agg}, per, cards, "overall")
+    return _finish(args, t0, f"SynJudge: {Path(args.predictions).name}", {"synjudge": agg}, per, cards, "overall") or failed
 
 
 def add_parsers(sub: Any) -> None:

@@ -313,7 +313,7 @@ def cmd_instruct(args: argparse.Namespace) -> int:
             "seconds": round(time.perf_counter() - t0, 3),
         }
     print(json.dumps(summary, indent=2))
-    return 0
+    return _report_errors(args, samples)
 
 
 def add_parsers(sub: Any) -> None:
