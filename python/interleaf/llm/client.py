@@ -499,10 +499,13 @@ class Client:
             content = message.get("content")
             if isinstance(content, list):  # content parts (Mistral's form): their text
                 content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type", "text") == "text") or None
-            if isinstance(content, str) and not content.strip():
+            reasoning = message.get("reasoning_content") or message.get("reasoning")
+            blank = content is None or (isinstance(content, str) and not content.strip())
+            if blank and (message.get("tool_calls") or reasoning or choice.get("finish_reason") == "length"):
+                # No answer where one was cut short or went elsewhere (an empty answer the
+                # model chose to give is an answer).
                 content = None
-            if content is None:
-                used["why"] = "tool calls instead of text" if message.get("tool_calls") else "only reasoning (reasoning_content) and no answer" if message.get("reasoning_content") or message.get("reasoning") else "no text"
+                used["why"] = "tool calls instead of text" if message.get("tool_calls") else "only reasoning (reasoning_content) and no answer" if reasoning else "no text"
             return content, choice.get("finish_reason"), r.get("usage") or {}
 
         async with sem:
