@@ -437,6 +437,18 @@ def test_eval_cli_end_to_end(tmp_path, comm_docs, sample_images, scripted, capsy
     assert "the judge failed on every sample (6)" in capsys.readouterr().err and (tmp_path / "rs-down" / "metrics.json").exists()
     assert main(["eval", "comm", str(tasks), "--task", "task2", "--out", str(tmp_path / "rc-down"), "--judge", "--attempts", "1", *down]) == 1
     assert "the judge failed on every sample" in capsys.readouterr().err
+    # A refused request (401) is not asked again per attempt: CoMM's attempts are for answers
+    # that cannot be parsed.
+    from llm_server import Fault
+
+    sent = []
+    for attempts in ("1", "3"):
+        scripted.reset()
+        scripted.fault = lambda body, attempt: Fault(status=401)
+        assert main(["eval", "comm", str(tasks), "--task", "task2", "--out", str(tmp_path / f"rc-401-{attempts}"), "--judge", "--attempts", attempts, "--base-url", scripted.url, "--model", "m", "--quiet"]) == 1
+        sent.append(len(scripted.requests))
+    scripted.fault = None
+    assert sent[0] == sent[1] > 0
 
     if not find_chromium():
         pytest.skip("Chromium is not installed: everything above passed; the report page was not opened")

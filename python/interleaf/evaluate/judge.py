@@ -267,6 +267,7 @@ class _Sample:
         self.scores: dict[str, float] | None = None
         self.answers: dict[str, Any] = {}
         self.error: str | None = s["error"]
+        self.unanswered = False  # a request failed (the client already retried it)
         self.stage = 0
         self.first = 0
         if self.error is not None:
@@ -392,7 +393,7 @@ def judge(
                 resps = by[id(st)]
                 bad = next((r for r in resps if not r.ok), None)
                 if bad is not None:
-                    st.error = bad.error
+                    st.error, st.unanswered = bad.error, True
                     continue
                 try:
                     more = st.take([_json_object(r.text) for r in resps])
@@ -401,7 +402,9 @@ def judge(
                     continue
                 if more:
                     live.append(st)
-        pending = [st for st in pending if st.scores is None]
+        # Asked again (a new seed) only for answers that could not be used: a request the
+        # client gave up on (a dead endpoint, a 401) is not sent ``attempts`` times more.
+        pending = [st for st in pending if st.scores is None and not st.unanswered]
         if not pending:
             break
     keys = SCORE_KEYS[task]
