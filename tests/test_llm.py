@@ -340,6 +340,11 @@ PARSE_TABLE = [
     ('```\n{"score": 7,}\n```', {"score": 7}),
     ('The answer is {"score": 7, "aspects": {"a": 1,},} thanks', {"score": 7, "aspects": {"a": 1}}),
     ('{"caption": "line one\nline two"}', {"caption": "line one\nline two"}),
+    # A reasoning model's thoughts (with an object in them) before the answer.
+    ('<think>Maybe {"score": 1}? No.</think>\n{"score": 7}', {"score": 7}),
+    # An example before the answer, braces in prose after it: the last whole object.
+    ('For example {"score": 0}. My answer: {"score": 7}', {"score": 7}),
+    ('{"score": 7} (format: {score})', {"score": 7}),
 ]
 
 
@@ -348,7 +353,7 @@ def test_parse_json_table(text, expected):
     assert parse_json(text) == (expected, None)
 
 
-@pytest.mark.parametrize(("text", "message"), [(None, "no answer"), ("   ", "empty answer"), ("I cannot rate this image.", "no JSON object"), ('{"score": 7', "no JSON object"), ("{score: seven}", "invalid JSON object")])
+@pytest.mark.parametrize(("text", "message"), [(None, "no answer"), ("   ", "empty answer"), ("I cannot rate this image.", "no JSON object"), ('{"score": 7', "no JSON object"), ("{score: seven}", "invalid JSON object"), ("<think>I need more tokens to", "only reasoning (<think>)")])
 def test_parse_json_failures_say_why(text, message):
     value, err = parse_json(text)
     assert value is None and message in err

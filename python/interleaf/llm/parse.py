@@ -35,13 +35,15 @@ def _loads_object(s: str) -> dict[str, Any] | None:
 
 
 def parse_json(text: str | None) -> tuple[dict[str, Any] | None, str | None]:
-    """The JSON object in a model's answer: the whole answer, else each fenced block, else the
-    span from the first ``{`` to the last ``}``; trailing commas are forgiven."""
+    """The JSON object in a model's answer, a reasoning model's ``<think>...</think>`` left
+    out: the whole answer, else each fenced block, else the span from the first ``{`` to the
+    last ``}``, else the last whole object in the text (an example before the answer, braces
+    in prose after it); trailing commas are forgiven."""
     if text is None:
         return None, "no answer"
-    s = text.strip()
+    s = _THINK.sub("", text).strip()
     if not s:
-        return None, "empty answer"
+        return None, "empty answer" if not text.strip() else "only reasoning (<think>) in the answer"
     v = _loads_object(s)
     if v is not None:
         return v, None
@@ -51,11 +53,32 @@ def parse_json(text: str | None) -> tuple[dict[str, Any] | None, str | None]:
             return v, None
     a, b = s.find("{"), s.rfind("}")
     if a != -1 and b > a:
-        v = _loads_object(s[a : b + 1])
+        v = _loads_object(s[a : b + 1]) or _last_object(s)
         if v is not None:
             return v, None
         return None, f"invalid JSON object in answer: {_snippet(s[a : b + 1])}"
     return None, f"no JSON object in answer: {_snippet(s)}"
+
+
+#: A reasoning model's thoughts (closed, or cut off with no answer after them).
+_THINK = re.compile(r"<think>.*?(?:</think>|$)", re.S)
+
+
+def _last_object(s: str) -> dict[str, Any] | None:
+    """The last JSON object that decodes where it starts in ``s`` (objects nested in it
+    skipped)."""
+    decoder = json.JSONDecoder(strict=False)
+    found, i = None, s.find("{")
+    while i != -1:
+        try:
+            v, end = decoder.raw_decode(s, i)
+        except (ValueError, RecursionError):
+            i = s.find("{", i + 1)
+            continue
+        if isinstance(v, dict):
+            found = v
+        i = s.find("{", end)
+    return found
 
 
 def _as_int(v: Any) -> int | None:
