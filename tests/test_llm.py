@@ -429,3 +429,16 @@ def test_images_endpoint_retries_and_cache(srv, tmp_path):
     with client(srv, cache=cache) as c:
         again = c.images(["a red square", "flaky"], size="256x256")
     assert srv.requests == [] and [r.image for r in again] == [out[0].image, out[1].image] and all(r.cached for r in again)
+
+
+def test_a_base_url_without_its_api_path_is_named_in_the_error(srv):
+    root = srv.url.rsplit("/v1", 1)[0]
+    assert root != srv.url
+    with Client(root, "scripted", max_retries=0) as c:
+        (r,) = c.chat(["hello"])
+    assert r.error.startswith("HTTP 404") and f"POST {root}/chat/completions: is base_url the API root" in r.error
+    srv.fault = lambda body, attempt: Fault(status=501)
+    with client(srv, max_retries=3) as c:
+        (r,) = c.chat(["hello"])
+        assert c.last_stats.sent == 1  # 501 Not Implemented is not retried
+    assert r.error.startswith("HTTP 501")

@@ -434,17 +434,20 @@ class Client:
                 status = e.status_code
                 message = _status_message(e)
                 last = f"HTTP {status}: {message}"
+                if status in (404, 405) and "model" not in message.lower():
+                    # Not a missing model: most often a base_url without its API path.
+                    last += f" (POST {self.base_url.rstrip('/')}{path}: is base_url the API root, e.g. http://host:8000/v1?)"
                 if step_down is not None and step_down(status, message):
                     attempts -= 1
                     continue
-                if status in (408, 409, 429) or status >= 500:
+                if status in (408, 409, 429) or (status >= 500 and status not in (501, 505)):
                     delay = _retry_after(e.response.headers)
                 else:
                     return None, last, attempts
             except (openai.APIResponseValidationError, ValueError, KeyError, TypeError, AttributeError) as e:
                 last = f"unreadable response: {type(e).__name__}: {e}"
             if attempts > self.max_retries:
-                return None, f"{last} (after {attempts} attempts)", attempts
+                return None, f"{last} (after {attempts} attempt{'s' if attempts != 1 else ''})", attempts
             stats.retried += 1
             if delay is None:
                 delay = self.backoff * (2 ** (attempts - 1)) * self._rng.uniform(0.5, 1.0)
