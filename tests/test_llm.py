@@ -442,3 +442,12 @@ def test_a_base_url_without_its_api_path_is_named_in_the_error(srv):
         (r,) = c.chat(["hello"])
         assert c.last_stats.sent == 1  # 501 Not Implemented is not retried
     assert r.error.startswith("HTTP 501")
+
+
+def test_a_batch_to_an_endpoint_that_cannot_be_reached_stops_early():
+    """Nothing listens on the port: after the first 16 requests fail to connect (each after its
+    retries) the other 184 are not sent, and say why."""
+    with Client("http://127.0.0.1:9/v1", "m", concurrency=2, max_retries=1, backoff=0.01) as c:
+        out = c.chat([f"p{i}" for i in range(200)])
+        assert c.last_stats.failed == 200 and c.last_stats.sent <= 2 * (16 + 2)
+    assert sum(r.error.startswith("not sent: the endpoint failed the first 16 requests (connection failed") for r in out) >= 200 - 18

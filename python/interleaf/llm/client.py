@@ -110,6 +110,26 @@ class ImageResponse:
         return self.error is None
 
 
+class _Breaker:
+    """Stops a batch whose endpoint cannot be reached: once ``limit`` requests in a row have
+    failed to connect or timed out, each after its retries, and none was ever answered, the
+    rest are not sent (a dead endpoint reports in a minute, not after hours of retries)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.failures = 0
+        self.answered = False
+        self.reason: str | None = None
+
+    def record(self, error: str | None) -> None:
+        if error is None:
+            self.answered, self.failures = True, 0
+        elif not self.answered and error.startswith(("connection failed", "timed out")):
+            self.failures += 1
+            if self.failures >= self.limit and self.reason is None:
+                self.reason = f"not sent: the endpoint failed the first {self.limit} requests ({error})"
+
+
 def _wait(fut: Any) -> Any:
     """The result of a call running on the client's loop, waited for in short steps so Ctrl-C
     reaches this thread at once and cancels the call: requests in flight are abandoned, answers
@@ -466,7 +486,7 @@ class Client:
                 self._cache_warned = True
                 print(f"interleaf llm: warning: answers cannot be stored in the cache ({type(e).__name__}: {e}); they are still returned, but a rerun will ask again", file=sys.stderr)
 
-    async def _one(self, p: _Prepared, sem: asyncio.Semaphore, stats: Stats) -> Response:
+    async def _one(self, p: _Prepared, sem: asyncio.Semaphore, stats: Stats, breaker: _Breaker | None = None) -> Response:
         used: dict[str, Any] = {}
 
         def make_body() -> dict[str, Any]:
@@ -512,7 +532,12 @@ class Client:
             return content, choice.get("finish_reason"), r.get("usage") or {}
 
         async with sem:
+            if breaker is not None and breaker.reason is not None:
+                stats.failed += 1
+                return Response(None, error=breaker.reason)
             got, error, attempts = await self._post("/chat/completions", make_body, parse, stats, step_down)
+            if breaker is not None:
+                breaker.record(error)
         if error is not None:
             stats.failed += 1
             return Response(None, error=error, attempts=attempts)
@@ -610,9 +635,11 @@ class Client:
         sem = asyncio.Semaphore(self.concurrency)
         self._client()  # a missing or broken SDK raises here, not once per request
 
+        breaker = _Breaker(max(16, 2 * self.concurrency))
+
         async def run(i: int, p: _Prepared) -> None:
             try:
-                out[i] = await self._one(p, sem, stats)
+                out[i] = await self._one(p, sem, stats, breaker)
             except Exception as e:  # a bug or an unexpected SDK error loses only this request
                 stats.failed += 1
                 out[i] = Response(None, error=f"{type(e).__name__}: {e}")
