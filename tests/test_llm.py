@@ -451,3 +451,13 @@ def test_a_batch_to_an_endpoint_that_cannot_be_reached_stops_early():
         out = c.chat([f"p{i}" for i in range(200)])
         assert c.last_stats.failed == 200 and c.last_stats.sent <= 2 * (16 + 2)
     assert sum(r.error.startswith("not sent: the endpoint failed the first 16 requests (connection failed") for r in out) >= 200 - 18
+
+
+def test_sampling_arguments_are_checked_before_any_request(srv):
+    for kw, msg in (({"max_tokens": -5}, "max_tokens must be an integer >= 1"), ({"max_tokens": 0}, "max_tokens"), ({"temperature": -1.0}, "temperature must be a number >= 0")):
+        with pytest.raises(ValueError, match=msg):
+            Client(srv.url, "m", **kw)
+    from interleaf.cli import main
+
+    with pytest.raises(SystemExit):  # argparse: "--limit: must be >= 0, got -2"
+        main(["judge", "synjudge", "x.jsonl", "--limit", "-2", "--out", "o.parquet"])

@@ -26,13 +26,24 @@ from interleaf.llm import STRUCTURED_MODES, Client
 _TABLE_SUFFIXES = (".parquet", ".jsonl", ".ndjson")
 
 
+
+def _count(text: str) -> int:
+    """An argparse type: a whole number >= 0."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
 def add_llm_options(p: argparse.ArgumentParser) -> None:
     add_endpoint_options(p)
     p.add_argument("--out", required=True, help="output parquet file")
     p.add_argument("--max-edge", type=int, default=512, help="images are sent as JPEG at most this many pixels on their longer edge (default %(default)s)")
     p.add_argument("--image-root", default=None, help="directory for relative image paths (default: each input file's directory)")
     p.add_argument("--allow-outside-root", action="store_true", help="read image paths that resolve outside the image root (default: such images are row errors, never read or sent)")
-    p.add_argument("--limit", type=int, default=None, help="first N input rows / documents only")
+    p.add_argument("--limit", type=_count, default=None, help="first N input rows / documents only")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
 
 

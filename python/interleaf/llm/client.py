@@ -299,6 +299,10 @@ class Client:
             raise ValueError(f"max_response_bytes must be an integer >= 1024, got {max_response_bytes!r}")
         if structured not in STRUCTURED_MODES:
             raise ValueError(f"structured must be one of {', '.join(STRUCTURED_MODES)}, got {structured!r}")
+        if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
+            raise ValueError(f"max_tokens must be an integer >= 1, got {max_tokens!r}")
+        if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature >= 0):
+            raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
         self.base_url = base_url
         self.model = model
         if api_key is None and api_key_env is not None:
