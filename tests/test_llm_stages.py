@@ -660,3 +660,12 @@ def test_a_table_whose_columns_are_named_otherwise_is_refused_not_scored(scripte
         with pytest.raises(ValueError, match="compare: the items need a; they have answer_a, answer_b, instruction"):
             instruct.compare([{"instruction": "i", "answer_a": "x", "answer_b": "y"}], client)
     assert scripted.requests == []
+
+
+def test_judge_comm_on_a_table_with_image_paths_says_how_to_read_them(scripted):
+    from interleaf import judge
+
+    table = [{"title": "t", "steps": [[{"type": "text", "content": "Mix."}, {"type": "image", "image": "images/mix.jpg"}]]}]
+    with scripted_client(scripted) as client:
+        got = judge.comm(table, client)
+    assert "step 0's image is a str ('images/mix.jpg'), not image bytes" in got["error"][0] and scripted.requests == []

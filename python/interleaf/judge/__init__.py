@@ -252,11 +252,17 @@ def _comm_docs(data: Any) -> list[dict[str, Any]]:
     out = []
     for i, r in enumerate(as_records(data, ("title", "steps"), "comm", required=(("steps",),))):
         nodes = []
+        error = None
         for k, step in enumerate(r["steps"] or []):
             for item in step:
                 if item.get("type") == "text":
                     nodes.append({"kind": "text", "text": item.get("content"), "image": None, "step": k, "role": None})
                 elif item.get("type") == "image":
-                    nodes.append({"kind": "image", "text": None, "image": item.get("image"), "step": k, "role": None})
-        out.append({"doc_id": str(r.get("doc_id") or r.get("id") or r.get("data_id") or i), "meta": {"title": r["title"]} if r["title"] else {}, "error": None, "nodes": nodes})
+                    image = item.get("image")
+                    if image is not None and not isinstance(image, (bytes, bytearray, memoryview)):
+                        # A path or URL in a table: only a dataset read by interleaf has its images loaded.
+                        error = error or f"step {k}'s image is a {type(image).__name__} ({str(image)[:80]!r}), not image bytes: give the CoMM files themselves (interleaf reads them and loads their images, --image-root) rather than a table"
+                        image = None
+                    nodes.append({"kind": "image", "text": None, "image": image, "step": k, "role": None})
+        out.append({"doc_id": str(r.get("doc_id") or r.get("id") or r.get("data_id") or i), "meta": {"title": r["title"]} if r["title"] else {}, "error": error, "nodes": nodes})
     return out
