@@ -26,7 +26,6 @@ from interleaf.llm import STRUCTURED_MODES, Client
 _TABLE_SUFFIXES = (".parquet", ".jsonl", ".ndjson")
 
 
-
 def _count(text: str) -> int:
     """An argparse type: a whole number >= 0."""
     try:
@@ -36,6 +35,7 @@ def _count(text: str) -> int:
     if v < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
     return v
+
 
 def add_llm_options(p: argparse.ArgumentParser) -> None:
     add_endpoint_options(p)

@@ -70,9 +70,10 @@ def remove_empty(folders: list[Path]) -> None:
     stops at the first that holds more."""
     for d in folders:
         try:
-            for c in d.iterdir():
-                if not is_lock_file(c):
-                    return
+            children = list(d.iterdir())
+            if not all(is_lock_file(c) for c in children):
+                return
+            for c in children:
                 c.unlink(missing_ok=True)
             d.rmdir()
         except FileNotFoundError:
