@@ -389,6 +389,10 @@ SYNJUDGE_TABLE = [
     ("Text Content Completeness = 1, Image Content Completeness = 0, Image Quality = 0, Image Text Synergy = 0", (1, 0, 0, 0)),
     ("**Text Content Completeness (TCC):** 5\n**Image Content Completeness (ICC):** 4\n**Image Quality (IQ):** 4\n**Image-Text Synergy (ITS):** 3", (5, 4, 4, 3)),
     ("TCC: 2; ICC: 2; IQ: 1; ITS: 0", (2, 2, 1, 0)),
+    ("**TCC**: 3\n**ICC**: 4\n**IQ**: 5\n**ITS**: 2", (3, 4, 5, 2)),
+    ("**Text Content Completeness (TCC)**: 4, **Image Quality (IQ)**: 5, **Image Content Completeness (ICC)**: 3, **Image-Text Synergy (ITS)**: 2", (4, 3, 5, 2)),
+    # A reasoning model's drafts are not its answer.
+    ("<think>TCC: 1; ICC: 1; IQ: 1; ITS: 1? Let me look again.</think>TCC: 2; ICC: 2; IQ: 1; ITS: 0", (2, 2, 1, 0)),
     ('{"tcc": 3, "icc": 3, "iq": 4, "its": 4}', (3, 3, 4, 4)),
     ('{"Text Content Completeness": 3, "Image Content Completeness": 2, "Image Quality": 4, "Image-Text Synergy": 1}', (3, 2, 4, 1)),
 ]

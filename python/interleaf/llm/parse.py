@@ -136,12 +136,13 @@ def parse_synjudge(text: str | None) -> tuple[dict[str, int] | None, str | None]
     keys."""
     if text is None:
         return None, "no answer"
+    text = _THINK.sub("", text)  # a reasoning model's drafts are not its answer
     found: dict[str, str] = {}
     for key, label in SYNJUDGE_DIMENSIONS.items():
         words = r"[\s\-_]*".join(re.escape(w) for w in re.split(r"[\s\-]+", label))
-        # Each run of spaces and stars is matched by one class, so an answer of long blank runs
-        # cannot make the search backtrack quadratically.
-        m = re.search(rf"(?:{words}|\b{key}\b)\s*(?:\(\s*{key}\s*\)\s*)?[:=][\s*]*(-?\d+(?:\.\d+)?)", text, re.I)
+        # Each run of spaces and stars (markdown bold: **TCC**: 3) is matched by one class, so an
+        # answer of long blank runs cannot make the search backtrack quadratically.
+        m = re.search(rf"(?:{words}|\b{key}\b)[\s*]*(?:\(\s*{key}\s*\)[\s*]*)?[:=][\s*]*(-?\d+(?:\.\d+)?)", text, re.I)
         if m:
             found[key] = m.group(1)
     if len(found) < len(SYNJUDGE_DIMENSIONS):
