@@ -475,6 +475,10 @@ class Client:
             stats.retried += 1
             if delay is None:
                 delay = self.backoff * (2 ** (attempts - 1)) * self._rng.uniform(0.5, 1.0)
+            else:
+                # The server's Retry-After, never sooner, spread over a quarter more: requests
+                # told to wait alike do not all come back in the same instant.
+                delay *= self._rng.uniform(1.0, 1.25)
             await asyncio.sleep(min(delay, self.max_backoff))
 
     def _remember(self, key: str, text: str, finish: Any, pt: int | None, ct: int | None) -> None:
