@@ -19,12 +19,13 @@ def _column(items: BytesInput, name: str, text_only: bool = False) -> pl.Series:
     if given is not None:
         col = given.cast(pl.String) if given.dtype == pl.Null else given
     else:
-        items = list(items)
-        binary = any(isinstance(v, (bytes, bytearray, memoryview)) for v in items)
-        if binary and not text_only:
+        items = items if isinstance(items, list) else list(items)
+        try:
+            col = pl.Series(name, items, dtype=pl.String)  # texts, the common case: one pass, in polars
+        except (TypeError, ValueError) as e:
+            if text_only or not any(isinstance(v, (bytes, bytearray, memoryview)) for v in items):
+                raise TypeError(f"{name} must hold str{'' if text_only else ' or bytes'} values or None: {str(e).splitlines()[0]}") from None
             col = pl.Series(name, [v.encode() if isinstance(v, str) else bytes(v) if isinstance(v, (bytearray, memoryview)) else v for v in items], dtype=pl.Binary)
-        else:
-            col = pl.Series(name, items, dtype=pl.String)
     allowed = (pl.String,) if text_only else (pl.String, pl.Binary)
     if col.dtype not in allowed:
         raise TypeError(f"{name} must be a {' or '.join(map(str, allowed))} column, not {col.dtype}")

@@ -3,7 +3,7 @@
 
 use interleaf_core::hash::lsh::{optimal_params, representatives, shingle_sets, Verify};
 use interleaf_core::hash::minhash::{signatures, MinHashParams, Scheme};
-use interleaf_core::hash::{blake3_hex, normalized_text_hex, xxh3_128_hex};
+use interleaf_core::hash::normalized_text_xxh3;
 use interleaf_core::text::shingle::{shingles, Unit};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use polars::prelude::*;
@@ -23,14 +23,23 @@ pub(crate) fn on_pool<T: Send>(threads: Option<usize>, f: impl FnOnce() -> T + S
     interleaf_core::threads::install(threads, f).map_err(PyValueError::new_err)
 }
 
-/// `f` of each value, as a String Series named like the input (null stays null).
-fn hex_series<T: Sync>(py: Python<'_>, name: &PlSmallStr, values: &[Option<T>], f: impl Fn(&T) -> String + Sync) -> PyResult<PySeries> {
+/// The digest `f` of each value in hex, as a String Series named like the input (null stays
+/// null). Digests are computed in parallel into one flat vector, then written as hex straight
+/// into the column: no allocation per value; all outside the GIL.
+fn hex_series<T: Sync, const N: usize>(py: Python<'_>, name: &PlSmallStr, values: &[Option<T>], f: impl Fn(&T) -> [u8; N] + Sync) -> PyResult<PySeries> {
     use rayon::prelude::*;
-    // The column is built outside the GIL too (a quarter of the call on short values).
     let col = py.detach(|| {
         on_pool(None, || {
-            let out: Vec<Option<String>> = values.par_iter().map(|v| v.as_ref().map(&f)).collect();
-            StringChunked::from_iter_options(name.clone(), out.into_iter()).into_series()
+            let digests: Vec<Option<[u8; N]>> = values.par_iter().map(|v| v.as_ref().map(&f)).collect();
+            let mut b = StringChunkedBuilder::new(name.clone(), digests.len());
+            let mut buf = [0u8; 64];
+            for d in &digests {
+                match d {
+                    Some(d) => b.append_value(interleaf_core::hash::hex_into(d, &mut buf)),
+                    None => b.append_null(),
+                }
+            }
+            b.finish().into_series()
         })
     })?;
     Ok(PySeries(col))
@@ -40,14 +49,14 @@ fn hex_series<T: Sync>(py: Python<'_>, name: &PlSmallStr, values: &[Option<T>], 
 #[pyfunction]
 pub fn xxh3_128(py: Python<'_>, items: PySeries) -> PyResult<PySeries> {
     let values = byte_values(&items.0, "items")?;
-    hex_series(py, items.0.name(), &values, |b| xxh3_128_hex(b))
+    hex_series(py, items.0.name(), &values, |b| interleaf_core::hash::xxh3_128(b))
 }
 
 /// BLAKE3 hex of each value of a String (UTF-8 bytes) or Binary Series.
 #[pyfunction]
 pub fn blake3(py: Python<'_>, items: PySeries) -> PyResult<PySeries> {
     let values = byte_values(&items.0, "items")?;
-    hex_series(py, items.0.name(), &values, |b| blake3_hex(b))
+    hex_series(py, items.0.name(), &values, |b| interleaf_core::hash::blake3(b))
 }
 
 /// xxh3-128 hex of each normalised text of a String Series.
@@ -55,7 +64,7 @@ pub fn blake3(py: Python<'_>, items: PySeries) -> PyResult<PySeries> {
 #[pyo3(signature = (texts, strip_punctuation=false))]
 pub fn normalized_text_hash(py: Python<'_>, texts: PySeries, strip_punctuation: bool) -> PyResult<PySeries> {
     let values = str_values(&texts.0, "texts")?;
-    hex_series(py, texts.0.name(), &values, |t| normalized_text_hex(t, strip_punctuation))
+    hex_series(py, texts.0.name(), &values, |t| normalized_text_xxh3(t, strip_punctuation))
 }
 
 #[pyfunction]

@@ -7,4 +7,4 @@ pub mod neardup;
 pub mod perceptual;
 pub mod unionfind;
 
-pub use exact::{blake3_hex, normalized_text_hex, xxh3_128_hex, xxh3_64};
+pub use exact::{blake3, hex_into, normalized_text_xxh3, xxh3_128, xxh3_64};
