@@ -89,10 +89,18 @@ def test_normalized_text_hash_equals_python_nfkc_lower_split(paragraphs):
     is not take different paths), on real paragraphs and the hard cases."""
     import unicodedata
 
-    hard = ["Ｔｈｅ  Cat", "ﬁne ﬂour", "Ⅻ o'clock", "ǅemal", "İstanbul", "ΣΊΣΥΦΟΣ", "café crème", "Straße", "e\u0301te\u0301", "①②", "a\x1fb\u00a0c\u3000d", "", "   ", "one", "ÅNGSTRÖM ＡＢＣ"]
-    texts = paragraphs[:300] + hard
+    hard = ["Ｔｈｅ  Cat", "ﬁne ﬂour", "Ⅻ o'clock", "ǅemal", "İstanbul", "ΣΊΣΥΦΟΣ", "café crème", "Straße", "e\u0301te\u0301", "①②", "a\x1fb\u00a0c\u3000d", "", "   ", "one", "ÅNGSTRÖM ＡＢＣ", "ΣΑΣ ΣΑΣ. ΟΔΟΣ", "a\u3000\u0301b \u0301", "x ¨y ﬁ\u00a0ﬂ", "ᄀ ᅡ 가", "\u00a8\u0301 İ\u0307"]
+    # And random strings of the characters where word-by-word NFKC and lower-casing could
+    # differ from the whole text's: blanks, combining marks, compatibility forms, sigma, jamo.
+    import random
+
+    rng = random.Random(7)
+    alphabet = list("aZ Σσς.'") + ["\u00a0", "\u3000", "\x1f", "\u2028", "\u0301", "\u0308", "\u0345", "\u00a8", "ﬁ", "Ⅻ", "Ｔ", "İ", "ᄀ", "ᅡ", "ᆨ", "\u0f73", "㍱", "ǅ"]
+    randoms = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 24))) for _ in range(5000)]
+    texts = paragraphs[:300] + hard + randoms
     want = [xxhash.xxh3_128_hexdigest(" ".join(unicodedata.normalize("NFKC", t).lower().split()).encode()) for t in texts]
-    assert normalized_text_hash(texts).to_list() == want
+    got = normalized_text_hash(texts).to_list()
+    assert [t for t, g, w in zip(texts, got, want, strict=True) if g != w] == []
 
 
 # ---------------------------------------------------------------------------- shingles

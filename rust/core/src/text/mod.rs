@@ -175,18 +175,10 @@ fn ascii_space_mask(block: &[u8; 64]) -> u64 {
 /// NFKC, lower-cased, whitespace runs folded to one space and trimmed; with `strip_punct`,
 /// Unicode punctuation removed first. The key behind `normalized_text_hash`.
 pub fn normalize(text: &str, strip_punct: bool) -> String {
-    // ASCII and text already in NFKC (most text) are their own NFKC: no decomposition pass.
-    let lower = if text.is_ascii() {
-        text.to_ascii_lowercase()
-    } else if is_nfkc_quick(text.chars()) == IsNormalized::Yes {
-        text.to_lowercase()
-    } else {
-        text.nfkc().collect::<String>().to_lowercase()
-    };
-    let mut out = String::with_capacity(lower.len());
-    for w in py_split(&lower) {
+    let mut out = String::with_capacity(text.len());
+    let mut push = |w: &str| {
         if strip_punct && w.chars().all(is_punctuation) {
-            continue;
+            return;
         }
         if !out.is_empty() {
             out.push(' ');
@@ -196,6 +188,25 @@ pub fn normalize(text: &str, strip_punct: bool) -> String {
         } else {
             out.push_str(w);
         }
+    };
+    if text.is_ascii() {
+        // ASCII is its own NFKC.
+        py_split(&text.to_ascii_lowercase()).for_each(&mut push);
+        return out;
+    }
+    // Whitespace bounds both NFKC (a space or other blank composes with nothing) and lower-casing
+    // (final sigma looks no further than its word), so each word is normalised on its own: only
+    // the words not already in NFKC pay for the decomposition.
+    for word in py_split(text) {
+        let lower = if word.is_ascii() {
+            word.to_ascii_lowercase()
+        } else if is_nfkc_quick(word.chars()) == IsNormalized::Yes {
+            word.to_lowercase()
+        } else {
+            word.nfkc().collect::<String>().to_lowercase()
+        };
+        // NFKC can make blanks of its own ("¨" is a space and a diaeresis).
+        py_split(&lower).for_each(&mut push);
     }
     out
 }
