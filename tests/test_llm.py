@@ -458,10 +458,16 @@ def test_a_batch_to_an_endpoint_that_cannot_be_reached_stops_early():
 
 
 def test_sampling_arguments_are_checked_before_any_request(srv):
-    for kw, msg in (({"max_tokens": -5}, "max_tokens must be an integer >= 1"), ({"max_tokens": 0}, "max_tokens"), ({"temperature": -1.0}, "temperature must be a number >= 0")):
+    for kw, msg in (({"max_tokens": -5}, "max_tokens must be an integer >= 1"), ({"max_tokens": 0}, "max_tokens"), ({"temperature": -1.0}, "temperature must be a number >= 0"), ({"max_backoff": 0}, "max_backoff must be > 0")):
         with pytest.raises(ValueError, match=msg):
             Client(srv.url, "m", **kw)
     from interleaf.cli import main
 
     with pytest.raises(SystemExit):  # argparse: "--limit: must be >= 0, got -2"
         main(["judge", "synjudge", "x.jsonl", "--limit", "-2", "--out", "o.parquet"])
+    from interleaf.cli import build_parser
+    from interleaf.cli_llm import client_from_args
+
+    args = build_parser().parse_args(["judge", "synjudge", "x.jsonl", "--out", "o.parquet", "--base-url", srv.url, "--model", "m", "--max-backoff", "300"])
+    with client_from_args(args) as c:
+        assert c.max_backoff == 300.0  # a hosted API's long Retry-After is honoured up to this

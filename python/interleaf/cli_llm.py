@@ -56,6 +56,7 @@ def add_endpoint_options(p: argparse.ArgumentParser, title: str = "endpoint (any
     g.add_argument("--timeout", type=float, default=120.0, help="seconds per attempt, answer read included (default %(default)s)")
     g.add_argument("--max-response-bytes", type=int, default=64 << 20, help="largest answer read; past it the request fails (default 64 MiB)")
     g.add_argument("--max-retries", type=int, default=5, help="retries of timeouts, 429, 5xx and dropped connections (default %(default)s)")
+    g.add_argument("--max-backoff", type=float, default=60.0, help="longest wait before a retry, a server's Retry-After included (default %(default)s s)")
     g.add_argument("--cache", default=None, help="sqlite request cache: a rerun sends only unanswered requests (recommended for long runs)")
     g.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: the server's)")
     g.add_argument("--max-tokens", type=int, default=None, help="answer length limit in tokens (default: the server's)")
@@ -77,6 +78,7 @@ def client_from_args(args: argparse.Namespace) -> Client:
         seed=args.seed,
         structured=args.structured,
         max_response_bytes=args.max_response_bytes,
+        max_backoff=args.max_backoff,
     )
 
 

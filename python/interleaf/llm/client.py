@@ -295,6 +295,8 @@ class Client:
             raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}")
         if not timeout or timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        if isinstance(max_backoff, bool) or not isinstance(max_backoff, (int, float)) or not max_backoff > 0:
+            raise ValueError(f"max_backoff must be > 0 seconds, got {max_backoff!r}")
         if not isinstance(max_response_bytes, int) or max_response_bytes < 1024:
             raise ValueError(f"max_response_bytes must be an integer >= 1024, got {max_response_bytes!r}")
         if structured not in STRUCTURED_MODES:
