@@ -871,6 +871,9 @@ def test_one_text_or_image_where_a_sequence_belongs_is_a_type_error():
         with pytest.raises(TypeError, match=msg):
             call()
     assert MinHasher().signatures(["hello world"]).shape[0] == 1 and signals.text_stats(["hello world"]).height == 1
+    # Bytes where only texts belong are named, not a bare conversion error.
+    with pytest.raises(TypeError, match="texts must hold str values or None"):
+        dedup.normalized_text_hash([b"x"])
     # bytearray and memoryview items hash as the bytes they hold.
     assert dedup.xxh3_128([bytearray(b"ab"), memoryview(b"ab"), b"ab", "ab"]).n_unique() == 1
     # Arrow arrays (a pyarrow table's column) are read as columns, not value by value.

@@ -59,7 +59,10 @@ def string_column(texts: Any, name: str = "texts") -> Any:
     not_one(name, texts)
     col = texts if isinstance(texts, pl.Series) else arrow_series(name, texts)
     if col is None:
-        col = pl.Series(name, list(texts), dtype=pl.String)
+        try:
+            col = pl.Series(name, texts if isinstance(texts, list) else list(texts), dtype=pl.String)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"{name} must hold str values or None: {str(e).splitlines()[0]}") from None
     if col.dtype == pl.Null:
         col = col.cast(pl.String)
     if col.dtype != pl.String:

@@ -7,13 +7,15 @@ from collections.abc import Sequence
 import polars as pl
 
 from interleaf import _native
-from interleaf._checks import arrow_series, not_one
+from interleaf._checks import arrow_series, not_one, string_column
 
 BytesInput = pl.Series | Sequence[bytes | str | None]
 
 
-def _column(items: BytesInput, name: str, text_only: bool = False) -> pl.Series:
-    not_one(name, items, "texts" if text_only else "texts or byte strings")
+def _column(items: BytesInput, name: str) -> pl.Series:
+    """Items as a String or Binary Series (texts as they are; a list with any bytes-like value
+    as Binary, texts encoded as UTF-8)."""
+    not_one(name, items, "texts or byte strings")
     given: pl.Series | None = items if isinstance(items, pl.Series) else arrow_series(name, items)
     col: pl.Series
     if given is not None:
@@ -23,12 +25,11 @@ def _column(items: BytesInput, name: str, text_only: bool = False) -> pl.Series:
         try:
             col = pl.Series(name, items, dtype=pl.String)  # texts, the common case: one pass, in polars
         except (TypeError, ValueError) as e:
-            if text_only or not any(isinstance(v, (bytes, bytearray, memoryview)) for v in items):
-                raise TypeError(f"{name} must hold str{'' if text_only else ' or bytes'} values or None: {str(e).splitlines()[0]}") from None
+            if not any(isinstance(v, (bytes, bytearray, memoryview)) for v in items):
+                raise TypeError(f"{name} must hold str or bytes values or None: {str(e).splitlines()[0]}") from None
             col = pl.Series(name, [v.encode() if isinstance(v, str) else bytes(v) if isinstance(v, (bytearray, memoryview)) else v for v in items], dtype=pl.Binary)
-    allowed = (pl.String,) if text_only else (pl.String, pl.Binary)
-    if col.dtype not in allowed:
-        raise TypeError(f"{name} must be a {' or '.join(map(str, allowed))} column, not {col.dtype}")
+    if col.dtype not in (pl.String, pl.Binary):
+        raise TypeError(f"{name} must be a String or Binary column, not {col.dtype}")
     return col
 
 
@@ -51,4 +52,4 @@ def normalized_text_hash(texts: BytesInput, strip_punctuation: bool = False) -> 
     space (Python's ``str.split()`` whitespace); with ``strip_punctuation`` (default False),
     Unicode punctuation is removed first. Equal keys = texts equal up to those differences.
     A String Series; null stays null."""
-    return _native.normalized_text_hash(_column(texts, "texts", text_only=True), strip_punctuation)
+    return _native.normalized_text_hash(string_column(texts, "texts"), strip_punctuation)

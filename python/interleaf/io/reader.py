@@ -315,10 +315,10 @@ class Reader:
                         acc.append(piece.slice(start, k))
                         n, size, start = n + k, size + int(sizes[start : start + k].sum()), start + k
                     if k == 0 or n >= rows or size >= limit:
-                        yield _portable(_one_batch(pa, acc))
+                        yield _portable(_one_table(pa, acc))
                         acc, n, size = [], 0, 0
             if n >= rows or size >= limit:
-                yield _portable(_one_batch(pa, acc))
+                yield _portable(_one_table(pa, acc))
                 acc, n, size = [], 0, 0
 
         consumed = 0
@@ -343,12 +343,12 @@ class Reader:
                     # What was read before the damage comes first; the caller goes on after
                     # this group.
                     if acc:
-                        yield _portable(_one_batch(pa, acc))
+                        yield _portable(_one_table(pa, acc))
                         acc, n, size = [], 0, 0
                     raise _RowGroupError(groups[gi], e) from e
                 skip = 0
         if acc:
-            yield _portable(_one_batch(pa, acc))
+            yield _portable(_one_table(pa, acc))
 
     def _parquet_records(self, pf: Any, path: str) -> Iterator[pl.DataFrame]:
         """Record rows (pairs, MMC4, OBELICS, ...) of a parquet file as node batches. A row
@@ -538,7 +538,7 @@ def _decoded_bytes(batch: Any, per_row: bool = False) -> Any:
     return out
 
 
-def _one_batch(pa: Any, pieces: list[Any]) -> Any:
+def _one_table(pa: Any, pieces: list[Any]) -> Any:
     """Arrow record batches of one schema as one arrow table, each piece a chunk: joining
     their buffers would copy every value (a batch of images) once more."""
     return pa.Table.from_batches(pieces)
