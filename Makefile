@@ -85,11 +85,15 @@ bench: install
 	$(PYTHON) -m pip install --quiet ".[bench]"
 	$(PYTHON) benches/shard_read.py
 
-## Fuzz decode + preprocess + stats + hash decodes (needs a nightly toolchain and cargo-fuzz); FUZZ_SECONDS=600.
+## Fuzz one target (needs a nightly toolchain and cargo-fuzz): FUZZ_TARGET=image (decode +
+## preprocess + stats + hash decodes), records (tar and JSON-lines readers, every layout, round
+## trips) or text (OBELICS stats, shingles, MinHash, normalised keys, caption metrics);
+## FUZZ_SECONDS=600.
+FUZZ_TARGET ?= image
 FUZZ_SECONDS ?= 600
 fuzz:
-	mkdir -p fuzz/corpus/image
-	cd fuzz && cargo +nightly fuzz run image corpus/image seeds -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -malloc_limit_mb=512 -print_final_stats=1
+	mkdir -p fuzz/corpus/$(FUZZ_TARGET)
+	cd fuzz && cargo +nightly fuzz run $(FUZZ_TARGET) corpus/$(FUZZ_TARGET) seeds/$(FUZZ_TARGET) -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -malloc_limit_mb=512 -print_final_stats=1
 
 ## Rebuild the tiny ONNX model fixtures and their torch references (needs the export extra: torch).
 fixtures:

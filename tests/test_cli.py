@@ -292,6 +292,43 @@ def test_signals_command_writes_node_and_document_attributes(tmp_path, sample_di
     assert main(["signals", str(sample_dir / "comm.jsonl"), "--out", str(out), "--signals", "clip", "--quiet"]) == 2
     assert "signal clip needs a model: give --clip DIR" in capsys.readouterr().err
     assert main(["signals", str(sample_dir / "comm.jsonl"), "--out", str(out), "--signals", "bogus", "--quiet"]) == 2
+    # The image signal's options as flags: sizes from the headers alone; a byte limit.
+    head = tmp_path / "head"
+    assert main(["signals", str(sample_dir / "comm.jsonl"), "--out", str(head), "--signals", "image", "--header-only", "--quiet"]) == 0
+    is_image = batch.get_column("kind") == "image"  # node_attrs rows are the batch's nodes, in order
+    h = pl.read_parquet(head / "node_attrs.parquet").filter(is_image)
+    full = nodes.filter(is_image)
+    assert h.get_column("image_width").equals(full.get_column("image_width")) and h.get_column("image_blur").null_count() == h.height
+    small = tmp_path / "small"
+    assert main(["signals", str(sample_dir / "comm.jsonl"), "--out", str(small), "--signals", "image", "--max-image-bytes", "1000", "--quiet"]) == 0
+    kinds = pl.read_parquet(small / "node_attrs.parquet").filter(is_image).get_column("image_error").struct.field("kind")
+    assert kinds.to_list() == ["image_too_large"] * h.height
+
+
+def test_dedup_semantic_agrees_with_the_python_function_and_scores_against_the_representative(tmp_path):
+    """The CLI's default seed is interleaf.dedup.semantic's, so the README's Python line keeps
+    what the CLI keeps; ``score`` is the cosine with the ``representative`` the row names."""
+    import numpy as np
+
+    from interleaf.dedup import semantic
+
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(60, 16)).astype(np.float32)
+    near = base[:30] + rng.normal(scale=0.02, size=(30, 16)).astype(np.float32)
+    chain = near[:10] + rng.normal(scale=0.02, size=(10, 16)).astype(np.float32)  # a copy of a copy
+    emb = np.concatenate([base, near, chain])
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("".join(json.dumps({"id": f"d{i:03d}", "caption": f"text {i}"}) + "\n" for i in range(len(emb))))
+    np.save(tmp_path / "e.npy", emb)
+    assert main(["dedup", str(docs), "--out", str(tmp_path / "o"), "--method", "semantic", "--embeddings", str(tmp_path / "e.npy"), "--clusters", "4", "--eps", "0.01", "--quiet"]) == 0
+    dup = pl.read_parquet(tmp_path / "o" / "duplicates.parquet")
+    table = semantic(emb, eps=0.01, n_clusters=4)
+    removed_py = set(np.flatnonzero(table.get_column("duplicate_of").is_not_null().to_numpy()))
+    removed_cli = set(dup.filter(pl.col("doc_index") != pl.col("cluster_id")).get_column("doc_index").to_list())
+    assert removed_cli == removed_py and len(removed_py) >= 30
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    want = np.einsum("ij,ij->i", unit[dup["doc_index"].to_numpy()], unit[dup["cluster_id"].to_numpy()])
+    np.testing.assert_allclose(dup.get_column("score").to_numpy(), want, atol=1e-6)
 
 
 def test_dedup_semantic_with_a_model_and_with_given_embeddings(tmp_path, capsys):
@@ -447,6 +484,21 @@ def test_more_usage_mistakes_are_named(sample_dir, tmp_path, capsys):
     strict.write_text("name: strict\nsignals:\n  caption: {type: caption, level: doc}\nfilters:\n  doc:\n    long: \"caption_words >= 1000\"\n")
     assert main(["run", str(strict), str(sample_dir / "pairs.jsonl"), "--out", str(tmp_path / "s"), "--quiet"]) == 0
     assert "warning: no document was kept; check the thresholds (interleaf recipes show strict)" in capsys.readouterr().err
+
+
+def test_run_embed_images_writes_kept_records_that_read_back_on_their_own(sample_dir, tmp_path):
+    """kept/ records name images as the input did (relative to its folder); --embed-images
+    writes them inline, so kept/ reads back anywhere with every image."""
+    out = tmp_path / "e"
+    assert main(["run", "pairs-basic", str(sample_dir / "pairs.jsonl"), "--out", str(out), "--embed-images", "--quiet"]) == 0
+    kept = out / "kept" / "pairs.jsonl"
+    recs = [json.loads(x) for x in kept.read_text().splitlines()]
+    assert recs and all(r["image"].startswith("data:image/") for r in recs)
+    back = read_all(kept).filter(pl.col("kind") == "image")
+    assert back.height == len(recs) and back.get_column("error").null_count() == back.height
+    plain = tmp_path / "p"
+    assert main(["run", "pairs-basic", str(sample_dir / "pairs.jsonl"), "--out", str(plain), "--quiet"]) == 0
+    assert not json.loads((plain / "kept" / "pairs.jsonl").read_text().splitlines()[0])["image"].startswith("data:")
 
 
 def test_run_warnings_count_documents_and_failures_not_kinds_or_inapplicable_rows(sample_dir, tmp_path, capsys):

@@ -398,6 +398,18 @@ def test_eval_cli_end_to_end(tmp_path, comm_docs, sample_images, scripted, capsy
     assert m2["metrics"]["fid"]["fid"] == pytest.approx(direct["fid"], rel=1e-9) and m2["metrics"]["inception_score_generated"]["images"] == 17
     assert m2["metrics"]["lpips"] == pytest.approx(ex2["lpips"].mean(), rel=1e-9)
     assert "Worst examples by clip_i" in (r2 / "report.html").read_text()
+    # Every predicted image missing: results.json parse, yet no sample gives a metric; the
+    # metrics are written and the exit code says so.
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(tasks, bare)
+    for f in bare.glob("*_task2/predict_*"):
+        f.unlink()
+    capsys.readouterr()
+    assert main(["eval", "comm", str(bare), "--task", "task2", "--out", str(tmp_path / "r-bare")]) == 1
+    assert "no sample gave a metric" in capsys.readouterr().err
+    assert json.loads((tmp_path / "r-bare" / "metrics.json").read_text())["metrics"]["evaluated"] == 0
     with pytest.raises(SystemExit):
         main(["eval", "comm", str(tasks), "--task", "task5", "--out", str(r2)])
     assert main(["eval", "comm", str(tasks), "--task", "task2", "--out", str(r2), "--judge"]) == 2  # no endpoint: a clear error

@@ -49,6 +49,24 @@ def test_report_content(demo_run):
     assert "name: pairs-basic" in html  # the recipe
 
 
+def test_report_gives_each_rules_own_failures_beside_the_funnels_drops(demo_run):
+    """Each filter's panel says how many scored rows fail its rule on their own (what a
+    threshold decides), checked here on the attribute files, and apart from that the drops the
+    funnel credits to it (after the filters before it)."""
+    import polars as pl
+
+    html = (demo_run / "report.html").read_text()
+    summary = __import__("json").loads((demo_run / "summary.json").read_text())
+    for name, signal, rule in (("caption_words", "caption", "caption_words > 2"), ("caption_chars", "caption", "caption_chars > 5"), ("image_size", "image", "image_datacomp_ok")):
+        t = pl.read_parquet(demo_run / "attributes" / signal / "*.parquet")
+        col = rule.split()[0]
+        scored = t.filter(pl.col(col).cast(pl.Float64).is_finite())
+        failing = scored.filter(~pl.sql_expr(rule).fill_null(True)).height
+        dropped = summary["dropped_documents"].get(name, 0)
+        want = f"{failing:,} of {scored.height:,} scored fail the rule ({100 * failing / scored.height:.1f}%); {dropped:,} documents dropped here, after the filters before it"
+        assert want in html, (name, want)
+
+
 def test_report_is_deterministic_and_rewritten_by_filter(demo_run, tmp_path):
     from interleaf.cli import SAMPLE_DIR
 

@@ -151,6 +151,20 @@ def test_image_stats_signal_equals_image_stats_with_the_published_rules(photos):
     assert errors[-2:] == ["unknown_image_format", "missing_image"] and errors[: len(photos)] == [None] * len(photos)
 
 
+def test_an_image_named_by_url_says_it_was_never_downloaded(tmp_path):
+    """OBELICS and MMC4 publish URLs: such an image has no bytes, and its error says why
+    (a local file that is missing keeps the reader's own message)."""
+    src = tmp_path / "o.jsonl"
+    rec = {"id": "o1", "texts": ["A paragraph.", None, None], "images": [None, "https://example.com/a.jpg", "missing.jpg"]}
+    src.write_text(json.dumps(rec) + "\n")
+    b = pl.concat(list(interleaf.read(src, format="obelics")))
+    nodes, _ = compute(b, [ImageStats()])
+    images = b.filter(pl.col("kind") == "image").select("doc_index", "pos")
+    err = images.join(nodes, on=["doc_index", "pos"], how="left", maintain_order="left").get_column("image_error").to_list()
+    assert err[0]["kind"] == "missing_image" and err[0]["message"].startswith("the image is a URL, never downloaded (https://example.com/a.jpg)")
+    assert err[1]["kind"] == "missing_image" and "missing.jpg" in err[1]["message"] and "URL" not in err[1]["message"]
+
+
 # ------------------------------------------------------------------------------- alignment
 
 

@@ -94,6 +94,25 @@ def test_shards_we_write_read_identically_in_webdataset(tmp_path, pair_shard):
         assert json.loads(s["json"]) == json.loads(rows.get_column("meta")[0])
 
 
+def test_pairs_read_from_records_are_written_as_pairs(tmp_path, sample_dir):
+    """A pair from jsonl (an image path, bytes loaded) is written as key.jpg + key.txt +
+    key.json, what OpenCLIP's loaders read, and reads back with its path."""
+    pairs = read_all(sample_dir / "pairs.jsonl")
+    assert pairs.filter(pl.col("kind") == "image").get_column("image_ref").null_count() == 0
+    shards = interleaf.write(pairs, tmp_path / "wds", "webdataset")
+    theirs = wds.WebDataset(shards[0], shardshuffle=False).decode("pil").to_tuple("jpg;png", "txt", "json")
+    got = [(img.size, txt, meta) for img, txt, meta in theirs]
+    rows = pairs.group_by("doc_id", maintain_order=True)
+    assert len(got) == pairs.get_column("doc_id").n_unique()
+    for (size, txt, meta), (_doc, r) in zip(got, rows, strict=True):
+        assert txt == r.get_column("text")[1]
+        assert meta["__image_ref__"] == r.get_column("image_ref")[0]
+        assert size[0] > 0
+    back = read_all(shards)
+    cols = ["doc_id", "pos", "kind", "text", "image", "image_ref", "meta"]
+    assert back.select(cols).equals(pairs.select(cols))
+
+
 def test_interleaved_documents_survive_webdataset_round_trip(tmp_path, sample_dir):
     comm = read_all(sample_dir / "comm.jsonl")
     shards = interleaf.write(comm, tmp_path / "wds", "webdataset")

@@ -218,7 +218,7 @@ def build_signals(names: Sequence[str], args: argparse.Namespace) -> list:
     make = {
         "text": lambda: sg.TextStats(paragraphs=args.paragraphs, threads=args.threads),
         "text-doc": lambda: sg.TextStats("doc", name="doc_text", paragraphs=args.paragraphs, threads=args.threads),
-        "image": lambda: sg.ImageStats(max_pixels=args.max_pixels),
+        "image": lambda: sg.ImageStats(max_pixels=args.max_pixels, max_bytes=args.max_image_bytes, header_only=args.header_only),
         "clip": lambda: sg.ClipAlignment(args.alignment, threshold=args.threshold, threads=args.threads),
         "sequence": lambda: sg.SequenceConsistency(threads=args.threads),
         "coherence": lambda: sg.TextCoherence(shuffles=args.shuffles, seed=args.seed, threads=args.threads),
@@ -375,7 +375,7 @@ def _print_run(summary: Any) -> None:
 
     d = summary.data
     print(f"{d['documents']['in']:,} documents in, {d['documents']['kept']:,} kept, {d['documents']['dropped']:,} dropped; nodes {d['nodes']['in']:,} in, {d['nodes']['kept']:,} kept")
-    for title, key in (("documents dropped by", "dropped_documents"), ("nodes dropped by", "dropped_nodes")):
+    for title, key in (("documents dropped by (each under the first filter that dropped it)", "dropped_documents"), ("nodes dropped by", "dropped_nodes")):
         if d[key]:
             print(f"{title}:")
             for name, n in d[key].items():
@@ -385,7 +385,8 @@ def _print_run(summary: Any) -> None:
         for kind, n in d["errors"].items():
             print(f"  {kind:<24}{n:>10,}")
         if d.get("error_documents", 0) >= d["documents"]["in"] > 0:
-            print(f"interleaf: warning: every document has a read or decode error ({', '.join(d['errors'])}): check --format, --image-root and the inputs", file=sys.stderr)
+            urls = " (images named by URL are never downloaded: fetch them first)" if "missing_image" in d["errors"] else ""
+            print(f"interleaf: warning: every document has a read or decode error ({', '.join(d['errors'])}): check --format, --image-root and the inputs{urls}", file=sys.stderr)
     if d.get("signal_errors"):
         print("signal rows with errors:")
         for name, e in d["signal_errors"].items():
@@ -407,7 +408,13 @@ def _print_run(summary: Any) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from interleaf.pipeline import run
 
-    summary = run(args.recipe, args.inputs, args.out, output_format=args.output_format, **_run_kwargs(args))
+    recipe = args.recipe
+    if args.embed_images:
+        from interleaf.recipes import load
+
+        rec = load(recipe)
+        recipe = rec.model_copy(update={"output": rec.output.model_copy(update={"embed_images": True})})
+    summary = run(recipe, args.inputs, args.out, output_format=args.output_format, **_run_kwargs(args))
     _print_run(summary)
     return 0
 
@@ -507,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-count", type=int, default=10_000, help="WebDataset: documents per shard (default %(default)s)")
     p.add_argument("--max-bytes", type=int, default=1 << 30, help="WebDataset: bytes per shard (default 1 GiB)")
     p.add_argument("--compression", choices=("none", "gz", "zst"), default="none", help="WebDataset shard compression (default %(default)s)")
-    p.add_argument("--embed-images", action="store_true", help="record layouts (pairs, mmc4, obelics, comm, llava): write image bytes inline as data: URIs instead of their references")
+    p.add_argument("--embed-images", action="store_true", help="record layouts (pairs, mmc4, obelics, comm, llava): write image bytes inline as data: URIs instead of their references (an image with no reference, as from a WebDataset, is always written inline)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files of the same names (stale shards of the prefix are removed)")
     _add_read_options(p)
     p.set_defaults(func=cmd_convert)
@@ -531,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
     only(("minhash",), "--num-perm", type=int, default=128, help="minhash: permutations (default %(default)s)")
     only(("minhash",), "--ngram", type=int, default=5, help="minhash: shingle size (default %(default)s)")
     only(("minhash",), "--unit", choices=("word", "char"), default="word", help="minhash: shingle unit (default %(default)s)")
-    only(("minhash", "semantic"), "--seed", type=int, default=1, help="minhash: seed; semantic: k-means seed (default %(default)s)")
+    only(("minhash", "semantic"), "--seed", type=int, default=None, help="minhash: permutation seed (default 1, datasketch's); semantic: k-means seed (default 0, as interleaf.dedup.semantic)")
     only(("minhash",), "--bands", type=int, default=None, help="minhash: LSH bands (default: chosen like datasketch)")
     only(("minhash",), "--rows", type=int, default=None, help="minhash: LSH rows per band (default: chosen like datasketch)")
     only(("minhash",), "--verify", choices=("none", "signature"), default="none", help="minhash: check candidate pairs on the full signature (default %(default)s)")
@@ -542,7 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     only(("semantic",), "--device", choices=("auto", "cpu", "cuda"), default="auto", help="semantic: where the model and FAISS k-means run (default %(default)s)")
     only(("semantic",), "--engine", choices=("local", "ray"), default="local", help="semantic: run SemDeDup's per-cluster passes here or as parallel Ray tasks (same result; default %(default)s)")
     only(("semantic",), "--address", default=None, help="with --engine ray: the Ray cluster to join (auto, ray://host:10001; default: start a local instance)")
-    p.add_argument("--write", choices=WRITE_FORMATS, default=None, help="also write the deduplicated dataset to OUT/dedup in this format")
+    p.add_argument("--write", choices=WRITE_FORMATS, default=None, help="also write the deduplicated dataset to OUT/dedup in this format (one stream over every input: WebDataset shards of 10,000 documents or 1 GiB, one parquet or jsonl file; the input's shard boundaries are not kept, `interleaf run` keeps them in kept/)")
     _add_read_options(p)
     p.set_defaults(func=cmd_dedup, method_options=method_options)
 
@@ -551,7 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output parquet file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--threads", type=int, default=None, help="decoding threads (default: all cores)")
-    p.add_argument("--max-pixels", type=int, default=None, help="largest image decoded, in pixels (default Pillow's 89,478,485)")
+    p.add_argument("--max-pixels", type=int, default=None, help="largest image decoded, in pixels (default 89,478,485, Pillow's MAX_IMAGE_PIXELS: where Pillow warns, here an image_too_large error)")
     _add_read_options(p)
     p.set_defaults(func=cmd_image_stats)
 
@@ -575,7 +582,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="coherence: shuffle seed (default %(default)s)")
     p.add_argument("--max-perplexity", type=float, default=1500.0, help="perplexity: the _ok column's limit (default %(default)s, OBELICS's KenLM value)")
     p.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
-    p.add_argument("--max-pixels", type=int, default=None, help="image: largest image decoded, in pixels (default Pillow's 89,478,485)")
+    p.add_argument("--max-pixels", type=int, default=None, help="image: largest image decoded, in pixels (default 89,478,485, Pillow's MAX_IMAGE_PIXELS: where Pillow warns, here an image_too_large error)")
+    p.add_argument("--max-image-bytes", type=int, default=None, help="image: largest encoded image read, in bytes (default 256 MiB)")
+    p.add_argument("--header-only", action="store_true", help="image: size, format and mode from the headers only, no decode (the pixel statistics are null): the OBELICS and DataComp size rules at a fraction of the cost")
     _add_read_options(p)
     p.set_defaults(func=cmd_signals)
 
@@ -586,6 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_run_options(p)
     p.add_argument("--output-format", choices=OUTPUT_FORMATS, default=None, help="how kept documents are written (default: the recipe's output.format; auto = the input's own layout: WebDataset, the jsonl record layout, or the node table for parquet)")
+    p.add_argument("--embed-images", action="store_true", help="record layouts: write kept images inline as data: URIs (the recipe's output.embed_images), so kept/ reads back without the input's --image-root")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("score", help="compute a recipe's attributes only", description="Run the score and dedup stages of RECIPE over INPUTS into OUT (attributes/, signatures/); `interleaf filter OUT` then applies the filters.")

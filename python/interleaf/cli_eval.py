@@ -1,4 +1,4 @@
-"""``interleaf eval``: evaluation of generated interleaved content (METHODS.md §1, §2, §3).
+"""``interleaf eval``: evaluation of generated interleaved content (CoMM, arXiv 2406.10462; InterSyn, arXiv 2506.09427; MGCC, arXiv 2405.18304).
 
 - ``eval tasks GT... --out DIR``: CoMM's four task inputs from CoMM documents, in CoMM's folder
   layout, for a model's runner to fill.
@@ -168,7 +168,11 @@ def cmd_comm(args: argparse.Namespace) -> int:
         ref_images = s["input_images"] if args.task == "task1" else s["gt_images"]
         ref_text = s["model_input"] if args.task == "task2" else target
         cards.append({"name": s["sample"], "value": per[worst_by][i], "generated": {"texts": [s["model_output"]], "images": s["pred_images"]}, "reference": {"texts": [ref_text], "images": ref_images}})
-    return _finish(args, t0, f"CoMM {args.task}: {Path(args.predictions).name}", metrics, per, cards, worst_by) or (failed if args.judge else 0)
+    code = _finish(args, t0, f"CoMM {args.task}: {Path(args.predictions).name}", metrics, per, cards, worst_by) or (failed if args.judge else 0)
+    if not summary.get("evaluated"):
+        print(f"interleaf eval comm: error: no sample gave a metric (errors: {summary.get('errors') or 'none'}; image pairs skipped: {summary.get('image_pairs_skipped') or 'none'})", file=sys.stderr)
+        return code or 1
+    return code
 
 
 def cmd_clip_i(args: argparse.Namespace) -> int:

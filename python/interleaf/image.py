@@ -12,7 +12,9 @@ arithmetic, as transformers 5's ``convert_to_rgb`` does. EXIF orientation is ign
 open_clip and transformers ignore it.
 
 Limits are checked from the header before any pixel buffer is allocated: ``max_pixels``
-(default Pillow's ``MAX_IMAGE_PIXELS``, 89,478,485) and ``max_bytes`` (default 256 MiB). Every
+(default 89,478,485, Pillow's ``MAX_IMAGE_PIXELS``; Pillow only warns there and refuses at twice
+that, here a larger image is an ``image_too_large`` error: raise it to take such images) and
+``max_bytes`` (default 256 MiB). Every
 failure is a value with a ``kind``: ``empty_image``, ``unknown_image_format``,
 ``corrupt_image``, ``truncated_image``, ``image_too_large``, ``missing_image``.
 

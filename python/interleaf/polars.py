@@ -133,7 +133,7 @@ def phash(expr: str | pl.Expr, draft: int | None = None, max_pixels: int | None 
     number, null for a null or undecodable image, whose ``error`` says why. Compose with
     :func:`hamming` (which takes the struct) for near-duplicate filters. ``draft``: see
     :func:`interleaf.dedup.phash` (faster reduced JPEG decoding, not bit-identical to a full
-    decode); ``max_pixels``: the decode limit (default Pillow's 89,478,485).
+    decode); ``max_pixels``: the decode limit (default 89,478,485, Pillow's ``MAX_IMAGE_PIXELS``, where Pillow only warns; larger images are ``image_too_large`` errors).
 
     Example:
         >>> import polars as pl

@@ -14,7 +14,8 @@ doc_id        String          stable document id (record id, WebDataset key, or
 doc_index     Int64           the document's ordinal in this read (0, 1, 2, ... across
                               every file of the source): **which rows are one document**.
                               Group, count and join documents by it (with ``pos`` for
-                              nodes) and check ``doc_id``
+                              nodes) and check ``doc_id``. A run reads each shard on its
+                              own: its per-shard tables count from 0 in each shard
 pos           Int32           position of the node in its document, from 0
 kind          String          ``"text"`` or ``"image"``; null only on the single error
                               row of a document that has no readable node (``error`` says why)

@@ -1,5 +1,5 @@
 """Vector search on FAISS: exact and approximate indexes over embeddings, on the CPU or, when
-FAISS sees one, a GPU (METHODS.md §5: retrieval for MM-Instruct's instruction-to-image matching,
+FAISS sees one, a GPU (MM-Instruct, arXiv 2406.19736: retrieval for MM-Instruct's instruction-to-image matching,
 nearest captions, evaluation).
 
 ::

@@ -3,7 +3,7 @@ search (all pairs, :func:`near_duplicates`, or queries against an index, :class:
 MinHash signatures and LSH clusters, and semantic dedup of embeddings (SemDeDup,
 :func:`semantic`); :func:`deduplicate` runs any of them over a dataset.
 
-Method details and defaults follow ``METHODS.md`` §6-7: 5-word shingles, 128 permutations,
+Method details and defaults follow datasketch and the published pipelines (MMC4, OBELICS, DataComp): 5-word shingles, 128 permutations,
 Jaccard 0.8, bands x rows chosen like datasketch.
 """
 

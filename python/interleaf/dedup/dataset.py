@@ -176,7 +176,9 @@ def cluster(sig: Signatures, method: str, *, threshold: float, num_perm: int, ba
 def semantic_clusters(emb: np.ndarray, total: int, *, eps: float = 0.01, n_clusters: int | None = None, seed: int = 0, device: str = "auto", engine: str = "local") -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """SemDeDup (:func:`interleaf.dedup.semantic`) over one embedding per document; a removed
     document's representative is the kept document its chain of ``duplicate_of`` ends at, its
-    score the cosine with its ``duplicate_of``. Documents without an embedding (a NaN or zero row) stay alone."""
+    score the cosine with that representative (as the other methods score against theirs; along
+    a chain it can be below ``1 - eps``). Documents without an embedding (a NaN or zero row)
+    stay alone."""
     from interleaf.dedup.semdedup import semantic
 
     if len(emb) != total:
@@ -197,8 +199,8 @@ def semantic_clusters(emb: np.ndarray, total: int, *, eps: float = 0.01, n_clust
                 break
             target = nxt
         reps[ok] = ok[target]
-        cos = table.get_column("cosine").fill_null(1.0).to_numpy()
-        score[ok] = np.where(dup >= 0, cos, 1.0)
+        unit = emb[ok] / np.linalg.norm(emb[ok], axis=1, keepdims=True)
+        score[ok] = np.where(dup >= 0, np.einsum("ij,ij->i", unit, unit[target]).clip(-1.0, 1.0), 1.0)
         stats["clusters"] = int(table.get_column("cluster").n_unique())
     return reps, score, stats
 
@@ -272,7 +274,7 @@ def deduplicate(
     num_perm: int = 128,
     n: int = 5,
     unit: str = "word",
-    seed: int = 1,
+    seed: int | None = None,
     bands: int | None = None,
     rows: int | None = None,
     verify: str = "none",
@@ -320,8 +322,10 @@ def deduplicate(
     image (``on="image"``) or its text (``on="text"``) through ``model`` (a CLIP model or a
     sentence embedder, loaded object or directory), or the rows of ``embeddings`` (an array, a
     ``.npy`` file, or ``path.parquet:column``; one row per document in read order). The
-    representative is the document SemDeDup keeps; ``score`` is the cosine with the nearest
-    earlier document of its cluster. ``engine="ray"`` runs SemDeDup's per-cluster passes as
+    representative is the document SemDeDup keeps; ``score`` is the cosine with it (a document
+    is removed because the nearest earlier one of its cluster is within ``eps``; along a chain
+    of such neighbours the representative can be further). ``seed`` defaults to 1 for MinHash
+    (datasketch's) and 0 for semantic (as :func:`interleaf.dedup.semantic`). ``engine="ray"`` runs SemDeDup's per-cluster passes as
     parallel Ray tasks on the cluster at ``ray_address`` (None: a local Ray instance; the
     ``ray`` extra), with the same result; the other methods run on Ray through
     ``interleaf run --engine ray``. ``read_options`` go to :func:`interleaf.read` on every pass
@@ -341,6 +345,8 @@ def deduplicate(
         raise ValueError(f"engine='ray' runs method='semantic' here; MinHash, exact and pHash dedup run on Ray through `interleaf run --engine ray`, not method={method!r}")
     if ray_address is not None and engine != "ray":
         raise ValueError("ray_address needs engine='ray'")
+    if seed is None:
+        seed = 1 if method == "minhash" else 0
     emb_given = None
     if method == "semantic":
         choice_arg("on", on, ("text", "image"))

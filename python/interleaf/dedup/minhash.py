@@ -1,4 +1,4 @@
-"""MinHash signatures and LSH clustering (METHODS.md §6-7).
+"""MinHash signatures and LSH clustering (datasketch-compatible).
 
 ``MinHasher(mode="datasketch")`` gives rows bit-identical to ``datasketch.MinHash(num_perm,
 seed=seed, scheme=scheme)`` updated with ``shingles(text, n, unit)`` encoded as UTF-8.

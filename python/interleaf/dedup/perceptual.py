@@ -34,7 +34,7 @@ def phash(images: ImageInput, hash_size: int = 8, *, threads: int | None = None,
         the default hash_size 8, its first 64 bits above) and ``error`` (null, or ``{kind,
         message}``: ``empty_image``, ``unknown_image_format``, ``corrupt_image``,
         ``truncated_image``, ``image_too_large``, ``missing_image``). An image that does not
-        decode has null hashes and its error. ``max_pixels`` defaults to Pillow's 89,478,485.
+        decode has null hashes and its error. ``max_pixels`` defaults to 89,478,485 (Pillow's ``MAX_IMAGE_PIXELS``, where Pillow only warns; a larger image is an ``image_too_large`` error here).
 
     ``draft`` (pixels, default None = exact): decode JPEGs the way Pillow's
     ``im.draft("L", (draft, draft))`` does, straight to luma and shrunk 2, 4 or 8 times in the

@@ -1,4 +1,4 @@
-"""Semantic deduplication as SemDeDup publishes it (facebookresearch/SemDeDup; METHODS.md §6):
+"""Semantic deduplication as SemDeDup publishes it (facebookresearch/SemDeDup; arXiv 2303.09540):
 spherical k-means on L2-normalised embeddings (FAISS), then within each cluster the items
 ordered farthest from the centroid first, and an item dropped when its cosine with any earlier
 item in that order is **strictly** above ``1 - eps``. Each cluster is processed in blocks of

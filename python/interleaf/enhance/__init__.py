@@ -1,4 +1,4 @@
-"""Enhance instead of discard: AITQE's minimal caption rewrites (METHODS.md §4).
+"""Enhance instead of discard: AITQE's minimal caption rewrites (AITQE, arXiv 2410.16166).
 
 A low-quality image-text pair is not dropped: its caption is rewritten as little as possible,
 keeping the entities the image grounds, so the data volume and the text distribution are kept.
@@ -107,7 +107,7 @@ def aitqe(
     original's. Without ``clip`` that second check is not made (the ``reason`` says so).
 
     A pair is low when its overall score is below ``threshold`` (AITQE's rule; its value is
-    unverified: 7 by default, METHODS.md §4) or, where set, when its ``text_quality`` or
+    unverified: 7 by default, AITQE arXiv 2410.16166) or, where set, when its ``text_quality`` or
     ``image_text_matching`` aspect is below ``min_aspect`` (1-10) or its CLIP cosine with the
     image is below ``min_clip`` (needs ``clip``; for example 0.28, DataComp's B/32 cut): the
     alignment and text-quality signals then decide too, as interleaf's reading of AITQE does.

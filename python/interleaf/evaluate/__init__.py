@@ -1,4 +1,4 @@
-"""Evaluation of generated interleaved content (METHODS.md §1, §3).
+"""Evaluation of generated interleaved content (CoMM, arXiv 2406.10462; MGCC, arXiv 2405.18304; GILL).
 
 :func:`clip_image_similarity` is GILL's and MGCC's CLIP-I: the cosine of the CLIP image
 embeddings of each generated image and its ground truth, averaged over the examples that have

@@ -1,4 +1,4 @@
-"""CoMM's four generation tasks (METHODS.md §1.4-1.7): building their inputs from CoMM documents,
+"""CoMM's four generation tasks (CoMM, arXiv 2406.10462): building their inputs from CoMM documents,
 reading a model's predictions back in CoMM's folder layout, and their automatic metrics.
 
 The tasks, as CoMM's data loader builds them in test mode (``docs/reference/evaluation-protocols.md``
@@ -576,7 +576,8 @@ def metrics(
         for i, r in zip(ok_idx, img_rows, strict=True):
             rows[i] |= r | {"generated_images": len(samples[i]["pred_images"]), "reference_images": len(samples[i]["gt_images"])}
         summary |= img_sum
-        summary["evaluated"] = len(ok_idx)
+        # Evaluated: a sample with at least one metric (its images all missing give none).
+        summary["evaluated"] = sum(1 for r in img_rows if any(v is not None and v == v for v in r.values()))
     for s in samples:
         if s["error"] is not None:
             error_kinds[s["error"].split(":")[0]] += 1

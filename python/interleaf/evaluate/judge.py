@@ -1,4 +1,4 @@
-"""CoMM's LLM judge of generated interleaved content, tasks 1-4 (METHODS.md §1.7), through an
+"""CoMM's LLM judge of generated interleaved content, tasks 1-4 (CoMM, arXiv 2406.10462), through an
 :class:`interleaf.llm.Client`, and its aggregation as CoMM's ``cal_gpt4o_score.py`` does it.
 
 The protocol follows CoMM's evaluation code (``docs/reference/evaluation-protocols.md`` §1(e)):

@@ -1,4 +1,4 @@
-"""CoMM's negative samples for preference data (METHODS.md §1): an interleaved document made
+"""CoMM's negative samples for preference data (CoMM, arXiv 2406.10462): an interleaved document made
 incoherent on purpose, four ways.
 
 - ``texts``: the text blocks of the steps trade places, the images stay where they were;

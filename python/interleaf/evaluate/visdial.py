@@ -1,4 +1,4 @@
-"""The VisDial protocol of GILL and MGCC (METHODS.md §3): for each dialogue, a model sees the
+"""The VisDial protocol of GILL and MGCC (MGCC, arXiv 2405.18304; GILL): for each dialogue, a model sees the
 dialogue as text and generates the dialogue's image, which CLIP-I then compares with the real one
 (:func:`interleaf.evaluate.clip_image_similarity`, or ``interleaf eval clip-i`` on the folders).
 

@@ -1,4 +1,4 @@
-"""The VIST protocol of GILL and MGCC (METHODS.md §3): for each story, a model sees the
+"""The VIST protocol of GILL and MGCC (MGCC, arXiv 2405.18304; GILL): for each story, a model sees the
 captions and images of the first steps and the last step's caption, ``[cap1, img1, ..., cap4,
 img4, cap5]``, and generates the last (5th) image, which CLIP-I then compares with the story's
 own (:func:`interleaf.evaluate.clip_image_similarity`, or ``interleaf eval clip-i`` on the

@@ -1,4 +1,4 @@
-"""MM-Instruct: visual instructions from caption data (METHODS.md §5).
+"""MM-Instruct: visual instructions from caption data (MM-Instruct, arXiv 2406.19736).
 
 1. :func:`generate`: an LLM writes instructions from detailed captions and a few seed
    instructions; :func:`cluster` embeds them (a text embedder) and groups them with FAISS

@@ -1,4 +1,4 @@
-"""LLM judges: InterSyn's SynJudge and CoMM's dataset-quality views (METHODS.md §1, §2).
+"""LLM judges: InterSyn's SynJudge and CoMM's dataset-quality views (CoMM, arXiv 2406.10462; InterSyn, arXiv 2506.09427).
 
 Both send one request per sample through an :class:`interleaf.llm.Client` and return one row per
 input, in order, with the scores (null when the request or the parse failed), the raw answer and

@@ -1,4 +1,4 @@
-"""SEIR: InterSyn's self-evaluation and iterative refinement (METHODS.md §2).
+"""SEIR: InterSyn's self-evaluation and iterative refinement (InterSyn, arXiv 2506.09427).
 
 For each item x with context C: ``s_k = evaluate(x_{k-1}, C)``; stop when ``s_k`` is "none",
 otherwise ``x_k = refine(x_{k-1}, s_k, C)``; at most ``k`` rounds (InterSyn uses 3: the gains

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import html
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -123,30 +123,37 @@ def _img(b: bytes | None) -> str:
 # --- data -----------------------------------------------------------------------------------
 
 
-def _column_histogram(out: Path, signal: str, column: str, shards: list[Any], threshold: float | None, bins: int = 30) -> tuple[str, int]:
-    """The histogram SVG of a column over every shard and its number of finite values, read
-    one shard at a time (twice: the range, then the counts), so memory does not grow with the
-    run."""
+def _column_histogram(out: Path, signal: str, column: str, shards: list[Any], threshold: float | None, bins: int = 30, rule: pl.Expr | None = None, rule_columns: Sequence[str] = ()) -> tuple[str, int, int | None]:
+    """The histogram SVG of a column over every shard, its number of finite values and, given
+    the filter's ``rule`` (its columns all in this signal's table), how many of those rows fail
+    it on their own (whatever the filters before it dropped), read one shard at a time (twice:
+    the range, then the counts), so memory does not grow with the run."""
+    wanted = list(dict.fromkeys([column, *rule_columns]))
 
-    def values() -> Iterator[np.ndarray]:
+    def values(with_rule: bool) -> Iterator[tuple[np.ndarray, int]]:
         for s in shards:
             f = out / "attributes" / signal / f"{s.name}.parquet"
             if f.exists():
-                v = pl.read_parquet(f, columns=[column]).get_column(column).cast(pl.Float64, strict=False).to_numpy()
-                yield v[np.isfinite(v)]
+                t = pl.read_parquet(f, columns=wanted if with_rule else [column])
+                v = t.get_column(column).cast(pl.Float64, strict=False).to_numpy()
+                finite = np.isfinite(v)
+                fails = int((finite & ~t.select(rule).to_series().to_numpy().astype(bool)).sum()) if with_rule and rule is not None else 0
+                yield v[finite], fails
 
     lo, hi, n = math.inf, -math.inf, 0
-    for v in values():
+    for v, _ in values(False):
         if len(v):
             lo, hi, n = min(lo, float(v.min())), max(hi, float(v.max())), n + len(v)
     if not n:
-        return '<p class="muted">no values</p>', 0
+        return '<p class="muted">no values</p>', 0, None
     rng = _range(lo, hi, threshold)
     counts = np.zeros(bins, dtype=np.int64)
     edges = np.histogram_bin_edges(np.zeros(0), bins=bins, range=rng)
-    for v in values():
+    failing = 0
+    for v, fails in values(True):
         counts += np.histogram(v, bins=bins, range=rng)[0]
-    return _histogram_svg(counts, edges, threshold), n
+        failing += fails
+    return _histogram_svg(counts, edges, threshold), n, failing if rule is not None else None
 
 
 def _content(shards: list[Any], wanted: dict[str, set[int]], read: dict[str, Any], shown: set[tuple[str, int, int]] = frozenset()) -> dict[tuple[str, int], pl.DataFrame]:  # type: ignore[assignment]
@@ -219,7 +226,7 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
     """The report's HTML for the run in ``out``."""
     import yaml
 
-    from interleaf.pipeline import _threshold_of
+    from interleaf.pipeline import _filter_expr, _threshold_of
 
     docs = summary["documents"]
     dropped_docs: dict[str, int] = summary.get("dropped_documents", {})
@@ -269,9 +276,17 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
             thr = thresholds.get(name, _threshold_of(f.expr) if f.expr else None)
             # A boolean rule (``image_datacomp_ok``): examples of true (kept) and false (dropped).
             ex_thr = 0.5 if thr is None and plan.column_dtypes.get(col) == pl.Boolean() and f.expr is not None and f.expr.strip() == col else thr
-            svg, scored = _column_histogram(out, sig, col, shards, thr)
+            # The rule on its own, where its columns are all in this signal's table: the share
+            # a threshold decides (the drops below are what is left to it after earlier filters).
+            columns = plan.node_columns if plan.node_columns.get(col) else plan.doc_columns
+            alone = all(columns.get(c) == sig for c in roots) if f.expr is not None else True
+            rule_expr = _filter_expr(f, thresholds, name).fill_null(f.on_null == "keep") if alone and (f.expr is not None or name in thresholds) else None
+            svg, scored, failing = _column_histogram(out, sig, col, shards, thr, rule=rule_expr, rule_columns=roots if f.expr is not None else [col])
             n_drop = dropped_docs.get(name, 0) + dropped_nodes.get(name, 0)
-            share = f"{n_drop:,} dropped ({100 * n_drop / scored:.1f}% of {scored:,} scored)" if scored else f"{n_drop:,} dropped"
+            what = "documents" if level == "doc" else "documents and nodes"
+            share = f"{n_drop:,} {what} dropped here, after the filters before it"
+            if scored and failing is not None:
+                share = f"{failing:,} of {scored:,} scored fail the rule ({100 * failing / scored:.1f}%); {share}"
             rule = f.expr if f.expr is not None else f"{f.column} in the top {f.top_fraction:g}"
             head = f"<h3>{_e(name)} <span class=muted>({level} filter: <code>{_e(rule)}</code>)</span></h3><p class=muted>{_e(col)}: {share}</p>"
             above: list[tuple[str, int, int | None, float]] = []

@@ -1,4 +1,4 @@
-"""Image-text alignment (METHODS.md §1, §6): DataComp's CLIP score for pairs, CoMM's image
+"""Image-text alignment (CoMM, arXiv 2406.10462; DataComp, arXiv 2304.14108): DataComp's CLIP score for pairs, CoMM's image
 against its step's text, and MMC4's assignment of a document's images to its sentences."""
 
 from __future__ import annotations

@@ -291,11 +291,28 @@ def node_errors(batch: pl.DataFrame, rows: np.ndarray, computed: pl.Series) -> p
     """Per node, why computing on it failed: the error the node carried from the read when it
     has one (the image was missing because its tar member was too large), else the one
     computing gave; null where computing succeeded."""
-    computed = computed.alias("_c")
+    computed = _url_hint(batch, rows, computed.alias("_c"))
     if S.ERROR not in batch.columns or not len(rows):
         return computed.alias(S.ERROR)
     read = batch.get_column(S.ERROR).gather(rows).alias("_r")
     return pl.select(pl.when(computed.is_not_null()).then(pl.coalesce(read, computed)).alias(S.ERROR)).to_series()
+
+
+def _url_hint(batch: pl.DataFrame, rows: np.ndarray, computed: pl.Series) -> pl.Series:
+    """A ``missing_image`` whose node refers to a URL says so: records that name their images
+    by URL (OBELICS, MMC4's raw_url, LAION metadata) have no bytes until someone downloads them."""
+    if S.IMAGE_REF not in batch.columns or not len(rows) or computed.dtype != S.ERROR_DTYPE:
+        return computed
+    ref = batch.get_column(S.IMAGE_REF).gather(rows).alias("_ref")
+    url = ref.str.contains(r"^(?i)(https?|ftp|s3|gs)://").fill_null(False)
+    missing = (computed.struct.field("kind") == "missing_image").fill_null(False) & url
+    if not missing.any():
+        return computed
+    hint = pl.struct(
+        pl.lit("missing_image").alias("kind"),
+        pl.concat_str(pl.lit("the image is a URL, never downloaded ("), ref.str.slice(0, 200), pl.lit("): download the images first (e.g. img2dataset) and read records that hold their files or bytes")).alias("message"),
+    )
+    return pl.select(pl.when(missing).then(hint).otherwise(computed).alias(computed.name)).to_series()
 
 
 def keys(batch: pl.DataFrame, level: str) -> pl.DataFrame:
@@ -408,7 +425,7 @@ def group_rows(batch: pl.DataFrame, rows: np.ndarray, docs: pl.DataFrame) -> tup
 
 
 def step_texts(batch: pl.DataFrame, *, outside_steps: bool = False) -> pl.DataFrame:
-    """The step texts of a batch's documents (CoMM's unit, METHODS.md §1), in document then
+    """The step texts of a batch's documents (CoMM's unit), in document then
     position order: ``doc_index``, ``text`` (the step's text nodes joined by a space, in
     position order) and ``rows`` (their batch rows). A step is a CoMM step, or a text node
     where the document has no steps; text outside every step of a document that has steps (a

@@ -1,4 +1,4 @@
-"""Text coherence of step sequences (METHODS.md §1, CoMM's text development): consecutive
+"""Text coherence of step sequences (CoMM's text development, arXiv 2406.10462): consecutive
 cosines of sentence embeddings against the same steps shuffled, in Rust."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Image statistics as a Signal, with the size and aspect rules of MMC4, OBELICS and DataComp
-as named columns (METHODS.md §6, §8)."""
+as named columns (MMC4, DataComp; OBELICS, arXiv 2306.16527)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Language-model perplexity of text nodes and documents (METHODS.md §1, §8)."""
+"""Language-model perplexity of text nodes and documents (CoMM, arXiv 2406.10462; OBELICS, arXiv 2306.16527)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ class Perplexity:
     negative log-likelihood per token), ``<name>_tokens`` (tokens scored), ``<name>_ok``
     (perplexity <= ``max_perplexity``) and ``<name>_error`` (``missing_text``,
     ``too_few_tokens``). ``level="step"``: the perplexity of each CoMM step's text (its text
-    nodes joined by a space, as :class:`TextCoherence` reads a step; METHODS.md §1), given on
+    nodes joined by a space, as :class:`TextCoherence` reads a step, as CoMM), given on
     every text node of the step, so a node filter keeps or drops a step's text whole; text
     outside the steps (a title) and documents without steps are scored per node.
     ``level="doc"``: per document, the token-weighted perplexity of its text nodes,

@@ -1,4 +1,4 @@
-"""CoMM's image-sequence consistency F (METHODS.md §1), in Rust, documents in parallel."""
+"""CoMM's image-sequence consistency F (CoMM, arXiv 2406.10462), in Rust, documents in parallel."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""OBELICS's text statistics and paragraph filter (METHODS.md §8), in Rust."""
+"""OBELICS's text statistics and paragraph filter (OBELICS, arXiv 2306.16527; huggingface/OBELICS), in Rust."""
 
 from __future__ import annotations
 
@@ -185,7 +185,7 @@ class CaptionStats:
     """DataComp's caption measures as a Signal: ``<name>_words``, the number of
     whitespace-separated words (``len(caption.split())``, Python's separators) and
     ``<name>_chars``, the length in code points (``len(caption)``); DataComp's basic filter
-    keeps ``words > 2`` and ``chars > 5`` (METHODS.md §6).
+    keeps ``words > 2`` and ``chars > 5`` (DataComp, arXiv 2304.14108).
 
     ``level="node"``: per text node; ``level="doc"`` (a pair's caption): the document's text
     nodes joined by ``"\\n"`` (0 and 0 for a document without text).

@@ -8,8 +8,12 @@ pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordC
         return;
     };
     let infos: Vec<Value> = match o.get("image_info") {
-        Some(Value::Array(a)) => a.clone(),
-        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) if !a.is_empty() => a.clone(),
+        // Nothing to keep for writing back (which always writes the list, empty or not).
+        None | Some(Value::Null) | Some(Value::Array(_)) => {
+            o.remove("image_info");
+            Vec::new()
+        }
         Some(other) => {
             // The sentences are still read; the images cannot be.
             doc.set_error(RecordError::new(ErrorKind::BadRecord, format!("MMC4 image_info must be a list, not {}", json_type(other))));
@@ -69,15 +73,28 @@ pub(super) fn write(doc: &Document, o: &mut Map<String, Value>, img: &ImageValue
         _ => Vec::new(),
     };
     let texts: Vec<Value> = doc.nodes.iter().filter(|n| n.kind == Some(NodeKind::Text)).map(|n| n.text.clone().map_or(Value::Null, Value::String)).collect();
+    // MMC4's `similarity_matrix` is len(image_info) x len(text_list): its rows follow the record's
+    // entries, its columns the sentences. Usable only while both are the record's own.
+    let matrix = o.remove("similarity_matrix");
+    let rows: Option<Vec<&Vec<Value>>> = match &matrix {
+        Some(Value::Array(rows)) if rows.len() == infos.len() => rows.iter().map(|r| r.as_array().filter(|r| r.len() == texts.len())).collect(),
+        _ => None,
+    };
     let mut image_info = Vec::new();
     let mut seen_texts = 0usize;
     for n in &doc.nodes {
         match n.kind {
             Some(NodeKind::Text) => seen_texts += 1,
             Some(NodeKind::Image) => {
-                // The record's own entry for this image (matched by its reference), else a new one.
-                let same =
-                    |v: &Value| n.image_ref.is_some() && ["raw_url", "image_name"].iter().any(|k| v.get(*k).and_then(Value::as_str) == n.image_ref.as_deref());
+                // The record's own entry for this image (matched by its reference; an image read
+                // without one, by an entry that names none either), else a new one.
+                fn named<'v>(v: &'v Value, k: &str) -> Option<&'v str> {
+                    v.get(k).and_then(Value::as_str)
+                }
+                let same = |v: &Value| match n.image_ref.as_deref() {
+                    Some(r) => named(v, "raw_url") == Some(r) || named(v, "image_name") == Some(r),
+                    None => named(v, "raw_url").is_none() && named(v, "image_name").is_none(),
+                };
                 let found = infos.iter_mut().enumerate().find(|(_, i)| i.as_ref().is_some_and(same)).and_then(|(k, i)| i.take().map(|v| (k, v)));
                 let order = found.as_ref().map_or(usize::MAX, |(k, _)| *k);
                 let mut entry = match found {
@@ -102,7 +119,25 @@ pub(super) fn write(doc: &Document, o: &mut Map<String, Value>, img: &ImageValue
                 };
                 // An image goes right before its matched sentence: the next text node.
                 let idx = seen_texts.min(texts.len().saturating_sub(1));
+                let moved = entry.get("matched_text_index").and_then(Value::as_u64) != Some(idx as u64);
                 entry.insert("matched_text_index".into(), json!(idx));
+                // `matched_sim` is the similarity with the matched sentence: from the matrix for
+                // an image matched anew; where the record's matrix no longer fits its sentences
+                // (some were removed), which sentence it was is unknown, so it goes rather than
+                // stay wrong. Without a matrix it is left as the record gave it.
+                if entry.contains_key("matched_sim") {
+                    match &rows {
+                        Some(rows) => {
+                            if let (true, Some(row)) = (moved, rows.get(order)) {
+                                entry.insert("matched_sim".into(), row[idx].clone());
+                            }
+                        }
+                        None if matrix.is_some() => {
+                            entry.remove("matched_sim");
+                        }
+                        None => {}
+                    }
+                }
                 image_info.push((order, Value::Object(entry)));
             }
             None => {}
@@ -112,5 +147,12 @@ pub(super) fn write(doc: &Document, o: &mut Map<String, Value>, img: &ImageValue
     // The record's entries keep their order (new ones follow), so reading back places images
     // that share a sentence as before.
     image_info.sort_by_key(|(k, _)| *k);
+    // The matrix keeps the rows of the images left, in their order; it goes where an image has
+    // no row (a new one) or the sentences are not the record's.
+    if let Some(rows) = rows {
+        if let Some(kept) = image_info.iter().map(|(k, _)| rows.get(*k).map(|r| Value::Array(r.to_vec()))).collect::<Option<Vec<Value>>>() {
+            o.insert("similarity_matrix".into(), Value::Array(kept));
+        }
+    }
     o.insert("image_info".into(), Value::Array(image_info.into_iter().map(|(_, v)| v).collect()));
 }

@@ -549,8 +549,9 @@ fn image_mime(b: &[u8]) -> &'static str {
 /// fields, its id under `"id"` (CoMM's `"data_id"`), and its nodes in the layout's own fields (images as their
 /// reference, or inline as a `data:` URI when `embed_images` or when they have no reference).
 /// Reading the record back gives the same document (MMC4's `image_info` entries are matched to
-/// the image nodes by reference and their `matched_text_index` recomputed, so removed nodes
-/// leave a consistent record). Node errors are not written: the layouts have no place for them.
+/// the image nodes by reference and their `matched_text_index` recomputed, its
+/// `similarity_matrix` rows and `matched_sim` following, so removed nodes leave a consistent
+/// record). Node errors are not written: the layouts have no place for them.
 pub fn document_to_record(doc: &Document, format: Format, embed_images: bool) -> Value {
     if format == Format::Nodes {
         return document_to_json(doc);
@@ -565,8 +566,14 @@ pub fn document_to_record(doc: &Document, format: Format, embed_images: bool) ->
         // CoMM's image items are for writing CoMM back; other layouts have their own fields.
         o.remove(comm::IMAGE_ITEMS);
     }
-    // CoMM's files name the id `data_id` (its loader reads that key); the others `id`.
-    o.insert(if format == Format::Comm { "data_id" } else { "id" }.into(), Value::String(doc.doc_id.clone()));
+    // CoMM's files name the id `data_id` (its loader reads that key); the others `id`. Where
+    // the metadata keeps an id-like key that reading would take first (or that key itself,
+    // another value the record had beside its id), the id goes under `doc_id`, which reading
+    // takes first, so neither is lost.
+    let preferred = if format == Format::Comm { "data_id" } else { "id" };
+    let rank = |k: &str| ID_KEYS.iter().position(|x| *x == k).unwrap_or(usize::MAX);
+    let taken = ID_KEYS.iter().any(|k| rank(k) <= rank(preferred) && o.get(*k).is_some_and(|v| !v.is_null()));
+    o.insert(if taken { ID_KEYS[0] } else { preferred }.into(), Value::String(doc.doc_id.clone()));
     let img = |n: &Node| image_value(n, embed_images);
     match format {
         Format::Pairs => pairs::write(doc, &mut o, &img),
@@ -845,6 +852,58 @@ mod tests {
         let rec = document_to_record(&d, Format::Mmc4, false);
         assert_eq!(rec["text_list"], json!(["a", "c"]));
         assert_eq!(rec["image_info"], json!([{"raw_url": "http://x/2.jpg", "matched_text_index": 1}]));
+    }
+
+    #[test]
+    fn an_id_beside_the_documents_own_is_kept_on_writing() {
+        // doc_id is the id; the record's `id` is another value, kept in the metadata.
+        for f in [Format::Pairs, Format::Obelics, Format::Comm] {
+            let v = json!({"doc_id": "d1", "id": "other", "caption": "c", "texts": ["t"], "images": [null], "step_info": [[{"type": "text", "content": "x"}]]});
+            let d = record_to_document(v, f, "f:1".into(), &ctx());
+            assert_eq!(d.doc_id, "d1");
+            let rec = document_to_record(&d, f, false);
+            assert_eq!((&rec["doc_id"], &rec["id"]), (&json!("d1"), &json!("other")), "{f:?}");
+            let back = record_to_document(rec, f, "f:2".into(), &ctx());
+            assert_eq!((back.doc_id.as_str(), back.meta.clone()), ("d1", d.meta.clone()), "{f:?}");
+        }
+        // The usual case: the id under `id` (CoMM: `data_id`).
+        let d = record_to_document(json!({"key": "k", "caption": "c"}), Format::Pairs, "f:1".into(), &ctx());
+        assert_eq!(document_to_record(&d, Format::Pairs, false)["id"], json!("k"));
+    }
+
+    #[test]
+    fn mmc4_similarities_follow_the_images_left() {
+        // MMC4's matrix is len(image_info) x len(text_list), matched_sim its entry at the match.
+        let v = json!({"text_list": ["a", "b", "c"], "similarity_matrix": [[0.1, 0.2, 0.3], [0.4, 0.5, 0.6], [0.7, 0.8, 0.9]], "image_info": [
+            {"raw_url": "http://x/1.jpg", "matched_text_index": 0, "matched_sim": 0.1},
+            {"raw_url": "http://x/2.jpg", "matched_text_index": 1, "matched_sim": 0.5},
+            {"raw_url": "http://x/3.jpg", "matched_text_index": 2, "matched_sim": 0.9}]});
+        let d = record_to_document(v.clone(), Format::Mmc4, "f:1".into(), &ctx());
+        assert_eq!(document_to_record(&d, Format::Mmc4, false)["similarity_matrix"], v["similarity_matrix"]);
+        // [1.jpg] a [2.jpg] b [3.jpg] c: drop 2.jpg and move 1.jpg to sentence c.
+        let mut moved = d.clone();
+        let one = moved.nodes.remove(0);
+        moved.nodes.retain(|n| n.image_ref.as_deref() != Some("http://x/2.jpg"));
+        moved.nodes.insert(moved.nodes.len() - 1, one);
+        let rec = document_to_record(&moved, Format::Mmc4, false);
+        assert_eq!(rec["similarity_matrix"], json!([[0.1, 0.2, 0.3], [0.7, 0.8, 0.9]]));
+        assert_eq!(
+            rec["image_info"],
+            json!([{"raw_url": "http://x/1.jpg", "matched_text_index": 2, "matched_sim": 0.3}, {"raw_url": "http://x/3.jpg", "matched_text_index": 2, "matched_sim": 0.9}])
+        );
+        // A sentence removed: the matrix's columns are no longer the sentences; it goes, and
+        // with it every matched_sim it could not vouch for.
+        let mut fewer = d.clone();
+        fewer.nodes.retain(|n| n.text.as_deref() != Some("b"));
+        let rec = document_to_record(&fewer, Format::Mmc4, false);
+        assert!(rec.get("similarity_matrix").is_none());
+        assert!(rec["image_info"].as_array().unwrap().iter().all(|e| e.get("matched_sim").is_none()));
+        // A new image has no row: the matrix goes, the record's own entries keep theirs.
+        let mut added = d.clone();
+        added.nodes.insert(0, Node::image(None, Some("http://x/new.jpg".into())));
+        let rec = document_to_record(&added, Format::Mmc4, false);
+        assert!(rec.get("similarity_matrix").is_none());
+        assert_eq!(rec["image_info"][0]["matched_sim"], json!(0.1));
     }
 
     #[test]

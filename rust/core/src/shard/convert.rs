@@ -3,7 +3,8 @@
 //! Two sample shapes are read:
 //! - **pair**: an image member (`jpg`, `jpeg`, `png`, `webp`, `gif`, `bmp`) and a text member
 //!   (`txt`, else `text` or `caption`), plus an optional `json` member that becomes the
-//!   document metadata. Other members are kept in the metadata under `"__extra__"`, up to
+//!   document metadata (`__image_ref__` in it is the image's path or URL, `__doc_id__` the
+//!   document's id where the key is not). Other members are kept in the metadata under `"__extra__"`, up to
 //!   [`MAX_EXTRA_BYTES`] per sample; the ones that would pass it are named, with their sizes,
 //!   under `"__extra_skipped__"`.
 //! - **interleaved**: a `json` member holding `{"doc_id", "meta", "nodes": [...]}`, where an
@@ -22,6 +23,9 @@ use crate::formats::{error_json, json_too_costly, lone_surrogates, node_json, pa
 pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bmp"];
 const TEXT_EXTENSIONS: &[&str] = &["txt", "text", "caption"];
 const DOC_ID_KEY: &str = "__doc_id__";
+/// A pair's image reference (the path or URL it was read from) in its json, so that a pair
+/// read from records keeps the pair shape (`key.jpg`, `key.txt`) and its reference.
+const IMAGE_REF_KEY: &str = "__image_ref__";
 const EXTRA_KEY: &str = "__extra__";
 /// The bytes of a sample's other members (beyond its image, text and json) kept in its metadata.
 pub const MAX_EXTRA_BYTES: usize = 16 << 20;
@@ -101,6 +105,14 @@ pub fn sample_to_document(sample: Sample) -> Document {
     if let Some(Value::String(id)) = meta.remove(DOC_ID_KEY) {
         doc.doc_id = id;
     }
+    let image_ref = match meta.remove(IMAGE_REF_KEY) {
+        Some(Value::String(r)) => Some(r),
+        Some(other) => {
+            meta.insert(IMAGE_REF_KEY.into(), other);
+            None
+        }
+        None => None,
+    };
     let image_ext = IMAGE_EXTENSIONS.iter().find(|e| members.iter().any(|(m, _)| m == *e)).copied();
     let text_ext = TEXT_EXTENSIONS.iter().find(|e| members.iter().any(|(m, _)| m == *e)).copied();
     let mut extra = match meta.remove(EXTRA_KEY) {
@@ -110,7 +122,7 @@ pub fn sample_to_document(sample: Sample) -> Document {
     let (mut extra_bytes, mut skipped) = (0usize, Map::new());
     for (ext, data) in members {
         if Some(ext.as_str()) == image_ext {
-            doc.nodes.insert(0, Node::image(Some(data), None));
+            doc.nodes.insert(0, Node::image(Some(data), image_ref.clone()));
         } else if Some(ext.as_str()) == text_ext {
             let (text, err) = decode_text(&data, &format!("{key}.{ext}"));
             let mut node = Node::text(text);
@@ -213,8 +225,9 @@ fn is_simple_pair(doc: &Document) -> bool {
     let plain = |n: &Node| n.step.is_none() && n.role.is_none() && n.error.is_none();
     // The image must be of a known format: its member extension is how a reader finds it (an
     // empty or unknown image is written in the interleaved form, which names its member).
+    // Its reference (a pair read from records has one) goes in the json.
     let known = a.image.as_deref().is_some_and(|img| sniff_image_ext(img) != "bin");
-    plain(a) && plain(b) && a.kind == Some(NodeKind::Image) && known && a.image_ref.is_none() && b.kind == Some(NodeKind::Text) && b.text.is_some()
+    plain(a) && plain(b) && a.kind == Some(NodeKind::Image) && known && b.kind == Some(NodeKind::Text) && b.text.is_some()
 }
 
 /// The members (extension, bytes) that represent `doc` under `key`, in a fixed order.
@@ -243,6 +256,9 @@ pub fn document_to_members(doc: &Document, key: &str) -> Vec<(String, Vec<u8>)> 
         }
         if doc.doc_id != key {
             meta.insert(DOC_ID_KEY.into(), Value::String(doc.doc_id.clone()));
+        }
+        if let Some(r) = &doc.nodes[0].image_ref {
+            meta.insert(IMAGE_REF_KEY.into(), Value::String(r.clone()));
         }
         if !meta.is_empty() {
             out.push(("json".to_string(), Value::Object(meta).to_string().into_bytes()));
@@ -347,6 +363,25 @@ mod tests {
         assert_eq!(back.doc_id, "pairs.jsonl:3");
         assert_eq!(back.nodes, d.nodes);
         assert_eq!(back.meta, d.meta);
+    }
+
+    #[test]
+    fn a_pair_read_from_records_keeps_the_pair_shape_and_its_image_reference() {
+        // A pair from jsonl/parquet has a path: still key.jpg + key.txt (what OpenCLIP's
+        // loaders read), the path in the json, and read back as it was.
+        let mut d = Document::new("pair-1", Some("pairs.jsonl".into()));
+        d.nodes.push(Node::image(Some(b"\xff\xd8\xffabc".to_vec()), Some("images/a.jpg".into())));
+        d.nodes.push(Node::text("a cat"));
+        d.meta = Some(r#"{"license":"CC0"}"#.into());
+        let members = document_to_members(&d, "pair-1");
+        let exts: Vec<&str> = members.iter().map(|(e, _)| e.as_str()).collect();
+        assert_eq!(exts, ["jpg", "json", "txt"]);
+        let back = sample_to_document(Sample { key: "pair-1".into(), url: "s.tar".into(), members, errors: vec![] });
+        assert_eq!(back.nodes, d.nodes);
+        assert_eq!(back.meta, d.meta);
+        // A reference that is not text stays in the metadata as it was.
+        let odd = sample_to_document(sample(&[("jpg", b"\xff\xd8\xffabc"), ("txt", b"x"), ("json", br#"{"__image_ref__":3}"#)]));
+        assert_eq!((odd.nodes[0].image_ref.as_deref(), odd.meta.as_deref()), (None, Some(r#"{"__image_ref__":3}"#)));
     }
 
     #[test]
