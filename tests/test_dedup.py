@@ -136,9 +136,11 @@ def test_permutations_equal_datasketch(scheme):
 
 
 @pytest.mark.parametrize("scheme", ["affine32", "legacy"])
-@pytest.mark.parametrize("n,unit", [(5, "word"), (3, "char")])
+@pytest.mark.parametrize("n,unit", [(5, "word"), (3, "char"), (40, "char")])
 def test_datasketch_mode_is_bit_identical(paragraphs, scheme, n, unit):
-    texts = paragraphs[:150] + ["", "word", "two words"]
+    # Repeated shingles (each hashed once per window now, not once per distinct shingle) and
+    # texts shorter than n, multi-byte code points included.
+    texts = paragraphs[:150] + ["", "word", "two words", "ab" * 300, "naïve café " * 20, "日本語のテキスト"]
     sigs = MinHasher(num_perm=128, n=n, unit=unit, seed=1, mode="datasketch", scheme=scheme, threads=2).signatures(texts)
     assert sigs.shape == (len(texts), 128) and sigs.dtype == np.uint32
     for text, row in zip(texts, sigs):

@@ -658,7 +658,8 @@ def test_a_jpeg_with_too_many_scans_is_refused_before_decoding():
     ok, bomb = progressive_jpeg(64, 10), progressive_jpeg(64, 501)  # the limit: 500 scans
     assert Image.open(io.BytesIO(bomb)).convert("L").getextrema() == (128, 128)  # valid: Pillow decodes it
     table = image.stats([ok, bomb])
-    assert table.get_column("width").to_list() == [64, None]
+    assert table.get_column("width").to_list() == [64, 64]  # refused pixels, the header's size
+    assert table.get_column("blur").to_list()[1] is None
     err = table.get_column("error").to_list()[1]
     assert err["kind"] == "image_too_large" and "scans" in err["message"]
     assert phash([bomb]).get_column("error").to_list()[0]["kind"] == "image_too_large"
@@ -684,7 +685,8 @@ def test_a_jpeg_whose_scans_times_pixels_are_too_many_is_refused_before_decoding
     # and 499 scans: scans x pixels is bounded too (4e9).
     ok, bomb = progressive_jpeg(3000, 10), progressive_jpeg(3000, 499)  # 9 MP, a DC scan and the AC scans: 9.9e7 and 4.5e9
     table = image.stats([ok, bomb])
-    assert table.get_column("width").to_list() == [3000, None]
+    assert table.get_column("width").to_list() == [3000, 3000]  # refused pixels, the header's size
+    assert table.get_column("blur").to_list()[1] is None
     err = table.get_column("error").to_list()[1]
     assert err["kind"] == "image_too_large" and "500 scans of 3000x3000 pixels" in err["message"]
     assert image.stats([progressive_jpeg(1000, 499)]).get_column("error")[0] is None  # 5e8: decoded

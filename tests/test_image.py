@@ -462,6 +462,13 @@ def test_stats_keep_bad_rows_and_polars_expression_agrees(sample_dir):
             assert got == kind, name
     row = df.row(4, named=True)  # the PNG that claims 100000 x 100000
     assert row["format"] == "PNG" and row["bytes"] > 0 and row["blur"] is None
+    # Pixels that do not decode keep the size their header gives (what header_only reads), so
+    # size rules can judge them.
+    head = image.stats(items, header_only=True)
+    failed = df.get_column("error").is_not_null() & head.get_column("width").is_not_null()
+    assert failed.sum() >= 2  # the truncated JPEG and the oversized PNG at least
+    for c in ("width", "height", "aspect_ratio"):
+        assert df.filter(failed).get_column(c).equals(head.filter(failed).get_column(c)), c
     lazy = pl.LazyFrame({"image": items}, schema={"image": pl.Binary}).select(ilp.image_stats("image").alias("s")).collect().unnest("s")
     assert lazy.equals(df)
 

@@ -7,7 +7,15 @@ bit (16-bit colour keeps its high bytes, 16-bit gray is clipped at 255 as Pillow
 gray and alpha, WebP, GIF (first frame) and BMP. **Alpha rule:** ``alpha="drop"`` (default)
 drops the alpha channel as ``convert("RGB")`` and open_clip do, so transparent pixels keep their
 stored colour; ``alpha="white"`` composites over white with Pillow's ``alpha_composite``
-arithmetic, as transformers 5's ``convert_to_rgb`` does. EXIF orientation is ignored unless
+arithmetic, as transformers 5's ``convert_to_rgb`` does, with one deliberate difference: a PNG
+tRNS colour key at bit depth 1, 2, 4 or 16 applies where the PNG specification says (Pillow
+compares the key with scaled or cut pixel values, so it matches the wrong pixels or none, and
+turns a keyed 16-bit gray image all white). Known gaps against Pillow on damaged or unusual
+files: a PNG that ends without its IEND chunk, or whose IDAT CRC is wrong, is a
+``corrupt_image`` (Pillow decodes it); some interlaced GIFs of one flat colour fail as
+``corrupt_image`` (an upstream bug in the ``gif`` crate's interlaced LZW path, fixed in weezl
+0.2.1, not yet in a ``gif`` release); some damaged JPEGs that Pillow decodes stop with libjpeg's
+read error. EXIF orientation is ignored unless
 ``exif_transpose=True`` (then as ``ImageOps.exif_transpose``), because Pillow's ``Image.open``,
 open_clip and transformers ignore it.
 
@@ -430,7 +438,8 @@ def stats(images: ImageInput, *, threads: int | None = None, max_pixels: int | N
     """Statistics of each encoded image, one row per image, in input order.
 
     Columns: ``width``, ``height``, ``aspect_ratio`` (width / height), ``format`` (Pillow's
-    name: JPEG, PNG, GIF, WEBP, BMP), ``mode`` (what Pillow's ``Image.open`` reports),
+    name: JPEG, PNG, GIF, WEBP, BMP), ``mode`` (what Pillow's ``Image.open`` reports, but a BMP with a gray or black-and-white
+    palette is ``P`` where Pillow says ``L`` or ``1``),
     ``frames`` (animated GIF/APNG/WebP), ``bytes``; on the gray image of ``convert("L")``:
     ``blur`` (variance of the Laplacian, as ``cv2.Laplacian(gray, cv2.CV_64F).var()``; lower is
     blurrier, NeMo Curator keeps >= 100), ``entropy`` (bits, Pillow's ``Image.entropy()``),

@@ -50,6 +50,12 @@ def blake3(items: BytesInput) -> pl.Series:
 def normalized_text_hash(texts: BytesInput, strip_punctuation: bool = False) -> pl.Series:
     """xxh3-128 hex of each text after NFKC, lower-casing and folding whitespace runs to one
     space (Python's ``str.split()`` whitespace); with ``strip_punctuation`` (default False),
-    Unicode punctuation is removed first. Equal keys = texts equal up to those differences.
+    after NFKC and lower-casing, ASCII punctuation and symbols, U+00A1-U+00BF (Latin-1
+    punctuation and symbols such as ``¡ « © °``), General Punctuation (U+2010-U+205E), CJK
+    Symbols and Punctuation and the full-width ASCII punctuation are removed (not every Unicode
+    ``P*`` character: Arabic ``،`` or Devanagari ``।`` stay). Equal keys = texts equal up to
+    those differences. NFKC follows the Unicode version of the Rust ``unicode-normalization``
+    crate (16), a little newer than Python 3.11's ``unicodedata`` (14): code points unassigned
+    in 14 can normalise differently.
     A String Series; null stays null."""
     return _native.normalized_text_hash(string_column(texts, "texts"), strip_punctuation)

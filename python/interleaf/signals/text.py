@@ -107,8 +107,8 @@ class TextStats:
     punctuation rule); with ``paragraphs=True`` also OBELICS's node-level filter
     (:func:`obelics_paragraphs`): ``<name>_kept_text`` and ``<name>_removed_reasons``.
 
-    ``level="doc"``: one row per document, the statistics of its text nodes joined by
-    ``"\\n\\n"`` in document order (OBELICS's document text; with ``paragraphs=True`` only the
+    ``level="doc"``: one row per document, the statistics of its non-empty text nodes joined
+    by ``"\\n\\n"`` in document order (OBELICS's document text; with ``paragraphs=True`` only the
     paragraphs that survive the node-level filter), plus ``<name>_n_texts`` and
     ``<name>_n_images`` (OBELICS keeps 1-30 images). Thresholds to compare with:
     :data:`PARAGRAPH_RULES`, :data:`DOCUMENT_RULES`.
@@ -168,7 +168,9 @@ class TextStats:
         if self.paragraphs:
             texts = texts.with_columns(self._paragraphs(batch, texts, ctx).get_column("text").alias(S.TEXT))
         docs = batch.select(DOC_KEYS).unique(subset=S.DOC_INDEX, keep="first", maintain_order=True)
-        joined = texts.group_by(S.DOC_INDEX).agg(pl.col(S.TEXT).sort_by(S.POS).str.join("\n\n").alias("_text"), pl.len().cast(pl.UInt32).alias(f"{n}_n_texts"))
+        # OBELICS joins `[text for text in texts if text]`: empty texts add no separator.
+        nonempty = pl.when(pl.col(S.TEXT).str.len_bytes() > 0).then(pl.col(S.TEXT))
+        joined = texts.group_by(S.DOC_INDEX).agg(nonempty.sort_by(S.POS).str.join("\n\n").alias("_text"), pl.len().cast(pl.UInt32).alias(f"{n}_n_texts"))
         images = batch.filter(pl.col(S.KIND) == S.IMAGE_KIND).group_by(S.DOC_INDEX).agg(pl.len().cast(pl.UInt32).alias(f"{n}_n_images"))
         docs = docs.join(joined, on=S.DOC_INDEX, how="left", maintain_order="left").join(images, on=S.DOC_INDEX, how="left", maintain_order="left")
         docs = docs.with_columns(pl.col("_text").fill_null(""), pl.col(f"{n}_n_texts", f"{n}_n_images").fill_null(0))

@@ -574,6 +574,10 @@ pub fn document_to_record(doc: &Document, format: Format, embed_images: bool) ->
     let rank = |k: &str| ID_KEYS.iter().position(|x| *x == k).unwrap_or(usize::MAX);
     let taken = ID_KEYS.iter().any(|k| rank(k) <= rank(preferred) && o.get(*k).is_some_and(|v| !v.is_null()));
     o.insert(if taken { ID_KEYS[0] } else { preferred }.into(), Value::String(doc.doc_id.clone()));
+    // CoMM's loader reads `data_id`: a CoMM record always has one.
+    if format == Format::Comm && !o.contains_key(preferred) {
+        o.insert(preferred.into(), Value::String(doc.doc_id.clone()));
+    }
     let img = |n: &Node| image_value(n, embed_images);
     match format {
         Format::Pairs => pairs::write(doc, &mut o, &img),
@@ -864,11 +868,24 @@ mod tests {
             let rec = document_to_record(&d, f, false);
             assert_eq!((&rec["doc_id"], &rec["id"]), (&json!("d1"), &json!("other")), "{f:?}");
             let back = record_to_document(rec, f, "f:2".into(), &ctx());
-            assert_eq!((back.doc_id.as_str(), back.meta.clone()), ("d1", d.meta.clone()), "{f:?}");
+            let mut meta: Value = serde_json::from_str(back.meta.as_deref().unwrap()).unwrap();
+            if f == Format::Comm {
+                // CoMM's data_id, which its loader reads, is added beside.
+                assert_eq!(meta.as_object_mut().unwrap().remove("data_id"), Some(json!("d1")));
+            }
+            assert_eq!((back.doc_id.as_str(), meta), ("d1", serde_json::from_str::<Value>(d.meta.as_deref().unwrap()).unwrap()), "{f:?}");
         }
         // The usual case: the id under `id` (CoMM: `data_id`).
         let d = record_to_document(json!({"key": "k", "caption": "c"}), Format::Pairs, "f:1".into(), &ctx());
         assert_eq!(document_to_record(&d, Format::Pairs, false)["id"], json!("k"));
+        // A CoMM record always has the data_id its loader reads, also where `doc_id` had to
+        // carry the id past an id-like key of the metadata (a pair's `uid`, say).
+        let mut d = record_to_document(json!({"key": "k", "uid": "u", "caption": "c"}), Format::Pairs, "f:1".into(), &ctx());
+        d.nodes.clear();
+        d.nodes.push(Node::text("a step").with_step(Some(0)));
+        let rec = document_to_record(&d, Format::Comm, false);
+        assert_eq!((&rec["doc_id"], &rec["data_id"], &rec["uid"]), (&json!("k"), &json!("k"), &json!("u")));
+        assert_eq!(record_to_document(rec, Format::Comm, "f:2".into(), &ctx()).doc_id, "k");
     }
 
     #[test]

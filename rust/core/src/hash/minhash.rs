@@ -14,7 +14,7 @@
 use rayon::prelude::*;
 use sha1::{Digest, Sha1};
 
-use crate::text::shingle::{for_each_shingle_hash, shingles, Unit};
+use crate::text::shingle::{for_each_shingle_hash, Unit};
 
 const MERSENNE61: u64 = (1 << 61) - 1;
 
@@ -103,7 +103,7 @@ pub fn sha1_hash32(data: &[u8]) -> u32 {
     state[0].swap_bytes()
 }
 
-/// datasketch's token hash of every shingle that [`shingles`] gives (repeats included, which
+/// datasketch's token hash of every shingle that [`crate::text::shingle::shingles`] gives (repeats included, which
 /// cannot change a minimum): SHA-1 of the words joined by one space, the shingle's bytes
 /// written into `buf` (scratch, as is `spans`).
 fn for_each_shingle_sha1(text: &str, n: usize, unit: Unit, spans: &mut Vec<(usize, usize)>, buf: &mut Vec<u8>, mut f: impl FnMut(u32)) {
@@ -136,7 +136,22 @@ fn for_each_shingle_sha1(text: &str, n: usize, unit: Unit, spans: &mut Vec<(usiz
                 spans.windows(n).for_each(|w| f(hash(w)));
             }
         }
-        Unit::Char => shingles(text, n, unit).iter().for_each(|s| f(sha1_hash32(s.as_bytes()))),
+        // Every n-code-point window, a slice of the text: a repeated shingle hashes again but
+        // leaves the minima as they were, and memory stays one span per code point (every
+        // window built as a string first took about (len - n) x n bytes).
+        Unit::Char => {
+            spans.clear();
+            spans.extend(text.char_indices().map(|(i, c)| (i, i + c.len_utf8())));
+            let bytes = text.as_bytes();
+            if spans.is_empty() {
+                return;
+            }
+            if spans.len() < n {
+                f(sha1_hash32(bytes));
+            } else {
+                spans.windows(n).for_each(|w| f(sha1_hash32(&bytes[w[0].0..w[n - 1].1])));
+            }
+        }
     }
 }
 

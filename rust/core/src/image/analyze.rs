@@ -21,7 +21,7 @@ use rayon::prelude::*;
 
 use crate::error::{ErrorKind, RecordError};
 use crate::hash::perceptual::{hash_luma, Bits, PerceptualKind};
-use crate::image::decode::{checked_header_with, decode_luma, decode_luma_draft, rgb_to_luma, DecodeLimits};
+use crate::image::decode::{checked_header_with, decode_luma, decode_luma_draft, header_size, rgb_to_luma, DecodeLimits};
 use crate::image::preprocess::{PixelFloat, PreprocessConfig, Preprocessor};
 use crate::image::stats::{header_stats_and_jpeg_size, luma_stats, ImageStats};
 
@@ -193,6 +193,15 @@ fn analyze_one<T: PixelFloat>(data: &[u8], wants: &Wants, pre: Option<&Preproces
             }
             Err(e) => {
                 out.error.get_or_insert(e);
+            }
+        }
+    }
+    // Pixels that do not decode (damage, or over a limit) still have the size their header
+    // gives: size rules can judge them.
+    if let (Some(s), Some(_)) = (out.stats.as_mut(), &out.error) {
+        if s.width.is_none() {
+            if let Ok((w, h)) = header_size(data) {
+                (s.width, s.height) = (Some(w), Some(h));
             }
         }
     }

@@ -163,6 +163,8 @@ fn probe_png(d: &[u8], p: &mut Probe) {
                     (Some(0), _) => "L",
                     (Some(2), _) => "RGB",
                     (Some(3), _) => "P",
+                    // Pillow opens 16-bit gray + alpha as RGBA (its LA has 8 bits a sample).
+                    (Some(4), Some(16)) => "RGBA",
                     (Some(4), _) => "LA",
                     _ => "RGBA",
                 };

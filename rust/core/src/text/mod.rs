@@ -172,8 +172,9 @@ fn ascii_space_mask(block: &[u8; 64]) -> u64 {
     }
 }
 
-/// NFKC, lower-cased, whitespace runs folded to one space and trimmed; with `strip_punct`,
-/// Unicode punctuation removed first. The key behind `normalized_text_hash`.
+/// NFKC, lower-cased, whitespace runs folded to one space and trimmed; with `strip_punct`, the
+/// characters of [`is_punctuation`] then removed (and words made of them dropped). The key
+/// behind `normalized_text_hash`.
 pub fn normalize(text: &str, strip_punct: bool) -> String {
     let mut out = String::with_capacity(text.len());
     let mut push = |w: &str| {
@@ -184,7 +185,14 @@ pub fn normalize(text: &str, strip_punct: bool) -> String {
             out.push(' ');
         }
         if strip_punct {
-            out.extend(w.chars().filter(|c| !is_punctuation(*c)));
+            let kept: String = w.chars().filter(|c| !is_punctuation(*c)).collect();
+            // A mark the punctuation kept from its letter composes with it now: "p]\u{301}"
+            // gives "ṕ", as normalising the stripped text again would.
+            if kept.len() != w.len() && !kept.is_ascii() {
+                out.extend(kept.nfkc());
+            } else {
+                out.push_str(&kept);
+            }
         } else {
             out.push_str(w);
         }
@@ -211,8 +219,9 @@ pub fn normalize(text: &str, strip_punct: bool) -> String {
     out
 }
 
-/// ASCII punctuation and the common Unicode punctuation blocks (General Punctuation,
-/// CJK Symbols and Punctuation, fullwidth forms' ASCII punctuation).
+/// ASCII punctuation and symbols, U+00A1-U+00BF (Latin-1 punctuation and symbols), General
+/// Punctuation, CJK Symbols and Punctuation and the full-width forms of ASCII punctuation: the
+/// common blocks, not every Unicode `P*` character.
 pub fn is_punctuation(c: char) -> bool {
     c.is_ascii_punctuation()
         || matches!(c as u32,
@@ -222,6 +231,19 @@ pub fn is_punctuation(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn normalising_twice_changes_nothing() {
+        // Found by the text fuzz target: stripping "]" left "p" and a combining acute apart
+        // in NFKC terms; they compose once the brackets are gone.
+        for t in ["A .Oek a N`SA p]]]]]]]]]]]]]\u{301}\u{a0}\u{200b}\te", "Caf]\u{301} \u{fb01}ne ÉTÉ", "plain, text."] {
+            for strip in [false, true] {
+                let once = normalize(t, strip);
+                assert_eq!(normalize(&once, strip), once, "{t:?} {strip}");
+            }
+        }
+        assert_eq!(normalize("p]\u{301}", true), "\u{1e55}");
+    }
 
     #[test]
     fn split_matches_python_including_separators() {

@@ -152,12 +152,31 @@ fn decode_full(data: &[u8], format: ImageFormat, w: u32, h: u32) -> Result<Dynam
     l.max_alloc = Some((pixels * 16).max(1 << 20));
     reader.limits(l);
     // For GIF this is the first frame, as Pillow's Image.open gives.
-    reader.decode().map_err(|e| match e {
+    let img = reader.decode().map_err(|e| match e {
         // A frame or buffer over the limits (a GIF frame larger than its screen, say) is a bomb,
         // not damage.
         image::ImageError::Limits(_) => err(ErrorKind::ImageTooLarge, format!("{format:?}: {e}")),
         e => err(ErrorKind::CorruptImage, format!("{format:?}: {e}")),
-    })
+    })?;
+    Ok(gray16_key_as_pillow(data, format, img))
+}
+
+/// A 16-bit grayscale PNG with a tRNS colour key comes out of the crate as gray + alpha; Pillow
+/// opens it as `I;16` and clips each value at 255 where the conversions here take the high
+/// byte of a gray + alpha image (what Pillow does for a real `LA` PNG). The gray of such an
+/// image is stored as `min(v, 255) * 257`, whose high byte is the clipped value.
+fn gray16_key_as_pillow(data: &[u8], format: ImageFormat, img: DynamicImage) -> DynamicImage {
+    // IHDR follows the 8-byte signature: length, "IHDR", width, height, bit depth, colour type.
+    let gray16 = format == ImageFormat::Png && data.len() > 25 && &data[12..16] == b"IHDR" && data[24] == 16 && data[25] == 0;
+    match img {
+        DynamicImage::ImageLumaA16(mut b) if gray16 => {
+            for p in b.pixels_mut() {
+                p.0[0] = p.0[0].min(255) * 257;
+            }
+            DynamicImage::ImageLumaA16(b)
+        }
+        other => other,
+    }
 }
 
 /// The 8-bit grayscale image that Pillow gives for `im = Image.open(...); im.draft("L", (req,
