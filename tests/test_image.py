@@ -448,6 +448,21 @@ def test_stats_match_opencv_and_pillow(photos, sample_dir):
     assert blurry < sharp
 
 
+def test_a_png_that_only_lacks_its_iend_chunk_decodes_as_in_pillow(sample_dir):
+    """A download that lost its last 12 bytes: Pillow decodes it (it stops once the rows are
+    read), and so does interleaf; a PNG cut inside its image data stays an error in both."""
+    png = encode(Image.open(sample_dir / "images" / "astronaut_shuttle.png").convert("RGB"), "PNG")
+    assert png.endswith(b"IEND\xaeB`\x82")
+    no_iend = png[:-12]
+    want = np.asarray(Image.open(io.BytesIO(no_iend)).convert("RGB"))
+    assert np.array_equal(image.decode(no_iend), want)
+    assert image.stats([no_iend]).get_column("error")[0] is None
+    cut = png[: len(png) // 2]
+    with pytest.raises(OSError):
+        Image.open(io.BytesIO(cut)).load()
+    assert image.stats([cut]).get_column("error")[0]["kind"] == "corrupt_image"
+
+
 def test_stats_keep_bad_rows_and_polars_expression_agrees(sample_dir):
     import interleaf.polars as ilp
 

@@ -11,8 +11,8 @@ arithmetic, as transformers 5's ``convert_to_rgb`` does, with one deliberate dif
 tRNS colour key at bit depth 1, 2, 4 or 16 applies where the PNG specification says (Pillow
 compares the key with scaled or cut pixel values, so it matches the wrong pixels or none, and
 turns a keyed 16-bit gray image all white). Known gaps against Pillow on damaged or unusual
-files: a PNG that ends without its IEND chunk, or whose IDAT CRC is wrong, is a
-``corrupt_image`` (Pillow decodes it); some interlaced GIFs of one flat colour fail as
+files: a PNG whose IDAT CRC is wrong is a ``corrupt_image`` (Pillow decodes it; one that only
+lacks its final IEND chunk is decoded, as Pillow does); some interlaced GIFs of one flat colour fail as
 ``corrupt_image`` (an upstream bug in the ``gif`` crate's interlaced LZW path, fixed in weezl
 0.2.1, not yet in a ``gif`` release); some damaged JPEGs that Pillow decodes stop with libjpeg's
 read error. EXIF orientation is ignored unless

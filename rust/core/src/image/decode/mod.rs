@@ -144,21 +144,46 @@ pub fn checked_header_with(data: &[u8], jpeg_size: Option<(u32, u32)>, limits: &
 /// A non-JPEG image (checked by [`checked_header`]) through the `image` crate, with its
 /// allocation bounded by the header's size.
 fn decode_full(data: &[u8], format: ImageFormat, w: u32, h: u32) -> Result<DynamicImage, RecordError> {
-    let pixels = w as u64 * h as u64;
+    // For GIF this is the first frame, as Pillow's Image.open gives.
+    let img = match crate_decode(data, format, w, h) {
+        Ok(img) => img,
+        // A frame or buffer over the limits (a GIF frame larger than its screen, say) is a bomb,
+        // not damage.
+        Err(e @ image::ImageError::Limits(_)) => return Err(err(ErrorKind::ImageTooLarge, format!("{format:?}: {e}"))),
+        Err(e) => match png_without_iend(data, format, w, h) {
+            Some(img) => img,
+            None => return Err(err(ErrorKind::CorruptImage, format!("{format:?}: {e}"))),
+        },
+    };
+    Ok(gray16_key_as_pillow(data, format, img))
+}
+
+/// The IEND chunk: length 0, type, CRC.
+const PNG_IEND: [u8; 12] = [0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82];
+
+/// A PNG cut off after its image data, before its IEND chunk (a download that lost its last
+/// 12 bytes): Pillow decodes it, as it stops once the rows are read; the crate wants the chunk
+/// after the last IDAT. Decoded again with IEND appended; `None` when that fails too (the data
+/// itself is cut).
+fn png_without_iend(data: &[u8], format: ImageFormat, w: u32, h: u32) -> Option<DynamicImage> {
+    if format != ImageFormat::Png || data.ends_with(&PNG_IEND) {
+        return None;
+    }
+    let mut whole = Vec::with_capacity(data.len() + PNG_IEND.len());
+    whole.extend_from_slice(data);
+    whole.extend_from_slice(&PNG_IEND);
+    crate_decode(&whole, format, w, h).ok()
+}
+
+/// The `image` crate's decode with its allocation bounded by the header's size.
+fn crate_decode(data: &[u8], format: ImageFormat, w: u32, h: u32) -> image::ImageResult<DynamicImage> {
     let mut reader = ImageReader::with_format(Cursor::new(data), format);
     let mut l = image::Limits::default();
     l.max_image_width = Some(w);
     l.max_image_height = Some(h);
-    l.max_alloc = Some((pixels * 16).max(1 << 20));
+    l.max_alloc = Some((w as u64 * h as u64 * 16).max(1 << 20));
     reader.limits(l);
-    // For GIF this is the first frame, as Pillow's Image.open gives.
-    let img = reader.decode().map_err(|e| match e {
-        // A frame or buffer over the limits (a GIF frame larger than its screen, say) is a bomb,
-        // not damage.
-        image::ImageError::Limits(_) => err(ErrorKind::ImageTooLarge, format!("{format:?}: {e}")),
-        e => err(ErrorKind::CorruptImage, format!("{format:?}: {e}")),
-    })?;
-    Ok(gray16_key_as_pillow(data, format, img))
+    reader.decode()
 }
 
 /// A 16-bit grayscale PNG with a tRNS colour key comes out of the crate as gray + alpha; Pillow
