@@ -479,6 +479,21 @@ def test_a_record_with_many_nodes_holds_its_metadata_once(tmp_path):
     assert back.filter(pl.col("doc_id") == "d" * 100).height == 5000
 
 
+def test_character_shingles_of_a_long_repetitive_text_at_a_large_n_stay_small():
+    """Every n-character window was built as a string before duplicates went: 40,000 chars
+    at n=20,000 took 400 MB (and a longer text aborted the process). Only the distinct
+    shingles (two here) are allocated now, for shingles() and for datasketch-mode MinHash."""
+    code = (
+        "from interleaf.dedup import MinHasher, shingles\n"
+        "t = 'ab' * 20000\n"
+        "assert shingles(t, 20000, unit='char') == [t[:20000], t[1:20001]]\n"
+        "MinHasher(n=20000, unit='char', mode='datasketch').signatures([t])\n"
+        "print(next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:')) // 1024)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(Path(interleaf.__file__).parent.parent)})
+    assert int(out.stdout) < 300, f"peak RSS {out.stdout.strip()} MiB"
+
+
 def test_a_line_of_millions_of_small_values_is_refused_before_parsing(tmp_path):
     """Parsed JSON takes ~32 bytes per value: a 17 MB line of 8.4 million zeros (~270 MB
     parsed, and a 256 MiB line would be 4 GB) is line_too_long, and the next line reads."""

@@ -463,6 +463,23 @@ def test_a_png_that_only_lacks_its_iend_chunk_decodes_as_in_pillow(sample_dir):
     assert image.stats([cut]).get_column("error")[0]["kind"] == "corrupt_image"
 
 
+def test_interlaced_flat_gifs_that_the_gif_crate_calls_truncated_decode_as_in_pillow():
+    """Pillow writes GIFs interlaced; for some sizes of one flat colour the gif crate stalls in
+    its row-by-row deinterlacing ("image truncated"). They decode, equal to Pillow, as do the
+    sizes it always read."""
+    import imagehash
+
+    from interleaf.dedup import phash
+
+    # The first three failed before; the others did not.
+    for w, h in [(73, 42), (23, 16), (139, 72), (40, 40), (64, 17)]:
+        im = Image.new("RGB", (w, h), (172, 132, 87)).convert("P", palette=Image.Palette.ADAPTIVE, colors=2)
+        data = encode(im, "GIF")
+        ref = Image.open(io.BytesIO(data))
+        assert np.array_equal(image.decode(data), np.asarray(ref.convert("RGB"))), (w, h)
+        assert phash([data]).get_column("hex").to_list() == [str(imagehash.phash(ref))], (w, h)
+
+
 def test_stats_keep_bad_rows_and_polars_expression_agrees(sample_dir):
     import interleaf.polars as ilp
 

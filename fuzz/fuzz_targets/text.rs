@@ -3,7 +3,7 @@
 //! exact key and the caption metrics, on arbitrary UTF-8. Any panic, sanitizer report or
 //! allocation over libFuzzer's limits is a finding, and so is a broken invariant checked
 //! below (statistics in their ranges, the hashed shingle walk agreeing with the shingle list,
-//! normalisation idempotent, metric values finite and in [0, 1] where they are bounded).
+//! the normalised key's shape, metric values finite and in [0, 1] where they are bounded).
 //! Run: `make fuzz FUZZ_TARGET=text`.
 #![no_main]
 
@@ -40,10 +40,13 @@ fuzz_target!(|data: &[u8]| {
     let sig = signatures(&[text, ""], &params);
     assert_eq!(sig.len(), 32);
 
+    // The key is Python's `" ".join(NFKC(t).lower().split())`, which is not idempotent (a
+    // lower-cased "İ" before a combining mark leaves marks out of canonical order): checked
+    // here is its shape.
     for strip in [false, true] {
         let once = normalize(text, strip);
-        assert_eq!(normalize(&once, strip), once);
-        assert_eq!(normalized_text_xxh3(text, strip), normalized_text_xxh3(&once, strip));
+        assert!(!once.starts_with(' ') && !once.ends_with(' ') && !once.contains("  "), "{once:?}");
+        let _ = normalized_text_xxh3(text, strip);
     }
 
     let lines: Vec<&str> = text.lines().collect();

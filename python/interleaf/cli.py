@@ -385,7 +385,7 @@ def _print_run(summary: Any) -> None:
         for kind, n in d["errors"].items():
             print(f"  {kind:<24}{n:>10,}")
         if d.get("error_documents", 0) >= d["documents"]["in"] > 0:
-            urls = " (images named by URL are never downloaded: fetch them first)" if "missing_image" in d["errors"] else ""
+            urls = "; an image named only by URL is never downloaded" if "missing_image" in d["errors"] else ""
             print(f"interleaf: warning: every document has a read or decode error ({', '.join(d['errors'])}): check --format, --image-root and the inputs{urls}", file=sys.stderr)
     if d.get("signal_errors"):
         print("signal rows with errors:")

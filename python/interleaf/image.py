@@ -10,12 +10,11 @@ stored colour; ``alpha="white"`` composites over white with Pillow's ``alpha_com
 arithmetic, as transformers 5's ``convert_to_rgb`` does, with one deliberate difference: a PNG
 tRNS colour key at bit depth 1, 2, 4 or 16 applies where the PNG specification says (Pillow
 compares the key with scaled or cut pixel values, so it matches the wrong pixels or none, and
-turns a keyed 16-bit gray image all white). Known gaps against Pillow on damaged or unusual
-files: a PNG whose IDAT CRC is wrong is a ``corrupt_image`` (Pillow decodes it; one that only
-lacks its final IEND chunk is decoded, as Pillow does); some interlaced GIFs of one flat colour fail as
-``corrupt_image`` (an upstream bug in the ``gif`` crate's interlaced LZW path, fixed in weezl
-0.2.1, not yet in a ``gif`` release); some damaged JPEGs that Pillow decodes stop with libjpeg's
-read error. EXIF orientation is ignored unless
+turns a keyed 16-bit gray image all white). A PNG that only lacks its final IEND chunk
+decodes, as in Pillow, and so do the interlaced GIFs the ``gif`` crate calls truncated (decoded
+in one pass, their rows put back). Known gaps against Pillow on damaged files: a PNG whose IDAT
+CRC is wrong is a ``corrupt_image`` (Pillow does not check it); some damaged JPEGs that Pillow
+decodes stop with libjpeg's read error. EXIF orientation is ignored unless
 ``exif_transpose=True`` (then as ``ImageOps.exif_transpose``), because Pillow's ``Image.open``,
 open_clip and transformers ignore it.
 

@@ -51,9 +51,12 @@ def normalized_text_hash(texts: BytesInput, strip_punctuation: bool = False) -> 
     """xxh3-128 hex of each text after NFKC, lower-casing and folding whitespace runs to one
     space (Python's ``str.split()`` whitespace); with ``strip_punctuation`` (default False),
     after NFKC and lower-casing, ASCII punctuation and symbols, U+00A1-U+00BF (Latin-1
-    punctuation and symbols such as ``¡ « © °``), General Punctuation (U+2010-U+205E), CJK
-    Symbols and Punctuation and the full-width ASCII punctuation are removed (not every Unicode
-    ``P*`` character: Arabic ``،`` or Devanagari ``।`` stay). Equal keys = texts equal up to
+    punctuation and symbols such as ``¡ « © °``), U+2010-U+2027 and U+2030-U+205E (General
+    Punctuation without its spaces and format characters), the whole CJK Symbols and
+    Punctuation block U+3000-U+303F (``々`` and ``〇`` included) and the full-width ASCII
+    punctuation are removed, a word made only of them dropped, and a word that lost some
+    composed again (NFKC); not every Unicode ``P*`` character: Arabic ``،`` or Devanagari
+    ``।`` stay. Equal keys = texts equal up to
     those differences. NFKC follows the Unicode version of the Rust ``unicode-normalization``
     crate (16), a little newer than Python 3.11's ``unicodedata`` (14): code points unassigned
     in 14 can normalise differently.

@@ -304,13 +304,14 @@ def _url_hint(batch: pl.DataFrame, rows: np.ndarray, computed: pl.Series) -> pl.
     if S.IMAGE_REF not in batch.columns or not len(rows) or computed.dtype != S.ERROR_DTYPE:
         return computed
     ref = batch.get_column(S.IMAGE_REF).gather(rows).alias("_ref")
-    url = ref.str.contains(r"^(?i)(https?|ftp|s3|gs)://").fill_null(False)
+    # A URL as the readers take one (formats::is_url: any `scheme://`), which they never load.
+    url = ref.str.contains(r"^[A-Za-z0-9+.\-]+://").fill_null(False)
     missing = (computed.struct.field("kind") == "missing_image").fill_null(False) & url
     if not missing.any():
         return computed
     hint = pl.struct(
         pl.lit("missing_image").alias("kind"),
-        pl.concat_str(pl.lit("the image is a URL, never downloaded ("), ref.str.slice(0, 200), pl.lit("): download the images first (e.g. img2dataset) and read records that hold their files or bytes")).alias("message"),
+        pl.concat_str(pl.lit("the image is a URL, never downloaded ("), ref.str.slice(0, 200), pl.lit("): download the images first (e.g. img2dataset), or, where the records also name the downloaded files (MMC4's image_name), give their folder as --image-root")).alias("message"),
     )
     return pl.select(pl.when(missing).then(hint).otherwise(computed).alias(computed.name)).to_series()
 

@@ -93,7 +93,17 @@ pub(super) fn write(doc: &Document, o: &mut Map<String, Value>, img: &ImageValue
                 }
                 let same = |v: &Value| match n.image_ref.as_deref() {
                     Some(r) => named(v, "raw_url") == Some(r) || named(v, "image_name") == Some(r),
-                    None => named(v, "raw_url").is_none() && named(v, "image_name").is_none(),
+                    // Without a reference: the entry that names none and holds these bytes (or,
+                    // for an image without bytes either, one that holds none).
+                    None => {
+                        named(v, "raw_url").is_none()
+                            && named(v, "image_name").is_none()
+                            && match (&n.image, v.get("image_base64")) {
+                                (Some(bytes), Some(b)) => entry_bytes(b).as_deref() == Some(bytes.as_slice()),
+                                (None, None) => true,
+                                _ => false,
+                            }
+                    }
                 };
                 let found = infos.iter_mut().enumerate().find(|(_, i)| i.as_ref().is_some_and(same)).and_then(|(k, i)| i.take().map(|v| (k, v)));
                 let order = found.as_ref().map_or(usize::MAX, |(k, _)| *k);
@@ -129,7 +139,11 @@ pub(super) fn write(doc: &Document, o: &mut Map<String, Value>, img: &ImageValue
                     match &rows {
                         Some(rows) => {
                             if let (true, Some(row)) = (moved, rows.get(order)) {
-                                entry.insert("matched_sim".into(), row[idx].clone());
+                                match row.get(idx) {
+                                    Some(v) => entry.insert("matched_sim".into(), v.clone()),
+                                    // No sentence at all: nothing it could be matched with.
+                                    None => entry.remove("matched_sim"),
+                                };
                             }
                         }
                         None if matrix.is_some() => {
@@ -155,4 +169,10 @@ pub(super) fn write(doc: &Document, o: &mut Map<String, Value>, img: &ImageValue
         }
     }
     o.insert("image_info".into(), Value::Array(image_info.into_iter().map(|(_, v)| v).collect()));
+}
+
+/// The bytes of an entry's `image_base64` (a `data:` URI or bare base64), as reading takes them.
+fn entry_bytes(v: &Value) -> Option<Vec<u8>> {
+    let s = v.as_str()?;
+    decode_data_uri(s).unwrap_or_else(|| b64().decode(s).map_err(|e| e.to_string())).ok()
 }

@@ -859,6 +859,43 @@ mod tests {
     }
 
     #[test]
+    fn mmc4_images_without_a_reference_keep_their_own_entries() {
+        // Entries holding only inline bytes (as `convert` from WebDataset writes them): a
+        // dropped or reordered image must not take another's entry.
+        let (a, b) = (b"\x89PNG\r\n\x1a\nAAA".to_vec(), b"\x89PNG\r\n\x1a\nBBB".to_vec());
+        let uri = |x: &[u8]| format!("data:image/png;base64,{}", b64().encode(x));
+        let v = json!({"text_list": ["s0", "s1", "s2"], "image_info": [
+            {"image_base64": uri(&a), "matched_text_index": 0, "note": "a"},
+            {"image_base64": uri(&b), "matched_text_index": 2, "note": "b"}]});
+        let d = record_to_document(v, Format::Mmc4, "f:1".into(), &ctx());
+        let notes = |rec: &Value| {
+            rec["image_info"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| (e["note"].as_str().unwrap().to_string(), e["matched_text_index"].as_u64().unwrap()))
+                .collect::<Vec<_>>()
+        };
+        // Drop the first image: the second keeps its own entry.
+        let mut dropped = d.clone();
+        dropped.nodes.remove(0);
+        assert_eq!(notes(&document_to_record(&dropped, Format::Mmc4, false)), [("b".to_string(), 2)]);
+        // Swap them: a [B] s0 s1 [A] s2.
+        let mut swapped = d.clone();
+        let (ia, ib) = (
+            swapped.nodes.iter().position(|n| n.image.as_deref() == Some(&a[..])).unwrap(),
+            swapped.nodes.iter().position(|n| n.image.as_deref() == Some(&b[..])).unwrap(),
+        );
+        swapped.nodes.swap(ia, ib);
+        assert_eq!(notes(&document_to_record(&swapped, Format::Mmc4, false)), [("a".to_string(), 2), ("b".to_string(), 0)]);
+        // No sentence at all beside a matrix row: no panic, no matched_sim it cannot have.
+        let v = json!({"text_list": [], "similarity_matrix": [[]], "image_info": [{"raw_url": "http://x/1.jpg", "matched_text_index": 3, "matched_sim": 0.2}]});
+        let d = record_to_document(v, Format::Mmc4, "f:1".into(), &ctx());
+        let rec = document_to_record(&d, Format::Mmc4, false);
+        assert!(rec["image_info"][0].get("matched_sim").is_none());
+    }
+
+    #[test]
     fn an_id_beside_the_documents_own_is_kept_on_writing() {
         // doc_id is the id; the record's `id` is another value, kept in the metadata.
         for f in [Format::Pairs, Format::Obelics, Format::Comm] {

@@ -239,7 +239,9 @@ pub fn document_to_members(doc: &Document, key: &str) -> Vec<(String, Vec<u8>)> 
         .and_then(|v| if let Value::Object(o) = v { Some(o) } else { None })
         .unwrap_or_default();
     let mut out = Vec::new();
-    if is_simple_pair(doc) {
+    // A pair whose own metadata has the key its image reference would go under is written in
+    // the interleaved form, which keeps both.
+    if is_simple_pair(doc) && !meta.contains_key(IMAGE_REF_KEY) {
         let image = doc.nodes[0].image.as_ref().expect("pair image");
         out.push((sniff_image_ext(image).to_string(), image.clone()));
         out.push(("txt".to_string(), doc.nodes[1].text.as_ref().expect("pair text").as_bytes().to_vec()));
@@ -382,6 +384,12 @@ mod tests {
         // A reference that is not text stays in the metadata as it was.
         let odd = sample_to_document(sample(&[("jpg", b"\xff\xd8\xffabc"), ("txt", b"x"), ("json", br#"{"__image_ref__":3}"#)]));
         assert_eq!((odd.nodes[0].image_ref.as_deref(), odd.meta.as_deref()), (None, Some(r#"{"__image_ref__":3}"#)));
+        // A pair whose metadata already has that key keeps it (written interleaved).
+        let mut own = d.clone();
+        own.meta = Some(r#"{"__image_ref__":"mine"}"#.into());
+        let members = document_to_members(&own, "pair-1");
+        let back = sample_to_document(Sample { key: "pair-1".into(), url: "s.tar".into(), members, errors: vec![] });
+        assert_eq!((back.nodes, back.meta), (own.nodes, own.meta));
     }
 
     #[test]

@@ -24,16 +24,27 @@ impl Unit {
 /// (but not empty) gives one shingle, the whole text in that unit; an empty text gives none.
 pub fn shingles(text: &str, n: usize, unit: Unit) -> Vec<String> {
     let n = n.max(1);
-    let grams: Vec<String> = match unit {
+    // Distinct while still slices of the text (a character n-gram is one; a word n-gram is one
+    // where its words are one space apart): only the distinct ones are allocated, so a long
+    // repetitive text at a large n costs its distinct shingles, not (len - n) x n bytes.
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    let mut keep = |g: std::borrow::Cow<'_, str>| {
+        if !seen.contains(g.as_ref()) {
+            seen.insert(g.clone().into_owned());
+            out.push(g.into_owned());
+        }
+    };
+    match unit {
         Unit::Word => {
             let words: Vec<&str> = py_split(text).collect();
             if words.is_empty() {
                 return Vec::new();
             }
             if words.len() < n {
-                vec![words.join(" ")]
+                keep(words.join(" ").into());
             } else {
-                words.windows(n).map(|w| w.join(" ")).collect()
+                words.windows(n).for_each(|w| keep(w.join(" ").into()));
             }
         }
         Unit::Char => {
@@ -43,14 +54,13 @@ pub fn shingles(text: &str, n: usize, unit: Unit) -> Vec<String> {
                 return Vec::new();
             }
             if chars < n {
-                vec![text.to_string()]
+                keep(text.into());
             } else {
-                (0..=chars - n).map(|i| text[idx[i]..idx[i + n]].to_string()).collect()
+                (0..=chars - n).for_each(|i| keep(text[idx[i]..idx[i + n]].into()));
             }
         }
-    };
-    let mut seen = std::collections::HashSet::with_capacity(grams.len());
-    grams.into_iter().filter(|g| seen.insert(g.clone())).collect()
+    }
+    out
 }
 
 /// Calls `f` with the 64-bit hash of every n-gram (repeats included), without building

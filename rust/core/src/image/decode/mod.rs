@@ -150,7 +150,7 @@ fn decode_full(data: &[u8], format: ImageFormat, w: u32, h: u32) -> Result<Dynam
         // A frame or buffer over the limits (a GIF frame larger than its screen, say) is a bomb,
         // not damage.
         Err(e @ image::ImageError::Limits(_)) => return Err(err(ErrorKind::ImageTooLarge, format!("{format:?}: {e}"))),
-        Err(e) => match png_without_iend(data, format, w, h) {
+        Err(e) => match png_without_iend(data, format, w, h).or_else(|| gif_interlaced_by_rows(data, format, w, h)) {
             Some(img) => img,
             None => return Err(err(ErrorKind::CorruptImage, format!("{format:?}: {e}"))),
         },
@@ -175,6 +175,62 @@ fn png_without_iend(data: &[u8], format: ImageFormat, w: u32, h: u32) -> Option<
     crate_decode(&whole, format, w, h).ok()
 }
 
+/// The first image descriptor of a GIF: (offset of its packed byte, top, height), past the
+/// global colour table and any extension blocks.
+fn gif_first_frame(data: &[u8]) -> Option<(usize, u32, u32)> {
+    let flags = *data.get(10)?;
+    let mut i = 13 + if flags & 0x80 != 0 { 3usize << ((flags & 7) + 1) } else { 0 };
+    loop {
+        match *data.get(i)? {
+            0x21 => {
+                // Extension: label, then sub-blocks until a zero length.
+                i += 2;
+                loop {
+                    let len = *data.get(i)? as usize;
+                    i += 1 + len;
+                    if len == 0 {
+                        break;
+                    }
+                }
+            }
+            0x2C => {
+                let field = |k: usize| Some(u16::from_le_bytes([*data.get(i + k)?, *data.get(i + k + 1)?]) as u32);
+                return Some((i + 9, field(3)?, field(7)?));
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// An interlaced GIF frame that the `gif` crate calls truncated although its data is whole (its
+/// deinterlacing hands the LZW decoder one row at a time, which stalls on some sizes: gif
+/// 0.14.2 with weezl 0.1; image-rs/image-gif#232): decoded as if not interlaced, which fills
+/// the frame in one pass, then its rows put back in the interlaced order (passes from rows 0,
+/// 4, 2 and 1, every 8, 8, 4 and 2). `None` for anything else.
+fn gif_interlaced_by_rows(data: &[u8], format: ImageFormat, w: u32, h: u32) -> Option<DynamicImage> {
+    if format != ImageFormat::Gif {
+        return None;
+    }
+    let (packed, top, height) = gif_first_frame(data)?;
+    if data.get(packed)? & 0x40 == 0 {
+        return None;
+    }
+    let mut flat = data.to_vec();
+    flat[packed] &= !0x40;
+    let img = crate_decode(&flat, format, w, h).ok()?;
+    let mut rgba = img.into_rgba8();
+    let stride = 4 * rgba.width() as usize;
+    let (top, height) = (top as usize, (height as usize).min((rgba.height() as usize).saturating_sub(top as usize)));
+    let order: Vec<usize> = [(0, 8), (4, 8), (2, 4), (1, 2)].iter().flat_map(|&(start, step)| (start..height).step_by(step)).collect();
+    let sent = rgba.as_raw()[top * stride..(top + height) * stride].to_vec();
+    let raw: &mut [u8] = &mut rgba;
+    for (k, &row) in order.iter().enumerate() {
+        let at = (top + row) * stride;
+        raw[at..at + stride].copy_from_slice(&sent[k * stride..(k + 1) * stride]);
+    }
+    Some(DynamicImage::ImageRgba8(rgba))
+}
+
 /// The `image` crate's decode with its allocation bounded by the header's size.
 fn crate_decode(data: &[u8], format: ImageFormat, w: u32, h: u32) -> image::ImageResult<DynamicImage> {
     let mut reader = ImageReader::with_format(Cursor::new(data), format);
@@ -191,10 +247,9 @@ fn crate_decode(data: &[u8], format: ImageFormat, w: u32, h: u32) -> image::Imag
 /// byte of a gray + alpha image (what Pillow does for a real `LA` PNG). The gray of such an
 /// image is stored as `min(v, 255) * 257`, whose high byte is the clipped value.
 fn gray16_key_as_pillow(data: &[u8], format: ImageFormat, img: DynamicImage) -> DynamicImage {
-    // IHDR follows the 8-byte signature: length, "IHDR", width, height, bit depth, colour type.
-    let gray16 = format == ImageFormat::Png && data.len() > 25 && &data[12..16] == b"IHDR" && data[24] == 16 && data[25] == 0;
+    let gray16 = || format == ImageFormat::Png && super::probe::probe(data).is_some_and(|p| p.mode == "I;16");
     match img {
-        DynamicImage::ImageLumaA16(mut b) if gray16 => {
+        DynamicImage::ImageLumaA16(mut b) if gray16() => {
             for p in b.pixels_mut() {
                 p.0[0] = p.0[0].min(255) * 257;
             }
@@ -294,6 +349,22 @@ mod tests {
     use super::convert::*;
     use super::libjpeg::*;
     use super::*;
+
+    #[test]
+    fn an_interlaced_gif_decoded_by_rows_equals_the_crates_own_deinterlacing() {
+        // A 37x21 gradient GIF that Pillow wrote interlaced (its default), which the crate
+        // decodes: the fallback (not interlaced, rows put back) must give the same pixels.
+        let gif = include_bytes!("testdata/interlaced.gif");
+        let (packed, top, height) = gif_first_frame(gif).unwrap();
+        assert_eq!((gif[packed] & 0x40, top, height), (0x40, 0, 21));
+        let own = decode(gif, &DecodeLimits::default()).unwrap().into_rgba8();
+        let by_rows = gif_interlaced_by_rows(gif, ImageFormat::Gif, 37, 21).unwrap().into_rgba8();
+        assert_eq!(own, by_rows);
+        // One flat colour, 73x42: the crate calls it truncated; the fallback reads it.
+        let flat = include_bytes!("testdata/flat-73x42.gif");
+        let img = decode(flat, &DecodeLimits::default()).unwrap().into_rgb8();
+        assert!(img.pixels().all(|p| p.0 == img.get_pixel(0, 0).0) && img.dimensions() == (73, 42));
+    }
 
     #[test]
     fn l24_matches_pillow_on_known_values() {
