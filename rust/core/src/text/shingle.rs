@@ -24,9 +24,9 @@ impl Unit {
 /// (but not empty) gives one shingle, the whole text in that unit; an empty text gives none.
 pub fn shingles(text: &str, n: usize, unit: Unit) -> Vec<String> {
     let n = n.max(1);
-    // Distinct while still slices of the text (a character n-gram is one; a word n-gram is one
-    // where its words are one space apart): only the distinct ones are allocated, so a long
-    // repetitive text at a large n costs its distinct shingles, not (len - n) x n bytes.
+    // Only distinct shingles are kept as they come (a character n-gram is checked while still a
+    // slice of the text; a word n-gram once joined, then dropped if seen), so a long repetitive
+    // text at a large n costs its distinct shingles, not (len - n) x n bytes.
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
     let mut keep = |g: std::borrow::Cow<'_, str>| {
