@@ -91,6 +91,9 @@ pub(super) fn write(doc: &Document, o: &mut Map<String, Value>, img: &ImageValue
                 fn named<'v>(v: &'v Value, k: &str) -> Option<&'v str> {
                     v.get(k).and_then(Value::as_str)
                 }
+                // An image without a reference is compared by its base64, encoded once here
+                // (decoding every candidate entry for every image was quadratic in bytes).
+                let encoded = if n.image_ref.is_none() { n.image.as_deref().map(|b| b64().encode(b)) } else { None };
                 let same = |v: &Value| match n.image_ref.as_deref() {
                     Some(r) => named(v, "raw_url") == Some(r) || named(v, "image_name") == Some(r),
                     // Without a reference: the entry that names none and holds these bytes (or,
@@ -99,7 +102,7 @@ pub(super) fn write(doc: &Document, o: &mut Map<String, Value>, img: &ImageValue
                         named(v, "raw_url").is_none()
                             && named(v, "image_name").is_none()
                             && match (&n.image, v.get("image_base64")) {
-                                (Some(bytes), Some(b)) => entry_bytes(b).as_deref() == Some(bytes.as_slice()),
+                                (Some(_), Some(b)) => entry_base64(b) == encoded.as_deref(),
                                 (None, None) => true,
                                 _ => false,
                             }
@@ -171,8 +174,8 @@ pub(super) fn write(doc: &Document, o: &mut Map<String, Value>, img: &ImageValue
     o.insert("image_info".into(), Value::Array(image_info.into_iter().map(|(_, v)| v).collect()));
 }
 
-/// The bytes of an entry's `image_base64` (a `data:` URI or bare base64), as reading takes them.
-fn entry_bytes(v: &Value) -> Option<Vec<u8>> {
+/// The base64 payload of an entry's `image_base64` (a `data:` URI or bare base64).
+fn entry_base64(v: &Value) -> Option<&str> {
     let s = v.as_str()?;
-    decode_data_uri(s).unwrap_or_else(|| b64().decode(s).map_err(|e| e.to_string())).ok()
+    Some(s.strip_prefix("data:").and_then(|rest| rest.split_once(";base64,")).map_or(s, |(_, p)| p).trim())
 }
