@@ -463,6 +463,43 @@ def test_a_png_that_only_lacks_its_iend_chunk_decodes_as_in_pillow(sample_dir):
     assert image.stats([cut]).get_column("error")[0]["kind"] == "corrupt_image"
 
 
+def test_a_png_with_wrong_crcs_from_its_image_data_on_decodes_as_in_pillow(sample_dir):
+    """Pillow checks the CRC of each chunk before the first IDAT, not of the IDATs or what
+    follows them: a PNG whose image-data, later text or IEND CRC is wrong decodes to Pillow's
+    pixels (alone or with the IEND cut off); a wrong IHDR CRC is an error in both."""
+    pixels = np.asarray(Image.open(sample_dir / "images" / "astronaut_shuttle.png").convert("RGB").resize((96, 64)))
+    png = encode(Image.fromarray(pixels), "PNG")
+    chunks, at = [], 8
+    while at < len(png):
+        (n,) = struct.unpack(">I", png[at : at + 4])
+        chunks.append([png[at + 4 : at + 8], png[at + 8 : at + 8 + n]])
+        at += 12 + n
+    # Split the image data over two IDATs and put a text chunk after them.
+    kinds = [c[0] for c in chunks]
+    assert kinds == [b"IHDR", b"IDAT", b"IEND"], kinds
+    data = chunks[1][1]
+    chunks[1:2] = [[b"IDAT", data[:100]], [b"IDAT", data[100:]], [b"tEXt", b"k\0v"]]
+
+    def build(bad, iend=True):
+        out = b"\x89PNG\r\n\x1a\n"
+        for kind, body in chunks if iend else chunks[:-1]:
+            crc = zlib.crc32(kind + body) ^ (0xFF if kind + body[:3] in bad else 0)
+            out += struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+        return out
+
+    want = np.asarray(Image.open(io.BytesIO(build(set()))).convert("RGB"))
+    first, second = b"IDAT" + data[:3], b"IDAT" + data[100:103]
+    for bad, iend in [({first}, True), ({second}, True), ({b"tEXtk\0v"}, True), ({b"IEND"}, True), ({first, second}, False)]:
+        damaged = build(bad, iend)
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(damaged)).convert("RGB")), want)
+        assert np.array_equal(image.decode(damaged), want), (bad, iend)
+        assert image.stats([damaged]).get_column("error")[0] is None
+    broken = build({b"IHDR" + chunks[0][1][:3]})
+    with pytest.raises(OSError):
+        Image.open(io.BytesIO(broken)).load()
+    assert image.stats([broken]).get_column("error")[0]["kind"] == "corrupt_image"
+
+
 def test_interlaced_flat_gifs_that_the_gif_crate_calls_truncated_decode_as_in_pillow():
     """Pillow writes GIFs interlaced; for some sizes of one flat colour the gif crate stalls in
     its row-by-row deinterlacing ("image truncated"). They decode, equal to Pillow, as do the

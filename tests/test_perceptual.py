@@ -14,7 +14,7 @@ import pytest
 from conftest import SKIMAGE_DATA, SKIMAGE_PHOTOS, encode
 from PIL import Image, ImageEnhance
 
-from interleaf.dedup import ahash, dhash, near_duplicates, phash
+from interleaf.dedup import ahash, dhash, hash_clusters, near_duplicates, phash
 
 
 def hexes(table) -> list[str | None]:
@@ -196,6 +196,15 @@ def test_near_duplicates_match_brute_force_and_group_variants(corpus):
     for bad in (-1, 64, True):
         with pytest.raises(ValueError, match="radius"):
             near_duplicates(hashes, radius=bad)
+    # One thread gives the same pairs and clusters; a bad thread count is refused.
+    one = near_duplicates(hashes, radius=6, threads=1)
+    assert all(np.array_equal(one[k], found[k]) for k in found)
+    assert hash_clusters(hashes, 6, threads=1)[0].tolist() == hash_clusters(hashes, 6)[0].tolist() == reps.tolist()
+    for bad in (0, -2, 1.5):
+        with pytest.raises((ValueError, TypeError), match="threads"):
+            near_duplicates(hashes, threads=bad)
+        with pytest.raises((ValueError, TypeError), match="threads"):
+            hash_clusters(hashes, threads=bad)
 
 
 def test_polars_perceptual_hashes_equal_the_batch_api(corpus):

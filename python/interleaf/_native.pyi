@@ -242,11 +242,11 @@ def lsh_cluster(
 ) -> tuple[np.ndarray, int, int]:
     """(representative per row as int64, candidate pairs checked, pairs joined)."""
 
-def hamming_pairs(hashes: pl.Series, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def hamming_pairs(hashes: pl.Series, radius: int, threads: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(i, j, distance) of the UInt64 hashes within radius (i < j; nulls join nothing), and each
     item's representative."""
 
-def hamming_clusters(hashes: pl.Series, radius: int) -> tuple[np.ndarray, int]:
+def hamming_clusters(hashes: pl.Series, radius: int, threads: int | None = None) -> tuple[np.ndarray, int]:
     """(representative per item as int64, pairs of distinct hash values within radius), without
     listing pairs of equal hashes."""
 

@@ -77,20 +77,27 @@ def _hash_column(hashes: pl.Series | np.ndarray | Sequence[int | None], radius: 
     return col
 
 
-def hash_clusters(hashes: pl.Series | np.ndarray | Sequence[int | None], radius: int = 5) -> tuple[np.ndarray, int]:
+def hash_clusters(hashes: pl.Series | np.ndarray | Sequence[int | None], radius: int = 5, *, threads: int | None = None) -> tuple[np.ndarray, int]:
     """Clusters of 64-bit hashes within Hamming ``radius`` of each other (transitively),
     without listing pairs: equal hashes are grouped first and only distinct values are
     searched, so memory and time grow with the number of distinct hashes, not with the square
     of a common one's copies (a blank placeholder image shared by 20,000 documents is one entry).
 
+    Args:
+        threads: threads for the search (default: interleaf's, ``interleaf.set_threads``).
     Returns:
         ``(representative, pairs)``: for each hash the smallest index in its cluster (int64; a
         null hash is its own), and the number of pairs of distinct hash values within radius.
     """
-    return _native.hamming_clusters(_hash_column(hashes, radius), radius)
+    from interleaf._checks import int_arg
+
+    int_arg("threads", threads, 1, 512, optional=True)
+    return _native.hamming_clusters(_hash_column(hashes, radius), radius, threads)
 
 
-def near_duplicates(hashes: pl.Series | np.ndarray | Sequence[int | None], radius: int = 5, backend: str = "mih") -> dict[str, np.ndarray]:
+def near_duplicates(
+    hashes: pl.Series | np.ndarray | Sequence[int | None], radius: int = 5, backend: str = "mih", *, threads: int | None = None
+) -> dict[str, np.ndarray]:
     """Pairs of 64-bit hashes within Hamming ``radius`` (default 5, MMC4's pHash radius) and
     clusters, by multi-index hashing: the hash is cut into bit ranges, each with a bucket table,
     and only the hashes in the buckets of values close to a hash's own are verified. The number
@@ -106,18 +113,21 @@ def near_duplicates(hashes: pl.Series | np.ndarray | Sequence[int | None], radiu
         backend: ``"mih"`` (interleaf's multi-index hashing in Rust) or ``"faiss"`` (FAISS's
             ``IndexBinaryMultiHash`` with ``radius + 1`` exact-match sub-hashes and a range
             search: the same pairs, by the pigeonhole argument both rest on).
+        threads: threads for the ``"mih"`` search (default: interleaf's, ``interleaf.set_threads``);
+            FAISS uses its own OpenMP threads.
     Returns:
         ``{"i", "j", "distance"}``: int64 arrays of the pairs (i < j, sorted), and
         ``"representative"``: for each hash the smallest index in its cluster. Every pair is
         listed, so n copies of one hash give n(n-1)/2 pairs: use :func:`hash_clusters` when only
         clusters matter.
     """
-    from interleaf._checks import choice_arg
+    from interleaf._checks import choice_arg, int_arg
 
     choice_arg("backend", backend, ("mih", "faiss"))
+    int_arg("threads", threads, 1, 512, optional=True)
     col = _hash_column(hashes, radius)
     if backend == "mih":
-        i, j, d, reps = _native.hamming_pairs(col, radius)
+        i, j, d, reps = _native.hamming_pairs(col, radius, threads)
         return {"i": i, "j": j, "distance": d, "representative": reps}
     return _faiss_pairs(col, radius)
 

@@ -186,14 +186,16 @@ fn u64_hashes(hashes: &PySeries, radius: u32) -> PyResult<Vec<Option<u64>>> {
 /// Pairs (i, j, distance), i < j, of 64-bit hashes within `radius`, and the representative
 /// (smallest index) of each item's cluster.
 #[pyfunction]
+#[pyo3(signature = (hashes, radius, threads=None))]
 #[allow(clippy::type_complexity)]
 pub fn hamming_pairs<'py>(
     py: Python<'py>,
     hashes: PySeries,
     radius: u32,
+    threads: Option<usize>,
 ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>)> {
     let hashes = u64_hashes(&hashes, radius)?;
-    let (pairs, reps) = py.detach(|| on_pool(None, || interleaf_core::hash::neardup::pairs_and_clusters(&hashes, radius)))?;
+    let (pairs, reps) = py.detach(|| on_pool(threads, || interleaf_core::hash::neardup::pairs_and_clusters(&hashes, radius)))?;
     let i: Vec<i64> = pairs.iter().map(|p| p.0 as i64).collect();
     let j: Vec<i64> = pairs.iter().map(|p| p.1 as i64).collect();
     let d: Vec<i64> = pairs.iter().map(|p| p.2 as i64).collect();
@@ -204,9 +206,10 @@ pub fn hamming_pairs<'py>(
 /// The representative (smallest index) of each item's cluster of hashes within `radius`, and
 /// the number of pairs of distinct hash values within it; no pair list is built.
 #[pyfunction]
-pub fn hamming_clusters<'py>(py: Python<'py>, hashes: PySeries, radius: u32) -> PyResult<(Bound<'py, PyArray1<i64>>, u64)> {
+#[pyo3(signature = (hashes, radius, threads=None))]
+pub fn hamming_clusters<'py>(py: Python<'py>, hashes: PySeries, radius: u32, threads: Option<usize>) -> PyResult<(Bound<'py, PyArray1<i64>>, u64)> {
     let hashes = u64_hashes(&hashes, radius)?;
-    let (reps, pairs) = py.detach(|| on_pool(None, || interleaf_core::hash::neardup::clusters_within(&hashes, radius)))?;
+    let (reps, pairs) = py.detach(|| on_pool(threads, || interleaf_core::hash::neardup::clusters_within(&hashes, radius)))?;
     Ok((reps.into_iter().map(i64::from).collect::<Vec<_>>().into_pyarray(py), pairs))
 }
 

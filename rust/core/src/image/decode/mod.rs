@@ -150,7 +150,7 @@ fn decode_full(data: &[u8], format: ImageFormat, w: u32, h: u32) -> Result<Dynam
         // A frame or buffer over the limits (a GIF frame larger than its screen, say) is a bomb,
         // not damage.
         Err(e @ image::ImageError::Limits(_)) => return Err(err(ErrorKind::ImageTooLarge, format!("{format:?}: {e}"))),
-        Err(e) => match png_without_iend(data, format, w, h).or_else(|| gif_interlaced_by_rows(data, format, w, h)) {
+        Err(e) => match png_as_pillow_reads(data, format, w, h).or_else(|| gif_interlaced_by_rows(data, format, w, h)) {
             Some(img) => img,
             None => return Err(err(ErrorKind::CorruptImage, format!("{format:?}: {e}"))),
         },
@@ -161,18 +161,51 @@ fn decode_full(data: &[u8], format: ImageFormat, w: u32, h: u32) -> Result<Dynam
 /// The IEND chunk: length 0, type, CRC.
 const PNG_IEND: [u8; 12] = [0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82];
 
-/// A PNG cut off after its image data, before its IEND chunk (a download that lost its last
-/// 12 bytes): Pillow decodes it, as it stops once the rows are read; the crate wants the chunk
-/// after the last IDAT. Decoded again with IEND appended; `None` when that fails too (the data
-/// itself is cut).
-fn png_without_iend(data: &[u8], format: ImageFormat, w: u32, h: u32) -> Option<DynamicImage> {
-    if format != ImageFormat::Png || data.ends_with(&PNG_IEND) {
+/// A PNG read as Pillow reads it, where the crate refuses it: Pillow checks the CRC of each
+/// chunk before the first IDAT but not of the IDATs or anything after them, and stops once
+/// the rows are read, so it takes a file whose image-data CRC is wrong or that lost its final
+/// IEND chunk (a download cut 12 bytes short). The same bytes with the CRCs from the first IDAT
+/// on recomputed and IEND appended where missing; `None` when nothing is to mend, or when the
+/// mended file fails too (the data itself is damaged or cut).
+fn png_as_pillow_reads(data: &[u8], format: ImageFormat, w: u32, h: u32) -> Option<DynamicImage> {
+    if format != ImageFormat::Png {
         return None;
     }
-    let mut whole = Vec::with_capacity(data.len() + PNG_IEND.len());
-    whole.extend_from_slice(data);
-    whole.extend_from_slice(&PNG_IEND);
-    crate_decode(&whole, format, w, h).ok()
+    let mended = png_mended(data)?;
+    crate_decode(&mended, format, w, h).ok()
+}
+
+/// `data` with the CRCs of its chunks from the first IDAT on recomputed and IEND appended when
+/// it does not end with it; bytes that do not make a whole chunk are kept as they are. `None`
+/// when that changes nothing.
+fn png_mended(data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = data.to_vec();
+    let mut changed = false;
+    let mut seen_idat = false;
+    let mut at = 8;
+    while let Some(head) = data.get(at..at + 8) {
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let Some(end) = (at + 8).checked_add(len).filter(|&e| e + 4 <= data.len()) else { break };
+        seen_idat |= &head[4..8] == b"IDAT";
+        if seen_idat {
+            let mut crc = flate2::Crc::new();
+            crc.update(&data[at + 4..end]);
+            let want = crc.sum().to_be_bytes();
+            if data[end..end + 4] != want {
+                out[end..end + 4].copy_from_slice(&want);
+                changed = true;
+            }
+        }
+        if &head[4..8] == b"IEND" {
+            break;
+        }
+        at = end + 4;
+    }
+    if !out.ends_with(&PNG_IEND) {
+        out.extend_from_slice(&PNG_IEND);
+        changed = true;
+    }
+    changed.then_some(out)
 }
 
 /// The first image descriptor of a GIF: (offset of its packed byte, top, height), past the
@@ -364,6 +397,38 @@ mod tests {
         let flat = include_bytes!("testdata/flat-73x42.gif");
         let img = decode(flat, &DecodeLimits::default()).unwrap().into_rgb8();
         assert!(img.pixels().all(|p| p.0 == img.get_pixel(0, 0).0) && img.dimensions() == (73, 42));
+    }
+
+    #[test]
+    fn png_mended_recomputes_crcs_from_the_first_idat_only_and_appends_iend() {
+        let chunk = |t: &[u8], d: &[u8], bad: bool| {
+            let mut crc = flate2::Crc::new();
+            crc.update(t);
+            crc.update(d);
+            [&(d.len() as u32).to_be_bytes()[..], t, d, &(crc.sum() ^ bad as u32).to_be_bytes()].concat()
+        };
+        let sig = b"\x89PNG\r\n\x1a\n".to_vec();
+        let ihdr = [&1u32.to_be_bytes()[..], &1u32.to_be_bytes(), &[8, 0, 0, 0, 0]].concat();
+        let idat = [0x78, 0x9c, 0x63, 0x60, 0x00, 0x00, 0x00, 0x02, 0x00, 0x01];
+        let file = |bad_ihdr: bool, bad_idat: bool, bad_text: bool, iend: bool| {
+            let mut f = [sig.clone(), chunk(b"IHDR", &ihdr, bad_ihdr), chunk(b"gAMA", &[0, 0, 177, 143], false)].concat();
+            f.extend(chunk(b"IDAT", &idat, bad_idat));
+            f.extend(chunk(b"tEXt", b"a\0b", bad_text));
+            if iend {
+                f.extend(PNG_IEND);
+            }
+            f
+        };
+        let good = file(false, false, false, true);
+        assert_eq!(png_mended(&good), None);
+        assert_eq!(png_mended(&file(false, true, true, true)).as_deref(), Some(&good[..]));
+        assert_eq!(png_mended(&file(false, false, false, false)).as_deref(), Some(&good[..]));
+        // A wrong CRC before the first IDAT is left wrong (Pillow refuses that file too).
+        let early = file(true, true, false, true);
+        assert_eq!(png_mended(&early).unwrap(), file(true, false, false, true));
+        let limits = DecodeLimits::default();
+        assert!(decode(&file(false, true, true, false), &limits).is_ok());
+        assert!(decode(&early, &limits).is_err());
     }
 
     #[test]
