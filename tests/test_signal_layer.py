@@ -409,6 +409,46 @@ def test_one_decode_serves_clip_and_statistics(clip, photos):
     assert both.get_column("clip_alignment_score").to_numpy() == pytest.approx(alone_clip.get_column("clip_alignment_score").to_numpy(), abs=1e-6, nan_ok=True)
 
 
+def test_phash_steps_take_their_hashes_from_the_statistics_decode(clip, photos, monkeypatch):
+    """With share_phash, the image statistics (alone, or with CLIP pixels) give each image's
+    pHash from their own decode: the run's pHash dedup steps then decode nothing again, and
+    their values equal a separate phash() call, for documents whose first image node is
+    missing or does not decode too."""
+    from interleaf import _native
+    from interleaf.dedup.perceptual import phash
+    from interleaf.pipeline import _document_phash, _signature_frame
+    from interleaf.recipes import DedupStep
+
+    b = batch_of(
+        [[("image", p), ("text", c), ("image", photos[(i + 1) % len(photos)])] for i, (p, c) in enumerate(zip(photos, CAPTIONS, strict=True))]
+        + [[("text", "no image yet"), ("image", None), ("image", photos[2])], [("image", b"junk"), ("image", photos[3])], [("text", "text only")]]
+    )
+    calls = []
+    real = _native.analyze_images
+    monkeypatch.setattr(_native, "analyze_images", lambda *a, **k: calls.append(k.get("hashes")) or real(*a, **k))
+    doc_step = DedupStep(name="near", method="phash", scope="document", radius=5)
+    set_step = DedupStep(name="p", method="phash", radius=5)
+    alone_doc, alone_set = _document_phash(b, doc_step), _signature_frame(b, set_step)
+    assert len(calls) == 2
+    want = phash(b.filter(pl.col(S.KIND) == "image").get_column(S.IMAGE)).get_column("hash")
+    plain = compute(b, [ImageStats()])[0]
+    for sigs, ctx in (([ImageStats()], Context()), ([ImageStats(), ClipAlignment()], Context(clip=clip))):
+        ctx.share_phash(None)
+        calls.clear()
+        got, _ = compute(b, sigs, ctx)
+        assert len(calls) == 1 and calls[0] == ["phash"]
+        hashes = ctx.image_phash(b)
+        assert hashes.equals(want)
+        assert _document_phash(b, doc_step, hashes).equals(alone_doc)
+        assert _signature_frame(b, set_step, image_hashes=hashes).equals(alone_set)
+        assert len(calls) == 1
+        # The statistics are those of a plain call, without the hash columns.
+        assert got.select(plain.columns).equals(plain)
+    # The document with a missing first image takes its second; the one whose first does not
+    # decode has no hash, as phash of its first image gives.
+    assert alone_set.get_column("value").to_list()[-3:] == [phash([photos[2]]).get_column("hash")[0], None, None]
+
+
 def test_bad_input_leaves_the_rest_unchanged(clip, photos):
     good = [[("image", photos[0]), ("text", CAPTIONS[0]), ("image", photos[1]), ("text", CAPTIONS[1]), ("image", photos[2])]]
     bad = [

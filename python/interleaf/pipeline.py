@@ -518,13 +518,16 @@ def _failure_frame(sig: Any, batch: pl.DataFrame, err: Exception) -> pl.DataFram
     return k.with_columns(cols)
 
 
-def _document_phash(df: pl.DataFrame, step: DedupStep) -> pl.DataFrame:
+def _document_phash(df: pl.DataFrame, step: DedupStep, hashes: pl.Series | None = None) -> pl.DataFrame:
     """For each image node, the positions of earlier images of its document within the
-    step's Hamming radius: ``doc_index, doc_id, pos, <step>_hash, <step>_near``."""
+    step's Hamming radius: ``doc_index, doc_id, pos, <step>_hash, <step>_near``. ``hashes``:
+    the image nodes' pHashes when the caller has them (:meth:`Context.image_phash`)."""
     from interleaf.dedup.perceptual import phash
     from interleaf.polars import hamming
 
-    images = df.filter(pl.col(S.KIND) == S.IMAGE_KIND).select(NODE_KEYS).with_columns(phash(df.filter(pl.col(S.KIND) == S.IMAGE_KIND).get_column(S.IMAGE), draft=step.draft).get_column("hash").alias("h"))
+    if hashes is None:
+        hashes = phash(df.filter(pl.col(S.KIND) == S.IMAGE_KIND).get_column(S.IMAGE), draft=step.draft).get_column("hash")
+    images = df.filter(pl.col(S.KIND) == S.IMAGE_KIND).select(NODE_KEYS).with_columns(hashes.alias("h"))
     a = images.filter(pl.col("h").is_not_null())
     pairs = a.join(a.select(S.DOC_INDEX, pl.col(S.POS).alias("p2"), pl.col("h").alias("h2")), on=S.DOC_INDEX).filter(pl.col("p2") < pl.col(S.POS))
     pairs = pairs.filter(hamming("h", "h2") <= step.radius)
@@ -540,16 +543,17 @@ def _hasher(step: DedupStep) -> Any:
     return MinHasher(num_perm=step.num_perm, n=step.ngram, unit=step.unit, seed=step.seed) if step.method == "minhash" else None
 
 
-def _signature_frame(df: pl.DataFrame, step: DedupStep, docs: pl.DataFrame | None = None, hasher: Any = None) -> pl.DataFrame:
+def _signature_frame(df: pl.DataFrame, step: DedupStep, docs: pl.DataFrame | None = None, hasher: Any = None, image_hashes: pl.Series | None = None) -> pl.DataFrame:
     """A dataset-level dedup step's value per document of a batch: ``doc_index, doc_id,
     value`` (null for a document with nothing to compare: no text, no decodable image).
     ``docs``: the batch's :func:`~interleaf.dedup.dataset.document_texts` when the caller
-    shares them between steps; ``hasher``: the step's :func:`_hasher`."""
+    shares them between steps; ``hasher``: the step's :func:`_hasher`; ``image_hashes``: the
+    batch's image nodes' pHashes when the caller has them (a phash step)."""
     from interleaf.dedup.dataset import sign_batch
 
     if hasher is None:
         hasher = _hasher(step)
-    docs, value = sign_batch(df, step.method, on=step.by, strip_punctuation=step.strip_punctuation, hasher=hasher, draft=step.draft, docs=docs)
+    docs, value = sign_batch(df, step.method, on=step.by, strip_punctuation=step.strip_punctuation, hasher=hasher, draft=step.draft, docs=docs, image_hashes=image_hashes)
     has_text = docs.get_column("text").fill_null("").str.len_chars() > 0
     if step.method == "minhash":
         col = pl.Series("value", value).cast(pl.Array(pl.UInt32, step.num_perm))
@@ -609,6 +613,13 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
     docs = 0
     signing = [step for step in p.dataset_steps if "sig:" + step.name in stale]
     hashers = {step.name: _hasher(step) for step in signing}
+    # pHash steps take their hashes from the decode the image statistics (and CLIP pixels) make.
+    hashing = [step for step in p.document_steps if step.name in stale] + [step for step in signing if step.method == "phash"]
+    if ctx is not None and hashing:
+        ctx.share_phash(hashing[0].draft)
+
+    def image_phash(step: DedupStep) -> pl.Series | None:
+        return ctx.image_phash(batch, step.draft) if ctx is not None else None
 
     def failed(sig: Any, err: Exception) -> pl.DataFrame:
         failures.append(f"{shard.name}: signal {sig.name} failed on a batch ({type(err).__name__}: {err}); its rows carry signal_failed")
@@ -630,11 +641,11 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
                     parts[sig.name].append(got)
             for step in p.document_steps:
                 if step.name in stale:
-                    parts[step.name].append(_document_phash(batch, step))
+                    parts[step.name].append(_document_phash(batch, step, image_phash(step)))
             # The batch's documents once for every dataset step that signs them.
             docs_of_batch = document_texts(batch) if signing else None
             for step in signing:
-                parts["sig:" + step.name].append(_signature_frame(batch, step, docs_of_batch, hashers[step.name]))
+                parts["sig:" + step.name].append(_signature_frame(batch, step, docs_of_batch, hashers[step.name], image_phash(step) if step.method == "phash" else None))
     finally:
         llm_stats = ctx.llm_stats if ctx is not None else None
         if ctx is not None:

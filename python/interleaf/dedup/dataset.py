@@ -54,6 +54,18 @@ def document_texts(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _first_image_hashes(df: pl.DataFrame, image_hashes: pl.Series) -> pl.Series:
+    """Per document in :func:`document_texts` order: the hash of its ``first_image`` (the
+    first image node with bytes in ``pos`` order), from ``image_hashes``, one per image node of
+    ``df`` in order."""
+    is_image = (pl.col(KIND) == "image").fill_null(False)
+    rows = df.select(DOC_INDEX, POS, is_image.alias("_image"), (is_image & pl.col(IMAGE).is_not_null()).alias("_bytes"))
+    rows = rows.with_columns(pl.lit(None, dtype=pl.UInt64).alias("hash"))
+    rows = rows.with_columns(rows.get_column("hash").scatter(rows.get_column("_image").arg_true(), image_hashes))
+    first = rows.sort(DOC_INDEX, POS, maintain_order=True).group_by(DOC_INDEX, maintain_order=True).agg(pl.col("hash").filter(pl.col("_bytes")).first())
+    return first.get_column("hash")
+
+
 def _image_keys(df: pl.DataFrame, docs: pl.DataFrame) -> pl.Series:
     """Per document: xxh3-128 of its images' xxh3-128 keys joined by commas, in ``pos`` order
     (a document without images hashes the empty string; :func:`sign_batch` gives it no key)."""
@@ -90,13 +102,23 @@ def embed_documents(model: Any, docs: pl.DataFrame, on: str) -> np.ndarray:
 
 
 def sign_batch(
-    df: pl.DataFrame, method: str, *, on: str = "text", strip_punctuation: bool = False, hasher: MinHasher | None = None, draft: int | None = None, model: Any = None, docs: pl.DataFrame | None = None
+    df: pl.DataFrame,
+    method: str,
+    *,
+    on: str = "text",
+    strip_punctuation: bool = False,
+    hasher: MinHasher | None = None,
+    draft: int | None = None,
+    model: Any = None,
+    docs: pl.DataFrame | None = None,
+    image_hashes: pl.Series | None = None,
 ) -> tuple[pl.DataFrame, Any]:
     """Step 1 on one node batch: its documents (:func:`document_texts`, or ``docs`` when the
     caller already has them for this batch) and their keys (exact: a String Series), hashes
     (phash: a UInt64 Series, null without a decodable image), MinHash signatures (a uint32
     matrix) or embeddings (semantic: float32, NaN rows where there is nothing to embed; None
-    without a model)."""
+    without a model). ``image_hashes`` (phash): the pHash of each image node of ``df`` in
+    order, when the caller has them, instead of decoding each first image again."""
     if docs is None:
         docs = document_texts(df)
     texts = docs.get_column("text").fill_null("")
@@ -106,6 +128,8 @@ def sign_batch(
         assert hasher is not None
         return docs, hasher.signatures(texts)
     if method == "phash":
+        if image_hashes is not None:
+            return docs, _first_image_hashes(df, image_hashes)
         return docs, phash(docs.get_column("first_image"), draft=draft).get_column("hash")
     parts = []
     if on in ("text", "all"):

@@ -100,6 +100,7 @@ class Context:
         self._batch: pl.DataFrame | None = None
         self._cache: dict[str, Any] = {}
         self._texts: dict[str, dict[str, tuple[np.ndarray, dict[str, str] | None]]] = {}
+        self._phash_draft: tuple[int | None] | None = None
 
     def model(self, kind: str, signal: str = "a signal") -> Any:
         """The loaded model of ``kind`` (``"clip"``, ``"text_embedder"``, ``"lm"``), loading it
@@ -190,14 +191,46 @@ class Context:
             from interleaf import image
 
             rows = _kind_rows(batch, S.IMAGE_KIND)
-            table = image.stats(batch.get_column(S.IMAGE).gather(rows), threads=self.threads, max_pixels=max_pixels, max_bytes=max_bytes, header_only=header_only)
+            images = batch.get_column(S.IMAGE).gather(rows)
+            # With the default limits the pHash asked by share_phash comes from the same decode.
+            if self._phash_draft is not None and max_pixels is None and max_bytes is None and not header_only:
+                table = self._keep_phash(image.analyze(images, stats=True, hashes=["phash"], draft=self._phash_draft[0], threads=self.threads).table)
+            else:
+                table = image.stats(images, threads=self.threads, max_pixels=max_pixels, max_bytes=max_bytes, header_only=header_only)
             return table.with_columns(row=pl.Series(rows, dtype=pl.Int64), error=node_errors(batch, rows, table.get_column(S.ERROR)))
 
         return self.cached(_stats_key(max_pixels, max_bytes) + (":header" if header_only else ""), batch, make)
 
+    def share_phash(self, draft: int | None = None) -> None:
+        """The run will ask :meth:`image_phash` with this ``draft`` for every batch: the image
+        statistics (default limits, decoded) and the CLIP pixels computed with them then give
+        the hashes from the same decode, instead of a second decode of every image."""
+        from interleaf.image import check_draft
+
+        self._phash_draft = (check_draft(draft),)
+
+    def image_phash(self, batch: pl.DataFrame, draft: int | None = None) -> pl.Series:
+        """:func:`interleaf.dedup.phash`'s ``hash`` (UInt64, null where the image does not
+        decode) of each image node of the batch, in batch order (``"image.phash"``), once per
+        batch; from the statistics' decode when :meth:`share_phash` asked for it."""
+        from interleaf.dedup.perceptual import phash
+
+        def make() -> pl.Series:
+            return phash(batch.get_column(S.IMAGE).gather(_kind_rows(batch, S.IMAGE_KIND)), threads=self.threads, draft=draft).get_column("hash")
+
+        return self.cached(f"image.phash:{draft}", batch, make)
+
+    def _keep_phash(self, table: pl.DataFrame) -> pl.DataFrame:
+        """Caches the ``phash`` column of an :func:`interleaf.image.analyze` table over the
+        current batch's image nodes and returns the table without its hash columns."""
+        assert self._phash_draft is not None
+        self._cache[f"image.phash:{self._phash_draft[0]}"] = table.get_column("phash").alias("hash")
+        return table.drop("phash", "phash_hex")
+
     def prepare(self, batch: pl.DataFrame, needs: set[str]) -> None:
         """Computes what several signals need in one pass: when both CLIP image embeddings and
-        image statistics are needed, each image is decoded once for both."""
+        image statistics are needed, each image is decoded once for both (and for the pHash
+        asked by :meth:`share_phash`)."""
         self.begin(batch)
         if not {"clip.image", "image.stats"} <= needs or "clip.image" in self._cache or _stats_key(None, None) in self._cache or self._models["clip"] is None:
             return
@@ -212,8 +245,10 @@ class Context:
         # one chunk of 4 before the overlap.
         step = 2 * (self.batch_size or clip.batch_size)
 
+        hashes: dict[str, Any] = {"hashes": ["phash"], "draft": self._phash_draft[0]} if self._phash_draft is not None else {}
+
         def analyze(a: int) -> Any:
-            return image.analyze(images[a : a + step], pixels=clip.preprocess_config, stats=True, threads=self.threads)
+            return image.analyze(images[a : a + step], pixels=clip.preprocess_config, stats=True, threads=self.threads, **hashes)
 
         # The next chunk is decoded (Rust, GIL released) while this one runs through the model,
         # as the models' own image batches are.
@@ -226,7 +261,9 @@ class Context:
                 pixels = got.pixels if ok.all() else got.pixels[ok]
                 vectors[a : a + len(ok)][ok] = clip.embed_images(pixels, batch_size=self.batch_size)[0]
             tables.append(got.table)
-        table = pl.concat(tables) if tables else image.stats([])
+        table = pl.concat(tables) if tables else image.analyze([], stats=True, **hashes).table
+        if hashes:
+            table = self._keep_phash(table)
         error = node_errors(batch, rows, table.get_column(S.ERROR))
         self._cache[_stats_key(None, None)] = table.with_columns(row=pl.Series(rows, dtype=pl.Int64), error=error)
         self._cache["clip.image"] = Embeddings(rows, vectors, error)
