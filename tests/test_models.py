@@ -238,6 +238,27 @@ def test_bad_images_leave_nan_rows_and_errors_only_for_themselves(clip, sample_i
     assert np.isnan(emb[bad]).all() and np.isfinite(emb[[0, 4, 6]]).all()
     alone, _ = clip.embed_images([good[0], good[1], good[2]])
     np.testing.assert_allclose(emb[[0, 4, 6]], alone, atol=1e-6)
+    # One batch: the decoded images after the failed ones move into their rows and back.
+    whole, _ = clip.embed_images(batch, batch_size=len(batch))
+    np.testing.assert_allclose(whole, emb, atol=1e-6)
+
+
+def test_decoded_rows_packs_the_good_rows_moving_only_as_many_as_failed():
+    from interleaf.models.base import decoded_rows
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        ok = rng.random(int(rng.integers(1, 20))) < rng.random()
+        if not ok.any():
+            continue
+        pixels = rng.random((len(ok), 3, 2, 2)).astype(np.float32)
+        before = pixels.copy()
+        block, rows = decoded_rows(pixels, ok)
+        assert block.base is pixels or block is pixels or np.shares_memory(block, pixels)
+        assert sorted(rows.tolist()) == np.flatnonzero(ok).tolist()
+        assert np.array_equal(block, before[rows])
+        # Rows already in place stay: only the failed slots among the first ok.sum() change.
+        assert np.array_equal(rows[ok[: len(rows)]], np.flatnonzero(ok[: len(rows)]))
 
 
 def test_preprocessed_arrays_of_the_wrong_shape_are_rejected(clip):

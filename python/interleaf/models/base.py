@@ -23,6 +23,22 @@ def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), eps)
 
 
+def decoded_rows(pixels: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of a preprocessed batch whose images decoded (``ok``), as one contiguous block
+    with the fewest copies: each failed row among the first ``ok.sum()`` takes a decoded row
+    from past them, in place, so only as many rows move as failed where ``pixels[ok]`` would
+    copy the whole batch. Returns ``(block, rows)``: ``block`` is the leading part of
+    ``pixels`` (which is changed) and ``rows[i]`` the batch row of ``block[i]``."""
+    n = int(ok.sum())
+    rows = np.arange(n)
+    holes = np.flatnonzero(~ok[:n])
+    if len(holes):
+        fill = np.flatnonzero(ok[n:]) + n
+        pixels[holes] = pixels[fill]
+        rows[holes] = fill
+    return pixels[:n], rows
+
+
 class Model:
     """What the three kinds share: the directory, device choice and counters."""
 
@@ -89,9 +105,9 @@ class Model:
 
     def _image_batches(self, images: pl.Series, config: Any, bs: int, errors: list[pl.Series], *, threads: int | None = None, dtype: str = "float32", alpha: str = "drop", exif_transpose: bool = False) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """Decodes and preprocesses ``images`` in Rust, ``bs`` at a time, the next batch while
-        the caller runs this one: yields ``(start, pixels, ok)`` per batch with an image that
-        decoded (``pixels`` holds the rows where ``ok``); every batch's error column is
-        appended to ``errors``."""
+        the caller runs this one: yields ``(start, pixels, rows)`` per batch with an image
+        that decoded (``pixels[i]`` is the image at ``start + rows[i]``; :func:`decoded_rows`);
+        every batch's error column is appended to ``errors``."""
         from interleaf import image as _image
 
         def prep(start: int) -> tuple[np.ndarray, pl.Series]:
@@ -102,7 +118,8 @@ class Model:
             errors.append(errs)
             ok = errs.is_null().to_numpy()
             if ok.any():
-                yield start, (pixels[ok] if not ok.all() else pixels), ok
+                block, rows = decoded_rows(pixels, ok)
+                yield start, block, rows
 
     def _count_errors(self, errors: pl.Series) -> None:
         for kind, n in errors.drop_nulls().struct.field("kind").value_counts().iter_rows():

@@ -134,8 +134,8 @@ class CLIPModel(Model):
         out = np.full((n, self.dim), np.nan, dtype=np.float32)
         errors: list[pl.Series] = []
         dtype = "float16" if self.vision.inputs.get("pixel_values") is np.float16 else "float32"
-        for start, pixels, ok in self._image_batches(images, self.preprocess_config, bs, errors, threads=threads, dtype=dtype, alpha=alpha, exif_transpose=exif_transpose):
-            out[start : start + len(ok)][ok] = self._run_pixels(pixels)
+        for start, pixels, rows in self._image_batches(images, self.preprocess_config, bs, errors, threads=threads, dtype=dtype, alpha=alpha, exif_transpose=exif_transpose):
+            out[start + rows] = self._run_pixels(pixels)
         self.stats["images"] += n
         error = pl.concat(errors) if errors else error_column([])
         self._count_errors(error)

@@ -28,7 +28,7 @@ import numpy as np
 import polars as pl
 
 from interleaf import image as _image
-from interleaf.models.base import Model
+from interleaf.models.base import Model, decoded_rows
 from interleaf.models.directory import ModelDirectoryError
 from interleaf.schema import error_column
 
@@ -69,13 +69,13 @@ class ImageFeatures(_ImageNetwork):
         n = images.len()
         res: dict[str, np.ndarray] = {}
         errors: list[pl.Series] = []
-        for start, pixels, ok in self._image_batches(images, self.preprocess_config, self._batch_size(batch_size), errors, threads=threads, dtype=self._dtype("pixel_values")):
+        for start, pixels, rows in self._image_batches(images, self.preprocess_config, self._batch_size(batch_size), errors, threads=threads, dtype=self._dtype("pixel_values")):
             got = self.session.run({"pixel_values": pixels}, list(outputs))
             for name in outputs:
                 v = got[name].reshape(len(pixels), -1).astype(np.float32)
                 if name not in res:
                     res[name] = np.full((n, v.shape[1]), np.nan, dtype=np.float32)
-                res[name][start : start + len(ok)][ok] = v
+                res[name][start + rows] = v
         for name in outputs:
             res.setdefault(name, np.full((n, 0), np.nan, dtype=np.float32))
         self.stats["images"] += n
@@ -107,8 +107,9 @@ class ImageDistance(_ImageNetwork):
             errors.append(err)
             ok = err.is_null().to_numpy()
             if ok.any():
-                d = self.session.run({"image0": pa[ok], "image1": pb[ok]}, ["distance"])["distance"]
-                out[start : start + len(ok)][ok] = d.reshape(int(ok.sum()), -1)[:, 0]
+                (ba, rows), (bb, _) = decoded_rows(pa, ok), decoded_rows(pb, ok)
+                d = self.session.run({"image0": ba, "image1": bb}, ["distance"])["distance"]
+                out[start + rows] = d.reshape(len(rows), -1)[:, 0]
         self.stats["images"] += 2 * a.len()
         error = pl.concat(errors) if errors else error_column([])
         self._count_errors(error)

@@ -235,6 +235,7 @@ class Context:
         if not {"clip.image", "image.stats"} <= needs or "clip.image" in self._cache or _stats_key(None, None) in self._cache or self._models["clip"] is None:
             return
         from interleaf import image
+        from interleaf.models.base import decoded_rows
 
         clip = self.model("clip")
         rows = _kind_rows(batch, S.IMAGE_KIND)
@@ -257,9 +258,9 @@ class Context:
             ok = got.table.get_column(S.ERROR).is_null().to_numpy()
             if ok.any():
                 assert got.pixels is not None
-                # No gather (a copy of the whole pixel batch) when every image decoded.
-                pixels = got.pixels if ok.all() else got.pixels[ok]
-                vectors[a : a + len(ok)][ok] = clip.embed_images(pixels, batch_size=self.batch_size)[0]
+                # The decoded rows in one block, moving only as many rows as failed.
+                pixels, decoded = decoded_rows(got.pixels, ok)
+                vectors[a + decoded] = clip.embed_images(pixels, batch_size=self.batch_size)[0]
             tables.append(got.table)
         table = pl.concat(tables) if tables else image.analyze([], stats=True, **hashes).table
         if hashes:
