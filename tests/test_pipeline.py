@@ -1244,3 +1244,18 @@ def test_a_long_shard_reports_its_progress_while_it_is_scored(tmp_path, sample_d
     assert [int(x.split(": ")[2].split(" ")[0]) for x in lines] == [4, 8, 12, 14]
     run("pairs-basic", [str(sample_dir / "pairs.jsonl")], tmp_path / "q", batch_size=4, progress=False)
     assert "so far" not in capsys.readouterr().err
+
+
+def test_a_folder_named_ray_is_not_taken_for_ray(tmp_path, monkeypatch):
+    """Without Ray installed, a ray/ folder in the working directory (Ray's own /tmp/ray) imports
+    as an empty namespace package: the engine says Ray is missing, not an AttributeError."""
+    import sys
+    import types
+
+    import interleaf.ray as iray
+
+    folder = types.ModuleType("ray")
+    folder.__path__ = [str(tmp_path / "ray")]  # what `import ray` gives for a bare folder
+    monkeypatch.setitem(sys.modules, "ray", folder)
+    with pytest.raises(ImportError, match=r"pip install 'interleaf\[ray\]'.*not Ray but the folder .*/ray\)"):
+        iray._ray()

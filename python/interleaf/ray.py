@@ -48,6 +48,11 @@ def _ray() -> Any:
         import ray
     except ImportError:
         raise ImportError("engine='ray' needs Ray: pip install 'interleaf[ray]'") from None
+    if not hasattr(ray, "is_initialized"):
+        # A folder named ray/ in the working directory (Ray's own /tmp/ray, say) imports as an
+        # empty namespace package when Ray is not installed.
+        where = ", ".join(getattr(ray, "__path__", [])) or "?"
+        raise ImportError(f"engine='ray' needs Ray: pip install 'interleaf[ray]' (the 'ray' imported here is not Ray but the folder {where})")
     return ray
 
 
