@@ -10,13 +10,14 @@ stored colour; ``alpha="white"`` composites over white with Pillow's ``alpha_com
 arithmetic, as transformers 5's ``convert_to_rgb`` does, with one deliberate difference: a PNG
 tRNS colour key at bit depth 1, 2, 4 or 16 applies where the PNG specification says (Pillow
 compares the key with scaled or cut pixel values, so it matches the wrong pixels or none, and
-turns a keyed 16-bit gray image all white). Damaged PNGs read as in Pillow, which checks the
-CRC of each chunk before the image data but not of the IDAT chunks or anything after them:
-a wrong CRC there, or a file that only lacks its final IEND chunk, still decodes; so do the
-interlaced GIFs the ``gif`` crate calls truncated (decoded in one pass, their rows put back).
-Known gaps against Pillow on damaged files: a wrong CRC on an ancillary chunk before the
-image data (``gAMA``, ``tEXt``) is ignored here where Pillow refuses the file; some damaged
-JPEGs that Pillow decodes stop with libjpeg's read error. EXIF orientation is ignored unless
+turns a keyed 16-bit gray image all white). Damaged PNGs are taken or refused as Pillow
+does: a wrong CRC on any chunk before the image data refuses the file; the IDAT chunks' CRCs
+are not checked, and their data is read as zlib gives it until the rows are complete (a
+damaged stream that zlib stops on first is refused, one that still inflates is read, as
+Pillow reads it); a file cut inside its last IDAT after the rows, or missing its IEND chunk,
+decodes; one cut inside a later chunk's data is refused. The interlaced GIFs the ``gif``
+crate calls truncated decode (in one pass, their rows put back). Known gap against Pillow on
+damaged files: some damaged JPEGs that Pillow decodes stop with libjpeg's read error. EXIF orientation is ignored unless
 ``exif_transpose=True`` (then as ``ImageOps.exif_transpose``), because Pillow's ``Image.open``,
 open_clip and transformers ignore it.
 

@@ -155,18 +155,23 @@ fn decode_full(data: &[u8], format: ImageFormat, w: u32, h: u32) -> Result<Dynam
             None => return Err(err(ErrorKind::CorruptImage, format!("{format:?}: {e}"))),
         },
     };
+    if let Some(why) = png_refused_as_pillow(data, format) {
+        return Err(err(ErrorKind::CorruptImage, why));
+    }
     Ok(gray16_key_as_pillow(data, format, img))
 }
 
 /// The IEND chunk: length 0, type, CRC.
 const PNG_IEND: [u8; 12] = [0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82];
 
-/// A PNG read as Pillow reads it, where the crate refuses it: Pillow checks the CRC of each
-/// chunk before the first IDAT but not of the IDATs or anything after them, and stops once
-/// the rows are read, so it takes a file whose image-data CRC is wrong or that lost its final
-/// IEND chunk (a download cut 12 bytes short). The same bytes with the CRCs from the first IDAT
-/// on recomputed and IEND appended where missing; `None` when nothing is to mend, or when the
-/// mended file fails too (the data itself is damaged or cut).
+/// A PNG read as Pillow reads it, where the crate refuses it. Pillow checks the CRC of each
+/// chunk before the first IDAT but not of the IDATs or of the chunks after them, feeds the image
+/// data to zlib until the rows are complete (an error of zlib's before then refuses the file),
+/// and reads the chunks after it up to IEND, refusing one cut inside its data. So it takes a
+/// file whose image-data CRCs are wrong, whose last IDAT or its CRC is cut short while the rows
+/// are whole, or that lost its final IEND chunk (a download cut short). Such a file is mended
+/// ([`png_mended`]) and decoded again; `None` when nothing is to mend, when Pillow would refuse
+/// it, or when the mended file fails too.
 fn png_as_pillow_reads(data: &[u8], format: ImageFormat, w: u32, h: u32) -> Option<DynamicImage> {
     if format != ImageFormat::Png {
         return None;
@@ -175,37 +180,132 @@ fn png_as_pillow_reads(data: &[u8], format: ImageFormat, w: u32, h: u32) -> Opti
     crate_decode(&mended, format, w, h).ok()
 }
 
-/// `data` with the CRCs of its chunks from the first IDAT on recomputed and IEND appended when
-/// it does not end with it; bytes that do not make a whole chunk are kept as they are. `None`
-/// when that changes nothing.
+/// `data` as the crate takes it where Pillow reads it: the chunks before the first IDAT as they
+/// are, the IDATs and the chunks after them with their CRCs recomputed, a last IDAT cut short
+/// ended where its data ends, and IEND appended. `None` when that changes nothing, when a chunk
+/// after the image data is cut inside its data, or when zlib fails on the image data before the
+/// rows the header asks for are complete ([`zlib_gives_rows`]), as Pillow then refuses the file.
 fn png_mended(data: &[u8]) -> Option<Vec<u8>> {
-    let mut out = data.to_vec();
-    let mut changed = false;
-    let mut seen_idat = false;
+    let mut out = data.get(..8)?.to_vec();
+    let (mut changed, mut seen_idat, mut seen_iend) = (false, false, false);
+    let mut ihdr: &[u8] = &[];
+    let mut idat = Vec::new();
     let mut at = 8;
     while let Some(head) = data.get(at..at + 8) {
-        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        let Some(end) = (at + 8).checked_add(len).filter(|&e| e + 4 <= data.len()) else { break };
-        seen_idat |= &head[4..8] == b"IDAT";
-        if seen_idat {
-            let mut crc = flate2::Crc::new();
-            crc.update(&data[at + 4..end]);
-            let want = crc.sum().to_be_bytes();
-            if data[end..end + 4] != want {
-                out[end..end + 4].copy_from_slice(&want);
-                changed = true;
-            }
-        }
-        if &head[4..8] == b"IEND" {
+        let kind = &head[4..8];
+        let body_end = (at + 8).checked_add(u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize)?;
+        let crc_end = body_end.checked_add(4)?;
+        seen_idat |= kind == b"IDAT";
+        if kind == b"IEND" {
+            seen_iend = true;
             break;
         }
-        at = end + 4;
+        if !seen_idat {
+            // Before the image data: kept as it is (Pillow and the crate check these CRCs).
+            let chunk = data.get(at..crc_end)?;
+            if kind == b"IHDR" {
+                ihdr = &chunk[8..chunk.len() - 4];
+            }
+            out.extend_from_slice(chunk);
+            at = crc_end;
+            continue;
+        }
+        if body_end > data.len() && kind != b"IDAT" {
+            return None; // Pillow: "Truncated File Read"
+        }
+        let body = &data[at + 8..body_end.min(data.len())];
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(body);
+        let crc = crc.sum().to_be_bytes();
+        changed |= data.get(body_end..crc_end) != Some(&crc[..]);
+        if kind == b"IDAT" {
+            idat.extend_from_slice(body);
+        }
+        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        out.extend_from_slice(kind);
+        out.extend_from_slice(body);
+        out.extend_from_slice(&crc);
+        at = crc_end;
     }
-    if !out.ends_with(&PNG_IEND) {
-        out.extend_from_slice(&PNG_IEND);
-        changed = true;
+    changed |= !seen_iend;
+    out.extend_from_slice(&PNG_IEND);
+    (changed && seen_idat && zlib_gives_rows(ihdr, &idat)).then_some(out)
+}
+
+/// Why Pillow refuses a PNG that the crate decodes, if it does: Pillow checks the CRC of every
+/// chunk before the image data (the crate skips ancillary ones, `gAMA`, `tEXt`, ...), and reads
+/// the chunks after it up to IEND, so one cut inside its data refuses the file (the crate stops
+/// after the image data).
+fn png_refused_as_pillow(data: &[u8], format: ImageFormat) -> Option<String> {
+    if format != ImageFormat::Png {
+        return None;
     }
-    changed.then_some(out)
+    let (mut at, mut seen_idat) = (8usize, false);
+    while let Some(head) = data.get(at..at + 8) {
+        let kind = &head[4..8];
+        let body_end = (at + 8).saturating_add(u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize);
+        seen_idat |= kind == b"IDAT";
+        let name = String::from_utf8_lossy(kind);
+        if kind == b"IEND" {
+            return None;
+        }
+        if body_end > data.len() {
+            return (seen_idat && kind != b"IDAT").then(|| format!("Png: the {name} chunk after the image data is cut short (Pillow: Truncated File Read)"));
+        }
+        if !seen_idat {
+            let mut crc = flate2::Crc::new();
+            crc.update(&data[at + 4..body_end]);
+            if data.get(body_end..body_end + 4) != Some(&crc.sum().to_be_bytes()[..]) {
+                return Some(format!("Png: the CRC of the {name} chunk is wrong (Pillow: broken PNG file)"));
+            }
+        }
+        at = body_end.saturating_add(4);
+    }
+    None
+}
+
+/// Whether zlib, fed `idat` as Pillow feeds it, gives the bytes of every row the PNG header
+/// `ihdr` declares (filter bytes included, the seven Adam7 passes when interlaced) without an
+/// error: Pillow reads the rows through an output buffer of their size, and zlib goes on
+/// decoding until it would have to write past it, so the symbol after the rows counts too (the
+/// end of the stream and its checksum, a bad code), a byte past them does not. Emulated by
+/// inflating one byte more than the rows: the rows are read when that byte comes out, when the
+/// stream ends cleanly right after them, or when the data ends (a file cut short) after them.
+/// Counted through a small buffer, never held.
+fn zlib_gives_rows(ihdr: &[u8], idat: &[u8]) -> bool {
+    use flate2::{Decompress, FlushDecompress, Status};
+    let &[w0, w1, w2, w3, h0, h1, h2, h3, depth, colour, _, _, interlace] = ihdr else { return false };
+    let (w, h) = (u32::from_be_bytes([w0, w1, w2, w3]) as u64, u32::from_be_bytes([h0, h1, h2, h3]) as u64);
+    let channels = match colour {
+        0 | 3 => 1,
+        2 => 3,
+        4 => 2,
+        6 => 4,
+        _ => return false,
+    };
+    let bits = channels * depth as u64;
+    let rows = |pw: u64, ph: u64| if pw == 0 { 0 } else { ph * (1 + (pw * bits).div_ceil(8)) };
+    let want = if interlace == 0 {
+        rows(w, h)
+    } else {
+        let pass = |x0: u64, y0: u64, dx: u64, dy: u64| rows(w.saturating_sub(x0).div_ceil(dx), h.saturating_sub(y0).div_ceil(dy));
+        pass(0, 0, 8, 8) + pass(4, 0, 8, 8) + pass(0, 4, 4, 8) + pass(2, 0, 4, 4) + pass(0, 2, 2, 4) + pass(1, 0, 2, 2) + pass(0, 1, 1, 2)
+    };
+    let mut z = Decompress::new(true);
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let room = buf.len().min((want + 1 - z.total_out()) as usize);
+        let (before_in, before_out) = (z.total_in(), z.total_out());
+        match z.decompress(&idat[before_in as usize..], &mut buf[..room], FlushDecompress::None) {
+            Ok(Status::StreamEnd) => return z.total_out() >= want,
+            Err(_) => return z.total_out() > want,
+            Ok(_) if z.total_out() > want => return true,
+            // The data ends (a file cut short): read if the rows came out before.
+            Ok(_) if z.total_in() == before_in && z.total_out() == before_out => return z.total_out() >= want,
+            Ok(_) => {}
+        }
+    }
 }
 
 /// The first image descriptor of a GIF: (offset of its packed byte, top, height), past the
@@ -400,7 +500,7 @@ mod tests {
     }
 
     #[test]
-    fn png_mended_recomputes_crcs_from_the_first_idat_only_and_appends_iend() {
+    fn png_repairs_and_refusals_follow_pillow() {
         let chunk = |t: &[u8], d: &[u8], bad: bool| {
             let mut crc = flate2::Crc::new();
             crc.update(t);
@@ -429,6 +529,24 @@ mod tests {
         let limits = DecodeLimits::default();
         assert!(decode(&file(false, true, true, false), &limits).is_ok());
         assert!(decode(&early, &limits).is_err());
+        // The last IDAT's CRC cut off: ended where its data ends.
+        let idat_end = good.len() - 12 - 15; // IEND, then tEXt (4 + 4 + 3 + 4 bytes)
+        assert_eq!(png_mended(&good[..idat_end - 1]).as_deref(), Some(&[&good[..idat_end], &PNG_IEND[..]].concat()[..]));
+        // A chunk after the image data cut inside its data: refused, mended or not.
+        let cut_text = &good[..idat_end + 9];
+        assert_eq!(png_mended(cut_text), None);
+        assert!(png_refused_as_pillow(cut_text, ImageFormat::Png).is_some_and(|why| why.contains("tEXt")));
+        // A wrong CRC on an ancillary chunk before the image data, which the crate skips.
+        let mut gama = good.clone();
+        gama[8 + 25 + 12] ^= 1;
+        assert!(png_refused_as_pillow(&gama, ImageFormat::Png).is_some_and(|why| why.contains("gAMA")));
+        assert!(decode(&gama, &limits).is_err());
+        // Damaged image data that zlib stops on before the row is out stays refused.
+        let mut stream = good.clone();
+        stream[8 + 25 + 16 + 8 + 2] = 0xff;
+        assert!(!zlib_gives_rows(&ihdr, &stream[8 + 25 + 16 + 8..8 + 25 + 16 + 8 + idat.len()]));
+        assert!(decode(&stream, &limits).is_err());
+        assert!(zlib_gives_rows(&ihdr, &idat));
     }
 
     #[test]
