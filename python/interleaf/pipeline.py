@@ -613,10 +613,11 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
     docs = 0
     signing = [step for step in p.dataset_steps if "sig:" + step.name in stale]
     hashers = {step.name: _hasher(step) for step in signing}
-    # pHash steps take their hashes from the decode the image statistics (and CLIP pixels) make.
+    # Exact pHash steps take their hashes from the decode the image statistics (and CLIP pixels)
+    # make; drafted ones decode on their own.
     hashing = [step for step in p.document_steps if step.name in stale] + [step for step in signing if step.method == "phash"]
-    if ctx is not None and hashing:
-        ctx.share_phash(hashing[0].draft)
+    if ctx is not None and any(step.draft is None for step in hashing):
+        ctx.share_phash(None)
 
     def image_phash(step: DedupStep) -> pl.Series | None:
         return ctx.image_phash(batch, step.draft) if ctx is not None else None

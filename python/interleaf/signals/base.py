@@ -204,10 +204,12 @@ class Context:
     def share_phash(self, draft: int | None = None) -> None:
         """The run will ask :meth:`image_phash` with this ``draft`` for every batch: the image
         statistics (default limits, decoded) and the CLIP pixels computed with them then give
-        the hashes from the same decode, instead of a second decode of every image."""
+        the exact hashes (``draft=None``) from the same decode, instead of a second decode of
+        every image. A drafted hash has a decode of its own in any case (and a failure of its
+        own, which must not mark the image failed for the statistics): nothing is shared."""
         from interleaf.image import check_draft
 
-        self._phash_draft = (check_draft(draft),)
+        self._phash_draft = (None,) if check_draft(draft) is None else None
 
     def image_phash(self, batch: pl.DataFrame, draft: int | None = None) -> pl.Series:
         """:func:`interleaf.dedup.phash`'s ``hash`` (UInt64, null where the image does not
