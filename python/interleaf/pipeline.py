@@ -617,7 +617,7 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
     # make; drafted ones decode on their own.
     hashing = [step for step in p.document_steps if step.name in stale] + [step for step in signing if step.method == "phash"]
     if ctx is not None and any(step.draft is None for step in hashing):
-        ctx.share_phash(None)
+        ctx.share_phash()
 
     def image_phash(step: DedupStep) -> pl.Series | None:
         return ctx.image_phash(batch, step.draft) if ctx is not None else None

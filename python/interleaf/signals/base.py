@@ -100,7 +100,7 @@ class Context:
         self._batch: pl.DataFrame | None = None
         self._cache: dict[str, Any] = {}
         self._texts: dict[str, dict[str, tuple[np.ndarray, dict[str, str] | None]]] = {}
-        self._phash_draft: tuple[int | None] | None = None
+        self._share_phash = False
 
     def model(self, kind: str, signal: str = "a signal") -> Any:
         """The loaded model of ``kind`` (``"clip"``, ``"text_embedder"``, ``"lm"``), loading it
@@ -193,28 +193,26 @@ class Context:
             rows = _kind_rows(batch, S.IMAGE_KIND)
             images = batch.get_column(S.IMAGE).gather(rows)
             # With the default limits the pHash asked by share_phash comes from the same decode.
-            if self._phash_draft is not None and max_pixels is None and max_bytes is None and not header_only:
-                table = self._keep_phash(image.analyze(images, stats=True, hashes=["phash"], draft=self._phash_draft[0], threads=self.threads).table)
+            if self._share_phash and max_pixels is None and max_bytes is None and not header_only:
+                table = self._keep_phash(image.analyze(images, stats=True, hashes=["phash"], threads=self.threads).table)
             else:
                 table = image.stats(images, threads=self.threads, max_pixels=max_pixels, max_bytes=max_bytes, header_only=header_only)
             return table.with_columns(row=pl.Series(rows, dtype=pl.Int64), error=node_errors(batch, rows, table.get_column(S.ERROR)))
 
         return self.cached(_stats_key(max_pixels, max_bytes) + (":header" if header_only else ""), batch, make)
 
-    def share_phash(self, draft: int | None = None) -> None:
-        """The run will ask :meth:`image_phash` with this ``draft`` for every batch: the image
-        statistics (default limits, decoded) and the CLIP pixels computed with them then give
-        the exact hashes (``draft=None``) from the same decode, instead of a second decode of
-        every image. A drafted hash has a decode of its own in any case (and a failure of its
-        own, which must not mark the image failed for the statistics): nothing is shared."""
-        from interleaf.image import check_draft
-
-        self._phash_draft = (None,) if check_draft(draft) is None else None
+    def share_phash(self) -> None:
+        """The run will ask :meth:`image_phash` (exact, ``draft=None``) for every batch: the
+        image statistics (default limits, decoded) and the CLIP pixels computed with them then
+        give the hashes from the same decode, instead of a second decode of every image. A
+        drafted hash has a decode of its own in any case (and a failure of its own, which must
+        not mark the image failed for the statistics), so it is never shared."""
+        self._share_phash = True
 
     def image_phash(self, batch: pl.DataFrame, draft: int | None = None) -> pl.Series:
         """:func:`interleaf.dedup.phash`'s ``hash`` (UInt64, null where the image does not
         decode) of each image node of the batch, in batch order (``"image.phash"``), once per
-        batch; from the statistics' decode when :meth:`share_phash` asked for it."""
+        batch; the exact one from the statistics' decode when :meth:`share_phash` asked for it."""
         from interleaf.dedup.perceptual import phash
 
         def make() -> pl.Series:
@@ -224,9 +222,9 @@ class Context:
 
     def _keep_phash(self, table: pl.DataFrame) -> pl.DataFrame:
         """Caches the ``phash`` column of an :func:`interleaf.image.analyze` table over the
-        current batch's image nodes and returns the table without its hash columns."""
-        assert self._phash_draft is not None
-        self._cache[f"image.phash:{self._phash_draft[0]}"] = table.get_column("phash").alias("hash")
+        current batch's image nodes as :meth:`image_phash`'s exact hash and returns the table
+        without its hash columns."""
+        self._cache["image.phash:None"] = table.get_column("phash").alias("hash")
         return table.drop("phash", "phash_hex")
 
     def prepare(self, batch: pl.DataFrame, needs: set[str]) -> None:
@@ -248,7 +246,7 @@ class Context:
         # one chunk of 4 before the overlap.
         step = 2 * (self.batch_size or clip.batch_size)
 
-        hashes: dict[str, Any] = {"hashes": ["phash"], "draft": self._phash_draft[0]} if self._phash_draft is not None else {}
+        hashes: dict[str, Any] = {"hashes": ["phash"]} if self._share_phash else {}
 
         def analyze(a: int) -> Any:
             return image.analyze(images[a : a + step], pixels=clip.preprocess_config, stats=True, threads=self.threads, **hashes)
