@@ -190,11 +190,8 @@ fn png_mended(data: &[u8]) -> Option<Vec<u8>> {
     let (mut changed, mut seen_idat, mut seen_iend) = (false, false, false);
     let mut ihdr: &[u8] = &[];
     let mut idat = Vec::new();
-    let mut at = 8;
-    while let Some(head) = data.get(at..at + 8) {
-        let kind = &head[4..8];
-        let body_end = (at + 8).checked_add(u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize)?;
-        let crc_end = body_end.checked_add(4)?;
+    for (kind, at, body_end) in png_chunks(data) {
+        let crc_end = body_end.saturating_add(4);
         seen_idat |= kind == b"IDAT";
         if kind == b"IEND" {
             seen_iend = true;
@@ -207,7 +204,6 @@ fn png_mended(data: &[u8]) -> Option<Vec<u8>> {
                 ihdr = &chunk[8..chunk.len() - 4];
             }
             out.extend_from_slice(chunk);
-            at = crc_end;
             continue;
         }
         if body_end > data.len() && kind != b"IDAT" {
@@ -226,11 +222,24 @@ fn png_mended(data: &[u8]) -> Option<Vec<u8>> {
         out.extend_from_slice(kind);
         out.extend_from_slice(body);
         out.extend_from_slice(&crc);
-        at = crc_end;
     }
     changed |= !seen_iend;
     out.extend_from_slice(&PNG_IEND);
     (changed && seen_idat && zlib_gives_rows(ihdr, &idat)).then_some(out)
+}
+
+/// The chunks of a PNG after its signature, in order, as (type, offset of the chunk, end of its
+/// data): the last one may be cut (its end past `data.len()`); they stop after IEND or where
+/// fewer than 8 bytes are left.
+fn png_chunks(data: &[u8]) -> impl Iterator<Item = (&[u8], usize, usize)> {
+    let mut next = Some(8usize);
+    std::iter::from_fn(move || {
+        let at = next?;
+        let head = data.get(at..at + 8)?;
+        let body_end = (at + 8).saturating_add(u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize);
+        next = (&head[4..8] != b"IEND").then(|| body_end.saturating_add(4));
+        Some((&head[4..8], at, body_end))
+    })
 }
 
 /// Why Pillow refuses a PNG that the crate decodes, if it does: Pillow checks the CRC of every
@@ -241,26 +250,21 @@ fn png_refused_as_pillow(data: &[u8], format: ImageFormat) -> Option<String> {
     if format != ImageFormat::Png {
         return None;
     }
-    let (mut at, mut seen_idat) = (8usize, false);
-    while let Some(head) = data.get(at..at + 8) {
-        let kind = &head[4..8];
-        let body_end = (at + 8).saturating_add(u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize);
+    let mut seen_idat = false;
+    for (kind, at, body_end) in png_chunks(data) {
         seen_idat |= kind == b"IDAT";
-        let name = String::from_utf8_lossy(kind);
-        if kind == b"IEND" {
-            return None;
-        }
+        let name = || String::from_utf8_lossy(kind);
         if body_end > data.len() {
-            return (seen_idat && kind != b"IDAT").then(|| format!("Png: the {name} chunk after the image data is cut short (Pillow: Truncated File Read)"));
+            return (seen_idat && kind != b"IDAT")
+                .then(|| format!("Png: the {} chunk after the image data is cut short (Pillow: Truncated File Read)", name()));
         }
         if !seen_idat {
             let mut crc = flate2::Crc::new();
             crc.update(&data[at + 4..body_end]);
-            if data.get(body_end..body_end + 4) != Some(&crc.sum().to_be_bytes()[..]) {
-                return Some(format!("Png: the CRC of the {name} chunk is wrong (Pillow: broken PNG file)"));
+            if data.get(body_end..body_end.saturating_add(4)) != Some(&crc.sum().to_be_bytes()[..]) {
+                return Some(format!("Png: the CRC of the {} chunk is wrong (Pillow: broken PNG file)", name()));
             }
         }
-        at = body_end.saturating_add(4);
     }
     None
 }
