@@ -289,17 +289,20 @@ fn zlib_gives_rows(ihdr: &[u8], idat: &[u8]) -> bool {
         _ => return false,
     };
     let bits = channels * depth as u64;
-    let rows = |pw: u64, ph: u64| if pw == 0 { 0 } else { ph * (1 + (pw * bits).div_ceil(8)) };
+    // Saturating: a header beyond any real image (the limits were raised) just never completes.
+    let rows = |pw: u64, ph: u64| if pw == 0 { 0 } else { ph.saturating_mul(1 + (pw * bits).div_ceil(8)) };
     let want = if interlace == 0 {
         rows(w, h)
     } else {
         let pass = |x0: u64, y0: u64, dx: u64, dy: u64| rows(w.saturating_sub(x0).div_ceil(dx), h.saturating_sub(y0).div_ceil(dy));
-        pass(0, 0, 8, 8) + pass(4, 0, 8, 8) + pass(0, 4, 4, 8) + pass(2, 0, 4, 4) + pass(0, 2, 2, 4) + pass(1, 0, 2, 2) + pass(0, 1, 1, 2)
+        [pass(0, 0, 8, 8), pass(4, 0, 8, 8), pass(0, 4, 4, 8), pass(2, 0, 4, 4), pass(0, 2, 2, 4), pass(1, 0, 2, 2), pass(0, 1, 1, 2)]
+            .into_iter()
+            .fold(0u64, u64::saturating_add)
     };
     let mut z = Decompress::new(true);
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let room = buf.len().min((want + 1 - z.total_out()) as usize);
+        let room = buf.len().min((want.saturating_add(1) - z.total_out()).min(1 << 16) as usize);
         let (before_in, before_out) = (z.total_in(), z.total_out());
         match z.decompress(&idat[before_in as usize..], &mut buf[..room], FlushDecompress::None) {
             Ok(Status::StreamEnd) => return z.total_out() >= want,
@@ -551,6 +554,11 @@ mod tests {
         assert!(!zlib_gives_rows(&ihdr, &stream[8 + 25 + 16 + 8..8 + 25 + 16 + 8 + idat.len()]));
         assert!(decode(&stream, &limits).is_err());
         assert!(zlib_gives_rows(&ihdr, &idat));
+        // A header far beyond any real image neither overflows nor completes.
+        for interlace in [0, 1] {
+            let huge = [&0x7fff_ffffu32.to_be_bytes()[..], &0x7fff_ffffu32.to_be_bytes(), &[16, 6, 0, 0, interlace]].concat();
+            assert!(!zlib_gives_rows(&huge, &idat));
+        }
     }
 
     #[test]
