@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+import xxhash
 from conftest import SKIMAGE_DATA, encode
 from PIL import Image
 from test_models import CLIP_DIR, EMBEDDER_DIR, LM_DIR
@@ -279,11 +280,36 @@ def test_text_coherence_signal_equals_the_function_on_the_embedders_vectors():
     _, out = compute(batch_of(docs), [TextCoherence(shuffles=4, seed=3)], Context(text_embedder=emb))
     v0, _ = emb.embed(["First, boil water.", "Then add tea leaves.", "Finally pour it."])
     v1, _ = emb.embed(["One sentence.", "Another sentence.", "A third."])
-    want = text_coherence(np.concatenate([v0, v1]), [0, 3, 6, 6, 6], shuffles=4, seed=3)
+    # Each document's shuffles are seeded by the xxh3 of its step texts joined by NUL.
+    keys = [xxhash.xxh3_64_intdigest("\x00".join(t).encode()) for t in (["First, boil water.", "Then add tea leaves.", "Finally pour it."], ["One sentence.", "Another sentence.", "A third."], ["Alone."])] + [0]
+    want = text_coherence(np.concatenate([v0, v1]), [0, 3, 6, 6, 6], shuffles=4, seed=3, keys=keys)
     got = out.select("coherence_mean_cos", "coherence_min_cos", "coherence_margin")
     assert got.rename(lambda c: c.removeprefix("coherence_")).equals(want)
     assert out.get_column("coherence_steps").to_list() == [3, 3, 1, 0]
     assert out.get_column("coherence_error").struct.field("kind").to_list() == [None, None, "too_few_steps", "too_few_steps"]
+    with pytest.raises(ValueError, match="one value per document"):
+        text_coherence(v0, [0, 3], keys=[1, 2])
+
+
+def test_a_documents_coherence_margin_does_not_depend_on_its_batch():
+    # Seeded by its position in the batch, the margin changed with --batch-size and the shard
+    # split (a review found 83 of 125 CoMM margins moving); seeded by its step texts it does not.
+    emb = models.load(EMBEDDER_DIR, device="cpu")
+    docs = [[("text", t) for t in h] for h in HOWTOS]
+    sig = lambda: [TextCoherence(shuffles=3, seed=1)]  # noqa: E731
+    cols = ["coherence_mean_cos", "coherence_min_cos", "coherence_margin"]
+    _, whole = compute(batch_of(docs), sig(), Context(text_embedder=emb))
+    for d in range(len(docs)):
+        _, alone = compute(batch_of([docs[d]]), sig(), Context(text_embedder=emb))
+        assert alone.select(cols).equals(whole.select(cols)[d])
+    _, backwards = compute(batch_of(docs[::-1]), sig(), Context(text_embedder=emb))
+    assert backwards.select(cols).reverse().equals(whole.select(cols))
+    # By position, the same documents get other margins (what the keys remove).
+    v, _ = emb.embed([t for h in HOWTOS for t in h])
+    offsets = np.arange(0, 6 * len(HOWTOS) + 1, 6)
+    by_position = text_coherence(v, offsets, shuffles=3, seed=1)["margin"].to_numpy()
+    by_position_backwards = text_coherence(np.concatenate([v[o : o + 6] for o in offsets[:-1][::-1]]), offsets, shuffles=3, seed=1)["margin"].to_numpy()[::-1]
+    assert not np.array_equal(by_position, by_position_backwards)
 
 
 # Real step sequences (how-to instructions in order), for the real MiniLM weights.

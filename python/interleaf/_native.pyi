@@ -321,8 +321,11 @@ def mmc4_similarity_rows(
 def sequence_consistency(embeddings: np.ndarray, offsets: np.ndarray, threads: int | None = None) -> np.ndarray:
     """CoMM's F per document (NaN below 3 images)."""
 
-def text_coherence(embeddings: np.ndarray, offsets: np.ndarray, shuffles: int = 8, seed: int = 0, threads: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(mean consecutive cosine, minimum, margin over shuffles) per document."""
+def text_coherence(
+    embeddings: np.ndarray, offsets: np.ndarray, shuffles: int = 8, seed: int = 0, threads: int | None = None, keys: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean consecutive cosine, minimum, margin over shuffles) per document; ``keys`` (uint64,
+    one per document) seed each document's shuffles instead of its position."""
 
 def linear_assignment(cost: np.ndarray, maximize: bool = False) -> np.ndarray:
     """The column of each row in an optimal assignment of a float64 cost matrix, -1 when left out."""

@@ -9,15 +9,18 @@ import polars as pl
 from interleaf import _native
 from interleaf import schema as S
 from interleaf._checks import int_arg
+from interleaf.polars import xxh3_64
 from interleaf.signals.base import DOC_KEYS, as_matrix, as_offsets, sorted_docs, step_texts
 
 
-def text_coherence(embeddings, offsets, shuffles: int = 8, seed: int = 0, *, threads: int | None = None) -> pl.DataFrame:
+def text_coherence(embeddings, offsets, shuffles: int = 8, seed: int = 0, *, threads: int | None = None, keys=None) -> pl.DataFrame:
     """Coherence of each document's step texts from their sentence embeddings in order:
     ``mean_cos`` and ``min_cos`` of consecutive steps (cosines in [-1, 1]) and ``margin``,
     ``mean_cos`` minus the mean consecutive cosine of the same steps in ``shuffles`` random
-    orders (seeded by ``seed`` and the document's position: the same on any number of threads);
-    a positive margin means the order carries meaning. ``mean_cos`` and ``min_cos`` are null
+    orders, seeded by ``seed`` and the document's key: ``keys`` (uint64, one per document, for
+    example a hash of its step texts, as :class:`TextCoherence` uses, so a document's margin
+    does not depend on the batch it came in), else its position here (the same on any number
+    of threads); a positive margin means the order carries meaning. ``mean_cos`` and ``min_cos`` are null
     below 2 steps, ``margin`` below 3 (two steps have one consecutive pair in every order, so
     there is nothing to test; a ``margin > 0`` filter then follows its ``on_null``). A shuffle
     that keeps the original's consecutive pairs (a reversal) adds exactly 0 to the margin."""
@@ -25,7 +28,12 @@ def text_coherence(embeddings, offsets, shuffles: int = 8, seed: int = 0, *, thr
     int_arg("shuffles", shuffles, 0, 10_000)
     int_arg("seed", seed, 0, (1 << 64) - 1)
     int_arg("threads", threads, 1, 512, optional=True)
-    mean, low, margin = _native.text_coherence(e, as_offsets(offsets, len(e), "offsets"), shuffles, seed, threads)
+    off = as_offsets(offsets, len(e), "offsets")
+    if keys is not None:
+        keys = np.ascontiguousarray(keys, dtype=np.uint64)
+        if keys.shape != (len(off) - 1,):
+            raise ValueError(f"keys must hold one value per document ({len(off) - 1}), got shape {keys.shape}")
+    mean, low, margin = _native.text_coherence(e, off, shuffles, seed, threads, keys)
     return pl.DataFrame({"mean_cos": mean, "min_cos": low, "margin": margin}).fill_nan(None)
 
 
@@ -35,7 +43,9 @@ class TextCoherence:
     nodes, embedded with the :class:`Context`'s sentence embedder. Columns: ``<name>_mean_cos``,
     ``<name>_min_cos`` (cosines in [-1, 1]), ``<name>_margin`` (> 0: the order carries
     meaning; null below 3 steps, where every order has the same neighbours), ``<name>_steps`` (steps with text) and ``<name>_error`` (``too_few_steps`` below
-    2). Needs a text embedder (all-MiniLM-L6-v2 is the usual choice)."""
+    2). A document's shuffles are seeded by ``seed`` and the xxh3 hash of its step texts, so its
+    margin is the same in any batch, shard or input format. Needs a text embedder
+    (all-MiniLM-L6-v2 is the usual choice)."""
 
     level = "doc"
     needs: tuple[str, ...] = ("text.embedding",)
@@ -61,7 +71,15 @@ class TextCoherence:
         offsets = np.concatenate([np.searchsorted(di, docs.get_column(S.DOC_INDEX).to_numpy(), "left"), [len(di)]]).astype(np.int64)
         if not len(vectors):
             vectors = np.zeros((0, 1), np.float32)
-        t = text_coherence(vectors, offsets, self.shuffles, self.seed, threads=self.threads)
+        # Each document's shuffles are seeded by its step texts, not its place in the batch.
+        keys = (
+            docs.select(S.DOC_INDEX)
+            .join(steps.group_by(S.DOC_INDEX).agg(xxh3_64(pl.col(S.TEXT).str.join("\x00")).alias("_key")), on=S.DOC_INDEX, how="left", maintain_order="left")
+            .get_column("_key")
+            .fill_null(0)
+            .to_numpy()
+        )
+        t = text_coherence(vectors, offsets, self.shuffles, self.seed, threads=self.threads, keys=keys)
         count = np.diff(offsets)
         n = self.name
         err = [None if k >= 2 else S.record_error("too_few_steps", f"coherence needs 2 steps with text; the document has {k}") for k in count.tolist()]

@@ -204,9 +204,10 @@ pub fn sequence_consistency<'py>(
     Ok(f.into_pyarray(py))
 }
 
-/// Text coherence per document: (mean consecutive cosine, minimum, margin over shuffles).
+/// Text coherence per document: (mean consecutive cosine, minimum, margin over shuffles);
+/// `keys` (one per document) seed each document's shuffles instead of its position.
 #[pyfunction]
-#[pyo3(signature = (embeddings, offsets, shuffles=8, seed=0, threads=None))]
+#[pyo3(signature = (embeddings, offsets, shuffles=8, seed=0, threads=None, keys=None))]
 #[allow(clippy::type_complexity)]
 pub fn text_coherence<'py>(
     py: Python<'py>,
@@ -215,10 +216,12 @@ pub fn text_coherence<'py>(
     shuffles: usize,
     seed: u64,
     threads: Option<usize>,
+    keys: Option<PyReadonlyArray1<'py, u64>>,
 ) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>)> {
     let (emb, dim) = matrix(&embeddings, "embeddings")?;
     let off = offsets.as_slice()?;
-    let r = py.detach(|| on_pool(threads, || sim::coherence(emb, off, dim, shuffles, seed)))?.map_err(PyValueError::new_err)?;
+    let keys = keys.as_ref().map(|k| k.as_slice()).transpose()?;
+    let r = py.detach(|| on_pool(threads, || sim::coherence(emb, off, dim, shuffles, seed, keys)))?.map_err(PyValueError::new_err)?;
     let col = |k: usize| r.iter().map(|v| v[k]).collect::<Vec<f64>>().into_pyarray(py);
     Ok((col(0), col(1), col(2)))
 }

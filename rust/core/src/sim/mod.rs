@@ -296,7 +296,12 @@ fn per_document<T: Send>(emb: &[f32], offsets: &[i64], dim: usize, f: impl Fn(us
 /// The margin is the mean over shuffles of (original - shuffled), each side summed in sorted
 /// order, so a shuffle with the same consecutive pairs (a reversal) contributes exactly 0,
 /// never a rounding difference that a `margin > 0` filter would read as a verdict.
-pub fn coherence(emb: &[f32], offsets: &[i64], dim: usize, shuffles: usize, seed: u64) -> Result<Vec<[f64; 3]>, String> {
+pub fn coherence(emb: &[f32], offsets: &[i64], dim: usize, shuffles: usize, seed: u64, keys: Option<&[u64]>) -> Result<Vec<[f64; 3]>, String> {
+    if let Some(k) = keys {
+        if k.len() + 1 != offsets.len().max(1) {
+            return Err(format!("keys must hold one value per document ({}), got {}", offsets.len().saturating_sub(1), k.len()));
+        }
+    }
     per_document(emb, offsets, dim, |d, u, n| {
         if n < 2 {
             return [f64::NAN; 3];
@@ -319,7 +324,8 @@ pub fn coherence(emb: &[f32], offsets: &[i64], dim: usize, shuffles: usize, seed
             return [mean, min, f64::NAN];
         }
         let original = canonical_mean(c);
-        let mut rng = SplitMix64(seed ^ (d as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let key = keys.map_or(d as u64, |k| k[d]);
+        let mut rng = SplitMix64(seed ^ key.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let mut order = identity;
         let mut gap = 0.0;
         for _ in 0..shuffles {
@@ -423,11 +429,29 @@ mod tests {
                 [a.cos(), a.sin()]
             })
             .collect();
-        let r = coherence(&emb, &[0, n as i64], 2, 8, 1).unwrap()[0];
+        let r = coherence(&emb, &[0, n as i64], 2, 8, 1, None).unwrap()[0];
         assert!((r[0] - (0.25f64).cos()).abs() < 1e-6 && (r[1] - r[0]).abs() < 1e-6);
         assert!(r[2] > 0.1, "{r:?}");
-        assert_eq!(coherence(&emb, &[0, n as i64], 2, 8, 1).unwrap(), vec![r]);
-        assert!(coherence(&emb[..2], &[0, 1], 2, 8, 1).unwrap()[0][0].is_nan());
+        assert_eq!(coherence(&emb, &[0, n as i64], 2, 8, 1, None).unwrap(), vec![r]);
+        assert!(coherence(&emb[..2], &[0, 1], 2, 8, 1, None).unwrap()[0][0].is_nan());
+    }
+
+    #[test]
+    fn keyed_shuffles_follow_the_key_not_the_position() {
+        // The same document (same key) gets the same margin wherever it sits in the batch;
+        // without keys the position seeds it, so the same document at another index differs.
+        let mut rng = SplitMix64(5);
+        let (n, dim) = (6usize, 8usize);
+        let doc: Vec<f32> = (0..n * dim).map(|_| (rng.next() % 2001) as f32 / 1000.0 - 1.0).collect();
+        let other: Vec<f32> = (0..n * dim).map(|_| (rng.next() % 2001) as f32 / 1000.0 - 1.0).collect();
+        let alone = coherence(&doc, &[0, n as i64], dim, 4, 9, Some(&[42])).unwrap()[0];
+        let both: Vec<f32> = other.iter().chain(doc.iter()).copied().collect();
+        let offsets = [0, n as i64, 2 * n as i64];
+        let keyed = coherence(&both, &offsets, dim, 4, 9, Some(&[7, 42])).unwrap();
+        assert_eq!(keyed[1], alone);
+        let positional = coherence(&both, &offsets, dim, 4, 9, None).unwrap();
+        assert_ne!(positional[1][2], coherence(&doc, &[0, n as i64], dim, 4, 9, None).unwrap()[0][2]);
+        assert!(coherence(&both, &offsets, dim, 4, 9, Some(&[1])).is_err());
     }
 
     #[test]
@@ -437,7 +461,7 @@ mod tests {
         let mut rng = SplitMix64(7);
         let emb: Vec<f32> = (0..2000 * 2 * 16).map(|_| (rng.next() % 2001) as f32 / 1000.0 - 1.0).collect();
         let offsets: Vec<i64> = (0..=2000).map(|d| d * 2).collect();
-        for r in coherence(&emb, &offsets, 16, 8, 0).unwrap() {
+        for r in coherence(&emb, &offsets, 16, 8, 0, None).unwrap() {
             assert!(r[0].is_finite() && r[0] == r[1] && r[2].is_nan(), "{r:?}");
         }
     }
@@ -470,7 +494,7 @@ mod tests {
             }
         }
         let mut zero = 0;
-        for (d, r) in coherence(&emb, &offsets, dim, 1, 3).unwrap().iter().enumerate() {
+        for (d, r) in coherence(&emb, &offsets, dim, 1, 3, None).unwrap().iter().enumerate() {
             let x: Vec<Vec<f64>> = (0..4).map(|i| unit(&emb[(d * 4 + i) * dim..(d * 4 + i + 1) * dim])).collect();
             let c = |a: usize, b: usize| x[a].iter().zip(&x[b]).map(|(p, q)| p * q).sum::<f64>();
             let original = (c(0, 1) + c(1, 2) + c(2, 3)) / 3.0;
