@@ -341,6 +341,9 @@ def test_clip_filter_drops_exactly_the_low_scores_and_refilter_equals_a_fresh_ru
     run(edited, planted["inputs"], fresh, models={"clip": str(CLIP_DIR)}, device="cpu", progress=False)
     assert digests(out) == digests(fresh)
     assert stable_summary(out) == stable_summary(fresh)
+    # The refiltered summary keeps the run's dedup counts (the clusters were not made again).
+    dedup_of = lambda o: json.loads((o / "summary.json").read_text())["dedup"]  # noqa: E731
+    assert dedup_of(out) == {k: {**v, "skipped": True} for k, v in dedup_of(fresh).items()} and set(dedup_of(out)) == {"exact", "phash"}
     # filter refuses a recipe whose signals changed.
     changed = tmp_path / "changed.yaml"
     changed.write_text(edited.read_text().replace("method: pair", "method: auto"))
@@ -1198,6 +1201,68 @@ def test_minhash_dedup_across_shards_scores_the_estimated_jaccard(tmp_path):
     sigs = MinHasher(num_perm=128, n=5, seed=1).signatures([base, near])
     assert row["value"] == pytest.approx(float((sigs[0] == sigs[1]).mean()))
     assert row["detail"] == "duplicate of orig (shard a)" and row["threshold"] == 0.8
+
+
+def phash_chain(tmp_path: Path, bridge_caption: str = "bridge") -> tuple[list[str], Path, list[int]]:
+    """Two images A and B far apart in pHash, joined by blends of the two, each within 4 bits
+    of the one before: one shard per third of the chain, the bridges' captions
+    ``bridge_caption``, and a recipe that drops one-word captions, then runs pHash dedup at
+    radius 4. Returns (shards, recipe, the chain's hashes)."""
+    import io
+
+    from PIL import Image
+
+    from interleaf.dedup import phash
+
+    rng = np.random.default_rng(7)
+    a, b = (Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).resize((256, 256), Image.BICUBIC) for _ in range(2))
+    blends = []
+    for t in np.linspace(0, 1, 41):
+        buf = io.BytesIO()
+        Image.blend(a, b, float(t)).save(buf, "JPEG", quality=95)
+        blends.append(buf.getvalue())
+    hs = phash(blends).get_column("hash").to_list()
+    dist = lambda x, y: (x ^ y).bit_count()  # noqa: E731
+    chain = [0]
+    while chain[-1] != len(blends) - 1:
+        chain.append(max(j for j in range(chain[-1] + 1, len(blends)) if j == chain[-1] + 1 or dist(hs[chain[-1]], hs[j]) <= 4))
+    steps = [dist(hs[x], hs[y]) for x, y in zip(chain, chain[1:])]
+    assert max(steps) <= 4 and dist(hs[chain[0]], hs[chain[-1]]) > 8 and len(chain) >= 4, (chain, steps)
+    (tmp_path / "images").mkdir(exist_ok=True)
+    records = []
+    for k, i in enumerate(chain):
+        (tmp_path / "images" / f"c{i}.jpg").write_bytes(blends[i])
+        end = k in (0, len(chain) - 1)
+        records.append(_line({"id": f"c{i}", "image": f"images/c{i}.jpg", "caption": "a long enough caption about blobs of colour" if end else bridge_caption}))
+    shards = []
+    third = -(-len(records) // 3)
+    for k in range(3):
+        p = tmp_path / f"chain{k}.jsonl"
+        p.write_bytes(b"".join(records[k * third : (k + 1) * third]))
+        shards.append(str(p))
+    recipe = tmp_path / "chain.yaml"
+    recipe.write_text("signals:\n  caption: {type: caption}\n  image: {type: image}\ndedup:\n  - {name: phash, method: phash, radius: 4}\nfilters:\n  doc:\n    caption_words: \"caption_words > 1\"\n")
+    return shards, recipe, [hs[i] for i in chain]
+
+
+def test_dedup_clusters_link_only_the_documents_the_filters_kept(tmp_path):
+    # A review found two kept images 34 bits apart deduplicated as one cluster, linked through
+    # images that the caption filter had dropped ("value 34, threshold 5"): clusters are now
+    # made among the filters' survivors alone.
+    shards, recipe, hs = phash_chain(tmp_path)
+    out = tmp_path / "out"
+    s = run(recipe, shards, out, progress=False)
+    assert s["dropped_documents"] == {"caption_words": len(hs) - 2} and s.kept_documents == 2
+    # Bridges that pass the filters link the ends, as a cluster does: the far end goes, and its
+    # value is its distance to the kept document the detail names (the rule says it is a chain).
+    kept_bridges = tmp_path / "kept_bridges"
+    kept_bridges.mkdir()
+    shards, recipe, hs = phash_chain(kept_bridges, bridge_caption="a bridge between the two")
+    s = run(recipe, shards, kept_bridges / "out", progress=False)
+    assert s.kept_documents == 1 and s["dropped_documents"] == {"phash": len(hs) - 1}
+    last = dropped(kept_bridges / "out").filter(pl.col("doc_id") == "c40").row(0, named=True)
+    assert last["value"] == (hs[0] ^ hs[-1]).bit_count() > 4 and last["detail"] == "duplicate of c0 (shard chain0)"
+    assert last["rule"] == "pHash cluster: linked by Hamming distances <= 4" and last["threshold"] == 4.0
 
 
 @pytest.mark.parametrize(("radix_bits", "gather"), [(12, 1 << 20), (3, 2), (16, 1)])

@@ -282,6 +282,17 @@ def test_minhash_exact_and_phash_runs_on_ray_equal_the_local_run(tmp_path, ray_i
     b = run(recipe, shards, on_ray, engine="ray", ray_dedup="distributed", progress=False)
     assert digests(local) == digests(on_ray) and a["dropped_documents"] == b["dropped_documents"] == {"exact": 1, "minhash": 2, "phash": 1}
     assert b["dedup"]["exact"]["signed"] == 6 and b["dedup"]["minhash"]["signed"] == 6 and b["dedup"]["phash"]["signed"] == 7
+    # Clusters are made again among the filters' survivors on Ray too: dropped bridges link
+    # nothing, kept ones link the chain (test_pipeline's pHash chain).
+    from test_pipeline import phash_chain
+
+    for caption in ("bridge", "a bridge between the two"):
+        (tmp_path / caption).mkdir()
+        chain_shards, chain_recipe, _ = phash_chain(tmp_path / caption, bridge_caption=caption)
+        a = run(chain_recipe, chain_shards, tmp_path / caption / "local", progress=False)
+        b = run(chain_recipe, chain_shards, tmp_path / caption / "ray", engine="ray", ray_dedup="distributed", progress=False)
+        assert digests(tmp_path / caption / "local") == digests(tmp_path / caption / "ray") and a["dropped_documents"] == b["dropped_documents"]
+        assert a.kept_documents == (2 if caption == "bridge" else 1)
 
 
 def test_semdedup_clusters_as_ray_tasks_equal_the_local_passes(tmp_path, ray_instance, capsys):

@@ -698,10 +698,7 @@ def cluster_step(opts: RunOptions, step: DedupStep, shards: list[Shard], elsewhe
     key = digest({"step": step.model_dump(mode="json"), "signatures": inputs})
     paths = [out / "attributes" / step.name / f"{s.name}.parquet" for s in shards]
     if all(marks.fresh(f"dedup/{step.name}", s.name, key, pth) for s, pth in zip(shards, paths, strict=True)):
-        # The numbers of the run that clustered it (markers of older versions have none).
-        infos = [marks.info(f"dedup/{step.name}", s.name) for s in shards]
-        counts_of = {k: sum(int(i.get(k, 0)) for i in infos) for k in ("documents", "signed") if all(k in i for i in infos)}
-        return {"step": step.name, "skipped": True, **counts_of}
+        return {"step": step.name, "skipped": True, **_clustered_counts(marks, step, shards)}
     t0 = time.perf_counter()
     import pyarrow.parquet as pq
 
@@ -763,6 +760,13 @@ def cluster_step(opts: RunOptions, step: DedupStep, shards: list[Shard], elsewhe
         w(reps[start : start + n], score[start : start + n])
         start += n
     return {"step": step.name, "skipped": False, "seconds": time.perf_counter() - t0, "documents": total, "signed": int(n_ok), "stats": stats}
+
+
+def _clustered_counts(marks: Markers, step: DedupStep, shards: list[Shard]) -> dict[str, int]:
+    """``documents`` and ``signed`` of the run that clustered ``step`` (from its markers; none
+    from markers of older versions)."""
+    infos = [marks.info(f"dedup/{step.name}", s.name) for s in shards]
+    return {k: sum(int(i.get(k, 0)) for i in infos) for k in ("documents", "signed") if all(k in i for i in infos)}
 
 
 def write_cluster_shard(out: str, step: str, shard: str, key: str, reps: np.ndarray, score: np.ndarray) -> None:
@@ -1178,14 +1182,58 @@ def dedup_drops(dups: pl.DataFrame, step: DedupStep) -> pl.DataFrame:
     ``doc_index``, ``doc_id``, ``<step>_score``, ``_rep`` (the kept document's doc_id) and
     ``_rs`` (its shard's name)."""
     thr = {"phash": float(step.radius), "minhash": step.threshold}.get(step.method)
-    rule = {"exact": f"exact duplicate ({step.by})", "phash": f"pHash within Hamming distance {step.radius}", "minhash": f"MinHash Jaccard >= {step.threshold}"}[step.method]
+    rule = {
+        "exact": f"exact duplicate ({step.by})",
+        "phash": f"pHash cluster: linked by Hamming distances <= {step.radius}",
+        "minhash": f"MinHash LSH cluster: linked by shared bands (tuned for Jaccard {step.threshold})",
+    }[step.method]
     detail = pl.format("duplicate of {} (shard {})", pl.col("_rep"), pl.col("_rs"))
     return _dropped(dups, step.name, value=pl.col(f"{step.name}_score"), threshold=thr, rule=rule, detail=detail, pos=False).cast(DROPPED_SCHEMA)  # type: ignore[arg-type]
 
 
+def survivor_duplicates(rows: pl.DataFrame, step: DedupStep, values: np.ndarray | None) -> pl.DataFrame:
+    """The duplicates among surviving documents: ``rows`` (``cluster``, ``g`` (the global row:
+    read order), ``doc_index``, ``doc_id``, ``shard``, ``score``) hold every survivor of the
+    step's clusters they name, ``values`` their hashes (pHash: uint64) or signatures (MinHash:
+    ``(n, num_perm)`` uint32) in the same order (None for exact keys). The clusters were made
+    over every signed document; here they are made again over the survivors alone, so a
+    document a filter dropped links nothing (two kept images 34 bits apart are not one cluster
+    because dropped images lie between them). Each cluster's first survivor in read order
+    stays; the others come back with ``rep`` (its doc_id), ``rs`` (its shard) and ``score``
+    against it (pHash: the Hamming distance; MinHash: the estimated Jaccard)."""
+    order = np.argsort(rows.get_column("g").to_numpy(), kind="stable")
+    r = rows[order]
+    n = r.height
+    if step.method == "exact" or values is None or not n:
+        reps = r.with_row_index("_i").select(pl.col("_i").first().over("cluster")).to_series().to_numpy()
+        score = r.get_column("score").to_numpy()
+    else:
+        v = values[order]
+        if step.method == "phash":
+            from interleaf.dedup.perceptual import hash_clusters
+
+            reps, _ = hash_clusters(v, step.radius)
+            score = np.bitwise_count(v ^ v[reps]).astype(np.float64)
+        else:
+            from interleaf.dedup.minhash import lsh_clusters, lsh_params
+
+            bands, rws = lsh_params(step.threshold, step.num_perm)
+            reps, _ = lsh_clusters(v, step.threshold, bands, rws, verify="none")
+            score = (v == v[reps]).mean(axis=1)
+    reps = np.asarray(reps, dtype=np.int64)
+    dup = np.flatnonzero(reps != np.arange(n))
+    at = pl.Series(reps[dup])
+    return r[dup].with_columns(
+        pl.Series("score", score[dup], dtype=pl.Float64),
+        r.get_column("doc_id").gather(at).alias("rep"),
+        r.get_column("shard").gather(at).alias("rs"),
+    )
+
+
 def dedup_survivors(opts: RunOptions, shards: list[Shard], counts: list[int]) -> None:
     """Stage 3, between the passes: dataset dedup, in step order, among the documents every
-    filter kept (the first document of each cluster in read order stays); writes each shard's
+    filter kept (each step's clusters made again over them alone, :func:`survivor_duplicates`;
+    the first document of each cluster in read order stays); writes each shard's
     drops of each step to ``OUT/.interleaf/filter/dedup/<step>/<shard>.parquet``. Holds a few
     integers and the doc_id per surviving document (:func:`interleaf.ray.dedup_survivors`
     does it on Ray)."""
@@ -1203,13 +1251,36 @@ def dedup_survivors(opts: RunOptions, shards: list[Shard], counts: list[int]) ->
         alld = pl.concat(frames) if frames else pl.DataFrame()
         if not alld.height:
             continue
-        ranked = alld.filter(pl.col(cl).is_not_null()).sort("_g").with_columns(pl.col("_g").first().over(cl).alias("_keep"), pl.col(S.DOC_ID).first().over(cl).alias("_rep"), pl.col("_shard").first().over(cl).alias("_rs"))
-        dups = ranked.filter(pl.col("_g") != pl.col("_keep")).with_columns(pl.col("_rs").replace_strict(list(range(len(shards))), names, return_dtype=pl.String))
+        # Only clusters with two or more survivors can drop anything; their values are read.
+        multi = alld.filter(pl.col(cl).is_not_null() & (pl.len().over(cl) > 1))
+        if not multi.height:
+            continue
+        rows = multi.select(pl.col(cl).alias("cluster"), pl.col("_g").alias("g"), S.DOC_INDEX, S.DOC_ID, pl.col("_shard").alias("shard"), pl.col(f"{step.name}_score").alias("score"))
+        values = None if step.method == "exact" else _signature_values(out, step, names, rows)
+        found = survivor_duplicates(rows, step, values)
+        dups = found.select(S.DOC_INDEX, S.DOC_ID, pl.col("score").alias(f"{step.name}_score"), pl.col("rep").alias("_rep"), pl.col("rs").replace_strict(list(range(len(shards))), names, return_dtype=pl.String).alias("_rs"), pl.col("shard").alias("_shard"))
         for i, s in enumerate(shards):
-            mine = dups.filter(pl.col("_shard") == i)
+            mine = dups.filter(pl.col("_shard") == i).sort(S.DOC_INDEX)
             if mine.height:
                 write_parquet(dedup_drops(mine, step), filter_scratch(out, f"dedup/{step.name}", s.name))
                 survivors[i] = survivors[i].filter(~pl.col(S.DOC_INDEX).is_in(mine.get_column(S.DOC_INDEX).implode()))
+
+
+def _signature_values(out: Path, step: DedupStep, names: list[str], rows: pl.DataFrame) -> np.ndarray:
+    """The step's stored values (pHash: uint64; MinHash: ``(n, num_perm)`` uint32) of ``rows``
+    (``shard`` as an index into ``names``, ``doc_index``), in the order of ``rows``."""
+    parts, where = [], []
+    for i in rows.get_column("shard").unique().sort().to_list():
+        want = rows.with_row_index("_at").filter(pl.col("shard") == i)
+        sig = pl.read_parquet(out / "signatures" / step.name / f"{names[i]}.parquet", columns=[S.DOC_INDEX, "value"])
+        got = want.select("_at", S.DOC_INDEX).join(sig, on=S.DOC_INDEX, how="left", maintain_order="left")
+        parts.append(got.get_column("value").to_numpy())
+        where.append(got.get_column("_at").to_numpy())
+    at = np.concatenate(where)
+    values = np.concatenate(parts)
+    out_values = np.empty_like(values)
+    out_values[at] = values
+    return out_values
 
 
 def filter_all(opts: RunOptions, shards: list[Shard], run_jobs: Callable[[Callable[..., dict[str, Any]], list[tuple], str], list[dict[str, Any]]] | None = None, rank: Callable[[RunOptions, list[Shard], list[int]], None] | None = None) -> dict[str, Any]:
@@ -1873,6 +1944,8 @@ def _stages(opts: RunOptions, shards: list[Shard], limit: int | None, workers: i
             dedup_stats[step.name] = {k: v for k, v in r.items() if k in ("documents", "signed", "skipped")}
             log.say(f"dedup: {step.name}: " + ("done before, skipped" if r["skipped"] else f"{r['signed']:,} of {r['documents']:,} documents signed, clustered in {r['seconds']:.2f} s"))
         log.stages["dedup"] = {"seconds": time.perf_counter() - t0, "documents": 0, "shards": len(p.dataset_steps), "skipped": 0}
+    else:  # `interleaf filter`: the clusters of the run, as they are
+        dedup_stats = {step.name: {"skipped": True, **_clustered_counts(Markers(out), step, shards)} for step in p.dataset_steps}
     totals: dict[str, Any] = {}
     if "filter" in stages:
         t0 = time.perf_counter()

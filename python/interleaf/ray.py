@@ -793,38 +793,61 @@ def survivor_ranker(mode: str) -> Callable[..., None]:
     return rank
 
 
-def _survivor_rows(batch: dict[str, Any], out: str, step: str, earlier: list[str]) -> dict[str, Any]:
+def _survivor_rows(batch: dict[str, Any], out: str, step: Any, earlier: list[str]) -> dict[str, Any]:
     """The surviving documents of the batch's shards that the step clustered and no earlier
-    step dropped: (cluster, global row, doc_index, doc_id, score, shard name)."""
+    step dropped: (cluster, global row, doc_index, doc_id, score, shard name, and the step's
+    value: the pHash, or the MinHash signature's bytes; none for exact keys)."""
+    import numpy as np
     import polars as pl
 
     from interleaf import pipeline
 
+    S, name_ = pipeline.S, step.name
     frames = []
     for name, offset in zip(batch["name"], batch["offset"], strict=True):
-        d = pl.read_parquet(pipeline.filter_scratch(Path(out), "survivors", str(name)), columns=[pipeline.S.DOC_INDEX, pipeline.S.DOC_ID, f"{step}_cluster", f"{step}_score"])
+        d = pl.read_parquet(pipeline.filter_scratch(Path(out), "survivors", str(name)), columns=[S.DOC_INDEX, S.DOC_ID, f"{name_}_cluster", f"{name_}_score"])
         for e in earlier:
             f = pipeline.filter_scratch(Path(out), f"dedup/{e}", str(name))
             if f.exists():
-                d = d.join(pl.read_parquet(f, columns=[pipeline.S.DOC_INDEX]), on=pipeline.S.DOC_INDEX, how="anti", maintain_order="left")
-        d = d.filter(pl.col(f"{step}_cluster").is_not_null())
-        frames.append(d.select(pl.col(f"{step}_cluster").alias("cluster"), (pl.col(pipeline.S.DOC_INDEX) + int(offset)).alias("g"), pl.col(pipeline.S.DOC_INDEX).alias("doc_index"), pl.col(pipeline.S.DOC_ID).alias("doc_id"), pl.col(f"{step}_score").alias("score"), pl.lit(str(name)).alias("shard")))
+                d = d.join(pl.read_parquet(f, columns=[S.DOC_INDEX]), on=S.DOC_INDEX, how="anti", maintain_order="left")
+        d = d.filter(pl.col(f"{name_}_cluster").is_not_null())
+        if step.method != "exact":
+            sig = pl.read_parquet(Path(out) / "signatures" / name_ / f"{name}.parquet", columns=[S.DOC_INDEX, "value"])
+            d = d.join(sig, on=S.DOC_INDEX, how="left", maintain_order="left")
+        cols = [pl.col(f"{name_}_cluster").alias("cluster"), (pl.col(S.DOC_INDEX) + int(offset)).alias("g"), pl.col(S.DOC_INDEX).alias("doc_index"), pl.col(S.DOC_ID).alias("doc_id"), pl.col(f"{name_}_score").alias("score"), pl.lit(str(name)).alias("shard")]
+        frames.append(d.select(*cols, *(["value"] if step.method != "exact" else [])))
     df = pl.concat(frames)
-    return {c: df.get_column(c).to_numpy() for c in df.columns}
+    got = {c: df.get_column(c).to_numpy() for c in df.columns if c != "value"}
+    if step.method == "phash":
+        got["value"] = df.get_column("value").to_numpy()
+    elif step.method == "minhash":  # rows of bytes: one arrow binary column through the shuffle
+        got["value"] = np.array([r.tobytes() for r in np.ascontiguousarray(df.get_column("value").to_numpy(), dtype=np.uint32)], dtype=object)
+    return got
 
 
-def _block_rank(table: Any) -> dict[str, Any]:
-    """Within a block partitioned on the cluster: per cluster, the first surviving document in
-    read order stays; the others, with the kept one's doc_id and shard."""
+def _block_rank(table: Any, step: Any) -> dict[str, Any]:
+    """Within a block partitioned on the cluster: per cluster, its survivors clustered again
+    among themselves (:func:`interleaf.pipeline.survivor_duplicates`); the first of each in
+    read order stays, the others come back with the kept one's doc_id and shard."""
     import numpy as np
     import polars as pl
 
+    from interleaf import pipeline
+
+    text = np.zeros(0, dtype=object)
+    empty = {"shard": text, "doc_index": np.zeros(0, np.int64), "doc_id": text, "score": np.zeros(0), "rep": text, "rs": text}
     df = pl.from_arrow(table)
     if not isinstance(df, pl.DataFrame) or df.is_empty():
-        text = np.zeros(0, dtype=object)
-        return {"shard": text, "doc_index": np.zeros(0, np.int64), "doc_id": text, "score": np.zeros(0), "rep": text, "rs": text}
-    r = df.sort("g").with_columns(pl.col("g").first().over("cluster").alias("keep"), pl.col("doc_id").first().over("cluster").alias("rep"), pl.col("shard").first().over("cluster").alias("rs"))
-    d = r.filter(pl.col("g") != pl.col("keep"))
+        return empty
+    df = df.filter(pl.len().over("cluster") > 1)
+    if df.is_empty():
+        return empty
+    values = None
+    if step.method == "phash":
+        values = df.get_column("value").to_numpy().astype(np.uint64)
+    elif step.method == "minhash":
+        values = np.frombuffer(b"".join(df.get_column("value").to_list()), dtype=np.uint32).reshape(df.height, step.num_perm)
+    d = pipeline.survivor_duplicates(df, step, values)
     return {c: d.get_column(c).to_numpy() for c in ("shard", "doc_index", "doc_id", "score", "rep", "rs")}
 
 
@@ -849,9 +872,10 @@ def _write_drops(table: Any, out: str, step: Any) -> dict[str, Any]:
 def dedup_survivors(opts: Any, shards: list[Any], counts: list[int]) -> None:
     """:func:`interleaf.pipeline.dedup_survivors` on Ray Data, with the same files: per dataset
     dedup step in order, the documents every filter kept and no earlier step dropped are
-    hash-shuffled on their cluster, the first of each cluster in read order stays, and the
-    others are shuffled back to their shards, whose drop files Ray tasks write. Nothing per
-    document comes to the driver."""
+    hash-shuffled on their cluster (with their hash or signature), clustered again among
+    themselves, the first of each cluster in read order stays, and the others are shuffled
+    back to their shards, whose drop files Ray tasks write. Nothing per document comes to the
+    driver."""
     import shutil
 
     import numpy as np
@@ -865,11 +889,11 @@ def dedup_survivors(opts: Any, shards: list[Any], counts: list[int]) -> None:
     items = [{"name": s.name, "offset": int(o)} for s, o in zip(shards, offsets, strict=True)]
     done: list[str] = []
     for step in opts.plan.dataset_steps:
-        rows = ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(_survivor_rows, fn_kwargs={"out": str(out), "step": step.name, "earlier": list(done)}, batch_size=1, batch_format="numpy").materialize()
+        rows = ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(_survivor_rows, fn_kwargs={"out": str(out), "step": step, "earlier": list(done)}, batch_size=1, batch_format="numpy").materialize()
         done.append(step.name)
         if not rows.count():
             continue
-        dups = rows.repartition(_partitions(items), keys=["cluster"]).map_batches(_block_rank, batch_size=None, batch_format="pyarrow").materialize()
+        dups = rows.repartition(_partitions(items), keys=["cluster"]).map_batches(_block_rank, fn_kwargs={"step": step}, batch_size=None, batch_format="pyarrow").materialize()
         if not dups.count():
             continue
         dups.repartition(_partitions(items), keys=["shard"]).map_batches(_write_drops, fn_kwargs={"out": str(out), "step": step}, batch_size=None, batch_format="pyarrow").to_pandas()
