@@ -842,7 +842,7 @@ def _block_rank(table: Any, step: Any) -> dict[str, Any]:
     df = df.filter(pl.len().over("cluster") > 1)
     if df.is_empty():
         return empty
-    values = None
+    values: np.ndarray | None = None
     if step.method == "phash":
         values = df.get_column("value").to_numpy().astype(np.uint64)
     elif step.method == "minhash":
