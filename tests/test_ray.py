@@ -47,6 +47,94 @@ def test_a_ray_address_is_checked_before_anything_is_written(tmp_path, sample_di
     assert not (tmp_path / "o").exists()
 
 
+def test_an_address_that_is_not_ray_is_refused_not_waited_on(tmp_path, sample_dir, capsys):
+    """A port that takes the connection but is not Ray (the dashboard's 8265, a web server, a
+    silent listener) made Ray wait forever; a gRPC probe refuses it with the port to use."""
+    import http.server
+    import socket
+    import threading
+
+    from interleaf.ray import _check_reachable
+
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    try:
+        args = ["run", "pairs-basic", str(sample_dir / "pairs.jsonl"), "--out", str(tmp_path / "o"), "--quiet", "--engine", "ray"]
+        if not ray.is_initialized():
+            assert main([*args, "--address", f"127.0.0.1:{web.server_port}"]) == 2
+            err = capsys.readouterr().err
+            assert f"127.0.0.1:{web.server_port}" in err and "not a Ray cluster" in err and "6379" in err
+        with pytest.raises(ConnectionError, match="not a Ray cluster"):
+            _check_reachable(f"127.0.0.1:{web.server_port}")
+        # Ray Client cannot run Ray Data ('Worker' object has no attribute 'core_worker'): refused.
+        assert main([*args, "--address", f"ray://127.0.0.1:{web.server_port}"]) == 2
+        assert "Ray Client (ray://) cannot run" in capsys.readouterr().err
+    finally:
+        web.shutdown()
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        with pytest.raises(ConnectionError, match="no gRPC answer"):
+            _check_reachable(f"127.0.0.1:{silent.getsockname()[1]}", timeout=1.0)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_real_ray_head_passes_the_probe_and_the_worker_check(ray_instance, monkeypatch):
+    import interleaf
+    from interleaf.ray import _check_reachable, check_workers
+
+    _check_reachable(ray.get_runtime_context().gcs_address)
+    check_workers(ray)
+    monkeypatch.setattr(interleaf, "__version__", "0.0.0+elsewhere")
+    with pytest.raises(RuntimeError, match=r"interleaf 0\.0\.0\+elsewhere here but .* on 1 of 1 Ray nodes"):
+        check_workers(ray)
+
+
+def test_a_lost_label_actor_restarts_the_distributed_step_once(tmp_path, ray_instance, monkeypatch, caplog):
+    """The label actors of a distributed dedup step hold state Ray cannot restore: a lost one
+    (Ray's own ActorDiedError, raised here as a killed actor raises it) restarts the step, once;
+    a second loss, or any other error, stops the run with one line that says the same command
+    resumes."""
+    import interleaf.ray as ir
+
+    real = ir.exact_clusters
+    calls = []
+
+    def flaky(*a, **k):
+        calls.append(1)
+        if len(calls) in failures:
+            raise ray.exceptions.ActorDiedError()
+        return real(*a, **k)
+
+    monkeypatch.setattr(ir, "exact_clusters", flaky)
+    img = tmp_path / "images"
+    img.mkdir()
+    shutil.copy(SAMPLE_IMAGES / "astronaut.jpg", img / "a.jpg")
+    shard = tmp_path / "p.jsonl"
+    shard.write_text("".join(json.dumps({"id": f"d{i}", "image": "images/a.jpg", "caption": "the same caption" if i < 3 else f"caption {i}"}) + "\n" for i in range(6)))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("signals:\n  caption: {type: caption}\ndedup:\n  - {name: exact, method: exact, by: text}\n")
+    local = run(recipe, [str(shard)], tmp_path / "local", progress=False)
+    failures = {1}
+    with caplog.at_level("WARNING", logger="interleaf"):
+        b = run(recipe, [str(shard)], tmp_path / "ray", engine="ray", ray_dedup="distributed", progress=False)
+    assert len(calls) == 2 and "a Ray actor was lost" in caplog.text and "clustering the step again" in caplog.text
+    assert digests(tmp_path / "local") == digests(tmp_path / "ray") and b["dropped_documents"] == local["dropped_documents"] == {"exact": 2}
+    calls.clear()
+    failures = {1, 2}
+    assert main(["run", str(recipe), str(shard), "--out", str(tmp_path / "twice"), "--engine", "ray", "--ray-dedup", "distributed", "--quiet"]) == 2
+    assert len(calls) == 2
+
+
+def test_ray_failures_read_as_one_line():
+    from interleaf.ray import ray_failure
+
+    e = ray.exceptions.RaySystemError("Traceback (most recent call last):\n  File x\nModuleNotFoundError: No module named 'interleaf'")
+    assert "cannot import interleaf: install it" in str(ray_failure(e, "score"))
+    msg = str(ray_failure(ray.exceptions.ActorDiedError(), "dedup"))
+    assert msg.startswith("dedup: the Ray run stopped (ActorDiedError: The actor died") and msg.endswith("the same command resumes") and "\n" not in msg
+
+
 @pytest.fixture()
 def comm_shards(tmp_path, sample_dir) -> list[str]:
     """The CoMM sample split into one shard per document (images beside them)."""

@@ -1755,8 +1755,8 @@ def run(
         engine: ``"local"`` or ``"ray"``: the per-shard stages on Ray Data
             (:mod:`interleaf.ray`; ``workers`` is then the number of concurrent tasks or model
             actors, default the cluster's CPUs). Outputs, markers and resumption are the same.
-        ray_address: the Ray cluster (``"auto"``, ``"ray://host:10001"``); None starts or joins
-            a local instance.
+        ray_address: the Ray cluster to join from one of its nodes (``"auto"``, ``"HEAD:6379"``;
+            Ray Client ``ray://`` addresses are refused); None starts or joins a local instance.
         ray_dedup: with the Ray engine, where MinHash, exact and pHash dedup steps cluster (and
             where the dedup among the documents the filters kept runs):
             ``"distributed"`` (a Ray Data shuffle; the driver never holds the signatures or
@@ -1829,7 +1829,13 @@ def run(
         # Not sort_keys: the order of the filters is part of the recipe.
         write_text(out_p / STATE / "run.json", json.dumps({**state, "models": models_state, "llm": p.llm, "device": device, "recipe": rec.model_dump(mode="json")}, indent=2) + "\n")
         opts = RunOptions(str(out_p), p, read, device=device, threads=threads, model_batch_size=model_batch_size, progress=progress)
-        return _execute(opts, shards, limit, workers, stages, output_format, log, eng)
+        try:
+            return _execute(opts, shards, limit, workers, stages, output_format, log, eng)
+        except Exception as e:
+            if engine == "ray" and type(e).__module__.split(".")[0] == "ray":
+                # A lost head or node, workers without interleaf: one line, not Ray's pages.
+                raise ray_engine.ray_failure(e, "ray engine") from e
+            raise
     except BaseException:
         # With the lock held, so no other command starts in the folder meanwhile.
         if fresh:

@@ -11,7 +11,11 @@ the same completion markers as the local engine, so:
 - outputs are byte-identical to the local engine's for the same inputs and recipe;
 - a Ray run resumes a local run and the other way round (finished shards are skipped);
 - a worker killed mid-task is retried by Ray (Ray Data restarts actors and retries their
-  tasks, and retries tasks on system failures) and leaves no partial file under a final name.
+  tasks, and retries tasks on system failures) and leaves no partial file under a final name;
+  a distributed dedup step whose label actors are lost (they hold state Ray cannot restore)
+  starts again once; a lost head or a second loss stops the run with one line that says so,
+  and the same command resumes it;
+- joining a cluster (``address``) checks that every node imports interleaf, the same version.
 
 The filter stage's two per-shard passes run as Ray tasks too, and so do the ``top_fraction``
 thresholds' radix passes. Dataset dedup steps too large for the driver are clustered on Ray
@@ -27,9 +31,11 @@ engine. SemDeDup's per-cluster passes run as Ray tasks (:func:`map_tasks`;
 interleaf's per-stage table (with the number of Ray nodes each stage ran on).
 
 Needs the ``ray`` extra (``pip install 'interleaf[ray]'``). ``address``: None starts (or joins)
-a local Ray instance in this process; ``"auto"`` or ``"ray://host:10001"`` joins a cluster, on
-whose nodes interleaf must be installed and the inputs and output folder reachable at the same
-paths.
+a local Ray instance in this process; ``"auto"`` or ``"HOST:6379"`` (the head's GCS port) joins
+a cluster from one of its nodes, on all of which interleaf must be installed (the same version,
+checked) and the inputs and output folder reachable at the same paths. Ray Client addresses
+(``ray://``) are refused: Ray Data does not run through Ray Client; submit the run as a Ray job
+(``ray job submit -- interleaf run ...``) instead.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DRIVER_SIGNATURE_BYTES", "Labels", "cluster_cpus", "clusterer", "exact_clusters", "gpus_per_actor", "components", "init", "map_tasks", "minhash_clusters", "phash_clusters", "run_jobs", "survivor_ranker", "dedup_survivors"]
+__all__ = ["DRIVER_SIGNATURE_BYTES", "Labels", "check_workers", "cluster_cpus", "clusterer", "exact_clusters", "gpus_per_actor", "components", "init", "map_tasks", "minhash_clusters", "phash_clusters", "run_jobs", "survivor_ranker", "dedup_survivors"]
 
 
 def _ray() -> Any:
@@ -60,6 +66,12 @@ def init(address: str | None = None, *, progress: bool = True) -> Any:
     """Connects to Ray (``address``), or starts a local instance when there is none; returns
     the ``ray`` module. Ray Data's progress bars follow ``progress``."""
     ray = _ray()
+    if address is not None and address.startswith("ray://"):
+        # Ray Data does not run through Ray Client ('Worker' object has no attribute 'core_worker').
+        raise ValueError(
+            f"{address}: Ray Client (ray://) cannot run interleaf's Ray Data stages; run interleaf on a node of the cluster "
+            "with --address auto (or HEAD:6379), for example through `ray job submit -- interleaf run ...`"
+        )
     if not ray.is_initialized():
         # Quiet runs: Ray's own INFO lines (the local instance starting) are left out too.
         kw: dict[str, Any] = {"ignore_reinit_error": True, "include_dashboard": False, "log_to_driver": progress, "logging_level": logging.INFO if progress else logging.WARNING}
@@ -67,6 +79,8 @@ def init(address: str | None = None, *, progress: bool = True) -> Any:
             _check_reachable(address)
             kw["address"] = address
         ray.init(**kw)
+        if address is not None:
+            check_workers(ray)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress
     ctx.print_on_execution_start = progress
@@ -74,20 +88,67 @@ def init(address: str | None = None, *, progress: bool = True) -> Any:
     return ray
 
 
+# An HTTP/2 client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS, the Ray
+# Client server) answers with a frame of its own; anything else is not Ray.
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
 def _check_reachable(address: str, timeout: float = 10.0) -> None:
-    """ConnectionError unless something listens at a ``host:port`` or ``ray://host:port``
-    address (Ray itself retries an unreachable head for minutes); ``auto`` and other forms go
-    to Ray as they are."""
+    """ConnectionError unless a gRPC server (Ray's GCS) answers at a ``host:port`` address:
+    Ray itself retries an unreachable head for
+    minutes, and waits forever on a port that takes the connection but is not Ray (the
+    dashboard's 8265, a web server). ``auto`` and other forms go to Ray as they are; with
+    ``RAY_USE_TLS`` only the connection is checked."""
+    import os
     import socket
 
-    hostport = address.removeprefix("ray://")
-    host, sep, port = hostport.rpartition(":")
+    host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit() or not host:
         return
+    hint = "--address takes the head's GCS port (ray start --head prints it; 6379 by default)"
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+        conn = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
     except OSError as e:
         raise ConnectionError(f"no Ray cluster answers at {address} ({e}); start one (ray start --head) or fix --address") from None
+    with conn:
+        if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+            return
+        try:
+            conn.sendall(_H2_PREFACE)
+            got = conn.recv(9)
+        except OSError as e:
+            raise ConnectionError(f"{address} takes connections but is not a Ray cluster (no gRPC answer: {e}); {hint}") from None
+    if got.startswith(b"HTTP/"):
+        raise ConnectionError(f"{address} is an HTTP server, not a Ray cluster (the dashboard is port 8265); {hint}")
+    if len(got) < 9 or got[3] != 4:  # the server's first frame is SETTINGS (type 4)
+        raise ConnectionError(f"{address} takes connections but is not a Ray cluster (no gRPC answer); {hint}")
+
+
+def _worker_version() -> str:
+    import interleaf
+
+    return interleaf.__version__
+
+
+def check_workers(ray: Any, timeout: float = 120.0) -> None:
+    """RuntimeError unless every live node of the cluster imports interleaf, the same version
+    as this driver (one zero-CPU task per node): a node without it would fail every task
+    sent there, a node with another version would give other outputs."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    import interleaf
+
+    nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+    probe = ray.remote(num_cpus=0, max_retries=0)(_worker_version)
+    refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote() for n in nodes]
+    try:
+        got = ray.get(refs, timeout=timeout)
+    except Exception as e:
+        raise ray_failure(e, "checking the Ray nodes") from e
+    other = sorted({v for v in got if v != interleaf.__version__})
+    if other:
+        n = sum(v != interleaf.__version__ for v in got)
+        raise RuntimeError(f"interleaf {interleaf.__version__} here but {', '.join(other)} on {n} of {len(nodes)} Ray nodes: outputs would differ; install the same version on every node")
 
 
 def _encode(job: int, res: dict[str, Any]) -> dict[str, Any]:
@@ -96,13 +157,18 @@ def _encode(job: int, res: dict[str, Any]) -> dict[str, Any]:
 
 
 class _StageActor:
-    """One actor of a model stage's pool: runs the stage function on one shard job per call."""
+    """One actor of a model stage's pool: runs the stage function on one shard job per call
+    (the job's arguments travel pickled in its row, so the actor's constructor arguments stay
+    small enough to go inline, not through the object store, where an actor restart could find
+    them lost)."""
 
-    def __init__(self, fn: Callable[..., dict[str, Any]], jobs: list[tuple]):
-        self.fn, self.jobs = fn, jobs
+    def __init__(self, fn: Callable[..., dict[str, Any]]):
+        self.fn = fn
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        rows = [_encode(int(i), self.fn(*self.jobs[int(i)])) for i in batch["job"]]
+        import pickle
+
+        rows = [_encode(int(i), self.fn(*pickle.loads(a))) for i, a in zip(batch["job"], batch["args"], strict=True)]
         return {"job": [r["job"] for r in rows], "result": [r["result"] for r in rows]}
 
 
@@ -129,10 +195,13 @@ def run_jobs(fn: Callable[..., dict[str, Any]], jobs: list[tuple], *, concurrenc
     if not jobs:
         return []
     n = concurrency or min(len(jobs), cluster_cpus())
-    ds = ray.data.from_items([{"job": i} for i in range(len(jobs))], override_num_blocks=len(jobs))
     if actors:
-        ds = ds.map_batches(_StageActor, fn_constructor_args=(fn, jobs), batch_size=1, compute=ray.data.ActorPoolStrategy(size=min(n, len(jobs))), num_gpus=num_gpus or None, num_cpus=1)
+        import pickle
+
+        ds = ray.data.from_items([{"job": i, "args": pickle.dumps(j)} for i, j in enumerate(jobs)], override_num_blocks=len(jobs))
+        ds = ds.map_batches(_StageActor, fn_constructor_args=(fn,), batch_size=1, compute=ray.data.ActorPoolStrategy(size=min(n, len(jobs))), num_gpus=num_gpus or None, num_cpus=1)
     else:
+        ds = ray.data.from_items([{"job": i} for i in range(len(jobs))], override_num_blocks=len(jobs))
         ds = ds.map(lambda row: _encode(int(row["job"]), fn(*jobs[int(row["job"])])), num_cpus=1, **_tasks(ray, min(n, len(jobs))))
     rows = ds.take_all()
     by = {int(r["job"]): json.loads(r["result"]) for r in rows}
@@ -216,9 +285,7 @@ def clusterer(mode: str) -> Callable[..., Any]:
     each shard's attribute slice written by a Ray task; with ``driver`` every step is left to
     the driver."""
 
-    def run(step: Any, sig_paths: list[Any], counts: list[int], writers: list[Callable[..., None]]) -> dict[str, Any] | None:
-        if step.method not in ("minhash", "exact", "phash") or not _distribute(mode, step, sig_paths, counts):
-            return None
+    def once(step: Any, sig_paths: list[Any], counts: list[int], writers: list[Callable[..., None]]) -> dict[str, Any]:
         if step.method == "exact":
             return exact_clusters(sig_paths, counts, writers=writers)
         if step.method == "phash":
@@ -228,7 +295,50 @@ def clusterer(mode: str) -> Callable[..., Any]:
         bands, rows = lsh_params(step.threshold, step.num_perm)
         return minhash_clusters(sig_paths, counts, bands, rows, writers=writers)
 
+    def run(step: Any, sig_paths: list[Any], counts: list[int], writers: list[Callable[..., None]]) -> dict[str, Any] | None:
+        if step.method not in ("minhash", "exact", "phash") or not _distribute(mode, step, sig_paths, counts):
+            return None
+        # The label actors hold the step's state: one lost with its worker or node (which Ray
+        # cannot restore) restarts the step from its beginning, once; its files are rewritten.
+        for attempt in (1, 2):
+            try:
+                return once(step, sig_paths, counts, writers)
+            except Exception as e:
+                if attempt == 2 or not _actor_lost(e):
+                    raise
+                logging.getLogger("interleaf").warning("dedup %s: a Ray actor was lost (%s); clustering the step again", step.name, _last_line(e))
+        return None
+
     return run
+
+
+def _actor_lost(e: BaseException) -> bool:
+    """Whether ``e`` (or what it wraps) is a Ray actor that died or became unreachable."""
+    names = ("ActorDiedError", "ActorUnavailableError", "RayActorError", "ActorUnschedulableError")
+    seen: BaseException | None = e
+    for _ in range(16):
+        if seen is None:
+            return False
+        if any(c.__name__ in names for c in type(seen).__mro__) or any(n in str(seen) for n in names):
+            return True
+        seen = getattr(seen, "cause", None) or seen.__cause__ or seen.__context__
+    return False
+
+
+def _last_line(e: BaseException, limit: int = 300) -> str:
+    """The last non-empty line of an exception's text (a Ray error's root cause), shortened."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    text = lines[-1] if lines else type(e).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def ray_failure(e: BaseException, stage: str) -> RuntimeError:
+    """An error from Ray (a lost head or node, workers without interleaf) as the one line a
+    user acts on: what failed and that the same command resumes."""
+    text = str(e)
+    if "No module named 'interleaf" in text:
+        return RuntimeError(f"{stage}: the Ray workers cannot import interleaf: install it (the same version as here) on every node of the cluster")
+    return RuntimeError(f"{stage}: the Ray run stopped ({type(e).__name__}: {_last_line(e)}); finished shards are kept: the same command resumes")
 
 
 def _signed(path: str, offset: int, values: bool = True) -> tuple[Any, Any]:
