@@ -572,7 +572,7 @@ def test_move_images_puts_each_image_before_its_target_text():
     assert move_images(df, targets.clear(), "to").equals(df)
 
 
-def test_outputs_do_not_depend_on_workers_and_a_rerun_skips_everything(tmp_path, planted):
+def test_outputs_do_not_depend_on_workers_and_a_rerun_skips_everything(tmp_path, planted, monkeypatch):
     a, b = tmp_path / "a", tmp_path / "b"
     kw = {"models": {"clip": str(CLIP_DIR)}, "device": "cpu", "progress": False}
     recipe = pairs_recipe(tmp_path)
@@ -590,6 +590,13 @@ def test_outputs_do_not_depend_on_workers_and_a_rerun_skips_everything(tmp_path,
     run(edited, planted["inputs"], a, **kw)
     changed = {str(f.relative_to(a)) for f, t in before.items() if f.stat().st_mtime_ns != t}
     assert changed == {"attributes/image/a.parquet", "attributes/image/b.parquet"}
+    # So does a new version of a signal's values (TextCoherence's seeding became version 2).
+    from interleaf.signals import ImageStats
+
+    before = {f: f.stat().st_mtime_ns for f in a.rglob("*.parquet")}
+    monkeypatch.setattr(ImageStats, "version", 2, raising=False)
+    run(edited, planted["inputs"], a, **kw)
+    assert {str(f.relative_to(a)) for f, t in before.items() if f.stat().st_mtime_ns != t} == {"attributes/image/a.parquet", "attributes/image/b.parquet"}
 
 
 def test_limit_takes_the_first_documents_in_read_order(tmp_path, planted):
@@ -1263,6 +1270,55 @@ def test_dedup_clusters_link_only_the_documents_the_filters_kept(tmp_path):
     last = dropped(kept_bridges / "out").filter(pl.col("doc_id") == "c40").row(0, named=True)
     assert last["value"] == (hs[0] ^ hs[-1]).bit_count() > 4 and last["detail"] == "duplicate of c0 (shard chain0)"
     assert last["rule"] == "pHash cluster: linked by Hamming distances <= 4" and last["threshold"] == 4.0
+
+
+def minhash_chain(tmp_path: Path) -> tuple[list[str], Path, list[str]]:
+    """Captions that drift a word at a time from A to B (each next one sharing a MinHash band
+    with the one before at threshold 0.8, A and B sharing none): the bridges carry a long extra
+    word, so a `caption_chars` filter drops them. Returns (shards, recipe, the chain's ids)."""
+    from interleaf.dedup import MinHasher
+    from interleaf.dedup.minhash import lsh_params
+
+    rng = np.random.default_rng(3)
+    vocab = [f"w{i}" for i in range(5000)]
+    words = list(rng.choice(vocab, 300))
+    texts = [" ".join(words)]
+    for _ in range(120):
+        words[int(rng.integers(len(words)))] = str(rng.choice(vocab))
+        texts.append(" ".join(words))
+    tail = " " + "z" * 60
+    bands, rows = lsh_params(0.8, 128)
+    hasher = MinHasher(num_perm=128, n=5, seed=1)
+    sigs = hasher.signatures([t + tail for t in texts])
+    ends = hasher.signatures([texts[0], texts[-1]])
+    shares = lambda a, b: any((a[k * rows : (k + 1) * rows] == b[k * rows : (k + 1) * rows]).all() for k in range(bands))  # noqa: E731
+    # A chain whose links share a band, from A to the last text, ends without the tail.
+    sigs[0], sigs[-1] = ends[0], ends[1]
+    chain = [0]
+    while chain[-1] != len(texts) - 1:
+        nxt = [j for j in range(chain[-1] + 1, len(texts)) if shares(sigs[chain[-1]], sigs[j])]
+        assert nxt, "the chain broke"
+        chain.append(max(nxt))
+    assert not shares(ends[0], ends[1]) and len(chain) >= 3, chain
+    (tmp_path / "images").mkdir(exist_ok=True)
+    shutil.copy(SAMPLE_IMAGES / "astronaut.jpg", tmp_path / "images" / "a.jpg")
+    lines = [_line({"id": f"t{i}", "image": "images/a.jpg", "caption": texts[i] + ("" if k in (0, len(chain) - 1) else tail)}) for k, i in enumerate(chain)]
+    shards = [str(tmp_path / f"mh{k}.jsonl") for k in range(2)]
+    Path(shards[0]).write_bytes(b"".join(lines[: len(lines) // 2]))
+    Path(shards[1]).write_bytes(b"".join(lines[len(lines) // 2 :]))
+    recipe = tmp_path / "mh.yaml"
+    limit = max(len(texts[0]), len(texts[-1])) + 30
+    recipe.write_text(f"signals:\n  caption: {{type: caption}}\ndedup:\n  - {{name: minhash, method: minhash, threshold: 0.8}}\nfilters:\n  doc:\n    short: \"caption_chars < {limit}\"\n")
+    return shards, recipe, [f"t{i}" for i in chain]
+
+
+def test_minhash_clusters_link_only_the_documents_the_filters_kept(tmp_path):
+    shards, recipe, ids = minhash_chain(tmp_path)
+    s = run(recipe, shards, tmp_path / "out", progress=False)
+    assert s.kept_documents == 2 and s["dropped_documents"] == {"short": len(ids) - 2}
+    # Before the filters the whole chain is one cluster (what used to drop the far end).
+    clusters = pl.concat([pl.read_parquet(f) for f in sorted((tmp_path / "out" / "attributes" / "minhash").glob("*.parquet"))]).get_column("minhash_cluster")
+    assert clusters.n_unique() == 1
 
 
 @pytest.mark.parametrize(("radix_bits", "gather"), [(12, 1 << 20), (3, 2), (16, 1)])

@@ -90,11 +90,34 @@ def test_a_real_ray_head_passes_the_probe_and_the_worker_check(ray_instance, mon
         check_workers(ray)
 
 
+def _lost_actor_in_a_task() -> BaseException:
+    """What a lost actor looks like on the driver: a Ray Data UDF calling an actor that
+    ray.kill ended reaches it as RayTaskError(UserCodeException), the cause in its text."""
+
+    @ray.remote(num_cpus=0)
+    class Pinger:
+        def ping(self) -> int:
+            return 1
+
+    a = Pinger.remote()
+    ray.get(a.ping.remote())
+    ray.kill(a)
+
+    def use(batch):
+        ray.get(a.ping.remote())
+        return batch
+
+    try:
+        ray.data.range(1).map_batches(use).materialize()
+    except Exception as e:  # noqa: BLE001 - the error is the point
+        return e
+    raise AssertionError("the killed actor answered")
+
+
 def test_a_lost_label_actor_restarts_the_distributed_step_once(tmp_path, ray_instance, monkeypatch, caplog):
     """The label actors of a distributed dedup step hold state Ray cannot restore: a lost one
-    (Ray's own ActorDiedError, raised here as a killed actor raises it) restarts the step, once;
-    a second loss, or any other error, stops the run with one line that says the same command
-    resumes."""
+    (a real killed actor's error, as a Ray task raises it) restarts the step, once; a second
+    loss stops the run with one line that says the same command resumes."""
     import interleaf.ray as ir
 
     real = ir.exact_clusters
@@ -103,7 +126,7 @@ def test_a_lost_label_actor_restarts_the_distributed_step_once(tmp_path, ray_ins
     def flaky(*a, **k):
         calls.append(1)
         if len(calls) in failures:
-            raise ray.exceptions.ActorDiedError()
+            raise _lost_actor_in_a_task()
         return real(*a, **k)
 
     monkeypatch.setattr(ir, "exact_clusters", flaky)
@@ -122,17 +145,31 @@ def test_a_lost_label_actor_restarts_the_distributed_step_once(tmp_path, ray_ins
     assert digests(tmp_path / "local") == digests(tmp_path / "ray") and b["dropped_documents"] == local["dropped_documents"] == {"exact": 2}
     calls.clear()
     failures = {1, 2}
-    assert main(["run", str(recipe), str(shard), "--out", str(tmp_path / "twice"), "--engine", "ray", "--ray-dedup", "distributed", "--quiet"]) == 2
+    with pytest.raises(RuntimeError, match=r"the Ray run stopped \(ActorDiedError: .*the same command resumes"):
+        run(recipe, [str(shard)], tmp_path / "twice", engine="ray", ray_dedup="distributed", progress=False)
     assert len(calls) == 2
 
 
-def test_ray_failures_read_as_one_line():
-    from interleaf.ray import ray_failure
+def test_ray_failures_read_as_one_line_with_the_cause(ray_instance):
+    from interleaf.ray import _actor_lost, ray_failure
 
+    lost = _lost_actor_in_a_task()
+    assert _actor_lost(lost)
+    msg = str(ray_failure(lost, "dedup"))
+    assert msg.startswith("dedup: the Ray run stopped (ActorDiedError: ") and msg.endswith("the same command resumes") and "\n" not in msg
+
+    def bad(batch):
+        raise ValueError("the model directory /x has no config.json")
+
+    try:
+        ray.data.range(1).map_batches(bad).materialize()
+    except Exception as e:  # noqa: BLE001
+        task_error = e
+    # A task's own error keeps its message (not Ray's "UDF failed"), and is not a loss.
+    assert str(ray_failure(task_error, "score")) == "score: ValueError: the model directory /x has no config.json (in a Ray task)"
+    assert not _actor_lost(task_error)
     e = ray.exceptions.RaySystemError("Traceback (most recent call last):\n  File x\nModuleNotFoundError: No module named 'interleaf'")
     assert "cannot import interleaf: install it" in str(ray_failure(e, "score"))
-    msg = str(ray_failure(ray.exceptions.ActorDiedError(), "dedup"))
-    assert msg.startswith("dedup: the Ray run stopped (ActorDiedError: The actor died") and msg.endswith("the same command resumes") and "\n" not in msg
 
 
 @pytest.fixture()

@@ -585,9 +585,12 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
         # An LLM judge's answers depend on the model behind the endpoint, not on its address or
         # on how many requests run at once.
         model = ({"llm": (p.llm or {}).get("model"), "sampling": {k: (p.llm or {}).get(k) for k in ("temperature", "max_tokens", "seed")}} if need == "llm" else model_identity(p.models[need])) if need else None
-        # The signal's columns are part of its key: a version that adds a column recomputes it.
-        columns = sorted(build_signal(name, spec).columns())
-        todo[name] = ("score", out / "attributes" / name / f"{shard.name}.parquet", digest({**base_key, "signal": spec.model_dump(mode="json"), "columns": columns, "model": model, "device": opts.device if need and need != "llm" else None}))
+        # The signal's columns are part of its key: a version that adds a column recomputes it;
+        # so is its `version` where it has one (a change of its values, same columns).
+        built = build_signal(name, spec)
+        columns = sorted(built.columns())
+        version = {"version": v} if (v := getattr(built, "version", 1)) != 1 else {}
+        todo[name] = ("score", out / "attributes" / name / f"{shard.name}.parquet", digest({**base_key, "signal": spec.model_dump(mode="json"), "columns": columns, "model": model, "device": opts.device if need and need != "llm" else None, **version}))
     for step in p.document_steps:
         todo[step.name] = ("score", out / "attributes" / step.name / f"{shard.name}.parquet", digest({**base_key, "dedup": step.model_dump(mode="json")}))
     for step in p.dataset_steps:
@@ -1201,30 +1204,37 @@ def survivor_duplicates(rows: pl.DataFrame, step: DedupStep, values: np.ndarray 
     because dropped images lie between them). Each cluster's first survivor in read order
     stays; the others come back with ``rep`` (its doc_id), ``rs`` (its shard) and ``score``
     against it (pHash: the Hamming distance; MinHash: the estimated Jaccard)."""
-    order = np.argsort(rows.get_column("g").to_numpy(), kind="stable")
-    r = rows[order]
+    g = rows.get_column("g").to_numpy()
+    in_order = bool((np.diff(g) > 0).all())
+    order = None if in_order else np.argsort(g, kind="stable")
+    r = rows if order is None else rows[order]
     n = r.height
-    if step.method == "exact" or values is None or not n:
-        reps = r.with_row_index("_i").select(pl.col("_i").first().over("cluster")).to_series().to_numpy()
-        score = r.get_column("score").to_numpy()
+    v = None if values is None or order is None else values[order]
+    v = values if v is None else v
+    if step.method == "exact" or v is None or not n:
+        reps = r.with_row_index("_i").select(pl.col("_i").first().over("cluster")).to_series().to_numpy().astype(np.int64)
+        dup = np.flatnonzero(reps != np.arange(n))
+        score = r.get_column("score").to_numpy()[dup]
+    elif step.method == "phash":
+        from interleaf.dedup.perceptual import hash_clusters
+
+        reps = np.asarray(hash_clusters(v, step.radius)[0], dtype=np.int64)
+        dup = np.flatnonzero(reps != np.arange(n))
+        score = np.bitwise_count(v[dup] ^ v[reps[dup]]).astype(np.float64)
     else:
-        v = values[order]
-        if step.method == "phash":
-            from interleaf.dedup.perceptual import hash_clusters
+        from interleaf.dedup.minhash import lsh_clusters, lsh_params
 
-            reps, _ = hash_clusters(v, step.radius)
-            score = np.bitwise_count(v ^ v[reps]).astype(np.float64)
-        else:
-            from interleaf.dedup.minhash import lsh_clusters, lsh_params
-
-            bands, rws = lsh_params(step.threshold, step.num_perm)
-            reps, _ = lsh_clusters(v, step.threshold, bands, rws, verify="none")
-            score = (v == v[reps]).mean(axis=1)
-    reps = np.asarray(reps, dtype=np.int64)
-    dup = np.flatnonzero(reps != np.arange(n))
+        bands, rws = lsh_params(step.threshold, step.num_perm)
+        reps = np.asarray(lsh_clusters(v, step.threshold, bands, rws, verify="none")[0], dtype=np.int64)
+        dup = np.flatnonzero(reps != np.arange(n))
+        # The estimated Jaccard with the kept document, in blocks (no n x num_perm temporaries).
+        score = np.empty(len(dup))
+        for i in range(0, len(dup), 65536):
+            d = dup[i : i + 65536]
+            score[i : i + len(d)] = (v[d] == v[reps[d]]).mean(axis=1)
     at = pl.Series(reps[dup])
     return r[dup].with_columns(
-        pl.Series("score", score[dup], dtype=pl.Float64),
+        pl.Series("score", score, dtype=pl.Float64),
         r.get_column("doc_id").gather(at).alias("rep"),
         r.get_column("shard").gather(at).alias("rs"),
     )
@@ -1235,8 +1245,8 @@ def dedup_survivors(opts: RunOptions, shards: list[Shard], counts: list[int]) ->
     filter kept (each step's clusters made again over them alone, :func:`survivor_duplicates`;
     the first document of each cluster in read order stays); writes each shard's
     drops of each step to ``OUT/.interleaf/filter/dedup/<step>/<shard>.parquet``. Holds a few
-    integers and the doc_id per surviving document (:func:`interleaf.ray.dedup_survivors`
-    does it on Ray)."""
+    integers and the doc_id per surviving document, and the hash or signature of each one in a
+    cluster with two or more survivors (:func:`interleaf.ray.dedup_survivors` does it on Ray)."""
     p = opts.plan
     out = Path(opts.out)
     shutil.rmtree(out / STATE / "filter" / "dedup", ignore_errors=True)
@@ -1268,19 +1278,19 @@ def dedup_survivors(opts: RunOptions, shards: list[Shard], counts: list[int]) ->
 
 def _signature_values(out: Path, step: DedupStep, names: list[str], rows: pl.DataFrame) -> np.ndarray:
     """The step's stored values (pHash: uint64; MinHash: ``(n, num_perm)`` uint32) of ``rows``
-    (``shard`` as an index into ``names``, ``doc_index``), in the order of ``rows``."""
-    parts, where = [], []
-    for i in rows.get_column("shard").unique().sort().to_list():
-        want = rows.with_row_index("_at").filter(pl.col("shard") == i)
-        sig = pl.read_parquet(out / "signatures" / step.name / f"{names[i]}.parquet", columns=[S.DOC_INDEX, "value"])
-        got = want.select("_at", S.DOC_INDEX).join(sig, on=S.DOC_INDEX, how="left", maintain_order="left")
-        parts.append(got.get_column("value").to_numpy())
-        where.append(got.get_column("_at").to_numpy())
-    at = np.concatenate(where)
-    values = np.concatenate(parts)
-    out_values = np.empty_like(values)
-    out_values[at] = values
-    return out_values
+    (``shard`` as an index into ``names``, ``doc_index``), in the order of ``rows``: one
+    array, filled shard by shard."""
+    values: np.ndarray | None = None
+    for (i,), want in rows.select("shard", S.DOC_INDEX).with_row_index("_at").partition_by("shard", as_dict=True).items():
+        sig = pl.read_parquet(out / "signatures" / step.name / f"{names[int(i)]}.parquet", columns=[S.DOC_INDEX, "value"])
+        got = want.join(sig, on=S.DOC_INDEX, how="left", maintain_order="left")
+        del sig
+        v = got.get_column("value").to_numpy()
+        if values is None:
+            values = np.empty((rows.height, *v.shape[1:]), dtype=v.dtype)
+        values[got.get_column("_at").to_numpy()] = v
+    assert values is not None
+    return values
 
 
 def filter_all(opts: RunOptions, shards: list[Shard], run_jobs: Callable[[Callable[..., dict[str, Any]], list[tuple], str], list[dict[str, Any]]] | None = None, rank: Callable[[RunOptions, list[Shard], list[int]], None] | None = None) -> dict[str, Any]:

@@ -65,7 +65,11 @@ def _ray() -> Any:
 def init(address: str | None = None, *, progress: bool = True) -> Any:
     """Connects to Ray (``address``), or starts a local instance when there is none; returns
     the ``ray`` module. Ray Data's progress bars follow ``progress``."""
+    import os
+
     ray = _ray()
+    # `ray job submit` and many setups name the cluster in RAY_ADDRESS, not --address.
+    address = address if address is not None else os.environ.get("RAY_ADDRESS") or None
     if address is not None and address.startswith("ray://"):
         # Ray Data does not run through Ray Client ('Worker' object has no attribute 'core_worker').
         raise ValueError(
@@ -113,11 +117,18 @@ def _check_reachable(address: str, timeout: float = 10.0) -> None:
     with conn:
         if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
             return
+        got = b""
         try:
             conn.sendall(_H2_PREFACE)
-            got = conn.recv(9)
+            while len(got) < 9:
+                chunk = conn.recv(9 - len(got))
+                if not chunk:
+                    break
+                got += chunk
         except OSError as e:
             raise ConnectionError(f"{address} takes connections but is not a Ray cluster (no gRPC answer: {e}); {hint}") from None
+    if got[:1] == b"\x15":  # a TLS alert: the cluster wants TLS
+        raise ConnectionError(f"{address} answers with TLS: set RAY_USE_TLS=1 and Ray's TLS variables (RAY_TLS_SERVER_CERT, ...) as the cluster has them")
     if got.startswith(b"HTTP/"):
         raise ConnectionError(f"{address} is an HTTP server, not a Ray cluster (the dashboard is port 8265); {hint}")
     if len(got) < 9 or got[3] != 4:  # the server's first frame is SETTINGS (type 4)
@@ -143,6 +154,8 @@ def check_workers(ray: Any, timeout: float = 120.0) -> None:
     refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote() for n in nodes]
     try:
         got = ray.get(refs, timeout=timeout)
+    except ray.exceptions.GetTimeoutError:
+        raise RuntimeError(f"no answer within {timeout:.0f} s from interleaf on every Ray node (a node still installing a runtime_env, or out of resources?)") from None
     except Exception as e:
         raise ray_failure(e, "checking the Ray nodes") from e
     other = sorted({v for v in got if v != interleaf.__version__})
@@ -166,9 +179,9 @@ class _StageActor:
         self.fn = fn
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        import pickle
+        from ray import cloudpickle
 
-        rows = [_encode(int(i), self.fn(*pickle.loads(a))) for i, a in zip(batch["job"], batch["args"], strict=True)]
+        rows = [_encode(int(i), self.fn(*cloudpickle.loads(a))) for i, a in zip(batch["job"], batch["args"], strict=True)]
         return {"job": [r["job"] for r in rows], "result": [r["result"] for r in rows]}
 
 
@@ -196,9 +209,9 @@ def run_jobs(fn: Callable[..., dict[str, Any]], jobs: list[tuple], *, concurrenc
         return []
     n = concurrency or min(len(jobs), cluster_cpus())
     if actors:
-        import pickle
+        from ray import cloudpickle
 
-        ds = ray.data.from_items([{"job": i, "args": pickle.dumps(j)} for i, j in enumerate(jobs)], override_num_blocks=len(jobs))
+        ds = ray.data.from_items([{"job": i, "args": cloudpickle.dumps(j)} for i, j in enumerate(jobs)], override_num_blocks=len(jobs))
         ds = ds.map_batches(_StageActor, fn_constructor_args=(fn,), batch_size=1, compute=ray.data.ActorPoolStrategy(size=min(n, len(jobs))), num_gpus=num_gpus or None, num_cpus=1)
     else:
         ds = ray.data.from_items([{"job": i} for i in range(len(jobs))], override_num_blocks=len(jobs))
@@ -312,33 +325,54 @@ def clusterer(mode: str) -> Callable[..., Any]:
     return run
 
 
+# Ray's own failures (a lost worker, actor, node, object or head): a rerun can get past them.
+_RAY_LOSSES = ("ActorDiedError", "ActorUnavailableError", "RayActorError", "NodeDiedError", "ObjectLostError", "OwnerDiedError", "ObjectReconstructionFailedError", "WorkerCrashedError", "LocalRayletDiedError", "RaySystemError", "GetTimeoutError")
+# Wrappers around the real error (a Ray Data UDF's, a task's).
+_RAY_WRAPPERS = ("RayTaskError", "UserCodeException")
+
+
+def _root(e: BaseException) -> tuple[str, str]:
+    """(name, message) of the error under Ray's wrappers: a task's error reaches the driver as
+    ``RayTaskError(UserCodeException)`` whose cause survives only in its text (``ValueError:
+    ...`` lines, the innermost first)."""
+    import re
+
+    if not any(c.__name__.startswith(_RAY_WRAPPERS) for c in type(e).__mro__):
+        first = next((ln for ln in str(e).splitlines() if ln.strip()), "")
+        return type(e).__name__, first.strip()
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    for line in text.splitlines():
+        m = re.match(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit)): ?(.*)$", line.strip())
+        if m and not m.group(1).rsplit(".", 1)[-1].startswith(_RAY_WRAPPERS):
+            return m.group(1).rsplit(".", 1)[-1], m.group(2).strip()
+    return type(e).__name__, _last_line(e)
+
+
 def _actor_lost(e: BaseException) -> bool:
-    """Whether ``e`` (or what it wraps) is a Ray actor that died or became unreachable."""
-    names = ("ActorDiedError", "ActorUnavailableError", "RayActorError", "ActorUnschedulableError")
-    seen: BaseException | None = e
-    for _ in range(16):
-        if seen is None:
-            return False
-        if any(c.__name__ in names for c in type(seen).__mro__) or any(n in str(seen) for n in names):
-            return True
-        seen = getattr(seen, "cause", None) or seen.__cause__ or seen.__context__
-    return False
+    """Whether ``e`` is (or wraps) a Ray actor that died or became unreachable, not for want of
+    memory (a rerun would hit the same limit)."""
+    name, message = _root(e)
+    return name in ("ActorDiedError", "ActorUnavailableError", "RayActorError") and "memory" not in message.lower() and "OutOfMemory" not in str(e)
 
 
 def _last_line(e: BaseException, limit: int = 300) -> str:
-    """The last non-empty line of an exception's text (a Ray error's root cause), shortened."""
+    """The last non-empty line of an exception's text, shortened."""
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     text = lines[-1] if lines else type(e).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def ray_failure(e: BaseException, stage: str) -> RuntimeError:
-    """An error from Ray (a lost head or node, workers without interleaf) as the one line a
-    user acts on: what failed and that the same command resumes."""
-    text = str(e)
-    if "No module named 'interleaf" in text:
+    """An error out of Ray as the one line a user acts on: the error under Ray's wrappers
+    (a task's ``ValueError: ...``), workers that cannot import interleaf, or a lost worker,
+    node or head, for which the same command resumes."""
+    if "No module named 'interleaf" in str(e):
         return RuntimeError(f"{stage}: the Ray workers cannot import interleaf: install it (the same version as here) on every node of the cluster")
-    return RuntimeError(f"{stage}: the Ray run stopped ({type(e).__name__}: {_last_line(e)}); finished shards are kept: the same command resumes")
+    name, message = _root(e)
+    message = message if len(message) <= 300 else message[:297] + "..."
+    if name in _RAY_LOSSES:
+        return RuntimeError(f"{stage}: the Ray run stopped ({name}: {message}); finished shards are kept: the same command resumes")
+    return RuntimeError(f"{stage}: {name}: {message} (in a Ray task)")
 
 
 def _signed(path: str, offset: int, values: bool = True) -> tuple[Any, Any]:
@@ -889,13 +923,14 @@ def survivor_ranker(mode: str) -> Callable[..., None]:
     """The ``rank`` of :func:`interleaf.pipeline.filter_all` for the Ray engine: the dedup
     among the surviving documents on Ray Data (:func:`dedup_survivors`) when ``mode`` says so
     (``distributed``, or ``auto`` when the documents' keys, about 64 bytes per document of the
-    input (an upper bound on the survivors'), would exceed :data:`DRIVER_SIGNATURE_BYTES`),
-    else in the driver."""
+    input (an upper bound on the survivors'), plus a MinHash step's signatures (num_perm x 4
+    bytes), would exceed :data:`DRIVER_SIGNATURE_BYTES`), else in the driver."""
 
     def rank(opts: Any, shards: list[Any], counts: list[int]) -> None:
         from interleaf import pipeline
 
-        if mode == "distributed" or (mode == "auto" and sum(counts) * 64 > DRIVER_SIGNATURE_BYTES):
+        per_doc = 64 + max((4 * s.num_perm for s in opts.plan.dataset_steps if s.method == "minhash"), default=0)
+        if mode == "distributed" or (mode == "auto" and sum(counts) * per_doc > DRIVER_SIGNATURE_BYTES):
             dedup_survivors(opts, shards, counts)
         else:
             pipeline.dedup_survivors(opts, shards, counts)
@@ -903,42 +938,71 @@ def survivor_ranker(mode: str) -> Callable[..., None]:
     return rank
 
 
-def _survivor_rows(batch: dict[str, Any], out: str, step: Any, earlier: list[str]) -> dict[str, Any]:
+def _survivor_rows(batch: dict[str, Any], out: str, step: str, earlier: list[str]) -> dict[str, Any]:
     """The surviving documents of the batch's shards that the step clustered and no earlier
-    step dropped: (cluster, global row, doc_index, doc_id, score, shard name, and the step's
-    value: the pHash, or the MinHash signature's bytes; none for exact keys)."""
+    step dropped: (cluster, global row, doc_index, doc_id, score, shard name)."""
+    import polars as pl
+
+    from interleaf import pipeline
+
+    S = pipeline.S
+    frames = []
+    for name, offset in zip(batch["name"], batch["offset"], strict=True):
+        d = pl.read_parquet(pipeline.filter_scratch(Path(out), "survivors", str(name)), columns=[S.DOC_INDEX, S.DOC_ID, f"{step}_cluster", f"{step}_score"])
+        for e in earlier:
+            f = pipeline.filter_scratch(Path(out), f"dedup/{e}", str(name))
+            if f.exists():
+                d = d.join(pl.read_parquet(f, columns=[S.DOC_INDEX]), on=S.DOC_INDEX, how="anti", maintain_order="left")
+        d = d.filter(pl.col(f"{step}_cluster").is_not_null())
+        frames.append(d.select(pl.col(f"{step}_cluster").alias("cluster"), (pl.col(S.DOC_INDEX) + int(offset)).alias("g"), pl.col(S.DOC_INDEX).alias("doc_index"), pl.col(S.DOC_ID).alias("doc_id"), pl.col(f"{step}_score").alias("score"), pl.lit(str(name)).alias("shard")))
+    df = pl.concat(frames)
+    return {c: df.get_column(c).to_numpy() for c in df.columns}
+
+
+def _block_shared(table: Any) -> Any:
+    """Within a block partitioned on the cluster: the rows of the clusters with two or more
+    survivors (only those can drop anything, and only their values are read)."""
+    import polars as pl
+
+    df = pl.from_arrow(table)
+    if not isinstance(df, pl.DataFrame) or df.is_empty():
+        return table.slice(0, 0)
+    return df.filter(pl.len().over("cluster") > 1).to_arrow()
+
+
+def _attach_values(table: Any, out: str, step: Any) -> Any:
+    """Within a block partitioned on the shard: each row's pHash (uint64) or MinHash signature
+    (its bytes), read once per shard from ``signatures/<step>/``."""
     import numpy as np
     import polars as pl
 
     from interleaf import pipeline
 
-    S, name_ = pipeline.S, step.name
-    frames = []
-    for name, offset in zip(batch["name"], batch["offset"], strict=True):
-        d = pl.read_parquet(pipeline.filter_scratch(Path(out), "survivors", str(name)), columns=[S.DOC_INDEX, S.DOC_ID, f"{name_}_cluster", f"{name_}_score"])
-        for e in earlier:
-            f = pipeline.filter_scratch(Path(out), f"dedup/{e}", str(name))
-            if f.exists():
-                d = d.join(pl.read_parquet(f, columns=[S.DOC_INDEX]), on=S.DOC_INDEX, how="anti", maintain_order="left")
-        d = d.filter(pl.col(f"{name_}_cluster").is_not_null())
-        if step.method != "exact":
-            sig = pl.read_parquet(Path(out) / "signatures" / name_ / f"{name}.parquet", columns=[S.DOC_INDEX, "value"])
-            d = d.join(sig, on=S.DOC_INDEX, how="left", maintain_order="left")
-        cols = [pl.col(f"{name_}_cluster").alias("cluster"), (pl.col(S.DOC_INDEX) + int(offset)).alias("g"), pl.col(S.DOC_INDEX).alias("doc_index"), pl.col(S.DOC_ID).alias("doc_id"), pl.col(f"{name_}_score").alias("score"), pl.lit(str(name)).alias("shard")]
-        frames.append(d.select(*cols, *(["value"] if step.method != "exact" else [])))
-    df = pl.concat(frames)
-    got = {c: df.get_column(c).to_numpy() for c in df.columns if c != "value"}
-    if step.method == "phash":
-        got["value"] = df.get_column("value").to_numpy()
-    elif step.method == "minhash":  # rows of bytes: one arrow binary column through the shuffle
-        got["value"] = np.array([r.tobytes() for r in np.ascontiguousarray(df.get_column("value").to_numpy(), dtype=np.uint32)], dtype=object)
-    return got
+    df = pl.from_arrow(table)
+    if not isinstance(df, pl.DataFrame) or df.is_empty():
+        return table.slice(0, 0).append_column("value", _empty_values(step))
+    parts = []
+    for (name,), part in df.group_by("shard", maintain_order=True):
+        sig = pl.read_parquet(Path(out) / "signatures" / step.name / f"{name}.parquet", columns=[pipeline.S.DOC_INDEX, "value"]).rename({pipeline.S.DOC_INDEX: "doc_index"})
+        got = part.join(sig, on="doc_index", how="left", maintain_order="left")
+        if step.method == "minhash":  # rows of bytes: one arrow binary column through the shuffle
+            m = np.ascontiguousarray(got.get_column("value").to_numpy(), dtype=np.uint32)
+            got = got.with_columns(pl.Series("value", [r.tobytes() for r in m], dtype=pl.Binary))
+        parts.append(got)
+    return pl.concat(parts).to_arrow()
+
+
+def _empty_values(step: Any) -> Any:
+    import pyarrow as pa
+
+    return pa.array([], type=pa.binary() if step.method == "minhash" else pa.uint64())
 
 
 def _block_rank(table: Any, step: Any) -> dict[str, Any]:
-    """Within a block partitioned on the cluster: per cluster, its survivors clustered again
-    among themselves (:func:`interleaf.pipeline.survivor_duplicates`); the first of each in
-    read order stays, the others come back with the kept one's doc_id and shard."""
+    """Within a block partitioned on the cluster (the rows of clusters with two or more
+    survivors, with their values): the survivors clustered again among themselves
+    (:func:`interleaf.pipeline.survivor_duplicates`); the first of each in read order stays,
+    the others come back with the kept one's doc_id and shard."""
     import numpy as np
     import polars as pl
 
@@ -948,9 +1012,6 @@ def _block_rank(table: Any, step: Any) -> dict[str, Any]:
     empty = {"shard": text, "doc_index": np.zeros(0, np.int64), "doc_id": text, "score": np.zeros(0), "rep": text, "rs": text}
     df = pl.from_arrow(table)
     if not isinstance(df, pl.DataFrame) or df.is_empty():
-        return empty
-    df = df.filter(pl.len().over("cluster") > 1)
-    if df.is_empty():
         return empty
     values: np.ndarray | None = None
     if step.method == "phash":
@@ -982,10 +1043,10 @@ def _write_drops(table: Any, out: str, step: Any) -> dict[str, Any]:
 def dedup_survivors(opts: Any, shards: list[Any], counts: list[int]) -> None:
     """:func:`interleaf.pipeline.dedup_survivors` on Ray Data, with the same files: per dataset
     dedup step in order, the documents every filter kept and no earlier step dropped are
-    hash-shuffled on their cluster (with their hash or signature), clustered again among
-    themselves, the first of each cluster in read order stays, and the others are shuffled
-    back to their shards, whose drop files Ray tasks write. Nothing per document comes to the
-    driver."""
+    hash-shuffled on their cluster; the clusters with two or more survivors are shuffled to
+    their shards for their hashes or signatures and back, clustered again among themselves,
+    the first of each cluster in read order stays, and the others are shuffled back to their
+    shards, whose drop files Ray tasks write. Nothing per document comes to the driver."""
     import shutil
 
     import numpy as np
@@ -996,14 +1057,22 @@ def dedup_survivors(opts: Any, shards: list[Any], counts: list[int]) -> None:
     out = Path(opts.out)
     shutil.rmtree(out / pipeline.STATE / "filter" / "dedup", ignore_errors=True)
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64).tolist() if counts else []
-    items = [{"name": s.name, "offset": int(o)} for s, o in zip(shards, offsets, strict=True)]
+    items = [{"name": s.name, "offset": int(o), "n": int(n)} for s, o, n in zip(shards, offsets, counts, strict=True)]
     done: list[str] = []
     for step in opts.plan.dataset_steps:
-        rows = ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(_survivor_rows, fn_kwargs={"out": str(out), "step": step, "earlier": list(done)}, batch_size=1, batch_format="numpy").materialize()
+        rows = ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(_survivor_rows, fn_kwargs={"out": str(out), "step": step.name, "earlier": list(done)}, batch_size=1, batch_format="numpy").materialize()
         done.append(step.name)
         if not rows.count():
             continue
-        dups = rows.repartition(_partitions(items), keys=["cluster"]).map_batches(_block_rank, fn_kwargs={"step": step}, batch_size=None, batch_format="pyarrow").materialize()
+        # Integers first: the clusters with two or more survivors; then their values, read
+        # once per shard, travel with those rows alone to be clustered again.
+        shared = rows.repartition(_partitions(items), keys=["cluster"]).map_batches(_block_shared, batch_size=None, batch_format="pyarrow").materialize()
+        if not shared.count():
+            continue
+        if step.method != "exact":
+            shared = shared.repartition(_partitions(items), keys=["shard"]).map_batches(_attach_values, fn_kwargs={"out": str(out), "step": step}, batch_size=None, batch_format="pyarrow")
+            shared = shared.repartition(_partitions(items), keys=["cluster"])
+        dups = shared.map_batches(_block_rank, fn_kwargs={"step": step}, batch_size=None, batch_format="pyarrow").materialize()
         if not dups.count():
             continue
         dups.repartition(_partitions(items), keys=["shard"]).map_batches(_write_drops, fn_kwargs={"out": str(out), "step": step}, batch_size=None, batch_format="pyarrow").to_pandas()

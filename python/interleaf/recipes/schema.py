@@ -151,8 +151,10 @@ class DedupStep(_Strict):
     ``phash``: images within Hamming ``radius`` of each other: across documents
     (``scope: dataset``, each document's first image) or between the images of one document
     (``scope: document``, MMC4's rule: a later image within the radius of an earlier one is
-    dropped). Across documents the first document of each cluster that survives the filters
-    is kept (in read order); the others are dropped with the step's name as the reason.
+    dropped). Across documents the clusters are made among the documents that survive the
+    filters (and earlier steps), linking neighbours within the radius or sharing a MinHash
+    band; the first of each cluster is kept (in read order), the others are dropped with the
+    step's name as the reason.
     """
 
     name: str

@@ -35,6 +35,9 @@ class Signal(Protocol):
             ``"doc"``: one row per document, keyed by ``doc_index, doc_id``.
         needs: the shared inputs it asks the :class:`Context` for (``"clip.image"``,
             ``"clip.text"``, ``"text.embedding"``, ``"lm.perplexity"``).
+
+    A built-in signal whose values change with the same columns has a ``version`` (an int,
+    1 when absent); ``interleaf run`` recomputes a stored attribute of another version.
     """
 
     name: str

@@ -49,6 +49,9 @@ class TextCoherence:
 
     level = "doc"
     needs: tuple[str, ...] = ("text.embedding",)
+    # 2: shuffles seeded by the step texts, not the position in the batch (a run's stored
+    # margins of version 1 are computed again on resume).
+    version = 2
 
     def __init__(self, *, name: str = "coherence", shuffles: int = 8, seed: int = 0, threads: int | None = None):
         int_arg("shuffles", shuffles, 0, 10_000)
