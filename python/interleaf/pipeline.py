@@ -1209,8 +1209,7 @@ def survivor_duplicates(rows: pl.DataFrame, step: DedupStep, values: np.ndarray 
     order = None if in_order else np.argsort(g, kind="stable")
     r = rows if order is None else rows[order]
     n = r.height
-    v = None if values is None or order is None else values[order]
-    v = values if v is None else v
+    v = values if values is None or order is None else values[order]
     if step.method == "exact" or v is None or not n:
         reps = r.with_row_index("_i").select(pl.col("_i").first().over("cluster")).to_series().to_numpy().astype(np.int64)
         dup = np.flatnonzero(reps != np.arange(n))

@@ -319,7 +319,7 @@ def clusterer(mode: str) -> Callable[..., Any]:
             except Exception as e:
                 if attempt == 2 or not _actor_lost(e):
                     raise
-                logging.getLogger("interleaf").warning("dedup %s: a Ray actor was lost (%s); clustering the step again", step.name, _last_line(e))
+                logging.getLogger("interleaf").warning("dedup %s: a Ray actor was lost (%s); clustering the step again", step.name, ": ".join(_root(e)))
         return None
 
     return run
