@@ -127,7 +127,7 @@ def test_demo_runs_the_main_job_on_the_sample(tmp_path):
     dropped = pl.read_parquet(out / "dropped" / "*.parquet")
     assert dropped.filter(pl.col("filter") == "phash").get_column("doc_id").to_list() == ["pair-dup-2"]
     exact = dropped.filter(pl.col("filter") == "exact")
-    assert exact.filter(pl.col("doc_id") == "pair-dup-1").get_column("detail").to_list() == ["duplicate of pair-0003 (shard pairs-000000)"] * 2
+    assert exact.filter(pl.col("doc_id") == "pair-dup-1").get_column("detail").to_list() == ["duplicate of pair-0003 (shard pairs-000000, doc_index 2)"] * 2
     kept = read_all(out / "kept")
     assert kept.get_column("doc_index").n_unique() == summary["documents"]["kept"]
     # Nothing kept twice: every kept pair is distinct.

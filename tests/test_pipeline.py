@@ -276,9 +276,9 @@ def test_pairs_planted_cases_are_dropped_for_their_reason(tmp_path, planted):
     assert docs.filter(pl.col("doc_id") == "a.jsonl:11").get_column("rule").item() == "malformed_json"
     assert docs.filter(pl.col("doc_id") == "p12-utf8").get_column("rule").item() == "invalid_utf8"
     exact = docs.filter(pl.col("doc_id") == "q02-exact").row(0, named=True)
-    assert exact["detail"] == "duplicate of p03 (shard a)"
+    assert exact["detail"] == "duplicate of p03 (shard a, doc_index 2)"
     near = docs.filter(pl.col("doc_id") == "p06-near").row(0, named=True)
-    assert near["threshold"] == 5.0 and near["value"] <= 5 and near["detail"] == "duplicate of p01 (shard a)"
+    assert near["threshold"] == 5.0 and near["value"] <= 5 and near["detail"] == "duplicate of p01 (shard a, doc_index 0)"
     small = docs.filter(pl.col("doc_id") == "p09-small").row(0, named=True)
     assert small["value"] == 0.0 and small["rule"] == "image_datacomp_ok"
     short = docs.filter(pl.col("doc_id") == "p10-short").row(0, named=True)
@@ -1207,7 +1207,7 @@ def test_minhash_dedup_across_shards_scores_the_estimated_jaccard(tmp_path):
     row = d.row(0, named=True)
     sigs = MinHasher(num_perm=128, n=5, seed=1).signatures([base, near])
     assert row["value"] == pytest.approx(float((sigs[0] == sigs[1]).mean()))
-    assert row["detail"] == "duplicate of orig (shard a)" and row["threshold"] == 0.8
+    assert row["detail"] == "duplicate of orig (shard a, doc_index 0)" and row["threshold"] == 0.8
 
 
 def phash_chain(tmp_path: Path, bridge_caption: str = "bridge") -> tuple[list[str], Path, list[int]]:
@@ -1268,7 +1268,7 @@ def test_dedup_clusters_link_only_the_documents_the_filters_kept(tmp_path):
     s = run(recipe, shards, kept_bridges / "out", progress=False)
     assert s.kept_documents == 1 and s["dropped_documents"] == {"phash": len(hs) - 1}
     last = dropped(kept_bridges / "out").filter(pl.col("doc_id") == "c40").row(0, named=True)
-    assert last["value"] == (hs[0] ^ hs[-1]).bit_count() > 4 and last["detail"] == "duplicate of c0 (shard chain0)"
+    assert last["value"] == (hs[0] ^ hs[-1]).bit_count() > 4 and last["detail"] == "duplicate of c0 (shard chain0, doc_index 0)"
     assert last["rule"] == "pHash cluster: linked by Hamming distances <= 4" and last["threshold"] == 4.0
 
 

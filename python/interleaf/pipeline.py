@@ -1182,15 +1182,15 @@ def filter_finish(opts: RunOptions, shard: Shard) -> dict[str, Any]:
 
 def dedup_drops(dups: pl.DataFrame, step: DedupStep) -> pl.DataFrame:
     """The dropped records (``DROPPED_SCHEMA``) of a dataset dedup step's duplicates, from their
-    ``doc_index``, ``doc_id``, ``<step>_score``, ``_rep`` (the kept document's doc_id) and
-    ``_rs`` (its shard's name)."""
+    ``doc_index``, ``doc_id``, ``<step>_score``, ``_rep`` (the kept document's doc_id), ``_rs``
+    (its shard's name) and ``_ri`` (its doc_index there: doc_ids repeat in real data)."""
     thr = {"phash": float(step.radius), "minhash": step.threshold}.get(step.method)
     rule = {
         "exact": f"exact duplicate ({step.by})",
         "phash": f"pHash cluster: linked by Hamming distances <= {step.radius}",
         "minhash": f"MinHash LSH cluster: linked by shared bands (tuned for Jaccard {step.threshold})",
     }[step.method]
-    detail = pl.format("duplicate of {} (shard {})", pl.col("_rep"), pl.col("_rs"))
+    detail = pl.format("duplicate of {} (shard {}, doc_index {})", pl.col("_rep"), pl.col("_rs"), pl.col("_ri"))
     return _dropped(dups, step.name, value=pl.col(f"{step.name}_score"), threshold=thr, rule=rule, detail=detail, pos=False).cast(DROPPED_SCHEMA)  # type: ignore[arg-type]
 
 
@@ -1202,8 +1202,9 @@ def survivor_duplicates(rows: pl.DataFrame, step: DedupStep, values: np.ndarray 
     over every signed document; here they are made again over the survivors alone, so a
     document a filter dropped links nothing (two kept images 34 bits apart are not one cluster
     because dropped images lie between them). Each cluster's first survivor in read order
-    stays; the others come back with ``rep`` (its doc_id), ``rs`` (its shard) and ``score``
-    against it (pHash: the Hamming distance; MinHash: the estimated Jaccard)."""
+    stays; the others come back with ``rep`` (its doc_id), ``rs`` (its shard), ``ri`` (its
+    doc_index) and ``score`` against it (pHash: the Hamming distance; MinHash: the estimated
+    Jaccard)."""
     g = rows.get_column("g").to_numpy()
     in_order = bool((np.diff(g) > 0).all())
     order = None if in_order else np.argsort(g, kind="stable")
@@ -1236,6 +1237,7 @@ def survivor_duplicates(rows: pl.DataFrame, step: DedupStep, values: np.ndarray 
         pl.Series("score", score, dtype=pl.Float64),
         r.get_column("doc_id").gather(at).alias("rep"),
         r.get_column("shard").gather(at).alias("rs"),
+        r.get_column("doc_index").gather(at).alias("ri"),
     )
 
 
@@ -1267,7 +1269,7 @@ def dedup_survivors(opts: RunOptions, shards: list[Shard], counts: list[int]) ->
         rows = multi.select(pl.col(cl).alias("cluster"), pl.col("_g").alias("g"), S.DOC_INDEX, S.DOC_ID, pl.col("_shard").alias("shard"), pl.col(f"{step.name}_score").alias("score"))
         values = None if step.method == "exact" else _signature_values(out, step, names, rows)
         found = survivor_duplicates(rows, step, values)
-        dups = found.select(S.DOC_INDEX, S.DOC_ID, pl.col("score").alias(f"{step.name}_score"), pl.col("rep").alias("_rep"), pl.col("rs").replace_strict(list(range(len(shards))), names, return_dtype=pl.String).alias("_rs"), pl.col("shard").alias("_shard"))
+        dups = found.select(S.DOC_INDEX, S.DOC_ID, pl.col("score").alias(f"{step.name}_score"), pl.col("rep").alias("_rep"), pl.col("rs").replace_strict(list(range(len(shards))), names, return_dtype=pl.String).alias("_rs"), pl.col("ri").alias("_ri"), pl.col("shard").alias("_shard"))
         for i, s in enumerate(shards):
             mine = dups.filter(pl.col("_shard") == i).sort(S.DOC_INDEX)
             if mine.height:

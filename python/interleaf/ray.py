@@ -1009,7 +1009,7 @@ def _block_rank(table: Any, step: Any) -> dict[str, Any]:
     from interleaf import pipeline
 
     text = np.zeros(0, dtype=object)
-    empty = {"shard": text, "doc_index": np.zeros(0, np.int64), "doc_id": text, "score": np.zeros(0), "rep": text, "rs": text}
+    empty = {"shard": text, "doc_index": np.zeros(0, np.int64), "doc_id": text, "score": np.zeros(0), "rep": text, "rs": text, "ri": np.zeros(0, np.int64)}
     df = pl.from_arrow(table)
     if not isinstance(df, pl.DataFrame) or df.is_empty():
         return empty
@@ -1019,7 +1019,7 @@ def _block_rank(table: Any, step: Any) -> dict[str, Any]:
     elif step.method == "minhash":
         values = np.frombuffer(b"".join(df.get_column("value").to_list()), dtype=np.uint32).reshape(df.height, step.num_perm)
     d = pipeline.survivor_duplicates(df, step, values)
-    return {c: d.get_column(c).to_numpy() for c in ("shard", "doc_index", "doc_id", "score", "rep", "rs")}
+    return {c: d.get_column(c).to_numpy() for c in ("shard", "doc_index", "doc_id", "score", "rep", "rs", "ri")}
 
 
 def _write_drops(table: Any, out: str, step: Any) -> dict[str, Any]:
@@ -1035,7 +1035,7 @@ def _write_drops(table: Any, out: str, step: Any) -> dict[str, Any]:
         return {"n": np.zeros(1, np.int64)}
     S = pipeline.S
     for (name,), part in df.group_by("shard"):
-        rows = part.sort("doc_index").select(pl.col("doc_index").alias(S.DOC_INDEX), pl.col("doc_id").alias(S.DOC_ID), pl.col("score").alias(f"{step.name}_score"), pl.col("rep").alias("_rep"), pl.col("rs").alias("_rs"))
+        rows = part.sort("doc_index").select(pl.col("doc_index").alias(S.DOC_INDEX), pl.col("doc_id").alias(S.DOC_ID), pl.col("score").alias(f"{step.name}_score"), pl.col("rep").alias("_rep"), pl.col("rs").alias("_rs"), pl.col("ri").alias("_ri"))
         pipeline.write_parquet(pipeline.dedup_drops(rows, step), pipeline.filter_scratch(Path(out), f"dedup/{step.name}", str(name)))
     return {"n": np.array([df.height], np.int64)}
 

@@ -327,7 +327,7 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
     # Error examples.
     errs = dropped.filter(pl.col("filter") == "error") if dropped.height else pl.DataFrame()
     content = _content(first, wanted, read, shown)
-    # Representatives named by doc_id in the same shards.
+    # Representatives named by doc_id in the same shards (details of older runs lack doc_index).
     rep_index: dict[tuple[str, str], int] = {}
     if dedup_rows:
         from interleaf.pipeline import BASE
@@ -339,8 +339,9 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
         more: dict[str, set[int]] = {}
         for _, row in dedup_rows:
             rep = _rep_of(row.get("detail") or "")
-            if rep and (rep[1], rep[0]) in rep_index and rep[1] in first_names and rep_index[(rep[1], rep[0])] < EXAMPLE_DOCS:
-                more.setdefault(rep[1], set()).add(rep_index[(rep[1], rep[0])])
+            kept_at = _rep_doc(rep, rep_index)
+            if rep and kept_at is not None and rep[1] in first_names and kept_at < EXAMPLE_DOCS:
+                more.setdefault(rep[1], set()).add(kept_at)
         content.update(_content(first, {k: v - wanted.get(k, set()) for k, v in more.items()}, read))
     if panels:
         parts.append(f"<h2>Signals and thresholds</h2><p class=muted>Histograms over every scored row; the red line is the threshold. The examples are the rows just above (kept by this filter) and just below (dropped) it, among the first {EXAMPLE_DOCS:,} documents of the first {EXAMPLE_SHARDS} shards.</p>")
@@ -360,8 +361,8 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
             if row[S.POS] is not None and (row.get("detail") or "").startswith(_NEAR):
                 other = int(row["detail"].rsplit(" ", 1)[1])
                 right_card = _doc_card(doc, other, f"kept: pos {other}")
-            elif rep and (rep[1], rep[0]) in rep_index:
-                right_card = _doc_card(content.get((rep[1], rep_index[(rep[1], rep[0])])), None, f"kept: {rep[0]} ({rep[1]})")
+            elif rep and (kept_at := _rep_doc(rep, rep_index)) is not None:
+                right_card = _doc_card(content.get((rep[1], kept_at)), None, f"kept: {rep[0]} ({rep[1]})")
             else:
                 right_card = _doc_card(None, None, row.get("detail") or "")
             parts.append(f'<div class="cards">{left_card}{right_card}</div>')
@@ -391,13 +392,25 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
     )
 
 
-def _rep_of(detail: str) -> tuple[str, str] | None:
-    """(doc_id, shard) from a dedup detail ``duplicate of <doc_id> (shard <name>)``."""
+def _rep_of(detail: str) -> tuple[str, str, int | None] | None:
+    """(doc_id, shard, doc_index) from a dedup detail ``duplicate of <doc_id> (shard <name>,
+    doc_index <i>)``; doc_index None in a detail of an older run, ``(shard <name>)``."""
     if not detail.startswith("duplicate of ") or not detail.endswith(")") or " (shard " not in detail:
         return None
     body = detail[len("duplicate of ") : -1]
     doc_id, shard = body.rsplit(" (shard ", 1)
-    return doc_id, shard
+    name, sep, index = shard.rpartition(", doc_index ")
+    if sep and index.isdigit():
+        return doc_id, name, int(index)
+    return doc_id, shard, None
+
+
+def _rep_doc(rep: tuple[str, str, int | None] | None, by_id: dict[tuple[str, str], int]) -> int | None:
+    """The kept document's doc_index: the detail's own, else (an older run's detail) the first
+    document of its shard with its doc_id."""
+    if rep is None:
+        return None
+    return rep[2] if rep[2] is not None else by_id.get((rep[1], rep[0]))
 
 
 def write(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], read: dict[str, Any]) -> Path:
