@@ -112,3 +112,13 @@ def test_report_thumbnails_only_the_images_its_cards_can_show(tmp_path):
     assert got.filter(got.get_column("thumb").is_not_null()).get_column("pos").to_list() == [1]
     got = _content(shard, {shard[0].name: {0}}, read, {(shard[0].name, 0, 4)})[(shard[0].name, 0)]
     assert got.filter(got.get_column("thumb").is_not_null()).get_column("pos").to_list() == [1, 4]
+
+
+def test_a_dedup_detail_names_its_keeper_by_doc_index_and_older_details_by_doc_id():
+    from interleaf.report import _rep_doc, _rep_of
+
+    new = _rep_of("duplicate of dup (1) (shard a, doc_index 7)")
+    assert new == ("dup (1)", "a", 7) and _rep_doc(new, {}) == 7
+    old = _rep_of("duplicate of dup (shard a)")
+    assert old == ("dup", "a", None) and _rep_doc(old, {("a", "dup"): 3}) == 3 and _rep_doc(old, {}) is None
+    assert _rep_of("near-duplicate of the image at pos 2") is None and _rep_doc(None, {}) is None

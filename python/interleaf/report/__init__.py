@@ -327,18 +327,20 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
     # Error examples.
     errs = dropped.filter(pl.col("filter") == "error") if dropped.height else pl.DataFrame()
     content = _content(first, wanted, read, shown)
-    # Representatives named by doc_id in the same shards (details of older runs lack doc_index).
+    # Representatives by the doc_index their detail names; details of older runs name only the
+    # doc_id, looked up in the first shards' documents (read only for those).
     rep_index: dict[tuple[str, str], int] = {}
-    if dedup_rows:
+    reps = [_rep_of(row.get("detail") or "") for _, row in dedup_rows]
+    if any(rep is not None and rep[2] is None for rep in reps):
         from interleaf.pipeline import BASE
 
         for s in first:
             base = pl.read_parquet(out / "attributes" / BASE / f"{s.name}.parquet", columns=[S.DOC_INDEX, S.DOC_ID]).unique(S.DOC_INDEX, keep="first", maintain_order=True)
             for di, doc_id in base.iter_rows():
                 rep_index.setdefault((s.name, doc_id), di)
+    if dedup_rows:
         more: dict[str, set[int]] = {}
-        for _, row in dedup_rows:
-            rep = _rep_of(row.get("detail") or "")
+        for rep in reps:
             kept_at = _rep_doc(rep, rep_index)
             if rep and kept_at is not None and rep[1] in first_names and kept_at < EXAMPLE_DOCS:
                 more.setdefault(rep[1], set()).add(kept_at)
