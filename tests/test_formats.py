@@ -213,6 +213,34 @@ def test_layout_writers_after_node_removal(records, tmp_path):
     assert rec["step_info"][0][0] == {"type": "text", "content": "Pour the water."}
 
 
+@pytest.mark.parametrize("container", ["jsonl", "parquet"])
+def test_a_tracking_read_names_the_local_image_files_with_their_stats(records, container):
+    """What a run keeps to tell whether a shard's images changed: every local file a record
+    names (MMC4's image_name under an explicit root too), absolute, with os.stat's size and
+    mtime_ns, missing ones -1; URLs and inline images never."""
+    root = records["root"]
+    recs = [*records["pairs"], {"id": "p2", "image": "images/nowhere.jpg", "caption": "gone"}, {"id": "p3", "image": "https://example.org/u.jpg", "caption": "a url"}, *records["pairs"]]
+    path = root / f"p.{container}"
+    if container == "jsonl":
+        write_jsonl(path, recs)
+    else:
+        pq.write_table(pa.Table.from_pylist(recs), path)
+    reader = interleaf.read(path, "pairs", batch_size=1, track_image_files=True)
+    assert reader.image_files.height == 0
+    list(reader)
+    coffee = root / "images" / "coffee.jpg"
+    st = coffee.stat()
+    assert reader.image_files.rows() == [(str(coffee), st.st_size, st.st_mtime_ns), (str(root / "images" / "nowhere.jpg"), -1, -1)]
+    untracked = interleaf.read(path, "pairs")
+    list(untracked)
+    assert untracked.image_files.height == 0
+    mmc4 = write_jsonl(root / "m.jsonl", records["mmc4"])
+    (root / "x.jpg").write_bytes((root / "images" / "coffee.jpg").read_bytes())
+    reader = interleaf.read(mmc4, image_root=root, track_image_files=True)
+    list(reader)
+    assert reader.image_files.rows() == [(str(root / "x.jpg"), st.st_size, (root / "x.jpg").stat().st_mtime_ns), (str(root / "y.jpg"), -1, -1)]
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_parquet_records_read_like_jsonl(records, fmt):
     root = records["root"]

@@ -599,6 +599,39 @@ def test_outputs_do_not_depend_on_workers_and_a_rerun_skips_everything(tmp_path,
     assert {str(f.relative_to(a)) for f, t in before.items() if f.stat().st_mtime_ns != t} == {"attributes/image/a.parquet", "attributes/image/b.parquet"}
 
 
+def test_a_rerun_scores_again_the_shards_whose_image_files_changed(tmp_path, planted):
+    """The shard files are the same, but an image they name was replaced, or a missing one
+    appeared: the rerun scores those shards again (and only those), and its outputs equal a
+    fresh run's."""
+    kw = {"models": {"clip": str(CLIP_DIR)}, "device": "cpu", "progress": False}
+    recipe, out = pairs_recipe(tmp_path), tmp_path / "out"
+    img = planted["root"] / "images"
+    run(recipe, planted["inputs"], out, **kw)
+    assert sorted(p.name for p in (out / ".interleaf" / "image_files").iterdir()) == ["a.parquet", "b.parquet"]
+    s = run(recipe, planted["inputs"], out, **kw)
+    assert s["stages"]["score"]["skipped"] == 2 and s["stages"]["write"]["skipped"] == 2
+    # b.jsonl's hubble image becomes another picture (its size and mtime change).
+    (img / "hubble_deep_field.jpg").write_bytes((img / "rocket.jpg").read_bytes())
+    s = run(recipe, planted["inputs"], out, **kw)
+    assert s["stages"]["score"]["skipped"] == 1 and s["stages"]["write"]["skipped"] == 1
+    fresh = tmp_path / "fresh"
+    run(recipe, planted["inputs"], fresh, **kw)
+    assert digests(out) == digests(fresh)
+    assert stable_summary(out) == stable_summary(fresh)
+    # a.jsonl's missing image is downloaded after all: p08 is no longer a broken pair.
+    assert "p08-missing" in pl.read_parquet(out / "dropped" / "a.parquet").get_column("doc_id").to_list()
+    shutil.copy(img / "camera.jpg", img / "nowhere.jpg")
+    s = run(recipe, planted["inputs"], out, **kw)
+    assert s["stages"]["score"]["skipped"] == 1
+    assert "p08-missing" not in pl.read_parquet(out / "dropped" / "a.parquet").get_column("doc_id").to_list()
+    # A file touched (same bytes, new mtime) counts as changed: interleaf does not hash images.
+    os.utime(img / "retina.jpg", ns=(1, 1))
+    s = run(recipe, planted["inputs"], out, **kw)
+    assert s["stages"]["score"]["skipped"] == 0
+    s = run(recipe, planted["inputs"], out, **kw)
+    assert s["stages"]["score"]["skipped"] == 2
+
+
 def test_limit_takes_the_first_documents_in_read_order(tmp_path, planted):
     out = tmp_path / "out"
     s = run(pairs_recipe(tmp_path), planted["inputs"], out, models={"clip": str(CLIP_DIR)}, device="cpu", limit=13, progress=False)

@@ -69,6 +69,7 @@ class NativeReader:
         *,
         allow_outside_root: bool = False,
         max_batch_bytes: int | None = None,
+        track_image_files: bool = False,
     ) -> Self: ...
     def next_batch(self, batch_size: int) -> pl.DataFrame | None:
         """Up to ``batch_size`` whole documents as a node table (``interleaf.schema``), or
@@ -76,6 +77,9 @@ class NativeReader:
     def stats(self) -> dict[str, Any]:
         """files, documents, nodes, text_nodes, image_nodes, text_bytes, image_bytes,
         bytes_read, errors (documents per error kind)."""
+    def take_image_files(self) -> list[tuple[str, int, int]]:
+        """The local image files records named since the last call, as ``(path, size,
+        mtime_ns)`` (``track_image_files=True``; empty otherwise)."""
 
 @final
 class NativeShardWriter:
@@ -110,9 +114,11 @@ def records_to_frame(
     *,
     allow_outside_root: bool = False,
     max_member_bytes: int | None = None,
+    track_image_files: bool = False,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """A table of records (parquet rows as Arrow data; binary cells stay bytes) to a node
-    table and its counters."""
+    table and its counters (with ``track_image_files``, ``image_files`` among them: the local
+    image files the records named, as ``(path, size, mtime_ns)``)."""
 
 @final
 class NativeWriteLock:

@@ -19,7 +19,8 @@ Stages (each a function that knows nothing about the engine that runs it):
 
 Then ``summary.json``. Every file is written under a temporary name and renamed; per stage and
 shard a marker under ``OUT/.interleaf/markers`` records the hash of the stage's config and of
-its inputs (sizes and mtimes), so a rerun after a kill skips finished work and writes the same
+its inputs (sizes and mtimes of the shard files and of the local image files their records
+name), so a rerun after a kill skips finished work and writes the same
 bytes as an uninterrupted run; the worker count never changes an output.
 """
 
@@ -480,15 +481,26 @@ class RunOptions:
 
 
 
-def read_shard(shard: Shard, read: dict[str, Any], limit: int | None) -> Iterator[pl.DataFrame]:
+def read_shard(shard: Shard, read: dict[str, Any], limit: int | None, image_files: list[pl.DataFrame] | None = None) -> Iterator[pl.DataFrame]:
     """The shard's node batches (documents numbered from 0 in the shard), up to ``limit``
-    documents."""
+    documents. ``image_files``: a list that gets, once the read ends, the local image files
+    the records named (:attr:`interleaf.io.Reader.image_files`)."""
     opts = dict(read)
     fmt = opts.pop("format", None)
     batch_size = opts.pop("batch_size", 1024)
     if limit is not None and limit <= 0:
         return
-    for df in prefetch(interleaf.read(shard.path, fmt, batch_size, **opts)):
+    reader = interleaf.read(shard.path, fmt, batch_size, **opts, track_image_files=image_files is not None)
+    try:
+        yield from _limited(prefetch(reader), limit)
+    finally:
+        if image_files is not None:
+            image_files.append(reader.image_files)
+
+
+def _limited(batches: Iterable[pl.DataFrame], limit: int | None) -> Iterator[pl.DataFrame]:
+    """``batches`` up to the first ``limit`` documents."""
+    for df in batches:
         if limit is not None:
             df = df.filter(pl.col(S.DOC_INDEX) < limit)
             if df.height:
@@ -500,7 +512,42 @@ def read_shard(shard: Shard, read: dict[str, Any], limit: int | None) -> Iterato
 
 
 def _shard_key(opts: RunOptions, shard: Shard, limit: int | None) -> dict[str, Any]:
-    return {"path": os.path.abspath(shard.path), "stat": file_stat(shard.path), "read": opts.read, "limit": limit}
+    """What a shard's outputs depend on of their input: the shard file (path, size, mtime), how
+    it is read, and, for record files that name local images, those files as they stand now
+    (see :func:`_image_files_key`)."""
+    return {"path": os.path.abspath(shard.path), "stat": file_stat(shard.path), "read": opts.read, "limit": limit, **_image_files_key(opts, shard)}
+
+
+def _names_image_files(opts: RunOptions, shard: Shard) -> bool:
+    """Whether the shard's records may name local image files the read loads (record files:
+    JSON lines and parquet; not WebDataset tars)."""
+    webdataset = opts.read.get("format") == WEBDATASET or container_of(shard.path) == WEBDATASET
+    return not webdataset and bool(opts.read.get("load_images", True))
+
+
+def _image_files_path(opts: RunOptions, shard: Shard) -> Path:
+    return Path(opts.out) / STATE / "image_files" / f"{shard.name}.parquet"
+
+
+def _image_files_key(opts: RunOptions, shard: Shard, named: pl.DataFrame | None = None) -> dict[str, Any]:
+    """The image files a record shard named when it was last scored (kept in
+    ``.interleaf/image_files/<shard>.parquet``) with their sizes and mtimes as they stand now,
+    hashed: a rerun scores a shard again when one of its images changed, appeared or went
+    away, as when the shard file itself changed. ``named``: the files as a read just found them
+    (the key the outputs of that read are marked with). ``{}`` for a WebDataset shard; ``None``
+    as the value for a record shard never scored, or scored by a version that did not keep
+    its files."""
+    if not _names_image_files(opts, shard):
+        return {}
+    if named is not None:
+        rows = named.rows()
+    else:
+        try:
+            kept = pl.read_parquet(_image_files_path(opts, shard), columns=["path"]).get_column("path")
+        except (OSError, pl.exceptions.PolarsError):
+            return {"image_files": None}
+        rows = [(p, *file_stat(p)) for p in kept]
+    return {"image_files": digest([list(r) for r in rows])}
 
 
 def _failure_frame(sig: Any, batch: pl.DataFrame, err: Exception) -> pl.DataFrame:
@@ -578,8 +625,7 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
     out = Path(opts.out)
     marks = Markers(out)
     base_key = _shard_key(opts, shard, limit)
-    todo: dict[str, tuple[str, Path, str]] = {}  # output id -> (stage, path, key)
-    todo[BASE] = ("score", out / "attributes" / BASE / f"{shard.name}.parquet", digest(base_key))
+    own: dict[str, Any] = {BASE: {}}  # output id -> what its key holds besides the shard's
     for name, spec in p.signals.items():
         need = SIGNAL_MODELS[spec.type]
         # An LLM judge's answers depend on the model behind the endpoint, not on its address or
@@ -590,11 +636,17 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
         built = build_signal(name, spec)
         columns = sorted(built.columns())
         version = {"version": v} if (v := getattr(built, "version", 1)) != 1 else {}
-        todo[name] = ("score", out / "attributes" / name / f"{shard.name}.parquet", digest({**base_key, "signal": spec.model_dump(mode="json"), "columns": columns, "model": model, "device": opts.device if need and need != "llm" else None, **version}))
+        own[name] = {"signal": spec.model_dump(mode="json"), "columns": columns, "model": model, "device": opts.device if need and need != "llm" else None, **version}
     for step in p.document_steps:
-        todo[step.name] = ("score", out / "attributes" / step.name / f"{shard.name}.parquet", digest({**base_key, "dedup": step.model_dump(mode="json")}))
+        own[step.name] = {"dedup": step.model_dump(mode="json")}
     for step in p.dataset_steps:
-        todo["sig:" + step.name] = ("score", out / "signatures" / step.name / f"{shard.name}.parquet", digest({**base_key, "dedup": step.model_dump(mode="json")}))
+        own["sig:" + step.name] = {"dedup": step.model_dump(mode="json")}
+
+    def output(k: str) -> Path:
+        folder = out / "signatures" / k[4:] if k.startswith("sig:") else out / "attributes" / k
+        return folder / f"{shard.name}.parquet"
+
+    todo = {k: ("score", output(k), digest({**base_key, **extra})) for k, extra in own.items()}  # output id -> (stage, path, key)
     # An LLM signal with documents the endpoint failed on is scored again (their answers
     # received before come from the cache): a rerun after an outage fills them in.
     stale = {k: v for k, v in todo.items() if not marks.fresh(f"score/{k.replace(':', '_')}", shard.name, v[2], v[1]) or marks.info(f"score/{k.replace(':', '_')}", shard.name).get("llm_failed")}
@@ -631,8 +683,9 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
         return _failure_frame(sig, batch, err)
 
     noted = time.perf_counter()
+    named: list[pl.DataFrame] | None = [] if _names_image_files(opts, shard) else None
     try:
-        for batch in read_shard(shard, opts.read, limit):
+        for batch in read_shard(shard, opts.read, limit, named):
             batch = check_batch(batch)
             docs += batch.get_column(S.DOC_INDEX).n_unique()
             if opts.progress and time.perf_counter() - noted >= PROGRESS_EVERY:  # a long shard is not silent
@@ -654,6 +707,16 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
         llm_stats = ctx.llm_stats if ctx is not None else None
         if ctx is not None:
             ctx.close()
+    if named:
+        # The outputs are marked with the image files as this read found them (the first run
+        # of a shard learns them here), and the files are kept for the next run to look at.
+        base_key = {**base_key, **_image_files_key(opts, shard, named[0])}
+        stale = {k: (stage, path, digest({**base_key, **own[k]})) for k, (stage, path, _key) in stale.items()}
+        kept, same = _image_files_path(opts, shard), False
+        with contextlib.suppress(OSError, pl.exceptions.PolarsError):
+            same = pl.read_parquet(kept).equals(named[0])  # as the last read found them
+        if not same:
+            write_parquet(named[0], kept)
     empty = S.empty_frame()
     for k, (_stage, path, key) in stale.items():
         if parts[k]:

@@ -126,6 +126,9 @@ class Reader:
             Without ``image_root``, paths are relative to, and confined to, the record file's
             folder. Devices, FIFOs and folders are never read (``not_a_file``).
         progress: print a progress line with documents/s and MB/s to stderr.
+        track_image_files: note every local image file records name, with its size and mtime
+            as read, in :attr:`image_files` (what a run keeps to tell, when it runs again,
+            whether a shard's images changed).
     """
 
     def __init__(
@@ -140,6 +143,7 @@ class Reader:
         max_batch_bytes: int | None = None,
         allow_outside_root: bool = False,
         progress: bool = False,
+        track_image_files: bool = False,
     ):
         int_arg("batch_size", batch_size)
         int_arg("max_member_bytes", max_member_bytes, optional=True)
@@ -157,6 +161,8 @@ class Reader:
         self.max_member_bytes = max_member_bytes
         self.max_batch_bytes = max_batch_bytes
         self.allow_outside_root = allow_outside_root
+        self.track_image_files = track_image_files
+        self._image_files: list[tuple[str, int, int]] = []
         self.paths = expand(source)
         if not self.paths:
             raise ValueError("no inputs: name files, globs, brace ranges or folders")
@@ -204,6 +210,19 @@ class Reader:
             _add_stats(total, self._live.stats())
         return total
 
+    @property
+    def image_files(self) -> pl.DataFrame:
+        """With ``track_image_files=True``: the local image files the records read so far
+        named, one row per path (``path``, ``size``, ``mtime_ns``) in the order first named,
+        as they stood before they were read. ``path`` is the image root joined to the
+        record's relative path (or the record's absolute path), made absolute; a file that could not be
+        looked up has size and mtime_ns -1. Empty without tracking, and for WebDataset shards
+        and images given inline."""
+        if self._live is not None:
+            self._image_files.extend(self._live.take_image_files())
+        df = pl.DataFrame(self._image_files, schema={"path": pl.String, "size": pl.Int64, "mtime_ns": pl.Int64}, orient="row")
+        return df.unique("path", keep="first", maintain_order=True)
+
     def __iter__(self) -> Iterator[pl.DataFrame]:
         return self
 
@@ -248,10 +267,12 @@ class Reader:
                 self._next_doc,
                 allow_outside_root=self.allow_outside_root,
                 max_batch_bytes=self.max_batch_bytes,
+                track_image_files=self.track_image_files,
             )
             while (batch := self._live.next_batch(self.batch_size)) is not None:
                 yield batch
             _add_stats(self._done, self._live.stats())
+            self._image_files.extend(self._live.take_image_files())
             self._live = None
 
     def _parquet(self, path: str) -> Iterator[pl.DataFrame]:
@@ -372,7 +393,9 @@ class Reader:
                             self.load_images,
                             allow_outside_root=self.allow_outside_root,
                             max_member_bytes=self.max_member_bytes,
+                            track_image_files=self.track_image_files,
                         )
+                        self._image_files.extend(stats.pop("image_files", ()))
                         stats["files"] = 0
                         if any(m is not None for m in not_utf8):
                             df = _with_errors(df, not_utf8, "invalid_utf8", first_doc=first_doc)

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::doc::{Document, NodeBatch, ReadStats};
 use crate::error::{ErrorKind, RecordError};
-use crate::formats::{Format, JsonlReader, RecordContext};
+use crate::formats::{Format, ImageFileLog, JsonlReader, RecordContext};
 use crate::input;
 use crate::shard::{sample_to_document, SampleReader, DEFAULT_MAX_MEMBER_BYTES};
 
@@ -29,6 +29,8 @@ pub struct ReaderOptions {
     /// A batch closes once it holds this many bytes of text and images (a single larger
     /// document gets a batch of its own).
     pub max_batch_bytes: u64,
+    /// Note every local image file records name (see [`DocumentReader::take_image_files`]).
+    pub track_image_files: bool,
 }
 
 /// The default bound on a batch's text and image bytes: 256 MiB, a few times that in memory
@@ -44,6 +46,7 @@ impl Default for ReaderOptions {
             first_doc_index: 0,
             allow_outside_root: false,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+            track_image_files: false,
         }
     }
 }
@@ -63,6 +66,7 @@ pub struct DocumentReader {
     next_doc_index: i64,
     /// A document read but left for the next batch (it would have passed the byte bound).
     pending: Option<Document>,
+    image_files: Option<ImageFileLog>,
 }
 
 impl DocumentReader {
@@ -72,13 +76,20 @@ impl DocumentReader {
             paths,
             next_path: 0,
             kind,
-            opts,
             current: None,
             counter: Arc::new(AtomicU64::new(0)),
             stats: ReadStats::default(),
             next_doc_index,
             pending: None,
+            image_files: opts.track_image_files.then(ImageFileLog::default),
+            opts,
         }
+    }
+
+    /// The local image files records named since the last call (with
+    /// `ReaderOptions::track_image_files`; empty otherwise), in the order they were looked up.
+    pub fn take_image_files(&mut self) -> Vec<(String, i64, i64)> {
+        self.image_files.as_ref().map(|log| std::mem::take(&mut *log.lock().expect("image file log"))).unwrap_or_default()
     }
 
     pub fn stats(&self) -> ReadStats {
@@ -112,6 +123,7 @@ impl DocumentReader {
                 let mut ctx = RecordContext::for_source(&path, self.opts.image_root.as_deref(), self.opts.load_images);
                 ctx.max_image_bytes = self.opts.max_member_bytes;
                 ctx.allow_outside_root = self.opts.allow_outside_root;
+                ctx.file_log = self.image_files.clone();
                 Box::new(JsonlReader::new(stream, format, ctx))
             }
         }))

@@ -64,7 +64,7 @@ pub struct NativeReader {
 #[pymethods]
 impl NativeReader {
     #[new]
-    #[pyo3(signature = (paths, kind, format=None, image_root=None, load_images=true, max_member_bytes=None, first_doc_index=0, *, allow_outside_root=false, max_batch_bytes=None))]
+    #[pyo3(signature = (paths, kind, format=None, image_root=None, load_images=true, max_member_bytes=None, first_doc_index=0, *, allow_outside_root=false, max_batch_bytes=None, track_image_files=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         paths: Vec<String>,
@@ -76,13 +76,14 @@ impl NativeReader {
         first_doc_index: i64,
         allow_outside_root: bool,
         max_batch_bytes: Option<u64>,
+        track_image_files: bool,
     ) -> PyResult<Self> {
         let kind = match kind {
             "webdataset" => SourceKind::WebDataset,
             "jsonl" => SourceKind::Jsonl(parse_format(format)?),
             other => return Err(PyValueError::new_err(format!("kind must be 'webdataset' or 'jsonl', not {other:?}"))),
         };
-        let mut opts = ReaderOptions { image_root, load_images, first_doc_index, allow_outside_root, ..Default::default() };
+        let mut opts = ReaderOptions { image_root, load_images, first_doc_index, allow_outside_root, track_image_files, ..Default::default() };
         if let Some(b) = max_batch_bytes {
             opts.max_batch_bytes = b;
         }
@@ -105,6 +106,12 @@ impl NativeReader {
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.inner.lock().expect("reader lock").stats();
         stats_dict(py, &s)
+    }
+
+    /// The local image files records named since the last call, as `(path, size, mtime_ns)`
+    /// (`track_image_files=True`; empty otherwise).
+    fn take_image_files(&self) -> Vec<(String, i64, i64)> {
+        self.inner.lock().expect("reader lock").take_image_files()
     }
 }
 
@@ -193,9 +200,10 @@ pub fn read_samples<'py>(
 
 /// Converts a table of records (parquet rows, as Arrow data) to a node batch. Record `i` is
 /// number `start_index + i + 1` of its source (for ids) and document `first_doc_index + i`.
-/// Returns (frame, stats).
+/// Returns (frame, stats); with `track_image_files`, stats also hold `image_files`: the local
+/// image files the records named, as `(path, size, mtime_ns)`.
 #[pyfunction]
-#[pyo3(signature = (table, format, source, start_index=0, first_doc_index=0, image_root=None, load_images=true, *, allow_outside_root=false, max_member_bytes=None))]
+#[pyo3(signature = (table, format, source, start_index=0, first_doc_index=0, image_root=None, load_images=true, *, allow_outside_root=false, max_member_bytes=None, track_image_files=false))]
 #[allow(clippy::too_many_arguments)]
 pub fn records_to_frame<'py>(
     py: Python<'py>,
@@ -208,10 +216,13 @@ pub fn records_to_frame<'py>(
     load_images: bool,
     allow_outside_root: bool,
     max_member_bytes: Option<u64>,
+    track_image_files: bool,
 ) -> PyResult<(PyDataFrame, Bound<'py, PyDict>)> {
     let format = parse_format(format)?;
     let mut ctx = RecordContext::for_source(source, image_root.as_deref(), load_images);
     ctx.allow_outside_root = allow_outside_root;
+    let log = track_image_files.then(interleaf_core::formats::ImageFileLog::default);
+    ctx.file_log = log.clone();
     if let Some(m) = max_member_bytes {
         ctx.max_image_bytes = m;
     }
@@ -228,7 +239,11 @@ pub fn records_to_frame<'py>(
             Ok((batch_to_frame(batch)?, stats))
         })
         .map_err(polars_err)?;
-    Ok((PyDataFrame(frame), stats_dict(py, &stats)?))
+    let stats = stats_dict(py, &stats)?;
+    if let Some(log) = log {
+        stats.set_item("image_files", std::mem::take(&mut *log.lock().expect("image file log")))?;
+    }
+    Ok((PyDataFrame(frame), stats))
 }
 
 /// `doc_index` for a node table read from a file, numbered from `first` in row order: the

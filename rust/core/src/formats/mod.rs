@@ -112,6 +112,27 @@ pub struct RecordContext {
     blobs: RefCell<Vec<Option<Vec<u8>>>>,
     /// Bytes of image files read for the record being converted (see [`load_file`]).
     loaded: std::cell::Cell<u64>,
+    /// When set, every local image file a record names is noted here with its size and mtime
+    /// as they were before it was read (see [`ImageFileLog`]).
+    pub file_log: Option<ImageFileLog>,
+}
+
+/// The local image files records named: `(path, size, mtime_ns)` each, the path as it was
+/// looked up, made absolute (the image root joined to the record's relative path, or the
+/// record's absolute path; symlinks not resolved), `(-1, -1)` for a file that could not be
+/// looked up. Stated before the file is read,
+/// so a file changed while it is read shows a newer stat on the next look, never an older one.
+/// What a run keeps to tell, on a rerun, whether a shard's images changed.
+pub type ImageFileLog = std::sync::Arc<std::sync::Mutex<Vec<(String, i64, i64)>>>;
+
+/// `(size, mtime_ns)` of `path` (symlinks followed), `(-1, -1)` when it cannot be looked up:
+/// the same numbers as Python's `os.stat(path).st_size, .st_mtime_ns`.
+pub fn file_stat(path: &str) -> (i64, i64) {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(path) {
+        Ok(m) => (m.size() as i64, m.mtime().saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec())),
+        Err(_) => (-1, -1),
+    }
 }
 
 /// The key of an out-of-line binary value: `{"$blob": k}` is the k-th blob of its record.
@@ -146,6 +167,7 @@ impl RecordContext {
             allow_outside_root: false,
             blobs: RefCell::new(Vec::new()),
             loaded: std::cell::Cell::new(0),
+            file_log: None,
         }
     }
 
@@ -328,6 +350,12 @@ fn load_file(path: &str, ctx: &RecordContext) -> Result<Vec<u8>, RecordError> {
 fn read_image_file(path: &str, ctx: &RecordContext) -> Result<Vec<u8>, RecordError> {
     use std::io::Read;
     let p = Path::new(path);
+    if let Some(log) = &ctx.file_log {
+        let full = if p.is_absolute() { p.to_path_buf() } else { ctx.image_root.join(p) };
+        let name = std::path::absolute(&full).unwrap_or(full).to_string_lossy().into_owned();
+        let (size, mtime) = file_stat(&name);
+        log.lock().expect("image file log").push((name, size, mtime));
+    }
     #[cfg(target_os = "linux")]
     if !ctx.allow_outside_root && !p.is_absolute() {
         if let Some(data) = ctx.root_dir.as_deref().and_then(|dir| read_beneath(dir, p, ctx.max_image_bytes)) {
@@ -719,6 +747,27 @@ mod tests {
         let d = record_to_document(v, Format::Comm, "f:1".into(), &ctx());
         assert_eq!(d.nodes.iter().map(|n| n.step).collect::<Vec<_>>(), vec![Some(0), Some(1), Some(1)]);
         assert_eq!(d.meta.as_deref(), Some(r#"{"title":"t"}"#));
+    }
+
+    #[test]
+    fn a_file_log_notes_every_local_image_named_with_its_stat() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.jpg"), b"12345").unwrap();
+        let root = dir.path().to_str().unwrap();
+        let mut ctx = RecordContext::for_source(&format!("{root}/x.jsonl"), None, true);
+        let log = ImageFileLog::default();
+        ctx.file_log = Some(log.clone());
+        for image in ["a.jpg", "nope.jpg", "http://x/1.jpg", "../outside.jpg"] {
+            record_to_document(json!({"image": image, "caption": "c"}), Format::Pairs, "f:1".into(), &ctx);
+        }
+        let got = log.lock().unwrap().clone();
+        let a = format!("{root}/a.jpg");
+        assert_eq!(got.len(), 3, "{got:?}"); // a URL is never a local file
+        assert_eq!((got[0].0.as_str(), got[0].1, got[0].2), (a.as_str(), 5, file_stat(&a).1));
+        assert!(got[0].2 > 0);
+        assert_eq!((got[1].0.clone(), got[1].1, got[1].2), (format!("{root}/nope.jpg"), -1, -1));
+        // A path refused for leaving the root is noted too: its record's error depends on it.
+        assert_eq!(got[2].0, format!("{root}/../outside.jpg"));
     }
 
     #[test]
