@@ -196,13 +196,19 @@ def _comm_recipe(tmp_path: Path) -> Path:
 KW = {"models": {"clip": str(CLIP_DIR), "text": str(EMBEDDER_DIR)}, "device": "cpu", "progress": False}
 
 
-def test_comm_preset_on_ray_equals_the_local_engine(tmp_path, comm_shards, ray_instance):
+def test_comm_preset_on_ray_equals_the_local_engine(tmp_path, comm_shards, ray_instance, capfd):
+    from ray.util.debug import reset_log_once
+
     recipe = _comm_recipe(tmp_path)
     local, on_ray = tmp_path / "local", tmp_path / "ray"
     run(recipe, comm_shards, local, **KW)
     # Through the CLI, joining the running instance.
     argv = ["run", str(recipe), *comm_shards, "--out", str(on_ray), "--model", f"clip={CLIP_DIR}", "--model", f"text={EMBEDDER_DIR}", "--device", "cpu", "--quiet"]
+    reset_log_once("ray_data_progress_manager_disabled")  # Ray Data says it once per process
+    capfd.readouterr()
     assert main([*argv, "--engine", "ray"]) == 0
+    # --quiet asked for no bars: Ray Data's notice that they are off is not shown either.
+    assert "Progress bars disabled" not in capfd.readouterr().err
     assert digests(local) == digests(on_ray) and any(k.startswith("kept/") for k in digests(local))
     assert stable_summary(local) == stable_summary(on_ray)
     s = json.loads((on_ray / "summary.json").read_text())

@@ -89,6 +89,8 @@ def init(address: str | None = None, *, progress: bool = True) -> Any:
     ctx.enable_progress_bars = progress
     ctx.print_on_execution_start = progress
     logging.getLogger("ray.data").setLevel(logging.INFO if progress else logging.WARNING)
+    # Without bars Ray Data warns, once per process, that they are off: what was asked for.
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.NOTSET if progress else logging.ERROR)
     return ray
 
 
