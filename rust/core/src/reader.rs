@@ -89,7 +89,7 @@ impl DocumentReader {
     /// The local image files records named since the last call (with
     /// `ReaderOptions::track_image_files`; empty otherwise), in the order they were looked up.
     pub fn take_image_files(&mut self) -> Vec<(String, i64, i64)> {
-        self.image_files.as_ref().map(|log| std::mem::take(&mut *log.lock().expect("image file log"))).unwrap_or_default()
+        self.image_files.as_ref().map(|log| log.lock().expect("image file log").take()).unwrap_or_default()
     }
 
     pub fn stats(&self) -> ReadStats {

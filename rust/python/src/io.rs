@@ -241,7 +241,7 @@ pub fn records_to_frame<'py>(
         .map_err(polars_err)?;
     let stats = stats_dict(py, &stats)?;
     if let Some(log) = log {
-        stats.set_item("image_files", std::mem::take(&mut *log.lock().expect("image file log")))?;
+        stats.set_item("image_files", log.lock().expect("image file log").take())?;
     }
     Ok((PyDataFrame(frame), stats))
 }

@@ -117,13 +117,35 @@ pub struct RecordContext {
     pub file_log: Option<ImageFileLog>,
 }
 
-/// The local image files records named: `(path, size, mtime_ns)` each, the path as it was
-/// looked up, made absolute (the image root joined to the record's relative path, or the
+/// The local image files records named, each once: `(path, size, mtime_ns)`, the path as it
+/// was looked up, made absolute (the image root joined to the record's relative path, or the
 /// record's absolute path; symlinks not resolved), `(-1, -1)` for a file that could not be
-/// looked up. Stated before the file is read,
-/// so a file changed while it is read shows a newer stat on the next look, never an older one.
-/// What a run keeps to tell, on a rerun, whether a shard's images changed.
-pub type ImageFileLog = std::sync::Arc<std::sync::Mutex<Vec<(String, i64, i64)>>>;
+/// looked up. Stated before the file is read, so a file changed while it is read shows a newer
+/// stat on the next look, never an older one. What a run keeps to tell, on a rerun, whether a
+/// shard's images changed.
+pub type ImageFileLog = std::sync::Arc<std::sync::Mutex<ImageFiles>>;
+
+/// See [`ImageFileLog`].
+#[derive(Default, Debug)]
+pub struct ImageFiles {
+    /// xxh3 of every path noted (a file named again and again is stated and held once).
+    seen: std::collections::HashSet<u64>,
+    files: Vec<(String, i64, i64)>,
+}
+
+impl ImageFiles {
+    fn note(&mut self, name: String) {
+        if self.seen.insert(xxhash_rust::xxh3::xxh3_64(name.as_bytes())) {
+            let (size, mtime) = file_stat(&name);
+            self.files.push((name, size, mtime));
+        }
+    }
+
+    /// The files noted since the last call, in the order they were first named.
+    pub fn take(&mut self) -> Vec<(String, i64, i64)> {
+        std::mem::take(&mut self.files)
+    }
+}
 
 /// `(size, mtime_ns)` of `path` (symlinks followed), `(-1, -1)` when it cannot be looked up:
 /// the same numbers as Python's `os.stat(path).st_size, .st_mtime_ns`.
@@ -352,9 +374,7 @@ fn read_image_file(path: &str, ctx: &RecordContext) -> Result<Vec<u8>, RecordErr
     let p = Path::new(path);
     if let Some(log) = &ctx.file_log {
         let full = if p.is_absolute() { p.to_path_buf() } else { ctx.image_root.join(p) };
-        let name = std::path::absolute(&full).unwrap_or(full).to_string_lossy().into_owned();
-        let (size, mtime) = file_stat(&name);
-        log.lock().expect("image file log").push((name, size, mtime));
+        log.lock().expect("image file log").note(std::path::absolute(&full).unwrap_or(full).to_string_lossy().into_owned());
     }
     #[cfg(target_os = "linux")]
     if !ctx.allow_outside_root && !p.is_absolute() {
@@ -757,12 +777,12 @@ mod tests {
         let mut ctx = RecordContext::for_source(&format!("{root}/x.jsonl"), None, true);
         let log = ImageFileLog::default();
         ctx.file_log = Some(log.clone());
-        for image in ["a.jpg", "nope.jpg", "http://x/1.jpg", "../outside.jpg"] {
+        for image in ["a.jpg", "nope.jpg", "http://x/1.jpg", "a.jpg", "../outside.jpg"] {
             record_to_document(json!({"image": image, "caption": "c"}), Format::Pairs, "f:1".into(), &ctx);
         }
-        let got = log.lock().unwrap().clone();
+        let got = log.lock().unwrap().take();
         let a = format!("{root}/a.jpg");
-        assert_eq!(got.len(), 3, "{got:?}"); // a URL is never a local file
+        assert_eq!(got.len(), 3, "{got:?}"); // a URL is never a local file; a.jpg is noted once
         assert_eq!((got[0].0.as_str(), got[0].1, got[0].2), (a.as_str(), 5, file_stat(&a).1));
         assert!(got[0].2 > 0);
         assert_eq!((got[1].0.clone(), got[1].1, got[1].2), (format!("{root}/nope.jpg"), -1, -1));
