@@ -218,8 +218,8 @@ class Reader:
         record's relative path (or the record's absolute path), made absolute; a file that could not be
         looked up has size and mtime_ns -1. Empty without tracking, and for WebDataset shards
         and images given inline."""
-        if self._live is not None:
-            self._image_files.extend(self._live.take_image_files())
+        if (live := self._live) is not None:  # (another thread may be reading on)
+            self._image_files.extend(live.take_image_files())
         df = pl.DataFrame(self._image_files, schema={"path": pl.String, "size": pl.Int64, "mtime_ns": pl.Int64}, orient="row")
         return df.unique("path", keep="first", maintain_order=True)
 
