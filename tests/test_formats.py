@@ -239,6 +239,11 @@ def test_a_tracking_read_names_the_local_image_files_with_their_stats(records, c
     reader = interleaf.read(mmc4, image_root=root, track_image_files=True)
     list(reader)
     assert reader.image_files.rows() == [(str(root / "x.jpg"), st.st_size, (root / "x.jpg").stat().st_mtime_ns), (str(root / "y.jpg"), -1, -1)]
+    # What a rerun compares them with: the same numbers, looked up again.
+    from interleaf import _native
+
+    paths = pl.Series([str(coffee), str(root / "images"), str(root / "nowhere.jpg"), "bad\x00name", None], dtype=pl.String)
+    assert _native.stat_files(paths).rows() == [(str(coffee), st.st_size, st.st_mtime_ns), (str(root / "images"), -2, -2), (str(root / "nowhere.jpg"), -1, -1), ("bad\x00name", -1, -1), (None, -1, -1)]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

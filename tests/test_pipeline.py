@@ -632,6 +632,57 @@ def test_a_rerun_scores_again_the_shards_whose_image_files_changed(tmp_path, pla
     assert s["stages"]["score"]["skipped"] == 2
 
 
+def test_image_file_tracking_keeps_reruns_no_ops_on_odd_paths_roots_and_limits(tmp_path, planted, monkeypatch):
+    """A path with a NUL, an empty path (the root itself) and a folder do not break a run or
+    make every rerun score again (a folder counts by what it is: its mtime moves with every
+    download). A relative image root means the folder it names from where the run starts. A
+    limited read keeps the files of what it used. A folder scored before files were kept is not
+    scored again for that."""
+    kw = {"models": {"clip": str(CLIP_DIR)}, "device": "cpu", "progress": False}
+    recipe, root = pairs_recipe(tmp_path), planted["root"]
+    odd = root / "odd.jsonl"
+    odd.write_text("".join(json.dumps({"id": f"o{i}", "image": im, "caption": "A picture that is not there at all."}) + "\n" for i, im in enumerate(["bad\u0000.jpg", "", "images", "images/rocket.jpg"])))
+    out = tmp_path / "out"
+    run(recipe, [odd], out, **kw)
+    kept = pl.read_parquet(out / ".interleaf" / "image_files" / "odd.parquet")
+    assert kept.get_column("size").to_list() == [-1, -2, -2, (root / "images" / "rocket.jpg").stat().st_size]
+    (root / "images" / "new-download.jpg").write_bytes(b"x")
+    (root / "another-shard.jsonl").write_text("")
+    s = run(recipe, [odd], out, **kw)
+    assert s["stages"]["score"]["skipped"] == 1 and s["stages"]["write"]["skipped"] == 1
+    # The same command from two folders, each with its own imgs/ of other pictures.
+    shard = tmp_path / "rel.jsonl"
+    shard.write_text(json.dumps({"id": "r", "image": "a.jpg", "caption": "A picture named by a relative path."}) + "\n")
+    for d, src in (("x", "rocket.jpg"), ("y", "coffee.jpg")):
+        (tmp_path / d / "imgs").mkdir(parents=True)
+        shutil.copy(root / "images" / src, tmp_path / d / "imgs" / "a.jpg")
+    widths = []
+    for d in ("x", "y"):
+        monkeypatch.chdir(tmp_path / d)
+        s = run(recipe, [shard], tmp_path / "rel-out", image_root="imgs", **kw)
+        assert s["stages"]["score"]["skipped"] == 0, d
+        widths.append(pl.read_parquet(tmp_path / "rel-out" / "attributes" / "image" / "rel.parquet").select("image_width", "image_height").row(0))
+    assert widths == [Image.open(root / "images" / name).size for name in ("rocket.jpg", "coffee.jpg")]
+    monkeypatch.chdir(tmp_path)
+    # --limit 1, one document a batch: the files of that document only.
+    run(recipe, planted["inputs"][:1], tmp_path / "limited", limit=1, batch_size=1, **kw)
+    assert pl.read_parquet(tmp_path / "limited" / ".interleaf" / "image_files" / "a.parquet").get_column("path").to_list() == [str(root / "images" / "astronaut.jpg")]
+    # A folder whose kept files were lost is scored again, and keeps them again.
+    shutil.rmtree(out / ".interleaf" / "image_files")
+    assert run(recipe, [odd], out, **kw)["stages"]["score"]["skipped"] == 0
+    assert (out / ".interleaf" / "image_files" / "odd.parquet").exists()
+    # An output folder of a version that kept no files: not scored again, not tracked either.
+    from interleaf import pipeline
+
+    old = tmp_path / "old"
+    with monkeypatch.context() as m:
+        m.setattr(pipeline, "_names_image_files", lambda opts, shard: False)
+        run(recipe, [odd], old, **kw)
+    assert not (old / ".interleaf" / "image_files").exists()
+    s = run(recipe, [odd], old, **kw)
+    assert s["stages"]["score"]["skipped"] == 1
+
+
 def test_limit_takes_the_first_documents_in_read_order(tmp_path, planted):
     out = tmp_path / "out"
     s = run(pairs_recipe(tmp_path), planted["inputs"], out, models={"clip": str(CLIP_DIR)}, device="cpu", limit=13, progress=False)

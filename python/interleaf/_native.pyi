@@ -44,6 +44,7 @@ __all__ = [
     "obelics_text_stats",
     "read_samples",
     "records_to_frame",
+    "stat_files",
     "sequence_consistency",
     "set_threads",
     "shingles",
@@ -77,9 +78,9 @@ class NativeReader:
     def stats(self) -> dict[str, Any]:
         """files, documents, nodes, text_nodes, image_nodes, text_bytes, image_bytes,
         bytes_read, errors (documents per error kind)."""
-    def take_image_files(self) -> list[tuple[str, int, int]]:
-        """The local image files records named since the last call, as ``(path, size,
-        mtime_ns)`` (``track_image_files=True``; empty otherwise)."""
+    def take_image_files(self) -> pl.DataFrame:
+        """The local image files records named since the last call: ``path``, ``size``,
+        ``mtime_ns`` (``track_image_files=True``; empty otherwise)."""
 
 @final
 class NativeShardWriter:
@@ -118,7 +119,12 @@ def records_to_frame(
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """A table of records (parquet rows as Arrow data; binary cells stay bytes) to a node
     table and its counters (with ``track_image_files``, ``image_files`` among them: the local
-    image files the records named, as ``(path, size, mtime_ns)``)."""
+    image files the records named, a frame of ``path``, ``size``, ``mtime_ns``)."""
+
+def stat_files(paths: pl.Series) -> pl.DataFrame:
+    """``path``, ``size``, ``mtime_ns`` of each path of a String Series as it stands now, looked
+    up in parallel: a regular file's size and mtime as ``os.stat`` gives them, -2 for anything
+    else that exists, -1 for what cannot be looked up (null too)."""
 
 @final
 class NativeWriteLock:

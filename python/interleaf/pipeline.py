@@ -407,7 +407,7 @@ def file_stat(path: str | os.PathLike[str]) -> list[int]:
     """``[size, mtime_ns]`` of a file (``[-1, -1]`` when it cannot be read)."""
     try:
         st = os.stat(path)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the name
         return [-1, -1]
     return [st.st_size, st.st_mtime_ns]
 
@@ -492,7 +492,8 @@ def read_shard(shard: Shard, read: dict[str, Any], limit: int | None, image_file
         return
     reader = interleaf.read(shard.path, fmt, batch_size, **opts, track_image_files=image_files is not None)
     try:
-        yield from _limited(prefetch(reader), limit)
+        # With a limit, no read ahead past it: the files noted are those of the batches used.
+        yield from _limited(prefetch(reader) if limit is None else reader, limit)
     finally:
         if image_files is not None:
             image_files.append(reader.image_files)
@@ -529,25 +530,30 @@ def _image_files_path(opts: RunOptions, shard: Shard) -> Path:
     return Path(opts.out) / STATE / "image_files" / f"{shard.name}.parquet"
 
 
-def _image_files_key(opts: RunOptions, shard: Shard, named: pl.DataFrame | None = None) -> dict[str, Any]:
+def _image_files_key(opts: RunOptions, shard: Shard) -> dict[str, Any]:
     """The image files a record shard named when it was last scored (kept in
-    ``.interleaf/image_files/<shard>.parquet``) with their sizes and mtimes as they stand now,
-    hashed: a rerun scores a shard again when one of its images changed, appeared or went
-    away, as when the shard file itself changed. ``named``: the files as a read just found them
-    (the key the outputs of that read are marked with). ``{}`` for a WebDataset shard; ``None``
-    as the value for a record shard never scored, or scored by a version that did not keep
-    its files."""
+    ``.interleaf/image_files/<shard>.parquet``) as they stand now, hashed: a rerun scores a
+    shard again when one of its images changed, appeared or went away, as when the shard file
+    itself changed. ``{}`` when no files are kept: a WebDataset shard, a shard whose records
+    name no local file, and one scored before interleaf kept them (not scored again for that)."""
     if not _names_image_files(opts, shard):
         return {}
-    if named is not None:
-        rows = named.rows()
-    else:
-        try:
-            kept = pl.read_parquet(_image_files_path(opts, shard), columns=["path"]).get_column("path")
-        except (OSError, pl.exceptions.PolarsError):
-            return {"image_files": None}
-        rows = [(p, *file_stat(p)) for p in kept]
-    return {"image_files": digest([list(r) for r in rows])}
+    try:
+        kept = pl.read_parquet(_image_files_path(opts, shard), columns=["path"]).get_column("path")
+    except (OSError, pl.exceptions.PolarsError):
+        return {}
+    return {"image_files": _files_digest(_native.stat_files(kept))} if len(kept) else {}
+
+
+def _files_digest(files: pl.DataFrame) -> str:
+    """sha256 of ``path, size, mtime_ns`` rows (from their buffers: a few ms for 100k files)."""
+    h = hashlib.sha256()
+    paths = files.get_column("path")
+    h.update(paths.str.len_bytes().to_numpy().astype("<i8").tobytes())
+    h.update("".join(paths.to_list()).encode("utf-8", "surrogatepass"))
+    for c in ("size", "mtime_ns"):
+        h.update(files.get_column(c).to_numpy().astype("<i8").tobytes())
+    return h.hexdigest()
 
 
 def _failure_frame(sig: Any, batch: pl.DataFrame, err: Exception) -> pl.DataFrame:
@@ -646,7 +652,10 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
         folder = out / "signatures" / k[4:] if k.startswith("sig:") else out / "attributes" / k
         return folder / f"{shard.name}.parquet"
 
-    todo = {k: ("score", output(k), digest({**base_key, **extra})) for k, extra in own.items()}  # output id -> (stage, path, key)
+    def key_of(k: str) -> str:
+        return digest({**base_key, **own[k]})
+
+    todo = {k: ("score", output(k), key_of(k)) for k in own}  # output id -> (stage, path, key)
     # An LLM signal with documents the endpoint failed on is scored again (their answers
     # received before come from the cache): a rerun after an outage fills them in.
     stale = {k: v for k, v in todo.items() if not marks.fresh(f"score/{k.replace(':', '_')}", shard.name, v[2], v[1]) or marks.info(f"score/{k.replace(':', '_')}", shard.name).get("llm_failed")}
@@ -707,16 +716,21 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
         llm_stats = ctx.llm_stats if ctx is not None else None
         if ctx is not None:
             ctx.close()
-    if named:
+    if named is not None:
         # The outputs are marked with the image files as this read found them (the first run
         # of a shard learns them here), and the files are kept for the next run to look at.
-        base_key = {**base_key, **_image_files_key(opts, shard, named[0])}
-        stale = {k: (stage, path, digest({**base_key, **own[k]})) for k, (stage, path, _key) in stale.items()}
-        kept, same = _image_files_path(opts, shard), False
-        with contextlib.suppress(OSError, pl.exceptions.PolarsError):
-            same = pl.read_parquet(kept).equals(named[0])  # as the last read found them
-        if not same:
-            write_parquet(named[0], kept)
+        files, kept = named[0] if named else None, _image_files_path(opts, shard)
+        base_key = {k: v for k, v in base_key.items() if k != "image_files"}
+        if files is not None and files.height:
+            base_key["image_files"] = _files_digest(files)
+            same = False
+            with contextlib.suppress(OSError, pl.exceptions.PolarsError):
+                same = pl.read_parquet(kept).equals(files)  # as the last read found them
+            if not same:
+                write_parquet(files, kept)
+        else:
+            kept.unlink(missing_ok=True)
+        stale = {k: (stage, path, key_of(k)) for k, (stage, path, _key) in stale.items()}
     empty = S.empty_frame()
     for k, (_stage, path, key) in stale.items():
         if parts[k]:
@@ -1457,7 +1471,9 @@ def write_shard(opts: RunOptions, shard: Shard, limit: int | None, dropped_sha: 
     embed = p.recipe.output.embed_images
     it = p.images_to if fmt in RECORD_LAYOUTS else None
     it_key = Markers(out).key(f"score/{p.node_columns[it]}", shard.name) if it else None
-    key = digest({**_shard_key(opts, shard, limit), "dropped": dropped_sha, "format": fmt, "compression": comp, "embed_images": embed, "text_from": [tf, tf_key], "images_to": [it, it_key]})
+    # What was scored (the shard, how it was read, its image files): the key of its base
+    # attributes, so the images are looked at once per run, by the score stage.
+    key = digest({"scored": marks.key(f"score/{BASE}", shard.name), "dropped": dropped_sha, "format": fmt, "compression": comp, "embed_images": embed, "text_from": [tf, tf_key], "images_to": [it, it_key]})
     # This shard's kept file of an earlier run in another format or compression goes: the
     # folder holds one copy of each kept document, in this run's format.
     for other in _kept_paths(out, shard) - {path}:
@@ -1873,7 +1889,8 @@ def run(
     read = {
         "format": format,
         "batch_size": batch_size,
-        "image_root": os.fspath(image_root) if image_root is not None else None,
+        # Absolute: a rerun from another folder (or a Ray worker elsewhere) reads the same files.
+        "image_root": os.path.abspath(image_root) if image_root is not None else None,
         "load_images": load_images,
         "max_member_bytes": max_member_bytes,
         "max_batch_bytes": max_batch_bytes,

@@ -86,6 +86,8 @@ def _error_frame(path: str, doc_index: int, kind: str, message: str) -> pl.DataF
 
 # The keyword options of :func:`read` that say how files are read (the rest: source, format,
 # batch_size, progress); commands that read several passes take them as one mapping.
+_FILES_SCHEMA = {"path": pl.String, "size": pl.Int64, "mtime_ns": pl.Int64}
+
 READ_OPTIONS = frozenset({"image_root", "load_images", "max_member_bytes", "max_batch_bytes", "allow_outside_root"})
 
 
@@ -162,7 +164,7 @@ class Reader:
         self.max_batch_bytes = max_batch_bytes
         self.allow_outside_root = allow_outside_root
         self.track_image_files = track_image_files
-        self._image_files: list[tuple[str, int, int]] = []
+        self._image_files: list[pl.DataFrame] = []
         self.paths = expand(source)
         if not self.paths:
             raise ValueError("no inputs: name files, globs, brace ranges or folders")
@@ -215,13 +217,15 @@ class Reader:
         """With ``track_image_files=True``: the local image files the records read so far
         named, one row per path (``path``, ``size``, ``mtime_ns``) in the order first named,
         as they stood before they were read. ``path`` is the image root joined to the
-        record's relative path (or the record's absolute path), made absolute; a file that could not be
-        looked up has size and mtime_ns -1. Empty without tracking, and for WebDataset shards
-        and images given inline."""
+        record's relative path (or the record's absolute path), made absolute. Size and
+        mtime_ns are ``os.stat``'s for a regular file, -1 for one that could not be looked up,
+        -2 for something there that is not a file (a folder). Empty without tracking, and for
+        WebDataset shards and images given inline."""
         if (live := self._live) is not None:  # (another thread may be reading on)
-            self._image_files.extend(live.take_image_files())
-        df = pl.DataFrame(self._image_files, schema={"path": pl.String, "size": pl.Int64, "mtime_ns": pl.Int64}, orient="row")
-        return df.unique("path", keep="first", maintain_order=True)
+            self._image_files.append(live.take_image_files())
+        df = pl.concat([pl.DataFrame(schema=_FILES_SCHEMA), *self._image_files])
+        # Each native read names a file once; parquet batches are read one by one.
+        return df if len(self._image_files) < 2 else df.unique("path", keep="first", maintain_order=True)
 
     def __iter__(self) -> Iterator[pl.DataFrame]:
         return self
@@ -272,7 +276,7 @@ class Reader:
             while (batch := self._live.next_batch(self.batch_size)) is not None:
                 yield batch
             _add_stats(self._done, self._live.stats())
-            self._image_files.extend(self._live.take_image_files())
+            self._image_files.append(self._live.take_image_files())
             self._live = None
 
     def _parquet(self, path: str) -> Iterator[pl.DataFrame]:
@@ -395,7 +399,8 @@ class Reader:
                             max_member_bytes=self.max_member_bytes,
                             track_image_files=self.track_image_files,
                         )
-                        self._image_files.extend(stats.pop("image_files", ()))
+                        if "image_files" in stats:
+                            self._image_files.append(stats.pop("image_files"))
                         stats["files"] = 0
                         if any(m is not None for m in not_utf8):
                             df = _with_errors(df, not_utf8, "invalid_utf8", first_doc=first_doc)

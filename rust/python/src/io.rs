@@ -3,7 +3,7 @@
 use std::sync::Mutex;
 
 use interleaf_core::doc::{NodeBatch, ReadStats};
-use interleaf_core::formats::{detect_jsonl_format, document_to_json, document_to_record, Format, RecordContext, RecordDecoder, BLOB_KEY};
+use interleaf_core::formats::{detect_jsonl_format, document_to_json, document_to_record, file_stat, Format, RecordContext, RecordDecoder, BLOB_KEY};
 use interleaf_core::reader::{DocumentReader, ReaderOptions, SourceKind};
 use interleaf_core::shard::{ShardNames, ShardWriter, ShardWriterOptions, WriteLock};
 use polars::prelude::*;
@@ -108,11 +108,41 @@ impl NativeReader {
         stats_dict(py, &s)
     }
 
-    /// The local image files records named since the last call, as `(path, size, mtime_ns)`
+    /// The local image files records named since the last call: `path`, `size`, `mtime_ns`
     /// (`track_image_files=True`; empty otherwise).
-    fn take_image_files(&self) -> Vec<(String, i64, i64)> {
-        self.inner.lock().expect("reader lock").take_image_files()
+    fn take_image_files(&self, py: Python<'_>) -> PyResult<PyDataFrame> {
+        let files = py.detach(|| self.inner.lock().expect("reader lock").take_image_files());
+        Ok(PyDataFrame(files_frame(files).map_err(polars_err)?))
     }
+}
+
+/// `(path, size, mtime_ns)` rows as a frame of those columns.
+fn files_frame(files: Vec<(String, i64, i64)>) -> PolarsResult<DataFrame> {
+    let n = files.len();
+    let mut paths = Vec::with_capacity(n);
+    let (mut sizes, mut mtimes) = (Vec::with_capacity(files.len()), Vec::with_capacity(files.len()));
+    for (p, s, m) in files {
+        paths.push(p);
+        sizes.push(s);
+        mtimes.push(m);
+    }
+    DataFrame::new(n, vec![Column::new("path".into(), paths), Column::new("size".into(), sizes), Column::new("mtime_ns".into(), mtimes)])
+}
+
+/// `path`, `size`, `mtime_ns` of each path of a String Series as it stands now, looked up in
+/// parallel (interleaf's pool, GIL released): a regular file's size and mtime as `os.stat`
+/// gives them, -2 for anything else that exists, -1 for what cannot be looked up (null too).
+#[pyfunction]
+pub fn stat_files(py: Python<'_>, paths: PySeries) -> PyResult<PyDataFrame> {
+    use rayon::prelude::*;
+    let values = crate::columns::str_values(&paths.0, "paths")?;
+    let stats: Vec<(i64, i64)> = py.detach(|| crate::dedup::on_pool(None, || values.par_iter().map(|p| p.map_or((-1, -1), file_stat)).collect()))?;
+    let (sizes, mtimes): (Vec<i64>, Vec<i64>) = stats.into_iter().unzip();
+    let df = DataFrame::new(
+        values.len(),
+        vec![paths.0.clone().with_name("path".into()).into(), Column::new("size".into(), sizes), Column::new("mtime_ns".into(), mtimes)],
+    );
+    Ok(PyDataFrame(df.map_err(polars_err)?))
 }
 
 /// One cell as JSON; a binary value goes to `blobs` and the cell becomes `{"$blob": k}`.
@@ -241,7 +271,8 @@ pub fn records_to_frame<'py>(
         .map_err(polars_err)?;
     let stats = stats_dict(py, &stats)?;
     if let Some(log) = log {
-        stats.set_item("image_files", log.lock().expect("image file log").take())?;
+        let files = log.lock().expect("image file log").take();
+        stats.set_item("image_files", PyDataFrame(files_frame(files).map_err(polars_err)?))?;
     }
     Ok((PyDataFrame(frame), stats))
 }

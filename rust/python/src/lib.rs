@@ -49,6 +49,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<io::NativeWriteLock>()?;
     m.add_function(wrap_pyfunction!(io::check_file_name, m)?)?;
     m.add_function(wrap_pyfunction!(io::records_to_frame, m)?)?;
+    m.add_function(wrap_pyfunction!(io::stat_files, m)?)?;
     m.add_function(wrap_pyfunction!(io::frame_to_jsonl, m)?)?;
     m.add_function(wrap_pyfunction!(io::frame_to_records, m)?)?;
     m.add_function(wrap_pyfunction!(io::detect_record_format, m)?)?;

@@ -119,24 +119,25 @@ pub struct RecordContext {
 
 /// The local image files records named, each once: `(path, size, mtime_ns)`, the path as it
 /// was looked up, made absolute (the image root joined to the record's relative path, or the
-/// record's absolute path; symlinks not resolved), `(-1, -1)` for a file that could not be
-/// looked up. Stated before the file is read, so a file changed while it is read shows a newer
-/// stat on the next look, never an older one. What a run keeps to tell, on a rerun, whether a
-/// shard's images changed.
+/// record's absolute path; symlinks not resolved), with [`file_stat`]'s numbers as the read
+/// found them before reading (so a file changed while it is read shows a newer stat on the
+/// next look, never an older one). What a run keeps to tell, on a rerun, whether a shard's
+/// images changed.
 pub type ImageFileLog = std::sync::Arc<std::sync::Mutex<ImageFiles>>;
 
 /// See [`ImageFileLog`].
 #[derive(Default, Debug)]
 pub struct ImageFiles {
-    /// xxh3 of every path noted (a file named again and again is stated and held once).
+    /// xxh3 of every path noted (a file named again and again is held once).
     seen: std::collections::HashSet<u64>,
     files: Vec<(String, i64, i64)>,
 }
 
 impl ImageFiles {
-    fn note(&mut self, name: String) {
+    /// Notes `name` with `stat` (the read's own, when it had one; else looked up now).
+    fn note(&mut self, name: String, stat: Option<(i64, i64)>) {
         if self.seen.insert(xxhash_rust::xxh3::xxh3_64(name.as_bytes())) {
-            let (size, mtime) = file_stat(&name);
+            let (size, mtime) = stat.unwrap_or_else(|| file_stat(&name));
             self.files.push((name, size, mtime));
         }
     }
@@ -147,14 +148,21 @@ impl ImageFiles {
     }
 }
 
-/// `(size, mtime_ns)` of `path` (symlinks followed), `(-1, -1)` when it cannot be looked up:
-/// the same numbers as Python's `os.stat(path).st_size, .st_mtime_ns`.
-pub fn file_stat(path: &str) -> (i64, i64) {
+/// `(size, mtime_ns)` of a regular file, the same numbers as Python's `os.stat`; `(-2, -2)`
+/// for anything else that exists (a folder's mtime moves whenever a file is added to it, and
+/// reading one fails the same way whatever it holds).
+fn stat_numbers(m: &std::fs::Metadata) -> (i64, i64) {
     use std::os::unix::fs::MetadataExt;
-    match std::fs::metadata(path) {
-        Ok(m) => (m.size() as i64, m.mtime().saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec())),
-        Err(_) => (-1, -1),
+    if m.is_file() {
+        (m.size() as i64, m.mtime().saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec()))
+    } else {
+        (-2, -2)
     }
+}
+
+/// [`stat_numbers`] of `path` (symlinks followed); `(-1, -1)` when it cannot be looked up.
+pub fn file_stat(path: &str) -> (i64, i64) {
+    std::fs::metadata(path).map_or((-1, -1), |m| stat_numbers(&m))
 }
 
 /// The key of an out-of-line binary value: `{"$blob": k}` is the k-th blob of its record.
@@ -368,29 +376,39 @@ fn load_file(path: &str, ctx: &RecordContext) -> Result<Vec<u8>, RecordError> {
     Ok(data)
 }
 
-/// [`load_file`]'s read of one file.
+/// [`load_file`]'s read of one file, noted in the context's [`ImageFileLog`] when it has one.
 fn read_image_file(path: &str, ctx: &RecordContext) -> Result<Vec<u8>, RecordError> {
+    let p = Path::new(path);
+    let full = if p.is_absolute() { p.to_path_buf() } else { ctx.image_root.join(p) };
+    let mut stat = None;
+    let got = read_file_at(path, &full, ctx, &mut stat);
+    if let Some(log) = &ctx.file_log {
+        log.lock().expect("image file log").note(std::path::absolute(&full).unwrap_or(full).to_string_lossy().into_owned(), stat);
+    }
+    got
+}
+
+/// [`read_image_file`] of `path` (`full`: joined to the root); `stat`: the file's numbers
+/// when the read looked them up.
+fn read_file_at(path: &str, full: &Path, ctx: &RecordContext, stat: &mut Option<(i64, i64)>) -> Result<Vec<u8>, RecordError> {
     use std::io::Read;
     let p = Path::new(path);
-    if let Some(log) = &ctx.file_log {
-        let full = if p.is_absolute() { p.to_path_buf() } else { ctx.image_root.join(p) };
-        log.lock().expect("image file log").note(std::path::absolute(&full).unwrap_or(full).to_string_lossy().into_owned());
-    }
     #[cfg(target_os = "linux")]
     if !ctx.allow_outside_root && !p.is_absolute() {
-        if let Some(data) = ctx.root_dir.as_deref().and_then(|dir| read_beneath(dir, p, ctx.max_image_bytes)) {
+        if let Some((data, meta)) = ctx.root_dir.as_deref().and_then(|dir| read_beneath(dir, p, ctx.max_image_bytes)) {
+            *stat = Some(stat_numbers(&meta));
             return Ok(data);
         }
     }
-    let full = if p.is_absolute() { p.to_path_buf() } else { ctx.image_root.join(p) };
     let missing = |e: std::io::Error| RecordError::new(ErrorKind::MissingImage, format!("{}: {e}", full.display()));
-    let resolved = std::fs::canonicalize(&full).map_err(missing)?;
+    let resolved = std::fs::canonicalize(full).map_err(missing)?;
     if !ctx.allow_outside_root && !ctx.canonical_root.as_ref().is_some_and(|root| resolved.starts_with(root)) {
         let msg =
             format!("{path:?} resolves to {}, outside the image root {} (pass allow_outside_root to read it)", resolved.display(), ctx.image_root.display());
         return Err(RecordError::new(ErrorKind::PathOutsideRoot, msg));
     }
     let meta = std::fs::metadata(&resolved).map_err(missing)?;
+    *stat = Some(stat_numbers(&meta));
     if !meta.is_file() {
         return Err(RecordError::new(ErrorKind::NotAFile, format!("{} is not a regular file", resolved.display())));
     }
@@ -413,7 +431,7 @@ fn read_image_file(path: &str, ctx: &RecordContext) -> Result<Vec<u8>, RecordErr
 /// regular file, over the limit, an absolute symlink, a kernel without `openat2`): the caller
 /// then takes the general path, which decides and words the error.
 #[cfg(target_os = "linux")]
-fn read_beneath(dir: &std::os::fd::OwnedFd, rel: &Path, max: u64) -> Option<Vec<u8>> {
+fn read_beneath(dir: &std::os::fd::OwnedFd, rel: &Path, max: u64) -> Option<(Vec<u8>, std::fs::Metadata)> {
     use rustix::fs::{Mode, OFlags, ResolveFlags};
     use std::io::Read;
     let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
@@ -425,7 +443,7 @@ fn read_beneath(dir: &std::os::fd::OwnedFd, rel: &Path, max: u64) -> Option<Vec<
     }
     let mut data = Vec::with_capacity(meta.len() as usize + 1);
     file.take(max.saturating_add(1)).read_to_end(&mut data).ok()?;
-    (data.len() as u64 <= max).then_some(data)
+    (data.len() as u64 <= max).then_some((data, meta))
 }
 
 /// Turns an image field (string or object) into an image node.
@@ -777,17 +795,21 @@ mod tests {
         let mut ctx = RecordContext::for_source(&format!("{root}/x.jsonl"), None, true);
         let log = ImageFileLog::default();
         ctx.file_log = Some(log.clone());
-        for image in ["a.jpg", "nope.jpg", "http://x/1.jpg", "a.jpg", "../outside.jpg"] {
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        for image in ["a.jpg", "nope.jpg", "http://x/1.jpg", "a.jpg", "../outside.jpg", "sub"] {
             record_to_document(json!({"image": image, "caption": "c"}), Format::Pairs, "f:1".into(), &ctx);
         }
         let got = log.lock().unwrap().take();
         let a = format!("{root}/a.jpg");
-        assert_eq!(got.len(), 3, "{got:?}"); // a URL is never a local file; a.jpg is noted once
+        assert_eq!(got.len(), 4, "{got:?}"); // a URL is never a local file; a.jpg is noted once
         assert_eq!((got[0].0.as_str(), got[0].1, got[0].2), (a.as_str(), 5, file_stat(&a).1));
         assert!(got[0].2 > 0);
         assert_eq!((got[1].0.clone(), got[1].1, got[1].2), (format!("{root}/nope.jpg"), -1, -1));
         // A path refused for leaving the root is noted too: its record's error depends on it.
         assert_eq!(got[2].0, format!("{root}/../outside.jpg"));
+        // A folder counts by what it is, not by its mtime (which moves with what it holds).
+        assert_eq!((got[3].0.clone(), got[3].1, got[3].2), (format!("{root}/sub"), -2, -2));
+        assert_eq!(file_stat(&format!("{root}/sub")), (-2, -2));
     }
 
     #[test]
