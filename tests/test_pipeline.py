@@ -632,6 +632,29 @@ def test_a_rerun_scores_again_the_shards_whose_image_files_changed(tmp_path, pla
     assert s["stages"]["score"]["skipped"] == 2
 
 
+def test_refilter_refuses_shards_that_changed_since_they_were_scored(tmp_path, planted):
+    """`interleaf filter` reads the shards again to write what its stored scores keep: a shard
+    edited, or one whose images changed, since the run would be written with another's verdicts."""
+    from interleaf.pipeline import refilter
+
+    kw = {"models": {"clip": str(CLIP_DIR)}, "device": "cpu", "progress": False}
+    out = tmp_path / "out"
+    run(pairs_recipe(tmp_path), planted["inputs"], out, limit=14, **kw)
+    refilter(out, progress=False)
+    before = digests(out)
+    img = planted["root"] / "images" / "hubble_deep_field.jpg"  # b.jsonl's q01 (within the limit)
+    os.utime(img, ns=(1, 1))
+    with pytest.raises(ValueError, match=r"1 input shard\(s\) changed since they were scored \(b: .*run `interleaf run` again"):
+        refilter(out, progress=False)
+    assert digests(out) == before and json.loads((out / ".interleaf" / "run.json").read_text())["recipe"]["name"] == "pairs"
+    assert run(pairs_recipe(tmp_path), planted["inputs"], out, limit=14, **kw)["stages"]["score"]["skipped"] == 1
+    refilter(out, progress=False)
+    with open(planted["inputs"][0], "a") as f:
+        f.write(json.dumps({"id": "late", "image": "images/coffee.jpg", "caption": "A late addition."}) + "\n")
+    with pytest.raises(ValueError, match=r"\(a: "):
+        refilter(out, progress=False)
+
+
 def test_image_file_tracking_keeps_reruns_no_ops_on_odd_paths_roots_and_limits(tmp_path, planted, monkeypatch):
     """A path with a NUL, an empty path (the root itself) and a folder do not break a run or
     make every rerun score again (a folder counts by what it is: its mtime moves with every

@@ -2023,11 +2023,7 @@ def _stages(opts: RunOptions, shards: list[Shard], limit: int | None, workers: i
                 failures += r["failures"]
                 count_llm(r)
     elif limit is not None:
-        left = limit
-        for s in shards:
-            limits.append(left)
-            n = pl.read_parquet(out / "attributes" / BASE / f"{s.name}.parquet", columns=[S.DOC_INDEX]).get_column(S.DOC_INDEX).n_unique()
-            left = max(0, left - n)
+        limits = _stored_limits(out, shards, limit)
     dedup_stats = {}
     if "dedup" in stages:
         t0 = time.perf_counter()
@@ -2118,6 +2114,37 @@ def load_run(out: str | os.PathLike[str]) -> dict[str, Any]:
     return json.loads(f.read_text())
 
 
+def _stored_limits(out: Path, shards: list[Shard], limit: int) -> list[int | None]:
+    """Each shard's ``limit`` in a run limited to ``limit`` documents, from its scored
+    documents (what is left of the limit when its turn came)."""
+    limits: list[int | None] = []
+    left = limit
+    for s in shards:
+        limits.append(left)
+        n = pl.read_parquet(out / "attributes" / BASE / f"{s.name}.parquet", columns=[S.DOC_INDEX]).get_column(S.DOC_INDEX).n_unique()
+        left = max(0, left - n)
+    return limits
+
+
+def _check_scored(opts: RunOptions, shards: list[Shard], limit: int | None) -> None:
+    """Refuses shards that changed since they were scored (the file, how it is read, the
+    image files its records name): the stored scores are not theirs."""
+    marks = Markers(Path(opts.out))
+    keys = [marks.key(f"score/{BASE}", s.name) for s in shards]
+
+    def named(bad: list[str]) -> str:
+        return ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+
+    if unscored := [s.name for s, k in zip(shards, keys, strict=True) if k is None]:
+        raise ValueError(f"{len(unscored)} input shard(s) were never scored ({named(unscored)}): the run did not finish; run `interleaf run` again to finish it")
+    limits = _stored_limits(Path(opts.out), shards, limit) if limit is not None else [None] * len(shards)
+    if changed := [s.name for s, k, lim in zip(shards, keys, limits, strict=True) if k != digest(_shard_key(opts, s, lim))]:
+        raise ValueError(
+            f"{len(changed)} input shard(s) changed since they were scored ({named(changed)}: the file or the image files its records name); "
+            "`interleaf filter` only re-applies filters to the stored scores: run `interleaf run` again to score what changed"
+        )
+
+
 def refilter(out: str | os.PathLike[str], recipe: str | os.PathLike[str] | Recipe | None = None, *, workers: int = 1, output_format: str | None = None, progress: bool = True) -> RunSummary:
     """``interleaf filter``: re-applies the filters of ``recipe`` (default: the run's own) to
     the attributes stored in ``out`` and rewrites ``dropped/``, ``kept/`` and the summary,
@@ -2142,6 +2169,9 @@ def refilter(out: str | os.PathLike[str], recipe: str | os.PathLike[str] | Recip
     shards = plan_shards(paths)
     opts = RunOptions(str(out_p), p, state["read"], device=state.get("device", "auto"), progress=progress)
     with FolderLock(out_p, "interleaf filter"):
+        # The write stage reads the shards again and applies the stored scores' verdicts (a
+        # refusal leaves the folder as it was).
+        _check_scored(opts, shards, state.get("limit"))
         _sweep(out_p)
         _unfinished(out_p)
         write_text(out_p / STATE / "run.json", json.dumps({**state, "recipe": rec.model_dump(mode="json")}, indent=2) + "\n")
