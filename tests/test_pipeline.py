@@ -599,6 +599,31 @@ def test_outputs_do_not_depend_on_workers_and_a_rerun_skips_everything(tmp_path,
     assert {str(f.relative_to(a)) for f, t in before.items() if f.stat().st_mtime_ns != t} == {"attributes/image/a.parquet", "attributes/image/b.parquet"}
 
 
+def test_a_rerun_with_another_limit_read_option_dedup_setting_or_model_redoes_what_depends_on_it(tmp_path, planted):
+    """Each of these is part of the keys: a rerun into the same folder equals a fresh run of
+    the new command (and another model rescores only the signals that use it)."""
+    kw = {"models": {"clip": str(CLIP_DIR)}, "device": "cpu", "progress": False}
+    recipe, out, inputs = pairs_recipe(tmp_path), tmp_path / "out", planted["inputs"]
+
+    def equals_fresh(name: str, r: Path = recipe, **more: object) -> None:
+        run(r, inputs, out, **kw, **more)
+        run(r, inputs, tmp_path / name, **kw, **more)
+        assert digests(out) == digests(tmp_path / name), name
+
+    run(recipe, inputs, out, limit=13, **kw)
+    equals_fresh("no-limit")
+    by_text = tmp_path / "by-text.yaml"
+    by_text.write_text(recipe.read_text().replace("{name: exact, method: exact, by: all}", "{name: exact, method: exact, by: text}"))
+    equals_fresh("exact-by-text", by_text)
+    equals_fresh("small-members", by_text, max_member_bytes=30_000)  # the astronaut (35,677 bytes) becomes an error
+    before = {f: f.stat().st_mtime_ns for f in out.rglob("attributes/*/*.parquet")}
+    other = tmp_path / "clip-copy"
+    shutil.copytree(CLIP_DIR, other)
+    run(by_text, inputs, out, max_member_bytes=30_000, **{**kw, "models": {"clip": str(other)}})
+    changed = {str(f.relative_to(out)) for f, t in before.items() if f.stat().st_mtime_ns != t}
+    assert changed == {"attributes/clip_alignment/a.parquet", "attributes/clip_alignment/b.parquet"}
+
+
 def test_a_rerun_scores_again_the_shards_whose_image_files_changed(tmp_path, planted):
     """The shard files are the same, but an image they name was replaced, or a missing one
     appeared: the rerun scores those shards again (and only those), and its outputs equal a
@@ -1005,6 +1030,37 @@ def test_mmc4_drops_small_images_and_near_duplicates_within_a_document(tmp_path)
     assert d1.filter(pl.col("kind") == "image").get_column("image").null_count() == 0
     rec = json.loads((out / "kept" / "mmc4.jsonl").read_text().splitlines()[0])
     assert [(i["image_name"], i["matched_text_index"]) for i in rec["image_info"]] == [("astronaut.jpg", 0), ("coffee.jpg", 1)]
+
+    # A rerun into the same folder with another radius equals a fresh run (the step's settings
+    # are part of its attributes' key).
+    wide = tmp_path / "mmc4-wide.yaml"
+    wide.write_text(text.replace("radius: 5", "radius: 40"))
+    kw = {"models": {"clip": str(CLIP_DIR)}, "image_root": img, "device": "cpu", "progress": False}
+    run(wide, [str(src)], out, **kw)
+    run(wide, [str(src)], tmp_path / "fresh", **kw)
+    assert digests(out) == digests(tmp_path / "fresh")
+    assert len(dropped(out).filter(pl.col("filter") == "phash")) > 1
+
+
+def test_document_phash_drops_an_image_near_an_earlier_one_still_kept():
+    """MMC4's within-document rule on hashes chosen bit by bit: distance exactly the radius is
+    near; an image whose only near neighbour was dropped stays; an image dropped by another
+    rule first is nobody's neighbour."""
+    from interleaf.pipeline import _document_dedup, _document_phash
+    from interleaf.recipes.schema import DedupStep
+
+    step = DedupStep(name="phash", method="phash", scope="document", radius=5)
+    df = pl.DataFrame({"doc_index": [0, 0, 0], "doc_id": ["d"] * 3, "pos": [0, 1, 2], "kind": ["image"] * 3}, schema_overrides={"pos": pl.Int32})
+    hashes = pl.Series([0, 0b11111, 0b111111], dtype=pl.UInt64)  # 0-1: 5 bits, 1-2: 1 bit, 0-2: 6 bits
+    near = _document_phash(df, step, hashes)
+    assert near.get_column("phash_near").to_list() == [[], [0], [1]]
+    alive = df.join(near.select("doc_index", "pos", "phash_near"), on=["doc_index", "pos"])
+    left, dropped = _document_dedup(alive, step)
+    assert left.get_column("pos").to_list() == [0, 2]
+    assert dropped.select("pos", "filter", "detail").rows() == [(1, "phash", "near-duplicate of the image at pos 0")]
+    left, dropped = _document_dedup(alive.filter(pl.col("pos") != 0), step)
+    assert left.get_column("pos").to_list() == [1]
+    assert dropped.select("pos", "detail").rows() == [(2, "near-duplicate of the image at pos 1")]
 
 
 OBELICS_GOOD = (
