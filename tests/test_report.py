@@ -63,7 +63,7 @@ def test_report_gives_each_rules_own_failures_beside_the_funnels_drops(demo_run)
         scored = t.filter(pl.col(col).cast(pl.Float64).is_finite())
         failing = scored.filter(~pl.sql_expr(rule).fill_null(True)).height
         dropped = summary["dropped_documents"].get(name, 0)
-        want = f"{failing:,} of {scored.height:,} scored fail the rule ({100 * failing / scored.height:.1f}%); {dropped:,} documents dropped here, after the filters before it"
+        want = f"{failing:,} of {scored.height:,} scored fail the rule ({100 * failing / scored.height:.1f}%); {dropped:,} document{'s' if dropped != 1 else ''} dropped here, after the filters before it"
         assert want in html, (name, want)
 
 
@@ -122,3 +122,112 @@ def test_a_dedup_detail_names_its_keeper_by_doc_index_and_older_details_by_doc_i
     old = _rep_of("duplicate of dup (shard a)")
     assert old == ("dup", "a", None) and _rep_doc(old, {("a", "dup"): 3}) == 3 and _rep_doc(old, {}) is None
     assert _rep_of("near-duplicate of the image at pos 2") is None and _rep_doc(None, {}) is None
+
+
+def _svg_texts(html: str, label: str) -> list[str]:
+    """The text elements of the report's SVG with ``aria-label=label``, in document order."""
+    import xml.etree.ElementTree as ET
+
+    m = re.search(rf'<svg [^>]*aria-label="{label}">.*?</svg>', html, re.S)
+    assert m, f"no {label} SVG in the report"
+    return ["".join(t.itertext()) for t in ET.fromstring(m.group(0)).findall(".//{*}text")]
+
+
+def _kept_nodes(out):
+    """Every node row written to ``out / "kept"``, read back."""
+    import polars as pl
+
+    import interleaf
+
+    return pl.concat(list(interleaf.read(out / "kept")))
+
+
+def test_report_funnel_subtracts_each_filters_drops_in_the_order_they_apply(demo_run):
+    """The funnel's bars are the documents left after each step that dropped any, in the order
+    the filters apply (read errors, then the document filters in the recipe's order, then the
+    dataset dedup steps), from summary.json's counts; its last bar is what was kept."""
+    import json
+
+    html = (demo_run / "report.html").read_text()
+    summary = json.loads((demo_run / "summary.json").read_text())
+    spec = summary["recipe_spec"]
+    assert not spec["filters"]["node"]  # no node filters: the order below is the whole plan
+    order = ["error", *[d["name"] for d in spec["dedup"] if d["scope"] == "document"], "empty", *spec["filters"]["doc"], *[d["name"] for d in spec["dedup"] if d["scope"] == "dataset"]]
+    dropped = summary["dropped_documents"]
+    assert set(dropped) <= set(order), dropped
+    want, left = [("input", summary["documents"]["in"])], summary["documents"]["in"]
+    for name in order:
+        if dropped.get(name):
+            left -= dropped[name]
+            want.append((name, left))
+    texts = _svg_texts(html, "funnel")
+    got = [(label, int(n.replace(",", ""))) for label, n in zip(texts[0::2], texts[1::2], strict=True)]
+    assert got == want
+    # The demo drops by a document filter and by both dedup steps, so the order is seen.
+    assert [n for n, _ in got] == ["input", "image_size", "exact", "phash"] and got[-1][1] == summary["documents"]["kept"] == 9
+
+
+def test_report_header_stats_equal_the_summary_and_the_kept_output(demo_run):
+    import json
+
+    html = (demo_run / "report.html").read_text()
+    summary = json.loads((demo_run / "summary.json").read_text())
+    stats = {label: n for n, label in re.findall(r'<div class="stat"><b>([^<]*)</b>([^<]*)</div>', html)}
+    docs, nodes = summary["documents"], summary["nodes"]
+    kept = _kept_nodes(demo_run)
+    assert kept.get_column("doc_id").n_unique() == docs["kept"] == 9 and kept.height == nodes["kept"]
+    assert docs["in"] - docs["kept"] == docs["dropped"] == sum(summary["dropped_documents"].values()) == 19
+    assert stats.pop("nodes in / kept") == f"{nodes['in']:,} / {nodes['kept']:,}"
+    want = {"documents in": docs["in"], "kept": docs["kept"], "dropped": docs["in"] - docs["kept"], "shards": len(summary["shards"])}
+    assert stats == {k: f"{v:,}" for k, v in want.items()}
+
+
+@pytest.fixture(scope="module")
+def node_drop_run(tmp_path_factory):
+    """An interleaved (OBELICS-layout) run whose documents are all kept but lose nodes: a small
+    image to a node filter with ``on_null: drop``, a missing image (whose width is null) to the
+    read-error rule."""
+    import json
+
+    tmp = tmp_path_factory.mktemp("nodes")
+    for name, size in (("big.png", (300, 240)), ("small.png", (40, 40)), ("big2.png", (256, 256))):
+        buf = io.BytesIO()
+        Image.new("RGB", size, (10, 200, 30)).save(buf, "PNG")
+        (tmp / name).write_bytes(buf.getvalue())
+    docs = [
+        {"id": "a", "texts": ["first words here", None, None], "images": [None, "big.png", "small.png"]},
+        {"id": "b", "texts": ["second words here", None], "images": [None, "missing.png"]},
+        {"id": "c", "texts": ["third words here", None], "images": [None, "big2.png"]},
+    ]
+    (tmp / "d.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (tmp / "r.yaml").write_text("name: nodes\nsignals:\n  image: {type: image}\nfilters:\n  node:\n    big: {expr: 'image_width >= 100', on_null: drop}\n")
+    run(tmp / "r.yaml", [tmp / "d.jsonl"], tmp / "out", progress=False)
+    return tmp / "out"
+
+
+def test_summary_kept_nodes_are_the_nodes_written_to_kept(node_drop_run):
+    """Nodes dropped from documents that are kept are not counted as kept: summary.json's and
+    the report's kept node count is the number of node rows in kept/."""
+    import json
+
+    summary = json.loads((node_drop_run / "summary.json").read_text())
+    assert summary["documents"] == {"in": 3, "kept": 3, "dropped": 0}
+    assert summary["dropped_nodes"] == {"big": 1, "error": 1}
+    kept = _kept_nodes(node_drop_run)
+    assert sorted(zip(kept.get_column("doc_id"), kept.get_column("pos"), strict=True)) == [("a", 0), ("a", 1), ("b", 0), ("c", 0), ("c", 1)]
+    assert summary["nodes"] == {"in": 7, "kept": kept.height}
+    assert '<div class="stat"><b>7 / 5</b>nodes in / kept</div>' in (node_drop_run / "report.html").read_text()
+
+
+def test_report_rule_failures_count_only_scored_rows(node_drop_run):
+    """Under ``on_null: drop`` a row whose value is null fails the rule, but it is not scored:
+    "N of M scored fail the rule" counts the failures among the M rows with a finite value."""
+    import polars as pl
+
+    t = pl.read_parquet(node_drop_run / "attributes" / "image" / "*.parquet")
+    assert t.get_column("image_width").null_count() == 1  # the missing image
+    scored = t.filter(pl.col("image_width").cast(pl.Float64).is_finite())
+    failing = scored.filter(pl.col("image_width") < 100).height
+    assert (failing, scored.height) == (1, 3)
+    html = (node_drop_run / "report.html").read_text()
+    assert "image_width: 1 of 3 scored fail the rule (33.3%); 1 node and 0 documents dropped here, after the filters before it" in html

@@ -283,7 +283,8 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
             rule_expr = _filter_expr(f, thresholds, name).fill_null(f.on_null == "keep") if alone and (f.expr is not None or name in thresholds) else None
             svg, scored, failing = _column_histogram(out, sig, col, shards, thr, rule=rule_expr, rule_columns=roots if f.expr is not None else [col])
             n_docs, n_nodes = dropped_docs.get(name, 0), dropped_nodes.get(name, 0)
-            dropped_here = f"{n_docs:,} documents" if level == "doc" else f"{n_nodes:,} nodes and {n_docs:,} documents"
+            docs_here = f"{n_docs:,} document{'s' if n_docs != 1 else ''}"
+            dropped_here = docs_here if level == "doc" else f"{n_nodes:,} node{'s' if n_nodes != 1 else ''} and {docs_here}"
             share = f"{dropped_here} dropped here, after the filters before it"
             if scored and failing is not None:
                 share = f"{failing:,} of {scored:,} scored fail the rule ({100 * failing / scored:.1f}%); {share}"
