@@ -1087,12 +1087,17 @@ def test_obelics_rewrites_paragraphs_and_applies_document_rules(tmp_path):
         f.write(_line({"doc_id": "o1", "texts": [OBELICS_GOOD + "\n\n" + junk, None, OBELICS_GOOD_2], "images": [None, "images/astronaut.jpg", None], "metadata": "{}"}))
         f.write(_line({"doc_id": "o2", "texts": ["Too short.", None], "images": [None, "images/astronaut.jpg"], "metadata": "{}"}))
         f.write(_line({"doc_id": "o3", "texts": [OBELICS_GOOD, None], "images": [None, "images/chelsea_nose.jpg"], "metadata": "{}"}))
+        # Left without nodes: under the filter that took the last one, wherever it stands.
+        f.write(_line({"doc_id": "o4", "texts": [None, "Too short."], "images": ["images/chelsea_nose.jpg", None], "metadata": "{}"}))
+        f.write(_line({"doc_id": "o5", "texts": ["Too short.", None], "images": [None, "images/chelsea_nose.jpg"], "metadata": "{}"}))
     out = tmp_path / "out"
     run("obelics", [str(src)], out, progress=False)
     d = dropped(out)
     docs = {r["doc_id"]: r["filter"] for r in d.filter(pl.col("pos").is_null()).iter_rows(named=True)}
     assert docs["o2"] in ("words", "paragraphs")  # its only paragraph is too short, so it has no text left
     assert docs["o3"] == "images"  # its only image is below 150 px
+    assert docs["o4"] == docs["o5"] == "paragraphs"  # image_rules took the image, then paragraphs the text
+    assert {(r["doc_id"], r["pos"]): r["filter"] for r in d.filter(pl.col("doc_id").is_in(["o4", "o5"]) & pl.col("pos").is_not_null()).iter_rows(named=True)} == {("o4", 0): "image_rules", ("o4", 1): "paragraphs", ("o5", 0): "paragraphs", ("o5", 1): "image_rules"}
     assert "o1" not in docs
     kept = pl.concat(list(interleaf.read(out / "kept" / "obelics.jsonl")))
     first = kept.filter((pl.col("doc_id") == "o1") & (pl.col("kind") == "text")).get_column("text").to_list()

@@ -1063,17 +1063,18 @@ def filter_shard(p: Plan, nodes: pl.DataFrame, docs: pl.DataFrame, thresholds: d
         thr = thresholds.get(name, _threshold_of(f.expr) if f.expr else None)
         alive, d = _apply_filter(alive, name, f, roots, _filter_expr(f, thresholds, name), p.column_dtypes, thr, pos=True, subject=_subject(roots, p.node_columns, alive))
         dropped.append(d)
-    # Documents left without nodes go, under the filter that dropped their first node.
+    # Documents left without nodes go, under the filter that dropped their last node (the
+    # one, in the order the filters apply, that left them empty; its first such node's detail).
     counts = alive.group_by(S.DOC_INDEX).agg(
         pl.len().cast(pl.UInt32).alias("doc_nodes"),
         (pl.col(S.KIND) == S.IMAGE_KIND).sum().cast(pl.UInt32).alias("doc_images"),
         (pl.col(S.KIND) == S.TEXT_KIND).sum().cast(pl.UInt32).alias("doc_texts"),
     )
     docs = docs.join(counts, on=S.DOC_INDEX, how="left", maintain_order="left").with_columns(pl.col("doc_nodes", "doc_images", "doc_texts").fill_null(0))
-    node_drops = pl.concat(dropped) if dropped else pl.DataFrame(schema=DROPPED_SCHEMA)
+    node_drops = pl.concat([d.with_columns(pl.lit(i).alias("_step")) for i, d in enumerate(dropped)]) if dropped else pl.DataFrame(schema={**DROPPED_SCHEMA, "_step": pl.Int32})
     gone = docs.filter(pl.col("doc_nodes") == 0)
     if gone.height:
-        why = node_drops.sort(S.DOC_INDEX, S.POS).group_by(S.DOC_INDEX, maintain_order=True).agg(pl.col("filter").first().alias("_f"), pl.col("rule").first().alias("_r"), pl.col("detail").first().alias("_d"))
+        why = node_drops.sort(S.DOC_INDEX, "_step", S.POS, descending=[False, True, False]).group_by(S.DOC_INDEX, maintain_order=True).agg(pl.col("filter").first().alias("_f"), pl.col("rule").first().alias("_r"), pl.col("detail").first().alias("_d"))
         gone = gone.join(why, on=S.DOC_INDEX, how="left", maintain_order="left").with_columns(pl.col("_f").fill_null("empty"), pl.col("_r").fill_null("the document has no node"))
         dropped.append(gone.select(*DOC_KEYS, "_f", "_r", "_d").pipe(lambda g: _dropped(g, "", pos=False).with_columns(g.get_column("_f").alias("filter"), g.get_column("_r").alias("rule"), g.get_column("_d").alias("detail"))))
         docs = docs.filter(pl.col("doc_nodes") > 0)
