@@ -73,6 +73,18 @@ def test_exact_duplicates_keep_the_earlier_copy_as_semdedups_stable_sort_does():
         assert r.get_column("duplicate_of")[int(j)] == i
 
 
+def test_the_bound_is_strict_so_eps_zero_removes_not_even_exact_copies():
+    """METHODS §6 (SemDeDup): item j is removed iff its cosine with an earlier item is
+    ``> 1 - eps`` (strict); a cosine of exactly 1.0 is not above 1 - 0."""
+    x = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    none = semantic(x, eps=0.0, clusters=[0, 0, 0])
+    assert none.get_column("kept").to_list() == [True, True, True]
+    assert none.get_column("duplicate_of").to_list() == [None, None, None]
+    assert none.get_column("cosine").to_list() == [0.0, 1.0, None]  # [0, 1] is farthest from the centroid: first
+    some = semantic(x, eps=1e-6, clusters=[0, 0, 0])
+    assert some.get_column("kept").to_list() == [True, False, True]
+    assert some.get_column("duplicate_of").to_list() == [None, 0, None]
+
 def test_blocks_give_the_same_answer_as_one_matrix(monkeypatch):
     import interleaf.dedup.semdedup as sd
 

@@ -13,8 +13,27 @@ import polars as pl
 import pytest
 from obelics_reference import FLAGGED, STOPWORDS, ref_char_repetition, ref_paragraph_filter, ref_punctuation, ref_ratio, ref_special, ref_word_repetition, ref_words
 from scipy.optimize import linear_sum_assignment
+from test_models import EMBEDDER_DIR, LM_DIR
 
-from interleaf.signals import linear_assignment, mmc4_assign, mmc4_assign_documents, obelics_paragraphs, sequence_consistency, text_coherence, text_stats
+from interleaf import models
+from interleaf import schema as S
+from interleaf.signals import (
+    CaptionStats,
+    ClipAlignment,
+    Context,
+    Perplexity,
+    TextCoherence,
+    TextStats,
+    compute,
+    linear_assignment,
+    mmc4_assign,
+    mmc4_assign_documents,
+    obelics_paragraphs,
+    sequence_consistency,
+    size_rules,
+    text_coherence,
+    text_stats,
+)
 
 
 @pytest.fixture(scope="module")
@@ -209,3 +228,127 @@ def test_text_coherence_mean_min_and_a_seeded_margin():
     assert t["margin"][3] > 0  # the drifting sequence beats its shuffles
     assert text_coherence(emb, offsets, shuffles=16, seed=5, threads=1).equals(t)
     assert not text_coherence(emb, offsets, shuffles=16, seed=6).equals(t)
+
+
+def batch_of(docs: list[list[tuple]]) -> pl.DataFrame:
+    """A node batch from documents given as lists of ``(kind, value[, step])`` nodes."""
+    rows = []
+    for d, nodes in enumerate(docs):
+        for p, node in enumerate(nodes):
+            kind, value = node[0], node[1]
+            rows.append(
+                {
+                    S.DOC_ID: f"d{d}",
+                    S.DOC_INDEX: d,
+                    S.POS: p,
+                    S.KIND: kind,
+                    S.STEP: node[2] if len(node) > 2 else None,
+                    S.TEXT: value if kind == "text" else None,
+                    S.IMAGE: value if kind == "image" else None,
+                }
+            )
+    return S.conform(pl.DataFrame(rows, schema_overrides={S.IMAGE: pl.Binary, S.TEXT: pl.String, S.STEP: pl.Int32}))
+
+
+def test_size_rules_sit_exactly_on_the_published_bounds():
+    """METHODS §6/§8: MMC4 png/jpeg, min side 150, aspect in [0.5, 2]; OBELICS each side in
+    [150, 20000], aspect in [0.5, 2], jpeg/png/webp; DataComp min side >= 200, max/min <= 3.
+    Every bound is inclusive; an unknown or zero size gives null."""
+    rows = [
+        # (width, height, format, mmc4_ok, obelics_ok, datacomp_ok)
+        (150, 150, "PNG", True, True, False),
+        (149, 150, "PNG", False, False, False),
+        (150, 149, "JPEG", False, False, False),
+        (300, 150, "JPEG", True, True, False),  # aspect exactly 2
+        (301, 150, "JPEG", False, False, False),
+        (150, 300, "PNG", True, True, False),  # aspect exactly 0.5
+        (150, 301, "PNG", False, False, False),
+        (200, 200, "PNG", True, True, True),  # DataComp's min side exactly 200
+        (199, 199, "PNG", True, True, False),
+        (600, 200, "PNG", False, False, True),  # DataComp's max/min exactly 3
+        (601, 200, "PNG", False, False, False),
+        (200, 600, "PNG", False, False, True),
+        (20000, 10000, "PNG", True, True, True),  # OBELICS's max side exactly 20000
+        (20001, 10001, "PNG", True, False, True),
+        (300, 300, "WEBP", False, True, True),  # MMC4: png/jpeg only
+        (300, 300, "MPO", True, True, True),  # a multi-picture JPEG counts as JPEG
+        (300, 300, "GIF", False, False, True),
+        (300, 300, None, False, False, True),
+        (0, 150, "PNG", None, None, None),
+        (None, 150, "PNG", None, None, None),
+    ]
+    df = pl.DataFrame([r[:3] for r in rows], schema={"w": pl.UInt32, "h": pl.UInt32, "f": pl.String}, orient="row")
+    got = df.select(**size_rules(pl.col("w"), pl.col("h"), pl.col("f")))
+    assert got.columns == ["mmc4_ok", "obelics_ok", "datacomp_ok"]
+    assert [(*r[:3], *g) for r, g in zip(rows, got.rows(), strict=True)] == rows
+
+
+def test_caption_measures_are_pythons_len_and_split():
+    """METHODS §6 (DataComp): ``len(caption.split()) > 2``, ``len(caption) > 5``: code points,
+    not bytes, and every separator Python's ``str.split()`` splits on (U+001C-U+001F too)."""
+    caps = ["日本語の文", "a\x1cb c", "A man", "x\x1fy\x1dz\u3000w\x85v\xa0u", "a\x1eb"]
+    nodes, docs = compute(batch_of([[("text", c), ("image", b"x")] for c in caps]), [CaptionStats(), CaptionStats("node", name="node")])
+    assert docs.get_column("caption_words").to_list() == [len(c.split()) for c in caps] == [1, 3, 2, 6, 2]
+    assert docs.get_column("caption_chars").to_list() == [len(c) for c in caps] == [5, 5, 5, 11, 3]
+    texts = nodes.filter(pl.col(S.POS) == 0)
+    assert texts.get_column("node_words").to_list() == [1, 3, 2, 6, 2]
+    assert texts.get_column("node_chars").to_list() == [5, 5, 5, 11, 3]
+
+
+def test_document_text_stats_get_no_short_paragraph_punctuation_pass():
+    """METHODS §8: only a paragraph with fewer than 12 tokens gets punctuation ratio 1.0; the
+    document text of the same 11 words without punctuation scores 0 (and fails >= 0.03)."""
+    text = "one two three four five six seven eight nine ten eleven"
+    nodes, docs = compute(batch_of([[("text", text), ("image", b"x")]]), [TextStats(), TextStats("doc", name="doc_text")])
+    assert nodes.get_column("text_punctuation_ratio").to_list() == [1.0, None]
+    assert docs.get_column("doc_text_punctuation_ratio").to_list() == [0.0]
+    assert docs.get_column("doc_text_n_words").to_list() == [11]
+
+
+def test_clip_alignment_assigns_from_mmc4s_threshold_of_0_15_by_default():
+    """METHODS §6 (MMC4): an image whose best similarity is below 0.15 is dropped before the
+    assignment; the default threshold is that number."""
+    assert ClipAlignment().threshold == 0.15
+    n = "clip_alignment"
+    nodes = pl.DataFrame(
+        {
+            S.DOC_INDEX: [0, 0, 1, 1],
+            S.POS: [0, 1, 0, 1],
+            S.KIND: ["text", "image", "text", "image"],
+            f"{n}_score": [None] * 4,
+            f"{n}_text_pos": [None] * 4,
+            f"{n}_error": S.error_column([None] * 4),
+            f"{n}_sentence_cos": [None, [0.12], None, [0.2]],
+            f"{n}_sentence_pos": [None, [0], None, [0]],
+        },
+        schema_overrides={f"{n}_score": pl.Float32, f"{n}_text_pos": pl.Int32, f"{n}_sentence_cos": pl.List(pl.Float32), f"{n}_sentence_pos": pl.List(pl.Int32)},
+    )
+    got = ClipAlignment().reassign(nodes)
+    assert got.get_column(f"{n}_text_pos").to_list() == [None, None, None, 0]
+    assert got.get_column(f"{n}_error").struct.field("kind").to_list() == [None, "below_threshold", None, None]
+
+
+def test_a_two_step_document_has_a_coherence_and_one_step_is_too_few():
+    """METHODS §1 (CoMM): consecutive step cosines exist from 2 steps, so 2 steps give the
+    cosines, no error, and a null margin (every order has the same neighbours); 1 is too few."""
+    emb = models.load(EMBEDDER_DIR, device="cpu")
+    docs = [[("text", "Mix the flour and the eggs.", 0), ("text", "Bake it for an hour.", 1)], [("text", "Only one step.", 0)], [("text", "a", 0), ("text", "b", 1), ("text", "c", 2)]]
+    _, out = compute(batch_of(docs), [TextCoherence()], Context(text_embedder=emb))
+    assert out.get_column("coherence_steps").to_list() == [2, 1, 3]
+    assert out.get_column("coherence_error").struct.field("kind").to_list() == [None, "too_few_steps", None]
+    assert out.get_column("coherence_mean_cos")[0] is not None and out.get_column("coherence_margin")[0] is None
+
+
+def test_perplexity_exactly_at_its_maximum_passes():
+    """METHODS §8: max limits fail on ``>`` (OBELICS's perplexity <= 1500, the default)."""
+    assert Perplexity().max_perplexity == Perplexity("doc").max_perplexity == 1500.0
+    lm = models.load(LM_DIR, device="cpu")
+    b = batch_of([[("text", "The cat sat on the mat."), ("text", "It was warm.")]])
+    nodes, docs = compute(b, [Perplexity(name="n"), Perplexity("doc", name="d")], Context(lm=lm))
+    pn, pd = nodes.get_column("n_perplexity")[0], docs.get_column("d_perplexity")[0]
+    below_n, below_d = float(np.nextafter(pn, 0)), float(np.nextafter(pd, 0))
+    sigs = [Perplexity(name="at", max_perplexity=pn), Perplexity(name="below", max_perplexity=below_n), Perplexity("doc", name="dat", max_perplexity=pd), Perplexity("doc", name="dbelow", max_perplexity=below_d)]
+    nodes, docs = compute(b, sigs, Context(lm=lm))
+    assert nodes.get_column("at_perplexity")[0] == pn and docs.get_column("dat_perplexity")[0] == pd
+    assert (nodes.get_column("at_ok")[0], nodes.get_column("below_ok")[0]) == (True, False)
+    assert docs.get_column("dat_ok").to_list() == [True] and docs.get_column("dbelow_ok").to_list() == [False]
