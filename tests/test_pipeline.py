@@ -1063,6 +1063,36 @@ def test_document_phash_drops_an_image_near_an_earlier_one_still_kept():
     assert dropped.select("pos", "detail").rows() == [(2, "near-duplicate of the image at pos 1")]
 
 
+def test_a_row_wise_document_filter_over_node_scores_must_hold_on_every_scored_node():
+    """``clip_alignment_score >= 0.3`` as a document filter: a document with one image below
+    goes (its value is that image's score), one whose signal scored no node stays, an
+    aggregate decides once per document."""
+    from interleaf.pipeline import _doc_filter_over_nodes
+    from interleaf.recipes.schema import FilterSpec
+
+    alive = pl.DataFrame(
+        {
+            "doc_index": [0, 0, 0, 1, 2, 2],
+            "doc_id": ["a", "a", "a", "b", "c", "c"],
+            "pos": [0, 1, 2, 0, 0, 1],
+            "kind": ["text", "image", "image", "text", "image", "image"],
+            "s": [None, 0.5, 0.1, None, 0.5, 0.4],
+            "_has_sig": [False, True, True, False, True, True],
+        }
+    )
+    docs = pl.DataFrame({"doc_index": [0, 1, 2], "doc_id": ["a", "b", "c"]})
+    dtypes = {"s": pl.Float64()}
+
+    def apply(expr: str) -> tuple[list[str], list[tuple]]:
+        f = FilterSpec(expr=expr)
+        kept, dropped = _doc_filter_over_nodes(alive, docs, "clip", f, ["s"], pl.sql_expr(expr), dtypes, 0.3, pl.col("_has_sig"))
+        return kept.get_column("doc_id").to_list(), dropped.select("doc_id", "value").rows()
+
+    assert apply("s >= 0.3") == (["b", "c"], [("a", 0.1)])
+    assert apply("AVG(s) >= 0.3") == (["a", "b", "c"], [])
+    assert apply("AVG(s) >= 0.46") == (["b"], [("a", None), ("c", None)])
+
+
 OBELICS_GOOD = (
     "The museum opened its new wing to the public on Saturday morning, and the first visitors were greeted by a large "
     "collection of paintings that had not been shown in the city for more than fifty years. Many of the works were "
