@@ -1299,6 +1299,40 @@ def test_mmc4_core_applies_the_core_subset_rules(tmp_path):
     assert summ["documents"]["kept"] == 1
 
 
+def test_mmc4_core_judges_strong_images_on_the_assignment_made_again_without_dropped_images(tmp_path):
+    """The images a rule dropped take no sentence: with chelsea_nose (too small) gone, the
+    coffee image gets the sentence it matches best (0.8, not the 0.2 left to it beside the
+    dropped image), so 2 of 2 images are strong and the document stays. CLIP similarities are
+    planted in the stored attributes (the test's CLIP is random), then `interleaf filter`."""
+    from interleaf.pipeline import refilter
+
+    img = tmp_path / "images"
+    img.mkdir()
+    for name in ("chelsea_nose.jpg", "coffee.jpg", "rocket.jpg"):
+        shutil.copy(SAMPLE_IMAGES / name, img / name)
+    src = tmp_path / "mmc4.jsonl"
+    src.write_bytes(_mmc4_doc("d", [f"Sentence number {i} of the document." for i in range(4)], [("chelsea_nose.jpg", 0), ("coffee.jpg", 1), ("rocket.jpg", 2)]))
+    out = tmp_path / "out"
+    run("mmc4-core", [str(src)], out, models={"clip": str(CLIP_DIR)}, image_root=img, device="cpu", progress=False)
+    # Nodes: chelsea_nose 0, s0 1, coffee 2, s1 3, rocket 4, s2 5, s3 6.
+    path = out / "attributes" / "clip_alignment" / "mmc4.parquet"
+    table = pl.read_parquet(path)
+    cos = {0: [0.9, 0.1, 0.1, 0.1], 2: [0.8, 0.2, 0.2, 0.2], 4: [0.1, 0.1, 0.9, 0.1]}
+    first = {0: (0.9, 1), 2: (0.2, 3), 4: (0.9, 5)}  # the assignment with all three images
+    table = table.with_columns(
+        pl.col("pos").replace_strict(cos, default=None, return_dtype=pl.List(pl.Float32)).alias("clip_alignment_sentence_cos"),
+        pl.when(pl.col("pos").is_in(list(cos))).then(pl.lit([1, 3, 5, 6], dtype=pl.List(pl.Int32))).alias("clip_alignment_sentence_pos"),
+        pl.col("pos").replace_strict({k: v[0] for k, v in first.items()}, default=None, return_dtype=pl.Float32).alias("clip_alignment_score"),
+        pl.col("pos").replace_strict({k: v[1] for k, v in first.items()}, default=None, return_dtype=pl.Int32).alias("clip_alignment_text_pos"),
+    )
+    table.write_parquet(path)
+    summ = refilter(out, progress=False)
+    assert dropped(out).select("pos", "filter").rows() == [(0, "image_rules")]
+    assert summ["documents"]["kept"] == 1
+    rec = json.loads((out / "kept" / "mmc4.jsonl").read_text())
+    assert [(i["image_name"], i["matched_text_index"]) for i in rec["image_info"]] == [("coffee.jpg", 0), ("rocket.jpg", 2)]
+
+
 def test_score_then_filter_equals_run(tmp_path, planted):
     recipe = pairs_recipe(tmp_path)
     a, b = tmp_path / "a", tmp_path / "b"
