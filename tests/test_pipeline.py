@@ -1442,6 +1442,34 @@ def test_minhash_dedup_across_shards_scores_the_estimated_jaccard(tmp_path):
     assert row["detail"] == "duplicate of orig (shard a, doc_index 0)" and row["threshold"] == 0.8
 
 
+def test_minhash_survivors_are_clustered_again_with_the_bands_of_the_clustering_stage(tmp_path):
+    """With no filter dropping anything, clustering the survivors again gives the clustering
+    stage's own clusters: the documents the step drops are exactly those whose cluster is not
+    their own row, on captions whose Jaccard estimates spread around the threshold."""
+    import random
+
+    rng = random.Random(0)
+    words = "river mill bridge stone village summer evening boats harbour market garden window street tower church field forest hill lake road".split()
+    lines = []
+    for k in range(40):
+        base = [rng.choice(words) for _ in range(200)]
+        for v in range(8):
+            text = list(base)
+            for i in rng.sample(range(200), v):  # 0 to 7 words replaced: Jaccard 1 down to ~0.7
+                text[i] = rng.choice(words) + "s"
+            lines.append(_line({"doc_id": f"{k}-{v}", "texts": [" ".join(text)], "images": [None], "metadata": "{}"}))
+    src = tmp_path / "c.jsonl"
+    src.write_bytes(b"".join(lines))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("signals:\n  caption: {type: caption}\ndedup:\n  - {name: minhash, method: minhash, threshold: 0.8}\n")
+    out = tmp_path / "out"
+    run(recipe, [str(src)], out, format="obelics", progress=False)
+    clusters = pl.read_parquet(out / "attributes" / "minhash" / "c.parquet")
+    linked = set(clusters.filter(pl.col("minhash_cluster") != pl.col("doc_index")).get_column("doc_id"))
+    gone = set(dropped(out).filter(pl.col("filter") == "minhash").get_column("doc_id"))
+    assert gone == linked and 100 < len(gone) < 280
+
+
 def phash_chain(tmp_path: Path, bridge_caption: str = "bridge") -> tuple[list[str], Path, list[int]]:
     """Two images A and B far apart in pHash, joined by blends of the two, each within 4 bits
     of the one before: one shard per third of the chain, the bridges' captions
