@@ -10,6 +10,7 @@ import pytest
 import skimage
 
 import interleaf
+from interleaf import schema as S
 
 SAMPLE_DIR = Path(interleaf.__file__).parent / "data" / "sample"
 
@@ -120,3 +121,23 @@ def real_minilm(minilm_source, tmp_path_factory) -> Path:
     from interleaf.models import export
 
     return export.export_text_embedder(minilm_source, tmp_path_factory.mktemp("minilm") / "minilm", backend="onnx", verify=False)
+
+
+def batch_of(docs: list[list[tuple]], start: int = 0) -> pl.DataFrame:
+    """A node batch from documents given as lists of ``(kind, value[, step])`` nodes."""
+    rows = []
+    for d, nodes in enumerate(docs):
+        for p, node in enumerate(nodes):
+            kind, value = node[0], node[1]
+            rows.append(
+                {
+                    S.DOC_ID: f"d{d + start}",
+                    S.DOC_INDEX: d + start,
+                    S.POS: p,
+                    S.KIND: kind,
+                    S.STEP: node[2] if len(node) > 2 else None,
+                    S.TEXT: value if kind == "text" else None,
+                    S.IMAGE: value if kind == "image" else None,
+                }
+            )
+    return S.conform(pl.DataFrame(rows, schema_overrides={S.IMAGE: pl.Binary, S.TEXT: pl.String, S.STEP: pl.Int32}))

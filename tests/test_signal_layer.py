@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 import xxhash
-from conftest import SKIMAGE_DATA, encode
+from conftest import SKIMAGE_DATA, batch_of, encode
 from PIL import Image
 from test_models import CLIP_DIR, EMBEDDER_DIR, LM_DIR
 
@@ -33,26 +33,6 @@ from interleaf.signals import (
     text_coherence,
     text_stats,
 )
-
-
-def batch_of(docs: list[list[tuple]], start: int = 0) -> pl.DataFrame:
-    """A node batch from documents given as lists of ``(kind, value[, step])`` nodes."""
-    rows = []
-    for d, nodes in enumerate(docs):
-        for p, node in enumerate(nodes):
-            kind, value = node[0], node[1]
-            rows.append(
-                {
-                    S.DOC_ID: f"d{d + start}",
-                    S.DOC_INDEX: d + start,
-                    S.POS: p,
-                    S.KIND: kind,
-                    S.STEP: node[2] if len(node) > 2 else None,
-                    S.TEXT: value if kind == "text" else None,
-                    S.IMAGE: value if kind == "image" else None,
-                }
-            )
-    return S.conform(pl.DataFrame(rows, schema_overrides={S.IMAGE: pl.Binary, S.TEXT: pl.String, S.STEP: pl.Int32}))
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from collections import Counter
 import numpy as np
 import polars as pl
 import pytest
+from conftest import batch_of
 from obelics_reference import FLAGGED, STOPWORDS, ref_char_repetition, ref_paragraph_filter, ref_punctuation, ref_ratio, ref_special, ref_word_repetition, ref_words
 from scipy.optimize import linear_sum_assignment
 from test_models import EMBEDDER_DIR, LM_DIR
@@ -228,26 +229,6 @@ def test_text_coherence_mean_min_and_a_seeded_margin():
     assert t["margin"][3] > 0  # the drifting sequence beats its shuffles
     assert text_coherence(emb, offsets, shuffles=16, seed=5, threads=1).equals(t)
     assert not text_coherence(emb, offsets, shuffles=16, seed=6).equals(t)
-
-
-def batch_of(docs: list[list[tuple]]) -> pl.DataFrame:
-    """A node batch from documents given as lists of ``(kind, value[, step])`` nodes."""
-    rows = []
-    for d, nodes in enumerate(docs):
-        for p, node in enumerate(nodes):
-            kind, value = node[0], node[1]
-            rows.append(
-                {
-                    S.DOC_ID: f"d{d}",
-                    S.DOC_INDEX: d,
-                    S.POS: p,
-                    S.KIND: kind,
-                    S.STEP: node[2] if len(node) > 2 else None,
-                    S.TEXT: value if kind == "text" else None,
-                    S.IMAGE: value if kind == "image" else None,
-                }
-            )
-    return S.conform(pl.DataFrame(rows, schema_overrides={S.IMAGE: pl.Binary, S.TEXT: pl.String, S.STEP: pl.Int32}))
 
 
 def test_size_rules_sit_exactly_on_the_published_bounds():
