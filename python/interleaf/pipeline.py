@@ -548,7 +548,7 @@ def _image_files_key(opts: RunOptions, shard: Shard) -> dict[str, Any]:
 def _files_digest(files: pl.DataFrame) -> str:
     """sha256 of ``path, size, mtime_ns`` rows (from their buffers: a few ms for 100k files)."""
     h = hashlib.sha256()
-    paths = files.get_column("path")
+    paths = files.get_column("path").fill_null("")
     h.update(paths.str.len_bytes().to_numpy().astype("<i8").tobytes())
     h.update("".join(paths.to_list()).encode("utf-8", "surrogatepass"))
     for c in ("size", "mtime_ns"):

@@ -84,10 +84,11 @@ def _error_frame(path: str, doc_index: int, kind: str, message: str) -> pl.DataF
     return pl.DataFrame([row], schema=NODE_SCHEMA)
 
 
-# The keyword options of :func:`read` that say how files are read (the rest: source, format,
-# batch_size, progress); commands that read several passes take them as one mapping.
+# :attr:`Reader.image_files`'s columns.
 _FILES_SCHEMA = {"path": pl.String, "size": pl.Int64, "mtime_ns": pl.Int64}
 
+# The keyword options of :func:`read` that say how files are read (the rest: source, format,
+# batch_size, progress); commands that read several passes take them as one mapping.
 READ_OPTIONS = frozenset({"image_root", "load_images", "max_member_bytes", "max_batch_bytes", "allow_outside_root"})
 
 
