@@ -231,3 +231,21 @@ def test_report_rule_failures_count_only_scored_rows(node_drop_run):
     assert (failing, scored.height) == (1, 3)
     html = (node_drop_run / "report.html").read_text()
     assert "image_width: 1 of 3 scored fail the rule (33.3%); 1 node and 0 documents dropped here, after the filters before it" in html
+
+
+def test_a_document_filter_mixing_node_and_document_columns_gets_its_histogram(tmp_path, sample_dir):
+    """A rule over a node signal's column and another signal's (``image_width >= 250 AND
+    caption_words > 2``) cannot be counted from one table: its panel shows the histogram and the
+    drops, without a "fail the rule" share (it raised a missing-column error before)."""
+    from interleaf import recipes
+
+    recipe = tmp_path / "mixed.yaml"
+    text = recipes.preset_text("pairs-basic")
+    assert 'caption_words: "caption_words > 2"' in text
+    recipe.write_text(text.replace('caption_words: "caption_words > 2"', 'caption_words: "image_width >= 250 AND caption_words > 2"'))
+    out = tmp_path / "out"
+    summary = run(recipe, [str(sample_dir / "pairs.jsonl")], out, progress=False)
+    html = (out / "report.html").read_text()
+    n = summary["dropped_documents"].get("caption_words", 0)
+    assert n > 0
+    assert f"image_width: {n:,} document{'s' if n != 1 else ''} dropped here, after the filters before it" in html

@@ -128,7 +128,7 @@ def _column_histogram(out: Path, signal: str, column: str, shards: list[Any], th
     the filter's ``rule`` (its columns all in this signal's table), how many of those rows fail
     it on their own (whatever the filters before it dropped), read one shard at a time (twice:
     the range, then the counts), so memory does not grow with the run."""
-    wanted = list(dict.fromkeys([column, *rule_columns]))
+    wanted = list(dict.fromkeys([column, *(rule_columns if rule is not None else ())]))
 
     def values(with_rule: bool) -> Iterator[tuple[np.ndarray, int]]:
         for s in shards:
