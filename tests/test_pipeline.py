@@ -202,6 +202,23 @@ def test_filters_are_checked_before_any_data_is_read(tmp_path, planted):
     from interleaf.pipeline import _check_expr_types
 
     _check_expr_types("x", "LENGTH(RPAD(t, 10)) > 1 AND n < 2000000", {"t": pl.String(), "n": pl.Int64()})
+    # Aggregates outside a document filter over nodes would be taken over a whole shard.
+    for level, expr in (("node", "t_n_words >= AVG(t_n_words)"), ("doc", "COUNT(*) >= 7"), ("doc", "d_n_words >= avg(d_n_words)")):
+        r.write_text(f'signals:\n  t: {{type: text}}\n  d: {{type: text, level: doc}}\nfilters:\n  {level}:\n    x: "{expr}"\n')
+        with pytest.raises(recipes.RecipeError, match="filter x: .* aggregates rows .* would be taken over a whole shard"):
+            run(r, planted["inputs"], out, progress=False)
+    from interleaf.pipeline import _aggregates
+
+    assert _aggregates("t_kind = 'MAX(' OR AVG(t_n_words) > 3") == ["AVG"] and _aggregates("GREATEST(a, b) > 1") == []
+    # top_fraction ranks by a numeric column of a signal.
+    for column, level in (("image_format", "node"), ("pos", "node"), ("doc_nodes", "doc")):
+        r.write_text(f"signals:\n  image: {{type: image}}\nfilters:\n  {level}:\n    x: {{top_fraction: 0.5, column: {column}}}\n")
+        with pytest.raises(recipes.RecipeError, match=f"filter x: top_fraction ranks by '{column}'"):
+            run(r, planted["inputs"], out, progress=False)
+    # YAML keeps the last of two equal keys: a recipe that says a filter twice is refused.
+    r.write_text("signals:\n  c: {type: caption, level: doc}\nfilters:\n  doc:\n    a: 'c_words > 2'\n    a: 'c_words > 5'\n")
+    with pytest.raises(recipes.RecipeError, match="line 6: 'a' is given twice \\(first on line 5\\)"):
+        run(r, planted["inputs"], out, progress=False)
     for column in ("image_format", "nowhere", "pos"):
         r.write_text(f"signals:\n  image: {{type: image}}\noutput:\n  images_to: {column}\n")
         with pytest.raises(recipes.RecipeError, match=f"output.images_to: '{column}' is not a numeric node column"):
@@ -680,6 +697,28 @@ def test_refilter_refuses_shards_that_changed_since_they_were_scored(tmp_path, p
         refilter(out, progress=False)
 
 
+def test_a_filter_failing_on_the_data_names_itself_and_refilter_keeps_the_runs_recipe(tmp_path, sample_dir):
+    """``CAST(image_format AS INTEGER)`` passes the check on no rows and fails on "JPEG": the
+    error names the filter, and `interleaf filter` with that recipe leaves the folder's recipe
+    (a plain `interleaf filter` still works). top_fraction 1.0 (every row) writes strict JSON."""
+    from interleaf.pipeline import refilter
+
+    out = tmp_path / "out"
+    run("pairs-basic", [str(sample_dir / "pairs.jsonl")], out, progress=False)
+    text = recipes.preset_text("pairs-basic")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("  doc:\n", "  node:\n    m: \"CAST(image_format AS INTEGER) > 0\"\n  doc:\n", 1))
+    with pytest.raises(ValueError, match=r"filter m \('CAST\(image_format AS INTEGER\) > 0'\) failed on the scored values: InvalidOperationError"):
+        refilter(out, bad, progress=False)
+    assert json.loads((out / ".interleaf" / "run.json").read_text())["recipe"]["filters"]["node"] == {}
+    refilter(out, progress=False)
+    top = tmp_path / "top.yaml"
+    top.write_text(text.replace("  doc:\n", "  doc:\n    all: {top_fraction: 1.0, column: caption_words}\n", 1))
+    refilter(out, top, progress=False)
+    summary = json.loads((out / "summary.json").read_text(), parse_constant=lambda c: pytest.fail(f"summary.json holds {c}"))
+    assert "all" not in summary["thresholds"]
+
+
 def test_image_file_tracking_keeps_reruns_no_ops_on_odd_paths_roots_and_limits(tmp_path, planted, monkeypatch):
     """A path with a NUL, an empty path (the root itself) and a folder do not break a run or
     make every rerun score again (a folder counts by what it is: its mtime moves with every
@@ -1091,6 +1130,14 @@ def test_a_row_wise_document_filter_over_node_scores_must_hold_on_every_scored_n
     assert apply("s >= 0.3") == (["b", "c"], [("a", 0.1)])
     assert apply("AVG(s) >= 0.3") == (["a", "b", "c"], [])
     assert apply("AVG(s) >= 0.46") == (["b"], [("a", None), ("c", None)])
+    # b, which its signal did not score, is judged on null node values and its own columns.
+    docs = docs.with_columns(pl.Series("doc_images", [2, 0, 2]))
+    dtypes["doc_images"] = pl.Int64()
+    assert apply("doc_images = 2 AND s >= 0.0") == (["a", "c"], [("b", None)])
+    assert apply("COUNT(s) >= 1") == (["a", "c"], [("b", None)])
+    f = FilterSpec(expr="s >= 0.3", on_null="drop")
+    kept, _ = _doc_filter_over_nodes(alive, docs, "clip", f, ["s"], pl.sql_expr("s >= 0.3"), dtypes, 0.3, pl.col("_has_sig"))
+    assert kept.get_column("doc_id").to_list() == ["c"]
 
 
 OBELICS_GOOD = (

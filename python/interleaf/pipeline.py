@@ -248,6 +248,15 @@ def _pad_lengths(expr: str) -> list[str]:
     return out
 
 
+# polars SQL's aggregate functions.
+_AGGREGATES = re.compile(r"\b(AVG|COUNT|FIRST|LAST|MAX|MEDIAN|MIN|QUANTILE_CONT|QUANTILE_DISC|STDDEV|STDDEV_SAMP|STDEV|SUM|VARIANCE|VAR_SAMP|ARRAY_AGG|STRING_AGG|BIT_AND|BIT_OR|BOOL_AND|BOOL_OR|EVERY)\s*\(", re.IGNORECASE)
+
+
+def _aggregates(expr: str) -> list[str]:
+    """The aggregate functions an expression calls (outside its string literals)."""
+    return [m.group(1).upper() for m in _AGGREGATES.finditer(re.sub(r"'(?:[^']|'')*'", "''", expr))]
+
+
 def _check_expr_types(name: str, expr: str, columns: dict[str, pl.DataType]) -> None:
     """A filter's expression evaluated once on no rows of its columns' types, so that a type
     error (``caption_words > 'abc'``) or an expression that is not a condition is a RecipeError
@@ -362,6 +371,17 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
                 raise RecipeError(f"filter {fname} reads {bad}, which no signal of recipe {recipe.name} makes; columns: {', '.join(known)}")
             if f.expr is not None:
                 _check_expr_types(fname, f.expr, {c: dtypes[c] for c in roots})
+                # An aggregate is a document's over its nodes; elsewhere it would be taken over
+                # whatever rows a shard holds (the result would change with the split).
+                over_nodes = level == "doc" and any(c in node_cols for c in roots)
+                if not over_nodes and _aggregates(f.expr):
+                    where = "a node filter" if level == "node" else "a filter of document columns only"
+                    raise RecipeError(f"filter {fname}: {f.expr!r} aggregates rows ({_aggregates(f.expr)[0]}) in {where}: it would be taken over a whole shard; aggregates belong to document filters over node columns (each document's nodes)")
+            else:
+                col = f.column or ""
+                dt = dtypes.get(col)
+                if not (node_cols.get(col) or doc_cols.get(col)) or dt is None or not (dt.is_numeric() or dt == pl.Boolean()):
+                    raise RecipeError(f"filter {fname}: top_fraction ranks by {col!r} ({dt}), which is not a numeric column of the recipe's signals")
             out.append((fname, f, roots))
         return out
 
@@ -1053,7 +1073,8 @@ def filter_shard(p: Plan, nodes: pl.DataFrame, docs: pl.DataFrame, thresholds: d
     early, late = p.split_node_filters()
     for name, f, roots in early:
         thr = thresholds.get(name, _threshold_of(f.expr) if f.expr else None)
-        alive, d = _apply_filter(alive, name, f, roots, _filter_expr(f, thresholds, name), p.column_dtypes, thr, pos=True, subject=_subject(roots, p.node_columns, alive))
+        with _named_errors(name, f):
+            alive, d = _apply_filter(alive, name, f, roots, _filter_expr(f, thresholds, name), p.column_dtypes, thr, pos=True, subject=_subject(roots, p.node_columns, alive))
         dropped.append(d)
     for step in p.document_steps:
         alive, d = _document_dedup(alive, step)
@@ -1061,7 +1082,8 @@ def filter_shard(p: Plan, nodes: pl.DataFrame, docs: pl.DataFrame, thresholds: d
     alive = _reassign(p, alive)
     for name, f, roots in late:
         thr = thresholds.get(name, _threshold_of(f.expr) if f.expr else None)
-        alive, d = _apply_filter(alive, name, f, roots, _filter_expr(f, thresholds, name), p.column_dtypes, thr, pos=True, subject=_subject(roots, p.node_columns, alive))
+        with _named_errors(name, f):
+            alive, d = _apply_filter(alive, name, f, roots, _filter_expr(f, thresholds, name), p.column_dtypes, thr, pos=True, subject=_subject(roots, p.node_columns, alive))
         dropped.append(d)
     # Documents left without nodes go, under the filter that dropped their last node (the
     # one, in the order the filters apply, that left them empty; its first such node's detail).
@@ -1082,13 +1104,26 @@ def filter_shard(p: Plan, nodes: pl.DataFrame, docs: pl.DataFrame, thresholds: d
     for name, f, roots in p.doc_filters:
         expr = _filter_expr(f, thresholds, name)
         thr = thresholds.get(name, _threshold_of(f.expr) if f.expr else None)
-        if all(c in doc_only for c in roots):
-            docs, d = _apply_filter(docs, name, f, roots, expr, p.column_dtypes, thr, pos=False)
-        else:
-            docs, d = _doc_filter_over_nodes(alive, docs, name, f, roots, expr, p.column_dtypes, thr, _subject(roots, p.node_columns, alive))
+        with _named_errors(name, f):
+            if all(c in doc_only for c in roots):
+                docs, d = _apply_filter(docs, name, f, roots, expr, p.column_dtypes, thr, pos=False)
+            else:
+                docs, d = _doc_filter_over_nodes(alive, docs, name, f, roots, expr, p.column_dtypes, thr, _subject(roots, p.node_columns, alive))
         dropped.append(d)
     alive = alive.filter(pl.col(S.DOC_INDEX).is_in(docs.get_column(S.DOC_INDEX).implode()))
     return alive, docs, dropped
+
+
+@contextlib.contextmanager
+def _named_errors(name: str, f: FilterSpec) -> Iterator[None]:
+    """A filter that fails on the scored values (``CAST(image_format AS INTEGER)`` on "JPEG")
+    says which filter it is; its polars error follows."""
+    try:
+        yield
+    except pl.exceptions.PolarsError as err:
+        why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        rule = f.expr if f.expr is not None else f"top_fraction {f.top_fraction:g} of {f.column}"
+        raise ValueError(f"filter {name} ({rule!r}) failed on the scored values: {type(err).__name__}: {why}") from err
 
 
 def _reassign(p: Plan, alive: pl.DataFrame) -> pl.DataFrame:
@@ -1134,6 +1169,16 @@ def _doc_filter_over_nodes(alive: pl.DataFrame, docs: pl.DataFrame, name: str, f
         )
     else:
         agg = rows.group_by(S.DOC_INDEX, maintain_order=True).agg(expr.fill_null(keep_null).alias("_ok"), pl.lit(None).alias("_v"))
+    # A document none of whose nodes the signals scored: the expression over one row of null
+    # node values and its document columns (``doc_images = 1 AND ...`` with no image is false;
+    # ``COUNT(image_width) >= 1`` too; a comparison with null goes by on_null).
+    node_roots = [c for c in roots if c in alive.columns and c not in doc_cols]
+    ghost = docs.join(agg.select(S.DOC_INDEX), on=S.DOC_INDEX, how="anti", maintain_order="left").select(doc_cols).with_columns(pl.lit(None, dtype=dtypes.get(c, pl.Null())).alias(c) for c in node_roots)
+    if ghost.height:
+        verdict = ghost.group_by(S.DOC_INDEX, maintain_order=True).agg(expr.fill_null(keep_null).alias("_ok"))
+        if isinstance(verdict.schema["_ok"], pl.List):
+            verdict = verdict.with_columns(pl.col("_ok").list.all())
+        agg = pl.concat([agg, verdict.with_columns(pl.lit(None).alias("_v"))], how="vertical_relaxed")
     res = docs.join(agg, on=S.DOC_INDEX, how="left", maintain_order="left").with_columns(pl.col("_ok").fill_null(True))
     fail = res.filter(~pl.col("_ok"))
     rule = f.expr if f.expr is not None else f"{f.column} in the top {f.top_fraction:g} of the input"
@@ -1410,7 +1455,8 @@ def filter_all(opts: RunOptions, shards: list[Shard], run_jobs: Callable[[Callab
     totals["signal_errors"] = {k: {**v, "errors": dict(sorted(v["errors"].items()))} for k, v in sorted(sig_errors.items()) if v["errors"]}
     shutil.rmtree(out / STATE / "filter", ignore_errors=True)
     totals["seconds"] = time.perf_counter() - t0
-    totals["thresholds"] = {k: v for k, v in thresholds.items()}
+    # Strict JSON: a fraction of 1.0 (every row: -inf) or of a column without values (NaN) has no number.
+    totals["thresholds"] = {k: v for k, v in thresholds.items() if math.isfinite(v)}
     return totals
 
 
@@ -2175,5 +2221,8 @@ def refilter(out: str | os.PathLike[str], recipe: str | os.PathLike[str] | Recip
         _check_scored(opts, shards, state.get("limit"))
         _sweep(out_p)
         _unfinished(out_p)
+        done = _execute(opts, shards, state.get("limit"), workers, ("filter", "write"), output_format, _StageLog(progress))
+        # The recipe becomes the folder's once its filters ran: one that fails on the data
+        # leaves the run's own (a plain `interleaf filter` then writes the folder again).
         write_text(out_p / STATE / "run.json", json.dumps({**state, "recipe": rec.model_dump(mode="json")}, indent=2) + "\n")
-        return _execute(opts, shards, state.get("limit"), workers, ("filter", "write"), output_format, _StageLog(progress))
+        return done

@@ -352,6 +352,26 @@ def _line_of(root: Any, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
+def _duplicate_key(node: Any) -> tuple[str, int, int] | None:
+    """The first key a mapping of the YAML tree holds twice: (key, its first line, its second)."""
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for k, v in node.value:
+            name, line = str(k.value), k.start_mark.line + 1
+            if name in seen:
+                return name, seen[name], line
+            seen[name] = line
+            if (dup := _duplicate_key(v)) is not None:
+                return dup
+    elif isinstance(node, yaml.SequenceNode):
+        for v in node.value:
+            if (dup := _duplicate_key(v)) is not None:
+                return dup
+    return None
+
+
 def parse(text: str, source: str = "<recipe>") -> Recipe:
     """A :class:`Recipe` from YAML text; :class:`RecipeError` naming every bad key and line."""
     import yaml
@@ -361,6 +381,9 @@ def parse(text: str, source: str = "<recipe>") -> Recipe:
         root = yaml.compose(text)
     except yaml.YAMLError as e:
         raise RecipeError(f"{source}: not valid YAML: {e}") from None
+    if (dup := _duplicate_key(root)) is not None:
+        key, first, again = dup
+        raise RecipeError(f"{source}: line {again}: {key!r} is given twice (first on line {first}): YAML would keep the last silently; rename or remove one")
     if data is None:
         raise RecipeError(f"{source}: the recipe is empty (see `interleaf recipes show pairs-basic` for one to start from)")
     if not isinstance(data, dict):
