@@ -249,3 +249,22 @@ def test_a_document_filter_mixing_node_and_document_columns_gets_its_histogram(t
     n = summary["dropped_documents"].get("caption_words", 0)
     assert n > 0
     assert f"image_width: {n:,} document{'s' if n != 1 else ''} dropped here, after the filters before it" in html
+
+
+def test_the_examples_of_an_at_most_rule_say_the_side_above_is_dropped(tmp_path, sample_dir):
+    """``image_aspect_ratio <= 1.2`` keeps the rows below the line: the cards above it are
+    labelled dropped, those below kept, and a value on the line is below (kept)."""
+    from interleaf import recipes
+
+    recipe = tmp_path / "narrow.yaml"
+    recipe.write_text(recipes.preset_text("pairs-basic").replace("  doc:\n", '  doc:\n    narrow: "image_aspect_ratio <= 1.2"\n', 1))
+    out = tmp_path / "out"
+    run(recipe, [str(sample_dir / "pairs.jsonl")], out, progress=False)
+    html = (out / "report.html").read_text()
+    panel = html[html.index("<h3>narrow ") :]
+    panel = panel[: panel.index('<div class="filter">')] if '<div class="filter">' in panel else panel
+    above = panel[panel.index("just above (dropped)") : panel.index("just below (kept)")]
+    below = panel[panel.index("just below (kept)") :]
+    values = lambda part: [float(v) for v in re.findall(r"([0-9.]+) · pairs", part)]  # noqa: E731
+    assert values(above) and all(v > 1.2 for v in values(above))
+    assert values(below) and all(v <= 1.2 for v in values(below))

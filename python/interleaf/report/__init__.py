@@ -226,7 +226,7 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
     """The report's HTML for the run in ``out``."""
     import yaml
 
-    from interleaf.pipeline import _filter_expr, _threshold_of
+    from interleaf.pipeline import _SIMPLE_RULE, _filter_expr, _threshold_of
 
     docs = summary["documents"]
     dropped_docs: dict[str, int] = summary.get("dropped_documents", {})
@@ -266,7 +266,7 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
     thresholds: dict[str, float] = summary.get("thresholds", {})
     wanted: dict[str, set[int]] = {}
     shown: set[tuple[str, int, int]] = set()  # the nodes cards show (beside first images)
-    panels: list[tuple[str, str, list[tuple[str, int, int | None, float]], list[tuple[str, int, int | None, float]]]] = []
+    panels: list[tuple[str, tuple[str, str], list[tuple[str, int, int | None, float]], list[tuple[str, int, int | None, float]]]] = []
     for level, filters in (("node", plan.node_filters), ("doc", plan.doc_filters)):
         for name, f, roots in filters:
             col = f.column if f.top_fraction is not None else next((c for c in roots if plan.column_dtypes.get(c) is not None and (plan.column_dtypes[c].is_numeric() or plan.column_dtypes[c] == pl.Boolean())), None)
@@ -292,6 +292,10 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
             head = f"<h3>{_e(name)} <span class=muted>({level} filter: <code>{_e(rule)}</code>)</span></h3><p class=muted>{_e(col)}: {share}</p>"
             above: list[tuple[str, int, int | None, float]] = []
             below: list[tuple[str, int, int | None, float]] = []
+            # Which side the rule keeps, and which side a value on the threshold is on.
+            op = m.group(1) if f.expr is not None and (m := _SIMPLE_RULE.match(f.expr)) else ">="
+            on_below = op in (">", "<=")
+            sides = {">=": ("kept", "dropped"), ">": ("kept", "dropped"), "<=": ("dropped", "kept"), "<": ("dropped", "kept")}.get(op, ("", ""))
             if ex_thr is not None and math.isfinite(ex_thr):
                 thr_ex = ex_thr
                 keyed = plan.node_columns.get(col) is not None
@@ -301,9 +305,10 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
                         continue
                     cols = [S.DOC_INDEX, S.POS, col] if keyed else [S.DOC_INDEX, col]
                     t = pl.read_parquet(f_path, columns=cols).filter(pl.col(S.DOC_INDEX) < EXAMPLE_DOCS).with_columns(pl.col(col).cast(pl.Float64, strict=False).alias("_v")).filter(pl.col("_v").is_finite())
-                    for v in t.filter(pl.col("_v") >= thr_ex).sort("_v").head(EXAMPLES).iter_rows(named=True):
+                    high = pl.col("_v") > thr_ex if on_below else pl.col("_v") >= thr_ex
+                    for v in t.filter(high).sort("_v").head(EXAMPLES).iter_rows(named=True):
                         above.append((s.name, v[S.DOC_INDEX], v.get(S.POS), v["_v"]))
-                    for v in t.filter(pl.col("_v") < thr_ex).sort("_v", descending=True).head(EXAMPLES).iter_rows(named=True):
+                    for v in t.filter(~high).sort("_v", descending=True).head(EXAMPLES).iter_rows(named=True):
                         below.append((s.name, v[S.DOC_INDEX], v.get(S.POS), v["_v"]))
                 above = sorted(above, key=lambda x: x[3])[:EXAMPLES]
                 below = sorted(below, key=lambda x: -x[3])[:EXAMPLES]
@@ -311,7 +316,7 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
                     wanted.setdefault(sh, set()).add(di)
                     if pos is not None:
                         shown.add((sh, di, pos))
-            panels.append((head + svg, name, above, below))
+            panels.append((head + svg, sides, above, below))
     # Dedup examples (dataset steps: a duplicate and the document it repeats).
     dedup_rows: list[tuple[str, dict[str, Any]]] = []
     if dropped.height:
@@ -347,13 +352,14 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
                 more.setdefault(rep[1], set()).add(kept_at)
         content.update(_content(first, {k: v - wanted.get(k, set()) for k, v in more.items()}, read))
     if panels:
-        parts.append(f"<h2>Signals and thresholds</h2><p class=muted>Histograms over every scored row; the red line is the threshold. The examples are the rows just above (kept by this filter) and just below (dropped) it, among the first {EXAMPLE_DOCS:,} documents of the first {EXAMPLE_SHARDS} shards.</p>")
-        for body, _, above, below in panels:
+        parts.append(f"<h2>Signals and thresholds</h2><p class=muted>Histograms over every scored row; the red line is the threshold. The examples are the rows just above and just below it (each side says whether this filter keeps it), among the first {EXAMPLE_DOCS:,} documents of the first {EXAMPLE_SHARDS} shards.</p>")
+        for body, sides, above, below in panels:
             cards = ""
             if above or below:
                 up = "".join(_doc_card(content.get((sh, di)), pos, f"{_num(v)} · {sh}") for sh, di, pos, v in above)
                 down = "".join(_doc_card(content.get((sh, di)), pos, f"{_num(v)} · {sh}") for sh, di, pos, v in below)
-                cards = f'<div><div class="side">just above (kept)</div><div class="cards">{up or "<p class=muted>none</p>"}</div><div class="side">just below (dropped)</div><div class="cards">{down or "<p class=muted>none</p>"}</div></div>'
+                hi, lo = (f" ({side})" if side else "" for side in sides)
+                cards = f'<div><div class="side">just above{hi}</div><div class="cards">{up or "<p class=muted>none</p>"}</div><div class="side">just below{lo}</div><div class="cards">{down or "<p class=muted>none</p>"}</div></div>'
             parts.append(f'<div class="filter"><div>{body}</div>{cards}</div>')
     if dedup_rows:
         parts.append("<h2>Duplicates</h2><p class=muted>Documents (or images) dropped as duplicates, beside what they repeat.</p>")
