@@ -215,6 +215,13 @@ def test_filters_are_checked_before_any_data_is_read(tmp_path, planted):
         r.write_text(f"signals:\n  image: {{type: image}}\nfilters:\n  {level}:\n    x: {{top_fraction: 0.5, column: {column}}}\n")
         with pytest.raises(recipes.RecipeError, match=f"filter x: top_fraction ranks by '{column}'"):
             run(r, planted["inputs"], out, progress=False)
+    # Dedup runs after the filters; ids are no scores.
+    r.write_text("signals:\n  image: {type: image}\ndedup:\n  - {name: phash, method: phash}\nfilters:\n  doc:\n    x: 'phash_cluster >= 0'\n")
+    with pytest.raises(recipes.RecipeError, match=r"filter x reads \['phash_cluster'\]: dedup steps run after the filters"):
+        run(r, planted["inputs"], out, progress=False)
+    r.write_text("signals:\n  image: {type: image}\nfilters:\n  doc:\n    x: \"doc_id != 'p01'\"\n")
+    with pytest.raises(recipes.RecipeError, match=r"filter x reads \['doc_id'\]: ids are not filtered on"):
+        run(r, planted["inputs"], out, progress=False)
     # YAML keeps the last of two equal keys: a recipe that says a filter twice is refused.
     r.write_text("signals:\n  c: {type: caption, level: doc}\nfilters:\n  doc:\n    a: 'c_words > 2'\n    a: 'c_words > 5'\n")
     with pytest.raises(recipes.RecipeError, match="line 6: 'a' is given twice \\(first on line 5\\)"):

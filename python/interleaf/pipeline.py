@@ -368,6 +368,11 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
                 if level == "node" and all(c in doc_cols for c in bad):
                     raise RecipeError(f"node filter {fname} reads the document columns {bad}: move it under filters.doc")
                 known = sorted(set(allowed))
+                steps = {d.name for d in recipe.dedup}
+                if dedup_cols := [c for c in bad if c.rsplit("_", 1)[0] in steps]:
+                    raise RecipeError(f"filter {fname} reads {dedup_cols}: dedup steps run after the filters, among the documents they keep, so their columns cannot be filtered on")
+                if ids := [c for c in bad if c in (S.DOC_ID, S.DOC_INDEX)]:
+                    raise RecipeError(f"filter {fname} reads {ids}: ids are not filtered on (the id a document gets depends on its file and line)")
                 raise RecipeError(f"filter {fname} reads {bad}, which no signal of recipe {recipe.name} makes; columns: {', '.join(known)}")
             if f.expr is not None:
                 _check_expr_types(fname, f.expr, {c: dtypes[c] for c in roots})
