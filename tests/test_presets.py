@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from conftest import batch_of
 
-from interleaf import schema as S
 from interleaf.pipeline import build_signal
 from interleaf.recipes import FilterSpec, load
 from interleaf.signals import DOCUMENT_RULES, compute
@@ -110,12 +110,11 @@ def test_pair_presets_apply_datacomps_basic_filter(name):
     if name != "datacomp":
         assert [(d.name, d.method, d.radius) for d in r.dedup] == [("exact", "exact", 5), ("phash", "phash", 5)]
         assert r.dedup[1].scope == "dataset"
-    # The recipe's own caption signal on real captions: "A man" (2 words) and "A cat" (5
-    # characters) are dropped, "A tall man" is kept.
+    # The recipe's own caption signal on real captions: "A man" (2 words), "Ab cd" and "A b c"
+    # (5 characters) are dropped, "A tall man" is kept.
     caps = ["A man", "A tall man", "Ab cd", "A b c"]
     sig = build_signal("caption", r.signals["caption"])
-    rows = [{S.DOC_ID: f"d{i}", S.DOC_INDEX: i, S.POS: 0, S.KIND: "text", S.STEP: None, S.TEXT: c, S.IMAGE: None} for i, c in enumerate(caps)]
-    _, docs = compute(S.conform(pl.DataFrame(rows, schema_overrides={S.IMAGE: pl.Binary, S.TEXT: pl.String, S.STEP: pl.Int32})), [sig])
+    _, docs = compute(batch_of([[("text", c)] for c in caps]), [sig])
     words, chars = docs.get_column("caption_words").to_list(), docs.get_column("caption_chars").to_list()
     assert (words, chars) == ([2, 3, 2, 3], [5, 10, 5, 5])
     ok = [a and b for a, b in zip(passes(doc["caption_words"], caption_words=words), passes(doc["caption_chars"], caption_chars=chars), strict=True)]
