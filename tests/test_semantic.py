@@ -97,7 +97,10 @@ def test_blocks_give_the_same_answer_as_one_matrix(monkeypatch):
     monkeypatch.setattr(sd, "_COLS", 128)
     monkeypatch.setattr(sd, "_UPPER", None)
     blocked = semantic(x, eps=0.02, clusters=labels)
-    assert whole.equals(blocked)
+    # The same decisions; a cosine may differ in its last bits (a block below the diagonal is a
+    # BLAS gemm where one matrix is a syrk, and OpenBLAS's AVX2 kernels sum them in other orders).
+    assert whole.drop("cosine").equals(blocked.drop("cosine"))
+    np.testing.assert_allclose(blocked.get_column("cosine").to_numpy(), whole.get_column("cosine").to_numpy(), rtol=0, atol=1e-6)
 
 
 def test_planted_duplicates_are_found_with_kmeans():
