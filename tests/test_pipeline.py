@@ -207,6 +207,17 @@ def test_filters_are_checked_before_any_data_is_read(tmp_path, planted):
         r.write_text(f'signals:\n  t: {{type: text}}\n  d: {{type: text, level: doc}}\nfilters:\n  {level}:\n    x: "{expr}"\n')
         with pytest.raises(recipes.RecipeError, match="filter x: .* aggregates rows .* would be taken over a whole shard"):
             run(r, planted["inputs"], out, progress=False)
+    # No node has both a text signal's and an image signal's columns: a row-wise rule over both
+    # would apply to no node (an aggregate over each document's nodes takes each over its own).
+    both = "signals:\n  t: {type: text}\n  image: {type: image}\nfilters:\n  LEVEL:\n    x: \"EXPR\"\n"
+    for level, expr in (("node", "t_n_words >= 3 AND image_width >= 100"), ("node", "t_n_words >= 3 OR image_width >= 100"), ("doc", "t_n_words >= 3 AND image_width >= 100"), ("doc", "MIN(t_n_words) >= 3 AND image_width >= 100")):
+        r.write_text(both.replace("LEVEL", level).replace("EXPR", expr))
+        with pytest.raises(recipes.RecipeError, match=r"filter x: .* reads image_width of image nodes and t_n_words of text nodes: no node has both"):
+            run(r, planted["inputs"], out, progress=False)
+    from interleaf.pipeline import plan as plan_of
+
+    for level, expr in (("doc", "MIN(t_n_words) >= 3 AND AVG(image_width) >= 100"), ("node", "t_n_words >= 3 AND pos > 0"), ("node", "image_width >= 3 AND image_height >= 3")):
+        assert plan_of(recipes.parse(both.replace("LEVEL", level).replace("EXPR", expr)))
     from interleaf.pipeline import _aggregates
 
     assert _aggregates("t_kind = 'MAX(' OR AVG(t_n_words) > 3") == ["AVG"] and _aggregates("GREATEST(a, b) > 1") == []
@@ -1131,7 +1142,7 @@ def test_a_row_wise_document_filter_over_node_scores_must_hold_on_every_scored_n
 
     def apply(expr: str) -> tuple[list[str], list[tuple]]:
         f = FilterSpec(expr=expr)
-        kept, dropped = _doc_filter_over_nodes(alive, docs, "clip", f, ["s"], pl.sql_expr(expr), dtypes, 0.3, pl.col("_has_sig"))
+        kept, dropped = _doc_filter_over_nodes(alive, docs, "clip", f, ["s"], pl.sql_expr(expr), dtypes, 0.3, {"s": "sig"})
         return kept.get_column("doc_id").to_list(), dropped.select("doc_id", "value").rows()
 
     assert apply("s >= 0.3") == (["b", "c"], [("a", 0.1)])
@@ -1143,7 +1154,7 @@ def test_a_row_wise_document_filter_over_node_scores_must_hold_on_every_scored_n
     assert apply("doc_images = 2 AND s >= 0.0") == (["a", "c"], [("b", None)])
     assert apply("COUNT(s) >= 1") == (["a", "c"], [("b", None)])
     f = FilterSpec(expr="s >= 0.3", on_null="drop")
-    kept, _ = _doc_filter_over_nodes(alive, docs, "clip", f, ["s"], pl.sql_expr("s >= 0.3"), dtypes, 0.3, pl.col("_has_sig"))
+    kept, _ = _doc_filter_over_nodes(alive, docs, "clip", f, ["s"], pl.sql_expr("s >= 0.3"), dtypes, 0.3, {"s": "sig"})
     assert kept.get_column("doc_id").to_list() == ["c"]
 
 
@@ -1187,6 +1198,64 @@ def test_obelics_rewrites_paragraphs_and_applies_document_rules(tmp_path):
     first = kept.filter((pl.col("doc_id") == "o1") & (pl.col("kind") == "text")).get_column("text").to_list()
     expect = obelics_paragraphs([OBELICS_GOOD + "\n\n" + junk]).get_column("text").to_list()
     assert first[0] == expect[0] == OBELICS_GOOD
+
+
+def test_document_aggregates_over_text_and_image_signals_and_nan_rules_go_by_on_null(tmp_path):
+    """A document filter comparing a text signal's aggregate and an image signal's takes each
+    over its own nodes (no node has both: were the rule judged on nodes that both scored, it
+    would see none and keep everything); a rule computing NaN on a row (0 / 0 words per
+    character of an empty text) is a missing value there, kept or dropped by on_null alone,
+    whichever way it compares."""
+    img = tmp_path / "images"
+    img.mkdir()
+    for name in ("astronaut.jpg", "chelsea_nose.jpg"):  # 400 and 140 pixels wide
+        shutil.copy(SAMPLE_IMAGES / name, img / name)
+    src = tmp_path / "obelics.jsonl"
+    docs = {
+        "d1": ([OBELICS_GOOD, None], [None, "astronaut.jpg"]),
+        "d2": (["Too short.", None], [None, "astronaut.jpg"]),  # at most 2 words
+        "d3": ([OBELICS_GOOD, None], [None, "chelsea_nose.jpg"]),  # 140 px on average
+        "d4": ([OBELICS_GOOD, "", None], [None, None, "astronaut.jpg"]),  # an empty text: 0 / 0
+        "d5": ([OBELICS_GOOD, None, None], [None, "astronaut.jpg", "chelsea_nose.jpg"]),  # 270 px on average
+    }
+    with open(src, "wb") as f:
+        for doc_id, (texts, images) in docs.items():
+            f.write(_line({"doc_id": doc_id, "texts": texts, "images": [None if i is None else f"images/{i}" for i in images], "metadata": "{}"}))
+    recipe = tmp_path / "r.yaml"
+    # Every other text has 0.18-0.2 words per character: each rule keeps it.
+    for op, thr in (("<=", 0.5), (">", 0.1)):
+        for on_null in ("keep", "drop"):
+            recipe.write_text(
+                "signals:\n  t: {type: text}\n  image: {type: image}\nfilters:\n  node:\n"
+                f"    dense: {{expr: 't_n_words / t_n_chars {op} {thr}', on_null: {on_null}}}\n"
+                "  doc:\n    both: 'MAX(t_n_words) >= 5 AND AVG(image_width) >= 200'\n"
+            )
+            out = tmp_path / f"out-{op}-{on_null}"
+            run(recipe, [str(src)], out, progress=False)
+            d = dropped(out)
+            assert dict(d.filter(pl.col("pos").is_null()).select("doc_id", "filter").iter_rows()) == {"d2": "both", "d3": "both"}, (op, on_null)
+            nodes = d.filter(pl.col("pos").is_not_null()).select("doc_id", "pos", "filter").rows()
+            assert nodes == ([("d4", 1, "dense")] if on_null == "drop" else []), (op, on_null)
+
+
+def test_a_nan_condition_is_null_where_it_is_nan_and_sql_logic_combines_it():
+    from interleaf.pipeline import _nan_as_null
+
+    df = pl.DataFrame({"doc_index": [0, 0, 1, 1, 2], "a": [0.0, 1.0, 0.0, 0.0, None], "b": [0.0, 1.0, 0.0, 0.0, 1.0], "c": [0, 0, 2, 0, 0]})
+
+    def rows(expr: str) -> list[bool | None]:
+        return df.select(_nan_as_null(pl.sql_expr(expr), df.schema).alias("r")).get_column("r").to_list()
+
+    assert rows("a / b >= 0.5") == [None, True, None, None, None]
+    assert rows("a / b < 0.5") == [None, False, None, None, None]
+    assert rows("NOT (a / b >= 0.5)") == [None, False, None, None, None]
+    assert rows("a / b >= 0.5 OR c > 1") == [None, True, True, None, None]  # null OR true
+    assert rows("a / b >= 0.5 AND c > 1") == [False, False, None, False, False]  # null AND false
+    assert rows("SQRT(a - 1) > 0") == [None, False, None, None, None]
+    assert rows("c > 1") == [False, False, True, False, False]
+    # An aggregate: a NaN inside AVG makes it NaN, a missing value; MIN and MAX pass NaN by.
+    got = df.group_by("doc_index", maintain_order=True).agg(_nan_as_null(pl.sql_expr("AVG(a / b) >= 0.5"), df.schema, grouped=True).alias("avg"), _nan_as_null(pl.sql_expr("MIN(a / b) >= 0.5"), df.schema, grouped=True).alias("min"))
+    assert got.rows() == [(0, None, True), (1, None, None), (2, None, None)]
 
 
 def test_comm_runs_with_every_model_and_keeps_documents_too_short_for_f(tmp_path, sample_dir):

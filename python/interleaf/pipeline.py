@@ -39,6 +39,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -257,6 +258,13 @@ def _aggregates(expr: str) -> list[str]:
     return [m.group(1).upper() for m in _AGGREGATES.finditer(re.sub(r"'(?:[^']|'')*'", "''", expr))]
 
 
+def _row_wise(expr: pl.Expr, columns: Mapping[str, pl.DataType]) -> bool:
+    """Whether ``expr`` over a document's nodes gives a value per node (``clip_alignment_score
+    >= 0.28``), not one per document (``AVG(clip_alignment_score) >= 0.28``)."""
+    got = pl.LazyFrame(schema={S.DOC_INDEX: pl.Int64(), **columns}).group_by(S.DOC_INDEX).agg(expr.alias("_r")).collect_schema()["_r"]
+    return isinstance(got, pl.List)
+
+
 def _check_expr_types(name: str, expr: str, columns: dict[str, pl.DataType]) -> None:
     """A filter's expression evaluated once on no rows of its columns' types, so that a type
     error (``caption_words > 'abc'``) or an expression that is not a condition is a RecipeError
@@ -341,6 +349,7 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
     doc_cols: dict[str, str] = dict.fromkeys(BUILTIN_DOC_COLUMNS, "")
     dtypes: dict[str, pl.DataType] = {**BUILTIN_NODE_COLUMNS, **BUILTIN_DOC_COLUMNS}
     skipped_cols: dict[str, str] = {}
+    node_kinds: dict[str, str] = {}  # node column -> the kind of node its signal scores
     for name, spec in recipe.signals.items():
         sig = build_signal(name, spec)
         for c, dt in sig.columns().items():
@@ -349,6 +358,8 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
                 continue
             (node_cols if sig.level == "node" else doc_cols)[c] = name
             dtypes[c] = dt
+            if sig.level == "node" and getattr(sig, "node_kind", None):
+                node_kinds[c] = sig.node_kind
     dataset_steps = [d for d in recipe.dedup if d.scope == "dataset"]
     document_steps = [d for d in recipe.dedup if d.scope == "document"]
 
@@ -376,6 +387,16 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
                 raise RecipeError(f"filter {fname} reads {bad}, which no signal of recipe {recipe.name} makes; columns: {', '.join(known)}")
             if f.expr is not None:
                 _check_expr_types(fname, f.expr, {c: dtypes[c] for c in roots})
+                # A row-wise rule applies to the nodes that every signal it reads scored: over a
+                # text signal's and an image signal's columns, to none (_subject).
+                by_kind: dict[str, list[str]] = {}
+                for c in roots:
+                    if c in node_kinds:
+                        by_kind.setdefault(node_kinds[c], []).append(c)
+                if len(by_kind) > 1 and (level == "node" or _row_wise(pl.sql_expr(f.expr), {c: dtypes[c] for c in roots})):
+                    read = " and ".join(f"{', '.join(cs)} of {k} nodes" for k, cs in sorted(by_kind.items()))
+                    how = "write one node filter per kind" if level == "node" else "compare aggregates, each over its own nodes (MIN(a) >= x AND AVG(b) >= y), or write one filter per kind"
+                    raise RecipeError(f"filter {fname}: {f.expr!r} reads {read}: no node has both, so the rule would apply to none: {how}")
                 # An aggregate is a document's over its nodes; elsewhere it would be taken over
                 # whatever rows a shard holds (the result would change with the split).
                 over_nodes = level == "doc" and any(c in node_cols for c in roots)
@@ -927,6 +948,57 @@ def _filter_expr(f: FilterSpec, thresholds: dict[str, float], name: str) -> pl.E
     return pl.sql_expr(f.expr)
 
 
+def _connective(expr: pl.Expr) -> str | None:
+    """``"and"``, ``"or"`` or ``"not"`` when ``expr`` is that connective of conditions (read off
+    polars' expression tree), else None."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = json.loads(expr.meta.serialize(format="json"))
+    except Exception:
+        return None
+    node = tree.get("BinaryExpr") if isinstance(tree, dict) else None
+    if isinstance(node, dict) and node.get("op") in ("And", "Or", "LogicalAnd", "LogicalOr"):
+        return "and" if str(node["op"]).endswith("And") else "or"
+    node = tree.get("Function") if isinstance(tree, dict) else None
+    if isinstance(node, dict) and node.get("function") == {"Boolean": "Not"}:
+        return "not"
+    return None
+
+
+def _nan_as_null(expr: pl.Expr, schema: Mapping[str, pl.DataType], *, grouped: bool = False) -> pl.Expr:
+    """``expr`` (a filter's condition) with NaN taken for a missing value: each condition whose
+    computation gives NaN on a row (``a / b >= 0.5`` where ``a = b = 0``, a NaN score) is null
+    there, so ``on_null`` decides, and ``AND``, ``OR`` and ``NOT`` combine it with the rest as
+    SQL combines nulls. (polars orders NaN above every number: ``NaN >= 0.5`` would keep the
+    row and ``NaN <= 0.5`` drop it.) ``grouped``: ``expr`` is an aggregate over each document's
+    nodes, whose aggregated values are the ones looked at (a NaN inside ``AVG`` makes it NaN)."""
+    how = _connective(expr)
+    if how is not None:
+        parts = [_nan_as_null(e, schema, grouped=grouped) for e in expr.meta.pop()]
+        if how == "not" and len(parts) == 1:
+            return ~parts[0]
+        if how in ("and", "or") and len(parts) == 2:
+            return parts[0] & parts[1] if how == "and" else parts[0] | parts[1]
+    frame = pl.LazyFrame(schema={S.DOC_INDEX: pl.Int64(), **schema})
+    floats: list[pl.Expr] = []
+    stack = [expr]
+    while stack:
+        for e in stack.pop().meta.pop():
+            stack.append(e)
+            if e.meta.is_literal():
+                continue
+            try:
+                got = (frame.group_by(S.DOC_INDEX).agg(e.alias("_v")) if grouped else frame.select(e.alias("_v"))).collect_schema()["_v"]
+            except Exception:
+                continue
+            if got in (pl.Float32(), pl.Float64()):
+                floats.append(e)
+    if not floats:
+        return expr
+    return pl.when(pl.any_horizontal([e.is_nan() for e in floats])).then(pl.lit(None, dtype=pl.Boolean())).otherwise(expr)
+
+
 def _load(path: Path, columns: list[str]) -> pl.DataFrame:
     have = pl.read_parquet_schema(path)
     return pl.read_parquet(path, columns=[c for c in columns if c in have])
@@ -1039,16 +1111,21 @@ def _top_thresholds(opts: RunOptions, shards: list[Shard], run_jobs: Callable[..
     return res
 
 
-def _subject(roots: list[str], node_columns: dict[str, str], frame: pl.DataFrame) -> pl.Expr:
+def _subject(roots: list[str], node_columns: dict[str, str], frame: pl.DataFrame, *, any_signal: bool = False) -> pl.Expr:
     """The rows a filter applies to: the nodes that every node signal it reads scored (an
-    image rule does not apply to a text node, a paragraph rule not to an image)."""
+    image rule does not apply to a text node, a paragraph rule not to an image); with
+    ``any_signal``, that any of them scored (a document's aggregates, each over the nodes its
+    own column is defined on: ``AVG(clip_alignment_score)`` over the images,
+    ``MIN(text_n_words)`` over the texts)."""
     has = sorted({f"_has_{node_columns[c]}" for c in roots if node_columns.get(c)} & set(frame.columns))
-    return pl.all_horizontal([pl.col(h) for h in has]) if has else pl.lit(True)
+    if not has:
+        return pl.lit(True)
+    return (pl.any_horizontal if any_signal else pl.all_horizontal)([pl.col(h) for h in has])
 
 
 def _apply_filter(alive: pl.DataFrame, name: str, f: FilterSpec, roots: list[str], expr: pl.Expr, dtypes: dict[str, pl.DataType], threshold: float | None, pos: bool, subject: pl.Expr | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(rows kept, dropped records) of a row-wise filter; rows outside ``subject`` are kept."""
-    ok = expr.fill_null(f.on_null == "keep")
+    ok = _nan_as_null(expr, alive.schema).fill_null(f.on_null == "keep")
     if subject is not None:
         ok = pl.when(subject).then(ok).otherwise(True)
     res = alive.with_columns(ok.alias("_ok"))
@@ -1113,7 +1190,7 @@ def filter_shard(p: Plan, nodes: pl.DataFrame, docs: pl.DataFrame, thresholds: d
             if all(c in doc_only for c in roots):
                 docs, d = _apply_filter(docs, name, f, roots, expr, p.column_dtypes, thr, pos=False)
             else:
-                docs, d = _doc_filter_over_nodes(alive, docs, name, f, roots, expr, p.column_dtypes, thr, _subject(roots, p.node_columns, alive))
+                docs, d = _doc_filter_over_nodes(alive, docs, name, f, roots, expr, p.column_dtypes, thr, p.node_columns)
         dropped.append(d)
     alive = alive.filter(pl.col(S.DOC_INDEX).is_in(docs.get_column(S.DOC_INDEX).implode()))
     return alive, docs, dropped
@@ -1156,17 +1233,19 @@ def _assigned_targets(p: Plan, out: Path, shard: Shard, column: str, dropped: pl
     return build_signal(sig, p.signals[sig]).reassign(alive).select(S.DOC_INDEX, S.POS, column).filter(pl.col(column).is_not_null())
 
 
-def _doc_filter_over_nodes(alive: pl.DataFrame, docs: pl.DataFrame, name: str, f: FilterSpec, roots: list[str], expr: pl.Expr, dtypes: dict[str, pl.DataType], thr: float | None, subject: pl.Expr) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _doc_filter_over_nodes(alive: pl.DataFrame, docs: pl.DataFrame, name: str, f: FilterSpec, roots: list[str], expr: pl.Expr, dtypes: dict[str, pl.DataType], thr: float | None, node_columns: dict[str, str]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """A document filter that reads node columns: evaluated over each document's nodes that
-    its signals scored; an aggregate (``AVG(...) >= 0.75``) decides directly, a row-wise
-    expression must hold on every such node where it is defined
-    (``clip_alignment_score >= 0.28``: every image)."""
+    its signals scored; an aggregate (``AVG(...) >= 0.75``) decides directly (over the nodes
+    any of its signals scored), a row-wise expression must hold on every node that all of its
+    signals scored where it is defined (``clip_alignment_score >= 0.28``: every image)."""
     doc_cols = [c for c in docs.columns if c not in alive.columns or c == S.DOC_INDEX]
-    rows = alive.filter(subject).join(docs.select(doc_cols), on=S.DOC_INDEX, how="inner", maintain_order="left")
+    # An aggregate gives one value per document, a row-wise expression a list.
+    row_wise = _row_wise(expr, {**alive.schema, **docs.select(doc_cols).schema})
+    rows = alive.filter(_subject(roots, node_columns, alive, any_signal=not row_wise)).join(docs.select(doc_cols), on=S.DOC_INDEX, how="inner", maintain_order="left")
+    expr = _nan_as_null(expr, rows.schema, grouped=not row_wise)
     keep_null = f.on_null == "keep"
     value = _value_expr(roots, dtypes)
-    # An aggregate gives one value per document, a row-wise expression a list: the plan says which.
-    if isinstance(rows.lazy().group_by(S.DOC_INDEX).agg(expr.alias("_r")).collect_schema()["_r"], pl.List):
+    if row_wise:
         fail_row = ~expr.fill_null(keep_null)
         agg = rows.group_by(S.DOC_INDEX, maintain_order=True).agg(
             (~fail_row).all().alias("_ok"),

@@ -189,8 +189,9 @@ class FilterSpec(_Strict):
     ``floor(N * f) + 1``-th largest value of the whole input, so ties keep more).
 
     ``on_null``: what happens where the expression is null (a signal not defined for that row:
-    a text node under an image rule, a document with fewer than 3 images under CoMM's F):
-    ``keep`` (the default: the filter does not apply) or ``drop``.
+    a text node under an image rule, a document with fewer than 3 images under CoMM's F; or a
+    comparison computing NaN there, ``a / b`` with both 0): ``keep`` (the default: the filter
+    does not apply) or ``drop``.
     """
 
     expr: str | None = None

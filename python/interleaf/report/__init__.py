@@ -226,7 +226,7 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
     """The report's HTML for the run in ``out``."""
     import yaml
 
-    from interleaf.pipeline import _SIMPLE_RULE, _filter_expr, _threshold_of
+    from interleaf.pipeline import _SIMPLE_RULE, _filter_expr, _nan_as_null, _threshold_of
 
     docs = summary["documents"]
     dropped_docs: dict[str, int] = summary.get("dropped_documents", {})
@@ -280,7 +280,7 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
             # a threshold decides (the drops below are what is left to it after earlier filters).
             columns = plan.node_columns if plan.node_columns.get(col) else plan.doc_columns
             alone = all(columns.get(c) == sig for c in roots) if f.expr is not None else True
-            rule_expr = _filter_expr(f, thresholds, name).fill_null(f.on_null == "keep") if alone and (f.expr is not None or name in thresholds) else None
+            rule_expr = _nan_as_null(_filter_expr(f, thresholds, name), plan.column_dtypes).fill_null(f.on_null == "keep") if alone and (f.expr is not None or name in thresholds) else None
             svg, scored, failing = _column_histogram(out, sig, col, shards, thr, rule=rule_expr, rule_columns=roots if f.expr is not None else [col])
             n_docs, n_nodes = dropped_docs.get(name, 0), dropped_nodes.get(name, 0)
             docs_here = f"{n_docs:,} document{'s' if n_docs != 1 else ''}"

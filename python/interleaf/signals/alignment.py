@@ -94,6 +94,7 @@ class ClipAlignment:
     """
 
     level = "node"
+    node_kind = "image"  # the kind of node it scores
     needs: tuple[str, ...] = ("clip.image", "clip.text")
 
     def __init__(self, method: str = "auto", *, name: str = "clip_alignment", threshold: float = 0.15, threads: int | None = None):

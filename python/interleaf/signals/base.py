@@ -37,7 +37,10 @@ class Signal(Protocol):
             ``"clip.text"``, ``"text.embedding"``, ``"lm.perplexity"``).
 
     A built-in signal whose values change with the same columns has a ``version`` (an int,
-    1 when absent); ``interleaf run`` recomputes a stored attribute of another version.
+    1 when absent); ``interleaf run`` recomputes a stored attribute of another version. A
+    built-in node-level signal says which kind of node it scores (``node_kind``: ``"text"`` or
+    ``"image"``): no node has both kinds' columns, so a recipe refuses a row-wise filter that
+    reads both.
     """
 
     name: str

@@ -65,6 +65,7 @@ class ImageStats:
     """
 
     level = "node"
+    node_kind = "image"  # the kind of node it scores
     needs: tuple[str, ...] = ("image.stats",)
 
     def __init__(self, *, name: str = "image", max_pixels: int | None = None, max_bytes: int | None = None, header_only: bool = False):

@@ -64,6 +64,11 @@ class Perplexity:
         self.unit, self.level = level, "doc" if level == "doc" else "node"
         self.name, self.max_perplexity, self.paragraphs = name, float(max_perplexity), bool(paragraphs)
 
+    @property
+    def node_kind(self) -> str | None:
+        """The kind of node it scores: ``"text"`` at node and step level, None at document level."""
+        return "text" if self.level == "node" else None
+
     def columns(self) -> dict[str, pl.DataType]:
         n = self.name
         return {f"{n}_perplexity": pl.Float64(), f"{n}_tokens": pl.Int64(), f"{n}_ok": pl.Boolean(), f"{n}_error": S.ERROR_DTYPE}

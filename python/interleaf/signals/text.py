@@ -126,6 +126,11 @@ class TextStats:
         self.paragraphs = paragraphs
         self.char_ngram, self.word_ngram, self.threads = char_ngram, word_ngram, threads
 
+    @property
+    def node_kind(self) -> str | None:
+        """The kind of node it scores: ``"text"`` at node level, None at document level."""
+        return "text" if self.level == "node" else None
+
     def columns(self) -> dict[str, pl.DataType]:
         n = self.name
         cols: dict[str, pl.DataType] = {f"{n}_{c}": (pl.UInt64() if c.startswith("n_") else pl.Float64()) for c in _STATS}
@@ -198,6 +203,11 @@ class CaptionStats:
     def __init__(self, level: str = "doc", *, name: str = "caption"):
         choice_arg("level", level, ("node", "doc"))
         self.level, self.name = level, name
+
+    @property
+    def node_kind(self) -> str | None:
+        """The kind of node it scores: ``"text"`` at node level, None at document level."""
+        return "text" if self.level == "node" else None
 
     def columns(self) -> dict[str, pl.DataType]:
         return {f"{self.name}_words": pl.UInt32(), f"{self.name}_chars": pl.UInt32()}
