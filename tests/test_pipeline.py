@@ -1147,7 +1147,7 @@ def test_a_row_wise_document_filter_over_node_scores_must_hold_on_every_scored_n
 
     assert apply("s >= 0.3") == (["b", "c"], [("a", 0.1)])
     assert apply("AVG(s) >= 0.3") == (["a", "b", "c"], [])
-    assert apply("AVG(s) >= 0.46") == (["b"], [("a", None), ("c", None)])
+    assert apply("AVG(s) >= 0.46") == (["b"], [("a", pytest.approx(0.3)), ("c", pytest.approx(0.45))])  # the aggregate compared
     # b, which its signal did not score, is judged on null node values and its own columns.
     docs = docs.with_columns(pl.Series("doc_images", [2, 0, 2]))
     dtypes["doc_images"] = pl.Int64()
@@ -1256,6 +1256,26 @@ def test_a_nan_condition_is_null_where_it_is_nan_and_sql_logic_combines_it():
     # An aggregate: a NaN inside AVG makes it NaN, a missing value; MIN and MAX pass NaN by.
     got = df.group_by("doc_index", maintain_order=True).agg(_nan_as_null(pl.sql_expr("AVG(a / b) >= 0.5"), df.schema, grouped=True).alias("avg"), _nan_as_null(pl.sql_expr("MIN(a / b) >= 0.5"), df.schema, grouped=True).alias("min"))
     assert got.rows() == [(0, None, True), (1, None, None), (2, None, None)]
+
+
+def test_a_dropped_record_holds_what_its_rule_compares():
+    """value and threshold of a dropped row: the side of a comparison with a number and that
+    number (a computed value, an aggregate), else the rule's first numeric column."""
+    from interleaf.pipeline import _apply_filter
+    from interleaf.recipes.schema import FilterSpec
+
+    rows = pl.DataFrame({"doc_index": [0, 1], "doc_id": ["a", "b"], "pos": [0, 0], "s": [0.2, 0.5], "n": [3, 1]})
+    dtypes = dict(rows.schema)
+
+    def drop(expr: str) -> list[tuple]:
+        _, d = _apply_filter(rows, "x", FilterSpec(expr=expr), ["s", "n"], pl.sql_expr(expr), dtypes, None, pos=True)
+        return d.select("doc_id", "value", "threshold").rows()
+
+    assert drop("s * 100 >= 28") == [("a", pytest.approx(20.0), 28.0)]
+    assert drop("0.28 <= s") == [("a", 0.2, 0.28)]
+    assert drop("s / n >= 0.1") == [("a", pytest.approx(0.2 / 3), 0.1)]
+    assert drop("s >= 0.3 AND n >= 1") == [("a", 0.2, None)]  # no single comparison: the first column
+    assert drop("s > n") == [("a", 0.2, None), ("b", 0.5, None)]
 
 
 def test_comm_runs_with_every_model_and_keeps_documents_too_short_for_f(tmp_path, sample_dir):

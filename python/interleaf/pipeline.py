@@ -948,22 +948,68 @@ def _filter_expr(f: FilterSpec, thresholds: dict[str, float], name: str) -> pl.E
     return pl.sql_expr(f.expr)
 
 
-def _connective(expr: pl.Expr) -> str | None:
-    """``"and"``, ``"or"`` or ``"not"`` when ``expr`` is that connective of conditions (read off
-    polars' expression tree), else None."""
+def _top_node(expr: pl.Expr) -> tuple[str, Any]:
+    """The kind and fields of the top node of polars' expression tree (``("BinaryExpr", {"op":
+    "And", ...})``); ``("", None)`` when it cannot be read (the tree's JSON form is polars' own:
+    what is not recognised is taken for a plain condition)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             tree = json.loads(expr.meta.serialize(format="json"))
     except Exception:
-        return None
-    node = tree.get("BinaryExpr") if isinstance(tree, dict) else None
-    if isinstance(node, dict) and node.get("op") in ("And", "Or", "LogicalAnd", "LogicalOr"):
+        return "", None
+    if isinstance(tree, dict) and len(tree) == 1:
+        return next(iter(tree.items()))
+    return "", None
+
+
+def _connective(expr: pl.Expr) -> str | None:
+    """``"and"``, ``"or"`` or ``"not"`` when ``expr`` is that connective of conditions, else None."""
+    kind, node = _top_node(expr)
+    if kind == "BinaryExpr" and isinstance(node, dict) and node.get("op") in ("And", "Or", "LogicalAnd", "LogicalOr"):
         return "and" if str(node["op"]).endswith("And") else "or"
-    node = tree.get("Function") if isinstance(tree, dict) else None
-    if isinstance(node, dict) and node.get("function") == {"Boolean": "Not"}:
+    if kind == "Function" and isinstance(node, dict) and node.get("function") == {"Boolean": "Not"}:
         return "not"
     return None
+
+
+#: polars' comparison operators, as its expression tree names them (polars SQL's too).
+_COMPARISONS = frozenset({"Eq", "EqValidity", "NotEq", "NotEqValidity", "Lt", "LtEq", "Gt", "GtEq"})
+
+
+def _compared(expr: pl.Expr) -> tuple[pl.Expr, float | None] | None:
+    """For a comparison of an expression with a literal (``clip_alignment_score * 100 >= 28``,
+    ``AVG(s) >= 0.46``): that expression and the literal as a number (None when it is none);
+    None for any other condition."""
+    kind, node = _top_node(expr)
+    op = None
+    if kind == "BinaryExpr" and isinstance(node, dict):
+        op = node.get("op")
+    elif kind == "Function" and isinstance(node, dict) and isinstance(node.get("function"), dict) and isinstance(node["function"].get("Sql"), dict):
+        op = node["function"]["Sql"].get("Binary")
+    if op not in _COMPARISONS:
+        return None
+    sides = expr.meta.pop()
+    literal = [e.meta.is_literal() for e in sides]
+    if len(sides) != 2 or literal.count(True) != 1:
+        return None
+    side, lit = (sides[1], sides[0]) if literal[0] else (sides[0], sides[1])
+    try:
+        v = pl.select(lit.cast(pl.Float64)).item()
+    except Exception:
+        v = None
+    return side, (float(v) if isinstance(v, float) and math.isfinite(v) else None)
+
+
+def _numeric(expr: pl.Expr, schema: Mapping[str, pl.DataType], *, grouped: bool = False) -> bool:
+    """Whether ``expr`` gives one number (or boolean) per row of a frame of ``schema``, or with
+    ``grouped`` one per document (an aggregate over its nodes)."""
+    frame = pl.LazyFrame(schema={S.DOC_INDEX: pl.Int64(), **schema})
+    try:
+        dt = (frame.group_by(S.DOC_INDEX).agg(expr.alias("_v")) if grouped else frame.select(expr.alias("_v"))).collect_schema()["_v"]
+    except Exception:
+        return False
+    return dt.is_numeric() or dt == pl.Boolean()
 
 
 def _nan_as_null(expr: pl.Expr, schema: Mapping[str, pl.DataType], *, grouped: bool = False) -> pl.Expr:
@@ -1131,7 +1177,10 @@ def _apply_filter(alive: pl.DataFrame, name: str, f: FilterSpec, roots: list[str
     res = alive.with_columns(ok.alias("_ok"))
     fail = res.filter(~pl.col("_ok"))
     rule = f.expr if f.expr is not None else f"{f.column} in the top {f.top_fraction:g} of the input"
-    dropped = _dropped(fail, name, value=_value_expr(roots, dtypes), threshold=threshold, rule=rule, pos=pos)
+    value = _value_expr(roots, dtypes)
+    if (cmp := _compared(expr)) is not None and _numeric(cmp[0], alive.schema):
+        value, threshold = cmp[0], threshold if threshold is not None else cmp[1]
+    dropped = _dropped(fail, name, value=value, threshold=threshold, rule=rule, pos=pos)
     return res.filter(pl.col("_ok")).drop("_ok"), dropped
 
 
@@ -1242,9 +1291,15 @@ def _doc_filter_over_nodes(alive: pl.DataFrame, docs: pl.DataFrame, name: str, f
     # An aggregate gives one value per document, a row-wise expression a list.
     row_wise = _row_wise(expr, {**alive.schema, **docs.select(doc_cols).schema})
     rows = alive.filter(_subject(roots, node_columns, alive, any_signal=not row_wise)).join(docs.select(doc_cols), on=S.DOC_INDEX, how="inner", maintain_order="left")
+    # The value recorded: what the rule compares (per node, or the aggregate), else its first column.
+    cmp = _compared(expr)
+    value: pl.Expr | None
+    if cmp is not None and _numeric(cmp[0], rows.schema, grouped=not row_wise):
+        value, thr = cmp[0], thr if thr is not None else cmp[1]
+    else:
+        value = _value_expr(roots, dtypes) if row_wise else None
     expr = _nan_as_null(expr, rows.schema, grouped=not row_wise)
     keep_null = f.on_null == "keep"
-    value = _value_expr(roots, dtypes)
     if row_wise:
         fail_row = ~expr.fill_null(keep_null)
         agg = rows.group_by(S.DOC_INDEX, maintain_order=True).agg(
@@ -1252,7 +1307,7 @@ def _doc_filter_over_nodes(alive: pl.DataFrame, docs: pl.DataFrame, name: str, f
             (value.filter(fail_row).first() if value is not None else pl.lit(None)).alias("_v"),
         )
     else:
-        agg = rows.group_by(S.DOC_INDEX, maintain_order=True).agg(expr.fill_null(keep_null).alias("_ok"), pl.lit(None).alias("_v"))
+        agg = rows.group_by(S.DOC_INDEX, maintain_order=True).agg(expr.fill_null(keep_null).alias("_ok"), (value if value is not None else pl.lit(None)).alias("_v"))
     # A document none of whose nodes the signals scored: the expression over one row of null
     # node values and its document columns (``doc_images = 1 AND ...`` with no image is false;
     # ``COUNT(image_width) >= 1`` too; a comparison with null goes by on_null).
