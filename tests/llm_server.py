@@ -90,6 +90,7 @@ class ScriptedServer:
         self.latency = latency
         self.reject_json_schema = reject_json_schema
         self.requests: list[dict[str, Any]] = []
+        self.auth: list[str | None] = []  # each chat request's Authorization header
         self.seen: Counter[str] = Counter()
         # Arrival time (time.monotonic) of every attempt, by the request's messages.
         self.arrivals: dict[str, list[float]] = {}
@@ -122,6 +123,7 @@ class ScriptedServer:
 
     def reset(self) -> None:
         self.requests.clear()
+        self.auth.clear()
         self.seen.clear()
         self.arrivals.clear()
         self.max_in_flight = 0
@@ -129,6 +131,7 @@ class ScriptedServer:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(body)
+        self.auth.append(request.headers.get("Authorization"))
         key = json.dumps(body.get("messages"), sort_keys=True)
         self.arrivals.setdefault(key, []).append(time.monotonic())
         self.seen[key] += 1

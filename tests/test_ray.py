@@ -88,6 +88,16 @@ def test_a_real_ray_head_passes_the_probe_and_the_worker_check(ray_instance, mon
     monkeypatch.setattr(interleaf, "__version__", "0.0.0+elsewhere")
     with pytest.raises(RuntimeError, match=r"interleaf 0\.0\.0\+elsewhere here but .* on 1 of 1 Ray nodes"):
         check_workers(ray)
+    # Joining without an address (the cluster ray.init() finds, or one already joined) checks
+    # the nodes too, once per cluster.
+    import interleaf.ray as ir
+
+    monkeypatch.setattr(ir, "_CHECKED", set())
+    with pytest.raises(RuntimeError, match="here but .* on 1 of 1 Ray nodes"):
+        ir.init(None, progress=False)
+    monkeypatch.undo()
+    ir.init(None, progress=False)
+    assert ray.get_runtime_context().gcs_address in ir._CHECKED
 
 
 def _lost_actor_in_a_task() -> BaseException:
@@ -170,6 +180,25 @@ def test_ray_failures_read_as_one_line_with_the_cause(ray_instance):
     assert not _actor_lost(task_error)
     e = ray.exceptions.RaySystemError("Traceback (most recent call last):\n  File x\nModuleNotFoundError: No module named 'interleaf'")
     assert "cannot import interleaf: install it" in str(ray_failure(e, "score"))
+    # The error the task's code raised, not the one it was raised from (a filter names itself).
+
+    def chained(batch):
+        try:
+            raise KeyError("the polars error under it")
+        except KeyError as err:
+            raise ValueError("filter x ('a > 1') failed on the scored values: KeyError") from err
+
+    try:
+        ray.data.range(1).map_batches(chained).materialize()
+    except Exception as e:  # noqa: BLE001
+        task_error = e
+    assert str(ray_failure(task_error, "filter")) == "filter: ValueError: filter x ('a > 1') failed on the scored values: KeyError (in a Ray task)"
+    # A loss under map_tasks' one-line error (the last phases of a distributed dedup) is still
+    # a loss: the step is clustered again.
+    try:
+        raise ray_failure(lost, "ray engine: write") from lost
+    except RuntimeError as wrapped:
+        assert _actor_lost(wrapped) and "\n" not in str(wrapped)
 
 
 @pytest.fixture()
@@ -289,6 +318,81 @@ def test_a_worker_killed_during_the_run_is_retried_and_outputs_are_identical(tmp
     assert "summary" in result
     assert digests(local) == digests(on_ray)
     assert not [p for p in on_ray.rglob("*.tmp")]
+
+
+def test_ray_workers_read_relative_paths_and_get_the_drivers_llm_key(tmp_path, sample_dir, ray_instance, scripted, monkeypatch):
+    """Ray workers run in a folder of their own: inputs, --out, model directories and the LLM
+    cache named relative to the driver's folder are the same files for them; the API key the
+    driver has (not the workers) goes with the jobs."""
+    from llm_server import count_images
+
+    data = tmp_path / "data"
+    shutil.copytree(sample_dir / "images", data / "images")
+    shutil.copy(sample_dir / "comm.jsonl", data / "comm.jsonl")
+    scripted.answer = lambda body: json.dumps({"development": 8, "completeness": 6, "alignment": count_images(body)})
+    (tmp_path / "r.yaml").write_text(
+        "models:\n  clip: {}\nllm: {concurrency: 4}\nsignals:\n  judge: {type: llm_judge, judge: comm}\n  clip_alignment: {type: clip_alignment, method: step}\n"
+        "filters:\n  drop_errors: true\n  doc:\n    developed: 'judge_development >= 5'\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("INTERLEAF_LLM_API_KEY", "sk-driver")  # after Ray started: its workers lack it
+    kw = {"models": {"clip": os.path.relpath(CLIP_DIR, tmp_path)}, "device": "cpu", "progress": False}
+    llm = {"base_url": scripted.url, "model": "scripted"}
+    local = run("r.yaml", ["data/comm.jsonl"], "local", llm={**llm, "cache": "local.sqlite"}, **kw)
+    assert scripted.auth and set(scripted.auth) == {"Bearer sk-driver"}
+    scripted.reset()
+    on_ray = run("r.yaml", ["data/comm.jsonl"], "ray", engine="ray", llm={**llm, "cache": "ray.sqlite"}, **kw)
+    assert len(scripted.auth) == local["llm"]["requests"] and set(scripted.auth) == {"Bearer sk-driver"}
+    assert (tmp_path / "ray.sqlite").is_file() and (tmp_path / "ray" / "kept").is_dir()
+    assert digests(tmp_path / "local") == digests(tmp_path / "ray") and on_ray["documents"] == local["documents"]
+    assert local["documents"]["kept"] == 4 and not local["signal_errors"]
+
+
+def test_a_job_that_crashes_its_model_actor_every_time_stops_the_stage(ray_instance):
+    """A stage's model actor that dies is started again a few times, not without end (Ray
+    Data's default): a shard that kills its worker every time stops the run, as locally."""
+    from interleaf.ray import run_jobs
+
+    got: dict = {}
+
+    def crash() -> dict:  # local: pickled by value, as a stage function reaches the workers
+        import os
+
+        os._exit(3)
+
+    def stage() -> None:
+        try:
+            run_jobs(crash, [()], actors=True, stage="score")
+        except Exception as e:  # noqa: BLE001 - the error is the point
+            got["error"] = e
+
+    t = threading.Thread(target=stage, daemon=True)
+    t.start()
+    t.join(300)
+    assert not t.is_alive(), "the stage kept restarting its actor"
+    assert "error" in got
+
+
+def test_distributed_exact_dedup_keeps_one_per_cluster_whatever_ray_datas_block_size(tmp_path, ray_instance):
+    """Ray Data cuts a map's output blocks at its target size: a cluster of exact duplicates
+    must still be ranked in one piece (one kept), as in the local run."""
+    img = tmp_path / "images"
+    img.mkdir()
+    shutil.copy(SAMPLE_IMAGES / "astronaut.jpg", img / "a.jpg")
+    shard = tmp_path / "p.jsonl"
+    shard.write_text("".join(json.dumps({"id": f"d{i}", "image": "images/a.jpg", "caption": "the same caption" if i % 3 else f"caption {i}"}) + "\n" for i in range(300)))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("signals:\n  caption: {type: caption}\ndedup:\n  - {name: exact, method: exact, by: text}\n")
+    local = run(recipe, [str(shard)], tmp_path / "local", progress=False)
+    ctx = ray.data.DataContext.get_current()
+    before = ctx.target_max_block_size
+    ctx.target_max_block_size = 2048
+    try:
+        on_ray = run(recipe, [str(shard)], tmp_path / "ray", engine="ray", ray_dedup="distributed", progress=False)
+    finally:
+        ctx.target_max_block_size = before
+    assert local["dropped_documents"] == on_ray["dropped_documents"] == {"exact": 199}
+    assert digests(tmp_path / "local") == digests(tmp_path / "ray")
 
 
 def test_distributed_minhash_clusters_equal_the_local_ones(tmp_path, ray_instance):

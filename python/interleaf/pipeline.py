@@ -323,7 +323,7 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
             from interleaf.models.directory import ModelDirectory
 
             ModelDirectory(path, MODEL_KINDS[model])  # exists and is the right kind
-            m = str(path)
+            m = os.path.abspath(path)  # the same directory for workers elsewhere (Ray)
         resolved[model] = m
     extra = sorted(set(given) - set(recipe.models))
     notices = [f"model {n} is given but recipe {recipe.name} does not use it" for n in extra]
@@ -1825,6 +1825,9 @@ class Engine:
     name: str = "local"
     address: str | None = None
     dedup: str = "auto"
+    #: Environment variables a Ray run's workers get (the LLM API key the driver has: a
+    #: cluster's workers do not share the driver's environment). Never shown.
+    env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
 
 class _Pool:
@@ -1911,7 +1914,7 @@ def _run_jobs(fn: Callable[..., dict[str, Any]], jobs: list[tuple], workers: int
         from interleaf import ray as ray_engine
 
         gpus = ray_engine.gpus_per_actor(device) if models else 0.0
-        results = ray_engine.run_jobs(fn, jobs, concurrency=workers if workers > 1 else None, actors=models, num_gpus=gpus, stage=stage)
+        results = ray_engine.run_jobs(fn, jobs, concurrency=workers if workers > 1 else None, actors=models, num_gpus=gpus, stage=stage, env=dict(engine.env))
         nodes = {res.pop("_node", None) for res in results}
         for i, res in enumerate(results):
             log.shard(stage, i, len(jobs), res, t0)
@@ -2070,6 +2073,8 @@ def run(
         print(f"interleaf run: notice: {n}", file=sys.stderr)
     out_p = Path(out)
     paths = named_inputs(inputs)
+    if p.llm is not None and p.llm.get("cache"):
+        p.llm["cache"] = os.path.abspath(p.llm["cache"])  # as the inputs and the folder below
     if image_root is not None and load_images and not os.path.isdir(image_root):
         raise FileNotFoundError(f"image_root {os.fspath(image_root)} is not a folder")
     read = {
@@ -2092,8 +2097,11 @@ def run(
     fresh = False
     try:
         _check_out(out_p, paths, state, overwrite, named)
-        shards = plan_shards(paths)
-        eng = Engine(engine, ray_address, ray_dedup)
+        # Absolute, as the image root: the outputs (the paths in read errors) do not depend on
+        # the folder a run starts from, and Ray workers, which run in their own, read the same
+        # files.
+        shards = plan_shards([os.path.abspath(x) for x in paths])
+        eng = Engine(engine, ray_address, ray_dedup, _api_key_env(p.llm) if engine == "ray" else ())
         if engine == "ray":  # joined before anything is written: a wrong address leaves no run behind
             from interleaf import ray as ray_engine
 
@@ -2105,7 +2113,7 @@ def run(
         models_state = {k: (v if isinstance(v, str) else getattr(v, "path", None) and str(v.path)) for k, v in p.models.items()}
         # Not sort_keys: the order of the filters is part of the recipe.
         write_text(out_p / STATE / "run.json", json.dumps({**state, "models": models_state, "llm": p.llm, "device": device, "recipe": rec.model_dump(mode="json")}, indent=2) + "\n")
-        opts = RunOptions(str(out_p), p, read, device=device, threads=threads, model_batch_size=model_batch_size, progress=progress)
+        opts = RunOptions(os.path.abspath(out_p), p, read, device=device, threads=threads, model_batch_size=model_batch_size, progress=progress)
         try:
             return _execute(opts, shards, limit, workers, stages, output_format, log, eng)
         except Exception as e:
@@ -2121,6 +2129,16 @@ def run(
         raise
     finally:
         lock.release()
+
+
+def _api_key_env(llm: dict[str, Any] | None) -> tuple[tuple[str, str], ...]:
+    """The variables holding the API key an LLM client made from ``llm`` reads
+    (:class:`interleaf.llm.Client`: ``api_key_env``, else ``INTERLEAF_LLM_API_KEY`` and
+    ``OPENAI_API_KEY``), as this process has them."""
+    if llm is None:
+        return ()
+    names = [llm["api_key_env"]] if llm.get("api_key_env") is not None else ["INTERLEAF_LLM_API_KEY", "OPENAI_API_KEY"]
+    return tuple((n, os.environ[n]) for n in names if n and os.environ.get(n))
 
 
 def _sweep(out: Path) -> None:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -83,8 +84,12 @@ def init(address: str | None = None, *, progress: bool = True) -> Any:
             _check_reachable(address)
             kw["address"] = address
         ray.init(**kw)
-        if address is not None:
-            check_workers(ray)
+    # Also without an address: ray.init() joins the cluster a `ray start` on this machine
+    # recorded, whose nodes may run another Python (or none with interleaf).
+    cluster = ray.get_runtime_context().gcs_address
+    if cluster not in _CHECKED:
+        check_workers(ray)
+        _CHECKED.add(cluster)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress
     ctx.print_on_execution_start = progress
@@ -97,6 +102,10 @@ def init(address: str | None = None, *, progress: bool = True) -> Any:
 # An HTTP/2 client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS, the Ray
 # Client server) answers with a frame of its own; anything else is not Ray.
 _H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+#: The clusters (GCS addresses) whose nodes :func:`init` checked in this process.
+_CHECKED: set[str] = set()
 
 
 def _check_reachable(address: str, timeout: float = 10.0) -> None:
@@ -201,23 +210,38 @@ def cluster_cpus() -> int:
     return max(1, int(_ray().cluster_resources().get("CPU", 1)))
 
 
-def run_jobs(fn: Callable[..., dict[str, Any]], jobs: list[tuple], *, concurrency: int | None = None, actors: bool = False, num_gpus: float = 0.0, stage: str = "stage") -> list[dict[str, Any]]:
+#: How often a stage's model actor is started again after its worker or node died (Ray Data's
+#: default is without end: a shard that crashes its worker every time would loop forever).
+ACTOR_RESTARTS = 3
+
+
+def run_jobs(fn: Callable[..., dict[str, Any]], jobs: list[tuple], *, concurrency: int | None = None, actors: bool = False, num_gpus: float = 0.0, stage: str = "stage", env: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Runs ``fn(*job)`` for every job on Ray Data and returns the results in job order.
     ``actors``: an actor pool of ``concurrency`` actors (for stages that load models; each
-    with ``num_gpus``); otherwise tasks, at most ``concurrency`` at once (default: the
-    cluster's CPUs). Results travel as JSON; each names the node that ran it (``_node``)."""
+    with ``num_gpus``; one that dies is started again :data:`ACTOR_RESTARTS` times); otherwise
+    tasks, at most ``concurrency`` at once (default: the cluster's CPUs). ``env``: environment
+    variables the jobs' workers get (the run's LLM API key), through their ``runtime_env``.
+    Results travel as JSON; each names the node that ran it (``_node``)."""
     ray = _ray()
     if not jobs:
         return []
     n = concurrency or min(len(jobs), cluster_cpus())
+    extra: dict[str, Any] = {"runtime_env": {"env_vars": dict(env)}} if env else {}
     if actors:
         from ray import cloudpickle
 
         ds = ray.data.from_items([{"job": i, "args": cloudpickle.dumps(j)} for i, j in enumerate(jobs)], override_num_blocks=len(jobs))
-        ds = ds.map_batches(_StageActor, fn_constructor_args=(fn,), batch_size=1, compute=ray.data.ActorPoolStrategy(size=min(n, len(jobs))), num_gpus=num_gpus or None, num_cpus=1)
+        kw: dict[str, Any] = {"fn_constructor_args": (fn,), "batch_size": 1, "compute": ray.data.ActorPoolStrategy(size=min(n, len(jobs))), "num_gpus": num_gpus or None, "num_cpus": 1, **extra}
+        with warnings.catch_warnings():
+            # Ray 2.60 takes the restarts among its deprecated free remote arguments (none names them).
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+            try:
+                ds = ds.map_batches(_StageActor, max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS, **kw)
+            except TypeError:  # a Ray that takes named remote arguments only: its own default
+                ds = ds.map_batches(_StageActor, **kw)
     else:
         ds = ray.data.from_items([{"job": i} for i in range(len(jobs))], override_num_blocks=len(jobs))
-        ds = ds.map(lambda row: _encode(int(row["job"]), fn(*jobs[int(row["job"])])), num_cpus=1, **_tasks(ray, min(n, len(jobs))))
+        ds = ds.map(lambda row: _encode(int(row["job"]), fn(*jobs[int(row["job"])])), num_cpus=1, **_tasks(ray, min(n, len(jobs))), **extra)
     rows = ds.take_all()
     by = {int(r["job"]): json.loads(r["result"]) for r in rows}
     missing = [i for i in range(len(jobs)) if i not in by]
@@ -260,7 +284,7 @@ def map_tasks(fn: Callable[..., Any], jobs: list[tuple], *, weights: list[int] |
     except ray.exceptions.RayError as e:
         for r in refs:
             ray.cancel(r)
-        raise RuntimeError(f"ray engine: {stage}: {e}") from e
+        raise ray_failure(e, f"ray engine: {stage}") from e
     return out
 
 
@@ -336,25 +360,33 @@ _RAY_WRAPPERS = ("RayTaskError", "UserCodeException")
 def _root(e: BaseException) -> tuple[str, str]:
     """(name, message) of the error under Ray's wrappers: a task's error reaches the driver as
     ``RayTaskError(UserCodeException)`` whose cause survives only in its text (``ValueError:
-    ...`` lines, the innermost first)."""
+    ...`` lines of its chain, the innermost first): the outermost of them, the one the task's
+    code raised (``filter x (...) failed on the scored values: ...``, not the polars error it
+    was raised from)."""
     import re
 
     if not any(c.__name__.startswith(_RAY_WRAPPERS) for c in type(e).__mro__):
         first = next((ln for ln in str(e).splitlines() if ln.strip()), "")
         return type(e).__name__, first.strip()
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    found: tuple[str, str] | None = None
     for line in text.splitlines():
         m = re.match(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit)): ?(.*)$", line.strip())
         if m and not m.group(1).rsplit(".", 1)[-1].startswith(_RAY_WRAPPERS):
-            return m.group(1).rsplit(".", 1)[-1], m.group(2).strip()
-    return type(e).__name__, _last_line(e)
+            found = m.group(1).rsplit(".", 1)[-1], m.group(2).strip()
+    return found if found is not None else (type(e).__name__, _last_line(e))
 
 
 def _actor_lost(e: BaseException) -> bool:
-    """Whether ``e`` is (or wraps) a Ray actor that died or became unreachable, not for want of
-    memory (a rerun would hit the same limit)."""
-    name, message = _root(e)
-    return name in ("ActorDiedError", "ActorUnavailableError", "RayActorError") and "memory" not in message.lower() and "OutOfMemory" not in str(e)
+    """Whether ``e`` is (or wraps, or was raised from) a Ray actor that died or became
+    unreachable, not for want of memory (a rerun would hit the same limit)."""
+    seen: BaseException | None = e
+    while seen is not None:
+        name, message = _root(seen)
+        if name in ("ActorDiedError", "ActorUnavailableError", "RayActorError") and "memory" not in message.lower() and "OutOfMemory" not in str(seen):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def _last_line(e: BaseException, limit: int = 300) -> str:
@@ -1024,6 +1056,11 @@ def _block_rank(table: Any, step: Any) -> dict[str, Any]:
     return {c: d.get_column(c).to_numpy() for c in ("shard", "doc_index", "doc_id", "score", "rep", "rs", "ri")}
 
 
+def _block_shared_rank(table: Any, step: Any) -> dict[str, Any]:
+    """:func:`_block_rank` of :func:`_block_shared` in one block (an exact step: no values)."""
+    return _block_rank(_block_shared(table), step)
+
+
 def _write_drops(table: Any, out: str, step: Any) -> dict[str, Any]:
     """Within a block partitioned on the shard: each shard's drops of ``step``, in document
     order, written (atomically) to its file under ``OUT/.interleaf/filter/dedup/<step>/``."""
@@ -1066,15 +1103,20 @@ def dedup_survivors(opts: Any, shards: list[Any], counts: list[int]) -> None:
         done.append(step.name)
         if not rows.count():
             continue
-        # Integers first: the clusters with two or more survivors; then their values, read
-        # once per shard, travel with those rows alone to be clustered again.
-        shared = rows.repartition(_partitions(items), keys=["cluster"]).map_batches(_block_shared, batch_size=None, batch_format="pyarrow").materialize()
-        if not shared.count():
-            continue
-        if step.method != "exact":
+        # A cluster is ranked within one block of a repartition on it (those are never cut; a
+        # map's output may be, at Ray Data's target block size, splitting a cluster in two).
+        by_cluster = rows.repartition(_partitions(items), keys=["cluster"])
+        if step.method == "exact":
+            dups = by_cluster.map_batches(_block_shared_rank, fn_kwargs={"step": step}, batch_size=None, batch_format="pyarrow").materialize()
+        else:
+            # Integers first: the clusters with two or more survivors; then their values, read
+            # once per shard, travel with those rows alone to be clustered again.
+            shared = by_cluster.map_batches(_block_shared, batch_size=None, batch_format="pyarrow").materialize()
+            if not shared.count():
+                continue
             shared = shared.repartition(_partitions(items), keys=["shard"]).map_batches(_attach_values, fn_kwargs={"out": str(out), "step": step}, batch_size=None, batch_format="pyarrow")
             shared = shared.repartition(_partitions(items), keys=["cluster"])
-        dups = shared.map_batches(_block_rank, fn_kwargs={"step": step}, batch_size=None, batch_format="pyarrow").materialize()
+            dups = shared.map_batches(_block_rank, fn_kwargs={"step": step}, batch_size=None, batch_format="pyarrow").materialize()
         if not dups.count():
             continue
         dups.repartition(_partitions(items), keys=["shard"]).map_batches(_write_drops, fn_kwargs={"out": str(out), "step": step}, batch_size=None, batch_format="pyarrow").to_pandas()
