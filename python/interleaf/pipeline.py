@@ -258,11 +258,20 @@ def _aggregates(expr: str) -> list[str]:
     return [m.group(1).upper() for m in _AGGREGATES.finditer(re.sub(r"'(?:[^']|'')*'", "''", expr))]
 
 
+def _dtype_of(expr: pl.Expr, columns: Mapping[str, pl.DataType], *, grouped: bool = False) -> pl.DataType | None:
+    """The dtype ``expr`` gives over a frame of ``columns`` (with ``grouped``, aggregated per
+    document: a List where it is row-wise); None where it cannot be evaluated there."""
+    frame = pl.LazyFrame(schema={S.DOC_INDEX: pl.Int64(), **columns})
+    try:
+        return (frame.group_by(S.DOC_INDEX).agg(expr.alias("_v")) if grouped else frame.select(expr.alias("_v"))).collect_schema()["_v"]
+    except Exception:
+        return None
+
+
 def _row_wise(expr: pl.Expr, columns: Mapping[str, pl.DataType]) -> bool:
     """Whether ``expr`` over a document's nodes gives a value per node (``clip_alignment_score
     >= 0.28``), not one per document (``AVG(clip_alignment_score) >= 0.28``)."""
-    got = pl.LazyFrame(schema={S.DOC_INDEX: pl.Int64(), **columns}).group_by(S.DOC_INDEX).agg(expr.alias("_r")).collect_schema()["_r"]
-    return isinstance(got, pl.List)
+    return isinstance(_dtype_of(expr, columns, grouped=True), pl.List)
 
 
 def _check_expr_types(name: str, expr: str, columns: dict[str, pl.DataType]) -> None:
@@ -1004,12 +1013,8 @@ def _compared(expr: pl.Expr) -> tuple[pl.Expr, float | None] | None:
 def _numeric(expr: pl.Expr, schema: Mapping[str, pl.DataType], *, grouped: bool = False) -> bool:
     """Whether ``expr`` gives one number (or boolean) per row of a frame of ``schema``, or with
     ``grouped`` one per document (an aggregate over its nodes)."""
-    frame = pl.LazyFrame(schema={S.DOC_INDEX: pl.Int64(), **schema})
-    try:
-        dt = (frame.group_by(S.DOC_INDEX).agg(expr.alias("_v")) if grouped else frame.select(expr.alias("_v"))).collect_schema()["_v"]
-    except Exception:
-        return False
-    return dt.is_numeric() or dt == pl.Boolean()
+    dt = _dtype_of(expr, schema, grouped=grouped)
+    return dt is not None and (dt.is_numeric() or dt == pl.Boolean())
 
 
 def _nan_as_null(expr: pl.Expr, schema: Mapping[str, pl.DataType], *, grouped: bool = False) -> pl.Expr:
@@ -1026,19 +1031,12 @@ def _nan_as_null(expr: pl.Expr, schema: Mapping[str, pl.DataType], *, grouped: b
             return ~parts[0]
         if how in ("and", "or") and len(parts) == 2:
             return parts[0] & parts[1] if how == "and" else parts[0] | parts[1]
-    frame = pl.LazyFrame(schema={S.DOC_INDEX: pl.Int64(), **schema})
     floats: list[pl.Expr] = []
     stack = [expr]
     while stack:
         for e in stack.pop().meta.pop():
             stack.append(e)
-            if e.meta.is_literal():
-                continue
-            try:
-                got = (frame.group_by(S.DOC_INDEX).agg(e.alias("_v")) if grouped else frame.select(e.alias("_v"))).collect_schema()["_v"]
-            except Exception:
-                continue
-            if got in (pl.Float32(), pl.Float64()):
+            if not e.meta.is_literal() and _dtype_of(e, schema, grouped=grouped) in (pl.Float32(), pl.Float64()):
                 floats.append(e)
     if not floats:
         return expr
