@@ -24,7 +24,9 @@ stay grayscale) is resized with Pillow BICUBIC to each of ``--mp`` target sizes 
 0.5, 0.8, 1.2, 2.0 megapixels, keeping its aspect ratio; most sources are smaller, so this is
 mostly upscaling) and saved as JPEG quality 90 (Pillow defaults: 4:2:0 for colour). Each size
 bucket holds ``--n / len(--mp)`` images cycling through the sources (the corpus is the unique
-images repeated; the run prints how often). Megapixel and bytes-per-pixel distributions are
+images repeated; the run prints how often), each copy with a JPEG comment of its own after the
+SOI marker: the same pixels, distinct bytes (interleaf decodes identical bytes once, so exact
+copies would time that shortcut, not decoding). Megapixel and bytes-per-pixel distributions are
 printed and saved.
 
 Each measurement runs in a fresh child process (env ``RAYON_NUM_THREADS=T``,
@@ -71,7 +73,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = REPO_ROOT / "python" / "interleaf" / "data" / "sample" / "images"
 DEFAULT_CORPUS = REPO_ROOT / "bench-data" / "phash" / "corpus.pkl"
 DEFAULT_OUT = REPO_ROOT / "benches" / "results" / "phash.json"
-GEN_VERSION = 1  # bump when the corpus generator's output changes
+GEN_VERSION = 2  # bump when the corpus generator's output changes (2: distinct copies)
 SKIMAGE_PHOTOS = (
     "astronaut.png", "brick.png", "camera.png", "chelsea.png", "clock_motion.png", "coffee.png",
     "coins.png", "grass.png", "gravel.png", "hubble_deep_field.jpg", "moon.png",
@@ -122,6 +124,13 @@ def source_paths() -> list[Path]:
     return paths
 
 
+def distinct_copy(jpeg: bytes, i: int) -> bytes:
+    """``jpeg`` with a comment segment (FF FE) naming copy ``i`` after its SOI marker: the same
+    pixels and hash, other bytes."""
+    payload = f"interleaf bench copy {i}".encode()
+    return jpeg[:2] + b"\xff\xfe" + (len(payload) + 2).to_bytes(2, "big") + payload + jpeg[2:]
+
+
 def build_corpus(args) -> dict:
     from PIL import Image
 
@@ -146,7 +155,8 @@ def build_corpus(args) -> dict:
             im.resize(size, Image.BICUBIC).save(buf, "JPEG", quality=JPEG_QUALITY)
             encoded.append({"source": name, "mode": im.mode, "w": size[0], "h": size[1], "bytes": buf.getvalue()})
         unique.extend(encoded)
-        buckets.append({"target_mp": mp, "images": [encoded[i % len(encoded)] for i in range(per_bucket)]})
+        first = sum(len(b["images"]) for b in buckets)
+        buckets.append({"target_mp": mp, "images": [{**encoded[i % len(encoded)], "bytes": distinct_copy(encoded[i % len(encoded)]["bytes"], first + i)} for i in range(per_bucket)]})
     sha = hashlib.sha256()
     for u in unique:
         sha.update(u["bytes"])
