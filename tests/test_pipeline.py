@@ -634,6 +634,31 @@ def test_outputs_do_not_depend_on_workers_and_a_rerun_skips_everything(tmp_path,
     assert {str(f.relative_to(a)) for f, t in before.items() if f.stat().st_mtime_ns != t} == {"attributes/image/a.parquet", "attributes/image/b.parquet"}
 
 
+def test_a_signal_failure_is_reported_by_the_run_and_by_a_rerun_that_skips_its_shard(tmp_path, planted, monkeypatch):
+    """A failed batch is kept with its shard's scores: a rerun (after a kill, or a task Ray retried
+    once it had finished) that skips the shard reports it as the run that scored it did."""
+    from interleaf.signals import ImageStats
+
+    def crashes(self, batch, ctx):
+        raise RuntimeError("the decoder crashed")
+
+    kw = {"models": {"clip": str(CLIP_DIR)}, "device": "cpu", "progress": False}
+    recipe, out = pairs_recipe(tmp_path), tmp_path / "out"
+    with monkeypatch.context() as m:
+        m.setattr(ImageStats, "compute", crashes)
+        first = run(recipe, planted["inputs"], out, **kw)
+    fails = first["signal_failures"]
+    assert fails and all("signal image failed on a batch (RuntimeError: the decoder crashed)" in f for f in fails)
+    assert {f.split(":")[0] for f in fails} == {"a", "b"}
+    again = run(recipe, planted["inputs"], out, **kw)
+    assert again["stages"]["score"]["skipped"] == 2
+    assert again["signal_failures"] == fails
+    assert json.loads((out / "summary.json").read_text())["signal_failures"] == fails
+    # Rescoring the signal (a new version of it) replaces what its failed run left.
+    monkeypatch.setattr(ImageStats, "version", 2, raising=False)
+    assert run(recipe, planted["inputs"], out, **kw)["signal_failures"] == []
+
+
 def test_a_rerun_with_another_limit_read_option_dedup_setting_or_model_redoes_what_depends_on_it(tmp_path, planted):
     """Each of these is part of the keys: a rerun into the same folder equals a fresh run of
     the new command (and another model rescores only the signals that use it)."""

@@ -715,8 +715,15 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
     # received before come from the cache): a rerun after an outage fills them in.
     stale = {k: v for k, v in todo.items() if not marks.fresh(f"score/{k.replace(':', '_')}", shard.name, v[2], v[1]) or marks.info(f"score/{k.replace(':', '_')}", shard.name).get("llm_failed")}
     t0 = time.perf_counter()
+
+    def recorded_failures() -> list[str]:
+        # The failed batches of every output in place, signal by signal, as their markers keep
+        # them: a rerun that skips a shard (or a task Ray retried after it finished) reports
+        # what an uninterrupted run does.
+        return [f for k in todo for f in marks.info(f"score/{k.replace(':', '_')}", shard.name).get("failures", [])]
+
     if not stale:
-        return {"shard": shard.name, "skipped": True, "seconds": 0.0, "documents": None, "failures": []}
+        return {"shard": shard.name, "skipped": True, "seconds": 0.0, "documents": None, "failures": recorded_failures()}
     sigs = [build_signal(n, p.signals[n], opts.threads) for n in p.signals if n in stale]
     ctx = None
     if sigs:
@@ -728,7 +735,7 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
             llm["cache"] = str(Path(opts.out) / STATE / LLM_CACHE)
         ctx = Context(**{kinds[k]: v for k, v in p.models.items()}, llm=llm, device=opts.device, threads=opts.threads, batch_size=opts.model_batch_size)
     parts: dict[str, list[pl.DataFrame]] = {k: [] for k in stale}
-    failures: list[str] = []
+    failures: dict[str, list[str]] = {k: [] for k in stale}
     docs = 0
     signing = [step for step in p.dataset_steps if "sig:" + step.name in stale]
     hashers = {step.name: _hasher(step) for step in signing}
@@ -742,8 +749,8 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
         return ctx.image_phash(batch, step.draft) if ctx is not None else None
 
     def failed(sig: Any, err: Exception) -> pl.DataFrame:
-        failures.append(f"{shard.name}: signal {sig.name} failed on a batch ({type(err).__name__}: {err}); its rows carry signal_failed")
-        print(f"interleaf run: {failures[-1]}", file=sys.stderr)
+        failures[sig.name].append(f"{shard.name}: signal {sig.name} failed on a batch ({type(err).__name__}: {err}); its rows carry signal_failed")
+        print(f"interleaf run: {failures[sig.name][-1]}", file=sys.stderr)
         return _failure_frame(sig, batch, err)
 
     noted = time.perf_counter()
@@ -805,8 +812,8 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
         unjudged = 0
         if k in p.signals and SIGNAL_MODELS[p.signals[k].type] == "llm" and table.height and f"{k}_error" in table.columns:
             unjudged = int((table.get_column(f"{k}_error").struct.field("kind") == "llm_failed").sum())
-        marks.done(f"score/{k.replace(':', '_')}", shard.name, key, **({"llm_failed": unjudged} if unjudged else {}))
-    res = {"shard": shard.name, "skipped": False, "seconds": time.perf_counter() - t0, "documents": docs, "bytes": file_stat(shard.path)[0], "failures": failures}
+        marks.done(f"score/{k.replace(':', '_')}", shard.name, key, **({"llm_failed": unjudged} if unjudged else {}), **({"failures": failures[k]} if failures[k] else {}))
+    res = {"shard": shard.name, "skipped": False, "seconds": time.perf_counter() - t0, "documents": docs, "bytes": file_stat(shard.path)[0], "failures": recorded_failures()}
     if llm_stats is not None:
         res["llm"] = llm_stats
     return res
