@@ -82,8 +82,9 @@ rust-tools:
 test-rust:
 	cargo test --locked -p interleaf-core
 
+## --durations: every run's log names its slowest tests (the suite must fit a fresh 2-core machine).
 test-python:
-	$(PYTHON) -m pytest tests -q
+	$(PYTHON) -m pytest tests -q --durations=25
 
 bench: install
 	$(PYTHON) -m pip install --quiet ".[bench]"
