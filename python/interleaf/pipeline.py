@@ -713,14 +713,17 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
     todo = {k: ("score", output(k), key_of(k)) for k in own}  # output id -> (stage, path, key)
     # An LLM signal with documents the endpoint failed on is scored again (their answers
     # received before come from the cache): a rerun after an outage fills them in.
-    stale = {k: v for k, v in todo.items() if not marks.fresh(f"score/{k.replace(':', '_')}", shard.name, v[2], v[1]) or marks.info(f"score/{k.replace(':', '_')}", shard.name).get("llm_failed")}
+    def marker(k: str) -> str:  # the marker stage of output k
+        return f"score/{k.replace(':', '_')}"
+
+    stale = {k: v for k, v in todo.items() if not marks.fresh(marker(k), shard.name, v[2], v[1]) or marks.info(marker(k), shard.name).get("llm_failed")}
     t0 = time.perf_counter()
 
     def recorded_failures() -> list[str]:
         # The failed batches of every output in place, signal by signal, as their markers keep
         # them: a rerun that skips a shard (or a task Ray retried after it finished) reports
         # what an uninterrupted run does.
-        return [f for k in todo for f in marks.info(f"score/{k.replace(':', '_')}", shard.name).get("failures", [])]
+        return [f for k in todo for f in marks.info(marker(k), shard.name).get("failures", [])]
 
     if not stale:
         return {"shard": shard.name, "skipped": True, "seconds": 0.0, "documents": None, "failures": recorded_failures()}
@@ -812,7 +815,7 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
         unjudged = 0
         if k in p.signals and SIGNAL_MODELS[p.signals[k].type] == "llm" and table.height and f"{k}_error" in table.columns:
             unjudged = int((table.get_column(f"{k}_error").struct.field("kind") == "llm_failed").sum())
-        marks.done(f"score/{k.replace(':', '_')}", shard.name, key, **({"llm_failed": unjudged} if unjudged else {}), **({"failures": failures[k]} if failures[k] else {}))
+        marks.done(marker(k), shard.name, key, **({"llm_failed": unjudged} if unjudged else {}), **({"failures": failures[k]} if failures[k] else {}))
     res = {"shard": shard.name, "skipped": False, "seconds": time.perf_counter() - t0, "documents": docs, "bytes": file_stat(shard.path)[0], "failures": recorded_failures()}
     if llm_stats is not None:
         res["llm"] = llm_stats
