@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install '.[ray]')")
@@ -25,7 +26,10 @@ from interleaf.cli import main  # noqa: E402
 
 @pytest.fixture(scope="module")
 def ray_instance():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    from interleaf.ray import local_instance_env
+
+    with local_instance_env(2):
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     yield ray
     ray.shutdown()
 
@@ -98,6 +102,35 @@ def test_a_real_ray_head_passes_the_probe_and_the_worker_check(ray_instance, mon
     monkeypatch.undo()
     ir.init(None, progress=False)
     assert ray.get_runtime_context().gcs_address in ir._CHECKED
+
+
+def test_a_local_instance_keeps_its_idle_workers_for_the_next_shuffle(ray_instance, monkeypatch):
+    """A keyed repartition runs its reduce tasks in a worker pool of their own; the local
+    instance (started under local_instance_env) keeps those workers between shuffles instead of
+    starting new Python processes for each (with Ray's default limit every round below ran in
+    new processes: checked)."""
+    from interleaf.ray import local_instance_env
+
+    def worker_pids(batch):  # defined here: pickled by value, not by this module's name
+        return {"pid": np.full(len(batch["k"]), os.getpid())}
+
+    rounds = []
+    for _ in range(3):
+        # A plain map (ordinary workers), then a shuffle (reduce workers), as a dedup step does.
+        items = ray.data.from_items([{"k": i % 5} for i in range(50)], override_num_blocks=4).map_batches(worker_pids, batch_format="numpy").materialize()
+        assert items.count() == 50
+        ds = ray.data.from_items([{"k": i % 5} for i in range(50)], override_num_blocks=4).repartition(2, keys=["k"])
+        rounds.append(set(ds.map_batches(worker_pids, batch_format="numpy").to_pandas()["pid"]))
+        time.sleep(1.5)  # longer than Ray's idle-worker grace (1 s)
+    assert rounds[2] & (rounds[0] | rounds[1]), rounds
+    # The variable is set only while the instance starts, and a user's own value wins.
+    monkeypatch.delenv("RAY_num_workers_soft_limit", raising=False)
+    with local_instance_env(3):
+        assert os.environ["RAY_num_workers_soft_limit"] == "6"
+    assert "RAY_num_workers_soft_limit" not in os.environ
+    monkeypatch.setenv("RAY_num_workers_soft_limit", "40")
+    with local_instance_env(3):
+        assert os.environ["RAY_num_workers_soft_limit"] == "40"
 
 
 def _lost_actor_in_a_task() -> BaseException:

@@ -23,8 +23,11 @@ def two_nodes():
 
     if ray.is_initialized():
         ray.shutdown()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    cluster.add_node(num_cpus=1)
+    from interleaf.ray import local_instance_env
+
+    with local_instance_env(1):
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+        cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     yield cluster
     ray.shutdown()
