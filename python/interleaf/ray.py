@@ -121,8 +121,9 @@ def local_instance_env(cpus: int | None = None) -> Iterator[None]:
     if key in os.environ:
         yield
         return
-    n = cpus if cpus is not None else len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    os.environ[key] = str(2 * max(1, n))
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    os.environ[key] = str(2 * max(1, cpus))
     try:
         yield
     finally:
