@@ -113,6 +113,18 @@ pub fn hash_luma(px: &[u8], w: usize, h: usize, kind: PerceptualKind, hash_size:
             for (y, row) in low.chunks_exact_mut(hash_size).enumerate() {
                 dct2(&cols[y * n..(y + 1) * n], row, &cos);
             }
+            // scipy's FFT-based DCT returns exactly 0.0 where the pixels' symmetry cancels a
+            // coefficient (mirror-symmetric logos and flags, upscaled tiny images), and then
+            // the median is often that 0.0; the direct sums above leave rounding noise of
+            // either sign there instead. Values within the sums' rounding bound (about
+            // 8 n eps sum|x|; twice that here) are such zeros: make them exact.
+            let scale = small.iter().map(|&v| v as f64).sum::<f64>();
+            let tol = 16.0 * n as f64 * f64::EPSILON * 4.0 * scale;
+            for v in low.iter_mut() {
+                if v.abs() <= tol {
+                    *v = 0.0;
+                }
+            }
             let med = median(&mut low.clone());
             low.iter().map(|&v| v > med).collect()
         }
