@@ -421,6 +421,12 @@ def test_a_named_input_that_is_not_there_is_a_usage_error(tmp_path, sample_dir, 
     assert main(argv) == 2
     assert f"input not found: {missing}" in capsys.readouterr().err
     assert not any(tmp_path.glob("out*"))
+    # A file named twice (here: a folder and a file in it) would be read twice.
+    twice = [str(sample_dir), str(sample_dir / "pairs.jsonl")]
+    argv = [*args[:2], *twice, *args[2:]] if args[0] in ("eval", "judge") else [args[0], *twice, *args[1:]]
+    assert main(argv) == 2
+    assert f"the input {sample_dir / 'pairs.jsonl'} is named twice" in capsys.readouterr().err
+    assert not any(tmp_path.glob("out*"))
 
 
 def test_signals_checks_its_models_and_names_before_writing(sample_dir, tmp_path, capsys):

@@ -982,3 +982,18 @@ def test_write_refuses_a_file_name_of_another_format_and_compression_it_would_ig
     # folder name with dots is a folder.
     assert interleaf.write(interleaf.read(sample_dir / "pairs.jsonl"), tmp_path / "x.PARQUET", "parquet") == [str(tmp_path / "x.PARQUET" / "shard-000000.parquet")]
     assert interleaf.write(interleaf.read(sample_dir / "pairs.jsonl"), tmp_path / "out.v2", "jsonl") == [str(tmp_path / "out.v2" / "shard-000000.jsonl")]
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(sample_dir):
+    """`interleaf inspect ... | head -2`: the pipe's reader is gone before interleaf has
+    printed everything; it ends as a shell tool does (SIGPIPE's 141, no error message)."""
+    import os
+
+    for args in (["inspect", str(sample_dir)], ["recipes", "show", "comm"]):
+        r, w = os.pipe()
+        os.close(r)
+        try:
+            p = subprocess.run([sys.executable, "-m", "interleaf", *args], stdout=w, stderr=subprocess.PIPE, text=True)
+        finally:
+            os.close(w)
+        assert p.returncode == 141 and "error" not in p.stderr and "Traceback" not in p.stderr, (args, p.stderr)

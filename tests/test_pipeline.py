@@ -163,6 +163,19 @@ def test_recipe_errors_name_the_key_and_line(tmp_path):
         recipes.parse("a: [1,", "y.yaml")
     with pytest.raises(recipes.RecipeError, match="needs the model 'clip'"):
         recipes.parse("signals:\n  c: {type: clip_alignment}\n")
+    # Block style: the key's line, not its value's; the whole-recipe checks name their key.
+    cases = {
+        "name: t\nfilters:\n  dco:\n    x: {expr: a > 1}\n": "line 3: filters.dco: unknown key",
+        "name: t\nsignals:\n  s: {type: text}\nmodles:\n  clip: {}\n": "line 4: modles: unknown key",
+        "name: t\nmodels: {}\nsignals:\n  cs:\n    type: clip_alignment\n": "line 5: signals.cs.type: Value error, signal cs (clip_alignment) needs the model 'clip'",
+        "signals:\n  exact: {type: text}\ndedup:\n  - {name: other, method: exact}\n  - name: exact\n    method: exact\n": "line 5: dedup.1.name: Value error, signal and dedup step names must be distinct",
+        "name: t\nsignals:\n  my signal: {type: text}\n": "line 3: signals.my signal: Value error, signal name 'my signal'",
+        "filters:\n  node:\n    a: {expr: x > 1}\n  doc:\n    a: {expr: y > 1}\n": "line 5: filters.doc.a: Value error, node and doc filters share the names ['a']",
+    }
+    for text, want in cases.items():
+        with pytest.raises(recipes.RecipeError) as e:
+            recipes.parse(text, "r.yaml")
+        assert f"r.yaml: {want}" in str(e.value), (text, str(e.value))
     with pytest.raises(recipes.RecipeError, match="exactly one of expr and top_fraction"):
         recipes.parse("filters:\n  doc:\n    a: {on_null: drop}\n")
     with pytest.raises(ValueError, match="no preset named"):
@@ -328,6 +341,14 @@ def test_pairs_planted_cases_are_dropped_for_their_reason(tmp_path, planted):
     assert kept_ids == planted["good"]
     assert s["documents"] == {"in": 15, "kept": 6, "dropped": 9}
     assert s["dropped_documents"] == {"caption_words": 1, "error": 2, "exact": 2, "image_size": 1, "pair": 2, "phash": 1}
+    # In the order the filters apply (errors first, dataset dedup last), as the report's funnel.
+    assert list(s["dropped_documents"]) == ["error", "pair", "caption_words", "image_size", "exact", "phash"]
+    # A record that could not be read has no node: it is dropped as a document only, and the
+    # node counts add up (nodes in = kept + dropped from kept documents + in dropped documents).
+    assert "a.jsonl:11" not in nodes.get_column("doc_id").to_list()
+    assert s["dropped_nodes"] == {"error": 4} and s["nodes"] == {"in": 28, "kept": 12}
+    # The timing table's dedup row: the documents its steps clustered, from all shards.
+    assert {k: s["stages"]["dedup"][k] for k in ("documents", "shards", "skipped")} == {"documents": 15, "shards": 2, "skipped": 0}
     # Documents per kind of read or decode error (the corrupt image is a decode error).
     assert s["errors"] == {"invalid_utf8": 1, "malformed_json": 1, "missing_image": 1, errs["p07-corrupt"]: 1}
     # Kept documents are the input's documents, node for node.
@@ -819,6 +840,25 @@ def test_limit_takes_the_first_documents_in_read_order(tmp_path, planted):
     assert s["documents"]["in"] == 13
     base = pl.read_parquet(out / "attributes" / "_base" / "b.parquet")
     assert base.get_column("doc_id").unique(maintain_order=True).to_list() == ["q01"]
+
+
+def test_shards_past_the_limit_are_not_part_of_the_run(tmp_path, planted):
+    """A preview with ``limit`` writes nothing for the shards it never reached, and a rerun
+    with a limit into a folder of a full run removes what that run wrote for them."""
+    from interleaf.pipeline import refilter
+
+    kw = {"models": {"clip": str(CLIP_DIR)}, "device": "cpu", "progress": False}
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    s = run(pairs_recipe(tmp_path), planted["inputs"], fresh, limit=5, **kw)
+    assert s["shards"] == ["a"] and s["documents"]["in"] == 5
+    assert not [f for f in fresh.rglob("b.*")], "outputs of a shard past the limit"
+    run(pairs_recipe(tmp_path), planted["inputs"], out, **kw)
+    assert (out / "dropped" / "b.parquet").exists()
+    s = run(pairs_recipe(tmp_path), planted["inputs"], out, limit=5, **kw)
+    assert s["shards"] == ["a"] and not [f for f in out.rglob("b.*")]
+    assert digests(out) == digests(fresh) and stable_summary(out) == stable_summary(fresh)
+    assert refilter(out, progress=False)["shards"] == ["a"]
+    assert digests(out) == digests(fresh)
 
 
 def test_output_folder_checks(tmp_path, planted):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 import sys
 import time
@@ -602,7 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p)
     p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser("filter", help="re-apply (edited) filters to a run's attributes", description="Re-apply the filters of the run in OUT, or of an edited recipe (its signals and dedup steps unchanged), to the stored attributes without running any model; rewrites dropped/, kept/ and summary.json.")
+    p = sub.add_parser("filter", help="re-apply (edited) filters to a run's attributes", description="Re-apply the filters of the run in OUT, or of an edited recipe (its signals and dedup steps unchanged), to the stored attributes without running any model; rewrites dropped/, kept/, summary.json and report.html.")
     p.add_argument("out", help="a folder written by interleaf run / score")
     p.add_argument("--recipe", default=None, help="an edited recipe (default: the run's own)")
     p.add_argument("--workers", type=int, default=1, help="shards written at once (default %(default)s)")
@@ -635,6 +636,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except BrokenPipeError as e:
+        if _stdout_open():
+            print(f"interleaf {args.command}: error: {e}", file=sys.stderr)
+            return 2
+        # Whoever read our output stopped (`| head`): end quietly, as a shell tool does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (FileNotFoundError, ValueError, OSError, ImportError, RuntimeError, sqlite3.Error) as e:
         print(f"interleaf {args.command}: error: {e}", file=sys.stderr)
         return 2
@@ -651,12 +659,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _stdout_open() -> bool:
+    """Whether standard output can still be written (a BrokenPipeError may come from
+    elsewhere, a socket to a server)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return False
+    except (OSError, ValueError):
+        return True
+    import select
+
+    try:  # a pipe whose reader is gone polls as an error (what print raised may be dropped)
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return not any(ev & select.POLLERR for _, ev in poll.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return True
+
+
 def entry() -> None:
     """The ``interleaf`` command: :func:`main`, and after Ctrl-C the process ends by SIGINT, as
     an interrupted program does, so a shell loop over interleaf commands stops too."""
     code = main()
+    if not _stdout_open():  # what was left in the buffer found the reader gone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = code or 141
     if code == 130:
-        import os
         import signal
 
         sys.stdout.flush()

@@ -182,6 +182,18 @@ class Plan:
         late = {c for c, sig in self.node_columns.items() if sig in self.assigners}
         return [f for f in self.node_filters if not set(f[2]) & late], [f for f in self.node_filters if set(f[2]) & late]
 
+    def drop_order(self) -> list[str]:
+        """The names under which records are dropped, in the order they apply: read and
+        decode errors, the early node filters, document dedup, the late node filters, ``empty``
+        (documents left without nodes), the document filters, then dataset dedup."""
+        early, late = self.split_node_filters()
+        return ["error", *[n for n, _, _ in early], *[d.name for d in self.document_steps], *[n for n, _, _ in late], "empty", *[n for n, _, _ in self.doc_filters], *[d.name for d in self.dataset_steps]]
+
+    def in_drop_order(self, counts: Mapping[str, int]) -> dict[str, int]:
+        """``counts`` (per filter name) in :meth:`drop_order`, any other name after, sorted."""
+        order = self.drop_order()
+        return {k: counts[k] for k in [*(n for n in order if n in counts), *sorted(set(counts) - set(order))]}
+
 
 def build_signal(name: str, spec: Any, threads: int | None = None) -> Any:
     """The Signal object of a recipe's signal spec."""
@@ -1208,6 +1220,9 @@ def filter_shard(p: Plan, nodes: pl.DataFrame, docs: pl.DataFrame, thresholds: d
         tagged = alive.with_columns(_damage(nodes).alias("_e"))
         bad = tagged.filter(pl.col("_e").is_not_null())
         dropped.append(_dropped(bad, "error", rule=None, detail=pl.col("_e").struct.field("message"), pos=True).with_columns(bad.get_column("_e").struct.field("kind").alias("rule")))
+        # A record that could not be read at all has one placeholder row (no kind): its error
+        # names why the document goes, but it is not a node that was dropped.
+        real_errors = dropped[0].filter(bad.get_column(S.KIND).is_not_null())
         alive = tagged.filter(pl.col("_e").is_null()).drop("_e")
     early, late = p.split_node_filters()
     for name, f, roots in early:
@@ -1239,6 +1254,8 @@ def filter_shard(p: Plan, nodes: pl.DataFrame, docs: pl.DataFrame, thresholds: d
         gone = gone.join(why, on=S.DOC_INDEX, how="left", maintain_order="left").with_columns(pl.col("_f").fill_null("empty"), pl.col("_r").fill_null("the document has no node"))
         dropped.append(gone.select(*DOC_KEYS, "_f", "_r", "_d").pipe(lambda g: _dropped(g, "", pos=False).with_columns(g.get_column("_f").alias("filter"), g.get_column("_r").alias("rule"), g.get_column("_d").alias("detail"))))
         docs = docs.filter(pl.col("doc_nodes") > 0)
+    if p.recipe.filters.drop_errors:
+        dropped[0] = real_errors
     doc_only = set(p.doc_columns)
     for name, f, roots in p.doc_filters:
         expr = _filter_expr(f, thresholds, name)
@@ -1589,8 +1606,9 @@ def filter_all(opts: RunOptions, shards: list[Shard], run_jobs: Callable[[Callab
         for k, res in (("dropped_documents", b), ("dropped_nodes", b), ("errors", a)):
             for name, n in res[k].items():
                 totals[k][name] = totals[k].get(name, 0) + n
-    for k in ("dropped_documents", "dropped_nodes", "errors"):
-        totals[k] = dict(sorted(totals[k].items()))
+    for k in ("dropped_documents", "dropped_nodes"):
+        totals[k] = opts.plan.in_drop_order(totals[k])
+    totals["errors"] = dict(sorted(totals["errors"].items()))
     sig_errors: dict[str, dict[str, Any]] = {}
     for a in first:
         for name, r in a["signal_errors"].items():
@@ -2162,6 +2180,23 @@ def _sweep(out: Path) -> None:
                 p.unlink(missing_ok=True)
 
 
+def _forget_shards(out: Path, shards: list[Shard]) -> None:
+    """Removes every output and marker of ``shards``, which are not part of this run (past
+    its ``limit``; an earlier run into the folder may have written them)."""
+    names = {f"{s.name}{ext}" for s in shards for ext in (".parquet", ".json")}
+    for sub in ("attributes", "signatures", "dropped", STATE):
+        d = out / sub
+        if d.is_symlink() or not d.is_dir():
+            continue
+        for p in d.rglob("*"):
+            if p.name in names and p.parent != out / STATE and (p.is_symlink() or p.is_file()):
+                p.unlink()
+    for s in shards:
+        for p in _kept_paths(out, s):
+            if p.is_symlink() or p.is_file():
+                p.unlink()
+
+
 def _unfinished(out: Path) -> None:
     """Removes the summary and report of an earlier run before this one rewrites them: a run
     that is interrupted, or fails, leaves no summary of another configuration beside its
@@ -2221,6 +2256,8 @@ def _stages(opts: RunOptions, shards: list[Shard], limit: int | None, workers: i
             t0 = time.perf_counter()
             left = limit
             for i, s in enumerate(shards):
+                if not left and limits:
+                    break  # the limit is reached: later shards are not part of this run
                 limits.append(left)
                 res = score_shard(opts, s, left)
                 failures += res["failures"]
@@ -2236,6 +2273,9 @@ def _stages(opts: RunOptions, shards: list[Shard], limit: int | None, workers: i
                 count_llm(r)
     elif limit is not None:
         limits = _stored_limits(out, shards, limit)
+    if len(limits) < len(shards):
+        _forget_shards(out, shards[len(limits) :])
+        shards = shards[: len(limits)]
     dedup_stats = {}
     if "dedup" in stages:
         t0 = time.perf_counter()
@@ -2248,7 +2288,12 @@ def _stages(opts: RunOptions, shards: list[Shard], limit: int | None, workers: i
             r = cluster_step(opts, step, shards, elsewhere)
             dedup_stats[step.name] = {k: v for k, v in r.items() if k in ("documents", "signed", "skipped")}
             log.say(f"dedup: {step.name}: " + ("done before, skipped" if r["skipped"] else f"{r['signed']:,} of {r['documents']:,} documents signed, clustered in {r['seconds']:.2f} s"))
-        log.stages["dedup"] = {"seconds": time.perf_counter() - t0, "documents": 0, "shards": len(p.dataset_steps), "skipped": 0}
+        # Every step clusters all the run's documents at once: its row counts them and the
+        # shards they came from (all skipped when every step was done before).
+        seen = max((r["documents"] for r in dedup_stats.values()), default=0)
+        used = len(shards) if p.dataset_steps else 0
+        done_before = bool(dedup_stats) and all(r["skipped"] for r in dedup_stats.values())
+        log.stages["dedup"] = {"seconds": time.perf_counter() - t0, "documents": seen, "shards": used, "skipped": used if done_before else 0}
     else:  # `interleaf filter`: the clusters of the run, as they are
         dedup_stats = {step.name: {"skipped": True, **_clustered_counts(Markers(out), step, shards)} for step in p.dataset_steps}
     totals: dict[str, Any] = {}
@@ -2328,13 +2373,18 @@ def load_run(out: str | os.PathLike[str]) -> dict[str, Any]:
 
 def _stored_limits(out: Path, shards: list[Shard], limit: int) -> list[int | None]:
     """Each shard's ``limit`` in a run limited to ``limit`` documents, from its scored
-    documents (what is left of the limit when its turn came)."""
+    documents (what is left of the limit when its turn came); the shards after the one that
+    reached the limit are not part of the run and get none."""
     limits: list[int | None] = []
     left = limit
     for s in shards:
+        if not left and limits:
+            break
         limits.append(left)
-        n = pl.read_parquet(out / "attributes" / BASE / f"{s.name}.parquet", columns=[S.DOC_INDEX]).get_column(S.DOC_INDEX).n_unique()
-        left = max(0, left - n)
+        f = out / "attributes" / BASE / f"{s.name}.parquet"
+        if not f.exists():
+            break  # never scored (`_check_scored` says so)
+        left = max(0, left - pl.read_parquet(f, columns=[S.DOC_INDEX]).get_column(S.DOC_INDEX).n_unique())
     return limits
 
 
@@ -2342,6 +2392,8 @@ def _check_scored(opts: RunOptions, shards: list[Shard], limit: int | None) -> N
     """Refuses shards that changed since they were scored (the file, how it is read, the
     image files its records name): the stored scores are not theirs."""
     marks = Markers(Path(opts.out))
+    limits = _stored_limits(Path(opts.out), shards, limit) if limit is not None else [None] * len(shards)
+    shards = shards[: len(limits)]
     keys = [marks.key(f"score/{BASE}", s.name) for s in shards]
 
     def named(bad: list[str]) -> str:
@@ -2349,7 +2401,6 @@ def _check_scored(opts: RunOptions, shards: list[Shard], limit: int | None) -> N
 
     if unscored := [s.name for s, k in zip(shards, keys, strict=True) if k is None]:
         raise ValueError(f"{len(unscored)} input shard(s) were never scored ({named(unscored)}): the run did not finish; run `interleaf run` again to finish it")
-    limits = _stored_limits(Path(opts.out), shards, limit) if limit is not None else [None] * len(shards)
     if changed := [s.name for s, k, lim in zip(shards, keys, limits, strict=True) if k != digest(_shard_key(opts, s, lim))]:
         raise ValueError(
             f"{len(changed)} input shard(s) changed since they were scored ({named(changed)}: the file or the image files its records name); "

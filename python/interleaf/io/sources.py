@@ -125,13 +125,23 @@ def expand(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) ->
 def named_inputs(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[str]:
     """:func:`expand` for inputs a person named (the CLI, :func:`interleaf.run`): a named file
     that is not there is a typo to report at once (FileNotFoundError), not an ``io`` error
-    record. A dangling link found in a folder stays that file's io error, as a FIFO does."""
+    record. A dangling link found in a folder stays that file's io error, as a FIFO does. A
+    file named twice (directly, by a glob, or inside a named folder) is refused (ValueError)."""
     paths = expand(source)
     if not paths:
         raise ValueError("no inputs: name files, globs, brace ranges or folders")
     missing = [x for x in paths if not os.path.lexists(x)]
     if missing:
         raise FileNotFoundError(f"input not found: {', '.join(missing[:5])}" + (f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""))
+    seen: dict[str, str] = {}
+    for x in paths:
+        real = os.path.realpath(x)
+        if real in seen:
+            # A folder and a file in it, or a glob and a name: every record would be read
+            # twice and then be its own exact duplicate.
+            again = f"as {seen[real]} and {x}" if seen[real] != x else "twice"
+            raise ValueError(f"the input {seen[real]} is named {again}: each input is read once; name it once")
+        seen[real] = x
     return paths
 
 

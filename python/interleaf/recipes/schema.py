@@ -300,7 +300,10 @@ class Recipe(_Strict):
     @classmethod
     def _signal_names(cls, v: dict[str, Any]) -> dict[str, Any]:
         for k in v:
-            _check_name("signal", k)
+            try:
+                _check_name("signal", k)
+            except ValueError as e:
+                raise _At((k,), str(e)) from None
         return v
 
     @model_validator(mode="after")
@@ -308,19 +311,30 @@ class Recipe(_Strict):
         names = list(self.signals) + [d.name for d in self.dedup]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise ValueError(f"signal and dedup step names must be distinct: {dup}")
+            # Signals are a mapping: a name given twice is a dedup step's (the later one).
+            i = max(i for i, d in enumerate(self.dedup) if d.name in dup)
+            raise _At(("dedup", i, "name"), f"signal and dedup step names must be distinct: {dup}")
         clash = set(self.filters.node) & set(self.filters.doc)
         if clash:
-            raise ValueError(f"node and doc filters share the names {sorted(clash)}")
+            raise _At(("filters", "doc", min(clash)), f"node and doc filters share the names {sorted(clash)}")
         for name, sig in self.signals.items():
             model = SIGNAL_MODELS[sig.type]
             if model == "llm":
                 if self.llm is None:
-                    raise ValueError(f"signal {name} ({sig.type}) needs an LLM endpoint: add an `llm:` section (base_url and model may be given at run time)")
+                    raise _At(("signals", name, "type"), f"signal {name} ({sig.type}) needs an LLM endpoint: add an `llm:` section (base_url and model may be given at run time)")
                 continue
             if model is not None and model not in self.models:
-                raise ValueError(f"signal {name} ({sig.type}) needs the model {model!r}: add `{model}: {{}}` under models")
+                raise _At(("signals", name, "type"), f"signal {name} ({sig.type}) needs the model {model!r}: add `{model}: {{}}` under models")
         return self
+
+
+class _At(ValueError):
+    """A whole-recipe check's error with the place it concerns (``loc``, as pydantic's), so
+    the message names that key and its line instead of the top level."""
+
+    def __init__(self, loc: tuple[Any, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
 
 
 class RecipeError(ValueError):
@@ -332,11 +346,10 @@ def _line_of(root: Any, loc: tuple[Any, ...]) -> int | None:
     deepest node on the way that exists."""
     import yaml
 
-    node, line = root, None
+    # A mapping entry's line is its key's (a block value starts on the next line); a list
+    # item's is the item's.
+    node, line = root, (root.start_mark.line + 1 if root is not None else None)
     for key in loc:
-        if node is None:
-            break
-        line = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
             nxt = None
             for k, v in node.value:
@@ -346,10 +359,11 @@ def _line_of(root: Any, loc: tuple[Any, ...]) -> int | None:
             node = nxt
         elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
             node = node.value[key]
+            line = node.start_mark.line + 1
         else:
-            node = None
-    if node is not None:
-        line = node.start_mark.line + 1
+            break
+        if node is None:
+            break
     return line
 
 
@@ -395,6 +409,8 @@ def parse(text: str, source: str = "<recipe>") -> Recipe:
         lines = []
         for err in e.errors():
             loc = tuple(err["loc"])
+            if isinstance(at := (err.get("ctx") or {}).get("error"), _At):
+                loc += at.loc
             if len(loc) > 2 and loc[0] == "signals" and loc[2] in SIGNAL_MODELS:
                 loc = loc[:2] + loc[3:]  # pydantic names the union member chosen by `type`
             shown = ".".join(str(p) for p in loc) or "(top level)"

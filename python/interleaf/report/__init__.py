@@ -248,13 +248,9 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
         f'<div class="stat"><b>{len(shards):,}</b>shards</div></div>'
     )
     # Funnel, in the order the filters apply.
-    early, late = plan.split_node_filters()
-    order = ["error", *[n for n, _, _ in early], *[d.name for d in plan.document_steps], *[n for n, _, _ in late], "empty", *[n for n, _, _ in plan.doc_filters], *[d.name for d in plan.dataset_steps]]
-    order += sorted(set(dropped_docs) - set(order))
     steps = [("input", docs["in"])]
     left = docs["in"]
-    for name in order:
-        n = dropped_docs.get(name, 0)
+    for name, n in plan.in_drop_order(dropped_docs).items():
         if n:
             left -= n
             steps.append((name, left))
