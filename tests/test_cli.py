@@ -99,6 +99,23 @@ def test_inspect_text_output_when_no_image_node_has_bytes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert number(r"^documents\s+([\d,]+)$", out) == 3
     assert number(r"^error documents\s+([\d,]+)$", out) == 3
+    assert "images not loaded" not in out
+
+
+def test_inspect_says_when_mmc4_images_were_not_loaded(sample_dir, tmp_path, capsys):
+    """MMC4 names its images by file name and loads them only with --image-root: without it
+    the files are not read and nothing is an error, which inspect says (a run would score
+    them as missing_image)."""
+    mmc4 = tmp_path / "mmc4.jsonl"
+    assert main(["convert", str(sample_dir / "comm.jsonl"), str(mmc4), "--to", "mmc4", "--quiet"]) == 0
+    images = read_all(sample_dir / "comm.jsonl").filter(pl.col("kind") == "image").height
+    capsys.readouterr()
+    assert main(["inspect", str(mmc4), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert number(r"^images not loaded\s+([\d,]+)\s", out) == images and "--image-root DIR" in out
+    assert main(["inspect", str(mmc4), "--json", "--quiet", "--image-root", str(sample_dir)]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["images_not_loaded"] == 0 and s["image_bytes"] > 0
 
 
 def test_convert_to_webdataset_and_back(sample_dir, tmp_path, capsys):
@@ -471,7 +488,7 @@ def test_cli_messages_name_the_flags(tmp_path, capsys):
 
 def test_dedup_refuses_options_of_another_method(sample_dir, tmp_path, capsys):
     src = str(sample_dir / "pairs.jsonl")
-    for extra, msg in ((["--radius", "3"], "--radius applies to --method phash, not minhash"), (["--method", "exact", "--threshold", "0.5"], "--threshold applies to --method minhash, not exact"), (["--method", "phash", "--eps", "0.1"], "--eps applies to --method semantic, not phash")):
+    for extra, msg in ((["--radius", "3"], "--radius applies to --method phash, not minhash"), (["--method", "exact", "--threshold", "0.5"], "--threshold applies to --method minhash, not exact"), (["--method", "phash", "--eps", "0.1"], "--eps applies to --method semantic, not phash"), (["--method", "phash", "--on", "text"], "--on applies to --method exact or semantic, not phash"), (["--method", "exact", "--threshold", "0.8"], "--threshold applies to --method minhash, not exact")):
         assert main(["dedup", src, "--out", str(tmp_path / "d"), *extra, "--quiet"]) == 2
         assert msg in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
@@ -568,3 +585,17 @@ def test_the_command_interrupted_ends_by_sigint_so_a_shell_loop_stops():
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert proc.returncode == -sg.SIGINT and proc.stderr == "interleaf recipes: interrupted\n"
+
+
+@pytest.mark.parametrize(
+    "extra,want",
+    [
+        (["--batch-size", "0"], "--batch-size must be an int >= 1, got 0"),
+        (["--limit", "-1"], "--limit must be an int >= 0, got -1"),
+        (["--threads", "0"], "--threads must be an int [1, 512], got 0"),
+    ],
+)
+def test_argument_errors_name_the_flag_not_the_api_parameter(sample_dir, tmp_path, capsys, extra, want):
+    assert main(["run", "pairs-basic", str(sample_dir / "pairs.jsonl"), "--out", str(tmp_path / "o"), *extra]) == 2
+    assert f"interleaf run: error: {want}" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

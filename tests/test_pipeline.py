@@ -958,6 +958,17 @@ def test_dedup_refuses_an_output_inside_its_input_and_a_rerun_replaces_its_files
     (mine / "dedup" / "notes.py").write_text("mine")
     deduplicate(planted["inputs"], mine, "exact")
     assert (mine / "dedup" / "notes.py").read_text() == "mine"
+    # ... and writing into it, or over a duplicates.parquet no dedup wrote, needs overwrite.
+    with pytest.raises(ValueError, match="already holds dedup, which no finished dedup wrote: pass --overwrite"):
+        deduplicate(planted["inputs"], mine, "exact", write_format="jsonl")
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "duplicates.parquet").write_text("mine")
+    with pytest.raises(ValueError, match="already holds duplicates.parquet, which no finished dedup wrote"):
+        deduplicate(planted["inputs"], theirs, "exact")
+    assert (theirs / "duplicates.parquet").read_text() == "mine"
+    deduplicate(planted["inputs"], theirs, "exact", overwrite=True)
+    assert pl.read_parquet(theirs / "duplicates.parquet").height
     (tmp_path / "ran").mkdir()
     (tmp_path / "ran" / "summary.json").write_text('{"recipe": "pairs"}')
     with pytest.raises(ValueError, match="summary.json that no dedup wrote"):

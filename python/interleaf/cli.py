@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sqlite3
 import sys
 import time
@@ -82,12 +83,18 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     reader = _reader(args, args.paths)
     image_sizes: list[pl.Series] = []
+    unloaded = 0
     for df in reader:
-        image_sizes.append(df.filter(pl.col("kind") == "image").get_column("image").bin.size().drop_nulls())
+        images = df.filter(pl.col("kind") == "image")
+        image_sizes.append(images.get_column("image").bin.size().drop_nulls())
+        # Named but not read, without an error: MMC4's image_name files without --image-root,
+        # or --no-load-images.
+        unloaded += images.filter(pl.col("image").is_null() & pl.col("error").is_null() & pl.col("image_ref").is_not_null()).height
     s = _summary(reader.stats, time.perf_counter() - t0)
     sizes = pl.concat(image_sizes) if image_sizes else pl.Series([], dtype=pl.UInt32)
     if sizes.len():
         s["image_bytes_quantiles"] = {q: sizes.quantile(q / 100) for q in (0, 50, 90, 100)}
+    s["images_not_loaded"] = unloaded
     if args.json:
         print(json.dumps(s, indent=2))
     else:
@@ -95,6 +102,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         if "image_bytes_quantiles" in s:
             q = s["image_bytes_quantiles"]
             print(f"image size       min {q[0]:,.0f}  median {q[50]:,.0f}  p90 {q[90]:,.0f}  max {q[100]:,.0f} bytes")
+        if unloaded:
+            why = "--no-load-images" if args.no_load_images else "MMC4's image_name files load only with --image-root DIR; a run scores them as missing_image"
+            print(f"{'images not loaded':<17}{unloaded:>12,}   ({why})")
     return 0
 
 
@@ -135,11 +145,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The parser's default of an option that applies to some ``dedup`` methods only.
+_NOT_GIVEN = object()
+
+
 def cmd_dedup(args: argparse.Namespace) -> int:
     from interleaf.dedup import deduplicate
 
     for dest, default, flag, methods in args.method_options:
-        if args.method not in methods and getattr(args, dest) != default:
+        if getattr(args, dest) is _NOT_GIVEN:
+            setattr(args, dest, default)
+        elif args.method not in methods:
             raise ValueError(f"{flag} applies to --method {' or '.join(methods)}, not {args.method}")
 
     named_inputs(args.paths)
@@ -171,6 +187,7 @@ def cmd_dedup(args: argparse.Namespace) -> int:
         engine=args.engine,
         ray_address=args.address,
         read_options=_read_kwargs(args),
+        overwrite=args.overwrite,
     )
     print(f"{summary['documents']:,} documents, {summary['duplicate_documents']:,} duplicates in {summary['clusters_with_duplicates']:,} clusters; kept {summary['kept_documents']:,}")
     for name, path in summary["outputs"].items():
@@ -527,9 +544,13 @@ def build_parser() -> argparse.ArgumentParser:
     method_options: list[tuple[str, Any, str, tuple[str, ...]]] = []
 
     def only(methods: tuple[str, ...], *a: Any, **kw: Any) -> None:
-        """An option that applies to some methods only: given with another, it is an error."""
+        """An option that applies to some methods only: given with another, it is an error
+        (even at its default value: the parser's default is a marker for "not given")."""
+        default = kw.get("default", False if kw.get("action") == "store_true" else None)
+        kw["default"] = _NOT_GIVEN
+        kw["help"] = kw["help"].replace("%(default)s", str(default))
         action = p.add_argument(*a, **kw)
-        method_options.append((action.dest, action.default, action.option_strings[0], methods))
+        method_options.append((action.dest, default, action.option_strings[0], methods))
 
     only(("phash",), "--radius", type=int, default=5, help="phash: Hamming radius (default %(default)s, as MMC4)")
     only(("phash",), "--draft", type=int, default=None, metavar="PIXELS", help="phash: decode JPEGs reduced, as Pillow's draft('L', (PIXELS, PIXELS)): several times faster, hashes not bit-identical to a full decode (default: full decode)")
@@ -550,6 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     only(("semantic",), "--device", choices=("auto", "cpu", "cuda"), default="auto", help="semantic: where the model and FAISS k-means run (default %(default)s)")
     only(("semantic",), "--engine", choices=("local", "ray"), default="local", help="semantic: run SemDeDup's per-cluster passes here or as parallel Ray tasks (same result; default %(default)s)")
     only(("semantic",), "--address", default=None, help="with --engine ray: the Ray cluster to join from one of its nodes (auto, or HEAD:6379; default: start a local instance)")
+    p.add_argument("--overwrite", action="store_true", help="replace a duplicates.parquet (or, with --write, a dedup folder) in OUT that no finished dedup wrote (a rerun replaces its own outputs without it)")
     p.add_argument("--write", choices=WRITE_FORMATS, default=None, help="also write the deduplicated dataset to OUT/dedup in this format (one stream over every input: WebDataset shards of 10,000 documents or 1 GiB, one parquet or jsonl file; the input's shard boundaries are not kept, `interleaf run` keeps them in kept/)")
     _add_read_options(p)
     p.set_defaults(func=cmd_dedup, method_options=method_options)
@@ -632,8 +654,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _as_flags(parser: argparse.ArgumentParser, args: argparse.Namespace, message: str) -> str:
+    """An argument check's message (``batch_size must be an int >= 1 or None, got 0``) in the
+    command's terms (``--batch-size must be an int >= 1, got 0``)."""
+    m = re.match(r"(\w+) must be ", message)
+    if not m:
+        return message
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and args.command in action.choices:
+            flags = {a.dest: a.option_strings[-1] for a in action.choices[args.command]._actions if a.option_strings}
+            if m.group(1) in flags:
+                return flags[m.group(1)] + message[len(m.group(1)) :].replace(" or None,", ",", 1)
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except BrokenPipeError as e:
@@ -643,7 +680,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Whoever read our output stopped (`| head`): end quietly, as a shell tool does.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except (FileNotFoundError, ValueError, OSError, ImportError, RuntimeError, sqlite3.Error) as e:
+    except ValueError as e:
+        print(f"interleaf {args.command}: error: {_as_flags(parser, args, str(e))}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, OSError, ImportError, RuntimeError, sqlite3.Error) as e:
         print(f"interleaf {args.command}: error: {e}", file=sys.stderr)
         return 2
     except pl.exceptions.PolarsError as e:

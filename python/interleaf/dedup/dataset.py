@@ -316,6 +316,7 @@ def deduplicate(
     engine: str = "local",
     ray_address: str | None = None,
     read_options: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Finds duplicate documents in ``source`` and writes ``out/duplicates.parquet`` and
     ``out/summary.json`` (each written under a temporary name and renamed).
@@ -355,6 +356,10 @@ def deduplicate(
     ``interleaf run --engine ray``. ``read_options`` go to :func:`interleaf.read` on every pass
     (``image_root``, ``load_images``, ``max_member_bytes``, ``max_batch_bytes``,
     ``allow_outside_root``).
+
+    A rerun into the folder of an earlier dedup replaces its outputs. A ``duplicates.parquet``
+    (or, with ``write_format``, a ``dedup`` folder) that no finished dedup wrote there is
+    refused unless ``overwrite`` (a first dedup killed before its summary leaves one too).
 
     Every argument is checked before any data is read.
     """
@@ -420,7 +425,7 @@ def deduplicate(
     created = missing_folders(out)
     with FolderLock(out, "interleaf dedup"):
         try:
-            return _deduplicate_into(out, source, format, batch_size, method, on, strip_punctuation, hasher, draft, model, emb_given, eps, n_clusters, seed, device, engine, threshold, num_perm, bands, rows, verify, radius, write_format, progress, read_options)
+            return _deduplicate_into(out, source, format, batch_size, method, on, strip_punctuation, hasher, draft, model, emb_given, eps, n_clusters, seed, device, engine, threshold, num_perm, bands, rows, verify, radius, write_format, progress, read_options, overwrite)
         except BaseException:
             remove_empty(created)  # a failed dedup into a new folder leaves none behind
             raise
@@ -441,12 +446,17 @@ def _earlier_dedup(out: Path) -> dict[str, Any] | None:
     return got
 
 
-def _deduplicate_into(out: Path, source: Any, format: str | None, batch_size: int, method: str, on: str, strip_punctuation: bool, hasher: Any, draft: int | None, model: Any, emb_given: Any, eps: float, n_clusters: int | None, seed: int, device: str, engine: str, threshold: float, num_perm: int, bands: int | None, rows: int | None, verify: str, radius: int, write_format: str | None, progress: bool, read_options: dict[str, Any]) -> dict[str, Any]:
+def _deduplicate_into(out: Path, source: Any, format: str | None, batch_size: int, method: str, on: str, strip_punctuation: bool, hasher: Any, draft: int | None, model: Any, emb_given: Any, eps: float, n_clusters: int | None, seed: int, device: str, engine: str, threshold: float, num_perm: int, bands: int | None, rows: int | None, verify: str, radius: int, write_format: str | None, progress: bool, read_options: dict[str, Any], overwrite: bool) -> dict[str, Any]:
     """:func:`deduplicate`'s work, with the folder's lock held."""
     # What an earlier dedup into this folder wrote goes first: an interrupted rerun leaves
     # no summary of another method beside its files. Its dedup/ only when its summary
     # says it wrote it (a folder named dedup may be the user's).
     earlier = _earlier_dedup(out)
+    if not overwrite:
+        mine = (earlier.get("outputs") or {}) if earlier is not None else {}
+        theirs = [p.name for p in (out / "duplicates.parquet", out / "dedup") if (p.exists() or p.is_symlink()) and not mine.get(p.stem) and (p.name != "dedup" or write_format)]
+        if theirs:
+            raise ValueError(f"{out} already holds {' and '.join(theirs)}, which no finished dedup wrote: pass --overwrite (overwrite=True) to replace, or choose another --out")
     leftovers = [p for p in out.glob(".*.tmp") if p.name.startswith((".summary.json.", ".duplicates.parquet."))]  # a killed run's
     olds = [out / "summary.json", *leftovers]
     if earlier is not None and (earlier.get("outputs") or {}).get("dedup"):
