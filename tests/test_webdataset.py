@@ -411,3 +411,23 @@ def test_long_doc_ids_get_short_keys_and_round_trip(tmp_path, sample_images):
     back = pl.concat(list(reader))
     assert reader.stats["errors"] == {}
     assert back.get_column("doc_id").unique(maintain_order=True).to_list() == ids
+
+
+def test_a_zstd_shard_with_a_long_window_is_refused_with_the_way_out(tmp_path, sample_images):
+    """zstd --long gives frames whose window is over the decoder's 128 MiB limit: the read is
+    refused (memory), with an error that says so and how to recompress; the read goes on."""
+    import zstandard
+
+    tar = write_tar(tmp_path / "a.tar", [("a.jpg", sample_images["coffee.jpg"]), ("a.txt", b"a caption")]).read_bytes()
+    params = zstandard.ZstdCompressionParameters(window_log=28, write_content_size=False)
+    long = zstandard.ZstdCompressor(compression_params=params)
+    obj = long.compressobj()
+    (tmp_path / "long.tar.zst").write_bytes(obj.compress(tar) + obj.flush())
+    (tmp_path / "ok.tar.zst").write_bytes(zstandard.ZstdCompressor().compress(tar))
+    reader = interleaf.read([tmp_path / "long.tar.zst", tmp_path / "ok.tar.zst"])
+    df = pl.concat(list(reader))
+    err = df.get_column("error")[0]
+    assert err["kind"] == "io"
+    assert "the zstd stream needs a 256 MiB window, above the decoder's limit of 128 MiB (window log 27)" in err["message"]
+    assert "recompress it without --long" in err["message"]
+    assert df.filter(pl.col("kind") == "text").get_column("text").to_list() == ["a caption"]
