@@ -645,3 +645,137 @@ def test_node_steps_that_are_not_32_bit_integers_are_bad_records(tmp_path):
     assert kinds == [None, "bad_record", "bad_record", "bad_record", None, None, "bad_record"]
     assert df.get_column("error")[1]["message"] == f"node step {2**40} is not a 32-bit integer"
     assert len(df.get_column("error")[6]["message"]) < 300  # a hostile value is cut in the message
+
+
+def test_nan_and_infinity_read_as_python_json_reads_them(records, tmp_path):
+    """Python's json.dumps writes NaN, Infinity and -Infinity for non-finite floats (allow_nan is
+    its default) and json.loads reads them: such a record keeps its image and caption, its
+    metadata keeps the numbers (json.loads(meta) gives the floats), a "NaN" string stays a
+    string, and writing the record back gives what json.dumps wrote."""
+    root = records["root"]
+    recs = [
+        {"id": "nan", "image": "images/coffee.jpg", "caption": "NaN in a caption stays text", "similarity": float("nan"), "scores": [float("inf"), float("-inf"), 0.5], "note": "NaN"},
+        {"id": "ok", "image": "images/coffee.jpg", "caption": "a fine caption", "similarity": 0.31},
+    ]
+    lines = [json.dumps(r) for r in recs]
+    assert "NaN" in lines[0] and "Infinity" in lines[0]
+    src = write_jsonl(root / "nan.jsonl", lines)
+    reader = interleaf.read(src)
+    df = pl.concat(list(reader))
+    assert reader.stats["errors"] == {}
+    assert df.get_column("kind").to_list() == ["image", "text"] * 2
+    assert df.filter(pl.col("kind") == "image").get_column("image").null_count() == 0
+    assert df.filter(pl.col("kind") == "text").get_column("text").to_list() == ["NaN in a caption stays text", "a fine caption"]
+    for line, meta in zip(lines, df.filter(pl.col("pos") == 0).get_column("meta").to_list(), strict=True):
+        want = {k: v for k, v in json.loads(line).items() if k not in ("id", "image", "caption")}
+        # NaN != NaN: compare as json.dumps writes them.
+        assert json.dumps(json.loads(meta), sort_keys=True) == json.dumps(want, sort_keys=True)
+    written = interleaf.write(interleaf.read(src), tmp_path / "w" / "p.jsonl", "pairs")
+    back = [json.loads(x) for x in Path(written[0]).read_text().splitlines()]
+    assert [json.dumps(b, sort_keys=True) for b in back] == [json.dumps(r, sort_keys=True) for r in recs]
+    # interleaf's own jsonl and a parquet float column keep them the same way.
+    nodes = interleaf.write(interleaf.read(src), tmp_path / "w" / "n.jsonl", "jsonl")
+    assert json.dumps(json.loads(read_all(nodes).get_column("meta")[0]), sort_keys=True) == json.dumps(json.loads(df.get_column("meta")[0]), sort_keys=True)
+    pq.write_table(pa.table({"id": ["p"], "image": ["images/coffee.jpg"], "caption": ["c"], "similarity": [float("nan")], "top": [float("inf")]}), root / "nan.parquet")
+    meta = json.loads(read_all(root / "nan.parquet").get_column("meta")[0])
+    assert str(meta["similarity"]) == "nan" and meta["top"] == float("inf")
+
+
+def _image_forms(data: bytes, root: Path) -> dict[str, Path]:
+    """One record file per way a record supplies an image inline, each holding ``data``."""
+    b64 = base64.b64encode(data).decode()
+    files = {
+        "data_uri": write_jsonl(root / "uri.jsonl", [{"id": "d", "image": "data:image/jpeg;base64," + b64, "caption": "c"}]),
+        "bytes_object": write_jsonl(root / "obj.jsonl", [{"id": "d", "image": {"bytes": b64}, "caption": "c"}]),
+        "mmc4_image_base64": write_jsonl(root / "mmc4.jsonl", [{"id": "d", "text_list": ["c"], "image_info": [{"image_base64": b64, "matched_text_index": 0}]}]),
+        "nodes_image_b64": write_jsonl(root / "nodes.jsonl", [{"doc_id": "d", "nodes": [{"kind": "image", "image_b64": b64}, {"kind": "text", "text": "c"}]}]),
+        "parquet_cell": root / "cell.parquet",
+        "node_table": root / "table.parquet",
+        "file": write_jsonl(root / "file.jsonl", [{"id": "d", "image": "img.jpg", "caption": "c"}]),
+    }
+    (root / "img.jpg").write_bytes(data)
+    pq.write_table(pa.table({"id": ["d"], "image": [data], "caption": ["c"]}), files["parquet_cell"])
+    pq.write_table(pa.table({"doc_id": ["d", "d"], "pos": [0, 1], "kind": ["image", "text"], "image": [data, None], "text": [None, "c"]}), files["node_table"])
+    return files
+
+
+@pytest.mark.parametrize("form", ["data_uri", "bytes_object", "mmc4_image_base64", "nodes_image_b64", "parquet_cell", "file"])
+def test_max_member_bytes_holds_every_way_an_image_is_supplied(sample_images, tmp_path, form):
+    """An image over max_member_bytes is member_too_large however it is supplied, as an image
+    file is; the record keeps its text; at the limit the bytes are read whole."""
+    data = sample_images["coffee.jpg"]
+    src = _image_forms(data, tmp_path)[form]
+    fits = read_all(src, max_member_bytes=len(data))
+    image = fits.filter(pl.col("kind") == "image")
+    assert image.get_column("image").to_list() == [data] and image.get_column("error").to_list() == [None]
+    reader = interleaf.read(src, max_member_bytes=len(data) - 1)
+    over = pl.concat(list(reader))
+    image = over.filter(pl.col("kind") == "image")
+    assert image.get_column("image").to_list() == [None]
+    err = image.get_column("error")[0]
+    assert err["kind"] == "member_too_large" and f"{len(data) - 1}" in err["message"], err
+    assert over.filter(pl.col("kind") == "text").get_column("text").to_list() == ["c"]
+    assert reader.stats["errors"] == {"member_too_large": 1}
+
+
+def test_a_long_base64_image_is_refused_by_its_length_before_decoding(tmp_path):
+    """A base64 string that must decode to more than the limit is not decoded (it need not even
+    be valid base64 to be refused)."""
+    src = write_jsonl(tmp_path / "big.jsonl", [{"id": "d", "image": {"bytes": "!" * 8000}, "caption": "c"}])
+    err = read_all(src, max_member_bytes=1000).get_column("error")[0]
+    assert err == {"kind": "member_too_large", "message": "inline image of 8000 base64 characters (at least 5998 bytes) not decoded, over the limit of 1000 bytes (max_member_bytes)"}
+
+
+def test_an_image_node_may_give_its_image_as_a_pairs_record_does(records):
+    """In the nodes schema an image node's ``image`` takes the forms a pairs record's image
+    takes; the same image is read either way, and a value of no such form is the node's error."""
+    root = records["root"]
+    coffee = (root / "images" / "coffee.jpg").read_bytes()
+    b64 = base64.b64encode(coffee).decode()
+    forms = ["images/coffee.jpg", {"path": "images/coffee.jpg"}, {"bytes": b64}, "data:image/jpeg;base64," + b64]
+    for i, form in enumerate(forms):
+        pair = read_all(write_jsonl(root / f"p{i}.jsonl", [{"id": "d", "image": form, "caption": "c"}]))
+        node = read_all(write_jsonl(root / f"n{i}.jsonl", [{"doc_id": "d", "nodes": [{"kind": "image", "image": form}, {"kind": "text", "text": "c"}]}]))
+        cols = ["kind", "text", "image", "image_ref", "error"]
+        assert node.select(cols).equals(pair.select(cols)), form
+        assert node.get_column("image")[0] == coffee
+    bad = read_all(write_jsonl(root / "bad.jsonl", [{"doc_id": "d", "nodes": [{"kind": "image", "image": 42}]}]))
+    assert bad.get_column("error")[0] == {"kind": "bad_record", "message": "image field is neither a string nor an object: 42"}
+
+
+def test_an_embedded_mmc4_file_reads_back_with_its_images_and_no_image_root(sample_dir, tmp_path):
+    """MMC4 written back as MMC4 with embed_images: the record's own image_info entries get the
+    bytes in place of their image_name, so the file reads back alone."""
+    from interleaf.cli import main
+
+    mmc4 = tmp_path / "mmc4.jsonl"
+    assert main(["convert", str(sample_dir / "comm.jsonl"), str(sample_dir / "pairs.jsonl"), str(mmc4), "--to", "mmc4"]) == 0
+    first = read_all(mmc4, image_root=sample_dir).filter(pl.col("kind") == "image")
+    assert first.height and first.get_column("image").null_count() == 0
+    out = tmp_path / "e" / "e.jsonl"
+    assert main(["convert", str(mmc4), str(out), "--to", "mmc4", "--embed-images", "--image-root", str(sample_dir)]) == 0
+    assert out.read_bytes() != mmc4.read_bytes()
+    infos = [i for line in out.read_text().splitlines() for i in json.loads(line)["image_info"]]
+    assert infos and all(i["image_base64"].startswith("data:image/") and "image_name" not in i for i in infos)
+    back = read_all(out).filter(pl.col("kind") == "image")
+    assert back.get_column("image").to_list() == first.get_column("image").to_list()
+    assert back.get_column("error").null_count() == back.height
+
+
+def test_an_interleaved_document_is_refused_as_a_pair_not_cut(sample_dir, tmp_path, capsys):
+    """A pairs record holds one image and one caption: writing a CoMM document as pairs is a
+    clear error naming the document and the layouts that hold it, and nothing is written;
+    pairs still write as pairs."""
+    from interleaf.cli import main
+
+    docs = read_all(sample_dir / "comm.jsonl")
+    first_id = docs.get_column("doc_id")[0]
+    dest = tmp_path / "w" / "p.jsonl"
+    with pytest.raises(ValueError, match=rf'cannot write pairs records: document "{first_id}" has \d+ image\(s\) and \d+ text\(s\).*obelics, mmc4, comm or llava'):
+        interleaf.write(interleaf.read(sample_dir / "comm.jsonl"), dest, "pairs")
+    assert not dest.exists() and not list(dest.parent.iterdir())
+    assert main(["convert", str(sample_dir / "comm.jsonl"), str(dest), "--to", "pairs"]) != 0
+    assert "a pairs record holds one image and one caption" in capsys.readouterr().err
+    assert not dest.exists()
+    pairs = interleaf.write(interleaf.read(sample_dir / "pairs.jsonl"), dest, "pairs")
+    assert read_all(pairs).select("kind", "text").equals(read_all(sample_dir / "pairs.jsonl").select("kind", "text"))

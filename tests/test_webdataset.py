@@ -413,6 +413,23 @@ def test_long_doc_ids_get_short_keys_and_round_trip(tmp_path, sample_images):
     assert back.get_column("doc_id").unique(maintain_order=True).to_list() == ids
 
 
+def test_a_json_member_with_nan_reads_as_python_json_reads_it(tmp_path, sample_images):
+    """img2dataset-style metadata written by json.dumps holds NaN for a missing float: the sample
+    keeps its image, caption and metadata (json.loads(meta) gives the float back), and a
+    WebDataset written from it holds the same json."""
+    meta = {"url": "http://x/y.jpg", "similarity": float("nan"), "width": 100, "peak": float("-inf")}
+    data = sample_images["coffee.jpg"]
+    shard = write_tar(tmp_path / "nan.tar", [("a.jpg", data), ("a.txt", b"a caption"), ("a.json", json.dumps(meta).encode())])
+    reader = interleaf.read(shard)
+    df = pl.concat(list(reader))
+    assert reader.stats["errors"] == {}
+    assert df.get_column("image")[0] == data and df.get_column("text")[1] == "a caption"
+    assert json.dumps(json.loads(df.get_column("meta")[0]), sort_keys=True) == json.dumps(meta, sort_keys=True)
+    out = interleaf.write(df, tmp_path / "o", "webdataset")
+    back = [s for s in wds_samples(out[0])]
+    assert json.dumps(json.loads(back[0]["json"]), sort_keys=True) == json.dumps(meta, sort_keys=True)
+
+
 def test_a_zstd_shard_with_a_long_window_is_refused_with_the_way_out(tmp_path, sample_images):
     """zstd --long gives frames whose window is over the decoder's 128 MiB limit: the read is
     refused (memory), with an error that says so and how to recompress; the read goes on."""

@@ -148,7 +148,8 @@ def frame_to_jsonl(df: pl.DataFrame) -> bytes:
 def frame_to_records(df: pl.DataFrame, format: str, embed_images: bool = False) -> bytes:
     """One JSON line per document in a record layout (``pairs``, ``mmc4``, ``obelics``,
     ``comm``, ``llava``, ``nodes``); images as their reference, or inline ``data:`` URIs when
-    ``embed_images`` or when they have none."""
+    ``embed_images`` or when they have none. Raises ValueError for a document the layout cannot
+    hold without losing nodes (``pairs``: more than one image or text)."""
 
 def detect_record_format(path: str) -> str | None:
     """The record format of a JSON-lines file from the keys of its first records, or None."""

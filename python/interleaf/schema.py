@@ -26,7 +26,11 @@ image         Binary          encoded image bytes (JPEG, PNG, ...) when availabl
 image_ref     String          where the image came from or lives: a URL or a path (URLs are
                               never fetched)
 meta          String          the document's metadata as a JSON object, the same on every
-                              row of the document (record fields not turned into nodes)
+                              row of the document (record fields not turned into nodes);
+                              read as Python's ``json`` reads it: a ``NaN``, ``Infinity``
+                              or ``-Infinity`` of the record (or a parquet float NaN) is
+                              kept as that token, so ``json.loads(meta)`` gives the float
+                              (strict JSON parsers refuse such text)
 source        String          the file the document was read from
 error         Struct          null, or ``{kind, message}``: why this node or document is
                               damaged. A document-level error is copied to every node row
@@ -67,8 +71,10 @@ loader reads it.
 "human"), text (role "gpt").
 
 **nodes** (interleaf's own jsonl): ``{"doc_id", "source", "meta": {...}, "error": {...},
-"nodes": [{"kind", "text", "image_b64", "image_ref", "step", "role", "error"}]}``; the
-parquet form is the node table itself.
+"nodes": [{"kind", "text", "image_b64", "image_ref", "step", "role", "error"}]}``; an image
+node without ``image_b64`` may give its image under ``image`` in any form a pairs record's image
+takes (a path, a ``data:`` URI, ``{"bytes": ...}``, ``{"path": ...}``), else its ``image_ref``
+is loaded as a path; the parquet form is the node table itself.
 """
 
 from __future__ import annotations

@@ -123,7 +123,12 @@ def write(
             metadata included; images are written as their reference (path or URL, as read),
             or inline as ``data:`` URIs when they have none or ``embed_images``; MMC4's
             ``image_info`` entries follow their images and their ``matched_text_index`` is
-            recomputed; node errors are not written).
+            recomputed; node errors are not written). A pairs record holds one image and one
+            caption: a document with more than one image or text (an interleaved one) is
+            refused with a ``ValueError`` naming it and the layouts that hold it, and nothing is
+            written (the file is renamed into place only when complete); never cut silently.
+            Non-finite numbers in the metadata are written as Python's ``json.dumps`` writes
+            them (``NaN``, ``Infinity``, ``-Infinity``).
         prefix: file name prefix for directory destinations (a plain name: no ``/``, ``..``).
         max_count: WebDataset only: documents per shard (default 10,000).
         max_bytes: WebDataset only: shard size bound in bytes before compression (default 1 GiB);
@@ -133,7 +138,10 @@ def write(
             that prefix or pattern that this write does not produce again are removed when it
             finishes (so a folder never mixes two datasets). Default False: an error.
         embed_images: record layouts only: write every image's bytes inline (``data:`` URIs)
-            instead of its reference, so the file stands alone.
+            instead of its reference, so the file stands alone and reads back without
+            ``image_root`` (the bytes replace a path, MMC4's ``image_name`` and CoMM's
+            ``image_path`` included; a URL beside it stays). An image read without its bytes
+            (``load_images=False``, or MMC4 without ``image_root``) keeps its reference.
         progress: print a progress line with rates to stderr.
     """
     if isinstance(batches, (str, bytes, os.PathLike)):

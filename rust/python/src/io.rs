@@ -3,7 +3,10 @@
 use std::sync::Mutex;
 
 use interleaf_core::doc::{NodeBatch, ReadStats};
-use interleaf_core::formats::{detect_jsonl_format, document_to_json, document_to_record, file_stat, Format, RecordContext, RecordDecoder, BLOB_KEY};
+use interleaf_core::formats::{
+    detect_jsonl_format, document_to_json, document_to_record, file_stat, json_text, nonfinite_value, unwritable, Format, RecordContext, RecordDecoder,
+    BLOB_KEY,
+};
 use interleaf_core::reader::{DocumentReader, ReaderOptions, SourceKind};
 use interleaf_core::shard::{ShardNames, ShardWriter, ShardWriterOptions, WriteLock};
 use polars::prelude::*;
@@ -162,8 +165,10 @@ fn cell_to_json(av: AnyValue<'_>, blobs: &mut Blobs) -> Value {
         AnyValue::Int16(v) => Value::from(v),
         AnyValue::Int32(v) => Value::from(v),
         AnyValue::Int64(v) => Value::from(v),
-        AnyValue::Float32(v) => serde_json::Number::from_f64(v as f64).map_or(Value::Null, Value::Number),
-        AnyValue::Float64(v) => serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number),
+        // NaN and infinities as a JSON record read by Python's json holds them (see
+        // `interleaf_core::formats::parse_json_lenient`).
+        AnyValue::Float32(v) => float_json(v as f64),
+        AnyValue::Float64(v) => float_json(v),
         AnyValue::List(s) => Value::Array(s.iter().map(|v| cell_to_json(v, blobs)).collect()),
         av @ AnyValue::Struct(..) => {
             let AnyValue::Struct(_, _, fields) = &av else { unreachable!() };
@@ -175,6 +180,10 @@ fn cell_to_json(av: AnyValue<'_>, blobs: &mut Blobs) -> Value {
         }
         other => Value::String(other.to_string()),
     }
+}
+
+fn float_json(v: f64) -> Value {
+    serde_json::Number::from_f64(v).map(Value::Number).or_else(|| nonfinite_value(v)).unwrap_or(Value::Null)
 }
 
 fn blob(bytes: Vec<u8>, blobs: &mut Blobs) -> Value {
@@ -293,7 +302,7 @@ pub fn frame_to_jsonl<'py>(py: Python<'py>, df: PyDataFrame) -> PyResult<Bound<'
         let docs = frame_to_documents(&df.0).map_err(polars_err)?;
         let mut out = Vec::new();
         for d in &docs {
-            serde_json::to_writer(&mut out, &document_to_json(d)).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+            out.extend_from_slice(json_text(&document_to_json(d)).as_bytes());
             out.push(b'\n');
         }
         Ok(out)
@@ -304,6 +313,8 @@ pub fn frame_to_jsonl<'py>(py: Python<'py>, df: PyDataFrame) -> PyResult<Bound<'
 /// One JSON line per document in a record layout (pairs, mmc4, obelics, comm, llava, nodes), as
 /// bytes: images as their reference, or inline `data:` URIs when `embed_images` or when they
 /// have no reference.
+/// A document the layout cannot hold without losing nodes (pairs: more than one image or text)
+/// is a ValueError (see `interleaf_core::formats::unwritable`).
 #[pyfunction]
 #[pyo3(signature = (df, format, embed_images=false))]
 pub fn frame_to_records<'py>(py: Python<'py>, df: PyDataFrame, format: &str, embed_images: bool) -> PyResult<Bound<'py, PyBytes>> {
@@ -312,7 +323,10 @@ pub fn frame_to_records<'py>(py: Python<'py>, df: PyDataFrame, format: &str, emb
         let docs = frame_to_documents(&df.0).map_err(polars_err)?;
         let mut out = Vec::new();
         for d in &docs {
-            serde_json::to_writer(&mut out, &document_to_record(d, format, embed_images)).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+            if let Some(why) = unwritable(d, format) {
+                return Err(PyValueError::new_err(format!("cannot write {} records: {why}", format.as_str())));
+            }
+            out.extend_from_slice(json_text(&document_to_record(d, format, embed_images)).as_bytes());
             out.push(b'\n');
         }
         Ok(out)

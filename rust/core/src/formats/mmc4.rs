@@ -25,10 +25,10 @@ pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordC
     for info in &infos {
         let mut node = Node::image(None, None);
         node.image_ref = info.get("raw_url").or_else(|| info.get("image_name")).and_then(Value::as_str).map(String::from);
-        if let Some(bytes) = info.get("image_base64").and_then(|b| inline_bytes(b, ctx, true)) {
+        if let Some(bytes) = info.get("image_base64").and_then(|b| inline_bytes(b, ctx, true, "image_base64")) {
             match bytes {
                 Ok(bytes) => node.image = Some(bytes),
-                Err(m) => node.error = Some(RecordError::new(ErrorKind::BadRecord, format!("image_base64: {m}"))),
+                Err(e) => node.error = Some(e),
             }
         } else if ctx.load_images && ctx.image_root_explicit {
             if let Some(name) = info.get("image_name").and_then(Value::as_str) {
@@ -111,7 +111,20 @@ pub(super) fn write(doc: &Document, o: &mut Map<String, Value>, img: &ImageValue
                 let found = infos.iter_mut().enumerate().find(|(_, i)| i.as_ref().is_some_and(same)).and_then(|(k, i)| i.take().map(|v| (k, v)));
                 let order = found.as_ref().map_or(usize::MAX, |(k, _)| *k);
                 let mut entry = match found {
-                    Some((_, Value::Object(m))) => m,
+                    // The record's own entry; with `embed_images` (the image value is a `data:`
+                    // URI while the entry holds no bytes) the bytes replace its `image_name`
+                    // path, as in a new entry, and its other fields (`raw_url`) stay.
+                    Some((_, Value::Object(mut m))) => {
+                        if !m.contains_key("image_base64") && n.image.is_some() {
+                            if let Value::String(s) = img(n) {
+                                if s.starts_with("data:") {
+                                    m.remove("image_name");
+                                    m.insert("image_base64".into(), Value::String(s));
+                                }
+                            }
+                        }
+                        m
+                    }
                     _ => {
                         let mut m = Map::new();
                         match img(n) {

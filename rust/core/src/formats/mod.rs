@@ -208,7 +208,6 @@ impl RecordContext {
     }
 }
 
-/// Bytes given inline: `{"$blob": k}`, a `data:` URI, or (`plain_base64`) a bare base64 string.
 /// JSON text of `v` cut after 200 bytes: an error message names a bad value without carrying
 /// a whole hostile one.
 pub fn short_json<T: serde::Serialize + ?Sized>(v: &T) -> String {
@@ -288,19 +287,126 @@ pub fn json_too_costly(bytes: &[u8]) -> Option<String> {
     None
 }
 
-/// Parses JSON text as Python's `json` reads it on the one point where serde_json is stricter:
-/// a `\uXXXX` escape of a lone UTF-16 surrogate (JavaScript writes them when it cuts a string
-/// inside a pair) becomes `\ufffd` instead of failing the whole record. The text is rewritten in
-/// place (same length) only when the first parse fails on such an escape. Returns the value and
-/// how many escapes were replaced, so the caller can flag the record.
+/// Parses JSON text as Python's `json` reads it on the two points where serde_json is stricter:
+/// - a `\uXXXX` escape of a lone UTF-16 surrogate (JavaScript writes them when it cuts a string
+///   inside a pair) becomes `\ufffd` instead of failing the whole record (the text is rewritten
+///   in place, same length);
+/// - the bare tokens `NaN`, `Infinity` and `-Infinity` outside strings (Python's `json.dumps`
+///   writes them for non-finite floats by default) are read as non-finite numbers: a
+///   serde_json value cannot hold one, so each becomes its marker string (see
+///   [`nonfinite_token`]), which [`json_text`] writes back as the bare token. The text is
+///   rewritten with the markers only if the record then parses.
+///
+/// Nothing is rewritten unless the first parse fails. Returns the value and how many surrogate
+/// escapes were replaced, so the caller can flag the record (non-finite numbers are not
+/// damage: Python reads them without complaint).
 pub fn parse_json_lenient(text: &mut String) -> Result<(Value, usize), serde_json::Error> {
     match serde_json::from_str(text) {
         Ok(v) => Ok((v, 0)),
-        Err(e) => match replace_lone_surrogates(text) {
-            0 => Err(e),
-            n => serde_json::from_str(text).map(|v| (v, n)),
-        },
+        Err(e) => {
+            let n = replace_lone_surrogates(text);
+            if let Some(marked) = mark_nonfinite(text) {
+                if let Ok(v) = serde_json::from_str(&marked) {
+                    *text = marked;
+                    return Ok((v, n));
+                }
+            }
+            match n {
+                0 => Err(e),
+                n => serde_json::from_str(text).map(|v| (v, n)),
+            }
+        }
     }
+}
+
+/// Parses stored JSON text of ours (a document's `meta`), which may hold the non-finite
+/// numbers [`json_text`] writes; None when it does not parse.
+pub fn parse_stored_json(text: &str) -> Option<Value> {
+    serde_json::from_str(text).ok().or_else(|| serde_json::from_str(&mark_nonfinite(text)?).ok())
+}
+
+/// The first character of the string a non-finite number is held as inside a serde_json value
+/// (U+FDD0, a noncharacter: no text holds it): `"\u{FDD0}NaN"`, `"\u{FDD0}Infinity"`,
+/// `"\u{FDD0}-Infinity"`.
+const NONFINITE_MARK: char = '\u{FDD0}';
+const NONFINITE_TOKENS: [&str; 3] = ["NaN", "Infinity", "-Infinity"];
+
+/// The JSON token (`NaN`, `Infinity`, `-Infinity`) a string of a parsed value stands for, when
+/// it is the marker of a non-finite number read by [`parse_json_lenient`].
+pub fn nonfinite_token(s: &str) -> Option<&'static str> {
+    let t = s.strip_prefix(NONFINITE_MARK)?;
+    NONFINITE_TOKENS.into_iter().find(|k| *k == t)
+}
+
+/// The marker string of a non-finite float (see [`nonfinite_token`]); None for a finite one.
+pub fn nonfinite_value(f: f64) -> Option<Value> {
+    let token = match f {
+        _ if f.is_nan() => "NaN",
+        f if f == f64::INFINITY => "Infinity",
+        f if f == f64::NEG_INFINITY => "-Infinity",
+        _ => return None,
+    };
+    Some(Value::String(format!("{NONFINITE_MARK}{token}")))
+}
+
+/// `text` with every bare `NaN` / `Infinity` / `-Infinity` outside strings replaced by its
+/// marker string; None when it has none.
+fn mark_nonfinite(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let (mut out, mut copied, mut i, mut in_str) = (String::new(), 0, 0, false);
+    while i < b.len() {
+        match b[i] {
+            b'\\' if in_str => i += 2,
+            b'"' => {
+                in_str = !in_str;
+                i += 1;
+            }
+            b'N' | b'I' | b'-' if !in_str => match NONFINITE_TOKENS.into_iter().find(|t| b[i..].starts_with(t.as_bytes())) {
+                Some(t) => {
+                    out.push_str(&text[copied..i]);
+                    out.push('"');
+                    out.push(NONFINITE_MARK);
+                    out.push_str(t);
+                    out.push('"');
+                    i += t.len();
+                    copied = i;
+                }
+                None => i += 1,
+            },
+            _ => i += 1,
+        }
+    }
+    (copied > 0).then(|| {
+        out.push_str(&text[copied..]);
+        out
+    })
+}
+
+/// `v` as JSON text, as Python's `json.dumps` writes it: a non-finite number read by
+/// [`parse_json_lenient`] is written back as its bare token (`NaN`, `Infinity`, `-Infinity`),
+/// so `json.loads` gives the float again. Everything else as serde_json writes it.
+pub fn json_text(v: &Value) -> String {
+    let s = v.to_string();
+    if !s.contains(NONFINITE_MARK) {
+        return s;
+    }
+    // In compact serde_json output a string value's opening quote follows `[`, `{`, `,`, `:`
+    // or starts the text (a quote inside a string is escaped), so `"<mark>NaN"` there is a
+    // whole string equal to the marker.
+    let b = s.as_bytes();
+    let mark_len = NONFINITE_MARK.len_utf8();
+    let (mut out, mut copied) = (String::with_capacity(s.len()), 0);
+    for (i, _) in s.match_indices(NONFINITE_MARK) {
+        let opens = i >= 1 && b[i - 1] == b'"' && (i == 1 || matches!(b[i - 2], b'[' | b'{' | b',' | b':'));
+        let token = NONFINITE_TOKENS.into_iter().find(|t| s[i + mark_len..].starts_with(t) && b.get(i + mark_len + t.len()) == Some(&b'"'));
+        if let (true, Some(t)) = (opens, token) {
+            out.push_str(&s[copied..i - 1]);
+            out.push_str(t);
+            copied = i + mark_len + t.len() + 1;
+        }
+    }
+    out.push_str(&s[copied..]);
+    out
 }
 
 /// The error of a record whose JSON held lone surrogate escapes (see [`parse_json_lenient`]).
@@ -334,22 +440,49 @@ fn replace_lone_surrogates(text: &mut String) -> usize {
     n
 }
 
-fn inline_bytes(v: &Value, ctx: &RecordContext, plain_base64: bool) -> Option<Result<Vec<u8>, String>> {
+/// Bytes given inline: `{"$blob": k}` (a parquet binary cell), a `data:` URI, or
+/// (`plain_base64`) a bare base64 string; None when `v` is none of these. They are held to the
+/// per-image limit (`max_image_bytes`) as an image file or a tar member is: a blob by its
+/// length, base64 by its length before it is decoded (a string that must decode to more is
+/// never decoded), then by what it decoded to. Errors: `member_too_large` over the limit,
+/// `bad_record` for bad base64 or a missing blob; their messages start with `what` (a field
+/// name, or nothing when empty).
+fn inline_bytes(v: &Value, ctx: &RecordContext, plain_base64: bool, what: &str) -> Option<Result<Vec<u8>, RecordError>> {
+    let max = ctx.max_image_bytes;
+    let named = |m: String| if what.is_empty() { m } else { format!("{what}: {m}") };
+    let too_large = |m: String| RecordError::new(ErrorKind::MemberTooLarge, named(format!("{m}, over the limit of {max} bytes (max_member_bytes)")));
+    let bad = |m: String| RecordError::new(ErrorKind::BadRecord, named(m));
+    let decode = |payload: &str, bad_msg: &str| -> Result<Vec<u8>, RecordError> {
+        let payload = payload.trim();
+        // Base64 gives 3 bytes per 4 characters, less at most 2 of padding.
+        let at_least = (payload.len() as u64 / 4 * 3).saturating_sub(2);
+        if at_least > max {
+            return Err(too_large(format!("inline image of {} base64 characters (at least {at_least} bytes) not decoded", payload.len())));
+        }
+        let bytes = b64().decode(payload).map_err(|e| bad(format!("{bad_msg}: {e}")))?;
+        if bytes.len() as u64 > max {
+            return Err(too_large(format!("inline image of {} bytes", bytes.len())));
+        }
+        Ok(bytes)
+    };
     match v {
-        Value::Object(o) if o.contains_key(BLOB_KEY) => Some(ctx.take_blob(o)),
-        Value::String(s) => decode_data_uri(s).or_else(|| plain_base64.then(|| b64().decode(s).map_err(|e| format!("bad base64 image bytes: {e}")))),
+        Value::Object(o) if o.contains_key(BLOB_KEY) => Some(ctx.take_blob(o).map_err(bad).and_then(|b| {
+            if b.len() as u64 > max {
+                Err(too_large(format!("binary image value of {} bytes", b.len())))
+            } else {
+                Ok(b)
+            }
+        })),
+        Value::String(s) => match s.strip_prefix("data:").and_then(|rest| rest.split_once(";base64,")) {
+            Some((_, payload)) => Some(decode(payload, "bad base64 in data URI")),
+            None => plain_base64.then(|| decode(s, "bad base64 image bytes")),
+        },
         _ => None,
     }
 }
 
 fn b64() -> &'static base64::engine::GeneralPurpose {
     &base64::engine::general_purpose::STANDARD
-}
-
-fn decode_data_uri(s: &str) -> Option<Result<Vec<u8>, String>> {
-    let rest = s.strip_prefix("data:")?;
-    let (_, payload) = rest.split_once(";base64,")?;
-    Some(b64().decode(payload.trim()).map_err(|e| format!("bad base64 in data URI: {e}")))
 }
 
 fn is_url(s: &str) -> bool {
@@ -449,10 +582,10 @@ fn read_beneath(dir: &std::os::fd::OwnedFd, rel: &Path, max: u64) -> Option<(Vec
 /// Turns an image field (string or object) into an image node.
 pub fn resolve_image(v: &Value, ctx: &RecordContext) -> Node {
     let mut node = Node::image(None, None);
-    if let Some(bytes) = inline_bytes(v, ctx, false) {
+    if let Some(bytes) = inline_bytes(v, ctx, false, "") {
         match bytes {
             Ok(b) => node.image = Some(b),
-            Err(m) => node.error = Some(RecordError::new(ErrorKind::BadRecord, m)),
+            Err(e) => node.error = Some(e),
         }
         return node;
     }
@@ -468,10 +601,10 @@ pub fn resolve_image(v: &Value, ctx: &RecordContext) -> Node {
     match v {
         Value::String(s) => from_path(s, &mut node),
         Value::Object(o) => {
-            if let Some(bytes) = o.get("bytes").and_then(|b| inline_bytes(b, ctx, true)) {
+            if let Some(bytes) = o.get("bytes").and_then(|b| inline_bytes(b, ctx, true, "")) {
                 match bytes {
                     Ok(b) => node.image = Some(b),
-                    Err(m) => node.error = Some(RecordError::new(ErrorKind::BadRecord, m)),
+                    Err(e) => node.error = Some(e),
                 }
                 node.image_ref = ["path", "url"].iter().find_map(|k| o.get(*k).and_then(Value::as_str)).map(String::from);
             } else if let Some(inner) = ["image_path", "path", "url", "src", "image_url", "image"].iter().find_map(|k| o.get(*k).filter(|v| !v.is_null())) {
@@ -510,7 +643,7 @@ fn json_type(v: &Value) -> &'static str {
 /// else as its JSON text.
 fn id_text(v: &Value, ctx: &RecordContext) -> (String, Option<RecordError>) {
     match v {
-        Value::String(s) => (s.clone(), None),
+        Value::String(s) => (nonfinite_token(s).map_or_else(|| s.clone(), String::from), None),
         Value::Object(m) if m.contains_key(BLOB_KEY) => match ctx.take_blob(m) {
             Ok(b) => match String::from_utf8(b) {
                 Ok(t) => (t, None),
@@ -535,7 +668,8 @@ fn not_utf8(what: &str, e: &std::string::FromUtf8Error) -> RecordError {
 fn text_node(v: Option<&Value>, what: impl FnOnce() -> String, ctx: &RecordContext) -> Node {
     let failed = |kind: ErrorKind, msg: String| Node { kind: Some(NodeKind::Text), error: Some(RecordError::new(kind, msg)), ..Default::default() };
     match v {
-        Some(Value::String(s)) => Node::text(s.clone()),
+        // A non-finite number (see parse_json_lenient) as its JSON text, as a finite one.
+        Some(Value::String(s)) => Node::text(nonfinite_token(s).map_or_else(|| s.clone(), String::from)),
         Some(n @ (Value::Number(_) | Value::Bool(_))) => Node::text(n.to_string()),
         Some(Value::Object(m)) if m.contains_key(BLOB_KEY) => match ctx.take_blob(m) {
             Ok(b) => match String::from_utf8(b) {
@@ -555,7 +689,7 @@ fn text_node(v: Option<&Value>, what: impl FnOnce() -> String, ctx: &RecordConte
 
 fn finish(mut doc: Document, meta: Map<String, Value>) -> Document {
     if !meta.is_empty() {
-        doc.meta = Some(Value::Object(meta).to_string());
+        doc.meta = Some(json_text(&Value::Object(meta)));
     }
     doc
 }
@@ -622,12 +756,8 @@ pub fn document_to_record(doc: &Document, format: Format, embed_images: bool) ->
     if format == Format::Nodes {
         return document_to_json(doc);
     }
-    let mut o: Map<String, Value> = doc
-        .meta
-        .as_deref()
-        .and_then(|m| serde_json::from_str::<Value>(m).ok())
-        .and_then(|v| if let Value::Object(m) = v { Some(m) } else { None })
-        .unwrap_or_default();
+    let mut o: Map<String, Value> =
+        doc.meta.as_deref().and_then(parse_stored_json).and_then(|v| if let Value::Object(m) = v { Some(m) } else { None }).unwrap_or_default();
     if format != Format::Comm {
         // CoMM's image items are for writing CoMM back; other layouts have their own fields.
         o.remove(comm::IMAGE_ITEMS);
@@ -656,6 +786,17 @@ pub fn document_to_record(doc: &Document, format: Format, embed_images: bool) ->
     Value::Object(o)
 }
 
+/// Why `doc` cannot be written as a record of `format` without losing some of its nodes; None
+/// when it can. Only the pairs layout has such documents: one with several images or texts
+/// (an interleaved one) does not fit a pair record. Writers refuse them rather than drop
+/// nodes silently.
+pub fn unwritable(doc: &Document, format: Format) -> Option<String> {
+    match format {
+        Format::Pairs => pairs::unwritable(doc),
+        _ => None,
+    }
+}
+
 /// The record format of a JSON-lines file, from the keys of its first records (None when no
 /// record within the first 1,000 lines shows it).
 ///
@@ -672,7 +813,8 @@ pub fn detect_jsonl_format(path: &str) -> Option<Format> {
             return None;
         }
         seen += n as u64;
-        if let Some(f) = fits.then(|| serde_json::from_slice::<Value>(&line).ok()).flatten().and_then(|v| Format::detect(&v)) {
+        let parsed = || String::from_utf8(std::mem::take(&mut line)).ok().and_then(|mut t| parse_json_lenient(&mut t).ok()).map(|(v, _)| v);
+        if let Some(f) = fits.then(parsed).flatten().and_then(|v| Format::detect(&v)) {
             return Some(f);
         }
     }
@@ -1117,5 +1259,109 @@ mod tests {
             let mut t = cut.to_string();
             assert!(parse_json_lenient(&mut t).is_err(), "{cut}");
         }
+    }
+
+    #[test]
+    fn non_finite_numbers_parse_and_write_back_as_python_does() {
+        let line = r#"{"a": NaN, "b": [Infinity, -Infinity, 1.5], "s": "NaN Infinity -Infinity", "t": "x\" NaN", "u": "\\", "v": -1}"#;
+        let mut t = line.to_string();
+        let (v, n) = parse_json_lenient(&mut t).unwrap();
+        assert_eq!(n, 0);
+        assert_eq!(nonfinite_token(v["a"].as_str().unwrap()), Some("NaN"));
+        assert_eq!(v["s"], "NaN Infinity -Infinity"); // strings are untouched
+        assert_eq!(v["t"], "x\" NaN");
+        assert_eq!(json_text(&v), r#"{"a":NaN,"b":[Infinity,-Infinity,1.5],"s":"NaN Infinity -Infinity","t":"x\" NaN","u":"\\","v":-1}"#);
+        assert_eq!(parse_stored_json(&json_text(&v)), Some(v.clone()));
+        // A string that merely holds the marker's text inside another is written as it is.
+        let odd = json!({"k": format!("x{NONFINITE_MARK}NaN"), "l": [format!("{NONFINITE_MARK}NaNx")]});
+        assert_eq!(parse_stored_json(&json_text(&odd)), Some(odd));
+        // Still malformed with the tokens read: the error is the first parse's, the text as it was.
+        let mut t = r#"{"a": NaN,}"#.to_string();
+        assert!(parse_json_lenient(&mut t).is_err());
+        assert_eq!(t, r#"{"a": NaN,}"#);
+        // Lower case is not Python's either.
+        assert!(parse_json_lenient(&mut r#"{"a": nan}"#.to_string()).is_err());
+        // A non-finite caption is its JSON text, as a finite number's is.
+        let (v, _) = parse_json_lenient(&mut r#"{"id": NaN, "image": "http://x/a.jpg", "caption": Infinity, "sim": NaN}"#.to_string()).unwrap();
+        let d = record_to_document(v, Format::Pairs, "f:1".into(), &ctx());
+        assert_eq!((d.doc_id.as_str(), d.nodes[1].text.as_deref(), d.meta.as_deref()), ("NaN", Some("Infinity"), Some(r#"{"sim":NaN}"#)));
+        assert_eq!(json_text(&document_to_record(&d, Format::Pairs, false)), r#"{"sim":NaN,"id":"NaN","image":"http://x/a.jpg","caption":"Infinity"}"#);
+    }
+
+    #[test]
+    fn inline_images_are_held_to_the_per_image_limit() {
+        let mut c = ctx();
+        c.max_image_bytes = 10;
+        let kind = |n: &Node| n.error.as_ref().map(|e| (e.kind, e.message.clone()));
+        let fits = b64().encode(b"0123456789");
+        let over = b64().encode(b"0123456789A");
+        for (v, ok) in [
+            (json!(format!("data:image/png;base64,{fits}")), true),
+            (json!(format!("data:image/png;base64,{over}")), false),
+            (json!({"bytes": fits}), true),
+            (json!({"bytes": over}), false),
+        ] {
+            let n = resolve_image(&v, &c);
+            assert_eq!(n.image.is_some(), ok, "{v}");
+            if !ok {
+                let (k, m) = kind(&n).unwrap();
+                assert_eq!((k, m.as_str()), (ErrorKind::MemberTooLarge, "inline image of 11 bytes, over the limit of 10 bytes (max_member_bytes)"));
+            }
+        }
+        // A long base64 string is refused by its length, before it is decoded.
+        let huge = "A".repeat(1 << 20);
+        let (k, m) = kind(&resolve_image(&json!({"bytes": huge}), &c)).unwrap();
+        assert_eq!(k, ErrorKind::MemberTooLarge);
+        assert!(m.starts_with("inline image of 1048576 base64 characters (at least 786430 bytes) not decoded"), "{m}");
+        // A binary cell (parquet), an MMC4 image_base64 and a node's image_b64 alike.
+        let mut dec = RecordDecoder::new(Some(Format::Pairs), c.clone());
+        let d = dec.decode(json!({"image": {"$blob": 0}, "caption": "c"}), 1, vec![Some(vec![0; 11])]);
+        assert_eq!(kind(&d.nodes[0]).unwrap().0, ErrorKind::MemberTooLarge);
+        let d = dec.decode(json!({"image": {"$blob": 0}, "caption": "c"}), 2, vec![Some(vec![0; 10])]);
+        assert_eq!(d.nodes[0].image.as_deref(), Some(&[0u8; 10][..]));
+        let d =
+            record_to_document(json!({"text_list": ["a"], "image_info": [{"image_base64": over, "matched_text_index": 0}]}), Format::Mmc4, "f:1".into(), &c);
+        assert!(kind(&d.nodes[0]).unwrap().1.starts_with("image_base64: inline image of 11 bytes"));
+        let d = record_to_document(json!({"nodes": [{"kind": "image", "image_b64": over}]}), Format::Nodes, "f:1".into(), &c);
+        assert_eq!(kind(&d.nodes[0]).unwrap().0, ErrorKind::MemberTooLarge);
+    }
+
+    #[test]
+    fn embedding_replaces_the_mmc4_image_name_of_the_records_own_entries() {
+        let v = json!({"text_list": ["a"], "image_info": [{"image_name": "1.jpg", "raw_url": "http://x/1.jpg", "matched_text_index": 0}, {"image_name": "2.jpg", "matched_text_index": 0}]});
+        let mut d = record_to_document(v.clone(), Format::Mmc4, "f:1".into(), &ctx());
+        assert_eq!(document_to_record(&d, Format::Mmc4, true)["image_info"], v["image_info"]); // no bytes: nothing to embed
+        d.nodes[0].image = Some(b"\x89PNG\r\n\x1a\n1".to_vec());
+        d.nodes[1].image = Some(b"\x89PNG\r\n\x1a\n2".to_vec());
+        let rec = document_to_record(&d, Format::Mmc4, true);
+        let info = rec["image_info"].as_array().unwrap();
+        assert_eq!((info[0]["raw_url"].as_str(), info[0].get("image_name"), info[1].get("image_name")), (Some("http://x/1.jpg"), None, None));
+        let back = record_to_document(rec, Format::Mmc4, "f:1".into(), &RecordContext::for_source("/nonexistent/x.jsonl", None, false));
+        let images: Vec<_> = back.nodes.iter().filter_map(|n| n.image.clone()).collect();
+        assert_eq!(images, [d.nodes[0].image.clone().unwrap(), d.nodes[1].image.clone().unwrap()]);
+        assert_eq!(document_to_record(&d, Format::Mmc4, false)["image_info"], v["image_info"]);
+        // not embedded: the paths
+    }
+
+    #[test]
+    fn a_pairs_record_cannot_hold_an_interleaved_document() {
+        let v = json!({"texts": ["a", null, "b"], "images": [null, "http://x/1.jpg", null]});
+        let d = record_to_document(v, Format::Obelics, "doc7".into(), &ctx());
+        let why = unwritable(&d, Format::Pairs).unwrap();
+        assert!(why.starts_with(r#"document "doc7" has 1 image(s) and 2 text(s): a pairs record holds one image and one caption"#), "{why}");
+        assert!(Format::ALL.iter().filter(|f| **f != Format::Pairs).all(|f| unwritable(&d, *f).is_none()));
+        let pair = record_to_document(json!({"image": "http://x/1.jpg", "caption": "c"}), Format::Pairs, "p".into(), &ctx());
+        assert!(unwritable(&pair, Format::Pairs).is_none());
+    }
+
+    #[test]
+    fn a_node_may_give_its_image_under_image() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.jpg"), b"abc").unwrap();
+        let c = RecordContext::for_source(dir.path().join("x.jsonl").to_str().unwrap(), None, true);
+        let v = json!({"nodes": [{"kind": "image", "image": {"path": "a.jpg"}}, {"kind": "image", "image": "a.jpg", "image_ref": "mine"}, {"kind": "image", "image": 42}]});
+        let d = record_to_document(v, Format::Nodes, "f:1".into(), &c);
+        let got: Vec<_> = d.nodes.iter().map(|n| (n.image.as_deref(), n.image_ref.as_deref(), n.error.as_ref().map(|e| e.kind))).collect();
+        assert_eq!(got, [(Some(&b"abc"[..]), Some("a.jpg"), None), (Some(&b"abc"[..]), Some("mine"), None), (None, None, Some(ErrorKind::BadRecord))]);
     }
 }

@@ -19,7 +19,7 @@ pub fn parse_document(doc: &mut Document, o: &Map<String, Value>, mut image: imp
         doc.doc_id = id.as_str().map_or_else(|| id.to_string(), String::from);
     }
     if let Some(m) = o.get("meta").filter(|m| m.is_object()) {
-        doc.meta = Some(m.to_string());
+        doc.meta = Some(json_text(m));
     }
     if let Some(e) = o.get("error").and_then(error_from_value) {
         doc.set_error(e);
@@ -63,11 +63,19 @@ pub fn parse_document(doc: &mut Document, o: &Map<String, Value>, mut image: imp
 
 pub(super) fn read(mut doc: Document, mut o: Map<String, Value>, ctx: &RecordContext) -> Document {
     parse_document(&mut doc, &o, |n, node| {
-        if let Some(bytes) = n.get("image_b64").and_then(|b| inline_bytes(b, ctx, true)) {
+        if let Some(bytes) = n.get("image_b64").and_then(|b| inline_bytes(b, ctx, true, "image_b64")) {
             match bytes {
                 Ok(bytes) => node.image = Some(bytes),
-                Err(m) => node.error = Some(RecordError::new(ErrorKind::BadRecord, format!("image_b64: {m}"))),
+                Err(e) => node.error = Some(e),
             }
+        } else if let Some(v) = n.get("image").filter(|v| !v.is_null()) {
+            // The image under `image`, in any form a pair record's image takes (a path, a
+            // `data:` URI, `{"bytes"}`, `{"path"}`...); `image_ref`, when given, stays the
+            // node's reference.
+            let got = resolve_image(v, ctx);
+            node.image = got.image;
+            node.error = got.error;
+            node.image_ref = node.image_ref.take().or(got.image_ref);
         } else if ctx.load_images {
             if let Some(r) = node.image_ref.clone().filter(|r| !is_url(r)) {
                 match load_file(&r, ctx) {
@@ -85,9 +93,12 @@ pub(super) fn read(mut doc: Document, mut o: Map<String, Value>, ctx: &RecordCon
     }
     if !o.is_empty() {
         // Unknown top-level keys are kept in the metadata rather than dropped.
-        let mut meta: Map<String, Value> = doc.meta.as_deref().and_then(|m| serde_json::from_str(m).ok()).unwrap_or_default();
+        let mut meta: Map<String, Value> = match doc.meta.as_deref().and_then(parse_stored_json) {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
         meta.extend(o);
-        doc.meta = Some(Value::Object(meta).to_string());
+        doc.meta = Some(json_text(&Value::Object(meta)));
     }
     doc
 }
@@ -131,7 +142,7 @@ pub fn document_to_json(doc: &Document) -> Value {
     if let Some(s) = &doc.source {
         o.insert("source".into(), Value::String(s.clone()));
     }
-    if let Some(m) = doc.meta.as_deref().and_then(|m| serde_json::from_str::<Value>(m).ok()) {
+    if let Some(m) = doc.meta.as_deref().and_then(parse_stored_json) {
         o.insert("meta".into(), m);
     }
     if let Some(e) = &doc.error {

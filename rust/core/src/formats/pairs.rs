@@ -22,6 +22,23 @@ pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordC
     }
 }
 
+/// Why `doc` cannot be written as a pair record without losing nodes (it has more than one
+/// image or more than one text: an interleaved document); None when it can.
+pub(super) fn unwritable(doc: &Document) -> Option<String> {
+    let count = |k: NodeKind| doc.nodes.iter().filter(|n| n.kind == Some(k)).count();
+    let (images, texts) = (count(NodeKind::Image), count(NodeKind::Text));
+    (images > 1 || texts > 1).then(|| {
+        format!(
+            "document {:?} has {images} image(s) and {texts} text(s): a pairs record holds one image and one caption, so the others would be lost; \
+             write interleaved documents as obelics, mmc4, comm or llava records, as jsonl (interleaf's nodes schema), parquet or webdataset \
+             (convert --to, run --output-format)",
+            doc.doc_id
+        )
+    })
+}
+
+/// The pair record of `doc`: its first image and first text (see [`unwritable`] for documents
+/// that have more).
 pub(super) fn write(doc: &Document, o: &mut Map<String, Value>, img: &ImageValue) {
     if let Some(n) = doc.nodes.iter().find(|n| n.kind == Some(NodeKind::Image)) {
         o.insert("image".into(), img(n));

@@ -18,7 +18,7 @@ use super::Sample;
 use crate::doc::{Document, Node, NodeKind};
 use crate::error::{ErrorKind, RecordError};
 use crate::formats::nodes::parse_document;
-use crate::formats::{error_json, json_too_costly, lone_surrogates, node_json, parse_json_lenient};
+use crate::formats::{error_json, json_text, json_too_costly, lone_surrogates, node_json, parse_json_lenient, parse_stored_json};
 
 pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bmp"];
 const TEXT_EXTENSIONS: &[&str] = &["txt", "text", "caption"];
@@ -159,7 +159,7 @@ pub fn sample_to_document(sample: Sample) -> Document {
         _ => {}
     }
     if !meta.is_empty() {
-        doc.meta = Some(Value::Object(meta).to_string());
+        doc.meta = Some(json_text(&Value::Object(meta)));
     }
     doc
 }
@@ -232,12 +232,8 @@ fn is_simple_pair(doc: &Document) -> bool {
 
 /// The members (extension, bytes) that represent `doc` under `key`, in a fixed order.
 pub fn document_to_members(doc: &Document, key: &str) -> Vec<(String, Vec<u8>)> {
-    let meta: Map<String, Value> = doc
-        .meta
-        .as_deref()
-        .and_then(|m| serde_json::from_str::<Value>(m).ok())
-        .and_then(|v| if let Value::Object(o) = v { Some(o) } else { None })
-        .unwrap_or_default();
+    let meta: Map<String, Value> =
+        doc.meta.as_deref().and_then(parse_stored_json).and_then(|v| if let Value::Object(o) = v { Some(o) } else { None }).unwrap_or_default();
     let mut out = Vec::new();
     // A pair whose own metadata has the key its image reference would go under is written in
     // the interleaved form, which keeps both.
@@ -263,7 +259,7 @@ pub fn document_to_members(doc: &Document, key: &str) -> Vec<(String, Vec<u8>)> 
             meta.insert(IMAGE_REF_KEY.into(), Value::String(r.clone()));
         }
         if !meta.is_empty() {
-            out.push(("json".to_string(), Value::Object(meta).to_string().into_bytes()));
+            out.push(("json".to_string(), json_text(&Value::Object(meta)).into_bytes()));
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         return out;
@@ -287,7 +283,7 @@ pub fn document_to_members(doc: &Document, key: &str) -> Vec<(String, Vec<u8>)> 
         body.insert("error".into(), error_json(e));
     }
     body.insert("nodes".into(), Value::Array(nodes));
-    out.push(("json".to_string(), Value::Object(body).to_string().into_bytes()));
+    out.push(("json".to_string(), json_text(&Value::Object(body)).into_bytes()));
     out.extend(images);
     out
 }
