@@ -699,7 +699,7 @@ def _image_forms(data: bytes, root: Path) -> dict[str, Path]:
     return files
 
 
-@pytest.mark.parametrize("form", ["data_uri", "bytes_object", "mmc4_image_base64", "nodes_image_b64", "parquet_cell", "file"])
+@pytest.mark.parametrize("form", ["data_uri", "bytes_object", "mmc4_image_base64", "nodes_image_b64", "parquet_cell", "node_table", "file"])
 def test_max_member_bytes_holds_every_way_an_image_is_supplied(sample_images, tmp_path, form):
     """An image over max_member_bytes is member_too_large however it is supplied, as an image
     file is; the record keeps its text; at the limit the bytes are read whole."""

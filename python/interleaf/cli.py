@@ -32,7 +32,7 @@ def _add_read_options(p: argparse.ArgumentParser, batch_size: int = DEFAULT_BATC
     p.add_argument("--batch-size", type=int, default=batch_size, help="documents per batch (default %(default)s)")
     p.add_argument("--image-root", default=None, help="directory for relative image paths in records (default: each file's directory; MMC4's image_name files load only when it is given)")
     p.add_argument("--no-load-images", action="store_true", help="do not read local image files named by records")
-    p.add_argument("--max-member-bytes", type=int, default=None, help="largest tar member / image file read (default 256 MiB; a WebDataset sample's members together: 8 times it)")
+    p.add_argument("--max-member-bytes", type=int, default=None, help="largest image read, however supplied: tar member, image file, inline data: URI or base64, parquet binary cell (default 256 MiB; a WebDataset sample's members together: 8 times it)")
     p.add_argument("--max-batch-bytes", type=int, default=None, help="a batch also closes at this many bytes of text, images and metadata (default 256 MiB)")
     p.add_argument("--allow-outside-root", action="store_true", help="let records read image files outside the image root (default: such paths are path_outside_root errors)")
     p.add_argument("--quiet", action="store_true", help=quiet)

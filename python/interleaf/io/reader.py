@@ -113,8 +113,10 @@ class Reader:
             it is given).
         load_images: read local image files named by records into ``image`` (default True);
             URLs are never fetched.
-        max_member_bytes: largest tar member or image file read (default 256 MiB); larger ones
-            become ``member_too_large`` errors, as do a WebDataset sample's members past 8 times
+        max_member_bytes: largest image read, however it is supplied (default 256 MiB): a tar
+            member, an image file, an inline image of a record (a ``data:`` URI or base64, measured
+            before it is decoded; a parquet binary cell) or a node table's image; larger ones
+            become ``member_too_large`` errors (the image is not kept, the record is), as do a WebDataset sample's members past 8 times
             this in all or past 65,536 of them. A WebDataset sample's members other than its
             image, text and json are kept in ``meta.__extra__`` up to 16 MiB in all; the others
             are named with their sizes in ``meta.__extra_skipped__``.
@@ -429,7 +431,7 @@ class Reader:
         try:
             for batch in self._arrow_batches(pf, self.batch_size * 8):
                 batch, not_utf8 = _lossy_text(batch)
-                raw = _checked_kinds(_lossy_utf8(pl.from_arrow(batch)))  # type: ignore[arg-type]
+                raw = _sized_images(_checked_kinds(_lossy_utf8(pl.from_arrow(batch))), self.max_member_bytes or DEFAULT_MAX_MEMBER_BYTES)  # type: ignore[arg-type]
                 if any(m is not None for m in not_utf8):
                     raw = _with_errors(raw, not_utf8, "invalid_utf8")
                 chunks.append(raw)
@@ -531,6 +533,8 @@ _PARQUET_PIECE_ROWS = 1024
 
 #: The native reader's default bound on a batch's bytes (``max_batch_bytes``).
 DEFAULT_MAX_BATCH_BYTES = 256 << 20
+#: The native readers' default ``max_member_bytes`` (``DEFAULT_MAX_MEMBER_BYTES`` in rust/core/src/shard).
+DEFAULT_MAX_MEMBER_BYTES = 256 << 20
 
 
 class _RowGroupError(Exception):
@@ -571,6 +575,24 @@ def _one_table(pa: Any, pieces: list[Any]) -> Any:
     """Arrow record batches of one schema as one arrow table, each piece a chunk: joining
     their buffers would copy every value (a batch of images) once more."""
     return pa.Table.from_batches(pieces)
+
+
+def _sized_images(df: pl.DataFrame, limit: int) -> pl.DataFrame:
+    """Node rows read from a node table whose image is over ``limit`` bytes (``max_member_bytes``)
+    lose the bytes and get a ``member_too_large`` error, as an image file, a tar member or an
+    inline image of a record over it does."""
+    if IMAGE not in df.columns:
+        return df
+    size = pl.col(IMAGE).bin.size()
+    over = size > limit
+    if not df.select(over.any()).item():
+        return df
+    message = pl.format("image of {} bytes, over the limit of {} bytes (max_member_bytes)", size, pl.lit(limit))
+    err = pl.struct(pl.lit("member_too_large").alias("kind"), message.alias("message"))
+    return df.with_columns(
+        pl.when(over & pl.col(ERROR).is_null()).then(err).otherwise(pl.col(ERROR)).alias(ERROR),
+        pl.when(over).then(None).otherwise(pl.col(IMAGE)).alias(IMAGE),
+    )
 
 
 def _checked_kinds(df: pl.DataFrame) -> pl.DataFrame:
