@@ -779,3 +779,8 @@ def test_an_interleaved_document_is_refused_as_a_pair_not_cut(sample_dir, tmp_pa
     assert not dest.exists()
     pairs = interleaf.write(interleaf.read(sample_dir / "pairs.jsonl"), dest, "pairs")
     assert read_all(pairs).select("kind", "text").equals(read_all(sample_dir / "pairs.jsonl").select("kind", "text"))
+    # A run refuses before it starts.
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match="holds comm documents.*--output-format comm"):
+        interleaf.run("pairs-basic", [str(sample_dir / "comm.jsonl")], out, output_format="pairs", progress=False)
+    assert not (out / "summary.json").exists()

@@ -57,7 +57,7 @@ from interleaf._checks import choice_arg, int_arg
 from interleaf._prefetch import prefetch, result
 from interleaf.io.atomic import FolderLock, atomic_output, is_lock_file, missing_folders, remove_empty, write_text
 from interleaf.io.reader import is_utf8
-from interleaf.io.sources import WEBDATASET, check_out_apart, container_of, named_inputs
+from interleaf.io.sources import JSONL, WEBDATASET, check_out_apart, container_of, named_inputs
 from interleaf.io.writer import OUTPUT_FORMATS, RECORD_LAYOUTS
 from interleaf.recipes import Recipe
 from interleaf.recipes import load as load_recipe
@@ -1659,6 +1659,24 @@ def output_format(p: Plan, shard: Shard, override: str | None, read_format: str 
     return "jsonl" if layout in (None, "nodes") else layout
 
 
+def _check_pairs_output(p: Plan, paths: list[str], override: str | None, read_format: str | None) -> None:
+    """Refuses, before any work, a run that would write kept documents as pairs records while an
+    input is a JSON-lines file of interleaved documents (MMC4, OBELICS, CoMM, LLaVA: given, or
+    detected from its first records): a pairs record holds one image and one caption, and the
+    writer refuses a document with more (see ``interleaf.write``), but only at the write stage."""
+    if (override or p.recipe.output.format) != "pairs":
+        return
+    for path in paths:
+        if container_of(path) != JSONL or not is_utf8(path):
+            continue
+        layout = read_format if read_format not in (None, WEBDATASET) else _native.detect_record_format(path)
+        if layout in ("mmc4", "obelics", "comm", "llava"):
+            raise ValueError(
+                f"{path} holds {layout} documents, which can have several images and texts; a pairs record holds one image and one caption, so the pairs "
+                f"output format would refuse them: choose another (--output-format {layout}, obelics, jsonl, parquet or webdataset; output.format in the recipe)"
+            )
+
+
 def kept_path(out: Path, shard: Shard, fmt: str, compression: str) -> Path:
     ext = {"webdataset": ".tar" + {"none": "", "gz": ".gz", "zst": ".zst"}[compression], "parquet": ".parquet"}.get(fmt, ".jsonl")
     return out / "kept" / f"{shard.name}{ext}"
@@ -2054,6 +2072,9 @@ def run(
         model_batch_size: inference batch size (default: each model's).
         limit: only the first ``limit`` documents of the input (in read order).
         output_format: how kept documents are written, overriding the recipe's ``output.format``.
+            ``pairs`` holds one image and one caption per record: it is refused up front for an
+            input of MMC4, OBELICS, CoMM or LLaVA jsonl, and the writer refuses any other
+            document with more (the run stops at the write stage with a ValueError naming it).
         stages: the stages to run (``interleaf score`` runs ``("score", "dedup")``).
         overwrite: replace an output folder that holds something else.
         progress: progress lines and the timing table on stderr.
@@ -2099,6 +2120,8 @@ def run(
         print(f"interleaf run: notice: {n}", file=sys.stderr)
     out_p = Path(out)
     paths = named_inputs(inputs)
+    if "write" in stages:
+        _check_pairs_output(p, paths, output_format, format)
     if p.llm is not None and p.llm.get("cache"):
         p.llm["cache"] = os.path.abspath(p.llm["cache"])  # as the inputs and the folder below
     if image_root is not None and load_images and not os.path.isdir(image_root):
