@@ -85,6 +85,9 @@ def ref_paragraph_filter(text):
     text = "".join(" " if c in WHITESPACE else c for c in text)
     kept, removed = [], []
     for i, p in enumerate(text.split("\n\n")):
+        if p == "END_OF_DOCUMENT_TOKEN_TO_BE_REPLACED":  # kept unchecked
+            kept.append(p)
+            continue
         n = len(ref_words(p))
         checks = [
             ("words", 4 <= n <= 1000),

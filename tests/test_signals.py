@@ -94,7 +94,10 @@ def test_null_and_empty_texts(paragraphs):
 def test_paragraph_filter_equals_obelicss_node_level_rules(paragraphs):
     docs = ["\n\n".join(paragraphs[i : i + 7]) for i in range(0, len(paragraphs), 7)]
     docs.append("Click here!!!\n\nThe quick brown fox jumps over the lazy dog, and then it runs away into the woods.\u00a0Again.")
+    # OBELICS's end-of-document marker paragraph is kept without checks, alone or at the end.
+    docs += ["END_OF_DOCUMENT_TOKEN_TO_BE_REPLACED", docs[0] + "\n\nEND_OF_DOCUMENT_TOKEN_TO_BE_REPLACED", "END_OF_DOCUMENT_TOKEN_TO_BE_REPLACED "]
     got = obelics_paragraphs(docs)
+    assert got.get_column("text")[-3] == "END_OF_DOCUMENT_TOKEN_TO_BE_REPLACED" and got.get_column("text")[-1] is None
     for i, d in enumerate(docs):
         kept, removed = ref_paragraph_filter(d)
         assert got.get_column("text")[i] == kept, i
@@ -153,6 +156,14 @@ def test_mmc4_assignment_equals_the_published_procedure():
     assert mmc4_assign(np.array([[0.15, 0.1]], dtype=np.float32)).tolist() == [0]  # exactly 0.15 is kept
     assert mmc4_assign(np.array([[0.1499, 0.1]], dtype=np.float32)).tolist() == [-1]
     assert mmc4_assign(np.zeros((2, 0), dtype=np.float32)).tolist() == [-1, -1]
+    # A float64 matrix is used as given: threshold and assignment in float64, not rounded.
+    for shape in [(3, 30), (12, 4), (15, 15)]:
+        for _ in range(10):
+            sim = rng.uniform(-0.1, 0.45, size=shape)
+            assert np.array_equal(mmc4_assign(sim), ref_mmc4(sim)), shape
+    assert mmc4_assign(np.array([[0.149999999, 0.0]])).tolist() == [-1]
+    assert mmc4_assign(np.array([[0.149999999, 0.0]], dtype=np.float32)).tolist() == [0]  # float32 rounds it to 0.15
+    assert mmc4_assign(np.array([[0.3, 0.30000001], [0.30000001, 0.3]])).tolist() == [1, 0]
     # An unknown (NaN) similarity is never matched; the rest of the matrix is assigned as
     # MMC4 would assign it over the known cells (scipy with NaN as a prohibitive loss).
     for _ in range(50):

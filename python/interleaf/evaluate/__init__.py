@@ -237,10 +237,21 @@ PTB_PUNCTUATIONS = frozenset({"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "
 _BRACKETS = {"(": "-lrb-", ")": "-rrb-", "[": "-lsb-", "]": "-rsb-", "{": "-lcb-", "}": "-rcb-"}
 _ABBREVIATIONS = "mr|mrs|ms|dr|prof|st|jr|sr|vs|etc|inc|ltd|co|corp|mt|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec"
 _TOKEN = re.compile(
-    r"(?:https?|ftp)://[^\s<>\"]*[^\s<>\".,;:!?)\]}']|[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\*+|"
+    r"(?:https?|ftp)://[^\s<>\"]*[^\s<>\".,;:!?)\]}']|[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\*+|</?[a-z][^<>\n]*>|&#\d+;|"
+    # PTB's contractions it splits: gonna, gotta, wanna, lemme, gimme ("gon na"...), 'tis.
+    r"(?<![\w'-])(?:gon(?=na(?![\w'-]))|got(?=ta(?![\w'-]))|wan(?=na(?![\w'-]))|lem(?=me(?![\w'-]))|gim(?=me(?![\w'-])))|'t(?=(?:is|was)\b)|"
+    # Numbers with thousands separators (1,000,000; ,5), hashtags and mentions, C# and F#.
+    r"\d*(?:,\d+)+(?:\.\d+)*|#[^\W\d_]+|@[^\W\d_]\w*|(?<!\w)[cf]#|"
     rf"\bcan(?=not\b)|(?<=\bcan)not\b|\w+(?=n't\b)|n't\b|'(?:s|m|d|ll|re|ve)\b|(?:[^\W\d_]\.){{2,}}|(?:{_ABBREVIATIONS})\.(?=\s|$)"
-    r"|\w+(?:(?:[-/.]|'(?!(?:s|m|d|ll|re|ve)\b))\w+)*|\.\.\.|--|``|''|[^\w\s]"
+    r"|\w+(?:(?:[-/.]|'(?!(?:s|m|d|ll|re|ve)\b))\w+)*|\.\.\.|--|``|''|[!?]+|[^\w\s]"
 )
+# HTML entities PTB reads (the rest stay text): &amp; &lt; &gt; &quot; as their characters,
+# &nbsp; as a space.
+_ENTITIES = re.compile(r"&(amp|lt|gt|quot|nbsp);", re.IGNORECASE)
+_ENTITY_CHARS = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "nbsp": " "}
+# Invisible format characters: PTB drops the BOM and the soft hyphen, and splits words at the
+# zero-width space, word joiner and zero-width (non-)joiners.
+_INVISIBLE = {0xFEFF: None, 0x00AD: None, 0x200B: " ", 0x2060: " ", 0x200C: " ", 0x200D: " "}
 _EDGE_UNDERSCORES = re.compile(r"(?<![^\W_])_+|_+(?![^\W_])")
 _LINE_BREAKS = re.compile(r"[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
 # Characters outside the Basic Multilingual Plane (emoji), which PTB drops.
@@ -319,10 +330,34 @@ def tokenize(texts: Sequence[str | None], tokenizer: str = "simple") -> list[str
         if t is None:
             out.append(None)
             continue
-        t = _ASTRAL.sub("", _LINE_BREAKS.sub(" ", t).lower())
+        t = _ASTRAL.sub("", _LINE_BREAKS.sub(" ", t).translate(_INVISIBLE).lower())
+        t = _ENTITIES.sub(lambda m: _ENTITY_CHARS[m.group(1).lower()], t)
         t = _EDGE_UNDERSCORES.sub(lambda m: f" {m.group(0)} ", t)
-        out.append(" ".join(_BRACKETS.get(w, w) for w in _TOKEN.findall(t) if w not in PTB_PUNCTUATIONS))
+        words = _joined_marks(t)
+        out.append(" ".join(_BRACKETS.get(w, w) for w in words if w not in PTB_PUNCTUATIONS))
     return out
+
+
+def _joined_marks(text: str) -> list[str]:
+    """The tokens of ``text``, with combining marks (Unicode category M, which Python's ``\\w``
+    leaves out: a decomposed accent, a Devanagari vowel sign) kept inside the word they are
+    written in, as PTB keeps them; a tag's spaces become no-break spaces, as PTB writes them."""
+    import unicodedata
+
+    words: list[str] = []
+    end = -1
+    for m in _TOKEN.finditer(text):
+        w = m.group(0)
+        if w.startswith("<"):
+            w = w.replace(" ", "\u00a0")
+        marks = all(unicodedata.category(c).startswith("M") for c in w)
+        after_mark = bool(words) and unicodedata.category(words[-1][-1]).startswith("M") and (w[0].isalnum() or w[0] == "_")
+        if words and m.start() == end and (marks or after_mark):
+            words[-1] += w
+        else:
+            words.append(w)
+        end = m.end()
+    return words
 
 
 def _java_metric(name: str, refs: list[list[str]], hyps: list[str]) -> tuple[float | None, list[float] | None, str | None]:

@@ -32,7 +32,15 @@ def mmc4_assign(sim, threshold: float = 0.15) -> np.ndarray:
     0.15; exactly 0.15 is kept) is dropped (-1) before anything is assigned; the rest are
     matched to distinct sentences maximising the total similarity (an exact linear assignment,
     the optimum of MMC4's lapjv); when there are more images than sentences, each one left over
-    goes to its most similar sentence (the first on ties). Returns the sentence index per image."""
+    goes to its most similar sentence (the first on ties). Returns the sentence index per image.
+
+    A float64 matrix is used as given (threshold and assignment in float64); any other is
+    float32, compared with the float32 of ``threshold`` as MMC4's numpy does."""
+    a = np.asarray(sim)
+    if a.dtype == np.float64:
+        if a.ndim != 2:
+            raise ValueError(f"sim must be 2-D (rows, dim), got shape {a.shape}")
+        return _native.mmc4_assign_matrix(np.ascontiguousarray(a), float(threshold))
     return _native.mmc4_assign_matrix(as_matrix(sim, "sim"), float(threshold))
 
 

@@ -178,15 +178,23 @@ pub fn mmc4_assign_rows<'py>(
     Ok((idx.into_pyarray(py), score.into_pyarray(py)))
 }
 
-/// MMC4's assignment of one document from its `images x sentences` similarity matrix: the
-/// sentence index per image, -1 when dropped.
+/// MMC4's assignment of one document from its `images x sentences` similarity matrix (float32,
+/// compared with the threshold in float32 as MMC4 does, or float64): the sentence index per
+/// image, -1 when dropped.
 #[pyfunction]
 #[pyo3(signature = (sim, threshold=0.15))]
-pub fn mmc4_assign_matrix<'py>(py: Python<'py>, sim: PyReadonlyArray2<'py, f32>, threshold: f32) -> PyResult<Bound<'py, PyArray1<i64>>> {
-    let (rows, cols) = (sim.shape()[0], sim.shape()[1]);
-    let s = c_order(&sim, "sim", "float32")?;
-    let a = py.detach(|| sim::mmc4_assign(s, rows, cols, threshold)).map_err(PyValueError::new_err)?;
-    Ok(a.into_pyarray(py))
+pub fn mmc4_assign_matrix<'py>(py: Python<'py>, sim: &Bound<'py, PyAny>, threshold: f64) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    let a = if let Ok(sim) = sim.extract::<PyReadonlyArray2<'py, f64>>() {
+        let (rows, cols) = (sim.shape()[0], sim.shape()[1]);
+        let s = c_order(&sim, "sim", "float64")?;
+        py.detach(|| sim::mmc4_assign(s, rows, cols, threshold))
+    } else {
+        let sim = sim.extract::<PyReadonlyArray2<'py, f32>>()?;
+        let (rows, cols) = (sim.shape()[0], sim.shape()[1]);
+        let s = c_order(&sim, "sim", "float32")?;
+        py.detach(|| sim::mmc4_assign(s, rows, cols, threshold as f32))
+    };
+    Ok(a.map_err(PyValueError::new_err)?.into_pyarray(py))
 }
 
 /// CoMM's F per document (NaN below 3 images).

@@ -109,16 +109,19 @@ fn block(a: &[f32], ra: std::ops::Range<usize>, b: &[f32], rb: std::ops::Range<u
 /// sentences, each one left over goes to its most similar sentence (the first on ties), so a
 /// sentence may then carry several images. A NaN cell (an unknown similarity) is never matched:
 /// an image that could only be matched through one is left over too. Returns the sentence index
-/// of each image, or -1.
-pub fn mmc4_assign(sim: &[f32], images: usize, sentences: usize, threshold: f32) -> Result<Vec<i64>, String> {
+/// of each image, or -1. The threshold is compared in the matrix's own precision (MMC4's
+/// float32 numpy compares float32 cosines with float32's 0.15), and the assignment optimises
+/// the values as given (float64 ones are not rounded first).
+pub fn mmc4_assign<T: Copy + PartialOrd + Into<f64>>(sim: &[T], images: usize, sentences: usize, threshold: T) -> Result<Vec<i64>, String> {
     if sim.len() != images * sentences {
         return Err(format!("similarity holds {} values, not {images} x {sentences}", sim.len()));
     }
     let row = |i: usize| &sim[i * sentences..(i + 1) * sentences];
+    let nan = |v: T| Into::<f64>::into(v).is_nan();
     let argmax = |i: usize| -> Option<usize> {
         let mut best: Option<usize> = None;
         for (j, &v) in row(i).iter().enumerate() {
-            if !v.is_nan() && best.is_none_or(|b| v > row(i)[b]) {
+            if !nan(v) && best.is_none_or(|b| v > row(i)[b]) {
                 best = Some(j);
             }
         }
@@ -129,11 +132,11 @@ pub fn mmc4_assign(sim: &[f32], images: usize, sentences: usize, threshold: f32)
     if kept.is_empty() || sentences == 0 {
         return Ok(out);
     }
-    let cost: Vec<f64> = kept.iter().flat_map(|&i| row(i).iter().map(|&v| v as f64)).collect();
+    let cost: Vec<f64> = kept.iter().flat_map(|&i| row(i).iter().map(|&v| v.into())).collect();
     let matched = linear_assignment(&without_nan(cost, kept.len().min(sentences)), kept.len(), sentences, true)?;
     for (k, &i) in kept.iter().enumerate() {
         out[i] = match matched[k] {
-            Some(j) if !row(i)[j].is_nan() => j as i64,
+            Some(j) if !nan(row(i)[j]) => j as i64,
             _ => argmax(i).map_or(-1, |j| j as i64),
         };
     }

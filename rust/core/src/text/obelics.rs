@@ -560,8 +560,13 @@ impl ParagraphRules {
     }
 }
 
+/// The paragraph OBELICS's extraction leaves where a document ends (replaced later in its
+/// pipeline): its node-level filter keeps it without checking it.
+pub const END_OF_DOCUMENT: &str = "END_OF_DOCUMENT_TOKEN_TO_BE_REPLACED";
+
 /// OBELICS's node-level filter on one text node: whitespace standardised, split on `"\n\n"`,
-/// each paragraph checked ([`ParagraphRules::first_failure`]); returns the kept text (the
+/// each paragraph checked ([`ParagraphRules::first_failure`]; [`END_OF_DOCUMENT`] is kept
+/// unchecked, as OBELICS does); returns the kept text (the
 /// survivors joined by `"\n\n"`, `None` when none survive: the node goes) and each removed
 /// paragraph's index and reason.
 pub fn filter_paragraphs(text: &str, rules: &ParagraphRules) -> (Option<String>, Vec<(usize, ParagraphCheck)>) {
@@ -581,7 +586,8 @@ fn filter_paragraphs_keeping(text: &str, rules: &ParagraphRules, keep_single: bo
     let mut pars = text.split("\n\n").enumerate().peekable();
     while let Some((i, par)) = pars.next() {
         let stats = text_stats(par, &StatsParams::PARAGRAPH);
-        match rules.first_failure(&stats) {
+        let verdict = if par == END_OF_DOCUMENT { None } else { rules.first_failure(&stats) };
+        match verdict {
             Some(why) => removed.push((i, why)),
             None => kept.push(par),
         }
