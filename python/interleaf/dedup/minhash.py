@@ -122,7 +122,13 @@ class MinHasher:
 def lsh_params(threshold: float, num_perm: int, false_positive_weight: float = 0.5, false_negative_weight: float = 0.5) -> tuple[int, int]:
     """(bands, rows) minimising the weighted false-positive + false-negative probability areas,
     the choice datasketch's ``MinHashLSH`` makes (its ``_optimal_param``). ``num_perm`` in
-    [1, 65536] as for :class:`MinHasher`; the search takes seconds past a few thousand."""
+    [1, 65536] as for :class:`MinHasher`; the search takes seconds past a few thousand.
+
+    With both weights above 0 the choice equals datasketch's (measured for num_perm 1-1,000, 11
+    thresholds, 4 weight pairs). With a weight of 0 the objective is flat to about 1e-18 near its optimum, and
+    datasketch's pick is decided by the rounding of scipy's ``quad``; interleaf integrates by
+    Gauss-Legendre and may pick a neighbouring row count there (e.g. threshold 0.8, 256
+    permutations, weights (1, 0): (1, 168) vs datasketch's (1, 167))."""
     float_arg("threshold", threshold, 0.0, 1.0)
     int_arg("num_perm", num_perm, 1, 1 << 16)
     float_arg("false_positive_weight", false_positive_weight, 0.0, 1e9)
