@@ -476,7 +476,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the models run (default %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="threads per worker (default: the cores divided among the workers)")
     p.add_argument("--model-batch-size", type=int, default=None, help="inference batch size (default: each model's)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N documents of the input")
+    p.add_argument("--limit", type=int, default=None, help="only the first N documents of the input, in read order (shards after the one that reaches N get no outputs)")
     p.add_argument("--overwrite", action="store_true", help="replace an output folder that holds something else")
     p.add_argument("--llm-base-url", default=None, help="LLM endpoint of the recipe's llm_judge signals (overrides its llm.base_url; default $INTERLEAF_LLM_BASE_URL)")
     p.add_argument("--llm-model", default=None, help="LLM model name (overrides llm.model; default $INTERLEAF_LLM_MODEL)")

@@ -2070,7 +2070,9 @@ def run(
         threads: threads per worker for decoding and the Rust kernels (default: all cores
             divided among the workers).
         model_batch_size: inference batch size (default: each model's).
-        limit: only the first ``limit`` documents of the input (in read order).
+        limit: only the first ``limit`` documents of the input (in read order); the shards after
+            the one that reaches it are not part of the run (an earlier run's outputs for them
+            in ``out`` are removed).
         output_format: how kept documents are written, overriding the recipe's ``output.format``.
             ``pairs`` holds one image and one caption per record: it is refused up front for an
             input of MMC4, OBELICS, CoMM or LLaVA jsonl, and the writer refuses any other
