@@ -239,7 +239,9 @@ def test_exact_verification_rejects_pairs_below_threshold(paragraphs):
 def test_ranking_chooses_the_representative():
     sigs = MinHasher(num_perm=64).signatures(["a b c d e f g h"] * 3 + ["x y z"])
     assert lsh_clusters(sigs)[0].tolist() == [0, 0, 0, 3]
-    assert lsh_clusters(sigs, ranking=[3.0, 1.0, 2.0, 0.0])[0].tolist() == [1, 1, 1, 3]
+    # The highest score is kept, as semantic() keeps the best-ranked; ties: the first row.
+    assert lsh_clusters(sigs, ranking=[1.0, 3.0, 2.0, 9.0])[0].tolist() == [1, 1, 1, 3]
+    assert lsh_clusters(sigs, ranking=[2.0, 2.0, -np.inf, 0.0])[0].tolist() == [0, 0, 0, 3]
 
 
 def test_bad_input_is_a_clear_error():

@@ -173,8 +173,13 @@ def lsh_clusters(
             ``"signature"`` (join when the estimated Jaccard of the full signatures is >=
             threshold) or ``"exact"`` (join when the Jaccard of the shingle sets of ``texts``,
             with ``n`` and ``unit``, is >= threshold; shingles compared by 64-bit hash).
-        ranking: one value per row; a cluster's representative is the row with the smallest
-            ``(ranking, index)``. Default: the smallest index.
+        ranking: one score per row (for example a CLIP or quality score); a cluster's
+            representative is the row with the highest score (ties: the smallest index), as
+            :func:`interleaf.dedup.semantic` keeps the best-ranked. Default: the smallest index.
+
+    Rows whose signature is the empty set's (every value 2^32 - 1: empty, whitespace-only and
+    null texts) are identical and join each other, as in datasketch; leave them out (as
+    :func:`deduplicate` does with text-less documents) where that is not wanted.
 
     Returns:
         ``(representatives, stats)``: an int64 array holding, for each row, the index of its
@@ -197,7 +202,11 @@ def lsh_clusters(
     if bands is None or rows is None:  # both or neither (check_banding)
         bands, rows = lsh_params(threshold, sigs.shape[1])
     rank = None if ranking is None else np.ascontiguousarray(ranking, dtype=np.float64)
-    if rank is not None and (rank.shape != (len(sigs),) or not np.isfinite(rank).all()):
-        raise ValueError(f"ranking must hold one finite number per row ({len(sigs)} rows), got shape {rank.shape} (NaN and inf are refused)")
-    reps, candidates, joined = _native.lsh_cluster(sigs, bands, rows, verify, threshold, None if texts is None else string_column(texts, "texts"), n, unit, rank)
+    if rank is not None and (rank.shape != (len(sigs),) or np.isnan(rank).any()):
+        raise ValueError(f"ranking must hold one number per row ({len(sigs)} rows), got shape {rank.shape} (NaN is refused)")
+    col = None if texts is None else string_column(texts, "texts")
+    if col is not None and len(col) != len(sigs):
+        raise ValueError(f"texts must hold one text per row ({len(sigs)} rows), got {len(col)}")
+    # The native clusterer keeps the smallest (ranking, index): the highest score first.
+    reps, candidates, joined = _native.lsh_cluster(sigs, bands, rows, verify, threshold, col, n, unit, None if rank is None else -rank)
     return reps, {"bands": bands, "rows": rows, "candidates": candidates, "joined": joined}
