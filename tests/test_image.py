@@ -645,6 +645,8 @@ def test_analyze_gives_what_the_separate_calls_give_from_one_decode(sample_dir):
         image.analyze(pl.Series(["a string"]))
     with pytest.raises(ValueError, match="hashes are"):
         image.analyze(items, hashes=["md5"])
+    # One name is one hash, not its letters.
+    assert image.analyze(items, hashes="phash").table.get_column("phash").equals(r.table.get_column("phash"))
     with pytest.raises(ValueError, match="out receives CLIP pixels"):
         image.analyze(items, out=np.zeros((len(items), 3, 224, 224), np.float32))
 

@@ -52,12 +52,21 @@ def test_flat_equals_numpy_brute_force(metric):
     assert scores == pytest.approx(want_s, rel=1e-4, abs=1e-4)
 
 
-def test_ids_are_kept_and_missing_slots_are_minus_one():
+def test_ids_are_kept_and_missing_slots_are_minus_one(tmp_path):
     x = clustered(5, 8, 2, 3)
     index = Index(8, metric="l2").add(x, ids=[10, 20, 30, 40, 50])
     scores, ids = index.search(x[:2], 7)
     assert ids[0, 0] == 10 and ids[1, 0] == 20 and scores[0, 0] == pytest.approx(0.0, abs=1e-5)
     assert (ids[:, 5:] == -1).all() and np.isnan(scores[:, 5:]).all()
+    # Default ids continue past the largest given (also after a save and load); one call's
+    # ids must be unique.
+    index = Index(8, metric="l2").add(x[:2], ids=[2, 3]).add(x[2:])
+    assert sorted(index.search(x, 5)[1][0].tolist()) == [2, 3, 4, 5, 6]
+    index.save(tmp_path / "i")
+    back = Index.load(tmp_path / "i").add(x[:1])
+    assert back.search(x[:1], 6)[1][0].tolist().count(7) == 1
+    with pytest.raises(ValueError, match=r"ids must be unique: 1 given more than once \(e.g. \[7\]\)"):
+        Index(8).add(x[:3], ids=[7, 7, 1])
 
 
 @pytest.mark.parametrize("kind", ["ivf", "hnsw"])
@@ -103,7 +112,12 @@ def test_save_and_load_every_kind(tmp_path):
         Index.load(tmp_path / "nowhere")
     # An index.json that lies about the file, or holds nothing, is refused in words.
     meta = json.loads((tmp_path / "flat" / "index.json").read_text())
-    for lie, message in (({**meta, "kind": "ivf"}, "is a flat index, index.json says 'ivf'"), ({**meta, "kind": "hnsw"}, "is a flat index"), ({}, "must hold dim, metric, kind and params")):
+    for lie, message in (
+        ({**meta, "kind": "ivf"}, "is a flat index, index.json says 'ivf'"),
+        ({**meta, "kind": "hnsw"}, "is a flat index"),
+        ({}, "must hold dim, metric, kind and params"),
+        ({**meta, "metric": "l2"}, "holds an index of inner products, index.json says metric 'l2'"),
+    ):
         (tmp_path / "flat" / "index.json").write_text(json.dumps(lie))
         with pytest.raises(ValueError, match=message):
             Index.load(tmp_path / "flat")
@@ -156,6 +170,8 @@ def test_nearest_argmax_and_seeded_temperature_sampling():
         nearest(queries, corpus, k=5, top=3, temperature=0.1)
     with pytest.raises(ValueError, match="temperature"):
         nearest(queries, corpus, temperature=0.0)
+    with pytest.raises(ValueError, match="temperature must be a positive number, got '0.1'"):
+        nearest(queries, corpus, temperature="0.1")
 
 
 def test_sampling_with_replacement_follows_the_softmax_and_short_candidate_lists():

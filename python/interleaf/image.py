@@ -319,7 +319,8 @@ def analyze(
         pixels: a preprocessing config (as :func:`preprocess` takes), or True for open_clip's
             defaults at ``size``; None (default) for no pixels.
         stats: add the :func:`stats` columns.
-        hashes: perceptual hashes to add: any of ``"phash"``, ``"dhash"``, ``"ahash"``.
+        hashes: perceptual hashes to add: any of ``"phash"``, ``"dhash"``, ``"ahash"`` (one name
+            or a list).
         hash_size: bits per side of each hash (default 8, imagehash's; 2-256).
         draft: decode JPEGs for the hashes as Pillow's ``draft("L", (draft, draft))`` (see
             :func:`interleaf.dedup.phash`).
@@ -356,7 +357,7 @@ def analyze(
         out=arr,
         config=cfg,
         stats=stats,
-        hashes=list(hashes),
+        hashes=[hashes] if isinstance(hashes, str) else list(hashes),
         hash_size=hash_size,
         hash_draft=draft,
         alpha=alpha,

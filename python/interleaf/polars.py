@@ -14,7 +14,7 @@ Inputs are String or Binary columns, as each expression says; the text-only expr
 (:func:`minhash`, :func:`text_stats`) also take Categorical and Enum columns. Cast a
 Categorical, Enum or Object column with ``.cast(pl.String)`` before :func:`xxh3_64`: polars
 hands those to plugins in forms it cannot read (a Categorical fails with "the plugin
-panicked"; an Object column's values are not its strings).
+panicked", even when the query is planned; an Object column's values are not its strings).
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ def _col(expr: str | pl.Expr) -> pl.Expr:
 
 def _text(expr: str | pl.Expr) -> pl.Expr:
     """A text input as String: Categorical and Enum columns become their strings (polars hands
-    them to plugins in a form this build cannot read); a String column is unchanged."""
+    them to plugins in a form this build cannot read); a String column is unchanged. Any other
+    column is cast too (an integer 22 is the text "22"), as the expression cannot see its
+    type before it runs: give text columns."""
     return _col(expr).cast(pl.String)
 
 
@@ -45,6 +47,7 @@ def xxh3_64(expr: str | pl.Expr) -> pl.Expr:
     """xxh3-64 (seed 0) of each value of a String (its UTF-8 bytes) or Binary column, as UInt64.
 
     Null stays null. Equals ``xxhash.xxh3_64_intdigest(value)``; use it for exact-duplicate keys.
+    Cast a Categorical, Enum or Object column to String first (see the module docs).
 
     Example:
         >>> import polars as pl

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,7 @@ def as_vectors(x: Any, dim: int, what: str) -> np.ndarray:
     if a.ndim != 2 or a.shape[1] != dim:
         raise ValueError(f"{what} must have shape (n, {dim}), got {a.shape}")
     if not np.issubdtype(a.dtype, np.floating):
-        raise ValueError(f"{what} must be floating point (float32 or float16), got {a.dtype}")
+        raise ValueError(f"{what} must be floating point (float32; float16 and float64 are converted), got {a.dtype}")
     a = np.ascontiguousarray(a, dtype=np.float32)
     # By chunks of rows: no full-size boolean temporary for a large matrix.
     bad = np.concatenate([a0 + np.flatnonzero(~np.isfinite(a[a0 : a0 + 65_536]).all(axis=1)) for a0 in range(0, len(a), 65_536)] or [np.zeros(0, np.int64)])
@@ -163,6 +164,7 @@ class Index:
             raise ValueError(f"FAISS on the GPU probes at most {GPU_MAX_K} lists per query, got nprobe={nprobe}")
         self.params: dict[str, Any] = {"nlist": nlist, "nprobe": nprobe, "pq_m": pq_m, "pq_bits": pq_bits, "hnsw_m": hnsw_m, "ef_search": ef_search, "ef_construction": ef_construction}
         self._index: Any = None
+        self._next_id = 0  # one past the largest id added: where default ids continue
         self._gpu_resources: Any = None
         if kind in ("flat", "hnsw"):
             self._build(None)
@@ -257,13 +259,15 @@ class Index:
         return self
 
     def add(self, vectors: Any, ids: Any = None) -> Index:
-        """Adds vectors (float32 or float16, ``(n, dim)``) with non-negative int64 ``ids`` (default: the
-        next positions, 0, 1, ...), in batches."""
+        """Adds vectors (``(n, dim)`` floats: float32; float16, float64 and nested lists of floats
+        are converted) with non-negative int64 ``ids``, in batches. Default ids continue past the largest
+        id added so far (0, 1, ... on a new index). Ids given twice in one call are refused; an id
+        repeated across calls is not checked (as in FAISS: a search then returns it twice)."""
         if self._index is None or not self._index.is_trained:
             raise ValueError(f"a {self.kind} index must be trained first: call train(sample)")
         x = self._prepare(vectors, "vectors")
         if ids is None:
-            start = int(self._index.ntotal)
+            start = max(int(self._index.ntotal), self._next_id)
             ids_arr = np.arange(start, start + len(x), dtype=np.int64)
         else:
             raw = np.asarray(ids)
@@ -275,8 +279,14 @@ class Index:
             ids_arr = np.ascontiguousarray(raw, dtype=np.int64)
             if ids_arr.shape != (len(x),):
                 raise ValueError(f"ids must be one int64 per vector ({len(x)}), got shape {ids_arr.shape}")
+            uniq, counts = np.unique(ids_arr, return_counts=True)
+            if len(uniq) != len(ids_arr):
+                twice = uniq[counts > 1]
+                raise ValueError(f"ids must be unique: {len(twice)} given more than once (e.g. {twice[:5].tolist()})")
         for a in range(0, len(x), _ADD_BATCH):
             self._index.add_with_ids(x[a : a + _ADD_BATCH], ids_arr[a : a + _ADD_BATCH])
+        if len(ids_arr):
+            self._next_id = max(self._next_id, int(ids_arr.max()) + 1)
         return self
 
     def search(self, queries: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -347,6 +357,11 @@ class Index:
         self = cls(meta["dim"], meta["metric"], meta["kind"], device, **{k: v for k, v in p.items() if k in ("nlist", "nprobe", "pq_m", "pq_bits", "hnsw_m", "ef_search", "ef_construction")})
         if index.d != self.dim:
             raise ValueError(f"{d}/index.faiss holds {index.d}-dimensional vectors, index.json says {self.dim}")
+        if index.ntotal and hasattr(index, "id_map"):
+            self._next_id = int(faiss.vector_to_array(index.id_map).max()) + 1
+        if index.metric_type != self._faiss_metric():
+            held = "L2 distances" if index.metric_type == faiss.METRIC_L2 else "inner products"
+            raise ValueError(f"{d}/index.faiss holds an index of {held}, index.json says metric {self.metric!r}")
         if self.device == "cuda":
             self._gpu_resources = faiss.StandardGpuResources()
             index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, index)
@@ -416,15 +431,18 @@ def nearest(
     int_arg("k", k, 1, 1 << 16)
     int_arg("top", top, 1, 1 << 16, optional=True)
     int_arg("seed", seed, 0, (1 << 63) - 1)
+    # Checked before the corpus is indexed.
+    if temperature is not None:
+        if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not (temperature > 0 and math.isfinite(temperature)):
+            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+        top = top or max(10, k)
+        if top < k and not replace:
+            raise ValueError(f"cannot draw k={k} without replacement from top={top} candidates")
     index = Index(c.shape[1], metric, "flat", device)
     index.add(c)
     if temperature is None:
         return index.search(q, k)
-    if not (temperature > 0 and math.isfinite(temperature)):
-        raise ValueError(f"temperature must be a positive number, got {temperature}")
-    top = top or max(10, k)
-    if top < k and not replace:
-        raise ValueError(f"cannot draw k={k} without replacement from top={top} candidates")
+    assert top is not None
     scores, ids = index.search(q, top)
     rng = np.random.default_rng(seed)
     sign = -1.0 if metric == "l2" else 1.0
