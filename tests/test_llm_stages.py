@@ -145,6 +145,20 @@ def test_comm_judge_serialises_as_comm(scripted, sample_dir):
     assert df0["alignment"].null_count() == df0.height and df0["development"].to_list() == [8] * df0.height
     agg = judge.aggregate(df0, ["development", "completeness"])
     assert agg["development"]["mean"] == 8 and agg["scored"] == df0.height
+    # By default the view comm did not ask (alignment, null in every row) is left out.
+    assert judge.aggregate(df0) == agg
+
+
+def test_aggregate_leaves_out_only_dimensions_no_row_scored():
+    df = pl.DataFrame({"development": [7, None, 5], "completeness": [6, 6, None], "alignment": [None, None, None]}, schema=dict.fromkeys(judge.COMM_VIEWS, pl.Int8))
+    agg = judge.aggregate(df)
+    assert "alignment" not in agg and agg["scored"] == 1 and agg["failed"] == 2 and agg["overall"] == 6.5
+    # Nothing scored anywhere: every dimension counts, every row failed.
+    none = df.with_columns(pl.lit(None, pl.Int8).alias("development"), pl.lit(None, pl.Int8).alias("completeness"))
+    agg = judge.aggregate(none)
+    assert agg["scored"] == 0 and agg["failed"] == 3 and agg["alignment"] == {"mean": None, "var": None} and agg["overall"] is None
+    # Named dimensions are taken as given.
+    assert judge.aggregate(df, list(judge.COMM_VIEWS))["scored"] == 0
 
 
 def test_comm_judge_list_input_and_failures(scripted):

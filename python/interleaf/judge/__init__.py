@@ -133,10 +133,15 @@ def _fill(rows: list[dict[str, Any]], slots: list[int], responses: list[Any], pa
 def aggregate(scores: pl.DataFrame, dimensions: list[str] | None = None) -> dict[str, Any]:
     """Per-dimension mean and (population) variance over the rows that were scored, the overall
     score (mean of the dimension means, as InterSyn reports), and the counts: ``n`` rows,
-    ``scored``, ``failed`` (error or unparsed: excluded, never averaged in). ``dimensions``
-    default: SynJudge's four, or CoMM's views, whichever the table has."""
+    ``scored`` (rows with every dimension), ``failed`` (error or unparsed: excluded, never
+    averaged in). ``dimensions`` default: SynJudge's four, or CoMM's views, whichever the table
+    has, leaving out a dimension that is null in every row while another is scored somewhere
+    (e.g. ``alignment`` after ``comm(..., images=False)``, which does not ask it); when no row
+    was scored at all, every dimension of the table counts and every row is failed."""
     if dimensions is None:
         dimensions = [d for d in (*SYNJUDGE_DIMENSIONS, *COMM_VIEWS) if d in scores.columns]
+        asked = [d for d in dimensions if scores[d].null_count() < scores.height]
+        dimensions = asked or dimensions
     if not dimensions:
         raise ValueError(f"no score columns in the table (columns: {', '.join(scores.columns)})")
     ok = scores.filter(pl.all_horizontal(pl.col(d).is_not_null() for d in dimensions))
