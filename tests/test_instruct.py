@@ -112,6 +112,18 @@ def test_match_against_a_numpy_reference(sample_images):
         instruct.match(texts, imgs, clip, mode="best")
 
 
+def test_match_indexes_the_callers_list_around_blank_instructions(sample_images):
+    clip = models.load(CLIP, kind="clip")
+    texts = ["a photo of a cat", "a rocket on a launch pad", "a cup of coffee"]
+    imgs = list(sample_images.values())[:4]
+    plain = instruct.match(texts, imgs, clip)
+    given = ["", texts[0], None, "  ", texts[1], texts[2]]
+    m = instruct.match(given, imgs, clip)
+    assert m["instruction_index"].to_list() == [[1, 4, 5][j] for j in plain["instruction_index"].to_list()]
+    assert m["instruction"].to_list() == [given[j] for j in m["instruction_index"].to_list()] == plain["instruction"].to_list()
+    assert m["score"].equals(plain["score"])
+
+
 def test_answer_sees_only_the_caption(scripted):
     scripted.answer = scripted_answer
     with client(scripted) as c:
@@ -139,6 +151,21 @@ def test_compare_swaps_the_order(scripted):
     assert df.row(2, named=True)["verdict_ab"] == "a" and df.row(2, named=True)["verdict_ba"] == "b"
     assert "HTTP 404" in df.row(4, named=True)["error"]
     assert len(scripted.requests) == 2 * len(items)
+
+
+def test_compare_refuses_missing_or_blank_fields_without_a_request(scripted):
+    scripted.answer = scripted_answer
+    items = [
+        {"instruction": "q", "a": "good", "b": None},
+        {"instruction": None, "a": "good", "b": "bad"},
+        {"instruction": "q", "a": "  ", "b": "bad"},
+        {"instruction": "q", "a": "good", "b": "bad", "caption": " "},
+    ]
+    with client(scripted) as c:
+        df = instruct.compare(items, c)
+    assert df["winner"].to_list() == [None, None, None, "a"]
+    assert df["error"].to_list()[:3] == ["instruction, a and b must be non-blank strings"] * 3 and df["verdict_ab"].to_list()[:3] == [None] * 3
+    assert len(scripted.requests) == 2 and all("None" not in user_text(b) and "Image description" not in user_text(b) for b in scripted.requests)
 
 
 def test_instruct_on_llama_end_to_end(llama_server, sample_dir, tmp_path):

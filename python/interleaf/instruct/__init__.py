@@ -163,8 +163,10 @@ def match(instructions: Any, images: Any, clip: Any, *, top_k: int = 5, mode: st
     """Matches each image to an instruction by CLIP retrieval: the cosine of the image's CLIP
     image embedding and each instruction's CLIP text embedding; ``mode="argmax"`` takes the best,
     ``"sample"`` draws from the ``top_k`` best with probabilities ``softmax(cosine /
-    temperature)`` (seeded). Returns ``image_index``, ``instruction_index``, ``instruction``,
-    ``score`` (the chosen cosine) and ``error`` (an image that could not be embedded)."""
+    temperature)`` (seeded). Blank instructions (None, empty or whitespace) are never chosen.
+    Returns ``image_index``, ``instruction_index`` (into ``instructions`` as given, blanks
+    included), ``instruction``, ``score`` (the chosen cosine) and ``error`` (an image that could
+    not be embedded)."""
     from interleaf import models, search
 
     if mode not in MATCH_MODES:
@@ -172,7 +174,9 @@ def match(instructions: Any, images: Any, clip: Any, *, top_k: int = 5, mode: st
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
     int_arg("top_k", top_k, 1, 1 << 16)
-    texts = [t for t in _texts(instructions, "instructions") if t is not None]
+    given = _texts(instructions, "instructions")
+    where = np.array([i for i, t in enumerate(given) if t is not None], dtype=np.int64)  # position in the caller's list
+    texts = [given[i] for i in where]
     if not texts:
         raise ValueError("instructions: none is a non-blank string")
     if isinstance(clip, str) or hasattr(clip, "__fspath__"):
@@ -187,13 +191,13 @@ def match(instructions: Any, images: Any, clip: Any, *, top_k: int = 5, mode: st
     if ok.any():
         sample = mode == "sample"
         s, i = search.nearest(i_emb[ok], t_emb, 1, top=min(top_k, len(texts)) if sample else None, temperature=temperature if sample else None, seed=seed)
-        chosen[ok], score[ok] = i[:, 0], s[:, 0]
+        chosen[ok], score[ok] = where[i[:, 0]], s[:, 0]
     index = pl.Series("instruction_index", chosen).replace(-1, None)
     return pl.DataFrame(
         {
             "image_index": np.arange(len(i_emb), dtype=np.int64),
             "instruction_index": index,
-            "instruction": pl.Series(texts, dtype=pl.String).gather(index),
+            "instruction": pl.Series(given, dtype=pl.String).gather(index),
             "score": pl.Series(score, nan_to_null=True),
             "error": pl.DataFrame({"e": i_err}).select(pl.format("{}: {}", pl.col("e").struct.field("kind"), pl.col("e").struct.field("message"))).to_series(),
         },
@@ -214,7 +218,7 @@ def answer(pairs: Any, client: Client, *, examples: Sequence[dict[str, str]] = (
     reqs, slots, rows = [], [], []
     for i, r in enumerate(recs):
         rows.append({"caption": r["caption"], "instruction": r["instruction"], "answer": None, "error": None})
-        if not (isinstance(r["caption"], str) and r["caption"].strip() and isinstance(r["instruction"], str) and r["instruction"].strip()):
+        if not (_filled(r["caption"]) and _filled(r["instruction"])):
             rows[-1]["error"] = "caption and instruction must be non-blank strings"
             continue
         reqs.append([{"role": "system", "content": system}, *shots, {"role": "user", "content": f"Image description: {r['caption']}\n\nInstruction: {r['instruction']}"}])
@@ -226,6 +230,10 @@ def answer(pairs: Any, client: Client, *, examples: Sequence[dict[str, str]] = (
             rows[i]["error"] = resp.error or "empty answer"
     schema = {"caption": pl.String, "instruction": pl.String, "answer": pl.String, "error": pl.String}
     return pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
+
+
+def _filled(v: Any) -> bool:
+    return isinstance(v, str) and bool(v.strip())
 
 
 _VERDICT_SCHEMA = {"type": "object", "properties": {"better": {"type": "string", "enum": ["A", "B", "neither"]}}, "required": ["better"], "additionalProperties": False}
@@ -248,22 +256,30 @@ def compare(items: Any, client: Client, *, progress: bool = False) -> pl.DataFra
     description, given to the judge). Each pair is judged twice, A/B and swapped; ``winner`` is
     ``"a"`` or ``"b"`` when both verdicts name the same answer, else ``"tie"`` (also when both say
     neither). Returns ``verdict_ab`` / ``verdict_ba`` (as seen from the original order: ``a``,
-    ``b`` or ``neither``), ``winner`` and ``error``."""
+    ``b`` or ``neither``), ``winner`` and ``error``. A row whose instruction, ``a`` or ``b`` is
+    missing or blank is an error, sent to no one (as :func:`answer` does for blank fields); a
+    blank caption is left out of the prompt."""
     recs = as_records(items, ("instruction", "a", "b", "caption"), "compare", required=(("instruction",), ("a",), ("b",)))
 
     def request(r: dict[str, Any], first: str, second: str) -> dict[str, Any]:
-        ctx = f"Image description: {r['caption']}\n\n" if r.get("caption") else ""
+        ctx = f"Image description: {r['caption']}\n\n" if _filled(r.get("caption")) else ""
         prompt = f"{ctx}Instruction: {r['instruction']}\n\nAnswer A:\n{first}\n\nAnswer B:\n{second}\n\nWhich answer follows the instruction better (helpful, correct, grounded in the image)? " 'Answer with a JSON object only: {"better": "A" | "B" | "neither"}.'
         return {"messages": [{"role": "system", "content": "You are an impartial judge of visual assistants' answers."}, {"role": "user", "content": prompt}], "schema": _VERDICT_SCHEMA, "schema_name": "verdict"}
 
-    reqs = []
-    for r in recs:
-        reqs += [request(r, r["a"], r["b"]), request(r, r["b"], r["a"])]
-    resps = client.chat(reqs, progress=progress, label="instruct compare")
+    reqs, slots = [], []
+    for i, r in enumerate(recs):
+        if all(_filled(r[f]) for f in ("instruction", "a", "b")):
+            reqs += [request(r, r["a"], r["b"]), request(r, r["b"], r["a"])]
+            slots.append(i)
+    out = client.chat(reqs, progress=progress, label="instruct compare")
+    resps = {i: (out[2 * j], out[2 * j + 1]) for j, i in enumerate(slots)}
     swap = {"a": "b", "b": "a", "neither": "neither"}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i in range(len(recs)):
-        (v1, e1), (v2, e2) = _verdict(resps[2 * i]), _verdict(resps[2 * i + 1])
+        if i not in resps:
+            rows.append({"verdict_ab": None, "verdict_ba": None, "winner": None, "error": "instruction, a and b must be non-blank strings"})
+            continue
+        (v1, e1), (v2, e2) = _verdict(resps[i][0]), _verdict(resps[i][1])
         v2 = swap[v2] if v2 is not None else None
         if e1 or e2:
             rows.append({"verdict_ab": v1, "verdict_ba": v2, "winner": None, "error": e1 or e2})
