@@ -16,7 +16,7 @@ import pytest
 from llm_server import Fault, count_images, scripted_client, user_text
 from PIL import Image
 
-from interleaf.llm import Cache, Client, image_urls, parse_json, parse_scores, parse_synjudge, request_key
+from interleaf.llm import Cache, Client, Response, image_urls, parse_json, parse_scores, parse_synjudge, request_key
 
 
 @pytest.fixture()
@@ -150,6 +150,41 @@ def test_cache_rerun_sends_nothing(srv, tmp_path):
     assert request_key("a", [{"role": "user", "content": "x"}], {}) != request_key("b", [{"role": "user", "content": "x"}], {})
     assert request_key("a", [{"role": "user", "content": "x"}], {"temperature": 0}) != request_key("a", [{"role": "user", "content": "x"}], {})
     assert len(Cache(cache)) == 31
+
+
+def test_refresh_sends_every_request_and_replaces_the_stored_answers(srv, tmp_path):
+    cache = tmp_path / "llm.sqlite"
+    with client(srv, cache=cache) as c:
+        c.chat(["a", "b"])
+    srv.reset()
+    srv.answer = lambda body: "new " + user_text(body)
+    with client(srv, cache=cache, refresh=True) as c:
+        out = c.chat(["a", "b"])
+        assert c.last_stats.cached == 0 and c.last_stats.sent == 2
+    assert [r.text for r in out] == ["new a", "new b"] and len(srv.requests) == 2
+    srv.reset()
+    with client(srv, cache=cache) as c:
+        again = c.chat(["a", "b"])
+    assert [r.text for r in again] == ["new a", "new b"] and all(r.cached for r in again) and srv.requests == []
+    with pytest.raises(ValueError, match="refresh must be True or False"):
+        client(srv, refresh="yes")
+
+
+def test_an_answer_that_could_not_be_parsed_is_asked_again(srv, tmp_path):
+    from interleaf.llm import parse_failure
+
+    cache = tmp_path / "llm.sqlite"
+    with client(srv, cache=cache) as c:
+        first = c.chat(["keep", "drop"])
+        assert parse_failure(first[1], "no JSON object") == "parse: no JSON object"
+    assert len(Cache(cache)) == 1
+    srv.reset()
+    with client(srv, cache=cache) as c:
+        again = c.chat(["keep", "drop"])
+        parse_failure(again[0], "x")  # one served from the cache is removed as well
+    assert [user_text(b) for b in srv.requests] == ["drop"] and again[0].cached and not again[1].cached
+    assert len(Cache(cache)) == 1
+    Response("no cache").uncache()  # a response without a cache: nothing to remove
 
 
 def test_a_cache_that_cannot_be_written_costs_the_cache_not_the_answers(srv, tmp_path, monkeypatch, capsys):

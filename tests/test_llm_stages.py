@@ -540,6 +540,33 @@ def test_pipeline_llm_judge_signal(scripted, sample_dir, tmp_path):
         run(str(recipe), [str(sample_dir / "comm.jsonl")], tmp_path / "o2", llm={**llm, "api_key": "sk-x"}, progress=False)
 
 
+def test_an_unparsed_answer_is_asked_again_on_the_next_run_and_refresh_asks_all(scripted, tmp_path, sample_images):
+    """An answer the stage could not parse leaves the cache: a rerun with ``--structured
+    json_schema`` (not part of the cache key) asks again; ``--refresh-cache`` asks everything."""
+    (tmp_path / "img.jpg").write_bytes(next(iter(sample_images.values())))
+    table = tmp_path / "samples.jsonl"
+    table.write_text("".join(json.dumps({"question": q, "answer": "a", "image": "img.jpg"}) + "\n" for q in ("q1", "q2")))
+    # Without a schema the model answers prose for q2; with one it answers the JSON asked for.
+    scripted.answer = lambda body: '{"tcc": 4, "icc": 3, "iq": 5, "its": 4}' if body.get("response_format") or question_of(body) == "q1" else "The answer looks fine overall."
+    cache, out = tmp_path / "llm.sqlite", tmp_path / "sj.parquet"
+
+    def run(*extra: str) -> dict:
+        cmd = [sys.executable, "-m", "interleaf.cli", "judge", "synjudge", str(table), "--base-url", scripted.url, "--model", "m", "--cache", str(cache), "--out", str(out), "--quiet", *extra]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)["requests"]
+
+    first = run("--structured", "none")
+    assert (first["sent"], first["cached"]) == (2, 0) and pl.read_parquet(out)["tcc"].to_list() == [4, None]
+    scripted.reset()
+    second = run("--structured", "json_schema")
+    assert (second["sent"], second["cached"]) == (1, 1) and pl.read_parquet(out)["tcc"].to_list() == [4, 4]
+    assert [question_of(b) for b in scripted.requests] == ["q2"]
+    assert run()["sent"] == 0
+    refreshed = run("--refresh-cache")
+    assert (refreshed["sent"], refreshed["cached"]) == (2, 0)
+
+
 def test_a_run_caches_its_llm_answers_in_its_folder_by_default(scripted, sample_dir, tmp_path):
     """Without a cache in the recipe the run keeps one in its folder: a shard killed while it
     was judged is judged again on the rerun, from the answers already received."""

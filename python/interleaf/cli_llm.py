@@ -3,7 +3,7 @@
 dataset interleaf reads, sends its requests through one :class:`interleaf.llm.Client`, writes one
 output row per input row (a result or an error) to a parquet file, and prints a JSON summary with
 the request and token counters. Rerunning with the same ``--cache`` sends only the requests that
-have not been answered yet.
+have not been answered yet, or whose answer could not be parsed; ``--refresh-cache`` sends all.
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ def add_endpoint_options(p: argparse.ArgumentParser, title: str = "endpoint (any
     g.add_argument("--max-response-bytes", type=int, default=64 << 20, help="largest answer read; past it the request fails (default 64 MiB)")
     g.add_argument("--max-retries", type=int, default=5, help="retries of timeouts, 429, 5xx and dropped connections (default %(default)s)")
     g.add_argument("--max-backoff", type=float, default=60.0, help="longest wait before a retry, a server's Retry-After included (default %(default)s s)")
-    g.add_argument("--cache", default=None, help="sqlite request cache: a rerun sends only unanswered requests (recommended for long runs)")
+    g.add_argument("--cache", default=None, help="sqlite request cache: a rerun sends only unanswered requests and those whose answer could not be parsed (recommended for long runs)")
+    g.add_argument("--refresh-cache", action="store_true", help="serve nothing from --cache: send every request again and store the new answers")
     g.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: the server's)")
     g.add_argument("--max-tokens", type=int, default=None, help="answer length limit in tokens (default: the server's)")
     g.add_argument("--seed", type=int, default=None, help="sampling seed, where the server supports one")
@@ -73,6 +74,7 @@ def client_from_args(args: argparse.Namespace) -> Client:
         timeout=args.timeout,
         max_retries=args.max_retries,
         cache=args.cache,
+        refresh=args.refresh_cache,
         temperature=args.temperature,
         max_tokens=args.max_tokens,
         seed=args.seed,

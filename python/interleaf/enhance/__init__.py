@@ -249,6 +249,8 @@ def contrastive_pairs(pairs: Any, result: pl.DataFrame, client: Client, *, max_e
     for (i, _), resp in zip(sent, client.chat(reqs, progress=progress, label="aitqe degrade"), strict=True):
         obj, err = parse_json(resp.text) if resp.ok else (None, resp.error)
         bad = obj.get("caption") if obj is not None else None
+        if resp.ok and not isinstance(bad, str):
+            err = parse_failure(resp, err if obj is None else f"caption: expected a string, got {bad!r}")
         ok = isinstance(bad, str) and bad.strip() and bad.strip() != recs[i]["caption"]
         rows.append({"index": i, "type": "degraded", "input": bad.strip() if ok else None, "target": recs[i]["caption"], "error": None if ok else (err or "the degraded caption is empty or unchanged")})  # type: ignore[union-attr]
     for i, (d, orig, new) in enumerate(zip(result["decision"], result["caption"], result["rewrite"], strict=True)):

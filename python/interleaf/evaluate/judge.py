@@ -399,6 +399,8 @@ def judge(
                     more = st.take([_json_object(r.text) for r in resps])
                 except ValueError as e:
                     st.error = f"unusable judge answer: {e}"
+                    for r in resps:  # not served from the cache again: the next run asks anew
+                        r.uncache()
                     continue
                 if more:
                     live.append(st)

@@ -4,9 +4,12 @@ A sqlite file with one row per successful answer, keyed by the SHA-256 of the ca
 the model, the messages (images included, as their data URLs) and every sampling parameter. A
 rerun after a crash, or with more data, sends only the requests whose key is not there yet.
 Failed requests (an HTTP or transport error, an answer without text) are never stored, so a
-rerun retries them. An answer with text is stored even when the stage cannot parse it or it was
-cut at ``max_tokens``: asked again with the same parameters a model tends to answer the same;
-change the parameters (``max_tokens``, ``temperature``) to ask anew.
+rerun retries them. An answer with text is stored when it arrives; a stage that then cannot parse
+it removes it again (:meth:`interleaf.llm.Response.uncache`, through
+:func:`interleaf.llm.parse_failure`), so the next run asks again: after a change of
+``structured`` (which is not part of the key: it says how the schema is sent, not what is asked),
+of ``max_tokens``, or of the server. To ask everything anew, pass ``refresh=True`` to the client
+(``--refresh-cache``): nothing is served from the cache and every answer replaces the stored one.
 """
 
 from __future__ import annotations
@@ -60,6 +63,11 @@ class Cache:
                 "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?)",
                 (key, text, finish_reason, prompt_tokens, completion_tokens, time.time()),
             )
+
+    def delete(self, key: str) -> None:
+        """Removes the answer stored under ``key`` (nothing when there is none)."""
+        with self._lock:
+            self._db.execute("DELETE FROM answers WHERE key = ?", (key,))
 
     def __len__(self) -> int:
         with self._lock:

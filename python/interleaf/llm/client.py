@@ -6,7 +6,8 @@ Ollama, hosted APIs), built on the official ``openai`` SDK.
 that still fails after its retries comes back as a :class:`Response` with ``error`` set. Timeouts,
 429 (honouring ``Retry-After``), 408, 5xx, dropped connections and unreadable response bodies are
 retried with exponential backoff and jitter; other 4xx are not. Answers can be cached in sqlite
-(:mod:`interleaf.llm.cache`) so that a rerun sends only what it has not seen.
+(:mod:`interleaf.llm.cache`) so that a rerun sends only what it has not seen (and what a stage
+could not parse: those answers are removed from the cache).
 
 Nothing is sent anywhere unless an endpoint is configured: ``base_url`` and ``model`` come from
 the arguments or ``INTERLEAF_LLM_BASE_URL`` / ``INTERLEAF_LLM_MODEL``.
@@ -19,6 +20,7 @@ import email.utils
 import json
 import os
 import random
+import sqlite3
 import sys
 import threading
 import time
@@ -89,10 +91,22 @@ class Response:
     finish_reason: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    key: str | None = field(default=None, repr=False)  # the cache key of the request
+    _cache: Cache | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def uncache(self) -> None:
+        """Removes this answer from the client's cache, so that the next run asks again (nothing
+        without a cache; call it while the client is open). :func:`interleaf.llm.parse_failure`
+        calls it: an answer a stage could not parse is not served again."""
+        if self._cache is not None and self.key is not None:
+            try:
+                self._cache.delete(self.key)
+            except sqlite3.Error:  # a cache that cannot be written costs the cache, never the run
+                pass
 
 
 @dataclass
@@ -251,7 +265,12 @@ class Client:
         Retries after the first attempt for retryable failures (timeouts, 408, 429, 5xx, dropped
         connections, unreadable bodies).
     cache:
-        Path of a sqlite request cache, or None for none.
+        Path of a sqlite request cache, or None for none. Answers that a stage cannot parse are
+        removed from it (:meth:`Response.uncache`), so the next run asks them again.
+    refresh:
+        Serve nothing from the cache: every request is sent, and its answer replaces the stored
+        one (``--refresh-cache``). For asking again what was answered and parsed (a fixed prompt
+        file, a new server build behind the same model name).
     temperature, max_tokens, seed:
         Defaults for every request (a request's own values win); None leaves the server's.
     structured:
@@ -274,6 +293,7 @@ class Client:
         timeout: float = 120.0,
         max_retries: int = 5,
         cache: str | os.PathLike | None = None,
+        refresh: bool = False,
         temperature: float | None = None,
         max_tokens: int | None = None,
         seed: int | None = None,
@@ -322,7 +342,10 @@ class Client:
         self._mode = "json_schema"  # what "auto" has learned the server takes
         self.backoff = float(backoff)
         self.max_backoff = float(max_backoff)
+        if not isinstance(refresh, bool):
+            raise ValueError(f"refresh must be True or False, got {refresh!r}")
         self.cache = Cache(cache) if cache is not None else None
+        self.refresh = refresh
         self.stats = Stats()
         self.last_stats = Stats()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -562,7 +585,7 @@ class Client:
             cut = " (cut off at max_tokens)" if finish == "length" else ""
             return Response(None, error=f"the server answered without message content: {used.get('why', 'no text')}{cut}", attempts=attempts, finish_reason=finish, prompt_tokens=pt, completion_tokens=ct)
         self._remember(p.key, text, finish, pt, ct)
-        return Response(text, attempts=attempts, finish_reason=finish, prompt_tokens=pt, completion_tokens=ct)
+        return Response(text, attempts=attempts, finish_reason=finish, prompt_tokens=pt, completion_tokens=ct, key=p.key, _cache=self.cache)
 
     def images(self, prompts: Sequence[str], *, size: str = "1024x1024", progress: bool | TextIO = False, label: str = "images") -> list[ImageResponse]:
         """Generates one image per prompt on the endpoint's OpenAI images API
@@ -601,7 +624,7 @@ class Client:
             else:
                 body = {"model": self.model, "prompt": prompt, "n": 1, "size": size, "response_format": "b64_json"}
                 key = request_key(self.model, [{"images": prompt}], {"size": size})
-                hit = self.cache.get(key) if self.cache is not None else None
+                hit = self.cache.get(key) if self.cache is not None and not self.refresh else None
                 if hit is not None:
                     stats.cached += 1
                     out[i] = ImageResponse(base64.b64decode(hit[0]), cached=True)
@@ -635,10 +658,10 @@ class Client:
                 out[i] = Response(None, error=p.error)
                 prog.tick(stats)
                 continue
-            hit = self.cache.get(p.key) if self.cache is not None else None
+            hit = self.cache.get(p.key) if self.cache is not None and not self.refresh else None
             if hit is not None:
                 stats.cached += 1
-                out[i] = Response(hit[0], cached=True, finish_reason=hit[1], prompt_tokens=hit[2], completion_tokens=hit[3])
+                out[i] = Response(hit[0], cached=True, finish_reason=hit[1], prompt_tokens=hit[2], completion_tokens=hit[3], key=p.key, _cache=self.cache)
                 prog.tick(stats)
                 continue
             todo.append((i, p))

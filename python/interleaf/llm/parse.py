@@ -157,6 +157,11 @@ def parse_synjudge(text: str | None) -> tuple[dict[str, int] | None, str | None]
 
 def parse_failure(response: Any, error: str | None) -> str:
     """The error of an answer that could not be parsed, saying when the answer was cut off by
-    the token limit (``finish_reason == "length"``)."""
+    the token limit (``finish_reason == "length"``). It also removes the answer from the
+    client's cache (``response.uncache()``), so that the next run asks again rather than
+    failing on the same stored answer."""
+    uncache = getattr(response, "uncache", None)
+    if callable(uncache):
+        uncache()
     cut = " (the answer was cut off at max_tokens)" if getattr(response, "finish_reason", None) == "length" else ""
     return f"parse: {error}{cut}"
