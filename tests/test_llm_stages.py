@@ -190,7 +190,7 @@ def aitqe_answer(body) -> str:
         score = {"A good caption of a cat.": 9, "a cat on teh mat": 3, "far": 2, "empty": 2, "badscore": 0}.get(cap, 4)
         return json.dumps({"score": score, "text_quality": 5, "image_text_matching": 5, "object_detail": 5, "semantic_understanding": 5, "text_chart_description": 10})
     if "Rewrite it" in text:
-        return json.dumps({"caption": {"a cat on teh mat": "a cat on the mat", "far": "Something entirely unrelated and much longer than before.", "empty": " "}.get(cap, cap + "!")})
+        return json.dumps({"caption": {"a cat on teh mat": "a cat on the mat", "far": "Something entirely unrelated and much longer than before.", "empty": " ", "same  words here": " same words\nhere "}.get(cap, cap + "!")})
     if "Write a worse version" in text:
         return json.dumps({"caption": cap.replace("cat", "dog")})
     return "?"
@@ -209,11 +209,14 @@ def test_aitqe_decisions_and_originals(scripted, sample_images):
         {"caption": "down", "image": img},
         {"caption": "no image", "image": None},
         {"text": "from the text column", "image": img},
+        {"caption": "same  words here", "image": img},
+        {"caption": "", "image": img},
+        {"caption": " ", "text": "a blank caption falls back to text", "image": img},
     ]
     with client(scripted) as c:
         df = enhance.aitqe(pairs, c, threshold=7, max_edit_ratio=0.35)
     assert df.height == len(pairs)
-    assert df["caption"].to_list() == [p.get("caption", p.get("text")) for p in pairs]  # originals always kept
+    assert df["caption"].to_list() == [p.get("caption", p.get("text")) for p in pairs[:-1]] + ["a blank caption falls back to text"]  # originals always kept
     d = {r["caption"]: r for r in df.to_dicts()}
     assert d["A good caption of a cat."]["decision"] == "keep" and d["A good caption of a cat."]["rewrite"] is None and d["A good caption of a cat."]["final"] == "A good caption of a cat."
     r = d["a cat on teh mat"]
@@ -226,13 +229,21 @@ def test_aitqe_decisions_and_originals(scripted, sample_images):
     assert d["from the text column"]["decision"] == "rewrite" and d["from the text column"]["final"] == "from the text column!"
     assert r["reason"] == "score 3 < 7; edit ratio 0.12 <= 0.35; CLIP guard not applied (no clip model)"
     assert set(df["decision"].unique()) <= set(enhance.DECISIONS)
+    # A rewrite that is the original (whitespace aside) keeps the original under its own decision.
+    same = d["same  words here"]
+    assert same["decision"] == "unchanged" and same["final"] == "same  words here" and same["error"] is None and same["reason"].endswith("the rewrite is the original caption: it is kept")
+    # An empty caption is no caption: an error, nothing sent for it.
+    assert d[""]["decision"] == "error" and d[""]["error"] == "no caption" and d[""]["final"] == ""
+    assert all(caption_of(b) != "" for b in scripted.requests)
+    assert d["a blank caption falls back to text"]["decision"] == "rewrite"
     # The rewrite request bounds the answer's length.
     rw = next(b for b in scripted.requests if "Rewrite it" in user_text(b))
     assert rw["response_format"]["json_schema"]["schema"]["properties"]["caption"]["maxLength"] == 64
     with client(scripted) as c:
         cp = enhance.contrastive_pairs(pairs, df, c)
     assert cp.filter(pl.col("type") == "degraded").select("input", "target").row(0) == ("A good caption of a dog.", "A good caption of a cat.")
-    assert set(cp.filter(pl.col("type") == "rewrite").select("input", "target").rows()) == {("a cat on teh mat", "a cat on the mat"), ("from the text column", "from the text column!")}
+    assert set(cp.filter(pl.col("type") == "rewrite").select("input", "target").rows()) == {("a cat on teh mat", "a cat on the mat"), ("from the text column", "from the text column!"), ("a blank caption falls back to text", "a blank caption falls back to text!")}
+    assert cp.filter(pl.col("input") == pl.col("target")).height == 0
     # A result over other pairs: a "keep" whose image is missing or corrupt here is an error row,
     # never a request without an image.
     other = [{"caption": "A good caption of a cat.", "image": None}, {"caption": "A good caption of a cat.", "image": b"not an image"}] + pairs[2:]

@@ -20,10 +20,12 @@ __all__ = ["AITQE_ASPECTS", "DECISIONS", "aitqe", "contrastive_pairs", "edit_rat
 #: AITQE's scored aspects (each 1-10) besides the overall ``score``.
 AITQE_ASPECTS = ("text_quality", "image_text_matching", "object_detail", "semantic_understanding", "text_chart_description")
 
-#: ``decision`` values: kept as is (score >= threshold), rewritten (rewrite accepted), or why a
-#: rewrite was rejected (the original is used), or failed (scoring or rewriting failed: the
-#: original is used and ``error`` says why).
-DECISIONS = ("keep", "rewrite", "reject_edit_ratio", "reject_clip", "reject_empty", "error")
+#: ``decision`` values: kept as is (score >= threshold), rewritten (rewrite accepted),
+#: ``unchanged`` (low, but the model's rewrite is the original itself, whitespace aside: the
+#: original is used and no contrastive pair is made), or why a rewrite was rejected (the
+#: original is used), or failed (scoring or rewriting failed, or no caption: the original is
+#: used and ``error`` says why).
+DECISIONS = ("keep", "rewrite", "unchanged", "reject_edit_ratio", "reject_clip", "reject_empty", "error")
 
 _SCORE_1_10 = {"type": "integer", "enum": list(range(1, 11))}
 _FIELDS = ("score", *AITQE_ASPECTS)
@@ -81,7 +83,11 @@ def _pairs(data: Any) -> list[dict[str, Any]]:
             out.append({"doc_id": d["doc_id"], "caption": text, "image": node["image"] if node else None, "_error": error})
         return out
     recs = as_records(data, ("caption", "text", "image"), "aitqe", required=(("caption", "text"), ("image",)))
-    return [{"caption": r["caption"] if r["caption"] is not None else r["text"], "image": r["image"], "_error": r.get("error")} | ({"doc_id": r["doc_id"]} if "doc_id" in r else {}) for r in recs]
+    return [{"caption": r["caption"] if _filled(r["caption"]) or r["text"] is None else r["text"], "image": r["image"], "_error": r.get("error")} | ({"doc_id": r["doc_id"]} if "doc_id" in r else {}) for r in recs]
+
+
+def _filled(v: Any) -> bool:
+    return isinstance(v, str) and bool(v.strip())
 
 
 def _message(url: str, prompt: str) -> list[dict[str, Any]]:
@@ -113,7 +119,8 @@ def aitqe(
     alignment and text-quality signals then decide too, as interleaf's reading of AITQE does.
 
     ``pairs``: a list of ``{"caption" (or "text"): str, "image": bytes}``, a DataFrame with those
-    columns, or a node batch (per document: the first text and the first image).
+    columns, or a node batch (per document: the first text and the first image). A missing or
+    blank caption (``""`` as None) is that row's error ``"no caption"``, sent to no one.
 
     Returns one row per pair, in order: ``caption`` (the original, always kept), ``score`` and the
     aspects (Int8, null on failure), ``rewrite`` (the model's rewrite or null), ``edit_ratio``,
@@ -145,7 +152,7 @@ def aitqe(
         row |= {"rewrite": None, "edit_ratio": None, "clip_original": None, "clip_rewrite": None, "decision": "error", "reason": None, "final": r["caption"], "error": r["_error"]}
         rows.append(row)
         url, err = urls[i]
-        if row["error"] is None and not isinstance(r["caption"], str):
+        if row["error"] is None and not _filled(r["caption"]):
             row["error"] = "no caption"
         elif row["error"] is None and url is None:
             row["error"] = f"image: {err}" if err else "no image"
@@ -200,6 +207,9 @@ def aitqe(
         if not new:
             row["decision"], row["reason"] = "reject_empty", "the rewrite is empty"
             continue
+        if new.split() == row["caption"].split():
+            row["decision"], row["reason"] = "unchanged", f"{row['_low']}; the rewrite is the original caption: it is kept"
+            continue
         ratio = edit_ratio(row["caption"], new)
         row["edit_ratio"] = ratio
         if ratio > max_edit_ratio:
@@ -234,7 +244,8 @@ def contrastive_pairs(pairs: Any, result: pl.DataFrame, client: Client, *, max_e
     ``pairs``: for each kept pair the model writes a degraded caption whose target is the original
     (``type = "degraded"``); each accepted rewrite gives its original as input and the rewrite as
     target (``type = "rewrite"``). Returns ``index`` (the pair's row), ``type``, ``input``,
-    ``target``, ``error``; failed degradations are kept as rows with ``error``."""
+    ``target``, ``error``; failed degradations are kept as rows with ``error``. Only decision
+    ``"rewrite"`` gives a rewrite pair (an ``"unchanged"`` rewrite would teach nothing)."""
     recs = _pairs(pairs)
     if len(recs) != result.height:
         raise ValueError(f"pairs and result differ in length ({len(recs)} vs {result.height})")
