@@ -578,6 +578,24 @@ def test_an_unparsed_answer_is_asked_again_on_the_next_run_and_refresh_asks_all(
     assert (refreshed["sent"], refreshed["cached"]) == (2, 0)
 
 
+def test_cli_synjudge_reads_a_table_without_a_question_as_the_api_does(scripted, tmp_path, sample_images):
+    (tmp_path / "img.jpg").write_bytes(next(iter(sample_images.values())))
+    table = tmp_path / "noq.jsonl"
+    table.write_text(json.dumps({"answer": "An astronaut.", "image": "img.jpg"}) + "\n" + json.dumps({"answer": "Text only.", "image": None}) + "\n")
+    scripted.answer = lambda body: '{"tcc": 4, "icc": 3, "iq": 5, "its": 4}'
+    out = tmp_path / "noq.parquet"
+    r = subprocess.run([sys.executable, "-m", "interleaf.cli", "judge", "synjudge", str(table), "--base-url", scripted.url, "--model", "m", "--out", str(out), "--quiet"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    df = pl.read_parquet(out)
+    assert df.select("tcc", "icc", "iq", "its").rows() == [(4, 3, 5, 4), (4, 0, 0, 0)] and df["error"].null_count() == 2
+    assert all("Question:\n(no question)" in user_text(b) for b in scripted.requests)
+
+
+def test_cli_instruct_run_help_says_out_is_a_folder():
+    r = subprocess.run([sys.executable, "-m", "interleaf.cli", "instruct", "run", "--help"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "output folder: generated.parquet" in " ".join(r.stdout.split()) and "output parquet file" not in r.stdout
+
+
 def test_a_run_caches_its_llm_answers_in_its_folder_by_default(scripted, sample_dir, tmp_path):
     """Without a cache in the recipe the run keeps one in its folder: a shard killed while it
     was judged is judged again on the rerun, from the answers already received."""

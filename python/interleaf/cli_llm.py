@@ -37,9 +37,9 @@ def _count(text: str) -> int:
     return v
 
 
-def add_llm_options(p: argparse.ArgumentParser) -> None:
+def add_llm_options(p: argparse.ArgumentParser, out_help: str = "output parquet file, one row per input row") -> None:
     add_endpoint_options(p)
-    p.add_argument("--out", required=True, help="output parquet file")
+    p.add_argument("--out", required=True, help=out_help)
     p.add_argument("--max-edge", type=int, default=512, help="images are sent as JPEG at most this many pixels on their longer edge (default %(default)s)")
     p.add_argument("--image-root", default=None, help="directory for relative image paths (default: each input file's directory)")
     p.add_argument("--allow-outside-root", action="store_true", help="read image paths that resolve outside the image root (default: such images are row errors, never read or sent)")
@@ -204,7 +204,9 @@ def cmd_judge(args: argparse.Namespace) -> int:
     from interleaf import judge
 
     if args.judge == "synjudge":
-        return _run(args, ("question",), lambda x, c: judge.synjudge(x, c, output=args.output, max_edge=args.max_edge, progress=not args.quiet), lambda t: {"aggregate": judge.aggregate(t)})
+        # A table holds a question or an answer column (either may be missing, as for the API);
+        # anything else is a dataset.
+        return _run(args, ("question", "answer"), lambda x, c: judge.synjudge(x, c, output=args.output, max_edge=args.max_edge, progress=not args.quiet), lambda t: {"aggregate": judge.aggregate(t)})
     return _run(
         args,
         ("steps",),
@@ -247,7 +249,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
 
     images = None
     if args.images_model:
-        images = Client(args.images_base_url or args.base_url, args.images_model, args.api_key, concurrency=args.concurrency, timeout=args.timeout, max_retries=args.max_retries, cache=args.cache, max_response_bytes=args.max_response_bytes)
+        images = Client(args.images_base_url or args.base_url, args.images_model, args.api_key, concurrency=args.concurrency, timeout=args.timeout, max_retries=args.max_retries, cache=args.cache, refresh=args.refresh_cache, max_response_bytes=args.max_response_bytes)
     try:
         return _run(args, ("question", "answer", "caption"), lambda x, c: refine.cascade(x, c, k=args.k, images=images, image_size=args.image_size, max_edge=args.max_edge, progress=not args.quiet))
     finally:
@@ -337,7 +339,7 @@ def add_parsers(sub: Any) -> None:
     s = jsub.add_parser(
         "synjudge",
         help="InterSyn's SynJudge: TCC, ICC, IQ, ITS (0-5)",
-        description="Score (question, answer text, answer image) samples on InterSyn's four dimensions. INPUT: a parquet/jsonl table with question, answer, image (bytes or a path) columns, or any dataset interleaf reads (per document: first text = question, later texts = answer, first image after it).",
+        description="Score (question, answer text, answer image) samples on InterSyn's four dimensions. INPUT: a parquet/jsonl table with question, answer, image (bytes or a path) columns (question optional; answer or image may be missing), or any dataset interleaf reads (per document: first text = question, later texts = answer, first image after it).",
     )
     s.add_argument("inputs", nargs="+", help="a table or dataset files / globs / directories")
     s.add_argument("--output", choices=("json", "bracket"), default="json", help="answer format asked for: JSON with a schema, or the published bracket line (default %(default)s)")
@@ -404,7 +406,7 @@ def add_parsers(sub: Any) -> None:
     i.add_argument("--match-top-k", type=int, default=5, help="sample mode: candidates per image (default %(default)s)")
     i.add_argument("--match-temperature", type=float, default=0.05, help="sample mode: softmax temperature over cosines (default %(default)s)")
     i.add_argument("--data-seed", type=int, default=0, help="seed of the seed-instruction draw, k-means and match sampling (default %(default)s; --seed is the server's sampling seed)")
-    add_llm_options(i)
+    add_llm_options(i, "output folder: generated.parquet, instructions.parquet and samples.parquet are written into it")
     i.set_defaults(func=cmd_instruct)
     c = isub.add_parser("compare", help="pairwise judge with order swapping", description="MM-Instruct's benchmark judge: each (instruction, a, b[, caption]) row judged twice with the order swapped; the winner counts only when both verdicts agree, otherwise tie.")
     c.add_argument("inputs", nargs=1, help="a parquet/jsonl table with instruction, a, b and optionally caption")
