@@ -51,7 +51,34 @@ def test_clip_image_similarity_in_chunks_with_progress_is_the_same(sample_images
     monkeypatch.setattr(ev, "CLIP_I_CHUNK", 2)
     chunked, per2 = clip_image_similarity(gen, ref, clip, progress=True)
     assert chunked == whole and per2.equals(per)
-    assert "clip-i: 4 docs, 8 nodes" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "clip-i: 4 pairs, 8 images" in err and "docs" not in err
+
+
+def test_clip_image_similarity_refuses_paths_as_image_metrics_does(sample_images):
+    from interleaf.evaluate import image_metrics
+
+    photo = next(iter(sample_images.values()))
+    for gen, ref in (([photo], ["ref.jpg"]), ([None], [Path("ref.jpg")]), (["gen.jpg"], [photo])):
+        with pytest.raises(TypeError, match=r"images must be encoded bytes or None, not .*\(a path\? read the file's bytes\)"):
+            clip_image_similarity(gen, ref, CLIP)
+        with pytest.raises(TypeError, match=r"\(a path\? read the file's bytes\)"):
+            image_metrics(gen, ref)
+
+
+def test_eval_clip_i_with_no_pair_scored_exits_1_with_the_metrics_written(tmp_path, capsys):
+    from interleaf.cli import main
+
+    gen, ref = tmp_path / "gen", tmp_path / "ref"
+    gen.mkdir()
+    ref.mkdir()
+    (gen / "a.png").write_bytes(b"not an image")
+    (ref / "a.png").write_bytes(b"nor this")
+    out = tmp_path / "clipi"
+    assert main(["eval", "clip-i", str(gen), str(ref), "--clip", CLIP, "--out", str(out), "--quiet"]) == 1
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert metrics["clip_i"] is None and metrics["scored"] == 0
+    assert "no image pair gave a metric" in capsys.readouterr().err
 
 
 def _distorted(data: bytes, how: str) -> bytes:

@@ -469,6 +469,24 @@ def test_eval_cli_end_to_end(tmp_path, comm_docs, sample_images, scripted, capsy
     assert not page.exceptions and not [c for c in page.console if c[0] in ("error", "warning")]
 
 
+def test_eval_comm_checks_the_judge_settings_before_reading_or_scoring(tmp_path, monkeypatch, capsys):
+    """--judge's endpoint, model and prompt folder are checked first: the predictions folder here
+    does not even exist, so an error about it would mean the metrics came first."""
+    from interleaf.cli import main
+
+    monkeypatch.delenv("INTERLEAF_LLM_BASE_URL", raising=False)
+    monkeypatch.delenv("INTERLEAF_LLM_MODEL", raising=False)
+    argv = ["eval", "comm", str(tmp_path / "no-such-predictions"), "--task", "task1", "--out", str(tmp_path / "out"), "--judge"]
+    assert main(argv) == 2
+    assert "--judge needs an endpoint" in capsys.readouterr().err
+    assert main([*argv, "--base-url", "http://127.0.0.1:9/v1"]) == 2
+    assert "no LLM model configured" in capsys.readouterr().err
+    assert main([*argv, "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--prompts", str(tmp_path)]) == 2
+    assert "prompt folder" in capsys.readouterr().err
+    assert main([*argv, "--base-url", "http://127.0.0.1:9/v1", "--model", "m"]) == 2  # now the folder's turn
+    assert "no-such-predictions" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
 # --- CoMM's negative samples -------------------------------------------------------------------
 
 

@@ -361,6 +361,11 @@ def test_images_are_sent_as_bounded_jpeg_data_urls(srv, sample_images):
         assert im.format == "JPEG"
         sizes.append(im.size)
     assert sizes[0] == (512, 288) and sizes[1] == (1, 1) and max(sizes[2]) <= 512
+    for bad in (0, 5000):  # named as the stages and --max-edge name it, with or without images
+        with pytest.raises(ValueError, match=r"^max_edge must be an int \[1, 4096\]"):
+            image_urls(imgs, bad)
+        with pytest.raises(ValueError, match=r"^max_edge must be"):
+            image_urls([], bad)
     from interleaf.llm import image_part, text_part
 
     with client(srv) as c:

@@ -17,10 +17,12 @@ def _human_bytes(n: float) -> str:
 
 class Progress:
     """Prints ``label: N docs, M nodes, X MB (r docs/s, s MB/s)`` at most every ``interval``
-    seconds (every 0.5 s on a terminal, 10 s otherwise) and a final line on ``close``."""
+    seconds (every 0.5 s on a terminal, 10 s otherwise) and a final line on ``close``. ``units``
+    names the two counts (default ``("docs", "nodes")``; e.g. ``("pairs", "images")``)."""
 
-    def __init__(self, label: str, enabled: bool = True, stream: TextIO | None = None, interval: float | None = None):
+    def __init__(self, label: str, enabled: bool = True, stream: TextIO | None = None, interval: float | None = None, units: tuple[str, str] = ("docs", "nodes")):
         self.label = label
+        self.units = units
         self.stream = stream or sys.stderr
         self.enabled = enabled
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -34,8 +36,8 @@ class Progress:
     def line(self) -> str:
         dt = max(time.perf_counter() - self.start, 1e-9)
         return (
-            f"{self.label}: {self.docs:,} docs, {self.nodes:,} nodes, {_human_bytes(self.bytes)} "
-            f"({self.docs / dt:,.0f} docs/s, {_human_bytes(self.bytes / dt)}/s)"
+            f"{self.label}: {self.docs:,} {self.units[0]}, {self.nodes:,} {self.units[1]}, {_human_bytes(self.bytes)} "
+            f"({self.docs / dt:,.0f} {self.units[0]}/s, {_human_bytes(self.bytes / dt)}/s)"
         )
 
     def update(self, docs: int, nodes: int, nbytes: int) -> None:

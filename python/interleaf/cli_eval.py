@@ -124,16 +124,36 @@ def cmd_visdial(args: argparse.Namespace) -> int:
 
 
 def cmd_comm(args: argparse.Namespace) -> int:
+    from interleaf.evaluate import judge as ej
+
+    t0 = time.perf_counter()
+    client = None
+    if args.judge:
+        # The judge's endpoint, model, prompts and attempts are checked before the metrics,
+        # which can take minutes: a missing --model fails now, not after them.
+        if not _has_endpoint(args):
+            raise ValueError("--judge needs an endpoint: --base-url and --model (or INTERLEAF_LLM_BASE_URL / INTERLEAF_LLM_MODEL)")
+        if args.attempts < 1:
+            raise ValueError(f"--attempts must be >= 1, got {args.attempts}")
+        ej.prompts(args.prompts)
+        client = client_from_args(args)
+    try:
+        return _comm(args, t0, client)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _comm(args: argparse.Namespace, t0: float, client: Any) -> int:
+    from interleaf import models
     from interleaf.evaluate import comm
     from interleaf.evaluate import judge as ej
     from interleaf.evaluate.report import worst_rows
 
-    t0 = time.perf_counter()
     samples = comm.read_predictions(args.predictions, args.task, args.references, image_root=args.image_root)
     if not samples:
         raise FileNotFoundError(f"no *_{args.task} sample folders in {args.predictions}")
     _some_to_evaluate(samples, f"*_{args.task}", args.predictions)
-    from interleaf import models
 
     images = args.task != "task1"
     clip = models.load(args.clip, kind="clip") if args.clip and images else None
@@ -141,12 +161,9 @@ def cmd_comm(args: argparse.Namespace) -> int:
     lpips_net = models.load(args.lpips_network, kind="image-distance") if args.lpips_network and images else None
     summary, per = comm.metrics(samples, args.task, clip=clip, size=args.size, pairing=args.pairing, tokenizer=args.tokenizer, java_metrics=not args.no_java, fid_network=fid_net, lpips_network=lpips_net, is_splits=args.is_splits)
     metrics: dict[str, Any] = {"task": args.task, "metrics": summary}
-    if args.judge:
-        if not _has_endpoint(args):
-            raise ValueError("--judge needs an endpoint: --base-url and --model (or INTERLEAF_LLM_BASE_URL / INTERLEAF_LLM_MODEL)")
-        with client_from_args(args) as client:
-            scores = ej.judge(samples, client, args.task, prompts_folder=args.prompts, temperature=args.judge_temperature, attempts=args.attempts, max_edge=args.max_edge, task2_hide_images=args.task2_hide_images, progress=not args.quiet)
-            metrics["judge"] = ej.aggregate(scores) | {"prompts": str(args.prompts) if args.prompts else "interleaf's", "requests": client.stats.as_dict()}
+    if client is not None:
+        scores = ej.judge(samples, client, args.task, prompts_folder=args.prompts, temperature=args.judge_temperature, attempts=args.attempts, max_edge=args.max_edge, task2_hide_images=args.task2_hide_images, progress=not args.quiet)
+        metrics["judge"] = ej.aggregate(scores) | {"prompts": str(args.prompts) if args.prompts else "interleaf's", "requests": client.stats.as_dict()}
         failed = _every_row_failed(args, scores)
         judged = scores.drop("data_id", "error").rename({"answers": "judge_answers"}).with_columns(scores["error"].alias("judge_error"))
         per = per.join(judged, on="sample", how="left")
@@ -192,7 +209,12 @@ def cmd_clip_i(args: argparse.Namespace) -> int:
     summary, per = clip_image_similarity(gen, ref, clip, batch_size=args.batch_size, progress=not args.quiet)
     per = pl.DataFrame({"name": names}).with_columns(per).with_columns(pl.Series("read_error", errors, dtype=pl.String))
     cards = [{"name": names[i], "value": per["similarity"][i], "generated": {"texts": [], "images": [gen[i]]}, "reference": {"texts": [], "images": [ref[i]]}} for i in worst_rows(per, "similarity", WORST)]
-    return _finish(args, t0, f"CLIP-I: {Path(args.generated).name} vs {Path(args.reference).name}", {"metrics": summary, "clip": str(args.clip)}, per, cards, "similarity")
+    code = _finish(args, t0, f"CLIP-I: {Path(args.generated).name} vs {Path(args.reference).name}", {"metrics": summary, "clip": str(args.clip)}, per, cards, "similarity")
+    if not summary["scored"]:
+        # As eval comm: the metrics are written, and the exit code says nothing was measured.
+        print(f"interleaf eval clip-i: error: no image pair gave a metric (skipped: {summary['skipped'] or 'none'})", file=sys.stderr)
+        return code or 1
+    return code
 
 
 def cmd_synjudge(args: argparse.Namespace) -> int:
@@ -311,7 +333,7 @@ def add_parsers(sub: Any) -> None:
     add_endpoint_options(c, "judge endpoint (with --judge)")
     c.set_defaults(func=cmd_comm)
 
-    g = esub.add_parser("clip-i", help="GILL's CLIP image similarity of two image folders", description="GILL/MGCC's CLIP-I: cosine of CLIP image embeddings of each generated image and the reference image of the same file name; pairs missing either image are skipped and counted.")
+    g = esub.add_parser("clip-i", help="GILL's CLIP image similarity of two image folders", description="GILL/MGCC's CLIP-I: cosine of CLIP image embeddings of each generated image and the reference image of the same file name; pairs missing either image are skipped and counted. Exits 1 (the metrics still written) when no pair could be scored.")
     g.add_argument("generated", help="folder of generated images ({id}.png ...)")
     g.add_argument("reference", help="folder of reference images (same names)")
     g.add_argument("--reference-prefix", default="", help="taken off reference file names before pairing, e.g. VisualDialog_val2018_ for GILL's VisDial images")

@@ -62,15 +62,26 @@ PAIRINGS = ("index", "cross")
 CLIP_I_CHUNK = 1024
 
 
+def _image_bytes(x: Any) -> bool:
+    """Whether ``x`` is an encoded image (bytes-like; None is a missing one); anything else, a
+    path above all, is a TypeError."""
+    if x is None:
+        return False
+    if not isinstance(x, bytes | bytearray | memoryview):
+        raise TypeError(f"images must be encoded bytes or None, not {type(x).__name__}" + (" (a path? read the file's bytes)" if isinstance(x, str | os.PathLike) else ""))
+    return True
+
+
 def _present(x: Any) -> bool:
-    return isinstance(x, bytes | bytearray | memoryview) and len(x) > 0
+    return _image_bytes(x) and len(x) > 0
 
 
 def clip_image_similarity(generated: Any, reference: Any, clip: Any, *, batch_size: int | None = None, progress: bool = False) -> tuple[dict[str, Any], pl.DataFrame]:
     """GILL's CLIP image similarity of index-matched image pairs.
 
-    ``generated`` and ``reference``: encoded images (bytes, None where an example has none), the
-    same length; ``clip``: a CLIP model or its directory (the papers use ViT-L/14).
+    ``generated`` and ``reference``: encoded images (bytes, None or empty where an example has
+    none; anything else, a path say, is a TypeError as in :func:`image_metrics`), the same length;
+    ``clip``: a CLIP model or its directory (the papers use ViT-L/14).
 
     Returns ``(summary, per_example)``: ``summary`` holds ``clip_i`` (the unweighted mean cosine
     over the scored pairs, None when none), ``n``, ``scored`` and ``skipped`` (reason -> count:
@@ -84,12 +95,13 @@ def clip_image_similarity(generated: Any, reference: Any, clip: Any, *, batch_si
     gen, ref = list(generated), list(reference)
     if len(gen) != len(ref):
         raise ValueError(f"generated and reference differ in length ({len(gen)} vs {len(ref)})")
+    has_gen, has_ref = [_present(g) for g in gen], [_present(r) for r in ref]  # a path raises here
     if isinstance(clip, str) or hasattr(clip, "__fspath__"):
         clip = models.load(clip, kind="clip")
-    reasons: list[str | None] = [None if _present(g) and _present(r) else ("missing_generated" if not _present(g) else "missing_reference") for g, r in zip(gen, ref, strict=True)]
+    reasons: list[str | None] = [None if g and r else ("missing_generated" if not g else "missing_reference") for g, r in zip(has_gen, has_ref, strict=True)]
     idx = [i for i, why in enumerate(reasons) if why is None]
     sim = np.full(len(gen), np.nan, dtype=np.float32)
-    prog = Progress("clip-i", enabled=progress)
+    prog = Progress("clip-i", enabled=progress, units=("pairs", "images"))
     nbytes = 0
     # Chunks of pairs, so a progress line can follow a long folder (same results as one call).
     for start in range(0, len(idx), CLIP_I_CHUNK):
@@ -163,11 +175,9 @@ def image_metrics(generated: Any, reference: Any, *, size: int = 256, pairing: s
     slot: dict[int, int] = {}
 
     def index(x: Any) -> int:
-        if x is None:
+        if not _image_bytes(x):
             images.append(None)
             return len(images) - 1
-        if not isinstance(x, bytes | bytearray | memoryview):
-            raise TypeError(f"images must be encoded bytes or None, not {type(x).__name__}" + (" (a path? read the file's bytes)" if isinstance(x, str | os.PathLike) else ""))
         if id(x) not in slot:
             slot[id(x)] = len(images)
             images.append(bytes(x))

@@ -16,7 +16,10 @@ def image_urls(images: ImageInput, max_edge: int = DEFAULT_MAX_EDGE, *, quality:
     """One ``(data_url, error)`` per encoded image, in order: a ``data:image/jpeg;base64,...``
     URL of the image fitted into ``max_edge`` x ``max_edge`` (aspect kept, never enlarged, EXIF
     orientation applied), or None and why it could not be decoded. Missing images (None) give
-    ``(None, None)``."""
+    ``(None, None)``. ``max_edge``: pixels, 1-4096."""
+    from interleaf._checks import int_arg
+
+    int_arg("max_edge", max_edge, 1, 4096)  # checked here, not as thumbnails' max_side
     if not len(images):
         return []
     frame = thumbnails(images, max_edge, quality=quality, threads=threads)
