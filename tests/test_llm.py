@@ -434,6 +434,9 @@ SYNJUDGE_TABLE = [
     # A reasoning model's drafts are not its answer.
     ("<think>TCC: 1; ICC: 1; IQ: 1; ITS: 1? Let me look again.</think>TCC: 2; ICC: 2; IQ: 1; ITS: 0", (2, 2, 1, 0)),
     ('{"tcc": 3, "icc": 3, "iq": 4, "its": 4}', (3, 3, 4, 4)),
+    # A draft line, then the final one: the final answer wins (as parse_json's last object).
+    ("Draft: [Text Content Completeness: 1; Image Content Completeness: 1; Image Quality: 1; Image-Text Synergy: 1]\nFinal: [Text Content Completeness: 4; Image Content Completeness: 3; Image Quality: 5; Image-Text Synergy: 4]", (4, 3, 5, 4)),
+    ("TCC: 1; ICC: 1; IQ: 1; ITS: 1\nOn reflection:\n**TCC**: 2\n**ICC**: 3\n**IQ**: 4\n**ITS**: 5", (2, 3, 4, 5)),
     ('{"Text Content Completeness": 3, "Image Content Completeness": 2, "Image Quality": 4, "Image-Text Synergy": 1}', (3, 2, 4, 1)),
 ]
 

@@ -133,7 +133,8 @@ def parse_synjudge(text: str | None) -> tuple[dict[str, int] | None, str | None]
     """SynJudge's four scores (0-5) from ``[Text Content Completeness: a; Image Content
     Completeness: b; Image Quality: c; Image-Text Synergy: d]`` (brackets, order, separators and
     case tolerated, abbreviations TCC/ICC/IQ/ITS accepted), or from a JSON object with those
-    keys."""
+    keys. Where a dimension is scored more than once (a draft line, then the final one) the last
+    score counts, as :func:`parse_json` takes the last object: the final answer wins."""
     if text is None:
         return None, "no answer"
     text = _THINK.sub("", text)  # a reasoning model's drafts are not its answer
@@ -142,7 +143,9 @@ def parse_synjudge(text: str | None) -> tuple[dict[str, int] | None, str | None]
         words = r"[\s\-_]*".join(re.escape(w) for w in re.split(r"[\s\-]+", label))
         # Each run of spaces and stars (markdown bold: **TCC**: 3) is matched by one class, so an
         # answer of long blank runs cannot make the search backtrack quadratically.
-        m = re.search(rf"(?:{words}|\b{key}\b)[\s*]*(?:\(\s*{key}\s*\)[\s*]*)?[:=][\s*]*(-?\d+(?:\.\d+)?)", text, re.I)
+        m = None
+        for m in re.finditer(rf"(?:{words}|\b{key}\b)[\s*]*(?:\(\s*{key}\s*\)[\s*]*)?[:=][\s*]*(-?\d+(?:\.\d+)?)", text, re.I):
+            pass  # the last one
         if m:
             found[key] = m.group(1)
     if len(found) < len(SYNJUDGE_DIMENSIONS):
