@@ -469,6 +469,35 @@ def test_eval_cli_end_to_end(tmp_path, comm_docs, sample_images, scripted, capsy
     assert not page.exceptions and not [c for c in page.console if c[0] in ("error", "warning")]
 
 
+def test_task1_whole_text_is_cut_as_comms_and_an_empty_output_scores_as_pycocoevalcap():
+    """Whole text: the predicted steps against the reference steps cut to the predicted count
+    (CoMM's parse_data_for_task1), so an output with no step is the pair ("", "") that
+    pycocoevalcap scores ROUGE-L 1.0, and one correct step is a perfect whole text."""
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
+
+    from interleaf.evaluate import comm
+
+    ref = ["mix the flour and water", "knead the dough for ten minutes", "let it rise for an hour", "bake at 220 degrees"]
+    outputs = {"empty": "", "one-step": "(1) mix the flour and water", "two-wrong": "(1) knead the dough (2) bake it", "all": " ".join(f"({k}) {t}" for k, t in enumerate(ref, 1))}
+    samples = [{"sample": n, "data_id": n, "error": None, "reference_steps": ref, "model_output": o, "image_errors": [], "input_images": [], "gt_images": [], "pred_images": []} for n, o in outputs.items()]
+    summary, per = comm.metrics(samples, "task1", tokenizer="none", java_metrics=False)
+    # The pairs as CoMM builds them: both step lists cut to the shorter, then joined by spaces.
+    cut = {n: min(len(comm.step_texts(o)), len(ref)) for n, o in outputs.items()}
+    gts = {i: [" ".join(ref[: cut[n]])] for i, n in enumerate(outputs)}
+    res = {i: [" ".join(comm.step_texts(o)[: cut[n]])] for i, (n, o) in enumerate(outputs.items())}
+    assert res[0] == gts[0] == [""] and gts[1] == ["mix the flour and water"]
+    rouge, rouge_each = Rouge().compute_score(gts, res)
+    bleu, bleu_each = Bleu(4).compute_score(gts, res, verbose=0)
+    cider, cider_each = Cider().compute_score(gts, res)
+    np.testing.assert_allclose(per["rouge_l"].to_numpy(), rouge_each, atol=1e-9)
+    np.testing.assert_allclose(per["bleu_1"].to_numpy(), bleu_each[0], atol=1e-9)
+    np.testing.assert_allclose(per["cider"].to_numpy(), cider_each, atol=1e-6)
+    assert per["rouge_l"].to_list()[:2] == [1.0, 1.0] and per["cider"][0] == 0.0 and per["predicted_steps"].to_list() == [0, 1, 2, 4]
+    assert summary["whole_text"]["ROUGE-L"] == pytest.approx(rouge) and summary["whole_text"]["BLEU-1"] == pytest.approx(bleu[0])
+
+
 def test_eval_comm_checks_the_judge_settings_before_reading_or_scoring(tmp_path, monkeypatch, capsys):
     """--judge's endpoint, model and prompt folder are checked first: the predictions folder here
     does not even exist, so an error about it would mean the metrics came first."""

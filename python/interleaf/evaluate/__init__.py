@@ -411,9 +411,15 @@ def text_metrics(predictions: Sequence[str | None], references: Sequence[Any], *
     ``predictions``: one text per example (None: missing, skipped and counted);
     ``references``: per example a text or a list of texts (at least one). ``tokenizer``: see
     :data:`TOKENIZERS` (the summary's ``tokenizer`` says which ran). CoMM scores its text task
-    twice: step k against step k (one reference each, truncated to the shorter document) and
-    each whole document against the whole reference; pass those pairs
-    (:func:`interleaf.evaluate.comm.metrics` does).
+    twice, both after cutting the predicted and the reference steps to the shorter count
+    (CoMM's ``parse_data_for_task1``): step k against step k (one reference each), and the
+    predicted steps joined by spaces against the *cut* reference steps joined by spaces, so a
+    prediction of one step is compared with the first reference step only, not with the whole
+    reference document; pass those pairs (:func:`interleaf.evaluate.comm.metrics` does).
+
+    An empty prediction against an empty reference (CoMM's whole-text pair for an output with no
+    step) scores ROUGE-L 1.0, BLEU and CIDEr 0, as pycocoevalcap does (``"".split(" ")`` is one
+    empty token on each side) and so as CoMM's numbers count it.
 
     Returns ``(summary, per_example)``: ``summary`` has the metrics, ``n``, ``scored``,
     ``skipped`` (reason -> count), ``tokenizer`` and ``unavailable``; ``per_example`` has

@@ -522,8 +522,12 @@ def metrics(
       their Java tools run and ``java_metrics``; :func:`interleaf.evaluate.text_metrics`) of the
       predicted step texts, twice as CoMM reports them: ``step_level``
       (predicted step k against reference step k over all samples' steps, both truncated to
-      the shorter) and ``whole_text`` (each sample's steps joined by spaces, one pair per
-      sample). Samples without reference steps are skipped and counted.
+      the shorter) and ``whole_text`` (per sample, the predicted steps joined by spaces against
+      the reference steps joined by spaces, both cut to the shorter count as CoMM's
+      ``parse_data_for_task1`` cuts them: a prediction of one step is compared with the first
+      reference step only, and an output with no step scores ROUGE-L 1.0 on the empty pair, as
+      in CoMM's numbers; ``predicted_steps`` / ``reference_steps`` per sample show the cut).
+      Samples without reference steps are skipped and counted.
     - tasks 2-4: SSIM and PSNR of the predicted against the ground-truth output images at
       ``size`` px, CoMM's all-cross-pairs per sample by default (``pairing="index"`` pairs
       image i with image i), the mean over samples of each sample's mean (a sample weighs the
