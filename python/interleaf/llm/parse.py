@@ -143,11 +143,9 @@ def parse_synjudge(text: str | None) -> tuple[dict[str, int] | None, str | None]
         words = r"[\s\-_]*".join(re.escape(w) for w in re.split(r"[\s\-]+", label))
         # Each run of spaces and stars (markdown bold: **TCC**: 3) is matched by one class, so an
         # answer of long blank runs cannot make the search backtrack quadratically.
-        m = None
-        for m in re.finditer(rf"(?:{words}|\b{key}\b)[\s*]*(?:\(\s*{key}\s*\)[\s*]*)?[:=][\s*]*(-?\d+(?:\.\d+)?)", text, re.I):
-            pass  # the last one
-        if m:
-            found[key] = m.group(1)
+        scores = [m.group(1) for m in re.finditer(rf"(?:{words}|\b{key}\b)[\s*]*(?:\(\s*{key}\s*\)[\s*]*)?[:=][\s*]*(-?\d+(?:\.\d+)?)", text, re.I)]
+        if scores:
+            found[key] = scores[-1]  # the final answer wins
     if len(found) < len(SYNJUDGE_DIMENSIONS):
         obj, _ = parse_json(text)
         if obj is not None:
