@@ -123,33 +123,57 @@ struct Coeffs {
     k: Vec<i32>,
 }
 
-fn precompute(in_size: usize, out_size: usize, filter: Filter) -> Coeffs {
+/// Per output pixel: first input index, number of taps, and the normalised float
+/// coefficients (`ksize` per pixel), as Pillow's `precompute_coeffs` (what its 16-bit and
+/// 32-bit passes use directly).
+struct CoeffsF64 {
+    ksize: usize,
+    bounds: Vec<(usize, usize)>,
+    k: Vec<f64>,
+}
+
+fn precompute_f64(in_size: usize, out_size: usize, filter: Filter) -> CoeffsF64 {
     let scale = in_size as f64 / out_size as f64;
     let filterscale = scale.max(1.0);
     let support = filter.support() * filterscale;
     let ksize = support.ceil() as usize * 2 + 1;
     let mut bounds = Vec::with_capacity(out_size);
-    let mut k = vec![0i32; out_size * ksize];
-    let mut pre = vec![0f64; ksize];
+    let mut k = vec![0f64; out_size * ksize];
     for xx in 0..out_size {
         let center = (xx as f64 + 0.5) * scale;
         let ss = 1.0 / filterscale;
         let xmin = ((center - support + 0.5) as i64).max(0) as usize;
         let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
         let n = xmax.saturating_sub(xmin);
+        let pre = &mut k[xx * ksize..xx * ksize + n];
         let mut ww = 0.0;
-        for (x, p) in pre.iter_mut().enumerate().take(n) {
+        for (x, p) in pre.iter_mut().enumerate() {
             let w = filter.eval((x as f64 + xmin as f64 - center + 0.5) * ss);
             *p = w;
             ww += w;
         }
-        for (x, kv) in k[xx * ksize..xx * ksize + n].iter_mut().enumerate() {
-            let w = if ww != 0.0 { pre[x] / ww } else { pre[x] };
-            let scaled = w * (1u32 << PRECISION_BITS) as f64;
-            *kv = if w < 0.0 { (-0.5 + scaled) as i32 } else { (0.5 + scaled) as i32 };
+        if ww != 0.0 {
+            pre.iter_mut().for_each(|p| *p /= ww);
         }
         bounds.push((xmin, n));
     }
+    CoeffsF64 { ksize, bounds, k }
+}
+
+/// [`precompute_f64`] in 22-bit fixed point, as Pillow's `normalize_coeffs_8bpc`.
+fn precompute(in_size: usize, out_size: usize, filter: Filter) -> Coeffs {
+    let CoeffsF64 { ksize, bounds, k } = precompute_f64(in_size, out_size, filter);
+    let k = k
+        .into_iter()
+        .map(|w| {
+            let scaled = w * (1u32 << PRECISION_BITS) as f64;
+            if w < 0.0 {
+                (-0.5 + scaled) as i32
+            } else {
+                (0.5 + scaled) as i32
+            }
+        })
+        .collect();
     Coeffs { ksize, bounds, k }
 }
 
@@ -495,6 +519,107 @@ pub fn resize_region<const C: usize>(src: &[u8], w: usize, h: usize, ow: usize, 
     }
 }
 
+/// The `cols x rows` window of Pillow's `Image.resize((ow, oh), NEAREST)` of an interleaved
+/// `C`-channel image (what Pillow does for modes "1" and "P" whatever the filter asked):
+/// Pillow's `ImagingScaleAffine`, whose source index is `int(x0)` with `x0 = step / 2` and
+/// `step = w / ow` added once per output pixel, in double precision as Pillow adds it.
+#[allow(clippy::too_many_arguments)]
+pub fn nearest_region<const C: usize>(src: &[u8], w: usize, h: usize, ow: usize, oh: usize, cols: Span, rows: Span) -> Vec<u8> {
+    assert_eq!(src.len(), w * h * C);
+    assert!(cols.end <= ow && rows.end <= oh);
+    let index = |n_in: usize, n_out: usize, range: Span| -> Vec<Option<usize>> {
+        if n_in == n_out {
+            return range.map(Some).collect();
+        }
+        let step = n_in as f32 as f64 / n_out as f64;
+        let mut at = step * 0.5;
+        let mut all = Vec::with_capacity(range.end);
+        for _ in 0..range.end {
+            // COORD(v): -1 below zero, else the truncation; outside the image stays 0.
+            all.push((at >= 0.0 && (at as i64) < n_in as i64).then_some(at as usize));
+            at += step;
+        }
+        all.drain(range).collect()
+    };
+    let xs = index(w, ow, cols);
+    let ys = index(h, oh, rows);
+    let mut out = vec![0u8; xs.len() * ys.len() * C];
+    for (orow, y) in out.chunks_exact_mut(xs.len() * C).zip(&ys) {
+        let Some(y) = *y else { continue };
+        let row = &src[y * w * C..(y + 1) * w * C];
+        for (o, x) in orow.chunks_exact_mut(C).zip(&xs) {
+            if let Some(x) = *x {
+                o.copy_from_slice(&row[x * C..(x + 1) * C]);
+            }
+        }
+    }
+    out
+}
+
+/// One pass of Pillow's 16-bit resample (`ImagingResample{Horizontal,Vertical}_16bpc`, mode
+/// "I;16"): a double-precision sum of `value * coefficient` in tap order, rounded half away
+/// from zero and clipped to 0-65535. Output (`n_lines` x `n_out`) in the pass's own layout.
+fn pass16(read: impl Fn(usize, usize) -> u16, lines: Span, outs: Span, c: &CoeffsF64) -> Vec<u16> {
+    let mut out = Vec::with_capacity(lines.len() * outs.len());
+    for line in lines {
+        for o in outs.clone() {
+            let (min, n) = c.bounds[o];
+            let k = &c.k[o * c.ksize..o * c.ksize + n];
+            let mut ss = 0.0f64;
+            for (t, &kv) in k.iter().enumerate() {
+                ss += read(line, min + t) as f64 * kv;
+            }
+            let r = if ss >= 0.0 { (ss + 0.5) as i64 } else { (ss - 0.5) as i64 };
+            out.push(r.clamp(0, 65535) as u16);
+        }
+    }
+    out
+}
+
+/// The `cols x rows` window of Pillow's `Image.resize((ow, oh), filter)` of a 16-bit gray
+/// image (mode "I;16"), with [`resize_region`]'s pass order; each pass rounds to 16 bits as
+/// Pillow's does.
+#[allow(clippy::too_many_arguments)]
+pub fn resize16_region(src: &[u16], w: usize, h: usize, ow: usize, oh: usize, filter: Filter, cols: Span, rows: Span) -> Vec<u16> {
+    assert_eq!(src.len(), w * h);
+    assert!(cols.end <= ow && rows.end <= oh);
+    if cols.is_empty() || rows.is_empty() {
+        return Vec::new();
+    }
+    let (nc, nr) = (cols.len(), rows.len());
+    // Horizontal pass over source rows `ys` into `cols`; vertical pass reading `img` (`iw`
+    // wide, its row 0 being source row `y0`) into `rows`.
+    let horizontal = |img: &[u16], iw: usize, ys: Span, cs: Span| pass16(|y, x| img[y * iw + x], ys, cs, &precompute_f64(w, ow, filter));
+    let vertical = |img: &[u16], iw: usize, y0: usize, cs: Span| {
+        let c = precompute_f64(h, oh, filter);
+        // Computed column by column (lines = columns), then transposed to rows.
+        let by_col = pass16(|x, y| img[(y - y0) * iw + x], cs.clone(), rows.clone(), &c);
+        let n = cs.len();
+        (0..nr).flat_map(|r| (0..n).map(move |x| (r, x))).map(|(r, x)| by_col[x * nr + r]).collect::<Vec<u16>>()
+    };
+    match (ow != w, oh != h) {
+        (false, false) => rows.flat_map(|y| src[y * w + cols.start..y * w + cols.end].to_vec()).collect(),
+        (true, false) => {
+            let n = horizontal(src, w, rows, cols);
+            debug_assert_eq!(n.len(), nc * nr);
+            n
+        }
+        (false, true) => vertical(src, w, 0, cols),
+        (true, true) => {
+            if vertical_first(w, h, ow, oh) {
+                let tmp = vertical(src, w, 0, 0..w);
+                horizontal(&tmp, w, 0..nr, cols)
+            } else {
+                let c = precompute_f64(h, oh, filter);
+                let first = c.bounds[rows.start].0;
+                let last = rows.clone().map(|y| c.bounds[y].0 + c.bounds[y].1).max().unwrap_or(first);
+                let tmp = horizontal(src, w, first..last, cols);
+                vertical(&tmp, nc, first, 0..nc)
+            }
+        }
+    }
+}
+
 /// [`resize`] for single-channel (mode "L") images.
 pub fn resize_luma(src: &[u8], w: usize, h: usize, ow: usize, oh: usize, filter: Filter) -> Vec<u8> {
     resize::<1>(src, w, h, ow, oh, filter)
@@ -513,6 +638,29 @@ mod tests {
         let out = resize::<3>(&rgb, 50, 30, 224, 13, Filter::Bicubic);
         assert_eq!(out.len(), 224 * 13 * 3);
         assert!(out.chunks_exact(3).all(|p| p == [10, 200, 77]));
+    }
+
+    #[test]
+    fn nearest_takes_pillows_scale_affine_source_pixels() {
+        // Pillow: Image.new("L", (5, 1)) of 0..4 resized to 3 with NEAREST gives [0, 2, 4];
+        // to 7, [0, 1, 1, 2, 3, 3, 4] (source int((i + 0.5) * 5 / 7), accumulated in doubles).
+        let src = [0u8, 1, 2, 3, 4];
+        assert_eq!(nearest_region::<1>(&src, 5, 1, 3, 1, 0..3, 0..1), [0, 2, 4]);
+        assert_eq!(nearest_region::<1>(&src, 5, 1, 7, 1, 0..7, 0..1), [0, 1, 1, 2, 3, 3, 4]);
+        assert_eq!(nearest_region::<1>(&src, 5, 1, 7, 1, 2..5, 0..1), [1, 2, 3]);
+    }
+
+    #[test]
+    fn sixteen_bit_resize_keeps_a_constant_and_its_window_equals_the_full_resize() {
+        let flat = vec![40_000u16; 30 * 70];
+        assert!(resize16_region(&flat, 30, 70, 13, 224, Filter::Bicubic, 0..13, 0..224).iter().all(|&v| v == 40_000));
+        let src: Vec<u16> = (0..37 * 300).map(|i| (i * 7919 % 65_521) as u16).collect();
+        for (ow, oh) in [(20, 160), (50, 40), (37, 100), (80, 300)] {
+            let full = resize16_region(&src, 37, 300, ow, oh, Filter::Bicubic, 0..ow, 0..oh);
+            let part = resize16_region(&src, 37, 300, ow, oh, Filter::Bicubic, 3..ow - 2, 5..oh - 1);
+            let want: Vec<u16> = (5..oh - 1).flat_map(|y| full[y * ow + 3..y * ow + ow - 2].to_vec()).collect();
+            assert_eq!(part, want, "{ow}x{oh}");
+        }
     }
 
     #[test]
