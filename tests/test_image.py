@@ -191,25 +191,216 @@ def open_clip_outputs() -> dict:
     return r
 
 
+@pytest.mark.parametrize("convert_rgb", ["after_resize", "before_resize"])
 @pytest.mark.parametrize("mode", ["shortest", "longest", "squash"])
-def test_open_clip_modes_equal_open_clip_itself(open_clip_outputs, mode):
-    """open_clip 3.3's own ``image_transform(size, is_train=False, resize_mode=mode)`` of
-    ``Image.open(data).convert("RGB")``, recorded by scripts/make_open_clip_reference.py (torch
-    is not needed here) for the bundled photographs and edge cases (blank, 1x1, 2x1, 10x400,
-    RGBA, palette, 16-bit gray): equal arrays at 64 px, equal sha256 of the float32 bytes at 224."""
+def test_open_clip_modes_equal_open_clip_itself(open_clip_outputs, mode, convert_rgb):
+    """open_clip 3.3's own ``image_transform(size, is_train=False, resize_mode=mode)``, recorded
+    by scripts/make_open_clip_reference.py (torch is not needed here) for the bundled
+    photographs and edge cases (blank, 1x1, 2x1, 10x400, RGBA, palette, 16-bit gray): equal
+    arrays at 64 px, equal sha256 of the float32 bytes at 224. open_clip was given the image as
+    opened (``raw_*``: it resizes first, then converts) and ``Image.open(data).convert("RGB")``:
+    ``convert_rgb="after_resize"`` (open_clip's default) equals the first, ``"before_resize"``
+    the second; they differ only on the images not opened as RGB or L."""
     r = open_clip_outputs
     k = [str(m) for m in r["modes"]].index(mode)
     names = [str(n) for n in r["names"]]
     assert len(names) >= 30 and any("1x1" in n for n in names)
-    small, errors = image.preprocess(r["images"], config=PreprocessConfig.open_clip(int(r["full_size"]), mode=mode))
+    raw = {int(i): j for j, i in enumerate(r["raw_index"])} if convert_rgb == "after_resize" else {}
+    small, errors = image.preprocess(r["images"], config=PreprocessConfig.open_clip(int(r["full_size"]), mode=mode, convert_rgb=convert_rgb))
     assert errors.to_list() == [None] * len(names)
-    for name, ours, theirs in zip(names, small, r["pixels"][k], strict=True):
+    for i, (name, ours) in enumerate(zip(names, small, strict=True)):
+        theirs = r["raw_pixels"][k, raw[i]] if i in raw else r["pixels"][k, i]
         assert np.array_equal(ours, theirs), (name, float(np.abs(ours - theirs).max()))
-    big, errors = image.preprocess(r["images"], config=PreprocessConfig.open_clip(int(r["hash_size"]), mode=mode))
+    big, errors = image.preprocess(r["images"], config=PreprocessConfig.open_clip(int(r["hash_size"]), mode=mode, convert_rgb=convert_rgb))
     assert errors.to_list() == [None] * len(names)
     for i, (name, ours) in enumerate(zip(names, big, strict=True)):
         digest = hashlib.sha256(np.ascontiguousarray(ours, "<f4").tobytes()).hexdigest()
-        assert digest == r["sha256"][k, i], (name, ours.astype(np.float64).sum(), r["sum"][k, i])
+        assert digest == (r["raw_sha256"][k, raw[i]] if i in raw else r["sha256"][k, i]), (name, ours.astype(np.float64).sum())
+    # The recorded cases where the order matters (RGBA, palette, 16-bit gray) are there.
+    modes_raw = {str(r["pil_modes"][i]) for i in r["raw_index"]}
+    assert {"RGBA", "P", "I;16"} <= modes_raw
+
+
+# --- open_clip's order (resize in the opened mode, then RGB) on every mode ------------------
+
+
+def open_clip_order_reference(data: bytes, size: int, mode: str, fill: int = 0, white: bool = False) -> np.ndarray:
+    """open_clip's ``image_transform(size, is_train=False, resize_mode=mode)`` on
+    ``Image.open(data)`` as opened, written out with Pillow (open_clip is not installed here):
+    torchvision's ``Resize`` on a PIL image is ``im.resize(size, BICUBIC)`` (Pillow then uses
+    NEAREST for "P" and "1" and resizes "RGBA"/"LA" premultiplied), ``CenterCrop`` /
+    ``CenterCropOrPad`` pad with ``ImageOps.expand`` (``fill`` in every band; a palette index
+    for "P") and crop at ``round((n - size) / 2)``, then ``convert("RGB")`` (``white``: the
+    alpha composited on white first, as transformers' ``convert_to_rgb``), ``ToTensor``,
+    ``Normalize``."""
+    im = Image.open(io.BytesIO(data))
+    w, h = im.size
+    if mode == "shortest":
+        short, long = min(w, h), max(w, h)
+        new = (size, int(size * long / short)) if w <= h else (int(size * long / short), size)
+    elif mode == "squash":
+        new = (size, size)
+    else:
+        ratio = max(h / size, w / size)
+        new = (max(1, round(w / ratio)), max(1, round(h / ratio)))
+    if new != (w, h):
+        im = im.resize(new, Image.Resampling.BICUBIC)
+    w, h = im.size
+    if w < size or h < size:
+        dw, dh = max(size - w, 0), max(size - h, 0)
+        bands = len(im.getbands())
+        im = ImageOps.expand(im, (dw // 2, dh // 2, (dw + 1) // 2, (dh + 1) // 2), fill=fill if bands == 1 else (fill,) * bands)
+        w, h = im.size
+    left, top = int(round((w - size) / 2.0)), int(round((h - size) / 2.0))
+    im = im.crop((left, top, left + size, top + size))
+    if white and im.mode in ("RGBA", "LA"):
+        rgba = im.convert("RGBA")
+        im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    x = np.asarray(im.convert("RGB")).astype(np.float32) / np.float32(255)
+    x = (x - np.array(OPENAI_CLIP_MEAN, np.float32)) / np.array(OPENAI_CLIP_STD, np.float32)
+    return x.transpose(2, 0, 1)
+
+
+def _png16(arr: np.ndarray, colour: int, trns: bytes | None = None) -> bytes:
+    """A 16-bit PNG written by hand (Pillow cannot write 16-bit colour)."""
+    h, w = arr.shape[:2]
+    raw = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in arr.reshape(h, w, -1))
+    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    extra = chunk(b"tRNS", trns) if trns else b""
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, colour, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + extra + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def _gif_gray_ramp(a: np.ndarray) -> bytes:
+    """A GIF whose colour table is the gray ramp, which Pillow opens as "L" (not "P")."""
+    im = Image.fromarray(a, "L").convert("P")
+    im.putpalette([v for i in range(256) for v in (i, i, i)])
+    return encode(im, "GIF")
+
+
+def mode_corpus() -> dict[str, bytes]:
+    """Real-ish images in every mode Pillow opens differently from RGB, at ordinary, tiny
+    (1x1, 2x3) and extreme (1x300, 400x3) sizes, and a tall one whose resize runs its vertical
+    pass first."""
+    photo = Image.open(SKIMAGE_DATA / "astronaut.png").convert("RGB")
+    rng = np.random.default_rng(7)
+    out: dict[str, bytes] = {}
+    for w, h in [(97, 61), (1, 1), (2, 3), (1, 300), (400, 3), (300, 2000)]:
+        if w * h > 100_000 and out:
+            tall = True
+        else:
+            tall = False
+        tag = f"{w}x{h}"
+        rgb = photo.resize((w, h), Image.Resampling.BILINEAR)
+        a = np.asarray(rgb)
+        alpha = rng.integers(0, 256, (h, w), dtype=np.uint8)
+        alpha[:, : max(1, w // 4)] = 0  # fully transparent pixels keep a stored colour
+        rgba = Image.fromarray(np.dstack([a, alpha]), "RGBA")
+        gray = rgb.convert("L")
+        g16 = (np.asarray(gray).astype(np.uint32) * 257 + rng.integers(0, 257, (h, w))).astype(np.uint16)
+        g16[::3, ::2] = rng.integers(0, 300, g16[::3, ::2].shape)  # values around the 255 clip
+        out[f"rgba_{tag}.png"] = encode(rgba, "PNG")
+        out[f"gray16_{tag}.png"] = encode(Image.fromarray(g16), "PNG")
+        out[f"cmyk_{tag}.jpg"] = encode(rgb.convert("CMYK"), "JPEG", quality=90)
+        if tall:
+            continue
+        pal = rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=32)
+        out[f"palette_{tag}.png"] = encode(pal, "PNG")
+        out[f"palette_trns_{tag}.png"] = encode(pal, "PNG", transparency=0)
+        out[f"palette_{tag}.gif"] = encode(pal, "GIF", transparency=0)
+        out[f"palette_{tag}.bmp"] = encode(pal, "BMP")
+        out[f"bilevel_{tag}.png"] = encode(gray.convert("1"), "PNG")
+        out[f"bilevel_{tag}.bmp"] = encode(gray.convert("1"), "BMP")
+        out[f"gray_{tag}.png"] = encode(gray, "PNG")
+        out[f"gray_palette_{tag}.bmp"] = encode(gray.convert("P"), "BMP")  # Pillow opens it as "L"
+        out[f"gray_ramp_{tag}.gif"] = _gif_gray_ramp(np.asarray(gray))
+        out[f"la_{tag}.png"] = encode(Image.fromarray(np.dstack([np.asarray(gray), alpha]), "LA"), "PNG")
+        out[f"rgba_{tag}.webp"] = encode(rgba, "WEBP", lossless=True)
+        c16 = a.astype(np.uint16) * 257 + rng.integers(0, 257, a.shape).astype(np.uint16)
+        a16 = alpha.astype(np.uint16) * 257
+        out[f"rgb16_{tag}.png"] = _png16(c16, 2)
+        out[f"rgba16_{tag}.png"] = _png16(np.dstack([c16, a16]), 6)
+        out[f"la16_{tag}.png"] = _png16(np.dstack([c16[..., 0], a16]), 4)
+        out[f"gray16_trns_{tag}.png"] = _png16(g16, 0, trns=struct.pack(">H", int(g16.flat[0])))
+    return out
+
+
+MODE_CORPUS = mode_corpus()
+
+
+@pytest.mark.parametrize("name", list(MODE_CORPUS))
+def test_open_clip_order_matches_pillow_resize_then_convert_on_every_mode(name):
+    """``convert_rgb="after_resize"`` (the default and every open_clip config) against open_clip's
+    transform written out with Pillow, in its three resize modes: max |diff| <= 1e-5 on the
+    normalised values (float rounding only; in fact equal)."""
+    data = MODE_CORPUS[name]
+    for mode in ("shortest", "squash", "longest"):
+        cfg = None if mode == "shortest" else PreprocessConfig.open_clip(224, mode=mode)
+        (ours,), errors = image.preprocess([data], config=cfg)
+        assert errors.to_list() == [None], name
+        ref = open_clip_order_reference(data, 224, mode)
+        assert np.abs(ours - ref).max() <= 1e-5, (name, Image.open(io.BytesIO(data)).mode, mode, float(np.abs(ours - ref).max()))
+    # Downscales too (every image here is small): 32 px.
+    (ours,), _ = image.preprocess([data], config=PreprocessConfig.open_clip(32))
+    assert np.abs(ours - open_clip_order_reference(data, 32, "shortest")).max() <= 1e-5, name
+
+
+def test_the_corpus_covers_the_modes_where_the_order_matters():
+    modes = {Image.open(io.BytesIO(d)).mode for d in MODE_CORPUS.values()}
+    assert {"P", "1", "L", "LA", "RGBA", "I;16", "CMYK", "RGB"} <= modes
+
+
+def test_open_clip_order_pads_with_the_fill_in_the_opened_mode():
+    """``"longest"`` pads before the conversion: a palette image's pad is its palette entry
+    ``fill``, a CMYK image's is ``cmyk2rgb(fill, fill, fill, fill)``."""
+    wide = {k: v for k, v in MODE_CORPUS.items() if "97x61" in k or "400x3" in k}
+    for fill in (0, 7, 200):
+        cfg = PreprocessConfig.open_clip(64, mode="longest", fill=fill)
+        got, errors = image.preprocess(list(wide.values()), config=cfg)
+        assert errors.to_list() == [None] * len(wide)
+        for (name, data), ours in zip(wide.items(), got):
+            ref = open_clip_order_reference(data, 64, "longest", fill=fill)
+            assert np.abs(ours - ref).max() <= 1e-5, (name, fill)
+
+
+def test_open_clip_order_with_alpha_white_composites_after_the_resize():
+    names = [k for k in MODE_CORPUS if k.startswith(("rgba_", "la_", "rgba16_", "la16_"))]
+    got, _ = image.preprocess([MODE_CORPUS[k] for k in names], alpha="white")
+    for name, ours in zip(names, got):
+        ref = open_clip_order_reference(MODE_CORPUS[name], 224, "shortest", white=True)
+        assert np.abs(ours - ref).max() <= 1e-5, name
+
+
+def test_hf_configs_still_convert_first_as_clip_image_processor():
+    """A ``preprocessor_config.json`` keeps transformers' order on every mode: equal to
+    ``CLIPImageProcessor`` (which composites alpha on white, hence ``alpha="white"``)."""
+    proc = hf()
+    cfg = image.load_config(proc.to_dict())
+    assert cfg.convert_rgb == "before_resize"
+    names = [k for k in MODE_CORPUS if "300x2000" not in k]
+    got, errors = image.preprocess([MODE_CORPUS[k] for k in names], config=proc.to_dict(), alpha="white")
+    assert errors.to_list() == [None] * len(names)
+    for name, ours in zip(names, got):
+        ref = hf_pixels(proc, MODE_CORPUS[name])
+        assert np.abs(ours - ref).max() <= 1e-5, name
+    # The order is a field: open_clip's arithmetic with transformers' order is convert-first.
+    oc_first, _ = image.preprocess([MODE_CORPUS[k] for k in names], config=PreprocessConfig.open_clip(224, convert_rgb="before_resize"))
+    for name, ours in zip(names, oc_first):
+        assert np.array_equal(ours, open_clip_reference(MODE_CORPUS[name], 224, "shortest")), name
+
+
+def test_convert_order_follows_the_config_origin_and_can_be_overridden(tmp_path):
+    assert image.load_config(None).convert_rgb == "after_resize"
+    assert PreprocessConfig().convert_rgb == "after_resize"
+    assert image.load_config({"preprocess_cfg": {"size": 224}}).convert_rgb == "after_resize"
+    assert image.load_config({"size": 224, "interpolation": "bicubic"}).convert_rgb == "after_resize"
+    assert image.load_config({"size": {"shortest_edge": 224}, "crop_size": 224}).convert_rgb == "before_resize"
+    assert PreprocessConfig.from_hf({}, convert_rgb="after_resize").convert_rgb == "after_resize"
+    assert PreprocessConfig.from_open_clip({}, convert_rgb="before_resize").convert_rgb == "before_resize"
+    assert PreprocessConfig.open_clip(224) != PreprocessConfig.open_clip(224, convert_rgb="before_resize")
+    assert "convert_rgb='after_resize'" in repr(PreprocessConfig.open_clip(224)).replace('"', "'")
+    with pytest.raises(ValueError, match="convert_rgb must be"):
+        PreprocessConfig.open_clip(224, convert_rgb="first")
 
 
 def test_default_config_is_open_clip_and_size_is_honoured(photos):

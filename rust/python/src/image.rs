@@ -4,7 +4,7 @@
 use interleaf_core::hash::perceptual::{bits_to_hex, bits_to_u64, PerceptualKind};
 use interleaf_core::image::analyze::{analyze, Analysis, Wants};
 use interleaf_core::image::decode::{Alpha, DecodeLimits, DecodeOptions};
-use interleaf_core::image::preprocess::{CropRounding, PixelFloat, PreprocessConfig, Rescale, ResizeMode, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD};
+use interleaf_core::image::preprocess::{ConvertOrder, CropRounding, PixelFloat, PreprocessConfig, Rescale, ResizeMode, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD};
 use interleaf_core::image::{decode_rgb, Filter, ImageStats};
 use numpy::{PyArray4, PyArrayMethods, PyUntypedArrayMethods};
 use polars::prelude::*;
@@ -46,7 +46,7 @@ pub struct PyPreprocessConfig {
 #[pymethods]
 impl PyPreprocessConfig {
     #[new]
-    #[pyo3(signature = (*, mode="shortest", shortest_edge=224, size=(224, 224), crop=Some((224, 224)), crop_rounding="half_even", resample=3, rescale="divide255", rescale_factor=1.0 / 255.0, mean=Some(OPENAI_CLIP_MEAN), std=Some(OPENAI_CLIP_STD), fill=0))]
+    #[pyo3(signature = (*, mode="shortest", shortest_edge=224, size=(224, 224), crop=Some((224, 224)), crop_rounding="half_even", resample=3, rescale="divide255", rescale_factor=1.0 / 255.0, mean=Some(OPENAI_CLIP_MEAN), std=Some(OPENAI_CLIP_STD), fill=0, convert_rgb="after_resize"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         mode: &str,
@@ -60,6 +60,7 @@ impl PyPreprocessConfig {
         mean: Option<[f32; 3]>,
         std: Option<[f32; 3]>,
         fill: u8,
+        convert_rgb: &str,
     ) -> PyResult<Self> {
         let err = PyValueError::new_err;
         let filter = Filter::from_pillow(resample)
@@ -79,6 +80,7 @@ impl PyPreprocessConfig {
             rescale: Rescale::parse(rescale, rescale_factor).map_err(err)?,
             normalize,
             fill,
+            convert_rgb: ConvertOrder::parse(convert_rgb).map_err(err)?,
             jpeg_draft: false,
             decode: DecodeOptions::default(),
         };
@@ -137,6 +139,11 @@ impl PyPreprocessConfig {
     fn fill(&self) -> u8 {
         self.inner.fill
     }
+    /// ``"before_resize"`` (transformers) or ``"after_resize"`` (open_clip).
+    #[getter]
+    fn convert_rgb(&self) -> &'static str {
+        self.inner.convert_rgb.as_str()
+    }
     /// (height, width) of every preprocessed image.
     #[getter]
     fn output_shape(&self) -> PyResult<(usize, usize)> {
@@ -146,7 +153,7 @@ impl PyPreprocessConfig {
     fn __repr__(&self) -> String {
         let c = &self.inner;
         format!(
-            "PreprocessConfig(mode={:?}, shortest_edge={}, size={:?}, crop={:?}, crop_rounding={:?}, resample={}, rescale={:?}, rescale_factor={}, mean={:?}, std={:?}, fill={})",
+            "PreprocessConfig(mode={:?}, shortest_edge={}, size={:?}, crop={:?}, crop_rounding={:?}, resample={}, rescale={:?}, rescale_factor={}, mean={:?}, std={:?}, fill={}, convert_rgb={:?})",
             c.mode.as_str(),
             c.shortest_edge,
             c.size,
@@ -157,7 +164,8 @@ impl PyPreprocessConfig {
             self.rescale_factor(),
             self.mean(),
             self.std(),
-            c.fill
+            c.fill,
+            c.convert_rgb.as_str()
         )
     }
 }

@@ -21,6 +21,7 @@ use rayon::prelude::*;
 
 use crate::error::{ErrorKind, RecordError};
 use crate::hash::perceptual::{hash_luma, Bits, PerceptualKind};
+use crate::image::decode::Source;
 use crate::image::decode::{checked_header_with, decode_luma, decode_luma_draft, header_size, rgb_to_luma, DecodeLimits};
 use crate::image::preprocess::{PixelFloat, PreprocessConfig, Preprocessor};
 use crate::image::stats::{header_stats_and_jpeg_size, luma_stats, ImageStats};
@@ -157,9 +158,9 @@ fn analyze_one<T: PixelFloat>(data: &[u8], wants: &Wants, pre: Option<&Preproces
     let mut luma: Option<Result<Luma, RecordError>> = None;
     if let Some(pre) = pre {
         match pre.decode(data) {
-            Ok((rgb, target)) => {
-                pre.fill(&rgb, target, slot);
-                if need_luma && pre.plain_decode() && pre.cfg.decode.limits == wants.limits {
+            Ok((src, target)) => {
+                pre.fill(&src, target, slot);
+                if let (Source::Rgb(rgb) | Source::Nearest(rgb, _), true) = (&src, need_luma && pre.plain_decode() && pre.cfg.decode.limits == wants.limits) {
                     luma = Some(Ok((rgb.width as u32, rgb.height as u32, rgb_to_luma(&rgb.px))));
                 }
             }

@@ -12,8 +12,11 @@ pub mod stats;
 pub mod thumbnail;
 
 pub use analyze::{analyze, Analysis, Wants};
-pub use decode::{decode, decode_luma, decode_luma_draft, decode_rgb, orient, to_luma_pillow, Alpha, DecodeLimits, DecodeOptions, Rgb8, DEFAULT_MAX_PIXELS};
-pub use preprocess::{PreprocessConfig, ResizeMode};
+pub use decode::{
+    decode, decode_luma, decode_luma_draft, decode_rgb, decode_source, orient, to_luma_pillow, Alpha, DecodeLimits, DecodeOptions, Rgb8, Source,
+    DEFAULT_MAX_PIXELS,
+};
+pub use preprocess::{ConvertOrder, PreprocessConfig, ResizeMode};
 pub use probe::{probe, Probe};
 pub use resample::{resize, resize_luma, Filter};
 pub use stats::{image_stats, ImageStats};

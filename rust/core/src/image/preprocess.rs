@@ -1,11 +1,12 @@
-//! CLIP-style preprocessing of encoded images into one NCHW float array: decode to RGB as
-//! Pillow does, resize with Pillow's 8-bit kernels, center crop (or pad), rescale and
-//! normalise with the same float arithmetic as transformers' `CLIPImageProcessor` (or
-//! torchvision, for open_clip's defaults).
+//! CLIP-style preprocessing of encoded images into one NCHW float array: decode as Pillow
+//! does, resize with Pillow's kernels, center crop (or pad), convert to RGB before the resize
+//! (transformers) or after the crop (open_clip; see [`ConvertOrder`]), rescale and normalise
+//! with the same float arithmetic as transformers' `CLIPImageProcessor` (or torchvision, for
+//! open_clip's defaults).
 
 use crate::error::RecordError;
-use crate::image::decode::{decode_rgb, decode_rgb_draft, header_size, Alpha, DecodeOptions, Rgb8};
-use crate::image::resample::{resize_region, Filter};
+use crate::image::decode::{cmyk_stored_to_rgb, decode_rgb, decode_rgb_draft, decode_source, header_size, over_white, Alpha, DecodeOptions, Source};
+use crate::image::resample::{nearest_region, resize16_region, resize_region, Filter};
 
 /// open_clip's `OPENAI_DATASET_MEAN` (also transformers' `OPENAI_CLIP_MEAN`), the decimals as
 /// the references write them.
@@ -76,6 +77,36 @@ impl CropRounding {
     }
 }
 
+/// When the decoded image becomes RGB: before the resize (transformers'
+/// `CLIPImageProcessor`, whose `convert_rgb` comes first) or after the resize and crop
+/// (open_clip's `image_transform`: `Resize`, `CenterCrop`, then `convert("RGB")` on the image
+/// as Pillow opened it). They differ on modes Pillow resizes differently from RGB: "P" and "1"
+/// (NEAREST whatever the filter), "RGBA" and "LA" (premultiplied), "CMYK" and "I;16".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvertOrder {
+    /// `convert("RGB")` first, then the resize (transformers).
+    BeforeResize,
+    /// The resize and crop in the opened mode, then `convert("RGB")` (open_clip).
+    AfterResize,
+}
+
+impl ConvertOrder {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "before_resize" => Ok(ConvertOrder::BeforeResize),
+            "after_resize" => Ok(ConvertOrder::AfterResize),
+            other => Err(format!("convert_rgb must be 'before_resize' or 'after_resize', not {other:?}")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConvertOrder::BeforeResize => "before_resize",
+            ConvertOrder::AfterResize => "after_resize",
+        }
+    }
+}
+
 /// How 8-bit values become floats before normalisation.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Rescale {
@@ -129,6 +160,8 @@ pub struct PreprocessConfig {
     pub normalize: Option<([f32; 3], [f32; 3])>,
     /// The 8-bit value of padding (crops larger than the image, [`ResizeMode::Longest`]).
     pub fill: u8,
+    /// Whether the image becomes RGB before or after the resize (see [`ConvertOrder`]).
+    pub convert_rgb: ConvertOrder,
     /// Decode large JPEGs at a reduced DCT scale (1/2, 1/4, 1/8) that still covers the
     /// resize target, as Pillow's `Image.draft`: several times faster on multi-megapixel
     /// photos, close to but no longer bit-identical with the reference.
@@ -138,7 +171,7 @@ pub struct PreprocessConfig {
 
 impl PreprocessConfig {
     /// open_clip's defaults for a `size` model: shortest side + center crop, bicubic, OpenAI
-    /// mean and std, torchvision's crop rounding and `ToTensor` division.
+    /// mean and std, torchvision's crop rounding and `ToTensor` division, RGB after the resize.
     pub fn open_clip(size: usize) -> Self {
         PreprocessConfig {
             mode: ResizeMode::Shortest,
@@ -150,6 +183,7 @@ impl PreprocessConfig {
             rescale: Rescale::Divide255,
             normalize: Some((OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)),
             fill: 0,
+            convert_rgb: ConvertOrder::AfterResize,
             jpeg_draft: false,
             decode: DecodeOptions::default(),
         }
@@ -296,27 +330,29 @@ impl<'a> Preprocessor<'a> {
         !self.cfg.jpeg_draft && !self.cfg.decode.exif_transpose && self.cfg.decode.alpha == Alpha::Drop
     }
 
-    /// Decodes one image as this configuration asks (JPEG draft included), with the (width,
-    /// height) it is to be resized to (for a drafted JPEG, the size its full-size original
-    /// would get).
-    pub fn decode(&self, data: &[u8]) -> Result<(Rgb8, (usize, usize)), RecordError> {
+    /// Decodes one image as this configuration asks (JPEG draft included, in the form its
+    /// [`ConvertOrder`] resizes), with the (width, height) it is to be resized to (for a
+    /// drafted JPEG, the size its full-size original would get).
+    pub fn decode(&self, data: &[u8]) -> Result<(Source, (usize, usize)), RecordError> {
         let cfg = self.cfg;
+        let after = cfg.convert_rgb == ConvertOrder::AfterResize;
         if cfg.jpeg_draft && crate::image::probe::sniff(data) == Some("JPEG") {
             // The geometry comes from the full-size header so it matches the exact path.
             let (hw, hh) = header_size(data)?;
             let swapped = cfg.decode.exif_transpose && crate::image::probe::probe(data).is_some_and(|p| p.orientation >= 5);
             let (w, h) = if swapped { (hh as usize, hw as usize) } else { (hw as usize, hh as usize) };
             let target = resized_size(cfg, w, h);
-            return Ok((decode_rgb_draft(data, &cfg.decode, Some(target))?, target));
+            let src = if after { decode_source(data, &cfg.decode, Some(target))? } else { Source::Rgb(decode_rgb_draft(data, &cfg.decode, Some(target))?) };
+            return Ok((src, target));
         }
-        let img = decode_rgb(data, &cfg.decode)?;
-        let target = resized_size(cfg, img.width, img.height);
-        Ok((img, target))
+        let src = if after { decode_source(data, &cfg.decode, None)? } else { Source::Rgb(decode_rgb(data, &cfg.decode)?) };
+        let (w, h) = src.size();
+        Ok((src, resized_size(cfg, w, h)))
     }
 
-    /// Resizes `img` to `(rw, rh)`, crops or pads, rescales and normalises it into `out`
-    /// (3 x H x W, channel-major).
-    pub fn fill<T: PixelFloat>(&self, img: &Rgb8, (rw, rh): (usize, usize), out: &mut [T]) {
+    /// Resizes `img` to `(rw, rh)`, crops or pads, converts to RGB (where [`Source`] says),
+    /// rescales and normalises it into `out` (3 x H x W, channel-major).
+    pub fn fill<T: PixelFloat>(&self, img: &Source, (rw, rh): (usize, usize), out: &mut [T]) {
         let (cfg, (oh, ow)) = (self.cfg, self.shape);
         debug_assert_eq!(out.len(), 3 * oh * ow);
         // The window of the resized image the output shows: (first output index, source range).
@@ -332,12 +368,13 @@ impl<'a> Preprocessor<'a> {
         };
         let (oy0, rows) = span(top, oh, rh);
         let (ox0, cols) = span(left, ow, rw);
-        let region = resize_region::<3>(&img.px, img.width, img.height, rw, rh, cfg.filter, cols.clone(), rows.clone());
+        let region = resized_rgb(img, rw, rh, cfg.filter, cfg.decode.alpha, cols.clone(), rows.clone());
         let plane = oh * ow;
         let (rn, cn) = (rows.len(), cols.len());
+        let pad = img.pad_rgb(cfg.fill, cfg.decode.alpha);
         for (c, table) in self.lut.iter().enumerate() {
             let dst = &mut out[c * plane..(c + 1) * plane];
-            let fill = T::from_f32(table[cfg.fill as usize]);
+            let fill = T::from_f32(table[pad[c] as usize]);
             if rn * cn < plane {
                 dst.fill(fill);
             }
@@ -349,6 +386,52 @@ impl<'a> Preprocessor<'a> {
                 }
             }
         }
+    }
+}
+
+/// The `cols x rows` window of `img` resized to `rw x rh` as Pillow resizes its mode, in
+/// packed 8-bit RGB (see [`Source`]): RGB with `filter`; "P" and "1" with NEAREST; "RGBA" and
+/// "LA" premultiplied (Pillow's `RGBA` -> `RGBa`, resize, `RGBa` -> `RGBA`), then the alpha
+/// dropped or composited on white; "CMYK" resized then `cmyk2rgb`; "I;16" resized at 16 bits
+/// then clipped at 255. An image already at its target size is not resampled (Pillow copies it).
+fn resized_rgb(img: &Source, rw: usize, rh: usize, filter: Filter, alpha: Alpha, cols: std::ops::Range<usize>, rows: std::ops::Range<usize>) -> Vec<u8> {
+    let (w, h) = img.size();
+    let same = (rw, rh) == (w, h);
+    match img {
+        Source::Rgb(i) => resize_region::<3>(&i.px, w, h, rw, rh, filter, cols, rows),
+        Source::Nearest(i, _) => nearest_region::<3>(&i.px, w, h, rw, rh, cols, rows),
+        Source::Rgba { px, .. } => {
+            let muldiv255 = |a: u32, b: u32| {
+                let t = a * b + 128;
+                (((t >> 8) + t) >> 8) as u8
+            };
+            let rgba = if same {
+                resize_region::<4>(px, w, h, rw, rh, filter, cols, rows)
+            } else {
+                let pre: Vec<u8> = px
+                    .chunks_exact(4)
+                    .flat_map(|p| [muldiv255(p[0] as u32, p[3] as u32), muldiv255(p[1] as u32, p[3] as u32), muldiv255(p[2] as u32, p[3] as u32), p[3]])
+                    .collect();
+                let mut r = resize_region::<4>(&pre, w, h, rw, rh, filter, cols, rows);
+                for p in r.chunks_exact_mut(4) {
+                    let a = p[3] as u32;
+                    if a != 0 && a != 255 {
+                        for v in &mut p[..3] {
+                            *v = (255 * *v as u32 / a).min(255) as u8;
+                        }
+                    }
+                }
+                r
+            };
+            match alpha {
+                Alpha::Drop => rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
+                Alpha::White => rgba.chunks_exact(4).flat_map(|p| [0, 1, 2].map(|c| over_white(p[c], p[3]))).collect(),
+            }
+        }
+        Source::Cmyk { px, .. } => {
+            resize_region::<4>(px, w, h, rw, rh, filter, cols, rows).chunks_exact(4).flat_map(|p| cmyk_stored_to_rgb([p[0], p[1], p[2], p[3]])).collect()
+        }
+        Source::Gray16 { px, .. } => resize16_region(px, w, h, rw, rh, filter, cols, rows).into_iter().flat_map(|v| [v.min(255) as u8; 3]).collect(),
     }
 }
 

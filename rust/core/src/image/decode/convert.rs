@@ -115,8 +115,9 @@ pub fn to_luma_pillow(img: &DynamicImage) -> (u32, u32, Vec<u8>) {
 /// to RGB.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Alpha {
-    /// Drop it, as Pillow's `convert("RGB")` and open_clip do: transparent pixels keep their
-    /// stored colour.
+    /// Drop it, as Pillow's `convert("RGB")` does: transparent pixels keep their stored
+    /// colour (open_clip drops it too, but after resizing premultiplied: see
+    /// [`crate::image::Source`]).
     Drop,
     /// Composite over opaque white with Pillow's `alpha_composite` arithmetic, as
     /// transformers' `convert_to_rgb` does (transformers 5).
@@ -126,7 +127,7 @@ pub enum Alpha {
 /// Pillow's `alpha_composite` of `(c, a)` over opaque white (7-bit precision coefficients,
 /// rounded division by 255); checked against Pillow on all 65,536 pairs.
 #[inline]
-pub(super) fn over_white(c: u8, a: u8) -> u8 {
+pub(crate) fn over_white(c: u8, a: u8) -> u8 {
     if a == 0 {
         return 255;
     }
@@ -165,7 +166,12 @@ pub fn to_rgb_pillow(img: DynamicImage, alpha: Alpha) -> Vec<u8> {
 /// Applies an EXIF orientation (1-8) as Pillow's `ImageOps.exif_transpose`: 2 mirror, 3 rotate
 /// 180, 4 flip, 5 transpose, 6 rotate 90 clockwise, 7 transverse, 8 rotate 90 counter-clockwise.
 pub fn orient(img: Rgb8, orientation: u8) -> Rgb8 {
-    let (w, h) = (img.width, img.height);
+    let (width, height, px) = orient_px(img.px, img.width, img.height, 3, orientation);
+    Rgb8 { width, height, px }
+}
+
+/// [`orient`] for interleaved pixels of `c` values each: (width, height, pixels) after it.
+pub fn orient_px<T: Copy + Default>(px: Vec<T>, w: usize, h: usize, c: usize, orientation: u8) -> (usize, usize, Vec<T>) {
     let swap = orientation >= 5;
     let (ow, oh) = if swap { (h, w) } else { (w, h) };
     // Source (x, y) of output (x', y').
@@ -182,15 +188,15 @@ pub fn orient(img: Rgb8, orientation: u8) -> Rgb8 {
         }
     };
     if !(2..=8).contains(&orientation) {
-        return img;
+        return (w, h, px);
     }
-    let mut px = vec![0u8; ow * oh * 3];
+    let mut out = vec![T::default(); ow * oh * c];
     for y in 0..oh {
         for x in 0..ow {
             let (sx, sy) = src(x, y);
-            let s = (sy * w + sx) * 3;
-            px[(y * ow + x) * 3..(y * ow + x) * 3 + 3].copy_from_slice(&img.px[s..s + 3]);
+            let s = (sy * w + sx) * c;
+            out[(y * ow + x) * c..(y * ow + x) * c + c].copy_from_slice(&px[s..s + c]);
         }
     }
-    Rgb8 { width: ow, height: oh, px }
+    (ow, oh, out)
 }

@@ -1,7 +1,7 @@
 //! JPEG through libjpeg-turbo's decoder (mozjpeg), exactly as Pillow decodes it, including
 //! the DCT-domain reduced scales of Pillow's `Image.draft`.
 
-use image::{DynamicImage, GrayImage, RgbImage};
+use image::{DynamicImage, GrayImage, RgbImage, RgbaImage};
 
 use super::convert::rgbx_to_luma;
 use super::err;
@@ -35,17 +35,23 @@ pub(super) fn jpeg_has_eoi(data: &[u8]) -> bool {
 /// Pillow's `cmyk2rgb` on the inverted samples it stores ("CMYK;I": Pillow assumes Adobe
 /// polarity for every CMYK JPEG): `nk = 255 - k`, `v = nk - round(c * nk / 255)`.
 pub(super) fn cmyk_to_rgb_pillow(px: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(px.len() / 4 * 3);
+    for p in px.chunks_exact(4) {
+        out.extend(cmyk_stored_to_rgb([255 - p[0], 255 - p[1], 255 - p[2], 255 - p[3]]));
+    }
+    out
+}
+
+/// Pillow's `cmyk2rgb` of one pixel as Pillow stores it (`CMYK`, after its "CMYK;I" inversion
+/// of libjpeg's samples).
+#[inline]
+pub(crate) fn cmyk_stored_to_rgb(p: [u8; 4]) -> [u8; 3] {
     let muldiv255 = |a: i32, b: i32| {
         let t = a * b + 128;
         ((t >> 8) + t) >> 8
     };
-    let mut out = Vec::with_capacity(px.len() / 4 * 3);
-    for p in px.chunks_exact(4) {
-        let (c, m, y, k) = (255 - p[0] as i32, 255 - p[1] as i32, 255 - p[2] as i32, 255 - p[3] as i32);
-        let nk = 255 - k;
-        out.extend([c, m, y].map(|v| (nk - muldiv255(v, nk)).clamp(0, 255) as u8));
-    }
-    out
+    let nk = 255 - p[3] as i32;
+    [p[0], p[1], p[2]].map(|v| (nk - muldiv255(v as i32, nk)).clamp(0, 255) as u8)
 }
 
 /// The most scans (start-of-scan markers) a JPEG may have. A progressive JPEG's decode time
@@ -158,8 +164,13 @@ pub(super) fn decode_jpeg_libjpeg(data: &[u8], scale_num: u8, out: JpegOut, max_
             ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK => {
                 let mut s = d.to_colorspace(ColorSpace::JCS_CMYK)?;
                 let (w, h) = (s.width() as u32, s.height() as u32);
-                let px = s.read_scanlines::<u8>()?;
+                let mut px = s.read_scanlines::<u8>()?;
                 s.finish()?;
+                if out == JpegOut::RgbOrCmyk {
+                    // Pillow's stored CMYK ("CMYK;I": every sample inverted), 4 bytes a pixel.
+                    px.iter_mut().for_each(|v| *v = 255 - *v);
+                    return Ok(RgbaImage::from_raw(w, h, px).map(DynamicImage::ImageRgba8));
+                }
                 Ok(RgbImage::from_raw(w, h, cmyk_to_rgb_pillow(&px)).map(DynamicImage::ImageRgb8))
             }
             _ => {
@@ -191,6 +202,9 @@ pub(super) fn decode_jpeg_libjpeg(data: &[u8], scale_num: u8, out: JpegOut, max_
 pub(super) enum JpegOut {
     /// RGB, as Pillow's `Image.open` gives.
     Rgb,
+    /// RGB, but a CMYK (or YCCK) JPEG as the CMYK bytes Pillow stores for it (mode "CMYK"),
+    /// 4 a pixel in an RGBA buffer.
+    RgbOrCmyk,
     /// Pillow's `convert("L")` of that RGB.
     Luma,
     /// libjpeg's own grayscale output (the Y channel), as Pillow's `draft("L", ...)` asks for.

@@ -11,8 +11,10 @@ use std::io::Cursor;
 
 use image::{DynamicImage, ImageFormat, ImageReader};
 
+pub(crate) use convert::over_white;
 use convert::to_rgb_pillow;
-pub use convert::{orient, rgb_to_luma, rgbx_to_luma, to_luma_pillow, Alpha};
+pub use convert::{orient, orient_px, rgb_to_luma, rgbx_to_luma, to_luma_pillow, Alpha};
+pub(crate) use libjpeg::cmyk_stored_to_rgb;
 use libjpeg::{decode_jpeg_libjpeg, draft_numerator, jpeg_has_eoi, pillow_draft_denominator, JpegOut};
 
 use crate::error::{ErrorKind, RecordError};
@@ -144,6 +146,11 @@ pub fn checked_header_with(data: &[u8], jpeg_size: Option<(u32, u32)>, limits: &
 /// A non-JPEG image (checked by [`checked_header`]) through the `image` crate, with its
 /// allocation bounded by the header's size.
 fn decode_full(data: &[u8], format: ImageFormat, w: u32, h: u32) -> Result<DynamicImage, RecordError> {
+    Ok(gray16_key_as_pillow(data, format, decode_full_unkeyed(data, format, w, h)?))
+}
+
+/// [`decode_full`] before [`gray16_key_as_pillow`]: a keyed 16-bit gray PNG keeps its values.
+fn decode_full_unkeyed(data: &[u8], format: ImageFormat, w: u32, h: u32) -> Result<DynamicImage, RecordError> {
     // For GIF this is the first frame, as Pillow's Image.open gives.
     let img = match crate_decode(data, format, w, h) {
         Ok(img) => img,
@@ -158,7 +165,7 @@ fn decode_full(data: &[u8], format: ImageFormat, w: u32, h: u32) -> Result<Dynam
     if let Some(why) = png_refused_as_pillow(data, format) {
         return Err(err(ErrorKind::CorruptImage, why));
     }
-    Ok(gray16_key_as_pillow(data, format, img))
+    Ok(img)
 }
 
 /// The IEND chunk: length 0, type, CRC.
@@ -481,6 +488,222 @@ pub fn decode_rgb_draft(data: &[u8], opts: &DecodeOptions, draft_min: Option<(us
     let (width, height) = (img.width() as usize, img.height() as usize);
     let px = to_rgb_pillow(img, opts.alpha);
     Ok(orient(Rgb8 { width, height, px }, orientation))
+}
+
+/// An image as Pillow's `Image.open` holds it, in the form a resize before the RGB
+/// conversion reads (open_clip's order: `Resize`, `CenterCrop`, then `convert("RGB")`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// Modes whose conversion to RGB commutes with the resize ("RGB", "L", and every image in
+    /// the convert-first order): `convert("RGB")` already applied.
+    Rgb(Rgb8),
+    /// Modes "P" and "1", which Pillow resizes with NEAREST whatever the filter asked (a
+    /// per-pixel lookup, so converted first: the same pixels), with the palette of a "P"
+    /// image as RGBA entries (padding takes the colour of its entry `fill`; for "1", black
+    /// then 255 whites, as a non-zero fill is white there).
+    Nearest(Rgb8, Option<Vec<[u8; 4]>>),
+    /// Modes "RGBA" and "LA" (gray in R, G and B), 4 bytes a pixel: Pillow resizes them
+    /// premultiplied ("RGBa", "La") and converts back.
+    Rgba { width: usize, height: usize, px: Vec<u8> },
+    /// Mode "CMYK" (a CMYK or YCCK JPEG) as Pillow stores it, 4 bytes a pixel; resized, then
+    /// Pillow's `cmyk2rgb`.
+    Cmyk { width: usize, height: usize, px: Vec<u8> },
+    /// Mode "I;16" (16-bit gray PNG): resized at 16 bits, then clipped at 255 (`I;16` -> RGB).
+    Gray16 { width: usize, height: usize, px: Vec<u16> },
+}
+
+impl Source {
+    /// (width, height).
+    pub fn size(&self) -> (usize, usize) {
+        match self {
+            Source::Rgb(i) | Source::Nearest(i, _) => (i.width, i.height),
+            Source::Rgba { width, height, .. } | Source::Cmyk { width, height, .. } | Source::Gray16 { width, height, .. } => (*width, *height),
+        }
+    }
+
+    /// The RGB of padding with the 8-bit value `fill` (open_clip pads the image in its opened
+    /// mode, torchvision's `pad` giving every band `fill`, then converts): the palette entry
+    /// `fill` of a "P" image (black past the palette's end, as Pillow), white for a
+    /// non-zero `fill` in "1", Pillow's
+    /// `cmyk2rgb` of `(fill, fill, fill, fill)` for "CMYK", `fill` in every channel otherwise;
+    /// alpha (of "RGBA", "LA" and the palette entry) dropped or composited on white.
+    pub fn pad_rgb(&self, fill: u8, alpha: Alpha) -> [u8; 3] {
+        let with_alpha = |c: [u8; 3], a: u8| match alpha {
+            Alpha::Drop => c,
+            Alpha::White => c.map(|v| over_white(v, a)),
+        };
+        match self {
+            Source::Nearest(_, Some(palette)) => {
+                let [r, g, b, a] = palette.get(fill as usize).copied().unwrap_or([0, 0, 0, 255]);
+                with_alpha([r, g, b], a)
+            }
+            Source::Cmyk { .. } => cmyk_stored_to_rgb([fill; 4]),
+            Source::Rgba { .. } => with_alpha([fill; 3], fill),
+            _ => [fill; 3],
+        }
+    }
+}
+
+/// The palette of a "P" PNG, GIF (frame 0's table) or BMP as RGBA entries: the alpha from a
+/// PNG's tRNS, or 0 at a GIF's transparent index; `None` where there is none to read.
+fn palette_rgba(data: &[u8], format: ImageFormat) -> Option<Vec<[u8; 4]>> {
+    let entries = |table: &[u8], size: usize, order: [usize; 3]| -> Vec<[u8; 4]> {
+        table.chunks_exact(size).map(|e| [e[order[0]], e[order[1]], e[order[2]], 255]).collect()
+    };
+    match format {
+        ImageFormat::Png => {
+            let mut palette = None;
+            for (kind, at, end) in png_chunks(data) {
+                let body = data.get(at + 8..end)?;
+                match kind {
+                    b"PLTE" => palette = Some(entries(body, 3, [0, 1, 2])),
+                    b"tRNS" => {
+                        for (e, &a) in palette.as_mut()?.iter_mut().zip(body) {
+                            e[3] = a;
+                        }
+                    }
+                    b"IDAT" => break,
+                    _ => {}
+                }
+            }
+            palette
+        }
+        ImageFormat::Gif => {
+            let (packed, _, _) = gif_first_frame(data)?;
+            let table = |flags: u8, at: usize| (flags & 0x80 != 0).then(|| data.get(at..at + (3usize << ((flags & 7) + 1)))).flatten();
+            let mut palette = entries(table(*data.get(packed)?, packed + 1).or_else(|| table(*data.get(10)?, 13))?, 3, [0, 1, 2]);
+            // The graphic control extension before frame 0: 21 F9 04 flags delay(2) index 00.
+            let mut i = 13 + data.get(10).map_or(0, |&f| if f & 0x80 != 0 { 3usize << ((f & 7) + 1) } else { 0 });
+            while data.get(i) == Some(&0x21) {
+                if data.get(i + 1) == Some(&0xF9) && data.get(i + 3).is_some_and(|f| f & 1 == 1) {
+                    if let Some(e) = data.get(i + 6).and_then(|&t| palette.get_mut(t as usize)) {
+                        e[3] = 0;
+                    }
+                }
+                i += 2;
+                while let Some(&n) = data.get(i) {
+                    i += 1 + n as usize;
+                    if n == 0 {
+                        break;
+                    }
+                }
+            }
+            Some(palette)
+        }
+        ImageFormat::Bmp => {
+            let (table, size, colors) = bmp_palette(data)?;
+            let n = (table.len() / size).min(colors).min(256);
+            Some(entries(&table[..n * size], size, [2, 1, 0]))
+        }
+        _ => None,
+    }
+}
+
+/// The mode Pillow's `Image.open` gives a non-JPEG image, refining the probe's where it reads
+/// the palette: a GIF whose frame-0 colour table is the gray ramp (or that has none) is "L"; a
+/// BMP whose palette is the gray ramp is "L", or "1" for black and white.
+fn pillow_mode(data: &[u8], format: ImageFormat) -> &'static str {
+    let Some(p) = super::probe::probe(data) else { return "RGB" };
+    let ramp = |table: &[u8], entry: usize, n: usize, values: &dyn Fn(usize) -> usize| {
+        (0..n).all(|i| table.get(i * entry..i * entry + 3).is_some_and(|c| c.iter().all(|&v| v as usize == values(i))))
+    };
+    match (format, p.mode) {
+        (ImageFormat::Gif, "P") => {
+            let table = |flags: u8, at: usize| (flags & 0x80 != 0).then(|| (at, 3usize << ((flags & 7) + 1)));
+            let local = gif_first_frame(data).and_then(|(packed, _, _)| table(*data.get(packed)?, packed + 1));
+            let global = data.get(10).and_then(|&f| table(f, 13));
+            match local.or(global) {
+                None => "L",
+                Some((at, len)) => match data.get(at..at + len) {
+                    Some(t) if ramp(t, 3, len / 3, &|i| i) => "L",
+                    _ => "P",
+                },
+            }
+        }
+        (ImageFormat::Bmp, "P") => {
+            let Some((table, entry, colors)) = bmp_palette(data) else { return "P" };
+            if colors == 2 && ramp(table, entry, 2, &|i| i * 255) {
+                "1"
+            } else if colors != 2 && ramp(table, entry, colors, &|i| i) {
+                if colors <= 2 {
+                    "1"
+                } else {
+                    "L"
+                }
+            } else {
+                "P"
+            }
+        }
+        (_, mode) => mode,
+    }
+}
+
+/// A BMP's colour table as Pillow reads it: (the bytes from its start, bytes an entry, entries:
+/// the header's colour count, else 2^bits).
+fn bmp_palette(data: &[u8]) -> Option<(&[u8], usize, usize)> {
+    let u32_at = |i: usize| data.get(i..i + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+    let header = u32_at(14)?;
+    let (bits, used, entry) = if header == 12 { (*data.get(24)? as u32, 0, 3) } else { (*data.get(28)? as u32, u32_at(46)?, 4) };
+    let colors = if used != 0 { used } else { 1usize << bits.min(16) };
+    Some((data.get(14 + header..)?, entry, colors))
+}
+
+/// Decodes `data` into a [`Source`]: the image in the mode Pillow opens it in, as far as the
+/// resize before the RGB conversion must know it (see [`Source`]); `draft_min` as
+/// [`decode_rgb_draft`]. The alpha rule applies to "RGBA" and "LA" after the resize; to every
+/// other mode (palette and tRNS transparency) before it, as [`decode_rgb`] applies it.
+pub fn decode_source(data: &[u8], opts: &DecodeOptions, draft_min: Option<(usize, usize)>) -> Result<Source, RecordError> {
+    let orientation = if opts.exif_transpose { crate::image::probe::probe(data).map_or(1, |p| p.orientation) } else { 1 };
+    let draft_min = draft_min.map(|(w, h)| if orientation >= 5 { (h, w) } else { (w, h) });
+    let (format, w, h) = checked_header(data, &opts.limits)?;
+    let (img, mode) = if format == ImageFormat::Jpeg {
+        let scale = draft_min.map_or(8, |(mw, mh)| draft_numerator(w, h, mw, mh));
+        let img = decode_jpeg_libjpeg(data, scale, JpegOut::RgbOrCmyk, opts.limits.max_pixels)?;
+        let mode = if matches!(img, DynamicImage::ImageRgba8(_)) { "CMYK" } else { "RGB" };
+        (img, mode)
+    } else {
+        (decode_full_unkeyed(data, format, w, h)?, pillow_mode(data, format))
+    };
+    let (width, height) = (img.width() as usize, img.height() as usize);
+    let high = |v: u16| (v >> 8) as u8;
+    let oriented4 = |px: Vec<u8>| orient_px(px, width, height, 4, orientation);
+    Ok(match (mode, img) {
+        ("CMYK", DynamicImage::ImageRgba8(b)) => {
+            let (width, height, px) = oriented4(b.into_raw());
+            Source::Cmyk { width, height, px }
+        }
+        ("I;16", DynamicImage::ImageLuma16(b)) => {
+            let (width, height, px) = orient_px(b.into_raw(), width, height, 1, orientation);
+            Source::Gray16 { width, height, px }
+        }
+        ("I;16", DynamicImage::ImageLumaA16(b)) if opts.alpha == Alpha::Drop => {
+            // A tRNS key: Pillow's `I;16` -> RGB ignores it.
+            let gray = b.as_raw().chunks_exact(2).map(|p| p[0]).collect();
+            let (width, height, px) = orient_px(gray, width, height, 1, orientation);
+            Source::Gray16 { width, height, px }
+        }
+        ("RGBA" | "LA", img @ (DynamicImage::ImageRgba8(_) | DynamicImage::ImageLumaA8(_) | DynamicImage::ImageRgba16(_) | DynamicImage::ImageLumaA16(_))) => {
+            let px: Vec<u8> = match img {
+                DynamicImage::ImageRgba8(b) => b.into_raw(),
+                DynamicImage::ImageLumaA8(b) => b.as_raw().chunks_exact(2).flat_map(|p| [p[0], p[0], p[0], p[1]]).collect(),
+                DynamicImage::ImageRgba16(b) => b.as_raw().iter().map(|&v| high(v)).collect(),
+                DynamicImage::ImageLumaA16(b) => b.as_raw().chunks_exact(2).flat_map(|p| [high(p[0]), high(p[0]), high(p[0]), high(p[1])]).collect(),
+                _ => unreachable!(),
+            };
+            let (width, height, px) = oriented4(px);
+            Source::Rgba { width, height, px }
+        }
+        (mode, img) => {
+            let rgb = orient(Rgb8 { width, height, px: to_rgb_pillow(gray16_key_as_pillow(data, format, img), opts.alpha) }, orientation);
+            if matches!(mode, "P" | "1") {
+                // Mode "1" stores any non-zero value as white: a 256-entry "palette" says so.
+                let bilevel = || (0..256).map(|i| if i == 0 { [0, 0, 0, 255] } else { [255; 4] }).collect();
+                Source::Nearest(rgb, if mode == "P" { palette_rgba(data, format) } else { Some(bilevel()) })
+            } else {
+                Source::Rgb(rgb)
+            }
+        }
+    })
 }
 
 #[cfg(test)]
