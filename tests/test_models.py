@@ -19,6 +19,7 @@ import pytest
 
 from interleaf import models
 from interleaf.cli import main as cli_main
+from interleaf.image import PreprocessConfig
 from interleaf.models import ModelDirectoryError
 from interleaf.models.runtime import create_session, cuda_available
 
@@ -166,6 +167,26 @@ def test_clip_image_embeddings_match_torch_from_encoded_bytes(clip, sample_dir):
     # Our preprocessing is bit-identical to Pillow + CLIPImageProcessor, so the tighter
     # tolerance holds too.
     assert cosines(ours, r["image_embeds"]).min() >= 0.9999
+
+
+def test_clip_preprocessing_order_follows_the_config_the_model_ships(tmp_path, sample_dir):
+    """A ``preprocessor_config.json`` (transformers) converts to RGB before the resize; an
+    ``open_clip_config.json`` (open_clip) after it, and the scores use that order."""
+    from interleaf import image
+
+    hf = models.load(CLIP_DIR)
+    assert hf.preprocess_config.convert_rgb == "before_resize"
+    d = shutil.copytree(CLIP_DIR, tmp_path / "clip")
+    (d / "preprocessor_config.json").unlink()
+    (d / "open_clip_config.json").write_text(json.dumps({"preprocess_cfg": {"size": 224, "mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]}}))
+    oc = models.load(d)
+    assert oc.preprocess_config.convert_rgb == "after_resize"
+    rgba = (sample_dir / "images" / "retina_disc.png").read_bytes()
+    ours, _ = oc.embed_images([rgba])
+    pixels, _ = image.preprocess([rgba], config=PreprocessConfig.open_clip(224))
+    other, _ = image.preprocess([rgba], config=PreprocessConfig.open_clip(224, convert_rgb="before_resize"))
+    assert not np.array_equal(pixels, other)  # an RGBA image, where the order matters
+    np.testing.assert_allclose(ours, oc.embed_images(pixels)[0], atol=1e-6)
 
 
 def test_clip_image_embeddings_match_torch_on_the_same_pixels(clip, sample_dir):
