@@ -261,13 +261,15 @@ def open_clip_order_reference(data: bytes, size: int, mode: str, fill: int = 0, 
     return x.transpose(2, 0, 1)
 
 
-def _png16(arr: np.ndarray, colour: int, trns: bytes | None = None) -> bytes:
-    """A 16-bit PNG written by hand (Pillow cannot write 16-bit colour)."""
+def _png16(arr: np.ndarray, colour: int, trns: bytes | None = None, interlace: bool = False) -> bytes:
+    """A 16-bit PNG written by hand (Pillow cannot write 16-bit colour), Adam7 if asked."""
     h, w = arr.shape[:2]
-    raw = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in arr.reshape(h, w, -1))
+    a = arr.reshape(h, w, -1).astype(">u2")
+    passes = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)) if interlace else ((0, 0, 1, 1),)
+    raw = b"".join(b"\x00" + row.tobytes() for x0, y0, dx, dy in passes if a[y0::dy, x0::dx].size for row in a[y0::dy, x0::dx])
     chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
     extra = chunk(b"tRNS", trns) if trns else b""
-    ihdr = struct.pack(">IIBBBBB", w, h, 16, colour, 0, 0, 0)
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, colour, 0, 0, int(interlace))
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + extra + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 
 
@@ -599,6 +601,44 @@ def test_bad_input_is_an_error_value_and_the_batch_goes_on(sample_dir):
     # Limits come from the header: a tighter max_pixels refuses a photo before decoding it.
     _, errors = image.preprocess([good], max_pixels=1000)
     assert errors[0]["kind"] == "image_too_large"
+
+
+def test_sixteen_bit_colour_pngs_read_row_by_row_give_pillows_pixels():
+    """16-bit RGB, gray + alpha and RGBA PNGs are cut to their high bytes row by row as they
+    are decoded (the 16-bit image is never held); interlaced and damaged ones take the full
+    decode. Either way: Pillow's ``convert("RGB")``, transformers' ``convert_to_rgb`` for
+    ``alpha="white"``, and a tRNS key matched on all 16 bits."""
+    from transformers.image_transforms import convert_to_rgb
+
+    rng = np.random.default_rng(3)
+    c16 = rng.integers(0, 65536, (37, 53, 3), dtype=np.uint16)
+    a16 = rng.integers(0, 65536, (37, 53), dtype=np.uint16)
+    a16[:, :9] = 0
+    for interlace in (False, True):
+        files = {
+            "rgb16": _png16(c16, 2, interlace=interlace),
+            "la16": _png16(np.dstack([c16[..., 0], a16]), 4, interlace=interlace),
+            "rgba16": _png16(np.dstack([c16, a16]), 6, interlace=interlace),
+        }
+        files["rgba16 without IEND"] = files["rgba16"][:-12]
+        for name, data in files.items():
+            im = Image.open(io.BytesIO(data))
+            assert np.array_equal(image.decode(data), np.asarray(im.convert("RGB"))), (name, interlace)
+            if "A" in im.getbands():
+                assert np.array_equal(image.decode(data, alpha="white"), convert_to_rgb(im, return_numpy=True)), (name, interlace)
+            ref = hf_pixels(hf(), data) if "A" not in im.getbands() else open_clip_order_reference(data, 224, "shortest")
+            (ours,), errors = image.preprocess([data], config=hf().to_dict() if "A" not in im.getbands() else None)
+            assert errors.to_list() == [None] and np.abs(ours - ref).max() <= 1e-5, (name, interlace)
+    # A tRNS key on 16-bit RGB: only the pixels equal to it in all 16 bits turn white.
+    keyed = c16.copy()
+    key = (1000, 20000, 50000)
+    keyed[0, 0] = key
+    keyed[0, 1] = (key[0] ^ 1, key[1], key[2])  # the same high bytes, another colour
+    data = _png16(keyed, 2, trns=struct.pack(">HHH", *key))
+    white = image.decode(data, alpha="white")
+    assert white[0, 0].tolist() == [255, 255, 255] and white[0, 1].tolist() == [v >> 8 for v in keyed[0, 1]]
+    assert np.array_equal(white[1:], (keyed[1:] >> 8).astype(np.uint8))
+    assert np.array_equal(image.decode(data), np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
 
 
 def test_sixteen_bit_png_gives_pillows_output(sample_dir):

@@ -36,7 +36,10 @@ per pixel (RGB, L, 16-bit RGB) give the same pixels in either order.
 Limits are checked from the header before any pixel buffer is allocated: ``max_pixels``
 (default 89,478,485, Pillow's ``MAX_IMAGE_PIXELS``; Pillow only warns there and refuses at twice
 that, here a larger image is an ``image_too_large`` error: raise it to take such images) and
-``max_bytes`` (default 256 MiB). Every
+``max_bytes`` (default 256 MiB). A 16-bit colour PNG is cut to the 8 bits Pillow keeps row by
+row as it decodes (straight to gray for :func:`stats` and the hashes), never held at 16 bits:
+a 9459x9459 RGBA file peaks at about 0.44 GB in :func:`preprocess` and 0.17 GB in
+:func:`stats` (1.1 and 0.86 GB before). Every
 failure is a value with a ``kind``: ``empty_image``, ``unknown_image_format``,
 ``corrupt_image``, ``truncated_image``, ``image_too_large``, ``missing_image``.
 

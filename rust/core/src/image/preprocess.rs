@@ -342,12 +342,20 @@ impl<'a> Preprocessor<'a> {
             let swapped = cfg.decode.exif_transpose && crate::image::probe::probe(data).is_some_and(|p| p.orientation >= 5);
             let (w, h) = if swapped { (hh as usize, hw as usize) } else { (hw as usize, hh as usize) };
             let target = resized_size(cfg, w, h);
-            let src = if after { decode_source(data, &cfg.decode, Some(target))? } else { Source::Rgb(decode_rgb_draft(data, &cfg.decode, Some(target))?) };
+            let mut src = if after { decode_source(data, &cfg.decode, Some(target))? } else { Source::Rgb(decode_rgb_draft(data, &cfg.decode, Some(target))?) };
+            if target != src.size() {
+                src.premultiply();
+            }
             return Ok((src, target));
         }
-        let src = if after { decode_source(data, &cfg.decode, None)? } else { Source::Rgb(decode_rgb(data, &cfg.decode)?) };
+        let mut src = if after { decode_source(data, &cfg.decode, None)? } else { Source::Rgb(decode_rgb(data, &cfg.decode)?) };
         let (w, h) = src.size();
-        Ok((src, resized_size(cfg, w, h)))
+        let target = resized_size(cfg, w, h);
+        if target != (w, h) {
+            // Pillow resizes RGBA and LA premultiplied (an image kept at its size is copied).
+            src.premultiply();
+        }
+        Ok((src, target))
     }
 
     /// Resizes `img` to `(rw, rh)`, crops or pads, converts to RGB (where [`Source`] says),
@@ -391,8 +399,8 @@ impl<'a> Preprocessor<'a> {
 
 /// The `cols x rows` window of `img` resized to `rw x rh` as Pillow resizes its mode, in
 /// packed 8-bit RGB (see [`Source`]): RGB with `filter`; "P" and "1" with NEAREST; "RGBA" and
-/// "LA" premultiplied (Pillow's `RGBA` -> `RGBa`, resize, `RGBa` -> `RGBA`), then the alpha
-/// dropped or composited on white; "CMYK" resized then `cmyk2rgb`; "I;16" resized at 16 bits
+/// "LA" premultiplied (Pillow's `RGBA` -> `RGBa` done by [`Preprocessor::decode`], resize,
+/// `RGBa` -> `RGBA`), then the alpha dropped or composited on white; "CMYK" resized then `cmyk2rgb`; "I;16" resized at 16 bits
 /// then clipped at 255. An image already at its target size is not resampled (Pillow copies it).
 fn resized_rgb(img: &Source, rw: usize, rh: usize, filter: Filter, alpha: Alpha, cols: std::ops::Range<usize>, rows: std::ops::Range<usize>) -> Vec<u8> {
     let (w, h) = img.size();
@@ -400,20 +408,11 @@ fn resized_rgb(img: &Source, rw: usize, rh: usize, filter: Filter, alpha: Alpha,
     match img {
         Source::Rgb(i) => resize_region::<3>(&i.px, w, h, rw, rh, filter, cols, rows),
         Source::Nearest(i, _) => nearest_region::<3>(&i.px, w, h, rw, rh, cols, rows),
-        Source::Rgba { px, .. } => {
-            let muldiv255 = |a: u32, b: u32| {
-                let t = a * b + 128;
-                (((t >> 8) + t) >> 8) as u8
-            };
-            let rgba = if same {
-                resize_region::<4>(px, w, h, rw, rh, filter, cols, rows)
-            } else {
-                let pre: Vec<u8> = px
-                    .chunks_exact(4)
-                    .flat_map(|p| [muldiv255(p[0] as u32, p[3] as u32), muldiv255(p[1] as u32, p[3] as u32), muldiv255(p[2] as u32, p[3] as u32), p[3]])
-                    .collect();
-                let mut r = resize_region::<4>(&pre, w, h, rw, rh, filter, cols, rows);
-                for p in r.chunks_exact_mut(4) {
+        Source::Rgba { px, premultiplied, .. } => {
+            let mut rgba = resize_region::<4>(px, w, h, rw, rh, filter, cols, rows);
+            if *premultiplied {
+                // Pillow's `RGBa` -> `RGBA`.
+                for p in rgba.chunks_exact_mut(4) {
                     let a = p[3] as u32;
                     if a != 0 && a != 255 {
                         for v in &mut p[..3] {
@@ -421,8 +420,8 @@ fn resized_rgb(img: &Source, rw: usize, rh: usize, filter: Filter, alpha: Alpha,
                         }
                     }
                 }
-                r
-            };
+            }
+            debug_assert!(*premultiplied || same);
             match alpha {
                 Alpha::Drop => rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
                 Alpha::White => rgba.chunks_exact(4).flat_map(|p| [0, 1, 2].map(|c| over_white(p[c], p[3]))).collect(),

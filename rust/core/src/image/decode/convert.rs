@@ -150,7 +150,18 @@ pub fn to_rgb_pillow(img: DynamicImage, alpha: Alpha) -> Vec<u8> {
         DynamicImage::ImageLumaA8(b) if white => b.as_raw().chunks_exact(2).flat_map(|p| gray(over_white(p[0], p[1]))).collect(),
         DynamicImage::ImageLumaA8(b) => b.as_raw().chunks_exact(2).flat_map(|p| gray(p[0])).collect(),
         DynamicImage::ImageRgba8(b) if white => b.as_raw().chunks_exact(4).flat_map(|p| [0, 1, 2].map(|c| over_white(p[c], p[3]))).collect(),
-        DynamicImage::ImageRgba8(b) => b.as_raw().chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
+        DynamicImage::ImageRgba8(b) => {
+            // In place (each pixel's 3 bytes land on bytes already read), so an RGBA image
+            // never has an RGB copy beside it.
+            let mut px = b.into_raw();
+            for i in 0..px.len() / 4 {
+                let [r, g, b] = [px[4 * i], px[4 * i + 1], px[4 * i + 2]];
+                px[3 * i..3 * i + 3].copy_from_slice(&[r, g, b]);
+            }
+            px.truncate(px.len() / 4 * 3);
+            px.shrink_to_fit();
+            px
+        }
         DynamicImage::ImageLuma16(b) => b.as_raw().iter().flat_map(|&v| gray(v.min(255) as u8)).collect(),
         DynamicImage::ImageLumaA16(b) if white => b.as_raw().chunks_exact(2).flat_map(|p| gray(over_white((p[0] >> 8) as u8, (p[1] >> 8) as u8))).collect(),
         DynamicImage::ImageLumaA16(b) => b.as_raw().chunks_exact(2).flat_map(|p| gray((p[0] >> 8) as u8)).collect(),

@@ -151,6 +151,12 @@ fn decode_full(data: &[u8], format: ImageFormat, w: u32, h: u32) -> Result<Dynam
 
 /// [`decode_full`] before [`gray16_key_as_pillow`]: a keyed 16-bit gray PNG keeps its values.
 fn decode_full_unkeyed(data: &[u8], format: ImageFormat, w: u32, h: u32) -> Result<DynamicImage, RecordError> {
+    if let Some(img) = png16_by_rows(data, format, w, h, false) {
+        if let Some(why) = png_refused_as_pillow(data, format) {
+            return Err(err(ErrorKind::CorruptImage, why));
+        }
+        return Ok(img);
+    }
     // For GIF this is the first frame, as Pillow's Image.open gives.
     let img = match crate_decode(data, format, w, h) {
         Ok(img) => img,
@@ -166,6 +172,66 @@ fn decode_full_unkeyed(data: &[u8], format: ImageFormat, w: u32, h: u32) -> Resu
         return Err(err(ErrorKind::CorruptImage, why));
     }
     Ok(img)
+}
+
+/// A non-interlaced 16-bit colour PNG (RGB, gray + alpha, RGBA: Pillow opens them as "RGB"
+/// and "RGBA" and keeps each sample's high byte) decoded row by row by the png crate, with the
+/// `image` crate's settings, each row cut to those high bytes as it comes, so the 16-bit image
+/// is never held: a 9459x9459 RGBA file needs its 358 MB 8-bit image instead of 716 MB for the
+/// 16-bit one plus the conversion. A tRNS colour key is matched on the 16-bit samples (the crate
+/// expands it into an alpha of 0 or 65535, whose high byte is kept). Every conversion reads the
+/// high bytes, so the 8-bit image gives the same pixels. With `luma`, each row becomes
+/// Pillow's `convert("L")` of it instead ([`l24`] of the high bytes; a gray + alpha file, which
+/// Pillow opens as RGBA with R = G = B, its gray), an 89 MB image for that file. `None` for any
+/// other PNG and wherever the png crate fails (reading on to IEND, which the crate's own decode
+/// does not need): the full decode then decides, mending what Pillow reads.
+fn png16_by_rows(data: &[u8], format: ImageFormat, w: u32, h: u32, luma: bool) -> Option<DynamicImage> {
+    // IHDR: bit depth at 24, colour type at 25, interlace at 28.
+    if format != ImageFormat::Png || data.get(24) != Some(&16) || !matches!(data.get(25), Some(2 | 4 | 6)) || data.get(28) != Some(&0) {
+        return None;
+    }
+    let limits = png::Limits { bytes: usize::try_from((w as u64 * h as u64 * 16).max(1 << 20)).unwrap_or(usize::MAX) };
+    let mut decoder = png::Decoder::new_with_limits(Cursor::new(data), limits);
+    decoder.set_ignore_text_chunk(false);
+    decoder.set_transformations(png::Transformations::EXPAND);
+    let mut reader = decoder.read_info().ok()?;
+    let (colour, depth) = reader.output_color_type();
+    let channels = match colour {
+        png::ColorType::Rgb => 3,
+        png::ColorType::GrayscaleAlpha => 2,
+        png::ColorType::Rgba => 4,
+        _ => return None,
+    };
+    let (rw, rh) = (reader.info().width, reader.info().height);
+    if depth != png::BitDepth::Sixteen || (rw, rh) != (w, h) {
+        return None;
+    }
+    let len = w as usize * h as usize * if luma { 1 } else { channels };
+    let mut px = Vec::new();
+    px.try_reserve_exact(len).ok()?;
+    let mut high = Vec::with_capacity(w as usize * channels);
+    while let Some(row) = reader.next_row().ok()? {
+        // Big-endian samples: the high byte comes first.
+        high.clear();
+        high.extend(row.data().iter().step_by(2));
+        match (luma, channels) {
+            (false, _) => px.extend_from_slice(&high),
+            (true, 2) => px.extend(high.chunks_exact(2).map(|p| p[0])),
+            (true, _) => px.extend(high.chunks_exact(channels).map(|p| convert::l24(p[0], p[1], p[2]))),
+        }
+    }
+    reader.finish().ok()?;
+    if px.len() != len {
+        return None;
+    }
+    if luma {
+        return image::GrayImage::from_raw(w, h, px).map(DynamicImage::ImageLuma8);
+    }
+    match channels {
+        3 => image::RgbImage::from_raw(w, h, px).map(DynamicImage::ImageRgb8),
+        2 => image::GrayAlphaImage::from_raw(w, h, px).map(DynamicImage::ImageLumaA8),
+        _ => image::RgbaImage::from_raw(w, h, px).map(DynamicImage::ImageRgba8),
+    }
 }
 
 /// The IEND chunk: length 0, type, CRC.
@@ -434,6 +500,13 @@ pub fn decode_luma_draft(data: &[u8], limits: &DecodeLimits, req: usize) -> Resu
 pub fn decode_luma(data: &[u8], limits: &DecodeLimits) -> Result<(u32, u32, Vec<u8>), RecordError> {
     let (format, w, h) = checked_header(data, limits)?;
     if format != ImageFormat::Jpeg {
+        // A 16-bit colour PNG straight to luma by rows, never held in colour.
+        if let Some(DynamicImage::ImageLuma8(g)) = png16_by_rows(data, format, w, h, true) {
+            if let Some(why) = png_refused_as_pillow(data, format) {
+                return Err(err(ErrorKind::CorruptImage, why));
+            }
+            return Ok((w, h, g.into_raw()));
+        }
         return Ok(to_luma_pillow(&decode_full(data, format, w, h)?));
     }
     Ok(into_luma(decode_jpeg_libjpeg(data, 8, JpegOut::Luma, limits.max_pixels)?))
@@ -503,8 +576,9 @@ pub enum Source {
     /// then 255 whites, as a non-zero fill is white there).
     Nearest(Rgb8, Option<Vec<[u8; 4]>>),
     /// Modes "RGBA" and "LA" (gray in R, G and B), 4 bytes a pixel: Pillow resizes them
-    /// premultiplied ("RGBa", "La") and converts back.
-    Rgba { width: usize, height: usize, px: Vec<u8> },
+    /// premultiplied ("RGBa", "La") and converts back; `premultiplied` once
+    /// [`Source::premultiply`] has made them so, in place.
+    Rgba { width: usize, height: usize, px: Vec<u8>, premultiplied: bool },
     /// Mode "CMYK" (a CMYK or YCCK JPEG) as Pillow stores it, 4 bytes a pixel; resized, then
     /// Pillow's `cmyk2rgb`.
     Cmyk { width: usize, height: usize, px: Vec<u8> },
@@ -518,6 +592,24 @@ impl Source {
         match self {
             Source::Rgb(i) | Source::Nearest(i, _) => (i.width, i.height),
             Source::Rgba { width, height, .. } | Source::Cmyk { width, height, .. } | Source::Gray16 { width, height, .. } => (*width, *height),
+        }
+    }
+
+    /// Pillow's `RGBA` -> `RGBa` (`MULDIV255(c, a)`) of an "RGBA" or "LA" source, in place;
+    /// nothing for the others.
+    pub fn premultiply(&mut self) {
+        if let Source::Rgba { px, premultiplied: premultiplied @ false, .. } = self {
+            let muldiv255 = |a: u32, b: u32| {
+                let t = a * b + 128;
+                (((t >> 8) + t) >> 8) as u8
+            };
+            for p in px.chunks_exact_mut(4) {
+                let a = p[3] as u32;
+                for v in &mut p[..3] {
+                    *v = muldiv255(*v as u32, a);
+                }
+            }
+            *premultiplied = true;
         }
     }
 
@@ -691,7 +783,7 @@ pub fn decode_source(data: &[u8], opts: &DecodeOptions, draft_min: Option<(usize
                 _ => unreachable!(),
             };
             let (width, height, px) = oriented4(px);
-            Source::Rgba { width, height, px }
+            Source::Rgba { width, height, px, premultiplied: false }
         }
         (mode, img) => {
             let rgb = orient(Rgb8 { width, height, px: to_rgb_pillow(gray16_key_as_pillow(data, format, img), opts.alpha) }, orientation);
@@ -727,6 +819,38 @@ mod tests {
         let flat = include_bytes!("testdata/flat-73x42.gif");
         let img = decode(flat, &DecodeLimits::default()).unwrap().into_rgb8();
         assert!(img.pixels().all(|p| p.0 == img.get_pixel(0, 0).0) && img.dimensions() == (73, 42));
+    }
+
+    #[test]
+    fn sixteen_bit_colour_pngs_read_by_rows_equal_the_crates_high_bytes() {
+        let (w, h) = (37u32, 23u32);
+        let mut seed = 7u32;
+        let mut next = move || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) as u16
+        };
+        let rgba = image::ImageBuffer::<image::Rgba<u16>, _>::from_fn(w, h, |_, _| image::Rgba([next(), next(), next(), next()]));
+        let la = image::ImageBuffer::<image::LumaA<u16>, _>::from_fn(w, h, |_, _| image::LumaA([next(), next()]));
+        let rgb = image::ImageBuffer::<image::Rgb<u16>, _>::from_fn(w, h, |_, _| image::Rgb([next(), next(), next()]));
+        for img in [DynamicImage::ImageRgba16(rgba), DynamicImage::ImageLumaA16(la), DynamicImage::ImageRgb16(rgb)] {
+            let mut png = Vec::new();
+            img.write_to(&mut Cursor::new(&mut png), ImageFormat::Png).unwrap();
+            let rows = png16_by_rows(&png, ImageFormat::Png, w, h, false).expect("a plain 16-bit colour PNG is read by rows");
+            let luma = png16_by_rows(&png, ImageFormat::Png, w, h, true).unwrap();
+            assert_eq!(luma.as_bytes(), &to_luma_pillow(&full_of(&png, w, h)).2[..]);
+            let full = crate_decode(&png, ImageFormat::Png, w, h).unwrap();
+            let high: Vec<u8> = full.as_bytes().chunks_exact(2).map(|v| u16::from_ne_bytes([v[0], v[1]]) >> 8).map(|v| v as u8).collect();
+            assert_eq!(rows.as_bytes(), &high[..], "{:?}", full.color());
+            assert_eq!(to_rgb_pillow(rows, Alpha::White), to_rgb_pillow(full, Alpha::White));
+        }
+        // Not 16-bit colour: left to the full decode.
+        let mut gray = Vec::new();
+        DynamicImage::ImageLuma16(image::ImageBuffer::from_pixel(4, 4, image::Luma([300u16]))).write_to(&mut Cursor::new(&mut gray), ImageFormat::Png).unwrap();
+        assert!(png16_by_rows(&gray, ImageFormat::Png, 4, 4, false).is_none());
+    }
+
+    fn full_of(png: &[u8], w: u32, h: u32) -> DynamicImage {
+        crate_decode(png, ImageFormat::Png, w, h).unwrap()
     }
 
     #[test]
