@@ -178,10 +178,25 @@ fn probe_png(d: &[u8], p: &mut Probe) {
     }
 }
 
-/// Walks a GIF's blocks to count image descriptors; Pillow opens GIFs as mode "P".
+/// Counts a GIF's image descriptors; Pillow opens GIFs as mode "P".
 fn probe_gif(d: &[u8], p: &mut Probe) {
     p.mode = "P";
-    let skip_sub_blocks = |mut i: usize| -> Option<usize> {
+    p.frames = (gif_blocks(d).filter(|b| matches!(b, GifBlock::Image { .. })).count() as u32).max(1);
+}
+
+/// A block of a GIF's data stream (past its header and global colour table).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum GifBlock {
+    /// An extension: its label and the offset of its first sub-block's length byte.
+    Extension { label: u8, at: usize },
+    /// An image descriptor: the offset of its 0x2C.
+    Image { at: usize },
+}
+
+/// A GIF's blocks in order, to the trailer or the first byte that starts none; a block whose
+/// sub-blocks run past the end of `d` is the last one given.
+pub(crate) fn gif_blocks(d: &[u8]) -> impl Iterator<Item = GifBlock> + '_ {
+    let skip_sub_blocks = move |mut i: usize| -> Option<usize> {
         loop {
             let n = *d.get(i)? as usize;
             i += 1 + n;
@@ -190,28 +205,22 @@ fn probe_gif(d: &[u8], p: &mut Probe) {
             }
         }
     };
-    let Some(&packed) = d.get(10) else { return };
-    let mut i = 13 + if packed & 0x80 != 0 { 3 << ((packed & 7) + 1) } else { 0 };
-    let mut frames = 0u32;
-    loop {
-        match d.get(i) {
-            Some(0x21) => match skip_sub_blocks(i + 2) {
-                Some(next) => i = next,
-                None => break,
-            },
-            Some(0x2C) => {
-                frames += 1;
-                let Some(&lp) = d.get(i + 9) else { break };
-                let lct = if lp & 0x80 != 0 { 3 << ((lp & 7) + 1) } else { 0 };
-                match skip_sub_blocks(i + 10 + lct + 1) {
-                    Some(next) => i = next,
-                    None => break,
-                }
-            }
-            _ => break,
-        }
-    }
-    p.frames = frames.max(1);
+    let table = |flags: u8| if flags & 0x80 != 0 { 3usize << ((flags & 7) + 1) } else { 0 };
+    let mut next = d.get(10).map(|&flags| 13 + table(flags));
+    std::iter::from_fn(move || {
+        let i = next.take()?;
+        let block = match *d.get(i)? {
+            0x21 => GifBlock::Extension { label: *d.get(i + 1)?, at: i + 2 },
+            0x2C => GifBlock::Image { at: i },
+            _ => return None,
+        };
+        next = match block {
+            GifBlock::Extension { at, .. } => skip_sub_blocks(at),
+            // The descriptor (10 bytes), its local colour table, the LZW code size, the data.
+            GifBlock::Image { at } => d.get(at + 9).and_then(|&flags| skip_sub_blocks(at + 10 + table(flags) + 1)),
+        };
+        Some(block)
+    })
 }
 
 fn probe_webp(d: &[u8], p: &mut Probe) {
@@ -305,5 +314,37 @@ mod tests {
         assert!(probe(b"nothing").is_none());
         // Found by the fuzzer: a JPEG segment whose length field is below 2.
         assert_eq!(probe(b"\xff\xd8\xff\xe1\x00\x00\xff\xe1\x00\x01Exif").unwrap().orientation, 1);
+    }
+
+    #[test]
+    fn gif_blocks_walk_extensions_and_frames_to_the_end_or_a_cut() {
+        // A 1x1 GIF with a 2-entry global table; a graphic control extension, a comment, a
+        // frame with a 2-entry local table, another control extension, a second frame.
+        let mut gif = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff".to_vec();
+        gif.extend_from_slice(b"\x21\xf9\x04\x01\x00\x00\x01\x00");
+        gif.extend_from_slice(b"\x21\xfe\x03abc\x02de\x00");
+        let first = gif.len();
+        gif.extend_from_slice(b"\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x80\x01\x02\x03\x04\x05\x06\x02\x02\x4c\x01\x00");
+        gif.extend_from_slice(b"\x21\xf9\x04\x00\x00\x00\x00\x00");
+        let second = gif.len();
+        gif.extend_from_slice(b"\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02\x4c\x01\x00\x3b");
+        let blocks: Vec<_> = gif_blocks(&gif).collect();
+        let want = [
+            GifBlock::Extension { label: 0xf9, at: 21 },
+            GifBlock::Extension { label: 0xfe, at: 29 },
+            GifBlock::Image { at: first },
+            GifBlock::Extension { label: 0xf9, at: second - 6 },
+            GifBlock::Image { at: second },
+        ];
+        assert_eq!(blocks, want);
+        assert_eq!(probe(&gif).unwrap().frames, 2);
+        // Cut inside the second frame's data: both frames are still given, and nothing past.
+        assert_eq!(gif_blocks(&gif[..second + 12]).collect::<Vec<_>>(), want);
+        // Cut inside the comment's sub-blocks: it is the last block.
+        assert_eq!(gif_blocks(&gif[..35]).collect::<Vec<_>>(), want[..2]);
+        // Every truncation walks without a panic.
+        for n in 0..gif.len() {
+            assert!(gif_blocks(&gif[..n]).count() <= want.len());
+        }
     }
 }

@@ -17,6 +17,7 @@ pub use convert::{orient, orient_px, rgb_to_luma, rgbx_to_luma, to_luma_pillow, 
 pub(crate) use libjpeg::cmyk_stored_to_rgb;
 use libjpeg::{decode_jpeg_libjpeg, draft_numerator, jpeg_has_eoi, pillow_draft_denominator, JpegOut};
 
+use super::probe::GifBlock;
 use crate::error::{ErrorKind, RecordError};
 
 /// Pillow's `Image.MAX_IMAGE_PIXELS` (89,478,485): larger images are decompression-bomb errors.
@@ -388,31 +389,43 @@ fn zlib_gives_rows(ihdr: &[u8], idat: &[u8]) -> bool {
     }
 }
 
-/// The first image descriptor of a GIF: (offset of its packed byte, top, height), past the
-/// global colour table and any extension blocks.
-fn gif_first_frame(data: &[u8]) -> Option<(usize, u32, u32)> {
-    let flags = *data.get(10)?;
-    let mut i = 13 + if flags & 0x80 != 0 { 3usize << ((flags & 7) + 1) } else { 0 };
-    loop {
-        match *data.get(i)? {
-            0x21 => {
-                // Extension: label, then sub-blocks until a zero length.
-                i += 2;
-                loop {
-                    let len = *data.get(i)? as usize;
-                    i += 1 + len;
-                    if len == 0 {
-                        break;
-                    }
+/// Frame 0 of a GIF, as far as Pillow's mode and palette and the interlace workaround need it.
+struct GifFrame {
+    /// The offset of its image descriptor's packed byte (interlace flag, local colour table).
+    packed: usize,
+    top: u32,
+    height: u32,
+    /// The transparent index of the last graphic control extension before it that sets one
+    /// (Pillow's `info["transparency"]`).
+    transparent: Option<u8>,
+}
+
+/// Frame 0 of a GIF: its image descriptor and the graphic control extensions before it.
+fn gif_first_frame(data: &[u8]) -> Option<GifFrame> {
+    let mut transparent = None;
+    for block in super::probe::gif_blocks(data) {
+        match block {
+            // 21 F9 04 flags delay(2) index 00: bit 0 of the flags says the index is transparent.
+            GifBlock::Extension { label: 0xF9, at } => {
+                if data.get(at + 1).is_some_and(|f| f & 1 == 1) {
+                    transparent = data.get(at + 4).copied();
                 }
             }
-            0x2C => {
-                let field = |k: usize| Some(u16::from_le_bytes([*data.get(i + k)?, *data.get(i + k + 1)?]) as u32);
-                return Some((i + 9, field(3)?, field(7)?));
+            GifBlock::Extension { .. } => {}
+            GifBlock::Image { at } => {
+                let field = |k: usize| Some(u16::from_le_bytes([*data.get(at + k)?, *data.get(at + k + 1)?]) as u32);
+                return Some(GifFrame { packed: at + 9, top: field(3)?, height: field(7)?, transparent });
             }
-            _ => return None,
         }
     }
+    None
+}
+
+/// Frame 0's colour table as (offset, bytes): its local table, else the global one (the global
+/// one where frame 0 was not found); `None` where there is neither.
+fn gif_colour_table(data: &[u8], frame: Option<&GifFrame>) -> Option<(usize, usize)> {
+    let table = |flags: u8, at: usize| (flags & 0x80 != 0).then(|| (at, 3usize << ((flags & 7) + 1)));
+    frame.and_then(|f| table(*data.get(f.packed)?, f.packed + 1)).or_else(|| table(*data.get(10)?, 13))
 }
 
 /// An interlaced GIF frame that the `gif` crate calls truncated although its data is whole (its
@@ -424,7 +437,7 @@ fn gif_interlaced_by_rows(data: &[u8], format: ImageFormat, w: u32, h: u32) -> O
     if format != ImageFormat::Gif {
         return None;
     }
-    let (packed, top, height) = gif_first_frame(data)?;
+    let GifFrame { packed, top, height, .. } = gif_first_frame(data)?;
     if data.get(packed)? & 0x40 == 0 {
         return None;
     }
@@ -661,24 +674,11 @@ fn palette_rgba(data: &[u8], format: ImageFormat) -> Option<Vec<[u8; 4]>> {
             palette
         }
         ImageFormat::Gif => {
-            let (packed, _, _) = gif_first_frame(data)?;
-            let table = |flags: u8, at: usize| (flags & 0x80 != 0).then(|| data.get(at..at + (3usize << ((flags & 7) + 1)))).flatten();
-            let mut palette = entries(table(*data.get(packed)?, packed + 1).or_else(|| table(*data.get(10)?, 13))?, 3, [0, 1, 2]);
-            // The graphic control extension before frame 0: 21 F9 04 flags delay(2) index 00.
-            let mut i = 13 + data.get(10).map_or(0, |&f| if f & 0x80 != 0 { 3usize << ((f & 7) + 1) } else { 0 });
-            while data.get(i) == Some(&0x21) {
-                if data.get(i + 1) == Some(&0xF9) && data.get(i + 3).is_some_and(|f| f & 1 == 1) {
-                    if let Some(e) = data.get(i + 6).and_then(|&t| palette.get_mut(t as usize)) {
-                        e[3] = 0;
-                    }
-                }
-                i += 2;
-                while let Some(&n) = data.get(i) {
-                    i += 1 + n as usize;
-                    if n == 0 {
-                        break;
-                    }
-                }
+            let frame = gif_first_frame(data)?;
+            let (at, len) = gif_colour_table(data, Some(&frame))?;
+            let mut palette = entries(data.get(at..at + len)?, 3, [0, 1, 2]);
+            if let Some(e) = frame.transparent.and_then(|t| palette.get_mut(t as usize)) {
+                e[3] = 0;
             }
             Some(palette)
         }
@@ -700,18 +700,13 @@ fn pillow_mode(data: &[u8], format: ImageFormat) -> &'static str {
         (0..n).all(|i| table.get(i * entry..i * entry + 3).is_some_and(|c| c.iter().all(|&v| v as usize == values(i))))
     };
     match (format, p.mode) {
-        (ImageFormat::Gif, "P") => {
-            let table = |flags: u8, at: usize| (flags & 0x80 != 0).then(|| (at, 3usize << ((flags & 7) + 1)));
-            let local = gif_first_frame(data).and_then(|(packed, _, _)| table(*data.get(packed)?, packed + 1));
-            let global = data.get(10).and_then(|&f| table(f, 13));
-            match local.or(global) {
-                None => "L",
-                Some((at, len)) => match data.get(at..at + len) {
-                    Some(t) if ramp(t, 3, len / 3, &|i| i) => "L",
-                    _ => "P",
-                },
-            }
-        }
+        (ImageFormat::Gif, "P") => match gif_colour_table(data, gif_first_frame(data).as_ref()) {
+            None => "L",
+            Some((at, len)) => match data.get(at..at + len) {
+                Some(t) if ramp(t, 3, len / 3, &|i| i) => "L",
+                _ => "P",
+            },
+        },
         (ImageFormat::Bmp, "P") => {
             let Some((table, entry, colors)) = bmp_palette(data) else { return "P" };
             if colors == 2 && ramp(table, entry, 2, &|i| i * 255) {
@@ -810,7 +805,7 @@ mod tests {
         // A 37x21 gradient GIF that Pillow wrote interlaced (its default), which the crate
         // decodes: the fallback (not interlaced, rows put back) must give the same pixels.
         let gif = include_bytes!("testdata/interlaced.gif");
-        let (packed, top, height) = gif_first_frame(gif).unwrap();
+        let GifFrame { packed, top, height, .. } = gif_first_frame(gif).unwrap();
         assert_eq!((gif[packed] & 0x40, top, height), (0x40, 0, 21));
         let own = decode(gif, &DecodeLimits::default()).unwrap().into_rgba8();
         let by_rows = gif_interlaced_by_rows(gif, ImageFormat::Gif, 37, 21).unwrap().into_rgba8();
