@@ -96,23 +96,29 @@ def test_a_trickling_or_endless_answer_is_cut_off(srv):
     assert c.last_stats.failed == 2
 
 
-def test_a_recipe_named_endpoint_gets_no_key_unless_the_recipe_names_its_variable(monkeypatch):
-    """A recipe cannot send the user's API key to a server of its choosing: an endpoint the
-    recipe names gets the key of its llm.api_key_env only; one the user gives (--llm-base-url or
-    INTERLEAF_LLM_BASE_URL) gets the usual INTERLEAF_LLM_API_KEY / OPENAI_API_KEY."""
+def test_a_recipe_named_endpoint_gets_no_key_unless_the_user_names_its_variable(monkeypatch):
+    """A recipe cannot send the user's API key, or any other variable, to a server of its
+    choosing: an endpoint the recipe names gets a key only from the variable named at run time
+    (--llm-api-key-env, llm={'api_key_env': ...}); a recipe that names one is refused; an
+    endpoint the user gives (--llm-base-url or INTERLEAF_LLM_BASE_URL) gets the usual
+    INTERLEAF_LLM_API_KEY / OPENAI_API_KEY, or the variable named at run time."""
     from interleaf.pipeline import llm_config
-    from interleaf.recipes import parse
+    from interleaf.recipes import RecipeError, parse
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-user")
     monkeypatch.setenv("MY_KEY", "sk-mine")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp-secret")
     monkeypatch.delenv("INTERLEAF_LLM_API_KEY", raising=False)
     monkeypatch.delenv("INTERLEAF_LLM_BASE_URL", raising=False)
     base = "signals:\n  j: {type: llm_judge, judge: comm}\nllm: {base_url: 'http://elsewhere:1/v1', model: m%s}\n"
     named = llm_config(parse(base % ""))
     assert Client(**named).api_key == "none"
-    assert Client(**llm_config(parse(base % ", api_key_env: MY_KEY"))).api_key == "sk-mine"
+    with pytest.raises(RecipeError, match="api_key_env is not read from a recipe.*--llm-api-key-env"):
+        parse(base % ", api_key_env: GITHUB_TOKEN")
+    assert Client(**llm_config(parse(base % ""), {"api_key_env": "MY_KEY"})).api_key == "sk-mine"
     mine = llm_config(parse(base % ""), {"base_url": "http://127.0.0.1:9/v1"})
     assert Client(**mine).api_key == "sk-user"
+    assert Client(**llm_config(parse(base % ""), {"base_url": "http://127.0.0.1:9/v1", "api_key_env": "MY_KEY"})).api_key == "sk-mine"
     monkeypatch.setenv("INTERLEAF_LLM_BASE_URL", "http://127.0.0.1:9/v1")
     assert Client(**llm_config(parse("signals:\n  j: {type: llm_judge, judge: comm}\nllm: {model: m}\n"))).api_key == "sk-user"
 

@@ -551,6 +551,31 @@ def test_pipeline_llm_judge_signal(scripted, sample_dir, tmp_path):
         run(str(recipe), [str(sample_dir / "comm.jsonl")], tmp_path / "o2", llm={**llm, "api_key": "sk-x"}, progress=False)
 
 
+def test_a_recipe_named_endpoint_is_sent_only_the_key_the_user_names(scripted, sample_dir, tmp_path):
+    """`interleaf run` with a recipe that names its own endpoint: no Authorization header
+    although OPENAI_API_KEY is set, the key of `--llm-api-key-env VAR` when given, and a recipe
+    that tries to name the variable itself (api_key_env: GITHUB_TOKEN) is refused unread."""
+    scripted.answer = lambda body: json.dumps({"development": 8, "completeness": 6, "alignment": count_images(body)})
+    env = {**__import__("os").environ, "OPENAI_API_KEY": "sk-user", "MY_KEY": "sk-mine", "GITHUB_TOKEN": "ghp-secret", "INTERLEAF_LLM_API_KEY": ""}
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(JUDGE_RECIPE.replace("llm: {concurrency: 4}", f"llm: {{base_url: '{scripted.url}', model: scripted}}"))
+
+    def cli(out, *extra):
+        return subprocess.run([sys.executable, "-m", "interleaf", "run", str(recipe), str(sample_dir / "comm.jsonl"), "--out", str(tmp_path / out), "--quiet", *extra], env=env, capture_output=True, text=True, timeout=300)
+
+    r = cli("o1")
+    assert r.returncode == 0, r.stderr
+    assert scripted.auth and set(scripted.auth) == {"Bearer none"} and "no API key is sent to it" in r.stderr and "--llm-api-key-env" in r.stderr
+    scripted.reset()
+    r = cli("o2", "--llm-api-key-env", "MY_KEY")
+    assert r.returncode == 0, r.stderr
+    assert scripted.auth and set(scripted.auth) == {"Bearer sk-mine"}
+    scripted.reset()
+    recipe.write_text(recipe.read_text().replace("model: scripted}", "model: scripted, api_key_env: GITHUB_TOKEN}"))
+    r = cli("o3")
+    assert r.returncode != 0 and "api_key_env is not read from a recipe" in r.stderr and scripted.auth == []
+
+
 def test_an_unparsed_answer_is_asked_again_on_the_next_run_and_refresh_asks_all(scripted, tmp_path, sample_images):
     """An answer the stage could not parse leaves the cache: a rerun with ``--structured
     json_schema`` (not part of the cache key) asks again; ``--refresh-cache`` asks everything."""

@@ -371,7 +371,7 @@ def _models_arg(items: Sequence[str] | None) -> dict[str, str]:
 def _run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "models": _models_arg(args.model),
-        "llm": {k: v for k, v in (("base_url", args.llm_base_url), ("model", args.llm_model), ("concurrency", args.llm_concurrency), ("cache", args.llm_cache)) if v is not None} or None,
+        "llm": {k: v for k, v in (("base_url", args.llm_base_url), ("model", args.llm_model), ("api_key_env", args.llm_api_key_env), ("concurrency", args.llm_concurrency), ("cache", args.llm_cache)) if v is not None} or None,
         "format": args.format,
         **_read_kwargs(args),
         "batch_size": args.batch_size,
@@ -480,6 +480,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an output folder that holds something else")
     p.add_argument("--llm-base-url", default=None, help="LLM endpoint of the recipe's llm_judge signals (overrides its llm.base_url; default $INTERLEAF_LLM_BASE_URL)")
     p.add_argument("--llm-model", default=None, help="LLM model name (overrides llm.model; default $INTERLEAF_LLM_MODEL)")
+    p.add_argument("--llm-api-key-env", default=None, metavar="VAR", help="environment variable holding the LLM API key (default $INTERLEAF_LLM_API_KEY, then $OPENAI_API_KEY; an endpoint the recipe names gets a key only from the variable named here)")
     p.add_argument("--llm-concurrency", type=int, default=None, help="LLM requests in flight per worker (overrides llm.concurrency)")
     p.add_argument("--llm-cache", default=None, help="sqlite cache of LLM answers (overrides llm.cache): a rerun sends only new requests")
     _add_read_options(p, quiet="no progress lines or timing table")

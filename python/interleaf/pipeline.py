@@ -310,7 +310,7 @@ def llm_config(recipe: Recipe, overrides: dict[str, Any] | None = None) -> dict[
     cfg = recipe.llm.model_dump() if recipe.llm is not None else {}
     cfg.update({k: v for k, v in (overrides or {}).items() if v is not None})
     if recipe.llm is not None and recipe.llm.base_url and cfg.get("base_url") == recipe.llm.base_url:
-        # The recipe chose the endpoint: it gets the key of the variable the recipe names, or
+        # The recipe chose the endpoint: it gets the key of a variable named at run time, or
         # none (never the environment's default key, see LLMSpec).
         cfg["api_key_env"] = cfg.get("api_key_env") or ""
     cfg["base_url"] = cfg.get("base_url") or os.environ.get("INTERLEAF_LLM_BASE_URL") or None
@@ -456,7 +456,7 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
     uses_llm = any(SIGNAL_MODELS[spec.type] == "llm" for spec in signals.values())
     if uses_llm and llm_cfg is not None and llm_cfg.get("api_key_env") == "" and (os.environ.get("INTERLEAF_LLM_API_KEY") or os.environ.get("OPENAI_API_KEY")):
         notices.append(
-            f"the recipe names the LLM endpoint {llm_cfg['base_url']}: no API key is sent to it (name the variable holding one in the recipe's llm.api_key_env, or give the endpoint with --llm-base-url)"
+            f"the recipe names the LLM endpoint {llm_cfg['base_url']}: no API key is sent to it (name the variable holding one with --llm-api-key-env, or give the endpoint with --llm-base-url)"
         )
     return Plan(recipe, resolved, signals, skipped, node_cols, doc_cols, dtypes, node_filters, doc_filters, skipped_filters, dataset_steps, document_steps, notices, llm_cfg if uses_llm else None, tf, it)
 
@@ -2059,7 +2059,9 @@ def run(
             home) or loaded model; overrides the recipe's ``models`` paths.
         llm: the LLM endpoint of the recipe's ``llm_judge`` signals: keys of the recipe's
             ``llm`` section (``base_url``, ``model``, ``concurrency``, ``cache``, ...) that
-            override it; the API key comes from ``INTERLEAF_LLM_API_KEY`` / ``OPENAI_API_KEY``.
+            override it, and ``api_key_env``: the variable the API key is read from (default
+            ``INTERLEAF_LLM_API_KEY``, then ``OPENAI_API_KEY``; an endpoint the recipe names
+            gets a key only from the variable named here).
         format, image_root, load_images, max_member_bytes, max_batch_bytes,
             allow_outside_root: how the inputs are read (as :func:`interleaf.read`).
         batch_size: documents per node batch (default 1024; batches also close at

@@ -266,12 +266,12 @@ class LLMSpec(_Strict):
     """The OpenAI-compatible endpoint of the recipe's LLM signals (:class:`interleaf.llm.Client`
     arguments). ``base_url`` and ``model`` may be left out and given at run time (``--llm-base-url``
     / ``--llm-model``, or ``INTERLEAF_LLM_BASE_URL`` / ``INTERLEAF_LLM_MODEL``); the API key is
-    never written in a recipe: ``INTERLEAF_LLM_API_KEY`` or ``OPENAI_API_KEY``. A ``base_url``
-    that the recipe itself names gets a key only when ``api_key_env`` names the variable that
-    holds it (a recipe from elsewhere cannot send your key to a server of its choosing)."""
+    never written in a recipe, nor the variable it is read from: ``INTERLEAF_LLM_API_KEY`` or
+    ``OPENAI_API_KEY``, or the one named at run time (``--llm-api-key-env``). A ``base_url``
+    that the recipe itself names gets a key only from a variable named at run time (a recipe
+    from elsewhere cannot send your key, or any other variable, to a server of its choosing)."""
 
     base_url: str | None = None
-    api_key_env: str | None = None
     max_response_bytes: int = Field(64 << 20, ge=1024)
     model: str | None = None
     concurrency: int = Field(16, ge=1, le=4096)
@@ -282,6 +282,13 @@ class LLMSpec(_Strict):
     max_tokens: int | None = Field(None, ge=1)
     seed: int | None = None
     structured: Literal["auto", "json_schema", "json_object", "none"] = "auto"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_key_variable(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "api_key_env" in data:
+            raise ValueError("api_key_env is not read from a recipe (a recipe must not choose which of your variables is sent to its endpoint): name the variable at run time with --llm-api-key-env (llm={'api_key_env': ...} in Python)")
+        return data
 
 
 class Recipe(_Strict):
