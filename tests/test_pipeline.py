@@ -250,6 +250,12 @@ def test_filters_are_checked_before_any_data_is_read(tmp_path, planted):
     r.write_text("signals:\n  c: {type: caption, level: doc}\nfilters:\n  doc:\n    a: 'c_words > 2'\n    a: 'c_words > 5'\n")
     with pytest.raises(recipes.RecipeError, match="line 6: 'a' is given twice \\(first on line 5\\)"):
         run(r, planted["inputs"], out, progress=False)
+    # Nested aliases (YAML's "billion laughs": 10^10 paths in 600 bytes) are walked once per
+    # node, and refused for what they are, not expanded.
+    bomb = ['l0: &l0 ["x","x","x","x","x","x","x","x","x","x"]'] + [f"l{i}: &l{i} [" + ",".join([f"*l{i - 1}"] * 10) + "]" for i in range(1, 10)]
+    r.write_text("x:\n" + "".join(f"  {line}\n" for line in bomb) + "description: *l9\nfilters: {node: *l9}\n")
+    with pytest.raises(recipes.RecipeError, match="line 12: description: Input should be a valid string"):
+        run(r, planted["inputs"], out, progress=False)
     for column in ("image_format", "nowhere", "pos"):
         r.write_text(f"signals:\n  image: {{type: image}}\noutput:\n  images_to: {column}\n")
         with pytest.raises(recipes.RecipeError, match=f"output.images_to: '{column}' is not a numeric node column"):

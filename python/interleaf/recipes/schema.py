@@ -374,10 +374,16 @@ def _line_of(root: Any, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
-def _duplicate_key(node: Any) -> tuple[str, int, int] | None:
-    """The first key a mapping of the YAML tree holds twice: (key, its first line, its second)."""
+def _duplicate_key(node: Any, seen_nodes: set[int] | None = None) -> tuple[str, int, int] | None:
+    """The first key a mapping of the YAML tree holds twice: (key, its first line, its second).
+    Each node is visited once, however many aliases point at it (nested aliases would make a
+    walk along every path exponential: YAML's "billion laughs")."""
     import yaml
 
+    seen_nodes = set() if seen_nodes is None else seen_nodes
+    if id(node) in seen_nodes:
+        return None
+    seen_nodes.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for k, v in node.value:
@@ -385,11 +391,11 @@ def _duplicate_key(node: Any) -> tuple[str, int, int] | None:
             if name in seen:
                 return name, seen[name], line
             seen[name] = line
-            if (dup := _duplicate_key(v)) is not None:
+            if (dup := _duplicate_key(v, seen_nodes)) is not None:
                 return dup
     elif isinstance(node, yaml.SequenceNode):
         for v in node.value:
-            if (dup := _duplicate_key(v)) is not None:
+            if (dup := _duplicate_key(v, seen_nodes)) is not None:
                 return dup
     return None
 
