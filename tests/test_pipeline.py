@@ -256,6 +256,10 @@ def test_filters_are_checked_before_any_data_is_read(tmp_path, planted):
     r.write_text("x:\n" + "".join(f"  {line}\n" for line in bomb) + "description: *l9\nfilters: {node: *l9}\n")
     with pytest.raises(recipes.RecipeError, match="line 12: description: Input should be a valid string"):
         run(r, planted["inputs"], out, progress=False)
+    # YAML 1.1 reads an unquoted on/off/yes/no key as a boolean: named, with the fix.
+    r.write_text("signals:\n  image: {type: image}\ndedup:\n  - {method: exact,\n     on: text}\n")
+    with pytest.raises(recipes.RecipeError, match=r"line 5: the key 'on' is read by YAML as true, not as a name: quote it \('on':\) or use another \(a dedup step names its field with `by`\)"):
+        run(r, planted["inputs"], out, progress=False)
     for column in ("image_format", "nowhere", "pos"):
         r.write_text(f"signals:\n  image: {{type: image}}\noutput:\n  images_to: {column}\n")
         with pytest.raises(recipes.RecipeError, match=f"output.images_to: '{column}' is not a numeric node column"):

@@ -374,6 +374,28 @@ def _line_of(root: Any, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
+def _non_string_key(node: Any, seen_nodes: set[int] | None = None) -> tuple[str, str, int] | None:
+    """The first mapping key of the YAML tree that YAML reads as true, false or null rather than
+    as a name (``on``, ``off``, ``yes``, ``no``, ``null``, ``~`` unquoted): (key, what YAML
+    reads, its line)."""
+    import yaml
+
+    seen_nodes = set() if seen_nodes is None else seen_nodes
+    if id(node) in seen_nodes:
+        return None
+    seen_nodes.add(id(node))
+    children = [v for kv in node.value for v in kv] if isinstance(node, yaml.MappingNode) else node.value if isinstance(node, yaml.SequenceNode) else []
+    if isinstance(node, yaml.MappingNode):
+        for k, _ in node.value:
+            if isinstance(k, yaml.ScalarNode) and k.tag in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"):
+                read = "null" if k.tag.endswith("null") else str(yaml.safe_load(k.value)).lower()
+                return str(k.value), read, k.start_mark.line + 1
+    for v in children:
+        if (bad := _non_string_key(v, seen_nodes)) is not None:
+            return bad
+    return None
+
+
 def _duplicate_key(node: Any, seen_nodes: set[int] | None = None) -> tuple[str, int, int] | None:
     """The first key a mapping of the YAML tree holds twice: (key, its first line, its second).
     Each node is visited once, however many aliases point at it (nested aliases would make a
@@ -409,6 +431,10 @@ def parse(text: str, source: str = "<recipe>") -> Recipe:
         root = yaml.compose(text)
     except yaml.YAMLError as e:
         raise RecipeError(f"{source}: not valid YAML: {e}") from None
+    if (bad := _non_string_key(root)) is not None:
+        key, read, line = bad
+        hint = " (a dedup step names its field with `by`)" if key.lower() == "on" else ""
+        raise RecipeError(f"{source}: line {line}: the key {key!r} is read by YAML as {read}, not as a name: quote it ('{key}':) or use another{hint}")
     if (dup := _duplicate_key(root)) is not None:
         key, first, again = dup
         raise RecipeError(f"{source}: line {again}: {key!r} is given twice (first on line {first}): YAML would keep the last silently; rename or remove one")
