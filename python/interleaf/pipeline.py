@@ -371,9 +371,15 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
     dtypes: dict[str, pl.DataType] = {**BUILTIN_NODE_COLUMNS, **BUILTIN_DOC_COLUMNS}
     skipped_cols: dict[str, str] = {}
     node_kinds: dict[str, str] = {}  # node column -> the kind of node its signal scores
+    made_by: dict[str, str] = {}  # column -> the signal that makes it
     for name, spec in recipe.signals.items():
         sig = build_signal(name, spec)
         for c, dt in sig.columns().items():
+            if c in BUILTIN_NODE_COLUMNS or c in BUILTIN_DOC_COLUMNS:
+                raise RecipeError(f"signal {name} makes the column {c!r}, which is a built-in {'node' if c in BUILTIN_NODE_COLUMNS else 'document'} column: rename the signal (its columns are named after it)")
+            if c in made_by:
+                raise RecipeError(f"signals {made_by[c]} and {name} both make the column {c!r}: rename one (a signal's columns are named after it)")
+            made_by[c] = name
             if name in skipped:
                 skipped_cols[c] = name
                 continue
