@@ -171,6 +171,17 @@ def test_recipe_errors_name_the_key_and_line(tmp_path):
         "signals:\n  exact: {type: text}\ndedup:\n  - {name: other, method: exact}\n  - name: exact\n    method: exact\n": "line 5: dedup.1.name: Value error, signal and dedup step names must be distinct",
         "name: t\nsignals:\n  my signal: {type: text}\n": "line 3: signals.my signal: Value error, signal name 'my signal'",
         "filters:\n  node:\n    a: {expr: x > 1}\n  doc:\n    a: {expr: y > 1}\n": "line 5: filters.doc.a: Value error, node and doc filters share the names ['a']",
+        # Types are not coerced: a boolean or a quoted number is not an int, a number not a name.
+        "signals:\n  t: {type: text, char_ngram: true}\n": "line 2: signals.t.char_ngram: Input should be a valid integer",
+        "dedup:\n  - {name: p, method: phash, radius: '5'}\n": "line 2: dedup.0.radius: Input should be a valid integer",
+        "name: 2024\n": "line 1: name: Input should be a valid string",
+        # Bounds that the code behind them can hold.
+        "dedup:\n  - {name: p, method: phash, draft: 100000000000000000000}\n": "line 2: dedup.0.draft: Input should be less than or equal to 65535",
+        "signals:\n  i: {type: image, max_pixels: 100000000000000000000000}\n": "line 2: signals.i.max_pixels: Input should be less than or equal to 281474976710656",
+        # An option the step's method does not read is refused, not ignored.
+        "dedup:\n  - {name: m, method: minhash, by: image}\n": "line 2: dedup.0: Value error, by: not read by minhash steps (minhash steps hash the text, phash steps the images)",
+        "dedup:\n  - {name: p, method: phash, threshold: 0.1}\n": "line 2: dedup.0: Value error, threshold: not read by phash steps; their options: draft, radius, scope",
+        "dedup:\n  - {name: m, method: minhash, radius: 0}\n": "line 2: dedup.0: Value error, radius: not read by minhash steps; their options: ngram, num_perm, seed, threshold, unit",
     }
     for text, want in cases.items():
         with pytest.raises(recipes.RecipeError) as e:
@@ -185,6 +196,10 @@ def test_recipe_errors_name_the_key_and_line(tmp_path):
     for empty in ("", "# only a comment\n"):
         with pytest.raises(recipes.RecipeError, match="the recipe is empty"):
             recipes.parse(empty)
+    # A section or a model written with nothing under it is an empty one.
+    r = recipes.parse("models:\n  clip:\nsignals:\n  c: {type: clip_alignment}\nfilters:\n  doc:\ndedup:\n")
+    assert r.models["clip"] == recipes.schema.ModelSpec() and r.filters.doc == {} and r.dedup == []
+    assert recipes.parse("dedup:\n  - {name: p, method: phash, by: image, radius: 3}\n").dedup[0].radius == 3
 
 
 def test_filters_are_checked_before_any_data_is_read(tmp_path, planted):

@@ -289,9 +289,10 @@ def binary_column(images: ImageInput, name: str = "image") -> pl.Series:
 
 
 def check_draft(draft: int | None) -> int | None:
-    """``draft`` as given, or ValueError unless it is None or an int >= 1."""
-    if draft is not None and (isinstance(draft, bool) or not isinstance(draft, int) or draft < 1):
-        raise ValueError(f"draft must be a size in pixels >= 1, or None; got {draft!r}")
+    """``draft`` as given, or ValueError unless it is None or an int from 1 to 65535 (the
+    largest side a JPEG can have)."""
+    if draft is not None and (isinstance(draft, bool) or not isinstance(draft, int) or not 1 <= draft <= 65535):
+        raise ValueError(f"draft must be a size in pixels from 1 to 65535, or None; got {draft!r}")
     return draft
 
 

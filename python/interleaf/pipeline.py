@@ -2447,7 +2447,7 @@ def refilter(out: str | os.PathLike[str], recipe: str | os.PathLike[str] | Recip
     without running any model. The recipe's signals and dedup steps must be the run's."""
     int_arg("workers", workers, 1, 1024)
     state = load_run(out)
-    stored = Recipe.model_validate(state["recipe"])
+    stored = Recipe.model_validate(state["recipe"], context={"stored": True})
     rec = load_recipe(recipe) if recipe is not None else stored
     parts = {"signals", "dedup", "models"}
     a, b = stored.model_dump(mode="json", include=parts), rec.model_dump(mode="json", include=parts)

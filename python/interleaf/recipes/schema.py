@@ -27,11 +27,11 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 #: The model names a recipe may use and the kind of model each must be.
@@ -74,8 +74,8 @@ class ImageSignal(_SignalBase):
     """Image statistics and size rules (:class:`interleaf.signals.ImageStats`)."""
 
     type: Literal["image"]
-    max_pixels: int | None = Field(None, ge=1)
-    max_bytes: int | None = Field(None, ge=1)
+    max_pixels: int | None = Field(None, ge=1, le=1 << 48)
+    max_bytes: int | None = Field(None, ge=1, le=1 << 48)
     #: Read the headers alone (size, format, mode): fast, enough for size and format rules;
     #: pixel statistics (blur, entropy, ...) null, damage after a readable header unseen.
     header_only: bool = False
@@ -100,7 +100,7 @@ class CoherenceSignal(_SignalBase):
 
     type: Literal["coherence"]
     shuffles: int = Field(8, ge=0, le=10_000)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**63 - 1)
 
 
 class PerplexitySignal(_SignalBase):
@@ -162,12 +162,12 @@ class DedupStep(_Strict):
     by: Literal["text", "image", "all"] = "text"
     scope: Literal["dataset", "document"] = "dataset"
     radius: int = Field(5, ge=0, le=63)
-    draft: int | None = Field(None, ge=1)
+    draft: int | None = Field(None, ge=1, le=65535)
     threshold: float = Field(0.8, ge=0.0, le=1.0)
     num_perm: int = Field(128, ge=2, le=1024)
     ngram: int = Field(5, ge=1, le=100)
     unit: Literal["word", "char"] = "word"
-    seed: int = Field(1, ge=0)
+    seed: int = Field(1, ge=0, le=2**63 - 1)
     strip_punctuation: bool = False
 
     @field_validator("name")
@@ -176,10 +176,22 @@ class DedupStep(_Strict):
         return _check_name("dedup step", v)
 
     @model_validator(mode="after")
-    def _scope(self) -> DedupStep:
+    def _scope(self, info: ValidationInfo) -> DedupStep:
         if self.scope == "document" and self.method != "phash":
             raise ValueError("scope: document is for phash steps (near-duplicate images within a document)")
+        # An option the method does not read is refused rather than ignored (a run's stored
+        # recipe, which holds every option, is read back as it was written).
+        if not (info.context or {}).get("stored"):
+            ignored = sorted(self.model_fields_set - {"name", "method"} - _DEDUP_OPTIONS[self.method] - ({"by"} if self.by == _DEDUP_BY.get(self.method) else set()))
+            if ignored:
+                hashes = " (minhash steps hash the text, phash steps the images)" if "by" in ignored else ""
+                raise ValueError(f"{', '.join(ignored)}: not read by {self.method} steps{hashes}; their options: {', '.join(sorted(_DEDUP_OPTIONS[self.method]))}")
         return self
+
+
+#: The options each dedup method reads, and what the others hash.
+_DEDUP_OPTIONS = {"exact": {"by", "strip_punctuation"}, "minhash": {"threshold", "num_perm", "ngram", "unit", "seed"}, "phash": {"radius", "draft", "scope"}}
+_DEDUP_BY = {"minhash": "text", "phash": "image"}
 
 
 class FilterSpec(_Strict):
@@ -275,7 +287,7 @@ class LLMSpec(_Strict):
     max_response_bytes: int = Field(64 << 20, ge=1024)
     model: str | None = None
     concurrency: int = Field(16, ge=1, le=4096)
-    timeout: float = Field(120.0, gt=0)
+    timeout: float = Field(120.0, gt=0, le=86_400)
     max_retries: int = Field(5, ge=0, le=100)
     cache: str | None = None
     temperature: float | None = Field(None, ge=0)
@@ -286,7 +298,7 @@ class LLMSpec(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _no_key_variable(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "api_key_env" in data:
+        if isinstance(data, dict) and data.get("api_key_env", None) is not None:
             raise ValueError("api_key_env is not read from a recipe (a recipe must not choose which of your variables is sent to its endpoint): name the variable at run time with --llm-api-key-env (llm={'api_key_env': ...} in Python)")
         return data
 
@@ -302,6 +314,19 @@ class Recipe(_Strict):
     dedup: list[DedupStep] = []
     filters: Filters = Filters()
     output: OutputSpec = OutputSpec()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections(cls, data: Any) -> Any:
+        # A section or model written with nothing under it (`signals:`, `models: {clip: }`)
+        # is an empty one, not a type error.
+        if isinstance(data, dict):
+            data = {k: v for k, v in data.items() if not (v is None and k in ("models", "signals", "dedup", "filters", "output"))}
+            if isinstance(data.get("models"), dict):
+                data["models"] = {k: ({} if v is None else v) for k, v in data["models"].items()}
+            if isinstance(data.get("filters"), dict):
+                data["filters"] = {k: v for k, v in data["filters"].items() if not (v is None and k in ("node", "doc"))}
+        return data
 
     @field_validator("signals")
     @classmethod
@@ -432,9 +457,9 @@ def parse(text: str, source: str = "<recipe>") -> Recipe:
     except yaml.YAMLError as e:
         raise RecipeError(f"{source}: not valid YAML: {e}") from None
     if (bad := _non_string_key(root)) is not None:
-        key, read, line = bad
-        hint = " (a dedup step names its field with `by`)" if key.lower() == "on" else ""
-        raise RecipeError(f"{source}: line {line}: the key {key!r} is read by YAML as {read}, not as a name: quote it ('{key}':) or use another{hint}")
+        bad_key, read, at_line = bad
+        hint = " (a dedup step names its field with `by`)" if bad_key.lower() == "on" else ""
+        raise RecipeError(f"{source}: line {at_line}: the key {bad_key!r} is read by YAML as {read}, not as a name: quote it ('{bad_key}':) or use another{hint}")
     if (dup := _duplicate_key(root)) is not None:
         key, first, again = dup
         raise RecipeError(f"{source}: line {again}: {key!r} is given twice (first on line {first}): YAML would keep the last silently; rename or remove one")
