@@ -196,6 +196,11 @@ def test_recipe_errors_name_the_key_and_line(tmp_path):
     for empty in ("", "# only a comment\n"):
         with pytest.raises(recipes.RecipeError, match="the recipe is empty"):
             recipes.parse(empty)
+    # Where models run is the run's choice: a recipe that pins a device is refused (it was
+    # accepted and ignored); "auto", what old runs stored, reads as nothing.
+    with pytest.raises(recipes.RecipeError, match=r"line 1: models.clip: Value error, device: 'cuda': a recipe does not choose where its models run .*--device cuda"):
+        recipes.parse("models: {clip: {device: cuda}}\n")
+    assert recipes.parse("models: {clip: {device: auto}}\n").models["clip"] == recipes.schema.ModelSpec()
     # A section or a model written with nothing under it is an empty one.
     r = recipes.parse("models:\n  clip:\nsignals:\n  c: {type: clip_alignment}\nfilters:\n  doc:\ndedup:\n")
     assert r.models["clip"] == recipes.schema.ModelSpec() and r.filters.doc == {} and r.dedup == []

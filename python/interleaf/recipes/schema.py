@@ -41,10 +41,19 @@ MODEL_KINDS = {"clip": "clip", "text": "text-embedder", "lm": "causal-lm"}
 class ModelSpec(_Strict):
     """A model the recipe uses. ``path``: a model directory or a name under the models home
     (usually left out of a shared recipe and given at run time; a relative path in a recipe
-    file is read from the file's folder when it exists there); ``device``: where it runs."""
+    file is read from the file's folder when it exists there). Where the models run is chosen
+    at run time (``--device``, ``run(device=...)``), not by a recipe."""
 
     path: str | None = None
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_device(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "device" in data:
+            if data["device"] not in ("auto", None):
+                raise ValueError(f"device: {data['device']!r}: a recipe does not choose where its models run (the same recipe runs on machines with and without a GPU): give --device {data['device']} at run time (API: run(..., device={data['device']!r}))")
+            data = {k: v for k, v in data.items() if k != "device"}  # "auto": what the run chooses
+        return data
 
 
 class _SignalBase(_Strict):
