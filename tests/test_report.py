@@ -7,6 +7,7 @@ import io
 import re
 
 import numpy as np
+import polars as pl
 import pytest
 from browser import find_chromium, load
 from PIL import Image
@@ -249,6 +250,23 @@ def test_a_document_filter_mixing_node_and_document_columns_gets_its_histogram(t
     n = summary["dropped_documents"].get("caption_words", 0)
     assert n > 0
     assert f"image_width: {n:,} document{'s' if n != 1 else ''} dropped here, after the filters before it" in html
+
+
+def test_an_aggregating_document_filter_counts_its_failures_per_document(tmp_path, sample_dir):
+    """``AVG(image_width) >= 300`` decides per document, over its nodes: the panel counts the
+    documents whose average fails (it took the average over a whole shard's nodes and said 0
+    of 14 fail, or all of them, whatever each document's was)."""
+    from interleaf import recipes
+
+    recipe = tmp_path / "agg.yaml"
+    recipe.write_text(recipes.preset_text("pairs-basic").replace("  doc:\n", '  doc:\n    avg_width: "AVG(image_width) >= 300"\n', 1))
+    out = tmp_path / "out"
+    summary = run(recipe, [str(sample_dir / "pairs-000000.tar")], out, progress=False)
+    t = pl.read_parquet(out / "attributes" / "image" / "*.parquet").group_by("doc_index").agg(pl.col("image_width").mean())
+    failing = t.filter(pl.col("image_width") < 300).height
+    assert 0 < failing < t.height and summary["dropped_documents"]["avg_width"] == failing
+    n = f"{failing:,} document{'s' if failing != 1 else ''}"
+    assert f"image_width: {failing:,} of {t.height:,} documents (over their scored image_width) fail the rule ({100 * failing / t.height:.1f}%); {n} dropped here" in (out / "report.html").read_text()
 
 
 def test_the_examples_of_an_at_most_rule_say_the_side_above_is_dropped(tmp_path, sample_dir):

@@ -123,25 +123,34 @@ def _img(b: bytes | None) -> str:
 # --- data -----------------------------------------------------------------------------------
 
 
-def _column_histogram(out: Path, signal: str, column: str, shards: list[Any], threshold: float | None, bins: int = 30, rule: pl.Expr | None = None, rule_columns: Sequence[str] = ()) -> tuple[str, int, int | None]:
+def _column_histogram(
+    out: Path, signal: str, column: str, shards: list[Any], threshold: float | None, bins: int = 30, rule: pl.Expr | None = None, rule_columns: Sequence[str] = (), per_document: bool = False
+) -> tuple[str, int, tuple[int, int] | None]:
     """The histogram SVG of a column over every shard, its number of finite values and, given
-    the filter's ``rule`` (its columns all in this signal's table), how many of those rows fail
-    it on their own (whatever the filters before it dropped), read one shard at a time (twice:
-    the range, then the counts), so memory does not grow with the run."""
-    wanted = list(dict.fromkeys([column, *(rule_columns if rule is not None else ())]))
+    the filter's ``rule`` (its columns all in this signal's table), how many fail it on their
+    own (whatever the filters before it dropped) of how many: the rows with a finite value, or
+    with ``per_document`` (a document filter aggregating node columns, ``AVG(x) >= 0.3``) the
+    documents, the rule taken over each one's nodes. Read one shard at a time (twice: the
+    range, then the counts), so memory does not grow with the run."""
+    wanted = list(dict.fromkeys([column, *(rule_columns if rule is not None else ()), *((S.DOC_INDEX,) if per_document else ())]))
 
-    def values(with_rule: bool) -> Iterator[tuple[np.ndarray, int]]:
+    def values(with_rule: bool) -> Iterator[tuple[np.ndarray, int, int]]:
         for s in shards:
             f = out / "attributes" / signal / f"{s.name}.parquet"
             if f.exists():
                 t = pl.read_parquet(f, columns=wanted if with_rule else [column])
                 v = t.get_column(column).cast(pl.Float64, strict=False).to_numpy()
                 finite = np.isfinite(v)
-                fails = int((finite & ~t.select(rule).to_series().to_numpy().astype(bool)).sum()) if with_rule and rule is not None else 0
-                yield v[finite], fails
+                fails, of = 0, int(finite.sum())
+                if with_rule and rule is not None and per_document:
+                    ok = t.group_by(S.DOC_INDEX).agg(rule.alias("_ok")).get_column("_ok")
+                    fails, of = int((~ok).sum()), ok.len()
+                elif with_rule and rule is not None:
+                    fails = int((finite & ~t.select(rule).to_series().to_numpy().astype(bool)).sum())
+                yield v[finite], fails, of
 
     lo, hi, n = math.inf, -math.inf, 0
-    for v, _ in values(False):
+    for v, _, _ in values(False):
         if len(v):
             lo, hi, n = min(lo, float(v.min())), max(hi, float(v.max())), n + len(v)
     if not n:
@@ -149,11 +158,11 @@ def _column_histogram(out: Path, signal: str, column: str, shards: list[Any], th
     rng = _range(lo, hi, threshold)
     counts = np.zeros(bins, dtype=np.int64)
     edges = np.histogram_bin_edges(np.zeros(0), bins=bins, range=rng)
-    failing = 0
-    for v, fails in values(True):
+    failing, of = 0, 0
+    for v, fails, k in values(True):
         counts += np.histogram(v, bins=bins, range=rng)[0]
-        failing += fails
-    return _histogram_svg(counts, edges, threshold), n, failing if rule is not None else None
+        failing, of = failing + fails, of + k
+    return _histogram_svg(counts, edges, threshold), n, (failing, of) if rule is not None else None
 
 
 def _content(shards: list[Any], wanted: dict[str, set[int]], read: dict[str, Any], shown: set[tuple[str, int, int]] = frozenset()) -> dict[tuple[str, int], pl.DataFrame]:  # type: ignore[assignment]
@@ -226,7 +235,7 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
     """The report's HTML for the run in ``out``."""
     import yaml
 
-    from interleaf.pipeline import _SIMPLE_RULE, _filter_expr, _nan_as_null, _threshold_of
+    from interleaf.pipeline import _SIMPLE_RULE, _filter_expr, _nan_as_null, _row_wise, _threshold_of
 
     docs = summary["documents"]
     dropped_docs: dict[str, int] = summary.get("dropped_documents", {})
@@ -276,14 +285,17 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
             # a threshold decides (the drops below are what is left to it after earlier filters).
             columns = plan.node_columns if plan.node_columns.get(col) else plan.doc_columns
             alone = all(columns.get(c) == sig for c in roots) if f.expr is not None else True
-            rule_expr = _nan_as_null(_filter_expr(f, thresholds, name), plan.column_dtypes).fill_null(f.on_null == "keep") if alone and (f.expr is not None or name in thresholds) else None
-            svg, scored, failing = _column_histogram(out, sig, col, shards, thr, rule=rule_expr, rule_columns=roots if f.expr is not None else [col])
+            # A document filter aggregating node columns decides per document.
+            per_doc = level == "doc" and f.expr is not None and bool(plan.node_columns.get(col)) and not _row_wise(pl.sql_expr(f.expr), {c: plan.column_dtypes[c] for c in roots})
+            rule_expr = _nan_as_null(_filter_expr(f, thresholds, name), plan.column_dtypes, grouped=per_doc).fill_null(f.on_null == "keep") if alone and (f.expr is not None or name in thresholds) else None
+            svg, scored, failing = _column_histogram(out, sig, col, shards, thr, rule=rule_expr, rule_columns=roots if f.expr is not None else [col], per_document=per_doc)
             n_docs, n_nodes = dropped_docs.get(name, 0), dropped_nodes.get(name, 0)
             docs_here = f"{n_docs:,} document{'s' if n_docs != 1 else ''}"
             dropped_here = docs_here if level == "doc" else f"{n_nodes:,} node{'s' if n_nodes != 1 else ''} and {docs_here}"
             share = f"{dropped_here} dropped here, after the filters before it"
-            if scored and failing is not None:
-                share = f"{failing:,} of {scored:,} scored fail the rule ({100 * failing / scored:.1f}%); {share}"
+            if failing is not None and failing[1]:
+                what = f"documents (over their scored {col})" if per_doc else "scored"
+                share = f"{failing[0]:,} of {failing[1]:,} {what} fail the rule ({100 * failing[0] / failing[1]:.1f}%); {share}"
             rule = f.expr if f.expr is not None else f"{f.column} in the top {f.top_fraction:g}"
             head = f"<h3>{_e(name)} <span class=muted>({level} filter: <code>{_e(rule)}</code>)</span></h3><p class=muted>{_e(col)}: {share}</p>"
             above: list[tuple[str, int, int | None, float]] = []
