@@ -332,25 +332,41 @@ def test_exact_dedup_on_images_of_the_sample(sample_dir, tmp_path):
 
 
 def test_documents_with_nothing_to_hash_duplicate_nothing(sample_dir, tmp_path):
-    # Image-only and text-only pairs: on text, the text-less ones have no key (they are not one
-    # cluster of "empty text"); on image, the image-less ones have none; minhash likewise.
+    # On text, documents without text have no key (they are not one cluster of "empty text"),
+    # blank texts (whitespace only) included, and punctuation-only ones with strip_punctuation;
+    # on image, documents without an image with bytes have none (an empty file, what a failed
+    # download leaves, included); minhash likewise. The images are read (under the file's
+    # folder), so the image keys are real.
+    import shutil
+
     from interleaf.dedup import deduplicate
 
-    img = str(sample_dir / "images" / "coffee.jpg")
-    other = str(sample_dir / "images" / "chelsea.jpg")
+    for name, src_name in (("coffee.jpg", "coffee.jpg"), ("coffee-copy.jpg", "coffee.jpg"), ("chelsea.jpg", "chelsea.jpg")):
+        shutil.copy(sample_dir / "images" / src_name, tmp_path / name)
+    for name in ("zero-1.jpg", "zero-2.jpg"):
+        (tmp_path / name).write_bytes(b"")
     recs = [
-        {"id": "img-a", "image": img, "caption": ""},
-        {"id": "img-b", "image": other, "caption": ""},
+        {"id": "img-a", "image": "coffee.jpg", "caption": ""},
+        {"id": "img-b", "image": "chelsea.jpg", "caption": " "},
+        {"id": "img-a2", "image": "coffee-copy.jpg", "caption": "\n\t"},
         {"id": "txt-a", "caption": "a tabby cat with green eyes and long white whiskers sitting on a mat"},
         {"id": "txt-b", "caption": "an espresso in a red cup on a wooden table next to a silver spoon today"},
         {"id": "txt-a2", "caption": "a tabby cat with green eyes and long white whiskers sitting on a mat"},
+        {"id": "blank-1", "caption": "\u3000 "},
+        {"id": "blank-2", "caption": "  "},
+        {"id": "zero-1", "image": "zero-1.jpg", "caption": "the first caption of an empty image file here"},
+        {"id": "zero-2", "image": "zero-2.jpg", "caption": "another caption, of the second empty image file"},
+        {"id": "punct-1", "caption": "..."},
+        {"id": "punct-2", "caption": "?!"},
     ]
     src = tmp_path / "mixed.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in recs))
-    for method, on in (("exact", "text"), ("minhash", "text"), ("exact", "image"), ("exact", "all")):
-        s = deduplicate(src, tmp_path / f"{method}-{on}", method, on=on)
-        dup = pl.read_parquet(tmp_path / f"{method}-{on}" / "duplicates.parquet")
+    texts, images = {("txt-a2", "txt-a")}, {("img-a2", "img-a")}
+    cases = [("exact", "text", False, texts), ("minhash", "text", False, texts), ("exact", "image", False, images), ("exact", "all", False, texts | images), ("exact", "text", True, texts)]
+    for method, on, strip, expected in cases:
+        out = tmp_path / f"{method}-{on}-{strip}"
+        s = deduplicate(src, out, method, on=on, **({"strip_punctuation": True} if strip else {}))
+        dup = pl.read_parquet(out / "duplicates.parquet")
         pairs = {(r["doc_id"], r["representative"]) for r in dup.iter_rows(named=True) if r["doc_id"] != r["representative"]}
-        expected = {("txt-a2", "txt-a")} if on in ("text", "all") else set()
-        assert pairs == expected, (method, on, pairs)
+        assert pairs == expected, (method, on, strip, pairs)
         assert s["duplicate_documents"] == len(expected), (method, on)

@@ -180,7 +180,8 @@ def test_documents_without_text_have_nothing_to_embed():
     from interleaf.dedup.dataset import embed_documents
 
     clip = models.load(__import__("test_models").CLIP_DIR, device="cpu")
-    docs = pl.DataFrame({"text": ["a cat", "", None], "first_image": [None, None, None]}, schema={"text": pl.String, "first_image": pl.Binary})
+    # Blank texts (whitespace only) have nothing to embed either: they were one cluster at cosine 1.
+    docs = pl.DataFrame({"text": ["a cat", "", None, " ", "\n\t\u3000"], "first_image": [None] * 5}, schema={"text": pl.String, "first_image": pl.Binary})
     emb = embed_documents(clip, docs, "text")
     assert np.isfinite(emb[0]).all() and np.isnan(emb[1:]).all()
     for eps in (1.5, float("nan"), "0.1"):

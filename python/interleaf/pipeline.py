@@ -675,21 +675,18 @@ def _signature_frame(df: pl.DataFrame, step: DedupStep, docs: pl.DataFrame | Non
     ``docs``: the batch's :func:`~interleaf.dedup.dataset.document_texts` when the caller
     shares them between steps; ``hasher``: the step's :func:`_hasher`; ``image_hashes``: the
     batch's image nodes' pHashes when the caller has them (a phash step)."""
-    from interleaf.dedup.dataset import sign_batch
+    from interleaf.dedup.dataset import has_text, sign_batch
 
     if hasher is None:
         hasher = _hasher(step)
     docs, value = sign_batch(df, step.method, on=step.by, strip_punctuation=step.strip_punctuation, hasher=hasher, draft=step.draft, docs=docs, image_hashes=image_hashes)
-    has_text = docs.get_column("text").fill_null("").str.len_chars() > 0
     if step.method == "minhash":
         col = pl.Series("value", value).cast(pl.Array(pl.UInt32, step.num_perm))
-        ok = has_text
-    elif step.method == "phash":
-        col, ok = value.alias("value"), value.is_not_null()
+        ok = has_text(docs.get_column("text"))
     else:
-        has_image = docs.get_column("images").list.eval(pl.element().is_not_null()).list.any().fill_null(False)
+        # sign_batch gives no key or hash to a document with nothing to hash.
         col = value.alias("value")
-        ok = {"text": has_text, "image": has_image, "all": has_text | has_image}[step.by]
+        ok = value.is_not_null()
     return pl.DataFrame([docs.get_column(S.DOC_INDEX), docs.get_column(S.DOC_ID), col]).with_columns(pl.when(pl.Series(ok)).then(pl.col("value")).alias("value"))
 
 

@@ -43,15 +43,25 @@ EXACT_ON = ("text", "image", "all")
 
 def document_texts(df: pl.DataFrame) -> pl.DataFrame:
     """One row per document (``doc_index``) in batch order: ``doc_index``, ``doc_id``, its text
-    nodes joined by newlines in ``pos`` order (``text``), its images (``images``) and its
-    first image with bytes (``first_image``)."""
-    is_image = (pl.col(KIND) == "image") & pl.col(IMAGE).is_not_null()
+    nodes joined by newlines in ``pos`` order (``text``), its images with bytes (``images``;
+    an empty file, what a failed download often leaves, has none) and the first of them
+    (``first_image``)."""
     return df.sort(DOC_INDEX, POS, maintain_order=True).group_by(DOC_INDEX, maintain_order=True).agg(
         pl.col(DOC_ID).first(),
         pl.col(TEXT).filter(pl.col(KIND) == "text").str.join("\n").alias("text"),
-        pl.col(IMAGE).filter(pl.col(KIND) == "image").alias("images"),
-        pl.col(IMAGE).filter(is_image).first().alias("first_image"),
+        pl.col(IMAGE).filter(_HAS_IMAGE).alias("images"),
+        pl.col(IMAGE).filter(_HAS_IMAGE).first().alias("first_image"),
     )
+
+
+#: An image node with bytes to hash (an empty file has none).
+_HAS_IMAGE = (pl.col(KIND) == "image") & (pl.col(IMAGE).bin.size() > 0).fill_null(False)
+
+
+def has_text(texts: pl.Series) -> pl.Series:
+    """Whether each text has something besides whitespace (a document whose text is blank has
+    no text to compare: it duplicates nothing, rather than every other blank one)."""
+    return texts.fill_null("").str.strip_chars().str.len_chars() > 0
 
 
 def _first_image_hashes(df: pl.DataFrame, image_hashes: pl.Series) -> pl.Series:
@@ -69,7 +79,7 @@ def _first_image_hashes(df: pl.DataFrame, image_hashes: pl.Series) -> pl.Series:
 def _image_keys(df: pl.DataFrame, docs: pl.DataFrame) -> pl.Series:
     """Per document: xxh3-128 of its images' xxh3-128 keys joined by commas, in ``pos`` order
     (a document without images hashes the empty string; :func:`sign_batch` gives it no key)."""
-    images = df.filter((pl.col(KIND) == "image") & pl.col(IMAGE).is_not_null()).sort(DOC_INDEX, POS, maintain_order=True)
+    images = df.filter(_HAS_IMAGE).sort(DOC_INDEX, POS, maintain_order=True)
     per_image = images.select(DOC_INDEX, xxh3_128(images.get_column(IMAGE)).alias("h"))
     joined = per_image.group_by(DOC_INDEX, maintain_order=True).agg(pl.col("h").str.join(","))
     keys = docs.select(DOC_INDEX).join(joined, on=DOC_INDEX, how="left", maintain_order="left").get_column("h").fill_null("")
@@ -97,7 +107,7 @@ def embed_documents(model: Any, docs: pl.DataFrame, on: str) -> np.ndarray:
         return model.embed_images(docs.get_column("first_image"))[0]
     # A document without text has nothing to embed: null, so its row is NaN (not the
     # embedding of "", which every text-less document would share).
-    texts = docs.select(pl.when(pl.col("text").str.len_chars() > 0).then(pl.col("text"))).to_series()
+    texts = docs.select(pl.when(has_text(docs.get_column("text"))).then(pl.col("text"))).to_series()
     return (model.embed_texts(texts) if hasattr(model, "embed_texts") else model.embed(texts))[0]
 
 
@@ -132,16 +142,19 @@ def sign_batch(
             return docs, _first_image_hashes(df, image_hashes)
         return docs, phash(docs.get_column("first_image"), draft=draft).get_column("hash")
     parts = []
+    text_key = normalized_text_hash(texts, strip_punctuation)
     if on in ("text", "all"):
-        parts.append(normalized_text_hash(texts, strip_punctuation))
+        parts.append(text_key)
     if on in ("image", "all"):
         parts.append(_image_keys(df, docs))
     key = parts[0] if len(parts) == 1 else pl.select(pl.concat_str(parts, separator=":")).to_series().alias("key")
-    # A document with nothing to hash (no text for on="text", no image for on="image", neither
-    # for on="all") has no key: it duplicates nothing, rather than every other such document.
-    has_text = texts.str.len_chars() > 0
-    has_image = docs.get_column("images").list.eval(pl.element().is_not_null()).list.any().fill_null(False)
-    ok = {"text": has_text, "image": has_image, "all": has_text | has_image}[on]
+    # A document with nothing to hash (no text for on="text": blank, or only punctuation with
+    # strip_punctuation, normalising to the empty text; no image with bytes for on="image";
+    # neither for on="all") has no key: it duplicates nothing, rather than every other such
+    # document.
+    texted = text_key != normalized_text_hash([""], strip_punctuation)[0]
+    imaged = docs.get_column("images").list.len() > 0
+    ok = {"text": texted, "image": imaged, "all": texted | imaged}[on]
     return docs, pl.select(pl.when(ok).then(key)).to_series().alias("key")
 
 
@@ -160,7 +173,7 @@ def sign(reader: interleaf.Reader, method: str, *, on: str = "text", strip_punct
                 out.signatures.append(value)
         elif method == "minhash":
             # A text-less document's signature is the empty set's: it joins nothing.
-            signed = (docs.get_column("text").fill_null("").str.len_chars() > 0).to_numpy()
+            signed = has_text(docs.get_column("text")).to_numpy()
             out.counters["unhashed"] += int((~signed).sum())
             out.signatures.append(value)
             out.signed.append(signed)
