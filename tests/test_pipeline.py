@@ -446,6 +446,34 @@ def test_clip_filter_drops_exactly_the_low_scores_and_refilter_equals_a_fresh_ru
         refilter(out, changed, progress=False)
 
 
+def test_filter_refuses_scores_a_stopped_rerun_left_from_another_configuration(tmp_path, planted):
+    """A rerun with another signal setting stopped after one shard leaves the other with the
+    old scores: `interleaf filter` refuses (it filtered on the mix and marked the run done),
+    and refuses a missing signal file with the same message (it was an os error after the
+    summary and the report were gone)."""
+    from interleaf.pipeline import refilter
+
+    old, new = tmp_path / "old.yaml", tmp_path / "new.yaml"
+    old.write_text("signals:\n  t: {type: text, char_ngram: 10}\n  caption: {type: caption}\nfilters:\n  doc:\n    words: 'caption_words > 2'\n")
+    new.write_text(old.read_text().replace("char_ngram: 10", "char_ngram: 4"))
+    out = tmp_path / "out"
+    run(old, planted["inputs"], out, progress=False)
+    markers = out / ".interleaf" / "markers" / "score" / "t"
+    kept_b = {p.name: p.read_bytes() for p in (out / "attributes" / "t" / "b.parquet", markers / "b.json")}
+    run(new, planted["inputs"], out, progress=False)
+    # As if the rerun was killed after shard a: b still holds the old scores and marker.
+    (out / "attributes" / "t" / "b.parquet").write_bytes(kept_b["b.parquet"])
+    (markers / "b.json").write_bytes(kept_b["b.json"])
+    with pytest.raises(ValueError, match=r"the scores of t in 1 shard\(s\) \(b\) are missing or not the run's configuration's .*run `interleaf run` again"):
+        refilter(out, progress=False)
+    assert (out / "summary.json").exists()
+    run(new, planted["inputs"], out, progress=False)
+    refilter(out, progress=False)
+    (out / "attributes" / "caption" / "a.parquet").unlink()
+    with pytest.raises(ValueError, match=r"the scores of caption in 1 shard\(s\) \(a\) are missing"):
+        refilter(out, progress=False)
+
+
 def sample_pairs() -> list[dict]:
     """The bundled pairs, one per image (the first caption of each)."""
     rows = [json.loads(line) for line in (SAMPLE_IMAGES.parent / "pairs.jsonl").read_text().splitlines() if line.strip()]

@@ -690,18 +690,16 @@ def _signature_frame(df: pl.DataFrame, step: DedupStep, docs: pl.DataFrame | Non
     return pl.DataFrame([docs.get_column(S.DOC_INDEX), docs.get_column(S.DOC_ID), col]).with_columns(pl.when(pl.Series(ok)).then(pl.col("value")).alias("value"))
 
 
-def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dict[str, Any]:
-    """Stage 1 for one shard: writes its stale attribute and signature files (the ones whose
-    marker does not match the current config and input) from one read. Returns counters."""
-    from interleaf.dedup.dataset import document_texts
-    from interleaf.signals import Context
-    from interleaf.signals.base import check_batch, compute_each
+def _score_marker(k: str) -> str:
+    """The marker stage of score output ``k``."""
+    return f"score/{k.replace(':', '_')}"
 
+
+def _score_own(opts: RunOptions) -> dict[str, Any]:
+    """What each score output's key holds besides its shard's (output id: ``_base``, a
+    signal's or document dedup step's name, ``sig:<step>``): the config that made it."""
     p = opts.plan
-    out = Path(opts.out)
-    marks = Markers(out)
-    base_key = _shard_key(opts, shard, limit)
-    own: dict[str, Any] = {BASE: {}}  # output id -> what its key holds besides the shard's
+    own: dict[str, Any] = {BASE: {}}
     for name, spec in p.signals.items():
         need = SIGNAL_MODELS[spec.type]
         # An LLM judge's answers depend on the model behind the endpoint, not on its address or
@@ -717,20 +715,35 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
         own[step.name] = {"dedup": step.model_dump(mode="json")}
     for step in p.dataset_steps:
         own["sig:" + step.name] = {"dedup": step.model_dump(mode="json")}
+    return own
 
-    def output(k: str) -> Path:
-        folder = out / "signatures" / k[4:] if k.startswith("sig:") else out / "attributes" / k
-        return folder / f"{shard.name}.parquet"
+
+def _score_output(out: Path, k: str, shard: Shard) -> Path:
+    """The file of score output ``k`` of ``shard``."""
+    folder = out / "signatures" / k[4:] if k.startswith("sig:") else out / "attributes" / k
+    return folder / f"{shard.name}.parquet"
+
+
+def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dict[str, Any]:
+    """Stage 1 for one shard: writes its stale attribute and signature files (the ones whose
+    marker does not match the current config and input) from one read. Returns counters."""
+    from interleaf.dedup.dataset import document_texts
+    from interleaf.signals import Context
+    from interleaf.signals.base import check_batch, compute_each
+
+    p = opts.plan
+    out = Path(opts.out)
+    marks = Markers(out)
+    base_key = _shard_key(opts, shard, limit)
+    own = _score_own(opts)
 
     def key_of(k: str) -> str:
         return digest({**base_key, **own[k]})
 
-    todo = {k: ("score", output(k), key_of(k)) for k in own}  # output id -> (stage, path, key)
+    todo = {k: ("score", _score_output(out, k, shard), key_of(k)) for k in own}  # output id -> (stage, path, key)
+    marker = _score_marker
     # An LLM signal with documents the endpoint failed on is scored again (their answers
     # received before come from the cache): a rerun after an outage fills them in.
-    def marker(k: str) -> str:  # the marker stage of output k
-        return f"score/{k.replace(':', '_')}"
-
     stale = {k: v for k, v in todo.items() if not marks.fresh(marker(k), shard.name, v[2], v[1]) or marks.info(marker(k), shard.name).get("llm_failed")}
     t0 = time.perf_counter()
 
@@ -2431,10 +2444,21 @@ def _check_scored(opts: RunOptions, shards: list[Shard], limit: int | None) -> N
 
     if unscored := [s.name for s, k in zip(shards, keys, strict=True) if k is None]:
         raise ValueError(f"{len(unscored)} input shard(s) were never scored ({named(unscored)}): the run did not finish; run `interleaf run` again to finish it")
-    if changed := [s.name for s, k, lim in zip(shards, keys, limits, strict=True) if k != digest(_shard_key(opts, s, lim))]:
+    base_keys = [_shard_key(opts, s, lim) for s, lim in zip(shards, limits, strict=True)]
+    if changed := [s.name for s, k, base in zip(shards, keys, base_keys, strict=True) if k != digest(base)]:
         raise ValueError(
             f"{len(changed)} input shard(s) changed since they were scored ({named(changed)}: the file or the image files its records name); "
             "`interleaf filter` only re-applies filters to the stored scores: run `interleaf run` again to score what changed"
+        )
+    # Every signal's and dedup step's scores must be the run's (a rerun with another model
+    # or signal config, stopped part-way, leaves other shards with the old scores) and there.
+    own, out = _score_own(opts), Path(opts.out)
+    missing = {s.name: [k for k in own if k != BASE and not marks.fresh(_score_marker(k), s.name, digest({**base, **own[k]}), _score_output(out, k, s))] for s, base in zip(shards, base_keys, strict=True)}
+    if bad := [name for name, ks in missing.items() if ks]:
+        outputs = sorted({k.replace("sig:", "dedup step ") for name in bad for k in missing[name]})
+        raise ValueError(
+            f"the scores of {', '.join(outputs)} in {len(bad)} shard(s) ({named(bad)}) are missing or not the run's configuration's "
+            "(a rerun with another model or signal setting did not finish): the run did not finish; run `interleaf run` again to finish it"
         )
 
 
