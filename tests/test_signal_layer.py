@@ -4,6 +4,7 @@ text; bad input stays in its own row."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -132,6 +133,41 @@ def test_image_stats_signal_equals_image_stats_with_the_published_rules(photos):
     assert img.row(len(photos), named=True)["image_datacomp_ok"] is True
     errors = img.get_column("image_error").struct.field("kind").to_list()
     assert errors[-2:] == ["unknown_image_format", "missing_image"] and errors[: len(photos)] == [None] * len(photos)
+
+
+def test_datacomp_rule_reads_the_original_size_img2dataset_records(tmp_path):
+    """DataComp's apply_filter.py applies its size rule to the pool's original_width /
+    original_height: img2dataset stored a 1500x540 image at 512x184 and wrote the original size
+    in the sample's json, so it passes (184 < 200 would fail it); a 150x150 original stored
+    at 300x300 fails; a sample without the fields is judged by the image read."""
+    import json
+    import tarfile
+
+    samples = [
+        ("000000", (512, 184), {"original_width": 1500, "original_height": 540}, True),
+        ("000001", (300, 300), {"original_width": 150, "original_height": 150}, False),
+        ("000002", (512, 184), {}, False),
+        ("000003", (300, 300), {"original_width": "n/a", "original_height": 540}, True),
+    ]
+    shard = tmp_path / "pool-000000.tar"
+    with tarfile.open(shard, "w") as tar:
+        for key, size, meta, _ in samples:
+            for ext, data in (("jpg", encode(Image.new("RGB", size, "gray"), "JPEG")), ("txt", b"a gray picture of nothing"), ("json", json.dumps({"key": key, "width": size[0], "height": size[1], **meta}).encode())):
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    b = pl.concat(interleaf.read(str(shard)))
+    nodes, _ = compute(b, [ImageStats()])
+    img = nodes.join(b.select("doc_index", "pos", "kind"), on=["doc_index", "pos"]).filter(pl.col("kind") == "image").sort("doc_index")
+    assert img.get_column("image_datacomp_ok").to_list() == [want for *_, want in samples]
+    assert img.get_column("image_original_width").to_list() == [1500, 150, None, None]
+    assert img.get_column("image_height").to_list() == [184, 300, 184, 300]
+    # A document of two images: the record's size is no image's own.
+    two = batch_of([[("image", encode(Image.new("RGB", (512, 184), "gray"), "JPEG")), ("image", encode(Image.new("RGB", (512, 184), "gray"), "JPEG"))]])
+    two = two.with_columns(pl.lit(json.dumps({"original_width": 1500, "original_height": 540})).alias("meta"))
+    nodes, _ = compute(two, [ImageStats()])
+    assert nodes.get_column("image_datacomp_ok").to_list() == [False, False] and nodes.get_column("image_original_width").to_list() == [None, None]
+    assert nodes.get_column("image_height").to_list() == [184, 184]
 
 
 def test_an_image_named_by_url_says_it_was_never_downloaded(tmp_path):

@@ -31,7 +31,8 @@ def size_rules(width: pl.Expr, height: pl.Expr, fmt: pl.Expr) -> dict[str, pl.Ex
     - ``obelics_ok``: each side in [150, 20000] px, width / height in [0.5, 2], JPEG, PNG or
       WebP (OBELICS; a multi-picture JPEG, which Pillow calls MPO, counts as JPEG here, as its
       first picture is what decodes);
-    - ``datacomp_ok``: shorter side >= 200 px, longer / shorter <= 3 (DataComp's basic filter).
+    - ``datacomp_ok``: shorter side >= 200 px, longer / shorter <= 3 (DataComp's basic filter;
+      :class:`ImageStats` applies it to the original size where the record gives one).
     """
     w, h = width.cast(pl.Float64), height.cast(pl.Float64)
     short, long = pl.min_horizontal(w, h), pl.max_horizontal(w, h)
@@ -57,7 +58,15 @@ class ImageStats:
     Curator keeps >= 100), ``<name>_entropy`` (bits), ``<name>_brightness``,
     ``<name>_contrast``, ``<name>_uniform_fraction`` (0-1), ``<name>_mmc4_ok``,
     ``<name>_obelics_ok``, ``<name>_datacomp_ok`` and ``<name>_error`` (why the image gave no
-    values: it was missing when read, or does not decode). With a CLIP signal in the same
+    values: it was missing when read, or does not decode).
+
+    DataComp's rule is of the image's size before the download resized it (its
+    ``apply_filter.py`` reads the pool's ``original_width`` / ``original_height``; img2dataset,
+    which made the pool, resizes to 512 px and writes the original size in each sample's json):
+    where a document with one image has positive ``original_width`` and ``original_height`` in
+    its ``meta``, they are ``<name>_original_width`` / ``<name>_original_height`` and
+    ``<name>_datacomp_ok`` of an image that was read is of them; elsewhere those are null and
+    the rule is of the image read. With a CLIP signal in the same
     :func:`compute` call (and the default limits) each image is decoded once for both.
     ``header_only=True`` reads each image's header alone (size, format, mode, frames, bytes;
     the limits checked): many times faster when only the size and format rules matter; the
@@ -77,15 +86,45 @@ class ImageStats:
 
     def columns(self) -> dict[str, pl.DataType]:
         n = self.name
-        return {**{f"{n}_{c}": d for c, d in _STAT_DTYPES.items()}, **{f"{n}_{r}": pl.Boolean() for r in ("mmc4_ok", "obelics_ok", "datacomp_ok")}, f"{n}_error": S.ERROR_DTYPE}
+        return {
+            **{f"{n}_{c}": d for c, d in _STAT_DTYPES.items()},
+            **{f"{n}_{r}": pl.Boolean() for r in ("mmc4_ok", "obelics_ok", "datacomp_ok")},
+            f"{n}_original_width": pl.UInt32(),
+            f"{n}_original_height": pl.UInt32(),
+            f"{n}_error": S.ERROR_DTYPE,
+        }
 
     def compute(self, batch: pl.DataFrame, ctx) -> pl.DataFrame:
         from interleaf.signals.base import NODE_KEYS
 
         table = ctx.image_stats(batch, self.max_pixels, self.max_bytes, header_only=self.header_only)
+        rows = table.get_column("row").to_numpy() if table.height else []
+        table = table.with_columns(original_sizes(batch)[rows])
         rules = size_rules(pl.col("width"), pl.col("height"), pl.col("format"))
+        orig = pl.col("original_width").is_not_null() & pl.col("width").is_not_null()  # an image read
+        rules["datacomp_ok"] = pl.when(orig).then(size_rules(pl.col("original_width"), pl.col("original_height"), pl.col("format"))["datacomp_ok"]).otherwise(rules["datacomp_ok"])
         table = table.with_columns(**rules)
         n = self.name
-        keys = batch.select(NODE_KEYS)[table.get_column("row").to_numpy()] if table.height else batch.select(NODE_KEYS).clear()
-        values = table.select([pl.col(c).cast(d).alias(f"{n}_{c}") for c, d in _STAT_DTYPES.items()] + [pl.col(r).alias(f"{n}_{r}") for r in rules] + [pl.col(S.ERROR).alias(f"{n}_error")])
+        keys = batch.select(NODE_KEYS)[rows] if table.height else batch.select(NODE_KEYS).clear()
+        values = table.select(
+            [pl.col(c).cast(d).alias(f"{n}_{c}") for c, d in _STAT_DTYPES.items()]
+            + [pl.col(r).alias(f"{n}_{r}") for r in rules]
+            + [pl.col(c).alias(f"{n}_{c}") for c in ("original_width", "original_height")]
+            + [pl.col(S.ERROR).alias(f"{n}_error")]
+        )
         return pl.concat([keys, values], how="horizontal")
+
+
+def original_sizes(batch: pl.DataFrame) -> pl.DataFrame:
+    """Per row of ``batch``: ``original_width`` and ``original_height`` (UInt32) from its
+    document's ``meta`` (img2dataset's json, DataComp's metadata), where the document has one
+    image and both are positive integers; else null."""
+    one_image = (pl.col(S.KIND) == S.IMAGE_KIND).sum().over(S.DOC_INDEX) == 1
+
+    def field(name: str) -> pl.Expr:
+        v = pl.col(S.META).str.json_path_match(f"$.{name}").cast(pl.Float64, strict=False)
+        return pl.when(v.is_finite() & (v >= 1) & (v <= 4_294_967_295) & (v == v.floor())).then(v).cast(pl.UInt32)
+
+    w, h = field("original_width"), field("original_height")
+    both = one_image & w.is_not_null() & h.is_not_null()
+    return batch.select(pl.when(both).then(w).alias("original_width"), pl.when(both).then(h).alias("original_height"))
