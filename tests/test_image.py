@@ -206,12 +206,13 @@ def test_open_clip_modes_equal_open_clip_itself(open_clip_outputs, mode, convert
     names = [str(n) for n in r["names"]]
     assert len(names) >= 30 and any("1x1" in n for n in names)
     raw = {int(i): j for j, i in enumerate(r["raw_index"])} if convert_rgb == "after_resize" else {}
-    small, errors = image.preprocess(r["images"], config=PreprocessConfig.open_clip(int(r["full_size"]), mode=mode, convert_rgb=convert_rgb))
+    # The convert("RGB") reference dropped the alpha (open_clip's own conversion does too).
+    small, errors = image.preprocess(r["images"], config=PreprocessConfig.open_clip(int(r["full_size"]), mode=mode, convert_rgb=convert_rgb), alpha="drop")
     assert errors.to_list() == [None] * len(names)
     for i, (name, ours) in enumerate(zip(names, small, strict=True)):
         theirs = r["raw_pixels"][k, raw[i]] if i in raw else r["pixels"][k, i]
         assert np.array_equal(ours, theirs), (name, float(np.abs(ours - theirs).max()))
-    big, errors = image.preprocess(r["images"], config=PreprocessConfig.open_clip(int(r["hash_size"]), mode=mode, convert_rgb=convert_rgb))
+    big, errors = image.preprocess(r["images"], config=PreprocessConfig.open_clip(int(r["hash_size"]), mode=mode, convert_rgb=convert_rgb), alpha="drop")
     assert errors.to_list() == [None] * len(names)
     for i, (name, ours) in enumerate(zip(names, big, strict=True)):
         digest = hashlib.sha256(np.ascontiguousarray(ours, "<f4").tobytes()).hexdigest()
@@ -375,18 +376,20 @@ def test_open_clip_order_with_alpha_white_composites_after_the_resize():
 
 def test_hf_configs_still_convert_first_as_clip_image_processor():
     """A ``preprocessor_config.json`` keeps transformers' order on every mode: equal to
-    ``CLIPImageProcessor`` (which composites alpha on white, hence ``alpha="white"``)."""
+    ``CLIPImageProcessor`` (which composites alpha on white: the default alpha of such a
+    config)."""
     proc = hf()
     cfg = image.load_config(proc.to_dict())
-    assert cfg.convert_rgb == "before_resize"
+    assert cfg.convert_rgb == "before_resize" and image.default_alpha(cfg) == "white"
     names = [k for k in MODE_CORPUS if "300x2000" not in k]
-    got, errors = image.preprocess([MODE_CORPUS[k] for k in names], config=proc.to_dict(), alpha="white")
+    got, errors = image.preprocess([MODE_CORPUS[k] for k in names], config=proc.to_dict())
     assert errors.to_list() == [None] * len(names)
     for name, ours in zip(names, got):
         ref = hf_pixels(proc, MODE_CORPUS[name])
         assert np.abs(ours - ref).max() <= 1e-5, name
-    # The order is a field: open_clip's arithmetic with transformers' order is convert-first.
-    oc_first, _ = image.preprocess([MODE_CORPUS[k] for k in names], config=PreprocessConfig.open_clip(224, convert_rgb="before_resize"))
+    # The order is a field: open_clip's arithmetic with transformers' order is convert-first
+    # (the reference converted with convert("RGB"): alpha dropped).
+    oc_first, _ = image.preprocess([MODE_CORPUS[k] for k in names], config=PreprocessConfig.open_clip(224, convert_rgb="before_resize"), alpha="drop")
     for name, ours in zip(names, oc_first):
         assert np.array_equal(ours, open_clip_reference(MODE_CORPUS[name], 224, "shortest")), name
 

@@ -9,6 +9,7 @@ CLIPImageProcessor; perplexity within 1e-3 relative.
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import shutil
 import warnings
@@ -160,7 +161,8 @@ def test_bad_device_and_threads_are_rejected():
 def test_clip_image_embeddings_match_torch_from_encoded_bytes(clip, sample_dir):
     r = ref(CLIP_DIR)
     images = [(sample_dir / "images" / name).read_bytes() for name in r["image_files"]]
-    ours, _ = clip.embed_images(images, batch_size=5)  # several batches, prefetching the next
+    # The recorded embeddings are of the images as convert("RGB") gives them (alpha dropped).
+    ours, _ = clip.embed_images(images, batch_size=5, alpha="drop")  # several batches, prefetching the next
     assert ours.shape == (len(images), 16) and ours.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
     assert cosines(ours, r["image_embeds"]).min() >= 0.999
@@ -187,6 +189,21 @@ def test_clip_preprocessing_order_follows_the_config_the_model_ships(tmp_path, s
     other, _ = image.preprocess([rgba], config=PreprocessConfig.open_clip(224, convert_rgb="before_resize"))
     assert not np.array_equal(pixels, other)  # an RGBA image, where the order matters
     np.testing.assert_allclose(ours, oc.embed_images(pixels)[0], atol=1e-6)
+    # The alpha rule follows the origin too: transformers' CLIPImageProcessor composites a
+    # transparent image over white (its convert_to_rgb), open_clip drops the alpha; the
+    # default scores of a transformers export equal transformers' own pixels through the graph
+    # (they dropped it, cosine 0.72 on this image with a quarter of it transparent).
+    from PIL import Image
+
+    try:
+        from transformers import CLIPImageProcessorPil as CLIPImageProcessor
+    except ImportError:
+        from transformers import CLIPImageProcessor
+    theirs = CLIPImageProcessor.from_pretrained(str(CLIP_DIR))([Image.open(io.BytesIO(rgba))], return_tensors="np")["pixel_values"]
+    np.testing.assert_allclose(hf.embed_images([rgba])[0], hf.embed_images(theirs)[0], atol=1e-6)
+    np.testing.assert_array_equal(image.preprocess([rgba], config=hf.preprocess_config)[0], image.preprocess([rgba], config=hf.preprocess_config, alpha="white")[0])
+    assert not np.array_equal(image.preprocess([rgba], config=hf.preprocess_config)[0], image.preprocess([rgba], config=hf.preprocess_config, alpha="drop")[0])
+    np.testing.assert_array_equal(pixels, image.preprocess([rgba], config=PreprocessConfig.open_clip(224), alpha="drop")[0])
 
 
 def test_clip_image_embeddings_match_torch_on_the_same_pixels(clip, sample_dir):
@@ -215,6 +232,60 @@ def test_clip_tokens_equal_transformers_and_text_embeddings_match_torch(clip):
     assert clip.stats["truncated"] - before == len(long)
 
 
+def test_long_texts_tokenize_as_in_full_from_a_cut_head():
+    """A text far longer than the model reads is tokenized from its head, cut at a whitespace
+    (tokens never span one): the same ids and truncation flag as the whole text, also where
+    the head is not enough (a long run of whitespace, one giant word) and the whole text is
+    tokenized after all."""
+    from interleaf.models.tokenize import CHARS_PER_TOKEN
+
+    words = " ".join(f"word{i} caf\u00e9 &amp; x" for i in range(40_000))
+    texts = [
+        words,  # 600k characters
+        " " * (CHARS_PER_TOKEN * 100) + "after a long run of spaces, short",
+        "\n" * (CHARS_PER_TOKEN * 100) + " ".join(["more words"] * 200),
+        "a" * (CHARS_PER_TOKEN * 100) + " tail",
+        "short text",
+        "",
+    ]
+    for d in (CLIP_DIR, EMBEDDER_DIR):
+        tok = models.load(d, device="cpu").tokenizer
+        ids, types, truncated = tok.encode(texts)
+        whole = tok.tokenizer.encode_batch(texts, add_special_tokens=True)
+        assert ids == [e.ids for e in whole] and types == [e.type_ids for e in whole], d.name
+        assert truncated.tolist() == [bool(e.overflowing) for e in whole] and truncated[0] and truncated[2] and not truncated[1], d.name
+
+
+def test_a_config_or_tokenizer_from_another_model_is_named_at_load(tmp_path):
+    """A preprocessing config of another image size or a tokenizer with more tokens than the
+    graph's embedding table: a ModelDirectoryError naming the file (they were ONNX Runtime's
+    "Got invalid dimensions" and an out-of-range Gather mid-run)."""
+    from interleaf.models.directory import ModelDirectoryError
+
+    d = shutil.copytree(CLIP_DIR, tmp_path / "size")
+    pp = json.loads((d / "preprocessor_config.json").read_text())
+    h = pp["crop_size"]["height"] if isinstance(pp.get("crop_size"), dict) else pp["crop_size"]
+    pp.update(crop_size={"height": 64, "width": 64}, size={"shortest_edge": 64})
+    (d / "preprocessor_config.json").write_text(json.dumps(pp))
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["vision_config"].pop("image_size", None)
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelDirectoryError, match=rf"vision_model.onnx takes {h}x{h} images, but the preprocessing config in .* makes 64x64: it is another model's"):
+        models.load(d, device="cpu").embed_images(np.zeros((1, 3, 64, 64), np.float32))
+    checked = 0
+    for src, other in ((CLIP_DIR, EMBEDDER_DIR), (EMBEDDER_DIR, CLIP_DIR)):
+        d = shutil.copytree(src, tmp_path / f"tok-{src.name}")
+        shutil.copy(other / "tokenizer.json", d / "tokenizer.json")
+        mine = json.loads((src / "config.json").read_text())
+        size = (mine.get("text_config") or mine)["vocab_size"]
+        theirs = models.load(other, device="cpu").tokenizer.tokenizer.get_vocab_size(with_added_tokens=True)
+        if theirs > size:
+            with pytest.raises(ModelDirectoryError, match=rf"tokenizer.json has {theirs:,} tokens but config.json's .*vocab_size is {size:,}: the tokenizer is another model's"):
+                models.load(d, device="cpu")
+            checked += 1
+    assert checked == 1
+
+
 def test_clip_logit_scale_and_similarity(clip):
     r = ref(CLIP_DIR)
     assert clip.logit_scale == pytest.approx(float(r["logit_scale"]), rel=1e-6)
@@ -238,7 +309,8 @@ def test_the_clip_trained_on_the_sample_scores_as_in_torch_and_separates_its_pai
     d = FIXTURES / "clip-sample"
     r = ref(d)
     clip = models.load(d, device="cpu")
-    img, _ = clip.embed_images([(sample_dir / name).read_bytes() for name in r["image_files"]])
+    # The torch reference read the images with convert("RGB") (alpha dropped).
+    img, _ = clip.embed_images([(sample_dir / name).read_bytes() for name in r["image_files"]], alpha="drop")
     txt, _ = clip.embed_texts([str(t) for t in r["captions"]])
     cos = img @ txt.T
     np.testing.assert_allclose(cos, r["cosine"], atol=2e-3)

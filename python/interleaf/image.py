@@ -4,10 +4,12 @@ per-image statistics, all from the same decoder, in parallel with the GIL releas
 Decoding reproduces ``PIL.Image.open(...).convert("RGB")``: JPEG through libjpeg-turbo's
 decoder (bit-identical to Pillow's), CMYK and YCCK JPEG through Pillow's conversion, PNG 1-16
 bit (16-bit colour keeps its high bytes, 16-bit gray is clipped at 255 as Pillow does), palette,
-gray and alpha, WebP, GIF (first frame) and BMP. **Alpha rule:** ``alpha="drop"`` (default)
-drops the alpha channel as ``convert("RGB")`` does, so transparent pixels keep their stored
-colour in :func:`decode`; ``alpha="white"`` composites over white with Pillow's ``alpha_composite``
-arithmetic, as transformers 5's ``convert_to_rgb`` does, with one deliberate difference: a PNG
+gray and alpha, WebP, GIF (first frame) and BMP. **Alpha rule:** ``alpha="drop"`` drops the
+alpha channel as ``convert("RGB")`` does (open_clip's conversion; the default of :func:`decode`
+and of open_clip configs), so transparent pixels keep their stored colour in :func:`decode`;
+``alpha="white"`` (the default of a ``preprocessor_config.json``) composites over white with
+Pillow's ``alpha_composite`` arithmetic, as transformers' ``convert_to_rgb`` does, with one
+deliberate difference: a PNG
 tRNS colour key at bit depth 1, 2, 4 or 16 applies where the PNG specification says (Pillow
 compares the key with scaled or cut pixel values, so it matches the wrong pixels or none, and
 turns a keyed 16-bit gray image all white). Damaged PNGs are taken or refused as Pillow
@@ -288,6 +290,14 @@ def binary_column(images: ImageInput, name: str = "image") -> pl.Series:
     return pl.Series(name, items, dtype=pl.Binary)
 
 
+def default_alpha(config: PreprocessConfig | None) -> str:
+    """The alpha rule of ``config``'s reference pipeline: ``"white"`` where the image becomes
+    RGB before the resize (transformers' ``CLIPImageProcessor``, whose ``convert_to_rgb``
+    composites transparency over white), ``"drop"`` otherwise (open_clip's ``convert("RGB")``;
+    no config)."""
+    return "white" if config is not None and config.convert_rgb == "before_resize" else "drop"
+
+
 def check_draft(draft: int | None) -> int | None:
     """``draft`` as given, or ValueError unless it is None or an int from 1 to 65535 (the
     largest side a JPEG can have)."""
@@ -328,7 +338,7 @@ def analyze(
     size: int = 224,
     dtype: str = "float32",
     threads: int | None = None,
-    alpha: str = "drop",
+    alpha: str | None = None,
     exif_transpose: bool = False,
     jpeg_draft: bool = False,
     max_pixels: int | None = None,
@@ -340,10 +350,10 @@ def analyze(
     perceptual hashes, in parallel in Rust with the GIL released.
 
     The statistics and the exact hashes read one gray image (Pillow's ``convert("L")``). When
-    pixels are asked with the plain decode (no ``jpeg_draft``, no ``exif_transpose``,
-    ``alpha="drop"``: the defaults), that gray image is computed from the same RGB pixels, so
-    each image is decoded once in all; otherwise, and for hashes with ``draft``, the gray image
-    is decoded separately. Results equal :func:`preprocess`, :func:`stats` and
+    pixels are asked with the plain decode (no ``jpeg_draft``, no ``exif_transpose``: the
+    defaults; and ``alpha="drop"``, or a JPEG, which has no alpha), that gray image is computed
+    from the same RGB pixels, so each image is decoded once in all; otherwise, and for hashes
+    with ``draft``, the gray image is decoded separately. Results equal :func:`preprocess`, :func:`stats` and
     :func:`interleaf.dedup.phash` (etc.) called one by one.
 
     Args:
@@ -384,6 +394,7 @@ def analyze(
             arr = out
     elif out is not None:
         raise ValueError("out receives CLIP pixels: ask for them with pixels= (a config, or True), or leave out unset")
+    alpha = default_alpha(cfg) if alpha is None else alpha
     table = _native.analyze_images(
         col,
         out=arr,
@@ -410,7 +421,7 @@ def preprocess(
     threads: int | None = None,
     dtype: str = "float32",
     *,
-    alpha: str = "drop",
+    alpha: str | None = None,
     exif_transpose: bool = False,
     max_pixels: int | None = None,
     max_bytes: int | None = None,
@@ -432,7 +443,9 @@ def preprocess(
         size: the model's input size when ``config`` is None (ignored otherwise).
         threads: worker threads (default: all cores).
         dtype: ``"float32"`` or ``"float16"``.
-        alpha: ``"drop"`` or ``"white"`` (see the module docs).
+        alpha: ``"drop"`` or ``"white"`` (see the module docs); default: the config's
+            origin's (:func:`default_alpha`: ``"white"`` for a ``preprocessor_config.json``,
+            as transformers composites transparency over white; ``"drop"`` for open_clip).
         exif_transpose: apply the EXIF orientation first.
         max_pixels, max_bytes: decode limits (defaults: 89,478,485 pixels, 256 MiB).
         out: an existing C-contiguous ``(N, 3, H, W)`` array of ``dtype`` to fill instead of a

@@ -77,6 +77,7 @@ class Model:
             tokenizer = getattr(self, "tokenizer", None)
             if "input_ids" in s.inputs and tokenizer is not None:
                 self._fit_sequence(s, tokenizer)
+            self._check_pixels(s)
             self._sessions[stem] = s
         return s
 
@@ -87,6 +88,25 @@ class Model:
 
     def _batch_size(self, batch_size: int | None) -> int:
         return int_arg("batch_size", self.batch_size if batch_size is None else batch_size, 1, 1 << 20)
+
+    def _check_pixels(self, s: Session) -> None:
+        """A graph with a fixed image size must get that size from the preprocessing config
+        (a config from another model gave ONNX Runtime's "Got invalid dimensions")."""
+        config = getattr(self, "preprocess_config", None)
+        shape = s.input_shapes.get("pixel_values") or []
+        if config is not None and len(shape) == 4 and isinstance(shape[2], int) and isinstance(shape[3], int) and (shape[2], shape[3]) != tuple(config.output_shape):
+            h, w = config.output_shape
+            raise ModelDirectoryError(f"{s.path} takes {shape[2]}x{shape[3]} images, but the preprocessing config in {self.directory.path} makes {h}x{w}: it is another model's")
+
+    def _check_vocab(self, vocab_size: Any, where: str) -> None:
+        """The tokenizer's ids must fit the model's embedding table (``vocab_size`` of its
+        config; a tokenizer from another model gave ONNX Runtime's out-of-range Gather)."""
+        tokenizer = getattr(self, "tokenizer", None)
+        if tokenizer is None or not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
+            return
+        n = tokenizer.tokenizer.get_vocab_size(with_added_tokens=True)
+        if n > vocab_size:
+            raise ModelDirectoryError(f"{self.directory.path}/tokenizer.json has {n:,} tokens but {where} vocab_size is {vocab_size:,}: the tokenizer is another model's")
 
     @staticmethod
     def _fit_sequence(s: Session, tokenizer: TextTokenizer) -> None:
@@ -103,7 +123,7 @@ class Model:
         """Where the loaded graphs run (``"cuda"``/``"cpu"``); loads the main graph if needed."""
         return self.session.device
 
-    def _image_batches(self, images: pl.Series, config: Any, bs: int, errors: list[pl.Series], *, threads: int | None = None, dtype: str = "float32", alpha: str = "drop", exif_transpose: bool = False) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    def _image_batches(self, images: pl.Series, config: Any, bs: int, errors: list[pl.Series], *, threads: int | None = None, dtype: str = "float32", alpha: str | None = None, exif_transpose: bool = False) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """Decodes and preprocesses ``images`` in Rust, ``bs`` at a time, the next batch while
         the caller runs this one: yields ``(start, pixels, rows)`` per batch with an image
         that decoded (``pixels[i]`` is the image at ``start + rows[i]``; :func:`decoded_rows`);

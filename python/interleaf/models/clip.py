@@ -63,6 +63,7 @@ class CLIPModel(Model):
         self.context_length = config_value(text_cfg, "max_position_embeddings", int, CLIP_CONTEXT_LENGTH, f"{d.path}/config.json text_config")
         # CLIP's tokenizer pads with its end token.
         self.tokenizer = TextTokenizer(d.file("tokenizer.json"), self.context_length, default_pad_id=text_cfg.get("eos_token_id"))
+        self._check_vocab(text_cfg.get("vocab_size"), "config.json's text_config")
         self.dim = config_value(cfg, "projection_dim", int, 512, f"{d.path}/config.json")
         extra = cfg.get("interleaf") or {}
         # config.json of transformers only has logit_scale_init_value (2.6592, exp 14.3), the
@@ -88,7 +89,7 @@ class CLIPModel(Model):
             raise ModelDirectoryError(f"{s.path} gives image_embeds of shape {emb.shape}; config.json says projection_dim {self.dim}")
         return l2_normalize(emb)
 
-    def embed_images(self, images: pl.Series | Sequence[bytes | None] | np.ndarray, *, batch_size: int | None = None, threads: int | None = None, alpha: str = "drop", exif_transpose: bool = False) -> tuple[np.ndarray, pl.Series]:
+    def embed_images(self, images: pl.Series | Sequence[bytes | None] | np.ndarray, *, batch_size: int | None = None, threads: int | None = None, alpha: str | None = None, exif_transpose: bool = False) -> tuple[np.ndarray, pl.Series]:
         """L2-normalised image embeddings.
 
         Args:
@@ -97,7 +98,10 @@ class CLIPModel(Model):
                 ``(n, 3, H, W)``.
             batch_size: images per inference batch (default: the model's, 64).
             threads: Rust decoding threads (default: all cores).
-            alpha, exif_transpose: passed to :func:`interleaf.image.preprocess`.
+            alpha, exif_transpose: passed to :func:`interleaf.image.preprocess` (alpha: by
+                default the rule of the model's preprocessing config's origin: transformers'
+                ``preprocessor_config.json`` composites transparency over white, open_clip
+                drops it).
 
         Returns:
             ``(embeddings, error)``: float32 ``(n, dim)``, a bad image's row NaN, and the error

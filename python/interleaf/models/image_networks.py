@@ -69,7 +69,8 @@ class ImageFeatures(_ImageNetwork):
         n = images.len()
         res: dict[str, np.ndarray] = {}
         errors: list[pl.Series] = []
-        for start, pixels, rows in self._image_batches(images, self.preprocess_config, self._batch_size(batch_size), errors, threads=threads, dtype=self._dtype("pixel_values")):
+        # alpha dropped, as the reference networks read images (PIL convert("RGB")).
+        for start, pixels, rows in self._image_batches(images, self.preprocess_config, self._batch_size(batch_size), errors, threads=threads, dtype=self._dtype("pixel_values"), alpha="drop"):
             got = self.session.run({"pixel_values": pixels}, list(outputs))
             for name in outputs:
                 v = got[name].reshape(len(pixels), -1).astype(np.float32)
@@ -101,8 +102,8 @@ class ImageDistance(_ImageNetwork):
         out = np.full(a.len(), np.nan)
         errors: list[pl.Series] = []
         for start in range(0, a.len(), bs):
-            pa, ea = _image.preprocess(a[start : start + bs], self.preprocess_config, threads=threads, dtype=dtype)
-            pb, eb = _image.preprocess(b[start : start + bs], self.preprocess_config, threads=threads, dtype=dtype)
+            pa, ea = _image.preprocess(a[start : start + bs], self.preprocess_config, threads=threads, dtype=dtype, alpha="drop")
+            pb, eb = _image.preprocess(b[start : start + bs], self.preprocess_config, threads=threads, dtype=dtype, alpha="drop")
             err = pl.DataFrame({"a": ea, "b": eb}).select(pl.coalesce("a", "b")).to_series().alias("error")
             errors.append(err)
             ok = err.is_null().to_numpy()

@@ -160,7 +160,8 @@ fn analyze_one<T: PixelFloat>(data: &[u8], wants: &Wants, pre: Option<&Preproces
         match pre.decode(data) {
             Ok((src, target)) => {
                 pre.fill(&src, target, slot);
-                if let (Source::Rgb(rgb) | Source::Nearest(rgb, _), true) = (&src, need_luma && pre.plain_decode() && pre.cfg.decode.limits == wants.limits) {
+                if let (Source::Rgb(rgb) | Source::Nearest(rgb, _), true) = (&src, need_luma && pre.plain_decode(data) && pre.cfg.decode.limits == wants.limits)
+                {
                     luma = Some(Ok((rgb.width as u32, rgb.height as u32, rgb_to_luma(&rgb.px))));
                 }
             }

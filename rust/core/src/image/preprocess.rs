@@ -323,11 +323,11 @@ impl<'a> Preprocessor<'a> {
         3 * self.shape.0 * self.shape.1
     }
 
-    /// True when the decode this configuration makes is the plain `convert("RGB")` decode
-    /// (no draft, no EXIF rotation, alpha dropped), so its pixels also give Pillow's
-    /// `convert("L")` exactly.
-    pub fn plain_decode(&self) -> bool {
-        !self.cfg.jpeg_draft && !self.cfg.decode.exif_transpose && self.cfg.decode.alpha == Alpha::Drop
+    /// True when the decode this configuration makes of `data` is the plain `convert("RGB")`
+    /// decode (no draft, no EXIF rotation, the alpha dropped or a JPEG, which has none), so
+    /// its pixels also give Pillow's `convert("L")` exactly.
+    pub fn plain_decode(&self, data: &[u8]) -> bool {
+        !self.cfg.jpeg_draft && !self.cfg.decode.exif_transpose && (self.cfg.decode.alpha == Alpha::Drop || crate::image::probe::sniff(data) == Some("JPEG"))
     }
 
     /// Decodes one image as this configuration asks (JPEG draft included, in the form its
