@@ -99,6 +99,7 @@ class CausalLM(Model):
         self.vocab_size = config_value(cfg, "vocab_size", int, 0, f"{self.path}/config.json")
         pad = cfg.get("pad_token_id", cfg.get("eos_token_id"))  # GPT-2 has no padding token
         self.tokenizer = TextTokenizer(self.directory.file("tokenizer.json"), self.max_length, default_pad_id=pad if isinstance(pad, int) else None)
+        self._check_vocab(self.config.get("vocab_size"), "config.json's")
         self.bos_token_id = cfg.get("bos_token_id")
         self.batch_size = batch_size
 

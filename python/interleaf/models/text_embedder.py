@@ -104,6 +104,7 @@ class TextEmbedder(Model):
         self.max_seq_length = min(int(max_length or wanted or limit), limit)
         # do_lower_case: sentence-transformers' own lower-casing, before the tokenizer's.
         self.tokenizer = TextTokenizer(d.file("tokenizer.json"), self.max_seq_length, default_pad_id=self.config.get("pad_token_id"), lowercase=bool(st.get("do_lower_case", False)))
+        self._check_vocab(self.config.get("vocab_size"), "config.json's")
         self.dim = int(pcfg.get("word_embedding_dimension") or pcfg.get("embedding_dimension") or self.config.get("hidden_size", 0)) * len(self.pooling)
         self.batch_size = batch_size
 
