@@ -307,6 +307,29 @@ def test_text_coherence_signal_equals_the_function_on_the_embedders_vectors():
         text_coherence(v0, [0, 3], keys=[1, 2])
 
 
+def test_blank_step_texts_are_no_text_for_coherence_and_alignment():
+    """A step whose text nodes are blank (whitespace only) is no step: a document of blank
+    steps is too_few_steps (it scored a mean cosine of 1.0 over three empty steps), blank steps
+    beside two real ones leave its margin null (two of them made a positive margin), and an
+    image whose step text is blank has no_text (it was scored against "")."""
+    emb = models.load(EMBEDDER_DIR, device="cpu")
+    real = [("text", "First, boil water.", 0), ("text", "Then pour it over the tea leaves.", 1)]
+    docs = [
+        [("text", "", 0), ("text", " ", 1), ("text", "\n\t", 2)],
+        [*real, ("text", " ", 2), ("text", "\u3000", 3)],
+        real,
+    ]
+    _, out = compute(batch_of(docs), [TextCoherence(shuffles=4, seed=3)], Context(text_embedder=emb))
+    assert out.get_column("coherence_steps").to_list() == [0, 2, 2]
+    assert out.get_column("coherence_error").struct.field("kind").to_list()[0] == "too_few_steps" and out.get_column("coherence_mean_cos")[0] is None
+    assert out.row(1, named=True) | {"doc_index": 0, "doc_id": ""} == out.row(2, named=True) | {"doc_index": 0, "doc_id": ""}
+    im = encode(Image.new("RGB", (64, 64), "red"), "PNG")
+    nodes, _ = compute(batch_of([[("image", im, 0), ("text", "  ", 0), ("image", im, 1), ("text", "a red square", 1)]]), [ClipAlignment("step")], Context(clip=models.load(CLIP_DIR, device="cpu")))
+    images = nodes.filter(pl.col("pos").is_in([0, 2])).sort("pos")
+    assert images.get_column("clip_alignment_error").struct.field("kind").to_list() == ["no_text", None]
+    assert images.get_column("clip_alignment_score")[0] is None and images.get_column("clip_alignment_score")[1] is not None
+
+
 def test_a_documents_coherence_margin_does_not_depend_on_its_batch():
     # Seeded by its position in the batch, the margin changed with --batch-size and the shard
     # split (a review found 83 of 125 CoMM margins moving); seeded by its step texts it does not.
