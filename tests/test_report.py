@@ -92,6 +92,9 @@ def test_report_values_are_escaped_and_cut():
     assert _e('<img src=x onerror="alert(1)">') == "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;"
     long = _e("x" * 2_000_000)
     assert len(long) < MAX_SHOWN_CHARS + 100 and long.endswith("(1,996,000 more characters)")
+    # Bidirectional controls cannot reorder the report's text around a value.
+    assert _e("harmless\u202egpj.exe") == "harmless&lt;U+202E&gt;gpj.exe"
+    assert _e("a\u2066b\u2069\u200fc") == "a&lt;U+2066&gt;b&lt;U+2069&gt;&lt;U+200F&gt;c" and _e("שלום") == "שלום"
 
 
 def test_report_thumbnails_only_the_images_its_cards_can_show(tmp_path):
@@ -267,6 +270,22 @@ def test_an_aggregating_document_filter_counts_its_failures_per_document(tmp_pat
     assert 0 < failing < t.height and summary["dropped_documents"]["avg_width"] == failing
     n = f"{failing:,} document{'s' if failing != 1 else ''}"
     assert f"image_width: {failing:,} of {t.height:,} documents (over their scored image_width) fail the rule ({100 * failing / t.height:.1f}%); {n} dropped here" in (out / "report.html").read_text()
+
+
+def test_report_thumbnails_keep_to_the_recipes_image_limits(tmp_path, sample_dir):
+    """An image the recipe's image signal refuses as too large (max_pixels) is not decoded
+    for a thumbnail either (a 9000x9000 PNG was decoded whole for its card)."""
+    from interleaf import recipes
+
+    text = recipes.preset_text("pairs-basic")
+    assert "  image: {type: image}" in text
+    recipe = tmp_path / "small.yaml"
+    recipe.write_text(text.replace("  image: {type: image}", "  image: {type: image, max_pixels: 1000}").replace("  drop_errors: true", "  drop_errors: false"))
+    run(recipe, [str(sample_dir / "pairs.jsonl")], tmp_path / "small", progress=False)
+    run("pairs-basic", [str(sample_dir / "pairs.jsonl")], tmp_path / "plain", progress=False)
+    assert 'class="thumb"' in (tmp_path / "plain" / "report.html").read_text()
+    small = (tmp_path / "small" / "report.html").read_text()
+    assert 'class="card"' in small and 'class="thumb"' not in small
 
 
 def test_the_examples_of_an_at_most_rule_say_the_side_above_is_dropped(tmp_path, sample_dir):

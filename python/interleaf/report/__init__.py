@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,12 +41,19 @@ MAX_SHOWN_CHARS = 4000
 CSP_META = '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; style-src \'unsafe-inline\'">'
 
 
+#: Bidirectional controls (embeddings, overrides, isolates, marks): shown by code point, so a
+#: value cannot reverse or reorder the report's own text around it (an id holding U+202E read
+#: "dropped: exe.jpg_..." backwards).
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
 def _e(x: Any, limit: int = MAX_SHOWN_CHARS) -> str:
-    """``x`` as escaped HTML text, cut to ``limit`` characters (the cut is said)."""
+    """``x`` as escaped HTML text, cut to ``limit`` characters (the cut is said), its
+    bidirectional control characters shown as ``<U+202E>``."""
     s = str(x)
     if len(s) > limit:
         s = f"{s[:limit]}… ({len(s) - limit:,} more characters)"
-    return html.escape(s, quote=True)
+    return html.escape(_BIDI.sub(lambda m: f"<U+{ord(m.group()):04X}>", s), quote=True)
 
 
 def _num(x: float | None) -> str:
@@ -165,10 +173,21 @@ def _column_histogram(
     return _histogram_svg(counts, edges, threshold), n, (failing, of) if rule is not None else None
 
 
-def _content(shards: list[Any], wanted: dict[str, set[int]], read: dict[str, Any], shown: set[tuple[str, int, int]] = frozenset()) -> dict[tuple[str, int], pl.DataFrame]:  # type: ignore[assignment]
+def _image_limits(plan: Any) -> dict[str, int | None]:
+    """The decode limits of the recipe's image signals (the smallest each sets), which the
+    report's thumbnails keep to: an image the recipe refuses as too large is not decoded for
+    a thumbnail either."""
+    specs = [spec for spec in plan.signals.values() if spec.type == "image"]
+    pixels = [spec.max_pixels for spec in specs if spec.max_pixels is not None]
+    sizes = [spec.max_bytes for spec in specs if spec.max_bytes is not None]
+    return {"max_pixels": min(pixels) if pixels else None, "max_bytes": min(sizes) if sizes else None}
+
+
+def _content(shards: list[Any], wanted: dict[str, set[int]], read: dict[str, Any], shown: set[tuple[str, int, int]] = frozenset(), limits: dict[str, int | None] | None = None) -> dict[tuple[str, int], pl.DataFrame]:  # type: ignore[assignment]
     """The nodes of the wanted documents (shard name -> doc_index set), with a thumbnail for
     each document's first image and for the images ``shown`` names ((shard, doc_index, pos)):
-    the ones a card can show (a document of 100,000 images made 100,000 thumbnails)."""
+    the ones a card can show (a document of 100,000 images made 100,000 thumbnails), decoded
+    within ``limits`` (``max_pixels``, ``max_bytes``: :func:`_image_limits`)."""
     from interleaf import image
     from interleaf.pipeline import read_shard
 
@@ -188,7 +207,7 @@ def _content(shards: list[Any], wanted: dict[str, set[int]], read: dict[str, Any
                 rows = np.flatnonzero(got.select((is_image & (first_image | named)).fill_null(False)).to_series().to_numpy())
                 thumbs = pl.Series("thumb", [None] * got.height, dtype=pl.Binary)
                 if len(rows):
-                    made = image.thumbnails(got.get_column(S.IMAGE).gather(rows).fill_null(b""), THUMB).get_column("thumbnail")
+                    made = image.thumbnails(got.get_column(S.IMAGE).gather(rows).fill_null(b""), THUMB, max_pixels=(limits or {}).get("max_pixels"), max_bytes=(limits or {}).get("max_bytes")).get_column("thumbnail")
                     thumbs = thumbs.scatter(rows, made)
                 got = got.select(S.DOC_INDEX, S.DOC_ID, S.POS, S.KIND, S.TEXT).with_columns(thumbs)
                 for (di,), part in got.partition_by(S.DOC_INDEX, as_dict=True, maintain_order=True).items():
@@ -340,7 +359,8 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
                         shown.add((row["shard"], row[S.DOC_INDEX], int(row["detail"].rsplit(" ", 1)[1])))
     # Error examples.
     errs = dropped.filter(pl.col("filter") == "error") if dropped.height else pl.DataFrame()
-    content = _content(first, wanted, read, shown)
+    limits = _image_limits(plan)
+    content = _content(first, wanted, read, shown, limits)
     # Representatives by the doc_index their detail names; details of older runs name only the
     # doc_id, looked up in the first shards' documents (read only for those).
     rep_index: dict[tuple[str, str], int] = {}
@@ -358,7 +378,7 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
             kept_at = _rep_doc(rep, rep_index)
             if rep and kept_at is not None and rep[1] in first_names and kept_at < EXAMPLE_DOCS:
                 more.setdefault(rep[1], set()).add(kept_at)
-        content.update(_content(first, {k: v - wanted.get(k, set()) for k, v in more.items()}, read))
+        content.update(_content(first, {k: v - wanted.get(k, set()) for k, v in more.items()}, read, limits=limits))
     if panels:
         parts.append(f"<h2>Signals and thresholds</h2><p class=muted>Histograms over every scored row; the red line is the threshold. The examples are the rows just above and just below it (each side says whether this filter keeps it), among the first {EXAMPLE_DOCS:,} documents of the first {EXAMPLE_SHARDS} shards.</p>")
         for body, sides, above, below in panels:
