@@ -124,36 +124,58 @@ pub fn cluster(sigs: &[u32], num_perm: usize, bands: usize, rows: usize, verify:
     let row_of = |i: usize| &sigs[i * num_perm..(i + 1) * num_perm];
     for band in 0..bands {
         let span = band * rows..(band + 1) * rows;
-        // bucket key -> members so far (only the members needed for verification are kept).
-        let mut buckets: HashMap<&[u32], Vec<u32>> = HashMap::with_capacity(n);
+        // bucket key -> its members so far, in groups that each lie in one component (rows
+        // only ever join, so a group stays in one): without verification only the first member
+        // is needed; with it, a group already in row i's component is passed over at once,
+        // not member by member (10^5 copies of one caption made each copy walk all earlier
+        // ones: quadratic), and a group in another is verified member by member until one
+        // passes, which is what checking every member gives.
+        let mut buckets: HashMap<&[u32], Vec<Vec<u32>>> = HashMap::with_capacity(n);
         for i in 0..n {
             let key = &row_of(i)[span.clone()];
-            let members = buckets.entry(key).or_default();
+            let groups = buckets.entry(key).or_default();
+            let i32_ = i as u32;
             match verify {
                 Verify::None => {
-                    if let Some(&first) = members.first() {
+                    if let Some(&first) = groups.first().and_then(|g| g.first()) {
                         candidates += 1;
-                        joined += uf.union(first, i as u32) as u64;
+                        joined += uf.union(first, i32_) as u64;
                     } else {
-                        members.push(i as u32);
+                        groups.push(vec![i32_]);
                     }
                 }
                 _ => {
-                    for &j in members.iter() {
-                        if uf.find(j) == uf.find(i as u32) {
+                    let mut with_i = Vec::new(); // the groups now in row i's component
+                    for (g, members) in groups.iter().enumerate() {
+                        if uf.find(members[0]) == uf.find(i32_) {
+                            with_i.push(g);
                             continue;
                         }
-                        candidates += 1;
-                        let ok = match verify {
-                            Verify::Signature(t) => estimated_jaccard(row_of(i), row_of(j as usize)) >= *t,
-                            Verify::Exact(t, sets) => jaccard_sorted(&sets[i], &sets[j as usize]) >= *t,
-                            Verify::None => unreachable!(),
-                        };
-                        if ok {
-                            joined += uf.union(j, i as u32) as u64;
+                        for &j in members {
+                            candidates += 1;
+                            let ok = match verify {
+                                Verify::Signature(t) => estimated_jaccard(row_of(i), row_of(j as usize)) >= *t,
+                                Verify::Exact(t, sets) => jaccard_sorted(&sets[i], &sets[j as usize]) >= *t,
+                                Verify::None => unreachable!(),
+                            };
+                            if ok {
+                                joined += uf.union(j, i32_) as u64;
+                                with_i.push(g);
+                                break;
+                            }
                         }
                     }
-                    members.push(i as u32);
+                    // Row i joins the first of them, and the others merge into it.
+                    match with_i.split_first() {
+                        None => groups.push(vec![i32_]),
+                        Some((&first, rest)) => {
+                            for &g in rest.iter().rev() {
+                                let moved = groups.remove(g);
+                                groups[first].extend(moved);
+                            }
+                            groups[first].push(i32_);
+                        }
+                    }
                 }
             }
         }
@@ -218,5 +240,53 @@ mod verify_tests {
         let sets = shingle_sets(&["a b c d", "a b c e"], 1, Unit::Word);
         assert_eq!(representatives(&sigs, 2, 1, 2, &Verify::Exact(0.7, &sets), None).0, vec![0, 1]);
         assert_eq!(representatives(&sigs, 2, 1, 2, &Verify::Exact(0.5, &sets), None).0, vec![0, 0]);
+    }
+
+    /// Verification as first written: every member of the row's bucket that is not in its
+    /// component is checked (quadratic in a bucket's size).
+    fn clusters_checking_every_member(sigs: &[u32], num_perm: usize, bands: usize, rows: usize, t: f64) -> Vec<u32> {
+        let n = sigs.len() / num_perm;
+        let row_of = |i: usize| &sigs[i * num_perm..(i + 1) * num_perm];
+        let mut uf = UnionFind::new(n);
+        for band in 0..bands {
+            let mut buckets: HashMap<&[u32], Vec<u32>> = HashMap::new();
+            for i in 0..n {
+                let members = buckets.entry(&row_of(i)[band * rows..(band + 1) * rows]).or_default();
+                for &j in members.iter() {
+                    if uf.find(j) != uf.find(i as u32) && estimated_jaccard(row_of(i), row_of(j as usize)) >= t {
+                        uf.union(j, i as u32);
+                    }
+                }
+                members.push(i as u32);
+            }
+        }
+        uf.representatives(|_| 0u8)
+    }
+
+    #[test]
+    fn grouped_verification_gives_the_clusters_of_checking_every_member() {
+        // Signatures over a tiny alphabet: buckets are large and hold rows that pass and
+        // rows that fail the threshold, in components that merge across bands.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for (num_perm, bands, rows, alphabet, t) in
+            [(12, 6, 2, 2, 0.85), (16, 8, 2, 2, 0.9), (10, 5, 2, 2, 0.9), (20, 10, 2, 3, 0.6), (16, 4, 4, 2, 0.8), (12, 12, 1, 3, 0.7)]
+        {
+            let n = 400;
+            let sigs: Vec<u32> = (0..n * num_perm).map(|_| (next() % alphabet) as u32).collect();
+            let grouped = representatives(&sigs, num_perm, bands, rows, &Verify::Signature(t), None).0;
+            assert_eq!(grouped, clusters_checking_every_member(&sigs, num_perm, bands, rows, t), "{num_perm} {bands} {rows} {alphabet} {t}");
+            let clusters = grouped.iter().enumerate().filter(|&(i, &r)| r as usize == i).count();
+            assert!(clusters > 1 && clusters < n, "{num_perm} {bands} {rows} {alphabet} {t}: {clusters} clusters");
+        }
+        // 20,000 copies of one signature: one group, one find per copy.
+        let copies = [7u32, 8, 9, 10].repeat(20_000);
+        let (reps, candidates, joined) = representatives(&copies, 4, 2, 2, &Verify::Signature(0.9), None);
+        assert!(reps.iter().all(|&r| r == 0) && candidates == 19_999 && joined == 19_999);
     }
 }
