@@ -784,3 +784,20 @@ def test_an_interleaved_document_is_refused_as_a_pair_not_cut(sample_dir, tmp_pa
     with pytest.raises(ValueError, match="holds comm documents.*--output-format comm"):
         interleaf.run("pairs-basic", [str(sample_dir / "comm.jsonl")], out, output_format="pairs", progress=False)
     assert not (out / "summary.json").exists()
+
+
+def test_a_killed_writers_temporary_files_are_removed_by_the_next_write(sample_dir, tmp_path):
+    """A writer killed before its rename leaves a hidden temporary file (47 MB in a killed
+    dedup --write); the next write into that folder, holding the lock, removes it: the
+    temporary files of the names it writes, not other hidden files."""
+    docs = read_all(str(sample_dir / "pairs.jsonl"))
+    for fmt, leftover in (("jsonl", ".shard-000000.jsonl.12345.0123456789ab.tmp"), ("parquet", ".shard-000000.parquet.999.abcdefabcdef.tmp"), ("webdataset", ".shard-000000.tar.4242-7.tmp")):
+        out = tmp_path / fmt
+        out.mkdir()
+        (out / leftover).write_bytes(b"half a file")
+        (out / ".keep.tmp").write_bytes(b"not a writer's")
+        (out / ".other-000000.tar.4242-7.tmp").write_bytes(b"another prefix's")
+        interleaf.write(docs, out, fmt, prefix="shard")
+        assert not (out / leftover).exists(), fmt
+        assert (out / ".keep.tmp").exists() and (out / ".other-000000.tar.4242-7.tmp").exists(), fmt
+        assert read_all(str(out)).height == docs.height

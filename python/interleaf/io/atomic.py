@@ -4,7 +4,9 @@ destroys a good one before its replacement is whole."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -106,6 +108,22 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def remove_leftovers(path: str | os.PathLike[str]) -> int:
+    """Removes the temporary files :func:`atomic_output` left beside ``path`` in processes that
+    died before renaming them (``.NAME.PID.HEX.tmp``); call it holding the writer's lock on
+    ``path``, so that no live writer's file is among them. Returns how many went."""
+    final = Path(path)
+    pattern = re.compile(rf"^\.{re.escape(final.name)}\.\d+\.[0-9a-f]{{12}}\.tmp$")
+    gone = 0
+    with contextlib.suppress(OSError):
+        for p in final.parent.iterdir():
+            if pattern.match(p.name) and not p.is_dir():
+                with contextlib.suppress(OSError):
+                    p.unlink()
+                    gone += 1
+    return gone
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> Path:

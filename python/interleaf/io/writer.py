@@ -12,7 +12,7 @@ import polars as pl
 from interleaf import _native
 from interleaf._checks import choice_arg, int_arg
 from interleaf._progress import Progress
-from interleaf.io.atomic import atomic_output
+from interleaf.io.atomic import atomic_output, remove_leftovers
 from interleaf.io.sources import JSONL, PARQUET, WEBDATASET
 from interleaf.schema import DOC_INDEX, conform
 
@@ -187,6 +187,7 @@ def write(
         layout = format if format in RECORD_LAYOUTS else None
         path = _target_file(dest, prefix, suffix, overwrite)
         lock = _native.NativeWriteLock(os.path.dirname(path) or ".", os.path.basename(path))
+        remove_leftovers(path)  # a killed writer's temporary file (the lock says none is alive)
         try:
             if format == PARQUET:
                 _write_parquet(_batches(batches), path, count)

@@ -181,6 +181,13 @@ pub fn temp_name(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.{}-{n}.tmp", std::process::id()))
 }
 
+/// The shard name a [`temp_name`] (`.NAME.PID-N.tmp`) was made for; `None` for other names.
+fn leftover_of(name: &str) -> Option<&str> {
+    let (shard, tag) = name.strip_prefix('.')?.strip_suffix(".tmp")?.rsplit_once('.')?;
+    let (pid, n) = tag.split_once('-')?;
+    (!pid.is_empty() && !n.is_empty() && pid.bytes().chain(n.bytes()).all(|b| b.is_ascii_digit())).then_some(shard)
+}
+
 #[derive(Clone, Debug)]
 pub struct ShardWriterOptions {
     pub names: ShardNames,
@@ -276,6 +283,9 @@ impl ShardWriter {
             let name = entry.file_name().to_string_lossy().into_owned();
             if opts.names.matches(&name) {
                 stale.push(entry.path());
+            } else if leftover_of(&name).is_some_and(|shard| opts.names.matches(shard)) {
+                // A killed writer's temporary shard (the lock says none is alive): garbage.
+                let _ = fs::remove_file(entry.path());
             }
         }
         stale.sort();
