@@ -370,3 +370,14 @@ def test_documents_with_nothing_to_hash_duplicate_nothing(sample_dir, tmp_path):
         pairs = {(r["doc_id"], r["representative"]) for r in dup.iter_rows(named=True) if r["doc_id"] != r["representative"]}
         assert pairs == expected, (method, on, strip, pairs)
         assert s["duplicate_documents"] == len(expected), (method, on)
+
+
+def test_deduplicate_refuses_an_input_named_twice(sample_dir, tmp_path):
+    """Every record of a file named twice would be its own exact duplicate (the CLI refused
+    it; the API reported the whole file as duplicating itself)."""
+    from interleaf.dedup import deduplicate
+
+    src = str(sample_dir / "pairs.jsonl")
+    with pytest.raises(ValueError, match="is named twice"):
+        deduplicate([src, src], tmp_path / "out", "exact")
+    assert not (tmp_path / "out").exists()

@@ -32,7 +32,7 @@ from interleaf.dedup.perceptual import hash_clusters, phash
 from interleaf.image import check_draft
 from interleaf.io.atomic import FolderLock, atomic_output, missing_folders, remove_empty, write_text
 from interleaf.io.reader import READ_OPTIONS
-from interleaf.io.sources import check_out_apart, expand
+from interleaf.io.sources import check_out_apart, named_inputs
 from interleaf.io.writer import WRITE_FORMATS
 from interleaf.polars import hamming
 from interleaf.schema import DOC_ID, DOC_INDEX, IMAGE, KIND, POS, TEXT
@@ -191,13 +191,20 @@ def cluster(sig: Signatures, method: str, *, threshold: float, num_perm: int, ba
     if method == "semantic":
         return semantic_clusters(np.concatenate(sig.signatures) if sig.signatures else np.zeros((0, 1), np.float32), total, **(semantic or {}))
     if method == "minhash":
+        # One copy of the signatures at a time (4 * num_perm bytes a document): the batches'
+        # arrays are let go once joined, the signed rows taken without a copy when all are,
+        # and the scores computed a block at a time (three full copies peaked at 3.2x).
         matrix = np.concatenate(sig.signatures) if sig.signatures else np.zeros((0, num_perm), dtype=np.uint32)
+        sig.signatures.clear()
         signed = np.concatenate(sig.signed) if sig.signed else np.ones(len(matrix), dtype=bool)
         rows_ok = np.flatnonzero(signed)
         reps = np.arange(len(matrix), dtype=np.int64)
-        sub, stats = lsh_clusters(matrix[rows_ok], threshold, bands, rows, verify=verify)
+        sub, stats = lsh_clusters(matrix if len(rows_ok) == len(matrix) else matrix[rows_ok], threshold, bands, rows, verify=verify)
         reps[rows_ok] = rows_ok[sub]
-        score = (matrix == matrix[reps]).mean(axis=1) if total else np.zeros(0)
+        score = np.empty(len(matrix))
+        step = 1 << 16
+        for a in range(0, len(matrix), step):
+            score[a : a + step] = (matrix[a : a + step] == matrix[reps[a : a + step]]).mean(axis=1)
         return reps, score, {**stats, "unhashed": sig.counters["unhashed"]}
     keys = pl.concat(sig.keys) if sig.keys else pl.Series("key", [], dtype=pl.UInt64 if method == "phash" else pl.String)
     if method == "phash":
@@ -210,7 +217,7 @@ def cluster(sig: Signatures, method: str, *, threshold: float, num_perm: int, ba
     return reps, np.ones(total), {"distinct_keys": keys.drop_nulls().n_unique(), "unhashed": sig.counters["unhashed"]}
 
 
-def semantic_clusters(emb: np.ndarray, total: int, *, eps: float = 0.01, n_clusters: int | None = None, seed: int = 0, device: str = "auto", engine: str = "local") -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+def semantic_clusters(emb: np.ndarray, total: int, *, eps: float = 0.01, n_clusters: int | None = None, seed: int = 1234, device: str = "auto", engine: str = "local") -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """SemDeDup (:func:`interleaf.dedup.semantic`) over one embedding per document; a removed
     document's representative is the kept document its chain of ``duplicate_of`` ends at, its
     score the cosine with that representative (as the other methods score against theirs; along
@@ -354,7 +361,8 @@ def deduplicate(
     bit-identical to imagehash on a full decode (see :func:`interleaf.dedup.phash`).
     ``method="minhash"`` signs document texts with :class:`MinHasher` (fast mode) and clusters
     with :func:`lsh_clusters` at ``threshold``. Signatures take ``4 * num_perm`` bytes per
-    document (512 B at 128: 10M documents = 5.1 GB).
+    document (512 B at 128: 10M documents = 5.1 GB), twice that for a moment while the
+    batches' signatures are joined into one matrix.
     ``method="semantic"`` runs SemDeDup (:func:`interleaf.dedup.semantic`, ``eps``,
     ``n_clusters``, ``seed``, ``device``) on one embedding per document: each document's first
     image (``on="image"``) or its text (``on="text"``) through ``model`` (a CLIP model or a
@@ -388,7 +396,7 @@ def deduplicate(
     if ray_address is not None and engine != "ray":
         raise ValueError("ray_address needs engine='ray'")
     if seed is None:
-        seed = 1 if method == "minhash" else 0
+        seed = 1 if method == "minhash" else 1234
     emb_given = None
     if method == "semantic":
         choice_arg("on", on, ("text", "image"))
@@ -432,7 +440,8 @@ def deduplicate(
     out = Path(out)
     named = [source] if isinstance(source, (str, os.PathLike)) else list(source) if isinstance(source, (list, tuple)) else []
     if named and all(isinstance(x, (str, os.PathLike)) for x in named):
-        check_out_apart(out, expand(named), [os.fspath(x) for x in named])
+        # An input named twice would make every record its own exact duplicate.
+        check_out_apart(out, named_inputs(named), [os.fspath(x) for x in named])
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder: choose a folder")
     created = missing_folders(out)
