@@ -382,11 +382,14 @@ def _kind_of(faiss: Any, index: Any) -> str | None:
     return None
 
 
-def kmeans(x: Any, k: int, *, spherical: bool = True, niter: int = 20, seed: int = 1234, device: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+def kmeans(x: Any, k: int, *, spherical: bool = True, niter: int = 20, seed: int = 1234, device: str = "auto", max_points_per_centroid: int | None = 256) -> tuple[np.ndarray, np.ndarray]:
     """FAISS k-means over the rows of ``x`` ``(n, dim)``: ``(labels, centroids)``, int64 ``(n,)``
     (each row's nearest centroid) and float32 ``(k', dim)``, with ``k' = min(k, n)``.
     ``spherical`` (default) normalises the rows and the centroids, so "nearest" is "most
-    cosine-similar" (SemDeDup, instruction clustering); the same ``seed`` gives the same clusters."""
+    cosine-similar" (SemDeDup, instruction clustering); the same ``seed`` gives the same clusters.
+    ``max_points_per_centroid``: the centroids are trained on a seeded sample of at most that
+    many rows per centroid, then every row is assigned (FAISS's default 256, which SemDeDup's
+    ``faiss.Kmeans`` call keeps); None trains on every row (slower, 3x at 100k rows)."""
     import faiss
 
     a = np.asarray(x)
@@ -399,7 +402,10 @@ def kmeans(x: Any, k: int, *, spherical: bool = True, niter: int = 20, seed: int
         raise ValueError("k-means needs at least one vector")
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be an integer >= 1, got {k!r}")
-    km = faiss.Kmeans(a.shape[1], min(k, n), niter=niter, seed=seed, spherical=spherical, gpu=resolve_device(device) == "cuda", verbose=False, min_points_per_centroid=1, max_points_per_centroid=1 << 30)
+    if max_points_per_centroid is not None and (not isinstance(max_points_per_centroid, int) or max_points_per_centroid < 1):
+        raise ValueError(f"max_points_per_centroid must be an integer >= 1 or None, got {max_points_per_centroid!r}")
+    sample = max_points_per_centroid if max_points_per_centroid is not None else 1 << 30
+    km = faiss.Kmeans(a.shape[1], min(k, n), niter=niter, seed=seed, spherical=spherical, gpu=resolve_device(device) == "cuda", verbose=False, min_points_per_centroid=1, max_points_per_centroid=sample)
     km.train(a)
     _, assigned = km.index.search(a, 1)
     return assigned[:, 0].astype(np.int64), np.asarray(km.centroids, dtype=np.float32)

@@ -94,7 +94,7 @@ def semantic(
     n_clusters: int | None = None,
     clusters: Any = None,
     ranking: Any = None,
-    seed: int = 0,
+    seed: int = 1234,
     device: str = "auto",
     *,
     niter: int = 100,
@@ -114,7 +114,9 @@ def semantic(
         ranking: one score per row (for example a CLIP score); within a cluster the best-ranked
             item comes first and is the one kept of its duplicates (ties in row order). Default:
             SemDeDup's order, farthest from the centroid first ("keep hard").
-        seed: k-means seed (deterministic for a seed and thread count).
+        seed: k-means seed (SemDeDup's published config: 1234; deterministic for a seed and
+            thread count). k-means is SemDeDup's ``faiss.Kmeans``: spherical, centroids
+            trained on FAISS's sample of 256 rows per centroid, every row then assigned.
         device: FAISS k-means on ``"cuda"`` when FAISS sees a GPU (``"auto"``), or ``"cpu"``.
         niter: k-means iterations (SemDeDup's published config: 100).
         threads: clusters processed in parallel, each on one BLAS thread (default: the cores
