@@ -1931,3 +1931,11 @@ def test_a_folder_named_ray_is_not_taken_for_ray(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", folder)
     with pytest.raises(ImportError, match=r"pip install 'interleaf\[ray\]'.*not Ray but the folder .*/ray\)"):
         iray._ray()
+
+
+def test_ray_dedup_without_the_ray_engine_is_refused(tmp_path, planted):
+    """--ray-dedup says where a Ray run clusters: without --engine ray it was accepted and
+    did nothing (as --address is refused there)."""
+    with pytest.raises(ValueError, match=r"ray_dedup='distributed' \(--ray-dedup\) needs engine='ray'"):
+        run("pairs-basic", planted["inputs"], tmp_path / "out", ray_dedup="distributed", progress=False)
+    assert not (tmp_path / "out").exists()

@@ -234,6 +234,25 @@ def test_ray_failures_read_as_one_line_with_the_cause(ray_instance):
         assert _actor_lost(wrapped) and "\n" not in str(wrapped)
 
 
+def test_a_failed_model_stage_releases_its_actors(ray_instance):
+    """A model stage whose actors fail gives its CPUs back when it raises: the failed
+    Dataset's actor pool lived as long as the error's traceback (reference cycles), and the
+    next Ray run in the same process waited for the CPUs."""
+    from interleaf.ray import run_jobs
+
+    def fails(shard):
+        raise ValueError(f"the model for {shard} does not load")
+
+    total = ray.cluster_resources()["CPU"]
+    with pytest.raises(Exception, match="does not load"):
+        run_jobs(fails, [("a",), ("b",)], actors=True, concurrency=2, stage="score")
+    for _ in range(120):  # the actors' exit is asynchronous
+        if ray.available_resources().get("CPU", 0) == total:
+            break
+        time.sleep(0.5)
+    assert ray.available_resources().get("CPU", 0) == total
+
+
 @pytest.fixture()
 def comm_shards(tmp_path, sample_dir) -> list[str]:
     """The CoMM sample split into one shard per document (images beside them)."""

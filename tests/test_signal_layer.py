@@ -431,7 +431,10 @@ def test_perplexity_per_step_text_on_the_steps_text_nodes():
     # Where a step has one text node, the step's value is the node's.
     assert got.get_column("s_perplexity").to_list()[3:6] == pytest.approx(got.get_column("n_perplexity").to_list()[3:6], rel=1e-9)
     assert got.get_column("s_perplexity")[1] != pytest.approx(got.get_column("n_perplexity")[1], rel=1e-6)
-    assert got.get_column("s_perplexity")[6] is None and got.get_column("s_error").struct.field("kind")[6] == want.get_column("error").struct.field("kind")[5] == "too_few_tokens"
+    # A blank text node is no text: its step has none (the model has nothing to score in it
+    # either, as at node level).
+    assert got.get_column("s_perplexity")[6] is None and got.get_column("s_error").struct.field("kind")[6] == "missing_text"
+    assert got.get_column("n_perplexity")[6] is None and want.get_column("error").struct.field("kind")[5] == "too_few_tokens"
     assert nodes.filter(~pl.Series(text)).get_column("s_perplexity").null_count() == 4  # images carry none
     # A text node without text is in no step's text: missing_text, as at node level.
     assert got.get_column("s_error").struct.field("kind")[7] == got.get_column("n_error").struct.field("kind")[7] == "missing_text"

@@ -1888,6 +1888,8 @@ class Engine:
     #: Environment variables a Ray run's workers get (the LLM API key the driver has: a
     #: cluster's workers do not share the driver's environment). Never shown.
     env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    #: Ray tasks or model actors at once (``workers`` as given; None: the cluster's CPUs).
+    concurrency: int | None = None
 
 
 class _Pool:
@@ -1974,7 +1976,7 @@ def _run_jobs(fn: Callable[..., dict[str, Any]], jobs: list[tuple], workers: int
         from interleaf import ray as ray_engine
 
         gpus = ray_engine.gpus_per_actor(device) if models else 0.0
-        results = ray_engine.run_jobs(fn, jobs, concurrency=workers if workers > 1 else None, actors=models, num_gpus=gpus, stage=stage, env=dict(engine.env))
+        results = ray_engine.run_jobs(fn, jobs, concurrency=engine.concurrency, actors=models, num_gpus=gpus, stage=stage, env=dict(engine.env))
         nodes = {res.pop("_node", None) for res in results}
         for i, res in enumerate(results):
             log.shard(stage, i, len(jobs), res, t0)
@@ -2050,7 +2052,7 @@ def run(
     max_batch_bytes: int | None = None,
     allow_outside_root: bool = False,
     batch_size: int = 1024,
-    workers: int = 1,
+    workers: int | None = None,
     device: str = "auto",
     threads: int | None = None,
     model_batch_size: int | None = None,
@@ -2115,7 +2117,12 @@ def run(
     if ray_address is not None and engine != "ray":
         raise ValueError("ray_address (--address) needs engine='ray' (--engine ray)")
     choice_arg("ray_dedup", ray_dedup, ("auto", "distributed", "driver"))
-    int_arg("workers", workers, 1, 1024)
+    if ray_dedup != "auto" and engine != "ray":
+        raise ValueError(f"ray_dedup={ray_dedup!r} (--ray-dedup) needs engine='ray' (--engine ray)")
+    int_arg("workers", workers, 1, 1024, optional=True)
+    # Ray: the tasks or model actors at once, as given (default: the cluster's CPUs); local:
+    # worker processes (default 1).
+    ray_concurrency, workers = workers, workers or 1
     int_arg("limit", limit, 0, optional=True)
     int_arg("threads", threads, 1, 512, optional=True)
     int_arg("model_batch_size", model_batch_size, 1, 1 << 20, optional=True)
@@ -2170,7 +2177,7 @@ def run(
         # the folder a run starts from, and Ray workers, which run in their own, read the same
         # files.
         shards = plan_shards([os.path.abspath(x) for x in paths])
-        eng = Engine(engine, ray_address, ray_dedup, _api_key_env(p.llm) if engine == "ray" else ())
+        eng = Engine(engine, ray_address, ray_dedup, _api_key_env(p.llm) if engine == "ray" else (), ray_concurrency)
         if engine == "ray":  # joined before anything is written: a wrong address leaves no run behind
             from interleaf import ray as ray_engine
 

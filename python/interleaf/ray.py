@@ -41,6 +41,7 @@ checked) and the inputs and output folder reachable at the same paths. Ray Clien
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import warnings
@@ -273,7 +274,17 @@ def run_jobs(fn: Callable[..., dict[str, Any]], jobs: list[tuple], *, concurrenc
     else:
         ds = ray.data.from_items([{"job": i} for i in range(len(jobs))], override_num_blocks=len(jobs))
         ds = ds.map(lambda row: _encode(int(row["job"]), fn(*jobs[int(row["job"])])), num_cpus=1, **_tasks(ray, min(n, len(jobs))), **extra)
-    rows = ds.take_all()
+    try:
+        rows = ds.take_all()
+    except BaseException as e:
+        # A failed Dataset's actor pool lives while anything refers to it, and the error's
+        # traceback does (through Ray's frames, in reference cycles): its actors kept their
+        # CPUs, and the next Ray run in this process waited for them. Drop both and collect.
+        del ds
+        failure = e.with_traceback(None)
+        del e
+        gc.collect()
+        raise failure from None
     by = {int(r["job"]): json.loads(r["result"]) for r in rows}
     missing = [i for i in range(len(jobs)) if i not in by]
     if missing:
@@ -434,7 +445,7 @@ def ray_failure(e: BaseException, stage: str) -> RuntimeError:
     if "No module named 'interleaf" in str(e):
         return RuntimeError(f"{stage}: the Ray workers cannot import interleaf: install it (the same version as here) on every node of the cluster")
     name, message = _root(e)
-    message = message if len(message) <= 300 else message[:297] + "..."
+    message = message if len(message) <= 2000 else message[:1997] + "..."
     if name in _RAY_LOSSES:
         return RuntimeError(f"{stage}: the Ray run stopped ({name}: {message}); finished shards are kept: the same command resumes")
     return RuntimeError(f"{stage}: {name}: {message} (in a Ray task)")
