@@ -206,6 +206,23 @@ def test_clip_preprocessing_order_follows_the_config_the_model_ships(tmp_path, s
     np.testing.assert_array_equal(pixels, image.preprocess([rgba], config=PreprocessConfig.open_clip(224), alpha="drop")[0])
 
 
+def test_an_open_clip_export_cleans_texts_as_open_clip(tmp_path):
+    """open_clip's tokenizer runs ftfy and unescapes HTML twice before its BPE; transformers'
+    does neither. A CLIP exported from open_clip (open_clip_config.json) embeds a web caption
+    as the text open_clip's basic_clean gives (written out here), a transformers export as is."""
+    hf = models.load(CLIP_DIR, device="cpu")
+    d = shutil.copytree(CLIP_DIR, tmp_path / "oc")
+    (d / "preprocessor_config.json").unlink()
+    (d / "open_clip_config.json").write_text(json.dumps({"preprocess_cfg": {"size": 224}}))
+    oc = models.load(d, device="cpu")
+    assert oc.open_clip_text and not hf.open_clip_text
+    messy = ["Tom &amp; Jerry", "fish &amp;amp; chips", "it\u2019s a dog\u2019s life", "\ufb01sh", "\uff23\uff2c\uff29\uff30", "caf\u00c3\u00a9", "  plain text  "]
+    cleaned = ["Tom & Jerry", "fish & chips", "it's a dog's life", "fish", "CLIP", "caf\u00e9", "plain text"]
+    np.testing.assert_allclose(oc.embed_texts(messy)[0], hf.embed_texts(cleaned)[0], atol=1e-6)
+    differs = np.abs(hf.embed_texts(messy)[0] - hf.embed_texts(cleaned)[0]).max(axis=1) > 1e-4
+    assert differs[:6].all() and not differs[6]
+
+
 def test_clip_image_embeddings_match_torch_on_the_same_pixels(clip, sample_dir):
     from PIL import Image
     from transformers import CLIPImageProcessor

@@ -19,7 +19,7 @@ from interleaf import image as _image
 from interleaf.models.base import Model, l2_normalize
 from interleaf.models.directory import ModelDirectoryError, config_value
 from interleaf.models.runtime import Session
-from interleaf.models.tokenize import TextTokenizer, clean_texts
+from interleaf.models.tokenize import TextTokenizer, clean_texts, open_clip_clean
 from interleaf.schema import error_column, record_error
 
 CLIP_CONTEXT_LENGTH = 77
@@ -63,6 +63,9 @@ class CLIPModel(Model):
         self.context_length = config_value(text_cfg, "max_position_embeddings", int, CLIP_CONTEXT_LENGTH, f"{d.path}/config.json text_config")
         # CLIP's tokenizer pads with its end token.
         self.tokenizer = TextTokenizer(d.file("tokenizer.json"), self.context_length, default_pad_id=text_cfg.get("eos_token_id"))
+        # An open_clip export (its preprocessing in open_clip_config.json, which load_config
+        # reads only without a preprocessor_config.json) cleans texts as open_clip does first.
+        self.open_clip_text = not (d.path / "preprocessor_config.json").is_file() and (d.path / "open_clip_config.json").is_file()
         self._check_vocab(text_cfg.get("vocab_size"), "config.json's text_config")
         self.dim = config_value(cfg, "projection_dim", int, 512, f"{d.path}/config.json")
         extra = cfg.get("interleaf") or {}
@@ -149,9 +152,13 @@ class CLIPModel(Model):
         """L2-normalised text embeddings: ``(embeddings, error)``, float32 ``(n, dim)`` and the
         error column. Texts longer than the context (77 tokens with start and end) are
         truncated and counted in ``stats["truncated"]``; None and invalid UTF-8 give NaN rows
-        and their errors."""
+        and their errors. A model exported from open_clip (``open_clip_config.json``) cleans
+        each text first as open_clip does (:func:`interleaf.models.tokenize.open_clip_clean`:
+        ftfy, HTML entities); a transformers export as transformers' tokenizer does (none)."""
         bs = self._batch_size(batch_size)
         clean, errors = clean_texts(texts)
+        if self.open_clip_text:
+            clean = [open_clip_clean(t) for t in clean]
         n = len(clean)
         out = np.full((n, self.dim), np.nan, dtype=np.float32)
         s = self.text  # before batching: a fixed-length graph sets the padded length

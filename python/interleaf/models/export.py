@@ -256,7 +256,9 @@ def export_clip_transformers(source: str | os.PathLike, out: str | os.PathLike, 
 def open_clip_tokenizer_json(tokenizer, path: Path) -> None:
     """open_clip's CLIP BPE (``SimpleTokenizer``) as a ``tokenizer.json`` that tokenizes like it
     (CLIP's byte-level BPE with ``</w>`` word ends, lower-cased, start and end tokens), built
-    through transformers' ``CLIPTokenizerFast``; an open_clip ``HFTokenizer`` is saved as is."""
+    through transformers' ``CLIPTokenizerFast``; an open_clip ``HFTokenizer`` is saved as is.
+    The text cleaning before it (ftfy, HTML entities) is :func:`interleaf.models.tokenize.open_clip_clean`,
+    which a CLIP loaded from an ``open_clip_config.json`` applies."""
     if hasattr(tokenizer, "tokenizer") and hasattr(tokenizer.tokenizer, "backend_tokenizer"):
         tokenizer.tokenizer.backend_tokenizer.save(str(path))
         return

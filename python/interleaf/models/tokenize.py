@@ -13,6 +13,7 @@ Their rows are skipped by the model and reported by index.
 
 from __future__ import annotations
 
+import html
 import itertools
 import os
 import re
@@ -36,6 +37,16 @@ class TokenBatch:
     token_type_ids: np.ndarray  # int64 (b, t)
     lengths: np.ndarray  # int64 (b,): tokens before padding
     truncated: np.ndarray  # bool (b,)
+
+
+def open_clip_clean(text: str) -> str:
+    """open_clip's ``basic_clean`` of a text before its ``SimpleTokenizer``: ftfy's
+    ``fix_text`` (curly quotes straightened, ligatures and full-width letters made plain,
+    mojibake repaired), HTML entities unescaped twice (``&amp;amp;`` -> ``&``), stripped; the
+    whitespace folding and lower-casing that follow are the ``tokenizer.json``'s own."""
+    import ftfy
+
+    return html.unescape(html.unescape(ftfy.fix_text(text))).strip()
 
 
 def clean_texts(texts: Iterable[str | bytes | None]) -> tuple[list[str], list[dict[str, str] | None]]:
