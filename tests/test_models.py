@@ -221,6 +221,14 @@ def test_an_open_clip_export_cleans_texts_as_open_clip(tmp_path):
     np.testing.assert_allclose(oc.embed_texts(messy)[0], hf.embed_texts(cleaned)[0], atol=1e-6)
     differs = np.abs(hf.embed_texts(messy)[0] - hf.embed_texts(cleaned)[0]).max(axis=1) > 1e-4
     assert differs[:6].all() and not differs[6]
+    # "<|endoftext|>" in a caption is CLIP's end token to transformers (what follows is not
+    # read), plain text to open_clip (whose end token is <end_of_text>).
+    eot = oc.tokenizer.tokenizer.token_to_id("<|endoftext|>")
+    ids = oc.tokenizer.encode(["a dog <|endoftext|> casino spam"])[0][0]
+    assert ids.count(eot) == 1 and ids[-1] == eot
+    assert hf.tokenizer.encode(["a dog <|endoftext|> casino spam"])[0][0].count(eot) == 2
+    spam, plain = oc.embed_texts(["a photo of a dog <|endoftext|> casino spam", "a photo of a dog"])[0]
+    assert np.abs(spam - plain).max() > 1e-4
 
 
 def test_clip_image_embeddings_match_torch_on_the_same_pixels(clip, sample_dir):

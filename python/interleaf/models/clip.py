@@ -66,6 +66,10 @@ class CLIPModel(Model):
         # An open_clip export (its preprocessing in open_clip_config.json, which load_config
         # reads only without a preprocessor_config.json) cleans texts as open_clip does first.
         self.open_clip_text = not (d.path / "preprocessor_config.json").is_file() and (d.path / "open_clip_config.json").is_file()
+        if self.open_clip_text:
+            # open_clip's special tokens are named <start_of_text> / <end_of_text>: a caption
+            # holding "<|endoftext|>" is text to it, not an end token that hides what follows.
+            self.tokenizer.tokenizer.encode_special_tokens = True
         self._check_vocab(text_cfg.get("vocab_size"), "config.json's text_config")
         self.dim = config_value(cfg, "projection_dim", int, 512, f"{d.path}/config.json")
         extra = cfg.get("interleaf") or {}
