@@ -1939,3 +1939,23 @@ def test_ray_dedup_without_the_ray_engine_is_refused(tmp_path, planted):
     with pytest.raises(ValueError, match=r"ray_dedup='distributed' \(--ray-dedup\) needs engine='ray'"):
         run("pairs-basic", planted["inputs"], tmp_path / "out", ray_dedup="distributed", progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_rerun_without_a_signal_or_step_removes_their_outputs(tmp_path, planted):
+    """attributes/ and signatures/ hold the recipe's signals and steps only: a rerun with the
+    image signal and the pHash step taken out removes their folders and markers (they stayed,
+    columns of a recipe no longer in use); a folder the run did not write stays."""
+    full, less = tmp_path / "full.yaml", tmp_path / "less.yaml"
+    full.write_text("signals:\n  caption: {type: caption}\n  image: {type: image}\ndedup:\n  - {name: phash, method: phash}\n  - {name: near, method: phash, scope: document}\nfilters:\n  doc:\n    words: 'caption_words > 2'\n")
+    less.write_text("signals:\n  caption: {type: caption}\nfilters:\n  doc:\n    words: 'caption_words > 2'\n")
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    run(full, planted["inputs"], out, progress=False)
+    assert {p.name for p in (out / "attributes").iterdir()} == {"_base", "caption", "image", "phash", "near"}
+    (out / "attributes" / "mine").mkdir()
+    run(less, planted["inputs"], out, progress=False)
+    run(less, planted["inputs"], fresh, progress=False)
+    assert {p.name for p in (out / "attributes").iterdir()} == {"_base", "caption", "mine"}
+    assert not (out / "signatures" / "phash").exists() and not any((out / ".interleaf" / "markers" / stage / name).exists() for stage, name in (("score", "image"), ("score", "near"), ("score", "sig_phash"), ("dedup", "phash")))
+    for name in ("_base", "caption"):
+        for f in (fresh / "attributes" / name).iterdir():
+            assert f.read_bytes() == (out / "attributes" / name / f.name).read_bytes()

@@ -2247,6 +2247,30 @@ def _forget_shards(out: Path, shards: list[Shard]) -> None:
                 p.unlink()
 
 
+def _forget_outputs(out: Path, p: Plan) -> None:
+    """Removes the attribute and signature folders (and their markers) of signals and dedup
+    steps the recipe no longer has: a rerun with one taken out left its columns in
+    attributes/ beside the recipe's. Only folders with markers of their own (so written by a
+    run) are removed."""
+    keep = {BASE, *p.signals, *(d.name for d in p.recipe.dedup)}
+    steps = {d.name for d in p.dataset_steps}
+    markers = out / STATE / "markers"
+    gone: list[tuple[Path, list[Path]]] = []
+    for sub, wanted, stage in (("attributes", keep, ("score/{}", "dedup/{}")), ("signatures", steps, ("score/sig_{}",))):
+        folder = out / sub
+        if folder.is_symlink() or not folder.is_dir():
+            continue
+        for d in folder.iterdir():
+            marks = [markers / m.format(d.name) for m in stage]
+            if d.is_dir() and not d.is_symlink() and d.name not in wanted and any(m.is_dir() for m in marks):
+                gone.append((d, marks))
+    for d, marks in gone:
+        shutil.rmtree(d)
+        for m in marks:
+            if m.is_dir() and not m.is_symlink():
+                shutil.rmtree(m)
+
+
 def _unfinished(out: Path) -> None:
     """Removes the summary and report of an earlier run before this one rewrites them: a run
     that is interrupted, or fails, leaves no summary of another configuration beside its
@@ -2302,6 +2326,7 @@ def _stages(opts: RunOptions, shards: list[Shard], limit: int | None, workers: i
     else:
         limits = []
     if "score" in stages:
+        _forget_outputs(out, p)
         if limit is not None:
             t0 = time.perf_counter()
             left = limit
