@@ -113,7 +113,10 @@ def test_planted_duplicates_are_found_with_kmeans():
     # one of the two goes); t = 0.3 gives 0.958 (both stay). Random pairs of the 5000 are far below.
     close = t <= 0.1
     same = labels[copies] == labels[src]
-    assert same.mean() > 0.95  # k-means rarely separates a pair this close
+    # k-means seldom separates a pair this close: 92.5% of them share a cluster here, on
+    # uniform random points, with the centroids trained on FAISS's sample of 256 per centroid
+    # (SemDeDup's faiss.Kmeans call; 97% when trained on every row).
+    assert same.mean() > 0.9
     pair_gone = removed[copies] | removed[src]
     assert pair_gone[close & same].all()
     assert not removed[copies[~close]].any()

@@ -274,17 +274,25 @@ def run_jobs(fn: Callable[..., dict[str, Any]], jobs: list[tuple], *, concurrenc
     else:
         ds = ray.data.from_items([{"job": i} for i in range(len(jobs))], override_num_blocks=len(jobs))
         ds = ds.map(lambda row: _encode(int(row["job"]), fn(*jobs[int(row["job"])])), num_cpus=1, **_tasks(ray, min(n, len(jobs))), **extra)
+    failure: BaseException | None = None
     try:
         rows = ds.take_all()
     except BaseException as e:
+        failure = e
+    if failure is not None:
         # A failed Dataset's actor pool lives while anything refers to it, and the error's
-        # traceback does (through Ray's frames, in reference cycles): its actors kept their
-        # CPUs, and the next Ray run in this process waited for them. Drop both and collect.
+        # tracebacks do (through Ray's frames, in reference cycles): its actors kept their
+        # CPUs, and the next Ray run in this process waited for them. Drop both and collect
+        # (outside the except block, which holds the error while it runs).
+        cause: BaseException | None = failure
+        seen: set[int] = set()
+        while cause is not None and id(cause) not in seen:
+            seen.add(id(cause))
+            cause.__traceback__ = None
+            cause = cause.__cause__ or cause.__context__
         del ds
-        failure = e.with_traceback(None)
-        del e
         gc.collect()
-        raise failure from None
+        raise failure
     by = {int(r["job"]): json.loads(r["result"]) for r in rows}
     missing = [i for i in range(len(jobs)) if i not in by]
     if missing:
