@@ -801,3 +801,58 @@ def test_a_killed_writers_temporary_files_are_removed_by_the_next_write(sample_d
         assert not (out / leftover).exists(), fmt
         assert (out / ".keep.tmp").exists() and (out / ".other-000000.tar.4242-7.tmp").exists(), fmt
         assert read_all(str(out)).height == docs.height
+
+
+def test_an_img2dataset_folder_is_read_as_its_shards(sample_dir, tmp_path, capsys):
+    """img2dataset writes NNNNN.parquet (the samples' metadata, URLs) and NNNNN_stats.json
+    beside each NNNNN.tar: read with the shards, every pair came twice and each line of the
+    stats file was a malformed record. A parquet without a shard of its name is still read."""
+    import shutil
+
+    shard = sample_dir / "pairs-000000.tar"
+    out = tmp_path / "laion"
+    out.mkdir()
+    shutil.copy(shard, out / "00000.tar")
+    n = read_all(str(shard)).get_column("doc_index").n_unique()
+    pq.write_table(pa.table({"url": ["http://x/a.jpg"] * n, "caption": ["a caption"] * n, "key": [f"{i:09d}" for i in range(n)]}), out / "00000.parquet")
+    (out / "00000_stats.json").write_text(json.dumps({"count": n, "successes": n}, indent=4))
+    docs = read_all(str(out))
+    assert docs.get_column("doc_index").n_unique() == n and docs.filter(pl.col("error").is_not_null()).height == 0
+    assert "img2dataset's metadata beside its shards (00000.parquet, ...): read the shards only" in capsys.readouterr().err
+    pq.write_table(pa.table({"url": ["http://x/b.jpg"], "caption": ["another"]}), out / "extra.parquet")
+    assert read_all(str(out)).get_column("doc_id").n_unique() == n + 1
+
+
+def test_a_failed_webdataset_write_never_leaves_a_partial_file_or_two_datasets(sample_dir, tmp_path):
+    """One named .tar that needs a second shard is refused before anything is renamed onto it
+    (the good file was replaced by its first shard's documents); an overwrite that fails after
+    renaming some shards removes the old shards it did not reach (the folder mixed both); one
+    that fails before renaming any leaves the old shards as they were."""
+    docs = read_all(str(sample_dir / "pairs.jsonl"))
+    n = docs.get_column("doc_index").n_unique()
+    one = tmp_path / "one.tar"
+    interleaf.write(docs, one, "webdataset")
+    good = one.read_bytes()
+    with pytest.raises(ValueError, match="need more than one shard"):
+        interleaf.write(docs, one, "webdataset", max_count=2, overwrite=True)
+    assert one.read_bytes() == good and [p.name for p in tmp_path.iterdir()] == ["one.tar"]
+    folder = tmp_path / "shards"
+    interleaf.write(docs, folder, "webdataset", max_count=2)
+    old = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+    assert len(old) == (n + 1) // 2 >= 3
+
+    def failing(after: int):
+        batches = [docs.filter(pl.col("doc_index") == d) for d in sorted(docs.get_column("doc_index").unique())]
+        yield from batches[:after]
+        raise RuntimeError("the source broke")
+
+    with pytest.raises(RuntimeError, match="the source broke"):
+        interleaf.write(failing(0), folder, "webdataset", max_count=2, overwrite=True)
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == old
+    with pytest.raises(RuntimeError, match="the source broke"):
+        interleaf.write(failing(3), folder, "webdataset", max_count=2, overwrite=True)
+    left = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+    assert left == old[:1]  # the one shard this write finished; none of the old ones after it
+    with pytest.raises(ValueError, match=r"names a \.jsonl\.zst file"):
+        interleaf.write(docs, tmp_path / "out.jsonl.zst", "jsonl")
+    assert not (tmp_path / "out.jsonl.zst").exists()

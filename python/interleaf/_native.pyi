@@ -101,6 +101,9 @@ class NativeShardWriter:
     ) -> Self: ...
     def write(self, df: pl.DataFrame) -> int:
         """Writes every document of a node table (full schema); returns how many."""
+    def abort(self) -> None:
+        """Stops a failed write: the open shard removed; where shards were already renamed
+        over older ones, the older ones it did not reach removed too (never two datasets)."""
     def finish(self) -> list[str]:
         """Closes the last shard; returns every shard path written."""
 

@@ -88,8 +88,24 @@ def _folder_files(folder: str) -> list[str]:
                 continue
             keep.append(d)
         dirs[:] = keep
-        found.extend(os.path.join(root, f) for f in files if not f.startswith(".") and container_of(f))
+        side = _img2dataset_side_files(files)
+        if side and root not in _ANNOUNCED:
+            _ANNOUNCED.add(root)
+            print(f"interleaf: {root} holds img2dataset's metadata beside its shards ({side[0]}, ...): read the shards only", file=sys.stderr)
+        found.extend(os.path.join(root, f) for f in files if not f.startswith(".") and container_of(f) and f not in side)
     return found
+
+
+def _img2dataset_side_files(files: list[str]) -> list[str]:
+    """The files img2dataset writes beside each WebDataset shard ``NNNNN.tar``: its metadata
+    ``NNNNN.parquet`` (the same samples again, as URLs) and ``NNNNN_stats.json``; read with the
+    shards, every sample would come twice and the stats be malformed records."""
+    stems = set()
+    for f in files:
+        sfx = next((x for x in sorted(_WDS_SUFFIXES, key=len, reverse=True) if f.endswith(x)), None)
+        if sfx is not None:
+            stems.add(f[: -len(sfx)])
+    return sorted(f for f in files if (f.endswith(".parquet") and f[: -len(".parquet")] in stems) or (f.endswith("_stats.json") and f[: -len("_stats.json")] in stems))
 
 
 def expand(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[str]:

@@ -66,7 +66,7 @@ def _data_suffix(dest: str) -> str | None:
     """The data-file suffix ``dest`` ends in (``.parquet``, ``.jsonl``, ``.tar.gz``, ...), if any:
     such a name is meant as a file, never as a folder to create."""
     name = os.path.basename(dest)  # as the suffix checks above: case-sensitive
-    return next((sfx for sfx in (".tar.gz", ".tar.zst", ".jsonl.gz", ".parquet", ".jsonl", ".json", ".tar", ".tgz") if name.endswith(sfx)), None)
+    return next((sfx for sfx in (".tar.gz", ".tar.zst", ".tar.zstd", ".jsonl.gz", ".jsonl.zst", ".jsonl.zstd", ".parquet", ".jsonl", ".ndjson", ".json", ".tar", ".tgz") if name.endswith(sfx)), None)
 
 
 def _target_file(dest: str, prefix: str, suffix: str, overwrite: bool) -> str:
@@ -178,10 +178,14 @@ def write(
         elif (other := _data_suffix(dest)) is not None:
             raise ValueError(f"{dest} names a {other} file, but WebDataset writes .tar shards: give a .tar name, a pattern such as shard-%06d.tar, or a folder")
         writer = _native.NativeShardWriter(folder, prefix, compression, max_count, max_bytes, pattern=pattern, single=single, overwrite=overwrite)
-        for df, n in _batches(batches):
-            writer.write(df)
-            count(df, n)
-        written = writer.finish()
+        try:
+            for df, n in _batches(batches):
+                writer.write(df)
+                count(df, n)
+            written = writer.finish()
+        except BaseException:
+            writer.abort()  # now, not when the error's traceback lets the writer go
+            raise
     else:
         suffix = ".parquet" if format == PARQUET else ".jsonl"
         layout = format if format in RECORD_LAYOUTS else None

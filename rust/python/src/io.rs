@@ -389,6 +389,13 @@ impl NativeShardWriter {
         })
     }
 
+    /// Stops a write that failed: the open shard is removed, and where some shards were
+    /// already renamed over older ones, the older ones it did not reach (never a mix of two
+    /// datasets in one folder).
+    fn abort(&self) {
+        drop(self.inner.lock().expect("writer lock").take());
+    }
+
     /// Finishes the last shard; returns the paths of all shards written.
     fn finish(&self) -> PyResult<Vec<String>> {
         let taken = self.inner.lock().expect("writer lock").take();

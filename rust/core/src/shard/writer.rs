@@ -301,12 +301,16 @@ impl ShardWriter {
         Ok(ShardWriter { dir, opts, index, current: None, written: Vec::new(), last_key: String::new(), stale, _lock: lock })
     }
 
+    fn one_file_error(&self) -> Error {
+        Error::Invalid(format!(
+            "the documents need more than one shard ({} documents or {} bytes per shard) but the destination names one file; give a folder or a pattern such as out-%06d.tar",
+            self.opts.max_count, self.opts.max_bytes
+        ))
+    }
+
     fn open(&mut self) -> Result<()> {
         if matches!(self.opts.names, ShardNames::Single(_)) && self.index > self.opts.start_index {
-            return Err(Error::Invalid(format!(
-                "the documents need more than one shard ({} documents or {} bytes per shard) but the destination names one file; give a folder or a pattern such as out-%06d.tar",
-                self.opts.max_count, self.opts.max_bytes
-            )));
+            return Err(self.one_file_error());
         }
         let name = self.opts.names.name(self.index, self.opts.compression);
         let path = self.dir.join(&name);
@@ -343,6 +347,10 @@ impl ShardWriter {
         let size: u64 = members.iter().map(|(_, d)| 512 + (d.len() as u64).div_ceil(512) * 512).sum();
         let full = self.current.as_ref().is_some_and(|s| s.count >= self.opts.max_count || (s.count > 0 && s.bytes + size > self.opts.max_bytes));
         if full {
+            if matches!(self.opts.names, ShardNames::Single(_)) {
+                // Refused before the shard is closed: nothing is renamed onto the one file.
+                return Err(self.one_file_error());
+            }
             self.close_current()?;
         }
         if self.current.is_none() {
@@ -382,12 +390,19 @@ impl ShardWriter {
     /// returns the paths of every shard written, in order.
     pub fn finish(mut self) -> Result<Vec<String>> {
         self.close_current()?;
-        for old in &self.stale {
+        self.remove_replaced()?;
+        Ok(std::mem::take(&mut self.written))
+    }
+
+    /// Removes the shards of these names that were there before and that this write has not
+    /// written again.
+    fn remove_replaced(&mut self) -> Result<()> {
+        for old in std::mem::take(&mut self.stale) {
             if !self.written.iter().any(|w| Path::new(w) == old) {
-                fs::remove_file(old).map_err(|e| Error::io(old.display().to_string(), e))?;
+                fs::remove_file(&old).map_err(|e| Error::io(old.display().to_string(), e))?;
             }
         }
-        Ok(std::mem::take(&mut self.written))
+        Ok(())
     }
 }
 
@@ -398,6 +413,12 @@ impl Drop for ShardWriter {
             let tmp = shard.tmp.clone();
             drop(shard);
             let _ = fs::remove_file(tmp);
+        }
+        // A write that stopped after renaming some shards over the old ones: the old shards it
+        // did not reach go too, so the folder holds one dataset (this write's first shards),
+        // not a mix of two. One that renamed none leaves the old shards as they were.
+        if !self.written.is_empty() {
+            let _ = self.remove_replaced();
         }
     }
 }
