@@ -273,20 +273,18 @@ def test_filters_are_checked_before_any_data_is_read(tmp_path, planted):
     # Nested aliases (YAML's "billion laughs": 10^10 paths in 600 bytes) are walked once per
     # node, and refused for what they are, not expanded.
     bomb = ['l0: &l0 ["x","x","x","x","x","x","x","x","x","x"]'] + [f"l{i}: &l{i} [" + ",".join([f"*l{i - 1}"] * 10) + "]" for i in range(1, 10)]
-    r.write_text("x:\n" + "".join(f"  {line}\n" for line in bomb) + "description: *l9\nfilters: {node: *l9}\n")
-    with pytest.raises(recipes.RecipeError, match="line 12: description: Input should be a valid string"):
-        run(r, planted["inputs"], out, progress=False)
-    # A signal's columns may not shadow a built-in column or another signal's.
-    r.write_text("models: {clip: {}}\nsignals:\n  doc: {type: sequence, optional: true}\n")
-    with pytest.raises(recipes.RecipeError, match="signal doc makes the column 'doc_images', which is a built-in document column: rename the signal"):
-        run(r, planted["inputs"], out, progress=False)
-    r.write_text("signals:\n  t: {type: text}\n  t_n: {type: caption}\n")
-    with pytest.raises(recipes.RecipeError, match="signals t and t_n both make the column 't_n_words': rename one"):
-        run(r, planted["inputs"], out, progress=False)
-    # YAML 1.1 reads an unquoted on/off/yes/no key as a boolean: named, with the fix.
-    r.write_text("signals:\n  image: {type: image}\ndedup:\n  - {method: exact,\n     on: text}\n")
-    with pytest.raises(recipes.RecipeError, match=r"line 5: the key 'on' is read by YAML as true, not as a name: quote it \('on':\) or use another \(a dedup step names its field with `by`\)"):
-        run(r, planted["inputs"], out, progress=False)
+    refused = {
+        "x:\n" + "".join(f"  {line}\n" for line in bomb) + "description: *l9\nfilters: {node: *l9}\n": "line 12: description: Input should be a valid string",
+        # A signal's columns may not shadow a built-in column or another signal's.
+        "models: {clip: {}}\nsignals:\n  doc: {type: sequence, optional: true}\n": "signal doc makes the column 'doc_images', which is a built-in document column: rename the signal",
+        "signals:\n  t: {type: text}\n  t_n: {type: caption}\n": "signals t and t_n both make the column 't_n_words': rename one",
+        # YAML 1.1 reads an unquoted on/off/yes/no key as a boolean: named, with the fix.
+        "signals:\n  image: {type: image}\ndedup:\n  - {method: exact,\n     on: text}\n": "line 5: the key 'on' is read by YAML as true, not as a name: quote it ('on':) or use another (a dedup step names its field with `by`)",
+    }
+    for text, why in refused.items():
+        r.write_text(text)
+        with pytest.raises(recipes.RecipeError, match=re.escape(why)):
+            run(r, planted["inputs"], out, progress=False)
     for column in ("image_format", "nowhere", "pos"):
         r.write_text(f"signals:\n  image: {{type: image}}\noutput:\n  images_to: {column}\n")
         with pytest.raises(recipes.RecipeError, match=f"output.images_to: '{column}' is not a numeric node column"):
