@@ -68,14 +68,15 @@ def test_obelics_document_filters_are_the_document_rules_and_1_to_30_images():
     assert r.signals["image"].type == "image" and r.signals["text"].paragraphs and r.signals["doc_text"].paragraphs
 
 
-@pytest.mark.parametrize("name", ["mmc4", "mmc4-core"])
-def test_mmc4_presets_use_phash_radius_5_per_document_and_clip_threshold_0_15(name):
+@pytest.mark.parametrize(("name", "radius"), [("mmc4", 5), ("mmc4-core", 10)])
+def test_mmc4_presets_use_phash_per_document_and_clip_threshold_0_15(name, radius):
     """METHODS §6 (MMC4): png/jpeg, min side 150, aspect [0.5, 2], pHash radius 5 within a
-    document; an image below 0.15 at best is dropped (exactly 0.15 is kept)."""
+    document (the core subset's stricter dedup: findimagedupes at 10, the paper's footnote 14);
+    an image below 0.15 at best is dropped (exactly 0.15 is kept)."""
     r = load(name)
     clip = r.signals["clip_alignment"]
     assert (clip.type, clip.method, clip.threshold) == ("clip_alignment", "mmc4", 0.15)
-    assert [(d.name, d.method, d.scope, d.radius) for d in r.dedup] == [("phash", "phash", "document", 5)]
+    assert [(d.name, d.method, d.scope, d.radius) for d in r.dedup] == [("phash", "phash", "document", radius)]
     assert roots(r.filters.node["image_rules"]) == ["image_mmc4_ok"]
     assignment = r.filters.node["assignment"]
     assert assignment.on_null == "drop"
