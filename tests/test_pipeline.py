@@ -1197,6 +1197,34 @@ def _mmc4_doc(doc_id: str, sentences: list[str], images: list[tuple[str, int]]) 
     return _line({"url": f"http://example.com/{doc_id}", "doc_id": doc_id, "text_list": sentences, "image_info": [{"image_name": n, "raw_url": f"http://example.com/{n}", "matched_text_index": i} for n, i in images]})
 
 
+def test_a_document_dedup_step_before_the_filters_runs_in_mmc4s_order(tmp_path):
+    """MMC4 deduplicates a document's images, then drops the small ones (its paper, 3.1): a
+    large copy after a small one goes with it (before_filters: true, the mmc4 presets); run
+    after the filters, the dedup sees only the large copy, which stays. The step's attributes
+    do not depend on the order (refiltering with the other order reuses them)."""
+    img = tmp_path / "images"
+    img.mkdir()
+    Image.open(SAMPLE_IMAGES / "astronaut.jpg").resize((120, 120)).save(img / "small.jpg", quality=95)
+    shutil.copy(SAMPLE_IMAGES / "astronaut.jpg", img / "large.jpg")
+    shutil.copy(SAMPLE_IMAGES / "coffee.jpg", img / "coffee.jpg")
+    src = tmp_path / "mmc4.jsonl"
+    src.write_bytes(_mmc4_doc("d1", ["An astronaut.", "The astronaut again.", "Coffee."], [("small.jpg", 0), ("large.jpg", 1), ("coffee.jpg", 2)]))
+    text = "signals:\n  image: {type: image}\ndedup:\n  - {name: phash, method: phash, scope: document, radius: 10, before_filters: %s}\nfilters:\n  node:\n    image_rules: image_mmc4_ok\n"
+    for first, kept_images in (("true", ["coffee.jpg"]), ("false", ["large.jpg", "coffee.jpg"])):
+        recipe = tmp_path / f"r-{first}.yaml"
+        recipe.write_text(text % first)
+        out = tmp_path / f"out-{first}"
+        run(recipe, [str(src)], out, image_root=img, progress=False)
+        rec = json.loads((out / "kept" / "mmc4.jsonl").read_text())
+        assert [i["image_name"] for i in rec["image_info"]] == kept_images, first
+        why = {r["pos"]: r["filter"] for r in dropped(out).filter(pl.col("pos").is_not_null()).iter_rows(named=True)}
+        assert why == ({0: "image_rules", 2: "phash"} if first == "true" else {0: "image_rules"}), first
+    from interleaf.pipeline import refilter
+
+    refilter(tmp_path / "out-false", tmp_path / "r-true.yaml", progress=False)
+    assert [i["image_name"] for i in json.loads((tmp_path / "out-false" / "kept" / "mmc4.jsonl").read_text())["image_info"]] == ["coffee.jpg"]
+
+
 def test_mmc4_drops_small_images_and_near_duplicates_within_a_document(tmp_path):
     img = tmp_path / "images"
     img.mkdir()

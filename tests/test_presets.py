@@ -76,7 +76,7 @@ def test_mmc4_presets_use_phash_per_document_and_clip_threshold_0_15(name, radiu
     r = load(name)
     clip = r.signals["clip_alignment"]
     assert (clip.type, clip.method, clip.threshold) == ("clip_alignment", "mmc4", 0.15)
-    assert [(d.name, d.method, d.scope, d.radius) for d in r.dedup] == [("phash", "phash", "document", radius)]
+    assert [(d.name, d.method, d.scope, d.radius, d.before_filters) for d in r.dedup] == [("phash", "phash", "document", radius, True)]
     assert roots(r.filters.node["image_rules"]) == ["image_mmc4_ok"]
     assignment = r.filters.node["assignment"]
     assert assignment.on_null == "drop"

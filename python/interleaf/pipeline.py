@@ -184,10 +184,13 @@ class Plan:
 
     def drop_order(self) -> list[str]:
         """The names under which records are dropped, in the order they apply: read and
-        decode errors, the early node filters, document dedup, the late node filters, ``empty``
-        (documents left without nodes), the document filters, then dataset dedup."""
+        decode errors, the document dedup steps run before the filters, the early node
+        filters, the other document dedup steps, the late node filters, ``empty`` (documents
+        left without nodes), the document filters, then dataset dedup."""
         early, late = self.split_node_filters()
-        return ["error", *[n for n, _, _ in early], *[d.name for d in self.document_steps], *[n for n, _, _ in late], "empty", *[n for n, _, _ in self.doc_filters], *[d.name for d in self.dataset_steps]]
+        first = [d.name for d in self.document_steps if d.before_filters]
+        after = [d.name for d in self.document_steps if not d.before_filters]
+        return ["error", *first, *[n for n, _, _ in early], *after, *[n for n, _, _ in late], "empty", *[n for n, _, _ in self.doc_filters], *[d.name for d in self.dataset_steps]]
 
     def in_drop_order(self, counts: Mapping[str, int]) -> dict[str, int]:
         """``counts`` (per filter name) in :meth:`drop_order`, any other name after, sorted."""
@@ -695,6 +698,12 @@ def _score_marker(k: str) -> str:
     return f"score/{k.replace(':', '_')}"
 
 
+def step_key(step: DedupStep) -> dict[str, Any]:
+    """What a dedup step's outputs depend on (its options but ``before_filters``, which only
+    orders the filter stage), for their markers' keys."""
+    return step.model_dump(mode="json", exclude={"before_filters"})
+
+
 def _score_own(opts: RunOptions) -> dict[str, Any]:
     """What each score output's key holds besides its shard's (output id: ``_base``, a
     signal's or document dedup step's name, ``sig:<step>``): the config that made it."""
@@ -712,9 +721,9 @@ def _score_own(opts: RunOptions) -> dict[str, Any]:
         version = {"version": v} if (v := getattr(built, "version", 1)) != 1 else {}
         own[name] = {"signal": spec.model_dump(mode="json"), "columns": columns, "model": model, "device": opts.device if need and need != "llm" else None, **version}
     for step in p.document_steps:
-        own[step.name] = {"dedup": step.model_dump(mode="json")}
+        own[step.name] = {"dedup": step_key(step)}
     for step in p.dataset_steps:
-        own["sig:" + step.name] = {"dedup": step.model_dump(mode="json")}
+        own["sig:" + step.name] = {"dedup": step_key(step)}
     return own
 
 
@@ -868,7 +877,7 @@ def cluster_step(opts: RunOptions, step: DedupStep, shards: list[Shard], elsewhe
     out = Path(opts.out)
     marks = Markers(out)
     inputs = [marks.key(f"score/sig_{step.name}", s.name) for s in shards]
-    key = digest({"step": step.model_dump(mode="json"), "signatures": inputs})
+    key = digest({"step": step_key(step), "signatures": inputs})
     paths = [out / "attributes" / step.name / f"{s.name}.parquet" for s in shards]
     if all(marks.fresh(f"dedup/{step.name}", s.name, key, pth) for s, pth in zip(shards, paths, strict=True)):
         return {"step": step.name, "skipped": True, **_clustered_counts(marks, step, shards)}
@@ -1241,14 +1250,19 @@ def filter_shard(p: Plan, nodes: pl.DataFrame, docs: pl.DataFrame, thresholds: d
         real_errors = dropped[0].filter(bad.get_column(S.KIND).is_not_null())
         alive = tagged.filter(pl.col("_e").is_null()).drop("_e")
     early, late = p.split_node_filters()
+    for step in p.document_steps:
+        if step.before_filters:
+            alive, d = _document_dedup(alive, step)
+            dropped.append(d)
     for name, f, roots in early:
         thr = thresholds.get(name, _threshold_of(f.expr) if f.expr else None)
         with _named_errors(name, f):
             alive, d = _apply_filter(alive, name, f, roots, _filter_expr(f, thresholds, name), p.column_dtypes, thr, pos=True, subject=_subject(roots, p.node_columns, alive))
         dropped.append(d)
     for step in p.document_steps:
-        alive, d = _document_dedup(alive, step)
-        dropped.append(d)
+        if not step.before_filters:
+            alive, d = _document_dedup(alive, step)
+            dropped.append(d)
     alive = _reassign(p, alive)
     for name, f, roots in late:
         thr = thresholds.get(name, _threshold_of(f.expr) if f.expr else None)
@@ -2504,6 +2518,9 @@ def refilter(out: str | os.PathLike[str], recipe: str | os.PathLike[str] | Recip
     rec = load_recipe(recipe) if recipe is not None else stored
     parts = {"signals", "dedup", "models"}
     a, b = stored.model_dump(mode="json", include=parts), rec.model_dump(mode="json", include=parts)
+    # Where a document step runs among the filters is the filter stage's: it may change here.
+    for d in (a, b):
+        d["dedup"] = [{k: v for k, v in step.items() if k != "before_filters"} for step in d["dedup"]]
     # Model paths are not compared: the run's own (stored in its state) are used, and a recipe
     # file's relative paths read from its folder would differ from the stored ones.
     for d in (a, b):

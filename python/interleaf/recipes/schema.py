@@ -160,7 +160,8 @@ class DedupStep(_Strict):
     ``phash``: images within Hamming ``radius`` of each other: across documents
     (``scope: dataset``, each document's first image) or between the images of one document
     (``scope: document``, MMC4's rule: a later image within the radius of an earlier one is
-    dropped). Across documents the clusters are made among the documents that survive the
+    dropped; among the images the node filters keep, or with ``before_filters: true`` before
+    them, in MMC4's order). Across documents the clusters are made among the documents that survive the
     filters (and earlier steps), linking neighbours within the radius or sharing a MinHash
     band; the first of each cluster is kept (in read order), the others are dropped with the
     step's name as the reason.
@@ -178,6 +179,10 @@ class DedupStep(_Strict):
     unit: Literal["word", "char"] = "word"
     seed: int = Field(1, ge=0, le=2**63 - 1)
     strip_punctuation: bool = False
+    #: ``scope: document`` only: drop a document's near-duplicate images before the node
+    #: filters (MMC4's order: its paper deduplicates, then drops small and banner images)
+    #: rather than among the images they keep.
+    before_filters: bool = False
 
     @field_validator("name")
     @classmethod
@@ -188,6 +193,8 @@ class DedupStep(_Strict):
     def _scope(self, info: ValidationInfo) -> DedupStep:
         if self.scope == "document" and self.method != "phash":
             raise ValueError("scope: document is for phash steps (near-duplicate images within a document)")
+        if self.before_filters and self.scope != "document":
+            raise ValueError("before_filters is for scope: document steps (a dataset step runs after every filter)")
         # An option the method does not read is refused rather than ignored (a run's stored
         # recipe, which holds every option, is read back as it was written).
         if not (info.context or {}).get("stored"):
@@ -199,7 +206,7 @@ class DedupStep(_Strict):
 
 
 #: The options each dedup method reads, and what the others hash.
-_DEDUP_OPTIONS = {"exact": {"by", "strip_punctuation"}, "minhash": {"threshold", "num_perm", "ngram", "unit", "seed"}, "phash": {"radius", "draft", "scope"}}
+_DEDUP_OPTIONS = {"exact": {"by", "strip_punctuation"}, "minhash": {"threshold", "num_perm", "ngram", "unit", "seed"}, "phash": {"radius", "draft", "scope", "before_filters"}}
 _DEDUP_BY = {"minhash": "text", "phash": "image"}
 
 
