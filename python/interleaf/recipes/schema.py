@@ -25,6 +25,7 @@ Unknown keys and wrong types are errors that name the key and its line in the fi
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -415,51 +416,49 @@ def _line_of(root: Any, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
-def _non_string_key(node: Any, seen_nodes: set[int] | None = None) -> tuple[str, str, int] | None:
+def _mappings(root: Any) -> Iterator[Any]:
+    """Every mapping of the composed YAML tree, once each, in document order (aliases point at
+    nodes already seen: a walk along every path would be exponential, YAML's "billion
+    laughs")."""
+    import yaml
+
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            yield node
+            stack.extend(reversed([v for kv in node.value for v in kv]))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(reversed(node.value))
+
+
+def _non_string_key(root: Any) -> tuple[str, str, int] | None:
     """The first mapping key of the YAML tree that YAML reads as true, false or null rather than
     as a name (``on``, ``off``, ``yes``, ``no``, ``null``, ``~`` unquoted): (key, what YAML
     reads, its line)."""
     import yaml
 
-    seen_nodes = set() if seen_nodes is None else seen_nodes
-    if id(node) in seen_nodes:
-        return None
-    seen_nodes.add(id(node))
-    children = [v for kv in node.value for v in kv] if isinstance(node, yaml.MappingNode) else node.value if isinstance(node, yaml.SequenceNode) else []
-    if isinstance(node, yaml.MappingNode):
-        for k, _ in node.value:
+    for m in _mappings(root):
+        for k, _ in m.value:
             if isinstance(k, yaml.ScalarNode) and k.tag in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"):
                 read = "null" if k.tag.endswith("null") else str(yaml.safe_load(k.value)).lower()
                 return str(k.value), read, k.start_mark.line + 1
-    for v in children:
-        if (bad := _non_string_key(v, seen_nodes)) is not None:
-            return bad
     return None
 
 
-def _duplicate_key(node: Any, seen_nodes: set[int] | None = None) -> tuple[str, int, int] | None:
-    """The first key a mapping of the YAML tree holds twice: (key, its first line, its second).
-    Each node is visited once, however many aliases point at it (nested aliases would make a
-    walk along every path exponential: YAML's "billion laughs")."""
-    import yaml
-
-    seen_nodes = set() if seen_nodes is None else seen_nodes
-    if id(node) in seen_nodes:
-        return None
-    seen_nodes.add(id(node))
-    if isinstance(node, yaml.MappingNode):
+def _duplicate_key(root: Any) -> tuple[str, int, int] | None:
+    """The first key a mapping of the YAML tree holds twice: (key, its first line, its second)."""
+    for m in _mappings(root):
         seen: dict[str, int] = {}
-        for k, v in node.value:
+        for k, _ in m.value:
             name, line = str(k.value), k.start_mark.line + 1
             if name in seen:
                 return name, seen[name], line
             seen[name] = line
-            if (dup := _duplicate_key(v, seen_nodes)) is not None:
-                return dup
-    elif isinstance(node, yaml.SequenceNode):
-        for v in node.value:
-            if (dup := _duplicate_key(v, seen_nodes)) is not None:
-                return dup
     return None
 
 
