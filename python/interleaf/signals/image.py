@@ -3,6 +3,7 @@ as named columns (MMC4, DataComp; OBELICS, arXiv 2306.16527)."""
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from interleaf import schema as S
@@ -98,8 +99,8 @@ class ImageStats:
         from interleaf.signals.base import NODE_KEYS
 
         table = ctx.image_stats(batch, self.max_pixels, self.max_bytes, header_only=self.header_only)
-        rows = table.get_column("row").to_numpy() if table.height else []
-        table = table.with_columns(original_sizes(batch)[rows])
+        rows = table.get_column("row").to_numpy() if table.height else np.zeros(0, np.int64)
+        table = table.with_columns(original_sizes(batch, rows))
         rules = size_rules(pl.col("width"), pl.col("height"), pl.col("format"))
         orig = pl.col("original_width").is_not_null() & pl.col("width").is_not_null()  # an image read
         rules["datacomp_ok"] = pl.when(orig).then(size_rules(pl.col("original_width"), pl.col("original_height"), pl.col("format"))["datacomp_ok"]).otherwise(rules["datacomp_ok"])
@@ -115,16 +116,20 @@ class ImageStats:
         return pl.concat([keys, values], how="horizontal")
 
 
-def original_sizes(batch: pl.DataFrame) -> pl.DataFrame:
-    """Per row of ``batch``: ``original_width`` and ``original_height`` (UInt32) from its
-    document's ``meta`` (img2dataset's json, DataComp's metadata), where the document has one
-    image and both are positive integers; else null."""
-    one_image = (pl.col(S.KIND) == S.IMAGE_KIND).sum().over(S.DOC_INDEX) == 1
+def original_sizes(batch: pl.DataFrame, rows: np.ndarray) -> pl.DataFrame:
+    """For the batch rows ``rows`` (image nodes): ``original_width`` and ``original_height``
+    (UInt32) from the document's ``meta`` (img2dataset's json, DataComp's metadata), where the
+    document has one image and both are positive integers; else null. The metadata is parsed
+    for one-image documents' rows only (an interleaved document's may be large)."""
+    one = batch.select(((pl.col(S.KIND) == S.IMAGE_KIND).sum().over(S.DOC_INDEX) == 1).alias("one")).to_series().gather(rows).to_numpy()
+    at = np.flatnonzero(one)
 
     def field(name: str) -> pl.Expr:
         v = pl.col(S.META).str.json_path_match(f"$.{name}").cast(pl.Float64, strict=False)
         return pl.when(v.is_finite() & (v >= 1) & (v <= 4_294_967_295) & (v == v.floor())).then(v).cast(pl.UInt32)
 
     w, h = field("original_width"), field("original_height")
-    both = one_image & w.is_not_null() & h.is_not_null()
-    return batch.select(pl.when(both).then(w).alias("original_width"), pl.when(both).then(h).alias("original_height"))
+    both = w.is_not_null() & h.is_not_null()
+    sizes = batch.select(S.META)[rows[at]].select(pl.when(both).then(w).alias("original_width"), pl.when(both).then(h).alias("original_height"))
+    empty = pl.Series([None] * len(rows), dtype=pl.UInt32)
+    return pl.DataFrame({c: empty.clone().scatter(at, sizes.get_column(c)) if len(at) else empty.clone() for c in ("original_width", "original_height")})
