@@ -685,7 +685,7 @@ def _signature_frame(df: pl.DataFrame, step: DedupStep, docs: pl.DataFrame | Non
     docs, value = sign_batch(df, step.method, on=step.by, strip_punctuation=step.strip_punctuation, hasher=hasher, draft=step.draft, docs=docs, image_hashes=image_hashes)
     if step.method == "minhash":
         col = pl.Series("value", value).cast(pl.Array(pl.UInt32, step.num_perm))
-        ok = has_text(docs.get_column("text"))
+        ok = has_text(docs)
     else:
         # sign_batch gives no key or hash to a document with nothing to hash.
         col = value.alias("value")
@@ -750,17 +750,16 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
         return digest({**base_key, **own[k]})
 
     todo = {k: ("score", _score_output(out, k, shard), key_of(k)) for k in own}  # output id -> (stage, path, key)
-    marker = _score_marker
     # An LLM signal with documents the endpoint failed on is scored again (their answers
     # received before come from the cache): a rerun after an outage fills them in.
-    stale = {k: v for k, v in todo.items() if not marks.fresh(marker(k), shard.name, v[2], v[1]) or marks.info(marker(k), shard.name).get("llm_failed")}
+    stale = {k: v for k, v in todo.items() if not marks.fresh(_score_marker(k), shard.name, v[2], v[1]) or marks.info(_score_marker(k), shard.name).get("llm_failed")}
     t0 = time.perf_counter()
 
     def recorded_failures() -> list[str]:
         # The failed batches of every output in place, signal by signal, as their markers keep
         # them: a rerun that skips a shard (or a task Ray retried after it finished) reports
         # what an uninterrupted run does.
-        return [f for k in todo for f in marks.info(marker(k), shard.name).get("failures", [])]
+        return [f for k in todo for f in marks.info(_score_marker(k), shard.name).get("failures", [])]
 
     if not stale:
         return {"shard": shard.name, "skipped": True, "seconds": 0.0, "documents": None, "failures": recorded_failures()}
@@ -852,7 +851,7 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
         unjudged = 0
         if k in p.signals and SIGNAL_MODELS[p.signals[k].type] == "llm" and table.height and f"{k}_error" in table.columns:
             unjudged = int((table.get_column(f"{k}_error").struct.field("kind") == "llm_failed").sum())
-        marks.done(marker(k), shard.name, key, **({"llm_failed": unjudged} if unjudged else {}), **({"failures": failures[k]} if failures[k] else {}))
+        marks.done(_score_marker(k), shard.name, key, **({"llm_failed": unjudged} if unjudged else {}), **({"failures": failures[k]} if failures[k] else {}))
     res = {"shard": shard.name, "skipped": False, "seconds": time.perf_counter() - t0, "documents": docs, "bytes": file_stat(shard.path)[0], "failures": recorded_failures()}
     if llm_stats is not None:
         res["llm"] = llm_stats

@@ -113,6 +113,12 @@ def error_column(errors: list[dict[str, str] | None], name: str = ERROR) -> pl.S
     return pl.Series(name, errors, dtype=ERROR_DTYPE)
 
 
+def has_words(text: pl.Expr) -> pl.Expr:
+    """Whether a text has anything besides whitespace (false where null): a blank text is no
+    text to score, embed or deduplicate."""
+    return (text.str.strip_chars().str.len_chars() > 0).fill_null(False)
+
+
 def record_error(kind: str, message: str) -> dict[str, str]:
     """An ``error`` value ``{"kind", "message"}``; ``kind`` must be in :data:`ERROR_KINDS`."""
     if kind not in ERROR_KINDS:

@@ -35,7 +35,7 @@ from interleaf.io.reader import READ_OPTIONS
 from interleaf.io.sources import check_out_apart, named_inputs
 from interleaf.io.writer import WRITE_FORMATS
 from interleaf.polars import hamming
-from interleaf.schema import DOC_ID, DOC_INDEX, IMAGE, KIND, POS, TEXT
+from interleaf.schema import DOC_ID, DOC_INDEX, IMAGE, KIND, POS, TEXT, has_words
 
 METHODS = ("exact", "minhash", "phash", "semantic")
 EXACT_ON = ("text", "image", "all")
@@ -58,10 +58,10 @@ def document_texts(df: pl.DataFrame) -> pl.DataFrame:
 _HAS_IMAGE = (pl.col(KIND) == "image") & (pl.col(IMAGE).bin.size() > 0).fill_null(False)
 
 
-def has_text(texts: pl.Series) -> pl.Series:
-    """Whether each text has something besides whitespace (a document whose text is blank has
-    no text to compare: it duplicates nothing, rather than every other blank one)."""
-    return texts.fill_null("").str.strip_chars().str.len_chars() > 0
+def has_text(docs: pl.DataFrame) -> pl.Series:
+    """Whether each document (:func:`document_texts` row) has text besides whitespace: a blank
+    one has none to compare, and duplicates nothing rather than every other blank one."""
+    return docs.select(has_words(pl.col("text"))).to_series()
 
 
 def _first_image_hashes(df: pl.DataFrame, image_hashes: pl.Series) -> pl.Series:
@@ -107,7 +107,7 @@ def embed_documents(model: Any, docs: pl.DataFrame, on: str) -> np.ndarray:
         return model.embed_images(docs.get_column("first_image"))[0]
     # A document without text has nothing to embed: null, so its row is NaN (not the
     # embedding of "", which every text-less document would share).
-    texts = docs.select(pl.when(has_text(docs.get_column("text"))).then(pl.col("text"))).to_series()
+    texts = docs.select(pl.when(has_words(pl.col("text"))).then(pl.col("text"))).to_series()
     return (model.embed_texts(texts) if hasattr(model, "embed_texts") else model.embed(texts))[0]
 
 
@@ -173,7 +173,7 @@ def sign(reader: interleaf.Reader, method: str, *, on: str = "text", strip_punct
                 out.signatures.append(value)
         elif method == "minhash":
             # A text-less document's signature is the empty set's: it joins nothing.
-            signed = has_text(docs.get_column("text")).to_numpy()
+            signed = has_text(docs).to_numpy()
             out.counters["unhashed"] += int((~signed).sum())
             out.signatures.append(value)
             out.signed.append(signed)

@@ -11,7 +11,7 @@ import polars as pl
 from interleaf import _native
 from interleaf import schema as S
 from interleaf._checks import choice_arg, int_arg
-from interleaf.signals.base import NODE_KEYS, as_matrix, as_offsets, group_rows, has_words, sorted_docs
+from interleaf.signals.base import NODE_KEYS, as_matrix, as_offsets, group_rows, sorted_docs
 
 
 def linear_assignment(cost, maximize: bool = False) -> np.ndarray:
@@ -201,7 +201,7 @@ class ClipAlignment:
             if not imgs.height:
                 continue
             # Blank text is no text: an image whose unit is blank has none to be scored against.
-            units = texts.filter(has_words(pl.col(S.TEXT))).group_by(by).agg(pl.col(S.TEXT).sort_by(S.POS).str.join(" ").alias("_unit"), pl.col(S.POS).min().alias("_tpos"))
+            units = texts.filter(S.has_words(pl.col(S.TEXT))).group_by(by).agg(pl.col(S.TEXT).sort_by(S.POS).str.join(" ").alias("_unit"), pl.col(S.POS).min().alias("_tpos"))
             imgs = imgs.join(units, on=by, how="left", nulls_equal=False)
             rows = imgs.get_column("_row").to_numpy()
             has_text = imgs.get_column("_unit").is_not_null().to_numpy()

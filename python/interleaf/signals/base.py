@@ -469,11 +469,6 @@ def group_rows(batch: pl.DataFrame, rows: np.ndarray, docs: pl.DataFrame) -> tup
     return rows, offsets
 
 
-def has_words(text: pl.Expr) -> pl.Expr:
-    """Whether a text has anything besides whitespace (false where null)."""
-    return (text.str.strip_chars().str.len_chars() > 0).fill_null(False)
-
-
 def step_texts(batch: pl.DataFrame, *, outside_steps: bool = False) -> pl.DataFrame:
     """The step texts of a batch's documents (CoMM's unit), in document then
     position order: ``doc_index``, ``text`` (the step's text nodes joined by a space, in
@@ -482,7 +477,7 @@ def step_texts(batch: pl.DataFrame, *, outside_steps: bool = False) -> pl.DataFr
     title node) is its own unit with ``outside_steps``, left out without. A blank text node
     (whitespace only) is no text: a step of blank nodes is no step (it was one, and three
     empty steps made a "coherent" sequence of cosine 1)."""
-    texts = batch.with_row_index("_row").filter((pl.col(S.KIND) == S.TEXT_KIND) & has_words(pl.col(S.TEXT)))
+    texts = batch.with_row_index("_row").filter((pl.col(S.KIND) == S.TEXT_KIND) & S.has_words(pl.col(S.TEXT)))
     if not outside_steps:
         texts = texts.filter(pl.col(S.STEP).is_not_null() | pl.col(S.STEP).is_null().all().over(S.DOC_INDEX))
     unit = pl.coalesce(pl.col(S.STEP).cast(pl.Int64), pl.col(S.POS).cast(pl.Int64) + (1 << 40))
