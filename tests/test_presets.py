@@ -62,8 +62,14 @@ def test_obelics_document_filters_are_the_document_rules_and_1_to_30_images():
     assert passes(doc["images"], doc_images=[0, 1, 30, 31]) == [False, True, True, False]
     assert passes(doc["perplexity"], doc_lm_perplexity=[1500.0, above(1500.0)]) == [True, False]
     assert r.signals["doc_lm"].max_perplexity == 1500.0
-    # OBELICS's order: the image count, then the text checks in the order of DOCUMENT_RULES.
-    assert list(doc) == ["images", *[by_column[(f"doc_text_{s}",)] for s in DOCUMENT_RULES], "perplexity"]
+    # The document language id: fastText's label of the lower-cased surviving paragraphs is
+    # English with probability >= 0.8 (OBELICS's check_lang_id; optional, needs a model).
+    assert passes(doc["language"], doc_lang_lang=["en", "en", "fr"], doc_lang_score=[0.8, below(0.8), 0.99]) == [True, False, False]
+    lang = r.signals["doc_lang"]
+    assert (lang.type, lang.level, lang.paragraphs, lang.lowercase, lang.optional) == ("language", "doc", True, True, True)
+    # OBELICS's order: the image count, then the text checks in the order of DOCUMENT_RULES,
+    # then the language id and the perplexity.
+    assert list(doc) == ["images", *[by_column[(f"doc_text_{s}",)] for s in DOCUMENT_RULES], "language", "perplexity"]
     assert roots(r.filters.node["image_rules"]) == ["image_obelics_ok"]
     assert r.signals["image"].type == "image" and r.signals["text"].paragraphs and r.signals["doc_text"].paragraphs
 
@@ -108,6 +114,11 @@ def test_pair_presets_apply_datacomps_basic_filter(name):
     else:
         assert passes(doc["clip_score"], clip_alignment_score=[0.28, below(0.28)]) == [True, False]
         assert r.signals["clip_alignment"].method == "pair"
+    # fastText's top label English, no confidence cutoff, on the caption as written (optional:
+    # skipped without a language-id model).
+    assert passes(doc["english"], language_lang=["en", "fr", None]) == [True, False, None]
+    lang = r.signals["language"]
+    assert (lang.type, lang.level, lang.paragraphs, lang.lowercase, lang.optional) == ("language", "doc", False, False, True)
     if name != "datacomp":
         assert [(d.name, d.method, d.radius) for d in r.dedup] == [("exact", "exact", 5), ("phash", "phash", 5)]
         assert r.dedup[1].scope == "dataset"

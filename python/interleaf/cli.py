@@ -226,7 +226,7 @@ def cmd_image_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-SIGNAL_CHOICES = ("text", "text-doc", "image", "clip", "sequence", "coherence", "perplexity", "perplexity-doc")
+SIGNAL_CHOICES = ("text", "text-doc", "image", "clip", "sequence", "coherence", "perplexity", "perplexity-doc", "language", "language-node")
 
 
 def build_signals(names: Sequence[str], args: argparse.Namespace) -> list:
@@ -242,6 +242,8 @@ def build_signals(names: Sequence[str], args: argparse.Namespace) -> list:
         "coherence": lambda: sg.TextCoherence(shuffles=args.shuffles, seed=args.seed, threads=args.threads),
         "perplexity": lambda: sg.Perplexity(max_perplexity=args.max_perplexity),
         "perplexity-doc": lambda: sg.Perplexity("doc", name="doc_lm", max_perplexity=args.max_perplexity),
+        "language": lambda: sg.Language("doc", lowercase=args.lowercase, paragraphs=args.paragraphs),
+        "language-node": lambda: sg.Language("node", name="node_language", lowercase=args.lowercase, paragraphs=args.paragraphs),
     }
     out = []
     for n in names:
@@ -259,10 +261,10 @@ def cmd_signals(args: argparse.Namespace) -> int:
         raise ValueError(f"--signals names no signal; choose from {', '.join(SIGNAL_CHOICES)}")
     sigs = build_signals(names, args)
     for sig, name in zip(sigs, names, strict=True):
-        for need, flag in (("clip.", "--clip"), ("text.embedding", "--text-embedder"), ("lm.", "--lm")):
+        for need, flag in (("clip.", "--clip"), ("text.embedding", "--text-embedder"), ("lm.", "--lm"), ("lid", "--lid")):
             if any(n.startswith(need) for n in sig.needs) and getattr(args, flag[2:].replace("-", "_")) is None:
-                raise ValueError(f"signal {name} needs a model: give {flag} DIR")
-    ctx = sg.Context(clip=args.clip, text_embedder=args.text_embedder, lm=args.lm, device=args.device, threads=args.threads, batch_size=args.model_batch_size)
+                raise ValueError(f"signal {name} needs a model: give {flag} {'FILE' if flag == '--lid' else 'DIR'}")
+    ctx = sg.Context(clip=args.clip, text_embedder=args.text_embedder, lm=args.lm, lid=args.lid, device=args.device, threads=args.threads, batch_size=args.model_batch_size)
     reader = _reader(args, args.paths)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -363,7 +365,7 @@ def _models_arg(items: Sequence[str] | None) -> dict[str, str]:
     for item in items or []:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
-            raise ValueError(f"--model takes NAME=DIR (clip=DIR, text=DIR, lm=DIR), not {item!r}")
+            raise ValueError(f"--model takes NAME=PATH (clip=DIR, text=DIR, lm=DIR, lid=FILE), not {item!r}")
         out[name] = path
     return out
 
@@ -468,7 +470,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", help="a preset name (interleaf recipes list) or a recipe YAML file")
     p.add_argument("inputs", nargs="+", help="files, globs, brace ranges or directories; each file is a shard")
     p.add_argument("--out", required=True, help="output folder (new, empty, or an earlier run over the same inputs, which is resumed)")
-    p.add_argument("--model", action="append", metavar="NAME=DIR", help="a model the recipe names: clip=DIR, text=DIR, lm=DIR (repeatable)")
+    p.add_argument("--model", action="append", metavar="NAME=PATH", help="a model the recipe names: clip=DIR, text=DIR, lm=DIR, lid=FILE (a fastText language-id model such as lid.176.bin) (repeatable)")
     p.add_argument("--workers", type=int, default=None, help="shards processed at once, each in its own process (default 1; outputs do not depend on it); with --engine ray: concurrent tasks / model actors (default: the cluster's CPUs)")
     p.add_argument("--engine", choices=("local", "ray"), default="local", help="where the per-shard stages run: this machine, or Ray Data (needs the ray extra; same outputs) (default %(default)s)")
     p.add_argument("--address", default=None, help="with --engine ray: the cluster to join from one of its nodes (auto, or HEAD:6379; Ray Client ray:// addresses cannot run Ray Data: use ray job submit); default: start or join a local Ray instance")
@@ -589,7 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "signals",
         help="score documents with signals",
-        description="Read sources, compute the chosen signals (OBELICS text statistics, image statistics and size rules, CLIP alignment, CoMM's image-sequence F, text coherence, perplexity) and write OUT/node_attrs.parquet (one row per node) and OUT/doc_attrs.parquet (one row per document).",
+        description="Read sources, compute the chosen signals (OBELICS text statistics, image statistics and size rules, CLIP alignment, CoMM's image-sequence F, text coherence, perplexity, fastText language id) and write OUT/node_attrs.parquet (one row per node) and OUT/doc_attrs.parquet (one row per document).",
     )
     p.add_argument("paths", nargs="+", help="files, globs, brace ranges or directories")
     p.add_argument("--out", required=True, help="output directory")
@@ -597,11 +599,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip", default=None, metavar="MODEL", help="CLIP model directory (clip, sequence)")
     p.add_argument("--text-embedder", default=None, metavar="MODEL", help="sentence embedder directory (coherence)")
     p.add_argument("--lm", default=None, metavar="MODEL", help="causal LM directory (perplexity)")
+    p.add_argument("--lid", default=None, metavar="FILE", help="fastText language-id model file, e.g. lid.176.bin (language, language-node)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the models run (default %(default)s)")
     p.add_argument("--model-batch-size", type=int, default=None, help="inference batch size (default: each model's)")
     p.add_argument("--alignment", choices=("auto", "pair", "step", "mmc4"), default="auto", help="clip: pair (DataComp), step (CoMM) or mmc4 assignment; auto picks per document (default %(default)s)")
     p.add_argument("--threshold", type=float, default=0.15, help="clip, mmc4: drop an image whose best similarity is below this (default %(default)s, MMC4's)")
-    p.add_argument("--paragraphs", action="store_true", help="text: also apply OBELICS's paragraph filter (kept text, reasons); text-doc: on the surviving paragraphs")
+    p.add_argument("--paragraphs", action="store_true", help="text: also apply OBELICS's paragraph filter (kept text, reasons); text-doc, language, language-node: on the surviving paragraphs")
+    p.add_argument("--lowercase", action="store_true", help="language, language-node: lower-case the text before fastText reads it (OBELICS; DataComp does not)")
     p.add_argument("--shuffles", type=int, default=8, help="coherence: shuffled orders to compare with (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="coherence: shuffle seed (default %(default)s)")
     p.add_argument("--max-perplexity", type=float, default=1500.0, help="perplexity: the _ok column's limit (default %(default)s, OBELICS's KenLM value)")

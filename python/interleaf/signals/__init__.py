@@ -18,6 +18,8 @@ embeddings of the batch between signals:
 - ``coherence``: :func:`text_coherence`; :class:`TextCoherence`.
 - ``perplexity``: :func:`document_perplexity` (token-weighted); :class:`Perplexity` (per text
   node, per CoMM step text or per document).
+- ``language``: :class:`Language` (fastText language id of text nodes or documents, as
+  DataComp's and OBELICS's filters).
 - ``llm``: :class:`LLMJudge` (CoMM's views or SynJudge per document, through an
   OpenAI-compatible endpoint: :mod:`interleaf.judge`).
 
@@ -40,6 +42,7 @@ from interleaf.signals.alignment import ClipAlignment, clip_scores, linear_assig
 from interleaf.signals.base import Context, Embeddings, Signal, compute
 from interleaf.signals.coherence import TextCoherence, text_coherence
 from interleaf.signals.image import ImageStats, size_rules
+from interleaf.signals.language import Language
 from interleaf.signals.llm import LLMJudge
 from interleaf.signals.perplexity import Perplexity, document_perplexity
 from interleaf.signals.sequence import SequenceConsistency, sequence_consistency
@@ -54,6 +57,7 @@ __all__ = [
     "Embeddings",
     "ImageStats",
     "LLMJudge",
+    "Language",
     "Perplexity",
     "SequenceConsistency",
     "Signal",

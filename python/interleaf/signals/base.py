@@ -34,7 +34,7 @@ class Signal(Protocol):
         level: ``"node"``: one row per node it scores, keyed by ``doc_index, doc_id, pos``;
             ``"doc"``: one row per document, keyed by ``doc_index, doc_id``.
         needs: the shared inputs it asks the :class:`Context` for (``"clip.image"``,
-            ``"clip.text"``, ``"text.embedding"``, ``"lm.perplexity"``).
+            ``"clip.text"``, ``"text.embedding"``, ``"lm.perplexity"``, ``"lid"``).
 
     A built-in signal whose values change with the same columns has a ``version`` (an int,
     1 when absent); ``interleaf run`` recomputes a stored attribute of another version. A
@@ -73,7 +73,7 @@ class Embeddings:
     error: pl.Series
 
 
-_MODEL_KINDS = {"clip": "clip", "text_embedder": "text-embedder", "lm": "causal-lm"}
+_MODEL_KINDS = {"clip": "clip", "text_embedder": "text-embedder", "lm": "causal-lm", "lid": "language-id"}
 
 
 class Context:
@@ -87,6 +87,8 @@ class Context:
             directory, for text coherence.
         lm: a causal language model (:class:`interleaf.models.CausalLM`) or its directory, for
             perplexity.
+        lid: a fastText language-id model (:class:`interleaf.models.LanguageID`) or its file,
+            for language identification.
         llm: an :class:`interleaf.llm.Client`, or the keyword arguments of one (a recipe's
             ``llm`` section), for LLM judges; a client made here is closed by :meth:`close`.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` for models given by path.
@@ -94,10 +96,10 @@ class Context:
         batch_size: inference batch size for the models (default: each model's).
     """
 
-    def __init__(self, *, clip: Any = None, text_embedder: Any = None, lm: Any = None, llm: Any = None, device: str = "auto", threads: int | None = None, batch_size: int | None = None):
+    def __init__(self, *, clip: Any = None, text_embedder: Any = None, lm: Any = None, lid: Any = None, llm: Any = None, device: str = "auto", threads: int | None = None, batch_size: int | None = None):
         int_arg("threads", threads, 1, 512, optional=True)
         int_arg("batch_size", batch_size, 1, 1 << 20, optional=True)
-        self._models: dict[str, Any] = {"clip": clip, "text_embedder": text_embedder, "lm": lm}
+        self._models: dict[str, Any] = {"clip": clip, "text_embedder": text_embedder, "lm": lm, "lid": lid}
         self._llm = llm
         self._own_llm = False
         self.device = device
@@ -109,7 +111,7 @@ class Context:
         self._share_phash = False
 
     def model(self, kind: str, signal: str = "a signal") -> Any:
-        """The loaded model of ``kind`` (``"clip"``, ``"text_embedder"``, ``"lm"``), loading it
+        """The loaded model of ``kind`` (``"clip"``, ``"text_embedder"``, ``"lm"``, ``"lid"``), loading it
         from its path on first use (:func:`interleaf.models.load_shared`: once per process)."""
         if kind not in self._models:
             raise ValueError(f"unknown model kind {kind!r}; expected one of {sorted(self._models)}")

@@ -172,15 +172,27 @@ class TextStats:
         texts = batch.filter(pl.col(S.KIND) == S.TEXT_KIND)
         if self.paragraphs:
             texts = texts.with_columns(self._paragraphs(batch, texts, ctx).get_column("text").alias(S.TEXT))
-        docs = batch.select(DOC_KEYS).unique(subset=S.DOC_INDEX, keep="first", maintain_order=True)
-        # OBELICS joins `[text for text in texts if text]`: empty texts add no separator.
-        nonempty = pl.when(pl.col(S.TEXT).str.len_bytes() > 0).then(pl.col(S.TEXT))
-        joined = texts.group_by(S.DOC_INDEX).agg(nonempty.sort_by(S.POS).str.join("\n\n").alias("_text"), pl.len().cast(pl.UInt32).alias(f"{n}_n_texts"))
+        docs = document_texts(batch, texts).rename({"n_texts": f"{n}_n_texts"})
         images = batch.filter(pl.col(S.KIND) == S.IMAGE_KIND).group_by(S.DOC_INDEX).agg(pl.len().cast(pl.UInt32).alias(f"{n}_n_images"))
-        docs = docs.join(joined, on=S.DOC_INDEX, how="left", maintain_order="left").join(images, on=S.DOC_INDEX, how="left", maintain_order="left")
-        docs = docs.with_columns(pl.col("_text").fill_null(""), pl.col(f"{n}_n_texts", f"{n}_n_images").fill_null(0))
-        stats = self._stats(docs.get_column("_text"), "document")
+        docs = docs.join(images, on=S.DOC_INDEX, how="left", maintain_order="left").with_columns(pl.col(f"{n}_n_images").fill_null(0))
+        stats = self._stats(docs.get_column("text"), "document")
         return pl.concat([docs.select(DOC_KEYS), stats, docs.select(f"{n}_n_texts", f"{n}_n_images")], how="horizontal")
+
+
+def document_texts(batch: pl.DataFrame, texts: pl.DataFrame) -> pl.DataFrame:
+    """OBELICS's document text of each document of ``batch``: its non-empty text nodes (rows of
+    ``texts``, the batch's text nodes, possibly with their texts replaced by the paragraphs
+    that survive) joined by ``"\\n\\n"`` in position order (``""`` for a document without
+    text); ``n_texts`` counts its text nodes. Columns: the document keys, ``text``, ``n_texts``."""
+    from interleaf import schema as S
+    from interleaf.signals.base import DOC_KEYS
+
+    docs = batch.select(DOC_KEYS).unique(subset=S.DOC_INDEX, keep="first", maintain_order=True)
+    # OBELICS joins `[text for text in texts if text]`: empty texts add no separator.
+    nonempty = pl.when(pl.col(S.TEXT).str.len_bytes() > 0).then(pl.col(S.TEXT))
+    joined = texts.group_by(S.DOC_INDEX).agg(nonempty.sort_by(S.POS).str.join("\n\n").alias("text"), pl.len().cast(pl.UInt32).alias("n_texts"))
+    docs = docs.join(joined, on=S.DOC_INDEX, how="left", maintain_order="left")
+    return docs.with_columns(pl.col("text").fill_null(""), pl.col("n_texts").fill_null(0))
 
 
 #: Python's ``str.split()`` separators: Unicode White_Space plus the four information
