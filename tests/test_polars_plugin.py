@@ -97,3 +97,7 @@ def test_cosine_and_clip_score_expressions_against_numpy():
     assert huge.select(ilp.cosine("a", "b")).to_series().to_list() == pytest.approx([2**-0.5, 2**-0.5, 1.0], abs=1e-12)
     with pytest.raises(pl.exceptions.ComputeError, match="vectors of 2 and 3"):
         pl.DataFrame({"a": [[1.0, 2.0]], "b": [[1.0, 2.0, 3.0]]}).select(ilp.cosine("a", "b"))
+    # A literal vector against no rows (a batch without images): no rows, not a panic.
+    none = df.filter(pl.lit(False))
+    assert none.select(ilp.cosine("a", pl.lit([1.0] * 16)), ilp.clip_score("arr", pl.lit([1.0] * 16))).height == 0
+    assert none.select(ilp.cosine(pl.lit([1.0] * 16), "a")).height == 0

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from interleaf.search import Index, default_nlist, default_nprobe, gpu_count, nearest
+from interleaf.search import Index, default_nlist, default_nprobe, gpu_count, kmeans, nearest
 
 
 def clustered(n: int, dim: int, centers: int, seed: int, queries: int = 0, intrinsic: int = 8) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
@@ -144,6 +144,11 @@ def test_bad_input_is_refused_clearly():
     with pytest.raises(ValueError, match="at least nlist"):
         Index(8, kind="ivf", nlist=10).train(good)
     assert len(index) == 0  # nothing was added by the refused calls
+    for kw, what in (({"niter": 0}, "niter"), ({"niter": True}, "niter"), ({"seed": -1}, "seed"), ({"seed": 2**40}, "seed"), ({"niter": 2.5}, "niter")):
+        with pytest.raises(ValueError, match=what):
+            kmeans(np.eye(4, dtype=np.float32), 2, **kw)
+    with pytest.raises(ValueError, match=r"2-D array of vectors \(n, dim\), got shape \(4,\)"):
+        kmeans(np.ones(4, np.float32), 2)
     if gpu_count() == 0:
         with pytest.raises(RuntimeError, match="no GPU"):
             Index(8, device="cuda")
@@ -243,3 +248,18 @@ def test_gpu_indexes_agree_with_the_cpu_and_keep_faiss_gpu_limits(tmp_path):
     xn = x / np.linalg.norm(x, axis=1, keepdims=True)
     tight = [float(np.mean(np.sum(xn * c[lab], axis=1))) for lab, c in ((lg, cg), (lc, cc))]
     assert tight[0] == pytest.approx(tight[1], abs=0.01), tight
+
+
+def test_cosine_rows_of_huge_or_tiny_float32_values_are_directions():
+    """Norms are taken in float64: a float32 row near 1e20 (its squared norm overflows float32)
+    or 1e-23 (underflows) still finds itself with cosine 1, as the same row scaled to 1 does."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(6, 8)).astype(np.float32)
+    for scale in (1e20, 1e-23, 1.0):
+        index = Index(8)
+        x = (base * np.float32(scale)).astype(np.float32)
+        assert np.isfinite(x).all()
+        index.add(x)
+        scores, ids = index.search(x, 1)
+        assert ids[:, 0].tolist() == list(range(6)), scale
+        assert scores[:, 0] == pytest.approx(1.0, abs=1e-5), scale

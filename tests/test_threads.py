@@ -77,3 +77,25 @@ def test_prefetch_works_at_most_depth_ahead_and_raises_in_place():
     it.close()
     time.sleep(0.3)
     assert len(made) <= 3
+
+
+def test_ctrl_c_in_the_first_numpy_call_is_a_keyboard_interrupt():
+    """numpy's C API is fetched at import: fetched lazily inside the first call that returns an
+    array, a pending Ctrl-C made the fetch fail and the numpy crate panic
+    (``pyo3_runtime.PanicException``, which ``except KeyboardInterrupt`` misses)."""
+    code = """
+import os, signal, threading
+from interleaf.dedup import MinHasher
+texts = [" ".join(f"w{(i * 7919 + j) % 5000}" for j in range(200)) for i in range(30000)]
+threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+try:
+    MinHasher(num_perm=1024, threads=1).signatures(texts)
+    print("returned")
+except KeyboardInterrupt:
+    print("interrupted")
+except BaseException as e:
+    print("other", type(e).__name__)
+"""
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert got.stdout.strip() in ("interrupted", "returned"), (got.stdout, got.stderr[-2000:])
+    assert "panicked" not in got.stderr

@@ -15,6 +15,8 @@ Inputs are String or Binary columns, as each expression says; the text-only expr
 Categorical, Enum or Object column with ``.cast(pl.String)`` before :func:`xxh3_64`: polars
 hands those to plugins in forms it cannot read (a Categorical fails with "the plugin
 panicked", even when the query is planned; an Object column's values are not its strings).
+The plugin does not read Decimal, Int128 or Float16 columns either (polars fails with "the
+plugin panicked" before interleaf sees them): cast them to a type the expression takes.
 """
 
 from __future__ import annotations

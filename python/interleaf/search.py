@@ -102,12 +102,20 @@ def row_norms(a: np.ndarray, chunk: int = 65_536) -> np.ndarray:
     return np.concatenate([np.linalg.norm(a[a0 : a0 + chunk], axis=1) for a0 in range(0, len(a), chunk)] or [np.zeros(0, a.dtype)])
 
 
-def _normalise(a: np.ndarray) -> np.ndarray:
-    norm = row_norms(a)
-    zero = np.flatnonzero(norm == 0)
-    if len(zero):
+def _normalise(a: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+    """The rows of ``a`` (float32) scaled to unit length, the norms taken in float64 by chunks:
+    a row of float32 values near 1e20 (whose squared norm overflows float32) or 1e-23 (which
+    underflows) is still a direction, not a zero vector."""
+    out = np.empty(a.shape, dtype=np.float32)
+    zero: list[int] = []
+    for a0 in range(0, len(a), chunk):
+        part = a[a0 : a0 + chunk].astype(np.float64)
+        norm = np.linalg.norm(part, axis=1)
+        zero.extend((np.flatnonzero(norm == 0) + a0).tolist())
+        out[a0 : a0 + chunk] = part / np.where(norm == 0, 1.0, norm)[:, None]
+    if zero:
         raise ValueError(f"cosine needs non-zero vectors; rows {', '.join(str(i) for i in zero[:10])} are zero")
-    return a / norm[:, None]
+    return out
 
 
 class Index:
@@ -393,8 +401,9 @@ def kmeans(x: Any, k: int, *, spherical: bool = True, niter: int = 20, seed: int
     import faiss
 
     a = np.asarray(x)
-    dim = a.shape[1] if a.ndim == 2 else -1
-    a = as_vectors(a, dim, "vectors")
+    if a.ndim != 2:
+        raise ValueError(f"k-means takes a 2-D array of vectors (n, dim), got shape {a.shape}")
+    a = as_vectors(a, a.shape[1], "vectors")
     if spherical:
         a = _normalise(a)
     n = len(a)
@@ -402,6 +411,8 @@ def kmeans(x: Any, k: int, *, spherical: bool = True, niter: int = 20, seed: int
         raise ValueError("k-means needs at least one vector")
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    int_arg("niter", niter, 1, 10_000)
+    int_arg("seed", seed, 0, (1 << 31) - 1)  # FAISS's seed is a C int
     if max_points_per_centroid is not None and (not isinstance(max_points_per_centroid, int) or max_points_per_centroid < 1):
         raise ValueError(f"max_points_per_centroid must be an integer >= 1 or None, got {max_points_per_centroid!r}")
     sample = max_points_per_centroid if max_points_per_centroid is not None else 1 << 30

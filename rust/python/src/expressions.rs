@@ -255,7 +255,8 @@ fn cosine(inputs: &[Series]) -> PolarsResult<Series> {
     let (a, b) = (list_rows(&inputs[0])?, list_rows(&inputs[1])?);
     let (na, nb) = (a.2.len(), b.2.len());
     polars_ensure!(na == nb || na == 1 || nb == 1, ShapeMismatch: "cosine: columns differ in length ({} vs {})", na, nb);
-    let n = if na == 1 || nb == 1 { na.max(nb) } else { na };
+    // A length-1 side (a literal) broadcasts to the other's length, an empty one included.
+    let n = if na == 1 { nb } else { na };
     fn row(r: &(Vec<f64>, Vec<usize>, Vec<bool>), i: usize) -> Option<&[f64]> {
         let i = if r.2.len() == 1 { 0 } else { i };
         r.2[i].then(|| &r.0[r.1[i]..r.1[i + 1]])

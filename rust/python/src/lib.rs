@@ -43,6 +43,10 @@ fn error_kinds() -> Vec<(&'static str, &'static str)> {
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // numpy's C API is fetched on first use, by running Python code: fetched inside a long
+    // call, a pending Ctrl-C made that fail and the numpy crate panic (a PanicException, not
+    // a KeyboardInterrupt). Fetched here, at import, it is there for every later call.
+    let _ = numpy::PyArray1::<u8>::zeros(m.py(), 0, false);
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<io::NativeReader>()?;
     m.add_class::<io::NativeShardWriter>()?;
