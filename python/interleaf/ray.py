@@ -80,8 +80,9 @@ def init(address: str | None = None, *, progress: bool = True) -> Any:
             "with --address auto (or HEAD:6379), for example through `ray job submit -- interleaf run ...`"
         )
     if not ray.is_initialized():
-        # Quiet runs: Ray's own INFO lines (the local instance starting) are left out too.
-        kw: dict[str, Any] = {"ignore_reinit_error": True, "include_dashboard": False, "log_to_driver": progress, "logging_level": logging.INFO if progress else logging.WARNING}
+        # Quiet runs: Ray's own INFO and WARNING lines (the local instance starting, its
+        # token-authentication notice) are left out too; its errors are still shown.
+        kw: dict[str, Any] = {"ignore_reinit_error": True, "include_dashboard": False, "log_to_driver": progress, "logging_level": logging.INFO if progress else logging.ERROR}
         if address is not None:
             _check_reachable(address)
             kw["address"] = address
