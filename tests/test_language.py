@@ -198,6 +198,12 @@ def test_pairs_basic_drops_non_english_captions_with_a_model_and_says_so_without
     assert got["dropped_documents"].get("english") == 1 and got["skipped"] == {"signals": {}, "filters": {}}
     dropped = pl.read_parquet(tmp_path / "with" / "dropped" / "*.parquet")
     assert dropped.filter(pl.col("filter") == "english").get_column("doc_id").to_list() == ["pair-0003"]
+    # The report gives a rule on a text column its commonest values (no histogram to draw).
+    html = (tmp_path / "with" / "report.html").read_text(encoding="utf-8")
+    table = html[html.index("<h3>english") :]
+    table = table[: table.index("</table>")]
+    assert "language_lang: 1 document dropped here" in table
+    assert "<tr><td>en</td><td class=n>13</td><td class=n>92.9%</td></tr><tr><td>fr</td><td class=n>1</td><td class=n>7.1%</td></tr>" in table
     # A changed model is another model: the language attributes are recomputed.
     again = interleaf.run("pairs-basic", src, tmp_path / "with", format="pairs", models={"lid": str(TINY_BIN)}, progress=False)
     assert again["stages"]["score"]["skipped"] == 0

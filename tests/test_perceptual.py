@@ -404,7 +404,8 @@ def test_faiss_binary_backend_gives_the_pairs_of_brute_force_on_100k_hashes():
 def test_a_set_large_enough_for_wider_ranges_finds_what_faiss_finds():
     """From 262,144 hashes the index cuts them into fewer, wider ranges searched within a bit
     or more (3 ranges of 21-22 bits at radius 5; radius + 1 exact-match ranges took quadratic
-    time at this size and beyond): the same matches as FAISS's exact-match multi-hash search, at
+    time at this size and beyond): the same matches as FAISS's multi-hash search (in the layout
+    :func:`faiss_layout` picks here, 3 tables of 21 bits probed within a flip at radius 5), at
     every distance up to the radius."""
     from interleaf.dedup import HashIndex
 
@@ -425,6 +426,21 @@ def test_a_set_large_enough_for_wider_ranges_finds_what_faiss_finds():
         for key in ("query", "index", "distance"):
             assert np.array_equal(mih[key], fa[key]), (radius, key)
         assert int((mih["distance"] <= radius).sum()) >= 60 * (radius + 1)
+
+
+def test_faiss_layout_finds_every_neighbour_and_widens_with_the_set():
+    """Every layout keeps the pigeonhole bound (nhash * (nflip + 1) > radius, nhash * bits <=
+    64); small sets get radius + 1 exact-match tables, large ones fewer, wider tables probed
+    with flips (the layout FAISS was benchmarked with: 6 x 10 bits at 10 million hashes left
+    about 10,000 hashes per bucket)."""
+    from interleaf.dedup.perceptual import faiss_layout
+
+    for n in (0, 1, 1000, 20_000, 10**6, 10**7, 10**9):
+        for radius in range(0, 21):
+            nhash, bits, nflip = faiss_layout(n, radius)
+            assert nhash * (nflip + 1) > radius and nhash * bits <= 64, (n, radius)
+    assert faiss_layout(1000, 5) == (6, 10, 0)
+    assert faiss_layout(10**7, 5) == (3, 21, 1)
 
 
 def test_hash_index_search_equals_brute_force_for_both_backends():

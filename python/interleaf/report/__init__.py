@@ -173,6 +173,24 @@ def _column_histogram(
     return _histogram_svg(counts, edges, threshold), n, (failing, of) if rule is not None else None
 
 
+def _value_counts(out: Path, signal: str, column: str, shards: list[Any], top: int = 12) -> str:
+    """A table of a text column's commonest values over every shard (one shard read at a
+    time), with their share of the rows; null is shown as "(none)"."""
+    counts: dict[str | None, int] = {}
+    for s in shards:
+        f = out / "attributes" / signal / f"{s.name}.parquet"
+        if f.exists():
+            for v, n in pl.read_parquet(f, columns=[column]).get_column(column).value_counts().iter_rows():
+                counts[v] = counts.get(v, 0) + n
+    total = sum(counts.values())
+    if not total:
+        return '<p class="muted">no values</p>'
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0] is None, kv[0] or ""))
+    rows = "".join(f"<tr><td>{_e(v) if v is not None else '<span class=muted>(none)</span>'}</td><td class=n>{n:,}</td><td class=n>{100 * n / total:.1f}%</td></tr>" for v, n in ranked[:top])
+    more = f"<p class=muted>{len(ranked) - top:,} other values</p>" if len(ranked) > top else ""
+    return f"<table><tr><th>value</th><th>rows</th><th>share</th></tr>{rows}</table>{more}"
+
+
 def _image_limits(plan: Any) -> dict[str, int | None]:
     """The decode limits of the recipe's image signals (the smallest each sets), which the
     report's thumbnails keep to: an image the recipe refuses as too large is not decoded for
@@ -296,6 +314,12 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
             col = f.column if f.top_fraction is not None else next((c for c in roots if plan.column_dtypes.get(c) is not None and (plan.column_dtypes[c].is_numeric() or plan.column_dtypes[c] == pl.Boolean())), None)
             sig = plan.node_columns.get(col) or plan.doc_columns.get(col) if col else None
             if not col or not sig:
+                # A rule on a text column only (``language_lang = 'en'``): its commonest values.
+                text_col = next((c for c in roots if plan.column_dtypes.get(c) == pl.String() and (plan.node_columns.get(c) or plan.doc_columns.get(c))), None)
+                if text_col is not None and f.expr is not None:
+                    n_docs = dropped_docs.get(name, 0)
+                    head = f"<h3>{_e(name)} <span class=muted>({level} filter: <code>{_e(f.expr)}</code>)</span></h3><p class=muted>{_e(text_col)}: {n_docs:,} document{'s' if n_docs != 1 else ''} dropped here, after the filters before it</p>"
+                    panels.append((head + _value_counts(out, plan.node_columns.get(text_col) or plan.doc_columns[text_col], text_col, shards), ("", ""), [], []))
                 continue
             thr = thresholds.get(name, _threshold_of(f.expr) if f.expr else None)
             # A boolean rule (``image_datacomp_ok``): examples of true (kept) and false (dropped).
