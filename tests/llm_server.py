@@ -32,9 +32,11 @@ class Fault:
     """``status``: answer with this HTTP status (``retry_after`` sets the header); ``drop``: close
     the connection without answering; ``delay``: sleep this long first (a timeout when longer
     than the client's); ``body``: answer 200 with this raw, non-JSON body; ``content``: answer
-    this text instead of ``answer(body)``; ``trickle``: send the headers, then one byte every
+    this text instead of ``answer(body)``; ``finish_reason``: the answer's instead of "stop"
+    (e.g. "length": cut off at max_tokens); ``trickle``: send the headers, then one byte every
     this many seconds, never finishing; ``stream_bytes``: stream a 200 body of this many bytes
-    (blanks, so never valid JSON) as fast as the client reads."""
+    (blanks, so never valid JSON) as fast as the client reads. The images endpoint takes
+    ``status`` and ``retry_after``."""
 
     status: int | None = None
     retry_after: float | None = None
@@ -43,6 +45,7 @@ class Fault:
     body: str | None = None
     content_type: str = "application/json"
     content: str | None = None
+    finish_reason: str | None = None
     trickle: float = 0.0
     stream_bytes: int = 0
 
@@ -180,7 +183,7 @@ class ScriptedServer:
                     "object": "chat.completion",
                     "created": 0,
                     "model": body.get("model", "scripted"),
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": f.finish_reason if f is not None and f.finish_reason else "stop"}],
                     "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(content.split()), "total_tokens": prompt_tokens + len(content.split())},
                 }
             )
@@ -201,7 +204,8 @@ class ScriptedServer:
         self.seen[key] += 1
         f = self.fault(body, self.seen[key]) if self.fault else None
         if f is not None and f.status is not None:
-            return web.json_response({"error": {"message": f"scripted {f.status}"}}, status=f.status)
+            headers = {"Retry-After": f"{f.retry_after:g}"} if f.retry_after is not None else None
+            return web.json_response({"error": {"message": f"scripted {f.status}"}}, status=f.status, headers=headers)
         rgb = tuple(hashlib.sha256(str(body.get("prompt")).encode()).digest()[:3])
         buf = io.BytesIO()
         Image.new("RGB", (64, 64), rgb).save(buf, "PNG")

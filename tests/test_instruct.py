@@ -134,6 +134,25 @@ def test_answer_sees_only_the_caption(scripted):
     assert "a red bus" in user_text(body)
 
 
+def test_answers_cut_off_or_empty_are_errors_and_asked_again(scripted, tmp_path):
+    """An answer cut off at max_tokens (finish_reason "length") is not a finished answer, and an
+    empty one is none: both are row errors and leave the cache, so the next run asks again
+    (and keeps what it then gets)."""
+    scripted.answer = scripted_answer
+    scripted.fault = lambda body, attempt: (Fault(content="The bus is parked next to a", finish_reason="length") if "cut" in user_text(body) else Fault(content=" ")) if attempt == 1 else None
+    pairs = [{"caption": "a red bus", "instruction": "cut"}, {"caption": "a red bus", "instruction": "empty"}]
+    cache = tmp_path / "c.sqlite"
+    with client(scripted, cache=cache) as c:
+        first = instruct.answer(pairs, c)
+    assert first["answer"].to_list() == [None, None] and first["error"].to_list() == ["the answer was cut off at max_tokens", "empty answer"]
+    with client(scripted, cache=cache) as c:
+        second = instruct.answer(pairs, c)
+        assert c.last_stats.cached == 0 and c.last_stats.sent == 2
+    assert second["answer"].to_list() == ["Answer to: cut", "Answer to: empty"] and second["error"].null_count() == 2
+    with client(scripted, cache=cache) as c:
+        assert instruct.answer(pairs, c)["answer"].to_list() == second["answer"].to_list() and c.last_stats.cached == 2
+
+
 def test_compare_swaps_the_order(scripted):
     scripted.answer = scripted_answer
     scripted.fault = lambda body, attempt: Fault(status=404) if "Instruction: broken" in user_text(body) else None

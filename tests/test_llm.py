@@ -429,6 +429,20 @@ def test_parse_scores_types_and_ranges():
     assert parse_scores({"text_quality": 3}, fields)[1] == "missing field 'score'"
 
 
+def test_a_score_over_another_scale_is_refused_not_misread():
+    """"7/10" on a 1-10 scale is 7; "4/5" there is not a 4 out of 10 (nor is "8/100"): the
+    record fails to parse, saying which scale, rather than averaging in a misread score. The
+    SynJudge line keeps its denominator too: "4/5" is a 4 on its 0-5 scale, "2/10" is refused."""
+    fields = {"score": (1, 10)}
+    assert parse_scores({"score": "7/10"}, fields) == ({"score": 7}, None)
+    assert parse_scores({"score": " 10 / 10 "}, fields) == ({"score": 10}, None)
+    for bad, over in (("4/5", 5), ("8/100", 100), ("3/3", 3)):
+        assert parse_scores({"score": bad}, fields) == (None, f"score: {bad!r} is a score out of {over}, not on the 1-10 scale")
+    assert parse_synjudge("TCC: 4/5, ICC: 3/5, IQ: 5/5, ITS: 2/5") == ({"tcc": 4, "icc": 3, "iq": 5, "its": 2}, None)
+    assert parse_synjudge("TCC: 2/10, ICC: 3/10, IQ: 4/10, ITS: 1/10") == (None, "tcc: '2/10' is a score out of 10, not on the 0-5 scale")
+    assert parse_synjudge('{"tcc": "4/10", "icc": 3, "iq": 5, "its": 2}')[1] == "tcc: '4/10' is a score out of 10, not on the 0-5 scale"
+
+
 SYNJUDGE_TABLE = [
     ("[Text Content Completeness: 4; Image Content Completeness: 3; Image Quality: 5; Image-Text Synergy: 2]", (4, 3, 5, 2)),
     ("Evaluation:\n[Text Content Completeness: 4; Image Content Completeness: 3; Image Quality: 5; Image-Text Synergy: 2]\nThe image repeats the text.", (4, 3, 5, 2)),
@@ -504,6 +518,86 @@ def test_a_batch_to_an_endpoint_that_cannot_be_reached_stops_early():
         out = c.chat([f"p{i}" for i in range(200)])
         assert c.last_stats.failed == 200 and c.last_stats.sent <= 2 * (16 + 2)
     assert sum(r.error.startswith("not sent: the endpoint failed the first 16 requests (connection failed") for r in out) >= 200 - 18
+
+
+@pytest.mark.parametrize(("status", "retried"), [(401, False), (403, False), (404, False), (502, True), (503, True), (504, True)])
+def test_a_batch_that_the_endpoint_refuses_as_a_whole_stops_early(srv, status, retried):
+    """A wrong key (401, 403), model or path (404), or a proxy whose upstream is gone (502, 503,
+    504, each after its retries) fails every request alike: after the first 16 in a row, the
+    rest are not sent and say why, as for an endpoint that cannot be reached."""
+    srv.fault = lambda body, attempt: Fault(status=status)
+    with client(srv, concurrency=2, max_retries=1) as c:
+        out = c.chat([f"p{i}" for i in range(200)])
+        s = c.last_stats
+    assert s.failed == 200 and s.sent <= (2 if retried else 1) * (16 + 2) and len(srv.requests) == s.sent
+    assert s.retried == (s.sent // 2 if retried else 0)
+    stopped = [r for r in out if r.error.startswith(f"not sent: the endpoint failed the first 16 requests (HTTP {status}: scripted {status}")]
+    assert len(stopped) >= 200 - 18 and all(r.attempts == 0 for r in stopped)
+
+
+def test_the_breaker_counts_only_a_run_of_one_endpoint_failure(srv):
+    """Errors of single requests (400, 422) never stop a batch; failures of different kinds do
+    not add up to a run; and once the endpoint has answered, nothing stops the batch."""
+    srv.fault = lambda body, attempt: Fault(status=400)
+    with client(srv, concurrency=2) as c:
+        out = c.chat([f"p{i}" for i in range(40)])
+    assert len(srv.requests) == 40 and all(r.error.startswith("HTTP 400") for r in out)
+    srv.reset()
+    srv.fault = lambda body, attempt: Fault(status=401 if int(user_text(body)[1:]) % 2 else 404)
+    with client(srv, concurrency=1) as c:
+        c.chat([f"p{i}" for i in range(40)])
+    assert len(srv.requests) == 40
+    srv.reset()
+    srv.fault = lambda body, attempt: None if user_text(body) == "p0" else Fault(status=401)
+    with client(srv, concurrency=1) as c:
+        out = c.chat([f"p{i}" for i in range(40)])
+    assert len(srv.requests) == 40 and out[0].ok and not any(r.error.startswith("not sent") for r in out[1:])
+
+
+def test_a_timeout_must_be_finite_and_credentials_stay_out_of_the_url(srv):
+    """inf or nan seconds passed "> 0" and then failed every request; a user:password in the
+    URL was retried as an unreadable answer and shown by repr(): both are refused at once, and
+    the refusal does not repeat the password."""
+    for bad in (float("inf"), float("nan"), -1.0, 0):
+        with pytest.raises(ValueError, match=r"^timeout must be a finite number of seconds > 0"):
+            Client(srv.url, "m", timeout=bad)
+    with pytest.raises(ValueError, match=r"^backoff must be a finite number"):
+        Client(srv.url, "m", backoff=float("nan"))
+    for url in (srv.url.replace("http://", "http://alice:PASSW0RD@"), srv.url.replace("http://", "http://token@")):
+        with pytest.raises(ValueError, match=r"base_url must not hold credentials.*api_key \(--api-key") as e:
+            Client(url, "m")
+        assert "PASSW0RD" not in str(e.value) and "token" not in str(e.value)
+    assert srv.requests == []
+    from interleaf.cli import main
+
+    assert main(["judge", "synjudge", "x.jsonl", "--out", "o.parquet", "--base-url", srv.url, "--model", "m", "--timeout", "inf"]) == 2
+
+
+def test_a_damaged_cache_is_named(srv, tmp_path):
+    """A cache file that cannot be read (damaged pages) or that holds another table is an error
+    that names the file, at open or at the first read; never a silent miss or a bare sqlite
+    error."""
+    import sqlite3
+
+    path = tmp_path / "c.sqlite"
+    srv.answer = lambda body: "x" * 3000
+    with client(srv, cache=path) as c:
+        c.chat([f"p{i}" for i in range(100)])
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    with open(path, "r+b") as f:  # every page after the schema's
+        f.seek(4096)
+        f.write(b"\xa5" * (path.stat().st_size - 4096))
+    with client(srv, cache=path) as c, pytest.raises(ValueError, match=rf"^cache {path}: cannot be read \(database disk image is malformed\): delete the file"):
+        c.chat(["p1"])
+    other = tmp_path / "other.sqlite"
+    db = sqlite3.connect(other)
+    db.execute("CREATE TABLE answers (a INTEGER)")
+    db.commit()
+    db.close()
+    with pytest.raises(ValueError, match=rf"^cache {other}: not an interleaf request cache \(its answers table has the columns a\)"):
+        Client(srv.url, "m", cache=other)
 
 
 def test_sampling_arguments_are_checked_before_any_request(srv):

@@ -764,3 +764,125 @@ def test_judge_comm_on_a_table_with_image_paths_says_how_to_read_them(scripted):
     with scripted_client(scripted) as client:
         got = judge.comm(table, client)
     assert "step 0's image is a str ('images/mix.jpg'), not image bytes" in got["error"][0] and scripted.requests == []
+
+
+def test_comm_views_written_over_another_scale_are_parse_errors(scripted, sample_dir):
+    """CoMM's views are 0-10: "4/5" is not a 4 there. Each such record fails to parse (and is
+    left out of the aggregate) rather than being averaged in as a 4."""
+    scripted.answer = lambda body: '{"development": "4/5", "completeness": "7/10", "alignment": "5/5"}'
+    batch = read_all(str(sample_dir / "comm.jsonl"), progress=False)
+    with client(scripted) as c:
+        df = judge.comm(batch, c)
+    assert df["development"].null_count() == df.height and all(e == "parse: development: '4/5' is a score out of 5, not on the 0-10 scale" for e in df["error"])
+    assert judge.aggregate(df)["scored"] == 0
+
+
+def test_seir_stops_on_every_way_of_saying_there_is_no_suggestion(scripted):
+    """InterSyn stops on "none": an empty or blank suggestion, a null one, a bare none/None
+    instead of the JSON object, "No changes needed.", "N/A" say the same and stop the loop
+    (stopped = none, no round); a real suggestion is applied, an answer without the field stays
+    an error."""
+    answers = {
+        "q-empty": '{"suggestion": ""}',
+        "q-blank": '{"suggestion": "   "}',
+        "q-null": '{"suggestion": null}',
+        "q-bare": "none",
+        "q-bare-cap": "None",
+        "q-nochange": '{"suggestion": "No changes needed."}',
+        "q-na": '{"suggestion": "N/A"}',
+        "q-real": '{"suggestion": "add a question mark"}',
+        "q-missing": "{}",
+    }
+
+    def answer(body):
+        text = user_text(body)
+        value = re.search(r"^question: ([^\n]*)\n\n", text, re.M).group(1)
+        if "Apply this improvement" in text:
+            return json.dumps({"text": value + "?"})
+        return answers.get(value, '{"suggestion": "none"}')
+
+    scripted.answer = answer
+    with client(scripted) as c:
+        df = refine.seir(list(answers), refine.llm_evaluator(c, "question", "clear"), refine.llm_refiner(c, "question"), k=3)
+    rows = {r["initial"]: r for r in df.to_dicts()}
+    for q in list(answers)[:7]:
+        assert (rows[q]["stopped"], rows[q]["rounds"], rows[q]["suggestions"], rows[q]["final"], rows[q]["error"]) == ("none", 0, [], q, None), q
+    assert (rows["q-real"]["stopped"], rows["q-real"]["rounds"], rows["q-real"]["final"]) == ("none", 1, "q-real?")
+    assert rows["q-missing"]["stopped"] == "error" and "suggestion: expected a string" in rows["q-missing"]["error"]
+    assert all(refine.is_none(s) for s in ("", "  ", "N/A", "n/a.", "No changes needed.", "no further changes are necessary", "Nothing to improve!"))
+    assert not any(refine.is_none(s) for s in ("No, change the verb.", "none of the above is wrong", "add detail"))
+
+
+def test_cli_aitqe_contrastive_rows_index_the_output_across_read_batches(scripted, tmp_path):
+    """Documents are read 1,024 to a batch: the contrastive rows of the second batch point at
+    their pairs' rows in --out (not at 0, 1, ... again) and carry their doc_id. A rerun in which
+    every row fails leaves the contrastive file as it leaves --out: as it was."""
+    from PIL import Image
+
+    from interleaf.cli import main
+
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(tmp_path / "i.png")
+    # 1,020 documents without a caption (row errors, nothing sent), then 10 with one.
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps({"id": f"d{i}", "image": "i.png", "caption": ""}) + "\n" for i in range(1020)))
+    (tmp_path / "b.jsonl").write_text("".join(json.dumps({"id": f"d{i}", "image": "i.png", "caption": f"a good caption of cat {i}"}) + "\n" for i in range(1020, 1030)))
+    scripted.answer = lambda body: aitqe_answer(body).replace('"score": 4', '"score": 9')  # every captioned pair is kept
+    out, cp = tmp_path / "aitqe.parquet", tmp_path / "contrastive.parquet"
+    argv = ["enhance", "aitqe", str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl"), "--out", str(out), "--contrastive", str(cp), "--model", "m", "--quiet", "--max-retries", "0"]
+    assert main([*argv, "--base-url", scripted.url]) == 0
+    a, c = pl.read_parquet(out), pl.read_parquet(cp)
+    assert a.height == 1030 and c.height == 10 and c.columns == ["index", "doc_id", "type", "input", "target", "error"]
+    assert c["index"].to_list() == list(range(1020, 1030)) and c["doc_id"].to_list() == [f"d{i}" for i in range(1020, 1030)]
+    assert all(a["caption"][r["index"]] == r["target"] and a["doc_id"][r["index"]] == r["doc_id"] for r in c.iter_rows(named=True))
+    assert c["input"].to_list() == [f"a good caption of dog {i}" for i in range(1020, 1030)]
+    before = (out.read_bytes(), cp.read_bytes())
+    assert main([*argv, "--base-url", "http://127.0.0.1:9/v1"]) == 1
+    assert (out.read_bytes(), cp.read_bytes()) == before
+
+
+def test_cli_refine_images_client_takes_the_endpoint_options_and_is_counted(scripted, tmp_path, capsys):
+    """The images client of `refine seir --images-model` waits at most --max-backoff (a
+    Retry-After of 8 s here) and its requests are in the summary."""
+    import time
+
+    from PIL import Image
+
+    from interleaf.cli import main
+
+    Image.new("RGB", (16, 16), (200, 0, 0)).save(tmp_path / "red.png")
+    (tmp_path / "s.jsonl").write_text(json.dumps({"question": "q?", "answer": "a.", "caption": "a red square", "image": "red.png"}) + "\n")
+    scripted.answer = lambda body: json.dumps({"suggestion": "make it brighter" if count_images(body) else "none"})
+    scripted.fault = lambda body, attempt: Fault(status=429, retry_after=8) if "prompt" in body and attempt == 1 else None
+    t0 = time.monotonic()
+    rc = main(["refine", "seir", str(tmp_path / "s.jsonl"), "--out", str(tmp_path / "r.parquet"), "--base-url", scripted.url, "--model", "vlm", "--images-model", "img", "--max-backoff", "0.5", "--k", "1", "--quiet"])
+    assert rc == 0 and time.monotonic() - t0 < 6
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["image_requests"] == {"requests": 1, "sent": 2, "cached": 0, "retried": 1, "failed": 0, "prompt_tokens": 0, "completion_tokens": 0}
+    assert summary["requests"]["requests"] == 4 and pl.read_parquet(tmp_path / "r.parquet").row(0, named=True)["image_rounds"] == 1
+    assert [b["model"] for b in scripted.requests if "prompt" in b] == ["img", "img"]
+
+
+def test_hugging_face_image_structs_are_read_and_other_image_values_named(scripted, tmp_path, sample_images):
+    """An image column as Hugging Face datasets store it ({bytes, path}) is read: its bytes,
+    else its path (under the image root, as a path column is); a column of numbers is a clear
+    error naming the image column, not a traceback."""
+    from interleaf.cli import main
+
+    img = next(iter(sample_images.values()))
+    (tmp_path / "on-disk.jpg").write_bytes(img)
+    table = pl.DataFrame(
+        {"question": ["q1", "q2", "q3"], "answer": ["a1", "a2", "a3"], "image": [{"bytes": img, "path": "x.jpg"}, {"bytes": None, "path": "on-disk.jpg"}, {"bytes": None, "path": "../outside.jpg"}]},
+        schema={"question": pl.String, "answer": pl.String, "image": pl.Struct({"bytes": pl.Binary, "path": pl.String})},
+    )
+    table.write_parquet(tmp_path / "hf.parquet")
+    scripted.answer = lambda body: json.dumps({"tcc": 4, "icc": 3, "iq": 5, "its": 4} if count_images(body) == 1 else {})
+    out = tmp_path / "sj.parquet"
+    assert main(["judge", "synjudge", str(tmp_path / "hf.parquet"), "--out", str(out), "--base-url", scripted.url, "--model", "m", "--quiet"]) == 0
+    df = pl.read_parquet(out)
+    assert df["tcc"].to_list() == [4, 4, None] and "resolves outside the image root" in df["error"][2]
+    with client(scripted) as c:
+        api = judge.synjudge([{"answer": "a", "image": {"bytes": img, "path": None}}, {"answer": "a", "image": {"bytes": None, "path": "x.jpg"}}], c)
+        assert api["tcc"].to_list() == [4, None] and "the image struct has no bytes, only the path 'x.jpg'" in api["error"][1]
+        with pytest.raises(ValueError, match=r"^the image column holds a value of type int at row 0: expected encoded image bytes, or a \{bytes, path\} struct"):
+            enhance.aitqe([{"caption": "c", "image": 7}], c)
+    (tmp_path / "ints.jsonl").write_text(json.dumps({"question": "q", "answer": "a", "image": 7}) + "\n")
+    assert main(["judge", "synjudge", str(tmp_path / "ints.jsonl"), "--out", str(out), "--base-url", scripted.url, "--model", "m", "--quiet"]) == 2

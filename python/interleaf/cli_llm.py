@@ -65,10 +65,12 @@ def add_endpoint_options(p: argparse.ArgumentParser, title: str = "endpoint (any
     g.add_argument("--structured", choices=STRUCTURED_MODES, default="auto", help="how JSON schemas are sent (default %(default)s: json_schema, falling back to json_object, then none)")
 
 
-def client_from_args(args: argparse.Namespace) -> Client:
+def client_from_args(args: argparse.Namespace, base_url: str | None = None, model: str | None = None) -> Client:
+    """The client the endpoint options describe; ``base_url`` / ``model`` replace those options
+    (a second endpoint, e.g. an images model, with the same retries, timeouts and cache)."""
     return Client(
-        args.base_url,
-        args.model,
+        base_url or args.base_url,
+        model or args.model,
         args.api_key,
         concurrency=args.concurrency,
         timeout=args.timeout,
@@ -101,21 +103,34 @@ def _table_columns(path: Path) -> list[str] | None:
 
 def _load_images(table: pl.DataFrame, base: Path, allow_outside_root: bool = False, max_bytes: int = 256 << 20) -> pl.DataFrame:
     """An ``image`` column of paths becomes bytes (relative paths under ``base``, the image
-    root). As for every reader: a path that resolves outside the root (unless allowed), that is
-    not a regular file, or a file over ``max_bytes`` is not read; the image stays null and
-    ``error`` says why, as it does for a file that cannot be read."""
-    if "image" not in table.columns or table.schema["image"] != pl.String:
+    root), as does a Hugging Face ``datasets`` image column (a ``{bytes, path}`` struct: its
+    bytes, else its path). As for every reader: a path that resolves outside the root (unless
+    allowed), that is not a regular file, or a file over ``max_bytes`` is not read; the image
+    stays null and ``error`` says why, as it does for a file that cannot be read."""
+    if "image" not in table.columns:
+        return table
+    dtype = table.schema["image"]
+    if isinstance(dtype, pl.Struct) and {"bytes", "path"} & {f.name for f in dtype.fields}:
+        fields = {f.name: f.dtype for f in dtype.fields}
+        if fields.get("bytes", pl.Null) not in (pl.Binary, pl.Null) or fields.get("path", pl.Null) not in (pl.String, pl.Null):
+            return table  # e.g. base64 text for bytes: the stage names what it cannot read
+        col = table["image"]
+        given = col.struct.field("bytes").to_list() if fields.get("bytes") == pl.Binary else [None] * table.height
+        refs = col.struct.field("path").to_list() if fields.get("path") == pl.String else [None] * table.height
+        refs = [None if b is not None else r for b, r in zip(given, refs, strict=True)]
+    elif dtype == pl.String:
+        given, refs = [None] * table.height, table["image"].to_list()
+    else:
         return table
     root = base.resolve()
-    images: list[bytes | None] = []
+    images: list[bytes | None] = list(given)
     errors: list[str | None] = list(table["error"]) if "error" in table.columns else [None] * table.height
     inside = None if allow_outside_root else root
-    for i, ref in enumerate(table["image"].to_list()):
-        images.append(None)
+    for i, ref in enumerate(refs):
         if ref is None:
             continue
         data, why = read_confined(Path(ref) if Path(ref).is_absolute() else base / ref, inside, max_bytes, root_name=f"the image root {root} (--allow-outside-root to read it)")
-        images[-1] = data
+        images[i] = data
         if why is not None:
             errors[i] = errors[i] or f"image file {ref!r}: {why}"
     return table.with_columns(pl.Series("image", images, dtype=pl.Binary), pl.Series("error", errors, dtype=pl.String))
@@ -147,7 +162,19 @@ def _inputs(args: argparse.Namespace, columns: Sequence[str]) -> Iterator[Any]:
             break
 
 
-def _run(args: argparse.Namespace, columns: Sequence[str], stage: Callable[[Any, Client], pl.DataFrame], summarise: Callable[[pl.DataFrame], dict[str, Any]] | None = None) -> int:
+def _every_row_failed(table: pl.DataFrame) -> bool:
+    return bool("error" in table.columns and table.height and table["error"].null_count() == 0)
+
+
+def _run(
+    args: argparse.Namespace,
+    columns: Sequence[str],
+    stage: Callable[[Any, Client], pl.DataFrame],
+    summarise: Callable[[pl.DataFrame], dict[str, Any]] | None = None,
+    images: Client | None = None,
+) -> int:
+    """Runs ``stage`` over the inputs and writes its rows to ``--out``; the summary counts the
+    requests of the client and of ``images`` (a second client for an images endpoint)."""
     t0 = time.perf_counter()
     out = Path(args.out)
     _check_out_file(out)  # before any request is paid for
@@ -155,8 +182,7 @@ def _run(args: argparse.Namespace, columns: Sequence[str], stage: Callable[[Any,
         parts = [stage(x, client) for x in _inputs(args, columns)]
         parts = [p for p in parts if p.height or len(parts) == 1]
         table = pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
-        failed = "error" in table.columns and table.height and table["error"].null_count() == 0
-        if failed and out.exists():
+        if _every_row_failed(table) and out.exists():
             # Every row failed (an endpoint down): the earlier output is worth more than this.
             print(f"interleaf {args.command}: every row failed: {out} is left as it was", file=sys.stderr)
         else:
@@ -165,7 +191,10 @@ def _run(args: argparse.Namespace, columns: Sequence[str], stage: Callable[[Any,
         summary: dict[str, Any] = {"out": str(out), "rows": table.height, "errors": int(table["error"].is_not_null().sum()) if "error" in table.columns else 0}
         if summarise is not None and table.height:
             summary |= summarise(table)
-        summary |= {"requests": client.stats.as_dict(), "seconds": round(time.perf_counter() - t0, 3)}
+        summary["requests"] = client.stats.as_dict()
+        if images is not None:
+            summary["image_requests"] = images.stats.as_dict()
+        summary["seconds"] = round(time.perf_counter() - t0, 3)
     print(json.dumps(summary, indent=2))
     return _report_errors(args, table)
 
@@ -228,30 +257,37 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     elif not args.quiet:
         print("notice: no --clip: rewrites are accepted on their edit ratio alone (AITQE's guard also asks that the CLIP score improves)", file=sys.stderr)
     contrastive: list[pl.DataFrame] = []
+    results: list[pl.DataFrame] = []
 
     def stage(x: Any, c: Client) -> pl.DataFrame:
         res = enhance.aitqe(x, c, clip, threshold=args.threshold, min_aspect=args.min_aspect, min_clip=args.min_clip, max_edit_ratio=args.max_edit_ratio, max_edge=args.max_edge, progress=not args.quiet)
         if args.contrastive:
-            contrastive.append(enhance.contrastive_pairs(x, res, c, max_edge=args.max_edge, progress=not args.quiet))
+            # Each read batch's pairs follow the earlier ones in --out: index counts from there.
+            start = sum(r.height for r in results)
+            contrastive.append(enhance.contrastive_pairs(x, res, c, max_edge=args.max_edge, progress=not args.quiet, start=start))
+        results.append(res)
         return res
 
     rc = _run(args, ("caption", "text"), stage, lambda t: {"decisions": dict(sorted(t.group_by("decision").len().iter_rows()))})
     if args.contrastive:
-        table = pl.concat(contrastive) if contrastive else pl.DataFrame()
-        with atomic_output(args.contrastive) as tmp:
-            table.write_parquet(tmp)
-        print(f"{table.height:,} contrastive pairs -> {args.contrastive}", file=sys.stderr)
+        table = pl.concat(contrastive, how="diagonal_relaxed") if contrastive else pl.DataFrame()
+        every_failed = _every_row_failed(pl.concat([r.select("error") for r in results]) if results else pl.DataFrame())
+        if every_failed and Path(args.contrastive).exists():
+            # As for --out: an endpoint that was down does not replace the earlier pairs.
+            print(f"interleaf {args.command}: every row failed: {args.contrastive} is left as it was", file=sys.stderr)
+        else:
+            with atomic_output(args.contrastive) as tmp:
+                table.write_parquet(tmp)
+            print(f"{table.height:,} contrastive pairs -> {args.contrastive}", file=sys.stderr)
     return rc
 
 
 def cmd_refine(args: argparse.Namespace) -> int:
     from interleaf import refine
 
-    images = None
-    if args.images_model:
-        images = Client(args.images_base_url or args.base_url, args.images_model, args.api_key, concurrency=args.concurrency, timeout=args.timeout, max_retries=args.max_retries, cache=args.cache, refresh=args.refresh_cache, max_response_bytes=args.max_response_bytes)
+    images = client_from_args(args, args.images_base_url, args.images_model) if args.images_model else None
     try:
-        return _run(args, ("question", "answer", "caption"), lambda x, c: refine.cascade(x, c, k=args.k, images=images, image_size=args.image_size, max_edge=args.max_edge, progress=not args.quiet))
+        return _run(args, ("question", "answer", "caption"), lambda x, c: refine.cascade(x, c, k=args.k, images=images, image_size=args.image_size, max_edge=args.max_edge, progress=not args.quiet), images=images)
     finally:
         if images is not None:
             images.close()

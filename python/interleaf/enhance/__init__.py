@@ -239,16 +239,20 @@ def aitqe(
     return pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
 
 
-def contrastive_pairs(pairs: Any, result: pl.DataFrame, client: Client, *, max_edge: int = 512, progress: bool = False) -> pl.DataFrame:
+def contrastive_pairs(pairs: Any, result: pl.DataFrame, client: Client, *, max_edge: int = 512, progress: bool = False, start: int = 0) -> pl.DataFrame:
     """AITQE-style contrastive training data from an :func:`aitqe` result over the same
     ``pairs``: for each kept pair the model writes a degraded caption whose target is the original
     (``type = "degraded"``); each accepted rewrite gives its original as input and the rewrite as
-    target (``type = "rewrite"``). Returns ``index`` (the pair's row), ``type``, ``input``,
-    ``target``, ``error``; failed degradations are kept as rows with ``error``. Only decision
-    ``"rewrite"`` gives a rewrite pair (an ``"unchanged"`` rewrite would teach nothing)."""
+    target (``type = "rewrite"``). Returns ``index`` (the pair's row in ``result``, plus
+    ``start``: where ``result`` begins in a larger table, e.g. one written batch by batch),
+    ``doc_id`` (where the pairs have one), ``type``, ``input``, ``target``, ``error``; failed
+    degradations are kept as rows with ``error``. Only decision ``"rewrite"`` gives a rewrite
+    pair (an ``"unchanged"`` rewrite would teach nothing)."""
     recs = _pairs(pairs)
     if len(recs) != result.height:
         raise ValueError(f"pairs and result differ in length ({len(recs)} vs {result.height})")
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise ValueError(f"start must be an integer >= 0, got {start!r}")
     rows: list[dict[str, Any]] = []
     keep = [i for i, d in enumerate(result["decision"].to_list()) if d == "keep"]
     urls = image_urls([recs[i]["image"] for i in keep], max_edge) if keep else []
@@ -268,5 +272,11 @@ def contrastive_pairs(pairs: Any, result: pl.DataFrame, client: Client, *, max_e
         if d == "rewrite":
             rows.append({"index": i, "type": "rewrite", "input": orig, "target": new, "error": None})
     rows.sort(key=lambda r: (r["index"], r["type"]))
-    schema = {"index": pl.Int64, "type": pl.String, "input": pl.String, "target": pl.String, "error": pl.String}
-    return pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
+    ids = result["doc_id"].to_list() if "doc_id" in result.columns else None
+    for r in rows:
+        if ids is not None:
+            r["doc_id"] = ids[r["index"]]
+        r["index"] += start
+    schema: dict[str, type[pl.DataType]] = {"index": pl.Int64}
+    schema |= ({"doc_id": pl.String} if ids is not None else {}) | {"type": pl.String, "input": pl.String, "target": pl.String, "error": pl.String}
+    return pl.DataFrame([{c: r[c] for c in schema} for r in rows], schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)

@@ -209,7 +209,8 @@ def answer(pairs: Any, client: Client, *, examples: Sequence[dict[str, str]] = (
     """MM-Instruct's answer step: the LLM answers each ``instruction`` seeing only the image's
     ``caption`` (never the image), with optional in-context ``examples`` (``{"caption",
     "instruction", "answer"}`` dicts, sent as earlier turns). ``pairs``: dicts or a DataFrame with
-    ``caption`` and ``instruction``. Returns ``caption``, ``instruction``, ``answer``, ``error``."""
+    ``caption`` and ``instruction``. Returns ``caption``, ``instruction``, ``answer``, ``error``
+    (also for an empty answer, or one cut off at ``max_tokens``: neither is kept, nor cached)."""
     recs = as_records(pairs, ("caption", "instruction"), "answer", required=(("instruction",),))
     system = "You are a visual assistant. You cannot see the image; you are given its detailed description. Answer the user's instruction as if you saw the image, using only what the description supports."
     shots: list[dict[str, Any]] = []
@@ -224,10 +225,15 @@ def answer(pairs: Any, client: Client, *, examples: Sequence[dict[str, str]] = (
         reqs.append([{"role": "system", "content": system}, *shots, {"role": "user", "content": f"Image description: {r['caption']}\n\nInstruction: {r['instruction']}"}])
         slots.append(i)
     for i, resp in zip(slots, client.chat(reqs, progress=progress, label="instruct answer"), strict=True):
-        if resp.ok and resp.text and resp.text.strip():
-            rows[i]["answer"] = resp.text.strip()
+        if not resp.ok:
+            rows[i]["error"] = resp.error
+        elif resp.finish_reason == "length" or not (resp.text and resp.text.strip()):
+            # Not an answer to train on: removed from the cache, so the next run (more
+            # max_tokens, another model) asks again.
+            resp.uncache()
+            rows[i]["error"] = "the answer was cut off at max_tokens" if resp.finish_reason == "length" else "empty answer"
         else:
-            rows[i]["error"] = resp.error or "empty answer"
+            rows[i]["answer"] = resp.text.strip()
     schema = {"caption": pl.String, "instruction": pl.String, "answer": pl.String, "error": pl.String}
     return pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
 

@@ -23,6 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+#: The columns of the answers table.
+_COLUMNS = ("key", "text", "finish_reason", "prompt_tokens", "completion_tokens", "created")
+
 
 def request_key(model: str, messages: Any, params: dict[str, Any]) -> str:
     """The cache key of one chat request: SHA-256 (hex) of ``{"model", "messages", "params"}``
@@ -47,14 +50,22 @@ class Cache:
                 "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, text TEXT NOT NULL, finish_reason TEXT, "
                 "prompt_tokens INTEGER, completion_tokens INTEGER, created REAL NOT NULL)"
             )
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(answers)")}
         except sqlite3.DatabaseError as e:
             raise ValueError(f"cache {self.path}: not a usable sqlite file ({e})") from None
+        if not set(_COLUMNS) <= columns:
+            self._db.close()
+            raise ValueError(f"cache {self.path}: not an interleaf request cache (its answers table has the columns {', '.join(sorted(columns))}): use another cache file")
         self._lock = threading.Lock()
 
     def get(self, key: str) -> tuple[str, str | None, int | None, int | None] | None:
-        """``(text, finish_reason, prompt_tokens, completion_tokens)`` or None."""
-        with self._lock:
-            row = self._db.execute("SELECT text, finish_reason, prompt_tokens, completion_tokens FROM answers WHERE key = ?", (key,)).fetchone()
+        """``(text, finish_reason, prompt_tokens, completion_tokens)`` or None. A file that
+        cannot be read (damaged pages) is a ValueError naming it, never a silent miss."""
+        try:
+            with self._lock:
+                row = self._db.execute("SELECT text, finish_reason, prompt_tokens, completion_tokens FROM answers WHERE key = ?", (key,)).fetchone()
+        except sqlite3.DatabaseError as e:
+            raise ValueError(f"cache {self.path}: cannot be read ({e}): delete the file (its answers are asked again) or use another cache file") from None
         return None if row is None else (row[0], row[1], row[2], row[3])
 
     def put(self, key: str, text: str, finish_reason: str | None, prompt_tokens: int | None, completion_tokens: int | None) -> None:

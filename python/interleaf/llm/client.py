@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import math
 import os
 import random
 import sqlite3
@@ -125,23 +126,40 @@ class ImageResponse:
 
 
 class _Breaker:
-    """Stops a batch whose endpoint cannot be reached: once ``limit`` requests in a row have
-    failed to connect or timed out, each after its retries, and none was ever answered, the
-    rest are not sent (a dead endpoint reports in a minute, not after hours of retries)."""
+    """Stops a batch that its endpoint fails as a whole: once ``limit`` requests in a row have
+    failed alike, each after its retries, and none was ever answered, the rest are not sent (a
+    dead endpoint reports in a minute, not after hours of retries). Alike: failing to connect
+    or timing out, or one HTTP status that no request of the batch would escape (401 or 403: the
+    key; 404: the model or the path; 502, 503, 504: a proxy without its upstream)."""
+
+    #: The HTTP statuses that say the endpoint, not the request, failed.
+    STATUSES = (401, 403, 404, 502, 503, 504)
 
     def __init__(self, limit: int):
         self.limit = limit
         self.failures = 0
+        self.kind: str | None = None
         self.answered = False
         self.reason: str | None = None
+
+    @classmethod
+    def _kind(cls, error: str) -> str | None:
+        if error.startswith(("connection failed", "timed out")):
+            return "unreachable"
+        head = error.split(":", 1)[0]
+        return head if head in {f"HTTP {s}" for s in cls.STATUSES} else None
 
     def record(self, error: str | None) -> None:
         if error is None:
             self.answered, self.failures = True, 0
-        elif not self.answered and error.startswith(("connection failed", "timed out")):
-            self.failures += 1
-            if self.failures >= self.limit and self.reason is None:
-                self.reason = f"not sent: the endpoint failed the first {self.limit} requests ({error})"
+            return
+        kind = self._kind(error)
+        if self.answered or kind is None:
+            return
+        self.failures = self.failures + 1 if kind == self.kind else 1
+        self.kind = kind
+        if self.failures >= self.limit and self.reason is None:
+            self.reason = f"not sent: the endpoint failed the first {self.limit} requests ({error})"
 
 
 def _wait(fut: Any) -> Any:
@@ -212,6 +230,20 @@ class _Progress:
         if final or now - self.last >= (0.5 if tty else 10.0):
             self.last = now
             print(self.line(s), end="\n" if final or not tty else "\r", file=self.stream, flush=True)
+
+
+def _check_base_url(url: str) -> None:
+    """Refuses a base URL with credentials in it (``http://user:password@host``): the SDK would
+    not send them, and every request would fail as unreadable; the message names neither."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        credentials = parts.username is not None or parts.password is not None
+    except ValueError:  # e.g. an unclosed IPv6 bracket: the error is the SDK's to give
+        credentials = "@" in url.split("//", 1)[-1].split("/", 1)[0]
+    if credentials:
+        raise ValueError("base_url must not hold credentials (user:password@host): give the key as api_key (--api-key, or INTERLEAF_LLM_API_KEY) and the URL without them")
 
 
 def _env(name: str) -> str | None:
@@ -309,12 +341,16 @@ class Client:
             raise ValueError("no LLM endpoint configured: pass base_url= (--base-url; e.g. http://127.0.0.1:8000/v1) or set INTERLEAF_LLM_BASE_URL; interleaf sends nothing to a default address")
         if not model:
             raise ValueError("no LLM model configured: pass model= (--model) or set INTERLEAF_LLM_MODEL")
+        _check_base_url(base_url)
         if not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be an integer >= 1, got {concurrency!r}")
         if not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}")
-        if not timeout or timeout <= 0:
-            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
+            # inf and nan would pass "> 0" and then fail every request.
+            raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
+        if isinstance(backoff, bool) or not isinstance(backoff, (int, float)) or not 0 <= backoff < math.inf:
+            raise ValueError(f"backoff must be a finite number of seconds >= 0, got {backoff!r}")
         if isinstance(max_backoff, bool) or not isinstance(max_backoff, (int, float)) or not max_backoff > 0:
             raise ValueError(f"max_backoff must be > 0 seconds, got {max_backoff!r}")
         if not isinstance(max_response_bytes, int) or max_response_bytes < 1024:

@@ -81,25 +81,28 @@ def _last_object(s: str) -> dict[str, Any] | None:
     return found
 
 
-def _as_int(v: Any) -> int | None:
+def _as_int(v: Any) -> tuple[int | None, int | None]:
+    """``(value, denominator)``: the integer ``v`` holds (None when it holds none) and, for a
+    fraction such as ``"7/10"``, the number it is written over (None otherwise)."""
     if isinstance(v, bool):
-        return None
+        return None, None
     if isinstance(v, int):
-        return v
+        return v, None
     if isinstance(v, float) and v.is_integer():
-        return int(v)
+        return int(v), None
     if isinstance(v, str):
-        m = re.fullmatch(r"\s*(-?\d+)(?:\.0+)?\s*(?:/\s*\d+)?\s*", v)
+        m = re.fullmatch(r"\s*(-?\d+)(?:\.0+)?\s*(?:/\s*(\d+)(?:\.0+)?\s*)?", v)
         if m:
-            return int(m.group(1))
-    return None
+            return int(m.group(1)), None if m.group(2) is None else int(m.group(2))
+    return None, None
 
 
 def parse_scores(obj: Mapping[str, Any] | None, fields: Mapping[str, tuple[int, int]], *, aliases: Mapping[str, str] | None = None) -> tuple[dict[str, int] | None, str | None]:
     """Integer scores ``{field: value}`` from a parsed object, each within its inclusive
     ``(low, high)`` range. Keys match case-insensitively, spaces and dashes as underscores;
     ``aliases`` maps other spellings to field names. Integral floats and strings like ``"7"`` or
-    ``"7/10"`` are accepted; anything else is an error naming the field."""
+    ``"7/10"`` are accepted, a fraction only over the scale's maximum (``"4/5"`` on 1-10 is an
+    error, not a 4); anything else is an error naming the field and its scale."""
     if obj is None:
         return None, "no object"
     norm = {re.sub(r"[\s\-]+", "_", str(k).strip().lower()): v for k, v in obj.items()}
@@ -111,7 +114,10 @@ def parse_scores(obj: Mapping[str, Any] | None, fields: Mapping[str, tuple[int, 
     for name, (lo, hi) in fields.items():
         if name not in norm:
             return None, f"missing field {name!r}"
-        v = _as_int(norm[name])
+        v, over = _as_int(norm[name])
+        if over is not None and over != hi:
+            # "4/5" on a 1-10 scale is not a 4 out of 10: refused, never misread.
+            return None, f"{name}: {norm[name].strip()!r} is a score out of {over}, not on the {lo}-{hi} scale"
         if v is None:
             return None, f"{name}: expected an integer, got {norm[name]!r}"
         if not lo <= v <= hi:
@@ -143,7 +149,7 @@ def parse_synjudge(text: str | None) -> tuple[dict[str, int] | None, str | None]
         words = r"[\s\-_]*".join(re.escape(w) for w in re.split(r"[\s\-]+", label))
         # Each run of spaces and stars (markdown bold: **TCC**: 3) is matched by one class, so an
         # answer of long blank runs cannot make the search backtrack quadratically.
-        scores = [m.group(1) for m in re.finditer(rf"(?:{words}|\b{key}\b)[\s*]*(?:\(\s*{key}\s*\)[\s*]*)?[:=][\s*]*(-?\d+(?:\.\d+)?)", text, re.I)]
+        scores = [m.group(1) for m in re.finditer(rf"(?:{words}|\b{key}\b)[\s*]*(?:\(\s*{key}\s*\)[\s*]*)?[:=][\s*]*(-?\d+(?:\.\d+)?(?:[ \t]*/[ \t]*\d+)?)", text, re.I)]
         if scores:
             found[key] = scores[-1]  # the final answer wins
     if len(found) < len(SYNJUDGE_DIMENSIONS):

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import polars as pl
 
 from interleaf.llm import Client, parse_failure, parse_json
+from interleaf.llm.parse import _THINK
 from interleaf.llm.records import as_records
 
 __all__ = ["STOP_REASONS", "cascade", "image_evaluator", "image_refiner", "is_none", "llm_evaluator", "llm_refiner", "seir"]
@@ -34,23 +35,33 @@ Evaluate = Callable[[list[_V], list[Any]], Sequence[str | None | BaseException]]
 Refine = Callable[[list[_V], list[str], list[Any]], Sequence[_V | None | BaseException]]
 
 
+#: Answers that say there is nothing to improve, in the words models use for InterSyn's "none"
+#: (after the trim of :func:`is_none`, lower-cased).
+_NO_SUGGESTION = re.compile(r"none|n/?a|nil|null|nothing(?: to (?:change|improve|fix))?|no(?: further)? (?:changes?|suggestions?|improvements?|issues?)(?: (?:is |are )?(?:needed|necessary|required))?")
+
+
 def is_none(suggestion: str | None) -> bool:
-    """InterSyn's stopping answer: None, or "none" (case, quotes and a final full stop
-    ignored)."""
+    """InterSyn's stopping answer: None, a blank answer, or "none" (case, quotes and a final
+    full stop ignored), or one of its common wordings ("N/A", "No changes needed.", "nothing to
+    improve"): a model that finds nothing to improve says so in more ways than one."""
     if suggestion is None:
         return True
     s = suggestion.strip()
-    # Anything longer is not "none" however it is quoted (and the trim below stays linear).
-    if len(s) > 32:
+    if not s:
+        return True
+    # Anything longer is a suggestion however it is quoted (and the trim below stays linear).
+    if len(s) > 64:
         return False
-    return re.sub(r"^[\s\"'`]+|[\s\"'`.!]+$", "", s).lower() == "none"
+    s = " ".join(re.sub(r"^[\s\"'`]+|[\s\"'`.!]+$", "", s).lower().split())
+    return _NO_SUGGESTION.fullmatch(s) is not None
 
 
 def seir(items: Sequence[_V], evaluate: Evaluate[_V], refine: Refine[_V], *, k: int = 3, contexts: Sequence[Any] | None = None) -> pl.DataFrame:
     """The SEIR loop over ``items`` (the x_0 values) with optional per-item ``contexts``.
 
     Values are strings, or encoded images (bytes) for an image step.
-    ``evaluate(xs, contexts)`` returns one suggestion per item (``"none"`` / None: good as is);
+    ``evaluate(xs, contexts)`` returns one suggestion per item (``"none"``, None, a blank or
+    another way of saying none, :func:`is_none`: good as is);
     ``refine(xs, suggestions, contexts)`` returns one refined value per item. Either may return an
     exception object for one item (that item stops with ``error``) or raise (every item of that
     batch stops with ``error``); nothing is lost either way.
@@ -153,7 +164,7 @@ def llm_evaluator(client: Client, field: str, criteria: str, *, progress: bool =
             }
             for x, c in zip(xs, contexts, strict=True)
         ]
-        return [_field(r, "suggestion") for r in client.chat(reqs, progress=progress, label=f"seir evaluate {field}")]
+        return [_suggestion(r) for r in client.chat(reqs, progress=progress, label=f"seir evaluate {field}")]
 
     return evaluate
 
@@ -191,6 +202,19 @@ def _field(resp: Any, key: str) -> str | BaseException:
     return v.strip()
 
 
+def _suggestion(resp: Any) -> str | BaseException:
+    """An evaluator's ``suggestion``; ``"none"`` for the answers that say there is none: a null
+    suggestion, or a bare "none" (or "N/A", ...) instead of the JSON object."""
+    answer = _THINK.sub("", resp.text or "").strip() if resp.ok else ""
+    if answer and is_none(answer):  # a blank answer is a failure, not a "none"
+        return "none"
+    if resp.ok:
+        obj, _ = parse_json(resp.text)
+        if obj is not None and "suggestion" in obj and obj["suggestion"] is None:
+            return "none"
+    return _field(resp, "suggestion")
+
+
 def image_evaluator(client: Client, criteria: str = "the image shows what the caption describes, completely, with good quality and no artefacts", *, max_edge: int = 512, progress: bool = False) -> Evaluate[bytes]:
     """An ``evaluate`` step for images on a vision-language endpoint: the model sees the image
     (a JPEG data URL, at most ``max_edge`` pixels) and its context (the caption) and answers
@@ -209,7 +233,7 @@ def image_evaluator(client: Client, criteria: str = "the image shows what the ca
             reqs.append({"messages": [{"role": "user", "content": [image_part(url), text_part(prompt)]}], "schema": _EVAL_SCHEMA, "schema_name": "seir_evaluate"})
             slots.append(i)
         for i, r in zip(slots, client.chat(reqs, progress=progress, label="seir evaluate image"), strict=True):
-            out[i] = _field(r, "suggestion")
+            out[i] = _suggestion(r)
         return [o if o is not None else RuntimeError("not evaluated") for o in out]
 
     return evaluate
