@@ -164,6 +164,62 @@ def test_model_files_are_checked_before_fasttext_reads_them(tmp_path):
         model_file(two)
 
 
+def _header(data: bytes, **fields: int) -> bytes:
+    """A fastText file with some of its twelve int32 arguments replaced."""
+    import struct
+
+    names = ("dim", "ws", "epoch", "min_count", "neg", "word_ngrams", "loss", "model", "bucket", "minn", "maxn", "lr_update_rate")
+    out = bytearray(data)
+    for k, v in fields.items():
+        struct.pack_into("<i", out, 8 + 4 * names.index(k), v)
+    return bytes(out)
+
+
+@pytest.mark.parametrize(
+    ("fields", "why"),
+    [
+        ({"bucket": 0}, "0 buckets|a matrix of"),  # fastText divided by zero (SIGFPE)
+        ({"dim": 0}, "out of range"),  # SIGSEGV
+        ({"dim": 1}, "a matrix of 2177 x 8 where 2177 x 1 belongs"),  # read past the matrix: heap corruption
+        ({"bucket": 2_000_000_000}, "where 2000000177 x 8 belongs"),
+        ({"minn": 1, "maxn": 3000}, "out of range"),  # one long word took minutes to load, Ctrl-C ignored
+        ({"model": 1}, "not a supervised"),
+    ],
+)
+def test_a_model_whose_fields_disagree_is_refused_before_fasttext_loads_it(tmp_path, fields, why):
+    """fastText's loader trusts every field of the file: each of these crashed, corrupted
+    memory or hung the process (audited); here each is a ValueError naming the file."""
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(_header(TINY_BIN.read_bytes(), **fields))
+    with pytest.raises(ValueError, match=why) as e:
+        LanguageID(bad)
+    assert str(bad) in str(e.value)
+
+
+def test_one_bad_text_fails_only_its_record():
+    got = LanguageID(TINY_BIN).predict(["the dog sits on the sofa", "caf\udce9 au lait", 42, None])  # type: ignore[list-item]
+    assert got.get_column("lang").to_list()[0] == "en" and got.get_column("lang").to_list()[1:] == [None, None, None]
+    assert [e and e["kind"] for e in got.get_column("error").to_list()] == [None, "bad_argument", "bad_argument", "missing_text"]
+
+
+def test_models_info_list_and_load_of_fasttext_files(tmp_path, capsys):
+    from interleaf.cli import main
+
+    assert main(["models", "info", str(TINY_FTZ)]) == 0
+    assert "fastText language id, 3 labels, 177 words, dim 8, quantised" in capsys.readouterr().out
+    assert models.info(TINY_BIN) | {"path": None} == {"path": None, "kind": "language-id", "bytes": TINY_BIN.stat().st_size, "dim": 8, "words": 177, "labels": 3, "quantized": False, "minn": 2, "maxn": 4, "bucket": 2000}
+    folder = tmp_path / "home" / "lid"
+    folder.mkdir(parents=True)
+    shutil.copy(TINY_BIN, folder)
+    shutil.copy(TINY_FTZ, tmp_path / "home")
+    assert isinstance(models.load(folder), LanguageID)  # a folder holding one fastText file, as --model lid= takes
+    assert [(r["name"], r["kind"], r["error"]) for r in models.list_models(tmp_path / "home")] == [("lid", "language-id", None), ("lid-tiny.ftz", "language-id", None)]
+    loop = tmp_path / "loop.bin"
+    loop.symlink_to(loop)
+    with pytest.raises(ValueError, match="link loop"):
+        model_file(loop)
+
+
 def test_loading_as_a_model_and_the_packaged_name(lid176, monkeypatch, tmp_path):
     m = models.load(TINY_FTZ)
     assert isinstance(m, LanguageID) and models.info(TINY_FTZ)["kind"] == "language-id"
@@ -172,10 +228,15 @@ def test_loading_as_a_model_and_the_packaged_name(lid176, monkeypatch, tmp_path)
     assert model_file("lid.176.ftz") == lid176  # no such file here: the packaged copy
 
 
-def test_without_fasttext_the_error_names_the_extra(monkeypatch):
+def test_without_fasttext_the_error_names_the_extra(monkeypatch, tmp_path):
+    """Also before a run reads anything: a run given --model lid= without the predictor
+    installed had every batch's language signal fail and kept what the rule should drop."""
     monkeypatch.setitem(sys.modules, "fasttext", None)
     with pytest.raises(ImportError, match=r"interleaf\[langid\]"):
         LanguageID(TINY_BIN)
+    with pytest.raises(ImportError, match=r"interleaf\[langid\]"):
+        interleaf.run("pairs-basic", SAMPLE_DIR / "pairs.jsonl", tmp_path / "out", format="pairs", models={"lid": str(TINY_BIN)}, progress=False)
+    assert not (tmp_path / "out").exists()
 
 
 def _pairs(tmp_path: Path) -> Path:

@@ -724,9 +724,11 @@ def test_outputs_do_not_depend_on_workers_and_a_rerun_skips_everything(tmp_path,
     assert {str(f.relative_to(a)) for f, t in before.items() if f.stat().st_mtime_ns != t} == {"attributes/image/a.parquet", "attributes/image/b.parquet"}
 
 
-def test_a_signal_failure_is_reported_by_the_run_and_by_a_rerun_that_skips_its_shard(tmp_path, planted, monkeypatch):
-    """A failed batch is kept with its shard's scores: a rerun (after a kill, or a task Ray retried
-    once it had finished) that skips the shard reports it as the run that scored it did."""
+def test_a_signal_failure_is_reported_and_scored_again_by_a_rerun(tmp_path, planted, monkeypatch):
+    """A failed batch is kept with its shard's scores and reported; a rerun scores the failed
+    signal again (only it: the shard's other outputs stay), so a rerun after the fix (a model
+    that would not load, a missing package) completes the run, and one without it reports the
+    same failures."""
     from interleaf.signals import ImageStats
 
     def crashes(self, batch, ctx):
@@ -737,16 +739,19 @@ def test_a_signal_failure_is_reported_by_the_run_and_by_a_rerun_that_skips_its_s
     with monkeypatch.context() as m:
         m.setattr(ImageStats, "compute", crashes)
         first = run(recipe, planted["inputs"], out, **kw)
-    fails = first["signal_failures"]
-    assert fails and all("signal image failed on a batch (RuntimeError: the decoder crashed)" in f for f in fails)
-    assert {f.split(":")[0] for f in fails} == {"a", "b"}
-    again = run(recipe, planted["inputs"], out, **kw)
-    assert again["stages"]["score"]["skipped"] == 2
-    assert again["signal_failures"] == fails
-    assert json.loads((out / "summary.json").read_text())["signal_failures"] == fails
-    # Rescoring the signal (a new version of it) replaces what its failed run left.
-    monkeypatch.setattr(ImageStats, "version", 2, raising=False)
-    assert run(recipe, planted["inputs"], out, **kw)["signal_failures"] == []
+        fails = first["signal_failures"]
+        assert fails and all("signal image failed on a batch (RuntimeError: the decoder crashed)" in f for f in fails)
+        assert {f.split(":")[0] for f in fails} == {"a", "b"}
+        kept = {f: f.stat().st_mtime_ns for f in (out / "attributes" / "clip_alignment").glob("*.parquet")}
+        again = run(recipe, planted["inputs"], out, **kw)
+        assert again["stages"]["score"]["skipped"] == 0 and again["signal_failures"] == fails
+        assert json.loads((out / "summary.json").read_text())["signal_failures"] == fails
+        assert {f: f.stat().st_mtime_ns for f in kept} == kept  # the signal that worked is not redone
+    fixed = run(recipe, planted["inputs"], out, **kw)
+    assert fixed["signal_failures"] == [] and fixed["stages"]["score"]["skipped"] == 0
+    image = pl.read_parquet(out / "attributes" / "image" / "*.parquet")
+    assert image.get_column("image_error").drop_nulls().struct.field("kind").is_in(["signal_failed"]).sum() == 0
+    assert run(recipe, planted["inputs"], out, **kw)["stages"]["score"]["skipped"] == 2
 
 
 def test_a_rerun_with_another_limit_read_option_dedup_setting_or_model_redoes_what_depends_on_it(tmp_path, planted):

@@ -350,9 +350,10 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
             from interleaf.models.directory import ModelDirectory
 
             if MODEL_KINDS[model] == "language-id":
-                from interleaf.models.language_id import model_file
+                from interleaf.models.language_id import _fasttext, model_file
 
                 path = model_file(path)  # a fastText file (or a directory holding one)
+                _fasttext()  # its predictor is installed (else every batch would fail)
             else:
                 ModelDirectory(path, MODEL_KINDS[model])  # exists and is the right kind
             m = os.path.abspath(path)  # the same directory for workers elsewhere (Ray)
@@ -762,8 +763,10 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
 
     todo = {k: ("score", _score_output(out, k, shard), key_of(k)) for k in own}  # output id -> (stage, path, key)
     # An LLM signal with documents the endpoint failed on is scored again (their answers
-    # received before come from the cache): a rerun after an outage fills them in.
-    stale = {k: v for k, v in todo.items() if not marks.fresh(_score_marker(k), shard.name, v[2], v[1]) or marks.info(_score_marker(k), shard.name).get("llm_failed")}
+    # received before come from the cache): a rerun after an outage fills them in. So is a
+    # signal that failed on a batch (its rows signal_failed: a model that would not load, a
+    # missing package, memory): a rerun after the fix scores them.
+    stale = {k: v for k, v in todo.items() if not marks.fresh(_score_marker(k), shard.name, v[2], v[1]) or (info := marks.info(_score_marker(k), shard.name)).get("llm_failed") or info.get("failures")}
     t0 = time.perf_counter()
 
     def recorded_failures() -> list[str]:

@@ -31,7 +31,8 @@ from interleaf.models.causal_lm import CausalLM
 from interleaf.models.clip import CLIPModel
 from interleaf.models.directory import KINDS, ModelDirectory, ModelDirectoryError
 from interleaf.models.image_networks import ImageDistance, ImageFeatures
-from interleaf.models.language_id import LanguageID
+from interleaf.models.language_id import LanguageID, is_fasttext
+from interleaf.models.language_id import describe as describe_fasttext
 from interleaf.models.runtime import ProviderWarning, create_session, cuda_available, describe, require_cuda_provider
 from interleaf.models.text_embedder import TextEmbedder
 
@@ -110,7 +111,7 @@ def load(path: str | os.PathLike, device: str = "auto", *, kind: str | None = No
             are made at the first inference: a provider that fails to start raises there).
     """
     p = resolve(path)
-    if kind == LanguageID.kind or (kind is None and p.is_file()):
+    if kind == LanguageID.kind or (kind is None and is_fasttext(p)):
         return LanguageID(p)
     d = ModelDirectory(p, kind)
     require_cuda_provider(device)
@@ -178,11 +179,8 @@ def info(path: str | os.PathLike) -> dict[str, Any]:
     embedding width, context length, fp16 variants; of a fastText language-id file, its path
     and size."""
     p = resolve(path)
-    if p.is_file():
-        from interleaf.models.language_id import model_file
-
-        f = model_file(p)
-        return {"path": str(f), "kind": LanguageID.kind, "bytes": f.stat().st_size}
+    if is_fasttext(p):
+        return describe_fasttext(p)
     d = ModelDirectory(p)
     m = _CLASSES[d.kind](d, "cpu")  # reads configs and tokenizer; no graph is loaded
     cfg = d.config
@@ -202,15 +200,17 @@ def info(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def list_models(root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """The model directories directly under ``root`` (default :func:`home`): name, kind, path;
-    a directory that is not a valid model is listed with its error."""
+    """The model directories (and fastText ``.bin``/``.ftz`` files) directly under ``root``
+    (default :func:`home`): name, kind, path; one that is not a valid model is listed with its
+    error."""
     root = Path(root) if root is not None else home()
     rows: list[dict[str, Any]] = []
     if not root.is_dir():
         return rows
-    for p in sorted(x for x in root.iterdir() if x.is_dir()):
+    for p in sorted(x for x in root.iterdir() if x.is_dir() or (x.suffix in (".bin", ".ftz") and x.is_file())):
         try:
-            rows.append({"name": p.name, "kind": ModelDirectory(p).kind, "path": str(p), "error": None})
-        except (ModelDirectoryError, FileNotFoundError) as e:
+            kind = describe_fasttext(p)["kind"] if is_fasttext(p) else ModelDirectory(p).kind
+            rows.append({"name": p.name, "kind": kind, "path": str(p), "error": None})
+        except (ModelDirectoryError, FileNotFoundError, ValueError) as e:
             rows.append({"name": p.name, "kind": None, "path": str(p), "error": str(e)})
     return rows

