@@ -189,6 +189,12 @@ def test_image_stats_command(tmp_path, sample_dir, capsys):
     assert re.search(r"^14 images \(0 decoded\) in ", text, re.MULTILINE), text
     assert number(r"^  image_too_large\s+([\d,]+)$", text) == 14
     assert "median:" not in text
+    # image.stats' other options as flags: the headers alone; a byte limit.
+    assert main(["image-stats", str(sample_dir / "pairs-000000.tar"), "--out", str(out), "--header-only", "--overwrite", "--quiet"]) == 0
+    head = pl.read_parquet(out)
+    assert head.get_column("width").null_count() == 0 and head.get_column("blur").null_count() == head.height
+    assert main(["image-stats", str(sample_dir / "pairs-000000.tar"), "--out", str(out), "--max-image-bytes", "100", "--overwrite", "--quiet"]) == 0
+    assert set(pl.read_parquet(out)["error"].struct.field("kind")) == {"image_too_large"}
 
 
 def test_dedup_command_prints_the_counts_it_writes(sample_dir, tmp_path, capsys):
@@ -210,7 +216,7 @@ def test_dedup_command_prints_the_counts_it_writes(sample_dir, tmp_path, capsys)
 def test_models_list_json_and_text_name_every_fixture(capsys):
     assert main(["models", "list", "--root", str(MODEL_FIXTURES), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    expected = {"clip-tiny": "clip", "clip-sample": "clip", "embedder-tiny": "text-embedder", "lm-tiny": "causal-lm", "inception-tiny": "image-features", "lpips-tiny": "image-distance"}
+    expected = {"clip-tiny": "clip", "clip-sample": "clip", "embedder-tiny": "text-embedder", "lm-tiny": "causal-lm", "inception-tiny": "image-features", "lpips-tiny": "image-distance", "lid-tiny.bin": "language-id", "lid-tiny.ftz": "language-id"}
     assert {r["name"]: r["kind"] for r in rows} == expected
     assert all(r["error"] is None and Path(r["path"]) == MODEL_FIXTURES / r["name"] for r in rows)
     assert main(["models", "list", "--root", str(MODEL_FIXTURES)]) == 0
@@ -309,6 +315,13 @@ def test_signals_command_writes_node_and_document_attributes(tmp_path, sample_di
     assert main(["signals", str(sample_dir / "comm.jsonl"), "--out", str(out), "--signals", "clip", "--quiet"]) == 2
     assert "signal clip needs a model: give --clip DIR" in capsys.readouterr().err
     assert main(["signals", str(sample_dir / "comm.jsonl"), "--out", str(out), "--signals", "bogus", "--quiet"]) == 2
+    # Perplexity per CoMM step text, and on the paragraphs OBELICS keeps.
+    lm = CLIP_DIR.parent / "lm-tiny"
+    steps = tmp_path / "steps"
+    assert main(["signals", str(sample_dir / "comm.jsonl"), "--out", str(steps), "--signals", "perplexity-step,perplexity-doc", "--lm", str(lm), "--device", "cpu", "--paragraphs", "--quiet"]) == 0
+    got = pl.read_parquet(steps / "node_attrs.parquet")
+    assert got.get_column("step_lm_perplexity").drop_nulls().len() > 0
+    assert pl.read_parquet(steps / "doc_attrs.parquet").get_column("doc_lm_perplexity").drop_nulls().len() > 0
     # The image signal's options as flags: sizes from the headers alone; a byte limit.
     head = tmp_path / "head"
     assert main(["signals", str(sample_dir / "comm.jsonl"), "--out", str(head), "--signals", "image", "--header-only", "--quiet"]) == 0

@@ -350,6 +350,11 @@ def test_lpips_network_equals_torch(sample_dir):
     pair = lambda r, g: net.distance([r], [g])[0][0]  # noqa: E731
     expect = np.mean([pair(imgs[i], rolled[j]) for i in (0, 1) for j in (0, 1)])
     assert per2["pairs"][0] == 4 and per2["lpips"][0] == pytest.approx(expect, rel=1e-9)
+    # Inputs are checked as the other metrics check theirs: bytes(n) made n zero bytes of an int.
+    with pytest.raises(TypeError, match=r"a path\? read the file's bytes"):
+        lpips([str(sample_dir / "images" / "coffee.jpg")], [imgs[0]], net)
+    with pytest.raises(TypeError, match="not int"):
+        lpips([imgs[0]], [10**9], net)
 
 
 def test_image_network_directories_are_checked(tmp_path):

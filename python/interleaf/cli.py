@@ -195,13 +195,13 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     return 0
 
 
-def image_stats_table(nodes: pl.DataFrame, threads: int | None = None, max_pixels: int | None = None) -> pl.DataFrame:
+def image_stats_table(nodes: pl.DataFrame, threads: int | None = None, max_pixels: int | None = None, max_bytes: int | None = None, header_only: bool = False) -> pl.DataFrame:
     """Image statistics (see :func:`interleaf.image.stats`) of every image node, keyed by
     ``doc_id``, ``doc_index``, ``pos`` and ``source``."""
     from interleaf.image import stats
 
     images = nodes.filter(pl.col("kind") == "image")
-    table = stats(images.get_column("image"), threads=threads, max_pixels=max_pixels)
+    table = stats(images.get_column("image"), threads=threads, max_pixels=max_pixels, max_bytes=max_bytes, header_only=header_only)
     return pl.concat([images.select("doc_id", "doc_index", "pos", "source"), table], how="horizontal")
 
 
@@ -210,23 +210,24 @@ def cmd_image_stats(args: argparse.Namespace) -> int:
     refuse_existing(out, args.overwrite)
     t0 = time.perf_counter()
     reader = _reader(args, args.paths)
-    parts = [image_stats_table(df, args.threads, args.max_pixels) for df in reader]
+    parts = [image_stats_table(df, args.threads, args.max_pixels, args.max_image_bytes, args.header_only) for df in reader]
     table = pl.concat(parts) if parts else image_stats_table(empty_frame())
     with atomic_output(out) as tmp:
         table.write_parquet(tmp)
     seconds = time.perf_counter() - t0
     errors = table.filter(pl.col("error").is_not_null()).group_by(pl.col("error").struct.field("kind")).len().sort("kind")
     ok = table.filter(pl.col("error").is_null())
-    print(f"{table.height:,} images ({ok.height:,} decoded) in {seconds:.2f} s -> {out}")
+    print(f"{table.height:,} images ({'headers read' if args.header_only else f'{ok.height:,} decoded'}) in {seconds:.2f} s -> {out}")
     for kind, n in errors.iter_rows():
         print(f"  {kind:<22}{n:>10,}")
     if ok.height:
         q = lambda c: ok.get_column(c).quantile(0.5)
-        print(f"median: {q('width'):.0f}x{q('height'):.0f} px, blur {q('blur'):.1f}, entropy {q('entropy'):.2f} bits, brightness {q('brightness'):.2f}")
+        pixels = "" if args.header_only else f", blur {q('blur'):.1f}, entropy {q('entropy'):.2f} bits, brightness {q('brightness'):.2f}"
+        print(f"median: {q('width'):.0f}x{q('height'):.0f} px{pixels}")
     return 0
 
 
-SIGNAL_CHOICES = ("text", "text-doc", "image", "clip", "sequence", "coherence", "perplexity", "perplexity-doc", "language", "language-node")
+SIGNAL_CHOICES = ("text", "text-doc", "image", "clip", "sequence", "coherence", "perplexity", "perplexity-step", "perplexity-doc", "language", "language-node")
 
 
 def build_signals(names: Sequence[str], args: argparse.Namespace) -> list:
@@ -240,8 +241,9 @@ def build_signals(names: Sequence[str], args: argparse.Namespace) -> list:
         "clip": lambda: sg.ClipAlignment(args.alignment, threshold=args.threshold, threads=args.threads),
         "sequence": lambda: sg.SequenceConsistency(threads=args.threads),
         "coherence": lambda: sg.TextCoherence(shuffles=args.shuffles, seed=args.seed, threads=args.threads),
-        "perplexity": lambda: sg.Perplexity(max_perplexity=args.max_perplexity),
-        "perplexity-doc": lambda: sg.Perplexity("doc", name="doc_lm", max_perplexity=args.max_perplexity),
+        "perplexity": lambda: sg.Perplexity(max_perplexity=args.max_perplexity, paragraphs=args.paragraphs),
+        "perplexity-step": lambda: sg.Perplexity("step", name="step_lm", max_perplexity=args.max_perplexity),
+        "perplexity-doc": lambda: sg.Perplexity("doc", name="doc_lm", max_perplexity=args.max_perplexity, paragraphs=args.paragraphs),
         "language": lambda: sg.Language("doc", lowercase=args.lowercase, paragraphs=args.paragraphs),
         "language-node": lambda: sg.Language("node", name="node_language", lowercase=args.lowercase, paragraphs=args.paragraphs),
     }
@@ -311,6 +313,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         d = models.info(args.path)
         if args.json:
             print(json.dumps(d, indent=2))
+            return 0
+        if d["kind"] == "language-id":
+            print(f"{d['path']}: fastText language id, {d['labels']} labels, {d['words']:,} words, dim {d['dim']}, {'quantised' if d['quantized'] else 'dense'}, {d['bytes']:,} bytes")
             return 0
         print(f"{d['path']}: {d['kind']} ({d['model_type']})")
         for k in ("dim", "context_length", "image_size", "max_seq_length", "pooling", "normalize", "vocab_size", "logit_scale", "source"):
@@ -585,6 +590,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--threads", type=int, default=None, help="decoding threads (default: all cores)")
     p.add_argument("--max-pixels", type=int, default=None, help="largest image decoded, in pixels (default 89,478,485, Pillow's MAX_IMAGE_PIXELS: where Pillow warns, here an image_too_large error)")
+    p.add_argument("--max-image-bytes", type=int, default=None, help="largest encoded image read, in bytes (default 256 MiB)")
+    p.add_argument("--header-only", action="store_true", help="size, format and mode from the headers only, no decode (the pixel statistics are null)")
     _add_read_options(p)
     p.set_defaults(func=cmd_image_stats)
 
@@ -604,7 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-batch-size", type=int, default=None, help="inference batch size (default: each model's)")
     p.add_argument("--alignment", choices=("auto", "pair", "step", "mmc4"), default="auto", help="clip: pair (DataComp), step (CoMM) or mmc4 assignment; auto picks per document (default %(default)s)")
     p.add_argument("--threshold", type=float, default=0.15, help="clip, mmc4: drop an image whose best similarity is below this (default %(default)s, MMC4's)")
-    p.add_argument("--paragraphs", action="store_true", help="text: also apply OBELICS's paragraph filter (kept text, reasons); text-doc, language, language-node: on the surviving paragraphs")
+    p.add_argument("--paragraphs", action="store_true", help="text: also apply OBELICS's paragraph filter (kept text, reasons); text-doc, perplexity, perplexity-doc, language, language-node: on the surviving paragraphs")
     p.add_argument("--lowercase", action="store_true", help="language, language-node: lower-case the text before fastText reads it (OBELICS; DataComp does not)")
     p.add_argument("--shuffles", type=int, default=8, help="coherence: shuffled orders to compare with (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="coherence: shuffle seed (default %(default)s)")

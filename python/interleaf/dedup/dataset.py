@@ -371,7 +371,7 @@ def deduplicate(
     representative is the document SemDeDup keeps; ``score`` is the cosine with it (a document
     is removed because the nearest earlier one of its cluster is within ``eps``; along a chain
     of such neighbours the representative can be further). ``seed`` defaults to 1 for MinHash
-    (datasketch's) and 0 for semantic (as :func:`interleaf.dedup.semantic`). ``engine="ray"`` runs SemDeDup's per-cluster passes as
+    (datasketch's) and 1234 for semantic (SemDeDup's k-means seed, as :func:`interleaf.dedup.semantic`). ``engine="ray"`` runs SemDeDup's per-cluster passes as
     parallel Ray tasks on the cluster at ``ray_address`` (None: a local Ray instance; the
     ``ray`` extra), with the same result; the other methods run on Ray through
     ``interleaf run --engine ray``. ``read_options`` go to :func:`interleaf.read` on every pass

@@ -585,8 +585,10 @@ def lpips(generated: Any, reference: Any, network: Any, *, pairing: str = "index
     for ex, (gl, rl) in enumerate(zip(gen_lists, ref_lists, strict=True)):
         for r in rl:
             for g in gl:
-                a.append(bytes(r))
-                b.append(bytes(g))
+                # Checked as the other metrics check theirs: a path or an int is a TypeError
+                # (bytes(n) made n zero bytes), a missing image an empty one (its row's error).
+                a.append(bytes(r) if _image_bytes(r) else b"")
+                b.append(bytes(g) if _image_bytes(g) else b"")
                 owner.append(ex)
     dist, errors = net.distance(a, b, batch_size=batch_size) if a else (np.zeros(0), pl.Series([], dtype=pl.Null))
     err = errors.to_list()

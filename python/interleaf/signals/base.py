@@ -7,7 +7,7 @@ import numbers
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import polars as pl
@@ -44,7 +44,7 @@ class Signal(Protocol):
     """
 
     name: str
-    level: Literal["node", "doc"]
+    level: str  # "node" or "doc" (checked by compute)
     needs: tuple[str, ...]
 
     def columns(self) -> dict[str, pl.DataType]:
