@@ -3,20 +3,23 @@
 through ``interleaf.image.analyze`` vs the three separate calls, and vs the Python pipeline
 that does the same with Pillow, imagehash, OpenCV and transformers.
 
-Every method computes, for each JPEG, the (N, 3, 224, 224) CLIP input (open_clip defaults),
+Every method computes, for each JPEG, the (N, 3, 224, 224) CLIP input (transformers'
+``CLIPImageProcessor`` config, ``cfg = CLIPImageProcessor().to_dict()``, on every side),
 the statistics of ``interleaf.image.stats`` (here: the Laplacian-variance blur, the one a
 peer computes) and imagehash's ``phash``:
 
-* ``analyze``: ``analyze(bs, pixels=True, stats=True, hashes=["phash"], threads=T)``: each
+* ``analyze``: ``analyze(bs, pixels=cfg, stats=True, hashes=["phash"], threads=T)``: each
   image decoded once (the gray image comes from the RGB pixels);
-* ``three calls``: ``preprocess(bs, threads=T)``, ``stats(bs, threads=T)``,
+* ``three calls``: ``preprocess(bs, config=cfg, threads=T)``, ``stats(bs, threads=T)``,
   ``phash(bs, threads=T)``: each image decoded three times;
 * ``Python peers``: per image ``Image.open`` once, ``CLIPImageProcessor`` on
   ``convert("RGB")``, ``imagehash.phash``, ``cv2.Laplacian(np.asarray(im.convert("L")),
   cv2.CV_64F).var()``; one core.
 
 Corpus, child processes, repeats and quiet-machine checks are those of ``benches/phash.py``
-(1,500 real photographs at 0.3-2 MP, JPEG q90). Results: ``benches/results/analyze.json``.
+(1,500 real photographs at 0.3-2 MP, JPEG q90). Parity (untimed): analyze's columns equal
+the three calls', and its pixels and pHash against the peers' (``CLIPImageProcessor``,
+imagehash) on the unique images. Results: ``benches/results/analyze.json``.
 
 Usage::
 
@@ -41,16 +44,19 @@ LABELS = {"analyze": "interleaf analyze (one decode)", "three_calls": "interleaf
 
 def make_runner(kind: str, threads: int):
     """A function list_of_bytes -> one result per image."""
+    from image_preprocess import clip_processor
+
+    cfg = clip_processor().to_dict()  # the peers' config, on every side
     if kind == "analyze":
         from interleaf.image import analyze
 
-        return lambda bs: analyze(bs, pixels=True, stats=True, hashes=["phash"], threads=threads).table.rows()
+        return lambda bs: analyze(bs, pixels=cfg, stats=True, hashes=["phash"], threads=threads).table.rows()
     if kind == "three_calls":
         from interleaf.dedup import phash
         from interleaf.image import preprocess, stats
 
         def run(bs):
-            pixels, _ = preprocess(bs, threads=threads)
+            pixels, _ = preprocess(bs, config=cfg, threads=threads)
             table = stats(bs, threads=threads)
             hashes = phash(bs, threads=threads)
             assert len(pixels) == table.height == hashes.height
@@ -61,7 +67,6 @@ def make_runner(kind: str, threads: int):
         import cv2
         import imagehash
         import numpy as np
-        from image_preprocess import clip_processor
         from PIL import Image
 
         proc = clip_processor()
@@ -79,22 +84,33 @@ def make_runner(kind: str, threads: int):
 
 
 def parity(c: dict) -> dict:
-    """analyze's columns against the three calls on the unique images (must be equal)."""
+    """analyze's columns against the three calls on the unique images (must be equal), and its
+    pixels and pHash against the peers' (printed)."""
+    import imagehash
     import numpy as np
+    from image_preprocess import clip_processor
+    from PIL import Image
 
     from interleaf.dedup import phash
     from interleaf.image import analyze, preprocess, stats
 
     bs = [u["bytes"] for u in c["unique"]]
-    r = analyze(bs, pixels=True, stats=True, hashes=["phash"])
-    pixels, _ = preprocess(bs)
+    proc = clip_processor()
+    cfg = proc.to_dict()
+    r = analyze(bs, pixels=cfg, stats=True, hashes=["phash"])
+    pixels, _ = preprocess(bs, config=cfg)
     st = stats(bs)
     ph = phash(bs)
+    peer_pixels = np.stack([proc(images=Image.open(io.BytesIO(b)).convert("RGB"), return_tensors="np")["pixel_values"][0] for b in bs])
+    peer_hashes = [str(imagehash.phash(Image.open(io.BytesIO(b)))) for b in bs]
     return {
         "images": len(bs),
         "pixels_equal": bool(np.array_equal(r.pixels, pixels)),
         "stats_equal": r.table.select(st.columns).equals(st),
         "phash_equal": r.table.get_column("phash_hex").to_list() == ph.get_column("hex").to_list(),
+        "pixels_identical_to_peer_images": int(sum(np.array_equal(a, b) for a, b in zip(r.pixels, peer_pixels, strict=True))),
+        "pixels_max_abs_diff_to_peer": float(np.abs(r.pixels - peer_pixels).max()),
+        "phash_equal_to_imagehash_images": int(sum(a == b for a, b in zip(r.table.get_column("phash_hex").to_list(), peer_hashes, strict=True))),
     }
 
 
@@ -122,16 +138,21 @@ def main() -> None:
         for t in (1, 2):
             ratios[f"T{t}_analyze_vs_three_calls_{stat}"] = results[f"analyze@{t}"]["images_per_s"][stat] / results[f"three_calls@{t}"]["images_per_s"][stat]
         ratios[f"T1_analyze_vs_peers_{stat}"] = results["analyze@1"]["images_per_s"][stat] / results["peers@1"]["images_per_s"][stat]
+    # Per CPU second (one thread each): the load-robust view on a shared machine.
+    ratios["T1_analyze_vs_three_calls_per_cpu_s_median"] = results["analyze@1"]["images_per_cpu_s"]["median"] / results["three_calls@1"]["images_per_cpu_s"]["median"]
+    ratios["T1_analyze_vs_peers_per_cpu_s_median"] = results["analyze@1"]["images_per_cpu_s"]["median"] / results["peers@1"]["images_per_cpu_s"]["median"]
 
     print()
-    print(f"{'method':<42}{'T':>2}{'img/s best':>11}{'img/s med':>10}")
+    print(f"{'method':<42}{'T':>2}{'img/s best':>11}{'img/s med':>10}{'cpu/wall':>9}{'img/cpu-s med':>14}")
     for kind, threads in CONFIGS:
         r = results[f"{kind}@{threads}"]
-        print(f"{LABELS[kind]:<42}{threads:>2}{r['images_per_s']['best']:>11,.1f}{r['images_per_s']['median']:>10,.1f}")
+        print(f"{LABELS[kind]:<42}{threads:>2}{r['images_per_s']['best']:>11,.1f}{r['images_per_s']['median']:>10,.1f}{r['cpu_per_wall']:>9.2f}{r['images_per_cpu_s']['median']:>14,.1f}")
     print()
     for t in (1, 2):
         print(f"T={t}: analyze is {ratios[f'T{t}_analyze_vs_three_calls_median']:.2f}x the three calls (median)")
     print(f"T=1: analyze is {ratios['T1_analyze_vs_peers_median']:.2f}x the Python peers (median)")
+    print(f"T=1 per CPU second: analyze is {ratios['T1_analyze_vs_three_calls_per_cpu_s_median']:.2f}x the three calls, "
+          f"{ratios['T1_analyze_vs_peers_per_cpu_s_median']:.2f}x the Python peers (medians)")
 
     report = {
         **report_header("analyze"),

@@ -9,6 +9,10 @@ hashing: every bit range's buckets are as full as they can be). Queries: ``--que
 
 Prints each backend's build time and queries/s at each ``--radius`` (default 2, 5 and 8; an
 index built for each) and checks that both find the same (query, hash, distance) triples.
+FAISS's tables are laid out for the set's size as ``HashIndex(backend="faiss")`` does
+(``interleaf.dedup.perceptual.faiss_layout``: ``nhash`` tables of ``bits`` bits probed with up
+to ``nflip`` flipped bits, e.g. 3 x 21 bits with one flip at radius 5 and 10M hashes); the
+layout is printed and recorded with each FAISS row.
 FAISS's search is far slower, so it runs ``--faiss-queries`` (1,000) of the queries (half
 planted, half random), and its results are compared with interleaf's for those. Results: ``benches/results/hamming.json``.
 
@@ -68,6 +72,7 @@ def main() -> None:
     import polars as pl
 
     from interleaf.dedup import HashIndex
+    from interleaf.dedup.perceptual import faiss_layout
 
     hashes, queries = data(args.n, args.planted, args.queries, 0)
     # FAISS's multi-hash search is far slower: it gets a subset (half planted, half random).
@@ -91,7 +96,12 @@ def main() -> None:
             dt = (time.perf_counter() - t0) / runs
             del index
             row[backend] = {"build_s": build_s, "queries": len(q), "search_s": dt, "queries_per_s": len(q) / dt, "matches": len(got[backend]["query"])}
-            print(f"  radius {r} {backend:5s}: build {build_s:5.1f} s, {len(q) / dt:9,.0f} queries/s ({dt:.2f} s, {len(got[backend]['query']):,} matches)", flush=True)
+            layout = ""
+            if backend == "faiss":
+                nhash, bits, nflip = faiss_layout(len(hashes), r)
+                row[backend]["layout"] = {"nhash": nhash, "bits": bits, "nflip": nflip}
+                layout = f" [{nhash} tables x {bits} bits, nflip {nflip}]"
+            print(f"  radius {r} {backend:5s}: build {build_s:5.1f} s, {len(q) / dt:9,.0f} queries/s ({dt:.2f} s, {len(got[backend]['query']):,} matches){layout}", flush=True)
         # The same triples on FAISS's subset: the MIH results of those queries, renumbered.
         m = got["mih"]
         pos = np.full(args.queries, -1)

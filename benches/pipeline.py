@@ -14,8 +14,11 @@
 3. **refilter**: ``interleaf filter`` with a changed CLIP threshold on run 2's folder, against
    run 2's time.
 
-Each interleaf run and each Data-Juicer run is a fresh child process; peak RSS is the child's
-``ru_maxrss``; the rules throughput ratio compares the two processes' wall times, each
+Each interleaf run and each Data-Juicer run is a fresh child process. Peak RSS of an interleaf
+child is its own: the largest of its ``VmHWM`` (/proc/self/status, read at its end) and its
+waited-for workers' ``ru_maxrss``; Data-Juicer's is the ``ru_maxrss`` of its process tree from
+``wait4``, which starts at this script's RSS when the child is spawned (that floor is recorded
+next to it, ``parent_rss_floor_mb``); the rules throughput ratio compares the two processes' wall times, each
 started with the data already in the page cache. Data is generated once into ``bench-data/pipeline/`` (git-ignored).
 
 Usage::
@@ -257,7 +260,9 @@ def pairs_data(n: int) -> Path:
 def run_measured(argv: list[str], cwd: Path) -> tuple[int, str, str, float]:
     """Runs ``argv``; returns (exit code, stdout, stderr, peak RSS in MiB): the largest of the
     process and the children it waited for, from its own ``wait4`` rusage (``RUSAGE_CHILDREN``
-    would be a maximum over every earlier child of this script too)."""
+    would be a maximum over every earlier child of this script too). On Linux that value starts
+    at this process's RSS at the spawn (see :func:`parent_rss_floor`): the interleaf children
+    report their own peak instead (``PEAK_CODE``)."""
     with tempfile.TemporaryFile("w+") as fo, tempfile.TemporaryFile("w+") as fe:
         proc = subprocess.Popen(argv, stdout=fo, stderr=fe, text=True, cwd=cwd)
         _, status, usage = os.wait4(proc.pid, 0)
@@ -267,17 +272,37 @@ def run_measured(argv: list[str], cwd: Path) -> tuple[int, str, str, float]:
         return proc.returncode, fo.read(), fe.read(), round(usage.ru_maxrss / 1024, 1)
 
 
+def parent_rss_floor() -> float:
+    """This process's own peak RSS in MiB: the value a child's ``ru_maxrss`` starts at."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+# Appended to every Python child: its own peak RSS (MiB), the largest of its VmHWM (fresh after
+# exec) and its waited-for children's ru_maxrss (the workers; theirs start at this child's RSS
+# at their spawn, at most its VmHWM). Printed as the last JSON line's "own_peak_rss_mb".
+PEAK_CODE = """
+def _own_peak_rss_mb():
+    import resource
+    hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+    return round(max(hwm, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024, 1)
+"""
+
+
 def child(code: str, *args: str) -> dict:
-    """Runs ``code`` (Python printing one JSON line last) in a fresh process; adds its wall time
-    and peak RSS."""
+    """Runs ``code`` (Python printing one JSON line last, with ``own_peak_rss_mb`` from
+    ``PEAK_CODE``) in a fresh process; adds its wall time and peak RSS."""
     t0 = time.perf_counter()
-    rc, out, err, peak = run_measured([sys.executable, "-c", code, *args], REPO_ROOT)
+    floor = parent_rss_floor()
+    rc, out, err, peak = run_measured([sys.executable, "-c", PEAK_CODE + code, *args], REPO_ROOT)
     wall = time.perf_counter() - t0
     if rc:
         sys.exit(f"child failed:\n{err[-3000:]}")
     res = json.loads(out.strip().splitlines()[-1])
     res["process_wall_s"] = round(wall, 2)
-    res["peak_rss_mb"] = peak
+    res["peak_rss_mb"] = res.pop("own_peak_rss_mb")
+    res["wait4_maxrss_mb"], res["parent_rss_floor_mb"] = peak, floor
     return res
 
 
@@ -287,7 +312,7 @@ recipe, out, models, workers, paths = sys.argv[1], sys.argv[2], json.loads(sys.a
 t0 = time.perf_counter()
 s = interleaf.run(recipe, paths, out, models=models, workers=workers, device="cpu", progress=False, overwrite=True)
 dt = time.perf_counter() - t0
-print(json.dumps({"seconds": dt, "documents": s["documents"], "stages": s["stages"]}))
+print(json.dumps({"seconds": dt, "documents": s["documents"], "stages": s["stages"], "own_peak_rss_mb": _own_peak_rss_mb()}))
 """
 
 
@@ -333,6 +358,7 @@ def run_rules(args, res: dict) -> None:
     cfg = work / "config.yaml"
     cfg.write_text(dj_config(data, work / "out.jsonl", os.cpu_count() or 1))
     warm_page_cache(shards)
+    floor = parent_rss_floor()
     t0 = time.perf_counter()
     rc, out, err, dj_peak = run_measured([dj, "--config", str(cfg)], work)
     wall = time.perf_counter() - t0
@@ -345,7 +371,7 @@ def run_rules(args, res: dict) -> None:
 
     m = re.search(r"All OPs are done in ([\d.]+)s", out + err)
     ops = float(m.group(1)) if m else None
-    res["rules"]["data_juicer"] = {"documents": n, "seconds": round(wall, 2), "docs_per_s": round(n / wall, 1), "ops_seconds": ops, "ops_docs_per_s": round(n / ops, 1) if ops else None, "peak_rss_mb": dj_peak, "kept": kept, "np": os.cpu_count()}
+    res["rules"]["data_juicer"] = {"documents": n, "seconds": round(wall, 2), "docs_per_s": round(n / wall, 1), "ops_seconds": ops, "ops_docs_per_s": round(n / ops, 1) if ops else None, "peak_rss_mb": dj_peak, "parent_rss_floor_mb": floor, "kept": kept, "np": os.cpu_count()}
     # The headline compares whole processes (start-up, reading, writing and all); the second
     # ratio sets interleaf.run() against Data-Juicer's time in its ops alone.
     ratio = (docs / r["process_wall_s"]) / (n / wall)
@@ -367,7 +393,7 @@ t0 = time.perf_counter()
 clip.embed_images(imgs)
 clip.embed_texts(txts)
 dt = time.perf_counter() - t0
-print(json.dumps({"seconds": dt, "pairs": imgs.len()}))
+print(json.dumps({"seconds": dt, "pairs": imgs.len(), "own_peak_rss_mb": _own_peak_rss_mb()}))
 """
 
 FILTER_CODE = """
@@ -375,7 +401,7 @@ import json, sys, time
 from interleaf.pipeline import refilter
 t0 = time.perf_counter()
 s = refilter(sys.argv[1], sys.argv[2], progress=False)
-print(json.dumps({"seconds": time.perf_counter() - t0, "kept": s["documents"]["kept"]}))
+print(json.dumps({"seconds": time.perf_counter() - t0, "kept": s["documents"]["kept"], "own_peak_rss_mb": _own_peak_rss_mb()}))
 """
 
 

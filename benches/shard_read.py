@@ -3,8 +3,9 @@
 
 Generates LAION-like WebDataset shards (default 1.2 GB in ~100 MB shards under
 ``bench-data/shards``, git-ignored) unless they are already there, warms the page cache,
-then times each reader in a fresh subprocess (so peak RSS is per reader), 3 times each,
-interleaved round-robin, and reports the best and the median.
+then times each reader in a fresh subprocess (so peak RSS is per reader: the child's own
+``VmHWM`` from /proc/self/status, read at its end; ``ru_maxrss`` would start at the parent's
+RSS), 3 times each, interleaved round-robin, and reports the best and the median.
 
 Readers timed (all single-threaded: children run with POLARS_MAX_THREADS=1,
 RAYON_NUM_THREADS=1, OMP_NUM_THREADS=1; interleaf's reader is one stream on one thread):
@@ -196,10 +197,12 @@ def warm_page_cache(paths: list[str]) -> float:
 # --------------------------------------------------------------------------------------------
 
 
-def _rss_mib() -> float:
+def _rss_mib(field: str = "VmRSS") -> float:
+    """``field`` of /proc/self/status in MiB: ``VmRSS`` (now) or ``VmHWM`` (this process's
+    peak since its exec: unlike ``ru_maxrss``, it does not start at the parent's RSS)."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -276,7 +279,10 @@ def child(spec: dict) -> dict:
     out.update(
         wall_s=wall,
         cpu_s=(ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime),
-        peak_rss_mib=ru1.ru_maxrss / 1024,  # Linux: KiB
+        # The child's own peak: VmHWM, read at its end. ru_maxrss (Linux: KiB) starts at the
+        # parent's RSS when the child is spawned, so it is kept apart, for reference only.
+        peak_rss_mib=_rss_mib("VmHWM"),
+        ru_maxrss_mib=ru1.ru_maxrss / 1024,
         rss_after_import_mib=rss_before,
         peak_rss_before_read_mib=maxrss_before,
         warnings=caught,
@@ -426,7 +432,7 @@ def main() -> None:
             "repeats": args.repeats,
             "child_env": SINGLE_THREAD_ENV,
             "page_cache": "warm (all files read once before timing)",
-            "units": "MB = 1e6 bytes of shard files on disk; RSS in MiB (ru_maxrss of the child)",
+            "units": "MB = 1e6 bytes of shard files on disk; RSS in MiB (peak_rss_mib: VmHWM of the child, read at its end; ru_maxrss_mib: its ru_maxrss, which starts at the parent's RSS)",
             "ratio": "vs_webdataset = samples/s of the reader / samples/s of webdataset",
         },
         "dataset": {

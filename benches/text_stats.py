@@ -6,21 +6,24 @@
   ``interleaf.signals.text_stats(texts, threads=T)`` against OBELICS's functions
   (``tests/obelics_reference.py``, a transcription of ``web_document_filtering.py``) computing
   the same seven statistics per paragraph, one core. Values are checked equal first.
-* **MMC4 assignment** over ``--docs`` documents (default 100,000; images and sentences per
-  document drawn around 6 and 30) from CLIP-like embeddings: ``mmc4_assign_documents`` against
+* **MMC4 assignment** over ``--docs`` documents (default 20,000; images and sentences per
+  document drawn around 6 and 30) from CLIP-like unit embeddings of ``--dim`` dimensions
+  (default 512, CLIP ViT-B/32's embedding width): ``mmc4_assign_documents`` against
   MMC4's per-document loop as published (similarity matrix with numpy, drop below 0.15, ``-S``
   padded to square with 1000, ``lapjv``, leftovers to their argmax), one core. Assignments are
   checked equal first.
-* **Per-document F and coherence** from precomputed embeddings (documents of 3-12 steps):
-  documents per minute on T threads.
+* **Per-document F and coherence** from precomputed ``--dim`` embeddings (``--docs``
+  documents of 3-12 steps): documents per minute on T threads.
 
 T=1 runs are pinned to one core; the reference and interleaf alternate in ``--repeats`` rounds
 (default 5) and the ratio is given per round (best and median). Results:
-``benches/results/text_stats.json``.
+``benches/results/text_stats.json``; ``--parts`` reruns some parts only and replaces just
+those sections of an existing results file (each rerun section records its own run header).
 
 Usage::
 
     python benches/text_stats.py               # needs lapjv (pip install lapjv) for the MMC4 peer
+    python benches/text_stats.py --parts mmc4  # MMC4 assignment only (~1 min at the defaults)
 """
 
 from __future__ import annotations
@@ -100,28 +103,32 @@ def mmc4_reference(img: np.ndarray, txt: np.ndarray, threshold: float = 0.15) ->
     return out
 
 
-def documents(n: int, dim: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """CLIP-like unit embeddings: each document has a topic, images and sentences near it."""
+def documents(n: int, dim: int, rng, chunk: int = 5000) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """CLIP-like unit embeddings: each document has a topic, images and sentences near it.
+    Made in float32, ``chunk`` documents at a time (at 512 dimensions the sentences of 20,000
+    documents are 1.2 GB)."""
     n_img = np.clip(rng.poisson(6, n), 0, 20)
     n_txt = np.clip(rng.poisson(30, n), 1, 80)
     io, to = np.concatenate([[0], np.cumsum(n_img)]), np.concatenate([[0], np.cumsum(n_txt)])
-    topic_i = np.repeat(rng.normal(size=(n, dim)), n_img, axis=0)
-    topic_t = np.repeat(rng.normal(size=(n, dim)), n_txt, axis=0)
-    img = (0.5 * topic_i + rng.normal(size=topic_i.shape)).astype(np.float32)
-    txt = (0.5 * topic_t + rng.normal(size=topic_t.shape)).astype(np.float32)
-    shared = rng.normal(size=dim).astype(np.float32)  # CLIP cosines sit around 0.2
-    img += 0.6 * shared
-    txt += 0.6 * shared
-    img /= np.linalg.norm(img, axis=1, keepdims=True)
-    txt /= np.linalg.norm(txt, axis=1, keepdims=True)
+    shared = rng.standard_normal(dim, dtype=np.float32)  # CLIP cosines sit around 0.2
+    img, txt = np.empty((io[-1], dim), np.float32), np.empty((to[-1], dim), np.float32)
+    for a in range(0, n, chunk):
+        b = min(n, a + chunk)
+        for out, off, count in ((img, io, n_img), (txt, to, n_txt)):
+            x = np.repeat(0.5 * rng.standard_normal((b - a, dim), dtype=np.float32), count[a:b], axis=0)
+            x += rng.standard_normal(x.shape, dtype=np.float32)
+            x += 0.6 * shared
+            x /= np.linalg.norm(x, axis=1, keepdims=True)
+            out[off[a] : off[b]] = x
     return img, io, txt, to
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--paragraphs", type=int, default=100_000)
-    ap.add_argument("--docs", type=int, default=100_000)
-    ap.add_argument("--dim", type=int, default=64)
+    ap.add_argument("--docs", type=int, default=20_000)
+    ap.add_argument("--dim", type=int, default=512, help="embedding width (512: CLIP ViT-B/32)")
+    ap.add_argument("--parts", default="obelics,mmc4,per_document", help="comma-separated parts to run (others kept from --out)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", default=str(DEFAULT_OUT))
     args = ap.parse_args()
@@ -130,8 +137,37 @@ def main() -> None:
     from interleaf.signals import mmc4_assign_documents, sequence_consistency, text_coherence, text_stats
 
     cores = sorted(os.sched_getaffinity(0))
+    parts = {x.strip() for x in args.parts.split(",") if x.strip()}
+    unknown = parts - {"obelics", "mmc4", "per_document"}
+    if unknown:
+        ap.error(f"unknown --parts {sorted(unknown)}")
     results: dict = {}
+    rng = np.random.default_rng(0)
 
+    if "obelics" in parts:
+        obelics_part(args, cores, results, ref_text_stats, text_stats)
+    if "mmc4" in parts:
+        mmc4_part(args, cores, results, rng, mmc4_assign_documents)
+    if "per_document" in parts:
+        per_document_part(args, cores, results, rng, sequence_consistency, text_coherence)
+
+    header = report_header("text_stats")
+    vers = versions(("interleaf", "numpy", "lapjv"))
+    out = Path(args.out)
+    if parts == {"obelics", "mmc4", "per_document"} or not out.exists():
+        report = {**header, "versions": vers, "results": results}
+    else:
+        # A partial rerun: the other sections stay as recorded; these carry their own header.
+        report = json.loads(out.read_text())
+        for name, section in results.items():
+            report["results"][name] = {**section, "run": {**header, "versions": vers}}
+        report.setdefault("partial_reruns", []).append({"parts": sorted(parts), "date": header["date"], "command": header["command"]})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    print(f"wrote {args.out}")
+
+
+def obelics_part(args, cores, results, ref_text_stats, text_stats) -> None:
     texts = paragraphs(args.paragraphs)
     words = sum(len(t.split()) for t in texts) / len(texts)
     print(f"OBELICS statistics: {len(texts):,} paragraphs, {words:.0f} words on average", flush=True)
@@ -148,7 +184,8 @@ def main() -> None:
     results["obelics_text_stats"] = {"paragraphs": len(texts), "python_s": ref_s, "interleaf_t1_s": ours1, "interleaf_t2_s": ours2, "ratio_t1_best": best1, "ratio_t1_median": med1, "ratio_t2": ref_s / ours2, "rounds": t}
     print(f"  OBELICS functions {len(texts) / ref_s:,.0f}/s; interleaf T=1 {len(texts) / ours1:,.0f}/s ({best1:.1f}x best, {med1:.1f}x median of {args.repeats} rounds), T=2 {len(texts) / ours2:,.0f}/s ({ref_s / ours2:.1f}x)", flush=True)
 
-    rng = np.random.default_rng(0)
+
+def mmc4_part(args, cores, results, rng, mmc4_assign_documents) -> None:
     img, io, txt, to = documents(args.docs, args.dim, rng)
     print(f"MMC4 assignment: {args.docs:,} documents, median {int(np.median(np.diff(io)))} images x {int(np.median(np.diff(to)))} sentences, dim {args.dim}", flush=True)
     try:
@@ -161,7 +198,7 @@ def main() -> None:
     idx, _ = mmc4_assign_documents(img, io, txt, to)
     os.sched_setaffinity(0, {cores[0]})
     fns = {"t1": (lambda: mmc4_assign_documents(img, io, txt, to, threads=1), 1.0)}
-    row: dict = {"documents": args.docs}
+    row: dict = {"documents": args.docs, "dim": args.dim, "images_median": int(np.median(np.diff(io))), "sentences_median": int(np.median(np.diff(to)))}
     if have_lapjv:
         sub = range(0, args.docs, 10)  # the Python loop on 10%
         for d in list(sub)[:2000]:
@@ -183,20 +220,18 @@ def main() -> None:
     else:
         print(f"  interleaf T=1 {args.docs / ours1:,.0f} docs/s", flush=True)
     results["mmc4_assign"] = row
+    os.sched_setaffinity(0, set(cores))
 
+
+def per_document_part(args, cores, results, rng, sequence_consistency, text_coherence) -> None:
     os.sched_setaffinity(0, set(cores))
     steps = rng.integers(3, 13, args.docs)
     offsets = np.concatenate([[0], np.cumsum(steps)])
-    emb = rng.normal(size=(offsets[-1], args.dim)).astype(np.float32)
+    emb = rng.standard_normal((offsets[-1], args.dim), dtype=np.float32)
     f_s = best_of(lambda: sequence_consistency(emb, offsets, threads=2), args.repeats)
     c_s = best_of(lambda: text_coherence(emb, offsets, threads=2), args.repeats)
-    results["per_document"] = {"documents": args.docs, "steps_mean": float(steps.mean()), "sequence_consistency_docs_per_min_t2": args.docs / f_s * 60, "coherence_docs_per_min_t2": args.docs / c_s * 60}
+    results["per_document"] = {"documents": args.docs, "dim": args.dim, "steps_mean": float(steps.mean()), "sequence_consistency_docs_per_min_t2": args.docs / f_s * 60, "coherence_docs_per_min_t2": args.docs / c_s * 60}
     print(f"per-document on 2 threads ({steps.mean():.1f} steps, dim {args.dim}): F {args.docs / f_s * 60:,.0f} docs/min, coherence (8 shuffles) {args.docs / c_s * 60:,.0f} docs/min", flush=True)
-
-    report = {**report_header("text_stats"), "versions": versions(("interleaf", "numpy", "lapjv")), "results": results}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1))
-    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
