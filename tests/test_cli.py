@@ -193,6 +193,8 @@ def test_image_stats_command(tmp_path, sample_dir, capsys):
     assert main(["image-stats", str(sample_dir / "pairs-000000.tar"), "--out", str(out), "--header-only", "--overwrite", "--quiet"]) == 0
     head = pl.read_parquet(out)
     assert head.get_column("width").null_count() == 0 and head.get_column("blur").null_count() == head.height
+    assert main(["image-stats", str(sample_dir / "pairs-000000.tar"), "--out", str(out), "--max-image-bytes", "0", "--overwrite", "--quiet"]) == 2
+    assert "--max-image-bytes must be an int >= 1, got 0" in capsys.readouterr().err  # the flag, not max_bytes
     assert main(["image-stats", str(sample_dir / "pairs-000000.tar"), "--out", str(out), "--max-image-bytes", "100", "--overwrite", "--quiet"]) == 0
     assert set(pl.read_parquet(out)["error"].struct.field("kind")) == {"image_too_large"}
 

@@ -196,6 +196,17 @@ def test_a_model_whose_fields_disagree_is_refused_before_fasttext_loads_it(tmp_p
     assert str(bad) in str(e.value)
 
 
+def test_a_model_without_character_ngrams_is_read():
+    """fastText's supervised default is maxn 0 (no character n-grams) whatever minn says."""
+    ok = Path(__file__).parent / "fixtures" / "models" / "lid-tiny.bin"
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        f = Path(d) / "nochars.bin"
+        f.write_bytes(_header(ok.read_bytes(), minn=3, maxn=0))
+        assert LanguageID(f).predict(["the dog sits on the sofa"]).get_column("lang").to_list() == ["en"]
+
+
 def test_one_bad_text_fails_only_its_record():
     got = LanguageID(TINY_BIN).predict(["the dog sits on the sofa", "caf\udce9 au lait", 42, None])  # type: ignore[list-item]
     assert got.get_column("lang").to_list()[0] == "en" and got.get_column("lang").to_list()[1:] == [None, None, None]
@@ -214,6 +225,8 @@ def test_models_info_list_and_load_of_fasttext_files(tmp_path, capsys):
     shutil.copy(TINY_FTZ, tmp_path / "home")
     assert isinstance(models.load(folder), LanguageID)  # a folder holding one fastText file, as --model lid= takes
     assert [(r["name"], r["kind"], r["error"]) for r in models.list_models(tmp_path / "home")] == [("lid", "language-id", None), ("lid-tiny.ftz", "language-id", None)]
+    (tmp_path / "home" / "weights.bin").write_bytes(b"not fastText")  # no model of ours: not listed
+    assert [r["name"] for r in models.list_models(tmp_path / "home")] == ["lid", "lid-tiny.ftz"]
     loop = tmp_path / "loop.bin"
     loop.symlink_to(loop)
     with pytest.raises(ValueError, match="link loop"):
@@ -237,6 +250,41 @@ def test_without_fasttext_the_error_names_the_extra(monkeypatch, tmp_path):
     with pytest.raises(ImportError, match=r"interleaf\[langid\]"):
         interleaf.run("pairs-basic", SAMPLE_DIR / "pairs.jsonl", tmp_path / "out", format="pairs", models={"lid": str(TINY_BIN)}, progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_fasttext_that_imports_but_cannot_predict_is_refused_before_the_run(monkeypatch, tmp_path):
+    """The official fasttext package under numpy 2 imports and loads, then fails every
+    predict: found when the plan loads the model, not as every batch's signal_failed."""
+    import types
+
+    class Broken:
+        def predict(self, text, k=1):
+            raise ValueError("Unable to avoid copy while creating an array as requested.")
+
+    monkeypatch.setitem(sys.modules, "fasttext", types.SimpleNamespace(load_model=lambda path: Broken()))
+    with pytest.raises(RuntimeError, match="numpy < 2"):
+        interleaf.run("pairs-basic", SAMPLE_DIR / "pairs.jsonl", tmp_path / "out", format="pairs", models={"lid": str(TINY_BIN)}, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_device_is_not_part_of_a_language_signals_key(tmp_path):
+    """fastText runs on the CPU whatever --device says: another device does not rescore it."""
+    src = tmp_path / "p.jsonl"
+    src.write_text(json.dumps({"id": "a", "caption": "the dog sits on the sofa"}) + "\n", encoding="utf-8")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("models: {lid: {}}\nsignals:\n  language: {type: language}\n", encoding="utf-8")
+    interleaf.run(recipe, src, tmp_path / "out", format="pairs", models={"lid": str(TINY_BIN)}, device="auto", progress=False)
+    again = interleaf.run(recipe, src, tmp_path / "out", format="pairs", models={"lid": str(TINY_BIN)}, device="cpu", progress=False)
+    assert again["stages"]["score"]["skipped"] == 1
+
+
+def test_the_obelics_report_tabulates_the_language_not_the_paragraphs(tmp_path):
+    """The value table is for rules comparing a label column with values; the paragraph rule
+    (`text_kept_text IS NOT NULL`) reads free text and gets none (it held every paragraph)."""
+    interleaf.run("obelics", SAMPLE_DIR / "comm.jsonl", tmp_path / "out", format="comm", models={"lid": str(TINY_BIN)}, progress=False)
+    html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert "<h3>paragraphs" not in html and "<th>value</th>" not in html
+    assert "<h3>language" in html  # the language rule's panel: a histogram of doc_lang_score
 
 
 def _pairs(tmp_path: Path) -> Path:

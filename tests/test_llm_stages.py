@@ -809,7 +809,7 @@ def test_seir_stops_on_every_way_of_saying_there_is_no_suggestion(scripted):
         assert (rows[q]["stopped"], rows[q]["rounds"], rows[q]["suggestions"], rows[q]["final"], rows[q]["error"]) == ("none", 0, [], q, None), q
     assert (rows["q-real"]["stopped"], rows["q-real"]["rounds"], rows["q-real"]["final"]) == ("none", 1, "q-real?")
     assert rows["q-missing"]["stopped"] == "error" and "suggestion: expected a string" in rows["q-missing"]["error"]
-    assert all(refine.is_none(s) for s in ("", "  ", "N/A", "n/a.", "No changes needed.", "no further changes are necessary", "Nothing to improve!"))
+    assert all(refine.is_none(s) for s in ("", "  ", "N/A", "n/a.", "No changes needed.", "no further changes are necessary", "Nothing to improve!", "None needed.", "None required.", "No issues found.", "Not applicable.", "N.A.", "No."))
     assert not any(refine.is_none(s) for s in ("No, change the verb.", "none of the above is wrong", "add detail"))
 
 

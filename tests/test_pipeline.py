@@ -1990,3 +1990,14 @@ def test_a_rerun_without_a_signal_or_step_removes_their_outputs(tmp_path, plante
     for name in ("_base", "caption"):
         for f in (fresh / "attributes" / name).iterdir():
             assert f.read_bytes() == (out / "attributes" / name / f.name).read_bytes()
+
+
+def test_a_base_url_with_credentials_is_refused_before_the_run(tmp_path):
+    """Checked when the run is planned (it was only in each batch's judge, which failed every
+    document and exited 0), with a hint that names the run's own key option."""
+    recipe = tmp_path / "judge.yaml"
+    recipe.write_text("llm: {}\nsignals:\n  judge: {type: llm_judge, judge: comm}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="must not hold credentials") as e:
+        run(recipe, [str(SAMPLE_IMAGES.parent / "comm.jsonl")], tmp_path / "out", llm={"base_url": "http://alice:secret@127.0.0.1:9/v1", "model": "m"}, progress=False)
+    assert "secret" not in str(e.value) and "--llm-api-key-env" in str(e.value)
+    assert not (tmp_path / "out").exists()

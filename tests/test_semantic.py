@@ -127,6 +127,24 @@ def test_planted_duplicates_are_found_with_kmeans():
     assert semantic(x, eps=0.01, n_clusters=8, seed=0).equals(got)  # deterministic for a seed
 
 
+def test_rows_of_huge_or_tiny_float32_values_are_directions():
+    """Norms in float64: float32 rows near 1e20 (whose float32 norm overflows) or 1e-23
+    (underflows) give the same duplicates as the same rows at scale 1, through semantic() and
+    deduplicate()'s cosine column."""
+    from interleaf.dedup.dataset import semantic_clusters
+
+    x, _, _ = planted(600, 16, 40, 4)
+    want = semantic(x, eps=0.01, n_clusters=4, seed=0)
+    for scale in (1e20, 1e-23):
+        got = semantic((x * np.float32(scale)).astype(np.float32), eps=0.01, n_clusters=4, seed=0)
+        assert got.get_column("kept").to_list() == want.get_column("kept").to_list(), scale
+        assert got.get_column("duplicate_of").to_list() == want.get_column("duplicate_of").to_list(), scale
+    reps, score, _ = semantic_clusters(x, len(x), eps=0.01, n_clusters=4, seed=0)
+    reps2, score2, _ = semantic_clusters((x * np.float32(1e20)).astype(np.float32), len(x), eps=0.01, n_clusters=4, seed=0)
+    assert reps.tolist() == reps2.tolist() and (reps != np.arange(len(x))).any()
+    assert score2 == pytest.approx(score, abs=1e-6) and np.isfinite(score2).all()
+
+
 def test_ranking_keeps_the_best_ranked_and_bad_input_is_refused():
     x = np.array([[1.0, 0.0], [1.0, 0.001], [0.0, 1.0]], dtype=np.float32)
     keep_first = semantic(x, eps=0.01, clusters=[0, 0, 0], ranking=[2.0, 1.0, 0.0])

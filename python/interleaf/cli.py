@@ -512,10 +512,10 @@ def _add_models_parser(sub) -> None:
     pl_.add_argument("--revision", default=None, help="branch, tag or commit")
     pl_.add_argument("--fp16", action="store_true", help="also fetch onnx/*_fp16.onnx")
     pl_.add_argument("--endpoint", default=None, help="the hub's URL, for a mirror or a self-hosted hub (default: $HF_ENDPOINT, else https://huggingface.co)")
-    li = msub.add_parser("list", help="list model directories in the models home", description="List model directories under the models home ($INTERLEAF_MODELS or ~/.cache/interleaf/models) with their kind.")
+    li = msub.add_parser("list", help="list the models in the models home", description="List model directories (and fastText language-id files) under the models home ($INTERLEAF_MODELS or ~/.cache/interleaf/models) with their kind.")
     li.add_argument("--root", default=None, help="directory to list instead of the models home")
     li.add_argument("--json", action="store_true", help="print JSON")
-    inf = msub.add_parser("info", help="describe a model directory", description="Kind, sizes and ONNX inputs/outputs of a model directory (or a model name in the models home).")
+    inf = msub.add_parser("info", help="describe a model", description="Kind, sizes and ONNX inputs/outputs of a model directory (or a model name in the models home); labels, words and dimension of a fastText language-id file.")
     inf.add_argument("path", help="model directory or name")
     inf.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_models)
@@ -672,11 +672,13 @@ def _as_flags(parser: argparse.ArgumentParser, args: argparse.Namespace, message
     m = re.match(r"(\w+) must be ", message)
     if not m:
         return message
+    # Arguments whose flag says more than the parameter's name.
+    dest = {"max_bytes": "max_image_bytes"}.get(m.group(1), m.group(1))
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction) and args.command in action.choices:
             flags = {a.dest: a.option_strings[-1] for a in action.choices[args.command]._actions if a.option_strings}
-            if m.group(1) in flags:
-                return flags[m.group(1)] + message[len(m.group(1)) :].replace(" or None,", ",", 1)
+            if dest in flags:
+                return flags[dest] + message[len(m.group(1)) :].replace(" or None,", ",", 1)
     return message
 
 

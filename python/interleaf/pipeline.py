@@ -350,10 +350,11 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
             from interleaf.models.directory import ModelDirectory
 
             if MODEL_KINDS[model] == "language-id":
-                from interleaf.models.language_id import _fasttext, model_file
+                from interleaf.models.language_id import LanguageID
 
-                path = model_file(path)  # a fastText file (or a directory holding one)
-                _fasttext()  # its predictor is installed (else every batch would fail)
+                # Loaded once here: the file is checked and fastText's predictor installed and
+                # working (else every batch would fail and its rule keep everything).
+                path = LanguageID(path).path
             else:
                 ModelDirectory(path, MODEL_KINDS[model])  # exists and is the right kind
             m = os.path.abspath(path)  # the same directory for workers elsewhere (Ray)
@@ -363,6 +364,10 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
     signals: dict[str, Any] = {}
     skipped: dict[str, str] = {}
     llm_cfg = llm_config(recipe, llm)
+    if llm_cfg is not None and any(SIGNAL_MODELS[spec.type] == "llm" for spec in recipe.signals.values()):
+        from interleaf.llm.client import _check_base_url
+
+        _check_base_url(llm_cfg["base_url"])  # before any data is read, not in every batch
     how_llm = "set base_url and model in the recipe's llm section, give --llm-base-url URL --llm-model NAME (API: llm={'base_url': ..., 'model': ...}), or set INTERLEAF_LLM_BASE_URL and INTERLEAF_LLM_MODEL"
     for name, spec in recipe.signals.items():
         need = SIGNAL_MODELS[spec.type]
@@ -731,7 +736,7 @@ def _score_own(opts: RunOptions) -> dict[str, Any]:
         built = build_signal(name, spec)
         columns = sorted(built.columns())
         version = {"version": v} if (v := getattr(built, "version", 1)) != 1 else {}
-        own[name] = {"signal": spec.model_dump(mode="json"), "columns": columns, "model": model, "device": opts.device if need and need != "llm" else None, **version}
+        own[name] = {"signal": spec.model_dump(mode="json"), "columns": columns, "model": model, "device": opts.device if need and need not in ("llm", "lid") else None, **version}
     for step in p.document_steps:
         own[step.name] = {"dedup": step_key(step)}
     for step in p.dataset_steps:
@@ -2370,7 +2375,9 @@ def _stages(opts: RunOptions, shards: list[Shard], limit: int | None, workers: i
             log.stages["score"]["seconds"] += time.perf_counter() - t0
         else:
             needs_models = any(SIGNAL_MODELS[spec.type] not in (None, "llm") for spec in p.signals.values())
-            for r in _run_jobs(score_shard, [(opts, s, None) for s in shards], workers, "score", log, engine, models=needs_models, device=opts.device, pool=pool):
+            # fastText runs on the CPU: a run whose only model is the language-id one asks no GPU.
+            on_device = any(SIGNAL_MODELS[spec.type] not in (None, "llm", "lid") for spec in p.signals.values())
+            for r in _run_jobs(score_shard, [(opts, s, None) for s in shards], workers, "score", log, engine, models=needs_models, device=opts.device if on_device else "cpu", pool=pool):
                 failures += r["failures"]
                 count_llm(r)
     elif limit is not None:

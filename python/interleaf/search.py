@@ -96,10 +96,12 @@ def as_vectors(x: Any, dim: int, what: str) -> np.ndarray:
     return a
 
 
-def row_norms(a: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+def row_norms(a: np.ndarray, chunk: int = 65_536, dtype: Any = None) -> np.ndarray:
     """The L2 norm of each row of ``a`` (2-D), by chunks of rows: no full-size temporary (the
-    same values as ``np.linalg.norm(a, axis=1)``)."""
-    return np.concatenate([np.linalg.norm(a[a0 : a0 + chunk], axis=1) for a0 in range(0, len(a), chunk)] or [np.zeros(0, a.dtype)])
+    same values as ``np.linalg.norm(a, axis=1)``); ``dtype``: computed in that type (float64:
+    no overflow for float32 rows near 1e20)."""
+    dt = np.dtype(dtype) if dtype is not None else a.dtype
+    return np.concatenate([np.linalg.norm(a[a0 : a0 + chunk].astype(dt, copy=False), axis=1) for a0 in range(0, len(a), chunk)] or [np.zeros(0, dt)])
 
 
 def _normalise(a: np.ndarray, chunk: int = 65_536) -> np.ndarray:

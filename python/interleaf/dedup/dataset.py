@@ -243,8 +243,14 @@ def semantic_clusters(emb: np.ndarray, total: int, *, eps: float = 0.01, n_clust
                 break
             target = nxt
         reps[ok] = ok[target]
-        unit = emb[ok] / np.linalg.norm(emb[ok], axis=1, keepdims=True)
-        score[ok] = np.where(dup >= 0, np.einsum("ij,ij->i", unit, unit[target]).clip(-1.0, 1.0), 1.0)
+        # The cosine of each duplicate with its kept item, in float64 (float32 norms of rows
+        # near 1e20 overflow), for the duplicates' rows only (no copy of every embedding).
+        score[ok] = 1.0
+        d = np.flatnonzero(dup >= 0)
+        if len(d):
+            x, y = emb[ok[d]].astype(np.float64), emb[ok[target[d]]].astype(np.float64)
+            cos = np.einsum("ij,ij->i", x, y) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1))
+            score[ok[d]] = cos.clip(-1.0, 1.0)
         stats["clusters"] = int(table.get_column("cluster").n_unique())
     return reps, score, stats
 

@@ -141,13 +141,23 @@ def semantic(
     x = as_vectors(a, a.shape[1], "embeddings")
     # Row norms by chunks (no full-size temporary); each cluster's rows are normalised when
     # gathered, so the embeddings are never copied whole (the same float32 quotients as x / norms).
-    norms = row_norms(x)
-    zero = np.flatnonzero(norms == 0)
+    # The norms in float64 (float32 ones overflow near 1e20 and underflow near 1e-23); the rows
+    # are divided by their float32 norm as before, except where it is not a number float32
+    # holds, which are divided in float64.
+    norms64 = row_norms(x, dtype=np.float64)
+    zero = np.flatnonzero(norms64 == 0)
     if len(zero):
         raise ValueError(f"embeddings has zero rows: {', '.join(str(i) for i in zero[:10])}")
+    with np.errstate(over="ignore", under="ignore"):
+        norms = norms64.astype(np.float32)
+    odd = (norms == 0) | ~np.isfinite(norms)
 
     def unit(idx: np.ndarray) -> np.ndarray:
-        return x[idx] / norms[idx, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = x[idx] / norms[idx, None]
+        if odd.any() and (bad := np.flatnonzero(odd[idx])).size:
+            u[bad] = (x[idx[bad]].astype(np.float64) / norms64[idx[bad], None]).astype(np.float32)
+        return u
     n = len(x)
     eps = float_arg("eps", eps, 0.0, 1.0)
     int_arg("n_clusters", n_clusters, 1, 1 << 24, optional=True)

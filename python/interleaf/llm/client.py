@@ -243,7 +243,7 @@ def _check_base_url(url: str) -> None:
     except ValueError:  # e.g. an unclosed IPv6 bracket: the error is the SDK's to give
         credentials = "@" in url.split("//", 1)[-1].split("/", 1)[0]
     if credentials:
-        raise ValueError("base_url must not hold credentials (user:password@host): give the key as api_key (--api-key, or INTERLEAF_LLM_API_KEY) and the URL without them")
+        raise ValueError("base_url must not hold credentials (user:password@host): give the URL without them and the key as the API key (api_key; the commands' --api-key or INTERLEAF_LLM_API_KEY; interleaf run: the variable --llm-api-key-env names)")
 
 
 def _env(name: str) -> str | None:

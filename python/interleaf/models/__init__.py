@@ -207,7 +207,8 @@ def list_models(root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     if not root.is_dir():
         return rows
-    for p in sorted(x for x in root.iterdir() if x.is_dir() or (x.suffix in (".bin", ".ftz") and x.is_file())):
+    # Files: the fastText ones (a stray weights.bin is no model of ours and not listed).
+    for p in sorted(x for x in root.iterdir() if x.is_dir() or (x.suffix in (".bin", ".ftz") and x.is_file() and is_fasttext(x))):
         try:
             kind = describe_fasttext(p)["kind"] if is_fasttext(p) else ModelDirectory(p).kind
             rows.append({"name": p.name, "kind": kind, "path": str(p), "error": None})

@@ -157,7 +157,7 @@ def _check_layout(path: Path) -> dict:
         r.skip(8, "arguments")  # the sampling threshold t, a double
         if a["model"] != _SUPERVISED or a["loss"] not in _LOSSES:
             raise bad(f"it is not a supervised (classifier) model (model {a['model']}, loss {a['loss']})")
-        if not 1 <= a["dim"] <= 100_000 or not 1 <= a["word_ngrams"] <= 32 or not 0 <= a["minn"] <= a["maxn"] <= 32 or a["bucket"] < 0:
+        if not 1 <= a["dim"] <= 100_000 or not 1 <= a["word_ngrams"] <= 32 or not (0 <= a["minn"] <= 32 and 0 <= a["maxn"] <= 32 and (a["maxn"] == 0 or a["minn"] <= a["maxn"])) or a["bucket"] < 0:
             raise bad(f"arguments out of range (dim {a['dim']}, wordNgrams {a['word_ngrams']}, minn {a['minn']}, maxn {a['maxn']}, bucket {a['bucket']})")
         if a["bucket"] == 0 and (a["maxn"] > 0 or a["word_ngrams"] > 1):
             raise bad("it hashes character or word n-grams into 0 buckets")

@@ -37,7 +37,11 @@ Refine = Callable[[list[_V], list[str], list[Any]], Sequence[_V | None | BaseExc
 
 #: Answers that say there is nothing to improve, in the words models use for InterSyn's "none"
 #: (after the trim of :func:`is_none`, lower-cased).
-_NO_SUGGESTION = re.compile(r"none|n/?a|nil|null|nothing(?: to (?:change|improve|fix))?|no(?: further)? (?:changes?|suggestions?|improvements?|issues?)(?: (?:is |are )?(?:needed|necessary|required))?")
+_NO_SUGGESTION = re.compile(
+    r"no|none(?: (?:needed|required|necessary))?|n/?a|n\.a|not applicable|nil|null"
+    r"|nothing(?: (?:to (?:change|improve|fix)|needed))?"
+    r"|no(?: further)? (?:changes?|suggestions?|improvements?|issues?|problems?)(?: (?:(?:is|are|were) )?(?:found|needed|necessary|required))?"
+)
 
 
 def is_none(suggestion: str | None) -> bool:

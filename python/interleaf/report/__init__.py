@@ -173,15 +173,18 @@ def _column_histogram(
     return _histogram_svg(counts, edges, threshold), n, (failing, of) if rule is not None else None
 
 
-def _value_counts(out: Path, signal: str, column: str, shards: list[Any], top: int = 12) -> str:
-    """A table of a text column's commonest values over every shard (one shard read at a
-    time), with their share of the rows; null is shown as "(none)"."""
+def _value_counts(out: Path, signal: str, column: str, shards: list[Any], top: int = 12, most: int = 10_000) -> str:
+    """A table of a label column's commonest values over every shard (one shard read at a
+    time), with their share of the rows; null is shown as "(none)". A column of more than
+    ``most`` distinct values is no label column: counting stops there (memory stays bounded)."""
     counts: dict[str | None, int] = {}
     for s in shards:
         f = out / "attributes" / signal / f"{s.name}.parquet"
         if f.exists():
             for v, n in pl.read_parquet(f, columns=[column]).get_column(column).value_counts().iter_rows():
                 counts[v] = counts.get(v, 0) + n
+            if len(counts) > most:
+                return f'<p class="muted">over {most:,} distinct values: not tabulated</p>'
     total = sum(counts.values())
     if not total:
         return '<p class="muted">no values</p>'
@@ -314,12 +317,15 @@ def render(out: Path, plan: Any, shards: list[Any], summary: dict[str, Any], rea
             col = f.column if f.top_fraction is not None else next((c for c in roots if plan.column_dtypes.get(c) is not None and (plan.column_dtypes[c].is_numeric() or plan.column_dtypes[c] == pl.Boolean())), None)
             sig = plan.node_columns.get(col) or plan.doc_columns.get(col) if col else None
             if not col or not sig:
-                # A rule on a text column only (``language_lang = 'en'``): its commonest values.
-                text_col = next((c for c in roots if plan.column_dtypes.get(c) == pl.String() and (plan.node_columns.get(c) or plan.doc_columns.get(c))), None)
-                if text_col is not None and f.expr is not None:
-                    n_docs = dropped_docs.get(name, 0)
-                    head = f"<h3>{_e(name)} <span class=muted>({level} filter: <code>{_e(f.expr)}</code>)</span></h3><p class=muted>{_e(text_col)}: {n_docs:,} document{'s' if n_docs != 1 else ''} dropped here, after the filters before it</p>"
-                    panels.append((head + _value_counts(out, plan.node_columns.get(text_col) or plan.doc_columns[text_col], text_col, shards), ("", ""), [], []))
+                # A rule comparing a label column with values (``language_lang = 'en'``): its
+                # commonest values. Free text (``text_kept_text IS NOT NULL``) gets no table.
+                labels = [c for c in roots if plan.column_dtypes.get(c) == pl.String() and (plan.node_columns.get(c) or plan.doc_columns.get(c)) and f.expr is not None and re.search(rf"\b{re.escape(c)}\s*(?:=|!=|<>|(?:NOT\s+)?IN\b)", f.expr, re.I)]
+                if labels:
+                    n_docs, n_nodes = dropped_docs.get(name, 0), dropped_nodes.get(name, 0)
+                    docs_here = f"{n_docs:,} document{'s' if n_docs != 1 else ''}"
+                    dropped_here = docs_here if level == "doc" else f"{n_nodes:,} node{'s' if n_nodes != 1 else ''} and {docs_here}"
+                    head = f"<h3>{_e(name)} <span class=muted>({level} filter: <code>{_e(f.expr)}</code>)</span></h3><p class=muted>{_e(labels[0])}: {dropped_here} dropped here, after the filters before it</p>"
+                    panels.append((head + _value_counts(out, plan.node_columns.get(labels[0]) or plan.doc_columns[labels[0]], labels[0], shards), ("", ""), [], []))
                 continue
             thr = thresholds.get(name, _threshold_of(f.expr) if f.expr else None)
             # A boolean rule (``image_datacomp_ok``): examples of true (kept) and false (dropped).
