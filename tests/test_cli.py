@@ -317,6 +317,12 @@ def test_signals_command_writes_node_and_document_attributes(tmp_path, sample_di
     assert main(["signals", str(sample_dir / "comm.jsonl"), "--out", str(out), "--signals", "clip", "--quiet"]) == 2
     assert "signal clip needs a model: give --clip DIR" in capsys.readouterr().err
     assert main(["signals", str(sample_dir / "comm.jsonl"), "--out", str(out), "--signals", "bogus", "--quiet"]) == 2
+    # DataComp's caption counts (len(caption.split()), len(caption)) per document.
+    caps = tmp_path / "caps"
+    assert main(["signals", str(sample_dir / "pairs.jsonl"), "--out", str(caps), "--signals", "caption", "--quiet"]) == 0
+    first = json.loads((sample_dir / "pairs.jsonl").read_text(encoding="utf-8").splitlines()[0])["caption"]
+    got = pl.read_parquet(caps / "doc_attrs.parquet").row(0, named=True)
+    assert (got["caption_words"], got["caption_chars"]) == (len(first.split()), len(first))
     # Perplexity per CoMM step text, and on the paragraphs OBELICS keeps.
     lm = CLIP_DIR.parent / "lm-tiny"
     steps = tmp_path / "steps"

@@ -227,7 +227,7 @@ def cmd_image_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-SIGNAL_CHOICES = ("text", "text-doc", "image", "clip", "sequence", "coherence", "perplexity", "perplexity-step", "perplexity-doc", "language", "language-node")
+SIGNAL_CHOICES = ("text", "text-doc", "caption", "image", "clip", "sequence", "coherence", "perplexity", "perplexity-step", "perplexity-doc", "language", "language-node")
 
 
 def build_signals(names: Sequence[str], args: argparse.Namespace) -> list:
@@ -237,6 +237,7 @@ def build_signals(names: Sequence[str], args: argparse.Namespace) -> list:
     make = {
         "text": lambda: sg.TextStats(paragraphs=args.paragraphs, threads=args.threads),
         "text-doc": lambda: sg.TextStats("doc", name="doc_text", paragraphs=args.paragraphs, threads=args.threads),
+        "caption": lambda: sg.CaptionStats("doc"),
         "image": lambda: sg.ImageStats(max_pixels=args.max_pixels, max_bytes=args.max_image_bytes, header_only=args.header_only),
         "clip": lambda: sg.ClipAlignment(args.alignment, threshold=args.threshold, threads=args.threads),
         "sequence": lambda: sg.SequenceConsistency(threads=args.threads),
@@ -598,7 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "signals",
         help="score documents with signals",
-        description="Read sources, compute the chosen signals (OBELICS text statistics, image statistics and size rules, CLIP alignment, CoMM's image-sequence F, text coherence, perplexity, fastText language id) and write OUT/node_attrs.parquet (one row per node) and OUT/doc_attrs.parquet (one row per document).",
+        description="Read sources, compute the chosen signals (OBELICS text statistics, DataComp's caption word and character counts, image statistics and size rules, CLIP alignment, CoMM's image-sequence F, text coherence, perplexity, fastText language id) and write OUT/node_attrs.parquet (one row per node) and OUT/doc_attrs.parquet (one row per document).",
     )
     p.add_argument("paths", nargs="+", help="files, globs, brace ranges or directories")
     p.add_argument("--out", required=True, help="output directory")
