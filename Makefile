@@ -10,7 +10,7 @@ install: nasm
 	$(PYTHON) -m pip install --quiet .
 
 install-test: nasm chromium java
-	@echo "building and installing interleaf with its test extra (the Rust extension, and llama-cpp-python from source: about 20 minutes on 2 cores the first time)"
+	@echo "building and installing interleaf with its test extra (the Rust extension, and llama-cpp-python and kenlm from source: about 22 minutes on 2 cores the first time)"
 	@# llama-cpp-python without its multimodal library (mtmd/llava, about a tenth of the C++ build:
 	@# the LLM tests serve a text model, and llama_cpp loads mtmd only for a multimodal chat format)
 	@# and at -O1 instead of -O3: its build takes 5 minutes instead of 7 on 2 cores, and the tests'

@@ -115,3 +115,29 @@ def ref_text_stats(text, level="paragraph"):
         ref_ratio(text, FLAGGED),
         ref_punctuation(text, 12 if level == "paragraph" else -1),
     )
+
+
+# OBELICS's perplexity: ``compute_perplexity_score`` with ``filtering_utils``'s constants (CCNet's).
+NON_PRINTING_CHARACTERS_RE = re.compile(f"[{''.join(map(chr, list(range(0, 32)) + list(range(127, 160))))}]")
+DIGITS_RE = re.compile(r"\d")
+UNICODE_PUNCTUATION = {
+    "，": ",", "。": ".", "、": ",", "„": '"', "”": '"', "“": '"', "«": '"', "»": '"', "１": '"',
+    "」": '"', "「": '"', "《": '"', "》": '"', "´": "'", "∶": ":", "：": ":", "？": "?", "！": "!",
+    "（": "(", "）": ")", "；": ";", "–": "-", "—": " - ", "．": ". ", "～": "~", "’": "'",
+    "…": "...", "━": "-", "〈": "<", "〉": ">", "【": "[", "】": "]", "％": "%", "►": "-",
+}  # fmt: skip
+
+
+def ref_perplexity(text, sentencepiece_model, kenlm_model):
+    text = NON_PRINTING_CHARACTERS_RE.sub("", text)
+    text = text.strip()
+    if text:
+        text = "".join(c if c not in WHITESPACE else " " for c in text)
+        text = DIGITS_RE.sub("0", text)
+        text = "".join(UNICODE_PUNCTUATION.get(c, c) for c in text)
+    text = " ".join(sentencepiece_model.encode_as_pieces(text))
+    doc_log_score, doc_length = 0, 0
+    for line in text.split("\n"):
+        doc_log_score += kenlm_model.score(line)
+        doc_length += len(line.split()) + 1
+    return round(10.0 ** (-doc_log_score / doc_length), 1)

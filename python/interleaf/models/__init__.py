@@ -1,10 +1,13 @@
 """Neural scorers through ONNX Runtime: CLIP image and text embeddings, sentence embeddings and
-causal-LM perplexity, on CUDA or the CPU; fastText language identification on the CPU.
+causal-LM perplexity, on CUDA or the CPU; fastText language identification and KenLM n-gram
+perplexity (OBELICS's) on the CPU.
 
 A model is a directory in the Hugging Face / Optimum layout (see
 :mod:`interleaf.models.directory`); :func:`load` checks it, tells its kind and returns
 :class:`CLIPModel`, :class:`TextEmbedder` or :class:`CausalLM`; a fastText file
-(``lid.176.bin``) is a :class:`LanguageID` (:mod:`interleaf.models.language_id`). Weights are never fetched at
+(``lid.176.bin``) is a :class:`LanguageID` (:mod:`interleaf.models.language_id`); a KenLM file
+with its SentencePiece model (``en.arpa.bin`` + ``en.sp.model``) is a :class:`KenLM`
+(:mod:`interleaf.models.kenlm`). Weights are never fetched at
 run time: models come from ``interleaf models export`` (transformers, open_clip or
 sentence-transformers weights on disk; needs the ``export`` extra) or ``interleaf models pull``
 (a hub download the user asks for).
@@ -31,6 +34,8 @@ from interleaf.models.causal_lm import CausalLM
 from interleaf.models.clip import CLIPModel
 from interleaf.models.directory import KINDS, ModelDirectory, ModelDirectoryError
 from interleaf.models.image_networks import ImageDistance, ImageFeatures
+from interleaf.models.kenlm import KenLM, is_kenlm
+from interleaf.models.kenlm import describe as describe_kenlm
 from interleaf.models.language_id import LanguageID, is_fasttext
 from interleaf.models.language_id import describe as describe_fasttext
 from interleaf.models.runtime import ProviderWarning, create_session, cuda_available, describe, require_cuda_provider
@@ -44,6 +49,7 @@ __all__ = [
     "CausalLM",
     "ImageDistance",
     "ImageFeatures",
+    "KenLM",
     "LanguageID",
     "ModelDirectoryError",
     "ProviderWarning",
@@ -84,16 +90,19 @@ def resolve(path: str | os.PathLike) -> Path:
 
 def load(path: str | os.PathLike, device: str = "auto", *, kind: str | None = None, threads: int | None = None, precision: str = "auto", io_binding: bool | None = None, batch_size: int | None = None, max_length: int | None = None):
     """Loads a model directory and returns the object for its kind; a fastText model file
-    (or ``kind="language-id"``) gives a :class:`LanguageID`, which runs on the CPU and takes
-    none of the other options.
+    (or ``kind="language-id"``) gives a :class:`LanguageID` and a KenLM model (its file, or a
+    directory holding it and its SentencePiece model; ``kind="kenlm"``) a :class:`KenLM`. Both
+    run on the CPU and take none of the other options but ``threads``.
 
     Args:
-        path: a model directory (or a fastText file), or the name of one under :func:`home`.
+        path: a model directory (or a fastText or KenLM file), or the name of one under
+            :func:`home`.
         device: ``"auto"`` (CUDA when onnxruntime-gpu is installed and the provider really
             starts, else the CPU with a :class:`ProviderWarning` if CUDA failed), ``"cuda"``
             (raise unless CUDA is active) or ``"cpu"``.
         kind: ``"clip"``, ``"text-embedder"``, ``"causal-lm"``, ``"image-features"``,
-            ``"image-distance"`` or ``"language-id"`` to insist on one (default: from the files).
+            ``"image-distance"``, ``"language-id"`` or ``"kenlm"`` to insist on one (default: from
+            the files). ``"causal-lm"`` also takes a KenLM model: both score perplexity.
         threads: CPU threads for ONNX Runtime (default: the cores this process may use).
         precision: ``"auto"`` (``onnx/*_fp16.onnx`` on CUDA when present), ``"fp32"`` or ``"fp16"``.
         io_binding: run through IO binding (default: on CUDA).
@@ -113,6 +122,8 @@ def load(path: str | os.PathLike, device: str = "auto", *, kind: str | None = No
     p = resolve(path)
     if kind == LanguageID.kind or (kind is None and is_fasttext(p)):
         return LanguageID(p)
+    if kind == KenLM.kind or (kind in (None, CausalLM.kind) and is_kenlm(p)):
+        return KenLM(p, threads=threads)
     d = ModelDirectory(p, kind)
     require_cuda_provider(device)
     kw: dict[str, Any] = {"threads": threads, "precision": precision, "io_binding": io_binding}
@@ -177,10 +188,12 @@ def load_shared(path: str | os.PathLike, device: str = "auto", *, kind: str | No
 def info(path: str | os.PathLike) -> dict[str, Any]:
     """What a model directory holds, without running it: kind, files, ONNX inputs and outputs,
     embedding width, context length, fp16 variants; of a fastText language-id file, its path
-    and size."""
+    and size; of a KenLM model, its files and n-gram counts."""
     p = resolve(path)
     if is_fasttext(p):
         return describe_fasttext(p)
+    if is_kenlm(p):
+        return describe_kenlm(p)
     d = ModelDirectory(p)
     m = _CLASSES[d.kind](d, "cpu")  # reads configs and tokenizer; no graph is loaded
     cfg = d.config
@@ -200,7 +213,7 @@ def info(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def list_models(root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """The model directories (and fastText ``.bin``/``.ftz`` files) directly under ``root``
+    """The model directories (and fastText ``.bin``/``.ftz`` and KenLM files) directly under ``root``
     (default :func:`home`): name, kind, path; one that is not a valid model is listed with its
     error."""
     root = Path(root) if root is not None else home()
@@ -208,9 +221,9 @@ def list_models(root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     if not root.is_dir():
         return rows
     # Files: the fastText ones (a stray weights.bin is no model of ours and not listed).
-    for p in sorted(x for x in root.iterdir() if x.is_dir() or (x.suffix in (".bin", ".ftz") and x.is_file() and is_fasttext(x))):
+    for p in sorted(x for x in root.iterdir() if x.is_dir() or (x.is_file() and (is_fasttext(x) or is_kenlm(x)))):
         try:
-            kind = describe_fasttext(p)["kind"] if is_fasttext(p) else ModelDirectory(p).kind
+            kind = describe_fasttext(p)["kind"] if is_fasttext(p) else describe_kenlm(p)["kind"] if is_kenlm(p) else ModelDirectory(p).kind
             rows.append({"name": p.name, "kind": kind, "path": str(p), "error": None})
         except (ModelDirectoryError, FileNotFoundError, ValueError) as e:
             rows.append({"name": p.name, "kind": None, "path": str(p), "error": str(e)})

@@ -8,6 +8,7 @@ import polars as pl
 from interleaf import schema as S
 from interleaf._checks import choice_arg
 from interleaf.signals.base import DOC_KEYS, NODE_KEYS, as_offsets, group_rows, node_errors, sorted_docs, step_texts
+from interleaf.signals.text import document_texts
 
 #: OBELICS's document perplexity limit (its KenLM model; a neural LM's scale differs: set the
 #: threshold for the model used).
@@ -35,8 +36,9 @@ def document_perplexity(nll, tokens, offsets) -> np.ndarray:
 
 
 class Perplexity:
-    """Perplexity from the :class:`Context`'s causal language model
-    (:meth:`interleaf.models.CausalLM.perplexity`).
+    """Perplexity from the :class:`Context`'s language model: a causal LM
+    (:meth:`interleaf.models.CausalLM.perplexity`) or a KenLM n-gram model
+    (:meth:`interleaf.models.KenLM.perplexity`).
 
     ``level="node"``: one row per text node: ``<name>_perplexity`` (``exp`` of the mean
     negative log-likelihood per token), ``<name>_tokens`` (tokens scored), ``<name>_ok``
@@ -46,8 +48,12 @@ class Perplexity:
     every text node of the step, so a node filter keeps or drops a step's text whole; text
     outside the steps (a title) and documents without steps are scored per node.
     ``level="doc"``: per document, the token-weighted perplexity of its text nodes,
-    ``exp(sum(nll * tokens) / sum(tokens))``, with the same columns.
-    ``max_perplexity`` defaults to OBELICS's 1500 (a KenLM number: calibrate it for your model).
+    ``exp(sum(nll * tokens) / sum(tokens))``, with the same columns; with a KenLM model
+    (:class:`interleaf.models.KenLM`, OBELICS's kind), the perplexity of the document's text as
+    OBELICS computes it: its non-empty text nodes joined by ``"\\n\\n"``, scored as one text,
+    rounded to one decimal (``<name>_tokens``: the SentencePiece pieces + 1).
+    ``max_perplexity`` defaults to OBELICS's 1500 (a KenLM number, for OBELICS's Wikipedia
+    model: calibrate it for any other model).
     ``paragraphs=True`` scores each text node's paragraphs that survive OBELICS's node-level
     filter (:func:`interleaf.signals.obelics_paragraphs`, shared with the text signals through
     the :class:`Context`), as OBELICS scores the document text left after that filter; a node
@@ -74,6 +80,8 @@ class Perplexity:
         return {f"{n}_perplexity": pl.Float64(), f"{n}_tokens": pl.Int64(), f"{n}_ok": pl.Boolean(), f"{n}_error": S.ERROR_DTYPE}
 
     def compute(self, batch: pl.DataFrame, ctx) -> pl.DataFrame:
+        if self.unit == "doc" and getattr(ctx.model("lm", f"signal {self.name}"), "kind", None) == "kenlm":
+            return self._document_texts(batch, ctx)
         if self.unit == "step":
             t = self._steps(batch, ctx)
         else:
@@ -103,6 +111,24 @@ class Perplexity:
             pl.Series(f"{n}_tokens", scored, dtype=pl.Int64), (pl.col(f"{n}_perplexity") <= self.max_perplexity).alias(f"{n}_ok"), S.error_column(err, f"{n}_error")
         )
         return pl.concat([docs.select(DOC_KEYS), res], how="horizontal")
+
+    def _document_texts(self, batch: pl.DataFrame, ctx) -> pl.DataFrame:
+        """OBELICS's document perplexity with a KenLM model: the document's text (its
+        non-empty text nodes, or their surviving paragraphs, joined by ``"\\n\\n"``) scored as
+        one text, as ``compute_perplexity_score`` scores it."""
+        n = self.name
+        texts = batch.with_row_index("_row").filter(pl.col(S.KIND) == S.TEXT_KIND)
+        if self.paragraphs:
+            texts = texts.with_columns(ctx.obelics_paragraphs(batch).get_column("text").alias(S.TEXT))
+        docs = document_texts(batch, texts)
+        t = ctx.model("lm", f"signal {n}").perplexity(docs.get_column(S.TEXT), batch_size=ctx.batch_size)
+        out = t.select(
+            pl.col("perplexity").alias(f"{n}_perplexity"),
+            pl.col("tokens").cast(pl.Int64).alias(f"{n}_tokens"),
+            (pl.col("perplexity") <= self.max_perplexity).alias(f"{n}_ok"),
+            pl.col(S.ERROR).alias(f"{n}_error"),
+        )
+        return pl.concat([docs.select(DOC_KEYS), out], how="horizontal")
 
     def _steps(self, batch: pl.DataFrame, ctx) -> pl.DataFrame:
         """The perplexity of each step text, one row per text node of the step (``row``, the
