@@ -113,6 +113,7 @@ fixtures:
 	$(PYTHON) -m pip install --quiet ".[fixtures]"
 	$(PYTHON) scripts/make_test_models.py
 	$(PYTHON) scripts/make_image_networks.py
+	$(PYTHON) scripts/make_tiny_kenlm.py
 
 sample-data:
 	$(PYTHON) scripts/make_sample_data.py
