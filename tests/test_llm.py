@@ -537,7 +537,7 @@ def test_a_batch_that_the_endpoint_refuses_as_a_whole_stops_early(srv, status, r
 
 def test_the_breaker_counts_only_a_run_of_one_endpoint_failure(srv):
     """Errors of single requests (400, 422) never stop a batch; failures of different kinds do
-    not add up to a run; and once the endpoint has answered, nothing stops the batch."""
+    not add up to a run; and once the endpoint has answered, a run of 16 does not stop it."""
     srv.fault = lambda body, attempt: Fault(status=400)
     with client(srv, concurrency=2) as c:
         out = c.chat([f"p{i}" for i in range(40)])
@@ -552,6 +552,20 @@ def test_the_breaker_counts_only_a_run_of_one_endpoint_failure(srv):
     with client(srv, concurrency=1) as c:
         out = c.chat([f"p{i}" for i in range(40)])
     assert len(srv.requests) == 40 and out[0].ok and not any(r.error.startswith("not sent") for r in out[1:])
+
+
+def test_an_endpoint_that_dies_mid_batch_stops_it_after_a_longer_run(srv):
+    """A server that answered and then went away (503 from its proxy, each after its retries):
+    after 64 failures in a row (4 x 16) the rest are not sent, and say a rerun asks again; a
+    request's own error (400) in between starts the count again."""
+    srv.fault = lambda body, attempt: None if int(user_text(body)[1:]) < 10 else Fault(status=400) if user_text(body) == "p40" else Fault(status=503)
+    with client(srv, concurrency=1, max_retries=1) as c:
+        out = c.chat([f"p{i}" for i in range(400)])
+        s = c.last_stats
+    assert all(r.ok for r in out[:10]) and out[40].error.startswith("HTTP 400")
+    stopped = [i for i, r in enumerate(out) if r.error and r.error.startswith("not sent: the endpoint answered, then failed the last 64 requests in a row (HTTP 503")]
+    assert stopped == list(range(41 + 64, 400)), stopped[:3]
+    assert s.sent == 10 + 2 * 30 + 1 + 2 * 64 and len(srv.requests) == s.sent
 
 
 def test_a_timeout_must_be_finite_and_credentials_stay_out_of_the_url(srv):

@@ -128,9 +128,14 @@ class ImageResponse:
 class _Breaker:
     """Stops a batch that its endpoint fails as a whole: once ``limit`` requests in a row have
     failed alike, each after its retries, and none was ever answered, the rest are not sent (a
-    dead endpoint reports in a minute, not after hours of retries). Alike: failing to connect
-    or timing out, or one HTTP status that no request of the batch would escape (401 or 403: the
-    key; 404: the model or the path; 502, 503, 504: a proxy without its upstream)."""
+    dead endpoint reports in a minute, not after hours of retries); once it has answered, after
+    ``AFTER_ANSWERS`` x ``limit`` in a row (a server that died mid-batch; a rerun asks again for
+    what was not answered). Alike: failing to connect or timing out, or one HTTP status that no
+    request of the batch would escape (401 or 403: the key; 404: the model or the path; 502,
+    503, 504: a proxy without its upstream)."""
+
+    #: How many times longer a run of failures must be to stop a batch the endpoint answered.
+    AFTER_ANSWERS = 4
 
     #: The HTTP statuses that say the endpoint, not the request, failed.
     STATUSES = (401, 403, 404, 502, 503, 504)
@@ -154,12 +159,17 @@ class _Breaker:
             self.answered, self.failures = True, 0
             return
         kind = self._kind(error)
-        if self.answered or kind is None:
+        if kind is None:
+            self.failures, self.kind = 0, None  # a request's own error breaks a run
             return
         self.failures = self.failures + 1 if kind == self.kind else 1
         self.kind = kind
-        if self.failures >= self.limit and self.reason is None:
+        if self.reason is not None:
+            return
+        if not self.answered and self.failures >= self.limit:
             self.reason = f"not sent: the endpoint failed the first {self.limit} requests ({error})"
+        elif self.answered and self.failures >= self.AFTER_ANSWERS * self.limit:
+            self.reason = f"not sent: the endpoint answered, then failed the last {self.failures} requests in a row ({error}); a rerun asks again"
 
 
 def _wait(fut: Any) -> Any:
