@@ -7,6 +7,7 @@ import os
 import platform
 import resource
 import subprocess
+import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -142,3 +143,15 @@ def run_quiet(cmd: list[str], env: dict, label: str, args) -> dict:
         print(f"  {label}: other processes used {foreign:.1f} CPU s during the run; rerunning", flush=True)
         time.sleep(args.retry_wait)
     raise AssertionError("unreachable")
+
+
+def alternate(contenders: dict, repeats: int) -> dict[str, list[float]]:
+    """Seconds of each contender (name -> call with no argument) over ``repeats`` rounds, the
+    contenders taking turns within a round so that drift of the machine falls on all alike."""
+    times: dict[str, list[float]] = {k: [] for k in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times

@@ -25,10 +25,9 @@ import json
 import random
 import statistics
 import sys
-import time
 from pathlib import Path
 
-from _common import REPO_ROOT, report_header, versions
+from _common import REPO_ROOT, alternate, report_header, versions
 
 from interleaf.models.kenlm import KenLM
 
@@ -66,13 +65,7 @@ def main() -> None:
         return [ref_perplexity(t, sp, lm) for t in texts]
 
     assert ours.perplexity(texts).get_column("perplexity").to_list() == obelics()
-    contenders = {"obelics": obelics, "interleaf": lambda: ours.perplexity(texts)}
-    times: dict[str, list[float]] = {k: [] for k in contenders}
-    for _ in range(args.repeats):
-        for name, fn in contenders.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
+    times = alternate({"obelics": obelics, "interleaf": lambda: ours.perplexity(texts)}, args.repeats)
     ratio = [a / b for a, b in zip(times["obelics"], times["interleaf"], strict=True)]
     words = sum(len(t.split()) for t in texts)
     result = {

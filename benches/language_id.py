@@ -22,10 +22,9 @@ import argparse
 import json
 import random
 import statistics
-import time
 from pathlib import Path
 
-from _common import report_header, versions
+from _common import alternate, report_header, versions
 
 from interleaf.models.language_id import LanguageID, model_file
 
@@ -86,12 +85,7 @@ def main() -> None:
         "obelics_loop": obelics,
         "interleaf_lowercase": lambda: ours.predict(texts, lowercase=True),
     }
-    times: dict[str, list[float]] = {k: [] for k in contenders}
-    for _ in range(args.repeats):
-        for name, fn in contenders.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
+    times = alternate(contenders, args.repeats)
     ratio = [a / b for a, b in zip(times["datacomp_loop"], times["interleaf"], strict=True)]
     ratio_low = [a / b for a, b in zip(times["obelics_loop"], times["interleaf_lowercase"], strict=True)]
     result = {
