@@ -99,3 +99,46 @@ except BaseException as e:
     got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert got.stdout.strip() in ("interrupted", "returned"), (got.stdout, got.stderr[-2000:])
     assert "panicked" not in got.stderr
+
+
+_LONG_CALLS = {
+    # Rows that all share band 0 but whose signatures agree on 8 of 128 values: every row is
+    # verified against every earlier one and none joins (n^2 / 2 = 2e10 verifications: hours).
+    "lsh": """
+import numpy as np
+from interleaf.dedup.minhash import lsh_clusters
+sigs = np.random.default_rng(0).integers(0, 2**32, (200_000, 128), dtype=np.uint32)
+sigs[:, :8] = 7
+call = lambda: lsh_clusters(sigs, 0.9, bands=1, rows=8, verify="signature")
+""",
+    # Hashes equal in their top 32 bits: every query meets every hash in those ranges' buckets
+    # (5e11 comparisons: many minutes).
+    "hamming": """
+import numpy as np
+from interleaf.dedup.perceptual import hash_clusters
+hashes = np.random.default_rng(0).integers(0, 2**32, 1_000_000, dtype=np.uint64)
+call = lambda: hash_clusters(hashes, 5)
+""",
+}
+
+
+@pytest.mark.parametrize("which", sorted(_LONG_CALLS))
+def test_ctrl_c_stops_a_long_clustering_call(which):
+    """The clustering calls that run for minutes on a large dataset (MinHash LSH, Hamming
+    clusters) stop at Ctrl-C: KeyboardInterrupt comes at once, not when the call would end
+    (here, hours; the subprocess is killed after 120 s if it is not stopped)."""
+    code = (
+        _LONG_CALLS[which]
+        + """
+import os, signal, threading
+threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+try:
+    call()
+    print("returned")
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+    )
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert got.stdout.strip() == "interrupted", (got.stdout, got.stderr[-2000:])
+    assert "panicked" not in got.stderr

@@ -8,7 +8,9 @@
 //! - [`sim`]: per-document cosine matrices, linear assignment, MMC4 assignment, CoMM's F, coherence.
 //! - [`text`]: Python-compatible whitespace, normalisation, shingles.
 //! - [`threads`], [`cpu`]: the process-wide thread policy and the CPU features SIMD paths use.
+//! - [`cancel`]: cooperative cancellation of long computations (Ctrl-C in Python).
 
+pub mod cancel;
 pub mod cpu;
 pub mod doc;
 pub mod error;

@@ -23,6 +23,49 @@ pub(crate) fn on_pool<T: Send>(threads: Option<usize>, f: impl FnOnce() -> T + S
     interleaf_core::threads::install(threads, f).map_err(PyValueError::new_err)
 }
 
+/// [`on_pool`] outside the GIL for a call that may run for minutes, stopped by Ctrl-C: `f` runs
+/// on its own thread while the calling one checks Python's signals every 50 ms; on one, `f` is
+/// cancelled (its loops watch [`interleaf_core::cancel`]), its result discarded and the
+/// signal's exception (KeyboardInterrupt) raised at once instead of when `f` would have ended.
+pub(crate) fn interruptible<T: Send>(py: Python<'_>, threads: Option<usize>, f: impl FnOnce() -> T + Send) -> PyResult<T> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Condvar, Mutex};
+    type Done = (Mutex<bool>, Condvar);
+    /// Marks `f` ended, also when it panics.
+    struct Ended<'a>(&'a Done);
+    impl Drop for Ended<'_> {
+        fn drop(&mut self) {
+            *self.0 .0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            self.0 .1.notify_all();
+        }
+    }
+    let flag = Arc::new(AtomicBool::new(false));
+    let done: Done = (Mutex::new(false), Condvar::new());
+    std::thread::scope(|s| {
+        let worker_flag = flag.clone();
+        let done = &done;
+        let worker = s.spawn(move || {
+            let _ended = Ended(done);
+            interleaf_core::threads::install(threads, move || interleaf_core::cancel::within(worker_flag, f))
+        });
+        let wait = || {
+            let ended = done.0.lock().unwrap_or_else(|e| e.into_inner());
+            *done.1.wait_timeout_while(ended, std::time::Duration::from_millis(50), |e| !*e).unwrap_or_else(|e| e.into_inner()).0
+        };
+        while !py.detach(wait) {
+            if let Err(e) = py.check_signals() {
+                flag.store(true, Ordering::Relaxed);
+                let _ = worker.join();
+                return Err(e);
+            }
+        }
+        match worker.join() {
+            Ok(out) => out.map_err(PyValueError::new_err),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
 /// The digest `f` of each value in hex, as a String Series named like the input (null stays
 /// null). Digests are computed in parallel into one flat vector, then written as hex straight
 /// into the column: no allocation per value; all outside the GIL.
@@ -158,7 +201,7 @@ pub fn lsh_cluster<'py>(
     if verify == "exact" && texts.as_ref().is_none_or(|t| t.len() != nrows) {
         return Err(PyValueError::new_err("verify='exact' needs texts, one per signature row"));
     }
-    let out = py.detach(|| -> PyResult<(Vec<i64>, u64, u64)> {
+    let out = interruptible(py, None, || -> PyResult<(Vec<i64>, u64, u64)> {
         let sets = match (&texts, verify) {
             (Some(t), "exact") => shingle_sets(t, n, unit),
             _ => Vec::new(),
@@ -171,7 +214,7 @@ pub fn lsh_cluster<'py>(
         };
         let (reps, candidates, joined) = representatives(sigs, k, bands, rows, &v, rank.as_deref());
         Ok((reps.into_iter().map(i64::from).collect(), candidates, joined))
-    })?;
+    })??;
     Ok((out.0.into_pyarray(py), out.1, out.2))
 }
 
@@ -195,7 +238,7 @@ pub fn hamming_pairs<'py>(
     threads: Option<usize>,
 ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>)> {
     let hashes = u64_hashes(&hashes, radius)?;
-    let (pairs, reps) = py.detach(|| on_pool(threads, || interleaf_core::hash::neardup::pairs_and_clusters(&hashes, radius)))?;
+    let (pairs, reps) = interruptible(py, threads, || interleaf_core::hash::neardup::pairs_and_clusters(&hashes, radius))?;
     let i: Vec<i64> = pairs.iter().map(|p| p.0 as i64).collect();
     let j: Vec<i64> = pairs.iter().map(|p| p.1 as i64).collect();
     let d: Vec<i64> = pairs.iter().map(|p| p.2 as i64).collect();
@@ -209,7 +252,7 @@ pub fn hamming_pairs<'py>(
 #[pyo3(signature = (hashes, radius, threads=None))]
 pub fn hamming_clusters<'py>(py: Python<'py>, hashes: PySeries, radius: u32, threads: Option<usize>) -> PyResult<(Bound<'py, PyArray1<i64>>, u64)> {
     let hashes = u64_hashes(&hashes, radius)?;
-    let (reps, pairs) = py.detach(|| on_pool(threads, || interleaf_core::hash::neardup::clusters_within(&hashes, radius)))?;
+    let (reps, pairs) = interruptible(py, threads, || interleaf_core::hash::neardup::clusters_within(&hashes, radius))?;
     Ok((reps.into_iter().map(i64::from).collect::<Vec<_>>().into_pyarray(py), pairs))
 }
 
@@ -248,7 +291,7 @@ impl PyHammingIndex {
             )));
         }
         let queries = u64_hashes(&queries, radius)?;
-        let found = py.detach(|| on_pool(threads, || self.0.search_all(&queries, radius)))?;
+        let found = interruptible(py, threads, || self.0.search_all(&queries, radius))?;
         let q: Vec<i64> = found.iter().map(|p| p.0 as i64).collect();
         let i: Vec<i64> = found.iter().map(|p| p.1 as i64).collect();
         let d: Vec<i64> = found.iter().map(|p| p.2 as i64).collect();

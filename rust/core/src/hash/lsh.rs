@@ -122,7 +122,11 @@ pub fn cluster(sigs: &[u32], num_perm: usize, bands: usize, rows: usize, verify:
     let mut uf = UnionFind::new(n);
     let (mut candidates, mut joined) = (0u64, 0u64);
     let row_of = |i: usize| &sigs[i * num_perm..(i + 1) * num_perm];
+    let check = crate::cancel::Check::current();
     for band in 0..bands {
+        if check.cancelled() {
+            break; // incomplete: the caller that cancelled discards it
+        }
         let span = band * rows..(band + 1) * rows;
         // bucket key -> its members so far, in groups that each lie in one component (rows
         // only ever join, so a group stays in one): without verification only the first member
@@ -132,6 +136,9 @@ pub fn cluster(sigs: &[u32], num_perm: usize, bands: usize, rows: usize, verify:
         // passes, which is what checking every member gives.
         let mut buckets: HashMap<&[u32], Vec<Vec<u32>>> = HashMap::with_capacity(n);
         for i in 0..n {
+            if check.cancelled() {
+                break; // one load per row: a row's verification can walk the whole bucket
+            }
             let key = &row_of(i)[span.clone()];
             let groups = buckets.entry(key).or_default();
             let i32_ = i as u32;

@@ -254,12 +254,16 @@ impl HammingIndex {
     fn join(&self, queries: &[Option<u64>], radius: u32, keep: impl Fn(u32, u32) -> bool + Sync) -> Vec<(u32, u32, u32)> {
         use rayon::prelude::*;
         let chunk = (queries.len() / (rayon::current_num_threads() * 16)).clamp(64, 65_536);
+        let check = crate::cancel::Check::current();
         let parts: Vec<Vec<(u32, u32, u32)>> = queries
             .par_chunks(chunk)
             .enumerate()
             .map(|(c, qs)| {
                 let mut out = Vec::new();
                 for (o, q) in qs.iter().enumerate() {
+                    if check.cancelled() {
+                        break; // incomplete: the caller that cancelled discards it
+                    }
                     let Some(q) = *q else { continue };
                     let qi = (c * chunk + o) as u32;
                     let start = out.len();
