@@ -95,13 +95,54 @@ def test_normalisation_is_obelicss():
     assert normalize("a—b．c") == "a - b. c"
 
 
-def test_blank_null_and_bad_texts_fail_only_their_record():
-    """OBELICS would score an empty text (``</s>`` alone); here it has no perplexity and says
-    why, as the causal LM's perplexity does."""
-    got = KenLM(ARPA).perplexity(["The boat sails.", "", "   ", None, "\x00\x01", "caf\udce9", 42])  # type: ignore[list-item]
-    assert got.get_column("perplexity").to_list()[0] > 0
-    assert got.get_column("perplexity").to_list()[1:] == [None] * 6
-    assert [e and e["kind"] for e in got.get_column("error").to_list()] == [None, "missing_text", "missing_text", "missing_text", "missing_text", "bad_argument", "bad_argument"]
+def test_blank_texts_score_as_obelics_and_bad_values_fail_only_their_record(reference):
+    """A blank text, or one that normalisation leaves empty, scores as OBELICS scores it
+    (``</s>`` alone); a null or a value that is not a valid text has no perplexity and says
+    why."""
+    sp, lm = reference
+    blank = ["", "   ", "\u2028", "\x00\x07", "\u3000"]
+    got = KenLM(ARPA).perplexity(["The boat sails.", *blank, None, "caf\udce9", 42])  # type: ignore[list-item]
+    assert got.get_column("perplexity").to_list()[:6] == [ref_perplexity(t, sp, lm) for t in ["The boat sails.", *blank]]
+    assert got.get_column("perplexity").to_list()[6:] == [None] * 3
+    assert [e and e["kind"] for e in got.get_column("error").to_list()] == [None] * 6 + ["missing_text", "bad_argument", "bad_argument"]
+
+
+def test_a_perplexity_past_a_floats_range_is_inf_for_its_record_only(tmp_path):
+    """A model whose <unk> is given log10 probability -20000: 10 ** 20000 overflows a float
+    (OBELICS's code raises there); that text's perplexity is inf, the others are scored."""
+    arpa = ARPA.read_text(encoding="utf-8")
+    line = next(x for x in arpa.splitlines() if x.endswith("\t<unk>"))
+    (tmp_path / "en.arpa").write_text(arpa.replace(line, "-20000\t<unk>"), encoding="utf-8")
+    shutil.copy(TOKENIZER, tmp_path / "en.sp.model")
+    got = KenLM(tmp_path / "en.arpa").perplexity(["The boat sails.", "東"])
+    assert got.get_column("perplexity")[0] < 1000 and got.get_column("perplexity")[1] == float("inf")
+    assert got.get_column("error").null_count() == 2
+
+
+def test_arguments_are_checked_and_long_texts_come_in_chunks(reference, monkeypatch):
+    import interleaf.models.kenlm as km
+
+    with pytest.raises(ValueError, match="batch_size"):
+        KenLM(ARPA).perplexity(["a"], batch_size=-1)
+    with pytest.raises(ValueError, match="threads"):
+        KenLM(ARPA, threads=-3)
+    sp, lm = reference
+    monkeypatch.setattr(km, "_CHUNK_CHARS", 100)  # a chunk per long text: same values
+    got = KenLM(ARPA).perplexity(TEXTS, batch_size=3)
+    assert got.get_column("perplexity").to_list() == [ref_perplexity(t, sp, lm) for t in TEXTS]
+
+
+def test_a_new_tokenizer_beside_the_file_is_a_new_model(tmp_path):
+    """load_shared (a worker's model cache) keys a KenLM file by its tokenizer too: replacing
+    en.sp.model gives the new values, not the cached model's."""
+    shutil.copy(BINARY, tmp_path / "en.arpa.bin")
+    shutil.copy(TOKENIZER, tmp_path / "en.sp.model")
+    first = models.load_shared(tmp_path / "en.arpa.bin")
+    assert models.load_shared(tmp_path / "en.arpa.bin") is first
+    import os
+
+    os.utime(tmp_path / "en.sp.model", ns=(1, 1))
+    assert models.load_shared(tmp_path / "en.arpa.bin") is not first
 
 
 def test_model_files_pairing_and_errors(tmp_path):

@@ -36,6 +36,7 @@ from interleaf.models.directory import KINDS, ModelDirectory, ModelDirectoryErro
 from interleaf.models.image_networks import ImageDistance, ImageFeatures
 from interleaf.models.kenlm import KenLM, is_kenlm
 from interleaf.models.kenlm import describe as describe_kenlm
+from interleaf.models.kenlm import model_files as model_files_kenlm
 from interleaf.models.language_id import LanguageID, is_fasttext
 from interleaf.models.language_id import describe as describe_fasttext
 from interleaf.models.runtime import ProviderWarning, create_session, cuda_available, describe, require_cuda_provider
@@ -165,13 +166,22 @@ def _file_stamp(path: Path) -> tuple[int, int] | None:
     return (st.st_size, st.st_mtime_ns)
 
 
+def _kenlm_files(path: Path) -> tuple[Path, ...]:
+    try:
+        return model_files_kenlm(path)
+    except (OSError, ValueError):  # the load names what is wrong
+        return ()
+
+
 def load_shared(path: str | os.PathLike, device: str = "auto", *, kind: str | None = None, threads: int | None = None) -> Any:
     """:func:`load`, but each (directory, files' sizes and times, device, kind, threads) is
     loaded once per process and the same object returned after that, so a worker scoring many
     shards loads its models once. Keeps the :data:`SHARED_MODELS` most recently used; a model
     object's counters (``stats``) are then shared by its users."""
     d = resolve(path)
-    key = (str(d.resolve()), _stamp(d) if d.is_dir() else _file_stamp(d), device, kind, threads)
+    # A KenLM file is read with the tokenizer beside it: both are the model.
+    files = tuple(_file_stamp(f) for f in _kenlm_files(d)) if d.is_file() and is_kenlm(d) else None
+    key = (str(d.resolve()), _stamp(d) if d.is_dir() else files or _file_stamp(d), device, kind, threads)
     with _SHARED_LOCK:
         if key in _SHARED:
             _SHARED.move_to_end(key)

@@ -52,6 +52,18 @@ _TRANSLATE = str.maketrans(dict.fromkeys(_WHITESPACE, " "))
 _PUNCT_TRANSLATE = str.maketrans(_UNICODE_PUNCTUATION)
 
 
+#: Characters of text tokenised per SentencePiece call at most (about 2 MiB of ASCII).
+_CHUNK_CHARS = 2 << 20
+
+
+def _rounded_power(exponent: float) -> float:
+    """``round(10 ** exponent, 1)``, OBELICS's value; ``inf`` where it passes a float's range."""
+    try:
+        return round(10.0**exponent, 1)
+    except OverflowError:
+        return math.inf
+
+
 def normalize(text: str) -> str:
     """OBELICS's normalisation of a text before its perplexity (``normalization`` with
     ``remove_non_printing_characters``, ``strip``, ``standardize_whitespace``,
@@ -134,8 +146,8 @@ def model_files(path: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def describe(path: str | os.PathLike) -> dict:
-    """The files of a KenLM model and its n-gram counts (from the ARPA header, or the binary
-    form's), without loading it."""
+    """The files of a KenLM model, its form (ARPA or binary) and, of an ARPA file, its order and
+    n-gram counts (from its header), without loading it."""
     lm, sp = model_files(path)
     out: dict = {"path": str(lm), "kind": KenLM.kind, "format": "binary" if _head(lm, len(BINARY_MAGIC)) == BINARY_MAGIC else "arpa", "tokenizer": str(sp), "bytes": lm.stat().st_size}
     if out["format"] == "arpa":
@@ -171,6 +183,9 @@ class KenLM:
     kind = "kenlm"
 
     def __init__(self, path: str | os.PathLike, *, threads: int | None = None):
+        from interleaf._checks import int_arg
+
+        int_arg("threads", threads, 1, 512, optional=True)
         self.path, self.tokenizer_path = model_files(path)
         kenlm, spm = _packages()
         self.threads = threads or len(os.sched_getaffinity(0))
@@ -190,56 +205,46 @@ class KenLM:
     def perplexity(self, texts: Sequence[str | None] | pl.Series, *, batch_size: int | None = None) -> pl.DataFrame:
         """OBELICS's perplexity of each text (see the module docstring), one row per text.
 
-        Columns: ``perplexity`` (rounded to one decimal, as OBELICS compares it), ``nll`` (the
-        unrounded ``-ln`` probability per token, nats), ``tokens`` (pieces + 1 per line: the
-        tokens KenLM scored, ``</s>`` included), ``truncated`` (always false: an n-gram model
-        reads any length) and ``error`` (``missing_text`` for a null or blank text, or one that
-        normalisation leaves empty; ``bad_argument`` for one that is not a valid text).
-        ``batch_size``: texts tokenised per SentencePiece call (default 256).
+        Columns: ``perplexity`` (rounded to one decimal, as OBELICS compares it; ``inf`` past
+        a float's range), ``nll`` (the unrounded ``-ln`` probability per token, nats),
+        ``tokens`` (pieces + 1 per line: the tokens KenLM scored, ``</s>`` included),
+        ``truncated`` (always false: an n-gram model reads any length) and ``error``
+        (``missing_text`` for a null; ``bad_argument`` for a value that is not a valid text).
+        A blank text, or one that normalisation leaves empty, scores as OBELICS scores it:
+        ``</s>`` alone. ``batch_size``: texts tokenised per SentencePiece call (default 256;
+        fewer when they pass 2 MiB, so long documents do not pile up).
         """
+        from interleaf._checks import int_arg
+
+        bs = int_arg("batch_size", batch_size, 1, 1 << 20, optional=True) or 256
         values = texts.to_list() if isinstance(texts, pl.Series) else list(texts)
         n = len(values)
         exponent = np.full(n, np.nan)  # -sum(log10 score) / sum(tokens)
         tokens = np.zeros(n, dtype=np.int64)
         errors: list[dict[str, str] | None] = [None] * n
         todo: list[int] = []
-        normed: list[str] = []
+        size = 0
         for i, t in enumerate(values):
-            if t is not None and not isinstance(t, str):
+            if t is None:
+                errors[i] = S.record_error("missing_text", "the text is null")
+                continue
+            if not isinstance(t, str):
                 errors[i] = S.record_error("bad_argument", f"not a text: {type(t).__name__}")
                 continue
-            if t is None or not t.strip():
-                errors[i] = S.record_error("missing_text", "the text is null" if t is None else "the text is blank")
-                continue
-            text = normalize(t)
-            if not text:
-                errors[i] = S.record_error("missing_text", "the text has only non-printing characters")
-                continue
             try:
-                text.encode("utf-8")
+                t.encode("utf-8")
             except UnicodeEncodeError as e:  # a lone surrogate: this record only
                 errors[i] = S.record_error("bad_argument", f"the text is not valid Unicode: {e}")
                 continue
             todo.append(i)
-            normed.append(text)
-        bs = batch_size or 256
-        lm, sp, vocab, unk = self._lm, self._sp, self._vocab, self._unk
-        for b0 in range(0, len(todo), bs):
-            part = normed[b0 : b0 + bs]
-            # Ids, then their pieces from the vocabulary (faster than SentencePiece's strings);
-            # a text with an unknown piece is asked for its strings, which give the unknown
-            # text itself rather than <unk>, as OBELICS's encode_as_pieces does.
-            ids = sp.encode(part, out_type=int, num_threads=self.threads)
-            for k, (i, row) in enumerate(zip(todo[b0 : b0 + bs], ids)):
-                joined = " ".join(sp.encode(part[k], out_type=str)) if unk in row else " ".join([vocab[t] for t in row])
-                score, length = 0.0, 0
-                for line in joined.split("\n"):
-                    score += lm.score(line)
-                    length += len(line.split()) + 1
-                exponent[i] = -score / length
-                tokens[i] = length
+            size += len(t)
+            if len(todo) >= bs or size >= _CHUNK_CHARS:
+                self._score([str(values[k]) for k in todo], todo, exponent, tokens)
+                todo, size = [], 0
+        if todo:
+            self._score([str(values[k]) for k in todo], todo, exponent, tokens)
         self.stats["texts"] += n
-        ppl = [None if math.isnan(v) else round(10.0**v, 1) for v in exponent.tolist()]
+        ppl = [None if math.isnan(v) else _rounded_power(v) for v in exponent.tolist()]
         return pl.DataFrame(
             {
                 "perplexity": pl.Series(ppl, dtype=pl.Float64),
@@ -249,6 +254,23 @@ class KenLM:
                 S.ERROR: S.error_column(errors),
             }
         )
+
+    def _score(self, texts: list[str], rows: list[int], exponent: np.ndarray, tokens: np.ndarray) -> None:
+        """Scores one chunk of texts into ``exponent`` and ``tokens`` at ``rows``."""
+        lm, sp, vocab, unk = self._lm, self._sp, self._vocab, self._unk
+        normed = [normalize(t) for t in texts]
+        # Ids, then their pieces from the vocabulary (faster than SentencePiece's strings); a
+        # text with an unknown piece is asked for its strings, which give the unknown text
+        # itself rather than <unk>, as OBELICS's encode_as_pieces does.
+        ids = sp.encode(normed, out_type=int, num_threads=self.threads)
+        for k, (i, row) in enumerate(zip(rows, ids)):
+            joined = " ".join(sp.encode(normed[k], out_type=str)) if unk in row else " ".join([vocab[t] for t in row])
+            score, length = 0.0, 0
+            for line in joined.split("\n"):
+                score += lm.score(line)
+                length += len(line.split()) + 1
+            exponent[i] = -score / length
+            tokens[i] = length
 
     def __repr__(self) -> str:
         return f"KenLM({str(self.path)!r}, tokenizer={str(self.tokenizer_path)!r})"

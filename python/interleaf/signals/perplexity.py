@@ -51,7 +51,8 @@ class Perplexity:
     ``exp(sum(nll * tokens) / sum(tokens))``, with the same columns; with a KenLM model
     (:class:`interleaf.models.KenLM`, OBELICS's kind), the perplexity of the document's text as
     OBELICS computes it: its non-empty text nodes joined by ``"\\n\\n"``, scored as one text,
-    rounded to one decimal (``<name>_tokens``: the SentencePiece pieces + 1).
+    rounded to one decimal (``<name>_tokens``: the SentencePiece pieces + 1); a document
+    without text is ``missing_text``.
     ``max_perplexity`` defaults to OBELICS's 1500 (a KenLM number, for OBELICS's Wikipedia
     model: calibrate it for any other model).
     ``paragraphs=True`` scores each text node's paragraphs that survive OBELICS's node-level
@@ -121,7 +122,12 @@ class Perplexity:
         if self.paragraphs:
             texts = texts.with_columns(ctx.obelics_paragraphs(batch).get_column("text").alias(S.TEXT))
         docs = document_texts(batch, texts)
-        t = ctx.model("lm", f"signal {n}").perplexity(docs.get_column(S.TEXT), batch_size=ctx.batch_size)
+        # A document without text (none, or none left by the paragraph filter) is not scored:
+        # KenLM would give "</s>" alone a value.
+        empty = pl.col(S.TEXT).str.len_bytes() == 0
+        t = ctx.model("lm", f"signal {n}").perplexity(docs.select(pl.when(~empty).then(pl.col(S.TEXT))).to_series(), batch_size=ctx.batch_size)
+        none = S.record_error("missing_text", "the document has no text" + (" left after OBELICS's paragraph filter" if self.paragraphs else ""))
+        t = t.with_columns(pl.when(docs.select(empty).to_series()).then(pl.lit(none, dtype=S.ERROR_DTYPE)).otherwise(pl.col(S.ERROR)).alias(S.ERROR))
         out = t.select(
             pl.col("perplexity").alias(f"{n}_perplexity"),
             pl.col("tokens").cast(pl.Int64).alias(f"{n}_tokens"),
