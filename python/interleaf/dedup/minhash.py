@@ -10,6 +10,7 @@ signatures you store with the interleaf version that made them: the scheme may c
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -135,6 +136,13 @@ def lsh_params(threshold: float, num_perm: int, false_positive_weight: float = 0
     float_arg("false_negative_weight", false_negative_weight, 0.0, 1e9)
     if false_positive_weight + false_negative_weight == 0:
         raise ValueError("false_positive_weight and false_negative_weight cannot both be 0")
+    return _optimal_params(float(threshold), int(num_perm), float(false_positive_weight), float(false_negative_weight))
+
+
+@functools.lru_cache(maxsize=256)
+def _optimal_params(threshold: float, num_perm: int, false_positive_weight: float, false_negative_weight: float) -> tuple[int, int]:
+    """The search behind :func:`lsh_params` (milliseconds at 128 permutations), once per
+    setting: every small ``lsh_clusters`` call asked it again."""
     return _native.lsh_params(threshold, num_perm, false_positive_weight, false_negative_weight)
 
 

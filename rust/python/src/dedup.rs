@@ -23,11 +23,19 @@ pub(crate) fn on_pool<T: Send>(threads: Option<usize>, f: impl FnOnce() -> T + S
     interleaf_core::threads::install(threads, f).map_err(PyValueError::new_err)
 }
 
+/// Inputs smaller than this are clustered without a watching thread (see [`interruptible`]).
+const SHORT_CALL_ITEMS: usize = 50_000;
+
 /// [`on_pool`] outside the GIL for a call that may run for minutes, stopped by Ctrl-C: `f` runs
 /// on its own thread while the calling one checks Python's signals every 50 ms; on one, `f` is
 /// cancelled (its loops watch [`interleaf_core::cancel`]), its result discarded and the
 /// signal's exception (KeyboardInterrupt) raised at once instead of when `f` would have ended.
-pub(crate) fn interruptible<T: Send>(py: Python<'_>, threads: Option<usize>, f: impl FnOnce() -> T + Send) -> PyResult<T> {
+/// Work on fewer than [`SHORT_CALL_ITEMS`] items is short: it runs as [`on_pool`] does, without
+/// a thread of its own (which costs a few hundred microseconds a call on a busy machine).
+pub(crate) fn interruptible<T: Send>(py: Python<'_>, items: usize, threads: Option<usize>, f: impl FnOnce() -> T + Send) -> PyResult<T> {
+    if items < SHORT_CALL_ITEMS {
+        return py.detach(|| on_pool(threads, f));
+    }
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Condvar, Mutex};
     type Done = (Mutex<bool>, Condvar);
@@ -201,7 +209,7 @@ pub fn lsh_cluster<'py>(
     if verify == "exact" && texts.as_ref().is_none_or(|t| t.len() != nrows) {
         return Err(PyValueError::new_err("verify='exact' needs texts, one per signature row"));
     }
-    let out = interruptible(py, None, || -> PyResult<(Vec<i64>, u64, u64)> {
+    let out = interruptible(py, nrows, None, || -> PyResult<(Vec<i64>, u64, u64)> {
         let sets = match (&texts, verify) {
             (Some(t), "exact") => shingle_sets(t, n, unit),
             _ => Vec::new(),
@@ -238,7 +246,7 @@ pub fn hamming_pairs<'py>(
     threads: Option<usize>,
 ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>)> {
     let hashes = u64_hashes(&hashes, radius)?;
-    let (pairs, reps) = interruptible(py, threads, || interleaf_core::hash::neardup::pairs_and_clusters(&hashes, radius))?;
+    let (pairs, reps) = interruptible(py, hashes.len(), threads, || interleaf_core::hash::neardup::pairs_and_clusters(&hashes, radius))?;
     let i: Vec<i64> = pairs.iter().map(|p| p.0 as i64).collect();
     let j: Vec<i64> = pairs.iter().map(|p| p.1 as i64).collect();
     let d: Vec<i64> = pairs.iter().map(|p| p.2 as i64).collect();
@@ -252,7 +260,7 @@ pub fn hamming_pairs<'py>(
 #[pyo3(signature = (hashes, radius, threads=None))]
 pub fn hamming_clusters<'py>(py: Python<'py>, hashes: PySeries, radius: u32, threads: Option<usize>) -> PyResult<(Bound<'py, PyArray1<i64>>, u64)> {
     let hashes = u64_hashes(&hashes, radius)?;
-    let (reps, pairs) = interruptible(py, threads, || interleaf_core::hash::neardup::clusters_within(&hashes, radius))?;
+    let (reps, pairs) = interruptible(py, hashes.len(), threads, || interleaf_core::hash::neardup::clusters_within(&hashes, radius))?;
     Ok((reps.into_iter().map(i64::from).collect::<Vec<_>>().into_pyarray(py), pairs))
 }
 
@@ -291,7 +299,7 @@ impl PyHammingIndex {
             )));
         }
         let queries = u64_hashes(&queries, radius)?;
-        let found = interruptible(py, threads, || self.0.search_all(&queries, radius))?;
+        let found = interruptible(py, queries.len().max(self.0.len()), threads, || self.0.search_all(&queries, radius))?;
         let q: Vec<i64> = found.iter().map(|p| p.0 as i64).collect();
         let i: Vec<i64> = found.iter().map(|p| p.1 as i64).collect();
         let d: Vec<i64> = found.iter().map(|p| p.2 as i64).collect();
