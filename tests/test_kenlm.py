@@ -259,6 +259,28 @@ def test_obelics_preset_with_a_kenlm_model(tmp_path, reference):
     assert got.get_column("doc_lm_perplexity").to_list() == want
 
 
+def test_a_run_loads_the_model_once_and_a_refilter_never(tmp_path, monkeypatch):
+    """The plan checks the files and packages without loading the model (a CCNet binary is
+    gigabytes); the scoring loads it once; ``interleaf filter`` runs no model."""
+    from interleaf import pipeline
+    from interleaf.models import kenlm as km
+
+    loads = []
+    real = km.KenLM.__init__
+
+    def counted(self, *a, **kw):
+        loads.append(1)
+        real(self, *a, **kw)
+
+    monkeypatch.setattr(km.KenLM, "__init__", counted)
+    shutil.copy(ARPA, tmp_path / "en.arpa")
+    shutil.copy(TOKENIZER, tmp_path / "en.sp.model")  # a model of its own: not in load_shared yet
+    interleaf.run("obelics", SAMPLE_DIR / "comm.jsonl", tmp_path / "out", format="comm", models={"lm": str(tmp_path / "en.arpa")}, progress=False)
+    assert len(loads) == 1
+    pipeline.refilter(tmp_path / "out", progress=False)
+    assert len(loads) == 1
+
+
 def test_a_perplexity_rule_drops_gibberish(tmp_path):
     src = tmp_path / "d.jsonl"
     english = {"id": "en", "texts": ["A small boat sails across the lake while two children watch from the shore."], "images": [None]}

@@ -356,7 +356,9 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
                 # working (else every batch would fail and its rule keep everything).
                 path = LanguageID(path).path
             elif MODEL_KINDS[model] == "causal-lm" and mdl.is_kenlm(path):
-                mdl.KenLM(path)  # OBELICS's n-gram perplexity: its files load, its packages are installed
+                from interleaf.models.kenlm import check as check_kenlm
+
+                check_kenlm(path)  # its files and packages; loading it is the workers' (gigabytes)
             else:
                 ModelDirectory(path, MODEL_KINDS[model])  # exists and is the right kind
             m = os.path.abspath(path)  # the same directory for workers elsewhere (Ray)

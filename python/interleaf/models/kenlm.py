@@ -157,6 +157,19 @@ def describe(path: str | os.PathLike) -> dict:
     return out
 
 
+def check(path: str | os.PathLike) -> tuple[Path, Path]:
+    """What a run checks before it reads any data, without loading the model (a CCNet binary
+    is gigabytes): its files (:func:`model_files`) and the two packages that read them.
+
+    Raises:
+        FileNotFoundError, ValueError: see :func:`model_files`.
+        ImportError: ``kenlm`` or ``sentencepiece`` is not installed.
+    """
+    files = model_files(path)
+    _packages()
+    return files
+
+
 def _packages():
     try:
         import kenlm
