@@ -658,6 +658,10 @@ def test_mmc4_assignment_with_a_float64_model_no_image_signal_and_old_attributes
     assert att.get_column("clip_alignment_error").null_count() == 2 and att.get_column("clip_alignment_text_pos").to_list() == [2, 3]
     kept = (out / "kept" / "mmc4.jsonl").read_text()
     att.drop("clip_alignment_sentence_cos", "clip_alignment_sentence_pos").write_parquet(out / "attributes" / "clip_alignment" / "mmc4.parquet")
+    marker = out / ".interleaf" / "markers" / "score" / "clip_alignment" / "mmc4.json"
+    old = json.loads(marker.read_text())
+    old.pop("outputs")  # as an older interleaf wrote it: no stamps of the files it vouches for
+    marker.write_text(json.dumps(old))
     recipe.write_text(recipe.read_text().replace("  node:\n", "  node:\n    any_pos: 'pos >= 0'\n"))  # the filter stage runs again
     (out / "kept" / "mmc4.jsonl").unlink()  # and the write stage
     summary = run(recipe, [str(src)], out, models={"clip": clip}, image_root=img, device="cpu", progress=False)
@@ -1647,6 +1651,11 @@ def test_mmc4_core_judges_strong_images_on_the_assignment_made_again_without_dro
         pl.col("pos").replace_strict({k: v[1] for k, v in first.items()}, default=None, return_dtype=pl.Int32).alias("clip_alignment_text_pos"),
     )
     table.write_parquet(path)
+    # Planted as if the run had scored these values: the marker vouches for the file as it is.
+    from interleaf.pipeline import Markers
+
+    marks = Markers(out)
+    marks.done("score/clip_alignment", "mmc4", marks.key("score/clip_alignment", "mmc4"), outputs=[path])
     summ = refilter(out, progress=False)
     assert dropped(out).select("pos", "filter").rows() == [(0, "image_rules")]
     assert summ["documents"]["kept"] == 1
@@ -1986,7 +1995,7 @@ def test_a_rerun_without_a_signal_or_step_removes_their_outputs(tmp_path, plante
     run(less, planted["inputs"], out, progress=False)
     run(less, planted["inputs"], fresh, progress=False)
     assert {p.name for p in (out / "attributes").iterdir()} == {"_base", "caption", "mine"}
-    assert not (out / "signatures" / "phash").exists() and not any((out / ".interleaf" / "markers" / stage / name).exists() for stage, name in (("score", "image"), ("score", "near"), ("score", "sig_phash"), ("dedup", "phash")))
+    assert not (out / "signatures" / "phash").exists() and not any((out / ".interleaf" / "markers" / stage / name).exists() for stage, name in (("score", "image"), ("score", "near"), ("score", "sig.phash"), ("dedup", "phash")))
     for name in ("_base", "caption"):
         for f in (fresh / "attributes" / name).iterdir():
             assert f.read_bytes() == (out / "attributes" / name / f.name).read_bytes()
@@ -2001,3 +2010,78 @@ def test_a_base_url_with_credentials_is_refused_before_the_run(tmp_path):
         run(recipe, [str(SAMPLE_IMAGES.parent / "comm.jsonl")], tmp_path / "out", llm={"base_url": "http://alice:secret@127.0.0.1:9/v1", "model": "m"}, progress=False)
     assert "secret" not in str(e.value) and "--llm-api-key-env" in str(e.value)
     assert not (tmp_path / "out").exists()
+
+
+_STEPS_RECIPE = """signals:
+  caption: {type: caption, level: doc}
+  image: {type: image}
+  text: {type: text, level: doc}
+dedup:
+  - {name: mh, method: minhash, threshold: THRESHOLD}
+  - {name: ph, method: phash, radius: 5SCOPE}
+filters:
+  doc:
+    caption_words: "caption_words > 2"
+"""
+
+
+def _steps_recipe(tmp_path: Path, name: str, threshold: float = 0.7, scope: str = "") -> Path:
+    p = tmp_path / name
+    p.write_text(_STEPS_RECIPE.replace("THRESHOLD", str(threshold)).replace("SCOPE", scope))
+    return p
+
+
+def test_refilter_refuses_clusters_of_another_dedup_configuration(tmp_path, planted):
+    """A rerun with other dedup settings stopped after its score stage (killed in dedup) leaves
+    the old clusters beside the new signatures: `interleaf filter` refused nothing and applied
+    them under the new recipe. It refuses now, and a run whose dedup never ran says so."""
+    from interleaf.pipeline import refilter
+
+    out = tmp_path / "out"
+    run(_steps_recipe(tmp_path, "a.yaml", 0.7), planted["inputs"], out, progress=False)
+    before = digests(out)
+    run(_steps_recipe(tmp_path, "b.yaml", 0.5), planted["inputs"], out, stages=("score",), progress=False)
+    with pytest.raises(ValueError, match=r"the clusters of dedup step mh in 2 shard\(s\) .* run `interleaf run` again"):
+        refilter(out, progress=False)
+    assert {k: v for k, v in digests(out).items() if k.startswith(("kept", "dropped"))} == {k: v for k, v in before.items() if k.startswith(("kept", "dropped"))}
+    fresh = tmp_path / "fresh"
+    run(_steps_recipe(tmp_path, "c.yaml", 0.7), planted["inputs"], fresh, stages=("score",), progress=False)
+    with pytest.raises(ValueError, match=r"the clusters of dedup step mh .* missing"):
+        refilter(fresh, progress=False)
+
+
+def test_a_name_that_changes_stage_is_recomputed(tmp_path, planted):
+    """attributes/<name>/ is written by the score stage (signals, document-scope pHash) and by
+    the dedup stage (dataset steps); each trusted its own marker though the other had rewritten
+    the file since: a pHash step moved to document scope and back, or a signal name that was a
+    dataset step for one run, came back with the other stage's file (a traceback, or the wrong
+    columns). Markers now vouch for the file they saw written."""
+    inputs = planted["inputs"]
+    a, b = _steps_recipe(tmp_path, "a.yaml"), _steps_recipe(tmp_path, "b.yaml", scope=", scope: document")
+    out, clean = tmp_path / "out", tmp_path / "clean"
+    run(a, inputs, clean, progress=False)
+    for recipe in (a, b, a):
+        run(recipe, inputs, out, progress=False)
+    assert digests(out) == digests(clean)
+    sig = tmp_path / "sig.yaml"
+    sig.write_text("signals:\n  tx: {type: text, level: doc}\n")
+    step = tmp_path / "step.yaml"
+    step.write_text("dedup:\n  - {name: tx, method: exact}\n")
+    out2 = tmp_path / "out2"
+    for recipe in (sig, step, sig):
+        run(recipe, inputs, out2, progress=False)
+    assert "tx_n_words" in pl.read_parquet(out2 / "attributes" / "tx" / "a.parquet").columns
+
+
+def test_a_signal_named_like_a_steps_signatures_keeps_its_own_markers(tmp_path, planted):
+    """Signal `sig_mh` and dataset step `mh` shared the marker folder score/sig_mh: every rerun
+    recomputed both and `interleaf filter` always refused. A rerun now skips both stages."""
+    from interleaf.pipeline import refilter
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("signals:\n  sig_mh: {type: text, level: doc}\ndedup:\n  - {name: mh, method: minhash}\n")
+    out = tmp_path / "out"
+    run(recipe, planted["inputs"], out, progress=False)
+    again = run(recipe, planted["inputs"], out, progress=False)
+    assert again["stages"]["score"]["skipped"] == 2 and again["stages"]["dedup"]["skipped"] == 2
+    refilter(out, progress=False)

@@ -532,24 +532,35 @@ def _cpu_model(m: Any) -> bool:
 
 class Markers:
     """Completion markers: ``OUT/.interleaf/markers/<stage>/<name>.json`` holding the key
-    (hash of config and inputs) of the work that produced an output."""
+    (hash of config and inputs) of the work that produced an output, and the size and mtime of
+    the output files it vouches for: a file another stage wrote since (a name that was a
+    signal and is now a dataset dedup step, a pHash step moved between scopes) is not fresh."""
 
     def __init__(self, out: Path):
+        self.out = out
         self.root = out / STATE / "markers"
 
     def _path(self, stage: str, name: str) -> Path:
         return self.root / stage / f"{name}.json"
 
+    def _rel(self, path: Path) -> str:
+        return os.path.relpath(path, self.out)
+
     def fresh(self, stage: str, name: str, key: str, *outputs: Path) -> bool:
         p = self._path(stage, name)
         try:
-            ok = json.loads(p.read_text()).get("key") == key
+            got = json.loads(p.read_text())
         except (OSError, ValueError):
             return False
-        return ok and all(o.exists() for o in outputs)
+        if not isinstance(got, dict) or got.get("key") != key or not all(o.exists() for o in outputs):
+            return False
+        stamps = got.get("outputs") or {}
+        return all(stamps.get(self._rel(o), file_stat(o)) == file_stat(o) for o in outputs)
 
-    def done(self, stage: str, name: str, key: str, **info: Any) -> None:
-        write_text(self._path(stage, name), json.dumps({"key": key, **info}, sort_keys=True) + "\n")
+    def done(self, stage: str, name: str, key: str, *, outputs: Iterable[Path] = (), **info: Any) -> None:
+        """Records that the work of ``key`` produced ``outputs`` (just written)."""
+        stamps = {self._rel(o): file_stat(o) for o in outputs}
+        write_text(self._path(stage, name), json.dumps({"key": key, **({"outputs": stamps} if stamps else {}), **info}, sort_keys=True) + "\n")
 
     def key(self, stage: str, name: str) -> str | None:
         return self.info(stage, name).get("key")
@@ -726,8 +737,9 @@ def _signature_frame(df: pl.DataFrame, step: DedupStep, docs: pl.DataFrame | Non
 
 
 def _score_marker(k: str) -> str:
-    """The marker stage of score output ``k``."""
-    return f"score/{k.replace(':', '_')}"
+    """The marker stage of score output ``k``: ``score/<name>``, and ``score/sig.<step>`` for a
+    dataset step's signatures (a dot is in no signal's name: ``sig_<step>`` may be one)."""
+    return f"score/sig.{k[4:]}" if k.startswith("sig:") else f"score/{k}"
 
 
 def step_key(step: DedupStep) -> dict[str, Any]:
@@ -885,7 +897,7 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
         unjudged = 0
         if k in p.signals and SIGNAL_MODELS[p.signals[k].type] == "llm" and table.height and f"{k}_error" in table.columns:
             unjudged = int((table.get_column(f"{k}_error").struct.field("kind") == "llm_failed").sum())
-        marks.done(_score_marker(k), shard.name, key, **({"llm_failed": unjudged} if unjudged else {}), **({"failures": failures[k]} if failures[k] else {}))
+        marks.done(_score_marker(k), shard.name, key, outputs=[path], **({"llm_failed": unjudged} if unjudged else {}), **({"failures": failures[k]} if failures[k] else {}))
     res = {"shard": shard.name, "skipped": False, "seconds": time.perf_counter() - t0, "documents": docs, "bytes": file_stat(shard.path)[0], "failures": recorded_failures()}
     if llm_stats is not None:
         res["llm"] = llm_stats
@@ -894,6 +906,11 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
 
 # ---------------------------------------------------------------------------------------------
 # Stage 2: dedup clusters
+
+
+def _cluster_key(marks: Markers, step: DedupStep, shards: list[Shard]) -> str:
+    """What a dataset step's clusters depend on: its options and every shard's signatures."""
+    return digest({"step": step_key(step), "signatures": [marks.key(_score_marker("sig:" + step.name), s.name) for s in shards]})
 
 
 def cluster_step(opts: RunOptions, step: DedupStep, shards: list[Shard], elsewhere: Callable[..., dict[str, Any] | None] | None = None) -> dict[str, Any]:
@@ -909,8 +926,7 @@ def cluster_step(opts: RunOptions, step: DedupStep, shards: list[Shard], elsewhe
 
     out = Path(opts.out)
     marks = Markers(out)
-    inputs = [marks.key(f"score/sig_{step.name}", s.name) for s in shards]
-    key = digest({"step": step_key(step), "signatures": inputs})
+    key = _cluster_key(marks, step, shards)
     paths = [out / "attributes" / step.name / f"{s.name}.parquet" for s in shards]
     if all(marks.fresh(f"dedup/{step.name}", s.name, key, pth) for s, pth in zip(shards, paths, strict=True)):
         return {"step": step.name, "skipped": True, **_clustered_counts(marks, step, shards)}
@@ -993,8 +1009,9 @@ def write_cluster_shard(out: str, step: str, shard: str, key: str, reps: np.ndar
         pl.Series(f"{step}_cluster", reps, dtype=pl.Int64).replace(-1, None),
         pl.Series(f"{step}_score", score, dtype=pl.Float64).fill_nan(None),
     )
-    write_parquet(table, root / "attributes" / step / f"{shard}.parquet")
-    Markers(root).done(f"dedup/{step}", shard, key, documents=len(reps), signed=int((reps >= 0).sum()))
+    path = root / "attributes" / step / f"{shard}.parquet"
+    write_parquet(table, path)
+    Markers(root).done(f"dedup/{step}", shard, key, outputs=[path], documents=len(reps), signed=int((reps >= 0).sum()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1808,7 +1825,7 @@ def write_shard(opts: RunOptions, shard: Shard, limit: int | None, dropped_sha: 
             _empty_tar(path)
         else:
             interleaf.write(S.empty_frame(), path, fmt, overwrite=True)
-    marks.done("write", shard.name, key)
+    marks.done("write", shard.name, key, outputs=[path])
     return {"shard": shard.name, "skipped": False, "seconds": time.perf_counter() - t0}
 
 
@@ -2303,7 +2320,7 @@ def _forget_outputs(out: Path, p: Plan) -> None:
     steps = {d.name for d in p.dataset_steps}
     markers = out / STATE / "markers"
     gone: list[tuple[Path, list[Path]]] = []
-    for sub, wanted, stage in (("attributes", keep, ("score/{}", "dedup/{}")), ("signatures", steps, ("score/sig_{}",))):
+    for sub, wanted, stage in (("attributes", keep, ("score/{}", "dedup/{}")), ("signatures", steps, ("score/sig.{}",))):
         folder = out / sub
         if folder.is_symlink() or not folder.is_dir():
             continue
@@ -2541,6 +2558,15 @@ def _check_scored(opts: RunOptions, shards: list[Shard], limit: int | None) -> N
             f"the scores of {', '.join(outputs)} in {len(bad)} shard(s) ({named(bad)}) are missing or not the run's configuration's "
             "(a rerun with another model or signal setting did not finish): the run did not finish; run `interleaf run` again to finish it"
         )
+    # So must every dataset dedup step's clusters (a rerun with other step options, stopped in
+    # its dedup stage, leaves the old clusters: the filters would apply them).
+    for step in opts.plan.dataset_steps:
+        key = _cluster_key(marks, step, shards)
+        if stale := [s.name for s in shards if not marks.fresh(f"dedup/{step.name}", s.name, key, out / "attributes" / step.name / f"{s.name}.parquet")]:
+            raise ValueError(
+                f"the clusters of dedup step {step.name} in {len(stale)} shard(s) ({named(stale)}) are missing or not the run's configuration's "
+                "(a rerun with other dedup settings did not finish): the run did not finish; run `interleaf run` again to finish it"
+            )
 
 
 def refilter(out: str | os.PathLike[str], recipe: str | os.PathLike[str] | Recipe | None = None, *, workers: int = 1, output_format: str | None = None, progress: bool = True) -> RunSummary:

@@ -30,8 +30,9 @@ const SHORT_CALL_ITEMS: usize = 50_000;
 /// on its own thread while the calling one checks Python's signals every 50 ms; on one, `f` is
 /// cancelled (its loops watch [`interleaf_core::cancel`]), its result discarded and the
 /// signal's exception (KeyboardInterrupt) raised at once instead of when `f` would have ended.
-/// Work on fewer than [`SHORT_CALL_ITEMS`] items is short: it runs as [`on_pool`] does, without
-/// a thread of its own (which costs a few hundred microseconds a call on a busy machine).
+/// Work on fewer than [`SHORT_CALL_ITEMS`] items is short (seconds at worst: a Hamming search
+/// of 50,000 hashes that all share buckets): it runs as [`on_pool`] does, without a thread of
+/// its own (which costs a few hundred microseconds a call on a busy machine).
 pub(crate) fn interruptible<T: Send>(py: Python<'_>, items: usize, threads: Option<usize>, f: impl FnOnce() -> T + Send) -> PyResult<T> {
     if items < SHORT_CALL_ITEMS {
         return py.detach(|| on_pool(threads, f));
@@ -209,7 +210,9 @@ pub fn lsh_cluster<'py>(
     if verify == "exact" && texts.as_ref().is_none_or(|t| t.len() != nrows) {
         return Err(PyValueError::new_err("verify='exact' needs texts, one per signature row"));
     }
-    let out = interruptible(py, nrows, None, || -> PyResult<(Vec<i64>, u64, u64)> {
+    // Verification can be quadratic in a bucket's rows: watched whatever the size.
+    let items = if verify == "none" { nrows } else { usize::MAX };
+    let out = interruptible(py, items, None, || -> PyResult<(Vec<i64>, u64, u64)> {
         let sets = match (&texts, verify) {
             (Some(t), "exact") => shingle_sets(t, n, unit),
             _ => Vec::new(),

@@ -72,10 +72,14 @@ pub enum Verify<'a> {
 /// The distinct shingle hashes of each text, sorted: the sets exact verification compares.
 pub fn shingle_sets(texts: &[&str], n: usize, unit: Unit) -> Vec<Vec<u64>> {
     use rayon::prelude::*;
+    let check = crate::cancel::Check::current();
     texts
         .par_iter()
         .map_init(Vec::new, |units, t| {
             let mut v = Vec::new();
+            if check.cancelled() {
+                return v; // incomplete: the caller that cancelled discards it
+            }
             for_each_shingle_hash(t, n, unit, 0, units, |h| v.push(h));
             v.sort_unstable();
             v.dedup();
