@@ -2085,3 +2085,26 @@ def test_a_signal_named_like_a_steps_signatures_keeps_its_own_markers(tmp_path, 
     again = run(recipe, planted["inputs"], out, progress=False)
     assert again["stages"]["score"]["skipped"] == 2 and again["stages"]["dedup"]["skipped"] == 2
     refilter(out, progress=False)
+
+
+def test_refilter_writes_kept_as_the_run_did(tmp_path, planted):
+    """A plain `interleaf filter` after `run --output-format webdataset` wrote kept/ as jsonl,
+    and one with an edited recipe after `--embed-images` wrote image paths: the run's output
+    form is kept unless the filter is told otherwise (--output-format, --[no-]embed-images)."""
+    from interleaf.cli import main
+
+    recipe = _steps_recipe(tmp_path, "a.yaml")
+    out = tmp_path / "out"
+    image_root = str(planted["root"])
+    assert main(["run", str(recipe), *planted["inputs"], "--out", str(out), "--output-format", "webdataset", "--image-root", image_root, "--quiet"]) == 0
+    assert main(["filter", str(out), "--quiet"]) == 0
+    assert sorted(p.suffix for p in (out / "kept").iterdir()) == [".tar", ".tar"]
+    out2 = tmp_path / "out2"
+    assert main(["run", str(recipe), *planted["inputs"], "--out", str(out2), "--embed-images", "--image-root", image_root, "--quiet"]) == 0
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(recipe.read_text().replace("caption_words > 2", "caption_words > 3"))
+    assert main(["filter", str(out2), "--recipe", str(edited), "--quiet"]) == 0
+    first = json.loads((out2 / "kept" / "a.jsonl").read_text().splitlines()[0])
+    assert first["image"].startswith("data:image/")
+    assert main(["filter", str(out2), "--recipe", str(edited), "--no-embed-images", "--quiet"]) == 0
+    assert not json.loads((out2 / "kept" / "a.jsonl").read_text().splitlines()[0])["image"].startswith("data:")

@@ -460,7 +460,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_filter(args: argparse.Namespace) -> int:
     from interleaf.pipeline import refilter
 
-    summary = refilter(args.out, args.recipe, workers=args.workers, output_format=args.output_format, progress=not args.quiet)
+    summary = refilter(args.out, args.recipe, workers=args.workers, output_format=args.output_format, embed_images=args.embed_images, progress=not args.quiet)
     _print_run(summary)
     return 0
 
@@ -646,7 +646,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="a folder written by interleaf run / score")
     p.add_argument("--recipe", default=None, help="an edited recipe (default: the run's own)")
     p.add_argument("--workers", type=int, default=1, help="shards written at once (default %(default)s)")
-    p.add_argument("--output-format", choices=OUTPUT_FORMATS, default=None, help="how kept documents are written (default: the recipe's)")
+    p.add_argument("--output-format", choices=OUTPUT_FORMATS, default=None, help="how kept documents are written (default: as the run wrote them)")
+    p.add_argument("--embed-images", action=argparse.BooleanOptionalAction, default=None, help="record layouts: kept images inline as data: URIs, or not (default: as the run wrote them, unless --recipe sets output.embed_images)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_filter)
 

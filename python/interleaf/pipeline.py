@@ -2252,7 +2252,8 @@ def run(
             _unfinished(out_p)
         models_state = {k: (v if isinstance(v, str) else getattr(v, "path", None) and str(v.path)) for k, v in p.models.items()}
         # Not sort_keys: the order of the filters is part of the recipe.
-        write_text(out_p / STATE / "run.json", json.dumps({**state, "models": models_state, "llm": p.llm, "device": device, "recipe": rec.model_dump(mode="json")}, indent=2) + "\n")
+        # The output form given here is the folder's: `interleaf filter` writes kept/ the same way.
+        write_text(out_p / STATE / "run.json", json.dumps({**state, "models": models_state, "llm": p.llm, "device": device, "output_format": output_format, "recipe": rec.model_dump(mode="json")}, indent=2) + "\n")
         opts = RunOptions(os.path.abspath(out_p), p, read, device=device, threads=threads, model_batch_size=model_batch_size, progress=progress)
         try:
             return _execute(opts, shards, limit, workers, stages, output_format, log, eng)
@@ -2569,14 +2570,23 @@ def _check_scored(opts: RunOptions, shards: list[Shard], limit: int | None) -> N
             )
 
 
-def refilter(out: str | os.PathLike[str], recipe: str | os.PathLike[str] | Recipe | None = None, *, workers: int = 1, output_format: str | None = None, progress: bool = True) -> RunSummary:
+def refilter(out: str | os.PathLike[str], recipe: str | os.PathLike[str] | Recipe | None = None, *, workers: int = 1, output_format: str | None = None, embed_images: bool | None = None, progress: bool = True) -> RunSummary:
     """``interleaf filter``: re-applies the filters of ``recipe`` (default: the run's own) to
     the attributes stored in ``out`` and rewrites ``dropped/``, ``kept/`` and the summary,
-    without running any model. The recipe's signals and dedup steps must be the run's."""
+    without running any model. The recipe's signals and dedup steps must be the run's.
+    ``kept/`` is written as the run wrote it (its ``output_format``; its recipe's
+    ``output.embed_images`` where ``recipe`` does not set it) unless ``output_format`` or
+    ``embed_images`` say otherwise."""
     int_arg("workers", workers, 1, 1024)
+    if output_format is not None:
+        choice_arg("output_format", output_format, OUTPUT_FORMATS)
     state = load_run(out)
     stored = Recipe.model_validate(state["recipe"], context={"stored": True})
     rec = load_recipe(recipe) if recipe is not None else stored
+    output_format = output_format if output_format is not None else state.get("output_format")
+    embed = embed_images if embed_images is not None else rec.output.embed_images if "embed_images" in rec.output.model_fields_set else stored.output.embed_images
+    if embed != rec.output.embed_images:
+        rec = rec.model_copy(update={"output": rec.output.model_copy(update={"embed_images": embed})})
     parts = {"signals", "dedup", "models"}
     a, b = stored.model_dump(mode="json", include=parts), rec.model_dump(mode="json", include=parts)
     # Where a document step runs among the filters is the filter stage's: it may change here.
@@ -2604,5 +2614,5 @@ def refilter(out: str | os.PathLike[str], recipe: str | os.PathLike[str] | Recip
         done = _execute(opts, shards, state.get("limit"), workers, ("filter", "write"), output_format, _StageLog(progress))
         # The recipe becomes the folder's once its filters ran: one that fails on the data
         # leaves the run's own (a plain `interleaf filter` then writes the folder again).
-        write_text(out_p / STATE / "run.json", json.dumps({**state, "recipe": rec.model_dump(mode="json")}, indent=2) + "\n")
+        write_text(out_p / STATE / "run.json", json.dumps({**state, "output_format": output_format, "recipe": rec.model_dump(mode="json")}, indent=2) + "\n")
         return done
