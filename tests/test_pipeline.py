@@ -2108,3 +2108,16 @@ def test_refilter_writes_kept_as_the_run_did(tmp_path, planted):
     assert first["image"].startswith("data:image/")
     assert main(["filter", str(out2), "--recipe", str(edited), "--no-embed-images", "--quiet"]) == 0
     assert not json.loads((out2 / "kept" / "a.jsonl").read_text().splitlines()[0])["image"].startswith("data:")
+
+
+def test_an_output_folder_a_recursive_glob_input_would_read_is_refused(tmp_path, planted, monkeypatch):
+    """`run 'd/**/*.jsonl' --out d/out` ran once, and the same command, as documented for a
+    resume, then refused (its glob now matched out/kept/*.jsonl): refused before anything is
+    written. A glob that cannot reach the outputs (d/*.jsonl) is fine."""
+    recipe = _steps_recipe(tmp_path, "a.yaml")
+    monkeypatch.chdir(planted["root"])
+    with pytest.raises(ValueError, match=r"the input glob \*\*/\*\.jsonl would match the outputs in out \(such as kept/a\.jsonl\)"):
+        run(recipe, ["**/*.jsonl"], "out", progress=False)
+    assert not Path("out").exists()
+    run(recipe, ["*.jsonl"], "out", progress=False)
+    run(recipe, ["*.jsonl"], "out", progress=False)  # the same command again: a resume

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
 import re
@@ -161,15 +162,44 @@ def named_inputs(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str
     return paths
 
 
+def _glob_matches(pattern: list[str], path: list[str]) -> bool:
+    """Whether path components ``path`` match glob components ``pattern`` (``**``: any number
+    of components, as ``glob(recursive=True)`` reads it; other components by fnmatch)."""
+    if not pattern:
+        return not path
+    if pattern[0] == "**":
+        return any(_glob_matches(pattern[1:], path[i:]) for i in range(len(path) + 1))
+    return bool(path) and fnmatch.fnmatchcase(path[0], pattern[0]) and _glob_matches(pattern[1:], path[1:])
+
+
+def _outputs_of(target: Path, paths: list[str]) -> list[Path]:
+    """Files a run into ``target`` writes for inputs ``paths`` (kept/, dropped/, attributes/,
+    signatures/), with each input's name and the containers kept/ may be written as."""
+    out = []
+    for src in paths:
+        name = Path(src).name
+        stem = name.split(".", 1)[0]
+        for ext in ("", ".jsonl", ".parquet", ".tar", ".tar.gz", ".tar.zst"):
+            out.append(target / "kept" / (name if not ext else stem + ext))
+        out += [target / "dropped" / f"{stem}.parquet", target / "attributes" / "a" / f"{stem}.parquet", target / "signatures" / "a" / f"{stem}.parquet"]
+    return out
+
+
 def check_out_apart(out: str | os.PathLike[str], paths: list[str], folders: Iterable[str] = ()) -> None:
-    """Refuses an output folder ``out`` that holds one of the input files ``paths`` or lies
-    inside one of the named input ``folders`` (a later read of the folder would take the
-    outputs for inputs); ValueError."""
+    """Refuses an output folder ``out`` that holds one of the input files ``paths``, lies
+    inside one of the named input ``folders``, or whose outputs a named glob would match (a
+    later read of the same inputs would take the outputs for inputs); ValueError."""
     target = Path(out).resolve()
     for folder in folders:
         fp = Path(folder).resolve()
         if os.path.isdir(folder) and (fp == target or fp in target.parents):
             raise ValueError(f"the output folder {os.fspath(out)} is inside the input folder {folder}: a later run would read its outputs as inputs; write somewhere else")
+        for name in _expand_braces(os.fspath(folder)):
+            if not os.path.isdir(name) and glob.has_magic(name):
+                pattern = Path(os.path.abspath(name)).parts
+                hit = next((o for o in _outputs_of(target, paths) if _glob_matches(list(pattern), list(o.parts))), None)
+                if hit is not None:
+                    raise ValueError(f"the input glob {name} would match the outputs in {os.fspath(out)} (such as {hit.relative_to(target)}): the same command run again would read them as inputs; write somewhere else")
     for src in paths:
         sp = Path(src).resolve()
         if sp == target or target in sp.parents:
