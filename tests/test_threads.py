@@ -87,6 +87,7 @@ def test_ctrl_c_in_the_first_numpy_call_is_a_keyboard_interrupt():
 import os, signal, threading
 from interleaf.dedup import MinHasher
 texts = [" ".join(f"w{(i * 7919 + j) % 5000}" for j in range(200)) for i in range(30000)]
+signal.signal(signal.SIGINT, signal.default_int_handler)  # also where SIGINT is inherited ignored
 threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
 try:
     MinHasher(num_perm=1024, threads=1).signatures(texts)
@@ -131,6 +132,9 @@ def test_ctrl_c_stops_a_long_clustering_call(which):
         _LONG_CALLS[which]
         + """
 import os, signal, threading
+# Python's own handler, also where this test runs with SIGINT ignored (a background job
+# inherits SIG_IGN, and Python then installs no handler).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
 try:
     call()
