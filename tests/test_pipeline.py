@@ -2099,6 +2099,10 @@ def test_refilter_writes_kept_as_the_run_did(tmp_path, planted):
     assert main(["run", str(recipe), *planted["inputs"], "--out", str(out), "--output-format", "webdataset", "--image-root", image_root, "--quiet"]) == 0
     assert main(["filter", str(out), "--quiet"]) == 0
     assert sorted(p.suffix for p in (out / "kept").iterdir()) == [".tar", ".tar"]
+    with_format = tmp_path / "with_format.yaml"
+    with_format.write_text(recipe.read_text() + "output: {format: jsonl}\n")
+    assert main(["filter", str(out), "--recipe", str(with_format), "--quiet"]) == 0  # an edited recipe's own format wins
+    assert sorted(p.suffix for p in (out / "kept").iterdir()) == [".jsonl", ".jsonl"]
     out2 = tmp_path / "out2"
     assert main(["run", str(recipe), *planted["inputs"], "--out", str(out2), "--embed-images", "--image-root", image_root, "--quiet"]) == 0
     edited = tmp_path / "edited.yaml"
@@ -2121,3 +2125,39 @@ def test_an_output_folder_a_recursive_glob_input_would_read_is_refused(tmp_path,
     assert not Path("out").exists()
     run(recipe, ["*.jsonl"], "out", progress=False)
     run(recipe, ["*.jsonl"], "out", progress=False)  # the same command again: a resume
+
+
+def test_a_folder_restored_from_an_archive_or_written_before_stamps_resumes(tmp_path, planted):
+    """Marker stamps tolerate whole-second times (tar keeps seconds, zip two): a restored
+    folder resumes with every stage skipped. A folder of the previous layout (no stamps,
+    signature markers at score/sig_<step>) refilters and resumes too."""
+    from interleaf.pipeline import refilter
+
+    recipe = _steps_recipe(tmp_path, "a.yaml")
+    out = tmp_path / "out"
+    run(recipe, planted["inputs"], out, progress=False)
+    for f in out.rglob("*"):
+        if f.is_file():
+            st = f.stat()
+            os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns // 1_000_000_000 * 1_000_000_000))
+    again = run(recipe, planted["inputs"], out, progress=False)
+    assert again["stages"]["score"]["skipped"] == 2 and again["stages"]["dedup"]["skipped"] == 2 and again["stages"]["write"]["skipped"] == 2
+    markers = out / ".interleaf" / "markers"
+    for m in markers.rglob("*.json"):
+        d = json.loads(m.read_text())
+        d.pop("outputs", None)
+        m.write_text(json.dumps(d))
+    for step in ("mh", "ph"):
+        (markers / "score" / f"sig.{step}").rename(markers / "score" / f"sig_{step}")
+    refilter(out, progress=False)
+    again = run(recipe, planted["inputs"], out, progress=False)
+    assert again["stages"]["score"]["skipped"] == 2 and again["stages"]["dedup"]["skipped"] == 2
+
+
+def test_the_glob_check_follows_links_and_passes_hidden_folders_by(tmp_path, planted, monkeypatch):
+    recipe = _steps_recipe(tmp_path, "a.yaml")
+    monkeypatch.chdir(tmp_path)
+    Path("dl").symlink_to(planted["root"])
+    with pytest.raises(ValueError, match="would match the outputs"):
+        run(recipe, ["dl/**/*.jsonl"], str(planted["root"] / "out"), progress=False)  # the same tree through a link
+    run(recipe, ["dl/**/*.jsonl"], str(planted["root"] / ".cache" / "out"), progress=False)  # glob skips dot folders

@@ -523,6 +523,27 @@ def model_identity(m: Any) -> Any:
     return {"path": str(p.resolve()), "files": [[str(f.relative_to(p)), *file_stat(f)] for f in files if f.suffix in (".onnx", ".json", ".data", ".txt")]}
 
 
+def _same_file(stamp: Any, now: list[int]) -> bool:
+    """Whether a file's ``[size, mtime_ns]`` is the one a marker stored (none stored: an older
+    marker, trusted). A time without its fraction of a second is the stored one where an
+    archive or file system kept whole seconds (tar) or two (zip, FAT) of it."""
+    if not isinstance(stamp, list) or len(stamp) != 2:
+        return True
+    if stamp[0] != now[0]:
+        return False
+    return stamp[1] == now[1] or (now[1] % 1_000_000_000 == 0 and 0 <= stamp[1] - now[1] < 2_000_000_000)
+
+
+def _migrate_markers(out: Path, p: Plan) -> None:
+    """Moves the signature markers of a folder written before they were ``score/sig.<step>``
+    (``score/sig_<step>``) to their place, unless a signal of the recipe has that old name."""
+    score = out / STATE / "markers" / "score"
+    for step in p.dataset_steps:
+        old, new = score / f"sig_{step.name}", score / f"sig.{step.name}"
+        if f"sig_{step.name}" not in p.signals and old.is_dir() and not old.is_symlink() and not new.exists():
+            old.rename(new)
+
+
 def _cpu_model(m: Any) -> bool:
     """Whether a recipe's model runs on the CPU whatever the device: a KenLM model."""
     from interleaf.models import KenLM, is_kenlm
@@ -555,7 +576,7 @@ class Markers:
         if not isinstance(got, dict) or got.get("key") != key or not all(o.exists() for o in outputs):
             return False
         stamps = got.get("outputs") or {}
-        return all(stamps.get(self._rel(o), file_stat(o)) == file_stat(o) for o in outputs)
+        return all(_same_file(stamps.get(self._rel(o)), file_stat(o)) for o in outputs)
 
     def done(self, stage: str, name: str, key: str, *, outputs: Iterable[Path] = (), **info: Any) -> None:
         """Records that the work of ``key`` produced ``outputs`` (just written)."""
@@ -2248,6 +2269,7 @@ def run(
             ray_engine.init(ray_address, progress=progress)
         fresh = not (out_p / STATE / "run.json").exists()
         _sweep(out_p)
+        _migrate_markers(out_p, p)
         if "filter" in stages:
             _unfinished(out_p)
         models_state = {k: (v if isinstance(v, str) else getattr(v, "path", None) and str(v.path)) for k, v in p.models.items()}
@@ -2321,12 +2343,13 @@ def _forget_outputs(out: Path, p: Plan) -> None:
     steps = {d.name for d in p.dataset_steps}
     markers = out / STATE / "markers"
     gone: list[tuple[Path, list[Path]]] = []
-    for sub, wanted, stage in (("attributes", keep, ("score/{}", "dedup/{}")), ("signatures", steps, ("score/sig.{}",))):
+    for sub, wanted, stage in (("attributes", keep, ("score/{}", "dedup/{}")), ("signatures", steps, ("score/sig.{}", "score/sig_{}"))):
         folder = out / sub
         if folder.is_symlink() or not folder.is_dir():
             continue
         for d in folder.iterdir():
-            marks = [markers / m.format(d.name) for m in stage]
+            # score/sig_<step>: an older folder's signature markers, unless a signal has the name.
+            marks = [markers / m.format(d.name) for m in stage if not (m == "score/sig_{}" and f"sig_{d.name}" in keep)]
             if d.is_dir() and not d.is_symlink() and d.name not in wanted and any(m.is_dir() for m in marks):
                 gone.append((d, marks))
     for d, marks in gone:
@@ -2583,7 +2606,9 @@ def refilter(out: str | os.PathLike[str], recipe: str | os.PathLike[str] | Recip
     state = load_run(out)
     stored = Recipe.model_validate(state["recipe"], context={"stored": True})
     rec = load_recipe(recipe) if recipe is not None else stored
-    output_format = output_format if output_format is not None else state.get("output_format")
+    # The run's output form, but where the edited recipe sets one (as for embed_images below).
+    if output_format is None and not (recipe is not None and "format" in rec.output.model_fields_set):
+        output_format = state.get("output_format")
     embed = embed_images if embed_images is not None else rec.output.embed_images if "embed_images" in rec.output.model_fields_set else stored.output.embed_images
     if embed != rec.output.embed_images:
         rec = rec.model_copy(update={"output": rec.output.model_copy(update={"embed_images": embed})})
@@ -2608,6 +2633,7 @@ def refilter(out: str | os.PathLike[str], recipe: str | os.PathLike[str] | Recip
     with FolderLock(out_p, "interleaf filter"):
         # The write stage reads the shards again and applies the stored scores' verdicts (a
         # refusal leaves the folder as it was).
+        _migrate_markers(out_p, p)
         _check_scored(opts, shards, state.get("limit"))
         _sweep(out_p)
         _unfinished(out_p)

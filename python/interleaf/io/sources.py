@@ -163,26 +163,40 @@ def named_inputs(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str
 
 
 def _glob_matches(pattern: list[str], path: list[str]) -> bool:
-    """Whether path components ``path`` match glob components ``pattern`` (``**``: any number
-    of components, as ``glob(recursive=True)`` reads it; other components by fnmatch)."""
+    """Whether path components ``path`` match glob components ``pattern`` as
+    ``glob(recursive=True)`` reads them: ``**`` any number of components, the others by
+    fnmatch; a name starting with a dot is matched only by a component that starts with one
+    (glob passes hidden files and folders by)."""
     if not pattern:
         return not path
     if pattern[0] == "**":
-        return any(_glob_matches(pattern[1:], path[i:]) for i in range(len(path) + 1))
-    return bool(path) and fnmatch.fnmatchcase(path[0], pattern[0]) and _glob_matches(pattern[1:], path[1:])
+        return any(_glob_matches(pattern[1:], path[i:]) for i in range(len(path) + 1) if not any(c.startswith(".") for c in path[:i]))
+    if not path or (path[0].startswith(".") and not pattern[0].startswith(".")):
+        return False
+    return fnmatch.fnmatchcase(path[0], pattern[0]) and _glob_matches(pattern[1:], path[1:])
 
 
 def _outputs_of(target: Path, paths: list[str]) -> list[Path]:
-    """Files a run into ``target`` writes for inputs ``paths`` (kept/, dropped/, attributes/,
-    signatures/), with each input's name and the containers kept/ may be written as."""
-    out = []
+    """Files a run (or ``interleaf dedup``) into ``target`` writes for inputs ``paths``
+    (kept/, dropped/, attributes/, signatures/; duplicates.parquet, dedup/), with each input's
+    name and the containers kept documents may be written as."""
+    out = [target / "duplicates.parquet"]
     for src in paths:
         name = Path(src).name
         stem = name.split(".", 1)[0]
         for ext in ("", ".jsonl", ".parquet", ".tar", ".tar.gz", ".tar.zst"):
-            out.append(target / "kept" / (name if not ext else stem + ext))
+            out += [target / "kept" / (name if not ext else stem + ext), target / "dedup" / (name if not ext else stem + ext)]
         out += [target / "dropped" / f"{stem}.parquet", target / "attributes" / "a" / f"{stem}.parquet", target / "signatures" / "a" / f"{stem}.parquet"]
     return out
+
+
+def _glob_forms(pattern: str) -> list[list[str]]:
+    """``pattern`` as absolute components, as written and with the folders before its first
+    wildcard resolved (through links: a glob reads the files the links lead to)."""
+    parts = list(Path(os.path.abspath(pattern)).parts)
+    k = next((i for i, c in enumerate(parts) if glob.has_magic(c)), len(parts))
+    resolved = list(Path(os.path.realpath(os.path.join(*parts[:k]))).parts) + parts[k:] if k else parts
+    return [parts] if resolved == parts else [parts, resolved]
 
 
 def check_out_apart(out: str | os.PathLike[str], paths: list[str], folders: Iterable[str] = ()) -> None:
@@ -196,10 +210,12 @@ def check_out_apart(out: str | os.PathLike[str], paths: list[str], folders: Iter
             raise ValueError(f"the output folder {os.fspath(out)} is inside the input folder {folder}: a later run would read its outputs as inputs; write somewhere else")
         for name in _expand_braces(os.fspath(folder)):
             if not os.path.isdir(name) and glob.has_magic(name):
-                pattern = Path(os.path.abspath(name)).parts
-                hit = next((o for o in _outputs_of(target, paths) if _glob_matches(list(pattern), list(o.parts))), None)
-                if hit is not None:
-                    raise ValueError(f"the input glob {name} would match the outputs in {os.fspath(out)} (such as {hit.relative_to(target)}): the same command run again would read them as inputs; write somewhere else")
+                # The output folder as named and as resolved: a glob reaches it either way
+                # (a link on its path, a link inside the globbed tree).
+                for base in dict.fromkeys((Path(os.path.abspath(out)), target)):
+                    for o in _outputs_of(base, paths):
+                        if any(_glob_matches(form, list(o.parts)) for form in _glob_forms(name)):
+                            raise ValueError(f"the input glob {name} would match the outputs in {os.fspath(out)} (such as {o.relative_to(base)}): the same command run again would read them as inputs; write somewhere else")
     for src in paths:
         sp = Path(src).resolve()
         if sp == target or target in sp.parents:
