@@ -199,6 +199,13 @@ def _glob_forms(pattern: str) -> list[list[str]]:
     return [parts] if resolved == parts else [parts, resolved]
 
 
+def _under(folder: tuple[str, ...], pattern: list[str]) -> bool:
+    """Whether ``folder`` lies within the fixed folders of glob ``pattern`` (those before its
+    first wildcard)."""
+    k = next((i for i, c in enumerate(pattern) if glob.has_magic(c)), len(pattern))
+    return tuple(pattern[:k]) == folder[:k]
+
+
 def check_out_apart(out: str | os.PathLike[str], paths: list[str], folders: Iterable[str] = ()) -> None:
     """Refuses an output folder ``out`` that holds one of the input files ``paths``, lies
     inside one of the named input ``folders``, or whose outputs a named glob would match (a
@@ -213,8 +220,11 @@ def check_out_apart(out: str | os.PathLike[str], paths: list[str], folders: Iter
                 # The output folder as named and as resolved: a glob reaches it either way
                 # (a link on its path, a link inside the globbed tree).
                 for base in dict.fromkeys((Path(os.path.abspath(out)), target)):
-                    for o in _outputs_of(base, paths):
-                        if any(_glob_matches(form, list(o.parts)) for form in _glob_forms(name)):
+                    # Only a glob whose fixed folders hold the output folder can reach it (the
+                    # usual case, outputs elsewhere, costs no matching per input).
+                    forms = [f for f in _glob_forms(name) if _under(base.parts, f)]
+                    for o in _outputs_of(base, paths) if forms else ():
+                        if any(_glob_matches(form, list(o.parts)) for form in forms):
                             raise ValueError(f"the input glob {name} would match the outputs in {os.fspath(out)} (such as {o.relative_to(base)}): the same command run again would read them as inputs; write somewhere else")
     for src in paths:
         sp = Path(src).resolve()
