@@ -81,7 +81,9 @@ def ref_punctuation(text, min_nb_words=-1):
     return len([t for t in toks if t in PUNCTUATION]) / len(toks)
 
 
-def ref_paragraph_filter(text):
+def ref_paragraph_filter(text, common_words=None):
+    """OBELICS's node-level text filter; ``common_words``: its ``json.load``-ed list (a dict or
+    a list, read with ``in``), checked after punctuation (``check_common_word_ratio``, 0.8)."""
     text = "".join(" " if c in WHITESPACE else c for c in text)
     kept, removed = [], []
     for i, p in enumerate(text.split("\n\n")):
@@ -98,6 +100,8 @@ def ref_paragraph_filter(text):
             ("flagged_words", ref_ratio(p, FLAGGED) <= 0.01),
             ("punctuation", ref_punctuation(p, 12) >= 0.001),
         ]
+        if common_words is not None:
+            checks.append(("common_words", ref_ratio(p, common_words) >= 0.8))
         failed = next((name for name, ok in checks if not ok), None)
         (removed.append((i, failed)) if failed else kept.append(p))
     return ("\n\n".join(kept) if kept else None), removed

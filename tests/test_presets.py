@@ -11,7 +11,7 @@ from conftest import batch_of
 
 from interleaf.pipeline import build_signal
 from interleaf.recipes import FilterSpec, load
-from interleaf.signals import DOCUMENT_RULES, compute
+from interleaf.signals import COMMON_WORD_RULES, DOCUMENT_RULES, compute
 
 
 def passes(f: FilterSpec, **columns: list) -> list[bool | None]:
@@ -37,7 +37,7 @@ def above(x: float) -> float:
 def test_obelics_document_filters_are_the_document_rules_and_1_to_30_images():
     """METHODS §8: the document checks (words 10-2000, char repetition <= 0.1, word repetition
     <= 0.2, special characters <= 0.275, stop words >= 0.35, flagged words <= 0.01, punctuation
-    >= 0.03), 1-30 images and perplexity <= 1500, bounds inclusive."""
+    >= 0.03), 1-30 images, common words >= 0.9 and perplexity <= 1500, bounds inclusive."""
     r = load("obelics")
     assert r.name == "obelics"
     doc = r.filters.doc
@@ -61,6 +61,10 @@ def test_obelics_document_filters_are_the_document_rules_and_1_to_30_images():
             assert passes(f, **{col: [hi, step_up(hi)]}) == [True, False], (stat, f.expr)
     assert passes(doc["images"], doc_images=[0, 1, 30, 31]) == [False, True, True, False]
     assert passes(doc["perplexity"], doc_lm_perplexity=[1500.0, above(1500.0)]) == [True, False]
+    # OBELICS's config: common_word_ratio_doc_level_min_cutoff 0.90 (paragraphs 0.8, in Rust).
+    assert COMMON_WORD_RULES == {"paragraph": 0.8, "document": 0.9}
+    assert passes(doc["common_words"], doc_text_common_word_ratio=[0.9, below(0.9)]) == [True, False]
+    assert "words" in r.models
     assert r.signals["doc_lm"].max_perplexity == 1500.0
     # The document language id: fastText's label of the lower-cased surviving paragraphs is
     # English with probability >= 0.8 (OBELICS's check_lang_id; optional, needs a model).
@@ -68,8 +72,8 @@ def test_obelics_document_filters_are_the_document_rules_and_1_to_30_images():
     lang = r.signals["doc_lang"]
     assert (lang.type, lang.level, lang.paragraphs, lang.lowercase, lang.optional) == ("language", "doc", True, True, True)
     # OBELICS's order: the image count, then the text checks in the order of DOCUMENT_RULES,
-    # then the language id and the perplexity.
-    assert list(doc) == ["images", *[by_column[(f"doc_text_{s}",)] for s in DOCUMENT_RULES], "language", "perplexity"]
+    # then the common words, the language id and the perplexity.
+    assert list(doc) == ["images", *[by_column[(f"doc_text_{s}",)] for s in DOCUMENT_RULES], "common_words", "language", "perplexity"]
     assert roots(r.filters.node["image_rules"]) == ["image_obelics_ok"]
     assert r.signals["image"].type == "image" and r.signals["text"].paragraphs and r.signals["doc_text"].paragraphs
 

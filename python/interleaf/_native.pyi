@@ -13,6 +13,7 @@ __all__ = [
     "PreprocessConfig",
     "NativeShardWriter",
     "NativeWriteLock",
+    "WordSet",
     "__version__",
     "_decode_luma",
     "_decode_rgb",
@@ -311,13 +312,27 @@ def analyze_images(
     ``interleaf.image.PreprocessConfig``) is given, and a table of the stats columns (when
     asked), ``{kind}`` / ``{kind}_hex`` per hash, and ``error``. See ``interleaf.image.analyze``."""
 
-def obelics_text_stats(texts: pl.Series, *, char_ngram: int = 10, word_ngram: int = 5, punctuation_min_tokens: int = 0, threads: int | None = None) -> pl.DataFrame:
-    """OBELICS's statistics per text of a String Series (see interleaf.signals.text_stats)."""
+@final
+class WordSet:
+    """A word list for the common-word ratio (see interleaf.signals.load_common_words)."""
 
-def obelics_paragraphs(texts: pl.Series, *, threads: int | None = None, node_stats: tuple[int, int] | None = None) -> pl.DataFrame:
+    def __new__(cls, words: list[str]) -> Self: ...
+    def __len__(self) -> int: ...
+    def __contains__(self, key: str, /) -> bool: ...
+    def __reduce__(self) -> tuple[type[WordSet], tuple[list[str]]]:
+        """Pickled as its words (a run's plan travels to Ray workers)."""
+
+def obelics_text_stats(
+    texts: pl.Series, *, char_ngram: int = 10, word_ngram: int = 5, punctuation_min_tokens: int = 0, threads: int | None = None, common_words: WordSet | None = None
+) -> pl.DataFrame:
+    """OBELICS's statistics per text of a String Series (see interleaf.signals.text_stats);
+    ``common_word_ratio`` too with ``common_words``."""
+
+def obelics_paragraphs(texts: pl.Series, *, threads: int | None = None, node_stats: tuple[int, int] | None = None, common_words: WordSet | None = None) -> pl.DataFrame:
     """OBELICS's node-level paragraph filter per text: text, removed, reasons; with
     ``node_stats=(char_ngram, word_ngram)`` also each whole text's paragraph-level statistics
-    (``obelics_text_stats``'s columns, ``punctuation_min_tokens`` 12)."""
+    (``obelics_text_stats``'s columns, ``punctuation_min_tokens`` 12); with ``common_words``
+    also OBELICS's common-word check (>= 0.8) and ``common_word_ratio``."""
 
 def mmc4_assign(
     images: np.ndarray, image_offsets: np.ndarray, texts: np.ndarray, text_offsets: np.ndarray, threshold: float = 0.15, threads: int | None = None

@@ -235,8 +235,8 @@ def build_signals(names: Sequence[str], args: argparse.Namespace) -> list:
     from interleaf import signals as sg
 
     make = {
-        "text": lambda: sg.TextStats(paragraphs=args.paragraphs, threads=args.threads),
-        "text-doc": lambda: sg.TextStats("doc", name="doc_text", paragraphs=args.paragraphs, threads=args.threads),
+        "text": lambda: sg.TextStats(paragraphs=args.paragraphs, threads=args.threads, common_words=args.common_words),
+        "text-doc": lambda: sg.TextStats("doc", name="doc_text", paragraphs=args.paragraphs, threads=args.threads, common_words=args.common_words),
         "caption": lambda: sg.CaptionStats("doc"),
         "image": lambda: sg.ImageStats(max_pixels=args.max_pixels, max_bytes=args.max_image_bytes, header_only=args.header_only),
         "clip": lambda: sg.ClipAlignment(args.alignment, threshold=args.threshold, threads=args.threads),
@@ -267,7 +267,7 @@ def cmd_signals(args: argparse.Namespace) -> int:
         for need, flag in (("clip.", "--clip"), ("text.embedding", "--text-embedder"), ("lm.", "--lm"), ("lid", "--lid")):
             if any(n.startswith(need) for n in sig.needs) and getattr(args, flag[2:].replace("-", "_")) is None:
                 raise ValueError(f"signal {name} needs a model: give {flag} {'FILE' if flag == '--lid' else 'DIR'}")
-    ctx = sg.Context(clip=args.clip, text_embedder=args.text_embedder, lm=args.lm, lid=args.lid, device=args.device, threads=args.threads, batch_size=args.model_batch_size)
+    ctx = sg.Context(clip=args.clip, text_embedder=args.text_embedder, lm=args.lm, lid=args.lid, words=args.common_words, device=args.device, threads=args.threads, batch_size=args.model_batch_size)
     reader = _reader(args, args.paths)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -480,7 +480,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", help="a preset name (interleaf recipes list) or a recipe YAML file")
     p.add_argument("inputs", nargs="+", help="files, globs, brace ranges or directories; each file is a shard")
     p.add_argument("--out", required=True, help="output folder (new, empty, or an earlier run over the same inputs, which is resumed)")
-    p.add_argument("--model", action="append", metavar="NAME=PATH", help="a model the recipe names: clip=DIR, text=DIR, lm=DIR (a causal LM, or a KenLM model as OBELICS used: en.arpa.bin with en.sp.model beside it), lid=FILE (a fastText language-id model such as lid.176.bin) (repeatable)")
+    p.add_argument("--model", action="append", metavar="NAME=PATH", help="a model the recipe names: clip=DIR, text=DIR, lm=DIR (a causal LM, or a KenLM model as OBELICS used: en.arpa.bin with en.sp.model beside it), lid=FILE (a fastText language-id model such as lid.176.bin), words=FILE (a common-word list: OBELICS's common_words.json, a JSON array, or a word per line) (repeatable)")
     p.add_argument("--workers", type=int, default=None, help="shards processed at once, each in its own process (default 1; outputs do not depend on it); with --engine ray: concurrent tasks / model actors (default: the cluster's CPUs)")
     p.add_argument("--engine", choices=("local", "ray"), default="local", help="where the per-shard stages run: this machine, or Ray Data (needs the ray extra; same outputs) (default %(default)s)")
     p.add_argument("--address", default=None, help="with --engine ray: the cluster to join from one of its nodes (auto, or HEAD:6379; Ray Client ray:// addresses cannot run Ray Data: use ray job submit); default: start or join a local Ray instance")
@@ -617,6 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alignment", choices=("auto", "pair", "step", "mmc4"), default="auto", help="clip: pair (DataComp), step (CoMM) or mmc4 assignment; auto picks per document (default %(default)s)")
     p.add_argument("--threshold", type=float, default=0.15, help="clip, mmc4: drop an image whose best similarity is below this (default %(default)s, MMC4's)")
     p.add_argument("--paragraphs", action="store_true", help="text: also apply OBELICS's paragraph filter (kept text, reasons); text-doc, perplexity, perplexity-doc, language, language-node: on the surviving paragraphs")
+    p.add_argument("--common-words", default=None, metavar="FILE", help="text, text-doc: also the common-word ratio against this list (OBELICS's common_words.json, a JSON array, or a word per line), and OBELICS's paragraph filter checks it (>= 0.8)")
     p.add_argument("--lowercase", action="store_true", help="language, language-node: lower-case the text before fastText reads it (OBELICS; DataComp does not)")
     p.add_argument("--shuffles", type=int, default=8, help="coherence: shuffled orders to compare with (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="coherence: shuffle seed (default %(default)s)")

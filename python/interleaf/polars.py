@@ -205,7 +205,8 @@ def text_stats(expr: str | pl.Expr, level: str = "paragraph", char_ngram: int = 
     """OBELICS's statistics of each text in a String column, as a struct with the columns of
     :func:`interleaf.signals.text_stats` (``n_words``, ``n_chars``, ``char_repetition``,
     ``word_repetition``, ``special_char_ratio``, ``stopword_ratio``, ``flagged_word_ratio``,
-    ``punctuation_ratio``); null fields for a null text.
+    ``punctuation_ratio``); null fields for a null text. The common-word ratio, which needs a
+    word list, is :func:`interleaf.signals.text_stats`'s (``common_words=``).
 
     Example:
         >>> import polars as pl

@@ -36,11 +36,14 @@ class _Strict(BaseModel):
 
 
 #: The model names a recipe may use and the kind of model each must be.
-MODEL_KINDS = {"clip": "clip", "text": "text-embedder", "lm": "causal-lm", "lid": "language-id"}
+MODEL_KINDS = {"clip": "clip", "text": "text-embedder", "lm": "causal-lm", "lid": "language-id", "words": "word-list"}
 
 
 class ModelSpec(_Strict):
-    """A model the recipe uses. ``path``: a model directory (``lid``: a fastText file) or a name under the models home
+    """A model the recipe uses. ``words`` is a word list, not a model: OBELICS's common words
+    (a JSON object or array, or a word per line), which the ``text`` signals' common-word ratio
+    and OBELICS's paragraph filter use when it is given. ``path``: a model directory (``lid``: a fastText file;
+    ``words``: the list's file) or a name under the models home
     (usually left out of a shared recipe and given at run time; a relative path in a recipe
     file is read from the file's folder when it exists there). Where the models run is chosen
     at run time (``--device``, ``run(device=...)``), not by a recipe."""
@@ -338,7 +341,7 @@ class Recipe(_Strict):
 
     name: str = "custom"
     description: str = ""
-    models: dict[Literal["clip", "text", "lm", "lid"], ModelSpec] = {}
+    models: dict[Literal["clip", "text", "lm", "lid", "words"], ModelSpec] = {}
     llm: LLMSpec | None = None
     signals: dict[str, SignalSpec] = {}
     dedup: list[DedupStep] = []

@@ -6,7 +6,8 @@ out; the math in Rust) and its **Signal** classes, which :func:`compute` runs ov
 embeddings of the batch between signals:
 
 - ``text``: :func:`text_stats`, :func:`obelics_paragraphs` (OBELICS's statistics and paragraph
-  filter, equal to its own functions); :class:`TextStats`; :class:`CaptionStats` (DataComp's
+  filter, equal to its own functions; its common-word ratio with a list you give,
+  :func:`load_common_words`); :class:`TextStats`; :class:`CaptionStats` (DataComp's
   caption word and character counts).
 - ``image``: :class:`ImageStats` (:func:`interleaf.image.stats` plus MMC4's, OBELICS's and
   DataComp's size and aspect rules, :func:`size_rules`).
@@ -46,9 +47,10 @@ from interleaf.signals.language import Language
 from interleaf.signals.llm import LLMJudge
 from interleaf.signals.perplexity import Perplexity, document_perplexity
 from interleaf.signals.sequence import SequenceConsistency, sequence_consistency
-from interleaf.signals.text import DOCUMENT_RULES, PARAGRAPH_RULES, CaptionStats, TextStats, obelics_paragraphs, text_stats
+from interleaf.signals.text import COMMON_WORD_RULES, DOCUMENT_RULES, PARAGRAPH_RULES, CaptionStats, TextStats, load_common_words, obelics_paragraphs, text_stats
 
 __all__ = [
+    "COMMON_WORD_RULES",
     "DOCUMENT_RULES",
     "PARAGRAPH_RULES",
     "CaptionStats",
@@ -67,6 +69,7 @@ __all__ = [
     "compute",
     "document_perplexity",
     "linear_assignment",
+    "load_common_words",
     "mmc4_assign",
     "mmc4_assign_documents",
     "obelics_paragraphs",

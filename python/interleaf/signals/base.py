@@ -89,6 +89,9 @@ class Context:
             perplexity.
         lid: a fastText language-id model (:class:`interleaf.models.LanguageID`) or its file,
             for language identification.
+        words: a common-word list (a file or words, :func:`interleaf.signals.load_common_words`)
+            for OBELICS's paragraph filter as the language and perplexity signals read it
+            (``paragraphs=True``); a text signal names its own (``TextStats(common_words=...)``).
         llm: an :class:`interleaf.llm.Client`, or the keyword arguments of one (a recipe's
             ``llm`` section), for LLM judges; a client made here is closed by :meth:`close`.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` for models given by path.
@@ -96,10 +99,11 @@ class Context:
         batch_size: inference batch size for the models (default: each model's).
     """
 
-    def __init__(self, *, clip: Any = None, text_embedder: Any = None, lm: Any = None, lid: Any = None, llm: Any = None, device: str = "auto", threads: int | None = None, batch_size: int | None = None):
+    def __init__(self, *, clip: Any = None, text_embedder: Any = None, lm: Any = None, lid: Any = None, words: Any = None, llm: Any = None, device: str = "auto", threads: int | None = None, batch_size: int | None = None):
         int_arg("threads", threads, 1, 512, optional=True)
         int_arg("batch_size", batch_size, 1, 1 << 20, optional=True)
         self._models: dict[str, Any] = {"clip": clip, "text_embedder": text_embedder, "lm": lm, "lid": lid}
+        self._words = words
         self._llm = llm
         self._own_llm = False
         self.device = device
@@ -173,23 +177,38 @@ class Context:
 
         return self.cached("clip.image", batch, make)
 
-    def obelics_paragraphs(self, batch: pl.DataFrame, node_stats: tuple[int, int] | None = None) -> pl.DataFrame:
+    def common_words(self) -> Any:
+        """The context's common-word list (:func:`interleaf.signals.load_common_words`), None
+        without one."""
+        if self._words is not None:
+            from interleaf.signals.text import load_common_words
+
+            self._words = load_common_words(self._words)
+        return self._words
+
+    def obelics_paragraphs(self, batch: pl.DataFrame, node_stats: tuple[int, int] | None = None, *, common_words: Any = ...) -> pl.DataFrame:
         """:func:`interleaf.signals.obelics_paragraphs` of the batch's text nodes, in batch
         order (``"text.paragraphs"``), once per batch: the node-level and the document-level
         text signals share it. With ``node_stats`` = (char_ngram, word_ngram), also each text
         node's paragraph-level statistics, from the same pass (a cached result without them, or
-        with other n-grams, is recomputed)."""
+        with other n-grams, is recomputed). ``common_words``: the list its common-word check
+        uses (None: no check; default: the context's, :meth:`common_words`)."""
+        from interleaf.signals.text import load_common_words
+
+        words = self.common_words() if common_words is ... else None if common_words is None else load_common_words(common_words)
 
         def make() -> pl.DataFrame:
             from interleaf.signals.text import obelics_paragraphs
 
-            return obelics_paragraphs(batch.filter(pl.col(S.KIND) == S.TEXT_KIND).get_column(S.TEXT), threads=self.threads, node_stats=node_stats)
+            return obelics_paragraphs(batch.filter(pl.col(S.KIND) == S.TEXT_KIND).get_column(S.TEXT), threads=self.threads, node_stats=node_stats, common_words=words)
 
         self.begin(batch)
-        have = self._cache.get("text.paragraphs")
+        # The entry holds the list it was made with: its id is not reused while the entry lives.
+        key = f"text.paragraphs:{id(words)}"
+        have = self._cache.get(key)
         if have is None or (node_stats is not None and have[0] != node_stats):
-            self._cache["text.paragraphs"] = have = (node_stats, make())
-        return have[1]
+            self._cache[key] = have = (node_stats, words, make())
+        return have[2]
 
     def image_stats(self, batch: pl.DataFrame, max_pixels: int | None = None, max_bytes: int | None = None, *, header_only: bool = False) -> pl.DataFrame:
         """:func:`interleaf.image.stats` of the batch's image nodes (``"image.stats"``), once per

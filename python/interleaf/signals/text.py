@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import polars as pl
 
@@ -21,6 +24,10 @@ PARAGRAPH_RULES = {
     "punctuation_ratio": (0.001, None),
 }
 
+#: OBELICS's common-word thresholds (paragraph, document), applied when a word list is given
+#: (:func:`load_common_words`): its config enables them, its repository does not ship the list.
+COMMON_WORD_RULES = {"paragraph": 0.8, "document": 0.9}
+
 #: OBELICS's document-level thresholds (the text of the surviving paragraphs joined by ``"\n\n"``).
 DOCUMENT_RULES = {
     "n_words": (10, 2000),
@@ -33,6 +40,73 @@ DOCUMENT_RULES = {
 }
 
 
+#: Word lists loaded from files, by (path, size, mtime): a run's workers load each once.
+_LOADED: dict[tuple[str, int, int], Any] = {}
+
+
+def load_common_words(source: Any) -> Any:
+    """A word list for OBELICS's common-word ratio, as a :class:`interleaf._native.WordSet`.
+
+    ``source``: a file, or the words themselves (a set, list or other iterable of strings; a
+    WordSet is returned as it is). A file is read as OBELICS reads its ``common_words.json``
+    (``json.load``, then ``word in common_words``): a JSON object gives its keys (OBELICS's
+    file maps each word to a value), a JSON array its strings; any other file is a word per
+    line (UTF-8, blank lines skipped, each line stripped of surrounding whitespace).
+
+    Words are matched as OBELICS's word splitting gives them (lower-cased, stripped of special
+    characters at both ends) and the list's entries exactly as written: an entry with an
+    upper-case letter never matches, as in OBELICS. OBELICS's own list is not in its
+    repository (``obelics/callers/filter_web_documents.py`` links it as ``common_words.json``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not UTF-8, a JSON file that is neither an object nor an array of strings,
+            or no words at all (every ratio would be 0 and every text fail).
+    """
+    if isinstance(source, _native.WordSet):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        path = os.path.abspath(os.fspath(source))
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"common-word list {os.fspath(source)!r}: no such file (OBELICS's common_words.json, a JSON array, or a word per line)")
+        st = os.stat(path)
+        key = (path, st.st_size, st.st_mtime_ns)
+        if key not in _LOADED:
+            words = _read_words(path)
+            if len(_LOADED) >= 4:
+                _LOADED.pop(next(iter(_LOADED)))
+            _LOADED[key] = _word_set(words, path)
+        return _LOADED[key]
+    if isinstance(source, bytes) or not isinstance(source, Iterable):
+        raise TypeError(f"common_words must be a file, a WordSet or an iterable of words, not {type(source).__name__}")
+    return _word_set(list(source), "common_words")
+
+
+def _read_words(path: str) -> list[Any]:
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"common-word list {path}: not UTF-8 ({e})") from None
+    if text.lstrip()[:1] in ("{", "["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"common-word list {path}: not valid JSON ({e})") from None
+        return list(data) if isinstance(data, (dict, list)) else [data]
+    return [w for w in (line.strip() for line in text.splitlines()) if w]
+
+
+def _word_set(words: list[Any], where: str) -> Any:
+    bad = next((w for w in words if not isinstance(w, str)), None)
+    if bad is not None:
+        raise ValueError(f"{where}: the common words must be strings (a JSON object of words, or an array of strings), found {bad!r}")
+    if not words:
+        raise ValueError(f"{where}: no words (every text would have a common-word ratio of 0)")
+    return _native.WordSet(words)
+
+
 def text_stats(
     texts: pl.Series | Sequence[str | None],
     level: str = "paragraph",
@@ -40,6 +114,7 @@ def text_stats(
     char_ngram: int = 10,
     word_ngram: int = 5,
     threads: int | None = None,
+    common_words: Any = None,
 ) -> pl.DataFrame:
     """OBELICS's statistics of each text, one row per text (null for a null text):
 
@@ -58,7 +133,9 @@ def text_stats(
       document >= 0.35; <= 0.01);
     - ``punctuation_ratio``: ``. , ? ! : ;`` tokens / tokens, tokens being ``[\\w']+`` runs and
       those marks; at ``level="paragraph"`` fewer than 12 tokens gives 1.0, as OBELICS lets short
-      paragraphs pass (>= 0.001, document >= 0.03).
+      paragraphs pass (>= 0.001, document >= 0.03);
+    - ``common_word_ratio``, with ``common_words`` (a file or words, :func:`load_common_words`):
+      words in that list / words (OBELICS keeps >= 0.8, document >= 0.9).
 
     Every ratio of an empty text is 0. Values equal OBELICS's own functions
     (``web_document_filtering.py``). The text is taken as it is: OBELICS standardises its 12
@@ -69,10 +146,11 @@ def text_stats(
     int_arg("word_ngram", word_ngram, 1, 1000)
     int_arg("threads", threads, 1, 512, optional=True)
     min_tokens = 12 if level == "paragraph" else 0
-    return _native.obelics_text_stats(string_column(texts, "texts"), char_ngram=char_ngram, word_ngram=word_ngram, punctuation_min_tokens=min_tokens, threads=threads)
+    words = None if common_words is None else load_common_words(common_words)
+    return _native.obelics_text_stats(string_column(texts, "texts"), char_ngram=char_ngram, word_ngram=word_ngram, punctuation_min_tokens=min_tokens, threads=threads, common_words=words)
 
 
-def obelics_paragraphs(texts: pl.Series | Sequence[str | None], *, threads: int | None = None, node_stats: tuple[int, int] | None = None) -> pl.DataFrame:
+def obelics_paragraphs(texts: pl.Series | Sequence[str | None], *, threads: int | None = None, node_stats: tuple[int, int] | None = None, common_words: Any = None) -> pl.DataFrame:
     """OBELICS's node-level text filter on each text: its 12 whitespace characters become
     spaces, the text is split on ``"\\n\\n"``, and each paragraph is removed by the first check
     it fails, in OBELICS's order (words 4-1000, char repetition, word repetition, special
@@ -82,19 +160,22 @@ def obelics_paragraphs(texts: pl.Series | Sequence[str | None], *, threads: int 
     when none survive: OBELICS then removes the node), ``removed`` (indices of the removed
     paragraphs) and ``reasons`` (the check each failed: ``words``, ``char_repetition``,
     ``word_repetition``, ``special_characters``, ``stopwords``, ``flagged_words``,
-    ``punctuation``). Common-word, language-id and perplexity checks need OBELICS's external
-    models and are not applied here.
+    ``punctuation``, ``common_words``). With ``common_words`` (a file or words,
+    :func:`load_common_words`), a paragraph that passes the others is also checked for
+    OBELICS's common-word ratio (>= 0.8); without, that check is not made. Language-id and
+    perplexity checks are off at OBELICS's paragraph level.
 
     With ``node_stats=(char_ngram, word_ngram)``, also each whole text's :func:`text_stats` at
     ``level="paragraph"`` with those n-grams, from the same pass (a one-paragraph text's are its
-    paragraph's).
+    paragraph's; ``common_word_ratio`` too with ``common_words``).
     """
     int_arg("threads", threads, 1, 512, optional=True)
     if node_stats is not None:
         if isinstance(node_stats, (str, bytes)) or not isinstance(node_stats, Sequence) or len(node_stats) != 2:
             raise TypeError(f"node_stats must be a pair (char_ngram, word_ngram), got {node_stats!r}")
         node_stats = (int_arg("node_stats char_ngram", node_stats[0], 1, 1000), int_arg("node_stats word_ngram", node_stats[1], 1, 1000))
-    return _native.obelics_paragraphs(string_column(texts, "texts"), threads=threads, node_stats=node_stats)
+    words = None if common_words is None else load_common_words(common_words)
+    return _native.obelics_paragraphs(string_column(texts, "texts"), threads=threads, node_stats=node_stats, common_words=words)
 
 
 _STATS = ("n_words", "n_chars", "char_repetition", "word_repetition", "special_char_ratio", "stopword_ratio", "flagged_word_ratio", "punctuation_ratio")
@@ -111,12 +192,15 @@ class TextStats:
     by ``"\\n\\n"`` in document order (OBELICS's document text; with ``paragraphs=True`` only the
     paragraphs that survive the node-level filter), plus ``<name>_n_texts`` and
     ``<name>_n_images`` (OBELICS keeps 1-30 images). Thresholds to compare with:
-    :data:`PARAGRAPH_RULES`, :data:`DOCUMENT_RULES`.
+    :data:`PARAGRAPH_RULES`, :data:`DOCUMENT_RULES`, :data:`COMMON_WORD_RULES`.
+
+    ``common_words`` (a file or words, :func:`load_common_words`): also
+    ``<name>_common_word_ratio``, and the paragraph filter checks OBELICS's common-word ratio.
     """
 
     needs: tuple[str, ...] = ()
 
-    def __init__(self, level: str = "node", *, name: str = "text", paragraphs: bool = False, char_ngram: int = 10, word_ngram: int = 5, threads: int | None = None):
+    def __init__(self, level: str = "node", *, name: str = "text", paragraphs: bool = False, char_ngram: int = 10, word_ngram: int = 5, threads: int | None = None, common_words: Any = None):
         choice_arg("level", level, ("node", "doc"))
         int_arg("char_ngram", char_ngram, 1, 1000)
         int_arg("word_ngram", word_ngram, 1, 1000)
@@ -125,6 +209,7 @@ class TextStats:
         self.name = name
         self.paragraphs = paragraphs
         self.char_ngram, self.word_ngram, self.threads = char_ngram, word_ngram, threads
+        self.common_words = None if common_words is None else load_common_words(common_words)
 
     @property
     def node_kind(self) -> str | None:
@@ -133,23 +218,27 @@ class TextStats:
 
     def columns(self) -> dict[str, pl.DataType]:
         n = self.name
-        cols: dict[str, pl.DataType] = {f"{n}_{c}": (pl.UInt64() if c.startswith("n_") else pl.Float64()) for c in _STATS}
+        cols: dict[str, pl.DataType] = {f"{n}_{c}": (pl.UInt64() if c.startswith("n_") else pl.Float64()) for c in self._stat_names}
         if self.level == "node" and self.paragraphs:
             cols |= {f"{n}_kept_text": pl.String(), f"{n}_removed_reasons": pl.List(pl.String())}
         if self.level == "doc":
             cols |= {f"{n}_n_texts": pl.UInt32(), f"{n}_n_images": pl.UInt32()}
         return cols
 
+    @property
+    def _stat_names(self) -> tuple[str, ...]:
+        return _STATS + (("common_word_ratio",) if self.common_words is not None else ())
+
     def _stats(self, texts: pl.Series, level: str) -> pl.DataFrame:
-        t = text_stats(texts, level=level, char_ngram=self.char_ngram, word_ngram=self.word_ngram, threads=self.threads)
+        t = text_stats(texts, level=level, char_ngram=self.char_ngram, word_ngram=self.word_ngram, threads=self.threads, common_words=self.common_words)
         return t.rename({c: f"{self.name}_{c}" for c in t.columns})
 
     def _paragraphs(self, batch: pl.DataFrame, texts: pl.DataFrame, ctx) -> pl.DataFrame:
         """OBELICS's paragraph filter of the batch's text nodes ``texts``: the context's, shared
         by the node and document signals (the result does not depend on the threads)."""
         if ctx is not None:
-            return ctx.obelics_paragraphs(batch)
-        return obelics_paragraphs(texts.get_column("text"), threads=self.threads)
+            return ctx.obelics_paragraphs(batch, common_words=self.common_words)
+        return obelics_paragraphs(texts.get_column("text"), threads=self.threads, common_words=self.common_words)
 
     def compute(self, batch: pl.DataFrame, ctx) -> pl.DataFrame:
         from interleaf import schema as S
@@ -161,8 +250,8 @@ class TextStats:
             if self.paragraphs and ctx is not None:
                 # The node statistics from the paragraph filter's pass (a one-paragraph node's
                 # are its paragraph's).
-                p = ctx.obelics_paragraphs(batch, node_stats=(self.char_ngram, self.word_ngram))
-                stats = p.select(_STATS).rename({c: f"{n}_{c}" for c in _STATS})
+                p = ctx.obelics_paragraphs(batch, node_stats=(self.char_ngram, self.word_ngram), common_words=self.common_words)
+                stats = p.select(self._stat_names).rename({c: f"{n}_{c}" for c in self._stat_names})
                 return pl.concat([nodes.select(NODE_KEYS), stats], how="horizontal").with_columns(p.get_column("text").alias(f"{n}_kept_text"), p.get_column("reasons").alias(f"{n}_removed_reasons"))
             out = pl.concat([nodes.select(NODE_KEYS), self._stats(nodes.get_column(S.TEXT), "paragraph")], how="horizontal")
             if self.paragraphs:

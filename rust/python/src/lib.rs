@@ -74,6 +74,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dedup::hamming_pairs, m)?)?;
     m.add_function(wrap_pyfunction!(dedup::hamming_clusters, m)?)?;
     m.add_class::<dedup::PyHammingIndex>()?;
+    m.add_class::<signals::PyWordSet>()?;
     m.add_function(wrap_pyfunction!(dedup::resize_luma_py, m)?)?;
     m.add_function(wrap_pyfunction!(dedup::decode_luma_py, m)?)?;
     m.add_function(wrap_pyfunction!(image::analyze_images, m)?)?;

@@ -3,7 +3,7 @@
 //! Conversion and GIL release only.
 
 use interleaf_core::sim;
-use interleaf_core::text::obelics::{filter_paragraphs, filter_paragraphs_and_stats, text_stats, ParagraphRules, StatsParams, TextStats};
+use interleaf_core::text::obelics::{filter_paragraphs, filter_paragraphs_and_stats, text_stats_with, ParagraphRules, StatsParams, TextStats, WordSet};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use polars::prelude::*;
 use pyo3::exceptions::PyValueError;
@@ -18,11 +18,43 @@ fn polars_err(e: PolarsError) -> PyErr {
     PyValueError::new_err(e.to_string())
 }
 
+/// A word list for the common-word ratio (OBELICS's common words), built once and shared by
+/// the calls that take `common_words`.
+#[pyclass(name = "WordSet", module = "interleaf._native", frozen)]
+pub struct PyWordSet(WordSet);
+
+#[pymethods]
+impl PyWordSet {
+    #[new]
+    fn new(words: Vec<String>) -> Self {
+        PyWordSet(words.into_iter().collect())
+    }
+
+    fn __len__(&self) -> usize {
+        self.0.len()
+    }
+
+    fn __contains__(&self, word: &str) -> bool {
+        self.0.contains(word)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("WordSet({} words)", self.0.len())
+    }
+
+    /// Pickled as its words (a run's plan travels to Ray workers).
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, pyo3::types::PyType>, (Vec<String>,))> {
+        let mut words: Vec<String> = slf.get().0.iter().cloned().collect();
+        words.sort_unstable();
+        Ok((slf.get_type(), (words,)))
+    }
+}
+
 /// OBELICS's statistics of each text: a table with `n_words`, `n_chars`, `char_repetition`,
 /// `word_repetition`, `special_char_ratio`, `stopword_ratio`, `flagged_word_ratio`,
-/// `punctuation_ratio` (null for a null text).
+/// `punctuation_ratio` (null for a null text), and `common_word_ratio` with `common_words`.
 #[pyfunction]
-#[pyo3(signature = (texts, *, char_ngram=10, word_ngram=5, punctuation_min_tokens=0, threads=None))]
+#[pyo3(signature = (texts, *, char_ngram=10, word_ngram=5, punctuation_min_tokens=0, threads=None, common_words=None))]
 pub fn obelics_text_stats(
     py: Python<'_>,
     texts: PySeries,
@@ -30,11 +62,22 @@ pub fn obelics_text_stats(
     word_ngram: usize,
     punctuation_min_tokens: usize,
     threads: Option<usize>,
+    common_words: Option<PyRef<'_, PyWordSet>>,
 ) -> PyResult<PyDataFrame> {
     let values = str_values(&texts.0, "texts")?;
     let p = StatsParams { char_ngram, word_ngram, punctuation_min_tokens };
-    let stats = py.detach(|| on_pool(threads, || values.par_iter().map(|t| t.map(|t| text_stats(t, &p))).collect::<Vec<_>>()))?;
-    Ok(PyDataFrame(DataFrame::new(stats.len(), text_stats_columns(&stats)).map_err(polars_err)?))
+    let common = common_words.as_ref().map(|c| &c.0);
+    let stats = py.detach(|| on_pool(threads, || values.par_iter().map(|t| t.map(|t| text_stats_with(t, &p, common))).collect::<Vec<_>>()))?;
+    let mut cols = text_stats_columns(&stats);
+    if common.is_some() {
+        cols.push(common_word_column(&stats));
+    }
+    Ok(PyDataFrame(DataFrame::new(stats.len(), cols).map_err(polars_err)?))
+}
+
+/// The `common_word_ratio` column (Float64, null where the text was null).
+fn common_word_column(stats: &[Option<TextStats>]) -> Column {
+    stats.iter().map(|s| s.as_ref().and_then(|s| s.common_word_ratio)).collect::<Float64Chunked>().with_name("common_word_ratio".into()).into_column()
 }
 
 /// The statistics as columns (`n_words`, `n_chars` UInt64, the ratios Float64), null where the
@@ -62,17 +105,26 @@ pub(crate) fn text_stats_columns(stats: &[Option<TextStats>]) -> Vec<Column> {
 /// indices, their reasons) per text; with `node_stats` = (char_ngram, word_ngram), also each
 /// whole text's statistics at paragraph level (the columns of `obelics_text_stats` with
 /// `punctuation_min_tokens` 12), computed with the filter's own where they are the same.
+/// With `common_words`, paragraphs are also checked for OBELICS's common-word ratio (>= 0.8,
+/// after punctuation) and the statistics have `common_word_ratio`.
 #[pyfunction]
-#[pyo3(signature = (texts, *, threads=None, node_stats=None))]
-pub fn obelics_paragraphs(py: Python<'_>, texts: PySeries, threads: Option<usize>, node_stats: Option<(usize, usize)>) -> PyResult<PyDataFrame> {
+#[pyo3(signature = (texts, *, threads=None, node_stats=None, common_words=None))]
+pub fn obelics_paragraphs(
+    py: Python<'_>,
+    texts: PySeries,
+    threads: Option<usize>,
+    node_stats: Option<(usize, usize)>,
+    common_words: Option<PyRef<'_, PyWordSet>>,
+) -> PyResult<PyDataFrame> {
     let values = str_values(&texts.0, "texts")?;
     let rules = ParagraphRules::default();
+    let common = common_words.as_ref().map(|c| &c.0);
     let (out, stats) = match node_stats {
-        None => (py.detach(|| on_pool(threads, || values.par_iter().map(|t| t.map(|t| filter_paragraphs(t, &rules))).collect::<Vec<_>>()))?, None),
+        None => (py.detach(|| on_pool(threads, || values.par_iter().map(|t| t.map(|t| filter_paragraphs(t, &rules, common))).collect::<Vec<_>>()))?, None),
         Some((char_ngram, word_ngram)) => {
             let p = StatsParams { char_ngram, word_ngram, punctuation_min_tokens: StatsParams::PARAGRAPH.punctuation_min_tokens };
-            let both =
-                py.detach(|| on_pool(threads, || values.par_iter().map(|t| t.map(|t| filter_paragraphs_and_stats(t, &rules, &p))).collect::<Vec<_>>()))?;
+            let both = py
+                .detach(|| on_pool(threads, || values.par_iter().map(|t| t.map(|t| filter_paragraphs_and_stats(t, &rules, &p, common))).collect::<Vec<_>>()))?;
             let stats: Vec<Option<TextStats>> = both.iter().map(|o| o.as_ref().map(|(_, _, s)| s.clone())).collect();
             (both.into_iter().map(|o| o.map(|(k, r, _)| (k, r))).collect(), Some(stats))
         }
@@ -95,6 +147,9 @@ pub fn obelics_paragraphs(py: Python<'_>, texts: PySeries, threads: Option<usize
     let mut cols = vec![kept.with_name("text".into()).into_column(), idx.finish().into_column(), why.finish().into_column()];
     if let Some(stats) = stats {
         cols.extend(text_stats_columns(&stats));
+        if common.is_some() {
+            cols.push(common_word_column(&stats));
+        }
     }
     Ok(PyDataFrame(DataFrame::new(out.len(), cols).map_err(polars_err)?))
 }

@@ -6,6 +6,8 @@
 //!   special characters at both ends, empties dropped again (so "2024" and "!!!" are not words).
 //! - Character n-gram repetition, word n-gram repetition, special-character, stop-word,
 //!   flagged-word and punctuation ratios: see [`TextStats`]. Empty input gives 0 for every ratio.
+//! - The common-word ratio, with a word list the caller gives ([`WordSet`]: OBELICS's
+//!   `common_words.json` is not in its repository), as OBELICS's `compute_common_word_ratio`.
 //! - Characters are Unicode code points, as Python's `str` counts them.
 
 use std::collections::HashSet;
@@ -96,6 +98,11 @@ fn word_lists() -> &'static FxHashMap<&'static str, u8> {
         m
     })
 }
+
+/// A word list the caller gives (OBELICS's common words): words are looked up as OBELICS's
+/// [`words`] gives them (lower-cased, stripped), so an entry with an upper-case letter or a
+/// leading special character never matches, as in OBELICS.
+pub type WordSet = FxHashSet<String>;
 
 /// `text` with each of the [`WHITESPACE`] characters replaced by `' '`.
 pub fn standardize_whitespace(text: &str) -> String {
@@ -198,6 +205,8 @@ pub struct TextStats {
     /// there are tokens but fewer than the minimum asked (OBELICS checks paragraphs only from 12
     /// tokens on).
     pub punctuation_ratio: f64,
+    /// Words in the common-word list / words (0 without words); `None` when no list was given.
+    pub common_word_ratio: Option<f64>,
 }
 
 /// Parameters of [`text_stats`], OBELICS's defaults from its filter config.
@@ -218,6 +227,11 @@ impl StatsParams {
 
 /// The statistics of `text` (as it is: standardise whitespace first where OBELICS does).
 pub fn text_stats(text: &str, p: &StatsParams) -> TextStats {
+    text_stats_with(text, p, None)
+}
+
+/// [`text_stats`] with the common-word ratio against `common` when given.
+pub fn text_stats_with(text: &str, p: &StatsParams, common: Option<&WordSet>) -> TextStats {
     thread_local! {
         static WORDS: std::cell::RefCell<Words> = std::cell::RefCell::new(Words::default());
     }
@@ -230,15 +244,18 @@ pub fn text_stats(text: &str, p: &StatsParams) -> TextStats {
             if ascii { ascii_scan(text.as_bytes()) } else { (text.chars().filter(|&c| is_special(c)).count(), unicode_punctuation_counts(text)) };
         // One hash per word: its id (for the n-grams) and, on first sight, its list class.
         let lists = word_lists();
-        let (mut n_stop, mut n_flagged) = (0, 0);
+        let (mut n_stop, mut n_flagged, mut n_common) = (0, 0, 0);
         let mut ids: FxHashMap<&str, (u32, u8)> = FxHashMap::with_capacity_and_hasher(w.len(), Default::default());
+        // Bit 2 of a word's class: in the common-word list.
+        let class_of = |x: &str| lists.get(x).copied().unwrap_or(0) | (u8::from(common.is_some_and(|c| c.contains(x))) << 2);
         let seq: Vec<u32> = w
             .iter()
             .map(|x| {
                 let next = ids.len() as u32;
-                let &mut (id, class) = ids.entry(x).or_insert_with(|| (next, lists.get(x).copied().unwrap_or(0)));
+                let &mut (id, class) = ids.entry(x).or_insert_with(|| (next, class_of(x)));
                 n_stop += usize::from(class & 1);
-                n_flagged += usize::from(class >> 1);
+                n_flagged += usize::from((class >> 1) & 1);
+                n_common += usize::from(class >> 2);
                 id
             })
             .collect();
@@ -251,6 +268,7 @@ pub fn text_stats(text: &str, p: &StatsParams) -> TextStats {
             stopword_ratio: ratio(n_stop, w.len()),
             flagged_word_ratio: ratio(n_flagged, w.len()),
             punctuation_ratio: punctuation_of(tokens, punct, p.punctuation_min_tokens),
+            common_word_ratio: common.map(|_| ratio(n_common, w.len())),
         }
     })
 }
@@ -492,6 +510,7 @@ pub enum ParagraphCheck {
     Stopwords,
     FlaggedWords,
     Punctuation,
+    CommonWords,
 }
 
 impl ParagraphCheck {
@@ -504,6 +523,7 @@ impl ParagraphCheck {
             ParagraphCheck::Stopwords => "stopwords",
             ParagraphCheck::FlaggedWords => "flagged_words",
             ParagraphCheck::Punctuation => "punctuation",
+            ParagraphCheck::CommonWords => "common_words",
         }
     }
 }
@@ -520,6 +540,8 @@ pub struct ParagraphRules {
     pub min_stopword_ratio: f64,
     pub max_flagged_word_ratio: f64,
     pub min_punctuation_ratio: f64,
+    /// Applied to statistics that have a common-word ratio (a list was given).
+    pub min_common_word_ratio: f64,
 }
 
 impl Default for ParagraphRules {
@@ -533,6 +555,7 @@ impl Default for ParagraphRules {
             min_stopword_ratio: 0.3,
             max_flagged_word_ratio: 0.01,
             min_punctuation_ratio: 0.001,
+            min_common_word_ratio: 0.8,
         }
     }
 }
@@ -554,6 +577,8 @@ impl ParagraphRules {
             Some(ParagraphCheck::FlaggedWords)
         } else if s.punctuation_ratio < self.min_punctuation_ratio {
             Some(ParagraphCheck::Punctuation)
+        } else if s.common_word_ratio.is_some_and(|r| r < self.min_common_word_ratio) {
+            Some(ParagraphCheck::CommonWords)
         } else {
             None
         }
@@ -565,12 +590,12 @@ impl ParagraphRules {
 pub const END_OF_DOCUMENT: &str = "END_OF_DOCUMENT_TOKEN_TO_BE_REPLACED";
 
 /// OBELICS's node-level filter on one text node: whitespace standardised, split on `"\n\n"`,
-/// each paragraph checked ([`ParagraphRules::first_failure`]; [`END_OF_DOCUMENT`] is kept
-/// unchecked, as OBELICS does); returns the kept text (the
-/// survivors joined by `"\n\n"`, `None` when none survive: the node goes) and each removed
-/// paragraph's index and reason.
-pub fn filter_paragraphs(text: &str, rules: &ParagraphRules) -> (Option<String>, Vec<(usize, ParagraphCheck)>) {
-    let (kept, removed, _) = filter_paragraphs_keeping(text, rules, false);
+/// each paragraph checked ([`ParagraphRules::first_failure`], the common-word ratio against
+/// `common` when given; [`END_OF_DOCUMENT`] is kept unchecked, as OBELICS does); returns the
+/// kept text (the survivors joined by `"\n\n"`, `None` when none survive: the node goes) and
+/// each removed paragraph's index and reason.
+pub fn filter_paragraphs(text: &str, rules: &ParagraphRules, common: Option<&WordSet>) -> (Option<String>, Vec<(usize, ParagraphCheck)>) {
+    let (kept, removed, _) = filter_paragraphs_keeping(text, rules, common, false);
     (kept, removed)
 }
 
@@ -578,14 +603,14 @@ pub fn filter_paragraphs(text: &str, rules: &ParagraphRules) -> (Option<String>,
 /// `keep_single` and there is one.
 type Filtered = (Option<String>, Vec<(usize, ParagraphCheck)>, Option<TextStats>);
 
-fn filter_paragraphs_keeping(text: &str, rules: &ParagraphRules, keep_single: bool) -> Filtered {
+fn filter_paragraphs_keeping(text: &str, rules: &ParagraphRules, common: Option<&WordSet>, keep_single: bool) -> Filtered {
     let text = standardize_whitespace(text);
     let mut kept = Vec::new();
     let mut removed = Vec::new();
     let mut single = None;
     let mut pars = text.split("\n\n").enumerate().peekable();
     while let Some((i, par)) = pars.next() {
-        let stats = text_stats(par, &StatsParams::PARAGRAPH);
+        let stats = text_stats_with(par, &StatsParams::PARAGRAPH, common);
         let verdict = if par == END_OF_DOCUMENT { None } else { rules.first_failure(&stats) };
         match verdict {
             Some(why) => removed.push((i, why)),
@@ -601,10 +626,15 @@ fn filter_paragraphs_keeping(text: &str, rules: &ParagraphRules, keep_single: bo
 /// [`filter_paragraphs`] and the statistics of the whole `text` with `node` parameters (what
 /// [`text_stats`] gives): when `text` is one paragraph needing no whitespace standardised and
 /// `node` is [`StatsParams::PARAGRAPH`], the paragraph's own statistics, computed once.
-pub fn filter_paragraphs_and_stats(text: &str, rules: &ParagraphRules, node: &StatsParams) -> (Option<String>, Vec<(usize, ParagraphCheck)>, TextStats) {
+pub fn filter_paragraphs_and_stats(
+    text: &str,
+    rules: &ParagraphRules,
+    node: &StatsParams,
+    common: Option<&WordSet>,
+) -> (Option<String>, Vec<(usize, ParagraphCheck)>, TextStats) {
     let reuse = *node == StatsParams::PARAGRAPH && !text.chars().any(|c| c != ' ' && WHITESPACE.contains(&c));
-    let (kept, removed, single) = filter_paragraphs_keeping(text, rules, reuse);
-    let stats = single.unwrap_or_else(|| text_stats(text, node));
+    let (kept, removed, single) = filter_paragraphs_keeping(text, rules, common, reuse);
+    let stats = single.unwrap_or_else(|| text_stats_with(text, node, common));
     (kept, removed, stats)
 }
 
@@ -659,9 +689,13 @@ mod tests {
         ];
         for t in texts {
             for node in [StatsParams::PARAGRAPH, StatsParams { char_ngram: 3, word_ngram: 2, punctuation_min_tokens: 12 }] {
-                let (kept, removed, stats) = filter_paragraphs_and_stats(t, &rules, &node);
-                assert_eq!((kept, removed), filter_paragraphs(t, &rules), "{t:?}");
+                let (kept, removed, stats) = filter_paragraphs_and_stats(t, &rules, &node, None);
+                assert_eq!((kept, removed), filter_paragraphs(t, &rules, None), "{t:?}");
                 assert_eq!(stats, text_stats(t, &node), "{t:?}");
+                let common: WordSet = ["the", "cat", "one", "and", "word"].into_iter().map(String::from).collect();
+                let (kept, removed, stats) = filter_paragraphs_and_stats(t, &rules, &node, Some(&common));
+                assert_eq!((kept, removed), filter_paragraphs(t, &rules, Some(&common)), "{t:?}");
+                assert_eq!(stats, text_stats_with(t, &node, Some(&common)), "{t:?}");
             }
         }
     }
@@ -669,9 +703,27 @@ mod tests {
     #[test]
     fn paragraphs_are_removed_by_their_first_failed_check() {
         let good = "The cat sat on the mat and it was a very good day for all of us, as we went to the park.";
-        let (kept, removed) = filter_paragraphs(&format!("{good}\n\nbuy now\n\n{good}"), &ParagraphRules::default());
+        let (kept, removed) = filter_paragraphs(&format!("{good}\n\nbuy now\n\n{good}"), &ParagraphRules::default(), None);
         assert_eq!(kept.as_deref(), Some(format!("{good}\n\n{good}").as_str()));
         assert_eq!(removed, vec![(1, ParagraphCheck::Words)]);
-        assert_eq!(filter_paragraphs("x", &ParagraphRules::default()).0, None);
+        assert_eq!(filter_paragraphs("x", &ParagraphRules::default(), None).0, None);
+    }
+
+    #[test]
+    fn the_common_word_ratio_counts_stripped_lower_cased_words_and_checks_last() {
+        let common: WordSet = ["the", "cat", "sat", "on", "mat"].into_iter().map(String::from).collect();
+        // Words: the cat sat on the "mat" (stripped of its quote and full stop), purred: 6 of 7.
+        let s = text_stats_with("The cat sat on the \"mat\". Purred", &StatsParams::DOCUMENT, Some(&common));
+        assert_eq!(s.common_word_ratio, Some(6.0 / 7.0));
+        assert_eq!(text_stats("The cat", &StatsParams::DOCUMENT).common_word_ratio, None);
+        assert_eq!(text_stats_with("", &StatsParams::DOCUMENT, Some(&common)).common_word_ratio, Some(0.0));
+        // An entry OBELICS's words never give (upper case) never matches.
+        let upper: WordSet = ["The"].into_iter().map(String::from).collect();
+        assert_eq!(text_stats_with("The the", &StatsParams::DOCUMENT, Some(&upper)).common_word_ratio, Some(0.0));
+        let good = "The cat sat on the mat and it was a very good day for all of us, as we went to the park.";
+        let (kept, removed) = filter_paragraphs(good, &ParagraphRules::default(), Some(&common));
+        assert_eq!((kept, removed), (None, vec![(0, ParagraphCheck::CommonWords)]));
+        // A paragraph failing an earlier check is removed for that one.
+        assert_eq!(filter_paragraphs("buy now", &ParagraphRules::default(), Some(&common)).1, vec![(0, ParagraphCheck::Words)]);
     }
 }
