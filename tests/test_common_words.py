@@ -192,3 +192,22 @@ def test_cli_and_recipe_errors(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="no such file"):
         plan(load("obelics"), {"words": str(tmp_path / "missing.json")})
     assert Path(lst).exists()
+
+
+def test_a_list_given_in_memory_resumes_and_refilters(tmp_path):
+    """Words given as a list identify the run by their content: the same list again skips the
+    scoring; run.json keeps them, so `interleaf filter` plans with them."""
+    from interleaf.cli import main
+
+    out = tmp_path / "out"
+    words = ["the", "of", "and", "a"]
+    first = interleaf.run("obelics", SAMPLE_DIR / "comm.jsonl", out, format="comm", models={"words": words}, progress=False)
+    again = interleaf.run("obelics", SAMPLE_DIR / "comm.jsonl", out, format="comm", models={"words": list(reversed(words))}, progress=False)
+    assert again.data["stages"]["score"]["skipped"] == 1
+    assert json.loads((out / ".interleaf" / "run.json").read_text())["models"]["words"] == sorted(words)
+    assert main(["filter", str(out), "--quiet"]) == 0
+    assert json.loads((out / "summary.json").read_text())["documents"] == first.data["documents"]
+    # Worker processes get the list with the plan (it pickles as its words).
+    two = interleaf.run("obelics", SAMPLE_DIR / "comm.jsonl", tmp_path / "two", format="comm", models={"words": words}, workers=2, progress=False)
+    assert two.data["documents"] == first.data["documents"]
+    assert pl.read_parquet(tmp_path / "two" / "attributes" / "text" / "comm.parquet").equals(pl.read_parquet(out / "attributes" / "text" / "comm.parquet"))

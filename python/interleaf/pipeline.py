@@ -535,7 +535,10 @@ def file_stat(path: str | os.PathLike[str]) -> list[int]:
 
 
 def model_identity(m: Any) -> Any:
-    """What identifies a model for the markers: its directory and its files' sizes and mtimes."""
+    """What identifies a model for the markers: its directory and its files' sizes and mtimes
+    (a word list given in memory: its words)."""
+    if isinstance(m, _native.WordSet):
+        return {"words": digest(m.words())}
     path = m if isinstance(m, (str, os.PathLike)) else getattr(m, "path", None)
     if path is None:
         return {"object": type(m).__name__, "id": id(m)}
@@ -2255,8 +2258,9 @@ def run(
     if llm is not None and "api_key" in llm:
         raise ValueError("llm: pass the API key in INTERLEAF_LLM_API_KEY or OPENAI_API_KEY, not in the run's arguments (they are written to run.json)")
     p = plan(rec, models, threads=threads, llm=llm)
-    if (workers > 1 or engine == "ray") and any(not isinstance(m, (str, os.PathLike)) for m in p.models.values()):
-        raise ValueError("workers > 1 and engine='ray' need models given as directories (each worker loads its own)")
+    # A word list in memory travels with the plan (it pickles as its words); a loaded model does not.
+    if (workers > 1 or engine == "ray") and any(not isinstance(m, (str, os.PathLike, _native.WordSet)) for m in p.models.values()):
+        raise ValueError("workers > 1 and engine='ray' need models given as directories or files (each worker loads its own)")
     log = _StageLog(progress)
     for n in p.notices:
         print(f"interleaf run: notice: {n}", file=sys.stderr)
@@ -2302,7 +2306,8 @@ def run(
         _migrate_markers(out_p, p)
         if "filter" in stages:
             _unfinished(out_p)
-        models_state = {k: (v if isinstance(v, str) else getattr(v, "path", None) and str(v.path)) for k, v in p.models.items()}
+        # A word list given in memory is stored as its words: `interleaf filter` plans with it.
+        models_state = {k: (v if isinstance(v, str) else v.words() if isinstance(v, _native.WordSet) else getattr(v, "path", None) and str(v.path)) for k, v in p.models.items()}
         # Not sort_keys: the order of the filters is part of the recipe.
         # The output form given here is the folder's: `interleaf filter` writes kept/ the same way.
         write_text(out_p / STATE / "run.json", json.dumps({**state, "models": models_state, "llm": p.llm, "device": device, "output_format": output_format, "recipe": rec.model_dump(mode="json")}, indent=2) + "\n")

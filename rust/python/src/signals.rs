@@ -42,11 +42,16 @@ impl PyWordSet {
         format!("WordSet({} words)", self.0.len())
     }
 
+    /// The words, sorted.
+    fn words(&self) -> Vec<String> {
+        let mut words: Vec<String> = self.0.iter().cloned().collect();
+        words.sort_unstable();
+        words
+    }
+
     /// Pickled as its words (a run's plan travels to Ray workers).
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, pyo3::types::PyType>, (Vec<String>,))> {
-        let mut words: Vec<String> = slf.get().0.iter().cloned().collect();
-        words.sort_unstable();
-        Ok((slf.get_type(), (words,)))
+        Ok((slf.get_type(), (slf.get().words(),)))
     }
 }
 
