@@ -427,7 +427,7 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
     if "words" in recipe.models and words is None:
         text_signals = [n for n, spec in signals.items() if spec.type == "text"]
         unmade = {f"{n}_common_word_ratio": n for n in text_signals}
-        if any(signals[n].paragraphs for n in text_signals) or any(getattr(spec, "paragraphs", False) for spec in signals.values()):
+        if any(getattr(spec, "paragraphs", False) for spec in signals.values()):
             notices.append(f"OBELICS's common-word check of paragraphs skipped: {no_words}")
     dataset_steps = [d for d in recipe.dedup if d.scope == "dataset"]
     document_steps = [d for d in recipe.dedup if d.scope == "document"]
