@@ -2161,3 +2161,27 @@ def test_the_glob_check_follows_links_and_passes_hidden_folders_by(tmp_path, pla
     with pytest.raises(ValueError, match="would match the outputs"):
         run(recipe, ["dl/**/*.jsonl"], str(planted["root"] / "out"), progress=False)  # the same tree through a link
     run(recipe, ["dl/**/*.jsonl"], str(planted["root"] / ".cache" / "out"), progress=False)  # glob skips dot folders
+
+
+def test_a_phash_steps_pixel_limit(tmp_path, sample_dir):
+    """``max_pixels`` on a pHash step (and ``interleaf dedup --max-pixels``) bounds the images it
+    decodes: above it an image is not hashed and its document stays alone; other methods
+    refuse the option; a folder of a step without it keeps its markers' keys."""
+    from interleaf.pipeline import step_key
+
+    recipe = "name: t\nsignals:\n  image: {type: image}\ndedup:\n  - {name: phash, method: phash, radius: 5%s}\n"
+    (tmp_path / "default.yaml").write_text(recipe % "")
+    (tmp_path / "small.yaml").write_text(recipe % ", max_pixels: 100")
+    default = run(str(tmp_path / "default.yaml"), sample_dir / "pairs.jsonl", tmp_path / "a", progress=False)
+    small = run(str(tmp_path / "small.yaml"), sample_dir / "pairs.jsonl", tmp_path / "b", progress=False)
+    assert default.data["dedup"]["phash"]["signed"] == 14 and default.data["documents"]["dropped"] == 2
+    assert small.data["dedup"]["phash"]["signed"] == 0 and small.data["documents"]["dropped"] == 0
+    step = recipes.load(str(tmp_path / "default.yaml")).dedup[0]
+    assert "max_pixels" not in step_key(step) and step_key(recipes.load(str(tmp_path / "small.yaml")).dedup[0])["max_pixels"] == 100
+    (tmp_path / "bad.yaml").write_text("name: t\ndedup:\n  - {name: m, method: minhash, max_pixels: 100}\n")
+    with pytest.raises(recipes.RecipeError, match="max_pixels: not read by minhash steps"):
+        recipes.load(str(tmp_path / "bad.yaml"))
+    assert main(["dedup", str(sample_dir / "pairs.jsonl"), "--method", "phash", "--max-pixels", "100", "--out", str(tmp_path / "d"), "--quiet"]) == 0
+    summary = json.loads((tmp_path / "d" / "summary.json").read_text())
+    assert summary["phash"]["max_pixels"] == 100 and summary["phash"]["unhashed"] == 14 and summary["duplicate_documents"] == 0
+    assert main(["dedup", str(sample_dir / "pairs.jsonl"), "--method", "minhash", "--max-pixels", "100", "--out", str(tmp_path / "e")]) == 2

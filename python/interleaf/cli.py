@@ -176,6 +176,7 @@ def cmd_dedup(args: argparse.Namespace) -> int:
         on=args.on,
         radius=args.radius,
         draft=args.draft,
+        max_pixels=args.max_pixels,
         strip_punctuation=args.strip_punctuation,
         write_format=args.write,
         progress=not args.quiet,
@@ -567,6 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     only(("phash",), "--radius", type=int, default=5, help="phash: Hamming radius (default %(default)s, as MMC4)")
     only(("phash",), "--draft", type=int, default=None, metavar="PIXELS", help="phash: decode JPEGs reduced, as Pillow's draft('L', (PIXELS, PIXELS)): several times faster, hashes not bit-identical to a full decode (default: full decode)")
+    only(("phash",), "--max-pixels", type=int, default=None, metavar="PIXELS", help="phash: largest image decoded (default 89,478,485, Pillow's MAX_IMAGE_PIXELS); a larger one is not hashed and its document stays alone")
     only(("exact", "semantic"), "--on", choices=("text", "image", "all"), default="text", help="exact: what the key covers; semantic: what is embedded, text or image (default %(default)s)")
     only(("exact",), "--strip-punctuation", action="store_true", help="exact text keys ignore punctuation")
     only(("minhash",), "--threshold", type=float, default=0.8, help="minhash: Jaccard threshold (default %(default)s)")

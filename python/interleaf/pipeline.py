@@ -749,7 +749,7 @@ def _document_phash(df: pl.DataFrame, step: DedupStep, hashes: pl.Series | None 
     from interleaf.polars import hamming
 
     if hashes is None:
-        hashes = phash(df.filter(pl.col(S.KIND) == S.IMAGE_KIND).get_column(S.IMAGE), draft=step.draft).get_column("hash")
+        hashes = phash(df.filter(pl.col(S.KIND) == S.IMAGE_KIND).get_column(S.IMAGE), draft=step.draft, max_pixels=step.max_pixels).get_column("hash")
     images = df.filter(pl.col(S.KIND) == S.IMAGE_KIND).select(NODE_KEYS).with_columns(hashes.alias("h"))
     a = images.filter(pl.col("h").is_not_null())
     pairs = a.join(a.select(S.DOC_INDEX, pl.col(S.POS).alias("p2"), pl.col("h").alias("h2")), on=S.DOC_INDEX).filter(pl.col("p2") < pl.col(S.POS))
@@ -776,7 +776,7 @@ def _signature_frame(df: pl.DataFrame, step: DedupStep, docs: pl.DataFrame | Non
 
     if hasher is None:
         hasher = _hasher(step)
-    docs, value = sign_batch(df, step.method, on=step.by, strip_punctuation=step.strip_punctuation, hasher=hasher, draft=step.draft, docs=docs, image_hashes=image_hashes)
+    docs, value = sign_batch(df, step.method, on=step.by, strip_punctuation=step.strip_punctuation, hasher=hasher, draft=step.draft, max_pixels=step.max_pixels, docs=docs, image_hashes=image_hashes)
     if step.method == "minhash":
         col = pl.Series("value", value).cast(pl.Array(pl.UInt32, step.num_perm))
         ok = has_text(docs)
@@ -796,7 +796,8 @@ def _score_marker(k: str) -> str:
 def step_key(step: DedupStep) -> dict[str, Any]:
     """What a dedup step's outputs depend on (its options but ``before_filters``, which only
     orders the filter stage), for their markers' keys."""
-    return step.model_dump(mode="json", exclude={"before_filters"})
+    # max_pixels only where set: folders written before it existed keep their keys.
+    return step.model_dump(mode="json", exclude={"before_filters"} | ({"max_pixels"} if step.max_pixels is None else set()))
 
 
 def _score_own(opts: RunOptions) -> dict[str, Any]:
@@ -878,14 +879,15 @@ def score_shard(opts: RunOptions, shard: Shard, limit: int | None = None) -> dic
     docs = 0
     signing = [step for step in p.dataset_steps if "sig:" + step.name in stale]
     hashers = {step.name: _hasher(step) for step in signing}
-    # Exact pHash steps take their hashes from the decode the image statistics (and CLIP pixels)
-    # make; drafted ones decode on their own.
+    # Exact pHash steps with the default limit take their hashes from the decode the image
+    # statistics (and CLIP pixels) make; drafted ones, and ones with a limit of their own, decode
+    # on their own.
     hashing = [step for step in p.document_steps if step.name in stale] + [step for step in signing if step.method == "phash"]
-    if ctx is not None and any(step.draft is None for step in hashing):
+    if ctx is not None and any(step.draft is None and step.max_pixels is None for step in hashing):
         ctx.share_phash()
 
     def image_phash(step: DedupStep) -> pl.Series | None:
-        return ctx.image_phash(batch, step.draft) if ctx is not None else None
+        return ctx.image_phash(batch, step.draft, max_pixels=step.max_pixels) if ctx is not None else None
 
     def failed(sig: Any, err: Exception) -> pl.DataFrame:
         failures[sig.name].append(f"{shard.name}: signal {sig.name} failed on a batch ({type(err).__name__}: {err}); its rows carry signal_failed")

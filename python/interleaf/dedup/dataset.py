@@ -119,6 +119,7 @@ def sign_batch(
     strip_punctuation: bool = False,
     hasher: MinHasher | None = None,
     draft: int | None = None,
+    max_pixels: int | None = None,
     model: Any = None,
     docs: pl.DataFrame | None = None,
     image_hashes: pl.Series | None = None,
@@ -128,7 +129,8 @@ def sign_batch(
     (phash: a UInt64 Series, null without a decodable image), MinHash signatures (a uint32
     matrix) or embeddings (semantic: float32, NaN rows where there is nothing to embed; None
     without a model). ``image_hashes`` (phash): the pHash of each image node of ``df`` in
-    order, when the caller has them, instead of decoding each first image again."""
+    order, when the caller has them, instead of decoding each first image again; ``draft`` and
+    ``max_pixels``: :func:`interleaf.dedup.phash`'s."""
     if docs is None:
         docs = document_texts(df)
     texts = docs.get_column("text").fill_null("")
@@ -140,7 +142,7 @@ def sign_batch(
     if method == "phash":
         if image_hashes is not None:
             return docs, _first_image_hashes(df, image_hashes)
-        return docs, phash(docs.get_column("first_image"), draft=draft).get_column("hash")
+        return docs, phash(docs.get_column("first_image"), draft=draft, max_pixels=max_pixels).get_column("hash")
     parts = []
     text_key = normalized_text_hash(texts, strip_punctuation)
     if on in ("text", "all"):
@@ -158,13 +160,13 @@ def sign_batch(
     return docs, pl.select(pl.when(ok).then(key)).to_series().alias("key")
 
 
-def sign(reader: interleaf.Reader, method: str, *, on: str = "text", strip_punctuation: bool = False, hasher: MinHasher | None = None, draft: int | None = None, model: Any = None) -> Signatures:
+def sign(reader: interleaf.Reader, method: str, *, on: str = "text", strip_punctuation: bool = False, hasher: MinHasher | None = None, draft: int | None = None, max_pixels: int | None = None, model: Any = None) -> Signatures:
     """Step 1: each document's key, hash, signature or embedding, batch by batch. ``unhashed``
     counts documents without a decodable image (pHash) or anything to embed (semantic), which
     then join nothing."""
     out = Signatures()
     for df in reader:
-        docs, value = sign_batch(df, method, on=on, strip_punctuation=strip_punctuation, hasher=hasher, draft=draft, model=model)
+        docs, value = sign_batch(df, method, on=on, strip_punctuation=strip_punctuation, hasher=hasher, draft=draft, max_pixels=max_pixels, model=model)
         out.doc_ids.append(docs.get_column(DOC_ID))
         out.counters["documents"] += docs.height
         if method == "semantic":
@@ -331,6 +333,7 @@ def deduplicate(
     on: str = "text",
     radius: int = 5,
     draft: int | None = None,
+    max_pixels: int | None = None,
     strip_punctuation: bool = False,
     write_format: str | None = None,
     progress: bool = False,
@@ -364,7 +367,9 @@ def deduplicate(
     multi-index search; ``score`` is the Hamming distance to the representative. Documents
     without a decodable image stay alone and are counted in ``unhashed``. ``draft`` (pixels)
     hashes JPEGs from Pillow-style reduced decoding, several times faster and not
-    bit-identical to imagehash on a full decode (see :func:`interleaf.dedup.phash`).
+    bit-identical to imagehash on a full decode (see :func:`interleaf.dedup.phash`);
+    ``max_pixels``: the largest image decoded (default 89,478,485, Pillow's limit; a larger
+    one is unhashed).
     ``method="minhash"`` signs document texts with :class:`MinHasher` (fast mode) and clusters
     with :func:`lsh_clusters` at ``threshold``. Signatures take ``4 * num_perm`` bytes per
     document (512 B at 128: 10M documents = 5.1 GB), twice that for a moment while the
@@ -434,6 +439,7 @@ def deduplicate(
         choice_arg("write_format", write_format, WRITE_FORMATS)
     float_arg("threshold", threshold, 0.0, 1.0)
     check_draft(draft)
+    int_arg("max_pixels", max_pixels, 1, 1 << 48, optional=True)
     if engine == "ray":  # joined before any data is read: a wrong address fails now, not after the embedding
         from interleaf import ray as ray_engine
 
@@ -453,7 +459,7 @@ def deduplicate(
     created = missing_folders(out)
     with FolderLock(out, "interleaf dedup"):
         try:
-            return _deduplicate_into(out, source, format, batch_size, method, on, strip_punctuation, hasher, draft, model, emb_given, eps, n_clusters, seed, device, engine, threshold, num_perm, bands, rows, verify, radius, write_format, progress, read_options, overwrite)
+            return _deduplicate_into(out, source, format, batch_size, method, on, strip_punctuation, hasher, draft, max_pixels, model, emb_given, eps, n_clusters, seed, device, engine, threshold, num_perm, bands, rows, verify, radius, write_format, progress, read_options, overwrite)
         except BaseException:
             remove_empty(created)  # a failed dedup into a new folder leaves none behind
             raise
@@ -474,7 +480,7 @@ def _earlier_dedup(out: Path) -> dict[str, Any] | None:
     return got
 
 
-def _deduplicate_into(out: Path, source: Any, format: str | None, batch_size: int, method: str, on: str, strip_punctuation: bool, hasher: Any, draft: int | None, model: Any, emb_given: Any, eps: float, n_clusters: int | None, seed: int, device: str, engine: str, threshold: float, num_perm: int, bands: int | None, rows: int | None, verify: str, radius: int, write_format: str | None, progress: bool, read_options: dict[str, Any], overwrite: bool) -> dict[str, Any]:
+def _deduplicate_into(out: Path, source: Any, format: str | None, batch_size: int, method: str, on: str, strip_punctuation: bool, hasher: Any, draft: int | None, max_pixels: int | None, model: Any, emb_given: Any, eps: float, n_clusters: int | None, seed: int, device: str, engine: str, threshold: float, num_perm: int, bands: int | None, rows: int | None, verify: str, radius: int, write_format: str | None, progress: bool, read_options: dict[str, Any], overwrite: bool) -> dict[str, Any]:
     """:func:`deduplicate`'s work, with the folder's lock held."""
     # What an earlier dedup into this folder wrote goes first: an interrupted rerun leaves
     # no summary of another method beside its files. Its dedup/ only when its summary
@@ -496,7 +502,7 @@ def _deduplicate_into(out: Path, source: Any, format: str | None, batch_size: in
             shutil.rmtree(old)
     t0 = time.perf_counter()
     reader = interleaf.read(source, format, batch_size, progress=progress, **read_options)
-    sig = sign(reader, method, on=on, strip_punctuation=strip_punctuation, hasher=hasher, draft=draft, model=model)
+    sig = sign(reader, method, on=on, strip_punctuation=strip_punctuation, hasher=hasher, draft=draft, max_pixels=max_pixels, model=model)
     if emb_given is not None:
         sig.signatures = [emb_given]
     doc_ids = pl.concat(sig.doc_ids) if sig.doc_ids else pl.Series("doc_id", [], dtype=pl.String)
@@ -519,7 +525,7 @@ def _deduplicate_into(out: Path, source: Any, format: str | None, batch_size: in
     if method == "minhash":
         summary.update(lsh=cluster_stats, threshold=threshold, num_perm=num_perm)
     elif method == "phash":
-        summary["phash"] = {**cluster_stats, "draft": draft}
+        summary["phash"] = {**cluster_stats, "draft": draft, "max_pixels": max_pixels}
     elif method == "semantic":
         summary["semantic"] = {**cluster_stats, "on": on if emb_given is None else "embeddings", "n_clusters": n_clusters, "seed": seed}
     else:

@@ -200,6 +200,10 @@ class DedupStep(_Strict):
     #: filters (MMC4's order: its paper deduplicates, then drops small and banner images)
     #: rather than among the images they keep.
     before_filters: bool = False
+    #: phash only: the largest image decoded, in pixels (default 89,478,485, Pillow's
+    #: MAX_IMAGE_PIXELS); a larger image is not hashed (its document stays alone). Raise it with
+    #: an image signal's ``max_pixels`` so that the images it accepts are also deduplicated.
+    max_pixels: int | None = Field(None, ge=1, le=1 << 48)
 
     @field_validator("name")
     @classmethod
@@ -223,7 +227,7 @@ class DedupStep(_Strict):
 
 
 #: The options each dedup method reads, and what the others hash.
-_DEDUP_OPTIONS = {"exact": {"by", "strip_punctuation"}, "minhash": {"threshold", "num_perm", "ngram", "unit", "seed"}, "phash": {"radius", "draft", "scope", "before_filters"}}
+_DEDUP_OPTIONS = {"exact": {"by", "strip_punctuation"}, "minhash": {"threshold", "num_perm", "ngram", "unit", "seed"}, "phash": {"radius", "draft", "scope", "before_filters", "max_pixels"}}
 _DEDUP_BY = {"minhash": "text", "phash": "image"}
 
 

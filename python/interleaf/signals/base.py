@@ -236,16 +236,17 @@ class Context:
         not mark the image failed for the statistics), so it is never shared."""
         self._share_phash = True
 
-    def image_phash(self, batch: pl.DataFrame, draft: int | None = None) -> pl.Series:
+    def image_phash(self, batch: pl.DataFrame, draft: int | None = None, *, max_pixels: int | None = None) -> pl.Series:
         """:func:`interleaf.dedup.phash`'s ``hash`` (UInt64, null where the image does not
         decode) of each image node of the batch, in batch order (``"image.phash"``), once per
-        batch; the exact one from the statistics' decode when :meth:`share_phash` asked for it."""
+        batch; the exact one from the statistics' decode when :meth:`share_phash` asked for it
+        (with the default ``max_pixels``)."""
         from interleaf.dedup.perceptual import phash
 
         def make() -> pl.Series:
-            return phash(batch.get_column(S.IMAGE).gather(_kind_rows(batch, S.IMAGE_KIND)), threads=self.threads, draft=draft).get_column("hash")
+            return phash(batch.get_column(S.IMAGE).gather(_kind_rows(batch, S.IMAGE_KIND)), threads=self.threads, draft=draft, max_pixels=max_pixels).get_column("hash")
 
-        return self.cached(f"image.phash:{draft}", batch, make)
+        return self.cached(f"image.phash:{draft}" + (f":{max_pixels}" if max_pixels is not None else ""), batch, make)
 
     def _keep_phash(self, table: pl.DataFrame) -> pl.DataFrame:
         """Caches the ``phash`` column of an :func:`interleaf.image.analyze` table over the
