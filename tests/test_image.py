@@ -939,3 +939,50 @@ def test_header_only_stats_match_the_decoded_header_fields(sample_dir):
     assert head.get_column("blur").null_count() == head.height and head.get_column("error").null_count() == head.height
     bad = image.stats([b"", b"not an image", b"\xff\xd8\xff\xe0" + b"\x00" * 8, data[0]], header_only=True, max_pixels=100)
     assert bad.get_column("error").struct.field("kind").to_list() == ["empty_image", "unknown_image_format", "corrupt_image", "image_too_large"]
+
+
+def _offset_gif(screen: tuple[int, int], at: tuple[int, int], frame: np.ndarray, colors: int, **save: object) -> bytes:
+    """A Pillow-written one-frame GIF whose logical screen is ``screen`` and whose frame sits at
+    ``at`` (patched in place): the uncovered pixels are not in the file."""
+    im = Image.fromarray(frame).convert("P", palette=Image.Palette.ADAPTIVE, colors=colors)
+    d = bytearray(encode(im, "GIF", **save))
+    struct.pack_into("<HH", d, 6, *screen)
+    d[11] = 2  # a background index Pillow does not use for frame 0
+    pos = 13 + (3 * (1 << ((d[10] & 7) + 1)) if d[10] & 0x80 else 0)
+    while d[pos] == 0x21:  # extensions
+        pos += 2
+        while d[pos]:
+            pos += d[pos] + 1
+        pos += 1
+    assert d[pos] == 0x2C
+    struct.pack_into("<HH", d, pos + 1, *at)
+    return bytes(d)
+
+
+def test_a_gif_frame_smaller_than_its_screen_is_filled_as_pillow_fills_it():
+    """Pillow fills frame 0's canvas with palette index 0, or the transparency index where the
+    frame has one; the gif crate left those pixels transparent black. Decoding, statistics,
+    preprocessing and the hashes equal Pillow's and imagehash's (within the screen: a frame
+    sticking out of it, which Pillow grows the image for, is left out)."""
+    import imagehash
+
+    from interleaf.dedup import ahash, dhash, phash
+
+    rng = np.random.default_rng(7)
+    blobs = []
+    for k in range(24):
+        fw, fh = int(rng.integers(1, 40)), int(rng.integers(1, 40))
+        sw, sh = fw + int(rng.integers(0, 30)), fh + int(rng.integers(0, 30))
+        frame = np.kron(rng.integers(0, 256, (fh // 4 + 1, fw // 4 + 1, 3), dtype=np.uint8), np.ones((4, 4, 1), np.uint8))[:fh, :fw]
+        save = {"transparency": int(rng.integers(0, 3))} if k % 2 else {}
+        if k % 3 == 0:
+            save["interlace"] = True
+        blobs.append(_offset_gif((sw, sh), (int(rng.integers(0, sw - fw + 1)), int(rng.integers(0, sh - fh + 1))), frame, [2, 4, 16, 256][k % 4], **save))
+    hashes = {"phash": (phash, imagehash.phash), "dhash": (dhash, imagehash.dhash), "ahash": (ahash, imagehash.average_hash)}
+    got = {k: f(blobs).get_column("hex").to_list() for k, (f, _) in hashes.items()}
+    for i, data in enumerate(blobs):
+        ref = Image.open(io.BytesIO(data))
+        assert np.array_equal(image.decode(data), np.asarray(ref.convert("RGB"))), i
+        assert np.array_equal(image.decode(data, alpha="white"), np.asarray(Image.alpha_composite(Image.new("RGBA", ref.size, (255, 255, 255, 255)), ref.convert("RGBA")).convert("RGB"))), i
+        for k, (_, ref_hash) in hashes.items():
+            assert got[k][i] == str(ref_hash(ref)), (k, i)

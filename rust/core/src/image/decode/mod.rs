@@ -172,7 +172,39 @@ fn decode_full_unkeyed(data: &[u8], format: ImageFormat, w: u32, h: u32) -> Resu
     if let Some(why) = png_refused_as_pillow(data, format) {
         return Err(err(ErrorKind::CorruptImage, why));
     }
-    Ok(img)
+    Ok(if format == ImageFormat::Gif { gif_fill_uncovered(data, img) } else { img })
+}
+
+/// A GIF whose first frame does not cover its logical screen, as Pillow opens it: the pixels
+/// outside the frame are palette index 0, or the transparency index where the frame has one
+/// (Pillow's `load_prepare` fills frame 0's canvas with it); the `image` crate leaves them
+/// transparent black. The fill is that entry's colour, transparent where it is the
+/// transparency index (as Pillow's `convert("RGBA")` gives it); without a colour table, the
+/// index as gray (Pillow's "L").
+fn gif_fill_uncovered(data: &[u8], img: DynamicImage) -> DynamicImage {
+    let Some(frame) = gif_first_frame(data) else { return img };
+    let at = frame.packed - 9;
+    let field = |k: usize| data.get(at + k..at + k + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as u32);
+    let (Some(left), Some(fw)) = (field(1), field(5)) else { return img };
+    let (top, fh) = (frame.top, frame.height);
+    let (w, h) = (img.width(), img.height());
+    if left == 0 && top == 0 && fw >= w && fh >= h {
+        return img;
+    }
+    let index = frame.transparent.unwrap_or(0);
+    let mut fill = match palette_rgba(data, ImageFormat::Gif) {
+        Some(p) => p.get(index as usize).copied().unwrap_or([0, 0, 0, 255]),
+        None => [index, index, index, 255],
+    };
+    fill[3] = if frame.transparent.is_some() { 0 } else { 255 };
+    let mut rgba = img.into_rgba8();
+    let (x1, y1) = (left.saturating_add(fw), top.saturating_add(fh));
+    for (x, y, px) in rgba.enumerate_pixels_mut() {
+        if x < left || x >= x1 || y < top || y >= y1 {
+            px.0 = fill;
+        }
+    }
+    DynamicImage::ImageRgba8(rgba)
 }
 
 /// A non-interlaced 16-bit colour PNG (RGB, gray + alpha, RGBA: Pillow opens them as "RGB"
