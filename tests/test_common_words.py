@@ -78,12 +78,15 @@ def test_the_paragraph_filter_checks_common_words_after_punctuation(prose, commo
 
 
 def test_words_match_as_obelics_splits_them_and_entries_as_written():
-    w = load_common_words(["the", "cat", "café", "i̇stanbul", "don't", "The"])
+    with pytest.warns(UserWarning, match=r"1 of 6 common words can never match .*\['The'\]"):
+        w = load_common_words(["the", "cat", "café", "i̇stanbul", "don't", "The"])
     t = text_stats(["The \"cat\". THE cat!", "Café CAFÉ", "İstanbul", "DON'T", "Katze", "", "2024 !!!", "one"], common_words=w)
     # "İstanbul".lower() is "i̇stanbul" (with a combining dot), as in Python.
     assert t.get_column("common_word_ratio").to_list() == [1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
-    upper = load_common_words(["The", "CAT"])  # never matched: words are lower-cased first
-    assert text_stats(["The CAT"], common_words=upper).get_column("common_word_ratio").to_list() == [0.0]
+    # A list nothing can match (words are lower-cased and stripped first) is refused.
+    for never in (["The", "CAT"], [""], ["etc.", "2024"], ["the 10", "cat 4"]):
+        with pytest.raises(ValueError, match="no entry a text can match"):
+            load_common_words(never)
     assert text_stats([None], common_words=w).row(0) == (None,) * 9
 
 
@@ -105,11 +108,27 @@ def test_word_list_files(tmp_path):
     assert load_common_words(w) is w
     assert sorted(pickle.loads(pickle.dumps(w)).__reduce__()[1][0]) == ["cat", "the"]
     assert isinstance(w, _native.WordSet) and repr(w) == "WordSet(2 words)"
-    bad = tmp_path / "bad.json"
-    for content, match in [("[1, 2]", "must be strings"), ('["a", ["b"]]', "must be strings"), ('{"a"', "not valid JSON"), ("", "no words"), ("\n \n", "no words"), ("[]", "no words")]:
-        bad.write_text(content)
+    bad, lines = tmp_path / "bad.json", tmp_path / "bad.txt"
+    for f, content, match in [
+        (bad, "[1, 2]", "must be strings"),
+        (bad, '["a", ["b"]]', "must be strings"),
+        (bad, '{"a"', "not valid JSON"),
+        (bad, "", "not valid JSON"),
+        (bad, '"the"', "not a str"),
+        (bad, "[]", "no words"),
+        (lines, "\n \n", "no words"),
+        (lines, "the\t120\ncat\t7\n", "a word-count file"),
+    ]:
+        f.write_text(content)
         with pytest.raises(ValueError, match=match):
-            load_common_words(bad)
+            load_common_words(f)
+    # A word per line may start with a bracket; JSON may hold lone surrogates (not matchable).
+    lines.write_text("[citation]\nthe\n")
+    with pytest.warns(UserWarning, match="1 of 2"):
+        assert "the" in load_common_words(lines)
+    bad.write_text('["\\ud800", "the"]')
+    with pytest.warns(UserWarning, match="1 of 2"):
+        assert len(load_common_words(bad)) == 1
     bad.write_bytes(b"caf\xe9\n")
     with pytest.raises(ValueError, match="not UTF-8"):
         load_common_words(bad)
@@ -204,10 +223,42 @@ def test_a_list_given_in_memory_resumes_and_refilters(tmp_path):
     first = interleaf.run("obelics", SAMPLE_DIR / "comm.jsonl", out, format="comm", models={"words": words}, progress=False)
     again = interleaf.run("obelics", SAMPLE_DIR / "comm.jsonl", out, format="comm", models={"words": list(reversed(words))}, progress=False)
     assert again.data["stages"]["score"]["skipped"] == 1
-    assert json.loads((out / ".interleaf" / "run.json").read_text())["models"]["words"] == sorted(words)
+    # The folder keeps the list (sorted) and names it: `interleaf filter` reads it there.
+    assert json.loads((out / ".interleaf" / "run.json").read_text())["models"]["words"] == "common_words.json"
+    assert json.loads((out / ".interleaf" / "common_words.json").read_text()) == sorted(words)
     assert main(["filter", str(out), "--quiet"]) == 0
     assert json.loads((out / "summary.json").read_text())["documents"] == first.data["documents"]
     # Worker processes get the list with the plan (it pickles as its words).
     two = interleaf.run("obelics", SAMPLE_DIR / "comm.jsonl", tmp_path / "two", format="comm", models={"words": words}, workers=2, progress=False)
     assert two.data["documents"] == first.data["documents"]
     assert pl.read_parquet(tmp_path / "two" / "attributes" / "text" / "comm.parquet").equals(pl.read_parquet(out / "attributes" / "text" / "comm.parquet"))
+
+
+def test_interleaf_filter_uses_the_runs_own_copy_of_the_list(tmp_path):
+    """The run folder keeps its list: `interleaf filter` works after the original is edited,
+    deleted or the folder moved; a folder of a recipe without the words slot (written before
+    the preset had it) re-filters with today's preset."""
+    from interleaf.cli import main
+
+    data = SAMPLE_DIR / "comm.jsonl"
+    lst = tmp_path / "words.txt"
+    lst.write_text("the\nof\nand\na\n")
+    out = tmp_path / "out"
+    first = interleaf.run("obelics", data, out, format="comm", models={"words": str(lst)}, progress=False)
+    lst.write_text("zebra\n")
+    assert main(["filter", str(out), "--quiet"]) == 0
+    lst.unlink()
+    moved = tmp_path / "moved"
+    out.rename(moved)
+    assert main(["filter", str(moved), "--quiet"]) == 0
+    assert json.loads((moved / "summary.json").read_text())["documents"] == first.data["documents"]
+    # An older folder: its stored recipe has no words slot and it ran without a list.
+    old = tmp_path / "old"
+    interleaf.run("obelics", data, old, format="comm", progress=False)
+    state = json.loads((old / ".interleaf" / "run.json").read_text())
+    del state["recipe"]["models"]["words"]
+    assert "words" not in state["models"]
+    (old / ".interleaf" / "run.json").write_text(json.dumps(state))
+    assert main(["filter", str(old), "--recipe", "obelics", "--quiet"]) == 0
+    summary = json.loads((old / "summary.json").read_text())
+    assert "common_words (paragraphs)" in summary["skipped"]["filters"] and "common_words" in summary["skipped"]["filters"]

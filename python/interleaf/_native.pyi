@@ -321,6 +321,10 @@ class WordSet:
     def __contains__(self, key: str, /) -> bool: ...
     def words(self) -> list[str]:
         """The words, sorted."""
+    def digest(self) -> str:
+        """BLAKE3 of the sorted words, hex: what identifies the list; computed once."""
+    def unmatchable(self, limit: int = 5) -> tuple[int, list[str]]:
+        """(how many, up to limit of them sorted): entries OBELICS's word splitting never gives."""
     def __reduce__(self) -> tuple[type[WordSet], tuple[list[str]]]:
         """Pickled as its words (a run's plan travels to Ray workers)."""
 

@@ -423,12 +423,14 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
     # A text signal's common-word ratio is made with the recipe's word list only: without one,
     # the filters reading it are skipped (as an optional signal's) and so is OBELICS's check.
     unmade: dict[str, str] = {}
+    unmade_checks: dict[str, str] = {}  # checks inside a signal skipped for the same reason
     no_words = "no common-word list given (--model words=FILE)"
     if "words" in recipe.models and words is None:
         text_signals = [n for n, spec in signals.items() if spec.type == "text"]
         unmade = {f"{n}_common_word_ratio": n for n in text_signals}
         if any(getattr(spec, "paragraphs", False) for spec in signals.values()):
             notices.append(f"OBELICS's common-word check of paragraphs skipped: {no_words}")
+            unmade_checks = {"common_words (paragraphs)": notices[-1]}
     dataset_steps = [d for d in recipe.dedup if d.scope == "dataset"]
     document_steps = [d for d in recipe.dedup if d.scope == "document"]
 
@@ -487,7 +489,7 @@ def plan(recipe: Recipe, models: dict[str, Any] | None = None, *, threads: int |
             out.append((fname, f, roots))
         return out
 
-    skipped_filters: dict[str, str] = {}
+    skipped_filters: dict[str, str] = dict(unmade_checks)
     # Dropped records name their filter: "error" (drop_errors), "empty" and the dedup steps
     # name drops of their own (the recipe schema keeps node and document filter names apart).
     taken = {"error", "empty", *(d.name for d in recipe.dedup)} & (set(recipe.filters.node) | set(recipe.filters.doc))
@@ -538,7 +540,7 @@ def model_identity(m: Any) -> Any:
     """What identifies a model for the markers: its directory and its files' sizes and mtimes
     (a word list given in memory: its words)."""
     if isinstance(m, _native.WordSet):
-        return {"words": digest(m.words())}
+        return {"words": m.digest()}
     path = m if isinstance(m, (str, os.PathLike)) else getattr(m, "path", None)
     if path is None:
         return {"object": type(m).__name__, "id": id(m)}
@@ -551,6 +553,38 @@ def model_identity(m: Any) -> Any:
         return {"path": str(p.resolve()), "files": [[p.name, *file_stat(p)]]}
     files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else []
     return {"path": str(p.resolve()), "files": [[str(f.relative_to(p)), *file_stat(f)] for f in files if f.suffix in (".onnx", ".json", ".data", ".txt")]}
+
+
+def _words_identity(m: Any) -> str:
+    """What identifies a common-word list for the markers: its words (a file renamed, copied or
+    given in memory instead is the same list; the file is read once per process and change)."""
+    from interleaf.signals.text import load_common_words
+
+    return str(load_common_words(m).digest())
+
+
+#: The run's common-word list as the run folder keeps it: `interleaf filter` reads this copy.
+WORDS_COPY = "common_words.json"
+
+
+def _keep_words(out: Path, p: Plan) -> None:
+    """Writes the run's common-word list into its folder (``.interleaf/common_words.json``,
+    sorted; unless the same words are there) and makes the run read it from there: workers
+    load a file once per process instead of a list pickled into every job, and `interleaf
+    filter` finds the list the scores were made with, whatever became of the original."""
+    from interleaf.signals.text import load_common_words
+
+    if "words" not in p.models:
+        return
+    words = load_common_words(p.models["words"])
+    copy = out / STATE / WORDS_COPY
+    try:
+        same = copy.is_file() and load_common_words(copy).digest() == words.digest()
+    except ValueError:
+        same = False
+    if not same:
+        write_text(copy, json.dumps(words.words(), ensure_ascii=False) + "\n")
+    p.models["words"] = str(copy.resolve())
 
 
 def _same_file(stamp: Any, now: list[int]) -> bool:
@@ -817,7 +851,7 @@ def _score_own(opts: RunOptions) -> dict[str, Any]:
         version = {"version": v} if (v := getattr(built, "version", 1)) != 1 else {}
         # Text statistics and OBELICS's paragraphs depend on the common-word list when one is given.
         reads_words = "words" in p.models and (spec.type == "text" or getattr(spec, "paragraphs", False))
-        words = {"words": model_identity(p.models["words"])} if reads_words else {}
+        words = {"words": _words_identity(p.models["words"])} if reads_words else {}
         own[name] = {"signal": spec.model_dump(mode="json"), "columns": columns, "model": model, "device": opts.device if need and need not in ("llm", "lid") and not _cpu_model(p.models.get(need)) else None, **version, **words}
     for step in p.document_steps:
         own[step.name] = {"dedup": step_key(step)}
@@ -2308,8 +2342,9 @@ def run(
         _migrate_markers(out_p, p)
         if "filter" in stages:
             _unfinished(out_p)
-        # A word list given in memory is stored as its words: `interleaf filter` plans with it.
-        models_state = {k: (v if isinstance(v, str) else v.words() if isinstance(v, _native.WordSet) else getattr(v, "path", None) and str(v.path)) for k, v in p.models.items()}
+        _keep_words(out_p, p)
+        # The word list by its copy in the folder (wherever the folder moves).
+        models_state = {k: (WORDS_COPY if k == "words" else v if isinstance(v, str) else getattr(v, "path", None) and str(v.path)) for k, v in p.models.items()}
         # Not sort_keys: the order of the filters is part of the recipe.
         # The output form given here is the folder's: `interleaf filter` writes kept/ the same way.
         write_text(out_p / STATE / "run.json", json.dumps({**state, "models": models_state, "llm": p.llm, "device": device, "output_format": output_format, "recipe": rec.model_dump(mode="json")}, indent=2) + "\n")
@@ -2656,12 +2691,18 @@ def refilter(out: str | os.PathLike[str], recipe: str | os.PathLike[str] | Recip
         d["dedup"] = [{k: v for k, v in step.items() if k != "before_filters"} for step in d["dedup"]]
     # Model paths are not compared: the run's own (stored in its state) are used, and a recipe
     # file's relative paths read from its folder would differ from the stored ones.
+    # A model slot the run had no model for makes no scores: a recipe adding or dropping it
+    # (the obelics preset's words, added later) changes no stored score.
+    given = {k for k, v in (state.get("models") or {}).items() if v}
     for d in (a, b):
-        d["models"] = {k: {kk: vv for kk, vv in v.items() if kk != "path"} for k, v in d["models"].items()}
+        d["models"] = {k: {kk: vv for kk, vv in v.items() if kk != "path"} for k, v in d["models"].items() if k in given}
     for part in ("signals", "dedup", "models"):
         if a[part] != b[part]:
             raise ValueError(f"the recipe's {part} differ from the run's: `interleaf filter` only re-applies filters and output; run `interleaf run` again (only the changed signals are recomputed)")
     models = {k: v for k, v in (state.get("models") or {}).items() if v}
+    if "words" in models:  # the run's own copy of its list (a folder written before: the path it names)
+        copy = Path(out) / STATE / WORDS_COPY
+        models["words"] = str(copy) if copy.is_file() else models["words"]
     p = plan(rec, models, llm=state.get("llm"))
     out_p = Path(out)
     paths = state["inputs"]

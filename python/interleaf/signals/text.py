@@ -50,18 +50,22 @@ def load_common_words(source: Any) -> Any:
     ``source``: a file, or the words themselves (a set, list or other iterable of strings; a
     WordSet is returned as it is). A file is read as OBELICS reads its ``common_words.json``
     (``json.load``, then ``word in common_words``): a JSON object gives its keys (OBELICS's
-    file maps each word to a value), a JSON array its strings; any other file is a word per
-    line (UTF-8, blank lines skipped, each line stripped of surrounding whitespace).
+    file maps each word to a value), a JSON array its strings. A ``.json`` file must be one of
+    those; another file is read as JSON when it is an object or array, else as a word per line
+    (UTF-8, blank lines skipped, each line stripped of surrounding whitespace).
 
     Words are matched as OBELICS's word splitting gives them (lower-cased, stripped of special
     characters at both ends) and the list's entries exactly as written: an entry with an
-    upper-case letter never matches, as in OBELICS. OBELICS's own list is not in its
-    repository (``obelics/callers/filter_web_documents.py`` links it as ``common_words.json``).
+    upper-case letter, whitespace or a special character at an end never matches, as in
+    OBELICS. A list with some such entries warns (:class:`UserWarning`, with examples); one
+    with nothing else is refused (a ``word<TAB>count`` file, say: every ratio would be 0).
+    OBELICS's own list is not in its repository (``obelics/callers/filter_web_documents.py``
+    links it as ``common_words.json``).
 
     Raises:
         FileNotFoundError: no such file.
         ValueError: not UTF-8, a JSON file that is neither an object nor an array of strings,
-            or no words at all (every ratio would be 0 and every text fail).
+            or no entry that a text can match.
     """
     if isinstance(source, _native.WordSet):
         return source
@@ -89,22 +93,53 @@ def _read_words(path: str) -> list[Any]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise ValueError(f"common-word list {path}: not UTF-8 ({e})") from None
-    if text.lstrip()[:1] in ("{", "["):
+    is_json = path.lower().endswith(".json")
+    if is_json or text.lstrip()[:1] in ("{", "["):
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"common-word list {path}: not valid JSON ({e})") from None
-        return list(data) if isinstance(data, (dict, list)) else [data]
+            if is_json:
+                raise ValueError(f"common-word list {path}: not valid JSON ({e})") from None
+            data = None  # a word per line whose first word starts with a bracket
+        if isinstance(data, (dict, list)):
+            return list(data)
+        if is_json:
+            raise ValueError(f"common-word list {path}: a JSON object of words or an array of strings, not a {type(data).__name__}")
     return [w for w in (line.strip() for line in text.splitlines()) if w]
 
 
 def _word_set(words: list[Any], where: str) -> Any:
+    import warnings
+
     bad = next((w for w in words if not isinstance(w, str)), None)
     if bad is not None:
         raise ValueError(f"{where}: the common words must be strings (a JSON object of words, or an array of strings), found {bad!r}")
     if not words:
         raise ValueError(f"{where}: no words (every text would have a common-word ratio of 0)")
-    return _native.WordSet(words)
+    try:
+        ws = _native.WordSet(words)
+        lone = 0
+    except UnicodeEncodeError:  # a lone surrogate (JSON allows its escape): no text has it
+        kept = [w for w in words if _utf8(w)]
+        lone = len(words) - len(kept)
+        ws = _native.WordSet(kept)
+    n, examples = ws.unmatchable()
+    n, total = n + lone, len(ws) + lone
+    if n >= total:
+        tabbed = any("\t" in w or " " in w for w in examples)
+        hint = " (entries with whitespace: a word-count file? give one word per line, or a JSON array)" if tabbed else ""
+        raise ValueError(f"{where}: no entry a text can match{hint}: words are compared lower-cased and stripped of special characters at both ends, e.g. {examples[:3]}")
+    if n:
+        warnings.warn(f"{where}: {n:,} of {total:,} common words can never match (upper case, whitespace or special characters at an end), e.g. {examples[:3]}", UserWarning, stacklevel=3)
+    return ws
+
+
+def _utf8(word: str) -> bool:
+    try:
+        word.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def text_stats(

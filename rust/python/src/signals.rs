@@ -21,13 +21,13 @@ fn polars_err(e: PolarsError) -> PyErr {
 /// A word list for the common-word ratio (OBELICS's common words), built once and shared by
 /// the calls that take `common_words`.
 #[pyclass(name = "WordSet", module = "interleaf._native", frozen)]
-pub struct PyWordSet(WordSet);
+pub struct PyWordSet(WordSet, std::sync::OnceLock<String>);
 
 #[pymethods]
 impl PyWordSet {
     #[new]
     fn new(words: Vec<String>) -> Self {
-        PyWordSet(words.into_iter().collect())
+        PyWordSet(words.into_iter().collect(), std::sync::OnceLock::new())
     }
 
     fn __len__(&self) -> usize {
@@ -47,6 +47,36 @@ impl PyWordSet {
         let mut words: Vec<String> = self.0.iter().cloned().collect();
         words.sort_unstable();
         words
+    }
+
+    /// BLAKE3 of the sorted words (each length-prefixed), hex: what identifies the list,
+    /// however it was given; computed once.
+    fn digest(&self, py: Python<'_>) -> String {
+        py.detach(|| {
+            self.1
+                .get_or_init(|| {
+                    let mut bytes = Vec::new();
+                    for w in self.words() {
+                        bytes.extend_from_slice(&(w.len() as u64).to_le_bytes());
+                        bytes.extend_from_slice(w.as_bytes());
+                    }
+                    interleaf_core::hash::blake3(&bytes).iter().map(|b| format!("{b:02x}")).collect()
+                })
+                .clone()
+        })
+    }
+
+    /// (how many, up to `limit` of them sorted): the entries no text can match, since OBELICS's
+    /// word splitting never gives them (upper case, whitespace, special characters at an end,
+    /// empty).
+    #[pyo3(signature = (limit=5))]
+    fn unmatchable(&self, py: Python<'_>, limit: usize) -> (usize, Vec<String>) {
+        py.detach(|| {
+            let mut bad: Vec<&String> = self.0.iter().filter(|w| interleaf_core::text::obelics::words(w) != [w.as_str()]).collect();
+            let n = bad.len();
+            bad.sort_unstable();
+            (n, bad.into_iter().take(limit).cloned().collect())
+        })
     }
 
     /// Pickled as its words (a run's plan travels to Ray workers).
