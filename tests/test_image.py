@@ -325,7 +325,31 @@ def mode_corpus() -> dict[str, bytes]:
         out[f"rgba16_{tag}.png"] = _png16(np.dstack([c16, a16]), 6)
         out[f"la16_{tag}.png"] = _png16(np.dstack([c16[..., 0], a16]), 4)
         out[f"gray16_trns_{tag}.png"] = _png16(g16, 0, trns=struct.pack(">H", int(g16.flat[0])))
+        c = a.astype(np.uint32)
+        out[f"rgb555_{tag}.bmp"] = _bmp(((c[..., 0] >> 3) << 10) | ((c[..., 1] >> 3) << 5) | (c[..., 2] >> 3), 16)
+        out[f"rgb565_{tag}.bmp"] = _bmp(((c[..., 0] >> 3) << 11) | ((c[..., 1] >> 2) << 5) | (c[..., 2] >> 3), 16, (0xF800, 0x7E0, 0x1F))
+        bgra = (alpha.astype(np.uint32) << 24) | (c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]
+        out[f"bgra_v5_{tag}.bmp"] = _bmp(bgra, 32, (0xFF0000, 0xFF00, 0xFF, 0xFF000000))
     return out
+
+
+def _bmp(pixels: np.ndarray, bits: int, masks: tuple[int, ...] | None = None) -> bytes:
+    """A bottom-up BMP of ``bits`` (16 or 32) per pixel: BI_RGB without ``masks``, else
+    BI_BITFIELDS, with a BITMAPV5HEADER where there are four masks (Pillow reads the alpha
+    mask from headers of 56 bytes and more)."""
+    h, w = pixels.shape
+    stride = (w * bits // 8 + 3) // 4 * 4
+    dtype = "<u2" if bits == 16 else "<u4"
+    data = b"".join(row.astype(dtype).tobytes().ljust(stride, b"\0") for row in pixels[::-1])
+    size = 124 if masks is not None and len(masks) == 4 else 40
+    info = struct.pack("<IiiHHIIiiII", size, w, h, 1, bits, 0 if masks is None else 3, len(data), 2835, 2835, 0, 0)
+    if size == 124:
+        info += struct.pack("<IIII", *masks) + b"BGRs" + b"\0" * (124 - 56 - 4)
+        extra = b""
+    else:
+        extra = b"" if masks is None else struct.pack(f"<{len(masks)}I", *masks)
+    off = 14 + len(info) + len(extra)
+    return b"BM" + struct.pack("<IHHI", off + len(data), 0, 0, off) + info + extra + data
 
 
 MODE_CORPUS = mode_corpus()
@@ -351,6 +375,27 @@ def test_open_clip_order_matches_pillow_resize_then_convert_on_every_mode(name):
 def test_the_corpus_covers_the_modes_where_the_order_matters():
     modes = {Image.open(io.BytesIO(d)).mode for d in MODE_CORPUS.values()}
     assert {"P", "1", "L", "LA", "RGBA", "I;16", "CMYK", "RGB"} <= modes
+
+
+def test_every_mode_decodes_hashes_and_reports_as_pillow():
+    """On the corpus of every mode (16-bit BMPs in both of Pillow's layouts, a 32-bit BMP with an
+    alpha mask, GIFs and BMPs whose palette is the gray ramp...): ``stats``' mode (full and
+    header_only) is Pillow's ``Image.open`` mode, ``decode`` equals ``convert("RGB")`` and the
+    hashes equal imagehash's."""
+    import imagehash
+
+    from interleaf.dedup import dhash, phash
+
+    names, blobs = list(MODE_CORPUS), list(MODE_CORPUS.values())
+    want = [Image.open(io.BytesIO(d)).mode for d in blobs]
+    assert dict(zip(names, image.stats(blobs).get_column("mode").to_list(), strict=True)) == dict(zip(names, want, strict=True))
+    assert image.stats(blobs, header_only=True).get_column("mode").to_list() == want
+    hashes = {"phash": (phash(blobs), imagehash.phash), "dhash": (dhash(blobs), imagehash.dhash)}
+    for i, (name, data) in enumerate(MODE_CORPUS.items()):
+        ref = Image.open(io.BytesIO(data))
+        assert np.array_equal(image.decode(data), np.asarray(ref.convert("RGB"))), name
+        for k, (got, f) in hashes.items():
+            assert got.get_column("hex")[i] == str(f(ref)), (k, name)
 
 
 def test_open_clip_order_pads_with_the_fill_in_the_opened_mode():

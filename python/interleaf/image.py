@@ -487,8 +487,8 @@ def stats(images: ImageInput, *, threads: int | None = None, max_pixels: int | N
     """Statistics of each encoded image, one row per image, in input order.
 
     Columns: ``width``, ``height``, ``aspect_ratio`` (width / height), ``format`` (Pillow's
-    name: JPEG, PNG, GIF, WEBP, BMP), ``mode`` (what Pillow's ``Image.open`` reports, but a BMP with a gray or black-and-white
-    palette is ``P`` where Pillow says ``L`` or ``1``),
+    name: JPEG, PNG, GIF, WEBP, BMP), ``mode`` (what Pillow's ``Image.open`` reports: a GIF or BMP whose palette is the gray ramp
+    is ``L``, a 32-bit BMP with an alpha mask ``RGBA``),
     ``frames`` (animated GIF/APNG/WebP), ``bytes``; on the gray image of ``convert("L")``:
     ``blur`` (variance of the Laplacian, as ``cv2.Laplacian(gray, cv2.CV_64F).var()``; lower is
     blurrier, NeMo Curator keeps >= 100), ``entropy`` (bits, Pillow's ``Image.entropy()``),

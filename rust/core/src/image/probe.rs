@@ -261,14 +261,36 @@ pub fn bmp_size(d: &[u8]) -> Option<(u64, u64)> {
     Some((w.unsigned_abs() as u64, h.unsigned_abs() as u64))
 }
 
-/// BMP modes as Pillow's `BIT2MODE` maps the bit count (before its palette analysis).
+/// BMP modes as Pillow's `BIT2MODE` maps the bit count (before its palette analysis); a 32-bit
+/// BI_BITFIELDS image whose masks Pillow reads with an alpha channel is "RGBA".
 fn probe_bmp(d: &[u8], p: &mut Probe) {
     let header = u32_le(d, 14).unwrap_or(40);
     let bits = if header == 12 { u16_le(d, 24) } else { u16_le(d, 28) };
     p.mode = match bits {
         Some(1 | 4 | 8) => "P",
+        Some(32) if header != 12 && bmp_alpha_masks(d, header) => "RGBA",
         _ => "RGB",
     };
+}
+
+/// Whether a 32-bit BMP's BI_BITFIELDS masks are one of the layouts Pillow opens as "RGBA"
+/// (BGRA, RGBA, ABGR, BGAR, or all four zero, which it reads as BGRA). The masks follow the
+/// 40-byte header, or are its fields in a longer one (the same offsets); the alpha mask is read
+/// from headers of 56 bytes and more, else 0.
+fn bmp_alpha_masks(d: &[u8], header: u32) -> bool {
+    if u32_le(d, 30) != Some(3) {
+        return false;
+    }
+    let (Some(r), Some(g), Some(b)) = (u32_le(d, 54), u32_le(d, 58), u32_le(d, 62)) else { return false };
+    let a = if header >= 56 { u32_le(d, 66).unwrap_or(0) } else { 0 };
+    matches!(
+        (r, g, b, a),
+        (0xFF0000, 0xFF00, 0xFF, 0xFF000000)
+            | (0xFF, 0xFF00, 0xFF0000, 0xFF000000)
+            | (0xFF000000, 0xFF0000, 0xFF00, 0xFF)
+            | (0xFF000000, 0xFF00, 0xFF, 0xFF0000)
+            | (0, 0, 0, 0)
+    )
 }
 
 #[cfg(test)]

@@ -87,7 +87,12 @@ pub fn header_stats_and_jpeg_size(data: &[u8]) -> (ImageStats, Option<(u32, u32)
     let mut size = None;
     if let Some(p) = probe(data) {
         s.format = Some(p.format);
-        s.mode = Some(p.mode);
+        // A GIF or BMP palette that is the gray ramp: "L" (or "1"), as Pillow opens it.
+        s.mode = Some(match (p.format, p.mode) {
+            ("GIF", "P") => crate::image::decode::pillow_mode(data, image::ImageFormat::Gif),
+            ("BMP", "P") => crate::image::decode::pillow_mode(data, image::ImageFormat::Bmp),
+            (_, mode) => mode,
+        });
         s.frames = Some(p.frames);
         size = p.jpeg_size;
     }

@@ -172,7 +172,53 @@ fn decode_full_unkeyed(data: &[u8], format: ImageFormat, w: u32, h: u32) -> Resu
     if let Some(why) = png_refused_as_pillow(data, format) {
         return Err(err(ErrorKind::CorruptImage, why));
     }
-    Ok(if format == ImageFormat::Gif { gif_fill_uncovered(data, img) } else { img })
+    Ok(match format {
+        ImageFormat::Gif => gif_fill_uncovered(data, img),
+        ImageFormat::Bmp => bmp16_as_pillow(data, img),
+        _ => img,
+    })
+}
+
+/// A 16-bit BMP in the layouts Pillow reads (5-5-5: BI_RGB, or BI_BITFIELDS with its masks;
+/// 5-6-5 with BI_BITFIELDS) with Pillow's scaling of each channel, `v * 255 / max` rounded
+/// down (its `BGR;15` and `BGR;16` unpackers); the `image` crate rounds to nearest. Its
+/// levels are distinct, so each of its values maps back to one level.
+fn bmp16_as_pillow(data: &[u8], img: DynamicImage) -> DynamicImage {
+    let u32_at = |i: usize| data.get(i..i + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let header = u32_at(14).unwrap_or(0);
+    if header == 12 || data.get(28..30) != Some(&[16, 0]) {
+        return img;
+    }
+    let green_bits = match (u32_at(30), u32_at(54), u32_at(58), u32_at(62)) {
+        (Some(0), ..) => 5,
+        (Some(3), Some(0x7C00), Some(0x3E0), Some(0x1F)) => 5,
+        (Some(3), Some(0xF800), Some(0x7E0), Some(0x1F)) => 6,
+        _ => return img,
+    };
+    // The crate's value of each level (nearest) -> Pillow's (floor).
+    let table = |bits: u32| {
+        let max = (1u32 << bits) - 1;
+        let mut t: [u8; 256] = std::array::from_fn(|i| i as u8);
+        for v in 0..=max {
+            t[((v * 255 + max / 2) / max) as usize] = (v * 255 / max) as u8;
+        }
+        t
+    };
+    let (five, green) = (table(5), table(green_bits));
+    let mut rgba = match img {
+        DynamicImage::ImageRgb8(b) => {
+            let mut b = b;
+            for px in b.pixels_mut() {
+                px.0 = [five[px.0[0] as usize], green[px.0[1] as usize], five[px.0[2] as usize]];
+            }
+            return DynamicImage::ImageRgb8(b);
+        }
+        other => other.into_rgba8(),
+    };
+    for px in rgba.pixels_mut() {
+        px.0 = [five[px.0[0] as usize], green[px.0[1] as usize], five[px.0[2] as usize], px.0[3]];
+    }
+    DynamicImage::ImageRgba8(rgba)
 }
 
 /// A GIF whose first frame does not cover its logical screen, as Pillow opens it: the pixels
@@ -726,7 +772,7 @@ fn palette_rgba(data: &[u8], format: ImageFormat) -> Option<Vec<[u8; 4]>> {
 /// The mode Pillow's `Image.open` gives a non-JPEG image, refining the probe's where it reads
 /// the palette: a GIF whose frame-0 colour table is the gray ramp (or that has none) is "L"; a
 /// BMP whose palette is the gray ramp is "L", or "1" for black and white.
-fn pillow_mode(data: &[u8], format: ImageFormat) -> &'static str {
+pub(crate) fn pillow_mode(data: &[u8], format: ImageFormat) -> &'static str {
     let Some(p) = super::probe::probe(data) else { return "RGB" };
     let ramp = |table: &[u8], entry: usize, n: usize, values: &dyn Fn(usize) -> usize| {
         (0..n).all(|i| table.get(i * entry..i * entry + 3).is_some_and(|c| c.iter().all(|&v| v as usize == values(i))))
