@@ -1292,14 +1292,55 @@ def test_document_phash_drops_an_image_near_an_earlier_one_still_kept():
     df = pl.DataFrame({"doc_index": [0, 0, 0], "doc_id": ["d"] * 3, "pos": [0, 1, 2], "kind": ["image"] * 3}, schema_overrides={"pos": pl.Int32})
     hashes = pl.Series([0, 0b11111, 0b111111], dtype=pl.UInt64)  # 0-1: 5 bits, 1-2: 1 bit, 0-2: 6 bits
     near = _document_phash(df, step, hashes)
-    assert near.get_column("phash_near").to_list() == [[], [0], [1]]
-    alive = df.join(near.select("doc_index", "pos", "phash_near"), on=["doc_index", "pos"])
+    assert near.get_column("phash_near").to_list() == [0, 1, 1]  # earlier images within the radius
+    alive = df.join(near.select("doc_index", "pos", "phash_hash", "phash_near"), on=["doc_index", "pos"])
+    # Folders written before kept each image's near positions as a list: read the same way.
+    old = alive.with_columns(pl.Series("phash_near", [[], [0], [1]], dtype=pl.List(pl.Int32)))
+    for a in (alive, old):
+        left, dropped = _document_dedup(a, step)
+        assert left.get_column("pos").to_list() == [0, 2] and "phash_hash" not in left.columns
+        assert dropped.select("pos", "filter", "detail").rows() == [(1, "phash", "near-duplicate of the image at pos 0")]
+        left, dropped = _document_dedup(a.filter(pl.col("pos") != 0), step)
+        assert left.get_column("pos").to_list() == [1]
+        assert dropped.select("pos", "detail").rows() == [(2, "near-duplicate of the image at pos 1")]
+
+
+def test_document_phash_on_documents_of_thousands_of_images_equals_the_rule():
+    """A document of 3,000 images (counted image by image, not through a join of its images with
+    themselves) and small ones (joined) give MMC4's drops as a direct transcription of the rule
+    computes them; undecodable images (null hashes) are nobody's neighbour."""
+    from interleaf.pipeline import _PAIRWISE_JOIN_MAX, _document_dedup, _document_phash
+    from interleaf.recipes.schema import DedupStep
+
+    rng = np.random.default_rng(3)
+    step = DedupStep(name="phash", method="phash", scope="document", radius=4)
+    sizes = [3000, _PAIRWISE_JOIN_MAX, _PAIRWISE_JOIN_MAX + 1, 5, 1]
+    base = rng.integers(0, 2**63, 40, dtype=np.uint64)  # few originals: many near copies
+    rows, hashes = [], []
+    for d, n in enumerate(sizes):
+        for p in range(n):
+            flips = np.uint64(0)
+            for b in rng.choice(64, int(rng.integers(0, 4)), replace=False):
+                flips |= np.uint64(1) << np.uint64(b)
+            rows.append((d, f"d{d}", p))
+            hashes.append(None if rng.random() < 0.02 else int(base[rng.integers(0, len(base))] ^ flips))
+    df = pl.DataFrame(rows, schema={"doc_index": pl.Int64, "doc_id": pl.String, "pos": pl.Int32}, orient="row").with_columns(kind=pl.lit("image"))
+    near = _document_phash(df, step, pl.Series(hashes, dtype=pl.UInt64))
+    alive = df.join(near.drop("doc_id"), on=["doc_index", "pos"], maintain_order="left").filter(pl.col("pos") % 7 != 3)  # some dropped by other rules first
     left, dropped = _document_dedup(alive, step)
-    assert left.get_column("pos").to_list() == [0, 2]
-    assert dropped.select("pos", "filter", "detail").rows() == [(1, "phash", "near-duplicate of the image at pos 0")]
-    left, dropped = _document_dedup(alive.filter(pl.col("pos") != 0), step)
-    assert left.get_column("pos").to_list() == [1]
-    assert dropped.select("pos", "detail").rows() == [(2, "near-duplicate of the image at pos 1")]
+    want = []
+    for (d,), doc in alive.group_by("doc_index", maintain_order=True):
+        kept: list[tuple[int, int]] = []
+        for p, h in doc.select("pos", "phash_hash").iter_rows():
+            if h is None:
+                continue
+            hit = next((q for q, k in kept if bin(k ^ h).count("1") <= step.radius), None)
+            if hit is None:
+                kept.append((p, h))
+            else:
+                want.append((d, p, f"near-duplicate of the image at pos {hit}"))
+    assert sorted(dropped.select("doc_index", "pos", "detail").rows()) == sorted(want)
+    assert len(want) > 1000 and left.height == alive.height - len(want)
 
 
 def test_a_row_wise_document_filter_over_node_scores_must_hold_on_every_scored_node():

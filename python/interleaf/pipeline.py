@@ -775,10 +775,18 @@ def _failure_frame(sig: Any, batch: pl.DataFrame, err: Exception) -> pl.DataFram
     return k.with_columns(cols)
 
 
+#: Documents with more images than this count their near pairs image by image (memory linear in
+#: the images) rather than through a join of the document's images with themselves.
+_PAIRWISE_JOIN_MAX = 256
+
+
 def _document_phash(df: pl.DataFrame, step: DedupStep, hashes: pl.Series | None = None) -> pl.DataFrame:
-    """For each image node, the positions of earlier images of its document within the
-    step's Hamming radius: ``doc_index, doc_id, pos, <step>_hash, <step>_near``. ``hashes``:
-    the image nodes' pHashes when the caller has them (:meth:`Context.image_phash`)."""
+    """For each image node, its pHash and how many earlier images of its document lie within
+    the step's Hamming radius: ``doc_index, doc_id, pos, <step>_hash, <step>_near`` (Int32; the
+    filter stage finds which of them is still kept, from the hashes). ``hashes``: the image
+    nodes' pHashes when the caller has them (:meth:`Context.image_phash`). Memory is linear in
+    the images, whatever a document holds (a join of a document's images with themselves
+    would hold every pair: 25,000 images, 300 million rows)."""
     from interleaf.dedup.perceptual import phash
     from interleaf.polars import hamming
 
@@ -786,11 +794,17 @@ def _document_phash(df: pl.DataFrame, step: DedupStep, hashes: pl.Series | None 
         hashes = phash(df.filter(pl.col(S.KIND) == S.IMAGE_KIND).get_column(S.IMAGE), draft=step.draft, max_pixels=step.max_pixels).get_column("hash")
     images = df.filter(pl.col(S.KIND) == S.IMAGE_KIND).select(NODE_KEYS).with_columns(hashes.alias("h"))
     a = images.filter(pl.col("h").is_not_null())
-    pairs = a.join(a.select(S.DOC_INDEX, pl.col(S.POS).alias("p2"), pl.col("h").alias("h2")), on=S.DOC_INDEX).filter(pl.col("p2") < pl.col(S.POS))
-    pairs = pairs.filter(hamming("h", "h2") <= step.radius)
-    near = pairs.group_by(S.DOC_INDEX, S.POS).agg(pl.col("p2").sort().cast(pl.Int32).alias(f"{step.name}_near"))
-    out = images.join(near, on=[S.DOC_INDEX, S.POS], how="left", maintain_order="left")
-    return out.select(*NODE_KEYS, pl.col("h").alias(f"{step.name}_hash"), pl.col(f"{step.name}_near").fill_null(pl.lit([], dtype=pl.List(pl.Int32))))
+    sizes = a.group_by(S.DOC_INDEX).agg(pl.len().alias("_n"))
+    small = a.join(sizes.filter(pl.col("_n") <= _PAIRWISE_JOIN_MAX), on=S.DOC_INDEX, how="semi")
+    pairs = small.join(small.select(S.DOC_INDEX, pl.col(S.POS).alias("p2"), pl.col("h").alias("h2")), on=S.DOC_INDEX).filter(pl.col("p2") < pl.col(S.POS))
+    counts = [pairs.filter(hamming("h", "h2") <= step.radius).group_by(S.DOC_INDEX, S.POS).agg(pl.len().cast(pl.Int32).alias("_c"))]
+    for (di,), doc in a.join(sizes.filter(pl.col("_n") > _PAIRWISE_JOIN_MAX), on=S.DOC_INDEX, how="semi").sort(S.POS).group_by(S.DOC_INDEX):
+        h = doc.get_column("h").to_numpy()
+        c = np.fromiter((np.count_nonzero(np.bitwise_count(h[:i] ^ h[i]) <= step.radius) for i in range(len(h))), dtype=np.int32, count=len(h))
+        counts.append(pl.DataFrame({S.DOC_INDEX: pl.Series([di] * len(h), dtype=pl.Int64), S.POS: doc.get_column(S.POS), "_c": c}))
+    near = pl.concat([c.cast({S.DOC_INDEX: pl.Int64, S.POS: pl.Int32}) for c in counts]).filter(pl.col("_c") > 0)
+    out = images.with_columns(pl.col(S.DOC_INDEX).cast(pl.Int64), pl.col(S.POS).cast(pl.Int32)).join(near, on=[S.DOC_INDEX, S.POS], how="left", maintain_order="left")
+    return out.select(*NODE_KEYS, pl.col("h").alias(f"{step.name}_hash"), pl.col("_c").fill_null(0).alias(f"{step.name}_near"))
 
 
 def _hasher(step: DedupStep) -> Any:
@@ -1255,7 +1269,7 @@ def _shard_tables(out: Path, p: Plan, shard: Shard, node_need: set[str], doc_nee
         t = _load(out / "attributes" / sig / f"{shard.name}.parquet", [S.DOC_INDEX, *sorted(cols)])
         docs = docs.join(t, on=S.DOC_INDEX, how="left", maintain_order="left")
     for step in p.document_steps:
-        t = pl.read_parquet(out / "attributes" / step.name / f"{shard.name}.parquet", columns=[S.DOC_INDEX, S.POS, f"{step.name}_near"])
+        t = pl.read_parquet(out / "attributes" / step.name / f"{shard.name}.parquet", columns=[S.DOC_INDEX, S.POS, f"{step.name}_hash", f"{step.name}_near"])
         nodes = nodes.join(t, on=[S.DOC_INDEX, S.POS], how="left", maintain_order="left")
     for step in p.dataset_steps:
         t = pl.read_parquet(out / "attributes" / step.name / f"{shard.name}.parquet", columns=[S.DOC_INDEX, f"{step.name}_cluster", f"{step.name}_score"])
@@ -1521,27 +1535,37 @@ def _doc_filter_over_nodes(alive: pl.DataFrame, docs: pl.DataFrame, name: str, f
 
 def _document_dedup(alive: pl.DataFrame, step: DedupStep) -> tuple[pl.DataFrame, pl.DataFrame]:
     """MMC4's within-document rule: an image within the radius of an earlier image of its
-    document that is still kept is dropped."""
-    col = f"{step.name}_near"
-    cand = alive.filter(pl.col(col).list.len() > 0).sort(S.DOC_INDEX, S.POS)
+    document that is still kept is dropped (the earliest such image is named). Only images
+    with an earlier near image at all (``<step>_near`` > 0; in folders written before, a
+    non-empty list of their positions) are checked, against the kept images' hashes."""
+    col, hcol = f"{step.name}_near", f"{step.name}_hash"
+    has_near = pl.col(col).list.len() > 0 if isinstance(alive.schema[col], pl.List) else pl.col(col) > 0
+    cand = alive.filter(has_near)
     if not cand.height:
-        return alive.drop(col), _dropped(alive.head(0), step.name, pos=True)
-    # The kept images of the documents that have a candidate only: this stays as small as the
-    # candidates (the order matters: a dropped image is nobody's hit after it, so a loop).
-    docs = cand.select(S.DOC_INDEX).unique()
-    images = alive.filter(pl.col(S.KIND) == S.IMAGE_KIND).join(docs, on=S.DOC_INDEX, how="semi")
-    alive_pos: dict[int, set[int]] = {di: set(ps) for di, ps in images.group_by(S.DOC_INDEX).agg(S.POS).iter_rows()}
+        return alive.drop(col, hcol), _dropped(alive.head(0), step.name, pos=True)
+    # The kept images of the documents that have a candidate, in order (a dropped image is
+    # nobody's hit after it, so a loop); each candidate is compared with the images kept
+    # before it: memory linear in the document's images.
+    images = alive.filter(pl.col(S.KIND) == S.IMAGE_KIND).join(cand.select(S.DOC_INDEX).unique(), on=S.DOC_INDEX, how="semi").sort(S.DOC_INDEX, S.POS)
     drop_rows: list[tuple[int, int, int]] = []
-    for di, p, near in cand.select(S.DOC_INDEX, S.POS, col).iter_rows():
-        kept = alive_pos.get(di, set())
-        hit = next((q for q in near if q in kept), None)
-        if hit is not None:
-            kept.discard(p)
-            drop_rows.append((di, p, hit))
+    for (di,), doc in images.group_by(S.DOC_INDEX, maintain_order=True):
+        hs, ps, cs = doc.get_column(hcol).to_list(), doc.get_column(S.POS).to_list(), doc.select(has_near).to_series().to_list()
+        kept_h = np.empty(len(hs), dtype=np.uint64)
+        kept_p: list[int] = []
+        for h, p, c in zip(hs, ps, cs, strict=True):
+            if h is None:
+                continue  # no hash: nobody's neighbour, nor near anything
+            if c and kept_p:
+                near = np.flatnonzero(np.bitwise_count(kept_h[: len(kept_p)] ^ np.uint64(h)) <= step.radius)
+                if near.size:
+                    drop_rows.append((di, p, kept_p[near[0]]))
+                    continue
+            kept_h[len(kept_p)] = h
+            kept_p.append(p)
     d = pl.DataFrame(drop_rows, schema={S.DOC_INDEX: pl.Int64, S.POS: pl.Int32, "_of": pl.Int32}, orient="row")
     rows = alive.join(d, on=[S.DOC_INDEX, S.POS], how="inner", maintain_order="left")
     dropped = _dropped(rows, step.name, threshold=float(step.radius), rule=f"pHash within Hamming distance {step.radius} of an earlier image of the document", detail=pl.format("near-duplicate of the image at pos {}", pl.col("_of")), pos=True)
-    return alive.join(d, on=[S.DOC_INDEX, S.POS], how="anti", maintain_order="left").drop(col), dropped
+    return alive.join(d, on=[S.DOC_INDEX, S.POS], how="anti", maintain_order="left").drop(col, hcol), dropped
 
 
 def _filter_needs(p: Plan) -> tuple[set[str], set[str]]:
