@@ -180,7 +180,7 @@ def test_recipe_errors_name_the_key_and_line(tmp_path):
         "signals:\n  i: {type: image, max_pixels: 100000000000000000000000}\n": "line 2: signals.i.max_pixels: Input should be less than or equal to 281474976710656",
         # An option the step's method does not read is refused, not ignored.
         "dedup:\n  - {name: m, method: minhash, by: image}\n": "line 2: dedup.0: Value error, by: not read by minhash steps (minhash steps hash the text, phash steps the images)",
-        "dedup:\n  - {name: p, method: phash, threshold: 0.1}\n": "line 2: dedup.0: Value error, threshold: not read by phash steps; their options: before_filters, draft, radius, scope",
+        "dedup:\n  - {name: p, method: phash, threshold: 0.1}\n": "line 2: dedup.0: Value error, threshold: not read by phash steps; their options: before_filters, draft, max_pixels, radius, scope",
         "dedup:\n  - {name: m, method: minhash, radius: 0}\n": "line 2: dedup.0: Value error, radius: not read by minhash steps; their options: ngram, num_perm, seed, threshold, unit",
     }
     for text, want in cases.items():

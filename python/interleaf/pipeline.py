@@ -1907,8 +1907,8 @@ def write_shard(opts: RunOptions, shard: Shard, limit: int | None, dropped_sha: 
         return {"shard": shard.name, "skipped": True, "seconds": 0.0}
     t0 = time.perf_counter()
     dropped = pl.read_parquet(out / "dropped" / f"{shard.name}.parquet", columns=[S.DOC_INDEX, S.POS, "filter"])
-    drop_docs = dropped.filter(pl.col(S.POS).is_null()).get_column(S.DOC_INDEX).implode()
-    drop_nodes = dropped.filter(pl.col(S.POS).is_not_null()).select(S.DOC_INDEX, S.POS)
+    drop_docs = _ByDocument(dropped.filter(pl.col(S.POS).is_null()).select(S.DOC_INDEX))
+    drop_nodes = _ByDocument(dropped.filter(pl.col(S.POS).is_not_null()).select(S.DOC_INDEX, S.POS))
     texts = targets = None
     if tf:
         texts = pl.read_parquet(out / "attributes" / p.node_columns[tf] / f"{shard.name}.parquet", columns=[S.DOC_INDEX, S.POS, tf])
@@ -1922,13 +1922,19 @@ def write_shard(opts: RunOptions, shard: Shard, limit: int | None, dropped_sha: 
     # Record layouts write images by reference: their bytes need not be read again.
     read = {**opts.read, "load_images": False} if fmt in RECORD_LAYOUTS and not embed else opts.read
 
+    by_text = _ByDocument(texts) if texts is not None else None
+    by_target = _ByDocument(targets) if targets is not None else None
+
     def batches() -> Iterator[pl.DataFrame]:
+        # Each batch meets the rows of its own documents only (the shard's tables are sorted
+        # by document once): time linear in the shard, not batches x shard.
         for df in read_shard(shard, read, limit):
-            df = df.filter(~pl.col(S.DOC_INDEX).is_in(drop_docs)).join(drop_nodes, on=[S.DOC_INDEX, S.POS], how="anti", maintain_order="left")
-            if tf and texts is not None and df.height:  # texts is read when tf is set
-                df = df.join(texts, on=[S.DOC_INDEX, S.POS], how="left", maintain_order="left").with_columns(pl.coalesce(tf, S.TEXT).alias(S.TEXT)).drop(tf)
-            if it and targets is not None and df.height:  # targets are read when it is set
-                df = move_images(df, targets, it)
+            gone = drop_docs.of(df).get_column(S.DOC_INDEX).implode()
+            df = df.filter(~pl.col(S.DOC_INDEX).is_in(gone)).join(drop_nodes.of(df), on=[S.DOC_INDEX, S.POS], how="anti", maintain_order="left")
+            if tf and by_text is not None and df.height:  # texts is read when tf is set
+                df = df.join(by_text.of(df), on=[S.DOC_INDEX, S.POS], how="left", maintain_order="left").with_columns(pl.coalesce(tf, S.TEXT).alias(S.TEXT)).drop(tf)
+            if it and by_target is not None and df.height:  # targets are read when it is set
+                df = move_images(df, by_target.of(df), it)
             yield df
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -1941,6 +1947,23 @@ def write_shard(opts: RunOptions, shard: Shard, limit: int | None, dropped_sha: 
             interleaf.write(S.empty_frame(), path, fmt, overwrite=True)
     marks.done("write", shard.name, key, outputs=[path])
     return {"shard": shard.name, "skipped": False, "seconds": time.perf_counter() - t0}
+
+
+class _ByDocument:
+    """A shard-wide table (``doc_index`` and more) sorted by document once, sliced to the
+    documents of a batch by binary search."""
+
+    def __init__(self, table: pl.DataFrame):
+        self.table = table.with_columns(pl.col(S.DOC_INDEX).cast(pl.Int64)).sort(S.DOC_INDEX)
+        self.keys = self.table.get_column(S.DOC_INDEX)
+
+    def of(self, df: pl.DataFrame) -> pl.DataFrame:
+        """The rows of the documents ``df`` spans (its smallest to largest ``doc_index``)."""
+        if not df.height or not self.table.height:
+            return self.table.head(0)
+        ids = df.get_column(S.DOC_INDEX)
+        lo, hi = int(self.keys.search_sorted(ids.min(), "left")), int(self.keys.search_sorted(ids.max(), "right"))
+        return self.table.slice(lo, hi - lo)
 
 
 def move_images(df: pl.DataFrame, targets: pl.DataFrame, column: str) -> pl.DataFrame:
