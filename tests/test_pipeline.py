@@ -1993,8 +1993,12 @@ def test_a_long_shard_reports_its_progress_while_it_is_scored(tmp_path, sample_d
 
     monkeypatch.setattr(pipeline, "PROGRESS_EVERY", 0.0)
     run("pairs-basic", [str(sample_dir / "pairs.jsonl")], tmp_path / "o", batch_size=4, progress=True)
-    lines = [x for x in capsys.readouterr().err.splitlines() if "documents so far" in x]
+    err = capsys.readouterr().err.splitlines()
+    lines = [x for x in err if "documents so far" in x]
     assert [int(x.split(": ")[2].split(" ")[0]) for x in lines] == [4, 8, 12, 14]
+    # The write stage reads the shard again: it says so too.
+    written = [x for x in err if x.startswith("write: ") and "read so far" in x]
+    assert [int(x.split(": ")[2].split(" ")[0]) for x in written] == [4, 8, 12, 14]
     run("pairs-basic", [str(sample_dir / "pairs.jsonl")], tmp_path / "q", batch_size=4, progress=False)
     assert "so far" not in capsys.readouterr().err
 

@@ -1928,7 +1928,12 @@ def write_shard(opts: RunOptions, shard: Shard, limit: int | None, dropped_sha: 
     def batches() -> Iterator[pl.DataFrame]:
         # Each batch meets the rows of its own documents only (the shard's tables are sorted
         # by document once): time linear in the shard, not batches x shard.
+        docs, noted = 0, time.perf_counter()
         for df in read_shard(shard, read, limit):
+            docs += df.get_column(S.DOC_INDEX).n_unique()
+            if opts.progress and time.perf_counter() - noted >= PROGRESS_EVERY:  # a long shard is not silent
+                noted = time.perf_counter()
+                print(f"write: {shard.name}: {docs:,} documents read so far ({docs / (noted - t0):,.0f} docs/s)", file=sys.stderr, flush=True)
             gone = drop_docs.of(df).get_column(S.DOC_INDEX).implode()
             df = df.filter(~pl.col(S.DOC_INDEX).is_in(gone)).join(drop_nodes.of(df), on=[S.DOC_INDEX, S.POS], how="anti", maintain_order="left")
             if tf and by_text is not None and df.height:  # texts is read when tf is set
@@ -1962,7 +1967,8 @@ class _ByDocument:
         if not df.height or not self.table.height:
             return self.table.head(0)
         ids = df.get_column(S.DOC_INDEX)
-        lo, hi = int(self.keys.search_sorted(ids.min(), "left")), int(self.keys.search_sorted(ids.max(), "right"))
+        first, last = int(ids.min()), int(ids.max())  # type: ignore[arg-type]
+        lo, hi = int(self.keys.search_sorted(first, "left")), int(self.keys.search_sorted(last, "right"))
         return self.table.slice(lo, hi - lo)
 
 
