@@ -290,6 +290,11 @@ class Reader:
             if not stat.S_ISREG(os.stat(path).st_mode):
                 raise OSError("not a regular file (a FIFO, device or directory is never read)")
             pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
+            if kept_encoded := _dictionary_dominated(pf):
+                # Read as dictionaries, so a piece's size is known before its values are
+                # gathered (see _arrow_batches); only these columns (a plain column read so
+                # would be hashed value by value).
+                pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20, read_dictionary=kept_encoded)
         except Exception as e:  # pyarrow raises several types for a missing or corrupt file
             df = _error_frame(path, self._next_doc, "io", f"{path}: {e}")
             _add_stats(self._done, frame_stats(df))
@@ -543,6 +548,27 @@ class _RowGroupError(Exception):
     def __init__(self, group: int, cause: Exception):
         super().__init__(str(cause))
         self.group = group
+
+
+def _dictionary_dominated(pf: Any) -> list[str]:
+    """The top-level text and binary columns of a parquet file whose column chunks are mostly
+    their dictionary page (in any row group): a few values repeated, maybe huge ones (one
+    10 MiB caption on every row of a 2 KB file), whose decoded size the chunk sizes do not
+    tell. Columns of mostly distinct values fall back to plain pages and are not listed."""
+    import pyarrow as pa
+
+    text = {f.name for f in pf.schema_arrow if pa.types.is_string(f.type) or pa.types.is_large_string(f.type) or pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)}
+    out: set[str] = set()
+    md = pf.metadata
+    for g in range(md.num_row_groups):
+        rg = md.row_group(g)
+        for j in range(rg.num_columns):
+            c = rg.column(j)
+            if c.path_in_schema not in text or c.path_in_schema in out or not c.has_dictionary_page or not c.dictionary_page_offset:
+                continue
+            if 2 * (c.data_page_offset - c.dictionary_page_offset) >= c.total_compressed_size:
+                out.add(c.path_in_schema)
+    return sorted(out)
 
 
 def _decoded_bytes(batch: Any, per_row: bool = False) -> Any:
