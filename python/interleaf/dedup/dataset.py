@@ -235,7 +235,8 @@ def semantic_clusters(emb: np.ndarray, total: int, *, eps: float = 0.01, n_clust
     ok = np.flatnonzero(np.isfinite(emb).all(axis=1) & (np.abs(emb).sum(axis=1) > 0)) if total else np.zeros(0, np.int64)
     stats: dict[str, Any] = {"eps": eps, "embedded": int(len(ok)), "unembedded": int(total - len(ok))}
     if len(ok):
-        table = semantic(emb[ok], eps=eps, n_clusters=n_clusters, seed=seed, device=device, engine=engine)
+        # Every row embedded (the usual case): the array itself, not a copy of it.
+        table = semantic(emb if len(ok) == total else emb[ok], eps=eps, n_clusters=n_clusters, seed=seed, device=device, engine=engine)
         dup = table.get_column("duplicate_of").fill_null(-1).to_numpy()
         local = np.arange(len(ok))
         target = np.where(dup >= 0, dup, local)
