@@ -699,8 +699,17 @@ def test_sixteen_bit_png_gives_pillows_output(sample_dir):
 # --- statistics -----------------------------------------------------------------------------
 
 
+def _apng(default_image: bool) -> bytes:
+    """A 3-frame APNG; with ``default_image`` its IDAT image is outside the animation (Pillow's
+    n_frames counts it: 3; acTL says 2)."""
+    rng = np.random.default_rng(int(default_image))
+    frames = [Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)) for _ in range(3)]
+    return encode(frames[0], "PNG", save_all=True, append_images=frames[1:], default_image=default_image, duration=50)
+
+
 def test_stats_match_opencv_and_pillow(photos, sample_dir):
     extra = formats_corpus(sample_dir) + [("clock_motion.png", (SKIMAGE_DATA / "clock_motion.png").read_bytes())]
+    extra += [("apng.png", _apng(False)), ("apng_default_image.png", _apng(True))]
     items = photos + extra
     df = image.stats([b for _, b in items], threads=2)
     assert df.height == len(items)

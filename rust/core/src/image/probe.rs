@@ -151,6 +151,10 @@ fn probe_jpeg(d: &[u8], p: &mut Probe) {
 }
 
 fn probe_png(d: &[u8], p: &mut Probe) {
+    // APNG: acTL's frame count (Pillow ignores 0 and counts above 2^31), plus one where the
+    // IDAT image comes before any fcTL (a default image outside the animation, which Pillow's
+    // n_frames counts too).
+    let (mut actl, mut fctl, mut default_image) = (None, false, false);
     let mut i = 8;
     while let (Some(len), Some(kind)) = (u32_be(d, i), d.get(i + 4..i + 8)) {
         let start = i + 8;
@@ -169,12 +173,17 @@ fn probe_png(d: &[u8], p: &mut Probe) {
                     _ => "RGBA",
                 };
             }
-            b"acTL" => p.frames = u32_be(body, 0).unwrap_or(1).max(1),
+            b"acTL" => actl = u32_be(body, 0).filter(|&n| n != 0 && n <= 0x8000_0000),
+            b"fcTL" => fctl = true,
+            b"IDAT" => default_image |= actl.is_some() && !fctl,
             b"eXIf" => p.orientation = exif_orientation(body).unwrap_or(1),
             b"IEND" => break,
             _ => {}
         }
         i = start.saturating_add(len as usize).saturating_add(4);
+    }
+    if let Some(n) = actl {
+        p.frames = n.saturating_add(u32::from(default_image));
     }
 }
 
