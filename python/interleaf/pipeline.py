@@ -538,9 +538,7 @@ def file_stat(path: str | os.PathLike[str]) -> list[int]:
 
 def model_identity(m: Any) -> Any:
     """What identifies a model for the markers: its directory and its files' sizes and mtimes
-    (a word list given in memory: its words)."""
-    if isinstance(m, _native.WordSet):
-        return {"words": m.digest()}
+    (a word list: :func:`_words_identity`)."""
     path = m if isinstance(m, (str, os.PathLike)) else getattr(m, "path", None)
     if path is None:
         return {"object": type(m).__name__, "id": id(m)}
