@@ -858,6 +858,10 @@ def test_parquet_batches_are_bounded_by_decoded_bytes_and_errors_by_row_group(tm
     assert max(b.get_column("text").str.len_bytes().sum() for b in interleaf.read(tmp_path / "e.parquet", format="pairs", max_batch_bytes=1 << 20)) <= (1 << 20) + len(caption)
     pq.write_table(pa.table({"caption": [f"{i:08d} " + "distinct caption text " * 3 for i in range(40_000)]}), tmp_path / "u.parquet")
     assert _dictionary_dominated(pq.ParquetFile(tmp_path / "u.parquet")) == []
+    # Nor a large dictionary (values repeated twice, written by polars): pyarrow would copy it
+    # into every piece.
+    pl.DataFrame({"caption": [f"caption {i % 20_000} of a thing in the park" for i in range(40_000)]}).write_parquet(tmp_path / "r.parquet")
+    assert _dictionary_dominated(pq.ParquetFile(tmp_path / "r.parquet")) == []
     # Two row groups, the second's caption chunk overwritten: the first still reads.
     pq.write_table(pa.table({"id": [f"r{i}" for i in range(200)], "caption": [f"caption {i} " * 20 for i in range(200)], "image": ["http://e/a.jpg"] * 200}), tmp_path / "g.parquet", row_group_size=100)
     col = pq.ParquetFile(tmp_path / "g.parquet").metadata.row_group(1).column(1)
