@@ -1546,20 +1546,27 @@ def _document_dedup(alive: pl.DataFrame, step: DedupStep) -> tuple[pl.DataFrame,
     # before it: memory linear in the document's images.
     images = alive.filter(pl.col(S.KIND) == S.IMAGE_KIND).join(cand.select(S.DOC_INDEX).unique(), on=S.DOC_INDEX, how="semi").sort(S.DOC_INDEX, S.POS)
     drop_rows: list[tuple[int, int, int]] = []
-    for (di,), doc in images.group_by(S.DOC_INDEX, maintain_order=True):
-        hs, ps, cs = doc.get_column(hcol).to_list(), doc.get_column(S.POS).to_list(), doc.select(has_near).to_series().to_list()
-        kept_h = np.empty(len(hs), dtype=np.uint64)
-        kept_p: list[int] = []
-        for h, p, c in zip(hs, ps, cs, strict=True):
-            if h is None:
-                continue  # no hash: nobody's neighbour, nor near anything
-            if c and kept_p:
-                near = np.flatnonzero(np.bitwise_count(kept_h[: len(kept_p)] ^ np.uint64(h)) <= step.radius)
-                if near.size:
-                    drop_rows.append((di, p, kept_p[near[0]]))
-                    continue
-            kept_h[len(kept_p)] = h
-            kept_p.append(p)
+    radius = step.radius
+    kept: list[tuple[int, int]] = []  # (pos, hash) of the current document's kept images
+    wide: np.ndarray | None = None  # their hashes as an array, once there are many
+    current = None
+    for di, p, h, c in zip(images.get_column(S.DOC_INDEX).to_list(), images.get_column(S.POS).to_list(), images.get_column(hcol).to_list(), images.select(has_near).to_series().to_list(), strict=True):
+        if di != current:
+            current, kept, wide = di, [], None
+        if h is None:
+            continue  # no hash: nobody's neighbour, nor near anything
+        if c and kept:
+            if len(kept) < 64:
+                hit = next((q for q, k in kept if (k ^ h).bit_count() <= radius), None)
+            else:
+                if wide is None or len(wide) != len(kept):
+                    wide = np.fromiter((k for _, k in kept), dtype=np.uint64, count=len(kept))
+                near = np.flatnonzero(np.bitwise_count(wide ^ np.uint64(h)) <= radius)
+                hit = kept[int(near[0])][0] if near.size else None
+            if hit is not None:
+                drop_rows.append((di, p, hit))
+                continue
+        kept.append((p, h))
     d = pl.DataFrame(drop_rows, schema={S.DOC_INDEX: pl.Int64, S.POS: pl.Int32, "_of": pl.Int32}, orient="row")
     rows = alive.join(d, on=[S.DOC_INDEX, S.POS], how="inner", maintain_order="left")
     dropped = _dropped(rows, step.name, threshold=float(step.radius), rule=f"pHash within Hamming distance {step.radius} of an earlier image of the document", detail=pl.format("near-duplicate of the image at pos {}", pl.col("_of")), pos=True)
