@@ -1015,9 +1015,10 @@ def _offset_gif(screen: tuple[int, int], at: tuple[int, int], frame: np.ndarray,
 
 def test_a_gif_frame_smaller_than_its_screen_is_filled_as_pillow_fills_it():
     """Pillow fills frame 0's canvas with palette index 0, or the transparency index where the
-    frame has one; the gif crate left those pixels transparent black. Decoding, statistics,
-    preprocessing and the hashes equal Pillow's and imagehash's (within the screen: a frame
-    sticking out of it, which Pillow grows the image for, is left out)."""
+    frame has one; the gif crate left those pixels transparent black. A frame reaching past the
+    screen (a 0x0 screen, say) grows the image to hold it, as Pillow does (it was cut to the
+    screen: a 0x0 image hashed 0, a duplicate of every other). Decoding, sizes and the hashes
+    equal Pillow's and imagehash's."""
     import imagehash
 
     from interleaf.dedup import ahash, dhash, phash
@@ -1031,11 +1032,18 @@ def test_a_gif_frame_smaller_than_its_screen_is_filled_as_pillow_fills_it():
         save = {"transparency": int(rng.integers(0, 3))} if k % 2 else {}
         if k % 3 == 0:
             save["interlace"] = True
-        blobs.append(_offset_gif((sw, sh), (int(rng.integers(0, sw - fw + 1)), int(rng.integers(0, sh - fh + 1))), frame, [2, 4, 16, 256][k % 4], **save))
+        at = (int(rng.integers(0, sw - fw + 1)), int(rng.integers(0, sh - fh + 1)))
+        if k % 5 == 4:  # sticking out of the screen
+            at = (sw - fw + int(rng.integers(1, 6)), int(rng.integers(0, 6)))
+        if k == 23:
+            sw = sh = 0
+        blobs.append(_offset_gif((sw, sh), at, frame, [2, 4, 16, 256][k % 4], **save))
     hashes = {"phash": (phash, imagehash.phash), "dhash": (dhash, imagehash.dhash), "ahash": (ahash, imagehash.average_hash)}
     got = {k: f(blobs).get_column("hex").to_list() for k, (f, _) in hashes.items()}
+    sizes = list(zip(image.stats(blobs).get_column("width").to_list(), image.stats(blobs, header_only=True).get_column("height").to_list(), strict=True))
     for i, data in enumerate(blobs):
         ref = Image.open(io.BytesIO(data))
+        assert sizes[i] == ref.size, i
         assert np.array_equal(image.decode(data), np.asarray(ref.convert("RGB"))), i
         assert np.array_equal(image.decode(data, alpha="white"), np.asarray(Image.alpha_composite(Image.new("RGBA", ref.size, (255, 255, 255, 255)), ref.convert("RGBA")).convert("RGB"))), i
         for k, (_, ref_hash) in hashes.items():

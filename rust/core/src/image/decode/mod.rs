@@ -110,7 +110,34 @@ fn header(data: &[u8], jpeg_size: Option<(u32, u32)>) -> Result<(ImageFormat, u3
         }
         e => err(ErrorKind::CorruptImage, format!("{format:?} header: {e}")),
     })?;
+    if format == ImageFormat::Gif {
+        return Ok((format, w.max(gif_extent(data).0), h.max(gif_extent(data).1)));
+    }
     Ok((format, w, h))
+}
+
+/// The right and bottom edges of a GIF's first frame ((0, 0) where it has none): Pillow grows
+/// the image to hold a frame that reaches past the logical screen (a 0x0 screen, say).
+fn gif_extent(data: &[u8]) -> (u32, u32) {
+    let Some(frame) = gif_first_frame(data) else { return (0, 0) };
+    let field = |k: usize| data.get(frame.packed - 9 + k..frame.packed - 9 + k + 2).map_or(0, |b| u16::from_le_bytes([b[0], b[1]]) as u32);
+    (field(1) + field(5), frame.top + frame.height)
+}
+
+/// `data` with its logical screen set to `w x h` (the size [`header`] gives, grown to hold the
+/// first frame), so that the `image` crate composites frame 0 whole, as Pillow does.
+fn gif_with_screen(data: &[u8], w: u32, h: u32) -> Result<std::borrow::Cow<'_, [u8]>, RecordError> {
+    let screen = |k: usize| data.get(k..k + 2).map_or(0, |b| u16::from_le_bytes([b[0], b[1]]) as u32);
+    if (screen(6), screen(8)) == (w, h) {
+        return Ok(std::borrow::Cow::Borrowed(data));
+    }
+    let (Ok(w16), Ok(h16)) = (u16::try_from(w), u16::try_from(h)) else {
+        return Err(err(ErrorKind::CorruptImage, format!("GIF: its first frame reaches {w}x{h}, past a GIF's 65,535 pixels a side")));
+    };
+    let mut grown = data.to_vec();
+    grown[6..8].copy_from_slice(&w16.to_le_bytes());
+    grown[8..10].copy_from_slice(&h16.to_le_bytes());
+    Ok(std::borrow::Cow::Owned(grown))
 }
 
 /// [`decode`], but a JPEG may be decoded at 1/2, 1/4 or 1/8 scale in the DCT domain (as
@@ -152,6 +179,8 @@ fn decode_full(data: &[u8], format: ImageFormat, w: u32, h: u32) -> Result<Dynam
 
 /// [`decode_full`] before [`gray16_key_as_pillow`]: a keyed 16-bit gray PNG keeps its values.
 fn decode_full_unkeyed(data: &[u8], format: ImageFormat, w: u32, h: u32) -> Result<DynamicImage, RecordError> {
+    let grown = if format == ImageFormat::Gif { gif_with_screen(data, w, h)? } else { std::borrow::Cow::Borrowed(data) };
+    let data: &[u8] = &grown;
     if let Some(img) = png16_by_rows(data, format, w, h, false) {
         if let Some(why) = png_refused_as_pillow(data, format) {
             return Err(err(ErrorKind::CorruptImage, why));
