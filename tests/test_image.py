@@ -707,9 +707,16 @@ def _apng(default_image: bool) -> bytes:
     return encode(frames[0], "PNG", save_all=True, append_images=frames[1:], default_image=default_image, duration=50)
 
 
+def _twice_actl(png: bytes) -> bytes:
+    """``png`` with its acTL chunk written twice (Pillow: "Invalid APNG", a plain PNG)."""
+    at = png.index(b"acTL") - 4
+    end = at + 12 + struct.unpack(">I", png[at : at + 4])[0]
+    return png[:end] + png[at:end] + png[end:]
+
+
 def test_stats_match_opencv_and_pillow(photos, sample_dir):
     extra = formats_corpus(sample_dir) + [("clock_motion.png", (SKIMAGE_DATA / "clock_motion.png").read_bytes())]
-    extra += [("apng.png", _apng(False)), ("apng_default_image.png", _apng(True))]
+    extra += [("apng.png", _apng(False)), ("apng_default_image.png", _apng(True)), ("apng_actl_twice.png", _twice_actl(_apng(False)))]
     items = photos + extra
     df = image.stats([b for _, b in items], threads=2)
     assert df.height == len(items)

@@ -154,7 +154,7 @@ fn probe_png(d: &[u8], p: &mut Probe) {
     // APNG: acTL's frame count (Pillow ignores 0 and counts above 2^31), plus one where the
     // IDAT image comes before any fcTL (a default image outside the animation, which Pillow's
     // n_frames counts too).
-    let (mut actl, mut fctl, mut default_image) = (None, false, false);
+    let (mut actl, mut fctl, mut default_image, mut idat) = (None, false, false, false);
     let mut i = 8;
     while let (Some(len), Some(kind)) = (u32_be(d, i), d.get(i + 4..i + 8)) {
         let start = i + 8;
@@ -173,9 +173,14 @@ fn probe_png(d: &[u8], p: &mut Probe) {
                     _ => "RGBA",
                 };
             }
-            b"acTL" => actl = u32_be(body, 0).filter(|&n| n != 0 && n <= 0x8000_0000),
+            // As Pillow's chunk_acTL, which only reads chunks before the image data: a second
+            // acTL makes the file a plain PNG, a short one is refused (one frame here).
+            b"acTL" if !idat => actl = if body.len() < 8 || actl.is_some() { None } else { u32_be(body, 0).filter(|&n| n != 0 && n <= 0x8000_0000) },
             b"fcTL" => fctl = true,
-            b"IDAT" => default_image |= actl.is_some() && !fctl,
+            b"IDAT" => {
+                default_image |= actl.is_some() && !fctl;
+                idat = true;
+            }
             b"eXIf" => p.orientation = exif_orientation(body).unwrap_or(1),
             b"IEND" => break,
             _ => {}
