@@ -328,6 +328,9 @@ def mode_corpus() -> dict[str, bytes]:
         c = a.astype(np.uint32)
         out[f"rgb555_{tag}.bmp"] = _bmp(((c[..., 0] >> 3) << 10) | ((c[..., 1] >> 3) << 5) | (c[..., 2] >> 3), 16)
         out[f"rgb565_{tag}.bmp"] = _bmp(((c[..., 0] >> 3) << 11) | ((c[..., 1] >> 2) << 5) | (c[..., 2] >> 3), 16, (0xF800, 0x7E0, 0x1F))
+        # A1R5G5B5: Pillow reads it as RGB, its alpha mask not applied.
+        top = (alpha.astype(np.uint32) >> 7) << 15
+        out[f"argb1555_{tag}.bmp"] = _bmp(top | ((c[..., 0] >> 3) << 10) | ((c[..., 1] >> 3) << 5) | (c[..., 2] >> 3), 16, (0x7C00, 0x3E0, 0x1F, 0x8000))
         bgra = (alpha.astype(np.uint32) << 24) | (c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]
         out[f"bgra_v5_{tag}.bmp"] = _bmp(bgra, 32, (0xFF0000, 0xFF00, 0xFF, 0xFF000000))
     return out
@@ -394,6 +397,8 @@ def test_every_mode_decodes_hashes_and_reports_as_pillow():
     for i, (name, data) in enumerate(MODE_CORPUS.items()):
         ref = Image.open(io.BytesIO(data))
         assert np.array_equal(image.decode(data), np.asarray(ref.convert("RGB"))), name
+        white = Image.alpha_composite(Image.new("RGBA", ref.size, (255, 255, 255, 255)), ref.convert("RGBA")).convert("RGB")
+        assert np.array_equal(image.decode(data, alpha="white"), np.asarray(white)), name
         for k, (got, f) in hashes.items():
             assert got.get_column("hex")[i] == str(f(ref)), (k, name)
 

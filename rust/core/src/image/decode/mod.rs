@@ -234,20 +234,12 @@ fn bmp16_as_pillow(data: &[u8], img: DynamicImage) -> DynamicImage {
         t
     };
     let (five, green) = (table(5), table(green_bits));
-    let mut rgba = match img {
-        DynamicImage::ImageRgb8(b) => {
-            let mut b = b;
-            for px in b.pixels_mut() {
-                px.0 = [five[px.0[0] as usize], green[px.0[1] as usize], five[px.0[2] as usize]];
-            }
-            return DynamicImage::ImageRgb8(b);
-        }
-        other => other.into_rgba8(),
-    };
-    for px in rgba.pixels_mut() {
-        px.0 = [five[px.0[0] as usize], green[px.0[1] as usize], five[px.0[2] as usize], px.0[3]];
+    // Pillow reads these as RGB: an alpha mask (A1R5G5B5) is not applied.
+    let mut rgb = img.into_rgb8();
+    for px in rgb.pixels_mut() {
+        px.0 = [five[px.0[0] as usize], green[px.0[1] as usize], five[px.0[2] as usize]];
     }
-    DynamicImage::ImageRgba8(rgba)
+    DynamicImage::ImageRgb8(rgb)
 }
 
 /// A GIF whose first frame does not cover its logical screen, as Pillow opens it: the pixels
