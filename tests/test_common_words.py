@@ -23,7 +23,7 @@ import interleaf
 from interleaf import _native
 from interleaf.pipeline import plan
 from interleaf.recipes import RecipeError, load
-from interleaf.signals import Context, Language, TextStats, compute, load_common_words, obelics_paragraphs, text_stats
+from interleaf.signals import Context, TextStats, compute, load_common_words, obelics_paragraphs, text_stats
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +160,6 @@ def test_signals_and_context_share_one_paragraph_filter():
     assert Context().obelics_paragraphs(batch).get_column("text").to_list() == [f"{good}\n\n{other}", other]
     # Without a list a text signal makes no ratio column.
     assert "text_common_word_ratio" not in TextStats().columns() and "text_common_word_ratio" in TextStats(common_words=words).columns()
-    assert Language("doc", paragraphs=True).columns()  # unchanged
 
 
 def test_obelics_preset_with_and_without_a_word_list(tmp_path):

@@ -193,9 +193,9 @@ class Context:
         node's paragraph-level statistics, from the same pass (a cached result without them, or
         with other n-grams, is recomputed). ``common_words``: the list its common-word check
         uses (None: no check; default: the context's, :meth:`common_words`)."""
-        from interleaf.signals.text import load_common_words
+        from interleaf.signals.text import _optional_words
 
-        words = self.common_words() if common_words is ... else None if common_words is None else load_common_words(common_words)
+        words = self.common_words() if common_words is ... else _optional_words(common_words)
 
         def make() -> pl.DataFrame:
             from interleaf.signals.text import obelics_paragraphs

@@ -86,6 +86,11 @@ def load_common_words(source: Any) -> Any:
     return _word_set(list(source), "common_words")
 
 
+def _optional_words(source: Any) -> Any:
+    """:func:`load_common_words` of ``source``, None for None (no list: no check)."""
+    return None if source is None else load_common_words(source)
+
+
 def _read_words(path: str) -> list[Any]:
     with open(path, "rb") as f:
         raw = f.read()
@@ -181,7 +186,7 @@ def text_stats(
     int_arg("word_ngram", word_ngram, 1, 1000)
     int_arg("threads", threads, 1, 512, optional=True)
     min_tokens = 12 if level == "paragraph" else 0
-    words = None if common_words is None else load_common_words(common_words)
+    words = _optional_words(common_words)
     return _native.obelics_text_stats(string_column(texts, "texts"), char_ngram=char_ngram, word_ngram=word_ngram, punctuation_min_tokens=min_tokens, threads=threads, common_words=words)
 
 
@@ -209,7 +214,7 @@ def obelics_paragraphs(texts: pl.Series | Sequence[str | None], *, threads: int 
         if isinstance(node_stats, (str, bytes)) or not isinstance(node_stats, Sequence) or len(node_stats) != 2:
             raise TypeError(f"node_stats must be a pair (char_ngram, word_ngram), got {node_stats!r}")
         node_stats = (int_arg("node_stats char_ngram", node_stats[0], 1, 1000), int_arg("node_stats word_ngram", node_stats[1], 1, 1000))
-    words = None if common_words is None else load_common_words(common_words)
+    words = _optional_words(common_words)
     return _native.obelics_paragraphs(string_column(texts, "texts"), threads=threads, node_stats=node_stats, common_words=words)
 
 
@@ -244,7 +249,7 @@ class TextStats:
         self.name = name
         self.paragraphs = paragraphs
         self.char_ngram, self.word_ngram, self.threads = char_ngram, word_ngram, threads
-        self.common_words = None if common_words is None else load_common_words(common_words)
+        self.common_words = _optional_words(common_words)
 
     @property
     def node_kind(self) -> str | None:

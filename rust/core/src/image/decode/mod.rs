@@ -120,8 +120,7 @@ fn header(data: &[u8], jpeg_size: Option<(u32, u32)>) -> Result<(ImageFormat, u3
 /// the image to hold a frame that reaches past the logical screen (a 0x0 screen, say).
 fn gif_extent(data: &[u8]) -> (u32, u32) {
     let Some(frame) = gif_first_frame(data) else { return (0, 0) };
-    let field = |k: usize| data.get(frame.packed - 9 + k..frame.packed - 9 + k + 2).map_or(0, |b| u16::from_le_bytes([b[0], b[1]]) as u32);
-    (field(1) + field(5), frame.top + frame.height)
+    (frame.left + frame.width, frame.top + frame.height)
 }
 
 /// `data` with its logical screen set to `w x h` (the size [`header`] gives, grown to hold the
@@ -250,10 +249,7 @@ fn bmp16_as_pillow(data: &[u8], img: DynamicImage) -> DynamicImage {
 /// index as gray (Pillow's "L").
 fn gif_fill_uncovered(data: &[u8], img: DynamicImage) -> DynamicImage {
     let Some(frame) = gif_first_frame(data) else { return img };
-    let at = frame.packed - 9;
-    let field = |k: usize| data.get(at + k..at + k + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as u32);
-    let (Some(left), Some(fw)) = (field(1), field(5)) else { return img };
-    let (top, fh) = (frame.top, frame.height);
+    let (left, top, fw, fh) = (frame.left, frame.top, frame.width, frame.height);
     let (w, h) = (img.width(), img.height());
     if left == 0 && top == 0 && fw >= w && fh >= h {
         return img;
@@ -492,7 +488,10 @@ fn zlib_gives_rows(ihdr: &[u8], idat: &[u8]) -> bool {
 struct GifFrame {
     /// The offset of its image descriptor's packed byte (interlace flag, local colour table).
     packed: usize,
+    /// Its place and size on the logical screen.
+    left: u32,
     top: u32,
+    width: u32,
     height: u32,
     /// The transparent index of the last graphic control extension before it that sets one
     /// (Pillow's `info["transparency"]`).
@@ -513,7 +512,7 @@ fn gif_first_frame(data: &[u8]) -> Option<GifFrame> {
             GifBlock::Extension { .. } => {}
             GifBlock::Image { at } => {
                 let field = |k: usize| Some(u16::from_le_bytes([*data.get(at + k)?, *data.get(at + k + 1)?]) as u32);
-                return Some(GifFrame { packed: at + 9, top: field(3)?, height: field(7)?, transparent });
+                return Some(GifFrame { packed: at + 9, left: field(1)?, top: field(3)?, width: field(5)?, height: field(7)?, transparent });
             }
         }
     }
