@@ -361,7 +361,7 @@ def test_a_document_of_many_images_round_trips(tmp_path, sample_images):
     """A document we write as one sample (1,100 images, each its own member) reads back whole."""
     jpg = sample_images["chelsea.jpg"]
     rows = [{"doc_id": "big", "pos": i, "kind": "image", "image": jpg} for i in range(1100)] + [{"doc_id": "big", "pos": 1100, "kind": "text", "text": "t"}]
-    out = interleaf.write(interleaf.schema.conform(pl.DataFrame(rows)), tmp_path / "w", format="webdataset")
+    out = interleaf.write(interleaf.schema.conform(pl.DataFrame(rows, infer_schema_length=None)), tmp_path / "w", format="webdataset")
     reader = interleaf.read(out[0])
     back = pl.concat(list(reader))
     assert reader.stats["errors"] == {} and back.filter(pl.col("kind") == "image").get_column("image").null_count() == 0
