@@ -851,17 +851,20 @@ def test_parquet_batches_are_bounded_by_decoded_bytes_and_errors_by_row_group(tm
     # 2 KB file of 200 rows of a 10 MiB caption peaked at 4.9 GB, now 1.5 GB); a column of
     # distinct values, whose pages fall back to plain, is read as it is (hashing it would be
     # slow).
-    from interleaf.io.reader import _dictionary_dominated
+    from interleaf.io.reader import _dictionary_columns
+
+    def dictionary_columns(path):
+        return _dictionary_columns(pq.ParquetFile(path), str(path), 1 << 20)
 
     pq.write_table(table.cast(pa.schema([("id", pa.string()), ("caption", pa.string()), ("image", pa.string())])), tmp_path / "e.parquet", compression="zstd")
-    assert "caption" in _dictionary_dominated(pq.ParquetFile(tmp_path / "e.parquet"))
+    assert dictionary_columns(tmp_path / "e.parquet") == ["caption"]
     assert max(b.get_column("text").str.len_bytes().sum() for b in interleaf.read(tmp_path / "e.parquet", format="pairs", max_batch_bytes=1 << 20)) <= (1 << 20) + len(caption)
     pq.write_table(pa.table({"caption": [f"{i:08d} " + "distinct caption text " * 3 for i in range(40_000)]}), tmp_path / "u.parquet")
-    assert _dictionary_dominated(pq.ParquetFile(tmp_path / "u.parquet")) == []
+    assert dictionary_columns(tmp_path / "u.parquet") == []
     # Nor a large dictionary (values repeated twice, written by polars): pyarrow would copy it
     # into every piece.
     pl.DataFrame({"caption": [f"caption {i % 20_000} of a thing in the park" for i in range(40_000)]}).write_parquet(tmp_path / "r.parquet")
-    assert _dictionary_dominated(pq.ParquetFile(tmp_path / "r.parquet")) == []
+    assert dictionary_columns(tmp_path / "r.parquet") == []
     # Two row groups, the second's caption chunk overwritten: the first still reads.
     pq.write_table(pa.table({"id": [f"r{i}" for i in range(200)], "caption": [f"caption {i} " * 20 for i in range(200)], "image": ["http://e/a.jpg"] * 200}), tmp_path / "g.parquet", row_group_size=100)
     col = pq.ParquetFile(tmp_path / "g.parquet").metadata.row_group(1).column(1)

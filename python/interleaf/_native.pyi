@@ -43,6 +43,7 @@ __all__ = [
     "number_documents",
     "obelics_paragraphs",
     "obelics_text_stats",
+    "plain_byte_array_longest",
     "read_samples",
     "records_to_frame",
     "stat_files",
@@ -145,6 +146,10 @@ def check_file_name(what: str, name: str) -> None:
 def number_documents(df: pl.DataFrame, first: int) -> pl.Series:
     """``doc_index`` for the rows of a node table, numbered from ``first``: its own
     ``doc_index`` groups the rows when present, else ``doc_id`` and ``pos`` do."""
+
+def plain_byte_array_longest(data: bytes, count: int) -> int:
+    """The byte length of the longest of the first ``count`` values of PLAIN-encoded BYTE_ARRAY
+    data (a parquet dictionary page's body); ValueError when the data ends before them."""
 
 def frame_to_jsonl(df: pl.DataFrame) -> bytes:
     """One JSON line per document of a node table, in interleaf's ``nodes`` schema."""

@@ -124,7 +124,10 @@ class Reader:
             metadata (default 256 MiB), so memory stays bounded when documents are large; a single
             larger document gets a batch of its own. Parquet record files are cut by their
             decoded bytes too (a dictionary-encoded caption shared by many rows counts once per
-            row), and a row group that cannot be decoded is one ``corrupt_parquet`` record.
+            row, bounded from the file's page headers before it is decoded); a row whose values
+            from dictionaries decode to over 256 MiB (or this, if larger) is kept without them
+            as a ``member_too_large`` error, and a row group that cannot be decoded is one
+            ``corrupt_parquet`` record.
         allow_outside_root: let records read image files that resolve (symlinks followed)
             outside ``image_root`` (default False: such a path is a ``path_outside_root``
             error, so a record cannot copy ``../secret`` or ``/etc/passwd`` into the output).
@@ -290,7 +293,7 @@ class Reader:
             if not stat.S_ISREG(os.stat(path).st_mode):
                 raise OSError("not a regular file (a FIFO, device or directory is never read)")
             pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
-            if kept_encoded := _dictionary_dominated(pf):
+            if kept_encoded := _dictionary_columns(pf, path, self.max_batch_bytes or DEFAULT_MAX_BATCH_BYTES):
                 # Read as dictionaries, so a piece's size is known before its values are
                 # gathered (see _arrow_batches); only these columns (a plain column read so
                 # would be hashed value by value).
@@ -308,35 +311,53 @@ class Reader:
         else:
             yield from self._parquet_records(pf, path)
 
-    def _arrow_batches(self, pf: Any, rows: int, first_group: int = 0) -> Iterator[Any]:
+    def _arrow_batches(self, pf: Any, rows: int, first_group: int = 0) -> Iterator[tuple[Any, list[str | None] | None]]:
         """Arrow tables of at most ``rows`` rows and about ``max_batch_bytes`` (a file whose
         values are small on disk can hold gigabytes once decoded: dictionary encoding,
-        compression), from row group ``first_group`` on, spanning row groups. They are read in
+        compression), from row group ``first_group`` on, spanning row groups, each with the
+        messages of its rows that were too large to read (None when none was). They are read in
         pieces no larger than the row groups' own sizes allow: their column chunks'
         uncompressed bytes per row (exact for plain pages: a 10 MiB caption that zstd shrinks
-        to nothing counts 10 MiB) keep a piece near an eighth of the limit. A row group that
-        cannot be decoded raises :class:`_RowGroupError` after the batches before it."""
+        to nothing counts 10 MiB) keep a piece near an eighth of the limit, and columns whose
+        dictionary values could gather more are read as dictionaries (see
+        :func:`_dictionary_columns`). A row whose dictionary values decode to more than
+        :data:`MAX_RECORD_BYTES` (or the limit, if larger) has them left out, with its message.
+        A row group that cannot be decoded raises :class:`_RowGroupError` after the batches
+        before it."""
         import pyarrow as pa
 
         groups = list(range(first_group, pf.num_row_groups))
         if not groups:
             return
         limit = self.max_batch_bytes or DEFAULT_MAX_BATCH_BYTES
+        cap = max(limit, MAX_RECORD_BYTES)
         metas = [pf.metadata.row_group(g) for g in groups]
         ends = np.cumsum([m.num_rows for m in metas])
         per_row = max(sum(m.column(j).total_uncompressed_size for j in range(m.num_columns)) / max(m.num_rows, 1) for m in metas)
         piece_rows = int(min(rows, _PARQUET_PIECE_ROWS, max(1, limit // 8 / max(per_row, 1))))
         acc: list[Any] = []
+        notes: list[str | None] = []  # per row of acc: why its values were left out
         n = size = 0
 
-        def take(piece: Any) -> Iterator[Any]:
+        def batch() -> tuple[Any, list[str | None] | None]:
+            nonlocal acc, notes, n, size
+            out = (_portable(_one_table(pa, acc)), notes if any(m is not None for m in notes) else None)
+            acc, notes, n, size = [], [], 0, 0
+            return out
+
+        def take(piece: Any) -> Iterator[tuple[Any, list[str | None] | None]]:
             """Adds a piece to the batch being built; yields the batches it completes."""
-            nonlocal acc, n, size
+            nonlocal n, size
             # Sizes as decoded: a dictionary-encoded column (one 10 MiB caption for 400 rows)
             # is small here and 4 GB once its values are gathered.
             whole = _decoded_bytes(piece)
+            over = None
+            if whole > cap:
+                piece, over = _without_huge_rows(piece, cap)
+                whole = _decoded_bytes(piece)
             if n + piece.num_rows <= rows and size + whole <= limit:
                 acc.append(piece)
+                notes.extend(over or [None] * piece.num_rows)
                 n, size = n + piece.num_rows, size + whole
             else:
                 sizes = _decoded_bytes(piece, per_row=True)
@@ -346,13 +367,12 @@ class Reader:
                     k = min(max(fit, 0 if acc else 1), rows - n, piece.num_rows - start)
                     if k:
                         acc.append(piece.slice(start, k))
+                        notes.extend(over[start : start + k] if over else [None] * k)
                         n, size, start = n + k, size + int(sizes[start : start + k].sum()), start + k
                     if k == 0 or n >= rows or size >= limit:
-                        yield _portable(_one_table(pa, acc))
-                        acc, n, size = [], 0, 0
+                        yield batch()
             if n >= rows or size >= limit:
-                yield _portable(_one_table(pa, acc))
-                acc, n, size = [], 0, 0
+                yield batch()
 
         consumed = 0
         try:
@@ -376,12 +396,11 @@ class Reader:
                     # What was read before the damage comes first; the caller goes on after
                     # this group.
                     if acc:
-                        yield _portable(_one_table(pa, acc))
-                        acc, n, size = [], 0, 0
+                        yield batch()
                     raise _RowGroupError(groups[gi], e) from e
                 skip = 0
         if acc:
-            yield _portable(_one_table(pa, acc))
+            yield batch()
 
     def _parquet_records(self, pf: Any, path: str) -> Iterator[pl.DataFrame]:
         """Record rows (pairs, MMC4, OBELICS, ...) of a parquet file as node batches. A row
@@ -391,7 +410,7 @@ class Reader:
         while group < pf.num_row_groups:
             index = sum(pf.metadata.row_group(i).num_rows for i in range(group))
             try:
-                for batch in self._arrow_batches(pf, self.batch_size, group):
+                for batch, too_large in self._arrow_batches(pf, self.batch_size, group):
                     batch, not_utf8 = _lossy_text(batch)
                     first_doc = self._next_doc
                     try:
@@ -410,8 +429,13 @@ class Reader:
                         if "image_files" in stats:
                             self._image_files.append(stats.pop("image_files"))
                         stats["files"] = 0
+                        if too_large is not None:
+                            # Its values left out, the record may be malformed too (OBELICS texts
+                            # no longer as long as images): the cause is the error to show.
+                            df = _with_errors(df, too_large, "member_too_large", first_doc=first_doc, replace=True)
                         if any(m is not None for m in not_utf8):
                             df = _with_errors(df, not_utf8, "invalid_utf8", first_doc=first_doc)
+                        if too_large is not None or any(m is not None for m in not_utf8):
                             stats["errors"] = frame_stats(df)["errors"]
                     except BaseException as e:
                         if not _file_damage(e):
@@ -434,9 +458,11 @@ class Reader:
         chunks: list[pl.DataFrame] = []  # node rows read since, not yet joined to pending
         waiting, tried = 0, 0  # rows pending + in chunks; rows pending held at the last try
         try:
-            for batch in self._arrow_batches(pf, self.batch_size * 8):
+            for batch, too_large in self._arrow_batches(pf, self.batch_size * 8):
                 batch, not_utf8 = _lossy_text(batch)
                 raw = _sized_images(_checked_kinds(_lossy_utf8(pl.from_arrow(batch))), self.max_member_bytes or DEFAULT_MAX_MEMBER_BYTES)  # type: ignore[arg-type]
+                if too_large is not None:
+                    raw = _with_errors(raw, too_large, "member_too_large", replace=True)
                 if any(m is not None for m in not_utf8):
                     raw = _with_errors(raw, not_utf8, "invalid_utf8")
                 chunks.append(raw)
@@ -480,18 +506,19 @@ class Reader:
         return rows[:take].with_columns((ordinal[:take] + self._next_doc).alias(DOC_INDEX))
 
 
-def _with_errors(df: pl.DataFrame, messages: list[str | None], kind: str, *, first_doc: int | None = None) -> pl.DataFrame:
+def _with_errors(df: pl.DataFrame, messages: list[str | None], kind: str, *, first_doc: int | None = None, replace: bool = False) -> pl.DataFrame:
     """Node rows with ``messages`` (where not None) as ``kind`` errors on the rows that have
-    none: one message per row, or with ``first_doc`` one per record converted from a table
-    (record ``i`` is document ``first_doc + i``; its message goes on all its nodes, as a
-    record's own error does)."""
+    none (on all of them with ``replace``: the error that caused the others): one message per
+    row, or with ``first_doc`` one per record converted from a table (record ``i`` is document
+    ``first_doc + i``; its message goes on all its nodes, as a record's own error does)."""
     if first_doc is None:
         out = df.with_columns(pl.Series("_m", messages, dtype=pl.String))
     else:
         per_doc = pl.DataFrame({DOC_INDEX: np.arange(first_doc, first_doc + len(messages), dtype=np.int64), "_m": pl.Series(messages, dtype=pl.String)})
         out = df.join(per_doc, on=DOC_INDEX, how="left", maintain_order="left")
     err = pl.struct(pl.lit(kind).alias("kind"), pl.col("_m").alias("message"))
-    return out.with_columns(pl.when(pl.col("_m").is_not_null() & pl.col(ERROR).is_null()).then(err).otherwise(pl.col(ERROR)).alias(ERROR)).drop("_m")
+    missing = pl.col("_m").is_not_null() if replace else pl.col("_m").is_not_null() & pl.col(ERROR).is_null()
+    return out.with_columns(pl.when(missing).then(err).otherwise(pl.col(ERROR)).alias(ERROR)).drop("_m")
 
 
 def _file_damage(e: BaseException) -> bool:
@@ -542,6 +569,13 @@ DEFAULT_MAX_BATCH_BYTES = 256 << 20
 DEFAULT_MAX_MEMBER_BYTES = 256 << 20
 
 
+#: A parquet row whose values gathered from dictionaries decode to more than this (or than
+#: ``max_batch_bytes``, if larger) has them left out with a ``member_too_large`` error, as a JSON
+#: line over 256 MiB is ``line_too_long``: a few KB on disk can name one 10 MiB dictionary entry
+#: a thousand times in one OBELICS ``texts`` list.
+MAX_RECORD_BYTES = 256 << 20
+
+
 class _RowGroupError(Exception):
     """A parquet row group that could not be decoded."""
 
@@ -550,54 +584,153 @@ class _RowGroupError(Exception):
         self.group = group
 
 
-def _dictionary_dominated(pf: Any) -> list[str]:
-    """The top-level text and binary columns of a parquet file whose column chunks are mostly
-    their dictionary page and whose index pages take at most a byte a row (in any row group):
-    a few values repeated, maybe huge ones (one 10 MiB caption on every row of a 2 KB file),
-    whose decoded size the chunk sizes do not tell. Not listed: columns of mostly distinct
-    values (plain pages, which pyarrow would hash to build a dictionary) and large
-    dictionaries (pyarrow copies the dictionary into every piece it reads: 150,000 entries made
-    reading 2.5x slower), whose values the chunk sizes do tell within a factor of a few."""
-    import pyarrow as pa
+def _dictionary_columns(pf: Any, path: str, limit: int) -> list[str]:
+    """The text and binary columns of a parquet file (top level, or in lists and structs, by
+    their paths) to read as dictionaries: those whose values, gathered from a dictionary, could
+    decode to far more than the file's sizes tell. A column chunk's sizes count its plain values
+    and its dictionary once, not the values its indices gather: one 10 MiB caption referenced by
+    400 rows is 2 KB on disk and 4 GB decoded, one 10 MiB paragraph repeated in OBELICS ``texts``
+    lists the same. For each chunk that starts with a dictionary page, :func:`_gathered_bound`
+    bounds what a piece of rows could gather; where the bounds of a row group's columns add up
+    to more than ``limit``, the largest are read as dictionaries, so a piece's size is known
+    before its values are gathered (see ``Reader._arrow_batches``). The others are read plain:
+    pyarrow hashes every plain value of a column read as a dictionary (a caption column whose
+    dictionary filled and fell back to plain pages read 4x slower). A chunk whose page headers
+    cannot be read is read as a dictionary."""
+    from ._pages import PageError
 
-    text = {f.name for f in pf.schema_arrow if pa.types.is_string(f.type) or pa.types.is_large_string(f.type) or pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)}
+    md, schema = pf.metadata, pf.schema
+    leaves = []
+    for j in range(md.num_columns):
+        col = schema.column(j)
+        if col.physical_type == "BYTE_ARRAY" and str(col.logical_type) in ("None", "String", "Enum", "JSON", "BSON"):
+            leaves.append((j, col.path, col.max_repetition_level == 0))
     out: set[str] = set()
-    md = pf.metadata
-    for g in range(md.num_row_groups):
-        rg = md.row_group(g)
-        for j in range(rg.num_columns):
-            c = rg.column(j)
-            if c.path_in_schema not in text or c.path_in_schema in out or not c.has_dictionary_page or not c.dictionary_page_offset:
-                continue
-            dictionary = c.data_page_offset - c.dictionary_page_offset
-            if 2 * dictionary >= c.total_compressed_size and c.total_compressed_size - dictionary <= max(c.num_values, 1):
-                out.add(c.path_in_schema)
+    if not leaves:
+        return []
+    with open(path, "rb") as f:
+        for g in range(md.num_row_groups):
+            rg = md.row_group(g)
+            bounds = []
+            for j, name, top in leaves:
+                if name in out:
+                    continue
+                try:
+                    bound = _gathered_bound(f, rg.column(j), rg.num_rows, top, limit // 16)
+                except PageError:
+                    out.add(name)
+                    continue
+                bounds.append((bound, name))
+            total = sum(b for b, _ in bounds)
+            for bound, name in sorted(bounds, reverse=True):
+                if total <= limit:
+                    break
+                out.add(name)
+                total -= bound
     return sorted(out)
+
+
+def _gathered_bound(f: Any, column: Any, rows: int, top: bool, enough: int) -> int:
+    """At most how many bytes the values a column chunk gathers from its dictionary decode to in
+    one piece of rows read (0 when it has no dictionary page): the values stored as indices
+    (all of them in all; for a top-level column one a row, so at most a piece's rows) times the
+    dictionary's longest entry (each value also counts 8 bytes, as in :func:`_decoded_bytes`).
+    Page headers are read only as far as needed to tell the bound is within ``enough``."""
+    from ._pages import DICTIONARY_PAGE, chunk_start, dictionary_values, longest_entry, read_header
+
+    page = read_header(f, chunk_start(column))
+    if page.type != DICTIONARY_PAGE:
+        return 0  # a dictionary page comes first or not at all
+    if top:
+        values = min(rows, _PARQUET_PIECE_ROWS)
+        if values * (page.uncompressed + 8) <= enough:  # no entry is longer than its page
+            return values * (page.uncompressed + 8)
+        return values * (longest_entry(f, column, page) + 8)
+    longest = longest_entry(f, column, page)
+    return dictionary_values(f, column) * (longest + 8)
 
 
 def _decoded_bytes(batch: Any, per_row: bool = False) -> Any:
     """The bytes an arrow record batch takes once dictionaries are decoded (``_portable``
     gathers their values): in all, or ``per_row`` as an int64 array (strings and binaries by
-    their lengths, other columns spread evenly)."""
+    their lengths, also in lists and structs; other columns spread evenly)."""
+    out = np.zeros(batch.num_rows, dtype=np.int64) if per_row else 0
+    for col in batch.columns:
+        if per_row or _has_dictionary(col.type):
+            sizes = _row_bytes(col)
+            out = out + (sizes if per_row else int(sizes.sum()))
+        else:
+            out += col.get_total_buffer_size()
+    return out
+
+
+def _text_type(t: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t))
+
+
+def _has_dictionary(t: Any) -> bool:
+    """Whether arrow type ``t`` is or holds a dictionary."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(t):
+        return True
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return _has_dictionary(t.value_type)
+    if pa.types.is_struct(t):
+        return any(_has_dictionary(t.field(i).type) for i in range(t.num_fields))
+    if pa.types.is_map(t):
+        return _has_dictionary(t.key_type) or _has_dictionary(t.item_type)
+    return False
+
+
+def _row_bytes(col: Any) -> np.ndarray:
+    """The decoded bytes of each value of an arrow array, as int64: a string or binary its
+    length (a dictionary's entry's) plus 8, a list the sum of its items', a struct the sum of
+    its fields'; other values their share of the array's buffers."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    rows = max(batch.num_rows, 1)
-    out = np.zeros(batch.num_rows, dtype=np.int64) if per_row else 0
-    for col in batch.columns:
-        t = col.type
-        text = lambda t: pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)  # noqa: E731
-        if pa.types.is_dictionary(t) and text(t.value_type) and len(col.dictionary):
-            sizes = _entry_lengths(col.dictionary)[pc.fill_null(col.indices, 0).to_numpy(zero_copy_only=False)] + 8
-        elif text(t) and per_row:
-            sizes = pc.binary_length(col).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64) + 8
-        elif per_row:
-            sizes = np.full(batch.num_rows, col.get_total_buffer_size() // rows, dtype=np.int64)
-        else:
-            out += col.get_total_buffer_size()
-            continue
-        out = out + (sizes if per_row else int(sizes.sum()))
-    return out
+    n, t = len(col), col.type
+    if pa.types.is_dictionary(t) and _text_type(t.value_type):
+        indices = col.indices
+        sizes = _entry_lengths(col.dictionary)[pc.fill_null(indices, 0).to_numpy(zero_copy_only=False)] if len(col.dictionary) else np.zeros(n, dtype=np.int64)
+        if indices.null_count:
+            sizes = np.where(indices.is_null().to_numpy(zero_copy_only=False), 0, sizes)
+        return sizes + 8
+    if _text_type(t):
+        return pc.binary_length(col).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64) + 8
+    if (pa.types.is_list(t) or pa.types.is_large_list(t)) and _has_dictionary(t.value_type):
+        items = _row_bytes(pc.list_flatten(col))
+        parents = pc.list_parent_indices(col).to_numpy(zero_copy_only=False)
+        return np.bincount(parents, weights=items, minlength=n).astype(np.int64) + 8
+    if pa.types.is_struct(t) and _has_dictionary(t):
+        return sum((_row_bytes(field) for field in col.flatten()), np.full(n, 8, dtype=np.int64))
+    return np.full(n, col.get_total_buffer_size() // max(n, 1), dtype=np.int64)
+
+
+def _without_huge_rows(piece: Any, cap: int) -> tuple[Any, list[str | None] | None]:
+    """An arrow record batch whose rows with dictionary values decoding to more than ``cap``
+    bytes have those columns null (their values never gathered), and a message per row (None
+    for the others; None in all when no row is over)."""
+    import pyarrow as pa
+
+    columns = [i for i, c in enumerate(piece.columns) if _has_dictionary(c.type)]
+    if not columns:
+        return piece, None
+    parts = {i: _row_bytes(piece.column(i)) for i in columns}
+    sizes = sum(parts.values(), np.zeros(piece.num_rows, dtype=np.int64))
+    over = sizes > cap
+    if not over.any():
+        return piece, None
+    keep = pa.array(np.arange(piece.num_rows), mask=over)
+    arrays = [c.take(keep) if i in parts else c for i, c in enumerate(piece.columns)]
+    notes: list[str | None] = [None] * piece.num_rows
+    for row in np.flatnonzero(over):
+        names = ", ".join(piece.schema.field(i).name for i in columns if parts[i][row] > 8)
+        notes[row] = f"{names}: {int(sizes[row])} bytes once decoded from the file's dictionaries, over the {cap} bytes one record may hold (256 MiB, or max_batch_bytes if larger); left out"
+    return pa.RecordBatch.from_arrays(arrays, schema=piece.schema), notes
 
 
 #: Entry lengths of the dictionaries seen last, by their buffers: the pieces of a row group share
@@ -711,10 +844,19 @@ def _portable(table: Any) -> Any:
     """An arrow table whose columns all have types polars and the native readers take (see
     :func:`_portable_type`); the table itself when they already do."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     schema = pa.schema([f.with_type(_portable_type(f.type)) for f in table.schema], metadata=table.schema.metadata)
     if schema.equals(table.schema):
         return table
+    for i, f in enumerate(table.schema):
+        if not pa.types.is_dictionary(f.type) and _has_dictionary(f.type):
+            # Arrow casts a slice of a list array by casting all the values under it: a piece
+            # of 3 rows cut from 100 whose lists gather a 10 MiB entry each decoded all 100.
+            # Taking the rows first leaves only their own items (indices: the dictionary is
+            # shared).
+            col = table.column(i)
+            table = table.set_column(i, f, pc.take(col, pa.array(np.arange(len(col)))))
     return table.cast(schema)
 
 

@@ -429,6 +429,13 @@ impl NativeWriteLock {
     }
 }
 
+/// The byte length of the longest of the first `count` values of PLAIN-encoded BYTE_ARRAY
+/// data (a parquet dictionary page's body); ValueError when the data ends before them.
+#[pyfunction]
+pub fn plain_byte_array_longest(py: Python<'_>, data: &[u8], count: usize) -> PyResult<usize> {
+    py.detach(|| interleaf_core::formats::parquet::longest_plain_byte_array(data, count)).map_err(PyValueError::new_err)
+}
+
 /// Checks that `name` is a plain file name (no `/`, `..` or leading `.`); raises ValueError.
 #[pyfunction]
 pub fn check_file_name(what: &str, name: &str) -> PyResult<()> {

@@ -20,6 +20,7 @@ mod mmc4;
 pub mod nodes;
 mod obelics;
 mod pairs;
+pub mod parquet;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
