@@ -152,6 +152,10 @@ def test_write_read_and_metrics_with_faults(tmp_path, comm_docs, sample_images):
     assert s2["ssim"] == pytest.approx(ref_sum["ssim"], rel=1e-12) and s2["psnr"] == pytest.approx(ref_sum["psnr"], rel=1e-12)
     np.testing.assert_allclose(per2["ssim"].to_numpy(), ref_per["ssim"].to_numpy())
     assert s2["errors"] == {"image files": 2} and s2["evaluated"] == 6
+    # Those samples are scored on their other images; their rows name what was left out.
+    shown = dict(per2.select("data_id", "image_errors").iter_rows())
+    assert "resolves outside the sample folder" in shown["comm-0002"] and "not found" in shown["comm-0003"]
+    assert sum(v is not None for v in shown.values()) == 2
     # Index pairing: image i with image i, per-sample means; LPIPS paired the same way.
     lp = Path(__file__).parent / "fixtures" / "models" / "lpips-tiny"
     s2i, per2i = comm.metrics(t2, "task2", pairing="index", lpips_network=lp)

@@ -701,6 +701,34 @@ def test_move_images_puts_each_image_before_its_target_text():
     assert move_images(df, targets.clear(), "to").equals(df)
 
 
+def test_workers_share_the_default_thread_count_not_the_hosts_cores(tmp_path, monkeypatch):
+    """Workers without --threads each get the default thread count (set_threads, else
+    INTERLEAF_THREADS, else the cores this process may use) divided among them; os.cpu_count()
+    counts the host's cores (32 threads a worker on a 64-core host pinned to 2 cores)."""
+    import interleaf.pipeline as pipeline
+
+    class Planned(Exception):
+        pass
+
+    seen = []
+
+    def options(*args, **kwargs):
+        seen.append(kwargs.get("threads"))
+        raise Planned
+
+    monkeypatch.setattr(pipeline, "RunOptions", options)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    before = interleaf.get_threads()
+    interleaf.set_threads(3)
+    try:
+        for workers in (2, 4):
+            with pytest.raises(Planned):
+                run("pairs-basic", SAMPLE_IMAGES.parent / "pairs.jsonl", tmp_path / f"w{workers}", workers=workers, progress=False)
+    finally:
+        interleaf.set_threads(before)
+    assert seen == [1, 1]
+
+
 def test_outputs_do_not_depend_on_workers_and_a_rerun_skips_everything(tmp_path, planted, monkeypatch):
     a, b = tmp_path / "a", tmp_path / "b"
     kw = {"models": {"clip": str(CLIP_DIR)}, "device": "cpu", "progress": False}
@@ -2230,3 +2258,20 @@ def test_a_phash_steps_pixel_limit(tmp_path, sample_dir):
     summary = json.loads((tmp_path / "d" / "summary.json").read_text())
     assert summary["phash"]["max_pixels"] == 100 and summary["phash"]["unhashed"] == 14 and summary["duplicate_documents"] == 0
     assert main(["dedup", str(sample_dir / "pairs.jsonl"), "--method", "minhash", "--max-pixels", "100", "--out", str(tmp_path / "e")]) == 2
+
+
+def test_the_readme_recipe_is_the_pairs_preset():
+    """The recipe the README shows (`interleaf recipes show pairs`, annotated) has the preset's
+    models, signals, dedup steps and filters: a user copying it keeps DataComp's English check."""
+    import yaml
+
+    from interleaf.recipes import preset_text
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"interleaf recipes show pairs > my.yaml.*?```yaml\n(.*?)```", readme, re.S)
+    assert block is not None
+    shown, preset = yaml.safe_load(block.group(1)), yaml.safe_load(preset_text("pairs"))
+    for key in ("name", "models", "signals", "dedup"):
+        assert shown[key] == preset[key], key
+    assert shown["filters"] == {**preset["filters"], "node": {}}
+    assert shown["output"] == {"format": "auto"} and "output" not in preset

@@ -487,7 +487,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", default=None, help="with --engine ray: the cluster to join from one of its nodes (auto, or HEAD:6379; Ray Client ray:// addresses cannot run Ray Data: use ray job submit); default: start or join a local Ray instance")
     p.add_argument("--ray-dedup", choices=("auto", "distributed", "driver"), default="auto", help="with --engine ray: MinHash, exact and pHash dedup (and the dedup among the documents the filters kept) on Ray or in the driver (default %(default)s: on Ray when the values exceed 4 GiB; same outputs)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the models run (default %(default)s)")
-    p.add_argument("--threads", type=int, default=None, help="threads per worker (default: the cores divided among the workers)")
+    p.add_argument("--threads", type=int, default=None, help="threads per worker (default: INTERLEAF_THREADS, else the usable cores, divided among the workers)")
     p.add_argument("--model-batch-size", type=int, default=None, help="inference batch size (default: each model's)")
     p.add_argument("--limit", type=int, default=None, help="only the first N documents of the input, in read order (shards after the one that reaches N get no outputs)")
     p.add_argument("--overwrite", action="store_true", help="replace an output folder that holds something else")

@@ -333,7 +333,7 @@ def add_parsers(sub: Any) -> None:
     add_endpoint_options(c, "judge endpoint (with --judge)")
     c.set_defaults(func=cmd_comm)
 
-    g = esub.add_parser("clip-i", help="GILL's CLIP image similarity of two image folders", description="GILL/MGCC's CLIP-I: cosine of CLIP image embeddings of each generated image and the reference image of the same file name; pairs missing either image are skipped and counted. Exits 1 (the metrics still written) when no pair could be scored.")
+    g = esub.add_parser("clip-i", help="GILL's CLIP image similarity of two image folders", description="GILL/MGCC's CLIP-I: cosine of CLIP image embeddings of each generated image and the reference image of the same file name; pairs missing either image are skipped and counted. Exits 2, writing nothing, when no file name is in both folders; 1 (the metrics still written) when names match but no pair could be scored.")
     g.add_argument("generated", help="folder of generated images ({id}.png ...)")
     g.add_argument("reference", help="folder of reference images (same names)")
     g.add_argument("--reference-prefix", default="", help="taken off reference file names before pairing, e.g. VisualDialog_val2018_ for GILL's VisDial images")

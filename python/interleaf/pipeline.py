@@ -2299,8 +2299,10 @@ def run(
         workers: shards processed at once in worker processes (default 1; each loads its own
             models and uses ``threads`` threads). Outputs do not depend on it.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` for the models.
-        threads: threads per worker for decoding and the Rust kernels (default: all cores
-            divided among the workers).
+        threads: threads per worker for decoding and the Rust kernels (default: the default
+            thread count, :func:`interleaf.get_threads`: ``set_threads``, else
+            ``INTERLEAF_THREADS``, else the cores this process may use, divided among the
+            workers).
         model_batch_size: inference batch size (default: each model's).
         limit: only the first ``limit`` documents of the input (in read order); the shards after
             the one that reaches it are not part of the run (an earlier run's outputs for them
@@ -2348,7 +2350,9 @@ def run(
         raise ValueError(f"stages must be some of {STAGES}, not {tuple(stages)!r}")
     rec = load_recipe(recipe)
     if threads is None and workers > 1:
-        threads = max(1, (os.cpu_count() or 1) // workers)
+        # The default thread count (set_threads, INTERLEAF_THREADS, else the cores this process
+        # may use, not the host's) shared among the workers.
+        threads = max(1, _native.get_threads() // workers)
     if llm is not None and "api_key" in llm:
         raise ValueError("llm: pass the API key in INTERLEAF_LLM_API_KEY or OPENAI_API_KEY, not in the run's arguments (they are written to run.json)")
     p = plan(rec, models, threads=threads, llm=llm)

@@ -208,6 +208,10 @@ def text_stats(expr: str | pl.Expr, level: str = "paragraph", char_ngram: int = 
     ``punctuation_ratio``); null fields for a null text. The common-word ratio, which needs a
     word list, is :func:`interleaf.signals.text_stats`'s (``common_words=``).
 
+    ``level``: ``"paragraph"`` (OBELICS's paragraph rules: a text of fewer than 12 tokens has
+    punctuation ratio 1.0) or ``"document"`` (no such floor); ``char_ngram`` (10) and
+    ``word_ngram`` (5): the n-gram sizes of the repetition ratios.
+
     Example:
         >>> import polars as pl
         >>> from interleaf.polars import text_stats

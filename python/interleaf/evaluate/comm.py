@@ -27,8 +27,10 @@ A predictions folder holds one folder per sample, ``{data_id}_task{n}/``, with `
 ``origin/``. :func:`write_tasks` writes that layout without ``results.json`` (plus a
 ``task.json`` with the target and the reference step texts); the model's runner adds
 ``results.json`` and its images. :func:`read_predictions` reads it back; a missing or broken
-``results.json``, a missing image file or an image path leaving the sample's folder are that
-sample's error, counted, and never stop the run.
+``results.json`` is that sample's error (it is not evaluated), and a missing image file or an
+image path leaving the sample's folder leaves that image out of the sample's pairs (the
+sample's ``image_errors``, in its row of the per-sample table, counted in ``errors["image
+files"]``); neither stops the run.
 """
 
 from __future__ import annotations
@@ -540,12 +542,13 @@ def metrics(
       Inception Score of each set (``is_splits`` chunks), as CoMM reports them.
 
     Returns ``(summary, per_sample)``: one row per sample with ``sample``, ``data_id``, the
-    per-sample values and ``error``."""
+    per-sample values, ``error`` and ``image_errors`` (the images left out: missing, unreadable
+    or outside the sample's folder; None when there were none)."""
     from interleaf.evaluate import text_metrics
 
     check_task(task)
     summary: dict[str, Any] = {"task": task, "samples": len(samples), "evaluated": 0, "errors": {}}
-    rows = [{"sample": s["sample"], "data_id": s["data_id"], "error": s["error"]} for s in samples]
+    rows = [{"sample": s["sample"], "data_id": s["data_id"], "error": s["error"], "image_errors": "; ".join(s["image_errors"]) or None} for s in samples]
     error_kinds: Counter[str] = Counter()
     if task == "task1":
         step_p: list[str] = []

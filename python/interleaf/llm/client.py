@@ -296,6 +296,9 @@ class Client:
         default address.
     api_key:
         Default ``INTERLEAF_LLM_API_KEY``, then ``OPENAI_API_KEY``; local servers need none.
+    api_key_env:
+        Read the key from this environment variable instead of those two (``--llm-api-key-env``;
+        a recipe cannot name one); an empty name sends none.
     concurrency:
         Requests in flight at most (a semaphore over the batch).
     timeout:
