@@ -20,7 +20,7 @@ PARAGRAPH = "z " * (5 << 20)  # 10 MiB, a few bytes once compressed
 
 
 def dictionary_columns(path, limit=256 << 20):
-    return _dictionary_columns(pq.ParquetFile(path), str(path), limit)
+    return _dictionary_columns(pq.ParquetFile(path), str(path), limit)[0]
 
 
 def obelics_bomb(path, rows=100):
@@ -107,9 +107,9 @@ def test_a_record_over_256_mib_once_decoded_is_left_out_with_its_error(tmp_path)
 @pytest.mark.parametrize("version", ["1.0", "2.0"])
 @pytest.mark.parametrize("codec", ["none", "snappy", "gzip", "zstd", "brotli", "lz4"])
 def test_page_headers_are_read_as_pyarrow_writes_them(tmp_path, codec, version):
-    """The values stored as dictionary indices and the dictionary's longest entry, for every
-    codec pyarrow writes and both data page versions (v2 headers count nulls apart: they are
-    left out; v1 headers do not say)."""
+    """The values stored as dictionary indices (nulls included: pyarrow does not read a v2
+    header's null count, so a forged one must not hide values) and the dictionary's longest
+    entry, for every codec pyarrow writes and both data page versions."""
     rows = 5000
     words = [f"w{i % 37}" + "x" * (i % 37) for i in range(rows)]
     lists = [None if i % 11 == 0 else [f"p{i % 13}", None, "q" * (i % 50)] for i in range(rows)]
@@ -122,9 +122,7 @@ def test_page_headers_are_read_as_pyarrow_writes_them(tmp_path, codec, version):
             page = _pages.read_header(f, _pages.chunk_start(col))
             assert page.type == _pages.DICTIONARY_PAGE
             assert _pages.longest_entry(f, col, page) == longest
-            if version == "2.0" and j == 1:
-                values = sum(2 for x in lists if x is not None)  # the None items and null lists are nulls
-            assert _pages.dictionary_values(f, col) == values
+            assert _pages.scan_chunk(f, col) == _pages.Chunk(values, 0)
 
 
 def test_damaged_or_hostile_page_headers_are_errors_and_the_column_is_read_as_a_dictionary(tmp_path):
@@ -134,6 +132,10 @@ def test_damaged_or_hostile_page_headers_are_errors_and_the_column_is_read_as_a_
     # Field 1 a list of 10^9 i32s, then nothing.
     with pytest.raises(_pages.PageError, match="truncated or over"):
         (tmp_path / "h").write_bytes(b"\x19\xf5" + bytes([0x80, 0x94, 0xEB, 0xDC, 0x03]) + b"\x02" * 100)
+        with open(tmp_path / "h", "rb") as f:
+            _pages.read_header(f, 0)
+    with pytest.raises(_pages.PageError, match="nested over 16 deep"):
+        (tmp_path / "h").write_bytes(b"\x19" * 5000)  # lists in lists: was a RecursionError
         with open(tmp_path / "h", "rb") as f:
             _pages.read_header(f, 0)
     with pytest.raises(_pages.PageError, match="unknown Thrift type"):
@@ -151,3 +153,83 @@ def test_damaged_or_hostile_page_headers_are_errors_and_the_column_is_read_as_a_
     df = pl.concat(list(reader))
     assert reader.stats["errors"] == {"corrupt_parquet": 1} and reader.stats["documents"] == 101
     assert df.filter(pl.col("kind") == "text").get_column("text").to_list() == [f"caption {i % 7}" for i in range(100, 200)]
+
+
+def test_a_dictionary_that_fell_back_to_plain_pages_is_read_plain(tmp_path):
+    """An ordinary OBELICS file whose texts dictionary filled and fell back to plain pages, one
+    100 KB paragraph among the indexed values (bound: thousands of indices x 100 KB): read as a
+    dictionary, pyarrow hashed every plain value into a dictionary growing over the row group
+    (30x slower at 16 MiB batches, memory by row group). Most of its values are plain: it is
+    read plain, as before; so is everything at a 1 MiB batch limit (a piece may gather 64 MiB)."""
+    import random
+
+    rng = random.Random(3)
+    vocab = ["".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=rng.randint(2, 9))) for _ in range(3000)]
+    texts = [[" ".join(rng.choices(vocab, k=rng.randint(10, 80))), None] for _ in range(20_000)]
+    texts[3][0] = ("long article text " * 6000)[:100_000]
+    path = tmp_path / "o.parquet"
+    pq.write_table(pa.table({"texts": texts, "images": [[None, f"http://e/{i}.jpg"] for i in range(20_000)]}), path)
+    md = pq.ParquetFile(path).metadata.row_group(0).column(0)
+    with open(path, "rb") as f:
+        chunk = _pages.scan_chunk(f, md)
+    assert 0 < chunk.dictionary_values < chunk.other_values
+    for limit in (256 << 20, 16 << 20, 1 << 20):
+        assert _dictionary_columns(pq.ParquetFile(path), str(path), limit) == ([], 1024)
+    # A top-level column so: its pieces are cut to what its longest entry allows instead.
+    captions = [("y" * (1 << 20)) if i == 5 else f"caption {i} " * 8 for i in range(30_000)]
+    pq.write_table(pa.table({"caption": captions, "url": [f"http://e/{i}.jpg" for i in range(30_000)]}), tmp_path / "c.parquet")
+    assert _dictionary_columns(pq.ParquetFile(tmp_path / "c.parquet"), str(tmp_path / "c.parquet"), 256 << 20) == ([], (256 << 20) // 8 // ((1 << 20) + 8))
+
+
+def test_columns_around_a_dictionary_column_read_as_they_are(tmp_path):
+    """Reading one column as a dictionary cast the whole table, and arrow's cast of a slice of
+    MMC4 image_info (a list of structs with an all-null field) failed with a traceback out of
+    interleaf.read; only the columns whose types change are cast now. A fixed-size list (CLIP
+    embeddings) is a list, not every batch's corrupt_parquet; a map of dictionary values is
+    bounded as lists are."""
+    n = 4000
+    text_list = [[f"sentence {(i * 7 + j) % 50}" for j in range(5)] for i in range(n)]
+    text_list[7][3] = "long sentence " * 30_000  # 420 KB: 5 x 4000 indices could gather GBs
+    info = [[{"raw_url": f"http://e/{i}_{k}.jpg", "matched_text_index": k, "face_detections": None} for k in range(2)] for i in range(n)]
+    path = tmp_path / "m.parquet"
+    pq.write_table(pa.table({"url": [f"http://doc/{i}" for i in range(n)], "text_list": text_list, "image_info": info}), path, compression="zstd")
+    assert dictionary_columns(path) == ["text_list.list.element"]
+    reader = interleaf.read(path, format="mmc4", load_images=False, batch_size=700)
+    df = pl.concat(list(reader))
+    assert reader.stats["documents"] == n and reader.stats["errors"] == {}
+    assert df.filter(pl.col("kind") == "text").get_column("text").to_list() == [t for doc in text_list for t in doc]
+    emb = pa.array([[0.5, 1.5, float(i)] for i in range(3)], pa.list_(pa.float32(), 3))
+    pq.write_table(pa.table({"url": ["http://e/a.jpg"] * 3, "caption": ["a", "b", "c"], "clip_emb": emb}), tmp_path / "e.parquet")
+    reader = interleaf.read(tmp_path / "e.parquet", format="pairs")
+    df = pl.concat(list(reader))
+    assert reader.stats["errors"] == {} and reader.stats["documents"] == 3
+    tags = pa.array([[("k", PARAGRAPH)] for _ in range(60)], pa.map_(pa.string(), pa.string()))
+    pq.write_table(pa.table({"url": [f"http://e/{i}.jpg" for i in range(60)], "caption": ["c"] * 60, "tags": tags}), tmp_path / "t.parquet", compression="zstd", dictionary_pagesize_limit=64 << 20)
+    assert dictionary_columns(tmp_path / "t.parquet") == ["tags.key_value.value"]
+    reader = interleaf.read(tmp_path / "t.parquet", format="pairs", load_images=False, max_batch_bytes=32 << 20)
+    batches = list(reader)
+    assert reader.stats["documents"] == 60 and reader.stats["errors"] == {} and len(batches) >= 60 * 10 // 32
+
+
+def test_a_failure_sizing_or_converting_a_piece_is_its_row_groups_error(tmp_path, monkeypatch):
+    """An exception while sizing what was read (out of memory on a row of 80 M indices) fell
+    into the retry of a failed read, which had nothing left to retry: every row vanished with
+    no error. It is now the row group's corrupt_parquet record and the next group reads."""
+    import interleaf.io.reader as reader_module
+
+    path = tmp_path / "g.parquet"
+    pq.write_table(pa.table({"id": [f"r{i}" for i in range(200)], "caption": [f"caption {i}" for i in range(200)], "url": [f"http://e/{i}.jpg" for i in range(200)]}), path, row_group_size=100)
+    real, calls = reader_module._decoded_bytes, []
+
+    def failing(batch, per_row=False):
+        calls.append(batch.num_rows)
+        if len(calls) == 1:
+            raise MemoryError("sizing")
+        return real(batch, per_row)
+
+    monkeypatch.setattr(reader_module, "_decoded_bytes", failing)
+    reader = interleaf.read(path, format="pairs", batch_size=50)
+    df = pl.concat(list(reader))
+    assert reader.stats["errors"] == {"corrupt_parquet": 1} and reader.stats["documents"] == 101
+    assert "row group 0: sizing" in df.filter(pl.col("error").is_not_null()).get_column("error")[0]["message"]
+    assert df.filter(pl.col("kind") == "text").get_column("text").to_list() == [f"caption {i}" for i in range(100, 200)]

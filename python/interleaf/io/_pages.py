@@ -78,6 +78,8 @@ class _Compact:
         self.at += n
 
     def value(self, kind: int, depth: int) -> Any:
+        if depth > 16:
+            raise PageError("page header: values nested over 16 deep")
         if kind in (_TRUE, _FALSE):
             return kind == _TRUE
         if kind == _I8:
@@ -119,7 +121,7 @@ class _Compact:
 
     def struct(self, depth: int = 0) -> dict[int, Any]:
         if depth > 16:
-            raise PageError("page header: structs nested over 16 deep")
+            raise PageError("page header: values nested over 16 deep")
         fields: dict[int, Any] = {}
         last = 0
         while True:
@@ -133,8 +135,8 @@ class _Compact:
 
 @dataclass
 class Page:
-    """One page's header: its type, sizes, value count (nulls left out where a v2 header
-    counts them), whether its values are dictionary indices, and where its body starts."""
+    """One page's header: its type, sizes, value count (nulls included), whether its values
+    are dictionary indices, and where its body starts."""
 
     type: int
     uncompressed: int
@@ -154,6 +156,8 @@ def read_header(f: BinaryIO, offset: int) -> Page:
             reader = _Compact(data)
             h = reader.struct()
             break
+        except RecursionError:
+            raise PageError(f"page header at byte {offset}: nested too deep") from None
         except _Short:
             if len(data) < size or size >= MAX_HEADER_BYTES:
                 raise PageError(f"page header at byte {offset}: truncated or over {MAX_HEADER_BYTES} bytes") from None
@@ -165,7 +169,9 @@ def read_header(f: BinaryIO, offset: int) -> Page:
     if kind == _DATA_PAGE and isinstance(h.get(5), dict):
         values, encoded = h[5].get(1) or 0, h[5].get(2) in _DICTIONARY_ENCODINGS
     elif kind == _DATA_PAGE_V2 and isinstance(h.get(8), dict):
-        values, encoded = (h[8].get(1) or 0) - (h[8].get(2) or 0), h[8].get(4) in _DICTIONARY_ENCODINGS
+        # num_values, nulls included: pyarrow does not read num_nulls, so neither is it
+        # trusted here (a forged count would hide the values).
+        values, encoded = h[8].get(1) or 0, h[8].get(4) in _DICTIONARY_ENCODINGS
     elif kind == DICTIONARY_PAGE and isinstance(h.get(7), dict):
         values = h[7].get(1) or 0
     return Page(kind, uncompressed, compressed, max(values, 0), encoded, offset + reader.at)
@@ -180,21 +186,32 @@ def chunk_start(column: Any) -> int:
     return int(start)
 
 
-def dictionary_values(f: BinaryIO, column: Any) -> int:
-    """How many values of a column chunk its data pages hold as dictionary indices (a v1
-    page's nulls counted: it does not say how many it has)."""
+@dataclass
+class Chunk:
+    """What a column chunk's data pages hold: values stored as dictionary indices, and values
+    stored otherwise (a dictionary that filled and fell back to plain pages)."""
+
+    dictionary_values: int
+    other_values: int
+
+
+def scan_chunk(f: BinaryIO, column: Any) -> Chunk:
+    """Walks a column chunk's page headers (``column``: its ``ColumnChunkMetaData``)."""
     start = chunk_start(column)
     end = start + column.total_compressed_size
-    at, pages, values = start, 0, 0
+    at, pages = start, 0
+    out = Chunk(0, 0)
     while at < end:
         page = read_header(f, at)
         if page.dictionary_encoded:
-            values += page.values
+            out.dictionary_values += page.values
+        elif page.type != DICTIONARY_PAGE:
+            out.other_values += page.values
         at = page.body + page.compressed
         pages += 1
         if pages > MAX_PAGES:
             raise PageError(f"column chunk at byte {start}: over {MAX_PAGES} pages")
-    return values
+    return out
 
 
 def longest_entry(f: BinaryIO, column: Any, page: Page) -> int:
@@ -202,13 +219,13 @@ def longest_entry(f: BinaryIO, column: Any, page: Page) -> int:
     entry a 4-byte length and its bytes)."""
     import pyarrow as pa
 
-    if page.uncompressed > MAX_DICTIONARY_BYTES or page.values > MAX_DICTIONARY_ENTRIES:
+    if max(page.uncompressed, page.compressed) > MAX_DICTIONARY_BYTES or page.values > MAX_DICTIONARY_ENTRIES:
         raise PageError(f"dictionary page of {page.uncompressed} bytes and {page.values} entries: not decoded")
     f.seek(page.body)
     raw = f.read(page.compressed)
     codec = column.compression
     if codec == "UNCOMPRESSED":
-        data = raw
+        data = raw  # the bytes pyarrow reads, whatever the header says they decompress to
     elif codec in _CODECS:
         try:
             data = pa.decompress(raw, decompressed_size=page.uncompressed, codec=_CODECS[codec], asbytes=True)

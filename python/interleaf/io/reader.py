@@ -182,6 +182,7 @@ class Reader:
         self._done = _empty_stats()
         self._live: _native.NativeReader | None = None
         self._next_doc = 0  # doc_index of the next document
+        self._piece_rows = _PARQUET_PIECE_ROWS  # the most rows of a parquet piece (per file: see _dictionary_columns)
         self._iter = self._batches()
 
     def _plan(self, paths: list[str]) -> list[tuple[str, list[str]]]:
@@ -293,7 +294,8 @@ class Reader:
             if not stat.S_ISREG(os.stat(path).st_mode):
                 raise OSError("not a regular file (a FIFO, device or directory is never read)")
             pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
-            if kept_encoded := _dictionary_columns(pf, path, self.max_batch_bytes or DEFAULT_MAX_BATCH_BYTES):
+            kept_encoded, self._piece_rows = _dictionary_columns(pf, path, self.max_batch_bytes or DEFAULT_MAX_BATCH_BYTES)
+            if kept_encoded:
                 # Read as dictionaries, so a piece's size is known before its values are
                 # gathered (see _arrow_batches); only these columns (a plain column read so
                 # would be hashed value by value).
@@ -334,16 +336,22 @@ class Reader:
         metas = [pf.metadata.row_group(g) for g in groups]
         ends = np.cumsum([m.num_rows for m in metas])
         per_row = max(sum(m.column(j).total_uncompressed_size for j in range(m.num_columns)) / max(m.num_rows, 1) for m in metas)
-        piece_rows = int(min(rows, _PARQUET_PIECE_ROWS, max(1, limit // 8 / max(per_row, 1))))
+        piece_rows = int(min(rows, self._piece_rows, max(1, limit // 8 / max(per_row, 1))))
         acc: list[Any] = []
         notes: list[str | None] = []  # per row of acc: why its values were left out
         n = size = 0
+        group_now = groups[0]  # the row group of the rows taken last
 
         def batch() -> tuple[Any, list[str | None] | None]:
             nonlocal acc, notes, n, size
-            out = (_portable(_one_table(pa, acc)), notes if any(m is not None for m in notes) else None)
-            acc, notes, n, size = [], [], 0, 0
-            return out
+            try:
+                table = _portable(_one_table(pa, acc))
+            except Exception as e:  # arrow's casts raise several types
+                raise _RowGroupError(group_now, e) from e
+            finally:
+                out_notes = notes if any(m is not None for m in notes) else None
+                acc, notes, n, size = [], [], 0, 0
+            return table, out_notes
 
         def take(piece: Any) -> Iterator[tuple[Any, list[str | None] | None]]:
             """Adds a piece to the batch being built; yields the batches it completes."""
@@ -374,31 +382,50 @@ class Reader:
             if n >= rows or size >= limit:
                 yield batch()
 
-        consumed = 0
-        try:
-            for piece in pf.iter_batches(batch_size=piece_rows, row_groups=groups):
-                consumed += piece.num_rows
+        def taken(piece: Any, group: int) -> Iterator[tuple[Any, list[str | None] | None]]:
+            """take(piece), whose failure (sizing or converting what was read: out of memory,
+            an arrow cast) is the failure of the piece's row group, not a read to retry."""
+            nonlocal group_now
+            group_now = group
+            try:
                 yield from take(piece)
-        except Exception:
-            # A read spanning row groups fails for any of them: from the group holding the first
-            # row not read, go on one group at a time to tell which one is damaged.
-            g = int(np.searchsorted(ends, consumed, side="right"))
-            skip = consumed - (int(ends[g - 1]) if g else 0)
-            for gi in range(g, len(groups)):
-                try:
-                    for piece in pf.iter_batches(batch_size=piece_rows, row_groups=[groups[gi]]):
-                        if skip >= piece.num_rows:
-                            skip -= piece.num_rows
-                            continue
-                        piece, skip = piece.slice(skip), 0
-                        yield from take(piece)
-                except Exception as e:
-                    # What was read before the damage comes first; the caller goes on after
-                    # this group.
-                    if acc:
-                        yield batch()
-                    raise _RowGroupError(groups[gi], e) from e
-                skip = 0
+            except _RowGroupError:
+                raise
+            except Exception as e:
+                raise _RowGroupError(group, e) from e
+
+        consumed = 0
+        pieces = pf.iter_batches(batch_size=piece_rows, row_groups=groups)
+        while True:
+            try:
+                piece = next(pieces)
+            except StopIteration:
+                break
+            except Exception:
+                # A read spanning row groups fails for any of them: from the group holding the
+                # first row not read, go on one group at a time to tell which one is damaged.
+                g = int(np.searchsorted(ends, consumed, side="right"))
+                skip = consumed - (int(ends[g - 1]) if g else 0)
+                for gi in range(g, len(groups)):
+                    try:
+                        for piece in pf.iter_batches(batch_size=piece_rows, row_groups=[groups[gi]]):
+                            if skip >= piece.num_rows:
+                                skip -= piece.num_rows
+                                continue
+                            piece, skip = piece.slice(skip), 0
+                            yield from taken(piece, groups[gi])
+                    except _RowGroupError:
+                        raise
+                    except Exception as e:
+                        # What was read before the damage comes first; the caller goes on
+                        # after this group.
+                        if acc:
+                            yield batch()
+                        raise _RowGroupError(groups[gi], e) from e
+                    skip = 0
+                break
+            consumed += piece.num_rows
+            yield from taken(piece, groups[int(np.searchsorted(ends, consumed - 1, side="right"))])
         if acc:
             yield batch()
 
@@ -584,30 +611,40 @@ class _RowGroupError(Exception):
         self.group = group
 
 
-def _dictionary_columns(pf: Any, path: str, limit: int) -> list[str]:
-    """The text and binary columns of a parquet file (top level, or in lists and structs, by
-    their paths) to read as dictionaries: those whose values, gathered from a dictionary, could
-    decode to far more than the file's sizes tell. A column chunk's sizes count its plain values
-    and its dictionary once, not the values its indices gather: one 10 MiB caption referenced by
-    400 rows is 2 KB on disk and 4 GB decoded, one 10 MiB paragraph repeated in OBELICS ``texts``
-    lists the same. For each chunk that starts with a dictionary page, :func:`_gathered_bound`
-    bounds what a piece of rows could gather; where the bounds of a row group's columns add up
-    to more than ``limit``, the largest are read as dictionaries, so a piece's size is known
-    before its values are gathered (see ``Reader._arrow_batches``). The others are read plain:
-    pyarrow hashes every plain value of a column read as a dictionary (a caption column whose
-    dictionary filled and fell back to plain pages read 4x slower). A chunk whose page headers
-    cannot be read is read as a dictionary."""
+def _dictionary_columns(pf: Any, path: str, limit: int) -> tuple[list[str], int]:
+    """How to read a parquet file's text and binary columns (top level, or in lists and
+    structs, by their paths) whose values, gathered from a dictionary, could decode to far more
+    than the file's sizes tell: the columns to read as dictionaries, and the most rows a piece
+    may have. A column chunk's sizes count its plain values and its dictionary once, not the
+    values its indices gather: one 10 MiB caption referenced by 400 rows is 2 KB on disk and
+    4 GB decoded, one 10 MiB paragraph repeated in OBELICS ``texts`` lists the same. For each
+    chunk that starts with a dictionary page, :func:`_gathered_bound` bounds what a piece of
+    rows could gather; where the bounds of a row group's columns add up to more than ``limit``,
+    the largest are read as dictionaries when most values of their chunks are indices, so a
+    piece's size is known before its values are gathered (see ``Reader._arrow_batches``). A
+    chunk whose dictionary filled and fell back to plain pages for most of its values is read
+    plain (read as a dictionary, pyarrow hashes every plain value into a dictionary growing over
+    the row group: 30x slower on an ordinary OBELICS file, and memory by row group); a top-level
+    one then caps the rows of a piece at what its longest entry allows. A chunk whose page
+    headers cannot be read is read as a dictionary. Not bounded: values gathered in lists from a
+    dictionary whose chunk holds more plain values than indices, or whose dictionary page
+    follows a data page."""
     from ._pages import PageError
 
     md, schema = pf.metadata, pf.schema
+    # What a piece may gather beyond its planned size: no less than 64 MiB, which is no bomb,
+    # whatever the batch limit (1 MiB batches made ordinary dictionaries of URLs into hashed
+    # dictionary reads, 4x slower).
+    limit = max(limit, DEFAULT_MAX_BATCH_BYTES // 4)
     leaves = []
     for j in range(md.num_columns):
         col = schema.column(j)
         if col.physical_type == "BYTE_ARRAY" and str(col.logical_type) in ("None", "String", "Enum", "JSON", "BSON"):
             leaves.append((j, col.path, col.max_repetition_level == 0))
     out: set[str] = set()
+    piece_rows = _PARQUET_PIECE_ROWS
     if not leaves:
-        return []
+        return [], piece_rows
     with open(path, "rb") as f:
         for g in range(md.num_row_groups):
             rg = md.row_group(g)
@@ -616,38 +653,45 @@ def _dictionary_columns(pf: Any, path: str, limit: int) -> list[str]:
                 if name in out:
                     continue
                 try:
-                    bound = _gathered_bound(f, rg.column(j), rg.num_rows, top, limit // 16)
+                    bound, longest, indices_only = _gathered_bound(f, rg.column(j), rg.num_rows, top, limit // 16)
                 except PageError:
                     out.add(name)
                     continue
-                bounds.append((bound, name))
-            total = sum(b for b, _ in bounds)
-            for bound, name in sorted(bounds, reverse=True):
+                if bound:
+                    bounds.append((bound, name, longest, top, indices_only))
+            total = sum(b[0] for b in bounds)
+            for bound, name, longest, top, indices_only in sorted(bounds, reverse=True):
                 if total <= limit:
                     break
-                out.add(name)
+                if indices_only:
+                    out.add(name)
+                elif top:
+                    rows = max(1, limit // 8 // (longest + 8))
+                    piece_rows = min(piece_rows, rows)
+                # (else not bounded here: see above; the other columns are not read as
+                # dictionaries on its account)
                 total -= bound
-    return sorted(out)
+    return sorted(out), piece_rows
 
 
-def _gathered_bound(f: Any, column: Any, rows: int, top: bool, enough: int) -> int:
+def _gathered_bound(f: Any, column: Any, rows: int, top: bool, enough: int) -> tuple[int, int, bool]:
     """At most how many bytes the values a column chunk gathers from its dictionary decode to in
-    one piece of rows read (0 when it has no dictionary page): the values stored as indices
-    (all of them in all; for a top-level column one a row, so at most a piece's rows) times the
-    dictionary's longest entry (each value also counts 8 bytes, as in :func:`_decoded_bytes`).
-    Page headers are read only as far as needed to tell the bound is within ``enough``."""
-    from ._pages import DICTIONARY_PAGE, chunk_start, dictionary_values, longest_entry, read_header
+    one piece of rows read (0 when it has no dictionary page first): the values stored as
+    indices (all of them in all; for a top-level column one a row, so at most a piece's rows)
+    times the dictionary's longest entry (each value also counts 8 bytes, as in
+    :func:`_decoded_bytes`); with that longest entry and whether most values of the chunk are
+    indices (False when the pages were not walked: the bound is within ``enough``)."""
+    from ._pages import DICTIONARY_PAGE, chunk_start, longest_entry, read_header, scan_chunk
 
     page = read_header(f, chunk_start(column))
     if page.type != DICTIONARY_PAGE:
-        return 0  # a dictionary page comes first or not at all
-    if top:
-        values = min(rows, _PARQUET_PIECE_ROWS)
-        if values * (page.uncompressed + 8) <= enough:  # no entry is longer than its page
-            return values * (page.uncompressed + 8)
-        return values * (longest_entry(f, column, page) + 8)
+        return 0, 0, False
     longest = longest_entry(f, column, page)
-    return dictionary_values(f, column) * (longest + 8)
+    if top and min(rows, _PARQUET_PIECE_ROWS) * (longest + 8) <= enough:
+        return min(rows, _PARQUET_PIECE_ROWS) * (longest + 8), longest, False
+    chunk = scan_chunk(f, column)
+    values = min(rows, _PARQUET_PIECE_ROWS, chunk.dictionary_values) if top else chunk.dictionary_values
+    return values * (longest + 8), longest, chunk.other_values <= chunk.dictionary_values
 
 
 def _decoded_bytes(batch: Any, per_row: bool = False) -> Any:
@@ -701,7 +745,10 @@ def _row_bytes(col: Any) -> np.ndarray:
         return sizes + 8
     if _text_type(t):
         return pc.binary_length(col).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64) + 8
-    if (pa.types.is_list(t) or pa.types.is_large_list(t)) and _has_dictionary(t.value_type):
+    if pa.types.is_map(t) and _has_dictionary(t):
+        # The same layout as a list of key-value structs, which list_flatten takes.
+        return _row_bytes(col.view(pa.list_(pa.field("entries", pa.struct([t.key_field, t.item_field]), nullable=False))))
+    if (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)) and _has_dictionary(t):
         items = _row_bytes(pc.list_flatten(col))
         parents = pc.list_parent_indices(col).to_numpy(zero_copy_only=False)
         return np.bincount(parents, weights=items, minlength=n).astype(np.int64) + 8
@@ -812,7 +859,8 @@ def _portable_type(t: Any) -> Any:
         make = pa.list_ if pa.types.is_list(t) else pa.large_list
         return make(t.value_field.with_type(_portable_type(t.value_type)))
     if pa.types.is_fixed_size_list(t):
-        return pa.list_(t.value_field.with_type(_portable_type(t.value_type)), t.list_size)
+        # A list (polars' Array of a fixed size does not reach the native readers).
+        return pa.list_(t.value_field.with_type(_portable_type(t.value_type)))
     if pa.types.is_struct(t):
         return pa.struct([t.field(i).with_type(_portable_type(t.field(i).type)) for i in range(t.num_fields)])
     if pa.types.is_map(t):
@@ -846,18 +894,21 @@ def _portable(table: Any) -> Any:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    schema = pa.schema([f.with_type(_portable_type(f.type)) for f in table.schema], metadata=table.schema.metadata)
-    if schema.equals(table.schema):
-        return table
     for i, f in enumerate(table.schema):
+        target = _portable_type(f.type)
+        if target.equals(f.type):
+            continue  # left as it is: arrow's cast of a slice of a list of structs with a
+            # null-typed field fails ("child array has length smaller than expected")
+        chunks = table.column(i).chunks
         if not pa.types.is_dictionary(f.type) and _has_dictionary(f.type):
             # Arrow casts a slice of a list array by casting all the values under it: a piece
             # of 3 rows cut from 100 whose lists gather a 10 MiB entry each decoded all 100.
             # Taking the rows first leaves only their own items (indices: the dictionary is
-            # shared).
-            col = table.column(i)
-            table = table.set_column(i, f, pc.take(col, pa.array(np.arange(len(col)))))
-    return table.cast(schema)
+            # shared), chunk by chunk (taking from the whole column would unify the chunks'
+            # dictionaries first).
+            chunks = [pc.take(c, pa.array(np.arange(len(c)))) for c in chunks]
+        table = table.set_column(i, f.with_type(target), pa.chunked_array([c.cast(target) for c in chunks], type=target))
+    return table
 
 
 def _invalid_text_columns(batch: Any) -> list[int]:
