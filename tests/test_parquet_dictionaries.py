@@ -233,3 +233,30 @@ def test_a_failure_sizing_or_converting_a_piece_is_its_row_groups_error(tmp_path
     assert reader.stats["errors"] == {"corrupt_parquet": 1} and reader.stats["documents"] == 101
     assert "row group 0: sizing" in df.filter(pl.col("error").is_not_null()).get_column("error")[0]["message"]
     assert df.filter(pl.col("kind") == "text").get_column("text").to_list() == [f"caption {i}" for i in range(100, 200)]
+
+
+def test_node_table_batches_close_on_bytes_as_other_inputs_do(tmp_path):
+    """A node table's batches were cut by document count only (200 one-node documents of 10
+    MiB: one 2 GB batch); they now close at max_batch_bytes of text and image bytes, documents
+    whole and in order, as JSON lines and tar shards do."""
+    docs = 24
+    rows = {"doc_id": [], "pos": [], "kind": [], "text": [], "image": []}
+    for d in range(docs):
+        for pos in range(3):
+            rows["doc_id"].append(f"d{d}")
+            rows["pos"].append(pos)
+            rows["kind"].append("image" if pos == 1 else "text")
+            rows["text"].append(None if pos == 1 else f"{d}.{pos} " + "t" * (300_000 if d % 5 else 10))
+            rows["image"].append(bytes([d]) * 200_000 if pos == 1 else None)
+    path = tmp_path / "n.parquet"
+    pq.write_table(pa.table(rows, schema=pa.schema([("doc_id", pa.string()), ("pos", pa.int64()), ("kind", pa.string()), ("text", pa.string()), ("image", pa.binary())])), path)
+    limit = 2 << 20
+    batches = list(interleaf.read(path, format="nodes", max_batch_bytes=limit))
+    whole = pl.concat(list(interleaf.read(path, format="nodes")))
+    assert pl.concat(batches).drop("doc_index").equals(whole.drop("doc_index"))
+    assert pl.concat(batches).get_column("doc_index").to_list() == whole.get_column("doc_index").to_list()
+    sizes = [int(b.get_column("text").str.len_bytes().sum() + b.get_column("image").bin.size().sum()) for b in batches]
+    doc_max = 2 * 300_020 + 200_000
+    assert len(batches) > 1 and max(sizes) <= limit + doc_max
+    for b in batches:  # documents are never split
+        assert b.group_by("doc_id").len().get_column("len").to_list() == [3] * b.get_column("doc_id").n_unique()

@@ -522,14 +522,22 @@ class Reader:
             yield df
 
     def _whole_documents(self, rows: pl.DataFrame, final: bool) -> pl.DataFrame | None:
-        """The first ``batch_size`` documents of node rows, numbered from the next
-        ``doc_index``, when that many are complete (or, at the end of the file, ``final``,
-        whatever is left); else None."""
+        """The first ``batch_size`` documents of node rows, or fewer whose text and image bytes
+        reach ``max_batch_bytes`` (at least one), numbered from the next ``doc_index``, when
+        that many are complete (or, at the end of the file, ``final``, whatever is left); else
+        None."""
         ordinal = _native.number_documents(rows, 0)
         complete = int(ordinal[-1]) + (1 if final else 0)  # the last document may be partial
-        if complete < self.batch_size and not (final and complete):
+        if not complete:
             return None
-        take = int((ordinal < min(complete, self.batch_size)).sum())
+        parts = [pl.col(TEXT).str.len_bytes().fill_null(0).cast(pl.Int64)] if TEXT in rows.columns else []
+        parts += [pl.col(IMAGE).bin.size().fill_null(0).cast(pl.Int64)] if IMAGE in rows.columns else []
+        sizes = rows.select(pl.sum_horizontal(parts)).to_series().to_numpy() if parts else np.zeros(rows.height)
+        cumulative = np.cumsum(np.bincount(ordinal.to_numpy(), weights=sizes)[:complete])
+        fit = int(np.searchsorted(cumulative, self.max_batch_bytes or DEFAULT_MAX_BATCH_BYTES, side="right"))
+        if complete < self.batch_size and fit >= complete and not final:
+            return None  # too few documents and bytes yet: the next rows may add to the batch
+        take = int((ordinal < max(1, min(complete, self.batch_size, fit))).sum())
         return rows[:take].with_columns((ordinal[:take] + self._next_doc).alias(DOC_INDEX))
 
 
