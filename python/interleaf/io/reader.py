@@ -665,17 +665,17 @@ def _dictionary_columns(pf: Any, path: str, limit: int) -> tuple[list[str], int]
                 if name in out:
                     continue
                 try:
-                    bound, longest, indices_only = _gathered_bound(f, rg.column(j), rg.num_rows, top, limit // 16)
+                    bound, longest, mostly_indices = _gathered_bound(f, rg.column(j), rg.num_rows, top, limit // 16)
                 except PageError:
                     out.add(name)
                     continue
                 if bound:
-                    bounds.append((bound, name, longest, top, indices_only))
+                    bounds.append((bound, name, longest, top, mostly_indices))
             total = sum(b[0] for b in bounds)
-            for bound, name, longest, top, indices_only in sorted(bounds, reverse=True):
+            for bound, name, longest, top, mostly_indices in sorted(bounds, reverse=True):
                 if total <= limit:
                     break
-                if indices_only:
+                if mostly_indices:
                     out.add(name)
                 elif top:
                     rows = max(1, limit // 8 // (longest + 8))
