@@ -851,10 +851,10 @@ def test_parquet_batches_are_bounded_by_decoded_bytes_and_errors_by_row_group(tm
     # 2 KB file of 200 rows of a 10 MiB caption peaked at 4.9 GB, now 1.5 GB); a column of
     # distinct values, whose pages fall back to plain, is read as it is (hashing it would be
     # slow).
-    from interleaf.io.reader import _dictionary_columns
+    from interleaf.io.reader import _parquet_plan
 
     def dictionary_columns(path):
-        return _dictionary_columns(pq.ParquetFile(path), str(path), 1 << 20)[0]
+        return _parquet_plan(pq.ParquetFile(path), str(path), 1 << 20).dictionary_columns
 
     pq.write_table(table.cast(pa.schema([("id", pa.string()), ("caption", pa.string()), ("image", pa.string())])), tmp_path / "e.parquet", compression="zstd")
     assert dictionary_columns(tmp_path / "e.parquet") == []  # 64 x 256 KiB: within what a piece may gather

@@ -14,13 +14,13 @@ import pytest
 
 import interleaf
 from interleaf.io import _pages
-from interleaf.io.reader import _dictionary_columns
+from interleaf.io.reader import _parquet_plan
 
 PARAGRAPH = "z " * (5 << 20)  # 10 MiB, a few bytes once compressed
 
 
 def dictionary_columns(path, limit=256 << 20):
-    return _dictionary_columns(pq.ParquetFile(path), str(path), limit)[0]
+    return _parquet_plan(pq.ParquetFile(path), str(path), limit).dictionary_columns
 
 
 def obelics_bomb(path, rows=100):
@@ -122,7 +122,8 @@ def test_page_headers_are_read_as_pyarrow_writes_them(tmp_path, codec, version):
             page = _pages.read_header(f, _pages.chunk_start(col))
             assert page.type == _pages.DICTIONARY_PAGE
             assert _pages.longest_entry(f, col, page) == longest
-            assert _pages.scan_chunk(f, col) == _pages.Chunk(values, 0)
+            chunk = _pages.scan_chunk(f, col)
+            assert (chunk.dictionary_values, chunk.other_values, chunk.dictionary) == (values, 0, page)
 
 
 def test_damaged_or_hostile_page_headers_are_errors_and_the_column_is_read_as_a_dictionary(tmp_path):
@@ -174,11 +175,19 @@ def test_a_dictionary_that_fell_back_to_plain_pages_is_read_plain(tmp_path):
         chunk = _pages.scan_chunk(f, md)
     assert 0 < chunk.dictionary_values < chunk.other_values
     for limit in (256 << 20, 16 << 20, 1 << 20):
-        assert _dictionary_columns(pq.ParquetFile(path), str(path), limit) == ([], 1024)
-    # A top-level column so: its pieces are cut to what its longest entry allows instead.
-    captions = [("y" * (1 << 20)) if i == 5 else f"caption {i} " * 8 for i in range(30_000)]
-    pq.write_table(pa.table({"caption": captions, "url": [f"http://e/{i}.jpg" for i in range(30_000)]}), tmp_path / "c.parquet")
-    assert _dictionary_columns(pq.ParquetFile(tmp_path / "c.parquet"), str(tmp_path / "c.parquet"), 256 << 20) == ([], (256 << 20) // 8 // ((1 << 20) + 8))
+        plan = _parquet_plan(pq.ParquetFile(path), str(path), limit)
+        assert (plan.dictionary_columns, plan.piece_rows) == ([], 1024)
+    # A top-level column so: its indices are decoded, and a 1 MiB entry indexed once gathers
+    # 1 MiB (its bound was 1,024 rows x 1 MiB, which cut pieces to 31 rows); indexed 340 times,
+    # its pieces are cut to what the longest entry allows instead.
+    for copies, rows in ((1, 1024), (340, (256 << 20) // 8 // ((1 << 20) + 8))):
+        captions = [("y" * (1 << 20)) if i % 3 == 0 and i < 3 * copies else f"caption {i} " * 8 for i in range(30_000)]
+        pq.write_table(pa.table({"caption": captions, "url": [f"http://e/{i}.jpg" for i in range(30_000)]}), tmp_path / "c.parquet")
+        with open(tmp_path / "c.parquet", "rb") as f:
+            chunk = _pages.scan_chunk(f, pq.ParquetFile(tmp_path / "c.parquet").metadata.row_group(0).column(0))
+        assert 3 * copies < chunk.dictionary_values < chunk.other_values
+        plan = _parquet_plan(pq.ParquetFile(tmp_path / "c.parquet"), str(tmp_path / "c.parquet"), 256 << 20)
+        assert (plan.dictionary_columns, plan.piece_rows) == ([], rows)
 
 
 def test_columns_around_a_dictionary_column_read_as_they_are(tmp_path):

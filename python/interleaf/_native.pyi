@@ -44,6 +44,7 @@ __all__ = [
     "obelics_paragraphs",
     "obelics_text_stats",
     "plain_byte_array_longest",
+    "dictionary_gathered_bytes",
     "read_samples",
     "records_to_frame",
     "stat_files",
@@ -150,6 +151,16 @@ def number_documents(df: pl.DataFrame, first: int) -> pl.Series:
 def plain_byte_array_longest(data: bytes, count: int) -> int:
     """The byte length of the longest of the first ``count`` values of PLAIN-encoded BYTE_ARRAY
     data (a parquet dictionary page's body); ValueError when the data ends before them."""
+
+def dictionary_gathered_bytes(dictionary: bytes, entries: int, pages: list[tuple[bytes, bytes]], values: list[int], max_definition: int) -> int:
+    """The bytes the dictionary indices of a parquet column chunk gather: ``dictionary`` is its
+    dictionary page's body (``entries`` PLAIN BYTE_ARRAY values); ``pages`` its
+    dictionary-encoded data pages, each as its definition levels (an RLE/bit-packed hybrid
+    stream with no length prefix, empty when ``max_definition`` is 0) and its index data (a
+    byte of bit width, then RLE/bit-packed runs); ``values`` their value counts, nulls
+    included. A page's indices are read for its non-null values, those whose level is
+    ``max_definition`` (all of its values when its levels end early). Each value counts its
+    entry's length plus 8. ValueError for a damaged dictionary or stream."""
 
 def frame_to_jsonl(df: pl.DataFrame) -> bytes:
     """One JSON line per document of a node table, in interleaf's ``nodes`` schema."""

@@ -1,8 +1,9 @@
 """Parquet page headers, read from the file (pyarrow does not expose them): whether a column
-chunk starts with a dictionary page, how many of its values are dictionary-encoded and the
-longest value its dictionary holds. Together they bound the bytes its values decode to, which
-the chunk's sizes do not: one 10 MiB caption in the dictionary, referenced by a million
-two-bit indices, is a few KB in the file and 10 TB once gathered.
+chunk starts with a dictionary page, how many of its values are dictionary-encoded, the
+longest value its dictionary holds and, decoding the indices, the bytes they gather. These
+bound the bytes its values decode to, which the chunk's sizes do not: one 10 MiB caption in the
+dictionary, referenced by a million two-bit indices, is a few KB in the file and 10 TB once
+gathered.
 
 Headers are Thrift compact structs (parquet-format's ``PageHeader``); only the fields read
 here are kept, the rest skipped. Everything is bounded (bytes read per header, pages per
@@ -22,6 +23,7 @@ _STOP, _TRUE, _FALSE, _I8, _I16, _I32, _I64, _DOUBLE, _BINARY, _LIST, _SET, _MAP
 # parquet-format PageType and Encoding values.
 _DATA_PAGE, DICTIONARY_PAGE, _DATA_PAGE_V2 = 0, 2, 3
 _DICTIONARY_ENCODINGS = {2, 8}  # PLAIN_DICTIONARY, RLE_DICTIONARY
+_RLE = 3
 #: A page header with more bytes than this (statistics of huge values) is not read.
 MAX_HEADER_BYTES = 1 << 20
 #: A chunk of more pages than this is not walked (the default page is 1 MiB: 100 GB).
@@ -29,6 +31,13 @@ MAX_PAGES = 100_000
 #: Dictionary pages are decoded to find their longest entry up to this size and entry count.
 MAX_DICTIONARY_BYTES = 256 << 20
 MAX_DICTIONARY_ENTRIES = 4 << 20
+#: A page larger than the reader's limit decompressing to more than this many times its
+#: stored bytes is a compression bomb (text compresses 3-5x; a 2 GB page of one paragraph
+#: repeated, 10,000x).
+BOMB_RATIO = 16
+#: The dictionary indices of a chunk are decoded up to this many bytes in all (pages as
+#: decompressed, levels included).
+MAX_INDEX_BYTES = 256 << 20
 #: Parquet codec names (as pyarrow's column metadata gives them) as ``pyarrow.decompress``
 #: names them. pyarrow calls LZ4_RAW "LZ4"; Hadoop's framed LZ4 and LZO are not decoded.
 _CODECS = {"SNAPPY": "snappy", "GZIP": "gzip", "BROTLI": "brotli", "ZSTD": "zstd", "LZ4": "lz4_raw", "LZ4_RAW": "lz4_raw"}
@@ -136,7 +145,9 @@ class _Compact:
 @dataclass
 class Page:
     """One page's header: its type, sizes, value count (nulls included), whether its values
-    are dictionary indices, and where its body starts."""
+    are dictionary indices, and where its body starts; for a v2 data page, the bytes of its
+    levels (stored before the values, never compressed; the repetition levels first) and
+    whether its values are compressed; for a v1 data page, whether its levels are RLE."""
 
     type: int
     uncompressed: int
@@ -144,6 +155,10 @@ class Page:
     values: int
     dictionary_encoded: bool
     body: int
+    levels: int = 0
+    repetition_levels: int = 0
+    values_compressed: bool = True
+    rle_levels: bool = True
 
 
 def read_header(f: BinaryIO, offset: int) -> Page:
@@ -165,16 +180,21 @@ def read_header(f: BinaryIO, offset: int) -> Page:
     kind, uncompressed, compressed = h.get(1), h.get(2), h.get(3)
     if not isinstance(kind, int) or not isinstance(uncompressed, int) or not isinstance(compressed, int) or uncompressed < 0 or compressed < 0:
         raise PageError(f"page header at byte {offset}: no type or sizes")
-    values, encoded = 0, False
+    values, encoded, levels, repetition, values_compressed, rle_levels = 0, False, 0, 0, True, True
     if kind == _DATA_PAGE and isinstance(h.get(5), dict):
         values, encoded = h[5].get(1) or 0, h[5].get(2) in _DICTIONARY_ENCODINGS
+        rle_levels = h[5].get(3) == _RLE and h[5].get(4) == _RLE
     elif kind == _DATA_PAGE_V2 and isinstance(h.get(8), dict):
         # num_values, nulls included: pyarrow does not read num_nulls, so neither is it
         # trusted here (a forged count would hide the values).
-        values, encoded = h[8].get(1) or 0, h[8].get(4) in _DICTIONARY_ENCODINGS
+        v2 = h[8]
+        values, encoded = v2.get(1) or 0, v2.get(4) in _DICTIONARY_ENCODINGS
+        definition, repetition = (n if isinstance(n, int) and n > 0 else 0 for n in (v2.get(5), v2.get(6)))
+        levels = definition + repetition
+        values_compressed = v2.get(7) is not False
     elif kind == DICTIONARY_PAGE and isinstance(h.get(7), dict):
         values = h[7].get(1) or 0
-    return Page(kind, uncompressed, compressed, max(values, 0), encoded, offset + reader.at)
+    return Page(kind, uncompressed, compressed, max(values, 0), encoded, offset + reader.at, levels, repetition, values_compressed, rle_levels)
 
 
 def chunk_start(column: Any) -> int:
@@ -188,15 +208,23 @@ def chunk_start(column: Any) -> int:
 
 @dataclass
 class Chunk:
-    """What a column chunk's data pages hold: values stored as dictionary indices, and values
-    stored otherwise (a dictionary that filled and fell back to plain pages)."""
+    """What a column chunk's pages hold: values stored as dictionary indices, and values
+    stored otherwise (a dictionary that filled and fell back to plain pages); the bytes its
+    pages decompress to, as their headers say (what pyarrow allocates for them); its
+    dictionary page, when it starts with one; and its first page that is a compression bomb by
+    the size ``scan_chunk`` was given."""
 
     dictionary_values: int
     other_values: int
+    uncompressed: int = 0
+    dictionary: Page | None = None
+    bomb: Page | None = None
 
 
-def scan_chunk(f: BinaryIO, column: Any) -> Chunk:
-    """Walks a column chunk's page headers (``column``: its ``ColumnChunkMetaData``)."""
+def scan_chunk(f: BinaryIO, column: Any, large: int = 1 << 62) -> Chunk:
+    """Walks a column chunk's page headers (``column``: its ``ColumnChunkMetaData``). A page
+    that decompresses to over ``large`` bytes and over :data:`BOMB_RATIO` times its stored
+    bytes is a compression bomb (pyarrow decompresses a page whole, whatever rows are read)."""
     start = chunk_start(column)
     end = start + column.total_compressed_size
     at, pages = start, 0
@@ -205,8 +233,14 @@ def scan_chunk(f: BinaryIO, column: Any) -> Chunk:
         page = read_header(f, at)
         if page.dictionary_encoded:
             out.dictionary_values += page.values
-        elif page.type != DICTIONARY_PAGE:
+        elif page.type == DICTIONARY_PAGE:
+            if pages == 0:
+                out.dictionary = page
+        else:
             out.other_values += page.values
+        out.uncompressed += page.uncompressed
+        if out.bomb is None and page.uncompressed > large and page.uncompressed > BOMB_RATIO * page.compressed:
+            out.bomb = page
         at = page.body + page.compressed
         pages += 1
         if pages > MAX_PAGES:
@@ -214,26 +248,92 @@ def scan_chunk(f: BinaryIO, column: Any) -> Chunk:
     return out
 
 
-def longest_entry(f: BinaryIO, column: Any, page: Page) -> int:
-    """The byte length of the longest entry of a BYTE_ARRAY dictionary page (PLAIN: each
-    entry a 4-byte length and its bytes)."""
+def _decompressed(raw: bytes, size: int, codec: str, what: str) -> bytes:
+    """``raw`` decompressed with the chunk's ``codec`` to ``size`` bytes."""
     import pyarrow as pa
 
+    if codec == "UNCOMPRESSED":
+        return raw  # the bytes pyarrow reads, whatever the header says they decompress to
+    if codec not in _CODECS:
+        raise PageError(f"{what} compressed with {codec}: not decoded")
+    try:
+        return pa.decompress(raw, decompressed_size=size, codec=_CODECS[codec], asbytes=True)
+    except Exception as e:  # pyarrow raises several types for a damaged buffer
+        raise PageError(f"{what}: {e}") from e
+
+
+def _dictionary_body(f: BinaryIO, column: Any, page: Page) -> bytes:
     if max(page.uncompressed, page.compressed) > MAX_DICTIONARY_BYTES or page.values > MAX_DICTIONARY_ENTRIES:
         raise PageError(f"dictionary page of {page.uncompressed} bytes and {page.values} entries: not decoded")
     f.seek(page.body)
-    raw = f.read(page.compressed)
-    codec = column.compression
-    if codec == "UNCOMPRESSED":
-        data = raw  # the bytes pyarrow reads, whatever the header says they decompress to
-    elif codec in _CODECS:
-        try:
-            data = pa.decompress(raw, decompressed_size=page.uncompressed, codec=_CODECS[codec], asbytes=True)
-        except Exception as e:  # pyarrow raises several types for a damaged buffer
-            raise PageError(f"dictionary page: {e}") from e
-    else:
-        raise PageError(f"dictionary page compressed with {codec}: not decoded")
+    return _decompressed(f.read(page.compressed), page.uncompressed, column.compression, "dictionary page")
+
+
+def longest_entry(f: BinaryIO, column: Any, page: Page) -> int:
+    """The byte length of the longest entry of a BYTE_ARRAY dictionary page (PLAIN: each
+    entry a 4-byte length and its bytes)."""
+    data = _dictionary_body(f, column, page)
     try:
         return _native.plain_byte_array_longest(data, page.values)
     except ValueError as e:
         raise PageError(f"dictionary page: {e}") from e
+
+
+def _levels_and_indices(f: BinaryIO, column: Any, page: Page, max_repetition: int, max_definition: int) -> tuple[bytes, bytes]:
+    """A dictionary-encoded data page's definition levels (RLE/bit-packed runs, empty when
+    ``max_definition`` is 0) and its indices (a byte of bit width, then RLE/bit-packed runs)."""
+    f.seek(page.body)
+    raw = f.read(page.compressed)
+    where = f"data page at byte {page.body}"
+    if page.type == _DATA_PAGE_V2:
+        # Repetition levels, definition levels, values; the levels never compressed.
+        if page.levels > len(raw) or page.levels > page.uncompressed:
+            raise PageError(f"{where}: levels past the page")
+        levels = raw[page.repetition_levels : page.levels] if max_definition else b""
+        values = raw[page.levels :]
+        if page.values_compressed:
+            values = _decompressed(values, page.uncompressed - page.levels, column.compression, "data page")
+        return levels, values
+    if (max_repetition or max_definition) and not page.rle_levels:
+        raise PageError(f"{where}: levels not RLE-encoded")
+    data = memoryview(_decompressed(raw, page.uncompressed, column.compression, "data page"))
+    # v1: the repetition levels, then the definition levels, each behind its u32 byte length.
+    levels = b""
+    for present, keep in ((max_repetition, False), (max_definition, True)):
+        if present:
+            n = int.from_bytes(data[:4], "little") if len(data) >= 4 else -1
+            if not 0 <= n <= len(data) - 4:
+                raise PageError(f"{where}: levels past the page")
+            if keep:
+                levels = bytes(data[4 : 4 + n])
+            data = data[4 + n :]
+    return levels, bytes(data)
+
+
+def gathered_bytes(f: BinaryIO, column: Any, page: Page, max_repetition: int, max_definition: int) -> int:
+    """The bytes the dictionary indices of a column chunk gather from its dictionary page
+    ``page`` (``column``: its ``ColumnChunkMetaData``; ``max_repetition``/``max_definition``:
+    the column's maximum levels), each value counting its entry's length plus 8 as
+    ``reader._decoded_bytes`` does."""
+    entries = _dictionary_body(f, column, page)
+    start = chunk_start(column)
+    end = start + column.total_compressed_size
+    at, pages, decoded = page.body + page.compressed, 1, 0
+    streams: list[tuple[bytes, bytes]] = []
+    counts: list[int] = []
+    while at < end:
+        data_page = read_header(f, at)
+        if data_page.dictionary_encoded and data_page.values:
+            decoded += data_page.uncompressed
+            if decoded > MAX_INDEX_BYTES:
+                raise PageError(f"column chunk at byte {start}: over {MAX_INDEX_BYTES} bytes of dictionary indices")
+            streams.append(_levels_and_indices(f, column, data_page, max_repetition, max_definition))
+            counts.append(data_page.values)
+        at = data_page.body + data_page.compressed
+        pages += 1
+        if pages > MAX_PAGES:
+            raise PageError(f"column chunk at byte {start}: over {MAX_PAGES} pages")
+    try:
+        return _native.dictionary_gathered_bytes(entries, page.values, streams, counts, max_definition)
+    except ValueError as e:
+        raise PageError(str(e)) from e

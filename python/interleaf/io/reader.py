@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -182,7 +183,7 @@ class Reader:
         self._done = _empty_stats()
         self._live: _native.NativeReader | None = None
         self._next_doc = 0  # doc_index of the next document
-        self._piece_rows = _PARQUET_PIECE_ROWS  # the most rows of a parquet piece (per file: see _dictionary_columns)
+        self._parquet_plan = _ParquetPlan([], _PARQUET_PIECE_ROWS, 0.0, {})  # the parquet file being read's
         self._iter = self._batches()
 
     def _plan(self, paths: list[str]) -> list[tuple[str, list[str]]]:
@@ -294,8 +295,8 @@ class Reader:
             if not stat.S_ISREG(os.stat(path).st_mode):
                 raise OSError("not a regular file (a FIFO, device or directory is never read)")
             pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
-            kept_encoded, self._piece_rows = _dictionary_columns(pf, path, self.max_batch_bytes or DEFAULT_MAX_BATCH_BYTES)
-            if kept_encoded:
+            self._parquet_plan = _parquet_plan(pf, path, self.max_batch_bytes or DEFAULT_MAX_BATCH_BYTES)
+            if kept_encoded := self._parquet_plan.dictionary_columns:
                 # Read as dictionaries, so a piece's size is known before its values are
                 # gathered (see _arrow_batches); only these columns (a plain column read so
                 # would be hashed value by value).
@@ -318,25 +319,28 @@ class Reader:
         values are small on disk can hold gigabytes once decoded: dictionary encoding,
         compression), from row group ``first_group`` on, spanning row groups, each with the
         messages of its rows that were too large to read (None when none was). They are read in
-        pieces no larger than the row groups' own sizes allow: their column chunks'
-        uncompressed bytes per row (exact for plain pages: a 10 MiB caption that zstd shrinks
-        to nothing counts 10 MiB) keep a piece near an eighth of the limit, and columns whose
-        dictionary values could gather more are read as dictionaries (see
-        :func:`_dictionary_columns`). A row whose dictionary values decode to more than
-        :data:`MAX_RECORD_BYTES` (or the limit, if larger) has them left out, with its message.
-        A row group that cannot be decoded raises :class:`_RowGroupError` after the batches
-        before it."""
+        pieces no larger than the row groups' own sizes allow: their pages' uncompressed bytes
+        per row (exact for plain pages: a 10 MiB caption that zstd shrinks to nothing counts
+        10 MiB) keep a piece near an eighth of the limit, and columns whose dictionary values
+        could gather more are read as dictionaries (see :func:`_parquet_plan`). A row whose
+        dictionary values decode to more than :data:`MAX_RECORD_BYTES` (or the limit, if
+        larger) has them left out, with its message. A row group that cannot be decoded, or
+        that the plan refuses, raises :class:`_RowGroupError` after the batches before it."""
         import pyarrow as pa
 
-        groups = list(range(first_group, pf.num_row_groups))
+        plan = self._parquet_plan
+        # Up to the next row group refused (see _parquet_plan), which then raises.
+        stop = min((g for g in plan.refused if g >= first_group), default=pf.num_row_groups)
+        if stop == first_group:
+            raise _RowGroupError(stop, ValueError(plan.refused[stop]))
+        groups = list(range(first_group, stop))
         if not groups:
             return
         limit = self.max_batch_bytes or DEFAULT_MAX_BATCH_BYTES
         cap = max(limit, MAX_RECORD_BYTES)
         metas = [pf.metadata.row_group(g) for g in groups]
         ends = np.cumsum([m.num_rows for m in metas])
-        per_row = max(sum(m.column(j).total_uncompressed_size for j in range(m.num_columns)) / max(m.num_rows, 1) for m in metas)
-        piece_rows = int(min(rows, self._piece_rows, max(1, limit // 8 / max(per_row, 1))))
+        piece_rows = int(min(rows, plan.piece_rows, max(1, limit // 8 / max(plan.per_row, 1))))
         acc: list[Any] = []
         notes: list[str | None] = []  # per row of acc: why its values were left out
         n = size = 0
@@ -428,6 +432,8 @@ class Reader:
             yield from taken(piece, groups[int(np.searchsorted(ends, consumed - 1, side="right"))])
         if acc:
             yield batch()
+        if stop < pf.num_row_groups:
+            raise _RowGroupError(stop, ValueError(plan.refused[stop]))
 
     def _parquet_records(self, pf: Any, path: str) -> Iterator[pl.DataFrame]:
         """Record rows (pairs, MMC4, OBELICS, ...) of a parquet file as node batches. A row
@@ -619,91 +625,122 @@ class _RowGroupError(Exception):
         self.group = group
 
 
-def _dictionary_columns(pf: Any, path: str, limit: int) -> tuple[list[str], int]:
-    """How to read a parquet file's text and binary columns (top level, or in lists and
-    structs, by their paths) whose values, gathered from a dictionary, could decode to far more
-    than the file's sizes tell: the columns to read as dictionaries, and the most rows a piece
-    may have. A column chunk's sizes count its plain values and its dictionary once, not the
-    values its indices gather: one 10 MiB caption referenced by 400 rows is 2 KB on disk and
-    4 GB decoded, one 10 MiB paragraph repeated in OBELICS ``texts`` lists the same. For each
-    chunk that starts with a dictionary page, :func:`_gathered_bound` bounds what a piece of
-    rows could gather; where the bounds of a row group's columns add up to more than ``limit``,
-    the largest are read as dictionaries when most values of their chunks are indices, so a
-    piece's size is known before its values are gathered (see ``Reader._arrow_batches``). A
-    chunk whose dictionary filled and fell back to plain pages for most of its values is read
-    plain (read as a dictionary, pyarrow hashes every plain value into a dictionary growing over
-    the row group: 30x slower on an ordinary OBELICS file, and memory by row group); a top-level
-    one then caps the rows of a piece at what its longest entry allows. A chunk whose page
-    headers cannot be read is read as a dictionary. Not bounded: values gathered in lists from a
-    dictionary whose chunk holds more plain values than indices, or whose dictionary page
-    follows a data page; and not within the batch size where the chunk holds plain pages at all
-    (pyarrow's writer falls back after its first page when an entry is over its 1 MiB
-    dictionary page limit: 400 such rows of a 10 MiB paragraph peak at 2.2 GB of arrow memory
-    read as a dictionary, 4 GB plain). A bound there needs the indices' counts, from decoding
-    the index pages."""
-    from ._pages import PageError
+@dataclass
+class _ParquetPlan:
+    """How to read one parquet file (see :func:`_parquet_plan`)."""
+
+    #: Columns to read as dictionaries (paths of leaves: ``texts.list.element``).
+    dictionary_columns: list[str]
+    #: The most rows a piece may have.
+    piece_rows: int
+    #: The most bytes a row of a row group decompresses to, on average (page headers' sizes).
+    per_row: float
+    #: Row groups not to read, with why (a page that is a compression bomb).
+    refused: dict[int, str]
+
+
+def _parquet_plan(pf: Any, path: str, limit: int) -> _ParquetPlan:
+    """How to read a parquet file within ``limit`` bytes a batch, from its page headers.
+
+    Sizes: every column chunk's page headers are walked (about 50 us a page, a page per MiB:
+    10 ms for a 50 MB file). Their sizes, not the footer's ``total_uncompressed_size`` (which
+    pyarrow does not check and a forged footer understates), give the bytes per row that size
+    pieces. A page that
+    decompresses to over ``max(limit, MAX_RECORD_BYTES)`` and over ``BOMB_RATIO`` times its
+    stored bytes refuses its row group: pyarrow decompresses a page whole whatever rows are
+    read, and pyarrow's writer puts up to 1,024 values in a page (400 rows naming a 10 MiB
+    paragraph are a 2 GB page of 190 KB); that row group is one ``corrupt_parquet`` record.
+
+    Dictionaries: text and binary columns (top level, or in lists and structs, by their paths)
+    whose values, gathered from a dictionary, could decode to far more than the file's sizes
+    tell. A column chunk's sizes count its plain values and its dictionary once, not the values
+    its indices gather: one 10 MiB caption referenced by 400 rows is 2 KB on disk and 4 GB
+    decoded, one 10 MiB paragraph repeated in OBELICS ``texts`` lists the same. For each chunk
+    that starts with a dictionary page, :func:`_gathered_bound` bounds what a piece of rows
+    could gather; where the bounds of a row group's columns add up to more than ``limit``, the
+    largest are read as dictionaries, so a piece's size is known before its values are gathered
+    (see ``Reader._arrow_batches``), except a top-level column whose dictionary fell back to
+    plain pages for most of its values: it caps the rows of a piece at what its longest entry
+    allows (read as a dictionary, pyarrow hashes every plain value into a dictionary growing
+    over the row group: 30x slower on an ordinary OBELICS file, and memory by row group). A
+    chunk whose page headers cannot be read is read as a dictionary. Not bounded: a dictionary
+    page that follows a data page (pyarrow accepts one)."""
+    from ._pages import BOMB_RATIO, PageError, scan_chunk
 
     md, schema = pf.metadata, pf.schema
     # What a piece may gather beyond its planned size: no less than 64 MiB, which is no bomb,
     # whatever the batch limit (1 MiB batches made ordinary dictionaries of URLs into hashed
     # dictionary reads, 4x slower).
-    limit = max(limit, DEFAULT_MAX_BATCH_BYTES // 4)
-    leaves = []
+    budget = max(limit, DEFAULT_MAX_BATCH_BYTES // 4)
+    large = max(limit, MAX_RECORD_BYTES)
+    leaves = {}
     for j in range(md.num_columns):
         col = schema.column(j)
         if col.physical_type == "BYTE_ARRAY" and str(col.logical_type) in ("None", "String", "Enum", "JSON", "BSON"):
-            leaves.append((j, col.path, col.max_repetition_level == 0))
+            leaves[j] = (col.path, col.max_repetition_level, col.max_definition_level)
     out: set[str] = set()
-    piece_rows = _PARQUET_PIECE_ROWS
-    if not leaves:
-        return [], piece_rows
+    piece_rows, per_row = _PARQUET_PIECE_ROWS, 0.0
+    refused: dict[int, str] = {}
     with open(path, "rb") as f:
         for g in range(md.num_row_groups):
             rg = md.row_group(g)
-            bounds = []
-            for j, name, top in leaves:
-                if name in out:
-                    continue
+            bounds, size = [], 0
+            for j in range(md.num_columns):
+                column = rg.column(j)
                 try:
-                    bound, longest, mostly_indices = _gathered_bound(f, rg.column(j), rg.num_rows, top, limit // 16)
+                    chunk = scan_chunk(f, column, large)
+                except PageError:
+                    size += column.total_uncompressed_size
+                    if j in leaves:
+                        out.add(leaves[j][0])
+                    continue
+                size += chunk.uncompressed
+                if chunk.bomb is not None and g not in refused:
+                    bomb = chunk.bomb
+                    refused[g] = f"{schema.column(j).path}: a page of {bomb.uncompressed:,} bytes compressed to {bomb.compressed:,} (a compression bomb: over {large >> 20} MiB and {BOMB_RATIO}x); the row group is not read"
+                if j not in leaves or leaves[j][0] in out or chunk.dictionary is None:
+                    continue
+                name, repetition, definition = leaves[j]
+                try:
+                    bound, longest, mostly_indices = _gathered_bound(f, column, chunk, rg.num_rows, budget // 16, repetition, definition)
                 except PageError:
                     out.add(name)
                     continue
-                if bound:
-                    bounds.append((bound, name, longest, top, mostly_indices))
+                bounds.append((bound, name, longest, repetition == 0, mostly_indices))
+            if g not in refused:
+                per_row = max(per_row, size / max(rg.num_rows, 1))
             total = sum(b[0] for b in bounds)
             for bound, name, longest, top, mostly_indices in sorted(bounds, reverse=True):
-                if total <= limit:
+                if total <= budget:
                     break
-                if mostly_indices:
-                    out.add(name)
-                elif top:
-                    rows = max(1, limit // 8 // (longest + 8))
+                if top and not mostly_indices:
+                    rows = max(1, budget // 8 // (longest + 8))
                     piece_rows = min(piece_rows, rows)
-                # (else not bounded here: see above; the other columns are not read as
-                # dictionaries on its account)
+                else:
+                    out.add(name)
                 total -= bound
-    return sorted(out), piece_rows
+    return _ParquetPlan(sorted(out), piece_rows, per_row, refused)
 
 
-def _gathered_bound(f: Any, column: Any, rows: int, top: bool, enough: int) -> tuple[int, int, bool]:
-    """At most how many bytes the values a column chunk gathers from its dictionary decode to in
-    one piece of rows read (0 when it has no dictionary page first): the values stored as
-    indices (all of them in all; for a top-level column one a row, so at most a piece's rows)
-    times the dictionary's longest entry (each value also counts 8 bytes, as in
-    :func:`_decoded_bytes`); with that longest entry and whether most values of the chunk are
-    indices (False when the pages were not walked: the bound is within ``enough``)."""
-    from ._pages import DICTIONARY_PAGE, chunk_start, longest_entry, read_header, scan_chunk
+def _gathered_bound(f: Any, column: Any, chunk: Any, rows: int, enough: int, max_repetition: int, max_definition: int) -> tuple[int, int, bool]:
+    """At most how many bytes the values a column chunk (``chunk``: its walked pages, starting
+    with a dictionary page) gathers from its dictionary decode to in one piece of rows read,
+    each value also counting 8 bytes as in :func:`_decoded_bytes`; with the dictionary's longest
+    entry and whether most values of the chunk are indices. Where most are, the bound is their
+    count (for a top-level column one a row, so at most a piece's rows) times the longest entry;
+    where most are not (the dictionary filled and fell back to plain pages) and that product is
+    over ``enough``, the indices are decoded and the bound is what they gather, exactly
+    (``max_repetition``/``max_definition``: the column's maximum levels; a column of repetition
+    level 0 is a top-level one)."""
+    from ._pages import gathered_bytes, longest_entry
 
-    page = read_header(f, chunk_start(column))
-    if page.type != DICTIONARY_PAGE:
-        return 0, 0, False
-    longest = longest_entry(f, column, page)
-    if top and min(rows, _PARQUET_PIECE_ROWS) * (longest + 8) <= enough:
-        return min(rows, _PARQUET_PIECE_ROWS) * (longest + 8), longest, False
-    chunk = scan_chunk(f, column)
+    longest = longest_entry(f, column, chunk.dictionary)
+    top = max_repetition == 0
     values = min(rows, _PARQUET_PIECE_ROWS, chunk.dictionary_values) if top else chunk.dictionary_values
-    return values * (longest + 8), longest, chunk.other_values <= chunk.dictionary_values
+    bound, mostly_indices = values * (longest + 8), chunk.other_values <= chunk.dictionary_values
+    if not mostly_indices and bound > enough:
+        bound = min(bound, gathered_bytes(f, column, chunk.dictionary, max_repetition, max_definition))
+    return bound, longest, mostly_indices
 
 
 def _decoded_bytes(batch: Any, per_row: bool = False) -> Any:

@@ -436,6 +436,46 @@ pub fn plain_byte_array_longest(py: Python<'_>, data: &[u8], count: usize) -> Py
     py.detach(|| interleaf_core::formats::parquet::longest_plain_byte_array(data, count)).map_err(PyValueError::new_err)
 }
 
+/// The bytes the dictionary indices of a parquet column chunk gather: `dictionary` is its
+/// dictionary page's body (`entries` PLAIN BYTE_ARRAY values); `pages` its dictionary-encoded
+/// data pages, each as its definition levels (an RLE/bit-packed hybrid stream with no length
+/// prefix, empty when `max_definition` is 0) and its index data (a byte of bit width, then
+/// RLE/bit-packed runs); `values` their value counts, nulls included. A page's indices are read
+/// for its non-null values, those whose level is `max_definition` (all of its values when its
+/// levels end early). Each value counts its entry's length plus 8. ValueError for a damaged
+/// dictionary or stream.
+#[pyfunction]
+pub fn dictionary_gathered_bytes(
+    py: Python<'_>,
+    dictionary: &[u8],
+    entries: usize,
+    pages: Vec<(Vec<u8>, Vec<u8>)>,
+    values: Vec<u64>,
+    max_definition: u16,
+) -> PyResult<u64> {
+    use interleaf_core::formats::parquet;
+    if pages.len() != values.len() {
+        return Err(PyValueError::new_err(format!("{} pages but {} value counts", pages.len(), values.len())));
+    }
+    py.detach(|| {
+        let lengths = parquet::plain_byte_array_lengths(dictionary, entries)?;
+        let mut total = 0u64;
+        for ((levels, indices), &n) in pages.iter().zip(&values) {
+            let mut non_null = n;
+            if max_definition > 0 {
+                let (defined, read) = parquet::count_level(levels, max_definition, n, max_definition).map_err(|e| format!("definition levels: {e}"))?;
+                if read == n {
+                    non_null = defined;
+                }
+            }
+            let (gathered, _) = parquet::dictionary_gathered_bytes(&lengths, indices, non_null, 8).map_err(|e| format!("dictionary indices: {e}"))?;
+            total = total.saturating_add(gathered);
+        }
+        Ok(total)
+    })
+    .map_err(|e: String| PyValueError::new_err(e))
+}
+
 /// Checks that `name` is a plain file name (no `/`, `..` or leading `.`); raises ValueError.
 #[pyfunction]
 pub fn check_file_name(what: &str, name: &str) -> PyResult<()> {
