@@ -15,6 +15,8 @@ the best and median wall time and the child's peak RSS (``VmHWM``):
 
 * ``interleaf``: ``for df in interleaf.read(path, format=..., load_images=False)`` (node
   batches with ids, errors and metadata, each at most ``max_batch_bytes`` decoded);
+* ``interleaf (all cores)``: the same with interleaf's default threads (records convert in runs
+  of rows on its thread pool) and polars' and arrow's;
 * ``pyarrow+polars (floor)``: ``ParquetFile.iter_batches(batch_size=1024)`` and
   ``pl.from_arrow`` per batch, the records read and nothing done with them. Not run on the
   bomb: it decodes a whole piece of rows at once (several GB).
@@ -44,7 +46,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = REPO_ROOT / "bench-data" / "parquet"
 DEFAULT_OUT = REPO_ROOT / "benches" / "results" / "parquet_read.json"
 GEN_VERSION = 1
-SINGLE_THREAD_ENV = {"POLARS_MAX_THREADS": "1", "RAYON_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "ARROW_NUM_THREADS": "1"}
+SINGLE_THREAD_ENV = {"POLARS_MAX_THREADS": "1", "RAYON_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "ARROW_NUM_THREADS": "1", "INTERLEAF_THREADS": "1"}
+#: interleaf with its default threads (every core), the one reader not run single-threaded.
+ALL_CORES = "interleaf (all cores)"
 FILES = {"captions.parquet": "pairs", "obelics.parquet": "obelics", "dictionary_bomb.parquet": "obelics"}
 WORDS = "the a of and in on with cat dog park sunny day red blue house tree car road city man woman child plays runs near old new".split()
 
@@ -100,7 +104,7 @@ def _peak_mib() -> float:
 
 def child(spec: dict) -> dict:
     kind, path, fmt = spec["kind"], spec["path"], spec["format"]
-    if kind == "interleaf":
+    if kind.startswith("interleaf"):
         import interleaf
 
         def run() -> dict:
@@ -127,7 +131,10 @@ def child(spec: dict) -> dict:
 
 
 def run_child(spec: dict) -> dict:
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)], env={**os.environ, **SINGLE_THREAD_ENV}, capture_output=True, text=True)
+    env = {**os.environ, **SINGLE_THREAD_ENV}
+    if spec["kind"] == ALL_CORES:
+        env = {k: v for k, v in os.environ.items() if k not in SINGLE_THREAD_ENV}
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)], env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"child {spec} failed ({proc.returncode}):\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -150,7 +157,7 @@ def main() -> None:
     report["files"] = {}
     for name, fmt in FILES.items():
         path = str(args.dir / name)
-        kinds = ["interleaf"] if name.startswith("dictionary_bomb") else ["interleaf", "pyarrow+polars"]
+        kinds = ["interleaf"] if name.startswith("dictionary_bomb") else ["interleaf", ALL_CORES, "pyarrow+polars"]
         runs: dict[str, list[dict]] = {k: [] for k in kinds}
         for _ in range(args.repeats):
             for kind in kinds:

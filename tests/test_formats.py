@@ -246,6 +246,38 @@ def test_a_tracking_read_names_the_local_image_files_with_their_stats(records, c
     assert _native.stat_files(paths).rows() == [(str(coffee), st.st_size, st.st_mtime_ns), (str(root / "images"), -2, -2), (str(root / "nowhere.jpg"), -1, -1), ("bad\x00name", -1, -1), (None, -1, -1)]
 
 
+def test_parquet_records_convert_the_same_on_one_thread_or_several(tmp_path, sample_images):
+    """Records of a batch convert in runs of rows on the thread pool: the nodes, ids, errors,
+    document numbers, stats and the image files named (in the order first named, each once)
+    are those of one thread, over batches of 3,000 records."""
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.jpg").write_bytes(sample_images["chelsea.jpg"])
+    keys, images, captions = [], [], []
+    for i in range(7000):
+        keys.append(f"k{i}" if i % 11 else None)
+        # Files found, files missing, a path outside the image root, a URL (not a file).
+        images.append([f"{'abc'[i % 3]}.jpg", f"missing{i % 500}.jpg", "../outside.jpg", "https://e.org/x.jpg"][i % 4 if i % 5 else 0])
+        captions.append(None if i % 13 == 0 else f"caption {i}")
+    pq.write_table(pa.table({"key": keys, "image": images, "caption": captions}), tmp_path / "p.parquet")
+    before = interleaf.get_threads()
+    out = {}
+    try:
+        for threads in (1, 2, 5):
+            interleaf.set_threads(threads)
+            reader = interleaf.read(tmp_path / "p.parquet", "pairs", batch_size=3000, track_image_files=True)
+            out[threads] = (pl.concat(list(reader)), reader.stats, reader.image_files)
+    finally:
+        interleaf.set_threads(before)
+    one = out[1]
+    local = [n for n in images if not n.startswith("https:")]
+    named = [str(tmp_path / n) for n in dict.fromkeys(local)]
+    assert one[1]["documents"] == 7000 and one[1]["errors"]["missing_image"] > 0
+    assert one[2].get_column("path").to_list() == named and len(named) > 100
+    for threads in (2, 5):
+        df, stats, files = out[threads]
+        assert df.equals(one[0]) and stats == one[1] and files.equals(one[2])
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_parquet_records_read_like_jsonl(records, fmt):
     root = records["root"]

@@ -353,7 +353,7 @@ class Reader:
             except Exception as e:  # arrow's casts raise several types
                 raise _RowGroupError(group_now, e) from e
             finally:
-                out_notes = notes if any(m is not None for m in notes) else None
+                out_notes = notes if _any_message(notes) else None
                 acc, notes, n, size = [], [], 0, 0
             return table, out_notes
 
@@ -466,9 +466,9 @@ class Reader:
                             # Its values left out, the record may be malformed too (OBELICS texts
                             # no longer as long as images): the cause is the error to show.
                             df = _with_errors(df, too_large, "member_too_large", first_doc=first_doc, replace=True)
-                        if any(m is not None for m in not_utf8):
+                        if _any_message(not_utf8):
                             df = _with_errors(df, not_utf8, "invalid_utf8", first_doc=first_doc)
-                        if too_large is not None or any(m is not None for m in not_utf8):
+                        if too_large is not None or _any_message(not_utf8):
                             stats["errors"] = frame_stats(df)["errors"]
                     except BaseException as e:
                         if not _file_damage(e):
@@ -496,7 +496,7 @@ class Reader:
                 raw = _sized_images(_checked_kinds(_lossy_utf8(pl.from_arrow(batch))), self.max_member_bytes or DEFAULT_MAX_MEMBER_BYTES)  # type: ignore[arg-type]
                 if too_large is not None:
                     raw = _with_errors(raw, too_large, "member_too_large", replace=True)
-                if any(m is not None for m in not_utf8):
+                if _any_message(not_utf8):
                     raw = _with_errors(raw, not_utf8, "invalid_utf8")
                 chunks.append(raw)
                 waiting += raw.height
@@ -560,6 +560,12 @@ def _with_errors(df: pl.DataFrame, messages: list[str | None], kind: str, *, fir
     err = pl.struct(pl.lit(kind).alias("kind"), pl.col("_m").alias("message"))
     missing = pl.col("_m").is_not_null() if replace else pl.col("_m").is_not_null() & pl.col(ERROR).is_null()
     return out.with_columns(pl.when(missing).then(err).otherwise(pl.col(ERROR)).alias(ERROR)).drop("_m")
+
+
+def _any_message(messages: list[str | None]) -> bool:
+    """Whether a list of per-row messages holds any (``list.count`` runs in C: a generator
+    over a million rows took 60 ms a pass)."""
+    return messages.count(None) < len(messages)
 
 
 def _file_damage(e: BaseException) -> bool:

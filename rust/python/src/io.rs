@@ -237,7 +237,14 @@ pub fn read_samples<'py>(
         .collect())
 }
 
-/// Converts a table of records (parquet rows, as Arrow data) to a node batch. Record `i` is
+/// The image files a read noted: `(path, size, mtime_ns)` (see `interleaf_core::formats::ImageFiles`).
+type ImageFileRows = Vec<(String, i64, i64)>;
+
+/// Rows of a records table per task of [`records_to_frame`] at least (fewer rows are one task).
+const RECORDS_PER_TASK: usize = 256;
+
+/// Converts a table of records (parquet rows, as Arrow data) to a node batch, runs of rows on
+/// the thread pool. Record `i` is
 /// number `start_index + i + 1` of its source (for ids) and document `first_doc_index + i`.
 /// Returns (frame, stats); with `track_image_files`, stats also hold `image_files`: the local
 /// image files the records named, as `(path, size, mtime_ns)`.
@@ -265,19 +272,46 @@ pub fn records_to_frame<'py>(
     if let Some(m) = max_member_bytes {
         ctx.max_image_bytes = m;
     }
-    let (frame, stats) = py
-        .detach(|| -> PolarsResult<_> {
-            let mut decoder = RecordDecoder::new(format, ctx);
-            let mut batch = NodeBatch::default();
-            let mut stats = ReadStats::default();
-            for (i, (value, blobs)) in table_records(&table.0)?.into_iter().enumerate() {
-                let doc = decoder.decode(value, start_index + i as u64 + 1, blobs);
-                stats.add_document(&doc);
-                batch.push(doc, first_doc_index + i as i64);
-            }
-            Ok((batch_to_frame(batch)?, stats))
+    // Records convert independently: runs of rows on the thread pool, each with its own decoder
+    // (and image file log, merged in row order), then joined in order.
+    let df = &table.0;
+    let n = df.height();
+    let parts = interleaf_core::threads::default_threads().min(n / RECORDS_PER_TASK).max(1);
+    let tasks: Vec<(usize, usize, RecordContext)> = (0..parts)
+        .map(|k| {
+            let mut ctx = ctx.clone();
+            ctx.file_log = log.as_ref().map(|_| interleaf_core::formats::ImageFileLog::default());
+            (k * n / parts, (k + 1) * n / parts, ctx)
         })
-        .map_err(polars_err)?;
+        .collect();
+    let (frame, stats) = py.detach(|| -> PyResult<_> {
+        use rayon::prelude::*;
+        let convert = |(lo, hi, ctx): (usize, usize, RecordContext)| -> PolarsResult<(Vec<_>, ImageFileRows)> {
+            let part_log = ctx.file_log.clone();
+            let mut decoder = RecordDecoder::new(format, ctx);
+            let docs = table_records(&df.slice(lo as i64, hi - lo))?
+                .into_iter()
+                .enumerate()
+                .map(|(i, (value, blobs))| decoder.decode(value, start_index + (lo + i) as u64 + 1, blobs))
+                .collect();
+            Ok((docs, part_log.map(|l| l.lock().expect("image file log").take()).unwrap_or_default()))
+        };
+        let parts: Vec<_> =
+            if parts == 1 { tasks.into_iter().map(convert).collect() } else { crate::dedup::on_pool(None, || tasks.into_par_iter().map(convert).collect())? };
+        let mut batch = NodeBatch::default();
+        let mut stats = ReadStats::default();
+        for part in parts {
+            let (docs, files) = part.map_err(polars_err)?;
+            for doc in docs {
+                stats.add_document(&doc);
+                batch.push(doc, first_doc_index + batch.documents as i64);
+            }
+            if let Some(log) = &log {
+                log.lock().expect("image file log").merge(files);
+            }
+        }
+        Ok((batch_to_frame(batch).map_err(polars_err)?, stats))
+    })?;
     let stats = stats_dict(py, &stats)?;
     if let Some(log) = log {
         let files = log.lock().expect("image file log").take();

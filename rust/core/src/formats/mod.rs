@@ -143,6 +143,14 @@ impl ImageFiles {
         }
     }
 
+    /// Notes files taken from another log, in their order, each with its own stat (a file
+    /// noted already is not noted again).
+    pub fn merge(&mut self, files: Vec<(String, i64, i64)>) {
+        for (name, size, mtime) in files {
+            self.note(name, Some((size, mtime)));
+        }
+    }
+
     /// The files noted since the last call, in the order they were first named.
     pub fn take(&mut self) -> Vec<(String, i64, i64)> {
         std::mem::take(&mut self.files)

@@ -204,6 +204,7 @@ mod tests {
         stream.extend(packed(&values, 20));
         stream.extend([3 << 1, 0x40, 0x42, 0x0f]); // 3 copies of 0x0f4240 = 1,000,000: past the end
         stream.extend([2 << 1, 0x05, 0x00, 0x00]); // 2 copies of 5
+
         // The 9 values, the 7 padding zeros (entry 0: length 0, plus 1), the 2 copies of 5.
         let want: u64 = values.iter().map(|&v| (v % 7) + 1).sum::<u64>() + 7 + 2 * (5 + 1);
         assert_eq!(dictionary_gathered_bytes(&lengths, &stream, 9 + 7 + 3 + 2, 1), Ok((want, 21)));
