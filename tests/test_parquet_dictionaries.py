@@ -63,19 +63,20 @@ def test_a_large_entry_of_a_dictionary_that_does_not_dominate_its_chunk_is_found
     """A caption column drawing 2,000 rows from 3,000 short entries and one of 4 MiB: random
     indices make the data pages larger than the (compressed) dictionary, which the old rule
     took for a column of distinct values, read plain in pieces of 1,024 rows (up to 4 GB).
-    The dictionary page's longest entry bounds a piece: the column is read as a dictionary."""
+    The dictionary page's longest entry and the decoded indices (40 rows name it: 160 MiB,
+    over the 64 MiB a piece may gather) bound a piece: the column is read as a dictionary."""
     import random
 
     rng = random.Random(0)
     entries = pa.array([f"caption {k} of a thing" for k in range(3000)] + ["y" * (4 << 20)])
-    picks = [3000 if i % 200 == 7 else rng.randrange(3000) for i in range(2000)]
+    picks = [3000 if i % 50 == 7 else rng.randrange(3000) for i in range(2000)]
     caption = pa.DictionaryArray.from_arrays(pa.array(picks, pa.int32()), entries)
     pq.write_table(pa.table({"url": [f"http://e/{i}.jpg" for i in range(2000)], "caption": caption}), tmp_path / "c.parquet", compression="zstd", store_schema=False)
     md = pq.ParquetFile(tmp_path / "c.parquet").metadata.row_group(0).column(1)
     dictionary = md.data_page_offset - md.dictionary_page_offset
     assert 2 * dictionary < md.total_compressed_size  # not "dominated"
-    assert dictionary_columns(tmp_path / "c.parquet") == ["caption"]
     limit = 6 << 20
+    assert dictionary_columns(tmp_path / "c.parquet", limit) == ["caption"]
     reader = interleaf.read(tmp_path / "c.parquet", format="pairs", max_batch_bytes=limit)
     batches = list(reader)
     df = pl.concat(batches)
@@ -126,10 +127,11 @@ def test_page_headers_are_read_as_pyarrow_writes_them(tmp_path, codec, version):
             assert (chunk.dictionary_values, chunk.other_values, chunk.dictionary) == (values, 0, page)
 
 
-def test_damaged_or_hostile_page_headers_are_errors_and_the_column_is_read_as_a_dictionary(tmp_path):
+def test_damaged_or_hostile_page_headers_are_errors_and_their_row_group_is_refused(tmp_path):
     """A header that cannot be read is a PageError (bounded: a list header claiming a billion
-    items stops at the bytes there are), and the column it heads is read as a dictionary, the
-    safe choice; the damaged row group is then a corrupt_parquet record and the next reads."""
+    items stops at the bytes there are), and the row group whose pages cannot be walked is
+    refused (its sizes unknown, Arrow might read a bomb there): a corrupt_parquet record, and
+    the next reads."""
     # Field 1 a list of 10^9 i32s, then nothing.
     with pytest.raises(_pages.PageError, match="truncated or over"):
         (tmp_path / "h").write_bytes(b"\x19\xf5" + bytes([0x80, 0x94, 0xEB, 0xDC, 0x03]) + b"\x02" * 100)
@@ -149,7 +151,8 @@ def test_damaged_or_hostile_page_headers_are_errors_and_the_column_is_read_as_a_
     data = bytearray(path.read_bytes())
     data[_pages.chunk_start(col) : _pages.chunk_start(col) + 4] = b"\xff\xff\xff\xff"
     path.write_bytes(bytes(data))
-    assert dictionary_columns(path) == ["caption"]
+    plan = _parquet_plan(pq.ParquetFile(path), str(path), 256 << 20)
+    assert list(plan.refused) == [0] and "caption: its pages could not be checked" in plan.refused[0]
     reader = interleaf.read(path, format="pairs")
     df = pl.concat(list(reader))
     assert reader.stats["errors"] == {"corrupt_parquet": 1} and reader.stats["documents"] == 101
@@ -198,12 +201,13 @@ def test_columns_around_a_dictionary_column_read_as_they_are(tmp_path):
     bounded as lists are."""
     n = 4000
     text_list = [[f"sentence {(i * 7 + j) % 50}" for j in range(5)] for i in range(n)]
-    text_list[7][3] = "long sentence " * 30_000  # 420 KB: 5 x 4000 indices could gather GBs
+    for i in range(7, n, 20):
+        text_list[i][3] = "long sentence " * 30_000  # 420 KB, 200 times: 84 MB gathered
     info = [[{"raw_url": f"http://e/{i}_{k}.jpg", "matched_text_index": k, "face_detections": None} for k in range(2)] for i in range(n)]
     path = tmp_path / "m.parquet"
     pq.write_table(pa.table({"url": [f"http://doc/{i}" for i in range(n)], "text_list": text_list, "image_info": info}), path, compression="zstd")
-    assert dictionary_columns(path) == ["text_list.list.element"]
-    reader = interleaf.read(path, format="mmc4", load_images=False, batch_size=700)
+    assert dictionary_columns(path, 16 << 20) == ["text_list.list.element"]
+    reader = interleaf.read(path, format="mmc4", load_images=False, batch_size=700, max_batch_bytes=16 << 20)
     df = pl.concat(list(reader))
     assert reader.stats["documents"] == n and reader.stats["errors"] == {}
     assert df.filter(pl.col("kind") == "text").get_column("text").to_list() == [t for doc in text_list for t in doc]

@@ -88,8 +88,9 @@ def test_a_page_that_is_a_compression_bomb_refuses_its_row_group_only(tmp_path):
     """pyarrow's writer puts up to 1,024 values in a page: 400 OBELICS rows naming a 10 MiB
     paragraph are a 190 KB file holding a 2 GB page (its dictionary filled after the first
     page), which pyarrow decompresses whole to read any row of it: arrow's pool peaked at 2.2 GB
-    at 64 MiB batches. The row group holding it is one corrupt_parquet record naming the page;
-    the row groups around it read, and arrow's peak stays small."""
+    at 64 MiB batches. The row group holding it (over 1 GiB beyond 16x what its pages store) is
+    one corrupt_parquet record saying what max_batch_bytes would read it; the row groups
+    around it read, and arrow's peak stays small."""
     ordinary = {"id": ["a0", "a1"], "texts": [["first", None], ["second", None]], "images": [[None, "http://e/a.jpg"], [None, "http://e/b.jpg"]]}
     schema = pa.schema([("id", pa.string()), ("texts", pa.list_(pa.string())), ("images", pa.list_(pa.string()))])
     path = tmp_path / "bomb.parquet"
@@ -99,13 +100,15 @@ def test_a_page_that_is_a_compression_bomb_refuses_its_row_group_only(tmp_path):
         w.write_table(pa.table(ordinary, schema=schema))
     assert path.stat().st_size < 400_000
     plan = _parquet_plan(pq.ParquetFile(path), str(path), 64 << 20)
-    assert list(plan.refused) == [1] and "texts.list.element: a page of 2,0" in plan.refused[1] and "compression bomb" in plan.refused[1]
+    assert list(plan.refused) == [1] and "its pages decompress to 2,0" in plan.refused[1] and "compression bomb" in plan.refused[1]
     reader = interleaf.read(path, format="obelics", load_images=False, max_batch_bytes=64 << 20)
     df = pl.concat(list(reader))
     assert reader.stats["documents"] == 5 and reader.stats["errors"] == {"corrupt_parquet": 1}
     assert df.filter(pl.col("kind") == "text").get_column("text").to_list() == ["first", "second", "first", "second"]
     error = df.filter(pl.col("error").is_not_null()).get_column("error")[0]
-    assert error["message"].startswith(f"{path}: row group 1: texts.list.element: a page of ")
+    assert error["message"].startswith(f"{path}: row group 1: its pages decompress to ") and "--max-batch-bytes, of 2,0" in error["message"]
+    # As the message says, a larger max_batch_bytes reads it.
+    assert _parquet_plan(pq.ParquetFile(path), str(path), 4 << 30).refused == {}
     code = textwrap.dedent(f"""
         import pyarrow as pa, interleaf
         for b in interleaf.read({str(path)!r}, format="obelics", max_batch_bytes=64 << 20, load_images=False):
@@ -127,7 +130,7 @@ def test_large_pages_that_are_no_bomb_are_read(tmp_path):
     md = pq.ParquetFile(path).metadata.row_group(0).column(2)
     with open(path, "rb") as f:
         chunk = _pages.scan_chunk(f, md)
-    assert chunk.uncompressed > 256 << 20 and chunk.bomb is None
+    assert chunk.uncompressed > 256 << 20 and chunk.unbacked == 0
     assert _parquet_plan(pq.ParquetFile(path), str(path), 1 << 20).refused == {}
     texts = tmp_path / "texts.parquet"
     pq.write_table(pa.table(_bomb_rows(20)), texts, compression="zstd")  # 200 MiB of repeated text
@@ -170,3 +173,163 @@ def test_pieces_are_sized_from_page_headers_not_a_forged_footer(tmp_path):
     batches = list(reader)
     assert reader.stats["errors"] == {} and sum(b.filter(pl.col("kind") == "text").height for b in batches) == 200
     assert max(int(b.get_column("text").str.len_bytes().sum()) for b in batches) <= 9 << 20
+
+
+def test_pages_of_many_columns_add_up_to_a_bomb(tmp_path, monkeypatch):
+    """The bomb test is by row group, not by page: 4 columns of one 24 MiB page each (a few KB
+    stored) make a row of 96 MiB, which pyarrow decompresses at once. With the threshold at 64
+    MiB (1 GiB by default), that row group is refused, and a row group of 2 such columns reads."""
+    import interleaf.io.reader as reader_module
+
+    monkeypatch.setattr(reader_module, "MAX_UNBACKED_BYTES", 64 << 20)
+    text = "z" * (24 << 20)
+    path = tmp_path / "w.parquet"
+    schema = pa.schema([("caption", pa.string())] + [(f"c{k}", pa.string()) for k in range(1, 4)] + [("url", pa.string())])
+    with pq.ParquetWriter(path, schema, compression="zstd", use_dictionary=False) as w:
+        w.write_table(pa.table({"caption": [text], "c1": [text], "c2": ["a"], "c3": ["b"], "url": ["http://e/0.jpg"]}, schema=schema))
+        w.write_table(pa.table({"caption": [text], "c1": [text], "c2": [text], "c3": [text], "url": ["http://e/1.jpg"]}, schema=schema))
+    plan = _parquet_plan(pq.ParquetFile(path), str(path), 1 << 20)
+    assert list(plan.refused) == [1]
+    reader = interleaf.read(path, format="pairs", load_images=False, max_batch_bytes=1 << 20)
+    list(reader)
+    assert reader.stats["documents"] == 2 and reader.stats["errors"] == {"corrupt_parquet": 1}
+
+
+def test_a_chunk_whose_pages_cannot_all_be_walked_refuses_its_row_group(tmp_path, monkeypatch):
+    """Sizes come from walking every page (Arrow reads a bomb behind 100,000 empty index pages
+    as readily as any): a chunk of more pages than are walked refuses its row group instead of
+    falling back on the footer; the other row groups read."""
+    monkeypatch.setattr(_pages, "MAX_PAGES", 20)
+    path = tmp_path / "p.parquet"
+    captions = [f"caption {i} " + "x" * 200 for i in range(2000)]
+    schema = pa.schema([("caption", pa.string()), ("url", pa.string())])
+    with pq.ParquetWriter(path, schema, data_page_size=4096, write_batch_size=16, use_dictionary=False) as w:
+        w.write_table(pa.table({"caption": ["short"] * 10, "url": ["http://e/a.jpg"] * 10}, schema=schema))
+        w.write_table(pa.table({"caption": captions, "url": ["http://e/b.jpg"] * 2000}, schema=schema))
+    plan = _parquet_plan(pq.ParquetFile(path), str(path), 256 << 20)
+    assert list(plan.refused) == [1] and "over 20 pages" in plan.refused[1]
+
+
+def test_a_dictionary_page_after_data_pages_and_pages_past_the_stated_size_are_walked(tmp_path):
+    """Arrow reads a chunk's pages until it has all its values, up to 100 bytes past its stated
+    size (its padding for old parquet-mr files), and takes a dictionary page after plain data
+    pages: the walk does too (a 1.7 KB file hid a 3 GB gather past the stated size)."""
+
+    class Column:  # what scan_chunk reads of a ColumnChunkMetaData
+        has_dictionary_page, dictionary_page_offset, compression = False, None, "UNCOMPRESSED"
+
+        def __init__(self, size, values):
+            self.data_page_offset, self.total_compressed_size, self.num_values = 0, size, values
+
+    def header(kind, size, values, encoding=0):
+        """A page header in Thrift compact form: type, sizes, and a v1 data page header (or a
+        dictionary page header) with the value count and encoding."""
+
+        def i32(field_delta, v):
+            z = (v << 1) ^ (v >> 31)
+            out = bytearray([(field_delta << 4) | 5])
+            while True:
+                out.append((z & 0x7F) | (0x80 if z >> 7 else 0))
+                z >>= 7
+                if not z:
+                    return bytes(out)
+
+        inner = i32(1, values) + i32(1, encoding) + (i32(1, 3) + i32(1, 3) if kind == 0 else b"") + b"\x00"
+        return i32(1, kind) + i32(1, size) + i32(1, size) + bytes([(2 if kind == 0 else 4) << 4 | 12]) + inner + b"\x00"
+
+    body = b"\x00" * 10
+    plain = header(0, len(body), 5) + body
+    dictionary = header(2, len(body), 1) + body
+    indexed = header(0, len(body), 5, encoding=8) + body
+    path = tmp_path / "pages"
+    path.write_bytes(plain + dictionary + indexed + b"\x00" * 200)
+    with open(path, "rb") as f:
+        # The stated size covers the first page only; the other two lie in the padding.
+        chunk = _pages.scan_chunk(f, Column(len(plain), 10))
+        assert (chunk.other_values, chunk.dictionary_values) == (5, 5) and chunk.dictionary is not None
+        assert chunk.dictionary.body == len(plain) + len(dictionary) - len(body)
+        # With the values all read, pages past the stated size are not.
+        assert _pages.scan_chunk(f, Column(len(plain), 5)).dictionary is None
+        # Nor past the padding: a chunk still short of values there ends (Arrow fails on it).
+        far = len(plain) + len(dictionary) + len(indexed) - _pages.PADDING
+        assert _pages.scan_chunk(f, Column(far if far > len(plain) else len(plain), 10)).dictionary_values == 5
+
+
+def test_headers_as_other_writers_write_them(tmp_path):
+    """parquet-mr (Spark, Hive, Trino) names BIT_PACKED for the repetition levels a flat
+    column does not store: the levels present are RLE, and the indices are read (a PageError
+    sent such columns down the slow dictionary read, 4x slower). A value count that is not an
+    integer is a PageError, not a TypeError that lost the whole file."""
+    from interleaf.io._pages import _Compact
+
+    def encode_header(num_values, rep_encoding):
+        # type=0, uncompressed=4, compressed=4, data_page_header{num_values, encoding=8, def=3, rep}
+        out = bytes([0x15, 0x00, 0x15, 0x08, 0x15, 0x08, 0x2C])
+        out += bytes([0x15]) + num_values + bytes([0x15, 0x10, 0x15, 0x06, 0x15, rep_encoding << 1]) + b"\x00\x00"
+        return out
+
+    path = tmp_path / "h"
+    path.write_bytes(encode_header(bytes([0x0A]), 4) + b"\x00" * 8)
+    with open(path, "rb") as f:
+        page = _pages.read_header(f, 0)
+    assert (page.values, page.dictionary_encoded, page.rle_repetition, page.rle_definition) == (5, True, False, True)
+    # A struct (an empty one) where the value count goes.
+    bad = bytes([0x15, 0x00, 0x15, 0x08, 0x15, 0x08, 0x2C, 0x1C, 0x00, 0x00, 0x00])
+    path.write_bytes(bad + b"\x00" * 8)
+    with open(path, "rb") as f, pytest.raises(_pages.PageError, match="not an integer"):
+        _pages.read_header(f, 0)
+    assert _Compact(bad).struct()[5][1] == {}
+
+
+def test_pieces_spanning_row_groups_are_sized_by_what_each_gathers(tmp_path):
+    """Each row group of 12 OBELICS rows gathers 240 MiB from its dictionary, under what one
+    group may gather, but pieces span row groups: 8 groups in 1,024-row pieces peaked at 3 GB
+    of arrow memory. What columns read plain gather counts in the bytes per row."""
+    paragraph = "w " * (10 << 20)  # 20 MiB
+    schema = pa.schema([("id", pa.string()), ("texts", pa.list_(pa.string())), ("images", pa.list_(pa.string()))])
+    path = tmp_path / "span.parquet"
+    with pq.ParquetWriter(path, schema, compression="zstd") as w:
+        for g in range(4):
+            w.write_table(pa.table({"id": [f"d{g}.{i}" for i in range(12)], "texts": [[paragraph, None]] * 12, "images": [[None, f"http://e/{g}.jpg"]] * 12}, schema=schema))
+    plan = _parquet_plan(pq.ParquetFile(path), str(path), 256 << 20)
+    assert plan.dictionary_columns == [] and plan.per_row >= 20 << 20
+    code = textwrap.dedent(f"""
+        import pyarrow as pa, interleaf
+        n = 0
+        for b in interleaf.read({str(path)!r}, format="obelics", load_images=False):
+            n += b.height
+        print(n, pa.default_memory_pool().max_memory())
+    """)
+    nodes, peak = map(int, subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
+    assert nodes == 48 * 2 and peak < 600 << 20, peak
+
+
+def test_a_node_table_goes_on_after_a_row_group_it_cannot_read(tmp_path, monkeypatch):
+    """A node table's refused (or damaged) row group ended the file: the row groups after it
+    were never read, its error came before the documents read earlier, and a document whose
+    rows went on into it came out shortened without a word. Now the documents before come
+    first, the last of them carries the error (its rows may continue there), then the row
+    group's corrupt_parquet record, then the rest of the file."""
+    import interleaf.io.reader as reader_module
+
+    monkeypatch.setattr(reader_module, "MAX_UNBACKED_BYTES", 16 << 20)
+    schema = pa.schema([("doc_id", pa.string()), ("pos", pa.int64()), ("kind", pa.string()), ("text", pa.string())])
+
+    def rows(*nodes):
+        return pa.table({"doc_id": [n[0] for n in nodes], "pos": [n[1] for n in nodes], "kind": ["text"] * len(nodes), "text": [n[2] for n in nodes]}, schema=schema)
+
+    path = tmp_path / "nodes.parquet"
+    with pq.ParquetWriter(path, schema, compression="zstd", use_dictionary=False) as w:
+        w.write_table(rows(("d0", 0, "a"), ("d1", 0, "b"), ("d2", 0, "c")))
+        w.write_table(rows(("d2", 1, "z" * (32 << 20))))
+        w.write_table(rows(("d3", 0, "e"), ("d4", 0, "f")))
+    assert list(_parquet_plan(pq.ParquetFile(path), str(path), 1 << 20).refused) == [1]
+    reader = interleaf.read(path, format="nodes", max_batch_bytes=1 << 20)
+    df = pl.concat(list(reader))
+    assert df.get_column("doc_id").to_list() == ["d0", "d1", "d2", f"{path}#rowgroup1", "d3", "d4"]
+    assert df.get_column("doc_index").to_list() == list(range(6))
+    errors = df.get_column("error").to_list()
+    assert errors[0] is None and errors[1] is None and errors[4] is None and errors[5] is None
+    assert errors[2]["kind"] == "corrupt_parquet" and "may continue there" in errors[2]["message"]
+    assert errors[3]["kind"] == "corrupt_parquet" and "row group 1" in errors[3]["message"]
+    assert reader.stats["documents"] == 6 and reader.stats["errors"] == {"corrupt_parquet": 2}

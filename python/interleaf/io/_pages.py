@@ -13,6 +13,7 @@ assume the worst.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -24,19 +25,21 @@ _STOP, _TRUE, _FALSE, _I8, _I16, _I32, _I64, _DOUBLE, _BINARY, _LIST, _SET, _MAP
 _DATA_PAGE, DICTIONARY_PAGE, _DATA_PAGE_V2 = 0, 2, 3
 _DICTIONARY_ENCODINGS = {2, 8}  # PLAIN_DICTIONARY, RLE_DICTIONARY
 _RLE = 3
-#: A page header with more bytes than this (statistics of huge values) is not read.
-MAX_HEADER_BYTES = 1 << 20
+#: A page header with more bytes than this (statistics of huge values) is not read: Arrow's
+#: own limit (``max_page_header_size``), so every header pyarrow reads is read here too.
+MAX_HEADER_BYTES = 16 << 20
 #: A chunk of more pages than this is not walked (the default page is 1 MiB: 100 GB).
 MAX_PAGES = 100_000
 #: Dictionary pages are decoded to find their longest entry up to this size and entry count.
 MAX_DICTIONARY_BYTES = 256 << 20
 MAX_DICTIONARY_ENTRIES = 4 << 20
-#: A page larger than the reader's limit decompressing to more than this many times its
-#: stored bytes is a compression bomb (text compresses 3-5x; a 2 GB page of one paragraph
-#: repeated, 10,000x).
+#: What a page decompresses to beyond this many times its stored bytes is counted as a
+#: compression bomb's (text compresses 3-5x; a 2 GB page of one paragraph repeated, 10,000x;
+#: segmentation masks, hundreds of times: see ``reader._parquet_plan``).
 BOMB_RATIO = 16
-#: The dictionary indices of a chunk are decoded up to this many bytes in all (pages as
-#: decompressed, levels included).
+#: The dictionary indices of a file are decoded up to this many bytes in all (pages as
+#: decompressed, levels included; about a second of decoding): past it, a column is assumed
+#: to gather the most it could.
 MAX_INDEX_BYTES = 256 << 20
 #: Parquet codec names (as pyarrow's column metadata gives them) as ``pyarrow.decompress``
 #: names them. pyarrow calls LZ4_RAW "LZ4"; Hadoop's framed LZ4 and LZO are not decoded.
@@ -147,7 +150,8 @@ class Page:
     """One page's header: its type, sizes, value count (nulls included), whether its values
     are dictionary indices, and where its body starts; for a v2 data page, the bytes of its
     levels (stored before the values, never compressed; the repetition levels first) and
-    whether its values are compressed; for a v1 data page, whether its levels are RLE."""
+    whether its values are compressed; for a v1 data page, whether its repetition and
+    definition levels are RLE."""
 
     type: int
     uncompressed: int
@@ -158,7 +162,8 @@ class Page:
     levels: int = 0
     repetition_levels: int = 0
     values_compressed: bool = True
-    rle_levels: bool = True
+    rle_repetition: bool = True
+    rle_definition: bool = True
 
 
 def read_header(f: BinaryIO, offset: int) -> Page:
@@ -176,25 +181,29 @@ def read_header(f: BinaryIO, offset: int) -> Page:
         except _Short:
             if len(data) < size or size >= MAX_HEADER_BYTES:
                 raise PageError(f"page header at byte {offset}: truncated or over {MAX_HEADER_BYTES} bytes") from None
-            size *= 16
+            size = min(size * 16, MAX_HEADER_BYTES)
     kind, uncompressed, compressed = h.get(1), h.get(2), h.get(3)
     if not isinstance(kind, int) or not isinstance(uncompressed, int) or not isinstance(compressed, int) or uncompressed < 0 or compressed < 0:
         raise PageError(f"page header at byte {offset}: no type or sizes")
-    values, encoded, levels, repetition, values_compressed, rle_levels = 0, False, 0, 0, True, True
+    values, encoding, levels, repetition, values_compressed, rle_levels = 0, None, 0, 0, True, (True, True)
     if kind == _DATA_PAGE and isinstance(h.get(5), dict):
-        values, encoded = h[5].get(1) or 0, h[5].get(2) in _DICTIONARY_ENCODINGS
-        rle_levels = h[5].get(3) == _RLE and h[5].get(4) == _RLE
+        values, encoding = h[5].get(1), h[5].get(2)
+        # parquet-mr names BIT_PACKED for the levels a column without them does not store.
+        rle_levels = (h[5].get(4) == _RLE, h[5].get(3) == _RLE)
     elif kind == _DATA_PAGE_V2 and isinstance(h.get(8), dict):
         # num_values, nulls included: pyarrow does not read num_nulls, so neither is it
         # trusted here (a forged count would hide the values).
         v2 = h[8]
-        values, encoded = v2.get(1) or 0, v2.get(4) in _DICTIONARY_ENCODINGS
+        values, encoding = v2.get(1), v2.get(4)
         definition, repetition = (n if isinstance(n, int) and n > 0 else 0 for n in (v2.get(5), v2.get(6)))
         levels = definition + repetition
         values_compressed = v2.get(7) is not False
     elif kind == DICTIONARY_PAGE and isinstance(h.get(7), dict):
-        values = h[7].get(1) or 0
-    return Page(kind, uncompressed, compressed, max(values, 0), encoded, offset + reader.at, levels, repetition, values_compressed, rle_levels)
+        values = h[7].get(1)
+    if not all(v is None or isinstance(v, int) for v in (values, encoding)):
+        raise PageError(f"page header at byte {offset}: a value count or encoding that is not an integer")
+    encoded = encoding in _DICTIONARY_ENCODINGS
+    return Page(kind, uncompressed, compressed, max(values or 0, 0), encoded, offset + reader.at, levels, repetition, values_compressed, *rle_levels)
 
 
 def chunk_start(column: Any) -> int:
@@ -210,41 +219,56 @@ def chunk_start(column: Any) -> int:
 class Chunk:
     """What a column chunk's pages hold: values stored as dictionary indices, and values
     stored otherwise (a dictionary that filled and fell back to plain pages); the bytes its
-    pages decompress to, as their headers say (what pyarrow allocates for them); its
-    dictionary page, when it starts with one; and its first page that is a compression bomb by
-    the size ``scan_chunk`` was given."""
+    pages decompress to, as their headers say (what pyarrow allocates for them), and of those
+    the bytes beyond :data:`BOMB_RATIO` times what each page stores (what a compression bomb
+    is made of); and its dictionary page."""
 
     dictionary_values: int
     other_values: int
     uncompressed: int = 0
+    unbacked: int = 0
     dictionary: Page | None = None
-    bomb: Page | None = None
 
 
-def scan_chunk(f: BinaryIO, column: Any, large: int = 1 << 62) -> Chunk:
-    """Walks a column chunk's page headers (``column``: its ``ColumnChunkMetaData``). A page
-    that decompresses to over ``large`` bytes and over :data:`BOMB_RATIO` times its stored
-    bytes is a compression bomb (pyarrow decompresses a page whole, whatever rows are read)."""
+#: Arrow reads a chunk up to this many bytes past its stated size for files of parquet-mr
+#: before 1.2.9 (PARQUET-816), whose dictionary page headers were left out of the size.
+PADDING = 100
+
+
+def _walk(f: BinaryIO, column: Any) -> Iterator[Page]:
+    """A column chunk's pages (``column``: its ``ColumnChunkMetaData``) as Arrow reads them:
+    from its first page until the chunk's values are all read, past its stated size by up to
+    :data:`PADDING` bytes where they are not (Arrow's padding for old writers), whatever pages
+    lie between (index pages, a dictionary page after data pages)."""
     start = chunk_start(column)
     end = start + column.total_compressed_size
-    at, pages = start, 0
-    out = Chunk(0, 0)
-    while at < end:
+    want = column.num_values
+    at, pages, seen = start, 0, 0
+    while at < end or (seen < want and at < end + PADDING):
         page = read_header(f, at)
-        if page.dictionary_encoded:
-            out.dictionary_values += page.values
-        elif page.type == DICTIONARY_PAGE:
-            if pages == 0:
-                out.dictionary = page
-        else:
-            out.other_values += page.values
-        out.uncompressed += page.uncompressed
-        if out.bomb is None and page.uncompressed > large and page.uncompressed > BOMB_RATIO * page.compressed:
-            out.bomb = page
+        if page.type in (_DATA_PAGE, _DATA_PAGE_V2):
+            seen += page.values
+        yield page
         at = page.body + page.compressed
         pages += 1
         if pages > MAX_PAGES:
             raise PageError(f"column chunk at byte {start}: over {MAX_PAGES} pages")
+
+
+def scan_chunk(f: BinaryIO, column: Any) -> Chunk:
+    """What a column chunk's pages hold (see :func:`_walk`)."""
+    out = Chunk(0, 0)
+    for page in _walk(f, column):
+        if page.dictionary_encoded:
+            out.dictionary_values += page.values
+        elif page.type == DICTIONARY_PAGE:
+            if out.dictionary is not None:
+                raise PageError(f"column chunk at byte {page.body}: a second dictionary page")
+            out.dictionary = page
+        elif page.type in (_DATA_PAGE, _DATA_PAGE_V2):
+            out.other_values += page.values
+        out.uncompressed += page.uncompressed
+        out.unbacked += max(0, page.uncompressed - BOMB_RATIO * page.compressed)
     return out
 
 
@@ -294,7 +318,7 @@ def _levels_and_indices(f: BinaryIO, column: Any, page: Page, max_repetition: in
         if page.values_compressed:
             values = _decompressed(values, page.uncompressed - page.levels, column.compression, "data page")
         return levels, values
-    if (max_repetition or max_definition) and not page.rle_levels:
+    if (max_repetition and not page.rle_repetition) or (max_definition and not page.rle_definition):
         raise PageError(f"{where}: levels not RLE-encoded")
     data = memoryview(_decompressed(raw, page.uncompressed, column.compression, "data page"))
     # v1: the repetition levels, then the definition levels, each behind its u32 byte length.
@@ -310,29 +334,26 @@ def _levels_and_indices(f: BinaryIO, column: Any, page: Page, max_repetition: in
     return levels, bytes(data)
 
 
-def gathered_bytes(f: BinaryIO, column: Any, page: Page, max_repetition: int, max_definition: int) -> int:
+def gathered_bytes(f: BinaryIO, column: Any, page: Page, max_repetition: int, max_definition: int, budget: list[int] | None = None) -> int:
     """The bytes the dictionary indices of a column chunk gather from its dictionary page
     ``page`` (``column``: its ``ColumnChunkMetaData``; ``max_repetition``/``max_definition``:
     the column's maximum levels), each value counting its entry's length plus 8 as
-    ``reader._decoded_bytes`` does."""
+    ``reader._decoded_bytes`` does. ``budget``: the bytes of index pages (as decompressed)
+    left to decode, shared by the calls for one file and reduced by this one's (a PageError
+    when they would run over; :data:`MAX_INDEX_BYTES` when not given)."""
+    budget = [MAX_INDEX_BYTES] if budget is None else budget
     entries = _dictionary_body(f, column, page)
-    start = chunk_start(column)
-    end = start + column.total_compressed_size
-    at, pages, decoded = page.body + page.compressed, 1, 0
+    decoded = 0
     streams: list[tuple[bytes, bytes]] = []
     counts: list[int] = []
-    while at < end:
-        data_page = read_header(f, at)
-        if data_page.dictionary_encoded and data_page.values:
+    for data_page in _walk(f, column):
+        if data_page.dictionary_encoded and data_page.values and data_page.body > page.body:
             decoded += data_page.uncompressed
-            if decoded > MAX_INDEX_BYTES:
-                raise PageError(f"column chunk at byte {start}: over {MAX_INDEX_BYTES} bytes of dictionary indices")
+            if decoded > budget[0]:
+                raise PageError(f"column chunk at byte {page.body}: over {MAX_INDEX_BYTES} bytes of dictionary indices in this file")
             streams.append(_levels_and_indices(f, column, data_page, max_repetition, max_definition))
             counts.append(data_page.values)
-        at = data_page.body + data_page.compressed
-        pages += 1
-        if pages > MAX_PAGES:
-            raise PageError(f"column chunk at byte {start}: over {MAX_PAGES} pages")
+    budget[0] -= decoded
     try:
         return _native.dictionary_gathered_bytes(entries, page.values, streams, counts, max_definition)
     except ValueError as e:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -486,12 +486,23 @@ class Reader:
                 group = e.group + 1
 
     def _parquet_nodes(self, pf: Any, path: str) -> Iterator[pl.DataFrame]:
-        """A node table (our own parquet layout) as batches of whole documents."""
+        """A node table (our own parquet layout) as batches of whole documents. A row group
+        that cannot be decoded (or is refused: see :func:`_parquet_plan`) is one
+        ``corrupt_parquet`` record after the documents before it, the last of which, whose
+        rows may continue in that group, carries the error too; the read goes on after it."""
+        group: int | None = 0
+        while group is not None:
+            group = yield from self._parquet_node_groups(pf, path, group)
+
+    def _parquet_node_groups(self, pf: Any, path: str, first_group: int) -> Generator[pl.DataFrame, None, int | None]:
+        """The documents of a node table from row group ``first_group`` on; returns the row
+        group to go on from after a lost one (None at the end)."""
         pending: pl.DataFrame | None = None  # node rows read but not yet yielded, as the file has them
         chunks: list[pl.DataFrame] = []  # node rows read since, not yet joined to pending
         waiting, tried = 0, 0  # rows pending + in chunks; rows pending held at the last try
+        lost: tuple[int, str] | None = None  # a row group not read, and why
         try:
-            for batch, too_large in self._arrow_batches(pf, self.batch_size * 8):
+            for batch, too_large in self._arrow_batches(pf, self.batch_size * 8, first_group):
                 batch, not_utf8 = _lossy_text(batch)
                 raw = _sized_images(_checked_kinds(_lossy_utf8(pl.from_arrow(batch))), self.max_member_bytes or DEFAULT_MAX_MEMBER_BYTES)  # type: ignore[arg-type]
                 if too_large is not None:
@@ -513,19 +524,31 @@ class Reader:
                     _add_stats(self._done, frame_stats(df))
                     yield df
                 waiting = tried = pending.height
+        except _RowGroupError as e:
+            lost = (e.group, f"{path}: row group {e.group}: {e}")
         except BaseException as e:
             if not _file_damage(e):
                 raise
-            done = (pending.height if pending is not None else 0) + sum(c.height for c in chunks)
-            df = _error_frame(f"{path}#node{done}", self._next_doc, "corrupt_parquet", f"{path}: {e}")
-            _add_stats(self._done, frame_stats(df))
-            yield df
+            lost = (pf.num_row_groups, f"{path}: {e}")
         if chunks:
             pending = pl.concat([pending, *chunks]) if pending is not None else pl.concat(chunks)
+        if lost is not None and pending is not None and pending.height:
+            # The last document read may continue in the rows lost: it says so.
+            last = _native.number_documents(pending, 0)
+            note: list[str | None] = [None] * pending.height
+            for i in np.flatnonzero(last.to_numpy() == last[-1]):
+                note[int(i)] = f"{lost[1]} (this document's rows may continue there)"
+            pending = _with_errors(pending, note, "corrupt_parquet")
         while pending is not None and pending.height and (df := self._whole_documents(pending, final=True)) is not None:
             pending = pending[df.height :]
             _add_stats(self._done, frame_stats(df))
             yield df
+        if lost is None:
+            return None
+        df = _error_frame(f"{path}#rowgroup{lost[0]}", self._next_doc, "corrupt_parquet", lost[1])
+        _add_stats(self._done, frame_stats(df))
+        yield df
+        return lost[0] + 1 if lost[0] + 1 < pf.num_row_groups else None
 
     def _whole_documents(self, rows: pl.DataFrame, final: bool) -> pl.DataFrame | None:
         """The first ``batch_size`` documents of node rows, or fewer whose text and image bytes
@@ -622,6 +645,10 @@ DEFAULT_MAX_MEMBER_BYTES = 256 << 20
 #: a thousand times in one OBELICS ``texts`` list.
 MAX_RECORD_BYTES = 256 << 20
 
+#: A parquet row group whose pages decompress to more than this (or than ``max_batch_bytes``,
+#: if larger) beyond 16x what they store is refused as a compression bomb (see _parquet_plan).
+MAX_UNBACKED_BYTES = 1 << 30
+
 
 class _RowGroupError(Exception):
     """A parquet row group that could not be decoded."""
@@ -648,73 +675,83 @@ class _ParquetPlan:
 def _parquet_plan(pf: Any, path: str, limit: int) -> _ParquetPlan:
     """How to read a parquet file within ``limit`` bytes a batch, from its page headers.
 
-    Sizes: every column chunk's page headers are walked (about 50 us a page, a page per MiB:
-    10 ms for a 50 MB file). Their sizes, not the footer's ``total_uncompressed_size`` (which
-    pyarrow does not check and a forged footer understates), give the bytes per row that size
-    pieces. A page that
-    decompresses to over ``max(limit, MAX_RECORD_BYTES)`` and over ``BOMB_RATIO`` times its
-    stored bytes refuses its row group: pyarrow decompresses a page whole whatever rows are
-    read, and pyarrow's writer puts up to 1,024 values in a page (400 rows naming a 10 MiB
-    paragraph are a 2 GB page of 190 KB); that row group is one ``corrupt_parquet`` record.
+    Sizes: every column chunk's pages are walked as Arrow reads them (their headers, about 50
+    us a page, a page per MiB: 10 ms for a 50 MB file). Their sizes, not the footer's
+    ``total_uncompressed_size`` (which pyarrow does not check and a forged footer
+    understates), and what the columns read plain gather from their dictionaries, give the
+    bytes per row that size pieces (pieces span row groups). pyarrow decompresses a page whole,
+    whatever rows are read, and its writer puts up to 1,024 values in a page: 400 rows naming a
+    10 MiB paragraph are a 2 GB page of 190 KB. A row group whose pages decompress to over
+    ``max(limit, MAX_UNBACKED_BYTES)`` beyond ``BOMB_RATIO`` times what they store is refused,
+    as is one whose pages cannot be walked (over 100,000 of them, a header over 16 MiB): it is
+    one ``corrupt_parquet`` record saying so (and what ``max_batch_bytes`` would read it) and
+    the others read.
 
     Dictionaries: text and binary columns (top level, or in lists and structs, by their paths)
     whose values, gathered from a dictionary, could decode to far more than the file's sizes
     tell. A column chunk's sizes count its plain values and its dictionary once, not the values
     its indices gather: one 10 MiB caption referenced by 400 rows is 2 KB on disk and 4 GB
     decoded, one 10 MiB paragraph repeated in OBELICS ``texts`` lists the same. For each chunk
-    that starts with a dictionary page, :func:`_gathered_bound` bounds what a piece of rows
-    could gather; where the bounds of a row group's columns add up to more than ``limit``, the
-    largest are read as dictionaries, so a piece's size is known before its values are gathered
-    (see ``Reader._arrow_batches``), except a top-level column whose dictionary fell back to
-    plain pages for most of its values: it caps the rows of a piece at what its longest entry
-    allows (read as a dictionary, pyarrow hashes every plain value into a dictionary growing
-    over the row group: 30x slower on an ordinary OBELICS file, and memory by row group). A
-    chunk whose page headers cannot be read is read as a dictionary. Not bounded: a dictionary
-    page that follows a data page (pyarrow accepts one)."""
-    from ._pages import BOMB_RATIO, PageError, scan_chunk
+    with a dictionary page, :func:`_gathered_bound` bounds what a piece of rows could gather
+    (decoding the indices where the quick bound is large); where the bounds of a row group's
+    columns add up to more than ``limit``, the largest are read as dictionaries, so a piece's
+    size is known before its values are gathered (see ``Reader._arrow_batches``), except a
+    top-level column whose dictionary fell back to plain pages for most of its values: it caps
+    the rows of a piece at what its longest entry allows (read as a dictionary, pyarrow hashes
+    every plain value into a dictionary growing over the row group: 30x slower on an ordinary
+    OBELICS file, and memory by row group). A column whose dictionary or indices cannot be
+    decoded within bounds is read as a dictionary."""
+    from ._pages import BOMB_RATIO, MAX_INDEX_BYTES, PageError, scan_chunk
 
     md, schema = pf.metadata, pf.schema
     # What a piece may gather beyond its planned size: no less than 64 MiB, which is no bomb,
     # whatever the batch limit (1 MiB batches made ordinary dictionaries of URLs into hashed
     # dictionary reads, 4x slower).
     budget = max(limit, DEFAULT_MAX_BATCH_BYTES // 4)
-    large = max(limit, MAX_RECORD_BYTES)
+    unbacked_limit = max(limit, MAX_UNBACKED_BYTES)
     leaves = {}
     for j in range(md.num_columns):
         col = schema.column(j)
         if col.physical_type == "BYTE_ARRAY" and str(col.logical_type) in ("None", "String", "Enum", "JSON", "BSON"):
             leaves[j] = (col.path, col.max_repetition_level, col.max_definition_level)
     out: set[str] = set()
-    piece_rows, per_row = _PARQUET_PIECE_ROWS, 0.0
+    piece_rows = _PARQUET_PIECE_ROWS
     refused: dict[int, str] = {}
+    index_budget = [MAX_INDEX_BYTES]  # dictionary index pages left to decode in this file
+    groups: list[tuple[int, int, dict[str, int]]] = []  # per row group read: rows, bytes, gathered by column
     with open(path, "rb") as f:
         for g in range(md.num_row_groups):
             rg = md.row_group(g)
-            bounds, size = [], 0
+            bounds, size, unbacked, gathered = [], 0, 0, {}
             for j in range(md.num_columns):
                 column = rg.column(j)
                 try:
-                    chunk = scan_chunk(f, column, large)
-                except PageError:
-                    size += column.total_uncompressed_size
-                    if j in leaves:
-                        out.add(leaves[j][0])
-                    continue
+                    chunk = scan_chunk(f, column)
+                except PageError as e:
+                    # Pages that cannot be walked cannot be sized: Arrow may read what is there
+                    # (a bomb behind 100,000 empty index pages).
+                    refused[g] = f"{schema.column(j).path}: its pages could not be checked ({e}); the row group is not read"
+                    break
                 size += chunk.uncompressed
-                if chunk.bomb is not None and g not in refused:
-                    bomb = chunk.bomb
-                    refused[g] = f"{schema.column(j).path}: a page of {bomb.uncompressed:,} bytes compressed to {bomb.compressed:,} (a compression bomb: over {large >> 20} MiB and {BOMB_RATIO}x); the row group is not read"
+                unbacked += chunk.unbacked
                 if j not in leaves or leaves[j][0] in out or chunk.dictionary is None:
                     continue
                 name, repetition, definition = leaves[j]
                 try:
-                    bound, longest, mostly_indices = _gathered_bound(f, column, chunk, rg.num_rows, budget // 16, repetition, definition)
+                    bound, longest, mostly_indices, gathered[name] = _gathered_bound(f, column, chunk, rg.num_rows, budget // 16, repetition, definition, index_budget)
                 except PageError:
                     out.add(name)
                     continue
                 bounds.append((bound, name, longest, repetition == 0, mostly_indices))
-            if g not in refused:
-                per_row = max(per_row, size / max(rg.num_rows, 1))
+            if g not in refused and unbacked > unbacked_limit:
+                refused[g] = (
+                    f"its pages decompress to {size:,} bytes, {unbacked:,} of them beyond {BOMB_RATIO}x what they store (a compression bomb, "
+                    f"or data that compresses as few do): over max(max_batch_bytes, {MAX_UNBACKED_BYTES >> 30} GiB); the row group is not read "
+                    f"(a max_batch_bytes, --max-batch-bytes, of {unbacked + 1:,} would read it)"
+                )
+            if g in refused:
+                continue
+            groups.append((rg.num_rows, size, gathered))
             total = sum(b[0] for b in bounds)
             for bound, name, longest, top, mostly_indices in sorted(bounds, reverse=True):
                 if total <= budget:
@@ -725,28 +762,34 @@ def _parquet_plan(pf: Any, path: str, limit: int) -> _ParquetPlan:
                 else:
                     out.add(name)
                 total -= bound
+    # Pieces span row groups: each row's share of what its group's columns read plain gather
+    # sizes them, not only what its pages hold (8 groups of 12 rows gathering 229 MiB each
+    # made 1,024-row pieces of 3 GB).
+    per_row = max((size + sum(v for k, v in gathered.items() if k not in out)) / max(rows, 1) for rows, size, gathered in groups) if groups else 0.0
     return _ParquetPlan(sorted(out), piece_rows, per_row, refused)
 
 
-def _gathered_bound(f: Any, column: Any, chunk: Any, rows: int, enough: int, max_repetition: int, max_definition: int) -> tuple[int, int, bool]:
-    """At most how many bytes the values a column chunk (``chunk``: its walked pages, starting
-    with a dictionary page) gathers from its dictionary decode to in one piece of rows read,
-    each value also counting 8 bytes as in :func:`_decoded_bytes`; with the dictionary's longest
-    entry and whether most values of the chunk are indices. Where most are, the bound is their
-    count (for a top-level column one a row, so at most a piece's rows) times the longest entry;
-    where most are not (the dictionary filled and fell back to plain pages) and that product is
-    over ``enough``, the indices are decoded and the bound is what they gather, exactly
-    (``max_repetition``/``max_definition``: the column's maximum levels; a column of repetition
-    level 0 is a top-level one)."""
+def _gathered_bound(f: Any, column: Any, chunk: Any, rows: int, enough: int, max_repetition: int, max_definition: int, index_budget: list[int]) -> tuple[int, int, bool, int]:
+    """At most how many bytes the values a column chunk (``chunk``: its walked pages, with a
+    dictionary page) gathers from its dictionary decode to in one piece of rows read, each
+    value also counting 8 bytes as in :func:`_decoded_bytes`; with the dictionary's longest
+    entry, whether most values of the chunk are indices, and what the whole chunk gathers.
+    The bound is the indices' count (for a top-level column one a row, so at most a piece's
+    rows) times the longest entry; where that is over ``enough``, the indices are decoded and
+    what they gather, exactly, bounds it too (``max_repetition``/``max_definition``: the
+    column's maximum levels, a top-level column's repetition level being 0; ``index_budget``:
+    see :func:`_pages.gathered_bytes`, whose PageError, as any here, the caller takes for a
+    column to read as a dictionary)."""
     from ._pages import gathered_bytes, longest_entry
 
     longest = longest_entry(f, column, chunk.dictionary)
     top = max_repetition == 0
     values = min(rows, _PARQUET_PIECE_ROWS, chunk.dictionary_values) if top else chunk.dictionary_values
-    bound, mostly_indices = values * (longest + 8), chunk.other_values <= chunk.dictionary_values
-    if not mostly_indices and bound > enough:
-        bound = min(bound, gathered_bytes(f, column, chunk.dictionary, max_repetition, max_definition))
-    return bound, longest, mostly_indices
+    bound, total = values * (longest + 8), chunk.dictionary_values * (longest + 8)
+    if bound > enough:
+        total = gathered_bytes(f, column, chunk.dictionary, max_repetition, max_definition, index_budget)
+        bound = min(bound, total)
+    return bound, longest, chunk.other_values <= chunk.dictionary_values, total
 
 
 def _decoded_bytes(batch: Any, per_row: bool = False) -> Any:
