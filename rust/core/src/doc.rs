@@ -149,6 +149,21 @@ impl ReadStats {
         }
     }
 
+    /// Adds another read's counts to these.
+    pub fn merge(&mut self, other: &ReadStats) {
+        self.files += other.files;
+        self.documents += other.documents;
+        self.nodes += other.nodes;
+        self.text_nodes += other.text_nodes;
+        self.image_nodes += other.image_nodes;
+        self.text_bytes += other.text_bytes;
+        self.image_bytes += other.image_bytes;
+        self.bytes_read += other.bytes_read;
+        for (k, v) in &other.errors {
+            *self.errors.entry(k.clone()).or_insert(0) += v;
+        }
+    }
+
     pub fn error_documents(&self) -> u64 {
         self.errors.values().sum()
     }

@@ -286,31 +286,42 @@ pub fn records_to_frame<'py>(
         .collect();
     let (frame, stats) = py.detach(|| -> PyResult<_> {
         use rayon::prelude::*;
-        let convert = |(lo, hi, ctx): (usize, usize, RecordContext)| -> PolarsResult<(Vec<_>, ImageFileRows)> {
+        // Each run of rows to its own frame: record i is document first_doc_index + i.
+        let convert = |(lo, hi, ctx): (usize, usize, RecordContext)| -> PolarsResult<(DataFrame, ReadStats, ImageFileRows)> {
             let part_log = ctx.file_log.clone();
             let mut decoder = RecordDecoder::new(format, ctx);
-            let docs = table_records(&df.slice(lo as i64, hi - lo))?
-                .into_iter()
-                .enumerate()
-                .map(|(i, (value, blobs))| decoder.decode(value, start_index + (lo + i) as u64 + 1, blobs))
-                .collect();
-            Ok((docs, part_log.map(|l| l.lock().expect("image file log").take()).unwrap_or_default()))
+            let mut batch = NodeBatch::default();
+            let mut stats = ReadStats::default();
+            for (i, (value, blobs)) in table_records(&df.slice(lo as i64, hi - lo))?.into_iter().enumerate() {
+                let doc = decoder.decode(value, start_index + (lo + i) as u64 + 1, blobs);
+                stats.add_document(&doc);
+                batch.push(doc, first_doc_index + (lo + i) as i64);
+            }
+            let files = part_log.map(|l| l.lock().expect("image file log").take()).unwrap_or_default();
+            Ok((batch_to_frame(batch)?, stats, files))
         };
         let parts: Vec<_> =
             if parts == 1 { tasks.into_iter().map(convert).collect() } else { crate::dedup::on_pool(None, || tasks.into_par_iter().map(convert).collect())? };
-        let mut batch = NodeBatch::default();
+        let mut frame: Option<DataFrame> = None;
         let mut stats = ReadStats::default();
         for part in parts {
-            let (docs, files) = part.map_err(polars_err)?;
-            for doc in docs {
-                stats.add_document(&doc);
-                batch.push(doc, first_doc_index + batch.documents as i64);
-            }
+            let (part, part_stats, files) = part.map_err(polars_err)?;
+            stats.merge(&part_stats);
             if let Some(log) = &log {
                 log.lock().expect("image file log").merge(files);
             }
+            match &mut frame {
+                None => frame = Some(part),
+                Some(f) => {
+                    f.vstack_mut_owned(part).map_err(polars_err)?;
+                }
+            }
         }
-        Ok((batch_to_frame(batch).map_err(polars_err)?, stats))
+        let mut frame = frame.expect("one part at least");
+        if frame.first_col_n_chunks() > 1 {
+            frame.rechunk_mut_par();
+        }
+        Ok((frame, stats))
     })?;
     let stats = stats_dict(py, &stats)?;
     if let Some(log) = log {
