@@ -59,7 +59,8 @@ def test_the_bytes_dictionary_indices_gather_are_exact(tmp_path, codec, version,
         with open(path, "rb") as f:
             chunk = _pages.scan_chunk(f, md)
             assert chunk.dictionary is not None and chunk.dictionary_values > 0
-            got = _pages.gathered_bytes(f, md, chunk.dictionary, leaf.max_repetition_level, leaf.max_definition_level)
+            entries = _pages.dictionary_entries(f, md, chunk.dictionary)
+            got = _pages.gathered_bytes(f, md, chunk.dictionary, entries, leaf.max_repetition_level, leaf.max_definition_level)
         sizes = _leaf_sizes(pf.read().column("c"))
         assert len(sizes) == chunk.dictionary_values + chunk.other_values
         assert got == int(sizes[: chunk.dictionary_values].sum())
@@ -77,7 +78,7 @@ def test_an_index_run_naming_a_huge_entry_is_counted_without_expanding_it(tmp_pa
     md = pq.ParquetFile(path).metadata.row_group(0).column(0)
     with open(path, "rb") as f:
         chunk = _pages.scan_chunk(f, md)
-        assert _pages.gathered_bytes(f, md, chunk.dictionary, 0, 1) == 1_000_000 * (len(PARAGRAPH) + 8)
+        assert _pages.gathered_bytes(f, md, chunk.dictionary, _pages.dictionary_entries(f, md, chunk.dictionary), 0, 1) == 1_000_000 * (len(PARAGRAPH) + 8)
 
 
 def _bomb_rows(n):

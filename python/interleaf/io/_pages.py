@@ -1,5 +1,6 @@
-"""Parquet page headers, read from the file (pyarrow does not expose them): whether a column
-chunk starts with a dictionary page, how many of its values are dictionary-encoded, the
+"""Parquet page headers, read from the file (pyarrow does not expose them): a column chunk's
+pages as Arrow reads them and their sizes, its dictionary page, how many of its values are
+dictionary-encoded, the
 longest value its dictionary holds and, decoding the indices, the bytes they gather. These
 bound the bytes its values decode to, which the chunk's sizes do not: one 10 MiB caption in the
 dictionary, referenced by a million two-bit indices, is a few KB in the file and 10 TB once
@@ -28,7 +29,8 @@ _RLE = 3
 #: A page header with more bytes than this (statistics of huge values) is not read: Arrow's
 #: own limit (``max_page_header_size``), so every header pyarrow reads is read here too.
 MAX_HEADER_BYTES = 16 << 20
-#: A chunk of more pages than this is not walked (the default page is 1 MiB: 100 GB).
+#: A chunk of more pages than this is not walked (the default page is 1 MiB: 100 GB); its row
+#: group is refused.
 MAX_PAGES = 100_000
 #: Dictionary pages are decoded to find their longest entry up to this size and entry count.
 MAX_DICTIONARY_BYTES = 256 << 20
@@ -286,19 +288,20 @@ def _decompressed(raw: bytes, size: int, codec: str, what: str) -> bytes:
         raise PageError(f"{what}: {e}") from e
 
 
-def _dictionary_body(f: BinaryIO, column: Any, page: Page) -> bytes:
+def dictionary_entries(f: BinaryIO, column: Any, page: Page) -> bytes:
+    """A dictionary page's body, decompressed (``column``: its chunk's
+    ``ColumnChunkMetaData``)."""
     if max(page.uncompressed, page.compressed) > MAX_DICTIONARY_BYTES or page.values > MAX_DICTIONARY_ENTRIES:
         raise PageError(f"dictionary page of {page.uncompressed} bytes and {page.values} entries: not decoded")
     f.seek(page.body)
     return _decompressed(f.read(page.compressed), page.uncompressed, column.compression, "dictionary page")
 
 
-def longest_entry(f: BinaryIO, column: Any, page: Page) -> int:
-    """The byte length of the longest entry of a BYTE_ARRAY dictionary page (PLAIN: each
-    entry a 4-byte length and its bytes)."""
-    data = _dictionary_body(f, column, page)
+def longest_entry(entries: bytes, page: Page) -> int:
+    """The byte length of the longest entry of a BYTE_ARRAY dictionary page ``page`` whose
+    body is ``entries`` (PLAIN: each entry a 4-byte length and its bytes)."""
     try:
-        return _native.plain_byte_array_longest(data, page.values)
+        return _native.plain_byte_array_longest(entries, page.values)
     except ValueError as e:
         raise PageError(f"dictionary page: {e}") from e
 
@@ -334,15 +337,14 @@ def _levels_and_indices(f: BinaryIO, column: Any, page: Page, max_repetition: in
     return levels, bytes(data)
 
 
-def gathered_bytes(f: BinaryIO, column: Any, page: Page, max_repetition: int, max_definition: int, budget: list[int] | None = None) -> int:
+def gathered_bytes(f: BinaryIO, column: Any, page: Page, entries: bytes, max_repetition: int, max_definition: int, budget: list[int] | None = None) -> int:
     """The bytes the dictionary indices of a column chunk gather from its dictionary page
-    ``page`` (``column``: its ``ColumnChunkMetaData``; ``max_repetition``/``max_definition``:
-    the column's maximum levels), each value counting its entry's length plus 8 as
-    ``reader._decoded_bytes`` does. ``budget``: the bytes of index pages (as decompressed)
+    ``page``, whose body is ``entries`` (``column``: its ``ColumnChunkMetaData``;
+    ``max_repetition``/``max_definition``: the column's maximum levels), each value counting
+    its entry's length plus 8 as ``reader._decoded_bytes`` does. ``budget``: the bytes of index pages (as decompressed)
     left to decode, shared by the calls for one file and reduced by this one's (a PageError
     when they would run over; :data:`MAX_INDEX_BYTES` when not given)."""
     budget = [MAX_INDEX_BYTES] if budget is None else budget
-    entries = _dictionary_body(f, column, page)
     decoded = 0
     streams: list[tuple[bytes, bytes]] = []
     counts: list[int] = []

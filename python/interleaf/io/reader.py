@@ -500,7 +500,7 @@ class Reader:
         pending: pl.DataFrame | None = None  # node rows read but not yet yielded, as the file has them
         chunks: list[pl.DataFrame] = []  # node rows read since, not yet joined to pending
         waiting, tried = 0, 0  # rows pending + in chunks; rows pending held at the last try
-        lost: tuple[int, str] | None = None  # a row group not read, and why
+        lost: tuple[int, str, str] | None = None  # a row group not read: its number, its record's id, why
         try:
             for batch, too_large in self._arrow_batches(pf, self.batch_size * 8, first_group):
                 batch, not_utf8 = _lossy_text(batch)
@@ -525,11 +525,12 @@ class Reader:
                     yield df
                 waiting = tried = pending.height
         except _RowGroupError as e:
-            lost = (e.group, f"{path}: row group {e.group}: {e}")
+            lost = (e.group, f"{path}#rowgroup{e.group}", f"{path}: row group {e.group}: {e}")
         except BaseException as e:
             if not _file_damage(e):
                 raise
-            lost = (pf.num_row_groups, f"{path}: {e}")
+            done = (pending.height if pending is not None else 0) + sum(c.height for c in chunks)
+            lost = (pf.num_row_groups, f"{path}#node{done}", f"{path}: {e}")
         if chunks:
             pending = pl.concat([pending, *chunks]) if pending is not None else pl.concat(chunks)
         if lost is not None and pending is not None and pending.height:
@@ -537,7 +538,7 @@ class Reader:
             last = _native.number_documents(pending, 0)
             note: list[str | None] = [None] * pending.height
             for i in np.flatnonzero(last.to_numpy() == last[-1]):
-                note[int(i)] = f"{lost[1]} (this document's rows may continue there)"
+                note[int(i)] = f"{lost[2]} (this document's rows may continue there)"
             pending = _with_errors(pending, note, "corrupt_parquet")
         while pending is not None and pending.height and (df := self._whole_documents(pending, final=True)) is not None:
             pending = pending[df.height :]
@@ -545,7 +546,7 @@ class Reader:
             yield df
         if lost is None:
             return None
-        df = _error_frame(f"{path}#rowgroup{lost[0]}", self._next_doc, "corrupt_parquet", lost[1])
+        df = _error_frame(lost[1], self._next_doc, "corrupt_parquet", lost[2])
         _add_stats(self._done, frame_stats(df))
         yield df
         return lost[0] + 1 if lost[0] + 1 < pf.num_row_groups else None
@@ -668,7 +669,7 @@ class _ParquetPlan:
     piece_rows: int
     #: The most bytes a row of a row group decompresses to, on average (page headers' sizes).
     per_row: float
-    #: Row groups not to read, with why (a page that is a compression bomb).
+    #: Row groups not to read, with why (a compression bomb; pages that cannot be walked).
     refused: dict[int, str]
 
 
@@ -780,14 +781,15 @@ def _gathered_bound(f: Any, column: Any, chunk: Any, rows: int, enough: int, max
     column's maximum levels, a top-level column's repetition level being 0; ``index_budget``:
     see :func:`_pages.gathered_bytes`, whose PageError, as any here, the caller takes for a
     column to read as a dictionary)."""
-    from ._pages import gathered_bytes, longest_entry
+    from ._pages import dictionary_entries, gathered_bytes, longest_entry
 
-    longest = longest_entry(f, column, chunk.dictionary)
+    entries = dictionary_entries(f, column, chunk.dictionary)
+    longest = longest_entry(entries, chunk.dictionary)
     top = max_repetition == 0
     values = min(rows, _PARQUET_PIECE_ROWS, chunk.dictionary_values) if top else chunk.dictionary_values
     bound, total = values * (longest + 8), chunk.dictionary_values * (longest + 8)
     if bound > enough:
-        total = gathered_bytes(f, column, chunk.dictionary, max_repetition, max_definition, index_budget)
+        total = gathered_bytes(f, column, chunk.dictionary, entries, max_repetition, max_definition, index_budget)
         bound = min(bound, total)
     return bound, longest, chunk.other_values <= chunk.dictionary_values, total
 
