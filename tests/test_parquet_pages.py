@@ -3,6 +3,7 @@ a chunk's dictionary indices gather (its RLE/bit-packed index pages decoded, nul
 the definition levels), pages that are compression bombs (refused with their row group), and
 sizes taken from page headers rather than the footer, which pyarrow does not check."""
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -334,3 +335,24 @@ def test_a_node_table_goes_on_after_a_row_group_it_cannot_read(tmp_path, monkeyp
     assert errors[2]["kind"] == "corrupt_parquet" and "may continue there" in errors[2]["message"]
     assert errors[3]["kind"] == "corrupt_parquet" and "row group 1" in errors[3]["message"]
     assert reader.stats["documents"] == 6 and reader.stats["errors"] == {"corrupt_parquet": 2}
+
+
+def test_a_record_over_256_mib_of_plain_values_is_its_error(tmp_path):
+    """A row of three 90 MiB paragraphs stored plain (a few KB compressed) is 270 MiB: over
+    what one record may hold, as a JSON line over 256 MiB is. Its texts are left out and it is
+    a member_too_large record naming them; the rows around it read."""
+    big = "p " * (45 << 20)
+    texts = pa.array([["before", None], [big, big, big, None], ["after", None]])
+    images = pa.array([[None, "http://e/a.jpg"], [None, None, None, "http://e/b.jpg"], [None, "http://e/c.jpg"]])
+    path = tmp_path / "r.parquet"
+    pq.write_table(pa.table({"id": ["d0", "d1", "d2"], "texts": texts, "images": images}), path, compression="zstd", use_dictionary=False)
+    assert path.stat().st_size < 1 << 20
+    reader = interleaf.read(path, format="obelics", load_images=False)
+    df = pl.concat(list(reader))
+    assert reader.stats["documents"] == 3 and reader.stats["errors"] == {"member_too_large": 1}
+    error = df.filter(pl.col("doc_id") == "d1").get_column("error")[0]
+    assert error["kind"] == "member_too_large" and error["message"].startswith("texts: ")
+    # The row's text and binary values: three paragraphs (and a few bytes: its id and URL).
+    size = int(re.match(r"texts: (\d+) bytes once decoded, over the 268435456 bytes", error["message"])[1])
+    assert 3 * (len(big) + 8) <= size < 3 * (len(big) + 8) + 1000
+    assert df.filter(pl.col("kind") == "text").get_column("text").to_list() == ["before", "after"]

@@ -323,8 +323,8 @@ class Reader:
         per row (exact for plain pages: a 10 MiB caption that zstd shrinks to nothing counts
         10 MiB) keep a piece near an eighth of the limit, and columns whose dictionary values
         could gather more are read as dictionaries (see :func:`_parquet_plan`). A row whose
-        dictionary values decode to more than :data:`MAX_RECORD_BYTES` (or the limit, if
-        larger) has them left out, with its message. A row group that cannot be decoded, or
+        text and binary values decode to more than :data:`MAX_RECORD_BYTES` (or the limit,
+        if larger) has them left out, with its message. A row group that cannot be decoded, or
         that the plan refuses, raises :class:`_RowGroupError` after the batches before it."""
         import pyarrow as pa
 
@@ -640,10 +640,10 @@ DEFAULT_MAX_BATCH_BYTES = 256 << 20
 DEFAULT_MAX_MEMBER_BYTES = 256 << 20
 
 
-#: A parquet row whose values gathered from dictionaries decode to more than this (or than
+#: A parquet row whose text and binary values decode to more than this (or than
 #: ``max_batch_bytes``, if larger) has them left out with a ``member_too_large`` error, as a JSON
 #: line over 256 MiB is ``line_too_long``: a few KB on disk can name one 10 MiB dictionary entry
-#: a thousand times in one OBELICS ``texts`` list.
+#: a thousand times in one OBELICS ``texts`` list (values never gathered, then).
 MAX_RECORD_BYTES = 256 << 20
 
 #: A parquet row group whose pages decompress to more than this (or than ``max_batch_bytes``,
@@ -818,14 +818,22 @@ def _has_dictionary(t: Any) -> bool:
     """Whether arrow type ``t`` is or holds a dictionary."""
     import pyarrow as pa
 
-    if pa.types.is_dictionary(t):
+    return _holds(t, pa.types.is_dictionary)
+
+
+def _holds(t: Any, kind: Any) -> bool:
+    """Whether arrow type ``t`` is, or holds in lists, structs and maps, a type for which
+    ``kind`` is true."""
+    import pyarrow as pa
+
+    if kind(t):
         return True
     if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-        return _has_dictionary(t.value_type)
+        return _holds(t.value_type, kind)
     if pa.types.is_struct(t):
-        return any(_has_dictionary(t.field(i).type) for i in range(t.num_fields))
+        return any(_holds(t.field(i).type, kind) for i in range(t.num_fields))
     if pa.types.is_map(t):
-        return _has_dictionary(t.key_type) or _has_dictionary(t.item_type)
+        return _holds(t.key_type, kind) or _holds(t.item_type, kind)
     return False
 
 
@@ -858,12 +866,14 @@ def _row_bytes(col: Any) -> np.ndarray:
 
 
 def _without_huge_rows(piece: Any, cap: int) -> tuple[Any, list[str | None] | None]:
-    """An arrow record batch whose rows with dictionary values decoding to more than ``cap``
-    bytes have those columns null (their values never gathered), and a message per row (None
-    for the others; None in all when no row is over)."""
+    """An arrow record batch whose rows with text and binary values (plain, or dictionary
+    values, which are then never gathered) decoding to more than ``cap`` bytes have their
+    largest such columns null, and a message per row naming them (None for the others; None in
+    all when no row is over): a record over 256 MiB is its error, as a JSON line over 256 MiB
+    is."""
     import pyarrow as pa
 
-    columns = [i for i, c in enumerate(piece.columns) if _has_dictionary(c.type)]
+    columns = [i for i, c in enumerate(piece.columns) if _holds(c.type, lambda t: pa.types.is_dictionary(t) or _text_type(t))]
     if not columns:
         return piece, None
     parts = {i: _row_bytes(piece.column(i)) for i in columns}
@@ -871,12 +881,20 @@ def _without_huge_rows(piece: Any, cap: int) -> tuple[Any, list[str | None] | No
     over = sizes > cap
     if not over.any():
         return piece, None
-    keep = pa.array(np.arange(piece.num_rows), mask=over)
-    arrays = [c.take(keep) if i in parts else c for i, c in enumerate(piece.columns)]
+    # In each such row, the largest columns are left out until the rest fit (its id and URL
+    # stay, so the error names the record).
+    left_out = {i: np.zeros(piece.num_rows, dtype=bool) for i in columns}
     notes: list[str | None] = [None] * piece.num_rows
     for row in np.flatnonzero(over):
-        names = ", ".join(piece.schema.field(i).name for i in columns if parts[i][row] > 8)
-        notes[row] = f"{names}: {int(sizes[row])} bytes once decoded from the file's dictionaries, over the {cap} bytes one record may hold (256 MiB, or max_batch_bytes if larger); left out"
+        rest, names = int(sizes[row]), []
+        for i in sorted(columns, key=lambda i: -parts[i][row]):
+            if rest <= cap:
+                break
+            left_out[i][row] = True
+            rest -= int(parts[i][row])
+            names.append(piece.schema.field(i).name)
+        notes[row] = f"{', '.join(names)}: {int(sizes[row])} bytes once decoded, over the {cap} bytes one record may hold (256 MiB, or max_batch_bytes if larger); left out"
+    arrays = [c.take(pa.array(np.arange(piece.num_rows), mask=left_out[i])) if i in left_out and left_out[i].any() else c for i, c in enumerate(piece.columns)]
     return pa.RecordBatch.from_arrays(arrays, schema=piece.schema), notes
 
 
