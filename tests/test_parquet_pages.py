@@ -324,17 +324,19 @@ def test_a_node_table_goes_on_after_a_row_group_it_cannot_read(tmp_path, monkeyp
     with pq.ParquetWriter(path, schema, compression="zstd", use_dictionary=False) as w:
         w.write_table(rows(("d0", 0, "a"), ("d1", 0, "b"), ("d2", 0, "c")))
         w.write_table(rows(("d2", 1, "z" * (32 << 20))))
-        w.write_table(rows(("d3", 0, "e"), ("d4", 0, "f")))
+        w.write_table(rows(("d2", 2, "tail"), ("d3", 0, "e"), ("d4", 0, "f")))
     assert list(_parquet_plan(pq.ParquetFile(path), str(path), 1 << 20).refused) == [1]
     reader = interleaf.read(path, format="nodes", max_batch_bytes=1 << 20)
     df = pl.concat(list(reader))
-    assert df.get_column("doc_id").to_list() == ["d0", "d1", "d2", f"{path}#rowgroup1", "d3", "d4"]
-    assert df.get_column("doc_index").to_list() == list(range(6))
+    assert df.get_column("doc_id").to_list() == ["d0", "d1", "d2", f"{path}#rowgroup1", "d2", "d3", "d4"]
+    assert df.get_column("doc_index").to_list() == list(range(7))
     errors = df.get_column("error").to_list()
-    assert errors[0] is None and errors[1] is None and errors[4] is None and errors[5] is None
+    assert errors[0] is None and errors[1] is None and errors[5] is None and errors[6] is None
+    # d2 before and after the lost group both say so.
     assert errors[2]["kind"] == "corrupt_parquet" and "may continue there" in errors[2]["message"]
     assert errors[3]["kind"] == "corrupt_parquet" and "row group 1" in errors[3]["message"]
-    assert reader.stats["documents"] == 6 and reader.stats["errors"] == {"corrupt_parquet": 2}
+    assert errors[4]["kind"] == "corrupt_parquet" and "may have begun there" in errors[4]["message"]
+    assert reader.stats["documents"] == 7 and reader.stats["errors"] == {"corrupt_parquet": 3}
 
 
 def test_a_record_over_256_mib_of_plain_values_is_its_error(tmp_path):
@@ -356,3 +358,46 @@ def test_a_record_over_256_mib_of_plain_values_is_its_error(tmp_path):
     size = int(re.match(r"texts: (\d+) bytes once decoded, over the 268435456 bytes", error["message"])[1])
     assert 3 * (len(big) + 8) <= size < 3 * (len(big) + 8) + 1000
     assert df.filter(pl.col("kind") == "text").get_column("text").to_list() == ["before", "after"]
+
+
+def test_empty_row_groups_and_files_read_as_nothing(tmp_path):
+    """A row group of no rows (pyarrow writes one for an empty table, or for an empty table
+    written last) has chunks whose data page offset is 0: walking from there read the file's
+    magic as a page and refused it. Arrow reads no page of a chunk without values; nor does
+    the walk. A file of no row groups reads as nothing too."""
+    schema = pa.schema([("caption", pa.string()), ("url", pa.string())])
+    pq.write_table(pa.table({"caption": [], "url": []}, schema=schema), tmp_path / "empty.parquet")
+    with pq.ParquetWriter(tmp_path / "trailing.parquet", schema) as w:
+        w.write_table(pa.table({"caption": ["a cat"], "url": ["http://e/a.jpg"]}, schema=schema))
+        w.write_table(pa.table({"caption": [], "url": []}, schema=schema))
+    with pq.ParquetWriter(tmp_path / "none.parquet", schema):
+        pass
+    for name, groups, documents in (("empty", 1, 0), ("trailing", 2, 1), ("none", 0, 0)):
+        path = tmp_path / f"{name}.parquet"
+        assert pq.ParquetFile(path).metadata.num_row_groups == groups
+        assert _parquet_plan(pq.ParquetFile(path), str(path), 256 << 20).refused == {}
+        reader = interleaf.read(path, format="pairs", load_images=False)
+        list(reader)
+        assert reader.stats["documents"] == documents and reader.stats["errors"] == {}, name
+    nodes = tmp_path / "nodes.parquet"
+    pl.DataFrame(schema=interleaf.NODE_SCHEMA).write_parquet(nodes)
+    reader = interleaf.read(nodes, format="nodes")
+    assert sum(b.height for b in reader) == 0 and reader.stats["errors"] == {}
+
+
+def test_the_pages_held_at_once_count_not_all_the_pages(tmp_path, monkeypatch):
+    """Arrow decompresses a column's pages one at a time: 8 pages of 24 MiB in one column are
+    24 MiB at once, not 192 MiB (summing every page refused a file of 5,000 segmentation
+    masks that pyarrow reads at 1 GB). With the threshold at 64 MiB, it reads."""
+    import interleaf.io.reader as reader_module
+
+    monkeypatch.setattr(reader_module, "MAX_UNBACKED_BYTES", 64 << 20)
+    path = tmp_path / "pages.parquet"
+    text = "z" * (24 << 20)
+    pq.write_table(pa.table({"caption": [text] * 8, "url": [f"http://e/{i}.jpg" for i in range(8)]}), path, compression="zstd", use_dictionary=False, write_batch_size=1, data_page_size=1 << 20)
+    md = pq.ParquetFile(path).metadata.row_group(0).column(0)
+    with open(path, "rb") as f:
+        chunk = _pages.scan_chunk(f, md)
+        assert sum(1 for _ in _pages._walk(f, md)) == 8
+    assert chunk.unbacked > 180 << 20 and chunk.unbacked_at_once < 25 << 20
+    assert _parquet_plan(pq.ParquetFile(path), str(path), 1 << 20).refused == {}

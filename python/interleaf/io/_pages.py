@@ -40,9 +40,10 @@ MAX_DICTIONARY_ENTRIES = 4 << 20
 #: segmentation masks, hundreds of times: see ``reader._parquet_plan``).
 BOMB_RATIO = 16
 #: The dictionary indices of a file are decoded up to this many bytes in all (pages as
-#: decompressed, levels included; about a second of decoding): past it, a column is assumed
-#: to gather the most it could.
+#: decompressed, levels included) and this many values (about a second of decoding): past
+#: them, a column is assumed to gather the most it could.
 MAX_INDEX_BYTES = 256 << 20
+MAX_INDEX_VALUES = 1 << 27
 #: Parquet codec names (as pyarrow's column metadata gives them) as ``pyarrow.decompress``
 #: names them. pyarrow calls LZ4_RAW "LZ4"; Hadoop's framed LZ4 and LZO are not decoded.
 _CODECS = {"SNAPPY": "snappy", "GZIP": "gzip", "BROTLI": "brotli", "ZSTD": "zstd", "LZ4": "lz4_raw", "LZ4_RAW": "lz4_raw"}
@@ -230,6 +231,9 @@ class Chunk:
     uncompressed: int = 0
     unbacked: int = 0
     dictionary: Page | None = None
+    #: The most of those bytes Arrow holds at once reading the chunk: its dictionary page and
+    #: its largest data page (it decompresses one page at a time).
+    unbacked_at_once: int = 0
 
 
 #: Arrow reads a chunk up to this many bytes past its stated size for files of parquet-mr
@@ -242,9 +246,11 @@ def _walk(f: BinaryIO, column: Any) -> Iterator[Page]:
     from its first page until the chunk's values are all read, past its stated size by up to
     :data:`PADDING` bytes where they are not (Arrow's padding for old writers), whatever pages
     lie between (index pages, a dictionary page after data pages)."""
+    want = column.num_values
+    if not want:
+        return  # Arrow reads no page of a chunk without values (an empty row group's)
     start = chunk_start(column)
     end = start + column.total_compressed_size
-    want = column.num_values
     at, pages, seen = start, 0, 0
     while at < end or (seen < want and at < end + PADDING):
         page = read_header(f, at)
@@ -260,6 +266,7 @@ def _walk(f: BinaryIO, column: Any) -> Iterator[Page]:
 def scan_chunk(f: BinaryIO, column: Any) -> Chunk:
     """What a column chunk's pages hold (see :func:`_walk`)."""
     out = Chunk(0, 0)
+    largest = 0
     for page in _walk(f, column):
         if page.dictionary_encoded:
             out.dictionary_values += page.values
@@ -269,8 +276,12 @@ def scan_chunk(f: BinaryIO, column: Any) -> Chunk:
             out.dictionary = page
         elif page.type in (_DATA_PAGE, _DATA_PAGE_V2):
             out.other_values += page.values
+        unbacked = max(0, page.uncompressed - BOMB_RATIO * page.compressed)
         out.uncompressed += page.uncompressed
-        out.unbacked += max(0, page.uncompressed - BOMB_RATIO * page.compressed)
+        out.unbacked += unbacked
+        if page.type != DICTIONARY_PAGE:
+            largest = max(largest, unbacked)
+    out.unbacked_at_once = largest + (max(0, out.dictionary.uncompressed - BOMB_RATIO * out.dictionary.compressed) if out.dictionary else 0)
     return out
 
 
@@ -342,20 +353,23 @@ def gathered_bytes(f: BinaryIO, column: Any, page: Page, entries: bytes, max_rep
     ``page``, whose body is ``entries`` (``column``: its ``ColumnChunkMetaData``;
     ``max_repetition``/``max_definition``: the column's maximum levels), each value counting
     its entry's length plus 8 as ``reader._decoded_bytes`` does. ``budget``: the bytes of index pages (as decompressed)
-    left to decode, shared by the calls for one file and reduced by this one's (a PageError
-    when they would run over; :data:`MAX_INDEX_BYTES` when not given)."""
-    budget = [MAX_INDEX_BYTES] if budget is None else budget
-    decoded = 0
+    and values left to decode, shared by the calls for one file and reduced by this one's (a
+    PageError when they would run over; :data:`MAX_INDEX_BYTES` and :data:`MAX_INDEX_VALUES`
+    when not given)."""
+    budget = [MAX_INDEX_BYTES, MAX_INDEX_VALUES] if budget is None else budget
+    decoded = values = 0
     streams: list[tuple[bytes, bytes]] = []
     counts: list[int] = []
     for data_page in _walk(f, column):
         if data_page.dictionary_encoded and data_page.values and data_page.body > page.body:
             decoded += data_page.uncompressed
-            if decoded > budget[0]:
-                raise PageError(f"column chunk at byte {page.body}: over {MAX_INDEX_BYTES} bytes of dictionary indices in this file")
+            values += data_page.values
+            if decoded > budget[0] or values > budget[1]:
+                raise PageError(f"column chunk at byte {page.body}: over {MAX_INDEX_BYTES} bytes or {MAX_INDEX_VALUES} values of dictionary indices in this file")
             streams.append(_levels_and_indices(f, column, data_page, max_repetition, max_definition))
             counts.append(data_page.values)
     budget[0] -= decoded
+    budget[1] -= values
     try:
         return _native.dictionary_gathered_bytes(entries, page.values, streams, counts, max_definition)
     except ValueError as e:

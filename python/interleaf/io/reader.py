@@ -331,7 +331,7 @@ class Reader:
         plan = self._parquet_plan
         # Up to the next row group refused (see _parquet_plan), which then raises.
         stop = min((g for g in plan.refused if g >= first_group), default=pf.num_row_groups)
-        if stop == first_group:
+        if stop == first_group and stop in plan.refused:
             raise _RowGroupError(stop, ValueError(plan.refused[stop]))
         groups = list(range(first_group, stop))
         if not groups:
@@ -488,15 +488,18 @@ class Reader:
     def _parquet_nodes(self, pf: Any, path: str) -> Iterator[pl.DataFrame]:
         """A node table (our own parquet layout) as batches of whole documents. A row group
         that cannot be decoded (or is refused: see :func:`_parquet_plan`) is one
-        ``corrupt_parquet`` record after the documents before it, the last of which, whose
-        rows may continue in that group, carries the error too; the read goes on after it."""
+        ``corrupt_parquet`` record after the documents before it; the read goes on after it.
+        The last document before it and the first after, whose rows may continue there, carry
+        the error too."""
         group: int | None = 0
+        after: str | None = None
         while group is not None:
-            group = yield from self._parquet_node_groups(pf, path, group)
+            group, after = yield from self._parquet_node_groups(pf, path, group, after)
 
-    def _parquet_node_groups(self, pf: Any, path: str, first_group: int) -> Generator[pl.DataFrame, None, int | None]:
-        """The documents of a node table from row group ``first_group`` on; returns the row
-        group to go on from after a lost one (None at the end)."""
+    def _parquet_node_groups(self, pf: Any, path: str, first_group: int, after: str | None) -> Generator[pl.DataFrame, None, tuple[int | None, str | None]]:
+        """The documents of a node table from row group ``first_group`` on (``after``: why
+        the row group before it was lost, if it was); returns the row group to go on from
+        after a lost one and why it was lost (None at the end)."""
         pending: pl.DataFrame | None = None  # node rows read but not yet yielded, as the file has them
         chunks: list[pl.DataFrame] = []  # node rows read since, not yet joined to pending
         waiting, tried = 0, 0  # rows pending + in chunks; rows pending held at the last try
@@ -509,6 +512,11 @@ class Reader:
                     raw = _with_errors(raw, too_large, "member_too_large", replace=True)
                 if _any_message(not_utf8):
                     raw = _with_errors(raw, not_utf8, "invalid_utf8")
+                if after is not None:
+                    # The first document read may have begun in the rows lost: it says so.
+                    first = _native.number_documents(raw, 0).to_numpy() == 0
+                    raw = _with_errors(raw, [f"{after} (this document's rows may have begun there)" if b else None for b in first], "corrupt_parquet")
+                    after = None
                 chunks.append(raw)
                 waiting += raw.height
                 # Documents are numbered over all pending rows: a try only once they have
@@ -545,11 +553,11 @@ class Reader:
             _add_stats(self._done, frame_stats(df))
             yield df
         if lost is None:
-            return None
+            return None, None
         df = _error_frame(lost[1], self._next_doc, "corrupt_parquet", lost[2])
         _add_stats(self._done, frame_stats(df))
         yield df
-        return lost[0] + 1 if lost[0] + 1 < pf.num_row_groups else None
+        return (lost[0] + 1 if lost[0] + 1 < pf.num_row_groups else None), lost[2]
 
     def _whole_documents(self, rows: pl.DataFrame, final: bool) -> pl.DataFrame | None:
         """The first ``batch_size`` documents of node rows, or fewer whose text and image bytes
@@ -646,8 +654,9 @@ DEFAULT_MAX_MEMBER_BYTES = 256 << 20
 #: a thousand times in one OBELICS ``texts`` list (values never gathered, then).
 MAX_RECORD_BYTES = 256 << 20
 
-#: A parquet row group whose pages decompress to more than this (or than ``max_batch_bytes``,
-#: if larger) beyond 16x what they store is refused as a compression bomb (see _parquet_plan).
+#: A parquet row group whose pages, as Arrow holds them at once (a dictionary page and a data
+#: page per column), decompress to more than this (or than ``max_batch_bytes``, if larger)
+#: beyond 16x what they store is refused as a compression bomb (see _parquet_plan).
 MAX_UNBACKED_BYTES = 1 << 30
 
 
@@ -682,7 +691,8 @@ def _parquet_plan(pf: Any, path: str, limit: int) -> _ParquetPlan:
     understates), and what the columns read plain gather from their dictionaries, give the
     bytes per row that size pieces (pieces span row groups). pyarrow decompresses a page whole,
     whatever rows are read, and its writer puts up to 1,024 values in a page: 400 rows naming a
-    10 MiB paragraph are a 2 GB page of 190 KB. A row group whose pages decompress to over
+    10 MiB paragraph are a 2 GB page of 190 KB. A row group whose pages, as Arrow holds them at
+    once (each column's dictionary page and largest data page), decompress to over
     ``max(limit, MAX_UNBACKED_BYTES)`` beyond ``BOMB_RATIO`` times what they store is refused,
     as is one whose pages cannot be walked (over 100,000 of them, a header over 16 MiB): it is
     one ``corrupt_parquet`` record saying so (and what ``max_batch_bytes`` would read it) and
@@ -702,7 +712,7 @@ def _parquet_plan(pf: Any, path: str, limit: int) -> _ParquetPlan:
     every plain value into a dictionary growing over the row group: 30x slower on an ordinary
     OBELICS file, and memory by row group). A column whose dictionary or indices cannot be
     decoded within bounds is read as a dictionary."""
-    from ._pages import BOMB_RATIO, MAX_INDEX_BYTES, PageError, scan_chunk
+    from ._pages import BOMB_RATIO, MAX_INDEX_BYTES, MAX_INDEX_VALUES, PageError, scan_chunk
 
     md, schema = pf.metadata, pf.schema
     # What a piece may gather beyond its planned size: no less than 64 MiB, which is no bomb,
@@ -718,7 +728,7 @@ def _parquet_plan(pf: Any, path: str, limit: int) -> _ParquetPlan:
     out: set[str] = set()
     piece_rows = _PARQUET_PIECE_ROWS
     refused: dict[int, str] = {}
-    index_budget = [MAX_INDEX_BYTES]  # dictionary index pages left to decode in this file
+    index_budget = [MAX_INDEX_BYTES, MAX_INDEX_VALUES]  # dictionary indices left to decode in this file
     groups: list[tuple[int, int, dict[str, int]]] = []  # per row group read: rows, bytes, gathered by column
     with open(path, "rb") as f:
         for g in range(md.num_row_groups):
@@ -734,7 +744,7 @@ def _parquet_plan(pf: Any, path: str, limit: int) -> _ParquetPlan:
                     refused[g] = f"{schema.column(j).path}: its pages could not be checked ({e}); the row group is not read"
                     break
                 size += chunk.uncompressed
-                unbacked += chunk.unbacked
+                unbacked += chunk.unbacked_at_once
                 if j not in leaves or leaves[j][0] in out or chunk.dictionary is None:
                     continue
                 name, repetition, definition = leaves[j]
@@ -746,9 +756,9 @@ def _parquet_plan(pf: Any, path: str, limit: int) -> _ParquetPlan:
                 bounds.append((bound, name, longest, repetition == 0, mostly_indices))
             if g not in refused and unbacked > unbacked_limit:
                 refused[g] = (
-                    f"its pages decompress to {size:,} bytes, {unbacked:,} of them beyond {BOMB_RATIO}x what they store (a compression bomb, "
-                    f"or data that compresses as few do): over max(max_batch_bytes, {MAX_UNBACKED_BYTES >> 30} GiB); the row group is not read "
-                    f"(a max_batch_bytes, --max-batch-bytes, of {unbacked + 1:,} would read it)"
+                    f"its pages decompress to {size:,} bytes, and reading them holds {unbacked:,} at once beyond {BOMB_RATIO}x what they store (a "
+                    f"compression bomb, or data that compresses as few do): over max(max_batch_bytes, {MAX_UNBACKED_BYTES >> 30} GiB); the row group "
+                    f"is not read (a max_batch_bytes, --max-batch-bytes, of {unbacked + 1:,} would read it)"
                 )
             if g in refused:
                 continue
