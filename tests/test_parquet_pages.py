@@ -252,9 +252,15 @@ def test_a_dictionary_page_after_data_pages_and_pages_past_the_stated_size_are_w
         assert chunk.dictionary.body == len(plain) + len(dictionary) - len(body)
         # With the values all read, pages past the stated size are not.
         assert _pages.scan_chunk(f, Column(len(plain), 5)).dictionary is None
-        # Nor past the padding: a chunk still short of values there ends (Arrow fails on it).
-        far = len(plain) + len(dictionary) + len(indexed) - _pages.PADDING
-        assert _pages.scan_chunk(f, Column(far if far > len(plain) else len(plain), 10)).dictionary_values == 5
+    # Nor past the padding: a chunk still short of values there ends (Arrow fails on it). An
+    # index page of 150 bytes (no values) puts the dictionary and its indices beyond it.
+    index = header(1, 150, 0) + b"\x00" * 150
+    path.write_bytes(plain + index + dictionary + indexed + b"\x00" * 200)
+    with open(path, "rb") as f:
+        chunk = _pages.scan_chunk(f, Column(len(plain), 10))
+        assert (chunk.other_values, chunk.dictionary_values, chunk.dictionary) == (5, 0, None)
+        # Stated to cover the index page, the rest lies in the padding again.
+        assert _pages.scan_chunk(f, Column(len(plain) + len(index), 10)).dictionary_values == 5
 
 
 def test_headers_as_other_writers_write_them(tmp_path):

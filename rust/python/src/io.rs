@@ -244,8 +244,8 @@ type ImageFileRows = Vec<(String, i64, i64)>;
 const RECORDS_PER_TASK: usize = 256;
 
 /// Converts a table of records (parquet rows, as Arrow data) to a node batch, runs of rows on
-/// the thread pool. Record `i` is
-/// number `start_index + i + 1` of its source (for ids) and document `first_doc_index + i`.
+/// the thread pool. Record `i` is number `start_index + i + 1` of its source (for ids) and
+/// document `first_doc_index + i`.
 /// Returns (frame, stats); with `track_image_files`, stats also hold `image_files`: the local
 /// image files the records named, as `(path, size, mtime_ns)`.
 #[pyfunction]
