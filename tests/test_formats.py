@@ -297,6 +297,41 @@ def test_parquet_pairs_with_embedded_image_bytes(tmp_path, sample_images):
     assert df.get_column("text")[1] == "A cat."
 
 
+def test_parquet_binary_columns_no_layout_field_takes_keep_their_bytes_in_meta(tmp_path):
+    """A pairs file with a mask column, a list of binaries and an image struct beside the pair:
+    their bytes were lost (the metadata held ``{"$blob": 0}``). They are ``{"base64": ...}``,
+    as a WebDataset sample's other members, through every writer and back."""
+    import base64
+    import json
+
+    masks = [bytes([7, 0, 255]) * 3, b"", None]
+    table = pa.table(
+        {
+            "url": [f"http://e/{i}.jpg" for i in range(3)],
+            "caption": ["a", "b", "c"],
+            "mask": pa.array(masks, pa.large_binary()),
+            "parts": [[b"\x00\x01", None], [], None],
+            "thumb": [{"bytes": b"\x89PNG\r\n", "path": "t.png"}, None, {"bytes": None, "path": None}],
+        }
+    )
+    pq.write_table(table, tmp_path / "m.parquet")
+    df = read_all(tmp_path / "m.parquet")
+    metas = [json.loads(m) for m in df.filter(pl.col("kind") == "text").get_column("meta")]
+    b64 = lambda b: None if b is None else {"base64": base64.b64encode(b).decode()}  # noqa: E731
+    assert metas == [
+        {"mask": b64(masks[0]), "parts": [b64(b"\x00\x01"), None], "thumb": {"bytes": b64(b"\x89PNG\r\n"), "path": "t.png"}},
+        {"mask": b64(b""), "parts": [], "thumb": None},
+        {"mask": None, "parts": None, "thumb": {"bytes": None, "path": None}},
+    ]
+    assert "$blob" not in "".join(df.get_column("meta"))
+    # In the file's order (taking the pair's fields moved the last ones into their places).
+    assert list(metas[0]) == ["mask", "parts", "thumb"]
+    for fmt, name in (("parquet", "n.parquet"), ("jsonl", "n.jsonl"), ("pairs", "p.jsonl"), ("webdataset", "w")):
+        interleaf.write(df, str(tmp_path / name), format=fmt)
+        back = read_all(tmp_path / name if fmt != "webdataset" else tmp_path / "w" / "shard-000000.tar")
+        assert [json.loads(m) for m in back.filter(pl.col("kind") == "text").get_column("meta")] == metas, fmt
+
+
 def test_parquet_with_categorical_decimal_float16_and_zoned_timestamp_columns(tmp_path, sample_images):
     """Column types pandas and Spark write (categoricals, decimals, float16, time-zone-aware
     timestamps, nested dictionaries) are read as their nearest plain type, in records and in

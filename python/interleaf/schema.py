@@ -30,7 +30,8 @@ meta          String          the document's metadata as a JSON object, the same
                               read as Python's ``json`` reads it: a ``NaN``, ``Infinity``
                               or ``-Infinity`` of the record (or a parquet float NaN) is
                               kept as that token, so ``json.loads(meta)`` gives the float
-                              (strict JSON parsers refuse such text)
+                              (strict JSON parsers refuse such text); a parquet binary
+                              value is ``{"base64": ...}``
 source        String          the file the document was read from
 error         Struct          null, or ``{kind, message}``: why this node or document is
                               damaged. A document-level error is copied to every node row

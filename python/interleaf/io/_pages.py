@@ -32,8 +32,11 @@ MAX_HEADER_BYTES = 16 << 20
 #: A chunk of more pages than this is not walked (the default page is 1 MiB: 100 GB); its row
 #: group is refused.
 MAX_PAGES = 100_000
-#: Dictionary pages are decoded to find their longest entry up to this size and entry count.
-MAX_DICTIONARY_BYTES = 256 << 20
+#: Dictionary pages are decoded to find their longest entry up to this size and entry count
+#: (Arrow holds a column's dictionary page whole when it reads the chunk, so decoding it here
+#: costs no more than the read: pyarrow's writer puts a first batch of 1,024 values in it,
+#: 1,024 images or masks of 260 KB being a 268 MB page).
+MAX_DICTIONARY_BYTES = 1 << 30
 MAX_DICTIONARY_ENTRIES = 4 << 20
 #: What a page decompresses to beyond this many times its stored bytes is counted as a
 #: compression bomb's (text compresses 3-5x; a 2 GB page of one paragraph repeated, 10,000x;
@@ -51,6 +54,10 @@ _CODECS = {"SNAPPY": "snappy", "GZIP": "gzip", "BROTLI": "brotli", "ZSTD": "zstd
 
 class PageError(ValueError):
     """A page header or dictionary page that could not be read within the bounds."""
+
+
+class DictionaryTooLarge(PageError):
+    """A dictionary page over :data:`MAX_DICTIONARY_BYTES` or :data:`MAX_DICTIONARY_ENTRIES`."""
 
 
 class _Short(Exception):
@@ -303,7 +310,7 @@ def dictionary_entries(f: BinaryIO, column: Any, page: Page) -> bytes:
     """A dictionary page's body, decompressed (``column``: its chunk's
     ``ColumnChunkMetaData``)."""
     if max(page.uncompressed, page.compressed) > MAX_DICTIONARY_BYTES or page.values > MAX_DICTIONARY_ENTRIES:
-        raise PageError(f"dictionary page of {page.uncompressed} bytes and {page.values} entries: not decoded")
+        raise DictionaryTooLarge(f"dictionary page of {page.uncompressed} bytes and {page.values} entries: not decoded")
     f.seek(page.body)
     return _decompressed(f.read(page.compressed), page.uncompressed, column.compression, "dictionary page")
 

@@ -710,8 +710,9 @@ def _parquet_plan(pf: Any, path: str, limit: int) -> _ParquetPlan:
     top-level column whose dictionary fell back to plain pages for most of its values: it caps
     the rows of a piece at what its longest entry allows (read as a dictionary, pyarrow hashes
     every plain value into a dictionary growing over the row group: 30x slower on an ordinary
-    OBELICS file, and memory by row group). A column whose dictionary or indices cannot be
-    decoded within bounds is read as a dictionary."""
+    OBELICS file, and memory by row group). A dictionary page over a GiB is not decoded: its
+    size bounds its entries. A column whose dictionary or indices cannot otherwise be decoded
+    within bounds is read as a dictionary."""
     from ._pages import BOMB_RATIO, MAX_INDEX_BYTES, MAX_INDEX_VALUES, PageError, scan_chunk
 
     md, schema = pf.metadata, pf.schema
@@ -791,14 +792,22 @@ def _gathered_bound(f: Any, column: Any, chunk: Any, rows: int, enough: int, max
     column's maximum levels, a top-level column's repetition level being 0; ``index_budget``:
     see :func:`_pages.gathered_bytes`, whose PageError, as any here, the caller takes for a
     column to read as a dictionary)."""
-    from ._pages import dictionary_entries, gathered_bytes, longest_entry
+    from ._pages import DictionaryTooLarge, dictionary_entries, gathered_bytes, longest_entry
 
-    entries = dictionary_entries(f, column, chunk.dictionary)
-    longest = longest_entry(entries, chunk.dictionary)
+    page = chunk.dictionary
+    try:
+        entries: bytes | None = dictionary_entries(f, column, page)
+        longest = longest_entry(entries, page)
+    except DictionaryTooLarge:
+        # Not decoded (over a GiB): an entry is at most the page less the others' 4-byte
+        # lengths. A top-level column mostly in plain pages then caps a piece's rows (read as a
+        # dictionary, pyarrow would hash its every plain value: 5,000 masks of 260 KB took 42 s
+        # and 12 GB so).
+        entries, longest = None, max(0, page.uncompressed - 4 * max(page.values, 1))
     top = max_repetition == 0
     values = min(rows, _PARQUET_PIECE_ROWS, chunk.dictionary_values) if top else chunk.dictionary_values
     bound, total = values * (longest + 8), chunk.dictionary_values * (longest + 8)
-    if bound > enough:
+    if bound > enough and entries is not None:
         total = gathered_bytes(f, column, chunk.dictionary, entries, max_repetition, max_definition, index_budget)
         bound = min(bound, total)
     return bound, longest, chunk.other_values <= chunk.dictionary_values, total

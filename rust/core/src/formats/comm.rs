@@ -86,7 +86,7 @@ pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordC
 pub(super) fn write(doc: &Document, o: &mut Map<String, Value>, img: &ImageValue) {
     // Nodes of one step stay together, in document order; a node without a step is a step of its own.
     let mut steps: Vec<(Option<i32>, Vec<Value>)> = Vec::new();
-    let mut kept: Vec<Option<Value>> = match o.remove(IMAGE_ITEMS) {
+    let mut kept: Vec<Option<Value>> = match o.shift_remove(IMAGE_ITEMS) {
         Some(Value::Array(a)) => a.into_iter().map(Some).collect(),
         _ => Vec::new(),
     };
@@ -99,8 +99,8 @@ pub(super) fn write(doc: &Document, o: &mut Map<String, Value>, img: &ImageValue
                 match own_item(&mut kept, n) {
                     // The bytes inline, the item's other fields (its URL) kept.
                     Some(Value::Object(mut m)) if embedded => {
-                        m.remove("image_path");
-                        m.remove("path");
+                        m.shift_remove("image_path");
+                        m.shift_remove("path");
                         m.insert("image".into(), v);
                         Value::Object(m)
                     }

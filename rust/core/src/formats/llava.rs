@@ -3,12 +3,12 @@
 use super::*;
 
 pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordContext) {
-    match o.remove("image") {
+    match o.shift_remove("image") {
         Some(Value::Array(imgs)) => imgs.iter().for_each(|v| doc.nodes.push(resolve_image(v, ctx))),
         Some(Value::Null) | None => {}
         Some(v) => doc.nodes.push(resolve_image(&v, ctx)),
     }
-    let Some(Value::Array(turns)) = o.remove("conversations") else {
+    let Some(Value::Array(turns)) = o.shift_remove("conversations") else {
         doc.set_error(RecordError::new(ErrorKind::BadRecord, "LLaVA record without a conversations list"));
         return;
     };

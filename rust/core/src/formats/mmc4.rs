@@ -3,7 +3,7 @@
 use super::*;
 
 pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordContext) {
-    let Some(Value::Array(texts)) = o.remove("text_list") else {
+    let Some(Value::Array(texts)) = o.shift_remove("text_list") else {
         doc.set_error(RecordError::new(ErrorKind::BadRecord, "MMC4 record without a text_list array"));
         return;
     };
@@ -11,7 +11,7 @@ pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordC
         Some(Value::Array(a)) if !a.is_empty() => a.clone(),
         // Nothing to keep for writing back (which always writes the list, empty or not).
         None | Some(Value::Null) | Some(Value::Array(_)) => {
-            o.remove("image_info");
+            o.shift_remove("image_info");
             Vec::new()
         }
         Some(other) => {
@@ -68,14 +68,14 @@ pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordC
 }
 
 pub(super) fn write(doc: &Document, o: &mut Map<String, Value>, img: &ImageValue) {
-    let mut infos: Vec<Option<Value>> = match o.remove("image_info") {
+    let mut infos: Vec<Option<Value>> = match o.shift_remove("image_info") {
         Some(Value::Array(a)) => a.into_iter().map(Some).collect(),
         _ => Vec::new(),
     };
     let texts: Vec<Value> = doc.nodes.iter().filter(|n| n.kind == Some(NodeKind::Text)).map(|n| n.text.clone().map_or(Value::Null, Value::String)).collect();
     // MMC4's `similarity_matrix` is len(image_info) x len(text_list): its rows follow the record's
     // entries, its columns the sentences. Usable only while both are the record's own.
-    let matrix = o.remove("similarity_matrix");
+    let matrix = o.shift_remove("similarity_matrix");
     let rows: Option<Vec<&Vec<Value>>> = match &matrix {
         Some(Value::Array(rows)) if rows.len() == infos.len() => rows.iter().map(|r| r.as_array().filter(|r| r.len() == texts.len())).collect(),
         _ => None,
@@ -118,7 +118,7 @@ pub(super) fn write(doc: &Document, o: &mut Map<String, Value>, img: &ImageValue
                         if !m.contains_key("image_base64") && n.image.is_some() {
                             if let Value::String(s) = img(n) {
                                 if s.starts_with("data:") {
-                                    m.remove("image_name");
+                                    m.shift_remove("image_name");
                                     m.insert("image_base64".into(), Value::String(s));
                                 }
                             }
@@ -158,12 +158,12 @@ pub(super) fn write(doc: &Document, o: &mut Map<String, Value>, img: &ImageValue
                                 match row.get(idx) {
                                     Some(v) => entry.insert("matched_sim".into(), v.clone()),
                                     // No sentence at all: nothing it could be matched with.
-                                    None => entry.remove("matched_sim"),
+                                    None => entry.shift_remove("matched_sim"),
                                 };
                             }
                         }
                         None if matrix.is_some() => {
-                            entry.remove("matched_sim");
+                            entry.shift_remove("matched_sim");
                         }
                         None => {}
                     }

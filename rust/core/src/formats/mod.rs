@@ -632,7 +632,7 @@ pub fn resolve_image(v: &Value, ctx: &RecordContext) -> Node {
 
 fn take_string(o: &mut Map<String, Value>, keys: &[&str]) -> Option<(String, Value)> {
     let k = keys.iter().find(|k| o.get(**k).is_some_and(|v| !v.is_null()))?;
-    o.remove(*k).map(|v| (k.to_string(), v))
+    o.shift_remove(*k).map(|v| (k.to_string(), v))
 }
 
 /// The JSON type of `v`, for messages.
@@ -696,7 +696,8 @@ fn text_node(v: Option<&Value>, what: impl FnOnce() -> String, ctx: &RecordConte
     }
 }
 
-fn finish(mut doc: Document, meta: Map<String, Value>) -> Document {
+fn finish(mut doc: Document, mut meta: Map<String, Value>, ctx: &RecordContext) -> Document {
+    inline_blobs(&mut meta, ctx);
     if !meta.is_empty() {
         doc.meta = Some(json_text(&Value::Object(meta)));
     }
@@ -729,7 +730,28 @@ pub fn record_to_document(v: Value, format: Format, fallback_id: String, ctx: &R
         Format::Llava => llava::read(&mut doc, &mut o, ctx),
         Format::Nodes => return nodes::read(doc, o, ctx),
     }
-    finish(doc, o)
+    finish(doc, o, ctx)
+}
+
+/// The binary values of a record that no layout field took (`{"$blob": k}` cells: a parquet
+/// binary column of its own, such as a mask) as `{"base64": ...}` in `fields`, so the
+/// document's metadata keeps their bytes, as it keeps a WebDataset sample's other members.
+pub(super) fn inline_blobs(fields: &mut Map<String, Value>, ctx: &RecordContext) {
+    fn walk(v: &mut Value, ctx: &RecordContext) {
+        match v {
+            Value::Object(m) if m.len() == 1 && m.contains_key(BLOB_KEY) => {
+                if let Ok(bytes) = ctx.take_blob(m) {
+                    *v = json!({"base64": b64().encode(&bytes)});
+                }
+            }
+            Value::Object(m) => m.values_mut().for_each(|x| walk(x, ctx)),
+            Value::Array(a) => a.iter_mut().for_each(|x| walk(x, ctx)),
+            _ => {}
+        }
+    }
+    if ctx.blobs.borrow().iter().any(Option::is_some) {
+        fields.values_mut().for_each(|v| walk(v, ctx));
+    }
 }
 
 /// The JSON value an image node is written as: its reference (a path or URL, as read) unless
@@ -769,7 +791,7 @@ pub fn document_to_record(doc: &Document, format: Format, embed_images: bool) ->
         doc.meta.as_deref().and_then(parse_stored_json).and_then(|v| if let Value::Object(m) = v { Some(m) } else { None }).unwrap_or_default();
     if format != Format::Comm {
         // CoMM's image items are for writing CoMM back; other layouts have their own fields.
-        o.remove(comm::IMAGE_ITEMS);
+        o.shift_remove(comm::IMAGE_ITEMS);
     }
     // CoMM's files name the id `data_id` (its loader reads that key); the others `id`. Where
     // the metadata keeps an id-like key that reading would take first (or that key itself,
@@ -1333,6 +1355,24 @@ mod tests {
         assert!(kind(&d.nodes[0]).unwrap().1.starts_with("image_base64: inline image of 11 bytes"));
         let d = record_to_document(json!({"nodes": [{"kind": "image", "image_b64": over}]}), Format::Nodes, "f:1".into(), &c);
         assert_eq!(kind(&d.nodes[0]).unwrap().0, ErrorKind::MemberTooLarge);
+    }
+
+    #[test]
+    fn binary_values_no_field_takes_stay_in_the_metadata_as_base64() {
+        // A parquet pairs file with a mask column: the bytes were lost, the metadata holding
+        // `{"$blob": k}`.
+        let mut dec = RecordDecoder::new(Some(Format::Pairs), ctx());
+        let v = json!({"image": {"$blob": 0}, "caption": "c", "mask": {"$blob": 1}, "extra": {"thumb": {"$blob": 2}, "xs": [{"$blob": 3}, null]}});
+        let d = dec.decode(v, 1, vec![Some(vec![1, 2]), Some(vec![0, 1, 255]), Some(b"\x89PNG".to_vec()), Some(vec![])]);
+        assert_eq!(d.nodes[0].image.as_deref(), Some(&[1u8, 2][..]));
+        let meta: Value = serde_json::from_str(d.meta.as_deref().unwrap()).unwrap();
+        assert_eq!(meta, json!({"mask": {"base64": "AAH/"}, "extra": {"thumb": {"base64": "iVBORw=="}, "xs": [{"base64": ""}, null]}}));
+        // A `{"$blob": k}` object read from JSON (no binary values beside it) stays as it is.
+        let d = dec.decode(json!({"image": "a.jpg", "caption": "c", "m": {"$blob": 0}}), 2, vec![]);
+        assert_eq!(d.meta.as_deref(), Some(r#"{"m":{"$blob":0}}"#));
+        let mut dec = RecordDecoder::new(Some(Format::Nodes), ctx());
+        let d = dec.decode(json!({"doc_id": "d", "nodes": [], "mask": {"$blob": 0}}), 1, vec![Some(vec![7])]);
+        assert_eq!(d.meta.as_deref(), Some(r#"{"mask":{"base64":"Bw=="}}"#));
     }
 
     #[test]

@@ -89,10 +89,11 @@ pub(super) fn read(mut doc: Document, mut o: Map<String, Value>, ctx: &RecordCon
         doc.source = Some(s.clone());
     }
     for k in ["doc_id", "source", "meta", "error", "nodes"] {
-        o.remove(k);
+        o.shift_remove(k);
     }
     if !o.is_empty() {
         // Unknown top-level keys are kept in the metadata rather than dropped.
+        inline_blobs(&mut o, ctx);
         let mut meta: Map<String, Value> = match doc.meta.as_deref().and_then(parse_stored_json) {
             Some(Value::Object(m)) => m,
             _ => Map::new(),

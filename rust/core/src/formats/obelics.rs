@@ -3,7 +3,7 @@
 use super::*;
 
 pub(super) fn read(doc: &mut Document, o: &mut Map<String, Value>, ctx: &RecordContext) {
-    let mut list = |key: &str| match o.remove(key) {
+    let mut list = |key: &str| match o.shift_remove(key) {
         Some(Value::Array(a)) => Some(a),
         None | Some(Value::Null) => Some(Vec::new()),
         Some(other) => {
