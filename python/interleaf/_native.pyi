@@ -43,6 +43,7 @@ __all__ = [
     "number_documents",
     "obelics_paragraphs",
     "obelics_text_stats",
+    "parquet_page_header",
     "plain_byte_array_longest",
     "dictionary_gathered_bytes",
     "read_samples",
@@ -147,6 +148,12 @@ def check_file_name(what: str, name: str) -> None:
 def number_documents(df: pl.DataFrame, first: int) -> pl.Series:
     """``doc_index`` for the rows of a node table, numbered from ``first``: its own
     ``doc_index`` groups the rows when present, else ``doc_id`` and ``pos`` do."""
+
+def parquet_page_header(data: bytes) -> tuple[int, int, int, int, bool, int, int, int, bool, bool, bool] | None:
+    """What the reader needs of the parquet page header at the start of ``data``: ``(type,
+    uncompressed, compressed, values, dictionary_encoded, header_bytes, levels,
+    repetition_levels, values_compressed, rle_repetition, rle_definition)``; None when ``data``
+    ends inside it; ValueError when it is malformed."""
 
 def plain_byte_array_longest(data: bytes, count: int) -> int:
     """The byte length of the longest of the first ``count`` values of PLAIN-encoded BYTE_ARRAY

@@ -20,12 +20,8 @@ from typing import Any, BinaryIO
 
 from .. import _native
 
-# Thrift compact protocol field types.
-_STOP, _TRUE, _FALSE, _I8, _I16, _I32, _I64, _DOUBLE, _BINARY, _LIST, _SET, _MAP, _STRUCT = range(13)
-# parquet-format PageType and Encoding values.
+# parquet-format PageType values.
 _DATA_PAGE, DICTIONARY_PAGE, _DATA_PAGE_V2 = 0, 2, 3
-_DICTIONARY_ENCODINGS = {2, 8}  # PLAIN_DICTIONARY, RLE_DICTIONARY
-_RLE = 3
 #: A page header with more bytes than this (statistics of huge values) is not read: Arrow's
 #: own limit (``max_page_header_size``), so every header pyarrow reads is read here too.
 MAX_HEADER_BYTES = 16 << 20
@@ -60,101 +56,6 @@ class DictionaryTooLarge(PageError):
     """A dictionary page over :data:`MAX_DICTIONARY_BYTES` or :data:`MAX_DICTIONARY_ENTRIES`."""
 
 
-class _Short(Exception):
-    """The header runs past the bytes read so far."""
-
-
-class _Compact:
-    """A reader of Thrift compact structs over bytes."""
-
-    def __init__(self, data: bytes):
-        self.data = data
-        self.at = 0
-
-    def byte(self) -> int:
-        if self.at >= len(self.data):
-            raise _Short
-        self.at += 1
-        return self.data[self.at - 1]
-
-    def varint(self) -> int:
-        out = shift = 0
-        while True:
-            b = self.byte()
-            out |= (b & 0x7F) << shift
-            if b < 0x80:
-                return out
-            shift += 7
-            if shift > 63:
-                raise PageError("page header: a varint of over 10 bytes")
-
-    def zigzag(self) -> int:
-        v = self.varint()
-        return (v >> 1) ^ -(v & 1)
-
-    def skip(self, n: int) -> None:
-        if n < 0:
-            raise PageError("page header: a negative length")
-        if self.at + n > len(self.data):
-            raise _Short
-        self.at += n
-
-    def value(self, kind: int, depth: int) -> Any:
-        if depth > 16:
-            raise PageError("page header: values nested over 16 deep")
-        if kind in (_TRUE, _FALSE):
-            return kind == _TRUE
-        if kind == _I8:
-            return self.byte()
-        if kind in (_I16, _I32, _I64):
-            return self.zigzag()
-        if kind == _DOUBLE:
-            self.skip(8)
-            return None
-        if kind == _BINARY:
-            self.skip(self.varint())
-            return None
-        if kind in (_LIST, _SET):
-            head = self.byte()
-            n, element = head >> 4, head & 0x0F
-            if n == 15:
-                n = self.varint()
-            for _ in range(n):  # every element takes a byte at least: bounded by the data
-                self.element(element, depth + 1)
-            return None
-        if kind == _MAP:
-            n = self.varint()
-            if n:
-                types = self.byte()
-                for _ in range(n):
-                    self.element(types >> 4, depth + 1)
-                    self.element(types & 0x0F, depth + 1)
-            return None
-        if kind == _STRUCT:
-            return self.struct(depth + 1)
-        raise PageError(f"page header: unknown Thrift type {kind}")
-
-    def element(self, kind: int, depth: int) -> None:
-        # A container's booleans are a byte each, not folded into the type.
-        if kind in (_TRUE, _FALSE):
-            self.skip(1)
-        else:
-            self.value(kind, depth)
-
-    def struct(self, depth: int = 0) -> dict[int, Any]:
-        if depth > 16:
-            raise PageError("page header: values nested over 16 deep")
-        fields: dict[int, Any] = {}
-        last = 0
-        while True:
-            head = self.byte()
-            if head == _STOP:
-                return fields
-            kind, delta = head & 0x0F, head >> 4
-            last = last + delta if delta else self.zigzag()
-            fields[last] = self.value(kind, depth)
-
-
 @dataclass
 class Page:
     """One page's header: its type, sizes, value count (nulls included), whether its values
@@ -177,43 +78,23 @@ class Page:
 
 
 def read_header(f: BinaryIO, offset: int) -> Page:
-    """The page header at ``offset`` of file ``f``."""
+    """The page header at ``offset`` of file ``f`` (parsed in Rust:
+    ``interleaf_core::formats::parquet::page_header``)."""
     size = 1024
     while True:
         f.seek(offset)
         data = f.read(size)
         try:
-            reader = _Compact(data)
-            h = reader.struct()
+            got = _native.parquet_page_header(data)
+        except ValueError as e:
+            raise PageError(f"page header at byte {offset}: {e}") from None
+        if got is not None:
             break
-        except RecursionError:
-            raise PageError(f"page header at byte {offset}: nested too deep") from None
-        except _Short:
-            if len(data) < size or size >= MAX_HEADER_BYTES:
-                raise PageError(f"page header at byte {offset}: truncated or over {MAX_HEADER_BYTES} bytes") from None
-            size = min(size * 16, MAX_HEADER_BYTES)
-    kind, uncompressed, compressed = h.get(1), h.get(2), h.get(3)
-    if not isinstance(kind, int) or not isinstance(uncompressed, int) or not isinstance(compressed, int) or uncompressed < 0 or compressed < 0:
-        raise PageError(f"page header at byte {offset}: no type or sizes")
-    values, encoding, levels, repetition, values_compressed, rle_levels = 0, None, 0, 0, True, (True, True)
-    if kind == _DATA_PAGE and isinstance(h.get(5), dict):
-        values, encoding = h[5].get(1), h[5].get(2)
-        # parquet-mr names BIT_PACKED for the levels a column without them does not store.
-        rle_levels = (h[5].get(4) == _RLE, h[5].get(3) == _RLE)
-    elif kind == _DATA_PAGE_V2 and isinstance(h.get(8), dict):
-        # num_values, nulls included: pyarrow does not read num_nulls, so neither is it
-        # trusted here (a forged count would hide the values).
-        v2 = h[8]
-        values, encoding = v2.get(1), v2.get(4)
-        definition, repetition = (n if isinstance(n, int) and n > 0 else 0 for n in (v2.get(5), v2.get(6)))
-        levels = definition + repetition
-        values_compressed = v2.get(7) is not False
-    elif kind == DICTIONARY_PAGE and isinstance(h.get(7), dict):
-        values = h[7].get(1)
-    if not all(v is None or isinstance(v, int) for v in (values, encoding)):
-        raise PageError(f"page header at byte {offset}: a value count or encoding that is not an integer")
-    encoded = encoding in _DICTIONARY_ENCODINGS
-    return Page(kind, uncompressed, compressed, max(values or 0, 0), encoded, offset + reader.at, levels, repetition, values_compressed, *rle_levels)
+        if len(data) < size or size >= MAX_HEADER_BYTES:
+            raise PageError(f"page header at byte {offset}: truncated or over {MAX_HEADER_BYTES} bytes")
+        size = min(size * 16, MAX_HEADER_BYTES)
+    kind, uncompressed, compressed, values, encoded, used, *rest = got
+    return Page(kind, uncompressed, compressed, values, encoded, offset + used, *rest)
 
 
 def chunk_start(column: Any) -> int:

@@ -474,6 +474,34 @@ impl NativeWriteLock {
     }
 }
 
+/// What the reader needs of the parquet page header at the start of `data`: `(type,
+/// uncompressed, compressed, values, dictionary_encoded, header_bytes, levels,
+/// repetition_levels, values_compressed, rle_repetition, rle_definition)` (see
+/// `interleaf_core::formats::parquet::PageHeader`); None when `data` ends inside it;
+/// ValueError when it is malformed.
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+pub fn parquet_page_header(data: &[u8]) -> PyResult<Option<(i128, i128, i128, i128, bool, usize, i128, i128, bool, bool, bool)>> {
+    use interleaf_core::formats::parquet::{self, ThriftError};
+    match parquet::page_header(data) {
+        Ok(h) => Ok(Some((
+            h.kind,
+            h.uncompressed,
+            h.compressed,
+            h.values,
+            h.dictionary_encoded,
+            h.header_bytes,
+            h.levels,
+            h.repetition_levels,
+            h.values_compressed,
+            h.rle_repetition,
+            h.rle_definition,
+        ))),
+        Err(ThriftError::Short) => Ok(None),
+        Err(ThriftError::Bad(m)) => Err(PyValueError::new_err(m)),
+    }
+}
+
 /// The byte length of the longest of the first `count` values of PLAIN-encoded BYTE_ARRAY
 /// data (a parquet dictionary page's body); ValueError when the data ends before them.
 #[pyfunction]

@@ -58,6 +58,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(io::frame_to_records, m)?)?;
     m.add_function(wrap_pyfunction!(io::detect_record_format, m)?)?;
     m.add_function(wrap_pyfunction!(io::number_documents, m)?)?;
+    m.add_function(wrap_pyfunction!(io::parquet_page_header, m)?)?;
     m.add_function(wrap_pyfunction!(io::plain_byte_array_longest, m)?)?;
     m.add_function(wrap_pyfunction!(io::dictionary_gathered_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(io::read_samples, m)?)?;

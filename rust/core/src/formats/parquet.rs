@@ -1,6 +1,242 @@
 //! What pyarrow does not tell of a parquet file and the Python reader needs to bound memory
-//! (see `interleaf/io/_pages.py`): the longest entry of a dictionary page, and the bytes the
-//! indices of data pages gather from it.
+//! (see `interleaf/io/_pages.py`): page headers (Thrift compact structs), the longest entry of
+//! a dictionary page, and the bytes the indices of data pages gather from it.
+
+/// A Thrift compact value as a page header's reader needs it: integers (i8 as its unsigned
+/// byte; i16/i32/i64 zigzag-decoded, from varints of up to 10 bytes, so wider than i64),
+/// booleans and structs (field id -> value, the last of a repeated id kept); doubles, binaries,
+/// lists, sets and maps are skipped.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ThriftValue {
+    Int(i128),
+    Bool(bool),
+    Struct(Vec<(i64, ThriftValue)>),
+    Skipped,
+}
+
+/// Why a Thrift struct could not be read: the data ends inside it (read more), or it is
+/// malformed (the message).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ThriftError {
+    Short,
+    Bad(String),
+}
+
+/// Thrift compact structs are nested at most this deep (a page header's are 3).
+const MAX_THRIFT_DEPTH: u32 = 16;
+
+struct Compact<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl Compact<'_> {
+    fn byte(&mut self) -> Result<u8, ThriftError> {
+        let b = *self.data.get(self.at).ok_or(ThriftError::Short)?;
+        self.at += 1;
+        Ok(b)
+    }
+
+    fn varint(&mut self) -> Result<u128, ThriftError> {
+        let (mut out, mut shift) = (0u128, 0u32);
+        loop {
+            let b = self.byte()?;
+            out |= u128::from(b & 0x7F) << shift;
+            if b < 0x80 {
+                return Ok(out);
+            }
+            shift += 7;
+            if shift > 63 {
+                return Err(ThriftError::Bad("page header: a varint of over 10 bytes".into()));
+            }
+        }
+    }
+
+    fn zigzag(&mut self) -> Result<i128, ThriftError> {
+        let v = self.varint()? as i128;
+        Ok((v >> 1) ^ -(v & 1))
+    }
+
+    fn skip(&mut self, n: u128) -> Result<(), ThriftError> {
+        if n > (self.data.len() - self.at) as u128 {
+            return Err(ThriftError::Short);
+        }
+        self.at += n as usize;
+        Ok(())
+    }
+
+    fn value(&mut self, kind: u8, depth: u32) -> Result<ThriftValue, ThriftError> {
+        if depth > MAX_THRIFT_DEPTH {
+            return Err(ThriftError::Bad(format!("page header: values nested over {MAX_THRIFT_DEPTH} deep")));
+        }
+        Ok(match kind {
+            1 | 2 => ThriftValue::Bool(kind == 1),
+            3 => ThriftValue::Int(i128::from(self.byte()?)),
+            4..=6 => ThriftValue::Int(self.zigzag()?),
+            7 => {
+                self.skip(8)?;
+                ThriftValue::Skipped
+            }
+            8 => {
+                let n = self.varint()?;
+                self.skip(n)?;
+                ThriftValue::Skipped
+            }
+            9 | 10 => {
+                let head = self.byte()?;
+                let (mut n, element) = (u128::from(head >> 4), head & 0x0F);
+                if n == 15 {
+                    n = self.varint()?;
+                }
+                // Every element takes a byte at least: bounded by the data.
+                for _ in 0..n {
+                    self.element(element, depth + 1)?;
+                }
+                ThriftValue::Skipped
+            }
+            11 => {
+                let n = self.varint()?;
+                if n > 0 {
+                    let types = self.byte()?;
+                    for _ in 0..n {
+                        self.element(types >> 4, depth + 1)?;
+                        self.element(types & 0x0F, depth + 1)?;
+                    }
+                }
+                ThriftValue::Skipped
+            }
+            12 => self.structure(depth + 1)?,
+            other => return Err(ThriftError::Bad(format!("page header: unknown Thrift type {other}"))),
+        })
+    }
+
+    fn element(&mut self, kind: u8, depth: u32) -> Result<(), ThriftError> {
+        // A container's booleans are a byte each, not folded into the type.
+        if kind == 1 || kind == 2 {
+            self.skip(1)
+        } else {
+            self.value(kind, depth).map(drop)
+        }
+    }
+
+    fn structure(&mut self, depth: u32) -> Result<ThriftValue, ThriftError> {
+        if depth > MAX_THRIFT_DEPTH {
+            return Err(ThriftError::Bad(format!("page header: values nested over {MAX_THRIFT_DEPTH} deep")));
+        }
+        let mut fields: Vec<(i64, ThriftValue)> = Vec::new();
+        let mut last: i128 = 0;
+        loop {
+            let head = self.byte()?;
+            if head == 0 {
+                return Ok(ThriftValue::Struct(fields));
+            }
+            let (kind, delta) = (head & 0x0F, head >> 4);
+            last = if delta > 0 { last + i128::from(delta) } else { self.zigzag()? };
+            let v = self.value(kind, depth)?;
+            // Field ids past i64 cannot be a page header's: kept apart from every real one.
+            let id = i64::try_from(last).unwrap_or(i64::MIN);
+            match fields.iter_mut().find(|(k, _)| *k == id) {
+                Some(slot) => slot.1 = v,
+                None => fields.push((id, v)),
+            }
+        }
+    }
+}
+
+/// The Thrift compact struct at the start of `data` (a parquet page header) and the bytes it
+/// takes; [`ThriftError::Short`] when `data` ends inside it.
+pub fn thrift_compact_struct(data: &[u8]) -> Result<(ThriftValue, usize), ThriftError> {
+    let mut r = Compact { data, at: 0 };
+    let v = r.structure(0)?;
+    Ok((v, r.at))
+}
+
+/// What the reader needs of a parquet page header (parquet-format's `PageHeader`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageHeader {
+    /// `PageType`: 0 data page, 2 dictionary page, 3 data page v2.
+    pub kind: i128,
+    pub uncompressed: i128,
+    pub compressed: i128,
+    /// Values, nulls included (a dictionary page's: its entries); 0 when not given.
+    pub values: i128,
+    /// Its values are dictionary indices (PLAIN_DICTIONARY or RLE_DICTIONARY).
+    pub dictionary_encoded: bool,
+    /// The bytes of the header itself: the page's body follows.
+    pub header_bytes: usize,
+    /// A v2 data page's level bytes (repetition then definition, never compressed), and of those
+    /// the repetition levels'.
+    pub levels: i128,
+    pub repetition_levels: i128,
+    /// A v2 data page's values are compressed (unless its header says `is_compressed = false`).
+    pub values_compressed: bool,
+    /// A v1 data page's repetition and definition levels are RLE (parquet-mr names BIT_PACKED
+    /// for the levels a column without them does not store).
+    pub rle_repetition: bool,
+    pub rle_definition: bool,
+}
+
+/// The page header at the start of `data`: [`ThriftError::Short`] when `data` ends inside it,
+/// a message when it is malformed or lacks its type or sizes. Values are read as Python's
+/// reader of these headers read them (a boolean where an integer goes counts as 0 or 1, a
+/// skipped value as none), so a forged header means the same to both.
+pub fn page_header(data: &[u8]) -> Result<PageHeader, ThriftError> {
+    use ThriftValue::{Bool, Int, Skipped, Struct};
+    let (h, header_bytes) = thrift_compact_struct(data)?;
+    let Struct(fields) = h else { unreachable!("a struct") };
+    let get = |f: &[(i64, ThriftValue)], id: i64| f.iter().find(|(k, _)| *k == id).map(|(_, v)| v.clone());
+    let int = |v: &Option<ThriftValue>| match v {
+        Some(Int(i)) => Some(*i),
+        Some(Bool(b)) => Some(i128::from(*b)),
+        _ => None,
+    };
+    let bad = |m: &str| ThriftError::Bad(m.to_string());
+    let (kind, uncompressed, compressed) = match (int(&get(&fields, 1)), int(&get(&fields, 2)), int(&get(&fields, 3))) {
+        (Some(k), Some(u), Some(c)) if u >= 0 && c >= 0 => (k, u, c),
+        _ => return Err(bad("no type or sizes")),
+    };
+    let sub = |id: i64| match get(&fields, id) {
+        Some(Struct(f)) => Some(f),
+        _ => None,
+    };
+    let mut out = PageHeader {
+        kind,
+        uncompressed,
+        compressed,
+        values: 0,
+        dictionary_encoded: false,
+        header_bytes,
+        levels: 0,
+        repetition_levels: 0,
+        values_compressed: true,
+        rle_repetition: true,
+        rle_definition: true,
+    };
+    let (mut values, mut encoding) = (None, None);
+    if let (0, Some(f)) = (kind, sub(5)) {
+        (values, encoding) = (get(&f, 1), get(&f, 2));
+        out.rle_repetition = matches!(get(&f, 4), Some(Int(3)));
+        out.rle_definition = matches!(get(&f, 3), Some(Int(3)));
+    } else if let (3, Some(f)) = (kind, sub(8)) {
+        // num_values, nulls included: pyarrow does not read num_nulls, so neither is it
+        // trusted here (a forged count would hide the values).
+        (values, encoding) = (get(&f, 1), get(&f, 4));
+        let positive = |id| int(&get(&f, id)).filter(|n| *n > 0).unwrap_or(0);
+        out.repetition_levels = positive(6);
+        out.levels = positive(5) + out.repetition_levels;
+        out.values_compressed = !matches!(get(&f, 7), Some(Bool(false)));
+    } else if let (2, Some(f)) = (kind, sub(7)) {
+        values = get(&f, 1);
+    }
+    for v in [&values, &encoding] {
+        if !matches!(v, None | Some(Int(_) | Bool(_) | Skipped)) {
+            return Err(bad("a value count or encoding that is not an integer"));
+        }
+    }
+    out.values = int(&values).unwrap_or(0).max(0);
+    out.dictionary_encoded = matches!(encoding, Some(Int(2 | 8)));
+    Ok(out)
+}
 
 /// The byte length of the longest of the first `count` values of PLAIN-encoded BYTE_ARRAY data
 /// (a dictionary page's body: each value a little-endian u32 length and its bytes), or an
@@ -133,6 +369,62 @@ fn uleb128(data: &[u8]) -> Result<(u64, usize), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn page_headers_give_what_the_reader_needs() {
+        // type=0, uncompressed=4, compressed=4, data_page_header{num_values=5, encoding=8 (RLE_DICTIONARY), def=3 (RLE), rep=4 (BIT_PACKED)}.
+        let v1 = [0x15, 0x00, 0x15, 0x08, 0x15, 0x08, 0x2C, 0x15, 0x0A, 0x15, 0x10, 0x15, 0x06, 0x15, 0x08, 0x00, 0x00];
+        let h = page_header(&v1).unwrap();
+        assert_eq!((h.kind, h.uncompressed, h.compressed, h.values, h.dictionary_encoded, h.header_bytes), (0, 4, 4, 5, true, v1.len()));
+        assert_eq!((h.rle_repetition, h.rle_definition, h.levels, h.values_compressed), (false, true, 0, true));
+        // v2: type=3, data_page_header_v2 (field 8){num_values=7, num_nulls=0, num_rows=7, encoding=0,
+        // def bytes=6, rep bytes=2, is_compressed=false}.
+        let v2 = [0x15, 0x06, 0x15, 0x08, 0x15, 0x08, 0x5C, 0x15, 0x0E, 0x15, 0x00, 0x15, 0x0E, 0x15, 0x00, 0x15, 0x0C, 0x15, 0x04, 0x12, 0x00, 0x00];
+        let h = page_header(&v2).unwrap();
+        assert_eq!((h.kind, h.values, h.dictionary_encoded, h.levels, h.repetition_levels, h.values_compressed), (3, 7, false, 8, 2, false));
+        // A dictionary page (field 7){num_values=3, encoding=0}.
+        let d = [0x15, 0x04, 0x15, 0x08, 0x15, 0x08, 0x4C, 0x15, 0x06, 0x15, 0x00, 0x00, 0x00];
+        assert_eq!(page_header(&d).unwrap().values, 3);
+        // Missing or negative sizes; a struct where the value count goes.
+        assert_eq!(page_header(&[0x15, 0x00, 0x15, 0x08, 0x00]), Err(ThriftError::Bad("no type or sizes".into())));
+        assert_eq!(page_header(&[0x15, 0x00, 0x15, 0x01, 0x15, 0x08, 0x00]), Err(ThriftError::Bad("no type or sizes".into())));
+        let forged = [0x15, 0x00, 0x15, 0x08, 0x15, 0x08, 0x2C, 0x1C, 0x00, 0x00, 0x00];
+        assert_eq!(page_header(&forged), Err(ThriftError::Bad("a value count or encoding that is not an integer".into())));
+        assert_eq!(page_header(&v1[..9]), Err(ThriftError::Short));
+    }
+
+    #[test]
+    fn thrift_compact_structs_read_as_page_headers_need_them() {
+        use ThriftValue::{Bool, Int, Skipped, Struct};
+        // PageHeader{type=0, uncompressed=4, compressed=4, crc: i32, data_page_header{5, 8, 3, 3},
+        // statistics-like binary field, a list of 3 i32, a bool true, an i8 of 200}.
+        let mut h = vec![0x15, 0x00, 0x15, 0x08, 0x15, 0x08, 0x15, 0x01, 0x1C, 0x15, 0x0A, 0x15, 0x10, 0x15, 0x06, 0x15, 0x06, 0x00];
+        h.extend([0x18, 0x03, b'a', b'b', b'c', 0x19, 0x35, 0x02, 0x04, 0x06, 0x11, 0x13, 200, 0x00]);
+        let (v, used) = thrift_compact_struct(&[h.clone(), vec![0xEE; 4]].concat()).unwrap();
+        assert_eq!(used, h.len());
+        let data_page = Struct(vec![(1, Int(5)), (2, Int(8)), (3, Int(3)), (4, Int(3))]);
+        let want = vec![(1, Int(0)), (2, Int(4)), (3, Int(4)), (4, Int(-1)), (5, data_page), (6, Skipped), (7, Skipped), (8, Bool(true)), (9, Int(200))];
+        assert_eq!(v, Struct(want));
+        // Short anywhere inside: read more.
+        for cut in 0..h.len() {
+            assert_eq!(thrift_compact_struct(&h[..cut]), Err(ThriftError::Short), "{cut}");
+        }
+        // A repeated field id keeps the last value; a long-form field id (delta 0, zigzag id).
+        assert_eq!(thrift_compact_struct(&[0x15, 0x04, 0x05, 0x02, 0x06, 0x05, 0x08, 0x04, 0x00]).unwrap().0, Struct(vec![(1, Int(3)), (4, Int(2))]));
+        // A varint of 10 bytes is wider than i64, as Python's ints are; 11 bytes are refused.
+        let wide = [&[0x15u8][..], &[0xFF; 9], &[0x7F], &[0x00]].concat();
+        assert_eq!(thrift_compact_struct(&wide).unwrap().0, Struct(vec![(1, Int(-(1i128 << 69)))]));
+        let over = [&[0x15u8][..], &[0xFF; 10], &[0x01], &[0x00]].concat();
+        assert_eq!(thrift_compact_struct(&over), Err(ThriftError::Bad("page header: a varint of over 10 bytes".into())));
+        // Nesting is bounded; a list claiming a billion items stops at the bytes there are.
+        assert_eq!(thrift_compact_struct(&[0x19; 5000]), Err(ThriftError::Bad("page header: values nested over 16 deep".into())));
+        let mut billion = vec![0x19, 0xF5, 0x80, 0x94, 0xEB, 0xDC, 0x03];
+        billion.extend([0x02; 100]);
+        assert_eq!(thrift_compact_struct(&billion), Err(ThriftError::Short));
+        assert_eq!(thrift_compact_struct(&[0x1E, 0x00]), Err(ThriftError::Bad("page header: unknown Thrift type 14".into())));
+        // Booleans inside a container are a byte each; a map's key and value types share a byte.
+        assert_eq!(thrift_compact_struct(&[0x19, 0x21, 0x01, 0x02, 0x1B, 0x01, 0x55, 0x02, 0x04, 0x00]).unwrap().0, Struct(vec![(1, Skipped), (2, Skipped)]));
+    }
 
     fn plain(values: &[&[u8]]) -> Vec<u8> {
         let mut out = Vec::new();
