@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -129,6 +130,20 @@ def test_convert_to_webdataset_and_back(sample_dir, tmp_path, capsys):
     assert (int(m[1]), int(m[2]), int(m[3])) == (4, 0, 2)
     assert [line.strip() for line in listed] == [str(p) for p in shards]
     assert nodes_only(read_all(shards)).equals(nodes_only(read_all(src)))
+
+
+def test_the_main_job_writes_utf8_whatever_the_locale(tmp_path):
+    """Under an ASCII locale (``LC_ALL=C`` without Python's UTF-8 mode) the run wrote its
+    summary and report in the locale's encoding: ``'ascii' codec can't encode '\\xb7'`` and no
+    summary (a latin-1 locale wrote an invalid report and failed on CJK captions). Files are
+    UTF-8, as the report declares."""
+    out = tmp_path / "demo"
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    proc = subprocess.run([sys.executable, "-m", "interleaf", "demo", "--out", str(out), "--quiet"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    report = (out / "report.html").read_bytes().decode("utf-8")
+    assert "\u00b7" in report and 'charset="utf-8"' in report
+    assert json.loads((out / "summary.json").read_text(encoding="utf-8"))["documents"]["in"] == 28
 
 
 def test_demo_runs_the_main_job_on_the_sample(tmp_path):

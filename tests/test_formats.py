@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
 
 import polars as pl
@@ -14,6 +15,7 @@ import pytest
 from conftest import nodes_only, read_all
 
 import interleaf
+from interleaf.io.sources import expand
 
 
 def write_jsonl(path: Path, records: list) -> Path:
@@ -608,6 +610,29 @@ def test_unknown_format_and_container_are_clear_errors(tmp_path):
         interleaf.read(tmp_path / "x.bin")
     with pytest.raises(FileNotFoundError, match="glob matches no file"):
         interleaf.read(str(tmp_path / "*.tar"))
+
+
+
+ODD_NAMES = ("br[1].jsonl", "br1.jsonl", "q?.jsonl", "qa.jsonl", "lone[x].jsonl", "brace{1..2}.jsonl", "part..1.jsonl", "st*r.jsonl")
+
+
+def test_files_named_like_patterns_are_read_once_by_their_own_names(tmp_path):
+    """A folder of files whose names hold glob or brace characters: a run read each shard by
+    expanding its path again, so ``br[1].jsonl`` read ``br1.jsonl``, ``q?.jsonl`` read
+    ``qa.jsonl`` too, and ``lone[x].jsonl`` failed the run (matches no file); naming such a file
+    could not read it. A path that exists is that file."""
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    for name in ODD_NAMES:
+        write_jsonl(folder / name, [{"url": f"http://e/{name}", "caption": name}])
+    captions = read_all(folder, format="pairs").get_column("text").drop_nulls().to_list()
+    assert sorted(captions) == sorted(ODD_NAMES)
+    for name in ODD_NAMES:
+        assert read_all(folder / name, format="pairs").get_column("text").drop_nulls().to_list() == [name]
+        assert expand(str(folder / name)) == [str(folder / name)]
+    # Patterns still expand where no file has their name.
+    assert [os.path.basename(p) for p in expand(str(folder / "br?.jsonl"))] == ["br1.jsonl"]
+    assert [os.path.basename(p) for p in expand(str(folder / "q*.jsonl"))] == ["q?.jsonl", "qa.jsonl"]
 
 
 # --- batch boundaries: batch_size changes only where batches end ----------------------------------

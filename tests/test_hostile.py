@@ -130,6 +130,10 @@ def test_writer_prefixes_and_file_names_cannot_leave_the_destination(tmp_path, s
             with pytest.raises(ValueError, match="plain file name"):
                 interleaf.write(df, tmp_path / "out", fmt, prefix=bad)
     assert not (tmp_path / "up").exists() and not any(tmp_path.rglob("*.tar"))
+    # ".." inside a name is a name (an input "part..1.jsonl" made a run fail at its write stage).
+    for fmt in ("webdataset", "parquet", "jsonl"):
+        written = interleaf.write(df, tmp_path / "ok", fmt, prefix="part..1")
+        assert written and all(os.path.basename(w).startswith("part..1") and os.path.dirname(w) == str(tmp_path / "ok") for w in written)
 
 
 # --- memory bounded by bytes ------------------------------------------------------------------
@@ -705,6 +709,45 @@ def test_a_jpeg_whose_scans_times_pixels_are_too_many_is_refused_before_decoding
     err = table.get_column("error").to_list()[1]
     assert err["kind"] == "image_too_large" and "500 scans of 3000x3000 pixels" in err["message"]
     assert image.stats([progressive_jpeg(1000, 499)]).get_column("error")[0] is None  # 5e8: decoded
+
+
+def test_a_full_disk_names_the_file_being_written(tmp_path, monkeypatch):
+    """A disk filled during a parquet write ended the run in a traceback (polars: "Invalid
+    thrift: transport error"), or a bare "[Errno 28]" naming no file: either is an OSError
+    naming it, the CLI's clean error; its temporary file is gone. Other errors pass unchanged."""
+    import errno
+    from types import SimpleNamespace
+
+    from interleaf.io import atomic
+
+    with pytest.raises(OSError, match=r"no space left on the device writing .*x\.parquet: \[Errno 28\]"), atomic.atomic_output(tmp_path / "x.parquet"):
+        raise OSError(errno.ENOSPC, "Error writing bytes to file")
+    monkeypatch.setattr(atomic.os, "statvfs", lambda _: SimpleNamespace(f_bavail=3, f_frsize=4096))
+    with pytest.raises(OSError, match=r"writing .*y\.parquet: parquet: .*Invalid thrift") as got, atomic.atomic_output(tmp_path / "y.parquet") as tmp:
+        tmp.write_bytes(b"PAR1")
+        raise pl.exceptions.ComputeError("parquet: File out of specification: Invalid thrift: transport error")
+    assert got.value.errno == errno.ENOSPC and list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="^boom$"), atomic.atomic_output(tmp_path / "z.parquet"):
+        raise ValueError("boom")
+
+
+def test_a_link_to_itself_in_an_input_folder_is_its_files_error_not_the_commands(tmp_path):
+    """``loop.jsonl -> loop.jsonl`` beside a good file: run, convert and dedup stopped with
+    "Symlink loop" (the output checks resolved every input); it is that file's io error, as a
+    dangling link is."""
+    from interleaf.io.sources import check_out_apart, named_inputs
+
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.jsonl").write_text(json.dumps({"id": "a", "caption": "fine", "image": "http://x/a.jpg"}) + "\n")
+    (src / "loop.jsonl").symlink_to("loop.jsonl")
+    paths = named_inputs(str(src))
+    check_out_apart(tmp_path / "out", paths, [str(src)])
+    reader = interleaf.read(str(src))
+    written = interleaf.write(reader, str(tmp_path / "o.jsonl"), "jsonl")
+    assert reader.stats["errors"] == {"io": 1} and len(written) == 1
+    assert [d["doc_id"] for d in map(json.loads, open(written[0], encoding="utf-8"))][0] == "a"
 
 
 def test_inputs_that_are_fifos_devices_or_broken_links_are_io_errors_never_opened(tmp_path):

@@ -1085,6 +1085,32 @@ def test_dedup_refuses_an_output_inside_its_input_and_a_rerun_replaces_its_files
     assert not (tmp_path / "new").exists() and json.loads((out / "summary.json").read_text())["method"] == "minhash"
 
 
+def test_a_dedup_that_stopped_writing_is_rerun_without_overwrite(tmp_path, planted, monkeypatch):
+    """A dedup --write whose disk filled while writing dedup/ left duplicates.parquet and a
+    partial dedup/, and the same command was then refused ("which no finished dedup wrote:
+    pass --overwrite"). What it had begun writing is its own: the rerun replaces it."""
+    import errno
+
+    from interleaf.dedup import dataset, deduplicate
+
+    out = tmp_path / "dd"
+    real_write = interleaf.write
+
+    def full(batches, dest, *a, **k):
+        os.makedirs(dest, exist_ok=True)
+        (Path(dest) / "shard-000000.jsonl").write_text("partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(dataset.interleaf, "write", full)
+    with pytest.raises(OSError, match="No space left"):
+        deduplicate(planted["inputs"], out, "exact", write_format="jsonl")
+    assert (out / "duplicates.parquet").exists() and not (out / "summary.json").exists()
+    monkeypatch.setattr(dataset.interleaf, "write", real_write)
+    s = deduplicate(planted["inputs"], out, "exact", write_format="jsonl")
+    assert json.loads((out / "summary.json").read_text())["kept_documents"] == s["kept_documents"]
+    assert (out / "dedup" / "shard-000000.jsonl").read_text() != "partial" and not (out / dataset._PENDING).exists()
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]

@@ -362,7 +362,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         if not args.from_transformers:
             raise ValueError("causal-lm needs --from-transformers DIR|NAME")
         dest = ex.export_causal_lm(args.from_transformers, args.out or models.default_dir(args.from_transformers), **kw)
-    check = (json.loads((Path(dest) / "config.json").read_text()).get("interleaf") or {}).get("export_check")
+    check = (json.loads((Path(dest) / "config.json").read_text(encoding="utf-8")).get("interleaf") or {}).get("export_check")
     print(f"exported {what} -> {dest}")
     if isinstance(check, str):
         print(f"  {check}")

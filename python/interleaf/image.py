@@ -251,7 +251,7 @@ def load_config(config: str | os.PathLike | Mapping[str, Any] | PreprocessConfig
                 raise FileNotFoundError(f"{path} has neither preprocessor_config.json nor open_clip_config.json")
             path = found[0]
         try:
-            cfg = json.loads(path.read_text())
+            cfg = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise FileNotFoundError(f"preprocessing config not found: {path} (give a preprocessor_config.json, an open_clip_config.json or the directory holding one)") from None
         except json.JSONDecodeError as e:

@@ -632,7 +632,7 @@ class Markers:
     def fresh(self, stage: str, name: str, key: str, *outputs: Path) -> bool:
         p = self._path(stage, name)
         try:
-            got = json.loads(p.read_text())
+            got = json.loads(p.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return False
         if not isinstance(got, dict) or got.get("key") != key or not all(o.exists() for o in outputs):
@@ -652,7 +652,7 @@ class Markers:
         """What the marker holds (its key and the ``info`` given to :meth:`done`); empty when
         there is none."""
         try:
-            got = json.loads(self._path(stage, name).read_text())
+            got = json.loads(self._path(stage, name).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
         return got if isinstance(got, dict) else {}
@@ -2228,7 +2228,7 @@ def _check_out(out: Path, paths: list[str], state: dict[str, Any], overwrite: bo
         raise ValueError(f"--out {out} is a file, not a folder: choose a folder (new, empty, or an earlier run)")
     run_file = out / STATE / "run.json"
     if run_file.exists():
-        prev = json.loads(run_file.read_text())
+        prev = json.loads(run_file.read_text(encoding="utf-8"))
         if prev.get("inputs") != state["inputs"] and not overwrite:
             raise ValueError(f"{out} holds a run over other inputs; pass --overwrite (overwrite=True) to replace it, or choose another --out")
         if prev.get("inputs") != state["inputs"]:
@@ -2667,7 +2667,7 @@ def load_run(out: str | os.PathLike[str]) -> dict[str, Any]:
     f = Path(out) / STATE / "run.json"
     if not f.is_file():
         raise FileNotFoundError(f"{out} is not an interleaf run folder (no {STATE}/run.json); run `interleaf run` first")
-    return json.loads(f.read_text())
+    return json.loads(f.read_text(encoding="utf-8"))
 
 
 def _stored_limits(out: Path, shards: list[Shard], limit: int) -> list[int | None]:

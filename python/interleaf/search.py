@@ -339,7 +339,7 @@ class Index:
             faiss.write_index(cpu, str(tmp))
         meta = {"format": "interleaf.search.Index/1", "dim": self.dim, "metric": self.metric, "kind": self.kind, "params": self.params, "n": len(self)}
         with atomic_output(out / "index.json") as tmp:
-            Path(tmp).write_text(json.dumps(meta, indent=1))
+            Path(tmp).write_text(json.dumps(meta, indent=1), encoding="utf-8")
         return out
 
     @classmethod
@@ -352,7 +352,7 @@ class Index:
             if not (d / f).is_file():
                 raise FileNotFoundError(f"{d / f} is missing: not an interleaf index folder")
         try:
-            meta = json.loads((d / "index.json").read_text())
+            meta = json.loads((d / "index.json").read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError) as e:
             raise ValueError(f"{d}/index.json is not JSON: {e}") from None
         if not isinstance(meta, dict) or not {"dim", "metric", "kind", "params"} <= meta.keys() or not isinstance(meta["params"], dict):

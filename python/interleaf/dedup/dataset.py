@@ -12,6 +12,7 @@ Documents are the reader's ``doc_index`` values, so ids need not be unique.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -481,20 +482,29 @@ def _earlier_dedup(out: Path) -> dict[str, Any] | None:
     return got
 
 
+#: Names the outputs a dedup into the folder is writing, until its summary is written: a rerun
+#: after it stopped (a full disk, a kill) replaces them without ``--overwrite``.
+_PENDING = ".dedup-pending.json"
+
+
 def _deduplicate_into(out: Path, source: Any, format: str | None, batch_size: int, method: str, on: str, strip_punctuation: bool, hasher: Any, draft: int | None, max_pixels: int | None, model: Any, emb_given: Any, eps: float, n_clusters: int | None, seed: int, device: str, engine: str, threshold: float, num_perm: int, bands: int | None, rows: int | None, verify: str, radius: int, write_format: str | None, progress: bool, read_options: dict[str, Any], overwrite: bool) -> dict[str, Any]:
     """:func:`deduplicate`'s work, with the folder's lock held."""
     # What an earlier dedup into this folder wrote goes first: an interrupted rerun leaves
     # no summary of another method beside its files. Its dedup/ only when its summary
     # says it wrote it (a folder named dedup may be the user's).
     earlier = _earlier_dedup(out)
+    pending = out / _PENDING
+    mine = dict((earlier.get("outputs") or {}) if earlier is not None else {})
+    # What a dedup that stopped before its summary (a full disk, a kill) had begun writing.
+    with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+        mine.update(dict.fromkeys(json.loads(pending.read_text(encoding="utf-8"))["outputs"], True))
     if not overwrite:
-        mine = (earlier.get("outputs") or {}) if earlier is not None else {}
         theirs = [p.name for p in (out / "duplicates.parquet", out / "dedup") if (p.exists() or p.is_symlink()) and not mine.get(p.stem) and (p.name != "dedup" or write_format)]
         if theirs:
             raise ValueError(f"{out} already holds {' and '.join(theirs)}, which no finished dedup wrote: pass --overwrite (overwrite=True) to replace, or choose another --out")
     leftovers = [p for p in out.glob(".*.tmp") if p.name.startswith((".summary.json.", ".duplicates.parquet."))]  # a killed run's
     olds = [out / "summary.json", *leftovers]
-    if earlier is not None and (earlier.get("outputs") or {}).get("dedup"):
+    if mine.get("dedup"):
         olds.append(out / "dedup")
     for old in olds:
         if old.is_symlink() or old.is_file():
@@ -510,6 +520,7 @@ def _deduplicate_into(out: Path, source: Any, format: str | None, batch_size: in
     sem = {"eps": eps, "n_clusters": n_clusters, "seed": seed, "device": device, "engine": engine}
     reps, score, cluster_stats = cluster(sig, method, threshold=threshold, num_perm=num_perm, bands=bands, rows=rows, verify=verify, radius=radius, semantic=sem)
     dup = duplicates_table(doc_ids, reps, score, method)
+    write_text(pending, json.dumps({"outputs": ["duplicates", *(["dedup"] if write_format else [])]}) + "\n")
     with atomic_output(out / "duplicates.parquet") as tmp:
         dup.write_parquet(tmp)
     keep = reps == np.arange(sig.counters["documents"])
@@ -534,4 +545,5 @@ def _deduplicate_into(out: Path, source: Any, format: str | None, batch_size: in
     if write_format:
         summary["outputs"]["dedup"] = interleaf.write(kept(source, format, batch_size, keep, **read_options), out / "dedup", write_format, overwrite=True, progress=progress)
     write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    pending.unlink(missing_ok=True)
     return summary

@@ -93,8 +93,8 @@ def read_header(f: BinaryIO, offset: int) -> Page:
         if len(data) < size or size >= MAX_HEADER_BYTES:
             raise PageError(f"page header at byte {offset}: truncated or over {MAX_HEADER_BYTES} bytes")
         size = min(size * 16, MAX_HEADER_BYTES)
-    kind, uncompressed, compressed, values, encoded, used, *rest = got
-    return Page(kind, uncompressed, compressed, values, encoded, offset + used, *rest)
+    kind, uncompressed, compressed, values, encoded, used, levels, repetition, values_compressed, rle_repetition, rle_definition = got
+    return Page(kind, uncompressed, compressed, values, encoded, offset + used, levels, repetition, values_compressed, rle_repetition, rle_definition)
 
 
 def chunk_start(column: Any) -> int:

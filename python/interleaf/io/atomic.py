@@ -5,6 +5,7 @@ destroys a good one before its replacement is whole."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import uuid
@@ -105,9 +106,27 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
             os.fsync(f.fileno())
         os.replace(tmp, final)
         _fsync_dir(final.parent)
+    except Exception as e:
+        if _disk_full(final.parent, e):
+            # Writers report a full disk their own ways (polars: "Invalid thrift: transport
+            # error"; Python: a bare "[Errno 28]"): say which file, and what to do.
+            raise OSError(errno.ENOSPC, f"no space left on the device writing {final}: {e}") from e
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _disk_full(folder: Path, e: BaseException) -> bool:
+    """Whether ``e``, raised writing a file in ``folder``, is (most likely) a full disk or quota:
+    its errno says so, or its folder's filesystem has under 1 MiB left."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < (1 << 20)
 
 
 def remove_leftovers(path: str | os.PathLike[str]) -> int:
@@ -129,7 +148,7 @@ def remove_leftovers(path: str | os.PathLike[str]) -> int:
 def write_text(path: str | os.PathLike[str], text: str) -> Path:
     """``text`` to ``path`` through :func:`atomic_output`."""
     with atomic_output(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
     return Path(path)
 
 

@@ -795,15 +795,16 @@ def _gathered_bound(f: Any, column: Any, chunk: Any, rows: int, enough: int, max
     from ._pages import DictionaryTooLarge, dictionary_entries, gathered_bytes, longest_entry
 
     page = chunk.dictionary
+    entries: bytes | None = None
     try:
-        entries: bytes | None = dictionary_entries(f, column, page)
+        entries = dictionary_entries(f, column, page)
         longest = longest_entry(entries, page)
     except DictionaryTooLarge:
         # Not decoded (over a GiB): an entry is at most the page less the others' 4-byte
         # lengths. A top-level column mostly in plain pages then caps a piece's rows (read as a
         # dictionary, pyarrow would hash its every plain value: 5,000 masks of 260 KB took 42 s
         # and 12 GB so).
-        entries, longest = None, max(0, page.uncompressed - 4 * max(page.values, 1))
+        longest = max(0, page.uncompressed - 4 * max(page.values, 1))
     top = max_repetition == 0
     values = min(rows, _PARQUET_PIECE_ROWS, chunk.dictionary_values) if top else chunk.dictionary_values
     bound, total = values * (longest + 8), chunk.dictionary_values * (longest + 8)

@@ -114,14 +114,16 @@ def expand(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) ->
     known containers, sorted; see :func:`_folder_files` for what is left out; the output folder
     of a run itself is refused) or a list of these. Raises FileNotFoundError when a glob or
     directory matches nothing; a plain path that does not exist is passed through (the reader
-    records it as an ``io`` error and goes on)."""
+    records it as an ``io`` error and goes on). A path that exists is taken as it is, whatever
+    it holds: a file named ``br[1].jsonl``, ``q?.jsonl`` or ``a{1..2}.jsonl`` is that file, not
+    a pattern (so the files a pattern found are read once each, by their own names)."""
     if isinstance(source, (str, os.PathLike)):
         items = [os.fspath(source)]
     else:
         items = [os.fspath(s) for s in source]
     paths: list[str] = []
     for item in items:
-        for name in _expand_braces(item):
+        for name in [item] if os.path.lexists(item) else _expand_braces(item):
             if os.path.isdir(name):
                 if _is_run_folder(name):
                     raise ValueError(f"{name} is the output folder of an interleaf run (its attributes/ and dropped/ are not documents): name its kept/ folder to read the documents it kept")
@@ -129,7 +131,7 @@ def expand(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) ->
                 if not found:
                     raise FileNotFoundError(f"{name}: directory holds no .tar/.jsonl/.parquet files")
                 paths.extend(found)
-            elif glob.has_magic(name):
+            elif glob.has_magic(name) and not os.path.lexists(name):
                 found = sorted(glob.glob(name, recursive=True))
                 if not found:
                     raise FileNotFoundError(f"{name}: glob matches no file")
@@ -206,13 +208,22 @@ def _under(folder: tuple[str, ...], pattern: list[str]) -> bool:
     return tuple(pattern[:k]) == folder[:k]
 
 
+def _resolved(path: str | os.PathLike[str]) -> Path:
+    """``path`` with its links resolved, or made absolute as it is where they loop (a link to
+    itself in an input folder is that file's ``io`` error when read, not the run's failure)."""
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError):
+        return Path(os.path.abspath(path))
+
+
 def check_out_apart(out: str | os.PathLike[str], paths: list[str], folders: Iterable[str] = ()) -> None:
     """Refuses an output folder ``out`` that holds one of the input files ``paths``, lies
     inside one of the named input ``folders``, or whose outputs a named glob would match (a
     later read of the same inputs would take the outputs for inputs); ValueError."""
-    target = Path(out).resolve()
+    target = _resolved(out)
     for folder in folders:
-        fp = Path(folder).resolve()
+        fp = _resolved(folder)
         if os.path.isdir(folder) and (fp == target or fp in target.parents):
             raise ValueError(f"the output folder {os.fspath(out)} is inside the input folder {folder}: a later run would read its outputs as inputs; write somewhere else")
         for name in _expand_braces(os.fspath(folder)):
@@ -227,6 +238,6 @@ def check_out_apart(out: str | os.PathLike[str], paths: list[str], folders: Iter
                         if any(_glob_matches(form, list(o.parts)) for form in forms):
                             raise ValueError(f"the input glob {name} would match the outputs in {os.fspath(out)} (such as {o.relative_to(base)}): the same command run again would read them as inputs; write somewhere else")
     for src in paths:
-        sp = Path(src).resolve()
+        sp = _resolved(src)
         if sp == target or target in sp.parents:
             raise ValueError(f"the output folder {os.fspath(out)} holds the input {src}: write somewhere else")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import os
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 import polars as pl
 
@@ -13,7 +12,7 @@ from interleaf import _native
 from interleaf._checks import choice_arg, int_arg
 from interleaf._progress import Progress
 from interleaf.io.atomic import atomic_output, remove_leftovers
-from interleaf.io.sources import JSONL, PARQUET, WEBDATASET
+from interleaf.io.sources import JSONL, PARQUET, WEBDATASET, _resolved
 from interleaf.schema import DOC_INDEX, conform
 
 #: Record layouts written as JSON lines, each the inverse of reading it.
@@ -51,13 +50,13 @@ def _check_not_overlapping(batches: object, dest: str) -> None:
 
     if not isinstance(batches, Reader):
         return
-    target = Path(dest).resolve()
+    target = _resolved(dest)
     for src in batches.paths:
-        src_path = Path(src).resolve()
+        src_path = _resolved(src)
         if src_path == target or target in src_path.parents:
             raise ValueError(f"the destination {dest} overlaps the source {src}: write somewhere else")
     for folder in batches.source_dirs:
-        f = Path(folder).resolve()
+        f = _resolved(folder)
         if f == target or f in target.parents:
             raise ValueError(f"the destination {dest} overlaps the source {folder} (a later read of it would read the output too): write somewhere else")
 

@@ -26,7 +26,7 @@ def presets() -> dict[str, str]:
     out = {}
     for f in sorted(_preset_dir().iterdir(), key=lambda f: f.name.rsplit(".", 1)[0]):
         if f.name.endswith(".yaml"):
-            out[f.name[:-5]] = parse(f.read_text(), f.name).description
+            out[f.name[:-5]] = parse(f.read_text(encoding="utf-8"), f.name).description
     return out
 
 
@@ -35,7 +35,7 @@ def preset_text(name: str) -> str:
     f = _preset_dir() / f"{name}.yaml"
     if not f.is_file():
         raise ValueError(f"no preset named {name!r}; presets: {', '.join(presets())}")
-    return f.read_text()
+    return f.read_text(encoding="utf-8")
 
 
 def load(recipe: str | os.PathLike[str] | Recipe) -> Recipe:
@@ -47,7 +47,7 @@ def load(recipe: str | os.PathLike[str] | Recipe) -> Recipe:
     if path.suffix in (".yaml", ".yml") or os.sep in text or path.is_file():
         if not path.is_file():
             raise FileNotFoundError(f"{text}: no such recipe file")
-        return _anchor_models(parse(path.read_text(), text), path.parent)
+        return _anchor_models(parse(path.read_text(encoding="utf-8"), text), path.parent)
     return parse(preset_text(text), f"{text}.yaml")
 
 

@@ -549,7 +549,7 @@ pub fn dictionary_gathered_bytes(
     .map_err(|e: String| PyValueError::new_err(e))
 }
 
-/// Checks that `name` is a plain file name (no `/`, `..` or leading `.`); raises ValueError.
+/// Checks that `name` is a plain file name (no `/` or `\`, no leading `.`, so not `..`); raises ValueError.
 #[pyfunction]
 pub fn check_file_name(what: &str, name: &str) -> PyResult<()> {
     interleaf_core::shard::check_file_name(what, name).map_err(core_err)

@@ -26,7 +26,7 @@ pub enum ShardNames {
 }
 
 impl ShardNames {
-    /// Checks that the names stay inside the folder: a plain file name (no `/`, no `..`, not
+    /// Checks that the names stay inside the folder: a plain file name (no `/`, not `..`, not
     /// hidden), and a pattern with exactly one index field.
     pub fn check(&self) -> Result<()> {
         let (what, name) = match self {
@@ -106,8 +106,9 @@ fn index_field(p: &str) -> Option<(usize, usize, usize)> {
 
 /// Refuses names that would leave the folder or hide: `/`, `\`, `..`, NUL, a leading `.`.
 pub fn check_file_name(what: &str, name: &str) -> Result<()> {
-    if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\', '\0']) || name.contains("..") {
-        return Err(Error::Invalid(format!("{what} {name:?} must be a plain file name: no '/', '..' or leading '.'")));
+    // A leading '.' covers ".." (and hidden files); ".." inside a name ("part..1.jsonl") is a name.
+    if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\', '\0']) {
+        return Err(Error::Invalid(format!("{what} {name:?} must be a plain file name: no '/', '\\' or leading '.' (so not '..')")));
     }
     Ok(())
 }
