@@ -978,7 +978,7 @@ def _checked_kinds(df: pl.DataFrame) -> pl.DataFrame:
 def _portable_type(t: Any) -> Any:
     """``t`` with the arrow types that polars or our native module cannot take replaced by the
     nearest one they can: dictionaries (pandas categoricals) by their values, float16 by
-    float32, decimals by float64 (whole-number decimals by int64, or text beyond 18 digits),
+    float32, 8- and 16-bit integers by 32-bit ones, decimals by float64 (whole-number decimals by int64, or text beyond 18 digits),
     time-zone-aware timestamps by UTC ones; nested types throughout."""
     import pyarrow as pa
 
@@ -986,6 +986,11 @@ def _portable_type(t: Any) -> Any:
         return _portable_type(t.value_type)
     if pa.types.is_float16(t):
         return pa.float32()
+    # The native module's polars has no 8- or 16-bit integers (a uint8 column failed its batch).
+    if pa.types.is_int8(t) or pa.types.is_int16(t):
+        return pa.int32()
+    if pa.types.is_uint8(t) or pa.types.is_uint16(t):
+        return pa.uint32()
     if pa.types.is_decimal(t):
         # Whole numbers (Spark's large integer ids) stay exact: int64 where they fit, else text.
         if t.scale == 0:
