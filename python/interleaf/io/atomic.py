@@ -109,7 +109,7 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     except Exception as e:
         if _disk_full(final.parent, e):
             # Writers report a full disk their own ways (polars: "Invalid thrift: transport
-            # error"; Python: a bare "[Errno 28]"): say which file, and what to do.
+            # error"; Python: a bare "[Errno 28]"): say so, and which file.
             raise OSError(errno.ENOSPC, f"no space left on the device writing {final}: {e}") from e
         raise
     finally:

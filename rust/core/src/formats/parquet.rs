@@ -47,7 +47,7 @@ impl Compact<'_> {
             }
             shift += 7;
             if shift > 63 {
-                return Err(ThriftError::Bad("page header: a varint of over 10 bytes".into()));
+                return Err(ThriftError::Bad("a varint of over 10 bytes".into()));
             }
         }
     }
@@ -67,7 +67,7 @@ impl Compact<'_> {
 
     fn value(&mut self, kind: u8, depth: u32) -> Result<ThriftValue, ThriftError> {
         if depth > MAX_THRIFT_DEPTH {
-            return Err(ThriftError::Bad(format!("page header: values nested over {MAX_THRIFT_DEPTH} deep")));
+            return Err(ThriftError::Bad(format!("values nested over {MAX_THRIFT_DEPTH} deep")));
         }
         Ok(match kind {
             1 | 2 => ThriftValue::Bool(kind == 1),
@@ -106,7 +106,7 @@ impl Compact<'_> {
                 ThriftValue::Skipped
             }
             12 => self.structure(depth + 1)?,
-            other => return Err(ThriftError::Bad(format!("page header: unknown Thrift type {other}"))),
+            other => return Err(ThriftError::Bad(format!("unknown Thrift type {other}"))),
         })
     }
 
@@ -121,7 +121,7 @@ impl Compact<'_> {
 
     fn structure(&mut self, depth: u32) -> Result<ThriftValue, ThriftError> {
         if depth > MAX_THRIFT_DEPTH {
-            return Err(ThriftError::Bad(format!("page header: values nested over {MAX_THRIFT_DEPTH} deep")));
+            return Err(ThriftError::Bad(format!("values nested over {MAX_THRIFT_DEPTH} deep")));
         }
         let mut fields: Vec<(i64, ThriftValue)> = Vec::new();
         let mut last: i128 = 0;
@@ -415,13 +415,13 @@ mod tests {
         let wide = [&[0x15u8][..], &[0xFF; 9], &[0x7F], &[0x00]].concat();
         assert_eq!(thrift_compact_struct(&wide).unwrap().0, Struct(vec![(1, Int(-(1i128 << 69)))]));
         let over = [&[0x15u8][..], &[0xFF; 10], &[0x01], &[0x00]].concat();
-        assert_eq!(thrift_compact_struct(&over), Err(ThriftError::Bad("page header: a varint of over 10 bytes".into())));
+        assert_eq!(thrift_compact_struct(&over), Err(ThriftError::Bad("a varint of over 10 bytes".into())));
         // Nesting is bounded; a list claiming a billion items stops at the bytes there are.
-        assert_eq!(thrift_compact_struct(&[0x19; 5000]), Err(ThriftError::Bad("page header: values nested over 16 deep".into())));
+        assert_eq!(thrift_compact_struct(&[0x19; 5000]), Err(ThriftError::Bad("values nested over 16 deep".into())));
         let mut billion = vec![0x19, 0xF5, 0x80, 0x94, 0xEB, 0xDC, 0x03];
         billion.extend([0x02; 100]);
         assert_eq!(thrift_compact_struct(&billion), Err(ThriftError::Short));
-        assert_eq!(thrift_compact_struct(&[0x1E, 0x00]), Err(ThriftError::Bad("page header: unknown Thrift type 14".into())));
+        assert_eq!(thrift_compact_struct(&[0x1E, 0x00]), Err(ThriftError::Bad("unknown Thrift type 14".into())));
         // Booleans inside a container are a byte each; a map's key and value types share a byte.
         assert_eq!(thrift_compact_struct(&[0x19, 0x21, 0x01, 0x02, 0x1B, 0x01, 0x55, 0x02, 0x04, 0x00]).unwrap().0, Struct(vec![(1, Skipped), (2, Skipped)]));
     }
