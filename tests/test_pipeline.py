@@ -1106,9 +1106,13 @@ def test_a_dedup_that_stopped_writing_is_rerun_without_overwrite(tmp_path, plant
         deduplicate(planted["inputs"], out, "exact", write_format="jsonl")
     assert (out / "duplicates.parquet").exists() and not (out / "summary.json").exists()
     monkeypatch.setattr(dataset.interleaf, "write", real_write)
-    s = deduplicate(planted["inputs"], out, "exact", write_format="jsonl")
-    assert json.loads((out / "summary.json").read_text())["kept_documents"] == s["kept_documents"]
-    assert (out / "dedup" / "shard-000000.jsonl").read_text() != "partial" and not (out / dataset._PENDING).exists()
+    deduplicate(planted["inputs"], out, "exact", write_format="jsonl")
+    clean = tmp_path / "clean"
+    deduplicate(planted["inputs"], clean, "exact", write_format="jsonl")
+    assert json.loads((out / "summary.json").read_text())["kept_documents"] == json.loads((clean / "summary.json").read_text())["kept_documents"]
+    assert sorted(p.name for p in (out / "dedup").iterdir()) == sorted(p.name for p in (clean / "dedup").iterdir())
+    assert all((out / "dedup" / p.name).read_bytes() == p.read_bytes() for p in (clean / "dedup").iterdir())
+    assert not (out / dataset._PENDING).exists()
 
 
 def _alive(pid: int) -> bool:
